@@ -1,0 +1,1 @@
+"""Action runners: command, python, http, llm."""

@@ -1,0 +1,49 @@
+"""The contract between the engine and the things that do the work.
+
+An action runs one attempt and reports an :class:`ActionResult`. It never raises
+for a failure of the user's work: failures are data (a :class:`FailureInfo`) so the
+classifier, not the action, decides what they mean. An action does raise
+``asyncio.CancelledError`` when the engine cancels it (``overlap: replace``,
+shutdown) after it has stopped what it started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from agentcron.model.failure import FailureInfo
+from agentcron.model.task import TaskSpec
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What an attempt knows about itself."""
+
+    task: str
+    spec: TaskSpec
+    slot_id: int
+    attempt: int
+    scheduled_for: datetime
+    output_path: Path  # where the action writes (or the runner stores) the output
+    timeout: timedelta
+    kill_grace: timedelta
+    context_text: str | None = None  # from precheck or `context: previous`
+    env: dict[str, str] = field(default_factory=dict)  # extra env, e.g. AGENTCRON_*
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    ok: bool
+    output: str = ""  # text kept as the run's output (already written to output_path)
+    failure: FailureInfo | None = None  # set when ok is False
+    exit_code: int | None = None
+    tokens: dict[str, int] = field(default_factory=dict)  # prompt/completion for llm
+
+
+class Action(Protocol):
+    async def run(self, ctx: ActionContext) -> ActionResult:
+        """Run one attempt to completion, timeout included; see the module docstring."""
+        ...

@@ -1,0 +1,269 @@
+"""The task specification: what to run, when, and under which policies.
+
+A :class:`TaskSpec` is the fully resolved form of one task (defaults merged in),
+whether it came from ``agentcron.yaml``, ``agentcron add``, the HTTP API or the
+Python decorator. It is stored as JSON with the task, so the daemon needs nothing
+but the database to run it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from agentcron.durations import parse_duration
+from agentcron.model.enums import CatchupPolicy, ErrorClass, OverlapPolicy
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(lambda d: d.total_seconds(), return_type=float),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*)+$"},
+            ],
+            "description": "A duration: 500ms, 30s, 5m, 2h, 1d, or plain seconds.",
+        }
+    ),
+]
+
+TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+NOTIFY_EVENTS = ("opened", "escalated", "closed", "repeated", "stuck", "delivery")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackoffSpec(_Strict):
+    """Exponential backoff: ``base * factor**(n-1)`` capped at ``cap``, minus up to ``jitter``."""
+
+    base: Duration = timedelta(seconds=30)
+    factor: float = Field(default=2.0, ge=1.0)
+    cap: Duration = timedelta(minutes=30)
+    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+
+
+class HttpSpec(_Strict):
+    method: str = "GET"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | dict[str, Any] | list[Any] | None = None
+    expect: list[int] = Field(default_factory=list, description="Success statuses; empty = 2xx")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"not an http(s) URL: {v!r}")
+        return v
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        m = v.upper()
+        if m not in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}:
+            raise ValueError(f"unknown HTTP method {v!r}")
+        return m
+
+
+class LlmSpec(_Strict):
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    system: str | None = None
+    prompt: str
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    timeout: Duration | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"not an http(s) URL: {v!r}")
+        return v
+
+
+class ClassifyRule(_Strict):
+    match: str
+    class_: ErrorClass = Field(alias="class")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {v!r}: {exc}") from None
+        return v
+
+
+class TaskSpec(_Strict):
+    """One task, fully resolved. Exactly one schedule and exactly one action."""
+
+    name: str
+    # schedule
+    cron: str | None = None
+    every: Duration | None = None
+    anchor: datetime | None = Field(
+        default=None, description="Grid origin for `every` (default 1970-01-01 in the zone)"
+    )
+    at: datetime | None = None
+    expires: Duration | None = Field(
+        default=None, description="For `at`: give up if not started this long after `at`"
+    )
+    timezone: str | None = None
+    # action
+    command: list[str] | str | None = None
+    shell: bool = False
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    python: str | None = None
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    isolation: Literal["process", "inline"] = "process"
+    http: HttpSpec | None = None
+    llm: LlmSpec | None = None
+    # policies
+    retries: int = Field(default=3, ge=0, le=100)
+    retry_backoff: BackoffSpec = Field(default_factory=BackoffSpec)
+    timeout: Duration = timedelta(hours=1)
+    kill_grace: Duration = timedelta(seconds=5)
+    stuck_after: Duration = timedelta(minutes=30)
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
+    catchup: CatchupPolicy = CatchupPolicy.LATEST
+    catchup_window: Duration = timedelta(hours=24)
+    overdue_after: Duration | None = None
+    empty_output_streak: int = Field(default=3, ge=0)
+    classify: list[ClassifyRule] = Field(default_factory=list)
+    notify: list[str] | None = None
+    notify_on: list[str] = Field(default_factory=lambda: ["opened", "escalated", "closed"])
+    deliver: list[str] = Field(default_factory=list)
+    delivery_backoff: list[Duration] = Field(
+        default_factory=lambda: [timedelta(seconds=60), timedelta(minutes=5), timedelta(minutes=30)]
+    )
+    precheck: list[str] | str | None = None
+    context: Literal["isolated", "previous"] = "isolated"
+    keep_outputs: Duration | None = timedelta(days=30)
+    paused: bool = False
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not TASK_NAME.match(v):
+            raise ValueError(
+                f"invalid task name {v!r}: use letters, digits, '_', '-', '.' (max 100)"
+            )
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)")
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from agentcron.schedules.cron import validate_cron
+
+        return validate_cron(v)
+
+    @field_validator("python")
+    @classmethod
+    def _python_ref(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[\w.]+:[\w.]+$", v):
+            raise ValueError(f"python must be 'module:function', got {v!r}")
+        return v
+
+    @field_validator("notify_on")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        bad = [e for e in v if e not in NOTIFY_EVENTS]
+        if bad:
+            raise ValueError(f"unknown event(s) {bad}; choose from {list(NOTIFY_EVENTS)}")
+        return v
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v.total_seconds() < 1:
+            raise ValueError("every must be at least 1s")
+        return v
+
+    @model_validator(mode="after")
+    def _one_schedule_one_action(self) -> TaskSpec:
+        schedules = [k for k in ("cron", "every", "at") if getattr(self, k) is not None]
+        if len(schedules) != 1:
+            raise ValueError(
+                "a task needs exactly one schedule: cron, every or at"
+                + (f" (found {', '.join(schedules)})" if schedules else "")
+            )
+        actions = [k for k in ("command", "python", "http", "llm") if getattr(self, k) is not None]
+        if len(actions) != 1:
+            raise ValueError(
+                "a task needs exactly one action: command, python, http or llm"
+                + (f" (found {', '.join(actions)})" if actions else "")
+            )
+        if isinstance(self.command, str) and not self.shell:
+            raise ValueError(
+                "command is a string but shell is not true: give an argv list "
+                '(["prog", "arg"]) or set shell: true'
+            )
+        if isinstance(self.command, list) and not self.command:
+            raise ValueError("command must not be empty")
+        if self.expires is not None and self.at is None:
+            raise ValueError("expires only applies to an `at` schedule")
+        if self.timeout <= timedelta(0):
+            raise ValueError("timeout must be positive")
+        return self
+
+    @property
+    def action_kind(self) -> str:
+        for k in ("command", "python", "http", "llm"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated spec without an action")
+
+    @property
+    def schedule_text(self) -> str:
+        if self.cron is not None:
+            return self.cron
+        if self.every is not None:
+            from agentcron.durations import format_duration
+
+            return f"every {format_duration(self.every)}"
+        assert self.at is not None
+        return f"at {self.at.isoformat()}"
+
+    def zone(self, default: str | None = None) -> ZoneInfo:
+        """The zone this task's schedule is evaluated in."""
+        from agentcron.schedules.zones import resolve_zone
+
+        return resolve_zone(self.timezone or default)

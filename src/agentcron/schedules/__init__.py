@@ -1,0 +1,1 @@
+"""Schedules: when a task fires. Pure functions of time and zone."""

@@ -1,0 +1,1 @@
+"""Durable state behind one interface; all SQL lives in this package."""
