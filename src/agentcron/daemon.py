@@ -1,0 +1,224 @@
+"""``agentcron run``: the long-lived process that owns scheduling on this node.
+
+It assembles the engine, the action runners and the background duties (config
+reload, node heartbeat), each as its own asyncio task so a slow duty never
+delays a tick. On start it recognises runs its own dead predecessor left behind
+(same host, same home, process gone) and records them as lost at once rather
+than waiting out their lease: leases are for other nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from agentcron.clock import Clock, SystemClock
+from agentcron.config.errors import ConfigError
+from agentcron.config.loader import load_config
+from agentcron.config.schema import LoadedConfig
+from agentcron.engine.actions import ActionRegistry
+from agentcron.engine.engine import Engine, EngineSettings
+from agentcron.engine.runner import Finished
+from agentcron.home import hostname, pid_alive
+from agentcron.service import Defaults, Service
+from agentcron.store import NodeInfo, Store, open_store
+
+log = logging.getLogger("agentcron.daemon")
+
+
+@dataclass
+class DaemonOptions:
+    config_path: Path
+    home: Path
+    db_url: str | None = None
+    poll_interval: float = 1.0
+    reload_interval: float = 2.0
+    heartbeat_interval: float = 5.0
+    shutdown_grace: float = 10.0
+    lease_seconds: float = 60.0
+    extra_listeners: list[Callable[[Finished], None]] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(self, options: DaemonOptions, clock: Clock | None = None) -> None:
+        self.options = options
+        self.clock = clock or SystemClock()
+        self.node_id = f"{hostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.config: LoadedConfig | None = None
+        self.store: Store | None = None
+        self.engine: Engine | None = None
+        self.registry: ActionRegistry | None = None
+        self.service: Service | None = None
+        self.stop_event = asyncio.Event()
+        self._config_stamp: tuple[float, int] | None = None
+
+    # ---- assembly ----------------------------------------------------------------
+    def _load(self) -> LoadedConfig:
+        config = load_config(self.options.config_path)
+        self._config_stamp = _stamp(self.options.config_path)
+        return config
+
+    def _dead_predecessors(self, store: Store) -> list[str]:
+        host = hostname()
+        home = str(self.options.home)
+        dead = []
+        for node in store.nodes():
+            if node.stopped_at is not None or node.node_id == self.node_id:
+                continue
+            if node.host == host and node.home == home and (
+                node.pid == os.getpid() or not pid_alive(node.pid)
+            ):
+                dead.append(node.node_id)
+                store.stop_node(node.node_id, self.clock.now())
+        return dead
+
+    async def start(self) -> None:
+        self.config = self._load()
+        store = self.store = open_store(self.options.db_url, self.options.home)
+        now = self.clock.now()
+        dead = self._dead_predecessors(store)
+        store.register_node(
+            NodeInfo(self.node_id, hostname(), os.getpid(), str(self.options.home), now, now)
+        )
+        self.service = Service(
+            store, self.options.home, self.clock, Defaults(self.config.timezone, None)
+        )
+        added, changed, removed = self.service.sync_file_tasks(self.config.tasks)
+        log.info("config %s: %d tasks (%d added, %d changed, %d removed)",
+                 self.config.source, len(self.config.tasks), len(added), len(changed), len(removed))
+        self.registry = ActionRegistry(pool_size=min(self.config.max_concurrency, 4),
+                                       cwd=str(self.options.config_path.parent.resolve()))
+        await self.registry.start([t.spec for t in store.list_tasks()])
+        self.engine = Engine(
+            store,
+            self.clock,
+            EngineSettings(
+                home=self.options.home,
+                owner=self.node_id,
+                max_concurrency=self.config.max_concurrency,
+                default_zone=self.config.timezone,
+                poll_interval=self.options.poll_interval,
+                lease=_seconds(self.options.lease_seconds),
+                dead_owners=tuple(dead),
+            ),
+            self.registry,
+        )
+        self.engine.listeners.extend(self.options.extra_listeners)
+        self.engine.listeners.append(_log_finished)
+        if dead:
+            log.warning("previous daemon(s) %s died; their running slots are recorded as lost",
+                        ", ".join(dead))
+
+    async def run(self) -> None:
+        await self.start()
+        assert self.engine is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop_event.set)
+        duties = [
+            asyncio.create_task(self.engine.run_forever(self.stop_event), name="engine"),
+            asyncio.create_task(self._reload_loop(), name="reload"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+        ]
+        log.info("agentcron running as %s (home %s, %s)", self.node_id, self.options.home,
+                 self.store.describe() if self.store else "?")
+        try:
+            await self.stop_event.wait()
+        finally:
+            await self.close(duties)
+
+    async def close(self, duties: list[asyncio.Task[None]]) -> None:
+        self.stop_event.set()
+        for t in duties:
+            t.cancel()
+        await asyncio.gather(*duties, return_exceptions=True)
+        if self.engine is not None:
+            await self.engine.shutdown(self.options.shutdown_grace)
+        if self.registry is not None:
+            await self.registry.close()
+        if self.store is not None:
+            self.store.stop_node(self.node_id, self.clock.now())
+            self.store.close()
+        log.info("agentcron stopped")
+
+    # ---- duties ------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        assert self.store is not None
+        while not self.stop_event.is_set():
+            try:
+                self.store.heartbeat(self.node_id, self.clock.now())
+            except Exception:
+                log.exception("could not record the daemon heartbeat")
+            await _sleep_or_stop(self.stop_event, self.options.heartbeat_interval)
+
+    async def _reload_loop(self) -> None:
+        while not self.stop_event.is_set():
+            await _sleep_or_stop(self.stop_event, self.options.reload_interval)
+            if self.stop_event.is_set():
+                return
+            try:
+                self.reload_if_changed()
+            except Exception:
+                log.exception("config reload failed")
+
+    def reload_if_changed(self) -> bool:
+        """Apply a changed config file; keep the last good one when the new one is invalid."""
+        stamp = _stamp(self.options.config_path)
+        if stamp == self._config_stamp:
+            return False
+        self._config_stamp = stamp
+        try:
+            config = load_config(self.options.config_path)
+        except ConfigError as exc:
+            log.error("config change rejected; still running the last good config:\n%s", exc)
+            self.rejected_config = str(exc)
+            return False
+        if self.config is not None and config.digest == self.config.digest:
+            return False
+        assert self.service is not None and self.engine is not None
+        self.config = config
+        self.rejected_config = None
+        self.service.defaults = Defaults(config.timezone, None)
+        self.engine.settings.max_concurrency = config.max_concurrency
+        self.engine.settings.default_zone = config.timezone
+        added, changed, removed = self.service.sync_file_tasks(config.tasks)
+        log.info("config reloaded: %d added, %d changed, %d removed", len(added), len(changed),
+                 len(removed))
+        self.engine.wake()
+        return True
+
+    rejected_config: str | None = None
+
+
+def _log_finished(finished: Finished) -> None:
+    o = finished.outcome
+    level = logging.INFO if o.ok else logging.WARNING
+    log.log(level, "task=%s slot=%s attempt=%s status=%s%s", finished.spec.name, finished.slot.id,
+            finished.attempt, o.slot_status.value,
+            f" class={o.error_class.value} error={o.error}" if o.error_class else "")
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_size)
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

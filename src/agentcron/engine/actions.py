@@ -1,0 +1,101 @@
+"""Which runner executes a task's action.
+
+The python worker pool is started lazily on the first process-isolated python
+task, so a daemon with only commands pays no idle worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from agentcron.actions.base import Action
+from agentcron.model import TaskSpec
+
+
+class ActionRegistry:
+    def __init__(self, pool_size: int = 2, cwd: str | None = None) -> None:
+        self._pool_size = max(1, pool_size)
+        self._cwd = cwd
+        self._pool: Any = None
+        self._pool_lock = asyncio.Lock()
+        self._callables: dict[str, Callable[..., Any]] = {}
+        self._cache: dict[str, Action] = {}
+
+    def register_callable(self, target: str, func: Callable[..., Any]) -> None:
+        """Functions registered from Python code (the decorator) run inline by target name."""
+        self._callables[target] = func
+
+    async def start(self, specs: list[TaskSpec]) -> None:
+        """Pre-start the python pool when a task will need it."""
+        if any(s.python is not None and s.isolation == "process" for s in specs):
+            await self._ensure_pool()
+
+    async def _ensure_pool(self) -> Any:
+        async with self._pool_lock:
+            if self._pool is None:
+                from agentcron.actions._pool import PythonWorkerPool
+
+                pool = PythonWorkerPool(self._pool_size, cwd=self._cwd)
+                await pool.start()
+                self._pool = pool
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def __call__(self, spec: TaskSpec) -> Action:
+        kind = spec.action_kind
+        if kind == "command":
+            return self._cached("command", _command)
+        if kind == "http":
+            return self._cached("http", _http)
+        if kind == "llm":
+            return self._cached("llm", _llm)
+        assert spec.python is not None
+        func = self._callables.get(spec.python)
+        if func is not None or spec.isolation == "inline":
+            from agentcron.actions.python_action import InlinePythonAction
+
+            return InlinePythonAction(func=func)
+        return _PooledPython(self)
+
+    def _cached(self, key: str, make: Callable[[], Action]) -> Action:
+        action = self._cache.get(key)
+        if action is None:
+            action = self._cache[key] = make()
+        return action
+
+
+class _PooledPython:
+    """Defers starting the pool until a pooled python action actually runs."""
+
+    def __init__(self, registry: ActionRegistry) -> None:
+        self._registry = registry
+
+    async def run(self, ctx: Any) -> Any:
+        from agentcron.actions.python_action import PythonAction
+
+        pool = await self._registry._ensure_pool()
+        return await PythonAction(pool).run(ctx)
+
+
+def _command() -> Action:
+    from agentcron.actions.command import CommandAction
+
+    return CommandAction()
+
+
+def _http() -> Action:
+    from agentcron.actions.http_action import HttpAction
+
+    return HttpAction()
+
+
+def _llm() -> Action:
+    from agentcron.actions.llm_action import LlmAction
+
+    return LlmAction()

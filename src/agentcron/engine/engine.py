@@ -1,0 +1,337 @@
+"""The scheduler loop: due fires become slots, slots become runs.
+
+Each tick does bounded work in proportion to what is due: it asks the store for
+tasks whose ``next_fire_at`` has come (an index range scan), records their slots
+(applying catch-up and overlap), recovers runs whose lease lapsed, and claims as
+many runnable slots as there is room for. Runs are asyncio tasks that the tick
+starts and never awaits, so no run can hold the loop: there is no global
+"executing" flag, only per-slot leases that expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from agentcron.actions.base import Action
+from agentcron.clock import Clock
+from agentcron.model import ErrorClass, FailureInfo, SlotStatus, TaskRecord, TaskSpec
+from agentcron.policies.catchup import on_time_grace, plan_fires
+from agentcron.policies.overlap import decide_overlap
+from agentcron.schedules.base import Schedule
+from agentcron.store.base import Claim, NewSlot, Store
+
+from .runner import Finished, RunnerDeps, execute, outcome_for_failure
+
+log = logging.getLogger("agentcron.engine")
+
+CHUNK = 2000  # fires processed per task per tick after a long downtime
+
+
+@dataclass
+class EngineSettings:
+    home: Path
+    owner: str
+    max_concurrency: int = 4
+    default_zone: str | None = None
+    lease: timedelta = timedelta(seconds=60)
+    poll_interval: float = 1.0
+    dead_owners: tuple[str, ...] = ()
+
+
+@dataclass
+class TickReport:
+    materialized: int = 0
+    started: int = 0
+    lost: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class _Run:
+    task: asyncio.Task[Finished | None]
+    slot_id: int
+    name: str
+    started_at: datetime
+    cancel_reason: str | None = None
+
+
+Listener = Callable[[Finished], None]
+
+
+@dataclass
+class _ScheduleCache:
+    entries: dict[str, tuple[str, Schedule]] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        settings: EngineSettings,
+        actions: Callable[[TaskSpec], Action],
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.actions = actions
+        self.rand = rand or random.random
+        self.listeners: list[Listener] = []
+        self._runs: dict[int, _Run] = {}
+        self._schedules = _ScheduleCache()
+        self._last_renew: datetime | None = None
+        self._wake = asyncio.Event()
+        self._dead_owners = list(settings.dead_owners)
+
+    # ---- public ------------------------------------------------------------------
+    @property
+    def running(self) -> int:
+        return len(self._runs)
+
+    def running_slots(self) -> dict[int, tuple[str, datetime]]:
+        return {sid: (r.name, r.started_at) for sid, r in self._runs.items()}
+
+    def wake(self) -> None:
+        """Ask the loop to tick now (a trigger, a finished run, a reload)."""
+        self._wake.set()
+
+    def schedule_for(self, spec: TaskSpec) -> Schedule:
+        from agentcron.schedules.build import build_schedule
+
+        key = spec.model_dump_json(include={"cron", "every", "anchor", "at", "timezone"})
+        hit = self._schedules.entries.get(spec.name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        sched = build_schedule(spec, self.settings.default_zone)
+        self._schedules.entries[spec.name] = (key, sched)
+        return sched
+
+    def first_fire(self, spec: TaskSpec, after: datetime) -> datetime | None:
+        fire = self.schedule_for(spec).next_after(after)
+        return fire.at if fire else None
+
+    async def tick(self) -> TickReport:
+        report = TickReport()
+        now = self.clock.now()
+        self._renew(now)
+        report.lost = self._recover_lapsed(now)
+        report.materialized, report.skipped = self._materialize(now)
+        report.started = self._start_runs(now)
+        return report
+
+    async def wait_idle(self, timeout: float = 60.0) -> None:
+        """Wait until no run is in progress (tests and graceful shutdown)."""
+        async with asyncio.timeout(timeout):
+            while self._runs:
+                await asyncio.gather(*(r.task for r in list(self._runs.values())),
+                                     return_exceptions=True)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("tick failed; retrying in %.1fs", self.settings.poll_interval)
+            self._wake.clear()
+            delay = self._sleep_for()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Let runs finish for ``grace`` seconds, then cancel them (recorded as interrupted)."""
+        if not self._runs:
+            return
+        try:
+            await self.wait_idle(grace)
+        except TimeoutError:
+            for run in list(self._runs.values()):
+                run.task.cancel()
+            await asyncio.gather(*(r.task for r in list(self._runs.values())),
+                                 return_exceptions=True)
+
+    def cancel_slot(self, slot_id: int, reason: str) -> bool:
+        run = self._runs.get(slot_id)
+        if run is None:
+            return False
+        run.cancel_reason = reason
+        run.task.cancel()
+        return True
+
+    # ---- steps -------------------------------------------------------------------
+    def _sleep_for(self) -> float:
+        poll = self.settings.poll_interval
+        nxt = self.store.next_wakeup()
+        if nxt is None:
+            return poll
+        return max(0.0, min(poll, (nxt - self.clock.now()).total_seconds()))
+
+    def _renew(self, now: datetime) -> None:
+        lease = self.settings.lease
+        if self._last_renew is None or now - self._last_renew >= lease / 3:
+            if self._runs:
+                self.store.renew_leases(self.settings.owner, now, now + lease)
+            self._last_renew = now
+
+    def _recover_lapsed(self, now: datetime) -> int:
+        count = 0
+        for slot in self.store.lapsed(now, self._dead_owners):
+            if slot.id in self._runs and slot.lease_owner == self.settings.owner:
+                continue  # ours and alive: the lease will be renewed
+            rec = self.store.get_task(slot.task)
+            if rec is None:
+                continue
+            failure = FailureInfo(
+                message=(
+                    "the worker running this slot stopped responding (its lease lapsed: the "
+                    "process died or the machine slept)"
+                ),
+                known_class=ErrorClass.WORKER_LOST,
+                action=rec.spec.action_kind,
+            )
+            outcome, classification = outcome_for_failure(
+                rec.spec, max(slot.attempts, 1), failure, now, self.rand(), slot.output_path
+            )
+            if self.store.record_lost(slot, outcome, now):
+                count += 1
+                log.warning("slot %s of %s lost its worker; %s", slot.id, slot.task,
+                            outcome.slot_status.value)
+                fresh = self.store.get_slot(slot.id) or slot
+                self._notify(
+                    Finished(
+                        slot=fresh, spec=rec.spec, attempt=max(slot.attempts, 1), outcome=outcome,
+                        classification=classification, details="", started_at=slot.started_at
+                        or now, finished_at=now,
+                    )
+                )
+        self._dead_owners = []  # predecessors are handled once; later losses go by lease
+        return count
+
+    def _materialize(self, now: datetime) -> tuple[int, int]:
+        created = skipped = 0
+        for rec in self.store.due_tasks(now, 1000):
+            try:
+                c, s = self._materialize_task(rec, now)
+            except Exception:
+                log.exception("could not plan slots for task %s", rec.name)
+                continue
+            created += c
+            skipped += s
+        return created, skipped
+
+    def _materialize_task(self, rec: TaskRecord, now: datetime) -> tuple[int, int]:
+        spec = rec.spec
+        assert rec.next_fire_at is not None
+        sched = self.schedule_for(spec)
+        fires = [rec.next_fire_at]
+        cursor = rec.next_fire_at
+        while len(fires) < CHUNK:
+            nxt = sched.next_after(cursor)
+            if nxt is None or nxt.at > now:
+                break
+            fires.append(nxt.at)
+            cursor = nxt.at
+        following = sched.next_after(fires[-1])
+        new_next = following.at if following else None
+        more_follow = new_next is not None and new_next <= now
+        if spec.at is not None:
+            planned = self._plan_one_shot(spec, fires[0], now)
+        else:
+            planned = plan_fires(
+                fires, now, spec.catchup, spec.catchup_window,
+                on_time_grace(sched.period()), more_follow=more_follow,
+            )
+        planned, supersede, replace = self._apply_overlap(spec, planned)
+        inserted = self.store.materialize(spec.name, rec.next_fire_at, new_next, planned, now)
+        if inserted is None:
+            return 0, 0  # another node got there first
+        newest = max((s.scheduled_for for s in planned), default=now)
+        label = newest.astimezone(spec.zone(self.settings.default_zone)).strftime("%H:%M")
+        for slot_id in supersede:
+            self.store.set_slot_status(
+                slot_id, SlotStatus.SUPERSEDED,
+                f"superseded by the run due at {label} while waiting for a retry", now,
+                only_from=[SlotStatus.RETRYING, SlotStatus.PENDING],
+            )
+        for slot_id in replace:
+            self.cancel_slot(slot_id, f"replaced by the run due at {label} (overlap: replace)")
+        return len(inserted), sum(1 for s in inserted if s.status is SlotStatus.SKIPPED)
+
+    def _plan_one_shot(self, spec: TaskSpec, at: datetime, now: datetime) -> list[NewSlot]:
+        if spec.expires is not None and now - at > spec.expires:
+            return [NewSlot(at, SlotStatus.EXPIRED,
+                            f"not started within {spec.expires} of its time (expires)")]
+        return [NewSlot(at, SlotStatus.PENDING)]
+
+    def _apply_overlap(
+        self, spec: TaskSpec, planned: list[NewSlot]
+    ) -> tuple[list[NewSlot], list[int], list[int]]:
+        pending = [s for s in planned if s.status is SlotStatus.PENDING]
+        if not pending:
+            return planned, [], []
+        active = self.store.active_slots(spec.name)
+        if not active:
+            return planned, [], []
+        label = pending[0].scheduled_for.astimezone(
+            spec.zone(self.settings.default_zone)).strftime("%H:%M")
+        decision = decide_overlap(spec.overlap, active, label)
+        if decision.status is SlotStatus.PENDING:
+            return planned, decision.supersede, decision.replace
+        out = [
+            NewSlot(s.scheduled_for, SlotStatus.SKIPPED, decision.reason, s.trigger)
+            if s.status is SlotStatus.PENDING else s
+            for s in planned
+        ]
+        return out, decision.supersede, decision.replace
+
+    def _start_runs(self, now: datetime) -> int:
+        room = self.settings.max_concurrency - len(self._runs)
+        if room <= 0:
+            return 0
+        claims = self.store.claim(self.settings.owner, now, now + self.settings.lease, room)
+        for claim in claims:
+            self._spawn(claim, now)
+        return len(claims)
+
+    def _spawn(self, claim: Claim, now: datetime) -> None:
+        deps = RunnerDeps(
+            store=self.store, clock=self.clock, home=self.settings.home,
+            owner=self.settings.owner, actions=self.actions, rand=self.rand,
+            cancel_reason=self._cancel_reason,
+        )
+        slot_id = claim.slot.id
+        task = asyncio.create_task(self._guarded(claim, deps), name=f"run:{claim.spec.name}:{slot_id}")
+        self._runs[slot_id] = _Run(task=task, slot_id=slot_id, name=claim.spec.name, started_at=now)
+
+    def _cancel_reason(self, slot_id: int) -> str | None:
+        run = self._runs.get(slot_id)
+        return run.cancel_reason if run is not None else None
+
+    async def _guarded(self, claim: Claim, deps: RunnerDeps) -> Finished | None:
+        slot_id = claim.slot.id
+        try:
+            result = await execute(claim, deps)
+            if result is not None:
+                self._notify(result)
+            return result
+        finally:
+            self._runs.pop(slot_id, None)
+            self._wake.set()
+
+    def _notify(self, finished: Finished) -> None:
+        for listener in self.listeners:
+            try:
+                listener(finished)
+            except Exception:
+                log.exception("listener failed on %s", finished.spec.name)
+

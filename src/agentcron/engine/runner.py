@@ -1,0 +1,298 @@
+"""One attempt of one slot, from claim to recorded outcome.
+
+The runner never lets a failure escape as an exception: whatever the action,
+the precheck or the classifier do, the attempt ends with a row that says what
+happened, and the slot moves to ``succeeded``, ``retrying`` (with the stored time
+of the next attempt), ``failed``, ``skipped`` or ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from agentcron.actions.base import Action, ActionContext, ActionResult
+from agentcron.clock import Clock
+from agentcron.model import (
+    Classification,
+    DeliveryStatus,
+    ErrorClass,
+    FailureInfo,
+    Slot,
+    SlotStatus,
+    TaskSpec,
+)
+from agentcron.store.base import AttemptOutcome, Claim, Store
+
+log = logging.getLogger("agentcron.runner")
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What the engine learns when an attempt ends (also what listeners receive)."""
+
+    slot: Slot
+    spec: TaskSpec
+    attempt: int
+    outcome: AttemptOutcome
+    classification: Classification | None
+    details: str  # redacted tail of the output, for notifications
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass
+class RunnerDeps:
+    store: Store
+    clock: Clock
+    home: Path
+    owner: str
+    actions: Callable[[TaskSpec], Action]
+    rand: Callable[[], float]
+    cancel_reason: Callable[[int], str | None] = lambda _slot_id: None
+
+
+def _context_from_previous(store: Store, spec: TaskSpec) -> str | None:
+    if spec.context != "previous":
+        return None
+    last = store.last_success(spec.name)
+    if last is None or not last.output_path:
+        return None
+    from agentcron.actions.output import read_output
+
+    try:
+        return read_output(Path(last.output_path))
+    except OSError:
+        return None
+
+
+def classify_failure(failure: FailureInfo, spec: TaskSpec, now: datetime) -> Classification:
+    from agentcron.classify.classifier import classify
+
+    try:
+        return classify(failure, spec.classify, now=now)
+    except Exception as exc:  # a classifier bug must not lose the run's record
+        log.exception("classifier failed")
+        return Classification(
+            ErrorClass.CODE_ERROR, f"unclassified failure ({type(exc).__name__} in classifier)"
+        )
+
+
+def outcome_for_failure(
+    spec: TaskSpec,
+    attempt: int,
+    failure: FailureInfo,
+    now: datetime,
+    rand: float,
+    output_path: str | None,
+    exit_code: int | None = None,
+) -> tuple[AttemptOutcome, Classification]:
+    """Classify a failure and decide between ``retrying`` and ``failed``."""
+    from agentcron.policies.retry import decide_retry
+    from agentcron.redact import redact, secret_values_from_env
+
+    classification = classify_failure(failure, spec, now)
+    decision = decide_retry(classification, attempt, spec.retries, spec.retry_backoff, rand)
+    secrets = secret_values_from_env({**os.environ, **spec.env})
+    message = redact(failure.message or classification.explanation, secrets)
+    if decision.retry and decision.delay is not None:
+        return (
+            AttemptOutcome(
+                ok=False,
+                slot_status=SlotStatus.RETRYING,
+                error_class=classification.error_class,
+                error=message,
+                explanation=redact(classification.explanation, secrets),
+                exit_code=exit_code if exit_code is not None else failure.exit_code,
+                next_attempt_at=now + decision.delay,
+                output_path=output_path,
+                extra={"decision": decision.reason},
+            ),
+            classification,
+        )
+    return (
+        AttemptOutcome(
+            ok=False,
+            slot_status=SlotStatus.FAILED,
+            error_class=classification.error_class,
+            error=message,
+            explanation=redact(classification.explanation, secrets),
+            exit_code=exit_code if exit_code is not None else failure.exit_code,
+            output_path=output_path,
+            extra={"decision": decision.reason, "fix": classification.fix},
+        ),
+        classification,
+    )
+
+
+async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
+    """Run one claimed attempt and record it. Returns None when the slot was lost to
+    another node meanwhile (its record is theirs to write)."""
+    from agentcron.actions.output import output_file_for, tail_lines
+    from agentcron.redact import redact, secret_values_from_env
+
+    spec, slot, attempt = claim.spec, claim.slot, claim.attempt
+    started = deps.clock.now()
+    suffix = ".md" if spec.llm is not None else ".log"
+    out_path = output_file_for(deps.home, spec.name, slot.scheduled_for, attempt.number, suffix=suffix,
+                               slot_id=slot.id)
+    ctx = ActionContext(
+        task=spec.name,
+        spec=spec,
+        slot_id=slot.id,
+        attempt=attempt.number,
+        scheduled_for=slot.scheduled_for,
+        output_path=out_path,
+        timeout=spec.timeout,
+        kill_grace=spec.kill_grace,
+        context_text=None,
+        env={
+            "AGENTCRON_TASK": spec.name,
+            "AGENTCRON_SLOT": str(slot.id),
+            "AGENTCRON_ATTEMPT": str(attempt.number),
+            "AGENTCRON_SCHEDULED_FOR": slot.scheduled_for.isoformat(),
+        },
+    )
+    secrets = secret_values_from_env({**os.environ, **spec.env})
+    classification: Classification | None = None
+    try:
+        outcome, classification = await _attempt(ctx, spec, attempt.number, deps, str(out_path))
+    except asyncio.CancelledError:
+        now = deps.clock.now()
+        reason = deps.cancel_reason(slot.id)
+        if reason is not None:
+            # Stopped on purpose (overlap: replace, an operator's cancel): recorded as such.
+            outcome = AttemptOutcome(
+                ok=False,
+                slot_status=SlotStatus.CANCELLED,
+                error=reason,
+                explanation=reason,
+                output_path=str(out_path) if out_path.exists() else None,
+            )
+            if not deps.store.finish_attempt(slot.id, attempt.id, deps.owner, outcome, now):
+                return None
+            return Finished(slot=deps.store.get_slot(slot.id) or slot, spec=spec,
+                            attempt=attempt.number, outcome=outcome, classification=None,
+                            details="", started_at=started, finished_at=now)
+        # The daemon is stopping: the attempt did not finish through no fault of its own.
+        lost = FailureInfo(
+            message="the daemon stopped while the run was in progress",
+            known_class=ErrorClass.WORKER_LOST,
+            action=spec.action_kind,
+        )
+        outcome, classification = outcome_for_failure(
+            spec, attempt.number, lost, now, deps.rand(), str(out_path) if out_path.exists() else None
+        )
+        if outcome.slot_status is SlotStatus.RETRYING:
+            outcome = replace(outcome, next_attempt_at=now)
+        deps.store.finish_attempt(slot.id, attempt.id, deps.owner, outcome, now)
+        raise
+    except Exception as exc:  # defensive: a bug in our code must still leave a record
+        log.exception("run of %s crashed inside agentcron", spec.name)
+        outcome = AttemptOutcome(
+            ok=False,
+            slot_status=SlotStatus.FAILED,
+            error_class=ErrorClass.CODE_ERROR,
+            error=redact(f"internal error in agentcron: {type(exc).__name__}: {exc}", secrets),
+            explanation="agentcron itself failed while running this task; see the daemon log",
+        )
+    finished = deps.clock.now()
+    if outcome.ok and spec.deliver:
+        outcome = replace(outcome, extra={**outcome.extra, "deliver": True})
+    won = deps.store.finish_attempt(slot.id, attempt.id, deps.owner, outcome, finished)
+    if not won:
+        log.warning("slot %s of %s was taken over before it finished; result dropped", slot.id,
+                    spec.name)
+        return None
+    details = ""
+    if out_path.exists():
+        try:
+            details = redact(tail_lines(out_path), secrets)
+        except OSError:
+            details = ""
+    fresh = deps.store.get_slot(slot.id) or slot
+    return Finished(
+        slot=fresh,
+        spec=spec,
+        attempt=attempt.number,
+        outcome=outcome,
+        classification=classification,
+        details=details,
+        started_at=started,
+        finished_at=finished,
+    )
+
+
+async def _attempt(
+    ctx: ActionContext, spec: TaskSpec, number: int, deps: RunnerDeps, out_path: str
+) -> tuple[AttemptOutcome, Classification | None]:
+    context_text = _context_from_previous(deps.store, spec)
+    if spec.precheck is not None:
+        from agentcron.actions.precheck import run_precheck
+
+        pre = await run_precheck(spec, ctx)
+        if pre.failure is not None:
+            return outcome_for_failure(spec, number, pre.failure, deps.clock.now(), deps.rand(),
+                                       None)
+        if not pre.run:
+            reason = pre.reason or "precheck said not to run"
+            return (
+                AttemptOutcome(ok=True, slot_status=SlotStatus.SKIPPED, explanation=reason,
+                               extra={"skip_reason": reason}),
+                None,
+            )
+        if pre.context:
+            context_text = f"{context_text}\n\n{pre.context}" if context_text else pre.context
+    if context_text is not None:
+        ctx = replace(ctx, context_text=context_text,
+                      env={**ctx.env, "AGENTCRON_CONTEXT": context_text[:100_000]})
+    action = deps.actions(spec)
+    # Actions enforce their own timeout; this outer bound only guards against a bug in one.
+    outer = spec.timeout + spec.kill_grace + timedelta(seconds=10)
+    try:
+        result: ActionResult = await asyncio.wait_for(action.run(ctx), outer.total_seconds())
+    except TimeoutError:
+        result = ActionResult(
+            ok=False,
+            failure=FailureInfo(
+                message=f"timed out after {spec.timeout}",
+                known_class=ErrorClass.TIMEOUT,
+                action=spec.action_kind,
+            ),
+        )
+    now = deps.clock.now()
+    path = out_path if Path(out_path).exists() else None
+    if result.ok:
+        empty = not result.output.strip() or (
+            spec.llm is not None and result.tokens.get("completion", 1) == 0
+        )
+        return (
+            AttemptOutcome(
+                ok=True,
+                slot_status=SlotStatus.SUCCEEDED,
+                exit_code=result.exit_code,
+                output_path=path,
+                tokens=result.tokens,
+                empty_output=empty,
+            ),
+            None,
+        )
+    failure = result.failure or FailureInfo(message="the action failed without saying why",
+                                            action=spec.action_kind)
+    outcome, classification = outcome_for_failure(
+        spec, number, failure, now, deps.rand(), path, result.exit_code
+    )
+    if result.tokens:
+        outcome = replace(outcome, tokens=result.tokens)
+    return outcome, classification
+
+
+def delivery_status_for(spec: TaskSpec, outcome: AttemptOutcome) -> DeliveryStatus:
+    if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and spec.deliver:
+        return DeliveryStatus.PENDING
+    return DeliveryStatus.NONE

@@ -1,0 +1,364 @@
+"""The ``agentcron`` command line: a thin layer over :class:`agentcron.service.Service`.
+
+Every read command has ``--json`` with stable field names for scripts and a Rich
+table for people. Errors are one clear paragraph on stderr and a non-zero exit
+code, never a bare stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from agentcron.interfaces import render
+
+app = typer.Typer(
+    name="agentcron",
+    help="A scheduler for AI-agent and script workloads where a scheduled task never fails silently.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Config file (default ./agentcron.yaml)")
+]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", help="State folder (default $AGENTCRON_HOME or ~/.agentcron)"),
+]
+DbOpt = Annotated[
+    str | None, typer.Option("--db", help="Database URL (default SQLite in the home)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+@dataclass
+class Globals:
+    config: Path | None = None
+    home: Path | None = None
+    db: str | None = None
+
+
+_globals = Globals()
+
+
+@app.callback()
+def _main(config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None) -> None:
+    _globals.config, _globals.home, _globals.db = config, home, db
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _config_path(config: Path | None) -> Path:
+    return (config or _globals.config or Path("agentcron.yaml")).expanduser()
+
+
+def _home(home: Path | None) -> Path:
+    from agentcron.home import resolve_home
+
+    return resolve_home(home or _globals.home)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+@contextmanager
+def service_for(
+    config: Path | None, home: Path | None, db: str | None, *, sync: bool = True
+) -> Iterator[Any]:
+    """Open the store and, when the config file is valid, bring its tasks in."""
+    from agentcron.config.errors import ConfigError
+    from agentcron.config.loader import load_config
+    from agentcron.service import Defaults, Service, ServiceError
+    from agentcron.store import StoreError, open_store
+
+    path = _config_path(config)
+    loaded = None
+    if path.exists():
+        try:
+            loaded = load_config(path)
+        except ConfigError as exc:
+            err.print(f"[yellow]warning:[/] {path} is invalid; showing the database as it is:\n{exc}")
+    try:
+        store = open_store(db or _globals.db, _home(home))
+    except StoreError as exc:
+        fail(str(exc))
+    try:
+        defaults = Defaults(loaded.timezone if loaded else None, None)
+        service = Service(store, _home(home), defaults=defaults)
+        if loaded is not None and sync:
+            service.sync_file_tasks(loaded.tasks)
+        try:
+            yield service
+        except ServiceError as exc:
+            fail(str(exc))
+    finally:
+        store.close()
+
+
+# ---- commands ---------------------------------------------------------------------------
+@app.command()
+def init(
+    config: ConfigOpt = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file")] = False,
+) -> None:
+    """Write an example agentcron.yaml in the current folder."""
+    from agentcron.config.example import EXAMPLE_CONFIG
+
+    path = _config_path(config)
+    if path.exists() and not force:
+        fail(f"{path} already exists (use --force to overwrite)")
+    path.write_text(EXAMPLE_CONFIG, encoding="utf-8")
+    out.print(f"wrote {path}; check it with `agentcron validate`, start with `agentcron run`")
+
+
+@app.command()
+def validate(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+    """Check the config file; non-zero exit and precise errors when it is wrong."""
+    from agentcron.config.errors import ConfigError
+    from agentcron.config.loader import load_config
+
+    path = _config_path(config)
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        if json_out:
+            emit_json({"valid": False, "problems": [
+                {"location": p.location, "line": p.line, "message": p.message} for p in exc.problems
+            ]})
+            raise typer.Exit(1) from None
+        fail(f"{path} is invalid:\n{exc}")
+    if json_out:
+        emit_json({"valid": True, "tasks": sorted(loaded.tasks)})
+    else:
+        out.print(f"{path} is valid: {len(loaded.tasks)} task(s): {', '.join(sorted(loaded.tasks))}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of agentcron.yaml (for editors)."""
+    from agentcron.config.loader import config_json_schema
+
+    emit_json(config_json_schema())
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run the daemon: scheduler, workers, watchdog, notifier."""
+    from agentcron.config.errors import ConfigError
+    from agentcron.daemon import Daemon, DaemonOptions
+    from agentcron.store import StoreError
+
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        fail(f"unknown --log-level {log_level!r}; use debug, info, warning or error")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    options = DaemonOptions(config_path=_config_path(config), home=_home(home), db_url=db or _globals.db)
+    try:
+        asyncio.run(Daemon(options).run())
+    except ConfigError as exc:
+        fail(f"cannot start: {options.config_path} is invalid:\n{exc}")
+    except StoreError as exc:
+        fail(f"cannot start: {exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("list")
+def list_(config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
+          json_out: JsonOpt = False) -> None:
+    """Tasks: schedule, next run, last result, health."""
+    with service_for(config, home, db) as svc:
+        rows = svc.list_tasks()
+        daemon = svc.daemon_status()
+    if json_out:
+        emit_json(rows)
+        return
+    render.tasks_table(out, rows)
+    if not daemon["alive"]:
+        err.print("[yellow]the daemon is not running[/] (start it with `agentcron run`); "
+                  "nothing fires until it is")
+
+
+@app.command()
+def show(task: str, config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
+         json_out: JsonOpt = False) -> None:
+    """Everything about one task."""
+    with service_for(config, home, db) as svc:
+        data = svc.show_task(task)
+    if json_out:
+        emit_json(data)
+    else:
+        render.task_detail(out, data)
+
+
+def _parse_from(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--from: not an ISO time: {value!r} (e.g. 2026-10-25T00:00 or 2026-10-25T00:00+02:00)")
+    return parsed
+
+
+@app.command("next")
+def next_(
+    task: str,
+    count: Annotated[int, typer.Option("--count", "-n", help="How many")] = 5,
+    from_: Annotated[str | None, typer.Option("--from", help="Start time (ISO; naive = task's zone)")] = None,
+    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Upcoming fire times, with DST notes."""
+    start = _parse_from(from_)
+    with service_for(config, home, db) as svc:
+        if start is not None and start.tzinfo is None:
+            rec = svc._task(task)
+            start = start.replace(tzinfo=svc._zone(rec.spec))
+        rows = svc.next_fires(task, count, start)
+    if json_out:
+        emit_json(rows)
+    else:
+        render.next_table(out, task, rows)
+
+
+@app.command()
+def runs(
+    task: Annotated[str | None, typer.Argument()] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Run history, newest first."""
+    with service_for(config, home, db) as svc:
+        rows = svc.runs(task, limit)
+    if json_out:
+        emit_json(rows)
+    else:
+        render.runs_table(out, rows)
+
+
+@app.command()
+def logs(run_id: int, config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
+         json_out: JsonOpt = False) -> None:
+    """Output and errors of one run, every attempt."""
+    with service_for(config, home, db, sync=False) as svc:
+        data = svc.run_detail(run_id)
+    if json_out:
+        emit_json(data)
+    else:
+        render.run_detail(out, data)
+
+
+@app.command(context_settings={"allow_extra_args": False})
+def add(
+    task: str,
+    command: Annotated[list[str] | None, typer.Argument(help="The command after --")] = None,
+    cron: Annotated[str | None, typer.Option(help="Cron expression, e.g. '0 2 * * *'")] = None,
+    every: Annotated[str | None, typer.Option(help="Interval, e.g. 15m")] = None,
+    at: Annotated[str | None, typer.Option(help="One-shot time (ISO)")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="IANA time zone")] = None,
+    retries: Annotated[int | None, typer.Option(help="Retries for transient failures")] = None,
+    timeout: Annotated[str | None, typer.Option(help="Kill after, e.g. 20m")] = None,
+    shell: Annotated[bool, typer.Option(help="Run COMMAND through /bin/sh -c")] = False,
+    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Add a task to the database (source: api): agentcron add NAME --cron EXPR -- CMD ARGS."""
+    if sum(x is not None for x in (cron, every, at)) != 1:
+        fail("give exactly one of --cron, --every or --at")
+    if not command:
+        fail("give the command after --, e.g. agentcron add backup --cron '0 3 * * *' -- ./backup.sh")
+    raw: dict[str, Any] = {}
+    if cron is not None:
+        raw["cron"] = cron
+    if every is not None:
+        raw["every"] = every
+    if at is not None:
+        raw["at"] = at
+    if tz is not None:
+        raw["timezone"] = tz
+    if retries is not None:
+        raw["retries"] = retries
+    if timeout is not None:
+        raw["timeout"] = timeout
+    if shell:
+        raw["shell"] = True
+        raw["command"] = " ".join(command)
+    else:
+        raw["command"] = list(command)
+    with service_for(config, home, db) as svc:
+        view = svc.add_task(task, raw)
+    if json_out:
+        emit_json(view)
+    else:
+        out.print(f"added {task}: {view['schedule']} ({view['timezone']}), next run {view['next_run']}")
+
+
+def _simple(action: Callable[[Any, str], Any], verb: str) -> Callable[..., None]:
+    def command(task: str, config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
+                json_out: JsonOpt = False) -> None:
+        with service_for(config, home, db) as svc:
+            result = action(svc, task)
+        if json_out:
+            emit_json(result if result is not None else {"name": task, "removed": True})
+        else:
+            out.print(f"{verb} {task}" + (
+                f" (run {result['id']} queued; the daemon starts it within a second)"
+                if verb == "triggered" and isinstance(result, dict) else ""))
+    return command
+
+
+app.command("pause", help="Stop scheduling a task (a running run continues).")(
+    _simple(lambda s, t: s.pause(t), "paused"))
+app.command("resume", help="Schedule a paused task again, from now on.")(
+    _simple(lambda s, t: s.resume(t), "resumed"))
+app.command("remove", help="Delete a task added with `add` or the API (history is kept).")(
+    _simple(lambda s, t: s.remove(t), "removed"))
+app.command("trigger", help="Run a task now, outside its schedule.")(
+    _simple(lambda s, t: s.trigger(t), "triggered"))
+
+
+@app.command()
+def doctor(config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
+           json_out: JsonOpt = False) -> None:
+    """Is the daemon alive, is the config valid, what is wrong."""
+    from agentcron.interfaces.doctor import diagnose
+
+    report = diagnose(_config_path(config), _home(home), db or _globals.db)
+    if json_out:
+        emit_json(report)
+    else:
+        render.doctor(out, report)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,79 @@
+"""``agentcron doctor``: every check an operator would make by hand, in one report.
+
+Each check yields ``ok``, ``warn`` or ``fail`` with a sentence saying what was
+seen and, when something is wrong, what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _check(name: str, status: str, message: str) -> dict[str, str]:
+    return {"name": name, "status": status, "message": message}
+
+
+def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any]:
+    from agentcron.config.errors import ConfigError
+    from agentcron.config.loader import load_config
+    from agentcron.service import Defaults, Service
+    from agentcron.store import StoreError, open_store
+
+    checks: list[dict[str, str]] = []
+    timezone = None
+    if not config_path.exists():
+        checks.append(_check("config", "warn", f"{config_path} not found (`agentcron init` writes one)"))
+    else:
+        try:
+            loaded = load_config(config_path)
+            timezone = loaded.timezone
+            checks.append(_check("config", "ok", f"{config_path} is valid ({len(loaded.tasks)} tasks)"))
+        except ConfigError as exc:
+            checks.append(_check("config", "fail", f"{config_path} is invalid: {exc}"))
+    try:
+        store = open_store(db_url, home)
+    except StoreError as exc:
+        checks.append(_check("database", "fail", str(exc)))
+        return {"ok": False, "checks": checks, "daemon": None, "tasks": []}
+    try:
+        svc = Service(store, home, defaults=Defaults(timezone, None))
+        checks.append(_check("database", "ok", store.describe()))
+        daemon = svc.daemon_status()
+        live = [n for n in daemon["nodes"] if n["state"] == "running"]
+        stale = [n for n in daemon["nodes"] if n["state"] == "stale"]
+        if live:
+            checks.append(_check(
+                "daemon", "ok",
+                ", ".join(f"{n['node_id']} (heartbeat {n['heartbeat_age_s']}s ago)" for n in live),
+            ))
+        elif stale:
+            n = stale[0]
+            checks.append(_check(
+                "daemon", "fail",
+                f"stale: {n['node_id']} last heartbeat {n['heartbeat_age_s']}s ago "
+                "(the process died or hangs); restart `agentcron run`",
+            ))
+        else:
+            checks.append(_check("daemon", "fail", "not running; start it with `agentcron run`"))
+        tasks = svc.list_tasks()
+        bad = [t for t in tasks if t["health"] not in ("ok", "paused")]
+        if bad:
+            checks.append(_check(
+                "tasks", "warn",
+                "; ".join(f"{t['name']}: {t['health_detail'] or t['health']}" for t in bad[:10]),
+            ))
+        else:
+            checks.append(_check("tasks", "ok", f"{len(tasks)} task(s), none failing"))
+        for extra in _extra_checks(svc):
+            checks.append(extra)
+    finally:
+        store.close()
+    ok = all(c["status"] != "fail" for c in checks)
+    return {"ok": ok, "checks": checks, "daemon": daemon, "tasks": tasks}
+
+
+def _extra_checks(svc: Any) -> list[dict[str, str]]:
+    """Checks contributed by optional parts (channels, delivery) through the service."""
+    fn = getattr(svc, "doctor_checks", None)
+    return list(fn()) if callable(fn) else []

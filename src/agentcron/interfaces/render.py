@@ -1,0 +1,138 @@
+"""Rich rendering of the service's plain data for people at a terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+_HEALTH_STYLE = {
+    "ok": "green",
+    "retrying": "yellow",
+    "failing": "bold red",
+    "stuck": "bold red",
+    "overdue": "bold red",
+    "paused": "dim",
+}
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "bold red",
+    "retrying": "yellow",
+    "running": "cyan",
+    "pending": "cyan",
+    "skipped": "dim",
+    "missed": "yellow",
+    "superseded": "dim",
+    "cancelled": "dim",
+    "expired": "yellow",
+}
+
+
+def _short(ts: str | None) -> str:
+    if not ts:
+        return "-"
+    return ts.replace("T", " ")[:16] + " " + ts[19:] if len(ts) > 19 else ts
+
+
+def tasks_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no tasks yet: write some in agentcron.yaml (`agentcron init`) or "
+                      "`agentcron add`")
+        return
+    table = Table(show_lines=False)
+    for col in ("task", "schedule", "next run", "last", "health", "delivery", "source"):
+        table.add_column(col)
+    for r in rows:
+        health = r["health_detail"] if r["health"] != "ok" and r.get("health_detail") else r["health"]
+        table.add_row(
+            r["name"],
+            f"{r['schedule']} ({r['timezone']})",
+            _short(r["next_run"]),
+            Text(r["last_status"] or "-", style=_STATUS_STYLE.get(r["last_status"] or "", "")),
+            Text(health, style=_HEALTH_STYLE.get(r["health"], "")),
+            r.get("delivery_status") or "-",
+            r["source"],
+        )
+    console.print(table)
+
+
+def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no runs recorded yet")
+        return
+    table = Table()
+    for col in ("id", "task", "scheduled for", "status", "attempts", "error / reason", "delivery"):
+        table.add_column(col)
+    for r in rows:
+        why = r["error"] or r.get("reason") or ""
+        if r["error_class"]:
+            why = f"{r['error_class']}: {why}"
+        if r["status"] == "retrying" and r["next_attempt_at"]:
+            why += f" (next attempt {_short(r['next_attempt_at'])})"
+        table.add_row(
+            str(r["id"]),
+            r["task"],
+            _short(r["scheduled_for"]),
+            Text(r["status"], style=_STATUS_STYLE.get(r["status"], "")),
+            str(r["attempts"]),
+            why,
+            r["delivery_status"] if r["delivery_status"] != "none" else "",
+        )
+    console.print(table)
+
+
+def next_table(console: Console, task: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print(f"{task} will not fire again")
+        return
+    table = Table(title=f"next runs of {task}")
+    table.add_column("local time")
+    table.add_column("UTC")
+    table.add_column("note")
+    for r in rows:
+        table.add_row(r["local"], r["at"], Text(r["note"] or "", style="yellow"))
+    console.print(table)
+
+
+def task_detail(console: Console, data: dict[str, Any]) -> None:
+    console.print(f"[bold]{data['name']}[/] ({data['source']}, {data['action']})")
+    console.print(f"  schedule:  {data['schedule']} ({data['timezone']})")
+    console.print(f"  health:    {data['health']}"
+                  + (f" — {data['health_detail']}" if data.get("health_detail") else ""))
+    console.print(f"  paused:    {data['paused']}")
+    console.print(f"  next runs: {', '.join(_short(n['local']) for n in data['next']) or '-'}")
+    console.print("  spec:")
+    for key, value in sorted(data["spec"].items()):
+        console.print(f"    {key}: {value}")
+    if data["recent_runs"]:
+        runs_table(console, data["recent_runs"])
+
+
+def run_detail(console: Console, data: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]run {data['id']}[/] of {data['task']} scheduled for {data['scheduled_for']}: "
+        f"{data['status']}" + (f" ({data['reason']})" if data.get("reason") else "")
+    )
+    for a in data["attempts_detail"]:
+        dur = f"{a['duration_s']:.1f}s" if a["duration_s"] is not None else "still running"
+        line = f"  attempt {a['number']}: {a['status']} in {dur}"
+        if a["error_class"]:
+            line += f" — {a['error_class']}: {a['explanation'] or ''}"
+            if a["error"] and a["error"] != a["explanation"]:
+                line += f" ({a['error']})"
+        if a["tokens"]:
+            line += f" — tokens {a['tokens']}"
+        console.print(line)
+    if data.get("output") is not None:
+        console.rule("output")
+        console.print(data["output"], markup=False, highlight=False)
+    else:
+        console.print("(no output kept)")
+
+
+def doctor(console: Console, report: dict[str, Any]) -> None:
+    for check in report["checks"]:
+        mark = {"ok": "[green]✔[/]", "warn": "[yellow]![/]", "fail": "[red]✖[/]"}[check["status"]]
+        console.print(f"{mark} {check['name']}: {check['message']}")

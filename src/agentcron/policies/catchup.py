@@ -1,0 +1,85 @@
+"""Which of the fires that came due get run, and which are recorded as missed.
+
+A fire is *on time* when the engine sees it within ``grace`` of its instant: it
+always runs, whatever the policy (catch-up is about downtime, not about a tick
+that was a few hundred milliseconds late). Fires seen later than that are
+*late* and follow the task's ``catchup`` policy within ``catchup_window``;
+anything older than the window is recorded ``missed``. Every fire becomes a slot
+either way: nothing is dropped without a record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from agentcron.durations import format_duration
+from agentcron.model import CatchupPolicy, SlotStatus
+from agentcron.store.base import NewSlot
+
+
+def on_time_grace(period: timedelta) -> timedelta:
+    """How late a fire may be noticed and still count as on time."""
+    if period <= timedelta(0):
+        return timedelta(seconds=60)
+    return max(timedelta(seconds=1), min(timedelta(seconds=60), period / 2))
+
+
+def plan_fires(
+    fires: Sequence[datetime],
+    now: datetime,
+    policy: CatchupPolicy,
+    window: timedelta,
+    grace: timedelta,
+    *,
+    more_follow: bool = False,
+) -> list[NewSlot]:
+    """Decide each fire's fate; ``fires`` ascending, all ``<= now``.
+
+    ``more_follow`` says this is not the last batch of fires (the engine processes
+    a long downtime in chunks), so the newest fire here is not the newest overall.
+    """
+    slots: list[NewSlot] = []
+    late_in_window: list[datetime] = []
+    for at in fires:
+        age = now - at
+        if age <= grace:
+            slots.append(NewSlot(at, SlotStatus.PENDING))
+        elif age > window:
+            slots.append(
+                NewSlot(
+                    at,
+                    SlotStatus.MISSED,
+                    f"due {format_duration(age)} ago, older than catchup_window "
+                    f"({format_duration(window)}); the daemon was not running",
+                )
+            )
+        else:
+            late_in_window.append(at)
+    if policy is CatchupPolicy.ALL:
+        slots.extend(NewSlot(at, SlotStatus.PENDING, trigger="catchup") for at in late_in_window)
+    elif policy is CatchupPolicy.LATEST:
+        newest = (
+            None
+            if more_follow or any(s.status is SlotStatus.PENDING for s in slots)
+            else (late_in_window[-1] if late_in_window else None)
+        )
+        for at in late_in_window:
+            if at == newest:
+                slots.append(NewSlot(at, SlotStatus.PENDING, trigger="catchup"))
+            else:
+                slots.append(
+                    NewSlot(
+                        at,
+                        SlotStatus.MISSED,
+                        "the daemon was not running; catchup: latest runs only the newest "
+                        "missed slot",
+                    )
+                )
+    else:
+        slots.extend(
+            NewSlot(at, SlotStatus.MISSED, "the daemon was not running; catchup: none")
+            for at in late_in_window
+        )
+    slots.sort(key=lambda s: s.scheduled_for)
+    return slots

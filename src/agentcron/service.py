@@ -1,0 +1,343 @@
+"""The one service API behind every interface.
+
+The CLI, the HTTP API, the dashboard and the MCP server call these methods and
+nothing else: none of them touches the store. Reads return plain dicts whose
+keys are the documented ``--json`` field names; writes validate with the same
+rules as the config file and raise :class:`ServiceError` with a message that names
+the task and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from agentcron.clock import Clock, SystemClock
+from agentcron.durations import format_duration
+from agentcron.model import (
+    Health,
+    Slot,
+    SlotStatus,
+    TaskRecord,
+    TaskSource,
+    TaskSpec,
+)
+from agentcron.store.base import NewSlot, Store
+
+DAEMON_STALE_AFTER = timedelta(seconds=30)
+
+
+class ServiceError(Exception):
+    """A request that cannot be done as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Defaults:
+    timezone: str | None = None
+    task_defaults: Mapping[str, Any] | None = None
+
+
+def iso(value: datetime | None, zone: ZoneInfo | None = None) -> str | None:
+    if value is None:
+        return None
+    return (value.astimezone(zone) if zone else value).isoformat()
+
+
+class Service:
+    def __init__(
+        self,
+        store: Store,
+        home: Path,
+        clock: Clock | None = None,
+        defaults: Defaults | None = None,
+    ) -> None:
+        self.store = store
+        self.home = home
+        self.clock = clock or SystemClock()
+        self.defaults = defaults or Defaults()
+
+    # ---- helpers -----------------------------------------------------------------
+    def _zone(self, spec: TaskSpec) -> ZoneInfo:
+        return spec.zone(self.defaults.timezone)
+
+    def _task(self, name: str) -> TaskRecord:
+        rec = self.store.get_task(name)
+        if rec is None:
+            known = sorted(t.name for t in self.store.list_tasks())
+            from difflib import get_close_matches
+
+            hint = get_close_matches(name, known, n=1)
+            raise ServiceError(
+                f"no task named {name!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + ("" if known else "; no tasks are defined yet")
+            )
+        return rec
+
+    def first_fire(self, spec: TaskSpec, after: datetime) -> datetime | None:
+        from agentcron.schedules.build import build_schedule
+
+        fire = build_schedule(spec, self.defaults.timezone).next_after(after)
+        return fire.at if fire else None
+
+    def period(self, spec: TaskSpec) -> timedelta:
+        from agentcron.schedules.build import build_schedule
+
+        return build_schedule(spec, self.defaults.timezone).period()
+
+    # ---- sync from the config file ----------------------------------------------------
+    def sync_file_tasks(self, specs: Mapping[str, TaskSpec]) -> tuple[list[str], list[str], list[str]]:
+        now = self.clock.now()
+        existing = {t.name: t for t in self.store.list_tasks()}
+        next_fire: dict[str, datetime | None] = {}
+        for name, spec in specs.items():
+            old = existing.get(name)
+            if old is not None and old.next_fire_at is not None and not spec.paused:
+                # unchanged schedules keep their grid position; the store ignores this
+                # value unless the schedule changed
+                next_fire[name] = self.first_fire(spec, now)
+            else:
+                next_fire[name] = None if spec.paused else self.first_fire(spec, now)
+        return self.store.sync_file_tasks(list(specs.values()), now, next_fire)
+
+    # ---- reads -------------------------------------------------------------------
+    def list_tasks(self) -> list[dict[str, Any]]:
+        return [self._task_view(rec) for rec in self.store.list_tasks()]
+
+    def _task_view(self, rec: TaskRecord) -> dict[str, Any]:
+        zone = self._zone(rec.spec)
+        now = self.clock.now()
+        last = self.store.last_slots(rec.name, 1)
+        active = self.store.active_slots(rec.name)
+        health, detail = self._health(rec, active, last[0] if last else None, now)
+        delivery = None
+        recent = self.store.slots(rec.name, limit=1, statuses=[SlotStatus.SUCCEEDED])
+        if recent:
+            delivery = recent[0].delivery_status.value
+        return {
+            "name": rec.name,
+            "schedule": rec.spec.schedule_text,
+            "timezone": str(zone.key),
+            "paused": rec.paused,
+            "next_run": iso(rec.next_fire_at, zone),
+            "last_status": last[0].status.value if last else None,
+            "last_run": iso(last[0].scheduled_for, zone) if last else None,
+            "health": health.value,
+            "health_detail": detail,
+            "source": "api" if rec.source is not TaskSource.FILE else "file",
+            "action": rec.spec.action_kind,
+            "delivery_status": delivery,
+        }
+
+    def _health(
+        self, rec: TaskRecord, active: list[Slot], last: Slot | None, now: datetime
+    ) -> tuple[Health, str | None]:
+        zone = self._zone(rec.spec)
+        if rec.paused:
+            return Health.PAUSED, "paused"
+        for slot in active:
+            if slot.status is SlotStatus.RUNNING and slot.started_at is not None:
+                running_for = now - slot.started_at
+                if running_for > rec.spec.stuck_after:
+                    return Health.STUCK, f"running for {format_duration(running_for)}"
+        for slot in active:
+            if slot.status is SlotStatus.RETRYING:
+                at = slot.next_attempt_at.astimezone(zone).strftime("%H:%M") if slot.next_attempt_at else "?"
+                total = rec.spec.retries + 1
+                return (
+                    Health.RETRYING,
+                    f"retrying (attempt {slot.attempts + 1}/{total} at {at}): "
+                    f"{slot.error_class.value if slot.error_class else 'error'}",
+                )
+        if rec.next_fire_at is not None:
+            limit = rec.spec.overdue_after or max(2 * self.period(rec.spec), timedelta(minutes=5))
+            if now - rec.next_fire_at > limit:
+                return Health.OVERDUE, f"due since {iso(rec.next_fire_at, zone)}, not fired"
+        if last is not None and last.status is SlotStatus.FAILED:
+            return Health.FAILING, f"failing: {last.error_class.value if last.error_class else 'error'}"
+        return Health.OK, None
+
+    def show_task(self, name: str) -> dict[str, Any]:
+        rec = self._task(name)
+        view = self._task_view(rec)
+        view["spec"] = rec.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        view["next"] = self.next_fires(name, 3)
+        view["recent_runs"] = self.runs(name, 5)
+        return view
+
+    def next_fires(self, name: str, count: int = 5, start: datetime | None = None) -> list[dict[str, Any]]:
+        from agentcron.schedules.build import build_schedule
+
+        if count < 1 or count > 1000:
+            raise ServiceError(f"--count must be between 1 and 1000, got {count}")
+        rec = self._task(name)
+        sched = build_schedule(rec.spec, self.defaults.timezone)
+        cursor = start or self.clock.now()
+        out: list[dict[str, Any]] = []
+        for _ in range(count):
+            fire = sched.next_after(cursor)
+            if fire is None:
+                break
+            out.append({"at": fire.at.isoformat(), "local": fire.local.isoformat(), "note": fire.note})
+            cursor = fire.at
+        return out
+
+    def slot_view(self, slot: Slot, zone: ZoneInfo | None = None) -> dict[str, Any]:
+        if zone is None:
+            rec = self.store.get_task(slot.task)
+            zone = self._zone(rec.spec) if rec else None
+        return {
+            "id": slot.id,
+            "task": slot.task,
+            "scheduled_for": iso(slot.scheduled_for, zone),
+            "status": slot.status.value,
+            "reason": slot.reason,
+            "attempts": slot.attempts,
+            "error_class": slot.error_class.value if slot.error_class else None,
+            "error": slot.error,
+            "started_at": iso(slot.started_at, zone),
+            "finished_at": iso(slot.finished_at, zone),
+            "next_attempt_at": iso(slot.next_attempt_at, zone),
+            "delivery_status": slot.delivery_status.value,
+            "output_path": slot.output_path,
+            "trigger": slot.trigger,
+        }
+
+    def runs(self, task: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        if limit < 1 or limit > 10000:
+            raise ServiceError(f"--limit must be between 1 and 10000, got {limit}")
+        if task is not None:
+            self._task_or_history(task)
+        zones: dict[str, ZoneInfo | None] = {}
+        out = []
+        for slot in self.store.slots(task, limit=limit):
+            if slot.task not in zones:
+                rec = self.store.get_task(slot.task)
+                zones[slot.task] = self._zone(rec.spec) if rec else None
+            out.append(self.slot_view(slot, zones[slot.task]))
+        return out
+
+    def _task_or_history(self, name: str) -> None:
+        if self.store.get_task(name) is None and not self.store.slots(name, limit=1):
+            self._task(name)  # raises with a suggestion
+
+    def run_detail(self, run_id: int) -> dict[str, Any]:
+        slot = self.store.get_slot(run_id)
+        if slot is None:
+            raise ServiceError(f"no run with id {run_id}; `agentcron runs` lists them")
+        view = self.slot_view(slot)
+        attempts = []
+        for a in self.store.attempts(run_id):
+            attempts.append(
+                {
+                    "number": a.number,
+                    "status": a.status,
+                    "started_at": a.started_at.isoformat(),
+                    "finished_at": a.finished_at.isoformat() if a.finished_at else None,
+                    "duration_s": a.duration_s,
+                    "error_class": a.error_class.value if a.error_class else None,
+                    "error": a.error,
+                    "explanation": a.explanation,
+                    "exit_code": a.exit_code,
+                    "output_path": a.output_path,
+                    "tokens": a.tokens,
+                    "node": a.node,
+                }
+            )
+        view["attempts_detail"] = attempts
+        view["output"] = self._read_output(slot, attempts)
+        return view
+
+    def _read_output(self, slot: Slot, attempts: list[dict[str, Any]]) -> str | None:
+        from agentcron.actions.output import read_output
+
+        paths = [slot.output_path] + [a["output_path"] for a in reversed(attempts)]
+        for raw in paths:
+            if raw:
+                try:
+                    return read_output(Path(raw))
+                except OSError:
+                    continue
+        return None
+
+    # ---- writes ------------------------------------------------------------------
+    def add_task(self, name: str, raw: Mapping[str, Any], replace: bool = False) -> dict[str, Any]:
+        from agentcron.config.errors import ConfigError
+        from agentcron.config.loader import validate_task_mapping
+
+        existing = self.store.get_task(name)
+        if existing is not None and existing.source is TaskSource.FILE:
+            raise ServiceError(
+                f"task {name!r} is defined in the config file; change it there (or pick another name)"
+            )
+        if existing is not None and not replace:
+            raise ServiceError(f"task {name!r} already exists; remove it first or choose another name")
+        try:
+            spec = validate_task_mapping(name, raw, self.defaults.task_defaults)
+        except ConfigError as exc:
+            raise ServiceError(str(exc)) from None
+        now = self.clock.now()
+        nxt = None if spec.paused else self.first_fire(spec, now)
+        self.store.upsert_task(spec, TaskSource.API, now, nxt)
+        return self._task_view(self._task(name))
+
+    def pause(self, name: str) -> dict[str, Any]:
+        self._task(name)
+        self.store.set_paused(name, True, self.clock.now(), None)
+        return self._task_view(self._task(name))
+
+    def resume(self, name: str) -> dict[str, Any]:
+        rec = self._task(name)
+        now = self.clock.now()
+        # Resuming starts from now: runs that fell due while paused were never owed.
+        self.store.set_paused(name, False, now, self.first_fire(rec.spec, now))
+        return self._task_view(self._task(name))
+
+    def remove(self, name: str) -> None:
+        rec = self._task(name)
+        if rec.source is TaskSource.FILE:
+            raise ServiceError(
+                f"task {name!r} is defined in the config file; delete it there "
+                "(the daemon drops it on reload), or `agentcron pause` it"
+            )
+        if not self.store.remove_task(name, self.clock.now()):
+            raise ServiceError(f"no task named {name!r}")
+
+    def trigger(self, name: str) -> dict[str, Any]:
+        rec = self._task(name)
+        now = self.clock.now()
+        for bump in range(1000):
+            slot = self.store.add_slot(
+                rec.name, NewSlot(now + timedelta(microseconds=bump), SlotStatus.PENDING,
+                                  trigger="manual"), now
+            )
+            if slot is not None:
+                return self.slot_view(slot, self._zone(rec.spec))
+        raise ServiceError("could not record the manual run")  # pragma: no cover
+
+    # ---- daemon health -------------------------------------------------------------
+    def daemon_status(self) -> dict[str, Any]:
+        now = self.clock.now()
+        nodes = []
+        alive = False
+        for n in self.store.nodes():
+            stale = n.stopped_at is None and now - n.heartbeat_at > DAEMON_STALE_AFTER
+            running = n.stopped_at is None and not stale
+            alive = alive or running
+            nodes.append(
+                {
+                    "node_id": n.node_id,
+                    "host": n.host,
+                    "pid": n.pid,
+                    "started_at": iso(n.started_at),
+                    "heartbeat_at": iso(n.heartbeat_at),
+                    "stopped_at": iso(n.stopped_at),
+                    "state": "running" if running else ("stale" if stale else "stopped"),
+                    "heartbeat_age_s": round((now - n.heartbeat_at).total_seconds(), 1),
+                }
+            )
+        return {"alive": alive, "nodes": nodes[:10], "database": self.store.describe()}

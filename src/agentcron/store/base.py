@@ -1,0 +1,208 @@
+"""The one interface to durable state.
+
+Every other package reaches the database through :class:`Store`; there is no SQL
+outside ``agentcron.store``. Implementations: SQLite (embedded default) and
+PostgreSQL (several nodes). Their shared contract:
+
+* A slot ``(task, scheduled_for)`` is inserted at most once (unique key, idempotent
+  insert), so two nodes materialising the same fire cannot create two slots.
+* A slot is executed only by the owner of its lease; every write that finishes an
+  attempt is a compare-and-set on ``(id, lease_owner, status='running')`` and
+  reports whether it won. A slot taken over after a lapsed lease cannot be
+  finished by the worker that lost it.
+* Times go in and come out as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from agentcron.model import Attempt, ErrorClass, Slot, SlotStatus, TaskRecord, TaskSource, TaskSpec
+
+
+@dataclass(frozen=True)
+class NewSlot:
+    """A slot the engine wants recorded: to run (``pending``) or already decided."""
+
+    scheduled_for: datetime
+    status: SlotStatus = SlotStatus.PENDING
+    reason: str | None = None
+    trigger: str = "schedule"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A slot claimed for execution together with the attempt row just opened."""
+
+    slot: Slot
+    attempt: Attempt
+    spec: TaskSpec
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """How an attempt ended and what becomes of its slot."""
+
+    ok: bool
+    slot_status: SlotStatus
+    error_class: ErrorClass | None = None
+    error: str | None = None
+    explanation: str | None = None
+    exit_code: int | None = None
+    next_attempt_at: datetime | None = None
+    output_path: str | None = None
+    tokens: dict[str, int] = field(default_factory=dict)
+    empty_output: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    host: str
+    pid: int
+    home: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None = None
+
+
+class Store(Protocol):
+    # ---- lifecycle -------------------------------------------------------------
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+        ...
+
+    def describe(self) -> str:
+        """Where the data lives, with credentials removed (for `doctor`)."""
+        ...
+
+    # ---- tasks -----------------------------------------------------------------
+    def upsert_task(
+        self, spec: TaskSpec, source: TaskSource, now: datetime, next_fire_at: datetime | None
+    ) -> TaskRecord:
+        """Create or replace a task. ``next_fire_at`` is only written when the schedule
+        part of the spec changed (or the task is new), so a reload does not move the grid."""
+        ...
+
+    def sync_file_tasks(
+        self, specs: Sequence[TaskSpec], now: datetime, next_fire: dict[str, datetime | None]
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Make the ``source=file`` tasks equal to ``specs`` in one transaction.
+
+        Returns (added, changed, removed) task names. Tasks from other sources are
+        untouched; a file task whose name an API task already uses is replaced."""
+        ...
+
+    def get_task(self, name: str) -> TaskRecord | None: ...
+
+    def list_tasks(self) -> list[TaskRecord]: ...
+
+    def remove_task(self, name: str, now: datetime) -> bool:
+        """Delete the task; its slots stay as history, its waiting slots are cancelled.
+        False when it did not exist."""
+        ...
+
+    def set_paused(self, name: str, paused: bool, now: datetime, next_fire_at: datetime | None) -> bool:
+        ...
+
+    def due_tasks(self, now: datetime, limit: int) -> list[TaskRecord]:
+        """Unpaused tasks whose ``next_fire_at <= now``, earliest first. Indexed."""
+        ...
+
+    def next_wakeup(self) -> datetime | None:
+        """The earliest ``next_fire_at`` / ``next_attempt_at`` of anything, to sleep until."""
+        ...
+
+    # ---- slots -----------------------------------------------------------------
+    def materialize(
+        self,
+        task: str,
+        expected_next_fire_at: datetime | None,
+        new_next_fire_at: datetime | None,
+        slots: Sequence[NewSlot],
+        now: datetime,
+    ) -> list[Slot] | None:
+        """Advance the task's ``next_fire_at`` (compare-and-set on the expected value) and
+        insert the slots, in one transaction. Returns the slots actually inserted, or None
+        when another node advanced the task first (nothing is written then)."""
+        ...
+
+    def add_slot(self, task: str, slot: NewSlot, now: datetime) -> Slot | None:
+        """Insert one slot (manual trigger, retries of history); None if it exists."""
+        ...
+
+    def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
+        """Claim up to ``limit`` runnable slots: ``pending``, or ``retrying`` whose
+        ``next_attempt_at`` has come. A task whose overlap is not ``allow`` gets at most one
+        running slot. Opens an attempt row for each and sets the lease."""
+        ...
+
+    def renew_leases(self, owner: str, now: datetime, lease_until: datetime) -> int: ...
+
+    def finish_attempt(
+        self, slot_id: int, attempt_id: int, owner: str, outcome: AttemptOutcome, now: datetime
+    ) -> bool:
+        """Record the end of an attempt and the slot's new state (compare-and-set on the
+        lease owner). False when the slot is no longer ours (taken over as lost)."""
+        ...
+
+    def set_slot_status(
+        self,
+        slot_id: int,
+        status: SlotStatus,
+        reason: str | None,
+        now: datetime,
+        only_from: Sequence[SlotStatus] = (),
+    ) -> bool:
+        """Force a slot's status (skip, cancel, supersede, expire). With ``only_from`` the
+        change happens only if the current status is one of those."""
+        ...
+
+    def lapsed(self, now: datetime, dead_owners: Sequence[str] = ()) -> list[Slot]:
+        """Running slots whose lease expired before ``now`` or whose owner is known dead."""
+        ...
+
+    def record_lost(
+        self, slot: Slot, outcome: AttemptOutcome, now: datetime
+    ) -> bool:
+        """Close the running attempt of a lapsed slot as lost (compare-and-set on its
+        lease owner and expiry) and set the slot's next state."""
+        ...
+
+    def get_slot(self, slot_id: int) -> Slot | None: ...
+
+    def slots(
+        self, task: str | None = None, limit: int = 50, statuses: Sequence[SlotStatus] = ()
+    ) -> list[Slot]:
+        """Newest first by ``scheduled_for``."""
+        ...
+
+    def active_slots(self, task: str | None = None) -> list[Slot]:
+        """Slots that are pending, running or retrying."""
+        ...
+
+    def attempts(self, slot_id: int) -> list[Attempt]: ...
+
+    def last_slots(self, task: str, n: int) -> list[Slot]:
+        """The task's ``n`` newest final slots (for streak detectors and `list`)."""
+        ...
+
+    def last_success(self, task: str) -> Slot | None: ...
+
+    # ---- nodes -----------------------------------------------------------------
+    def register_node(self, node: NodeInfo) -> None: ...
+
+    def heartbeat(self, node_id: str, now: datetime) -> None: ...
+
+    def stop_node(self, node_id: str, now: datetime) -> None: ...
+
+    def nodes(self) -> list[NodeInfo]: ...
+
+    # ---- key/value for small daemon state ---------------------------------------
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...

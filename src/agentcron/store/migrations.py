@@ -1,0 +1,78 @@
+"""Versioned schema. Each entry upgrades from the previous version; never edit a
+released entry, append a new one. The same statements run on SQLite and
+PostgreSQL except where a dialect hook substitutes a type."""
+
+from __future__ import annotations
+
+APP_ID = "agentcron"
+
+# {pk} is the auto-increment primary key declaration of the dialect.
+MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE tasks (
+            name TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            schedule_key TEXT NOT NULL,
+            overlap TEXT NOT NULL,
+            paused INTEGER NOT NULL DEFAULT 0,
+            next_fire_at DOUBLE PRECISION,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX tasks_due ON tasks (next_fire_at) WHERE paused = 0",
+        """CREATE TABLE slots (
+            id {pk},
+            task TEXT NOT NULL,
+            scheduled_for DOUBLE PRECISION NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT,
+            trigger TEXT NOT NULL DEFAULT 'schedule',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error_class TEXT,
+            error TEXT,
+            started_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION,
+            next_attempt_at DOUBLE PRECISION,
+            delivery_status TEXT NOT NULL DEFAULT 'none',
+            output_path TEXT,
+            lease_owner TEXT,
+            lease_expires_at DOUBLE PRECISION,
+            created_at DOUBLE PRECISION NOT NULL,
+            UNIQUE (task, scheduled_for)
+        )""",
+        "CREATE INDEX slots_runnable ON slots (next_attempt_at) "
+        "WHERE status IN ('pending', 'retrying')",
+        "CREATE INDEX slots_running ON slots (lease_expires_at) WHERE status = 'running'",
+        "CREATE INDEX slots_task ON slots (task, scheduled_for)",
+        """CREATE TABLE attempts (
+            id {pk},
+            slot_id BIGINT NOT NULL,
+            number INTEGER NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            finished_at DOUBLE PRECISION,
+            status TEXT NOT NULL,
+            error_class TEXT,
+            error TEXT,
+            explanation TEXT,
+            exit_code INTEGER,
+            output_path TEXT,
+            node TEXT,
+            tokens TEXT,
+            extra TEXT,
+            UNIQUE (slot_id, number)
+        )""",
+        """CREATE TABLE nodes (
+            node_id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            home TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL,
+            stopped_at DOUBLE PRECISION
+        )""",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
