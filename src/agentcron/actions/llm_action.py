@@ -1,0 +1,292 @@
+"""The ``llm`` action: one call to an OpenAI-compatible chat-completions endpoint.
+
+Raw JSON over the project's HTTP seam rather than a provider SDK: every provider
+that speaks ``POST {base_url}/chat/completions`` works, and the core does not
+depend on any SDK's retry loop (retries are the engine's policy, not the client's).
+
+Messages are laid out so that context reads as an earlier turn of the conversation::
+
+    system     spec.llm.system                          (only when set)
+    user       "Context for this run:\\n\\n<context>"    (only when ctx.context_text)
+    assistant  "Noted. I will take this context into account."
+    user       spec.llm.prompt
+
+The context is yesterday's output for ``context: previous`` or the precheck's
+findings. Giving it its own user turn, acknowledged by an assistant turn, keeps it
+apart from the instruction and keeps roles alternating user/assistant, which the
+chat templates of several open-weight models served behind OpenAI-compatible APIs
+require (two user messages in a row are rejected there).
+
+Failures are returned as data. The API key is read from the environment at run
+time only, sent only in the ``Authorization`` header, and scrubbed (together with
+anything :func:`agentcron.redact.redact` recognises) from every failure text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import httpx2
+
+from agentcron.actions.base import ActionContext, ActionResult
+from agentcron.durations import format_duration
+from agentcron.model.enums import ErrorClass
+from agentcron.model.failure import FailureInfo
+from agentcron.model.task import LlmSpec
+from agentcron.redact import redact
+
+ACTION = "llm"
+BODY_LIMIT = 4096  # characters of a provider's response body kept in a failure
+CONTEXT_HEADER = "Context for this run:"
+CONTEXT_ACK = "Noted. I will take this context into account."
+
+
+class LlmAction:
+    """Runs the ``llm`` section of a task; see the module docstring for the layout."""
+
+    async def run(self, ctx: ActionContext) -> ActionResult:
+        spec = ctx.spec.llm
+        if spec is None:
+            return _fail(
+                FailureInfo(message="task has no llm section", known_class=ErrorClass.CONFIG_ERROR)
+            )
+        key: str | None = None
+        if spec.api_key_env:
+            env = {**os.environ, **ctx.spec.env}
+            key = env.get(spec.api_key_env) or None
+            if key is None:
+                return _fail(
+                    FailureInfo(
+                        message=f"environment variable {spec.api_key_env} is not set",
+                        known_class=ErrorClass.CONFIG_ERROR,
+                        action=ACTION,
+                    )
+                )
+        limit = spec.timeout or ctx.timeout
+        try:
+            async with asyncio.timeout(limit.total_seconds()):
+                status, headers, text = await _post(spec, build_request(spec, ctx), key, limit)
+        except TimeoutError as exc:
+            return _fail(_timeout_failure(exc, spec, limit, key))
+        except (httpx2.HTTPError, httpx2.InvalidURL, OSError) as exc:
+            # Refused or dropped connections, truncated bodies, TLS and DNS errors.
+            return _fail(_scrub(_from_exception(exc), key))
+        if not 200 <= status < 300:
+            return _fail(_scrub(http_failure(status, headers, text), key))
+        return await _completion_result(ctx, status, headers, text, key)
+
+
+def build_request(spec: LlmSpec, ctx: ActionContext) -> dict[str, Any]:
+    """The JSON body sent to ``/chat/completions``; unset options are left out.
+
+    Omitting rather than sending ``null`` matters: some providers reject
+    ``"max_tokens": null``.
+    """
+    messages: list[dict[str, str]] = []
+    if spec.system:
+        messages.append({"role": "system", "content": spec.system})
+    if ctx.context_text:
+        messages.append({"role": "user", "content": f"{CONTEXT_HEADER}\n\n{ctx.context_text}"})
+        messages.append({"role": "assistant", "content": CONTEXT_ACK})
+    messages.append({"role": "user", "content": spec.prompt})
+    body: dict[str, Any] = {"model": spec.model, "messages": messages}
+    if spec.max_tokens is not None:
+        body["max_tokens"] = spec.max_tokens
+    if spec.temperature is not None:
+        body["temperature"] = spec.temperature
+    return body
+
+
+async def _post(
+    spec: LlmSpec, body: dict[str, Any], key: str | None, limit: timedelta
+) -> tuple[int, dict[str, str], str]:
+    """POST the request and read the whole response; returns status, headers, text."""
+    from agentcron.http_client import make_async_client
+
+    headers = {"Accept": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    url = spec.base_url.rstrip("/") + "/chat/completions"
+    async with make_async_client(limit.total_seconds()) as client:
+        response = await client.post(url, json=body, headers=headers)
+        return (
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.text,
+        )
+
+
+def http_failure(status: int, headers: dict[str, str], text: str) -> FailureInfo:
+    """A non-2xx answer as a failure, with the provider's own error code and message."""
+    message, code = provider_error(text)
+    return FailureInfo(
+        message=f"HTTP {status}: {message or _reason(status)}",
+        http_status=status,
+        headers=headers,
+        body=text[:BODY_LIMIT],
+        provider_code=code,
+        action=ACTION,
+    )
+
+
+def provider_error(text: str) -> tuple[str | None, str | None]:
+    """The (message, code) of a provider's error body, whatever its dialect.
+
+    Understood shapes: OpenAI ``{"error": {"message", "type", "code"}}``, Anthropic
+    ``{"type": "error", "error": {"type", "message"}}``, ``{"error": "text"}`` and
+    FastAPI-style ``{"detail": ...}`` (DeepInfra and many self-hosted servers). The
+    code is ``error.code`` when present, else ``error.type``.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    error = data.get("error")
+    if isinstance(error, dict):
+        message = error.get("message")
+        code = error.get("code") if error.get("code") not in (None, "") else error.get("type")
+        return (
+            str(message) if message not in (None, "") else None,
+            str(code) if code not in (None, "") else None,
+        )
+    if isinstance(error, str) and error:
+        return error, None
+    detail = data.get("detail")
+    if isinstance(detail, str) and detail:
+        return detail, None
+    if isinstance(detail, dict | list) and detail:
+        return json.dumps(detail, ensure_ascii=False)[:500], None
+    message = data.get("message")
+    if isinstance(message, str) and message:
+        return message, None
+    return None, None
+
+
+def parse_completion(data: Any) -> tuple[str, dict[str, int]] | None:
+    """The text and token counts of a completion body, or None when it is not one.
+
+    A ``null`` content (a refusal, a tool call) counts as empty text. Missing usage
+    counts as zero tokens, which the watchdog reads as an empty run.
+    """
+    if not isinstance(data, dict):
+        return None
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        return None
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    tokens = {
+        "prompt": _count(usage.get("prompt_tokens")),
+        "completion": _count(usage.get("completion_tokens")),
+    }
+    return content or "", tokens
+
+
+async def _completion_result(
+    ctx: ActionContext, status: int, headers: dict[str, str], text: str, key: str | None
+) -> ActionResult:
+    """Turn a 2xx answer into the run's output, or into a failure when it is not a completion."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        failure = replace(
+            _from_exception(exc),
+            message=f"HTTP {status} but the response is not valid JSON: {exc}",
+            known_class=ErrorClass.SERVER_ERROR,
+        )
+        return _fail(_scrub(_with_response(failure, status, headers, text), key))
+    parsed = parse_completion(data)
+    if parsed is None:
+        message, code = provider_error(text)
+        if message is not None or code is not None:
+            # Some gateways report an upstream error inside a 200; its code decides.
+            failure = FailureInfo(
+                message=f"HTTP {status} carrying an error: {message or code}",
+                provider_code=code,
+                action=ACTION,
+            )
+        else:
+            failure = FailureInfo(
+                message=f"HTTP {status} but the response is not a chat completion "
+                "(no choices[0].message.content)",
+                known_class=ErrorClass.SERVER_ERROR,
+                action=ACTION,
+            )
+        return _fail(_scrub(_with_response(failure, status, headers, text), key))
+    output, tokens = parsed
+    await asyncio.to_thread(_write_output, ctx, output)
+    return ActionResult(ok=True, output=output, tokens=tokens)
+
+
+def _with_response(
+    failure: FailureInfo, status: int, headers: dict[str, str], text: str
+) -> FailureInfo:
+    return replace(failure, http_status=status, headers=headers, body=text[:BODY_LIMIT])
+
+
+def _write_output(ctx: ActionContext, output: str) -> None:
+    ctx.output_path.parent.mkdir(parents=True, exist_ok=True)
+    ctx.output_path.write_text(output, encoding="utf-8")
+
+
+def _timeout_failure(
+    exc: TimeoutError, spec: LlmSpec, limit: timedelta, key: str | None
+) -> FailureInfo:
+    failure = replace(
+        _from_exception(exc),
+        message=f"no complete answer from {spec.base_url} within {format_duration(limit)}",
+        known_class=ErrorClass.TIMEOUT,
+    )
+    return _scrub(failure, key)
+
+
+def _from_exception(exc: BaseException) -> FailureInfo:
+    from agentcron.classify.extract import failure_from_exception
+
+    return failure_from_exception(exc, action=ACTION)
+
+
+def _scrub(failure: FailureInfo, key: str | None) -> FailureInfo:
+    """Remove the API key (verbatim) and any recognisable secret from every text field."""
+    secrets = (key,) if key else ()
+
+    def clean(text: str) -> str:
+        return redact(text, secrets=secrets)
+
+    return replace(
+        failure,
+        message=clean(failure.message),
+        body=clean(failure.body) if failure.body is not None else None,
+        output_tail=clean(failure.output_tail),
+        headers={k: clean(v) for k, v in failure.headers.items()},
+    )
+
+
+def _fail(failure: FailureInfo) -> ActionResult:
+    return ActionResult(ok=False, failure=failure)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "unexpected status"
