@@ -53,7 +53,11 @@ class LlmAction:
         spec = ctx.spec.llm
         if spec is None:
             return _fail(
-                FailureInfo(message="task has no llm section", known_class=ErrorClass.CONFIG_ERROR)
+                FailureInfo(
+                    message="task has no llm section",
+                    known_class=ErrorClass.CONFIG_ERROR,
+                    action=ACTION,
+                )
             )
         key: str | None = None
         if spec.api_key_env:
