@@ -1,0 +1,417 @@
+"""A pool of pre-started python-action worker processes.
+
+Why processes: a python call that hangs or ignores everything can only be stopped
+by killing the process it runs in. Why a pool: starting an interpreter and
+importing the user's libraries on every run costs more than many runs take. A
+worker that times out, dies or is cancelled is killed with its process group and
+replaced in the background, so the next run finds a warm worker again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agentcron.actions.base import ActionContext, ActionResult
+from agentcron.actions.command import group_alive, redact_for, say_duration, terminate_group
+from agentcron.actions.output import read_output, tail_lines
+from agentcron.model.enums import ErrorClass
+from agentcron.model.failure import FailureInfo
+
+log = logging.getLogger(__name__)
+
+_LINE_LIMIT = 16 * 1024 * 1024  # a response line (a failure with its traceback tail)
+_CLOSE_GRACE = 1.0  # seconds a worker gets to exit when the pool closes
+
+
+class WorkerStartError(RuntimeError):
+    """A worker process could not be started or did not report ready."""
+
+
+class _Worker:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.calls = 0
+        self.stderr_task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+
+class PythonWorkerPool:
+    """Runs ``python: module:function`` tasks in up to ``size`` worker processes.
+
+    ``env`` is the workers' base environment (default: this process's); each call
+    adds its task's ``env`` for its duration. ``cwd`` is where workers start and
+    what a task without ``cwd`` imports from (default: this process's cwd). A worker
+    is recycled after ``max_calls`` calls so state a task leaks cannot accumulate.
+    """
+
+    def __init__(
+        self,
+        size: int = 2,
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+        *,
+        cwd: str | None = None,
+        max_calls: int = 200,
+        start_timeout: float = 30.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a worker pool needs at least one worker")
+        self.size = size
+        self._python = python
+        self._env = _worker_env(env if env is not None else os.environ)
+        self._cwd = cwd or os.getcwd()
+        self._max_calls = max_calls
+        self._start_timeout = start_timeout
+        self._idle: deque[_Worker] = deque()
+        self._workers: set[_Worker] = set()
+        self._slots = 0  # workers alive or being started; never above size
+        self._changed = asyncio.Event()  # set whenever a worker or a slot frees up
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def pids(self) -> list[int]:
+        """Pids of the live workers, busy or idle."""
+        return sorted(w.pid for w in self._workers if w.alive)
+
+    @property
+    def idle_pids(self) -> list[int]:
+        return [w.pid for w in self._idle if w.alive]
+
+    async def start(self) -> None:
+        """Start workers up to ``size`` and wait until each is ready."""
+        missing = self.size - self._slots
+        self._slots += missing
+        workers = await asyncio.gather(
+            *(self._spawn() for _ in range(missing)), return_exceptions=True
+        )
+        errors = [w for w in workers if isinstance(w, BaseException)]
+        self._slots -= len(errors)
+        for w in workers:
+            if isinstance(w, _Worker):
+                self._make_idle(w)
+        if errors:
+            raise errors[0]
+
+    async def close(self) -> None:
+        """Stop every worker (a busy one too) and refuse further runs."""
+        self._closed = True
+        background = list(self._background)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        workers = list(self._workers)
+        for w in workers:
+            if w.proc.stdin is not None:
+                w.proc.stdin.close()  # an idle worker exits at EOF
+        await asyncio.gather(*(self._stop(w, _CLOSE_GRACE) for w in workers))
+        for w in workers:
+            self._forget(w)
+        self._idle.clear()
+        self._changed.set()
+
+    async def __aenter__(self) -> PythonWorkerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def run(self, ctx: ActionContext) -> ActionResult:
+        """Run ``ctx.spec.python`` in a worker; the timeout includes waiting for one."""
+        spec = ctx.spec
+        if spec.python is None:
+            raise ValueError(f"task {ctx.task!r} has no python target")
+        request = {
+            "target": spec.python,
+            "args": spec.args,
+            "kwargs": spec.kwargs,
+            "output": str(ctx.output_path),
+            "cwd": _absolute(spec.cwd),
+            "env": {**spec.env, **ctx.env},
+        }
+        ctx.output_path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = asyncio.get_running_loop().time() + ctx.timeout.total_seconds()
+        # A stale answer retires that worker; after size + 1 of them a fresh one answers.
+        for _ in range(self.size + 2):
+            result = await self._run_once(ctx, request, deadline)
+            if result is not None:
+                return result
+        return _failure(ctx, "python workers kept reporting stale code", ErrorClass.WORKER_LOST)
+
+    async def _run_once(
+        self, ctx: ActionContext, request: dict[str, Any], deadline: float
+    ) -> ActionResult | None:
+        loop = asyncio.get_running_loop()
+        grace = ctx.kill_grace.total_seconds()
+        try:
+            worker = await asyncio.wait_for(self._acquire(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return _failure(
+                ctx,
+                f"timed out after {say_duration(ctx.timeout)} waiting for a free python worker",
+                ErrorClass.TIMEOUT,
+            )
+        except WorkerStartError as exc:
+            return _failure(ctx, str(exc), ErrorClass.WORKER_LOST)
+
+        worker.calls += 1
+        try:
+            line = await asyncio.wait_for(
+                self._exchange(worker, request), max(0.0, deadline - loop.time())
+            )
+        except TimeoutError:
+            killed = await self._retire(worker, grace)
+            how = f"TERM, then KILL after {say_duration(ctx.kill_grace)}" if killed else "TERM"
+            return _failure(
+                ctx,
+                f"timed out after {say_duration(ctx.timeout)}; killed python worker ({how})",
+                ErrorClass.TIMEOUT,
+            )
+        except asyncio.CancelledError:
+            try:
+                await self._retire(worker, grace)
+            except asyncio.CancelledError:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(worker.pid, signal.SIGKILL)
+                raise
+            raise
+
+        if not line:
+            returncode = await worker.proc.wait()
+            await self._retire(worker, 0)  # and whatever it started
+            return _died(ctx, returncode)
+        response = json.loads(line)
+        if "stale" in response:
+            log.info("python worker %d retired: %s", worker.pid, response["stale"])
+            await self._retire(worker, _CLOSE_GRACE)
+            return None
+        await self._release(worker)
+        if response.get("ok"):
+            return ActionResult(ok=True, output=read_output(ctx.output_path))
+        return ActionResult(ok=False, failure=_failure_info(response.get("failure") or {}, ctx))
+
+    async def _exchange(self, worker: _Worker, request: dict[str, Any]) -> bytes:
+        """Send one request and read its response line; b"" when the worker died."""
+        assert worker.proc.stdin is not None and worker.proc.stdout is not None
+        try:
+            worker.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            await worker.proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return b""
+        return await worker.proc.stdout.readline()
+
+    async def _acquire(self) -> _Worker:
+        while True:
+            if self._closed:
+                raise RuntimeError("the python worker pool is closed")
+            while self._idle:
+                worker = self._idle.pop()  # LIFO: the most recently used worker is warmest
+                if worker.alive:
+                    return worker
+                # Died while idle (killed from outside): reap what it left, then forget it.
+                await self._stop(worker, 0)
+                self._forget(worker)
+            if self._slots < self.size:
+                self._slots += 1
+                break
+            # Single-threaded: nothing can change between clear() and wait().
+            self._changed.clear()
+            await self._changed.wait()
+        try:
+            return await self._spawn()
+        except BaseException:
+            self._free_slot()
+            raise
+
+    async def _release(self, worker: _Worker) -> None:
+        if not worker.alive or self._closed or worker.calls >= self._max_calls:
+            await self._retire(worker, _CLOSE_GRACE)
+            return
+        self._make_idle(worker)
+
+    def _make_idle(self, worker: _Worker) -> None:
+        self._idle.append(worker)
+        self._changed.set()
+
+    async def _retire(self, worker: _Worker, grace: float) -> bool:
+        """Stop a worker, free its slot and start a replacement in the background."""
+        killed = await self._stop(worker, grace)
+        self._forget(worker)
+        if not self._closed and self._slots < self.size:
+            self._slots += 1
+            task = asyncio.create_task(self._warm_up())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return killed
+
+    def _forget(self, worker: _Worker) -> None:
+        if worker in self._workers:
+            self._workers.discard(worker)
+            if worker.proc.stdin is not None:
+                worker.proc.stdin.close()
+            if worker.stderr_task is not None:
+                worker.stderr_task.cancel()
+            self._free_slot()
+
+    def _free_slot(self) -> None:
+        self._slots -= 1
+        self._changed.set()
+
+    async def _warm_up(self) -> None:
+        """Start a replacement worker (its slot is already reserved) and make it idle."""
+        try:
+            worker = await self._spawn()
+        except WorkerStartError as exc:
+            log.error("could not replace a python worker: %s", exc)
+            self._free_slot()
+            return
+        except asyncio.CancelledError:
+            self._free_slot()
+            raise
+        if self._closed:
+            await self._stop(worker, 0)
+            self._forget(worker)
+            return
+        self._make_idle(worker)
+
+    async def _stop(self, worker: _Worker, grace: float) -> bool:
+        if not worker.alive and not group_alive(worker.pid):
+            return False
+        return await terminate_group(worker.pid, worker.proc, grace)
+
+    async def _spawn(self) -> _Worker:
+        """Start one worker and wait for its ready line (the caller holds a slot for it)."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self._python,
+                "-u",
+                "-m",
+                "agentcron.actions._worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self._cwd,
+                env=self._env,
+                start_new_session=True,
+                limit=_LINE_LIMIT,
+            )
+        except OSError as exc:
+            raise WorkerStartError(f"cannot start python worker {self._python}: {exc}") from exc
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), self._start_timeout)
+            ready = json.loads(line) if line else {}
+        except (TimeoutError, ValueError):
+            ready = {}
+        except BaseException:
+            await terminate_group(proc.pid, proc, 0)
+            raise
+        if not ready.get("ready"):
+            await terminate_group(proc.pid, proc, 0)
+            err = (await proc.stderr.read()).decode(errors="replace").strip()
+            raise WorkerStartError(
+                "python worker failed to start" + (f": {err.splitlines()[-1]}" if err else "")
+            )
+        worker = _Worker(proc)
+        worker.stderr_task = asyncio.create_task(_log_stderr(proc.pid, proc.stderr))
+        self._workers.add(worker)
+        return worker
+
+
+async def _log_stderr(pid: int, stream: asyncio.StreamReader) -> None:
+    """Drain what a worker writes to stderr outside of calls (during a call it goes to
+    the run's output file), so it can never block on a full pipe."""
+    async for line in stream:
+        log.warning("python worker %d: %s", pid, line.decode(errors="replace").rstrip())
+
+
+def _absolute(cwd: str | None) -> str | None:
+    return os.path.abspath(os.path.expanduser(cwd)) if cwd else None
+
+
+def _worker_env(base: Mapping[str, str]) -> dict[str, str]:
+    """The workers' environment, with agentcron importable even when not installed."""
+    env = dict(base)
+    src = str(Path(__file__).resolve().parents[2])
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if src not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([src, *paths])
+    return env
+
+
+def _failure(ctx: ActionContext, message: str, known: ErrorClass | None) -> ActionResult:
+    return ActionResult(
+        ok=False,
+        failure=FailureInfo(
+            message=message,
+            known_class=known,
+            output_tail=_tail(ctx),
+            action="python",
+        ),
+    )
+
+
+def _tail(ctx: ActionContext) -> str:
+    return redact_for(tail_lines(ctx.output_path), ctx.spec.env, ctx.env)
+
+
+def _died(ctx: ActionContext, returncode: int) -> ActionResult:
+    if returncode < 0:
+        signum = -returncode
+        try:
+            how = f"killed by signal {signal.Signals(signum).name} ({signum})"
+        except ValueError:
+            how = f"killed by signal {signum}"
+        exit_code, sig = None, signum
+    else:
+        how, exit_code, sig = f"exit code {returncode}", returncode, None
+    return ActionResult(
+        ok=False,
+        exit_code=exit_code,
+        failure=FailureInfo(
+            message=f"python worker died ({how})",
+            exit_code=exit_code,
+            signal=sig,
+            output_tail=_tail(ctx),
+            action="python",
+        ),
+    )
+
+
+def _failure_info(data: dict[str, Any], ctx: ActionContext) -> FailureInfo:
+    """Rebuild the worker's FailureInfo, and redact what only the daemon knows is secret."""
+    known = data.get("known_class")
+    body = data.get("body")
+    tail = str(data.get("output_tail") or "")
+    return FailureInfo(
+        message=redact_for(str(data.get("message") or ""), ctx.spec.env, ctx.env),
+        exception_types=tuple(data.get("exception_types") or ()),
+        exception_module=data.get("exception_module"),
+        http_status=data.get("http_status"),
+        headers=dict(data.get("headers") or {}),
+        body=redact_for(str(body), ctx.spec.env, ctx.env) if body is not None else None,
+        provider_code=data.get("provider_code"),
+        exit_code=data.get("exit_code"),
+        signal=data.get("signal"),
+        output_tail=redact_for(tail, ctx.spec.env, ctx.env) if tail else _tail(ctx),
+        known_class=ErrorClass(known) if known else None,
+        action="python",
+    )

@@ -1,0 +1,258 @@
+"""A python-action worker process: ``python -u -m agentcron.actions._worker``.
+
+The pool keeps a few of these running so a ``python:`` task starts without paying
+for an interpreter, and so a call that hangs can be ended by killing its process,
+which a thread in the daemon could never be.
+
+Protocol (one JSON object per line): on start the worker writes ``{"ready": true,
+"pid": N}``. Each request ``{"id", "target", "args", "kwargs", "output", "cwd",
+"env"}`` gets one response: ``{"id", "ok": true}``, ``{"id", "ok": false, "failure":
+{...FailureInfo fields}}``, or ``{"id", "stale": "reason"}`` after which the worker
+exits because it cannot run the target faithfully (its module changed on disk or
+was imported from another directory). The protocol runs on private duplicates of
+the original stdin/stdout; fds 0 and 1 are /dev/null between calls, and during a
+call fds 1 and 2 are the run's output file, so prints and subprocesses the
+function starts are captured too. The worker exits at EOF on its input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import inspect
+import json
+import os
+import site
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from agentcron.actions.output import open_output
+from agentcron.model.failure import FailureInfo
+
+
+def resolve_target(target: str) -> Callable[..., Any]:
+    """Import ``module:attr.path`` and return the callable it names."""
+    module_name, _, attr_path = target.partition(":")
+    if not module_name or not attr_path:
+        raise ValueError(f"python target must be 'module:function', got {target!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AttributeError(f"{target}: {module_name!r} has no attribute {part!r}") from None
+    if not callable(obj):
+        raise TypeError(f"{target} is not callable (it is a {type(obj).__name__})")
+    return obj  # type: ignore[no-any-return]
+
+
+def call_target(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Call ``func``; an async function (or one returning an awaitable) runs to completion."""
+    result = func(*args, **kwargs)
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def result_text(value: Any) -> str:
+    """The output text of a return value: a string as is, anything else as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):  # circular structures
+        return repr(value)
+
+
+def append_result(fd: int, text: str) -> None:
+    """Append a return value's text to an output file, on a line of its own."""
+    if not text:
+        return
+    data = text.encode("utf-8", errors="replace")
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        data = b"\n" + data
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def failure_dict(exc: BaseException) -> dict[str, Any]:
+    """A JSON-ready FailureInfo for an exception raised by the user's function."""
+    from agentcron.classify.extract import failure_from_exception
+
+    info = failure_from_exception(exc, action="python")
+    return dataclasses.asdict(info)
+
+
+def _system_dirs() -> tuple[str, ...]:
+    """Where modules that are not the user's code live (stdlib, site-packages, agentcron)."""
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    with contextlib.suppress(AttributeError):  # virtualenv's old site.py lacks these
+        dirs.update(site.getsitepackages())
+        dirs.add(site.getusersitepackages())
+    dirs.add(str(Path(__file__).resolve().parents[1]))
+    return tuple(os.path.join(os.path.realpath(d), "") for d in dirs if d)
+
+
+class Worker:
+    """The state a worker keeps between calls: which user code it has loaded."""
+
+    def __init__(self) -> None:
+        self._home = os.getcwd()
+        self._system = _system_dirs()
+        self._mtimes: dict[str, float] = {}  # user module file -> mtime when imported
+        self._origins: dict[str, str] = {}  # top-level module -> directory it came from
+
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        rid = req.get("id")
+        target: str = req["target"]
+        cwd: str = req.get("cwd") or self._home
+        stale = self._stale_reason(target, cwd)
+        if stale:
+            return {"id": rid, "stale": stale}
+        before = set(sys.modules)
+        try:
+            fd = open_output(Path(req["output"]))
+        except OSError as exc:
+            return {"id": rid, "ok": False, "failure": _describe(exc)}
+        try:
+            with _redirected(fd), _call_environment(cwd, req.get("env") or {}):
+                try:
+                    func = resolve_target(target)
+                    value = call_target(func, req.get("args") or [], req.get("kwargs") or {})
+                    append_result(fd, result_text(value))
+                except BaseException as exc:  # the user's failure, whatever it is, is data
+                    return {"id": rid, "ok": False, "failure": _describe(exc)}
+                return {"id": rid, "ok": True}
+        finally:
+            os.close(fd)
+            self._remember(set(sys.modules) - before, cwd)
+
+    def _stale_reason(self, target: str, cwd: str) -> str | None:
+        top = target.partition(":")[0].split(".")[0]
+        origin = self._origins.get(top)
+        if origin is not None and origin != cwd:
+            return f"module {top!r} was imported from {origin}, not {cwd}"
+        for path, mtime in self._mtimes.items():
+            try:
+                changed = os.stat(path).st_mtime != mtime
+            except OSError:
+                changed = True
+            if changed:
+                return f"{path} changed on disk"
+        return None
+
+    def _remember(self, new_modules: set[str], cwd: str) -> None:
+        for name in new_modules:
+            module = sys.modules.get(name)
+            path = getattr(module, "__file__", None)
+            if not isinstance(path, str):
+                continue
+            real = os.path.realpath(path)
+            if real.startswith(self._system):
+                continue
+            with contextlib.suppress(OSError):
+                self._mtimes[real] = os.stat(real).st_mtime
+            self._origins.setdefault(name.split(".")[0], cwd)
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    # The traceback starts in this module; the user's frames are what tell a story.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    exc.__traceback__ = tb
+    try:
+        return failure_dict(exc)
+    except Exception as bug:  # never let describing a failure kill the worker
+        names = tuple(c.__name__ for c in type(exc).__mro__ if c is not object)
+        info = FailureInfo(
+            message=f"{type(exc).__name__}: {exc} (describing it failed: {bug!r})",
+            exception_types=names,
+            exception_module=type(exc).__module__,
+            action="python",
+        )
+        return dataclasses.asdict(info)
+
+
+@contextlib.contextmanager
+def _redirected(fd: int) -> Iterator[None]:
+    """Point fds 1 and 2 (and so sys.stdout/sys.stderr) at the output file for a call."""
+    _flush_std()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        yield
+    finally:
+        _flush_std()
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # undo a user's swap
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+
+
+@contextlib.contextmanager
+def _call_environment(cwd: str, env: dict[str, str]) -> Iterator[None]:
+    """The task's cwd (also first on sys.path, so its modules import) and env, for one call."""
+    old_cwd = os.getcwd()
+    old_env = dict(os.environ)
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(cwd)
+        os.chdir(old_cwd)
+        if dict(os.environ) != old_env:
+            os.environ.clear()
+            os.environ.update(old_env)
+
+
+def _send(out: BinaryIO, message: dict[str, Any]) -> None:
+    out.write(json.dumps(message).encode() + b"\n")
+    out.flush()
+
+
+def main() -> None:
+    proto_in = os.fdopen(os.dup(0), "rb")
+    proto_out = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    worker = Worker()
+    _send(proto_out, {"ready": True, "pid": os.getpid()})
+    for line in proto_in:
+        if not line.strip():
+            continue
+        response = worker.handle(json.loads(line))
+        _send(proto_out, response)
+        if "stale" in response:
+            return
+
+
+if __name__ == "__main__":
+    main()

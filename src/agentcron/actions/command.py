@@ -1,0 +1,249 @@
+"""The ``command`` action: run a program in its own process group.
+
+The child gets the output file itself as stdout and stderr (no pipe for the daemon
+to drain), so output lands on disk as it is written, survives a hung or killed run
+and a daemon crash, and a grandchild that keeps the descriptor open cannot make
+the daemon wait for an EOF. Each run is the leader of a new session, so a timeout
+or a cancellation can signal everything it started at once; only a descendant
+that calls ``setsid`` itself escapes that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from agentcron.actions.base import ActionContext, ActionResult
+from agentcron.actions.output import open_output, read_output, tail_lines
+from agentcron.durations import format_duration
+from agentcron.model.enums import ErrorClass
+from agentcron.model.failure import FailureInfo
+
+log = logging.getLogger(__name__)
+
+_POLL = 0.05  # seconds between checks while waiting for a signalled group to go
+_REAP_LIMIT = 5.0  # seconds to wait for a SIGKILLed leader to be reaped
+
+
+class CommandAction:
+    """Runs ``spec.command`` (argv list, or a string through ``/bin/sh -c`` with ``shell``)."""
+
+    async def run(self, ctx: ActionContext) -> ActionResult:
+        spec = ctx.spec
+        if spec.command is None:
+            raise ValueError(f"task {ctx.task!r} has no command")
+        argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else spec.command
+        env = {**os.environ, **spec.env, **ctx.env}
+        cwd = _working_dir(spec.cwd)
+        if cwd is not None and not _is_dir(cwd):
+            return _spawn_failure(
+                f"working directory does not exist: {cwd}", None, ErrorClass.CONFIG_ERROR
+            )
+
+        fd = open_output(ctx.output_path)
+        try:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=fd,
+                    stderr=fd,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                )
+            except FileNotFoundError:
+                return _spawn_failure(f"command not found: {argv[0]}", 127)
+            except PermissionError:
+                return _spawn_failure(f"command is not executable: {argv[0]}", 126)
+            except OSError as exc:  # e.g. ENOEXEC: a script without a #! line
+                return _spawn_failure(f"cannot execute {argv[0]}: {exc.strerror or exc}", 126)
+        finally:
+            os.close(fd)  # the child holds its own copy
+
+        grace = ctx.kill_grace.total_seconds()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=ctx.timeout.total_seconds())
+        except TimeoutError:
+            killed = await terminate_group(proc.pid, proc, grace)
+            how = f"TERM, then KILL after {say_duration(ctx.kill_grace)}" if killed else "TERM"
+            return ActionResult(
+                ok=False,
+                failure=FailureInfo(
+                    message=(
+                        f"timed out after {say_duration(ctx.timeout)}; killed process group ({how})"
+                    ),
+                    output_tail=redact_for(tail_lines(ctx.output_path), spec.env, ctx.env),
+                    known_class=ErrorClass.TIMEOUT,
+                    action="command",
+                ),
+            )
+        except asyncio.CancelledError:
+            await _stop_on_cancel(proc, grace)
+            raise
+
+        if group_alive(proc.pid):
+            # The command finished but left members of its group behind (a stray
+            # `cmd &`); they belong to this run and must not outlive it.
+            log.warning(
+                "command left processes running; killing its process group",
+                extra={"event": "stray_processes_killed", "task": ctx.task, "pgid": proc.pid},
+            )
+            try:
+                await terminate_group(proc.pid, proc, grace)
+            except asyncio.CancelledError:
+                _signal_group(proc.pid, signal.SIGKILL)
+                raise
+
+        return _result_for(proc.returncode, ctx)
+
+
+def _result_for(returncode: int | None, ctx: ActionContext) -> ActionResult:
+    assert returncode is not None
+    if returncode == 0:
+        return ActionResult(ok=True, output=read_output(ctx.output_path), exit_code=0)
+    tail = redact_for(tail_lines(ctx.output_path), ctx.spec.env, ctx.env)
+    if returncode < 0:
+        signum = -returncode
+        return ActionResult(
+            ok=False,
+            failure=FailureInfo(
+                message=f"killed by signal {_signal_name(signum)}",
+                signal=signum,
+                output_tail=tail,
+                action="command",
+            ),
+        )
+    return ActionResult(
+        ok=False,
+        exit_code=returncode,
+        failure=FailureInfo(
+            message=f"exited with code {returncode}",
+            exit_code=returncode,
+            output_tail=tail,
+            action="command",
+        ),
+    )
+
+
+def _spawn_failure(
+    message: str, exit_code: int | None, known: ErrorClass | None = None
+) -> ActionResult:
+    return ActionResult(
+        ok=False,
+        exit_code=exit_code,
+        failure=FailureInfo(
+            message=message, exit_code=exit_code, known_class=known, action="command"
+        ),
+    )
+
+
+async def _stop_on_cancel(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """Stop a cancelled run's group; a second cancellation cuts the grace short."""
+    try:
+        await terminate_group(proc.pid, proc, grace)
+    except asyncio.CancelledError:
+        _signal_group(proc.pid, signal.SIGKILL)
+        raise
+
+
+async def terminate_group(pgid: int, proc: asyncio.subprocess.Process, grace: float) -> bool:
+    """TERM process group ``pgid``, wait up to ``grace`` seconds for it to empty, then KILL.
+
+    ``proc`` is the group leader, a child of this process, so its exit is only seen
+    once asyncio has reaped it. Returns whether KILL was needed. SIGCONT follows the
+    TERM so a stopped member can act on it.
+    """
+    _signal_group(pgid, signal.SIGTERM)
+    _signal_group(pgid, signal.SIGCONT)
+    deadline = time.monotonic() + grace
+    while True:
+        if proc.returncode is not None and not group_alive(pgid):
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        await asyncio.sleep(min(_POLL, remaining))
+    _signal_group(pgid, signal.SIGKILL)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=_REAP_LIMIT)
+    except TimeoutError:  # pragma: no cover - SIGKILL cannot be ignored; a D-state hang
+        log.error("process %d survived SIGKILL for %.0fs", proc.pid, _REAP_LIMIT)
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a member that is not a zombie.
+
+    ``killpg(pgid, 0)`` alone also counts zombies, and an orphaned zombie may never
+    be reaped when PID 1 does not reap (as in some containers); on Linux ``/proc``
+    tells the two apart.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _live_member_in_proc(pgid)
+
+
+def _live_member_in_proc(pgid: int) -> bool:
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True  # no /proc: trust killpg, zombies included
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_bytes()
+        except OSError:
+            continue  # exited while we looked
+        # "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def say_duration(delta: timedelta) -> str:
+    """``format_duration``, except that a short duration keeps its fraction (``0.5s``)."""
+    seconds = delta.total_seconds()
+    if seconds < 60 and seconds != int(seconds):
+        return f"{round(seconds, 2):g}s"
+    return format_duration(delta)
+
+
+def _working_dir(cwd: str | None) -> str | None:
+    return os.path.expanduser(cwd) if cwd else None
+
+
+def _is_dir(path: str) -> bool:
+    return os.path.isdir(path)  # one stat; not worth a thread
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return f"{signal.Signals(signum).name} ({signum})"
+    except ValueError:
+        return str(signum)
+
+
+def redact_for(text: str, *envs: Mapping[str, str]) -> str:
+    """``text`` without the secret values of the given environments, nor secret shapes."""
+    from agentcron.redact import redact, secret_values_from_env
+
+    return redact(text, secrets=secret_values_from_env({k: v for e in envs for k, v in e.items()}))

@@ -1,0 +1,265 @@
+"""The command action with real processes, and the output-file helpers it writes with."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentcron.actions.base import ActionContext, ActionResult
+from agentcron.actions.command import CommandAction
+from agentcron.actions.output import output_file_for, read_output, tail_lines
+from agentcron.model.enums import ErrorClass
+from agentcron.model.task import TaskSpec
+
+pytestmark = pytest.mark.slow
+
+
+def make_ctx(
+    tmp_path: Path,
+    *,
+    timeout: float = 10.0,
+    grace: float = 0.5,
+    ctx_env: dict[str, str] | None = None,
+    **spec: Any,
+) -> ActionContext:
+    task = TaskSpec(name="job", every="1h", **spec)
+    return ActionContext(
+        task="job",
+        spec=task,
+        slot_id=7,
+        attempt=1,
+        scheduled_for=datetime(2026, 3, 29, 3, 0, tzinfo=UTC),
+        output_path=tmp_path / "out" / "job" / "run.log",
+        timeout=timedelta(seconds=timeout),
+        kill_grace=timedelta(seconds=grace),
+        env=ctx_env or {},
+    )
+
+
+def run(ctx: ActionContext) -> ActionResult:
+    return asyncio.run(CommandAction().run(ctx))
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie (an orphaned zombie may wait long for its reaper)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+def wait_until(condition: Callable[[], bool], deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def read_pids(path: Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def test_success_keeps_stdout_and_stderr_in_the_file(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, command=["sh", "-c", "echo to-out; echo to-err >&2"])
+    result = run(ctx)
+    assert result.ok and result.exit_code == 0 and result.failure is None
+    assert ctx.output_path.read_text() == "to-out\nto-err\n"
+    assert result.output == "to-out\nto-err\n"
+
+
+def test_nonzero_exit_reports_code_and_last_20_lines(tmp_path: Path) -> None:
+    script = "for i in $(seq 1 30); do echo line$i; done; exit 4"
+    result = run(make_ctx(tmp_path, command=["sh", "-c", script]))
+    assert not result.ok and result.failure is not None
+    assert result.exit_code == 4
+    assert result.failure.exit_code == 4
+    assert result.failure.message == "exited with code 4"
+    assert result.failure.output_tail == "\n".join(f"line{i}" for i in range(11, 31))
+    assert result.failure.known_class is None
+
+
+def test_death_by_signal_is_reported_as_such(tmp_path: Path) -> None:
+    result = run(make_ctx(tmp_path, command=["sh", "-c", "kill -9 $$"]))
+    assert result.failure is not None
+    assert result.failure.signal == 9 and result.failure.exit_code is None
+    assert result.failure.message == "killed by signal SIGKILL (9)"
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = (
+        f"echo $$ >> {pids}; sleep 30 & echo $! >> {pids}; "
+        f"sh -c 'sleep 30 & echo $! >> {pids}; wait' & echo $! >> {pids}; "
+        "echo started; wait"
+    )
+    started = time.monotonic()
+    result = run(make_ctx(tmp_path, timeout=1.0, command=script, shell=True))
+    elapsed = time.monotonic() - started
+
+    assert result.failure is not None
+    assert result.failure.known_class is ErrorClass.TIMEOUT
+    assert result.failure.message == "timed out after 1s; killed process group (TERM)"
+    assert result.failure.output_tail == "started"  # partial output kept
+    assert elapsed < 5
+    found = read_pids(pids)
+    assert len(found) == 4, "the script did not get to start everything within its timeout"
+    assert [p for p in found if alive(p)] == []
+
+
+def test_a_group_that_ignores_term_is_killed_after_the_grace(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    # An ignored signal stays ignored across exec, so the sleeps ignore TERM too.
+    script = f"trap '' TERM; sleep 30 & echo $! >> {pids}; echo $$ >> {pids}; wait"
+    started = time.monotonic()
+    result = run(make_ctx(tmp_path, timeout=0.5, grace=0.5, command=script, shell=True))
+    elapsed = time.monotonic() - started
+
+    assert result.failure is not None
+    assert result.failure.known_class is ErrorClass.TIMEOUT
+    assert result.failure.message == (
+        "timed out after 0.5s; killed process group (TERM, then KILL after 0.5s)"
+    )
+    assert 1.0 <= elapsed < 1.0 + 3.0
+    found = read_pids(pids)
+    assert len(found) == 2
+    assert [p for p in found if alive(p)] == []
+
+
+def test_processes_left_behind_by_a_successful_command_are_killed(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    result = run(make_ctx(tmp_path, command=f"sleep 30 & echo $! > {pids}; echo done", shell=True))
+    assert result.ok and result.output == "done\n"
+    (stray,) = read_pids(pids)
+    assert not alive(stray)
+
+
+def test_cancellation_kills_the_group_and_propagates(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    ctx = make_ctx(
+        tmp_path, command=f"sleep 30 & echo $! >> {pids}; echo $$ >> {pids}; wait", shell=True
+    )
+
+    async def scenario() -> None:
+        task = asyncio.create_task(CommandAction().run(ctx))
+        end = time.monotonic() + 10
+        while len(read_pids(pids)) < 2:
+            assert time.monotonic() < end, "the command never started"
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    found = read_pids(pids)
+    assert len(found) == 2 and [p for p in found if alive(p)] == []
+
+
+def test_missing_executable_is_a_failure_with_127(tmp_path: Path) -> None:
+    result = run(make_ctx(tmp_path, command=["agentcron-no-such-program-xyz", "arg"]))
+    assert result.failure is not None
+    assert result.exit_code == 127 and result.failure.exit_code == 127
+    assert result.failure.message == "command not found: agentcron-no-such-program-xyz"
+
+
+def test_file_that_is_not_executable_is_a_failure_with_126(tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    result = run(make_ctx(tmp_path, command=[str(script)]))
+    assert result.failure is not None
+    assert result.failure.exit_code == 126
+    assert result.failure.message == f"command is not executable: {script}"
+
+
+def test_shell_string_runs_through_sh(tmp_path: Path) -> None:
+    result = run(make_ctx(tmp_path, command="echo $((1 + 2)) | tr 3 X", shell=True))
+    assert result.ok and result.output == "X\n"
+
+
+def test_argv_is_not_interpreted_by_a_shell(tmp_path: Path) -> None:
+    result = run(make_ctx(tmp_path, command=["echo", "$HOME", "; rm -rf /", "|"]))
+    assert result.ok and result.output == "$HOME ; rm -rf / |\n"
+
+
+def test_env_and_cwd_are_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTCRON_TEST_INHERITED", "from-daemon")
+    monkeypatch.setenv("AGENTCRON_TEST_OVERRIDDEN", "daemon-value")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    ctx = make_ctx(
+        tmp_path,
+        command=[
+            "sh",
+            "-c",
+            "pwd; echo $AGENTCRON_TEST_INHERITED $AGENTCRON_TEST_OVERRIDDEN $AGENTCRON_TASK",
+        ],
+        env={"AGENTCRON_TEST_OVERRIDDEN": "task-value"},
+        ctx_env={"AGENTCRON_TASK": "job"},
+        cwd=str(workdir),
+    )
+    result = run(ctx)
+    assert result.ok
+    assert result.output == f"{workdir}\nfrom-daemon task-value job\n"
+
+
+def test_missing_working_directory_is_a_config_error(tmp_path: Path) -> None:
+    result = run(make_ctx(tmp_path, command=["true"], cwd=str(tmp_path / "nowhere")))
+    assert result.failure is not None
+    assert result.failure.known_class is ErrorClass.CONFIG_ERROR
+    assert result.failure.message == f"working directory does not exist: {tmp_path / 'nowhere'}"
+
+
+def test_secrets_from_the_task_env_are_redacted_in_the_tail(tmp_path: Path) -> None:
+    secret = "q9Zr2bXw7LmN4vPk"
+    ctx = make_ctx(
+        tmp_path,
+        command=["sh", "-c", 'echo "using $SERVICE_TOKEN"; exit 1'],
+        env={"SERVICE_TOKEN": secret},
+    )
+    result = run(ctx)
+    assert result.failure is not None
+    assert secret not in result.failure.output_tail
+    assert result.failure.output_tail == "using [REDACTED]"
+
+
+def test_output_file_names_sort_by_time_and_keep_retries_apart(tmp_path: Path) -> None:
+    early = datetime(2026, 3, 29, 3, 0, tzinfo=UTC)
+    late = datetime(2026, 3, 29, 5, 30, tzinfo=timezone(timedelta(hours=2)))  # 03:30Z
+    a1 = output_file_for(tmp_path, "story", early, 1, slot_id=42)
+    a2 = output_file_for(tmp_path, "story", early, 2, slot_id=42)
+    b1 = output_file_for(tmp_path, "story", late, 1, slot_id=43, suffix=".md")
+    assert a1 == tmp_path / "outputs" / "story" / "20260329T030000Z-s42-a1.log"
+    assert b1.name == "20260329T033000Z-s43-a1.md"
+    assert a1 != a2
+    assert sorted([b1.name, a2.name, a1.name]) == [a1.name, a2.name, b1.name]
+    with pytest.raises(ValueError):
+        output_file_for(tmp_path, "../escape", early, 1)
+
+
+def test_tail_reads_only_the_end_of_a_big_file(tmp_path: Path) -> None:
+    big = tmp_path / "big.log"
+    with big.open("w") as f:
+        for i in range(200_000):
+            f.write(f"line {i}\n")
+    assert tail_lines(big, n=3) == "line 199997\nline 199998\nline 199999"
+    # A window that starts mid-line drops the fragment.
+    assert tail_lines(big, n=50, max_bytes=30) == "line 199998\nline 199999"
+    assert tail_lines(tmp_path / "missing.log") == ""
+
+
+def test_read_output_caps_memory_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "out.log"
+    path.write_bytes(b"x" * 100)
+    assert read_output(path, max_bytes=100) == "x" * 100
+    capped = read_output(path, max_bytes=10)
+    assert capped.startswith("x" * 10 + "\n[... 90 more bytes in ")
+    assert os.path.getsize(path) == 100
