@@ -1,1 +1,79 @@
-"""notify."""
+"""Incidents, messages, channels and the durable outbox.
+
+The engine turns what happened into events; :func:`apply_event` decides which of
+them the owner must hear about; :func:`render` words them; the outbox keeps them
+until :class:`OutboxSender` has delivered them through a :class:`Channel`.
+"""
+
+from agentcron.notify.channels import (
+    COMMAND_PREFIX,
+    AppriseChannel,
+    Channel,
+    CommandChannel,
+    InvalidChannel,
+    SendResult,
+    channel_for,
+    channel_key,
+    check_channel_url,
+)
+from agentcron.notify.events import (
+    AttemptFailed,
+    DeliveryFailed,
+    DeliveryRecovered,
+    EmptySuccessStreak,
+    Event,
+    RunStuck,
+    RunSucceeded,
+    SkipStreak,
+    TaskOverdue,
+    WorkerLost,
+)
+from agentcron.notify.incidents import (
+    Incident,
+    IncidentKind,
+    Notice,
+    NoticeEvent,
+    Transition,
+    apply_event,
+)
+from agentcron.notify.memory import MemoryOutbox
+from agentcron.notify.messages import Message, Severity, render
+from agentcron.notify.outbox import ChannelHealth, OutboxItem, OutboxStore
+from agentcron.notify.sender import DEFAULT_BACKOFF, OutboxSender
+
+__all__ = [
+    "COMMAND_PREFIX",
+    "DEFAULT_BACKOFF",
+    "AppriseChannel",
+    "AttemptFailed",
+    "Channel",
+    "ChannelHealth",
+    "CommandChannel",
+    "DeliveryFailed",
+    "DeliveryRecovered",
+    "EmptySuccessStreak",
+    "Event",
+    "Incident",
+    "IncidentKind",
+    "InvalidChannel",
+    "MemoryOutbox",
+    "Message",
+    "Notice",
+    "NoticeEvent",
+    "OutboxItem",
+    "OutboxSender",
+    "OutboxStore",
+    "RunStuck",
+    "RunSucceeded",
+    "SendResult",
+    "Severity",
+    "SkipStreak",
+    "TaskOverdue",
+    "Transition",
+    "WorkerLost",
+    "apply_event",
+    "channel_for",
+    "channel_key",
+    "check_channel_url",
+    "render",
+]

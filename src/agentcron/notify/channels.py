@@ -1,0 +1,306 @@
+"""Where messages go: Apprise URLs and the owner's own script.
+
+Our interface is deliberately smaller than Apprise's: one target per channel, one
+``send`` that never raises and never blocks the event loop, and a verdict that
+says whether trying again can help (``permanent``). The outbox relies on all
+three: it retries passing failures with backoff, parks permanent ones where
+``doctor`` shows them, and keeps running while a chat platform hangs.
+
+Channel URLs:
+
+* any Apprise URL (``tgram://TOKEN/CHAT``, ``json://host/hook``, ``mailto://…``);
+* ``command:PROGRAM ARG…``: runs the owner's script (say their existing
+  ``send_message.sh``) with the message as JSON on stdin:
+  ``{"title", "body", "task", "event", "severity", "incident_kind"}``. The text
+  after ``command:`` is split like a shell line (quotes group words) but no
+  shell runs it. Exit status 0 means delivered; anything else is a passing
+  failure reported with the tail of stderr; it is killed after 30 s.
+
+A channel's ``key`` is its stable, secret-free name (``tgram://1...w/12345678``,
+``command:/usr/local/bin/send_message.sh``): it groups the outbox per channel and
+is what people see. Two URLs that differ only in secrets or query options share
+a key; each message still goes to its own URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import shlex
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar, cast
+from urllib.parse import parse_qs, urlsplit
+
+import apprise
+from apprise import NotifyFormat, NotifyType, OverflowMode
+from apprise.plugins import N_MGR
+from apprise.result import AppriseResultStatus
+
+from agentcron.notify.messages import Message
+from agentcron.redact import redact
+
+COMMAND_PREFIX = "command:"
+DEFAULT_TIMEOUT = 30.0
+# How much longer than Apprise's own deadline we wait for its thread to return.
+_GRACE = 5.0
+_STDERR_LINES = 5
+
+_NOTIFY_TYPES = {
+    "warning": NotifyType.WARNING,
+    "failure": NotifyType.FAILURE,
+    "recovery": NotifyType.SUCCESS,
+    "info": NotifyType.INFO,
+}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """``permanent`` means the same message to the same URL can never succeed."""
+
+    ok: bool
+    permanent: bool = False
+    error: str | None = None
+
+
+class Channel(Protocol):
+    key: str
+
+    async def send(self, msg: Message) -> SendResult:
+        """Deliver ``msg`` once. Never raises for a delivery problem and returns
+        within the channel's timeout; errors in the result contain no secrets."""
+        ...
+
+
+class InvalidChannel:
+    """A URL nothing can send to: every send fails permanently, and says why."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+
+    async def send(self, msg: Message) -> SendResult:
+        return SendResult(ok=False, permanent=True, error=self.reason)
+
+
+class AppriseChannel:
+    """One Apprise URL. Bodies longer than the service allows are split by Apprise
+    (unless the URL sets its own ``overflow=``), never rejected."""
+
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._secrets = _url_secrets(url)
+        plugin = _instantiate(url)
+        self.key = _apprise_key(url, plugin)
+
+    async def send(self, msg: Message) -> SendResult:
+        try:
+            async with asyncio.timeout(self._timeout + _GRACE):
+                return await _in_daemon_thread(lambda: self._send_blocking(msg))
+        except TimeoutError:
+            return SendResult(ok=False, error=f"no answer within {self._timeout:g}s")
+        except Exception as exc:  # a bug in a plugin must not take the sender down
+            error = f"{type(exc).__name__}: {exc}"
+            return SendResult(ok=False, error=redact(error, self._secrets))
+
+    def _send_blocking(self, msg: Message) -> SendResult:
+        plugin = _instantiate(self._url)
+        if plugin is None:
+            return SendResult(ok=False, permanent=True, error=_invalid_reason(self._url))
+        notifier = apprise.Apprise()
+        notifier.add(plugin)
+        with notifier.notify(
+            body=msg.body,
+            title=msg.title,
+            notify_type=_NOTIFY_TYPES.get(msg.severity, NotifyType.INFO),
+            body_format=NotifyFormat.TEXT,
+            timeout=self._timeout,
+        ) as result:
+            if result.status == AppriseResultStatus.SUCCESS:
+                return SendResult(ok=True)
+            if result.status == AppriseResultStatus.TIMEOUT:
+                return SendResult(ok=False, error=f"no answer within {self._timeout:g}s")
+            reasons = list(dict.fromkeys(entry.message for entry in result.logs()))
+            reason = " ".join(reasons[-2:]) or f"{plugin.service_name} refused the message"
+            return SendResult(ok=False, error=redact(reason, self._secrets))
+
+
+class CommandChannel:
+    """The owner's script; see the module docstring for the contract."""
+
+    def __init__(self, argv: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
+        if not argv:
+            raise ValueError("a command channel needs a program")
+        self.argv = list(argv)
+        self._timeout = timeout
+        self._name = os.path.basename(self.argv[0])
+        self.key = redact(f"{COMMAND_PREFIX}{self.argv[0]}", self.argv[1:])
+
+    async def send(self, msg: Message) -> SendResult:
+        payload = json.dumps(
+            {
+                "title": msg.title,
+                "body": msg.body,
+                "task": msg.task,
+                "event": msg.event,
+                "severity": msg.severity,
+                "incident_kind": msg.incident_kind,
+            },
+            ensure_ascii=False,
+        ).encode()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            return SendResult(ok=False, error=f"cannot start {self._name}: {reason}")
+        try:
+            _, stderr = await asyncio.wait_for(proc.communicate(payload), self._timeout)
+        except TimeoutError:
+            await _kill_group(proc)
+            return SendResult(
+                ok=False, error=f"{self._name} did not finish within {self._timeout:g}s"
+            )
+        except BaseException:
+            await _kill_group(proc)
+            raise
+        if proc.returncode == 0:
+            return SendResult(ok=True)
+        tail = stderr.decode(errors="replace").strip().splitlines()[-_STDERR_LINES:]
+        how = (
+            f"was killed by signal {-proc.returncode}"
+            if proc.returncode is not None and proc.returncode < 0
+            else f"exited with status {proc.returncode}"
+        )
+        error = f"{self._name} {how}" + (f": {' / '.join(tail)}" if tail else "")
+        return SendResult(ok=False, error=redact(error, self.argv[1:]))
+
+
+def channel_for(url: str, timeout: float = DEFAULT_TIMEOUT) -> Channel:
+    """The channel for one configured URL; an unusable URL gives a channel whose
+    sends fail permanently (so the problem is shown, not swallowed)."""
+    if url.strip().lower().startswith(COMMAND_PREFIX):
+        try:
+            argv = shlex.split(url.strip()[len(COMMAND_PREFIX) :])
+        except ValueError as exc:
+            return InvalidChannel(f"{COMMAND_PREFIX}…", f"cannot read the command: {exc}")
+        if not argv:
+            return InvalidChannel(COMMAND_PREFIX, "the command channel names no program")
+        return CommandChannel(argv, timeout=timeout)
+    channel = AppriseChannel(url, timeout=timeout)
+    if _instantiate(url) is None:
+        return InvalidChannel(channel.key, _invalid_reason(url))
+    return channel
+
+
+def check_channel_url(url: str) -> str | None:
+    """Why ``url`` cannot be used as a channel (for config validation), or None."""
+    channel = channel_for(url)
+    return channel.reason if isinstance(channel, InvalidChannel) else None
+
+
+def channel_key(url: str) -> str:
+    """The secret-free stable name of the channel for ``url``."""
+    return channel_for(url).key
+
+
+def _instantiate(url: str) -> apprise.NotifyBase | None:
+    plugin = apprise.Apprise.instantiate(url)
+    if plugin is None:
+        return None
+    query = {k.lower() for k in parse_qs(urlsplit(url).query, keep_blank_values=True)}
+    if "overflow" not in query:
+        plugin.overflow_mode = OverflowMode.SPLIT
+    return plugin
+
+
+def _apprise_key(url: str, plugin: apprise.NotifyBase | None) -> str:
+    if plugin is None:
+        return f"{_scheme(url)}://… (invalid)"
+    # The privacy URL masks tokens and passwords but not query values (custom
+    # headers, API keys), so only scheme, host and path are kept.
+    private_url = cast(Callable[..., str], plugin.url)(privacy=True)
+    return redact(private_url.split("?", 1)[0].rstrip("/"), _url_secrets(url))
+
+
+def _invalid_reason(url: str) -> str:
+    scheme = _scheme(url)
+    if not scheme:
+        return "not a notification URL (expected service://…, e.g. tgram://TOKEN/CHAT)"
+    if scheme not in N_MGR:
+        return f"no notification service is called {scheme}:// (is the URL misspelt?)"
+    return f"Apprise cannot use this {scheme}:// URL: a part is missing or malformed"
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].strip().lower() if "://" in url else ""
+
+
+def _url_secrets(url: str) -> list[str]:
+    """Parts of ``url`` that may be credentials, to blank out of error texts."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [parts.password or "", parts.username or ""]
+    found += [seg for seg in parts.path.split("/") if len(seg) >= 8]
+    found += [v for vals in parse_qs(parts.query).values() for v in vals if len(v) >= 8]
+    if "@" not in parts.netloc and len(parts.hostname or "") >= 20:
+        found.append(parts.hostname or "")  # tgram://TOKEN/…: the token is the "host"
+    return [s for s in found if len(s) >= 4]
+
+
+async def _in_daemon_thread(fn: Callable[[], T]) -> T:
+    """Run blocking ``fn`` in a daemon thread; the caller bounds the wait.
+
+    Not ``asyncio.to_thread``: a channel that hangs past every socket timeout
+    would hold a default-executor thread, and ``asyncio.run`` waits for those at
+    shutdown. A daemon thread is simply left behind.
+    """
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def work() -> None:
+        # Once running, the future cannot be cancelled by a caller that gave up,
+        # so setting the outcome below never fails.
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            done.set_result(fn())
+        except BaseException as exc:
+            done.set_exception(exc)
+
+    threading.Thread(target=work, name="agentcron-channel", daemon=True).start()
+    return await asyncio.wrap_future(done)
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
+__all__ = [
+    "COMMAND_PREFIX",
+    "AppriseChannel",
+    "Channel",
+    "CommandChannel",
+    "InvalidChannel",
+    "SendResult",
+    "channel_for",
+    "channel_key",
+    "check_channel_url",
+]

@@ -1,0 +1,191 @@
+"""What the engine, the watchdog and the delivery worker report about a task.
+
+These are facts, not decisions: the engine says "attempt 2 of slot 17 failed with
+``rate_limited`` and will be retried at 02:07"; whether that opens an incident or
+is one more repeat of an open one is decided by :mod:`agentcron.notify.incidents`.
+Keeping the facts free of notification policy lets the same events feed logs,
+metrics and the dashboard.
+
+Every event names its ``task`` and the instant ``at`` (aware UTC) it happened.
+Texts in events (``explanation``, ``details``, ``error``) may still contain
+secrets; everything that leaves the process is redacted when it is rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from agentcron.model import ErrorClass
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptFailed:
+    """One attempt of a slot failed; ``retry_at`` says when the next one runs.
+
+    ``gave_up`` is true when no retry follows although the class was transient
+    (retries exhausted). A permanent class never has a ``retry_at``.
+    ``details`` holds the last lines of output; ``env_hint`` names the
+    environment variable that holds the credential (e.g. ``llm.api_key_env``),
+    so an auth failure can say which key to check.
+    """
+
+    task: str
+    at: datetime
+    slot_id: int
+    scheduled_for: datetime
+    attempt: int
+    max_attempts: int
+    error_class: ErrorClass
+    explanation: str
+    fix: str | None = None
+    retry_at: datetime | None = None
+    gave_up: bool = False
+    details: str = ""
+    next_run: datetime | None = None
+    env_hint: str | None = None
+
+    @property
+    def permanent(self) -> bool:
+        return not self.error_class.transient
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerLost:
+    """The worker running a slot vanished (kill -9, power loss): its lease lapsed.
+
+    It is a failure of class ``worker_lost`` for incident purposes; it is a
+    separate event because the engine learns it from the watchdog, not from an
+    attempt that reported back.
+    """
+
+    task: str
+    at: datetime
+    slot_id: int
+    scheduled_for: datetime
+    attempt: int
+    max_attempts: int
+    node: str | None = None
+    retry_at: datetime | None = None
+    gave_up: bool = False
+    next_run: datetime | None = None
+
+    def as_failure(self) -> AttemptFailed:
+        where = f" (node {self.node})" if self.node else ""
+        return AttemptFailed(
+            task=self.task,
+            at=self.at,
+            slot_id=self.slot_id,
+            scheduled_for=self.scheduled_for,
+            attempt=self.attempt,
+            max_attempts=self.max_attempts,
+            error_class=ErrorClass.WORKER_LOST,
+            explanation=f"the worker running it stopped unexpectedly{where}",
+            retry_at=self.retry_at,
+            gave_up=self.gave_up,
+            next_run=self.next_run,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSucceeded:
+    """A slot succeeded on its ``attempts``-th attempt; ``empty`` when it produced nothing."""
+
+    task: str
+    at: datetime
+    slot_id: int
+    attempts: int = 1
+    empty: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStuck:
+    """A run has been going for longer than ``stuck_after`` (it is not killed)."""
+
+    task: str
+    at: datetime
+    slot_id: int
+    running_for: timedelta
+    limit: timedelta
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskOverdue:
+    """No slot was recorded although one was due since ``due_since``.
+
+    ``last_run`` is when the task last ran, if ever; the message says "has not
+    run since" that time, which is what a person compares with their memory.
+    """
+
+    task: str
+    at: datetime
+    due_since: datetime
+    missed: int
+    last_run: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmptySuccessStreak:
+    """``count`` successes in a row produced no output (or zero model tokens)."""
+
+    task: str
+    at: datetime
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkipStreak:
+    """``count`` slots in a row were skipped, all for ``reason`` (plain language)."""
+
+    task: str
+    at: datetime
+    count: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryFailed:
+    """Delivering a run's output to one target failed.
+
+    ``target_redacted`` is the channel key (no secrets). ``attempts`` counts the
+    delivery attempts so far; ``output_path`` is where the output is kept, so a
+    given-up delivery can point the owner to it.
+    """
+
+    task: str
+    at: datetime
+    slot_id: int
+    target_redacted: str
+    error: str
+    attempts: int = 1
+    gave_up: bool = False
+    retry_at: datetime | None = None
+    output_path: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryRecovered:
+    """A delivery of this task's output succeeded.
+
+    The delivery worker may emit it for every successful delivery: it only
+    changes something while a delivery incident is open.
+    """
+
+    task: str
+    at: datetime
+    slot_id: int
+    target_redacted: str
+    attempts: int = 1
+
+
+Event = (
+    AttemptFailed
+    | WorkerLost
+    | RunSucceeded
+    | RunStuck
+    | TaskOverdue
+    | EmptySuccessStreak
+    | SkipStreak
+    | DeliveryFailed
+    | DeliveryRecovered
+)

@@ -1,0 +1,427 @@
+"""Incidents: the difference between "tell the owner" and "count it".
+
+A problem opens an incident for its task; while it is open, more of the same is
+counted, not sent. The owner hears at most three things about one incident: that
+it opened (cause and plan), that it escalated (gave up, or turned out permanent)
+and that it closed (recovered). That is the whole defence against notification
+storms, so it lives here as a pure function over plain data: the engine feeds
+events in the order they happened and persists what comes out.
+
+A task has at most one open incident per kind. :func:`apply_event` takes those
+open incidents and one event and returns a :class:`Transition`: which incidents
+opened, were updated, escalated or closed, and the single :class:`Notice` (if
+any) to send. One event never yields more than one notice; incidents that close
+as a side effect of a more important change ride along in ``also_closed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from agentcron.durations import format_duration
+from agentcron.model import ErrorClass
+from agentcron.notify.events import (
+    AttemptFailed,
+    DeliveryFailed,
+    DeliveryRecovered,
+    EmptySuccessStreak,
+    Event,
+    RunStuck,
+    RunSucceeded,
+    SkipStreak,
+    TaskOverdue,
+    WorkerLost,
+)
+
+
+class IncidentKind(StrEnum):
+    FAILURE = "failure"
+    STUCK = "stuck"
+    OVERDUE = "overdue"
+    SUSPICIOUS = "suspicious"
+    SKIP_STREAK = "skip_streak"
+    DELIVERY = "delivery"
+
+
+class NoticeEvent(StrEnum):
+    OPENED = "opened"
+    ESCALATED = "escalated"
+    CLOSED = "closed"
+
+
+# When one event closes several incidents, the notice speaks about the first of
+# these; the others are mentioned below it.
+_CLOSE_ORDER = (
+    IncidentKind.FAILURE,
+    IncidentKind.OVERDUE,
+    IncidentKind.STUCK,
+    IncidentKind.SKIP_STREAK,
+    IncidentKind.SUSPICIOUS,
+    IncidentKind.DELIVERY,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Incident:
+    """One problem of one task, from the first event to the recovery.
+
+    ``id`` is None until the store has saved it. ``count`` is the number of
+    events seen; ``failed_runs`` the distinct slots that failed; ``retries`` the
+    failed attempts that were followed by a retry. ``streak`` is the length the
+    detector last reported (missed runs, empty successes, skips). ``slot_id`` is
+    the slot last involved (the failing, stuck or undelivered one) and ``since``
+    the instant the problem really began when that is not ``opened_at`` (the
+    start of a stuck run, the last run of an overdue task).
+    """
+
+    id: int | None = None
+    task: str
+    kind: IncidentKind
+    opened_at: datetime
+    closed_at: datetime | None = None
+    escalated: bool = False
+    count: int = 1
+    failed_runs: int = 0
+    retries: int = 0
+    first_error_class: ErrorClass | None = None
+    last_error_class: ErrorClass | None = None
+    summary: str = ""
+    slot_id: int | None = None
+    since: datetime | None = None
+    streak: int = 0
+    updated_at: datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice:
+    """Something the owner must be told: ``incident`` (its state after the event)
+    ``event``-ed because of ``cause``. ``also_closed`` are incidents of the same
+    task that the same event closed."""
+
+    task: str
+    event: NoticeEvent
+    incident: Incident
+    cause: Event
+    also_closed: tuple[Incident, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The result of one event. Every changed incident is in exactly one list:
+    ``opened`` (new, ``id`` None, possibly already escalated), ``escalated``,
+    ``updated`` (counted, still open) or ``closed``."""
+
+    opened: tuple[Incident, ...] = ()
+    updated: tuple[Incident, ...] = ()
+    escalated: tuple[Incident, ...] = ()
+    closed: tuple[Incident, ...] = ()
+    notice: Notice | None = None
+
+    @property
+    def changed(self) -> tuple[Incident, ...]:
+        return self.opened + self.escalated + self.updated + self.closed
+
+
+class _Changes:
+    """Collects the changes of one event; the last change of a kind wins, but a
+    kind that was opened stays in ``opened`` whatever happens to it next."""
+
+    def __init__(self, open_incidents: Mapping[str, Incident]) -> None:
+        self.current: dict[IncidentKind, Incident] = {
+            IncidentKind(kind): inc for kind, inc in open_incidents.items() if inc.is_open
+        }
+        self._how: dict[IncidentKind, str] = {}
+        self._incident: dict[IncidentKind, Incident] = {}
+
+    def put(self, how: str, incident: Incident) -> None:
+        kind = incident.kind
+        if self._how.get(kind) == "opened" and how != "closed":
+            how = "opened"
+        self._how[kind] = how
+        self._incident[kind] = incident
+        if how == "closed":
+            self.current.pop(kind, None)
+        else:
+            self.current[kind] = incident
+
+    def close(self, kind: IncidentKind, at: datetime) -> Incident | None:
+        incident = self.current.get(kind)
+        if incident is None:
+            return None
+        closed = replace(incident, closed_at=at, updated_at=at)
+        self.put("closed", closed)
+        return closed
+
+    def transition(self, notice: Notice | None) -> Transition:
+        def of(how: str) -> tuple[Incident, ...]:
+            return tuple(inc for kind, inc in self._incident.items() if self._how[kind] == how)
+
+        return Transition(of("opened"), of("updated"), of("escalated"), of("closed"), notice)
+
+
+def apply_event(
+    open_incidents: Mapping[str, Incident], event: Event, task_zone: ZoneInfo
+) -> Transition:
+    """Advance the incidents of ``event.task`` (``open_incidents``: kind -> open incident).
+
+    Pure: the result depends only on the arguments. ``task_zone`` is used for the
+    times written into incident summaries.
+    """
+    changes = _Changes(open_incidents)
+    if isinstance(event, WorkerLost):
+        notice = _on_failure(changes, event.as_failure(), cause=event)
+    elif isinstance(event, AttemptFailed):
+        notice = _on_failure(changes, event, cause=event)
+    elif isinstance(event, RunSucceeded):
+        notice = _on_success(changes, event)
+    elif isinstance(event, RunStuck):
+        notice = _on_stuck(changes, event)
+    elif isinstance(event, TaskOverdue):
+        notice = _on_streak(
+            changes, event, IncidentKind.OVERDUE, event.missed, _overdue_summary(event, task_zone)
+        )
+    elif isinstance(event, EmptySuccessStreak):
+        summary = f"{event.count} successes in a row without output"
+        notice = _on_streak(changes, event, IncidentKind.SUSPICIOUS, event.count, summary)
+    elif isinstance(event, SkipStreak):
+        summary = f"skipped {event.count} times in a row: {event.reason}"
+        notice = _on_streak(changes, event, IncidentKind.SKIP_STREAK, event.count, summary)
+    elif isinstance(event, DeliveryFailed):
+        notice = _on_delivery_failed(changes, event)
+    else:
+        notice = _on_delivery_recovered(changes, event)
+    return changes.transition(notice)
+
+
+def _close_after_run(changes: _Changes, slot_id: int, at: datetime) -> list[Incident]:
+    """A run that ended (or is going) proves the schedule fires: overdue is over,
+    and a stuck incident about this very run ends with it."""
+    closed = []
+    overdue = changes.close(IncidentKind.OVERDUE, at)
+    if overdue is not None:
+        closed.append(overdue)
+    stuck = changes.current.get(IncidentKind.STUCK)
+    if stuck is not None and stuck.slot_id == slot_id:
+        closed_stuck = changes.close(IncidentKind.STUCK, at)
+        assert closed_stuck is not None
+        closed.append(closed_stuck)
+    return closed
+
+
+def _closing_notice(task: str, closed: list[Incident], cause: Event) -> Notice | None:
+    if not closed:
+        return None
+    ordered = sorted(closed, key=lambda inc: _CLOSE_ORDER.index(inc.kind))
+    return Notice(
+        task=task,
+        event=NoticeEvent.CLOSED,
+        incident=ordered[0],
+        cause=cause,
+        also_closed=tuple(ordered[1:]),
+    )
+
+
+def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | None:
+    closed = _close_after_run(changes, ev.slot_id, ev.at)
+    hard = ev.gave_up or ev.permanent
+    current = changes.current.get(IncidentKind.FAILURE)
+    if current is None:
+        incident = Incident(
+            task=ev.task,
+            kind=IncidentKind.FAILURE,
+            opened_at=ev.at,
+            escalated=hard,
+            failed_runs=1,
+            retries=1 if ev.retry_at is not None else 0,
+            first_error_class=ev.error_class,
+            last_error_class=ev.error_class,
+            summary=_failure_summary(ev),
+            slot_id=ev.slot_id,
+            since=ev.scheduled_for,
+            updated_at=ev.at,
+        )
+        changes.put("opened", incident)
+        return Notice(
+            task=ev.task,
+            event=NoticeEvent.OPENED,
+            incident=incident,
+            cause=cause,
+            also_closed=tuple(closed),
+        )
+    incident = replace(
+        current,
+        count=current.count + 1,
+        failed_runs=current.failed_runs + (1 if ev.slot_id != current.slot_id else 0),
+        retries=current.retries + (1 if ev.retry_at is not None else 0),
+        last_error_class=ev.error_class,
+        slot_id=ev.slot_id,
+        updated_at=ev.at,
+    )
+    if hard and not current.escalated:
+        incident = replace(incident, escalated=True, summary=_failure_summary(ev))
+        changes.put("escalated", incident)
+        return Notice(
+            task=ev.task,
+            event=NoticeEvent.ESCALATED,
+            incident=incident,
+            cause=cause,
+            also_closed=tuple(closed),
+        )
+    changes.put("updated", incident)
+    return _closing_notice(ev.task, closed, cause)
+
+
+def _failure_summary(ev: AttemptFailed) -> str:
+    if ev.gave_up and not ev.permanent:
+        plural = "s" if ev.attempt != 1 else ""
+        return f"gave up after {ev.attempt} attempt{plural}: {ev.explanation}"
+    return ev.explanation
+
+
+def _on_success(changes: _Changes, ev: RunSucceeded) -> Notice | None:
+    closed = _close_after_run(changes, ev.slot_id, ev.at)
+    for kind in (IncidentKind.FAILURE, IncidentKind.SKIP_STREAK):
+        incident = changes.close(kind, ev.at)
+        if incident is not None:
+            closed.append(incident)
+    suspicious = changes.current.get(IncidentKind.SUSPICIOUS)
+    if suspicious is not None:
+        if ev.empty:
+            changes.put(
+                "updated", replace(suspicious, count=suspicious.count + 1, updated_at=ev.at)
+            )
+        else:
+            closed_suspicious = changes.close(IncidentKind.SUSPICIOUS, ev.at)
+            assert closed_suspicious is not None
+            closed.append(closed_suspicious)
+    return _closing_notice(ev.task, closed, ev)
+
+
+def _on_stuck(changes: _Changes, ev: RunStuck) -> Notice | None:
+    closed = changes.close(IncidentKind.OVERDUE, ev.at)
+    summary = (
+        f"running for {format_duration(ev.running_for)}, over its {format_duration(ev.limit)} limit"
+    )
+    current = changes.current.get(IncidentKind.STUCK)
+    if current is not None:
+        changes.put(
+            "updated",
+            replace(
+                current,
+                count=current.count + 1,
+                summary=summary,
+                slot_id=ev.slot_id,
+                since=ev.at - ev.running_for,
+                updated_at=ev.at,
+            ),
+        )
+        return _closing_notice(ev.task, [closed] if closed else [], ev)
+    incident = Incident(
+        task=ev.task,
+        kind=IncidentKind.STUCK,
+        opened_at=ev.at,
+        summary=summary,
+        slot_id=ev.slot_id,
+        since=ev.at - ev.running_for,
+        updated_at=ev.at,
+    )
+    changes.put("opened", incident)
+    return Notice(
+        task=ev.task,
+        event=NoticeEvent.OPENED,
+        incident=incident,
+        cause=ev,
+        also_closed=(closed,) if closed else (),
+    )
+
+
+def _overdue_summary(ev: TaskOverdue, zone: ZoneInfo) -> str:
+    plural = "s" if ev.missed != 1 else ""
+    if ev.last_run is not None:
+        since = f"no run since {ev.last_run.astimezone(zone):%H:%M}"
+    else:
+        since = f"no run although due since {ev.due_since.astimezone(zone):%H:%M}"
+    return f"{since} ({ev.missed} run{plural} missed)"
+
+
+def _on_streak(
+    changes: _Changes,
+    ev: TaskOverdue | EmptySuccessStreak | SkipStreak,
+    kind: IncidentKind,
+    streak: int,
+    summary: str,
+) -> Notice | None:
+    current = changes.current.get(kind)
+    if current is not None:
+        changes.put(
+            "updated",
+            replace(
+                current,
+                count=current.count + 1,
+                streak=max(streak, current.streak),
+                summary=summary,
+                updated_at=ev.at,
+            ),
+        )
+        return None
+    since = ev.last_run if isinstance(ev, TaskOverdue) else None
+    incident = Incident(
+        task=ev.task,
+        kind=kind,
+        opened_at=ev.at,
+        summary=summary,
+        streak=streak,
+        since=since,
+        updated_at=ev.at,
+    )
+    changes.put("opened", incident)
+    return Notice(task=ev.task, event=NoticeEvent.OPENED, incident=incident, cause=ev)
+
+
+def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
+    summary = f"output could not be delivered to {ev.target_redacted}: {ev.error}"
+    current = changes.current.get(IncidentKind.DELIVERY)
+    if current is None:
+        incident = Incident(
+            task=ev.task,
+            kind=IncidentKind.DELIVERY,
+            opened_at=ev.at,
+            escalated=ev.gave_up,
+            retries=1 if ev.retry_at is not None else 0,
+            summary=summary,
+            slot_id=ev.slot_id,
+            updated_at=ev.at,
+        )
+        changes.put("opened", incident)
+        return Notice(task=ev.task, event=NoticeEvent.OPENED, incident=incident, cause=ev)
+    incident = replace(
+        current,
+        count=current.count + 1,
+        retries=current.retries + (1 if ev.retry_at is not None else 0),
+        slot_id=ev.slot_id,
+        updated_at=ev.at,
+    )
+    if ev.gave_up and not current.escalated:
+        incident = replace(incident, escalated=True, summary=summary)
+        changes.put("escalated", incident)
+        return Notice(task=ev.task, event=NoticeEvent.ESCALATED, incident=incident, cause=ev)
+    changes.put("updated", incident)
+    return None
+
+
+def _on_delivery_recovered(changes: _Changes, ev: DeliveryRecovered) -> Notice | None:
+    closed = changes.close(IncidentKind.DELIVERY, ev.at)
+    return _closing_notice(ev.task, [closed] if closed else [], ev)
+
+
+def downtime(incident: Incident, at: datetime) -> timedelta:
+    """How long the task was failing: from the first failed slot's due time."""
+    return at - (incident.since or incident.opened_at)

@@ -1,0 +1,129 @@
+"""An outbox in memory: the reference behaviour of :class:`OutboxStore`.
+
+It ships with the product so tests and experiments need no database, and its
+code states the contract the SQL implementations must match.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from agentcron.notify.messages import Message
+from agentcron.notify.outbox import ChannelHealth, OutboxItem
+
+
+@dataclass
+class _Row:
+    item: OutboxItem
+    state: str = "pending"  # pending | sent | failed (permanently)
+    sent_at: datetime | None = None
+
+
+@dataclass
+class _Channel:
+    last_ok_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    failing_since: datetime | None = None
+    broken: bool = False
+
+
+class MemoryOutbox:
+    """Thread-safe, so a test may read it while the sender runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[int, _Row] = {}
+        self._channels: dict[str, _Channel] = {}
+        self._next_id = 1
+
+    def enqueue(self, channel_key: str, channel_url: str, message: Message, now: datetime) -> int:
+        with self._lock:
+            item_id = self._next_id
+            self._next_id += 1
+            self._rows[item_id] = _Row(
+                OutboxItem(
+                    id=item_id,
+                    channel_key=channel_key,
+                    channel_url=channel_url,
+                    message=message,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
+            self._channels.setdefault(channel_key, _Channel())
+            return item_id
+
+    def due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        with self._lock:
+            heads: dict[str, OutboxItem] = {}
+            for item_id in sorted(self._rows):
+                row = self._rows[item_id]
+                if row.state == "pending" and row.item.channel_key not in heads:
+                    heads[row.item.channel_key] = row.item
+            ready = [
+                item
+                for item in heads.values()
+                if item.next_attempt_at is None or item.next_attempt_at <= now
+            ]
+            ready.sort(key=lambda item: (item.created_at, item.id))
+            return ready[:limit]
+
+    def mark_sent(self, item_id: int, now: datetime) -> None:
+        with self._lock:
+            row = self._rows[item_id]
+            row.state, row.sent_at = "sent", now
+            channel = self._channels[row.item.channel_key]
+            channel.last_ok_at, channel.failing_since, channel.broken = now, None, False
+
+    def mark_failed(
+        self,
+        item_id: int,
+        error: str,
+        next_attempt_at: datetime | None,
+        permanent: bool,
+        now: datetime,
+    ) -> None:
+        with self._lock:
+            row = self._rows[item_id]
+            row.item = replace(
+                row.item,
+                attempts=row.item.attempts + 1,
+                next_attempt_at=next_attempt_at,
+                last_error=error,
+            )
+            if permanent:
+                row.state = "failed"
+            channel = self._channels[row.item.channel_key]
+            channel.last_error, channel.last_error_at = error, now
+            channel.failing_since = channel.failing_since or now
+            channel.broken = permanent
+
+    def channel_health(self) -> list[ChannelHealth]:
+        with self._lock:
+            return [
+                ChannelHealth(
+                    channel_key=key,
+                    last_ok_at=channel.last_ok_at,
+                    last_error=channel.last_error,
+                    last_error_at=channel.last_error_at,
+                    pending=self._count(key, "pending"),
+                    failing_since=channel.failing_since,
+                    broken=channel.broken,
+                    undeliverable=self._count(key, "failed"),
+                )
+                for key, channel in sorted(self._channels.items())
+            ]
+
+    # ---- for tests and `doctor`-style inspection --------------------------------
+    def items(self) -> list[tuple[OutboxItem, str]]:
+        """Every item with its state (pending, sent or failed), in enqueue order."""
+        with self._lock:
+            return [(self._rows[i].item, self._rows[i].state) for i in sorted(self._rows)]
+
+    def _count(self, key: str, state: str) -> int:
+        return sum(
+            1 for row in self._rows.values() if row.item.channel_key == key and row.state == state
+        )

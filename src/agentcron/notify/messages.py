@@ -1,0 +1,296 @@
+"""The words the owner reads.
+
+A notice becomes a :class:`Message`: a title (the e-mail subject, the bold line
+in a chat) and a body whose first line is the whole story in one sentence,
+written for a person half awake at 2 a.m.: what happened, in plain language,
+and what happens next ("Retrying at 02:07 (attempt 2 of 4).") or what they must
+do ("check DEEPINFRA_API_KEY"). The details below it, the last lines of output,
+are for when they sit down to fix it. Times are the task's local time.
+
+Every text is redacted on the way out, whatever the caller already did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from agentcron.durations import format_duration
+from agentcron.model import ErrorClass
+from agentcron.notify.events import (
+    AttemptFailed,
+    DeliveryFailed,
+    DeliveryRecovered,
+    EmptySuccessStreak,
+    Event,
+    RunStuck,
+    RunSucceeded,
+    SkipStreak,
+    TaskOverdue,
+    WorkerLost,
+)
+from agentcron.notify.incidents import Incident, IncidentKind, Notice, NoticeEvent, downtime
+from agentcron.redact import redact
+
+Severity = Literal["warning", "failure", "recovery", "info"]
+SEVERITIES: tuple[Severity, ...] = ("warning", "failure", "recovery", "info")
+
+MAX_DETAIL_LINES = 20
+MAX_LINE_CHARS = 300
+MAX_PHRASE_CHARS = 400
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True)
+class Message:
+    """A rendered, redacted notification, ready for any channel."""
+
+    title: str
+    body: str
+    task: str
+    event: str
+    incident_kind: str
+    severity: Severity
+
+    def to_dict(self) -> dict[str, str]:
+        """The stored form (the outbox keeps messages as JSON)."""
+        return {
+            "title": self.title,
+            "body": self.body,
+            "task": self.task,
+            "event": self.event,
+            "incident_kind": self.incident_kind,
+            "severity": self.severity,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Message:
+        severity = str(data.get("severity", "info"))
+        return cls(
+            title=str(data.get("title", "")),
+            body=str(data.get("body", "")),
+            task=str(data.get("task", "")),
+            event=str(data.get("event", "")),
+            incident_kind=str(data.get("incident_kind", "")),
+            severity=severity if severity in SEVERITIES else "info",
+        )
+
+
+def render(notice: Notice, zone: ZoneInfo, secrets: Iterable[str] = ()) -> Message:
+    """Turn a notice into the message the owner reads; ``secrets`` are values to
+    blank out in addition to the shapes :func:`agentcron.redact.redact` knows."""
+    title, summary, severity = _summary(notice, zone)
+    lines = [summary]
+    lines += [_also_closed(inc, notice.cause) for inc in notice.also_closed]
+    details = _details(notice.cause)
+    if details:
+        lines += ["", "Last lines of output:", *details]
+    secret_list = list(secrets)
+    return Message(
+        title=redact(title, secret_list),
+        body=redact("\n".join(lines), secret_list),
+        task=notice.task,
+        event=str(notice.event),
+        incident_kind=str(notice.incident.kind),
+        severity=severity,
+    )
+
+
+def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
+    """(title, first line, severity) for the notice."""
+    inc, cause, task = notice.incident, notice.cause, notice.task
+    if notice.event is NoticeEvent.CLOSED:
+        return _closed(inc, cause, task)
+    if isinstance(cause, WorkerLost):
+        cause = cause.as_failure()
+    if isinstance(cause, AttemptFailed):
+        return _failed(cause, zone)
+    if isinstance(cause, RunStuck):
+        return (
+            f"⏳ {task} is taking long",
+            f"⏳ {task} has been running for {format_duration(cause.running_for)}, longer than "
+            f"its {format_duration(cause.limit)} limit for a warning.",
+            "warning",
+        )
+    if isinstance(cause, TaskOverdue):
+        runs = _plural(cause.missed, "run")
+        if cause.last_run is not None:
+            since = f"since {_clock(cause.last_run, cause.at, zone)}"
+        else:
+            since = f"since it was due at {_clock(cause.due_since, cause.at, zone)}"
+        return (
+            f"⚠ {task} is overdue",
+            f"⚠ {task} has not run {since} ({runs} missed) although the daemon is alive.",
+            "warning",
+        )
+    if isinstance(cause, EmptySuccessStreak):
+        return (
+            f"⚠ {task} produced nothing",
+            f"⚠ {task} succeeded {cause.count} times in a row without producing anything.",
+            "warning",
+        )
+    if isinstance(cause, SkipStreak):
+        return (
+            f"⚠ {task} is being skipped",
+            f"⚠ {task} was skipped {cause.count} times in a row: {_phrase(cause.reason)}.",
+            "warning",
+        )
+    if isinstance(cause, DeliveryFailed):
+        return _delivery_failed(cause, zone)
+    raise ValueError(f"no {notice.event} message for {type(cause).__name__}")
+
+
+def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
+    task, why = ev.task, _phrase(ev.explanation)
+    if ev.permanent:
+        fix = _fix(ev)
+        advice = f"Retrying will not help — {fix}." if fix else "Retrying will not help."
+        return f"✖ {task} failed", f"✖ {task} failed: {why}. {advice}", "failure"
+    if ev.gave_up:
+        attempts = _plural(ev.attempt, "attempt")
+        line = f"✖ {task} gave up after {attempts}: {why}.{_next_run(ev.next_run, ev.at, zone)}"
+        return f"✖ {task} gave up", line, "failure"
+    if ev.retry_at is not None:
+        plan = (
+            f"Retrying {_at(ev.retry_at, ev.at, zone)} "
+            f"(attempt {ev.attempt + 1} of {ev.max_attempts})."
+        )
+        return f"⚠ {task} failed", f"⚠ {task} failed: {why}. {plan}", "warning"
+    line = f"⚠ {task} failed: {why}.{_next_run(ev.next_run, ev.at, zone)}"
+    return f"⚠ {task} failed", line, "warning"
+
+
+def _fix(ev: AttemptFailed) -> str | None:
+    if ev.env_hint and ev.error_class is ErrorClass.AUTH:
+        return f"check {ev.env_hint}"
+    return _phrase(ev.fix, lower_first=True) if ev.fix else None
+
+
+def _delivery_failed(ev: DeliveryFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
+    task = ev.task
+    if ev.gave_up:
+        kept = f"; it is kept at {ev.output_path}" if ev.output_path else ""
+        line = (
+            f"✖ {task}'s output could not be delivered after "
+            f"{_plural(ev.attempts, 'attempt')}{kept}."
+        )
+        return f"✖ {task}: delivery gave up", line, "failure"
+    line = f"⚠ {task}'s output could not be delivered to {ev.target_redacted}: {_phrase(ev.error)}."
+    if ev.retry_at is not None:
+        line += f" Retrying {_at(ev.retry_at, ev.at, zone)}."
+    return f"⚠ {task}: delivery failed", line, "warning"
+
+
+def _closed(inc: Incident, cause: Event, task: str) -> tuple[str, str, Severity]:
+    if inc.kind is IncidentKind.STUCK and isinstance(cause, AttemptFailed | WorkerLost):
+        failure = cause.as_failure() if isinstance(cause, WorkerLost) else cause
+        ran = format_duration(cause.at - (inc.since or inc.opened_at))
+        return (
+            f"✖ {task} ended without success",
+            f"✖ {task}'s long run ended after {ran} without success: "
+            f"{_phrase(failure.explanation)}.",
+            "failure",
+        )
+    titles = {
+        IncidentKind.FAILURE: f"✔ {task} recovered",
+        IncidentKind.STUCK: f"✔ {task} finished",
+        IncidentKind.OVERDUE: f"✔ {task} is running again",
+        IncidentKind.SUSPICIOUS: f"✔ {task} produced output again",
+        IncidentKind.SKIP_STREAK: f"✔ {task} ran again",
+        IncidentKind.DELIVERY: f"✔ {task}: output delivered",
+    }
+    return titles[inc.kind], f"✔ {_closed_sentence(inc, cause)}", "recovery"
+
+
+def _closed_sentence(inc: Incident, cause: Event) -> str:
+    task = inc.task
+    if inc.kind is IncidentKind.FAILURE:
+        same_slot = isinstance(cause, RunSucceeded) and cause.slot_id == inc.slot_id
+        if same_slot and inc.failed_runs <= 1 and isinstance(cause, RunSucceeded):
+            return f"{task} recovered after {_plural(cause.attempts - 1, 'retry', 'retries')}."
+        failed = inc.failed_runs - (1 if same_slot else 0)
+        down = format_duration(downtime(inc, cause.at))
+        return f"{task} is running again after {_plural(failed, 'failed run')} (down {down})."
+    if inc.kind is IncidentKind.STUCK:
+        ran = format_duration(cause.at - (inc.since or inc.opened_at))
+        return f"{task} finished after running for {ran}."
+    if inc.kind is IncidentKind.OVERDUE:
+        return f"{task} is running again after {_plural(inc.streak, 'missed run')}."
+    if inc.kind is IncidentKind.SUSPICIOUS:
+        return f"{task} produced output again."
+    if inc.kind is IncidentKind.SKIP_STREAK:
+        return f"{task} ran again after {_plural(inc.streak, 'skipped run')}."
+    assert isinstance(cause, DeliveryRecovered)
+    if cause.slot_id == inc.slot_id:
+        return (
+            f"{task}'s output was delivered to {cause.target_redacted} after "
+            f"{_plural(cause.attempts, 'attempt')}."
+        )
+    return f"{task}'s output is being delivered to {cause.target_redacted} again."
+
+
+def _also_closed(inc: Incident, cause: Event) -> str:
+    if inc.kind is IncidentKind.STUCK:
+        ran = format_duration(cause.at - (inc.since or inc.opened_at))
+        return f"The run that was taking long ended after {ran}."
+    return _closed_sentence(inc, cause)
+
+
+def _details(cause: Event) -> list[str]:
+    text = cause.details if isinstance(cause, AttemptFailed) else ""
+    lines = [line.rstrip() for line in text.strip("\n").splitlines()]
+    lines = [line for line in lines if line.strip()][-MAX_DETAIL_LINES:]
+    return [
+        line if len(line) <= MAX_LINE_CHARS else line[: MAX_LINE_CHARS - 1] + "…" for line in lines
+    ]
+
+
+def _phrase(text: str | None, lower_first: bool = False) -> str:
+    """A clause to embed in a sentence: one line, no final period. ``lower_first``
+    turns an imperative ("Check the key.") into "check the key", leaving words
+    such as ``HTTP`` or ``DEEPINFRA_API_KEY`` alone; names ("Telegram …") in
+    explanations and errors are never touched."""
+    clause = " ".join((text or "").split()).rstrip(". ")
+    if len(clause) > MAX_PHRASE_CHARS:
+        clause = clause[: MAX_PHRASE_CHARS - 1] + "…"
+    if lower_first and len(clause) > 1 and clause[0].isupper() and clause[1].islower():
+        clause = clause[0].lower() + clause[1:]
+    return clause or "unknown error"
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
+def _clock(when: datetime, now: datetime, zone: ZoneInfo) -> str:
+    """``02:07``, ``tomorrow 02:07``, ``yesterday 23:10`` or ``Mon 5 Jan 02:07``."""
+    local = when.astimezone(zone)
+    days = (local.date() - now.astimezone(zone).date()).days
+    hm = f"{local:%H:%M}"
+    if days == 0:
+        return hm
+    if days == 1:
+        return f"tomorrow {hm}"
+    if days == -1:
+        return f"yesterday {hm}"
+    return f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {hm}"
+
+
+def _at(when: datetime, now: datetime, zone: ZoneInfo) -> str:
+    """``at 02:07``, ``tomorrow at 02:07`` or ``on Mon 5 Jan at 02:07``."""
+    text = _clock(when, now, zone)
+    if " " not in text:
+        return f"at {text}"
+    day, hm = text.rsplit(" ", 1)
+    if day in ("tomorrow", "yesterday"):
+        return f"{day} at {hm}"
+    return f"on {day} at {hm}"
+
+
+def _next_run(when: datetime | None, now: datetime, zone: ZoneInfo) -> str:
+    return f" Next scheduled run: {_clock(when, now, zone)}." if when is not None else ""

@@ -1,0 +1,147 @@
+"""Sends what is in the outbox, patiently.
+
+The sender is its own asyncio task. Channel I/O runs in threads and
+subprocesses with timeouts (see :mod:`agentcron.notify.channels`), so a hung
+chat platform costs this task a few seconds and the scheduler nothing. A failed
+send reschedules that channel's head-of-line message with backoff (5 s, 15 s,
+1 min, 5 min, 15 min, then every 30 min) and never drops it; a permanent failure
+parks it where :meth:`OutboxStore.channel_health` shows it.
+
+Store calls are synchronous: they are short local writes, and the SQLite store
+must be used from the thread that owns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from agentcron.clock import Clock, SystemClock
+from agentcron.notify.channels import Channel, SendResult, channel_for
+from agentcron.notify.outbox import OutboxItem, OutboxStore
+from agentcron.redact import redact
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKOFF: tuple[timedelta, ...] = (
+    timedelta(seconds=5),
+    timedelta(seconds=15),
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(minutes=30),
+)
+# A guard for channels that do not bound their own sends.
+SEND_LIMIT = 120.0
+
+
+class OutboxSender:
+    def __init__(
+        self,
+        store: OutboxStore,
+        channel_factory: Callable[[str], Channel] = channel_for,
+        clock: Clock | None = None,
+        backoff: Sequence[timedelta] = DEFAULT_BACKOFF,
+        batch: int = 50,
+    ) -> None:
+        if not backoff:
+            raise ValueError("backoff needs at least one delay")
+        self._store = store
+        self._factory = channel_factory
+        self._clock: Clock = clock or SystemClock()
+        self._backoff = tuple(backoff)
+        self._batch = batch
+        self._channels: dict[str, Channel] = {}
+        self._wake = asyncio.Event()
+
+    def delay_after(self, attempts: int) -> timedelta:
+        """The wait after the ``attempts``-th failed send of one message."""
+        return self._backoff[min(max(attempts, 1), len(self._backoff)) - 1]
+
+    def wake(self) -> None:
+        """Drain now instead of at the next interval (call after enqueueing; from
+        another thread use ``loop.call_soon_threadsafe(sender.wake)``)."""
+        self._wake.set()
+
+    async def drain_once(self) -> int:
+        """Send every due head-of-line message, channels in parallel, each channel in
+        order (after a success its next message is sent in the same call). Returns
+        how many were delivered."""
+        delivered = 0
+        tried: set[int] = set()
+        while True:
+            items = [
+                i for i in self._store.due(self._clock.now(), self._batch) if i.id not in tried
+            ]
+            if not items:
+                return delivered
+            tried.update(item.id for item in items)
+            results = await asyncio.gather(*(self._send(item) for item in items))
+            delivered += sum(results)
+
+    async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        """Drain until ``stop`` is set; a failing store or channel is logged, not fatal."""
+        while not stop.is_set():
+            try:
+                await self.drain_once()
+            except Exception:
+                log.exception("outbox drain failed", extra={"event": "notify.drain_failed"})
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiter
+            self._wake.clear()
+
+    def _channel(self, url: str) -> Channel:
+        channel = self._channels.get(url)
+        if channel is None:
+            channel = self._channels[url] = self._factory(url)
+        return channel
+
+    async def _send(self, item: OutboxItem) -> int:
+        try:
+            channel = self._channel(item.channel_url)
+            async with asyncio.timeout(SEND_LIMIT):
+                result = await channel.send(item.message)
+        except TimeoutError:
+            result = SendResult(ok=False, error=f"no answer within {SEND_LIMIT:g}s")
+        except Exception as exc:  # a channel's bug must not lose the message
+            result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+        now = self._clock.now()
+        if result.ok:
+            self._store.mark_sent(item.id, now)
+            log.info(
+                "notification sent to %s",
+                item.channel_key,
+                extra={"event": "notify.sent", "task": item.message.task},
+            )
+            return 1
+        error = redact(result.error or "unknown error")
+        attempts = item.attempts + 1
+        if result.permanent:
+            self._store.mark_failed(item.id, error, None, True, now)
+            log.error(
+                "notification to %s cannot be delivered: %s",
+                item.channel_key,
+                error,
+                extra={"event": "notify.undeliverable", "task": item.message.task},
+            )
+            return 0
+        retry_at = now + self.delay_after(attempts)
+        self._store.mark_failed(item.id, error, retry_at, False, now)
+        log.warning(
+            "notification to %s failed (attempt %d), retrying at %s: %s",
+            item.channel_key,
+            attempts,
+            retry_at.isoformat(),
+            error,
+            extra={"event": "notify.send_failed", "task": item.message.task},
+        )
+        return 0

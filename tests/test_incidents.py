@@ -1,0 +1,420 @@
+"""The incident state machine: one message when a problem opens, one when it
+escalates, one when it closes, and nothing in between."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from agentcron.model import ErrorClass
+from agentcron.notify import (
+    AttemptFailed,
+    DeliveryFailed,
+    DeliveryRecovered,
+    EmptySuccessStreak,
+    Event,
+    Incident,
+    IncidentKind,
+    Notice,
+    NoticeEvent,
+    RunStuck,
+    RunSucceeded,
+    SkipStreak,
+    TaskOverdue,
+    WorkerLost,
+    apply_event,
+    render,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def local(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
+    """A March 2026 wall-clock time in Berlin (CET, UTC+1), as UTC."""
+    return datetime(2026, 3, day, hour, minute, second, tzinfo=BERLIN).astimezone(UTC)
+
+
+class Feed:
+    """Plays events into apply_event like the engine does, persisting the result."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, Incident] = {}
+        self.notices: list[Notice] = []
+        self.history: list[Incident] = []
+        self._next_id = 1
+
+    def __call__(self, events: Iterable[Event]) -> list[Notice]:
+        new: list[Notice] = []
+        for event in events:
+            transition = apply_event(self.open, event, BERLIN)
+            for incident in transition.opened:
+                assert incident.id is None
+                saved = replace(incident, id=self._next_id)
+                self._next_id += 1
+                self.open[saved.kind] = saved
+            for incident in transition.updated + transition.escalated:
+                self.open[incident.kind] = incident
+            for incident in transition.closed:
+                assert incident.closed_at is not None
+                del self.open[incident.kind]
+                self.history.append(incident)
+            if transition.notice is not None:
+                new.append(transition.notice)
+        self.notices += new
+        return new
+
+    def texts(self, notices: Iterable[Notice]) -> list[str]:
+        return [render(n, BERLIN).body.splitlines()[0] for n in notices]
+
+
+def rate_limited(slot: int, attempt: int, at: datetime, retry_at: datetime | None) -> AttemptFailed:
+    return AttemptFailed(
+        task="story",
+        at=at,
+        slot_id=slot,
+        scheduled_for=local(10, 2),
+        attempt=attempt,
+        max_attempts=4,
+        error_class=ErrorClass.RATE_LIMITED,
+        explanation="the model provider is rate-limiting requests (HTTP 429)",
+        retry_at=retry_at,
+    )
+
+
+def overloaded_run(slot: int, day: int) -> list[Event]:
+    """A nightly reindex that fails four times and gives up."""
+    events: list[Event] = []
+    for attempt in range(1, 5):
+        gave_up = attempt == 4
+        events.append(
+            AttemptFailed(
+                task="reindex",
+                at=local(day, 4, attempt * 5),
+                slot_id=slot,
+                scheduled_for=local(day, 4),
+                attempt=attempt,
+                max_attempts=4,
+                error_class=ErrorClass.OVERLOADED,
+                explanation="provider overloaded",
+                retry_at=None if gave_up else local(day, 4, attempt * 5 + 4),
+                gave_up=gave_up,
+                next_run=local(day + 1, 4) if gave_up else None,
+            )
+        )
+    return events
+
+
+def test_rate_limit_then_success_sends_exactly_opened_and_recovered() -> None:
+    feed = Feed()
+    notices = feed(
+        [
+            rate_limited(1, 1, local(10, 2, 0, 40), retry_at=local(10, 2, 7)),
+            rate_limited(1, 2, local(10, 2, 7, 30), retry_at=local(10, 2, 15)),
+            RunSucceeded(task="story", at=local(10, 2, 19), slot_id=1, attempts=3),
+        ]
+    )
+    assert [n.event for n in notices] == [NoticeEvent.OPENED, NoticeEvent.CLOSED]
+    assert feed.texts(notices) == [
+        "⚠ story failed: the model provider is rate-limiting requests (HTTP 429). "
+        "Retrying at 02:07 (attempt 2 of 4).",
+        "✔ story recovered after 2 retries.",
+    ]
+    closed = feed.history[0]
+    assert (closed.kind, closed.count, closed.retries, closed.failed_runs) == (
+        IncidentKind.FAILURE,
+        2,
+        2,
+        1,
+    )
+    assert closed.id == 1 and closed.closed_at == local(10, 2, 19)
+    assert feed.open == {}
+
+
+def test_auth_failure_is_one_notice_that_names_the_key() -> None:
+    feed = Feed()
+    failure = AttemptFailed(
+        task="story",
+        at=local(10, 2, 0, 5),
+        slot_id=1,
+        scheduled_for=local(10, 2),
+        attempt=1,
+        max_attempts=4,
+        error_class=ErrorClass.AUTH,
+        explanation="the provider rejected the API key (HTTP 401)",
+        fix="Check the API key.",
+        env_hint="DEEPINFRA_API_KEY",
+        next_run=local(11, 2),
+    )
+    next_night = replace(failure, at=local(11, 2, 0, 5), slot_id=2, scheduled_for=local(11, 2))
+    notices = feed([failure, next_night])
+    assert feed.texts(notices) == [
+        "✖ story failed: the provider rejected the API key (HTTP 401). "
+        "Retrying will not help — check DEEPINFRA_API_KEY."
+    ]
+    assert notices[0].event is NoticeEvent.OPENED
+    incident = feed.open["failure"]
+    assert incident.escalated and incident.count == 2 and incident.failed_runs == 2
+
+
+def test_ten_failing_runs_in_one_incident_send_only_opened_and_escalated() -> None:
+    feed = Feed()
+    events = [e for day in range(1, 11) for e in overloaded_run(slot=day, day=day)]
+    notices = feed(events)
+    assert [n.event for n in notices] == [NoticeEvent.OPENED, NoticeEvent.ESCALATED]
+    assert feed.texts(notices)[1] == (
+        "✖ reindex gave up after 4 attempts: provider overloaded. "
+        "Next scheduled run: tomorrow 04:00."
+    )
+    incident = feed.open["failure"]
+    assert (incident.count, incident.failed_runs, incident.retries) == (40, 10, 30)
+
+    closing = feed([RunSucceeded(task="reindex", at=local(11, 5), slot_id=11)])
+    assert feed.texts(closing) == [
+        "✔ reindex is running again after 10 failed runs (down 10 days 1 hour)."
+    ]
+
+
+def test_transient_then_permanent_escalates_once() -> None:
+    feed = Feed()
+    permanent = replace(
+        rate_limited(1, 2, local(10, 2, 8), None),
+        error_class=ErrorClass.QUOTA_EXHAUSTED,
+        explanation="the account has no credit left (insufficient_quota)",
+        fix="add credit to the provider account",
+    )
+    notices = feed([rate_limited(1, 1, local(10, 2, 1), local(10, 2, 7)), permanent, permanent])
+    assert [n.event for n in notices] == [NoticeEvent.OPENED, NoticeEvent.ESCALATED]
+    assert feed.texts(notices)[1] == (
+        "✖ story failed: the account has no credit left (insufficient_quota). "
+        "Retrying will not help — add credit to the provider account."
+    )
+    incident = feed.open["failure"]
+    assert incident.first_error_class is ErrorClass.RATE_LIMITED
+    assert incident.last_error_class is ErrorClass.QUOTA_EXHAUSTED
+
+
+def test_stuck_run_warns_once_and_closes_when_that_run_ends() -> None:
+    feed = Feed()
+    stuck = RunStuck(
+        task="story",
+        at=local(10, 2, 31),
+        slot_id=7,
+        running_for=timedelta(minutes=31),
+        limit=timedelta(minutes=30),
+    )
+    later = replace(stuck, at=local(10, 2, 40), running_for=timedelta(minutes=40))
+    other_slot_done = RunSucceeded(task="story", at=local(10, 2, 41), slot_id=6)
+    notices = feed([stuck, later, other_slot_done])
+    assert feed.texts(notices) == [
+        "⏳ story has been running for 31 min, longer than its 30 min limit for a warning."
+    ]
+    assert feed.open["stuck"].count == 2
+
+    closing = feed([RunSucceeded(task="story", at=local(10, 2, 47), slot_id=7)])
+    assert feed.texts(closing) == ["✔ story finished after running for 47 min."]
+
+
+def test_stuck_run_that_fails_gives_one_notice_mentioning_both() -> None:
+    feed = Feed()
+    feed(
+        [
+            RunStuck(
+                task="story",
+                at=local(10, 2, 31),
+                slot_id=7,
+                running_for=timedelta(minutes=31),
+                limit=timedelta(minutes=30),
+            )
+        ]
+    )
+    failure = replace(
+        rate_limited(7, 1, local(10, 3), local(10, 3, 5)),
+        error_class=ErrorClass.TIMEOUT,
+        explanation="it ran longer than its 1 hour timeout and was stopped",
+    )
+    notices = feed([failure])
+    assert len(notices) == 1 and notices[0].event is NoticeEvent.OPENED
+    assert [i.kind for i in notices[0].also_closed] == [IncidentKind.STUCK]
+    assert render(notices[0], BERLIN).body.splitlines()[:2] == [
+        "⚠ story failed: it ran longer than its 1 hour timeout and was stopped. "
+        "Retrying at 03:05 (attempt 2 of 4).",
+        "The run that was taking long ended after 1 hour.",
+    ]
+    assert set(feed.open) == {"failure"}
+
+
+def test_overdue_opens_once_and_closes_on_the_next_run() -> None:
+    feed = Feed()
+    overdue = TaskOverdue(
+        task="heartbeat",
+        at=local(10, 13, 5),
+        due_since=local(10, 11),
+        missed=3,
+        last_run=local(10, 10),
+    )
+    notices = feed([overdue, replace(overdue, at=local(10, 14, 5), missed=4)])
+    assert feed.texts(notices) == [
+        "⚠ heartbeat has not run since 10:00 (3 runs missed) although the daemon is alive."
+    ]
+    closing = feed([RunSucceeded(task="heartbeat", at=local(10, 15), slot_id=40)])
+    assert feed.texts(closing) == ["✔ heartbeat is running again after 4 missed runs."]
+
+
+def test_overdue_task_that_comes_back_failing_reports_both_in_one_notice() -> None:
+    feed = Feed()
+    feed([TaskOverdue(task="story", at=local(10, 5), due_since=local(10, 2), missed=1)])
+    notices = feed([rate_limited(3, 1, local(11, 2, 1), local(11, 2, 7))])
+    assert len(notices) == 1
+    lines = render(notices[0], BERLIN).body.splitlines()
+    assert lines[1] == "story is running again after 1 missed run."
+    assert set(feed.open) == {"failure"}
+
+
+def test_empty_success_streak_is_suspicious_until_output_returns() -> None:
+    feed = Feed()
+    notices = feed(
+        [
+            EmptySuccessStreak(task="story", at=local(12, 2, 10), count=3),
+            RunSucceeded(task="story", at=local(13, 2, 10), slot_id=4, empty=True),
+            EmptySuccessStreak(task="story", at=local(13, 2, 10), count=4),
+        ]
+    )
+    assert feed.texts(notices) == ["⚠ story succeeded 3 times in a row without producing anything."]
+    assert feed.open["suspicious"].count == 3 and feed.open["suspicious"].streak == 4
+    closing = feed([RunSucceeded(task="story", at=local(14, 2, 10), slot_id=5)])
+    assert feed.texts(closing) == ["✔ story produced output again."]
+
+
+def test_skip_streak_opens_once_and_closes_on_success() -> None:
+    feed = Feed()
+    skip = SkipStreak(
+        task="reindex", at=local(10, 7), count=3, reason="the previous run was still running"
+    )
+    notices = feed([skip, replace(skip, count=4, at=local(10, 8))])
+    assert feed.texts(notices) == [
+        "⚠ reindex was skipped 3 times in a row: the previous run was still running."
+    ]
+    closing = feed([RunSucceeded(task="reindex", at=local(10, 9, 30), slot_id=9)])
+    assert feed.texts(closing) == ["✔ reindex ran again after 4 skipped runs."]
+
+
+def test_delivery_failure_retries_escalates_and_recovers() -> None:
+    feed = Feed()
+    first = DeliveryFailed(
+        task="story",
+        at=local(10, 2, 6),
+        slot_id=1,
+        target_redacted="tgram://…",
+        error="Telegram answered 502 Bad Gateway",
+        retry_at=local(10, 2, 7),
+        output_path="/home/me/.agentcron/outputs/story/2026-03-10T0200.txt",
+    )
+    again = replace(first, at=local(10, 2, 8), attempts=2, retry_at=local(10, 2, 13))
+    gave_up = replace(first, at=local(10, 2, 40), attempts=4, retry_at=None, gave_up=True)
+    notices = feed([first, again, gave_up, replace(gave_up, at=local(10, 3))])
+    assert feed.texts(notices) == [
+        "⚠ story's output could not be delivered to tgram://…: "
+        "Telegram answered 502 Bad Gateway. Retrying at 02:07.",
+        "✖ story's output could not be delivered after 4 attempts; it is kept at "
+        "/home/me/.agentcron/outputs/story/2026-03-10T0200.txt.",
+    ]
+    assert [n.event for n in notices] == [NoticeEvent.OPENED, NoticeEvent.ESCALATED]
+    # A run succeeding does not close a delivery problem; a delivery does.
+    assert feed([RunSucceeded(task="story", at=local(11, 2, 5), slot_id=2)]) == []
+    closing = feed(
+        [
+            DeliveryRecovered(
+                task="story", at=local(11, 2, 6), slot_id=2, target_redacted="tgram://…"
+            )
+        ]
+    )
+    assert feed.texts(closing) == ["✔ story's output is being delivered to tgram://… again."]
+    assert (
+        feed(
+            [
+                DeliveryRecovered(
+                    task="story", at=local(12, 2, 6), slot_id=3, target_redacted="tgram://…"
+                )
+            ]
+        )
+        == []
+    )
+
+
+def test_delivered_after_retries_names_the_attempts() -> None:
+    feed = Feed()
+    feed(
+        [
+            DeliveryFailed(
+                task="story",
+                at=local(10, 2, 6),
+                slot_id=1,
+                target_redacted="tgram://…",
+                error="connection refused",
+                retry_at=local(10, 2, 7),
+            )
+        ]
+    )
+    closing = feed(
+        [
+            DeliveryRecovered(
+                task="story",
+                at=local(10, 2, 12),
+                slot_id=1,
+                target_redacted="tgram://…",
+                attempts=3,
+            )
+        ]
+    )
+    assert feed.texts(closing) == ["✔ story's output was delivered to tgram://… after 3 attempts."]
+
+
+def test_worker_lost_is_a_failure_with_a_plain_explanation() -> None:
+    feed = Feed()
+    lost = WorkerLost(
+        task="story",
+        at=local(10, 2, 20),
+        slot_id=1,
+        scheduled_for=local(10, 2),
+        attempt=1,
+        max_attempts=4,
+        node="vps-1",
+        retry_at=local(10, 2, 21),
+    )
+    notices = feed([lost])
+    assert feed.texts(notices) == [
+        "⚠ story failed: the worker running it stopped unexpectedly (node vps-1). "
+        "Retrying at 02:21 (attempt 2 of 4)."
+    ]
+    assert feed.open["failure"].first_error_class is ErrorClass.WORKER_LOST
+
+
+def test_success_closes_every_open_incident_with_one_notice() -> None:
+    feed = Feed()
+    feed(
+        [
+            SkipStreak(task="story", at=local(10, 1), count=3, reason="the daemon was paused"),
+            rate_limited(1, 1, local(10, 2, 1), local(10, 2, 7)),
+        ]
+    )
+    notices = feed([RunSucceeded(task="story", at=local(10, 2, 8), slot_id=1, attempts=2)])
+    assert len(notices) == 1
+    assert notices[0].incident.kind is IncidentKind.FAILURE
+    assert render(notices[0], BERLIN).body.splitlines() == [
+        "✔ story recovered after 1 retry.",
+        "story ran again after 3 skipped runs.",
+    ]
+    assert feed.open == {}
+
+
+def test_apply_event_does_not_mutate_its_input() -> None:
+    feed = Feed()
+    feed([rate_limited(1, 1, local(10, 2, 1), local(10, 2, 7))])
+    before = dict(feed.open)
+    transition = apply_event(
+        before, RunSucceeded(task="story", at=local(10, 2, 8), slot_id=1), BERLIN
+    )
+    assert before == feed.open and before["failure"].closed_at is None
+    assert transition.closed[0].closed_at == local(10, 2, 8)

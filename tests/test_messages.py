@@ -1,0 +1,187 @@
+"""Messages as the owner reads them: exact texts, local times, redacted details."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agentcron.model import ErrorClass
+from agentcron.notify import (
+    AttemptFailed,
+    DeliveryFailed,
+    Event,
+    IncidentKind,
+    Message,
+    Notice,
+    RunStuck,
+    RunSucceeded,
+    apply_event,
+    render,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def local(day: int, hour: int, minute: int = 0, zone: ZoneInfo = BERLIN) -> datetime:
+    """A March 2026 wall-clock time (Berlin is UTC+1 until the 29th), as UTC."""
+    return datetime(2026, 3, day, hour, minute, tzinfo=zone).astimezone(UTC)
+
+
+def notice_for(event: Event, zone: ZoneInfo = BERLIN) -> Notice:
+    transition = apply_event({}, event, zone)
+    assert transition.notice is not None
+    return transition.notice
+
+
+def failure(**changes: object) -> AttemptFailed:
+    fields: dict[str, object] = {
+        "task": "story",
+        "at": local(10, 2, 1),
+        "slot_id": 1,
+        "scheduled_for": local(10, 2),
+        "attempt": 1,
+        "max_attempts": 4,
+        "error_class": ErrorClass.OVERLOADED,
+        "explanation": "provider overloaded",
+    }
+    fields.update(changes)
+    return AttemptFailed(**fields)  # type: ignore[arg-type]
+
+
+def test_opened_transient_message() -> None:
+    event = failure(
+        error_class=ErrorClass.RATE_LIMITED,
+        explanation="the model provider is rate-limiting requests (HTTP 429)",
+        retry_at=local(10, 2, 7),
+    )
+    message = render(notice_for(event), BERLIN)
+    assert message == Message(
+        title="⚠ story failed",
+        body="⚠ story failed: the model provider is rate-limiting requests (HTTP 429). "
+        "Retrying at 02:07 (attempt 2 of 4).",
+        task="story",
+        event="opened",
+        incident_kind="failure",
+        severity="warning",
+    )
+
+
+def test_gave_up_message_names_the_next_run() -> None:
+    event = failure(attempt=4, gave_up=True, next_run=local(11, 2))
+    message = render(notice_for(event), BERLIN)
+    assert message.body == (
+        "✖ story gave up after 4 attempts: provider overloaded. Next scheduled run: tomorrow 02:00."
+    )
+    assert (message.title, message.severity) == ("✖ story gave up", "failure")
+
+
+@pytest.mark.parametrize(
+    ("retry_at", "expected"),
+    [
+        (local(10, 23, 59), "Retrying at 23:59 (attempt 2 of 4)."),
+        (local(11, 0, 30), "Retrying tomorrow at 00:30 (attempt 2 of 4)."),
+        (local(16, 2), "Retrying on Mon 16 Mar at 02:00 (attempt 2 of 4)."),
+    ],
+)
+def test_retry_times_are_said_relative_to_today_in_the_task_zone(
+    retry_at: datetime, expected: str
+) -> None:
+    message = render(notice_for(failure(retry_at=retry_at)), BERLIN)
+    assert message.body.endswith(expected)
+
+
+def test_times_are_shown_in_the_tasks_zone_not_utc() -> None:
+    event = failure(at=local(10, 2, 1, TOKYO), retry_at=local(10, 2, 7, TOKYO))
+    assert render(notice_for(event, TOKYO), TOKYO).body.endswith(
+        "Retrying at 02:07 (attempt 2 of 4)."
+    )
+
+
+def test_permanent_failure_without_a_known_fix_still_says_retrying_will_not_help() -> None:
+    event = failure(error_class=ErrorClass.CODE_ERROR, explanation="the script has a bug")
+    assert render(notice_for(event), BERLIN).body == (
+        "✖ story failed: the script has a bug. Retrying will not help."
+    )
+
+
+def test_details_are_the_last_twenty_lines_below_the_summary() -> None:
+    output = "\n".join(f"line {n}" for n in range(1, 31)) + "\n\n"
+    event = failure(retry_at=local(10, 2, 7), details=output + "x" * 500)
+    body = render(notice_for(event), BERLIN).body.splitlines()
+    assert body[1:3] == ["", "Last lines of output:"]
+    assert body[3:] == [f"line {n}" for n in range(12, 31)] + ["x" * 299 + "…"]
+
+
+def test_secrets_never_reach_the_text() -> None:
+    event = failure(
+        error_class=ErrorClass.AUTH,
+        explanation="Incorrect API key provided: sk-proj-abcdefghijklmnop1234567890",
+        details="export PROVIDER_KEY=hunter2-but-longer\ncurl: token=abcdef0123456789abcdef",
+        env_hint="PROVIDER_KEY",
+    )
+    message = render(notice_for(event), BERLIN, secrets=["hunter2-but-longer"])
+    assert message.body.splitlines() == [
+        "✖ story failed: Incorrect API key provided: [REDACTED]. "
+        "Retrying will not help — check PROVIDER_KEY.",
+        "",
+        "Last lines of output:",
+        "export PROVIDER_KEY=[REDACTED]",
+        "curl: token=[REDACTED]",
+    ]
+
+
+def test_stuck_and_closed_messages() -> None:
+    stuck = RunStuck(
+        task="story",
+        at=local(10, 2, 31),
+        slot_id=1,
+        running_for=timedelta(minutes=31),
+        limit=timedelta(minutes=30),
+    )
+    opened = notice_for(stuck)
+    message = render(opened, BERLIN)
+    assert (message.title, message.severity, message.incident_kind) == (
+        "⏳ story is taking long",
+        "warning",
+        "stuck",
+    )
+    transition = apply_event(
+        {IncidentKind.STUCK: opened.incident},
+        RunSucceeded(task="story", at=local(10, 3, 2), slot_id=1),
+        BERLIN,
+    )
+    assert transition.notice is not None
+    closed = render(transition.notice, BERLIN)
+    assert (closed.title, closed.body, closed.event, closed.severity) == (
+        "✔ story finished",
+        "✔ story finished after running for 1 hour 2 min.",
+        "closed",
+        "recovery",
+    )
+
+
+def test_delivery_gave_up_on_first_try_points_to_the_kept_output() -> None:
+    event = DeliveryFailed(
+        task="story",
+        at=local(10, 2, 5),
+        slot_id=1,
+        target_redacted="json://127.0.0.1:9/hook",
+        error="connection refused",
+        gave_up=True,
+        output_path="/srv/agentcron/outputs/story/1.txt",
+    )
+    message = render(notice_for(event), BERLIN)
+    assert message.body == (
+        "✖ story's output could not be delivered after 1 attempt; "
+        "it is kept at /srv/agentcron/outputs/story/1.txt."
+    )
+    assert message.severity == "failure"
+
+
+def test_message_round_trips_through_its_stored_form() -> None:
+    message = render(notice_for(failure(retry_at=local(10, 2, 7))), BERLIN)
+    assert Message.from_dict(message.to_dict()) == message
+    assert Message.from_dict({"title": "t", "body": "b", "severity": "bogus"}).severity == "info"
