@@ -1,0 +1,232 @@
+"""The shape of agentcron.yaml: top-level keys, the API block, the loaded result.
+
+Tasks stay raw mappings in :class:`ConfigFile`: each one is validated into a
+:class:`~agentcron.model.task.TaskSpec` only after ``defaults`` are merged in, so a
+problem can be traced to the task or to the default it inherited.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import ipaddress
+import zoneinfo
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from agentcron.config._urls import check_apprise_url, check_http_url
+from agentcron.model.task import NOTIFY_EVENTS, TASK_NAME, BackoffSpec, LlmSpec, TaskSpec
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@functools.cache
+def _zone_names() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def unknown_zone_message(name: str) -> str:
+    """``unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)``."""
+    close = difflib.get_close_matches(name, _zone_names(), n=1, cutoff=0.8)
+    hint = f"did you mean '{close[0]}'?" if close else "use an IANA name such as Europe/Berlin"
+    return f"unknown time zone {name!r} ({hint})"
+
+
+def check_zone(name: str) -> str | None:
+    """Why ``name`` is not a usable IANA zone, or None when it is one."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return unknown_zone_message(name)
+    return None
+
+
+def _one_or_many(value: Any) -> Any:
+    """``notify: "tgram://…"`` means a list of one; an empty key means none."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else value
+
+
+def _none_as_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _apprise_url(url: str) -> str:
+    problem = check_apprise_url(url)
+    if problem is not None:
+        raise ValueError(problem)
+    return url
+
+
+AppriseUrl = Annotated[str, AfterValidator(_apprise_url)]
+
+
+class ApiConfig(BaseModel):
+    """Where the HTTP API and dashboard listen. Off loopback, a token is mandatory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8765, ge=0, le=65535, description="0 picks a free port")
+    token: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="Bearer token; required when host is not a loopback address",
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _token_off_loopback(cls, token: str | None, info: ValidationInfo) -> str | None:
+        # Declared after host, so host is already validated when this runs.
+        host = info.data.get("host")
+        if host is not None and not is_loopback_host(host) and not (token or "").strip():
+            raise ValueError(
+                f"the API would listen on {host}, which other machines can reach: "
+                "set api.token to a long random string, or use host 127.0.0.1"
+            )
+        return token
+
+
+class ConfigFile(BaseModel):
+    """The top-level document as written; ``defaults`` and ``tasks`` are checked later."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str | None = Field(
+        default=None, description="Default IANA zone for tasks; else the system zone"
+    )
+    notify: Annotated[list[AppriseUrl], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list, description="Apprise URLs told about incidents"
+    )
+    defaults: Annotated[dict[str, Any], BeforeValidator(_none_as_empty)] = Field(
+        default_factory=dict, description="Per-task keys applied to every task that omits them"
+    )
+    tasks: Annotated[dict[str, Any], BeforeValidator(_none_as_empty)] = Field(default_factory=dict)
+    heartbeat_url: str | None = Field(
+        default=None, description="Pinged by the daemon while alive (dead man's switch)"
+    )
+    max_concurrency: int = Field(default=4, ge=1, description="Runs executing at once")
+    api: Annotated[ApiConfig, BeforeValidator(_none_as_empty)] = Field(default_factory=ApiConfig)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        problem = None if value is None else check_zone(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat(cls, value: str | None) -> str | None:
+        problem = None if value is None else check_http_url(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config file: what the daemon and the CLI act on."""
+
+    source: str
+    timezone: str | None
+    notify: list[str]
+    heartbeat_url: str | None
+    max_concurrency: int
+    api: ApiConfig
+    tasks: dict[str, TaskSpec]
+    digest: str
+
+
+_ONE_OR_MANY_URLS = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "string"}},
+    ],
+    "description": "Apprise URL(s), e.g. tgram://BOT_TOKEN/CHAT_ID",
+}
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of agentcron.yaml, for editors and `agentcron schema`.
+
+    Tasks and defaults share one ``Task`` definition: TaskSpec without ``name`` (the
+    name is the key under ``tasks:``) and with nothing required, because a task may
+    inherit its schedule or action from ``defaults``.
+    """
+    top = ConfigFile.model_json_schema()
+    task = copy.deepcopy(TaskSpec.model_json_schema())
+    defs: dict[str, Any] = {**top.pop("$defs", {}), **task.pop("$defs", {})}
+    task["properties"].pop("name", None)
+    task.pop("required", None)
+    for key in ("notify", "deliver"):
+        task["properties"][key] = dict(_ONE_OR_MANY_URLS)
+    task["properties"]["notify_on"]["items"] = {"enum": list(NOTIFY_EVENTS)}
+    _human_duration_defaults(task, TaskSpec)
+    for model in (BackoffSpec, LlmSpec):
+        _human_duration_defaults(defs[model.__name__], model)
+    task["title"] = "Task"
+    task["description"] = (
+        "One task: exactly one schedule (cron, every, at) and one action "
+        "(command, python, http, llm), possibly inherited from defaults."
+    )
+    defs["Task"] = task
+    props = top["properties"]
+    props["notify"] = dict(_ONE_OR_MANY_URLS)
+    props["defaults"] = {"$ref": "#/$defs/Task", "description": props["defaults"]["description"]}
+    props["tasks"] = {
+        "type": "object",
+        "description": "Tasks by name",
+        "propertyNames": {"pattern": TASK_NAME.pattern},
+        "additionalProperties": {"$ref": "#/$defs/Task"},
+    }
+    top["title"] = "agentcron.yaml"
+    top["description"] = "agentcron configuration: tasks, their defaults and where to notify."
+    return {"$schema": JSON_SCHEMA_DIALECT, **top, "$defs": defs}
+
+
+def _human_duration_defaults(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Show duration defaults as people write them (``30s``), not as ISO 8601 (``PT30S``)."""
+    for name, info in model.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        prop = schema["properties"].get(info.alias or name)
+        if prop is None:
+            continue
+        if isinstance(default, timedelta):
+            prop["default"] = compact_duration(default)
+        elif isinstance(default, list) and default and isinstance(default[0], timedelta):
+            prop["default"] = [compact_duration(d) for d in default]
+
+
+def compact_duration(delta: timedelta) -> str:
+    """The shortest spelling :func:`agentcron.durations.parse_duration` reads back exactly."""
+    millis = round(delta.total_seconds() * 1000)
+    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if millis and millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
