@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from agentcron.clock import Clock, SystemClock
 from agentcron.config.errors import ConfigError
@@ -28,6 +29,7 @@ from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.engine import Engine, EngineSettings
 from agentcron.engine.runner import Finished
 from agentcron.home import hostname, pid_alive
+from agentcron.model import TaskSpec
 from agentcron.service import Defaults, Service
 from agentcron.store import NodeInfo, Store, open_store
 
@@ -36,7 +38,7 @@ log = logging.getLogger("agentcron.daemon")
 
 @dataclass
 class DaemonOptions:
-    config_path: Path
+    config_path: Path | None
     home: Path
     db_url: str | None = None
     poll_interval: float = 1.0
@@ -45,6 +47,10 @@ class DaemonOptions:
     shutdown_grace: float = 10.0
     lease_seconds: float = 60.0
     extra_listeners: list[Callable[[Finished], None]] = field(default_factory=list)
+    # Without a config file (the Python API): the settings and tasks to run.
+    base_config: LoadedConfig | None = None
+    code_tasks: dict[str, TaskSpec] = field(default_factory=dict)
+    callables: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 class Daemon:
@@ -62,6 +68,10 @@ class Daemon:
 
     # ---- assembly ----------------------------------------------------------------
     def _load(self) -> LoadedConfig:
+        if self.options.config_path is None:
+            if self.options.base_config is None:
+                raise ValueError("a daemon needs a config file or a base_config")
+            return self.options.base_config
         config = load_config(self.options.config_path)
         self._config_stamp = _stamp(self.options.config_path)
         return config
@@ -94,8 +104,13 @@ class Daemon:
         added, changed, removed = self.service.sync_file_tasks(self.config.tasks)
         log.info("config %s: %d tasks (%d added, %d changed, %d removed)",
                  self.config.source, len(self.config.tasks), len(added), len(changed), len(removed))
+        if self.options.code_tasks:
+            self.service.upsert_code_tasks(list(self.options.code_tasks.values()))
+        folder = (self.options.config_path.parent if self.options.config_path else Path.cwd())
         self.registry = ActionRegistry(pool_size=min(self.config.max_concurrency, 4),
-                                       cwd=str(self.options.config_path.parent.resolve()))
+                                       cwd=str(folder.resolve()))
+        for target, func in self.options.callables.items():
+            self.registry.register_callable(target, func)
         await self.registry.start([t.spec for t in store.list_tasks()])
         self.engine = Engine(
             store,
@@ -172,6 +187,8 @@ class Daemon:
 
     def reload_if_changed(self) -> bool:
         """Apply a changed config file; keep the last good one when the new one is invalid."""
+        if self.options.config_path is None:
+            return False
         stamp = _stamp(self.options.config_path)
         if stamp == self._config_stamp:
             return False

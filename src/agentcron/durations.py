@@ -51,7 +51,10 @@ def parse_duration(value: object) -> timedelta:
 
 def format_duration(delta: timedelta) -> str:
     """Render a duration the way a person says it: ``2 days 1 hour``, ``31 min``, ``4s``."""
-    total = int(round(delta.total_seconds()))
+    seconds = delta.total_seconds()
+    if 0 < seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    total = int(round(seconds))
     if total < 60:
         return f"{max(total, 0)}s"
     if total < 3600:

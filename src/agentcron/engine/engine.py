@@ -20,6 +20,7 @@ from pathlib import Path
 
 from agentcron.actions.base import Action
 from agentcron.clock import Clock
+from agentcron.durations import format_duration
 from agentcron.model import ErrorClass, FailureInfo, SlotStatus, TaskRecord, TaskSpec
 from agentcron.policies.catchup import on_time_grace, plan_fires
 from agentcron.policies.overlap import decide_overlap
@@ -270,7 +271,7 @@ class Engine:
     def _plan_one_shot(self, spec: TaskSpec, at: datetime, now: datetime) -> list[NewSlot]:
         if spec.expires is not None and now - at > spec.expires:
             return [NewSlot(at, SlotStatus.EXPIRED,
-                            f"not started within {spec.expires} of its time (expires)")]
+                            f"not started within {format_duration(spec.expires)} of its time (expires)")]
         return [NewSlot(at, SlotStatus.PENDING)]
 
     def _apply_overlap(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agentcron.actions.base import Action, ActionContext, ActionResult
 from agentcron.clock import Clock
+from agentcron.durations import format_duration
 from agentcron.model import (
     Classification,
     DeliveryStatus,
@@ -253,14 +254,15 @@ async def _attempt(
                       env={**ctx.env, "AGENTCRON_CONTEXT": context_text[:100_000]})
     action = deps.actions(spec)
     # Actions enforce their own timeout; this outer bound only guards against a bug in one.
-    outer = spec.timeout + spec.kill_grace + timedelta(seconds=10)
+    limit = max(spec.timeout, spec.llm.timeout) if spec.llm and spec.llm.timeout else spec.timeout
+    outer = limit + spec.kill_grace + timedelta(seconds=10)
     try:
         result: ActionResult = await asyncio.wait_for(action.run(ctx), outer.total_seconds())
     except TimeoutError:
         result = ActionResult(
             ok=False,
             failure=FailureInfo(
-                message=f"timed out after {spec.timeout}",
+                message=f"timed out after {format_duration(limit)}",
                 known_class=ErrorClass.TIMEOUT,
                 action=spec.action_kind,
             ),

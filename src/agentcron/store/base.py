@@ -88,6 +88,15 @@ class Store(Protocol):
         part of the spec changed (or the task is new), so a reload does not move the grid."""
         ...
 
+    def upsert_many(
+        self,
+        items: Sequence[tuple[TaskSpec, datetime | None]],
+        source: TaskSource,
+        now: datetime,
+    ) -> None:
+        """:meth:`upsert_task` for many tasks in one transaction."""
+        ...
+
     def sync_file_tasks(
         self, specs: Sequence[TaskSpec], now: datetime, next_fire: dict[str, datetime | None]
     ) -> tuple[list[str], list[str], list[str]]:

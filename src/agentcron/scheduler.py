@@ -1,0 +1,138 @@
+"""The Python API: ``from agentcron import Scheduler``.
+
+Tasks registered here run on the same engine and store as the daemon; the
+decorator only builds a :class:`~agentcron.model.TaskSpec` (validated with the
+config file's rules) and remembers the function, which runs inline in this
+process unless ``isolation="process"`` names an importable target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agentcron.config.errors import ConfigError
+from agentcron.config.loader import validate_task_mapping
+from agentcron.config.schema import ApiConfig, LoadedConfig
+from agentcron.home import resolve_home
+from agentcron.model import TaskSpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Scheduler:
+    """Register tasks in code and run them.
+
+    >>> sched = Scheduler(timezone="Europe/Berlin")
+    >>> @sched.task(cron="0 2 * * *", retries=3, timeout="20m")
+    ... def story() -> str: ...
+    >>> sched.run()  # blocks, like `agentcron run`
+    """
+
+    def __init__(
+        self,
+        *,
+        home: str | Path | None = None,
+        db: str | None = None,
+        timezone: str | None = None,
+        notify: list[str] | None = None,
+        max_concurrency: int = 4,
+        defaults: dict[str, Any] | None = None,
+        heartbeat_url: str | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.home = resolve_home(home)
+        self.db = db
+        self.timezone = timezone
+        self.notify = list(notify or [])
+        self.max_concurrency = max_concurrency
+        self.defaults = dict(defaults or {})
+        self.heartbeat_url = heartbeat_url
+        self.tasks: dict[str, TaskSpec] = {}
+        self.callables: dict[str, Callable[..., Any]] = {}
+
+    def add(self, name: str, func: Callable[..., Any] | None = None, **spec: Any) -> TaskSpec:
+        """Register a task. With ``func`` it is a python task calling that function;
+        otherwise give an action (``command=[...]``, ``http={...}``, ``llm={...}``).
+        Raises :class:`ConfigError` naming the field when the spec is invalid."""
+        raw = dict(spec)
+        if func is not None:
+            target = raw.get("python") or f"{func.__module__}:{func.__qualname__}"
+            if not re.match(r"^[\w.]+:[\w.]+$", target):  # e.g. a function defined in a function
+                target = "__agentcron__:" + re.sub(r"\W", "_", name)
+            raw["python"] = target
+            raw.setdefault("isolation", "inline")
+            self.callables[target] = func
+        if name in self.tasks:
+            raise ConfigError(
+                [_problem(f"tasks.{name}", f"task {name!r} is registered twice")], "<python>"
+            )
+        task = validate_task_mapping(name, raw, self.defaults, location_prefix="tasks")
+        self.tasks[name] = task
+        return task
+
+    def task(self, name: str | None = None, **spec: Any) -> Callable[[F], F]:
+        """Decorator form of :meth:`add`; the task is named after the function by default."""
+
+        def register(func: F) -> F:
+            self.add(name or func.__name__.replace("_", "-"), func, **spec)
+            return func
+
+        return register
+
+    def _options(self) -> Any:
+        from agentcron.daemon import DaemonOptions
+
+        base = LoadedConfig(
+            source="<python>",
+            timezone=self.timezone,
+            notify=self.notify,
+            heartbeat_url=self.heartbeat_url,
+            max_concurrency=self.max_concurrency,
+            api=ApiConfig(),
+            tasks={},
+            digest="",
+        )
+        return DaemonOptions(
+            config_path=None,
+            home=self.home,
+            db_url=self.db,
+            base_config=base,
+            code_tasks=dict(self.tasks),
+            callables=dict(self.callables),
+        )
+
+    async def run_async(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or SIGTERM/SIGINT)."""
+        from agentcron.daemon import Daemon
+
+        daemon = Daemon(self._options())
+        if stop is not None:
+            async def relay() -> None:
+                await stop.wait()
+                daemon.stop_event.set()
+
+            relay_task = asyncio.create_task(relay())
+            try:
+                await daemon.run()
+            finally:
+                relay_task.cancel()
+        else:
+            await daemon.run()
+
+    def run(self) -> None:
+        """Run in the foreground until interrupted."""
+        try:
+            asyncio.run(self.run_async())
+        except KeyboardInterrupt:
+            pass
+
+
+def _problem(location: str, message: str) -> Any:
+    from agentcron.config.errors import ConfigProblem
+
+    return ConfigProblem(location=location, message=message)

@@ -1,0 +1,63 @@
+"""Shared fixtures: a home folder, stores (SQLite, and PostgreSQL when reachable), a fake clock."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agentcron.clock import FakeClock
+
+TESTS = Path(__file__).parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+PG_DSN = os.environ.get("AGENTCRON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pg_available() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        return f"psycopg not installed ({exc})"
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        return f"PostgreSQL unreachable at {PG_DSN}: {exc}"
+    return None
+
+
+def require_pg() -> None:
+    reason = pg_available()
+    if reason is None:
+        return
+    if os.environ.get("AGENTCRON_REQUIRE_PG") == "1":
+        pytest.fail(f"AGENTCRON_REQUIRE_PG=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 6, 1, 0, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def sqlite_store(home: Path) -> Iterator[object]:
+    from agentcron.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(home / "agentcron.db")
+    yield store
+    store.close()

@@ -1,0 +1,75 @@
+"""A scheduler with a fake clock and in-process actions, for engine tests that run in
+milliseconds. Only the clock is fake: the store, the engine and the runner are real."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agentcron.clock import FakeClock
+from agentcron.engine.actions import ActionRegistry
+from agentcron.engine.engine import Engine, EngineSettings
+from agentcron.engine.runner import Finished
+from agentcron.model import Slot, TaskSource, TaskSpec
+from agentcron.service import Service
+from agentcron.store.base import Store
+
+
+class Harness:
+    def __init__(self, store: Store, clock: FakeClock, home: Path, max_concurrency: int = 4,
+                 rand: float = 0.0) -> None:
+        self.store = store
+        self.clock = clock
+        self.home = home
+        self.registry = ActionRegistry(pool_size=1)
+        self.engine = Engine(
+            store, clock, EngineSettings(home=home, owner="test-node",
+                                         max_concurrency=max_concurrency),
+            self.registry, rand=lambda: rand,
+        )
+        self.service = Service(store, home, clock)
+        self.finished: list[Finished] = []
+        self.engine.listeners.append(self.finished.append)
+
+    def add(self, name: str, func: Callable[..., Any] | None = None, **spec: Any) -> TaskSpec:
+        if func is not None:
+            target = f"tests:{name}"
+            self.registry.register_callable(target, func)
+            spec.setdefault("python", target)
+            spec.setdefault("isolation", "inline")
+        task = TaskSpec(name=name, **spec)
+        now = self.clock.now()
+        self.store.upsert_task(task, TaskSource.API, now, self.service.first_fire(task, now))
+        return task
+
+    async def tick(self, settle: bool = True) -> None:
+        """One tick; with ``settle``, keep ticking (as the daemon does when a run ends)
+        until nothing more starts at this instant."""
+        report = await self.engine.tick()
+        while settle:
+            await self.engine.wait_idle(10)
+            if report.started == 0:
+                break
+            report = await self.engine.tick()
+
+    async def run_until(self, until: datetime, step: timedelta) -> None:
+        """Tick every ``step`` of fake time up to ``until``, letting runs finish each time."""
+        while self.clock.now() < until:
+            self.clock.advance(min(step, until - self.clock.now()))
+            await self.tick()
+
+    def slots(self, task: str) -> list[Slot]:
+        return sorted(self.store.slots(task, limit=10000), key=lambda s: s.scheduled_for)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> None:
+    """Wait for a condition with a generous deadline instead of a fixed sleep."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError("condition not met within the deadline")
+        await asyncio.sleep(interval)

@@ -1,0 +1,101 @@
+"""Downtime and catch-up (PRODUCT.md §3) with a fake clock: no sleeping, real store."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agentcron.model import SlotStatus
+from harness import Harness
+
+
+def _iso(slots: list, status: SlotStatus | None = None) -> list[str]:
+    return [s.scheduled_for.isoformat() for s in slots if status is None or s.status is status]
+
+
+def run(coro):  # noqa: ANN001, ANN201 - tiny test helper
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize("policy", ["latest", "all", "none"])
+def test_five_hours_down_over_hourly_task(sqlite_store, clock, home, policy: str) -> None:
+    calls: list[datetime] = []
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("hourly", lambda: calls.append(clock.now()) or "ran", cron="0 * * * *",
+              timezone="UTC", catchup=policy)
+        # 00:00 -> 01:00: the daemon is up and fires 01:00 on time.
+        await h.run_until(datetime(2026, 6, 1, 1, 0, 1, tzinfo=UTC), timedelta(minutes=30))
+        assert _iso(h.slots("hourly")) == ["2026-06-01T01:00:00+00:00"]
+        # Down from 01:00:01 to 06:30: slots 02..06 came due while nobody was looking.
+        clock.set(datetime(2026, 6, 1, 6, 30, tzinfo=UTC))
+        await h.tick()
+        return h
+
+    h = run(scenario())
+    slots = h.slots("hourly")
+    assert _iso(slots) == [f"2026-06-01T0{i}:00:00+00:00" for i in range(1, 7)]
+    late = slots[1:]
+    if policy == "latest":
+        assert [s.status for s in late] == [SlotStatus.MISSED] * 4 + [SlotStatus.SUCCEEDED]
+        assert all("catchup: latest" in (s.reason or "") for s in late[:4])
+    elif policy == "all":
+        assert [s.status for s in late] == [SlotStatus.SUCCEEDED] * 5
+        # oldest first: the calls happened in slot order
+        by_attempt = sorted(slots, key=lambda s: h.store.attempts(s.id)[0].id)
+        assert _iso(by_attempt) == _iso(slots)
+    else:
+        assert [s.status for s in late] == [SlotStatus.MISSED] * 5
+        assert all("catchup: none" in (s.reason or "") for s in late)
+    expected_calls = {"latest": 2, "all": 6, "none": 1}[policy]
+    assert len(calls) == expected_calls
+    # The grid does not shift: the next fire is 07:00 sharp.
+    rec = h.store.get_task("hourly")
+    assert rec is not None and rec.next_fire_at == datetime(2026, 6, 1, 7, 0, tzinfo=UTC)
+
+
+def test_slots_older_than_window_are_missed(sqlite_store, clock, home) -> None:
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("daily", lambda: "ok", cron="0 2 * * *", timezone="UTC", catchup="all",
+              catchup_window="36h")
+        clock.set(datetime(2026, 6, 5, 12, 0, tzinfo=UTC))  # 4 fires missed: 1st..4th... 5th 02:00
+        await h.tick()
+        return h
+
+    h = run(scenario())
+    slots = h.slots("daily")
+    assert _iso(slots) == [f"2026-06-0{d}T02:00:00+00:00" for d in range(1, 6)]
+    assert [s.status for s in slots] == [SlotStatus.MISSED] * 3 + [SlotStatus.SUCCEEDED] * 2
+    assert "older than catchup_window" in (slots[0].reason or "")
+
+
+def test_on_time_fire_runs_even_with_catchup_none(sqlite_store, clock, home) -> None:
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("t", lambda: "ok", every="10m", catchup="none")
+        await h.run_until(clock.now() + timedelta(minutes=30), timedelta(seconds=20))
+        return h
+
+    h = run(scenario())
+    assert [s.status for s in h.slots("t")] == [SlotStatus.SUCCEEDED] * 3
+
+
+def test_every_has_no_drift_with_slow_runs(sqlite_store, clock, home) -> None:
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+
+        def slow() -> str:
+            clock.advance(timedelta(seconds=7))  # each run "takes" 7 s of fake time
+            return "done"
+
+        h.add("t", slow, every="1m")
+        await h.run_until(clock.now() + timedelta(minutes=5), timedelta(seconds=15))
+        return h
+
+    h = run(scenario())
+    times = _iso(h.slots("t"))
+    assert times[:4] == [f"2026-06-01T00:0{i}:00+00:00" for i in range(1, 5)]

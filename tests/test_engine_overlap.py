@@ -1,0 +1,127 @@
+"""Overlap (PRODUCT.md §4): a slot comes due while the previous run is still going.
+
+The slow task is an inline async function held open by an event, so "slow" costs no
+wall time; the clock is fake."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from agentcron.model import SlotStatus
+from harness import Harness, until
+
+
+def _statuses(h: Harness) -> list[SlotStatus]:
+    return [s.status for s in h.slots("slow")]
+
+
+async def _two_slots(h: Harness, policy: str) -> tuple[asyncio.Event, list[int]]:
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def slow() -> str:
+        started.append(len(started) + 1)
+        await release.wait()
+        return "done"
+
+    h.add("slow", slow, every="1m", overlap=policy)
+    h.clock.advance(timedelta(minutes=1))
+    await h.tick(settle=False)
+    await until(lambda: len(started) == 1)
+    h.clock.advance(timedelta(minutes=1))
+    await h.tick(settle=False)
+    await asyncio.sleep(0)
+    return release, started
+
+
+def test_skip_records_the_skipped_slot_with_reason(sqlite_store, clock, home) -> None:
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        release, started = await _two_slots(h, "skip")
+        assert _statuses(h) == [SlotStatus.RUNNING, SlotStatus.SKIPPED]
+        release.set()
+        await h.engine.wait_idle()
+        await h.tick()
+        assert started == [1]
+        return h
+
+    h = asyncio.run(scenario())
+    slots = h.slots("slow")
+    assert [s.status for s in slots] == [SlotStatus.SUCCEEDED, SlotStatus.SKIPPED]
+    assert "still running (overlap: skip)" in (slots[1].reason or "")
+
+
+def test_queue_runs_the_waiting_slot_after_the_first(sqlite_store, clock, home) -> None:
+    async def scenario() -> tuple[Harness, list[int]]:
+        h = Harness(sqlite_store, clock, home)
+        release, started = await _two_slots(h, "queue")
+        assert _statuses(h) == [SlotStatus.RUNNING, SlotStatus.PENDING]
+        # A third slot while one is already queued is skipped: one waits, not a pile.
+        h.clock.advance(timedelta(minutes=1))
+        await h.tick(settle=False)
+        assert _statuses(h) == [SlotStatus.RUNNING, SlotStatus.PENDING, SlotStatus.SKIPPED]
+        release.set()
+        await h.engine.wait_idle()
+        await h.tick()
+        return h, started
+
+    h, started = asyncio.run(scenario())
+    assert started == [1, 2]
+    assert [s.status for s in h.slots("slow")] == [
+        SlotStatus.SUCCEEDED, SlotStatus.SUCCEEDED, SlotStatus.SKIPPED
+    ]
+
+
+def test_allow_runs_both_at_once(sqlite_store, clock, home) -> None:
+    async def scenario() -> tuple[Harness, list[int]]:
+        h = Harness(sqlite_store, clock, home)
+        release, started = await _two_slots(h, "allow")
+        await until(lambda: len(started) == 2)
+        assert _statuses(h) == [SlotStatus.RUNNING, SlotStatus.RUNNING]
+        release.set()
+        await h.engine.wait_idle()
+        return h, started
+
+    h, started = asyncio.run(scenario())
+    assert [s.status for s in h.slots("slow")] == [SlotStatus.SUCCEEDED, SlotStatus.SUCCEEDED]
+
+
+def test_replace_stops_the_old_run(sqlite_store, clock, home) -> None:
+    async def scenario() -> tuple[Harness, list[int]]:
+        h = Harness(sqlite_store, clock, home)
+        release, started = await _two_slots(h, "replace")
+        await until(lambda: h.slots("slow")[0].status is SlotStatus.CANCELLED)
+        await h.tick(settle=False)
+        await until(lambda: len(started) == 2)
+        release.set()
+        await h.engine.wait_idle()
+        return h, started
+
+    h, started = asyncio.run(scenario())
+    slots = h.slots("slow")
+    assert [s.status for s in slots] == [SlotStatus.CANCELLED, SlotStatus.SUCCEEDED]
+    assert "replaced by the run due at" in (slots[0].error or "")
+
+
+def test_retry_waiting_slot_is_superseded_by_next_slot(sqlite_store, clock, home) -> None:
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+
+        def flaky() -> str:
+            raise ConnectionResetError("peer reset")
+
+        # base backoff 10 min: the next hourly slot comes before the retry would
+        h.add("slow", flaky, every="5m", retry_backoff={"base": "10m"})
+        h.clock.advance(timedelta(minutes=5))
+        await h.tick()
+        assert _statuses(h) == [SlotStatus.RETRYING]
+        h.clock.advance(timedelta(minutes=5))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    slots = h.slots("slow")
+    assert slots[0].status is SlotStatus.SUPERSEDED
+    assert "superseded by the run due at" in (slots[0].reason or "")
+    assert slots[1].status is SlotStatus.RETRYING
