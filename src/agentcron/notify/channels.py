@@ -27,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import shlex
 import signal
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, cast
@@ -217,7 +219,19 @@ def channel_key(url: str) -> str:
     return channel_for(url).key
 
 
+@functools.cache
+def _load_plugins() -> None:
+    """Load Apprise's plugins once, up front, hiding the DeprecationWarning that
+    its e-mail plugin triggers by importing ``imghdr`` on Python 3.11/3.12 (ours
+    to silence, not the owner's to see; it would be an error under strict test
+    settings)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cast(Callable[[], None], N_MGR.load_modules)()
+
+
 def _instantiate(url: str) -> apprise.NotifyBase | None:
+    _load_plugins()
     plugin = apprise.Apprise.instantiate(url)
     if plugin is None:
         return None
@@ -233,13 +247,15 @@ def _apprise_key(url: str, plugin: apprise.NotifyBase | None) -> str:
     # The privacy URL masks tokens and passwords but not query values (custom
     # headers, API keys), so only scheme, host and path are kept.
     private_url = cast(Callable[..., str], plugin.url)(privacy=True)
-    return redact(private_url.split("?", 1)[0].rstrip("/"), _url_secrets(url))
+    # Path segments are kept unless long enough to be a token (a chat id is not).
+    return redact(private_url.split("?", 1)[0].rstrip("/"), _url_secrets(url, min_len=20))
 
 
 def _invalid_reason(url: str) -> str:
     scheme = _scheme(url)
     if not scheme:
         return "not a notification URL (expected service://…, e.g. tgram://TOKEN/CHAT)"
+    _load_plugins()
     if scheme not in N_MGR:
         return f"no notification service is called {scheme}:// (is the URL misspelt?)"
     return f"Apprise cannot use this {scheme}:// URL: a part is missing or malformed"
@@ -249,17 +265,18 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0].strip().lower() if "://" in url else ""
 
 
-def _url_secrets(url: str) -> list[str]:
-    """Parts of ``url`` that may be credentials, to blank out of error texts."""
+def _url_secrets(url: str, min_len: int = 8) -> list[str]:
+    """Parts of ``url`` that may be credentials, to blank out of error texts:
+    user, password, and path segments and query values of ``min_len`` or more."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return []
     found = [parts.password or "", parts.username or ""]
-    found += [seg for seg in parts.path.split("/") if len(seg) >= 8]
-    found += [v for vals in parse_qs(parts.query).values() for v in vals if len(v) >= 8]
-    if "@" not in parts.netloc and len(parts.hostname or "") >= 20:
-        found.append(parts.hostname or "")  # tgram://TOKEN/…: the token is the "host"
+    found += [seg for seg in parts.path.split("/") if len(seg) >= min_len]
+    found += [v for vals in parse_qs(parts.query).values() for v in vals if len(v) >= min_len]
+    if "@" not in parts.netloc and len(parts.netloc) >= 20:
+        found += [parts.netloc, *parts.netloc.split(":")]  # tgram://BOT:TOKEN/…
     return [s for s in found if len(s) >= 4]
 
 

@@ -1,0 +1,315 @@
+"""Channels end to end with real Apprise: a local webhook, a local SMTP server and
+the owner's own script."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import json
+import os
+import socket
+import stat
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from agentcron.notify import (
+    AppriseChannel,
+    CommandChannel,
+    InvalidChannel,
+    Message,
+    channel_for,
+    check_channel_url,
+)
+
+pytestmark = pytest.mark.slow
+
+MESSAGE = Message(
+    title="⚠ story failed",
+    body="⚠ story failed: the model provider is rate-limiting requests (HTTP 429). "
+    "Retrying at 02:07 (attempt 2 of 4).\n\nLast lines of output:\n<html> & friends",
+    task="story",
+    event="opened",
+    incident_kind="failure",
+    severity="warning",
+)
+
+
+class Webhook(ThreadingHTTPServer):
+    """Records the JSON bodies POSTed to it; answers ``status``."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Hook)
+        self.received: list[dict[str, Any]] = []
+        self.status = 200
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(5)
+
+
+class _Hook(BaseHTTPRequestHandler):
+    server: Webhook
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.received.append(json.loads(body))
+        self.send_response(self.server.status)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    server = Webhook()
+    yield server
+    server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_json_webhook_receives_the_text_as_a_person_reads_it(webhook: Webhook) -> None:
+    channel = channel_for(f"json://127.0.0.1:{webhook.port}/hook")
+    assert isinstance(channel, AppriseChannel)
+    assert channel.key == f"json://127.0.0.1:{webhook.port}/hook"
+    result = asyncio.run(channel.send(MESSAGE))
+    assert result.ok and result.error is None
+    [payload] = webhook.received
+    assert payload["title"] == "⚠ story failed"
+    assert payload["message"] == (
+        "⚠ story failed: the model provider is rate-limiting requests (HTTP 429). "
+        "Retrying at 02:07 (attempt 2 of 4).\n\nLast lines of output:\n<html> & friends"
+    )
+    assert payload["type"] == "warning"
+
+
+def test_a_server_error_is_a_passing_failure_with_a_reason(webhook: Webhook) -> None:
+    webhook.status = 503
+    result = asyncio.run(channel_for(f"json://127.0.0.1:{webhook.port}/hook").send(MESSAGE))
+    assert (result.ok, result.permanent) == (False, False)
+    assert result.error is not None and "503" in result.error
+
+
+def test_connection_refused_is_a_passing_failure() -> None:
+    result = asyncio.run(channel_for(f"json://127.0.0.1:{free_port()}/hook").send(MESSAGE))
+    assert (result.ok, result.permanent) == (False, False)
+    assert result.error == "A Connection error occurred sending JSON notification to 127.0.0.1."
+
+
+def test_a_hung_endpoint_neither_blocks_the_loop_nor_the_caller_for_long() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)  # accepts connections, never answers
+    port = listener.getsockname()[1]
+    try:
+
+        async def scenario() -> tuple[Any, int, float]:
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.05)
+                    ticks += 1
+
+            tick_task = asyncio.create_task(ticker())
+            started = time.monotonic()
+            result = await AppriseChannel(f"json://127.0.0.1:{port}/hook?rto=30", timeout=1.0).send(
+                MESSAGE
+            )
+            elapsed = time.monotonic() - started
+            tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tick_task
+            return result, ticks, elapsed
+
+        result, ticks, elapsed = asyncio.run(scenario())
+    finally:
+        listener.close()
+    assert (result.ok, result.permanent) == (False, False)
+    assert result.error == "no answer within 1s"
+    assert elapsed < 7.0
+    assert ticks >= 10  # the event loop kept running while the channel hung
+
+
+def test_long_bodies_are_split_not_rejected(webhook: Webhook) -> None:
+    lines = [f"paragraph {n}: " + "word " * 60 for n in range(200)]
+    long_message = Message(
+        title="story output",
+        body="\n".join(lines),
+        task="story",
+        event="delivery",
+        incident_kind="",
+        severity="info",
+    )
+    result = asyncio.run(channel_for(f"json://127.0.0.1:{webhook.port}/hook").send(long_message))
+    assert result.ok
+    assert len(webhook.received) >= 2
+    joined = "\n".join(part["message"] for part in webhook.received)
+    assert all(f"paragraph {n}:" in joined for n in range(200))
+
+
+def test_unusable_urls_fail_permanently_and_say_why() -> None:
+    channel = channel_for("tgramm://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/42")
+    assert isinstance(channel, InvalidChannel)
+    assert "AAHdq" not in channel.key
+    result = asyncio.run(channel.send(MESSAGE))
+    assert (result.ok, result.permanent) == (False, True)
+    assert result.error == "no notification service is called tgramm:// (is the URL misspelt?)"
+    assert check_channel_url("json://") == (
+        "Apprise cannot use this json:// URL: a part is missing or malformed"
+    )
+    assert check_channel_url("localhost:8080") == (
+        "not a notification URL (expected service://…, e.g. tgram://TOKEN/CHAT)"
+    )
+    assert check_channel_url("command:") == "the command channel names no program"
+    assert check_channel_url("json://localhost:8080/hook") is None
+
+
+def test_channel_keys_carry_no_secrets() -> None:
+    telegram = channel_for("tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/12345678")
+    assert telegram.key == "tgram://1...w/12345678"
+    webhook = channel_for("json://bob:hunter2hunter2@example.com/hook?+X-Api-Key=abcdef123456789")
+    assert "hunter2" not in webhook.key and "abcdef" not in webhook.key
+    assert webhook.key.startswith("json://bob:") and webhook.key.endswith("@example.com/hook")
+    script = channel_for("command:/usr/local/bin/send_message.sh --token abcdefghijklmnop1234")
+    assert script.key == "command:/usr/local/bin/send_message.sh"
+
+
+class _Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        self.messages.append(parsed)
+        return "250 OK"
+
+
+def test_email_over_plain_smtp_without_auth() -> None:
+    """Apprise only logs in when the URL has both user and password, and
+    ``mailto://`` (not ``mailtos://``) means no TLS; so an auth-less local
+    server is reached with ``mailto://HOST:PORT?from=…&to=…``."""
+    mailbox = _Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        url = f"mailto://127.0.0.1:{port}?from=agentcron@example.com&to=owner@example.com"
+        result = asyncio.run(channel_for(url).send(MESSAGE))
+    finally:
+        controller.stop()
+    assert result.ok, result.error
+    assert mailbox.envelopes == [("agentcron@example.com", ["owner@example.com"])]
+    [mail] = mailbox.messages
+    assert mail["Subject"] == "⚠ story failed"
+    body = mail.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert body.get_content().replace("\r\n", "\n").strip() == MESSAGE.body
+
+
+def write_script(path: Path, text: str) -> Path:
+    path.write_text(f"#!{sys.executable}\n{text}")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_command_channel_gets_the_message_as_json_on_stdin(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox.json"
+    script = write_script(
+        tmp_path / "send message.sh",
+        "import sys\nopen(sys.argv[2], 'w', encoding='utf-8').write(sys.stdin.read())\n",
+    )
+    channel = channel_for(f'command:"{script}" --out {inbox}')
+    assert isinstance(channel, CommandChannel)
+    result = asyncio.run(channel.send(MESSAGE))
+    assert result.ok, result.error
+    assert json.loads(inbox.read_text(encoding="utf-8")) == {
+        "title": "⚠ story failed",
+        "body": MESSAGE.body,
+        "task": "story",
+        "event": "opened",
+        "severity": "warning",
+        "incident_kind": "failure",
+    }
+
+
+def test_command_failure_reports_the_redacted_stderr_tail(tmp_path: Path) -> None:
+    script = write_script(
+        tmp_path / "send.py",
+        "import sys\n"
+        "sys.stdin.read()\n"
+        "print('connecting with key sk-abcdefghijklmnopqrstuv', file=sys.stderr)\n"
+        "print('chat not found', file=sys.stderr)\n"
+        "sys.exit(3)\n",
+    )
+    result = asyncio.run(CommandChannel([str(script)]).send(MESSAGE))
+    assert (result.ok, result.permanent) == (False, False)
+    assert result.error == (
+        "send.py exited with status 3: connecting with key [REDACTED] / chat not found"
+    )
+
+
+def test_missing_script_is_a_passing_failure(tmp_path: Path) -> None:
+    result = asyncio.run(channel_for(f"command:{tmp_path}/nope.sh").send(MESSAGE))
+    assert (result.ok, result.permanent) == (False, False)
+    assert result.error == "cannot start nope.sh: No such file or directory"
+
+
+def test_a_hanging_script_is_killed_with_its_children(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    script = write_script(
+        tmp_path / "hang.py",
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n",
+    )
+    started = time.monotonic()
+    result = asyncio.run(CommandChannel([str(script)], timeout=1.0).send(MESSAGE))
+    assert time.monotonic() - started < 10
+    assert result.error == "hang.py did not finish within 1s"
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child of an exited parent is reaped by init; until then it is a zombie.
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        return status != "Z"
+    return False

@@ -1,0 +1,349 @@
+"""The durable outbox: outages delay messages, never lose or reorder them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agentcron.clock import FakeClock
+from agentcron.model import ErrorClass
+from agentcron.notify import (
+    AttemptFailed,
+    Event,
+    Incident,
+    MemoryOutbox,
+    Message,
+    OutboxSender,
+    RunSucceeded,
+    SendResult,
+    TaskOverdue,
+    apply_event,
+    channel_for,
+    render,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+START = datetime(2026, 3, 10, 1, 0, tzinfo=UTC)
+
+
+class Webhook(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Hook)
+        self.received: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(5)
+
+
+class _Hook(BaseHTTPRequestHandler):
+    server: Webhook
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    server = Webhook()
+    yield server
+    server.stop()
+
+
+def message(n: int, task: str = "story") -> Message:
+    return Message(
+        title=f"title {n}",
+        body=f"body {n}",
+        task=task,
+        event="opened",
+        incident_kind="failure",
+        severity="warning",
+    )
+
+
+class FakeChannel:
+    """Answers with the scripted results in turn (then ok) and records what it got."""
+
+    def __init__(self, key: str, script: list[SendResult | Exception] | None = None) -> None:
+        self.key = key
+        self.script = list(script or [])
+        self.sent: list[Message] = []
+
+    async def send(self, msg: Message) -> SendResult:
+        outcome = self.script.pop(0) if self.script else SendResult(ok=True)
+        if isinstance(outcome, Exception):
+            raise outcome
+        if outcome.ok:
+            self.sent.append(msg)
+        return outcome
+
+
+def incident_messages(events: list[Event]) -> list[Message]:
+    """Run events through the incident machine and render the notices, per task."""
+    open_by_task: dict[str, dict[str, Incident]] = {}
+    rendered = []
+    for event in events:
+        open_ = open_by_task.setdefault(event.task, {})
+        transition = apply_event(open_, event, BERLIN)
+        for incident in transition.changed:
+            if incident.is_open:
+                open_[incident.kind] = incident
+            else:
+                open_.pop(incident.kind, None)
+        if transition.notice is not None:
+            rendered.append(render(transition.notice, BERLIN, secrets=["hunter2-env-secret"]))
+    return rendered
+
+
+def three_incidents() -> list[Event]:
+    at = START
+    return [
+        AttemptFailed(
+            task="story",
+            at=at,
+            slot_id=1,
+            scheduled_for=at,
+            attempt=1,
+            max_attempts=4,
+            error_class=ErrorClass.RATE_LIMITED,
+            explanation="the model provider is rate-limiting requests (HTTP 429)",
+            retry_at=at + timedelta(minutes=7),
+        ),
+        AttemptFailed(
+            task="reindex",
+            at=at + timedelta(minutes=1),
+            slot_id=2,
+            scheduled_for=at,
+            attempt=1,
+            max_attempts=4,
+            error_class=ErrorClass.AUTH,
+            explanation="the provider rejected the API key (HTTP 401)",
+            env_hint="REINDEX_TOKEN",
+            details="Authorization: Bearer sk-live-abcdefghijklmnop0123\nusing hunter2-env-secret",
+        ),
+        TaskOverdue(
+            task="heartbeat",
+            at=at + timedelta(minutes=2),
+            due_since=at - timedelta(hours=3),
+            missed=3,
+            last_run=at - timedelta(hours=4),
+        ),
+        RunSucceeded(task="story", at=at + timedelta(minutes=8), slot_id=1, attempts=2),
+        RunSucceeded(task="heartbeat", at=at + timedelta(minutes=9), slot_id=4),
+        RunSucceeded(task="reindex", at=at + timedelta(days=1), slot_id=3),
+    ]
+
+
+@pytest.mark.slow
+def test_outage_delays_messages_and_delivers_each_once_in_order(webhook: Webhook) -> None:
+    port = webhook.port
+    url = f"json://127.0.0.1:{port}/hook"
+    key = channel_for(url).key
+    webhook.stop()  # the chat platform is down
+
+    messages = incident_messages(three_incidents())
+    assert len(messages) == 6
+    clock = FakeClock(START + timedelta(days=1))
+    outbox = MemoryOutbox()
+    for msg in messages:
+        outbox.enqueue(key, url, msg, clock.now())
+    sender = OutboxSender(outbox, clock=clock)
+
+    assert asyncio.run(sender.drain_once()) == 0
+    [health] = outbox.channel_health()
+    assert (health.channel_key, health.pending, health.failing_since, health.broken) == (
+        key,
+        6,
+        clock.now(),
+        False,
+    )
+    assert (
+        health.last_error == "A Connection error occurred sending JSON notification to 127.0.0.1."
+    )
+    first, *rest = [item for item, _ in outbox.items()]
+    assert first.attempts == 1 and first.next_attempt_at == clock.now() + timedelta(seconds=5)
+    assert all(item.attempts == 0 for item in rest)  # only the head of line was tried
+
+    server = Webhook(port)  # the platform is back
+    try:
+        assert asyncio.run(sender.drain_once()) == 0  # still backing off
+        assert server.received == []
+        clock.advance(timedelta(seconds=6))
+        assert asyncio.run(sender.drain_once()) == 6
+        assert asyncio.run(sender.drain_once()) == 0
+    finally:
+        server.stop()
+
+    assert [(p["title"], p["message"].splitlines()[0]) for p in server.received] == [
+        (
+            "⚠ story failed",
+            "⚠ story failed: the model provider is rate-limiting requests (HTTP 429). "
+            "Retrying at 02:07 (attempt 2 of 4).",
+        ),
+        (
+            "✖ reindex failed",
+            "✖ reindex failed: the provider rejected the API key (HTTP 401). "
+            "Retrying will not help — check REINDEX_TOKEN.",
+        ),
+        (
+            "⚠ heartbeat is overdue",
+            "⚠ heartbeat has not run since yesterday 22:00 (3 runs missed) although the "
+            "daemon is alive.",
+        ),
+        ("✔ story recovered", "✔ story recovered after 1 retry."),
+        ("✔ heartbeat is running again", "✔ heartbeat is running again after 3 missed runs."),
+        (
+            "✔ reindex recovered",
+            "✔ reindex is running again after 1 failed run (down 1 day).",
+        ),
+    ]
+    [health] = outbox.channel_health()
+    assert (health.pending, health.failing_since, health.last_ok_at) == (0, None, clock.now())
+    assert [state for _, state in outbox.items()] == ["sent"] * 6
+
+
+@pytest.mark.slow
+def test_secrets_never_reach_the_webhook(webhook: Webhook) -> None:
+    url = f"json://127.0.0.1:{webhook.port}/hook"
+    outbox = MemoryOutbox()
+    clock = FakeClock(START)
+    for msg in incident_messages(three_incidents()[1:2]):
+        outbox.enqueue(channel_for(url).key, url, msg, clock.now())
+    assert asyncio.run(OutboxSender(outbox, clock=clock).drain_once()) == 1
+    [payload] = webhook.received
+    text = json.dumps(payload, ensure_ascii=False)
+    assert "sk-live" not in text and "hunter2" not in text
+    assert payload["message"].splitlines()[-2:] == [
+        "Authorization: [REDACTED]",
+        "using [REDACTED]",
+    ]
+
+
+def test_backoff_grows_to_thirty_minutes_and_never_gives_up() -> None:
+    clock = FakeClock(START)
+    failing = FakeChannel("flaky", [SendResult(ok=False, error="502 Bad Gateway")] * 8)
+    outbox = MemoryOutbox()
+    outbox.enqueue("flaky", "flaky://", message(1), clock.now())
+    sender = OutboxSender(outbox, channel_factory=lambda url: failing, clock=clock)
+    waits = []
+    for _ in range(8):
+        [item] = outbox.due(clock.now(), 10)
+        assert asyncio.run(sender.drain_once()) == 0
+        [(after, state)] = outbox.items()
+        assert state == "pending" and after.attempts == item.attempts + 1
+        assert after.next_attempt_at is not None
+        waits.append(after.next_attempt_at - clock.now())
+        clock.set(after.next_attempt_at)
+    assert waits == [
+        timedelta(seconds=5),
+        timedelta(seconds=15),
+        timedelta(minutes=1),
+        timedelta(minutes=5),
+        timedelta(minutes=15),
+        timedelta(minutes=30),
+        timedelta(minutes=30),
+        timedelta(minutes=30),
+    ]
+    assert asyncio.run(sender.drain_once()) == 1
+    assert failing.sent == [message(1)]
+
+
+def test_one_failing_channel_does_not_hold_up_another_and_order_is_kept_per_channel() -> None:
+    clock = FakeClock(START)
+    slow = FakeChannel("slow", [SendResult(ok=False, error="timeout"), RuntimeError("plugin bug")])
+    fast = FakeChannel("fast")
+    channels = {"slow://": slow, "fast://": fast}
+    outbox = MemoryOutbox()
+    for n in range(3):
+        outbox.enqueue("slow", "slow://", message(n), clock.now())
+        outbox.enqueue("fast", "fast://", message(n), clock.now())
+    sender = OutboxSender(outbox, channel_factory=channels.__getitem__, clock=clock)
+
+    assert asyncio.run(sender.drain_once()) == 3
+    assert fast.sent == [message(0), message(1), message(2)]
+    assert slow.sent == []
+    clock.advance(5)
+    assert asyncio.run(sender.drain_once()) == 0  # the channel raised: kept, rescheduled
+    health = {h.channel_key: h for h in outbox.channel_health()}
+    assert health["slow"].last_error == "RuntimeError: plugin bug"
+    assert health["slow"].pending == 3 and health["slow"].failing_since == START
+    clock.advance(15)
+    assert asyncio.run(sender.drain_once()) == 3
+    assert slow.sent == [message(0), message(1), message(2)]
+
+
+def test_a_permanent_failure_parks_the_message_where_doctor_sees_it() -> None:
+    clock = FakeClock(START)
+    outbox = MemoryOutbox()
+    bad = channel_for("nosuchservice://x")
+    good = FakeChannel("good")
+    outbox.enqueue(bad.key, "nosuchservice://x", message(1), clock.now())
+    outbox.enqueue("good", "good://", message(2), clock.now())
+    factory = {"nosuchservice://x": bad, "good://": good}.__getitem__
+    sender = OutboxSender(outbox, channel_factory=factory, clock=clock)
+    assert asyncio.run(sender.drain_once()) == 1
+    assert asyncio.run(sender.drain_once()) == 0
+    health = {h.channel_key: h for h in outbox.channel_health()}
+    broken = health[bad.key]
+    assert (broken.broken, broken.undeliverable, broken.pending, broken.ok) == (True, 1, 0, False)
+    assert broken.last_error == (
+        "no notification service is called nosuchservice:// (is the URL misspelt?)"
+    )
+    assert health["good"].ok and good.sent == [message(2)]
+
+
+def test_run_forever_sends_when_woken_and_stops_when_told() -> None:
+    clock = FakeClock(START)
+    outbox = MemoryOutbox()
+    channel = FakeChannel("chat")
+    sender = OutboxSender(outbox, channel_factory=lambda url: channel, clock=clock)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sender.run_forever(stop, interval=60))
+        await asyncio.sleep(0)
+        outbox.enqueue("chat", "chat://", message(1), clock.now())
+        sender.wake()
+        deadline = asyncio.get_running_loop().time() + 10
+        while not channel.sent and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    assert channel.sent == [message(1)]
+
+
+def test_memory_outbox_hands_out_only_the_head_of_each_channel() -> None:
+    outbox = MemoryOutbox()
+    first = outbox.enqueue("a", "a://", message(1), START)
+    outbox.enqueue("a", "a://", message(2), START)
+    other = outbox.enqueue("b", "b://", message(3), START + timedelta(seconds=1))
+    assert [i.id for i in outbox.due(START + timedelta(seconds=1), 10)] == [first, other]
+    assert [i.id for i in outbox.due(START, 10)] == [first]
+    assert [i.id for i in outbox.due(START + timedelta(seconds=1), 1)] == [first]
+    outbox.mark_failed(first, "down", START + timedelta(minutes=1), False, START)
+    assert [i.id for i in outbox.due(START + timedelta(seconds=1), 10)] == [other]
