@@ -52,7 +52,7 @@ def tasks_table(console: Console, rows: list[dict[str, Any]]) -> None:
             _short(r["next_run"]),
             Text(r["last_status"] or "-", style=_STATUS_STYLE.get(r["last_status"] or "", "")),
             Text(health, style=_HEALTH_STYLE.get(r["health"], "")),
-            r.get("delivery_status") or "-",
+            r["delivery_status"] if r.get("delivery_status") not in (None, "none") else "-",
             r["source"],
         )
     console.print(table)

@@ -1,0 +1,58 @@
+"""kill -9 of a real `agentcron run` mid-run, then a restart (PRODUCT.md §1, §7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon_proc import DaemonProc, kill_pids_in, wait_for
+
+CONFIG = """
+tasks:
+  long:
+    every: 1d
+    command: ["sh", "-c", "echo $$ >> {pids}; echo started; sleep 3; echo done"]
+    retries: 2
+    retry_backoff: {{base: 1s, jitter: 0}}
+  tick:
+    every: 1s
+    command: ["echo", "tick"]
+"""
+
+
+@pytest.mark.slow
+def test_kill9_mid_run_gives_one_worker_lost_record_and_later_slots_fire(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    d = DaemonProc(tmp_path, CONFIG.format(pids=pids))
+    try:
+        d.start()
+        wait_for(lambda: any(r["task"] == "tick" and r["status"] == "succeeded"
+                             for r in d.json("runs", "--limit", "5")), what="daemon fires tick")
+        d.cli("trigger", "long")
+        wait_for(lambda: [r for r in d.json("runs", "long") if r["status"] == "running"],
+                 what="long is running")
+        wait_for(lambda: pids.exists() and pids.read_text().strip(), what="long started")
+        d.kill9()
+        kill_pids_in(pids)  # the orphaned command of the dead daemon
+        killed_at = d.json("runs", "tick", "--limit", "1")[0]["scheduled_for"]
+
+        d.start()
+        done = wait_for(
+            lambda: [r for r in d.json("runs", "long") if r["status"] == "succeeded"],
+            timeout=40, what="long retried and succeeded",
+        )
+        runs = d.json("runs", "long")
+        assert len(runs) == 1, runs  # exactly one record for the slot
+        assert runs[0]["attempts"] == 2
+        detail = d.json("logs", str(done[0]["id"]))
+        first, second = detail["attempts_detail"]
+        assert first["error_class"] == "worker_lost"
+        assert "lease lapsed" in first["explanation"] or "stopped responding" in first["error"]
+        assert second["status"] == "succeeded"
+        # later slots of the other task still fire after the restart
+        wait_for(lambda: d.json("runs", "tick", "--limit", "1")[0]["scheduled_for"] > killed_at,
+                 what="tick fires after restart")
+    finally:
+        d.stop()
+        kill_pids_in(pids)
