@@ -307,3 +307,31 @@ def test_python_action_runs_inline_tasks_without_the_pool(tmp_path: Path) -> Non
 
     result = asyncio.run(scenario())
     assert (result.ok, result.output) == (True, "2")
+
+
+def test_same_named_modules_of_two_projects_do_not_mix(tmp_path: Path) -> None:
+    projects = [tmp_path / "alpha", tmp_path / "beta"]
+    for project in projects:
+        project.mkdir()
+        (project / "jobs.py").write_text(f"def which():\n    return {project.name!r}\n")
+
+    async def scenario(pool: PythonWorkerPool) -> list[str]:
+        outputs = []
+        for i, project in enumerate([*projects, *projects, projects[0]]):
+            if i == 2:
+                warm = pool.pids
+            result = await pool.run(make_ctx(tmp_path, "jobs:which", cwd=str(project)))
+            assert result.ok, result.failure
+            outputs.append(result.output)
+        assert pool.pids == warm  # each project found the worker that had its code
+        return outputs
+
+    assert with_pool(scenario, size=2) == ["alpha", "beta", "alpha", "beta", "alpha"]
+
+
+def test_a_missing_working_directory_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    result = with_pool(lambda pool: pool.run(make_ctx(tmp_path, cwd=str(missing))))
+    assert result.failure is not None
+    assert result.failure.known_class is ErrorClass.CONFIG_ERROR
+    assert result.failure.message == f"working directory does not exist: {missing}"

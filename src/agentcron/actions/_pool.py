@@ -37,10 +37,15 @@ class WorkerStartError(RuntimeError):
     """A worker process could not be started or did not report ready."""
 
 
+class PoolClosed(RuntimeError):
+    """The pool was closed (the daemon is stopping) before a worker became free."""
+
+
 class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.calls = 0
+        self.cwd: str | None = None  # the project directory whose code it has loaded
         self.stderr_task: asyncio.Task[None] | None = None
 
     @property
@@ -139,12 +144,17 @@ class PythonWorkerPool:
         spec = ctx.spec
         if spec.python is None:
             raise ValueError(f"task {ctx.task!r} has no python target")
+        cwd = _absolute(spec.cwd) or self._cwd
+        if not _is_dir(cwd):
+            return _failure(
+                ctx, f"working directory does not exist: {cwd}", ErrorClass.CONFIG_ERROR
+            )
         request = {
             "target": spec.python,
             "args": spec.args,
             "kwargs": spec.kwargs,
             "output": str(ctx.output_path),
-            "cwd": _absolute(spec.cwd),
+            "cwd": cwd,
             "env": {**spec.env, **ctx.env},
         }
         ctx.output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,17 +172,20 @@ class PythonWorkerPool:
         loop = asyncio.get_running_loop()
         grace = ctx.kill_grace.total_seconds()
         try:
-            worker = await asyncio.wait_for(self._acquire(), max(0.0, deadline - loop.time()))
+            worker = await asyncio.wait_for(
+                self._acquire(request["cwd"]), max(0.0, deadline - loop.time())
+            )
         except TimeoutError:
             return _failure(
                 ctx,
                 f"timed out after {say_duration(ctx.timeout)} waiting for a free python worker",
                 ErrorClass.TIMEOUT,
             )
-        except WorkerStartError as exc:
+        except (WorkerStartError, PoolClosed) as exc:
             return _failure(ctx, str(exc), ErrorClass.WORKER_LOST)
 
         worker.calls += 1
+        worker.cwd = request["cwd"]
         try:
             line = await asyncio.wait_for(
                 self._exchange(worker, request), max(0.0, deadline - loop.time())
@@ -186,12 +199,7 @@ class PythonWorkerPool:
                 ErrorClass.TIMEOUT,
             )
         except asyncio.CancelledError:
-            try:
-                await self._retire(worker, grace)
-            except asyncio.CancelledError:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(worker.pid, signal.SIGKILL)
-                raise
+            await self._retire(worker, grace)
             raise
 
         if not line:
@@ -218,20 +226,27 @@ class PythonWorkerPool:
             return b""
         return await worker.proc.stdout.readline()
 
-    async def _acquire(self) -> _Worker:
+    async def _acquire(self, cwd: str) -> _Worker:
+        """A worker for a task in ``cwd``, in order of preference: an idle one that has
+        loaded code from ``cwd``, an idle one that has loaded none, a new one, any idle
+        one (it will find itself stale and be replaced). Most recently used first, as
+        it is the warmest."""
         while True:
             if self._closed:
-                raise RuntimeError("the python worker pool is closed")
-            while self._idle:
-                worker = self._idle.pop()  # LIFO: the most recently used worker is warmest
-                if worker.alive:
-                    return worker
-                # Died while idle (killed from outside): reap what it left, then forget it.
-                await self._stop(worker, 0)
-                self._forget(worker)
+                raise PoolClosed("the python worker pool is closed")
+            for dead in [w for w in self._idle if not w.alive]:
+                # Killed from outside while idle: reap what it left, then forget it.
+                self._idle.remove(dead)
+                await self._stop(dead, 0)
+                self._forget(dead)
+            worker = self._take_idle(cwd)
+            if worker is not None:
+                return worker
             if self._slots < self.size:
                 self._slots += 1
                 break
+            if self._idle:
+                return self._idle.pop()
             # Single-threaded: nothing can change between clear() and wait().
             self._changed.clear()
             await self._changed.wait()
@@ -240,6 +255,14 @@ class PythonWorkerPool:
         except BaseException:
             self._free_slot()
             raise
+
+    def _take_idle(self, cwd: str) -> _Worker | None:
+        for wanted in (cwd, None):
+            for worker in reversed(self._idle):
+                if worker.cwd == wanted:
+                    self._idle.remove(worker)
+                    return worker
+        return None
 
     async def _release(self, worker: _Worker) -> None:
         if not worker.alive or self._closed or worker.calls >= self._max_calls:
@@ -252,15 +275,22 @@ class PythonWorkerPool:
         self._changed.set()
 
     async def _retire(self, worker: _Worker, grace: float) -> bool:
-        """Stop a worker, free its slot and start a replacement in the background."""
-        killed = await self._stop(worker, grace)
-        self._forget(worker)
-        if not self._closed and self._slots < self.size:
-            self._slots += 1
-            task = asyncio.create_task(self._warm_up())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-        return killed
+        """Stop a worker, free its slot and start a replacement in the background.
+
+        Cancelled meanwhile (a second cancellation of a run), it KILLs at once."""
+        try:
+            return await self._stop(worker, grace)
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(worker.pid, signal.SIGKILL)
+            raise
+        finally:
+            self._forget(worker)
+            if not self._closed and self._slots < self.size:
+                self._slots += 1
+                task = asyncio.create_task(self._warm_up())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     def _forget(self, worker: _Worker) -> None:
         if worker in self._workers:
@@ -345,6 +375,10 @@ async def _log_stderr(pid: int, stream: asyncio.StreamReader) -> None:
 
 def _absolute(cwd: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(cwd)) if cwd else None
+
+
+def _is_dir(path: str) -> bool:
+    return os.path.isdir(path)  # one stat; not worth a thread
 
 
 def _worker_env(base: Mapping[str, str]) -> dict[str, str]:

@@ -9,7 +9,7 @@ Protocol (one JSON object per line): on start the worker writes ``{"ready": true
 "env"}`` gets one response: ``{"id", "ok": true}``, ``{"id", "ok": false, "failure":
 {...FailureInfo fields}}``, or ``{"id", "stale": "reason"}`` after which the worker
 exits because it cannot run the target faithfully (its module changed on disk or
-was imported from another directory). The protocol runs on private duplicates of
+was imported for another directory). The protocol runs on private duplicates of
 the original stdin/stdout; fds 0 and 1 are /dev/null between calls, and during a
 call fds 1 and 2 are the run's output file, so prints and subprocesses the
 function starts are captured too. The worker exits at EOF on its input.
@@ -113,13 +113,15 @@ class Worker:
         self._home = os.getcwd()
         self._system = _system_dirs()
         self._mtimes: dict[str, float] = {}  # user module file -> mtime when imported
-        self._origins: dict[str, str] = {}  # top-level module -> directory it came from
+        # The task directory the user modules were imported for: a task in another
+        # directory may have modules of the same names, which sys.modules would hide.
+        self._bound: str | None = None
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         rid = req.get("id")
         target: str = req["target"]
         cwd: str = req.get("cwd") or self._home
-        stale = self._stale_reason(target, cwd)
+        stale = self._stale_reason(cwd)
         if stale:
             return {"id": rid, "stale": stale}
         before = set(sys.modules)
@@ -136,15 +138,15 @@ class Worker:
                 except BaseException as exc:  # the user's failure, whatever it is, is data
                     return {"id": rid, "ok": False, "failure": _describe(exc)}
                 return {"id": rid, "ok": True}
+        except Exception as exc:  # setting the call up failed (its cwd vanished): still an answer
+            return {"id": rid, "ok": False, "failure": _describe(exc)}
         finally:
             os.close(fd)
             self._remember(set(sys.modules) - before, cwd)
 
-    def _stale_reason(self, target: str, cwd: str) -> str | None:
-        top = target.partition(":")[0].split(".")[0]
-        origin = self._origins.get(top)
-        if origin is not None and origin != cwd:
-            return f"module {top!r} was imported from {origin}, not {cwd}"
+    def _stale_reason(self, cwd: str) -> str | None:
+        if self._bound is not None and self._bound != cwd:
+            return f"it holds modules imported for {self._bound}, not {cwd}"
         for path, mtime in self._mtimes.items():
             try:
                 changed = os.stat(path).st_mtime != mtime
@@ -165,7 +167,8 @@ class Worker:
                 continue
             with contextlib.suppress(OSError):
                 self._mtimes[real] = os.stat(real).st_mtime
-            self._origins.setdefault(name.split(".")[0], cwd)
+            if self._bound is None:
+                self._bound = cwd
 
 
 def _describe(exc: BaseException) -> dict[str, Any]:
@@ -217,10 +220,10 @@ def _call_environment(cwd: str, env: dict[str, str]) -> Iterator[None]:
     """The task's cwd (also first on sys.path, so its modules import) and env, for one call."""
     old_cwd = os.getcwd()
     old_env = dict(os.environ)
-    os.environ.update(env)
-    os.chdir(cwd)
-    sys.path.insert(0, cwd)
     try:
+        os.chdir(cwd)
+        sys.path.insert(0, cwd)
+        os.environ.update(env)
         yield
     finally:
         with contextlib.suppress(ValueError):
