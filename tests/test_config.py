@@ -221,6 +221,12 @@ class TestDefaults:
         assert task.notify == ["json://localhost/ops"]
         assert task.deliver == ["json://localhost/out"]
 
+    def test_loaded_config_keeps_defaults_for_tasks_added_later(self) -> None:
+        config = parse("defaults: {retries: 9, retry_backoff: {cap: 2h}}\ntasks: {}\n")
+        assert config.defaults == {"retries": 9, "retry_backoff": {"cap": "2h"}}
+        spec = validate_task_mapping("later", {"every": "1m", "command": ["echo"]}, config.defaults)
+        assert (spec.retries, spec.retry_backoff.cap) == (9, timedelta(hours=2))
+
     def test_validate_task_mapping_uses_the_same_rules(self) -> None:
         spec = validate_task_mapping(
             "api-task",

@@ -109,6 +109,13 @@ class TestTaskFields:
         assert problem.location == "api.zzz"
         assert problem.message == "unknown key 'zzz'; allowed keys: host, port, token"
 
+    def test_unknown_task_key_without_close_match_points_to_the_schema(self) -> None:
+        problem = only("tasks:\n  t: {every: 1m, command: [echo], zzz: 1}\n")
+        assert problem.location == "tasks.t.zzz"
+        assert (
+            problem.message == "unknown key 'zzz' (`agentcron schema` lists the keys allowed here)"
+        )
+
     def test_per_task_key_at_top_level_is_pointed_to_defaults(self) -> None:
         problem = only("keep_outputs: 7d\ntasks: {}\n")
         assert problem.location == "keep_outputs"

@@ -166,6 +166,8 @@ def unknown_key_message(key: str, allowed: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     if close:
         return f"unknown key '{key}' (did you mean '{close[0]}'?)"
+    if len(allowed) > 12:
+        return f"unknown key '{key}' (`agentcron schema` lists the keys allowed here)"
     if allowed:
         return f"unknown key '{key}'; allowed keys: {', '.join(allowed)}"
     return f"unknown key '{key}'"
@@ -183,9 +185,7 @@ def allowed_keys(model: type[BaseModel], path: Path) -> list[str]:
         current = _model_in(field.annotation) if field is not None else None
     if current is None:
         return []
-    return [
-        info.alias or name for name, info in current.model_fields.items() if name != "name"
-    ] or []
+    return [info.alias or name for name, info in current.model_fields.items() if name != "name"]
 
 
 def _field(model: type[BaseModel], key: str) -> Any:

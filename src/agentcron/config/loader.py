@@ -161,6 +161,7 @@ def _parse(text: str, source: str, digest: str) -> LoadedConfig:
         api=top.api,
         tasks=tasks,
         digest=digest,
+        defaults=dict(defaults),
     )
 
 
@@ -220,7 +221,7 @@ def _check_task(
         del own["name"]
         message = "unknown key 'name': a task's name is its key under tasks:"
         problems.append(place.problem(("name",), message))
-    merged, inherited = merge_defaults(own, {k: v for k, v in defaults.items() if k != "name"})
+    merged, inherited = _merge_defaults(own, {k: v for k, v in defaults.items() if k != "name"})
     data = {"name": name, **_urls_as_lists(merged)}
     spec: TaskSpec | None = None
     try:
@@ -263,7 +264,7 @@ def _out_of_range(
     return found if found or inherited else [place.problem((), "a value is out of range")]
 
 
-def merge_defaults(
+def _merge_defaults(
     task: Mapping[str, Any], defaults: Mapping[str, Any]
 ) -> tuple[dict[str, Any], set[KeyPath]]:
     """The task with defaults applied, and the key paths that came from defaults."""

@@ -12,7 +12,7 @@ import difflib
 import functools
 import ipaddress
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -161,6 +161,9 @@ class LoadedConfig:
     api: ApiConfig
     tasks: dict[str, TaskSpec]
     digest: str
+    # the file's `defaults:` as written, so tasks added later through `agentcron add`
+    # or the API can get them too (validate_task_mapping(name, raw, config.defaults))
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 _ONE_OR_MANY_URLS = {
