@@ -1,0 +1,169 @@
+"""Redaction: secrets never reach notifications, logs or stored errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentcron.redact import REPLACEMENT, redact, secret_values_from_env
+
+OPENAI_KEY = "sk-" + "aB3dE5fG7hJ9kL1mN3pQ5rS7"
+PROJECT_KEY = "sk-proj-" + "Xy12_Zw34-Vu56Ts78Rq90Po12Nm34"
+ANTHROPIC_KEY = "sk-ant-api03-" + "Qw3rTy6uIo9pAs2dFg5hJk8lZx1cVb4nM7" + "-AAAA"
+TELEGRAM = "1234567890:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"key {OPENAI_KEY} rejected", "key [REDACTED] rejected"),
+        (f"OPENAI_API_KEY={PROJECT_KEY}", "OPENAI_API_KEY=[REDACTED]"),
+        (f"using {ANTHROPIC_KEY}.", "using [REDACTED]."),
+        ("Authorization: Bearer abcdef0123456789", "Authorization: [REDACTED]"),
+        ('{"authorization": "Basic dXNlcjpwYXNz"}', '{"authorization": "[REDACTED]"}'),
+        ("sent Bearer eyJhbGciOiJIUzI1NiJ9xx", "sent Bearer [REDACTED]"),
+        (
+            "postgresql://agent:hunter2@db.local:5432/cron",
+            "postgresql://agent:[REDACTED]@db.local:5432/cron",
+        ),
+        (
+            "https://ghp_0123456789abcdefghij0123@github.com/o/r.git",
+            "https://[REDACTED]@github.com/o/r.git",
+        ),
+        (
+            "GET https://api.example.com/v1/x?token=abc123&page=2",
+            "GET https://api.example.com/v1/x?token=[REDACTED]&page=2",
+        ),
+        (
+            "https://maps.example.com/q?key=AIzaXYZ&api_key=zz9&access_token=t0k",
+            "https://maps.example.com/q?key=[REDACTED]&api_key=[REDACTED]&access_token=[REDACTED]",
+        ),
+        (f"tgram://{TELEGRAM}/-100123456", "tgram://[REDACTED]/-100123456"),
+        (
+            f"POST https://api.telegram.org/bot{TELEGRAM}/sendMessage failed",
+            "POST https://api.telegram.org/bot[REDACTED]/sendMessage failed",
+        ),
+        ("aws AKIAIOSFODNN7EXAMPLE used", "aws [REDACTED] used"),
+        ("secret=0f3c9a7be21d44c8a9e0", "secret=[REDACTED]"),
+        ("token: 8f14e45fceea167a5a36dedd4bea2543", "token: [REDACTED]"),
+        ('{"password": "correct horse"}', '{"password": "[REDACTED]"}'),
+        ("client_secret='a b c' rest", "client_secret='[REDACTED]' rest"),
+        ("db_password=hunter2 next", "db_password=[REDACTED] next"),
+        (
+            "x-api-key: Zm9vYmFyYmF6cXV4cXV1eA==",
+            "x-api-key: [REDACTED]",
+        ),
+        ("slack xoxb-1234567890-abcdefghij", "slack [REDACTED]"),
+        # ordinary text stays readable
+        ("max_tokens: 4000, temperature=0.2", "max_tokens: 4000, temperature=0.2"),
+        ("processed 429 rows in 3.2s", "processed 429 rows in 3.2s"),
+        ("see https://example.com/docs?page=2", "see https://example.com/docs?page=2"),
+        ("task-abcdefghijklmnopqrstuvwx done", "task-abcdefghijklmnopqrstuvwx done"),
+        ("", ""),
+    ],
+)
+def test_patterns(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_given_secret_values_are_replaced_everywhere() -> None:
+    text = "login as bob with pw pa55word; echo pa55word; short ab stays"
+    assert redact(text, ["pa55word", "ab"]) == (
+        "login as bob with pw [REDACTED]; echo [REDACTED]; short ab stays"
+    )
+
+
+def test_longer_secret_wins_over_its_prefix() -> None:
+    assert redact("v=abcd1234xyz", ["abcd", "abcd1234xyz"]) == "v=[REDACTED]"
+
+
+def test_env_secrets_by_name() -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-short-but-secret",
+        "github_token": "gho_abc",
+        "DB_PASSWORD": "hunter2",
+        "MY_PASSWD": "letmein",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/etc/gcp.json",
+        "TOKENIZERS_PARALLELISM": "false",
+        "API_KEY": "abc",  # too short to redact without blanking ordinary words
+        "HOME": "/home/agent",
+        "PATH": "/usr/bin",
+    }
+    assert secret_values_from_env(env) == [
+        "sk-short-but-secret",
+        "/etc/gcp.json",
+        "wJalrXUtnFEMI",
+        "gho_abc",
+        "hunter2",
+        "letmein",
+    ]
+    message = "connect failed: user=app password hunter2 key sk-short-but-secret home /home/agent"
+    assert redact(message, secret_values_from_env(env)) == (
+        "connect failed: user=app password [REDACTED] key [REDACTED] home /home/agent"
+    )
+
+
+def test_never_raises() -> None:
+    def broken() -> list[str]:
+        raise RuntimeError("boom")
+
+    class Exploding:
+        def __iter__(self) -> object:
+            return iter(broken())
+
+    assert redact("secret stuff", Exploding()) == REPLACEMENT  # type: ignore[arg-type]
+    assert redact(None) == "None"  # type: ignore[arg-type]
+
+
+def test_large_text_is_fast() -> None:
+    blob = ("A" * 50_000 + "." + "key-" * 20_000 + " ") * 4
+    started = time.monotonic()
+    redact(blob)
+    # Generous: a quadratic pattern would take minutes here.
+    assert time.monotonic() - started < 10
+
+
+alphabet = st.sampled_from(
+    [
+        *"abcAZ09:/@?&=._-[] \n\"'",
+        "sk-",
+        "sk-proj-",
+        "Bearer ",
+        "Authorization: ",
+        "https://",
+        "token=",
+        "password=",
+        "key: ",
+        "[REDACTED]",
+        "AKIA",
+        "1234567:",
+        "aaaaaaaaaaaaaaaa",
+        "@host",
+        "tgram://",
+    ]
+)
+texts = st.lists(alphabet, max_size=40).map("".join)
+
+
+@given(text=texts, secrets=st.lists(st.text(min_size=0, max_size=8), max_size=3))
+def test_idempotent(text: str, secrets: list[str]) -> None:
+    once = redact(text, secrets)
+    assert redact(once, secrets) == once
+
+
+@given(
+    prefix=texts,
+    suffix=texts,
+    secret=st.text(alphabet="abcdefXYZ0123456789", min_size=4, max_size=20),
+)
+def test_given_secret_never_survives(prefix: str, suffix: str, secret: str) -> None:
+    assert secret not in redact(prefix + secret + suffix, [secret])
+
+
+@given(text=st.text(max_size=200))
+def test_arbitrary_text_does_not_raise(text: str) -> None:
+    assert isinstance(redact(text, ["abcd"]), str)
