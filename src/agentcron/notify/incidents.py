@@ -152,13 +152,14 @@ class _Changes:
         else:
             self.current[kind] = incident
 
-    def close(self, kind: IncidentKind, at: datetime) -> Incident | None:
+    def close(self, kind: IncidentKind, at: datetime) -> list[Incident]:
+        """Close the open incident of ``kind``; returns it in a list (empty if none)."""
         incident = self.current.get(kind)
         if incident is None:
-            return None
+            return []
         closed = replace(incident, closed_at=at, updated_at=at)
         self.put("closed", closed)
-        return closed
+        return [closed]
 
     def transition(self, notice: Notice | None) -> Transition:
         def of(how: str) -> tuple[Incident, ...]:
@@ -204,29 +205,30 @@ def apply_event(
 def _close_after_run(changes: _Changes, slot_id: int, at: datetime) -> list[Incident]:
     """A run that ended (or is going) proves the schedule fires: overdue is over,
     and a stuck incident about this very run ends with it."""
-    closed = []
-    overdue = changes.close(IncidentKind.OVERDUE, at)
-    if overdue is not None:
-        closed.append(overdue)
+    closed = changes.close(IncidentKind.OVERDUE, at)
     stuck = changes.current.get(IncidentKind.STUCK)
     if stuck is not None and stuck.slot_id == slot_id:
-        closed_stuck = changes.close(IncidentKind.STUCK, at)
-        assert closed_stuck is not None
-        closed.append(closed_stuck)
+        closed += changes.close(IncidentKind.STUCK, at)
     return closed
 
 
-def _closing_notice(task: str, closed: list[Incident], cause: Event) -> Notice | None:
+def _notice(
+    event: NoticeEvent, incident: Incident, cause: Event, also_closed: list[Incident] | None = None
+) -> Notice:
+    return Notice(
+        task=incident.task,
+        event=event,
+        incident=incident,
+        cause=cause,
+        also_closed=tuple(also_closed or ()),
+    )
+
+
+def _closing_notice(closed: list[Incident], cause: Event) -> Notice | None:
     if not closed:
         return None
-    ordered = sorted(closed, key=lambda inc: _CLOSE_ORDER.index(inc.kind))
-    return Notice(
-        task=task,
-        event=NoticeEvent.CLOSED,
-        incident=ordered[0],
-        cause=cause,
-        also_closed=tuple(ordered[1:]),
-    )
+    first, *others = sorted(closed, key=lambda inc: _CLOSE_ORDER.index(inc.kind))
+    return _notice(NoticeEvent.CLOSED, first, cause, others)
 
 
 def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | None:
@@ -249,13 +251,7 @@ def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | 
             updated_at=ev.at,
         )
         changes.put("opened", incident)
-        return Notice(
-            task=ev.task,
-            event=NoticeEvent.OPENED,
-            incident=incident,
-            cause=cause,
-            also_closed=tuple(closed),
-        )
+        return _notice(NoticeEvent.OPENED, incident, cause, closed)
     incident = replace(
         current,
         count=current.count + 1,
@@ -268,15 +264,9 @@ def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | 
     if hard and not current.escalated:
         incident = replace(incident, escalated=True, summary=_failure_summary(ev))
         changes.put("escalated", incident)
-        return Notice(
-            task=ev.task,
-            event=NoticeEvent.ESCALATED,
-            incident=incident,
-            cause=cause,
-            also_closed=tuple(closed),
-        )
+        return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
     changes.put("updated", incident)
-    return _closing_notice(ev.task, closed, cause)
+    return _closing_notice(closed, cause)
 
 
 def _failure_summary(ev: AttemptFailed) -> str:
@@ -288,21 +278,14 @@ def _failure_summary(ev: AttemptFailed) -> str:
 
 def _on_success(changes: _Changes, ev: RunSucceeded) -> Notice | None:
     closed = _close_after_run(changes, ev.slot_id, ev.at)
-    for kind in (IncidentKind.FAILURE, IncidentKind.SKIP_STREAK):
-        incident = changes.close(kind, ev.at)
-        if incident is not None:
-            closed.append(incident)
+    closed += changes.close(IncidentKind.FAILURE, ev.at)
+    closed += changes.close(IncidentKind.SKIP_STREAK, ev.at)
     suspicious = changes.current.get(IncidentKind.SUSPICIOUS)
-    if suspicious is not None:
-        if ev.empty:
-            changes.put(
-                "updated", replace(suspicious, count=suspicious.count + 1, updated_at=ev.at)
-            )
-        else:
-            closed_suspicious = changes.close(IncidentKind.SUSPICIOUS, ev.at)
-            assert closed_suspicious is not None
-            closed.append(closed_suspicious)
-    return _closing_notice(ev.task, closed, ev)
+    if suspicious is not None and ev.empty:
+        changes.put("updated", replace(suspicious, count=suspicious.count + 1, updated_at=ev.at))
+    elif suspicious is not None:
+        closed += changes.close(IncidentKind.SUSPICIOUS, ev.at)
+    return _closing_notice(closed, ev)
 
 
 def _on_stuck(changes: _Changes, ev: RunStuck) -> Notice | None:
@@ -323,7 +306,7 @@ def _on_stuck(changes: _Changes, ev: RunStuck) -> Notice | None:
                 updated_at=ev.at,
             ),
         )
-        return _closing_notice(ev.task, [closed] if closed else [], ev)
+        return _closing_notice(closed, ev)
     incident = Incident(
         task=ev.task,
         kind=IncidentKind.STUCK,
@@ -334,13 +317,7 @@ def _on_stuck(changes: _Changes, ev: RunStuck) -> Notice | None:
         updated_at=ev.at,
     )
     changes.put("opened", incident)
-    return Notice(
-        task=ev.task,
-        event=NoticeEvent.OPENED,
-        incident=incident,
-        cause=ev,
-        also_closed=(closed,) if closed else (),
-    )
+    return _notice(NoticeEvent.OPENED, incident, ev, closed)
 
 
 def _overdue_summary(ev: TaskOverdue, zone: ZoneInfo) -> str:
@@ -383,7 +360,7 @@ def _on_streak(
         updated_at=ev.at,
     )
     changes.put("opened", incident)
-    return Notice(task=ev.task, event=NoticeEvent.OPENED, incident=incident, cause=ev)
+    return _notice(NoticeEvent.OPENED, incident, ev)
 
 
 def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
@@ -401,7 +378,7 @@ def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
             updated_at=ev.at,
         )
         changes.put("opened", incident)
-        return Notice(task=ev.task, event=NoticeEvent.OPENED, incident=incident, cause=ev)
+        return _notice(NoticeEvent.OPENED, incident, ev)
     incident = replace(
         current,
         count=current.count + 1,
@@ -412,14 +389,13 @@ def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
     if ev.gave_up and not current.escalated:
         incident = replace(incident, escalated=True, summary=summary)
         changes.put("escalated", incident)
-        return Notice(task=ev.task, event=NoticeEvent.ESCALATED, incident=incident, cause=ev)
+        return _notice(NoticeEvent.ESCALATED, incident, ev)
     changes.put("updated", incident)
     return None
 
 
 def _on_delivery_recovered(changes: _Changes, ev: DeliveryRecovered) -> Notice | None:
-    closed = changes.close(IncidentKind.DELIVERY, ev.at)
-    return _closing_notice(ev.task, [closed] if closed else [], ev)
+    return _closing_notice(changes.close(IncidentKind.DELIVERY, ev.at), ev)
 
 
 def downtime(incident: Incident, at: datetime) -> timedelta:
