@@ -180,6 +180,16 @@ def test_file_that_is_not_executable_is_a_failure_with_126(tmp_path: Path) -> No
     assert result.failure.message == f"command is not executable: {script}"
 
 
+def test_script_without_an_interpreter_line_is_a_failure_with_126(tmp_path: Path) -> None:
+    script = tmp_path / "no-shebang"
+    script.write_bytes(b"\x7fELF not really a program")
+    script.chmod(0o755)
+    result = run(make_ctx(tmp_path, command=[str(script)]))
+    assert result.failure is not None
+    assert result.failure.exit_code == 126
+    assert result.failure.message == f"cannot execute {script}: Exec format error"
+
+
 def test_shell_string_runs_through_sh(tmp_path: Path) -> None:
     result = run(make_ctx(tmp_path, command="echo $((1 + 2)) | tr 3 X", shell=True))
     assert result.ok and result.output == "X\n"

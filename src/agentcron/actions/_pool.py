@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from agentcron.actions.base import ActionContext, ActionResult
-from agentcron.actions.command import group_alive, redact_for, say_duration, terminate_group
+from agentcron.actions.command import (
+    group_alive,
+    redact_for,
+    say_duration,
+    signal_name,
+    terminate_group,
+)
 from agentcron.actions.output import read_output, tail_lines
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
@@ -95,10 +101,6 @@ class PythonWorkerPool:
     def pids(self) -> list[int]:
         """Pids of the live workers, busy or idle."""
         return sorted(w.pid for w in self._workers if w.alive)
-
-    @property
-    def idle_pids(self) -> list[int]:
-        return [w.pid for w in self._idle if w.alive]
 
     async def start(self) -> None:
         """Start workers up to ``size`` and wait until each is ready."""
@@ -382,12 +384,16 @@ def _is_dir(path: str) -> bool:
 
 
 def _worker_env(base: Mapping[str, str]) -> dict[str, str]:
-    """The workers' environment, with agentcron importable even when not installed."""
+    """The workers' environment, with agentcron importable from a source checkout too.
+
+    An installed agentcron needs nothing: putting site-packages on PYTHONPATH would
+    move it ahead of the standard library.
+    """
     env = dict(base)
-    src = str(Path(__file__).resolve().parents[2])
+    src = Path(__file__).resolve().parents[2]
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if src not in paths:
-        env["PYTHONPATH"] = os.pathsep.join([src, *paths])
+    if src.name not in ("site-packages", "dist-packages") and str(src) not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([str(src), *paths])
     return env
 
 
@@ -409,12 +415,7 @@ def _tail(ctx: ActionContext) -> str:
 
 def _died(ctx: ActionContext, returncode: int) -> ActionResult:
     if returncode < 0:
-        signum = -returncode
-        try:
-            how = f"killed by signal {signal.Signals(signum).name} ({signum})"
-        except ValueError:
-            how = f"killed by signal {signum}"
-        exit_code, sig = None, signum
+        how, exit_code, sig = f"killed by signal {signal_name(-returncode)}", None, -returncode
     else:
         how, exit_code, sig = f"exit code {returncode}", returncode, None
     return ActionResult(

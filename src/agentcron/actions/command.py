@@ -72,7 +72,7 @@ class CommandAction:
         try:
             await asyncio.wait_for(proc.wait(), timeout=ctx.timeout.total_seconds())
         except TimeoutError:
-            killed = await terminate_group(proc.pid, proc, grace)
+            killed = await _stop_group(proc, grace)
             how = f"TERM, then KILL after {say_duration(ctx.kill_grace)}" if killed else "TERM"
             return ActionResult(
                 ok=False,
@@ -86,7 +86,7 @@ class CommandAction:
                 ),
             )
         except asyncio.CancelledError:
-            await _stop_on_cancel(proc, grace)
+            await _stop_group(proc, grace)
             raise
 
         if group_alive(proc.pid):
@@ -96,11 +96,7 @@ class CommandAction:
                 "command left processes running; killing its process group",
                 extra={"event": "stray_processes_killed", "task": ctx.task, "pgid": proc.pid},
             )
-            try:
-                await terminate_group(proc.pid, proc, grace)
-            except asyncio.CancelledError:
-                _signal_group(proc.pid, signal.SIGKILL)
-                raise
+            await _stop_group(proc, grace)
 
         return _result_for(proc.returncode, ctx)
 
@@ -115,7 +111,7 @@ def _result_for(returncode: int | None, ctx: ActionContext) -> ActionResult:
         return ActionResult(
             ok=False,
             failure=FailureInfo(
-                message=f"killed by signal {_signal_name(signum)}",
+                message=f"killed by signal {signal_name(signum)}",
                 signal=signum,
                 output_tail=tail,
                 action="command",
@@ -145,10 +141,10 @@ def _spawn_failure(
     )
 
 
-async def _stop_on_cancel(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """Stop a cancelled run's group; a second cancellation cuts the grace short."""
+async def _stop_group(proc: asyncio.subprocess.Process, grace: float) -> bool:
+    """:func:`terminate_group` for a run's group; a cancellation cuts the grace short."""
     try:
-        await terminate_group(proc.pid, proc, grace)
+        return await terminate_group(proc.pid, proc, grace)
     except asyncio.CancelledError:
         _signal_group(proc.pid, signal.SIGKILL)
         raise
@@ -235,7 +231,8 @@ def _is_dir(path: str) -> bool:
     return os.path.isdir(path)  # one stat; not worth a thread
 
 
-def _signal_name(signum: int) -> str:
+def signal_name(signum: int) -> str:
+    """``SIGKILL (9)``, or the bare number for a signal Python has no name for."""
     try:
         return f"{signal.Signals(signum).name} ({signum})"
     except ValueError:
@@ -243,7 +240,9 @@ def _signal_name(signum: int) -> str:
 
 
 def redact_for(text: str, *envs: Mapping[str, str]) -> str:
-    """``text`` without the secret values of the given environments, nor secret shapes."""
+    """``text`` without secret shapes, nor the secret values of the daemon's environment
+    (which a command inherits) and of the given ones."""
     from agentcron.redact import redact, secret_values_from_env
 
-    return redact(text, secrets=secret_values_from_env({k: v for e in envs for k, v in e.items()}))
+    merged = {k: v for e in (os.environ, *envs) for k, v in e.items()}
+    return redact(text, secrets=secret_values_from_env(merged))
