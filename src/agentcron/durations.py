@@ -46,7 +46,10 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 1d)")
     if seconds < 0:
         raise ValueError(f"duration must not be negative: {value!r}")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration out of range: {value!r}") from None
 
 
 def format_duration(delta: timedelta) -> str:

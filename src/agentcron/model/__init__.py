@@ -12,7 +12,7 @@ from agentcron.model.enums import (
     TaskSource,
 )
 from agentcron.model.failure import Classification, FailureInfo
-from agentcron.model.records import Attempt, Slot, TaskRecord
+from agentcron.model.records import Attempt, Delivery, Slot, TaskRecord
 from agentcron.model.task import TaskSpec
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Attempt",
     "CatchupPolicy",
     "Classification",
+    "Delivery",
     "DeliveryStatus",
     "ErrorClass",
     "FailureInfo",

@@ -68,3 +68,21 @@ class Attempt:
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Sending one succeeded slot's kept output to one ``deliver`` target."""
+
+    id: int
+    slot_id: int
+    task: str
+    target: str  # the Apprise URL (may hold a token: never shown, see target_key)
+    target_key: str  # redacted form for people
+    output_path: str | None
+    status: DeliveryStatus
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

@@ -14,6 +14,7 @@ from typing import Any
 
 from agentcron.model import (
     Attempt,
+    Delivery,
     DeliveryStatus,
     ErrorClass,
     Slot,
@@ -22,6 +23,9 @@ from agentcron.model import (
     TaskSource,
     TaskSpec,
 )
+from agentcron.notify.incidents import Incident, IncidentKind
+from agentcron.notify.messages import Message
+from agentcron.notify.outbox import OutboxItem
 
 SLOT_COLUMNS = (
     "id, task, scheduled_for, status, reason, trigger, attempts, error_class, error, "
@@ -153,4 +157,96 @@ def attempt_from_row(row: tuple[Any, ...]) -> Attempt:
         node=node,
         tokens=json.loads(tokens) if tokens else {},
         extra=json.loads(extra) if extra else {},
+    )
+
+
+INCIDENT_COLUMNS_NO_ID = (
+    "task, kind, opened_at, closed_at, escalated, count, failed_runs, retries, "
+    "first_error_class, last_error_class, summary, slot_id, since, streak, updated_at"
+)
+INCIDENT_COLUMNS = "id, " + INCIDENT_COLUMNS_NO_ID
+OUTBOX_COLUMNS = (
+    "o.id, o.channel_key, o.channel_url, o.message, o.created_at, o.attempts, "
+    "o.next_attempt_at, o.last_error"
+)
+DELIVERY_COLUMNS = (
+    "id, slot_id, task, target, target_key, output_path, status, attempts, next_attempt_at, "
+    "last_error, created_at, updated_at"
+)
+
+
+def incident_values(inc: Incident) -> tuple[Any, ...]:
+    return (
+        inc.task,
+        inc.kind.value,
+        ts(inc.opened_at),
+        ts(inc.closed_at),
+        int(inc.escalated),
+        inc.count,
+        inc.failed_runs,
+        inc.retries,
+        inc.first_error_class.value if inc.first_error_class else None,
+        inc.last_error_class.value if inc.last_error_class else None,
+        inc.summary,
+        inc.slot_id,
+        ts(inc.since),
+        inc.streak,
+        ts(inc.updated_at),
+    )
+
+
+def incident_from_row(row: tuple[Any, ...]) -> Incident:
+    (id_, task, kind, opened_at, closed_at, escalated, count, failed_runs, retries, first_ec,
+     last_ec, summary, slot_id, since, streak, updated_at) = row
+    return Incident(
+        id=int(id_),
+        task=task,
+        kind=IncidentKind(kind),
+        opened_at=dt_req(opened_at),
+        closed_at=dt(closed_at),
+        escalated=bool(escalated),
+        count=int(count),
+        failed_runs=int(failed_runs),
+        retries=int(retries),
+        first_error_class=ErrorClass(first_ec) if first_ec else None,
+        last_error_class=ErrorClass(last_ec) if last_ec else None,
+        summary=summary or "",
+        slot_id=int(slot_id) if slot_id is not None else None,
+        since=dt(since),
+        streak=int(streak),
+        updated_at=dt(updated_at),
+    )
+
+
+def outbox_from_row(row: tuple[Any, ...]) -> OutboxItem:
+    id_, key, url, message, created_at, attempts, next_attempt_at, last_error = row
+    data = json.loads(message)
+    return OutboxItem(
+        id=int(id_),
+        channel_key=key,
+        channel_url=url,
+        message=Message(**data),
+        created_at=dt_req(created_at),
+        attempts=int(attempts),
+        next_attempt_at=dt(next_attempt_at),
+        last_error=last_error,
+    )
+
+
+def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
+    (id_, slot_id, task, target, key, output_path, status, attempts, next_attempt_at,
+     last_error, created_at, updated_at) = row
+    return Delivery(
+        id=int(id_),
+        slot_id=int(slot_id),
+        task=task,
+        target=target,
+        target_key=key,
+        output_path=output_path,
+        status=DeliveryStatus(status),
+        attempts=int(attempts),
+        next_attempt_at=dt(next_attempt_at),
+        last_error=last_error,
+        created_at=dt(created_at),
+        updated_at=dt(updated_at),
     )

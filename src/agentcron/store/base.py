@@ -57,6 +57,7 @@ class AttemptOutcome:
     tokens: dict[str, int] = field(default_factory=dict)
     empty_output: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    deliver_to: tuple[tuple[str, str], ...] = ()  # (target URL, redacted key) on success
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,9 @@ class Store(Protocol):
         False when it did not exist."""
         ...
 
-    def set_paused(self, name: str, paused: bool, now: datetime, next_fire_at: datetime | None) -> bool:
+    def set_paused(
+        self, name: str, paused: bool, now: datetime, next_fire_at: datetime | None
+    ) -> bool:
         ...
 
     def due_tasks(self, now: datetime, limit: int) -> list[TaskRecord]:

@@ -73,6 +73,68 @@ MIGRATIONS: list[list[str]] = [
             stopped_at DOUBLE PRECISION
         )""",
     ],
+    [
+        """CREATE TABLE incidents (
+            id {pk},
+            task TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            opened_at DOUBLE PRECISION NOT NULL,
+            closed_at DOUBLE PRECISION,
+            escalated INTEGER NOT NULL DEFAULT 0,
+            count INTEGER NOT NULL DEFAULT 1,
+            failed_runs INTEGER NOT NULL DEFAULT 0,
+            retries INTEGER NOT NULL DEFAULT 0,
+            first_error_class TEXT,
+            last_error_class TEXT,
+            summary TEXT NOT NULL DEFAULT '',
+            slot_id BIGINT,
+            since DOUBLE PRECISION,
+            streak INTEGER NOT NULL DEFAULT 0,
+            updated_at DOUBLE PRECISION
+        )""",
+        "CREATE UNIQUE INDEX incidents_open ON incidents (task, kind) WHERE closed_at IS NULL",
+        "CREATE INDEX incidents_recent ON incidents (opened_at)",
+        """CREATE TABLE outbox (
+            id {pk},
+            channel_key TEXT NOT NULL,
+            channel_url TEXT NOT NULL,
+            message TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at DOUBLE PRECISION,
+            last_error TEXT,
+            sent_at DOUBLE PRECISION,
+            permanent INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX outbox_queue ON outbox (channel_key, id) "
+        "WHERE sent_at IS NULL AND permanent = 0",
+        """CREATE TABLE channels (
+            channel_key TEXT PRIMARY KEY,
+            last_ok_at DOUBLE PRECISION,
+            last_error TEXT,
+            last_error_at DOUBLE PRECISION,
+            failing_since DOUBLE PRECISION,
+            broken INTEGER NOT NULL DEFAULT 0,
+            undeliverable INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE deliveries (
+            id {pk},
+            slot_id BIGINT NOT NULL,
+            task TEXT NOT NULL,
+            target TEXT NOT NULL,
+            target_key TEXT NOT NULL,
+            output_path TEXT,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at DOUBLE PRECISION,
+            last_error TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            UNIQUE (slot_id, target)
+        )""",
+        "CREATE INDEX deliveries_due ON deliveries (next_attempt_at) "
+        "WHERE status IN ('pending', 'retrying')",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

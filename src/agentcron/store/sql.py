@@ -1,0 +1,739 @@
+"""The SQL both stores share.
+
+Statements are written once, with ``?`` placeholders and standard SQL that SQLite
+(3.39+) and PostgreSQL both accept (``ON CONFLICT``, ``RETURNING``,
+``IS NOT DISTINCT FROM``, partial indexes); each implementation supplies the
+connection, the transaction discipline and, where the engines differ, the claim.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from agentcron.model import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Slot,
+    SlotStatus,
+    TaskRecord,
+    TaskSource,
+    TaskSpec,
+)
+from agentcron.notify.incidents import Incident
+from agentcron.notify.messages import Message
+from agentcron.notify.outbox import ChannelHealth, OutboxItem
+from agentcron.store._rows import (
+    ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    INCIDENT_COLUMNS,
+    INCIDENT_COLUMNS_NO_ID,
+    OUTBOX_COLUMNS,
+    SLOT_COLUMNS,
+    TASK_COLUMNS,
+    attempt_from_row,
+    delivery_from_row,
+    dt,
+    incident_from_row,
+    incident_values,
+    outbox_from_row,
+    schedule_key,
+    slot_from_row,
+    spec_json,
+    task_from_row,
+    ts,
+)
+from agentcron.store.base import AttemptOutcome, Claim, NewSlot, NodeInfo
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Conn(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Cursor: ...
+
+
+class SQLStore:
+    """Everything but connecting; subclasses define ``_tx`` and ``_q``."""
+
+    def _tx(self) -> AbstractContextManager[Conn]:
+        raise NotImplementedError
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    # ---- tasks -------------------------------------------------------------------
+    def _upsert(
+        self,
+        db: Conn,
+        spec: TaskSpec,
+        source: TaskSource,
+        now: datetime,
+        next_fire_at: datetime | None,
+    ) -> str:
+        """Returns 'added', 'changed' or 'same'."""
+        key = schedule_key(spec)
+        body = spec_json(spec)
+        row = db.execute(
+            "SELECT spec, schedule_key, source FROM tasks WHERE name = ?", (spec.name,)
+        ).fetchone()
+        if row is None:
+            db.execute(
+                "INSERT INTO tasks (name, source, spec, schedule_key, overlap, paused, "
+                "next_fire_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.name,
+                    source.value,
+                    body,
+                    key,
+                    spec.overlap.value,
+                    int(spec.paused),
+                    ts(next_fire_at),
+                    ts(now),
+                    ts(now),
+                ),
+            )
+            return "added"
+        if row[0] == body and row[2] == source.value:
+            return "same"
+        if row[1] != key:
+            db.execute(
+                "UPDATE tasks SET next_fire_at = ? WHERE name = ?", (ts(next_fire_at), spec.name)
+            )
+        db.execute(
+            "UPDATE tasks SET spec = ?, schedule_key = ?, overlap = ?, source = ?, paused = ?, "
+            "updated_at = ? WHERE name = ?",
+            (body, key, spec.overlap.value, source.value, int(spec.paused), ts(now), spec.name),
+        )
+        return "changed"
+
+    def upsert_task(
+        self, spec: TaskSpec, source: TaskSource, now: datetime, next_fire_at: datetime | None
+    ) -> TaskRecord:
+        with self._tx() as db:
+            self._upsert(db, spec, source, now, next_fire_at)
+        record = self.get_task(spec.name)
+        assert record is not None
+        return record
+
+    def upsert_many(
+        self,
+        items: Sequence[tuple[TaskSpec, datetime | None]],
+        source: TaskSource,
+        now: datetime,
+    ) -> None:
+        """Bulk insert for the Python API and benchmarks: one transaction for many tasks."""
+        with self._tx() as db:
+            for spec, next_fire_at in items:
+                self._upsert(db, spec, source, now, next_fire_at)
+
+    def sync_file_tasks(
+        self, specs: Sequence[TaskSpec], now: datetime, next_fire: dict[str, datetime | None]
+    ) -> tuple[list[str], list[str], list[str]]:
+        added: list[str] = []
+        changed: list[str] = []
+        removed: list[str] = []
+        names = {s.name for s in specs}
+        with self._tx() as db:
+            for spec in specs:
+                result = self._upsert(db, spec, TaskSource.FILE, now, next_fire.get(spec.name))
+                if result == "added":
+                    added.append(spec.name)
+                elif result == "changed":
+                    changed.append(spec.name)
+            for (name,) in db.execute(
+                "SELECT name FROM tasks WHERE source = ?", (TaskSource.FILE.value,)
+            ).fetchall():
+                if name not in names:
+                    self._remove(db, name, now)
+                    removed.append(name)
+        return added, changed, removed
+
+    def get_task(self, name: str) -> TaskRecord | None:
+        rows = self._q(f"SELECT {TASK_COLUMNS} FROM tasks WHERE name = ?", (name,))
+        return task_from_row(rows[0]) if rows else None
+
+    def list_tasks(self) -> list[TaskRecord]:
+        rows = self._q(f"SELECT {TASK_COLUMNS} FROM tasks ORDER BY name")
+        return [task_from_row(r) for r in rows]
+
+    def count_tasks(self) -> int:
+        return int(self._q("SELECT COUNT(*) FROM tasks")[0][0])
+
+    def _remove(self, db: Conn, name: str, now: datetime) -> None:
+        db.execute("DELETE FROM tasks WHERE name = ?", (name,))
+        db.execute(
+            "UPDATE slots SET status = ?, reason = ?, finished_at = ?, next_attempt_at = NULL "
+            "WHERE task = ? AND status IN ('pending', 'retrying')",
+            (SlotStatus.CANCELLED.value, "task removed", ts(now), name),
+        )
+
+    def remove_task(self, name: str, now: datetime) -> bool:
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM tasks WHERE name = ?", (name,)).fetchone() is None:
+                return False
+            self._remove(db, name, now)
+        return True
+
+    def set_paused(
+        self, name: str, paused: bool, now: datetime, next_fire_at: datetime | None
+    ) -> bool:
+        with self._tx() as db:
+            row = db.execute("SELECT spec FROM tasks WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return False
+            spec = TaskSpec.model_validate_json(row[0]).model_copy(update={"paused": paused})
+            db.execute(
+                "UPDATE tasks SET paused = ?, spec = ?, next_fire_at = ?, updated_at = ? "
+                "WHERE name = ?",
+                (int(paused), spec_json(spec), ts(next_fire_at), ts(now), name),
+            )
+            if paused:
+                db.execute(
+                    "UPDATE slots SET status = ?, reason = ?, finished_at = ?, "
+                    "next_attempt_at = NULL WHERE task = ? AND status IN ('pending', 'retrying')",
+                    (SlotStatus.CANCELLED.value, "task paused", ts(now), name),
+                )
+        return True
+
+    def due_tasks(self, now: datetime, limit: int) -> list[TaskRecord]:
+        rows = self._q(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE paused = 0 AND next_fire_at <= ? "
+            "ORDER BY next_fire_at LIMIT ?",
+            (ts(now), limit),
+        )
+        return [task_from_row(r) for r in rows]
+
+    def next_wakeup(self) -> datetime | None:
+        from agentcron.store._rows import dt
+
+        row = self._q(
+            "SELECT MIN(x) FROM ("
+            " SELECT MIN(next_fire_at) AS x FROM tasks WHERE paused = 0"
+            " UNION ALL SELECT MIN(next_attempt_at) FROM slots"
+            " WHERE status IN ('pending', 'retrying')"
+            ")"
+        )
+        return dt(row[0][0]) if row and row[0][0] is not None else None
+
+    # ---- slots -------------------------------------------------------------------
+    def _insert_slot(
+        self, db: Conn, task: str, slot: NewSlot, now: datetime
+    ) -> Slot | None:
+        final = slot.status.is_final
+        cur = db.execute(
+            "INSERT INTO slots (task, scheduled_for, status, reason, trigger, created_at, "
+            "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (task, scheduled_for) DO NOTHING "
+            f"RETURNING {SLOT_COLUMNS}",
+            (
+                task,
+                ts(slot.scheduled_for),
+                slot.status.value,
+                slot.reason,
+                slot.trigger,
+                ts(now),
+                ts(now) if final else None,
+            ),
+        )
+        row = cur.fetchone()
+        return slot_from_row(row) if row else None
+
+    def materialize(
+        self,
+        task: str,
+        expected_next_fire_at: datetime | None,
+        new_next_fire_at: datetime | None,
+        slots: Sequence[NewSlot],
+        now: datetime,
+    ) -> list[Slot] | None:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE tasks SET next_fire_at = ? "
+                "WHERE name = ? AND next_fire_at IS NOT DISTINCT FROM ?",
+                (ts(new_next_fire_at), task, ts(expected_next_fire_at)),
+            )
+            if cur.rowcount != 1:
+                return None
+            inserted = [self._insert_slot(db, task, s, now) for s in slots]
+        return [s for s in inserted if s is not None]
+
+    def add_slot(self, task: str, slot: NewSlot, now: datetime) -> Slot | None:
+        with self._tx() as db:
+            return self._insert_slot(db, task, slot, now)
+
+    def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
+        if limit <= 0:
+            return []
+        claims: list[Claim] = []
+        with self._tx() as db:
+            busy = {
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT task FROM slots WHERE status = 'running'"
+                ).fetchall()
+            }
+            rows = db.execute(
+                f"SELECT {', '.join('s.' + c.strip() for c in SLOT_COLUMNS.split(','))}, "
+                "t.spec, t.overlap FROM slots s JOIN tasks t ON t.name = s.task "
+                "WHERE s.status IN ('pending', 'retrying') "
+                "AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= ?) "
+                "AND (s.status = 'pending' OR s.next_attempt_at IS NOT NULL) "
+                "ORDER BY COALESCE(s.next_attempt_at, s.scheduled_for), s.id LIMIT ?",
+                (ts(now), max(limit * 4, 16)),
+            ).fetchall()
+            for row in rows:
+                if len(claims) >= limit:
+                    break
+                slot = slot_from_row(row[:17])
+                spec_text, overlap = row[17], row[18]
+                if overlap != "allow":
+                    if slot.task in busy:
+                        continue
+                    busy.add(slot.task)
+                number = slot.attempts + 1
+                db.execute(
+                    "UPDATE slots SET status = 'running', attempts = ?, lease_owner = ?, "
+                    "lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
+                    "next_attempt_at = NULL WHERE id = ?",
+                    (number, owner, ts(lease_until), ts(now), slot.id),
+                )
+                cur = db.execute(
+                    "INSERT INTO attempts (slot_id, number, started_at, status, node) "
+                    "VALUES (?, ?, ?, 'running', ?) RETURNING " + ATTEMPT_COLUMNS,
+                    (slot.id, number, ts(now), owner),
+                )
+                attempt = attempt_from_row(cur.fetchone())
+                fresh = db.execute(
+                    f"SELECT {SLOT_COLUMNS} FROM slots WHERE id = ?", (slot.id,)
+                ).fetchone()
+                claims.append(
+                    Claim(
+                        slot=slot_from_row(fresh),
+                        attempt=attempt,
+                        spec=TaskSpec.model_validate_json(spec_text),
+                    )
+                )
+        return claims
+
+    def renew_leases(self, owner: str, now: datetime, lease_until: datetime) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE slots SET lease_expires_at = ? "
+                "WHERE lease_owner = ? AND status = 'running'",
+                (ts(lease_until), owner),
+            )
+            return cur.rowcount
+
+    def _close_attempt(
+        self, db: Conn, slot_id: int, attempt_id: int | None, outcome: AttemptOutcome,
+        now: datetime,
+    ) -> None:
+        where = "id = ?" if attempt_id is not None else "slot_id = ? AND status = 'running'"
+        db.execute(
+            "UPDATE attempts SET finished_at = ?, status = ?, error_class = ?, error = ?, "
+            "explanation = ?, exit_code = ?, output_path = COALESCE(?, output_path), tokens = ?, "
+            f"extra = ? WHERE {where}",
+            (
+                ts(now),
+                "succeeded" if outcome.ok else "failed",
+                outcome.error_class.value if outcome.error_class else None,
+                outcome.error,
+                outcome.explanation,
+                outcome.exit_code,
+                outcome.output_path,
+                json.dumps(outcome.tokens) if outcome.tokens else None,
+                json.dumps({**outcome.extra, "empty_output": outcome.empty_output}),
+                attempt_id if attempt_id is not None else slot_id,
+            ),
+        )
+
+    def _slot_update_params(self, outcome: AttemptOutcome, now: datetime) -> tuple[Any, ...]:
+        final = outcome.slot_status.is_final
+        return (
+            outcome.slot_status.value,
+            outcome.error_class.value if outcome.error_class else None,
+            outcome.error,
+            ts(now) if final else None,
+            ts(outcome.next_attempt_at),
+            outcome.output_path,
+        )
+
+    def finish_attempt(
+        self, slot_id: int, attempt_id: int, owner: str, outcome: AttemptOutcome, now: datetime
+    ) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
+                "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
+                "lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                (*self._slot_update_params(outcome, now), slot_id, owner),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._close_attempt(db, slot_id, attempt_id, outcome, now)
+            if outcome.ok and outcome.deliver_to and outcome.slot_status is SlotStatus.SUCCEEDED:
+                self._create_deliveries(db, slot_id, outcome, now)
+        return True
+
+    def set_slot_status(
+        self,
+        slot_id: int,
+        status: SlotStatus,
+        reason: str | None,
+        now: datetime,
+        only_from: Sequence[SlotStatus] = (),
+    ) -> bool:
+        sql = (
+            "UPDATE slots SET status = ?, reason = ?, finished_at = ?, next_attempt_at = NULL, "
+            "lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END WHERE id = ?"
+        )
+        params: list[Any] = [status.value, reason, ts(now) if status.is_final else None,
+                             int(status.is_final), slot_id]
+        if only_from:
+            sql += f" AND status IN ({', '.join('?' for _ in only_from)})"
+            params.extend(s.value for s in only_from)
+        with self._tx() as db:
+            return db.execute(sql, params).rowcount == 1
+
+    def lapsed(self, now: datetime, dead_owners: Sequence[str] = ()) -> list[Slot]:
+        sql = f"SELECT {SLOT_COLUMNS} FROM slots WHERE status = 'running' AND (lease_expires_at < ?"
+        params: list[Any] = [ts(now)]
+        if dead_owners:
+            sql += f" OR lease_owner IN ({', '.join('?' for _ in dead_owners)})"
+            params.extend(dead_owners)
+        sql += ") ORDER BY id"
+        return [slot_from_row(r) for r in self._q(sql, params)]
+
+    def record_lost(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
+                "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
+                "lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE id = ? AND status = 'running' AND lease_owner IS NOT DISTINCT FROM ? "
+                "AND lease_expires_at IS NOT DISTINCT FROM ?",
+                (
+                    *self._slot_update_params(outcome, now),
+                    slot.id,
+                    slot.lease_owner,
+                    ts(slot.lease_expires_at),
+                ),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._close_attempt(db, slot.id, None, outcome, now)
+        return True
+
+    def get_slot(self, slot_id: int) -> Slot | None:
+        rows = self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE id = ?", (slot_id,))
+        return slot_from_row(rows[0]) if rows else None
+
+    def slots(
+        self, task: str | None = None, limit: int = 50, statuses: Sequence[SlotStatus] = ()
+    ) -> list[Slot]:
+        sql = f"SELECT {SLOT_COLUMNS} FROM slots WHERE 1 = 1"
+        params: list[Any] = []
+        if task is not None:
+            sql += " AND task = ?"
+            params.append(task)
+        if statuses:
+            sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            params.extend(s.value for s in statuses)
+        sql += " ORDER BY scheduled_for DESC, id DESC LIMIT ?"
+        params.append(limit)
+        return [slot_from_row(r) for r in self._q(sql, params)]
+
+    def active_slots(self, task: str | None = None) -> list[Slot]:
+        sql = f"SELECT {SLOT_COLUMNS} FROM slots WHERE status IN ('pending', 'running', 'retrying')"
+        params: list[Any] = []
+        if task is not None:
+            sql += " AND task = ?"
+            params.append(task)
+        return [slot_from_row(r) for r in self._q(sql + " ORDER BY scheduled_for, id", params)]
+
+    def attempts(self, slot_id: int) -> list[Attempt]:
+        return [
+            attempt_from_row(r)
+            for r in self._q(
+                f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE slot_id = ? ORDER BY number",
+                (slot_id,),
+            )
+        ]
+
+    def last_slots(self, task: str, n: int) -> list[Slot]:
+        return [
+            slot_from_row(r)
+            for r in self._q(
+                f"SELECT {SLOT_COLUMNS} FROM slots WHERE task = ? AND status NOT IN "
+                "('pending', 'running', 'retrying') ORDER BY scheduled_for DESC, id DESC LIMIT ?",
+                (task, n),
+            )
+        ]
+
+    def last_success(self, task: str) -> Slot | None:
+        rows = self._q(
+            f"SELECT {SLOT_COLUMNS} FROM slots WHERE task = ? AND status = 'succeeded' "
+            "ORDER BY scheduled_for DESC, id DESC LIMIT 1",
+            (task,),
+        )
+        return slot_from_row(rows[0]) if rows else None
+
+    # ---- nodes -------------------------------------------------------------------
+    def register_node(self, node: NodeInfo) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO nodes (node_id, host, pid, home, started_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET "
+                "heartbeat_at = excluded.heartbeat_at, stopped_at = NULL",
+                (node.node_id, node.host, node.pid, node.home, ts(node.started_at),
+                 ts(node.heartbeat_at)),
+            )
+
+    def heartbeat(self, node_id: str, now: datetime) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE nodes SET heartbeat_at = ? WHERE node_id = ?", (ts(now), node_id))
+
+    def stop_node(self, node_id: str, now: datetime) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE nodes SET stopped_at = ?, heartbeat_at = ? WHERE node_id = ?",
+                (ts(now), ts(now), node_id),
+            )
+
+    def nodes(self) -> list[NodeInfo]:
+        from agentcron.store._rows import dt, dt_req
+
+        return [
+            NodeInfo(
+                node_id=r[0], host=r[1], pid=int(r[2]), home=r[3], started_at=dt_req(r[4]),
+                heartbeat_at=dt_req(r[5]), stopped_at=dt(r[6]),
+            )
+            for r in self._q(
+                "SELECT node_id, host, pid, home, started_at, heartbeat_at, stopped_at FROM nodes "
+                "ORDER BY heartbeat_at DESC"
+            )
+        ]
+
+    # ---- meta --------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "value = excluded.value",
+                (key, value),
+            )
+
+    # ---- incidents ---------------------------------------------------------------
+    def open_incidents(self, task: str) -> dict[str, Incident]:
+        rows = self._q(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE task = ? AND closed_at IS NULL",
+            (task,),
+        )
+        return {r[2]: incident_from_row(r) for r in rows}
+
+    def incidents(
+        self, task: str | None = None, open_only: bool = False, limit: int = 50
+    ) -> list[Incident]:
+        sql = f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE 1 = 1"
+        params: list[Any] = []
+        if task is not None:
+            sql += " AND task = ?"
+            params.append(task)
+        if open_only:
+            sql += " AND closed_at IS NULL"
+        sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
+        params.append(limit)
+        return [incident_from_row(r) for r in self._q(sql, params)]
+
+    def save_incidents(
+        self,
+        changed: Sequence[Incident],
+        messages: Sequence[tuple[str, str, Message]],
+        now: datetime,
+    ) -> list[Incident]:
+        """Write incident changes and enqueue their messages in one transaction, so a
+        notice is never lost nor sent for a change that was not recorded."""
+        saved: list[Incident] = []
+        with self._tx() as db:
+            for inc in changed:
+                values = incident_values(inc)
+                if inc.id is None:
+                    cur = db.execute(
+                        f"INSERT INTO incidents ({INCIDENT_COLUMNS_NO_ID}) VALUES "
+                        f"({', '.join('?' for _ in values)}) RETURNING id",
+                        values,
+                    )
+                    saved.append(replace(inc, id=int(cur.fetchone()[0])))
+                else:
+                    sets = ", ".join(f"{c.strip()} = ?" for c in INCIDENT_COLUMNS_NO_ID.split(","))
+                    db.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*values, inc.id))
+                    saved.append(inc)
+            for key, url, message in messages:
+                self._enqueue(db, key, url, message, now)
+        return saved
+
+    # ---- outbox (agentcron.notify.outbox.OutboxStore) -----------------------------
+    def _enqueue(self, db: Conn, key: str, url: str, message: Message, now: datetime) -> int:
+        cur = db.execute(
+            "INSERT INTO outbox (channel_key, channel_url, message, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (key, url, json.dumps(message.to_dict()), ts(now), ts(now)),
+        )
+        db.execute(
+            "INSERT INTO channels (channel_key) VALUES (?) ON CONFLICT (channel_key) DO NOTHING",
+            (key,),
+        )
+        return int(cur.fetchone()[0])
+
+    def enqueue(self, channel_key: str, channel_url: str, message: Message, now: datetime) -> int:
+        with self._tx() as db:
+            return self._enqueue(db, channel_key, channel_url, message, now)
+
+    def due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        rows = self._q(
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox o JOIN ("
+            " SELECT MIN(id) AS head FROM outbox WHERE sent_at IS NULL AND permanent = 0"
+            " GROUP BY channel_key) h ON h.head = o.id "
+            "WHERE o.next_attempt_at IS NULL OR o.next_attempt_at <= ? "
+            "ORDER BY o.created_at, o.id LIMIT ?",
+            (ts(now), limit),
+        )
+        return [outbox_from_row(r) for r in rows]
+
+    def mark_sent(self, item_id: int, now: datetime) -> None:
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE outbox SET sent_at = ? WHERE id = ? RETURNING channel_key",
+                (ts(now), item_id),
+            ).fetchone()
+            if row is not None:
+                db.execute(
+                    "UPDATE channels SET last_ok_at = ?, failing_since = NULL, broken = 0 "
+                    "WHERE channel_key = ?",
+                    (ts(now), row[0]),
+                )
+
+    def mark_failed(
+        self,
+        item_id: int,
+        error: str,
+        next_attempt_at: datetime | None,
+        permanent: bool,
+        now: datetime,
+    ) -> None:
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+                "permanent = ? WHERE id = ? RETURNING channel_key",
+                (error, ts(next_attempt_at), int(permanent), item_id),
+            ).fetchone()
+            if row is not None:
+                db.execute(
+                    "UPDATE channels SET last_error = ?, last_error_at = ?, "
+                    "failing_since = COALESCE(failing_since, ?), broken = ?, "
+                    "undeliverable = undeliverable + ? WHERE channel_key = ?",
+                    (error, ts(now), ts(now), int(permanent), int(permanent), row[0]),
+                )
+
+    def channel_health(self) -> list[ChannelHealth]:
+        rows = self._q(
+            "SELECT c.channel_key, c.last_ok_at, c.last_error, c.last_error_at, "
+            "(SELECT COUNT(*) FROM outbox o WHERE o.channel_key = c.channel_key "
+            " AND o.sent_at IS NULL AND o.permanent = 0), "
+            "c.failing_since, c.broken, c.undeliverable FROM channels c ORDER BY c.channel_key"
+        )
+        return [
+            ChannelHealth(
+                channel_key=r[0], last_ok_at=dt(r[1]), last_error=r[2], last_error_at=dt(r[3]),
+                pending=int(r[4]), failing_since=dt(r[5]), broken=bool(r[6]),
+                undeliverable=int(r[7]),
+            )
+            for r in rows
+        ]
+
+    # ---- deliveries --------------------------------------------------------------
+    def _create_deliveries(
+        self, db: Conn, slot_id: int, outcome: AttemptOutcome, now: datetime
+    ) -> None:
+        task = db.execute("SELECT task FROM slots WHERE id = ?", (slot_id,)).fetchone()[0]
+        for target, key in outcome.deliver_to:
+            db.execute(
+                "INSERT INTO deliveries (slot_id, task, target, target_key, output_path, status, "
+                "next_attempt_at, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
+                "ON CONFLICT (slot_id, target) DO NOTHING",
+                (slot_id, task, target, key, outcome.output_path, ts(now), ts(now), ts(now)),
+            )
+        db.execute("UPDATE slots SET delivery_status = 'pending' WHERE id = ?", (slot_id,))
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        rows = self._q(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status IN ('pending', 'retrying') "
+            "AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (ts(now), limit),
+        )
+        return [delivery_from_row(r) for r in rows]
+
+    def deliveries(self, slot_id: int | None = None, limit: int = 100) -> list[Delivery]:
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
+        params: list[Any] = []
+        if slot_id is not None:
+            sql += " WHERE slot_id = ?"
+            params.append(slot_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [delivery_from_row(r) for r in self._q(sql, params)]
+
+    def update_delivery(
+        self,
+        delivery_id: int,
+        status: DeliveryStatus,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        error: str | None,
+        now: datetime,
+    ) -> None:
+        """Record a delivery attempt and recompute its slot's ``delivery_status``: failed if
+        any target failed for good, retrying/pending while any is still trying, else delivered."""
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, "
+                "last_error = ?, updated_at = ? WHERE id = ? RETURNING slot_id",
+                (status.value, attempts, ts(next_attempt_at), error, ts(now), delivery_id),
+            ).fetchone()
+            if row is None:
+                return
+            states = {
+                r[0]
+                for r in db.execute(
+                    "SELECT status FROM deliveries WHERE slot_id = ?", (row[0],)
+                ).fetchall()
+            }
+            for candidate in ("failed", "retrying", "pending", "delivered"):
+                if candidate in states:
+                    db.execute(
+                        "UPDATE slots SET delivery_status = ? WHERE id = ?", (candidate, row[0])
+                    )
+                    break
