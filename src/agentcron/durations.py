@@ -49,7 +49,7 @@ def parse_duration(value: object) -> timedelta:
     try:
         return timedelta(seconds=seconds)
     except OverflowError:
-        raise ValueError(f"duration out of range: {value!r}") from None
+        raise ValueError(f"value out of range for a duration: {value!r}") from None
 
 
 def format_duration(delta: timedelta) -> str:
