@@ -72,6 +72,22 @@ requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.example.com', por
         (FailureInfo(http_status=418, action="http"), E.BAD_REQUEST),
         (FailureInfo(http_status=404, action="http"), E.NOT_FOUND),
         (FailureInfo(http_status=302, action="http"), E.BAD_REQUEST),
+        # a provider error code without an error status (a gateway's error inside a 200)
+        (
+            FailureInfo(
+                http_status=200,
+                provider_code="server_error",
+                message="HTTP 200 carrying an error: upstream failed",
+                action="llm",
+            ),
+            E.SERVER_ERROR,
+        ),
+        (
+            FailureInfo(http_status=200, provider_code="rate_limit_exceeded", action="llm"),
+            E.RATE_LIMITED,
+        ),
+        (FailureInfo(provider_code="insufficient_quota", action="llm"), E.QUOTA_EXHAUSTED),
+        (FailureInfo(provider_code="something_new", action="llm"), E.CODE_ERROR),
         # the runner's own knowledge wins over everything but user rules
         (FailureInfo(known_class=E.TIMEOUT, exit_code=-15), E.TIMEOUT),
         (FailureInfo(known_class=E.WORKER_LOST), E.WORKER_LOST),
@@ -282,6 +298,17 @@ def test_user_rules_come_first(
             ),
             "the function raised ValueError: bad input",
             "fix the error shown in the output, then trigger the task again",
+        ),
+        (
+            FailureInfo(
+                http_status=200,
+                provider_code="overloaded_error",
+                message="HTTP 200 carrying an error: Overloaded",
+                action="llm",
+            ),
+            "the model provider is overloaded and turned the request away "
+            "(HTTP 200 carrying an error: Overloaded)",
+            None,
         ),
         (
             FailureInfo(known_class=E.TIMEOUT, message="timeout 20m"),

@@ -293,7 +293,8 @@ def test_a_bug_in_an_except_block_stays_a_bug() -> None:
         try:
             raise httpx2.ConnectError("refused")
         except httpx2.ConnectError:
-            {}["missing"]
+            empty: dict[str, int] = {}
+            empty["missing"]
     except KeyError as exc:
         failure = failure_from_exception(exc)
     assert classify(failure, now=NOW).error_class is E.CODE_ERROR

@@ -5,7 +5,8 @@ speaks decides:
 
 1. the task's own ``classify`` rules (the owner knows their program best);
 2. ``known_class`` from the runner, which enforced the timeout or lost the worker;
-3. the HTTP status, refined by the provider's error code and wording;
+3. the HTTP status, refined by the provider's error code and wording, or the
+   provider's error code alone when it came without an error status;
 4. the exception type chain, then the exception message's words;
 5. the exit code (and signal) of a command or precheck;
 6. words in the last lines of output;
@@ -56,6 +57,9 @@ def _decide(failure: FailureInfo, user_rules: Sequence[ClassifyRule]) -> Verdict
     verdict = _by_status(failure)
     if verdict is not None:
         return verdict
+    code = (failure.provider_code or "").lower()
+    if code in rules.PROVIDER_CODE_CLASSES:
+        return rules.PROVIDER_CODE_CLASSES[code], "code", f"provider error {code}"
     if failure.exception_types:
         return _by_exception(failure)
     if failure.exit_code is not None or failure.signal is not None:

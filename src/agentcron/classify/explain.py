@@ -21,7 +21,7 @@ from agentcron.redact import redact
 E = ErrorClass
 
 # How the class was decided; it changes which evidence is worth quoting.
-Basis = Literal["rule", "known", "status", "type", "exit", "signal", "output", "default"]
+Basis = Literal["rule", "known", "status", "code", "type", "exit", "signal", "output", "default"]
 
 EXPLANATION_LIMIT = 300
 _EVIDENCE_LIMIT = 160
@@ -128,6 +128,8 @@ def describe(
             text = f"{text} ({failure.message})"
     elif basis == "rule":
         text = f"{text} (classify rule {evidence!r} matched)"
+    elif basis == "code":
+        text = f"{text} ({_short(failure.message or evidence or '')})"
     elif basis in ("output", "type") or failure.message:
         detail = evidence or failure.message
         prefix = _exit_prefix(failure)

@@ -60,6 +60,33 @@ CONTEXT_LENGTH_WORDING = re.compile(
 )
 
 
+# For an error code that arrives without an error status (a gateway that wraps an
+# upstream failure in a 200). With a status, the status decides and the code refines.
+PROVIDER_CODE_CLASSES: Mapping[str, ErrorClass] = {
+    "insufficient_quota": E.QUOTA_EXHAUSTED,
+    "billing_hard_limit_reached": E.QUOTA_EXHAUSTED,
+    "billing_not_active": E.QUOTA_EXHAUSTED,
+    "quota_exceeded": E.QUOTA_EXHAUSTED,
+    "rate_limit_exceeded": E.RATE_LIMITED,
+    "rate_limit_error": E.RATE_LIMITED,
+    "overloaded_error": E.OVERLOADED,
+    "overloaded": E.OVERLOADED,
+    "server_error": E.SERVER_ERROR,
+    "api_error": E.SERVER_ERROR,
+    "internal_error": E.SERVER_ERROR,
+    "service_unavailable": E.SERVER_ERROR,
+    "timeout": E.TIMEOUT,
+    "timeout_error": E.TIMEOUT,
+    "invalid_api_key": E.AUTH,
+    "authentication_error": E.AUTH,
+    "permission_error": E.AUTH,
+    "invalid_request_error": E.BAD_REQUEST,
+    "context_length_exceeded": E.BAD_REQUEST,
+    "model_not_found": E.NOT_FOUND,
+    "not_found_error": E.NOT_FOUND,
+}
+
+
 def status_class(status: int, provider_code: str | None, text: str) -> ErrorClass:
     """The class an HTTP error status means, refined by the provider's code and words.
 
