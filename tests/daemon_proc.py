@@ -14,7 +14,9 @@ from typing import Any
 
 
 class DaemonProc:
-    def __init__(self, folder: Path, config_text: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, config_text: str, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.folder = folder
         self.home = folder / "home"
         self.config = folder / "agentcron.yaml"
@@ -27,14 +29,21 @@ class DaemonProc:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "agentcron", "run", "--config", str(self.config)],
-                cwd=self.folder, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.folder,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         res = subprocess.run(
             [sys.executable, "-m", "agentcron", *args, "--config", str(self.config)],
-            cwd=self.folder, env=self.env, capture_output=True, text=True, timeout=60,
+            cwd=self.folder,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if check and res.returncode != 0:
             raise AssertionError(f"agentcron {' '.join(args)} failed: {res.stderr}\n{res.stdout}")
@@ -61,8 +70,12 @@ class DaemonProc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1,
-             what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> Any:
     end = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < end:

@@ -19,16 +19,24 @@ from agentcron.store.base import Store
 
 
 class Harness:
-    def __init__(self, store: Store, clock: FakeClock, home: Path, max_concurrency: int = 4,
-                 rand: float = 0.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: FakeClock,
+        home: Path,
+        max_concurrency: int = 4,
+        rand: float = 0.0,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.home = home
         self.registry = ActionRegistry(pool_size=1)
         self.engine = Engine(
-            store, clock, EngineSettings(home=home, owner="test-node",
-                                         max_concurrency=max_concurrency),
-            self.registry, rand=lambda: rand,
+            store,
+            clock,
+            EngineSettings(home=home, owner="test-node", max_concurrency=max_concurrency),
+            self.registry,
+            rand=lambda: rand,
         )
         self.service = Service(store, home, clock)
         self.finished: list[Finished] = []
@@ -65,7 +73,9 @@ class Harness:
         return sorted(self.store.slots(task, limit=10000), key=lambda s: s.scheduled_for)
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> None:
+async def until(
+    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01
+) -> None:
     """Wait for a condition with a generous deadline instead of a fixed sleep."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout

@@ -27,11 +27,18 @@ def test_kill9_mid_run_gives_one_worker_lost_record_and_later_slots_fire(tmp_pat
     d = DaemonProc(tmp_path, CONFIG.format(pids=pids))
     try:
         d.start()
-        wait_for(lambda: any(r["task"] == "tick" and r["status"] == "succeeded"
-                             for r in d.json("runs", "--limit", "5")), what="daemon fires tick")
+        wait_for(
+            lambda: any(
+                r["task"] == "tick" and r["status"] == "succeeded"
+                for r in d.json("runs", "--limit", "5")
+            ),
+            what="daemon fires tick",
+        )
         d.cli("trigger", "long")
-        wait_for(lambda: [r for r in d.json("runs", "long") if r["status"] == "running"],
-                 what="long is running")
+        wait_for(
+            lambda: [r for r in d.json("runs", "long") if r["status"] == "running"],
+            what="long is running",
+        )
         wait_for(lambda: pids.exists() and pids.read_text().strip(), what="long started")
         d.kill9()
         kill_pids_in(pids)  # the orphaned command of the dead daemon
@@ -40,7 +47,8 @@ def test_kill9_mid_run_gives_one_worker_lost_record_and_later_slots_fire(tmp_pat
         d.start()
         done = wait_for(
             lambda: [r for r in d.json("runs", "long") if r["status"] == "succeeded"],
-            timeout=40, what="long retried and succeeded",
+            timeout=40,
+            what="long retried and succeeded",
         )
         runs = d.json("runs", "long")
         assert len(runs) == 1, runs  # exactly one record for the slot
@@ -51,8 +59,10 @@ def test_kill9_mid_run_gives_one_worker_lost_record_and_later_slots_fire(tmp_pat
         assert "lease lapsed" in first["explanation"] or "stopped responding" in first["error"]
         assert second["status"] == "succeeded"
         # later slots of the other task still fire after the restart
-        wait_for(lambda: d.json("runs", "tick", "--limit", "1")[0]["scheduled_for"] > killed_at,
-                 what="tick fires after restart")
+        wait_for(
+            lambda: d.json("runs", "tick", "--limit", "1")[0]["scheduled_for"] > killed_at,
+            what="tick fires after restart",
+        )
     finally:
         d.stop()
         kill_pids_in(pids)

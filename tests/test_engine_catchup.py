@@ -25,8 +25,13 @@ def test_five_hours_down_over_hourly_task(sqlite_store, clock, home, policy: str
 
     async def scenario() -> Harness:
         h = Harness(sqlite_store, clock, home)
-        h.add("hourly", lambda: calls.append(clock.now()) or "ran", cron="0 * * * *",
-              timezone="UTC", catchup=policy)
+        h.add(
+            "hourly",
+            lambda: calls.append(clock.now()) or "ran",
+            cron="0 * * * *",
+            timezone="UTC",
+            catchup=policy,
+        )
         # 00:00 -> 01:00: the daemon is up and fires 01:00 on time.
         await h.run_until(datetime(2026, 6, 1, 1, 0, 1, tzinfo=UTC), timedelta(minutes=30))
         assert _iso(h.slots("hourly")) == ["2026-06-01T01:00:00+00:00"]
@@ -60,8 +65,14 @@ def test_five_hours_down_over_hourly_task(sqlite_store, clock, home, policy: str
 def test_slots_older_than_window_are_missed(sqlite_store, clock, home) -> None:
     async def scenario() -> Harness:
         h = Harness(sqlite_store, clock, home)
-        h.add("daily", lambda: "ok", cron="0 2 * * *", timezone="UTC", catchup="all",
-              catchup_window="36h")
+        h.add(
+            "daily",
+            lambda: "ok",
+            cron="0 2 * * *",
+            timezone="UTC",
+            catchup="all",
+            catchup_window="36h",
+        )
         clock.set(datetime(2026, 6, 5, 12, 0, tzinfo=UTC))  # 4 fires missed: 1st..4th... 5th 02:00
         await h.tick()
         return h

@@ -69,7 +69,9 @@ def test_queue_runs_the_waiting_slot_after_the_first(sqlite_store, clock, home) 
     h, started = asyncio.run(scenario())
     assert started == [1, 2]
     assert [s.status for s in h.slots("slow")] == [
-        SlotStatus.SUCCEEDED, SlotStatus.SUCCEEDED, SlotStatus.SKIPPED
+        SlotStatus.SUCCEEDED,
+        SlotStatus.SUCCEEDED,
+        SlotStatus.SKIPPED,
     ]
 
 

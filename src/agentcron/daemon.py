@@ -25,13 +25,20 @@ from agentcron.clock import Clock, SystemClock
 from agentcron.config.errors import ConfigError
 from agentcron.config.loader import load_config
 from agentcron.config.schema import LoadedConfig
+from agentcron.delivery.worker import DeliveryWorker
 from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.engine import Engine, EngineSettings
 from agentcron.engine.runner import Finished
 from agentcron.home import hostname, pid_alive
-from agentcron.model import TaskSpec
+from agentcron.model import Slot, SlotStatus, TaskSpec
+from agentcron.notify.notifier import Notifier
+from agentcron.notify.sender import OutboxSender
+from agentcron.redact import redact
+from agentcron.retention import prune_outputs
 from agentcron.service import Defaults, Service
 from agentcron.store import NodeInfo, Store, open_store
+from agentcron.watchdog.pulse import ping_fail_blocking, pulse_forever
+from agentcron.watchdog.watchdog import Watchdog
 
 log = logging.getLogger("agentcron.daemon")
 
@@ -46,6 +53,9 @@ class DaemonOptions:
     heartbeat_interval: float = 5.0
     shutdown_grace: float = 10.0
     lease_seconds: float = 60.0
+    watchdog_interval: float = 5.0
+    pulse_interval: float = 60.0
+    retention_interval: float = 3600.0
     extra_listeners: list[Callable[[Finished], None]] = field(default_factory=list)
     # Without a config file (the Python API): the settings and tasks to run.
     base_config: LoadedConfig | None = None
@@ -83,8 +93,10 @@ class Daemon:
         for node in store.nodes():
             if node.stopped_at is not None or node.node_id == self.node_id:
                 continue
-            if node.host == host and node.home == home and (
-                node.pid == os.getpid() or not pid_alive(node.pid)
+            if (
+                node.host == host
+                and node.home == home
+                and (node.pid == os.getpid() or not pid_alive(node.pid))
             ):
                 dead.append(node.node_id)
                 store.stop_node(node.node_id, self.clock.now())
@@ -102,13 +114,20 @@ class Daemon:
             store, self.options.home, self.clock, Defaults(self.config.timezone, None)
         )
         added, changed, removed = self.service.sync_file_tasks(self.config.tasks)
-        log.info("config %s: %d tasks (%d added, %d changed, %d removed)",
-                 self.config.source, len(self.config.tasks), len(added), len(changed), len(removed))
+        log.info(
+            "config %s: %d tasks (%d added, %d changed, %d removed)",
+            self.config.source,
+            len(self.config.tasks),
+            len(added),
+            len(changed),
+            len(removed),
+        )
         if self.options.code_tasks:
             self.service.upsert_code_tasks(list(self.options.code_tasks.values()))
-        folder = (self.options.config_path.parent if self.options.config_path else Path.cwd())
-        self.registry = ActionRegistry(pool_size=min(self.config.max_concurrency, 4),
-                                       cwd=str(folder.resolve()))
+        folder = self.options.config_path.parent if self.options.config_path else Path.cwd()
+        self.registry = ActionRegistry(
+            pool_size=min(self.config.max_concurrency, 4), cwd=str(folder.resolve())
+        )
         for target, func in self.options.callables.items():
             self.registry.register_callable(target, func)
         await self.registry.start([t.spec for t in store.list_tasks()])
@@ -126,11 +145,53 @@ class Daemon:
             ),
             self.registry,
         )
+        self._wire_duties(store)
         self.engine.listeners.extend(self.options.extra_listeners)
         self.engine.listeners.append(_log_finished)
         if dead:
-            log.warning("previous daemon(s) %s died; their running slots are recorded as lost",
-                        ", ".join(dead))
+            log.warning(
+                "previous daemon(s) %s died; their running slots are recorded as lost",
+                ", ".join(dead),
+            )
+
+    def _wire_duties(self, store: Store) -> None:
+        """Notifier, outbox sender, delivery worker and watchdog around the engine."""
+        assert self.engine is not None and self.config is not None and self.service is not None
+        loop = asyncio.get_running_loop()
+        self.sender = OutboxSender(store, clock=self.clock)
+
+        def wake_sender() -> None:
+            loop.call_soon_threadsafe(self.sender.wake)
+
+        self.notifier = Notifier(
+            store, self.clock, self.config.notify, self.config.timezone, wake_sender=wake_sender
+        )
+        self.delivery = DeliveryWorker(store, self.clock, self.notifier.emit)
+        self.engine.listeners.append(self.notifier.on_finished)
+        self.engine.listeners.append(
+            lambda f: self.delivery.wake() if f.outcome.deliver_to else None
+        )
+        self.engine.slot_listeners.append(self._on_recorded_slot)
+        service = self.service
+        self.watchdog = Watchdog(
+            store,
+            self.clock,
+            self.notifier.emit,
+            period_of=service.period,
+            count_fires=service.count_fires,
+            interval=self.options.watchdog_interval,
+            last_tick=lambda: self.engine.last_tick if self.engine else 0.0,
+            on_stall=self._loop_stalled,
+        )
+
+    def _on_recorded_slot(self, spec: TaskSpec, slot: Slot) -> None:
+        if slot.status is SlotStatus.SKIPPED:
+            self.notifier.emit_skip(spec, slot, self.clock.now())
+
+    def _loop_stalled(self, seconds: float) -> None:
+        url = self.config.heartbeat_url if self.config else None
+        if url:
+            ping_fail_blocking(url, f"agentcron's scheduler loop has not ticked for {seconds:.0f}s")
 
     async def run(self) -> None:
         await self.start()
@@ -143,9 +204,26 @@ class Daemon:
             asyncio.create_task(self.engine.run_forever(self.stop_event), name="engine"),
             asyncio.create_task(self._reload_loop(), name="reload"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self.sender.run_forever(self.stop_event), name="outbox"),
+            asyncio.create_task(self.delivery.run_forever(self.stop_event), name="delivery"),
+            asyncio.create_task(self._retention_loop(), name="retention"),
         ]
-        log.info("agentcron running as %s (home %s, %s)", self.node_id, self.options.home,
-                 self.store.describe() if self.store else "?")
+        if self.config is not None and self.config.heartbeat_url:
+            duties.append(
+                asyncio.create_task(
+                    pulse_forever(
+                        self.config.heartbeat_url, self.stop_event, self.options.pulse_interval
+                    ),
+                    name="pulse",
+                )
+            )
+        self.watchdog.start()
+        log.info(
+            "agentcron running as %s (home %s, %s)",
+            self.node_id,
+            self.options.home,
+            self.store.describe() if self.store else "?",
+        )
         try:
             await self.stop_event.wait()
         finally:
@@ -153,6 +231,7 @@ class Daemon:
 
     async def close(self, duties: list[asyncio.Task[None]]) -> None:
         self.stop_event.set()
+        self.watchdog.stop()
         for t in duties:
             t.cancel()
         await asyncio.gather(*duties, return_exceptions=True)
@@ -174,6 +253,23 @@ class Daemon:
             except Exception:
                 log.exception("could not record the daemon heartbeat")
             await _sleep_or_stop(self.stop_event, self.options.heartbeat_interval)
+
+    async def _retention_loop(self) -> None:
+        assert self.store is not None
+        while not self.stop_event.is_set():
+            try:
+                keep = {
+                    d.output_path
+                    for d in self.store.due_deliveries(self.clock.now() + _seconds(10**9), 10_000)
+                    if d.output_path
+                }
+                specs = [t.spec for t in self.store.list_tasks()]
+                removed = await asyncio.to_thread(prune_outputs, self.options.home, specs, keep)
+                if removed:
+                    log.info("pruned %d kept output file(s) past keep_outputs", removed)
+            except Exception:
+                log.exception("pruning kept outputs failed")
+            await _sleep_or_stop(self.stop_event, self.options.retention_interval)
 
     async def _reload_loop(self) -> None:
         while not self.stop_event.is_set():
@@ -198,6 +294,7 @@ class Daemon:
         except ConfigError as exc:
             log.error("config change rejected; still running the last good config:\n%s", exc)
             self.rejected_config = str(exc)
+            self._tell_owner_config_rejected(exc)
             return False
         if self.config is not None and config.digest == self.config.digest:
             return False
@@ -207,21 +304,55 @@ class Daemon:
         self.service.defaults = Defaults(config.timezone, None)
         self.engine.settings.max_concurrency = config.max_concurrency
         self.engine.settings.default_zone = config.timezone
+        self.notifier.channels = list(config.notify)
+        self.notifier.default_zone = config.timezone
         added, changed, removed = self.service.sync_file_tasks(config.tasks)
-        log.info("config reloaded: %d added, %d changed, %d removed", len(added), len(changed),
-                 len(removed))
+        log.info(
+            "config reloaded: %d added, %d changed, %d removed",
+            len(added),
+            len(changed),
+            len(removed),
+        )
         self.engine.wake()
         return True
 
     rejected_config: str | None = None
 
+    def _tell_owner_config_rejected(self, exc: ConfigError) -> None:
+        if self.store is None or self.config is None:
+            return
+        from agentcron.notify.channels import channel_key
+        from agentcron.notify.messages import Message
+
+        message = Message(
+            title="agentcron: config change rejected",
+            body=(
+                f"✖ The new {self.options.config_path} is invalid; agentcron keeps running the "
+                f"last good config.\n\n{redact(str(exc))}"
+            ),
+            task="",
+            event="config",
+            incident_kind="config",
+            severity="failure",
+        )
+        now = self.clock.now()
+        for url in self.config.notify:
+            self.store.enqueue(channel_key(url), url, message, now)
+        self.sender.wake()
+
 
 def _log_finished(finished: Finished) -> None:
     o = finished.outcome
     level = logging.INFO if o.ok else logging.WARNING
-    log.log(level, "task=%s slot=%s attempt=%s status=%s%s", finished.spec.name, finished.slot.id,
-            finished.attempt, o.slot_status.value,
-            f" class={o.error_class.value} error={o.error}" if o.error_class else "")
+    log.log(
+        level,
+        "task=%s slot=%s attempt=%s status=%s%s",
+        finished.spec.name,
+        finished.slot.id,
+        finished.attempt,
+        o.slot_status.value,
+        f" class={o.error_class.value} error={o.error}" if o.error_class else "",
+    )
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:

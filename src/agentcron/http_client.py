@@ -36,3 +36,14 @@ def make_async_client(timeout: float | httpx2.Timeout, **kwargs: Any) -> httpx2.
         timeout = httpx2.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
     headers = {"User-Agent": USER_AGENT, **dict(kwargs.pop("headers", None) or {})}
     return httpx2.AsyncClient(timeout=timeout, headers=headers, **kwargs)
+
+
+def make_client(timeout: float, **kwargs: Any) -> httpx2.Client:
+    """The blocking counterpart of :func:`make_async_client`, for threads that must not
+    depend on the event loop (the watchdog pinging ``/fail`` while the loop is stuck)."""
+    headers = {"User-Agent": USER_AGENT, **dict(kwargs.pop("headers", None) or {})}
+    return httpx2.Client(
+        timeout=httpx2.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
+        headers=headers,
+        **kwargs,
+    )

@@ -112,6 +112,7 @@ class Scheduler:
 
         daemon = Daemon(self._options())
         if stop is not None:
+
             async def relay() -> None:
                 await stop.wait()
                 daemon.stop_event.set()

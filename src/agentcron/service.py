@@ -84,13 +84,23 @@ class Service:
         fire = build_schedule(spec, self.defaults.timezone).next_after(after)
         return fire.at if fire else None
 
+    def count_fires(self, spec: TaskSpec, start: datetime, end: datetime) -> int:
+        """Fires in ``[start, end]`` (capped at 10,000), for "N runs missed"."""
+        from agentcron.schedules.base import fires_between
+        from agentcron.schedules.build import build_schedule
+
+        sched = build_schedule(spec, self.defaults.timezone)
+        return 1 + len(fires_between(sched, start, end, limit=10_000))
+
     def period(self, spec: TaskSpec) -> timedelta:
         from agentcron.schedules.build import build_schedule
 
         return build_schedule(spec, self.defaults.timezone).period()
 
     # ---- sync from the config file ----------------------------------------------------
-    def sync_file_tasks(self, specs: Mapping[str, TaskSpec]) -> tuple[list[str], list[str], list[str]]:
+    def sync_file_tasks(
+        self, specs: Mapping[str, TaskSpec]
+    ) -> tuple[list[str], list[str], list[str]]:
         now = self.clock.now()
         existing = {t.name: t for t in self.store.list_tasks()}
         next_fire: dict[str, datetime | None] = {}
@@ -153,7 +163,11 @@ class Service:
                     return Health.STUCK, f"running for {format_duration(running_for)}"
         for slot in active:
             if slot.status is SlotStatus.RETRYING:
-                at = slot.next_attempt_at.astimezone(zone).strftime("%H:%M") if slot.next_attempt_at else "?"
+                at = (
+                    slot.next_attempt_at.astimezone(zone).strftime("%H:%M")
+                    if slot.next_attempt_at
+                    else "?"
+                )
                 total = rec.spec.retries + 1
                 return (
                     Health.RETRYING,
@@ -165,7 +179,10 @@ class Service:
             if now - rec.next_fire_at > limit:
                 return Health.OVERDUE, f"due since {iso(rec.next_fire_at, zone)}, not fired"
         if last is not None and last.status is SlotStatus.FAILED:
-            return Health.FAILING, f"failing: {last.error_class.value if last.error_class else 'error'}"
+            return (
+                Health.FAILING,
+                f"failing: {last.error_class.value if last.error_class else 'error'}",
+            )
         return Health.OK, None
 
     def show_task(self, name: str) -> dict[str, Any]:
@@ -176,7 +193,9 @@ class Service:
         view["recent_runs"] = self.runs(name, 5)
         return view
 
-    def next_fires(self, name: str, count: int = 5, start: datetime | None = None) -> list[dict[str, Any]]:
+    def next_fires(
+        self, name: str, count: int = 5, start: datetime | None = None
+    ) -> list[dict[str, Any]]:
         from agentcron.schedules.build import build_schedule
 
         if count < 1 or count > 1000:
@@ -189,7 +208,9 @@ class Service:
             fire = sched.next_after(cursor)
             if fire is None:
                 break
-            out.append({"at": fire.at.isoformat(), "local": fire.local.isoformat(), "note": fire.note})
+            out.append(
+                {"at": fire.at.isoformat(), "local": fire.local.isoformat(), "note": fire.note}
+            )
             cursor = fire.at
         return out
 
@@ -282,7 +303,9 @@ class Service:
                 f"task {name!r} is defined in the config file; change it there (or pick another name)"
             )
         if existing is not None and not replace:
-            raise ServiceError(f"task {name!r} already exists; remove it first or choose another name")
+            raise ServiceError(
+                f"task {name!r} already exists; remove it first or choose another name"
+            )
         try:
             spec = validate_task_mapping(name, raw, self.defaults.task_defaults)
         except ConfigError as exc:
@@ -319,8 +342,9 @@ class Service:
         now = self.clock.now()
         for bump in range(1000):
             slot = self.store.add_slot(
-                rec.name, NewSlot(now + timedelta(microseconds=bump), SlotStatus.PENDING,
-                                  trigger="manual"), now
+                rec.name,
+                NewSlot(now + timedelta(microseconds=bump), SlotStatus.PENDING, trigger="manual"),
+                now,
             )
             if slot is not None:
                 return self.slot_view(slot, self._zone(rec.spec))

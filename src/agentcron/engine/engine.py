@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,7 +22,7 @@ from pathlib import Path
 from agentcron.actions.base import Action
 from agentcron.clock import Clock
 from agentcron.durations import format_duration
-from agentcron.model import ErrorClass, FailureInfo, SlotStatus, TaskRecord, TaskSpec
+from agentcron.model import ErrorClass, FailureInfo, Slot, SlotStatus, TaskRecord, TaskSpec
 from agentcron.policies.catchup import on_time_grace, plan_fires
 from agentcron.policies.overlap import decide_overlap
 from agentcron.schedules.base import Schedule
@@ -85,11 +86,14 @@ class Engine:
         self.actions = actions
         self.rand = rand or random.random
         self.listeners: list[Listener] = []
+        # told about slots recorded without running: skipped, missed, expired
+        self.slot_listeners: list[Callable[[TaskSpec, Slot], None]] = []
         self._runs: dict[int, _Run] = {}
         self._schedules = _ScheduleCache()
         self._last_renew: datetime | None = None
         self._wake = asyncio.Event()
         self._dead_owners = list(settings.dead_owners)
+        self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
 
     # ---- public ------------------------------------------------------------------
     @property
@@ -120,6 +124,7 @@ class Engine:
 
     async def tick(self) -> TickReport:
         report = TickReport()
+        self.last_tick = time.monotonic()
         now = self.clock.now()
         self._renew(now)
         report.lost = self._recover_lapsed(now)
@@ -131,8 +136,9 @@ class Engine:
         """Wait until no run is in progress (tests and graceful shutdown)."""
         async with asyncio.timeout(timeout):
             while self._runs:
-                await asyncio.gather(*(r.task for r in list(self._runs.values())),
-                                     return_exceptions=True)
+                await asyncio.gather(
+                    *(r.task for r in list(self._runs.values())), return_exceptions=True
+                )
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -158,8 +164,9 @@ class Engine:
         except TimeoutError:
             for run in list(self._runs.values()):
                 run.task.cancel()
-            await asyncio.gather(*(r.task for r in list(self._runs.values())),
-                                 return_exceptions=True)
+            await asyncio.gather(
+                *(r.task for r in list(self._runs.values())), return_exceptions=True
+            )
 
     def cancel_slot(self, slot_id: int, reason: str) -> bool:
         run = self._runs.get(slot_id)
@@ -205,14 +212,23 @@ class Engine:
             )
             if self.store.record_lost(slot, outcome, now):
                 count += 1
-                log.warning("slot %s of %s lost its worker; %s", slot.id, slot.task,
-                            outcome.slot_status.value)
+                log.warning(
+                    "slot %s of %s lost its worker; %s",
+                    slot.id,
+                    slot.task,
+                    outcome.slot_status.value,
+                )
                 fresh = self.store.get_slot(slot.id) or slot
                 self._notify(
                     Finished(
-                        slot=fresh, spec=rec.spec, attempt=max(slot.attempts, 1), outcome=outcome,
-                        classification=classification, details="", started_at=slot.started_at
-                        or now, finished_at=now,
+                        slot=fresh,
+                        spec=rec.spec,
+                        attempt=max(slot.attempts, 1),
+                        outcome=outcome,
+                        classification=classification,
+                        details="",
+                        started_at=slot.started_at or now,
+                        finished_at=now,
                     )
                 )
         self._dead_owners = []  # predecessors are handled once; later losses go by lease
@@ -249,8 +265,12 @@ class Engine:
             planned = self._plan_one_shot(spec, fires[0], now)
         else:
             planned = plan_fires(
-                fires, now, spec.catchup, spec.catchup_window,
-                on_time_grace(sched.period()), more_follow=more_follow,
+                fires,
+                now,
+                spec.catchup,
+                spec.catchup_window,
+                on_time_grace(sched.period()),
+                more_follow=more_follow,
             )
         planned, supersede, replace = self._apply_overlap(spec, planned)
         inserted = self.store.materialize(spec.name, rec.next_fire_at, new_next, planned, now)
@@ -260,18 +280,32 @@ class Engine:
         label = newest.astimezone(spec.zone(self.settings.default_zone)).strftime("%H:%M")
         for slot_id in supersede:
             self.store.set_slot_status(
-                slot_id, SlotStatus.SUPERSEDED,
-                f"superseded by the run due at {label} while waiting for a retry", now,
+                slot_id,
+                SlotStatus.SUPERSEDED,
+                f"superseded by the run due at {label} while waiting for a retry",
+                now,
                 only_from=[SlotStatus.RETRYING, SlotStatus.PENDING],
             )
         for slot_id in replace:
             self.cancel_slot(slot_id, f"replaced by the run due at {label} (overlap: replace)")
+        for slot in inserted:
+            if slot.status.is_final:
+                for listener in self.slot_listeners:
+                    try:
+                        listener(spec, slot)
+                    except Exception:
+                        log.exception("slot listener failed on %s", spec.name)
         return len(inserted), sum(1 for s in inserted if s.status is SlotStatus.SKIPPED)
 
     def _plan_one_shot(self, spec: TaskSpec, at: datetime, now: datetime) -> list[NewSlot]:
         if spec.expires is not None and now - at > spec.expires:
-            return [NewSlot(at, SlotStatus.EXPIRED,
-                            f"not started within {format_duration(spec.expires)} of its time (expires)")]
+            return [
+                NewSlot(
+                    at,
+                    SlotStatus.EXPIRED,
+                    f"not started within {format_duration(spec.expires)} of its time (expires)",
+                )
+            ]
         return [NewSlot(at, SlotStatus.PENDING)]
 
     def _apply_overlap(
@@ -283,14 +317,18 @@ class Engine:
         active = self.store.active_slots(spec.name)
         if not active:
             return planned, [], []
-        label = pending[0].scheduled_for.astimezone(
-            spec.zone(self.settings.default_zone)).strftime("%H:%M")
+        label = (
+            pending[0]
+            .scheduled_for.astimezone(spec.zone(self.settings.default_zone))
+            .strftime("%H:%M")
+        )
         decision = decide_overlap(spec.overlap, active, label)
         if decision.status is SlotStatus.PENDING:
             return planned, decision.supersede, decision.replace
         out = [
             NewSlot(s.scheduled_for, SlotStatus.SKIPPED, decision.reason, s.trigger)
-            if s.status is SlotStatus.PENDING else s
+            if s.status is SlotStatus.PENDING
+            else s
             for s in planned
         ]
         return out, decision.supersede, decision.replace
@@ -306,12 +344,18 @@ class Engine:
 
     def _spawn(self, claim: Claim, now: datetime) -> None:
         deps = RunnerDeps(
-            store=self.store, clock=self.clock, home=self.settings.home,
-            owner=self.settings.owner, actions=self.actions, rand=self.rand,
+            store=self.store,
+            clock=self.clock,
+            home=self.settings.home,
+            owner=self.settings.owner,
+            actions=self.actions,
+            rand=self.rand,
             cancel_reason=self._cancel_reason,
         )
         slot_id = claim.slot.id
-        task = asyncio.create_task(self._guarded(claim, deps), name=f"run:{claim.spec.name}:{slot_id}")
+        task = asyncio.create_task(
+            self._guarded(claim, deps), name=f"run:{claim.spec.name}:{slot_id}"
+        )
         self._runs[slot_id] = _Run(task=task, slot_id=slot_id, name=claim.spec.name, started_at=now)
 
     def _cancel_reason(self, slot_id: int) -> str | None:
@@ -335,4 +379,3 @@ class Engine:
                 listener(finished)
             except Exception:
                 log.exception("listener failed on %s", finished.spec.name)
-

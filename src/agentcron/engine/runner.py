@@ -21,7 +21,6 @@ from agentcron.clock import Clock
 from agentcron.durations import format_duration
 from agentcron.model import (
     Classification,
-    DeliveryStatus,
     ErrorClass,
     FailureInfo,
     Slot,
@@ -140,8 +139,9 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     spec, slot, attempt = claim.spec, claim.slot, claim.attempt
     started = deps.clock.now()
     suffix = ".md" if spec.llm is not None else ".log"
-    out_path = output_file_for(deps.home, spec.name, slot.scheduled_for, attempt.number, suffix=suffix,
-                               slot_id=slot.id)
+    out_path = output_file_for(
+        deps.home, spec.name, slot.scheduled_for, attempt.number, suffix=suffix, slot_id=slot.id
+    )
     ctx = ActionContext(
         task=spec.name,
         spec=spec,
@@ -177,9 +177,16 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             )
             if not deps.store.finish_attempt(slot.id, attempt.id, deps.owner, outcome, now):
                 return None
-            return Finished(slot=deps.store.get_slot(slot.id) or slot, spec=spec,
-                            attempt=attempt.number, outcome=outcome, classification=None,
-                            details="", started_at=started, finished_at=now)
+            return Finished(
+                slot=deps.store.get_slot(slot.id) or slot,
+                spec=spec,
+                attempt=attempt.number,
+                outcome=outcome,
+                classification=None,
+                details="",
+                started_at=started,
+                finished_at=now,
+            )
         # The daemon is stopping: the attempt did not finish through no fault of its own.
         lost = FailureInfo(
             message="the daemon stopped while the run was in progress",
@@ -187,7 +194,12 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             action=spec.action_kind,
         )
         outcome, classification = outcome_for_failure(
-            spec, attempt.number, lost, now, deps.rand(), str(out_path) if out_path.exists() else None
+            spec,
+            attempt.number,
+            lost,
+            now,
+            deps.rand(),
+            str(out_path) if out_path.exists() else None,
         )
         if outcome.slot_status is SlotStatus.RETRYING:
             outcome = replace(outcome, next_attempt_at=now)
@@ -203,12 +215,15 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             explanation="agentcron itself failed while running this task; see the daemon log",
         )
     finished = deps.clock.now()
-    if outcome.ok and spec.deliver:
-        outcome = replace(outcome, extra={**outcome.extra, "deliver": True})
+    if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and spec.deliver:
+        from agentcron.notify.channels import channel_key
+
+        outcome = replace(outcome, deliver_to=tuple((u, channel_key(u)) for u in spec.deliver))
     won = deps.store.finish_attempt(slot.id, attempt.id, deps.owner, outcome, finished)
     if not won:
-        log.warning("slot %s of %s was taken over before it finished; result dropped", slot.id,
-                    spec.name)
+        log.warning(
+            "slot %s of %s was taken over before it finished; result dropped", slot.id, spec.name
+        )
         return None
     details = ""
     if out_path.exists():
@@ -238,20 +253,28 @@ async def _attempt(
 
         pre = await run_precheck(spec, ctx)
         if pre.failure is not None:
-            return outcome_for_failure(spec, number, pre.failure, deps.clock.now(), deps.rand(),
-                                       None)
+            return outcome_for_failure(
+                spec, number, pre.failure, deps.clock.now(), deps.rand(), None
+            )
         if not pre.run:
             reason = pre.reason or "precheck said not to run"
             return (
-                AttemptOutcome(ok=True, slot_status=SlotStatus.SKIPPED, explanation=reason,
-                               extra={"skip_reason": reason}),
+                AttemptOutcome(
+                    ok=True,
+                    slot_status=SlotStatus.SKIPPED,
+                    explanation=reason,
+                    reason=f"precheck: {reason}",
+                ),
                 None,
             )
         if pre.context:
             context_text = f"{context_text}\n\n{pre.context}" if context_text else pre.context
     if context_text is not None:
-        ctx = replace(ctx, context_text=context_text,
-                      env={**ctx.env, "AGENTCRON_CONTEXT": context_text[:100_000]})
+        ctx = replace(
+            ctx,
+            context_text=context_text,
+            env={**ctx.env, "AGENTCRON_CONTEXT": context_text[:100_000]},
+        )
     action = deps.actions(spec)
     # Actions enforce their own timeout; this outer bound only guards against a bug in one.
     limit = max(spec.timeout, spec.llm.timeout) if spec.llm and spec.llm.timeout else spec.timeout
@@ -284,17 +307,12 @@ async def _attempt(
             ),
             None,
         )
-    failure = result.failure or FailureInfo(message="the action failed without saying why",
-                                            action=spec.action_kind)
+    failure = result.failure or FailureInfo(
+        message="the action failed without saying why", action=spec.action_kind
+    )
     outcome, classification = outcome_for_failure(
         spec, number, failure, now, deps.rand(), path, result.exit_code
     )
     if result.tokens:
         outcome = replace(outcome, tokens=result.tokens)
     return outcome, classification
-
-
-def delivery_status_for(spec: TaskSpec, outcome: AttemptOutcome) -> DeliveryStatus:
-    if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and spec.deliver:
-        return DeliveryStatus.PENDING
-    return DeliveryStatus.NONE

@@ -96,7 +96,9 @@ def service_for(
         try:
             loaded = load_config(path)
         except ConfigError as exc:
-            err.print(f"[yellow]warning:[/] {path} is invalid; showing the database as it is:\n{exc}")
+            err.print(
+                f"[yellow]warning:[/] {path} is invalid; showing the database as it is:\n{exc}"
+            )
     try:
         store = open_store(db or _globals.db, _home(home))
     except StoreError as exc:
@@ -141,15 +143,23 @@ def validate(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
         loaded = load_config(path)
     except ConfigError as exc:
         if json_out:
-            emit_json({"valid": False, "problems": [
-                {"location": p.location, "line": p.line, "message": p.message} for p in exc.problems
-            ]})
+            emit_json(
+                {
+                    "valid": False,
+                    "problems": [
+                        {"location": p.location, "line": p.line, "message": p.message}
+                        for p in exc.problems
+                    ],
+                }
+            )
             raise typer.Exit(1) from None
         fail(f"{path} is invalid:\n{exc}")
     if json_out:
         emit_json({"valid": True, "tasks": sorted(loaded.tasks)})
     else:
-        out.print(f"{path} is valid: {len(loaded.tasks)} task(s): {', '.join(sorted(loaded.tasks))}")
+        out.print(
+            f"{path} is valid: {len(loaded.tasks)} task(s): {', '.join(sorted(loaded.tasks))}"
+        )
 
 
 @app.command()
@@ -175,9 +185,12 @@ def run(
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         fail(f"unknown --log-level {log_level!r}; use debug, info, warning or error")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    options = DaemonOptions(config_path=_config_path(config), home=_home(home), db_url=db or _globals.db)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    options = DaemonOptions(
+        config_path=_config_path(config), home=_home(home), db_url=db or _globals.db
+    )
     try:
         asyncio.run(Daemon(options).run())
     except ConfigError as exc:
@@ -189,8 +202,9 @@ def run(
 
 
 @app.command("list")
-def list_(config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
-          json_out: JsonOpt = False) -> None:
+def list_(
+    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False
+) -> None:
     """Tasks: schedule, next run, last result, health."""
     with service_for(config, home, db) as svc:
         rows = svc.list_tasks()
@@ -200,13 +214,20 @@ def list_(config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
         return
     render.tasks_table(out, rows)
     if not daemon["alive"]:
-        err.print("[yellow]the daemon is not running[/] (start it with `agentcron run`); "
-                  "nothing fires until it is")
+        err.print(
+            "[yellow]the daemon is not running[/] (start it with `agentcron run`); "
+            "nothing fires until it is"
+        )
 
 
 @app.command()
-def show(task: str, config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
-         json_out: JsonOpt = False) -> None:
+def show(
+    task: str,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Everything about one task."""
     with service_for(config, home, db) as svc:
         data = svc.show_task(task)
@@ -222,7 +243,9 @@ def _parse_from(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        fail(f"--from: not an ISO time: {value!r} (e.g. 2026-10-25T00:00 or 2026-10-25T00:00+02:00)")
+        fail(
+            f"--from: not an ISO time: {value!r} (e.g. 2026-10-25T00:00 or 2026-10-25T00:00+02:00)"
+        )
     return parsed
 
 
@@ -230,8 +253,13 @@ def _parse_from(value: str | None) -> datetime | None:
 def next_(
     task: str,
     count: Annotated[int, typer.Option("--count", "-n", help="How many")] = 5,
-    from_: Annotated[str | None, typer.Option("--from", help="Start time (ISO; naive = task's zone)")] = None,
-    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Start time (ISO; naive = task's zone)")
+    ] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Upcoming fire times, with DST notes."""
     start = _parse_from(from_)
@@ -250,7 +278,10 @@ def next_(
 def runs(
     task: Annotated[str | None, typer.Argument()] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
-    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run history, newest first."""
     with service_for(config, home, db) as svc:
@@ -262,8 +293,13 @@ def runs(
 
 
 @app.command()
-def logs(run_id: int, config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
-         json_out: JsonOpt = False) -> None:
+def logs(
+    run_id: int,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Output and errors of one run, every attempt."""
     with service_for(config, home, db, sync=False) as svc:
         data = svc.run_detail(run_id)
@@ -284,13 +320,18 @@ def add(
     retries: Annotated[int | None, typer.Option(help="Retries for transient failures")] = None,
     timeout: Annotated[str | None, typer.Option(help="Kill after, e.g. 20m")] = None,
     shell: Annotated[bool, typer.Option(help="Run COMMAND through /bin/sh -c")] = False,
-    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Add a task to the database (source: api): agentcron add NAME --cron EXPR -- CMD ARGS."""
     if sum(x is not None for x in (cron, every, at)) != 1:
         fail("give exactly one of --cron, --every or --at")
     if not command:
-        fail("give the command after --, e.g. agentcron add backup --cron '0 3 * * *' -- ./backup.sh")
+        fail(
+            "give the command after --, e.g. agentcron add backup --cron '0 3 * * *' -- ./backup.sh"
+        )
     raw: dict[str, Any] = {}
     if cron is not None:
         raw["cron"] = cron
@@ -314,36 +355,54 @@ def add(
     if json_out:
         emit_json(view)
     else:
-        out.print(f"added {task}: {view['schedule']} ({view['timezone']}), next run {view['next_run']}")
+        out.print(
+            f"added {task}: {view['schedule']} ({view['timezone']}), next run {view['next_run']}"
+        )
 
 
 def _simple(action: Callable[[Any, str], Any], verb: str) -> Callable[..., None]:
-    def command(task: str, config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
-                json_out: JsonOpt = False) -> None:
+    def command(
+        task: str,
+        config: ConfigOpt = None,
+        home: HomeOpt = None,
+        db: DbOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
         with service_for(config, home, db) as svc:
             result = action(svc, task)
         if json_out:
             emit_json(result if result is not None else {"name": task, "removed": True})
         else:
-            out.print(f"{verb} {task}" + (
-                f" (run {result['id']} queued; the daemon starts it within a second)"
-                if verb == "triggered" and isinstance(result, dict) else ""))
+            out.print(
+                f"{verb} {task}"
+                + (
+                    f" (run {result['id']} queued; the daemon starts it within a second)"
+                    if verb == "triggered" and isinstance(result, dict)
+                    else ""
+                )
+            )
+
     return command
 
 
 app.command("pause", help="Stop scheduling a task (a running run continues).")(
-    _simple(lambda s, t: s.pause(t), "paused"))
+    _simple(lambda s, t: s.pause(t), "paused")
+)
 app.command("resume", help="Schedule a paused task again, from now on.")(
-    _simple(lambda s, t: s.resume(t), "resumed"))
+    _simple(lambda s, t: s.resume(t), "resumed")
+)
 app.command("remove", help="Delete a task added with `add` or the API (history is kept).")(
-    _simple(lambda s, t: s.remove(t), "removed"))
+    _simple(lambda s, t: s.remove(t), "removed")
+)
 app.command("trigger", help="Run a task now, outside its schedule.")(
-    _simple(lambda s, t: s.trigger(t), "triggered"))
+    _simple(lambda s, t: s.trigger(t), "triggered")
+)
 
 
 @app.command()
-def doctor(config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None,
-           json_out: JsonOpt = False) -> None:
+def doctor(
+    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False
+) -> None:
     """Is the daemon alive, is the config valid, what is wrong."""
     from agentcron.interfaces.doctor import diagnose
 

@@ -23,12 +23,16 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
     checks: list[dict[str, str]] = []
     timezone = None
     if not config_path.exists():
-        checks.append(_check("config", "warn", f"{config_path} not found (`agentcron init` writes one)"))
+        checks.append(
+            _check("config", "warn", f"{config_path} not found (`agentcron init` writes one)")
+        )
     else:
         try:
             loaded = load_config(config_path)
             timezone = loaded.timezone
-            checks.append(_check("config", "ok", f"{config_path} is valid ({len(loaded.tasks)} tasks)"))
+            checks.append(
+                _check("config", "ok", f"{config_path} is valid ({len(loaded.tasks)} tasks)")
+            )
         except ConfigError as exc:
             checks.append(_check("config", "fail", f"{config_path} is invalid: {exc}"))
     try:
@@ -43,26 +47,39 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         live = [n for n in daemon["nodes"] if n["state"] == "running"]
         stale = [n for n in daemon["nodes"] if n["state"] == "stale"]
         if live:
-            checks.append(_check(
-                "daemon", "ok",
-                ", ".join(f"{n['node_id']} (heartbeat {n['heartbeat_age_s']}s ago)" for n in live),
-            ))
+            checks.append(
+                _check(
+                    "daemon",
+                    "ok",
+                    ", ".join(
+                        f"{n['node_id']} (heartbeat {n['heartbeat_age_s']}s ago)" for n in live
+                    ),
+                )
+            )
         elif stale:
             n = stale[0]
-            checks.append(_check(
-                "daemon", "fail",
-                f"stale: {n['node_id']} last heartbeat {n['heartbeat_age_s']}s ago "
-                "(the process died or hangs); restart `agentcron run`",
-            ))
+            checks.append(
+                _check(
+                    "daemon",
+                    "fail",
+                    f"stale: {n['node_id']} last heartbeat {n['heartbeat_age_s']}s ago "
+                    "(the process died or hangs); restart `agentcron run`",
+                )
+            )
         else:
             checks.append(_check("daemon", "fail", "not running; start it with `agentcron run`"))
         tasks = svc.list_tasks()
         bad = [t for t in tasks if t["health"] not in ("ok", "paused")]
         if bad:
-            checks.append(_check(
-                "tasks", "warn",
-                "; ".join(f"{t['name']}: {t['health_detail'] or t['health']}" for t in bad[:10]),
-            ))
+            checks.append(
+                _check(
+                    "tasks",
+                    "warn",
+                    "; ".join(
+                        f"{t['name']}: {t['health_detail'] or t['health']}" for t in bad[:10]
+                    ),
+                )
+            )
         else:
             checks.append(_check("tasks", "ok", f"{len(tasks)} task(s), none failing"))
         for extra in _extra_checks(svc):

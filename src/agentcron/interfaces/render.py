@@ -38,14 +38,17 @@ def _short(ts: str | None) -> str:
 
 def tasks_table(console: Console, rows: list[dict[str, Any]]) -> None:
     if not rows:
-        console.print("no tasks yet: write some in agentcron.yaml (`agentcron init`) or "
-                      "`agentcron add`")
+        console.print(
+            "no tasks yet: write some in agentcron.yaml (`agentcron init`) or `agentcron add`"
+        )
         return
     table = Table(show_lines=False)
     for col in ("task", "schedule", "next run", "last", "health", "delivery", "source"):
         table.add_column(col)
     for r in rows:
-        health = r["health_detail"] if r["health"] != "ok" and r.get("health_detail") else r["health"]
+        health = (
+            r["health_detail"] if r["health"] != "ok" and r.get("health_detail") else r["health"]
+        )
         table.add_row(
             r["name"],
             f"{r['schedule']} ({r['timezone']})",
@@ -99,8 +102,10 @@ def next_table(console: Console, task: str, rows: list[dict[str, Any]]) -> None:
 def task_detail(console: Console, data: dict[str, Any]) -> None:
     console.print(f"[bold]{data['name']}[/] ({data['source']}, {data['action']})")
     console.print(f"  schedule:  {data['schedule']} ({data['timezone']})")
-    console.print(f"  health:    {data['health']}"
-                  + (f" — {data['health_detail']}" if data.get("health_detail") else ""))
+    console.print(
+        f"  health:    {data['health']}"
+        + (f" — {data['health_detail']}" if data.get("health_detail") else "")
+    )
     console.print(f"  paused:    {data['paused']}")
     console.print(f"  next runs: {', '.join(_short(n['local']) for n in data['next']) or '-'}")
     console.print("  spec:")

@@ -33,8 +33,7 @@ def open_store(db_url: str | None, home: Path) -> Store:
             from agentcron.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:
             raise StoreError(
-                "PostgreSQL needs the postgres extra: pip install 'agentcron[postgres]' "
-                f"({exc})"
+                f"PostgreSQL needs the postgres extra: pip install 'agentcron[postgres]' ({exc})"
             ) from None
         store: Store = PostgresStore(db_url)
         return store

@@ -196,8 +196,24 @@ def incident_values(inc: Incident) -> tuple[Any, ...]:
 
 
 def incident_from_row(row: tuple[Any, ...]) -> Incident:
-    (id_, task, kind, opened_at, closed_at, escalated, count, failed_runs, retries, first_ec,
-     last_ec, summary, slot_id, since, streak, updated_at) = row
+    (
+        id_,
+        task,
+        kind,
+        opened_at,
+        closed_at,
+        escalated,
+        count,
+        failed_runs,
+        retries,
+        first_ec,
+        last_ec,
+        summary,
+        slot_id,
+        since,
+        streak,
+        updated_at,
+    ) = row
     return Incident(
         id=int(id_),
         task=task,
@@ -234,8 +250,20 @@ def outbox_from_row(row: tuple[Any, ...]) -> OutboxItem:
 
 
 def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
-    (id_, slot_id, task, target, key, output_path, status, attempts, next_attempt_at,
-     last_error, created_at, updated_at) = row
+    (
+        id_,
+        slot_id,
+        task,
+        target,
+        key,
+        output_path,
+        status,
+        attempts,
+        next_attempt_at,
+        last_error,
+        created_at,
+        updated_at,
+    ) = row
     return Delivery(
         id=int(id_),
         slot_id=int(slot_id),

@@ -20,7 +20,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from agentcron.model import Attempt, ErrorClass, Slot, SlotStatus, TaskRecord, TaskSource, TaskSpec
+from agentcron.model import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    ErrorClass,
+    Slot,
+    SlotStatus,
+    TaskRecord,
+    TaskSource,
+    TaskSpec,
+)
+from agentcron.notify.incidents import Incident
+from agentcron.notify.messages import Message
+from agentcron.notify.outbox import ChannelHealth, OutboxItem
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class AttemptOutcome:
     empty_output: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     deliver_to: tuple[tuple[str, str], ...] = ()  # (target URL, redacted key) on success
+    reason: str | None = None  # for a slot that ends skipped (precheck said no)
 
 
 @dataclass(frozen=True)
@@ -118,8 +132,7 @@ class Store(Protocol):
 
     def set_paused(
         self, name: str, paused: bool, now: datetime, next_fire_at: datetime | None
-    ) -> bool:
-        ...
+    ) -> bool: ...
 
     def due_tasks(self, now: datetime, limit: int) -> list[TaskRecord]:
         """Unpaused tasks whose ``next_fire_at <= now``, earliest first. Indexed."""
@@ -174,13 +187,15 @@ class Store(Protocol):
         change happens only if the current status is one of those."""
         ...
 
+    def running_slots(self) -> list[Slot]:
+        """Every slot being executed right now, on any node."""
+        ...
+
     def lapsed(self, now: datetime, dead_owners: Sequence[str] = ()) -> list[Slot]:
         """Running slots whose lease expired before ``now`` or whose owner is known dead."""
         ...
 
-    def record_lost(
-        self, slot: Slot, outcome: AttemptOutcome, now: datetime
-    ) -> bool:
+    def record_lost(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
         """Close the running attempt of a lapsed slot as lost (compare-and-set on its
         lease owner and expiry) and set the slot's next state."""
         ...
@@ -213,6 +228,66 @@ class Store(Protocol):
     def stop_node(self, node_id: str, now: datetime) -> None: ...
 
     def nodes(self) -> list[NodeInfo]: ...
+
+    # ---- incidents -----------------------------------------------------------------
+    def open_incidents(self, task: str) -> dict[str, Incident]:
+        """The task's open incidents by kind (at most one per kind)."""
+        ...
+
+    def incidents(
+        self, task: str | None = None, open_only: bool = False, limit: int = 50
+    ) -> list[Incident]:
+        """Newest first."""
+        ...
+
+    def save_incidents(
+        self,
+        changed: Sequence[Incident],
+        messages: Sequence[tuple[str, str, Message]],
+        now: datetime,
+    ) -> list[Incident]:
+        """Insert (id None) or update incidents and enqueue (channel key, url, message)
+        triples, in one transaction. Returns the incidents with their ids."""
+        ...
+
+    # ---- outbox: see agentcron.notify.outbox.OutboxStore ------------------------------
+    def enqueue(
+        self, channel_key: str, channel_url: str, message: Message, now: datetime
+    ) -> int: ...
+
+    def due(self, now: datetime, limit: int) -> list[OutboxItem]: ...
+
+    def mark_sent(self, item_id: int, now: datetime) -> None: ...
+
+    def mark_failed(
+        self,
+        item_id: int,
+        error: str,
+        next_attempt_at: datetime | None,
+        permanent: bool,
+        now: datetime,
+    ) -> None: ...
+
+    def channel_health(self) -> list[ChannelHealth]: ...
+
+    # ---- deliveries ------------------------------------------------------------------
+    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        """Deliveries pending or retrying whose time has come, oldest first."""
+        ...
+
+    def deliveries(self, slot_id: int | None = None, limit: int = 100) -> list[Delivery]: ...
+
+    def update_delivery(
+        self,
+        delivery_id: int,
+        status: DeliveryStatus,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        error: str | None,
+        now: datetime,
+    ) -> None:
+        """Record a delivery attempt; the slot's ``delivery_status`` follows its targets."""
+        ...
 
     # ---- key/value for small daemon state ---------------------------------------
     def get_meta(self, key: str) -> str | None: ...

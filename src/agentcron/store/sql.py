@@ -66,7 +66,7 @@ class Conn(Protocol):
 class SQLStore:
     """Everything but connecting; subclasses define ``_tx`` and ``_q``."""
 
-    def _tx(self) -> AbstractContextManager[Conn]:
+    def _tx(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -233,9 +233,7 @@ class SQLStore:
         return dt(row[0][0]) if row and row[0][0] is not None else None
 
     # ---- slots -------------------------------------------------------------------
-    def _insert_slot(
-        self, db: Conn, task: str, slot: NewSlot, now: datetime
-    ) -> Slot | None:
+    def _insert_slot(self, db: Conn, task: str, slot: NewSlot, now: datetime) -> Slot | None:
         final = slot.status.is_final
         cur = db.execute(
             "INSERT INTO slots (task, scheduled_for, status, reason, trigger, created_at, "
@@ -339,10 +337,14 @@ class SQLStore:
                 "WHERE lease_owner = ? AND status = 'running'",
                 (ts(lease_until), owner),
             )
-            return cur.rowcount
+            return int(cur.rowcount)
 
     def _close_attempt(
-        self, db: Conn, slot_id: int, attempt_id: int | None, outcome: AttemptOutcome,
+        self,
+        db: Conn,
+        slot_id: int,
+        attempt_id: int | None,
+        outcome: AttemptOutcome,
         now: datetime,
     ) -> None:
         where = "id = ?" if attempt_id is not None else "slot_id = ? AND status = 'running'"
@@ -382,9 +384,9 @@ class SQLStore:
             cur = db.execute(
                 "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
                 "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
-                "lease_owner = NULL, lease_expires_at = NULL "
+                "reason = COALESCE(?, reason), lease_owner = NULL, lease_expires_at = NULL "
                 "WHERE id = ? AND lease_owner = ? AND status = 'running'",
-                (*self._slot_update_params(outcome, now), slot_id, owner),
+                (*self._slot_update_params(outcome, now), outcome.reason, slot_id, owner),
             )
             if cur.rowcount != 1:
                 return False
@@ -405,13 +407,22 @@ class SQLStore:
             "UPDATE slots SET status = ?, reason = ?, finished_at = ?, next_attempt_at = NULL, "
             "lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END WHERE id = ?"
         )
-        params: list[Any] = [status.value, reason, ts(now) if status.is_final else None,
-                             int(status.is_final), slot_id]
+        params: list[Any] = [
+            status.value,
+            reason,
+            ts(now) if status.is_final else None,
+            int(status.is_final),
+            slot_id,
+        ]
         if only_from:
             sql += f" AND status IN ({', '.join('?' for _ in only_from)})"
             params.extend(s.value for s in only_from)
         with self._tx() as db:
-            return db.execute(sql, params).rowcount == 1
+            return bool(db.execute(sql, params).rowcount == 1)
+
+    def running_slots(self) -> list[Slot]:
+        rows = self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE status = 'running' ORDER BY id")
+        return [slot_from_row(r) for r in rows]
 
     def lapsed(self, now: datetime, dead_owners: Sequence[str] = ()) -> list[Slot]:
         sql = f"SELECT {SLOT_COLUMNS} FROM slots WHERE status = 'running' AND (lease_expires_at < ?"
@@ -503,8 +514,14 @@ class SQLStore:
                 "INSERT INTO nodes (node_id, host, pid, home, started_at, heartbeat_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET "
                 "heartbeat_at = excluded.heartbeat_at, stopped_at = NULL",
-                (node.node_id, node.host, node.pid, node.home, ts(node.started_at),
-                 ts(node.heartbeat_at)),
+                (
+                    node.node_id,
+                    node.host,
+                    node.pid,
+                    node.home,
+                    ts(node.started_at),
+                    ts(node.heartbeat_at),
+                ),
             )
 
     def heartbeat(self, node_id: str, now: datetime) -> None:
@@ -523,8 +540,13 @@ class SQLStore:
 
         return [
             NodeInfo(
-                node_id=r[0], host=r[1], pid=int(r[2]), home=r[3], started_at=dt_req(r[4]),
-                heartbeat_at=dt_req(r[5]), stopped_at=dt(r[6]),
+                node_id=r[0],
+                host=r[1],
+                pid=int(r[2]),
+                home=r[3],
+                started_at=dt_req(r[4]),
+                heartbeat_at=dt_req(r[5]),
+                stopped_at=dt(r[6]),
             )
             for r in self._q(
                 "SELECT node_id, host, pid, home, started_at, heartbeat_at, stopped_at FROM nodes "
@@ -666,8 +688,13 @@ class SQLStore:
         )
         return [
             ChannelHealth(
-                channel_key=r[0], last_ok_at=dt(r[1]), last_error=r[2], last_error_at=dt(r[3]),
-                pending=int(r[4]), failing_since=dt(r[5]), broken=bool(r[6]),
+                channel_key=r[0],
+                last_ok_at=dt(r[1]),
+                last_error=r[2],
+                last_error_at=dt(r[3]),
+                pending=int(r[4]),
+                failing_since=dt(r[5]),
+                broken=bool(r[6]),
                 undeliverable=int(r[7]),
             )
             for r in rows

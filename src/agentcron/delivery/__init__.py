@@ -1,0 +1,1 @@
+"""Delivery of kept outputs to ``deliver`` targets, separate from execution."""

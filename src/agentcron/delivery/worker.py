@@ -1,0 +1,176 @@
+"""Delivering a succeeded run's output, from the kept file, until it arrives.
+
+Delivery is a separate job from running the task: the run is ``succeeded`` the
+moment it finishes, and its output file is the source of truth. Each target gets
+its own delivery row with a stored next-attempt time, so a chat platform outage
+delays the output (``delivery_backoff``, default 60 s, 5 min, 30 min) across
+daemon restarts and never makes the task run again. A deleted output file ends
+the delivery at once with a reason, rather than retrying something that cannot
+succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from agentcron.clock import Clock
+from agentcron.model import Delivery, DeliveryStatus, TaskSpec
+from agentcron.notify.channels import Channel, channel_for
+from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
+from agentcron.notify.messages import Message
+from agentcron.store.base import Store
+
+log = logging.getLogger("agentcron.delivery")
+
+DEFAULT_BACKOFF = (timedelta(seconds=60), timedelta(minutes=5), timedelta(minutes=30))
+MAX_BODY = 200_000  # characters read from the kept file; Apprise splits per channel
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        emit: Callable[[TaskSpec, Event], object],
+        channel_factory: Callable[[str], Channel] = channel_for,
+        batch: int = 20,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.emit = emit
+        self.channel_factory = channel_factory
+        self.batch = batch
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.drain_once()
+            except Exception:
+                log.exception("delivery pass failed; trying again shortly")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+
+    async def drain_once(self) -> int:
+        """Attempt every due delivery once (concurrently); returns how many were tried."""
+        due = self.store.due_deliveries(self.clock.now(), self.batch)
+        if due:
+            await asyncio.gather(*(self._attempt(d) for d in due))
+        return len(due)
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        rec = self.store.get_task(delivery.task)
+        spec = rec.spec if rec is not None else None
+        backoff = tuple(spec.delivery_backoff) if spec is not None else DEFAULT_BACKOFF
+        attempts = delivery.attempts + 1
+        text = _read(delivery.output_path)
+        now = self.clock.now()
+        if text is None:
+            reason = (
+                f"the kept output file is gone ({delivery.output_path}); nothing left to deliver"
+                if delivery.output_path
+                else "the run kept no output file; nothing to deliver"
+            )
+            self.store.update_delivery(
+                delivery.id, DeliveryStatus.FAILED, attempts, None, reason, now
+            )
+            self._tell(spec, delivery, reason, attempts, gave_up=True, retry_at=None)
+            return
+        message = Message(
+            title=f"{delivery.task}",
+            body=text if text.strip() else "(the run produced no output)",
+            task=delivery.task,
+            event="delivery",
+            incident_kind="",
+            severity="info",
+        )
+        result = await self.channel_factory(delivery.target).send(message)
+        now = self.clock.now()
+        if result.ok:
+            self.store.update_delivery(
+                delivery.id, DeliveryStatus.DELIVERED, attempts, None, None, now
+            )
+            log.info(
+                "delivered output of %s (slot %s) to %s",
+                delivery.task,
+                delivery.slot_id,
+                delivery.target_key,
+            )
+            if spec is not None:
+                self.emit(
+                    spec,
+                    DeliveryRecovered(
+                        task=delivery.task,
+                        at=now,
+                        slot_id=delivery.slot_id,
+                        target_redacted=delivery.target_key,
+                        attempts=attempts,
+                    ),
+                )
+            return
+        error = result.error or "the channel refused the message"
+        gave_up = result.permanent or attempts > len(backoff)
+        retry_at = None if gave_up else now + backoff[attempts - 1]
+        self.store.update_delivery(
+            delivery.id,
+            DeliveryStatus.FAILED if gave_up else DeliveryStatus.RETRYING,
+            attempts,
+            retry_at,
+            error,
+            now,
+        )
+        log.warning(
+            "delivery of %s to %s failed (attempt %d): %s",
+            delivery.task,
+            delivery.target_key,
+            attempts,
+            error,
+        )
+        self._tell(spec, delivery, error, attempts, gave_up=gave_up, retry_at=retry_at)
+
+    def _tell(
+        self,
+        spec: TaskSpec | None,
+        delivery: Delivery,
+        error: str,
+        attempts: int,
+        *,
+        gave_up: bool,
+        retry_at: datetime | None,
+    ) -> None:
+        if spec is None:
+            return
+        self.emit(
+            spec,
+            DeliveryFailed(
+                task=delivery.task,
+                at=self.clock.now(),
+                slot_id=delivery.slot_id,
+                target_redacted=delivery.target_key,
+                error=error,
+                attempts=attempts,
+                gave_up=gave_up,
+                retry_at=retry_at,
+                output_path=delivery.output_path,
+            ),
+        )
+
+
+def _read(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        with Path(path).open(encoding="utf-8", errors="replace") as fh:
+            return fh.read(MAX_BODY)
+    except OSError:
+        return None

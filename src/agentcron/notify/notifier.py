@@ -1,0 +1,166 @@
+"""From what happened to what the owner is told.
+
+The engine, the watchdog and the delivery worker report facts here; the
+notifier turns them into events, advances the task's incidents with the pure
+state machine, and writes the incident changes and the rendered messages to the
+store in one transaction (the durable outbox). Sending is the
+:class:`~agentcron.notify.sender.OutboxSender`'s job, on its own schedule, so
+nothing here waits on a channel.
+
+It is called from the scheduler loop and from the watchdog thread; one lock
+keeps the read-modify-write of a task's incidents whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from agentcron.clock import Clock
+from agentcron.engine.runner import Finished
+from agentcron.model import ErrorClass, Slot, SlotStatus, TaskSpec
+from agentcron.notify.channels import channel_key
+from agentcron.notify.events import (
+    AttemptFailed,
+    EmptySuccessStreak,
+    Event,
+    RunSucceeded,
+    SkipStreak,
+)
+from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
+from agentcron.notify.messages import Message, render
+from agentcron.redact import secret_values_from_env
+from agentcron.store.base import Store
+
+log = logging.getLogger("agentcron.notify")
+
+SKIP_STREAK = 3
+
+
+class Notifier:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        channels: Sequence[str] = (),
+        default_zone: str | None = None,
+        wake_sender: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.channels = list(channels)
+        self.default_zone = default_zone
+        self.wake_sender = wake_sender or (lambda: None)
+        self._lock = threading.Lock()
+
+    # ---- entry points ------------------------------------------------------------
+    def on_finished(self, finished: Finished) -> None:
+        """Engine listener: one attempt ended (or a lapsed one was recorded lost)."""
+        spec, outcome, slot = finished.spec, finished.outcome, finished.slot
+        at = finished.finished_at
+        if outcome.slot_status is SlotStatus.SUCCEEDED:
+            self.emit(
+                spec,
+                RunSucceeded(
+                    task=spec.name,
+                    at=at,
+                    slot_id=slot.id,
+                    attempts=finished.attempt,
+                    empty=outcome.empty_output,
+                ),
+            )
+            if outcome.empty_output:
+                self._check_empty_streak(spec, at)
+        elif outcome.slot_status in (SlotStatus.RETRYING, SlotStatus.FAILED):
+            error_class = outcome.error_class or ErrorClass.CODE_ERROR
+            c = finished.classification
+            rec = self.store.get_task(spec.name)
+            self.emit(
+                spec,
+                AttemptFailed(
+                    task=spec.name,
+                    at=at,
+                    slot_id=slot.id,
+                    scheduled_for=slot.scheduled_for,
+                    attempt=finished.attempt,
+                    max_attempts=spec.retries + 1,
+                    error_class=error_class,
+                    explanation=outcome.explanation or (c.explanation if c else "") or "failed",
+                    fix=c.fix if c else None,
+                    retry_at=outcome.next_attempt_at,
+                    gave_up=outcome.slot_status is SlotStatus.FAILED and error_class.transient,
+                    details=finished.details,
+                    next_run=rec.next_fire_at if rec is not None else None,
+                    env_hint=spec.llm.api_key_env if spec.llm is not None else None,
+                ),
+            )
+        elif outcome.slot_status is SlotStatus.SKIPPED:
+            self.on_skipped(spec, slot, at)
+
+    def emit_skip(self, spec: TaskSpec, slot: Slot, at: datetime) -> None:
+        self.on_skipped(spec, slot, at)
+
+    def on_skipped(self, spec: TaskSpec, slot: Slot, at: datetime) -> None:
+        """A slot was recorded skipped (overlap or precheck): tell after a streak."""
+        last = self.store.last_slots(spec.name, SKIP_STREAK)
+        if len(last) < SKIP_STREAK or any(s.status is not SlotStatus.SKIPPED for s in last):
+            return
+        reason = _plain_reason(last[0].reason or _attempt_reason(self.store, last[0]))
+        self.emit(spec, SkipStreak(task=spec.name, at=at, count=SKIP_STREAK, reason=reason))
+
+    def emit(self, spec: TaskSpec, event: Event) -> Transition:
+        """Advance the task's incidents and queue the notice, atomically."""
+        zone = spec.zone(self.default_zone)
+        with self._lock:
+            open_now = self.store.open_incidents(spec.name)
+            transition = apply_event(open_now, event, zone)
+            if not transition.changed and transition.notice is None:
+                return transition
+            messages: list[tuple[str, str, Message]] = []
+            notice = transition.notice
+            if notice is not None and _wanted(spec, notice.event):
+                secrets = secret_values_from_env({**os.environ, **spec.env})
+                message = render(notice, zone, secrets)
+                targets = spec.notify if spec.notify is not None else self.channels
+                messages = [(channel_key(url), url, message) for url in targets]
+                log.warning("%s", message.body.splitlines()[0] if message.body else message.title)
+            self.store.save_incidents(transition.changed, messages, self.clock.now())
+        if messages:
+            self.wake_sender()
+        return transition
+
+    # ---- detectors fed by events ------------------------------------------------------
+    def _check_empty_streak(self, spec: TaskSpec, at: datetime) -> None:
+        n = spec.empty_output_streak
+        if n <= 0:
+            return
+        last = self.store.last_slots(spec.name, n)
+        if len(last) < n or any(s.status is not SlotStatus.SUCCEEDED for s in last):
+            return
+        for s in last:
+            attempts = self.store.attempts(s.id)
+            if not attempts or not attempts[-1].extra.get("empty_output"):
+                return
+        self.emit(spec, EmptySuccessStreak(task=spec.name, at=at, count=n))
+
+
+def _wanted(spec: TaskSpec, event: NoticeEvent) -> bool:
+    return str(event) in spec.notify_on
+
+
+def _attempt_reason(store: Store, slot: Slot) -> str:
+    attempts = store.attempts(slot.id)
+    if attempts:
+        return str(attempts[-1].explanation or "")
+    return ""
+
+
+def _plain_reason(reason: str) -> str:
+    if "still running" in reason:
+        return "the previous run was still running"
+    if "queued" in reason:
+        return "a run was already waiting behind the running one"
+    return reason or "no reason recorded"
