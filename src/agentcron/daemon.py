@@ -111,7 +111,10 @@ class Daemon:
             NodeInfo(self.node_id, hostname(), os.getpid(), str(self.options.home), now, now)
         )
         self.service = Service(
-            store, self.options.home, self.clock, Defaults(self.config.timezone, None)
+            store,
+            self.options.home,
+            self.clock,
+            Defaults(self.config.timezone, self.config.defaults),
         )
         added, changed, removed = self.service.sync_file_tasks(self.config.tasks)
         log.info(
@@ -301,7 +304,7 @@ class Daemon:
         assert self.service is not None and self.engine is not None
         self.config = config
         self.rejected_config = None
-        self.service.defaults = Defaults(config.timezone, None)
+        self.service.defaults = Defaults(config.timezone, config.defaults)
         self.engine.settings.max_concurrency = config.max_concurrency
         self.engine.settings.default_zone = config.timezone
         self.notifier.channels = list(config.notify)

@@ -9,6 +9,7 @@ the task and field.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +29,9 @@ from agentcron.model import (
 )
 from agentcron.store.base import NewSlot, Store
 
-DAEMON_STALE_AFTER = timedelta(seconds=30)
+DAEMON_STALE_AFTER = timedelta(
+    seconds=float(os.environ.get("AGENTCRON_STALE_AFTER", "30"))
+)  # heartbeats come every 5 s; the env knob exists for tests and slow machines
 
 
 class ServiceError(Exception):
@@ -349,6 +352,117 @@ class Service:
             if slot is not None:
                 return self.slot_view(slot, self._zone(rec.spec))
         raise ServiceError("could not record the manual run")  # pragma: no cover
+
+    # ---- channels -------------------------------------------------------------------
+    def channel_urls(self, global_channels: list[str]) -> list[str]:
+        """Every notify channel in use: the global ones and each task's own."""
+        urls = list(global_channels)
+        for rec in self.store.list_tasks():
+            for url in rec.spec.notify or []:
+                if url not in urls:
+                    urls.append(url)
+        return urls
+
+    async def notify_test(self, urls: list[str]) -> list[dict[str, Any]]:
+        """Send a test message to each channel now (not through the outbox)."""
+        from agentcron.notify.channels import channel_for
+        from agentcron.notify.messages import Message
+
+        if not urls:
+            raise ServiceError(
+                "no channels configured: add `notify:` URLs to agentcron.yaml or pass --channel URL"
+            )
+        message = Message(
+            title="agentcron test message",
+            body="✔ This is a test from agentcron: notifications reach you through this channel.",
+            task="",
+            event="test",
+            incident_kind="",
+            severity="info",
+        )
+        results = []
+        for url in urls:
+            channel = channel_for(url)
+            result = await channel.send(message)
+            results.append(
+                {
+                    "channel": channel.key,
+                    "ok": result.ok,
+                    "error": result.error,
+                    "permanent": result.permanent,
+                }
+            )
+        return results
+
+    def channel_health(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "channel": h.channel_key,
+                "ok": h.ok,
+                "pending": h.pending,
+                "last_ok_at": iso(h.last_ok_at),
+                "last_error": h.last_error,
+                "last_error_at": iso(h.last_error_at),
+                "failing_since": iso(h.failing_since),
+                "broken": h.broken,
+                "undeliverable": h.undeliverable,
+            }
+            for h in self.store.channel_health()
+        ]
+
+    def doctor_checks(self) -> list[dict[str, str]]:
+        """Channel and delivery checks for `agentcron doctor`."""
+        checks = []
+        for h in self.channel_health():
+            if h["broken"]:
+                checks.append(
+                    {
+                        "name": f"channel {h['channel']}",
+                        "status": "fail",
+                        "message": f"unusable: {h['last_error']} "
+                        f"({h['undeliverable']} message(s) could not be sent)",
+                    }
+                )
+            elif not h["ok"]:
+                checks.append(
+                    {
+                        "name": f"channel {h['channel']}",
+                        "status": "fail",
+                        "message": f"failing since {h['failing_since']}: {h['last_error']}"
+                        f"; {h['pending']} message(s) waiting, they will be retried",
+                    }
+                )
+            else:
+                checks.append(
+                    {
+                        "name": f"channel {h['channel']}",
+                        "status": "ok",
+                        "message": f"last sent {h['last_ok_at'] or 'never'}, "
+                        f"{h['pending']} waiting",
+                    }
+                )
+        failed = [d for d in self.store.deliveries(limit=200) if d.status.value == "failed"]
+        if failed:
+            checks.append(
+                {
+                    "name": "deliveries",
+                    "status": "warn",
+                    "message": f"{len(failed)} output(s) could not be delivered, e.g. "
+                    f"{failed[0].task} to {failed[0].target_key}: {failed[0].last_error}",
+                }
+            )
+        open_incidents = self.store.incidents(open_only=True, limit=20)
+        if open_incidents:
+            checks.append(
+                {
+                    "name": "incidents",
+                    "status": "warn",
+                    "message": "; ".join(
+                        f"{i.task}: {i.kind.value} ({i.summary})" for i in open_incidents[:5]
+                    ),
+                }
+            )
+        return checks
 
     # ---- daemon health -------------------------------------------------------------
     def daemon_status(self) -> dict[str, Any]:

@@ -104,7 +104,9 @@ def service_for(
     except StoreError as exc:
         fail(str(exc))
     try:
-        defaults = Defaults(loaded.timezone if loaded else None, None)
+        defaults = Defaults(
+            loaded.timezone if loaded else None, loaded.defaults if loaded else None
+        )
         service = Service(store, _home(home), defaults=defaults)
         if loaded is not None and sync:
             service.sync_file_tasks(loaded.tasks)
@@ -199,6 +201,20 @@ def run(
         fail(f"cannot start: {exc}")
     except KeyboardInterrupt:
         pass
+
+
+def _env_seconds(name: str, default: float) -> float:
+    import os
+
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    from agentcron.durations import parse_duration
+
+    try:
+        return parse_duration(raw).total_seconds()
+    except ValueError as exc:
+        fail(f"environment variable {name}: {exc}")
 
 
 @app.command("list")
@@ -412,6 +428,46 @@ def doctor(
     else:
         render.doctor(out, report)
     if not report["ok"]:
+        raise typer.Exit(1)
+
+
+notify_app = typer.Typer(help="Notification channels.", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command("test")
+def notify_test(
+    channel: Annotated[
+        list[str] | None, typer.Option("--channel", help="Apprise URL (default: all configured)")
+    ] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send a test message and report success or the channel's error."""
+    from agentcron.config.errors import ConfigError
+    from agentcron.config.loader import load_config
+
+    urls = list(channel or [])
+    if not urls:
+        try:
+            urls = list(load_config(_config_path(config)).notify)
+        except ConfigError as exc:
+            fail(f"cannot read the channels from the config:\n{exc}")
+    with service_for(config, home, db) as svc:
+        if not channel:
+            urls = svc.channel_urls(urls)
+        results = asyncio.run(svc.notify_test(urls))
+    if json_out:
+        emit_json(results)
+    else:
+        for r in results:
+            if r["ok"]:
+                out.print(f"[green]✔[/] {r['channel']}: delivered")
+            else:
+                err.print(f"[red]✖[/] {r['channel']}: {r['error']}")
+    if not all(r["ok"] for r in results):
         raise typer.Exit(1)
 
 
