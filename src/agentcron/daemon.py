@@ -10,6 +10,7 @@ than waiting out their lease: leases are for other nodes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import contextlib
 import logging
 import os
@@ -74,7 +75,7 @@ class Daemon:
         self.registry: ActionRegistry | None = None
         self.service: Service | None = None
         self.stop_event = asyncio.Event()
-        self._config_stamp: tuple[float, int] | None = None
+        self._config_stamp: str | None = None
 
     # ---- assembly ----------------------------------------------------------------
     def _load(self) -> LoadedConfig:
@@ -358,12 +359,12 @@ def _log_finished(finished: Finished) -> None:
     )
 
 
-def _stamp(path: Path) -> tuple[float, int] | None:
+def _stamp(path: Path) -> str | None:
+    """The file's content hash: an edit within one mtime tick is still seen."""
     try:
-        st = path.stat()
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
-    return (st.st_mtime, st.st_size)
 
 
 def _seconds(value: float) -> timedelta:

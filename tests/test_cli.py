@@ -1,0 +1,143 @@
+"""The CLI as a person and a script use it: tables, --json shapes, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentcron.interfaces.cli import app
+
+RUNS_FIELDS = {
+    "id", "task", "scheduled_for", "status", "attempts", "error_class", "error", "started_at",
+    "finished_at", "next_attempt_at", "delivery_status", "output_path",
+}
+LIST_FIELDS = {
+    "name", "schedule", "timezone", "paused", "next_run", "last_status", "health", "source",
+}
+
+CONFIG = """
+timezone: Europe/Berlin
+tasks:
+  story:
+    cron: "30 2 * * *"
+    command: ["echo", "once upon a time"]
+  beat:
+    every: 15m
+    command: ["true"]
+"""
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
+    (tmp_path / "agentcron.yaml").write_text(CONFIG)
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, (result.output, result.exception)
+        return result.output
+
+    return invoke
+
+
+def test_list_json_has_the_documented_fields(cli) -> None:  # noqa: ANN001
+    rows = json.loads(cli("list", "--json"))
+    assert {r["name"] for r in rows} == {"story", "beat"}
+    for row in rows:
+        assert LIST_FIELDS <= set(row)
+        assert row["source"] == "file"
+        assert row["health"] == "ok"
+        assert row["timezone"] == "Europe/Berlin"
+
+
+def test_next_marks_dst_gap_and_accepts_from(cli) -> None:  # noqa: ANN001
+    rows = json.loads(cli("next", "story", "--count", "2", "--from", "2026-03-28T12:00", "--json"))
+    assert rows[0]["local"] == "2026-03-29T03:00:00+02:00"
+    assert rows[0]["note"] and "02:30" in rows[0]["note"]
+    assert rows[1]["local"] == "2026-03-30T02:30:00+02:00" and rows[1]["note"] is None
+    text = cli("next", "story", "--count", "1", "--from", "2026-03-28T12:00")
+    assert "03:00" in text
+
+
+def test_add_pause_resume_trigger_remove(cli) -> None:  # noqa: ANN001
+    out = cli("add", "backup", "--every", "1h", "--tz", "UTC", "--", "sh", "-c", "echo hi")
+    assert "added backup" in out
+    row = next(r for r in json.loads(cli("list", "--json")) if r["name"] == "backup")
+    assert row["source"] == "api" and row["schedule"] == "every 1 hour"
+    assert json.loads(cli("pause", "backup", "--json"))["health"] == "paused"
+    resumed = json.loads(cli("resume", "backup", "--json"))
+    assert resumed["paused"] is False and resumed["next_run"]
+    run = json.loads(cli("trigger", "backup", "--json"))
+    assert run["status"] == "pending" and run["trigger"] == "manual"
+    runs = json.loads(cli("runs", "backup", "--json"))
+    assert len(runs) == 1 and RUNS_FIELDS <= set(runs[0])
+    cli("remove", "backup")
+    assert "backup" not in {r["name"] for r in json.loads(cli("list", "--json"))}
+    # history is kept
+    assert json.loads(cli("runs", "backup", "--json"))[0]["status"] == "cancelled"
+
+
+def test_bad_input_names_the_problem_and_changes_nothing(cli) -> None:  # noqa: ANN001
+    out = cli("add", "bad", "--cron", "61 * * * *", "--", "true", code=1)
+    assert "tasks.bad.cron" in out and "61" in out
+    out = cli("add", "bad", "--every", "5x", "--", "true", code=1)
+    assert "tasks.bad.every" in out
+    out = cli("add", "bad", "--every", "5m", "--tz", "Mars/Base", "--", "true", code=1)
+    assert "tasks.bad.timezone" in out and "Mars/Base" in out
+    out = cli("add", "bad", "--every", "5m", code=1)
+    assert "command" in out
+    out = cli("add", "story", "--every", "5m", "--", "true", code=1)
+    assert "defined in the config file" in out
+    assert "bad" not in {r["name"] for r in json.loads(cli("list", "--json"))}
+    out = cli("show", "stroy", code=1)
+    assert "did you mean 'story'" in out
+    out = cli("remove", "story", code=1)
+    assert "config file" in out
+    out = cli("logs", "999", code=1)
+    assert "no run with id 999" in out
+    out = cli("next", "story", "--from", "yesterday", code=1)
+    assert "--from" in out
+    out = cli("runs", "--limit", "0", code=1)
+    assert "--limit" in out
+
+
+def test_validate_reports_every_problem_with_task_and_field(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    assert "valid" in cli("validate")
+    (tmp_path / "agentcron.yaml").write_text(
+        'tasks:\n  a:\n    cron: "61 * * * *"\n    command: [x]\n'
+        "  b:\n    every: 5m\n    timezone: Nowhere/City\n    command: [x]\n"
+        "  c:\n    every: soon\n    command: [x]\n    retrys: 2\n"
+    )
+    out = cli("validate", code=1)
+    for needle in ("tasks.a.cron", "tasks.b.timezone", "tasks.c.every", "tasks.c.retrys",
+                   "did you mean 'retries'"):
+        assert needle in out
+    problems = json.loads(cli("validate", "--json", code=1))["problems"]
+    assert {p["location"] for p in problems} >= {"tasks.a.cron", "tasks.b.timezone"}
+    (tmp_path / "agentcron.yaml").write_text("tasks:\n  a: [unclosed\n")
+    out = cli("validate", code=1)
+    assert "line" in out
+
+
+def test_corrupt_database_is_a_clear_error(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "agentcron.db").write_bytes(b"this is not sqlite at all" * 100)
+    out = cli("list", code=1)
+    assert "not a usable agentcron database" in out
+    assert (home / "agentcron.db").read_bytes().startswith(b"this is not sqlite")
+
+
+def test_schema_and_init(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    schema = json.loads(cli("schema"))
+    assert "tasks" in schema["properties"]
+    out = cli("init", code=1)
+    assert "already exists" in out
+    (tmp_path / "agentcron.yaml").unlink()
+    cli("init")
+    assert "hello" in json.loads(cli("validate", "--json"))["tasks"]
