@@ -1,0 +1,373 @@
+"""PostgreSQL implementation of :class:`~agentcron.store.base.Store`, for several nodes.
+
+The SQL is :class:`~agentcron.store.sql.SQLStore`'s; this module supplies what only a
+server database needs: a connection that comes back after the server dropped it,
+migrations that two nodes starting at once cannot run twice (an advisory lock held
+for the migrating transaction), and a claim that holds across nodes. SQLite gets
+that last property for free from its single writer; here the candidate slots are
+row-locked with ``FOR UPDATE SKIP LOCKED`` (two nodes never wait on, nor take, the
+same slot) and a task that must not overlap is claimed under a lock on its task
+row, so only one node at a time can decide that it is idle.
+
+One connection per store object, guarded by a lock, as with SQLite: the daemon's
+event loop and its watchdog thread share it. Transactions are explicit; reads
+commit at once so the connection never sits idle inside a transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from agentcron.model import SlotStatus, TaskSpec
+from agentcron.store._rows import (
+    ATTEMPT_COLUMNS,
+    SLOT_COLUMNS,
+    attempt_from_row,
+    dt,
+    slot_from_row,
+    ts,
+)
+from agentcron.store.base import Claim
+from agentcron.store.errors import StoreError
+from agentcron.store.migrations import APP_ID, MIGRATIONS, SCHEMA_VERSION
+from agentcron.store.sql import Cursor, SQLStore
+
+# First half of the two-part advisory lock key; the second is the schema's hash, so
+# stores in different schemas of one database do not wait for each other.
+_MIGRATION_LOCK_CLASS = 0x61637272  # "acrr"
+_CONNECT_TIMEOUT_S = 10
+_SLOT_COLUMNS_S = ", ".join("s." + c.strip() for c in SLOT_COLUMNS.split(","))
+_N_SLOT_COLUMNS = len(SLOT_COLUMNS.split(","))
+
+
+@lru_cache(maxsize=512)
+def _pg_sql(text: str) -> str:
+    """The shared SQL's ``?`` placeholders in psycopg's ``%s`` style (it has no literal
+    ``?``; a ``%`` is escaped so it stays literal)."""
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+class _Conn:
+    """What :class:`SQLStore` expects of a connection inside a transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.raw = conn
+
+    def execute(self, text: str, params: Sequence[Any] = ()) -> Cursor:
+        # The protocol declares ``rowcount`` settable; psycopg's is a read-only property.
+        return cast(Cursor, self.raw.execute(_pg_sql(text), params))
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with its password removed, in the form it was given (URL or key=value)."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, hosts = netloc.rsplit("@", 1)
+            netloc = f"{userinfo.split(':', 1)[0]}@{hosts}"
+        query = urlencode(
+            [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(unparsable PostgreSQL DSN)"
+    params.pop("password", None)
+    return make_conninfo("", **params)
+
+
+def _server_name(params: dict[str, Any]) -> str:
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    port = params.get("port") or "5432"
+    return f"{host}:{port}/{params.get('dbname') or params.get('user') or '(default database)'}"
+
+
+class PostgresStore(SQLStore):
+    def __init__(self, dsn: str, *, schema: str | None = None) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        try:
+            self._params: dict[str, Any] = conninfo_to_dict(dsn)
+        except psycopg.Error as exc:
+            raise StoreError(f"invalid PostgreSQL DSN {redact_dsn(dsn)}: {exc}") from None
+        self._params.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
+        self._params.setdefault("application_name", "agentcron")
+        self._password = str(self._params.get("password") or "")
+        self._lock = threading.RLock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
+        self._migrate()
+
+    # ---- plumbing ----------------------------------------------------------------
+    def _where(self) -> str:
+        return _server_name(self._params) + (f" (schema {self.schema})" if self.schema else "")
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._password, "***") if self._password else text
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The live connection, opened (again) if there is none."""
+        if self._closed:
+            raise StoreError("the store was closed")
+        if self._conn is not None and not (self._conn.closed or self._conn.broken):
+            return self._conn
+        self._discard()
+        try:
+            conn = psycopg.connect(**self._params, autocommit=False)
+        except psycopg.Error as exc:
+            reason = self._scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {self._where()}: {reason or type(exc).__name__}"
+            ) from None
+        if self.schema is not None:
+            # A session setting, committed so that no later rollback undoes it; the
+            # schema itself is created by the migration, under its lock.
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            conn.commit()
+        self._conn = conn
+        return conn
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _begin(self, stack: ExitStack) -> psycopg.Connection[Any]:
+        """Enter a transaction; if the server dropped the connection since its last
+        use, open a new one and try once more (nothing was sent in this one yet)."""
+        conn = self._connection()
+        try:
+            stack.enter_context(conn.transaction())
+        except psycopg.OperationalError:
+            if not (conn.closed or conn.broken):
+                raise
+            conn = self._connection()
+            stack.enter_context(conn.transaction())
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[_Conn]:
+        with self._lock, ExitStack() as stack:
+            yield _Conn(self._begin(stack))
+
+    def _q(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._tx() as db:
+            return list(db.execute(text, params).fetchall())
+
+    def _migrate(self) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION` in one transaction (PostgreSQL's DDL
+        is transactional), or say in one sentence why this database cannot be used."""
+        try:
+            with self._tx() as db:
+                target = self.schema or db.execute("SELECT current_schema()").fetchone()[0]
+                if target is None:
+                    raise StoreError(
+                        f"PostgreSQL at {self._where()}: the search_path names no existing "
+                        "schema to create agentcron's tables in; create it (CREATE SCHEMA …) "
+                        "or point the search_path at one"
+                    )
+                key = int.from_bytes(hashlib.sha256(target.encode()).digest()[:4], signed=True)
+                db.execute("SELECT pg_advisory_xact_lock(?, ?)", (_MIGRATION_LOCK_CLASS, key))
+                if (
+                    self.schema is not None
+                    and not db.execute(
+                        "SELECT 1 FROM pg_namespace WHERE nspname = ?", (self.schema,)
+                    ).fetchone()
+                ):
+                    db.raw.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
+                version = self._schema_version(db, target)
+                for index in range(version, SCHEMA_VERSION):
+                    for stmt in MIGRATIONS[index]:
+                        db.execute(stmt.replace("{pk}", "BIGSERIAL PRIMARY KEY"))
+                    if index == 0:
+                        db.execute("INSERT INTO meta (key, value) VALUES ('app', ?)", (APP_ID,))
+                    db.execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (str(index + 1),),
+                    )
+        except psycopg.Error as exc:
+            self.close()
+            raise StoreError(
+                f"PostgreSQL at {self._where()} cannot hold agentcron's data: "
+                f"{self._scrub(str(exc).strip().splitlines()[0])}"
+            ) from None
+        except StoreError:
+            self.close()
+            raise
+
+    def _schema_version(self, db: _Conn, target: str) -> int:
+        tables = {
+            r[0]
+            for r in db.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+                (target,),
+            ).fetchall()
+        }
+        if "meta" not in tables:
+            if tables:
+                raise StoreError(
+                    f"PostgreSQL at {self._where()} is not an agentcron database: schema "
+                    f"{target!r} already holds tables {sorted(tables)[:5]}. Use another "
+                    "database or schema."
+                )
+            return 0
+        foreign = StoreError(
+            f"PostgreSQL at {self._where()} is not an agentcron database: schema {target!r} "
+            "has a 'meta' table that agentcron did not write. Use another database or schema."
+        )
+        try:
+            rows = dict(
+                db.execute(
+                    "SELECT key, value FROM meta WHERE key IN ('app', 'schema_version')"
+                ).fetchall()
+            )
+        except psycopg.Error:
+            raise foreign from None
+        if rows.get("app") != APP_ID:
+            raise foreign
+        version = int(rows.get("schema_version") or 0)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"PostgreSQL at {self._where()} was written by a newer agentcron (schema "
+                f"{version}, this version knows {SCHEMA_VERSION}); upgrade agentcron."
+            )
+        return version
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._discard()
+
+    def describe(self) -> str:
+        where = redact_dsn(self.dsn)
+        return f"{where} (schema {self.schema})" if self.schema else where
+
+    # ---- the claim across nodes --------------------------------------------------------
+    def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
+        """As :meth:`SQLStore.claim`, safe with several nodes claiming at once.
+
+        Candidates another node is claiming are skipped, not waited for. For a task
+        whose overlap is not ``allow``, its task row is locked (skipped if another node
+        holds it) and the "is one already running?" question asked again under that
+        lock, so two nodes cannot each start one."""
+        if limit <= 0:
+            return []
+        claims: list[Claim] = []
+        with self._tx() as db:
+            busy = {
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT task FROM slots WHERE status = 'running'"
+                ).fetchall()
+            }
+            rows = db.execute(
+                f"SELECT {_SLOT_COLUMNS_S}, t.spec, t.overlap FROM slots s "
+                "JOIN tasks t ON t.name = s.task "
+                "WHERE s.status IN ('pending', 'retrying') "
+                "AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= ?) "
+                "AND (s.status = 'pending' OR s.next_attempt_at IS NOT NULL) "
+                "ORDER BY COALESCE(s.next_attempt_at, s.scheduled_for), s.id LIMIT ? "
+                "FOR UPDATE OF s SKIP LOCKED",
+                (ts(now), max(limit * 4, 16)),
+            ).fetchall()
+            for row in rows:
+                if len(claims) >= limit:
+                    break
+                slot = slot_from_row(row[:_N_SLOT_COLUMNS])
+                spec_text, overlap = row[_N_SLOT_COLUMNS], row[_N_SLOT_COLUMNS + 1]
+                if overlap != "allow":
+                    if slot.task in busy or not self._idle_under_lock(db, slot.task):
+                        busy.add(slot.task)
+                        continue
+                    busy.add(slot.task)
+                number = slot.attempts + 1
+                fresh = db.execute(
+                    "UPDATE slots SET status = 'running', attempts = ?, lease_owner = ?, "
+                    "lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
+                    f"next_attempt_at = NULL WHERE id = ? RETURNING {SLOT_COLUMNS}",
+                    (number, owner, ts(lease_until), ts(now), slot.id),
+                ).fetchone()
+                attempt = db.execute(
+                    "INSERT INTO attempts (slot_id, number, started_at, status, node) "
+                    f"VALUES (?, ?, ?, 'running', ?) RETURNING {ATTEMPT_COLUMNS}",
+                    (slot.id, number, ts(now), owner),
+                ).fetchone()
+                claims.append(
+                    Claim(
+                        slot=slot_from_row(fresh),
+                        attempt=attempt_from_row(attempt),
+                        spec=TaskSpec.model_validate_json(spec_text),
+                    )
+                )
+        return claims
+
+    @staticmethod
+    def _idle_under_lock(db: _Conn, task: str) -> bool:
+        """Lock the task row (False if another node holds it) and check, after the lock
+        is ours, that none of its slots is running. Read Committed gives the second
+        statement a fresh snapshot, so it sees a claim committed just before."""
+        if (
+            db.execute(
+                "SELECT 1 FROM tasks WHERE name = ? FOR UPDATE SKIP LOCKED", (task,)
+            ).fetchone()
+            is None
+        ):
+            return False
+        return (
+            db.execute(
+                "SELECT 1 FROM slots WHERE task = ? AND status = 'running' LIMIT 1", (task,)
+            ).fetchone()
+            is None
+        )
+
+    # ---- dialect fixes for two shared statements ------------------------------------
+    # TODO(store): drop both once sql.py's next_wakeup aliases its subquery and
+    # set_slot_status compares its CASE parameter (`? = 1`); PostgreSQL 15 rejects both.
+    def next_wakeup(self) -> datetime | None:
+        row = self._q(
+            "SELECT MIN(x) FROM ("
+            " SELECT MIN(next_fire_at) AS x FROM tasks WHERE paused = 0"
+            " UNION ALL SELECT MIN(next_attempt_at) FROM slots"
+            " WHERE status IN ('pending', 'retrying')"
+            ") AS w"
+        )
+        return dt(row[0][0]) if row and row[0][0] is not None else None
+
+    def set_slot_status(
+        self,
+        slot_id: int,
+        status: SlotStatus,
+        reason: str | None,
+        now: datetime,
+        only_from: Sequence[SlotStatus] = (),
+    ) -> bool:
+        text = (
+            "UPDATE slots SET status = ?, reason = ?, finished_at = ?, next_attempt_at = NULL, "
+            "lease_owner = CASE WHEN ? = 1 THEN NULL ELSE lease_owner END WHERE id = ?"
+        )
+        params: list[Any] = [
+            status.value,
+            reason,
+            ts(now) if status.is_final else None,
+            int(status.is_final),
+            slot_id,
+        ]
+        if only_from:
+            text += f" AND status IN ({', '.join('?' for _ in only_from)})"
+            params.extend(s.value for s in only_from)
+        with self._tx() as db:
+            return db.execute(text, params).rowcount == 1

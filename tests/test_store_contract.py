@@ -1,0 +1,1007 @@
+"""The Store contract, one test body per rule, run against SQLite and PostgreSQL.
+
+The PostgreSQL runs skip (with the reason) where no server answers and fail where
+``AGENTCRON_REQUIRE_PG=1`` says one must. Each gets a schema of its own, dropped after.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentcron.model import DeliveryStatus, ErrorClass, SlotStatus, TaskSource, TaskSpec
+from agentcron.notify import Incident, IncidentKind, MemoryOutbox, Message, OutboxStore
+from agentcron.store import AttemptOutcome, NewSlot, NodeInfo, StoreError
+from agentcron.store.sql import SQLStore
+from agentcron.store.sqlite import SQLiteStore
+from conftest import PG_DSN, require_pg
+
+T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+OK = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
+
+
+class Backend:
+    """Opens store objects on one database, as separate nodes or processes would."""
+
+    name: str
+
+    def open(self) -> SQLStore:
+        raise NotImplementedError
+
+    def raw(self, statements: Sequence[str]) -> None:
+        """Run SQL on the database without a store (to plant foreign or broken state)."""
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        pass
+
+
+class SQLiteBackend(Backend):
+    name = "sqlite"
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "agentcron.db"
+
+    def open(self) -> SQLStore:
+        return SQLiteStore(self.path)
+
+    def raw(self, statements: Sequence[str]) -> None:
+        db = sqlite3.connect(self.path)
+        try:
+            for stmt in statements:
+                db.execute(stmt)
+            db.commit()
+        finally:
+            db.close()
+
+
+class PostgresBackend(Backend):
+    name = "postgres"
+
+    def __init__(self) -> None:
+        from pg_util import new_schema_name
+
+        self.schema = new_schema_name()
+
+    def open(self) -> SQLStore:
+        from agentcron.store.postgres import PostgresStore
+
+        return PostgresStore(PG_DSN, schema=self.schema)
+
+    def raw(self, statements: Sequence[str]) -> None:
+        from pg_util import admin_execute
+
+        admin_execute(statements, schema=self.schema)
+
+    def cleanup(self) -> None:
+        from pg_util import drop_schema
+
+        drop_schema(self.schema)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "postgres":
+        require_pg()
+        b: Backend = PostgresBackend()
+    else:
+        b = SQLiteBackend(tmp_path)
+    try:
+        yield b
+    finally:
+        b.cleanup()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[SQLStore]:
+    s = backend.open()
+    yield s
+    s.close()
+
+
+def spec(name: str, **kw: Any) -> TaskSpec:
+    kw.setdefault("every", "60s")
+    kw.setdefault("command", ["true"])
+    return TaskSpec(name=name, **kw)
+
+
+def add(store: SQLStore, name: str, nfa: datetime | None = T0, **kw: Any) -> TaskSpec:
+    s = spec(name, **kw)
+    store.upsert_task(s, TaskSource.API, T0, nfa)
+    return s
+
+
+def slot_at(
+    store: SQLStore,
+    task: str,
+    at: datetime,
+    status: SlotStatus = SlotStatus.PENDING,
+    reason: str | None = None,
+) -> int:
+    made = store.add_slot(task, NewSlot(at, status, reason), T0)
+    assert made is not None
+    return made.id
+
+
+def claim_one(store: SQLStore, owner: str = "n1", now: datetime = T0) -> Any:
+    claims = store.claim(owner, now, now + MIN, 1)
+    assert len(claims) == 1, claims
+    return claims[0]
+
+
+def retry_at(at: datetime) -> AttemptOutcome:
+    return AttemptOutcome(
+        ok=False,
+        slot_status=SlotStatus.RETRYING,
+        error_class=ErrorClass.RATE_LIMITED,
+        error="429",
+        next_attempt_at=at,
+    )
+
+
+# ---- tasks ---------------------------------------------------------------------------------
+def test_upsert_keeps_next_fire_at_unless_the_schedule_changes(store: SQLStore) -> None:
+    rec = store.upsert_task(spec("a"), TaskSource.API, T0, T0 + MIN)
+    assert (rec.name, rec.source, rec.paused, rec.next_fire_at) == (
+        "a",
+        TaskSource.API,
+        False,
+        T0 + MIN,
+    )
+    again = store.upsert_task(spec("a"), TaskSource.API, T0 + MIN, T0 + 5 * MIN)
+    assert again.next_fire_at == T0 + MIN and again.updated_at == T0  # nothing changed at all
+    other = store.upsert_task(spec("a", retries=7), TaskSource.API, T0 + MIN, T0 + 5 * MIN)
+    assert other.next_fire_at == T0 + MIN and other.spec.retries == 7
+    assert other.updated_at == T0 + MIN
+    moved = store.upsert_task(spec("a", every="120s"), TaskSource.API, T0, T0 + 9 * MIN)
+    assert moved.next_fire_at == T0 + 9 * MIN
+    assert moved.spec.every == timedelta(seconds=120)
+    assert store.get_task("missing") is None
+
+
+def test_upsert_many_and_list_tasks_by_name(store: SQLStore) -> None:
+    store.upsert_many(
+        [(spec("b"), T0), (spec("a"), None), (spec("c", overlap="allow"), T0)], TaskSource.CODE, T0
+    )
+    tasks = store.list_tasks()
+    assert [t.name for t in tasks] == ["a", "b", "c"]
+    assert {t.source for t in tasks} == {TaskSource.CODE}
+    assert tasks[0].next_fire_at is None and tasks[2].spec.overlap.value == "allow"
+
+
+def test_sync_file_tasks_adds_changes_removes_and_leaves_api_tasks(store: SQLStore) -> None:
+    add(store, "api1")
+    nxt = {"a": T0, "b": T0, "c": T0 + MIN}
+    assert store.sync_file_tasks([spec("a"), spec("b")], T0, nxt) == (["a", "b"], [], [])
+    waiting = slot_at(store, "b", T0)
+    assert store.sync_file_tasks([spec("a"), spec("b")], T0, nxt) == ([], [], [])
+    added, changed, removed = store.sync_file_tasks([spec("a", retries=1), spec("c")], T0, nxt)
+    assert (added, changed, removed) == (["c"], ["a"], ["b"])
+    assert [t.name for t in store.list_tasks()] == ["a", "api1", "c"]
+    api1 = store.get_task("api1")
+    assert api1 is not None and api1.source is TaskSource.API
+    gone = store.get_slot(waiting)
+    assert gone is not None and gone.status is SlotStatus.CANCELLED
+    # A file task taking over an API task's name replaces it.
+    _, changed, removed = store.sync_file_tasks(
+        [spec("a", retries=1), spec("c"), spec("api1")], T0, nxt
+    )
+    assert (changed, removed) == (["api1"], [])
+    api1 = store.get_task("api1")
+    assert api1 is not None and api1.source is TaskSource.FILE
+
+
+def test_remove_cancels_waiting_slots_and_keeps_history(store: SQLStore) -> None:
+    add(store, "t", overlap="allow")
+    slot_at(store, "t", T0)
+    done = claim_one(store)
+    assert store.finish_attempt(done.slot.id, done.attempt.id, "n1", OK, T0)
+    retrying = slot_at(store, "t", T0 + MIN)
+    c = claim_one(store)
+    assert store.finish_attempt(c.slot.id, c.attempt.id, "n1", retry_at(T0 + 2 * MIN), T0)
+    pending = slot_at(store, "t", T0 + 2 * MIN)
+    assert store.remove_task("t", T0 + 3 * MIN)
+    assert store.get_task("t") is None
+    by_id = {s.id: s for s in store.slots("t")}
+    assert by_id[done.slot.id].status is SlotStatus.SUCCEEDED
+    for sid in (retrying, pending):
+        assert by_id[sid].status is SlotStatus.CANCELLED
+        assert by_id[sid].reason == "task removed"
+        assert by_id[sid].finished_at == T0 + 3 * MIN and by_id[sid].next_attempt_at is None
+    assert not store.remove_task("t", T0)
+
+
+def test_set_paused_cancels_waiting_slots_and_hides_the_task_from_due(store: SQLStore) -> None:
+    add(store, "t")
+    waiting = slot_at(store, "t", T0)
+    assert store.set_paused("t", True, T0, None)
+    rec = store.get_task("t")
+    assert rec is not None and rec.paused and rec.spec.paused and rec.next_fire_at is None
+    slot = store.get_slot(waiting)
+    assert slot is not None and (slot.status, slot.reason) == (SlotStatus.CANCELLED, "task paused")
+    assert store.due_tasks(T0 + 60 * MIN, 10) == []
+    assert store.set_paused("t", False, T0, T0 + MIN)
+    rec = store.get_task("t")
+    assert rec is not None and not rec.paused and rec.next_fire_at == T0 + MIN
+    assert [t.name for t in store.due_tasks(T0 + MIN, 10)] == ["t"]
+    assert not store.set_paused("nope", True, T0, None)
+
+
+def test_due_tasks_earliest_first_with_limit(store: SQLStore) -> None:
+    add(store, "late", T0 + 2 * MIN)
+    add(store, "early", T0)
+    add(store, "mid", T0 + MIN)
+    add(store, "future", T0 + 10 * MIN)
+    add(store, "never", None)
+    add(store, "paused", T0 - MIN, paused=True)
+    assert [t.name for t in store.due_tasks(T0 + 2 * MIN, 10)] == ["early", "mid", "late"]
+    assert [t.name for t in store.due_tasks(T0 + 2 * MIN, 2)] == ["early", "mid"]
+    assert store.due_tasks(T0 - timedelta(seconds=1), 10) == []
+
+
+def test_next_wakeup_is_the_earliest_fire_or_retry(store: SQLStore) -> None:
+    assert store.next_wakeup() is None
+    add(store, "t", T0 + 10 * MIN, overlap="allow")
+    add(store, "p", T0, paused=True)
+    assert store.next_wakeup() == T0 + 10 * MIN
+    slot_at(store, "t", T0)
+    c = claim_one(store)
+    store.finish_attempt(c.slot.id, c.attempt.id, "n1", retry_at(T0 + 3 * MIN), T0)
+    assert store.next_wakeup() == T0 + 3 * MIN
+
+
+# ---- slots ---------------------------------------------------------------------------------
+def test_materialize_is_a_compare_and_set_and_inserts_each_slot_once(store: SQLStore) -> None:
+    add(store, "t", T0)
+    made = store.materialize(
+        "t",
+        T0,
+        T0 + 2 * MIN,
+        [NewSlot(T0), NewSlot(T0 + MIN, SlotStatus.SKIPPED, "previous run still running")],
+        T0,
+    )
+    assert made is not None
+    assert [(s.scheduled_for, s.status) for s in made] == [
+        (T0, SlotStatus.PENDING),
+        (T0 + MIN, SlotStatus.SKIPPED),
+    ]
+    assert made[0].finished_at is None and made[1].finished_at == T0
+    assert made[1].reason == "previous run still running"
+    # Another node with the stale expectation loses and writes nothing.
+    assert store.materialize("t", T0, T0 + 5 * MIN, [NewSlot(T0 + 3 * MIN)], T0) is None
+    rec = store.get_task("t")
+    assert rec is not None and rec.next_fire_at == T0 + 2 * MIN
+    assert len(store.slots("t")) == 2
+    # An existing slot is not inserted again; the task still advances.
+    again = store.materialize("t", T0 + 2 * MIN, None, [NewSlot(T0), NewSlot(T0 + 2 * MIN)], T0)
+    assert again is not None and [s.scheduled_for for s in again] == [T0 + 2 * MIN]
+    # None is a value like any other for the compare-and-set (a finished one-shot).
+    assert store.materialize("t", None, T0 + 9 * MIN, [], T0) == []
+    assert store.materialize("nope", T0, T0, [NewSlot(T0)], T0) is None
+
+
+def test_add_slot_is_idempotent_and_keeps_the_trigger(store: SQLStore) -> None:
+    add(store, "t")
+    first = store.add_slot("t", NewSlot(T0, trigger="manual"), T0)
+    assert first is not None and first.trigger == "manual" and first.status is SlotStatus.PENDING
+    assert first.created_at == T0 and first.attempts == 0
+    assert store.add_slot("t", NewSlot(T0), T0) is None
+    assert store.get_slot(first.id) == first
+    assert store.get_slot(first.id + 1000) is None
+
+
+def test_claim_takes_pending_and_due_retries_and_opens_attempts(store: SQLStore) -> None:
+    add(store, "a", overlap="allow")
+    add(store, "b")
+    a1 = slot_at(store, "a", T0)
+    claims = store.claim("n1", T0 + MIN, T0 + 2 * MIN, 5)
+    assert [c.slot.id for c in claims] == [a1]
+    c = claims[0]
+    assert c.spec == spec("a", overlap="allow")
+    assert (
+        c.slot.status,
+        c.slot.lease_owner,
+        c.slot.lease_expires_at,
+        c.slot.started_at,
+        c.slot.attempts,
+    ) == (SlotStatus.RUNNING, "n1", T0 + 2 * MIN, T0 + MIN, 1)
+    assert (
+        c.attempt.slot_id,
+        c.attempt.number,
+        c.attempt.status,
+        c.attempt.node,
+        c.attempt.started_at,
+    ) == (a1, 1, "running", "n1", T0 + MIN)
+    store.finish_attempt(a1, c.attempt.id, "n1", retry_at(T0 + 5 * MIN), T0 + MIN)
+    b1 = slot_at(store, "b", T0 + MIN)
+    # The retry is not due yet; the pending slot is.
+    assert [c.slot.id for c in store.claim("n2", T0 + 4 * MIN, T0 + 9 * MIN, 5)] == [b1]
+    again = store.claim("n2", T0 + 5 * MIN, T0 + 9 * MIN, 5)
+    assert [(c.slot.id, c.attempt.number) for c in again] == [(a1, 2)]
+    assert again[0].slot.started_at == T0 + MIN  # the slot started with its first attempt
+    assert again[0].slot.next_attempt_at is None
+    assert [a.number for a in store.attempts(a1)] == [1, 2]
+    assert store.claim("n2", T0 + 60 * MIN, T0 + 61 * MIN, 5) == []
+    assert store.claim("n2", T0, T0, 0) == []
+
+
+def test_claim_runs_one_slot_per_task_unless_overlap_allows(store: SQLStore) -> None:
+    add(store, "solo", overlap="queue")
+    add(store, "many", overlap="allow")
+    for i in range(3):
+        slot_at(store, "solo", T0 + i * MIN)
+        slot_at(store, "many", T0 + i * MIN)
+    first = store.claim("n1", T0 + 5 * MIN, T0 + 9 * MIN, 10)
+    assert Counter(c.slot.task for c in first) == {"solo": 1, "many": 3}
+    solo = next(c for c in first if c.slot.task == "solo")
+    assert solo.slot.scheduled_for == T0  # oldest first
+    assert store.claim("n2", T0 + 5 * MIN, T0 + 9 * MIN, 10) == []  # another node: still busy
+    store.finish_attempt(solo.slot.id, solo.attempt.id, "n1", OK, T0 + 5 * MIN)
+    nxt = store.claim("n2", T0 + 5 * MIN, T0 + 9 * MIN, 10)
+    assert [(c.slot.task, c.slot.scheduled_for) for c in nxt] == [("solo", T0 + MIN)]
+
+
+def test_claim_respects_the_limit_oldest_first(store: SQLStore) -> None:
+    add(store, "many", overlap="allow")
+    ids = [slot_at(store, "many", T0 + i * MIN) for i in (3, 1, 2, 0)]
+    got = store.claim("n1", T0 + 9 * MIN, T0 + 10 * MIN, 2)
+    assert [c.slot.id for c in got] == [ids[3], ids[1]]
+
+
+def test_renew_leases_extends_only_the_owners_running_slots(store: SQLStore) -> None:
+    add(store, "t", overlap="allow")
+    slot_at(store, "t", T0)
+    slot_at(store, "t", T0 + MIN)
+    mine = claim_one(store, "n1")
+    theirs = claim_one(store, "n2")
+    assert store.renew_leases("n1", T0 + MIN, T0 + 7 * MIN) == 1
+    assert store.renew_leases("ghost", T0 + MIN, T0 + 7 * MIN) == 0
+    fresh = store.get_slot(mine.slot.id)
+    other = store.get_slot(theirs.slot.id)
+    assert fresh is not None and fresh.lease_expires_at == T0 + 7 * MIN
+    assert other is not None and other.lease_expires_at == T0 + MIN
+
+
+def test_finish_attempt_is_a_compare_and_set_on_the_lease_owner(store: SQLStore) -> None:
+    add(store, "t")
+    sid = slot_at(store, "t", T0)
+    c = claim_one(store, "n1")
+    outcome = AttemptOutcome(
+        ok=True,
+        slot_status=SlotStatus.SUCCEEDED,
+        exit_code=0,
+        output_path="outputs/t/1.txt",
+        tokens={"total": 12},
+        extra={"model": "m"},
+        empty_output=False,
+    )
+    assert not store.finish_attempt(sid, c.attempt.id, "intruder", outcome, T0 + MIN)
+    untouched = store.get_slot(sid)
+    assert untouched is not None and untouched.status is SlotStatus.RUNNING
+    assert store.attempts(sid)[0].finished_at is None
+    assert store.finish_attempt(sid, c.attempt.id, "n1", outcome, T0 + MIN)
+    done = store.get_slot(sid)
+    assert done is not None
+    assert (
+        done.status,
+        done.finished_at,
+        done.lease_owner,
+        done.lease_expires_at,
+        done.output_path,
+        done.error_class,
+    ) == (SlotStatus.SUCCEEDED, T0 + MIN, None, None, "outputs/t/1.txt", None)
+    (attempt,) = store.attempts(sid)
+    assert (
+        attempt.status,
+        attempt.finished_at,
+        attempt.exit_code,
+        attempt.output_path,
+        attempt.tokens,
+        attempt.extra,
+    ) == (
+        "succeeded",
+        T0 + MIN,
+        0,
+        "outputs/t/1.txt",
+        {"total": 12},
+        {"model": "m", "empty_output": False},
+    )
+    assert attempt.duration_s == 60.0
+    assert not store.finish_attempt(sid, c.attempt.id, "n1", outcome, T0 + 2 * MIN)
+
+
+def test_a_failed_attempt_records_its_class_and_explanation(store: SQLStore) -> None:
+    add(store, "t")
+    sid = slot_at(store, "t", T0)
+    c = claim_one(store)
+    bad = AttemptOutcome(
+        ok=False,
+        slot_status=SlotStatus.FAILED,
+        error_class=ErrorClass.AUTH,
+        error="401 from provider",
+        explanation="The API key was refused.",
+        exit_code=1,
+    )
+    assert store.finish_attempt(sid, c.attempt.id, "n1", bad, T0 + MIN)
+    slot = store.get_slot(sid)
+    assert slot is not None
+    assert (slot.status, slot.error_class, slot.error) == (
+        SlotStatus.FAILED,
+        ErrorClass.AUTH,
+        "401 from provider",
+    )
+    (attempt,) = store.attempts(sid)
+    assert (attempt.status, attempt.error_class, attempt.explanation) == (
+        "failed",
+        ErrorClass.AUTH,
+        "The API key was refused.",
+    )
+
+
+def test_set_slot_status_only_from(store: SQLStore) -> None:
+    add(store, "t")
+    sid = slot_at(store, "t", T0)
+    assert not store.set_slot_status(
+        sid, SlotStatus.SUPERSEDED, "x", T0, only_from=[SlotStatus.RETRYING]
+    )
+    assert store.set_slot_status(
+        sid,
+        SlotStatus.SUPERSEDED,
+        "newer run",
+        T0 + MIN,
+        only_from=[SlotStatus.RETRYING, SlotStatus.PENDING],
+    )
+    slot = store.get_slot(sid)
+    assert slot is not None
+    assert (slot.status, slot.reason, slot.finished_at) == (
+        SlotStatus.SUPERSEDED,
+        "newer run",
+        T0 + MIN,
+    )
+    running = slot_at(store, "t", T0 + MIN)
+    claim_one(store, "n1")
+    assert store.set_slot_status(running, SlotStatus.CANCELLED, "stopped", T0 + 2 * MIN)
+    gone = store.get_slot(running)
+    assert gone is not None and gone.lease_owner is None
+    assert not store.set_slot_status(running + 1000, SlotStatus.CANCELLED, None, T0)
+
+
+def test_lapsed_and_record_lost_compare_and_set(store: SQLStore) -> None:
+    add(store, "t", overlap="allow")
+    slot_at(store, "t", T0)
+    slot_at(store, "t", T0 + MIN)
+    slot_at(store, "t", T0 + 2 * MIN)
+    expired = store.claim("dead", T0, T0 + MIN, 1)[0]
+    alive = store.claim("alive", T0, T0 + 10 * MIN, 1)[0]
+    doomed = store.claim("gone", T0, T0 + 10 * MIN, 1)[0]
+    assert [s.id for s in store.lapsed(T0 + MIN)] == []
+    assert [s.id for s in store.lapsed(T0 + 2 * MIN)] == [expired.slot.id]
+    assert [s.id for s in store.lapsed(T0 + 2 * MIN, ["gone"])] == [expired.slot.id, doomed.slot.id]
+    (lost,) = store.lapsed(T0 + 2 * MIN)
+    lost_outcome = AttemptOutcome(
+        ok=False,
+        slot_status=SlotStatus.RETRYING,
+        error_class=ErrorClass.WORKER_LOST,
+        error="the worker stopped responding",
+        next_attempt_at=T0 + 3 * MIN,
+    )
+    # A snapshot older than a renewal loses the compare-and-set: the worker is alive.
+    stale = replace(lost, lease_expires_at=T0 + 30 * MIN)
+    assert not store.record_lost(stale, lost_outcome, T0 + 2 * MIN)
+    assert store.record_lost(lost, lost_outcome, T0 + 2 * MIN)
+    assert not store.record_lost(lost, lost_outcome, T0 + 2 * MIN)  # only once
+    slot = store.get_slot(lost.id)
+    assert slot is not None
+    assert (slot.status, slot.error_class, slot.next_attempt_at, slot.lease_owner) == (
+        SlotStatus.RETRYING,
+        ErrorClass.WORKER_LOST,
+        T0 + 3 * MIN,
+        None,
+    )
+    (attempt,) = store.attempts(lost.id)
+    assert (attempt.status, attempt.error_class) == ("failed", ErrorClass.WORKER_LOST)
+    # The worker that lost it cannot finish it any more.
+    assert not store.finish_attempt(lost.id, expired.attempt.id, "dead", OK, T0 + 2 * MIN)
+    assert store.finish_attempt(alive.slot.id, alive.attempt.id, "alive", OK, T0 + 2 * MIN)
+
+
+def test_slot_listings_and_their_order(store: SQLStore) -> None:
+    add(store, "t", overlap="allow")
+    add(store, "u")
+    ids = {i: slot_at(store, "t", T0 + i * MIN) for i in range(5)}
+    slot_at(store, "u", T0 + 10 * MIN)
+    claims = store.claim("n1", T0 + 9 * MIN, T0 + 20 * MIN, 3)  # t@0, t@1, t@2
+    assert [c.slot.id for c in claims] == [ids[0], ids[1], ids[2]]
+    store.finish_attempt(ids[0], claims[0].attempt.id, "n1", OK, T0 + 9 * MIN)
+    store.finish_attempt(ids[1], claims[1].attempt.id, "n1", OK, T0 + 9 * MIN)
+    store.set_slot_status(ids[3], SlotStatus.SKIPPED, "busy", T0)
+    assert [s.id for s in store.slots("t")] == [ids[4], ids[3], ids[2], ids[1], ids[0]]
+    assert [s.id for s in store.slots("t", limit=2)] == [ids[4], ids[3]]
+    assert [s.task for s in store.slots(limit=1)] == ["u"]
+    assert [
+        s.id for s in store.slots("t", statuses=[SlotStatus.SUCCEEDED, SlotStatus.SKIPPED])
+    ] == [ids[3], ids[1], ids[0]]
+    assert [s.id for s in store.active_slots("t")] == [ids[2], ids[4]]
+    assert len(store.active_slots()) == 3
+    assert [s.id for s in store.last_slots("t", 2)] == [ids[3], ids[1]]
+    last = store.last_success("t")
+    assert last is not None and last.id == ids[1]
+    assert store.last_success("u") is None
+
+
+# ---- nodes and meta ------------------------------------------------------------------------
+def test_nodes_register_heartbeat_and_stop(store: SQLStore) -> None:
+    store.register_node(NodeInfo("a", "host-a", 11, "/home/a", T0, T0))
+    store.register_node(NodeInfo("b", "host-b", 22, "/home/b", T0, T0 + MIN))
+    assert [n.node_id for n in store.nodes()] == ["b", "a"]  # freshest heartbeat first
+    store.heartbeat("a", T0 + 2 * MIN)
+    store.stop_node("b", T0 + 3 * MIN)
+    a, b = sorted(store.nodes(), key=lambda n: n.node_id)
+    assert a == NodeInfo("a", "host-a", 11, "/home/a", T0, T0 + 2 * MIN, None)
+    assert (b.stopped_at, b.heartbeat_at) == (T0 + 3 * MIN, T0 + 3 * MIN)
+    store.register_node(NodeInfo("b", "host-b", 22, "/home/b", T0, T0 + 4 * MIN))
+    b = next(n for n in store.nodes() if n.node_id == "b")
+    assert b.stopped_at is None and b.heartbeat_at == T0 + 4 * MIN
+
+
+def test_meta_values(store: SQLStore) -> None:
+    assert store.get_meta("k") is None
+    store.set_meta("k", "1")
+    store.set_meta("k", "2")
+    assert store.get_meta("k") == "2"
+    assert store.get_meta("app") == "agentcron"
+
+
+# ---- incidents -----------------------------------------------------------------------------
+def message(n: int, task: str = "t") -> Message:
+    return Message(
+        title=f"title {n}",
+        body=f"body {n}",
+        task=task,
+        event="opened",
+        incident_kind="failure",
+        severity="failure",
+    )
+
+
+def test_incidents_are_saved_with_their_messages_and_one_open_per_kind(store: SQLStore) -> None:
+    inc = Incident(
+        task="t",
+        kind=IncidentKind.FAILURE,
+        opened_at=T0,
+        failed_runs=1,
+        first_error_class=ErrorClass.RATE_LIMITED,
+        summary="429",
+        slot_id=7,
+    )
+    (saved,) = store.save_incidents([inc], [("json://k", "json://h/k", message(1))], T0)
+    assert saved.id is not None and replace(saved, id=None) == inc
+    assert store.open_incidents("t") == {"failure": saved}
+    assert [i.message.title for i in store.due(T0, 10)] == ["title 1"]
+    bumped = replace(
+        saved, count=2, retries=1, last_error_class=ErrorClass.TIMEOUT, updated_at=T0 + MIN
+    )
+    store.save_incidents([bumped], [], T0 + MIN)
+    assert store.open_incidents("t")["failure"] == bumped
+    # A second open incident of the same kind is refused, and nothing of that save lands.
+    dup = Incident(task="t", kind=IncidentKind.FAILURE, opened_at=T0 + MIN)
+    with pytest.raises(Exception) as info:
+        store.save_incidents([dup], [("json://k", "json://h/k", message(2))], T0 + MIN)
+    assert "unique" in str(info.value).lower()
+    assert [i.message.title for i in store.due(T0 + MIN, 10)] == ["title 1"]
+    stuck = Incident(task="t", kind=IncidentKind.STUCK, opened_at=T0 + 2 * MIN, since=T0)
+    closed = replace(bumped, closed_at=T0 + 3 * MIN)
+    store.save_incidents([closed, stuck], [], T0 + 3 * MIN)
+    assert set(store.open_incidents("t")) == {"stuck"}
+    (reopened,) = store.save_incidents([dup], [], T0 + 4 * MIN)  # allowed once the first closed
+    assert [i.kind for i in store.incidents("t")] == [
+        IncidentKind.STUCK,
+        IncidentKind.FAILURE,
+        IncidentKind.FAILURE,
+    ]
+    open_stuck = store.open_incidents("t")["stuck"]
+    assert [i.id for i in store.incidents("t", open_only=True)] == [open_stuck.id, reopened.id]
+    assert [i.id for i in store.incidents(open_only=True)] == [open_stuck.id, reopened.id]
+    assert len(store.incidents(limit=1)) == 1
+    assert store.incidents("other") == []
+
+
+# ---- outbox: the same observable behaviour as MemoryOutbox ---------------------------------
+def outbox_story(box: OutboxStore) -> list[Any]:
+    """Drive an outbox through outages, a permanent failure and recoveries, noting what
+    a sender and `doctor` would see at each step (ids left out: they differ by engine)."""
+    seen: list[Any] = []
+
+    def note(now: datetime) -> None:
+        seen.append(
+            [(i.channel_key, i.message.title, i.attempts, i.last_error) for i in box.due(now, 10)]
+        )
+        seen.append(
+            [
+                (
+                    h.channel_key,
+                    h.pending,
+                    h.ok,
+                    h.broken,
+                    h.undeliverable,
+                    h.last_ok_at,
+                    h.failing_since,
+                    h.last_error,
+                )
+                for h in box.channel_health()
+            ]
+        )
+
+    ids = [
+        box.enqueue("chat", "tgram://x/1", message(1), T0),
+        box.enqueue("mail", "mailto://x", message(2), T0 + MIN),
+        box.enqueue("chat", "tgram://x/1", message(3), T0 + MIN),
+    ]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    note(T0 + MIN)
+    box.mark_failed(ids[0], "502 from Telegram", T0 + 5 * MIN, False, T0 + MIN)
+    note(T0 + 2 * MIN)  # chat's head is not due: nothing for chat, not even message 3
+    box.mark_failed(ids[0], "timeout", T0 + 6 * MIN, False, T0 + 5 * MIN)
+    note(T0 + 6 * MIN)
+    box.mark_sent(ids[0], T0 + 6 * MIN)
+    box.mark_failed(ids[1], "550 no such user", None, True, T0 + 6 * MIN)
+    note(T0 + 6 * MIN)  # mail is broken and its message parked; chat moves on to message 3
+    box.mark_sent(ids[2], T0 + 7 * MIN)
+    box.enqueue("mail", "mailto://x", message(4), T0 + 8 * MIN)
+    note(T0 + 8 * MIN)
+    (head,) = box.due(T0 + 8 * MIN, 10)
+    box.mark_failed(head.id, "later", None, False, T0 + 8 * MIN)
+    note(T0 + 8 * MIN)  # a passing failure without a time is due again at once
+    return seen
+
+
+def test_outbox_matches_the_memory_reference(store: SQLStore) -> None:
+    seen = outbox_story(store)
+    assert seen == outbox_story(MemoryOutbox())
+    # The story's key facts, stated once in words a reader can check.
+    assert seen[0] == [("chat", "title 1", 0, None), ("mail", "title 2", 0, None)]
+    assert seen[2] == [("mail", "title 2", 0, None)]
+    assert seen[4] == [("chat", "title 1", 2, "timeout"), ("mail", "title 2", 0, None)]
+    assert seen[6] == [("chat", "title 3", 0, None)]
+    mail = next(h for h in seen[7] if h[0] == "mail")
+    assert mail == ("mail", 0, False, True, 1, None, T0 + 6 * MIN, "550 no such user")
+    chat = next(h for h in seen[5] if h[0] == "chat")
+    assert chat[5:7] == (None, T0 + MIN)  # failing since the first failure, not the last
+    assert seen[8] == [("mail", "title 4", 0, None)]
+    assert seen[10] == [("mail", "title 4", 1, "later")]
+
+
+def test_outbox_due_respects_the_limit_oldest_first(store: SQLStore) -> None:
+    for n, key in enumerate(["c", "a", "b"]):
+        store.enqueue(key, f"json://h/{key}", message(n), T0 + n * MIN)
+    assert [i.channel_key for i in store.due(T0 + 5 * MIN, 2)] == ["c", "a"]
+    assert store.due(T0 - MIN, 10) == []
+
+
+# ---- deliveries ----------------------------------------------------------------------------
+def test_deliveries_are_created_on_success_and_aggregate_into_the_slot(store: SQLStore) -> None:
+    add(store, "t", overlap="allow")
+    targets = (("tgram://secret/1", "tgram://…/1"), ("json://h/hook", "json://h/hook"))
+    sid = slot_at(store, "t", T0)
+    c = claim_one(store)
+    out = AttemptOutcome(
+        ok=True, slot_status=SlotStatus.SUCCEEDED, output_path="o/1.txt", deliver_to=targets
+    )
+    assert store.finish_attempt(sid, c.attempt.id, "n1", out, T0 + MIN)
+    slot = store.get_slot(sid)
+    assert slot is not None and slot.delivery_status is DeliveryStatus.PENDING
+    assert store.due_deliveries(T0, 10) == []
+    due = store.due_deliveries(T0 + MIN, 10)
+    assert [(d.slot_id, d.task, d.target, d.target_key, d.output_path, d.status) for d in due] == [
+        (sid, "t", t, k, "o/1.txt", DeliveryStatus.PENDING) for t, k in targets
+    ]
+    first, second = due
+    store.update_delivery(first.id, DeliveryStatus.DELIVERED, 1, None, None, T0 + MIN)
+    store.update_delivery(second.id, DeliveryStatus.RETRYING, 1, T0 + 3 * MIN, "502", T0 + MIN)
+
+    def status() -> DeliveryStatus:
+        s = store.get_slot(sid)
+        assert s is not None
+        return s.delivery_status
+
+    assert status() is DeliveryStatus.RETRYING
+    assert [d.id for d in store.due_deliveries(T0 + 2 * MIN, 10)] == []
+    (retry,) = store.due_deliveries(T0 + 3 * MIN, 10)
+    assert (retry.id, retry.attempts, retry.last_error) == (second.id, 1, "502")
+    store.update_delivery(second.id, DeliveryStatus.DELIVERED, 2, None, None, T0 + 3 * MIN)
+    assert status() is DeliveryStatus.DELIVERED
+    store.update_delivery(second.id, DeliveryStatus.FAILED, 3, None, "gone", T0 + 4 * MIN)
+    assert status() is DeliveryStatus.FAILED
+    assert [d.id for d in store.deliveries(sid)] == [second.id, first.id]
+    assert slot.status is SlotStatus.SUCCEEDED
+
+    # No deliveries for a failed run, nor for a run that is only retrying.
+    sid2 = slot_at(store, "t", T0 + MIN)
+    c2 = claim_one(store)
+    store.finish_attempt(sid2, c2.attempt.id, "n1", replace(retry_at(T0), deliver_to=targets), T0)
+    assert store.deliveries(sid2) == []
+    s2 = store.get_slot(sid2)
+    assert s2 is not None and s2.delivery_status is DeliveryStatus.NONE
+
+
+# ---- databases that are not ours -----------------------------------------------------------
+FOREIGN = [
+    # SQLite words this one "not a usable agentcron database": clear, if less precise.
+    pytest.param(
+        ["CREATE TABLE meta (id INTEGER, data TEXT)"],
+        "not (an|a usable) agentcron database",
+        id="foreign-meta-columns",
+    ),
+    pytest.param(
+        [
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+            "INSERT INTO meta VALUES ('app', 'grafana')",
+        ],
+        "not an agentcron database",
+        id="foreign-meta-app",
+    ),
+    pytest.param(["CREATE TABLE invoices (id INTEGER)"], "already holds tables", id="other-tables"),
+]
+
+
+@pytest.mark.parametrize(("statements", "words"), FOREIGN)
+def test_a_foreign_database_is_refused_in_words(
+    backend: Backend, statements: list[str], words: str
+) -> None:
+    backend.raw(statements)
+    with pytest.raises(StoreError, match=words) as info:
+        backend.open()
+    assert "Traceback" not in str(info.value)
+
+
+def test_a_database_from_a_newer_version_is_refused(backend: Backend) -> None:
+    s = backend.open()
+    s.set_meta("schema_version", "99")
+    s.close()
+    with pytest.raises(StoreError, match=r"newer agentcron \(schema 99"):
+        backend.open()
+
+
+def test_reopening_keeps_the_data_and_the_schema_version(backend: Backend) -> None:
+    s = backend.open()
+    add(s, "t")
+    version = s.get_meta("schema_version")
+    s.close()
+    s.close()  # idempotent
+    again = backend.open()
+    try:
+        assert [t.name for t in again.list_tasks()] == ["t"]
+        assert again.get_meta("schema_version") == version
+    finally:
+        again.close()
+
+
+def test_a_corrupt_sqlite_file_is_refused_in_words(tmp_path: Path) -> None:
+    path = tmp_path / "agentcron.db"
+    path.write_bytes(random.Random(7).randbytes(8192))
+    with pytest.raises(StoreError, match="not a usable agentcron database"):
+        SQLiteStore(path)
+
+
+# ---- concurrency: several store objects on one database ------------------------------------
+def run_nodes(backend: Backend, nodes: int, body: Callable[[SQLStore, int], None]) -> None:
+    errors: list[BaseException] = []
+    stores = [backend.open() for _ in range(nodes)]
+    start = threading.Barrier(nodes)
+
+    def run(i: int) -> None:
+        try:
+            start.wait(30)
+            body(stores[i], i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(nodes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    for s in stores:
+        s.close()
+    assert not any(t.is_alive() for t in threads), "a node hung"
+    if errors:
+        raise errors[0]
+
+
+def test_concurrent_nodes_insert_each_slot_once_and_claim_it_once(backend: Backend) -> None:
+    fires = 40
+    setup = backend.open()
+    add(setup, "solo", T0, overlap="skip")
+    add(setup, "many", T0, overlap="allow")
+    setup.close()
+    end = T0 + (fires - 1) * MIN
+    inserted: list[tuple[str, datetime]] = []
+    claimed: list[int] = []
+    overlaps: list[int] = []
+    lock = threading.Lock()
+
+    def node(store: SQLStore, i: int) -> None:
+        owner = f"node{i}"
+        while True:
+            planned = 0
+            for name in ("solo", "many"):
+                rec = store.get_task(name)
+                assert rec is not None
+                if rec.next_fire_at is None:
+                    continue
+                planned += 1
+                nxt = rec.next_fire_at + MIN
+                made = store.materialize(
+                    name,
+                    rec.next_fire_at,
+                    None if nxt > end else nxt,
+                    [NewSlot(rec.next_fire_at)],
+                    end,
+                )
+                with lock:
+                    inserted.extend((name, s.scheduled_for) for s in made or [])
+            claims = store.claim(owner, end, end + MIN, 3)
+            running = [s for s in store.active_slots("solo") if s.status is SlotStatus.RUNNING]
+            with lock:
+                claimed.extend(c.slot.id for c in claims)
+                if len(running) > 1:
+                    overlaps.append(len(running))
+            for c in claims:
+                assert c.attempt.number == 1
+                assert store.finish_attempt(c.slot.id, c.attempt.id, owner, OK, end)
+            if not planned and not claims and not store.active_slots():
+                return
+
+    run_nodes(backend, 4, node)
+    expected = [(n, T0 + k * MIN) for n in ("solo", "many") for k in range(fires)]
+    assert sorted(inserted) == sorted(expected)
+    assert len(claimed) == len(set(claimed)) == 2 * fires
+    assert overlaps == []
+    check = backend.open()
+    try:
+        assert len(check.slots(limit=1000, statuses=[SlotStatus.SUCCEEDED])) == 2 * fires
+    finally:
+        check.close()
+
+
+# ---- PostgreSQL only -----------------------------------------------------------------------
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    require_pg()
+    from pg_util import fresh_schema
+
+    with fresh_schema() as schema:
+        yield schema
+
+
+@pytest.mark.postgres
+def test_pg_two_nodes_migrating_at_once_both_start(pg_schema: str) -> None:
+    from agentcron.store.postgres import PostgresStore
+
+    opened: list[PostgresStore] = []
+    errors: list[BaseException] = []
+    gate = threading.Barrier(4)
+
+    def start() -> None:
+        try:
+            gate.wait(10)
+            opened.append(PostgresStore(PG_DSN, schema=pg_schema))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        assert len(opened) == 4
+        assert opened[0].get_meta("schema_version") == opened[3].get_meta("schema_version")
+    finally:
+        for s in opened:
+            s.close()
+
+
+@pytest.mark.postgres
+def test_pg_claim_skips_slots_and_tasks_another_node_holds(pg_schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from agentcron.store.postgres import PostgresStore
+
+    store = PostgresStore(PG_DSN, schema=pg_schema)
+    other = psycopg.connect(PG_DSN)
+    try:
+        add(store, "solo", overlap="skip")
+        add(store, "many", overlap="allow")
+        solo = slot_at(store, "solo", T0)
+        many = [slot_at(store, "many", T0 + i * MIN) for i in range(2)]
+        other.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg_schema)))
+        # Another node is in the middle of claiming: it holds the solo task and one slot.
+        other.execute("SELECT 1 FROM tasks WHERE name = 'solo' FOR UPDATE")
+        other.execute("SELECT 1 FROM slots WHERE id = %s FOR UPDATE", (many[0],))
+        got = store.claim("n1", T0 + 5 * MIN, T0 + 9 * MIN, 10)
+        assert [c.slot.id for c in got] == [many[1]]  # neither waited for nor taken
+        other.rollback()
+        got = store.claim("n1", T0 + 5 * MIN, T0 + 9 * MIN, 10)
+        assert sorted(c.slot.id for c in got) == sorted([solo, many[0]])
+    finally:
+        other.close()
+        store.close()
+
+
+@pytest.mark.postgres
+def test_pg_reconnects_once_after_the_server_dropped_the_connection(pg_schema: str) -> None:
+    import psycopg
+
+    from agentcron.store.postgres import PostgresStore
+
+    store = PostgresStore(PG_DSN, schema=pg_schema)
+    try:
+        add(store, "t")
+
+        def drop() -> None:
+            pid = store._q("SELECT pg_backend_pid()")[0][0]
+            with psycopg.connect(PG_DSN, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+        drop()
+        assert [t.name for t in store.list_tasks()] == ["t"]  # a read
+        drop()
+        store.set_meta("k", "v")  # a transaction
+        assert store.get_meta("k") == "v"
+        drop()
+        assert store.claim("n1", T0, T0 + MIN, 1) == []  # the claim's own transaction
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_pg_errors_name_the_server_and_never_the_password(pg_schema: str) -> None:
+    import socket
+
+    from agentcron.store.postgres import PostgresStore, redact_dsn
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreError) as info:
+        PostgresStore(f"postgresql://agent:hunter2@127.0.0.1:{port}/prod")
+    text = str(info.value)
+    assert f"127.0.0.1:{port}/prod" in text and "hunter2" not in text
+    assert redact_dsn("postgresql://agent:hunter2@db:5432/prod?sslmode=require&password=x") == (
+        "postgresql://agent@db:5432/prod?sslmode=require"
+    )
+    assert "hunter2" not in redact_dsn("host=db user=agent password=hunter2 dbname=prod")
+    store = PostgresStore(PG_DSN, schema=pg_schema)
+    try:
+        assert store.describe().endswith(f"(schema {pg_schema})")
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_pg_search_path_in_the_dsn_selects_the_schema(pg_schema: str) -> None:
+    from agentcron.store.postgres import PostgresStore
+    from pg_util import admin_execute, dsn_with_schema
+
+    with pytest.raises(StoreError, match="names no existing schema"):
+        PostgresStore(dsn_with_schema(pg_schema))
+    admin_execute([], schema=pg_schema)
+    store = PostgresStore(dsn_with_schema(pg_schema))
+    try:
+        add(store, "t")
+    finally:
+        store.close()
+    admin_execute(["SELECT name FROM tasks"], schema=pg_schema)
