@@ -122,11 +122,11 @@ def test_a_call_that_blocks_is_killed_at_its_timeout_and_its_worker_replaced(
     async def scenario(pool: PythonWorkerPool) -> None:
         (old,) = pool.pids
         started = time.monotonic()
-        result = await pool.run(make_ctx(tmp_path, "pyactions_sample:block_forever", timeout=0.5))
+        result = await pool.run(make_ctx(tmp_path, "pyactions_sample:block_forever", timeout=1))
         assert time.monotonic() - started < 4
         assert result.failure is not None
         assert result.failure.known_class is ErrorClass.TIMEOUT
-        assert result.failure.message == "timed out after 0.5s; killed python worker (TERM)"
+        assert result.failure.message == "timed out after 1s; killed python worker (TERM)"
         assert result.failure.output_tail == "about to block"
         assert not alive(old)
 
@@ -179,8 +179,8 @@ def test_a_worker_that_exits_mid_call_is_reported_and_replaced(tmp_path: Path) -
 def test_a_worker_killed_from_outside_while_idle_is_replaced(tmp_path: Path) -> None:
     async def scenario(pool: PythonWorkerPool) -> None:
         (old,) = pool.pids
+        # No waiting: the pool may or may not have noticed the death when the call comes.
         os.kill(old, signal.SIGKILL)
-        await until(lambda: not alive(old))
         result = await pool.run(make_ctx(tmp_path, "pyactions_sample:pid"))
         assert result.ok and int(result.output) != old
 

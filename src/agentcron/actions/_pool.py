@@ -161,12 +161,13 @@ class PythonWorkerPool:
         }
         ctx.output_path.parent.mkdir(parents=True, exist_ok=True)
         deadline = asyncio.get_running_loop().time() + ctx.timeout.total_seconds()
-        # A stale answer retires that worker; after size + 1 of them a fresh one answers.
+        # A worker that is stale, or that was found dead before the call began, is
+        # replaced and the call goes to another; after size + 1 of them a fresh one has it.
         for _ in range(self.size + 2):
             result = await self._run_once(ctx, request, deadline)
             if result is not None:
                 return result
-        return _failure(ctx, "python workers kept reporting stale code", ErrorClass.WORKER_LOST)
+        return _failure(ctx, "no python worker could take the call", ErrorClass.WORKER_LOST)
 
     async def _run_once(
         self, ctx: ActionContext, request: dict[str, Any], deadline: float
@@ -189,7 +190,7 @@ class PythonWorkerPool:
         worker.calls += 1
         worker.cwd = request["cwd"]
         try:
-            line = await asyncio.wait_for(
+            started, line = await asyncio.wait_for(
                 self._exchange(worker, request), max(0.0, deadline - loop.time())
             )
         except TimeoutError:
@@ -205,8 +206,14 @@ class PythonWorkerPool:
             raise
 
         if not line:
-            returncode = await worker.proc.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.proc.wait(), _CLOSE_GRACE)
+            returncode = worker.proc.returncode
             await self._retire(worker, 0)  # and whatever it started
+            if not started:  # it died before the call (killed while idle): no harm done
+                log.warning("python worker %d was found dead (%s)", worker.pid, returncode)
+                return None
+            assert returncode is not None
             return _died(ctx, returncode)
         response = json.loads(line)
         if "stale" in response:
@@ -218,15 +225,20 @@ class PythonWorkerPool:
             return ActionResult(ok=True, output=read_output(ctx.output_path))
         return ActionResult(ok=False, failure=_failure_info(response.get("failure") or {}, ctx))
 
-    async def _exchange(self, worker: _Worker, request: dict[str, Any]) -> bytes:
-        """Send one request and read its response line; b"" when the worker died."""
-        assert worker.proc.stdin is not None and worker.proc.stdout is not None
+    async def _exchange(self, worker: _Worker, request: dict[str, Any]) -> tuple[bool, bytes]:
+        """Send one request; return whether the user's code started, and the response
+        line (b"" when the worker died)."""
+        proc = worker.proc
+        assert proc.stdin is not None and proc.stdout is not None
         try:
-            worker.proc.stdin.write(json.dumps(request).encode() + b"\n")
-            await worker.proc.stdin.drain()
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            await proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
-            return b""
-        return await worker.proc.stdout.readline()
+            return False, b""
+        line = await proc.stdout.readline()
+        if line and json.loads(line).get("started"):
+            return True, await proc.stdout.readline()
+        return False, line
 
     async def _acquire(self, cwd: str) -> _Worker:
         """A worker for a task in ``cwd``, in order of preference: an idle one that has

@@ -6,7 +6,9 @@ which a thread in the daemon could never be.
 
 Protocol (one JSON object per line): on start the worker writes ``{"ready": true,
 "pid": N}``. Each request ``{"id", "target", "args", "kwargs", "output", "cwd",
-"env"}`` gets one response: ``{"id", "ok": true}``, ``{"id", "ok": false, "failure":
+"env"}`` gets ``{"id", "started": true}`` just before the user's code runs (so the
+pool knows whether a worker that vanished took a call down with it), then one
+response: ``{"id", "ok": true}``, ``{"id", "ok": false, "failure":
 {...FailureInfo fields}}``, or ``{"id", "stale": "reason"}`` after which the worker
 exits because it cannot run the target faithfully (its module changed on disk or
 was imported for another directory). The protocol runs on private duplicates of
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import importlib
 import inspect
 import json
@@ -117,7 +120,7 @@ class Worker:
         # directory may have modules of the same names, which sys.modules would hide.
         self._bound: str | None = None
 
-    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, req: dict[str, Any], started: Callable[[], None]) -> dict[str, Any]:
         rid = req.get("id")
         target: str = req["target"]
         cwd: str = req.get("cwd") or self._home
@@ -129,6 +132,7 @@ class Worker:
             fd = open_output(Path(req["output"]))
         except OSError as exc:
             return {"id": rid, "ok": False, "failure": _describe(exc)}
+        started()
         try:
             with _redirected(fd), _call_environment(cwd, req.get("env") or {}):
                 try:
@@ -251,7 +255,9 @@ def main() -> None:
     for line in proto_in:
         if not line.strip():
             continue
-        response = worker.handle(json.loads(line))
+        request = json.loads(line)
+        started = {"id": request.get("id"), "started": True}
+        response = worker.handle(request, functools.partial(_send, proto_out, started))
         _send(proto_out, response)
         if "stale" in response:
             return

@@ -29,7 +29,7 @@ from agentcron.model.failure import FailureInfo
 log = logging.getLogger(__name__)
 
 _POLL = 0.05  # seconds between checks while waiting for a signalled group to go
-_REAP_LIMIT = 5.0  # seconds to wait for a SIGKILLed leader to be reaped
+_REAP_LIMIT = 5.0  # seconds to wait for a SIGKILLed group to be gone
 
 
 class CommandAction:
@@ -168,10 +168,14 @@ async def terminate_group(pgid: int, proc: asyncio.subprocess.Process, grace: fl
             break
         await asyncio.sleep(min(_POLL, remaining))
     _signal_group(pgid, signal.SIGKILL)
-    try:
-        await asyncio.wait_for(proc.wait(), timeout=_REAP_LIMIT)
-    except TimeoutError:  # pragma: no cover - SIGKILL cannot be ignored; a D-state hang
-        log.error("process %d survived SIGKILL for %.0fs", proc.pid, _REAP_LIMIT)
+    # KILL is delivered asynchronously: wait (bounded) until the members are gone,
+    # so that "killed" is true when the caller reports it.
+    deadline = time.monotonic() + _REAP_LIMIT
+    while proc.returncode is None or group_alive(pgid):
+        if time.monotonic() >= deadline:  # pragma: no cover - uninterruptible sleep (D state)
+            log.error("process group %d survived SIGKILL for %.0fs", pgid, _REAP_LIMIT)
+            break
+        await asyncio.sleep(0.01)
     return True
 
 
