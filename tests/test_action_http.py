@@ -18,7 +18,7 @@ import pytest
 
 from agentcron.actions.base import ActionContext, ActionResult
 from agentcron.actions.http_action import HttpAction
-from agentcron.http_client import USER_AGENT, make_async_client
+from agentcron.http_client import USER_AGENT, make_async_client, make_client
 from agentcron.model.enums import ErrorClass
 from agentcron.model.task import TaskSpec
 
@@ -222,3 +222,10 @@ def test_client_has_user_agent_and_bounded_connect_time() -> None:
     agent, timeout = asyncio.run(scenario())
     assert agent == USER_AGENT
     assert timeout.connect == 10.0 and timeout.read == 60
+
+
+def test_blocking_client_sends_the_same_user_agent(server: Server) -> None:
+    with make_client(5) as client:
+        sent = client.get(f"{server.base}/echo").json()
+        assert client.timeout.connect == 5
+    assert sent["user_agent"] == USER_AGENT
