@@ -245,11 +245,6 @@ def test_a_local_smtp_server_receives_the_opened_message(tmp_path: Path) -> None
     assert "HTTP 401 Unauthorized" in body.get_content()  # the output's last lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config validation (config/_urls.check_apprise_url) rejects `command:` channel "
-    "URLs in notify:, so the daemon does not start",
-)
 def test_the_command_channel_gets_the_message_as_json_on_stdin(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -397,11 +392,6 @@ def test_secrets_reach_no_message_daemon_log_or_run_record(leaked: dict[str, Any
             assert secret not in text, f"{secret} reached the {where}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Service.run_detail returns the kept output file unredacted as `output`, "
-    "so `agentcron logs ID --json` shows API keys and env token values",
-)
 def test_logs_json_output_shows_the_output_with_secrets_redacted(
     leaked: dict[str, Any],
 ) -> None:

@@ -281,6 +281,12 @@ class Service:
             )
         view["attempts_detail"] = attempts
         view["output"] = self._read_output(slot, attempts)
+        if view["output"] is not None:
+            from agentcron.redact import redact, secret_values_from_env
+
+            rec = self.store.get_task(slot.task)
+            env = rec.spec.env if rec is not None else {}
+            view["output"] = redact(view["output"], secret_values_from_env({**os.environ, **env}))
         return view
 
     def _read_output(self, slot: Slot, attempts: list[dict[str, Any]]) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import shlex
 import warnings
 
 import apprise
@@ -65,6 +66,12 @@ def check_http_url(url: str) -> str | None:
 
 def check_apprise_url(url: str) -> str | None:
     """Why Apprise cannot use ``url``, or None when it can (checked offline)."""
+    if url.strip().lower().startswith("command:"):  # the owner's script, not Apprise
+        try:
+            argv = shlex.split(url.strip()[len("command:") :])
+        except ValueError as exc:
+            return f"cannot read the command channel: {exc}"
+        return None if argv else "the command channel names no program"
     match = _SCHEME.match(url.strip())
     if match is None:
         return (

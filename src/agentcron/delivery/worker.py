@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from agentcron.model import Delivery, DeliveryStatus, TaskSpec
 from agentcron.notify.channels import Channel, channel_for
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
 from agentcron.notify.messages import Message
+from agentcron.redact import redact, secret_values_from_env
 from agentcron.store.base import Store
 
 log = logging.getLogger("agentcron.delivery")
@@ -86,6 +88,9 @@ class DeliveryWorker:
             )
             self._tell(spec, delivery, reason, attempts, gave_up=True, retry_at=None)
             return
+        # The output is the owner's, but a secret the task printed must not travel on.
+        env = {**os.environ, **(spec.env if spec is not None else {})}
+        text = redact(text, secret_values_from_env(env))
         message = Message(
             title=f"{delivery.task}",
             body=text if text.strip() else "(the run produced no output)",
