@@ -1005,3 +1005,21 @@ def test_pg_search_path_in_the_dsn_selects_the_schema(pg_schema: str) -> None:
     finally:
         store.close()
     admin_execute(["SELECT name FROM tasks"], schema=pg_schema)
+
+
+def test_concurrent_manual_triggers_insert_one_slot_per_instant(backend: Backend) -> None:
+    setup = backend.open()
+    add(setup, "t")
+    setup.close()
+    made: list[int] = []
+    lock = threading.Lock()
+
+    def node(store: SQLStore, i: int) -> None:
+        for k in range(25):
+            slot = store.add_slot("t", NewSlot(T0 + k * MIN, trigger="manual"), T0)
+            if slot is not None:
+                with lock:
+                    made.append(slot.id)
+
+    run_nodes(backend, 4, node)
+    assert len(made) == len(set(made)) == 25
