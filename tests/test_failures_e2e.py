@@ -174,7 +174,7 @@ def test_http_401_fails_after_one_attempt_as_auth_with_plain_words(
 def test_retrying_slot_is_visible_in_list_runs_and_logs(
     tmp_path: Path, daemons: list[DaemonProc]
 ) -> None:
-    busy = Response(429, {"Retry-After": "12"}, "busy")
+    busy = Response(429, {"Retry-After": "25"}, "busy")
     denied = Response(401, body="bad key")
     with ScriptedServer([busy, denied]) as srv:
         d = start_daemon(daemons, tmp_path, [http_task("digest", srv.url("/digest"))])
@@ -182,7 +182,8 @@ def test_retrying_slot_is_visible_in_list_runs_and_logs(
         slot = wait_retrying(d, "digest", attempts=1)
         at = datetime.fromisoformat(slot["next_attempt_at"]).strftime("%H:%M")
 
-        # Read every view at once, inside the 12 s the server asked for.
+        # Read every view at once, inside the 25 s the server asked for (CLI calls are
+        # slow on a loaded machine).
         with ThreadPoolExecutor(4) as pool:
             views = list(
                 pool.map(
@@ -218,7 +219,7 @@ def test_retrying_slot_is_visible_in_list_runs_and_logs(
 def test_restart_during_backoff_keeps_the_stored_retry_time(
     tmp_path: Path, daemons: list[DaemonProc]
 ) -> None:
-    busy = Response(429, {"Retry-After": "15"}, "busy")
+    busy = Response(429, {"Retry-After": "20"}, "busy")
     with ScriptedServer([busy, Response(200, body="fine")]) as srv:
         d = start_daemon(daemons, tmp_path, [http_task("sync", srv.url("/sync"))])
         d.cli("trigger", "sync")
@@ -237,7 +238,7 @@ def test_restart_during_backoff_keeps_the_stored_retry_time(
         )
         restarted = time.time()
         # The test only means something if the new daemon was up before the retry was due.
-        assert restarted < due.timestamp(), (restarted, due)
+        assert restarted < due.timestamp(), f"restarted {restarted - due.timestamp():.1f}s after T"
         assert d.json("runs", "sync")[0]["next_attempt_at"] == slot["next_attempt_at"]
 
         done = wait_final(d, "sync")
@@ -358,11 +359,6 @@ def key_echoing_401(tmp_path: Path, daemons: list[DaemonProc]) -> DaemonProc:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="Service.run_detail returns the kept output file unredacted: `logs` shows the "
-    "401 body with the echoed API key",
-)
 def test_api_key_in_the_url_and_echoed_body_never_shows_in_runs_or_logs(
     tmp_path: Path, daemons: list[DaemonProc]
 ) -> None:
