@@ -96,11 +96,6 @@ def test_two_daemons_fire_every_slot_exactly_once(tmp_path: Path, db_url: str) -
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=False,
-    reason="the daemon does not read AGENTCRON_LEASE yet: with its 60 s lease the takeover "
-    "comes after this test's deadline",
-)
 def test_a_killed_daemons_run_is_taken_over_after_its_lease(tmp_path: Path, db_url: str) -> None:
     cluster = Cluster(tmp_path, db_url, env={"AGENTCRON_LEASE": "3"})
     try:

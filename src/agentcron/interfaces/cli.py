@@ -191,7 +191,10 @@ def run(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     options = DaemonOptions(
-        config_path=_config_path(config), home=_home(home), db_url=db or _globals.db
+        config_path=_config_path(config),
+        home=_home(home),
+        db_url=db or _globals.db,
+        lease_seconds=_env_seconds("AGENTCRON_LEASE", 60.0),
     )
     try:
         asyncio.run(Daemon(options).run())

@@ -29,12 +29,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agentcron.model import SlotStatus, TaskSpec
 from agentcron.store._rows import (
-    ATTEMPT_COLUMNS,
     SLOT_COLUMNS,
-    attempt_from_row,
-    dt,
     slot_from_row,
     ts,
 )
@@ -294,25 +290,7 @@ class PostgresStore(SQLStore):
                         busy.add(slot.task)
                         continue
                     busy.add(slot.task)
-                number = slot.attempts + 1
-                fresh = db.execute(
-                    "UPDATE slots SET status = 'running', attempts = ?, lease_owner = ?, "
-                    "lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
-                    f"next_attempt_at = NULL WHERE id = ? RETURNING {SLOT_COLUMNS}",
-                    (number, owner, ts(lease_until), ts(now), slot.id),
-                ).fetchone()
-                attempt = db.execute(
-                    "INSERT INTO attempts (slot_id, number, started_at, status, node) "
-                    f"VALUES (?, ?, ?, 'running', ?) RETURNING {ATTEMPT_COLUMNS}",
-                    (slot.id, number, ts(now), owner),
-                ).fetchone()
-                claims.append(
-                    Claim(
-                        slot=slot_from_row(fresh),
-                        attempt=attempt_from_row(attempt),
-                        spec=TaskSpec.model_validate_json(spec_text),
-                    )
-                )
+                claims.append(self._start_attempt(db, slot, spec_text, owner, now, lease_until))
         return claims
 
     @staticmethod
@@ -335,39 +313,3 @@ class PostgresStore(SQLStore):
         )
 
     # ---- dialect fixes for two shared statements ------------------------------------
-    # TODO(store): drop both once sql.py's next_wakeup aliases its subquery and
-    # set_slot_status compares its CASE parameter (`? = 1`); PostgreSQL 15 rejects both.
-    def next_wakeup(self) -> datetime | None:
-        row = self._q(
-            "SELECT MIN(x) FROM ("
-            " SELECT MIN(next_fire_at) AS x FROM tasks WHERE paused = 0"
-            " UNION ALL SELECT MIN(next_attempt_at) FROM slots"
-            " WHERE status IN ('pending', 'retrying')"
-            ") AS w"
-        )
-        return dt(row[0][0]) if row and row[0][0] is not None else None
-
-    def set_slot_status(
-        self,
-        slot_id: int,
-        status: SlotStatus,
-        reason: str | None,
-        now: datetime,
-        only_from: Sequence[SlotStatus] = (),
-    ) -> bool:
-        text = (
-            "UPDATE slots SET status = ?, reason = ?, finished_at = ?, next_attempt_at = NULL, "
-            "lease_owner = CASE WHEN ? = 1 THEN NULL ELSE lease_owner END WHERE id = ?"
-        )
-        params: list[Any] = [
-            status.value,
-            reason,
-            ts(now) if status.is_final else None,
-            int(status.is_final),
-            slot_id,
-        ]
-        if only_from:
-            text += f" AND status IN ({', '.join('?' for _ in only_from)})"
-            params.extend(s.value for s in only_from)
-        with self._tx() as db:
-            return db.execute(text, params).rowcount == 1

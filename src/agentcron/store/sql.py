@@ -52,7 +52,8 @@ from agentcron.store.base import AttemptOutcome, Claim, NewSlot, NodeInfo
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 
@@ -228,7 +229,7 @@ class SQLStore:
             " SELECT MIN(next_fire_at) AS x FROM tasks WHERE paused = 0"
             " UNION ALL SELECT MIN(next_attempt_at) FROM slots"
             " WHERE status IN ('pending', 'retrying')"
-            ")"
+            ") AS w"
         )
         return dt(row[0][0]) if row and row[0][0] is not None else None
 
@@ -293,8 +294,10 @@ class SQLStore:
                 "WHERE s.status IN ('pending', 'retrying') "
                 "AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= ?) "
                 "AND (s.status = 'pending' OR s.next_attempt_at IS NOT NULL) "
+                "AND (t.overlap = 'allow' OR s.task NOT IN "
+                "(SELECT r.task FROM slots r WHERE r.status = 'running')) "
                 "ORDER BY COALESCE(s.next_attempt_at, s.scheduled_for), s.id LIMIT ?",
-                (ts(now), max(limit * 4, 16)),
+                (ts(now), limit * 4 + 64),
             ).fetchall()
             for row in rows:
                 if len(claims) >= limit:
@@ -305,30 +308,31 @@ class SQLStore:
                     if slot.task in busy:
                         continue
                     busy.add(slot.task)
-                number = slot.attempts + 1
-                db.execute(
-                    "UPDATE slots SET status = 'running', attempts = ?, lease_owner = ?, "
-                    "lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
-                    "next_attempt_at = NULL WHERE id = ?",
-                    (number, owner, ts(lease_until), ts(now), slot.id),
-                )
-                cur = db.execute(
-                    "INSERT INTO attempts (slot_id, number, started_at, status, node) "
-                    "VALUES (?, ?, ?, 'running', ?) RETURNING " + ATTEMPT_COLUMNS,
-                    (slot.id, number, ts(now), owner),
-                )
-                attempt = attempt_from_row(cur.fetchone())
-                fresh = db.execute(
-                    f"SELECT {SLOT_COLUMNS} FROM slots WHERE id = ?", (slot.id,)
-                ).fetchone()
-                claims.append(
-                    Claim(
-                        slot=slot_from_row(fresh),
-                        attempt=attempt,
-                        spec=TaskSpec.model_validate_json(spec_text),
-                    )
-                )
+                claims.append(self._start_attempt(db, slot, spec_text, owner, now, lease_until))
         return claims
+
+    @staticmethod
+    def _start_attempt(
+        db: Conn, slot: Slot, spec_text: str, owner: str, now: datetime, lease_until: datetime
+    ) -> Claim:
+        """Mark a claimed slot running under ``owner``'s lease and open its attempt row."""
+        number = slot.attempts + 1
+        fresh = db.execute(
+            "UPDATE slots SET status = 'running', attempts = ?, lease_owner = ?, "
+            "lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
+            f"next_attempt_at = NULL WHERE id = ? RETURNING {SLOT_COLUMNS}",
+            (number, owner, ts(lease_until), ts(now), slot.id),
+        ).fetchone()
+        attempt = db.execute(
+            "INSERT INTO attempts (slot_id, number, started_at, status, node) "
+            f"VALUES (?, ?, ?, 'running', ?) RETURNING {ATTEMPT_COLUMNS}",
+            (slot.id, number, ts(now), owner),
+        ).fetchone()
+        return Claim(
+            slot=slot_from_row(fresh),
+            attempt=attempt_from_row(attempt),
+            spec=TaskSpec.model_validate_json(spec_text),
+        )
 
     def renew_leases(self, owner: str, now: datetime, lease_until: datetime) -> int:
         with self._tx() as db:
@@ -405,7 +409,7 @@ class SQLStore:
     ) -> bool:
         sql = (
             "UPDATE slots SET status = ?, reason = ?, finished_at = ?, next_attempt_at = NULL, "
-            "lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END WHERE id = ?"
+            "lease_owner = CASE WHEN ? = 1 THEN NULL ELSE lease_owner END WHERE id = ?"
         )
         params: list[Any] = [
             status.value,
