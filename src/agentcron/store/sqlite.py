@@ -70,7 +70,10 @@ class SQLiteStore(SQLStore):
             }
             version = 0
             if "meta" in tables:
-                row = self._db.execute("SELECT value FROM meta WHERE key = 'app'").fetchone()
+                try:
+                    row = self._db.execute("SELECT value FROM meta WHERE key = 'app'").fetchone()
+                except sqlite3.OperationalError:
+                    row = None  # a 'meta' table of another shape: someone else's database
                 if row is None or row[0] != APP_ID:
                     raise StoreError(
                         f"{self.path} is not an agentcron database (foreign 'meta' table)"
