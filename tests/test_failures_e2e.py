@@ -376,11 +376,6 @@ def test_api_key_in_the_url_and_echoed_body_never_shows_in_runs_or_logs(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="`agentcron run` leaves httpx2's INFO request log on: the daemon log prints "
-    "every request URL, query-string API keys included",
-)
 def test_api_key_in_the_url_never_shows_in_the_daemon_log(
     tmp_path: Path, daemons: list[DaemonProc]
 ) -> None:

@@ -57,7 +57,7 @@ def format_duration(delta: timedelta) -> str:
     seconds = delta.total_seconds()
     if 0 < seconds < 1:
         return f"{round(seconds * 1000)}ms"
-    total = int(round(seconds))
+    total = round(seconds)
     if total < 60:
         return f"{max(total, 0)}s"
     if total < 3600:

@@ -9,6 +9,7 @@ process unless ``isolation="process"`` names an importable target.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -127,10 +128,8 @@ class Scheduler:
 
     def run(self) -> None:
         """Run in the foreground until interrupted."""
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(self.run_async())
-        except KeyboardInterrupt:
-            pass
 
 
 def _problem(location: str, message: str) -> Any:

@@ -191,7 +191,7 @@ class Service:
     def show_task(self, name: str) -> dict[str, Any]:
         rec = self._task(name)
         view = self._task_view(rec)
-        view["spec"] = rec.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        view["spec"] = _redacted(rec.spec.model_dump(mode="json", by_alias=True, exclude_none=True))
         view["next"] = self.next_fires(name, 3)
         view["recent_runs"] = self.runs(name, 5)
         return view
@@ -261,24 +261,23 @@ class Service:
         if slot is None:
             raise ServiceError(f"no run with id {run_id}; `agentcron runs` lists them")
         view = self.slot_view(slot)
-        attempts = []
-        for a in self.store.attempts(run_id):
-            attempts.append(
-                {
-                    "number": a.number,
-                    "status": a.status,
-                    "started_at": a.started_at.isoformat(),
-                    "finished_at": a.finished_at.isoformat() if a.finished_at else None,
-                    "duration_s": a.duration_s,
-                    "error_class": a.error_class.value if a.error_class else None,
-                    "error": a.error,
-                    "explanation": a.explanation,
-                    "exit_code": a.exit_code,
-                    "output_path": a.output_path,
-                    "tokens": a.tokens,
-                    "node": a.node,
-                }
-            )
+        attempts = [
+            {
+                "number": a.number,
+                "status": a.status,
+                "started_at": a.started_at.isoformat(),
+                "finished_at": a.finished_at.isoformat() if a.finished_at else None,
+                "duration_s": a.duration_s,
+                "error_class": a.error_class.value if a.error_class else None,
+                "error": a.error,
+                "explanation": a.explanation,
+                "exit_code": a.exit_code,
+                "output_path": a.output_path,
+                "tokens": a.tokens,
+                "node": a.node,
+            }
+            for a in self.store.attempts(run_id)
+        ]
         view["attempts_detail"] = attempts
         view["output"] = self._read_output(slot, attempts)
         if view["output"] is not None:
@@ -309,7 +308,8 @@ class Service:
         existing = self.store.get_task(name)
         if existing is not None and existing.source is TaskSource.FILE:
             raise ServiceError(
-                f"task {name!r} is defined in the config file; change it there (or pick another name)"
+                f"task {name!r} is defined in the config file; "
+                "change it there (or pick another name)"
             )
         if existing is not None and not replace:
             raise ServiceError(
@@ -492,3 +492,25 @@ class Service:
                 }
             )
         return {"alive": alive, "nodes": nodes[:10], "database": self.store.describe()}
+
+
+def _redacted(value: Any) -> Any:
+    """A spec as shown to people: URLs and values that look like secrets removed."""
+    from agentcron.redact import redact, secret_values_from_env
+
+    secrets = secret_values_from_env(os.environ)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if isinstance(v, str) and any(
+                w in k.upper() for w in ("KEY", "TOKEN", "SECRET", "PASSWORD")
+            ):
+                out[k] = "[REDACTED]"
+            else:
+                out[k] = _redacted(v)
+        return out
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, str):
+        return redact(value, secrets)
+    return value

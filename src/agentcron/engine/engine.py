@@ -132,9 +132,9 @@ class Engine:
         report.started = self._start_runs(now)
         return report
 
-    async def wait_idle(self, timeout: float = 60.0) -> None:
+    async def wait_idle(self, within: float = 60.0) -> None:
         """Wait until no run is in progress (tests and graceful shutdown)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while self._runs:
                 await asyncio.gather(
                     *(r.task for r in list(self._runs.values())), return_exceptions=True

@@ -25,7 +25,7 @@ from agentcron.interfaces import render
 
 app = typer.Typer(
     name="agentcron",
-    help="A scheduler for AI-agent and script workloads where a scheduled task never fails silently.",
+    help="A scheduler for AI-agent and script workloads: a scheduled task never fails silently.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -187,9 +187,9 @@ def run(
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         fail(f"unknown --log-level {log_level!r}; use debug, info, warning or error")
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    from agentcron.logs import setup_logging
+
+    setup_logging(level)
     options = DaemonOptions(
         config_path=_config_path(config),
         home=_home(home),

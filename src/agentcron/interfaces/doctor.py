@@ -82,8 +82,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             )
         else:
             checks.append(_check("tasks", "ok", f"{len(tasks)} task(s), none failing"))
-        for extra in _extra_checks(svc):
-            checks.append(extra)
+        checks.extend(_extra_checks(svc))
     finally:
         store.close()
     ok = all(c["status"] != "fail" for c in checks)
