@@ -10,8 +10,8 @@ than waiting out their lease: leases are for other nodes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import contextlib
+import hashlib
 import logging
 import os
 import signal
