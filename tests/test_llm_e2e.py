@@ -205,9 +205,10 @@ def test_a_rate_limit_is_retried_no_sooner_than_retry_after(rig: Rig) -> None:
     assert (first["status"], first["error_class"]) == ("failed", "rate_limited")
     assert (second["status"], second["error_class"]) == ("succeeded", None)
     assert second["tokens"] == {"prompt": 12, "completion": 40}
-    # the task's own backoff is 200 ms: only the provider's Retry-After explains a 1 s wait
+    # The task's own backoff is 200 ms: only the provider's Retry-After explains a wait
+    # of about 1 s (the margin absorbs bookkeeping between the two recorded instants).
     waited = (_at(second["started_at"]) - _at(first["finished_at"])).total_seconds()
-    assert waited >= 0.9, waited
+    assert waited >= 0.8, waited
     assert run["output"] == "A story, written once the provider let us in."
     assert rig.fakes["story-429"].calls == 2
 
