@@ -293,12 +293,6 @@ def test_a_deleted_output_file_ends_delivery_as_failed_and_tells_the_owner(
     assert "the kept output file is gone" in check["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="delivery gave-up notice for a deleted output file says 'it is kept at PATH' "
-    "(the deleted path) and omits why delivery stopped (DeliveryWorker._attempt/_tell, "
-    "messages._delivery_failed)",
-)
 def test_the_owner_is_told_why_a_deleted_output_could_not_be_delivered(
     gone: GoneScenario,
 ) -> None:

@@ -86,7 +86,7 @@ class DeliveryWorker:
             self.store.update_delivery(
                 delivery.id, DeliveryStatus.FAILED, attempts, None, reason, now
             )
-            self._tell(spec, delivery, reason, attempts, gave_up=True, retry_at=None)
+            self._tell(spec, delivery, reason, attempts, gave_up=True, retry_at=None, kept=False)
             return
         # The output is the owner's, but a secret the task printed must not travel on.
         env = {**os.environ, **(spec.env if spec is not None else {})}
@@ -152,6 +152,7 @@ class DeliveryWorker:
         *,
         gave_up: bool,
         retry_at: datetime | None,
+        kept: bool = True,
     ) -> None:
         if spec is None:
             return
@@ -166,7 +167,7 @@ class DeliveryWorker:
                 attempts=attempts,
                 gave_up=gave_up,
                 retry_at=retry_at,
-                output_path=delivery.output_path,
+                output_path=delivery.output_path if kept else None,
             ),
         )
 

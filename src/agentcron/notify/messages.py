@@ -177,7 +177,7 @@ def _delivery_failed(ev: DeliveryFailed, zone: ZoneInfo) -> tuple[str, str, Seve
         kept = f"; it is kept at {ev.output_path}" if ev.output_path else ""
         line = (
             f"✖ {task}'s output could not be delivered after "
-            f"{_plural(ev.attempts, 'attempt')}{kept}."
+            f"{_plural(ev.attempts, 'attempt')}: {_phrase(ev.error)}{kept}."
         )
         return f"✖ {task}: delivery gave up", line, "failure"
     line = f"⚠ {task}'s output could not be delivered to {ev.target_redacted}: {_phrase(ev.error)}."

@@ -94,6 +94,8 @@ class SQLiteStore(SQLStore):
                 )
         for index in range(version, SCHEMA_VERSION):
             with self._tx() as db:
+                if _schema_version(db) > index:
+                    continue  # another process applied it between our look and our lock
                 for stmt in MIGRATIONS[index]:
                     db.execute(stmt.replace("{pk}", "INTEGER PRIMARY KEY AUTOINCREMENT"))
                 if index == 0:
@@ -110,3 +112,10 @@ class SQLiteStore(SQLStore):
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
+
+
+def _schema_version(db: sqlite3.Connection) -> int:
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+    return 0
