@@ -275,6 +275,7 @@ class Service:
                 "output_path": a.output_path,
                 "tokens": a.tokens,
                 "node": a.node,
+                "fix": a.extra.get("fix"),
             }
             for a in self.store.attempts(run_id)
         ]

@@ -48,6 +48,7 @@ class DeliveryWorker:
         self.channel_factory = channel_factory
         self.batch = batch
         self._wake = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -55,7 +56,7 @@ class DeliveryWorker:
     async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         while not stop.is_set():
             try:
-                await self.drain_once()
+                await self.drain_once(wait=False)
             except Exception:
                 log.exception("delivery pass failed; trying again shortly")
             self._wake.clear()
@@ -63,12 +64,31 @@ class DeliveryWorker:
                 async with asyncio.timeout(interval):
                     await self._wake.wait()
 
-    async def drain_once(self) -> int:
-        """Attempt every due delivery once (concurrently); returns how many were tried."""
-        due = self.store.due_deliveries(self.clock.now(), self.batch)
-        if due:
-            await asyncio.gather(*(self._attempt(d) for d in due))
-        return len(due)
+    async def drain_once(self, wait: bool = True) -> int:
+        """Start every due delivery not already under way; returns how many started.
+
+        Each runs as its own task, so one hung target never holds up the others; with
+        ``wait`` (tests) the call returns when the ones it started are done."""
+        due = [
+            d
+            for d in self.store.due_deliveries(self.clock.now(), self.batch)
+            if d.id not in self._inflight
+        ]
+        started = []
+        for d in due:
+            task = asyncio.create_task(self._attempt(d), name=f"deliver:{d.task}:{d.id}")
+            self._inflight[d.id] = task
+            task.add_done_callback(self._done(d.id))
+            started.append(task)
+        if wait and started:
+            await asyncio.gather(*started, return_exceptions=True)
+        return len(started)
+
+    def _done(self, delivery_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._inflight.pop(delivery_id, None)
+
+        return forget
 
     async def _attempt(self, delivery: Delivery) -> None:
         rec = self.store.get_task(delivery.task)
