@@ -1,7 +1,6 @@
 """Cron schedules: the five standard fields plus ``@hourly``…``@yearly``.
 
-Evaluation is delegated to cronsim, which implements the DST rules of Debian cron
-and cronie, which are ours:
+Fields are matched by cronsim. The DST rules are those of Debian cron and cronie:
 
 * a fixed local time that does not exist (clocks spring forward) fires at the first
   instant after the gap;
@@ -25,6 +24,7 @@ from agentcron.schedules.zones import (
     gap_before,
     gap_note,
     is_repeated,
+    next_offset_change,
     repeated_copy_note,
     repeated_once_note,
     zone_name,
@@ -151,25 +151,52 @@ class CronSchedule(Schedule):
 
     def next_after(self, after: datetime) -> FireTime | None:
         after_utc = as_utc(after)
-        # Compute cron in local aware time (cronsim applies the DST rules there),
-        # convert each fire to UTC at once, and compare and do arithmetic only in UTC.
-        fires = CronSim(self.expr, after_utc.astimezone(self.zone))
+        # Compute cron in local time, convert each fire to UTC at once, and compare
+        # and do arithmetic only in UTC.
         try:
-            for candidate in fires:
-                at = candidate.astimezone(UTC)
-                local = at.astimezone(self.zone)
-                exists = local.replace(tzinfo=None) == candidate.replace(tzinfo=None)
-                if self.follows_real_time and not exists:
-                    # cronsim can land on a wall time that does not exist (a day whose
-                    # midnight is skipped); a real-time job does not fire there.
-                    continue
-                # A fixed-time job is evaluated on wall time, so when `after` lies in the
-                # second copy of a repeated hour, candidates can be earlier instants.
-                if at > after_utc:
-                    return FireTime(at=at, local=local, note=self._note(local))
+            if self.follows_real_time:
+                at = self._next_real_time(after_utc)
+            else:
+                at = self._next_fixed_time(after_utc)
         except OverflowError:  # past year 9999
             return None
+        if at is None:
+            return None
+        local = at.astimezone(self.zone)
+        return FireTime(at=at, local=local, note=self._note(local))
+
+    def _next_fixed_time(self, after_utc: datetime) -> datetime | None:
+        """cronsim walks wall time and applies the fixed-time DST rules itself."""
+        for candidate in CronSim(self.expr, after_utc.astimezone(self.zone)):
+            at = candidate.astimezone(UTC)
+            # From the second copy of a repeated hour, the first candidates (first
+            # copies, fold=0) can be earlier instants than `after`.
+            if at > after_utc:
+                return at
         return None
+
+    def _next_real_time(self, after_utc: datetime) -> datetime | None:
+        """The first instant after ``after_utc`` whose local wall time matches.
+
+        Walks spans of constant UTC offset: inside one, wall time and UTC move
+        together, so cronsim on naive wall time is exact; at an offset change the
+        walk restarts from the change. (cronsim's own aware mode can step over
+        fires right after a gap, e.g. all of 01:00-01:59 on a day whose midnight is
+        skipped, so it is not used here.)
+        """
+        start, inclusive = after_utc, False
+        while True:
+            offset = start.astimezone(self.zone).utcoffset()
+            assert offset is not None
+            wall = (start + offset).replace(tzinfo=None)
+            matched = self._first_wall_match(wall if inclusive else wall + _SECOND)
+            if matched is None:
+                return None
+            at = (matched - offset).replace(tzinfo=UTC)
+            change = next_offset_change(self.zone, start, at)
+            if change is None:
+                return at
+            start, inclusive = change, True
 
     def _note(self, local: datetime) -> str | None:
         if is_repeated(local):
@@ -187,9 +214,9 @@ class CronSchedule(Schedule):
         return gap_note(asked, local)
 
     def _first_wall_match(self, wall: datetime) -> datetime | None:
-        """The first naive wall time at or after ``wall`` that the fields match."""
+        """The first naive wall time at or after ``wall`` (whole seconds) that matches."""
         try:
-            return next(CronSim(self.expr, wall - _SECOND))
+            return next(CronSim(self.expr, wall.replace(microsecond=0) - _SECOND))
         except StopIteration:
             return None
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _LOCALTIME = Path("/etc/localtime")
 _SECOND = timedelta(seconds=1)
+_DAY = timedelta(days=1)
 
 
 def resolve_zone(name: str | None) -> ZoneInfo:
@@ -128,19 +129,46 @@ def _end_of_gap(imaginary: datetime) -> datetime:
 
     Read with the offset after the change (fold=1) the wall time is an instant
     before the change; with the offset before it (fold=0), one after. The change
-    lies between, at a whole second, so bisect over seconds.
+    lies between.
     """
     zone = imaginary.tzinfo
-    lo = math.floor(imaginary.replace(fold=1).timestamp())
-    hi = math.ceil(imaginary.replace(fold=0).timestamp())
-    after_offset = datetime.fromtimestamp(hi, zone).utcoffset()
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if datetime.fromtimestamp(mid, zone).utcoffset() == after_offset:
-            hi = mid
+    assert isinstance(zone, ZoneInfo)
+    before = imaginary.replace(fold=1).astimezone(UTC)
+    after = imaginary.replace(fold=0).astimezone(UTC)
+    change = next_offset_change(zone, before, after)
+    assert change is not None, "an imaginary wall time lies inside a change"
+    return change.astimezone(zone)
+
+
+def next_offset_change(zone: ZoneInfo, start: datetime, end: datetime) -> datetime | None:
+    """The first instant in ``(start, end]`` where ``zone``'s UTC offset differs from
+    its offset at ``start``, or None.
+
+    zoneinfo does not publish its transitions, so probe once a day and bisect to the
+    second (tz changes fall on whole seconds). Daily probes assume no zone changes
+    its offset twice within a day; since 1990 the closest pair in tzdata is 7 days.
+    """
+    offset = start.astimezone(zone).utcoffset()
+    lo = start
+    while lo < end:
+        hi = min(lo + _DAY, end)
+        if hi.astimezone(zone).utcoffset() != offset:
+            return _bisect_change(zone, lo, hi, offset)
+        lo = hi
+    return None
+
+
+def _bisect_change(
+    zone: ZoneInfo, lo: datetime, hi: datetime, offset: timedelta | None
+) -> datetime:
+    low, high = math.floor(lo.timestamp()), math.ceil(hi.timestamp())
+    while high - low > 1:
+        mid = (low + high) // 2
+        if datetime.fromtimestamp(mid, zone).utcoffset() == offset:
+            low = mid
         else:
-            lo = mid
-    return datetime.fromtimestamp(hi, zone)
+            high = mid
+    return datetime.fromtimestamp(high, UTC)
 
 
 def gap_note(asked: datetime, fire: datetime) -> str:
