@@ -18,6 +18,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 SANTIAGO = ZoneInfo("America/Santiago")
 LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
+HAVANA = ZoneInfo("America/Havana")
 
 
 def local_iso(fires: list[FireTime]) -> list[str]:
@@ -235,6 +236,8 @@ class TestNewYork:
 class TestMidnightAndHalfHourChanges:
     # America/Santiago 2026: spring forward 2026-09-06T04:00:00Z:
     #   24:00 (-04:00) -> 01:00 (-03:00); local 00:00-00:59 on 2026-09-06 does not exist.
+    # America/Havana 2026: spring forward 2026-03-08T05:00:00Z (a Sunday):
+    #   24:00 (-05:00) -> 01:00 (-04:00); local 00:00-00:59 on 2026-03-08 does not exist.
     # Australia/Lord_Howe 2026: spring forward 2026-10-03T15:30:00Z:
     #   02:00 (+10:30) -> 02:30 (+11:00), a 30-minute gap;
     #   fall back 2026-04-04T15:00:00Z: 02:00 (+11:00) -> 01:30 (+10:30).
@@ -270,3 +273,25 @@ class TestMidnightAndHalfHourChanges:
             "2026-04-05T02:00:00+10:30",
         ]
         assert utc_gaps(fires) == {900.0}
+
+    def test_real_time_job_fires_right_after_a_skipped_midnight(self) -> None:
+        # cronsim 2.8 alone answers the next Sunday here: it lands on the missing
+        # midnight, moves an hour of real time from it and so steps over 01:00-01:59.
+        after = datetime(2026, 3, 7, 23, 0, tzinfo=HAVANA)
+        fires = fires_between(
+            CronSchedule("*/20 1 * * SUN", HAVANA), after, after + timedelta(hours=3)
+        )
+        assert local_iso(fires) == [
+            "2026-03-08T01:00:00-04:00",
+            "2026-03-08T01:20:00-04:00",
+            "2026-03-08T01:40:00-04:00",
+        ]
+        assert fires[0].at.isoformat() == "2026-03-08T05:00:00+00:00"
+        assert [f.note for f in fires] == [None, None, None]
+
+    def test_real_time_job_after_a_half_hour_gap(self) -> None:
+        # cronsim 2.8 alone answers 03:30 here: it rewinds 02:45 to the missing 02:00.
+        after = datetime(2026, 10, 4, 2, 45, tzinfo=LORD_HOWE)
+        fire = CronSchedule("*/10 3 * * *", LORD_HOWE).next_after(after)
+        assert fire is not None
+        assert fire.local.isoformat() == "2026-10-04T03:00:00+11:00"

@@ -21,6 +21,7 @@ from agentcron.schedules import (
     system_zone,
 )
 from agentcron.schedules.every import compact_duration
+from agentcron.schedules.zones import next_offset_change
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -180,6 +181,16 @@ class TestZones:
         for bad in ("Mars/Olympus", "Europe", "", "../etc/passwd"):
             with pytest.raises(ValueError, match=r"unknown time zone .* IANA name"):
                 resolve_zone(bad)
+
+    def test_next_offset_change_finds_the_exact_second(self) -> None:
+        # Europe/Berlin 2026: clocks change at 2026-03-29T01:00:00Z and 2026-10-25T01:00:00Z.
+        change = next_offset_change(BERLIN, utc(2026, 1, 1), utc(2026, 12, 31))
+        assert change is not None
+        assert change.isoformat() == "2026-03-29T01:00:00+00:00"
+        later = next_offset_change(BERLIN, change, utc(2026, 12, 31))
+        assert later is not None
+        assert later.isoformat() == "2026-10-25T01:00:00+00:00"
+        assert next_offset_change(BERLIN, utc(2026, 4, 1), utc(2026, 10, 25)) is None
 
     def test_none_means_the_system_zone(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("TZ", "Asia/Tokyo")
