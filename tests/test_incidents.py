@@ -317,7 +317,8 @@ def test_delivery_failure_retries_escalates_and_recovers() -> None:
     assert feed.texts(notices) == [
         "⚠ story's output could not be delivered to tgram://…: "
         "Telegram answered 502 Bad Gateway. Retrying at 02:07.",
-        "✖ story's output could not be delivered after 4 attempts; it is kept at "
+        "✖ story's output could not be delivered after 4 attempts: "
+        "Telegram answered 502 Bad Gateway; it is kept at "
         "/home/me/.agentcron/outputs/story/2026-03-10T0200.txt.",
     ]
     assert [n.event for n in notices] == [NoticeEvent.OPENED, NoticeEvent.ESCALATED]

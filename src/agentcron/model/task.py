@@ -124,7 +124,7 @@ class TaskSpec(_Strict):
     cron: str | None = None
     every: Duration | None = None
     anchor: datetime | None = Field(
-        default=None, description="Grid origin for `every` (default 1970-01-01 in the zone)"
+        default=None, description="Grid origin for `every` (default: the Unix epoch, UTC)"
     )
     at: datetime | None = None
     expires: Duration | None = Field(
