@@ -90,10 +90,8 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _start(d: DaemonProc) -> None:
-    """Start the daemon and wait until it runs before the first CLI call: a command
-    that opens a fresh database while the daemon is still creating its schema fails
-    with "not a usable agentcron database (table meta already exists)" (a race in
-    SQLiteStore._migrate, reported separately)."""
+    """Start the daemon and wait until it runs, so the first CLI call finds its
+    database and tasks in place rather than racing the daemon's start-up."""
     d.start()
     wait_for(lambda: "agentcron running as" in d.daemon_log(), 30, 0.05, "the daemon runs")
 
