@@ -141,14 +141,6 @@ def test_overdue_opens_once_when_the_loop_stops_firing_and_closes_on_the_next_ru
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the overdue count is frozen when the incident opens: Watchdog._check_overdue skips "
-        "a task already reported for the same due time, so a silence that goes on is closed "
-        "with the count seen at detection ('3 missed runs' after 9 missed)"
-    ),
-)
 def test_the_recovery_message_counts_every_run_the_silence_missed(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:
@@ -293,13 +285,6 @@ def test_a_skip_streak_opens_one_incident_naming_the_reason(
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Notifier.on_skipped always reports count=SKIP_STREAK (3), so the recovery message "
-        "says 'after 3 skipped runs' however many were skipped"
-    ),
-)
 def test_the_skip_recovery_message_counts_every_skipped_slot(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:

@@ -303,13 +303,6 @@ def _pool_worker_running(daemon_pid: int, task_pid: int) -> int | None:
     return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a python pool worker killed by SIGKILL mid-run is classified code_error (permanent, "
-        "no retry) by _pool._died/classifier._by_exit instead of worker_lost (PRODUCT.md §7)"
-    ),
-)
 def test_a_python_worker_killed_mid_run_is_worker_lost_and_retried(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -502,13 +495,6 @@ def test_doctor_reports_a_stale_daemon_after_kill9(tmp_path: Path) -> None:
         d.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "doctor trusts a same-host node's heartbeat for 30 s after its process died; "
-        "Service.daemon_status does not check pid_alive for nodes on this host"
-    ),
-)
 def test_doctor_sees_a_dead_local_daemon_at_once(tmp_path: Path) -> None:
     d = DaemonProc(tmp_path, PULSE_CONFIG.format(hook="127.0.0.1:9"))
     try:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from agentcron.clock import Clock, SystemClock
 from agentcron.durations import format_duration
+from agentcron.home import hostname, pid_alive
 from agentcron.model import (
     Health,
     Slot,
@@ -477,7 +478,10 @@ class Service:
         nodes = []
         alive = False
         for n in self.store.nodes():
-            stale = n.stopped_at is None and now - n.heartbeat_at > DAEMON_STALE_AFTER
+            # A daemon of this home on this machine whose process is gone is dead now,
+            # not DAEMON_STALE_AFTER later (the daemon's own restart check is the same).
+            gone = n.host == hostname() and n.home == str(self.home) and not pid_alive(n.pid)
+            stale = n.stopped_at is None and (gone or now - n.heartbeat_at > DAEMON_STALE_AFTER)
             running = n.stopped_at is None and not stale
             alive = alive or running
             nodes.append(

@@ -426,8 +426,13 @@ def _tail(ctx: ActionContext) -> str:
 
 
 def _died(ctx: ActionContext, returncode: int) -> ActionResult:
+    # Killed by a signal the pool did not send (kill -9, the OOM killer): the worker
+    # died mid-run, which PRODUCT.md §7 calls worker_lost (retried). An exit code is
+    # the task's own doing and is classified as usual.
+    known: ErrorClass | None = None
     if returncode < 0:
         how, exit_code, sig = f"killed by signal {signal_name(-returncode)}", None, -returncode
+        known = ErrorClass.WORKER_LOST
     else:
         how, exit_code, sig = f"exit code {returncode}", returncode, None
     return ActionResult(
@@ -438,6 +443,7 @@ def _died(ctx: ActionContext, returncode: int) -> ActionResult:
             exit_code=exit_code,
             signal=sig,
             output_tail=_tail(ctx),
+            known_class=known,
             action="python",
         ),
     )

@@ -195,6 +195,8 @@ def run(
         home=_home(home),
         db_url=db or _globals.db,
         lease_seconds=_env_seconds("AGENTCRON_LEASE", 60.0),
+        watchdog_interval=_env_seconds("AGENTCRON_WATCHDOG_INTERVAL", 5.0),
+        pulse_interval=_env_seconds("AGENTCRON_PULSE_INTERVAL", 60.0),
     )
     try:
         asyncio.run(Daemon(options).run())

@@ -38,6 +38,7 @@ from agentcron.store.base import Store
 log = logging.getLogger("agentcron.notify")
 
 SKIP_STREAK = 3
+SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
 
 
 class Notifier:
@@ -105,11 +106,14 @@ class Notifier:
 
     def on_skipped(self, spec: TaskSpec, slot: Slot, at: datetime) -> None:
         """A slot was recorded skipped (overlap or precheck): tell after a streak."""
-        last = self.store.last_slots(spec.name, SKIP_STREAK)
-        if len(last) < SKIP_STREAK or any(s.status is not SlotStatus.SKIPPED for s in last):
+        last = self.store.last_slots(spec.name, SKIP_STREAK_SCAN)
+        streak = next(
+            (i for i, s in enumerate(last) if s.status is not SlotStatus.SKIPPED), len(last)
+        )
+        if streak < SKIP_STREAK:
             return
         reason = _plain_reason(last[0].reason or _attempt_reason(self.store, last[0]))
-        self.emit(spec, SkipStreak(task=spec.name, at=at, count=SKIP_STREAK, reason=reason))
+        self.emit(spec, SkipStreak(task=spec.name, at=at, count=streak, reason=reason))
 
     def emit(self, spec: TaskSpec, event: Event) -> Transition:
         """Advance the task's incidents and queue the notice, atomically."""

@@ -115,23 +115,28 @@ class Watchdog:
     def _check_overdue(self, now: datetime, report: WatchdogReport) -> None:
         for rec in self.store.due_tasks(now - MIN_OVERDUE, 1000):
             due = rec.next_fire_at
-            if due is None or self._reported_overdue.get(rec.name) == due:
+            if due is None:
                 continue
             if now - due <= overdue_limit(rec.spec, self.period_of(rec.spec)):
                 continue
+            # Re-reported on every check while it lasts: the open incident only counts
+            # it (no message), and its missed count stays true for the recovery notice.
+            first = self._reported_overdue.get(rec.name) != due
             self._reported_overdue[rec.name] = due
-            report.overdue.append(rec.name)
-            self._report_overdue(rec, due, now)
+            if first:
+                report.overdue.append(rec.name)
+            self._report_overdue(rec, due, now, first)
 
-    def _report_overdue(self, rec: TaskRecord, due: datetime, now: datetime) -> None:
+    def _report_overdue(self, rec: TaskRecord, due: datetime, now: datetime, first: bool) -> None:
         missed = max(1, self.count_fires(rec.spec, due, now))
         last = self.store.last_slots(rec.name, 1)
-        log.error(
-            "%s is overdue: due since %s, %d run(s) missed, the loop did not fire it",
-            rec.name,
-            due.isoformat(),
-            missed,
-        )
+        if first:
+            log.error(
+                "%s is overdue: due since %s, %d run(s) missed, the loop did not fire it",
+                rec.name,
+                due.isoformat(),
+                missed,
+            )
         self.emit(
             rec.spec,
             TaskOverdue(
