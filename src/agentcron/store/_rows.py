@@ -6,6 +6,7 @@ numeric ones on both engines; they become aware UTC datetimes at this boundary.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -69,13 +70,20 @@ def schedule_key(spec: TaskSpec) -> str:
     return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=8192)
+def parse_spec(text: str) -> TaskSpec:
+    """Specs are frozen, so one parsed object may serve every row with the same text;
+    a tick that handles thousands of slots would otherwise re-validate each one."""
+    return TaskSpec.model_validate_json(text)
+
+
 def task_from_row(row: Mapping[str, Any] | tuple[Any, ...]) -> TaskRecord:
     name, source, spec, paused, next_fire_at, created_at, updated_at = tuple(
         row.values() if isinstance(row, Mapping) else row
     )
     return TaskRecord(
         name=name,
-        spec=TaskSpec.model_validate_json(spec),
+        spec=parse_spec(spec),
         source=TaskSource(source),
         paused=bool(paused),
         next_fire_at=dt(next_fire_at),

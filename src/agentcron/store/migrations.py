@@ -135,6 +135,12 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX deliveries_due ON deliveries (next_attempt_at) "
         "WHERE status IN ('pending', 'retrying')",
     ],
+    [
+        # Pending slots carry the time of their first attempt, so claims walk the
+        # slots_runnable index in order instead of sorting all waiting slots.
+        "UPDATE slots SET next_attempt_at = created_at "
+        "WHERE status = 'pending' AND next_attempt_at IS NULL",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

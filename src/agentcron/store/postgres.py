@@ -273,10 +273,8 @@ class PostgresStore(SQLStore):
             rows = db.execute(
                 f"SELECT {_SLOT_COLUMNS_S}, t.spec, t.overlap FROM slots s "
                 "JOIN tasks t ON t.name = s.task "
-                "WHERE s.status IN ('pending', 'retrying') "
-                "AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= ?) "
-                "AND (s.status = 'pending' OR s.next_attempt_at IS NOT NULL) "
-                "ORDER BY COALESCE(s.next_attempt_at, s.scheduled_for), s.id LIMIT ? "
+                "WHERE s.status IN ('pending', 'retrying') AND s.next_attempt_at <= ? "
+                "ORDER BY s.next_attempt_at, s.scheduled_for, s.id LIMIT ? "
                 "FOR UPDATE OF s SKIP LOCKED",
                 (ts(now), max(limit * 4, 16)),
             ).fetchall()

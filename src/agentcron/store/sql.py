@@ -42,6 +42,7 @@ from agentcron.store._rows import (
     incident_from_row,
     incident_values,
     outbox_from_row,
+    parse_spec,
     schedule_key,
     slot_from_row,
     spec_json,
@@ -199,7 +200,7 @@ class SQLStore:
             row = db.execute("SELECT spec FROM tasks WHERE name = ?", (name,)).fetchone()
             if row is None:
                 return False
-            spec = TaskSpec.model_validate_json(row[0]).model_copy(update={"paused": paused})
+            spec = parse_spec(row[0]).model_copy(update={"paused": paused})
             db.execute(
                 "UPDATE tasks SET paused = ?, spec = ?, next_fire_at = ?, updated_at = ? "
                 "WHERE name = ?",
@@ -238,7 +239,7 @@ class SQLStore:
         final = slot.status.is_final
         cur = db.execute(
             "INSERT INTO slots (task, scheduled_for, status, reason, trigger, created_at, "
-            "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "finished_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (task, scheduled_for) DO NOTHING "
             f"RETURNING {SLOT_COLUMNS}",
             (
@@ -249,6 +250,9 @@ class SQLStore:
                 slot.trigger,
                 ts(now),
                 ts(now) if final else None,
+                # a pending slot is due for its first attempt at its own time; claims
+                # then read one index in order instead of sorting every waiting slot
+                ts(min(slot.scheduled_for, now)) if slot.status is SlotStatus.PENDING else None,
             ),
         )
         row = cur.fetchone()
@@ -291,12 +295,10 @@ class SQLStore:
             rows = db.execute(
                 f"SELECT {', '.join('s.' + c.strip() for c in SLOT_COLUMNS.split(','))}, "
                 "t.spec, t.overlap FROM slots s JOIN tasks t ON t.name = s.task "
-                "WHERE s.status IN ('pending', 'retrying') "
-                "AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= ?) "
-                "AND (s.status = 'pending' OR s.next_attempt_at IS NOT NULL) "
+                "WHERE s.status IN ('pending', 'retrying') AND s.next_attempt_at <= ? "
                 "AND (t.overlap = 'allow' OR s.task NOT IN "
                 "(SELECT r.task FROM slots r WHERE r.status = 'running')) "
-                "ORDER BY COALESCE(s.next_attempt_at, s.scheduled_for), s.id LIMIT ?",
+                "ORDER BY s.next_attempt_at, s.scheduled_for, s.id LIMIT ?",
                 (ts(now), limit * 4 + 64),
             ).fetchall()
             for row in rows:
@@ -331,7 +333,7 @@ class SQLStore:
         return Claim(
             slot=slot_from_row(fresh),
             attempt=attempt_from_row(attempt),
-            spec=TaskSpec.model_validate_json(spec_text),
+            spec=parse_spec(spec_text),
         )
 
     def renew_leases(self, owner: str, now: datetime, lease_until: datetime) -> int:
