@@ -55,6 +55,16 @@ class TickReport:
 
 
 @dataclass
+class _Plan:
+    spec: TaskSpec
+    expected: datetime | None
+    new_next: datetime | None
+    slots: list[NewSlot]
+    supersede: list[int]
+    replace: list[int]
+
+
+@dataclass
 class _Run:
     task: asyncio.Task[Finished | None]
     slot_id: int
@@ -235,18 +245,33 @@ class Engine:
         return count
 
     def _materialize(self, now: datetime) -> tuple[int, int]:
-        created = skipped = 0
-        for rec in self.store.due_tasks(now, 1000):
+        """Plan every due task in memory, then record all their slots in one
+        transaction: a burst of thousands of due tasks costs one commit, not thousands."""
+        due = self.store.due_tasks(now, 5000)
+        if not due:
+            return 0, 0
+        active: dict[str, list[Slot]] = {}
+        for slot in self.store.active_slots():
+            active.setdefault(slot.task, []).append(slot)
+        plans: list[_Plan] = []
+        for rec in due:
             try:
-                c, s = self._materialize_task(rec, now)
+                plans.append(self._plan_task(rec, now, active.get(rec.name, [])))
             except Exception:
                 log.exception("could not plan slots for task %s", rec.name)
-                continue
-            created += c
-            skipped += s
+        results = self.store.materialize_many(
+            [(p.spec.name, p.expected, p.new_next, p.slots) for p in plans], now
+        )
+        created = skipped = 0
+        for plan, inserted in zip(plans, results, strict=True):
+            if inserted is None:
+                continue  # another node got there first
+            created += len(inserted)
+            skipped += sum(1 for s in inserted if s.status is SlotStatus.SKIPPED)
+            self._after_materialize(plan, inserted, now)
         return created, skipped
 
-    def _materialize_task(self, rec: TaskRecord, now: datetime) -> tuple[int, int]:
+    def _plan_task(self, rec: TaskRecord, now: datetime, active: list[Slot]) -> _Plan:
         spec = rec.spec
         assert rec.next_fire_at is not None
         sched = self.schedule_for(spec)
@@ -272,22 +297,24 @@ class Engine:
                 on_time_grace(sched.period()),
                 more_follow=more_follow,
             )
-        planned, supersede, replace = self._apply_overlap(spec, planned)
-        inserted = self.store.materialize(spec.name, rec.next_fire_at, new_next, planned, now)
-        if inserted is None:
-            return 0, 0  # another node got there first
-        newest = max((s.scheduled_for for s in planned), default=now)
-        label = newest.astimezone(spec.zone(self.settings.default_zone)).strftime("%H:%M")
-        for slot_id in supersede:
-            self.store.set_slot_status(
-                slot_id,
-                SlotStatus.SUPERSEDED,
-                f"superseded by the run due at {label} while waiting for a retry",
-                now,
-                only_from=[SlotStatus.RETRYING, SlotStatus.PENDING],
-            )
-        for slot_id in replace:
-            self.cancel_slot(slot_id, f"replaced by the run due at {label} (overlap: replace)")
+        planned, supersede, replace = self._apply_overlap(spec, planned, active)
+        return _Plan(spec, rec.next_fire_at, new_next, planned, supersede, replace)
+
+    def _after_materialize(self, plan: _Plan, inserted: list[Slot], now: datetime) -> None:
+        spec = plan.spec
+        if plan.supersede or plan.replace:
+            newest = max((s.scheduled_for for s in plan.slots), default=now)
+            label = newest.astimezone(spec.zone(self.settings.default_zone)).strftime("%H:%M")
+            for slot_id in plan.supersede:
+                self.store.set_slot_status(
+                    slot_id,
+                    SlotStatus.SUPERSEDED,
+                    f"superseded by the run due at {label} while waiting for a retry",
+                    now,
+                    only_from=[SlotStatus.RETRYING, SlotStatus.PENDING],
+                )
+            for slot_id in plan.replace:
+                self.cancel_slot(slot_id, f"replaced by the run due at {label} (overlap: replace)")
         for slot in inserted:
             if slot.status.is_final:
                 for listener in self.slot_listeners:
@@ -295,7 +322,6 @@ class Engine:
                         listener(spec, slot)
                     except Exception:
                         log.exception("slot listener failed on %s", spec.name)
-        return len(inserted), sum(1 for s in inserted if s.status is SlotStatus.SKIPPED)
 
     def _plan_one_shot(self, spec: TaskSpec, at: datetime, now: datetime) -> list[NewSlot]:
         if spec.expires is not None and now - at > spec.expires:
@@ -309,12 +335,11 @@ class Engine:
         return [NewSlot(at, SlotStatus.PENDING)]
 
     def _apply_overlap(
-        self, spec: TaskSpec, planned: list[NewSlot]
+        self, spec: TaskSpec, planned: list[NewSlot], active: list[Slot]
     ) -> tuple[list[NewSlot], list[int], list[int]]:
         pending = [s for s in planned if s.status is SlotStatus.PENDING]
         if not pending:
             return planned, [], []
-        active = self.store.active_slots(spec.name)
         if not active:
             return planned, [], []
         label = (

@@ -156,6 +156,14 @@ class Store(Protocol):
         when another node advanced the task first (nothing is written then)."""
         ...
 
+    def materialize_many(
+        self,
+        items: Sequence[tuple[str, datetime | None, datetime | None, Sequence[NewSlot]]],
+        now: datetime,
+    ) -> list[list[Slot] | None]:
+        """:meth:`materialize` for many tasks in one transaction; one result per item."""
+        ...
+
     def add_slot(self, task: str, slot: NewSlot, now: datetime) -> Slot | None:
         """Insert one slot (manual trigger, retries of history); None if it exists."""
         ...

@@ -277,6 +277,28 @@ class SQLStore:
             inserted = [self._insert_slot(db, task, s, now) for s in slots]
         return [s for s in inserted if s is not None]
 
+    def materialize_many(
+        self,
+        items: Sequence[tuple[str, datetime | None, datetime | None, Sequence[NewSlot]]],
+        now: datetime,
+    ) -> list[list[Slot] | None]:
+        results: list[list[Slot] | None] = []
+        if not items:
+            return results
+        with self._tx() as db:
+            for task, expected, new_next, slots in items:
+                cur = db.execute(
+                    "UPDATE tasks SET next_fire_at = ? "
+                    "WHERE name = ? AND next_fire_at IS NOT DISTINCT FROM ?",
+                    (ts(new_next), task, ts(expected)),
+                )
+                if cur.rowcount != 1:
+                    results.append(None)
+                    continue
+                inserted = [self._insert_slot(db, task, s, now) for s in slots]
+                results.append([s for s in inserted if s is not None])
+        return results
+
     def add_slot(self, task: str, slot: NewSlot, now: datetime) -> Slot | None:
         with self._tx() as db:
             return self._insert_slot(db, task, slot, now)
@@ -479,12 +501,20 @@ class SQLStore:
         return [slot_from_row(r) for r in self._q(sql, params)]
 
     def active_slots(self, task: str | None = None) -> list[Slot]:
-        sql = f"SELECT {SLOT_COLUMNS} FROM slots WHERE status IN ('pending', 'running', 'retrying')"
-        params: list[Any] = []
         if task is not None:
-            sql += " AND task = ?"
-            params.append(task)
-        return [slot_from_row(r) for r in self._q(sql + " ORDER BY scheduled_for, id", params)]
+            rows = self._q(
+                f"SELECT {SLOT_COLUMNS} FROM slots WHERE task = ? "
+                "AND status IN ('pending', 'running', 'retrying') ORDER BY scheduled_for, id",
+                (task,),
+            )
+        else:
+            # two reads that each match a partial index, not a scan of all history
+            rows = self._q(
+                f"SELECT {SLOT_COLUMNS} FROM slots WHERE status IN ('pending', 'retrying')"
+            ) + self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE status = 'running'")
+        slots = [slot_from_row(r) for r in rows]
+        slots.sort(key=lambda s: (s.scheduled_for, s.id))
+        return slots
 
     def attempts(self, slot_id: int) -> list[Attempt]:
         return [
