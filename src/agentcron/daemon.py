@@ -134,7 +134,9 @@ class Daemon:
         )
         for target, func in self.options.callables.items():
             self.registry.register_callable(target, func)
-        await self.registry.start([t.spec for t in store.list_tasks()])
+        # only what this node was told to run: reading every stored spec costs seconds
+        # with 100,000 tasks (API-added python tasks start the pool on first use)
+        await self.registry.start([*self.config.tasks.values(), *self.options.code_tasks.values()])
         self.engine = Engine(
             store,
             self.clock,
@@ -267,8 +269,9 @@ class Daemon:
                     for d in self.store.due_deliveries(self.clock.now() + _seconds(10**9), 10_000)
                     if d.output_path
                 }
-                specs = [t.spec for t in self.store.list_tasks()]
-                removed = await asyncio.to_thread(prune_outputs, self.options.home, specs, keep)
+                removed = await asyncio.to_thread(
+                    prune_outputs, self.options.home, self.store.get_task, keep
+                )
                 if removed:
                     log.info("pruned %d kept output file(s) past keep_outputs", removed)
             except Exception:

@@ -8,30 +8,36 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
 
-from agentcron.model import TaskSpec
+from agentcron.model import TaskRecord
 
 log = logging.getLogger("agentcron.retention")
 
 
 def prune_outputs(
-    home: Path, specs: Iterable[TaskSpec], keep: set[str], now: float | None = None
+    home: Path,
+    task_of: Callable[[str], TaskRecord | None],
+    keep: set[str],
+    now: float | None = None,
 ) -> int:
     """Delete output files older than their task's ``keep_outputs``; returns how many.
 
-    ``keep`` holds paths that must stay (pending deliveries); ``now`` is epoch seconds.
+    Walks the output folders (one per task that ever kept output) and looks each
+    task up with ``task_of``; a removed task's outputs are left alone. ``keep`` holds
+    paths that must stay (pending deliveries); ``now`` is epoch seconds.
     """
     current = time.time() if now is None else now
     removed = 0
-    for spec in specs:
-        if spec.keep_outputs is None:
+    root = home / "outputs"
+    if not root.is_dir():
+        return 0
+    for folder in sorted(root.iterdir()):
+        rec = task_of(folder.name) if folder.is_dir() else None
+        if rec is None or rec.spec.keep_outputs is None:
             continue
-        folder = home / "outputs" / spec.name
-        if not folder.is_dir():
-            continue
-        cutoff = current - spec.keep_outputs.total_seconds()
+        cutoff = current - rec.spec.keep_outputs.total_seconds()
         for path in folder.iterdir():
             try:
                 if str(path) in keep or not path.is_file() or path.stat().st_mtime >= cutoff:

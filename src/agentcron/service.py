@@ -106,24 +106,29 @@ class Service:
         self, specs: Mapping[str, TaskSpec]
     ) -> tuple[list[str], list[str], list[str]]:
         now = self.clock.now()
-        existing = {t.name: t for t in self.store.list_tasks()}
-        next_fire: dict[str, datetime | None] = {}
-        for name, spec in specs.items():
-            old = existing.get(name)
-            if old is not None and old.next_fire_at is not None and not spec.paused:
-                # unchanged schedules keep their grid position; the store ignores this
-                # value unless the schedule changed
-                next_fire[name] = self.first_fire(spec, now)
-            else:
-                next_fire[name] = None if spec.paused else self.first_fire(spec, now)
+        # The store keeps an existing task's grid position unless its schedule changed;
+        # this value only serves new tasks and changed schedules.
+        next_fire = {
+            name: None if spec.paused else self.first_fire(spec, now)
+            for name, spec in specs.items()
+        }
         return self.store.sync_file_tasks(list(specs.values()), now, next_fire)
 
     def upsert_code_tasks(self, specs: list[TaskSpec]) -> None:
         """Tasks registered from Python code: written in one transaction (100,000 at once
         must take seconds, not minutes); an existing task keeps its place on the grid."""
         now = self.clock.now()
-        items = [(spec, None if spec.paused else self.first_fire(spec, now)) for spec in specs]
-        self.store.upsert_many(items, TaskSource.CODE, now)
+        firsts: dict[str, datetime | None] = {}  # tasks sharing a schedule share its first fire
+
+        def first(spec: TaskSpec) -> datetime | None:
+            if spec.paused:
+                return None
+            key = spec.model_dump_json(include={"cron", "every", "anchor", "at", "timezone"})
+            if key not in firsts:
+                firsts[key] = self.first_fire(spec, now)
+            return firsts[key]
+
+        self.store.upsert_many([(spec, first(spec)) for spec in specs], TaskSource.CODE, now)
 
     # ---- reads -------------------------------------------------------------------
     def list_tasks(self) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ of the next attempt), ``failed``, ``skipped`` or ``cancelled``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from agentcron.model import (
     SlotStatus,
     TaskSpec,
 )
+from agentcron.redact import secret_values_from_env
 from agentcron.store.base import AttemptOutcome, Claim, Store
 
 log = logging.getLogger("agentcron.runner")
@@ -55,6 +57,18 @@ class RunnerDeps:
     actions: Callable[[TaskSpec], Action]
     rand: Callable[[], float]
     cancel_reason: Callable[[int], str | None] = lambda _slot_id: None
+
+
+@functools.lru_cache(maxsize=1)
+def _daemon_secrets() -> tuple[str, ...]:
+    return tuple(secret_values_from_env(os.environ))
+
+
+def task_secrets(spec: TaskSpec) -> list[str]:
+    """Secret values a run of ``spec`` may print: the daemon's environment (read once,
+    it does not change under a running daemon) and the task's own ``env``."""
+    extra = secret_values_from_env(spec.env) if spec.env else []
+    return [*_daemon_secrets(), *extra]
 
 
 def _context_from_previous(store: Store, spec: TaskSpec) -> str | None:
@@ -94,11 +108,11 @@ def outcome_for_failure(
 ) -> tuple[AttemptOutcome, Classification]:
     """Classify a failure and decide between ``retrying`` and ``failed``."""
     from agentcron.policies.retry import decide_retry
-    from agentcron.redact import redact, secret_values_from_env
+    from agentcron.redact import redact
 
     classification = classify_failure(failure, spec, now)
     decision = decide_retry(classification, attempt, spec.retries, spec.retry_backoff, rand)
-    secrets = secret_values_from_env({**os.environ, **spec.env})
+    secrets = task_secrets(spec)
     message = redact(failure.message or classification.explanation, secrets)
     if decision.retry and decision.delay is not None:
         return (
@@ -134,7 +148,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     """Run one claimed attempt and record it. Returns None when the slot was lost to
     another node meanwhile (its record is theirs to write)."""
     from agentcron.actions.output import output_file_for, tail_lines
-    from agentcron.redact import redact, secret_values_from_env
+    from agentcron.redact import redact
 
     spec, slot, attempt = claim.spec, claim.slot, claim.attempt
     started = deps.clock.now()
@@ -159,7 +173,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             "AGENTCRON_SCHEDULED_FOR": slot.scheduled_for.isoformat(),
         },
     )
-    secrets = secret_values_from_env({**os.environ, **spec.env})
+    secrets = task_secrets(spec)
     classification: Classification | None = None
     try:
         outcome, classification = await _attempt(ctx, spec, attempt.number, deps, str(out_path))
@@ -226,7 +240,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         )
         return None
     details = ""
-    if out_path.exists():
+    if not outcome.ok and out_path.exists():  # the tail is for failure notices only
         try:
             details = redact(tail_lines(out_path), secrets)
         except OSError:

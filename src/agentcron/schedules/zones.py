@@ -8,6 +8,7 @@ DST change: a wall time may not exist (clocks jump forward) or may occur twice
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping
@@ -41,7 +42,18 @@ def system_zone(env: Mapping[str, str] | None = None, localtime: Path = _LOCALTI
     to people; a POSIX rule string in ``TZ`` or a copied (unlinked) localtime file
     cannot be named, so they fall through to the next source.
     """
-    environ = os.environ if env is None else env
+    if env is None and localtime == _LOCALTIME:
+        return _system_zone_cached(os.environ.get("TZ", ""))
+    return _system_zone(os.environ if env is None else env, localtime)
+
+
+@functools.lru_cache(maxsize=8)
+def _system_zone_cached(tz_env: str) -> ZoneInfo:
+    """Resolved once per TZ value: every task without a zone asks, several times a slot."""
+    return _system_zone({"TZ": tz_env}, _LOCALTIME)
+
+
+def _system_zone(environ: Mapping[str, str], localtime: Path) -> ZoneInfo:
     tz = environ.get("TZ", "").strip().removeprefix(":")
     if tz:
         zone = _load(_key_from_path(tz) if tz.startswith("/") else tz)

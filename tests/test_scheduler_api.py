@@ -1,0 +1,90 @@
+"""The Python API: decorator registration, validation with the config file's rules,
+and the same engine underneath."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agentcron import ConfigError, Scheduler
+from agentcron.model import TaskSource
+from agentcron.retention import prune_outputs
+from agentcron.store.sqlite import SQLiteStore
+from harness import until
+
+
+def test_decorator_registers_a_validated_task(tmp_path: Path) -> None:
+    sched = Scheduler(home=tmp_path, timezone="UTC")
+
+    @sched.task(cron="@daily", retries=2, timeout="20m")
+    def nightly_report() -> str:
+        return "ok"
+
+    spec = sched.tasks["nightly-report"]
+    assert spec.cron == "0 0 * * *" and spec.retries == 2
+    assert spec.timeout.total_seconds() == 1200 and spec.isolation == "inline"
+    with pytest.raises(ConfigError) as err:
+        sched.add("bad", lambda: None, every="5 parsecs")
+    assert "tasks.bad.every" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        sched.add("nightly-report", lambda: None, every="1h")
+    assert "registered twice" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        sched.add("chat", lambda: None, every="1h", deliver=["nosuchscheme://x"])
+    assert "tasks.chat.deliver" in str(err.value)
+
+
+@pytest.mark.slow
+def test_scheduler_runs_code_tasks_on_the_real_engine(tmp_path: Path) -> None:
+    calls: list[float] = []
+    sched = Scheduler(home=tmp_path / "home", timezone="UTC")
+
+    @sched.task(every="1s")
+    def tick() -> str:
+        calls.append(time.monotonic())
+        return "tick"
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(sched.run_async(stop))
+        try:
+            await until(lambda: len(calls) >= 2, timeout=30)
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, 30)
+
+    asyncio.run(scenario())
+    store = SQLiteStore(tmp_path / "home" / "agentcron.db")
+    try:
+        rec = store.get_task("tick")
+        assert rec is not None and rec.source.value == "code"
+        slots = store.slots("tick", limit=10)
+        assert any(s.status.value == "succeeded" for s in slots)
+        assert len({s.scheduled_for for s in slots}) == len(slots)
+    finally:
+        store.close()
+
+
+def test_retention_prunes_old_outputs_but_keeps_pending_deliveries(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    sched = Scheduler(home=tmp_path)
+    spec = sched.add("story", command=["true"], every="1h", keep_outputs="1d")
+    store.upsert_task(spec, TaskSource.API, datetime.now(UTC), None)
+    folder = tmp_path / "outputs" / "story"
+    folder.mkdir(parents=True)
+    old, kept, fresh = folder / "old.md", folder / "kept.md", folder / "fresh.md"
+    for p in (old, kept, fresh):
+        p.write_text("x")
+    now = time.time()
+    os.utime(old, (now - 3 * 86400, now - 3 * 86400))
+    os.utime(kept, (now - 3 * 86400, now - 3 * 86400))
+    (tmp_path / "outputs" / "gone-task").mkdir()
+    removed = prune_outputs(tmp_path, store.get_task, {str(kept)}, now)
+    store.close()
+    assert removed == 1
+    assert not old.exists() and kept.exists() and fresh.exists()
