@@ -87,8 +87,8 @@ class Watchdog:
             if slot.id in self._reported_stuck or slot.started_at is None:
                 continue
             rec = self.store.get_task(slot.task)
-            if rec is None:
-                continue
+            if rec is None or now - slot.started_at <= rec.spec.stuck_after:
+                continue  # the slot's first start bounds the current attempt's: not stuck
             attempts = self.store.attempts(slot.id)
             began = attempts[-1].started_at if attempts else slot.started_at
             running_for = now - began
