@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -94,7 +95,5 @@ def kill_pids_in(path: Path) -> None:
         try:
             os.killpg(int(line), signal.SIGKILL)
         except (ProcessLookupError, ValueError, PermissionError):
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
                 os.kill(int(line), signal.SIGKILL)
-            except (ProcessLookupError, ValueError, PermissionError):
-                pass

@@ -31,7 +31,7 @@ tasks:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
     (tmp_path / "agentcron.yaml").write_text(CONFIG)
@@ -45,17 +45,17 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     return invoke
 
 
-def test_list_json_has_the_documented_fields(cli) -> None:  # noqa: ANN001
+def test_list_json_has_the_documented_fields(cli) -> None:
     rows = json.loads(cli("list", "--json"))
     assert {r["name"] for r in rows} == {"story", "beat"}
     for row in rows:
-        assert LIST_FIELDS <= set(row)
+        assert set(row) >= LIST_FIELDS
         assert row["source"] == "file"
         assert row["health"] == "ok"
         assert row["timezone"] == "Europe/Berlin"
 
 
-def test_next_marks_dst_gap_and_accepts_from(cli) -> None:  # noqa: ANN001
+def test_next_marks_dst_gap_and_accepts_from(cli) -> None:
     rows = json.loads(cli("next", "story", "--count", "2", "--from", "2026-03-28T12:00", "--json"))
     assert rows[0]["local"] == "2026-03-29T03:00:00+02:00"
     assert rows[0]["note"] and "02:30" in rows[0]["note"]
@@ -64,7 +64,7 @@ def test_next_marks_dst_gap_and_accepts_from(cli) -> None:  # noqa: ANN001
     assert "03:00" in text
 
 
-def test_add_pause_resume_trigger_remove(cli) -> None:  # noqa: ANN001
+def test_add_pause_resume_trigger_remove(cli) -> None:
     out = cli("add", "backup", "--every", "1h", "--tz", "UTC", "--", "sh", "-c", "echo hi")
     assert "added backup" in out
     row = next(r for r in json.loads(cli("list", "--json")) if r["name"] == "backup")
@@ -75,14 +75,14 @@ def test_add_pause_resume_trigger_remove(cli) -> None:  # noqa: ANN001
     run = json.loads(cli("trigger", "backup", "--json"))
     assert run["status"] == "pending" and run["trigger"] == "manual"
     runs = json.loads(cli("runs", "backup", "--json"))
-    assert len(runs) == 1 and RUNS_FIELDS <= set(runs[0])
+    assert len(runs) == 1 and set(runs[0]) >= RUNS_FIELDS
     cli("remove", "backup")
     assert "backup" not in {r["name"] for r in json.loads(cli("list", "--json"))}
     # history is kept
     assert json.loads(cli("runs", "backup", "--json"))[0]["status"] == "cancelled"
 
 
-def test_bad_input_names_the_problem_and_changes_nothing(cli) -> None:  # noqa: ANN001
+def test_bad_input_names_the_problem_and_changes_nothing(cli) -> None:
     out = cli("add", "bad", "--cron", "61 * * * *", "--", "true", code=1)
     assert "tasks.bad.cron" in out and "61" in out
     out = cli("add", "bad", "--every", "5x", "--", "true", code=1)
@@ -106,7 +106,7 @@ def test_bad_input_names_the_problem_and_changes_nothing(cli) -> None:  # noqa: 
     assert "--limit" in out
 
 
-def test_validate_reports_every_problem_with_task_and_field(cli, tmp_path: Path) -> None:  # noqa: ANN001
+def test_validate_reports_every_problem_with_task_and_field(cli, tmp_path: Path) -> None:
     assert "valid" in cli("validate")
     (tmp_path / "agentcron.yaml").write_text(
         'tasks:\n  a:\n    cron: "61 * * * *"\n    command: [x]\n'
@@ -124,7 +124,7 @@ def test_validate_reports_every_problem_with_task_and_field(cli, tmp_path: Path)
     assert "line" in out
 
 
-def test_corrupt_database_is_a_clear_error(cli, tmp_path: Path) -> None:  # noqa: ANN001
+def test_corrupt_database_is_a_clear_error(cli, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     (home / "agentcron.db").write_bytes(b"this is not sqlite at all" * 100)
@@ -133,7 +133,7 @@ def test_corrupt_database_is_a_clear_error(cli, tmp_path: Path) -> None:  # noqa
     assert (home / "agentcron.db").read_bytes().startswith(b"this is not sqlite")
 
 
-def test_schema_and_init(cli, tmp_path: Path) -> None:  # noqa: ANN001
+def test_schema_and_init(cli, tmp_path: Path) -> None:
     schema = json.loads(cli("schema"))
     assert "tasks" in schema["properties"]
     out = cli("init", code=1)

@@ -15,7 +15,7 @@ def _iso(slots: list, status: SlotStatus | None = None) -> list[str]:
     return [s.scheduled_for.isoformat() for s in slots if status is None or s.status is status]
 
 
-def run(coro):  # noqa: ANN001, ANN201 - tiny test helper
+def run(coro):
     return asyncio.run(coro)
 
 

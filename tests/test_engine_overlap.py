@@ -85,7 +85,7 @@ def test_allow_runs_both_at_once(sqlite_store, clock, home) -> None:
         await h.engine.wait_idle()
         return h, started
 
-    h, started = asyncio.run(scenario())
+    h, _started = asyncio.run(scenario())
     assert [s.status for s in h.slots("slow")] == [SlotStatus.SUCCEEDED, SlotStatus.SUCCEEDED]
 
 
@@ -100,7 +100,7 @@ def test_replace_stops_the_old_run(sqlite_store, clock, home) -> None:
         await h.engine.wait_idle()
         return h, started
 
-    h, started = asyncio.run(scenario())
+    h, _started = asyncio.run(scenario())
     slots = h.slots("slow")
     assert [s.status for s in slots] == [SlotStatus.CANCELLED, SlotStatus.SUCCEEDED]
     assert "replaced by the run due at" in (slots[0].error or "")
