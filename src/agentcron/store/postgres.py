@@ -20,7 +20,6 @@ import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -29,12 +28,6 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agentcron.store._rows import (
-    SLOT_COLUMNS,
-    slot_from_row,
-    ts,
-)
-from agentcron.store.base import Claim
 from agentcron.store.errors import StoreError
 from agentcron.store.migrations import APP_ID, MIGRATIONS, SCHEMA_VERSION
 from agentcron.store.sql import Cursor, SQLStore
@@ -43,8 +36,6 @@ from agentcron.store.sql import Cursor, SQLStore
 # stores in different schemas of one database do not wait for each other.
 _MIGRATION_LOCK_CLASS = 0x61637272  # "acrr"
 _CONNECT_TIMEOUT_S = 10
-_SLOT_COLUMNS_S = ", ".join("s." + c.strip() for c in SLOT_COLUMNS.split(","))
-_N_SLOT_COLUMNS = len(SLOT_COLUMNS.split(","))
 
 
 @lru_cache(maxsize=512)
@@ -253,43 +244,14 @@ class PostgresStore(SQLStore):
         return f"{where} (schema {self.schema})" if self.schema else where
 
     # ---- the claim across nodes --------------------------------------------------------
-    def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
-        """As :meth:`SQLStore.claim`, safe with several nodes claiming at once.
+    # Candidates another node is claiming are skipped, not waited for.
+    _candidate_lock = " FOR UPDATE OF s SKIP LOCKED"
 
-        Candidates another node is claiming are skipped, not waited for. For a task
-        whose overlap is not ``allow``, its task row is locked (skipped if another node
-        holds it) and the "is one already running?" question asked again under that
-        lock, so two nodes cannot each start one."""
-        if limit <= 0:
-            return []
-        claims: list[Claim] = []
-        with self._tx() as db:
-            busy = {
-                r[0]
-                for r in db.execute(
-                    "SELECT DISTINCT task FROM slots WHERE status = 'running'"
-                ).fetchall()
-            }
-            rows = db.execute(
-                f"SELECT {_SLOT_COLUMNS_S}, t.spec, t.overlap FROM slots s "
-                "JOIN tasks t ON t.name = s.task "
-                "WHERE s.status IN ('pending', 'retrying') AND s.next_attempt_at <= ? "
-                "ORDER BY s.next_attempt_at, s.scheduled_for, s.id LIMIT ? "
-                "FOR UPDATE OF s SKIP LOCKED",
-                (ts(now), max(limit * 4, 16)),
-            ).fetchall()
-            for row in rows:
-                if len(claims) >= limit:
-                    break
-                slot = slot_from_row(row[:_N_SLOT_COLUMNS])
-                spec_text, overlap = row[_N_SLOT_COLUMNS], row[_N_SLOT_COLUMNS + 1]
-                if overlap != "allow":
-                    if slot.task in busy or not self._idle_under_lock(db, slot.task):
-                        busy.add(slot.task)
-                        continue
-                    busy.add(slot.task)
-                claims.append(self._start_attempt(db, slot, spec_text, owner, now, lease_until))
-        return claims
+    def _may_start(self, db: Any, task: str) -> bool:
+        """For a task that runs one at a time: lock its row (skip it if another node
+        holds it) and ask again, under the lock, whether one is already running, so two
+        nodes cannot each start one."""
+        return self._idle_under_lock(db, task)
 
     @staticmethod
     def _idle_under_lock(db: _Conn, task: str) -> bool:

@@ -290,16 +290,9 @@ class SQLStore:
         slots: Sequence[NewSlot],
         now: datetime,
     ) -> list[Slot] | None:
-        with self._tx() as db:
-            cur = db.execute(
-                "UPDATE tasks SET next_fire_at = ? "
-                "WHERE name = ? AND next_fire_at IS NOT DISTINCT FROM ?",
-                (ts(new_next_fire_at), task, ts(expected_next_fire_at)),
-            )
-            if cur.rowcount != 1:
-                return None
-            inserted = [self._insert_slot(db, task, s, now) for s in slots]
-        return [s for s in inserted if s is not None]
+        return self.materialize_many([(task, expected_next_fire_at, new_next_fire_at, slots)], now)[
+            0
+        ]
 
     def materialize_many(
         self,
@@ -327,6 +320,14 @@ class SQLStore:
         with self._tx() as db:
             return self._insert_slot(db, task, slot, now)
 
+    # How a dialect makes claims safe against other nodes: a suffix that locks the
+    # candidate rows, and a check run for a task that allows one run at a time.
+    _candidate_lock = ""
+
+    def _may_start(self, db: Conn, task: str) -> bool:
+        """With one writer at a time (SQLite) the running-set read at the start holds."""
+        return True
+
     def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
         if limit <= 0:
             return []
@@ -344,7 +345,7 @@ class SQLStore:
                 "WHERE s.status IN ('pending', 'retrying') AND s.next_attempt_at <= ? "
                 "AND (t.overlap = 'allow' OR s.task NOT IN "
                 "(SELECT r.task FROM slots r WHERE r.status = 'running')) "
-                "ORDER BY s.next_attempt_at, s.scheduled_for, s.id LIMIT ?",
+                "ORDER BY s.next_attempt_at, s.scheduled_for, s.id LIMIT ?" + self._candidate_lock,
                 (ts(now), limit * 4 + 64),
             ).fetchall()
             for row in rows:
@@ -353,7 +354,8 @@ class SQLStore:
                 slot = slot_from_row(row[:17])
                 spec_text, overlap = row[17], row[18]
                 if overlap != "allow":
-                    if slot.task in busy:
+                    if slot.task in busy or not self._may_start(db, slot.task):
+                        busy.add(slot.task)
                         continue
                     busy.add(slot.task)
                 claims.append(self._start_attempt(db, slot, spec_text, owner, now, lease_until))
