@@ -70,7 +70,7 @@ def schedule_key(spec: TaskSpec) -> str:
     return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=16384)
 def parse_spec(text: str) -> TaskSpec:
     """Specs are frozen, so one parsed object may serve every row with the same text;
     a tick that handles thousands of slots would otherwise re-validate each one."""

@@ -141,6 +141,13 @@ MIGRATIONS: list[list[str]] = [
         "UPDATE slots SET next_attempt_at = created_at "
         "WHERE status = 'pending' AND next_attempt_at IS NULL",
     ],
+    [
+        # A burst shares one next_attempt_at: the claim's whole ORDER BY must be
+        # in the index, or every waiting slot is read and sorted to take a few.
+        "DROP INDEX slots_runnable",
+        "CREATE INDEX slots_runnable ON slots (next_attempt_at, scheduled_for, id) "
+        "WHERE status IN ('pending', 'retrying')",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
