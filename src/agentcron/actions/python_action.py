@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+import queue
 import sys
 import threading
 from collections.abc import Callable
@@ -56,11 +57,18 @@ class InlinePythonAction:
             async with asyncio.timeout(seconds) as scope:
                 func = self._func or await _in_thread(_importer(spec.python, spec.cwd), ctx.task)
                 if inspect.iscoroutinefunction(func):
-                    value = await func(*spec.args, **spec.kwargs)
+                    text = await _in_thread(
+                        _keep(await func(*spec.args, **spec.kwargs), ctx), ctx.task
+                    )
                 else:
-                    value = await _in_thread(lambda: func(*spec.args, **spec.kwargs), ctx.task)
-                    if inspect.isawaitable(value):
-                        value = await value
+                    value = await _in_thread(
+                        lambda: _call_and_keep(func, spec.args, spec.kwargs, ctx), ctx.task
+                    )
+                    text = (
+                        await _in_thread(_keep(await value, ctx), ctx.task)
+                        if inspect.isawaitable(value)
+                        else value
+                    )
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -79,13 +87,7 @@ class InlinePythonAction:
             from agentcron.classify.extract import failure_from_exception
 
             return ActionResult(ok=False, failure=failure_from_exception(exc, action="python"))
-        text = result_text(value)
-        fd = open_output(ctx.output_path)
-        try:
-            append_result(fd, text)
-        finally:
-            os.close(fd)
-        return ActionResult(ok=True, output=_cap(text))
+        return ActionResult(ok=True, output=_cap(str(text)))
 
 
 def _importer(target: str | None, cwd: str | None) -> Callable[[], Callable[..., Any]]:
@@ -102,13 +104,78 @@ def _importer(target: str | None, cwd: str | None) -> Callable[[], Callable[...,
     return load
 
 
-async def _in_thread(call: Callable[[], Any], task: str) -> Any:
-    """Run ``call`` in a thread of its own.
+def _keep(value: Any, ctx: ActionContext) -> Callable[[], str]:
+    """Writing the output file is blocking work: done in the call's thread, not the loop."""
+    return lambda: _write_output(result_text(value), ctx)
 
-    Not the loop's shared executor: a call that never returns would hold one of its
-    few threads forever. The thread is a daemon thread so it cannot keep the
-    process from exiting.
+
+def _call_and_keep(
+    func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: ActionContext
+) -> Any:
+    value = func(*args, **kwargs)
+    if inspect.isawaitable(value):
+        return value  # an async result from a sync-looking callable: awaited on the loop
+    return _write_output(result_text(value), ctx)
+
+
+def _write_output(text: str, ctx: ActionContext) -> str:
+    fd = open_output(ctx.output_path)
+    try:
+        append_result(fd, text)
+    finally:
+        os.close(fd)
+    return text
+
+
+class _Threads:
+    """Inline calls run on threads of their own, reused when idle.
+
+    Not the loop's shared executor, whose few threads a call that never returns
+    would hold forever: here a new thread starts whenever none is idle, so a hung
+    call costs one thread and blocks nobody. Reusing idle threads spares the loop a
+    thread start per call (in a burst of thousands that start is the loop's largest
+    cost). Threads are daemon threads, so they cannot keep the process alive, and an
+    idle one exits after a minute.
     """
+
+    IDLE_EXIT = 60.0
+
+    def __init__(self) -> None:
+        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None], task: str) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._work.put(job)
+        if start:
+            threading.Thread(
+                target=self._serve, name=f"agentcron-inline-{task}", daemon=True
+            ).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                job = self._work.get(timeout=self.IDLE_EXIT)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:
+                        self._idle -= 1
+                        return
+                continue  # a job was promised to this idle thread: wait for it
+            job()
+            with self._lock:
+                self._idle += 1
+
+
+_THREADS = _Threads()
+
+
+async def _in_thread(call: Callable[[], Any], task: str) -> Any:
+    """Run ``call`` on an inline thread (see :class:`_Threads`) and await its result."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -130,7 +197,7 @@ async def _in_thread(call: Callable[[], Any], task: str) -> Any:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             loop.call_soon_threadsafe(settle, value, error)
 
-    threading.Thread(target=body, name=f"agentcron-inline-{task}", daemon=True).start()
+    _THREADS.submit(body, task)
     return await future
 
 
