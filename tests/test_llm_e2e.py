@@ -179,6 +179,7 @@ def test_a_completion_succeeds_is_kept_as_markdown_and_records_tokens(rig: Rig) 
     assert attempt["tokens"] == {"prompt": 21, "completion": 55}
     [listed] = [r for r in rig.daemon.json("runs", "story-ok") if r["id"] == run["id"]]
     assert (listed["status"], listed["output_path"]) == ("succeeded", str(kept))
+    assert listed["tokens"] == {"prompt": 21, "completion": 55}
 
     [request] = rig.fakes["story-ok"].requests
     assert request.path == "/v1/chat/completions"

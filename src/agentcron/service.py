@@ -255,7 +255,9 @@ class Service:
             if slot.task not in zones:
                 rec = self.store.get_task(slot.task)
                 zones[slot.task] = self._zone(rec.spec) if rec else None
-            out.append(self.slot_view(slot, zones[slot.task]))
+            view = self.slot_view(slot, zones[slot.task])
+            view["tokens"] = _tokens(self.store.attempts(slot.id)) if slot.attempts else {}
+            out.append(view)
         return out
 
     def _task_or_history(self, name: str) -> None:
@@ -524,3 +526,12 @@ def _redacted(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value, secrets)
     return value
+
+
+def _tokens(attempts: list[Any]) -> dict[str, int]:
+    """Model tokens a slot used, all attempts together (each failed call may cost too)."""
+    total: dict[str, int] = {}
+    for attempt in attempts:
+        for key, value in attempt.tokens.items():
+            total[key] = total.get(key, 0) + int(value)
+    return total

@@ -66,7 +66,9 @@ def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
         console.print("no runs recorded yet")
         return
     table = Table()
-    for col in ("id", "task", "scheduled for", "status", "attempts", "error / reason", "delivery"):
+    with_tokens = any(r.get("tokens") for r in rows)
+    cols = ["id", "task", "scheduled for", "status", "attempts", "error / reason", "delivery"]
+    for col in cols + (["tokens"] if with_tokens else []):
         table.add_column(col)
     for r in rows:
         why = r["error"] or r.get("reason") or ""
@@ -82,6 +84,11 @@ def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
             str(r["attempts"]),
             why,
             r["delivery_status"] if r["delivery_status"] != "none" else "",
+            *(
+                [" / ".join(f"{k} {v}" for k, v in (r.get("tokens") or {}).items())]
+                if with_tokens
+                else []
+            ),
         )
     console.print(table)
 
