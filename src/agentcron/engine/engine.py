@@ -101,6 +101,7 @@ class Engine:
         self._runs: dict[int, _Run] = {}
         self._schedules = _ScheduleCache()
         self._last_renew: datetime | None = None
+        self._last_recover: datetime | None = None
         self._wake = asyncio.Event()
         self._dead_owners = list(settings.dead_owners)
         self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
@@ -137,7 +138,12 @@ class Engine:
         self.last_tick = time.monotonic()
         now = self.clock.now()
         self._renew(now)
-        report.lost = self._recover_lapsed(now)
+        # Lapsed leases are looked for a few times per lease, not on every tick: a burst
+        # ticks after every finished run, and each look reads all running slots.
+        interval = max(timedelta(seconds=1), self.settings.lease / 20)
+        if self._last_recover is None or now - self._last_recover >= interval:
+            self._last_recover = now
+            report.lost = self._recover_lapsed(now)
         report.materialized, report.skipped = self._materialize(now)
         report.started = self._start_runs(now)
         return report
