@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentcron import ConfigError, Scheduler
-from agentcron.model import TaskSource
+from agentcron.model import Slot, TaskSource
 from agentcron.retention import prune_outputs
 from agentcron.store.sqlite import SQLiteStore
 from harness import until
@@ -88,3 +89,44 @@ def test_retention_prunes_old_outputs_but_keeps_pending_deliveries(tmp_path: Pat
     store.close()
     assert removed == 1
     assert not old.exists() and kept.exists() and fresh.exists()
+
+
+@pytest.mark.slow
+def test_isolation_process_runs_a_decorated_function_in_the_worker_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "isojobs.py").write_text(
+        "import os\n\ndef where() -> str:\n    return str(os.getpid())\n"
+    )
+    monkeypatch.chdir(tmp_path)  # the pool imports targets from the working folder
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "isojobs", raising=False)
+    import isojobs  # type: ignore[import-not-found]
+
+    sched = Scheduler(home=tmp_path / "home", timezone="UTC")
+    sched.add("where", isojobs.where, every="1s", isolation="process", python="isojobs:where")
+    db = tmp_path / "home" / "agentcron.db"
+
+    def succeeded() -> list[Slot]:
+        if not db.exists():
+            return []
+        store = SQLiteStore(db)
+        try:
+            return [s for s in store.slots("where", limit=5) if s.status.value == "succeeded"]
+        finally:
+            store.close()
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(sched.run_async(stop))
+        try:
+            await until(lambda: bool(succeeded()), timeout=60)
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, 30)
+
+    asyncio.run(scenario())
+    slot = succeeded()[0]
+    assert slot.output_path is not None
+    pid = int(Path(slot.output_path).read_text().strip())
+    assert pid != os.getpid()  # ran in a pool worker process, not inline

@@ -56,11 +56,11 @@ class ActionRegistry:
         if kind == "llm":
             return self._cached("llm", _llm)
         assert spec.python is not None
-        func = self._callables.get(spec.python)
-        if func is not None or spec.isolation == "inline":
+        if spec.isolation == "inline":
             from agentcron.actions.python_action import InlinePythonAction
 
-            return InlinePythonAction(func=func)
+            # a function registered from code, else the target imported in this process
+            return InlinePythonAction(func=self._callables.get(spec.python))
         return _PooledPython(self)
 
     def _cached(self, key: str, make: Callable[[], Action]) -> Action:
