@@ -141,3 +141,22 @@ def test_schema_and_init(cli, tmp_path: Path) -> None:
     (tmp_path / "agentcron.yaml").unlink()
     cli("init")
     assert "hello" in json.loads(cli("validate", "--json"))["tasks"]
+
+
+def test_pausing_a_file_task_survives_later_syncs_and_file_edits(cli, tmp_path: Path) -> None:
+    def beat() -> dict:
+        return next(r for r in json.loads(cli("list", "--json")) if r["name"] == "beat")
+
+    cli("pause", "beat")
+    assert beat()["paused"] is True and beat()["next_run"] is None  # `list` re-syncs the file
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(config.read_text().replace("every: 15m", "every: 20m"))
+    row = beat()
+    assert row["paused"] is True and row["schedule"] == "every 20 min"  # edit kept the pause
+    cli("resume", "beat")
+    assert beat()["paused"] is False and beat()["next_run"] is not None
+    config.write_text(config.read_text().replace("every: 20m", "every: 20m\n    paused: true"))
+    assert beat()["paused"] is True  # the file itself says paused
+    config.write_text(config.read_text().replace("\n    paused: true", ""))
+    row = beat()
+    assert row["paused"] is False and row["next_run"] is not None

@@ -132,7 +132,10 @@ class Store(Protocol):
 
     def set_paused(
         self, name: str, paused: bool, now: datetime, next_fire_at: datetime | None
-    ) -> bool: ...
+    ) -> bool:
+        """Pause or resume: the ``paused`` state only; the stored spec keeps what the file
+        or API said. Pausing cancels the task's waiting slots. False if no such task."""
+        ...
 
     def due_tasks(self, now: datetime, limit: int) -> list[TaskRecord]:
         """Unpaused tasks whose ``next_fire_at <= now``, earliest first. Indexed."""

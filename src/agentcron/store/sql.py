@@ -93,7 +93,7 @@ class SQLStore:
         key = schedule_key(spec)
         body = spec_json(spec)
         row = db.execute(
-            "SELECT spec, schedule_key, source FROM tasks WHERE name = ?", (spec.name,)
+            "SELECT spec, schedule_key, source, paused FROM tasks WHERE name = ?", (spec.name,)
         ).fetchone()
         if row is None:
             db.execute(
@@ -106,7 +106,7 @@ class SQLStore:
                     key,
                     spec.overlap.value,
                     int(spec.paused),
-                    ts(next_fire_at),
+                    None if spec.paused else ts(next_fire_at),
                     ts(now),
                     ts(now),
                 ),
@@ -114,14 +114,21 @@ class SQLStore:
             return "added"
         if row[0] == body and row[2] == source.value:
             return "same"
-        if row[1] != key:
+        # `paused` in the spec is what the file (or code) says; the column is the state,
+        # which `agentcron pause`/`resume` change. An edit elsewhere in the spec keeps the
+        # operator's choice; only a changed `paused:` in the spec overrides it.
+        was_paused = bool(row[3])
+        paused = spec.paused if parse_spec(row[0]).paused != spec.paused else was_paused
+        if paused:
+            db.execute("UPDATE tasks SET next_fire_at = NULL WHERE name = ?", (spec.name,))
+        elif row[1] != key or was_paused:
             db.execute(
                 "UPDATE tasks SET next_fire_at = ? WHERE name = ?", (ts(next_fire_at), spec.name)
             )
         db.execute(
             "UPDATE tasks SET spec = ?, schedule_key = ?, overlap = ?, source = ?, paused = ?, "
             "updated_at = ? WHERE name = ?",
-            (body, key, spec.overlap.value, source.value, int(spec.paused), ts(now), spec.name),
+            (body, key, spec.overlap.value, source.value, int(paused), ts(now), spec.name),
         )
         return "changed"
 
@@ -154,8 +161,7 @@ class SQLStore:
                     "AND tasks.source = excluded.source "
                     "THEN tasks.updated_at ELSE excluded.updated_at END, "
                     "spec = excluded.spec, schedule_key = excluded.schedule_key, "
-                    "overlap = excluded.overlap, source = excluded.source, "
-                    "paused = excluded.paused",
+                    "overlap = excluded.overlap, source = excluded.source",
                     (
                         spec.name,
                         source.value,
@@ -221,15 +227,14 @@ class SQLStore:
         self, name: str, paused: bool, now: datetime, next_fire_at: datetime | None
     ) -> bool:
         with self._tx() as db:
-            row = db.execute("SELECT spec FROM tasks WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                return False
-            spec = parse_spec(row[0]).model_copy(update={"paused": paused})
-            db.execute(
-                "UPDATE tasks SET paused = ?, spec = ?, next_fire_at = ?, updated_at = ? "
-                "WHERE name = ?",
-                (int(paused), spec_json(spec), ts(next_fire_at), ts(now), name),
+            # The state only: the stored spec stays as the file or the API gave it, so a
+            # later sync of an unchanged file does not undo the operator's pause.
+            cur = db.execute(
+                "UPDATE tasks SET paused = ?, next_fire_at = ?, updated_at = ? WHERE name = ?",
+                (int(paused), ts(next_fire_at), ts(now), name),
             )
+            if cur.rowcount != 1:
+                return False
             if paused:
                 db.execute(
                     "UPDATE slots SET status = ?, reason = ?, finished_at = ?, "
