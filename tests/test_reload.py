@@ -51,3 +51,29 @@ def test_broken_reload_keeps_old_tasks_running_then_good_reload_applies(tmp_path
             await asyncio.wait_for(main, 30)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_a_stalled_loop_is_reported_to_the_notify_channels_from_the_watchdog_thread(
+    tmp_path: Path,
+) -> None:
+    from e2e_webhook import WebhookReceiver
+
+    with WebhookReceiver() as hook:
+        config = tmp_path / "agentcron.yaml"
+        config.write_text(f'notify: ["{hook.url}"]\n' + GOOD)
+        daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home"))
+
+        async def scenario() -> None:
+            await daemon.start()
+            try:
+                # what the watchdog thread does when the loop is stuck, from a thread
+                await asyncio.to_thread(daemon._loop_stalled, 42.0)
+            finally:
+                assert daemon.registry is not None and daemon.store is not None
+                await daemon.registry.close()
+                daemon.store.close()
+
+        asyncio.run(scenario())
+        bodies = [m.get("message", "") for m in hook.messages()]  # Apprise json:// format
+    assert any("has not ticked for 42s" in b for b in bodies), bodies

@@ -195,9 +195,39 @@ class Daemon:
             self.notifier.emit_skip(spec, slot, self.clock.now())
 
     def _loop_stalled(self, seconds: float) -> None:
+        """Runs on the watchdog thread while the loop is stuck: the outbox sender lives on
+        that loop, so the owner is told directly here (and through the dead man's switch);
+        a channel that cannot be reached gets the message through the outbox later."""
+        why = f"agentcron's scheduler loop has not ticked for {seconds:.0f}s"
         url = self.config.heartbeat_url if self.config else None
         if url:
-            ping_fail_blocking(url, f"agentcron's scheduler loop has not ticked for {seconds:.0f}s")
+            ping_fail_blocking(url, why)
+        if self.config is None or not self.config.notify or self.store is None:
+            return
+        from agentcron.notify.channels import channel_for
+        from agentcron.notify.messages import Message
+
+        message = Message(
+            title="agentcron: scheduler stalled",
+            body=(
+                f"✖ {why} on {hostname()} (pid {os.getpid()}): no task starts until it "
+                "recovers. A run that blocks the daemon (an inline call that never yields) "
+                "is the usual cause; restart the daemon if this does not clear."
+            ),
+            task="",
+            event="stall",
+            incident_kind="stall",
+            severity="failure",
+        )
+        for target in self.config.notify:
+            channel = channel_for(target)
+            try:
+                result = asyncio.run(channel.send(message))
+            except Exception as exc:  # a channel bug must not end the watchdog
+                log.warning("could not report the stall to %s: %s", channel.key, exc)
+                continue
+            if not result.ok:
+                self.store.enqueue(channel.key, target, message, self.clock.now())
 
     async def run(self) -> None:
         await self.start()
