@@ -230,12 +230,14 @@ class Daemon:
                 self.store.enqueue(channel.key, target, message, self.clock.now())
 
     async def run(self) -> None:
-        await self.start()
-        assert self.engine is not None
+        # Handlers first: a SIGTERM while starting (systemd stopping a slow start) must
+        # still end in a clean stop that records this node as stopped.
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop_event.set)
+        await self.start()
+        assert self.engine is not None
         duties = [
             asyncio.create_task(self.engine.run_forever(self.stop_event), name="engine"),
             asyncio.create_task(self._reload_loop(), name="reload"),
