@@ -264,8 +264,16 @@ def test_empty_completion_without_usage_is_ok_and_empty(tmp_path: Path) -> None:
 
     assert result.ok
     assert result.output == ""
-    assert result.tokens == {"prompt": 0, "completion": 0}
+    assert result.tokens == {}  # the provider reported no usage: no counts, not zeros
     assert (tmp_path / "outputs" / "story" / "a1.md").read_text() == ""
+
+
+def test_text_without_usage_reports_no_token_counts(tmp_path: Path) -> None:
+    """A provider that omits usage must not make real output look like an empty run."""
+    result, _ = run_once(tmp_path, [completion("Once upon a time.", usage=False)])
+
+    assert result.ok and result.output == "Once upon a time."
+    assert result.tokens == {}
 
 
 def test_null_content_counts_as_empty(tmp_path: Path) -> None:

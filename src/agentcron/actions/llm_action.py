@@ -176,8 +176,9 @@ def provider_error(text: str) -> tuple[str | None, str | None]:
 def parse_completion(data: Any) -> tuple[str, dict[str, int]] | None:
     """The text and token counts of a completion body, or None when it is not one.
 
-    A ``null`` content (a refusal, a tool call) counts as empty text. Missing usage
-    counts as zero tokens, which the watchdog reads as an empty run.
+    A ``null`` content (a refusal, a tool call) counts as empty text. Reported zero
+    completion tokens read as an empty run to the watchdog; a provider that reports no
+    usage at all gives no counts (``{}``), so its runs are judged by their text alone.
     """
     if not isinstance(data, dict):
         return None
@@ -191,7 +192,8 @@ def parse_completion(data: Any) -> tuple[str, dict[str, int]] | None:
     if content is not None and not isinstance(content, str):
         return None
     usage = data.get("usage")
-    usage = usage if isinstance(usage, dict) else {}
+    if not isinstance(usage, dict):
+        return content or "", {}
     tokens = {
         "prompt": _count(usage.get("prompt_tokens")),
         "completion": _count(usage.get("completion_tokens")),
