@@ -8,11 +8,24 @@ import pytest
 
 from daemon_proc import DaemonProc, kill_pids_in, wait_for
 
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a reaper."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 CONFIG = """
 tasks:
   long:
     every: 1d
-    command: ["sh", "-c", "echo $$ >> {pids}; echo started; sleep 3; echo done"]
+    command:
+      - sh
+      - -c
+      - 'echo $$ >> {pids}; echo started; if [ "$AGENTCRON_ATTEMPT" = 1 ]; then sleep 60; fi'
     retries: 2
     retry_backoff: {{base: 1s, jitter: 0}}
   tick:
@@ -41,7 +54,8 @@ def test_kill9_mid_run_gives_one_worker_lost_record_and_later_slots_fire(tmp_pat
         )
         wait_for(lambda: pids.exists() and pids.read_text().strip(), what="long started")
         d.kill9()
-        kill_pids_in(pids)  # the orphaned command of the dead daemon
+        orphan = int(pids.read_text().split()[0])  # attempt 1's shell, now without a daemon
+        assert alive(orphan)
         killed_at = d.json("runs", "tick", "--limit", "1")[0]["scheduled_for"]
 
         d.start()
@@ -50,6 +64,8 @@ def test_kill9_mid_run_gives_one_worker_lost_record_and_later_slots_fire(tmp_pat
             timeout=40,
             what="long retried and succeeded",
         )
+        # the restarted daemon stopped the orphan before retrying: never two runs at once
+        assert not alive(orphan)
         runs = d.json("runs", "long")
         assert len(runs) == 1, runs  # exactly one record for the slot
         assert runs[0]["attempts"] == 2

@@ -9,6 +9,7 @@ shutdown) after it has stopped what it started.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,9 @@ class ActionContext:
     kill_grace: timedelta
     context_text: str | None = None  # from precheck or `context: previous`
     env: dict[str, str] = field(default_factory=dict)  # extra env, e.g. AGENTCRON_*
+    # Told the process group an action started, so a successor can stop it if this
+    # daemon dies mid-run (otherwise it would run on beside the retry).
+    on_started: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ class CommandAction:
                 return _spawn_failure(f"cannot execute {argv[0]}: {exc.strerror or exc}", 126)
         finally:
             os.close(fd)  # the child holds its own copy
+        if ctx.on_started is not None:
+            ctx.on_started(proc.pid)  # its own session: the pid is the group id
 
         grace = ctx.kill_grace.total_seconds()
         try:

@@ -226,6 +226,7 @@ class Engine:
             outcome, classification = outcome_for_failure(
                 rec.spec, max(slot.attempts, 1), failure, now, self.rand(), slot.output_path
             )
+            self._stop_orphan(slot)
             if self.store.record_lost(slot, outcome, now):
                 count += 1
                 log.warning(
@@ -249,6 +250,26 @@ class Engine:
                 )
         self._dead_owners = []  # predecessors are handled once; later losses go by lease
         return count
+
+    def _stop_orphan(self, slot: Slot) -> None:
+        """The lost attempt's command may still run (its daemon died, it did not): stop it
+        before the slot is retried, or the slot would run twice at once."""
+        from agentcron.home import hostname
+        from agentcron.orphans import stop_group
+
+        running = [a for a in self.store.attempts(slot.id) if a.status == "running"]
+        for attempt in running:
+            info = attempt.extra
+            if info.get("host") == hostname() and isinstance(info.get("pgid"), int):
+                pgid_start = info.get("pgid_start")
+                started = pgid_start if isinstance(pgid_start, int) else None
+                if stop_group(int(info["pgid"]), started):
+                    log.warning(
+                        "stopped the orphaned process group %s of %s (slot %s)",
+                        info["pgid"],
+                        slot.task,
+                        slot.id,
+                    )
 
     def _materialize(self, now: datetime) -> tuple[int, int]:
         """Plan every due task in memory, then record all their slots in one

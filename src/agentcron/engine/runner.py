@@ -71,6 +71,21 @@ def task_secrets(spec: TaskSpec) -> list[str]:
     return [*_daemon_secrets(), *extra]
 
 
+def _recorder(store: Store, attempt_id: int) -> Callable[[int], None]:
+    def record(pgid: int) -> None:
+        from agentcron.home import hostname
+        from agentcron.orphans import start_time
+
+        try:
+            store.note_attempt_process(
+                attempt_id, {"host": hostname(), "pgid": pgid, "pgid_start": start_time(pgid)}
+            )
+        except Exception:  # bookkeeping for crash recovery must not fail the run
+            log.exception("could not record the process group of attempt %s", attempt_id)
+
+    return record
+
+
 def _context_from_previous(store: Store, spec: TaskSpec) -> str | None:
     if spec.context != "previous":
         return None
@@ -166,6 +181,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         timeout=spec.timeout,
         kill_grace=spec.kill_grace,
         context_text=None,
+        on_started=_recorder(deps.store, attempt.id),
         env={
             "AGENTCRON_TASK": spec.name,
             "AGENTCRON_SLOT": str(slot.id),

@@ -179,6 +179,11 @@ class Store(Protocol):
 
     def renew_leases(self, owner: str, now: datetime, lease_until: datetime) -> int: ...
 
+    def note_attempt_process(self, attempt_id: int, info: dict[str, Any]) -> None:
+        """Remember what a running attempt started (host, process group, its start time),
+        so whoever takes the slot over after a crash can stop it."""
+        ...
+
     def finish_attempt(
         self, slot_id: int, attempt_id: int, owner: str, outcome: AttemptOutcome, now: datetime
     ) -> bool:

@@ -389,6 +389,13 @@ class SQLStore:
             spec=parse_spec(spec_text),
         )
 
+    def note_attempt_process(self, attempt_id: int, info: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE attempts SET extra = ? WHERE id = ? AND status = 'running'",
+                (json.dumps(info), attempt_id),
+            )
+
     def renew_leases(self, owner: str, now: datetime, lease_until: datetime) -> int:
         with self._tx() as db:
             cur = db.execute(
