@@ -31,7 +31,7 @@ from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.engine import Engine, EngineSettings
 from agentcron.engine.runner import Finished
 from agentcron.home import hostname, pid_alive
-from agentcron.model import Slot, SlotStatus, TaskSpec
+from agentcron.model import DeliveryStatus, Slot, SlotStatus, TaskSpec
 from agentcron.notify.notifier import Notifier
 from agentcron.notify.sender import OutboxSender
 from agentcron.redact import redact
@@ -296,10 +296,12 @@ class Daemon:
         assert self.store is not None
         while not self.stop_event.is_set():
             try:
+                # outputs still waiting to be delivered are kept whatever their age
                 keep = {
                     d.output_path
-                    for d in self.store.due_deliveries(self.clock.now() + _seconds(10**9), 10_000)
+                    for d in self.store.deliveries(limit=10_000)
                     if d.output_path
+                    and d.status in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
                 }
                 removed = await asyncio.to_thread(
                     prune_outputs, self.options.home, self.store.get_task, keep

@@ -211,7 +211,10 @@ class Service:
             raise ServiceError(f"--count must be between 1 and 1000, got {count}")
         rec = self._task(name)
         sched = build_schedule(rec.spec, self.defaults.timezone)
+        # a time without an offset is read in the task's zone, as its schedule is
         cursor = start or self.clock.now()
+        if cursor.tzinfo is None:
+            cursor = cursor.replace(tzinfo=self._zone(rec.spec))
         out: list[dict[str, Any]] = []
         for _ in range(count):
             fire = sched.next_after(cursor)

@@ -285,9 +285,6 @@ def next_(
     """Upcoming fire times, with DST notes."""
     start = _parse_from(from_)
     with service_for(config, home, db) as svc:
-        if start is not None and start.tzinfo is None:
-            rec = svc._task(task)
-            start = start.replace(tzinfo=svc._zone(rec.spec))
         rows = svc.next_fires(task, count, start)
     if json_out:
         emit_json(rows)
