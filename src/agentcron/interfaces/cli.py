@@ -198,6 +198,8 @@ def run(
         watchdog_interval=_env_seconds("AGENTCRON_WATCHDOG_INTERVAL", 5.0),
         pulse_interval=_env_seconds("AGENTCRON_PULSE_INTERVAL", 60.0),
     )
+    if options.config_path is not None and not options.config_path.exists():
+        fail(f"cannot start: {options.config_path} not found; `agentcron init` writes an example")
     try:
         asyncio.run(Daemon(options).run())
     except ConfigError as exc:
