@@ -42,7 +42,8 @@ def output_file_for(
     when = scheduled_for.replace(tzinfo=UTC) if scheduled_for.tzinfo is None else scheduled_for
     stamp = when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     slot = f"-s{slot_id}" if slot_id is not None else ""
-    return home / "outputs" / task / f"{stamp}{slot}-a{attempt}{suffix}"
+    # one Path built from a string: joining part by part costs a burst measurable time
+    return Path(f"{home}/outputs/{task}/{stamp}{slot}-a{attempt}{suffix}")
 
 
 def open_output(path: Path) -> int:

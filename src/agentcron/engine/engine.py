@@ -28,7 +28,8 @@ from agentcron.policies.overlap import decide_overlap
 from agentcron.schedules.base import Schedule
 from agentcron.store.base import Claim, NewSlot, Store
 
-from .runner import Finished, RunnerDeps, execute, outcome_for_failure
+from .finisher import Finisher
+from .runner import Finished, RunnerDeps, execute, outcome_for_failure, outer_limit
 
 log = logging.getLogger("agentcron.engine")
 
@@ -70,7 +71,9 @@ class _Run:
     slot_id: int
     name: str
     started_at: datetime
+    deadline: datetime  # see runner.outer_limit
     cancel_reason: str | None = None
+    overran: bool = False
 
 
 Listener = Callable[[Finished], None]
@@ -78,7 +81,7 @@ Listener = Callable[[Finished], None]
 
 @dataclass
 class _ScheduleCache:
-    entries: dict[str, tuple[str, Schedule]] = field(default_factory=dict)
+    entries: dict[str, tuple[TaskSpec, str | None, str, Schedule]] = field(default_factory=dict)
 
 
 class Engine:
@@ -102,9 +105,21 @@ class Engine:
         self._schedules = _ScheduleCache()
         self._last_renew: datetime | None = None
         self._last_recover: datetime | None = None
+        self._last_sweep: datetime | None = None
         self._wake = asyncio.Event()
         self._dead_owners = list(settings.dead_owners)
         self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
+        self._deps = RunnerDeps(
+            store=store,
+            clock=clock,
+            home=settings.home,
+            owner=settings.owner,
+            actions=actions,
+            rand=self.rand,
+            cancel_reason=self._cancel_reason,
+            overran=self._overran,
+            finisher=Finisher(store),
+        )
 
     # ---- public ------------------------------------------------------------------
     @property
@@ -119,14 +134,18 @@ class Engine:
         self._wake.set()
 
     def schedule_for(self, spec: TaskSpec) -> Schedule:
+        """The task's schedule, built once per spec: a tick asks for it per due task."""
         from agentcron.schedules.build import build_schedule
 
-        key = spec.model_dump_json(include={"cron", "every", "anchor", "at", "timezone"})
+        zone = self.settings.default_zone  # a reload may change it: part of the key
         hit = self._schedules.entries.get(spec.name)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        sched = build_schedule(spec, self.settings.default_zone)
-        self._schedules.entries[spec.name] = (key, sched)
+        if hit is not None and hit[0] is spec and hit[1] == zone:  # parsed specs are shared
+            return hit[3]
+        key = spec.model_dump_json(include={"cron", "every", "anchor", "at", "timezone"})
+        sched = hit[3] if hit is not None and hit[1] == zone and hit[2] == key else None
+        if sched is None:
+            sched = build_schedule(spec, zone)
+        self._schedules.entries[spec.name] = (spec, zone, key, sched)
         return sched
 
     def first_fire(self, spec: TaskSpec, after: datetime) -> datetime | None:
@@ -138,6 +157,7 @@ class Engine:
         self.last_tick = time.monotonic()
         now = self.clock.now()
         self._renew(now)
+        self._sweep_overruns(now)
         # Lapsed leases are looked for a few times per lease, not on every tick: a burst
         # ticks after every finished run, and each look reads all running slots.
         interval = max(timedelta(seconds=1), self.settings.lease / 20)
@@ -395,24 +415,40 @@ class Engine:
         return len(claims)
 
     def _spawn(self, claim: Claim, now: datetime) -> None:
-        deps = RunnerDeps(
-            store=self.store,
-            clock=self.clock,
-            home=self.settings.home,
-            owner=self.settings.owner,
-            actions=self.actions,
-            rand=self.rand,
-            cancel_reason=self._cancel_reason,
-        )
         slot_id = claim.slot.id
         task = asyncio.create_task(
-            self._guarded(claim, deps), name=f"run:{claim.spec.name}:{slot_id}"
+            self._guarded(claim, self._deps), name=f"run:{claim.spec.name}:{slot_id}"
         )
-        self._runs[slot_id] = _Run(task=task, slot_id=slot_id, name=claim.spec.name, started_at=now)
+        self._runs[slot_id] = _Run(
+            task=task,
+            slot_id=slot_id,
+            name=claim.spec.name,
+            started_at=now,
+            deadline=now + outer_limit(claim.spec),
+        )
 
     def _cancel_reason(self, slot_id: int) -> str | None:
         run = self._runs.get(slot_id)
         return run.cancel_reason if run is not None else None
+
+    def _overran(self, slot_id: int) -> bool:
+        run = self._runs.get(slot_id)
+        return run is not None and run.overran
+
+    def _sweep_overruns(self, now: datetime) -> None:
+        """Stop waiting for runs whose action outlived every bound it was given."""
+        if self._last_sweep is not None and now - self._last_sweep < timedelta(seconds=1):
+            return
+        self._last_sweep = now
+        for run in self._runs.values():
+            if now >= run.deadline and not run.overran:
+                run.overran = True
+                log.error(
+                    "run of %s (slot %s) outlived its timeout and was abandoned",
+                    run.name,
+                    run.slot_id,
+                )
+                run.task.cancel()
 
     async def _guarded(self, claim: Claim, deps: RunnerDeps) -> Finished | None:
         slot_id = claim.slot.id

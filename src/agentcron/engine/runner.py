@@ -29,7 +29,9 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.redact import secret_values_from_env
-from agentcron.store.base import AttemptOutcome, Claim, Store
+from agentcron.store.base import AttemptOutcome, Claim, Finish, Store
+
+from .finisher import Finisher
 
 log = logging.getLogger("agentcron.runner")
 
@@ -57,6 +59,13 @@ class RunnerDeps:
     actions: Callable[[TaskSpec], Action]
     rand: Callable[[], float]
     cancel_reason: Callable[[int], str | None] = lambda _slot_id: None
+    overran: Callable[[int], bool] = lambda _slot_id: False
+    finisher: Finisher | None = None  # group commit; None writes each end at once
+
+    async def finish(self, item: Finish) -> Slot | None:
+        if self.finisher is not None:
+            return await self.finisher.finish(item)
+        return self.store.finish_many([item])[0]
 
 
 @functools.lru_cache(maxsize=1)
@@ -159,6 +168,41 @@ def outcome_for_failure(
     )
 
 
+def _record_interrupted(deps: RunnerDeps, claim: Claim, kept: str | None, now: datetime) -> None:
+    """The daemon is stopping: the attempt did not finish through no fault of its own.
+    Written at once (the loop is about to end, a queued write might never happen)."""
+    spec, attempt = claim.spec, claim.attempt
+    lost = FailureInfo(
+        message="the daemon stopped while the run was in progress",
+        known_class=ErrorClass.WORKER_LOST,
+        action=spec.action_kind,
+    )
+    outcome, _ = outcome_for_failure(spec, attempt.number, lost, now, deps.rand(), kept)
+    if outcome.slot_status is SlotStatus.RETRYING:
+        outcome = replace(outcome, next_attempt_at=now)
+    deps.store.finish_attempt(claim.slot.id, attempt.id, deps.owner, outcome, now)
+
+
+def action_limit(spec: TaskSpec) -> timedelta:
+    """How long the action may take by its spec (an llm call may have its own bound)."""
+    if spec.llm is not None and spec.llm.timeout is not None:
+        return max(spec.timeout, spec.llm.timeout)
+    return spec.timeout
+
+
+def outer_limit(spec: TaskSpec) -> timedelta:
+    """When the engine stops waiting for a run whatever its action does.
+
+    Actions enforce their own timeout (and kill what they started); this bound only
+    guards against a bug in one. It is checked by the engine's periodic sweep rather
+    than a timer per run, which a burst of thousands of runs would pay for.
+    """
+    from agentcron.actions.precheck import precheck_timeout
+
+    pre = precheck_timeout(spec.timeout) if spec.precheck is not None else timedelta(0)
+    return pre + action_limit(spec) + spec.kill_grace + timedelta(seconds=10)
+
+
 async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     """Run one claimed attempt and record it. Returns None when the slot was lost to
     another node meanwhile (its record is theirs to write)."""
@@ -195,46 +239,30 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         outcome, classification = await _attempt(ctx, spec, attempt.number, deps, str(out_path))
     except asyncio.CancelledError:
         now = deps.clock.now()
-        reason = deps.cancel_reason(slot.id)
-        if reason is not None:
+        kept = str(out_path) if out_path.exists() else None
+        if deps.overran(slot.id):
+            # The engine's sweep gave up on a run whose action failed to end: a timeout.
+            overrun = FailureInfo(
+                message=f"timed out after {format_duration(action_limit(spec))}",
+                known_class=ErrorClass.TIMEOUT,
+                action=spec.action_kind,
+            )
+            outcome, classification = outcome_for_failure(
+                spec, attempt.number, overrun, now, deps.rand(), kept
+            )
+        else:
+            reason = deps.cancel_reason(slot.id)
+            if reason is None:
+                _record_interrupted(deps, claim, kept, now)
+                raise
             # Stopped on purpose (overlap: replace, an operator's cancel): recorded as such.
             outcome = AttemptOutcome(
                 ok=False,
                 slot_status=SlotStatus.CANCELLED,
                 error=reason,
                 explanation=reason,
-                output_path=str(out_path) if out_path.exists() else None,
+                output_path=kept,
             )
-            if not deps.store.finish_attempt(slot.id, attempt.id, deps.owner, outcome, now):
-                return None
-            return Finished(
-                slot=deps.store.get_slot(slot.id) or slot,
-                spec=spec,
-                attempt=attempt.number,
-                outcome=outcome,
-                classification=None,
-                details="",
-                started_at=started,
-                finished_at=now,
-            )
-        # The daemon is stopping: the attempt did not finish through no fault of its own.
-        lost = FailureInfo(
-            message="the daemon stopped while the run was in progress",
-            known_class=ErrorClass.WORKER_LOST,
-            action=spec.action_kind,
-        )
-        outcome, classification = outcome_for_failure(
-            spec,
-            attempt.number,
-            lost,
-            now,
-            deps.rand(),
-            str(out_path) if out_path.exists() else None,
-        )
-        if outcome.slot_status is SlotStatus.RETRYING:
-            outcome = replace(outcome, next_attempt_at=now)
-        deps.store.finish_attempt(slot.id, attempt.id, deps.owner, outcome, now)
-        raise
     except Exception as exc:  # defensive: a bug in our code must still leave a record
         log.exception("run of %s crashed inside agentcron", spec.name)
         outcome = AttemptOutcome(
@@ -249,8 +277,8 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         from agentcron.notify.channels import channel_key
 
         outcome = replace(outcome, deliver_to=tuple((u, channel_key(u)) for u in spec.deliver))
-    won = deps.store.finish_attempt(slot.id, attempt.id, deps.owner, outcome, finished)
-    if not won:
+    fresh = await deps.finish(Finish(slot.id, attempt.id, deps.owner, outcome, finished))
+    if fresh is None:
         log.warning(
             "slot %s of %s was taken over before it finished; result dropped", slot.id, spec.name
         )
@@ -261,7 +289,6 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             details = redact(tail_lines(out_path), secrets)
         except OSError:
             details = ""
-    fresh = deps.store.get_slot(slot.id) or slot
     return Finished(
         slot=fresh,
         spec=spec,
@@ -306,20 +333,7 @@ async def _attempt(
             env={**ctx.env, "AGENTCRON_CONTEXT": context_text[:100_000]},
         )
     action = deps.actions(spec)
-    # Actions enforce their own timeout; this outer bound only guards against a bug in one.
-    limit = max(spec.timeout, spec.llm.timeout) if spec.llm and spec.llm.timeout else spec.timeout
-    outer = limit + spec.kill_grace + timedelta(seconds=10)
-    try:
-        result: ActionResult = await asyncio.wait_for(action.run(ctx), outer.total_seconds())
-    except TimeoutError:
-        result = ActionResult(
-            ok=False,
-            failure=FailureInfo(
-                message=f"timed out after {format_duration(limit)}",
-                known_class=ErrorClass.TIMEOUT,
-                action=spec.action_kind,
-            ),
-        )
+    result: ActionResult = await action.run(ctx)
     now = deps.clock.now()
     path = out_path if os.path.exists(out_path) else None  # noqa: ASYNC240 - one stat
     if result.ok:

@@ -6,9 +6,9 @@ numeric ones on both engines; they become aware UTC datetimes at this boundary.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -59,7 +59,12 @@ def dt_req(value: float) -> datetime:
 
 
 def spec_json(spec: TaskSpec) -> str:
-    return spec.model_dump_json(by_alias=True, exclude_defaults=False)
+    """The stored form of ``spec``. The pair is remembered for :func:`parse_spec`: the
+    first tick after tasks were registered reads back exactly these texts, and
+    validating each again would cost a burst of thousands most of its first second."""
+    text = spec.model_dump_json(by_alias=True, exclude_defaults=False)
+    _remember(text, spec)
+    return text
 
 
 def schedule_key(spec: TaskSpec) -> str:
@@ -70,11 +75,26 @@ def schedule_key(spec: TaskSpec) -> str:
     return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=16384)
+_SPEC_CACHE_SIZE = 16384
+_specs: dict[str, TaskSpec] = {}
+_specs_lock = threading.Lock()
+
+
+def _remember(text: str, spec: TaskSpec) -> None:
+    with _specs_lock:
+        if text not in _specs and len(_specs) >= _SPEC_CACHE_SIZE:
+            del _specs[next(iter(_specs))]  # the oldest entry: insertion order
+        _specs[text] = spec
+
+
 def parse_spec(text: str) -> TaskSpec:
     """Specs are frozen, so one parsed object may serve every row with the same text;
     a tick that handles thousands of slots would otherwise re-validate each one."""
-    return TaskSpec.model_validate_json(text)
+    spec = _specs.get(text)
+    if spec is None:
+        spec = TaskSpec.model_validate_json(text)
+        _remember(text, spec)
+    return spec
 
 
 def task_from_row(row: Mapping[str, Any] | tuple[Any, ...]) -> TaskRecord:

@@ -75,6 +75,17 @@ class AttemptOutcome:
 
 
 @dataclass(frozen=True)
+class Finish:
+    """One attempt's end, as handed to :meth:`Store.finish_many`."""
+
+    slot_id: int
+    attempt_id: int
+    owner: str
+    outcome: AttemptOutcome
+    now: datetime
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     node_id: str
     host: str
@@ -189,6 +200,12 @@ class Store(Protocol):
     ) -> bool:
         """Record the end of an attempt and the slot's new state (compare-and-set on the
         lease owner). False when the slot is no longer ours (taken over as lost)."""
+        ...
+
+    def finish_many(self, items: Sequence[Finish]) -> list[Slot | None]:
+        """:meth:`finish_attempt` for several attempts in one transaction (a burst's
+        runs end together; one commit each would cost more than the runs). Returns, in
+        order, the slot as it now stands, or None where the slot was no longer ours."""
         ...
 
     def set_slot_status(

@@ -49,7 +49,7 @@ from agentcron.store._rows import (
     task_from_row,
     ts,
 )
-from agentcron.store.base import AttemptOutcome, Claim, NewSlot, NodeInfo
+from agentcron.store.base import AttemptOutcome, Claim, Finish, NewSlot, NodeInfo
 
 
 class Cursor(Protocol):
@@ -446,20 +446,31 @@ class SQLStore:
     def finish_attempt(
         self, slot_id: int, attempt_id: int, owner: str, outcome: AttemptOutcome, now: datetime
     ) -> bool:
+        return self.finish_many([Finish(slot_id, attempt_id, owner, outcome, now)])[0] is not None
+
+    def finish_many(self, items: Sequence[Finish]) -> list[Slot | None]:
+        if not items:
+            return []
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
-                "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
-                "reason = COALESCE(?, reason), lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE id = ? AND lease_owner = ? AND status = 'running'",
-                (*self._slot_update_params(outcome, now), outcome.reason, slot_id, owner),
-            )
-            if cur.rowcount != 1:
-                return False
-            self._close_attempt(db, slot_id, attempt_id, outcome, now)
-            if outcome.ok and outcome.deliver_to and outcome.slot_status is SlotStatus.SUCCEEDED:
-                self._create_deliveries(db, slot_id, outcome, now)
-        return True
+            return [self._finish_one(db, item) for item in items]
+
+    def _finish_one(self, db: Conn, item: Finish) -> Slot | None:
+        outcome, now = item.outcome, item.now
+        row = db.execute(
+            "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
+            "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
+            "reason = COALESCE(?, reason), lease_owner = NULL, lease_expires_at = NULL "
+            f"WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING {SLOT_COLUMNS}",
+            (*self._slot_update_params(outcome, now), outcome.reason, item.slot_id, item.owner),
+        ).fetchone()
+        if row is None:
+            return None
+        slot = slot_from_row(row)
+        self._close_attempt(db, item.slot_id, item.attempt_id, outcome, now)
+        if outcome.ok and outcome.deliver_to and outcome.slot_status is SlotStatus.SUCCEEDED:
+            self._create_deliveries(db, slot.id, slot.task, outcome, now)
+            slot = replace(slot, delivery_status=DeliveryStatus.PENDING)
+        return slot
 
     def set_slot_status(
         self,
@@ -786,9 +797,8 @@ class SQLStore:
 
     # ---- deliveries --------------------------------------------------------------
     def _create_deliveries(
-        self, db: Conn, slot_id: int, outcome: AttemptOutcome, now: datetime
+        self, db: Conn, slot_id: int, task: str, outcome: AttemptOutcome, now: datetime
     ) -> None:
-        task = db.execute("SELECT task FROM slots WHERE id = ?", (slot_id,)).fetchone()[0]
         for target, key in outcome.deliver_to:
             db.execute(
                 "INSERT INTO deliveries (slot_id, task, target, target_key, output_path, status, "

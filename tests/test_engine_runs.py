@@ -1,0 +1,136 @@
+"""How runs end: the engine's overrun sweep and the group commit of finished runs."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from agentcron.engine.finisher import Finisher
+from agentcron.model import ErrorClass, SlotStatus
+from agentcron.store.base import AttemptOutcome, Finish
+from harness import Harness, until
+
+
+def test_a_run_that_outlives_every_bound_is_abandoned_as_a_timeout(
+    sqlite_store, clock, home
+) -> None:
+    """An action that does not end at its timeout (here: an inline call whose own
+    timer counts real seconds while the clock is fake) is stopped by the engine's sweep
+    and recorded as ``timeout``, not left ``running``."""
+    started = asyncio.Event()
+
+    async def hangs() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("hangs", hangs, every="1h", timeout="5m", kill_grace="10s", retries=0)
+        h.clock.advance(timedelta(hours=1))
+        await h.tick(settle=False)
+        await asyncio.wait_for(started.wait(), 10)
+        h.clock.advance(timedelta(minutes=5, seconds=19))  # inside 5m + 10s grace + 10s
+        await h.tick(settle=False)
+        await asyncio.sleep(0)
+        assert h.engine.running == 1
+        h.clock.advance(timedelta(seconds=2))
+        await h.tick(settle=False)
+        await h.engine.wait_idle(10)
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("hangs")
+    assert slot.status is SlotStatus.FAILED
+    assert slot.error_class is ErrorClass.TIMEOUT
+    assert "timed out after 5 min" in (slot.error or "")
+    assert [f.outcome.error_class for f in h.finished] == [ErrorClass.TIMEOUT]
+
+
+def test_runs_that_end_together_are_recorded_together(sqlite_store, clock, home) -> None:
+    """Twenty runs ending in one pass of the loop: every one recorded, in few commits."""
+    batches: list[int] = []
+    original = sqlite_store.finish_many
+
+    def counting(items: Any) -> Any:
+        batches.append(len(items))
+        return original(items)
+
+    sqlite_store.finish_many = counting
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home, max_concurrency=50)
+        for i in range(20):
+            h.add(f"t{i:02d}", lambda: "out", every="1h")
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    assert sum(batches) == 20
+    assert len(batches) < 20
+    for i in range(20):
+        (slot,) = h.slots(f"t{i:02d}")
+        assert slot.status is SlotStatus.SUCCEEDED
+    assert len(h.finished) == 20
+    assert all(f.slot.status is SlotStatus.SUCCEEDED for f in h.finished)
+
+
+class _FlakyStore:
+    """finish_many fails whenever slot 13 is in the batch."""
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+
+    def finish_many(self, items: list[Finish]) -> list[Any]:
+        if any(i.slot_id == 13 for i in items):
+            raise RuntimeError("disk I/O error")
+        self.written.extend(i.slot_id for i in items)
+        return [f"slot-{i.slot_id}" for i in items]
+
+
+def test_one_bad_record_does_not_cost_the_others_theirs() -> None:
+    store = _FlakyStore()
+    finisher = Finisher(store)  # type: ignore[arg-type]
+    outcome = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
+
+    async def scenario() -> list[Any]:
+        from datetime import UTC, datetime
+
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        calls = [finisher.finish(Finish(i, i, "n", outcome, now)) for i in range(10, 16)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert store.written == [10, 11, 12, 14, 15]
+    assert results[:3] == ["slot-10", "slot-11", "slot-12"]
+    assert isinstance(results[3], RuntimeError)
+    assert results[4:] == ["slot-14", "slot-15"]
+
+
+def test_a_lone_finish_is_written_without_waiting(sqlite_store, clock, home) -> None:
+    """No timer: a single run's record is written on the loop's next pass."""
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("solo", lambda: "x", every="1h")
+        h.clock.advance(timedelta(hours=1))
+        await h.tick(settle=False)
+        await until(lambda: h.slots("solo")[0].status is SlotStatus.SUCCEEDED, timeout=10)
+        return h
+
+    h = asyncio.run(scenario())
+    assert h.slots("solo")[0].status is SlotStatus.SUCCEEDED
+
+
+def test_outer_limit_counts_the_precheck_and_grace() -> None:
+    from agentcron.engine.runner import outer_limit
+    from agentcron.model import TaskSpec
+
+    plain = TaskSpec(name="a", every="1h", command=["true"], timeout="5m", kill_grace="10s")
+    checked = TaskSpec(
+        name="b", every="1h", command=["true"], timeout="5m", kill_grace="10s", precheck="true"
+    )
+    assert outer_limit(plain) == timedelta(minutes=5, seconds=20)
+    assert outer_limit(checked) == timedelta(minutes=10, seconds=20)
