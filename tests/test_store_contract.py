@@ -617,6 +617,33 @@ def test_incidents_are_saved_with_their_messages_and_one_open_per_kind(store: SQ
     assert store.incidents("other") == []
 
 
+def test_batch_reads_for_finished_runs(store: SQLStore) -> None:
+    """The two reads the notifier makes once per batch of finished runs."""
+    add(store, "a")
+    add(store, "b")
+    add(store, "c")
+    for i, status in enumerate(
+        [SlotStatus.SUCCEEDED, SlotStatus.FAILED, SlotStatus.SUCCEEDED, SlotStatus.SKIPPED]
+    ):
+        slot_at(store, "a", T0 + i * MIN, status)
+    slot_at(store, "a", T0 + 9 * MIN)  # pending: not final, not counted
+    slot_at(store, "b", T0, SlotStatus.SUCCEEDED)
+    assert store.last_statuses(["a", "b", "c", "a"], 3) == {
+        "a": [SlotStatus.SKIPPED, SlotStatus.SUCCEEDED, SlotStatus.FAILED],
+        "b": [SlotStatus.SUCCEEDED],
+    }
+    assert store.last_statuses([], 3) == {}
+    names = [f"t{i}" for i in range(1200)]  # more than one IN list's worth
+    assert store.tasks_with_open_incidents(names + ["a", "b"]) == set()
+    store.save_incidents([Incident(task="b", kind=IncidentKind.FAILURE, opened_at=T0)], [], T0)
+    (stuck,) = store.save_incidents(
+        [Incident(task="t1100", kind=IncidentKind.STUCK, opened_at=T0)], [], T0
+    )
+    assert store.tasks_with_open_incidents(names + ["a", "b"]) == {"b", "t1100"}
+    store.save_incidents([replace(stuck, closed_at=T0 + MIN)], [], T0 + MIN)
+    assert store.tasks_with_open_incidents(names + ["a", "b"]) == {"b"}
+
+
 # ---- outbox: the same observable behaviour as MemoryOutbox ---------------------------------
 def outbox_story(box: OutboxStore) -> list[Any]:
     """Drive an outbox through outages, a permanent failure and recoveries, noting what

@@ -13,6 +13,7 @@ import asyncio
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ class Rig:
         self.h = Harness(store, clock, home)
         self.store, self.clock = store, clock
         self.notifier = Notifier(store, clock, [HOOK], "UTC")
-        self.h.engine.listeners.append(self.notifier.on_finished)
+        self.h.engine.batch_listeners.append(self.notifier.on_finished_many)  # as the daemon
         self.h.engine.slot_listeners.append(self._on_recorded_slot)
         self.channel = FakeChannel()
         self.sender = OutboxSender(store, channel_factory=lambda _url: self.channel, clock=clock)
@@ -222,6 +223,44 @@ def test_three_empty_successes_in_a_row_open_one_suspicious_incident(
         assert outputs == []
 
     asyncio.run(scenario())
+
+
+def test_a_burst_of_clean_runs_reads_incidents_once_and_still_announces_recovery(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Forty runs end in one pass of the loop; one of their tasks was failing. Its
+    recovery is announced, and the clean ones cost no per-run incident read."""
+    failing = [True]
+
+    def flaky() -> str:
+        if failing[0]:
+            raise ValueError("bad input")
+        return "fixed"
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.engine.settings.max_concurrency = 50
+        rig.h.add("flaky", flaky, every="1h", timezone="UTC", retries=0)
+        for i in range(39):
+            rig.h.add(f"clean{i:02d}", _ok, every="1h", timezone="UTC")
+        await rig.h.run_until(clock.now() + timedelta(hours=1), timedelta(hours=1))
+        assert set(sqlite_store.open_incidents("flaky")) == {"failure"}
+        failing[0] = False
+        reads: list[str] = []
+        original = sqlite_store.open_incidents
+
+        def counting(task: str) -> Any:
+            reads.append(task)
+            return original(task)
+
+        sqlite_store.open_incidents = counting  # type: ignore[method-assign]
+        await rig.h.run_until(clock.now() + timedelta(hours=1), timedelta(hours=1))
+        return reads, _first_lines(await rig.messages())
+
+    reads, lines = asyncio.run(scenario())
+    assert reads == ["flaky"]
+    assert len(lines) == 2 and lines[1].startswith("✔ flaky")
+    assert sqlite_store.open_incidents("flaky") == {}
 
 
 def test_zero_token_completions_count_as_empty_runs(

@@ -173,7 +173,7 @@ class Daemon:
             store, self.clock, self.config.notify, self.config.timezone, wake_sender=wake_sender
         )
         self.delivery = DeliveryWorker(store, self.clock, self.notifier.emit)
-        self.engine.listeners.append(self.notifier.on_finished)
+        self.engine.batch_listeners.append(self.notifier.on_finished_many)
         self.engine.listeners.append(
             lambda f: self.delivery.wake() if f.outcome.deliver_to else None
         )

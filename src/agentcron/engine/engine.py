@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -99,6 +99,10 @@ class Engine:
         self.actions = actions
         self.rand = rand or random.random
         self.listeners: list[Listener] = []
+        # told once per pass of the loop about every run that ended in it (a burst's
+        # worth at a time), after the per-run listeners
+        self.batch_listeners: list[Callable[[Sequence[Finished]], None]] = []
+        self._ended: list[Finished] = []
         # told about slots recorded without running: skipped, missed, expired
         self.slot_listeners: list[Callable[[TaskSpec, Slot], None]] = []
         self._runs: dict[int, _Run] = {}
@@ -175,6 +179,7 @@ class Engine:
                 await asyncio.gather(
                     *(r.task for r in list(self._runs.values())), return_exceptions=True
                 )
+        self._tell_listeners()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -462,8 +467,24 @@ class Engine:
             self._wake.set()
 
     def _notify(self, finished: Finished) -> None:
-        for listener in self.listeners:
+        """Queue ``finished`` for the listeners; they hear on the loop's next pass,
+        together with every other run that ended in this one."""
+        if not self._ended:
+            asyncio.get_running_loop().call_soon(self._tell_listeners)
+        self._ended.append(finished)
+
+    def _tell_listeners(self) -> None:
+        ended, self._ended = self._ended, []
+        if not ended:
+            return
+        for finished in ended:
+            for listener in self.listeners:
+                try:
+                    listener(finished)
+                except Exception:
+                    log.exception("listener failed on %s", finished.spec.name)
+        for batch_listener in self.batch_listeners:
             try:
-                listener(finished)
+                batch_listener(ended)
             except Exception:
-                log.exception("listener failed on %s", finished.spec.name)
+                log.exception("listener failed on a batch of %d finished runs", len(ended))

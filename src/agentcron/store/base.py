@@ -251,6 +251,11 @@ class Store(Protocol):
         """The task's ``n`` newest final slots (for streak detectors and `list`)."""
         ...
 
+    def last_statuses(self, tasks: Sequence[str], n: int) -> dict[str, list[SlotStatus]]:
+        """For each of ``tasks``, the statuses of its ``n`` newest final slots, newest
+        first (one read for a batch of finished runs; tasks with none are left out)."""
+        ...
+
     def last_success(self, task: str) -> Slot | None: ...
 
     # ---- nodes -----------------------------------------------------------------
@@ -265,6 +270,10 @@ class Store(Protocol):
     # ---- incidents -----------------------------------------------------------------
     def open_incidents(self, task: str) -> dict[str, Incident]:
         """The task's open incidents by kind (at most one per kind)."""
+        ...
+
+    def tasks_with_open_incidents(self, tasks: Sequence[str]) -> set[str]:
+        """Which of ``tasks`` have an open incident (one read for a batch of runs)."""
         ...
 
     def incidents(

@@ -594,6 +594,20 @@ class SQLStore:
             )
         ]
 
+    def last_statuses(self, tasks: Sequence[str], n: int) -> dict[str, list[SlotStatus]]:
+        out: dict[str, list[SlotStatus]] = {}
+        for chunk in _chunks(sorted(set(tasks))):
+            rows = self._q(
+                "SELECT task, status FROM (SELECT task, status, ROW_NUMBER() OVER "
+                "(PARTITION BY task ORDER BY scheduled_for DESC, id DESC) AS rn FROM slots "
+                f"WHERE task IN ({', '.join('?' for _ in chunk)}) AND status NOT IN "
+                "('pending', 'running', 'retrying')) AS ranked WHERE rn <= ? ORDER BY task, rn",
+                (*chunk, n),
+            )
+            for task, status in rows:
+                out.setdefault(task, []).append(SlotStatus(status))
+        return out
+
     def last_success(self, task: str) -> Slot | None:
         rows = self._q(
             f"SELECT {SLOT_COLUMNS} FROM slots WHERE task = ? AND status = 'succeeded' "
@@ -669,6 +683,17 @@ class SQLStore:
             (task,),
         )
         return {r[2]: incident_from_row(r) for r in rows}
+
+    def tasks_with_open_incidents(self, tasks: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(tasks))):
+            rows = self._q(
+                "SELECT DISTINCT task FROM incidents WHERE closed_at IS NULL "
+                f"AND task IN ({', '.join('?' for _ in chunk)})",
+                chunk,
+            )
+            found.update(r[0] for r in rows)
+        return found
 
     def incidents(
         self, task: str | None = None, open_only: bool = False, limit: int = 50
@@ -858,3 +883,8 @@ class SQLStore:
                         "UPDATE slots SET delivery_status = ? WHERE id = ?", (candidate, row[0])
                     )
                     break
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    """IN lists of bounded length (SQLite caps the parameters of one statement)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
