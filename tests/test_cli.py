@@ -11,11 +11,28 @@ from typer.testing import CliRunner
 from agentcron.interfaces.cli import app
 
 RUNS_FIELDS = {
-    "id", "task", "scheduled_for", "status", "attempts", "error_class", "error", "started_at",
-    "finished_at", "next_attempt_at", "delivery_status", "output_path",
+    "id",
+    "task",
+    "scheduled_for",
+    "status",
+    "attempts",
+    "error_class",
+    "error",
+    "started_at",
+    "finished_at",
+    "next_attempt_at",
+    "delivery_status",
+    "output_path",
 }
 LIST_FIELDS = {
-    "name", "schedule", "timezone", "paused", "next_run", "last_status", "health", "source",
+    "name",
+    "schedule",
+    "timezone",
+    "paused",
+    "next_run",
+    "last_status",
+    "health",
+    "source",
 }
 
 CONFIG = """
@@ -114,8 +131,13 @@ def test_validate_reports_every_problem_with_task_and_field(cli, tmp_path: Path)
         "  c:\n    every: soon\n    command: [x]\n    retrys: 2\n"
     )
     out = cli("validate", code=1)
-    for needle in ("tasks.a.cron", "tasks.b.timezone", "tasks.c.every", "tasks.c.retrys",
-                   "did you mean 'retries'"):
+    for needle in (
+        "tasks.a.cron",
+        "tasks.b.timezone",
+        "tasks.c.every",
+        "tasks.c.retrys",
+        "did you mean 'retries'",
+    ):
         assert needle in out
     problems = json.loads(cli("validate", "--json", code=1))["problems"]
     assert {p["location"] for p in problems} >= {"tasks.a.cron", "tasks.b.timezone"}

@@ -21,8 +21,11 @@ NEW = "tasks:\n  b:\n    every: 1s\n    command: [echo, b]\n"
 def test_broken_reload_keeps_old_tasks_running_then_good_reload_applies(tmp_path: Path) -> None:
     config = tmp_path / "agentcron.yaml"
     config.write_text(GOOD)
-    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home",
-                                  reload_interval=0.1, shutdown_grace=2))
+    daemon = Daemon(
+        DaemonOptions(
+            config_path=config, home=tmp_path / "home", reload_interval=0.1, shutdown_grace=2
+        )
+    )
 
     def runs(task: str) -> int:
         assert daemon.store is not None
@@ -42,8 +45,13 @@ def test_broken_reload_keeps_old_tasks_running_then_good_reload_applies(tmp_path
             before = runs("a")
             await until(lambda: runs("a") >= before + 2, timeout=30)  # still firing
             config.write_text(NEW)
-            await until(lambda: daemon.store is not None
-                        and [t.name for t in daemon.store.list_tasks()] == ["b"], timeout=30)
+            await until(
+                lambda: (
+                    daemon.store is not None
+                    and [t.name for t in daemon.store.list_tasks()] == ["b"]
+                ),
+                timeout=30,
+            )
             await until(lambda: runs("b") >= 1, timeout=30)
             assert daemon.rejected_config is None
         finally:

@@ -634,14 +634,14 @@ def test_batch_reads_for_finished_runs(store: SQLStore) -> None:
     }
     assert store.last_statuses([], 3) == {}
     names = [f"t{i}" for i in range(1200)]  # more than one IN list's worth
-    assert store.tasks_with_open_incidents(names + ["a", "b"]) == set()
+    assert store.tasks_with_open_incidents([*names, "a", "b"]) == set()
     store.save_incidents([Incident(task="b", kind=IncidentKind.FAILURE, opened_at=T0)], [], T0)
     (stuck,) = store.save_incidents(
         [Incident(task="t1100", kind=IncidentKind.STUCK, opened_at=T0)], [], T0
     )
-    assert store.tasks_with_open_incidents(names + ["a", "b"]) == {"b", "t1100"}
+    assert store.tasks_with_open_incidents([*names, "a", "b"]) == {"b", "t1100"}
     store.save_incidents([replace(stuck, closed_at=T0 + MIN)], [], T0 + MIN)
-    assert store.tasks_with_open_incidents(names + ["a", "b"]) == {"b"}
+    assert store.tasks_with_open_incidents([*names, "a", "b"]) == {"b"}
 
 
 # ---- outbox: the same observable behaviour as MemoryOutbox ---------------------------------
