@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agentcron.model import (
     Attempt,
@@ -266,11 +266,13 @@ class SQLStore:
     # ---- slots -------------------------------------------------------------------
     def _insert_slot(self, db: Conn, task: str, slot: NewSlot, now: datetime) -> Slot | None:
         final = slot.status.is_final
-        cur = db.execute(
+        # a pending slot is due for its first attempt at its own time; claims then read
+        # one index in order instead of sorting every waiting slot
+        first_attempt = min(slot.scheduled_for, now) if slot.status is SlotStatus.PENDING else None
+        row = db.execute(
             "INSERT INTO slots (task, scheduled_for, status, reason, trigger, created_at, "
             "finished_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (task, scheduled_for) DO NOTHING "
-            f"RETURNING {SLOT_COLUMNS}",
+            "ON CONFLICT (task, scheduled_for) DO NOTHING RETURNING id",
             (
                 task,
                 ts(slot.scheduled_for),
@@ -279,13 +281,23 @@ class SQLStore:
                 slot.trigger,
                 ts(now),
                 ts(now) if final else None,
-                # a pending slot is due for its first attempt at its own time; claims
-                # then read one index in order instead of sorting every waiting slot
-                ts(min(slot.scheduled_for, now)) if slot.status is SlotStatus.PENDING else None,
+                ts(first_attempt),
             ),
+        ).fetchone()
+        if row is None:
+            return None
+        # Built here rather than read back: a burst inserts thousands of these.
+        return Slot(
+            id=int(row[0]),
+            task=task,
+            scheduled_for=slot.scheduled_for,
+            status=slot.status,
+            reason=slot.reason,
+            trigger=slot.trigger,
+            finished_at=now if final else None,
+            next_attempt_at=first_attempt,
+            created_at=now,
         )
-        row = cur.fetchone()
-        return slot_from_row(row) if row else None
 
     def materialize(
         self,
@@ -372,20 +384,31 @@ class SQLStore:
     ) -> Claim:
         """Mark a claimed slot running under ``owner``'s lease and open its attempt row."""
         number = slot.attempts + 1
-        fresh = db.execute(
+        db.execute(
             "UPDATE slots SET status = 'running', attempts = ?, lease_owner = ?, "
             "lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
-            f"next_attempt_at = NULL WHERE id = ? RETURNING {SLOT_COLUMNS}",
+            "next_attempt_at = NULL WHERE id = ?",
             (number, owner, ts(lease_until), ts(now), slot.id),
-        ).fetchone()
-        attempt = db.execute(
+        )
+        (attempt_id,) = db.execute(
             "INSERT INTO attempts (slot_id, number, started_at, status, node) "
-            f"VALUES (?, ?, ?, 'running', ?) RETURNING {ATTEMPT_COLUMNS}",
+            "VALUES (?, ?, ?, 'running', ?) RETURNING id",
             (slot.id, number, ts(now), owner),
         ).fetchone()
+        # Built here rather than read back: a burst claims thousands of these.
         return Claim(
-            slot=slot_from_row(fresh),
-            attempt=attempt_from_row(attempt),
+            slot=replace(
+                slot,
+                status=SlotStatus.RUNNING,
+                attempts=number,
+                lease_owner=owner,
+                lease_expires_at=lease_until,
+                started_at=slot.started_at or now,
+                next_attempt_at=None,
+            ),
+            attempt=Attempt(
+                id=int(attempt_id), slot_id=slot.id, number=number, started_at=now, node=owner
+            ),
             spec=parse_spec(spec_text),
         )
 
@@ -508,17 +531,24 @@ class SQLStore:
         dead = set(dead_owners)
         cutoff = ts(now)
         assert cutoff is not None
-        running = [
+        lapsed = [
+            id_
+            for id_, expires, owner in self._q(
+                "SELECT id, lease_expires_at, lease_owner FROM slots WHERE status = 'running'"
+            )
+            if (expires is not None and float(expires) < cutoff) or owner in dead
+        ]
+        if not lapsed:
+            return []
+        return [
             slot_from_row(r)
-            for r in self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE status = 'running'")
+            for chunk in _chunks(sorted(lapsed))
+            for r in self._q(
+                f"SELECT {SLOT_COLUMNS} FROM slots WHERE id IN ({', '.join('?' for _ in chunk)}) "
+                "AND status = 'running' ORDER BY id",
+                chunk,
+            )
         ]
-        out = [
-            s
-            for s in running
-            if (s.lease_expires_at is not None and s.lease_expires_at.timestamp() < cutoff)
-            or s.lease_owner in dead
-        ]
-        return sorted(out, key=lambda s: s.id)
 
     def record_lost(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
         with self._tx() as db:
@@ -885,6 +915,9 @@ class SQLStore:
                     break
 
 
-def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int = 500) -> list[list[T]]:
     """IN lists of bounded length (SQLite caps the parameters of one statement)."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
