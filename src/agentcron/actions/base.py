@@ -45,6 +45,9 @@ class ActionResult:
     failure: FailureInfo | None = None  # set when ok is False
     exit_code: int | None = None
     tokens: dict[str, int] = field(default_factory=dict)  # prompt/completion for llm
+    # Whether the output file exists, when the action knows (spares the runner a stat
+    # on the loop); None: the runner looks.
+    kept: bool | None = None
 
 
 class Action(Protocol):

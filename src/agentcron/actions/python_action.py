@@ -17,12 +17,11 @@ import asyncio
 import contextlib
 import inspect
 import os
-import queue
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
+from agentcron.actions._inline_threads import InlineThreads
 from agentcron.actions._pool import PythonWorkerPool
 from agentcron.actions._worker import append_result, resolve_target, result_text
 from agentcron.actions.base import ActionContext, ActionResult
@@ -87,7 +86,7 @@ class InlinePythonAction:
             from agentcron.classify.extract import failure_from_exception
 
             return ActionResult(ok=False, failure=failure_from_exception(exc, action="python"))
-        return ActionResult(ok=True, output=_cap(str(text)))
+        return ActionResult(ok=True, output=_cap(str(text)), kept=True)
 
 
 def _importer(target: str | None, cwd: str | None) -> Callable[[], Callable[..., Any]]:
@@ -127,55 +126,11 @@ def _write_output(text: str, ctx: ActionContext) -> str:
     return text
 
 
-class _Threads:
-    """Inline calls run on threads of their own, reused when idle.
-
-    Not the loop's shared executor, whose few threads a call that never returns
-    would hold forever: here a new thread starts whenever none is idle, so a hung
-    call costs one thread and blocks nobody. Reusing idle threads spares the loop a
-    thread start per call (in a burst of thousands that start is the loop's largest
-    cost). Threads are daemon threads, so they cannot keep the process alive, and an
-    idle one exits after a minute.
-    """
-
-    IDLE_EXIT = 60.0
-
-    def __init__(self) -> None:
-        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0
-
-    def submit(self, job: Callable[[], None], task: str) -> None:
-        with self._lock:
-            start = self._idle == 0
-            if not start:
-                self._idle -= 1
-        self._work.put(job)
-        if start:
-            threading.Thread(
-                target=self._serve, name=f"agentcron-inline-{task}", daemon=True
-            ).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                job = self._work.get(timeout=self.IDLE_EXIT)
-            except queue.Empty:
-                with self._lock:
-                    if self._idle > 0:
-                        self._idle -= 1
-                        return
-                continue  # a job was promised to this idle thread: wait for it
-            job()
-            with self._lock:
-                self._idle += 1
-
-
-_THREADS = _Threads()
+_THREADS = InlineThreads()
 
 
 async def _in_thread(call: Callable[[], Any], task: str) -> Any:
-    """Run ``call`` on an inline thread (see :class:`_Threads`) and await its result."""
+    """Run ``call`` on an inline thread (see :mod:`._inline_threads`), await its result."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -197,7 +152,7 @@ async def _in_thread(call: Callable[[], Any], task: str) -> Any:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             loop.call_soon_threadsafe(settle, value, error)
 
-    _THREADS.submit(body, task)
+    _THREADS.submit(body, loop)
     return await future
 
 

@@ -335,7 +335,8 @@ async def _attempt(
     action = deps.actions(spec)
     result: ActionResult = await action.run(ctx)
     now = deps.clock.now()
-    path = out_path if os.path.exists(out_path) else None  # noqa: ASYNC240 - one stat
+    kept = result.kept if result.kept is not None else os.path.exists(out_path)  # noqa: ASYNC240
+    path = out_path if kept else None
     if result.ok:
         empty = not result.output.strip() or (
             spec.llm is not None and result.tokens.get("completion", 1) == 0

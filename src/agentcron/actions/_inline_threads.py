@@ -1,0 +1,134 @@
+"""The threads that run inline python calls.
+
+Not the loop's shared executor, whose few threads a call that never returns would
+hold forever, and not a thread per call either: in a burst of thousands of short
+calls, every extra runnable thread competes with the scheduler loop for the GIL,
+and starting one makes the loop wait for it. So:
+
+* up to ``core`` threads start on demand and are reused; a call goes to an idle
+  one, else waits in a backlog that the threads drain in order;
+* the pool grows when calls are *stuck*, not when they are merely many: a check on
+  the loop, ``patience`` after a call had to wait, adds one thread for every busy
+  thread that has been in the same call for at least ``patience``. A call that
+  never returns therefore costs its thread and delays others by about
+  ``patience``, never more; a pool of blocking calls doubles every check until
+  each has a thread;
+* threads are daemon threads (they cannot keep the process alive), and one that
+  has been idle for ``idle_exit`` seconds ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+Job = Callable[[], None]
+
+
+class _Worker:
+    __slots__ = ("busy_since", "job", "wake")
+
+    def __init__(self, job: Job) -> None:
+        self.job: Job | None = job
+        self.busy_since = time.monotonic()
+        self.wake = threading.Lock()  # held while parked; released to hand over a job
+        self.wake.acquire()
+
+
+class InlineThreads:
+    def __init__(self, core: int = 8, patience: float = 0.02, idle_exit: float = 60.0) -> None:
+        self.core = core
+        self.patience = patience
+        self.idle_exit = idle_exit
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []  # parked, newest last (reused first: warm)
+        self._busy: set[_Worker] = set()
+        self._backlog: collections.deque[tuple[float, Job]] = collections.deque()
+        self._check_pending = False
+
+    @property
+    def size(self) -> int:
+        with self._lock:
+            return len(self._idle) + len(self._busy)
+
+    @property
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def submit(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+        """Run ``job`` on a pool thread; ``loop`` hosts the growth check."""
+        worker: _Worker | None = None
+        check = False
+        with self._lock:
+            if self._idle:
+                worker = self._idle.pop()
+                worker.job = job
+                worker.busy_since = time.monotonic()
+                self._busy.add(worker)
+                worker.wake.release()
+                return
+            if len(self._busy) < self.core:
+                worker = _Worker(job)
+                self._busy.add(worker)
+            else:
+                self._backlog.append((time.monotonic(), job))
+                check = not self._check_pending
+                self._check_pending = True
+        if worker is not None:
+            self._start(worker)
+        elif check:
+            loop.call_later(self.patience, self._grow, loop)
+
+    def _start(self, worker: _Worker) -> None:
+        thread = threading.Thread(target=self._serve, args=(worker,), daemon=True)
+        thread.name = "agentcron-inline"
+        thread.start()
+
+    def _grow(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if not self._backlog:
+                self._check_pending = False
+                return
+            stuck = sum(1 for w in self._busy if now - w.busy_since >= self.patience)
+            oldest = self._backlog[0][0]
+            fresh: list[_Worker] = []
+            if now - oldest >= self.patience:
+                for _ in range(min(stuck, len(self._backlog))):
+                    _, job = self._backlog.popleft()
+                    worker = _Worker(job)
+                    self._busy.add(worker)
+                    fresh.append(worker)
+            again = bool(self._backlog)
+            self._check_pending = again
+        for worker in fresh:
+            self._start(worker)
+        if again:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_later(self.patience, self._grow, loop)
+
+    def _serve(self, worker: _Worker) -> None:
+        while True:
+            job = worker.job
+            worker.job = None
+            if job is not None:
+                job()
+            with self._lock:
+                if self._backlog:
+                    _, worker.job = self._backlog.popleft()
+                    worker.busy_since = time.monotonic()
+                    continue
+                self._busy.discard(worker)
+                self._idle.append(worker)
+            if worker.wake.acquire(timeout=self.idle_exit):
+                continue  # handed a job by submit()
+            with self._lock:
+                if worker in self._idle:  # nobody chose it meanwhile: end the thread
+                    self._idle.remove(worker)
+                    return
+            worker.wake.acquire()  # chosen just as it timed out: the job is on its way

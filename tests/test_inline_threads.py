@@ -1,0 +1,86 @@
+"""The thread pool behind inline python calls: bounded for short calls, growing for
+stuck ones, so a call that never returns cannot hold up the others."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+
+from agentcron.actions._inline_threads import InlineThreads
+from harness import until
+
+
+def test_a_call_that_never_returns_does_not_hold_up_the_next() -> None:
+    pool = InlineThreads(core=2, patience=0.02, idle_exit=5)
+    release = threading.Event()
+    done = threading.Event()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        pool.submit(release.wait, loop)
+        pool.submit(release.wait, loop)  # both core threads are now stuck
+        pool.submit(done.set, loop)
+        await until(done.is_set, timeout=10)
+
+    try:
+        asyncio.run(scenario())
+        assert pool.size == 3
+    finally:
+        release.set()
+
+
+def test_blocking_calls_each_get_a_thread_in_the_end() -> None:
+    """Fifty calls that can only finish together (a barrier): the pool must reach fifty
+    threads from a core of four, or they would wait for ever."""
+    pool = InlineThreads(core=4, patience=0.01, idle_exit=5)
+    barrier = threading.Barrier(50, timeout=30)
+    finished: list[int] = []
+
+    def job(i: int) -> None:
+        barrier.wait()
+        finished.append(i)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        for i in range(50):
+            pool.submit(lambda i=i: job(i), loop)
+        await until(lambda: len(finished) == 50, timeout=30)
+
+    asyncio.run(scenario())
+    assert sorted(finished) == list(range(50))
+
+
+def test_a_burst_of_short_calls_runs_each_once_and_idle_threads_end() -> None:
+    pool = InlineThreads(core=3, patience=0.05, idle_exit=0.2)
+    calls: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def job(i: int) -> None:
+        with lock:
+            calls[i] += 1
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        for i in range(2000):
+            pool.submit(lambda i=i: job(i), loop)
+        await until(lambda: sum(calls.values()) == 2000, timeout=30)
+        await until(lambda: pool.size == 0, timeout=30)
+
+    asyncio.run(scenario())
+    assert calls == Counter(range(2000))
+
+
+def test_a_parked_thread_is_reused() -> None:
+    pool = InlineThreads(core=4, patience=0.05, idle_exit=5)
+    seen: list[int] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        for k in range(5):
+            pool.submit(lambda: seen.append(threading.get_ident()), loop)
+            await until(lambda k=k: len(seen) == k + 1 and pool.size == 1, timeout=10)
+            await until(lambda: pool.idle == 1, timeout=10)
+
+    asyncio.run(scenario())
+    assert len(seen) == 5 and len(set(seen)) == 1
