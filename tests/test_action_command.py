@@ -255,6 +255,22 @@ def test_output_file_names_sort_by_time_and_keep_retries_apart(tmp_path: Path) -
         output_file_for(tmp_path, "../escape", early, 1)
 
 
+def test_an_output_file_is_made_with_its_folder_and_truncated_when_reused(tmp_path: Path) -> None:
+    from agentcron.actions.output import open_output
+
+    path = output_file_for(tmp_path, "story", datetime(2026, 3, 29, tzinfo=UTC), 1)
+    for text, path_form in ((b"first run, longer\n", str(path)), (b"again\n", path)):
+        fd = open_output(path_form)  # the folder is made when missing, a str or a Path
+        os.write(fd, text)
+        os.close(fd)
+        assert path.read_bytes() == text
+    for child in path.parent.iterdir():  # a folder removed under a running daemon
+        child.unlink()
+    path.parent.rmdir()
+    os.close(open_output(path))
+    assert path.exists()
+
+
 def test_tail_reads_only_the_end_of_a_big_file(tmp_path: Path) -> None:
     big = tmp_path / "big.log"
     with big.open("w") as f:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -62,6 +63,23 @@ class DaemonOptions:
     base_config: LoadedConfig | None = None
     code_tasks: dict[str, TaskSpec] = field(default_factory=dict)
     callables: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    tune_gc: bool = True  # see tune_gc()
+
+
+def tune_gc() -> None:
+    """Set the garbage collector up for a long-running scheduler.
+
+    A daemon holds many long-lived objects (every task's spec and schedule) and makes
+    many short-lived ones per run. With Python's default thresholds the collector
+    walks the long-lived ones again every few hundred runs: about a sixth of the
+    loop's time in a burst of 2,000 runs, measured with ``gc.callbacks``. So what
+    start-up built is frozen (it lives as long as the daemon; reference counting
+    still frees it) and the youngest generation is collected ten times less often.
+    """
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, 7000), middle, old)
 
 
 class Daemon:
@@ -255,6 +273,8 @@ class Daemon:
                     name="pulse",
                 )
             )
+        if self.options.tune_gc:  # after the first tick, which the engine task starts with
+            loop.call_soon(tune_gc)
         self.watchdog.start()
         log.info(
             "agentcron running as %s (home %s, %s)",

@@ -45,7 +45,11 @@ class Scheduler:
         max_concurrency: int = 4,
         defaults: dict[str, Any] | None = None,
         heartbeat_url: str | None = None,
+        tune_gc: bool = True,
     ) -> None:
+        """``tune_gc``: let :meth:`run` set the garbage collector up for a long-running
+        scheduler (:func:`agentcron.daemon.tune_gc`); say False when the process has
+        other plans for it."""
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self.home = resolve_home(home)
@@ -55,6 +59,7 @@ class Scheduler:
         self.max_concurrency = max_concurrency
         self.defaults = dict(defaults or {})
         self.heartbeat_url = heartbeat_url
+        self.tune_gc = tune_gc
         self.tasks: dict[str, TaskSpec] = {}
         self.callables: dict[str, Callable[..., Any]] = {}
 
@@ -119,6 +124,7 @@ class Scheduler:
             base_config=base,
             code_tasks=dict(self.tasks),
             callables=dict(self.callables),
+            tune_gc=self.tune_gc,
         )
 
     async def run_async(self, stop: asyncio.Event | None = None) -> None:

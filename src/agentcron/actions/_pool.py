@@ -155,11 +155,11 @@ class PythonWorkerPool:
             "target": spec.python,
             "args": spec.args,
             "kwargs": spec.kwargs,
-            "output": str(ctx.output_path),
+            "output": str(ctx.output_file),
             "cwd": cwd,
-            "env": {**spec.env, **ctx.env},
+            "env": {**spec.env, **ctx.run_env},
         }
-        ctx.output_path.parent.mkdir(parents=True, exist_ok=True)
+        ctx.output_file.parent.mkdir(parents=True, exist_ok=True)
         deadline = asyncio.get_running_loop().time() + ctx.timeout.total_seconds()
         # A worker that is stale, or that was found dead before the call began, is
         # replaced and the call goes to another; after size + 1 of them a fresh one has it.
@@ -222,7 +222,7 @@ class PythonWorkerPool:
             return None
         await self._release(worker)
         if response.get("ok"):
-            return ActionResult(ok=True, output=read_output(ctx.output_path))
+            return ActionResult(ok=True, output=read_output(ctx.output_file))
         return ActionResult(ok=False, failure=_failure_info(response.get("failure") or {}, ctx))
 
     async def _exchange(self, worker: _Worker, request: dict[str, Any]) -> tuple[bool, bytes]:
@@ -422,7 +422,7 @@ def _failure(ctx: ActionContext, message: str, known: ErrorClass | None) -> Acti
 
 
 def _tail(ctx: ActionContext) -> str:
-    return redact_for(tail_lines(ctx.output_path), ctx.spec.env, ctx.env)
+    return redact_for(tail_lines(ctx.output_file), ctx.spec.env, ctx.run_env)
 
 
 def _died(ctx: ActionContext, returncode: int) -> ActionResult:
@@ -455,16 +455,16 @@ def _failure_info(data: dict[str, Any], ctx: ActionContext) -> FailureInfo:
     body = data.get("body")
     tail = str(data.get("output_tail") or "")
     return FailureInfo(
-        message=redact_for(str(data.get("message") or ""), ctx.spec.env, ctx.env),
+        message=redact_for(str(data.get("message") or ""), ctx.spec.env, ctx.run_env),
         exception_types=tuple(data.get("exception_types") or ()),
         exception_module=data.get("exception_module"),
         http_status=data.get("http_status"),
         headers=dict(data.get("headers") or {}),
-        body=redact_for(str(body), ctx.spec.env, ctx.env) if body is not None else None,
+        body=redact_for(str(body), ctx.spec.env, ctx.run_env) if body is not None else None,
         provider_code=data.get("provider_code"),
         exit_code=data.get("exit_code"),
         signal=data.get("signal"),
-        output_tail=redact_for(tail, ctx.spec.env, ctx.env) if tail else _tail(ctx),
+        output_tail=redact_for(tail, ctx.spec.env, ctx.run_env) if tail else _tail(ctx),
         known_class=ErrorClass(known) if known else None,
         action="python",
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -28,14 +29,32 @@ class ActionContext:
     slot_id: int
     attempt: int
     scheduled_for: datetime
-    output_path: Path  # where the action writes (or the runner stores) the output
+    # Where the action writes (or the runner stores) the output. The runner passes a
+    # str: building a Path per run costs a burst measurable time; see output_file.
+    output_path: Path | str
     timeout: timedelta
     kill_grace: timedelta
     context_text: str | None = None  # from precheck or `context: previous`
-    env: dict[str, str] = field(default_factory=dict)  # extra env, e.g. AGENTCRON_*
+    env: dict[str, str] = field(default_factory=dict)  # extra env (AGENTCRON_CONTEXT)
     # Told the process group an action started, so a successor can stop it if this
     # daemon dies mid-run (otherwise it would run on beside the retry).
     on_started: Callable[[int], None] | None = None
+
+    @cached_property
+    def output_file(self) -> Path:
+        return Path(self.output_path)
+
+    @cached_property
+    def run_env(self) -> dict[str, str]:
+        """What a child process of this attempt is told about it, plus ``env``.
+        Built on first use: an inline call never needs it."""
+        return {
+            "AGENTCRON_TASK": self.task,
+            "AGENTCRON_SLOT": str(self.slot_id),
+            "AGENTCRON_ATTEMPT": str(self.attempt),
+            "AGENTCRON_SCHEDULED_FOR": self.scheduled_for.isoformat(),
+            **self.env,
+        }
 
 
 @dataclass(frozen=True)

@@ -40,14 +40,14 @@ class CommandAction:
         if spec.command is None:
             raise ValueError(f"task {ctx.task!r} has no command")
         argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else spec.command
-        env = {**os.environ, **spec.env, **ctx.env}
+        env = {**os.environ, **spec.env, **ctx.run_env}
         cwd = _working_dir(spec.cwd)
         if cwd is not None and not _is_dir(cwd):
             return _spawn_failure(
                 f"working directory does not exist: {cwd}", None, ErrorClass.CONFIG_ERROR
             )
 
-        fd = open_output(ctx.output_path)
+        fd = open_output(ctx.output_file)
         try:
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -82,7 +82,7 @@ class CommandAction:
                     message=(
                         f"timed out after {say_duration(ctx.timeout)}; killed process group ({how})"
                     ),
-                    output_tail=redact_for(tail_lines(ctx.output_path), spec.env, ctx.env),
+                    output_tail=redact_for(tail_lines(ctx.output_file), spec.env, ctx.run_env),
                     known_class=ErrorClass.TIMEOUT,
                     action="command",
                 ),
@@ -106,8 +106,8 @@ class CommandAction:
 def _result_for(returncode: int | None, ctx: ActionContext) -> ActionResult:
     assert returncode is not None
     if returncode == 0:
-        return ActionResult(ok=True, output=read_output(ctx.output_path), exit_code=0)
-    tail = redact_for(tail_lines(ctx.output_path), ctx.spec.env, ctx.env)
+        return ActionResult(ok=True, output=read_output(ctx.output_file), exit_code=0)
+    tail = redact_for(tail_lines(ctx.output_file), ctx.spec.env, ctx.run_env)
     if returncode < 0:
         signum = -returncode
         return ActionResult(

@@ -37,7 +37,7 @@ class HttpAction:
             raise ValueError(f"task {ctx.task!r} has no http request")
         seconds = ctx.timeout.total_seconds()
         secrets = tuple(v for k, v in http.headers.items() if v and _SECRET_HEADER.search(k))
-        fd = open_output(ctx.output_path)
+        fd = open_output(ctx.output_file)
         try:
             async with asyncio.timeout(seconds) as scope:
                 status, reason, headers, head = await _exchange(http, seconds, fd)

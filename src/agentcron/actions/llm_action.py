@@ -244,8 +244,8 @@ def _with_response(
 
 
 def _write_output(ctx: ActionContext, output: str) -> None:
-    ctx.output_path.parent.mkdir(parents=True, exist_ok=True)
-    ctx.output_path.write_text(output, encoding="utf-8")
+    ctx.output_file.parent.mkdir(parents=True, exist_ok=True)
+    ctx.output_file.write_text(output, encoding="utf-8")
 
 
 def _timeout_failure(

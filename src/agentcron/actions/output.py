@@ -27,6 +27,19 @@ def output_file_for(
     *,
     slot_id: int | None = None,
 ) -> Path:
+    """:func:`output_file_name` as a Path."""
+    return Path(output_file_name(home, task, scheduled_for, attempt, suffix, slot_id=slot_id))
+
+
+def output_file_name(
+    home: Path,
+    task: str,
+    scheduled_for: datetime,
+    attempt: int,
+    suffix: str = ".log",
+    *,
+    slot_id: int | None = None,
+) -> str:
     """The output file of one attempt: ``HOME/outputs/TASK/20260329T030000Z-s42-a1.log``.
 
     The name starts with the slot's UTC time in a fixed-width basic ISO form, so a
@@ -42,19 +55,24 @@ def output_file_for(
     when = scheduled_for.replace(tzinfo=UTC) if scheduled_for.tzinfo is None else scheduled_for
     stamp = when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     slot = f"-s{slot_id}" if slot_id is not None else ""
-    # one Path built from a string: joining part by part costs a burst measurable time
-    return Path(f"{home}/outputs/{task}/{stamp}{slot}-a{attempt}{suffix}")
+    return f"{home}/outputs/{task}/{stamp}{slot}-a{attempt}{suffix}"
 
 
-def open_output(path: Path) -> int:
+def open_output(path: str | os.PathLike[str]) -> int:
     """Create (or truncate) an output file and return a raw fd opened for appending.
 
     ``O_APPEND`` matters: a child process and its grandchildren all write through
     the same file description, and appending keeps their lines from overwriting
     each other. The fd is also readable, so the writer can look at what is there.
+    The folder is made only when the open says it is missing: one system call per
+    run in the usual case, not a walk up the path.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(os.fspath(path)), exist_ok=True)
+        return os.open(path, flags, 0o644)
 
 
 def read_output(path: Path, max_bytes: int = OUTPUT_MEMORY_CAP) -> str:

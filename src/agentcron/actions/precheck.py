@@ -77,12 +77,12 @@ async def run_precheck(spec: TaskSpec, ctx: ActionContext) -> PrecheckOutcome:
         return _failed("precheck must not be empty", known=ErrorClass.CONFIG_ERROR)
     else:
         argv = list(spec.precheck)
-    env = {**os.environ, **spec.env, **ctx.env}
+    env = {**os.environ, **spec.env, **ctx.run_env}
     cwd = _working_dir(spec.cwd)
     if cwd is not None and not await asyncio.to_thread(os.path.isdir, cwd):
         return _failed(f"working directory does not exist: {cwd}", known=ErrorClass.CONFIG_ERROR)
     limit = precheck_timeout(ctx.timeout)
-    secrets = tuple(secret_values_from_env({**spec.env, **ctx.env}))
+    secrets = tuple(secret_values_from_env({**spec.env, **ctx.run_env}))
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -206,13 +206,13 @@ def outer_limit(spec: TaskSpec) -> timedelta:
 async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     """Run one claimed attempt and record it. Returns None when the slot was lost to
     another node meanwhile (its record is theirs to write)."""
-    from agentcron.actions.output import output_file_for, tail_lines
+    from agentcron.actions.output import output_file_name, tail_lines
     from agentcron.redact import redact
 
     spec, slot, attempt = claim.spec, claim.slot, claim.attempt
     started = deps.clock.now()
     suffix = ".md" if spec.llm is not None else ".log"
-    out_path = output_file_for(
+    out_path = output_file_name(
         deps.home, spec.name, slot.scheduled_for, attempt.number, suffix=suffix, slot_id=slot.id
     )
     ctx = ActionContext(
@@ -226,20 +226,14 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         kill_grace=spec.kill_grace,
         context_text=None,
         on_started=_recorder(deps.store, attempt.id),
-        env={
-            "AGENTCRON_TASK": spec.name,
-            "AGENTCRON_SLOT": str(slot.id),
-            "AGENTCRON_ATTEMPT": str(attempt.number),
-            "AGENTCRON_SCHEDULED_FOR": slot.scheduled_for.isoformat(),
-        },
     )
     secrets = task_secrets(spec)
     classification: Classification | None = None
     try:
-        outcome, classification = await _attempt(ctx, spec, attempt.number, deps, str(out_path))
+        outcome, classification = await _attempt(ctx, spec, attempt.number, deps, out_path)
     except asyncio.CancelledError:
         now = deps.clock.now()
-        kept = str(out_path) if out_path.exists() else None
+        kept = out_path if os.path.exists(out_path) else None  # noqa: ASYNC240 - one stat
         if deps.overran(slot.id):
             # The engine's sweep gave up on a run whose action failed to end: a timeout.
             overrun = FailureInfo(
@@ -284,9 +278,9 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         )
         return None
     details = ""
-    if not outcome.ok and out_path.exists():  # the tail is for failure notices only
+    if not outcome.ok and os.path.exists(out_path):  # noqa: ASYNC240 - failures only
         try:
-            details = redact(tail_lines(out_path), secrets)
+            details = redact(tail_lines(Path(out_path)), secrets)
         except OSError:
             details = ""
     return Finished(
