@@ -21,6 +21,7 @@ import pytest
 from agentcron.model import DeliveryStatus, ErrorClass, SlotStatus, TaskSource, TaskSpec
 from agentcron.notify import Incident, IncidentKind, MemoryOutbox, Message, OutboxStore
 from agentcron.store import AttemptOutcome, NewSlot, NodeInfo, StoreError
+from agentcron.store.base import Fires, StartRoom
 from agentcron.store.sql import SQLStore
 from agentcron.store.sqlite import SQLiteStore
 from conftest import PG_DSN, require_pg
@@ -289,6 +290,73 @@ def test_materialize_is_a_compare_and_set_and_inserts_each_slot_once(store: SQLS
     # None is a value like any other for the compare-and-set (a finished one-shot).
     assert store.materialize("t", None, T0 + 9 * MIN, [], T0) == []
     assert store.materialize("nope", T0, T0, [NewSlot(T0)], T0) is None
+
+
+def test_materialize_and_start_starts_fresh_slots_as_a_claim_would(store: SQLStore) -> None:
+    solo = add(store, "solo", T0, overlap="queue")
+    many = add(store, "many", T0, overlap="allow")
+    busy = add(store, "busy", T0)
+    late = add(store, "late", T0)
+    extra = add(store, "extra", T0, overlap="allow")
+    held = slot_at(store, "busy", T0 - MIN)
+    (running,) = store.claim("n2", T0, T0 + MIN, 1)  # another node runs "busy"
+    assert running.slot.id == held
+    room = StartRoom(owner="n1", lease_until=T0 + 2 * MIN, room=4)
+    results, claims = store.materialize_and_start(
+        [
+            Fires(
+                solo,
+                T0,
+                T0 + 9 * MIN,
+                [NewSlot(T0 - MIN, SlotStatus.MISSED, "down"), NewSlot(T0), NewSlot(T0 + MIN)],
+            ),
+            Fires(many, T0, T0 + 9 * MIN, [NewSlot(T0), NewSlot(T0 + MIN)]),
+            Fires(busy, T0, T0 + 9 * MIN, [NewSlot(T0)]),
+            Fires(late, T0, T0 + 9 * MIN, [NewSlot(T0), NewSlot(T0 + 5 * MIN)]),
+            Fires(extra, T0, T0 + 9 * MIN, [NewSlot(T0)]),
+        ],
+        T0 + MIN,
+        room,
+    )
+    # Missed stays missed and does not make the task busy; of "solo" (one at a time) the
+    # first pending slot starts and the next waits; "many" (allow) starts both; "busy"
+    # runs elsewhere, so its slot waits; "late" starts the slot that is due, not the one
+    # five minutes ahead; and that fills the room of four, so "extra" waits.
+    assert [(c.slot.task, c.slot.scheduled_for) for c in claims] == [
+        ("solo", T0),
+        ("many", T0),
+        ("many", T0 + MIN),
+        ("late", T0),
+    ]
+    assert [[s.status for s in r] for r in results if r is not None] == [
+        [SlotStatus.MISSED, SlotStatus.RUNNING, SlotStatus.PENDING],
+        [SlotStatus.RUNNING, SlotStatus.RUNNING],
+        [SlotStatus.PENDING],
+        [SlotStatus.RUNNING, SlotStatus.PENDING],
+        [SlotStatus.PENDING],
+    ]
+    for c in claims:
+        # The claim is what the database now holds, attempt row included.
+        assert store.get_slot(c.slot.id) == c.slot
+        assert c.slot.lease_owner == "n1" and c.slot.lease_expires_at == T0 + 2 * MIN
+        assert c.slot.started_at == T0 + MIN and c.slot.attempts == 1
+        assert store.attempts(c.slot.id) == [c.attempt]
+        assert c.attempt.number == 1 and c.attempt.node == "n1"
+    assert claims[0].spec == solo
+    # The compare-and-set holds as for materialize: a stale expectation writes nothing.
+    again, none = store.materialize_and_start(
+        [Fires(solo, T0, T0 + 20 * MIN, [NewSlot(T0 + 2 * MIN)])], T0 + MIN, room
+    )
+    assert again == [None] and none == []
+    assert len(store.slots("solo")) == 3
+    # No room: slots are recorded pending, nothing starts.
+    add(store, "later", T0)
+    results, claims = store.materialize_and_start(
+        [Fires(spec("later"), T0, None, [NewSlot(T0)])],
+        T0,
+        StartRoom(owner="n1", lease_until=T0 + MIN, room=0),
+    )
+    assert claims == [] and [s.status for s in results[0] or []] == [SlotStatus.PENDING]
 
 
 def test_add_slot_is_idempotent_and_keeps_the_trigger(store: SQLStore) -> None:

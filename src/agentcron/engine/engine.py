@@ -26,7 +26,7 @@ from agentcron.model import ErrorClass, FailureInfo, Slot, SlotStatus, TaskRecor
 from agentcron.policies.catchup import on_time_grace, plan_fires
 from agentcron.policies.overlap import decide_overlap
 from agentcron.schedules.base import Schedule
-from agentcron.store.base import Claim, NewSlot, Store
+from agentcron.store.base import Claim, Fires, NewSlot, StartRoom, Store
 
 from .finisher import Finisher
 from .runner import Finished, RunnerDeps, execute, outcome_for_failure, outer_limit
@@ -168,8 +168,11 @@ class Engine:
         if self._last_recover is None or now - self._last_recover >= interval:
             self._last_recover = now
             report.lost = self._recover_lapsed(now)
-        report.materialized, report.skipped = self._materialize(now)
+        # Slots already waiting go first; then fresh ones start as they are recorded,
+        # while there is room (one write each instead of a record and a claim).
         report.started = self._start_runs(now)
+        report.materialized, report.skipped, fresh = self._materialize(now)
+        report.started += fresh
         return report
 
     async def wait_idle(self, within: float = 60.0) -> None:
@@ -296,12 +299,13 @@ class Engine:
                         slot.id,
                     )
 
-    def _materialize(self, now: datetime) -> tuple[int, int]:
+    def _materialize(self, now: datetime) -> tuple[int, int, int]:
         """Plan every due task in memory, then record all their slots in one
-        transaction: a burst of thousands of due tasks costs one commit, not thousands."""
+        transaction, starting fresh ones while there is room: a burst of thousands of
+        due tasks costs one commit, not thousands. Returns (recorded, skipped, started)."""
         due = self.store.due_tasks(now, 5000)
         if not due:
-            return 0, 0
+            return 0, 0, 0
         active: dict[str, list[Slot]] = {}
         for slot in self.store.active_slots():
             active.setdefault(slot.task, []).append(slot)
@@ -311,9 +315,16 @@ class Engine:
                 plans.append(self._plan_task(rec, now, active.get(rec.name, [])))
             except Exception:
                 log.exception("could not plan slots for task %s", rec.name)
-        results = self.store.materialize_many(
-            [(p.spec.name, p.expected, p.new_next, p.slots) for p in plans], now
+        room = StartRoom(
+            owner=self.settings.owner,
+            lease_until=now + self.settings.lease,
+            room=max(0, self.settings.max_concurrency - len(self._runs)),
         )
+        results, claims = self.store.materialize_and_start(
+            [Fires(p.spec, p.expected, p.new_next, p.slots) for p in plans], now, room
+        )
+        for claim in claims:
+            self._spawn(claim, now)
         created = skipped = 0
         for plan, inserted in zip(plans, results, strict=True):
             if inserted is None:
@@ -321,7 +332,7 @@ class Engine:
             created += len(inserted)
             skipped += sum(1 for s in inserted if s.status is SlotStatus.SKIPPED)
             self._after_materialize(plan, inserted, now)
-        return created, skipped
+        return created, skipped, len(claims)
 
     def _plan_task(self, rec: TaskRecord, now: datetime, active: list[Slot]) -> _Plan:
         spec = rec.spec

@@ -75,6 +75,25 @@ class AttemptOutcome:
 
 
 @dataclass(frozen=True)
+class Fires:
+    """What the engine decided for one due task, for :meth:`Store.materialize_and_start`."""
+
+    spec: TaskSpec
+    expected_next_fire_at: datetime | None
+    new_next_fire_at: datetime | None
+    slots: Sequence[NewSlot]
+
+
+@dataclass(frozen=True)
+class StartRoom:
+    """Who starts fresh slots, under what lease, and how many at most."""
+
+    owner: str
+    lease_until: datetime
+    room: int
+
+
+@dataclass(frozen=True)
 class Finish:
     """One attempt's end, as handed to :meth:`Store.finish_many`."""
 
@@ -176,6 +195,21 @@ class Store(Protocol):
         now: datetime,
     ) -> list[list[Slot] | None]:
         """:meth:`materialize` for many tasks in one transaction; one result per item."""
+        ...
+
+    def materialize_and_start(
+        self,
+        items: Sequence[Fires],
+        now: datetime,
+        start: StartRoom,
+    ) -> tuple[list[list[Slot] | None], list[Claim]]:
+        """:meth:`materialize_many`, and in the same transaction start (as :meth:`claim`
+        would) up to ``start.room`` of the pending slots it inserts, in order: a fresh
+        slot due now goes from nothing to running in one write instead of two, with
+        the same rule as :meth:`claim` of one running slot for a task whose overlap is
+        not ``allow``. Returns the results of
+        :meth:`materialize_many` (started slots still listed, as inserted) and the claims
+        of the started slots."""
         ...
 
     def add_slot(self, task: str, slot: NewSlot, now: datetime) -> Slot | None:

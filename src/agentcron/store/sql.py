@@ -19,6 +19,7 @@ from agentcron.model import (
     Attempt,
     Delivery,
     DeliveryStatus,
+    OverlapPolicy,
     Slot,
     SlotStatus,
     TaskRecord,
@@ -49,7 +50,15 @@ from agentcron.store._rows import (
     task_from_row,
     ts,
 )
-from agentcron.store.base import AttemptOutcome, Claim, Finish, NewSlot, NodeInfo
+from agentcron.store.base import (
+    AttemptOutcome,
+    Claim,
+    Finish,
+    Fires,
+    NewSlot,
+    NodeInfo,
+    StartRoom,
+)
 
 
 class Cursor(Protocol):
@@ -321,17 +330,119 @@ class SQLStore:
             return results
         with self._tx() as db:
             for task, expected, new_next, slots in items:
-                cur = db.execute(
-                    "UPDATE tasks SET next_fire_at = ? "
-                    "WHERE name = ? AND next_fire_at IS NOT DISTINCT FROM ?",
-                    (ts(new_next), task, ts(expected)),
-                )
-                if cur.rowcount != 1:
+                if not self._advance(db, task, expected, new_next):
                     results.append(None)
                     continue
                 inserted = [self._insert_slot(db, task, s, now) for s in slots]
                 results.append([s for s in inserted if s is not None])
         return results
+
+    def materialize_and_start(
+        self, items: Sequence[Fires], now: datetime, start: StartRoom
+    ) -> tuple[list[list[Slot] | None], list[Claim]]:
+        results: list[list[Slot] | None] = []
+        claims: list[Claim] = []
+        if not items:
+            return results, claims
+        with self._tx() as db:
+            busy = self._running_tasks(db) if start.room > 0 else set()
+            for item in items:
+                spec = item.spec
+                task = spec.name
+                if not self._advance(db, task, item.expected_next_fire_at, item.new_next_fire_at):
+                    results.append(None)
+                    continue
+                inserted: list[Slot] = []
+                for new in item.slots:
+                    if (
+                        len(claims) < start.room
+                        and new.status is SlotStatus.PENDING
+                        and new.scheduled_for <= now
+                        and (spec.overlap is OverlapPolicy.ALLOW or task not in busy)
+                        and (spec.overlap is OverlapPolicy.ALLOW or self._may_start(db, task))
+                    ):
+                        claim = self._insert_running(db, spec, new, now, start)
+                        if claim is not None:
+                            busy.add(task)
+                            claims.append(claim)
+                            inserted.append(claim.slot)
+                        continue
+                    if new.status is SlotStatus.PENDING and spec.overlap is not OverlapPolicy.ALLOW:
+                        busy.add(task)  # a slot of it waits: the next one waits behind it
+                    slot = self._insert_slot(db, task, new, now)
+                    if slot is not None:
+                        inserted.append(slot)
+                results.append(inserted)
+        return results, claims
+
+    @staticmethod
+    def _running_tasks(db: Conn) -> set[str]:
+        """Read inside the claiming transaction: SQLite's write lock makes it hold."""
+        return {
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT task FROM slots WHERE status = 'running'"
+            ).fetchall()
+        }
+
+    @staticmethod
+    def _advance(db: Conn, task: str, expected: datetime | None, new_next: datetime | None) -> bool:
+        """Move the task's next fire on, if no one else did (the compare-and-set that
+        keeps two nodes from recording the same fire)."""
+        cur = db.execute(
+            "UPDATE tasks SET next_fire_at = ? "
+            "WHERE name = ? AND next_fire_at IS NOT DISTINCT FROM ?",
+            (ts(new_next), task, ts(expected)),
+        )
+        return bool(cur.rowcount == 1)
+
+    @staticmethod
+    def _insert_running(
+        db: Conn, spec: TaskSpec, new: NewSlot, now: datetime, start: StartRoom
+    ) -> Claim | None:
+        """A fresh slot inserted already running under ``start.owner``'s lease, with its
+        first attempt open: what :meth:`claim` would make of it, in two statements."""
+        row = db.execute(
+            "INSERT INTO slots (task, scheduled_for, status, reason, trigger, created_at, "
+            "attempts, lease_owner, lease_expires_at, started_at) "
+            "VALUES (?, ?, 'running', ?, ?, ?, 1, ?, ?, ?) "
+            "ON CONFLICT (task, scheduled_for) DO NOTHING RETURNING id",
+            (
+                spec.name,
+                ts(new.scheduled_for),
+                new.reason,
+                new.trigger,
+                ts(now),
+                start.owner,
+                ts(start.lease_until),
+                ts(now),
+            ),
+        ).fetchone()
+        if row is None:
+            return None
+        slot_id = int(row[0])
+        (attempt_id,) = db.execute(
+            "INSERT INTO attempts (slot_id, number, started_at, status, node) "
+            "VALUES (?, 1, ?, 'running', ?) RETURNING id",
+            (slot_id, ts(now), start.owner),
+        ).fetchone()
+        slot = Slot(
+            id=slot_id,
+            task=spec.name,
+            scheduled_for=new.scheduled_for,
+            status=SlotStatus.RUNNING,
+            reason=new.reason,
+            attempts=1,
+            started_at=now,
+            trigger=new.trigger,
+            lease_owner=start.owner,
+            lease_expires_at=start.lease_until,
+            created_at=now,
+        )
+        attempt = Attempt(
+            id=int(attempt_id), slot_id=slot_id, number=1, started_at=now, node=start.owner
+        )
+        return Claim(slot=slot, attempt=attempt, spec=spec)
 
     def add_slot(self, task: str, slot: NewSlot, now: datetime) -> Slot | None:
         with self._tx() as db:
@@ -350,12 +461,7 @@ class SQLStore:
             return []
         claims: list[Claim] = []
         with self._tx() as db:
-            busy = {
-                r[0]
-                for r in db.execute(
-                    "SELECT DISTINCT task FROM slots WHERE status = 'running'"
-                ).fetchall()
-            }
+            busy = self._running_tasks(db)
             rows = db.execute(
                 f"SELECT {', '.join('s.' + c.strip() for c in SLOT_COLUMNS.split(','))}, "
                 "t.spec, t.overlap FROM slots s JOIN tasks t ON t.name = s.task "
