@@ -14,10 +14,14 @@ the target imports).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import inspect
 import os
 import sys
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -54,20 +58,13 @@ class InlinePythonAction:
         seconds = ctx.timeout.total_seconds()
         try:
             async with asyncio.timeout(seconds) as scope:
-                func = self._func or await _in_thread(_importer(spec.python, spec.cwd), ctx.task)
+                func = self._func or await _in_thread(_importer(spec.python, spec.cwd))
                 if inspect.iscoroutinefunction(func):
-                    text = await _in_thread(
-                        _keep(await func(*spec.args, **spec.kwargs), ctx), ctx.task
-                    )
+                    text = result_text(await func(*spec.args, **spec.kwargs))
                 else:
-                    value = await _in_thread(
-                        lambda: _call_and_keep(func, spec.args, spec.kwargs, ctx), ctx.task
-                    )
-                    text = (
-                        await _in_thread(_keep(await value, ctx), ctx.task)
-                        if inspect.isawaitable(value)
-                        else value
-                    )
+                    out = await _in_thread(functools.partial(_call, func, spec.args, spec.kwargs))
+                    text = result_text(await out) if inspect.isawaitable(out) else out
+                await _keep(text, ctx)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -86,7 +83,7 @@ class InlinePythonAction:
             from agentcron.classify.extract import failure_from_exception
 
             return ActionResult(ok=False, failure=failure_from_exception(exc, action="python"))
-        return ActionResult(ok=True, output=_cap(str(text)), kept=True)
+        return ActionResult(ok=True, output=_cap(text), kept=True)
 
 
 def _importer(target: str | None, cwd: str | None) -> Callable[[], Callable[..., Any]]:
@@ -103,54 +100,93 @@ def _importer(target: str | None, cwd: str | None) -> Callable[[], Callable[...,
     return load
 
 
-def _keep(value: Any, ctx: ActionContext) -> Callable[[], str]:
-    """Writing the output file is blocking work: done in the call's thread, not the loop."""
-    return lambda: _write_output(result_text(value), ctx)
-
-
-def _call_and_keep(
-    func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: ActionContext
-) -> Any:
+def _call(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """What an inline thread does: the call and, unless it gave an awaitable (awaited
+    on the loop), the text of its result. Nothing else, no file I/O: each system
+    call a thread makes gives the GIL up, and getting it back from a busy loop is
+    what makes a burst of short calls slow."""
     value = func(*args, **kwargs)
-    if inspect.isawaitable(value):
-        return value  # an async result from a sync-looking callable: awaited on the loop
-    return _write_output(result_text(value), ctx)
+    return value if inspect.isawaitable(value) else result_text(value)
 
 
-def _write_output(text: str, ctx: ActionContext) -> str:
+SMALL_OUTPUT = 64 * 1024  # written on the loop: a page-cache write, cheaper than a thread hop
+
+
+async def _keep(text: str, ctx: ActionContext) -> None:
+    if len(text) <= SMALL_OUTPUT:
+        _write_output(text, ctx)
+    else:
+        await asyncio.to_thread(_write_output, text, ctx)
+
+
+def _write_output(text: str, ctx: ActionContext) -> None:
     fd = open_output(ctx.output_path)
     try:
         append_result(fd, text)
     finally:
         os.close(fd)
-    return text
+
+
+class _Handoff:
+    """Results of inline calls on their way back to one loop.
+
+    A thread that finishes a call queues its result and wakes the loop only when no
+    wake-up is pending already: in a burst, one wake-up (one write to the loop's
+    self-pipe, one GIL hand-over) carries many results.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: collections.deque[tuple[asyncio.Future[Any], Any, BaseException | None]]
+        self._items = collections.deque()
+        self._lock = threading.Lock()
+        self._pending = False
+
+    def put(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+        self._items.append((future, value, error))
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            self._pending = False
+        while self._items:
+            future, value, error = self._items.popleft()
+            if future.done():
+                continue  # the caller gave up (timeout, cancellation)
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+
+_handoffs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Handoff] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 _THREADS = InlineThreads()
 
 
-async def _in_thread(call: Callable[[], Any], task: str) -> Any:
+async def _in_thread(call: Callable[[], Any]) -> Any:
     """Run ``call`` on an inline thread (see :mod:`._inline_threads`), await its result."""
     loop = asyncio.get_running_loop()
+    handoff = _handoffs.get(loop)
+    if handoff is None:
+        handoff = _handoffs[loop] = _Handoff(loop)
     future: asyncio.Future[Any] = loop.create_future()
 
-    def settle(value: Any, exc: BaseException | None) -> None:
-        if future.done():
-            return  # the caller gave up (timeout, cancellation)
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(value)
-
     def body() -> None:
-        value: Any = None
-        error: BaseException | None = None
         try:
             value = call()
         except BaseException as exc:  # handed to the awaiting coroutine
-            error = exc
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            loop.call_soon_threadsafe(settle, value, error)
+            handoff.put(future, None, exc)
+        else:
+            handoff.put(future, value, None)
 
     _THREADS.submit(body, loop)
     return await future
