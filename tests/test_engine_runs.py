@@ -134,3 +134,34 @@ def test_outer_limit_counts_the_precheck_and_grace() -> None:
     )
     assert outer_limit(plain) == timedelta(minutes=5, seconds=20)
     assert outer_limit(checked) == timedelta(minutes=10, seconds=20)
+
+
+def test_a_coming_fire_is_prepared_but_nothing_is_recorded_early(sqlite_store, clock, home) -> None:
+    """Two seconds before a fire the engine builds the schedules and output folders of
+    the tasks due then; the slots themselves are recorded only when due."""
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        due = clock.now() + timedelta(seconds=10)
+        for i in range(3):
+            h.add(f"soon{i}", lambda: "x", at=due.isoformat())
+        h.add("later", lambda: "x", at=(due + timedelta(hours=1)).isoformat())
+        h.clock.advance(timedelta(seconds=5))
+        await h.tick()
+        assert not (home / "outputs").exists()  # 5 s ahead: not yet
+        h.clock.advance(timedelta(seconds=3.5))
+        await h.tick()
+        folders = home / "outputs"
+        await until(lambda: folders.exists() and len(list(folders.iterdir())) == 3)
+        assert sorted(p.name for p in folders.iterdir()) == ["soon0", "soon1", "soon2"]
+        assert set(h.engine._schedules.entries) == {"soon0", "soon1", "soon2"}
+        assert all(h.slots(f"soon{i}") == [] for i in range(3))
+        h.clock.advance(timedelta(seconds=1.5))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    for i in range(3):
+        (slot,) = h.slots(f"soon{i}")
+        assert slot.status is SlotStatus.SUCCEEDED
+    assert h.slots("later") == []

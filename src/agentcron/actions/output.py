@@ -55,7 +55,12 @@ def output_file_name(
     when = scheduled_for.replace(tzinfo=UTC) if scheduled_for.tzinfo is None else scheduled_for
     stamp = when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     slot = f"-s{slot_id}" if slot_id is not None else ""
-    return f"{home}/outputs/{task}/{stamp}{slot}-a{attempt}{suffix}"
+    return f"{output_folder(home, task)}/{stamp}{slot}-a{attempt}{suffix}"
+
+
+def output_folder(home: Path | str, task: str) -> str:
+    """Where a task's output files go (made by the first write, or ahead of a burst)."""
+    return f"{home}/outputs/{task}"
 
 
 def open_output(path: str | os.PathLike[str]) -> int:

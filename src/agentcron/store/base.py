@@ -212,6 +212,10 @@ class Store(Protocol):
         of the started slots."""
         ...
 
+    def next_fire(self) -> datetime | None:
+        """The earliest ``next_fire_at`` of the tasks that are not paused."""
+        ...
+
     def add_slot(self, task: str, slot: NewSlot, now: datetime) -> Slot | None:
         """Insert one slot (manual trigger, retries of history); None if it exists."""
         ...

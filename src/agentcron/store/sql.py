@@ -260,6 +260,12 @@ class SQLStore:
         )
         return [task_from_row(r) for r in rows]
 
+    def next_fire(self) -> datetime | None:
+        from agentcron.store._rows import dt
+
+        row = self._q("SELECT MIN(next_fire_at) FROM tasks WHERE paused = 0")
+        return dt(row[0][0]) if row and row[0][0] is not None else None
+
     def next_wakeup(self) -> datetime | None:
         from agentcron.store._rows import dt
 
