@@ -19,6 +19,7 @@ and starting one makes the loop wait for it. So:
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import collections
 import contextlib
@@ -85,9 +86,10 @@ class InlineThreads:
             loop.call_later(self.patience, self._grow, loop)
 
     def _start(self, worker: _Worker) -> None:
-        thread = threading.Thread(target=self._serve, args=(worker,), daemon=True)
-        thread.name = "agentcron-inline"
-        thread.start()
+        # The low-level start does not wait for the new thread to run (threading's
+        # does, and under a busy loop that wait is a millisecond or more per thread).
+        # These threads are daemonic like threading's daemon threads.
+        _thread.start_new_thread(self._serve, (worker,))
 
     def _grow(self, loop: asyncio.AbstractEventLoop) -> None:
         now = time.monotonic()

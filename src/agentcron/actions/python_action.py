@@ -136,7 +136,7 @@ class _Handoff:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._items: collections.deque[tuple[asyncio.Future[Any], Any, BaseException | None]]
         self._items = collections.deque()
         self._lock = threading.Lock()
@@ -149,7 +149,7 @@ class _Handoff:
                 return
             self._pending = True
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            self._loop.call_soon_threadsafe(self._drain)
+            self.loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
         with self._lock:
@@ -167,6 +167,7 @@ class _Handoff:
 _handoffs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Handoff] = (
     weakref.WeakKeyDictionary()
 )
+_last_handoff: list[_Handoff | None] = [None]  # the usual case: one loop, asked each call
 
 
 _THREADS = InlineThreads()
@@ -175,9 +176,12 @@ _THREADS = InlineThreads()
 async def _in_thread(call: Callable[[], Any]) -> Any:
     """Run ``call`` on an inline thread (see :mod:`._inline_threads`), await its result."""
     loop = asyncio.get_running_loop()
-    handoff = _handoffs.get(loop)
-    if handoff is None:
-        handoff = _handoffs[loop] = _Handoff(loop)
+    handoff = _last_handoff[0]
+    if handoff is None or handoff.loop is not loop:
+        handoff = _handoffs.get(loop)
+        if handoff is None:
+            handoff = _handoffs[loop] = _Handoff(loop)
+        _last_handoff[0] = handoff
     future: asyncio.Future[Any] = loop.create_future()
 
     def body() -> None:

@@ -36,6 +36,7 @@ log = logging.getLogger("agentcron.engine")
 
 CHUNK = 2000  # fires processed per task per tick after a long downtime
 LOOKAHEAD = timedelta(seconds=2)  # how early the tasks of a coming fire are prepared
+PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap ahead of it)
 
 
 @dataclass
@@ -113,6 +114,7 @@ class Engine:
         self._last_recover: datetime | None = None
         self._last_sweep: datetime | None = None
         self._prepared_for: datetime | None = None
+        self._limits: dict[str, tuple[TaskSpec, timedelta]] = {}
         self._wake = asyncio.Event()
         self._dead_owners = list(settings.dead_owners)
         self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
@@ -242,7 +244,7 @@ class Engine:
         if nxt is None or nxt <= now or nxt - now > LOOKAHEAD or nxt == self._prepared_for:
             return
         self._prepared_for = nxt
-        due = self.store.due_tasks(nxt, 5000)
+        due = self.store.due_tasks(nxt, PREPARE_LIMIT)
         for rec in due:
             try:
                 self.schedule_for(rec.spec)
@@ -466,8 +468,14 @@ class Engine:
             slot_id=slot_id,
             name=claim.spec.name,
             started_at=now,
-            deadline=now + outer_limit(claim.spec),
+            deadline=now + self._outer_limit(claim.spec),
         )
+
+    def _outer_limit(self, spec: TaskSpec) -> timedelta:
+        hit = self._limits.get(spec.name)
+        if hit is None or hit[0] is not spec:  # parsed specs are shared: usually a hit
+            hit = self._limits[spec.name] = (spec, outer_limit(spec))
+        return hit[1]
 
     def _cancel_reason(self, slot_id: int) -> str | None:
         run = self._runs.get(slot_id)

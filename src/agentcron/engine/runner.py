@@ -227,7 +227,6 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         context_text=None,
         on_started=_recorder(deps.store, attempt.id),
     )
-    secrets = task_secrets(spec)
     classification: Classification | None = None
     try:
         outcome, classification = await _attempt(ctx, spec, attempt.number, deps, out_path)
@@ -263,7 +262,9 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             ok=False,
             slot_status=SlotStatus.FAILED,
             error_class=ErrorClass.CODE_ERROR,
-            error=redact(f"internal error in agentcron: {type(exc).__name__}: {exc}", secrets),
+            error=redact(
+                f"internal error in agentcron: {type(exc).__name__}: {exc}", task_secrets(spec)
+            ),
             explanation="agentcron itself failed while running this task; see the daemon log",
         )
     finished = deps.clock.now()
@@ -280,7 +281,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     details = ""
     if not outcome.ok and os.path.exists(out_path):  # noqa: ASYNC240 - failures only
         try:
-            details = redact(tail_lines(Path(out_path)), secrets)
+            details = redact(tail_lines(Path(out_path)), task_secrets(spec))
         except OSError:
             details = ""
     return Finished(

@@ -148,6 +148,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX slots_runnable ON slots (next_attempt_at, scheduled_for, id) "
         "WHERE status IN ('pending', 'retrying')",
     ],
+    [
+        # The UNIQUE (task, scheduled_for) constraint is already that index; the copy
+        # cost every slot written a second update of the same tree.
+        "DROP INDEX slots_task",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

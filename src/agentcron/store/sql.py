@@ -331,55 +331,150 @@ class SQLStore:
         items: Sequence[tuple[str, datetime | None, datetime | None, Sequence[NewSlot]]],
         now: datetime,
     ) -> list[list[Slot] | None]:
-        results: list[list[Slot] | None] = []
         if not items:
-            return results
+            return []
         with self._tx() as db:
-            for task, expected, new_next, slots in items:
-                if not self._advance(db, task, expected, new_next):
-                    results.append(None)
-                    continue
-                inserted = [self._insert_slot(db, task, s, now) for s in slots]
-                results.append([s for s in inserted if s is not None])
+            results, _ = self._record_fires(db, [(*item, None) for item in items], now, None)
         return results
 
     def materialize_and_start(
         self, items: Sequence[Fires], now: datetime, start: StartRoom
     ) -> tuple[list[list[Slot] | None], list[Claim]]:
-        results: list[list[Slot] | None] = []
-        claims: list[Claim] = []
         if not items:
-            return results, claims
+            return [], []
+        entries = [
+            (i.spec.name, i.expected_next_fire_at, i.new_next_fire_at, i.slots, i.spec)
+            for i in items
+        ]
         with self._tx() as db:
-            busy = self._running_tasks(db) if start.room > 0 else set()
-            for item in items:
-                spec = item.spec
-                task = spec.name
-                if not self._advance(db, task, item.expected_next_fire_at, item.new_next_fire_at):
-                    results.append(None)
-                    continue
-                inserted: list[Slot] = []
-                for new in item.slots:
-                    if (
-                        len(claims) < start.room
-                        and new.status is SlotStatus.PENDING
-                        and new.scheduled_for <= now
-                        and (spec.overlap is OverlapPolicy.ALLOW or task not in busy)
-                        and (spec.overlap is OverlapPolicy.ALLOW or self._may_start(db, task))
-                    ):
-                        claim = self._insert_running(db, spec, new, now, start)
-                        if claim is not None:
-                            busy.add(task)
-                            claims.append(claim)
-                            inserted.append(claim.slot)
-                        continue
-                    if new.status is SlotStatus.PENDING and spec.overlap is not OverlapPolicy.ALLOW:
-                        busy.add(task)  # a slot of it waits: the next one waits behind it
-                    slot = self._insert_slot(db, task, new, now)
-                    if slot is not None:
-                        inserted.append(slot)
-                results.append(inserted)
+            return self._record_fires(db, entries, now, start)
+
+    def _record_fires(
+        self, db: Conn, entries: Sequence[_Entry], now: datetime, start: StartRoom | None
+    ) -> tuple[list[list[Slot] | None], list[Claim]]:
+        """Advance each task (compare-and-set), decide which fresh slots start, then
+        write the slots and first attempts a few hundred rows per statement: a burst
+        of thousands would otherwise pay a statement's overhead three times a slot."""
+        room = start.room if start is not None else 0
+        busy = self._running_tasks(db) if room > 0 else set()
+        won: list[bool] = []
+        rows: list[tuple[int, NewSlot, bool]] = []  # (entry, slot, started as recorded)
+        for index, (task, expected, new_next, slots, spec) in enumerate(entries):
+            won.append(self._advance(db, task, expected, new_next))
+            if not won[-1]:
+                continue
+            allow = spec is not None and spec.overlap is OverlapPolicy.ALLOW
+            for new in slots:
+                waiting = new.status is SlotStatus.PENDING
+                run = (
+                    spec is not None
+                    and room > 0
+                    and waiting
+                    and new.scheduled_for <= now
+                    and (allow or (task not in busy and self._may_start(db, task)))
+                )
+                if run:
+                    room -= 1
+                if (run or waiting) and not allow:
+                    busy.add(task)  # running, or waiting: a later slot waits behind it
+                rows.append((index, new, run))
+        ids = self._insert_slots(
+            db, [(entries[i][0], new, run) for i, new, run in rows], now, start
+        )
+        running = [sid for (_, _, run), sid in zip(rows, ids, strict=True) if run and sid]
+        attempts = self._open_first_attempts(db, running, now, start)
+        results: list[list[Slot] | None] = [[] if ok else None for ok in won]
+        claims: list[Claim] = []
+        for (index, new, run), slot_id in zip(rows, ids, strict=True):
+            if slot_id is None:
+                continue  # recorded already (a slot is recorded once, whoever is first)
+            task, spec = entries[index][0], entries[index][4]
+            bucket = results[index]
+            assert bucket is not None
+            if run and start is not None and spec is not None:
+                claim = _fresh_claim(spec, new, slot_id, attempts[slot_id], now, start)
+                claims.append(claim)
+                bucket.append(claim.slot)
+            else:
+                bucket.append(_fresh_slot(task, new, slot_id, now))
         return results, claims
+
+    @staticmethod
+    def _insert_slots(
+        db: Conn, rows: Sequence[tuple[str, NewSlot, bool]], now: datetime, start: StartRoom | None
+    ) -> list[int | None]:
+        """Insert slots (True: already running under ``start``'s lease, attempt 1),
+        several hundred per statement; their ids in order, None where one existed."""
+        params: list[tuple[Any, ...]] = []
+        for task, new, run in rows:
+            if run:
+                assert start is not None
+                params.append(
+                    (
+                        task,
+                        ts(new.scheduled_for),
+                        SlotStatus.RUNNING.value,
+                        new.reason,
+                        new.trigger,
+                        ts(now),
+                        None,
+                        None,
+                        1,
+                        start.owner,
+                        ts(start.lease_until),
+                        ts(now),
+                    )
+                )
+            else:
+                first = min(new.scheduled_for, now) if new.status is SlotStatus.PENDING else None
+                params.append(
+                    (
+                        task,
+                        ts(new.scheduled_for),
+                        new.status.value,
+                        new.reason,
+                        new.trigger,
+                        ts(now),
+                        ts(now) if new.status.is_final else None,
+                        ts(first),
+                        0,
+                        None,
+                        None,
+                        None,
+                    )
+                )
+        found: dict[tuple[str, float], int] = {}
+        for chunk in _chunks(params, 400):
+            values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
+            inserted = db.execute(
+                "INSERT INTO slots (task, scheduled_for, status, reason, trigger, created_at, "
+                "finished_at, next_attempt_at, attempts, lease_owner, lease_expires_at, "
+                f"started_at) VALUES {values} ON CONFLICT (task, scheduled_for) DO NOTHING "
+                "RETURNING id, task, scheduled_for",
+                [value for row in chunk for value in row],
+            ).fetchall()
+            for id_, task, when in inserted:
+                found[(task, float(when))] = int(id_)
+        return [found.get((row[0], float(row[1]))) for row in params]
+
+    @staticmethod
+    def _open_first_attempts(
+        db: Conn, slot_ids: Sequence[int], now: datetime, start: StartRoom | None
+    ) -> dict[int, int]:
+        """First attempt rows for slots started as they were recorded: slot -> attempt."""
+        out: dict[int, int] = {}
+        if start is None:
+            return out
+        for chunk in _chunks(list(slot_ids), 500):
+            values = ", ".join("(?, 1, ?, 'running', ?)" for _ in chunk)
+            inserted = db.execute(
+                "INSERT INTO attempts (slot_id, number, started_at, status, node) "
+                f"VALUES {values} RETURNING id, slot_id",
+                [value for sid in chunk for value in (sid, ts(now), start.owner)],
+            ).fetchall()
+            for attempt_id, slot_id in inserted:
+                out[int(slot_id)] = int(attempt_id)
+        return out
 
     @staticmethod
     def _running_tasks(db: Conn) -> set[str]:
@@ -401,54 +496,6 @@ class SQLStore:
             (ts(new_next), task, ts(expected)),
         )
         return bool(cur.rowcount == 1)
-
-    @staticmethod
-    def _insert_running(
-        db: Conn, spec: TaskSpec, new: NewSlot, now: datetime, start: StartRoom
-    ) -> Claim | None:
-        """A fresh slot inserted already running under ``start.owner``'s lease, with its
-        first attempt open: what :meth:`claim` would make of it, in two statements."""
-        row = db.execute(
-            "INSERT INTO slots (task, scheduled_for, status, reason, trigger, created_at, "
-            "attempts, lease_owner, lease_expires_at, started_at) "
-            "VALUES (?, ?, 'running', ?, ?, ?, 1, ?, ?, ?) "
-            "ON CONFLICT (task, scheduled_for) DO NOTHING RETURNING id",
-            (
-                spec.name,
-                ts(new.scheduled_for),
-                new.reason,
-                new.trigger,
-                ts(now),
-                start.owner,
-                ts(start.lease_until),
-                ts(now),
-            ),
-        ).fetchone()
-        if row is None:
-            return None
-        slot_id = int(row[0])
-        (attempt_id,) = db.execute(
-            "INSERT INTO attempts (slot_id, number, started_at, status, node) "
-            "VALUES (?, 1, ?, 'running', ?) RETURNING id",
-            (slot_id, ts(now), start.owner),
-        ).fetchone()
-        slot = Slot(
-            id=slot_id,
-            task=spec.name,
-            scheduled_for=new.scheduled_for,
-            status=SlotStatus.RUNNING,
-            reason=new.reason,
-            attempts=1,
-            started_at=now,
-            trigger=new.trigger,
-            lease_owner=start.owner,
-            lease_expires_at=start.lease_until,
-            created_at=now,
-        )
-        attempt = Attempt(
-            id=int(attempt_id), slot_id=slot_id, number=1, started_at=now, node=start.owner
-        )
-        return Claim(slot=slot, attempt=attempt, spec=spec)
 
     def add_slot(self, task: str, slot: NewSlot, now: datetime) -> Slot | None:
         with self._tx() as db:
@@ -1033,3 +1080,44 @@ T = TypeVar("T")
 def _chunks(items: Sequence[T], size: int = 500) -> list[list[T]]:
     """IN lists of bounded length (SQLite caps the parameters of one statement)."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+_Entry = tuple[str, datetime | None, datetime | None, Sequence[NewSlot], TaskSpec | None]
+
+
+def _fresh_slot(task: str, new: NewSlot, slot_id: int, now: datetime) -> Slot:
+    """A slot as :meth:`SQLStore._insert_slots` wrote it, built rather than read back
+    (a burst records thousands)."""
+    first = min(new.scheduled_for, now) if new.status is SlotStatus.PENDING else None
+    return Slot(
+        id=slot_id,
+        task=task,
+        scheduled_for=new.scheduled_for,
+        status=new.status,
+        reason=new.reason,
+        trigger=new.trigger,
+        finished_at=now if new.status.is_final else None,
+        next_attempt_at=first,
+        created_at=now,
+    )
+
+
+def _fresh_claim(
+    spec: TaskSpec, new: NewSlot, slot_id: int, attempt_id: int, now: datetime, start: StartRoom
+) -> Claim:
+    """The claim of a slot recorded already running, as :meth:`SQLStore.claim` makes one."""
+    slot = Slot(
+        id=slot_id,
+        task=spec.name,
+        scheduled_for=new.scheduled_for,
+        status=SlotStatus.RUNNING,
+        reason=new.reason,
+        attempts=1,
+        started_at=now,
+        trigger=new.trigger,
+        lease_owner=start.owner,
+        lease_expires_at=start.lease_until,
+        created_at=now,
+    )
+    attempt = Attempt(id=attempt_id, slot_id=slot_id, number=1, started_at=now, node=start.owner)
+    return Claim(slot=slot, attempt=attempt, spec=spec)
