@@ -118,12 +118,13 @@ class Service:
         """Tasks registered from Python code: written in one transaction (100,000 at once
         must take seconds, not minutes); an existing task keeps its place on the grid."""
         now = self.clock.now()
-        firsts: dict[str, datetime | None] = {}  # tasks sharing a schedule share its first fire
+        # tasks sharing a schedule share its first fire (the key: the fields that set it)
+        firsts: dict[tuple[Any, ...], datetime | None] = {}
 
         def first(spec: TaskSpec) -> datetime | None:
             if spec.paused:
                 return None
-            key = spec.model_dump_json(include={"cron", "every", "anchor", "at", "timezone"})
+            key = (spec.cron, spec.every, spec.anchor, spec.at, spec.timezone)
             if key not in firsts:
                 firsts[key] = self.first_fire(spec, now)
             return firsts[key]

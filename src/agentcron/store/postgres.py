@@ -55,6 +55,10 @@ class _Conn:
         # The protocol declares ``rowcount`` settable; psycopg's is a read-only property.
         return cast(Cursor, self.raw.execute(_pg_sql(text), params))
 
+    def executemany(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.raw.cursor() as cur:
+            cur.executemany(_pg_sql(text), rows)
+
 
 def redact_dsn(dsn: str) -> str:
     """The DSN with its password removed, in the form it was given (URL or key=value)."""

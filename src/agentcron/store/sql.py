@@ -73,6 +73,8 @@ class Cursor(Protocol):
 class Conn(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ...) -> Cursor: ...
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
+
 
 class SQLStore:
     """Everything but connecting; subclasses define ``_tx`` and ``_q``."""
@@ -158,31 +160,34 @@ class SQLStore:
     ) -> None:
         """One statement per task, no read first: registering 100,000 tasks from code
         must take seconds. A task whose schedule is unchanged keeps its grid position."""
+        rows = [
+            (
+                spec.name,
+                source.value,
+                spec_json(spec),
+                schedule_key(spec),
+                spec.overlap.value,
+                int(spec.paused),
+                ts(next_fire_at),
+                ts(now),
+                ts(now),
+            )
+            for spec, next_fire_at in items
+        ]
         with self._tx() as db:
-            for spec, next_fire_at in items:
-                db.execute(
-                    "INSERT INTO tasks (name, source, spec, schedule_key, overlap, paused, "
-                    "next_fire_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET "
-                    "next_fire_at = CASE WHEN tasks.schedule_key = excluded.schedule_key "
-                    "THEN tasks.next_fire_at ELSE excluded.next_fire_at END, "
-                    "updated_at = CASE WHEN tasks.spec = excluded.spec "
-                    "AND tasks.source = excluded.source "
-                    "THEN tasks.updated_at ELSE excluded.updated_at END, "
-                    "spec = excluded.spec, schedule_key = excluded.schedule_key, "
-                    "overlap = excluded.overlap, source = excluded.source",
-                    (
-                        spec.name,
-                        source.value,
-                        spec_json(spec),
-                        schedule_key(spec),
-                        spec.overlap.value,
-                        int(spec.paused),
-                        ts(next_fire_at),
-                        ts(now),
-                        ts(now),
-                    ),
-                )
+            db.executemany(
+                "INSERT INTO tasks (name, source, spec, schedule_key, overlap, paused, "
+                "next_fire_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET "
+                "next_fire_at = CASE WHEN tasks.schedule_key = excluded.schedule_key "
+                "THEN tasks.next_fire_at ELSE excluded.next_fire_at END, "
+                "updated_at = CASE WHEN tasks.spec = excluded.spec "
+                "AND tasks.source = excluded.source "
+                "THEN tasks.updated_at ELSE excluded.updated_at END, "
+                "spec = excluded.spec, schedule_key = excluded.schedule_key, "
+                "overlap = excluded.overlap, source = excluded.source",
+                rows,
+            )
 
     def sync_file_tasks(
         self, specs: Sequence[TaskSpec], now: datetime, next_fire: dict[str, datetime | None]
