@@ -386,8 +386,8 @@ class SQLStore:
         ids = self._insert_slots(
             db, [(entries[i][0], new, run) for i, new, run in rows], now, start
         )
-        running = [sid for (_, _, run), sid in zip(rows, ids, strict=True) if run and sid]
-        attempts = self._open_first_attempts(db, running, now, start)
+        running = [(sid, 1) for (_, _, run), sid in zip(rows, ids, strict=True) if run and sid]
+        attempts = self._open_attempts(db, running, now, start.owner) if start else {}
         results: list[list[Slot] | None] = [[] if ok else None for ok in won]
         claims: list[Claim] = []
         for (index, new, run), slot_id in zip(rows, ids, strict=True):
@@ -463,19 +463,17 @@ class SQLStore:
         return [found.get((row[0], float(row[1]))) for row in params]
 
     @staticmethod
-    def _open_first_attempts(
-        db: Conn, slot_ids: Sequence[int], now: datetime, start: StartRoom | None
+    def _open_attempts(
+        db: Conn, numbered: Sequence[tuple[int, int]], now: datetime, owner: str
     ) -> dict[int, int]:
-        """First attempt rows for slots started as they were recorded: slot -> attempt."""
+        """Open running attempt rows, (slot, attempt number) each: slot -> attempt id."""
         out: dict[int, int] = {}
-        if start is None:
-            return out
-        for chunk in _chunks(list(slot_ids), 500):
-            values = ", ".join("(?, 1, ?, 'running', ?)" for _ in chunk)
+        for chunk in _chunks(list(numbered), 500):
+            values = ", ".join("(?, ?, ?, 'running', ?)" for _ in chunk)
             inserted = db.execute(
                 "INSERT INTO attempts (slot_id, number, started_at, status, node) "
                 f"VALUES {values} RETURNING id, slot_id",
-                [value for sid in chunk for value in (sid, ts(now), start.owner)],
+                [value for sid, number in chunk for value in (sid, number, ts(now), owner)],
             ).fetchall()
             for attempt_id, slot_id in inserted:
                 out[int(slot_id)] = int(attempt_id)
@@ -517,12 +515,12 @@ class SQLStore:
     def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
         if limit <= 0:
             return []
-        claims: list[Claim] = []
+        chosen: list[Slot] = []
         with self._tx() as db:
             busy = self._running_tasks(db)
             rows = db.execute(
                 f"SELECT {', '.join('s.' + c.strip() for c in SLOT_COLUMNS.split(','))}, "
-                "t.spec, t.overlap FROM slots s JOIN tasks t ON t.name = s.task "
+                "t.overlap FROM slots s JOIN tasks t ON t.name = s.task "
                 "WHERE s.status IN ('pending', 'retrying') AND s.next_attempt_at <= ? "
                 "AND (t.overlap = 'allow' OR s.task NOT IN "
                 "(SELECT r.task FROM slots r WHERE r.status = 'running')) "
@@ -530,51 +528,56 @@ class SQLStore:
                 (ts(now), limit * 4 + 64),
             ).fetchall()
             for row in rows:
-                if len(claims) >= limit:
+                if len(chosen) >= limit:
                     break
-                slot = slot_from_row(row[:17])
-                spec_text, overlap = row[17], row[18]
-                if overlap != "allow":
-                    if slot.task in busy or not self._may_start(db, slot.task):
-                        busy.add(slot.task)
+                task = row[1]
+                if row[17] != "allow":
+                    if task in busy or not self._may_start(db, task):
+                        busy.add(task)
                         continue
-                    busy.add(slot.task)
-                claims.append(self._start_attempt(db, slot, spec_text, owner, now, lease_until))
-        return claims
+                    busy.add(task)
+                chosen.append(slot_from_row(row[:17]))
+            if not chosen:
+                return []
+            # A few statements for the whole claim, not two per slot.
+            for chunk in _chunks([slot.id for slot in chosen], 500):
+                db.execute(
+                    "UPDATE slots SET status = 'running', attempts = attempts + 1, "
+                    "lease_owner = ?, lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
+                    f"next_attempt_at = NULL WHERE id IN ({', '.join('?' for _ in chunk)})",
+                    (owner, ts(lease_until), ts(now), *chunk),
+                )
+            attempts = self._open_attempts(
+                db, [(slot.id, slot.attempts + 1) for slot in chosen], now, owner
+            )
+            specs = self._specs(db, {slot.task for slot in chosen})
+        return [
+            Claim(
+                slot=_running(slot, owner, lease_until, now),
+                attempt=Attempt(
+                    id=attempts[slot.id],
+                    slot_id=slot.id,
+                    number=slot.attempts + 1,
+                    started_at=now,
+                    node=owner,
+                ),
+                spec=specs[slot.task],
+            )
+            for slot in chosen
+        ]
 
     @staticmethod
-    def _start_attempt(
-        db: Conn, slot: Slot, spec_text: str, owner: str, now: datetime, lease_until: datetime
-    ) -> Claim:
-        """Mark a claimed slot running under ``owner``'s lease and open its attempt row."""
-        number = slot.attempts + 1
-        db.execute(
-            "UPDATE slots SET status = 'running', attempts = ?, lease_owner = ?, "
-            "lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
-            "next_attempt_at = NULL WHERE id = ?",
-            (number, owner, ts(lease_until), ts(now), slot.id),
-        )
-        (attempt_id,) = db.execute(
-            "INSERT INTO attempts (slot_id, number, started_at, status, node) "
-            "VALUES (?, ?, ?, 'running', ?) RETURNING id",
-            (slot.id, number, ts(now), owner),
-        ).fetchone()
-        # Built here rather than read back: a burst claims thousands of these.
-        return Claim(
-            slot=replace(
-                slot,
-                status=SlotStatus.RUNNING,
-                attempts=number,
-                lease_owner=owner,
-                lease_expires_at=lease_until,
-                started_at=slot.started_at or now,
-                next_attempt_at=None,
-            ),
-            attempt=Attempt(
-                id=int(attempt_id), slot_id=slot.id, number=number, started_at=now, node=owner
-            ),
-            spec=parse_spec(spec_text),
-        )
+    def _specs(db: Conn, names: set[str]) -> dict[str, TaskSpec]:
+        """The specs of the tasks whose slots were just claimed (read after choosing,
+        so a claim reads each spec once, not once per candidate looked at)."""
+        out: dict[str, TaskSpec] = {}
+        for chunk in _chunks(sorted(names), 500):
+            rows = db.execute(
+                f"SELECT name, spec FROM tasks WHERE name IN ({', '.join('?' for _ in chunk)})",
+                chunk,
+            ).fetchall()
+            out.update((name, parse_spec(text)) for name, text in rows)
+        return out
 
     def note_attempt_process(self, attempt_id: int, info: dict[str, Any]) -> None:
         with self._tx() as db:
@@ -1126,3 +1129,26 @@ def _fresh_claim(
     )
     attempt = Attempt(id=attempt_id, slot_id=slot_id, number=1, started_at=now, node=start.owner)
     return Claim(slot=slot, attempt=attempt, spec=spec)
+
+
+def _running(slot: Slot, owner: str, lease_until: datetime, now: datetime) -> Slot:
+    """``slot`` as a claim leaves it (the fields the claim's UPDATE sets)."""
+    return Slot(
+        id=slot.id,
+        task=slot.task,
+        scheduled_for=slot.scheduled_for,
+        status=SlotStatus.RUNNING,
+        reason=slot.reason,
+        attempts=slot.attempts + 1,
+        error_class=slot.error_class,
+        error=slot.error,
+        started_at=slot.started_at or now,
+        finished_at=slot.finished_at,
+        next_attempt_at=None,
+        delivery_status=slot.delivery_status,
+        output_path=slot.output_path,
+        trigger=slot.trigger,
+        lease_owner=owner,
+        lease_expires_at=lease_until,
+        created_at=slot.created_at,
+    )
