@@ -557,7 +557,22 @@ def machine() -> dict[str, Any]:
         "memory": mem,
         "sqlite": sqlite3.sqlite_version,
         "commit": git,
+        "speed_probe_s": speed_probe(),
     }
+
+
+def speed_probe() -> float:
+    """Seconds for a fixed pure-Python loop (best of three): this shared machine's speed
+    moves by a quarter from one minute to the next, and figures from two runs can only
+    be compared beside it."""
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(5_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return round(best, 3)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
