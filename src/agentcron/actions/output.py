@@ -53,7 +53,8 @@ def output_file_name(
     if attempt < 1:
         raise ValueError(f"attempt numbers start at 1, got {attempt}")
     when = scheduled_for.replace(tzinfo=UTC) if scheduled_for.tzinfo is None else scheduled_for
-    stamp = when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    u = when.astimezone(UTC)
+    stamp = f"{u.year:04d}{u.month:02d}{u.day:02d}T{u.hour:02d}{u.minute:02d}{u.second:02d}Z"
     slot = f"-s{slot_id}" if slot_id is not None else ""
     return f"{output_folder(home, task)}/{stamp}{slot}-a{attempt}{suffix}"
 

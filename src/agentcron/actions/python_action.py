@@ -52,6 +52,7 @@ class InlinePythonAction:
 
     def __init__(self, func: Callable[..., Any] | None = None) -> None:
         self._func = func
+        self._is_coro = func is not None and inspect.iscoroutinefunction(func)
 
     async def run(self, ctx: ActionContext) -> ActionResult:
         spec = ctx.spec
@@ -59,7 +60,8 @@ class InlinePythonAction:
         try:
             async with asyncio.timeout(seconds) as scope:
                 func = self._func or await _in_thread(_importer(spec.python, spec.cwd))
-                if inspect.iscoroutinefunction(func):
+                coro = self._is_coro if self._func else inspect.iscoroutinefunction(func)
+                if coro:
                     text = result_text(await func(*spec.args, **spec.kwargs))
                 else:
                     out = await _in_thread(functools.partial(_call, func, spec.args, spec.kwargs))

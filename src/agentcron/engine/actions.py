@@ -22,10 +22,12 @@ class ActionRegistry:
         self._pool_lock = asyncio.Lock()
         self._callables: dict[str, Callable[..., Any]] = {}
         self._cache: dict[str, Action] = {}
+        self._inline: dict[str, Action] = {}
 
     def register_callable(self, target: str, func: Callable[..., Any]) -> None:
         """Functions registered from Python code (the decorator) run inline by target name."""
         self._callables[target] = func
+        self._inline.pop(target, None)
 
     async def start(self, specs: list[TaskSpec]) -> None:
         """Pre-start the python pool when a task will need it."""
@@ -57,10 +59,15 @@ class ActionRegistry:
             return self._cached("llm", _llm)
         assert spec.python is not None
         if spec.isolation == "inline":
-            from agentcron.actions.python_action import InlinePythonAction
-
             # a function registered from code, else the target imported in this process
-            return InlinePythonAction(func=self._callables.get(spec.python))
+            action = self._inline.get(spec.python)
+            if action is None:
+                from agentcron.actions.python_action import InlinePythonAction
+
+                action = InlinePythonAction(func=self._callables.get(spec.python))
+                if spec.python in self._callables:  # an imported target may change: not kept
+                    self._inline[spec.python] = action
+            return action
         return _PooledPython(self)
 
     def _cached(self, key: str, make: Callable[[], Action]) -> Action:
