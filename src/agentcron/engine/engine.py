@@ -236,10 +236,11 @@ class Engine:
 
     def _prepare(self, now: datetime) -> None:
         """Get the tasks of the next fire instant ready, if it is close: build their
-        schedules and make their output folders now, so that the tick at that instant
-        does only what cannot be done before it (record, start). A burst of a thousand
-        new tasks due at once would otherwise spend a third of its first tick on this.
-        Nothing is recorded early: slots are still made when due, by the rules."""
+        schedules, load their kinds of action and make their output folders now, so
+        that the tick at that instant does only what cannot be done before it (record,
+        start). A burst of a thousand new tasks due at once would otherwise spend a
+        third of its first tick on this. Nothing is recorded early: slots are still
+        made when due, by the rules."""
         nxt = self.store.next_fire()
         if nxt is None or nxt <= now or nxt - now > LOOKAHEAD or nxt == self._prepared_for:
             return
@@ -248,7 +249,8 @@ class Engine:
         for rec in due:
             try:
                 self.schedule_for(rec.spec)
-            except Exception:  # reported when the fire is planned
+                self.actions(rec.spec)  # imports and makes the action (cached by kind)
+            except Exception:  # reported when the fire is planned or run
                 continue
         from agentcron.actions.output import output_folder
 

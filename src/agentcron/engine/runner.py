@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from agentcron.actions.base import Action, ActionContext, ActionResult
+from agentcron.actions.output import output_file_name, tail_lines
 from agentcron.clock import Clock
 from agentcron.durations import format_duration
 from agentcron.model import (
@@ -28,7 +29,7 @@ from agentcron.model import (
     SlotStatus,
     TaskSpec,
 )
-from agentcron.redact import secret_values_from_env
+from agentcron.redact import redact, secret_values_from_env
 from agentcron.store.base import AttemptOutcome, Claim, Finish, Store
 
 from .finisher import Finisher
@@ -183,6 +184,9 @@ def _record_interrupted(deps: RunnerDeps, claim: Claim, kept: str | None, now: d
     deps.store.finish_attempt(claim.slot.id, attempt.id, deps.owner, outcome, now)
 
 
+_OUTER_MARGIN = timedelta(seconds=10)
+
+
 def action_limit(spec: TaskSpec) -> timedelta:
     """How long the action may take by its spec (an llm call may have its own bound)."""
     if spec.llm is not None and spec.llm.timeout is not None:
@@ -197,18 +201,17 @@ def outer_limit(spec: TaskSpec) -> timedelta:
     guards against a bug in one. It is checked by the engine's periodic sweep rather
     than a timer per run, which a burst of thousands of runs would pay for.
     """
+    limit = action_limit(spec) + spec.kill_grace + _OUTER_MARGIN
+    if spec.precheck is None:
+        return limit
     from agentcron.actions.precheck import precheck_timeout
 
-    pre = precheck_timeout(spec.timeout) if spec.precheck is not None else timedelta(0)
-    return pre + action_limit(spec) + spec.kill_grace + timedelta(seconds=10)
+    return limit + precheck_timeout(spec.timeout)
 
 
 async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     """Run one claimed attempt and record it. Returns None when the slot was lost to
     another node meanwhile (its record is theirs to write)."""
-    from agentcron.actions.output import output_file_name, tail_lines
-    from agentcron.redact import redact
-
     spec, slot, attempt = claim.spec, claim.slot, claim.attempt
     started = deps.clock.now()
     suffix = ".md" if spec.llm is not None else ".log"
