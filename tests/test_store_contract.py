@@ -359,6 +359,50 @@ def test_materialize_and_start_starts_fresh_slots_as_a_claim_would(store: SQLSto
     assert claims == [] and [s.status for s in results[0] or []] == [SlotStatus.PENDING]
 
 
+def test_finish_many_builds_the_slot_the_database_now_holds(store: SQLStore) -> None:
+    """Given the claimed slot, finishing builds the finished slot instead of reading it
+    back: it must be exactly what a read returns, whatever the outcome."""
+    from agentcron.store.base import Finish
+
+    outcomes = [
+        replace(OK, output_path="/out/a.log", empty_output=True),
+        retry_at(T0 + 5 * MIN),
+        AttemptOutcome(
+            ok=False,
+            slot_status=SlotStatus.FAILED,
+            error_class=ErrorClass.AUTH,
+            error="401",
+            explanation="the key was refused",
+            extra={"decision": "permanent"},
+        ),
+        AttemptOutcome(ok=True, slot_status=SlotStatus.SKIPPED, reason="precheck: nothing new"),
+        replace(OK, output_path="/out/d.log", deliver_to=(("json://h/x", "json://h/…"),)),
+    ]
+    claims = []
+    for i in range(len(outcomes)):
+        add(store, f"t{i}")
+        slot_at(store, f"t{i}", T0)
+        claims.append(claim_one(store, "n1", T0 + MIN))
+    lost = claims[0]
+    items = [
+        Finish(c.slot.id, c.attempt.id, "n1", o, T0 + 2 * MIN, claimed=c.slot)
+        for c, o in zip(claims, outcomes, strict=True)
+    ]
+    items.append(Finish(lost.slot.id, lost.attempt.id, "intruder", OK, T0, claimed=lost.slot))
+    got = store.finish_many(items)
+    assert got[-1] is None  # not the lease owner: nothing written
+    for c, slot in zip(claims, got[:-1], strict=True):
+        assert slot is not None and slot == store.get_slot(c.slot.id)
+    attempt = store.attempts(claims[2].slot.id)[0]
+    assert (attempt.status, attempt.error_class, attempt.extra["decision"]) == (
+        "failed",
+        ErrorClass.AUTH,
+        "permanent",
+    )
+    assert store.attempts(claims[0].slot.id)[0].extra == {"empty_output": True}
+    assert got[4] is not None and got[4].delivery_status is DeliveryStatus.PENDING
+
+
 def test_add_slot_is_idempotent_and_keeps_the_trigger(store: SQLStore) -> None:
     add(store, "t")
     first = store.add_slot("t", NewSlot(T0, trigger="manual"), T0)

@@ -275,7 +275,9 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         from agentcron.notify.channels import channel_key
 
         outcome = replace(outcome, deliver_to=tuple((u, channel_key(u)) for u in spec.deliver))
-    fresh = await deps.finish(Finish(slot.id, attempt.id, deps.owner, outcome, finished))
+    fresh = await deps.finish(
+        Finish(slot.id, attempt.id, deps.owner, outcome, finished, claimed=slot)
+    )
     if fresh is None:
         log.warning(
             "slot %s of %s was taken over before it finished; result dropped", slot.id, spec.name

@@ -102,6 +102,10 @@ class Finish:
     owner: str
     outcome: AttemptOutcome
     now: datetime
+    # The slot as the claim left it: with it the store builds the finished slot from
+    # what it writes instead of reading the row back (only the lease owner changes a
+    # running slot, so nothing else can have moved).
+    claimed: Slot | None = None
 
 
 @dataclass(frozen=True)

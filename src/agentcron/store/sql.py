@@ -608,18 +608,7 @@ class SQLStore:
             "UPDATE attempts SET finished_at = ?, status = ?, error_class = ?, error = ?, "
             "explanation = ?, exit_code = ?, output_path = COALESCE(?, output_path), tokens = ?, "
             f"extra = ? WHERE {where}",
-            (
-                ts(now),
-                "succeeded" if outcome.ok else "failed",
-                outcome.error_class.value if outcome.error_class else None,
-                outcome.error,
-                outcome.explanation,
-                outcome.exit_code,
-                outcome.output_path,
-                json.dumps(outcome.tokens) if outcome.tokens else None,
-                json.dumps({**outcome.extra, "empty_output": outcome.empty_output}),
-                attempt_id if attempt_id is not None else slot_id,
-            ),
+            (*_attempt_end(outcome, now), attempt_id if attempt_id is not None else slot_id),
         )
 
     def _slot_update_params(self, outcome: AttemptOutcome, now: datetime) -> tuple[Any, ...]:
@@ -642,25 +631,40 @@ class SQLStore:
         if not items:
             return []
         with self._tx() as db:
-            return [self._finish_one(db, item) for item in items]
+            slots = [self._finish_slot(db, item) for item in items]
+            ours = [(item, slot) for item, slot in zip(items, slots, strict=True) if slot]
+            if ours:  # their attempts in one go (nothing to read back)
+                db.executemany(
+                    "UPDATE attempts SET finished_at = ?, status = ?, error_class = ?, "
+                    "error = ?, explanation = ?, exit_code = ?, "
+                    "output_path = COALESCE(?, output_path), tokens = ?, extra = ? WHERE id = ?",
+                    [(*_attempt_end(i.outcome, i.now), i.attempt_id) for i, _ in ours],
+                )
+            for index, (item, slot) in enumerate(zip(items, slots, strict=True)):
+                outcome = item.outcome
+                if slot is None or not outcome.deliver_to:
+                    continue
+                if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED:
+                    self._create_deliveries(db, slot.id, slot.task, outcome, item.now)
+                    slots[index] = replace(slot, delivery_status=DeliveryStatus.PENDING)
+            return slots
 
-    def _finish_one(self, db: Conn, item: Finish) -> Slot | None:
+    def _finish_slot(self, db: Conn, item: Finish) -> Slot | None:
+        """The slot's half of finishing: a compare-and-set on its lease owner."""
         outcome, now = item.outcome, item.now
-        row = db.execute(
+        params = (*self._slot_update_params(outcome, now), outcome.reason, item.slot_id, item.owner)
+        sql = (
             "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
             "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
             "reason = COALESCE(?, reason), lease_owner = NULL, lease_expires_at = NULL "
-            f"WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING {SLOT_COLUMNS}",
-            (*self._slot_update_params(outcome, now), outcome.reason, item.slot_id, item.owner),
-        ).fetchone()
-        if row is None:
+            "WHERE id = ? AND lease_owner = ? AND status = 'running'"
+        )
+        if item.claimed is None:
+            row = db.execute(f"{sql} RETURNING {SLOT_COLUMNS}", params).fetchone()
+            return slot_from_row(row) if row is not None else None
+        if db.execute(sql, params).rowcount != 1:
             return None
-        slot = slot_from_row(row)
-        self._close_attempt(db, item.slot_id, item.attempt_id, outcome, now)
-        if outcome.ok and outcome.deliver_to and outcome.slot_status is SlotStatus.SUCCEEDED:
-            self._create_deliveries(db, slot.id, slot.task, outcome, now)
-            slot = replace(slot, delivery_status=DeliveryStatus.PENDING)
-        return slot
+        return _finished(item.claimed, outcome, now)
 
     def set_slot_status(
         self,
@@ -1150,5 +1154,51 @@ def _running(slot: Slot, owner: str, lease_until: datetime, now: datetime) -> Sl
         trigger=slot.trigger,
         lease_owner=owner,
         lease_expires_at=lease_until,
+        created_at=slot.created_at,
+    )
+
+
+def _attempt_end(outcome: AttemptOutcome, now: datetime) -> tuple[Any, ...]:
+    """The values an attempt row ends with (all but its id)."""
+    extra = (
+        json.dumps({**outcome.extra, "empty_output": outcome.empty_output})
+        if outcome.extra
+        else _PLAIN_EXTRA[outcome.empty_output]
+    )
+    return (
+        ts(now),
+        "succeeded" if outcome.ok else "failed",
+        outcome.error_class.value if outcome.error_class else None,
+        outcome.error,
+        outcome.explanation,
+        outcome.exit_code,
+        outcome.output_path,
+        json.dumps(outcome.tokens) if outcome.tokens else None,
+        extra,
+    )
+
+
+_PLAIN_EXTRA = {flag: json.dumps({"empty_output": flag}) for flag in (False, True)}
+
+
+def _finished(slot: Slot, outcome: AttemptOutcome, now: datetime) -> Slot:
+    """``slot`` (as claimed) after the finishing UPDATE of :meth:`SQLStore._finish_slot`."""
+    return Slot(
+        id=slot.id,
+        task=slot.task,
+        scheduled_for=slot.scheduled_for,
+        status=outcome.slot_status,
+        reason=outcome.reason if outcome.reason is not None else slot.reason,
+        attempts=slot.attempts,
+        error_class=outcome.error_class,
+        error=outcome.error,
+        started_at=slot.started_at,
+        finished_at=now if outcome.slot_status.is_final else None,
+        next_attempt_at=outcome.next_attempt_at,
+        delivery_status=slot.delivery_status,
+        output_path=outcome.output_path if outcome.output_path is not None else slot.output_path,
+        trigger=slot.trigger,
+        lease_owner=None,
+        lease_expires_at=None,
         created_at=slot.created_at,
     )
