@@ -41,7 +41,7 @@ class _Worker:
 
 
 class InlineThreads:
-    def __init__(self, core: int = 8, patience: float = 0.02, idle_exit: float = 60.0) -> None:
+    def __init__(self, core: int = 32, patience: float = 0.02, idle_exit: float = 60.0) -> None:
         self.core = core
         self.patience = patience
         self.idle_exit = idle_exit
