@@ -74,7 +74,8 @@ class _Run:
     slot_id: int
     name: str
     started_at: datetime
-    deadline: datetime  # see runner.outer_limit
+    spec: TaskSpec
+    deadline: datetime | None = None  # see runner.outer_limit; set by the first sweep
     cancel_reason: str | None = None
     overran: bool = False
 
@@ -114,7 +115,6 @@ class Engine:
         self._last_recover: datetime | None = None
         self._last_sweep: datetime | None = None
         self._prepared_for: datetime | None = None
-        self._limits: dict[str, tuple[TaskSpec, timedelta]] = {}
         self._wake = asyncio.Event()
         self._dead_owners = list(settings.dead_owners)
         self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
@@ -470,14 +470,8 @@ class Engine:
             slot_id=slot_id,
             name=claim.spec.name,
             started_at=now,
-            deadline=now + self._outer_limit(claim.spec),
+            spec=claim.spec,
         )
-
-    def _outer_limit(self, spec: TaskSpec) -> timedelta:
-        hit = self._limits.get(spec.name)
-        if hit is None or hit[0] is not spec:  # parsed specs are shared: usually a hit
-            hit = self._limits[spec.name] = (spec, outer_limit(spec))
-        return hit[1]
 
     def _cancel_reason(self, slot_id: int) -> str | None:
         run = self._runs.get(slot_id)
@@ -493,6 +487,8 @@ class Engine:
             return
         self._last_sweep = now
         for run in self._runs.values():
+            if run.deadline is None:  # worked out here, not on the run's start
+                run.deadline = run.started_at + outer_limit(run.spec)
             if now >= run.deadline and not run.overran:
                 run.overran = True
                 log.error(
