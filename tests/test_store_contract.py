@@ -464,6 +464,24 @@ def test_claim_runs_one_slot_per_task_unless_overlap_allows(store: SQLStore) -> 
     assert [(c.slot.task, c.slot.scheduled_for) for c in nxt] == [("solo", T0 + MIN)]
 
 
+def test_claim_looks_past_a_long_queue_of_one_task(store: SQLStore) -> None:
+    """A one-at-a-time task with hundreds of waiting slots (catch-up ``all`` after a long
+    downtime) must not hide the slots of other tasks behind its queue."""
+    add(store, "heavy", overlap="queue")
+    add(store, "light")
+    add(store, "many", overlap="allow")
+    for i in range(300):
+        slot_at(store, "heavy", T0 + i * timedelta(seconds=1))
+    late = T0 + 10 * MIN
+    light = slot_at(store, "light", late)
+    many = [slot_at(store, "many", late + i * timedelta(seconds=1)) for i in range(3)]
+    got = store.claim("n1", T0 + 20 * MIN, T0 + 21 * MIN, 10)
+    assert [c.slot.task for c in got] == ["heavy", "light", "many", "many", "many"]
+    assert [c.slot.id for c in got][1:] == [light, *many]
+    assert got[0].slot.scheduled_for == T0  # the oldest of the queue
+    assert store.claim("n1", T0 + 20 * MIN, T0 + 21 * MIN, 10) == []  # heavy is running
+
+
 def test_claim_respects_the_limit_oldest_first(store: SQLStore) -> None:
     add(store, "many", overlap="allow")
     ids = [slot_at(store, "many", T0 + i * MIN) for i in (3, 1, 2, 0)]

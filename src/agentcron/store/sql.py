@@ -60,6 +60,8 @@ from agentcron.store.base import (
     StartRoom,
 )
 
+CLAIM_PAGES = 4  # pages of candidates one claim reads at most
+
 
 class Cursor(Protocol):
     @property
@@ -518,35 +520,25 @@ class SQLStore:
         chosen: list[Slot] = []
         with self._tx() as db:
             busy = self._running_tasks(db)
-            rows = db.execute(
-                f"SELECT {', '.join('s.' + c.strip() for c in SLOT_COLUMNS.split(','))}, "
-                "t.overlap FROM slots s JOIN tasks t ON t.name = s.task "
-                "WHERE s.status IN ('pending', 'retrying') AND s.next_attempt_at <= ? "
-                "AND (t.overlap = 'allow' OR s.task NOT IN "
-                "(SELECT r.task FROM slots r WHERE r.status = 'running')) "
-                "ORDER BY s.next_attempt_at, s.scheduled_for, s.id LIMIT ?" + self._candidate_lock,
-                (ts(now), limit * 4 + 64),
-            ).fetchall()
-            for row in rows:
-                if len(chosen) >= limit:
+            refused: set[str] = set()  # another node holds the task (PostgreSQL)
+            for _ in range(CLAIM_PAGES):
+                page, full = self._claim_page(db, now, limit - len(chosen), busy, refused)
+                # Marked running before the next page is read: its running-task filter
+                # then skips the rest of a one-at-a-time task's queue, so a long queue
+                # of one task cannot hide every other task's slots.
+                for chunk in _chunks([slot.id for slot in page], 500):
+                    db.execute(
+                        "UPDATE slots SET status = 'running', attempts = attempts + 1, "
+                        "lease_owner = ?, lease_expires_at = ?, "
+                        "started_at = COALESCE(started_at, ?), next_attempt_at = NULL "
+                        f"WHERE id IN ({', '.join('?' for _ in chunk)})",
+                        (owner, ts(lease_until), ts(now), *chunk),
+                    )
+                chosen += page
+                if len(chosen) >= limit or not full:
                     break
-                task = row[1]
-                if row[17] != "allow":
-                    if task in busy or not self._may_start(db, task):
-                        busy.add(task)
-                        continue
-                    busy.add(task)
-                chosen.append(slot_from_row(row[:17]))
             if not chosen:
                 return []
-            # A few statements for the whole claim, not two per slot.
-            for chunk in _chunks([slot.id for slot in chosen], 500):
-                db.execute(
-                    "UPDATE slots SET status = 'running', attempts = attempts + 1, "
-                    "lease_owner = ?, lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
-                    f"next_attempt_at = NULL WHERE id IN ({', '.join('?' for _ in chunk)})",
-                    (owner, ts(lease_until), ts(now), *chunk),
-                )
             attempts = self._open_attempts(
                 db, [(slot.id, slot.attempts + 1) for slot in chosen], now, owner
             )
@@ -565,6 +557,39 @@ class SQLStore:
             )
             for slot in chosen
         ]
+
+    def _claim_page(
+        self, db: Conn, now: datetime, limit: int, busy: set[str], refused: set[str]
+    ) -> tuple[list[Slot], bool]:
+        """Runnable slots in order, up to ``limit`` of them, at most one per task that
+        runs one at a time (``busy`` is updated); and whether more may lie beyond."""
+        fetch = limit * 4 + 64
+        skip = sorted(refused)[:500]
+        rows = db.execute(
+            f"SELECT {', '.join('s.' + c.strip() for c in SLOT_COLUMNS.split(','))}, "
+            "t.overlap FROM slots s JOIN tasks t ON t.name = s.task "
+            "WHERE s.status IN ('pending', 'retrying') AND s.next_attempt_at <= ? "
+            "AND (t.overlap = 'allow' OR s.task NOT IN "
+            "(SELECT r.task FROM slots r WHERE r.status = 'running')) "
+            + (f"AND s.task NOT IN ({', '.join('?' for _ in skip)}) " if skip else "")
+            + "ORDER BY s.next_attempt_at, s.scheduled_for, s.id LIMIT ?"
+            + self._candidate_lock,
+            (ts(now), *skip, fetch),
+        ).fetchall()
+        page: list[Slot] = []
+        for row in rows:
+            if len(page) >= limit:
+                break
+            task = row[1]
+            if row[17] != "allow":
+                if task in busy:
+                    continue
+                if not self._may_start(db, task):
+                    refused.add(task)
+                    continue
+                busy.add(task)
+            page.append(slot_from_row(row[:17]))
+        return page, len(rows) == fetch
 
     @staticmethod
     def _specs(db: Conn, names: set[str]) -> dict[str, TaskSpec]:
