@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from agentcron.model import (
     Attempt,
@@ -306,3 +306,12 @@ def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
         created_at=dt(created_at),
         updated_at=dt(updated_at),
     )
+
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = 500) -> list[list[T]]:
+    """IN lists and VALUES lists of bounded length (SQLite caps the parameters of one
+    statement)."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]

@@ -28,9 +28,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from agentcron.store._conn import Cursor
 from agentcron.store.errors import StoreError
 from agentcron.store.migrations import APP_ID, MIGRATIONS, SCHEMA_VERSION
-from agentcron.store.sql import Cursor, SQLStore
+from agentcron.store.sql import SQLStore
 
 # First half of the two-part advisory lock key; the second is the schema's hash, so
 # stores in different schemas of one database do not wait for each other.

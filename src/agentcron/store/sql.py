@@ -4,6 +4,8 @@ Statements are written once, with ``?`` placeholders and standard SQL that SQLit
 (3.39+) and PostgreSQL both accept (``ON CONFLICT``, ``RETURNING``,
 ``IS NOT DISTINCT FROM``, partial indexes); each implementation supplies the
 connection, the transaction discipline and, where the engines differ, the claim.
+The notification side (incidents, outbox, deliveries) is :mod:`._notify_sql`; the
+records a burst builds from what it wrote instead of reading them back, :mod:`._built`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from agentcron.model import (
     Attempt,
-    Delivery,
     DeliveryStatus,
     OverlapPolicy,
     Slot,
@@ -26,23 +27,23 @@ from agentcron.model import (
     TaskSource,
     TaskSpec,
 )
-from agentcron.notify.incidents import Incident
-from agentcron.notify.messages import Message
-from agentcron.notify.outbox import ChannelHealth, OutboxItem
+from agentcron.store._built import (
+    Entry,
+    as_claimed,
+    as_finished,
+    attempt_end,
+    fresh_claim,
+    fresh_slot,
+)
+from agentcron.store._conn import Conn
+from agentcron.store._notify_sql import NotifySQL
 from agentcron.store._rows import (
     ATTEMPT_COLUMNS,
-    DELIVERY_COLUMNS,
-    INCIDENT_COLUMNS,
-    INCIDENT_COLUMNS_NO_ID,
-    OUTBOX_COLUMNS,
     SLOT_COLUMNS,
     TASK_COLUMNS,
     attempt_from_row,
-    delivery_from_row,
+    chunks,
     dt,
-    incident_from_row,
-    incident_values,
-    outbox_from_row,
     parse_spec,
     schedule_key,
     slot_from_row,
@@ -63,22 +64,7 @@ from agentcron.store.base import (
 CLAIM_PAGES = 4  # pages of candidates one claim reads at most
 
 
-class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
-class Conn(Protocol):
-    def execute(self, sql: str, params: Sequence[Any] = ...) -> Cursor: ...
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
-
-
-class SQLStore:
+class SQLStore(NotifySQL):
     """Everything but connecting; subclasses define ``_tx`` and ``_q``."""
 
     def _tx(self) -> AbstractContextManager[Any]:
@@ -268,13 +254,11 @@ class SQLStore:
         return [task_from_row(r) for r in rows]
 
     def next_fire(self) -> datetime | None:
-        from agentcron.store._rows import dt
 
         row = self._q("SELECT MIN(next_fire_at) FROM tasks WHERE paused = 0")
         return dt(row[0][0]) if row and row[0][0] is not None else None
 
     def next_wakeup(self) -> datetime | None:
-        from agentcron.store._rows import dt
 
         row = self._q(
             "SELECT MIN(x) FROM ("
@@ -357,7 +341,7 @@ class SQLStore:
             return self._record_fires(db, entries, now, start)
 
     def _record_fires(
-        self, db: Conn, entries: Sequence[_Entry], now: datetime, start: StartRoom | None
+        self, db: Conn, entries: Sequence[Entry], now: datetime, start: StartRoom | None
     ) -> tuple[list[list[Slot] | None], list[Claim]]:
         """Advance each task (compare-and-set), decide which fresh slots start, then
         write the slots and first attempts a few hundred rows per statement: a burst
@@ -388,8 +372,8 @@ class SQLStore:
         ids = self._insert_slots(
             db, [(entries[i][0], new, run) for i, new, run in rows], now, start
         )
-        running = [(sid, 1) for (_, _, run), sid in zip(rows, ids, strict=True) if run and sid]
-        attempts = self._open_attempts(db, running, now, start.owner) if start else {}
+        first = [(sid, 1) for (_, _, run), sid in zip(rows, ids, strict=True) if run and sid]
+        attempts = self._open_attempts(db, first, now, start.owner) if start else {}
         results: list[list[Slot] | None] = [[] if ok else None for ok in won]
         claims: list[Claim] = []
         for (index, new, run), slot_id in zip(rows, ids, strict=True):
@@ -399,11 +383,11 @@ class SQLStore:
             bucket = results[index]
             assert bucket is not None
             if run and start is not None and spec is not None:
-                claim = _fresh_claim(spec, new, slot_id, attempts[slot_id], now, start)
+                claim = fresh_claim(spec, new, slot_id, attempts[slot_id], now, start)
                 claims.append(claim)
                 bucket.append(claim.slot)
             else:
-                bucket.append(_fresh_slot(task, new, slot_id, now))
+                bucket.append(fresh_slot(task, new, slot_id, now))
         return results, claims
 
     @staticmethod
@@ -451,7 +435,7 @@ class SQLStore:
                     )
                 )
         found: dict[tuple[str, float], int] = {}
-        for chunk in _chunks(params, 400):
+        for chunk in chunks(params, 400):
             values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
             inserted = db.execute(
                 "INSERT INTO slots (task, scheduled_for, status, reason, trigger, created_at, "
@@ -470,7 +454,7 @@ class SQLStore:
     ) -> dict[int, int]:
         """Open running attempt rows, (slot, attempt number) each: slot -> attempt id."""
         out: dict[int, int] = {}
-        for chunk in _chunks(list(numbered), 500):
+        for chunk in chunks(list(numbered), 500):
             values = ", ".join("(?, ?, ?, 'running', ?)" for _ in chunk)
             inserted = db.execute(
                 "INSERT INTO attempts (slot_id, number, started_at, status, node) "
@@ -526,7 +510,7 @@ class SQLStore:
                 # Marked running before the next page is read: its running-task filter
                 # then skips the rest of a one-at-a-time task's queue, so a long queue
                 # of one task cannot hide every other task's slots.
-                for chunk in _chunks([slot.id for slot in page], 500):
+                for chunk in chunks([slot.id for slot in page], 500):
                     db.execute(
                         "UPDATE slots SET status = 'running', attempts = attempts + 1, "
                         "lease_owner = ?, lease_expires_at = ?, "
@@ -545,7 +529,7 @@ class SQLStore:
             specs = self._specs(db, {slot.task for slot in chosen})
         return [
             Claim(
-                slot=_running(slot, owner, lease_until, now),
+                slot=as_claimed(slot, owner, lease_until, now),
                 attempt=Attempt(
                     id=attempts[slot.id],
                     slot_id=slot.id,
@@ -596,7 +580,7 @@ class SQLStore:
         """The specs of the tasks whose slots were just claimed (read after choosing,
         so a claim reads each spec once, not once per candidate looked at)."""
         out: dict[str, TaskSpec] = {}
-        for chunk in _chunks(sorted(names), 500):
+        for chunk in chunks(sorted(names), 500):
             rows = db.execute(
                 f"SELECT name, spec FROM tasks WHERE name IN ({', '.join('?' for _ in chunk)})",
                 chunk,
@@ -633,7 +617,7 @@ class SQLStore:
             "UPDATE attempts SET finished_at = ?, status = ?, error_class = ?, error = ?, "
             "explanation = ?, exit_code = ?, output_path = COALESCE(?, output_path), tokens = ?, "
             f"extra = ? WHERE {where}",
-            (*_attempt_end(outcome, now), attempt_id if attempt_id is not None else slot_id),
+            (*attempt_end(outcome, now), attempt_id if attempt_id is not None else slot_id),
         )
 
     def _slot_update_params(self, outcome: AttemptOutcome, now: datetime) -> tuple[Any, ...]:
@@ -663,7 +647,7 @@ class SQLStore:
                     "UPDATE attempts SET finished_at = ?, status = ?, error_class = ?, "
                     "error = ?, explanation = ?, exit_code = ?, "
                     "output_path = COALESCE(?, output_path), tokens = ?, extra = ? WHERE id = ?",
-                    [(*_attempt_end(i.outcome, i.now), i.attempt_id) for i, _ in ours],
+                    [(*attempt_end(i.outcome, i.now), i.attempt_id) for i, _ in ours],
                 )
             for index, (item, slot) in enumerate(zip(items, slots, strict=True)):
                 outcome = item.outcome
@@ -689,7 +673,7 @@ class SQLStore:
             return slot_from_row(row) if row is not None else None
         if db.execute(sql, params).rowcount != 1:
             return None
-        return _finished(item.claimed, outcome, now)
+        return as_finished(item.claimed, outcome, now)
 
     def set_slot_status(
         self,
@@ -738,7 +722,7 @@ class SQLStore:
             return []
         return [
             slot_from_row(r)
-            for chunk in _chunks(sorted(lapsed))
+            for chunk in chunks(sorted(lapsed))
             for r in self._q(
                 f"SELECT {SLOT_COLUMNS} FROM slots WHERE id IN ({', '.join('?' for _ in chunk)}) "
                 "AND status = 'running' ORDER BY id",
@@ -822,7 +806,7 @@ class SQLStore:
 
     def last_statuses(self, tasks: Sequence[str], n: int) -> dict[str, list[SlotStatus]]:
         out: dict[str, list[SlotStatus]] = {}
-        for chunk in _chunks(sorted(set(tasks))):
+        for chunk in chunks(sorted(set(tasks))):
             rows = self._q(
                 "SELECT task, status FROM (SELECT task, status, ROW_NUMBER() OVER "
                 "(PARTITION BY task ORDER BY scheduled_for DESC, id DESC) AS rn FROM slots "
@@ -871,7 +855,7 @@ class SQLStore:
             )
 
     def nodes(self) -> list[NodeInfo]:
-        from agentcron.store._rows import dt, dt_req
+        from agentcron.store._rows import dt_req
 
         return [
             NodeInfo(
@@ -901,329 +885,3 @@ class SQLStore:
                 "value = excluded.value",
                 (key, value),
             )
-
-    # ---- incidents ---------------------------------------------------------------
-    def open_incidents(self, task: str) -> dict[str, Incident]:
-        rows = self._q(
-            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE task = ? AND closed_at IS NULL",
-            (task,),
-        )
-        return {r[2]: incident_from_row(r) for r in rows}
-
-    def tasks_with_open_incidents(self, tasks: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(sorted(set(tasks))):
-            rows = self._q(
-                "SELECT DISTINCT task FROM incidents WHERE closed_at IS NULL "
-                f"AND task IN ({', '.join('?' for _ in chunk)})",
-                chunk,
-            )
-            found.update(r[0] for r in rows)
-        return found
-
-    def incidents(
-        self, task: str | None = None, open_only: bool = False, limit: int = 50
-    ) -> list[Incident]:
-        sql = f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE 1 = 1"
-        params: list[Any] = []
-        if task is not None:
-            sql += " AND task = ?"
-            params.append(task)
-        if open_only:
-            sql += " AND closed_at IS NULL"
-        sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
-        params.append(limit)
-        return [incident_from_row(r) for r in self._q(sql, params)]
-
-    def save_incidents(
-        self,
-        changed: Sequence[Incident],
-        messages: Sequence[tuple[str, str, Message]],
-        now: datetime,
-    ) -> list[Incident]:
-        """Write incident changes and enqueue their messages in one transaction, so a
-        notice is never lost nor sent for a change that was not recorded."""
-        saved: list[Incident] = []
-        with self._tx() as db:
-            for inc in changed:
-                values = incident_values(inc)
-                if inc.id is None:
-                    cur = db.execute(
-                        f"INSERT INTO incidents ({INCIDENT_COLUMNS_NO_ID}) VALUES "
-                        f"({', '.join('?' for _ in values)}) RETURNING id",
-                        values,
-                    )
-                    saved.append(replace(inc, id=int(cur.fetchone()[0])))
-                else:
-                    sets = ", ".join(f"{c.strip()} = ?" for c in INCIDENT_COLUMNS_NO_ID.split(","))
-                    db.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*values, inc.id))
-                    saved.append(inc)
-            for key, url, message in messages:
-                self._enqueue(db, key, url, message, now)
-        return saved
-
-    # ---- outbox (agentcron.notify.outbox.OutboxStore) -----------------------------
-    def _enqueue(self, db: Conn, key: str, url: str, message: Message, now: datetime) -> int:
-        cur = db.execute(
-            "INSERT INTO outbox (channel_key, channel_url, message, created_at, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?) RETURNING id",
-            (key, url, json.dumps(message.to_dict()), ts(now), ts(now)),
-        )
-        db.execute(
-            "INSERT INTO channels (channel_key) VALUES (?) ON CONFLICT (channel_key) DO NOTHING",
-            (key,),
-        )
-        return int(cur.fetchone()[0])
-
-    def enqueue(self, channel_key: str, channel_url: str, message: Message, now: datetime) -> int:
-        with self._tx() as db:
-            return self._enqueue(db, channel_key, channel_url, message, now)
-
-    def due(self, now: datetime, limit: int) -> list[OutboxItem]:
-        rows = self._q(
-            f"SELECT {OUTBOX_COLUMNS} FROM outbox o JOIN ("
-            " SELECT MIN(id) AS head FROM outbox WHERE sent_at IS NULL AND permanent = 0"
-            " GROUP BY channel_key) h ON h.head = o.id "
-            "WHERE o.next_attempt_at IS NULL OR o.next_attempt_at <= ? "
-            "ORDER BY o.created_at, o.id LIMIT ?",
-            (ts(now), limit),
-        )
-        return [outbox_from_row(r) for r in rows]
-
-    def mark_sent(self, item_id: int, now: datetime) -> None:
-        with self._tx() as db:
-            row = db.execute(
-                "UPDATE outbox SET sent_at = ? WHERE id = ? RETURNING channel_key",
-                (ts(now), item_id),
-            ).fetchone()
-            if row is not None:
-                db.execute(
-                    "UPDATE channels SET last_ok_at = ?, failing_since = NULL, broken = 0 "
-                    "WHERE channel_key = ?",
-                    (ts(now), row[0]),
-                )
-
-    def mark_failed(
-        self,
-        item_id: int,
-        error: str,
-        next_attempt_at: datetime | None,
-        permanent: bool,
-        now: datetime,
-    ) -> None:
-        with self._tx() as db:
-            row = db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
-                "permanent = ? WHERE id = ? RETURNING channel_key",
-                (error, ts(next_attempt_at), int(permanent), item_id),
-            ).fetchone()
-            if row is not None:
-                db.execute(
-                    "UPDATE channels SET last_error = ?, last_error_at = ?, "
-                    "failing_since = COALESCE(failing_since, ?), broken = ?, "
-                    "undeliverable = undeliverable + ? WHERE channel_key = ?",
-                    (error, ts(now), ts(now), int(permanent), int(permanent), row[0]),
-                )
-
-    def channel_health(self) -> list[ChannelHealth]:
-        rows = self._q(
-            "SELECT c.channel_key, c.last_ok_at, c.last_error, c.last_error_at, "
-            "(SELECT COUNT(*) FROM outbox o WHERE o.channel_key = c.channel_key "
-            " AND o.sent_at IS NULL AND o.permanent = 0), "
-            "c.failing_since, c.broken, c.undeliverable FROM channels c ORDER BY c.channel_key"
-        )
-        return [
-            ChannelHealth(
-                channel_key=r[0],
-                last_ok_at=dt(r[1]),
-                last_error=r[2],
-                last_error_at=dt(r[3]),
-                pending=int(r[4]),
-                failing_since=dt(r[5]),
-                broken=bool(r[6]),
-                undeliverable=int(r[7]),
-            )
-            for r in rows
-        ]
-
-    # ---- deliveries --------------------------------------------------------------
-    def _create_deliveries(
-        self, db: Conn, slot_id: int, task: str, outcome: AttemptOutcome, now: datetime
-    ) -> None:
-        for target, key in outcome.deliver_to:
-            db.execute(
-                "INSERT INTO deliveries (slot_id, task, target, target_key, output_path, status, "
-                "next_attempt_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
-                "ON CONFLICT (slot_id, target) DO NOTHING",
-                (slot_id, task, target, key, outcome.output_path, ts(now), ts(now), ts(now)),
-            )
-        db.execute("UPDATE slots SET delivery_status = 'pending' WHERE id = ?", (slot_id,))
-
-    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
-        rows = self._q(
-            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status IN ('pending', 'retrying') "
-            "AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-            (ts(now), limit),
-        )
-        return [delivery_from_row(r) for r in rows]
-
-    def deliveries(self, slot_id: int | None = None, limit: int = 100) -> list[Delivery]:
-        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
-        params: list[Any] = []
-        if slot_id is not None:
-            sql += " WHERE slot_id = ?"
-            params.append(slot_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
-        return [delivery_from_row(r) for r in self._q(sql, params)]
-
-    def update_delivery(
-        self,
-        delivery_id: int,
-        status: DeliveryStatus,
-        attempts: int,
-        next_attempt_at: datetime | None,
-        error: str | None,
-        now: datetime,
-    ) -> None:
-        """Record a delivery attempt and recompute its slot's ``delivery_status``: failed if
-        any target failed for good, retrying/pending while any is still trying, else delivered."""
-        with self._tx() as db:
-            row = db.execute(
-                "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, "
-                "last_error = ?, updated_at = ? WHERE id = ? RETURNING slot_id",
-                (status.value, attempts, ts(next_attempt_at), error, ts(now), delivery_id),
-            ).fetchone()
-            if row is None:
-                return
-            states = {
-                r[0]
-                for r in db.execute(
-                    "SELECT status FROM deliveries WHERE slot_id = ?", (row[0],)
-                ).fetchall()
-            }
-            for candidate in ("failed", "retrying", "pending", "delivered"):
-                if candidate in states:
-                    db.execute(
-                        "UPDATE slots SET delivery_status = ? WHERE id = ?", (candidate, row[0])
-                    )
-                    break
-
-
-T = TypeVar("T")
-
-
-def _chunks(items: Sequence[T], size: int = 500) -> list[list[T]]:
-    """IN lists of bounded length (SQLite caps the parameters of one statement)."""
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-_Entry = tuple[str, datetime | None, datetime | None, Sequence[NewSlot], TaskSpec | None]
-
-
-def _fresh_slot(task: str, new: NewSlot, slot_id: int, now: datetime) -> Slot:
-    """A slot as :meth:`SQLStore._insert_slots` wrote it, built rather than read back
-    (a burst records thousands)."""
-    first = min(new.scheduled_for, now) if new.status is SlotStatus.PENDING else None
-    return Slot(
-        id=slot_id,
-        task=task,
-        scheduled_for=new.scheduled_for,
-        status=new.status,
-        reason=new.reason,
-        trigger=new.trigger,
-        finished_at=now if new.status.is_final else None,
-        next_attempt_at=first,
-        created_at=now,
-    )
-
-
-def _fresh_claim(
-    spec: TaskSpec, new: NewSlot, slot_id: int, attempt_id: int, now: datetime, start: StartRoom
-) -> Claim:
-    """The claim of a slot recorded already running, as :meth:`SQLStore.claim` makes one."""
-    slot = Slot(
-        id=slot_id,
-        task=spec.name,
-        scheduled_for=new.scheduled_for,
-        status=SlotStatus.RUNNING,
-        reason=new.reason,
-        attempts=1,
-        started_at=now,
-        trigger=new.trigger,
-        lease_owner=start.owner,
-        lease_expires_at=start.lease_until,
-        created_at=now,
-    )
-    attempt = Attempt(id=attempt_id, slot_id=slot_id, number=1, started_at=now, node=start.owner)
-    return Claim(slot=slot, attempt=attempt, spec=spec)
-
-
-def _running(slot: Slot, owner: str, lease_until: datetime, now: datetime) -> Slot:
-    """``slot`` as a claim leaves it (the fields the claim's UPDATE sets)."""
-    return Slot(
-        id=slot.id,
-        task=slot.task,
-        scheduled_for=slot.scheduled_for,
-        status=SlotStatus.RUNNING,
-        reason=slot.reason,
-        attempts=slot.attempts + 1,
-        error_class=slot.error_class,
-        error=slot.error,
-        started_at=slot.started_at or now,
-        finished_at=slot.finished_at,
-        next_attempt_at=None,
-        delivery_status=slot.delivery_status,
-        output_path=slot.output_path,
-        trigger=slot.trigger,
-        lease_owner=owner,
-        lease_expires_at=lease_until,
-        created_at=slot.created_at,
-    )
-
-
-def _attempt_end(outcome: AttemptOutcome, now: datetime) -> tuple[Any, ...]:
-    """The values an attempt row ends with (all but its id)."""
-    extra = (
-        json.dumps({**outcome.extra, "empty_output": outcome.empty_output})
-        if outcome.extra
-        else _PLAIN_EXTRA[outcome.empty_output]
-    )
-    return (
-        ts(now),
-        "succeeded" if outcome.ok else "failed",
-        outcome.error_class.value if outcome.error_class else None,
-        outcome.error,
-        outcome.explanation,
-        outcome.exit_code,
-        outcome.output_path,
-        json.dumps(outcome.tokens) if outcome.tokens else None,
-        extra,
-    )
-
-
-_PLAIN_EXTRA = {flag: json.dumps({"empty_output": flag}) for flag in (False, True)}
-
-
-def _finished(slot: Slot, outcome: AttemptOutcome, now: datetime) -> Slot:
-    """``slot`` (as claimed) after the finishing UPDATE of :meth:`SQLStore._finish_slot`."""
-    return Slot(
-        id=slot.id,
-        task=slot.task,
-        scheduled_for=slot.scheduled_for,
-        status=outcome.slot_status,
-        reason=outcome.reason if outcome.reason is not None else slot.reason,
-        attempts=slot.attempts,
-        error_class=outcome.error_class,
-        error=outcome.error,
-        started_at=slot.started_at,
-        finished_at=now if outcome.slot_status.is_final else None,
-        next_attempt_at=outcome.next_attempt_at,
-        delivery_status=slot.delivery_status,
-        output_path=outcome.output_path if outcome.output_path is not None else slot.output_path,
-        trigger=slot.trigger,
-        lease_owner=None,
-        lease_expires_at=None,
-        created_at=slot.created_at,
-    )

@@ -1,0 +1,253 @@
+"""The SQL of the notification side: incidents, the outbox, deliveries.
+
+Shared by both stores like :mod:`agentcron.store.sql`, whose :class:`SQLStore`
+inherits it; kept apart because it is its own subject (what the owner is told and
+what is sent), not the scheduling of slots.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from agentcron.model import Delivery, DeliveryStatus
+from agentcron.notify.incidents import Incident
+from agentcron.notify.messages import Message
+from agentcron.notify.outbox import ChannelHealth, OutboxItem
+from agentcron.store._conn import Conn
+from agentcron.store._rows import (
+    DELIVERY_COLUMNS,
+    INCIDENT_COLUMNS,
+    INCIDENT_COLUMNS_NO_ID,
+    OUTBOX_COLUMNS,
+    chunks,
+    delivery_from_row,
+    dt,
+    incident_from_row,
+    incident_values,
+    outbox_from_row,
+    ts,
+)
+from agentcron.store.base import AttemptOutcome
+
+
+class NotifySQL:
+    """Incidents, outbox and deliveries; the subclass supplies ``_tx`` and ``_q``."""
+
+    def _tx(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    # ---- incidents ---------------------------------------------------------------
+    def open_incidents(self, task: str) -> dict[str, Incident]:
+        rows = self._q(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE task = ? AND closed_at IS NULL",
+            (task,),
+        )
+        return {r[2]: incident_from_row(r) for r in rows}
+
+    def tasks_with_open_incidents(self, tasks: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in chunks(sorted(set(tasks))):
+            rows = self._q(
+                "SELECT DISTINCT task FROM incidents WHERE closed_at IS NULL "
+                f"AND task IN ({', '.join('?' for _ in chunk)})",
+                chunk,
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def incidents(
+        self, task: str | None = None, open_only: bool = False, limit: int = 50
+    ) -> list[Incident]:
+        sql = f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE 1 = 1"
+        params: list[Any] = []
+        if task is not None:
+            sql += " AND task = ?"
+            params.append(task)
+        if open_only:
+            sql += " AND closed_at IS NULL"
+        sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
+        params.append(limit)
+        return [incident_from_row(r) for r in self._q(sql, params)]
+
+    def save_incidents(
+        self,
+        changed: Sequence[Incident],
+        messages: Sequence[tuple[str, str, Message]],
+        now: datetime,
+    ) -> list[Incident]:
+        """Write incident changes and enqueue their messages in one transaction, so a
+        notice is never lost nor sent for a change that was not recorded."""
+        saved: list[Incident] = []
+        with self._tx() as db:
+            for inc in changed:
+                values = incident_values(inc)
+                if inc.id is None:
+                    cur = db.execute(
+                        f"INSERT INTO incidents ({INCIDENT_COLUMNS_NO_ID}) VALUES "
+                        f"({', '.join('?' for _ in values)}) RETURNING id",
+                        values,
+                    )
+                    saved.append(replace(inc, id=int(cur.fetchone()[0])))
+                else:
+                    sets = ", ".join(f"{c.strip()} = ?" for c in INCIDENT_COLUMNS_NO_ID.split(","))
+                    db.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*values, inc.id))
+                    saved.append(inc)
+            for key, url, message in messages:
+                self._enqueue(db, key, url, message, now)
+        return saved
+
+    # ---- outbox (agentcron.notify.outbox.OutboxStore) -----------------------------
+    def _enqueue(self, db: Conn, key: str, url: str, message: Message, now: datetime) -> int:
+        cur = db.execute(
+            "INSERT INTO outbox (channel_key, channel_url, message, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (key, url, json.dumps(message.to_dict()), ts(now), ts(now)),
+        )
+        db.execute(
+            "INSERT INTO channels (channel_key) VALUES (?) ON CONFLICT (channel_key) DO NOTHING",
+            (key,),
+        )
+        return int(cur.fetchone()[0])
+
+    def enqueue(self, channel_key: str, channel_url: str, message: Message, now: datetime) -> int:
+        with self._tx() as db:
+            return self._enqueue(db, channel_key, channel_url, message, now)
+
+    def due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        rows = self._q(
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox o JOIN ("
+            " SELECT MIN(id) AS head FROM outbox WHERE sent_at IS NULL AND permanent = 0"
+            " GROUP BY channel_key) h ON h.head = o.id "
+            "WHERE o.next_attempt_at IS NULL OR o.next_attempt_at <= ? "
+            "ORDER BY o.created_at, o.id LIMIT ?",
+            (ts(now), limit),
+        )
+        return [outbox_from_row(r) for r in rows]
+
+    def mark_sent(self, item_id: int, now: datetime) -> None:
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE outbox SET sent_at = ? WHERE id = ? RETURNING channel_key",
+                (ts(now), item_id),
+            ).fetchone()
+            if row is not None:
+                db.execute(
+                    "UPDATE channels SET last_ok_at = ?, failing_since = NULL, broken = 0 "
+                    "WHERE channel_key = ?",
+                    (ts(now), row[0]),
+                )
+
+    def mark_failed(
+        self,
+        item_id: int,
+        error: str,
+        next_attempt_at: datetime | None,
+        permanent: bool,
+        now: datetime,
+    ) -> None:
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+                "permanent = ? WHERE id = ? RETURNING channel_key",
+                (error, ts(next_attempt_at), int(permanent), item_id),
+            ).fetchone()
+            if row is not None:
+                db.execute(
+                    "UPDATE channels SET last_error = ?, last_error_at = ?, "
+                    "failing_since = COALESCE(failing_since, ?), broken = ?, "
+                    "undeliverable = undeliverable + ? WHERE channel_key = ?",
+                    (error, ts(now), ts(now), int(permanent), int(permanent), row[0]),
+                )
+
+    def channel_health(self) -> list[ChannelHealth]:
+        rows = self._q(
+            "SELECT c.channel_key, c.last_ok_at, c.last_error, c.last_error_at, "
+            "(SELECT COUNT(*) FROM outbox o WHERE o.channel_key = c.channel_key "
+            " AND o.sent_at IS NULL AND o.permanent = 0), "
+            "c.failing_since, c.broken, c.undeliverable FROM channels c ORDER BY c.channel_key"
+        )
+        return [
+            ChannelHealth(
+                channel_key=r[0],
+                last_ok_at=dt(r[1]),
+                last_error=r[2],
+                last_error_at=dt(r[3]),
+                pending=int(r[4]),
+                failing_since=dt(r[5]),
+                broken=bool(r[6]),
+                undeliverable=int(r[7]),
+            )
+            for r in rows
+        ]
+
+    # ---- deliveries --------------------------------------------------------------
+    def _create_deliveries(
+        self, db: Conn, slot_id: int, task: str, outcome: AttemptOutcome, now: datetime
+    ) -> None:
+        for target, key in outcome.deliver_to:
+            db.execute(
+                "INSERT INTO deliveries (slot_id, task, target, target_key, output_path, status, "
+                "next_attempt_at, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
+                "ON CONFLICT (slot_id, target) DO NOTHING",
+                (slot_id, task, target, key, outcome.output_path, ts(now), ts(now), ts(now)),
+            )
+        db.execute("UPDATE slots SET delivery_status = 'pending' WHERE id = ?", (slot_id,))
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        rows = self._q(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status IN ('pending', 'retrying') "
+            "AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (ts(now), limit),
+        )
+        return [delivery_from_row(r) for r in rows]
+
+    def deliveries(self, slot_id: int | None = None, limit: int = 100) -> list[Delivery]:
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
+        params: list[Any] = []
+        if slot_id is not None:
+            sql += " WHERE slot_id = ?"
+            params.append(slot_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [delivery_from_row(r) for r in self._q(sql, params)]
+
+    def update_delivery(
+        self,
+        delivery_id: int,
+        status: DeliveryStatus,
+        attempts: int,
+        next_attempt_at: datetime | None,
+        error: str | None,
+        now: datetime,
+    ) -> None:
+        """Record a delivery attempt and recompute its slot's ``delivery_status``: failed if
+        any target failed for good, retrying/pending while any is still trying, else delivered."""
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, "
+                "last_error = ?, updated_at = ? WHERE id = ? RETURNING slot_id",
+                (status.value, attempts, ts(next_attempt_at), error, ts(now), delivery_id),
+            ).fetchone()
+            if row is None:
+                return
+            states = {
+                r[0]
+                for r in db.execute(
+                    "SELECT status FROM deliveries WHERE slot_id = ?", (row[0],)
+                ).fetchall()
+            }
+            for candidate in ("failed", "retrying", "pending", "delivered"):
+                if candidate in states:
+                    db.execute(
+                        "UPDATE slots SET delivery_status = ? WHERE id = ?", (candidate, row[0])
+                    )
+                    break
