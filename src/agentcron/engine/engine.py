@@ -1,11 +1,13 @@
 """The scheduler loop: due fires become slots, slots become runs.
 
-Each tick does bounded work in proportion to what is due: it asks the store for
-tasks whose ``next_fire_at`` has come (an index range scan), records their slots
-(applying catch-up and overlap), recovers runs whose lease lapsed, and claims as
-many runnable slots as there is room for. Runs are asyncio tasks that the tick
-starts and never awaits, so no run can hold the loop: there is no global
-"executing" flag, only per-slot leases that expire.
+Each tick does bounded work in proportion to what is due: it recovers runs whose
+lease lapsed, claims the slots already waiting while there is room, asks the store
+for tasks whose ``next_fire_at`` has come (an index range scan), records their slots
+(applying catch-up and overlap) and starts the fresh ones in the same transaction
+while room is left, then gets the next fire instant ready if it is close. Runs are
+asyncio tasks that the tick starts and never awaits, so no run can hold the loop:
+there is no global "executing" flag, only per-slot leases that expire. Runs that end
+together are recorded together (:mod:`.finisher`) and reported to listeners together.
 """
 
 from __future__ import annotations
