@@ -9,10 +9,13 @@ and starting one makes the loop wait for it. So:
   one, else waits in a backlog that the threads drain in order;
 * the pool grows when calls are *stuck*, not when they are merely many: a check on
   the loop, ``patience`` after a call had to wait, adds one thread for every busy
-  thread that has been in the same call for at least ``patience``. A call that
-  never returns therefore costs its thread and delays others by about
-  ``patience``, never more; a pool of blocking calls doubles every check until
-  each has a thread;
+  thread that has been in the same call for at least ``patience``, at most ``core``
+  per check. A call that never returns therefore costs its thread and delays others
+  by about ``patience``; a pool of blocking calls grows by ``core`` threads a check
+  until each has a thread. The cap is there because "in the same call for a while"
+  also describes a thread that merely waits for the GIL while the loop runs a long
+  tick; growing by every such thread at once could pile up threads that then keep
+  the loop from the GIL;
 * threads are daemon threads (they cannot keep the process alive), and one that
   has been idle for ``idle_exit`` seconds ends.
 """
@@ -41,7 +44,7 @@ class _Worker:
 
 
 class InlineThreads:
-    def __init__(self, core: int = 32, patience: float = 0.02, idle_exit: float = 60.0) -> None:
+    def __init__(self, core: int = 32, patience: float = 0.1, idle_exit: float = 60.0) -> None:
         self.core = core
         self.patience = patience
         self.idle_exit = idle_exit
@@ -101,7 +104,7 @@ class InlineThreads:
             oldest = self._backlog[0][0]
             fresh: list[_Worker] = []
             if now - oldest >= self.patience:
-                for _ in range(min(stuck, len(self._backlog))):
+                for _ in range(min(stuck, len(self._backlog), self.core)):
                     _, job = self._backlog.popleft()
                     worker = _Worker(job)
                     self._busy.add(worker)
