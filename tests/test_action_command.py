@@ -14,11 +14,15 @@ import pytest
 
 from agentcron.actions.base import ActionContext, ActionResult
 from agentcron.actions.command import CommandAction
-from agentcron.actions.output import output_file_for, read_output, tail_lines
+from agentcron.actions.output import output_file_name, read_output, tail_lines
 from agentcron.model.enums import ErrorClass
 from agentcron.model.task import TaskSpec
 
 pytestmark = pytest.mark.slow
+
+
+def output_file_for(*args: Any, **kwargs: Any) -> Path:
+    return Path(output_file_name(*args, **kwargs))
 
 
 def make_ctx(

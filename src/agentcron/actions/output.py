@@ -18,19 +18,6 @@ TAIL_LINES = 20
 TAIL_MAX_BYTES = 64 * 1024
 
 
-def output_file_for(
-    home: Path,
-    task: str,
-    scheduled_for: datetime,
-    attempt: int,
-    suffix: str = ".log",
-    *,
-    slot_id: int | None = None,
-) -> Path:
-    """:func:`output_file_name` as a Path."""
-    return Path(output_file_name(home, task, scheduled_for, attempt, suffix, slot_id=slot_id))
-
-
 def output_file_name(
     home: Path,
     task: str,

@@ -193,27 +193,19 @@ class Store(Protocol):
         when another node advanced the task first (nothing is written then)."""
         ...
 
-    def materialize_many(
-        self,
-        items: Sequence[tuple[str, datetime | None, datetime | None, Sequence[NewSlot]]],
-        now: datetime,
-    ) -> list[list[Slot] | None]:
-        """:meth:`materialize` for many tasks in one transaction; one result per item."""
-        ...
-
     def materialize_and_start(
         self,
         items: Sequence[Fires],
         now: datetime,
         start: StartRoom,
     ) -> tuple[list[list[Slot] | None], list[Claim]]:
-        """:meth:`materialize_many`, and in the same transaction start (as :meth:`claim`
-        would) up to ``start.room`` of the pending slots it inserts, in order: a fresh
-        slot due now goes from nothing to running in one write instead of two, with
-        the same rule as :meth:`claim` of one running slot for a task whose overlap is
-        not ``allow``. Returns the results of
-        :meth:`materialize_many` (started slots still listed, as inserted) and the claims
-        of the started slots."""
+        """:meth:`materialize` for many tasks in one transaction, starting (as
+        :meth:`claim` would) up to ``start.room`` of the pending slots it inserts, in
+        order: a fresh slot due now goes from nothing to running in one write instead of
+        two, with the same rule as :meth:`claim` of one running slot for a task whose
+        overlap is not ``allow`` (``room`` 0 starts nothing). Returns one result per item
+        as :meth:`materialize` would (started slots listed as inserted, running) and the
+        claims of the started slots."""
         ...
 
     def next_fire(self) -> datetime | None:

@@ -313,20 +313,10 @@ class SQLStore(NotifySQL):
         slots: Sequence[NewSlot],
         now: datetime,
     ) -> list[Slot] | None:
-        return self.materialize_many([(task, expected_next_fire_at, new_next_fire_at, slots)], now)[
-            0
-        ]
-
-    def materialize_many(
-        self,
-        items: Sequence[tuple[str, datetime | None, datetime | None, Sequence[NewSlot]]],
-        now: datetime,
-    ) -> list[list[Slot] | None]:
-        if not items:
-            return []
         with self._tx() as db:
-            results, _ = self._record_fires(db, [(*item, None) for item in items], now, None)
-        return results
+            entry = (task, expected_next_fire_at, new_next_fire_at, slots, None)
+            results, _ = self._record_fires(db, [entry], now, None)
+        return results[0]
 
     def materialize_and_start(
         self, items: Sequence[Fires], now: datetime, start: StartRoom
