@@ -271,6 +271,17 @@ def test_inline_action_runs_a_callable(tmp_path: Path) -> None:
     assert ctx.output_path.read_text() == "42"
 
 
+def test_an_inline_call_without_output_keeps_no_file(tmp_path: Path) -> None:
+    # None is no output: no empty file is made per run (a burst would pay a create each)
+    ctx = make_ctx(tmp_path, isolation="inline", name="quiet")
+    result = asyncio.run(InlinePythonAction(func=lambda: None).run(ctx))
+    assert (result.ok, result.output, result.kept) == (True, "", False)
+    assert not ctx.output_file.exists()
+    said = make_ctx(tmp_path, isolation="inline", name="said")
+    assert asyncio.run(InlinePythonAction(func=lambda: "hi").run(said)).kept is True
+    assert said.output_file.read_text() == "hi"
+
+
 def test_inline_failures_and_timeouts(tmp_path: Path) -> None:
     release = threading.Event()
 

@@ -403,6 +403,45 @@ def test_finish_many_builds_the_slot_the_database_now_holds(store: SQLStore) -> 
     assert got[4] is not None and got[4].delivery_status is DeliveryStatus.PENDING
 
 
+def test_finish_many_sets_a_batch_at_once_and_only_where_the_lease_is_held(
+    store: SQLStore,
+) -> None:
+    """Distinct slots finish in bulk statements: each lease owner is still checked on
+    its own, a slot handed over without its claimed copy is read back, and every
+    finished slot is what a read returns."""
+    from agentcron.store.base import Finish
+
+    claims = []
+    for i in range(305):  # more than one statement's worth
+        add(store, f"b{i}")
+        slot_at(store, f"b{i}", T0)
+    claims = store.claim("n1", T0 + MIN, T0 + 2 * MIN, 305)
+    assert len(claims) == 305
+    items = [
+        Finish(
+            c.slot.id,
+            c.attempt.id,
+            "intruder" if n % 7 == 3 else "n1",
+            retry_at(T0 + 9 * MIN) if n % 2 else replace(OK, output_path=f"/out/{n}.log"),
+            T0 + 2 * MIN,
+            claimed=None if n == 10 else c.slot,
+        )
+        for n, c in enumerate(claims)
+    ]
+    got = store.finish_many(items)
+    for n, (c, slot) in enumerate(zip(claims, got, strict=True)):
+        fresh = store.get_slot(c.slot.id)
+        assert fresh is not None
+        if n % 7 == 3:
+            assert slot is None and fresh.status is SlotStatus.RUNNING, n
+            assert store.attempts(c.slot.id)[0].status == "running"
+        else:
+            assert slot == fresh, n
+            assert fresh.status is (SlotStatus.RETRYING if n % 2 else SlotStatus.SUCCEEDED)
+            assert fresh.lease_owner is None
+    assert got[0] is not None and got[0].output_path == "/out/0.log"
+
+
 def test_add_slot_is_idempotent_and_keeps_the_trigger(store: SQLStore) -> None:
     add(store, "t")
     first = store.add_slot("t", NewSlot(T0, trigger="manual"), T0)
@@ -664,6 +703,9 @@ def test_slot_listings_and_their_order(store: SQLStore) -> None:
     ] == [ids[3], ids[1], ids[0]]
     assert [s.id for s in store.active_slots("t")] == [ids[2], ids[4]]
     assert len(store.active_slots()) == 3
+    by_task = store.active_slots_of({"t", "nobody"})
+    assert {k: [s.id for s in v] for k, v in by_task.items()} == {"t": [ids[2], ids[4]]}
+    assert store.active_slots_of([]) == {}
     assert [s.id for s in store.last_slots("t", 2)] == [ids[3], ids[1]]
     last = store.last_success("t")
     assert last is not None and last.id == ids[1]

@@ -66,7 +66,8 @@ class InlinePythonAction:
                 else:
                     out = await _in_thread(functools.partial(_call, func, spec.args, spec.kwargs))
                     text = result_text(await out) if inspect.isawaitable(out) else out
-                await _keep(text, ctx)
+                if text:  # no output, no file: an empty file per run would cost a create
+                    await _keep(text, ctx)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -85,7 +86,7 @@ class InlinePythonAction:
             from agentcron.classify.extract import failure_from_exception
 
             return ActionResult(ok=False, failure=failure_from_exception(exc, action="python"))
-        return ActionResult(ok=True, output=_cap(text), kept=True)
+        return ActionResult(ok=True, output=_cap(text), kept=bool(text))
 
 
 def _importer(target: str | None, cwd: str | None) -> Callable[[], Callable[..., Any]]:

@@ -95,14 +95,13 @@ class DeliveryWorker:
         spec = rec.spec if rec is not None else None
         backoff = tuple(spec.delivery_backoff) if spec is not None else DEFAULT_BACKOFF
         attempts = delivery.attempts + 1
-        text = _read(delivery.output_path)
+        # No path: the run said nothing (an inline call that returned None keeps no
+        # file), which is delivered as such; a path whose file is gone is a loss.
+        text = _read(delivery.output_path) if delivery.output_path else ""
         now = self.clock.now()
         if text is None:
-            reason = (
-                f"the kept output file is gone ({delivery.output_path}); nothing left to deliver"
-                if delivery.output_path
-                else "the run kept no output file; nothing to deliver"
-            )
+            gone = delivery.output_path
+            reason = f"the kept output file is gone ({gone}); nothing left to deliver"
             self.store.update_delivery(
                 delivery.id, DeliveryStatus.FAILED, attempts, None, reason, now
             )
@@ -192,9 +191,7 @@ class DeliveryWorker:
         )
 
 
-def _read(path: str | None) -> str | None:
-    if not path:
-        return None
+def _read(path: str) -> str | None:
     try:
         with Path(path).open(encoding="utf-8", errors="replace") as fh:
             return fh.read(MAX_BODY)

@@ -338,9 +338,7 @@ class Engine:
         due = self.store.due_tasks(now, 5000)
         if not due:
             return 0, 0, 0
-        active: dict[str, list[Slot]] = {}
-        for slot in self.store.active_slots():
-            active.setdefault(slot.task, []).append(slot)
+        active = self.store.active_slots_of({rec.name for rec in due})
         plans: list[_Plan] = []
         for rec in due:
             try:

@@ -103,7 +103,7 @@ PLAIN_EXTRA = {flag: json.dumps({"empty_output": flag}) for flag in (False, True
 
 
 def as_finished(slot: Slot, outcome: AttemptOutcome, now: datetime) -> Slot:
-    """``slot`` (as claimed) after the finishing UPDATE of ``SQLStore._finish_slot``."""
+    """``slot`` (as claimed) after the finishing UPDATE of ``SQLStore._finish_slots``."""
     return Slot(
         id=slot.id,
         task=slot.task,

@@ -15,7 +15,7 @@ PostgreSQL (several nodes). Their shared contract:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -277,6 +277,13 @@ class Store(Protocol):
 
     def active_slots(self, task: str | None = None) -> list[Slot]:
         """Slots that are pending, running or retrying."""
+        ...
+
+    def active_slots_of(self, tasks: Collection[str]) -> dict[str, list[Slot]]:
+        """The active slots of ``tasks`` only, by task, oldest first: what the overlap
+        rules of a tick's due tasks look at. A burst has thousands of runs of other
+        tasks under way; making records of all of them every tick would cost more than
+        the tick's own work."""
         ...
 
     def attempts(self, slot_id: int) -> list[Attempt]: ...

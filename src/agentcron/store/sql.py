@@ -11,7 +11,7 @@ records a burst builds from what it wrote instead of reading them back, :mod:`._
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
@@ -648,7 +648,7 @@ class SQLStore(NotifySQL):
         if not items:
             return []
         with self._tx() as db:
-            slots = [self._finish_slot(db, item) for item in items]
+            slots = self._finish_slots(db, items)
             ours = [(item, slot) for item, slot in zip(items, slots, strict=True) if slot]
             if ours:  # their attempts in one go (nothing to read back)
                 db.executemany(
@@ -665,6 +665,53 @@ class SQLStore(NotifySQL):
                     self._create_deliveries(db, slot.id, slot.task, outcome, item.now)
                     slots[index] = replace(slot, delivery_status=DeliveryStatus.PENDING)
             return slots
+
+    def _finish_slots(self, db: Conn, items: Sequence[Finish]) -> list[Slot | None]:
+        """The slots' half of finishing: a compare-and-set on each lease owner. Slots
+        handed over as claimed are set a few hundred per statement and built from what
+        was written (a burst ends thousands at once); others are read back one by one."""
+        bulk = [i for i in items if i.claimed is not None]
+        if len({i.slot_id for i in items}) != len(items):
+            bulk = []  # the same slot twice: one at a time, in order, the second loses
+        won: set[int] = set()
+        for chunk in chunks(bulk, 300):
+            values = ", ".join(
+                "(CAST(? AS BIGINT), ?, ?, ?, ?, CAST(? AS DOUBLE PRECISION), "
+                "CAST(? AS DOUBLE PRECISION), ?, ?)"
+                for _ in chunk
+            )
+            rows = db.execute(
+                f"WITH v (id, owner, status, error_class, error, finished_at, next_attempt_at, "
+                f"output_path, reason) AS (VALUES {values}) "
+                "UPDATE slots SET status = v.status, error_class = v.error_class, "
+                "error = v.error, finished_at = v.finished_at, "
+                "next_attempt_at = v.next_attempt_at, "
+                "output_path = COALESCE(v.output_path, slots.output_path), "
+                "reason = COALESCE(v.reason, slots.reason), "
+                "lease_owner = NULL, lease_expires_at = NULL FROM v "
+                "WHERE slots.id = v.id AND slots.lease_owner = v.owner "
+                "AND slots.status = 'running' RETURNING slots.id",
+                [
+                    value
+                    for i in chunk
+                    for value in (
+                        i.slot_id,
+                        i.owner,
+                        *self._slot_update_params(i.outcome, i.now),
+                        i.outcome.reason,
+                    )
+                ],
+            ).fetchall()
+            won.update(int(r[0]) for r in rows)
+        out: list[Slot | None] = []
+        for item in items:
+            if not bulk or item.claimed is None:
+                out.append(self._finish_slot(db, item))
+            elif item.slot_id in won:
+                out.append(as_finished(item.claimed, item.outcome, item.now))
+            else:
+                out.append(None)
+        return out
 
     def _finish_slot(self, db: Conn, item: Finish) -> Slot | None:
         """The slot's half of finishing: a compare-and-set on its lease owner."""
@@ -785,13 +832,29 @@ class SQLStore(NotifySQL):
                 (task,),
             )
         else:
-            # two reads that each match a partial index, not a scan of all history
-            rows = self._q(
-                f"SELECT {SLOT_COLUMNS} FROM slots WHERE status IN ('pending', 'retrying')"
-            ) + self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE status = 'running'")
+            rows = self._active_rows()
         slots = [slot_from_row(r) for r in rows]
         slots.sort(key=lambda s: (s.scheduled_for, s.id))
         return slots
+
+    def _active_rows(self) -> list[tuple[Any, ...]]:
+        """Two reads that each match a partial index, not a scan of all history."""
+        return self._q(
+            f"SELECT {SLOT_COLUMNS} FROM slots WHERE status IN ('pending', 'retrying')"
+        ) + self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE status = 'running'")
+
+    def active_slots_of(self, tasks: Collection[str]) -> dict[str, list[Slot]]:
+        wanted = tasks if isinstance(tasks, set | frozenset) else set(tasks)
+        out: dict[str, list[Slot]] = {}
+        if not wanted:
+            return out
+        for row in self._active_rows():  # only the wanted tasks' rows become records
+            if row[1] in wanted:
+                slot = slot_from_row(row)
+                out.setdefault(slot.task, []).append(slot)
+        for slots in out.values():
+            slots.sort(key=lambda s: (s.scheduled_for, s.id))
+        return out
 
     def attempts(self, slot_id: int) -> list[Attempt]:
         return [

@@ -1,0 +1,60 @@
+"""The delivery worker on a fake clock: what it sends for runs with and without output."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from agentcron.delivery.worker import DeliveryWorker
+from agentcron.model import DeliveryStatus, SlotStatus
+from agentcron.notify.channels import SendResult
+from agentcron.notify.messages import Message
+from harness import Harness
+
+TARGET = "json://127.0.0.1:9/deliver"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    async def send(self, msg: Message) -> SendResult:
+        self.sent.append(msg)
+        return SendResult(ok=True)
+
+
+def test_a_run_that_said_nothing_is_delivered_as_such_and_keeps_no_file(
+    sqlite_store, clock, home: Path
+) -> None:
+    """An inline call that returns None keeps no output file (none is made per run);
+    its delivery still arrives, saying there was no output, and is not a failure."""
+    channel = Recorder()
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("quiet", lambda: None, every="1h", deliver=[TARGET])
+        h.add("story", lambda: "Once upon a time.", every="1h", deliver=[TARGET])
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+        worker = DeliveryWorker(
+            sqlite_store, clock, emit=lambda _spec, _event: None, channel_factory=lambda _u: channel
+        )
+        assert await worker.drain_once() == 2
+        return h
+
+    h = asyncio.run(scenario())
+    (quiet,) = h.slots("quiet")
+    (story,) = h.slots("story")
+    assert quiet.status is SlotStatus.SUCCEEDED and quiet.output_path is None
+    assert story.output_path is not None and Path(story.output_path).read_text() == (
+        "Once upon a time."
+    )
+    assert not (home / "outputs" / "quiet").exists() or not any(
+        (home / "outputs" / "quiet").iterdir()
+    )
+    bodies = {m.task: m.body for m in channel.sent}
+    assert bodies == {"quiet": "(the run produced no output)", "story": "Once upon a time."}
+    for slot in (quiet, story):
+        (delivery,) = sqlite_store.deliveries(slot.id)
+        assert delivery.status is DeliveryStatus.DELIVERED
