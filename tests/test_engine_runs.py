@@ -109,6 +109,35 @@ def test_one_bad_record_does_not_cost_the_others_theirs() -> None:
     assert results[4:] == ["slot-14", "slot-15"]
 
 
+def test_a_failed_record_of_a_cancelled_run_is_logged_once() -> None:
+    """The run gave up waiting (cancelled) before its record failed to write: the error
+    is logged by the finisher, and asyncio does not add an unretrieved-exception report."""
+    import gc
+
+    store = _FlakyStore()
+    finisher = Finisher(store)  # type: ignore[arg-type]
+    outcome = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
+    reports: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        from datetime import UTC, datetime
+
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: reports.append(context))
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        waiter = asyncio.create_task(finisher.finish(Finish(13, 13, "n", outcome, now)))
+        await asyncio.sleep(0)  # queued, flush pending
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gc.collect()
+
+    asyncio.run(scenario())
+    assert store.written == []
+    assert [r.get("message") for r in reports] == []
+
+
 def test_a_lone_finish_is_written_without_waiting(sqlite_store, clock, home) -> None:
     """No timer: a single run's record is written on the loop's next pass."""
 

@@ -124,6 +124,7 @@ class Daemon:
     async def start(self) -> None:
         self.config = self._load()
         store = self.store = open_store(self.options.db_url, self.options.home)
+        store.start_background_work()
         now = self.clock.now()
         dead = self._dead_predecessors(store)
         store.register_node(

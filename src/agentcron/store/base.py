@@ -129,6 +129,11 @@ class Store(Protocol):
         """Where the data lives, with credentials removed (for `doctor`)."""
         ...
 
+    def start_background_work(self) -> None:
+        """A long-lived owner (the daemon) is here: the store may move its own upkeep
+        off the caller's thread from now on (SQLite: WAL checkpoints). ``close`` ends it."""
+        ...
+
     # ---- tasks -----------------------------------------------------------------
     def upsert_task(
         self, spec: TaskSpec, source: TaskSource, now: datetime, next_fire_at: datetime | None

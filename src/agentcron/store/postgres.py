@@ -244,6 +244,9 @@ class PostgresStore(SQLStore):
             self._closed = True
             self._discard()
 
+    def start_background_work(self) -> None:
+        """Nothing to move: the server does its own upkeep."""
+
     def describe(self) -> str:
         where = redact_dsn(self.dsn)
         return f"{where} (schema {self.schema})" if self.schema else where

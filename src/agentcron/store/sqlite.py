@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agentcron.store._checkpoints import DEFAULT_PAGES, Checkpointer
 from agentcron.store.errors import StoreError
 from agentcron.store.migrations import APP_ID, MIGRATIONS, SCHEMA_VERSION
 from agentcron.store.sql import SQLStore
@@ -28,6 +29,7 @@ class SQLiteStore(SQLStore):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._checkpointer: Checkpointer | None = None
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
@@ -106,9 +108,31 @@ class SQLiteStore(SQLStore):
                     (str(index + 1),),
                 )
 
-    def close(self) -> None:
+    def start_background_work(self) -> None:
+        """Checkpoint the write-ahead log on a thread of its own from now on (see
+        :mod:`._checkpoints`): for the daemon, whose loop thread writes."""
+        if self.path == ":memory:" or self._checkpointer is not None:
+            return
+        with self._lock:
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        self._checkpointer = Checkpointer(
+            self.path,
+            lambda: self._db.total_changes,
+            lambda: self._db.in_transaction,
+            self._checkpoint_on_commit,
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_on_commit(self, on: bool) -> None:
+        pages = DEFAULT_PAGES if on else 0
         with self._lock, contextlib.suppress(sqlite3.Error):
-            self._db.close()
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+
+    def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.close()  # the last connection to close checkpoints what is left
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"

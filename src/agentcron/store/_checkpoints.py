@@ -1,0 +1,111 @@
+"""SQLite WAL checkpoints on a thread of their own, for a long-lived writer.
+
+By default SQLite checkpoints from inside a commit: the connection whose commit
+pushes the write-ahead log past 1,000 pages copies the log into the database file
+and syncs both, there and then. In the daemon that connection is the scheduler
+loop's, so a burst's commit could hold the loop for as long as the disk takes to
+sync (milliseconds on a quiet disk, seconds on a shared one). The daemon's
+connection therefore does not checkpoint (``wal_autocheckpoint = 0``) and this
+thread does, on a connection of its own, in PASSIVE mode: it never waits for the
+writer or for readers, and copies what is committed.
+
+The log only starts over from its beginning when a write begins after a checkpoint
+that copied all of it, so checkpoints are taken when the writer has been quiet for
+a moment (mid-burst, the writer's next commit would already be behind it), or after
+many changes whatever the writer does. If the log still grows past ``max_pages``
+(writes that never pause), or the thread fails, the writer's own checkpoints are
+switched back on: SQLite's default, never an unbounded log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("agentcron.store")
+
+DEFAULT_PAGES = 1000  # SQLite's own automatic checkpoint threshold
+
+
+class Checkpointer:
+    """Checkpoints ``path`` after the writer's changes. ``changes`` reads the writer
+    connection's running count of changed rows and ``writing`` whether it is inside a
+    transaction (both cheap, no I/O); ``writer_checkpoints`` switches the writer's own
+    automatic checkpoints on (True) or off again."""
+
+    def __init__(
+        self,
+        path: str,
+        changes: Callable[[], int],
+        writing: Callable[[], bool],
+        writer_checkpoints: Callable[[bool], None],
+        *,
+        interval: float = 0.25,
+        force_after: int = 20_000,
+        max_pages: int = 20 * DEFAULT_PAGES,
+    ) -> None:
+        self.path = path
+        self._changes = changes
+        self._writing = writing
+        self._writer_checkpoints = writer_checkpoints
+        self.interval = interval
+        self.force_after = force_after
+        self.max_pages = max_pages
+        self.checkpoints = 0  # completed calls, for tests and diagnostics
+        self._handed_back = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentcron-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error:
+            log.exception(
+                "cannot open %s for checkpoints; the writer checkpoints itself", self.path
+            )
+            self._writer_checkpoints(True)
+            return
+        try:
+            self._loop(conn)
+        except Exception:
+            log.exception("WAL checkpoints of %s failed; the writer checkpoints itself", self.path)
+            self._writer_checkpoints(True)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        done_at = previous = self._changes()
+        while not self._stop.wait(self.interval):
+            now = self._changes()
+            quiet, previous = now == previous and not self._writing(), now
+            if now == done_at or (not quiet and now - done_at < self.force_after):
+                continue
+            _busy, pages, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            done_at = now
+            self.checkpoints += 1
+            self._bound(int(pages))
+
+    def _bound(self, pages: int) -> None:
+        """Hand checkpoints back to the writer while the log is too long to wait for a
+        quiet moment; take them again once it has started over."""
+        too_long = pages >= self.max_pages
+        if too_long != self._handed_back:
+            self._handed_back = too_long
+            if too_long:
+                log.info(
+                    "the WAL of %s holds %d pages: the writer checkpoints too", self.path, pages
+                )
+            self._writer_checkpoints(too_long)
