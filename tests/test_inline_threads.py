@@ -84,3 +84,23 @@ def test_a_parked_thread_is_reused() -> None:
 
     asyncio.run(scenario())
     assert len(seen) == 5 and len(set(seen)) == 1
+
+
+def test_a_closed_loop_is_not_kept_alive_by_its_inline_calls() -> None:
+    """Inline calls remember their loop's result hand-off; a loop that has been closed
+    (each test, each ``asyncio.run``) must still be freed."""
+    import gc
+    import weakref
+
+    from agentcron.actions.python_action import _in_thread
+
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def call() -> int:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        return int(await _in_thread(lambda: 41)) + 1
+
+    assert asyncio.run(call()) == 42
+    assert asyncio.run(call()) == 42
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None]

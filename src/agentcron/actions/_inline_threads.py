@@ -119,10 +119,10 @@ class InlineThreads:
 
     def _serve(self, worker: _Worker) -> None:
         while True:
-            job = worker.job
-            worker.job = None
+            job, worker.job = worker.job, None
             if job is not None:
                 job()
+                job = None  # a parked thread must not keep the last call (and its loop) alive
             with self._lock:
                 if self._backlog:
                     _, worker.job = self._backlog.popleft()

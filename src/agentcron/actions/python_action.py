@@ -139,7 +139,9 @@ class _Handoff:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # Weakly: the handoff is the value of a weak-keyed map keyed by this loop, and a
+        # strong reference from value to key would keep every loop ever used alive.
+        self._loop = weakref.ref(loop)
         self._items: collections.deque[tuple[asyncio.Future[Any], Any, BaseException | None]]
         self._items = collections.deque()
         self._lock = threading.Lock()
@@ -151,8 +153,14 @@ class _Handoff:
             if self._pending:
                 return
             self._pending = True
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            self.loop.call_soon_threadsafe(self._drain)
+        loop = self._loop()
+        if loop is None:
+            return  # the loop is gone: nobody is waiting any more
+        with contextlib.suppress(RuntimeError):  # a closed loop: likewise
+            loop.call_soon_threadsafe(self._drain)
+
+    def serves(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return self._loop() is loop
 
     def _drain(self) -> None:
         with self._lock:
@@ -170,7 +178,9 @@ class _Handoff:
 _handoffs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Handoff] = (
     weakref.WeakKeyDictionary()
 )
-_last_handoff: list[_Handoff | None] = [None]  # the usual case: one loop, asked each call
+# The usual case, one loop, asked on each call. It keeps the last handoff (not its
+# loop) alive; the map's entry goes with its loop.
+_last_handoff: list[_Handoff | None] = [None]
 
 
 _THREADS = InlineThreads()
@@ -180,7 +190,7 @@ async def _in_thread(call: Callable[[], Any]) -> Any:
     """Run ``call`` on an inline thread (see :mod:`._inline_threads`), await its result."""
     loop = asyncio.get_running_loop()
     handoff = _last_handoff[0]
-    if handoff is None or handoff.loop is not loop:
+    if handoff is None or not handoff.serves(loop):
         handoff = _handoffs.get(loop)
         if handoff is None:
             handoff = _handoffs[loop] = _Handoff(loop)
