@@ -193,8 +193,8 @@ class Daemon:
         )
         self.delivery = DeliveryWorker(store, self.clock, self.notifier.emit)
         self.engine.batch_listeners.append(self.notifier.on_finished_many)
-        self.engine.listeners.append(
-            lambda f: self.delivery.wake() if f.outcome.deliver_to else None
+        self.engine.batch_listeners.append(
+            lambda ended: self.delivery.wake() if any(f.outcome.deliver_to for f in ended) else None
         )
         self.engine.slot_listeners.append(self._on_recorded_slot)
         service = self.service
