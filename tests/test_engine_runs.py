@@ -194,3 +194,17 @@ def test_a_coming_fire_is_prepared_but_nothing_is_recorded_early(sqlite_store, c
         (slot,) = h.slots(f"soon{i}")
         assert slot.status is SlotStatus.SUCCEEDED
     assert h.slots("later") == []
+
+
+def test_the_schedule_cache_is_bounded(sqlite_store, clock, home, monkeypatch) -> None:
+    """Schedules are kept per task name; names of removed tasks must not pile up."""
+    from agentcron.engine import engine as engine_module
+    from agentcron.model import TaskSpec
+
+    monkeypatch.setattr(engine_module, "SCHEDULE_CACHE_LIMIT", 3)
+    h = Harness(sqlite_store, clock, home)
+    specs = [TaskSpec(name=f"t{i}", every="1h", command=["true"]) for i in range(5)]
+    built = [h.engine.schedule_for(s) for s in specs]
+    assert len(h.engine._schedules.entries) <= 3
+    assert h.engine.schedule_for(specs[4]) is built[4]  # the newest is still cached
+    assert h.engine.first_fire(specs[0], clock.now()) is not None  # evicted: rebuilt

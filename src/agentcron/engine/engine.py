@@ -39,6 +39,7 @@ log = logging.getLogger("agentcron.engine")
 CHUNK = 2000  # fires processed per task per tick after a long downtime
 LOOKAHEAD = timedelta(seconds=2)  # how early the tasks of a coming fire are prepared
 PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap ahead of it)
+SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
 
 
 @dataclass
@@ -156,7 +157,10 @@ class Engine:
         sched = hit[3] if hit is not None and hit[1] == zone and hit[2] == key else None
         if sched is None:
             sched = build_schedule(spec, zone)
-        self._schedules.entries[spec.name] = (spec, zone, key, sched)
+        entries = self._schedules.entries
+        if len(entries) >= SCHEDULE_CACHE_LIMIT and spec.name not in entries:
+            entries.clear()  # removed tasks' entries go too; the rest are rebuilt when due
+        entries[spec.name] = (spec, zone, key, sched)
         return sched
 
     def first_fire(self, spec: TaskSpec, after: datetime) -> datetime | None:
