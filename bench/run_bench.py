@@ -177,13 +177,16 @@ def child_add_tasks(n: int, keep_db: str | None) -> dict[str, Any]:
 # ---- 2. burst --------------------------------------------------------------------------
 CALLS: list[tuple[int, float]] = []
 WORK_SECONDS = 0.0
+SAYS = False  # whether the action returns text (kept in an output file per run)
 
 
-def hit(i: int) -> None:
-    """The burst action: note when it was called, optionally do some work."""
+def hit(i: int) -> str | None:
+    """The burst action: note when it was called, optionally do some work and return a
+    line of output (an inline call that returns None keeps no output file)."""
     CALLS.append((i, time.time()))  # list.append is atomic; inline calls run in threads
     if WORK_SECONDS:
         time.sleep(WORK_SECONDS)
+    return f"slot {i} done" if SAYS else None
 
 
 def make_bench_daemon(options: Any, on_ready: Callable[[Any], None] | None = None) -> Any:
@@ -251,14 +254,19 @@ def calibrate_lead(n: int) -> float:
 
 
 async def run_burst(
-    n: int, concurrency: int, work: float, cap_seconds: float, lead: float | None
+    n: int,
+    concurrency: int,
+    work: float,
+    cap_seconds: float,
+    lead: float | None,
+    says: bool = False,
 ) -> dict[str, Any]:
     """``n`` one-shot (`at:`) tasks due at the same instant, run by the real daemon loop
     on the real clock, with an inline python action that notes when it was called."""
-    global WORK_SECONDS
+    global WORK_SECONDS, SAYS
     from agentcron import Scheduler
 
-    WORK_SECONDS = work
+    WORK_SECONDS, SAYS = work, says
     CALLS.clear()
     lead = lead if lead is not None else calibrate_lead(n)
     home = fresh_home("burst")
@@ -304,6 +312,8 @@ async def run_burst(
         "slots": n,
         "max_concurrency": concurrency,
         "work_ms": work * 1000,
+        "returns_output": says,
+        "output_files": sum(len(files) for _, _, files in os.walk(home / "outputs")),
         "setup_s": round(due - ready_margin - t_setup, 2),
         "ready_margin_s": round(ready_margin, 2),
         "completed": done_at is not None,
@@ -510,7 +520,7 @@ def child_main(ns: argparse.Namespace) -> None:
         result = child_add_tasks(ns.tasks, ns.keep_db)
     elif ns.child == "burst":
         result = asyncio.run(
-            run_burst(ns.burst, ns.concurrency, ns.work_ms / 1000, ns.cap, ns.lead)
+            run_burst(ns.burst, ns.concurrency, ns.work_ms / 1000, ns.cap, ns.lead, ns.says)
         )
     else:
         raise SystemExit(f"unknown child {ns.child!r}")
@@ -518,9 +528,11 @@ def child_main(ns: argparse.Namespace) -> None:
 
 
 def burst_runs(ns: argparse.Namespace) -> dict[str, Any]:
-    def one(slots: int, concurrency: int, work_ms: float, cap: float) -> dict[str, Any]:
+    def one(
+        slots: int, concurrency: int, work_ms: float, cap: float, says: bool = False
+    ) -> dict[str, Any]:
         args = ["--child", "burst", "--burst", str(slots), "--concurrency", str(concurrency)]
-        args += ["--work-ms", str(work_ms), "--cap", str(cap)]
+        args += ["--work-ms", str(work_ms), "--cap", str(cap)] + (["--says"] if says else [])
         if ns.lead is not None:
             args += ["--lead", str(ns.lead)]
         return run_child(args)
@@ -530,6 +542,8 @@ def burst_runs(ns: argparse.Namespace) -> dict[str, Any]:
         # max_concurrency as large as the burst: every slot may be running at once, so
         # "all started" measures the scheduler alone, not how fast runs make room
         "trivial_all_at_once": one(ns.burst, ns.burst, 0, cap),
+        # the same, with a line of output per run: one output file written per run
+        "trivial_all_at_once_with_output": one(ns.burst, ns.burst, 0, cap, says=True),
         "trivial": one(ns.burst, c, 0, cap),
         "work_5ms": one(ns.burst, c, 5, cap),
         "simultaneous_1000": one(min(1000, ns.burst), c, 0, cap),
@@ -593,6 +607,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--keep-db", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--work-ms", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--says", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cap", type=float, default=60.0, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     if ns.child:
@@ -603,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(wanted) - set(MEASUREMENTS)
     if unknown:
         parser.error(f"unknown measurement(s) {sorted(unknown)}; choose from {MEASUREMENTS}")
-    internal = {"child", "keep_db", "work_ms", "cap"}
+    internal = {"child", "keep_db", "work_ms", "cap", "says"}
     params = {k: v for k, v in vars(ns).items() if k not in internal} | {"only": wanted}
     out: dict[str, Any] = {"machine": machine(), "params": params, "loadavg_after": {}}
     began = time.monotonic()
