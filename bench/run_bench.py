@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney")
 FINAL = ("succeeded", "failed", "skipped", "missed", "expired", "cancelled", "superseded")
-MEASUREMENTS = ("add_tasks", "burst", "idle_cpu", "cold_start")
+MEASUREMENTS = ("add_tasks", "burst", "idle_cpu", "cold_start", "burst_postgres")
 
 
 # ---- small helpers -------------------------------------------------------------------
@@ -227,16 +227,57 @@ def make_bench_daemon(options: Any, on_ready: Callable[[Any], None] | None = Non
     return BenchDaemon(options)
 
 
-def slots_left(db: sqlite3.Connection) -> int:
-    row = db.execute(
-        "SELECT (SELECT COUNT(*) FROM slots WHERE status IN ('pending', 'retrying'))"
-        " + (SELECT COUNT(*) FROM slots WHERE status = 'running')"
-    ).fetchone()
-    return int(row[0])
+class SlotReader:
+    """Read-only questions about a burst's slots, asked beside the daemon: of its SQLite
+    file, or of its PostgreSQL schema."""
+
+    def __init__(self, home: Path, pg_dsn: str | None) -> None:
+        self._conn: Any
+        if pg_dsn is None:
+            self._conn = sqlite3.connect(f"file:{home / 'agentcron.db'}?mode=ro", uri=True)
+        else:
+            import psycopg
+
+            self._conn = psycopg.connect(pg_dsn, autocommit=True)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return list(self._conn.execute(sql).fetchall())
+
+    def left(self) -> int:
+        # what the partial indexes answer (slots not yet final), not a count of the table
+        return int(
+            self.rows(
+                "SELECT (SELECT COUNT(*) FROM slots WHERE status IN ('pending', 'retrying'))"
+                " + (SELECT COUNT(*) FROM slots WHERE status = 'running')"
+            )[0][0]
+        )
+
+    def counts(self) -> Counter[str]:
+        rows = self.rows("SELECT status, COUNT(*) FROM slots GROUP BY status")
+        return Counter({str(status): int(count) for status, count in rows})
+
+    def close(self) -> None:
+        self._conn.close()
 
 
-def slot_counts(db: sqlite3.Connection) -> Counter[str]:
-    return Counter(dict(db.execute("SELECT status, COUNT(*) FROM slots GROUP BY status")))
+@contextlib.contextmanager
+def pg_schema(dsn: str) -> Iterator[str]:
+    """A fresh schema in ``dsn``'s database for one burst; the DSN that uses it."""
+    import uuid
+    from urllib.parse import quote
+
+    import psycopg
+    from psycopg import sql
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        sep = "&" if "?" in dsn else "?"
+        yield f"{dsn}{sep}options={quote(f'-csearch_path={schema}', safe='')}"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 def calibrate_lead(n: int) -> float:
@@ -260,9 +301,27 @@ async def run_burst(
     cap_seconds: float,
     lead: float | None,
     says: bool = False,
+    pg: str | None = None,
 ) -> dict[str, Any]:
     """``n`` one-shot (`at:`) tasks due at the same instant, run by the real daemon loop
-    on the real clock, with an inline python action that notes when it was called."""
+    on the real clock, with an inline python action that notes when it was called; on
+    SQLite in the home, or in a fresh schema of the PostgreSQL database ``pg``."""
+    if pg is None:
+        return await _run_burst(n, concurrency, work, cap_seconds, lead, says, None)
+    with pg_schema(pg) as db_url:
+        result = await _run_burst(n, concurrency, work, cap_seconds, lead, says, db_url)
+    return result | {"store": "postgresql"}
+
+
+async def _run_burst(
+    n: int,
+    concurrency: int,
+    work: float,
+    cap_seconds: float,
+    lead: float | None,
+    says: bool,
+    db_url: str | None,
+) -> dict[str, Any]:
     global WORK_SECONDS, SAYS
     from agentcron import Scheduler
 
@@ -270,7 +329,7 @@ async def run_burst(
     CALLS.clear()
     lead = lead if lead is not None else calibrate_lead(n)
     home = fresh_home("burst")
-    sched = Scheduler(home=home, max_concurrency=concurrency)
+    sched = Scheduler(home=home, db=db_url, max_concurrency=concurrency)
     due = math.ceil(time.time() + lead)
     due_dt = datetime.fromtimestamp(due, UTC)
     t_setup = time.time()
@@ -280,16 +339,15 @@ async def run_burst(
     runner = asyncio.create_task(daemon.run())
     await daemon.ready.wait()
     ready_margin = due - time.time()
-    db = sqlite3.connect(f"file:{home / 'agentcron.db'}?mode=ro", uri=True)
+    db = SlotReader(home, db_url)
     await asyncio.sleep(max(0.0, due - time.time()))
     cpu0 = cpu_now()
     loop0 = thread_sched()
     deadline = due + cap_seconds
     done_at: float | None = None
     while time.time() < deadline:
-        # The bench shares the daemon's event loop: it asks only what the partial
-        # indexes answer (slots not yet final), not a count of the whole table.
-        if slots_left(db) == 0 and sum(slot_counts(db).values()) >= n:
+        # The bench shares the daemon's event loop: it asks cheap questions only.
+        if db.left() == 0 and sum(db.counts().values()) >= n:
             done_at = time.time()
             break
         await asyncio.sleep(0.1)
@@ -298,11 +356,9 @@ async def run_burst(
     started_in_cap = len(CALLS)
     daemon.stop_event.set()
     await runner
-    counts = slot_counts(db)
-    rows = db.execute(
-        "SELECT scheduled_for, started_at FROM slots WHERE started_at IS NOT NULL"
-    ).fetchall()
-    distinct_tasks = db.execute("SELECT COUNT(DISTINCT task) FROM slots").fetchone()[0]
+    counts = db.counts()
+    rows = db.rows("SELECT scheduled_for, started_at FROM slots WHERE started_at IS NOT NULL")
+    distinct_tasks = db.rows("SELECT COUNT(DISTINCT task) FROM slots")[0][0]
     db.close()
     store_latency = [started - scheduled for scheduled, started in rows]
     called = sorted(t - due for _, t in CALLS)
@@ -520,35 +576,42 @@ def child_main(ns: argparse.Namespace) -> None:
         result = child_add_tasks(ns.tasks, ns.keep_db)
     elif ns.child == "burst":
         result = asyncio.run(
-            run_burst(ns.burst, ns.concurrency, ns.work_ms / 1000, ns.cap, ns.lead, ns.says)
+            run_burst(ns.burst, ns.concurrency, ns.work_ms / 1000, ns.cap, ns.lead, ns.says, ns.pg)
         )
     else:
         raise SystemExit(f"unknown child {ns.child!r}")
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def burst_runs(ns: argparse.Namespace) -> dict[str, Any]:
+def burst_runs(ns: argparse.Namespace, postgres: bool = False) -> dict[str, Any]:
     def one(
         slots: int, concurrency: int, work_ms: float, cap: float, says: bool = False
     ) -> dict[str, Any]:
         args = ["--child", "burst", "--burst", str(slots), "--concurrency", str(concurrency)]
         args += ["--work-ms", str(work_ms), "--cap", str(cap)] + (["--says"] if says else [])
+        if postgres:
+            args += ["--pg", ns.pg]
         if ns.lead is not None:
             args += ["--lead", str(ns.lead)]
         return run_child(args)
 
     c, cap = ns.concurrency, ns.burst_cap
-    return {
+    runs: dict[str, Callable[[], dict[str, Any]]] = {
         # max_concurrency as large as the burst: every slot may be running at once, so
         # "all started" measures the scheduler alone, not how fast runs make room
-        "trivial_all_at_once": one(ns.burst, ns.burst, 0, cap),
+        "trivial_all_at_once": lambda: one(ns.burst, ns.burst, 0, cap),
         # the same, with a line of output per run: one output file written per run
-        "trivial_all_at_once_with_output": one(ns.burst, ns.burst, 0, cap, says=True),
-        "trivial": one(ns.burst, c, 0, cap),
-        "work_5ms": one(ns.burst, c, 5, cap),
-        "simultaneous_1000": one(min(1000, ns.burst), c, 0, cap),
-        "default_concurrency_4": one(ns.burst, 4, 0, ns.default_cap),
+        "trivial_all_at_once_with_output": lambda: one(ns.burst, ns.burst, 0, cap, says=True),
+        "trivial": lambda: one(ns.burst, c, 0, cap),
+        "work_5ms": lambda: one(ns.burst, c, 5, cap),
+        "simultaneous_1000": lambda: one(min(1000, ns.burst), c, 0, cap),
+        "default_concurrency_4": lambda: one(ns.burst, 4, 0, ns.default_cap),
     }
+    names = POSTGRES_RUNS if postgres else tuple(runs)
+    return {name: runs[name]() for name in names}
+
+
+POSTGRES_RUNS = ("trivial_all_at_once", "trivial", "simultaneous_1000")
 
 
 def machine() -> dict[str, Any]:
@@ -603,6 +666,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--default-cap", type=float, default=20.0, help="seconds allowed for the burst at 4"
     )
     parser.add_argument("--lead", type=float, default=None, help="seconds until the burst is due")
+    parser.add_argument(
+        "--pg",
+        default=None,
+        metavar="DSN",
+        help="a PostgreSQL database for burst_postgres (each burst gets a schema of its own)",
+    )
     # internal: one measurement in this (child) process
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--keep-db", default=None, help=argparse.SUPPRESS)
@@ -614,10 +683,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         child_main(ns)
         return
 
-    wanted = [w.strip() for w in ns.only.split(",") if w.strip()] or list(MEASUREMENTS)
+    everything = [m for m in MEASUREMENTS if ns.pg or m != "burst_postgres"]
+    wanted = [w.strip() for w in ns.only.split(",") if w.strip()] or everything
     unknown = set(wanted) - set(MEASUREMENTS)
     if unknown:
         parser.error(f"unknown measurement(s) {sorted(unknown)}; choose from {MEASUREMENTS}")
+    if "burst_postgres" in wanted and not ns.pg:
+        parser.error("burst_postgres needs --pg DSN (a database the bench may add schemas to)")
     internal = {"child", "keep_db", "work_ms", "cap", "says"}
     params = {k: v for k, v in vars(ns).items() if k not in internal} | {"only": wanted}
     out: dict[str, Any] = {"machine": machine(), "params": params, "loadavg_after": {}}
@@ -637,6 +709,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     if "burst" in wanted:
         steps.append(("burst", lambda: burst_runs(ns)))
+    if "burst_postgres" in wanted:
+        steps.append(("burst_postgres", lambda: burst_runs(ns, postgres=True)))
     if "idle_cpu" in wanted:
         steps.append(("idle_cpu", lambda: measure_idle_cpu(template, ns.idle_seconds)))
     if "cold_start" in wanted:

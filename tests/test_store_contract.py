@@ -1142,6 +1142,33 @@ def test_pg_claim_skips_slots_and_tasks_another_node_holds(pg_schema: str) -> No
 
 
 @pytest.mark.postgres
+def test_pg_claim_fills_the_room_a_held_task_leaves(pg_schema: str) -> None:
+    """Candidates' tasks are asked about a batch at a time: one another node holds is
+    refused, and the next candidate takes its place within the same claim."""
+    import psycopg
+    from psycopg import sql
+
+    from agentcron.store.postgres import PostgresStore
+
+    store = PostgresStore(PG_DSN, schema=pg_schema)
+    other = psycopg.connect(PG_DSN)
+    try:
+        for name in ("held", "next", "last"):
+            add(store, name, overlap="skip")
+        slot_at(store, "held", T0)
+        wanted = slot_at(store, "next", T0 + MIN)
+        slot_at(store, "last", T0 + 2 * MIN)
+        other.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg_schema)))
+        other.execute("SELECT 1 FROM tasks WHERE name = 'held' FOR UPDATE")
+        got = store.claim("n1", T0 + 5 * MIN, T0 + 9 * MIN, 1)
+        assert [c.slot.id for c in got] == [wanted]
+        other.rollback()
+    finally:
+        other.close()
+        store.close()
+
+
+@pytest.mark.postgres
 def test_pg_reconnects_once_after_the_server_dropped_the_connection(pg_schema: str) -> None:
     import psycopg
 

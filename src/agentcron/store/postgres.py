@@ -255,29 +255,26 @@ class PostgresStore(SQLStore):
     # Candidates another node is claiming are skipped, not waited for.
     _candidate_lock = " FOR UPDATE OF s SKIP LOCKED"
 
-    def _may_start(self, db: Any, task: str) -> bool:
-        """For a task that runs one at a time: lock its row (skip it if another node
-        holds it) and ask again, under the lock, whether one is already running, so two
-        nodes cannot each start one."""
-        return self._idle_under_lock(db, task)
-
-    @staticmethod
-    def _idle_under_lock(db: _Conn, task: str) -> bool:
-        """Lock the task row (False if another node holds it) and check, after the lock
-        is ours, that none of its slots is running. Read Committed gives the second
-        statement a fresh snapshot, so it sees a claim committed just before."""
-        if (
-            db.execute(
-                "SELECT 1 FROM tasks WHERE name = ? FOR UPDATE SKIP LOCKED", (task,)
-            ).fetchone()
-            is None
-        ):
-            return False
-        return (
-            db.execute(
-                "SELECT 1 FROM slots WHERE task = ? AND status = 'running' LIMIT 1", (task,)
-            ).fetchone()
-            is None
-        )
+    def _may_start(self, db: Any, tasks: Sequence[str]) -> set[str]:
+        """For tasks that run one at a time: lock their rows (skipping those another node
+        holds) and ask again, under the locks, whether one is already running, so two
+        nodes cannot each start one. Read Committed gives the second statement a fresh
+        snapshot, so it sees a claim committed just before."""
+        locked = {
+            r[0]
+            for r in db.execute(
+                "SELECT name FROM tasks WHERE name = ANY(?) FOR UPDATE SKIP LOCKED", (list(tasks),)
+            ).fetchall()
+        }
+        if not locked:
+            return locked
+        running = {
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT task FROM slots WHERE status = 'running' AND task = ANY(?)",
+                (sorted(locked),),
+            ).fetchall()
+        }
+        return locked - running
 
     # ---- dialect fixes for two shared statements ------------------------------------

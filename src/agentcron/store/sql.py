@@ -502,9 +502,10 @@ class SQLStore(NotifySQL):
     # candidate rows, and a check run for a task that allows one run at a time.
     _candidate_lock = ""
 
-    def _may_start(self, db: Conn, task: str) -> bool:
-        """With one writer at a time (SQLite) the running-set read at the start holds."""
-        return True
+    def _may_start(self, db: Conn, tasks: Sequence[str]) -> set[str]:
+        """Which of ``tasks`` (each runs one at a time, none seen running) may start one
+        now. With one writer at a time (SQLite) the running-set read at the start holds."""
+        return set(tasks)
 
     def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
         if limit <= 0:
@@ -569,18 +570,29 @@ class SQLStore(NotifySQL):
             (ts(now), *skip, fetch),
         ).fetchall()
         page: list[Slot] = []
-        for row in rows:
-            if len(page) >= limit:
-                break
-            task = row[1]
-            if row[17] != "allow":
-                if task in busy:
-                    continue
-                if not self._may_start(db, task):
+        at = 0
+        while at < len(rows) and len(page) < limit:
+            # As many candidates as there is room for, their one-at-a-time tasks asked
+            # about together (on PostgreSQL two statements, not two per slot); refused
+            # ones leave room that the next round fills from further down.
+            batch: list[tuple[Any, ...]] = []
+            ask: list[str] = []
+            while at < len(rows) and len(batch) < limit - len(page):
+                row, at = rows[at], at + 1
+                if row[17] != "allow":
+                    if row[1] in busy or row[1] in refused:
+                        continue
+                    busy.add(row[1])
+                    ask.append(row[1])
+                batch.append(row)
+            allowed = self._may_start(db, ask) if ask else set()
+            for row in batch:
+                task = row[1]
+                if row[17] != "allow" and task not in allowed:
+                    busy.discard(task)
                     refused.add(task)
                     continue
-                busy.add(task)
-            page.append(slot_from_row(row[:17]))
+                page.append(slot_from_row(row[:17]))
         return page, len(rows) == fetch
 
     @staticmethod
