@@ -63,7 +63,9 @@ def test_bursts_with_pauses_keep_the_log_bounded_and_the_writer_never_checkpoint
 ) -> None:
     path = tmp_path / "w.db"
     w = Writer(path)
-    cp = Checkpointer(str(path), w.changes, w.writing, w.checkpoints, interval=0.01)
+    cp = Checkpointer(
+        str(path), w.changes, w.writing, w.checkpoints, interval=0.01, idle_interval=0.02
+    )
     cp.start()
     try:
         for round_ in range(20):  # 20 x 64 x 64 KiB: 80 MiB through the log
@@ -89,6 +91,7 @@ def test_writes_without_a_pause_hand_checkpoints_back_until_the_log_starts_over(
         w.writing,
         w.checkpoints,
         interval=0.01,
+        idle_interval=0.02,
         force_after=64,
         max_pages=2000,
     )
@@ -127,7 +130,9 @@ def test_a_failing_checkpointer_gives_the_job_back(tmp_path: Path) -> None:
     def changes() -> int:
         return next(reads)  # the second read fails
 
-    cp = Checkpointer(str(path), changes, w.writing, w.checkpoints, interval=0.01)
+    cp = Checkpointer(
+        str(path), changes, w.writing, w.checkpoints, interval=0.01, idle_interval=0.02
+    )
     cp.start()
     try:
         wait_for(lambda: w.told == [True], "the writer to take checkpoints back")

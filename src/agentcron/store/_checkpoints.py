@@ -44,6 +44,7 @@ class Checkpointer:
         writer_checkpoints: Callable[[bool], None],
         *,
         interval: float = 0.25,
+        idle_interval: float = 2.0,
         force_after: int = 20_000,
         max_pages: int = 20 * DEFAULT_PAGES,
     ) -> None:
@@ -51,7 +52,8 @@ class Checkpointer:
         self._changes = changes
         self._writing = writing
         self._writer_checkpoints = writer_checkpoints
-        self.interval = interval
+        self.interval = interval  # between looks while the writer writes
+        self.idle_interval = idle_interval  # while it does not (an idle daemon)
         self.force_after = force_after
         self.max_pages = max_pages
         self.checkpoints = 0  # completed calls, for tests and diagnostics
@@ -88,9 +90,11 @@ class Checkpointer:
     def _loop(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA busy_timeout = 30000")
         done_at = previous = self._changes()
-        while not self._stop.wait(self.interval):
+        wait = self.interval
+        while not self._stop.wait(wait):
             now = self._changes()
             quiet, previous = now == previous and not self._writing(), now
+            wait = self.idle_interval if quiet and now == done_at else self.interval
             if now == done_at or (not quiet and now - done_at < self.force_after):
                 continue
             _busy, pages, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
