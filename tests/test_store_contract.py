@@ -1169,6 +1169,66 @@ def test_pg_claim_fills_the_room_a_held_task_leaves(pg_schema: str) -> None:
 
 
 @pytest.mark.postgres
+def test_pg_two_nodes_starting_together_add_a_file_task_once(pg_schema: str) -> None:
+    """Two daemons with one config start at the same moment: both read "no such task",
+    the second one's insert meets the first one's row. It must take that row as the
+    task (nothing added, nothing raised), not fail to start."""
+    import time
+
+    import psycopg
+    from psycopg import sql
+
+    from agentcron.store._rows import schedule_key, spec_json
+    from agentcron.store.postgres import PostgresStore
+
+    store = PostgresStore(PG_DSN, schema=pg_schema)
+    other = psycopg.connect(PG_DSN)
+    watcher = psycopg.connect(PG_DSN, autocommit=True)
+    task = spec("tick")
+    try:
+        other.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg_schema)))
+        other.execute(  # the other node's start, not committed yet
+            "INSERT INTO tasks (name, source, spec, schedule_key, overlap, paused, "
+            "next_fire_at, created_at, updated_at) VALUES (%s, 'file', %s, %s, %s, 0, %s, %s, %s)",
+            (
+                "tick",
+                spec_json(task),
+                schedule_key(task),
+                task.overlap.value,
+                T0.timestamp(),
+                T0.timestamp(),
+                T0.timestamp(),
+            ),
+        )
+        outcome: dict[str, Any] = {}
+
+        def start() -> None:
+            try:
+                outcome["synced"] = store.sync_file_tasks([task], T0, {"tick": T0})
+            except Exception as exc:  # reported below
+                outcome["error"] = exc
+
+        node = threading.Thread(target=start)
+        node.start()
+        deadline = time.monotonic() + 20
+        while not watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        ).fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the second insert never waited"
+            time.sleep(0.02)
+        other.commit()
+        node.join(20)
+        assert "error" not in outcome, outcome.get("error")
+        assert outcome["synced"] == ([], [], [])
+        assert [t.name for t in store.list_tasks()] == ["tick"]
+    finally:
+        other.close()
+        watcher.close()
+        store.close()
+
+
+@pytest.mark.postgres
 def test_pg_reconnects_once_after_the_server_dropped_the_connection(pg_schema: str) -> None:
     import psycopg
 

@@ -60,6 +60,7 @@ from agentcron.store.base import (
     NodeInfo,
     StartRoom,
 )
+from agentcron.store.errors import StoreError
 
 CLAIM_PAGES = 4  # pages of candidates one claim reads at most
 
@@ -91,13 +92,20 @@ class SQLStore(NotifySQL):
         """Returns 'added', 'changed' or 'same'."""
         key = schedule_key(spec)
         body = spec_json(spec)
-        row = db.execute(
-            "SELECT spec, schedule_key, source, paused FROM tasks WHERE name = ?", (spec.name,)
-        ).fetchone()
-        if row is None:
-            db.execute(
+        for _ in range(3):
+            row = db.execute(
+                "SELECT spec, schedule_key, source, paused FROM tasks WHERE name = ?",
+                (spec.name,),
+            ).fetchone()
+            if row is not None:
+                break
+            # ON CONFLICT: another node may add it between our read and this insert
+            # (two daemons starting together on one PostgreSQL database with one
+            # config); its row is then the one to compare with, read again.
+            added = db.execute(
                 "INSERT INTO tasks (name, source, spec, schedule_key, overlap, paused, "
-                "next_fire_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "next_fire_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO NOTHING RETURNING name",
                 (
                     spec.name,
                     source.value,
@@ -109,8 +117,11 @@ class SQLStore(NotifySQL):
                     ts(now),
                     ts(now),
                 ),
-            )
-            return "added"
+            ).fetchone()
+            if added is not None:
+                return "added"
+        else:
+            raise StoreError(f"task {spec.name!r} keeps appearing and vanishing; try again")
         if row[0] == body and row[2] == source.value:
             return "same"
         # `paused` in the spec is what the file (or code) says; the column is the state,
