@@ -373,15 +373,11 @@ class Engine:
         assert rec.next_fire_at is not None
         sched = self.schedule_for(spec)
         fires = [rec.next_fire_at]
-        cursor = rec.next_fire_at
-        while len(fires) < CHUNK:
-            nxt = sched.next_after(cursor)
-            if nxt is None or nxt.at > now:
-                break
-            fires.append(nxt.at)
-            cursor = nxt.at
-        following = sched.next_after(fires[-1])
-        new_next = following.at if following else None
+        following = sched.next_after(rec.next_fire_at)
+        while following is not None and following.at <= now and len(fires) < CHUNK:
+            fires.append(following.at)
+            following = sched.next_after(following.at)
+        new_next = following.at if following else None  # the first fire after `fires`
         more_follow = new_next is not None and new_next <= now
         if spec.at is not None:
             planned = self._plan_one_shot(spec, fires[0], now)
