@@ -24,21 +24,19 @@ from pathlib import Path
 
 from agentcron.actions.base import Action
 from agentcron.clock import Clock
-from agentcron.durations import format_duration
 from agentcron.model import ErrorClass, FailureInfo, Slot, SlotStatus, TaskRecord, TaskSpec
-from agentcron.policies.catchup import on_time_grace, plan_fires
-from agentcron.policies.overlap import decide_overlap
 from agentcron.schedules.base import Schedule
-from agentcron.store.base import Claim, Fires, NewSlot, StartRoom, Store
+from agentcron.store.base import Claim, Fires, StartRoom, Store
 
 from .finisher import Finisher
+from .planning import Ahead, Plan, plan_due, with_overlap
 from .runner import Finished, RunnerDeps, execute, outcome_for_failure, outer_limit
 
 log = logging.getLogger("agentcron.engine")
 
-CHUNK = 2000  # fires processed per task per tick after a long downtime
 LOOKAHEAD = timedelta(seconds=2)  # how early the tasks of a coming fire are prepared
 PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap ahead of it)
+DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
 
 
@@ -59,16 +57,6 @@ class TickReport:
     started: int = 0
     lost: int = 0
     skipped: int = 0
-
-
-@dataclass
-class _Plan:
-    spec: TaskSpec
-    expected: datetime | None
-    new_next: datetime | None
-    slots: list[NewSlot]
-    supersede: list[int]
-    replace: list[int]
 
 
 @dataclass
@@ -118,6 +106,7 @@ class Engine:
         self._last_recover: datetime | None = None
         self._last_sweep: datetime | None = None
         self._prepared_for: datetime | None = None
+        self._ahead: Ahead | None = None  # plans made for the coming instant
         self._wake = asyncio.Event()
         self._dead_owners = list(settings.dead_owners)
         self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
@@ -252,12 +241,15 @@ class Engine:
             return
         self._prepared_for = nxt
         due = self.store.due_tasks(nxt, PREPARE_LIMIT)
+        plans: dict[str, tuple[TaskRecord, Plan]] = {}
         for rec in due:
             try:
-                self.schedule_for(rec.spec)
+                sched = self.schedule_for(rec.spec)
                 self.actions(rec.spec)  # imports and makes the action (cached by kind)
+                plans[rec.name] = (rec, plan_due(rec, sched, nxt))
             except Exception:  # reported when the fire is planned or run
                 continue
+        self._ahead = Ahead(nxt, self.settings.default_zone, plans)
         from agentcron.actions.output import output_folder
 
         folders = [output_folder(self.settings.home, rec.name) for rec in due]
@@ -339,16 +331,12 @@ class Engine:
         """Plan every due task in memory, then record all their slots in one
         transaction, starting fresh ones while there is room: a burst of thousands of
         due tasks costs one commit, not thousands. Returns (recorded, skipped, started)."""
-        due = self.store.due_tasks(now, 5000)
-        if not due:
+        planned = self._due_plans(now)
+        if not planned:
             return 0, 0, 0
-        active = self.store.active_slots_of({rec.name for rec in due})
-        plans: list[_Plan] = []
-        for rec in due:
-            try:
-                plans.append(self._plan_task(rec, now, active.get(rec.name, [])))
-            except Exception:
-                log.exception("could not plan slots for task %s", rec.name)
+        active = self.store.active_slots_of({p.spec.name for p in planned})
+        zone = self.settings.default_zone
+        plans = [with_overlap(p, active.get(p.spec.name, ()), zone) for p in planned]
         room = StartRoom(
             owner=self.settings.owner,
             lease_until=now + self.settings.lease,
@@ -368,32 +356,27 @@ class Engine:
             self._after_materialize(plan, inserted, now)
         return created, skipped, len(claims)
 
-    def _plan_task(self, rec: TaskRecord, now: datetime, active: list[Slot]) -> _Plan:
-        spec = rec.spec
-        assert rec.next_fire_at is not None
-        sched = self.schedule_for(spec)
-        fires = [rec.next_fire_at]
-        following = sched.next_after(rec.next_fire_at)
-        while following is not None and following.at <= now and len(fires) < CHUNK:
-            fires.append(following.at)
-            following = sched.next_after(following.at)
-        new_next = following.at if following else None  # the first fire after `fires`
-        more_follow = new_next is not None and new_next <= now
-        if spec.at is not None:
-            planned = self._plan_one_shot(spec, fires[0], now)
-        else:
-            planned = plan_fires(
-                fires,
-                now,
-                spec.catchup,
-                spec.catchup_window,
-                on_time_grace(sched.period()),
-                more_follow=more_follow,
-            )
-        planned, supersede, replace = self._apply_overlap(spec, planned, active)
-        return _Plan(spec, rec.next_fire_at, new_next, planned, supersede, replace)
+    def _due_plans(self, now: datetime) -> list[Plan]:
+        """The plans of the tasks due now: those made ahead for this instant if they
+        all still hold (see :mod:`.planning`), else made now from a fresh read."""
+        ahead = self._ahead
+        if ahead is not None and now >= ahead.at:
+            self._ahead = None  # for one instant only
+            heads = self.store.due_heads(now, DUE_LIMIT)
+            if not heads:
+                return []
+            taken = ahead.take(heads, now, self.settings.default_zone)
+            if taken is not None:
+                return taken
+        plans: list[Plan] = []
+        for rec in self.store.due_tasks(now, DUE_LIMIT):
+            try:
+                plans.append(plan_due(rec, self.schedule_for(rec.spec), now))
+            except Exception:
+                log.exception("could not plan slots for task %s", rec.name)
+        return plans
 
-    def _after_materialize(self, plan: _Plan, inserted: list[Slot], now: datetime) -> None:
+    def _after_materialize(self, plan: Plan, inserted: list[Slot], now: datetime) -> None:
         spec = plan.spec
         if plan.supersede or plan.replace:
             newest = max((s.scheduled_for for s in plan.slots), default=now)
@@ -415,41 +398,6 @@ class Engine:
                         listener(spec, slot)
                     except Exception:
                         log.exception("slot listener failed on %s", spec.name)
-
-    def _plan_one_shot(self, spec: TaskSpec, at: datetime, now: datetime) -> list[NewSlot]:
-        if spec.expires is not None and now - at > spec.expires:
-            return [
-                NewSlot(
-                    at,
-                    SlotStatus.EXPIRED,
-                    f"not started within {format_duration(spec.expires)} of its time (expires)",
-                )
-            ]
-        return [NewSlot(at, SlotStatus.PENDING)]
-
-    def _apply_overlap(
-        self, spec: TaskSpec, planned: list[NewSlot], active: list[Slot]
-    ) -> tuple[list[NewSlot], list[int], list[int]]:
-        pending = [s for s in planned if s.status is SlotStatus.PENDING]
-        if not pending:
-            return planned, [], []
-        if not active:
-            return planned, [], []
-        label = (
-            pending[0]
-            .scheduled_for.astimezone(spec.zone(self.settings.default_zone))
-            .strftime("%H:%M")
-        )
-        decision = decide_overlap(spec.overlap, active, label)
-        if decision.status is SlotStatus.PENDING:
-            return planned, decision.supersede, decision.replace
-        out = [
-            NewSlot(s.scheduled_for, SlotStatus.SKIPPED, decision.reason, s.trigger)
-            if s.status is SlotStatus.PENDING
-            else s
-            for s in planned
-        ]
-        return out, decision.supersede, decision.replace
 
     def _start_runs(self, now: datetime) -> int:
         room = self.settings.max_concurrency - len(self._runs)

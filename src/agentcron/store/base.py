@@ -180,6 +180,11 @@ class Store(Protocol):
         """Unpaused tasks whose ``next_fire_at <= now``, earliest first. Indexed."""
         ...
 
+    def due_heads(self, now: datetime, limit: int) -> list[tuple[str, datetime | None, datetime]]:
+        """``(name, next_fire_at, updated_at)`` of what :meth:`due_tasks` would return,
+        without the specs: enough to tell whether records read before still hold."""
+        ...
+
     def next_wakeup(self) -> datetime | None:
         """The earliest ``next_fire_at`` / ``next_attempt_at`` of anything, to sleep until."""
         ...

@@ -44,6 +44,7 @@ from agentcron.store._rows import (
     attempt_from_row,
     chunks,
     dt,
+    dt_req,
     parse_spec,
     schedule_key,
     slot_from_row,
@@ -263,6 +264,14 @@ class SQLStore(NotifySQL):
             (ts(now), limit),
         )
         return [task_from_row(r) for r in rows]
+
+    def due_heads(self, now: datetime, limit: int) -> list[tuple[str, datetime | None, datetime]]:
+        rows = self._q(
+            "SELECT name, next_fire_at, updated_at FROM tasks WHERE paused = 0 "
+            "AND next_fire_at <= ? ORDER BY next_fire_at LIMIT ?",
+            (ts(now), limit),
+        )
+        return [(name, dt(nfa), dt_req(updated)) for name, nfa, updated in rows]
 
     def next_fire(self) -> datetime | None:
 

@@ -1,0 +1,132 @@
+"""What a due task's fires become, decided in memory before anything is written.
+
+Planning is pure: a task record, its schedule and the current time give the fires
+that came due, the slots they become under the catch-up rules, and the task's next
+fire; the slots active at the instant then decide overlap. The engine records the
+result in one transaction.
+
+Plans can also be made ahead of time: two seconds before a fire instant the engine
+plans the tasks due then, as of that instant (nothing is written). At the instant,
+:meth:`Ahead.take` hands those plans over only if each still holds exactly: the task
+is unchanged since (same next fire, same last change), the tick is less than a second
+late (every fire then is on time, whatever the task's period), no further fire of the
+task has come due, and a one-shot task has not expired. Otherwise the tick plans from
+a fresh read, as it would have without them. Overlap is always decided at the instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from agentcron.durations import format_duration
+from agentcron.model import Slot, SlotStatus, TaskRecord, TaskSpec
+from agentcron.policies.catchup import on_time_grace, plan_fires
+from agentcron.policies.overlap import decide_overlap
+from agentcron.schedules.base import Schedule
+from agentcron.store.base import NewSlot
+
+CHUNK = 2000  # fires processed per task per tick after a long downtime
+ON_TIME = timedelta(seconds=1)  # the smallest on-time grace (see on_time_grace)
+
+
+@dataclass
+class Plan:
+    spec: TaskSpec
+    expected: datetime | None  # the task's next fire as read: the compare-and-set's value
+    new_next: datetime | None
+    slots: list[NewSlot]
+    supersede: list[int] = field(default_factory=list)
+    replace: list[int] = field(default_factory=list)
+
+
+def plan_due(rec: TaskRecord, sched: Schedule, now: datetime) -> Plan:
+    """The fires of a due task up to ``now`` (at most CHUNK), as slots under its
+    catch-up policy, and the fire after them. Overlap is not applied here."""
+    spec = rec.spec
+    assert rec.next_fire_at is not None
+    fires = [rec.next_fire_at]
+    following = sched.next_after(rec.next_fire_at)
+    while following is not None and following.at <= now and len(fires) < CHUNK:
+        fires.append(following.at)
+        following = sched.next_after(following.at)
+    new_next = following.at if following else None  # the first fire after `fires`
+    if spec.at is not None:
+        planned = plan_one_shot(spec, fires[0], now)
+    else:
+        planned = plan_fires(
+            fires,
+            now,
+            spec.catchup,
+            spec.catchup_window,
+            on_time_grace(sched.period()),
+            more_follow=new_next is not None and new_next <= now,
+        )
+    return Plan(spec, rec.next_fire_at, new_next, planned)
+
+
+def plan_one_shot(spec: TaskSpec, at: datetime, now: datetime) -> list[NewSlot]:
+    if spec.expires is not None and now - at > spec.expires:
+        return [
+            NewSlot(
+                at,
+                SlotStatus.EXPIRED,
+                f"not started within {format_duration(spec.expires)} of its time (expires)",
+            )
+        ]
+    return [NewSlot(at, SlotStatus.PENDING)]
+
+
+def with_overlap(plan: Plan, active: Sequence[Slot], default_zone: str | None) -> Plan:
+    """``plan`` under its task's overlap policy, given the task's active slots."""
+    pending = [s for s in plan.slots if s.status is SlotStatus.PENDING]
+    if not pending or not active:
+        return plan
+    spec = plan.spec
+    label = pending[0].scheduled_for.astimezone(spec.zone(default_zone)).strftime("%H:%M")
+    decision = decide_overlap(spec.overlap, list(active), label)
+    slots = plan.slots
+    if decision.status is not SlotStatus.PENDING:
+        slots = [
+            NewSlot(s.scheduled_for, SlotStatus.SKIPPED, decision.reason, s.trigger)
+            if s.status is SlotStatus.PENDING
+            else s
+            for s in plan.slots
+        ]
+    return Plan(spec, plan.expected, plan.new_next, slots, decision.supersede, decision.replace)
+
+
+DueHead = tuple[str, datetime | None, datetime]  # name, next fire, last change
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """Plans made as of instant ``at`` (with ``zone`` the default zone then)."""
+
+    at: datetime
+    zone: str | None
+    plans: dict[str, tuple[TaskRecord, Plan]]
+
+    def take(self, heads: Sequence[DueHead], now: datetime, zone: str | None) -> list[Plan] | None:
+        """The plans for the tasks due now (``heads``, in order), or None when any of
+        them cannot be taken as it was made (see the module docstring)."""
+        if zone != self.zone or now < self.at:
+            return None
+        out: list[Plan] = []
+        for name, next_fire_at, updated_at in heads:
+            hit = self.plans.get(name)
+            if hit is None or next_fire_at is None:
+                return None
+            rec, plan = hit
+            if rec.next_fire_at != next_fire_at or rec.updated_at != updated_at:
+                return None
+            if now - next_fire_at >= ON_TIME:
+                return None
+            if plan.new_next is not None and plan.new_next <= now:
+                return None
+            expires = rec.spec.expires
+            if rec.spec.at is not None and expires is not None and now - next_fire_at > expires:
+                return None
+            out.append(plan)
+        return out
