@@ -576,7 +576,15 @@ def child_main(ns: argparse.Namespace) -> None:
         result = child_add_tasks(ns.tasks, ns.keep_db)
     elif ns.child == "burst":
         result = asyncio.run(
-            run_burst(ns.burst, ns.concurrency, ns.work_ms / 1000, ns.cap, ns.lead, ns.says, ns.pg)
+            run_burst(
+                ns.burst,
+                ns.concurrency,
+                ns.work_ms / 1000,
+                ns.cap,
+                ns.lead,
+                ns.says,
+                os.environ[PG_ENV] if ns.on_pg else None,
+            )
         )
     else:
         raise SystemExit(f"unknown child {ns.child!r}")
@@ -590,7 +598,7 @@ def burst_runs(ns: argparse.Namespace, postgres: bool = False) -> dict[str, Any]
         args = ["--child", "burst", "--burst", str(slots), "--concurrency", str(concurrency)]
         args += ["--work-ms", str(work_ms), "--cap", str(cap)] + (["--says"] if says else [])
         if postgres:
-            args += ["--pg", ns.pg]
+            args += ["--on-pg"]  # the DSN goes by environment, not on command lines
         if ns.lead is not None:
             args += ["--lead", str(ns.lead)]
         return run_child(args)
@@ -612,6 +620,7 @@ def burst_runs(ns: argparse.Namespace, postgres: bool = False) -> dict[str, Any]
 
 
 POSTGRES_RUNS = ("trivial_all_at_once", "trivial", "simultaneous_1000")
+PG_ENV = "AGENTCRON_BENCH_PG"
 
 
 def machine() -> dict[str, Any]:
@@ -677,6 +686,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--keep-db", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--work-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--says", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--on-pg", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cap", type=float, default=60.0, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     if ns.child:
@@ -690,8 +700,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown measurement(s) {sorted(unknown)}; choose from {MEASUREMENTS}")
     if "burst_postgres" in wanted and not ns.pg:
         parser.error("burst_postgres needs --pg DSN (a database the bench may add schemas to)")
-    internal = {"child", "keep_db", "work_ms", "cap", "says"}
+    internal = {"child", "keep_db", "work_ms", "cap", "says", "on_pg"}
     params = {k: v for k, v in vars(ns).items() if k not in internal} | {"only": wanted}
+    if ns.pg:  # the JSON is for sharing: no password in it
+        from agentcron.store.postgres import redact_dsn
+
+        params["pg"] = redact_dsn(ns.pg)
+        os.environ[PG_ENV] = ns.pg  # for the burst children
     out: dict[str, Any] = {"machine": machine(), "params": params, "loadavg_after": {}}
     began = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="agentcron-bench-"))
