@@ -70,11 +70,18 @@ def test_lines_are_redacted_written_in_order_and_flushed_at_stop(
     assert writers and threading.main_thread().name not in writers  # not the caller's thread
 
 
-def test_setting_up_twice_keeps_one_writer(
+def test_setting_up_again_replaces_the_writer(
     stderr: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     setup(stderr, logging.INFO, monkeypatch)
+    first = logs._listener[0]
+    logging.getLogger("agentcron.test").info("before")
     setup(stderr, logging.WARNING, monkeypatch)
+    assert logs._listener != [first] and len(logs._listener) == 1
+    assert first._thread is None  # stopped, having written what it had
+    assert "before" in stderr.getvalue()
+    logging.getLogger("agentcron.test").info("below the new level")
     logging.getLogger("agentcron.test").warning("once")
     logs.stop_logging()
     assert stderr.getvalue().count("once") == 1
+    assert "below the new level" not in stderr.getvalue()
