@@ -25,7 +25,7 @@ from agentcron.model import Slot, SlotStatus, TaskRecord, TaskSpec
 from agentcron.policies.catchup import on_time_grace, plan_fires
 from agentcron.policies.overlap import decide_overlap
 from agentcron.schedules.base import Schedule
-from agentcron.store.base import NewSlot
+from agentcron.store.base import DueHead, NewSlot
 
 CHUNK = 2000  # fires processed per task per tick after a long downtime
 ON_TIME = timedelta(seconds=1)  # the smallest on-time grace (see on_time_grace)
@@ -95,9 +95,6 @@ def with_overlap(plan: Plan, active: Sequence[Slot], default_zone: str | None) -
             for s in plan.slots
         ]
     return Plan(spec, plan.expected, plan.new_next, slots, decision.supersede, decision.replace)
-
-
-DueHead = tuple[str, datetime | None, datetime]  # name, next fire, last change
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,9 @@ class StartRoom:
     room: int
 
 
+DueHead = tuple[str, datetime | None, datetime]  # a due task's name, next fire, last change
+
+
 @dataclass(frozen=True)
 class Finish:
     """One attempt's end, as handed to :meth:`Store.finish_many`."""
@@ -180,7 +183,7 @@ class Store(Protocol):
         """Unpaused tasks whose ``next_fire_at <= now``, earliest first. Indexed."""
         ...
 
-    def due_heads(self, now: datetime, limit: int) -> list[tuple[str, datetime | None, datetime]]:
+    def due_heads(self, now: datetime, limit: int) -> list[DueHead]:
         """``(name, next_fire_at, updated_at)`` of what :meth:`due_tasks` would return,
         without the specs: enough to tell whether records read before still hold."""
         ...

@@ -55,6 +55,7 @@ from agentcron.store._rows import (
 from agentcron.store.base import (
     AttemptOutcome,
     Claim,
+    DueHead,
     Finish,
     Fires,
     NewSlot,
@@ -265,7 +266,7 @@ class SQLStore(NotifySQL):
         )
         return [task_from_row(r) for r in rows]
 
-    def due_heads(self, now: datetime, limit: int) -> list[tuple[str, datetime | None, datetime]]:
+    def due_heads(self, now: datetime, limit: int) -> list[DueHead]:
         rows = self._q(
             "SELECT name, next_fire_at, updated_at FROM tasks WHERE paused = 0 "
             "AND next_fire_at <= ? ORDER BY next_fire_at LIMIT ?",
