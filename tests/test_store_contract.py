@@ -249,6 +249,13 @@ def test_due_tasks_earliest_first_with_limit(store: SQLStore) -> None:
     assert [t.name for t in store.due_tasks(T0 + 2 * MIN, 10)] == ["early", "mid", "late"]
     assert [t.name for t in store.due_tasks(T0 + 2 * MIN, 2)] == ["early", "mid"]
     assert store.due_tasks(T0 - timedelta(seconds=1), 10) == []
+    # the heads: the same tasks in the same order, with the fields that tell a change
+    for limit in (10, 2):
+        full = store.due_tasks(T0 + 2 * MIN, limit)
+        assert store.due_heads(T0 + 2 * MIN, limit) == [
+            (t.name, t.next_fire_at, t.updated_at) for t in full
+        ]
+    assert store.due_heads(T0 - timedelta(seconds=1), 10) == []
 
 
 def test_next_wakeup_is_the_earliest_fire_or_retry(store: SQLStore) -> None:
