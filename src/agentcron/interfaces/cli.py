@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -114,6 +115,10 @@ def service_for(
             yield service
         except ServiceError as exc:
             fail(str(exc))
+    except StoreError as exc:  # e.g. damage met on a page this command read
+        fail(str(exc))
+    except sqlite3.Error as exc:  # locked past the timeout, read-only file, I/O error
+        fail(f"database {store.describe()}: {exc}")
     finally:
         store.close()
 
@@ -433,6 +438,49 @@ def doctor(
         render.doctor(out, report)
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+_PRUNE_KINDS = (
+    ("slots", "runs"),
+    ("attempts", "attempts"),
+    ("deliveries", "delivery rows"),
+    ("files", "output files"),
+    ("outbox", "sent notifications"),
+    ("incidents", "closed incidents"),
+    ("nodes", "node rows"),
+)
+
+
+@app.command()
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would go; change nothing")
+    ] = False,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove history past keep_history now (the daemon also does it periodically)."""
+    from agentcron.config.errors import ConfigError
+    from agentcron.config.loader import load_config
+
+    path = _config_path(config)
+    if path.exists():
+        # the file says how long each task keeps its history: deleting by a guess is
+        # not undone, so an invalid file stops here instead of warning and going on
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            fail(f"{path} is invalid; fix it before pruning (it sets keep_history):\n{exc}")
+    with service_for(config, home, db) as svc:
+        report = svc.prune(dry_run=dry_run)
+    if json_out:
+        emit_json(report)
+        return
+    out.print("dry run, nothing changed; would remove:" if dry_run else "removed:")
+    for key, label in _PRUNE_KINDS:
+        out.print(f"  {report[key]:>9,}  {label}")
 
 
 notify_app = typer.Typer(help="Notification channels.", no_args_is_help=True)

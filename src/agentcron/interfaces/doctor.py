@@ -6,6 +6,7 @@ seen and, when something is wrong, what to do.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
     from agentcron.config.loader import load_config
     from agentcron.service import Defaults, Service
     from agentcron.store import StoreError, open_store
+    from agentcron.store.sqlite import SQLiteStore
 
     checks: list[dict[str, str]] = []
     timezone = None
@@ -40,7 +42,11 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
     except StoreError as exc:
         checks.append(_check("database", "fail", str(exc)))
         return {"ok": False, "checks": checks, "daemon": None, "tasks": []}
+    daemon: dict[str, Any] | None = None
+    tasks: list[dict[str, Any]] = []
     try:
+        if isinstance(store, SQLiteStore):
+            store.check_integrity()  # damage no query has met yet
         svc = Service(store, home, defaults=Defaults(timezone, None))
         checks.append(_check("database", "ok", store.describe()))
         daemon = svc.daemon_status()
@@ -83,6 +89,12 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         else:
             checks.append(_check("tasks", "ok", f"{len(tasks)} task(s), none failing"))
         checks.extend(_extra_checks(svc))
+    except (StoreError, sqlite3.Error) as exc:
+        # damage found by the check or met by a query after it, a lock held past the
+        # timeout, an I/O error: one ✖ line in the report, never a traceback
+        problem = str(exc) if isinstance(exc, StoreError) else f"{store.describe()}: {exc}"
+        checks = [c for c in checks if c["name"] != "database"]
+        checks.append(_check("database", "fail", problem))
     finally:
         store.close()
     ok = all(c["status"] != "fail" for c in checks)

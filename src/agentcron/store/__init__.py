@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from agentcron.store.base import AttemptOutcome, Claim, NewSlot, NodeInfo, Store
 from agentcron.store.errors import NotFound, StoreError
@@ -10,44 +12,79 @@ from agentcron.store.errors import NotFound, StoreError
 __all__ = [
     "AttemptOutcome",
     "Claim",
+    "DatabaseTarget",
     "NewSlot",
     "NodeInfo",
     "NotFound",
     "Store",
     "StoreError",
     "open_store",
+    "parse_db_url",
 ]
+
+_PATH_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Which database ``--db`` names, decided before anything is opened or created."""
+
+    kind: Literal["sqlite", "postgresql"]
+    url: str = ""  # the PostgreSQL URL
+    path: Path | None = None  # the SQLite file
+    default: bool = False  # the home's own database (its folder may be created)
+
+
+def parse_db_url(db_url: str | None, home: Path) -> DatabaseTarget:
+    """Read ``--db``: ``postgresql://…`` (or ``postgres://…``), ``sqlite:///PATH``, or a
+    value that looks like a file path (it contains a ``/`` or ends in ``.db``,
+    ``.sqlite`` or ``.sqlite3``); nothing or an empty value means SQLite in the home.
+
+    Anything else is refused rather than taken as a file name: ``--db notaurl`` is far
+    more likely a mistyped URL than a wish for a database file called ``notaurl``.
+    """
+    if not db_url:
+        return DatabaseTarget("sqlite", path=home / "agentcron.db", default=True)
+    if db_url.startswith(("postgresql://", "postgres://")):
+        return DatabaseTarget("postgresql", url=db_url)
+    if db_url.startswith("sqlite:"):
+        rest = db_url.removeprefix("sqlite:")
+        if not rest.startswith("///") or not rest.strip("/"):
+            raise StoreError(
+                f"database URL {db_url!r}: a SQLite URL is sqlite:///PATH with an absolute "
+                "path (sqlite:///var/lib/agentcron.db); for a relative path give the path "
+                "itself (--db ./agentcron.db)"
+            )
+        return DatabaseTarget("sqlite", path=Path("/" + rest.lstrip("/")))
+    if "://" in db_url:
+        # the scheme only: the rest of a URL may hold a password
+        raise StoreError(
+            f"database URL {db_url.split('://')[0]}://…: unsupported scheme "
+            f"{db_url.split('://')[0]}://; use sqlite:///PATH, postgresql://… or a file path"
+        )
+    if "/" in db_url or db_url.lower().endswith(_PATH_SUFFIXES):
+        return DatabaseTarget("sqlite", path=Path(db_url).expanduser())
+    raise StoreError(
+        f"database {db_url!r} (--db) is neither a URL nor a file path: give "
+        "postgresql://…, sqlite:///PATH, or a path that contains a '/' or ends in .db, "
+        f".sqlite or .sqlite3 (e.g. ./{db_url}.db)"
+    )
 
 
 def open_store(db_url: str | None, home: Path) -> Store:
-    """Open the store named by ``--db`` (default: SQLite in the home).
-
-    Accepts ``sqlite:///path``, a bare path, or ``postgresql://…``.
-    """
-    if not db_url:
-        from agentcron.store.sqlite import SQLiteStore
-
-        return SQLiteStore(home / "agentcron.db")
-    if db_url.startswith(("postgresql://", "postgres://")):
+    """Open the store named by ``--db`` (default: SQLite in the home, whose folder is
+    created when missing; for a path the user gave, a missing folder is an error)."""
+    target = parse_db_url(db_url, home)
+    if target.kind == "postgresql":
         try:
             from agentcron.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:
             raise StoreError(
                 f"PostgreSQL needs the postgres extra: pip install 'agentcron[postgres]' ({exc})"
             ) from None
-        store: Store = PostgresStore(db_url)
+        store: Store = PostgresStore(target.url)
         return store
-    if db_url.startswith("sqlite://"):
-        path = db_url.removeprefix("sqlite://")
-        path = path[1:] if path.startswith("//") else path
-        from agentcron.store.sqlite import SQLiteStore
-
-        return SQLiteStore(path or home / "agentcron.db")
-    if "://" in db_url:
-        raise StoreError(
-            f"unsupported database URL scheme in {db_url.split('://')[0]}://…; "
-            "use sqlite:///PATH or postgresql://…"
-        )
     from agentcron.store.sqlite import SQLiteStore
 
-    return SQLiteStore(Path(db_url))
+    assert target.path is not None
+    return SQLiteStore(target.path, create_folder=target.default)

@@ -9,3 +9,29 @@ class StoreError(Exception):
 
 class NotFound(StoreError):
     """A task or run that does not exist."""
+
+
+def damaged_database(path: str, detail: str) -> StoreError:
+    """The one wording for a database file whose pages are damaged.
+
+    Damage can surface at open, on any later query, or only in ``doctor``'s check, so
+    every place that meets it says the same thing: what is wrong with which file and the
+    three ways out, none of which agentcron may take on its own (it must never throw
+    history away behind the owner's back).
+    """
+    return StoreError(
+        f"{path}: the database file is damaged (SQLite: {detail}). Stop the daemon, "
+        f"move the file aside (mv {path} {path}.damaged), then restore it from a backup, "
+        f"or salvage what is readable with `sqlite3 {path}.damaged .recover | sqlite3 {path}`; "
+        "with no file there agentcron starts an empty database."
+    )
+
+
+def not_a_database(path: str, detail: str) -> StoreError:
+    """A file that is not SQLite at all (or whose first page is destroyed)."""
+    return StoreError(
+        f"{path} is not a usable agentcron database: it is not an SQLite file ({detail}). "
+        "If it was agentcron's database, it is damaged beyond reading: move it aside and "
+        "restore it from a backup; otherwise point --db or --home elsewhere. "
+        "agentcron has not changed it."
+    )
