@@ -1,17 +1,30 @@
-"""Pruning kept outputs older than each task's ``keep_outputs``.
+"""Retention: kept outputs past ``keep_outputs``, history past ``keep_history``.
 
 Files still waiting to be delivered are never pruned: delivery reads the kept
 file, and deleting it would turn a passing outage into a lost output.
+
+History (finished slots with their attempts, deliveries and output files; sent
+notifications; closed incidents; the rows of nodes long gone) is pruned by
+:func:`prune_history`, which the daemon runs off its loop (``asyncio.to_thread``)
+and ``agentcron prune`` runs on demand. It only decides how much each task keeps;
+what must never go (active slots, undelivered outputs, the last runs the detectors
+read) is enforced by the store's statements.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from agentcron.model import TaskRecord
+from agentcron.durations import parse_duration
+from agentcron.model import TaskRecord, TaskSpec
+from agentcron.store._prune_sql import KeepRule
+from agentcron.store.base import Store
 
 log = logging.getLogger("agentcron.retention")
 
@@ -47,3 +60,152 @@ def prune_outputs(
             except OSError as exc:
                 log.warning("could not prune %s: %s", path, exc)
     return removed
+
+
+DEFAULT_KEEP_HISTORY: timedelta | None = TaskSpec.model_fields["keep_history"].default
+SKIP_STREAK_KEPT = 3  # the skip-streak detector reads a task's 3 newest final slots
+STOPPED_NODE_KEPT = timedelta(days=1)  # `doctor` shows a cleanly stopped daemon this long
+SILENT_NODE_KEPT = timedelta(days=7)  # a node silent this long is gone, crashed or not
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What one pass removed, or would remove when ``dry_run``: rows by kind, and the
+    output files of the removed runs (those on this machine's disk)."""
+
+    dry_run: bool
+    slots: int = 0
+    attempts: int = 0
+    deliveries: int = 0
+    files: int = 0
+    outbox: int = 0
+    incidents: int = 0
+    nodes: int = 0
+    batches: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def total(self) -> int:
+        return (
+            self.slots
+            + self.attempts
+            + self.deliveries
+            + self.files
+            + self.outbox
+            + self.incidents
+            + self.nodes
+        )
+
+
+def default_keep_history(task_defaults: Mapping[str, Any] | None) -> timedelta | None:
+    """``keep_history`` of the config's ``defaults:`` (as the loader left the mapping),
+    else 90 days: what the history of tasks no longer in the config keeps, and the age
+    past which sent notifications and closed incidents go. None keeps all."""
+    if not task_defaults or "keep_history" not in task_defaults:
+        return DEFAULT_KEEP_HISTORY
+    raw = task_defaults["keep_history"]
+    if raw is None:
+        return None
+    try:
+        return parse_duration(raw)
+    except ValueError:
+        # the loader rejects such a file; a caller that skipped it keeps more, not less
+        return None
+
+
+def keep_rule(spec: TaskSpec, now: datetime) -> KeepRule:
+    """How much of one task's history stays: runs younger than its ``keep_history``,
+    and its newest final runs however old, as many as its streak detectors read."""
+    keep = spec.keep_history
+    return KeepRule(
+        cutoff=None if keep is None else now - keep,
+        keep_last=max(1, SKIP_STREAK_KEPT, spec.empty_output_streak),
+    )
+
+
+def prune_history(
+    store: Store,
+    home: Path,
+    now: datetime,
+    default_keep: timedelta | None = DEFAULT_KEEP_HISTORY,
+    *,
+    dry_run: bool = False,
+    batch: int = 500,
+) -> PruneReport:
+    """Remove history past ``keep_history``; returns the counts. Blocking: the daemon
+    calls it through ``asyncio.to_thread`` so its loop only ever waits for one batch
+    (``batch`` rows in one transaction) on the store's connection.
+
+    Each task keeps what its own ``keep_history`` says; tasks no longer in the config,
+    sent or given-up notifications and closed incidents keep ``default_keep`` (None:
+    all). Output files of removed runs are deleted once their rows are gone (only
+    files under ``home/outputs``: on several nodes, another node's files are its own
+    to prune). ``dry_run`` counts, changing nothing.
+    """
+    rules = {rec.name: keep_rule(rec.spec, now) for rec in store.list_tasks()}
+    default = KeepRule(
+        cutoff=None if default_keep is None else now - default_keep,
+        keep_last=SKIP_STREAK_KEPT,
+    )
+    outputs = (home / "outputs").resolve()
+    slots = attempts = deliveries = files = batches = 0
+    for done in store.prune_slots(rules, default, dry_run=dry_run, batch=batch):
+        batches += 1
+        slots += done.slots
+        attempts += done.attempts
+        deliveries += done.deliveries
+        files += sum(_remove_output(Path(p), outputs, dry_run) for p in done.paths)
+    if default_keep is None:
+        records = None
+    else:
+        records = store.prune_records(
+            outbox_before=now - default_keep,
+            incidents_before=now - default_keep,
+            stopped_nodes_before=now - STOPPED_NODE_KEPT,
+            silent_nodes_before=now - SILENT_NODE_KEPT,
+            dry_run=dry_run,
+            batch=batch,
+        )
+    report = PruneReport(
+        dry_run=dry_run,
+        slots=slots,
+        attempts=attempts,
+        deliveries=deliveries,
+        files=files,
+        outbox=records.outbox if records else 0,
+        incidents=records.incidents if records else 0,
+        nodes=records.nodes if records else 0,
+        batches=batches,
+    )
+    if report.total and not dry_run:
+        log.info(
+            "pruned history past keep_history: %d run(s), %d attempt(s), %d delivery "
+            "row(s), %d output file(s), %d notification(s), %d incident(s), %d node row(s)",
+            report.slots,
+            report.attempts,
+            report.deliveries,
+            report.files,
+            report.outbox,
+            report.incidents,
+            report.nodes,
+        )
+    return report
+
+
+def _remove_output(path: Path, outputs: Path, dry_run: bool) -> bool:
+    """Delete one output file of a removed run (or, dry, say whether it would be);
+    True when it was there. Paths outside this home's outputs are left alone."""
+    try:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(outputs) or not resolved.is_file():
+            return False
+        if not dry_run:
+            resolved.unlink()
+        return True
+    except FileNotFoundError:
+        return False  # pruned by keep_outputs already, or by another pass
+    except OSError as exc:
+        log.warning("could not delete %s: %s", path, exc)
+        return False

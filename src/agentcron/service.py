@@ -484,6 +484,20 @@ class Service:
         return checks
 
     # ---- daemon health -------------------------------------------------------------
+    def prune(self, dry_run: bool = False) -> dict[str, Any]:
+        """Remove history past ``keep_history`` now (``agentcron prune``), or count what
+        would go. The daemon does the same periodically; running both is harmless."""
+        from agentcron.retention import default_keep_history, prune_history
+
+        report = prune_history(
+            self.store,
+            self.home,
+            self.clock.now(),
+            default_keep_history(self.defaults.task_defaults),
+            dry_run=dry_run,
+        )
+        return report.as_dict()
+
     def daemon_status(self) -> dict[str, Any]:
         now = self.clock.now()
         nodes = []

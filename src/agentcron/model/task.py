@@ -43,6 +43,7 @@ Duration = Annotated[
 ]
 
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+MIN_KEEP_HISTORY = timedelta(hours=1)
 NOTIFY_EVENTS = ("opened", "escalated", "closed", "repeated", "stuck", "delivery")
 
 
@@ -163,6 +164,11 @@ class TaskSpec(_Strict):
     precheck: list[str] | str | None = None
     context: Literal["isolated", "previous"] = "isolated"
     keep_outputs: Duration | None = timedelta(days=30)
+    keep_history: Duration | None = Field(
+        default=timedelta(days=90),
+        description="Finished runs older than this are pruned with their attempts, "
+        "deliveries and output files (null keeps all)",
+    )
     paused: bool = False
     description: str | None = None
 
@@ -217,6 +223,14 @@ class TaskSpec(_Strict):
     def _every(cls, v: timedelta | None) -> timedelta | None:
         if v is not None and v.total_seconds() < 1:
             raise ValueError("every must be at least 1s")
+        return v
+
+    @field_validator("keep_history")
+    @classmethod
+    def _keep_history(cls, v: timedelta | None) -> timedelta | None:
+        # shorter than an hour would prune a run before anyone could look at it
+        if v is not None and v < MIN_KEEP_HISTORY:
+            raise ValueError("keep_history must be at least 1h (or null to keep all history)")
         return v
 
     @model_validator(mode="after")

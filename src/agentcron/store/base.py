@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentcron.model import (
     Attempt,
@@ -34,6 +34,11 @@ from agentcron.model import (
 from agentcron.notify.incidents import Incident
 from agentcron.notify.messages import Message
 from agentcron.notify.outbox import ChannelHealth, OutboxItem
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from agentcron.store._prune_sql import KeepRule, PrunedRecords, SlotBatch
 
 
 @dataclass(frozen=True)
@@ -389,3 +394,35 @@ class Store(Protocol):
     def get_meta(self, key: str) -> str | None: ...
 
     def set_meta(self, key: str, value: str) -> None: ...
+
+    # ---- retention (agentcron.retention drives these) ------------------------------------
+    def prune_slots(
+        self,
+        rules: Mapping[str, KeepRule],
+        default: KeepRule,
+        *,
+        dry_run: bool = False,
+        batch: int = 500,
+    ) -> Iterator[SlotBatch]:
+        """Remove final slots past their task's rule (``default`` for tasks not in
+        ``rules``) with their attempts and deliveries, ``batch`` slots per transaction;
+        each batch is committed before it is yielded with the output paths it freed.
+        Never an active slot, one with a delivery still pending or retrying, one an
+        open incident points to, a task's newest ``keep_last`` final slots or its newest
+        success. ``dry_run`` counts the same batches and changes nothing."""
+        ...
+
+    def prune_records(
+        self,
+        outbox_before: datetime,
+        incidents_before: datetime,
+        stopped_nodes_before: datetime,
+        silent_nodes_before: datetime,
+        *,
+        dry_run: bool = False,
+        batch: int = 500,
+    ) -> PrunedRecords:
+        """Remove sent and given-up outbox rows, closed incidents and stopped or silent
+        node rows older than the given times, in batches; queued messages, open
+        incidents and nodes holding running slots stay."""
+        ...

@@ -37,6 +37,7 @@ from agentcron.store._built import (
 )
 from agentcron.store._conn import Conn
 from agentcron.store._notify_sql import NotifySQL
+from agentcron.store._prune_sql import PruneSQL
 from agentcron.store._rows import (
     ATTEMPT_COLUMNS,
     SLOT_COLUMNS,
@@ -67,7 +68,7 @@ from agentcron.store.errors import StoreError
 CLAIM_PAGES = 4  # pages of candidates one claim reads at most
 
 
-class SQLStore(NotifySQL):
+class SQLStore(NotifySQL, PruneSQL):
     """Everything but connecting; subclasses define ``_tx`` and ``_q``."""
 
     def _tx(self) -> AbstractContextManager[Any]:
