@@ -128,23 +128,29 @@ class Scheduler:
         )
 
     async def run_async(self, stop: asyncio.Event | None = None) -> None:
-        """Run until ``stop`` is set (or SIGTERM/SIGINT)."""
+        """Run until ``stop`` is set (or SIGTERM/SIGINT).
+
+        On a SQLite home only one daemon may run at a time, this one or `agentcron run`:
+        raises :class:`~agentcron.instance_lock.DaemonAlreadyRunning` naming the other's
+        pid when one already does."""
         from agentcron.daemon import Daemon
+        from agentcron.instance_lock import daemon_lock
 
-        daemon = Daemon(self._options())
-        if stop is not None:
+        with daemon_lock(self.home, self.db):
+            daemon = Daemon(self._options())
+            if stop is not None:
 
-            async def relay() -> None:
-                await stop.wait()
-                daemon.stop_event.set()
+                async def relay() -> None:
+                    await stop.wait()
+                    daemon.stop_event.set()
 
-            relay_task = asyncio.create_task(relay())
-            try:
+                relay_task = asyncio.create_task(relay())
+                try:
+                    await daemon.run()
+                finally:
+                    relay_task.cancel()
+            else:
                 await daemon.run()
-            finally:
-                relay_task.cancel()
-        else:
-            await daemon.run()
 
     def run(self) -> None:
         """Run in the foreground until interrupted."""

@@ -187,6 +187,7 @@ def run(
     """Run the daemon: scheduler, workers, watchdog, notifier."""
     from agentcron.config.errors import ConfigError
     from agentcron.daemon import Daemon, DaemonOptions
+    from agentcron.instance_lock import InstanceLockError, daemon_lock
     from agentcron.store import StoreError
 
     level = getattr(logging, log_level.upper(), None)
@@ -206,7 +207,11 @@ def run(
     if options.config_path is not None and not options.config_path.exists():
         fail(f"cannot start: {options.config_path} not found; `agentcron init` writes an example")
     try:
-        asyncio.run(Daemon(options).run())
+        # one daemon per SQLite home, held until the daemon has stopped
+        with daemon_lock(options.home, options.db_url):
+            asyncio.run(Daemon(options).run())
+    except InstanceLockError as exc:
+        fail(f"cannot start: {exc}")
     except ConfigError as exc:
         fail(f"cannot start: {options.config_path} is invalid:\n{exc}")
     except StoreError as exc:

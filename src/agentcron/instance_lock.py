@@ -1,0 +1,178 @@
+"""One daemon per home on SQLite: a second ``agentcron run`` refuses to start.
+
+Two daemons on one SQLite home would both schedule the same tasks, write into the
+same outputs folder and each take the other's runs for lost ones of a dead
+predecessor; nobody asked for that, so the second one stops at the door and names
+the first. The lock is ``fcntl.flock`` on ``HOME/daemon.lock``: the kernel drops it
+when its holder dies, however it dies, so a daemon killed with ``kill -9`` leaves no
+lock a successor must clean up; the file only says who holds it (pid, host, start
+time), written after the lock is taken.
+
+The file is never deleted: a process that opened it just before an unlink would lock
+an orphaned inode while a third locks the new file, and both would believe they are
+alone. On release its contents are emptied instead.
+
+With PostgreSQL several daemons sharing one database is the point (see "Several nodes
+on PostgreSQL" in the README), so no lock is taken there, even for two of them started
+with the same home folder on one host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from agentcron.home import hostname
+
+LOCK_FILE = "daemon.lock"
+
+
+class InstanceLockError(Exception):
+    """The home's daemon lock cannot be taken."""
+
+
+class DaemonAlreadyRunning(InstanceLockError):
+    """Another live process holds the home's daemon lock."""
+
+    def __init__(self, message: str, holder: Holder) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+@dataclass(frozen=True)
+class Holder:
+    """What the lock file says about the process holding it (None: not written yet)."""
+
+    pid: int | None
+    host: str | None
+    started_at: str | None
+
+
+class InstanceLock:
+    """The daemon lock of one home folder; :meth:`acquire` once, :meth:`release` at exit."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.path = home / LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`DaemonAlreadyRunning` naming the holder.
+
+        Never waits: a daemon started twice should say so at once, not hang.
+        """
+        if self._fd is not None:
+            return
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise InstanceLockError(
+                f"cannot open the daemon lock {self.path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self.holder()
+            raise DaemonAlreadyRunning(self._busy_message(holder), holder) from None
+        except OSError as exc:  # e.g. a file system without locks
+            os.close(fd)
+            raise InstanceLockError(
+                f"cannot lock {self.path} ({exc.strerror or exc}); put the home on a local "
+                "file system"
+            ) from None
+        self._fd = fd
+        record = {
+            "pid": os.getpid(),
+            "host": hostname(),
+            "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        except OSError as exc:
+            self.release()
+            raise InstanceLockError(
+                f"cannot write the daemon lock {self.path}: {exc.strerror or exc}"
+            ) from None
+
+    def release(self) -> None:
+        """Empty the file (it must not name a process that has gone) and let go."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)  # closing the descriptor drops the flock
+
+    def holder(self, wait: float = 1.0) -> Holder:
+        """Read who holds the lock. The holder writes its record just after locking, so
+        an empty file is read again for up to ``wait`` seconds before giving up."""
+        end = time.monotonic() + wait
+        while True:
+            holder = _parse(self.path)
+            if holder.pid is not None or time.monotonic() >= end:
+                return holder
+            time.sleep(0.05)
+
+    def _busy_message(self, holder: Holder) -> str:
+        if holder.pid is None:
+            who = "(its pid is not recorded yet)"
+        else:
+            where = f" on {holder.host}" if holder.host and holder.host != hostname() else ""
+            since = f", started {holder.started_at}" if holder.started_at else ""
+            who = f"(pid {holder.pid}{where}{since})"
+        stop = f"stop it first (kill {holder.pid})" if holder.pid else "stop it first"
+        return (
+            f"another agentcron daemon is already running on the home {self.home} {who}; "
+            f"{stop}, or give this one another home (--home). Lock: {self.path}"
+        )
+
+
+def _parse(path: Path) -> Holder:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return Holder(None, None, None)
+    if not isinstance(data, dict):
+        return Holder(None, None, None)
+    pid, host, started = data.get("pid"), data.get("host"), data.get("started_at")
+    return Holder(
+        pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        host if isinstance(host, str) else None,
+        started if isinstance(started, str) else None,
+    )
+
+
+@contextmanager
+def daemon_lock(home: Path, db_url: str | None) -> Iterator[InstanceLock | None]:
+    """Hold the home's daemon lock for the life of a daemon when its database is
+    SQLite; with PostgreSQL yield None and lock nothing (see the module's docstring).
+
+    Raises :class:`~agentcron.store.StoreError` for a ``db_url`` that names no database,
+    before anything is created.
+    """
+    from agentcron.store import parse_db_url
+
+    if parse_db_url(db_url, home).kind != "sqlite":
+        yield None
+        return
+    lock = InstanceLock(home)
+    lock.acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()

@@ -1,0 +1,142 @@
+"""One daemon per SQLite home (issue 11, item 9): a second start refuses and names the
+first; a first that died (even by kill -9) leaves nothing in a successor's way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agentcron import Scheduler
+from agentcron.instance_lock import (
+    LOCK_FILE,
+    DaemonAlreadyRunning,
+    InstanceLock,
+    daemon_lock,
+)
+from agentcron.store import StoreError
+from daemon_proc import DaemonProc, wait_for
+
+CONFIG = """
+tasks:
+  idle:
+    every: 1h
+    command: ["true"]
+"""
+
+
+def lock_pid(home: Path) -> int | None:
+    try:
+        return int(json.loads((home / LOCK_FILE).read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+# ---- the lock itself ------------------------------------------------------------------------
+def test_a_second_lock_on_one_home_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = InstanceLock(home)
+    first.acquire()
+    try:
+        assert lock_pid(home) == os.getpid()
+        with pytest.raises(DaemonAlreadyRunning) as caught:
+            InstanceLock(home).acquire()
+        assert caught.value.holder.pid == os.getpid()
+        message = str(caught.value)
+        assert f"pid {os.getpid()}" in message
+        assert str(home) in message and "already running" in message
+    finally:
+        first.release()
+    assert (home / LOCK_FILE).read_text() == ""  # names no process once released
+    again = InstanceLock(home)
+    again.acquire()  # free again
+    assert again.held
+    again.release()
+
+
+def test_a_stale_lock_file_is_taken_over(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / LOCK_FILE).write_text(json.dumps({"pid": 999_999_999, "started_at": "x"}))
+    lock = InstanceLock(home)
+    lock.acquire()  # the file is there, but nobody holds the flock
+    try:
+        assert lock_pid(home) == os.getpid()
+    finally:
+        lock.release()
+
+
+def test_only_sqlite_homes_are_locked(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with daemon_lock(home, "postgresql://u@h/db") as lock:
+        assert lock is None
+    assert not home.exists()  # nothing created for PostgreSQL
+    with daemon_lock(home, str(tmp_path / "other.db")) as lock:
+        assert lock is not None and lock.held
+        with pytest.raises(DaemonAlreadyRunning), daemon_lock(home, None):
+            pass
+    assert not lock.held
+    with pytest.raises(StoreError, match="notaurl"), daemon_lock(home, "notaurl"):
+        pass
+
+
+def test_a_python_api_scheduler_refuses_while_another_daemon_holds_the_home(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    held = InstanceLock(home)
+    held.acquire()
+    try:
+        sched = Scheduler(home=home)
+        sched.add("idle", command=["true"], every="1h")
+        with pytest.raises(DaemonAlreadyRunning, match=f"pid {os.getpid()}"):
+            asyncio.run(asyncio.wait_for(sched.run_async(asyncio.Event()), 30))
+        assert not (home / "agentcron.db").exists()  # refused before opening anything
+    finally:
+        held.release()
+
+
+# ---- real daemons ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_second_daemon_refuses_and_a_third_takes_over_after_kill9(tmp_path: Path) -> None:
+    first = DaemonProc(tmp_path, CONFIG)
+    third = DaemonProc(tmp_path, CONFIG)
+    third.log = tmp_path / "third.log"
+    try:
+        first.start()
+        assert first.proc is not None
+        wait_for(lambda: "agentcron running" in first.daemon_log(), what="first daemon up")
+        assert lock_pid(first.home) == first.proc.pid
+
+        started = time.monotonic()
+        second = subprocess.run(
+            [sys.executable, "-m", "agentcron", "run", "--config", str(first.config)],
+            cwd=tmp_path,
+            env=first.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode != 0
+        assert time.monotonic() - started < 20  # refuses at once, does not hang
+        assert "Traceback" not in second.stderr
+        assert f"pid {first.proc.pid}" in second.stderr
+        assert "already running" in second.stderr
+        assert first.proc.poll() is None  # the first runs on, undisturbed
+        assert lock_pid(first.home) == first.proc.pid
+
+        first.kill9()
+        third.start()
+        assert third.proc is not None
+        wait_for(lambda: "agentcron running" in third.daemon_log(), what="third daemon up")
+        assert lock_pid(third.home) == third.proc.pid
+        assert third.proc.poll() is None
+    finally:
+        first.stop()
+        third.stop()
