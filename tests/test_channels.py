@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +30,12 @@ from agentcron.notify import (
     Message,
     channel_for,
     check_channel_url,
+)
+from agentcron.notify.channels import (
+    EMPTY_MESSAGE,
+    KeyedChannel,
+    _add_idempotency_header,
+    _instantiate,
 )
 
 pytestmark = pytest.mark.slow
@@ -52,6 +59,7 @@ class Webhook(ThreadingHTTPServer):
     def __init__(self, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), _Hook)
         self.received: list[dict[str, Any]] = []
+        self.headers_seen: list[dict[str, str]] = []
         self.status = 200
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
@@ -72,6 +80,7 @@ class _Hook(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.received.append(json.loads(body))
+        self.server.headers_seen.append(dict(self.headers.items()))
         self.send_response(self.server.status)
         self.end_headers()
 
@@ -105,6 +114,63 @@ def test_json_webhook_receives_the_text_as_a_person_reads_it(webhook: Webhook) -
         "Retrying at 02:07 (attempt 2 of 4).\n\nLast lines of output:\n<html> & friends"
     )
     assert payload["type"] == "warning"
+
+
+def test_webhooks_carry_the_idempotency_key_as_a_header(webhook: Webhook) -> None:
+    url = f"json://127.0.0.1:{webhook.port}/hook"
+    channel = channel_for(url)
+    assert isinstance(channel, KeyedChannel)
+    for _ in range(2):  # a resend of the same row carries the same key
+        assert asyncio.run(channel.send_keyed(MESSAGE, "agentcron-7-0123456789abcdef")).ok
+    assert asyncio.run(channel.send(MESSAGE)).ok  # no key: no header
+    keys = [h.get("Idempotency-Key") for h in webhook.headers_seen]
+    assert keys == ["agentcron-7-0123456789abcdef"] * 2 + [None]
+    # A header the owner set in the URL is theirs.
+    mine = channel_for(f"{url}?+Idempotency-Key=fixed")
+    assert isinstance(mine, KeyedChannel)
+    assert asyncio.run(mine.send_keyed(MESSAGE, "agentcron-8-x")).ok
+    assert webhook.headers_seen[-1]["Idempotency-Key"] == "fixed"
+    # The other webhook plugins that post to the owner's endpoint get it too.
+    for scheme in ("xml", "xmls", "form", "forms", "jsons"):
+        plugin = _instantiate(f"{scheme}://example.invalid/hook")
+        assert plugin is not None
+        _add_idempotency_header(plugin, MESSAGE, "agentcron-1-x")
+        assert plugin.headers == {"Idempotency-Key": "agentcron-1-x"}, scheme
+
+
+def test_a_message_split_into_several_posts_carries_no_key(webhook: Webhook) -> None:
+    """Apprise would put the one key on every part, and a receiver that honours it
+    would keep the first part only."""
+    long_message = Message(
+        title="story output",
+        body="\n".join(f"paragraph {n}: " + "word " * 60 for n in range(200)),
+        task="story",
+        event="delivery",
+        incident_kind="",
+        severity="info",
+    )
+    channel = channel_for(f"json://127.0.0.1:{webhook.port}/hook")
+    assert isinstance(channel, KeyedChannel)
+    assert asyncio.run(channel.send_keyed(long_message, "agentcron-9-x")).ok
+    assert len(webhook.headers_seen) >= 2
+    assert all("Idempotency-Key" not in h for h in webhook.headers_seen)
+
+
+def test_an_empty_message_is_refused_by_every_channel(webhook: Webhook, tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    script = write_script(tmp_path / "send.py", f"open({str(ran)!r}, 'w').write('ran')\n")
+    empty = Message(
+        title="⚠ story failed",
+        body=" \n",
+        task="story",
+        event="opened",
+        incident_kind="failure",
+        severity="warning",
+    )
+    for url in (f"command:{script}", f"json://127.0.0.1:{webhook.port}/hook"):
+        result = asyncio.run(channel_for(url).send(empty))
+        assert (result.ok, result.permanent, result.error) == (False, True, EMPTY_MESSAGE)
+    assert not ran.exists() and webhook.received == []
 
 
 def test_a_server_error_is_a_passing_failure_with_a_reason(webhook: Webhook) -> None:
@@ -259,6 +325,65 @@ def test_command_channel_gets_the_message_as_json_on_stdin(tmp_path: Path) -> No
         "severity": "warning",
         "incident_kind": "failure",
     }
+
+
+def test_command_stdin_is_the_whole_message_in_a_file_and_the_key_is_in_env(
+    tmp_path: Path,
+) -> None:
+    seen = tmp_path / "seen.json"
+    script = write_script(
+        tmp_path / "send.py",
+        "import json, os, stat, sys\n"
+        "mode = os.fstat(0).st_mode\n"
+        "json.dump({'regular': stat.S_ISREG(mode), 'size': os.fstat(0).st_size,\n"
+        "           'text': sys.stdin.read(),\n"
+        "           'key': os.environ.get('AGENTCRON_IDEMPOTENCY_KEY')},\n"
+        f"          open({str(seen)!r}, 'w'))\n",
+    )
+    channel = CommandChannel([str(script)])
+    assert asyncio.run(channel.send_keyed(MESSAGE, "agentcron-3-abc")).ok
+    got = json.loads(seen.read_text())
+    assert got["regular"] and got["size"] == len(got["text"].encode())
+    assert json.loads(got["text"])["body"] == MESSAGE.body
+    assert got["key"] == "agentcron-3-abc"
+    assert asyncio.run(channel.send(MESSAGE)).ok
+    assert json.loads(seen.read_text())["key"] is None
+
+
+def test_a_script_outliving_a_killed_sender_reads_the_whole_message(tmp_path: Path) -> None:
+    """The chaos soak's empty message: the daemon died while its script ran. The
+    script (in a session of its own) lives on, and must still read all of it."""
+    started, inbox = tmp_path / "started", tmp_path / "inbox.json"
+    script = write_script(
+        tmp_path / "send.py",
+        "import os, sys, time\n"
+        f"open({str(started)!r}, 'w').close()\n"
+        "time.sleep(0.5)\n"  # the sender is killed meanwhile
+        f"open({str(inbox)!r} + '.tmp', 'w').write(sys.stdin.read())\n"
+        f"os.rename({str(inbox)!r} + '.tmp', {str(inbox)!r})\n",
+    )
+    sender = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio, sys\n"
+            "from agentcron.notify import CommandChannel, Message\n"
+            f"msg = Message(**{MESSAGE.to_dict()!r})\n"
+            f"asyncio.run(CommandChannel([{str(script)!r}]).send_keyed(msg, 'k'))\n",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert started.exists()
+    finally:
+        sender.kill()
+        sender.wait()
+    deadline = time.monotonic() + 10
+    while not inbox.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert json.loads(inbox.read_text(encoding="utf-8"))["body"] == MESSAGE.body
 
 
 def test_command_failure_reports_the_redacted_stderr_tail(tmp_path: Path) -> None:

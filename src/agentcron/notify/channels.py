@@ -14,7 +14,24 @@ Channel URLs:
   ``{"title", "body", "task", "event", "severity", "incident_kind"}``. The text
   after ``command:`` is split like a shell line (quotes group words) but no
   shell runs it. Exit status 0 means delivered; anything else is a passing
-  failure reported with the tail of stderr; it is killed after 30 s.
+  failure reported with the tail of stderr; it is killed after 30 s. Stdin is a
+  file written in full before the script starts, never a pipe we feed while it
+  runs: the script runs in its own session and outlives a daemon killed mid-send,
+  and from a pipe it would then read a cut-off or empty message and send that.
+
+A message whose body is blank is refused by every channel (a permanent failure
+with a reason): an empty notice says nothing and hides whatever went wrong.
+
+Idempotency keys: the outbox sender passes each message's
+:func:`~agentcron.notify.outbox.idempotency_key` to channels that can carry one
+(:class:`KeyedChannel`), the same on every send of one outbox row, so a receiver
+can drop the resend that follows a crash between its answer and our record of it.
+``json://``, ``xml://`` and ``form://`` (and their ``s`` forms) send it as an
+``Idempotency-Key`` HTTP header, unless the URL sets that header itself (``+Idempotency-Key=…``)
+or the message is long enough to be split into several posts (one key on every
+part would make a receiver drop all but the first); a ``command:`` script gets
+it as ``AGENTCRON_IDEMPOTENCY_KEY`` in its environment. The other Apprise
+services (chat platforms, e-mail) have no such field, so a resend shows up there.
 
 A channel's ``key`` is its stable, secret-free name (``tgram://1...w/12345678``,
 ``command:/usr/local/bin/send_message.sh``): it groups the outbox per channel and
@@ -32,16 +49,20 @@ import json
 import os
 import shlex
 import signal
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, cast
+from typing import Protocol, TypeVar, cast, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 import apprise
 from apprise import NotifyFormat, NotifyType, OverflowMode
 from apprise.plugins import N_MGR
+from apprise.plugins.custom_form import NotifyForm
+from apprise.plugins.custom_json import NotifyJSON
+from apprise.plugins.custom_xml import NotifyXML
 from apprise.result import AppriseResultStatus
 
 from agentcron.notify.messages import Message
@@ -52,6 +73,13 @@ DEFAULT_TIMEOUT = 30.0
 # How much longer than Apprise's own deadline we wait for its thread to return.
 _GRACE = 5.0
 _STDERR_LINES = 5
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_ENV = "AGENTCRON_IDEMPOTENCY_KEY"
+# Apprise plugins that post to the owner's own endpoint and send ``self.headers``.
+_HEADER_PLUGINS = (NotifyJSON, NotifyXML, NotifyForm)
+# Room left for what Apprise adds before it decides whether a body must be split.
+_SPLIT_MARGIN = 256
+EMPTY_MESSAGE = "refused to send a message with an empty body"
 
 _NOTIFY_TYPES = {
     "warning": NotifyType.WARNING,
@@ -81,6 +109,19 @@ class Channel(Protocol):
         ...
 
 
+@runtime_checkable
+class KeyedChannel(Channel, Protocol):
+    """A channel that can pass an idempotency key on to the receiver."""
+
+    async def send_keyed(self, msg: Message, idempotency_key: str | None) -> SendResult:
+        """:meth:`Channel.send`, carrying ``idempotency_key`` where the target allows."""
+        ...
+
+
+def _empty(msg: Message) -> bool:
+    return not msg.body.strip()
+
+
 class InvalidChannel:
     """A URL nothing can send to: every send fails permanently, and says why."""
 
@@ -104,19 +145,26 @@ class AppriseChannel:
         self.key = _apprise_key(url, plugin)
 
     async def send(self, msg: Message) -> SendResult:
+        return await self.send_keyed(msg, None)
+
+    async def send_keyed(self, msg: Message, idempotency_key: str | None) -> SendResult:
+        if _empty(msg):
+            return SendResult(ok=False, permanent=True, error=EMPTY_MESSAGE)
         try:
             async with asyncio.timeout(self._timeout + _GRACE):
-                return await _in_daemon_thread(lambda: self._send_blocking(msg))
+                return await _in_daemon_thread(lambda: self._send_blocking(msg, idempotency_key))
         except TimeoutError:
             return SendResult(ok=False, error=f"no answer within {self._timeout:g}s")
         except Exception as exc:  # a bug in a plugin must not take the sender down
             error = f"{type(exc).__name__}: {exc}"
             return SendResult(ok=False, error=redact(error, self._secrets))
 
-    def _send_blocking(self, msg: Message) -> SendResult:
+    def _send_blocking(self, msg: Message, idempotency_key: str | None) -> SendResult:
         plugin = _instantiate(self._url)
         if plugin is None:
             return SendResult(ok=False, permanent=True, error=_invalid_reason(self._url))
+        if idempotency_key is not None:
+            _add_idempotency_header(plugin, msg, idempotency_key)
         notifier = apprise.Apprise()
         notifier.add(plugin)
         with notifier.notify(
@@ -147,6 +195,11 @@ class CommandChannel:
         self.key = redact(f"{COMMAND_PREFIX}{self.argv[0]}", self.argv[1:])
 
     async def send(self, msg: Message) -> SendResult:
+        return await self.send_keyed(msg, None)
+
+    async def send_keyed(self, msg: Message, idempotency_key: str | None) -> SendResult:
+        if _empty(msg):
+            return SendResult(ok=False, permanent=True, error=EMPTY_MESSAGE)
         payload = json.dumps(
             {
                 "title": msg.title,
@@ -158,19 +211,35 @@ class CommandChannel:
             },
             ensure_ascii=False,
         ).encode()
+        env = None
+        if idempotency_key is not None:
+            env = {**os.environ, IDEMPOTENCY_ENV: idempotency_key}
+        # Stdin is an unnamed temporary file holding the whole message before the
+        # script exists (see the module docstring); nothing is left behind whatever
+        # happens to either process.
+        with contextlib.ExitStack() as stack:
+            try:
+                stdin = stack.enter_context(tempfile.TemporaryFile())
+                stdin.write(payload)
+                stdin.flush()
+                stdin.seek(0)
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                return SendResult(ok=False, error=f"cannot stage the message: {reason}")
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *self.argv,
+                    stdin=stdin,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,
+                    env=env,
+                )
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                return SendResult(ok=False, error=f"cannot start {self._name}: {reason}")
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            return SendResult(ok=False, error=f"cannot start {self._name}: {reason}")
-        try:
-            _, stderr = await asyncio.wait_for(proc.communicate(payload), self._timeout)
+            _, stderr = await asyncio.wait_for(proc.communicate(), self._timeout)
         except TimeoutError:
             await _kill_group(proc)
             return SendResult(
@@ -239,6 +308,20 @@ def _instantiate(url: str) -> apprise.NotifyBase | None:
     if "overflow" not in query:
         plugin.overflow_mode = OverflowMode.SPLIT
     return plugin
+
+
+def _add_idempotency_header(plugin: apprise.NotifyBase, msg: Message, key: str) -> None:
+    """Send ``key`` as a header where the plugin posts to the owner's endpoint and the
+    message goes in one request; a header the URL sets itself is left as it is."""
+    if not isinstance(plugin, _HEADER_PLUGINS):
+        return
+    headers = cast(dict[str, str], plugin.headers)
+    if any(name.lower() == IDEMPOTENCY_HEADER.lower() for name in headers):
+        return
+    size = len(msg.title) + len(msg.body) + _SPLIT_MARGIN
+    if plugin.overflow_mode == OverflowMode.SPLIT and size > plugin.body_maxlen:
+        return
+    headers[IDEMPOTENCY_HEADER] = key
 
 
 def _apprise_key(url: str, plugin: apprise.NotifyBase | None) -> str:
@@ -316,6 +399,7 @@ __all__ = [
     "Channel",
     "CommandChannel",
     "InvalidChannel",
+    "KeyedChannel",
     "SendResult",
     "channel_for",
     "channel_key",

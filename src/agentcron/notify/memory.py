@@ -19,6 +19,8 @@ class _Row:
     item: OutboxItem
     state: str = "pending"  # pending | sent | failed (permanently)
     sent_at: datetime | None = None
+    claimed_by: str | None = None  # kept once sent: who sent it
+    claim_expires_at: datetime | None = None
 
 
 @dataclass
@@ -28,6 +30,7 @@ class _Channel:
     last_error_at: datetime | None = None
     failing_since: datetime | None = None
     broken: bool = False
+    resent: int = 0
 
 
 class MemoryOutbox:
@@ -58,25 +61,56 @@ class MemoryOutbox:
 
     def due(self, now: datetime, limit: int) -> list[OutboxItem]:
         with self._lock:
-            heads: dict[str, OutboxItem] = {}
-            for item_id in sorted(self._rows):
-                row = self._rows[item_id]
-                if row.state == "pending" and row.item.channel_key not in heads:
-                    heads[row.item.channel_key] = row.item
-            ready = [
-                item
-                for item in heads.values()
-                if item.next_attempt_at is None or item.next_attempt_at <= now
-            ]
-            ready.sort(key=lambda item: (item.created_at, item.id))
-            return ready[:limit]
+            return self._due(now)[:limit]
 
-    def mark_sent(self, item_id: int, now: datetime) -> None:
-        with self._lock:
+    def _due(self, now: datetime) -> list[OutboxItem]:
+        heads: dict[str, OutboxItem] = {}
+        for item_id in sorted(self._rows):
             row = self._rows[item_id]
+            if row.state == "pending" and row.item.channel_key not in heads:
+                heads[row.item.channel_key] = row.item
+        ready = [
+            item
+            for item in heads.values()
+            if item.next_attempt_at is None or item.next_attempt_at <= now
+        ]
+        ready.sort(key=lambda item: (item.created_at, item.id))
+        return ready
+
+    def claim_outbox(
+        self, owner: str, now: datetime, claim_until: datetime, limit: int
+    ) -> list[OutboxItem]:
+        with self._lock:
+            taken: list[OutboxItem] = []
+            for head in self._due(now):
+                row = self._rows[head.id]
+                if row.claimed_by is not None and row.claim_expires_at is not None:
+                    if row.claim_expires_at > now:
+                        continue  # another sender has it
+                    row.item = replace(row.item, resent=row.item.resent + 1)
+                    self._channels[row.item.channel_key].resent += 1
+                row.claimed_by, row.claim_expires_at = owner, claim_until
+                taken.append(row.item)
+                if len(taken) == limit:
+                    break
+            return taken
+
+    def _pending(self, item_id: int, owner: str | None) -> _Row | None:
+        """The row, if it still waits to be sent and (given an owner) is claimed by it."""
+        row = self._rows.get(item_id)
+        if row is None or row.state != "pending":
+            return None
+        return row if owner is None or row.claimed_by == owner else None
+
+    def mark_sent(self, item_id: int, now: datetime, owner: str | None = None) -> bool:
+        with self._lock:
+            row = self._pending(item_id, owner)
+            if row is None:
+                return False
             row.state, row.sent_at = "sent", now
             channel = self._channels[row.item.channel_key]
             channel.last_ok_at, channel.failing_since, channel.broken = now, None, False
+            return True
 
     def mark_failed(
         self,
@@ -85,21 +119,26 @@ class MemoryOutbox:
         next_attempt_at: datetime | None,
         permanent: bool,
         now: datetime,
-    ) -> None:
+        owner: str | None = None,
+    ) -> bool:
         with self._lock:
-            row = self._rows[item_id]
+            row = self._pending(item_id, owner)
+            if row is None:
+                return False
             row.item = replace(
                 row.item,
                 attempts=row.item.attempts + 1,
                 next_attempt_at=next_attempt_at,
                 last_error=error,
             )
+            row.claimed_by, row.claim_expires_at = None, None
             if permanent:
                 row.state = "failed"
             channel = self._channels[row.item.channel_key]
             channel.last_error, channel.last_error_at = error, now
             channel.failing_since = channel.failing_since or now
             channel.broken = permanent
+            return True
 
     def channel_health(self) -> list[ChannelHealth]:
         with self._lock:
@@ -113,6 +152,7 @@ class MemoryOutbox:
                     failing_since=channel.failing_since,
                     broken=channel.broken,
                     undeliverable=self._count(key, "failed"),
+                    resent=channel.resent,
                 )
                 for key, channel in sorted(self._channels.items())
             ]

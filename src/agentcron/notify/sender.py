@@ -7,6 +7,13 @@ send reschedules that channel's head-of-line message with backoff (5 s, 15 s,
 1 min, 5 min, 15 min, then every 30 min) and never drops it; a permanent failure
 parks it where :meth:`OutboxStore.channel_health` shows it.
 
+Several senders may drain one outbox (one per node, and a restarted daemon next to
+the claims its dead predecessor left). Each claims what it sends under its own
+``owner`` name and marks it with a compare-and-set on that claim, so a message is
+sent by one of them; see :mod:`agentcron.notify.outbox` for the one window left.
+A claim lasts ``claim_for``, longer than a send may take (``SEND_LIMIT``), so only
+a sender that died (or hung past every limit) loses its claim.
+
 Store calls are synchronous: they are short local writes, and the SQLite store
 must be used from the thread that owns it.
 """
@@ -16,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from agentcron.clock import Clock, SystemClock
-from agentcron.notify.channels import Channel, SendResult, channel_for
-from agentcron.notify.outbox import OutboxItem, OutboxStore
+from agentcron.notify.channels import Channel, KeyedChannel, SendResult, channel_for
+from agentcron.notify.outbox import OutboxItem, OutboxStore, idempotency_key
 from agentcron.redact import redact
 
 log = logging.getLogger(__name__)
@@ -36,6 +46,16 @@ DEFAULT_BACKOFF: tuple[timedelta, ...] = (
 )
 # A guard for channels that do not bound their own sends.
 SEND_LIMIT = 120.0
+# How long a claimed message stays ours: a send's limit plus room for the store
+# writes around it and for clocks of different nodes that disagree a little.
+CLAIM_FOR = timedelta(seconds=SEND_LIMIT + 60)
+
+
+def default_owner() -> str:
+    """A sender name unique to this process and this sender: host and pid say where
+    it ran; the random part keeps a restarted process with a reused pid (or a second
+    sender in one process) from passing for the first."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class OutboxSender:
@@ -46,9 +66,15 @@ class OutboxSender:
         clock: Clock | None = None,
         backoff: Sequence[timedelta] = DEFAULT_BACKOFF,
         batch: int = 50,
+        owner: str | None = None,
+        claim_for: timedelta = CLAIM_FOR,
     ) -> None:
         if not backoff:
             raise ValueError("backoff needs at least one delay")
+        if claim_for <= timedelta(seconds=SEND_LIMIT):
+            raise ValueError(f"claim_for must outlast a send ({SEND_LIMIT:g}s)")
+        self.owner = owner or default_owner()
+        self._claim_for = claim_for
         self._store = store
         self._factory = channel_factory
         self._clock: Clock = clock or SystemClock()
@@ -69,18 +95,19 @@ class OutboxSender:
     async def drain_once(self) -> int:
         """Send every due head-of-line message, channels in parallel, each channel in
         order (after a success its next message is sent in the same call). Returns
-        how many were delivered."""
+        how many were delivered. Each message is claimed first; one another sender
+        holds is left to it. A round that delivers nothing ends the call, so a short
+        backoff cannot keep it retrying a dead channel."""
         delivered = 0
-        tried: set[int] = set()
         while True:
-            items = [
-                i for i in self._store.due(self._clock.now(), self._batch) if i.id not in tried
-            ]
+            now = self._clock.now()
+            items = self._store.claim_outbox(self.owner, now, now + self._claim_for, self._batch)
             if not items:
                 return delivered
-            tried.update(item.id for item in items)
-            results = await asyncio.gather(*(self._send(item) for item in items))
-            delivered += sum(results)
+            sent = sum(await asyncio.gather(*(self._send(item) for item in items)))
+            delivered += sent
+            if not sent:
+                return delivered
 
     async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         """Drain until ``stop`` is set; a failing store or channel is logged, not fatal."""
@@ -106,17 +133,30 @@ class OutboxSender:
         return channel
 
     async def _send(self, item: OutboxItem) -> int:
+        if item.resent:
+            log.warning(
+                "notification %d to %s is sent again: the sender that had it stopped "
+                "without saying whether it went out (it may arrive twice)",
+                item.id,
+                item.channel_key,
+                extra={"event": "notify.resent", "task": item.message.task},
+            )
         try:
             channel = self._channel(item.channel_url)
             async with asyncio.timeout(SEND_LIMIT):
-                result = await channel.send(item.message)
+                if isinstance(channel, KeyedChannel):
+                    result = await channel.send_keyed(item.message, idempotency_key(item))
+                else:
+                    result = await channel.send(item.message)
         except TimeoutError:
             result = SendResult(ok=False, error=f"no answer within {SEND_LIMIT:g}s")
         except Exception as exc:  # a channel's bug must not lose the message
             result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
         now = self._clock.now()
         if result.ok:
-            self._store.mark_sent(item.id, now)
+            if not self._store.mark_sent(item.id, now, self.owner):
+                self._lost_claim(item)
+                return 0
             log.info(
                 "notification sent to %s",
                 item.channel_key,
@@ -126,7 +166,9 @@ class OutboxSender:
         error = redact(result.error or "unknown error")
         attempts = item.attempts + 1
         if result.permanent:
-            self._store.mark_failed(item.id, error, None, True, now)
+            if not self._store.mark_failed(item.id, error, None, True, now, self.owner):
+                self._lost_claim(item)
+                return 0
             log.error(
                 "notification to %s cannot be delivered: %s",
                 item.channel_key,
@@ -135,7 +177,9 @@ class OutboxSender:
             )
             return 0
         retry_at = now + self.delay_after(attempts)
-        self._store.mark_failed(item.id, error, retry_at, False, now)
+        if not self._store.mark_failed(item.id, error, retry_at, False, now, self.owner):
+            self._lost_claim(item)
+            return 0
         log.warning(
             "notification to %s failed (attempt %d), retrying at %s: %s",
             item.channel_key,
@@ -145,3 +189,15 @@ class OutboxSender:
             extra={"event": "notify.send_failed", "task": item.message.task},
         )
         return 0
+
+    def _lost_claim(self, item: OutboxItem) -> None:
+        """Our claim lapsed during the send and another sender took the message over
+        (or it was settled meanwhile): what we learnt is theirs to record now."""
+        log.warning(
+            "notification %d to %s was taken over by another sender while this one "
+            "sent it (its claim of %s lapsed); it may arrive twice",
+            item.id,
+            item.channel_key,
+            self._claim_for,
+            extra={"event": "notify.claim_lost", "task": item.message.task},
+        )

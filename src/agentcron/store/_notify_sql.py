@@ -34,9 +34,29 @@ from agentcron.store._rows import (
 )
 from agentcron.store.base import AttemptOutcome
 
+# Each channel's head of line: its oldest message not yet sent nor given up.
+_HEADS = (
+    "SELECT MIN(id) AS head FROM outbox WHERE sent_at IS NULL AND permanent = 0 "
+    "GROUP BY channel_key"
+)
+_ITEM_COLUMNS = f"{OUTBOX_COLUMNS}, o.resent"
+
+
+def _owned(owner: str | None) -> tuple[str, tuple[str, ...]]:
+    """The compare-and-set of a sender's mark (the row is still its claim) and its
+    parameter; nothing for a caller that does not claim."""
+    return ("", ()) if owner is None else (" AND claimed_by = ?", (owner,))
+
+
+def _item(row: Sequence[Any]) -> OutboxItem:
+    return replace(outbox_from_row(tuple(row[:-1])), resent=int(row[-1]))
+
 
 class NotifySQL:
     """Incidents, outbox and deliveries; the subclass supplies ``_tx`` and ``_q``."""
+
+    # The row-lock clause of the slot claim, which the PostgreSQL store sets.
+    _candidate_lock = ""
 
     def _tx(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
@@ -123,27 +143,72 @@ class NotifySQL:
 
     def due(self, now: datetime, limit: int) -> list[OutboxItem]:
         rows = self._q(
-            f"SELECT {OUTBOX_COLUMNS} FROM outbox o JOIN ("
-            " SELECT MIN(id) AS head FROM outbox WHERE sent_at IS NULL AND permanent = 0"
-            " GROUP BY channel_key) h ON h.head = o.id "
+            f"SELECT {_ITEM_COLUMNS} FROM outbox o JOIN ({_HEADS}) h ON h.head = o.id "
             "WHERE o.next_attempt_at IS NULL OR o.next_attempt_at <= ? "
             "ORDER BY o.created_at, o.id LIMIT ?",
             (ts(now), limit),
         )
-        return [outbox_from_row(r) for r in rows]
+        return [_item(r) for r in rows]
 
-    def mark_sent(self, item_id: int, now: datetime) -> None:
+    def claim_outbox(
+        self, owner: str, now: datetime, claim_until: datetime, limit: int
+    ) -> list[OutboxItem]:
+        """Read the claimable heads and take them in one transaction. SQLite's write
+        lock (``BEGIN IMMEDIATE``) makes that atomic; on PostgreSQL the heads are
+        row-locked as they are read, skipping those another node is taking, and the
+        conditions on the row are checked again on its newest version, so a head that
+        was claimed or sent since this statement's snapshot is left alone."""
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT {_ITEM_COLUMNS}, o.claimed_by FROM outbox o "
+                f"JOIN ({_HEADS}) h ON h.head = o.id "
+                "WHERE o.sent_at IS NULL AND o.permanent = 0 "
+                "AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) "
+                "AND (o.claimed_by IS NULL OR o.claim_expires_at <= ?) "
+                f"ORDER BY o.created_at, o.id LIMIT ?{self._outbox_lock()}",
+                (ts(now), ts(now), limit),
+            ).fetchall()
+            if not rows:
+                return []
+            db.executemany(
+                "UPDATE outbox SET claimed_by = ?, claim_expires_at = ?, "
+                "resent = resent + ? WHERE id = ?",
+                [(owner, ts(claim_until), int(r[-1] is not None), r[0]) for r in rows],
+            )
+            taken = [r for r in rows if r[-1] is not None]
+            if taken:
+                db.executemany(
+                    "UPDATE channels SET resent = resent + 1 WHERE channel_key = ?",
+                    [(r[1],) for r in taken],
+                )
+        items = [_item(r[:-1]) for r in rows]
+        return [
+            replace(item, resent=item.resent + 1) if r[-1] is not None else item
+            for item, r in zip(items, rows, strict=True)
+        ]
+
+    def _outbox_lock(self) -> str:
+        """Row locks for the claim where the engine has them: the PostgreSQL store
+        sets ``_candidate_lock`` for its slot claims; SQLite has neither the syntax
+        nor the need (one writer at a time)."""
+        return " FOR UPDATE OF o SKIP LOCKED" if self._candidate_lock else ""
+
+    def mark_sent(self, item_id: int, now: datetime, owner: str | None = None) -> bool:
+        owned, params = _owned(owner)
         with self._tx() as db:
             row = db.execute(
-                "UPDATE outbox SET sent_at = ? WHERE id = ? RETURNING channel_key",
-                (ts(now), item_id),
+                "UPDATE outbox SET sent_at = ? WHERE id = ? AND sent_at IS NULL "
+                f"AND permanent = 0{owned} RETURNING channel_key",
+                (ts(now), item_id, *params),
             ).fetchone()
-            if row is not None:
-                db.execute(
-                    "UPDATE channels SET last_ok_at = ?, failing_since = NULL, broken = 0 "
-                    "WHERE channel_key = ?",
-                    (ts(now), row[0]),
-                )
+            if row is None:
+                return False
+            db.execute(
+                "UPDATE channels SET last_ok_at = ?, failing_since = NULL, broken = 0 "
+                "WHERE channel_key = ?",
+                (ts(now), row[0]),
+            )
+            return True
 
     def mark_failed(
         self,
@@ -152,27 +217,34 @@ class NotifySQL:
         next_attempt_at: datetime | None,
         permanent: bool,
         now: datetime,
-    ) -> None:
+        owner: str | None = None,
+    ) -> bool:
+        owned, params = _owned(owner)
         with self._tx() as db:
             row = db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
-                "permanent = ? WHERE id = ? RETURNING channel_key",
-                (error, ts(next_attempt_at), int(permanent), item_id),
+                "permanent = ?, claimed_by = NULL, claim_expires_at = NULL "
+                f"WHERE id = ? AND sent_at IS NULL AND permanent = 0{owned} "
+                "RETURNING channel_key",
+                (error, ts(next_attempt_at), int(permanent), item_id, *params),
             ).fetchone()
-            if row is not None:
-                db.execute(
-                    "UPDATE channels SET last_error = ?, last_error_at = ?, "
-                    "failing_since = COALESCE(failing_since, ?), broken = ?, "
-                    "undeliverable = undeliverable + ? WHERE channel_key = ?",
-                    (error, ts(now), ts(now), int(permanent), int(permanent), row[0]),
-                )
+            if row is None:
+                return False
+            db.execute(
+                "UPDATE channels SET last_error = ?, last_error_at = ?, "
+                "failing_since = COALESCE(failing_since, ?), broken = ?, "
+                "undeliverable = undeliverable + ? WHERE channel_key = ?",
+                (error, ts(now), ts(now), int(permanent), int(permanent), row[0]),
+            )
+            return True
 
     def channel_health(self) -> list[ChannelHealth]:
         rows = self._q(
             "SELECT c.channel_key, c.last_ok_at, c.last_error, c.last_error_at, "
             "(SELECT COUNT(*) FROM outbox o WHERE o.channel_key = c.channel_key "
             " AND o.sent_at IS NULL AND o.permanent = 0), "
-            "c.failing_since, c.broken, c.undeliverable FROM channels c ORDER BY c.channel_key"
+            "c.failing_since, c.broken, c.undeliverable, c.resent "
+            "FROM channels c ORDER BY c.channel_key"
         )
         return [
             ChannelHealth(
@@ -184,6 +256,7 @@ class NotifySQL:
                 failing_since=dt(r[5]),
                 broken=bool(r[6]),
                 undeliverable=int(r[7]),
+                resent=int(r[8]),
             )
             for r in rows
         ]

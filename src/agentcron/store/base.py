@@ -358,7 +358,17 @@ class Store(Protocol):
 
     def due(self, now: datetime, limit: int) -> list[OutboxItem]: ...
 
-    def mark_sent(self, item_id: int, now: datetime) -> None: ...
+    def claim_outbox(
+        self, owner: str, now: datetime, claim_until: datetime, limit: int
+    ) -> list[OutboxItem]:
+        """Take due heads of line for ``owner`` until ``claim_until`` (atomically: one
+        sender per message while the claim stands; a lapsed one is taken over and
+        counted in ``resent``)."""
+        ...
+
+    def mark_sent(self, item_id: int, now: datetime, owner: str | None = None) -> bool:
+        """With ``owner``: a compare-and-set on the claim. False when nothing was written."""
+        ...
 
     def mark_failed(
         self,
@@ -367,7 +377,10 @@ class Store(Protocol):
         next_attempt_at: datetime | None,
         permanent: bool,
         now: datetime,
-    ) -> None: ...
+        owner: str | None = None,
+    ) -> bool:
+        """As :meth:`mark_sent`; releases the claim (a retry is not a resend)."""
+        ...
 
     def channel_health(self) -> list[ChannelHealth]: ...
 

@@ -153,6 +153,14 @@ MIGRATIONS: list[list[str]] = [
         # cost every slot written a second update of the same tree.
         "DROP INDEX slots_task",
     ],
+    [
+        # Outbox claims: a sender takes a row before sending it, so one message is sent
+        # by one node; a lapsed claim is taken over and counted as a possible duplicate.
+        "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE outbox ADD COLUMN claim_expires_at DOUBLE PRECISION",
+        "ALTER TABLE outbox ADD COLUMN resent INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE channels ADD COLUMN resent INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,322 @@
+"""Each outbox message is sent by one sender (issue 17): claims on both stores, the
+sender that lost its claim, and three senders draining one PostgreSQL outbox.
+
+The store tests run on SQLite and PostgreSQL (skipped, with the reason, where no
+server answers; each run gets a schema of its own). The reference outbox in memory
+must agree with them, so it runs the same rules too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentcron.clock import FakeClock
+from agentcron.notify import MemoryOutbox, Message, OutboxSender, SendResult
+from agentcron.notify.outbox import OutboxStore, idempotency_key
+from agentcron.notify.sender import CLAIM_FOR
+from agentcron.store.sql import SQLStore
+from agentcron.store.sqlite import SQLiteStore
+from conftest import PG_DSN, require_pg
+
+T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+
+Opener = Callable[[], OutboxStore]
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens store objects on one outbox, as separate nodes would (the memory outbox
+    has no nodes: every "open" is the same object)."""
+    opened: list[SQLStore] = []
+    if request.param == "memory":
+        box = MemoryOutbox()
+        yield lambda: box
+        return
+    if request.param == "sqlite":
+
+        def open_sqlite() -> OutboxStore:
+            opened.append(SQLiteStore(tmp_path / "agentcron.db"))
+            return opened[-1]
+
+        yield open_sqlite
+    else:
+        require_pg()
+        from agentcron.store.postgres import PostgresStore
+        from pg_util import drop_schema, new_schema_name
+
+        schema = new_schema_name()
+
+        def open_pg() -> OutboxStore:
+            opened.append(PostgresStore(PG_DSN, schema=schema))
+            return opened[-1]
+
+        try:
+            yield open_pg
+        finally:
+            for store in opened:
+                store.close()
+            drop_schema(schema)
+        return
+    for store in opened:
+        store.close()
+
+
+def message(n: int, task: str = "t") -> Message:
+    return Message(
+        title=f"title {n}",
+        body=f"body {n}",
+        task=task,
+        event="opened",
+        incident_kind="failure",
+        severity="failure",
+    )
+
+
+def resent(box: OutboxStore) -> dict[str, int]:
+    return {h.channel_key: h.resent for h in box.channel_health()}
+
+
+# ---- the store contract ------------------------------------------------------------------
+def test_two_owners_claim_disjoint_heads(opener: Opener) -> None:
+    a, b = opener(), opener()
+    for n in range(5):
+        a.enqueue(f"chat{n}", f"json://h/{n}", message(n), T0)
+        a.enqueue(f"chat{n}", f"json://h/{n}", message(10 + n), T0)  # behind each head
+    first = a.claim_outbox("a", T0, T0 + MIN, 2)
+    rest = b.claim_outbox("b", T0, T0 + MIN, 10)
+    assert [i.message.title for i in first] == ["title 0", "title 1"]
+    assert [i.message.title for i in rest] == ["title 2", "title 3", "title 4"]
+    # Everything due is claimed: neither owner gets more, not even what is queued
+    # behind a claimed head (that would break the channel's order).
+    assert a.claim_outbox("a", T0, T0 + MIN, 10) == []
+    assert b.claim_outbox("b", T0, T0 + MIN, 10) == []
+    # `due` is a look, not a claim: it still shows the heads.
+    assert len(a.due(T0, 10)) == 5
+    # Once a head is sent, its channel's next message is anyone's.
+    assert a.mark_sent(first[0].id, T0, "a")
+    (nxt,) = b.claim_outbox("b", T0, T0 + MIN, 10)
+    assert (nxt.channel_key, nxt.message.title) == ("chat0", "title 10")
+    assert resent(a) == {f"chat{n}": 0 for n in range(5)}
+
+
+def test_a_lapsed_claim_is_taken_over_and_the_loser_cannot_mark(opener: Opener) -> None:
+    a, b = opener(), opener()
+    item_id = a.enqueue("chat", "json://h/chat", message(1), T0)
+    (mine,) = a.claim_outbox("a", T0, T0 + MIN, 10)
+    assert mine.id == item_id and mine.resent == 0
+    assert b.claim_outbox("b", T0 + MIN - timedelta(seconds=1), T0 + 2 * MIN, 10) == []
+    # a died (or hung) past its claim: b takes the message over, counted as a resend.
+    (taken,) = b.claim_outbox("b", T0 + MIN, T0 + 2 * MIN, 10)
+    assert (taken.id, taken.resent) == (item_id, 1)
+    assert resent(a) == {"chat": 1}
+    # a comes back: neither of its marks lands, the row stays b's.
+    assert not a.mark_sent(item_id, T0 + MIN, "a")
+    assert not a.mark_failed(item_id, "late failure", T0 + 5 * MIN, False, T0 + MIN, "a")
+    (still,) = a.due(T0 + MIN, 10)
+    assert (still.id, still.attempts, still.last_error) == (item_id, 0, None)
+    assert [h.last_ok_at for h in a.channel_health()] == [None]
+    assert b.mark_sent(item_id, T0 + MIN, "b")
+    assert not b.mark_sent(item_id, T0 + MIN, "b")  # settled once
+    assert a.due(T0 + 5 * MIN, 10) == []
+    assert [(h.last_ok_at, h.pending, h.resent) for h in a.channel_health()] == [(T0 + MIN, 0, 1)]
+
+
+def test_a_failure_releases_the_claim_and_a_retry_is_not_a_resend(opener: Opener) -> None:
+    a, b = opener(), opener()
+    item_id = a.enqueue("chat", "json://h/chat", message(1), T0)
+    a.enqueue("chat", "json://h/chat", message(2), T0)
+    (head,) = a.claim_outbox("a", T0, T0 + 10 * MIN, 10)
+    assert a.mark_failed(head.id, "502", T0 + MIN, False, T0, "a")
+    assert b.claim_outbox("b", T0 + MIN - timedelta(seconds=1), T0 + 10 * MIN, 10) == []
+    (retry,) = b.claim_outbox("b", T0 + MIN, T0 + 10 * MIN, 10)
+    assert (retry.id, retry.attempts, retry.resent, retry.last_error) == (item_id, 1, 0, "502")
+    # A permanent failure parks the head and hands the channel's next message out.
+    assert b.mark_failed(item_id, "410 gone", None, True, T0 + MIN, "b")
+    (after,) = a.claim_outbox("a", T0 + MIN, T0 + 10 * MIN, 10)
+    assert after.message.title == "title 2"
+    assert [(h.undeliverable, h.resent) for h in a.channel_health()] == [(1, 0)]
+
+
+def test_marks_without_an_owner_still_work_for_callers_that_do_not_claim(
+    opener: Opener,
+) -> None:
+    box = opener()
+    item_id = box.enqueue("chat", "json://h/chat", message(1), T0)
+    box.claim_outbox("a", T0, T0 + MIN, 10)
+    assert box.mark_sent(item_id, T0, None)
+    assert not box.mark_sent(item_id, T0, None)
+    assert not box.mark_failed(item_id, "x", None, True, T0)
+    assert not box.mark_sent(999_999, T0)
+
+
+# ---- senders -----------------------------------------------------------------------------
+class CueChannel:
+    """Fails while ``failing`` is set, blocks while ``hold`` is clear; records every
+    message it was handed (with its idempotency key) and every one it delivered."""
+
+    def __init__(self, key: str = "cue") -> None:
+        self.key = key
+        self.failing = False
+        self.hold = asyncio.Event()
+        self.hold.set()
+        self.handed: list[tuple[str, str | None]] = []
+        self.delivered: list[str] = []
+
+    async def send(self, msg: Message) -> SendResult:
+        return await self.send_keyed(msg, None)
+
+    async def send_keyed(self, msg: Message, idempotency_key: str | None) -> SendResult:
+        self.handed.append((msg.title, idempotency_key))
+        await self.hold.wait()
+        if self.failing:
+            return SendResult(ok=False, error="503 on cue")
+        self.delivered.append(msg.title)
+        return SendResult(ok=True)
+
+
+def test_a_failure_on_cue_keeps_the_order_and_backs_off(opener: Opener) -> None:
+    box = opener()
+    clock = FakeClock(T0)
+    channel = CueChannel()
+    for n in range(3):
+        box.enqueue("cue", "cue://", message(n), T0)
+    sender = OutboxSender(box, channel_factory=lambda _url: channel, clock=clock, owner="n1")
+    channel.failing = True
+    assert asyncio.run(sender.drain_once()) == 0
+    assert [t for t, _ in channel.handed] == ["title 0"]  # only the head was tried
+    (head,) = box.due(T0 + timedelta(seconds=5), 10)
+    assert (head.message.title, head.attempts, head.next_attempt_at) == (
+        "title 0",
+        1,
+        T0 + timedelta(seconds=5),
+    )
+    channel.failing = False
+    clock.advance(timedelta(seconds=4))
+    assert asyncio.run(sender.drain_once()) == 0  # still backing off, for every sender
+    other = OutboxSender(box, channel_factory=lambda _url: channel, clock=clock, owner="n2")
+    assert asyncio.run(other.drain_once()) == 0
+    clock.advance(timedelta(seconds=1))
+    assert asyncio.run(other.drain_once()) == 3
+    assert channel.delivered == ["title 0", "title 1", "title 2"]
+    assert [h.resent for h in box.channel_health()] == [0]
+
+
+def test_a_sender_that_dies_mid_send_is_taken_over_with_the_same_key(opener: Opener) -> None:
+    """The one duplicate window left: the message went out, the sender died before
+    recording it. The resend waits for the claim to lapse, is counted, and carries
+    the same idempotency key."""
+    box = opener()
+    clock = FakeClock(T0)
+    channel = CueChannel()
+    item_id = box.enqueue("cue", "cue://", message(1), T0)
+    (stored,) = box.due(T0, 10)
+    dying = OutboxSender(box, channel_factory=lambda _url: channel, clock=clock, owner="dying")
+    taker = OutboxSender(box, channel_factory=lambda _url: channel, clock=clock, owner="taker")
+
+    async def scenario() -> None:
+        channel.hold.clear()  # the send hangs ...
+        task = asyncio.create_task(dying.drain_once())
+        while not channel.handed:
+            await asyncio.sleep(0)
+        task.cancel()  # ... and the process dies with it
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        channel.hold.set()
+        assert await taker.drain_once() == 0  # the claim stands
+        clock.advance(CLAIM_FOR - timedelta(seconds=1))
+        assert await taker.drain_once() == 0
+        clock.advance(timedelta(seconds=1))
+        assert await taker.drain_once() == 1
+
+    asyncio.run(scenario())
+    key = idempotency_key(stored)
+    assert channel.handed == [("title 1", key), ("title 1", key)]
+    assert key.startswith(f"agentcron-{item_id}-")
+    assert channel.delivered == ["title 1"]
+    assert [(h.pending, h.resent) for h in box.channel_health()] == [(0, 1)]
+
+
+def test_idempotency_keys_differ_between_rows_and_outboxes() -> None:
+    one, two = MemoryOutbox(), MemoryOutbox()
+    a = one.enqueue("chat", "json://h", message(1), T0)
+    one.enqueue("chat", "json://h", message(2), T0)
+    two.enqueue("chat", "json://h", message(3), T0)  # the same id in another outbox
+    keys = [idempotency_key(i) for i, _ in [*one.items(), *two.items()]]
+    assert len(set(keys)) == 3
+    assert all(k.startswith("agentcron-") for k in keys)
+    (first, _), *_ = one.items()
+    assert first.id == a and idempotency_key(first) == keys[0]
+
+
+# ---- three nodes on PostgreSQL -------------------------------------------------------------
+class Counting:
+    """A channel shared by every sender: counts each message it delivers."""
+
+    def __init__(self) -> None:
+        self.key = "counting"
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.order: dict[str, list[int]] = {}
+
+    async def send(self, msg: Message) -> SendResult:
+        await asyncio.sleep(0.001)  # let the other senders interleave
+        with self.lock:
+            self.counts[msg.title] += 1
+            self.order.setdefault(msg.task, []).append(int(msg.title.split()[1]))
+        return SendResult(ok=True)
+
+
+@pytest.mark.postgres
+def test_three_senders_on_postgres_send_each_of_300_messages_once() -> None:
+    require_pg()
+    from agentcron.store.postgres import PostgresStore
+    from pg_util import fresh_schema
+
+    with fresh_schema() as schema:
+        setup = PostgresStore(PG_DSN, schema=schema)
+        for n in range(300):
+            setup.enqueue(f"chat{n % 10}", f"chat://{n % 10}", message(n, f"chat{n % 10}"), T0)
+        channel = Counting()
+        clock = FakeClock(T0)  # nothing lapses: any repeat would be a claim failing
+        errors: list[BaseException] = []
+        start = threading.Barrier(3)
+
+        def node(name: str) -> None:
+            store = PostgresStore(PG_DSN, schema=schema)
+            try:
+                sender = OutboxSender(
+                    store, channel_factory=lambda _url: channel, clock=clock, owner=name, batch=4
+                )
+                start.wait()
+                for _ in range(1000):
+                    asyncio.run(sender.drain_once())
+                    if not any(h.pending for h in store.channel_health()):
+                        return
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                store.close()
+
+        threads = [threading.Thread(target=node, args=(f"n{i}",)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        try:
+            assert not errors, errors
+            assert sum(channel.counts.values()) == 300
+            assert set(channel.counts.values()) == {1}
+            # Three senders, and still each channel heard its messages in order.
+            assert all(sent == sorted(sent) for sent in channel.order.values())
+            health = setup.channel_health()
+            assert [(h.pending, h.resent) for h in health] == [(0, 0)] * 10
+        finally:
+            setup.close()
