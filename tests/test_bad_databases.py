@@ -6,6 +6,7 @@ what to do, and leaves the file (and the file system around it) as it was.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -164,6 +165,35 @@ def test_doctor_finds_damage_no_query_of_its_own_reads(tmp_path: Path) -> None:
     database = [c for c in report["checks"] if c["name"] == "database"]
     assert [c["status"] for c in database] == ["fail"]
     assert "the database file is damaged" in database[0]["message"]
+
+
+def test_run_refuses_a_damaged_database_before_writing_to_it(damaged_home: Path) -> None:
+    """The daemon would write (its node row, the config's tasks) before it ever read the
+    damaged pages; ``run`` checks the whole file first."""
+    path = damaged_home / "agentcron.db"
+    before = digest(path)
+    config = damaged_home.parent / "agentcron.yaml"
+    config.write_text('tasks:\n  idle:\n    every: 1h\n    command: ["true"]\n')
+    res = run_cli(damaged_home.parent, damaged_home, "run", "--config", str(config))
+    assert res.returncode == 1, res
+    assert "Traceback" not in res.stderr
+    assert "cannot start" in res.stderr and "the database file is damaged" in res.stderr
+    assert digest(path) == before
+    assert sorted(os.listdir(damaged_home)) == ["agentcron.db", "daemon.lock"]
+
+
+def test_the_python_api_refuses_a_damaged_database_too(damaged_home: Path) -> None:
+    before = digest(damaged_home / "agentcron.db")
+    sched = Scheduler(home=damaged_home)
+    sched.add("idle", command=["true"], every="1h")
+    with pytest.raises(StoreError, match="the database file is damaged"):
+        asyncio.run(asyncio.wait_for(sched.run_async(asyncio.Event()), 30))
+    assert digest(damaged_home / "agentcron.db") == before
+    store = SQLiteStore(damaged_home / "agentcron.db")
+    try:
+        assert store.nodes() == []  # no daemon registered itself in the damaged file
+    finally:
+        store.close()
 
 
 # ---- 2. someone else's database -------------------------------------------------------------

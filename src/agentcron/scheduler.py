@@ -132,11 +132,14 @@ class Scheduler:
 
         On a SQLite home only one daemon may run at a time, this one or `agentcron run`:
         raises :class:`~agentcron.instance_lock.DaemonAlreadyRunning` naming the other's
-        pid when one already does."""
+        pid when one already does. A damaged SQLite database raises
+        :class:`~agentcron.store.StoreError` before anything is written to it."""
         from agentcron.daemon import Daemon
         from agentcron.instance_lock import daemon_lock
+        from agentcron.store import check_database
 
         with daemon_lock(self.home, self.db):
+            check_database(self.db, self.home)  # damage refused before any write
             daemon = Daemon(self._options())
             if stop is not None:
 

@@ -188,7 +188,7 @@ def run(
     from agentcron.config.errors import ConfigError
     from agentcron.daemon import Daemon, DaemonOptions
     from agentcron.instance_lock import InstanceLockError, daemon_lock
-    from agentcron.store import StoreError
+    from agentcron.store import StoreError, check_database
 
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
@@ -209,6 +209,7 @@ def run(
     try:
         # one daemon per SQLite home, held until the daemon has stopped
         with daemon_lock(options.home, options.db_url):
+            check_database(options.db_url, options.home)  # damage refused before any write
             asyncio.run(Daemon(options).run())
     except InstanceLockError as exc:
         fail(f"cannot start: {exc}")

@@ -18,6 +18,7 @@ __all__ = [
     "NotFound",
     "Store",
     "StoreError",
+    "check_database",
     "open_store",
     "parse_db_url",
 ]
@@ -88,3 +89,22 @@ def open_store(db_url: str | None, home: Path) -> Store:
 
     assert target.path is not None
     return SQLiteStore(target.path, create_folder=target.default)
+
+
+def check_database(db_url: str | None, home: Path) -> None:
+    """Open the database, look for damaged pages, close it: what a daemon does before it
+    starts (and starts writing). Too slow for every CLI call (see
+    :meth:`~agentcron.store.sqlite.SQLiteStore.check_integrity`), once per daemon it is
+    cheap, and a daemon writing into damaged pages can only make them worse. SQLite only;
+    PostgreSQL looks after its own pages."""
+    target = parse_db_url(db_url, home)
+    if target.kind != "sqlite":
+        return
+    from agentcron.store.sqlite import SQLiteStore
+
+    assert target.path is not None
+    store = SQLiteStore(target.path, create_folder=target.default)
+    try:
+        store.check_integrity()
+    finally:
+        store.close()

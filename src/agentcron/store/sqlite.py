@@ -99,8 +99,8 @@ class SQLiteStore(SQLStore):
         """``PRAGMA quick_check``: finds damaged pages no query has touched yet.
 
         It reads the whole file (about 0.2 s for 185 MB from a warm cache, more from
-        disk), too slow for every CLI call, so ``agentcron doctor`` runs it and other
-        commands meet damage only where they read it.
+        disk), too slow for every CLI call, so ``agentcron doctor`` and each daemon's
+        start run it and other commands meet damage only where they read it.
         """
         if self.path == ":memory:":
             return
