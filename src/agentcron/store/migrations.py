@@ -161,6 +161,16 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE outbox ADD COLUMN resent INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE channels ADD COLUMN resent INTEGER NOT NULL DEFAULT 0",
     ],
+    [
+        # Retention (agentcron.store._prune_sql): finished notifications and closed
+        # incidents by age, so pruning reads what it deletes and not the rest. Both are
+        # partial: a queued message or an open incident is not in them, and a row
+        # enters them once, when it is sent, given up on or closed. Slots need none:
+        # they are pruned through their UNIQUE (task, scheduled_for) index.
+        "CREATE INDEX outbox_done ON outbox (created_at) "
+        "WHERE sent_at IS NOT NULL OR permanent = 1",
+        "CREATE INDEX incidents_closed ON incidents (closed_at) WHERE closed_at IS NOT NULL",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
