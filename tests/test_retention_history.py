@@ -497,3 +497,12 @@ def test_cli_prune_refuses_an_invalid_config(
     result = CliRunner().invoke(app, ["prune"])
     assert result.exit_code == 1
     assert "keep_history" in result.output
+
+
+def test_a_keep_history_beyond_the_calendar_keeps_everything(store: SQLStore, home: Path) -> None:
+    add_task(store, "a", keep_history="1000000w")
+    for d in range(5):
+        run(store, home, "a", d)
+    report = prune_history(store, home, NOW, default_keep=timedelta(weeks=1_000_000))
+    assert report.total == 0
+    assert slot_days(store, "a") == [0.0, 1.0, 2.0, 3.0, 4.0]

@@ -5,10 +5,10 @@ file, and deleting it would turn a passing outage into a lost output.
 
 History (finished slots with their attempts, deliveries and output files; sent
 notifications; closed incidents; the rows of nodes long gone) is pruned by
-:func:`prune_history`, which the daemon runs off its loop (``asyncio.to_thread``)
-and ``agentcron prune`` runs on demand. It only decides how much each task keeps;
-what must never go (active slots, undelivered outputs, the last runs the detectors
-read) is enforced by the store's statements.
+:func:`prune_history`, made for the daemon's periodic retention pass (run off its
+loop, through ``asyncio.to_thread``) and run on demand by ``agentcron prune``. It only
+decides how much each task keeps; what must never go (active slots, undelivered
+outputs, the last runs the detectors read) is enforced by the store's statements.
 """
 
 from __future__ import annotations
@@ -118,11 +118,20 @@ def default_keep_history(task_defaults: Mapping[str, Any] | None) -> timedelta |
 def keep_rule(spec: TaskSpec, now: datetime) -> KeepRule:
     """How much of one task's history stays: runs younger than its ``keep_history``,
     and its newest final runs however old, as many as its streak detectors read."""
-    keep = spec.keep_history
     return KeepRule(
-        cutoff=None if keep is None else now - keep,
+        cutoff=_cutoff(now, spec.keep_history),
         keep_last=max(1, SKIP_STREAK_KEPT, spec.empty_output_streak),
     )
+
+
+def _cutoff(now: datetime, keep: timedelta | None) -> datetime | None:
+    """``now - keep``; None (keep all) for None or a span reaching before year 1."""
+    if keep is None:
+        return None
+    try:
+        return now - keep
+    except OverflowError:
+        return None
 
 
 def prune_history(
@@ -145,10 +154,7 @@ def prune_history(
     to prune). ``dry_run`` counts, changing nothing.
     """
     rules = {rec.name: keep_rule(rec.spec, now) for rec in store.list_tasks()}
-    default = KeepRule(
-        cutoff=None if default_keep is None else now - default_keep,
-        keep_last=SKIP_STREAK_KEPT,
-    )
+    default = KeepRule(cutoff=_cutoff(now, default_keep), keep_last=SKIP_STREAK_KEPT)
     outputs = (home / "outputs").resolve()
     slots = attempts = deliveries = files = batches = 0
     for done in store.prune_slots(rules, default, dry_run=dry_run, batch=batch):
@@ -157,12 +163,13 @@ def prune_history(
         attempts += done.attempts
         deliveries += done.deliveries
         files += sum(_remove_output(Path(p), outputs, dry_run) for p in done.paths)
-    if default_keep is None:
+    records_before = default.cutoff
+    if records_before is None:
         records = None
     else:
         records = store.prune_records(
-            outbox_before=now - default_keep,
-            incidents_before=now - default_keep,
+            outbox_before=records_before,
+            incidents_before=records_before,
             stopped_nodes_before=now - STOPPED_NODE_KEPT,
             silent_nodes_before=now - SILENT_NODE_KEPT,
             dry_run=dry_run,

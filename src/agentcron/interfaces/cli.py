@@ -451,7 +451,7 @@ _PRUNE_KINDS = (
     ("attempts", "attempts"),
     ("deliveries", "delivery rows"),
     ("files", "output files"),
-    ("outbox", "sent notifications"),
+    ("outbox", "sent or given-up notifications"),
     ("incidents", "closed incidents"),
     ("nodes", "node rows"),
 )
