@@ -78,66 +78,77 @@ def test_runs_that_end_together_are_recorded_together(sqlite_store, clock, home)
 
 
 class _FlakyStore:
-    """finish_many fails whenever slot 13 is in the batch."""
+    """finish_many fails whenever slot 13 is in the batch, until ``heal`` is set; with
+    ``down`` every write fails (the database itself is away)."""
 
     def __init__(self) -> None:
         self.written: list[int] = []
+        self.calls = 0
+        self.heal = False
+        self.down = False
 
     def finish_many(self, items: list[Finish]) -> list[Any]:
-        if any(i.slot_id == 13 for i in items):
+        self.calls += 1
+        if self.down or (not self.heal and any(i.slot_id == 13 for i in items)):
             raise RuntimeError("disk I/O error")
         self.written.extend(i.slot_id for i in items)
         return [f"slot-{i.slot_id}" for i in items]
 
 
-def test_one_bad_record_does_not_cost_the_others_theirs() -> None:
+def test_one_bad_record_does_not_cost_the_others_theirs_and_is_never_dropped() -> None:
     store = _FlakyStore()
-    finisher = Finisher(store)  # type: ignore[arg-type]
+    finisher = Finisher(store, retry_first=0.001)  # type: ignore[arg-type]
     outcome = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
 
     async def scenario() -> list[Any]:
         from datetime import UTC, datetime
 
         now = datetime(2026, 1, 1, tzinfo=UTC)
-        calls = [finisher.finish(Finish(i, i, "n", outcome, now)) for i in range(10, 16)]
-        return await asyncio.gather(*calls, return_exceptions=True)
+        calls = [
+            asyncio.ensure_future(finisher.finish(Finish(i, i, "n", outcome, now)))
+            for i in range(10, 16)
+        ]
+        await until(lambda: sorted(store.written) == [10, 11, 12, 14, 15])
+        await until(lambda: store.calls >= 12)  # slot 13 is tried again and again
+        assert not calls[3].done()  # its run still waits: the engine keeps holding it
+        store.heal = True
+        return await asyncio.gather(*calls)
 
     results = asyncio.run(scenario())
-    assert store.written == [10, 11, 12, 14, 15]
-    assert results[:3] == ["slot-10", "slot-11", "slot-12"]
-    assert isinstance(results[3], RuntimeError)
-    assert results[4:] == ["slot-14", "slot-15"]
+    assert results == [f"slot-{i}" for i in range(10, 16)]
+    assert store.written.count(13) == 1
+    assert finisher.failing_since is None and finisher.backlog == 0
 
 
-def test_a_failed_record_of_a_cancelled_run_is_logged_once(caplog: Any) -> None:
-    """The run gave up waiting (cancelled) before its record failed to write: the error
-    is logged by the finisher, and asyncio does not add an unretrieved-exception report."""
-    import gc
-
+def test_a_database_outage_is_waited_out_logged_once_and_nothing_lost(caplog: Any) -> None:
+    """Every write fails for a while: the batch is kept and tried again with backoff
+    (not split into single writes each time), logged once; all land when it is back."""
     store = _FlakyStore()
-    finisher = Finisher(store)  # type: ignore[arg-type]
+    store.down, store.heal = True, True
+    finisher = Finisher(store, retry_first=0.001)  # type: ignore[arg-type]
     outcome = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
-    reports: list[dict[str, Any]] = []
 
-    async def scenario() -> None:
+    async def scenario() -> list[Any]:
         from datetime import UTC, datetime
 
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(lambda _loop, context: reports.append(context))
         now = datetime(2026, 1, 1, tzinfo=UTC)
-        waiter = asyncio.create_task(finisher.finish(Finish(13, 13, "n", outcome, now)))
-        await asyncio.sleep(0)  # queued, flush pending
-        waiter.cancel()
-        await asyncio.gather(waiter, return_exceptions=True)
-        for _ in range(3):
-            await asyncio.sleep(0)
-        gc.collect()
+        calls = [
+            asyncio.ensure_future(finisher.finish(Finish(i, i, "n", outcome, now)))
+            for i in range(20)
+        ]
+        await until(lambda: finisher.failures >= 5)
+        assert store.calls <= 2 * finisher.failures + 2  # a probe, not twenty writes
+        store.down = False
+        return await asyncio.gather(*calls)
 
-    with caplog.at_level("ERROR", logger="agentcron.engine"):
-        asyncio.run(scenario())
-    assert store.written == []
-    assert [r.get("message") for r in reports] == []  # asyncio reported nothing more
-    assert [r.getMessage() for r in caplog.records] == ["could not record the end of slot 13"]
+    with caplog.at_level("WARNING", logger="agentcron.engine"):
+        results = asyncio.run(scenario())
+    assert results == [f"slot-{i}" for i in range(20)]
+    assert sorted(store.written) == list(range(20))
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("could not record the end of 20 run(s)")
+    assert sum("could not record" in m for m in messages) == 1
+    assert messages[-1].startswith("ends of runs are recorded again after")
 
 
 def test_a_lone_finish_is_written_without_waiting(sqlite_store, clock, home) -> None:

@@ -269,6 +269,26 @@ def test_next_wakeup_is_the_earliest_fire_or_retry(store: SQLStore) -> None:
     assert store.next_wakeup() == T0 + 3 * MIN
 
 
+def test_next_wakeup_after_leaves_out_slots_waiting_for_room(store: SQLStore) -> None:
+    """A slot whose time has come but that the claim could not start waits for room,
+    not for time: the loop must not be told to wake for it at once, again and again."""
+    add(store, "t", T0 + 10 * MIN)
+    slot_at(store, "t", T0)  # pending, due at T0, not started (no room)
+    assert store.next_wakeup() == T0
+    assert store.next_wakeup(after=T0 + MIN) == T0 + 10 * MIN
+    add(store, "u", None)
+    slot_at(store, "u", T0 - MIN)
+    c = store.claim("n1", T0, T0 + MIN, 5)
+    assert {x.slot.task for x in c} == {"t", "u"}
+    for x in c:
+        if x.slot.task == "t":  # back to waiting, as when a run is interrupted
+            store.finish_attempt(x.slot.id, x.attempt.id, "n1", retry_at(T0), T0)
+        else:
+            store.finish_attempt(x.slot.id, x.attempt.id, "n1", retry_at(T0 + 5 * MIN), T0)
+    assert store.next_wakeup(after=T0 + MIN) == T0 + 5 * MIN
+    assert store.next_wakeup() == T0
+
+
 # ---- slots ---------------------------------------------------------------------------------
 def test_materialize_is_a_compare_and_set_and_inserts_each_slot_once(store: SQLStore) -> None:
     add(store, "t", T0)
@@ -541,12 +561,52 @@ def test_renew_leases_extends_only_the_owners_running_slots(store: SQLStore) -> 
     slot_at(store, "t", T0 + MIN)
     mine = claim_one(store, "n1")
     theirs = claim_one(store, "n2")
-    assert store.renew_leases("n1", T0 + MIN, T0 + 7 * MIN) == 1
-    assert store.renew_leases("ghost", T0 + MIN, T0 + 7 * MIN) == 0
+    assert store.renew_leases("n1", [mine.slot.id], T0 + MIN, T0 + 7 * MIN) == {mine.slot.id}
+    assert store.renew_leases("ghost", [mine.slot.id], T0 + MIN, T0 + 7 * MIN) == set()
+    # asking for another node's slot renews nothing: it is not n1's to keep alive
+    assert store.renew_leases("n1", [theirs.slot.id], T0 + MIN, T0 + 9 * MIN) == set()
     fresh = store.get_slot(mine.slot.id)
     other = store.get_slot(theirs.slot.id)
     assert fresh is not None and fresh.lease_expires_at == T0 + 7 * MIN
     assert other is not None and other.lease_expires_at == T0 + MIN
+
+
+def test_renew_leases_leaves_a_run_the_engine_no_longer_holds_to_lapse(store: SQLStore) -> None:
+    """Liveness is the set of runs the engine holds, not every running row of the node:
+    a run whose end could not be recorded and was dropped must lapse and be recovered."""
+    add(store, "t", overlap="allow")
+    slot_at(store, "t", T0)
+    slot_at(store, "t", T0 + MIN)
+    held = claim_one(store, "n1")
+    dropped = claim_one(store, "n1")
+    assert store.renew_leases("n1", [held.slot.id], T0 + MIN, T0 + 7 * MIN) == {held.slot.id}
+    lapsed = store.lapsed(T0 + 3 * MIN)
+    assert [s.id for s in lapsed] == [dropped.slot.id]
+
+
+def test_a_stale_attempt_cannot_finish_a_slot_taken_again(store: SQLStore) -> None:
+    """n1's attempt is lost (lease lapsed), the slot is retried and taken by n1 again:
+    the first attempt's late result must not be recorded over the second's."""
+    add(store, "t", retries=3)
+    sid = slot_at(store, "t", T0)
+    first = claim_one(store, "n1")
+    lost = store.lapsed(T0 + 5 * MIN)
+    assert [s.id for s in lost] == [sid]
+    retry = AttemptOutcome(
+        ok=False,
+        slot_status=SlotStatus.RETRYING,
+        error_class=ErrorClass.WORKER_LOST,
+        error="lost",
+        next_attempt_at=T0 + 5 * MIN,
+    )
+    assert store.record_lost(lost[0], retry, T0 + 5 * MIN)
+    second = store.claim("n1", T0 + 5 * MIN, T0 + 6 * MIN, 1)
+    assert [c.slot.id for c in second] == [sid]
+    assert not store.finish_attempt(sid, first.attempt.id, "n1", OK, T0 + 5 * MIN)
+    slot = store.get_slot(sid)
+    assert slot is not None and slot.status is SlotStatus.RUNNING
+    assert store.finish_attempt(sid, second[0].attempt.id, "n1", OK, T0 + 5 * MIN)
+    assert store.get_slot(sid).status is SlotStatus.SUCCEEDED  # type: ignore[union-attr]
 
 
 def test_finish_attempt_is_a_compare_and_set_on_the_lease_owner(store: SQLStore) -> None:

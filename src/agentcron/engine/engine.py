@@ -18,7 +18,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +28,9 @@ from agentcron.model import ErrorClass, FailureInfo, Slot, SlotStatus, TaskRecor
 from agentcron.schedules.base import Schedule
 from agentcron.store.base import Claim, Fires, StartRoom, Store
 
+from . import health
 from .finisher import Finisher
+from .health import LoopHealth, Outage
 from .planning import Ahead, Plan, plan_due, with_overlap
 from .runner import Finished, RunnerDeps, execute, outcome_for_failure, outer_limit
 
@@ -69,9 +71,14 @@ class _Run:
     deadline: datetime | None = None  # see runner.outer_limit; set by the first sweep
     cancel_reason: str | None = None
     overran: bool = False
+    finishing: bool = False  # its end is being recorded: no longer renewed
 
 
 Listener = Callable[[Finished], None]
+# Told when ticks have failed long enough to be news, and when they work again
+# (with the report of the first tick that worked).
+OutageListener = Callable[[Outage], None]
+RecoveryListener = Callable[[Outage, datetime, "TickReport"], None]
 
 
 @dataclass
@@ -110,6 +117,12 @@ class Engine:
         self._wake = asyncio.Event()
         self._dead_owners = list(settings.dead_owners)
         self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
+        started = time.monotonic()
+        self.health = LoopHealth(last_pass=started, last_ok=started)
+        self.on_outage: list[OutageListener] = []
+        self.on_recovery: list[RecoveryListener] = []
+        self.stopping = False  # set by the daemon's stop signal, before runs are stopped
+        self.passes = 0  # loop passes: a waiting loop must not spin (tests count them)
         self._deps = RunnerDeps(
             store=store,
             clock=clock,
@@ -120,6 +133,8 @@ class Engine:
             cancel_reason=self._cancel_reason,
             overran=self._overran,
             finisher=Finisher(store),
+            stopping=lambda: self.stopping,
+            finishing=self._finishing,
         )
 
     # ---- public ------------------------------------------------------------------
@@ -186,13 +201,14 @@ class Engine:
         self._tell_listeners()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        """Tick, then sleep until the next fire, retry or wake-up, until ``stop``.
+
+        Every step of a pass is guarded, the working out of the sleep included: a
+        failing database makes ticks fail, never the loop end. Failed ticks back off,
+        are logged once per outage (then every few minutes), and become one message
+        to the owner when they last (:mod:`.health`)."""
         while not stop.is_set():
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("tick failed; retrying in %.1fs", self.settings.poll_interval)
-            self._wake.clear()
-            delay = self._sleep_for()
+            delay = await self.run_pass()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
             try:
                 await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
@@ -200,18 +216,76 @@ class Engine:
                 for w in waiters:
                     w.cancel()
 
-    async def shutdown(self, grace: float = 10.0) -> None:
-        """Let runs finish for ``grace`` seconds, then cancel them (recorded as interrupted)."""
-        if not self._runs:
-            return
+    async def run_pass(self) -> float:
+        """One pass of the loop: a tick and the sleep that follows it, in seconds."""
+        self.passes += 1
+        self.health.last_pass = time.monotonic()
+        self._wake.clear()
         try:
-            await self.wait_idle(grace)
+            report = await self.tick()
+            delay = self._sleep_for(report)
+        except Exception as exc:
+            return self._tick_failed(exc)
+        self.health.last_ok = time.monotonic()
+        outage, self.health.outage = self.health.outage, None
+        if outage is not None:
+            self._recovered(outage, report)
+        return delay
+
+    def _tick_failed(self, exc: Exception) -> float:
+        now = self.clock.now()
+        outage = health.after_failure(self.health.outage, exc, now)
+        if health.should_log(outage, now):
+            if outage.failures == 1:
+                log.exception("tick failed; trying again with backoff")
+            else:
+                log.error(
+                    "ticks have failed since %s (%d in a row), latest: %s",
+                    outage.since.isoformat(timespec="seconds"),
+                    outage.failures,
+                    outage.error,
+                )
+            outage = replace(outage, logged_at=now)
+        if health.should_announce(outage, now):
+            outage = replace(outage, announced=True)
+            for listener in self.on_outage:
+                try:
+                    listener(outage)
+                except Exception:
+                    log.exception("outage listener failed")
+        self.health.outage = outage
+        return health.backoff(outage.failures)
+
+    def _recovered(self, outage: Outage, report: TickReport) -> None:
+        log.warning(
+            "ticks work again after %d failure(s) since %s",
+            outage.failures,
+            outage.since.isoformat(timespec="seconds"),
+        )
+        if not outage.announced:
+            return
+        now = self.clock.now()
+        for listener in self.on_recovery:
+            try:
+                listener(outage, now, report)
+            except Exception:
+                log.exception("recovery listener failed")
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Let runs finish for ``grace`` seconds, then cancel them: each is recorded as
+        interrupted through the same finish path as any other end, and every listener
+        hears of every ended run before this returns (the store is closed after)."""
+        self.stopping = True
+        try:
+            if self._runs:
+                await self.wait_idle(grace)
         except TimeoutError:
             for run in list(self._runs.values()):
                 run.task.cancel()
             await asyncio.gather(
                 *(r.task for r in list(self._runs.values())), return_exceptions=True
             )
+        self._tell_listeners()
 
     def cancel_slot(self, slot_id: int, reason: str) -> bool:
         run = self._runs.get(slot_id)
@@ -222,12 +296,21 @@ class Engine:
         return True
 
     # ---- steps -------------------------------------------------------------------
-    def _sleep_for(self) -> float:
+    def _sleep_for(self, report: TickReport) -> float:
+        """Until the next fire or retry, at most ``poll_interval``. Slots waiting for room
+        are not counted (a run's end wakes the loop, and the poll covers another node's),
+        and a fire still due after a tick that moved nothing waits for the poll: the
+        loop sleeps whenever nothing can be done, it never spins."""
         poll = self.settings.poll_interval
-        nxt = self.store.next_wakeup()
+        now = self.clock.now()
+        nxt = self.store.next_wakeup(after=now)
         if nxt is None:
             return poll
-        return max(0.0, min(poll, (nxt - self.clock.now()).total_seconds()))
+        delay = (nxt - now).total_seconds()
+        if delay <= 0:
+            progressed = report.started or report.materialized or report.lost
+            return 0.0 if progressed else poll
+        return min(poll, delay)
 
     def _prepare(self, now: datetime) -> None:
         """Get the tasks of the next fire instant ready, if it is close: build their
@@ -257,11 +340,33 @@ class Engine:
         loop.run_in_executor(None, _make_folders, folders)
 
     def _renew(self, now: datetime) -> None:
+        """Keep the leases of the runs this engine holds, and only those: the table of
+        runs is the one truth of what this node is running. A held run whose slot was
+        not renewed is no longer this node's (its lease lapsed and another node, or a
+        recovery, took it): it is stopped, so the slot does not run twice at once."""
         lease = self.settings.lease
-        if self._last_renew is None or now - self._last_renew >= lease / 3:
-            if self._runs:
-                self.store.renew_leases(self.settings.owner, now, now + lease)
-            self._last_renew = now
+        if self._last_renew is not None and now - self._last_renew < lease / 3:
+            return
+        held = {sid for sid, run in self._runs.items() if not run.finishing}
+        if held:
+            renewed = self.store.renew_leases(self.settings.owner, held, now, now + lease)
+            for slot_id in held - renewed:
+                run = self._runs.get(slot_id)
+                if run is None or run.finishing:
+                    continue
+                log.error(
+                    "slot %s of %s is no longer this node's (its lease lapsed and it was "
+                    "taken over); stopping the run here",
+                    slot_id,
+                    run.name,
+                )
+                self.cancel_slot(slot_id, "taken over after this node's lease lapsed")
+        self._last_renew = now
+
+    def _finishing(self, slot_id: int) -> None:
+        run = self._runs.get(slot_id)
+        if run is not None:
+            run.finishing = True
 
     def _recover_lapsed(self, now: datetime) -> int:
         count = 0

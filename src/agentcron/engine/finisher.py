@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from agentcron.model import Slot
 from agentcron.store.base import Finish, Store
@@ -19,13 +20,31 @@ from agentcron.store.base import Finish, Store
 log = logging.getLogger("agentcron.engine")
 
 MAX_BATCH = 500  # a longer transaction would hold SQLite's write lock for CLI writers
+RETRY_FIRST = 0.25  # seconds before a failed write is tried again; doubles each time
+RETRY_MAX = 10.0
 
 
 class Finisher:
-    def __init__(self, store: Store) -> None:
+    """Records ends of runs, together when they come together, and never drops one.
+
+    A write that fails (the database locked past its busy timeout, a lost PostgreSQL
+    connection, a full disk) is tried again with backoff until it is recorded; the
+    runs wait for it, so the engine keeps holding them (and renewing their leases),
+    and listeners hear of each end once it is in the database. A batch that keeps
+    failing is split, so one record the database refuses cannot hold up the others.
+    """
+
+    def __init__(self, store: Store, retry_first: float = RETRY_FIRST) -> None:
         self._store = store
         self._waiting: list[tuple[Finish, asyncio.Future[Slot | None]]] = []
         self._flush_queued = False
+        self._retry_first = retry_first
+        self.failing_since: float | None = None  # monotonic; read by tests and health
+        self.failures = 0
+
+    @property
+    def backlog(self) -> int:
+        return len(self._waiting)
 
     async def finish(self, item: Finish) -> Slot | None:
         """Record ``item``; the slot as it now stands, or None when it is no longer ours."""
@@ -42,21 +61,58 @@ class Finisher:
     def _flush(self) -> None:
         self._flush_queued = False
         waiting, self._waiting = self._waiting, []
+        failed: list[tuple[Finish, asyncio.Future[Slot | None]]] = []
         for start in range(0, len(waiting), MAX_BATCH):
-            self._write(waiting[start : start + MAX_BATCH])
+            failed += self._write(waiting[start : start + MAX_BATCH])
+        if not failed:
+            if self.failing_since is not None:
+                log.warning(
+                    "ends of runs are recorded again after %d failed write(s)", self.failures
+                )
+            self.failing_since, self.failures = None, 0
+            return
+        self.failures += 1
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        # Tried again before anything handed in since: the oldest ends first.
+        self._waiting = failed + self._waiting
+        delay = min(RETRY_MAX, self._retry_first * 2 ** min(self.failures - 1, 10))
+        if not self._flush_queued:
+            self._flush_queued = True
+            asyncio.get_running_loop().call_later(delay, self._flush)
 
-    def _write(self, batch: list[tuple[Finish, asyncio.Future[Slot | None]]]) -> None:
+    def _write(
+        self, batch: list[tuple[Finish, asyncio.Future[Slot | None]]]
+    ) -> list[tuple[Finish, asyncio.Future[Slot | None]]]:
+        """Write ``batch``; what could not be written, to be tried again."""
         try:
             slots = self._store.finish_many([item for item, _ in batch])
-        except Exception as exc:
-            if len(batch) > 1:
-                for pair in batch:  # one bad record must not cost the others theirs
-                    self._write([pair])
-                return
-            log.exception("could not record the end of slot %s", batch[0][0].slot_id)
-            if not batch[0][1].done():
-                batch[0][1].set_exception(exc)
-            return
+        except Exception:
+            if self.failures == 0:  # once per outage, with the cause; then quietly
+                log.exception(
+                    "could not record the end of %d run(s); trying again until it is recorded",
+                    len(batch),
+                )
+            if len(batch) == 1 or self._write_one(batch[0]):
+                return batch  # the database itself, most likely: all wait for it
+            # The first went in alone: some record of the rest is refused. One at a
+            # time, so that one does not keep the others out.
+            failed: list[tuple[Finish, asyncio.Future[Slot | None]]] = []
+            for pair in batch[1:]:
+                failed += self._write_one(pair)
+            return failed
         for (_, future), slot in zip(batch, slots, strict=True):
             if not future.done():
                 future.set_result(slot)
+        return []
+
+    def _write_one(
+        self, pair: tuple[Finish, asyncio.Future[Slot | None]]
+    ) -> list[tuple[Finish, asyncio.Future[Slot | None]]]:
+        try:
+            slot = self._store.finish_many([pair[0]])[0]
+        except Exception:
+            return [pair]
+        if not pair[1].done():
+            pair[1].set_result(slot)
+        return []

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -62,8 +63,11 @@ class RunnerDeps:
     cancel_reason: Callable[[int], str | None] = lambda _slot_id: None
     overran: Callable[[int], bool] = lambda _slot_id: False
     finisher: Finisher | None = None  # group commit; None writes each end at once
+    stopping: Callable[[], bool] = lambda: False  # the daemon is shutting down
+    finishing: Callable[[int], None] = lambda _slot_id: None  # an end is being recorded
 
     async def finish(self, item: Finish) -> Slot | None:
+        self.finishing(item.slot_id)
         if self.finisher is not None:
             return await self.finisher.finish(item)
         return self.store.finish_many([item])[0]
@@ -169,19 +173,43 @@ def outcome_for_failure(
     )
 
 
-def _record_interrupted(deps: RunnerDeps, claim: Claim, kept: str | None, now: datetime) -> None:
-    """The daemon is stopping: the attempt did not finish through no fault of its own.
-    Written at once (the loop is about to end, a queued write might never happen)."""
-    spec, attempt = claim.spec, claim.attempt
-    lost = FailureInfo(
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL})
+
+
+def interrupted_failure(spec: TaskSpec) -> FailureInfo:
+    """The attempt did not finish through no fault of its own: the daemon stopped."""
+    return FailureInfo(
         message="the daemon stopped while the run was in progress",
         known_class=ErrorClass.WORKER_LOST,
         action=spec.action_kind,
     )
-    outcome, _ = outcome_for_failure(spec, attempt.number, lost, now, deps.rand(), kept)
+
+
+def killed_by_stop(failure: FailureInfo, exit_code: int | None) -> bool:
+    """Whether a failed run died of a stop signal (directly, or as a shell's 128 + n).
+
+    Asked only while the daemon is stopping: a service manager that signals the whole
+    group (systemd's default ``KillMode=control-group``) kills the task's processes
+    with the daemon, and that is an interruption to retry, not the task's error.
+    """
+    if failure.signal is not None and failure.signal in _STOP_SIGNALS:
+        return True
+    code = exit_code if exit_code is not None else failure.exit_code
+    return code is not None and (code - 128 in _STOP_SIGNALS or -code in _STOP_SIGNALS)
+
+
+def _interrupted(
+    deps: RunnerDeps, spec: TaskSpec, number: int, kept: str | None, now: datetime
+) -> tuple[AttemptOutcome, Classification]:
+    """How an interrupted attempt is recorded: lost, to be retried at once (at the next
+    start) while attempts are left, else failed; it takes the same finish path as any
+    other end, so listeners and the owner hear of it."""
+    outcome, classification = outcome_for_failure(
+        spec, number, interrupted_failure(spec), now, deps.rand(), kept
+    )
     if outcome.slot_status is SlotStatus.RETRYING:
         outcome = replace(outcome, next_attempt_at=now)
-    deps.store.finish_attempt(claim.slot.id, attempt.id, deps.owner, outcome, now)
+    return outcome, classification
 
 
 _OUTER_MARGIN = timedelta(seconds=10)
@@ -248,17 +276,23 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             )
         else:
             reason = deps.cancel_reason(slot.id)
-            if reason is None:
-                _record_interrupted(deps, claim, kept, now)
-                raise
-            # Stopped on purpose (overlap: replace, an operator's cancel): recorded as such.
-            outcome = AttemptOutcome(
-                ok=False,
-                slot_status=SlotStatus.CANCELLED,
-                error=reason,
-                explanation=reason,
-                output_path=kept,
-            )
+            if reason is None:  # the daemon is stopping (or lost the slot: see below)
+                outcome, classification = _interrupted(deps, spec, attempt.number, kept, now)
+            else:
+                # Stopped on purpose (overlap: replace, an operator's cancel, the slot
+                # taken over by another node): recorded as such, if still ours.
+                outcome = AttemptOutcome(
+                    ok=False,
+                    slot_status=SlotStatus.CANCELLED,
+                    error=reason,
+                    explanation=reason,
+                    output_path=kept,
+                )
+        # The cancellation is handled: the record below is written and awaited like
+        # any other end (a later timeout in this task must not see it as pending).
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
     except Exception as exc:  # defensive: a bug in our code must still leave a record
         log.exception("run of %s crashed inside agentcron", spec.name)
         outcome = AttemptOutcome(
@@ -355,6 +389,9 @@ async def _attempt(
     failure = result.failure or FailureInfo(
         message="the action failed without saying why", action=spec.action_kind
     )
+    if deps.stopping() and killed_by_stop(failure, result.exit_code):
+        outcome, classification = _interrupted(deps, spec, number, path, now)
+        return replace(outcome, exit_code=result.exit_code), classification
     outcome, classification = outcome_for_failure(
         spec, number, failure, now, deps.rand(), path, result.exit_code
     )

@@ -193,8 +193,10 @@ class Store(Protocol):
         without the specs: enough to tell whether records read before still hold."""
         ...
 
-    def next_wakeup(self) -> datetime | None:
-        """The earliest ``next_fire_at`` / ``next_attempt_at`` of anything, to sleep until."""
+    def next_wakeup(self, after: datetime | None = None) -> datetime | None:
+        """The earliest ``next_fire_at`` / ``next_attempt_at`` of anything, to sleep until.
+        With ``after``, waiting slots whose time came by then are left out: the engine
+        has just offered them to a claim, so they wait for room, not for time."""
         ...
 
     # ---- slots -----------------------------------------------------------------
@@ -240,7 +242,13 @@ class Store(Protocol):
         running slot. Opens an attempt row for each and sets the lease."""
         ...
 
-    def renew_leases(self, owner: str, now: datetime, lease_until: datetime) -> int: ...
+    def renew_leases(
+        self, owner: str, slot_ids: Collection[int], now: datetime, lease_until: datetime
+    ) -> set[int]:
+        """Extend the leases of ``slot_ids``, the runs ``owner`` holds right now, and
+        nothing else: a slot whose run the engine no longer holds must lapse. Returns
+        the ids renewed; a held slot missing from it is no longer ``owner``'s."""
+        ...
 
     def note_attempt_process(self, attempt_id: int, info: dict[str, Any]) -> None:
         """Remember what a running attempt started (host, process group, its start time),
@@ -251,7 +259,8 @@ class Store(Protocol):
         self, slot_id: int, attempt_id: int, owner: str, outcome: AttemptOutcome, now: datetime
     ) -> bool:
         """Record the end of an attempt and the slot's new state (compare-and-set on the
-        lease owner). False when the slot is no longer ours (taken over as lost)."""
+        lease owner and on the attempt still being the slot's running one). False when
+        the slot is no longer ours (taken over as lost, perhaps taken again since)."""
         ...
 
     def finish_many(self, items: Sequence[Finish]) -> list[Slot | None]:

@@ -36,6 +36,7 @@ from agentcron.store.sql import SQLStore
 # First half of the two-part advisory lock key; the second is the schema's hash, so
 # stores in different schemas of one database do not wait for each other.
 _MIGRATION_LOCK_CLASS = 0x61637272  # "acrr"
+_STATEMENT_TIMEOUT_MS = 30_000  # longer than any statement of ours takes under load
 _CONNECT_TIMEOUT_S = 10
 
 
@@ -103,6 +104,18 @@ class PostgresStore(SQLStore):
             raise StoreError(f"invalid PostgreSQL DSN {redact_dsn(dsn)}: {exc}") from None
         self._params.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
         self._params.setdefault("application_name", "agentcron")
+        # A half-open connection (server gone, packets dropped) must fail a call within
+        # seconds, not hang the loop for the kernel's two hours: TCP keepalives notice a
+        # silent peer, and the server ends any statement that runs past the limit.
+        self._params.setdefault("keepalives", 1)
+        self._params.setdefault("keepalives_idle", 10)
+        self._params.setdefault("keepalives_interval", 5)
+        self._params.setdefault("keepalives_count", 3)
+        self._params.setdefault("tcp_user_timeout", _STATEMENT_TIMEOUT_MS)
+        options = str(self._params.get("options") or "")
+        if "statement_timeout" not in options:
+            limit = f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}"
+            self._params["options"] = f"{options} {limit}".strip()
         self._password = str(self._params.get("password") or "")
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None

@@ -68,6 +68,16 @@ from agentcron.store.errors import StoreError
 CLAIM_PAGES = 4  # pages of candidates one claim reads at most
 
 
+# A finish is written only by the attempt the slot is running now: one that lost its
+# slot and saw it taken again (by another node, or by this one after a lapsed lease)
+# was closed as lost when that happened, so its late result cannot overwrite the
+# new attempt's.
+_CURRENT_ATTEMPT = (
+    "EXISTS (SELECT 1 FROM attempts a WHERE a.id = {a} AND a.slot_id = slots.id "
+    "AND a.status = 'running')"
+)
+
+
 class SQLStore(NotifySQL, PruneSQL):
     """Everything but connecting; subclasses define ``_tx`` and ``_q``."""
 
@@ -280,14 +290,18 @@ class SQLStore(NotifySQL, PruneSQL):
         row = self._q("SELECT MIN(next_fire_at) FROM tasks WHERE paused = 0")
         return dt(row[0][0]) if row and row[0][0] is not None else None
 
-    def next_wakeup(self) -> datetime | None:
-
+    def next_wakeup(self, after: datetime | None = None) -> datetime | None:
+        # A waiting slot whose time has come was offered to the claim that just ran:
+        # if it is still waiting, it waits for room, and what frees room wakes the
+        # loop; counting it here would make the loop poll it without pause.
+        waiting = " AND next_attempt_at > ?" if after is not None else ""
         row = self._q(
             "SELECT MIN(x) FROM ("
             " SELECT MIN(next_fire_at) AS x FROM tasks WHERE paused = 0"
             " UNION ALL SELECT MIN(next_attempt_at) FROM slots"
-            " WHERE status IN ('pending', 'retrying')"
-            ") AS w"
+            f" WHERE status IN ('pending', 'retrying'){waiting}"
+            ") AS w",
+            (ts(after),) if after is not None else (),
         )
         return dt(row[0][0]) if row and row[0][0] is not None else None
 
@@ -637,14 +651,20 @@ class SQLStore(NotifySQL, PruneSQL):
                 (json.dumps(info), attempt_id),
             )
 
-    def renew_leases(self, owner: str, now: datetime, lease_until: datetime) -> int:
+    def renew_leases(
+        self, owner: str, slot_ids: Collection[int], now: datetime, lease_until: datetime
+    ) -> set[int]:
+        renewed: set[int] = set()
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE slots SET lease_expires_at = ? "
-                "WHERE lease_owner = ? AND status = 'running'",
-                (ts(lease_until), owner),
-            )
-            return int(cur.rowcount)
+            for chunk in chunks(sorted(slot_ids), 500):
+                rows = db.execute(
+                    "UPDATE slots SET lease_expires_at = ? "
+                    "WHERE lease_owner = ? AND status = 'running' "
+                    f"AND id IN ({', '.join('?' for _ in chunk)}) RETURNING id",
+                    (ts(lease_until), owner, *chunk),
+                ).fetchall()
+                renewed.update(int(r[0]) for r in rows)
+        return renewed
 
     def _close_attempt(
         self,
@@ -710,13 +730,13 @@ class SQLStore(NotifySQL, PruneSQL):
         won: set[int] = set()
         for chunk in chunks(bulk, 300):
             values = ", ".join(
-                "(CAST(? AS BIGINT), ?, ?, ?, ?, CAST(? AS DOUBLE PRECISION), "
-                "CAST(? AS DOUBLE PRECISION), ?, ?)"
+                "(CAST(? AS BIGINT), CAST(? AS BIGINT), ?, ?, ?, ?, "
+                "CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION), ?, ?)"
                 for _ in chunk
             )
             rows = db.execute(
-                f"WITH v (id, owner, status, error_class, error, finished_at, next_attempt_at, "
-                f"output_path, reason) AS (VALUES {values}) "
+                f"WITH v (id, attempt_id, owner, status, error_class, error, finished_at, "
+                f"next_attempt_at, output_path, reason) AS (VALUES {values}) "
                 "UPDATE slots SET status = v.status, error_class = v.error_class, "
                 "error = v.error, finished_at = v.finished_at, "
                 "next_attempt_at = v.next_attempt_at, "
@@ -724,12 +744,14 @@ class SQLStore(NotifySQL, PruneSQL):
                 "reason = COALESCE(v.reason, slots.reason), "
                 "lease_owner = NULL, lease_expires_at = NULL FROM v "
                 "WHERE slots.id = v.id AND slots.lease_owner = v.owner "
-                "AND slots.status = 'running' RETURNING slots.id",
+                f"AND slots.status = 'running' AND {_CURRENT_ATTEMPT.format(a='v.attempt_id')} "
+                "RETURNING slots.id",
                 [
                     value
                     for i in chunk
                     for value in (
                         i.slot_id,
+                        i.attempt_id,
                         i.owner,
                         *self._slot_update_params(i.outcome, i.now),
                         i.outcome.reason,
@@ -750,12 +772,19 @@ class SQLStore(NotifySQL, PruneSQL):
     def _finish_slot(self, db: Conn, item: Finish) -> Slot | None:
         """The slot's half of finishing: a compare-and-set on its lease owner."""
         outcome, now = item.outcome, item.now
-        params = (*self._slot_update_params(outcome, now), outcome.reason, item.slot_id, item.owner)
+        params = (
+            *self._slot_update_params(outcome, now),
+            outcome.reason,
+            item.slot_id,
+            item.owner,
+            item.attempt_id,
+        )
         sql = (
             "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
             "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
             "reason = COALESCE(?, reason), lease_owner = NULL, lease_expires_at = NULL "
-            "WHERE id = ? AND lease_owner = ? AND status = 'running'"
+            "WHERE id = ? AND lease_owner = ? AND status = 'running' "
+            f"AND {_CURRENT_ATTEMPT.format(a='?')}"
         )
         if item.claimed is None:
             row = db.execute(f"{sql} RETURNING {SLOT_COLUMNS}", params).fetchone()

@@ -1,0 +1,94 @@
+"""What the scheduler loop knows of its own progress, and when a fault becomes news.
+
+The loop's liveness is not the process's: a loop whose every tick fails (the
+database locked, a PostgreSQL server restarting) is alive but schedules nothing.
+:class:`LoopHealth` keeps both facts apart, so the dead man's switch pings only
+while ticks complete, the watchdog tells a stalled loop from a failing one, and
+the owner hears of an outage once when it has lasted long enough to matter and
+once when it ends. The decisions are pure functions of the recorded times.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+NOTICE_AFTER = timedelta(seconds=10)  # a blip shorter than this is logged, not told
+BACKOFF_FIRST = 0.5  # seconds between failed ticks, doubling
+BACKOFF_MAX = 5.0  # short: the loop must resume soon after the database does
+LOG_EVERY = timedelta(minutes=5)  # a lasting fault is logged again this often
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A run of failed ticks, from the first failure."""
+
+    since: datetime
+    failures: int
+    error: str  # the latest failure, one line
+    database: bool  # whether the failures come from the database
+    announced: bool = False
+    logged_at: datetime | None = None
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the database or its driver (rather than a bug of ours)."""
+    from agentcron.store.errors import StoreError
+
+    if isinstance(exc, StoreError | sqlite3.Error | OSError | TimeoutError):
+        return True
+    return type(exc).__module__.split(".")[0] == "psycopg"
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after the ``failures``-th failed tick in a row."""
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2.0 ** max(0, min(failures - 1, 10)))
+
+
+def after_failure(outage: Outage | None, exc: BaseException, now: datetime) -> Outage:
+    """The outage as it stands after one more failed tick."""
+    if outage is None:
+        return Outage(
+            since=now, failures=1, error=describe_error(exc), database=is_database_error(exc)
+        )
+    return Outage(
+        since=outage.since,
+        failures=outage.failures + 1,
+        error=describe_error(exc),
+        database=outage.database and is_database_error(exc),
+        announced=outage.announced,
+        logged_at=outage.logged_at,
+    )
+
+
+def should_announce(outage: Outage, now: datetime, after: timedelta = NOTICE_AFTER) -> bool:
+    """Tell the owner once, when the fault has lasted ``after``: a lock held for a second
+    by a CLI command is not news; a database that stays away is."""
+    return not outage.announced and now - outage.since >= after
+
+
+def should_log(outage: Outage, now: datetime) -> bool:
+    """The first failure is logged with its traceback; then a line every few minutes,
+    not one per tick (a failing tick every half second would fill the disk)."""
+    return outage.logged_at is None or now - outage.logged_at >= LOG_EVERY
+
+
+@dataclass
+class LoopHealth:
+    """Monotonic times of the loop's last pass and last completed tick, and the
+    outage in progress if ticks are failing. Read from other threads (watchdog,
+    pulse): plain attribute reads of immutable values."""
+
+    last_pass: float
+    last_ok: float
+    outage: Outage | None = None
+
+    def progressing(self, now: float, within: float) -> bool:
+        """Whether a tick completed in the last ``within`` seconds."""
+        return now - self.last_ok <= within
