@@ -19,7 +19,7 @@ import signal
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +29,23 @@ from agentcron.config.loader import load_config
 from agentcron.config.schema import LoadedConfig
 from agentcron.delivery.worker import DeliveryWorker
 from agentcron.engine.actions import ActionRegistry
-from agentcron.engine.engine import Engine, EngineSettings
+from agentcron.engine.engine import Engine, EngineSettings, TickReport
+from agentcron.engine.health import Outage
 from agentcron.engine.runner import Finished
 from agentcron.home import hostname, pid_alive
 from agentcron.model import DeliveryStatus, Slot, SlotStatus, TaskSpec
+from agentcron.durations import format_duration
+from agentcron.notify.direct import daemon_message, tell_owner_directly
+from agentcron.notify.messages import Message
 from agentcron.notify.notifier import Notifier
 from agentcron.notify.sender import OutboxSender
 from agentcron.redact import redact
-from agentcron.retention import prune_outputs
+from agentcron.retention import default_keep_history, prune_history, prune_outputs
 from agentcron.service import Defaults, Service
 from agentcron.store import NodeInfo, Store, open_store
-from agentcron.watchdog.pulse import ping_fail_blocking, pulse_forever
-from agentcron.watchdog.watchdog import Watchdog
+from agentcron.supervisor import PartFailure, Supervisor
+from agentcron.watchdog.pulse import ping, ping_fail, ping_fail_blocking
+from agentcron.watchdog.watchdog import LOOP_STALL, Watchdog
 
 log = logging.getLogger("agentcron.daemon")
 
@@ -64,6 +69,12 @@ class DaemonOptions:
     code_tasks: dict[str, TaskSpec] = field(default_factory=dict)
     callables: dict[str, Callable[..., Any]] = field(default_factory=dict)
     tune_gc: bool = True  # see tune_gc()
+    # supervision: a part failing this often within the window makes the daemon exit
+    max_part_failures: int = 5
+    part_failure_window: float = 600.0
+    part_backoff: float = 1.0
+    stall_after: float = LOOP_STALL
+    final_drain: float = 5.0  # seconds to send what the stop itself produced
 
 
 def tune_gc() -> None:
@@ -94,6 +105,8 @@ class Daemon:
         self.service: Service | None = None
         self.stop_event = asyncio.Event()
         self._config_stamp: str | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+        self.supervisor: Supervisor | None = None
 
     # ---- assembly ----------------------------------------------------------------
     def _load(self) -> LoadedConfig:
@@ -183,7 +196,7 @@ class Daemon:
         """Notifier, outbox sender, delivery worker and watchdog around the engine."""
         assert self.engine is not None and self.config is not None and self.service is not None
         loop = asyncio.get_running_loop()
-        self.sender = OutboxSender(store, clock=self.clock)
+        self.sender = OutboxSender(store, clock=self.clock, owner=self.node_id)
 
         def wake_sender() -> None:
             loop.call_soon_threadsafe(self.sender.wake)
@@ -205,75 +218,188 @@ class Daemon:
             period_of=service.period,
             count_fires=service.count_fires,
             interval=self.options.watchdog_interval,
-            last_tick=lambda: self.engine.last_tick if self.engine else 0.0,
+            last_tick=lambda: self.engine.health.last_pass if self.engine else 0.0,
             on_stall=self._loop_stalled,
+            on_stall_end=self._loop_resumed,
+            stall_after=self.options.stall_after,
         )
+        self.engine.on_outage.append(self._outage_began)
+        self.engine.on_recovery.append(self._outage_ended)
 
     def _on_recorded_slot(self, spec: TaskSpec, slot: Slot) -> None:
         if slot.status is SlotStatus.SKIPPED:
             self.notifier.emit_skip(spec, slot, self.clock.now())
 
+    # ---- telling the owner about agentcron itself ---------------------------------
+    def _tell_directly(self, message: Message) -> int:
+        """Blocking: straight to the channels, the outbox only for those that fail."""
+        targets = list(self.config.notify) if self.config is not None else []
+        store = self.store
+        return tell_owner_directly(
+            targets, message, store.enqueue if store is not None else None, self.clock.now
+        )
+
+    def _tell_soon(self, message: Message) -> None:
+        """From the loop: send on a thread, keep the loop going."""
+        task = asyncio.ensure_future(asyncio.to_thread(self._tell_directly, message))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _local(self, when: datetime) -> str:
+        from agentcron.schedules.zones import resolve_zone
+
+        zone = resolve_zone(self.config.timezone if self.config else None)
+        return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+    def _where(self) -> str:
+        return f"{hostname()} (pid {os.getpid()})"
+
     def _loop_stalled(self, seconds: float) -> None:
-        """Runs on the watchdog thread while the loop is stuck: the outbox sender lives on
-        that loop, so the owner is told directly here (and through the dead man's switch);
-        a channel that cannot be reached gets the message through the outbox later."""
+        """Runs on the watchdog's thread while the loop is stuck: the outbox sender lives
+        on that loop, so the owner is told directly (and the dead man's switch)."""
         why = f"agentcron's scheduler loop has not ticked for {seconds:.0f}s"
         url = self.config.heartbeat_url if self.config else None
         if url:
             ping_fail_blocking(url, why)
-        if self.config is None or not self.config.notify or self.store is None:
-            return
-        from agentcron.notify.channels import channel_for
-        from agentcron.notify.messages import Message
-
-        message = Message(
-            title="agentcron: scheduler stalled",
-            body=(
-                f"✖ {why} on {hostname()} (pid {os.getpid()}): no task starts until it "
-                "recovers. A run that blocks the daemon (an inline call that never yields) "
-                "is the usual cause; restart the daemon if this does not clear."
-            ),
-            task="",
-            event="stall",
-            incident_kind="stall",
-            severity="failure",
+        self._tell_directly(
+            daemon_message(
+                "scheduler stalled",
+                f"✖ {why} on {self._where()}: no task starts until it recovers. A run "
+                "that blocks the daemon (an inline call that never yields) or a database "
+                "call that does not return are the usual causes; restart the daemon if "
+                "this does not clear.",
+                "stall",
+            )
         )
-        for target in self.config.notify:
-            channel = channel_for(target)
-            try:
-                result = asyncio.run(channel.send(message))
-            except Exception as exc:  # a channel bug must not end the watchdog
-                log.warning("could not report the stall to %s: %s", channel.key, exc)
-                continue
-            if not result.ok:
-                self.store.enqueue(channel.key, target, message, self.clock.now())
 
-    async def run(self) -> None:
+    def _loop_resumed(self, seconds: float) -> None:
+        self._tell_directly(
+            daemon_message(
+                "scheduler running again",
+                f"✔ agentcron's scheduler loop on {self._where()} ticks again after a stall "
+                f"of {format_duration(timedelta(seconds=round(seconds)))}. Fires that came "
+                "due meanwhile follow each task's catch-up rules.",
+                "stall",
+                ok=True,
+            )
+        )
+
+    def _outage_began(self, outage: Outage) -> None:
+        where = self.store.describe() if self.store is not None else "the database"
+        if outage.database:
+            title = "database unavailable"
+            what = f"agentcron cannot use its database ({where})"
+        else:
+            title = "scheduler failing"
+            what = "every tick of agentcron's scheduler fails"
+        self._tell_soon(
+            daemon_message(
+                title,
+                f"✖ {what} since {self._local(outage.since)} on {self._where()} "
+                f"({outage.failures} failed attempts; latest: {redact(outage.error)}). "
+                "Nothing is being scheduled. agentcron keeps trying and will tell you when "
+                "it works again.",
+                "database" if outage.database else "loop",
+            )
+        )
+
+    def _outage_ended(self, outage: Outage, now: datetime, report: TickReport) -> None:
+        lasted = format_duration(timedelta(seconds=round((now - outage.since).total_seconds())))
+        what = "agentcron's database is available again" if outage.database else (
+            "agentcron's scheduler ticks again"
+        )
+        caught = (
+            f"The first tick after it recorded {report.materialized} slot(s) that came due "
+            f"meanwhile, following each task's catch-up rules ({report.started} started, "
+            f"{report.skipped} skipped)."
+            if report.materialized
+            else "No slot came due meanwhile."
+        )
+        self._tell_soon(
+            daemon_message(
+                "database available again" if outage.database else "scheduler running again",
+                f"✔ {what} after {lasted} (since {self._local(outage.since)}). {caught}",
+                "database" if outage.database else "loop",
+                ok=True,
+            )
+        )
+
+    async def _part_failed(self, failure: PartFailure) -> None:
+        if failure.restart_in is None:
+            body = (
+                f"✖ agentcron's {failure.part} failed {failure.failures} times in a row on "
+                f"{self._where()} (latest: {redact(failure.error)}). The daemon exits so "
+                "that its service manager starts it afresh; if it is not run under one "
+                "(systemd's Restart=on-failure), start it again."
+            )
+        else:
+            body = (
+                f"⚠ agentcron's {failure.part} failed on {self._where()}: "
+                f"{redact(failure.error)}. It is restarted in {failure.restart_in:.0f}s; "
+                "you will hear when it has run well again."
+            )
+        message = daemon_message(f"{failure.part} failed", body, "daemon")
+        await asyncio.to_thread(self._tell_directly, message)
+
+    async def _part_recovered(self, part: str) -> None:
+        message = daemon_message(
+            f"{part} running again",
+            f"✔ agentcron's {part} has run well since its restart on {self._where()}.",
+            "daemon",
+            ok=True,
+        )
+        await asyncio.to_thread(self._tell_directly, message)
+
+    def _trouble(self) -> str | None:
+        """Why the dead man's switch must not hear "alive", or None while ticks complete."""
+        engine = self.engine
+        if engine is None:
+            return "agentcron is starting"
+        import time
+
+        if engine.health.outage is not None:
+            return f"agentcron's ticks are failing: {redact(engine.health.outage.error)}"
+        within = max(3 * self.options.poll_interval, self.options.stall_after)
+        if not engine.health.progressing(time.monotonic(), within):
+            return "agentcron's scheduler loop is not ticking"
+        return None
+
+    # ---- running -------------------------------------------------------------------
+    def _stop(self) -> None:
+        """The stop signal: runs that die of the same signal (a service manager that
+        signals the whole group) are interruptions, not the tasks' errors."""
+        if self.engine is not None:
+            self.engine.stopping = True
+        self.stop_event.set()
+
+    async def run(self) -> int:
+        """Run until stopped; the exit code: 0, or non-zero when a part kept failing
+        (so systemd's ``Restart=on-failure`` starts a fresh daemon)."""
         # Handlers first: a SIGTERM while starting (systemd stopping a slow start) must
         # still end in a clean stop that records this node as stopped.
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop_event.set)
+                loop.add_signal_handler(sig, self._stop)
         await self.start()
         assert self.engine is not None
-        duties = [
-            asyncio.create_task(self.engine.run_forever(self.stop_event), name="engine"),
-            asyncio.create_task(self._reload_loop(), name="reload"),
-            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-            asyncio.create_task(self.sender.run_forever(self.stop_event), name="outbox"),
-            asyncio.create_task(self.delivery.run_forever(self.stop_event), name="delivery"),
-            asyncio.create_task(self._retention_loop(), name="retention"),
-        ]
-        if self.config is not None and self.config.heartbeat_url:
-            duties.append(
-                asyncio.create_task(
-                    pulse_forever(
-                        self.config.heartbeat_url, self.stop_event, self.options.pulse_interval
-                    ),
-                    name="pulse",
-                )
-            )
+        engine = self.engine
+        supervisor = self.supervisor = Supervisor(
+            on_failure=self._part_failed,
+            on_recovery=self._part_recovered,
+            max_failures=self.options.max_part_failures,
+            window=self.options.part_failure_window,
+            backoff_first=self.options.part_backoff,
+        )
+        stop = self.stop_event
+        supervisor.add("scheduler loop", lambda: engine.run_forever(stop))
+        supervisor.add("config watcher", self._reload_loop)
+        supervisor.add("node heartbeat", self._heartbeat_loop)
+        supervisor.add("outbox sender", lambda: self.sender.run_forever(stop))
+        supervisor.add("delivery worker", lambda: self.delivery.run_forever(stop))
+        supervisor.add("retention", self._retention_loop)
+        supervisor.add("dead man's switch", self._pulse_loop)
+        supervisor.add("watchdog", self._watch_the_watchdog)
         if self.options.tune_gc:  # after the first tick, which the engine task starts with
             loop.call_soon(tune_gc)
         self.watchdog.start()
@@ -283,23 +409,39 @@ class Daemon:
             self.options.home,
             self.store.describe() if self.store else "?",
         )
+        code = 0
         try:
-            await self.stop_event.wait()
+            code = await supervisor.run(stop)
         finally:
-            await self.close(duties)
+            await self.close()
+        return code
 
-    async def close(self, duties: list[asyncio.Task[None]]) -> None:
+    async def close(self) -> None:
+        """Stop in the order that loses nothing: the runs first (each recorded through
+        the same finish path as any end, every listener told), then what their ends
+        produced is sent, then the store is closed."""
         self.stop_event.set()
-        self.watchdog.stop()
-        for t in duties:
-            t.cancel()
-        await asyncio.gather(*duties, return_exceptions=True)
         if self.engine is not None:
-            await self.engine.shutdown(self.options.shutdown_grace)
+            self.engine.stopping = True
+            try:
+                await self.engine.shutdown(self.options.shutdown_grace)
+            except Exception:
+                log.exception("stopping the runs failed")
+        with contextlib.suppress(Exception):
+            if self.options.final_drain > 0 and hasattr(self, "sender"):
+                async with asyncio.timeout(self.options.final_drain):
+                    await self.sender.drain_once()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=self.options.final_drain)
+        if hasattr(self, "watchdog"):
+            self.watchdog.stop()
         if self.registry is not None:
             await self.registry.close()
         if self.store is not None:
-            self.store.stop_node(self.node_id, self.clock.now())
+            try:
+                self.store.stop_node(self.node_id, self.clock.now())
+            except Exception:
+                log.exception("could not record this node as stopped")
             self.store.close()
         log.info("agentcron stopped")
 
@@ -313,9 +455,43 @@ class Daemon:
                 log.exception("could not record the daemon heartbeat")
             await _sleep_or_stop(self.stop_event, self.options.heartbeat_interval)
 
+    async def _pulse_loop(self) -> None:
+        """The dead man's switch: "alive" only while ticks complete, ``/fail`` with the
+        reason otherwise. The URL is read from the config on every beat, so a reload
+        that adds, changes or removes it applies at once."""
+        while not self.stop_event.is_set():
+            url = self.config.heartbeat_url if self.config is not None else None
+            if url:
+                why = self._trouble()
+                if why is None:
+                    await ping(url)
+                else:
+                    await ping_fail(url, why)
+            await _sleep_or_stop(self.stop_event, self.options.pulse_interval)
+
+    async def _watch_the_watchdog(self) -> None:
+        """The watchdog runs on threads of its own; a thread that died is a failure of
+        this part (restarted by the supervisor, which starts the threads again)."""
+        while not self.stop_event.is_set():
+            if not self.watchdog.alive():
+                self.watchdog.start()
+                raise RuntimeError("the watchdog's thread had stopped")
+            await _sleep_or_stop(self.stop_event, max(1.0, self.options.watchdog_interval))
+
     async def _retention_loop(self) -> None:
         assert self.store is not None
         while not self.stop_event.is_set():
+            if self.config is not None:
+                try:
+                    await asyncio.to_thread(
+                        prune_history,
+                        self.store,
+                        self.options.home,
+                        self.clock.now(),
+                        default_keep_history(self.config.defaults),
+                    )
+                except Exception:
+                    log.exception("pruning history failed; trying again later")
             try:
                 # outputs still waiting to be delivered are kept whatever their age
                 keep = {
@@ -384,7 +560,6 @@ class Daemon:
         if self.store is None or self.config is None:
             return
         from agentcron.notify.channels import channel_key
-        from agentcron.notify.messages import Message
 
         message = Message(
             title="agentcron: config change rejected",

@@ -149,11 +149,15 @@ class Scheduler:
 
                 relay_task = asyncio.create_task(relay())
                 try:
-                    await daemon.run()
+                    code = await daemon.run()
                 finally:
                     relay_task.cancel()
             else:
-                await daemon.run()
+                code = await daemon.run()
+        if code:
+            # a part of the daemon kept failing (told to the owner and logged): end
+            # the process non-zero, as `agentcron run` does, so it is restarted
+            raise SystemExit(code)
 
     def run(self) -> None:
         """Run in the foreground until interrupted."""

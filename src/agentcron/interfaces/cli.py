@@ -210,7 +210,9 @@ def run(
         # one daemon per SQLite home, held until the daemon has stopped
         with daemon_lock(options.home, options.db_url):
             check_database(options.db_url, options.home)  # damage refused before any write
-            asyncio.run(Daemon(options).run())
+            code = asyncio.run(Daemon(options).run())
+        if code:  # a part kept failing: exit non-zero so the service manager restarts us
+            raise typer.Exit(code)
     except InstanceLockError as exc:
         fail(f"cannot start: {exc}")
     except ConfigError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from agentcron.http_client import make_async_client, make_client
 from agentcron.redact import redact
@@ -22,7 +23,13 @@ PING_TIMEOUT = 10.0
 
 
 def fail_url(url: str) -> str:
-    return url.rstrip("/") + "/fail"
+    """The failure endpoint: ``/fail`` goes on the path, before any query string
+    (Healthchecks' ``…/ping/KEY/slug?create=1`` becomes ``…/slug/fail?create=1``; put
+    after the query it would read as a success ping)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/fail"))
 
 
 async def ping(url: str) -> bool:
@@ -49,9 +56,31 @@ def ping_fail_blocking(url: str, why: str) -> bool:
         return False
 
 
-async def pulse_forever(url: str, stop: asyncio.Event, interval: float = 60.0) -> None:
+async def ping_fail(url: str, why: str) -> bool:
+    try:
+        async with make_async_client(PING_TIMEOUT) as client:
+            resp = await client.post(fail_url(url), content=why.encode())
+        return resp.status_code < 400
+    except Exception as exc:
+        log.warning("failure ping to %s failed: %s", redact(url), redact(str(exc)))
+        return False
+
+
+async def pulse_forever(
+    url: str,
+    stop: asyncio.Event,
+    interval: float = 60.0,
+    trouble: Callable[[], str | None] = lambda: None,
+) -> None:
+    """Ping ``url`` every ``interval`` while the scheduler makes progress. ``trouble``
+    says why it does not (ticks failing, the loop stalled): then ``URL/fail`` is pinged
+    with the reason, so the outside check goes down although the process lives."""
     while not stop.is_set():
-        await ping(url)
+        why = trouble()
+        if why is None:
+            await ping(url)
+        else:
+            await ping_fail(url, why)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(interval):
                 await stop.wait()

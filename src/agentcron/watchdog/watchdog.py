@@ -55,6 +55,8 @@ class Watchdog:
         interval: float = 5.0,
         last_tick: Callable[[], float] | None = None,
         on_stall: Callable[[float], None] | None = None,
+        on_stall_end: Callable[[float], None] | None = None,
+        stall_after: float = LOOP_STALL,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -64,19 +66,33 @@ class Watchdog:
         self.interval = interval
         self.last_tick = last_tick
         self.on_stall = on_stall
+        self.on_stall_end = on_stall_end
+        self.stall_after = stall_after
         self._reported_stuck: set[int] = set()
         self._reported_overdue: dict[str, datetime] = {}
         self._stalled = False
+        self._stalled_at = 0.0  # monotonic time the stall was noticed
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # ---- the checks (pure of threads; time comes from the clock) ----------------------
     def check_once(self) -> WatchdogReport:
-        now = self.clock.now()
+        """Every check, the loop's first: it needs no database, and the ones after it
+        may wait on a database the wedged loop holds. Each is guarded on its own."""
         report = WatchdogReport()
-        self._check_stuck(now, report)
-        self._check_overdue(now, report)
         self._check_loop(report)
+        self.check_tasks(report)
+        return report
+
+    def check_tasks(self, report: WatchdogReport | None = None) -> WatchdogReport:
+        """The checks that read the database: stuck runs and overdue tasks."""
+        report = report if report is not None else WatchdogReport()
+        now = self.clock.now()
+        for check in (self._check_stuck, self._check_overdue):
+            try:
+                check(now, report)
+            except Exception:
+                log.exception("watchdog check %s failed; continuing", check.__name__)
         return report
 
     def _check_stuck(self, now: datetime, report: WatchdogReport) -> None:
@@ -149,34 +165,62 @@ class Watchdog:
         )
 
     def _check_loop(self, report: WatchdogReport) -> None:
+        """A loop that has not passed for ``stall_after`` seconds is stalled: told once
+        when it starts and once when the loop moves again."""
         if self.last_tick is None:
             return
         import time
 
-        silent = time.monotonic() - self.last_tick()
-        if silent > LOOP_STALL:
+        now = time.monotonic()
+        silent = now - self.last_tick()
+        if silent > self.stall_after:
             report.loop_stalled = True
             if not self._stalled:
-                self._stalled = True
+                self._stalled, self._stalled_at = True, now - silent
                 log.error("the scheduler loop has not ticked for %.0fs", silent)
                 if self.on_stall is not None:
                     self.on_stall(silent)
-        else:
+        elif self._stalled:
             self._stalled = False
+            lasted = max(0.0, self.last_tick() - self._stalled_at)
+            log.warning("the scheduler loop ticks again after a stall of %.0fs", lasted)
+            if self.on_stall_end is not None:
+                self.on_stall_end(lasted)
 
-    # ---- the thread ----------------------------------------------------------------
+    @property
+    def stalled(self) -> bool:
+        return self._stalled
+
+    # ---- the threads ---------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="agentcron-watchdog", daemon=True)
-        self._thread.start()
+        """Two threads: the loop's pulse is watched by one that never touches the
+        database, so a wedged connection cannot hide a wedged loop."""
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._run_loop_check, name="agentcron-stall", daemon=True),
+            threading.Thread(target=self._run, name="agentcron-watchdog", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _run_loop_check(self) -> None:
+        while not self._stop.wait(min(self.interval, 1.0)):
+            try:
+                self._check_loop(WatchdogReport())
+            except Exception:
+                log.exception("loop check failed; continuing")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.check_once()
+                self.check_tasks()
             except Exception:
                 log.exception("watchdog check failed; continuing")
