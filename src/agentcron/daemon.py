@@ -28,13 +28,13 @@ from agentcron.config.errors import ConfigError
 from agentcron.config.loader import load_config
 from agentcron.config.schema import LoadedConfig
 from agentcron.delivery.worker import DeliveryWorker
+from agentcron.durations import format_duration
 from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.engine import Engine, EngineSettings, TickReport
 from agentcron.engine.health import Outage
 from agentcron.engine.runner import Finished
 from agentcron.home import hostname, pid_alive
 from agentcron.model import DeliveryStatus, Slot, SlotStatus, TaskSpec
-from agentcron.durations import format_duration
 from agentcron.notify.direct import daemon_message, tell_owner_directly
 from agentcron.notify.messages import Message
 from agentcron.notify.notifier import Notifier
