@@ -1,9 +1,18 @@
-"""What to do when a slot comes due while the task still has work in flight."""
+"""What to do when a slot comes due while the task still has work in flight.
+
+A task's own catch-up backlog is not work in flight for the fires of the same gap.
+After a long downtime the engine records the missed fires in chunks over several
+ticks; the first chunk's slots (pending, one of them running) are still active when
+the next chunk is planned. Had the whole gap been recorded at once, those fires would
+simply have queued behind each other, so they must here too: a catch-up slot counts
+against a new fire only if that fire came due after the catch-up slot was recorded.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from agentcron.model import OverlapPolicy, Slot, SlotStatus
 
@@ -42,3 +51,16 @@ def decide_overlap(policy: OverlapPolicy, active: Sequence[Slot], label: str) ->
         SlotStatus.SKIPPED,
         f"the previous run (slot {started.id}) was still running (overlap: skip)",
     )
+
+
+def is_own_backlog(slot: Slot, due: datetime) -> bool:
+    """Whether active ``slot`` is part of the catch-up that a fire at ``due`` belongs
+    to: a catch-up slot recorded when ``due`` had already come (so the fire was missed
+    in the same gap, and only the engine's chunking recorded it later)."""
+    return slot.trigger == "catchup" and slot.created_at is not None and slot.created_at >= due
+
+
+def overlapping(active: Sequence[Slot], due: datetime) -> list[Slot]:
+    """The active slots a new fire at ``due`` is decided against: ``active`` less the
+    task's own catch-up backlog for that fire (see :func:`is_own_backlog`)."""
+    return [s for s in active if not is_own_backlog(s, due)]
