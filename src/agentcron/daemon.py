@@ -75,6 +75,7 @@ class DaemonOptions:
     part_backoff: float = 1.0
     stall_after: float = LOOP_STALL
     final_drain: float = 5.0  # seconds to send what the stop itself produced
+    outage_notice_after: float = 10.0  # seconds of failing ticks before the owner is told
 
 
 def tune_gc() -> None:
@@ -180,6 +181,7 @@ class Daemon:
                 poll_interval=self.options.poll_interval,
                 lease=_seconds(self.options.lease_seconds),
                 dead_owners=tuple(dead),
+                outage_notice_after=_seconds(self.options.outage_notice_after),
             ),
             self.registry,
         )

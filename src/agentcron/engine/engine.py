@@ -51,6 +51,7 @@ class EngineSettings:
     lease: timedelta = timedelta(seconds=60)
     poll_interval: float = 1.0
     dead_owners: tuple[str, ...] = ()
+    outage_notice_after: timedelta = health.NOTICE_AFTER  # failing this long is told
 
 
 @dataclass
@@ -224,6 +225,11 @@ class Engine:
         try:
             report = await self.tick()
             delay = self._sleep_for(report)
+            finisher = self._deps.finisher
+            if finisher is not None and finisher.last_error is not None:
+                # Ticks work but the ends of runs cannot be written: as much an
+                # outage as a failing tick (the runs wait, nothing is recorded).
+                return self._tick_failed(finisher.last_error)
         except Exception as exc:
             return self._tick_failed(exc)
         self.health.last_ok = time.monotonic()
@@ -246,7 +252,7 @@ class Engine:
                     outage.error,
                 )
             outage = replace(outage, logged_at=now)
-        if health.should_announce(outage, now):
+        if health.should_announce(outage, now, self.settings.outage_notice_after):
             outage = replace(outage, announced=True)
             for listener in self.on_outage:
                 try:
@@ -369,6 +375,13 @@ class Engine:
             run.finishing = True
 
     def _recover_lapsed(self, now: datetime) -> int:
+        """Record the runs whose worker is gone. An attempt whose command's launcher
+        recorded its end (the command finished while its daemon was dead) is recorded
+        with that outcome; any other is ``worker_lost``, after its process group is
+        stopped. Then markers of runs that are over are swept (a bounded look)."""
+        from agentcron.orphans import ended_run, forget_run, outcome_of_end, sweep_markers
+
+        home = self.settings.home
         count = 0
         for slot in self.store.lapsed(now, self._dead_owners):
             if slot.id in self._runs and slot.lease_owner == self.settings.owner:
@@ -376,61 +389,85 @@ class Engine:
             rec = self.store.get_task(slot.task)
             if rec is None:
                 continue
-            failure = FailureInfo(
-                message=(
-                    "the worker running this slot stopped responding (its lease lapsed: the "
-                    "process died or the machine slept)"
-                ),
-                known_class=ErrorClass.WORKER_LOST,
-                action=rec.spec.action_kind,
-            )
-            outcome, classification = outcome_for_failure(
-                rec.spec, max(slot.attempts, 1), failure, now, self.rand(), slot.output_path
-            )
-            self._stop_orphan(slot)
-            if self.store.record_lost(slot, outcome, now):
-                count += 1
-                log.warning(
-                    "slot %s of %s lost its worker; %s",
-                    slot.id,
-                    slot.task,
-                    outcome.slot_status.value,
+            number = max(slot.attempts, 1)
+            end = ended_run(home, slot.id, number)
+            if end is not None and end.result_known:
+                ended = outcome_of_end(end, rec.spec, slot, now, self.rand())
+                outcome, classification = ended.outcome, ended.classification
+                details, finished_at = ended.details, ended.ended_at
+                self._stop_orphan(slot)  # strays its command may have left in the group
+                recorded = self.store.record_unwatched_end(slot, outcome, finished_at)
+                how = "ended while its daemon was down"
+            else:
+                failure = FailureInfo(
+                    message=(
+                        "the daemon running this slot died and its command was stopped with it"
+                        if end is not None
+                        else "the worker running this slot stopped responding (its lease "
+                        "lapsed: the process died or the machine slept)"
+                    ),
+                    known_class=ErrorClass.WORKER_LOST,
+                    action=rec.spec.action_kind,
                 )
-                fresh = self.store.get_slot(slot.id) or slot
-                self._notify(
-                    Finished(
-                        slot=fresh,
-                        spec=rec.spec,
-                        attempt=max(slot.attempts, 1),
-                        outcome=outcome,
-                        classification=classification,
-                        details="",
-                        started_at=slot.started_at or now,
-                        finished_at=now,
-                    )
+                outcome, classification = outcome_for_failure(
+                    rec.spec, number, failure, now, self.rand(), slot.output_path
                 )
+                details, finished_at = "", now
+                self._stop_orphan(slot)
+                recorded = self.store.record_lost(slot, outcome, now)
+                how = "lost its worker"
+            if not recorded:
+                continue  # another node recorded it first
+            forget_run(home, slot.id, number)
+            count += 1
+            log.warning("slot %s of %s %s; %s", slot.id, slot.task, how, outcome.slot_status.value)
+            fresh = self.store.get_slot(slot.id) or slot
+            self._notify(
+                Finished(
+                    slot=fresh,
+                    spec=rec.spec,
+                    attempt=number,
+                    outcome=outcome,
+                    classification=classification,
+                    details=details,
+                    started_at=slot.started_at or now,
+                    finished_at=finished_at,
+                )
+            )
         self._dead_owners = []  # predecessors are handled once; later losses go by lease
+        # A marker left this long after its last write belongs to a run that is over
+        # (a dead predecessor's lost runs were recovered above, within a lease).
+        sweep_markers(home, self._runs, older_than=2 * self.settings.lease.total_seconds())
         return count
 
     def _stop_orphan(self, slot: Slot) -> None:
         """The lost attempt's command may still run (its daemon died, it did not): stop it
-        before the slot is retried, or the slot would run twice at once."""
+        before the slot is retried, or the slot would run twice at once. Its process
+        group is known from the attempt's row, or, if the daemon died before writing
+        that, from the marker its launcher wrote before starting the command."""
         from agentcron.home import hostname
-        from agentcron.orphans import stop_group
+        from agentcron.orphans import started_run, stop_group
 
-        running = [a for a in self.store.attempts(slot.id) if a.status == "running"]
-        for attempt in running:
+        host = hostname()
+        groups: set[tuple[int, int | None]] = set()
+        for attempt in self.store.attempts(slot.id):
+            if attempt.status != "running":
+                continue
             info = attempt.extra
-            if info.get("host") == hostname() and isinstance(info.get("pgid"), int):
+            if info.get("host") == host and isinstance(info.get("pgid"), int):
                 pgid_start = info.get("pgid_start")
-                started = pgid_start if isinstance(pgid_start, int) else None
-                if stop_group(int(info["pgid"]), started):
-                    log.warning(
-                        "stopped the orphaned process group %s of %s (slot %s)",
-                        info["pgid"],
-                        slot.task,
-                        slot.id,
-                    )
+                groups.add((int(info["pgid"]), pgid_start if isinstance(pgid_start, int) else None))
+            marked = started_run(self.settings.home, slot.id, attempt.number)
+            if marked is not None and marked.host in (host, None):
+                groups.add((marked.pgid, marked.pgid_start))
+        for pgid, started in groups:
+            if stop_group(pgid, started):
+                log.warning(
+                    "stopped the orphaned process group %s of %s (slot %s)",
+                    pgid,
+                    slot.task,
+                    slot.id,
+                )
 
     def _materialize(self, now: datetime) -> tuple[int, int, int]:
         """Plan every due task in memory, then record all their slots in one

@@ -41,6 +41,7 @@ class Finisher:
         self._retry_first = retry_first
         self.failing_since: float | None = None  # monotonic; read by tests and health
         self.failures = 0
+        self.last_error: Exception | None = None  # while writes fail: the engine's health
 
     @property
     def backlog(self) -> int:
@@ -69,7 +70,7 @@ class Finisher:
                 log.warning(
                     "ends of runs are recorded again after %d failed write(s)", self.failures
                 )
-            self.failing_since, self.failures = None, 0
+            self.failing_since, self.failures, self.last_error = None, 0, None
             return
         self.failures += 1
         if self.failing_since is None:
@@ -87,7 +88,8 @@ class Finisher:
         """Write ``batch``; what could not be written, to be tried again."""
         try:
             slots = self._store.finish_many([item for item, _ in batch])
-        except Exception:
+        except Exception as exc:
+            self.last_error = exc
             if self.failures == 0:  # once per outage, with the cause; then quietly
                 log.exception(
                     "could not record the end of %d run(s); trying again until it is recorded",

@@ -203,6 +203,7 @@ def run(
         lease_seconds=_env_seconds("AGENTCRON_LEASE", 60.0),
         watchdog_interval=_env_seconds("AGENTCRON_WATCHDOG_INTERVAL", 5.0),
         pulse_interval=_env_seconds("AGENTCRON_PULSE_INTERVAL", 60.0),
+        shutdown_grace=_env_seconds("AGENTCRON_SHUTDOWN_GRACE", 10.0),
     )
     if options.config_path is not None and not options.config_path.exists():
         fail(f"cannot start: {options.config_path} not found; `agentcron init` writes an example")
