@@ -58,6 +58,7 @@ class Supervisor:
         backoff_first: float = 1.0,
         backoff_max: float = 60.0,
         healthy_after: float = 120.0,
+        stop_grace: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._parts: list[_Part] = []
@@ -68,6 +69,7 @@ class Supervisor:
         self.backoff_first = backoff_first
         self.backoff_max = backoff_max
         self.healthy_after = healthy_after
+        self.stop_grace = stop_grace  # parts see the stop event; one that does not is cancelled
         self._monotonic = monotonic
         self.gave_up: PartFailure | None = None
         self.restarts: dict[str, int] = {}
@@ -89,7 +91,7 @@ class Supervisor:
             await stop.wait()
         finally:
             stop.set()
-            done, _pending = await asyncio.wait(keepers, timeout=10.0)
+            done, _pending = await asyncio.wait(keepers, timeout=self.stop_grace)
             for task in keepers:
                 if task not in done:
                     task.cancel()
