@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -30,6 +33,10 @@ log = logging.getLogger(__name__)
 
 _POLL = 0.05  # seconds between checks while waiting for a signalled group to go
 _REAP_LIMIT = 5.0  # seconds to wait for a SIGKILLed group to be gone
+# How long a command whose daemon died gets between TERM and KILL (its kill_grace if
+# shorter): a node taking the slot over must not find it still running.
+ORPHAN_GRACE = 5.0
+_SHIM = str(Path(__file__).with_name("_shim.py"))
 
 
 class CommandAction:
@@ -48,16 +55,18 @@ class CommandAction:
             )
 
         fd = open_output(ctx.output_file)
+        status_r, status_w = os.pipe()  # the launcher's word on an exec that failed
         try:
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *argv,
+                    *_launcher(argv, ctx, status_w),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=fd,
                     stderr=fd,
                     cwd=cwd,
                     env=env,
                     start_new_session=True,
+                    pass_fds=(status_w,),
                 )
             except FileNotFoundError:
                 return _spawn_failure(f"command not found: {argv[0]}", 127)
@@ -65,11 +74,19 @@ class CommandAction:
                 return _spawn_failure(f"command is not executable: {argv[0]}", 126)
             except OSError as exc:  # e.g. ENOEXEC: a script without a #! line
                 return _spawn_failure(f"cannot execute {argv[0]}: {exc.strerror or exc}", 126)
+            finally:
+                os.close(fd)  # the child holds its own copies
+                os.close(status_w)
+            if ctx.on_started is not None:
+                ctx.on_started(proc.pid)  # its own session: the pid is the group id
+            return await self._wait(proc, ctx, argv, status_r)
         finally:
-            os.close(fd)  # the child holds its own copy
-        if ctx.on_started is not None:
-            ctx.on_started(proc.pid)  # its own session: the pid is the group id
+            os.close(status_r)
 
+    async def _wait(
+        self, proc: asyncio.subprocess.Process, ctx: ActionContext, argv: list[str], status: int
+    ) -> ActionResult:
+        spec = ctx.spec
         grace = ctx.kill_grace.total_seconds()
         try:
             await asyncio.wait_for(proc.wait(), timeout=ctx.timeout.total_seconds())
@@ -100,7 +117,72 @@ class CommandAction:
             )
             await _stop_group(proc, grace)
 
+        if proc.returncode in (126, 127):
+            failed_exec = _exec_errno(status)
+            if failed_exec is not None:
+                return exec_failure(argv[0], failed_exec)
         return _result_for(proc.returncode, ctx)
+
+
+def _launcher(argv: list[str], ctx: ActionContext, status_fd: int) -> list[str]:
+    """The argv that starts ``argv`` through the launcher (see ``_shim``), which makes
+    the command die with this process's event-loop thread and records its start and
+    end beside the home. Without an interpreter to run it (an embedded Python), the
+    command is started directly, as before the launcher existed."""
+    if not sys.executable:
+        return argv
+    from agentcron.orphans import marker_for_output
+
+    marker = marker_for_output(ctx.output_path, ctx.task, ctx.slot_id, ctx.attempt)
+    grace = min(ctx.kill_grace.total_seconds(), ORPHAN_GRACE)
+    return [
+        sys.executable,
+        "-I",
+        "-S",
+        _SHIM,
+        str(status_fd),
+        str(os.getpid()),
+        str(threading.get_native_id()),  # the thread that forks: see the shim
+        f"{grace:g}",
+        str(marker) if marker is not None else "",
+        str(ctx.slot_id),
+        str(ctx.attempt),
+        str(ctx.output_path),
+        "--",
+        *argv,
+    ]
+
+
+def _exec_errno(status_fd: int) -> int | None:
+    """What the launcher wrote when the command could not be executed, else None. Read
+    once the launcher has exited, so it never blocks."""
+    os.set_blocking(status_fd, False)
+    try:
+        data = os.read(status_fd, 32)
+    except OSError:
+        return None
+    return int(data) if data.strip().isdigit() else None
+
+
+def exec_failure(program: str, errno_value: int) -> ActionResult:
+    """The failure of a command that could not be started, as the shell would say it."""
+    if errno_value == errno.ENOENT:
+        return _spawn_failure(f"command not found: {program}", 127)
+    if errno_value == errno.EACCES:
+        return _spawn_failure(f"command is not executable: {program}", 126)
+    return _spawn_failure(f"cannot execute {program}: {os.strerror(errno_value)}", 126)
+
+
+def result_for_end(
+    returncode: int | None, exec_errno: int | None, ctx: ActionContext
+) -> ActionResult:
+    """The result of a run whose end was recorded by its launcher while no daemon
+    waited for it (``exec_errno``: it could not be started)."""
+    argv = ctx.spec.command
+    program = (argv if isinstance(argv, str) else argv[0]) if argv else ""
+    if exec_errno is not None:
+        return exec_failure("/bin/sh" if isinstance(argv, str) else program, exec_errno)
+    return _result_for(returncode, ctx)
 
 
 def _result_for(returncode: int | None, ctx: ActionContext) -> ActionResult:

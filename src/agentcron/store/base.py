@@ -326,6 +326,13 @@ class Store(Protocol):
 
     def last_success(self, task: str) -> Slot | None: ...
 
+    def record_unwatched_end(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
+        """Close the running attempt of a lapsed slot with the outcome its command
+        reached while no daemon watched it (its launcher recorded the end), and set the
+        slot's next state; deliveries of a success are created as a finish creates
+        them. Compare-and-set on the lease owner and expiry, as :meth:`record_lost`."""
+        ...
+
     # ---- nodes -----------------------------------------------------------------
     def register_node(self, node: NodeInfo) -> None: ...
 

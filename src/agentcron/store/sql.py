@@ -1019,3 +1019,28 @@ class SQLStore(NotifySQL, PruneSQL):
                 "value = excluded.value",
                 (key, value),
             )
+
+    # ---- runs that ended while no daemon watched them ------------------------------
+    def record_unwatched_end(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
+        # The compare-and-set of record_lost (two nodes recovering one slot: one wins),
+        # with the deliveries a finish creates, in the same transaction.
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
+                "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
+                "lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE id = ? AND status = 'running' AND lease_owner IS NOT DISTINCT FROM ? "
+                "AND lease_expires_at IS NOT DISTINCT FROM ?",
+                (
+                    *self._slot_update_params(outcome, now),
+                    slot.id,
+                    slot.lease_owner,
+                    ts(slot.lease_expires_at),
+                ),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._close_attempt(db, slot.id, None, outcome, now)
+            if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and outcome.deliver_to:
+                self._create_deliveries(db, slot.id, slot.task, outcome, now)
+        return True
