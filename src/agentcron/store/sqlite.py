@@ -33,6 +33,9 @@ _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 
 
+DAEMON_BUSY_TIMEOUT_MS = 2000
+
+
 class SQLiteStore(SQLStore):
     def __init__(self, path: Path | str, *, create_folder: bool = True) -> None:
         """``create_folder``: make the file's folder when it is missing. The home's own
@@ -134,6 +137,11 @@ class SQLiteStore(SQLStore):
             return
         with self._lock:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
+            # The daemon's calls run on its loop thread: waiting 30 s for another
+            # process's write lock would freeze the loop (and read as a stall). A
+            # short wait fails the tick instead, which backs off, tries again, and
+            # is told as the database being unavailable if it lasts.
+            self._db.execute(f"PRAGMA busy_timeout = {DAEMON_BUSY_TIMEOUT_MS}")
         self._checkpointer = Checkpointer(
             self.path,
             lambda: self._db.total_changes,
