@@ -9,6 +9,7 @@ of the next attempt), ``failed``, ``skipped`` or ``cancelled``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
 import os
@@ -212,6 +213,32 @@ def _interrupted(
     return outcome, classification
 
 
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EIO})
+
+
+def _crashed(spec: TaskSpec, exc: Exception) -> AttemptOutcome:
+    """A bug in agentcron's own code during a run: still a record, which says so."""
+    log.error("run of %s crashed inside agentcron", spec.name, exc_info=exc)
+    return AttemptOutcome(
+        ok=False,
+        slot_status=SlotStatus.FAILED,
+        error_class=ErrorClass.CODE_ERROR,
+        error=redact(
+            f"internal error in agentcron: {type(exc).__name__}: {exc}", task_secrets(spec)
+        ),
+        explanation="agentcron itself failed while running this task; see the daemon log",
+    )
+
+
+def _disk_full(path: str) -> bool:
+    """Whether the filesystem holding ``path`` has no room left for ordinary writes."""
+    try:
+        stats = os.statvfs(os.path.dirname(path) or ".")
+    except OSError:
+        return False
+    return stats.f_bavail == 0
+
+
 _OUTER_MARGIN = timedelta(seconds=10)
 
 
@@ -293,17 +320,26 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         current = asyncio.current_task()
         if current is not None:
             current.uncancel()
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            outcome = _crashed(spec, exc)
+        else:
+            # The home could not be written (disk full, read-only, no permission): a
+            # problem of this machine's storage, to retry, not an error of the task.
+            log.error("run of %s could not write its files: %s", spec.name, exc)
+            storage = FailureInfo(
+                message=(
+                    f"agentcron could not write the run's files in its home "
+                    f"({exc.strerror or exc}: {exc.filename or deps.home})"
+                ),
+                known_class=ErrorClass.WORKER_LOST,
+                action=spec.action_kind,
+            )
+            outcome, classification = outcome_for_failure(
+                spec, attempt.number, storage, deps.clock.now(), deps.rand(), None
+            )
     except Exception as exc:  # defensive: a bug in our code must still leave a record
-        log.exception("run of %s crashed inside agentcron", spec.name)
-        outcome = AttemptOutcome(
-            ok=False,
-            slot_status=SlotStatus.FAILED,
-            error_class=ErrorClass.CODE_ERROR,
-            error=redact(
-                f"internal error in agentcron: {type(exc).__name__}: {exc}", task_secrets(spec)
-            ),
-            explanation="agentcron itself failed while running this task; see the daemon log",
-        )
+        outcome = _crashed(spec, exc)
     finished = deps.clock.now()
     if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and spec.deliver:
         from agentcron.notify.channels import channel_key
@@ -375,6 +411,13 @@ async def _attempt(
         empty = not result.output.strip() or (
             spec.llm is not None and result.tokens.get("completion", 1) == 0
         )
+        if empty and spec.llm is None and _disk_full(out_path):
+            # The output may have been lost to a full disk: that is not the task
+            # producing nothing, and must not open a "suspicious" incident.
+            log.error(
+                "%s ran while the disk of %s is full; its output may be lost", spec.name, out_path
+            )
+            empty = False
         return (
             AttemptOutcome(
                 ok=True,

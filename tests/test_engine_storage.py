@@ -1,0 +1,63 @@
+"""A home that cannot be written (disk full, read-only) is a storage problem of this
+machine: retried, said as such, never the task's error or a false "produced nothing"."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import agentcron.actions.command as command_module
+import agentcron.engine.runner as runner_module
+from agentcron.model import ErrorClass, SlotStatus
+from harness import Harness
+
+
+def _full(_path: str) -> int:
+    raise OSError(errno.ENOSPC, "No space left on device", "/home/outputs/t/1.log")
+
+
+def test_an_output_file_that_cannot_be_made_is_retried_as_a_storage_problem(
+    sqlite_store: Any, clock: Any, home: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(command_module, "open_output", _full)
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("t", command=["echo", "hi"], every="1h", retries=2)
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("t")
+    assert slot.status is SlotStatus.RETRYING
+    assert slot.error_class is ErrorClass.WORKER_LOST
+    assert "could not write the run's files" in (slot.error or "")
+    assert "No space left on device" in (slot.error or "")
+
+
+def test_empty_output_on_a_full_disk_is_not_called_empty(
+    sqlite_store: Any, clock: Any, home: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(runner_module, "_disk_full", lambda _path: True)
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("quiet", command=["true"], every="1h")
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    assert [f.outcome.empty_output for f in h.finished] == [False]
+    monkeypatch.setattr(runner_module, "_disk_full", lambda _path: False)
+
+    async def again() -> None:
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+
+    asyncio.run(again())
+    assert [f.outcome.empty_output for f in h.finished] == [False, True]
