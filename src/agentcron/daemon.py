@@ -33,6 +33,7 @@ from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.engine import Engine, EngineSettings, TickReport
 from agentcron.engine.health import Outage
 from agentcron.engine.runner import Finished
+from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
 from agentcron.model import DeliveryStatus, Slot, SlotStatus, TaskSpec
 from agentcron.notify.direct import daemon_message, tell_owner_directly
@@ -450,11 +451,14 @@ class Daemon:
     # ---- duties ------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
         assert self.store is not None
+        faults = FaultLog(log, "recording the node heartbeat")
         while not self.stop_event.is_set():
             try:
                 self.store.heartbeat(self.node_id, self.clock.now())
-            except Exception:
-                log.exception("could not record the daemon heartbeat")
+            except Exception as exc:
+                faults.failed(exc)
+            else:
+                faults.ok()
             await _sleep_or_stop(self.stop_event, self.options.heartbeat_interval)
 
     async def _pulse_loop(self) -> None:

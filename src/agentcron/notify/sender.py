@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from agentcron.clock import Clock, SystemClock
+from agentcron.faultlog import FaultLog
 from agentcron.notify.channels import Channel, KeyedChannel, SendResult, channel_for
 from agentcron.notify.outbox import OutboxItem, OutboxStore, idempotency_key
 from agentcron.redact import redact
@@ -82,6 +83,7 @@ class OutboxSender:
         self._batch = batch
         self._channels: dict[str, Channel] = {}
         self._wake = asyncio.Event()
+        self._faults = FaultLog(log, "outbox drain")  # a database outage: logged once
 
     def delay_after(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failed send of one message."""
@@ -114,8 +116,10 @@ class OutboxSender:
         while not stop.is_set():
             try:
                 await self.drain_once()
-            except Exception:
-                log.exception("outbox drain failed", extra={"event": "notify.drain_failed"})
+            except Exception as exc:
+                self._faults.failed(exc)
+            else:
+                self._faults.ok()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
             try:
                 await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from agentcron.clock import Clock
+from agentcron.faultlog import FaultLog
 from agentcron.model import TaskRecord, TaskSpec
 from agentcron.notify.events import Event, RunStuck, TaskOverdue
 from agentcron.store.base import Store
@@ -73,6 +74,7 @@ class Watchdog:
         self._stalled = False
         self._stalled_at = 0.0  # monotonic time the stall was noticed
         self._stop = threading.Event()
+        self._faults = FaultLog(log, "the watchdog's checks of runs and schedules")
         self._threads: list[threading.Thread] = []
 
     # ---- the checks (pure of threads; time comes from the clock) ----------------------
@@ -88,11 +90,16 @@ class Watchdog:
         """The checks that read the database: stuck runs and overdue tasks."""
         report = report if report is not None else WatchdogReport()
         now = self.clock.now()
+        failed: BaseException | None = None
         for check in (self._check_stuck, self._check_overdue):
             try:
                 check(now, report)
-            except Exception:
-                log.exception("watchdog check %s failed; continuing", check.__name__)
+            except Exception as exc:
+                failed = exc
+        if failed is not None:
+            self._faults.failed(failed)
+        else:
+            self._faults.ok()
         return report
 
     def _check_stuck(self, now: datetime, report: WatchdogReport) -> None:
