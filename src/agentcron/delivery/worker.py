@@ -7,6 +7,15 @@ delays the output (``delivery_backoff``, default 60 s, 5 min, 30 min) across
 daemon restarts and never makes the task run again. A deleted output file ends
 the delivery at once with a reason, rather than retrying something that cannot
 succeed.
+
+Several workers may share the deliveries (one per node on PostgreSQL, and a restarted
+daemon next to the claims its dead predecessor left). A worker claims a delivery under
+its own ``owner`` name before attempting it and records the attempt with a
+compare-and-set on that claim, as the outbox sender does
+(:mod:`agentcron.notify.sender`): an output is delivered by one node. A claim lasts
+``claim_for``, longer than an attempt may take (``SEND_LIMIT``), so only a worker that
+died (or hung past every limit) loses it, and then the next claim takes the delivery
+over.
 """
 
 from __future__ import annotations
@@ -21,9 +30,10 @@ from pathlib import Path
 
 from agentcron.clock import Clock
 from agentcron.model import Delivery, DeliveryStatus, TaskSpec
-from agentcron.notify.channels import Channel, channel_for
+from agentcron.notify.channels import Channel, SendResult, channel_for
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
 from agentcron.notify.messages import Message
+from agentcron.notify.sender import CLAIM_FOR, SEND_LIMIT, default_owner
 from agentcron.redact import redact, secret_values_from_env
 from agentcron.store.base import Store
 
@@ -41,7 +51,16 @@ class DeliveryWorker:
         emit: Callable[[TaskSpec, Event], object],
         channel_factory: Callable[[str], Channel] = channel_for,
         batch: int = 20,
+        owner: str | None = None,
+        claim_for: timedelta = CLAIM_FOR,
     ) -> None:
+        """``owner`` names this worker in its claims; the daemon passes its node id (a
+        name unique to this process by default). ``claim_for`` must outlast an
+        attempt, or a slow but live worker would lose its deliveries to another."""
+        if claim_for <= timedelta(seconds=SEND_LIMIT):
+            raise ValueError(f"claim_for must outlast a send ({SEND_LIMIT:g}s)")
+        self.owner = owner or default_owner()
+        self.claim_for = claim_for
         self.store = store
         self.clock = clock
         self.emit = emit
@@ -65,15 +84,15 @@ class DeliveryWorker:
                     await self._wake.wait()
 
     async def drain_once(self, wait: bool = True) -> int:
-        """Start every due delivery not already under way; returns how many started.
+        """Claim due deliveries and start each not already under way here; returns
+        how many started.
 
         Each runs as its own task, so one hung target never holds up the others; with
-        ``wait`` (tests) the call returns when the ones it started are done."""
-        due = [
-            d
-            for d in self.store.due_deliveries(self.clock.now(), self.batch)
-            if d.id not in self._inflight
-        ]
+        ``wait`` (tests) the call returns when the ones it started are done. What
+        another worker holds is left to it."""
+        now = self.clock.now()
+        claimed = self.store.claim_deliveries(self.owner, now, now + self.claim_for, self.batch)
+        due = [d for d in claimed if d.id not in self._inflight]
         started = []
         for d in due:
             task = asyncio.create_task(self._attempt(d), name=f"deliver:{d.task}:{d.id}")
@@ -102,9 +121,11 @@ class DeliveryWorker:
         if text is None:
             gone = delivery.output_path
             reason = f"the kept output file is gone ({gone}); nothing left to deliver"
-            self.store.update_delivery(
-                delivery.id, DeliveryStatus.FAILED, attempts, None, reason, now
-            )
+            if not self.store.update_delivery(
+                delivery.id, DeliveryStatus.FAILED, attempts, None, reason, now, self.owner
+            ):
+                self._lost_claim(delivery)
+                return
             self._tell(spec, delivery, reason, attempts, gave_up=True, retry_at=None, kept=False)
             return
         # The output is the owner's, but a secret the task printed must not travel on.
@@ -118,12 +139,20 @@ class DeliveryWorker:
             incident_kind="",
             severity="info",
         )
-        result = await self.channel_factory(delivery.target).send(message)
+        try:
+            async with asyncio.timeout(SEND_LIMIT):
+                result = await self.channel_factory(delivery.target).send(message)
+        except TimeoutError:
+            result = SendResult(ok=False, error=f"no answer within {SEND_LIMIT:g}s")
+        except Exception as exc:  # a channel's bug is a failed attempt, not a lost claim
+            result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
         now = self.clock.now()
         if result.ok:
-            self.store.update_delivery(
-                delivery.id, DeliveryStatus.DELIVERED, attempts, None, None, now
-            )
+            if not self.store.update_delivery(
+                delivery.id, DeliveryStatus.DELIVERED, attempts, None, None, now, self.owner
+            ):
+                self._lost_claim(delivery)
+                return
             log.info(
                 "delivered output of %s (slot %s) to %s",
                 delivery.task,
@@ -145,14 +174,17 @@ class DeliveryWorker:
         error = result.error or "the channel refused the message"
         gave_up = result.permanent or attempts > len(backoff)
         retry_at = None if gave_up else now + backoff[attempts - 1]
-        self.store.update_delivery(
+        if not self.store.update_delivery(
             delivery.id,
             DeliveryStatus.FAILED if gave_up else DeliveryStatus.RETRYING,
             attempts,
             retry_at,
             error,
             now,
-        )
+            self.owner,
+        ):
+            self._lost_claim(delivery)
+            return
         log.warning(
             "delivery of %s to %s failed (attempt %d): %s",
             delivery.task,
@@ -161,6 +193,18 @@ class DeliveryWorker:
             error,
         )
         self._tell(spec, delivery, error, attempts, gave_up=gave_up, retry_at=retry_at)
+
+    def _lost_claim(self, delivery: Delivery) -> None:
+        """Our claim lapsed during the attempt and another worker took the delivery
+        over (or it was settled meanwhile): recording and telling are theirs now."""
+        log.warning(
+            "delivery of %s (slot %s) to %s was taken over by another worker while this "
+            "one attempted it (its claim of %s lapsed); it may arrive twice",
+            delivery.task,
+            delivery.slot_id,
+            delivery.target_key,
+            self.claim_for,
+        )
 
     def _tell(
         self,

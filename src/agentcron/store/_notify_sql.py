@@ -283,6 +283,31 @@ class NotifySQL:
         )
         return [delivery_from_row(r) for r in rows]
 
+    def claim_deliveries(
+        self, owner: str, now: datetime, claim_until: datetime, limit: int
+    ) -> list[Delivery]:
+        """Read the due, unclaimed (or lapsed) deliveries and take them in one
+        transaction, as :meth:`claim_outbox` does: atomic under SQLite's write lock;
+        on PostgreSQL the rows are locked as they are read, skipping those another
+        node is taking, and rechecked on their newest version, so a delivery claimed
+        or settled since this statement's snapshot is left alone."""
+        lock = " FOR UPDATE SKIP LOCKED" if self._candidate_lock else ""
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
+                "WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ? "
+                "AND (claimed_by IS NULL OR claim_expires_at <= ?) "
+                f"ORDER BY next_attempt_at, id LIMIT ?{lock}",
+                (ts(now), ts(now), limit),
+            ).fetchall()
+            for chunk in chunks([r[0] for r in rows], 500):
+                db.execute(
+                    "UPDATE deliveries SET claimed_by = ?, claim_expires_at = ? "
+                    f"WHERE id IN ({', '.join('?' for _ in chunk)})",
+                    (owner, ts(claim_until), *chunk),
+                )
+        return [delivery_from_row(r) for r in rows]
+
     def deliveries(self, slot_id: int | None = None, limit: int = 100) -> list[Delivery]:
         sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
         params: list[Any] = []
@@ -301,17 +326,22 @@ class NotifySQL:
         next_attempt_at: datetime | None,
         error: str | None,
         now: datetime,
-    ) -> None:
-        """Record a delivery attempt and recompute its slot's ``delivery_status``: failed if
-        any target failed for good, retrying/pending while any is still trying, else delivered."""
+        owner: str | None = None,
+    ) -> bool:
+        """Record a delivery attempt, release the row's claim and recompute its slot's
+        ``delivery_status``: failed if any target failed for good, retrying/pending
+        while any is still trying, else delivered. With ``owner`` it is a
+        compare-and-set on the claim (see :func:`_owned`)."""
+        owned, params = _owned(owner)
         with self._tx() as db:
             row = db.execute(
                 "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, "
-                "last_error = ?, updated_at = ? WHERE id = ? RETURNING slot_id",
-                (status.value, attempts, ts(next_attempt_at), error, ts(now), delivery_id),
+                "last_error = ?, updated_at = ?, claimed_by = NULL, claim_expires_at = NULL "
+                f"WHERE id = ?{owned} RETURNING slot_id",
+                (status.value, attempts, ts(next_attempt_at), error, ts(now), delivery_id, *params),
             ).fetchone()
             if row is None:
-                return
+                return False
             states = {
                 r[0]
                 for r in db.execute(
@@ -324,3 +354,4 @@ class NotifySQL:
                         "UPDATE slots SET delivery_status = ? WHERE id = ?", (candidate, row[0])
                     )
                     break
+            return True

@@ -402,7 +402,17 @@ class Store(Protocol):
 
     # ---- deliveries ------------------------------------------------------------------
     def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
-        """Deliveries pending or retrying whose time has come, oldest first."""
+        """Deliveries pending or retrying whose time has come, oldest first (a look,
+        not a claim: what a delivery worker attempts comes from
+        :meth:`claim_deliveries`)."""
+        ...
+
+    def claim_deliveries(
+        self, owner: str, now: datetime, claim_until: datetime, limit: int
+    ) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries, oldest first, for ``owner`` until
+        ``claim_until`` (atomically: while the claim stands no other owner gets the
+        row; a lapsed claim is taken over)."""
         ...
 
     def deliveries(self, slot_id: int | None = None, limit: int = 100) -> list[Delivery]: ...
@@ -415,8 +425,12 @@ class Store(Protocol):
         next_attempt_at: datetime | None,
         error: str | None,
         now: datetime,
-    ) -> None:
-        """Record a delivery attempt; the slot's ``delivery_status`` follows its targets."""
+        owner: str | None = None,
+    ) -> bool:
+        """Record a delivery attempt and release the row's claim; the slot's
+        ``delivery_status`` follows its targets. With ``owner``: a compare-and-set on
+        the claim, so a worker whose claim was taken over writes nothing. False when
+        nothing was written."""
         ...
 
     # ---- key/value for small daemon state ---------------------------------------

@@ -171,6 +171,14 @@ MIGRATIONS: list[list[str]] = [
         "WHERE sent_at IS NOT NULL OR permanent = 1",
         "CREATE INDEX incidents_closed ON incidents (closed_at) WHERE closed_at IS NOT NULL",
     ],
+    [
+        # Delivery claims, as for the outbox: a delivery worker takes a row before it
+        # attempts it, so one output is delivered by one node; its record of the
+        # attempt counts only while the claim is its own, and a lapsed claim is taken
+        # over by whoever claims next.
+        "ALTER TABLE deliveries ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE deliveries ADD COLUMN claim_expires_at DOUBLE PRECISION",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
