@@ -1,0 +1,285 @@
+"""The soak's checker: what the database and the tasks' own traces prove.
+
+It reads the database read-only (the SQLite file through a ``mode=ro`` URI, or the
+PostgreSQL schema) and the per-task trace files ``soak_task.py`` writes, and the posts
+the webhook receiver saw. Each property is counted, with examples kept for the report:
+
+- ``lost``: a fire of the schedule in the window with no slot (grid of ``every``,
+  anchored at the epoch, from the task's registration to the window's end);
+  ``dup_slots``: a fire recorded more than once; ``off_grid``: a scheduled slot at a
+  time that is not a fire;
+- ``double``: a slot run twice at once: a ``DOUBLE`` line (the second run found the
+  slot's flock taken by a live process), or two STARTs whose runs overlap in time;
+- ``redone``: a slot that ended on its own with exit 0 and was started again, or whose
+  attempt that wrote its END (on its own, not after a SIGTERM) is recorded
+  ``worker_lost`` (the end of a run the host saw finish was thrown away);
+- ``nonfinal``: slots still pending, running or retrying after the quiet end;
+- ``dup_msgs``: one outbox row (Idempotency-Key) accepted more than once by the
+  receiver; ``lost_msgs``: rows marked sent that the receiver never accepted, or rows
+  never sent; ``msg_mismatch``: incident transitions (opened, escalated) whose number
+  of outbox rows differs from the number of incidents that made that transition;
+- ``resumed``: after every fault's end, a scheduled run started before the next fault.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soak_net import Received
+
+FINAL = {"succeeded", "failed", "skipped", "missed", "superseded", "cancelled", "expired"}
+SCHEDULED = {"schedule", "catchup"}  # slots of the schedule (not `trigger` or API runs)
+KEY_RE = re.compile(r"^agentcron-(\d+)-[0-9a-f]+$")
+
+
+@dataclass
+class Fault:
+    kind: str
+    start: float  # wall time
+    end: float
+
+
+@dataclass
+class Result:
+    scenario: str
+    seconds: float = 0.0
+    expected: int = 0
+    recorded: int = 0
+    lost: int = 0
+    dup_slots: int = 0
+    off_grid: int = 0
+    double: int = 0
+    redone: int = 0
+    nonfinal: int = 0
+    messages: int = 0
+    dup_msgs: int = 0
+    lost_msgs: int = 0
+    msg_mismatch: int = 0
+    faults: int = 0
+    resumed: bool = True
+    statuses: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        bad = self.lost + self.dup_slots + self.off_grid + self.double + self.redone
+        bad += self.nonfinal + self.dup_msgs + self.lost_msgs + self.msg_mismatch
+        return bad == 0 and self.resumed and self.expected > 0
+
+    def note(self, text: str, limit: int = 40) -> None:
+        if len(self.notes) < limit:
+            self.notes.append(text)
+
+
+def read_db(db: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows the checker needs, from a SQLite path or a ``postgresql://`` URL."""
+    queries = {
+        "tasks": "SELECT name, created_at FROM tasks",
+        "slots": "SELECT id, task, scheduled_for, status, trigger, created_at, started_at, "
+        "finished_at, attempts, reason, error_class FROM slots",
+        "attempts": "SELECT slot_id, number, status, error_class, started_at, finished_at, "
+        "node, exit_code FROM attempts",
+        "incidents": "SELECT id, task, kind, opened_at, closed_at, escalated FROM incidents",
+        "outbox": "SELECT id, message, sent_at, permanent, resent, attempts FROM outbox",
+    }
+    if db.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(db, connect_timeout=10) as conn:
+            conn.read_only = True
+            return {k: list(conn.execute(q).fetchall()) for k, q in queries.items()}
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return {k: list(conn.execute(q).fetchall()) for k, q in queries.items()}
+    finally:
+        conn.close()
+
+
+def read_traces(logdir: Path) -> dict[int, list[list[str]]]:
+    """Trace lines per slot id, in file order (each task's file is appended under flock)."""
+    per_slot: dict[int, list[list[str]]] = defaultdict(list)
+    for path in sorted(logdir.glob("*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 5 and parts[2].isdigit():
+                per_slot[int(parts[2])].append(parts)
+    return per_slot
+
+
+def check(
+    scenario: str,
+    periods: dict[str, float],
+    window_end: float,
+    db_rows: dict[str, list[tuple[Any, ...]]],
+    logdir: Path,
+    posts: list[Received],
+    faults: list[Fault],
+    check_end: float,
+) -> Result:
+    res = Result(scenario, faults=len(faults))
+    _check_slots(res, periods, window_end, db_rows)
+    _check_traces(res, db_rows, read_traces(logdir))
+    _check_messages(res, db_rows, posts)
+    _check_resumed(res, db_rows, faults, check_end)
+    return res
+
+
+def _check_slots(
+    res: Result, periods: dict[str, float], window_end: float, rows: dict[str, list[Any]]
+) -> None:
+    created = {name: float(at) for name, at in rows["tasks"]}
+    by_task: dict[str, Counter[float]] = defaultdict(Counter)
+    statuses: Counter[str] = Counter()
+    for sid, task, when, status, trigger, *_ in rows["slots"]:
+        statuses[status] += 1
+        if status not in FINAL:
+            res.nonfinal += 1
+            res.note(f"non-final: slot {sid} {task} @{when:.0f} status {status}")
+        if trigger not in SCHEDULED:
+            continue
+        by_task[task][round(float(when), 3)] += 1
+    res.statuses = dict(statuses)
+    for task, period in periods.items():
+        if task not in created:
+            res.note(f"task {task} never registered")
+            continue
+        first = math.floor(created[task] / period + 1) * period
+        recorded = by_task.get(task, Counter())
+        fire = first
+        while fire <= window_end:
+            res.expected += 1
+            n = recorded.get(round(fire, 3), 0)
+            if n == 0:
+                res.lost += 1
+                res.note(f"lost: {task} fire {fire:.0f} has no slot")
+            elif n > 1:
+                res.dup_slots += 1
+                res.note(f"duplicate slots: {task} fire {fire:.0f} recorded {n} times")
+            else:
+                res.recorded += 1
+            fire += period
+        for when in recorded:
+            if abs(when / period - round(when / period)) > 1e-6:
+                res.off_grid += 1
+                res.note(f"off grid: {task} slot at {when}")
+
+
+def _check_traces(
+    res: Result, rows: dict[str, list[Any]], traces: dict[int, list[list[str]]]
+) -> None:
+    lost_attempts = {
+        (int(sid), int(num)) for sid, num, _st, cls, *_ in rows["attempts"] if cls == "worker_lost"
+    }
+    for sid, lines in traces.items():
+        open_runs: dict[str, float] = {}  # pid -> start monotonic, runs without END yet
+        ended_ok_at: float | None = None
+        for parts in lines:
+            kind, task, _slot, attempt, pid, mono = parts[:6]
+            t = float(mono)
+            if kind == "DOUBLE":
+                res.double += 1
+                res.note(f"DOUBLE: {task} slot {sid} attempt {attempt} pid {pid} found it running")
+            elif kind == "START":
+                if ended_ok_at is not None:
+                    res.redone += 1
+                    res.note(f"redone: {task} slot {sid} succeeded, then attempt {attempt} started")
+                open_runs[pid] = t
+            elif kind == "END":
+                began = open_runs.pop(pid, t)
+                rc, terms = parts[7], parts[8]
+                for other, start in open_runs.items():
+                    if began < start < t:  # another run of this slot began while this one ran
+                        res.double += 1
+                        res.note(f"overlap: {task} slot {sid} pid {other} started while {pid} ran")
+                if terms == "0" and (int(sid), int(attempt)) in lost_attempts:
+                    res.redone += 1
+                    res.note(
+                        f"end thrown away: {task} slot {sid} attempt {attempt} ended rc {rc} "
+                        "on its own, recorded worker_lost"
+                    )
+                if rc == "0" and terms == "0":
+                    ended_ok_at = t
+            elif kind == "BADENV":
+                res.note(f"bad env: {' '.join(parts)}")
+
+
+def _check_messages(res: Result, rows: dict[str, list[Any]], posts: list[Received]) -> None:
+    accepted: Counter[int] = Counter()
+    for post in posts:
+        if post.status != 200:
+            continue
+        res.messages += 1
+        m = KEY_RE.match(post.key or "")
+        if m is None:
+            res.note(f"message without idempotency key: {str(post.body)[:80]}")
+            continue
+        accepted[int(m.group(1))] += 1
+    for row_id, n in accepted.items():
+        if n > 1:
+            res.dup_msgs += n - 1
+            res.note(f"duplicate message: outbox row {row_id} accepted {n} times")
+    per_transition: Counter[tuple[str, str, str]] = Counter()
+    for row_id, message, sent_at, permanent, resent, _attempts in rows["outbox"]:
+        if sent_at is None:
+            res.lost_msgs += 1
+            res.note(f"unsent message: outbox row {row_id} (permanent={permanent})")
+        elif accepted.get(int(row_id), 0) == 0:
+            res.lost_msgs += 1
+            res.note(f"message marked sent, never received: outbox row {row_id}")
+        if resent:
+            res.note(f"outbox row {row_id} resent {resent} times")
+        msg = json.loads(message) if isinstance(message, str) else message
+        kind = (msg.get("task", ""), msg.get("incident_kind", ""), msg.get("event", ""))
+        per_transition[kind] += 1
+    incidents: Counter[tuple[str, str, str]] = Counter()
+    for _iid, task, kind, _opened, _closed, escalated in rows["incidents"]:
+        incidents[(task, kind, "opened")] += 1
+        if escalated:
+            incidents[(task, kind, "escalated")] += 1
+    for key in set(incidents) | {k for k in per_transition if k[2] in ("opened", "escalated")}:
+        if incidents[key] != per_transition[key]:
+            res.msg_mismatch += 1
+            res.note(
+                f"messages for {key}: {per_transition[key]} outbox rows, "
+                f"{incidents[key]} incidents made that transition"
+            )
+
+
+def _check_resumed(
+    res: Result, rows: dict[str, list[Any]], faults: list[Fault], check_end: float
+) -> None:
+    starts = sorted(float(r[6]) for r in rows["slots"] if r[6] is not None and r[4] in SCHEDULED)
+    ordered = sorted(faults, key=lambda f: f.end)
+    for i, fault in enumerate(ordered):
+        until = ordered[i + 1].start if i + 1 < len(ordered) else check_end
+        until = max(until, fault.end + 1)
+        if not any(fault.end < s <= until for s in starts):
+            res.resumed = False
+            res.note(
+                f"not resumed: no run started between {fault.kind} end {fault.end:.1f} "
+                f"and {until:.1f}"
+            )
+
+
+def table(results: list[Result]) -> str:
+    head = (
+        f"{'scenario':<14}{'secs':>6}{'faults':>7}{'expected':>9}{'recorded':>9}{'lost':>6}"
+        f"{'dupslot':>8}{'double':>7}{'redone':>7}{'nonfin':>7}{'msgs':>6}{'dupmsg':>7}"
+        f"{'lostmsg':>8}{'msgmis':>7}{'resumed':>8}  ok"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(
+            f"{r.scenario:<14}{r.seconds:>6.0f}{r.faults:>7}{r.expected:>9}{r.recorded:>9}"
+            f"{r.lost:>6}{r.dup_slots + r.off_grid:>8}{r.double:>7}{r.redone:>7}{r.nonfinal:>7}"
+            f"{r.messages:>6}{r.dup_msgs:>7}{r.lost_msgs:>8}{r.msg_mismatch:>7}"
+            f"{'yes' if r.resumed else 'NO':>8}  {'ok' if r.ok else 'FAIL'}"
+        )
+    return "\n".join(lines)
