@@ -190,7 +190,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 
 
 @pytest.mark.parametrize(
-    "method", ["claim_outbox", "due_deliveries", "running_slots", "heartbeat"]
+    "method", ["claim_outbox", "claim_deliveries", "running_slots", "heartbeat"]
 )
 def test_faults_of_the_other_parts_do_not_stop_scheduling(
     tmp_path: Path, monkeypatch: Any, method: str
@@ -252,8 +252,10 @@ def test_a_waiting_slot_costs_nothing_while_it_waits(tmp_path: Path, monkeypatch
             main = asyncio.create_task(d.run())
             try:
                 await until(
-                    lambda: d.engine is not None
-                    and [n for n, _ in d.engine.running_slots().values()] == ["long"],
+                    lambda: (
+                        d.engine is not None
+                        and [n for n, _ in d.engine.running_slots().values()] == ["long"]
+                    ),
                     timeout=30,
                 )
                 assert d.engine is not None

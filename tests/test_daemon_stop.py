@@ -36,9 +36,7 @@ def _running(d: DaemonProc) -> list[dict[str, object]]:
 def test_sigterm_during_the_last_attempt_is_recorded_and_told(tmp_path: Path, group: bool) -> None:
     pids = tmp_path / "pids"
     with Sink() as sink:
-        d = DaemonProc(
-            tmp_path, _config(sink, pids), extra_env={"AGENTCRON_SHUTDOWN_GRACE": "1"}
-        )
+        d = DaemonProc(tmp_path, _config(sink, pids), extra_env={"AGENTCRON_SHUTDOWN_GRACE": "1"})
         try:
             d.start()
             wait_for(lambda: d.json("list"), what="daemon up")

@@ -207,7 +207,7 @@ class Daemon:
         self.notifier = Notifier(
             store, self.clock, self.config.notify, self.config.timezone, wake_sender=wake_sender
         )
-        self.delivery = DeliveryWorker(store, self.clock, self.notifier.emit)
+        self.delivery = DeliveryWorker(store, self.clock, self.notifier.emit, owner=self.node_id)
         self.engine.batch_listeners.append(self.notifier.on_finished_many)
         self.engine.batch_listeners.append(
             lambda ended: self.delivery.wake() if any(f.outcome.deliver_to for f in ended) else None
@@ -308,8 +308,10 @@ class Daemon:
 
     def _outage_ended(self, outage: Outage, now: datetime, report: TickReport) -> None:
         lasted = format_duration(timedelta(seconds=round((now - outage.since).total_seconds())))
-        what = "agentcron's database is available again" if outage.database else (
-            "agentcron's scheduler ticks again"
+        what = (
+            "agentcron's database is available again"
+            if outage.database
+            else ("agentcron's scheduler ticks again")
         )
         caught = (
             f"The first tick after it recorded {report.materialized} slot(s) that came due "
