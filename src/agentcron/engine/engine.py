@@ -120,6 +120,8 @@ class Engine:
         self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
         started = time.monotonic()
         self.health = LoopHealth(last_pass=started, last_ok=started)
+        # fires due after this were missed while the scheduler ran (see plan_fires)
+        self.started_at = clock.now()
         self.on_outage: list[OutageListener] = []
         self.on_recovery: list[RecoveryListener] = []
         self.stopping = False  # set by the daemon's stop signal, before runs are stopped
@@ -335,7 +337,7 @@ class Engine:
             try:
                 sched = self.schedule_for(rec.spec)
                 self.actions(rec.spec)  # imports and makes the action (cached by kind)
-                plans[rec.name] = (rec, plan_due(rec, sched, nxt))
+                plans[rec.name] = (rec, plan_due(rec, sched, nxt, self.started_at))
             except Exception:  # reported when the fire is planned or run
                 continue
         self._ahead = Ahead(nxt, self.settings.default_zone, plans)
@@ -513,7 +515,7 @@ class Engine:
         plans: list[Plan] = []
         for rec in self.store.due_tasks(now, DUE_LIMIT):
             try:
-                plans.append(plan_due(rec, self.schedule_for(rec.spec), now))
+                plans.append(plan_due(rec, self.schedule_for(rec.spec), now, self.started_at))
             except Exception:
                 log.exception("could not plan slots for task %s", rec.name)
         return plans

@@ -42,7 +42,9 @@ class Plan:
     replace: list[int] = field(default_factory=list)
 
 
-def plan_due(rec: TaskRecord, sched: Schedule, now: datetime) -> Plan:
+def plan_due(
+    rec: TaskRecord, sched: Schedule, now: datetime, running_since: datetime | None = None
+) -> Plan:
     """The fires of a due task up to ``now`` (at most CHUNK), as slots under its
     catch-up policy, and the fire after them. Overlap is not applied here."""
     spec = rec.spec
@@ -63,6 +65,7 @@ def plan_due(rec: TaskRecord, sched: Schedule, now: datetime) -> Plan:
             spec.catchup_window,
             on_time_grace(sched.period()),
             more_follow=new_next is not None and new_next <= now,
+            running_since=running_since,
         )
     return Plan(spec, rec.next_fire_at, new_next, planned)
 

@@ -33,12 +33,25 @@ def plan_fires(
     grace: timedelta,
     *,
     more_follow: bool = False,
+    running_since: datetime | None = None,
 ) -> list[NewSlot]:
     """Decide each fire's fate; ``fires`` ascending, all ``<= now``.
 
     ``more_follow`` says this is not the last batch of fires (the engine processes
     a long downtime in chunks), so the newest fire here is not the newest overall.
+    ``running_since`` is when this daemon's scheduler started: a fire after it was
+    missed while agentcron ran (a stalled loop, a frozen machine), and its reason
+    says so rather than blaming downtime.
     """
+
+    def cause(at: datetime) -> str:
+        if running_since is not None and at >= running_since:
+            return (
+                "agentcron was running but its scheduler was late (a stalled loop or an "
+                "overloaded machine)"
+            )
+        return "the daemon was not running"
+
     slots: list[NewSlot] = []
     late_in_window: list[datetime] = []
     for at in fires:
@@ -51,7 +64,7 @@ def plan_fires(
                     at,
                     SlotStatus.MISSED,
                     f"due {format_duration(age)} ago, older than catchup_window "
-                    f"({format_duration(window)}); the daemon was not running",
+                    f"({format_duration(window)}); {cause(at)}",
                 )
             )
         else:
@@ -72,14 +85,12 @@ def plan_fires(
                     NewSlot(
                         at,
                         SlotStatus.MISSED,
-                        "the daemon was not running; catchup: latest runs only the newest "
-                        "missed slot",
+                        f"{cause(at)}; catchup: latest runs only the newest missed slot",
                     )
                 )
     else:
         slots.extend(
-            NewSlot(at, SlotStatus.MISSED, "the daemon was not running; catchup: none")
-            for at in late_in_window
+            NewSlot(at, SlotStatus.MISSED, f"{cause(at)}; catchup: none") for at in late_in_window
         )
     slots.sort(key=lambda s: s.scheduled_for)
     return slots
