@@ -221,3 +221,45 @@ def test_the_schedule_cache_is_bounded(sqlite_store, clock, home, monkeypatch) -
     assert len(h.engine._schedules.entries) <= 3
     assert h.engine.schedule_for(specs[4]) is built[4]  # the newest is still cached
     assert h.engine.first_fire(specs[0], clock.now()) is not None  # evicted: rebuilt
+
+
+def test_an_inline_call_that_returns_after_its_timeout_is_recorded_timed_out(
+    sqlite_store: Any, clock: Any, home: Any
+) -> None:
+    """It cannot be killed; when it finally returns, its success is not believed."""
+
+    def slow() -> str:
+        clock.advance(timedelta(minutes=2))  # the call took two minutes of a one-minute timeout
+        return "late but fine"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("slow", slow, every="1h", timeout="1m", retries=0)
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("slow")
+    assert slot.status is SlotStatus.FAILED
+    assert slot.error_class is ErrorClass.TIMEOUT
+    assert "timed out after 1 min" in (slot.error or ""), slot.error
+    assert [f.outcome.ok for f in h.finished] == [False]
+
+
+def test_an_inline_call_within_its_timeout_succeeds(
+    sqlite_store: Any, clock: Any, home: Any
+) -> None:
+    def quick() -> str:
+        clock.advance(timedelta(seconds=30))
+        return "in time"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("quick", quick, every="1h", timeout="1m", retries=0)
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    assert [s.status for s in h.slots("quick")] == [SlotStatus.SUCCEEDED]

@@ -239,6 +239,16 @@ def _disk_full(path: str) -> bool:
     return stats.f_bavail == 0
 
 
+def _overran(spec: TaskSpec, started: datetime, ended: datetime, abandoned: bool) -> bool:
+    """Whether a run that reported success went past its bounds: the engine gave up
+    on it, or it is an inline python call that took longer than its timeout (other
+    actions stop their work at the timeout themselves)."""
+    if abandoned:
+        return True
+    inline = spec.python is not None and spec.isolation == "inline"
+    return inline and ended - started > action_limit(spec)
+
+
 _OUTER_MARGIN = timedelta(seconds=10)
 
 
@@ -288,6 +298,21 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     classification: Classification | None = None
     try:
         outcome, classification = await _attempt(ctx, spec, attempt.number, deps, out_path)
+        if outcome.ok and _overran(spec, started, deps.clock.now(), deps.overran(slot.id)):
+            # An inline call cannot be stopped: one that returned after its timeout (or
+            # after the engine gave up on it) still ran too long, whatever it returned.
+            log.error("run of %s returned after its timeout; recorded as timed out", spec.name)
+            overrun = FailureInfo(
+                message=(
+                    f"timed out after {format_duration(action_limit(spec))}; the inline "
+                    "call returned only later and its result was discarded"
+                ),
+                known_class=ErrorClass.TIMEOUT,
+                action=spec.action_kind,
+            )
+            outcome, classification = outcome_for_failure(
+                spec, attempt.number, overrun, deps.clock.now(), deps.rand(), outcome.output_path
+            )
     except asyncio.CancelledError:
         now = deps.clock.now()
         kept = out_path if os.path.exists(out_path) else None  # noqa: ASYNC240 - one stat
