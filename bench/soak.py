@@ -67,6 +67,7 @@ class Plan:
     fault_s: float
     clean_s: float
     quiesce_s: float
+    keep: bool = False
 
     def pick(self, short: float, long: float) -> float:
         return short if self.short else long
@@ -171,8 +172,8 @@ class Run:
             self.receiver.fail_for(self.plan.pick(4, 10))
             log(f"{self.name}: channel answers 503 for a while")
 
-    def finish(self, started: float, fault_end: float) -> Result:
-        self.watch(time.time() + self.plan.clean_s)
+    def finish(self, started: float, fault_end: float, clean_s: float | None = None) -> Result:
+        self.watch(time.time() + (clean_s or self.plan.clean_s))
         window_end = time.time() - 1.5
         write_config(self.config, self.tasks, self.receiver.url(), self.concurrency, True)
         log(f"{self.name}: tasks paused, waiting for runs in flight")
@@ -256,7 +257,7 @@ def scenario_burst_kill(run: Run) -> Result:
         run.watch(burst + run.rng.uniform(0.02, 1.0))
         run.kill_cycle(node, (0.5, 2.0))
         log(f"burst-kill: kill -9 right after the burst at {burst:.0f}, #{len(run.faults)}")
-    return run.finish(started, time.time())
+    return run.finish(started, time.time(), clean_s=period + 2)  # a burst after the last kill
 
 
 def scenario_sqlite_disk(run: Run) -> Result:
@@ -297,6 +298,8 @@ def scenario_sqlite_disk(run: Run) -> Result:
         res = run.finish(started, time.time())
     finally:
         kill_everything(run.root)
+        if plan.keep:
+            shutil.copytree(mnt / "home", run.root / "home-copy", dirs_exist_ok=True)
         subprocess.run(["umount", "-l", str(mnt)], check=False)
     return res
 
@@ -313,7 +316,7 @@ def chmod_tree(top: Path, writable: bool) -> None:
 
 
 @contextlib.contextmanager
-def pg_schema() -> Iterator[str]:
+def pg_schema(keep: bool) -> Iterator[str]:
     import psycopg
     from psycopg import sql
 
@@ -323,8 +326,12 @@ def pg_schema() -> Iterator[str]:
     try:
         yield schema
     finally:
-        with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        if keep:
+            log(f"kept PostgreSQL schema {schema}")
+        else:
+            with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as conn:
+                drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
+                conn.execute(drop.format(sql.Identifier(schema)))
 
 
 def dsn_for(schema: str, port: int | None = None) -> str:
@@ -359,7 +366,7 @@ def pg_nodes(run: Run, schema: str, count: int, port: int | None, lease: str) ->
 
 def scenario_pg_nodes(run: Run) -> Result:
     plan = run.plan
-    with pg_schema() as schema:
+    with pg_schema(plan.keep) as schema:
         run.setup(int(plan.pick(40, 100)), [2, 3, 4, 5, 6, 8, 10])
         pg_nodes(run, schema, 3, None, "8s")
         started = time.time()
@@ -374,7 +381,7 @@ def scenario_pg_nodes(run: Run) -> Result:
             node = run.nodes[turn % len(run.nodes)]
             turn += 1
             log(f"pg-nodes: kill -9 {node.name}")
-            run.kill_cycle(node, (1.0, plan.pick(10, 15)))
+            run.kill_cycle(node, (1.0, plan.pick(6, 15)))
         return run.finish(started, time.time())
 
 
@@ -382,7 +389,7 @@ def scenario_pg_cut(run: Run) -> Result:
     plan = run.plan
     proxy = CutProxy(("127.0.0.1", int(PG_DSN.split(":")[-1].split("/")[0])))
     try:
-        with pg_schema() as schema:
+        with pg_schema(plan.keep) as schema:
             run.setup(int(plan.pick(30, 80)), [2, 3, 4, 5])
             pg_nodes(run, schema, 2 if plan.short else 3, proxy.port, "10s")
             started = time.time()
@@ -440,9 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenario {unknown}; choose from {SCENARIOS}")
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     if args.short:
-        plan = Plan(True, fault_s=16 if len(chosen) > 1 else 40, clean_s=5, quiesce_s=20)
+        plan = Plan(True, 15 if len(chosen) > 1 else 40, clean_s=4, quiesce_s=20, keep=args.keep)
     else:
-        plan = Plan(False, fault_s=args.minutes * 60, clean_s=30, quiesce_s=60)
+        plan = Plan(False, args.minutes * 60, clean_s=30, quiesce_s=90, keep=args.keep)
     root = Path(tempfile.mkdtemp(prefix="agentcron-soak-"))
     log(f"seed {seed}, folder {root}, scenarios {chosen}")
 

@@ -36,6 +36,7 @@ from soak_net import Received
 
 FINAL = {"succeeded", "failed", "skipped", "missed", "superseded", "cancelled", "expired"}
 SCHEDULED = {"schedule", "catchup"}  # slots of the schedule (not `trigger` or API runs)
+TRANSIENT = {"rate_limited", "overloaded", "server_error", "timeout", "network", "worker_lost"}
 KEY_RE = re.compile(r"^agentcron-(\d+)-[0-9a-f]+$")
 
 
@@ -86,7 +87,8 @@ def read_db(db: str) -> dict[str, list[tuple[Any, ...]]]:
         "finished_at, attempts, reason, error_class FROM slots",
         "attempts": "SELECT slot_id, number, status, error_class, started_at, finished_at, "
         "node, exit_code FROM attempts",
-        "incidents": "SELECT id, task, kind, opened_at, closed_at, escalated FROM incidents",
+        "incidents": "SELECT id, task, kind, opened_at, closed_at, escalated, first_error_class "
+        "FROM incidents",
         "outbox": "SELECT id, message, sent_at, permanent, resent, attempts FROM outbox",
     }
     if db.startswith(("postgresql://", "postgres://")):
@@ -239,9 +241,10 @@ def _check_messages(res: Result, rows: dict[str, list[Any]], posts: list[Receive
         kind = (msg.get("task", ""), msg.get("incident_kind", ""), msg.get("event", ""))
         per_transition[kind] += 1
     incidents: Counter[tuple[str, str, str]] = Counter()
-    for _iid, task, kind, _opened, _closed, escalated in rows["incidents"]:
+    for _iid, task, kind, _opened, _closed, escalated, first_class in rows["incidents"]:
         incidents[(task, kind, "opened")] += 1
-        if escalated:
+        # an incident whose first failure was permanent opens escalated: one message
+        if escalated and (kind != "failure" or first_class in TRANSIENT):
             incidents[(task, kind, "escalated")] += 1
     for key in set(incidents) | {k for k in per_transition if k[2] in ("opened", "escalated")}:
         if incidents[key] != per_transition[key]:
@@ -255,7 +258,8 @@ def _check_messages(res: Result, rows: dict[str, list[Any]], posts: list[Receive
 def _check_resumed(
     res: Result, rows: dict[str, list[Any]], faults: list[Fault], check_end: float
 ) -> None:
-    starts = sorted(float(r[6]) for r in rows["slots"] if r[6] is not None and r[4] in SCHEDULED)
+    # attempts, not slots: a retry of a slot the fault interrupted is scheduling resumed too
+    starts = sorted(float(r[4]) for r in rows["attempts"] if r[4] is not None)
     ordered = sorted(faults, key=lambda f: f.end)
     for i, fault in enumerate(ordered):
         until = ordered[i + 1].start if i + 1 < len(ordered) else check_end
@@ -263,7 +267,7 @@ def _check_resumed(
         if not any(fault.end < s <= until for s in starts):
             res.resumed = False
             res.note(
-                f"not resumed: no run started between {fault.kind} end {fault.end:.1f} "
+                f"not resumed: no attempt started between {fault.kind} end {fault.end:.1f} "
                 f"and {until:.1f}"
             )
 
