@@ -61,3 +61,23 @@ def test_empty_output_on_a_full_disk_is_not_called_empty(
 
     asyncio.run(again())
     assert [f.outcome.empty_output for f in h.finished] == [False, True]
+
+
+def test_a_command_failing_while_the_disk_is_full_is_a_storage_problem(
+    sqlite_store: Any, clock: Any, home: Path, monkeypatch: Any
+) -> None:
+    """Python exits 120 when it cannot flush stdout to a full disk: not the task's bug."""
+    monkeypatch.setattr(runner_module, "_disk_full", lambda _path: True)
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("t", command=["sh", "-c", "exit 120"], every="1h", retries=2)
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("t")
+    assert slot.status is SlotStatus.RETRYING
+    assert slot.error_class is ErrorClass.WORKER_LOST
+    assert "disk holding its output is full" in (slot.error or "")

@@ -347,3 +347,30 @@ def test_memory_outbox_hands_out_only_the_head_of_each_channel() -> None:
     assert [i.id for i in outbox.due(START + timedelta(seconds=1), 1)] == [first]
     outbox.mark_failed(first, "down", START + timedelta(minutes=1), False, START)
     assert [i.id for i in outbox.due(START + timedelta(seconds=1), 10)] == [other]
+
+
+def test_an_answer_the_database_cannot_take_is_recorded_when_it_can_and_sent_once() -> None:
+    """Disk full between the channel's OK and mark_sent (found by the soak): the message
+    is not left for its claim to lapse (which held the channel's later messages back
+    for three minutes and sent it twice); it is recorded as soon as the database works,
+    before anything else is claimed."""
+    from faulty_store import FaultyStore, io_error
+
+    clock = FakeClock(START)
+    outbox = FaultyStore(MemoryOutbox())
+    channel = FakeChannel("chat")
+    sender = OutboxSender(outbox, channel_factory=lambda url: channel, clock=clock)  # type: ignore[arg-type]
+    for n in (1, 2, 3):
+        outbox.enqueue("chat", "chat://", message(n), clock.now())
+    outbox.fail("mark_sent", error=io_error, times=2)
+
+    async def scenario() -> None:
+        assert await sender.drain_once() == 0  # sent, not recorded
+        with pytest.raises(Exception, match="disk I/O error"):
+            await sender.drain_once()  # still cannot record: nothing new is claimed
+        assert outbox.calls["claim_outbox"] == 1
+        assert await sender.drain_once() == 3  # recorded, then the rest in order
+
+    asyncio.run(scenario())
+    assert channel.sent == [message(1), message(2), message(3)]
+    assert outbox.due(clock.now() + timedelta(hours=1), 10) == []

@@ -457,6 +457,18 @@ async def _attempt(
     failure = result.failure or FailureInfo(
         message="the action failed without saying why", action=spec.action_kind
     )
+    if spec.command is not None and _disk_full(out_path):
+        # A command that failed while its output had nowhere to go (Python exits 120
+        # when it cannot flush stdout) failed because of this machine's disk.
+        failure = FailureInfo(
+            message=(
+                f"failed while the disk holding its output is full ({failure.message}); "
+                "agentcron could not write the run's files in its home"
+            ),
+            exit_code=result.exit_code,
+            known_class=ErrorClass.WORKER_LOST,
+            action=spec.action_kind,
+        )
     if deps.stopping() and killed_by_stop(failure, result.exit_code):
         outcome, classification = _interrupted(deps, spec, number, path, now)
         return replace(outcome, exit_code=result.exit_code), classification

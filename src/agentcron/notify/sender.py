@@ -84,6 +84,8 @@ class OutboxSender:
         self._channels: dict[str, Channel] = {}
         self._wake = asyncio.Event()
         self._faults = FaultLog(log, "outbox drain")  # a database outage: logged once
+        # answers of channels that the database could not record yet, by outbox id
+        self._unrecorded: dict[int, tuple[OutboxItem, SendResult]] = {}
 
     def delay_after(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failed send of one message."""
@@ -100,7 +102,7 @@ class OutboxSender:
         how many were delivered. Each message is claimed first; one another sender
         holds is left to it. A round that delivers nothing ends the call, so a short
         backoff cannot keep it retrying a dead channel."""
-        delivered = 0
+        delivered = self._settle_unrecorded()
         while True:
             now = self._clock.now()
             items = self._store.claim_outbox(self.owner, now, now + self._claim_for, self._batch)
@@ -156,6 +158,28 @@ class OutboxSender:
             result = SendResult(ok=False, error=f"no answer within {SEND_LIMIT:g}s")
         except Exception as exc:  # a channel's bug must not lose the message
             result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+        try:
+            return self._record(item, result)
+        except Exception as exc:
+            # The channel answered but the database did not take the answer (disk full,
+            # locked, connection lost). Our claim still hides the message from other
+            # senders, so it is recorded as soon as the database works again, before
+            # anything else is claimed: not left for the claim to lapse, which would
+            # hold its channel's later messages back for minutes and send it twice.
+            self._unrecorded[item.id] = (item, result)
+            self._faults.failed(exc)
+            return 0
+
+    def _settle_unrecorded(self) -> int:
+        """Record the answers the database could not take before; raises while it
+        still cannot (nothing new is claimed meanwhile)."""
+        delivered = 0
+        for item_id, (item, result) in list(self._unrecorded.items()):
+            delivered += self._record(item, result)
+            del self._unrecorded[item_id]
+        return delivered
+
+    def _record(self, item: OutboxItem, result: SendResult) -> int:
         now = self._clock.now()
         if result.ok:
             if not self._store.mark_sent(item.id, now, self.owner):
