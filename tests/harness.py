@@ -12,8 +12,7 @@ from typing import Any
 from agentcron.clock import FakeClock
 from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.engine import Engine, EngineSettings
-from agentcron.engine.runner import Finished
-from agentcron.model import Slot, TaskSource, TaskSpec
+from agentcron.model import Finished, Slot, TaskSource, TaskSpec
 from agentcron.service import Service
 from agentcron.store.base import Store
 

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from agentcron.model import Message
 from agentcron.notify import (
     AppriseChannel,
     CommandChannel,
     InvalidChannel,
-    Message,
     channel_for,
     check_channel_url,
 )

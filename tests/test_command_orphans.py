@@ -315,8 +315,7 @@ def test_recording_an_unwatched_end_is_a_compare_and_set_with_deliveries(tmp_pat
     from dataclasses import replace
     from datetime import timedelta
 
-    from agentcron.model import TaskSource
-    from agentcron.store import AttemptOutcome, NewSlot
+    from agentcron.model import AttemptOutcome, NewSlot, TaskSource
     from agentcron.store.sqlite import SQLiteStore
 
     t0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)

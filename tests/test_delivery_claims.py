@@ -20,12 +20,19 @@ import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.delivery.worker import DeliveryWorker
-from agentcron.model import Delivery, DeliveryStatus, SlotStatus, TaskSource, TaskSpec
+from agentcron.model import (
+    AttemptOutcome,
+    Delivery,
+    DeliveryStatus,
+    Message,
+    NewSlot,
+    SlotStatus,
+    TaskSource,
+    TaskSpec,
+)
 from agentcron.notify.channels import SendResult
 from agentcron.notify.events import DeliveryRecovered, Event
-from agentcron.notify.messages import Message
 from agentcron.notify.sender import CLAIM_FOR
-from agentcron.store import AttemptOutcome, NewSlot
 from agentcron.store.base import Store
 from agentcron.store.sqlite import SQLiteStore
 from conftest import PG_DSN, require_pg

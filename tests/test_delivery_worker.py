@@ -7,9 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from agentcron.delivery.worker import DeliveryWorker
-from agentcron.model import DeliveryStatus, SlotStatus
+from agentcron.model import DeliveryStatus, Message, SlotStatus
 from agentcron.notify.channels import SendResult
-from agentcron.notify.messages import Message
 from harness import Harness
 
 TARGET = "json://127.0.0.1:9/deliver"

@@ -7,8 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from agentcron.engine.finisher import Finisher
-from agentcron.model import ErrorClass, SlotStatus
-from agentcron.store.base import AttemptOutcome, Finish
+from agentcron.model import AttemptOutcome, ErrorClass, Finish, SlotStatus
 from harness import Harness, until
 
 

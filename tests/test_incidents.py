@@ -8,15 +8,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from agentcron.model import ErrorClass
+from agentcron.model import ErrorClass, Incident, IncidentKind
 from agentcron.notify import (
     AttemptFailed,
     DeliveryFailed,
     DeliveryRecovered,
     EmptySuccessStreak,
     Event,
-    Incident,
-    IncidentKind,
     Notice,
     NoticeEvent,
     RunStuck,

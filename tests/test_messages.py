@@ -7,13 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agentcron.model import ErrorClass
+from agentcron.model import ErrorClass, IncidentKind, Message
 from agentcron.notify import (
     AttemptFailed,
     DeliveryFailed,
     Event,
-    IncidentKind,
-    Message,
     Notice,
     RunStuck,
     RunSucceeded,

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from agentcron.clock import FakeClock
-from agentcron.notify import MemoryOutbox, Message, OutboxSender, SendResult
-from agentcron.notify.outbox import OutboxStore, idempotency_key
+from agentcron.model import Message
+from agentcron.notify import MemoryOutbox, OutboxSender, SendResult
+from agentcron.notify.outbox import idempotency_key
 from agentcron.notify.sender import CLAIM_FOR
+from agentcron.store.base import OutboxStore
 from agentcron.store.sql import SQLStore
 from agentcron.store.sqlite import SQLiteStore
 from conftest import PG_DSN, require_pg

@@ -20,10 +20,19 @@ import pytest
 from typer.testing import CliRunner
 
 from agentcron.interfaces.cli import app
-from agentcron.model import DeliveryStatus, SlotStatus, TaskSource, TaskSpec
-from agentcron.notify import Incident, IncidentKind, Message
+from agentcron.model import (
+    AttemptOutcome,
+    DeliveryStatus,
+    Incident,
+    IncidentKind,
+    Message,
+    NewSlot,
+    NodeInfo,
+    SlotStatus,
+    TaskSource,
+    TaskSpec,
+)
 from agentcron.retention import PruneReport, default_keep_history, prune_history, prune_outputs
-from agentcron.store import AttemptOutcome, NewSlot, NodeInfo
 from agentcron.store.sql import SQLStore
 from agentcron.store.sqlite import SQLiteStore
 from conftest import PG_DSN, require_pg

@@ -14,13 +14,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agentcron.clock import FakeClock
-from agentcron.model import ErrorClass
+from agentcron.model import ErrorClass, Incident, Message
 from agentcron.notify import (
     AttemptFailed,
     Event,
-    Incident,
     MemoryOutbox,
-    Message,
     OutboxSender,
     RunSucceeded,
     SendResult,

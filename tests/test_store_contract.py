@@ -18,10 +18,23 @@ from typing import Any
 
 import pytest
 
-from agentcron.model import DeliveryStatus, ErrorClass, SlotStatus, TaskSource, TaskSpec
-from agentcron.notify import Incident, IncidentKind, MemoryOutbox, Message, OutboxStore
-from agentcron.store import AttemptOutcome, NewSlot, NodeInfo, StoreError
-from agentcron.store.base import Fires, StartRoom
+from agentcron.model import (
+    AttemptOutcome,
+    DeliveryStatus,
+    ErrorClass,
+    Fires,
+    Incident,
+    IncidentKind,
+    Message,
+    NewSlot,
+    NodeInfo,
+    SlotStatus,
+    StartRoom,
+    TaskSource,
+    TaskSpec,
+)
+from agentcron.notify import MemoryOutbox, OutboxStore
+from agentcron.store import StoreError
 from agentcron.store.sql import SQLStore
 from agentcron.store.sqlite import SQLiteStore
 from conftest import PG_DSN, require_pg
@@ -389,7 +402,7 @@ def test_materialize_and_start_starts_fresh_slots_as_a_claim_would(store: SQLSto
 def test_finish_many_builds_the_slot_the_database_now_holds(store: SQLStore) -> None:
     """Given the claimed slot, finishing builds the finished slot instead of reading it
     back: it must be exactly what a read returns, whatever the outcome."""
-    from agentcron.store.base import Finish
+    from agentcron.model import Finish
 
     outcomes = [
         replace(OK, output_path="/out/a.log", empty_output=True),
@@ -436,7 +449,7 @@ def test_finish_many_sets_a_batch_at_once_and_only_where_the_lease_is_held(
     """Distinct slots finish in bulk statements: each lease owner is still checked on
     its own, a slot handed over without its claimed copy is read back, and every
     finished slot is what a read returns."""
-    from agentcron.store.base import Finish
+    from agentcron.model import Finish
 
     claims = []
     for i in range(305):  # more than one statement's worth

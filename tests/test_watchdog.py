@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 
 from agentcron.clock import FakeClock
-from agentcron.model import Slot, SlotStatus, TaskSpec
-from agentcron.notify import Message, OutboxSender, SendResult
-from agentcron.notify.incidents import Incident, IncidentKind
+from agentcron.model import Incident, IncidentKind, Message, Slot, SlotStatus, TaskSpec
+from agentcron.notify import OutboxSender, SendResult
 from agentcron.notify.notifier import Notifier
 from agentcron.store.base import Store
 from agentcron.watchdog.watchdog import MIN_OVERDUE, Watchdog, overdue_limit

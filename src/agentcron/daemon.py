@@ -32,18 +32,16 @@ from agentcron.durations import format_duration
 from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.engine import Engine, EngineSettings, TickReport
 from agentcron.engine.health import Outage
-from agentcron.engine.runner import Finished
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
-from agentcron.model import DeliveryStatus, Slot, SlotStatus, TaskSpec
+from agentcron.model import DeliveryStatus, Finished, Message, NodeInfo, Slot, SlotStatus, TaskSpec
 from agentcron.notify.direct import daemon_message, tell_owner_directly
-from agentcron.notify.messages import Message
 from agentcron.notify.notifier import Notifier
 from agentcron.notify.sender import OutboxSender
 from agentcron.redact import redact
 from agentcron.retention import default_keep_history, prune_history, prune_outputs
 from agentcron.service import Defaults, Service
-from agentcron.store import NodeInfo, Store, open_store
+from agentcron.store import Store, open_store
 from agentcron.supervisor import PartFailure, Supervisor
 from agentcron.watchdog.pulse import ping, ping_fail, ping_fail_blocking
 from agentcron.watchdog.watchdog import LOOP_STALL, Watchdog

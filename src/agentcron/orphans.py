@@ -27,8 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agentcron.model import Classification, Slot, SlotStatus, TaskSpec
-from agentcron.store.base import AttemptOutcome
+from agentcron.model import AttemptOutcome, Classification, Slot, SlotStatus, TaskSpec
 
 
 def start_time(pid: int) -> int | None:

@@ -22,13 +22,14 @@ from agentcron.durations import format_duration
 from agentcron.home import hostname, pid_alive
 from agentcron.model import (
     Health,
+    NewSlot,
     Slot,
     SlotStatus,
     TaskRecord,
     TaskSource,
     TaskSpec,
 )
-from agentcron.store.base import NewSlot, Store
+from agentcron.store.base import Store
 
 DAEMON_STALE_AFTER = timedelta(
     seconds=float(os.environ.get("AGENTCRON_STALE_AFTER", "30"))
@@ -384,8 +385,8 @@ class Service:
 
     async def notify_test(self, urls: list[str]) -> list[dict[str, Any]]:
         """Send a test message to each channel now (not through the outbox)."""
+        from agentcron.model import Message
         from agentcron.notify.channels import channel_for
-        from agentcron.notify.messages import Message
 
         if not urls:
             raise ServiceError(

@@ -29,10 +29,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from agentcron.clock import Clock
-from agentcron.model import Delivery, DeliveryStatus, TaskSpec
+from agentcron.model import Delivery, DeliveryStatus, Message, TaskSpec
 from agentcron.notify.channels import Channel, SendResult, channel_for
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
-from agentcron.notify.messages import Message
 from agentcron.notify.sender import CLAIM_FOR, SEND_LIMIT, default_owner
 from agentcron.redact import redact, secret_values_from_env
 from agentcron.store.base import Store

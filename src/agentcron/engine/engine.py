@@ -24,15 +24,26 @@ from pathlib import Path
 
 from agentcron.actions.base import Action
 from agentcron.clock import Clock
-from agentcron.model import ErrorClass, FailureInfo, Slot, SlotStatus, TaskRecord, TaskSpec
+from agentcron.model import (
+    Claim,
+    ErrorClass,
+    FailureInfo,
+    Finished,
+    Fires,
+    Slot,
+    SlotStatus,
+    StartRoom,
+    TaskRecord,
+    TaskSpec,
+)
 from agentcron.schedules.base import Schedule
-from agentcron.store.base import Claim, Fires, StartRoom, Store
+from agentcron.store.base import Store
 
 from . import health
 from .finisher import Finisher
 from .health import LoopHealth, Outage
 from .planning import Ahead, Plan, plan_due, with_overlap
-from .runner import Finished, RunnerDeps, execute, outcome_for_failure, outer_limit
+from .runner import RunnerDeps, execute, outcome_for_failure, outer_limit
 
 log = logging.getLogger("agentcron.engine")
 

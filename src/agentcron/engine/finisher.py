@@ -14,8 +14,8 @@ import asyncio
 import logging
 import time
 
-from agentcron.model import Slot
-from agentcron.store.base import Finish, Store
+from agentcron.model import Finish, Slot
+from agentcron.store.base import Store
 
 log = logging.getLogger("agentcron.engine")
 

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from agentcron.durations import format_duration
-from agentcron.model import Slot, SlotStatus, TaskRecord, TaskSpec
+from agentcron.model import DueHead, NewSlot, Slot, SlotStatus, TaskRecord, TaskSpec
 from agentcron.policies.catchup import on_time_grace, plan_fires
 from agentcron.policies.overlap import decide_overlap, overlapping
 from agentcron.schedules.base import Schedule
-from agentcron.store.base import DueHead, NewSlot
 
 CHUNK = 2000  # fires processed per task per tick after a long downtime
 ON_TIME = timedelta(seconds=1)  # the smallest on-time grace (see on_time_grace)

@@ -24,33 +24,23 @@ from agentcron.actions.output import output_file_name, tail_lines
 from agentcron.clock import Clock
 from agentcron.durations import format_duration
 from agentcron.model import (
+    AttemptOutcome,
+    Claim,
     Classification,
     ErrorClass,
     FailureInfo,
+    Finish,
+    Finished,
     Slot,
     SlotStatus,
     TaskSpec,
 )
 from agentcron.redact import redact, secret_values_from_env
-from agentcron.store.base import AttemptOutcome, Claim, Finish, Store
+from agentcron.store.base import Store
 
 from .finisher import Finisher
 
 log = logging.getLogger("agentcron.runner")
-
-
-@dataclass(frozen=True)
-class Finished:
-    """What the engine learns when an attempt ends (also what listeners receive)."""
-
-    slot: Slot
-    spec: TaskSpec
-    attempt: int
-    outcome: AttemptOutcome
-    classification: Classification | None
-    details: str  # redacted tail of the output, for notifications
-    started_at: datetime
-    finished_at: datetime
 
 
 @dataclass

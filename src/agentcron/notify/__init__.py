@@ -5,6 +5,7 @@ them the owner must hear about; :func:`render` words them; the outbox keeps them
 until :class:`OutboxSender` has delivered them through a :class:`Channel`.
 """
 
+from agentcron.model import ChannelHealth, Incident, IncidentKind, Message, OutboxItem, Severity
 from agentcron.notify.channels import (
     COMMAND_PREFIX,
     AppriseChannel,
@@ -28,18 +29,11 @@ from agentcron.notify.events import (
     TaskOverdue,
     WorkerLost,
 )
-from agentcron.notify.incidents import (
-    Incident,
-    IncidentKind,
-    Notice,
-    NoticeEvent,
-    Transition,
-    apply_event,
-)
+from agentcron.notify.incidents import Notice, NoticeEvent, Transition, apply_event
 from agentcron.notify.memory import MemoryOutbox
-from agentcron.notify.messages import Message, Severity, render
-from agentcron.notify.outbox import ChannelHealth, OutboxItem, OutboxStore
+from agentcron.notify.messages import render
 from agentcron.notify.sender import DEFAULT_BACKOFF, OutboxSender
+from agentcron.store.base import OutboxStore
 
 __all__ = [
     "COMMAND_PREFIX",

@@ -65,7 +65,7 @@ from apprise.plugins.custom_json import NotifyJSON
 from apprise.plugins.custom_xml import NotifyXML
 from apprise.result import AppriseResultStatus
 
-from agentcron.notify.messages import Message
+from agentcron.model import Message
 from agentcron.redact import redact
 
 COMMAND_PREFIX = "command:"

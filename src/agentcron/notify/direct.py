@@ -16,10 +16,10 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from agentcron.model import Message
 from agentcron.redact import redact
 
 from .channels import Channel, channel_for, channel_key
-from .messages import Message
 
 log = logging.getLogger("agentcron.notify")
 

@@ -23,7 +23,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
-from agentcron.model import ErrorClass
+from agentcron.model import Incident, IncidentKind
 from agentcron.notify.events import (
     AttemptFailed,
     DeliveryFailed,
@@ -36,15 +36,6 @@ from agentcron.notify.events import (
     TaskOverdue,
     WorkerLost,
 )
-
-
-class IncidentKind(StrEnum):
-    FAILURE = "failure"
-    STUCK = "stuck"
-    OVERDUE = "overdue"
-    SUSPICIOUS = "suspicious"
-    SKIP_STREAK = "skip_streak"
-    DELIVERY = "delivery"
 
 
 class NoticeEvent(StrEnum):
@@ -63,41 +54,6 @@ _CLOSE_ORDER = (
     IncidentKind.SUSPICIOUS,
     IncidentKind.DELIVERY,
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Incident:
-    """One problem of one task, from the first event to the recovery.
-
-    ``id`` is None until the store has saved it. ``count`` is the number of
-    events seen; ``failed_runs`` the distinct slots that failed; ``retries`` the
-    failed attempts that were followed by a retry. ``streak`` is the length the
-    detector last reported (missed runs, empty successes, skips). ``slot_id`` is
-    the slot last involved (the failing, stuck or undelivered one) and ``since``
-    the instant the problem really began when that is not ``opened_at`` (the
-    start of a stuck run, the last run of an overdue task).
-    """
-
-    id: int | None = None
-    task: str
-    kind: IncidentKind
-    opened_at: datetime
-    closed_at: datetime | None = None
-    escalated: bool = False
-    count: int = 1
-    failed_runs: int = 0
-    retries: int = 0
-    first_error_class: ErrorClass | None = None
-    last_error_class: ErrorClass | None = None
-    summary: str = ""
-    slot_id: int | None = None
-    since: datetime | None = None
-    streak: int = 0
-    updated_at: datetime | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self.closed_at is None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,8 +10,7 @@ import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from agentcron.notify.messages import Message
-from agentcron.notify.outbox import ChannelHealth, OutboxItem
+from agentcron.model import ChannelHealth, Message, OutboxItem
 
 
 @dataclass

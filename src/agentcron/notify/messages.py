@@ -12,14 +12,12 @@ Every text is redacted on the way out, whatever the caller already did.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
-from agentcron.model import ErrorClass
+from agentcron.model import ErrorClass, Incident, IncidentKind, Message, Severity
 from agentcron.notify.events import (
     AttemptFailed,
     DeliveryFailed,
@@ -32,11 +30,8 @@ from agentcron.notify.events import (
     TaskOverdue,
     WorkerLost,
 )
-from agentcron.notify.incidents import Incident, IncidentKind, Notice, NoticeEvent, downtime
+from agentcron.notify.incidents import Notice, NoticeEvent, downtime
 from agentcron.redact import redact
-
-Severity = Literal["warning", "failure", "recovery", "info"]
-SEVERITIES: tuple[Severity, ...] = ("warning", "failure", "recovery", "info")
 
 MAX_DETAIL_LINES = 20
 MAX_LINE_CHARS = 300
@@ -44,41 +39,6 @@ MAX_PHRASE_CHARS = 400
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-@dataclass(frozen=True)
-class Message:
-    """A rendered, redacted notification, ready for any channel."""
-
-    title: str
-    body: str
-    task: str
-    event: str
-    incident_kind: str
-    severity: Severity
-
-    def to_dict(self) -> dict[str, str]:
-        """The stored form (the outbox keeps messages as JSON)."""
-        return {
-            "title": self.title,
-            "body": self.body,
-            "task": self.task,
-            "event": self.event,
-            "incident_kind": self.incident_kind,
-            "severity": self.severity,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> Message:
-        severity = str(data.get("severity", "info"))
-        return cls(
-            title=str(data.get("title", "")),
-            body=str(data.get("body", "")),
-            task=str(data.get("task", "")),
-            event=str(data.get("event", "")),
-            incident_kind=str(data.get("incident_kind", "")),
-            severity=severity if severity in SEVERITIES else "info",
-        )
 
 
 def render(notice: Notice, zone: ZoneInfo, secrets: Iterable[str] = ()) -> Message:

@@ -20,8 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from agentcron.clock import Clock
-from agentcron.engine.runner import Finished
-from agentcron.model import ErrorClass, Slot, SlotStatus, TaskSpec
+from agentcron.model import ErrorClass, Finished, Message, Slot, SlotStatus, TaskSpec
 from agentcron.notify.channels import channel_key
 from agentcron.notify.events import (
     AttemptFailed,
@@ -31,7 +30,7 @@ from agentcron.notify.events import (
     SkipStreak,
 )
 from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
-from agentcron.notify.messages import Message, render
+from agentcron.notify.messages import render
 from agentcron.redact import secret_values_from_env
 from agentcron.store.base import Store
 

@@ -31,9 +31,11 @@ from datetime import timedelta
 
 from agentcron.clock import Clock, SystemClock
 from agentcron.faultlog import FaultLog
+from agentcron.model import OutboxItem
 from agentcron.notify.channels import Channel, KeyedChannel, SendResult, channel_for
-from agentcron.notify.outbox import OutboxItem, OutboxStore, idempotency_key
+from agentcron.notify.outbox import idempotency_key
 from agentcron.redact import redact
+from agentcron.store.base import OutboxStore
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from agentcron.durations import format_duration
-from agentcron.model import CatchupPolicy, SlotStatus
-from agentcron.store.base import NewSlot
+from agentcron.model import CatchupPolicy, NewSlot, SlotStatus
 
 
 def on_time_grace(period: timedelta) -> timedelta:

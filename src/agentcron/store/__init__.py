@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from agentcron.store.base import AttemptOutcome, Claim, NewSlot, NodeInfo, Store
+from agentcron.model import AttemptOutcome, Claim, NewSlot, NodeInfo
+from agentcron.store.base import Store
 from agentcron.store.errors import NotFound, StoreError
 
 __all__ = [

@@ -12,9 +12,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from agentcron.model import Attempt, Slot, SlotStatus, TaskSpec
+from agentcron.model import (
+    Attempt,
+    AttemptOutcome,
+    Claim,
+    NewSlot,
+    Slot,
+    SlotStatus,
+    StartRoom,
+    TaskSpec,
+)
 from agentcron.store._rows import ts
-from agentcron.store.base import AttemptOutcome, Claim, NewSlot, StartRoom
 
 Entry = tuple[str, datetime | None, datetime | None, Sequence[NewSlot], TaskSpec | None]
 

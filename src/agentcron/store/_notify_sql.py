@@ -14,10 +14,15 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from agentcron.model import Delivery, DeliveryStatus
-from agentcron.notify.incidents import Incident
-from agentcron.notify.messages import Message
-from agentcron.notify.outbox import ChannelHealth, OutboxItem
+from agentcron.model import (
+    AttemptOutcome,
+    ChannelHealth,
+    Delivery,
+    DeliveryStatus,
+    Incident,
+    Message,
+    OutboxItem,
+)
 from agentcron.store._conn import Conn
 from agentcron.store._rows import (
     DELIVERY_COLUMNS,
@@ -32,7 +37,6 @@ from agentcron.store._rows import (
     outbox_from_row,
     ts,
 )
-from agentcron.store.base import AttemptOutcome
 
 # Each channel's head of line: its oldest message not yet sent nor given up.
 _HEADS = (

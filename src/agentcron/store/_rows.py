@@ -21,15 +21,16 @@ from agentcron.model import (
     Delivery,
     DeliveryStatus,
     ErrorClass,
+    Incident,
+    IncidentKind,
+    Message,
+    OutboxItem,
     Slot,
     SlotStatus,
     TaskRecord,
     TaskSource,
     TaskSpec,
 )
-from agentcron.notify.incidents import Incident, IncidentKind
-from agentcron.notify.messages import Message
-from agentcron.notify.outbox import OutboxItem
 
 SLOT_COLUMNS = (
     "id, task, scheduled_for, status, reason, trigger, attempts, error_class, error, "

@@ -16,24 +16,31 @@ PostgreSQL (several nodes). Their shared contract:
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentcron.model import (
     Attempt,
+    AttemptOutcome,
+    ChannelHealth,
+    Claim,
     Delivery,
     DeliveryStatus,
-    ErrorClass,
+    DueHead,
+    Finish,
+    Fires,
+    Incident,
+    Message,
+    NewSlot,
+    NodeInfo,
+    OutboxItem,
     Slot,
     SlotStatus,
+    StartRoom,
     TaskRecord,
     TaskSource,
     TaskSpec,
 )
-from agentcron.notify.incidents import Incident
-from agentcron.notify.messages import Message
-from agentcron.notify.outbox import ChannelHealth, OutboxItem
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -41,94 +48,9 @@ if TYPE_CHECKING:
     from agentcron.store._prune_sql import KeepRule, PrunedRecords, SlotBatch
 
 
-@dataclass(frozen=True)
-class NewSlot:
-    """A slot the engine wants recorded: to run (``pending``) or already decided."""
+class StoreLifecycle(Protocol):
+    """How a store is opened for work and closed."""
 
-    scheduled_for: datetime
-    status: SlotStatus = SlotStatus.PENDING
-    reason: str | None = None
-    trigger: str = "schedule"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A slot claimed for execution together with the attempt row just opened."""
-
-    slot: Slot
-    attempt: Attempt
-    spec: TaskSpec
-
-
-@dataclass(frozen=True)
-class AttemptOutcome:
-    """How an attempt ended and what becomes of its slot."""
-
-    ok: bool
-    slot_status: SlotStatus
-    error_class: ErrorClass | None = None
-    error: str | None = None
-    explanation: str | None = None
-    exit_code: int | None = None
-    next_attempt_at: datetime | None = None
-    output_path: str | None = None
-    tokens: dict[str, int] = field(default_factory=dict)
-    empty_output: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    deliver_to: tuple[tuple[str, str], ...] = ()  # (target URL, redacted key) on success
-    reason: str | None = None  # for a slot that ends skipped (precheck said no)
-
-
-@dataclass(frozen=True)
-class Fires:
-    """What the engine decided for one due task, for :meth:`Store.materialize_and_start`."""
-
-    spec: TaskSpec
-    expected_next_fire_at: datetime | None
-    new_next_fire_at: datetime | None
-    slots: Sequence[NewSlot]
-
-
-@dataclass(frozen=True)
-class StartRoom:
-    """Who starts fresh slots, under what lease, and how many at most."""
-
-    owner: str
-    lease_until: datetime
-    room: int
-
-
-DueHead = tuple[str, datetime | None, datetime]  # a due task's name, next fire, last change
-
-
-@dataclass(frozen=True)
-class Finish:
-    """One attempt's end, as handed to :meth:`Store.finish_many`."""
-
-    slot_id: int
-    attempt_id: int
-    owner: str
-    outcome: AttemptOutcome
-    now: datetime
-    # The slot as the claim left it: with it the store builds the finished slot from
-    # what it writes instead of reading the row back (only the lease owner changes a
-    # running slot, so nothing else can have moved).
-    claimed: Slot | None = None
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    node_id: str
-    host: str
-    pid: int
-    home: str
-    started_at: datetime
-    heartbeat_at: datetime
-    stopped_at: datetime | None = None
-
-
-class Store(Protocol):
-    # ---- lifecycle -------------------------------------------------------------
     def close(self) -> None:
         """Release connections. Idempotent."""
         ...
@@ -142,7 +64,11 @@ class Store(Protocol):
         off the caller's thread from now on (SQLite: WAL checkpoints). ``close`` ends it."""
         ...
 
-    # ---- tasks -----------------------------------------------------------------
+
+class TaskStore(Protocol):
+    """Tasks and when they are next due: what the config and the API write, what the
+    loop reads to know what is due and how long to sleep."""
+
     def upsert_task(
         self, spec: TaskSpec, source: TaskSource, now: datetime, next_fire_at: datetime | None
     ) -> TaskRecord:
@@ -193,13 +119,20 @@ class Store(Protocol):
         without the specs: enough to tell whether records read before still hold."""
         ...
 
+    def next_fire(self) -> datetime | None:
+        """The earliest ``next_fire_at`` of the tasks that are not paused."""
+        ...
+
     def next_wakeup(self, after: datetime | None = None) -> datetime | None:
         """The earliest ``next_fire_at`` / ``next_attempt_at`` of anything, to sleep until.
         With ``after``, waiting slots whose time came by then are left out: the engine
         has just offered them to a claim, so they wait for room, not for time."""
         ...
 
-    # ---- slots -----------------------------------------------------------------
+
+class SlotStore(Protocol):
+    """Slots, the durable record of every fire, and their attempts."""
+
     def materialize(
         self,
         task: str,
@@ -228,45 +161,8 @@ class Store(Protocol):
         claims of the started slots."""
         ...
 
-    def next_fire(self) -> datetime | None:
-        """The earliest ``next_fire_at`` of the tasks that are not paused."""
-        ...
-
     def add_slot(self, task: str, slot: NewSlot, now: datetime) -> Slot | None:
         """Insert one slot (manual trigger, retries of history); None if it exists."""
-        ...
-
-    def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
-        """Claim up to ``limit`` runnable slots: ``pending``, or ``retrying`` whose
-        ``next_attempt_at`` has come. A task whose overlap is not ``allow`` gets at most one
-        running slot. Opens an attempt row for each and sets the lease."""
-        ...
-
-    def renew_leases(
-        self, owner: str, slot_ids: Collection[int], now: datetime, lease_until: datetime
-    ) -> set[int]:
-        """Extend the leases of ``slot_ids``, the runs ``owner`` holds right now, and
-        nothing else: a slot whose run the engine no longer holds must lapse. Returns
-        the ids renewed; a held slot missing from it is no longer ``owner``'s."""
-        ...
-
-    def note_attempt_process(self, attempt_id: int, info: dict[str, Any]) -> None:
-        """Remember what a running attempt started (host, process group, its start time),
-        so whoever takes the slot over after a crash can stop it."""
-        ...
-
-    def finish_attempt(
-        self, slot_id: int, attempt_id: int, owner: str, outcome: AttemptOutcome, now: datetime
-    ) -> bool:
-        """Record the end of an attempt and the slot's new state (compare-and-set on the
-        lease owner and on the attempt still being the slot's running one). False when
-        the slot is no longer ours (taken over as lost, perhaps taken again since)."""
-        ...
-
-    def finish_many(self, items: Sequence[Finish]) -> list[Slot | None]:
-        """:meth:`finish_attempt` for several attempts in one transaction (a burst's
-        runs end together; one commit each would cost more than the runs). Returns, in
-        order, the slot as it now stands, or None where the slot was no longer ours."""
         ...
 
     def set_slot_status(
@@ -279,19 +175,6 @@ class Store(Protocol):
     ) -> bool:
         """Force a slot's status (skip, cancel, supersede, expire). With ``only_from`` the
         change happens only if the current status is one of those."""
-        ...
-
-    def running_slots(self) -> list[Slot]:
-        """Every slot being executed right now, on any node."""
-        ...
-
-    def lapsed(self, now: datetime, dead_owners: Sequence[str] = ()) -> list[Slot]:
-        """Running slots whose lease expired before ``now`` or whose owner is known dead."""
-        ...
-
-    def record_lost(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
-        """Close the running attempt of a lapsed slot as lost (compare-and-set on its
-        lease owner and expiry) and set the slot's next state."""
         ...
 
     def get_slot(self, slot_id: int) -> Slot | None: ...
@@ -326,6 +209,57 @@ class Store(Protocol):
 
     def last_success(self, task: str) -> Slot | None: ...
 
+
+class RunStore(Protocol):
+    """Runs and their leases: claiming, renewing, finishing, and taking over the
+    runs of a worker that was lost."""
+
+    def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
+        """Claim up to ``limit`` runnable slots: ``pending``, or ``retrying`` whose
+        ``next_attempt_at`` has come. A task whose overlap is not ``allow`` gets at most one
+        running slot. Opens an attempt row for each and sets the lease."""
+        ...
+
+    def renew_leases(
+        self, owner: str, slot_ids: Collection[int], now: datetime, lease_until: datetime
+    ) -> set[int]:
+        """Extend the leases of ``slot_ids``, the runs ``owner`` holds right now, and
+        nothing else: a slot whose run the engine no longer holds must lapse. Returns
+        the ids renewed; a held slot missing from it is no longer ``owner``'s."""
+        ...
+
+    def note_attempt_process(self, attempt_id: int, info: dict[str, Any]) -> None:
+        """Remember what a running attempt started (host, process group, its start time),
+        so whoever takes the slot over after a crash can stop it."""
+        ...
+
+    def finish_attempt(
+        self, slot_id: int, attempt_id: int, owner: str, outcome: AttemptOutcome, now: datetime
+    ) -> bool:
+        """Record the end of an attempt and the slot's new state (compare-and-set on the
+        lease owner and on the attempt still being the slot's running one). False when
+        the slot is no longer ours (taken over as lost, perhaps taken again since)."""
+        ...
+
+    def finish_many(self, items: Sequence[Finish]) -> list[Slot | None]:
+        """:meth:`finish_attempt` for several attempts in one transaction (a burst's
+        runs end together; one commit each would cost more than the runs). Returns, in
+        order, the slot as it now stands, or None where the slot was no longer ours."""
+        ...
+
+    def running_slots(self) -> list[Slot]:
+        """Every slot being executed right now, on any node."""
+        ...
+
+    def lapsed(self, now: datetime, dead_owners: Sequence[str] = ()) -> list[Slot]:
+        """Running slots whose lease expired before ``now`` or whose owner is known dead."""
+        ...
+
+    def record_lost(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
+        """Close the running attempt of a lapsed slot as lost (compare-and-set on its
+        lease owner and expiry) and set the slot's next state."""
+        ...
+
     def record_unwatched_end(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
         """Close the running attempt of a lapsed slot with the outcome its command
         reached while no daemon watched it (its launcher recorded the end), and set the
@@ -333,7 +267,10 @@ class Store(Protocol):
         them. Compare-and-set on the lease owner and expiry, as :meth:`record_lost`."""
         ...
 
-    # ---- nodes -----------------------------------------------------------------
+
+class NodeStore(Protocol):
+    """The daemons (nodes) sharing this database, and small daemon state."""
+
     def register_node(self, node: NodeInfo) -> None: ...
 
     def heartbeat(self, node_id: str, now: datetime) -> None: ...
@@ -342,7 +279,14 @@ class Store(Protocol):
 
     def nodes(self) -> list[NodeInfo]: ...
 
-    # ---- incidents -----------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+class IncidentStore(Protocol):
+    """Incidents of tasks, saved together with the messages they cause."""
+
     def open_incidents(self, task: str) -> dict[str, Incident]:
         """The task's open incidents by kind (at most one per kind)."""
         ...
@@ -367,23 +311,44 @@ class Store(Protocol):
         triples, in one transaction. Returns the incidents with their ids."""
         ...
 
-    # ---- outbox: see agentcron.notify.outbox.OutboxStore ------------------------------
-    def enqueue(
-        self, channel_key: str, channel_url: str, message: Message, now: datetime
-    ) -> int: ...
 
-    def due(self, now: datetime, limit: int) -> list[OutboxItem]: ...
+class OutboxStore(Protocol):
+    """The durable outbox of messages to the owner's channels (see
+    :mod:`agentcron.notify.sender`; :class:`agentcron.notify.memory.MemoryOutbox` is
+    the reference behaviour in memory)."""
+
+    def enqueue(self, channel_key: str, channel_url: str, message: Message, now: datetime) -> int:
+        """Store a message to send as soon as possible; return its id.
+
+        Ids increase with every call, so within a channel they give the order."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> list[OutboxItem]:
+        """Head-of-line items whose ``next_attempt_at`` is absent or ``<= now``.
+
+        At most one item per channel: the oldest unsent, not permanently failed
+        one (if that one is not due yet, the channel has nothing due). Oldest
+        first, at most ``limit``. A look only: claims are ignored and nothing is
+        taken; senders use :meth:`claim_outbox`."""
+        ...
 
     def claim_outbox(
         self, owner: str, now: datetime, claim_until: datetime, limit: int
     ) -> list[OutboxItem]:
-        """Take due heads of line for ``owner`` until ``claim_until`` (atomically: one
-        sender per message while the claim stands; a lapsed one is taken over and
-        counted in ``resent``)."""
+        """Take what :meth:`due` would list, minus the items another live claim holds,
+        for ``owner`` until ``claim_until``: atomically, so two senders never get the
+        same item while a claim stands. A channel whose head is claimed has nothing
+        to give (its next message waits for the head: order is kept across senders).
+        An item whose previous claim lapsed without a mark is taken over and its
+        ``resent`` (and its channel's) goes up by one."""
         ...
 
     def mark_sent(self, item_id: int, now: datetime, owner: str | None = None) -> bool:
-        """With ``owner``: a compare-and-set on the claim. False when nothing was written."""
+        """The item was delivered: it leaves the queue and its channel is healthy.
+
+        With ``owner``, only if the item is still claimed by ``owner`` (a sender
+        whose claim was taken over changes nothing); without, unconditionally (for
+        callers that do not claim). True when something was written."""
         ...
 
     def mark_failed(
@@ -395,12 +360,21 @@ class Store(Protocol):
         now: datetime,
         owner: str | None = None,
     ) -> bool:
-        """As :meth:`mark_sent`; releases the claim (a retry is not a resend)."""
+        """A send failed: count the attempt and record ``error`` on the item and its
+        channel (``failing_since`` keeps its first value). A passing failure is due
+        again at ``next_attempt_at``; a permanent one is never handed out again but
+        stays counted in the channel's ``undeliverable``. The claim is released (a
+        retry is not a resend). ``owner`` as for :meth:`mark_sent`."""
         ...
 
-    def channel_health(self) -> list[ChannelHealth]: ...
+    def channel_health(self) -> list[ChannelHealth]:
+        """Every channel that has had a message, by key."""
+        ...
 
-    # ---- deliveries ------------------------------------------------------------------
+
+class DeliveryStore(Protocol):
+    """Deliveries of kept outputs to ``deliver:`` targets."""
+
     def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
         """Deliveries pending or retrying whose time has come, oldest first (a look,
         not a claim: what a delivery worker attempts comes from
@@ -433,12 +407,10 @@ class Store(Protocol):
         nothing was written."""
         ...
 
-    # ---- key/value for small daemon state ---------------------------------------
-    def get_meta(self, key: str) -> str | None: ...
 
-    def set_meta(self, key: str, value: str) -> None: ...
+class RetentionStore(Protocol):
+    """Pruning of history past ``keep_history`` (driven by :mod:`agentcron.retention`)."""
 
-    # ---- retention (agentcron.retention drives these) ------------------------------------
     def prune_slots(
         self,
         rules: Mapping[str, KeepRule],
@@ -469,3 +441,20 @@ class Store(Protocol):
         node rows older than the given times, in batches; queued messages, open
         incidents and nodes holding running slots stay."""
         ...
+
+
+class Store(
+    StoreLifecycle,
+    TaskStore,
+    SlotStore,
+    RunStore,
+    NodeStore,
+    IncidentStore,
+    OutboxStore,
+    DeliveryStore,
+    RetentionStore,
+    Protocol,
+):
+    """All of durable state: what the SQLite and PostgreSQL stores implement. A part
+    that needs only some of it takes the narrower protocol (the outbox sender an
+    :class:`OutboxStore`, for instance), so it can be tested against that alone."""

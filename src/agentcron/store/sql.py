@@ -19,10 +19,18 @@ from typing import Any
 
 from agentcron.model import (
     Attempt,
+    AttemptOutcome,
+    Claim,
     DeliveryStatus,
+    DueHead,
+    Finish,
+    Fires,
+    NewSlot,
+    NodeInfo,
     OverlapPolicy,
     Slot,
     SlotStatus,
+    StartRoom,
     TaskRecord,
     TaskSource,
     TaskSpec,
@@ -52,16 +60,6 @@ from agentcron.store._rows import (
     spec_json,
     task_from_row,
     ts,
-)
-from agentcron.store.base import (
-    AttemptOutcome,
-    Claim,
-    DueHead,
-    Finish,
-    Fires,
-    NewSlot,
-    NodeInfo,
-    StartRoom,
 )
 from agentcron.store.errors import StoreError
 

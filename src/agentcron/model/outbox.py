@@ -1,0 +1,51 @@
+"""The outbox's records: a message queued for one channel, and a channel's health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from agentcron.model.message import Message
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One message for one channel. ``attempts`` counts failed sends so far;
+    ``resent`` how often it was handed out again because a sender's claim on it
+    lapsed with neither a success nor a failure recorded (each may be a duplicate)."""
+
+    id: int
+    channel_key: str
+    channel_url: str
+    message: Message
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    resent: int = 0
+
+
+@dataclass(frozen=True)
+class ChannelHealth:
+    """What ``doctor`` says about a channel.
+
+    ``failing_since`` is the first failure since the last success (None when the
+    channel works or was never tried); ``broken`` is true when the last failure
+    was permanent (the URL can never work as it is); ``undeliverable`` counts the
+    messages given up for that reason, which stay visible here. ``resent`` counts
+    the messages sent again after a sender's claim lapsed (possible duplicates).
+    """
+
+    channel_key: str
+    last_ok_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    pending: int
+    failing_since: datetime | None
+    broken: bool = False
+    undeliverable: int = 0
+    resent: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.failing_since is None and not self.broken
