@@ -192,6 +192,43 @@ def test_the_launcher_kills_the_group_when_its_parent_dies(tmp_path: Path) -> No
         kill_pids_in(pids)
 
 
+def test_a_command_that_ended_as_its_daemon_died_keeps_its_real_outcome(tmp_path: Path) -> None:
+    """The command's end and the daemon's death arrive together (the soak saw slots redone
+    this way): the launcher records the command's own end, not an orphan."""
+    done = tmp_path / "done"
+    go = tmp_path / "go"
+    marker = tmp_path / "runs" / "5-1.json"
+    script = f"while [ ! -e {go} ]; do sleep 0.02; done; echo finished > {done}"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, SHIM, str(marker), "out.log", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pgid = 0
+    try:
+        assert parent.stdout is not None
+        pgid = int(parent.stdout.readline())
+        wait_for(lambda: started_run(tmp_path, 5, 1) is not None, 10)
+        os.kill(pgid, signal.SIGSTOP)  # the launcher is its group's leader
+        go.touch()
+        wait_for(lambda: done.exists(), 10)
+        time.sleep(0.3)  # the command has exited; its SIGCHLD waits for the launcher
+        parent.kill()  # and now the daemon dies: the death signal is pending too
+        parent.wait(5)
+        os.kill(pgid, signal.SIGCONT)
+        wait_for(lambda: group_gone(pgid), timeout=10, what="the launcher to end")
+        end = ended_run(tmp_path, 5, 1)
+        assert end is not None
+        assert not end.orphaned and end.exit_code == 0 and end.result_known
+    finally:
+        parent.kill()
+        parent.wait(5)
+        if parent.stdout is not None:
+            parent.stdout.close()
+        if pgid:
+            kill_group(pgid)
+
+
 def test_the_launcher_starts_nothing_when_its_parent_is_already_gone(tmp_path: Path) -> None:
     ran = tmp_path / "ran"
     marker = tmp_path / "runs" / "6-1.json"

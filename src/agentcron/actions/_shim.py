@@ -256,7 +256,14 @@ class Launcher:
         write_marker(self.marker, fields)
 
     def orphaned(self, watched: set[int]) -> None:
-        """The daemon is gone: stop the group (gently for up to ``grace``), mark, KILL."""
+        """The daemon is gone: stop the group (gently for up to ``grace``), mark, KILL.
+        A command that had already ended on its own (its end and the daemon's death
+        came together) keeps its real outcome: it is not an orphan, and its slot
+        must not be run again (found by the soak)."""
+        status = self.reaped()
+        if status is not None:
+            self.end(status=status)
+            exit_like(status)
         me = os.getpid()
         for signum in (_signal.SIGTERM, _signal.SIGCONT):
             _quietly(os.killpg, me, signum)
