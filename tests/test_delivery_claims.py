@@ -299,3 +299,17 @@ def test_three_workers_deliver_each_of_200_outputs_once(opener: Opener, tmp_path
         assert [(d.status, d.attempts) for d in setup.deliveries(sid)] == [
             (DeliveryStatus.DELIVERED, 1)
         ]
+
+
+def test_a_dead_nodes_delivery_claims_are_released_at_once(opener: Opener, tmp_path: Path) -> None:
+    a, b = opener(), opener()
+    (sid,) = outputs(a, tmp_path / "out", 1)
+    now = T0 + MIN
+    (mine,) = a.claim_deliveries("dead-node", now, now + 3 * MIN, 10)
+    assert b.claim_deliveries("new-node", now, now + 3 * MIN, 10) == []
+    assert b.release_claims(["dead-node"], now) == 1
+    (taken,) = b.claim_deliveries("new-node", now, now + 3 * MIN, 10)
+    assert taken.id == mine.id
+    assert b.update_delivery(taken.id, DeliveryStatus.DELIVERED, 1, None, None, now, "new-node")
+    assert b.release_claims(["dead-node", "new-node"], now) == 0  # settled: nothing to free
+    assert a.get_slot(sid).delivery_status is DeliveryStatus.DELIVERED  # type: ignore[union-attr]

@@ -322,3 +322,22 @@ def test_three_senders_on_postgres_send_each_of_300_messages_once() -> None:
             assert [(h.pending, h.resent) for h in health] == [(0, 0)] * 10
         finally:
             setup.close()
+
+
+def test_a_dead_nodes_claims_are_released_at_once(opener: Opener) -> None:
+    """A daemon restarted after kill -9 must not wait out its predecessor's 3-minute
+    claims (the soak saw 38 messages held behind one): they lapse at once, and the
+    take-over counts as a possible resend."""
+    a, b = opener(), opener()
+    if not isinstance(a, SQLStore):
+        pytest.skip("the memory outbox has no nodes")
+    first = a.enqueue("chat", "json://h/chat", message(1), T0)
+    a.enqueue("chat", "json://h/chat", message(2), T0)
+    (mine,) = a.claim_outbox("dead-node", T0, T0 + 3 * MIN, 10)
+    assert mine.id == first
+    assert b.claim_outbox("new-node", T0, T0 + 3 * MIN, 10) == []  # held by the dead one
+    assert b.release_claims(["other-node"], T0) == 0  # only the dead node's claims
+    assert b.release_claims(["dead-node"], T0) == 1
+    (taken,) = b.claim_outbox("new-node", T0, T0 + 3 * MIN, 10)
+    assert (taken.id, taken.resent) == (first, 1)
+    assert b.release_claims(["dead-node"], T0) == 0  # nothing of it left

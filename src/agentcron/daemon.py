@@ -140,6 +140,8 @@ class Daemon:
         store.start_background_work()
         now = self.clock.now()
         dead = self._dead_predecessors(store)
+        if dead and store.release_claims(dead, now):
+            log.warning("took over the unsent messages and deliveries of %s", ", ".join(dead))
         store.register_node(
             NodeInfo(self.node_id, hostname(), os.getpid(), str(self.options.home), now, now)
         )

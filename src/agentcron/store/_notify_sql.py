@@ -191,6 +191,27 @@ class NotifySQL:
             for item, r in zip(items, rows, strict=True)
         ]
 
+    def release_claims(self, owners: Sequence[str], now: datetime) -> int:
+        """Let the claims of ``owners`` (nodes known dead) on messages and deliveries
+        lapse now rather than in minutes: a restarted daemon takes its predecessor's
+        unsent messages over at once, where they would hold their channel's queue."""
+        if not owners:
+            return 0
+        marks = ", ".join("?" for _ in owners)
+        released = 0
+        with self._tx() as db:
+            for table, unsettled in (
+                ("outbox", "sent_at IS NULL AND permanent = 0"),
+                ("deliveries", "status IN ('pending', 'retrying')"),
+            ):
+                cur = db.execute(
+                    f"UPDATE {table} SET claim_expires_at = ? "
+                    f"WHERE claimed_by IN ({marks}) AND claim_expires_at > ? AND {unsettled}",
+                    (ts(now), *owners, ts(now)),
+                )
+                released += int(cur.rowcount)
+        return released
+
     def _outbox_lock(self) -> str:
         """Row locks for the claim where the engine has them: the PostgreSQL store
         sets ``_candidate_lock`` for its slot claims; SQLite has neither the syntax
