@@ -133,6 +133,7 @@ class Engine:
         self.health = LoopHealth(last_pass=started, last_ok=started)
         # fires due after this were missed while the scheduler ran (see plan_fires)
         self.started_at = clock.now()
+        self._pass_began = self.started_at  # when the current loop pass began
         self.on_outage: list[OutageListener] = []
         self.on_recovery: list[RecoveryListener] = []
         self.stopping = False  # set by the daemon's stop signal, before runs are stopped
@@ -234,6 +235,7 @@ class Engine:
         """One pass of the loop: a tick and the sleep that follows it, in seconds."""
         self.passes += 1
         self.health.last_pass = time.monotonic()
+        self._pass_began = self.clock.now()
         self._wake.clear()
         try:
             report = await self.tick()
@@ -253,7 +255,9 @@ class Engine:
 
     def _tick_failed(self, exc: Exception) -> float:
         now = self.clock.now()
-        outage = health.after_failure(self.health.outage, exc, now)
+        # An outage begins when the first failing pass began: a call that waited out
+        # a busy timeout before failing was already meeting the fault.
+        outage = health.after_failure(self.health.outage, exc, self._pass_began)
         if health.should_log(outage, now):
             if outage.failures == 1:
                 log.exception("tick failed; trying again with backoff")
@@ -273,7 +277,11 @@ class Engine:
                 except Exception:
                     log.exception("outage listener failed")
         self.health.outage = outage
-        return health.backoff(outage.failures)
+        delay = health.backoff(outage.failures)
+        if not outage.announced:  # look again when the notice falls due, not after it
+            due_in = (outage.since + self.settings.outage_notice_after - now).total_seconds()
+            delay = min(delay, max(0.05, due_in))
+        return delay
 
     def _recovered(self, outage: Outage, report: TickReport) -> None:
         log.warning(
