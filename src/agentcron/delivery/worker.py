@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from agentcron.clock import Clock
+from agentcron.faultlog import FaultLog
 from agentcron.model import Delivery, DeliveryStatus, Message, TaskSpec
 from agentcron.notify.channels import Channel, SendResult, channel_for
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
@@ -66,6 +67,7 @@ class DeliveryWorker:
         self.channel_factory = channel_factory
         self.batch = batch
         self._wake = asyncio.Event()
+        self._faults = FaultLog(log, "delivery pass")  # a database outage: logged once
         self._inflight: dict[int, asyncio.Task[None]] = {}
 
     def wake(self) -> None:
@@ -75,8 +77,10 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 await self.drain_once(wait=False)
-            except Exception:
-                log.exception("delivery pass failed; trying again shortly")
+            except Exception as exc:
+                self._faults.failed(exc)
+            else:
+                self._faults.ok()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
