@@ -355,6 +355,13 @@ class Daemon:
         )
         await asyncio.to_thread(self._tell_directly, message)
 
+    def _database_away(self) -> bool:
+        """Whether the scheduler's ticks are failing on the database: the other parts
+        then leave it alone (each of their calls would hold the loop for the busy
+        timeout) and the loop's own ticks find out when it is back."""
+        outage = self.engine.health.outage if self.engine is not None else None
+        return outage is not None and outage.database
+
     def _trouble(self) -> str | None:
         """Why the dead man's switch must not hear "alive", or None while ticks complete."""
         engine = self.engine
@@ -400,8 +407,9 @@ class Daemon:
         supervisor.add("scheduler loop", lambda: engine.run_forever(stop))
         supervisor.add("config watcher", self._reload_loop)
         supervisor.add("node heartbeat", self._heartbeat_loop)
-        supervisor.add("outbox sender", lambda: self.sender.run_forever(stop))
-        supervisor.add("delivery worker", lambda: self.delivery.run_forever(stop))
+        held = self._database_away
+        supervisor.add("outbox sender", lambda: self.sender.run_forever(stop, hold=held))
+        supervisor.add("delivery worker", lambda: self.delivery.run_forever(stop, hold=held))
         supervisor.add("retention", self._retention_loop)
         supervisor.add("dead man's switch", self._pulse_loop)
         supervisor.add("watchdog", self._watch_the_watchdog)
@@ -456,7 +464,8 @@ class Daemon:
         faults = FaultLog(log, "recording the node heartbeat")
         while not self.stop_event.is_set():
             try:
-                self.store.heartbeat(self.node_id, self.clock.now())
+                if not self._database_away():
+                    self.store.heartbeat(self.node_id, self.clock.now())
             except Exception as exc:
                 faults.failed(exc)
             else:

@@ -73,10 +73,17 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
-    async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+    async def run_forever(
+        self,
+        stop: asyncio.Event,
+        interval: float = 1.0,
+        hold: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Deliver until ``stop``; no pass while ``hold()`` says the database is away."""
         while not stop.is_set():
             try:
-                await self.drain_once(wait=False)
+                if not hold():
+                    await self.drain_once(wait=False)
             except Exception as exc:
                 self._faults.failed(exc)
             else:

@@ -115,11 +115,19 @@ class OutboxSender:
             if not sent:
                 return delivered
 
-    async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        """Drain until ``stop`` is set; a failing store or channel is logged, not fatal."""
+    async def run_forever(
+        self,
+        stop: asyncio.Event,
+        interval: float = 1.0,
+        hold: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Drain until ``stop`` is set; a failing store or channel is logged, not fatal.
+        While ``hold()`` says the database is known to be away, no drain is tried: each
+        try would wait out the busy timeout on the loop's thread, for nothing."""
         while not stop.is_set():
             try:
-                await self.drain_once()
+                if not hold():
+                    await self.drain_once()
             except Exception as exc:
                 self._faults.failed(exc)
             else:
