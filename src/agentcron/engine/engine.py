@@ -50,6 +50,7 @@ log = logging.getLogger("agentcron.engine")
 LOOKAHEAD = timedelta(seconds=2)  # how early the tasks of a coming fire are prepared
 PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap ahead of it)
 DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
+_NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
 
 
@@ -71,6 +72,7 @@ class TickReport:
     started: int = 0
     lost: int = 0
     skipped: int = 0
+    missed: int = 0  # recorded missed or expired by the catch-up rules
 
 
 @dataclass
@@ -201,7 +203,7 @@ class Engine:
         # Slots already waiting go first; then fresh ones start as they are recorded,
         # while there is room (one write each instead of a record and a claim).
         report.started = self._start_runs(now)
-        report.materialized, report.skipped, fresh = self._materialize(now)
+        report.materialized, report.skipped, report.missed, fresh = self._materialize(now)
         report.started += fresh
         self._prepare(now)
         return report
@@ -490,13 +492,14 @@ class Engine:
                     slot.id,
                 )
 
-    def _materialize(self, now: datetime) -> tuple[int, int, int]:
+    def _materialize(self, now: datetime) -> tuple[int, int, int, int]:
         """Plan every due task in memory, then record all their slots in one
         transaction, starting fresh ones while there is room: a burst of thousands of
-        due tasks costs one commit, not thousands. Returns (recorded, skipped, started)."""
+        due tasks costs one commit, not thousands. Returns (recorded, skipped, missed,
+        started)."""
         planned = self._due_plans(now)
         if not planned:
-            return 0, 0, 0
+            return 0, 0, 0, 0
         active = self.store.active_slots_of({p.spec.name for p in planned})
         zone = self.settings.default_zone
         plans = [with_overlap(p, active.get(p.spec.name, ()), zone) for p in planned]
@@ -510,14 +513,15 @@ class Engine:
         )
         for claim in claims:
             self._spawn(claim, now)
-        created = skipped = 0
+        created = skipped = missed = 0
         for plan, inserted in zip(plans, results, strict=True):
             if inserted is None:
                 continue  # another node got there first
             created += len(inserted)
             skipped += sum(1 for s in inserted if s.status is SlotStatus.SKIPPED)
+            missed += sum(1 for s in inserted if s.status in _NOT_RUN)
             self._after_materialize(plan, inserted, now)
-        return created, skipped, len(claims)
+        return created, skipped, missed, len(claims)
 
     def _due_plans(self, now: datetime) -> list[Plan]:
         """The plans of the tasks due now: those made ahead for this instant if they
