@@ -193,6 +193,13 @@ def _leader_lives(run: RunRecord) -> bool:
     return run.pgid_start is not None and start_time(run.pgid) == run.pgid_start
 
 
+def launcher_alive(home: Path | str, slot_id: int, attempt: int) -> bool:
+    """Whether the launcher that started this attempt's command still runs (on this
+    host: a marker is only ever read where it was written)."""
+    run = started_run(home, slot_id, attempt)
+    return run is not None and _leader_lives(run)
+
+
 def sweep_markers(
     home: Path | str, held: Container[int], older_than: float, limit: int = 1000
 ) -> int:

@@ -272,7 +272,10 @@ class Launcher:
         while status is None and (left := deadline - time.monotonic()) > 0:
             self.next_signal(watched, min(left, 0.1))
             status = self.reaped()
-        self.end(status=status, orphaned=True)
+        # A command that exits 0 within the grace finished its work (it ignored the TERM
+        # or was about to end): a success to keep, not an interruption to run again.
+        done = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        self.end(status=status, orphaned=not done)
         os.killpg(me, _signal.SIGKILL)
         os._exit(1)  # pragma: no cover - the KILL above ends this process
 

@@ -50,6 +50,7 @@ log = logging.getLogger("agentcron.engine")
 LOOKAHEAD = timedelta(seconds=2)  # how early the tasks of a coming fire are prepared
 PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap ahead of it)
 DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
+LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and then some
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
 
@@ -136,6 +137,7 @@ class Engine:
         # fires due after this were missed while the scheduler ran (see plan_fires)
         self.started_at = clock.now()
         self._pass_began = self.started_at  # when the current loop pass began
+        self._waiting_for_launcher: dict[int, datetime] = {}  # lost slot -> first seen
         self.on_outage: list[OutageListener] = []
         self.on_recovery: list[RecoveryListener] = []
         self.stopping = False  # set by the daemon's stop signal, before runs are stopped
@@ -406,6 +408,7 @@ class Engine:
 
         home = self.settings.home
         count = 0
+        deferred = False
         for slot in self.store.lapsed(now, self._dead_owners):
             if slot.id in self._runs and slot.lease_owner == self.settings.owner:
                 continue  # ours and alive: the lease will be renewed
@@ -414,8 +417,16 @@ class Engine:
                 continue
             number = max(slot.attempts, 1)
             end = ended_run(home, slot.id, number)
+            if end is None and self._launcher_finishing(slot.id, number, now):
+                deferred = True
+                continue  # its launcher is still ending it: its end is on the way
+            ended = None
             if end is not None and end.result_known:
-                ended = outcome_of_end(end, rec.spec, slot, now, self.rand())
+                try:
+                    ended = outcome_of_end(end, rec.spec, slot, now, self.rand())
+                except Exception:  # an unreadable end is no end: the run is retried
+                    log.exception("could not read how slot %s of %s ended", slot.id, slot.task)
+            if ended is not None:
                 outcome, classification = ended.outcome, ended.classification
                 details, finished_at = ended.details, ended.ended_at
                 self._stop_orphan(slot)  # strays its command may have left in the group
@@ -457,11 +468,28 @@ class Engine:
                     finished_at=finished_at,
                 )
             )
-        self._dead_owners = []  # predecessors are handled once; later losses go by lease
+        if not deferred:  # predecessors are handled once; later losses go by lease
+            self._dead_owners = []
         # A marker left this long after its last write belongs to a run that is over
         # (a dead predecessor's lost runs were recovered above, within a lease).
         sweep_markers(home, self._runs, older_than=2 * self.settings.lease.total_seconds())
         return count
+
+    def _launcher_finishing(self, slot_id: int, attempt: int, now: datetime) -> bool:
+        """Whether to wait for the launcher of a lost attempt on this host: it outlives
+        its daemon by up to the command's grace (it stops the command and writes how it
+        ended), and recording the attempt before then would throw a finished run's end
+        away. Waited for at most :data:`LAUNCHER_WAIT`, then the group is stopped."""
+        from agentcron.orphans import launcher_alive
+
+        if not launcher_alive(self.settings.home, slot_id, attempt):
+            self._waiting_for_launcher.pop(slot_id, None)
+            return False
+        first = self._waiting_for_launcher.setdefault(slot_id, now)
+        if now - first < LAUNCHER_WAIT:
+            return True
+        self._waiting_for_launcher.pop(slot_id, None)
+        return False
 
     def _stop_orphan(self, slot: Slot) -> None:
         """The lost attempt's command may still run (its daemon died, it did not): stop it

@@ -1,0 +1,193 @@
+"""The end of a command and the death of its daemon, close together: a finished run's
+end is kept, never thrown away as ``worker_lost`` and the slot run again (the soak's
+sqlite-kill scenario found both ways this happened)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentcron.actions import _shim
+from agentcron.clock import FakeClock
+from agentcron.engine.actions import ActionRegistry
+from agentcron.engine.engine import LAUNCHER_WAIT, Engine, EngineSettings
+from agentcron.model import ErrorClass, SlotStatus, TaskSource, TaskSpec
+from agentcron.orphans import ended_run, marker_path, start_time
+from agentcron.store.sqlite import SQLiteStore
+from daemon_proc import wait_for
+
+pytestmark = pytest.mark.slow
+
+SHIM = str(Path(_shim.__file__))
+STAND_IN = """
+import os, subprocess, sys, threading, time
+argv = [sys.executable, "-I", "-S", sys.argv[1], "-1", str(os.getpid()),
+        str(threading.get_native_id()), "2", sys.argv[2], "5", "1", sys.argv[3], "--",
+        *sys.argv[4:]]
+proc = subprocess.Popen(argv, start_new_session=True)
+print(proc.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_command_that_ignores_term_and_exits_0_in_the_grace_keeps_its_success(
+    tmp_path: Path,
+) -> None:
+    ready = tmp_path / "ready"
+    marker = tmp_path / "runs" / "5-1.json"
+    script = f"trap '' TERM; touch {ready}; sleep 0.5; exit 0"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, SHIM, str(marker), "out.log", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pgid = 0
+    try:
+        assert parent.stdout is not None
+        pgid = int(parent.stdout.readline())
+        wait_for(lambda: ready.exists(), 10)
+        parent.kill()  # the daemon dies while the command still works
+        parent.wait(5)
+        wait_for(lambda: (e := ended_run(tmp_path, 5, 1)) is not None and e.ended_at, 10)
+        end = ended_run(tmp_path, 5, 1)
+        assert end is not None and not end.orphaned and end.exit_code == 0
+        assert end.result_known
+    finally:
+        parent.kill()
+        parent.wait(5)
+        if parent.stdout is not None:
+            parent.stdout.close()
+        if pgid:
+            with_suppressed_kill(pgid)
+
+
+def with_suppressed_kill(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _lost_run(tmp_path: Path, clock: FakeClock) -> tuple[SQLiteStore, Engine, int]:
+    """A slot running under a dead node, and a fresh engine that knows that node dead."""
+    store = SQLiteStore(tmp_path / "a.db")
+    home = tmp_path / "home"
+    spec = TaskSpec(name="job", every="1h", command=["true"], retries=2)
+    now = clock.now()
+    store.upsert_task(spec, TaskSource.API, now, now)
+    (claim,) = store.claim("dead-node", now, now + timedelta(minutes=1), 1) or [None]
+    if claim is None:
+        from agentcron.model import NewSlot
+
+        store.add_slot("job", NewSlot(now), now)
+        (claim,) = store.claim("dead-node", now, now + timedelta(minutes=1), 1)
+    engine = Engine(
+        store,
+        clock,
+        EngineSettings(home=home, owner="new-node", dead_owners=("dead-node",)),
+        ActionRegistry(pool_size=1),
+        rand=lambda: 0.0,
+    )
+    return store, engine, claim.slot.id
+
+
+def _write_marker(home: Path, slot_id: int, pgid: int, **end: Any) -> None:
+    path = marker_path(home, slot_id, 1)
+    (home / "out.log").parent.mkdir(parents=True, exist_ok=True)
+    (home / "out.log").write_text("done\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = {
+        "slot": slot_id,
+        "attempt": 1,
+        "host": os.uname().nodename,
+        "pgid": pgid,
+        "pgid_start": start_time(pgid),
+        "output": str(home / "out.log"),
+        "started_at": time.time(),
+        **end,
+    }
+    path.write_text(json.dumps(fields))
+
+
+def test_recovery_waits_for_a_live_launcher_then_records_the_end_it_wrote(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    store, engine, slot_id = _lost_run(tmp_path, clock)
+    launcher = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        home = tmp_path / "home"
+        _write_marker(home, slot_id, launcher.pid)
+
+        async def scenario() -> None:
+            await engine.tick()  # the launcher lives, its end is on the way: wait
+            slot = store.get_slot(slot_id)
+            assert slot is not None and slot.status is SlotStatus.RUNNING
+            # the launcher writes the command's end and goes
+            _write_marker(home, slot_id, launcher.pid, exit_code=0, ended_at=time.time())
+            launcher.kill()
+            launcher.wait(5)
+            clock.advance(timedelta(seconds=4))  # the next look for lapsed runs
+            await engine.tick()
+            await engine.wait_idle(10)
+
+        asyncio.run(scenario())
+        slot = store.get_slot(slot_id)
+        assert slot is not None and slot.status is SlotStatus.SUCCEEDED, slot
+    finally:
+        launcher.kill()
+        launcher.wait(5)
+        store.close()
+
+
+def test_recovery_stops_a_launcher_that_outstays_its_wait(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store, engine, slot_id = _lost_run(tmp_path, clock)
+    launcher = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        _write_marker(tmp_path / "home", slot_id, launcher.pid)
+
+        async def scenario() -> None:
+            await engine.tick()
+            clock.advance(LAUNCHER_WAIT + timedelta(seconds=1))
+            await engine.tick()
+
+        asyncio.run(scenario())
+        slot = store.get_slot(slot_id)
+        assert slot is not None and slot.status is SlotStatus.RETRYING
+        assert slot.error_class is ErrorClass.WORKER_LOST
+        assert launcher.wait(10) is not None  # its group was stopped
+    finally:
+        launcher.kill()
+        launcher.wait(5)
+        store.close()
+
+
+def test_an_unreadable_end_does_not_stop_the_scheduler(tmp_path: Path) -> None:
+    """A marker whose output cannot be read is no known end: the run is retried as lost
+    and the tick goes on (it failed every tick, a scheduler down for one bad file)."""
+    clock = FakeClock()
+    store, engine, slot_id = _lost_run(tmp_path, clock)
+    gone = subprocess.Popen(["true"], start_new_session=True)
+    gone.wait(5)
+    home = tmp_path / "home"
+    _write_marker(home, slot_id, gone.pid, exit_code=0, ended_at=time.time())
+    marker = marker_path(home, slot_id, 1)
+    marker.write_text(marker.read_text().replace(str(home / "out.log"), str(home)))
+    try:
+        asyncio.run(engine.tick())  # does not raise
+        slot = store.get_slot(slot_id)
+        # recorded lost (then superseded by the fire due in the same tick)
+        assert slot is not None and slot.status is not SlotStatus.RUNNING
+        assert slot.error_class is ErrorClass.WORKER_LOST
+    finally:
+        store.close()
