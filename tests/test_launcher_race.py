@@ -191,3 +191,76 @@ def test_an_unreadable_end_does_not_stop_the_scheduler(tmp_path: Path) -> None:
         assert slot.error_class is ErrorClass.WORKER_LOST
     finally:
         store.close()
+
+
+def _recorded_lost_by_another_node(store: SQLiteStore, clock: FakeClock, slot_id: int) -> None:
+    from agentcron.model import AttemptOutcome
+
+    (lapsed,) = store.lapsed(clock.now() + timedelta(minutes=5))
+    lost = AttemptOutcome(
+        ok=False,
+        slot_status=SlotStatus.RETRYING,
+        error_class=ErrorClass.WORKER_LOST,
+        error="the worker running this slot stopped responding",
+        next_attempt_at=clock.now() + timedelta(minutes=10),
+    )
+    assert store.record_lost(lapsed, lost, clock.now() + timedelta(minutes=5))
+
+
+def test_a_daemon_back_on_its_host_records_the_real_end_of_a_run_another_node_lost(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL, several hosts: node a died as its command finished; node b recorded the
+    run lost when a's lease lapsed (a's end was on a's disk). When a comes back, the slot
+    still waits for its retry: the real end is recorded and the work is not done again."""
+    clock = FakeClock()
+    store, engine, slot_id = _lost_run(tmp_path, clock)
+    _recorded_lost_by_another_node(store, clock, slot_id)
+    gone = subprocess.Popen(["true"], start_new_session=True)
+    gone.wait(5)
+    _write_marker(tmp_path / "home", slot_id, gone.pid, exit_code=0, ended_at=time.time())
+    told: list[Any] = []
+    engine.listeners.append(told.append)
+    clock.advance(timedelta(minutes=6))
+    try:
+
+        async def scenario() -> None:
+            await engine.tick()
+            await asyncio.sleep(0)
+            engine._tell_listeners()
+
+        asyncio.run(scenario())
+        slot = store.get_slot(slot_id)
+        assert slot is not None and slot.status is SlotStatus.SUCCEEDED, slot
+        (attempt,) = store.attempts(slot_id)
+        assert attempt.status == "succeeded"
+        assert [f.slot.id for f in told] == [slot_id] and told[0].outcome.ok
+        assert not marker_path(tmp_path / "home", slot_id, 1).exists()
+    finally:
+        store.close()
+
+
+def test_a_lost_run_already_retried_is_left_as_it_is(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store, _engine, slot_id = _lost_run(tmp_path, clock)
+    _recorded_lost_by_another_node(store, clock, slot_id)
+    # the retry started on the other node: that attempt's result will be the slot's
+    (retry,) = store.claim(
+        "other-node", clock.now() + timedelta(minutes=11), clock.now() + timedelta(minutes=12), 1
+    )
+    assert retry.slot.id == slot_id
+    gone = subprocess.Popen(["true"], start_new_session=True)
+    gone.wait(5)
+    _write_marker(tmp_path / "home", slot_id, gone.pid, exit_code=0, ended_at=time.time())
+    try:
+        assert store.correct_lost_end(slot_id, 1, _ok(), clock.now()) is None
+        slot = store.get_slot(slot_id)
+        assert slot is not None and slot.status is SlotStatus.RUNNING and slot.attempts == 2
+    finally:
+        store.close()
+
+
+def _ok() -> Any:
+    from agentcron.model import AttemptOutcome
+
+    return AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED, exit_code=0)

@@ -1390,3 +1390,23 @@ def test_concurrent_manual_triggers_insert_one_slot_per_instant(backend: Backend
 
     run_nodes(backend, 4, node)
     assert len(made) == len(set(made)) == 25
+
+
+def test_correct_lost_end_only_while_the_slot_waits_for_its_retry(store: SQLStore) -> None:
+    add(store, "t", retries=3)
+    sid = slot_at(store, "t", T0)
+    claim_one(store, "n1")
+    (lapsed,) = store.lapsed(T0 + 5 * MIN)
+    lost = AttemptOutcome(
+        ok=False,
+        slot_status=SlotStatus.RETRYING,
+        error_class=ErrorClass.WORKER_LOST,
+        error="lost",
+        next_attempt_at=T0 + 10 * MIN,
+    )
+    assert store.record_lost(lapsed, lost, T0 + 5 * MIN)
+    assert store.correct_lost_end(sid, 2, OK, T0 + 6 * MIN) is None  # not that attempt
+    fixed = store.correct_lost_end(sid, 1, OK, T0 + 6 * MIN)
+    assert fixed is not None and fixed.status is SlotStatus.SUCCEEDED
+    assert [a.status for a in store.attempts(sid)] == ["succeeded"]
+    assert store.correct_lost_end(sid, 1, OK, T0 + 6 * MIN) is None  # once

@@ -189,6 +189,28 @@ def forget_run(home: Path | str, slot_id: int, attempt: int) -> None:
         marker_path(home, slot_id, attempt).unlink()
 
 
+def known_ends(home: Path | str, limit: int = 1000) -> list[EndRecord]:
+    """The attempts on this home whose command's own end is on record (``result_known``),
+    at most ``limit`` files looked at: what a daemon that comes back checks against
+    what other nodes recorded meanwhile."""
+    found: list[EndRecord] = []
+    try:
+        with os.scandir(Path(home, RUNS_DIR)) as entries:
+            for seen, entry in enumerate(entries):
+                if seen >= limit:
+                    break
+                slot_text, _, rest = entry.name.partition("-")
+                attempt_text = rest.removesuffix(".json")
+                if not (slot_text.isdigit() and attempt_text.isdigit() and rest.endswith(".json")):
+                    continue
+                end = ended_run(home, int(slot_text), int(attempt_text))
+                if end is not None and end.result_known:
+                    found.append(end)
+    except OSError:
+        return found
+    return found
+
+
 def _leader_lives(run: RunRecord) -> bool:
     return run.pgid_start is not None and start_time(run.pgid) == run.pgid_start
 

@@ -468,12 +468,70 @@ class Engine:
                     finished_at=finished_at,
                 )
             )
+        if self._dead_owners and not deferred:
+            count += self._correct_lost_ends(now)
         if not deferred:  # predecessors are handled once; later losses go by lease
             self._dead_owners = []
         # A marker left this long after its last write belongs to a run that is over
         # (a dead predecessor's lost runs were recovered above, within a lease).
         sweep_markers(home, self._runs, older_than=2 * self.settings.lease.total_seconds())
         return count
+
+    def _correct_lost_ends(self, now: datetime) -> int:
+        """Back after a crash: runs of this home whose command finished while this
+        daemon was dead, but that another node recorded ``worker_lost`` when the lease
+        lapsed (the end was on this host's disk, out of its sight). While their slot
+        still waits for the retry, the real end is recorded instead, so finished work
+        is not done again. Once, at start; a bounded look."""
+        from agentcron.orphans import forget_run, known_ends, outcome_of_end
+
+        corrected = 0
+        for end in known_ends(self.settings.home):
+            if end.slot_id in self._runs:
+                continue
+            try:
+                slot = self.store.get_slot(end.slot_id)
+                if (
+                    slot is None
+                    or slot.status is not SlotStatus.RETRYING
+                    or slot.attempts != end.attempt
+                    or slot.error_class is not ErrorClass.WORKER_LOST
+                ):
+                    continue
+                rec = self.store.get_task(slot.task)
+                if rec is None:
+                    continue
+                ended = outcome_of_end(end, rec.spec, slot, now, self.rand())
+                fresh = self.store.correct_lost_end(
+                    slot.id, end.attempt, ended.outcome, ended.ended_at
+                )
+            except Exception:
+                log.exception("could not check how slot %s ended", end.slot_id)
+                continue
+            if fresh is None:
+                continue
+            forget_run(self.settings.home, end.slot_id, end.attempt)
+            corrected += 1
+            log.warning(
+                "slot %s of %s finished while this daemon was down (another node had "
+                "recorded it lost); recorded %s",
+                slot.id,
+                slot.task,
+                fresh.status.value,
+            )
+            self._notify(
+                Finished(
+                    slot=fresh,
+                    spec=rec.spec,
+                    attempt=end.attempt,
+                    outcome=ended.outcome,
+                    classification=ended.classification,
+                    details=ended.details,
+                    started_at=slot.started_at or now,
+                    finished_at=ended.ended_at,
+                )
+            )
+        return corrected
 
     def _launcher_finishing(self, slot_id: int, attempt: int, now: datetime) -> bool:
         """Whether to wait for the launcher of a lost attempt on this host: it outlives

@@ -363,6 +363,10 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     fresh = await deps.finish(
         Finish(slot.id, attempt.id, deps.owner, outcome, finished, claimed=slot)
     )
+    if spec.command is not None:  # recorded: its launcher's marker has told all it can
+        from agentcron.orphans import forget_run
+
+        forget_run(deps.home, slot.id, attempt.number)
     if fresh is None:
         log.warning(
             "slot %s of %s was taken over before it finished; result dropped", slot.id, spec.name

@@ -260,6 +260,15 @@ class RunStore(Protocol):
         lease owner and expiry) and set the slot's next state."""
         ...
 
+    def correct_lost_end(
+        self, slot_id: int, attempt: int, outcome: AttemptOutcome, now: datetime
+    ) -> Slot | None:
+        """Record the real end of ``attempt``, which another node recorded
+        ``worker_lost`` (its daemon was dead past its lease) while the command had in
+        fact finished: only if the slot still waits for the retry that followed and no
+        newer attempt started. Returns the slot as it now stands, or None."""
+        ...
+
     def record_unwatched_end(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
         """Close the running attempt of a lapsed slot with the outcome its command
         reached while no daemon watched it (its launcher recorded the end), and set the

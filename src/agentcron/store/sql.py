@@ -1019,6 +1019,33 @@ class SQLStore(NotifySQL, PruneSQL):
             )
 
     # ---- runs that ended while no daemon watched them ------------------------------
+    def correct_lost_end(
+        self, slot_id: int, attempt: int, outcome: AttemptOutcome, now: datetime
+    ) -> Slot | None:
+        # Only while the slot still waits for the retry that followed the lost attempt
+        # (status retrying, worker_lost, no newer attempt): once a retry started, the
+        # retry's result is the slot's, and this end is history.
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
+                "next_attempt_at = ?, output_path = COALESCE(?, output_path) "
+                "WHERE id = ? AND status = 'retrying' AND attempts = ? "
+                f"AND error_class = 'worker_lost' RETURNING {SLOT_COLUMNS}",
+                (*self._slot_update_params(outcome, now), slot_id, attempt),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE attempts SET finished_at = ?, status = ?, error_class = ?, error = ?, "
+                "explanation = ?, exit_code = ?, output_path = COALESCE(?, output_path), "
+                "tokens = ?, extra = ? WHERE slot_id = ? AND number = ?",
+                (*attempt_end(outcome, now), slot_id, attempt),
+            )
+            slot = slot_from_row(row)
+            if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and outcome.deliver_to:
+                self._create_deliveries(db, slot.id, slot.task, outcome, now)
+        return slot
+
     def record_unwatched_end(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
         # The compare-and-set of record_lost (two nodes recovering one slot: one wins),
         # with the deliveries a finish creates, in the same transaction.
