@@ -52,3 +52,29 @@ def test_the_outbox_sender_logs_a_failing_store_once(caplog: Any) -> None:
     messages = [r.getMessage() for r in caplog.records]
     assert sum("outbox drain failed" in m for m in messages) == 1, messages
     assert sum("outbox drain works again" in m for m in messages) == 1, messages
+
+
+def test_a_sender_failing_on_its_own_hands_the_fault_to_its_supervisor() -> None:
+    """Failing for longer than escalate_after while the database is not known to be
+    away is this part's own fault: run_forever raises, so the supervisor tells the
+    owner and restarts it; while the database is away it keeps waiting quietly."""
+    import pytest
+
+    store = FaultyStore(MemoryOutbox())
+    store.fail("claim_outbox", error=locked)
+
+    async def scenario(hold: bool) -> None:
+        sender = OutboxSender(store)  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            sender.run_forever(stop, interval=0.01, hold=lambda: hold, escalate_after=0.2)
+        )
+        if hold:
+            await asyncio.sleep(0.5)
+            assert not task.done()  # the database is away: nothing to escalate
+            stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario(hold=True))
+    with pytest.raises(Exception, match="database is locked"):
+        asyncio.run(scenario(hold=False))

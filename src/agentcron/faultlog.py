@@ -14,6 +14,9 @@ import time
 from collections.abc import Callable
 
 REPEAT_EVERY = 300.0  # seconds between reminders while a streak lasts
+# A part that fails on its own this long hands the fault to the supervisor (which
+# tells the owner and restarts it) instead of retrying quietly for ever.
+ESCALATE_AFTER = 60.0
 
 
 class FaultLog:
@@ -35,6 +38,10 @@ class FaultLog:
     @property
     def failing(self) -> bool:
         return self.failures > 0
+
+    def lasted(self) -> float:
+        """Seconds since the streak's first failure (0 when there is none)."""
+        return self._monotonic() - self._since if self.failures else 0.0
 
     def failed(self, exc: BaseException) -> None:
         now = self._monotonic()

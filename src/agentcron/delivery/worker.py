@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from agentcron.clock import Clock
-from agentcron.faultlog import FaultLog
+from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import Delivery, DeliveryStatus, Message, TaskSpec
 from agentcron.notify.channels import Channel, SendResult, channel_for
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
@@ -78,6 +78,7 @@ class DeliveryWorker:
         stop: asyncio.Event,
         interval: float = 1.0,
         hold: Callable[[], bool] = lambda: False,
+        escalate_after: float = ESCALATE_AFTER,
     ) -> None:
         """Deliver until ``stop``; no pass while ``hold()`` says the database is away."""
         while not stop.is_set():
@@ -86,6 +87,12 @@ class DeliveryWorker:
                     await self.drain_once(wait=False)
             except Exception as exc:
                 self._faults.failed(exc)
+                if self._faults.lasted() >= escalate_after and not hold():
+                    # Failing on its own for this long (the database is not known to
+                    # be away): a fault of this part. The supervisor tells the owner,
+                    # restarts it, and ends the daemon if that keeps happening.
+                    self._faults.ok()
+                    raise
             else:
                 self._faults.ok()
             self._wake.clear()

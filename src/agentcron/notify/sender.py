@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from agentcron.clock import Clock, SystemClock
-from agentcron.faultlog import FaultLog
+from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import OutboxItem
 from agentcron.notify.channels import Channel, KeyedChannel, SendResult, channel_for
 from agentcron.notify.outbox import idempotency_key
@@ -120,6 +120,7 @@ class OutboxSender:
         stop: asyncio.Event,
         interval: float = 1.0,
         hold: Callable[[], bool] = lambda: False,
+        escalate_after: float = ESCALATE_AFTER,
     ) -> None:
         """Drain until ``stop`` is set; a failing store or channel is logged, not fatal.
         While ``hold()`` says the database is known to be away, no drain is tried: each
@@ -130,6 +131,12 @@ class OutboxSender:
                     await self.drain_once()
             except Exception as exc:
                 self._faults.failed(exc)
+                if self._faults.lasted() >= escalate_after and not hold():
+                    # Failing on its own for this long (the database is not known to
+                    # be away): a fault of this part. The supervisor tells the owner,
+                    # restarts it, and ends the daemon if that keeps happening.
+                    self._faults.ok()
+                    raise
             else:
                 self._faults.ok()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]

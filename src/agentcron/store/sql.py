@@ -848,23 +848,34 @@ class SQLStore(NotifySQL, PruneSQL):
 
     def record_lost(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
-                "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
-                "lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE id = ? AND status = 'running' AND lease_owner IS NOT DISTINCT FROM ? "
-                "AND lease_expires_at IS NOT DISTINCT FROM ?",
-                (
-                    *self._slot_update_params(outcome, now),
-                    slot.id,
-                    slot.lease_owner,
-                    ts(slot.lease_expires_at),
-                ),
-            )
-            if cur.rowcount != 1:
-                return False
-            self._close_attempt(db, slot.id, None, outcome, now)
+            return self._take_over(db, slot, outcome, now)
+
+    def _take_over(self, db: Conn, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
+        """Close a lapsed slot's running attempt with ``outcome``: a compare-and-set on
+        its lease owner and expiry as read, so of two nodes recovering one slot, one wins."""
+        cur = db.execute(
+            "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
+            "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
+            "lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE id = ? AND status = 'running' AND lease_owner IS NOT DISTINCT FROM ? "
+            "AND lease_expires_at IS NOT DISTINCT FROM ?",
+            (
+                *self._slot_update_params(outcome, now),
+                slot.id,
+                slot.lease_owner,
+                ts(slot.lease_expires_at),
+            ),
+        )
+        if cur.rowcount != 1:
+            return False
+        self._close_attempt(db, slot.id, None, outcome, now)
         return True
+
+    def _deliveries_of_success(
+        self, db: Conn, slot_id: int, task: str, outcome: AttemptOutcome, now: datetime
+    ) -> None:
+        if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and outcome.deliver_to:
+            self._create_deliveries(db, slot_id, task, outcome, now)
 
     def get_slot(self, slot_id: int) -> Slot | None:
         rows = self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE id = ?", (slot_id,))
@@ -1042,30 +1053,14 @@ class SQLStore(NotifySQL, PruneSQL):
                 (*attempt_end(outcome, now), slot_id, attempt),
             )
             slot = slot_from_row(row)
-            if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and outcome.deliver_to:
-                self._create_deliveries(db, slot.id, slot.task, outcome, now)
+            self._deliveries_of_success(db, slot.id, slot.task, outcome, now)
         return slot
 
     def record_unwatched_end(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
         # The compare-and-set of record_lost (two nodes recovering one slot: one wins),
         # with the deliveries a finish creates, in the same transaction.
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE slots SET status = ?, error_class = ?, error = ?, finished_at = ?, "
-                "next_attempt_at = ?, output_path = COALESCE(?, output_path), "
-                "lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE id = ? AND status = 'running' AND lease_owner IS NOT DISTINCT FROM ? "
-                "AND lease_expires_at IS NOT DISTINCT FROM ?",
-                (
-                    *self._slot_update_params(outcome, now),
-                    slot.id,
-                    slot.lease_owner,
-                    ts(slot.lease_expires_at),
-                ),
-            )
-            if cur.rowcount != 1:
+            if not self._take_over(db, slot, outcome, now):
                 return False
-            self._close_attempt(db, slot.id, None, outcome, now)
-            if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and outcome.deliver_to:
-                self._create_deliveries(db, slot.id, slot.task, outcome, now)
+            self._deliveries_of_success(db, slot.id, slot.task, outcome, now)
         return True
