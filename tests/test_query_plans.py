@@ -46,6 +46,13 @@ def _walks_history(plan: str) -> bool:
             "slots_runnable",
         ),
         (
+            "UPDATE slots SET status = 'cancelled' WHERE id IN (SELECT s.id FROM slots s "
+            "JOIN tasks t ON t.name = s.task WHERE s.status IN ('pending', 'retrying') "
+            "AND t.paused = 1)",
+            (),
+            "slots_runnable",
+        ),
+        (
             "SELECT name FROM tasks WHERE paused = 0 AND next_fire_at <= ? "
             "ORDER BY next_fire_at LIMIT 10",
             (0.0,),

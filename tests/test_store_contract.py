@@ -1410,3 +1410,23 @@ def test_correct_lost_end_only_while_the_slot_waits_for_its_retry(store: SQLStor
     assert fixed is not None and fixed.status is SlotStatus.SUCCEEDED
     assert [a.status for a in store.attempts(sid)] == ["succeeded"]
     assert store.correct_lost_end(sid, 1, OK, T0 + 6 * MIN) is None  # once
+
+
+def test_waiting_slots_of_paused_tasks_are_cancelled(store: SQLStore) -> None:
+    """A run in flight when its task was paused ends waiting for a retry that a paused
+    task never gets: the soak found such slots left retrying for good."""
+    add(store, "paused", retries=3)
+    add(store, "live", retries=3)
+    sid = slot_at(store, "paused", T0)
+    live = slot_at(store, "live", T0)
+    c = store.claim("n1", T0, T0 + MIN, 5)
+    assert {x.slot.id for x in c} == {sid, live}
+    assert store.set_paused("paused", True, T0, None)
+    for x in c:  # both runs end waiting for a retry, after the pause
+        store.finish_attempt(x.slot.id, x.attempt.id, "n1", retry_at(T0 + 5 * MIN), T0)
+    assert store.cancel_waiting_of_paused(T0 + MIN) == 1
+    paused = store.get_slot(sid)
+    assert paused is not None and paused.status is SlotStatus.CANCELLED
+    assert paused.reason == "task paused"
+    assert store.get_slot(live).status is SlotStatus.RETRYING  # type: ignore[union-attr]
+    assert store.cancel_waiting_of_paused(T0 + MIN) == 0

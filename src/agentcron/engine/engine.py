@@ -50,6 +50,7 @@ log = logging.getLogger("agentcron.engine")
 LOOKAHEAD = timedelta(seconds=2)  # how early the tasks of a coming fire are prepared
 PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap ahead of it)
 DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
+RENEWAL_GRACE = timedelta(seconds=6)  # longer than the longest backoff between failed ticks
 LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and then some
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
@@ -138,6 +139,9 @@ class Engine:
         self.started_at = clock.now()
         self._pass_began = self.started_at  # when the current loop pass began
         self._waiting_for_launcher: dict[int, datetime] = {}  # lost slot -> first seen
+        # After an outage of our own, other nodes' leases are not taken over until then:
+        # a shared outage lapsed theirs too, and they need a renewal to say they live.
+        self._recover_after: datetime | None = None
         self.on_outage: list[OutageListener] = []
         self.on_recovery: list[RecoveryListener] = []
         self.stopping = False  # set by the daemon's stop signal, before runs are stopped
@@ -199,9 +203,14 @@ class Engine:
         # Lapsed leases are looked for a few times per lease, not on every tick: a burst
         # ticks after every finished run, and each look reads all running slots.
         interval = max(timedelta(seconds=1), self.settings.lease / 20)
-        if self._last_recover is None or now - self._last_recover >= interval:
+        # Not while our own ticks fail, nor just after: see _recovered.
+        settled = self.health.outage is None and (
+            self._recover_after is None or now >= self._recover_after
+        )
+        if settled and (self._last_recover is None or now - self._last_recover >= interval):
             self._last_recover = now
             report.lost = self._recover_lapsed(now)
+            self.store.cancel_waiting_of_paused(now)
         # Slots already waiting go first; then fresh ones start as they are recorded,
         # while there is room (one write each instead of a record and a claim).
         report.started = self._start_runs(now)
@@ -288,6 +297,8 @@ class Engine:
         return delay
 
     def _recovered(self, outage: Outage, report: TickReport) -> None:
+        now = self.clock.now()
+        self._recover_after = now + max(self.settings.lease / 3, RENEWAL_GRACE)
         log.warning(
             "ticks work again after %d failure(s) since %s",
             outage.failures,
@@ -295,7 +306,6 @@ class Engine:
         )
         if not outage.announced:
             return
-        now = self.clock.now()
         for listener in self.on_recovery:
             try:
                 listener(outage, now, report)

@@ -260,6 +260,12 @@ class RunStore(Protocol):
         lease owner and expiry) and set the slot's next state."""
         ...
 
+    def cancel_waiting_of_paused(self, now: datetime) -> int:
+        """Cancel the waiting slots of paused tasks ("task paused"), as pausing does: a
+        run in flight when its task was paused may end waiting for a retry, which a
+        paused task never gets. Returns how many."""
+        ...
+
     def correct_lost_end(
         self, slot_id: int, attempt: int, outcome: AttemptOutcome, now: datetime
     ) -> Slot | None:

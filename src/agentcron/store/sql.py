@@ -846,6 +846,19 @@ class SQLStore(NotifySQL, PruneSQL):
             )
         ]
 
+    def cancel_waiting_of_paused(self, now: datetime) -> int:
+        # Through the partial index of waiting slots: a handful of rows, whatever the
+        # history holds.
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE slots SET status = 'cancelled', reason = 'task paused', "
+                "finished_at = ?, next_attempt_at = NULL WHERE id IN ("
+                "SELECT s.id FROM slots s JOIN tasks t ON t.name = s.task "
+                "WHERE s.status IN ('pending', 'retrying') AND t.paused = 1)",
+                (ts(now),),
+            )
+            return int(cur.rowcount)
+
     def record_lost(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
         with self._tx() as db:
             return self._take_over(db, slot, outcome, now)
