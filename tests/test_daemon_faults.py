@@ -166,14 +166,21 @@ def test_a_hung_store_call_is_seen_by_the_stall_check_and_its_end_told(
 
         async def body() -> None:
             release = threading.Event()
+            seen: list[bool] = []
+
+            def watch() -> None:
+                # The loop is stuck in the store (this test's coroutine with it): a plain
+                # thread waits for the stall message, then lets the call return.
+                seen.append(_wait_for(lambda: len(_said(sink, "scheduler stalled")) == 1, 30))
+                release.set()
+
             store = _store(d)
             store.hang("next_wakeup", release)
-            # the loop itself is stuck now; wait on a thread so this test's checks run
-            ok = await asyncio.to_thread(
-                _wait_for, lambda: len(_said(sink, "scheduler stalled")) == 1, 30
-            )
-            assert ok, sink.texts("/owner")
-            release.set()
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            await until(lambda: release.is_set(), timeout=60)
+            watcher.join(5)
+            assert seen == [True], sink.texts("/owner")
             store.clear()
             await until(lambda: len(_said(sink, "scheduler running again")) == 1, timeout=30)
 
