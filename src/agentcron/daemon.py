@@ -413,6 +413,7 @@ class Daemon:
         supervisor.add("retention", self._retention_loop)
         supervisor.add("dead man's switch", self._pulse_loop)
         supervisor.add("watchdog", self._watch_the_watchdog)
+        supervisor.add("database upkeep", self._watch_the_store)
         if self.options.tune_gc:  # after the first tick, which the engine task starts with
             loop.call_soon(tune_gc)
         self.watchdog.start()
@@ -493,6 +494,17 @@ class Daemon:
             if not self.watchdog.alive():
                 self.watchdog.start()
                 raise RuntimeError("the watchdog's thread had stopped")
+            await _sleep_or_stop(self.stop_event, max(1.0, self.options.watchdog_interval))
+
+    async def _watch_the_store(self) -> None:
+        """The store's own upkeep (SQLite's WAL checkpoint thread) is a part too: one
+        that failed is started afresh and its failure reported to the supervisor."""
+        assert self.store is not None
+        while not self.stop_event.is_set():
+            fault = self.store.background_fault()
+            if fault is not None:
+                self.store.start_background_work()
+                raise RuntimeError(f"its WAL checkpoint thread stopped ({fault})")
             await _sleep_or_stop(self.stop_event, max(1.0, self.options.watchdog_interval))
 
     async def _retention_loop(self) -> None:

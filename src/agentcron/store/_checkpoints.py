@@ -57,6 +57,7 @@ class Checkpointer:
         self.force_after = force_after
         self.max_pages = max_pages
         self.checkpoints = 0  # completed calls, for tests and diagnostics
+        self.fault: str | None = None  # why the thread ended, if it failed
         self._handed_back = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentcron-checkpoint", daemon=True)
@@ -72,17 +73,19 @@ class Checkpointer:
     def _run(self) -> None:
         try:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             log.exception(
                 "cannot open %s for checkpoints; the writer checkpoints itself", self.path
             )
             self._writer_checkpoints(True)
+            self.fault = f"{type(exc).__name__}: {exc}"
             return
         try:
             self._loop(conn)
-        except Exception:
+        except Exception as exc:
             log.exception("WAL checkpoints of %s failed; the writer checkpoints itself", self.path)
             self._writer_checkpoints(True)
+            self.fault = f"{type(exc).__name__}: {exc}"
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()

@@ -61,7 +61,13 @@ class StoreLifecycle(Protocol):
 
     def start_background_work(self) -> None:
         """A long-lived owner (the daemon) is here: the store may move its own upkeep
-        off the caller's thread from now on (SQLite: WAL checkpoints). ``close`` ends it."""
+        off the caller's thread from now on (SQLite: WAL checkpoints). ``close`` ends it.
+        Called again after :meth:`background_fault` reported one, it starts it afresh."""
+        ...
+
+    def background_fault(self) -> str | None:
+        """Why the store's own upkeep stopped (it then falls back to doing it on the
+        caller's writes), or None while it works."""
         ...
 
 

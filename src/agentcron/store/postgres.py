@@ -268,6 +268,9 @@ class PostgresStore(SQLStore):
     def start_background_work(self) -> None:
         """Nothing to move: the server does its own upkeep."""
 
+    def background_fault(self) -> str | None:
+        return None
+
     def describe(self) -> str:
         where = redact_dsn(self.dsn)
         return f"{where} (schema {self.schema})" if self.schema else where

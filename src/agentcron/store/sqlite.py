@@ -133,8 +133,12 @@ class SQLiteStore(SQLStore):
     def start_background_work(self) -> None:
         """Checkpoint the write-ahead log on a thread of its own from now on (see
         :mod:`._checkpoints`): for the daemon, whose loop thread writes."""
-        if self.path == ":memory:" or self._checkpointer is not None:
+        if self.path == ":memory:":
             return
+        if self._checkpointer is not None:
+            if self._checkpointer.fault is None:
+                return
+            self._checkpointer.stop()  # it failed and handed back: start a new one
         with self._lock:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
             # The daemon's calls run on its loop thread: waiting 30 s for another
@@ -149,6 +153,10 @@ class SQLiteStore(SQLStore):
             self._checkpoint_on_commit,
         )
         self._checkpointer.start()
+
+    def background_fault(self) -> str | None:
+        checkpointer = self._checkpointer
+        return checkpointer.fault if checkpointer is not None else None
 
     def _checkpoint_on_commit(self, on: bool) -> None:
         pages = DEFAULT_PAGES if on else 0
