@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -390,3 +391,18 @@ def test_recording_an_unwatched_end_is_a_compare_and_set_with_deliveries(tmp_pat
         assert delivery.target == "json://localhost/hook"
     finally:
         store.close()
+
+
+def test_an_unreadable_marker_is_said_and_counts_as_no_end(tmp_path: Path, caplog: Any) -> None:
+    """A marker cut short by a crash of the machine: the run has no known end (it is
+    retried as lost), and the log names the file; a missing marker says nothing."""
+    import logging
+
+    path = marker_path(tmp_path, 9, 1)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"slot": 9, "attempt": 1, "pgid": 12')  # cut short
+    with caplog.at_level(logging.WARNING, logger="agentcron.orphans"):
+        assert ended_run(tmp_path, 9, 1) is None
+        assert ended_run(tmp_path, 10, 1) is None  # no marker at all
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and str(path) in messages[0] and "cannot be read" in messages[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import time
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from agentcron.model import AttemptOutcome, Classification, Slot, SlotStatus, TaskSpec
+
+log = logging.getLogger("agentcron.orphans")
 
 
 def start_time(pid: int) -> int | None:
@@ -124,9 +127,17 @@ def marker_for_output(output: Path | str, task: str, slot_id: int, attempt: int)
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
-    except (OSError, ValueError):
-        return None  # missing, or cut short by a crash of the machine
-    return data if isinstance(data, dict) else None
+    except FileNotFoundError:
+        return None  # no marker: nothing was started, or it was recorded and removed
+    except (OSError, ValueError) as exc:
+        # Unreadable or cut short (a crash of the machine mid-write): the run is then
+        # treated as having no known end, and retried; say which file and why.
+        log.warning("run marker %s cannot be read (%s); its run counts as lost", path, exc)
+        return None
+    if not isinstance(data, dict):
+        log.warning("run marker %s holds no record; its run counts as lost", path)
+        return None
+    return data
 
 
 def _int(data: dict[str, Any], key: str) -> int | None:
@@ -243,7 +254,10 @@ def sweep_markers(
                 try:
                     if now - entry.stat().st_mtime < older_than:
                         continue
-                except OSError:
+                except FileNotFoundError:
+                    continue  # removed meanwhile: its run was recorded
+                except OSError as exc:
+                    log.warning("cannot look at run marker %s: %s", entry.path, exc)
                     continue
                 if rest.endswith(".json"):
                     attempt_text = rest.removesuffix(".json")

@@ -121,7 +121,8 @@ def start_ticks(pid: int) -> int | None:
             stat = fh.read()
         return int(stat[stat.rfind(b")") + 2 :].split()[19])
     except (OSError, IndexError, ValueError):
-        return None
+        return None  # no /proc entry: the marker then carries no start time, and the
+        # daemon stops the group by its id alone (it is this process's own group)
 
 
 def set_death_signal() -> bool:
@@ -290,7 +291,7 @@ def exit_like(status: int) -> None:
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (ImportError, OSError, ValueError):
-        pass
+        pass  # no core-size limit to set here: the only cost is a possible core file
     _quietly(_signal.signal, signum, _signal.SIG_DFL)  # SIGKILL cannot be, nor need be
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, {signum})
     os.kill(os.getpid(), signum)
@@ -302,7 +303,7 @@ def _quietly(call: Callable[..., object], *args: object) -> None:
     try:
         call(*args)
     except (OSError, ValueError):
-        return
+        return  # the process or group is already gone, or the fd already closed
 
 
 if __name__ == "__main__":

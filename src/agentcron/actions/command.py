@@ -159,7 +159,10 @@ def _exec_errno(status_fd: int) -> int | None:
     os.set_blocking(status_fd, False)
     try:
         data = os.read(status_fd, 32)
-    except OSError:
+    except BlockingIOError:
+        return None  # nothing written: the exec worked
+    except OSError as exc:
+        log.warning("could not read the launcher's exec status: %s", exc)
         return None
     return int(data) if data.strip().isdigit() else None
 
