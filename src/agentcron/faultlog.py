@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 REPEAT_EVERY = 300.0  # seconds between reminders while a streak lasts
 # A part that fails on its own this long hands the fault to the supervisor (which
@@ -74,3 +74,26 @@ class FaultLog:
                 self._monotonic() - self._since,
             )
         self.failures = 0
+
+    async def run_pass(
+        self,
+        work: Callable[[], Awaitable[object]],
+        hold: Callable[[], bool],
+        escalate_after: float = ESCALATE_AFTER,
+    ) -> None:
+        """One pass of a part's loop: ``work()`` unless ``hold()`` says the database is
+        known to be away (each try would wait out its busy timeout, for nothing). A
+        failure is logged as a streak; one that lasts ``escalate_after`` while the
+        database is not known to be away is this part's own fault and is raised, so the
+        supervisor tells the owner, restarts the part, and ends the daemon if that
+        keeps happening."""
+        try:
+            if not hold():
+                await work()
+        except Exception as exc:
+            self.failed(exc)
+            if self.lasted() >= escalate_after and not hold():
+                self.ok()
+                raise
+        else:
+            self.ok()

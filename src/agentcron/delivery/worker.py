@@ -82,19 +82,7 @@ class DeliveryWorker:
     ) -> None:
         """Deliver until ``stop``; no pass while ``hold()`` says the database is away."""
         while not stop.is_set():
-            try:
-                if not hold():
-                    await self.drain_once(wait=False)
-            except Exception as exc:
-                self._faults.failed(exc)
-                if self._faults.lasted() >= escalate_after and not hold():
-                    # Failing on its own for this long (the database is not known to
-                    # be away): a fault of this part. The supervisor tells the owner,
-                    # restarts it, and ends the daemon if that keeps happening.
-                    self._faults.ok()
-                    raise
-            else:
-                self._faults.ok()
+            await self._faults.run_pass(lambda: self.drain_once(wait=False), hold, escalate_after)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):

@@ -126,19 +126,7 @@ class OutboxSender:
         While ``hold()`` says the database is known to be away, no drain is tried: each
         try would wait out the busy timeout on the loop's thread, for nothing."""
         while not stop.is_set():
-            try:
-                if not hold():
-                    await self.drain_once()
-            except Exception as exc:
-                self._faults.failed(exc)
-                if self._faults.lasted() >= escalate_after and not hold():
-                    # Failing on its own for this long (the database is not known to
-                    # be away): a fault of this part. The supervisor tells the owner,
-                    # restarts it, and ends the daemon if that keeps happening.
-                    self._faults.ok()
-                    raise
-            else:
-                self._faults.ok()
+            await self._faults.run_pass(self.drain_once, hold, escalate_after)
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
             try:
                 await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
