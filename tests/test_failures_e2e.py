@@ -166,7 +166,7 @@ def test_http_401_fails_after_one_attempt_as_auth_with_plain_words(
 
         row = health(d, "report")
         assert row["health"] == "failing", row
-        assert row["health_detail"] == "failing: auth", row
+        assert row["health_detail"].startswith("failing: auth"), row
         assert "failing: auth" in d.cli("list").stdout
 
 
@@ -180,7 +180,7 @@ def test_retrying_slot_is_visible_in_list_runs_and_logs(
         d = start_daemon(daemons, tmp_path, [http_task("digest", srv.url("/digest"))])
         d.cli("trigger", "digest")
         slot = wait_retrying(d, "digest", attempts=1)
-        at = datetime.fromisoformat(slot["next_attempt_at"]).strftime("%H:%M")
+        at = datetime.fromisoformat(slot["next_attempt_at"]).strftime("%H:%M:%S")
 
         # Read every view at once, inside the 25 s the server asked for (CLI calls are
         # slow on a loaded machine).
@@ -209,7 +209,7 @@ def test_retrying_slot_is_visible_in_list_runs_and_logs(
         assert done["status"] == "failed" and done["attempts"] == 2, done
         assert classes(attempts_of(d, done["id"])) == ["rate_limited", "auth"]
         row = health(d, "digest")
-        assert (row["health"], row["health_detail"]) == ("failing", "failing: auth"), row
+        assert row["health"] == "failing" and row["health_detail"].startswith("failing: auth"), row
         text = d.cli("logs", str(done["id"])).stdout
         assert re.search(r"attempt 1: \w+ in \d+\.\ds — rate_limited: \S", text), text
         assert re.search(r"attempt 2: failed in \d+\.\ds — auth: \S", text), text

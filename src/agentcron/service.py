@@ -18,10 +18,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agentcron.clock import Clock, SystemClock
-from agentcron.durations import format_duration
+from agentcron.health import task_health
 from agentcron.home import hostname, pid_alive
 from agentcron.model import (
-    Health,
     NewSlot,
     Slot,
     SlotStatus,
@@ -29,6 +28,7 @@ from agentcron.model import (
     TaskSource,
     TaskSpec,
 )
+from agentcron.model.incident import Incident
 from agentcron.store.base import Store
 
 DAEMON_STALE_AFTER = timedelta(
@@ -134,14 +134,26 @@ class Service:
 
     # ---- reads -------------------------------------------------------------------
     def list_tasks(self) -> list[dict[str, Any]]:
-        return [self._task_view(rec) for rec in self.store.list_tasks()]
+        incidents: dict[str, list[Incident]] = {}
+        for incident in self.store.incidents(open_only=True, limit=100_000):
+            incidents.setdefault(incident.task, []).append(incident)
+        return [
+            self._task_view(rec, incidents.get(rec.name, []))
+            for rec in self.store.list_tasks()
+        ]
 
-    def _task_view(self, rec: TaskRecord) -> dict[str, Any]:
+    def _task_view(
+        self, rec: TaskRecord, incidents: list[Incident] | None = None
+    ) -> dict[str, Any]:
         zone = self._zone(rec.spec)
         now = self.clock.now()
         last = self.store.last_slots(rec.name, 1)
         active = self.store.active_slots(rec.name)
-        health, detail = self._health(rec, active, last[0] if last else None, now)
+        if incidents is None:
+            incidents = self.store.incidents(task=rec.name, open_only=True, limit=100)
+        health, detail = task_health(
+            rec, active, last[0] if last else None, now, self.period(rec.spec), zone, incidents
+        )
         delivery = None
         recent = self.store.slots(rec.name, limit=1, statuses=[SlotStatus.SUCCEEDED])
         if recent:
@@ -160,41 +172,6 @@ class Service:
             "action": rec.spec.action_kind,
             "delivery_status": delivery,
         }
-
-    def _health(
-        self, rec: TaskRecord, active: list[Slot], last: Slot | None, now: datetime
-    ) -> tuple[Health, str | None]:
-        zone = self._zone(rec.spec)
-        if rec.paused:
-            return Health.PAUSED, "paused"
-        for slot in active:
-            if slot.status is SlotStatus.RUNNING and slot.started_at is not None:
-                running_for = now - slot.started_at
-                if running_for > rec.spec.stuck_after:
-                    return Health.STUCK, f"running for {format_duration(running_for)}"
-        for slot in active:
-            if slot.status is SlotStatus.RETRYING:
-                at = (
-                    slot.next_attempt_at.astimezone(zone).strftime("%H:%M")
-                    if slot.next_attempt_at
-                    else "?"
-                )
-                total = rec.spec.retries + 1
-                return (
-                    Health.RETRYING,
-                    f"retrying (attempt {slot.attempts + 1}/{total} at {at}): "
-                    f"{slot.error_class.value if slot.error_class else 'error'}",
-                )
-        if rec.next_fire_at is not None:
-            limit = rec.spec.overdue_after or max(2 * self.period(rec.spec), timedelta(minutes=5))
-            if now - rec.next_fire_at > limit:
-                return Health.OVERDUE, f"due since {iso(rec.next_fire_at, zone)}, not fired"
-        if last is not None and last.status is SlotStatus.FAILED:
-            return (
-                Health.FAILING,
-                f"failing: {last.error_class.value if last.error_class else 'error'}",
-            )
-        return Health.OK, None
 
     def show_task(self, name: str) -> dict[str, Any]:
         rec = self._task(name)

@@ -61,6 +61,11 @@ class Health(StrEnum):
     STUCK = "stuck"
     OVERDUE = "overdue"
     PAUSED = "paused"
+    STARVED = "starved"
+    SKIPPING = "skipping"
+    SUSPICIOUS = "suspicious"
+    DELIVERY_FAILED = "delivery_failed"
+    MISSED = "missed"
 
 
 class OverlapPolicy(StrEnum):

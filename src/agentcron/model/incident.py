@@ -20,6 +20,8 @@ class IncidentKind(StrEnum):
     SUSPICIOUS = "suspicious"
     SKIP_STREAK = "skip_streak"
     DELIVERY = "delivery"
+    STARVED = "starved"
+    MISSED = "missed"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,103 @@
+"""A task's health as the owner sees it in `list`, `show`, the API and the dashboard.
+
+Pure: given what the store recorded (the task, its active and last slots, its open
+incidents) and the time, it says one health word and one sentence. Every open
+incident shows: a `list` that says ``ok`` while an incident is open is exactly the
+silent failure agentcron exists to prevent, so the order below is "most urgent
+first" and ``ok`` is reached only when nothing at all is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from agentcron.durations import format_duration
+from agentcron.model import Health, Slot, SlotStatus, TaskRecord
+from agentcron.model.incident import Incident, IncidentKind
+
+# An open incident of each kind sets this health (failure: see _failure_health).
+_INCIDENT_HEALTH = {
+    IncidentKind.STUCK: Health.STUCK,
+    IncidentKind.OVERDUE: Health.OVERDUE,
+    IncidentKind.STARVED: Health.STARVED,
+    IncidentKind.SKIP_STREAK: Health.SKIPPING,
+    IncidentKind.SUSPICIOUS: Health.SUSPICIOUS,
+    IncidentKind.DELIVERY: Health.DELIVERY_FAILED,
+    IncidentKind.MISSED: Health.MISSED,
+}
+# Most urgent first: the word `list` shows when several things are wrong at once.
+_ORDER = [
+    IncidentKind.STUCK,
+    IncidentKind.FAILURE,
+    IncidentKind.STARVED,
+    IncidentKind.OVERDUE,
+    IncidentKind.SKIP_STREAK,
+    IncidentKind.MISSED,
+    IncidentKind.SUSPICIOUS,
+    IncidentKind.DELIVERY,
+]
+
+
+def task_health(
+    rec: TaskRecord,
+    active: Sequence[Slot],
+    last: Slot | None,
+    now: datetime,
+    period: timedelta,
+    zone: ZoneInfo,
+    incidents: Sequence[Incident] = (),
+) -> tuple[Health, str | None]:
+    """The health word and the sentence behind it (None only for ``ok``)."""
+    if rec.paused:
+        return Health.PAUSED, "paused"
+    for slot in active:
+        if slot.status is SlotStatus.RUNNING and slot.started_at is not None:
+            running_for = now - slot.started_at
+            if running_for > rec.spec.stuck_after:
+                return Health.STUCK, f"running for {format_duration(running_for)}"
+    open_ = sorted(
+        (i for i in incidents if i.is_open and i.task == rec.name),
+        key=lambda i: _ORDER.index(i.kind) if i.kind in _ORDER else len(_ORDER),
+    )
+    for incident in open_:
+        if incident.kind is IncidentKind.FAILURE:
+            if incident.escalated:
+                cls = incident.last_error_class
+                return Health.FAILING, f"failing: {cls.value if cls else 'error'}" + (
+                    f": {incident.summary}" if incident.summary else ""
+                )
+            continue  # a failure still being retried is told below as `retrying`
+        return _INCIDENT_HEALTH.get(incident.kind, Health.FAILING), incident.summary or (
+            incident.kind.value.replace("_", " ")
+        )
+    for slot in active:
+        if slot.status is SlotStatus.RETRYING:
+            at = (
+                slot.next_attempt_at.astimezone(zone).strftime("%H:%M:%S")
+                if slot.next_attempt_at
+                else "?"
+            )
+            total = rec.spec.retries + 1
+            return (
+                Health.RETRYING,
+                f"retrying (attempt {slot.attempts + 1}/{total} at {at}): "
+                f"{slot.error_class.value if slot.error_class else 'error'}",
+            )
+    if any(i.kind is IncidentKind.FAILURE for i in open_):
+        failure = next(i for i in open_ if i.kind is IncidentKind.FAILURE)
+        return Health.RETRYING, failure.summary or "failing, still retrying"
+    if rec.next_fire_at is not None:
+        limit = rec.spec.overdue_after or max(2 * period, timedelta(minutes=5))
+        if now - rec.next_fire_at > limit:
+            return (
+                Health.OVERDUE,
+                f"due since {rec.next_fire_at.astimezone(zone).isoformat()}, not fired",
+            )
+    if last is not None and last.status is SlotStatus.FAILED:
+        return (
+            Health.FAILING,
+            f"failing: {last.error_class.value if last.error_class else 'error'}",
+        )
+    return Health.OK, None
