@@ -154,6 +154,21 @@ class TaskSpec(_Strict):
     catchup_window: Duration = timedelta(hours=24)
     overdue_after: Duration | None = None
     empty_output_streak: int = Field(default=3, ge=0)
+    expect_output: bool | None = Field(
+        default=None,
+        description="Flag runs that succeed with no output: true always, false never; "
+        "unset watches llm tasks and tasks whose earlier successful runs had output",
+    )
+    escalate_after: Duration | None = Field(
+        default=None,
+        description="A transient failure escalates once no run has succeeded for this "
+        "long (default: max(3 periods, 1h)), or after retries+1 failed runs in a row",
+    )
+    remind_after: Duration = Field(
+        default=timedelta(hours=24),
+        description="An incident still open this long is told again, once per period "
+        "of this length; 0 turns reminders off",
+    )
     classify: list[ClassifyRule] = Field(default_factory=list)
     notify: list[str] | None = None
     notify_on: list[str] = Field(default_factory=lambda: ["opened", "escalated", "closed"])
