@@ -186,6 +186,11 @@ class TaskSpec(_Strict):
     )
     paused: bool = False
     description: str | None = None
+    imported_from: str | None = Field(
+        default=None,
+        description="'SOURCE:ID' of the job this task was imported from; "
+        "re-importing updates the task that carries it",
+    )
 
     @field_validator("name")
     @classmethod

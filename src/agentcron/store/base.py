@@ -41,6 +41,7 @@ from agentcron.model import (
     TaskSource,
     TaskSpec,
 )
+from agentcron.store._api_sql import ApiStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -480,6 +481,7 @@ class Store(
     OutboxStore,
     DeliveryStore,
     RetentionStore,
+    ApiStore,
     Protocol,
 ):
     """All of durable state: what the SQLite and PostgreSQL stores implement. A part

@@ -179,6 +179,26 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE deliveries ADD COLUMN claimed_by TEXT",
         "ALTER TABLE deliveries ADD COLUMN claim_expires_at DOUBLE PRECISION",
     ],
+    [
+        # Why a task was paused (shown by `list`, the API and the dashboard); who
+        # acknowledged an incident and when; when an open incident was last told again
+        # (reminders); an audit trail of changes made through the API, MCP and CLI.
+        "ALTER TABLE tasks ADD COLUMN pause_reason TEXT",
+        "ALTER TABLE incidents ADD COLUMN acknowledged_at DOUBLE PRECISION",
+        "ALTER TABLE incidents ADD COLUMN acknowledged_by TEXT",
+        "ALTER TABLE incidents ADD COLUMN reminded_at DOUBLE PRECISION",
+        """CREATE TABLE audit (
+            id {pk},
+            at DOUBLE PRECISION NOT NULL,
+            actor TEXT NOT NULL,
+            via TEXT NOT NULL,
+            action TEXT NOT NULL,
+            task TEXT,
+            before TEXT,
+            after TEXT
+        )""",
+        "CREATE INDEX audit_task ON audit (task, at)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -35,6 +35,7 @@ from agentcron.model import (
     TaskSource,
     TaskSpec,
 )
+from agentcron.store._api_sql import ApiSQL
 from agentcron.store._built import (
     Entry,
     as_claimed,
@@ -76,7 +77,7 @@ _CURRENT_ATTEMPT = (
 )
 
 
-class SQLStore(NotifySQL, PruneSQL):
+class SQLStore(NotifySQL, PruneSQL, ApiSQL):
     """Everything but connecting; subclasses define ``_tx`` and ``_q``."""
 
     def _tx(self) -> AbstractContextManager[Any]:
