@@ -34,7 +34,7 @@ from agentcron.engine.engine import Engine, EngineSettings, TickReport
 from agentcron.engine.health import Outage
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
-from agentcron.model import DeliveryStatus, Finished, Message, NodeInfo, Slot, SlotStatus, TaskSpec
+from agentcron.model import DeliveryStatus, Finished, Message, NodeInfo, TaskSpec
 from agentcron.notify.direct import daemon_message, tell_owner_directly
 from agentcron.notify.notifier import Notifier
 from agentcron.notify.sender import OutboxSender
@@ -208,11 +208,10 @@ class Daemon:
             store, self.clock, self.config.notify, self.config.timezone, wake_sender=wake_sender
         )
         self.delivery = DeliveryWorker(store, self.clock, self.notifier.emit, owner=self.node_id)
-        self.engine.batch_listeners.append(self.notifier.on_finished_many)
+        self.notifier.attach(self.engine)
         self.engine.batch_listeners.append(
             lambda ended: self.delivery.wake() if any(f.outcome.deliver_to for f in ended) else None
         )
-        self.engine.slot_listeners.append(self._on_recorded_slot)
         service = self.service
         self.watchdog = Watchdog(
             store,
@@ -228,10 +227,6 @@ class Daemon:
         )
         self.engine.on_outage.append(self._outage_began)
         self.engine.on_recovery.append(self._outage_ended)
-
-    def _on_recorded_slot(self, spec: TaskSpec, slot: Slot) -> None:
-        if slot.status is SlotStatus.SKIPPED:
-            self.notifier.emit_skip(spec, slot, self.clock.now())
 
     # ---- telling the owner about agentcron itself ---------------------------------
     def _tell_directly(self, message: Message) -> int:

@@ -123,6 +123,8 @@ class Engine:
         self._ended: list[Finished] = []
         # told about slots recorded without running: skipped, missed, expired
         self.slot_listeners: list[Callable[[TaskSpec, Slot], None]] = []
+        # called every recover interval with the time (reminders of open incidents)
+        self.housekeeping: list[Callable[[datetime], None]] = []
         self._runs: dict[int, _Run] = {}
         self._schedules = _ScheduleCache()
         self._last_renew: datetime | None = None
@@ -211,6 +213,7 @@ class Engine:
             self._last_recover = now
             report.lost = self._recover_lapsed(now)
             self.store.cancel_waiting_of_paused(now)
+            self._housekeep(now)
         # Slots already waiting go first; then fresh ones start as they are recorded,
         # while there is room (one write each instead of a record and a claim).
         report.started = self._start_runs(now)
@@ -218,6 +221,15 @@ class Engine:
         report.started += fresh
         self._prepare(now)
         return report
+
+    def _housekeep(self, now: datetime) -> None:
+        for duty in self.housekeeping:
+            try:
+                duty(now)
+            except Exception:
+                # a fault of the database fails the tick's own reads too and is told
+                # as an outage; anything else is a bug of that duty, logged each time
+                log.exception("housekeeping duty %s failed", getattr(duty, "__name__", duty))
 
     async def wait_idle(self, within: float = 60.0) -> None:
         """Wait until no run is in progress (tests and graceful shutdown)."""

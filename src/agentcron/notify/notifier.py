@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from agentcron.clock import Clock
 from agentcron.model import ErrorClass, Finished, Message, Slot, SlotStatus, TaskSpec
@@ -35,6 +36,15 @@ from agentcron.redact import secret_values_from_env
 from agentcron.store.base import Store
 
 log = logging.getLogger("agentcron.notify")
+
+
+class EngineHooks(Protocol):
+    """The engine's listener lists the notifier registers with (see :meth:`attach`);
+    a protocol so that notify does not import the engine."""
+
+    batch_listeners: list[Callable[[Sequence[Finished]], None]]
+    slot_listeners: list[Callable[[TaskSpec, Slot], None]]
+    housekeeping: list[Callable[[datetime], None]]
 
 SKIP_STREAK = 3
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
@@ -56,7 +66,17 @@ class Notifier:
         self.wake_sender = wake_sender or (lambda: None)
         self._lock = threading.Lock()
 
+    def attach(self, engine: EngineHooks) -> None:
+        """Listen to everything the engine reports that the owner may have to hear."""
+        engine.batch_listeners.append(self.on_finished_many)
+        engine.slot_listeners.append(self.on_recorded_slot)
+
     # ---- entry points ------------------------------------------------------------
+    def on_recorded_slot(self, spec: TaskSpec, slot: Slot) -> None:
+        """Engine slot listener: a slot recorded final without running."""
+        if slot.status is SlotStatus.SKIPPED:
+            self.on_skipped(spec, slot, self.clock.now())
+
     def on_finished_many(self, batch: Sequence[Finished]) -> None:
         """Engine batch listener: runs that ended in one pass of the loop.
 
