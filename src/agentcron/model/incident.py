@@ -53,6 +53,9 @@ class Incident:
     since: datetime | None = None
     streak: int = 0
     updated_at: datetime | None = None
+    reminded_at: datetime | None = None  # last reminder told (remind_after)
+    acknowledged_at: datetime | None = None  # an owner said "seen" (API, CLI)
+    acknowledged_by: str | None = None
 
     @property
     def is_open(self) -> bool:

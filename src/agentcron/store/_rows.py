@@ -208,7 +208,8 @@ def attempt_from_row(row: tuple[Any, ...]) -> Attempt:
 
 INCIDENT_COLUMNS_NO_ID = (
     "task, kind, opened_at, closed_at, escalated, count, failed_runs, retries, "
-    "first_error_class, last_error_class, summary, slot_id, since, streak, updated_at"
+    "first_error_class, last_error_class, summary, slot_id, since, streak, updated_at, "
+    "reminded_at, acknowledged_at, acknowledged_by"
 )
 INCIDENT_COLUMNS = "id, " + INCIDENT_COLUMNS_NO_ID
 OUTBOX_COLUMNS = (
@@ -238,6 +239,9 @@ def incident_values(inc: Incident) -> tuple[Any, ...]:
         ts(inc.since),
         inc.streak,
         ts(inc.updated_at),
+        ts(inc.reminded_at),
+        ts(inc.acknowledged_at),
+        inc.acknowledged_by,
     )
 
 
@@ -259,6 +263,9 @@ def incident_from_row(row: tuple[Any, ...]) -> Incident:
         since,
         streak,
         updated_at,
+        reminded_at,
+        acknowledged_at,
+        acknowledged_by,
     ) = row
     return Incident(
         id=int(id_),
@@ -277,6 +284,9 @@ def incident_from_row(row: tuple[Any, ...]) -> Incident:
         since=dt(since),
         streak=int(streak),
         updated_at=dt(updated_at),
+        reminded_at=dt(reminded_at),
+        acknowledged_at=dt(acknowledged_at),
+        acknowledged_by=acknowledged_by,
     )
 
 
