@@ -20,6 +20,7 @@ from agentcron.notify import (
     RunStuck,
     RunSucceeded,
     SkipStreak,
+    SkipStreakEnded,
     TaskOverdue,
     WorkerLost,
     apply_event,
@@ -285,17 +286,25 @@ def test_empty_success_streak_is_suspicious_until_output_returns() -> None:
     assert feed.texts(closing) == ["✔ story produced output again."]
 
 
-def test_skip_streak_opens_once_and_closes_on_success() -> None:
+def test_skip_streak_opens_once_and_closes_only_when_the_schedule_holds_again() -> None:
     feed = Feed()
     skip = SkipStreak(
-        task="reindex", at=local(10, 7), count=3, reason="the previous run was still running"
+        task="reindex",
+        at=local(10, 7),
+        count=3,
+        reason="the previous run was still running",
+        since=local(10, 5),
     )
     notices = feed([skip, replace(skip, count=4, at=local(10, 8))])
     assert feed.texts(notices) == [
         "⚠ reindex was skipped 3 times in a row: the previous run was still running."
     ]
-    closing = feed([RunSucceeded(task="reindex", at=local(10, 9, 30), slot_id=9)])
-    assert feed.texts(closing) == ["✔ reindex ran again after 4 skipped runs."]
+    # a run that ends does not close it: the next slot may be skipped again
+    assert feed([RunSucceeded(task="reindex", at=local(10, 9, 30), slot_id=9)]) == []
+    assert "skip_streak" in feed.open
+    closing = feed([SkipStreakEnded(task="reindex", at=local(10, 12), skipped=7)])
+    assert feed.texts(closing) == ["✔ reindex runs on schedule again after 7 skipped runs."]
+    assert feed.open == {}
 
 
 def test_delivery_failure_retries_escalates_and_recovers() -> None:
@@ -390,11 +399,11 @@ def test_worker_lost_is_a_failure_with_a_plain_explanation() -> None:
     assert feed.open["failure"].first_error_class is ErrorClass.WORKER_LOST
 
 
-def test_success_closes_every_open_incident_with_one_notice() -> None:
+def test_success_closes_every_run_incident_with_one_notice() -> None:
     feed = Feed()
     feed(
         [
-            SkipStreak(task="story", at=local(10, 1), count=3, reason="the daemon was paused"),
+            EmptySuccessStreak(task="story", at=local(10, 1), count=3),
             rate_limited(1, 1, local(10, 2, 1), local(10, 2, 7)),
         ]
     )
@@ -403,7 +412,7 @@ def test_success_closes_every_open_incident_with_one_notice() -> None:
     assert notices[0].incident.kind is IncidentKind.FAILURE
     assert render(notices[0], BERLIN).body.splitlines() == [
         "✔ story recovered after 1 retry.",
-        "story ran again after 3 skipped runs.",
+        "story produced output again.",
     ]
     assert feed.open == {}
 

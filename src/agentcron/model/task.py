@@ -44,7 +44,7 @@ Duration = Annotated[
 
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 MIN_KEEP_HISTORY = timedelta(hours=1)
-NOTIFY_EVENTS = ("opened", "escalated", "closed", "repeated", "stuck", "delivery")
+NOTIFY_EVENTS = ("opened", "escalated", "closed", "repeated", "stuck", "delivery", "reminder")
 
 
 class _Strict(BaseModel):
@@ -171,7 +171,9 @@ class TaskSpec(_Strict):
     )
     classify: list[ClassifyRule] = Field(default_factory=list)
     notify: list[str] | None = None
-    notify_on: list[str] = Field(default_factory=lambda: ["opened", "escalated", "closed"])
+    notify_on: list[str] = Field(
+        default_factory=lambda: ["opened", "escalated", "closed", "reminder"]
+    )
     deliver: list[str] = Field(default_factory=list)
     delivery_backoff: list[Duration] = Field(
         default_factory=lambda: [timedelta(seconds=60), timedelta(minutes=5), timedelta(minutes=30)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from agentcron.model import ErrorClass
+from agentcron.model import ErrorClass, IncidentKind
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +44,11 @@ class AttemptFailed:
     details: str = ""
     next_run: datetime | None = None
     env_hint: str | None = None
+    # A failure that persists across runs escalates although each slot is still
+    # being retried: after this many failed runs in a row (0: never by count) ...
+    escalate_runs: int = 0
+    # ... or once the failing has lasted this long (None: never by time).
+    escalate_after: timedelta | None = None
 
     @property
     def permanent(self) -> bool:
@@ -141,6 +146,17 @@ class SkipStreak:
     at: datetime
     count: int
     reason: str
+    since: datetime | None = None  # when the first skipped slot of the streak was due
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkipStreakEnded:
+    """A run whose next slot was not skipped: the task runs on its schedule again.
+    ``skipped`` is read from the record: the slots skipped since the streak began."""
+
+    task: str
+    at: datetime
+    skipped: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +194,15 @@ class DeliveryRecovered:
     attempts: int = 1
 
 
+@dataclass(frozen=True, kw_only=True)
+class Reminder:
+    """An incident of ``kind`` is still open after the task's ``remind_after``."""
+
+    task: str
+    at: datetime
+    kind: IncidentKind
+
+
 Event = (
     AttemptFailed
     | WorkerLost
@@ -186,6 +211,9 @@ Event = (
     | TaskOverdue
     | EmptySuccessStreak
     | SkipStreak
+    | SkipStreakEnded
     | DeliveryFailed
     | DeliveryRecovered
+    | Reminder
 )
+

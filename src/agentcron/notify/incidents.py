@@ -30,9 +30,11 @@ from agentcron.notify.events import (
     DeliveryRecovered,
     EmptySuccessStreak,
     Event,
+    Reminder,
     RunStuck,
     RunSucceeded,
     SkipStreak,
+    SkipStreakEnded,
     TaskOverdue,
     WorkerLost,
 )
@@ -42,6 +44,7 @@ class NoticeEvent(StrEnum):
     OPENED = "opened"
     ESCALATED = "escalated"
     CLOSED = "closed"
+    REMINDER = "reminder"
 
 
 # When one event closes several incidents, the notice speaks about the first of
@@ -53,6 +56,8 @@ _CLOSE_ORDER = (
     IncidentKind.SKIP_STREAK,
     IncidentKind.SUSPICIOUS,
     IncidentKind.DELIVERY,
+    IncidentKind.STARVED,
+    IncidentKind.MISSED,
 )
 
 
@@ -151,8 +156,12 @@ def apply_event(
     elif isinstance(event, SkipStreak):
         summary = f"skipped {event.count} times in a row: {event.reason}"
         notice = _on_streak(changes, event, IncidentKind.SKIP_STREAK, event.count, summary)
+    elif isinstance(event, SkipStreakEnded):
+        notice = _on_skips_ended(changes, event)
     elif isinstance(event, DeliveryFailed):
         notice = _on_delivery_failed(changes, event)
+    elif isinstance(event, Reminder):
+        notice = _on_reminder(changes, event)
     else:
         notice = _on_delivery_recovered(changes, event)
     return changes.transition(notice)
@@ -221,8 +230,27 @@ def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | 
         incident = replace(incident, escalated=True, summary=_failure_summary(ev))
         changes.put("escalated", incident)
         return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
+    if not current.escalated and _persists(incident, ev):
+        # Each run is still retried, but the task as a whole is down: the owner hears
+        # it once, in words that say how long and how many (not once per slot).
+        incident = replace(incident, escalated=True, summary=_persisting_summary(incident, ev))
+        changes.put("escalated", incident)
+        return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
     changes.put("updated", incident)
     return _closing_notice(closed, cause)
+
+
+def _persists(incident: Incident, ev: AttemptFailed) -> bool:
+    """A transient failure that outlasts single slots: ``escalate_runs`` failed runs in
+    a row, or no success for ``escalate_after`` since the first failed slot was due."""
+    if ev.escalate_runs > 0 and incident.failed_runs >= ev.escalate_runs:
+        return True
+    began = incident.since or incident.opened_at
+    return ev.escalate_after is not None and ev.at - began >= ev.escalate_after
+
+
+def _persisting_summary(incident: Incident, ev: AttemptFailed) -> str:
+    return f"failed {incident.failed_runs} runs in a row: {ev.explanation}"
 
 
 def _failure_summary(ev: AttemptFailed) -> str:
@@ -235,7 +263,6 @@ def _failure_summary(ev: AttemptFailed) -> str:
 def _on_success(changes: _Changes, ev: RunSucceeded) -> Notice | None:
     closed = _close_after_run(changes, ev.slot_id, ev.at)
     closed += changes.close(IncidentKind.FAILURE, ev.at)
-    closed += changes.close(IncidentKind.SKIP_STREAK, ev.at)
     suspicious = changes.current.get(IncidentKind.SUSPICIOUS)
     if suspicious is not None and ev.empty:
         changes.put("updated", replace(suspicious, count=suspicious.count + 1, updated_at=ev.at))
@@ -306,6 +333,8 @@ def _on_streak(
         )
         return None
     since = ev.last_run if isinstance(ev, TaskOverdue) else None
+    if isinstance(ev, SkipStreak):
+        since = ev.since
     incident = Incident(
         task=ev.task,
         kind=kind,
@@ -352,6 +381,23 @@ def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
 
 def _on_delivery_recovered(changes: _Changes, ev: DeliveryRecovered) -> Notice | None:
     return _closing_notice(changes.close(IncidentKind.DELIVERY, ev.at), ev)
+
+
+def _on_skips_ended(changes: _Changes, ev: SkipStreakEnded) -> Notice | None:
+    current = changes.current.get(IncidentKind.SKIP_STREAK)
+    if current is None:
+        return None
+    changes.put("updated", replace(current, streak=ev.skipped, updated_at=ev.at))
+    return _closing_notice(changes.close(IncidentKind.SKIP_STREAK, ev.at), ev)
+
+
+def _on_reminder(changes: _Changes, ev: Reminder) -> Notice | None:
+    current = changes.current.get(ev.kind)
+    if current is None:
+        return None  # closed meanwhile: nothing to remind of
+    incident = replace(current, reminded_at=ev.at, updated_at=ev.at)
+    changes.put("updated", incident)
+    return _notice(NoticeEvent.REMINDER, incident, ev)
 
 
 def downtime(incident: Incident, at: datetime) -> timedelta:

@@ -24,6 +24,7 @@ from agentcron.notify.events import (
     DeliveryRecovered,
     EmptySuccessStreak,
     Event,
+    Reminder,
     RunStuck,
     RunSucceeded,
     SkipStreak,
@@ -66,9 +67,13 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
     inc, cause, task = notice.incident, notice.cause, notice.task
     if notice.event is NoticeEvent.CLOSED:
         return _closed(inc, cause, task)
+    if isinstance(cause, Reminder):
+        return _reminder(inc, cause, zone)
     if isinstance(cause, WorkerLost):
         cause = cause.as_failure()
     if isinstance(cause, AttemptFailed):
+        if notice.event is NoticeEvent.ESCALATED and not (cause.permanent or cause.gave_up):
+            return _persisting(inc, cause, zone)
         return _failed(cause, zone)
     if isinstance(cause, RunStuck):
         return (
@@ -125,6 +130,49 @@ def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
     return f"⚠ {task} failed", line, "warning"
 
 
+def _persisting(inc: Incident, ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
+    """Every run is retried, yet the task has not succeeded for many runs or long."""
+    task, why = ev.task, _phrase(ev.explanation)
+    since = _clock(inc.since or inc.opened_at, ev.at, zone)
+    line = (
+        f"✖ {task} has failed {_plural(inc.failed_runs, 'run')} in a row since {since}: "
+        f"{why}. Still retrying each run."
+    )
+    return f"✖ {task} keeps failing", line, "failure"
+
+
+# How a reminder names each kind of open problem ("has been ... for 1d 2h").
+_STILL = {
+    IncidentKind.FAILURE: "has been failing",
+    IncidentKind.STUCK: "has been running too long",
+    IncidentKind.OVERDUE: "has not run",
+    IncidentKind.SUSPICIOUS: "has been producing nothing",
+    IncidentKind.SKIP_STREAK: "has been skipped",
+    IncidentKind.DELIVERY: "has not been able to deliver its output",
+    IncidentKind.STARVED: "has been waiting for a free worker",
+    IncidentKind.MISSED: "has been missing runs",
+}
+
+
+def _reminder(inc: Incident, ev: Reminder, zone: ZoneInfo) -> tuple[str, str, Severity]:
+    """The answer to "silently failing for days": an open incident, told again."""
+    task = inc.task
+    began = inc.since or inc.opened_at
+    lasted = format_duration(ev.at - began)
+    still = _STILL.get(inc.kind, "has had a problem")
+    since = _clock(began, ev.at, zone)
+    if inc.kind is IncidentKind.FAILURE:
+        runs = _plural(inc.failed_runs, "failed run")
+        cls = inc.last_error_class.value if inc.last_error_class else "error"
+        line = f"⏰ Reminder: {task} {still} for {lasted} ({runs} since {since}, last: {cls})"
+        line += f" — {_phrase(inc.summary)}." if inc.summary else "."
+    else:
+        line = f"⏰ Reminder: {task} {still} for {lasted} (since {since})"
+        line += f": {_phrase(inc.summary)}." if inc.summary else "."
+    severity: Severity = "failure" if inc.kind is IncidentKind.FAILURE else "warning"
+    return f"⏰ {task}: still open after {lasted}", line, severity
+
+
 def _fix(ev: AttemptFailed) -> str | None:
     if ev.env_hint and ev.error_class is ErrorClass.AUTH:
         return f"check {ev.env_hint}"
@@ -161,7 +209,7 @@ def _closed(inc: Incident, cause: Event, task: str) -> tuple[str, str, Severity]
         IncidentKind.STUCK: f"✔ {task} finished",
         IncidentKind.OVERDUE: f"✔ {task} is running again",
         IncidentKind.SUSPICIOUS: f"✔ {task} produced output again",
-        IncidentKind.SKIP_STREAK: f"✔ {task} ran again",
+        IncidentKind.SKIP_STREAK: f"✔ {task} runs on schedule again",
         IncidentKind.DELIVERY: f"✔ {task}: output delivered",
     }
     return titles[inc.kind], f"✔ {_closed_sentence(inc, cause)}", "recovery"
@@ -184,7 +232,7 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
     if inc.kind is IncidentKind.SUSPICIOUS:
         return f"{task} produced output again."
     if inc.kind is IncidentKind.SKIP_STREAK:
-        return f"{task} ran again after {_plural(inc.streak, 'skipped run')}."
+        return f"{task} runs on schedule again after {_plural(inc.streak, 'skipped run')}."
     assert isinstance(cause, DeliveryRecovered)
     if cause.slot_id == inc.slot_id:
         return (
@@ -231,7 +279,8 @@ def _clock(when: datetime, now: datetime, zone: ZoneInfo) -> str:
     """``02:07``, ``tomorrow 02:07``, ``yesterday 23:10`` or ``Mon 5 Jan 02:07``."""
     local = when.astimezone(zone)
     days = (local.date() - now.astimezone(zone).date()).days
-    hm = f"{local:%H:%M}"
+    # seconds only when they matter (sub-minute schedules, retries): 02:07 or 02:07:30
+    hm = f"{local:%H:%M:%S}" if local.second else f"{local:%H:%M}"
     if days == 0:
         return hm
     if days == 1:

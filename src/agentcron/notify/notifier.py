@@ -17,18 +17,32 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
+from itertools import takewhile
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from agentcron.clock import Clock
-from agentcron.model import ErrorClass, Finished, Message, Slot, SlotStatus, TaskSpec
+from agentcron.model import (
+    ErrorClass,
+    Finished,
+    Incident,
+    IncidentKind,
+    Message,
+    Slot,
+    SlotStatus,
+    TaskSpec,
+)
 from agentcron.notify.channels import channel_key
 from agentcron.notify.events import (
     AttemptFailed,
     EmptySuccessStreak,
     Event,
+    Reminder,
     RunSucceeded,
     SkipStreak,
+    SkipStreakEnded,
 )
 from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
 from agentcron.notify.messages import render
@@ -47,6 +61,9 @@ class EngineHooks(Protocol):
     housekeeping: list[Callable[[datetime], None]]
 
 SKIP_STREAK = 3
+ESCALATE_AT_LEAST = timedelta(hours=1)
+REMIND_CHECK = timedelta(seconds=30)  # how often open incidents are looked at
+REMIND_SCAN = 10_000
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
 
 
@@ -65,11 +82,51 @@ class Notifier:
         self.default_zone = default_zone
         self.wake_sender = wake_sender or (lambda: None)
         self._lock = threading.Lock()
+        self._periods: dict[tuple[object, ...], timedelta] = {}
+        self._last_remind: datetime | None = None
 
     def attach(self, engine: EngineHooks) -> None:
         """Listen to everything the engine reports that the owner may have to hear."""
         engine.batch_listeners.append(self.on_finished_many)
         engine.slot_listeners.append(self.on_recorded_slot)
+        engine.housekeeping.append(self.remind)
+
+    def escalate_after(self, spec: TaskSpec) -> timedelta:
+        """How long a task may fail, each run retried, before the owner hears it is down:
+        its ``escalate_after``, else three periods, at least an hour."""
+        if spec.escalate_after is not None:
+            return spec.escalate_after
+        key = (spec.name, spec.cron, spec.every, spec.at, spec.timezone, self.default_zone)
+        period = self._periods.get(key)
+        if period is None:
+            from agentcron.schedules.build import build_schedule
+
+            if len(self._periods) > 10_000:
+                self._periods.clear()
+            period = self._periods[key] = build_schedule(spec, self.default_zone).period()
+        return max(3 * period, ESCALATE_AT_LEAST)
+
+    def remind(self, now: datetime) -> None:
+        """Tell again of incidents still open after their task's ``remind_after``; an
+        incident whose task is gone is closed without a word (nothing left to fix)."""
+        if self._last_remind is not None and now - self._last_remind < REMIND_CHECK:
+            return
+        self._last_remind = now
+        for incident in self.store.incidents(open_only=True, limit=REMIND_SCAN):
+            rec = self.store.get_task(incident.task)
+            if rec is None:
+                self._close_orphan(incident, now)
+                continue
+            every = rec.spec.remind_after
+            if rec.paused or every <= timedelta(0):
+                continue
+            if now - (incident.reminded_at or incident.opened_at) >= every:
+                self.emit(rec.spec, Reminder(task=incident.task, at=now, kind=incident.kind))
+
+    def _close_orphan(self, incident: Incident, now: datetime) -> None:
+        with self._lock:
+            closed = replace(incident, closed_at=now, updated_at=now)
+            self.store.save_incidents([closed], [], now)
 
     # ---- entry points ------------------------------------------------------------
     def on_recorded_slot(self, spec: TaskSpec, slot: Slot) -> None:
@@ -117,6 +174,7 @@ class Notifier:
                     attempts=finished.attempt,
                     empty=outcome.empty_output,
                 ),
+                ran=slot,
             )
             if outcome.empty_output:
                 self._check_empty_streak(spec, at)
@@ -141,7 +199,10 @@ class Notifier:
                     details=finished.details,
                     next_run=rec.next_fire_at if rec is not None else None,
                     env_hint=spec.llm.api_key_env if spec.llm is not None else None,
+                    escalate_runs=spec.retries + 1,
+                    escalate_after=self.escalate_after(spec),
                 ),
+                ran=slot,
             )
         elif outcome.slot_status is SlotStatus.SKIPPED:
             self.on_skipped(spec, slot, at)
@@ -150,36 +211,86 @@ class Notifier:
         self.on_skipped(spec, slot, at)
 
     def on_skipped(self, spec: TaskSpec, slot: Slot, at: datetime) -> None:
-        """A slot was recorded skipped (overlap or precheck): tell after a streak."""
-        last = self.store.last_slots(spec.name, SKIP_STREAK_SCAN)
-        streak = next(
-            (i for i, s in enumerate(last) if s.status is not SlotStatus.SKIPPED), len(last)
-        )
-        if streak < SKIP_STREAK:
+        """A slot was recorded skipped (overlap or precheck): one incident per streak,
+        opened at the third skip in a row. While it is open, more skips are not
+        written anywhere but the slots themselves; the counts told come from them."""
+        last = self.store.last_slots(spec.name, SKIP_STREAK)
+        if len(last) < SKIP_STREAK or any(s.status is not SlotStatus.SKIPPED for s in last):
             return
-        reason = _plain_reason(last[0].reason or _attempt_reason(self.store, last[0]))
-        self.emit(spec, SkipStreak(task=spec.name, at=at, count=streak, reason=reason))
+        if IncidentKind.SKIP_STREAK in self.store.open_incidents(spec.name):
+            return
+        streak = self.store.last_slots(spec.name, SKIP_STREAK_SCAN)
+        run = list(takewhile(lambda s: s.status is SlotStatus.SKIPPED, streak))
+        reason = _plain_reason(run[0].reason or _attempt_reason(self.store, run[0]))
+        self.emit(
+            spec,
+            SkipStreak(
+                task=spec.name,
+                at=at,
+                count=len(run),
+                reason=reason,
+                since=run[-1].scheduled_for,
+            ),
+        )
 
-    def emit(self, spec: TaskSpec, event: Event) -> Transition:
-        """Advance the task's incidents and queue the notice, atomically."""
+    def emit(self, spec: TaskSpec, event: Event, ran: Slot | None = None) -> Transition:
+        """Advance the task's incidents and queue the notice, atomically.
+
+        ``ran`` is the slot of a run that just ended: if a skip streak is open and the
+        slot before it ran too, the streak ends first (same read, same transaction)."""
         zone = spec.zone(self.default_zone)
         with self._lock:
             open_now = self.store.open_incidents(spec.name)
-            transition = apply_event(open_now, event, zone)
-            if not transition.changed and transition.notice is None:
-                return transition
+            events: list[Event] = [event]
+            streak = open_now.get(IncidentKind.SKIP_STREAK)
+            if ran is not None and streak is not None:
+                ended = self._skips_ended(spec, ran, streak, event.at)
+                if ended is not None:
+                    events.insert(0, ended)
+            changed: list[Incident] = []
             messages: list[tuple[str, str, Message]] = []
-            notice = transition.notice
-            if notice is not None and _wanted(spec, notice.event):
-                secrets = secret_values_from_env({**os.environ, **spec.env})
-                message = render(notice, zone, secrets)
-                targets = spec.notify if spec.notify is not None else self.channels
-                messages = [(channel_key(url), url, message) for url in targets]
-                log.warning("%s", message.body.splitlines()[0] if message.body else message.title)
-            self.store.save_incidents(transition.changed, messages, self.clock.now())
+            current = dict(open_now)
+            for ev in events:
+                transition = apply_event(current, ev, zone)
+                changed += transition.changed
+                for inc in transition.changed:
+                    if inc.is_open:
+                        current[inc.kind] = inc
+                    else:
+                        current.pop(inc.kind, None)
+                messages += self._messages(spec, transition, zone)
+            if not changed and not messages:
+                return transition
+            self.store.save_incidents(changed, messages, self.clock.now())
         if messages:
             self.wake_sender()
         return transition
+
+    def _messages(
+        self, spec: TaskSpec, transition: Transition, zone: ZoneInfo
+    ) -> list[tuple[str, str, Message]]:
+        notice = transition.notice
+        if notice is None or not _wanted(spec, notice.event):
+            return []
+        secrets = secret_values_from_env({**os.environ, **spec.env})
+        message = render(notice, zone, secrets)
+        targets = spec.notify if spec.notify is not None else self.channels
+        log.warning("%s", message.body.splitlines()[0] if message.body else message.title)
+        return [(channel_key(url), url, message) for url in targets]
+
+    def _skips_ended(
+        self, spec: TaskSpec, ran: Slot, streak: Incident, at: datetime
+    ) -> SkipStreakEnded | None:
+        """A run ended; if the slot before it was not skipped either, the run before
+        was followed by a run: the task keeps its schedule again and the streak ends.
+        (Closing on any run's end would open and close the incident every cycle of a
+        task that always outlasts its period.) The count told is read from the slots."""
+        before = self.store.slot_before(spec.name, ran.scheduled_for)
+        if before is None or before.status is SlotStatus.SKIPPED:
+            return None
+        since = streak.since or streak.opened_at
+        skipped = self.store.count_slots(spec.name, [SlotStatus.SKIPPED], since)
+        return SkipStreakEnded(task=spec.name, at=at, skipped=skipped)
 
     # ---- detectors fed by events ------------------------------------------------------
     def _check_empty_streak(self, spec: TaskSpec, at: datetime) -> None:

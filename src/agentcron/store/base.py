@@ -216,6 +216,15 @@ class SlotStore(Protocol):
 
     def last_success(self, task: str) -> Slot | None: ...
 
+    def slot_before(self, task: str, scheduled_for: datetime) -> Slot | None:
+        """The task's slot due just before ``scheduled_for``, whatever its status."""
+        ...
+
+    def count_slots(self, task: str, statuses: Sequence[SlotStatus], since: datetime) -> int:
+        """How many of the task's slots due at or after ``since`` have one of
+        ``statuses`` (the numbers in messages are read from the record)."""
+        ...
+
 
 class RunStore(Protocol):
     """Runs and their leases: claiming, renewing, finishing, and taking over the

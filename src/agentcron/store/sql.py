@@ -975,6 +975,23 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL):
                 out.setdefault(task, []).append(SlotStatus(status))
         return out
 
+    def slot_before(self, task: str, scheduled_for: datetime) -> Slot | None:
+        rows = self._q(
+            f"SELECT {SLOT_COLUMNS} FROM slots WHERE task = ? AND scheduled_for < ? "
+            "ORDER BY scheduled_for DESC, id DESC LIMIT 1",
+            (task, ts(scheduled_for)),
+        )
+        return slot_from_row(rows[0]) if rows else None
+
+    def count_slots(self, task: str, statuses: Sequence[SlotStatus], since: datetime) -> int:
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._q(
+            f"SELECT COUNT(*) FROM slots WHERE task = ? AND scheduled_for >= ? "
+            f"AND status IN ({marks})",
+            (task, ts(since), *(s.value for s in statuses)),
+        )
+        return int(rows[0][0])
+
     def last_success(self, task: str) -> Slot | None:
         rows = self._q(
             f"SELECT {SLOT_COLUMNS} FROM slots WHERE task = ? AND status = 'succeeded' "

@@ -1,0 +1,234 @@
+"""Every problem reaches the owner once, and again only as a reminder (issue 12 §1, §2).
+
+In-process with the fake clock (milliseconds): a transient failure that outlasts the
+task's period escalates once, per task and not per slot; an open incident is told again
+after ``remind_after``; a skip streak is one incident for as long as the pattern lasts,
+and the counts in its messages are the counts in the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from agentcron.clock import FakeClock
+from agentcron.model import IncidentKind, Message, SlotStatus
+from agentcron.notify import OutboxSender, SendResult
+from agentcron.notify.notifier import Notifier
+from agentcron.store.base import Store
+from harness import Harness, until
+
+HOOK = "json://127.0.0.1:9/hook"
+
+
+class Channel:
+    key = HOOK
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    async def send(self, msg: Message) -> SendResult:
+        self.sent.append(msg)
+        return SendResult(ok=True)
+
+
+class Rig:
+    """Engine -> notifier -> outbox -> a recording channel, wired as the daemon wires them."""
+
+    def __init__(self, store: Store, clock: FakeClock, home: Path) -> None:
+        self.h = Harness(store, clock, home)
+        self.store, self.clock = store, clock
+        self.notifier = Notifier(store, clock, [HOOK], "UTC")
+        self.notifier.attach(self.h.engine)
+        self.channel = Channel()
+        self.sender = OutboxSender(store, channel_factory=lambda _url: self.channel, clock=clock)
+
+    async def lines(self) -> list[str]:
+        await self.sender.drain_once()
+        return [m.body.splitlines()[0] for m in self.channel.sent]
+
+
+def _unavailable() -> Any:
+    raise RuntimeError("upstream answered HTTP 503 Service Unavailable")
+
+
+def test_a_failure_that_outlasts_the_period_escalates_once_with_counts_from_the_record(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """every 5s, first retry after 20s: each retry is superseded by the next slot. The
+    owner hears the first failure, then once that the task is down (4 = retries + 1
+    failed runs), then nothing more while it goes on; `list` says failing."""
+
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add(
+            "flaky",
+            _unavailable,
+            every="5s",
+            timezone="UTC",
+            retries=3,
+            retry_backoff={"base": "20s", "jitter": 0},
+        )
+        await rig.h.run_until(clock.now() + timedelta(minutes=3), timedelta(seconds=1))
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("⚠ flaky failed: ") and "Retrying at 00:00:25" in lines[0], lines
+    assert lines[1].startswith("✖ flaky has failed 4 runs in a row since 00:00:05: "), lines
+    assert lines[1].endswith("Still retrying each run."), lines
+    [incident] = sqlite_store.incidents("flaky")
+    assert incident.kind is IncidentKind.FAILURE and incident.escalated and incident.is_open
+    failed = [
+        s
+        for s in sqlite_store.slots("flaky", limit=1000)
+        if s.attempts > 0 and s.status is not SlotStatus.SUCCEEDED
+    ]
+    assert incident.failed_runs == len(failed) > 4
+    superseded = [s for s in failed if s.status is SlotStatus.SUPERSEDED]
+    assert superseded and all("waiting for a retry" in (s.reason or "") for s in superseded)
+
+
+def test_list_says_failing_once_escalated_and_recovery_counts_every_failed_run(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    broken = [True]
+
+    def sometimes() -> str:
+        if broken[0]:
+            raise RuntimeError("upstream answered HTTP 503 Service Unavailable")
+        return "fine"
+
+    async def scenario() -> tuple[dict[str, Any], list[str]]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add(
+            "flaky", sometimes, every="5s", timezone="UTC",
+            retry_backoff={"base": "20s", "jitter": 0},
+        )
+        await rig.h.run_until(clock.now() + timedelta(seconds=40), timedelta(seconds=1))
+        row = next(t for t in rig.h.service.list_tasks() if t["name"] == "flaky")
+        broken[0] = False
+        await rig.h.run_until(clock.now() + timedelta(seconds=10), timedelta(seconds=1))
+        return row, await rig.lines()
+
+    row, lines = asyncio.run(scenario())
+    assert row["health"] == "failing", row
+    assert row["health_detail"].startswith("failing: server_error"), row
+    failed_runs = sqlite_store.incidents("flaky")[0].failed_runs
+    assert lines[-1].startswith(f"✔ flaky is running again after {failed_runs} failed runs"), lines
+    assert len(lines) == 3, lines
+
+
+def test_no_success_for_the_escalation_span_escalates_even_below_the_run_count(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """retries: 10 would need 11 failed runs; escalate_after: 30s comes first."""
+
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add(
+            "flaky", _unavailable, every="10s", timezone="UTC", retries=10,
+            escalate_after="25s", retry_backoff={"base": "1m", "jitter": 0},
+        )
+        await rig.h.run_until(clock.now() + timedelta(seconds=70), timedelta(seconds=1))
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert len(lines) == 2, lines
+    assert lines[1].startswith("✖ flaky has failed 4 runs in a row since 00:00:10"), lines
+
+
+def test_an_open_incident_is_told_again_after_remind_after_once_per_period(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    async def scenario() -> tuple[list[str], list[str]]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add("daily", _unavailable, cron="0 2 * * *", timezone="UTC", retries=0,
+                  remind_after="6h")
+        rig.h.add("quiet", _unavailable, cron="0 2 * * *", timezone="UTC", retries=0,
+                  remind_after="0s")
+        await rig.h.run_until(clock.now() + timedelta(hours=20), timedelta(minutes=10))
+        first = await rig.lines()
+        await rig.h.run_until(clock.now() + timedelta(hours=13), timedelta(minutes=10))
+        return first, await rig.lines()
+
+    first, lines = asyncio.run(scenario())
+    daily = [line for line in first if "daily" in line]
+    # opened at 02:00 (gave up: retries 0), reminded at 08:00, 14:00, 20:00 (±10 min ticks)
+    assert daily[0].startswith("✖ daily gave up") or daily[0].startswith("✖ daily failed"), daily
+    reminders = [line for line in daily if line.startswith("⏰ Reminder: daily has been failing")]
+    assert len(reminders) == 3, daily
+    assert "(1 failed run since 02:00, last: server_error)" in reminders[0], reminders
+    assert not [line for line in lines if line.startswith("⏰ Reminder: quiet")]
+    # the next day's 02:00 run failed again: counted, no message of its own; the
+    # reminders at 02:00 and 08:00 say 1 and then 2 failed runs
+    later = [line for line in lines[len(first):] if "daily" in line]
+    assert len(later) == 2 and all(line.startswith("⏰ Reminder: daily") for line in later), later
+    assert "(1 failed run since" in later[0] and "(2 failed runs since" in later[1], later
+
+
+def test_reminders_stop_when_the_incident_closes_and_for_removed_tasks(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add("gone", _unavailable, every="1h", timezone="UTC", retries=0,
+                  remind_after="2h")
+        await rig.h.run_until(clock.now() + timedelta(hours=1), timedelta(minutes=10))
+        sqlite_store.remove_task("gone", clock.now())
+        await rig.h.run_until(clock.now() + timedelta(hours=6), timedelta(minutes=10))
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert [line for line in lines if line.startswith("⏰")] == []
+    assert all(not i.is_open for i in sqlite_store.incidents("gone"))
+
+
+# ---- skip streaks: one incident per episode, counts from the slots ------------------------
+
+
+def test_a_task_that_always_outlasts_its_period_is_one_skip_incident_not_a_storm(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Runs 4 periods long, every period: skip, skip, skip, run, ... One "skipped"
+    message; none when each run ends; one closing message when it fits its period again,
+    whose count is the number of skipped slots in the record."""
+    releases: list[asyncio.Event] = []
+
+    async def long_run() -> str:
+        gate = asyncio.Event()
+        releases.append(gate)
+        await gate.wait()
+        return "done"
+
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add("slow", long_run, every="1m", timezone="UTC", overlap="skip")
+        async def minutes(n: int, release_every: int) -> None:
+            for minute in range(1, n + 1):
+                clock.advance(timedelta(minutes=1))
+                await rig.h.tick(settle=False)
+                if rig.h.engine.running:  # let the run begin: it makes its gate
+                    await until(lambda: bool(releases) and not releases[-1].is_set())
+                if minute % release_every == 0 and releases and not releases[-1].is_set():
+                    releases[-1].set()
+                    await rig.h.engine.wait_idle()
+
+        await minutes(29, release_every=4)
+        assert [i.kind for i in sqlite_store.incidents("slow")] == [IncidentKind.SKIP_STREAK]
+        quiet = await rig.lines()
+        await minutes(5, release_every=1)  # now every run ends within its minute
+        return [*quiet, "--", *(await rig.lines())[len(quiet):]]
+
+    lines = asyncio.run(scenario())
+    cut = lines.index("--")
+    assert lines[:cut] == [
+        "⚠ slow was skipped 3 times in a row: the previous run was still running."
+    ], lines
+    skipped = [s for s in sqlite_store.slots("slow", limit=1000) if s.status is SlotStatus.SKIPPED]
+    assert lines[cut + 1:] == [f"✔ slow runs on schedule again after {len(skipped)} skipped runs."]
+    assert len(skipped) > 10
+    [incident] = sqlite_store.incidents("slow")
+    assert not incident.is_open and incident.streak == len(skipped)
