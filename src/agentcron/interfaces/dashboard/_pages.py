@@ -1,0 +1,221 @@
+"""The dashboard's pages (GET): the task list, a task, a run and its output, incidents.
+
+Each page that changes by itself also has a fragment route the page polls with
+htmx (``/fragments/…``) returning just the part that moves (a table body by id),
+so rows stay in place and a reader's scroll and focus are kept. Everything comes
+from :class:`agentcron.service.Service` methods.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+
+from agentcron.interfaces.dashboard import _views as views
+from agentcron.interfaces.dashboard._render import ServiceDep, render
+from agentcron.service import Service, ServiceError
+
+PAGE_SIZE = 100  # tasks per page: each row reads its recent runs for the sparkline
+RUNS_SHOWN = 50  # runs on a task's page
+SPARK_RUNS = 20
+NEXT_FIRES = 10
+FILTERS = {"all": "all tasks", "problems": "needing attention", "paused": "paused"}
+
+router = APIRouter()
+
+
+def _common(service: Service) -> dict[str, Any]:
+    now = service.clock.now()
+    return {"now": now, "banner": views.banner(service.daemon_status(), now)}
+
+
+def _not_found(request: Request, service: Service, message: str) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        {**_common(service), "title": "Not found", "message": message},
+        status_code=404,
+    )
+
+
+def _task_rows(
+    service: Service, q: str, show: str, page: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The page's rows (failing first) and the numbers above the table."""
+    now = service.clock.now()
+    tasks = views.sort_tasks(service.list_tasks())
+    counts = Counter(str(t["health"]) for t in tasks)
+    needle = q.strip().lower()
+    if needle:
+        tasks = [t for t in tasks if needle in str(t["name"]).lower()]
+    if show == "problems":
+        tasks = [t for t in tasks if t["health"] in views.PROBLEMS]
+    elif show == "paused":
+        tasks = [t for t in tasks if t["paused"]]
+    pages = max(1, -(-len(tasks) // PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    shown = tasks[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    rows = [views.task_row(t, service.runs(str(t["name"]), SPARK_RUNS), now) for t in shown]
+    summary = {
+        "total": sum(counts.values()),
+        "problems": sum(n for h, n in counts.items() if h in views.PROBLEMS),
+        "counts": sorted(counts.items(), key=lambda kv: views.health_rank(kv[0])),
+        "matching": len(tasks),
+        "page": page,
+        "pages": pages,
+    }
+    return rows, summary
+
+
+def _show(value: str) -> str:
+    return value if value in FILTERS else "all"
+
+
+@router.get("/", response_class=HTMLResponse, name="dashboard_tasks")
+def tasks_page(
+    request: Request,
+    service: ServiceDep,
+    q: str = "",
+    show: str = "all",
+    page: int = 1,
+) -> HTMLResponse:
+    show = _show(show)
+    rows, summary = _task_rows(service, q, show, page)
+    return render(
+        request,
+        "tasks.html",
+        {
+            **_common(service),
+            "rows": rows,
+            "summary": summary,
+            "q": q,
+            "show": show,
+            "filters": FILTERS,
+            "notice": _notice(request, service),
+        },
+    )
+
+
+@router.get("/fragments/tasks", response_class=HTMLResponse)
+def tasks_fragment(
+    request: Request,
+    service: ServiceDep,
+    q: str = "",
+    show: str = "all",
+    page: int = 1,
+) -> HTMLResponse:
+    show = _show(show)
+    rows, _ = _task_rows(service, q, show, page)
+    return render(request, "_task_rows.html", {"rows": rows, "q": q, "show": show})
+
+
+@router.get("/fragments/banner", response_class=HTMLResponse)
+def banner_fragment(request: Request, service: ServiceDep) -> HTMLResponse:
+    return render(request, "_banner.html", _common(service))
+
+
+def _task_context(service: Service, name: str) -> dict[str, Any]:
+    """Raises ServiceError for an unknown task (the message suggests a close name)."""
+    now = service.clock.now()
+    task = service.show_task(name)
+    runs = service.runs(name, RUNS_SHOWN)
+    row = views.task_row(task, runs[:SPARK_RUNS], now)
+    return {
+        "task": row,
+        "spec": task.get("spec", {}),
+        "runs": [views.run_row(r, now) for r in runs],
+        "next": service.next_fires(name, NEXT_FIRES) if not task["paused"] else [],
+    }
+
+
+@router.get("/tasks/{name}", response_class=HTMLResponse, name="dashboard_task")
+def task_page(request: Request, service: ServiceDep, name: str) -> HTMLResponse:
+    try:
+        context = _task_context(service, name)
+    except ServiceError as exc:
+        return _not_found(request, service, str(exc))
+    return render(
+        request,
+        "task.html",
+        {**_common(service), **context, "notice": _notice(request, service, name)},
+    )
+
+
+TASK_PARTS = {"summary": "_task_summary.html", "runs": "_run_rows.html"}
+
+
+@router.get("/fragments/tasks/{name}/{part}", response_class=HTMLResponse)
+def task_fragment(request: Request, service: ServiceDep, name: str, part: str) -> HTMLResponse:
+    """One live part of a task's page: its summary or its run history's rows."""
+    if part not in TASK_PARTS:
+        return _not_found(request, service, f"no part {part!r}; use one of {sorted(TASK_PARTS)}")
+    try:
+        context = _task_context(service, name)
+    except ServiceError as exc:
+        return _not_found(request, service, str(exc))
+    return render(request, TASK_PARTS[part], {**_common(service), **context})
+
+
+def _run_id(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ServiceError(f"a run id is a whole number; {raw!r} is not") from None
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse, name="dashboard_run")
+def run_page(request: Request, service: ServiceDep, run_id: str) -> HTMLResponse:
+    now = service.clock.now()
+    try:
+        run = service.run_detail(_run_id(run_id))
+    except ServiceError as exc:
+        return _not_found(request, service, str(exc))
+    attempts = [
+        {**a, "duration": views.duration_text(a.get("duration_s"))} for a in run["attempts_detail"]
+    ]
+    return render(
+        request,
+        "run.html",
+        {**_common(service), "run": views.run_row(run, now), "attempts": attempts},
+    )
+
+
+@router.get("/runs/{run_id}/output", name="dashboard_output")
+def run_output(service: ServiceDep, run_id: str) -> Response:
+    """The kept output as plain text (redacted by the service), for reading or saving."""
+    try:
+        run = service.run_detail(_run_id(run_id))
+    except ServiceError as exc:
+        return PlainTextResponse(str(exc) + "\n", status_code=404)
+    if run["output"] is None:
+        return PlainTextResponse(f"run {run_id} kept no output\n", status_code=404)
+    return PlainTextResponse(run["output"], headers={"X-Content-Type-Options": "nosniff"})
+
+
+# Outcomes a redirect after a form post reports. Only these codes are read from the
+# query string, and the sentence is built here: a crafted link cannot put its own
+# words on the page.
+NOTICES = {
+    "triggered": "Run #{run} of {task} is queued: it starts at the daemon's next tick.",
+    "paused": "{task} is paused: no new runs start until it is resumed.",
+    "resumed": "{task} is resumed: it runs again from its next scheduled time.",
+}
+
+
+def _notice(request: Request, service: Service, task: str | None = None) -> str | None:
+    """The sentence for ``?done=CODE&task=NAME&run=ID``, or None. The task must exist
+    (the task page passes its own name) and the run id must be a number."""
+    code = request.query_params.get("done", "")
+    if code not in NOTICES:
+        return None
+    if task is None:
+        task = request.query_params.get("task", "")
+        try:
+            service.runs(task, 1)  # raises for a name that is not a task
+        except ServiceError:
+            return None
+    run = request.query_params.get("run", "")
+    return NOTICES[code].format(task=repr(task), run=run if run.isdigit() else "?")

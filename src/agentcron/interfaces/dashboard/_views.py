@@ -1,0 +1,146 @@
+"""What the pages show, worked out from the service's plain dicts: pure functions of
+those dicts and the time, so each sentence is tested without a server or a browser.
+
+Nothing here reads the store or the clock: the routes pass ``now`` from the
+service's clock, which keeps countdowns and "4 min ago" testable with a fake clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from agentcron.durations import format_duration
+
+# Most urgent first: the order the task list uses, so a failing task is never below
+# the fold of healthy ones. Paused tasks go last: the owner chose that state.
+HEALTH_ORDER = [
+    "stuck",
+    "failing",
+    "starved",
+    "overdue",
+    "missed",
+    "skipping",
+    "delivery_failed",
+    "suspicious",
+    "retrying",
+    "ok",
+    "paused",
+]
+# Health words that mean "look at me"; the rest are calm (ok, paused) or in hand (retrying).
+PROBLEMS = frozenset(HEALTH_ORDER[: HEALTH_ORDER.index("retrying")])
+# Final statuses that did not run the task; the page shows the slot's reason beside them.
+NOT_RUN = frozenset({"skipped", "missed", "superseded", "expired", "cancelled"})
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def health_rank(health: str) -> int:
+    return HEALTH_ORDER.index(health) if health in HEALTH_ORDER else 0  # unknown: on top
+
+
+def sort_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Failing and otherwise unhealthy tasks first, most urgent first, then by name."""
+    return sorted(tasks, key=lambda t: (health_rank(str(t["health"])), str(t["name"])))
+
+
+def relative(when: datetime | None, now: datetime) -> str:
+    """``in 4 min`` or ``4 min ago`` (``now`` within a second): a countdown in words."""
+    if when is None:
+        return ""
+    delta = when - now
+    if abs(delta) < timedelta(seconds=1):
+        return "now"
+    if delta > timedelta(0):
+        return f"in {_precise(delta)}"
+    return f"{_precise(-delta)} ago"
+
+
+def _precise(delta: timedelta) -> str:
+    """Minutes and seconds under an hour (a countdown that moves), else format_duration."""
+    total = round(delta.total_seconds())
+    if 60 <= total < 3600 and total % 60:
+        return f"{total // 60} min {total % 60}s"
+    return format_duration(timedelta(seconds=total))
+
+
+def duration_s(run: Mapping[str, Any]) -> float | None:
+    """Seconds from the run's first start to its end; None while it has not ended."""
+    start, end = parse_time(run.get("started_at")), parse_time(run.get("finished_at"))
+    if start is None or end is None:
+        return None
+    return max((end - start).total_seconds(), 0.0)
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return format_duration(timedelta(seconds=seconds)) if seconds >= 0.001 else "0ms"
+
+
+def banner(status: Mapping[str, Any], now: datetime) -> str | None:
+    """The sentence at the top of every page when nothing is firing, else None.
+
+    "Not running" is the one failure a scheduler cannot tell you about itself, so
+    it is said on every page in the first line, with how long it has been.
+    """
+    if status.get("alive"):
+        return None
+    nodes = list(status.get("nodes") or [])
+    if not nodes:
+        return (
+            "No daemon has ever run against this database: nothing is firing. "
+            "Start one with `agentcron run`."
+        )
+    last = max(nodes, key=lambda n: str(n.get("heartbeat_at") or ""))
+    stopped = parse_time(last.get("stopped_at"))
+    if stopped is not None:
+        return (
+            f"The daemon was stopped {_ago(stopped, now)}: nothing is firing. "
+            "Start it again with `agentcron run`."
+        )
+    beat = parse_time(last.get("heartbeat_at"))
+    return (
+        f"The daemon's last tick was {_ago(beat, now)}: nothing is firing. "
+        f"It ran as pid {last.get('pid')} on {last.get('host')}; "
+        "check it, or start it again with `agentcron run`."
+    )
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "at an unknown time"
+    text = relative(when, now)
+    return "just now" if text == "now" else text
+
+
+def run_row(run: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """A run as a table row: the service's view plus duration, and why it did not run."""
+    seconds = duration_s(run)
+    row = dict(run)
+    row["duration_s"] = seconds
+    row["duration"] = duration_text(seconds)
+    row["when"] = relative(parse_time(run.get("scheduled_for")), now)
+    row["not_run"] = run.get("status") in NOT_RUN
+    return row
+
+
+def task_row(
+    task: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """A task as a list row: the service's view plus countdown, last duration, sparkline."""
+    from agentcron.interfaces.dashboard._sparkline import sparkline
+    from agentcron.interfaces.dashboard._words import schedule_in_words
+
+    row = dict(task)
+    row["problem"] = task["health"] in PROBLEMS
+    row["words"] = schedule_in_words(str(task["schedule"]))
+    nxt = parse_time(task.get("next_run"))
+    row["countdown"] = relative(nxt, now) if nxt and not task.get("paused") else ""
+    last_finished = next((r for r in runs if r.get("finished_at")), None)
+    row["last_duration"] = duration_text(duration_s(last_finished)) if last_finished else ""
+    row["spark"] = sparkline(runs)
+    return row

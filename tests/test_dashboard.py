@@ -1,0 +1,246 @@
+"""The dashboard in process: real store, real engine runs on a fake clock, FastAPI's
+test client. Each page renders what the service recorded; the forms change only what
+they say, only from the dashboard's own origin; everything a task wrote is escaped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from agentcron.clock import FakeClock
+from agentcron.home import hostname
+from agentcron.interfaces.dashboard import build_router
+from agentcron.model import SlotStatus
+from agentcron.model.run import NodeInfo
+from harness import Harness
+
+SAME = {"Origin": "http://testserver"}
+HTMX = {**SAME, "HX-Request": "true"}
+
+
+def fine() -> str:
+    return "all good"
+
+
+def broken() -> str:
+    raise RuntimeError("disk <script>alert('x')</script> full")
+
+
+@pytest.fixture
+def harness(sqlite_store, clock: FakeClock, home: Path) -> Harness:
+    """Three tasks after 30 minutes of fake time: one healthy, one failing (its error
+    holds markup), one paused."""
+    h = Harness(sqlite_store, clock, home)
+    h.add("alpha_ok", fine, cron="*/5 * * * *", retries=0)
+    h.add("zeta_broken", broken, every="10m", retries=0)
+    h.add("mid_paused", fine, cron="0 2 * * 1-5", retries=0)
+    h.service.pause("mid_paused")
+    asyncio.run(h.run_until(clock.now() + timedelta(minutes=30), timedelta(minutes=5)))
+    return h
+
+
+@pytest.fixture
+def client(harness: Harness) -> Iterator[TestClient]:
+    app = FastAPI()
+    app.state.service = harness.service
+    app.include_router(build_router())
+    with TestClient(app) as c:
+        yield c
+
+
+def task_order(html: str) -> list[str]:
+    return re.findall(r'data-task="([^"]+)"', html)
+
+
+def test_every_page_renders_from_what_the_service_recorded(
+    client: TestClient, harness: Harness
+) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert '<html lang="en">' in page.text
+    assert "every 5 minutes" in page.text  # the schedule in words beside the expression
+    assert "in 5 min" in page.text  # next run of alpha_ok, counted down from the fake clock
+    task = client.get("/tasks/zeta_broken")
+    assert task.status_code == 200
+    assert "Run history" in task.text and "Next fire times" in task.text
+    failed = [s for s in harness.slots("zeta_broken") if s.status is SlotStatus.FAILED]
+    assert f'href="/runs/{failed[-1].id}' in task.text
+    run = client.get(f"/runs/{failed[-1].id}")
+    assert run.status_code == 200
+    assert "code_error" in run.text
+    ok = next(s for s in harness.slots("alpha_ok") if s.status is SlotStatus.SUCCEEDED)
+    output = client.get(f"/runs/{ok.id}/output")
+    assert output.status_code == 200
+    assert output.headers["content-type"].startswith("text/plain")
+    assert "all good" in output.text
+    assert client.get(f"/runs/{ok.id}").text.count("all good") == 1
+    for fragment in ("/fragments/tasks", "/fragments/banner"):
+        assert client.get(fragment).status_code == 200
+    for part in ("runs", "summary"):
+        assert client.get(f"/fragments/tasks/zeta_broken/{part}").status_code == 200
+    css = client.get("/static/dashboard.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    htmx = client.get("/static/htmx.min.js")
+    assert htmx.status_code == 200 and "0BSD" in htmx.text[:300]
+
+
+def test_unknown_things_are_404_pages_that_say_what_was_asked(client: TestClient) -> None:
+    missing = client.get("/tasks/alpha_okk")
+    assert missing.status_code == 404
+    assert "no task named &#39;alpha_okk&#39; (did you mean &#39;alpha_ok&#39;?)" in missing.text
+    assert client.get("/runs/99999").status_code == 404
+    bad_id = client.get("/runs/abc")
+    assert bad_id.status_code == 404 and "a run id is a whole number" in bad_id.text
+    assert client.get("/static/../../etc/passwd").status_code == 404
+    assert client.get("/static/secrets.yaml").status_code == 404
+    assert client.get("/fragments/tasks/alpha_ok/spec").status_code == 404
+
+
+def test_a_failing_task_is_listed_first_and_the_paused_one_last(client: TestClient) -> None:
+    page = client.get("/")
+    assert task_order(page.text) == ["zeta_broken", "alpha_ok", "mid_paused"]
+    assert "1 needs attention" in page.text
+    rows = client.get("/fragments/tasks").text
+    assert task_order(rows) == ["zeta_broken", "alpha_ok", "mid_paused"]
+    assert not rows.lstrip().startswith("<!doctype")  # a table body, not a page
+    only = client.get("/", params={"show": "problems"}).text
+    assert task_order(only) == ["zeta_broken"]
+    found = client.get("/", params={"q": "ALPHA"}).text
+    assert task_order(found) == ["alpha_ok"]
+
+
+def test_the_banner_says_nothing_is_firing_until_a_daemon_is_alive(
+    client: TestClient, harness: Harness
+) -> None:
+    never = client.get("/").text
+    assert "The scheduler is not running" in never
+    assert "No daemon has ever run against this database" in never
+    now = harness.clock.now()
+    node = NodeInfo("n1", hostname(), os.getpid(), str(harness.home), now, now)
+    harness.store.register_node(node)
+    assert "The scheduler is not running" not in client.get("/").text
+    harness.clock.advance(timedelta(minutes=4))  # no heartbeat since: stale
+    stale = client.get("/fragments/banner").text
+    assert "The daemon&#39;s last tick was 4 min ago: nothing is firing" in stale
+    harness.store.stop_node("n1", harness.clock.now())
+    assert "The daemon was stopped just now: nothing is firing" in client.get("/").text
+
+
+def test_run_now_without_javascript_queues_a_run_and_says_so(
+    client: TestClient, harness: Harness
+) -> None:
+    before = len(harness.slots("alpha_ok"))
+    answer = client.post(
+        "/tasks/alpha_ok/run", data={"back": "list"}, headers=SAME, follow_redirects=False
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/?done=triggered&task=alpha_ok&run=")
+    slots = harness.slots("alpha_ok")
+    assert len(slots) == before + 1
+    manual = next(s for s in slots if s.trigger == "manual")
+    page = client.get(answer.headers["location"]).text
+    assert f"Run #{manual.id} of &#39;alpha_ok&#39; is queued" in page
+
+
+def test_run_now_with_htmx_answers_a_fragment_and_refreshes_the_tables(
+    client: TestClient, harness: Harness
+) -> None:
+    answer = client.post("/tasks/zeta_broken/run", data={"back": "task"}, headers=HTMX)
+    assert answer.status_code == 200
+    assert answer.headers["HX-Trigger"] == "agentcron-refresh"
+    assert "is queued" in answer.text and 'class="notice ok"' in answer.text
+    assert 'id="task-actions"' in answer.text and 'hx-swap-oob="true"' in answer.text
+    assert any(s.trigger == "manual" for s in harness.slots("zeta_broken"))
+
+
+def test_pause_and_resume_change_the_task_and_the_page_says_so(
+    client: TestClient, harness: Harness
+) -> None:
+    paused = client.post("/tasks/alpha_ok/pause", headers=SAME, follow_redirects=False)
+    assert paused.status_code == 303
+    assert harness.store.get_task("alpha_ok").paused  # type: ignore[union-attr]
+    page = client.get(paused.headers["location"]).text
+    assert "&#39;alpha_ok&#39; is paused" in page
+    assert 'id="action-resume"' in page and 'id="action-pause"' not in page
+    resumed = client.post("/tasks/alpha_ok/resume", headers=HTMX)
+    assert resumed.status_code == 200 and "is resumed" in resumed.text
+    assert not harness.store.get_task("alpha_ok").paused  # type: ignore[union-attr]
+    assert 'id="action-pause"' in resumed.text  # the buttons swapped out of band
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "http://testserver:8080"},
+        {"Origin": "null"},
+        {"Referer": "http://evil.example/page"},
+        {},
+    ],
+    ids=["foreign-origin", "other-port", "null-origin", "foreign-referer", "no-origin"],
+)
+def test_a_post_from_another_origin_is_refused_and_changes_nothing(
+    client: TestClient, harness: Harness, headers: dict[str, str]
+) -> None:
+    before = [(s.id, s.status) for s in harness.slots("alpha_ok")]
+    for action in ("run", "pause"):
+        answer = client.post(f"/tasks/alpha_ok/{action}", headers=headers, follow_redirects=False)
+        assert answer.status_code == 403
+        assert "Refused:" in answer.text
+    assert [(s.id, s.status) for s in harness.slots("alpha_ok")] == before
+    assert not harness.store.get_task("alpha_ok").paused  # type: ignore[union-attr]
+
+
+def test_a_post_with_a_same_origin_referer_and_no_origin_is_accepted(
+    client: TestClient, harness: Harness
+) -> None:
+    answer = client.post(
+        "/tasks/alpha_ok/pause",
+        headers={"Referer": "http://testserver/tasks/alpha_ok"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert harness.store.get_task("alpha_ok").paused  # type: ignore[union-attr]
+
+
+def test_an_action_on_an_unknown_task_says_so_and_changes_nothing(client: TestClient) -> None:
+    answer = client.post("/tasks/nope/run", headers=SAME)
+    assert answer.status_code == 404 and "Not run: no task named &#39;nope&#39;" in answer.text
+    with_htmx = client.post("/tasks/nope/pause", headers=HTMX)
+    assert with_htmx.status_code == 200  # htmx swaps only 2xx: the error shows in place
+    assert 'class="notice bad"' in with_htmx.text and "Not paused" in with_htmx.text
+
+
+def test_a_notice_in_the_query_string_names_only_real_tasks(client: TestClient) -> None:
+    forged = client.get("/", params={"done": "paused", "task": "Call 555-0100 now"}).text
+    assert "Call 555-0100" not in forged
+    free_text = client.get("/", params={"done": "anything <b>", "task": "alpha_ok"}).text
+    assert "anything" not in free_text
+
+
+def test_markup_from_a_task_or_a_url_is_escaped_everywhere(
+    client: TestClient, harness: Harness
+) -> None:
+    script = "<script>alert('x')</script>"
+    escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+    failed = next(s for s in harness.slots("zeta_broken") if s.status is SlotStatus.FAILED)
+    for url in ("/tasks/zeta_broken", f"/runs/{failed.id}", "/fragments/tasks/zeta_broken/runs"):
+        html = client.get(url).text
+        assert script not in html, url
+        assert escaped in html, url
+    # a path segment cannot hold "/", so the reflected name is a tag without one
+    tag = '<img src=x onerror="alert(1)">'
+    tag_escaped = "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;"
+    reflected = client.get(f"/tasks/{tag}")
+    assert reflected.status_code == 404
+    assert tag not in reflected.text and tag_escaped in reflected.text
+    refused = client.post(f"/tasks/{tag}/run", headers=HTMX)
+    assert tag not in refused.text and tag_escaped in refused.text
