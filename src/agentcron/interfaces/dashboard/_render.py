@@ -16,6 +16,7 @@ import jinja2
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
+from agentcron.interfaces.api.deps import get_service
 from agentcron.service import Service
 
 HERE = Path(__file__).parent
@@ -35,12 +36,7 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def get_service(request: Request) -> Service:
-    """The service the app was built with (``app.state.service``)."""
-    service: Service = request.app.state.service
-    return service
-
-
+# The API's dependency, so an app (or a test) that overrides it overrides both.
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
