@@ -7,8 +7,11 @@ seen and, when something is wrong, what to do.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 
 def _check(name: str, status: str, message: str) -> dict[str, str]:
@@ -24,6 +27,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
 
     checks: list[dict[str, str]] = []
     timezone = None
+    heartbeat_url: str | None = None
     if not config_path.exists():
         checks.append(
             _check("config", "warn", f"{config_path} not found (`agentcron init` writes one)")
@@ -32,6 +36,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         try:
             loaded = load_config(config_path)
             timezone = loaded.timezone
+            heartbeat_url = loaded.heartbeat_url
             checks.append(
                 _check("config", "ok", f"{config_path} is valid ({len(loaded.tasks)} tasks)")
             )
@@ -89,6 +94,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         else:
             checks.append(_check("tasks", "ok", f"{len(tasks)} task(s), none failing"))
         checks.extend(_extra_checks(svc))
+        checks.extend(_heartbeat_checks(svc, heartbeat_url, timezone))
     except (StoreError, sqlite3.Error) as exc:
         # damage found by the check or met by a query after it, a lock held past the
         # timeout, an I/O error: one ✖ line in the report, never a traceback
@@ -105,3 +111,75 @@ def _extra_checks(svc: Any) -> list[dict[str, str]]:
     """Checks contributed by optional parts (channels, delivery) through the service."""
     fn = getattr(svc, "doctor_checks", None)
     return list(fn()) if callable(fn) else []
+
+
+def _heartbeat_checks(
+    svc: Any, configured: str | None, timezone: str | None
+) -> list[dict[str, str]]:
+    """The dead man's switch as the daemon last found it (``Service.heartbeat_endpoint``)."""
+    from agentcron.schedules.zones import resolve_zone
+
+    read = getattr(svc, "heartbeat_endpoint", None)
+    if not configured or not callable(read):
+        return []
+    check = heartbeat_check(configured, read(), resolve_zone(timezone))
+    return [check] if check is not None else []
+
+
+def heartbeat_check(
+    configured: str | None, status: Mapping[str, Any] | None, zone: ZoneInfo
+) -> dict[str, str] | None:
+    """The ``heartbeat_url`` line: ✖ with the last error and since when while the
+    endpoint fails in a way the owner is told of, ! for a first passing failure or a URL
+    not pinged yet, ✔ with the last answer. None without a ``heartbeat_url``."""
+    from agentcron.redact import redact
+    from agentcron.watchdog.endpoint import TELL_AFTER
+
+    if not configured:
+        return None
+    shown = redact(configured.strip())
+    if status is None:
+        return _check(
+            "heartbeat_url",
+            "warn",
+            f"{shown} has not been pinged yet (the daemon pings it every minute while it runs)",
+        )
+    if status.get("url") != shown:
+        return _check(
+            "heartbeat_url",
+            "warn",
+            f"changed to {shown}; the daemon has not pinged it yet (a running daemon "
+            "reloads the config within seconds)",
+        )
+    if status.get("ok"):
+        return _check(
+            "heartbeat_url", "ok", f"{shown} answered at {_when(status, 'checked_at', zone)}"
+        )
+    failures = int(status.get("failures") or 0)
+    permanent = bool(status.get("permanent"))
+    seen = (
+        f"{shown} failing since {_when(status, 'failing_since', zone)} ({failures} ping(s) in a "
+        f"row, the latest at {_when(status, 'checked_at', zone)}): {status.get('last_error')}"
+    )
+    if permanent:
+        return _check(
+            "heartbeat_url",
+            "fail",
+            f"{seen}. The outside check hears nothing from this machine; this will not pass "
+            "by itself: fix heartbeat_url (the check id or ping key in it)",
+        )
+    if failures >= TELL_AFTER:
+        return _check(
+            "heartbeat_url",
+            "fail",
+            f"{seen}. The outside check hears nothing from this machine; the daemon keeps "
+            "pinging and tells you when it answers",
+        )
+    return _check("heartbeat_url", "warn", f"{seen}; you are told if it keeps failing")
+
+
+def _when(status: Mapping[str, Any], key: str, zone: ZoneInfo) -> str:
+    value = status.get(key)
+    if not value:
+        return "?"
+    return datetime.fromisoformat(str(value)).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")

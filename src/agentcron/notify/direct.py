@@ -7,6 +7,14 @@ these messages go straight to each channel from the caller's thread, with a
 bounded wait; a channel that cannot be reached gets the message through the
 outbox later, if the outbox can be written. What neither path can deliver is
 logged, so it is at least in the journal.
+
+Messages that are in the outbox already (an overdue task, a stuck run, noticed by
+the watchdog while the loop is stalled) take the other direct path: the
+:class:`StandInSender` drains the outbox from the watchdog's thread. It claims
+each message before sending it and marks it sent after, as the loop's sender
+does, so the loop's sender, once it runs again, finds the message sent (or still
+claimed, mid-send) and never sends it a second time; only a channel's oldest
+message is ever claimed, so the order per channel holds across both senders.
 """
 
 from __future__ import annotations
@@ -16,26 +24,32 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from agentcron.clock import Clock
 from agentcron.model import Message
 from agentcron.redact import redact
+from agentcron.store.base import OutboxStore
 
 from .channels import Channel, channel_for, channel_key
+from .sender import OutboxSender, default_owner
 
 log = logging.getLogger("agentcron.notify")
 
 DIRECT_TIMEOUT = 20.0  # seconds per channel: a stuck channel must not hold the caller
 
 
-def daemon_message(title: str, body: str, kind: str, *, ok: bool = False) -> Message:
+def daemon_message(
+    title: str, body: str, kind: str, *, ok: bool = False, warning: bool = False
+) -> Message:
     """A message about the daemon itself (no task): ``kind`` names the condition, so a
-    channel or a filter can tell a database outage from a stalled loop."""
+    channel or a filter can tell a database outage from a stalled loop. ``warning``:
+    a problem that may pass by itself (severity ``warning`` rather than ``failure``)."""
     return Message(
         title=f"agentcron: {title}",
         body=body,
         task="",
         event="recovered" if ok else kind,
         incident_kind=kind,
-        severity="recovery" if ok else "failure",
+        severity="recovery" if ok else ("warning" if warning else "failure"),
     )
 
 
@@ -84,3 +98,29 @@ def tell_owner_directly(
     if not targets:
         log.warning("no notify channel configured; %s:\n%s", message.title, redact(message.body))
     return sent
+
+
+class StandInSender:
+    """Sends the outbox from a thread while the loop's own sender cannot (the loop is
+    stalled). Blocking: each :meth:`drain` runs its own event loop, on the caller's
+    thread. Claims are taken as ``owner`` (``HOST:PID:RANDOM:watchdog`` by default),
+    so the journal and a take-over tell its sends from the loop sender's."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        clock: Clock,
+        *,
+        owner: str | None = None,
+        channel_factory: Callable[[str], Channel] = channel_for,
+    ) -> None:
+        self.owner = owner or f"{default_owner()}:watchdog"
+        self._sender = OutboxSender(
+            store, channel_factory=channel_factory, clock=clock, owner=self.owner
+        )
+
+    def drain(self) -> int:
+        """Send every message due now (each channel in order); returns how many were
+        delivered. A channel that fails is retried with the outbox's backoff, by
+        whichever sender runs first."""
+        return asyncio.run(self._sender.drain_once())

@@ -1,33 +1,63 @@
-"""The watchdog: a thread of its own that notices what the loop cannot report itself.
+"""The watchdog: threads of its own that notice what the loop cannot report itself.
 
 It runs outside the scheduler's event loop on purpose: a run that blocks, a
-task that ignores signals or a bug that wedges the loop cannot stop it. Every
-few seconds it looks for runs going on longer than ``stuck_after`` (warned, not
-killed: ``timeout`` does the killing), tasks whose due fire has not been turned
-into a slot for ``max(2 × period, 5m)`` (``overdue_after``), and a loop that has
-stopped ticking, which it reports and pings to the dead man's switch as a
-failure. Its checks take the time as an argument so tests drive them with a
-fake clock.
+task that ignores signals or a bug that wedges the loop cannot stop it. It looks
+for runs going on longer than ``stuck_after`` (warned, not killed: ``timeout``
+does the killing), tasks whose due fire has not been turned into a slot for
+``overdue_after`` (default ``max(2 × period, 5m)``; checked as often as the
+smallest limit in use needs, see :mod:`.limits`), and a loop that has stopped
+ticking, which it reports and pings to the dead man's switch as a failure.
+
+While the loop is stalled the outbox sender, which lives on that loop, sends
+nothing; the watchdog's thread then stands in for it
+(:class:`~agentcron.notify.direct.StandInSender`), so an overdue or stuck notice
+reaches the owner during the stall rather than after it, and is claimed and
+marked sent like any outbox message, never sent twice. The stalls it noticed are
+kept (:mod:`.stalls`) for the reasons of the fires they made miss.
+
+Checks take their time from the injectable clock, so tests drive them with a
+fake one; only the loop's silence is measured on the monotonic clock the loop
+stamps its passes with.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from agentcron.clock import Clock
 from agentcron.faultlog import FaultLog
-from agentcron.model import TaskRecord, TaskSpec
+from agentcron.model import TaskSpec
+from agentcron.notify.channels import Channel, channel_for
+from agentcron.notify.direct import StandInSender
 from agentcron.notify.events import Event, RunStuck, TaskOverdue
 from agentcron.store.base import Store
+from agentcron.watchdog.limits import (
+    CHECK_FLOOR,
+    MIN_OVERDUE,
+    OverdueLimits,
+    check_interval,
+    overdue_limit,
+)
+from agentcron.watchdog.stalls import LoopStall, StallLog
+
+__all__ = [
+    "LOOP_STALL",
+    "MIN_OVERDUE",
+    "Watchdog",
+    "WatchdogReport",
+    "check_interval",
+    "overdue_limit",
+]
 
 log = logging.getLogger("agentcron.watchdog")
 
-MIN_OVERDUE = timedelta(minutes=5)
 LOOP_STALL = 30.0  # seconds without a tick before the loop counts as stuck
+OVERDUE_SCAN = 1000  # due tasks looked at per check, the longest overdue first
 
 
 @dataclass
@@ -35,13 +65,7 @@ class WatchdogReport:
     stuck: list[int] = field(default_factory=list)  # slot ids newly reported stuck
     overdue: list[str] = field(default_factory=list)  # tasks newly reported overdue
     loop_stalled: bool = False
-
-
-def overdue_limit(spec: TaskSpec, period: timedelta) -> timedelta:
-    """How long past due a task may go without a slot before it is overdue."""
-    if spec.overdue_after is not None:
-        return spec.overdue_after
-    return max(2 * period, MIN_OVERDUE)
+    stood_in: int = 0  # outbox messages the watchdog's thread sent for the stalled loop
 
 
 class Watchdog:
@@ -58,7 +82,14 @@ class Watchdog:
         on_stall: Callable[[float], None] | None = None,
         on_stall_end: Callable[[float], None] | None = None,
         stall_after: float = LOOP_STALL,
+        channel_factory: Callable[[str], Channel] = channel_for,
+        outbox_owner: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``interval``: seconds between stuck checks, and the longest between overdue
+        checks. ``last_tick``: the monotonic time of the loop's last pass; without it
+        there is no stall check and no standing in for the loop's sender (which then
+        uses ``channel_factory`` and claims as ``outbox_owner``)."""
         self.store = store
         self.clock = clock
         self.emit = emit
@@ -69,10 +100,21 @@ class Watchdog:
         self.on_stall = on_stall
         self.on_stall_end = on_stall_end
         self.stall_after = stall_after
+        self.limits = OverdueLimits(store, period_of)
+        self.stalls = StallLog()
+        self.stand_in = (
+            StandInSender(store, clock, owner=outbox_owner, channel_factory=channel_factory)
+            if last_tick is not None
+            else None
+        )
+        self._monotonic = monotonic
         self._reported_stuck: set[int] = set()
         self._reported_overdue: dict[str, datetime] = {}
         self._stalled = False
-        self._stalled_at = 0.0  # monotonic time the stall was noticed
+        self._stall_mark = 0.0  # the loop's last pass before the stall (monotonic)
+        self._stall_lock = threading.Lock()
+        self._next_stuck: datetime | None = None
+        self._next_overdue: datetime | None = None
         self._stop = threading.Event()
         self._faults = FaultLog(log, "the watchdog's checks of runs and schedules")
         self._threads: list[threading.Thread] = []
@@ -87,18 +129,48 @@ class Watchdog:
         return report
 
     def check_tasks(self, report: WatchdogReport | None = None) -> WatchdogReport:
-        """The checks that read the database: stuck runs and overdue tasks."""
-        report = report if report is not None else WatchdogReport()
+        """The checks that read the database, all of them now: stuck runs, overdue
+        tasks, and the outbox while the loop is stalled."""
+        return self._guarded(report or WatchdogReport(), stuck=True, overdue=True)
+
+    def run_due(self) -> WatchdogReport:
+        """The database checks whose time has come by the clock: stuck runs every
+        ``interval``, overdue tasks every :meth:`overdue_interval`; then, while the
+        loop is stalled, the outbox is sent from this thread."""
         now = self.clock.now()
+        stuck = self._next_stuck is None or now >= self._next_stuck
+        overdue = self._next_overdue is None or now >= self._next_overdue
+        report = self._guarded(WatchdogReport(), stuck=stuck, overdue=overdue)
+        now = self.clock.now()
+        if stuck:
+            self._next_stuck = now + timedelta(seconds=self.interval)
+        if overdue:
+            self._next_overdue = now + timedelta(seconds=self.overdue_interval(now))
+        return report
+
+    def overdue_interval(self, now: datetime | None = None) -> float:
+        """Seconds between overdue checks: a quarter of the smallest limit in use,
+        between once a second and once per ``interval``."""
+        return self.limits.interval(now or self.clock.now(), self.interval)
+
+    def _guarded(self, report: WatchdogReport, *, stuck: bool, overdue: bool) -> WatchdogReport:
+        now = self.clock.now()
+        checks: list[Callable[[datetime, WatchdogReport], None]] = []
+        if stuck:
+            checks.append(self._check_stuck)
+        if overdue:
+            checks.append(self._check_overdue)
+        if self.stand_in is not None and self._stalled:
+            checks.append(self._send_for_the_loop)
         failed: BaseException | None = None
-        for check in (self._check_stuck, self._check_overdue):
+        for check in checks:
             try:
                 check(now, report)
             except Exception as exc:
                 failed = exc
         if failed is not None:
             self._faults.failed(failed)
-        else:
+        elif checks:
             self._faults.ok()
         return report
 
@@ -136,34 +208,46 @@ class Watchdog:
                 )
 
     def _check_overdue(self, now: datetime, report: WatchdogReport) -> None:
-        for rec in self.store.due_tasks(now - MIN_OVERDUE, 1000):
-            due = rec.next_fire_at
+        """Due tasks past their limit. Only tasks due for longer than the smallest
+        limit in use are listed (a cheap indexed read of names and times); a task's
+        spec is read again only when it changed."""
+        heads = self.store.due_heads(now - self.limits.smallest(now), OVERDUE_SCAN)
+        due_names = {name for name, _, _ in heads}
+        self.limits.forget_all_but(due_names)
+        for name in list(self._reported_overdue):
+            if name not in due_names:
+                del self._reported_overdue[name]
+        for name, due, updated_at in heads:
             if due is None:
                 continue
-            if now - due <= overdue_limit(rec.spec, self.period_of(rec.spec)):
+            known = self.limits.spec_and_limit(name, updated_at)
+            if known is None:
+                continue
+            spec, limit = known
+            if now - due <= limit:
                 continue
             # Re-reported on every check while it lasts: the open incident only counts
             # it (no message), and its missed count stays true for the recovery notice.
-            first = self._reported_overdue.get(rec.name) != due
-            self._reported_overdue[rec.name] = due
+            first = self._reported_overdue.get(name) != due
+            self._reported_overdue[name] = due
             if first:
-                report.overdue.append(rec.name)
-            self._report_overdue(rec, due, now, first)
+                report.overdue.append(name)
+            self._report_overdue(spec, due, now, first)
 
-    def _report_overdue(self, rec: TaskRecord, due: datetime, now: datetime, first: bool) -> None:
-        missed = max(1, self.count_fires(rec.spec, due, now))
-        last = self.store.last_slots(rec.name, 1)
+    def _report_overdue(self, spec: TaskSpec, due: datetime, now: datetime, first: bool) -> None:
+        missed = max(1, self.count_fires(spec, due, now))
+        last = self.store.last_slots(spec.name, 1)
         if first:
             log.error(
                 "%s is overdue: due since %s, %d run(s) missed, the loop did not fire it",
-                rec.name,
+                spec.name,
                 due.isoformat(),
                 missed,
             )
         self.emit(
-            rec.spec,
+            spec,
             TaskOverdue(
-                task=rec.name,
+                task=spec.name,
                 at=now,
                 due_since=due,
                 missed=missed,
@@ -171,28 +255,66 @@ class Watchdog:
             ),
         )
 
+    def _send_for_the_loop(self, now: datetime, report: WatchdogReport) -> None:
+        """The loop is stalled, and its outbox sender with it: send what waits."""
+        assert self.stand_in is not None
+        report.stood_in = self.stand_in.drain()
+        if report.stood_in:
+            log.warning(
+                "sent %d message(s) from the watchdog's thread while the scheduler loop is stalled",
+                report.stood_in,
+            )
+
+    # ---- the loop's pulse (no database) ----------------------------------------------
     def _check_loop(self, report: WatchdogReport) -> None:
         """A loop that has not passed for ``stall_after`` seconds is stalled: told once
         when it starts and once when the loop moves again."""
         if self.last_tick is None:
             return
-        import time
-
-        now = time.monotonic()
-        silent = now - self.last_tick()
-        if silent > self.stall_after:
-            report.loop_stalled = True
-            if not self._stalled:
-                self._stalled, self._stalled_at = True, now - silent
-                log.error("the scheduler loop has not ticked for %.0fs", silent)
-                if self.on_stall is not None:
-                    self.on_stall(silent)
-        elif self._stalled:
-            self._stalled = False
-            lasted = max(0.0, self.last_tick() - self._stalled_at)
+        began: float | None = None
+        ended: LoopStall | None = None
+        with self._stall_lock:
+            last = self.last_tick()
+            silent = self._monotonic() - last
+            if silent > self.stall_after:
+                report.loop_stalled = True
+                if not self._stalled:
+                    self._stalled, self._stall_mark, began = True, last, silent
+                    self.stalls.begin(self._wall(last))
+            elif self._stalled:
+                self._stalled = False
+                ended = self._close_stall(last)
+        if began is not None:
+            log.error("the scheduler loop has not ticked for %.0fs", began)
+            if self.on_stall is not None:
+                self.on_stall(began)
+        if ended is not None:
+            lasted = ended.lasted(self.clock.now()).total_seconds()
             log.warning("the scheduler loop ticks again after a stall of %.0fs", lasted)
             if self.on_stall_end is not None:
                 self.on_stall_end(lasted)
+
+    def _close_stall(self, last: float) -> LoopStall | None:
+        """Close the open stall at the loop's first pass after it (``last``, when the
+        loop has passed since the stall began); under ``_stall_lock``."""
+        if last <= self._stall_mark:
+            return self.stalls.current()
+        return self.stalls.end(self._wall(last))
+
+    def _wall(self, mono: float) -> datetime:
+        """The wall time of a monotonic instant in the recent past."""
+        return self.clock.now() - timedelta(seconds=max(0.0, self._monotonic() - mono))
+
+    def stall_covering(self, at: datetime) -> LoopStall | None:
+        """The stall during which a fire due at ``at`` came due, or None: for the reason
+        of a slot recorded missed ("the scheduler loop was stalled from … to …", see
+        :meth:`LoopStall.reason`). Safe from any thread; asked by the loop's first pass
+        after a stall, it closes the stall at that pass (the stall check may not have
+        looked yet)."""
+        with self._stall_lock:
+            if self._stalled and self.last_tick is not None:
+                self._close_stall(self.last_tick())
+        return self.stalls.covering(at)
 
     @property
     def stalled(self) -> bool:
@@ -219,15 +341,17 @@ class Watchdog:
             thread.join(timeout)
 
     def _run_loop_check(self) -> None:
-        while not self._stop.wait(min(self.interval, 1.0)):
+        while not self._stop.wait(min(self.interval, CHECK_FLOOR)):
             try:
                 self._check_loop(WatchdogReport())
             except Exception:
                 log.exception("loop check failed; continuing")
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        """Wakes every second (or ``interval``, if shorter) and runs what is due by the
+        clock: the checks' own intervals decide how often the database is read."""
+        while not self._stop.wait(min(self.interval, CHECK_FLOOR)):
             try:
-                self.check_tasks()
+                self.run_due()
             except Exception:
                 log.exception("watchdog check failed; continuing")
