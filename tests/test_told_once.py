@@ -232,3 +232,65 @@ def test_a_task_that_always_outlasts_its_period_is_one_skip_incident_not_a_storm
     assert len(skipped) > 10
     [incident] = sqlite_store.incidents("slow")
     assert not incident.is_open and incident.streak == len(skipped)
+
+
+# ---- starvation: a slot free to run that no worker takes ----------------------------------
+
+
+def test_a_starved_task_is_told_once_naming_the_holders_and_waits_with_one_slot(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    gates: dict[str, asyncio.Event] = {}
+
+    def holder(name: str) -> Any:
+        async def run() -> str:
+            gates[name] = asyncio.Event()
+            await gates[name].wait()
+            return "done"
+
+        return run
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.engine.settings.max_concurrency = 2
+        rig.h.add("story", holder("story"), cron="0 * * * *", timezone="UTC")
+        rig.h.add("reindex", holder("reindex"), cron="0 * * * *", timezone="UTC")
+        clock.advance(timedelta(hours=1))  # 01:00: both long runs start
+        await rig.h.tick(settle=False)
+        await until(lambda: len(gates) == 2)
+        rig.h.add("minutely", lambda: "ok", every="1m", timezone="UTC")
+        for _ in range(30):
+            clock.advance(timedelta(minutes=1))
+            await rig.h.tick(settle=False)
+        starved = await rig.lines()
+        row = next(t for t in rig.h.service.list_tasks() if t["name"] == "minutely")
+        assert row["health"] == "starved", row
+        assert row["health_detail"].startswith("waited 2 min for a free worker: all 2"), row
+        gates["story"].set()
+        await until(lambda: rig.h.engine.running == 1)
+        clock.advance(timedelta(seconds=1))
+        await rig.h.tick(settle=False)
+
+        def ran() -> bool:
+            return any(
+                s.status is SlotStatus.SUCCEEDED for s in sqlite_store.slots("minutely", limit=5)
+            )
+
+        await until(ran)
+        await asyncio.sleep(0.05)  # listeners hear on the loop's next turn
+        return starved, (await rig.lines())[len(starved):]
+
+    starved, after = asyncio.run(scenario())
+    assert starved == [
+        "⚠ minutely has waited 2 min for a free worker: all 2 workers busy: story for 3 min, "
+        "reindex for 3 min. Raise max_concurrency or move the long tasks apart."
+    ], starved
+    slots = sqlite_store.slots("minutely", limit=100)
+    waiting = [s for s in slots if s.status is SlotStatus.PENDING]
+    superseded = [s for s in slots if s.status is SlotStatus.SUPERSEDED]
+    # one slot waited at any time; each newer fire took the older one's place
+    assert len(waiting) <= 1 and len(superseded) >= 28
+    assert all("still waiting for a free worker" in (s.reason or "") for s in superseded)
+    assert [line for line in after if "minutely" in line] == [
+        "✔ minutely got a worker after waiting 29 min."
+    ], after

@@ -36,6 +36,7 @@ from agentcron.model import (
     TaskRecord,
     TaskSpec,
 )
+from agentcron.policies.starvation import STARVE_AT_LEAST, holders, waited_too_long
 from agentcron.schedules.base import Schedule
 from agentcron.store.base import Store
 
@@ -44,6 +45,8 @@ from .finisher import Finisher
 from .health import LoopHealth, Outage
 from .planning import Ahead, Plan, plan_due, with_overlap
 from .runner import RunnerDeps, execute, outcome_for_failure, outer_limit
+
+STARVE_SCAN = 20  # longest-waiting slots looked at per check
 
 log = logging.getLogger("agentcron.engine")
 
@@ -125,6 +128,12 @@ class Engine:
         self.slot_listeners: list[Callable[[TaskSpec, Slot], None]] = []
         # called every recover interval with the time (reminders of open incidents)
         self.housekeeping: list[Callable[[datetime], None]] = []
+        # told of a slot that has waited longer than its period for a free worker
+        # (the task, the slot, how long, and what holds the workers)
+        self.starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]] = []
+        # task -> since when it has had a slot waiting for a worker, across the waiting
+        # slots that newer fires displaced (each waits at most a period on its own)
+        self._waiting_since: dict[str, datetime] = {}
         self._runs: dict[int, _Run] = {}
         self._schedules = _ScheduleCache()
         self._last_renew: datetime | None = None
@@ -214,6 +223,7 @@ class Engine:
             report.lost = self._recover_lapsed(now)
             self.store.cancel_waiting_of_paused(now)
             self._housekeep(now)
+            self._check_starved(now)
         # Slots already waiting go first; then fresh ones start as they are recorded,
         # while there is room (one write each instead of a record and a claim).
         report.started = self._start_runs(now)
@@ -221,6 +231,39 @@ class Engine:
         report.started += fresh
         self._prepare(now)
         return report
+
+    def _check_starved(self, now: datetime) -> None:
+        """Slots free to run that have waited longer than their period while this node
+        had no room. Read through the claim's index, a few at a time: only while every
+        worker is busy, and only the longest waiting."""
+        capacity = self.settings.max_concurrency
+        if not self.starved_listeners or len(self._runs) < capacity:
+            return
+        waiting = self.store.waiting_slots(now - STARVE_AT_LEAST, STARVE_SCAN)
+        if not waiting:
+            return
+        busy = holders([(r.name, r.started_at) for r in self._runs.values()], capacity, now)
+        own = self.store.active_slots_of({s.task for s in waiting})
+        told: set[str] = set()
+        for slot in waiting:
+            if slot.task in told or any(
+                a.status is SlotStatus.RUNNING for a in own.get(slot.task, ())
+            ):
+                continue  # waiting behind its own run is overlap, not starvation
+            rec = self.store.get_task(slot.task)
+            if rec is None or rec.paused:
+                continue
+            waited = waited_too_long(
+                slot, now, self.schedule_for(rec.spec).period(), self._waiting_since.get(rec.name)
+            )
+            if waited is None:
+                continue
+            told.add(slot.task)
+            for listener in self.starved_listeners:
+                try:
+                    listener(rec.spec, slot, waited, busy)
+                except Exception:
+                    log.exception("starvation listener failed on %s", slot.task)
 
     def _housekeep(self, now: datetime) -> None:
         for duty in self.housekeeping:
@@ -625,11 +668,25 @@ class Engine:
         for plan, inserted in zip(plans, results, strict=True):
             if inserted is None:
                 continue  # another node got there first
+            if plan.displace:
+                self._note_waiting(plan, active.get(plan.spec.name, ()))
             created += len(inserted)
             skipped += sum(1 for s in inserted if s.status is SlotStatus.SKIPPED)
             missed += sum(1 for s in inserted if s.status in _NOT_RUN)
             self._after_materialize(plan, inserted, now)
         return created, skipped, missed, len(claims)
+
+    def _note_waiting(self, plan: Plan, active: Sequence[Slot]) -> None:
+        displaced = [
+            s.next_attempt_at or s.scheduled_for for s in active if s.id in plan.displace
+        ]
+        if not displaced:
+            return
+        name = plan.spec.name
+        since = min([*displaced, self._waiting_since.get(name, displaced[0])])
+        if len(self._waiting_since) >= SCHEDULE_CACHE_LIMIT and name not in self._waiting_since:
+            self._waiting_since.clear()  # a bound: at worst a starving task is told later
+        self._waiting_since[name] = since
 
     def _due_plans(self, now: datetime) -> list[Plan]:
         """The plans of the tasks due now: those made ahead for this instant if they
@@ -653,7 +710,7 @@ class Engine:
 
     def _after_materialize(self, plan: Plan, inserted: list[Slot], now: datetime) -> None:
         spec = plan.spec
-        if plan.supersede or plan.replace:
+        if plan.supersede or plan.replace or plan.displace:
             newest = max((s.scheduled_for for s in plan.slots), default=now)
             label = newest.astimezone(spec.zone(self.settings.default_zone)).strftime("%H:%M")
             for slot_id in plan.supersede:
@@ -663,6 +720,15 @@ class Engine:
                     f"superseded by the run due at {label} while waiting for a retry",
                     now,
                     only_from=[SlotStatus.RETRYING, SlotStatus.PENDING],
+                )
+            for slot_id in plan.displace:
+                self.store.set_slot_status(
+                    slot_id,
+                    SlotStatus.SUPERSEDED,
+                    f"superseded by the run due at {label}: it was still waiting for a "
+                    "free worker",
+                    now,
+                    only_from=[SlotStatus.PENDING],
                 )
             for slot_id in plan.replace:
                 self.cancel_slot(slot_id, f"replaced by the run due at {label} (overlap: replace)")
@@ -685,6 +751,7 @@ class Engine:
 
     def _spawn(self, claim: Claim, now: datetime) -> None:
         slot_id = claim.slot.id
+        self._waiting_since.pop(claim.spec.name, None)
         task = asyncio.create_task(
             self._guarded(claim, self._deps), name=f"run:{claim.spec.name}:{slot_id}"
         )

@@ -39,6 +39,7 @@ class Plan:
     slots: list[NewSlot]
     supersede: list[int] = field(default_factory=list)
     replace: list[int] = field(default_factory=list)
+    displace: list[int] = field(default_factory=list)  # waiting slots a newer fire replaces
 
 
 def plan_due(
@@ -98,6 +99,7 @@ def with_overlap(plan: Plan, active: Sequence[Slot], default_zone: str | None) -
     skipped: dict[datetime, str | None] = {}
     supersede: list[int] = []
     replace: list[int] = []
+    displace: list[int] = []
     # Which active slots a pending slot faces changes only where its time passes the
     # recording time of some catch-up slot: one bisection per slot finds its group
     # (a chunk of 2,000 against a backlog of 2,000 costs no quadratic filtering).
@@ -116,13 +118,14 @@ def with_overlap(plan: Plan, active: Sequence[Slot], default_zone: str | None) -
             continue
         supersede += [i for i in decision.supersede if i not in supersede]
         replace += [i for i in decision.replace if i not in replace]
+        displace += [i for i in decision.displace if i not in displace]
     slots = [
         NewSlot(s.scheduled_for, SlotStatus.SKIPPED, skipped[s.scheduled_for], s.trigger)
         if s.status is SlotStatus.PENDING and s.scheduled_for in skipped
         else s
         for s in plan.slots
     ]
-    return Plan(spec, plan.expected, plan.new_next, slots, supersede, replace)
+    return Plan(spec, plan.expected, plan.new_next, slots, supersede, replace, displace)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from agentcron.notify.events import (
     SkipStreak,
     SkipStreakEnded,
     TaskOverdue,
+    TaskStarved,
     WorkerLost,
 )
 from agentcron.notify.incidents import Notice, NoticeEvent, Transition, apply_event
@@ -67,6 +68,7 @@ __all__ = [
     "SkipStreak",
     "SkipStreakEnded",
     "TaskOverdue",
+    "TaskStarved",
     "Transition",
     "WorkerLost",
     "apply_event",

@@ -33,6 +33,12 @@ part would make a receiver drop all but the first); a ``command:`` script gets
 it as ``AGENTCRON_IDEMPOTENCY_KEY`` in its environment. The other Apprise
 services (chat platforms, e-mail) have no such field, so a resend shows up there.
 
+A URL may hold ``${NAME}`` placeholders (``tgram://${TELEGRAM_BOT_TOKEN}/12345``):
+:func:`channel_for` expands them when it builds the channel, from the environment
+and the config's env file, so the outbox row and everything shown keep the
+placeholder. A variable that is not set makes a channel whose sends fail
+permanently and say which variable is missing.
+
 A channel's ``key`` is its stable, secret-free name (``tgram://1...w/12345678``,
 ``command:/usr/local/bin/send_message.sh``): it groups the outbox per channel and
 is what people see. Two URLs that differ only in secrets or query options share
@@ -65,6 +71,13 @@ from apprise.plugins.custom_json import NotifyJSON
 from apprise.plugins.custom_xml import NotifyXML
 from apprise.result import AppriseResultStatus
 
+from agentcron.config._env import (
+    MissingVariableError,
+    PlaceholderError,
+    current_environ,
+    expand,
+    has_placeholder,
+)
 from agentcron.model import Message
 from agentcron.redact import redact
 
@@ -261,8 +274,14 @@ class CommandChannel:
 
 
 def channel_for(url: str, timeout: float = DEFAULT_TIMEOUT) -> Channel:
-    """The channel for one configured URL; an unusable URL gives a channel whose
-    sends fail permanently (so the problem is shown, not swallowed)."""
+    """The channel for one configured URL, its placeholders expanded now; an unusable
+    URL gives a channel whose sends fail permanently (so the problem is shown, not
+    swallowed)."""
+    if has_placeholder(url):
+        try:
+            url = expand(url, current_environ())
+        except (MissingVariableError, PlaceholderError) as exc:
+            return InvalidChannel(_placeholder_key(url), f"cannot build the channel: {exc}")
     if url.strip().lower().startswith(COMMAND_PREFIX):
         try:
             argv = shlex.split(url.strip()[len(COMMAND_PREFIX) :])
@@ -275,6 +294,16 @@ def channel_for(url: str, timeout: float = DEFAULT_TIMEOUT) -> Channel:
     if _instantiate(url) is None:
         return InvalidChannel(channel.key, _invalid_reason(url))
     return channel
+
+
+def _placeholder_key(url: str) -> str:
+    """The name of a channel whose URL could not be expanded: as written, placeholders
+    shown (they hold no secret), query and any literal credentials left out."""
+    if url.strip().lower().startswith(COMMAND_PREFIX):
+        argv = url.strip().split()
+        return redact(argv[0]) if argv else COMMAND_PREFIX
+    base = url.split("?", 1)[0].rstrip("/")
+    return redact(base, [s for s in _url_secrets(base) if not has_placeholder(s)])
 
 
 def check_channel_url(url: str) -> str | None:

@@ -195,6 +195,18 @@ class DeliveryRecovered:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TaskStarved:
+    """A slot free to run has waited ``waited`` for a worker; ``holders`` says what holds
+    them ("all 4 workers busy: story for 2h10m, reindex for 40m")."""
+
+    task: str
+    at: datetime
+    slot_id: int
+    waited: timedelta
+    holders: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Reminder:
     """An incident of ``kind`` is still open after the task's ``remind_after``."""
 
@@ -214,6 +226,7 @@ Event = (
     | SkipStreakEnded
     | DeliveryFailed
     | DeliveryRecovered
+    | TaskStarved
     | Reminder
 )
 

@@ -36,6 +36,7 @@ from agentcron.notify.events import (
     SkipStreak,
     SkipStreakEnded,
     TaskOverdue,
+    TaskStarved,
     WorkerLost,
 )
 
@@ -160,6 +161,8 @@ def apply_event(
         notice = _on_skips_ended(changes, event)
     elif isinstance(event, DeliveryFailed):
         notice = _on_delivery_failed(changes, event)
+    elif isinstance(event, TaskStarved):
+        notice = _on_starved(changes, event)
     elif isinstance(event, Reminder):
         notice = _on_reminder(changes, event)
     else:
@@ -171,6 +174,7 @@ def _close_after_run(changes: _Changes, slot_id: int, at: datetime) -> list[Inci
     """A run that ended (or is going) proves the schedule fires: overdue is over,
     and a stuck incident about this very run ends with it."""
     closed = changes.close(IncidentKind.OVERDUE, at)
+    closed += changes.close(IncidentKind.STARVED, at)
     stuck = changes.current.get(IncidentKind.STUCK)
     if stuck is not None and stuck.slot_id == slot_id:
         closed += changes.close(IncidentKind.STUCK, at)
@@ -381,6 +385,25 @@ def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
 
 def _on_delivery_recovered(changes: _Changes, ev: DeliveryRecovered) -> Notice | None:
     return _closing_notice(changes.close(IncidentKind.DELIVERY, ev.at), ev)
+
+
+def _on_starved(changes: _Changes, ev: TaskStarved) -> Notice | None:
+    summary = f"waited {format_duration(ev.waited)} for a free worker: {ev.holders}"
+    current = changes.current.get(IncidentKind.STARVED)
+    if current is not None:
+        changes.put("updated", replace(current, summary=summary, updated_at=ev.at))
+        return None
+    incident = Incident(
+        task=ev.task,
+        kind=IncidentKind.STARVED,
+        opened_at=ev.at,
+        summary=summary,
+        slot_id=ev.slot_id,
+        since=ev.at - ev.waited,
+        updated_at=ev.at,
+    )
+    changes.put("opened", incident)
+    return _notice(NoticeEvent.OPENED, incident, ev)
 
 
 def _on_skips_ended(changes: _Changes, ev: SkipStreakEnded) -> Notice | None:

@@ -29,6 +29,7 @@ from agentcron.notify.events import (
     RunSucceeded,
     SkipStreak,
     TaskOverdue,
+    TaskStarved,
     WorkerLost,
 )
 from agentcron.notify.incidents import Notice, NoticeEvent, downtime
@@ -103,6 +104,13 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
         return (
             f"⚠ {task} is being skipped",
             f"⚠ {task} was skipped {cause.count} times in a row: {_phrase(cause.reason)}.",
+            "warning",
+        )
+    if isinstance(cause, TaskStarved):
+        return (
+            f"⚠ {task} is waiting for a worker",
+            f"⚠ {task} has waited {format_duration(cause.waited)} for a free worker: "
+            f"{cause.holders}. Raise max_concurrency or move the long tasks apart.",
             "warning",
         )
     if isinstance(cause, DeliveryFailed):
@@ -211,6 +219,8 @@ def _closed(inc: Incident, cause: Event, task: str) -> tuple[str, str, Severity]
         IncidentKind.SUSPICIOUS: f"✔ {task} produced output again",
         IncidentKind.SKIP_STREAK: f"✔ {task} runs on schedule again",
         IncidentKind.DELIVERY: f"✔ {task}: output delivered",
+        IncidentKind.STARVED: f"✔ {task} got a worker",
+        IncidentKind.MISSED: f"✔ {task} ran again",
     }
     return titles[inc.kind], f"✔ {_closed_sentence(inc, cause)}", "recovery"
 
@@ -233,6 +243,11 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
         return f"{task} produced output again."
     if inc.kind is IncidentKind.SKIP_STREAK:
         return f"{task} runs on schedule again after {_plural(inc.streak, 'skipped run')}."
+    if inc.kind is IncidentKind.STARVED:
+        waited = format_duration(cause.at - (inc.since or inc.opened_at))
+        return f"{task} got a worker after waiting {waited}."
+    if inc.kind is IncidentKind.MISSED:
+        return f"{task} ran again after the runs it missed."
     assert isinstance(cause, DeliveryRecovered)
     if cause.slot_id == inc.slot_id:
         return (

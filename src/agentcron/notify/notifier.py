@@ -43,6 +43,7 @@ from agentcron.notify.events import (
     RunSucceeded,
     SkipStreak,
     SkipStreakEnded,
+    TaskStarved,
 )
 from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
 from agentcron.notify.messages import render
@@ -59,6 +60,7 @@ class EngineHooks(Protocol):
     batch_listeners: list[Callable[[Sequence[Finished]], None]]
     slot_listeners: list[Callable[[TaskSpec, Slot], None]]
     housekeeping: list[Callable[[datetime], None]]
+    starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]]
 
 SKIP_STREAK = 3
 ESCALATE_AT_LEAST = timedelta(hours=1)
@@ -90,6 +92,17 @@ class Notifier:
         engine.batch_listeners.append(self.on_finished_many)
         engine.slot_listeners.append(self.on_recorded_slot)
         engine.housekeeping.append(self.remind)
+        engine.starved_listeners.append(self.on_starved)
+
+    def on_starved(self, spec: TaskSpec, slot: Slot, waited: timedelta, holders: str) -> None:
+        """A slot waited longer than its period for a worker: one incident until a run
+        of the task starts and ends (checked without a write while it stays open)."""
+        if IncidentKind.STARVED in self.store.open_incidents(spec.name):
+            return
+        event = TaskStarved(
+            task=spec.name, at=self.clock.now(), slot_id=slot.id, waited=waited, holders=holders
+        )
+        self.emit(spec, event)
 
     def escalate_after(self, spec: TaskSpec) -> timedelta:
         """How long a task may fail, each run retried, before the owner hears it is down:

@@ -23,6 +23,9 @@ class OverlapDecision:
     reason: str | None = None
     supersede: list[int] = field(default_factory=list)  # retrying slots the new one replaces
     replace: list[int] = field(default_factory=list)  # running slots to stop (overlap: replace)
+    # scheduled slots still waiting for a free worker: the newer fire takes their place,
+    # so a starved task has one slot waiting, not one per period it waited
+    displace: list[int] = field(default_factory=list)
 
 
 def decide_overlap(policy: OverlapPolicy, active: Sequence[Slot], label: str) -> OverlapDecision:
@@ -31,13 +34,18 @@ def decide_overlap(policy: OverlapPolicy, active: Sequence[Slot], label: str) ->
     retrying = [s.id for s in active if s.status is SlotStatus.RETRYING]
     running = [s for s in active if s.status is SlotStatus.RUNNING]
     waiting = [s for s in active if s.status is SlotStatus.PENDING]
+    # A manual trigger is the owner's own request: it keeps its place.
+    stale = [s.id for s in waiting if s.trigger != "manual"]
     if not running:
-        return OverlapDecision(SlotStatus.PENDING, supersede=retrying)
+        return OverlapDecision(SlotStatus.PENDING, supersede=retrying, displace=stale)
     if policy is OverlapPolicy.ALLOW:
-        return OverlapDecision(SlotStatus.PENDING, supersede=retrying)
+        return OverlapDecision(SlotStatus.PENDING, supersede=retrying, displace=stale)
     if policy is OverlapPolicy.REPLACE:
         return OverlapDecision(
-            SlotStatus.PENDING, supersede=retrying, replace=[s.id for s in running]
+            SlotStatus.PENDING,
+            supersede=retrying,
+            replace=[s.id for s in running],
+            displace=stale,
         )
     if policy is OverlapPolicy.QUEUE:
         if waiting:

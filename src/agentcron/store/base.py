@@ -216,6 +216,12 @@ class SlotStore(Protocol):
 
     def last_success(self, task: str) -> Slot | None: ...
 
+    def waiting_slots(self, since: datetime, limit: int) -> list[Slot]:
+        """Slots that could have started at ``since`` or earlier and have not (pending or
+        retrying, due by then), longest waiting first: the starvation check's read,
+        through the claim's own index."""
+        ...
+
     def slot_before(self, task: str, scheduled_for: datetime) -> Slot | None:
         """The task's slot due just before ``scheduled_for``, whatever its status."""
         ...

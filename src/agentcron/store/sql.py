@@ -975,6 +975,16 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL):
                 out.setdefault(task, []).append(SlotStatus(status))
         return out
 
+    def waiting_slots(self, since: datetime, limit: int) -> list[Slot]:
+        return [
+            slot_from_row(r)
+            for r in self._q(
+                f"SELECT {SLOT_COLUMNS} FROM slots WHERE status IN ('pending', 'retrying') "
+                "AND next_attempt_at <= ? ORDER BY next_attempt_at, scheduled_for, id LIMIT ?",
+                (ts(since), limit),
+            )
+        ]
+
     def slot_before(self, task: str, scheduled_for: datetime) -> Slot | None:
         rows = self._q(
             f"SELECT {SLOT_COLUMNS} FROM slots WHERE task = ? AND scheduled_for < ? "
