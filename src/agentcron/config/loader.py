@@ -10,6 +10,11 @@ schedule applies only to tasks that set none (``expires`` only to ``at`` tasks,
 ``anchor`` only to ``every`` tasks), and a default action only to tasks that set no
 other action, so ``defaults: {llm: {base_url: …, model: …}}`` can serve the model
 tasks while command tasks stay command tasks.
+
+``${NAME}`` placeholders (see :mod:`agentcron.config._env`) are checked here against
+the environment and the optional ``env_file:``, and every value is validated as it
+will be used, expanded; the specs and the loaded config keep the placeholders, so
+what is stored and shown never holds the secret.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agentcron.config import _env, _placeholders
+from agentcron.config._env import EnvFileError, expand_value
 from agentcron.config._problems import Issue, issues_from
 from agentcron.config._urls import check_apprise_url, redact_urls_in
 from agentcron.config._yaml import Path as KeyPath
@@ -35,7 +42,13 @@ from agentcron.config.schema import (
 )
 from agentcron.model.task import TaskSpec
 
-__all__ = ["config_json_schema", "load_config", "parse_config_text", "validate_task_mapping"]
+__all__ = [
+    "config_json_schema",
+    "expand_value",
+    "load_config",
+    "parse_config_text",
+    "validate_task_mapping",
+]
 
 _SCHEDULES = ("cron", "every", "at")
 _SCHEDULE_COMPANIONS = {"expires": "at", "anchor": "every"}
@@ -59,9 +72,15 @@ class _Place:
         return ConfigProblem(format_path(self.prefix + path), text, line or self.line)
 
 
-def parse_config_text(text: str, source: str = "<string>") -> LoadedConfig:
-    """Validate a whole config document; raise :class:`ConfigError` listing every problem."""
-    return _parse(text, source, hashlib.sha256(text.encode("utf-8")).hexdigest())
+def parse_config_text(
+    text: str, source: str = "<string>", *, base_dir: Path | None = None
+) -> LoadedConfig:
+    """Validate a whole config document; raise :class:`ConfigError` listing every problem.
+
+    ``base_dir`` is where a relative ``env_file:`` is found (default: the current folder).
+    """
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _parse(text, source, digest, base_dir or Path.cwd())
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -84,7 +103,7 @@ def load_config(path: Path) -> LoadedConfig:
         line = data[: exc.start].count(b"\n") + 1
         message = f"not UTF-8 text (invalid byte at offset {exc.start}); save the file as UTF-8"
         raise ConfigError([ConfigProblem("", message, line)], source) from None
-    return _parse(text, source, hashlib.sha256(data).hexdigest())
+    return _parse(text, source, hashlib.sha256(data).hexdigest(), path.parent)
 
 
 def validate_task_mapping(
@@ -92,20 +111,28 @@ def validate_task_mapping(
     raw: Mapping[str, Any],
     defaults: Mapping[str, Any] | None = None,
     location_prefix: str = "tasks",
+    *,
+    environ: Mapping[str, str] | None = None,
 ) -> TaskSpec:
     """One task from outside the file (``agentcron add``, the HTTP API), same rules and
-    messages as in the file; problems are located at ``<location_prefix>.<name>.<key>``."""
+    messages as in the file; problems are located at ``<location_prefix>.<name>.<key>``.
+
+    Placeholders are checked against ``environ`` (default: the environment and the
+    env file of the config last loaded)."""
+    env = _env.current_environ() if environ is None else environ
     prefix: KeyPath = (location_prefix, name) if location_prefix else (name,)
     defaults_place = _Place(("defaults",), defaults, None)
-    problems = _defaults_problems(defaults or {}, defaults_place)
-    spec, task_problems = _check_task(name, raw, defaults or {}, _Place(prefix, raw, None))
+    problems = _defaults_problems(defaults or {}, defaults_place, env)
+    spec, task_problems = _check_task(
+        name, raw, defaults or {}, _Place(prefix, raw, None), env
+    )
     problems += task_problems
     if problems or spec is None:
         raise ConfigError(_ordered(problems), "")
     return spec
 
 
-def _parse(text: str, source: str, digest: str) -> LoadedConfig:
+def _parse(text: str, source: str, digest: str, base_dir: Path) -> LoadedConfig:
     tree, problems = read_yaml(text)
     if problems:
         raise ConfigError(_ordered(problems), source)
@@ -122,9 +149,14 @@ def _parse(text: str, source: str, digest: str) -> LoadedConfig:
     refused = list(problems)  # values to_plain would not take; validated as null below
     root = _Place((), tree, None)
 
+    file_values = _env_file(plain, base_dir, root, problems)
+    environ = _env.current_environ(file_values)
+    held = _placeholders.top_problems(plain, environ, root.problem)
+    problems += held
+
     top: ConfigFile | None = None
     try:
-        top = ConfigFile.model_validate(plain)
+        top = ConfigFile.model_validate(_placeholders.expanded_top(plain, environ))
     except ValidationError as exc:
         for issue in issues_from(exc, ConfigFile, plain):
             problems.append(root.problem(issue.path, _top_level_message(issue, plain)))
@@ -132,7 +164,7 @@ def _parse(text: str, source: str, digest: str) -> LoadedConfig:
     defaults_raw = plain.get("defaults")
     defaults = defaults_raw if isinstance(defaults_raw, Mapping) else {}
     defaults_place = _Place(("defaults",), child(tree, "defaults"), line_of(tree, ("defaults",)))
-    problems += _defaults_problems(defaults, defaults_place)
+    problems += _defaults_problems(defaults, defaults_place, environ)
 
     tasks: dict[str, TaskSpec] = {}
     tasks_raw = plain.get("tasks")
@@ -141,28 +173,82 @@ def _parse(text: str, source: str, digest: str) -> LoadedConfig:
         for name, raw in tasks_raw.items():
             node = child(tasks_node, name)
             place = _Place(("tasks", name), node, line_of(tree, ("tasks", name)))
-            spec, task_problems = _check_task(name, raw, defaults, place)
+            spec, task_problems = _check_task(name, raw, defaults, place, environ)
             problems += task_problems
             if spec is not None:
                 tasks[name] = spec
 
     if problems or top is None:
-        # a refused value's own problem says enough; drop the "null" complaints
+        # a refused value's own problem says enough; drop the "null" complaints, and
+        # the complaints about a value whose placeholder could not be expanded
         refused_at = {p.location for p in refused}
-        rest = [p for p in problems[len(refused) :] if p.location not in refused_at]
+        held_at = {p.location for p in held}
+        rest = [
+            p
+            for p in problems[len(refused) :]
+            if p.location not in refused_at
+            and (p in held or not _placeholders.within(p.location, held_at))
+        ]
         problems = refused + rest
         raise ConfigError(_ordered(problems), source)
+    _env.use_env_file_values(file_values)
     return LoadedConfig(
         source=source,
         timezone=top.timezone,
-        notify=list(top.notify),
-        heartbeat_url=top.heartbeat_url,
+        notify=_as_written(plain.get("notify"), list(top.notify)),
+        heartbeat_url=_written(plain.get("heartbeat_url"), top.heartbeat_url),
         max_concurrency=top.max_concurrency,
-        api=top.api,
+        api=_api_as_written(plain.get("api"), top),
         tasks=tasks,
         digest=digest,
         defaults=dict(defaults),
     )
+
+
+def _env_file(
+    plain: dict[str, Any], base_dir: Path, root: _Place, problems: list[ConfigProblem]
+) -> dict[str, str]:
+    """Read the top-level ``env_file:`` (taken out of ``plain`` unless the schema knows it)."""
+    if "env_file" not in ConfigFile.model_fields:
+        raw = plain.pop("env_file", None)
+    else:
+        raw = plain.get("env_file")
+    if raw is None:
+        return {}
+    if not isinstance(raw, str) or not raw.strip():
+        problems.append(root.problem(("env_file",), "must be the path of a dotenv file"))
+        return {}
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        return _env.read_env_file(path)
+    except EnvFileError as exc:
+        problems.append(root.problem(("env_file",), str(exc)))
+        return {}
+
+
+def _as_written(raw: Any, checked: list[str]) -> list[str]:
+    """The URLs as written (placeholders kept) when they line up with the checked ones."""
+    written = [raw] if isinstance(raw, str) else raw
+    if (
+        isinstance(written, list)
+        and len(written) == len(checked)
+        and all(isinstance(w, str) for w in written)
+    ):
+        return list(written)
+    return checked
+
+
+def _written(raw: Any, checked: str | None) -> str | None:
+    return raw if isinstance(raw, str) and checked is not None else checked
+
+
+def _api_as_written(raw: Any, top: ConfigFile) -> Any:
+    token = raw.get("token") if isinstance(raw, Mapping) else None
+    if isinstance(token, str) and token != top.api.token:
+        return top.api.model_copy(update={"token": token})
+    return top.api
 
 
 def _top_level_message(issue: Issue, plain: Mapping[str, Any]) -> str:
@@ -181,7 +267,9 @@ def _top_level_message(issue: Issue, plain: Mapping[str, Any]) -> str:
     return issue.message
 
 
-def _defaults_problems(defaults: Mapping[str, Any], place: _Place) -> list[ConfigProblem]:
+def _defaults_problems(
+    defaults: Mapping[str, Any], place: _Place, environ: Mapping[str, str]
+) -> list[ConfigProblem]:
     """Problems of ``defaults`` itself, reported once rather than once per task.
 
     Requirements that only a whole task can meet (one schedule, one action, an
@@ -192,6 +280,8 @@ def _defaults_problems(defaults: Mapping[str, Any], place: _Place) -> list[Confi
     if "name" in values:
         del values["name"]
         problems.append(place.problem(("name",), "unknown key 'name': a task's name is its key"))
+    held = _placeholders.task_problems(values, environ, place.problem)
+    values = _placeholders.expanded_task(values, environ)
     data = {"name": "defaults", **_urls_as_lists(values)}
     try:
         TaskSpec.model_validate(data)
@@ -204,11 +294,21 @@ def _defaults_problems(defaults: Mapping[str, Any], place: _Place) -> list[Confi
             if issue.path and issue.kind != "missing"
         )
     problems += _url_problems(values, place)
-    return problems
+    return held + _not_within(problems, held)
+
+
+def _not_within(problems: list[ConfigProblem], held: list[ConfigProblem]) -> list[ConfigProblem]:
+    """``problems`` without those about values whose placeholder is itself the problem."""
+    roots = {p.location for p in held}
+    return [p for p in problems if not _placeholders.within(p.location, roots)]
 
 
 def _check_task(
-    name: str, raw: Any, defaults: Mapping[str, Any], place: _Place
+    name: str,
+    raw: Any,
+    defaults: Mapping[str, Any],
+    place: _Place,
+    environ: Mapping[str, str],
 ) -> tuple[TaskSpec | None, list[ConfigProblem]]:
     """Merge defaults into one task and validate it; defaults' own faults are skipped."""
     if not isinstance(raw, Mapping):
@@ -221,8 +321,10 @@ def _check_task(
         del own["name"]
         message = "unknown key 'name': a task's name is its key under tasks:"
         problems.append(place.problem(("name",), message))
+    held = _placeholders.task_problems(own, environ, place.problem)
     merged, inherited = _merge_defaults(own, {k: v for k, v in defaults.items() if k != "name"})
-    data = {"name": name, **_urls_as_lists(merged)}
+    written = {"name": name, **_urls_as_lists(merged)}
+    data = _placeholders.expanded_task(written, environ)
     spec: TaskSpec | None = None
     try:
         spec = TaskSpec.model_validate(data)
@@ -239,7 +341,13 @@ def _check_task(
             # field errors stop pydantic before the whole-task checks; run the
             # structural ones here so a task missing its schedule hears it now
             problems += [place.problem((), m) for m in _shape_messages(data, inherited)]
-    problems += _url_problems(own, place)
+    problems += _url_problems(_placeholders.expanded_task(own, environ), place)
+    problems = held + _not_within(problems, held)
+    if spec is not None and not problems:
+        spec, stored_problems = _placeholders.keep_placeholders(
+            spec, written, data, place.problem
+        )
+        problems += stored_problems
     return (spec if not problems else None), problems
 
 

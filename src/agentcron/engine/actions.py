@@ -2,16 +2,31 @@
 
 The python worker pool is started lazily on the first process-isolated python
 task, so a daemon with only commands pays no idle worker processes.
+
+A task whose action holds ``${NAME}`` placeholders gets an action that expands
+them as the attempt starts (:func:`agentcron.config._env.expand_spec`): the spec
+in the database keeps the placeholder, the running command, request or prompt sees
+the value. A variable unset by then fails the attempt as a ``config_error``
+naming it, rather than running with a hole in its command.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from agentcron.actions.base import Action
+from agentcron.actions.base import Action, ActionContext, ActionResult
+from agentcron.config._env import (
+    MissingVariableError,
+    PlaceholderError,
+    expand_spec,
+    spec_needs_expansion,
+)
 from agentcron.model import TaskSpec
+from agentcron.model.enums import ErrorClass
+from agentcron.model.failure import FailureInfo
 
 
 class ActionRegistry:
@@ -50,6 +65,12 @@ class ActionRegistry:
             self._pool = None
 
     def __call__(self, spec: TaskSpec) -> Action:
+        action = self._action(spec)
+        if spec_needs_expansion(spec):
+            return _Expanding(action)
+        return action
+
+    def _action(self, spec: TaskSpec) -> Action:
         kind = spec.action_kind
         if kind == "command":
             return self._cached("command", _command)
@@ -75,6 +96,27 @@ class ActionRegistry:
         if action is None:
             action = self._cache[key] = make()
         return action
+
+
+class _Expanding:
+    """Runs ``inner`` with the attempt's spec expanded from the environment and env file."""
+
+    def __init__(self, inner: Action) -> None:
+        self._inner = inner
+
+    async def run(self, ctx: ActionContext) -> ActionResult:
+        try:
+            spec = expand_spec(ctx.spec)
+        except (MissingVariableError, PlaceholderError) as exc:
+            return ActionResult(
+                ok=False,
+                failure=FailureInfo(
+                    message=f"cannot run {ctx.task}: {exc}",
+                    known_class=ErrorClass.CONFIG_ERROR,
+                    action=ctx.spec.action_kind,
+                ),
+            )
+        return await self._inner.run(replace(ctx, spec=spec))
 
 
 class _PooledPython:
