@@ -19,7 +19,7 @@ from agentcron.clock import FakeClock
 from agentcron.home import hostname
 from agentcron.interfaces.dashboard import build_router
 from agentcron.model import SlotStatus
-from agentcron.model.run import NodeInfo
+from agentcron.model.run import NewSlot, NodeInfo
 from harness import Harness
 
 SAME = {"Origin": "http://testserver"}
@@ -90,6 +90,25 @@ def test_every_page_renders_from_what_the_service_recorded(
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     htmx = client.get("/static/htmx.min.js")
     assert htmx.status_code == 200 and "0BSD" in htmx.text[:300]
+
+
+def test_why_a_slot_did_not_run_is_shown_in_its_row(
+    client: TestClient, harness: Harness
+) -> None:
+    now = harness.clock.now()
+    reasons = {
+        SlotStatus.SKIPPED: "precheck: no new mail since 09:00",
+        SlotStatus.MISSED: "the daemon was down at the time (catch-up: latest only)",
+        SlotStatus.SUPERSEDED: "a newer run replaced it (overlap: replace)",
+    }
+    for i, (status, reason) in enumerate(reasons.items()):
+        at = now - timedelta(seconds=90 + i)
+        harness.store.add_slot("alpha_ok", NewSlot(at, status, reason=reason), now)
+    rows = client.get("/fragments/tasks/alpha_ok/runs").text
+    for status, reason in reasons.items():
+        row = re.search(rf'<tr id="run-\d+" class="s-row-{status.value}">.*?</tr>', rows, re.S)
+        assert row is not None, status
+        assert reason.replace("'", "&#39;") in row.group(0)
 
 
 def test_unknown_things_are_404_pages_that_say_what_was_asked(client: TestClient) -> None:

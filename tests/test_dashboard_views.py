@@ -1,0 +1,147 @@
+"""The dashboard's sentences and shapes, as a person reads them: schedules in words,
+countdowns, the not-running banner, the order of tasks, the duration sparkline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agentcron.interfaces.dashboard._sparkline import sparkline
+from agentcron.interfaces.dashboard._views import banner, relative, sort_tasks
+from agentcron.interfaces.dashboard._words import schedule_in_words
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "words"),
+    [
+        ("0 2 * * *", "every day at 02:00"),
+        ("@daily", "every day at 00:00"),
+        ("30 2 * * 1-5", "at 02:30 on weekdays"),
+        ("0 9 * * MON-FRI", "at 09:00 on weekdays"),
+        ("0 10 * * 0,6", "at 10:00 at weekends"),
+        ("0 8 * * 1", "at 08:00 on Mondays"),
+        ("0 8 * * 1,5", "at 08:00 on Mondays and Fridays"),
+        ("0 8 * * 7", "at 08:00 on Sundays"),
+        ("*/15 * * * *", "every 15 minutes"),
+        ("*/15 * * * 1-5", "every 15 minutes on weekdays"),
+        ("* * * * *", "every minute"),
+        ("0 * * * *", "every hour, on the hour"),
+        ("@hourly", "every hour, on the hour"),
+        ("5 * * * *", "every hour at minute 5"),
+        ("0 */6 * * *", "every 6 hours at minute 0 (from 00:00)"),
+        ("0 9-17 * * 1-5", "every hour from 09:00 to 17:00 on weekdays"),
+        ("0 9,13,17 * * *", "every day at 09:00, 13:00 and 17:00"),
+        ("0 0 1 * *", "at 00:00 on day 1 of the month"),
+        ("0 0 1,15 * *", "at 00:00 on days 1 and 15 of the month"),
+        ("0 0 L * *", "at 00:00 on the last day of the month"),
+        ("0 0 1 1 *", "at 00:00 on day 1 of the month in January"),
+        ("0 6 * 3,9 *", "at 06:00 in March and September"),
+        ("every 10 min", "every 10 min"),
+        ("at 2026-07-01T09:00:00+02:00", "once, at 2026-07-01 09:00:00+02:00"),
+    ],
+)
+def test_common_schedules_are_said_in_words(schedule: str, words: str) -> None:
+    assert schedule_in_words(schedule) == words
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "0 0 1 * 1",  # a day of the month OR a Monday: cron's rule, easy to misread
+        "0 9-17/2 * * *",
+        "*/5 9-17 * * *",
+        "0 0 * * 1-3,5",
+        "1,2 3,4 * * *",
+        "0 0 * * * *",
+    ],
+)
+def test_shapes_not_put_in_words_give_none_rather_than_a_guess(schedule: str) -> None:
+    assert schedule_in_words(schedule) is None
+
+
+def test_countdowns_and_ages_in_words() -> None:
+    assert relative(NOW + timedelta(seconds=42), NOW) == "in 42s"
+    assert relative(NOW + timedelta(minutes=3, seconds=5), NOW) == "in 3 min 5s"
+    assert relative(NOW + timedelta(minutes=3), NOW) == "in 3 min"
+    assert relative(NOW - timedelta(minutes=4), NOW) == "4 min ago"
+    assert relative(NOW + timedelta(hours=26), NOW) == "in 1 day 2 hours"
+    assert relative(NOW + timedelta(milliseconds=300), NOW) == "now"
+    assert relative(None, NOW) == ""
+
+
+def _node(**fields: object) -> dict[str, object]:
+    base = {"host": "box", "pid": 4242, "state": "stale", "stopped_at": None}
+    return {**base, **fields}
+
+
+def test_the_banner_is_silent_while_a_daemon_is_alive() -> None:
+    beat = (NOW - timedelta(seconds=3)).isoformat()
+    assert (
+        banner({"alive": True, "nodes": [_node(heartbeat_at=beat, state="running")]}, NOW) is None
+    )
+
+
+def test_the_banner_says_when_the_last_tick_was_and_that_nothing_fires() -> None:
+    old = (NOW - timedelta(minutes=9)).isoformat()
+    newer = (NOW - timedelta(minutes=4)).isoformat()
+    text = banner(
+        {"alive": False, "nodes": [_node(heartbeat_at=old), _node(heartbeat_at=newer, pid=7)]},
+        NOW,
+    )
+    assert text is not None
+    assert text.startswith("The daemon's last tick was 4 min ago: nothing is firing.")
+    assert "pid 7 on box" in text
+
+
+def test_the_banner_tells_a_stopped_daemon_and_a_database_never_run() -> None:
+    stopped = (NOW - timedelta(minutes=2)).isoformat()
+    text = banner({"alive": False, "nodes": [_node(heartbeat_at=stopped, stopped_at=stopped)]}, NOW)
+    assert text == (
+        "The daemon was stopped 2 min ago: nothing is firing. Start it again with `agentcron run`."
+    )
+    never = banner({"alive": False, "nodes": []}, NOW)
+    assert never is not None and never.startswith("No daemon has ever run against this database")
+
+
+def test_tasks_are_ordered_most_urgent_first_then_by_name() -> None:
+    words = ["ok", "paused", "retrying", "failing", "stuck", "ok", "delivery_failed", "overdue"]
+    tasks = [{"name": f"t{i}", "health": h} for i, h in enumerate(words)]
+    ordered = [(t["name"], t["health"]) for t in sort_tasks(tasks)]
+    assert ordered == [
+        ("t4", "stuck"),
+        ("t3", "failing"),
+        ("t7", "overdue"),
+        ("t6", "delivery_failed"),
+        ("t2", "retrying"),
+        ("t0", "ok"),
+        ("t5", "ok"),
+        ("t1", "paused"),
+    ]
+
+
+def _run(run_id: int, seconds: float | None, status: str = "succeeded") -> dict[str, object]:
+    start = NOW - timedelta(hours=run_id)
+    end = None if seconds is None else (start + timedelta(seconds=seconds)).isoformat()
+    return {"id": run_id, "status": status, "started_at": start.isoformat(), "finished_at": end}
+
+
+def test_the_sparkline_draws_ended_runs_oldest_left_and_marks_failures() -> None:
+    # newest first, as the service lists them; run 4 is still running (no end)
+    runs = [_run(4, None, "running"), _run(3, 10, "failed"), _run(2, 30), _run(1, 20)]
+    spark = sparkline(runs)
+    assert spark is not None
+    assert [d.label for d in spark.dots] == ["run 1: 20s", "run 2: 30s", "run 3: 10s (failed)"]
+    assert [d.failed for d in spark.dots] == [False, False, True]
+    xs = [d.x for d in spark.dots]
+    assert xs == sorted(xs) and xs[0] == 3.0 and xs[-1] == spark.width - 3.0
+    ys = {d.label: d.y for d in spark.dots}  # SVG y grows downwards: longest is highest
+    assert ys["run 2: 30s"] < ys["run 1: 20s"] < ys["run 3: 10s (failed)"]
+    assert spark.summary == "last 3 runs took 10s to 30s, latest 10s"
+
+
+def test_no_sparkline_from_fewer_than_two_ended_runs() -> None:
+    assert sparkline([]) is None
+    assert sparkline([_run(1, 5), _run(2, None, "running")]) is None
