@@ -294,3 +294,50 @@ def test_a_starved_task_is_told_once_naming_the_holders_and_waits_with_one_slot(
     assert [line for line in after if "minutely" in line] == [
         "✔ minutely got a worker after waiting 29 min."
     ], after
+
+
+# ---- downtime: one report for all tasks, health until the next run ------------------------
+
+
+def test_a_daemon_back_after_a_day_sends_one_report_of_what_was_missed(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    async def scenario() -> tuple[list[Message], list[dict[str, Any]], list[dict[str, Any]]]:
+        before = Rig(sqlite_store, clock, home)  # the daemon that added the tasks, then died
+        before.h.add("hourly", lambda: "ok", cron="0 * * * *", timezone="UTC", catchup="latest")
+        before.h.add("heartbeat", lambda: "ok", every="10m", timezone="UTC", catchup="none")
+        before.h.add("daily", lambda: "ok", cron="30 2 * * *", timezone="UTC")
+        clock.advance(timedelta(days=1, minutes=5))
+        rig = Rig(sqlite_store, clock, home)  # started a day later
+        for name in ("hourly", "heartbeat", "daily"):
+            rig.h.registry.register_callable(f"tests:{name}", lambda: "ok")
+        await rig.h.tick()
+        for _ in range(4):
+            clock.advance(timedelta(seconds=1))
+            await rig.h.tick()
+        await rig.sender.drain_once()
+        rows = rig.h.service.list_tasks()
+        for name in ("hourly", "heartbeat", "daily"):
+            records[name] = [
+                s for s in sqlite_store.slots(name, limit=1000) if s.status is SlotStatus.MISSED
+            ]
+        clock.advance(timedelta(minutes=5))  # heartbeat's 00:10 fire runs on time
+        await rig.h.tick()
+        return list(rig.channel.sent), rows, rig.h.service.list_tasks()
+
+    records: dict[str, list[Any]] = {}
+    sent, rows, later = asyncio.run(scenario())
+    missed = [m for m in sent if m.event == "missed"]
+    assert len(missed) == 1, [m.body for m in sent]
+    body = missed[0].body.splitlines()
+    total = sum(len(v) for v in records.values())
+    assert body[0].startswith(f"⚠ {total} runs of 2 tasks did not run (due between "), body
+    assert body[1].startswith(f"• heartbeat: {len(records['heartbeat'])} missed — "), body
+    assert "catchup: none" in body[1], body
+    assert body[2].startswith(f"• hourly: {len(records['hourly'])} missed — the daemon was not"), body
+    assert records["daily"] == []  # its one missed fire ran (catch-up: latest)
+    health = {r["name"]: r["health"] for r in rows}
+    assert health == {"hourly": "ok", "heartbeat": "missed", "daily": "ok"}, rows
+    assert {r["name"]: r["health"] for r in later}["heartbeat"] == "ok"
+    # nothing else was told per task, and the missed incident closed without a word
+    assert [m.event for m in sent] == ["missed"]

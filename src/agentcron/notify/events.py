@@ -207,6 +207,19 @@ class TaskStarved:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunsMissed:
+    """``count`` slots of the task were recorded missed or expired (not run) at once,
+    due from ``first`` to ``last``, for ``reason`` (the newest one's)."""
+
+    task: str
+    at: datetime
+    count: int
+    first: datetime
+    last: datetime
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Reminder:
     """An incident of ``kind`` is still open after the task's ``remind_after``."""
 
@@ -227,6 +240,7 @@ Event = (
     | DeliveryFailed
     | DeliveryRecovered
     | TaskStarved
+    | RunsMissed
     | Reminder
 )
 

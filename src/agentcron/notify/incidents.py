@@ -31,6 +31,7 @@ from agentcron.notify.events import (
     EmptySuccessStreak,
     Event,
     Reminder,
+    RunsMissed,
     RunStuck,
     RunSucceeded,
     SkipStreak,
@@ -161,6 +162,8 @@ def apply_event(
         notice = _on_skips_ended(changes, event)
     elif isinstance(event, DeliveryFailed):
         notice = _on_delivery_failed(changes, event)
+    elif isinstance(event, RunsMissed):
+        notice = _on_missed(changes, event)
     elif isinstance(event, TaskStarved):
         notice = _on_starved(changes, event)
     elif isinstance(event, Reminder):
@@ -173,6 +176,9 @@ def apply_event(
 def _close_after_run(changes: _Changes, slot_id: int, at: datetime) -> list[Incident]:
     """A run that ended (or is going) proves the schedule fires: overdue is over,
     and a stuck incident about this very run ends with it."""
+    # Missed runs are told in one report for all tasks (see Notifier.report_missed);
+    # their incidents end with the next run without a message of their own.
+    changes.close(IncidentKind.MISSED, at)
     closed = changes.close(IncidentKind.OVERDUE, at)
     closed += changes.close(IncidentKind.STARVED, at)
     stuck = changes.current.get(IncidentKind.STUCK)
@@ -385,6 +391,34 @@ def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
 
 def _on_delivery_recovered(changes: _Changes, ev: DeliveryRecovered) -> Notice | None:
     return _closing_notice(changes.close(IncidentKind.DELIVERY, ev.at), ev)
+
+
+def _on_missed(changes: _Changes, ev: RunsMissed) -> Notice | None:
+    """Counted into the task's open ``missed`` incident; no notice of its own."""
+    current = changes.current.get(IncidentKind.MISSED)
+    if current is not None:
+        count = current.streak + ev.count
+        incident = replace(
+            current,
+            count=current.count + 1,
+            streak=count,
+            summary=f"{count} runs not run since the last one: {ev.reason}",
+            updated_at=ev.at,
+        )
+        changes.put("updated", incident)
+        return None
+    plural = "run" if ev.count == 1 else "runs"
+    incident = Incident(
+        task=ev.task,
+        kind=IncidentKind.MISSED,
+        opened_at=ev.at,
+        summary=f"{ev.count} {plural} not run: {ev.reason}",
+        streak=ev.count,
+        since=ev.first,
+        updated_at=ev.at,
+    )
+    changes.put("opened", incident)
+    return None
 
 
 def _on_starved(changes: _Changes, ev: TaskStarved) -> Notice | None:

@@ -318,3 +318,40 @@ def _at(when: datetime, now: datetime, zone: ZoneInfo) -> str:
 
 def _next_run(when: datetime | None, now: datetime, zone: ZoneInfo) -> str:
     return f" Next scheduled run: {_clock(when, now, zone)}." if when is not None else ""
+
+
+def render_missed(
+    report: Iterable[tuple[str, int, int, datetime, datetime, str]],
+    now: datetime,
+    zone: ZoneInfo,
+    secrets: Iterable[str] = (),
+) -> Message:
+    """One message for every slot recorded missed or expired at once (a downtime, a
+    stall): ``report`` rows are (task, missed, expired, first due, last due, reason).
+    A daemon back after a day says so once, not once per task."""
+    rows = sorted(report, key=lambda r: (-(r[1] + r[2]), r[0]))
+    total = sum(r[1] + r[2] for r in rows)
+    first = min(r[3] for r in rows)
+    last = max(r[4] for r in rows)
+    span = (
+        f"due at {_clock(first, now, zone)}"
+        if first == last
+        else f"due between {_clock(first, now, zone)} and {_clock(last, now, zone)}"
+    )
+    tasks = _plural(len(rows), "task")
+    lines = [f"⚠ {_plural(total, 'run')} of {tasks} did not run ({span}):"]
+    for task, missed, expired, _first, _last, reason in rows[:MAX_DETAIL_LINES]:
+        counts = [c for c in (f"{missed} missed" if missed else "",
+                              f"{expired} expired" if expired else "") if c]
+        lines.append(f"• {task}: {', '.join(counts)} — {_phrase(reason)}")
+    if len(rows) > MAX_DETAIL_LINES:
+        lines.append(f"• and {len(rows) - MAX_DETAIL_LINES} more tasks (`agentcron list`)")
+    secret_list = list(secrets)
+    return Message(
+        title=f"⚠ {_plural(total, 'run')} of {tasks} did not run",
+        body=redact("\n".join(lines), secret_list),
+        task="",
+        event="missed",
+        incident_kind=str(IncidentKind.MISSED),
+        severity="warning",
+    )

@@ -40,13 +40,14 @@ from agentcron.notify.events import (
     EmptySuccessStreak,
     Event,
     Reminder,
+    RunsMissed,
     RunSucceeded,
     SkipStreak,
     SkipStreakEnded,
     TaskStarved,
 )
 from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
-from agentcron.notify.messages import render
+from agentcron.notify.messages import render, render_missed
 from agentcron.redact import secret_values_from_env
 from agentcron.store.base import Store
 
@@ -66,6 +67,8 @@ SKIP_STREAK = 3
 ESCALATE_AT_LEAST = timedelta(hours=1)
 REMIND_CHECK = timedelta(seconds=30)  # how often open incidents are looked at
 REMIND_SCAN = 10_000
+MISSED_SETTLE = timedelta(seconds=2)
+_RAN = (SlotStatus.SUCCEEDED, SlotStatus.FAILED)  # a downtime's slots are recorded over a few ticks
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
 
 
@@ -86,12 +89,15 @@ class Notifier:
         self._lock = threading.Lock()
         self._periods: dict[tuple[object, ...], timedelta] = {}
         self._last_remind: datetime | None = None
+        self._missed: list[tuple[TaskSpec, Slot]] = []  # recorded, not yet reported
+        self._missed_at: datetime | None = None
 
     def attach(self, engine: EngineHooks) -> None:
         """Listen to everything the engine reports that the owner may have to hear."""
         engine.batch_listeners.append(self.on_finished_many)
         engine.slot_listeners.append(self.on_recorded_slot)
         engine.housekeeping.append(self.remind)
+        engine.housekeeping.append(self.report_missed)
         engine.starved_listeners.append(self.on_starved)
 
     def on_starved(self, spec: TaskSpec, slot: Slot, waited: timedelta, holders: str) -> None:
@@ -146,6 +152,72 @@ class Notifier:
         """Engine slot listener: a slot recorded final without running."""
         if slot.status is SlotStatus.SKIPPED:
             self.on_skipped(spec, slot, self.clock.now())
+        elif slot.status in (SlotStatus.MISSED, SlotStatus.EXPIRED):
+            with self._lock:
+                self._missed.append((spec, slot))
+                self._missed_at = self.clock.now()
+
+    def report_missed(self, now: datetime) -> None:
+        """Tell, in one message, the slots recorded missed or expired since the last
+        report, once their recording has settled (a long downtime is recorded over a few
+        ticks). Each task gets a ``missed`` incident that `list` shows until its next
+        run; none of them sends a message of its own."""
+        with self._lock:
+            if not self._missed or now - (self._missed_at or now) < MISSED_SETTLE:
+                return
+            batch, self._missed = self._missed, []
+            by_task: dict[str, list[tuple[TaskSpec, Slot]]] = {}
+            for spec, slot in batch:
+                by_task.setdefault(spec.name, []).append((spec, slot))
+            changed: list[Incident] = []
+            rows: dict[str, tuple[str, int, int, datetime, datetime, str]] = {}
+            for name, items in by_task.items():
+                spec = items[-1][0]
+                slots = sorted((slot for _, slot in items), key=lambda s: s.scheduled_for)
+                missed = sum(1 for s in slots if s.status is SlotStatus.MISSED)
+                first, last = slots[0].scheduled_for, slots[-1].scheduled_for
+                reason = slots[-1].reason or "no reason recorded"
+                event = RunsMissed(
+                    task=name, at=now, count=len(slots), first=first, last=last, reason=reason
+                )
+                zone = spec.zone(self.default_zone)
+                newest = self.store.last_slots(name, 1)
+                ran_since = bool(newest) and newest[0].status in _RAN and (
+                    newest[0].scheduled_for > last
+                )
+                if not ran_since:  # a catch-up run that already ended needs no health mark
+                    changed += apply_event(self.store.open_incidents(name), event, zone).changed
+                if "opened" in spec.notify_on:
+                    rows[name] = (name, missed, len(slots) - missed, first, last, reason)
+            messages = self._missed_messages(by_task, rows, now)
+            self.store.save_incidents(changed, messages, now)
+        if messages:
+            self.wake_sender()
+
+    def _missed_messages(
+        self,
+        by_task: dict[str, list[tuple[TaskSpec, Slot]]],
+        rows: dict[str, tuple[str, int, int, datetime, datetime, str]],
+        now: datetime,
+    ) -> list[tuple[str, str, Message]]:
+        """One report per channel, listing the tasks that channel is told about."""
+        per_url: dict[str, list[str]] = {}
+        secrets: set[str] = set(secret_values_from_env(dict(os.environ)))
+        for name in rows:
+            spec = by_task[name][-1][0]
+            secrets.update(secret_values_from_env(spec.env))
+            for url in spec.notify if spec.notify is not None else self.channels:
+                per_url.setdefault(url, []).append(name)
+        from agentcron.schedules.zones import resolve_zone
+
+        zone = resolve_zone(self.default_zone)
+        out = []
+        for url, names in per_url.items():
+            message = render_missed([rows[n] for n in names], now, zone, secrets)
+            out.append((channel_key(url), url, message))
+        if out:
+            log.warning("%s", out[0][2].body.splitlines()[0])
+        return out
 
     def on_finished_many(self, batch: Sequence[Finished]) -> None:
         """Engine batch listener: runs that ended in one pass of the loop.
