@@ -281,7 +281,7 @@ def test_empty_success_streak_is_suspicious_until_output_returns() -> None:
         ]
     )
     assert feed.texts(notices) == ["⚠ story succeeded 3 times in a row without producing anything."]
-    assert feed.open["suspicious"].count == 3 and feed.open["suspicious"].streak == 4
+    assert feed.open["suspicious"].count == 2 and feed.open["suspicious"].streak == 4
     closing = feed([RunSucceeded(task="story", at=local(14, 2, 10), slot_id=5)])
     assert feed.texts(closing) == ["✔ story produced output again."]
 

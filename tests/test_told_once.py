@@ -342,3 +342,41 @@ def test_a_daemon_back_after_a_day_sends_one_report_of_what_was_missed(
     assert {r["name"]: r["health"] for r in later}["heartbeat"] == "ok"
     # nothing else was told per task, and the missed incident closed without a word
     assert [m.event for m in sent] == ["missed"]
+
+
+# ---- the empty-output canary watches what should have output ------------------------------
+
+
+def test_a_task_that_never_prints_is_not_suspicious_unless_its_config_asks(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add("silent", lambda: None, every="1h", timezone="UTC")
+        rig.h.add("asked", lambda: None, every="1h", timezone="UTC", expect_output=True)
+        rig.h.add("never", lambda: "x", every="1h", timezone="UTC", expect_output=False)
+        await rig.h.run_until(clock.now() + timedelta(hours=6), timedelta(hours=1))
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert lines == ["⚠ asked succeeded 3 times in a row without producing anything."], lines
+    assert sqlite_store.incidents("silent") == []
+
+
+def test_a_task_that_used_to_print_is_watched_after_a_restart(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """What the task did before this process started is read from the record."""
+    outputs = ["a story", "", "", ""]
+
+    async def scenario() -> list[str]:
+        first = Rig(sqlite_store, clock, home)
+        first.h.add("story", lambda: outputs.pop(0), every="1h", timezone="UTC")
+        await first.h.run_until(clock.now() + timedelta(hours=1), timedelta(hours=1))
+        rig = Rig(sqlite_store, clock, home)  # a new process: nothing in memory
+        rig.h.registry.register_callable("tests:story", lambda: outputs.pop(0))
+        await rig.h.run_until(clock.now() + timedelta(hours=3), timedelta(hours=1))
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert lines == ["⚠ story succeeded 3 times in a row without producing anything."], lines

@@ -273,10 +273,8 @@ def _failure_summary(ev: AttemptFailed) -> str:
 def _on_success(changes: _Changes, ev: RunSucceeded) -> Notice | None:
     closed = _close_after_run(changes, ev.slot_id, ev.at)
     closed += changes.close(IncidentKind.FAILURE, ev.at)
-    suspicious = changes.current.get(IncidentKind.SUSPICIOUS)
-    if suspicious is not None and ev.empty:
-        changes.put("updated", replace(suspicious, count=suspicious.count + 1, updated_at=ev.at))
-    elif suspicious is not None:
+    # another empty success changes nothing (no write per run while it stays open)
+    if IncidentKind.SUSPICIOUS in changes.current and not ev.empty:
         closed += changes.close(IncidentKind.SUSPICIOUS, ev.at)
     return _closing_notice(closed, ev)
 

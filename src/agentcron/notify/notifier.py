@@ -90,6 +90,8 @@ class Notifier:
         self._periods: dict[tuple[object, ...], timedelta] = {}
         self._last_remind: datetime | None = None
         self._missed: list[tuple[TaskSpec, Slot]] = []  # recorded, not yet reported
+        self._had_output: set[str] = set()  # tasks seen succeeding with output
+        self._output_looked_up: set[str] = set()  # tasks whose record was read for that
         self._missed_at: datetime | None = None
 
     def attach(self, engine: EngineHooks) -> None:
@@ -233,7 +235,10 @@ class Notifier:
         if plain:
             names = [f.spec.name for f in plain]
             with_incident = self.store.tasks_with_open_incidents(names)
-            empty = [f for f in plain if f.outcome.empty_output and f.spec.empty_output_streak > 0]
+            for f in plain:
+                if not f.outcome.empty_output:
+                    self._had_output.add(f.spec.name)
+            empty = [f for f in plain if f.outcome.empty_output and self._watches_empty(f.spec)]
             longest = max((f.spec.empty_output_streak for f in empty), default=0)
             recent = self.store.last_statuses([f.spec.name for f in empty], longest)
             others += [
@@ -261,7 +266,9 @@ class Notifier:
                 ),
                 ran=slot,
             )
-            if outcome.empty_output:
+            if not outcome.empty_output:
+                self._had_output.add(spec.name)
+            elif self._watches_empty(spec):
                 self._check_empty_streak(spec, at)
         elif outcome.slot_status in (SlotStatus.RETRYING, SlotStatus.FAILED):
             error_class = outcome.error_class or ErrorClass.CODE_ERROR
@@ -378,6 +385,26 @@ class Notifier:
         return SkipStreakEnded(task=spec.name, at=at, skipped=skipped)
 
     # ---- detectors fed by events ------------------------------------------------------
+    def _watches_empty(self, spec: TaskSpec) -> bool:
+        """Whether a success without output counts toward a "produced nothing" streak:
+        as ``expect_output`` says; unset, for llm tasks (zero completion tokens) and for
+        tasks that have produced output before. A task that never prints anything is
+        not flagged for doing what it always does. Known in memory after one look at the
+        record per task and process (later outputs are seen as they happen)."""
+        if spec.empty_output_streak <= 0 or spec.expect_output is False:
+            return False
+        if spec.expect_output or spec.llm is not None or spec.name in self._had_output:
+            return True
+        if spec.name in self._output_looked_up:
+            return False
+        if len(self._output_looked_up) > 100_000:
+            self._output_looked_up.clear()
+        self._output_looked_up.add(spec.name)
+        if self.store.had_output(spec.name):
+            self._had_output.add(spec.name)
+            return True
+        return False
+
     def _check_empty_streak(self, spec: TaskSpec, at: datetime) -> None:
         n = spec.empty_output_streak
         if n <= 0:

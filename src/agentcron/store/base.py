@@ -216,6 +216,11 @@ class SlotStore(Protocol):
 
     def last_success(self, task: str) -> Slot | None: ...
 
+    def had_output(self, task: str) -> bool:
+        """Whether any kept success of the task produced output (the empty-output
+        detector's default watches only such tasks)."""
+        ...
+
     def waiting_slots(self, since: datetime, limit: int) -> list[Slot]:
         """Slots that could have started at ``since`` or earlier and have not (pending or
         retrying, due by then), longest waiting first: the starvation check's read,

@@ -975,6 +975,15 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL):
                 out.setdefault(task, []).append(SlotStatus(status))
         return out
 
+    def had_output(self, task: str) -> bool:
+        rows = self._q(
+            "SELECT 1 FROM slots s JOIN attempts a ON a.slot_id = s.id "
+            "WHERE s.task = ? AND s.status = 'succeeded' AND a.status = 'succeeded' "
+            "AND a.extra LIKE ? LIMIT 1",
+            (task, '%"empty_output": false%'),
+        )
+        return bool(rows)
+
     def waiting_slots(self, since: datetime, limit: int) -> list[Slot]:
         return [
             slot_from_row(r)
