@@ -2,25 +2,39 @@
 
 The CLI, the HTTP API, the dashboard and the MCP server call these methods and
 nothing else: none of them touches the store. Reads return plain dicts whose
-keys are the documented ``--json`` field names; writes validate with the same
-rules as the config file and raise :class:`ServiceError` with a message that names
-the task and field.
+keys are the documented ``--json`` field names (their shapes are the models of
+:mod:`agentcron.interfaces.schemas`); writes validate with the same rules as the
+config file, raise a :class:`ServiceError` that names the task and field, and are
+recorded in the audit trail with who made them and through what.
+
+The parts live in :mod:`agentcron._service`: run history, incidents and the audit
+trail in ``history``, daemon health and live counts in ``status``; tasks are here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from agentcron.clock import Clock, SystemClock
+from agentcron._service.base import (
+    Actor,
+    ConflictError,
+    Defaults,
+    InvalidError,
+    NotFoundError,
+    ServiceError,
+    acting_as,
+    current_actor,
+    iso,
+    local_actor,
+)
+from agentcron._service.history import HistoryMixin, check_limit
+from agentcron._service.status import DAEMON_STALE_AFTER, StatusMixin
 from agentcron.health import task_health
-from agentcron.home import hostname, pid_alive
 from agentcron.model import (
+    Health,
     NewSlot,
     Slot,
     SlotStatus,
@@ -29,79 +43,30 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.model.incident import Incident
-from agentcron.store.base import Store
+from agentcron.store._api_sql import TaskLatest
 
-DAEMON_STALE_AFTER = timedelta(
-    seconds=float(os.environ.get("AGENTCRON_STALE_AFTER", "30"))
-)  # heartbeats come every 5 s; the env knob exists for tests and slow machines
+__all__ = [
+    "DAEMON_STALE_AFTER",
+    "Actor",
+    "ConflictError",
+    "Defaults",
+    "InvalidError",
+    "NotFoundError",
+    "Service",
+    "ServiceError",
+    "acting_as",
+    "current_actor",
+    "iso",
+    "local_actor",
+]
+
+_SOURCES = ("file", "api")
+# keys a patch may not change: the name is the task's identity (remove and add to
+# rename); `paused` has its own calls, which keep the reason and cancel waiting runs
+_NOT_PATCHABLE = ("name",)
 
 
-class ServiceError(Exception):
-    """A request that cannot be done as asked; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Defaults:
-    timezone: str | None = None
-    task_defaults: Mapping[str, Any] | None = None
-
-
-def iso(value: datetime | None, zone: ZoneInfo | None = None) -> str | None:
-    if value is None:
-        return None
-    return (value.astimezone(zone) if zone else value).isoformat()
-
-
-class Service:
-    def __init__(
-        self,
-        store: Store,
-        home: Path,
-        clock: Clock | None = None,
-        defaults: Defaults | None = None,
-    ) -> None:
-        self.store = store
-        self.home = home
-        self.clock = clock or SystemClock()
-        self.defaults = defaults or Defaults()
-
-    # ---- helpers -----------------------------------------------------------------
-    def _zone(self, spec: TaskSpec) -> ZoneInfo:
-        return spec.zone(self.defaults.timezone)
-
-    def _task(self, name: str) -> TaskRecord:
-        rec = self.store.get_task(name)
-        if rec is None:
-            known = sorted(t.name for t in self.store.list_tasks())
-            from difflib import get_close_matches
-
-            hint = get_close_matches(name, known, n=1)
-            raise ServiceError(
-                f"no task named {name!r}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + ("" if known else "; no tasks are defined yet")
-            )
-        return rec
-
-    def first_fire(self, spec: TaskSpec, after: datetime) -> datetime | None:
-        from agentcron.schedules.build import build_schedule
-
-        fire = build_schedule(spec, self.defaults.timezone).next_after(after)
-        return fire.at if fire else None
-
-    def count_fires(self, spec: TaskSpec, start: datetime, end: datetime) -> int:
-        """Fires in ``[start, end]`` (capped at 10,000), for "N runs missed"."""
-        from agentcron.schedules.base import fires_between
-        from agentcron.schedules.build import build_schedule
-
-        sched = build_schedule(spec, self.defaults.timezone)
-        return 1 + len(fires_between(sched, start, end, limit=10_000))
-
-    def period(self, spec: TaskSpec) -> timedelta:
-        from agentcron.schedules.build import build_schedule
-
-        return build_schedule(spec, self.defaults.timezone).period()
-
+class Service(HistoryMixin, StatusMixin):
     # ---- sync from the config file ----------------------------------------------------
     def sync_file_tasks(
         self, specs: Mapping[str, TaskSpec]
@@ -119,77 +84,112 @@ class Service:
         """Tasks registered from Python code: written in one transaction (100,000 at once
         must take seconds, not minutes); an existing task keeps its place on the grid."""
         now = self.clock.now()
-        # tasks sharing a schedule share its first fire (the key: the fields that set it)
-        firsts: dict[tuple[Any, ...], datetime | None] = {}
-
-        def first(spec: TaskSpec) -> datetime | None:
-            if spec.paused:
-                return None
-            key = (spec.cron, spec.every, spec.anchor, spec.at, spec.timezone)
-            if key not in firsts:
-                firsts[key] = self.first_fire(spec, now)
-            return firsts[key]
-
-        self.store.upsert_many([(spec, first(spec)) for spec in specs], TaskSource.CODE, now)
+        self.store.upsert_many(
+            [(spec, None if spec.paused else self.first_fire(spec, now)) for spec in specs],
+            TaskSource.CODE,
+            now,
+        )
 
     # ---- reads -------------------------------------------------------------------
-    def list_tasks(self) -> list[dict[str, Any]]:
+    def list_tasks(
+        self,
+        health: str | Sequence[str] | None = None,
+        source: str | None = None,
+        text: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every task with its health, by name; ``health`` (words, comma-separated),
+        ``source`` (file or api) and ``text`` (in the name, schedule or description,
+        any case) narrow the list. A constant number of reads, whatever the count of
+        tasks (10,000 tasks: a few reads, not 30,000)."""
+        wanted = _health_words(health)
+        if source is not None and source not in _SOURCES:
+            raise ServiceError(
+                f"source: {source!r} is not a task source; use file or api", field="source"
+            )
+        needle = text.strip().lower() if text else None
+        records = self.store.list_tasks()
+        latest = self.store.task_latest()
+        active: dict[str, list[Slot]] = {}
+        for slot in self.store.active_slots():
+            active.setdefault(slot.task, []).append(slot)
         incidents: dict[str, list[Incident]] = {}
         for incident in self.store.incidents(open_only=True, limit=100_000):
             incidents.setdefault(incident.task, []).append(incident)
-        return [
-            self._task_view(rec, incidents.get(rec.name, []))
-            for rec in self.store.list_tasks()
-        ]
+        now = self.clock.now()
+        out = []
+        for rec in records:
+            if source is not None and _source(rec) != source:
+                continue
+            if needle is not None and not _matches(rec, needle):
+                continue
+            view = self._view(
+                rec,
+                latest.get(rec.name, TaskLatest()),
+                active.get(rec.name, []),
+                incidents.get(rec.name, []),
+                now,
+            )
+            if wanted and view["health"] not in wanted:
+                continue
+            out.append(view)
+        return out
 
-    def _task_view(
-        self, rec: TaskRecord, incidents: list[Incident] | None = None
+    def _task_view(self, rec: TaskRecord) -> dict[str, Any]:
+        return self._view(
+            rec,
+            self.store.task_latest([rec.name]).get(rec.name, TaskLatest()),
+            self.store.active_slots(rec.name),
+            self.store.incidents(task=rec.name, open_only=True, limit=100),
+            self.clock.now(),
+        )
+
+    def _view(
+        self,
+        rec: TaskRecord,
+        latest: TaskLatest,
+        active: list[Slot],
+        incidents: list[Incident],
+        now: datetime,
     ) -> dict[str, Any]:
         zone = self._zone(rec.spec)
-        now = self.clock.now()
-        last = self.store.last_slots(rec.name, 1)
-        active = self.store.active_slots(rec.name)
-        if incidents is None:
-            incidents = self.store.incidents(task=rec.name, open_only=True, limit=100)
-        health, detail = task_health(
-            rec, active, last[0] if last else None, now, self.period(rec.spec), zone, incidents
-        )
-        delivery = None
-        recent = self.store.slots(rec.name, limit=1, statuses=[SlotStatus.SUCCEEDED])
-        if recent:
-            delivery = recent[0].delivery_status.value
+        last = latest.last
+        health, detail = task_health(rec, active, last, now, self.period(rec.spec), zone, incidents)
         return {
             "name": rec.name,
             "schedule": rec.spec.schedule_text,
             "timezone": str(zone.key),
             "paused": rec.paused,
+            "pause_reason": latest.pause_reason if rec.paused else None,
             "next_run": iso(rec.next_fire_at, zone),
-            "last_status": last[0].status.value if last else None,
-            "last_run": iso(last[0].scheduled_for, zone) if last else None,
+            "last_status": last.status.value if last else None,
+            "last_run": iso(last.scheduled_for, zone) if last else None,
             "health": health.value,
             "health_detail": detail,
-            "source": "api" if rec.source is not TaskSource.FILE else "file",
+            "source": _source(rec),
             "action": rec.spec.action_kind,
-            "delivery_status": delivery,
+            "delivery_status": latest.last_success.delivery_status.value
+            if latest.last_success
+            else None,
+            "description": rec.spec.description,
         }
 
-    def show_task(self, name: str) -> dict[str, Any]:
+    def show_task(self, name: str, count: int = 3) -> dict[str, Any]:
+        """One task: its list row, its spec (secrets removed), the next ``count`` fire
+        times with DST notes, and its five newest runs."""
+        check_limit(count, "count", 1000)
         rec = self._task(name)
         view = self._task_view(rec)
-        view["spec"] = _redacted(rec.spec.model_dump(mode="json", by_alias=True, exclude_none=True))
-        view["next"] = self.next_fires(name, 3)
+        view["spec"] = spec_view(rec.spec)
+        view["next"] = self.next_fires(name, count) if not rec.paused else []
         view["recent_runs"] = self.runs(name, 5)
         return view
 
     def next_fires(
         self, name: str, count: int = 5, start: datetime | None = None
     ) -> list[dict[str, Any]]:
-        from agentcron.schedules.build import build_schedule
-
-        if count < 1 or count > 1000:
-            raise ServiceError(f"--count must be between 1 and 1000, got {count}")
+        check_limit(count, "count", 1000)
         rec = self._task(name)
-        sched = build_schedule(rec.spec, self.defaults.timezone)
+        sched = self.schedule(rec.spec)
         # a time without an offset is read in the task's zone, as its schedule is
         cursor = start or self.clock.now()
         if cursor.tzinfo is None:
@@ -205,139 +205,126 @@ class Service:
             cursor = fire.at
         return out
 
-    def slot_view(self, slot: Slot, zone: ZoneInfo | None = None) -> dict[str, Any]:
-        if zone is None:
-            rec = self.store.get_task(slot.task)
-            zone = self._zone(rec.spec) if rec else None
-        return {
-            "id": slot.id,
-            "task": slot.task,
-            "scheduled_for": iso(slot.scheduled_for, zone),
-            "status": slot.status.value,
-            "reason": slot.reason,
-            "attempts": slot.attempts,
-            "error_class": slot.error_class.value if slot.error_class else None,
-            "error": slot.error,
-            "started_at": iso(slot.started_at, zone),
-            "finished_at": iso(slot.finished_at, zone),
-            "next_attempt_at": iso(slot.next_attempt_at, zone),
-            "delivery_status": slot.delivery_status.value,
-            "output_path": slot.output_path,
-            "trigger": slot.trigger,
-        }
-
-    def runs(self, task: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        if limit < 1 or limit > 10000:
-            raise ServiceError(f"--limit must be between 1 and 10000, got {limit}")
-        if task is not None:
-            self._task_or_history(task)
-        zones: dict[str, ZoneInfo | None] = {}
-        out = []
-        for slot in self.store.slots(task, limit=limit):
-            if slot.task not in zones:
-                rec = self.store.get_task(slot.task)
-                zones[slot.task] = self._zone(rec.spec) if rec else None
-            view = self.slot_view(slot, zones[slot.task])
-            view["tokens"] = _tokens(self.store.attempts(slot.id)) if slot.attempts else {}
-            out.append(view)
-        return out
-
-    def _task_or_history(self, name: str) -> None:
-        if self.store.get_task(name) is None and not self.store.slots(name, limit=1):
-            self._task(name)  # raises with a suggestion
-
-    def run_detail(self, run_id: int) -> dict[str, Any]:
-        slot = self.store.get_slot(run_id)
-        if slot is None:
-            raise ServiceError(f"no run with id {run_id}; `agentcron runs` lists them")
-        view = self.slot_view(slot)
-        attempts = [
-            {
-                "number": a.number,
-                "status": a.status,
-                "started_at": a.started_at.isoformat(),
-                "finished_at": a.finished_at.isoformat() if a.finished_at else None,
-                "duration_s": a.duration_s,
-                "error_class": a.error_class.value if a.error_class else None,
-                "error": a.error,
-                "explanation": a.explanation,
-                "exit_code": a.exit_code,
-                "output_path": a.output_path,
-                "tokens": a.tokens,
-                "node": a.node,
-                "fix": a.extra.get("fix"),
-            }
-            for a in self.store.attempts(run_id)
-        ]
-        view["attempts_detail"] = attempts
-        view["output"] = self._read_output(slot, attempts)
-        if view["output"] is not None:
-            from agentcron.redact import redact, secret_values_from_env
-
-            rec = self.store.get_task(slot.task)
-            env = rec.spec.env if rec is not None else {}
-            view["output"] = redact(view["output"], secret_values_from_env({**os.environ, **env}))
-        return view
-
-    def _read_output(self, slot: Slot, attempts: list[dict[str, Any]]) -> str | None:
-        from agentcron.actions.output import read_output
-
-        paths = [slot.output_path] + [a["output_path"] for a in reversed(attempts)]
-        for raw in paths:
-            if raw:
-                try:
-                    return read_output(Path(raw))
-                except OSError:
-                    continue
-        return None
-
     # ---- writes ------------------------------------------------------------------
     def add_task(self, name: str, raw: Mapping[str, Any], replace: bool = False) -> dict[str, Any]:
+        """Create a task (``source: api``) from the keys a config file's task has,
+        validated by the same rules, problems located at ``tasks.NAME.KEY``."""
+        existing = self.store.get_task(name)
+        if existing is not None and existing.source is TaskSource.FILE:
+            raise ConflictError(
+                f"task {name!r} is defined in the config file; "
+                "change it there (or pick another name)",
+                field="name",
+            )
+        if existing is not None and not replace:
+            raise ConflictError(
+                f"task {name!r} already exists; remove it first or choose another name",
+                field="name",
+            )
+        spec = self._validate(name, raw)
+        self._store_spec(spec)
+        self._audit(
+            "task.create" if existing is None else "task.replace",
+            name,
+            spec_view(existing.spec) if existing is not None else None,
+            spec_view(spec),
+        )
+        self._changed()
+        return self._task_view(self._task(name))
+
+    def update_task(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """Change some keys of a task added through the CLI or API (a JSON merge patch,
+        RFC 7396: a key set to null goes back to its default; to move from ``cron`` to
+        ``every`` set ``cron`` to null). The result is validated as a whole."""
+        rec = self._task(name)
+        if rec.source is TaskSource.FILE:
+            raise ConflictError(
+                f"task {name!r} is defined in the config file; change it there",
+                field="name",
+            )
+        for key in _NOT_PATCHABLE:
+            if key in patch and patch[key] != name:
+                raise ServiceError(
+                    f"{key}: a task cannot be renamed; add it under the new name and remove "
+                    f"{name!r}",
+                    field=key,
+                )
+        raw = rec.spec.model_dump(mode="python", by_alias=True, exclude_defaults=True)
+        raw.pop("name", None)
+        for key, value in patch.items():
+            if key == "name":
+                continue
+            if value is None:
+                raw.pop(key, None)
+            else:
+                raw[key] = value
+        spec = self._validate(name, raw)
+        self._store_spec(spec)
+        self._audit("task.update", name, spec_view(rec.spec), spec_view(spec))
+        self._changed()
+        return self._task_view(self._task(name))
+
+    def _validate(self, name: str, raw: Mapping[str, Any]) -> TaskSpec:
         from agentcron.config.errors import ConfigError
         from agentcron.config.loader import validate_task_mapping
 
-        existing = self.store.get_task(name)
-        if existing is not None and existing.source is TaskSource.FILE:
-            raise ServiceError(
-                f"task {name!r} is defined in the config file; "
-                "change it there (or pick another name)"
-            )
-        if existing is not None and not replace:
-            raise ServiceError(
-                f"task {name!r} already exists; remove it first or choose another name"
-            )
         try:
-            spec = validate_task_mapping(name, raw, self.defaults.task_defaults)
+            return validate_task_mapping(name, raw, self.defaults.task_defaults)
         except ConfigError as exc:
-            raise ServiceError(str(exc)) from None
+            first = exc.problems[0].location if exc.problems else None
+            raise InvalidError(
+                str(exc),
+                field=first,
+                problems=[(p.location, p.message) for p in exc.problems],
+            ) from None
+
+    def _store_spec(self, spec: TaskSpec) -> None:
         now = self.clock.now()
         nxt = None if spec.paused else self.first_fire(spec, now)
         self.store.upsert_task(spec, TaskSource.API, now, nxt)
-        return self._task_view(self._task(name))
 
-    def pause(self, name: str) -> dict[str, Any]:
-        self._task(name)
+    def pause(self, name: str, reason: str | None = None) -> dict[str, Any]:
+        """Stop scheduling a task; a run in progress continues, waiting ones are
+        cancelled. ``reason`` is kept and shown until it is resumed."""
+        rec = self._task(name)
+        reason = (reason or "").strip() or None
+        if reason is not None and len(reason) > 500:
+            raise ServiceError("reason: at most 500 characters", field="reason")
+        before = self._pause_state(rec)
         self.store.set_paused(name, True, self.clock.now(), None)
+        self.store.set_pause_reason(name, reason)
+        self._audit("task.pause", name, before, {"paused": True, "reason": reason})
         return self._task_view(self._task(name))
 
     def resume(self, name: str) -> dict[str, Any]:
         rec = self._task(name)
         now = self.clock.now()
+        before = self._pause_state(rec)
         # Resuming starts from now: runs that fell due while paused were never owed.
         self.store.set_paused(name, False, now, self.first_fire(rec.spec, now))
+        self.store.set_pause_reason(name, None)
+        self._audit("task.resume", name, before, {"paused": False, "reason": None})
+        self._changed()
         return self._task_view(self._task(name))
+
+    def _pause_state(self, rec: TaskRecord) -> dict[str, Any]:
+        latest = self.store.task_latest([rec.name]).get(rec.name, TaskLatest())
+        return {"paused": rec.paused, "reason": latest.pause_reason if rec.paused else None}
 
     def remove(self, name: str) -> None:
         rec = self._task(name)
         if rec.source is TaskSource.FILE:
-            raise ServiceError(
+            raise ConflictError(
                 f"task {name!r} is defined in the config file; delete it there "
-                "(the daemon drops it on reload), or `agentcron pause` it"
+                "(the daemon drops it on reload), or `agentcron pause` it",
+                field="name",
             )
         if not self.store.remove_task(name, self.clock.now()):
-            raise ServiceError(f"no task named {name!r}")
+            raise NotFoundError(f"no task named {name!r}", field="name")
+        self._audit("task.delete", name, spec_view(rec.spec), None)
 
     def trigger(self, name: str) -> dict[str, Any]:
+        """Record a manual run now and return it at once (the scheduler starts it)."""
         rec = self._task(name)
         now = self.clock.now()
         for bump in range(1000):
@@ -347,6 +334,8 @@ class Service:
                 now,
             )
             if slot is not None:
+                self._audit("task.trigger", name, None, {"run": slot.id})
+                self._changed()
                 return self.slot_view(slot, self._zone(rec.spec))
         raise ServiceError("could not record the manual run")  # pragma: no cover
 
@@ -391,77 +380,7 @@ class Service:
             )
         return results
 
-    def channel_health(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "channel": h.channel_key,
-                "ok": h.ok,
-                "pending": h.pending,
-                "last_ok_at": iso(h.last_ok_at),
-                "last_error": h.last_error,
-                "last_error_at": iso(h.last_error_at),
-                "failing_since": iso(h.failing_since),
-                "broken": h.broken,
-                "undeliverable": h.undeliverable,
-            }
-            for h in self.store.channel_health()
-        ]
-
-    def doctor_checks(self) -> list[dict[str, str]]:
-        """Channel and delivery checks for `agentcron doctor`."""
-        checks = []
-        for h in self.channel_health():
-            if h["broken"]:
-                checks.append(
-                    {
-                        "name": f"channel {h['channel']}",
-                        "status": "fail",
-                        "message": f"unusable: {h['last_error']} "
-                        f"({h['undeliverable']} message(s) could not be sent)",
-                    }
-                )
-            elif not h["ok"]:
-                checks.append(
-                    {
-                        "name": f"channel {h['channel']}",
-                        "status": "fail",
-                        "message": f"failing since {h['failing_since']}: {h['last_error']}"
-                        f"; {h['pending']} message(s) waiting, they will be retried",
-                    }
-                )
-            else:
-                checks.append(
-                    {
-                        "name": f"channel {h['channel']}",
-                        "status": "ok",
-                        "message": f"last sent {h['last_ok_at'] or 'never'}, "
-                        f"{h['pending']} waiting",
-                    }
-                )
-        failed = [d for d in self.store.deliveries(limit=200) if d.status.value == "failed"]
-        if failed:
-            checks.append(
-                {
-                    "name": "deliveries",
-                    "status": "warn",
-                    "message": f"{len(failed)} output(s) could not be delivered, e.g. "
-                    f"{failed[0].task} to {failed[0].target_key}: {failed[0].last_error}",
-                }
-            )
-        open_incidents = self.store.incidents(open_only=True, limit=20)
-        if open_incidents:
-            checks.append(
-                {
-                    "name": "incidents",
-                    "status": "warn",
-                    "message": "; ".join(
-                        f"{i.task}: {i.kind.value} ({i.summary})" for i in open_incidents[:5]
-                    ),
-                }
-            )
-        return checks
-
-    # ---- daemon health -------------------------------------------------------------
+    # ---- upkeep --------------------------------------------------------------------
     def prune(self, dry_run: bool = False) -> dict[str, Any]:
         """Remove history past ``keep_history`` now (``agentcron prune``), or count what
         would go. The daemon does the same periodically; running both is harmless."""
@@ -474,45 +393,61 @@ class Service:
             default_keep_history(self.defaults.task_defaults),
             dry_run=dry_run,
         )
+        if not dry_run:
+            self._audit("history.prune", None, None, report.as_dict())
         return report.as_dict()
 
-    def daemon_status(self) -> dict[str, Any]:
-        now = self.clock.now()
-        nodes = []
-        alive = False
-        for n in self.store.nodes():
-            # A daemon of this home on this machine whose process is gone is dead now,
-            # not DAEMON_STALE_AFTER later (the daemon's own restart check is the same).
-            gone = n.host == hostname() and n.home == str(self.home) and not pid_alive(n.pid)
-            stale = n.stopped_at is None and (gone or now - n.heartbeat_at > DAEMON_STALE_AFTER)
-            running = n.stopped_at is None and not stale
-            alive = alive or running
-            nodes.append(
-                {
-                    "node_id": n.node_id,
-                    "host": n.host,
-                    "pid": n.pid,
-                    "started_at": iso(n.started_at),
-                    "heartbeat_at": iso(n.heartbeat_at),
-                    "stopped_at": iso(n.stopped_at),
-                    "state": "running" if running else ("stale" if stale else "stopped"),
-                    "heartbeat_age_s": round((now - n.heartbeat_at).total_seconds(), 1),
-                }
-            )
-        return {"alive": alive, "nodes": nodes[:10], "database": self.store.describe()}
+
+def _source(rec: TaskRecord) -> str:
+    return "file" if rec.source is TaskSource.FILE else "api"
+
+
+def _matches(rec: TaskRecord, needle: str) -> bool:
+    spec = rec.spec
+    return any(
+        needle in (value or "").lower()
+        for value in (rec.name, spec.schedule_text, spec.description)
+    )
+
+
+def _health_words(value: str | Sequence[str] | None) -> set[str]:
+    if value is None:
+        return set()
+    words = value.split(",") if isinstance(value, str) else list(value)
+    wanted = {w.strip() for w in words if w.strip()}
+    known = {h.value for h in Health}
+    bad = sorted(wanted - known)
+    if bad:
+        raise ServiceError(
+            f"health: unknown health {bad[0]!r}; choose from {', '.join(sorted(known))}",
+            field="health",
+        )
+    return wanted
+
+
+_SECRET_KEY_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+
+
+def spec_view(spec: TaskSpec) -> dict[str, Any]:
+    """A task's definition as shown to people and kept in the audit trail: values of
+    ``env`` removed whole (an environment holds secrets under any name), values of
+    secret-named keys removed, and secret shapes (tokens in URLs, keys) redacted."""
+    data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data.pop("name", None)
+    if data.get("env"):
+        data["env"] = dict.fromkeys(data["env"], "[REDACTED]")
+    shown: dict[str, Any] = _redacted(data)
+    return shown
 
 
 def _redacted(value: Any) -> Any:
-    """A spec as shown to people: URLs and values that look like secrets removed."""
     from agentcron.redact import redact, secret_values_from_env
 
     secrets = secret_values_from_env(os.environ)
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            if isinstance(v, str) and any(
-                w in k.upper() for w in ("KEY", "TOKEN", "SECRET", "PASSWORD")
-            ):
+            if isinstance(v, str) and any(w in k.upper() for w in _SECRET_KEY_WORDS):
                 out[k] = "[REDACTED]"
             else:
                 out[k] = _redacted(v)
@@ -522,12 +457,3 @@ def _redacted(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value, secrets)
     return value
-
-
-def _tokens(attempts: list[Any]) -> dict[str, int]:
-    """Model tokens a slot used, all attempts together (each failed call may cost too)."""
-    total: dict[str, int] = {}
-    for attempt in attempts:
-        for key, value in attempt.tokens.items():
-            total[key] = total.get(key, 0) + int(value)
-    return total

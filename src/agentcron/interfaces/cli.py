@@ -114,13 +114,27 @@ def service_for(
         try:
             yield service
         except ServiceError as exc:
-            fail(str(exc))
+            fail(_as_flags(exc))
     except StoreError as exc:  # e.g. damage met on a page this command read
         fail(str(exc))
     except sqlite3.Error as exc:  # locked past the timeout, read-only file, I/O error
         fail(f"database {store.describe()}: {exc}")
     finally:
         store.close()
+
+
+# inputs the service names by field that this CLI takes as an option of the same name
+_FLAGS = frozenset({"limit", "count", "status", "since", "before", "cursor", "kind", "reason"})
+
+
+def _as_flags(exc: Any) -> str:
+    """The service's message, its field spelled as the option a person typed
+    (``limit must be…`` -> ``--limit must be…``)."""
+    message = str(exc)
+    field = getattr(exc, "field", None)
+    if field in _FLAGS and message.startswith(field):
+        return f"--{message}"
+    return message
 
 
 # ---- commands ---------------------------------------------------------------------------

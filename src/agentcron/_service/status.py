@@ -1,0 +1,195 @@
+"""Is agentcron working: daemons and their last ticks, the outbox, channels, and
+the live counts ``/metrics`` shows.
+
+A daemon's process can be alive while its scheduler is stuck or failing, so two
+facts are kept apart: ``alive`` (a node's heartbeat is recent) and ``scheduling``
+(a node's scheduler completed a tick recently, as recorded in the database by
+:mod:`agentcron.ticks`). Any process reading the same database sees both, which is
+how the API and the dashboard tell "nothing is firing" even when the API runs in
+the very daemon that is stuck.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from agentcron._service.base import ServiceCore, iso
+from agentcron.home import hostname, pid_alive
+from agentcron.store._api_sql import LiveCounts
+
+DAEMON_STALE_AFTER = timedelta(
+    seconds=float(os.environ.get("AGENTCRON_STALE_AFTER", "30"))
+)  # heartbeats come every 5 s; the env knob exists for tests and slow machines
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """What ``/metrics`` reads from the database on a scrape (cheap: partial indexes)."""
+
+    live: LiveCounts
+    last_tick: datetime | None
+    now: datetime
+
+
+class StatusMixin(ServiceCore):
+    def daemon_status(self) -> dict[str, Any]:
+        now = self.clock.now()
+        ticks = self.store.last_ticks()
+        nodes = []
+        alive = False
+        for n in self.store.nodes():
+            # A daemon of this home on this machine whose process is gone is dead now,
+            # not DAEMON_STALE_AFTER later (the daemon's own restart check is the same).
+            gone = n.host == hostname() and n.home == str(self.home) and not pid_alive(n.pid)
+            stale = n.stopped_at is None and (gone or now - n.heartbeat_at > DAEMON_STALE_AFTER)
+            running = n.stopped_at is None and not stale
+            alive = alive or running
+            tick = ticks.get(n.node_id)
+            nodes.append(
+                {
+                    "node_id": n.node_id,
+                    "host": n.host,
+                    "pid": n.pid,
+                    "started_at": iso(n.started_at),
+                    "heartbeat_at": iso(n.heartbeat_at),
+                    "stopped_at": iso(n.stopped_at),
+                    "state": "running" if running else ("stale" if stale else "stopped"),
+                    "heartbeat_age_s": round((now - n.heartbeat_at).total_seconds(), 1),
+                    "last_tick": iso(tick),
+                }
+            )
+        return {"alive": alive, "nodes": nodes[:10], "database": self.store.describe()}
+
+    def health(self) -> dict[str, Any]:
+        """Daemon liveness and last tick, nodes, outbox backlog, channel health: the
+        answer to "is anything firing, and will I hear about it"."""
+        now = self.clock.now()
+        status = self.daemon_status()
+        live_nodes = {n["node_id"] for n in status["nodes"] if n["state"] == "running"}
+        ticks = self.store.last_ticks()
+        last_tick = max(ticks.values(), default=None)
+        live_ticks = [t for node, t in ticks.items() if node in live_nodes]
+        newest_live = max(live_ticks, default=None)
+        scheduling = newest_live is not None and now - newest_live <= DAEMON_STALE_AFTER
+        live = self.store.live_counts()
+        oldest = live.outbox_oldest
+        return {
+            "alive": status["alive"],
+            "scheduling": scheduling,
+            "last_tick": iso(last_tick),
+            "last_tick_age_s": round((now - last_tick).total_seconds(), 1)
+            if last_tick is not None
+            else None,
+            "problem": _problem(status["alive"], scheduling, last_tick, now),
+            "nodes": status["nodes"],
+            "database": status["database"],
+            "runs_in_progress": live.running,
+            "outbox": {
+                "backlog": live.outbox_backlog,
+                "oldest_at": iso(oldest),
+                "oldest_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
+            },
+            "open_incidents": sum(live.open_incidents.values()),
+            "channels": self.channel_health(),
+        }
+
+    def gauges(self) -> Gauges:
+        ticks = self.store.last_ticks()
+        return Gauges(self.store.live_counts(), max(ticks.values(), default=None), self.clock.now())
+
+    def failed_deliveries(self) -> int:
+        return self.store.failed_deliveries()
+
+    def last_success_times(self) -> dict[str, datetime]:
+        return self.store.last_success_times()
+
+    def channel_health(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "channel": h.channel_key,
+                "ok": h.ok,
+                "pending": h.pending,
+                "last_ok_at": iso(h.last_ok_at),
+                "last_error": h.last_error,
+                "last_error_at": iso(h.last_error_at),
+                "failing_since": iso(h.failing_since),
+                "broken": h.broken,
+                "undeliverable": h.undeliverable,
+            }
+            for h in self.store.channel_health()
+        ]
+
+    def doctor_checks(self) -> list[dict[str, str]]:
+        """Channel and delivery checks for `agentcron doctor`."""
+        checks = []
+        for h in self.channel_health():
+            if h["broken"]:
+                checks.append(
+                    {
+                        "name": f"channel {h['channel']}",
+                        "status": "fail",
+                        "message": f"unusable: {h['last_error']} "
+                        f"({h['undeliverable']} message(s) could not be sent)",
+                    }
+                )
+            elif not h["ok"]:
+                checks.append(
+                    {
+                        "name": f"channel {h['channel']}",
+                        "status": "fail",
+                        "message": f"failing since {h['failing_since']}: {h['last_error']}"
+                        f"; {h['pending']} message(s) waiting, they will be retried",
+                    }
+                )
+            else:
+                checks.append(
+                    {
+                        "name": f"channel {h['channel']}",
+                        "status": "ok",
+                        "message": f"last sent {h['last_ok_at'] or 'never'}, "
+                        f"{h['pending']} waiting",
+                    }
+                )
+        failed = [d for d in self.store.deliveries(limit=200) if d.status.value == "failed"]
+        if failed:
+            checks.append(
+                {
+                    "name": "deliveries",
+                    "status": "warn",
+                    "message": f"{len(failed)} output(s) could not be delivered, e.g. "
+                    f"{failed[0].task} to {failed[0].target_key}: {failed[0].last_error}",
+                }
+            )
+        open_incidents = self.store.incidents(open_only=True, limit=20)
+        if open_incidents:
+            checks.append(
+                {
+                    "name": "incidents",
+                    "status": "warn",
+                    "message": "; ".join(
+                        f"{i.task}: {i.kind.value} ({i.summary})" for i in open_incidents[:5]
+                    ),
+                }
+            )
+        return checks
+
+
+def _problem(
+    alive: bool, scheduling: bool, last_tick: datetime | None, now: datetime
+) -> str | None:
+    """One sentence when nothing is firing (None while a scheduler ticks)."""
+    from agentcron.durations import format_duration
+
+    if scheduling:
+        return None
+    if last_tick is None:
+        ago = "no scheduler has ticked yet"
+    else:
+        quiet = timedelta(seconds=round((now - last_tick).total_seconds()))
+        ago = f"the last tick was {format_duration(quiet)} ago"
+    if alive:
+        return f"a daemon is running but its scheduler is not ticking ({ago}): nothing is firing"
+    return f"no daemon is running ({ago}): nothing is firing; start it with `agentcron run`"
