@@ -57,3 +57,39 @@ def test_a_run_that_said_nothing_is_delivered_as_such_and_keeps_no_file(
     for slot in (quiet, story):
         (delivery,) = sqlite_store.deliveries(slot.id)
         assert delivery.status is DeliveryStatus.DELIVERED
+
+
+def test_a_channel_that_raises_counts_an_attempt_and_waits_its_backoff(
+    sqlite_store, clock, home: Path
+) -> None:
+    """A channel's own bug (an exception, not a refusal) is a failed attempt like any
+    other: counted, retried after the task's delivery_backoff, not every second."""
+
+    class Broken:
+        async def send(self, msg: Message) -> SendResult:
+            raise KeyError("chat_id")
+
+    async def scenario() -> list[tuple[DeliveryStatus, int, object]]:
+        h = Harness(sqlite_store, clock, home)
+        h.add("story", lambda: "text", every="1h", deliver=[TARGET], delivery_backoff=["5m"])
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        worker = DeliveryWorker(
+            sqlite_store, clock, emit=lambda _s, _e: None, channel_factory=lambda _u: Broken()
+        )
+        (slot,) = h.slots("story")
+        seen = []
+        for _ in range(3):  # a second later: not due again; 5 minutes later: once more
+            await worker.drain_once()
+            (d,) = sqlite_store.deliveries(slot.id)
+            seen.append((d.status, d.attempts, d.last_error))
+            clock.advance(timedelta(seconds=1))
+        clock.advance(timedelta(minutes=5))
+        await worker.drain_once()
+        (d,) = sqlite_store.deliveries(slot.id)
+        seen.append((d.status, d.attempts, d.last_error))
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen[:3] == [(DeliveryStatus.RETRYING, 1, "KeyError: 'chat_id'")] * 3, seen
+    assert seen[3] == (DeliveryStatus.FAILED, 2, "KeyError: 'chat_id'"), seen
