@@ -32,7 +32,7 @@ PING_TIMEOUT = 10.0
 PERMANENT_STATUSES = {
     401: "unauthorized: the ping key or URL is refused",
     403: "forbidden: the ping key or URL is refused",
-    404: "not found: there is no check at this address (a wrong check id or ping key)",
+    404: "not found: there is no check at this address, most often a wrong check id or key",
     410: "gone: the check at this address was removed",
 }
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")

@@ -1,0 +1,246 @@
+"""A stalled scheduler loop: told while it lasts, its end told, its span kept (issue 12,
+finding 4 and build item 5).
+
+The outbox sender lives on the scheduler loop, so a notice written while the loop is
+stalled (a task gone overdue because of the stall) used to reach the owner only when
+the loop recovered. Here a real event loop runs the real engine and is really
+blocked by an inline task; the watchdog's threads tell the stall directly and send
+the overdue notice from the outbox while the loop is still blocked, the loop's own
+sender does not send it again afterwards, and the stall's span is what the
+reasons of the slots it made miss can name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agentcron.clock import FakeClock
+from agentcron.durations import format_duration
+from agentcron.model import Message, SlotStatus
+from agentcron.notify import OutboxSender, SendResult
+from agentcron.notify.direct import daemon_message, tell_owner_directly
+from agentcron.notify.notifier import Notifier
+from agentcron.store.base import Store
+from agentcron.watchdog.stalls import LoopStall
+from agentcron.watchdog.watchdog import Watchdog
+from harness import Harness
+
+HOOK = "json://127.0.0.1:9/hook"
+
+
+class FakeChannel:
+    """Records what reaches the owner, from any thread, with the time it arrived."""
+
+    key = HOOK
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, Message]] = []
+
+    async def send(self, msg: Message) -> SendResult:
+        self.sent.append((time.monotonic(), msg))
+        return SendResult(ok=True)
+
+    def lines(self, words: str) -> list[str]:
+        return [m.body.splitlines()[0] for _, m in list(self.sent) if words in m.body]
+
+
+def _wait(predicate: Any, what: str, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.01)
+
+
+def _ok() -> str:
+    return "done"
+
+
+# ---- the stall's span, on a fake clock and a fake monotonic clock ----------------------
+
+
+class Silence:
+    """The loop's pass stamps and the monotonic clock, moved by hand with the fake clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.mono = 1000.0
+        self.last = self.mono
+
+    def advance(self, seconds: float, *, passes: bool = False) -> None:
+        self.clock.advance(timedelta(seconds=seconds))
+        self.mono += seconds
+        if passes:
+            self.last = self.mono
+
+
+def _dog(store: Store, clock: FakeClock, silence: Silence, **kw: Any) -> Watchdog:
+    h = Harness(store, clock, Path("."))
+    return Watchdog(
+        store,
+        clock,
+        lambda spec, event: None,
+        period_of=h.service.period,
+        count_fires=h.service.count_fires,
+        last_tick=lambda: silence.last,
+        monotonic=lambda: silence.mono,
+        stall_after=30.0,
+        **kw,
+    )
+
+
+def test_a_stall_is_told_once_each_way_and_kept_with_its_wall_times(sqlite_store: Store) -> None:
+    clock = FakeClock(datetime(2026, 6, 1, 10, 7, 0, tzinfo=UTC))
+    silence = Silence(clock)
+    began: list[float] = []
+    ended: list[float] = []
+    dog = _dog(sqlite_store, clock, silence, on_stall=began.append, on_stall_end=ended.append)
+    silence.advance(3, passes=True)  # the loop's last pass: 10:07:03
+    silence.advance(30)
+    assert dog.check_once().loop_stalled is False  # 30 s is not more than 30 s
+    silence.advance(0.5)
+    assert dog.check_once().loop_stalled is True
+    dog.check_once()
+    assert began == [30.5]
+    at = datetime(2026, 6, 1, 10, 7, 3, tzinfo=UTC)
+    assert dog.stalls.current() == LoopStall(began=at)
+    during = dog.stall_covering(at + timedelta(seconds=7))
+    assert during is not None
+    assert during.reason() == "the scheduler loop has been stalled since 10:07:03"
+
+    # The loop passes again at 10:08:15; its first pass asks about the fires it must
+    # record missed before the stall check has looked: the stall closes at that pass.
+    silence.advance(41.5, passes=True)
+    silence.advance(0.4)
+    stall = dog.stall_covering(datetime(2026, 6, 1, 10, 8, 0, tzinfo=UTC))
+    assert stall == LoopStall(at, datetime(2026, 6, 1, 10, 8, 15, tzinfo=UTC))
+    assert stall.reason() == (
+        "the scheduler loop was stalled from 10:07:03 to 10:08:15 UTC "
+        f"({format_duration(timedelta(seconds=72))})"
+    )
+    assert dog.stall_covering(at) is None  # the last pass before it ran on time
+    assert dog.stall_covering(datetime(2026, 6, 1, 10, 8, 16, tzinfo=UTC)) is None
+    # The stall check then sees the loop moving: the end is told once, with the same span.
+    dog.check_once()
+    dog.check_once()
+    assert ended == [72.0]
+    assert dog.stalls.all() == [stall]
+
+    # A second stall is a second record; each fire finds its own.
+    silence.advance(31, passes=False)
+    dog.check_once()
+    assert len(began) == 2 and len(dog.stalls.all()) == 2
+    assert dog.stall_covering(datetime(2026, 6, 1, 10, 8, 5, tzinfo=UTC)) == stall
+
+
+def test_a_stall_across_midnight_names_the_dates_in_the_owners_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    stall = LoopStall(
+        datetime(2026, 6, 1, 21, 59, 50, tzinfo=UTC), datetime(2026, 6, 1, 22, 0, 20, tzinfo=UTC)
+    )
+    assert stall.reason(ZoneInfo("Europe/Berlin")) == (
+        "the scheduler loop was stalled from 2026-06-01 23:59:50 to 2026-06-02 00:00:20 CEST (30s)"
+    )
+
+
+# ---- a loop that is really blocked -------------------------------------------------------
+
+
+def test_stall_and_overdue_messages_reach_the_channel_while_the_loop_is_blocked(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    channel = FakeChannel()
+    h = Harness(sqlite_store, clock, home)
+    notifier = Notifier(sqlite_store, clock, [HOOK], "UTC")
+    notifier.attach(h.engine)
+    release, entered = threading.Event(), threading.Event()
+
+    async def wedge() -> str:
+        entered.set()
+        release.wait(60)  # blocks the event loop's own thread, as a careless inline task does
+        return "woke"
+
+    h.add("wedge", wedge, every="1d", timezone="UTC", timeout="1d", stuck_after="1d")
+    h.add("beat", _ok, every="1m", timezone="UTC", overdue_after="10s")
+
+    def tell(message: Message) -> None:
+        tell_owner_directly([HOOK], message, channel_factory=lambda _url: channel)
+
+    dog = Watchdog(
+        sqlite_store,
+        clock,
+        notifier.emit,
+        period_of=h.service.period,
+        count_fires=h.service.count_fires,
+        interval=0.1,
+        last_tick=lambda: h.engine.health.last_pass,
+        on_stall=lambda s: tell(daemon_message("stalled", f"✖ not ticked for {s:.0f}s", "stall")),
+        on_stall_end=lambda s: tell(
+            daemon_message("running again", f"✔ ticks again after {s:.0f}s", "stall", ok=True)
+        ),
+        stall_after=2.5,  # the loop passes at least every second (poll_interval)
+        channel_factory=lambda _url: channel,
+    )
+    loop_box: dict[str, Any] = {}
+
+    def run_loop() -> None:
+        async def main() -> None:
+            loop_box["stop"], loop_box["loop"] = asyncio.Event(), asyncio.get_running_loop()
+            await h.engine.run_forever(loop_box["stop"])
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=run_loop, name="test-loop", daemon=True)
+    thread.start()
+    dog.start()
+    try:
+        clock.advance(timedelta(minutes=1))  # 00:01: beat runs
+        _wait(lambda: any(s.status is SlotStatus.SUCCEEDED for s in h.slots("beat")), "beat ran")
+        h.service.trigger("wedge")
+        _wait(entered.is_set, "the wedge blocks the loop")
+        blocked_at = h.engine.health.last_pass
+        _wait(lambda: channel.lines("not ticked"), "the stall told")
+        # Fake time moves on while the loop is blocked: beat's 00:02 .. 00:05 go by.
+        clock.advance(timedelta(minutes=4, seconds=30))
+        _wait(lambda: channel.lines("beat has not run"), "the overdue notice sent")
+        # Both arrived while the loop was still blocked.
+        assert not release.is_set() and h.engine.health.last_pass == blocked_at
+        assert dog.stalled
+        assert channel.lines("beat has not run") == [
+            "⚠ beat has not run since 00:01 (4 runs missed) although the daemon is alive."
+        ]
+        assert sqlite_store.due(clock.now(), 10) == []  # recorded sent: nothing left to send
+    finally:
+        release.set()
+    _wait(lambda: channel.lines("ticks again"), "the end of the stall told")
+    _wait(lambda: len(h.slots("beat")) >= 5, "the missed fires recorded")
+    # The loop's own sender, back at work, does not send the overdue notice again.
+    loop_sender = OutboxSender(sqlite_store, channel_factory=lambda _url: channel, clock=clock)
+    _wait(
+        lambda: asyncio.run(loop_sender.drain_once()) >= 0 and channel.lines("running again"),
+        "the overdue incident closed and its end sent by the loop's sender",
+    )
+    asyncio.run(loop_sender.drain_once())
+    loop_box["loop"].call_soon_threadsafe(loop_box["stop"].set)
+    thread.join(30)
+    dog.stop()
+    assert len(channel.lines("beat has not run")) == 1
+    assert len(channel.lines("not ticked")) == 1 and len(channel.lines("ticks again")) == 1
+    # Each fire the stall made miss finds the stall, for its reason.
+    missed = [s for s in h.slots("beat") if s.status is SlotStatus.MISSED]
+    assert [s.scheduled_for.minute for s in missed] == [2, 3, 4]
+    for slot in missed:
+        stall = dog.stall_covering(slot.scheduled_for)
+        assert stall is not None and stall.ended is not None, slot
+        # fake wall time stood at 00:01 while the loop was blocked, until moved to 00:05:30
+        assert re.fullmatch(
+            r"the scheduler loop was stalled from 00:0[01]:\d\d to 00:05:\d\d UTC \(\d min\)",
+            stall.reason(),
+        ), stall.reason()
