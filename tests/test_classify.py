@@ -102,8 +102,21 @@ requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.example.com', por
         (FailureInfo(exit_code=127, output_tail="sh: 1: frobnicate: not found"), E.CONFIG_ERROR),
         (FailureInfo(exit_code=124), E.TIMEOUT),
         (FailureInfo(exit_code=78), E.CONFIG_ERROR),
-        (FailureInfo(exit_code=-9), E.CODE_ERROR),
-        (FailureInfo(signal=9), E.CODE_ERROR),
+        # signals: a kill from outside is retried, a crash of the program's own is not
+        (FailureInfo(exit_code=-9), E.WORKER_LOST),
+        (FailureInfo(signal=9), E.WORKER_LOST),
+        (FailureInfo(signal=15), E.WORKER_LOST),
+        (FailureInfo(signal=10), E.WORKER_LOST),  # SIGUSR1: sent, not raised
+        (FailureInfo(exit_code=137), E.WORKER_LOST),  # a shell's 128 + SIGKILL
+        (FailureInfo(signal=11), E.CODE_ERROR),
+        (FailureInfo(signal=6), E.CODE_ERROR),
+        (FailureInfo(signal=7), E.CODE_ERROR),
+        (FailureInfo(signal=8), E.CODE_ERROR),
+        (FailureInfo(signal=4), E.CODE_ERROR),
+        (FailureInfo(exit_code=-11, action="python"), E.CODE_ERROR),
+        (FailureInfo(signal=9, action="python"), E.WORKER_LOST),
+        (FailureInfo(exit_code=139), E.CODE_ERROR),  # a shell's 128 + SIGSEGV
+        (FailureInfo(exit_code=150, output_tail="done"), E.CODE_ERROR),  # not a signal
         (FailureInfo(exit_code=1), E.CODE_ERROR),
         # output words after a plain exit code 1
         (FailureInfo(exit_code=1, output_tail="HTTP 429 Too Many Requests"), E.RATE_LIMITED),
@@ -251,7 +264,7 @@ def test_user_rules_come_first(
                 action="llm",
             ),
             "the prompt is longer than the model's context window "
-            "(HTTP 400 context_length_exceeded: maximum context length is 8192 tokens)",
+            "(HTTP 400 context_length_exceeded): maximum context length is 8192 tokens",
             "shorten the prompt or its context, or use a model with a larger context window",
         ),
         (
@@ -266,8 +279,8 @@ def test_user_rules_come_first(
         ),
         (
             FailureInfo(exit_code=1, output_tail="Error: request timed out after 30s"),
-            "the request to the provider timed out "
-            "(exit code 1: Error: request timed out after 30s)",
+            "the command exited with code 1 (the request to a service it calls timed out): "
+            "Error: request timed out after 30s",
             None,
         ),
         (
@@ -277,7 +290,8 @@ def test_user_rules_come_first(
         ),
         (
             FailureInfo(exit_code=75, action="precheck"),
-            "the command reported a temporary failure (exit code 75, EX_TEMPFAIL)",
+            "the precheck exited with code 75 (EX_TEMPFAIL: a temporary failure, "
+            "it asked to be retried)",
             None,
         ),
         (
@@ -286,9 +300,10 @@ def test_user_rules_come_first(
             "fix the error shown in the output, then trigger the task again",
         ),
         (
-            FailureInfo(signal=9),
-            "the command was killed by signal 9 (SIGKILL), often the out-of-memory killer",
-            "find out what stopped it (memory limit, an operator) and trigger the task again",
+            FailureInfo(signal=9, output_tail="loading 40000 rows"),
+            "the command was killed by SIGKILL (signal 9) from outside agentcron, often the "
+            "out-of-memory killer, or an operator's kill -9: loading 40000 rows",
+            None,
         ),
         (
             FailureInfo(
@@ -307,7 +322,7 @@ def test_user_rules_come_first(
                 action="llm",
             ),
             "the model provider is overloaded and turned the request away "
-            "(HTTP 200 carrying an error: Overloaded)",
+            "(provider error overloaded_error): HTTP 200 carrying an error: Overloaded",
             None,
         ),
         (
@@ -317,7 +332,8 @@ def test_user_rules_come_first(
         ),
         (
             FailureInfo(exit_code=1, output_tail="HTTP 401: set OPENAI_API_KEY"),
-            "the provider rejected the API key (exit code 1: HTTP 401: set OPENAI_API_KEY)",
+            "the command exited with code 1 (a service it calls rejected the API key): "
+            "HTTP 401: set OPENAI_API_KEY",
             "check the API key in OPENAI_API_KEY: it may be missing, mistyped, revoked "
             "or lack access",
         ),

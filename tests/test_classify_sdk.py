@@ -243,8 +243,10 @@ def test_openai_rate_limit_keeps_retry_after_and_facts() -> None:
     assert failure.message == "RateLimitError: Error code: 429 - Rate limit reached"
     result = classify(failure, now=NOW)
     assert result.retry_after == 7.0
+    # the provider's own message is the decisive line
     assert result.explanation == (
-        "the model provider is rate-limiting requests (HTTP 429 rate_limit_exceeded)"
+        "the model provider is rate-limiting requests (HTTP 429 rate_limit_exceeded): "
+        "Rate limit reached"
     )
 
 

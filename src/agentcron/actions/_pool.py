@@ -30,6 +30,7 @@ from agentcron.actions.command import (
     terminate_group,
 )
 from agentcron.actions.output import read_output, tail_lines
+from agentcron.home import private_dirs
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
 
@@ -159,7 +160,7 @@ class PythonWorkerPool:
             "cwd": cwd,
             "env": {**spec.env, **ctx.run_env},
         }
-        ctx.output_file.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(ctx.output_file.parent)
         deadline = asyncio.get_running_loop().time() + ctx.timeout.total_seconds()
         # A worker that is stale, or that was found dead before the call began, is
         # replaced and the call goes to another; after size + 1 of them a fresh one has it.
@@ -426,13 +427,12 @@ def _tail(ctx: ActionContext) -> str:
 
 
 def _died(ctx: ActionContext, returncode: int) -> ActionResult:
-    # Killed by a signal the pool did not send (kill -9, the OOM killer): the worker
-    # died mid-run, which PRODUCT.md §7 calls worker_lost (retried). An exit code is
-    # the task's own doing and is classified as usual.
-    known: ErrorClass | None = None
+    # Ended by a signal the pool did not send: the classifier applies the same rule
+    # as to a command (a kill from outside, such as the OOM killer's, is worker_lost
+    # and retried; a crash of its own, such as SIGSEGV in a C extension, is
+    # code_error). An exit code is the task's own doing and is classified as usual.
     if returncode < 0:
         how, exit_code, sig = f"killed by signal {signal_name(-returncode)}", None, -returncode
-        known = ErrorClass.WORKER_LOST
     else:
         how, exit_code, sig = f"exit code {returncode}", returncode, None
     return ActionResult(
@@ -443,7 +443,6 @@ def _died(ctx: ActionContext, returncode: int) -> ActionResult:
             exit_code=exit_code,
             signal=sig,
             output_tail=_tail(ctx),
-            known_class=known,
             action="python",
         ),
     )

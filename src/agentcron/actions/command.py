@@ -333,7 +333,7 @@ def signal_name(signum: int) -> str:
 def redact_for(text: str, *envs: Mapping[str, str]) -> str:
     """``text`` without secret shapes, nor the secret values of the daemon's environment
     (which a command inherits) and of the given ones."""
-    from agentcron.redact import redact, secret_values_from_env
+    from agentcron.redact import daemon_secrets, redact, secret_values_from_env
 
-    merged = {k: v for e in (os.environ, *envs) for k, v in e.items()}
-    return redact(text, secrets=secret_values_from_env(merged))
+    extra = [v for env in envs for v in secret_values_from_env(env)]
+    return redact(text, secrets=[*daemon_secrets(), *extra])

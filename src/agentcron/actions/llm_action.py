@@ -34,6 +34,7 @@ from typing import Any
 import httpx2
 
 from agentcron.actions.base import ActionContext, ActionResult
+from agentcron.actions.output import write_output
 from agentcron.durations import format_duration
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
@@ -244,8 +245,7 @@ def _with_response(
 
 
 def _write_output(ctx: ActionContext, output: str) -> None:
-    ctx.output_file.parent.mkdir(parents=True, exist_ok=True)
-    ctx.output_file.write_text(output, encoding="utf-8")
+    write_output(ctx.output_file, output)  # private (0600); the runner redacts it
 
 
 def _timeout_failure(

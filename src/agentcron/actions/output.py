@@ -3,15 +3,24 @@
 Every attempt writes to its own file under ``HOME/outputs/TASK/``. The file is the
 complete record; what travels in memory (the action result, a failure's tail) is a
 bounded excerpt of it, so a run that prints gigabytes cannot exhaust the daemon.
+
+Output files are 0600 in 0700 folders, and once the attempt has ended the runner
+removes secrets from the file (:func:`redact_file`), so what is kept is what any
+later reader may see, whatever their environment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agentcron.home import PRIVATE_FILE_MODE, private_dirs
 from agentcron.model.task import TASK_NAME
+from agentcron.redact import line_secrets, redact
 
 OUTPUT_MEMORY_CAP = 1024 * 1024  # bytes of output an ActionResult carries at most
 TAIL_LINES = 20
@@ -62,10 +71,17 @@ def open_output(path: str | os.PathLike[str]) -> int:
     """
     flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     try:
-        return os.open(path, flags, 0o644)
+        return os.open(path, flags, PRIVATE_FILE_MODE)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(os.fspath(path)), exist_ok=True)
-        return os.open(path, flags, 0o644)
+        private_dirs(os.path.dirname(os.fspath(path)))
+        return os.open(path, flags, PRIVATE_FILE_MODE)
+
+
+def write_output(path: str | os.PathLike[str], text: str) -> None:
+    """Write a whole output (an llm completion) as a private file."""
+    fd = open_output(path)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def read_output(path: Path, max_bytes: int = OUTPUT_MEMORY_CAP) -> str:
@@ -99,3 +115,114 @@ def tail_lines(path: Path, n: int = TAIL_LINES, max_bytes: int = TAIL_MAX_BYTES)
         data = data[cut + 1 :] if 0 <= cut < len(data) - 1 else data[1:]
     lines = data.decode("utf-8", errors="replace").splitlines()
     return "\n".join(lines[-n:]) if n > 0 else ""
+
+
+# --- Redaction of a kept file ------------------------------------------------------
+
+REDACT_CHUNK = 1024 * 1024  # text redacted at once; one regex call holds the GIL
+_REDACT_MAX_CARRY = 8 * REDACT_CHUNK  # a line longer than this is cut where it stands
+# A line ending like this may go on with its value on the next line ("password:",
+# "Authorization: Bearer"); a piece is not cut after it.
+_CONTINUES = re.compile(rb"(?:[:=]|\b(?:bearer|basic|token|bot|apikey|digest))\Z", re.IGNORECASE)
+_BLANK = b" \t\r\n\f\v"
+_TEMP_SUFFIX = ".redacting"
+
+
+def redact_file(path: str | os.PathLike[str], secrets: Sequence[str]) -> bool:
+    """Remove ``secrets`` and secret shapes from the file at ``path``; True if it changed.
+
+    The file is read in pieces of about :data:`REDACT_CHUNK` cut at line ends, so a
+    large output costs memory for one piece and time in proportion to its size. A
+    cut never falls after a line whose value may follow on the next one, and a
+    secret that spans lines (a PEM key) is also looked for line by line, so cutting
+    hides nothing. Bytes that are not UTF-8 are kept as they were. A file with
+    nothing to remove is not written; one with something is replaced whole (a new
+    0600 file renamed over it), so a reader never sees half of each.
+    """
+    values = line_secrets(secrets)
+    target = os.fspath(path)
+    temp = target + _TEMP_SUFFIX
+    out: int | None = None
+    done = 0  # bytes of the original handled so far
+    try:
+        with open(target, "rb") as f:
+            carry = b""
+            while True:
+                data = f.read(REDACT_CHUNK)
+                buffer = carry + data
+                if not buffer:
+                    break
+                cut = len(buffer) if not data else _safe_cut(buffer)
+                if cut == 0:  # no place to cut yet: read on
+                    carry = buffer
+                    continue
+                piece, carry = buffer[:cut], buffer[cut:]
+                text = piece.decode("utf-8", errors="surrogateescape")
+                clean = redact(text, values)
+                if clean != text and out is None:
+                    out = _start_copy(target, temp, done)
+                if out is not None:
+                    _write_all(out, clean.encode("utf-8", errors="surrogateescape"))
+                done += len(piece)
+                if not data and not carry:
+                    break
+        if out is None:
+            return False
+        os.close(out)
+        out = None
+        os.replace(temp, target)
+        return True
+    finally:
+        if out is not None:
+            os.close(out)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+
+def _safe_cut(buffer: bytes) -> int:
+    """Where ``buffer`` may be cut: just after a line end whose line does not go on
+    (see :data:`_CONTINUES`); 0 when there is none yet and the buffer may grow."""
+    end = len(buffer)
+    while True:
+        at = buffer.rfind(b"\n", 0, end)
+        if at == -1:
+            break
+        last = at  # just past the last non-blank byte before this line end
+        while last > 0 and buffer[last - 1] in _BLANK:
+            last -= 1
+        if not _CONTINUES.search(buffer[max(0, last - 16) : last]):
+            return at + 1
+        end = last  # the line ends between here and ``at`` all follow the same text
+    if len(buffer) < _REDACT_MAX_CARRY:
+        return 0
+    # Pages without a safe line end: cut at the last line end, else at a space, else
+    # anywhere (a secret across that one point may survive; kept files are 0600).
+    for sep in (b"\n", b" "):
+        at = buffer.rfind(sep)
+        if at != -1:
+            return at + 1
+    return len(buffer)
+
+
+def _start_copy(target: str, temp: str, done: int) -> int:
+    """A new private file holding the first ``done`` bytes of ``target`` unchanged."""
+    out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    try:
+        with open(target, "rb") as src:
+            left = done
+            while left:
+                block = src.read(min(left, REDACT_CHUNK))
+                if not block:
+                    break
+                _write_all(out, block)
+                left -= len(block)
+    except BaseException:
+        os.close(out)
+        raise
+    return out
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -112,7 +112,7 @@ def _by_exception(failure: FailureInfo) -> Verdict:
 
 
 def _by_exit(failure: FailureInfo) -> Verdict:
-    """Exit codes first where they are unambiguous, then the output.
+    """Exit codes first where they are unambiguous, then signals, then the output.
 
     Exit code 75 (EX_TEMPFAIL) is the program's own statement that the failure is
     temporary and worth retrying, so it is always transient: the output picks the
@@ -121,9 +121,12 @@ def _by_exit(failure: FailureInfo) -> Verdict:
     failed for now; back off and try again") fits an unspecified temporary
     failure best. Permanent-sounding output does not override the program's word.
 
-    A process killed by a signal the runner did not send (it would have set
-    ``known_class``) is ``code_error``: the OOM killer or an operator stopped it,
-    and retrying the same work is unlikely to go differently.
+    A process ended by a signal the runner did not send (it would have set
+    ``known_class``), directly or as a shell's exit code 128 + n, is classified by
+    the signal (:func:`rules.signal_class`): a crash of the program's own making
+    (SIGSEGV, SIGABRT, …) is ``code_error``; a kill from outside (the OOM killer's
+    SIGKILL, an operator's SIGTERM) is ``worker_lost`` and retried, as for a python
+    worker killed the same way.
     """
     code = failure.exit_code
     if code == rules.EX_TEMPFAIL:
@@ -133,8 +136,9 @@ def _by_exit(failure: FailureInfo) -> Verdict:
         return E.SERVER_ERROR, "exit", None
     if code is not None and code in rules.EXIT_CODE_CLASSES:
         return rules.EXIT_CODE_CLASSES[code], "exit", None
-    if failure.signal is not None or (code is not None and code < 0):
-        return E.CODE_ERROR, "signal", None
+    signum = rules.signal_of(code, failure.signal)
+    if signum is not None:
+        return rules.signal_class(signum), "signal", None
     found = _by_output(failure)
     if found is not None:
         return found[0], "output", found[1]

@@ -1,15 +1,25 @@
-"""Plain-language words for failures: what happened, and for permanent ones what to fix.
+"""Plain-language words for failures: the owner's sentence and, for permanent ones, the fix.
 
-The owner reads these at 7 a.m. on a phone, so each explanation is one line that
-names the cause in their terms ("the API quota or credit is used up") followed by
-the evidence in brackets ("HTTP 429 insufficient_quota"), never a stack trace.
+The owner reads these at 7 a.m. on a phone. Each failure gets one sentence: the
+plain explanation in their terms, fitted to the kind of action that failed (a shell
+command has no "provider"), then, after a colon, the decisive line that shows what
+happened: the provider's own error message from an HTTP or LLM error body, the
+exception type and message of a Python traceback, else the last meaningful line of
+output::
+
+    the command exited with code 1: json.decoder.JSONDecodeError: Expecting property …
+    the API quota or credit is used up (HTTP 429 insufficient_quota): You exceeded …
+    the command exited with code 75 (EX_TEMPFAIL: a temporary failure, it asked to be
+    retried): upstream 503
+
+The runner stores this sentence as the run's ``error`` and the owner's message starts
+with it, so what the CLI shows and what the owner was told are the same words.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import signal as signals
 from collections.abc import Mapping
 from typing import Literal
 
@@ -24,7 +34,7 @@ E = ErrorClass
 Basis = Literal["rule", "known", "status", "code", "type", "exit", "signal", "output", "default"]
 
 EXPLANATION_LIMIT = 300
-_EVIDENCE_LIMIT = 160
+_EVIDENCE_LIMIT = 200
 
 _EXPLANATIONS: Mapping[ErrorClass, str] = {
     E.RATE_LIMITED: "{who} is rate-limiting requests",
@@ -60,31 +70,40 @@ _HTTP_FIXES: Mapping[ErrorClass, str] = {
     E.AUTH: "check the credentials the request sends (token, API key, headers)",
 }
 
+# A program that called services of its own, described from its output: "the command
+# exited with code 1 (a service it calls is rate-limiting requests)".
+_CALLED = "a service it calls"
+
 _EXIT_TEXT: Mapping[int, tuple[str, str | None]] = {
     64: (
-        "the program says it was called wrongly (exit code 64, EX_USAGE)",
+        "{subject} exited with code 64 (EX_USAGE: it says it was called wrongly)",
         "check the command's arguments",
     ),
     78: (
-        "the program reports a configuration error (exit code 78, EX_CONFIG)",
+        "{subject} exited with code 78 (EX_CONFIG: it reports a configuration error)",
         "check the program's configuration",
     ),
-    124: ("the program was stopped by timeout(1) (exit code 124)", None),
+    124: ("{subject} was stopped by timeout(1) (exit code 124)", None),
     126: (
-        "the command was found but is not executable (exit code 126)",
+        "{subject} was found but is not executable (exit code 126)",
         "make the file executable (chmod +x) or run it through its interpreter",
     ),
     127: (
-        "the command was not found (exit code 127)",
+        "{subject} was not found (exit code 127)",
         "check that the program is installed and on PATH, or give its full path",
     ),
     rules.EX_TEMPFAIL: (
-        "the command reported a temporary failure (exit code 75, EX_TEMPFAIL)",
+        "{subject} exited with code 75 (EX_TEMPFAIL: a temporary failure, it asked to be retried)",
         None,
     ),
 }
 
+_CRASH_FIX = "fix the crash (the last lines of output may show where), then trigger the task again"
+_LIMIT_FIX = "raise the limit or make the program need less, then trigger the task again"
+
 _ENV_KEY_NAME = re.compile(r"\b([A-Z][A-Z0-9_]*_(?:API_KEY|KEY|TOKEN))\b")
+# Keys under which JSON error bodies carry their human-readable message.
+_MESSAGE_KEYS = ("message", "detail", "error_description", "error", "msg")
 
 
 def explain(error_class: ErrorClass, *, who: str = "the provider") -> tuple[str, str | None]:
@@ -96,7 +115,7 @@ def explain(error_class: ErrorClass, *, who: str = "the provider") -> tuple[str,
 def describe(
     failure: FailureInfo, error_class: ErrorClass, basis: Basis, evidence: str | None = None
 ) -> tuple[str, str | None]:
-    """The explanation and fix for one classified failure, redacted and on one line.
+    """The owner's sentence and the fix for one classified failure, redacted, one line.
 
     ``evidence`` is what decided the class when the failure itself does not say it
     (the output line a pattern matched, the user rule that fired).
@@ -104,44 +123,72 @@ def describe(
     text, fix = explain(error_class, who=_who(failure))
     if failure.action == "http" and error_class in _HTTP_FIXES:
         fix = _HTTP_FIXES[error_class]
-    if basis == "status" and failure.http_status is not None:
+    decisive = decisive_line(failure, evidence if basis == "output" else None)
+    exit_code = failure.exit_code
+    if basis == "rule":
+        text = f"{text} (the task's classify rule {evidence!r} matched)"
+        decisive = _rule_line(failure, evidence) or decisive
+    elif basis == "known":
+        text, decisive = _known_text(failure, error_class, text)
+    elif basis == "status" and failure.http_status is not None:
         text, fix = _http_text(failure, error_class, text, fix)
-    elif basis == "exit" and failure.exit_code is not None and failure.exit_code in _EXIT_TEXT:
-        text, exit_fix = _EXIT_TEXT[failure.exit_code]
+        decisive = _status_line(failure)
+    elif basis == "code":
+        text = f"{text} (provider error {failure.provider_code})"
+        decisive = _provider_message(failure.body) or failure.message or decisive
+    elif basis == "signal":
+        text, fix = _signal_text(failure, error_class)
+    elif basis == "exit" and exit_code is not None and exit_code in _EXIT_TEXT:
+        template, exit_fix = _EXIT_TEXT[exit_code]
+        text = template.format(subject=_subject(failure))
         if exit_fix is not None and not error_class.transient:
             fix = exit_fix
-        line = evidence or last_meaningful_line(failure.output_tail)
-        if line:
-            text = f"{text}: {_short(line)}"
-    elif basis == "signal":
-        text = _signal_text(failure)
-        fix = "find out what stopped it (memory limit, an operator) and trigger the task again"
     elif error_class is E.CODE_ERROR and basis in ("type", "output", "default"):
-        text = _code_error_text(failure, evidence)
-    elif basis == "type" and "ModuleNotFoundError" in failure.exception_types:
-        text = f"a Python module could not be imported ({failure.message})"
+        text, decisive = _code_error_text(failure, decisive)
+    elif _is_missing_module(failure, decisive):
+        text = "a Python module could not be imported"
         fix = "install the missing package or fix the module path"
-    elif basis == "known":
-        if error_class is E.TIMEOUT:
-            text = "the run took longer than its timeout and was stopped"
-        if failure.message:
-            text = f"{text} ({failure.message})"
-    elif basis == "rule":
-        text = f"{text} (classify rule {evidence!r} matched)"
-    elif basis == "code":
-        text = f"{text} ({_short(failure.message or evidence or '')})"
-    elif basis in ("output", "type") or failure.message:
-        detail = evidence or failure.message
-        prefix = _exit_prefix(failure)
-        if prefix and detail:
-            detail = f"{prefix}: {detail}"
-        elif prefix:
-            detail = prefix
-        if detail:
-            text = f"{text} ({_short(detail)})"
+        if exit_code is not None:
+            text = f"{_subject(failure)} exited with code {exit_code} ({text})"
+    elif exit_code is not None and basis in ("output", "default"):
+        # A program's output named the cause: it talked to a service of its own.
+        said = explain(error_class, who=_CALLED)[0]
+        if exit_code == rules.EX_TEMPFAIL:
+            said = f"EX_TEMPFAIL, a temporary failure: {said}"
+        text = f"{_subject(failure)} exited with code {exit_code} ({said})"
     if error_class is E.AUTH and fix is not None:
         fix = _auth_fix(failure, fix)
-    return _one_line(text, EXPLANATION_LIMIT), (_one_line(fix, EXPLANATION_LIMIT) if fix else None)
+    sentence = _with_line(text, decisive)
+    return _one_line(sentence, EXPLANATION_LIMIT), (
+        _one_line(fix, EXPLANATION_LIMIT) if fix else None
+    )
+
+
+def decisive_line(failure: FailureInfo, evidence: str | None = None) -> str | None:
+    """The line that shows what happened, most telling first: the provider's error
+    message, the line that decided the class, the exception (raised, or closing a
+    traceback in the output), the last meaningful line of output."""
+    provider = _provider_message(failure.body)
+    if provider:
+        return provider
+    if evidence:
+        return evidence
+    if failure.exception_types and failure.message:
+        return failure.message
+    closing = rules.traceback_exception_line(failure.output_tail)
+    if closing:
+        return closing
+    return last_meaningful_line(failure.output_tail) or None
+
+
+def _with_line(text: str, line: str | None) -> str:
+    """``text: line``, unless the line says nothing the text does not already say."""
+    if not line:
+        return text
+    short = _short(line)
+    if short.lower() in text.lower():
+        return text
+    return f"{text}: {short}"
 
 
 def _who(failure: FailureInfo) -> str:
@@ -150,7 +197,34 @@ def _who(failure: FailureInfo) -> str:
         return "the model provider"
     if failure.action == "http" or failure.http_status is not None:
         return "the server"
-    return "the provider"
+    if failure.action in ("command", "precheck"):
+        return f"a service the {failure.action} calls"
+    return "a service the function calls"
+
+
+def _subject(failure: FailureInfo) -> str:
+    """What ran as a process and ended: the command, the precheck, a python worker."""
+    if failure.action == "precheck":
+        return "the precheck"
+    if failure.action == "python":
+        return "the python worker running the function"
+    return "the command"
+
+
+def _known_text(failure: FailureInfo, error_class: ErrorClass, text: str) -> tuple[str, str | None]:
+    """The runner's own words: it enforced the timeout or lost the worker."""
+    if error_class is E.WORKER_LOST and failure.message:
+        return failure.message, None  # a sentence of ours ("the daemon stopped while …")
+    if error_class is E.TIMEOUT:
+        what = "the precheck" if failure.action == "precheck" else "the run"
+        text = f"{what} took longer than its timeout and was stopped"
+        if failure.message:
+            text = f"{text} ({failure.message})"
+        # What it was doing when it was stopped.
+        return text, last_meaningful_line(failure.output_tail) or None
+    if failure.message:
+        text = f"{text} ({failure.message})"
+    return text, None
 
 
 def _http_text(
@@ -165,60 +239,113 @@ def _http_text(
     elif status is not None and status < 400:
         text = f"{_who(failure)} answered with a status the task does not expect"
         fix = "check the URL (a redirect?) and the task's expect list"
-    evidence = f"HTTP {status}" + (f" {code}" if code else "")
-    provider_message = _provider_message(failure.body)
-    if provider_message and not error_class.transient:
-        evidence = f"{evidence}: {_short(provider_message)}"
-    return f"{text} ({evidence})", fix
+    return f"{text} (HTTP {status}" + (f" {code})" if code else ")"), fix
+
+
+def _status_line(failure: FailureInfo) -> str | None:
+    """The provider's message, else a plain-text body's first line, else what the
+    raised exception said (an SDK error without a body)."""
+    provider = _provider_message(failure.body)
+    if provider:
+        return provider
+    body = (failure.body or "").strip()
+    if body and not body.startswith(("<", "{", "[")):
+        return last_meaningful_line(body.splitlines()[0])
+    if failure.exception_types and failure.message:
+        return failure.message
+    return None
 
 
 def _provider_message(body: str | None) -> str | None:
+    """The human-readable message of a JSON error body: OpenAI's and Anthropic's
+    ``error.message``, FastAPI's ``detail``, OAuth's ``error_description``, a bare
+    ``{"error": "…"}``."""
     if not body:
         return None
     try:
         data = json.loads(body)
     except ValueError:
         return None
-    for obj in (data.get("error") if isinstance(data, dict) else None, data):
-        if isinstance(obj, dict) and isinstance(obj.get("message"), str) and obj["message"]:
-            return str(obj["message"])
+    if not isinstance(data, dict):
+        return None
+    for obj in (data.get("error"), data):
+        if not isinstance(obj, dict):
+            continue
+        for key in _MESSAGE_KEYS:
+            value = obj.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
     return None
 
 
-def _exit_prefix(failure: FailureInfo) -> str | None:
-    if failure.exit_code is None:
+def _rule_line(failure: FailureInfo, pattern: str | None) -> str | None:
+    """The line the owner's classify rule matched in."""
+    if not pattern:
         return None
-    return f"exit code {failure.exit_code}"
+    for text in (failure.output_tail, failure.body, failure.message):
+        if not text:
+            continue
+        try:
+            found = re.search(pattern, text)
+        except re.error:
+            return None
+        if found is not None:
+            start = text.rfind("\n", 0, found.start()) + 1
+            end = text.find("\n", found.end())
+            return text[start : end if end != -1 else len(text)].strip() or None
+    return None
 
 
-def _subject(failure: FailureInfo) -> str:
-    return "the precheck" if failure.action == "precheck" else "the command"
-
-
-def _code_error_text(failure: FailureInfo, evidence: str | None) -> str:
-    line = evidence or last_meaningful_line(failure.output_tail) or failure.message
+def _code_error_text(failure: FailureInfo, line: str | None) -> tuple[str, str | None]:
+    """The task's own failure: who failed, and the line that shows how."""
     if failure.exit_code is not None:
-        head = f"{_subject(failure)} exited with code {failure.exit_code}"
-    elif failure.exception_types:
+        return f"{_subject(failure)} exited with code {failure.exit_code}", line
+    if failure.exception_types:
         head = "the function raised" if failure.action == "python" else "the task raised"
-        return f"{head} {_short(failure.message or line)}"
-    elif failure.http_status is not None:
-        head = f"{_who(failure)} answered HTTP {failure.http_status}"
+        return f"{head} {_short(failure.message or line or 'an exception')}", None
+    if failure.http_status is not None:
+        return f"{_who(failure)} answered HTTP {failure.http_status}", line
+    what = {
+        "command": "the command failed",
+        "precheck": "the precheck failed",
+        "python": "the function failed",
+        "http": "the request failed",
+        "llm": "the model call failed",
+    }.get(failure.action, "the task failed")
+    return what, line or (failure.message or None)
+
+
+def _is_missing_module(failure: FailureInfo, line: str | None) -> bool:
+    if "ModuleNotFoundError" in failure.exception_types:
+        return True
+    return bool(line) and (line or "").startswith("ModuleNotFoundError")
+
+
+def _signal_text(failure: FailureInfo, error_class: ErrorClass) -> tuple[str, str | None]:
+    """A process ended by a signal agentcron did not send; see :mod:`rules` for the
+    rule (a crash of its own making is permanent, a kill from outside is retried)."""
+    number = rules.signal_of(failure.exit_code, failure.signal) or 0
+    name = rules.signal_label(number)
+    subject = _subject(failure)
+    by_shell = failure.signal is None and (failure.exit_code or 0) > 0
+    if error_class is not E.WORKER_LOST:
+        meaning = rules.CRASH_SIGNALS.get(number, "a signal of its own making")
+        if by_shell:
+            text = (
+                f"{subject} exited with code {failure.exit_code} (128 + {number}: a program "
+                f"it ran crashed with {name}, {meaning})"
+            )
+        else:
+            text = f"{subject} crashed with {name} (signal {number}, {meaning})"
+        return text, (_LIMIT_FIX if number in rules.LIMIT_SIGNALS else _CRASH_FIX)
+    sender = rules.STOP_SIGNALS.get(number)
+    killed = f"killed by {name} (signal {number}) from outside agentcron"
+    if by_shell:
+        code = failure.exit_code
+        text = f"{subject} exited with code {code} (128 + {number}: a program it ran was {killed})"
     else:
-        head = "the task failed"
-    return f"{head}: {_short(line)}" if line else head
-
-
-def _signal_text(failure: FailureInfo) -> str:
-    number = failure.signal if failure.signal is not None else -(failure.exit_code or 0)
-    try:
-        name = signals.Signals(number).name
-    except ValueError:
-        name = f"signal {number}"
-    text = f"{_subject(failure)} was killed by signal {number} ({name})"
-    if number == signals.SIGKILL:
-        text += ", often the out-of-memory killer"
-    return text
+        text = f"{subject} was {killed}"
+    return (f"{text}, {sender}" if sender else text), None
 
 
 def _auth_fix(failure: FailureInfo, fix: str) -> str:
@@ -239,7 +366,7 @@ def last_meaningful_line(text: str) -> str:
 
 def _short(text: str) -> str:
     # Redact before cutting: a key cut in half no longer looks like a key.
-    clean = redact(text)
+    clean = " ".join(redact(text).split())
     return clean if len(clean) <= _EVIDENCE_LIMIT else clean[: _EVIDENCE_LIMIT - 1] + "…"
 
 

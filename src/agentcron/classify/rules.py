@@ -9,6 +9,7 @@ Lookups here are pure; the order in which they are consulted lives in
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Iterable, Mapping
 
 from agentcron.model.enums import ErrorClass
@@ -209,6 +210,67 @@ EXIT_CODE_CLASSES: Mapping[int, ErrorClass] = {
     126: E.CONFIG_ERROR,  # found but not executable
     127: E.CONFIG_ERROR,  # command not found
 }
+
+# --- Signals --------------------------------------------------------------------------
+# A signal agentcron sends (a timeout, overlap: replace, the daemon stopping) is
+# classified where it is sent. Any other is read here. The kernel raises these
+# because of what the program itself did, so running it again meets the same end:
+# permanent, ``code_error``. Every other signal was sent from outside (the
+# out-of-memory killer's SIGKILL, an operator's kill, a shutdown's SIGTERM): the work
+# was interrupted, not wrong, and is retried as ``worker_lost``, as a python pool
+# worker killed the same way is.
+
+CRASH_SIGNALS: Mapping[int, str] = {
+    signal.SIGSEGV: "a segmentation fault: an invalid memory access",
+    signal.SIGBUS: "a bus error: a bad memory access, such as a truncated mapped file",
+    signal.SIGILL: "an illegal instruction: a binary built for another CPU, or a corrupt one",
+    signal.SIGFPE: "an arithmetic error such as an integer division by zero",
+    signal.SIGABRT: "it aborted itself, after a failed assertion or a fatal library error",
+    signal.SIGSYS: "a forbidden or invalid system call",
+    signal.SIGTRAP: "a trace or breakpoint trap",
+    signal.SIGPIPE: "it wrote to a pipe or socket that nobody reads any more",
+    signal.SIGXCPU: "it used up its CPU time limit (ulimit -t)",
+    signal.SIGXFSZ: "it wrote past its file size limit (ulimit -f)",
+}
+# Crashes that a resource limit caused: the fix is the limit, not the code.
+LIMIT_SIGNALS = frozenset({signal.SIGXCPU, signal.SIGXFSZ})
+# Sent from outside, with the usual sender named in the explanation.
+STOP_SIGNALS: Mapping[int, str] = {
+    signal.SIGKILL: "often the out-of-memory killer, or an operator's kill -9",
+    signal.SIGTERM: "an operator, a service manager or a shutdown",
+    signal.SIGINT: "an interrupt, as Ctrl-C sends",
+    signal.SIGHUP: "its terminal or session went away",
+    signal.SIGQUIT: "an operator's quit signal",
+}
+_SHELL_SIGNAL_BASE = 128  # a shell reports a child killed by signal n as exit 128 + n
+
+
+def signal_class(signum: int) -> ErrorClass:
+    """``code_error`` for a crash of the program's own making, else ``worker_lost``."""
+    return E.CODE_ERROR if signum in CRASH_SIGNALS else E.WORKER_LOST
+
+
+def signal_of(exit_code: int | None, signum: int | None) -> int | None:
+    """The signal that ended a process: given, a negative return code, or a shell's
+    128 + n for a signal in either table (other codes above 128 are left alone: a
+    program may pick 150 for its own reasons)."""
+    if signum is not None:
+        return signum
+    if exit_code is None:
+        return None
+    if exit_code < 0:
+        return -exit_code
+    number = exit_code - _SHELL_SIGNAL_BASE
+    return number if number in CRASH_SIGNALS or number in STOP_SIGNALS else None
+
+
+def signal_label(signum: int) -> str:
+    """``SIGKILL`` or, for a number Python has no name for, ``signal 77``."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
 
 # --- Output words ---------------------------------------------------------------------
 # Ordered: the first pattern that matches wins. Quota before rate limits (an

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import logging
 import os
 import signal
@@ -35,10 +34,11 @@ from agentcron.model import (
     SlotStatus,
     TaskSpec,
 )
-from agentcron.redact import redact, secret_values_from_env
+from agentcron.redact import redact
 from agentcron.store.base import Store
 
 from .finisher import Finisher
+from .redaction import keep_output_private, task_secrets
 
 log = logging.getLogger("agentcron.runner")
 
@@ -62,18 +62,6 @@ class RunnerDeps:
         if self.finisher is not None:
             return await self.finisher.finish(item)
         return self.store.finish_many([item])[0]
-
-
-@functools.lru_cache(maxsize=1)
-def _daemon_secrets() -> tuple[str, ...]:
-    return tuple(secret_values_from_env(os.environ))
-
-
-def task_secrets(spec: TaskSpec) -> list[str]:
-    """Secret values a run of ``spec`` may print: the daemon's environment (read once,
-    it does not change under a running daemon) and the task's own ``env``."""
-    extra = secret_values_from_env(spec.env) if spec.env else []
-    return [*_daemon_secrets(), *extra]
 
 
 def _recorder(store: Store, attempt_id: int) -> Callable[[int], None]:
@@ -126,39 +114,43 @@ def outcome_for_failure(
     output_path: str | None,
     exit_code: int | None = None,
 ) -> tuple[AttemptOutcome, Classification]:
-    """Classify a failure and decide between ``retrying`` and ``failed``."""
-    from agentcron.policies.retry import decide_retry
-    from agentcron.redact import redact
+    """Classify a failure and decide between ``retrying`` and ``failed``.
 
-    classification = classify_failure(failure, spec, now)
-    decision = decide_retry(classification, attempt, spec.retries, spec.retry_backoff, rand)
+    The stored ``error`` is the owner's sentence (the explanation with its decisive
+    line, as the owner's message starts), redacted here with the secrets of the
+    daemon that ran the task: a later reader's environment may lack them. The
+    action's own terse words ("exited with code 1") stay in the attempt's
+    ``detail`` when the sentence does not already hold them.
+    """
+    from agentcron.policies.retry import decide_retry
+
     secrets = task_secrets(spec)
-    message = redact(failure.message or classification.explanation, secrets)
-    if decision.retry and decision.delay is not None:
-        return (
-            AttemptOutcome(
-                ok=False,
-                slot_status=SlotStatus.RETRYING,
-                error_class=classification.error_class,
-                error=message,
-                explanation=redact(classification.explanation, secrets),
-                exit_code=exit_code if exit_code is not None else failure.exit_code,
-                next_attempt_at=now + decision.delay,
-                output_path=output_path,
-                extra={"decision": decision.reason},
-            ),
-            classification,
-        )
+    found = classify_failure(failure, spec, now)
+    classification = replace(
+        found,
+        explanation=redact(found.explanation, secrets),
+        fix=redact(found.fix, secrets) if found.fix else None,
+    )
+    decision = decide_retry(classification, attempt, spec.retries, spec.retry_backoff, rand)
+    sentence = classification.explanation
+    extra: dict[str, object] = {"decision": decision.reason}
+    detail = redact(" ".join(failure.message.split()), secrets)
+    if detail and detail.lower() not in sentence.lower():
+        extra["detail"] = detail
+    retry = decision.retry and decision.delay is not None
+    if not retry:
+        extra["fix"] = classification.fix
     return (
         AttemptOutcome(
             ok=False,
-            slot_status=SlotStatus.FAILED,
+            slot_status=SlotStatus.RETRYING if retry else SlotStatus.FAILED,
             error_class=classification.error_class,
-            error=message,
-            explanation=redact(classification.explanation, secrets),
+            error=sentence,
+            explanation=sentence,
             exit_code=exit_code if exit_code is not None else failure.exit_code,
+            next_attempt_at=now + decision.delay if retry and decision.delay is not None else None,
             output_path=output_path,
-            extra={"decision": decision.reason, "fix": classification.fix},
+            extra=extra,
         ),
         classification,
     )
@@ -209,14 +201,17 @@ _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQU
 def _crashed(spec: TaskSpec, exc: Exception) -> AttemptOutcome:
     """A bug in agentcron's own code during a run: still a record, which says so."""
     log.error("run of %s crashed inside agentcron", spec.name, exc_info=exc)
+    sentence = redact(
+        f"agentcron itself failed while running this task ({type(exc).__name__}: {exc}); "
+        "see the daemon log",
+        task_secrets(spec),
+    )
     return AttemptOutcome(
         ok=False,
         slot_status=SlotStatus.FAILED,
         error_class=ErrorClass.CODE_ERROR,
-        error=redact(
-            f"internal error in agentcron: {type(exc).__name__}: {exc}", task_secrets(spec)
-        ),
-        explanation="agentcron itself failed while running this task; see the daemon log",
+        error=sentence,
+        explanation=sentence,
     )
 
 
@@ -356,6 +351,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     except Exception as exc:  # defensive: a bug in our code must still leave a record
         outcome = _crashed(spec, exc)
     finished = deps.clock.now()
+    await keep_output_private(deps.home, out_path, spec)
     if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and spec.deliver:
         from agentcron.notify.channels import channel_key
 
