@@ -195,3 +195,18 @@ def test_a_task_kept_firing_on_time_is_never_overdue_however_small_its_limit(
         assert sqlite_store.incidents("beat") == []
 
     asyncio.run(scenario())
+
+
+def test_a_wall_clock_set_back_does_not_pause_the_checks(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    h, dog, counting = _rig(sqlite_store, clock, home)
+    h.add("fast", _ok, every="1m", timezone="UTC", overdue_after="8s")
+    dog.run_due()
+    dog.run_due()
+    assert counting.calls["due_heads"] == 1  # the next check is 2 s away
+    clock.set(clock.now() - timedelta(hours=1))  # NTP corrects a clock an hour ahead
+    dog.run_due()
+    assert counting.calls["due_heads"] == 2  # checked now, not in an hour
+    assert counting.calls["running_slots"] == 2
+    assert counting.calls["list_tasks"] == 2  # the smallest limit read again too

@@ -75,8 +75,8 @@ class OverdueLimits:
     def smallest(self, now: datetime) -> timedelta:
         """The smallest limit any enabled task has: the 5-minute floor of the default
         rule, or a smaller explicit ``overdue_after``."""
-        if self._rescan_at is None or now >= self._rescan_at:
-            self._rescan(now)
+        if self._rescan_at is None or not now < self._rescan_at <= now + RESCAN_MAX:
+            self._rescan(now)  # due, or the wall clock was set back
         explicit = self._smallest_explicit
         return MIN_OVERDUE if explicit is None else min(MIN_OVERDUE, explicit)
 

@@ -138,8 +138,8 @@ class Watchdog:
         ``interval``, overdue tasks every :meth:`overdue_interval`; then, while the
         loop is stalled, the outbox is sent from this thread."""
         now = self.clock.now()
-        stuck = self._next_stuck is None or now >= self._next_stuck
-        overdue = self._next_overdue is None or now >= self._next_overdue
+        stuck = _due(self._next_stuck, now, self.interval)
+        overdue = _due(self._next_overdue, now, self.interval)
         report = self._guarded(WatchdogReport(), stuck=stuck, overdue=overdue)
         now = self.clock.now()
         if stuck:
@@ -355,3 +355,11 @@ class Watchdog:
                 self.run_due()
             except Exception:
                 log.exception("watchdog check failed; continuing")
+
+
+def _due(next_at: datetime | None, now: datetime, longest: float) -> bool:
+    """Whether a check planned for ``next_at`` is due: its time has come, or the wall
+    clock was set back so far that waiting for it would skip checks."""
+    if next_at is None or now >= next_at:
+        return True
+    return next_at - now > timedelta(seconds=2 * longest)
