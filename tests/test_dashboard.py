@@ -19,6 +19,7 @@ from agentcron.clock import FakeClock
 from agentcron.home import hostname
 from agentcron.interfaces.dashboard import build_router
 from agentcron.model import SlotStatus
+from agentcron.model.incident import Incident, IncidentKind
 from agentcron.model.run import NewSlot, NodeInfo
 from harness import Harness
 
@@ -92,9 +93,7 @@ def test_every_page_renders_from_what_the_service_recorded(
     assert htmx.status_code == 200 and "0BSD" in htmx.text[:300]
 
 
-def test_why_a_slot_did_not_run_is_shown_in_its_row(
-    client: TestClient, harness: Harness
-) -> None:
+def test_why_a_slot_did_not_run_is_shown_in_its_row(client: TestClient, harness: Harness) -> None:
     now = harness.clock.now()
     reasons = {
         SlotStatus.SKIPPED: "precheck: no new mail since 09:00",
@@ -145,12 +144,33 @@ def test_the_banner_says_nothing_is_firing_until_a_daemon_is_alive(
     now = harness.clock.now()
     node = NodeInfo("n1", hostname(), os.getpid(), str(harness.home), now, now)
     harness.store.register_node(node)
+    harness.store.record_tick("n1", now)
     assert "The scheduler is not running" not in client.get("/").text
-    harness.clock.advance(timedelta(minutes=4))  # no heartbeat since: stale
+    harness.clock.advance(timedelta(minutes=4))  # no heartbeat and no tick since: stale
     stale = client.get("/fragments/banner").text
     assert "The daemon&#39;s last tick was 4 min ago: nothing is firing" in stale
     harness.store.stop_node("n1", harness.clock.now())
-    assert "The daemon was stopped just now: nothing is firing" in client.get("/").text
+    stopped = client.get("/").text
+    assert (
+        "The daemon&#39;s last tick was 4 min ago: nothing is firing. It was stopped just now"
+        in stopped
+    )
+
+
+def test_the_banner_tells_a_live_daemon_whose_scheduler_stopped_ticking(
+    client: TestClient, harness: Harness
+) -> None:
+    now = harness.clock.now()
+    harness.store.register_node(
+        NodeInfo("n1", hostname(), os.getpid(), str(harness.home), now, now)
+    )
+    harness.store.record_tick("n1", now)
+    harness.clock.advance(timedelta(minutes=2))
+    harness.store.heartbeat("n1", harness.clock.now())  # alive, but no tick for 2 min
+    text = client.get("/fragments/banner").text
+    assert "A daemon is running but its scheduler&#39;s last tick was 2 min ago" in text
+    harness.store.record_tick("n1", harness.clock.now())
+    assert "not running" not in client.get("/fragments/banner").text
 
 
 def test_run_now_without_javascript_queues_a_run_and_says_so(
@@ -161,7 +181,7 @@ def test_run_now_without_javascript_queues_a_run_and_says_so(
         "/tasks/alpha_ok/run", data={"back": "list"}, headers=SAME, follow_redirects=False
     )
     assert answer.status_code == 303
-    assert answer.headers["location"].startswith("/?done=triggered&task=alpha_ok&run=")
+    assert answer.headers["location"].startswith("/?done=triggered&task=alpha_ok&ref=")
     slots = harness.slots("alpha_ok")
     assert len(slots) == before + 1
     manual = next(s for s in slots if s.trigger == "manual")
@@ -193,6 +213,75 @@ def test_pause_and_resume_change_the_task_and_the_page_says_so(
     assert resumed.status_code == 200 and "is resumed" in resumed.text
     assert not harness.store.get_task("alpha_ok").paused  # type: ignore[union-attr]
     assert 'id="action-pause"' in resumed.text  # the buttons swapped out of band
+
+
+def test_a_pause_reason_is_kept_shown_and_cleared_by_resume(
+    client: TestClient, harness: Harness
+) -> None:
+    answer = client.post(
+        "/tasks/alpha_ok/pause",
+        data={"reason": "  vendor API <down> until Monday  "},
+        headers=SAME,
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    page = client.get("/tasks/alpha_ok").text
+    assert 'Paused: <q class="reason">vendor API &lt;down&gt; until Monday</q>' in page
+    listed = client.get("/fragments/tasks").text
+    assert "vendor API &lt;down&gt; until Monday" in listed
+    client.post("/tasks/alpha_ok/resume", headers=SAME)
+    assert "vendor API" not in client.get("/tasks/alpha_ok").text
+    (entry, *_) = harness.service.audit("alpha_ok")
+    assert (entry["action"], entry["via"]) == ("task.resume", "dashboard")
+    assert entry["actor"] == "client testclient"
+
+
+def test_a_reason_over_500_characters_is_refused_and_nothing_is_paused(
+    client: TestClient, harness: Harness
+) -> None:
+    answer = client.post("/tasks/alpha_ok/pause", data={"reason": "x" * 501}, headers=SAME)
+    assert answer.status_code == 400
+    assert "Not paused: reason: at most 500 characters" in answer.text
+    assert not harness.store.get_task("alpha_ok").paused  # type: ignore[union-attr]
+
+
+def _open_incident(harness: Harness, task: str, summary: str) -> int:
+    incident = Incident(
+        task=task,
+        kind=IncidentKind.FAILURE,
+        opened_at=harness.clock.now(),
+        escalated=True,
+        failed_runs=3,
+        summary=summary,
+    )
+    (saved,) = harness.store.save_incidents([incident], [], harness.clock.now())
+    assert saved.id is not None
+    return saved.id
+
+
+def test_open_incidents_are_listed_with_their_messages_and_can_be_acknowledged(
+    client: TestClient, harness: Harness
+) -> None:
+    number = _open_incident(harness, "zeta_broken", "failed 3 runs in a row: <b>disk</b> full")
+    page = client.get("/incidents").text
+    assert "failed 3 runs in a row: &lt;b&gt;disk&lt;/b&gt; full" in page
+    assert f'id="ack-{number}"' in page
+    assert "failed 3 runs in a row" in client.get("/tasks/zeta_broken").text
+    refused = client.post(f"/incidents/{number}/ack", headers={"Origin": "http://evil.example"})
+    assert refused.status_code == 403
+    assert harness.service.incident(number)["acknowledged_at"] is None
+    answer = client.post(f"/incidents/{number}/ack", headers=SAME, follow_redirects=False)
+    assert answer.status_code == 303
+    assert (
+        answer.headers["location"] == f"/incidents?done=acknowledged&task=zeta_broken&ref={number}"
+    )
+    after = client.get(answer.headers["location"]).text
+    assert f"Incident #{number} of &#39;zeta_broken&#39; is acknowledged" in after
+    assert "by client testclient" in after and f'id="ack-{number}"' not in after
+    rows = client.get("/fragments/incidents").text
+    assert "by client testclient" in rows and not rows.lstrip().startswith("<!doctype")
+    missing = client.post("/incidents/99999/ack", headers=SAME)
+    assert missing.status_code == 404 and "no incident with id 99999" in missing.text
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agentcron.interfaces.dashboard._sparkline import sparkline
-from agentcron.interfaces.dashboard._views import banner, relative, sort_tasks
+from agentcron.interfaces.dashboard._views import banner, duration_text, relative, sort_tasks
 from agentcron.interfaces.dashboard._words import schedule_in_words
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -28,6 +28,7 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
         ("*/15 * * * *", "every 15 minutes"),
         ("*/15 * * * 1-5", "every 15 minutes on weekdays"),
         ("* * * * *", "every minute"),
+        ("*/30 8-18 * * *", "every 30 minutes from 08:00 to 18:59"),
         ("0 * * * *", "every hour, on the hour"),
         ("@hourly", "every hour, on the hour"),
         ("5 * * * *", "every hour at minute 5"),
@@ -52,7 +53,6 @@ def test_common_schedules_are_said_in_words(schedule: str, words: str) -> None:
     [
         "0 0 1 * 1",  # a day of the month OR a Monday: cron's rule, easy to misread
         "0 9-17/2 * * *",
-        "*/5 9-17 * * *",
         "0 0 * * 1-3,5",
         "1,2 3,4 * * *",
         "0 0 * * * *",
@@ -70,6 +70,18 @@ def test_countdowns_and_ages_in_words() -> None:
     assert relative(NOW + timedelta(hours=26), NOW) == "in 1 day 2 hours"
     assert relative(NOW + timedelta(milliseconds=300), NOW) == "now"
     assert relative(None, NOW) == ""
+
+
+def test_durations_keep_tenths_where_runs_differ() -> None:
+    assert [duration_text(s) for s in (0.0001, 0.018, 1.34, 9.96, 42.4, 200)] == [
+        "0ms",
+        "18ms",
+        "1.3s",
+        "10s",
+        "42s",
+        "3 min",
+    ]
+    assert duration_text(None) == ""
 
 
 def _node(**fields: object) -> dict[str, object]:
@@ -97,13 +109,30 @@ def test_the_banner_says_when_the_last_tick_was_and_that_nothing_fires() -> None
 
 
 def test_the_banner_tells_a_stopped_daemon_and_a_database_never_run() -> None:
+    tick = (NOW - timedelta(minutes=3)).isoformat()
     stopped = (NOW - timedelta(minutes=2)).isoformat()
-    text = banner({"alive": False, "nodes": [_node(heartbeat_at=stopped, stopped_at=stopped)]}, NOW)
-    assert text == (
-        "The daemon was stopped 2 min ago: nothing is firing. Start it again with `agentcron run`."
+    node = _node(heartbeat_at=stopped, last_tick=tick, stopped_at=stopped, state="stopped")
+    assert banner({"alive": False, "nodes": [node]}, NOW) == (
+        "The daemon's last tick was 3 min ago: nothing is firing. "
+        "It was stopped 2 min ago; start it again with `agentcron run`."
     )
     never = banner({"alive": False, "nodes": []}, NOW)
     assert never is not None and never.startswith("No daemon has ever run against this database")
+
+
+def test_a_live_daemon_whose_scheduler_does_not_tick_gets_the_banner_too() -> None:
+    beat = (NOW - timedelta(seconds=2)).isoformat()
+    old_tick = (NOW - timedelta(minutes=5)).isoformat()
+    stuck = _node(heartbeat_at=beat, last_tick=old_tick, state="running")
+    text = banner({"alive": True, "nodes": [stuck]}, NOW)
+    assert text is not None
+    assert text.startswith("A daemon is running but its scheduler's last tick was 5 min ago")
+    fresh = _node(heartbeat_at=beat, last_tick=beat, state="running")
+    assert banner({"alive": True, "nodes": [stuck, fresh]}, NOW) is None
+    # a daemon that records no ticks is taken at its heartbeat's word
+    assert (
+        banner({"alive": True, "nodes": [_node(heartbeat_at=beat, state="running")]}, NOW) is None
+    )
 
 
 def test_tasks_are_ordered_most_urgent_first_then_by_name() -> None:

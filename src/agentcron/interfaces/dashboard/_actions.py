@@ -1,16 +1,21 @@
-"""The dashboard's three changes: run now, pause (with a reason), resume.
+"""The dashboard's changes: run now, pause (with a reason), resume, acknowledge.
 
 Each is a plain HTML form posted to the server, so it works without JavaScript:
 the answer is a redirect (303) to the page the form was on, which then says what
 happened. With htmx the same form posts in the background and the answer is a
 fragment: the sentence for the live region (``#feedback``), the task's buttons
 swapped out of band, and an ``agentcron-refresh`` event that makes the polled
-tables update at once. Every POST must come from this server's own pages
-(:mod:`._origin`); anything else is refused before the service is called.
+parts update at once. Every POST must come from this server's own pages
+(:mod:`._origin`); anything else is refused before the service is called. Changes
+are audited as made through the dashboard by the client's address, unless the app
+in front (the API's guard) already said who is acting.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -18,39 +23,96 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from agentcron.interfaces.dashboard._origin import ForeignOrigin, check_same_origin
-from agentcron.interfaces.dashboard._pages import NOTICES
+from agentcron.interfaces.dashboard._pages import NOTICES, common
 from agentcron.interfaces.dashboard._render import ServiceDep, is_htmx, render
-from agentcron.service import Service, ServiceError
+from agentcron.service import (
+    Actor,
+    ConflictError,
+    NotFoundError,
+    Service,
+    ServiceError,
+    acting_as,
+    current_actor,
+)
 
-REASON_MAX = 500  # characters; a reason is a sentence, not a document
 REFRESH_EVENT = "agentcron-refresh"
+BACK = ("task", "list", "incidents")
 
 router = APIRouter()
 
 
 def _back(base: str, task: str, back: str, query: dict[str, str]) -> str:
-    """Where the no-JavaScript form returns: the task list or the task's page only
-    (never a URL taken from the request, so the form cannot redirect elsewhere)."""
-    path = f"{base}/" if back == "list" else f"{base}/tasks/{quote(task, safe='')}"
+    """Where the no-JavaScript form returns: the task list, the task's page or the
+    incidents (never a URL taken from the request, so a form cannot send you away)."""
+    if back == "list":
+        path = f"{base}/"
+    elif back == "incidents":
+        path = f"{base}/incidents"
+    else:
+        path = f"{base}/tasks/{quote(task, safe='')}"
     return f"{path}?{urlencode(query)}"
 
 
-def _answer(
+def _status(exc: ServiceError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    return 400
+
+
+@contextmanager
+def _as_dashboard_user(request: Request) -> Iterator[None]:
+    """Audit the change as the dashboard's, by the client's address, unless the app
+    already set who acts (its guard reads ``X-Actor`` and the token)."""
+    if current_actor.get() is not None:
+        yield
+        return
+    client = request.client.host if request.client else "unknown"
+    with acting_as(Actor(f"client {client}", "dashboard")):
+        yield
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a change did, for the sentence that reports it: the task it concerned and
+    the run or incident it made or touched."""
+
+    task: str
+    ref: int | None = None
+
+
+def _act(
     request: Request,
     service: Service,
-    name: str,
     back: str,
+    verb: str,
     code: str,
-    run: int | None = None,
+    change: Callable[[], Done],
 ) -> Response:
+    """Check the origin, make the change as the dashboard's user, answer with a
+    redirect (no JavaScript) or a fragment (htmx); a refusal changes nothing."""
+    back = back if back in BACK else "task"
+    try:
+        check_same_origin(request)
+    except ForeignOrigin as exc:
+        message = f"Refused: {exc}. Changes are accepted only from this dashboard's own pages."
+        return _refused(request, service, message, 403)
+    try:
+        with _as_dashboard_user(request):
+            done = change()
+    except ServiceError as exc:
+        return _refused(request, service, f"Not {verb}: {exc}", _status(exc))
     base = request.scope.get("root_path", "").rstrip("/")
     if not is_htmx(request):
-        query = {"done": code, "task": name, **({"run": str(run)} if run is not None else {})}
-        return RedirectResponse(_back(base, name, back, query), status_code=303)
-    message = NOTICES[code].format(task=repr(name), run=run)
+        query = {"done": code, "task": done.task}
+        if done.ref is not None:
+            query["ref"] = str(done.ref)
+        return RedirectResponse(_back(base, done.task, back, query), status_code=303)
+    message = NOTICES[code].format(task=repr(done.task), ref=done.ref)
     context: dict[str, Any] = {"message": message, "ok": True, "task": None}
     if back == "task":
-        context["task"] = service.show_task(name)
+        context["task"] = service.show_task(done.task)
     return render(request, "_feedback.html", context, headers={"HX-Trigger": REFRESH_EVENT})
 
 
@@ -59,28 +121,12 @@ def _refused(request: Request, service: Service, message: str, status: int) -> R
     saying why. htmx swaps only 2xx answers, so it gets 200 with the error shown."""
     if is_htmx(request):
         return render(request, "_feedback.html", {"message": message, "ok": False, "task": None})
-    now = service.clock.now()
-    from agentcron.interfaces.dashboard._views import banner
-
     return render(
         request,
         "error.html",
-        {
-            "now": now,
-            "banner": banner(service.daemon_status(), now),
-            "title": "Not done",
-            "message": message,
-        },
+        {**common(service), "title": "Not done", "message": message},
         status_code=status,
     )
-
-
-def _guard(request: Request) -> str | None:
-    try:
-        check_same_origin(request)
-    except ForeignOrigin as exc:
-        return f"Refused: {exc}. Changes are accepted only from this dashboard's own pages."
-    return None
 
 
 @router.post("/tasks/{name}/run", response_class=HTMLResponse)
@@ -90,14 +136,10 @@ def run_now(
     name: str,
     back: Annotated[str, Form()] = "task",
 ) -> Response:
-    refused = _guard(request)
-    if refused:
-        return _refused(request, service, refused, 403)
-    try:
-        slot = service.trigger(name)
-    except ServiceError as exc:
-        return _refused(request, service, f"Not run: {exc}", 404)
-    return _answer(request, service, name, back, "triggered", run=int(slot["id"]))
+    def change() -> Done:
+        return Done(name, int(service.trigger(name)["id"]))
+
+    return _act(request, service, back, "run", "triggered", change)
 
 
 @router.post("/tasks/{name}/pause", response_class=HTMLResponse)
@@ -105,16 +147,17 @@ def pause(
     request: Request,
     service: ServiceDep,
     name: str,
+    reason: Annotated[str, Form()] = "",
     back: Annotated[str, Form()] = "task",
 ) -> Response:
-    refused = _guard(request)
-    if refused:
-        return _refused(request, service, refused, 403)
-    try:
-        service.pause(name)
-    except ServiceError as exc:
-        return _refused(request, service, f"Not paused: {exc}", 404)
-    return _answer(request, service, name, back, "paused")
+    """Pause with the reason people will read on the task's page until it is resumed
+    (the service trims it and refuses more than 500 characters)."""
+
+    def change() -> Done:
+        service.pause(name, reason)
+        return Done(name)
+
+    return _act(request, service, back, "paused", "paused", change)
 
 
 @router.post("/tasks/{name}/resume", response_class=HTMLResponse)
@@ -124,11 +167,26 @@ def resume(
     name: str,
     back: Annotated[str, Form()] = "task",
 ) -> Response:
-    refused = _guard(request)
-    if refused:
-        return _refused(request, service, refused, 403)
-    try:
+    def change() -> Done:
         service.resume(name)
-    except ServiceError as exc:
-        return _refused(request, service, f"Not resumed: {exc}", 404)
-    return _answer(request, service, name, back, "resumed")
+        return Done(name)
+
+    return _act(request, service, back, "resumed", "resumed", change)
+
+
+@router.post("/incidents/{incident_id}/ack", response_class=HTMLResponse)
+def acknowledge(
+    request: Request,
+    service: ServiceDep,
+    incident_id: str,
+    back: Annotated[str, Form()] = "incidents",
+) -> Response:
+    """Say an open incident was seen; who and when are then shown beside it."""
+
+    def change() -> Done:
+        if not incident_id.isdigit():
+            raise NotFoundError(f"an incident id is a whole number; {incident_id!r} is not")
+        view = service.acknowledge(int(incident_id))
+        return Done(str(view["task"]), int(incident_id))
+
+    return _act(request, service, back, "acknowledged", "acknowledged", change)

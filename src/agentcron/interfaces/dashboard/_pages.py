@@ -12,31 +12,36 @@ from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 
 from agentcron.interfaces.dashboard import _views as views
 from agentcron.interfaces.dashboard._render import ServiceDep, render
-from agentcron.service import Service, ServiceError
+from agentcron.service import DAEMON_STALE_AFTER, Service, ServiceError
 
 PAGE_SIZE = 100  # tasks per page: each row reads its recent runs for the sparkline
 RUNS_SHOWN = 50  # runs on a task's page
 SPARK_RUNS = 20
 NEXT_FIRES = 10
+INCIDENTS_SHOWN = 50
 FILTERS = {"all": "all tasks", "problems": "needing attention", "paused": "paused"}
 
 router = APIRouter()
 
 
-def _common(service: Service) -> dict[str, Any]:
+def common(service: Service) -> dict[str, Any]:
+    """What every page shows: the time it was made and the not-running banner."""
     now = service.clock.now()
-    return {"now": now, "banner": views.banner(service.daemon_status(), now)}
+    return {
+        "now": now,
+        "banner": views.banner(service.daemon_status(), now, DAEMON_STALE_AFTER),
+    }
 
 
 def _not_found(request: Request, service: Service, message: str) -> HTMLResponse:
     return render(
         request,
         "error.html",
-        {**_common(service), "title": "Not found", "message": message},
+        {**common(service), "title": "Not found", "message": message},
         status_code=404,
     )
 
@@ -46,11 +51,11 @@ def _task_rows(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The page's rows (failing first) and the numbers above the table."""
     now = service.clock.now()
-    tasks = views.sort_tasks(service.list_tasks())
+    tasks = [dict(t) for t in views.sort_tasks(service.list_tasks())]
     counts = Counter(str(t["health"]) for t in tasks)
     needle = q.strip().lower()
     if needle:
-        tasks = [t for t in tasks if needle in str(t["name"]).lower()]
+        tasks = [t for t in tasks if needle in _searchable(t)]
     if show == "problems":
         tasks = [t for t in tasks if t["health"] in views.PROBLEMS]
     elif show == "paused":
@@ -68,6 +73,11 @@ def _task_rows(
         "pages": pages,
     }
     return rows, summary
+
+
+def _searchable(task: dict[str, Any]) -> str:
+    """What the search box looks in: name, schedule and description, any case."""
+    return " ".join(str(task.get(k) or "") for k in ("name", "schedule", "description")).lower()
 
 
 def _show(value: str) -> str:
@@ -88,7 +98,7 @@ def tasks_page(
         request,
         "tasks.html",
         {
-            **_common(service),
+            **common(service),
             "rows": rows,
             "summary": summary,
             "q": q,
@@ -114,7 +124,7 @@ def tasks_fragment(
 
 @router.get("/fragments/banner", response_class=HTMLResponse)
 def banner_fragment(request: Request, service: ServiceDep) -> HTMLResponse:
-    return render(request, "_banner.html", _common(service))
+    return render(request, "_banner.html", common(service))
 
 
 def _task_context(service: Service, name: str) -> dict[str, Any]:
@@ -128,6 +138,7 @@ def _task_context(service: Service, name: str) -> dict[str, Any]:
         "spec": task.get("spec", {}),
         "runs": [views.run_row(r, now) for r in runs],
         "next": service.next_fires(name, NEXT_FIRES) if not task["paused"] else [],
+        "incidents": [i for i in service.incidents(name, limit=INCIDENTS_SHOWN) if i["open"]],
     }
 
 
@@ -140,11 +151,11 @@ def task_page(request: Request, service: ServiceDep, name: str) -> HTMLResponse:
     return render(
         request,
         "task.html",
-        {**_common(service), **context, "notice": _notice(request, service, name)},
+        {**common(service), **context, "notice": _notice(request, service, name)},
     )
 
 
-TASK_PARTS = {"summary": "_task_summary.html", "runs": "_run_rows.html"}
+TASK_PARTS = {"summary": "_task_summary.html", "runs": "_run_body.html"}
 
 
 @router.get("/fragments/tasks/{name}/{part}", response_class=HTMLResponse)
@@ -156,7 +167,7 @@ def task_fragment(request: Request, service: ServiceDep, name: str, part: str) -
         context = _task_context(service, name)
     except ServiceError as exc:
         return _not_found(request, service, str(exc))
-    return render(request, TASK_PARTS[part], {**_common(service), **context})
+    return render(request, TASK_PARTS[part], {**common(service), **context})
 
 
 def _run_id(raw: str) -> int:
@@ -173,41 +184,73 @@ def run_page(request: Request, service: ServiceDep, run_id: str) -> HTMLResponse
         run = service.run_detail(_run_id(run_id))
     except ServiceError as exc:
         return _not_found(request, service, str(exc))
+    local = run.get("scheduled_for")
     attempts = [
-        {**a, "duration": views.duration_text(a.get("duration_s"))} for a in run["attempts_detail"]
+        {
+            **a,
+            "duration": views.duration_text(a.get("duration_s")),
+            "started_at": views.in_zone_of(a.get("started_at"), local),
+            "finished_at": views.in_zone_of(a.get("finished_at"), local),
+        }
+        for a in run["attempts_detail"]
     ]
     return render(
         request,
         "run.html",
-        {**_common(service), "run": views.run_row(run, now), "attempts": attempts},
+        {**common(service), "run": views.run_row(run, now), "attempts": attempts},
     )
 
 
 @router.get("/runs/{run_id}/output", name="dashboard_output")
 def run_output(service: ServiceDep, run_id: str) -> Response:
-    """The kept output as plain text (redacted by the service), for reading or saving."""
+    """The whole kept output as plain text, streamed and redacted by the service."""
     try:
-        run = service.run_detail(_run_id(run_id))
+        pieces = service.output_stream(_run_id(run_id))
     except ServiceError as exc:
         return PlainTextResponse(str(exc) + "\n", status_code=404)
-    if run["output"] is None:
-        return PlainTextResponse(f"run {run_id} kept no output\n", status_code=404)
-    return PlainTextResponse(run["output"], headers={"X-Content-Type-Options": "nosniff"})
+    return StreamingResponse(
+        pieces,
+        media_type="text/plain; charset=utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/incidents", response_class=HTMLResponse, name="dashboard_incidents")
+def incidents_page(request: Request, service: ServiceDep) -> HTMLResponse:
+    """Open incidents first (with their messages), then the most recent closed ones."""
+    rows = service.incidents(limit=INCIDENTS_SHOWN)
+    return render(
+        request,
+        "incidents.html",
+        {
+            **common(service),
+            "open": [i for i in rows if i["open"]],
+            "closed": [i for i in rows if not i["open"]],
+            "notice": _notice(request, service),
+        },
+    )
+
+
+@router.get("/fragments/incidents", response_class=HTMLResponse)
+def incidents_fragment(request: Request, service: ServiceDep) -> HTMLResponse:
+    rows = service.incidents(limit=INCIDENTS_SHOWN)
+    return render(request, "_incident_rows.html", {"open": [i for i in rows if i["open"]]})
 
 
 # Outcomes a redirect after a form post reports. Only these codes are read from the
 # query string, and the sentence is built here: a crafted link cannot put its own
 # words on the page.
 NOTICES = {
-    "triggered": "Run #{run} of {task} is queued: it starts at the daemon's next tick.",
+    "triggered": "Run #{ref} of {task} is queued: it starts at the daemon's next tick.",
     "paused": "{task} is paused: no new runs start until it is resumed.",
     "resumed": "{task} is resumed: it runs again from its next scheduled time.",
+    "acknowledged": "Incident #{ref} of {task} is acknowledged: it stays listed until it ends.",
 }
 
 
 def _notice(request: Request, service: Service, task: str | None = None) -> str | None:
-    """The sentence for ``?done=CODE&task=NAME&run=ID``, or None. The task must exist
-    (the task page passes its own name) and the run id must be a number."""
+    """The sentence for ``?done=CODE&task=NAME&ref=ID``, or None. The task must exist
+    (the task page passes its own name) and the run or incident id be a number."""
     code = request.query_params.get("done", "")
     if code not in NOTICES:
         return None
@@ -217,5 +260,5 @@ def _notice(request: Request, service: Service, task: str | None = None) -> str 
             service.runs(task, 1)  # raises for a name that is not a task
         except ServiceError:
             return None
-    run = request.query_params.get("run", "")
-    return NOTICES[code].format(task=repr(task), run=run if run.isdigit() else "?")
+    ref = request.query_params.get("ref", "")
+    return NOTICES[code].format(task=repr(task), ref=ref if ref.isdigit() else "?")

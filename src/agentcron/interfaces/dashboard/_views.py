@@ -76,37 +76,55 @@ def duration_s(run: Mapping[str, Any]) -> float | None:
 
 
 def duration_text(seconds: float | None) -> str:
+    """``18ms``, ``1.3s``, ``42s``, ``3 min``: tenths below 10 s, where runs differ."""
     if seconds is None:
         return ""
-    return format_duration(timedelta(seconds=seconds)) if seconds >= 0.001 else "0ms"
+    if seconds < 0.001:
+        return "0ms"
+    if 1 <= seconds < 9.95:
+        return f"{seconds:.1f}s"
+    return format_duration(timedelta(seconds=seconds))
 
 
-def banner(status: Mapping[str, Any], now: datetime) -> str | None:
+def banner(
+    status: Mapping[str, Any], now: datetime, stale_after: timedelta = timedelta(seconds=30)
+) -> str | None:
     """The sentence at the top of every page when nothing is firing, else None.
 
-    "Not running" is the one failure a scheduler cannot tell you about itself, so
-    it is said on every page in the first line, with how long it has been.
+    "Not running" is the one failure a scheduler cannot tell you about itself, so it
+    is said on every page, first, with how long it has been. ``status`` is
+    :meth:`Service.daemon_status`: no running node means nothing fires; running
+    nodes whose scheduler ticks are all older than ``stale_after`` mean a daemon
+    that is alive but stuck. A node that records no ticks (a daemon older than tick
+    records) is taken at its heartbeat's word.
     """
-    if status.get("alive"):
-        return None
     nodes = list(status.get("nodes") or [])
+    if status.get("alive"):
+        running = [n for n in nodes if n.get("state") == "running"]
+        ticks = [parse_time(n.get("last_tick")) for n in running]
+        if not running or any(t is None or now - t <= stale_after for t in ticks):
+            return None
+        newest = max(t for t in ticks if t is not None)
+        return (
+            f"A daemon is running but its scheduler's last tick was {_ago(newest, now)}: "
+            "nothing is firing. Its log says why; restarting it starts the scheduler afresh."
+        )
     if not nodes:
         return (
             "No daemon has ever run against this database: nothing is firing. "
             "Start one with `agentcron run`."
         )
-    last = max(nodes, key=lambda n: str(n.get("heartbeat_at") or ""))
+    last = max(nodes, key=lambda n: str(n.get("last_tick") or n.get("heartbeat_at") or ""))
+    seen = parse_time(last.get("last_tick")) or parse_time(last.get("heartbeat_at"))
     stopped = parse_time(last.get("stopped_at"))
-    if stopped is not None:
-        return (
-            f"The daemon was stopped {_ago(stopped, now)}: nothing is firing. "
-            "Start it again with `agentcron run`."
-        )
-    beat = parse_time(last.get("heartbeat_at"))
+    how = (
+        f"It was stopped {_ago(stopped, now)}"
+        if stopped is not None
+        else f"It ran as pid {last.get('pid')} on {last.get('host')} and stopped answering"
+    )
     return (
-        f"The daemon's last tick was {_ago(beat, now)}: nothing is firing. "
-        f"It ran as pid {last.get('pid')} on {last.get('host')}; "
-        "check it, or start it again with `agentcron run`."
+        f"The daemon's last tick was {_ago(seen, now)}: nothing is firing. "
+        f"{how}; start it again with `agentcron run`."
     )
 
 
@@ -128,6 +146,15 @@ def run_row(run: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     return row
 
 
+def in_zone_of(value: str | None, like: str | None) -> str | None:
+    """``value`` (ISO) shown in the UTC offset of ``like`` (ISO), so an attempt's times
+    read in the same local time as its run's; unchanged when either is missing."""
+    when, ref = parse_time(value), parse_time(like)
+    if when is None or ref is None or ref.tzinfo is None:
+        return value
+    return when.astimezone(ref.tzinfo).isoformat()
+
+
 def task_row(
     task: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], now: datetime
 ) -> dict[str, Any]:
@@ -140,6 +167,7 @@ def task_row(
     row["words"] = schedule_in_words(str(task["schedule"]))
     nxt = parse_time(task.get("next_run"))
     row["countdown"] = relative(nxt, now) if nxt and not task.get("paused") else ""
+    row["last_ago"] = relative(parse_time(task.get("last_run")), now)
     last_finished = next((r for r in runs if r.get("finished_at")), None)
     row["last_duration"] = duration_text(duration_s(last_finished)) if last_finished else ""
     row["spark"] = sparkline(runs)

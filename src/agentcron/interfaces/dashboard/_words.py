@@ -61,6 +61,10 @@ def _time_of_day(minute: str, hour: str) -> str | None:
     step = _STEP.match(minute)
     if step and hour == "*":
         return f"every {step.group(1)} minutes"
+    span = _RANGE.match(hour)
+    if step and span:
+        first, last = int(span.group(1)), int(span.group(2))
+        return f"every {step.group(1)} minutes from {first:02d}:00 to {last:02d}:59"
     if not _NUMBER.match(minute):
         return None
     mm = int(minute)

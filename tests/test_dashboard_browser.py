@@ -1,0 +1,122 @@
+"""The dashboard in a real browser (Debian's Chromium, driven by Playwright) over a
+real daemon running real command tasks: what an owner does on the pages, in order.
+
+The tests share one daemon and one browser (starting each costs seconds) and run in
+file order: the last one stops the daemon. Waits are on what the page shows, with
+deadlines far above the 5 s refresh, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashboard_live import CHROMIUM, Live, chromium_missing, live_dashboard, wait_run_final
+
+pytestmark = pytest.mark.slow
+
+_missing = chromium_missing()
+if _missing is not None:
+    if os.environ.get("AGENTCRON_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(f"AGENTCRON_REQUIRE_BROWSER=1 but {_missing}")
+    pytest.skip(f"browser tests skipped: {_missing}", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+SEEN = 15_000  # ms: a refresh is every 5 s; this allows for a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    folder: Path = tmp_path_factory.mktemp("dashboard")
+    with live_dashboard(folder) as running:
+        running.service.trigger("backup_db")
+        wait_run_final(running, "backup_db")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def test_a_failing_task_is_the_first_row(live: Live, page: Page) -> None:
+    page.goto(live.url + "/")
+    first = page.locator("#task-rows tr").first
+    expect(first).to_have_attribute("data-task", "backup_db")
+    expect(first.locator(".badge").first).to_have_text(re.compile("failing|retrying"))
+    expect(page.locator("#banner")).not_to_contain_text("not running")
+    # the table is live: after a refresh the rows are the same rows, still in order
+    with page.expect_response(lambda r: "/fragments/tasks" in r.url, timeout=SEEN):
+        pass
+    expect(page.locator("#task-rows tr").first).to_have_attribute("data-task", "backup_db")
+
+
+def test_run_now_shows_the_run_in_the_history_and_its_output_opens(live: Live, page: Page) -> None:
+    page.goto(live.url + "/tasks/daily_report")
+    expect(page.locator("#run-rows")).to_contain_text("No runs yet")
+    page.get_by_role("button", name="Run now").click()
+    expect(page.locator("#feedback")).to_contain_text("of 'daily_report' is queued", timeout=SEEN)
+    row = page.locator("#run-rows tr").first
+    expect(row).to_contain_text("succeeded", timeout=SEEN)
+    expect(row).to_contain_text("manual")
+    row.get_by_role("link", name="output").click()
+    expect(page.locator("h1")).to_contain_text("of daily_report")
+    expect(page.locator("#output")).to_contain_text("report: 42 new signups")
+    page.get_by_role("link", name="Open as plain text").click()
+    expect(page.locator("body")).to_contain_text("sent to the team")
+
+
+def test_pause_with_a_reason_shows_it_and_resume_clears_it(live: Live, page: Page) -> None:
+    page.goto(live.url + "/tasks/nightly_sync")
+    page.get_by_label("Reason").fill("vendor API down until Monday")
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#feedback")).to_contain_text("'nightly_sync' is paused")
+    summary = page.locator("#task-summary")
+    expect(summary).to_contain_text("vendor API down until Monday", timeout=SEEN)
+    expect(summary.locator(".badge").first).to_have_text("paused")
+    page.goto(live.url + "/")
+    expect(page.locator('tr[data-task="nightly_sync"]')).to_contain_text("paused")
+    page.goto(live.url + "/tasks/nightly_sync")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#feedback")).to_contain_text("is resumed")
+    expect(summary).not_to_contain_text("vendor API down", timeout=SEEN)
+
+
+def test_reading_and_acting_work_without_javascript(live: Live, browser: Browser) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        tab = context.new_page()
+        tab.goto(live.url + "/")
+        expect(tab.locator("#task-rows tr").first).to_have_attribute("data-task", "backup_db")
+        before = live.service.runs("daily_report", 1)[0]["id"]
+        tab.locator('tr[data-task="daily_report"]').get_by_role("button").click()
+        expect(tab.locator("#feedback")).to_contain_text("of 'daily_report' is queued")
+        assert tab.url.startswith(live.url + "/?done=triggered")
+        wait_run_final(live, "daily_report", after=before)
+    finally:
+        context.close()
+
+
+def test_stopping_the_daemon_brings_the_not_running_banner(live: Live, page: Page) -> None:
+    page.goto(live.url + "/tasks/backup_db")
+    expect(page.locator("#banner")).not_to_contain_text("not running")
+    live.daemon.stop()
+    banner = page.locator("#banner")
+    expect(banner).to_contain_text("The scheduler is not running", timeout=SEEN)
+    expect(banner).to_contain_text("nothing is firing")
