@@ -55,6 +55,9 @@ PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap 
 DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
 RENEWAL_GRACE = timedelta(seconds=6)  # longer than the longest backoff between failed ticks
 LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and then some
+# How much longer than its lease a run held on another machine is left to that machine
+# (see Engine._owners_elsewhere); the lease itself is added, so the wait is 2 leases.
+ELSEWHERE_GRACE_LEASES = 1.0
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
 
@@ -231,6 +234,17 @@ class Engine:
         report.started += fresh
         self._prepare(now)
         return report
+
+    def _owners_elsewhere(self) -> set[str]:
+        """Node ids of daemons on other machines. Their lapsed runs are taken over only
+        after :data:`ELSEWHERE_GRACE` more: a daemon killed there (OOM, kill -9) is
+        restarted by its service manager within seconds and records, from its launcher's
+        marker, how a run that finished meanwhile ended. Taken over at once, that
+        finished run would be run again here."""
+        from agentcron.home import hostname
+
+        here = hostname()
+        return {n.node_id for n in self.store.nodes() if n.host != here}
 
     def _check_starved(self, now: datetime) -> None:
         """Slots free to run that have waited longer than their period while this node
@@ -474,9 +488,16 @@ class Engine:
         home = self.settings.home
         count = 0
         deferred = False
+        elsewhere: set[str] | None = None  # owners on other machines, read when needed
         for slot in self.store.lapsed(now, self._dead_owners):
             if slot.id in self._runs and slot.lease_owner == self.settings.owner:
                 continue  # ours and alive: the lease will be renewed
+            if slot.lease_owner is not None and slot.lease_owner not in self._dead_owners:
+                if elsewhere is None:
+                    elsewhere = self._owners_elsewhere()
+                if slot.lease_owner in elsewhere and not _past_grace(slot, now, self.settings):
+                    deferred = True
+                    continue  # its own machine may still record how it ended
             rec = self.store.get_task(slot.task)
             if rec is None:
                 continue
@@ -829,3 +850,11 @@ def _make_folders(folders: Sequence[str]) -> None:
             os.makedirs(folder, exist_ok=True)
         except OSError:  # the run's own write will say what is wrong
             log.debug("could not make %s ahead of its runs", folder, exc_info=True)
+
+
+def _past_grace(slot: Slot, now: datetime, settings: EngineSettings) -> bool:
+    """Whether a run held on another machine has been silent long enough to take over."""
+    expires = slot.lease_expires_at
+    if expires is None:
+        return True
+    return now >= expires + settings.lease * ELSEWHERE_GRACE_LEASES
