@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
@@ -226,22 +227,27 @@ class CronSchedule(Schedule):
         The cap keeps weekly or monthly jobs from hiding as "not yet overdue" for weeks.
         """
         if self._period is None:
-            self._period = self._measure_period()
+            self._period = _measured_period(self.expr)
         return self._period
-
-    def _measure_period(self) -> timedelta:
-        smallest = _PERIOD_CAP
-        previous: datetime | None = None
-        for count, wall in enumerate(CronSim(self.expr, _PERIOD_FROM)):
-            if previous is not None:
-                smallest = min(smallest, wall - previous)
-            if count >= _PERIOD_SAMPLES:
-                break
-            previous = wall
-        return smallest
 
     def describe(self) -> str:
         return f"cron {self.expr} ({zone_name(self.zone)})"
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.expr!r}, {zone_name(self.zone)!r})"
+
+
+@lru_cache(maxsize=4096)
+def _measured_period(expr: str) -> timedelta:
+    """The period of a cron expression, walked once per expression and process: it
+    depends on the expression alone (naive wall time), and `list`, the task view and the
+    watchdog ask for it per task (100,000 tasks mostly share a few expressions)."""
+    smallest = _PERIOD_CAP
+    previous: datetime | None = None
+    for count, wall in enumerate(CronSim(expr, _PERIOD_FROM)):
+        if previous is not None:
+            smallest = min(smallest, wall - previous)
+        if count >= _PERIOD_SAMPLES:
+            break
+        previous = wall
+    return smallest
