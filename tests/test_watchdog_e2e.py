@@ -446,16 +446,18 @@ def test_a_wedged_loop_is_reported_by_the_watchdog_and_doctor(
         _start(d)
         wait_for(lambda: receiver.pings, 15, 0.05, "the first ping")
         wait_for(lambda: _doctor(d).returncode == 0, 30, 0.5, "doctor sees the daemon alive")
-        d.cli("trigger", "wedge")
+        # Before the trigger command: the wedge starts at a pass after the command wrote
+        # its slot, and the stall is counted from that pass (the CLI may return later).
         wedged = time.monotonic()
-        fail = wait_for(
-            lambda: [p for t, p in receiver.pings if p.endswith("/fail")],
+        d.cli("trigger", "wedge")
+        fails = wait_for(
+            lambda: [(t, p) for t, p in receiver.pings if p.endswith("/fail")],
             60,
             0.2,
             "a /fail ping from the watchdog",
         )
-        assert fail == ["/ping/abc/fail"]
-        assert time.monotonic() - wedged >= 30  # LOOP_STALL: not before 30 s of silence
+        assert [p for _, p in fails] == ["/ping/abc/fail"]
+        assert fails[0][0] - wedged >= 29.9  # LOOP_STALL: not before 30 s of silence
         assert d.proc is not None and d.proc.poll() is None  # the process is alive
         res = wait_for(
             lambda: (r := _doctor(d)).returncode != 0 and r, 30, 1.0, "doctor says stale"
