@@ -1,0 +1,68 @@
+"""Importers: tasks from Agent Zero, Hermes, OpenClaw and crontabs, as agentcron tasks.
+
+``agentcron import SOURCE FILE`` reads a foreign job file into a :class:`Plan`
+(:func:`make_plan`), places its drafts against the target (:func:`place`), shows
+what it would write and every field dropped or approximated, and with ``--apply``
+writes the config file (:func:`apply_to_file`) or the database
+(:func:`apply_to_db`). One module per source; ``_core`` holds what they share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from agentcron.importers import agent_zero, crontab, hermes, openclaw
+from agentcron.importers._core import (
+    LLM_WARNING,
+    SOURCE_NAMES,
+    Draft,
+    ImportFileError,
+    ImportOptions,
+    Note,
+    Plan,
+    PromptTargetMissing,
+)
+from agentcron.importers.place import Placed, place
+from agentcron.importers.write_db import DbImportError, apply_to_db
+from agentcron.importers.write_file import apply_to_file
+
+_PLANNERS: dict[str, Callable[[Path, ImportOptions], Plan]] = {
+    "agent-zero": agent_zero.plan_file,
+    "hermes": hermes.plan_file,
+    "openclaw": openclaw.plan_file,
+    "crontab": crontab.plan_file,
+}
+SOURCES = tuple(_PLANNERS)
+
+
+def make_plan(source: str, path: Path, options: ImportOptions) -> Plan:
+    """The plan for importing ``path`` written by ``source``.
+
+    Raises ValueError for an unknown source, :class:`ImportFileError` for a file
+    that cannot be imported, :class:`PromptTargetMissing` when agent prompts have
+    no target.
+    """
+    planner = _PLANNERS.get(source)
+    if planner is None:
+        raise ValueError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
+    return planner(path, options)
+
+
+__all__ = [
+    "LLM_WARNING",
+    "SOURCES",
+    "SOURCE_NAMES",
+    "DbImportError",
+    "Draft",
+    "ImportFileError",
+    "ImportOptions",
+    "Note",
+    "Placed",
+    "Plan",
+    "PromptTargetMissing",
+    "apply_to_db",
+    "apply_to_file",
+    "make_plan",
+    "place",
+]

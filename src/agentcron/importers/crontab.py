@@ -1,0 +1,338 @@
+"""A user crontab (``crontab -l > my.crontab``), read as cron reads it.
+
+- ``NAME=value`` lines set the environment of the entries *below* them; quotes
+  around the value are removed, nothing is expanded. ``SHELL`` chooses the shell
+  (``/bin/sh`` by default), ``CRON_TZ`` the zone of the schedules below it,
+  ``MAILTO`` where cron mailed output (agentcron keeps output and tells you about
+  problems instead: reported once). A variable whose name says it is secret
+  (``*KEY*``, ``*TOKEN*``…) is written as ``${NAME}`` and listed to be set in the
+  environment or the env file, so its value leaves the command line config.
+- ``%`` in the command ends it: the rest is the command's standard input, each
+  further ``%`` a line break; ``\\%`` is a literal ``%``. The input is fed with
+  ``printf`` through a pipe, as cron feeds it.
+- ``@reboot`` has no counterpart (agentcron has no "at start" schedule) and is
+  reported; ``@hourly`` … ``@yearly`` are kept; a commented-out entry is reported,
+  not imported.
+
+Commands run through the shell as cron runs them (``shell: true``, or the argv
+``[SHELL, -c, command]`` for another shell); a ``${`` in them is written ``$${`` so
+that the shell, not agentcron, expands it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentcron.config._env import escape
+from agentcron.importers._core import (
+    Draft,
+    ImportOptions,
+    Note,
+    Plan,
+    read_text,
+    slug,
+    unique,
+    zone_name,
+)
+from agentcron.redact import redact
+
+SOURCE = "crontab"
+_ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
+_ENTRY = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S.*)$")
+_SPECIAL = re.compile(r"^(@[A-Za-z]+)\s+(\S.*)$")
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_NOT_ENV = frozenset({"SHELL", "MAILTO", "MAILFROM", "CRON_TZ", "RANDOM_DELAY"})
+_SKIP_WORDS = frozenset(
+    {
+        "cd",
+        "export",
+        "source",
+        ".",
+        "sleep",
+        "set",
+        "true",
+        "umask",
+        "env",
+        "nice",
+        "ionice",
+        "flock",
+        "timeout",
+        "exec",
+        "chronic",
+        "nohup",
+        "sudo",
+        "test",
+        "[",
+    }
+)
+_INTERPRETERS = frozenset(
+    {"sh", "bash", "zsh", "python", "python3", "node", "php", "perl", "ruby", "uv", "bun", "deno"}
+)
+
+
+@dataclass
+class _State:
+    env: dict[str, str] = field(default_factory=dict)
+    shell: str | None = None
+    zone: str | None = None
+    zone_error: str | None = None
+    comment: list[str] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+
+def plan_file(path: Path, options: ImportOptions) -> Plan:
+    """Read ``path`` and make the plan; :class:`ImportFileError` when the file is unusable."""
+    text, remarks = read_text(path)
+    plan = Plan(SOURCE, str(path))
+    plan.notes += [Note("file", "", "warning", r) for r in remarks]
+    state = _State()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            state.comment = []
+            continue
+        if line.startswith("#"):
+            _comment(line, number, state, plan)
+            continue
+        env = _ENV_LINE.match(line)
+        if env is not None:
+            _setting(env.group(1), _unquote(env.group(2)), number, state, plan)
+            state.comment = []
+            continue
+        _entry(line, number, state, plan)
+        state.comment = []
+    if plan.drafts:
+        plan.notes.append(
+            Note(
+                "file",
+                "environment",
+                "approximated",
+                "cron ran commands with a bare environment (PATH=/usr/bin:/bin unless set "
+                "here); agentcron runs them with the daemon's environment plus env:",
+            )
+        )
+    return plan
+
+
+def _comment(line: str, number: int, state: _State, plan: Plan) -> None:
+    body = line.lstrip("#").strip()
+    entry = _parse_entry(body, strict=True)
+    if entry is not None:
+        plan.skipped.append(
+            Note(_name(entry[1]), "", "skipped", "commented out: not imported", number)
+        )
+        state.comment = []
+        return
+    if body:
+        state.comment.append(body)
+
+
+def _setting(name: str, value: str, number: int, state: _State, plan: Plan) -> None:
+    if name == "SHELL":
+        state.shell = value or None
+    elif name == "CRON_TZ":
+        try:
+            state.zone, _ = zone_name(value)
+            state.zone_error = None
+        except ValueError as exc:
+            state.zone, state.zone_error = None, f"CRON_TZ on line {number}: {exc}"
+            plan.skipped.append(Note("CRON_TZ", "", "error", str(exc), number))
+    elif name in ("MAILTO", "MAILFROM"):
+        if name == "MAILTO":
+            plan.notes.append(Note("MAILTO", "", "approximated", _mailto(value), number))
+    elif name == "RANDOM_DELAY":
+        plan.notes.append(
+            Note("RANDOM_DELAY", "", "dropped", "no random start delay in agentcron", number)
+        )
+    else:
+        if name == "TZ":
+            plan.notes.append(
+                Note(
+                    "TZ",
+                    "",
+                    "approximated",
+                    "TZ is passed to the commands; the schedules follow CRON_TZ "
+                    "(or the config's timezone:), as with cronie",
+                    number,
+                )
+            )
+        if _SECRET_NAME.search(name):
+            state.env[name] = "${" + name + "}"
+            plan.variables[name] = (
+                f"set on line {number} of the crontab; put it in the environment or env_file"
+            )
+        else:
+            state.env[name] = escape(value)
+
+
+def _mailto(value: str) -> str:
+    if not value:
+        return (
+            'MAILTO="": cron mailed nothing; agentcron keeps every run\'s output '
+            "(agentcron logs) and tells you only about problems"
+        )
+    return (
+        f"cron mailed every output to {value}; agentcron keeps it (agentcron logs) and "
+        "tells you about problems through notify:; for output by mail add "
+        "deliver: [mailtos://…] to a task"
+    )
+
+
+def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
+    quiet = line.startswith("-")
+    parsed = _parse_entry(line[1:] if quiet else line)
+    if parsed is None:
+        plan.skipped.append(
+            Note(
+                f"line {number}",
+                "",
+                "error",
+                "not a crontab entry (five time fields and a command)",
+                number,
+            )
+        )
+        return
+    schedule, command = parsed
+    where = _name(_split_percent(command)[0])
+    if schedule == "@reboot":
+        plan.skipped.append(
+            Note(
+                where,
+                "@reboot",
+                "skipped",
+                "not importable: agentcron has no 'at start' schedule; start it from your "
+                "service manager (e.g. ExecStartPost= in the unit of `agentcron run`)",
+                number,
+            )
+        )
+        return
+    from agentcron.schedules.cron import validate_cron
+
+    try:
+        validate_cron(schedule)
+    except ValueError as exc:
+        plan.skipped.append(Note(where, "schedule", "error", str(exc), number))
+        return
+    if state.zone_error is not None:
+        plan.skipped.append(Note(where, "CRON_TZ", "error", state.zone_error, number))
+        return
+    body: dict[str, Any] = {}
+    if state.comment:
+        body["description"] = state.comment[-1]
+    body["cron"] = schedule
+    if state.zone is not None:
+        body["timezone"] = state.zone
+    run, stdin = _split_percent(command)
+    text = run.strip()
+    if stdin is not None:
+        parts = stdin.split("\n")
+        if len(parts) > 1 and parts[-1] == "":
+            parts.pop()  # a final % ends the last line; printf ends every line
+        feed = " ".join(shlex.quote(part) for part in parts)
+        text = f"printf '%s\\n' {feed} | ( {text} )"
+    if state.shell and os.path.basename(state.shell) != "sh":
+        body["command"] = [state.shell, "-c", escape(text)]
+    else:
+        body["command"] = escape(text)
+        body["shell"] = True
+    if state.env:
+        body["env"] = dict(state.env)
+    digest = hashlib.sha256(command.strip().encode()).hexdigest()[:12]
+    key = unique(f"{SOURCE}:{digest}", state.keys)
+    name = unique(_name(run), state.names)
+    draft = Draft(name, key, f"crontab line {number}", body, where=where)
+    if quiet:
+        draft.note("-", "dropped", "cronie's '-' (no syslog line) has no meaning here", number)
+    if stdin is not None:
+        draft.note(
+            "%",
+            "approximated",
+            "the text after % was the command's input: fed with printf through a pipe",
+            number,
+        )
+    if redact(command) != command:
+        draft.note(
+            "command",
+            "warning",
+            "the command seems to hold a secret: move it to env_file and pass it with "
+            'env: {NAME: "${NAME}"}',
+            number,
+        )
+    plan.drafts.append(draft)
+
+
+def _parse_entry(line: str, strict: bool = False) -> tuple[str, str] | None:
+    """(schedule, command) of an entry line, or None when it is no entry. Not ``strict``,
+    a line that starts like a schedule counts (its schedule is checked later, to say
+    what is wrong with it); ``strict``, the schedule must be valid (comment lines)."""
+    from agentcron.schedules.cron import validate_cron
+
+    special = _SPECIAL.match(line)
+    entry = _ENTRY.match(line)
+    if special is not None:
+        schedule, command = special.group(1).lower(), special.group(2)
+    elif entry is not None:
+        schedule = " ".join(entry.group(i) for i in range(1, 6))
+        command = entry.group(6)
+    else:
+        return None
+    if schedule == "@reboot":
+        return schedule, command
+    try:
+        validate_cron(schedule)
+    except ValueError:
+        if strict or not re.match(r"^[\d*@]", schedule):
+            return None  # words, not a schedule: prose or a broken line
+    return schedule, command
+
+
+def _split_percent(command: str) -> tuple[str, str | None]:
+    """(command, standard input) as cron splits them at the first unescaped ``%``."""
+    out: list[str] = []
+    i = 0
+    while i < len(command):
+        char = command[i]
+        if char == "\\" and command[i + 1 : i + 2] == "%":
+            out.append("%")
+            i += 2
+            continue
+        if char == "%":
+            rest = command[i + 1 :]
+            stdin = re.sub(r"(?<!\\)%", "\n", rest).replace("\\%", "%")
+            return "".join(out), stdin
+        out.append(char)
+        i += 1
+    return "".join(out), None
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _name(command: str) -> str:
+    """A task name from what the command runs: ``cd /srv && ./reindex.py`` -> reindex."""
+    for segment in re.split(r"&&|\|\||;|\|", command):
+        try:
+            words = shlex.split(segment)
+        except ValueError:
+            words = segment.split()
+        words = [w for w in words if "=" not in w.split("/")[0]]  # VAR=x prefixes
+        if not words or os.path.basename(words[0]) in _SKIP_WORDS:
+            continue
+        program = os.path.basename(words[0])
+        if program in _INTERPRETERS:
+            script = next((w for w in words[1:] if not w.startswith("-")), None)
+            if script is not None:
+                program = os.path.basename(script)
+        return slug(os.path.splitext(program)[0] or program, fallback="cron-job")
+    return "cron-job"

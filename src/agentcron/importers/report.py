@@ -1,0 +1,166 @@
+"""What ``agentcron import`` says: per task the YAML it would write and every note,
+the jobs it leaves behind, the variables to set, and what to do at the source.
+
+Each placed task is checked with the same rules as the config file before it is
+shown as importable; placeholders the importer wrote are checked with values of
+the right shape, so a variable you have not set yet does not hide a real problem
+(it is listed under the variables instead, and stops ``--apply``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from agentcron.config._env import PlaceholderError, current_environ, names_in, strings_in
+from agentcron.config.errors import ConfigError
+from agentcron.config.loader import validate_task_mapping
+from agentcron.importers._core import LLM_WARNING, SOURCE_NAMES, Note, Plan
+from agentcron.importers._targets import SAMPLE_VALUES
+from agentcron.importers._yaml_out import preview
+from agentcron.importers.place import Placed
+
+_HOW_TO_DISABLE = {
+    "agent-zero": "set each one's state to disabled in Agent Zero's scheduler",
+    "hermes": "pause each one in Hermes, so its enabled is false",
+    "openclaw": "set enabled: false on each one with OpenClaw's cron tool",
+    "crontab": "comment their lines out with `crontab -e`",
+}
+
+
+@dataclass
+class Report:
+    plan: Plan
+    placed: list[Placed]
+    not_imported: list[Note] = field(default_factory=list)
+    variables: dict[str, tuple[str, bool]] = field(default_factory=dict)  # name -> (hint, set)
+
+
+def build(
+    plan: Plan,
+    placed: list[Placed],
+    conflicts: list[Note],
+    defaults: Mapping[str, Any] | None,
+    paused_now: Mapping[str, bool] | None = None,
+) -> Report:
+    """Check every placed task and gather the variables; failing tasks leave ``placed``."""
+    environ = current_environ()
+    checking = {**{k: SAMPLE_VALUES.get(k, "sample") for k in _wanted(plan, placed)}, **environ}
+    report = Report(plan, [], [*plan.skipped, *conflicts])
+    for item in placed:
+        mapping = item.mapping((paused_now or {}).get(item.name, True))
+        try:
+            validate_task_mapping(item.name, mapping, defaults, environ=checking)
+        except ConfigError as exc:
+            reason = "; ".join(str(p) for p in exc.problems)
+            report.not_imported.append(Note(item.draft.where or item.name, "", "error", reason))
+            continue
+        report.placed.append(item)
+    for name in sorted(_wanted(plan, report.placed)):
+        hint = plan.variables.get(name, "used by a task")
+        report.variables[name] = (hint, name in environ)
+    return report
+
+
+def _wanted(plan: Plan, placed: list[Placed]) -> set[str]:
+    names = set(plan.variables) if placed else set()
+    for item in placed:
+        for _, text in strings_in(item.draft.body):
+            try:
+                names.update(names_in(text))
+            except PlaceholderError:
+                continue
+    return names
+
+
+def text(report: Report, target: str, applied: bool, enable: bool) -> str:
+    """The report as a person reads it."""
+    plan = report.plan
+    source = SOURCE_NAMES.get(plan.source, plan.source)
+    lines: list[str] = []
+    what = "written" if applied else "would be written"
+    head = f"{source}: {len(report.placed)} task(s) from {plan.file} {what} to {target}"
+    lines.append(head + ("" if applied else " (dry run: nothing is written without --apply)"))
+    if any("llm" in item.draft.body for item in report.placed):
+        lines.append(f"note: {LLM_WARNING}")
+    lines += [note.text(plan.file) for note in plan.notes]
+    for item in report.placed:
+        lines.append("")
+        verb = f"updates task {item.name}" if item.update else f"new task {item.name}"
+        lines.append(f"# {item.draft.label} ({item.draft.key}): {verb}")
+        mapping = item.mapping()
+        if item.paused is None:
+            lines.append("# (paused state left as it is)")
+        lines.append(preview(item.name, mapping).rstrip("\n"))
+        lines += [replace(note, task=item.name).text(plan.file) for note in item.draft.notes]
+    if report.not_imported:
+        lines.append("")
+        lines.append("Not imported:")
+        lines += [f"  {note.text(plan.file)}" for note in report.not_imported]
+    if report.variables:
+        lines.append("")
+        lines.append("Variables to set (in the environment, or in the file named by env_file:):")
+        for name, (hint, is_set) in report.variables.items():
+            state = "set" if is_set else "NOT SET"
+            lines.append(f"  {name}: {state}: {hint}")
+    lines.append("")
+    lines.append(_advice(report, enable, applied))
+    return "\n".join(lines) + "\n"
+
+
+def _advice(report: Report, enable: bool, applied: bool) -> str:
+    how = _HOW_TO_DISABLE.get(report.plan.source, "disable them there")
+    source = SOURCE_NAMES.get(report.plan.source, report.plan.source)
+    if report.plan.source == "crontab":
+        source = "the crontab"
+    live = [i.name for i in report.placed if i.paused is False]
+    if enable and live:
+        when = "now" if applied else "first"
+        return (
+            f"{len(live)} task(s) {'are' if applied else 'will be'} enabled here: disable "
+            f"these jobs in {source} {when} ({how}), or both will run them."
+        )
+    return (
+        f"Imported tasks are written paused. Disable the jobs in {source} first ({how}), "
+        "then `agentcron resume NAME` (or import again with --enable): two schedulers "
+        "firing the same job is what you want least."
+    )
+
+
+def as_json(report: Report, target: str, applied: bool) -> dict[str, Any]:
+    """The report for scripts."""
+
+    def note(n: Note) -> dict[str, Any]:
+        return {
+            "task": n.task,
+            "field": n.field,
+            "kind": n.kind,
+            "reason": n.reason,
+            "line": n.line,
+        }
+
+    return {
+        "source": report.plan.source,
+        "file": report.plan.file,
+        "target": target,
+        "applied": applied,
+        "tasks": [
+            {
+                "name": item.name,
+                "imported_from": item.draft.key,
+                "label": item.draft.label,
+                "update": item.update,
+                "paused": item.paused,
+                "task": item.mapping(),
+                "notes": [note(replace(n, task=item.name)) for n in item.draft.notes],
+            }
+            for item in report.placed
+        ],
+        "not_imported": [note(n) for n in report.not_imported],
+        "notes": [note(n) for n in report.plan.notes],
+        "variables": [
+            {"name": name, "hint": hint, "set": is_set}
+            for name, (hint, is_set) in report.variables.items()
+        ],
+    }

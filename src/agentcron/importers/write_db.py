@@ -1,0 +1,51 @@
+"""Writing imported tasks into the database, through :class:`agentcron.service.Service` only.
+
+Tasks land as ``source: api`` tasks (``Service.add_task(..., replace=True)``), found
+again on a re-import by the ``imported_from`` their spec carries. Every task is
+validated before the first one is written, so a bad one changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentcron.config.errors import ConfigError
+from agentcron.config.loader import validate_task_mapping
+from agentcron.importers.place import Placed
+
+
+class DbImportError(Exception):
+    """The tasks were not written; the message lists every problem."""
+
+
+def existing_tasks(
+    service: Any,
+) -> tuple[dict[str, str | None], dict[str, str | None], dict[str, bool]]:
+    """(the database's own tasks, the config file's tasks, paused states), each task's
+    ``imported_from`` by name."""
+    own: dict[str, str | None] = {}
+    from_file: dict[str, str | None] = {}
+    paused: dict[str, bool] = {}
+    for view in service.list_tasks():
+        name = str(view["name"])
+        spec = service.show_task(name).get("spec", {})
+        key = spec.get("imported_from")
+        (from_file if view.get("source") == "file" else own)[name] = str(key) if key else None
+        paused[name] = bool(view.get("paused"))
+    return own, from_file, paused
+
+
+def apply_to_db(
+    service: Any, placed: list[Placed], paused_now: dict[str, bool]
+) -> list[dict[str, Any]]:
+    """Add or replace each task; returns their views. Raises :class:`DbImportError`."""
+    rows = [(item.name, item.mapping(paused_now.get(item.name))) for item in placed]
+    problems = []
+    for name, mapping in rows:
+        try:
+            validate_task_mapping(name, mapping, service.defaults.task_defaults)
+        except ConfigError as exc:
+            problems += exc.lines()
+    if problems:
+        raise DbImportError("nothing was written:\n" + "\n".join(problems))
+    return [service.add_task(name, mapping, replace=True) for name, mapping in rows]

@@ -1,0 +1,176 @@
+"""Writing imported tasks into agentcron.yaml, keeping its comments and layout.
+
+The file is edited with ruamel's round-trip mode: everything that is there stays
+where it is, new tasks are added at the end of ``tasks:`` with a comment naming
+their source, and a re-imported task is updated in place. The result is validated
+as ``agentcron validate`` would (with the real environment, so an unset variable
+stops it) before the file is replaced atomically; a file that was invalid before
+is not touched at all.
+
+An update replaces the task's schedule and action and sets every other key the
+source provides; keys the source has no say about (``notify``, ``retries``…) and
+keys you added yourself stay as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from agentcron.config.errors import ConfigError, ConfigProblem
+from agentcron.config.loader import parse_config_text
+from agentcron.importers._yaml_out import dump, node, yaml_io
+from agentcron.importers.place import Placed
+
+# A re-import removes these when the source no longer gives them (a schedule or an
+# action of another kind would clash with the new one).
+_REPLACED = (
+    "cron",
+    "every",
+    "anchor",
+    "at",
+    "expires",
+    "command",
+    "shell",
+    "python",
+    "http",
+    "llm",
+)
+HEADER = "# agentcron.yaml: tasks written by `agentcron import`; check with `agentcron validate`\n"
+
+
+def existing_tasks(path: Path) -> tuple[dict[str, str | None], str | None]:
+    """The config's tasks (name -> imported_from), and why it cannot be edited, if so."""
+    if not path.exists():
+        return {}, None
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+        doc = yaml_io().load(text)
+    except Exception as exc:  # any failure to read it means: not editable, say why
+        return {}, f"{path} cannot be read as YAML ({type(exc).__name__}); fix it first"
+    tasks = doc.get("tasks") if isinstance(doc, CommentedMap) else None
+    found: dict[str, str | None] = {}
+    if isinstance(tasks, CommentedMap):
+        for name, task in tasks.items():
+            key = task.get("imported_from") if isinstance(task, CommentedMap) else None
+            found[str(name)] = str(key) if key else None
+    return found, None
+
+
+def apply_to_file(path: Path, placed: list[Placed]) -> str:
+    """Write ``placed`` into the config at ``path``; returns the new text.
+
+    Raises :class:`ConfigError` (nothing written) when the file is invalid now or
+    would be afterwards.
+    """
+    original = ""
+    if path.exists():
+        try:
+            original = path.read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                [ConfigProblem("", f"cannot read {path}: {exc}")], str(path)
+            ) from None
+        parse_config_text(original, str(path), base_dir=path.parent)  # invalid now: stop
+    yaml = yaml_io()
+    doc = yaml.load(original) if original.strip() else None
+    if not isinstance(doc, CommentedMap):
+        doc = CommentedMap()
+    tasks = doc.get("tasks")
+    if not isinstance(tasks, CommentedMap):
+        tasks = CommentedMap()
+        doc["tasks"] = tasks
+    for item in placed:
+        _write(tasks, item)
+    yaml.indent(**_layout(doc))
+    text = dump(doc, yaml)
+    if not original.strip():
+        text = HEADER + text
+    parse_config_text(text, str(path), base_dir=path.parent)  # invalid afterwards: stop
+    _replace(path, text)
+    return text
+
+
+def _write(tasks: CommentedMap, item: Placed) -> None:
+    mapping = item.mapping()
+    current = _find(tasks, item.name)
+    if item.update and isinstance(current, CommentedMap):
+        for key in _REPLACED:
+            if key in current and key not in mapping:
+                del current[key]
+        for key, value in mapping.items():
+            current[key] = node(value, key)
+        return
+    tasks[item.name] = node(mapping)
+    tasks.yaml_set_comment_before_after_key(
+        item.name,
+        before=f"imported from {item.draft.label} ({item.draft.key})",
+        indent=_indent(tasks),
+    )
+
+
+def _layout(doc: CommentedMap) -> dict[str, int]:
+    """The file's own indentation: of nested mappings, and of block sequences (the dash's
+    offset and the item's), measured where they first occur; 2 / 2 / 4 when absent."""
+    mapping: int | None = None
+    seq: tuple[int, int] | None = None
+    stack: list[Any] = [doc]
+    while stack and (mapping is None or seq is None):
+        node_ = stack.pop(0)
+        if not isinstance(node_, CommentedMap) or node_.fa.flow_style():
+            continue
+        for key, value in node_.items():
+            try:
+                key_col = node_.lc.key(key)[1]
+                block = (
+                    isinstance(value, CommentedMap | CommentedSeq)
+                    and bool(value)
+                    and not value.fa.flow_style()
+                )
+                if mapping is None and isinstance(value, CommentedMap) and block:
+                    mapping = value.lc.key(next(iter(value)))[1] - key_col
+                if seq is None and isinstance(value, CommentedSeq) and block:
+                    seq = (value.lc.col - key_col, value.lc.item(0)[1] - key_col)
+            except (KeyError, IndexError, TypeError):
+                continue  # a node built here, not read from the file, has no position
+            stack.append(value)
+    indent = mapping if mapping and mapping > 0 else 2
+    offset, sequence = seq if seq and seq[1] > seq[0] >= 0 else (indent, indent + 2)
+    return {"mapping": indent, "sequence": sequence, "offset": offset}
+
+
+def _find(tasks: CommentedMap, name: str) -> Any:
+    for key, value in tasks.items():
+        if str(key) == name:
+            return value
+    return None
+
+
+def _indent(tasks: CommentedMap) -> int:
+    for key in tasks:
+        with contextlib.suppress(Exception):
+            return int(tasks.lc.key(key)[1])
+    return 2
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, keeping the file's permissions."""
+    folder = path.parent if str(path.parent) else Path(".")
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,190 @@
+"""``agentcron import SOURCE FILE``: jobs from Agent Zero, Hermes, OpenClaw or a crontab.
+
+A dry run unless ``--apply``: it prints, per task, the YAML it would write and
+every field dropped or approximated, the jobs it cannot import and why, and the
+variables the tasks need. ``--apply`` writes the config file (comments and layout
+kept) or, with ``--to db``, the database through the service. Registered on the
+main app by :func:`register`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from agentcron.importers import (
+    SOURCES,
+    DbImportError,
+    ImportFileError,
+    ImportOptions,
+    PromptTargetMissing,
+    apply_to_db,
+    apply_to_file,
+    make_plan,
+    place,
+)
+from agentcron.importers import report as reports
+from agentcron.importers._core import check_agent_cmd
+from agentcron.importers.write_file import existing_tasks
+
+_out = Console(highlight=False, soft_wrap=True, markup=False)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``import`` command to ``app``."""
+    app.command(
+        "import",
+        help="Import jobs from agent-zero, hermes, openclaw or a crontab "
+        "(a dry run unless --apply; tasks are written paused unless --enable).",
+    )(import_jobs)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    _err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def import_jobs(
+    source: Annotated[str, typer.Argument(help=f"One of: {', '.join(SOURCES)}")],
+    file: Annotated[Path, typer.Argument(help="The job file (tasks.json, jobs.json, a crontab)")],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Write the tasks (default: show them)")
+    ] = False,
+    to: Annotated[
+        str, typer.Option("--to", help="Where to write: file (the config) or db")
+    ] = "file",
+    enable: Annotated[
+        bool, typer.Option("--enable", help="Write the tasks enabled (default: paused)")
+    ] = False,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="OpenAI-compatible API for agent prompts")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model for agent prompts")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Variable holding the API key")
+    ] = None,
+    agent_cmd: Annotated[
+        str | None,
+        typer.Option("--agent-cmd", help='Run prompts through this CLI ("{prompt}" marks where)'),
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file")] = None,
+    home: Annotated[Path | None, typer.Option("--home", help="State folder")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Import jobs from another scheduler as agentcron tasks."""
+    options = _options(source, to, base_url, model, api_key_env, agent_cmd)
+    try:
+        plan = make_plan(source, file, options)
+    except (ImportFileError, PromptTargetMissing) as exc:
+        _fail(str(exc))
+    if to == "db":
+        _to_db(plan, apply, enable, config, home, db, json_out)
+        return
+    path = _config_path(config)
+    existing, unreadable = existing_tasks(path)
+    if unreadable and apply:
+        _fail(unreadable)
+    defaults = _file_defaults(path)
+    placed, conflicts = place(plan, existing, enable)
+    report = reports.build(plan, placed, conflicts, defaults)
+    if apply and report.placed:
+        from agentcron.config.errors import ConfigError
+
+        try:
+            apply_to_file(path, report.placed)
+        except ConfigError as exc:
+            _fail(f"{path} was not changed:\n{exc}")
+        except OSError as exc:
+            _fail(f"cannot write {path}: {exc.strerror or exc}")
+    _emit(report, str(path), apply, enable, json_out)
+
+
+def _to_db(
+    plan: Any,
+    apply: bool,
+    enable: bool,
+    config: Path | None,
+    home: Path | None,
+    db: str | None,
+    json_out: bool,
+) -> None:
+    from agentcron.interfaces.cli import service_for
+
+    with service_for(config, home, db) as svc:
+        from agentcron.importers.write_db import existing_tasks as db_tasks
+
+        own, from_file, paused_now = db_tasks(svc)
+        placed, conflicts = place(plan, own, enable, foreign=from_file)
+        report = reports.build(plan, placed, conflicts, svc.defaults.task_defaults, paused_now)
+        if apply and report.placed:
+            try:
+                apply_to_db(svc, report.placed, paused_now)
+            except DbImportError as exc:
+                _fail(str(exc))
+    _emit(report, "the database", apply, enable, json_out)
+
+
+def _emit(report: reports.Report, target: str, applied: bool, enable: bool, json_out: bool) -> None:
+    if json_out:
+        data = reports.as_json(report, target, applied)
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+        return
+    _out.print(reports.text(report, target, applied, enable), end="")
+
+
+def _options(
+    source: str,
+    to: str,
+    base_url: str | None,
+    model: str | None,
+    api_key_env: str | None,
+    agent_cmd: str | None,
+) -> ImportOptions:
+    if source not in SOURCES:
+        _fail(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
+    if to not in ("file", "db"):
+        _fail(f"--to {to!r}: use file (the config file) or db (the database)")
+    if agent_cmd is not None:
+        problem = check_agent_cmd(agent_cmd)
+        if problem:
+            _fail(problem)
+        if base_url or model:
+            _fail("give either --agent-cmd or --base-url/--model, not both")
+    if (base_url is None) != (model is None):
+        _fail("--base-url and --model go together (the API to call and the model to ask)")
+    if base_url is not None and not re.match(r"^https?://[^\s/]+", base_url):
+        _fail(f"--base-url must be an http:// or https:// URL, got {base_url!r}")
+    if api_key_env is not None and not _ENV_NAME.match(api_key_env):
+        _fail(f"--api-key-env names a variable (e.g. DEEPINFRA_API_KEY), got {api_key_env!r}")
+    return ImportOptions(base_url, model, api_key_env, agent_cmd)
+
+
+def _config_path(config: Path | None) -> Path:
+    if config is not None:
+        return config.expanduser()
+    from agentcron.interfaces import cli
+
+    return (cli._globals.config or Path("agentcron.yaml")).expanduser()
+
+
+def _file_defaults(path: Path) -> dict[str, Any] | None:
+    """The config's defaults (tasks are checked with them); loading it also makes its
+    env_file the one placeholders are checked against."""
+    if not path.exists():
+        return None
+    from agentcron.config.errors import ConfigError
+    from agentcron.config.loader import load_config
+
+    try:
+        return load_config(path).defaults
+    except ConfigError:
+        return None
