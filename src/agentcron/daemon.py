@@ -43,6 +43,7 @@ from agentcron.retention import default_keep_history, prune_history, prune_outpu
 from agentcron.service import Defaults, Service
 from agentcron.store import Store, open_store
 from agentcron.supervisor import PartFailure, Supervisor
+from agentcron.ticks import TickRecorder
 from agentcron.watchdog.pulse import ping, ping_fail, ping_fail_blocking
 from agentcron.watchdog.watchdog import LOOP_STALL, Watchdog
 
@@ -75,6 +76,7 @@ class DaemonOptions:
     stall_after: float = LOOP_STALL
     final_drain: float = 5.0  # seconds to send what the stop itself produced
     outage_notice_after: float = 10.0  # seconds of failing ticks before the owner is told
+    api_listen: tuple[str, int] | None = None  # `run --api HOST:PORT`: serve the API there
 
 
 def tune_gc() -> None:
@@ -107,6 +109,7 @@ class Daemon:
         self._config_stamp: str | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self.supervisor: Supervisor | None = None
+        self.api: Any = None  # interfaces.api.launch.DaemonApi when the API is served
 
     # ---- assembly ----------------------------------------------------------------
     def _load(self) -> LoadedConfig:
@@ -136,6 +139,13 @@ class Daemon:
 
     async def start(self) -> None:
         self.config = self._load()
+        if self.config.api.enabled or self.options.api_listen is not None:
+            # refused before anything is written: no token off loopback, token_env unset
+            from agentcron.interfaces.api.launch import api_settings, resolve_token
+
+            api = api_settings(self.config.api, self.options.api_listen)
+            if api is not None:
+                resolve_token(api)
         store = self.store = open_store(self.options.db_url, self.options.home)
         store.start_background_work()
         now = self.clock.now()
@@ -187,6 +197,8 @@ class Daemon:
             self.registry,
         )
         self._wire_duties(store)
+        self.engine.housekeeping.append(TickRecorder(store, self.node_id))
+        self.api = self._build_api()
         self.engine.listeners.extend(self.options.extra_listeners)
         self.engine.listeners.append(_log_finished)
         if dead:
@@ -227,6 +239,29 @@ class Daemon:
         )
         self.engine.on_outage.append(self._outage_began)
         self.engine.on_recovery.append(self._outage_ended)
+
+    def _build_api(self) -> Any:
+        """The web app (API, dashboard, /metrics) when asked for; not started yet."""
+        assert self.config is not None and self.engine is not None
+        if not self.config.api.enabled and self.options.api_listen is None:
+            return None  # the api extra may not be installed: import nothing
+        from agentcron.interfaces.api.launch import daemon_api
+
+        return daemon_api(
+            self.config.api,
+            self.options.api_listen,
+            db_url=self.options.db_url,
+            home=self.options.home,
+            clock=self.clock,
+            defaults=lambda: self.service.defaults if self.service else Defaults(),
+            engine=self.engine,
+            notify_urls=lambda: list(self.config.notify) if self.config else [],
+        )
+
+    def _tell_api(self, text: str, ok: bool) -> None:
+        mark = "✔" if ok else "✖"
+        title = "HTTP API serving again" if ok else "HTTP API failing"
+        self._tell_soon(daemon_message(title, f"{mark} {text} ({self._where()})", "api", ok=ok))
 
     # ---- telling the owner about agentcron itself ---------------------------------
     def _tell_directly(self, message: Message) -> int:
@@ -409,6 +444,8 @@ class Daemon:
         supervisor.add("dead man's switch", self._pulse_loop)
         supervisor.add("watchdog", self._watch_the_watchdog)
         supervisor.add("database upkeep", self._watch_the_store)
+        if self.api is not None:
+            supervisor.add("http api", lambda: self.api.server.keep_serving(stop, self._tell_api))
         if self.options.tune_gc:  # after the first tick, which the engine task starts with
             loop.call_soon(tune_gc)
         self.watchdog.start()
@@ -442,6 +479,8 @@ class Daemon:
                     await self.sender.drain_once()
         if self._background:
             await asyncio.wait(list(self._background), timeout=self.options.final_drain)
+        if self.api is not None:
+            await asyncio.to_thread(self.api.server.stop)
         if hasattr(self, "watchdog"):
             self.watchdog.stop()
         if self.registry is not None:
@@ -564,6 +603,8 @@ class Daemon:
         self.config = config
         self.rejected_config = None
         self.service.defaults = Defaults(config.timezone, config.defaults)
+        if self.api is not None:
+            self.api.set_defaults(self.service.defaults)
         self.engine.settings.max_concurrency = config.max_concurrency
         self.engine.settings.default_zone = config.timezone
         self.notifier.channels = list(config.notify)

@@ -271,7 +271,11 @@ class Service(HistoryMixin, StatusMixin):
         try:
             return validate_task_mapping(name, raw, self.defaults.task_defaults)
         except ConfigError as exc:
+            # the field is the key as the caller sent it (`every`); the problems keep
+            # the config file's location (`tasks.NAME.every`), as `validate` prints it
             first = exc.problems[0].location if exc.problems else None
+            if first is not None:
+                first = first.removeprefix(f"tasks.{name}").lstrip(".") or None
             raise InvalidError(
                 str(exc),
                 field=first,
@@ -290,6 +294,10 @@ class Service(HistoryMixin, StatusMixin):
         reason = (reason or "").strip() or None
         if reason is not None and len(reason) > 500:
             raise ServiceError("reason: at most 500 characters", field="reason")
+        if reason is not None and any(ord(c) < 32 or c == "\x7f" for c in reason):
+            raise ServiceError(
+                "reason: one line of text, without control characters", field="reason"
+            )
         before = self._pause_state(rec)
         self.store.set_paused(name, True, self.clock.now(), None)
         self.store.set_pause_reason(name, reason)

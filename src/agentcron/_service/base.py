@@ -144,6 +144,14 @@ class ServiceCore:
         return spec.zone(self.defaults.timezone)
 
     def _task(self, name: str) -> TaskRecord:
+        from agentcron.model.task import TASK_NAME
+
+        if not TASK_NAME.match(name):
+            raise NotFoundError(
+                f"no task named {name[:120]!r}: task names are letters, digits, '_', '-' "
+                "and '.' (at most 100)",
+                field="name",
+            )
         rec = self.store.get_task(name)
         if rec is None:
             known = sorted(t.name for t in self.store.list_tasks())

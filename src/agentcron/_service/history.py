@@ -229,6 +229,10 @@ class HistoryMixin(ServiceCore):
         return out, encode_cursor(slots[-1]) if more and slots else None
 
     def _task_or_history(self, name: str) -> None:
+        from agentcron.model.task import TASK_NAME
+
+        if not TASK_NAME.match(name):
+            self._task(name)  # raises: no task, nor history, can have that name
         if self.store.get_task(name) is None and not self.store.slots(name, limit=1):
             self._task(name)  # raises with a suggestion
 
@@ -389,6 +393,11 @@ class HistoryMixin(ServiceCore):
     ) -> list[dict[str, Any]]:
         """Changes made through the CLI, the API and the dashboard, newest first."""
         check_limit(limit)
+        if task is not None:
+            from agentcron.model.task import TASK_NAME
+
+            if not TASK_NAME.match(task):
+                raise ServiceError(f"task: {task[:120]!r} is not a task name", field="task")
         return [
             {
                 "id": e.id,

@@ -11,6 +11,7 @@ import copy
 import difflib
 import functools
 import ipaddress
+import os
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -86,29 +87,77 @@ AppriseUrl = Annotated[str, AfterValidator(_apprise_url)]
 
 
 class ApiConfig(BaseModel):
-    """Where the HTTP API and dashboard listen. Off loopback, a token is mandatory."""
+    """Where the HTTP API, the dashboard and ``/metrics`` listen (served by the daemon).
+
+    Writing an ``api:`` section turns them on (``enabled: false`` keeps the settings
+    and turns them off); without one they are off unless ``agentcron run --api
+    HOST:PORT`` asks. Off loopback a token is mandatory: ``token`` (better written
+    ``${NAME}``) or ``token_env``, the name of a variable holding it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    enabled: bool = Field(
+        default=False, description="Serve the API (default: true when `api:` is written)"
+    )
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8765, ge=0, le=65535, description="0 picks a free port")
+    token_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of an environment variable holding the bearer token",
+    )
     token: str | None = Field(
         default=None,
         validate_default=True,
-        description="Bearer token; required when host is not a loopback address",
+        description="Bearer token; required (or token_env) when host is not a loopback address",
     )
 
     @field_validator("token")
     @classmethod
     def _token_off_loopback(cls, token: str | None, info: ValidationInfo) -> str | None:
-        # Declared after host, so host is already validated when this runs.
+        # Declared after host and token_env, so both are already validated when this runs.
         host = info.data.get("host")
-        if host is not None and not is_loopback_host(host) and not (token or "").strip():
+        has_token = bool((token or "").strip()) or bool(info.data.get("token_env"))
+        if host is not None and not is_loopback_host(host) and not has_token:
             raise ValueError(
                 f"the API would listen on {host}, which other machines can reach: "
-                "set api.token to a long random string, or use host 127.0.0.1"
+                "set api.token (or api.token_env) to a long random string, or use host "
+                "127.0.0.1"
             )
+        if token is not None and token.strip() and len(token.strip()) < 16:
+            raise ValueError("api.token is too short to guess-proof: use 16 characters or more")
         return token
+
+    def resolved_token(self) -> str | None:
+        """The token to require: ``token``, else the value of ``token_env``.
+
+        Raises ValueError when ``token_env`` names a variable that is unset or empty
+        (the daemon refuses to start rather than serve without the token asked for)."""
+        if self.token and self.token.strip():
+            return self.token.strip()
+        if self.token_env:
+            value = os.environ.get(self.token_env, "").strip()
+            if not value:
+                raise ValueError(
+                    f"api.token_env names {self.token_env}, which is not set in the "
+                    "daemon's environment (or is empty)"
+                )
+            if len(value) < 16:
+                raise ValueError(
+                    f"the token in {self.token_env} is too short to guess-proof: use 16 "
+                    "characters or more"
+                )
+            return value
+        return None
+
+
+def _api_section(value: Any) -> Any:
+    """A written ``api:`` section turns the API on unless it says ``enabled: false``."""
+    if value is None:
+        return {"enabled": True}
+    if isinstance(value, dict) and "enabled" not in value:
+        return {**value, "enabled": True}
+    return value
 
 
 class ConfigFile(BaseModel):
@@ -130,7 +179,7 @@ class ConfigFile(BaseModel):
         default=None, description="Pinged by the daemon while alive (dead man's switch)"
     )
     max_concurrency: int = Field(default=4, ge=1, description="Runs executing at once")
-    api: Annotated[ApiConfig, BeforeValidator(_none_as_empty)] = Field(default_factory=ApiConfig)
+    api: Annotated[ApiConfig, BeforeValidator(_api_section)] = Field(default_factory=ApiConfig)
 
     @field_validator("timezone")
     @classmethod

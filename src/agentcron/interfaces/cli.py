@@ -197,8 +197,15 @@ def run(
     home: HomeOpt = None,
     db: DbOpt = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api",
+            help="Serve the HTTP API, dashboard and /metrics at HOST:PORT (port 0: a free one)",
+        ),
+    ] = None,
 ) -> None:
-    """Run the daemon: scheduler, workers, watchdog, notifier."""
+    """Run the daemon: scheduler, workers, watchdog, notifier (and the API if asked)."""
     from agentcron.config.errors import ConfigError
     from agentcron.daemon import Daemon, DaemonOptions
     from agentcron.instance_lock import InstanceLockError, daemon_lock
@@ -210,7 +217,16 @@ def run(
     from agentcron.logs import setup_logging
 
     setup_logging(level)
+    listen = None
+    if api is not None:
+        from agentcron.interfaces.api.launch import parse_listen
+
+        try:
+            listen = parse_listen(api)
+        except ValueError as exc:
+            fail(str(exc))
     options = DaemonOptions(
+        api_listen=listen,
         config_path=_config_path(config),
         home=_home(home),
         db_url=db or _globals.db,
@@ -254,14 +270,26 @@ def _env_seconds(name: str, default: float) -> float:
 
 @app.command("list")
 def list_(
-    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False
+    health: Annotated[
+        str | None, typer.Option(help="Only these healths, comma-separated (failing,stuck)")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="Only tasks from: file or api")] = None,
+    search: Annotated[
+        str | None, typer.Option(help="Only tasks whose name, schedule or description has this")
+    ] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Tasks: schedule, next run, last result, health."""
+    from agentcron.interfaces.schemas import TaskSummary, shaped
+
     with service_for(config, home, db) as svc:
-        rows = svc.list_tasks()
+        rows = svc.list_tasks(health=health, source=source, text=search)
         daemon = svc.daemon_status()
     if json_out:
-        emit_json(rows)
+        emit_json(shaped(TaskSummary, rows))
         return
     render.tasks_table(out, rows)
     if not daemon["alive"]:
@@ -274,16 +302,19 @@ def list_(
 @app.command()
 def show(
     task: str,
+    count: Annotated[int, typer.Option("--count", "-n", help="How many next fire times")] = 3,
     config: ConfigOpt = None,
     home: HomeOpt = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Everything about one task."""
+    from agentcron.interfaces.schemas import TaskDetail, shaped
+
     with service_for(config, home, db) as svc:
-        data = svc.show_task(task)
+        data = svc.show_task(task, count)
     if json_out:
-        emit_json(data)
+        emit_json(shaped(TaskDetail, data))
     else:
         render.task_detail(out, data)
 
@@ -314,10 +345,12 @@ def next_(
 ) -> None:
     """Upcoming fire times, with DST notes."""
     start = _parse_from(from_)
+    from agentcron.interfaces.schemas import NextFire, shaped
+
     with service_for(config, home, db) as svc:
         rows = svc.next_fires(task, count, start)
     if json_out:
-        emit_json(rows)
+        emit_json(shaped(NextFire, rows))
     else:
         render.next_table(out, task, rows)
 
@@ -326,33 +359,60 @@ def next_(
 def runs(
     task: Annotated[str | None, typer.Argument()] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    status: Annotated[
+        str | None, typer.Option(help="Only these statuses, comma-separated (failed,missed)")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Due at or after: ISO time or a duration ago (2h, 7d)")
+    ] = None,
+    before: Annotated[
+        str | None, typer.Option(help="Due before: ISO time or a duration ago")
+    ] = None,
+    cursor: Annotated[
+        str | None, typer.Option(help="Next page: the cursor the previous page printed")
+    ] = None,
     config: ConfigOpt = None,
     home: HomeOpt = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run history, newest first."""
+    """Run history, newest first (a page of --limit; the next page's cursor on stderr)."""
+    from agentcron.interfaces.schemas import RunSummary, shaped
+
     with service_for(config, home, db) as svc:
-        rows = svc.runs(task, limit)
+        rows, next_cursor = svc.runs_page(
+            task, status=status, since=since, before=before, limit=limit, cursor=cursor
+        )
     if json_out:
-        emit_json(rows)
+        emit_json(shaped(RunSummary, rows))
     else:
         render.runs_table(out, rows)
+    if next_cursor is not None:
+        err.print(f"more: agentcron runs ... --cursor {next_cursor}", markup=False)
 
 
 @app.command()
 def logs(
     run_id: int,
+    output: Annotated[
+        bool, typer.Option("--output", help="Print the whole kept output (redacted) only")
+    ] = False,
     config: ConfigOpt = None,
     home: HomeOpt = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Output and errors of one run, every attempt."""
+    from agentcron.interfaces.schemas import RunDetail, shaped
+
     with service_for(config, home, db, sync=False) as svc:
+        if output:
+            for piece in svc.output_stream(run_id):
+                sys.stdout.write(piece)
+            return
         data = svc.run_detail(run_id)
     if json_out:
-        emit_json(data)
+        emit_json(shaped(RunDetail, data))
     else:
         render.run_detail(out, data)
 
@@ -368,19 +428,30 @@ def add(
     retries: Annotated[int | None, typer.Option(help="Retries for transient failures")] = None,
     timeout: Annotated[str | None, typer.Option(help="Kill after, e.g. 20m")] = None,
     shell: Annotated[bool, typer.Option(help="Run COMMAND through /bin/sh -c")] = False,
+    spec: Annotated[
+        str | None,
+        typer.Option(
+            "--spec",
+            help="Any task keys as a JSON object, as the API takes them "
+            '(\'{"llm": {...}, "deliver": [...]}\'); the options above add to it',
+        ),
+    ] = None,
     config: ConfigOpt = None,
     home: HomeOpt = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a task to the database (source: api): agentcron add NAME --cron EXPR -- CMD ARGS."""
-    if sum(x is not None for x in (cron, every, at)) != 1:
-        fail("give exactly one of --cron, --every or --at")
-    if not command:
+    from agentcron.interfaces.schemas import TaskSummary, shaped
+
+    raw: dict[str, Any] = _json_object(spec, "--spec") if spec is not None else {}
+    given = {k for k in ("cron", "every", "at") if k in raw}
+    if sum(x is not None for x in (cron, every, at)) + len(given) != 1:
+        fail("give exactly one of --cron, --every or --at (or one of them in --spec)")
+    if not command and not any(k in raw for k in ("command", "python", "http", "llm")):
         fail(
             "give the command after --, e.g. agentcron add backup --cron '0 3 * * *' -- ./backup.sh"
         )
-    raw: dict[str, Any] = {}
     if cron is not None:
         raw["cron"] = cron
     if every is not None:
@@ -393,22 +464,22 @@ def add(
         raw["retries"] = retries
     if timeout is not None:
         raw["timeout"] = timeout
-    if shell:
+    if command and shell:
         raw["shell"] = True
         raw["command"] = " ".join(command)
-    else:
+    elif command:
         raw["command"] = list(command)
     with service_for(config, home, db) as svc:
         view = svc.add_task(task, raw)
     if json_out:
-        emit_json(view)
+        emit_json(shaped(TaskSummary, view))
     else:
         out.print(
             f"added {task}: {view['schedule']} ({view['timezone']}), next run {view['next_run']}"
         )
 
 
-def _simple(action: Callable[[Any, str], Any], verb: str) -> Callable[..., None]:
+def _simple(action: Callable[[Any, str], Any], verb: str, shape: type[Any]) -> Callable[..., None]:
     def command(
         task: str,
         config: ConfigOpt = None,
@@ -416,10 +487,14 @@ def _simple(action: Callable[[Any, str], Any], verb: str) -> Callable[..., None]
         db: DbOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
+        from agentcron.interfaces.schemas import shaped
+
         with service_for(config, home, db) as svc:
             result = action(svc, task)
         if json_out:
-            emit_json(result if result is not None else {"name": task, "removed": True})
+            emit_json(
+                shaped(shape, result if result is not None else {"name": task, "removed": True})
+            )
         else:
             out.print(
                 f"{verb} {task}"
@@ -433,18 +508,173 @@ def _simple(action: Callable[[Any, str], Any], verb: str) -> Callable[..., None]
     return command
 
 
-app.command("pause", help="Stop scheduling a task (a running run continues).")(
-    _simple(lambda s, t: s.pause(t), "paused")
-)
+@app.command()
+def pause(
+    task: str,
+    reason: Annotated[
+        str | None, typer.Option(help="Why; kept and shown until it is resumed")
+    ] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Stop scheduling a task (a running run continues)."""
+    from agentcron.interfaces.schemas import TaskSummary, shaped
+
+    with service_for(config, home, db) as svc:
+        view = svc.pause(task, reason)
+    if json_out:
+        emit_json(shaped(TaskSummary, view))
+    else:
+        out.print(f"paused {task}" + (f" ({view['pause_reason']})" if view["pause_reason"] else ""))
+
+
+def _shapes() -> tuple[type[Any], type[Any], type[Any]]:
+    from agentcron.interfaces.schemas import Removed, RunSummary, TaskSummary
+
+    return TaskSummary, Removed, RunSummary
+
+
 app.command("resume", help="Schedule a paused task again, from now on.")(
-    _simple(lambda s, t: s.resume(t), "resumed")
+    _simple(lambda s, t: s.resume(t), "resumed", _shapes()[0])
 )
 app.command("remove", help="Delete a task added with `add` or the API (history is kept).")(
-    _simple(lambda s, t: s.remove(t), "removed")
+    _simple(lambda s, t: s.remove(t), "removed", _shapes()[1])
 )
 app.command("trigger", help="Run a task now, outside its schedule.")(
-    _simple(lambda s, t: s.trigger(t), "triggered")
+    _simple(lambda s, t: s.trigger(t), "triggered", _shapes()[2])
 )
+
+
+@app.command()
+def update(
+    task: str,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help='KEY=VALUE (VALUE as JSON when it parses: 5, true, ["a", "b"])'),
+    ] = None,
+    unset: Annotated[
+        list[str] | None, typer.Option("--unset", help="KEY back to its default")
+    ] = None,
+    spec: Annotated[
+        str | None, typer.Option("--spec", help="A JSON merge patch of task keys")
+    ] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Change a task added with `add` or the API (a file task is changed in the file)."""
+    from agentcron.interfaces.schemas import TaskSummary, shaped
+
+    patch: dict[str, Any] = _json_object(spec, "--spec") if spec is not None else {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set {item!r}: give KEY=VALUE, e.g. --set retries=5")
+        try:
+            patch[key.strip()] = json.loads(value)
+        except ValueError:
+            patch[key.strip()] = value
+    for key in unset or []:
+        patch[key.strip()] = None
+    if not patch:
+        fail("nothing to change: give --set KEY=VALUE, --unset KEY or --spec JSON")
+    with service_for(config, home, db) as svc:
+        view = svc.update_task(task, patch)
+    if json_out:
+        emit_json(shaped(TaskSummary, view))
+    else:
+        out.print(
+            f"updated {task}: {view['schedule']} ({view['timezone']}), next run {view['next_run']}"
+        )
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        fail(f"{option}: not JSON: {exc}")
+    if not isinstance(value, dict):
+        fail(f"{option}: give a JSON object of task keys, e.g. '{{\"retries\": 5}}'")
+    return value
+
+
+@app.command()
+def incidents(
+    incident_id: Annotated[int | None, typer.Argument(help="Show this incident")] = None,
+    task: Annotated[str | None, typer.Option(help="Of this task only")] = None,
+    open_only: Annotated[bool, typer.Option("--open", help="Open ones only")] = False,
+    kind: Annotated[str | None, typer.Option(help="failure, stuck, overdue, ...")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    ack: Annotated[
+        int | None, typer.Option("--ack", help="Acknowledge this incident (who and when are kept)")
+    ] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Incidents, open ones first; one with its id; --ack ID says it was seen."""
+    from agentcron.interfaces.schemas import IncidentView, shaped
+
+    with service_for(config, home, db) as svc:
+        if ack is not None:
+            one = svc.acknowledge(ack)
+        elif incident_id is not None:
+            one = svc.incident(incident_id)
+        else:
+            rows = svc.incidents(task, open_only=open_only, kind=kind, limit=limit)
+            if json_out:
+                emit_json(shaped(IncidentView, rows))
+            else:
+                render.incidents_table(out, rows)
+            return
+    if json_out:
+        emit_json(shaped(IncidentView, one))
+    else:
+        render.incident_detail(out, one)
+
+
+@app.command()
+def health(
+    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Is a daemon alive and ticking; nodes, outbox backlog, channels."""
+    from agentcron.interfaces.schemas import HealthView, shaped
+
+    with service_for(config, home, db, sync=False) as svc:
+        data = svc.health()
+    if json_out:
+        emit_json(shaped(HealthView, data))
+    else:
+        render.health(out, data)
+    if not data["scheduling"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def audit(
+    task: Annotated[str | None, typer.Argument(help="Changes of this task only")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    before_id: Annotated[
+        int | None, typer.Option("--before-id", help="Older than this entry (paging)")
+    ] = None,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Changes made through the CLI, the API and the dashboard: who, when, before/after."""
+    from agentcron.interfaces.schemas import AuditView, shaped
+
+    with service_for(config, home, db, sync=False) as svc:
+        rows = svc.audit(task, limit, before_id)
+    if json_out:
+        emit_json(shaped(AuditView, rows))
+    else:
+        render.audit_table(out, rows)
 
 
 @app.command()
@@ -496,10 +726,12 @@ def prune(
             load_config(path)
         except ConfigError as exc:
             fail(f"{path} is invalid; fix it before pruning (it sets keep_history):\n{exc}")
+    from agentcron.interfaces.schemas import PruneReport, shaped
+
     with service_for(config, home, db) as svc:
         report = svc.prune(dry_run=dry_run)
     if json_out:
-        emit_json(report)
+        emit_json(shaped(PruneReport, report))
         return
     out.print("dry run, nothing changed; would remove:" if dry_run else "removed:")
     for key, label in _PRUNE_KINDS:

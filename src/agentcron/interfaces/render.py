@@ -49,6 +49,8 @@ def tasks_table(console: Console, rows: list[dict[str, Any]]) -> None:
         health = (
             r["health_detail"] if r["health"] != "ok" and r.get("health_detail") else r["health"]
         )
+        if r["paused"] and r.get("pause_reason"):
+            health = f"paused: {r['pause_reason']}"
         table.add_row(
             r["name"],
             f"{r['schedule']} ({r['timezone']})",
@@ -113,7 +115,10 @@ def task_detail(console: Console, data: dict[str, Any]) -> None:
         f"  health:    {data['health']}"
         + (f" — {data['health_detail']}" if data.get("health_detail") else "")
     )
-    console.print(f"  paused:    {data['paused']}")
+    console.print(
+        f"  paused:    {data['paused']}"
+        + (f" ({data['pause_reason']})" if data.get("pause_reason") else "")
+    )
     console.print(f"  next runs: {', '.join(_short(n['local']) for n in data['next']) or '-'}")
     console.print("  spec:")
     for key, value in sorted(data["spec"].items()):
@@ -148,3 +153,96 @@ def doctor(console: Console, report: dict[str, Any]) -> None:
     for check in report["checks"]:
         mark = {"ok": "[green]✔[/]", "warn": "[yellow]![/]", "fail": "[red]✖[/]"}[check["status"]]
         console.print(f"{mark} {check['name']}: {check['message']}")
+
+
+def incidents_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no incidents recorded")
+        return
+    table = Table()
+    for col in ("id", "task", "kind", "state", "opened", "summary", "acknowledged"):
+        table.add_column(col)
+    for r in rows:
+        state = "open" + (", escalated" if r["escalated"] else "") if r["open"] else "closed"
+        table.add_row(
+            str(r["id"]),
+            r["task"],
+            r["kind"],
+            Text(state, style="bold red" if r["open"] else "dim"),
+            _short(r["opened_at"]),
+            r["summary"],
+            f"{r['acknowledged_by']} {_short(r['acknowledged_at'])}"
+            if r["acknowledged_at"]
+            else "",
+        )
+    console.print(table)
+
+
+def incident_detail(console: Console, data: dict[str, Any]) -> None:
+    state = "open" if data["open"] else f"closed {_short(data['closed_at'])}"
+    console.print(f"[bold]incident {data['id']}[/] of {data['task']}: {data['kind']}, {state}")
+    console.print(f"  opened:    {_short(data['opened_at'])}")
+    console.print(f"  summary:   {data['summary']}")
+    console.print(
+        f"  events:    {data['count']} ({data['failed_runs']} failed runs, "
+        f"{data['retries']} retries)" + (", escalated" if data["escalated"] else "")
+    )
+    if data["acknowledged_at"]:
+        console.print(
+            f"  seen by:   {data['acknowledged_by']} at {_short(data['acknowledged_at'])}"
+        )
+
+
+def health(console: Console, data: dict[str, Any]) -> None:
+    if data["scheduling"]:
+        console.print(
+            f"[green]✔[/] scheduling: last tick {data['last_tick_age_s']}s ago "
+            f"({data['runs_in_progress']} run(s) in progress)"
+        )
+    else:
+        console.print(f"[bold red]✖[/] {data['problem']}")
+    for n in data["nodes"]:
+        console.print(
+            f"  node {n['node_id']}: {n['state']}, heartbeat {n['heartbeat_age_s']}s ago, "
+            f"last tick {_short(n['last_tick'])}"
+        )
+    box = data["outbox"]
+    console.print(
+        f"  outbox: {box['backlog']} message(s) waiting"
+        + (f", oldest {box['oldest_age_s']}s old" if box["oldest_age_s"] is not None else "")
+    )
+    console.print(f"  open incidents: {data['open_incidents']}")
+    for c in data["channels"]:
+        mark = "[green]✔[/]" if c["ok"] else "[red]✖[/]"
+        console.print(f"  {mark} channel {c['channel']}: {c['last_error'] or 'ok'}")
+    console.print(f"  database: {data['database']}")
+
+
+def audit_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no changes recorded")
+        return
+    table = Table()
+    for col in ("id", "when", "who", "via", "what", "task", "change"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            _short(r["at"]),
+            r["actor"],
+            r["via"],
+            r["action"],
+            r["task"] or "",
+            _change(r["before"], r["after"]),
+        )
+    console.print(table)
+
+
+def _change(before: Any, after: Any) -> str:
+    """The keys that differ, ``key: old -> new`` (whole values when not mappings)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+        return "; ".join(f"{k}: {before.get(k)} -> {after.get(k)}" for k in keys[:6])
+    if before is None:
+        return "" if after is None else str(after)[:120]
+    return f"was {str(before)[:120]}" if after is None else f"{before} -> {after}"[:160]

@@ -213,6 +213,7 @@ class PruneReport(_Shape):
     outbox: int
     incidents: int
     nodes: int
+    batches: int = 0
 
 
 class ChannelTest(_Shape):

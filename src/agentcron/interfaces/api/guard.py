@@ -1,0 +1,232 @@
+"""Who may talk to the API and the dashboard, and how much: one ASGI middleware in
+front of every route.
+
+* **Token.** With ``api.token`` set, every request carries it: ``Authorization:
+  Bearer TOKEN`` (scripts, Prometheus) or HTTP Basic with the token as password
+  (a browser asks for it once; any user name). Compared in constant time. A token is
+  never read from a URL, so none ends up in a log or a browser history.
+* **Host.** Without a token (loopback only, the default) the ``Host`` header must
+  name this machine (``localhost``, ``127.0.0.1``, ``[::1]``): a web page whose
+  domain an attacker points at 127.0.0.1 (DNS rebinding) gets 403.
+* **CSRF.** No cookies are read. An unsafe method (POST, PATCH, PUT, DELETE) whose
+  ``Origin`` is another site's, or which a browser marks ``Sec-Fetch-Site:
+  cross-site``, gets 403; API writes must send JSON (a plain HTML form cannot).
+* **Size.** A body larger than ``max_body_bytes`` gets 413 before it is read whole.
+
+It also says who is acting, for the audit trail: ``X-Actor`` when the client names
+itself (at most 100 characters), else the client's address; through ``api`` for
+paths under ``/api/``, ``dashboard`` otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+
+from agentcron._service.base import Actor, current_actor
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_ACTOR = re.compile(r"[^\w .@:/+-]")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def problem_response(
+    status: int, title: str, detail: str, kind: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {
+            "type": f"urn:agentcron:problem:{kind}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "field": None,
+            "problems": [],
+        },
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def _host_name(host: str) -> str:
+    """``[::1]:8765`` -> ``::1``, ``localhost:80`` -> ``localhost``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _netloc(scheme: str, host: str) -> str:
+    """A host[:port] with the scheme's default port dropped, for comparisons."""
+    host = host.strip().lower()
+    default = _DEFAULT_PORTS.get(scheme)
+    if default is not None and host.endswith(f":{default}"):
+        return host[: -len(f":{default}")]
+    return host
+
+
+def token_matches(authorization: str, token: str) -> bool:
+    """Bearer TOKEN, or Basic with TOKEN as the password, compared in constant time."""
+    scheme, _, value = authorization.strip().partition(" ")
+    given = ""
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return False
+        given = decoded.partition(":")[2]
+    if not given:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
+
+
+class Guard:
+    """The middleware; ``token`` None means loopback mode (Host checked instead)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        max_body_bytes: int,
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.token = token
+        self.max_body_bytes = max_body_bytes
+        self.allowed_hosts = {h.lower() for h in (*LOOPBACK_NAMES, *allowed_hosts)}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        client = scope.get("client")
+        declared = _ACTOR.sub("", headers.get("x-actor", ""))[:100].strip()
+        name = declared or (f"client {client[0]}" if client else "client")
+        via = "api" if scope["path"].startswith("/api/") else "dashboard"
+        token = current_actor.set(Actor(name, via))
+        started = False
+
+        async def sized_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen = scope.setdefault("agentcron.body_bytes", 0) + len(message.get("body", b""))
+                scope["agentcron.body_bytes"] = seen
+                if seen > self.max_body_bytes:
+                    raise _TooLarge
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, sized_receive, watched_send)
+        except _TooLarge:
+            if started:
+                raise
+            await self._too_large()(scope, receive, send)
+        finally:
+            current_actor.reset(token)
+
+    def _too_large(self) -> JSONResponse:
+        return problem_response(
+            413,
+            "Request body too large",
+            f"the body is larger than {self.max_body_bytes} bytes",
+            "too-large",
+        )
+
+    def _refusal(self, scope: Scope, headers: Headers) -> JSONResponse | None:
+        path = scope["path"]
+        method = scope["method"]
+        if self.token is not None:
+            if not token_matches(headers.get("authorization", ""), self.token):
+                challenge = (
+                    'Bearer realm="agentcron"'
+                    if path.startswith(("/api/", "/metrics"))
+                    else 'Basic realm="agentcron", charset="UTF-8"'
+                )
+                return problem_response(
+                    401,
+                    "Unauthorized",
+                    "this agentcron API needs its token: send 'Authorization: Bearer TOKEN' "
+                    "(the api.token of the daemon's config)",
+                    "unauthorized",
+                    {"WWW-Authenticate": challenge},
+                )
+        elif _host_name(headers.get("host", "")) not in self.allowed_hosts:
+            return problem_response(
+                403,
+                "Host not allowed",
+                "without api.token the API answers only requests addressed to this machine "
+                "(localhost, 127.0.0.1, [::1]); set api.token to serve other names",
+                "forbidden-host",
+            )
+        if method in _UNSAFE:
+            origin = headers.get("origin")
+            scheme = scope.get("scheme", "http")
+            if origin is not None and origin != "null":
+                parts = urlsplit(origin)
+                if _netloc(parts.scheme, parts.netloc) != _netloc(scheme, headers.get("host", "")):
+                    return _cross_site(origin)
+            elif origin == "null" or headers.get("sec-fetch-site") == "cross-site":
+                return _cross_site(origin or "another site")
+            length = headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                return self._too_large()
+            if path.startswith("/api/") and _has_body(headers):
+                ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+                if ctype != "application/json":
+                    return problem_response(
+                        415,
+                        "JSON expected",
+                        f"send the body as application/json (got {ctype or 'no content type'})",
+                        "unsupported-media-type",
+                    )
+        return None
+
+
+def _has_body(headers: Headers) -> bool:
+    length = headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "chunked" in headers.get("transfer-encoding", "").lower()
+
+
+def _cross_site(origin: str) -> JSONResponse:
+    return problem_response(
+        403,
+        "Cross-site request refused",
+        f"a change requested from {origin} was refused: only pages served by this "
+        "agentcron may change it",
+        "cross-site",
+    )

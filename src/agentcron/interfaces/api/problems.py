@@ -1,0 +1,153 @@
+"""Every error of the API in one shape (RFC 9457 problem details: ``type``,
+``title``, ``status``, ``detail``, the ``field`` at fault, and the ``problems`` of a
+rejected task), with the status that says whose move it is: 400 a malformed
+request, 404 nothing by that name or id, 409 the state forbids it, 422 a task the
+config rules reject, 503 the database is away. Bad input never gets a 500: an
+unexpected error does, logged here with its traceback and told to the client
+without its text (which might hold a secret).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+
+from agentcron.engine.health import is_database_error
+from agentcron.metrics import Metrics
+from agentcron.service import ServiceError
+
+log = logging.getLogger("agentcron.api")
+
+STATUS = {"bad-request": 400, "not-found": 404, "conflict": 409, "invalid": 422}
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "JSON expected",
+    422: "Invalid task",
+    500: "Internal error",
+    503: "Database unavailable",
+}
+
+
+_MEANING = {
+    400: "Malformed request (a parameter or the body); `field` names it",
+    401: "The token is missing or wrong",
+    403: "Refused: another site's page, or a host name this API does not serve",
+    404: "No task, run or incident by that name or id",
+    409: "The state forbids it (exists already, defined in the config file, closed)",
+    413: "The body is too large",
+    415: "The body is not JSON",
+    422: "The config rules reject the task; `problems` lists each",
+    503: "The database is unavailable just now",
+}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error statuses, all in the problem-details shape."""
+    from agentcron.interfaces.schemas import Problem
+
+    return {
+        code: {
+            "model": Problem,
+            "description": _MEANING[code],
+            "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
+        }
+        for code in codes
+    }
+
+
+def problem(
+    status: int,
+    detail: str,
+    kind: str,
+    *,
+    field: str | None = None,
+    problems: list[dict[str, str]] | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {
+            "type": f"urn:agentcron:problem:{kind}",
+            "title": title or TITLES.get(status, "Error"),
+            "status": status,
+            "detail": detail,
+            "field": field,
+            "problems": problems or [],
+        },
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def _field_of(loc: tuple[Any, ...]) -> str | None:
+    """``('query', 'limit')`` -> ``limit``; ``('body', 'reason')`` -> ``reason``."""
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("query", "path", "body") else []
+    return ".".join(parts) or (str(loc[0]) if loc else None)
+
+
+def install(app: FastAPI, metrics: Metrics) -> None:
+    """Register the handlers on ``app``."""
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return problem(
+            STATUS.get(exc.kind, 400),
+            str(exc),
+            exc.kind,
+            field=exc.field,
+            problems=[{"location": loc, "message": msg} for loc, msg in exc.problems],
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        first = errors[0] if errors else {}
+        loc = tuple(first.get("loc", ()))
+        field = _field_of(loc)
+        where = loc[0] if loc else "request"
+        if first.get("type") == "json_invalid":
+            detail = "the body is not valid JSON"
+        elif where == "body" and not field:
+            detail = "the body must be a JSON object"
+        else:
+            detail = f"{where} parameter {field}: {first.get('msg', 'invalid')}"
+        # a body whose keys have the wrong type is a task the rules reject (422);
+        # a query, a path or a body that is not JSON is a malformed request (400)
+        status = 422 if where == "body" and field else 400
+        return problem(status, detail, "invalid" if status == 422 else "bad-request", field=field)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http")
+        detail = str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such endpoint: {request.url.path}; see /api/v1/docs"
+        return problem(exc.status_code, detail, kind, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, sqlite3.Error) or is_database_error(exc):
+            metrics.database_error("api")
+            log.warning("API %s %s: database error: %s", request.method, request.url.path, exc)
+            return problem(
+                503,
+                "the database could not be read or written just now; try again shortly "
+                "(`agentcron doctor` says more)",
+                "database",
+                headers={"Retry-After": "5"},
+            )
+        log.exception("API %s %s failed", request.method, request.url.path)
+        return problem(500, "an unexpected error; the daemon's log has the details", "internal")
