@@ -54,3 +54,8 @@ def fail() -> None:
 def hard_exit() -> None:
     print("exiting hard", flush=True)
     os._exit(3)
+
+
+async def nap(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "rested"
