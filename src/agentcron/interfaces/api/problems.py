@@ -127,6 +127,8 @@ def install(app: FastAPI, metrics: Metrics) -> None:
         # a body whose keys have the wrong type is a task the rules reject (422);
         # a query, a path or a body that is not JSON is a malformed request (400)
         status = 422 if where == "body" and field else 400
+        if first.get("type") == "json_invalid":
+            status, field = 400, None
         return problem(status, detail, "invalid" if status == 422 else "bad-request", field=field)
 
     @app.exception_handler(HTTPException)
