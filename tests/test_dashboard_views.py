@@ -3,6 +3,7 @@ countdowns, the not-running banner, the order of tasks, the duration sparkline."
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -174,3 +175,26 @@ def test_the_sparkline_draws_ended_runs_oldest_left_and_marks_failures() -> None
 def test_no_sparkline_from_fewer_than_two_ended_runs() -> None:
     assert sparkline([]) is None
     assert sparkline([_run(1, 5), _run(2, None, "running")]) is None
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_text_colours_of_the_stylesheet_meet_wcag_aa_contrast() -> None:
+    """Every text/background pair the stylesheet uses reaches 4.5:1 (WCAG AA)."""
+    from agentcron.interfaces.dashboard._render import STATIC
+
+    css = (STATIC / "dashboard.css").read_text()
+    var = dict(re.findall(r"--([\w-]+):\s*(#[0-9a-fA-F]{6})", css))
+    pairs = [
+        ("text", "bg"), ("muted", "bg"), ("muted", "panel"), ("link", "bg"), ("link", "panel"),
+        ("bad", "bad-bg"), ("text", "bad-bg"), ("warn", "warn-bg"), ("good", "good-bg"),
+        ("calm", "calm-bg"), ("focus", "bg"),
+    ]  # fmt: skip
+    literal = [("#ffffff", var["bad"]), ("#ffffff", var["link"]), ("#0b3f7a", "#e1ecfa")]
+    for fg, bg in [(var[a], var[b]) for a, b in pairs] + literal:
+        light, dark = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 4.5, (fg, bg)

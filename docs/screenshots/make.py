@@ -5,7 +5,8 @@ Debian's Chromium through Playwright.
     .venv/bin/python docs/screenshots/make.py
 
 Needs the ``test`` extra and /usr/bin/chromium (never a downloaded browser). Takes
-about half a minute; overwrites tasks.png, task.png, run.png and phone.png.
+about half a minute; overwrites tasks.png, task.png, run.png, incidents.png and
+phone.png.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def populate(live: Live) -> int:
     for _ in range(2):
         service.trigger("backup_db")
         failed = wait_run_final(live, "backup_db", after=failed)
-    service.pause("weekly_cleanup")
+    service.pause("weekly_cleanup", "disk migration this week; resume on Monday")
     return failed
 
 
@@ -91,6 +92,7 @@ def main() -> int:
                 "tasks.png": "/",
                 "task.png": "/tasks/daily_report",
                 "run.png": f"/runs/{failed}",
+                "incidents.png": "/incidents",
             }
             for name, path in shots.items():
                 desktop.goto(live.url + path)

@@ -138,7 +138,7 @@ def _task_context(service: Service, name: str) -> dict[str, Any]:
         "spec": task.get("spec", {}),
         "runs": [views.run_row(r, now) for r in runs],
         "next": service.next_fires(name, NEXT_FIRES) if not task["paused"] else [],
-        "incidents": [i for i in service.incidents(name, limit=INCIDENTS_SHOWN) if i["open"]],
+        "incidents": [i for i in _incident_rows(service, name) if i["open"]],
     }
 
 
@@ -215,10 +215,19 @@ def run_output(service: ServiceDep, run_id: str) -> Response:
     )
 
 
+def _incident_rows(service: Service, task: str | None = None) -> list[dict[str, Any]]:
+    """Incidents (open first) with how long each has lasted, in words."""
+    now = service.clock.now()
+    return [
+        {**i, "since_text": views.relative(views.parse_time(i["since"] or i["opened_at"]), now)}
+        for i in service.incidents(task, limit=INCIDENTS_SHOWN)
+    ]
+
+
 @router.get("/incidents", response_class=HTMLResponse, name="dashboard_incidents")
 def incidents_page(request: Request, service: ServiceDep) -> HTMLResponse:
     """Open incidents first (with their messages), then the most recent closed ones."""
-    rows = service.incidents(limit=INCIDENTS_SHOWN)
+    rows = _incident_rows(service)
     return render(
         request,
         "incidents.html",
@@ -233,7 +242,7 @@ def incidents_page(request: Request, service: ServiceDep) -> HTMLResponse:
 
 @router.get("/fragments/incidents", response_class=HTMLResponse)
 def incidents_fragment(request: Request, service: ServiceDep) -> HTMLResponse:
-    rows = service.incidents(limit=INCIDENTS_SHOWN)
+    rows = _incident_rows(service)
     return render(request, "_incident_rows.html", {"open": [i for i in rows if i["open"]]})
 
 
