@@ -120,6 +120,14 @@ def test_unknown_things_are_404_pages_that_say_what_was_asked(client: TestClient
     assert client.get("/static/../../etc/passwd").status_code == 404
     assert client.get("/static/secrets.yaml").status_code == 404
     assert client.get("/fragments/tasks/alpha_ok/spec").status_code == 404
+    bad_page = client.get("/", params={"page": "two"})
+    assert bad_page.status_code == 400
+    assert "page: &#39;two&#39; is not a page number" in bad_page.text
+    bad_filter = client.get("/fragments/tasks", params={"show": "broken"})
+    assert bad_filter.status_code == 400
+    assert "show: &#39;broken&#39; is not a filter; use one of all, problems, paused" in (
+        bad_filter.text
+    )
 
 
 def test_a_failing_task_is_listed_first_and_the_paused_one_last(client: TestClient) -> None:
@@ -352,3 +360,21 @@ def test_markup_from_a_task_or_a_url_is_escaped_everywhere(
     assert tag not in reflected.text and tag_escaped in reflected.text
     refused = client.post(f"/tasks/{tag}/run", headers=HTMX)
     assert tag not in refused.text and tag_escaped in refused.text
+
+
+def test_a_long_list_is_paged_and_the_failing_task_leads_page_one(
+    client: TestClient, harness: Harness
+) -> None:
+    for i in range(100):
+        harness.add(f"bulk_{i:03d}", fine, cron="0 3 * * *", retries=0)
+    first = client.get("/").text
+    assert task_order(first)[0] == "zeta_broken"
+    assert len(task_order(first)) == 100
+    assert 'aria-current="page">1<' in first and "page=2" in first
+    second = client.get("/", params={"page": 2}).text
+    assert len(task_order(second)) == 3
+    assert task_order(second)[-1] == "mid_paused"
+    assert not set(task_order(first)) & set(task_order(second))
+    assert task_order(client.get("/fragments/tasks", params={"page": 2}).text) == task_order(second)
+    beyond = client.get("/", params={"page": 99}).text  # clamped to the last page
+    assert task_order(beyond) == task_order(second)

@@ -80,8 +80,22 @@ def _searchable(task: dict[str, Any]) -> str:
     return " ".join(str(task.get(k) or "") for k in ("name", "schedule", "description")).lower()
 
 
-def _show(value: str) -> str:
-    return value if value in FILTERS else "all"
+def _list_params(show: str, page: str) -> tuple[str, int]:
+    """The list's filter and page number, or ServiceError naming the parameter."""
+    if show not in FILTERS:
+        raise ServiceError(f"show: {show!r} is not a filter; use one of {', '.join(FILTERS)}")
+    if not page.isdigit() or int(page) < 1:
+        raise ServiceError(f"page: {page!r} is not a page number (1, 2, …)")
+    return show, int(page)
+
+
+def _bad_request(request: Request, service: Service, message: str) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        {**common(service), "title": "Bad request", "message": message},
+        status_code=400,
+    )
 
 
 @router.get("/", response_class=HTMLResponse, name="dashboard_tasks")
@@ -90,10 +104,13 @@ def tasks_page(
     service: ServiceDep,
     q: str = "",
     show: str = "all",
-    page: int = 1,
+    page: str = "1",
 ) -> HTMLResponse:
-    show = _show(show)
-    rows, summary = _task_rows(service, q, show, page)
+    try:
+        show, number = _list_params(show, page)
+    except ServiceError as exc:
+        return _bad_request(request, service, str(exc))
+    rows, summary = _task_rows(service, q, show, number)
     return render(
         request,
         "tasks.html",
@@ -115,10 +132,13 @@ def tasks_fragment(
     service: ServiceDep,
     q: str = "",
     show: str = "all",
-    page: int = 1,
+    page: str = "1",
 ) -> HTMLResponse:
-    show = _show(show)
-    rows, _ = _task_rows(service, q, show, page)
+    try:
+        show, number = _list_params(show, page)
+    except ServiceError as exc:
+        return _bad_request(request, service, str(exc))
+    rows, _ = _task_rows(service, q, show, number)
     return render(request, "_task_rows.html", {"rows": rows, "q": q, "show": show})
 
 
