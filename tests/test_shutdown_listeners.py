@@ -14,6 +14,7 @@ import pytest
 
 from agentcron.daemon import Daemon, DaemonOptions
 from agentcron.model import Finished
+from harness import until
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +27,8 @@ def test_every_run_ended_by_the_stop_reaches_the_listeners(
         f"    args: [{0.2 + (i % 5) * 0.5}]\n    isolation: inline\n"
         for i in range(30)
     )
+    tasks += "  long:\n    every: 1s\n    python: pyactions_sample:nap\n    args: [30]\n"
+    tasks += "    isolation: inline\n"
     config = tmp_path / "agentcron.yaml"
     config.write_text("timezone: UTC\nmax_concurrency: 50\ntasks:\n" + tasks)
     heard: list[Finished] = []
@@ -42,7 +45,19 @@ def test_every_run_ended_by_the_stop_reaches_the_listeners(
 
     async def scenario() -> int:
         runner = asyncio.ensure_future(d.run())
-        await asyncio.sleep(3.5)
+
+        def long_runs() -> bool:
+            try:
+                with sqlite3.connect(tmp_path / "home" / "agentcron.db") as db:
+                    rows = db.execute(
+                        "SELECT COUNT(*) FROM slots WHERE task = 'long' AND status = 'running'"
+                    ).fetchone()
+            except sqlite3.Error:
+                return False
+            return bool(rows[0])
+
+        await until(long_runs, timeout=60, interval=0.1)
+        await asyncio.sleep(1.5)  # the short naps keep starting and ending
         d._stop()
         return await asyncio.wait_for(runner, 30)
 
