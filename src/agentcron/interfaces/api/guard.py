@@ -45,10 +45,6 @@ _ACTOR = re.compile(r"[^\w .@:/+-]")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def problem_response(
     status: int, title: str, detail: str, kind: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -131,29 +127,40 @@ class Guard:
         name = declared or (f"client {client[0]}" if client else "client")
         via = "api" if scope["path"].startswith("/api/") else "dashboard"
         token = current_actor.set(Actor(name, via))
-        started = False
+        too_large = False
+        replaced = False
 
         async def sized_receive() -> Message:
+            nonlocal too_large
+            if too_large:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen = scope.setdefault("agentcron.body_bytes", 0) + len(message.get("body", b""))
                 scope["agentcron.body_bytes"] = seen
                 if seen > self.max_body_bytes:
-                    raise _TooLarge
+                    # the app sees the client go away and stops reading; its answer
+                    # (an error of its own) is replaced by the 413 below
+                    too_large = True
+                    return {"type": "http.disconnect"}
             return message
 
-        async def watched_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            nonlocal replaced
+            if not too_large:
+                await send(message)
+                return
+            if not replaced:
+                replaced = True
+                await self._too_large()(scope, _no_body, send)
 
         try:
-            await self.app(scope, sized_receive, watched_send)
-        except _TooLarge:
-            if started:
+            await self.app(scope, sized_receive, guarded_send)
+        except Exception:
+            if not too_large:
                 raise
-            await self._too_large()(scope, receive, send)
+            if not replaced:
+                await self._too_large()(scope, _no_body, send)
         finally:
             current_actor.reset(token)
 
@@ -213,6 +220,10 @@ class Guard:
                         "unsupported-media-type",
                     )
         return None
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def _has_body(headers: Headers) -> bool:
