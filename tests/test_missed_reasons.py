@@ -52,3 +52,30 @@ def test_fires_from_before_the_daemon_started_are_downtime(
     h = asyncio.run(scenario())
     reasons = _missed_reasons(h, "t")
     assert reasons and all(r == "the daemon was not running; catchup: none" for r in reasons)
+
+
+def test_fires_missed_during_a_stall_the_watchdog_saw_say_when_it_was(
+    sqlite_store: Any, clock: Any, home: Path
+) -> None:
+    """With the watchdog's record of the stall, the reason gives its times."""
+    from agentcron.watchdog.stalls import LoopStall
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("t", lambda: "x", every="1m", catchup="latest")
+        h.clock.advance(timedelta(minutes=1))
+        await h.tick()
+        stall = LoopStall(began=h.clock.now(), ended=h.clock.now() + timedelta(minutes=10))
+        h.engine.stall_reason = lambda at, zone: (
+            stall.reason(zone) if stall.covers(at) else None
+        )
+        h.clock.advance(timedelta(minutes=10))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    reasons = _missed_reasons(h, "t")
+    assert len(reasons) == 9, reasons
+    assert all(
+        r.startswith("the scheduler loop was stalled from 00:01:00 to 00:11:00") for r in reasons
+    ), reasons

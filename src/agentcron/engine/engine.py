@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from agentcron.actions.base import Action
 from agentcron.clock import Clock
@@ -134,6 +135,9 @@ class Engine:
         # told of a slot that has waited longer than its period for a free worker
         # (the task, the slot, how long, and what holds the workers)
         self.starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]] = []
+        # the watchdog's record of loop stalls: (fire time, zone) -> the words a missed
+        # slot's reason gives when the fire came due during one (None: not stalled then)
+        self.stall_reason: Callable[[datetime, ZoneInfo], str | None] | None = None
         # task -> since when it has had a slot waiting for a worker, across the waiting
         # slots that newer fires displaced (each waits at most a period on its own)
         self._waiting_since: dict[str, datetime] = {}
@@ -234,6 +238,13 @@ class Engine:
         report.started += fresh
         self._prepare(now)
         return report
+
+    def _stall_words(self, spec: TaskSpec) -> Callable[[datetime], str | None] | None:
+        stall_reason = self.stall_reason
+        if stall_reason is None:
+            return None
+        zone = spec.zone(self.settings.default_zone)
+        return lambda at: stall_reason(at, zone)
 
     def _owners_elsewhere(self) -> set[str]:
         """Node ids of daemons on other machines. Their lapsed runs are taken over only
@@ -724,7 +735,15 @@ class Engine:
         plans: list[Plan] = []
         for rec in self.store.due_tasks(now, DUE_LIMIT):
             try:
-                plans.append(plan_due(rec, self.schedule_for(rec.spec), now, self.started_at))
+                plans.append(
+                    plan_due(
+                        rec,
+                        self.schedule_for(rec.spec),
+                        now,
+                        self.started_at,
+                        self._stall_words(rec.spec),
+                    )
+                )
             except Exception:
                 log.exception("could not plan slots for task %s", rec.name)
         return plans

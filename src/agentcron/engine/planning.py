@@ -17,7 +17,7 @@ a fresh read, as it would have without them. Overlap is always decided at the in
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -43,7 +43,11 @@ class Plan:
 
 
 def plan_due(
-    rec: TaskRecord, sched: Schedule, now: datetime, running_since: datetime | None = None
+    rec: TaskRecord,
+    sched: Schedule,
+    now: datetime,
+    running_since: datetime | None = None,
+    stalled: Callable[[datetime], str | None] | None = None,
 ) -> Plan:
     """The fires of a due task up to ``now`` (at most CHUNK), as slots under its
     catch-up policy, and the fire after them. Overlap is not applied here."""
@@ -66,6 +70,7 @@ def plan_due(
             on_time_grace(sched.period()),
             more_follow=new_next is not None and new_next <= now,
             running_since=running_since,
+            stalled=stalled,
         )
     return Plan(spec, rec.next_fire_at, new_next, planned)
 

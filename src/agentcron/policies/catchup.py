@@ -10,7 +10,7 @@ either way: nothing is dropped without a record.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from agentcron.durations import format_duration
@@ -33,6 +33,7 @@ def plan_fires(
     *,
     more_follow: bool = False,
     running_since: datetime | None = None,
+    stalled: Callable[[datetime], str | None] | None = None,
 ) -> list[NewSlot]:
     """Decide each fire's fate; ``fires`` ascending, all ``<= now``.
 
@@ -40,10 +41,14 @@ def plan_fires(
     a long downtime in chunks), so the newest fire here is not the newest overall.
     ``running_since`` is when this daemon's scheduler started: a fire after it was
     missed while agentcron ran (a stalled loop, a frozen machine), and its reason
-    says so rather than blaming downtime.
+    says so rather than blaming downtime. ``stalled`` gives the words for a fire that
+    came due while the scheduler loop was known to be stalled (the watchdog's record).
     """
 
     def cause(at: datetime) -> str:
+        stall = stalled(at) if stalled is not None else None
+        if stall is not None:
+            return stall
         if running_since is not None and at >= running_since:
             return (
                 "agentcron was running but its scheduler was late (a stalled loop or an "
