@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from agentcron.durations import format_duration
 from agentcron.model import Health, Slot, SlotStatus, TaskRecord
 from agentcron.model.incident import Incident, IncidentKind
+from agentcron.watchdog.limits import overdue_limit
 
 # An open incident of each kind sets this health (failure: see _failure_health).
 _INCIDENT_HEALTH = {
@@ -88,13 +89,9 @@ def task_health(
     if any(i.kind is IncidentKind.FAILURE for i in open_):
         failure = next(i for i in open_ if i.kind is IncidentKind.FAILURE)
         return Health.RETRYING, failure.summary or "failing, still retrying"
-    if rec.next_fire_at is not None:
-        limit = rec.spec.overdue_after or max(2 * period, timedelta(minutes=5))
-        if now - rec.next_fire_at > limit:
-            return (
-                Health.OVERDUE,
-                f"due since {rec.next_fire_at.astimezone(zone).isoformat()}, not fired",
-            )
+    due = rec.next_fire_at
+    if due is not None and now - due > overdue_limit(rec.spec, period):
+        return Health.OVERDUE, f"due since {due.astimezone(zone).isoformat()}, not fired"
     if last is not None and last.status is SlotStatus.FAILED:
         return (
             Health.FAILING,
