@@ -269,7 +269,7 @@ def test_user_rules_come_first(
         ),
         (
             FailureInfo(http_status=404, action="http"),
-            "the server does not know the requested URL or model (HTTP 404)",
+            "the server does not know the requested URL (HTTP 404)",
             "check the URL",
         ),
         (
@@ -332,7 +332,8 @@ def test_user_rules_come_first(
         ),
         (
             FailureInfo(exit_code=1, output_tail="HTTP 401: set OPENAI_API_KEY"),
-            "the command exited with code 1 (a service it calls rejected the API key): "
+            "the command exited with code 1 (a service it calls rejected the credentials it "
+            "was sent): "
             "HTTP 401: set OPENAI_API_KEY",
             "check the API key in OPENAI_API_KEY: it may be missing, mistyped, revoked "
             "or lack access",

@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentcron.redact import REPLACEMENT, redact, secret_values_from_env
+from agentcron.redact import (
+    REPLACEMENT,
+    daemon_secrets,
+    line_secrets,
+    redact,
+    secret_values_from_env,
+)
 
 OPENAI_KEY = "sk-" + "aB3dE5fG7hJ9kL1mN3pQ5rS7"
 PROJECT_KEY = "sk-proj-" + "Xy12_Zw34-Vu56Ts78Rq90Po12Nm34"
@@ -167,3 +173,58 @@ def test_given_secret_never_survives(prefix: str, suffix: str, secret: str) -> N
 @given(text=st.text(max_size=200))
 def test_arbitrary_text_does_not_raise(text: str) -> None:
     assert isinstance(redact(text, ["abcd"]), str)
+
+
+@pytest.mark.parametrize(
+    "bait",
+    [
+        "password",
+        "password:",
+        "://",
+        "://a:",
+        "1234567:",
+        "sk-",
+        "key: ",
+        "token=",
+        "Bearer ",
+        "authorization: ",
+        "?api_key",
+        "eyJ",
+        "AKIA",
+        "secret ",
+    ],
+)
+def test_no_input_makes_a_shape_quadratic(bait: str) -> None:
+    """Each shape's worst case: its start, repeated across half a megabyte."""
+    blob = bait * (500_000 // len(bait))
+    started = time.monotonic()
+    redact(blob, ["hunter22"])
+    assert time.monotonic() - started < 10  # well under a second unloaded
+
+
+def test_case_is_folded_for_ascii_names_only() -> None:
+    assert redact("PASSWORD=hunter2 Api_Key: abcdefghijklmnop1234") == (
+        "PASSWORD=[REDACTED] Api_Key: [REDACTED]"
+    )
+    # A long s (U+017F) folds to "s" under Unicode rules; names are ASCII here.
+    assert redact("pas\u017fword=hunter2") == "pas\u017fword=hunter2"
+
+
+def test_daemon_secrets_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BILLING_API_TOKEN", "plum-orbit-4471")
+    assert "plum-orbit-4471" in daemon_secrets()
+    monkeypatch.setenv("BILLING_API_TOKEN", "kiwi-delta-0042")
+    assert "kiwi-delta-0042" in daemon_secrets() and "plum-orbit-4471" not in daemon_secrets()
+    monkeypatch.delenv("BILLING_API_TOKEN")
+    assert "kiwi-delta-0042" not in daemon_secrets()
+
+
+def test_a_multi_line_secret_is_also_looked_for_line_by_line() -> None:
+    pem = "-----BEGIN KEY-----\nMIIEvQIBADAN\nAB\n-----END KEY-----"
+    assert line_secrets([pem, "hunter22"]) == [
+        pem,
+        "-----BEGIN KEY-----",
+        "-----END KEY-----",
+        "MIIEvQIBADAN",
+        "hunter22",
+    ]

@@ -98,6 +98,10 @@ _EXIT_TEXT: Mapping[int, tuple[str, str | None]] = {
     ),
 }
 
+_CREDENTIALS_FIX = (
+    "check the credentials it uses (API key, token): they may be missing, mistyped, "
+    "revoked or lack access"
+)
 _CRASH_FIX = "fix the crash (the last lines of output may show where), then trigger the task again"
 _LIMIT_FIX = "raise the limit or make the program need less, then trigger the task again"
 
@@ -106,9 +110,24 @@ _ENV_KEY_NAME = re.compile(r"\b([A-Z][A-Z0-9_]*_(?:API_KEY|KEY|TOKEN))\b")
 _MESSAGE_KEYS = ("message", "detail", "error_description", "error", "msg")
 
 
+# Only a model provider is known to want an API key and to serve models; any other
+# server is told of as what it surely is.
+_NOT_A_MODEL_PROVIDER: Mapping[ErrorClass, str] = {
+    E.AUTH: "{who} rejected the credentials it was sent",
+    E.NOT_FOUND: "{who} does not know the requested URL",
+}
+
+
 def explain(error_class: ErrorClass, *, who: str = "the provider") -> tuple[str, str | None]:
-    """The generic explanation of a class and, for permanent classes, the fix."""
-    text = _EXPLANATIONS[error_class].format(who=who)
+    """The generic explanation of a class and, for permanent classes, the fix.
+
+    ``who`` is the other side in the owner's terms ("the model provider", "the
+    server", "a service it calls"); only a provider is said to have an API key.
+    """
+    template = _EXPLANATIONS[error_class]
+    if "provider" not in who:
+        template = _NOT_A_MODEL_PROVIDER.get(error_class, template)
+    text = template.format(who=who)
     return text, (None if error_class.transient else _FIXES.get(error_class))
 
 
@@ -123,6 +142,8 @@ def describe(
     text, fix = explain(error_class, who=_who(failure))
     if failure.action == "http" and error_class in _HTTP_FIXES:
         fix = _HTTP_FIXES[error_class]
+    elif error_class is E.AUTH and "provider" not in _who(failure):
+        fix = _CREDENTIALS_FIX
     decisive = decisive_line(failure, evidence if basis == "output" else None)
     exit_code = failure.exit_code
     if basis == "rule":
@@ -349,9 +370,12 @@ def _signal_text(failure: FailureInfo, error_class: ErrorClass) -> tuple[str, st
 
 
 def _auth_fix(failure: FailureInfo, fix: str) -> str:
+    """Name the variable when the failure does ("set OPENAI_API_KEY")."""
     found = _ENV_KEY_NAME.search(" ".join((failure.message, failure.output_tail)))
     if found is None:
         return fix
+    if fix == _CREDENTIALS_FIX:
+        fix = _FIXES[E.AUTH]
     return fix.replace("check the API key", f"check the API key in {found.group(1)}", 1)
 
 

@@ -237,7 +237,7 @@ LIMIT_SIGNALS = frozenset({signal.SIGXCPU, signal.SIGXFSZ})
 # Sent from outside, with the usual sender named in the explanation.
 STOP_SIGNALS: Mapping[int, str] = {
     signal.SIGKILL: "often the out-of-memory killer, or an operator's kill -9",
-    signal.SIGTERM: "an operator, a service manager or a shutdown",
+    signal.SIGTERM: "perhaps an operator, a service manager or a shutdown",
     signal.SIGINT: "an interrupt, as Ctrl-C sends",
     signal.SIGHUP: "its terminal or session went away",
     signal.SIGQUIT: "an operator's quit signal",
