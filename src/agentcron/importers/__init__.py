@@ -46,7 +46,31 @@ def make_plan(source: str, path: Path, options: ImportOptions) -> Plan:
     planner = _PLANNERS.get(source)
     if planner is None:
         raise ValueError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
-    return planner(path, options)
+    return _checked(planner(path, options))
+
+
+def _checked(plan: Plan) -> Plan:
+    """Drafts the config's own rules refuse (a cron field out of range…) move to the
+    jobs not imported, with the rule's message."""
+    from agentcron.config._env import current_environ
+    from agentcron.config.errors import ConfigError
+    from agentcron.config.loader import validate_task_mapping
+    from agentcron.importers._targets import SAMPLE_VALUES
+
+    samples = {name: SAMPLE_VALUES.get(name, "sample") for name in plan.variables}
+    environ = {**samples, **current_environ()}
+    kept = []
+    for draft in plan.drafts:
+        raw = {**draft.body, "imported_from": draft.key}
+        try:
+            validate_task_mapping(draft.name, raw, environ=environ)
+        except ConfigError as exc:
+            reason = "; ".join(p.message for p in exc.problems)
+            plan.skipped.append(Note(draft.where or draft.name, "", "error", reason))
+            continue
+        kept.append(draft)
+    plan.drafts = kept
+    return plan
 
 
 __all__ = [

@@ -1,0 +1,318 @@
+"""``agentcron import`` as a person uses it: the dry run, --apply into the config file
+(comments kept) or the database, paused unless --enable, re-imports that update, and
+clear errors for bad files and options."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from agentcron.config import load_config
+from agentcron.interfaces.cli import app as main_app
+from agentcron.interfaces.cli_import import register
+
+FIXTURES = Path(__file__).parent / "fixtures" / "import"
+TOKEN = "123456789:AAHfakeTokenfakeTokenfakeTokenfakeTok"
+CONFIG = """\
+# my agentcron config
+timezone: Europe/Berlin   # where I live
+
+tasks:
+    # an existing task, indented by four
+    reindex:
+        cron: "0 4 * * *"      # nightly
+        command: ["python", "reindex.py"]
+"""
+AGENT = ["--agent-cmd", "hermes chat -q"]
+
+Invoke = Callable[..., str]
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """agentcron (test app holding only the import command)."""
+
+    register(app)
+    return app
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
+    for name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_HOME_CHANNEL", "SLACK_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("hermes-jobs.json", "hermes-jobs-list.json", "openclaw-jobs.json"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    (tmp_path / "agentcron.yaml").write_text(CONFIG)
+    runner = CliRunner()
+    imports = _app()
+
+    def invoke(*args: str, code: int = 0) -> str:
+        target = main_app if args and args[0] in ("list", "show", "validate") else imports
+        result = runner.invoke(target, list(args))
+        assert result.exit_code == code, (result.output, result.exception)
+        if code:
+            assert "Traceback" not in result.output
+        return result.output
+
+    return invoke
+
+
+def _tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_HOME_CHANNEL", "4242")
+
+
+def test_dry_run_shows_yaml_notes_and_variables_and_writes_nothing(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    out = cli("import", "hermes", "hermes-jobs.json", *AGENT)
+    assert (tmp_path / "agentcron.yaml").read_text() == CONFIG
+    assert "dry run: nothing is written without --apply" in out
+    # the YAML it would write, paused, keyed on its source
+    assert (
+        "# Hermes job jobs[0] 'Morning brief' (hermes:3f9a1c2b7d10): new task morning-brief" in out
+    )
+    assert 'morning-brief:\n  description: Morning brief\n  cron: "0 7 * * *"' in out
+    assert "  paused: true\n  imported_from: hermes:3f9a1c2b7d10" in out
+    # every field dropped or approximated, in validate's style: file: task.field: what
+    assert (
+        "hermes-jobs.json: morning-brief.skills: dropped: skills web-search do not come along"
+        in out
+    )
+    assert "hermes-jobs.json: weekly-review.repeat: approximated: Hermes stops after 12 runs" in out
+    assert "hermes-jobs.json: disk-report.tier: warning: unknown Hermes job field" in out
+    assert "Not imported:\n  hermes-jobs.json: jobs[3] 'Passport renewal'.state: skipped" in out
+    assert "TELEGRAM_BOT_TOKEN: NOT SET: the Telegram bot token" in out
+    assert "Disable the jobs in Hermes first" in out
+
+
+def test_apply_writes_into_the_config_keeping_its_comments(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tokens(monkeypatch)
+    cli("import", "hermes", "hermes-jobs-list.json", *AGENT, "--apply")
+    text = (tmp_path / "agentcron.yaml").read_text()
+    assert text.startswith(CONFIG)  # what was there is there, byte for byte
+    assert "    # imported from Hermes job jobs[0] 'Morning brief' (hermes:3f9a1c2b7d10)\n" in text
+    assert "        deliver: ['tgram://${TELEGRAM_BOT_TOKEN}/-1001234567890:17']\n" in text
+    assert TOKEN not in text  # the token stays in the environment
+    loaded = load_config(tmp_path / "agentcron.yaml")
+    imported = {n: s for n, s in loaded.tasks.items() if s.imported_from}
+    assert sorted(imported) == ["heartbeat-check", "morning-brief", "tax-reminder"]
+    assert all(spec.paused for spec in imported.values())
+    assert imported["morning-brief"].imported_from == "hermes:3f9a1c2b7d10"
+
+
+def test_reimport_updates_in_place_and_keeps_what_the_user_changed(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tokens(monkeypatch)
+    cli("import", "hermes", "hermes-jobs-list.json", *AGENT, "--apply")
+    config = tmp_path / "agentcron.yaml"
+    first = config.read_text()
+    out = cli("import", "hermes", "hermes-jobs-list.json", *AGENT, "--apply")
+    assert config.read_text() == first  # idempotent: nothing doubled, nothing moved
+    assert "updates task morning-brief" in out
+    # the user resumes one task, renames another and adds a key; the source changes
+    edited = first.replace(
+        "        paused: true\n        imported_from: hermes:3f9a1c2b7d10",
+        "        paused: false\n        retries: 5\n        imported_from: hermes:3f9a1c2b7d10",
+    ).replace("    heartbeat-check:\n", "    uptime:\n")
+    config.write_text(edited)
+    jobs = json.loads((tmp_path / "hermes-jobs-list.json").read_text())
+    jobs[0]["schedule"] = {"kind": "cron", "expr": "30 6 * * *"}
+    jobs[1]["schedule"] = {"kind": "cron", "expr": "*/20 * * * *"}
+    (tmp_path / "hermes-jobs-list.json").write_text(json.dumps(jobs))
+    cli("import", "hermes", "hermes-jobs-list.json", *AGENT, "--apply")
+    loaded = load_config(config)
+    brief, uptime = loaded.tasks["morning-brief"], loaded.tasks["uptime"]
+    assert brief.cron == "30 6 * * *" and brief.retries == 5 and brief.paused is False
+    assert uptime.cron == "*/20 * * * *" and uptime.every is None and uptime.anchor is None
+    assert "heartbeat-check" not in loaded.tasks
+    assert sum(1 for s in loaded.tasks.values() if s.imported_from) == 3
+
+
+def test_enable_writes_tasks_enabled_except_those_disabled_at_the_source(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tokens(monkeypatch)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-000000000000-000000000000-" + "a" * 24)
+    out = cli("import", "hermes", "hermes-jobs.json", *AGENT, "--apply", "--enable")
+    assert "task(s) are enabled here: disable these jobs in Hermes now" in out
+    assert (
+        "weekly-review.enabled: warning: disabled at the source: --enable leaves it paused" in out
+    )
+    tasks = load_config(tmp_path / "agentcron.yaml").tasks
+    assert tasks["morning-brief"].paused is False
+    assert tasks["weekly-review"].paused is True
+
+
+def test_apply_refuses_while_a_variable_is_unset_and_changes_nothing(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    out = cli("import", "hermes", "hermes-jobs-list.json", *AGENT, "--apply", code=1)
+    assert "agentcron.yaml was not changed" in out
+    assert (
+        "tasks.tax-reminder.deliver[0]: variables TELEGRAM_BOT_TOKEN, TELEGRAM_HOME_CHANNEL" in out
+    )
+    assert (tmp_path / "agentcron.yaml").read_text() == CONFIG
+    # set them in the config's env_file and it goes through
+    (tmp_path / "secrets.env").write_text(
+        f"# bot\nTELEGRAM_BOT_TOKEN='{TOKEN}'\nexport TELEGRAM_HOME_CHANNEL=4242\n"
+    )
+    (tmp_path / "agentcron.yaml").write_text("env_file: secrets.env\n" + CONFIG)
+    out = cli("import", "hermes", "hermes-jobs-list.json", *AGENT, "--apply")
+    assert "TELEGRAM_BOT_TOKEN: set:" in out
+    assert len(load_config(tmp_path / "agentcron.yaml").tasks) == 4
+
+
+def test_an_invalid_config_is_not_touched(cli: Invoke, tmp_path: Path) -> None:
+    broken = CONFIG.replace('"0 4 * * *"', '"0 4 * *"')
+    (tmp_path / "agentcron.yaml").write_text(broken)
+    out = cli("import", "openclaw", "openclaw-jobs.json", *AGENT, "--apply", code=1)
+    assert "tasks.reindex.cron" in out
+    assert (tmp_path / "agentcron.yaml").read_text() == broken
+
+
+def test_a_missing_config_is_created(cli: Invoke, tmp_path: Path) -> None:
+    (tmp_path / "agentcron.yaml").unlink()
+    path = tmp_path / "cron.txt"
+    path.write_text('MAILTO=""\n*/10 * * * * /usr/local/bin/sync.sh\n')
+    cli("import", "crontab", "cron.txt", "--apply")
+    text = (tmp_path / "agentcron.yaml").read_text()
+    assert text.startswith("# agentcron.yaml: tasks written by `agentcron import`")
+    assert load_config(tmp_path / "agentcron.yaml").tasks["sync"].cron == "*/10 * * * *"
+
+
+def test_import_into_the_database_through_the_service(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tokens(monkeypatch)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-000000000000-000000000000-" + "a" * 24)
+    cli("import", "openclaw", "openclaw-jobs.json", *AGENT, "--to", "db", "--apply")
+    rows = {t["name"]: t for t in json.loads(cli("list", "--json"))}
+    imported = {n for n, t in rows.items() if t["source"] == "api"}
+    assert imported == {
+        "family-digest",
+        "morning-brief",
+        "nightly-summary",
+        "send-reminder",
+        "uptime-sweep",
+    }
+    assert all(rows[n]["paused"] for n in imported)
+    # again, enabled: the same tasks, updated, not doubled
+    out = cli(
+        "import", "openclaw", "openclaw-jobs.json", *AGENT, "--to", "db", "--apply", "--enable"
+    )
+    assert "updates task morning-brief" in out
+    rows = {t["name"]: t for t in json.loads(cli("list", "--json"))}
+    assert {n for n, t in rows.items() if t["source"] == "api"} == imported
+    assert rows["morning-brief"]["paused"] is False
+    assert rows["nightly-summary"]["paused"] is True  # disabled at the source
+    shown = json.loads(cli("show", "morning-brief", "--json"))
+    assert shown["spec"]["imported_from"] == "openclaw:9c4e2a1f-57b3-4d1e-a0c9-2f6b8d3e7a15"
+    assert shown["spec"]["deliver"] == ["tgram://${TELEGRAM_BOT_TOKEN}/-1001234567890:123"]
+    db = sqlite3.connect(tmp_path / "home" / "agentcron.db")
+    specs = " ".join(row[0] for row in db.execute("SELECT spec FROM tasks"))
+    db.close()
+    assert "${TELEGRAM_BOT_TOKEN}" in specs and TOKEN not in specs
+
+
+def test_the_database_does_not_duplicate_a_task_imported_into_the_file(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tokens(monkeypatch)
+    cli("import", "hermes", "hermes-jobs-list.json", *AGENT, "--apply")
+    out = cli("import", "hermes", "hermes-jobs-list.json", *AGENT, "--to", "db", "--apply")
+    assert "already imported into the config file as 'morning-brief'" in out
+    rows = json.loads(cli("list", "--json"))
+    assert sorted(t["name"] for t in rows if t["source"] == "api") == []
+
+
+def test_json_output(cli: Invoke) -> None:
+    data = json.loads(cli("import", "openclaw", "openclaw-jobs.json", *AGENT, "--json"))
+    assert data["applied"] is False and data["source"] == "openclaw"
+    brief = next(t for t in data["tasks"] if t["name"] == "morning-brief")
+    assert brief["task"]["paused"] is True
+    assert {"field": "payload.thinking", "kind": "dropped"}.items() <= next(
+        n for n in brief["notes"] if n["field"] == "payload.thinking"
+    ).items()
+    assert {v["name"]: v["set"] for v in data["variables"]} == {
+        "SLACK_BOT_TOKEN": False,
+        "TELEGRAM_BOT_TOKEN": False,
+    }
+    assert [n["task"] for n in data["not_imported"]] == [
+        "jobs[3] 'Old reminder'",
+        "jobs[6] 'Broken zone'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["import", "cron", "x"], "unknown source 'cron'"),
+        (["import", "hermes", "hermes-jobs.json"], "agent prompts need a target"),
+        (["import", "hermes", "hermes-jobs.json", "--model", "m"], "--base-url and --model go"),
+        (["import", "hermes", "hermes-jobs.json", "--agent-cmd", "'open"], "cannot split"),
+        (["import", "hermes", "hermes-jobs.json", *AGENT, "--to", "s3"], "--to 's3'"),
+        (["import", "hermes", "nope.json", *AGENT], "no such file"),
+        (
+            ["import", "hermes", "hermes-jobs.json", "--base-url", "x", "--model", "m"],
+            "--base-url must be an http",
+        ),
+    ],
+)
+def test_bad_invocations_say_what_to_fix(cli: Invoke, args: list[str], message: str) -> None:
+    assert message in cli(*args, code=1)
+
+
+def test_bad_files_from_the_command_line(cli: Invoke, tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "openclaw-jobs-utf16.json", tmp_path / "u.json")
+    out = cli("import", "openclaw", "u.json", *AGENT, code=1)
+    assert "is UTF-16 text" in out and "save it as UTF-8" in out
+    shutil.copy(FIXTURES / "agent-zero-tasks-truncated.json", tmp_path / "t.json")
+    out = cli("import", "agent-zero", "t.json", *AGENT, code=1)
+    assert "t.json:" in out and "not valid JSON" in out
+
+
+def test_written_config_passes_the_real_validate_command(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once through a real process: `agentcron validate` on what import wrote, from
+    each source."""
+    _tokens(monkeypatch)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-000000000000-000000000000-" + "a" * 24)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    for name in ("agent-zero-tasks.json", "user.crontab"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    llm = ["--base-url", "https://api.deepinfra.com/v1/openai", "--model", "zai-org/GLM-4.5"]
+    cli("import", "agent-zero", "agent-zero-tasks.json", *llm, "--apply")
+    cli("import", "hermes", "hermes-jobs.json", *AGENT, "--apply")
+    cli("import", "openclaw", "openclaw-jobs.json", *AGENT, "--apply")
+    cli("import", "crontab", "user.crontab", "--apply")
+    done = subprocess.run(
+        [sys.executable, "-m", "agentcron", "validate", "--json"],
+        cwd=tmp_path,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    tasks = json.loads(done.stdout)["tasks"]
+    assert len(tasks) == 1 + 6 + 6 + 5 + 7
