@@ -1,13 +1,15 @@
-"""A real daemon with real command tasks and the dashboard served over its database,
-for the browser tests and for ``docs/screenshots/make.py``.
+"""A real daemon with real command tasks serving its dashboard, for the browser
+tests and for ``docs/screenshots/make.py``.
 
-The dashboard runs in this process (uvicorn in a thread, on a port the OS picks)
-over its own store opened on the daemon's SQLite file, as the daemon will serve it
-itself: the daemon writes, the dashboard reads and posts through the service.
+The daemon serves the web app itself (``api:`` with port 0; the URL is read from
+its log). A second dashboard can be served from this process over the same
+database (uvicorn in a thread): it shows what a page not served by the daemon says
+once the daemon has stopped.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 CHROMIUM = "/usr/bin/chromium"
 NEVER = '"0 0 1 1 *"'  # New Year's midnight: runs come from triggers only
+# The daemon serves the API and the dashboard on a port the OS picks (in its log).
+API = "api:\n  port: 0\n"
 CONFIG = f"""\
 timezone: Europe/Berlin
 tasks:
@@ -58,50 +62,64 @@ def chromium_missing() -> str | None:
 @dataclass
 class Live:
     daemon: DaemonProc
-    url: str
-    service: Service
+    url: str  # the dashboard the daemon serves
+    service: Service  # this process's own, on the daemon's database
+
+
+_LISTENING = re.compile(r"HTTP API listening on (http://\S+) ")
 
 
 @contextmanager
 def live_dashboard(folder: Path, config: str = CONFIG) -> Iterator[Live]:
-    """Start the daemon, wait until it runs, serve the dashboard; stop both after."""
-    import uvicorn
-    from fastapi import FastAPI
-
+    """Start the daemon with its web app on a free loopback port, wait until it runs
+    and serves; stop it after. ``Live.service`` reads the same database, for the
+    test's own triggers and waits."""
     from agentcron.config.loader import load_config
-    from agentcron.interfaces.dashboard import build_router
     from agentcron.service import Defaults, Service
     from agentcron.store import open_store
 
-    daemon = DaemonProc(folder, config, extra_env={"AGENTCRON_STALE_AFTER": "30"})
+    daemon = DaemonProc(folder, config + API, extra_env={"AGENTCRON_STALE_AFTER": "30"})
     daemon.start()
-    server: uvicorn.Server | None = None
-    thread: threading.Thread | None = None
     store = None
     try:
         wait_for(lambda: _up(daemon), timeout=40, what="the daemon up")
+        found = wait_for(
+            lambda: _LISTENING.search(daemon.daemon_log()), timeout=20, what="the web app up"
+        )
         loaded = load_config(daemon.config)
         store = open_store(None, daemon.home)
         service = Service(store, daemon.home, defaults=Defaults(loaded.timezone, loaded.defaults))
-        app = FastAPI()
-        app.state.service = service
-        app.include_router(build_router())
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        )
-        thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
-        thread.start()
-        wait_for(lambda: server is not None and server.started, timeout=20, what="uvicorn up")
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield Live(daemon, f"http://127.0.0.1:{port}", service)
+        yield Live(daemon, found.group(1), service)
     finally:
-        if server is not None:
-            server.should_exit = True
-        if thread is not None:
-            thread.join(10)
         daemon.stop()
         if store is not None:
             store.close()
+
+
+@contextmanager
+def standalone_dashboard(service: Service) -> Iterator[str]:
+    """The dashboard served from this process over ``service`` (uvicorn in a thread,
+    a free port): what a second node or another host shows when the daemon is gone."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from agentcron.interfaces.dashboard import build_router
+
+    app = FastAPI()
+    app.state.service = service
+    app.include_router(build_router())
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=20, what="uvicorn up")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def _up(daemon: DaemonProc) -> bool:

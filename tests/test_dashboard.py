@@ -378,3 +378,34 @@ def test_a_long_list_is_paged_and_the_failing_task_leads_page_one(
     assert task_order(client.get("/fragments/tasks", params={"page": 2}).text) == task_order(second)
     beyond = client.get("/", params={"page": 99}).text  # clamped to the last page
     assert task_order(beyond) == task_order(second)
+
+
+def test_the_dashboard_behind_the_api_app_and_its_guard(harness: Harness) -> None:
+    """As the daemon serves it: create_app includes the router behind the guard; with a
+    token the browser's Basic login opens the pages and the forms still work."""
+    from agentcron.interfaces.api.app import ApiSettings, create_app
+
+    settings = ApiSettings(token="s3cret-token", close_service=False)
+    app = create_app(lambda: harness.service, settings)
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        assert c.get("/").status_code == 401
+        c.auth = ("anyone", "s3cret-token")
+        page = c.get("/")
+        assert page.status_code == 200 and task_order(page.text)[0] == "zeta_broken"
+        assert c.get("/static/dashboard.js").status_code == 200
+        paused = c.post(
+            "/tasks/alpha_ok/pause",
+            data={"reason": "behind the guard"},
+            headers={"Origin": "http://127.0.0.1:8765", "X-Actor": "ops-alice"},
+            follow_redirects=False,
+        )
+        assert paused.status_code == 303
+        entry = harness.service.audit("alpha_ok")[0]
+        assert (entry["action"], entry["actor"], entry["via"]) == (
+            "task.pause",
+            "ops-alice",
+            "dashboard",
+        )
+        foreign = c.post("/tasks/alpha_ok/resume", headers={"Origin": "http://evil.example"})
+        assert foreign.status_code == 403
+        assert harness.store.get_task("alpha_ok").paused  # type: ignore[union-attr]

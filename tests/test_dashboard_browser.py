@@ -1,8 +1,9 @@
 """The dashboard in a real browser (Debian's Chromium, driven by Playwright) over a
 real daemon running real command tasks: what an owner does on the pages, in order.
 
-The tests share one daemon and one browser (starting each costs seconds) and run in
-file order: the last one stops the daemon. Waits are on what the page shows, with
+The daemon serves the dashboard itself (``api:`` on a free port). The tests share
+one daemon and one browser (starting each costs seconds) and run in file order: the
+last one stops the daemon. Waits are on what the page shows, with
 deadlines far above the 5 s refresh, never fixed sleeps.
 """
 
@@ -15,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_live import CHROMIUM, Live, chromium_missing, live_dashboard, wait_run_final
+from dashboard_live import (
+    CHROMIUM,
+    Live,
+    chromium_missing,
+    live_dashboard,
+    standalone_dashboard,
+    wait_run_final,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -120,10 +128,26 @@ def test_reading_and_acting_work_without_javascript(live: Live, browser: Browser
         context.close()
 
 
-def test_stopping_the_daemon_brings_the_not_running_banner(live: Live, page: Page) -> None:
+def test_stopping_the_daemon_turns_both_kinds_of_page_red(
+    live: Live, page: Page, browser: Browser
+) -> None:
+    """The page the daemon served loses its server: it says so instead of showing
+    stale rows. A dashboard served elsewhere on the same database (another node, or
+    this process here) shows the not-running banner with the last tick."""
     page.goto(live.url + "/tasks/backup_db")
-    expect(page.locator("#banner")).not_to_contain_text("not running")
-    live.daemon.stop()
-    banner = page.locator("#banner")
-    expect(banner).to_contain_text("The scheduler is not running", timeout=SEEN)
-    expect(banner).to_contain_text("nothing is firing")
+    with standalone_dashboard(live.service) as elsewhere:
+        other = browser.new_page()
+        try:
+            other.goto(elsewhere + "/")
+            expect(other.locator("#banner")).not_to_contain_text("not running")
+            expect(page.locator("#unreachable")).to_be_hidden()
+            live.daemon.stop()
+            lost = page.locator("#unreachable")
+            expect(lost).to_be_visible(timeout=SEEN)
+            expect(lost).to_contain_text("This page cannot reach agentcron")
+            expect(lost).to_contain_text("nothing is firing")
+            banner = other.locator("#banner")
+            expect(banner).to_contain_text("The scheduler is not running", timeout=SEEN)
+            expect(banner).to_contain_text(re.compile(r"last tick was .* ago: nothing is firing"))
+        finally:
+            other.close()

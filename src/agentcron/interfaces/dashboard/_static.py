@@ -13,6 +13,7 @@ from agentcron.interfaces.dashboard._render import STATIC
 
 FILES = {
     "dashboard.css": "text/css; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
     "htmx.min.js": "text/javascript; charset=utf-8",
     "htmx.LICENSE": "text/plain; charset=utf-8",
 }

@@ -1,0 +1,28 @@
+/* agentcron dashboard: say so when the page can no longer reach its server.
+   The daemon serves this page; when it stops, htmx's refreshes fail and the page
+   would otherwise keep showing the last rows it got, all looking fine. A failed
+   refresh shows the "cannot reach" banner; the next successful one hides it. */
+(function () {
+  "use strict";
+  function banner() { return document.getElementById("unreachable"); }
+  function show(reason) {
+    var el = banner();
+    if (!el) { return; }
+    var when = document.getElementById("unreachable-when");
+    if (when) { when.textContent = new Date().toLocaleTimeString(); }
+    var why = document.getElementById("unreachable-why");
+    if (why) { why.textContent = reason; }
+    el.hidden = false;
+  }
+  document.addEventListener("htmx:sendError", function () {
+    show("no answer from the server");
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail && event.detail.xhr;
+    if (xhr && xhr.status >= 500) { show("the server answered " + xhr.status); }
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var el = banner();
+    if (el && event.detail && event.detail.successful) { el.hidden = true; }
+  });
+}());
