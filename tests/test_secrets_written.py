@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from agentcron.clock import FakeClock
+from agentcron.config._env import use_env_file_values
 from agentcron.home import secure_home
 from agentcron.model import Finished, Message, Slot, SlotStatus
 from agentcron.notify import OutboxSender, SendResult
@@ -151,15 +152,28 @@ def test_an_inline_function_printing_a_secret_from_its_env(
 
 @pytest.mark.slow
 def test_an_http_answer_echoing_the_credential_header(
-    sqlite_store: Store, clock: FakeClock, home: Path
+    sqlite_store: Store, clock: FakeClock, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The header's value comes from a placeholder whose variable's name says nothing."""
+    monkeypatch.setenv("CRM_BEARER", SECRET)
     echo = Response(200, {"Content-Type": "text/plain"}, f"hello, your token is {SECRET}\n")
     with ScriptedServer([echo]) as srv:
-        http = {"url": srv.url("/me"), "headers": {"Authorization": f"Bearer {SECRET}"}}
+        http = {"url": srv.url("/me"), "headers": {"Authorization": "Bearer ${CRM_BEARER}"}}
         slot, _, _ = run_once(sqlite_store, clock, home, http=http)
         assert srv.requests[0].headers["authorization"] == f"Bearer {SECRET}"
     assert slot.status is SlotStatus.SUCCEEDED and slot.output_path is not None
     assert Path(slot.output_path).read_text() == "hello, your token is [REDACTED]\n"
+
+
+@pytest.mark.slow
+def test_a_secret_from_the_env_file(sqlite_store: Store, clock: FakeClock, home: Path) -> None:
+    use_env_file_values({"CRM_SECRET": SECRET})  # as a config's env_file: sets them
+    try:
+        slot, _, _ = run_once(sqlite_store, clock, home, command=["echo", "key ${CRM_SECRET}"])
+    finally:
+        use_env_file_values({})
+    assert slot.status is SlotStatus.SUCCEEDED and slot.output_path is not None
+    assert Path(slot.output_path).read_text() == "key [REDACTED]\n"
 
 
 def test_existing_homes_are_made_private_and_stricter_ones_left_alone(tmp_path: Path) -> None:

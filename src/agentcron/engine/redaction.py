@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from agentcron.actions.output import redact_file
+from agentcron.config._env import env_file_values, expand_spec, spec_needs_expansion
 from agentcron.home import secure_home
 from agentcron.model import TaskSpec
 from agentcron.redact import daemon_secrets, secret_values_from_env
@@ -26,10 +27,18 @@ _SECRET_HEADER = re.compile(r"authorization|cookie|key|token|secret|password", r
 
 def task_secrets(spec: TaskSpec) -> list[str]:
     """Secret values a run of ``spec`` may print or echo back: those of the daemon's
-    environment as it is now (which a command inherits), of the task's own ``env``,
-    the llm task's API key whatever its variable is called, and the values of an
-    http task's credential headers (with and without their ``Bearer`` word)."""
-    found = [*daemon_secrets(), *secret_values_from_env(spec.env)]
+    environment as it is now (which a command inherits) and of the config's
+    ``env_file``, of the task's own ``env``, the llm task's API key whatever its
+    variable is called, and the values of an http task's credential headers (with
+    and without their ``Bearer`` word), ``${NAME}`` placeholders expanded as the
+    action saw them. Placeholders elsewhere (``${DATA_DIR}`` in a command) are not
+    secrets by themselves; their variables are when their names say so."""
+    spec = _as_run(spec)
+    found = [
+        *daemon_secrets(),
+        *secret_values_from_env(env_file_values()),
+        *secret_values_from_env(spec.env),
+    ]
     if spec.llm is not None and spec.llm.api_key_env:
         key = spec.env.get(spec.llm.api_key_env) or os.environ.get(spec.llm.api_key_env)
         if key:
@@ -80,3 +89,14 @@ async def keep_output_private(home: Path, path: str, spec: TaskSpec) -> None:
             path,
             exc.strerror or exc,
         )
+
+
+def _as_run(spec: TaskSpec) -> TaskSpec:
+    """``spec`` with the placeholders its action saw expanded (as given if they cannot
+    be: the action failed on that, and said so)."""
+    if not spec_needs_expansion(spec):
+        return spec
+    try:
+        return expand_spec(spec)
+    except ValueError:
+        return spec

@@ -399,7 +399,8 @@ async def _attempt(
                 spec, number, pre.failure, deps.clock.now(), deps.rand(), None
             )
         if not pre.run:
-            reason = pre.reason or "precheck said not to run"
+            # The precheck's own words, stored and shown: redacted like any error.
+            reason = redact(pre.reason or "precheck said not to run", task_secrets(spec))
             return (
                 AttemptOutcome(
                     ok=True,
