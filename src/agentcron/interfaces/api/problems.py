@@ -94,8 +94,9 @@ def problem(
 
 def _field_of(loc: tuple[Any, ...]) -> str | None:
     """``('query', 'limit')`` -> ``limit``; ``('body', 'reason')`` -> ``reason``."""
-    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("query", "path", "body") else []
-    return ".".join(parts) or (str(loc[0]) if loc else None)
+    if not loc or loc[0] not in ("query", "path", "body", "header"):
+        return None
+    return ".".join(str(p) for p in loc[1:]) or None
 
 
 def install(app: FastAPI, metrics: Metrics) -> None:

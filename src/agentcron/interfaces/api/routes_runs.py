@@ -13,7 +13,7 @@ from agentcron.interfaces.api.problems import problem_responses
 from agentcron.interfaces.schemas import RunDetail, RunSummary
 from agentcron.service import Service
 
-router = APIRouter(prefix="/runs", tags=["runs"], responses=problem_responses(400, 404))
+router = APIRouter(prefix="/runs", tags=["runs"], responses=problem_responses(400, 404, 422))
 ServiceDep = Annotated[Service, Depends(get_service)]
 RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The run's id")]
 

@@ -22,7 +22,7 @@ from agentcron.interfaces.schemas import (
 )
 from agentcron.service import Service, ServiceError
 
-router = APIRouter(responses=problem_responses(400))
+router = APIRouter(responses=problem_responses(400, 422))
 ServiceDep = Annotated[Service, Depends(get_service)]
 IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The incident's id")]
 

@@ -17,7 +17,7 @@ from agentcron.interfaces.api.problems import problem_responses
 from agentcron.interfaces.schemas import NextFire, Removed, RunSummary, TaskDetail, TaskSummary
 from agentcron.service import Service
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=problem_responses(400, 404))
+router = APIRouter(prefix="/tasks", tags=["tasks"], responses=problem_responses(400, 404, 422))
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
