@@ -160,6 +160,21 @@ def test_env_file_is_read_relative_to_the_config_and_the_environment_wins(
     assert expand_value("${API_TOKEN}") == SECRET  # for heartbeat_url and api.token
 
 
+def test_an_llm_key_set_only_in_the_env_file_reaches_the_action(tmp_path: Path) -> None:
+    from agentcron.config._env import spec_needs_expansion
+
+    (tmp_path / "keys.env").write_text(f"PROVIDER_KEY={SECRET}\n")
+    spec = parse_config_text(
+        "env_file: keys.env\ntasks:\n  story:\n    cron: '0 2 * * *'\n"
+        "    llm: {base_url: 'https://api.example.com/v1', model: m, api_key_env: PROVIDER_KEY,"
+        " prompt: hi}\n",
+        base_dir=tmp_path,
+    ).tasks["story"]
+    assert spec.env == {}
+    assert spec_needs_expansion(spec)
+    assert expand_spec(spec).env == {"PROVIDER_KEY": SECRET}
+
+
 def test_env_file_problems_are_config_problems(tmp_path: Path) -> None:
     config = tmp_path / "agentcron.yaml"
     config.write_text("env_file: missing.env\ntasks: {}\n")

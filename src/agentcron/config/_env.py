@@ -296,7 +296,11 @@ def expand_value(text: str) -> str:
 
 
 def spec_needs_expansion(spec: TaskSpec) -> bool:
-    """Whether any string the action reads holds a placeholder (or a ``$${``)."""
+    """Whether any string the action reads holds a placeholder (or a ``$${``), or the
+    API key of an ``llm`` task is set only in the env file."""
+    key_env = spec.llm.api_key_env if spec.llm is not None else None
+    if key_env and key_env not in os.environ and key_env in env_file_values():
+        return True
     for key in _ACTION_KEYS:
         value = getattr(spec, key)
         if value is None:
