@@ -198,3 +198,16 @@ def test_text_colours_of_the_stylesheet_meet_wcag_aa_contrast() -> None:
     for fg, bg in [(var[a], var[b]) for a, b in pairs] + literal:
         light, dark = sorted((_luminance(fg), _luminance(bg)), reverse=True)
         assert (light + 0.05) / (dark + 0.05) >= 4.5, (fg, bg)
+
+
+def test_the_health_sentence_does_not_repeat_the_health_word() -> None:
+    from agentcron.interfaces.dashboard._views import task_row
+
+    def detail(health: str, sentence: str | None) -> str | None:
+        task = {"name": "t", "health": health, "health_detail": sentence, "schedule": "* * * * *"}
+        return task_row(task, [], NOW)["health_detail"]
+
+    assert detail("failing", "failing: code_error: exit 3") == "code_error: exit 3"
+    assert detail("paused", "paused") is None
+    assert detail("overdue", "due since 09:00, not fired") == "due since 09:00, not fired"
+    assert detail("delivery_failed", "delivery failed: smtp down") == "smtp down"

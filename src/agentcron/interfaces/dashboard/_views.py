@@ -155,6 +155,18 @@ def in_zone_of(value: str | None, like: str | None) -> str | None:
     return when.astimezone(ref.tzinfo).isoformat()
 
 
+def _without_word(detail: str | None, word: str) -> str | None:
+    """The health sentence without the health word it repeats ("failing: code_error"
+    beside a "failing" badge reads "failing failing: …"); None when nothing is left."""
+    if detail is None:
+        return None
+    spoken = word.replace("_", " ")
+    for prefix in (f"{word}: ", f"{spoken}: "):
+        if detail.startswith(prefix):
+            return detail[len(prefix) :] or None
+    return None if detail in (word, spoken) else detail
+
+
 def task_row(
     task: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], now: datetime
 ) -> dict[str, Any]:
@@ -163,6 +175,7 @@ def task_row(
     from agentcron.interfaces.dashboard._words import schedule_in_words
 
     row = dict(task)
+    row["health_detail"] = _without_word(task.get("health_detail"), str(task["health"]))
     row["problem"] = task["health"] in PROBLEMS
     row["words"] = schedule_in_words(str(task["schedule"]))
     nxt = parse_time(task.get("next_run"))
