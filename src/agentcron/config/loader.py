@@ -113,18 +113,21 @@ def validate_task_mapping(
     location_prefix: str = "tasks",
     *,
     environ: Mapping[str, str] | None = None,
+    allow_placeholders: bool = True,
 ) -> TaskSpec:
     """One task from outside the file (``agentcron add``, the HTTP API), same rules and
     messages as in the file; problems are located at ``<location_prefix>.<name>.<key>``.
 
     Placeholders are checked against ``environ`` (default: the environment and the
-    env file of the config last loaded)."""
+    env file of the config last loaded). Pass ``allow_placeholders=False`` for a task
+    written by an agent or an API client: its own keys may then hold none (the
+    file's ``defaults`` still may)."""
     env = _env.current_environ() if environ is None else environ
     prefix: KeyPath = (location_prefix, name) if location_prefix else (name,)
     defaults_place = _Place(("defaults",), defaults, None)
     problems = _defaults_problems(defaults or {}, defaults_place, env)
     spec, task_problems = _check_task(
-        name, raw, defaults or {}, _Place(prefix, raw, None), env
+        name, raw, defaults or {}, _Place(prefix, raw, None), env, allow_placeholders
     )
     problems += task_problems
     if problems or spec is None:
@@ -309,6 +312,7 @@ def _check_task(
     defaults: Mapping[str, Any],
     place: _Place,
     environ: Mapping[str, str],
+    allow_placeholders: bool = True,
 ) -> tuple[TaskSpec | None, list[ConfigProblem]]:
     """Merge defaults into one task and validate it; defaults' own faults are skipped."""
     if not isinstance(raw, Mapping):
@@ -321,7 +325,7 @@ def _check_task(
         del own["name"]
         message = "unknown key 'name': a task's name is its key under tasks:"
         problems.append(place.problem(("name",), message))
-    held = _placeholders.task_problems(own, environ, place.problem)
+    held = _placeholders.task_problems(own, environ, place.problem, allow_placeholders)
     merged, inherited = _merge_defaults(own, {k: v for k, v in defaults.items() if k != "name"})
     written = {"name": name, **_urls_as_lists(merged)}
     data = _placeholders.expanded_task(written, environ)
