@@ -12,6 +12,7 @@ a bare ``${URL}`` does not.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -21,16 +22,19 @@ from agentcron.config._env import (
     RUNTIME_TASK_KEYS,
     RUNTIME_TOP_KEYS,
     UNEXPANDED_TASK_KEYS,
+    EnvFileError,
     MissingVariableError,
     PlaceholderError,
     expand,
     has_placeholder,
     looks_like_placeholder,
     names_in,
+    read_env_file,
     strings_in,
 )
 from agentcron.config._problems import issues_from
 from agentcron.config.errors import ConfigProblem
+from agentcron.config.schema import ApiConfig, ConfigFile
 from agentcron.model.task import TaskSpec
 
 KeyPath = tuple[str | int, ...]
@@ -207,3 +211,54 @@ def within(location: str, roots: set[str]) -> bool:
     return any(
         location == root or location.startswith((f"{root}.", f"{root}[")) for root in roots
     )
+
+
+# ---- the env file and the top level as written ---------------------------------------
+
+
+def env_file_values_of(
+    plain: dict[str, Any], base_dir: Path, problem: Problem, problems: list[ConfigProblem]
+) -> dict[str, str]:
+    """The variables of the top-level ``env_file:`` (taken out of ``plain`` unless the
+    schema knows the key), relative to ``base_dir``; its problems go to ``problems``."""
+    if "env_file" not in ConfigFile.model_fields:
+        raw = plain.pop("env_file", None)
+    else:
+        raw = plain.get("env_file")
+    if raw is None:
+        return {}
+    if not isinstance(raw, str) or not raw.strip():
+        problems.append(problem(("env_file",), "must be the path of a dotenv file"))
+        return {}
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        return read_env_file(path)
+    except EnvFileError as exc:
+        problems.append(problem(("env_file",), str(exc)))
+        return {}
+
+
+def urls_as_written(raw: Any, checked: list[str]) -> list[str]:
+    """The URLs as written (placeholders kept) when they line up with the checked ones."""
+    written = [raw] if isinstance(raw, str) else raw
+    if (
+        isinstance(written, list)
+        and len(written) == len(checked)
+        and all(isinstance(w, str) for w in written)
+    ):
+        return list(written)
+    return checked
+
+
+def as_written(raw: Any, checked: str | None) -> str | None:
+    return raw if isinstance(raw, str) and checked is not None else checked
+
+
+def api_as_written(raw: Any, api: ApiConfig) -> ApiConfig:
+    """The checked API block with its token as written (a placeholder stays one)."""
+    token = raw.get("token") if isinstance(raw, Mapping) else None
+    if isinstance(token, str) and token != api.token:
+        return api.model_copy(update={"token": token})
+    return api

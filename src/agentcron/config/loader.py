@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentcron.config import _env, _placeholders
-from agentcron.config._env import EnvFileError, expand_value
+from agentcron.config._env import expand_value
 from agentcron.config._problems import Issue, issues_from
 from agentcron.config._urls import check_apprise_url, redact_urls_in
 from agentcron.config._yaml import Path as KeyPath
@@ -152,7 +152,7 @@ def _parse(text: str, source: str, digest: str, base_dir: Path) -> LoadedConfig:
     refused = list(problems)  # values to_plain would not take; validated as null below
     root = _Place((), tree, None)
 
-    file_values = _env_file(plain, base_dir, root, problems)
+    file_values = _placeholders.env_file_values_of(plain, base_dir, root.problem, problems)
     environ = _env.current_environ(file_values)
     held = _placeholders.top_problems(plain, environ, root.problem)
     problems += held
@@ -198,60 +198,14 @@ def _parse(text: str, source: str, digest: str, base_dir: Path) -> LoadedConfig:
     return LoadedConfig(
         source=source,
         timezone=top.timezone,
-        notify=_as_written(plain.get("notify"), list(top.notify)),
-        heartbeat_url=_written(plain.get("heartbeat_url"), top.heartbeat_url),
+        notify=_placeholders.urls_as_written(plain.get("notify"), list(top.notify)),
+        heartbeat_url=_placeholders.as_written(plain.get("heartbeat_url"), top.heartbeat_url),
         max_concurrency=top.max_concurrency,
-        api=_api_as_written(plain.get("api"), top),
+        api=_placeholders.api_as_written(plain.get("api"), top.api),
         tasks=tasks,
         digest=digest,
         defaults=dict(defaults),
     )
-
-
-def _env_file(
-    plain: dict[str, Any], base_dir: Path, root: _Place, problems: list[ConfigProblem]
-) -> dict[str, str]:
-    """Read the top-level ``env_file:`` (taken out of ``plain`` unless the schema knows it)."""
-    if "env_file" not in ConfigFile.model_fields:
-        raw = plain.pop("env_file", None)
-    else:
-        raw = plain.get("env_file")
-    if raw is None:
-        return {}
-    if not isinstance(raw, str) or not raw.strip():
-        problems.append(root.problem(("env_file",), "must be the path of a dotenv file"))
-        return {}
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
-    try:
-        return _env.read_env_file(path)
-    except EnvFileError as exc:
-        problems.append(root.problem(("env_file",), str(exc)))
-        return {}
-
-
-def _as_written(raw: Any, checked: list[str]) -> list[str]:
-    """The URLs as written (placeholders kept) when they line up with the checked ones."""
-    written = [raw] if isinstance(raw, str) else raw
-    if (
-        isinstance(written, list)
-        and len(written) == len(checked)
-        and all(isinstance(w, str) for w in written)
-    ):
-        return list(written)
-    return checked
-
-
-def _written(raw: Any, checked: str | None) -> str | None:
-    return raw if isinstance(raw, str) and checked is not None else checked
-
-
-def _api_as_written(raw: Any, top: ConfigFile) -> Any:
-    token = raw.get("token") if isinstance(raw, Mapping) else None
-    if isinstance(token, str) and token != top.api.token:
-        return top.api.model_copy(update={"token": token})
-    return top.api
 
 
 def _top_level_message(issue: Issue, plain: Mapping[str, Any]) -> str:
