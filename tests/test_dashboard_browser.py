@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 _missing = chromium_missing()
 if _missing is not None:
     if os.environ.get("AGENTCRON_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"AGENTCRON_REQUIRE_BROWSER=1 but {_missing}")
+        pytest.fail(f"AGENTCRON_REQUIRE_BROWSER=1 but {_missing}", pytrace=False)
     pytest.skip(f"browser tests skipped: {_missing}", allow_module_level=True)
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
