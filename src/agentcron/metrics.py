@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -107,6 +108,8 @@ class Metrics:
         self._failed: tuple[float, int] | None = None  # (monotonic time, count)
         self._health: Callable[[], Outage | None] | None = None
         self._outage: tuple[datetime, int] | None = None  # the outage being counted
+        self._render_lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
         r.register(_Gauges(self))
 
     # ---- wiring ------------------------------------------------------------------
@@ -124,8 +127,11 @@ class Metrics:
         self._source = source
 
     def render(self) -> bytes:
-        """The text exposition format, as Prometheus scrapes it."""
-        return generate_latest(self.registry)
+        """The text exposition format, as Prometheus scrapes it. The database is read
+        first, so that a failed read is already in the error count it shows."""
+        with self._render_lock:
+            self._snapshot = self._read()
+            return generate_latest(self.registry)
 
     # ---- listeners ---------------------------------------------------------------
     def on_finished_many(self, ended: Sequence[Finished]) -> None:
@@ -202,21 +208,27 @@ class Metrics:
         with self._lock:
             return dict(self._last_success)
 
-    def gauge_families(self) -> Iterator[Metric]:
+    def _read(self) -> _Snapshot | None:
         if self._health is not None:
             self._count_outage(self._health())
         source = self._source
         if source is None:
-            return
+            return None
         try:
-            gauges = source.gauges()
-            failed = self._failed_deliveries(source)
-            successes = self._last_successes(source)
+            return _Snapshot(
+                source.gauges(), self._failed_deliveries(source), self._last_successes(source)
+            )
         except Exception:
             # a scrape during a database outage still gets the counters
             log.warning("metrics: could not read the gauges from the database", exc_info=True)
             self.database_error("metrics")
+            return None
+
+    def gauge_families(self) -> Iterator[Metric]:
+        snapshot = self._snapshot
+        if snapshot is None:
             return
+        gauges, failed, successes = snapshot.gauges, snapshot.failed, snapshot.successes
         live = gauges.live
         yield GaugeMetricFamily(
             "agentcron_runs_in_progress", "Runs executing now, on every node", value=live.running
@@ -269,6 +281,13 @@ class Metrics:
                 "When a daemon's scheduler last completed a tick (newest of all nodes)",
                 value=gauges.last_tick.timestamp(),
             )
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    gauges: Gauges
+    failed: int
+    successes: dict[str, float]
 
 
 class _Gauges:
