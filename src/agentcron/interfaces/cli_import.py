@@ -13,29 +13,19 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from agentcron.importers import (
-    SOURCES,
-    DbImportError,
-    ImportFileError,
-    ImportOptions,
-    PromptTargetMissing,
-    apply_to_db,
-    apply_to_file,
-    make_plan,
-    place,
-)
-from agentcron.importers import report as reports
-from agentcron.importers._core import check_agent_cmd
-from agentcron.importers.write_file import existing_tasks
+if TYPE_CHECKING:  # imported when the command runs: `agentcron --help` stays quick
+    from agentcron.importers import ImportOptions, Plan
+    from agentcron.importers.report import Report
 
 _out = Console(highlight=False, soft_wrap=True, markup=False)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SOURCES = "agent-zero, hermes, openclaw or crontab"
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +43,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def import_jobs(
-    source: Annotated[str, typer.Argument(help=f"One of: {', '.join(SOURCES)}")],
+    source: Annotated[str, typer.Argument(help=f"One of: {_SOURCES}")],
     file: Annotated[Path, typer.Argument(help="The job file (tasks.json, jobs.json, a crontab)")],
     apply: Annotated[
         bool, typer.Option("--apply", help="Write the tasks (default: show them)")
@@ -81,6 +71,16 @@ def import_jobs(
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Import jobs from another scheduler as agentcron tasks."""
+    from agentcron.importers import (
+        ImportFileError,
+        PromptTargetMissing,
+        apply_to_file,
+        make_plan,
+        place,
+    )
+    from agentcron.importers import report as reports
+    from agentcron.importers.write_file import existing_tasks
+
     options = _options(source, to, base_url, model, api_key_env, agent_cmd)
     try:
         plan = make_plan(source, file, options)
@@ -109,7 +109,7 @@ def import_jobs(
 
 
 def _to_db(
-    plan: Any,
+    plan: Plan,
     apply: bool,
     enable: bool,
     config: Path | None,
@@ -117,6 +117,8 @@ def _to_db(
     db: str | None,
     json_out: bool,
 ) -> None:
+    from agentcron.importers import DbImportError, apply_to_db, place
+    from agentcron.importers import report as reports
     from agentcron.interfaces.cli import service_for
 
     with service_for(config, home, db) as svc:
@@ -133,7 +135,9 @@ def _to_db(
     _emit(report, "the database", apply, enable, json_out)
 
 
-def _emit(report: reports.Report, target: str, applied: bool, enable: bool, json_out: bool) -> None:
+def _emit(report: Report, target: str, applied: bool, enable: bool, json_out: bool) -> None:
+    from agentcron.importers import report as reports
+
     if json_out:
         data = reports.as_json(report, target, applied)
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
@@ -149,8 +153,11 @@ def _options(
     api_key_env: str | None,
     agent_cmd: str | None,
 ) -> ImportOptions:
+    from agentcron.importers import SOURCES, ImportOptions
+    from agentcron.importers._core import check_agent_cmd
+
     if source not in SOURCES:
-        _fail(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
+        _fail(f"unknown source {source!r}: use one of {_SOURCES}")
     if to not in ("file", "db"):
         _fail(f"--to {to!r}: use file (the config file) or db (the database)")
     if agent_cmd is not None:
