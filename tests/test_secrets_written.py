@@ -253,3 +253,28 @@ def test_logs_from_a_shell_without_the_variable_show_no_secret(tmp_path: Path) -
     for where, text in shown.items():
         assert SECRET not in text, where
     assert mode(run["output_path"]) == 0o600 and mode(d.home) == 0o700
+
+
+def test_the_daemon_log_knows_secrets_that_came_after_it_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The config (and its env_file) is read after logging starts, and again on reload."""
+    import io
+    import logging
+
+    from agentcron import logs
+
+    out = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    monkeypatch.setattr(sys, "stderr", out)
+    logs.setup_logging(logging.INFO)
+    try:
+        use_env_file_values({"CRM_SECRET": SECRET})
+        monkeypatch.setenv("BILLING_TOKEN", "kiwi-delta-0042")
+        logging.getLogger("agentcron.test").warning("sent %s and %s", SECRET, "kiwi-delta-0042")
+        logs.stop_logging()
+    finally:
+        use_env_file_values({})
+        root.handlers[:], root.level = saved
+    assert "sent [REDACTED] and [REDACTED]" in out.getvalue()

@@ -14,21 +14,31 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import queue
 import sys
 from logging.handlers import QueueHandler, QueueListener
 
-from agentcron.redact import redact, secret_values_from_env
+from agentcron.redact import daemon_secrets, redact, secret_values_from_env
 
 
 class RedactingFormatter(logging.Formatter):
-    def __init__(self, fmt: str, secrets: list[str]) -> None:
+    """Redacts every line with ``secrets``, or, by default, with the secrets the daemon
+    has when the line is written: its environment and the env file of the config it
+    loaded (which is read after logging starts, and again on a reload)."""
+
+    def __init__(self, fmt: str, secrets: list[str] | None = None) -> None:
         super().__init__(fmt)
         self.secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self.secrets)
+        secrets = self.secrets if self.secrets is not None else _daemon_secrets()
+        return redact(super().format(record), secrets)
+
+
+def _daemon_secrets() -> list[str]:
+    from agentcron.config._env import env_file_values
+
+    return [*daemon_secrets(), *secret_values_from_env(env_file_values())]
 
 
 _listener: list[QueueListener] = []  # the running writer thread, if any
@@ -36,12 +46,7 @@ _listener: list[QueueListener] = []  # the running writer thread, if any
 
 def setup_logging(level: int) -> None:
     writer = logging.StreamHandler(sys.stderr)
-    writer.setFormatter(
-        RedactingFormatter(
-            "%(asctime)s %(levelname)s %(name)s: %(message)s",
-            secret_values_from_env(os.environ),
-        )
-    )
+    writer.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     stop_logging()
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     listener = QueueListener(records, writer)
