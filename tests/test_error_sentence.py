@@ -192,6 +192,7 @@ def test_a_program_is_never_said_to_have_a_provider(error_class: ErrorClass, act
         result = classify(failure)
         assert "provider" not in result.explanation, (failure, result.explanation)
         assert "API key" not in result.explanation, (failure, result.explanation)
+        assert "model" not in (result.fix or ""), (failure, result.fix)
     # and the line does give that class, so the wording above was the class's own
     said = FailureInfo(exit_code=1, output_tail=SAYS[error_class], action=action)
     assert classify(said).error_class is error_class
@@ -241,3 +242,28 @@ def test_a_program_is_never_said_to_have_a_provider(error_class: ErrorClass, act
 )
 def test_each_kind_of_action_is_told_in_its_own_terms(failure: FailureInfo, sentence: str) -> None:
     assert classify(failure).explanation == sentence
+
+
+@pytest.mark.parametrize(
+    ("status", "fix"),
+    [
+        (400, "check what the program sends (parameters, headers, body)"),
+        (404, "check the URL the program asks for"),
+        (
+            401,
+            "check the credentials it uses (API key, token): they may be missing, mistyped, "
+            "revoked or lack access",
+        ),
+    ],
+)
+def test_a_function_whose_request_failed_is_not_told_about_models(status: int, fix: str) -> None:
+    failure = FailureInfo(
+        http_status=status,
+        exception_types=("HTTPError", "RequestException", "OSError"),
+        exception_module="requests.exceptions",
+        message=f"HTTPError: {status} Client Error for url: https://crm.example/api",
+        action="python",
+    )
+    result = classify(failure)
+    assert result.fix == fix
+    assert "model" not in result.explanation and "provider" not in result.explanation

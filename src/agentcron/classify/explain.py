@@ -69,6 +69,11 @@ _HTTP_FIXES: Mapping[ErrorClass, str] = {
     E.NOT_FOUND: "check the URL",
     E.AUTH: "check the credentials the request sends (token, API key, headers)",
 }
+# Nor has a program that called a service of its own (a command, a function).
+_PROGRAM_FIXES: Mapping[ErrorClass, str] = {
+    E.BAD_REQUEST: "check what the program sends (parameters, headers, body)",
+    E.NOT_FOUND: "check the URL the program asks for",
+}
 
 # A program that called services of its own, described from its output: "the command
 # exited with code 1 (a service it calls is rate-limiting requests)".
@@ -142,8 +147,8 @@ def describe(
     text, fix = explain(error_class, who=_who(failure))
     if failure.action == "http" and error_class in _HTTP_FIXES:
         fix = _HTTP_FIXES[error_class]
-    elif error_class is E.AUTH and "provider" not in _who(failure):
-        fix = _CREDENTIALS_FIX
+    elif "provider" not in _who(failure):
+        fix = _CREDENTIALS_FIX if error_class is E.AUTH else _PROGRAM_FIXES.get(error_class, fix)
     decisive = decisive_line(failure, evidence if basis == "output" else None)
     exit_code = failure.exit_code
     if basis == "rule":
@@ -351,13 +356,15 @@ def _signal_text(failure: FailureInfo, error_class: ErrorClass) -> tuple[str, st
     by_shell = failure.signal is None and (failure.exit_code or 0) > 0
     if error_class is not E.WORKER_LOST:
         meaning = rules.CRASH_SIGNALS.get(number, "a signal of its own making")
+        # A crash proper, or an end the program brought on itself another way.
+        verb = "crashed with" if number in rules.FAULT_SIGNALS else "was ended by"
         if by_shell:
             text = (
                 f"{subject} exited with code {failure.exit_code} (128 + {number}: a program "
-                f"it ran crashed with {name}, {meaning})"
+                f"it ran {verb} {name}, {meaning})"
             )
         else:
-            text = f"{subject} crashed with {name} (signal {number}, {meaning})"
+            text = f"{subject} {verb} {name} (signal {number}, {meaning})"
         return text, (_LIMIT_FIX if number in rules.LIMIT_SIGNALS else _CRASH_FIX)
     sender = rules.STOP_SIGNALS.get(number)
     killed = f"killed by {name} (signal {number}) from outside agentcron"

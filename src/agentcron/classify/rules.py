@@ -225,13 +225,17 @@ CRASH_SIGNALS: Mapping[int, str] = {
     signal.SIGBUS: "a bus error: a bad memory access, such as a truncated mapped file",
     signal.SIGILL: "an illegal instruction: a binary built for another CPU, or a corrupt one",
     signal.SIGFPE: "an arithmetic error such as an integer division by zero",
-    signal.SIGABRT: "it aborted itself, after a failed assertion or a fatal library error",
+    signal.SIGABRT: "an abort, after a failed assertion or a fatal library error",
     signal.SIGSYS: "a forbidden or invalid system call",
     signal.SIGTRAP: "a trace or breakpoint trap",
-    signal.SIGPIPE: "it wrote to a pipe or socket that nobody reads any more",
-    signal.SIGXCPU: "it used up its CPU time limit (ulimit -t)",
-    signal.SIGXFSZ: "it wrote past its file size limit (ulimit -f)",
+    signal.SIGPIPE: "a write to a pipe or socket that nobody reads any more",
+    signal.SIGXCPU: "its CPU time limit used up (ulimit -t)",
+    signal.SIGXFSZ: "a write past its file size limit (ulimit -f)",
 }
+# The crashes proper (the others end a program for what it did, not for a fault).
+FAULT_SIGNALS = frozenset(
+    {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT, signal.SIGSYS}
+)
 # Crashes that a resource limit caused: the fix is the limit, not the code.
 LIMIT_SIGNALS = frozenset({signal.SIGXCPU, signal.SIGXFSZ})
 # Sent from outside, with the usual sender named in the explanation.
