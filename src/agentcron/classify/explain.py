@@ -171,7 +171,7 @@ def describe(
             fix = exit_fix
     elif error_class is E.CODE_ERROR and basis in ("type", "output", "default"):
         text, decisive = _code_error_text(failure, decisive)
-    elif _is_missing_module(failure, decisive):
+    elif error_class is E.CONFIG_ERROR and _is_missing_module(failure, decisive):
         text = "a Python module could not be imported"
         fix = "install the missing package or fix the module path"
         if exit_code is not None:
