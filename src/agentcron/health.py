@@ -74,6 +74,8 @@ def task_health(
             incident.kind.value.replace("_", " ")
         )
     for slot in active:
+        if slot.status is SlotStatus.RETRYING and (slot.reason or "").startswith("provider "):
+            return Health.WAITING, f"waiting: {slot.reason}"
         if slot.status is SlotStatus.RETRYING:
             at = (
                 slot.next_attempt_at.astimezone(zone).strftime("%H:%M:%S")

@@ -37,6 +37,7 @@ from agentcron.model import (
     TaskRecord,
     TaskSpec,
 )
+from agentcron.model.provider import ProviderNews
 from agentcron.policies.starvation import STARVE_AT_LEAST, holders, waited_too_long
 from agentcron.schedules.base import Schedule
 from agentcron.store.base import Store
@@ -45,6 +46,7 @@ from . import health
 from .finisher import Finisher
 from .health import LoopHealth, Outage
 from .planning import Ahead, Plan, plan_due, with_overlap
+from .providers import ProviderGate
 from .runner import RunnerDeps, execute, outcome_for_failure, outer_limit
 
 STARVE_SCAN = 20  # longest-waiting slots looked at per check
@@ -135,6 +137,9 @@ class Engine:
         # told of a slot that has waited longer than its period for a free worker
         # (the task, the slot, how long, and what holds the workers)
         self.starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]] = []
+        self.providers = ProviderGate(store, settings.owner)
+        # told what the engine learns about a provider (refused, waiting, answered)
+        self.provider_listeners: list[Callable[[ProviderNews], None]] = []
         # the watchdog's record of loop stalls: (fire time, zone) -> the words a missed
         # slot's reason gives when the fire came due during one (None: not stalled then)
         self.stall_reason: Callable[[datetime, ZoneInfo], str | None] | None = None
@@ -694,7 +699,7 @@ class Engine:
         results, claims = self.store.materialize_and_start(
             [Fires(p.spec, p.expected, p.new_next, p.slots) for p in plans], now, room
         )
-        for claim in claims:
+        for claim in self._gate(claims, now):
             self._spawn(claim, now)
         created = skipped = missed = 0
         for plan, inserted in zip(plans, results, strict=True):
@@ -785,9 +790,24 @@ class Engine:
         if room <= 0:
             return 0
         claims = self.store.claim(self.settings.owner, now, now + self.settings.lease, room)
-        for claim in claims:
+        started = self._gate(claims, now)
+        for claim in started:
             self._spawn(claim, now)
-        return len(claims)
+        return len(started)
+
+    def _gate(self, claims: list[Claim], now: datetime) -> list[Claim]:
+        """The claims whose provider may be called now (see :mod:`.providers`)."""
+        start, news = self.providers.gate(claims, now)
+        self._tell_providers(news)
+        return start
+
+    def _tell_providers(self, news: Sequence[ProviderNews]) -> None:
+        for item in news:
+            for listener in self.provider_listeners:
+                try:
+                    listener(item)
+                except Exception:
+                    log.exception("provider listener failed on %s", item.state.name)
 
     def _spawn(self, claim: Claim, now: datetime) -> None:
         slot_id = claim.slot.id
@@ -850,6 +870,11 @@ class Engine:
         ended, self._ended = self._ended, []
         if not ended:
             return
+        try:
+            self._tell_providers(self.providers.feedback(ended, self.clock.now()))
+        except Exception:  # the runs' own ends are recorded; their listeners hear below
+            log.exception("could not record what %d ended runs said of their providers",
+                          len(ended))
         for finished in ended:
             for listener in self.listeners:
                 try:

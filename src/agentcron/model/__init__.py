@@ -16,6 +16,7 @@ from agentcron.model.failure import Classification, FailureInfo
 from agentcron.model.incident import Incident, IncidentKind
 from agentcron.model.message import SEVERITIES, Message, Severity
 from agentcron.model.outbox import ChannelHealth, OutboxItem
+from agentcron.model.provider import ProviderState
 from agentcron.model.records import Attempt, Delivery, Slot, TaskRecord
 from agentcron.model.run import (
     AttemptOutcome,
@@ -56,6 +57,7 @@ __all__ = [
     "NodeInfo",
     "OutboxItem",
     "OverlapPolicy",
+    "ProviderState",
     "Severity",
     "Slot",
     "SlotStatus",

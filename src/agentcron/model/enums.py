@@ -66,6 +66,7 @@ class Health(StrEnum):
     SUSPICIOUS = "suspicious"
     DELIVERY_FAILED = "delivery_failed"
     MISSED = "missed"
+    WAITING = "waiting"  # its provider is cooling down
 
 
 class OverlapPolicy(StrEnum):

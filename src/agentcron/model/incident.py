@@ -22,6 +22,7 @@ class IncidentKind(StrEnum):
     DELIVERY = "delivery"
     STARVED = "starved"
     MISSED = "missed"
+    PROVIDER = "provider"  # of a provider, not a task: ``task`` is "provider:NAME"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -188,6 +188,11 @@ class TaskSpec(_Strict):
     )
     paused: bool = False
     description: str | None = None
+    provider: str | None = Field(
+        default=None,
+        description="A name for the provider this task calls; tasks with the same "
+        "provider share one back-off (default: an llm or http task's host)",
+    )
     imported_from: str | None = Field(
         default=None,
         description="'SOURCE:ID' of the job this task was imported from; "

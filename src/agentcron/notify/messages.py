@@ -12,12 +12,12 @@ Every text is redacted on the way out, whatever the caller already did.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
-from agentcron.model import ErrorClass, Incident, IncidentKind, Message, Severity
+from agentcron.model import ErrorClass, Incident, IncidentKind, Message, ProviderState, Severity
 from agentcron.notify.events import (
     AttemptFailed,
     DeliveryFailed,
@@ -354,4 +354,42 @@ def render_missed(
         event="missed",
         incident_kind=str(IncidentKind.MISSED),
         severity="warning",
+    )
+
+
+def render_provider(
+    state: ProviderState,
+    incident: Incident,
+    tasks: Sequence[str],
+    now: datetime,
+    zone: ZoneInfo,
+    *,
+    answered: bool,
+) -> Message:
+    """A provider's back-off, told once for all the tasks that call it."""
+    name = state.name
+    listed = ", ".join(tasks[:MAX_DETAIL_LINES]) + (" …" if len(tasks) > MAX_DETAIL_LINES else "")
+    if answered:
+        lasted = format_duration(now - (incident.since or incident.opened_at))
+        line = (
+            f"✔ {name} is answering again after {lasted}; "
+            f"{_plural(len(tasks), 'task')} waited for it ({listed})."
+        )
+        title, event = f"✔ {name} is answering again", "closed"
+        severity: Severity = "recovery"
+    else:
+        line = (
+            f"⚠ {name} is refusing calls ({_phrase(state.reason)}): "
+            f"{_plural(len(tasks), 'task')} wait until {_clock(state.until, now, zone)} "
+            f"({listed}) without spending their retries."
+        )
+        title, event = f"⚠ {name} is refusing calls", "opened"
+        severity = "warning"
+    return Message(
+        title=title,
+        body=redact(line),
+        task="",
+        event=event,
+        incident_kind=str(IncidentKind.PROVIDER),
+        severity=severity,
     )

@@ -34,6 +34,7 @@ from agentcron.model import (
     SlotStatus,
     TaskSpec,
 )
+from agentcron.model.provider import ProviderNews
 from agentcron.notify.channels import channel_key
 from agentcron.notify.events import (
     AttemptFailed,
@@ -47,7 +48,8 @@ from agentcron.notify.events import (
     TaskStarved,
 )
 from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
-from agentcron.notify.messages import render, render_missed
+from agentcron.notify.messages import render, render_missed, render_provider
+from agentcron.policies.provider import COOLING_CLASSES, provider_of
 from agentcron.redact import secret_values_from_env
 from agentcron.store.base import Store
 
@@ -62,12 +64,14 @@ class EngineHooks(Protocol):
     slot_listeners: list[Callable[[TaskSpec, Slot], None]]
     housekeeping: list[Callable[[datetime], None]]
     starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]]
+    provider_listeners: list[Callable[[ProviderNews], None]]
 
 SKIP_STREAK = 3
 ESCALATE_AT_LEAST = timedelta(hours=1)
 REMIND_CHECK = timedelta(seconds=30)  # how often open incidents are looked at
 REMIND_SCAN = 10_000
 MISSED_SETTLE = timedelta(seconds=2)
+PROVIDER_SETTLE = timedelta(seconds=1)  # refusals of one provider told together
 _RAN = (SlotStatus.SUCCEEDED, SlotStatus.FAILED)  # a downtime's slots are recorded over a few ticks
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
 
@@ -90,6 +94,8 @@ class Notifier:
         self._periods: dict[tuple[object, ...], timedelta] = {}
         self._last_remind: datetime | None = None
         self._missed: list[tuple[TaskSpec, Slot]] = []  # recorded, not yet reported
+        self._provider_news: dict[str, list[ProviderNews]] = {}
+        self._provider_news_at: datetime | None = None
         self._had_output: set[str] = set()  # tasks seen succeeding with output
         self._output_looked_up: set[str] = set()  # tasks whose record was read for that
         self._missed_at: datetime | None = None
@@ -101,6 +107,81 @@ class Notifier:
         engine.housekeeping.append(self.remind)
         engine.housekeeping.append(self.report_missed)
         engine.starved_listeners.append(self.on_starved)
+        engine.provider_listeners.append(self.on_provider)
+        engine.housekeeping.append(self.report_providers)
+
+    # ---- providers: one incident per provider, not one per task ------------------------
+    def on_provider(self, news: ProviderNews) -> None:
+        """Engine provider listener: gathered, told by :meth:`report_providers` once the
+        news has settled, so that three tasks refused at once make one message."""
+        with self._lock:
+            pending = self._provider_news.setdefault(news.state.key, [])
+            pending.append(news)
+            self._provider_news_at = news.at
+
+    def report_providers(self, now: datetime) -> None:
+        with self._lock:
+            if not self._provider_news or now - (self._provider_news_at or now) < PROVIDER_SETTLE:
+                return
+            gathered, self._provider_news = self._provider_news, {}
+            changed: list[Incident] = []
+            messages: list[tuple[str, str, Message]] = []
+            for items in gathered.values():
+                c, m = self._provider_incident(items, now)
+                changed += c
+                messages += m
+            if changed or messages:
+                self.store.save_incidents(changed, messages, now)
+        if messages:
+            self.wake_sender()
+
+    def _provider_incident(
+        self, items: list[ProviderNews], now: datetime
+    ) -> tuple[list[Incident], list[tuple[str, str, Message]]]:
+        last = items[-1]
+        state, scope = last.state, f"provider:{last.state.name}"
+        current = self.store.open_incidents(scope).get(IncidentKind.PROVIDER)
+        tasks = sorted({n.task for n in items})
+        if last.what == "answered":
+            if current is None:
+                return [], []
+            closed = replace(current, closed_at=now, updated_at=now)
+            known = set(current.summary.split(", ")) if current.summary else set()
+            waited = sorted(known | set(tasks))
+            message = render_provider(state, closed, waited, now, self._zone(), answered=True)
+            return [closed], self._to_channels(message, waited)
+        if current is not None:
+            known = set(current.summary.split(", ")) if current.summary else set()
+            merged = ", ".join(sorted(known | set(tasks)))
+            return [replace(current, summary=merged, count=current.count + 1, updated_at=now)], []
+        incident = Incident(
+            task=scope,
+            kind=IncidentKind.PROVIDER,
+            opened_at=now,
+            summary=", ".join(tasks),
+            since=state.since,
+            updated_at=now,
+        )
+        message = render_provider(state, incident, tasks, now, self._zone(), answered=False)
+        return [incident], self._to_channels(message, tasks)
+
+    def _zone(self) -> ZoneInfo:
+        from agentcron.schedules.zones import resolve_zone
+
+        return resolve_zone(self.default_zone)
+
+    def _to_channels(
+        self, message: Message, tasks: Sequence[str]
+    ) -> list[tuple[str, str, Message]]:
+        """The top-level channels, and those of the tasks concerned."""
+        urls = list(self.channels)
+        for name in tasks:
+            rec = self.store.get_task(name)
+            for url in (rec.spec.notify or []) if rec is not None else []:
+                if url not in urls:
+                    urls.append(url)
+        log.warning("%s", message.body.splitlines()[0])
+        return [(channel_key(url), url, message) for url in urls]
 
     def on_starved(self, spec: TaskSpec, slot: Slot, waited: timedelta, holders: str) -> None:
         """A slot waited longer than its period for a worker: one incident until a run
@@ -134,6 +215,8 @@ class Notifier:
             return
         self._last_remind = now
         for incident in self.store.incidents(open_only=True, limit=REMIND_SCAN):
+            if incident.kind is IncidentKind.PROVIDER:
+                continue  # ends when the provider answers (report_providers)
             rec = self.store.get_task(incident.task)
             if rec is None:
                 self._close_orphan(incident, now)
@@ -270,6 +353,12 @@ class Notifier:
                 self._had_output.add(spec.name)
             elif self._watches_empty(spec):
                 self._check_empty_streak(spec, at)
+        elif (
+            outcome.slot_status is SlotStatus.RETRYING
+            and outcome.error_class in COOLING_CLASSES
+            and provider_of(spec) is not None
+        ):
+            return  # told as the provider's incident (report_providers), not the task's
         elif outcome.slot_status in (SlotStatus.RETRYING, SlotStatus.FAILED):
             error_class = outcome.error_class or ErrorClass.CODE_ERROR
             c = finished.classification

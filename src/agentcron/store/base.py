@@ -42,6 +42,7 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.store._api_sql import ApiStore
+from agentcron.store._provider_sql import ProviderStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -502,6 +503,7 @@ class Store(
     DeliveryStore,
     RetentionStore,
     ApiStore,
+    ProviderStore,
     Protocol,
 ):
     """All of durable state: what the SQLite and PostgreSQL stores implement. A part

@@ -199,6 +199,19 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX audit_task ON audit (task, at)",
     ],
+    [
+        # One back-off per provider, shared by its tasks and by every node.
+        """CREATE TABLE providers (
+            key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            until DOUBLE PRECISION NOT NULL,
+            reason TEXT NOT NULL,
+            since DOUBLE PRECISION NOT NULL,
+            probe_owner TEXT,
+            probe_until DOUBLE PRECISION,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

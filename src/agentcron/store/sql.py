@@ -46,6 +46,7 @@ from agentcron.store._built import (
 )
 from agentcron.store._conn import Conn
 from agentcron.store._notify_sql import NotifySQL
+from agentcron.store._provider_sql import ProviderSQL
 from agentcron.store._prune_sql import PruneSQL
 from agentcron.store._rows import (
     ATTEMPT_COLUMNS,
@@ -77,7 +78,7 @@ _CURRENT_ATTEMPT = (
 )
 
 
-class SQLStore(NotifySQL, PruneSQL, ApiSQL):
+class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL):
     """Everything but connecting; subclasses define ``_tx`` and ``_q``."""
 
     def _tx(self) -> AbstractContextManager[Any]:

@@ -1,0 +1,100 @@
+"""One back-off per provider (issue 15 §3), by a real daemon and a fake
+OpenAI-compatible server on loopback.
+
+Three tasks call the same provider at the same second and are all refused (429,
+Retry-After). The owner gets one message about the provider, not three about the tasks;
+a fourth task due during the cooldown makes no call and spends no attempt; after the
+cooldown exactly one run tries the provider while the others wait; it answers, the
+others follow, all four succeed, and one more message says the provider answers again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon_proc import DaemonProc, wait_for
+from e2e_webhook import WebhookReceiver
+from fake_openai import FakeOpenAI, completion, openai_error
+
+pytestmark = pytest.mark.slow
+
+TASKS = ("story", "summary", "digest")
+
+
+def _config(hook: str, base_url: str, anchor: datetime) -> str:
+    tasks: dict[str, Any] = {}
+    llm = {"base_url": base_url, "model": "m", "api_key_env": "FAKE_KEY", "prompt": "go"}
+    for name in TASKS:
+        tasks[name] = {
+            "every": "1h",
+            "anchor": anchor.isoformat(),
+            "llm": llm,
+            "retries": 3,
+            "retry_backoff": {"base": "1s", "jitter": 0},
+        }
+    tasks["late"] = {"at": "2099-01-01T00:00:00", "llm": llm, "retries": 3}
+    return json.dumps({"timezone": "UTC", "notify": [hook], "tasks": tasks})
+
+
+def _attempts(d: DaemonProc) -> list[tuple[str, int, float, float | None, str | None]]:
+    with sqlite3.connect(d.home / "agentcron.db") as db:
+        return [
+            (task, number, started, finished, cls)
+            for task, number, started, finished, cls in db.execute(
+                "SELECT s.task, a.number, a.started_at, a.finished_at, a.error_class "
+                "FROM attempts a JOIN slots s ON s.id = a.slot_id ORDER BY a.started_at"
+            )
+        ]
+
+
+def test_three_refused_tasks_make_one_provider_incident_and_one_probe(tmp_path: Path) -> None:
+    refusal = openai_error(429, "slow down", headers={"Retry-After": "4"})
+    with WebhookReceiver() as hook, FakeOpenAI([refusal] * 3 + [completion("ok")] * 4) as fake:
+        anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+        d = DaemonProc(
+            tmp_path, _config(hook.url, fake.base_url, anchor), {"FAKE_KEY": "sk-test-1234"}
+        )
+        d.start()
+        try:
+            wait_for(lambda: hook.messages(), timeout=60, what="the provider's message")
+            first = hook.messages()
+            d.cli("trigger", "late")  # due during the cooldown
+            wait_for(
+                lambda: len(hook.messages()) >= 2, timeout=60, what="the provider answering"
+            )
+            wait_for(
+                lambda: sum(1 for a in _attempts(d) if a[4] is None and a[3]) == 4,
+                timeout=60,
+                what="four successes",
+            )
+            messages = hook.messages()
+            attempts = _attempts(d)
+        except BaseException:
+            print(d.daemon_log()[-8000:])
+            raise
+        finally:
+            d.stop()
+    bodies = [str(m.get("message", "")).splitlines()[0] for m in messages]
+    assert len(first) == 1 and len(bodies) == 2, bodies
+    host = "127.0.0.1"
+    assert bodies[0].startswith(f"⚠ {host} is refusing calls ("), bodies
+    assert "3 tasks wait until" in bodies[0] and "(digest, story, summary)" in bodies[0]
+    assert bodies[1].startswith(f"✔ {host} is answering again after "), bodies
+    assert "4 tasks waited for it (digest, late, story, summary)" in bodies[1], bodies
+    # no task spent an attempt while the provider cooled down: 2 each for the refused
+    # three (the 429 and the success), 1 for the late one
+    per_task: dict[str, int] = {}
+    for task, *_ in attempts:
+        per_task[task] = per_task.get(task, 0) + 1
+    assert per_task == {"story": 2, "summary": 2, "digest": 2, "late": 1}, attempts
+    assert fake.calls == 7
+    # one probe: the first call after the cooldown ended before any other began
+    after = [a for a in attempts if a[4] is None]
+    probe = after[0]
+    assert probe[3] is not None and all(a[2] >= probe[3] for a in after[1:]), attempts
