@@ -602,82 +602,6 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
 
 
 @app.command()
-def incidents(
-    incident_id: Annotated[int | None, typer.Argument(help="Show this incident")] = None,
-    task: Annotated[str | None, typer.Option(help="Of this task only")] = None,
-    open_only: Annotated[bool, typer.Option("--open", help="Open ones only")] = False,
-    kind: Annotated[str | None, typer.Option(help="failure, stuck, overdue, ...")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
-    ack: Annotated[
-        int | None, typer.Option("--ack", help="Acknowledge this incident (who and when are kept)")
-    ] = None,
-    config: ConfigOpt = None,
-    home: HomeOpt = None,
-    db: DbOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Incidents, open ones first; one with its id; --ack ID says it was seen."""
-    from agentcron.interfaces.schemas import IncidentView, shaped
-
-    with service_for(config, home, db) as svc:
-        if ack is not None:
-            one = svc.acknowledge(ack)
-        elif incident_id is not None:
-            one = svc.incident(incident_id)
-        else:
-            rows = svc.incidents(task, open_only=open_only, kind=kind, limit=limit)
-            if json_out:
-                emit_json(shaped(IncidentView, rows))
-            else:
-                render.incidents_table(out, rows)
-            return
-    if json_out:
-        emit_json(shaped(IncidentView, one))
-    else:
-        render.incident_detail(out, one)
-
-
-@app.command()
-def health(
-    config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False
-) -> None:
-    """Is a daemon alive and ticking; nodes, outbox backlog, channels."""
-    from agentcron.interfaces.schemas import HealthView, shaped
-
-    with service_for(config, home, db, sync=False) as svc:
-        data = svc.health()
-    if json_out:
-        emit_json(shaped(HealthView, data))
-    else:
-        render.health(out, data)
-    if not data["scheduling"]:
-        raise typer.Exit(1)
-
-
-@app.command()
-def audit(
-    task: Annotated[str | None, typer.Argument(help="Changes of this task only")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
-    before_id: Annotated[
-        int | None, typer.Option("--before-id", help="Older than this entry (paging)")
-    ] = None,
-    config: ConfigOpt = None,
-    home: HomeOpt = None,
-    db: DbOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Changes made through the CLI, the API and the dashboard: who, when, before/after."""
-    from agentcron.interfaces.schemas import AuditView, shaped
-
-    with service_for(config, home, db, sync=False) as svc:
-        rows = svc.audit(task, limit, before_id)
-    if json_out:
-        emit_json(shaped(AuditView, rows))
-    else:
-        render.audit_table(out, rows)
-
-
-@app.command()
 def doctor(
     config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None, json_out: JsonOpt = False
 ) -> None:
@@ -776,6 +700,11 @@ def notify_test(
                 err.print(f"[red]✖[/] {r['channel']}: {r['error']}")
     if not all(r["ok"] for r in results):
         raise typer.Exit(1)
+
+
+from agentcron.interfaces import cli_status  # noqa: E402  (its commands use the above)
+
+cli_status.register(app)
 
 
 def main() -> None:
