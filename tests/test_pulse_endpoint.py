@@ -79,12 +79,24 @@ def test_the_fail_ping_goes_on_the_path_before_the_query() -> None:
 
 def test_the_request_url_is_made_in_one_place_and_refuses_what_cannot_be_requested() -> None:
     assert request_url("  https://hc.example.com/ping/abc \n") == "https://hc.example.com/ping/abc"
-    with pytest.raises(HeartbeatURLError, match=r"still holds \$\{HC_KEY\}"):
+    with pytest.raises(HeartbeatURLError, match="variable HC_KEY is not set"):
         request_url("https://hc.example.com/ping/${HC_KEY}")
     with pytest.raises(HeartbeatURLError, match="not an http"):
         request_url("ftp://hc.example.com/ping")
-    with pytest.raises(HeartbeatURLError, match=r"still holds \$\{HC_KEY\}"):
+    with pytest.raises(HeartbeatURLError, match="variable HC_KEY is not set"):
         fail_url("https://hc.example.com/ping/${HC_KEY}?create=1")
+
+
+def test_a_placeholder_in_the_heartbeat_url_is_filled_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HC_KEY", "k3y")
+    assert request_url("https://hc.example.com/ping/${HC_KEY}?create=1") == (
+        "https://hc.example.com/ping/k3y?create=1"
+    )
+    assert fail_url("https://hc.example.com/ping/${HC_KEY}?create=1") == (
+        "https://hc.example.com/ping/k3y/fail?create=1"
+    )
 
 
 def test_failures_are_put_in_words_and_only_the_lasting_ones_called_permanent() -> None:
@@ -315,4 +327,4 @@ def test_without_a_database_the_record_is_kept_in_memory(clock: FakeClock) -> No
     result = asyncio.run(monitor.beat("https://hc.example.com/ping/${HC_KEY}"))
     assert result is not None and result.permanent
     assert monitor.state is not None and monitor.state.failures == 1
-    assert "still holds ${HC_KEY}" in told[0].body
+    assert "variable HC_KEY is not set" in told[0].body

@@ -3,6 +3,7 @@
 from agentcron.config.errors import ConfigError, ConfigProblem
 from agentcron.config.example import EXAMPLE_CONFIG
 from agentcron.config.loader import (
+    expand_value,
     load_config,
     parse_config_text,
     validate_task_mapping,
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigProblem",
     "LoadedConfig",
     "config_json_schema",
+    "expand_value",
     "is_loopback_host",
     "load_config",
     "parse_config_text",

@@ -60,7 +60,12 @@ def request_url(configured: str) -> str:
     placeholder (nothing filled it in) or is not http(s): requesting it would only
     fail in a less helpful way.
     """
-    url = configured.strip()
+    from agentcron.config._env import expand_value
+
+    try:
+        url = expand_value(configured).strip()  # ${NAME} from the environment / env_file
+    except ValueError as exc:
+        raise HeartbeatURLError(f"heartbeat_url: {exc}") from None
     left = _PLACEHOLDER.findall(url)
     if left:
         raise HeartbeatURLError(
