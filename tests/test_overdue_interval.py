@@ -16,27 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from agentcron.clock import FakeClock
-from agentcron.model import IncidentKind, Message
-from agentcron.notify import OutboxSender, SendResult
+from agentcron.model import IncidentKind
+from agentcron.notify import OutboxSender
 from agentcron.notify.notifier import Notifier
 from agentcron.store.base import Store
 from agentcron.watchdog.limits import check_interval
 from agentcron.watchdog.watchdog import MIN_OVERDUE, Watchdog, overdue_limit
 from harness import Harness
+from notify_rig import HOOK, RecordingChannel
 
-HOOK = "json://127.0.0.1:9/hook"
 STEP = timedelta(milliseconds=100)
 
 
-class Channel:
-    key = HOOK
-
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    async def send(self, msg: Message) -> SendResult:
-        self.sent.append(msg)
-        return SendResult(ok=True)
 
 
 class Counting:
@@ -184,7 +175,7 @@ def test_a_task_kept_firing_on_time_is_never_overdue_however_small_its_limit(
     async def scenario() -> None:
         h, dog, _ = _rig(sqlite_store, clock, home)
         h.add("beat", _ok, every="2s", timezone="UTC", overdue_after="1s")
-        channel = Channel()
+        channel = RecordingChannel()
         sender = OutboxSender(sqlite_store, channel_factory=lambda _url: channel, clock=clock)
         for _ in range(300):  # 30 s: the loop ticks within 100 ms of every fire
             clock.advance(STEP)

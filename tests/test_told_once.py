@@ -15,23 +15,11 @@ from typing import Any
 
 from agentcron.clock import FakeClock
 from agentcron.model import IncidentKind, Message, SlotStatus
-from agentcron.notify import OutboxSender, SendResult
+from agentcron.notify import OutboxSender
 from agentcron.notify.notifier import Notifier
 from agentcron.store.base import Store
 from harness import Harness, until
-
-HOOK = "json://127.0.0.1:9/hook"
-
-
-class Channel:
-    key = HOOK
-
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    async def send(self, msg: Message) -> SendResult:
-        self.sent.append(msg)
-        return SendResult(ok=True)
+from notify_rig import HOOK, RecordingChannel
 
 
 class Rig:
@@ -42,7 +30,7 @@ class Rig:
         self.store, self.clock = store, clock
         self.notifier = Notifier(store, clock, [HOOK], "UTC")
         self.notifier.attach(self.h.engine)
-        self.channel = Channel()
+        self.channel = RecordingChannel()
         self.sender = OutboxSender(store, channel_factory=lambda _url: self.channel, clock=clock)
 
     async def lines(self) -> list[str]:

@@ -19,27 +19,13 @@ import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.model import Incident, IncidentKind, Message, Slot, SlotStatus, TaskSpec
-from agentcron.notify import OutboxSender, SendResult
+from agentcron.notify import OutboxSender
 from agentcron.notify.notifier import Notifier
 from agentcron.store.base import Store
 from agentcron.watchdog.watchdog import MIN_OVERDUE, Watchdog, overdue_limit
 from fake_openai import FakeOpenAI, completion
 from harness import Harness, until
-
-HOOK = "json://127.0.0.1:9/hook"
-
-
-class FakeChannel:
-    """Records what the outbox sender delivers to it, in order."""
-
-    key = HOOK
-
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    async def send(self, msg: Message) -> SendResult:
-        self.sent.append(msg)
-        return SendResult(ok=True)
+from notify_rig import HOOK, RecordingChannel
 
 
 class Rig:
@@ -51,7 +37,7 @@ class Rig:
         self.notifier = Notifier(store, clock, [HOOK], "UTC")
         self.h.engine.batch_listeners.append(self.notifier.on_finished_many)  # as the daemon
         self.h.engine.slot_listeners.append(self._on_recorded_slot)
-        self.channel = FakeChannel()
+        self.channel = RecordingChannel()
         self.sender = OutboxSender(store, channel_factory=lambda _url: self.channel, clock=clock)
         self.watchdog = self.new_watchdog()
 
