@@ -133,7 +133,8 @@ def test_an_end_recorded_while_the_daemon_was_down_becomes_its_outcome(tmp_path:
     failed = EndRecord(7, 1, None, 5, None, str(out), None, ended_at=ended, exit_code=3)
     got = outcome_of_end(failed, spec, slot, now, 0.5)
     assert got.outcome.slot_status is SlotStatus.FAILED and got.outcome.exit_code == 3
-    assert got.outcome.error == "exited with code 3" and got.outcome.output_path == str(out)
+    assert got.outcome.error == "the command exited with code 3: step 2 failed"
+    assert got.outcome.output_path == str(out)
     assert got.details == "step 1\nstep 2 failed"
     assert got.ended_at == datetime(2026, 3, 29, 3, 2, tzinfo=UTC)
 
@@ -146,7 +147,7 @@ def test_an_end_recorded_while_the_daemon_was_down_becomes_its_outcome(tmp_path:
     missing = EndRecord(7, 1, None, 5, None, str(out), None, ended_at=ended, exit_code=127)
     missing = EndRecord(**{**missing.__dict__, "exec_errno": 2})
     got = outcome_of_end(missing, spec, slot, now, 0.5)
-    assert got.outcome.error == "command not found: x"
+    assert got.outcome.error == "the command was not found (exit code 127): command not found: x"
 
 
 # ---- the launcher with a stand-in daemon ----------------------------------------------

@@ -261,3 +261,32 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state[state.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
+
+
+def test_a_precheck_sees_placeholders_filled_like_the_action(
+    sqlite_store: Any, clock: Any, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``${NAME}`` in a precheck's command is filled from the environment as the
+    action's is; the stored task keeps the placeholder."""
+    from harness import Harness
+
+    monkeypatch.setenv("PRECHECK_WORD", "weekend")
+    script = 'import sys, json; print(json.dumps({"run": False, "reason": sys.argv[1]}))'
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add(
+            "gated",
+            lambda: "ran",
+            every="1h",
+            precheck=[sys.executable, "-c", script, "it is the ${PRECHECK_WORD}"],
+        )
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("gated")
+    assert slot.status.value == "skipped" and slot.reason == "precheck: it is the weekend", slot
+    rec = sqlite_store.get_task("gated")
+    assert rec is not None and "${PRECHECK_WORD}" in rec.spec.precheck[-1]

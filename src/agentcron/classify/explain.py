@@ -167,6 +167,8 @@ def describe(
     elif basis == "exit" and exit_code is not None and exit_code in _EXIT_TEXT:
         template, exit_fix = _EXIT_TEXT[exit_code]
         text = template.format(subject=_subject(failure))
+        if exit_code in (126, 127) and failure.message:
+            decisive = failure.message  # names the program that could not be run
         if exit_fix is not None and not error_class.transient:
             fix = exit_fix
     elif error_class is E.CODE_ERROR and basis in ("type", "output", "default"):

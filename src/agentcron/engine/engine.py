@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -532,6 +531,7 @@ class Engine:
                 outcome, classification = ended.outcome, ended.classification
                 details, finished_at = ended.details, ended.ended_at
                 self._stop_orphan(slot)  # strays its command may have left in the group
+                _redact_kept(outcome.output_path, rec.spec)
                 recorded = self.store.record_unwatched_end(slot, outcome, finished_at)
                 how = "ended while its daemon was down"
             else:
@@ -889,11 +889,27 @@ class Engine:
 
 
 def _make_folders(folders: Sequence[str]) -> None:
+    from agentcron.home import private_dirs
+
     for folder in folders:
         try:
-            os.makedirs(folder, exist_ok=True)
+            private_dirs(folder)  # outputs are private: new folders are 0700
         except OSError:  # the run's own write will say what is wrong
             log.debug("could not make %s ahead of its runs", folder, exc_info=True)
+
+
+def _redact_kept(path: str | None, spec: TaskSpec) -> None:
+    """A run that ended while its daemon was down left its output as written: secrets
+    are removed before its end is recorded, as for any other run."""
+    if not path:
+        return
+    from agentcron.actions.output import redact_file
+    from agentcron.engine.redaction import task_secrets
+
+    try:
+        redact_file(path, task_secrets(spec))
+    except OSError as exc:
+        log.warning("could not remove secrets from %s: %s", path, exc)
 
 
 def _past_grace(slot: Slot, now: datetime, settings: EngineSettings) -> bool:

@@ -392,8 +392,18 @@ async def _attempt(
     context_text = _context_from_previous(deps.store, spec)
     if spec.precheck is not None:
         from agentcron.actions.precheck import run_precheck
+        from agentcron.config._env import MissingVariableError, PlaceholderError, expand_spec
 
-        pre = await run_precheck(spec, ctx)
+        try:  # the precheck's command and env see ${NAME} filled, as the action does
+            checked = expand_spec(spec)
+        except (MissingVariableError, PlaceholderError) as exc:
+            failure = FailureInfo(
+                message=f"cannot run the precheck of {spec.name}: {exc}",
+                known_class=ErrorClass.CONFIG_ERROR,
+                action="precheck",
+            )
+            return outcome_for_failure(spec, number, failure, deps.clock.now(), deps.rand(), None)
+        pre = await run_precheck(checked, replace(ctx, spec=checked))
         if pre.failure is not None:
             return outcome_for_failure(
                 spec, number, pre.failure, deps.clock.now(), deps.rand(), None
