@@ -11,8 +11,9 @@ with and without a client polling the API every second.
 3. A real daemon (``agentcron run --api 127.0.0.1:0``) with the ``--tasks`` tasks
    (none due) and ``--firing`` tasks due every 2 s: the lateness of each scheduled
    run (first attempt's start minus its scheduled time, from the database) for
-   ``--seconds`` with nobody calling the API, then ``--seconds`` with a client
-   calling ``GET /api/v1/tasks`` and ``GET /metrics`` once a second each.
+   ``--seconds`` with nobody calling the API, ``--seconds`` with a client scraping
+   ``GET /metrics`` once a second, then ``--seconds`` with a client calling
+   ``GET /api/v1/tasks`` and ``GET /metrics`` once a second each.
 
 Prints one JSON object. Measured, never asserted.
 """
@@ -215,8 +216,10 @@ def measure_fire_latency(tasks: int, firing: int, seconds: float) -> dict[str, A
             time.sleep(5)  # past the start-up
             quiet_from = time.time()
             time.sleep(seconds)
-            quiet_to = busy_from = time.time()
-            polled = poll(base, seconds)
+            quiet_to = metrics_from = time.time()
+            metrics_only = poll(base, seconds, ("/metrics",))
+            metrics_to = busy_from = time.time()
+            polled = poll(base, seconds, ("/api/v1/tasks", "/metrics"))
             busy_to = time.time()
             time.sleep(3)  # let the last runs be recorded
         finally:
@@ -228,14 +231,16 @@ def measure_fire_latency(tasks: int, firing: int, seconds: float) -> dict[str, A
             "firing_every_2s": firing,
             "seconds_each": seconds,
             "fire_lateness_quiet": summary_ms(lateness(db_path, quiet_from, quiet_to)),
+            "fire_lateness_metrics_polled": summary_ms(lateness(db_path, metrics_from, metrics_to)),
+            "while_metrics_polled": metrics_only,
             "fire_lateness_polled": summary_ms(lateness(db_path, busy_from, busy_to)),
             "while_polled": polled,
         }
 
 
-def poll(base: str, seconds: float) -> dict[str, Any]:
-    """A client calling the task list and /metrics once a second each."""
-    times: dict[str, list[float]] = {"/api/v1/tasks": [], "/metrics": []}
+def poll(base: str, seconds: float, paths: Sequence[str]) -> dict[str, Any]:
+    """A client calling each of ``paths`` once a second."""
+    times: dict[str, list[float]] = {path: [] for path in paths}
     stop = time.monotonic() + seconds
 
     def one(path: str) -> None:
