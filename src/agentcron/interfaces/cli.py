@@ -702,9 +702,10 @@ def notify_test(
         raise typer.Exit(1)
 
 
-from agentcron.interfaces import cli_status  # noqa: E402  (its commands use the above)
+from agentcron.interfaces import cli_import, cli_status  # noqa: E402  (they use the above)
 
 cli_status.register(app)
+cli_import.register(app)
 
 
 def main() -> None:
