@@ -1,0 +1,178 @@
+"""The MCP server: agentcron's tools with descriptions that tell a model exactly
+what each accepts and refuses.
+
+One :class:`~mcp.server.mcpserver.MCPServer` per transport: the stdio server is
+built for one caller (``agentcron mcp --agent NAME``); the HTTP endpoint's server
+has none and reads the caller from each request (:mod:`.http`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
+
+from agentcron.config.agents import AgentsConfig
+from agentcron.interfaces.mcp.policy import Caller
+from agentcron.interfaces.mcp.tools import Tools
+from agentcron.service import Service
+
+INSTRUCTIONS = """\
+agentcron runs tasks on a schedule and never fails silently: every fire is a recorded run.
+Your tasks live in your namespace (list_tasks shows it and your limits); give a short
+name and it becomes NAMESPACE.NAME. Schedules: cron (5 fields, or @hourly/@daily...),
+every (30m, 2h, 1d) or at (one time, ISO 8601; without an offset it is read in the
+task's timezone). Times you get back are ISO 8601 with the offset of the task's zone.
+A refused call says which limit stopped it; change the request rather than retrying it.
+"""
+
+_NAME = (
+    "name: your task's short name ('digest') or its full name ('agent.you.digest'); a task "
+    "outside your namespace only when the owner granted it to you."
+)
+_SCHEDULE = (
+    "Exactly one schedule: cron (5 fields: minute hour day-of-month month day-of-week, "
+    "or @hourly, @daily, @weekly, @monthly, @yearly), every (a duration: 30s, 15m, 2h, 1d; "
+    "fires on a fixed grid) or at (one time: ISO 8601 such as 2026-06-01T08:00, read in "
+    "timezone, or with an offset, 2026-06-01T08:00+02:00). timezone: an IANA name "
+    "(Europe/Berlin); default the owner's. A repeating schedule may not fire more often "
+    "than your min_period (list_tasks shows your limits)."
+)
+_ACTION = (
+    "Exactly one action, of the kinds you are allowed (list_tasks: limits.actions): "
+    "http {url, method, headers, body, expect}; llm {model: a model profile name from "
+    "limits.model_profiles, prompt, system, max_tokens, temperature}, never base_url or "
+    "api_key_env (the owner's); command [argv...] and python {function: 'module:function', "
+    "args, kwargs} only when granted. No value may contain ${...} (write $${ for a "
+    "literal ${)."
+)
+
+
+def build_server(
+    service: Callable[[], Service], agents: AgentsConfig, caller: Caller | None = None
+) -> MCPServer:
+    """The server; ``service`` is called per tool call (the HTTP app makes its service
+    when it starts), ``caller`` is the stdio agent (None: from each HTTP request)."""
+    from agentcron import __version__
+
+    server: MCPServer = MCPServer(
+        "agentcron",
+        title="agentcron scheduler",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        log_level="WARNING",
+    )
+    tools = Tools(service, agents, caller)
+    read = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    def write(destructive: bool = False, idempotent: bool = False) -> ToolAnnotations:
+        return ToolAnnotations(
+            read_only_hint=False,
+            destructive_hint=destructive,
+            idempotent_hint=idempotent,
+            open_world_hint=False,
+        )
+
+    server.add_tool(
+        tools.list_tasks,
+        name="list_tasks",
+        title="List your tasks",
+        description="Your tasks (and those the owner granted you) with schedule, next run, "
+        "last result and health, and your limits: namespace, max_tasks, min_period, allowed "
+        "actions, model profiles, and whether you may schedule from where you run.",
+        annotations=read,
+    )
+    server.add_tool(
+        tools.get_task,
+        name="get_task",
+        title="Show one task",
+        description=f"One task: its definition (secrets removed), the next fires resolved "
+        f"in its zone (DST notes included) and its five newest runs. {_NAME}",
+        annotations=read,
+    )
+    server.add_tool(
+        tools.schedule_task,
+        name="schedule_task",
+        title="Schedule a new task",
+        description="Create a task in your namespace and return it with its next fires "
+        f"resolved. name: a short name (letters, digits, '_', '-'). {_SCHEDULE} {_ACTION} "
+        "deliver: Apprise URLs that receive each successful run's output. paused: create "
+        "it paused. timeout: a duration (default 1h). Refused: a name that exists already, "
+        "more tasks than your max_tasks, a forbidden action, too short a period, and any "
+        "scheduling from inside a scheduled run unless the owner allowed it.",
+        annotations=write(),
+    )
+    server.add_tool(
+        tools.update_task,
+        name="update_task",
+        title="Change a task",
+        description="Change some keys of one of your tasks; keys you leave out stay. A "
+        "new schedule (cron, every or at) replaces the old one, a new action the old one; "
+        f"deliver: [] removes delivery, description: '' removes it. {_NAME} The same "
+        f"rules as schedule_task: {_SCHEDULE} {_ACTION} Tasks from the owner's config "
+        "file cannot be changed (only paused).",
+        annotations=write(idempotent=True),
+    )
+    server.add_tool(
+        tools.pause_task,
+        name="pause_task",
+        title="Pause a task",
+        description="Stop a task firing until resume_task; a run in progress finishes, "
+        f"waiting ones are cancelled. reason: one line, kept and shown. {_NAME}",
+        annotations=write(idempotent=True),
+    )
+    server.add_tool(
+        tools.resume_task,
+        name="resume_task",
+        title="Resume a task",
+        description="Let a paused task fire again, from now on (fires due while it was "
+        f"paused are not made up). {_NAME}",
+        annotations=write(idempotent=True),
+    )
+    server.add_tool(
+        tools.cancel_task,
+        name="cancel_task",
+        title="Cancel (delete) a task",
+        description="Delete one of your tasks for good; its run history stays readable "
+        f"with list_runs. Tasks from the owner's config file cannot be. {_NAME}",
+        annotations=write(destructive=True),
+    )
+    server.add_tool(
+        tools.trigger_task,
+        name="trigger_task",
+        title="Run a task now",
+        description="Start one run of a task now, besides its schedule. Returns the run at "
+        "once (its id and status 'pending') and never waits for it: read it later with "
+        f"get_run. {_NAME}",
+        annotations=write(),
+    )
+    server.add_tool(
+        tools.list_runs,
+        name="list_runs",
+        title="List runs",
+        description="Runs, newest first: of one task (task), or of all you can see. "
+        "status: one or more of pending, running, retrying, succeeded, failed, skipped, "
+        "missed, superseded, cancelled, expired, comma-separated. limit: 1-100 (20).",
+        annotations=read,
+    )
+    server.add_tool(
+        tools.get_run,
+        name="get_run",
+        title="Show one run",
+        description="One run by id: its status, every attempt (error class, explanation, "
+        "exit code, what to do about it, model tokens) and the last 4000 characters of "
+        "its output, secrets redacted.",
+        annotations=read,
+    )
+    server.add_tool(
+        tools.next_runs,
+        name="next_runs",
+        title="Upcoming fires",
+        description="The next fire times of a task (count 1-50, default 5) after start "
+        "(ISO 8601; without an offset it is read in the task's zone; default now), each "
+        "as UTC and as local time with a note when DST moved or doubled it. The start "
+        f"is echoed back resolved. {_NAME}",
+        annotations=read,
+    )
+    return server
