@@ -83,7 +83,9 @@ class TestTopLevel:
         assert config.notify == ["json://localhost:8080/hook"]
         assert config.heartbeat_url == "https://hc-ping.com/abc"
         assert config.max_concurrency == 2
-        assert config.api == ApiConfig(host="0.0.0.0", port=9000, token="s3cret-token-value")
+        assert config.api == ApiConfig(
+            enabled=True, host="0.0.0.0", port=9000, token="s3cret-token-value"
+        )
         assert config.tasks == {}
 
     def test_defaults_when_absent(self) -> None:
