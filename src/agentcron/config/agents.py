@@ -29,12 +29,15 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentcron.config._urls import check_http_url
 from agentcron.model.task import Duration
+
+if TYPE_CHECKING:
+    from agentcron.config.schema import LoadedConfig
 
 ActionKind = Literal["command", "http", "llm", "python"]
 ACTION_KINDS: tuple[ActionKind, ...] = ("command", "http", "llm", "python")
@@ -273,7 +276,7 @@ def client_for_token(tokens: Mapping[str, str], given: str) -> str | None:
 # ---- until ConfigFile knows the section --------------------------------------------------
 
 
-def load_with_agents(path: Path) -> tuple[Any, AgentsConfig]:
+def load_with_agents(path: Path) -> tuple[LoadedConfig, AgentsConfig]:
     """The loaded config and its ``agents:`` section; ConfigError when either is wrong.
 
     While :class:`~agentcron.config.schema.ConfigFile` has no ``agents`` key, the
@@ -284,26 +287,30 @@ def load_with_agents(path: Path) -> tuple[Any, AgentsConfig]:
     from agentcron.config.schema import ConfigFile
 
     if "agents" in ConfigFile.model_fields:
-        loaded = load_config(path)
-        return loaded, getattr(loaded, "agents", None) or AgentsConfig()
+        whole = load_config(path)
+        return whole, getattr(whole, "agents", None) or AgentsConfig()
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError:
         load_config(path)  # raises the loader's own words for a missing or unreadable file
         raise
     rest, section, problems = _split_agents(text)
-    if problems:
-        raise ConfigError(problems, str(path))
-    loaded = parse_config_text(rest, str(path), base_dir=path.parent)
-    if section is None:
-        return loaded, AgentsConfig()
-    plain, node, line = section
+    loaded: LoadedConfig | None = None
     try:
-        return loaded, AgentsConfig.model_validate(plain)
-    except ValidationError as exc:
-        raise ConfigError(_problems_of(exc, plain, node, line), str(path)) from None
-    except ValueError as exc:  # pragma: no cover - pydantic wraps validator errors
-        raise ConfigError([ConfigProblem("agents", str(exc), line)], str(path)) from None
+        loaded = parse_config_text(rest, str(path), base_dir=path.parent)
+    except ConfigError as exc:
+        problems += exc.problems
+    agents = AgentsConfig()
+    if section is not None:
+        plain, node, line = section
+        try:
+            agents = AgentsConfig.model_validate(plain)
+        except ValidationError as exc:
+            problems += _problems_of(exc, plain, node, line)
+    if problems or loaded is None:
+        ordered = sorted(dict.fromkeys(problems), key=lambda p: (p.line is None, p.line or 0))
+        raise ConfigError(ordered or [ConfigProblem("agents", "not readable")], str(path))
+    return loaded, agents
 
 
 def _split_agents(text: str) -> tuple[str, tuple[Any, Any, int | None] | None, list[Any]]:

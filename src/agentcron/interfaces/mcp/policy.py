@@ -17,14 +17,14 @@ New tasks are always created in the namespace.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from agentcron._service.base import Actor
 from agentcron.config.agents import AgentClient, AgentsConfig
-from agentcron.durations import format_duration
+from agentcron.config.schema import compact_duration
 from agentcron.model.task import TASK_NAME
 
 SLOT_ENV = "AGENTCRON_SLOT"
@@ -65,8 +65,11 @@ class Policy:
     caller: Caller
 
     # ---- names ------------------------------------------------------------------------
-    def task_name(self, given: str, *, change: bool = False) -> str:
-        """The task a name given to a tool means (see the module's rules)."""
+    def task_name(
+        self, given: str, *, change: bool = False, exists: Callable[[str], bool] | None = None
+    ) -> str:
+        """The task a name given to a tool means (see the module's rules); ``exists``
+        tells a granted task from a short name when a name could be either."""
         name = given.strip()
         client, prefix = self.caller.client, self.caller.prefix
         if not name:
@@ -74,12 +77,15 @@ class Policy:
         if name.startswith(prefix):
             return name
         granted = client.may_change(name, prefix) if change else client.may_see(name, prefix)
-        if granted:
+        short = "." not in name and SHORT_NAME.match(name) is not None
+        if granted and (not short or exists is None or exists(name)):
             return name
-        if "." not in name and SHORT_NAME.match(name):
+        visible_only = change and not granted and client.may_see(name, prefix)
+        if visible_only and (not short or exists is None or exists(name)):
+            return self._outside(name, "change")
+        if short:
             return prefix + name
-        what = "change" if change else "see"
-        return self._outside(name, what)
+        return self._outside(name, "change" if change else "see")
 
     def _outside(self, name: str, what: str) -> str:
         grants = (
@@ -149,14 +155,16 @@ class Policy:
         )
 
     def check_period(self, schedule: str, period: timedelta) -> None:
-        """A repeating schedule fires no more often than ``min_period`` (one-shots pass)."""
+        """A repeating schedule fires no more often than ``min_period`` (one-shots pass).
+
+        ``schedule`` says it as the agent wrote it (``cron '* * * * *'``, ``every 30s``)."""
         shortest = self.caller.client.min_period
         if period <= timedelta(0) or period >= shortest:
             return
+        fires = "" if schedule.startswith("every ") else f" fires every {compact_duration(period)},"
         raise Refused(
-            f"{schedule} fires every {format_duration(period)}, more often than agent "
-            f"{self.caller.name!r} may schedule (at most once every "
-            f"{format_duration(shortest)}); choose a longer interval"
+            f"{schedule}{fires} more often than agent {self.caller.name!r} may schedule (at "
+            f"most once every {compact_duration(shortest)}); choose a longer interval"
         )
 
     def check_count(self, existing: int) -> None:

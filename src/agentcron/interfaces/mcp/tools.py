@@ -22,7 +22,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from agentcron._service.base import NotFoundError, ServiceError, acting_as
 from agentcron.config.agents import AgentsConfig
-from agentcron.durations import format_duration
+from agentcron.config.schema import compact_duration
 from agentcron.interfaces.mcp.models import (
     Attempt,
     Cancelled,
@@ -91,12 +91,19 @@ class Tools:
     def _visible_tasks(self, p: Policy) -> list[dict[str, Any]]:
         return [row for row in self._service().list_tasks() if p.visible(row["name"])]
 
+    def _exists(self, name: str) -> bool:
+        """Whether a task has exactly this name (asked only of granted names)."""
+        return any(row["name"] == name for row in self._service().list_tasks())
+
     def _not_found(self, p: Policy, full: str) -> ToolError:
-        # the service would suggest any task's name; an agent hears only of its own
+        # the service would suggest any task's name; an agent hears only of its own, and
+        # is compared by the part after the namespace, which all of them share
         names = [row["name"] for row in self._visible_tasks(p)]
-        close = difflib.get_close_matches(full, names, n=1)
+        prefix = p.caller.prefix
+        pool = {n.removeprefix(prefix): n for n in names if p.own(n) == p.own(full)}
+        close = difflib.get_close_matches(full.removeprefix(prefix), list(pool), n=1)
         if close:
-            hint = f" (did you mean {close[0]!r}?)"
+            hint = f" (did you mean {pool[close[0]]!r}?)"
         elif names:
             hint = "; list_tasks shows yours"
         else:
@@ -127,7 +134,7 @@ class Tools:
             namespace=caller.prefix.rstrip("."),
             tasks=sum(1 for row in rows if p.own(row["name"])),
             max_tasks=client.max_tasks,
-            min_period=format_duration(client.min_period),
+            min_period=compact_duration(client.min_period),
             actions=list(client.actions),
             model_profiles={
                 name: profile.description or profile.model
@@ -234,7 +241,7 @@ class Tools:
     def get_task(self, name: str, ctx: Context) -> TaskDetail:
         p = self.policy(ctx)
         with answers():
-            full = p.task_name(name)
+            full = p.task_name(name, exists=self._exists)
         return self._detail(p, self._show(p, full))
 
     def list_runs(
@@ -250,7 +257,7 @@ class Tools:
         service = self._service()
         with answers():
             if task is not None:
-                full = p.task_name(task)
+                full = p.task_name(task, exists=self._exists)
                 self._show(p, full)
                 rows, _ = service.runs_page(full, status=status, limit=limit)
             elif p.caller.client.sees_everything():
@@ -291,7 +298,7 @@ class Tools:
         if not 1 <= count <= 50:
             raise ToolError(f"count must be between 1 and 50, got {count}")
         with answers():
-            full = p.task_name(name)
+            full = p.task_name(name, exists=self._exists)
         view = self._show(p, full)
         zone = ZoneInfo(view["timezone"])
         service = self._service()
@@ -391,7 +398,7 @@ class Tools:
         service = self._service()
         with answers():
             p.check_may_start("change tasks")
-            full = p.task_name(name, change=True)
+            full = p.task_name(name, change=True, exists=self._exists)
         view = self._show(p, full)
         with answers():
             patch = self._mapping(
@@ -442,7 +449,7 @@ class Tools:
     def pause_task(self, name: str, ctx: Context, reason: str | None = None) -> TaskInfo:
         p = self.policy(ctx)
         with answers():
-            full = p.task_name(name, change=True)
+            full = p.task_name(name, change=True, exists=self._exists)
         self._show(p, full)
         with answers(), acting_as(p.caller.actor):
             return TaskInfo.model_validate(self._service().pause(full, reason))
@@ -451,7 +458,7 @@ class Tools:
         p = self.policy(ctx)
         with answers():
             p.check_may_start("resume tasks")
-            full = p.task_name(name, change=True)
+            full = p.task_name(name, change=True, exists=self._exists)
         self._show(p, full)
         with answers(), acting_as(p.caller.actor):
             return TaskInfo.model_validate(self._service().resume(full))
@@ -459,7 +466,7 @@ class Tools:
     def cancel_task(self, name: str, ctx: Context) -> Cancelled:
         p = self.policy(ctx)
         with answers():
-            full = p.task_name(name, change=True)
+            full = p.task_name(name, change=True, exists=self._exists)
         self._show(p, full)
         with answers(), acting_as(p.caller.actor):
             self._service().remove(full)
@@ -469,7 +476,7 @@ class Tools:
         p = self.policy(ctx)
         with answers():
             p.check_may_start("start runs")
-            full = p.task_name(name, change=True)
+            full = p.task_name(name, change=True, exists=self._exists)
         self._show(p, full)
         with answers(), acting_as(p.caller.actor):
             return RunInfo.model_validate(self._service().trigger(full))
@@ -485,6 +492,8 @@ def _key(location: str, full: str) -> str:
 def _schedule_words(spec: TaskSpec) -> str:
     if spec.cron is not None:
         return f"cron {spec.cron!r}"
+    if spec.every is not None:
+        return f"every {compact_duration(spec.every)}"
     return spec.schedule_text
 
 
