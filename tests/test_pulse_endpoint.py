@@ -27,7 +27,6 @@ import pytest
 from agentcron.clock import FakeClock
 from agentcron.interfaces.doctor import diagnose, heartbeat_check
 from agentcron.model import Message
-from agentcron.service import Service
 from agentcron.store.base import Store
 from agentcron.watchdog.endpoint import (
     META_KEY,
@@ -206,15 +205,6 @@ def test_agentcron_doctor_reports_the_failing_endpoint(
     sqlite_store: Store, clock: FakeClock, home: Path, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """The whole report, as `agentcron doctor` builds it from the daemon's record."""
-    if not hasattr(Service, "heartbeat_endpoint"):
-        # The service method that doctor reads through is asked of the service's owner
-        # (see the report of this change); until it lands, the same one line stands in.
-        monkeypatch.setattr(
-            Service,
-            "heartbeat_endpoint",
-            lambda self: endpoint_status(self.store),
-            raising=False,
-        )
     url = f"http://127.0.0.1:{_closed_port()}/ping/abc"
     config = tmp_path / "agentcron.yaml"
     config.write_text(f'heartbeat_url: "{url}"\ntasks: {{}}\n')

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from agentcron.clock import Clock, SystemClock
 from agentcron.config.errors import ConfigError
@@ -44,7 +45,8 @@ from agentcron.service import Defaults, Service
 from agentcron.store import Store, open_store
 from agentcron.supervisor import PartFailure, Supervisor
 from agentcron.ticks import TickRecorder
-from agentcron.watchdog.pulse import ping, ping_fail, ping_fail_blocking
+from agentcron.watchdog.endpoint import HeartbeatMonitor
+from agentcron.watchdog.pulse import ping_fail_blocking
 from agentcron.watchdog.watchdog import LOOP_STALL, Watchdog
 
 log = logging.getLogger("agentcron.daemon")
@@ -139,6 +141,9 @@ class Daemon:
 
     async def start(self) -> None:
         self.config = self._load()
+        from agentcron.home import secure_home
+
+        await asyncio.to_thread(secure_home, self.options.home)  # 0700, before anything is kept
         if self.config.api.enabled or self.options.api_listen is not None:
             # refused before anything is written: no token off loopback, token_env unset
             from agentcron.interfaces.api.launch import api_settings, resolve_token
@@ -150,7 +155,9 @@ class Daemon:
         store.start_background_work()
         now = self.clock.now()
         dead = self._dead_predecessors(store)
-        if dead and store.release_claims(dead, now):
+        # the watchdog's stand-in sender claims as NODE:watchdog
+        owners = [*dead, *(f"{n}:watchdog" for n in dead)]
+        if dead and store.release_claims(owners, now):
             log.warning("took over the unsent messages and deliveries of %s", ", ".join(dead))
         store.register_node(
             NodeInfo(self.node_id, hostname(), os.getpid(), str(self.options.home), now, now)
@@ -236,7 +243,14 @@ class Daemon:
             on_stall=self._loop_stalled,
             on_stall_end=self._loop_resumed,
             stall_after=self.options.stall_after,
+            outbox_owner=f"{self.node_id}:watchdog",
         )
+
+        def stall_reason(at: datetime, zone: ZoneInfo) -> str | None:
+            stall = self.watchdog.stall_covering(at)
+            return stall.reason(zone) if stall is not None else None
+
+        self.engine.stall_reason = stall_reason
         self.engine.on_outage.append(self._outage_began)
         self.engine.on_recovery.append(self._outage_ended)
 
@@ -511,14 +525,22 @@ class Daemon:
         """The dead man's switch: "alive" only while ticks complete, ``/fail`` with the
         reason otherwise. The URL is read from the config on every beat, so a reload
         that adds, changes or removes it applies at once."""
+        from agentcron.schedules.zones import resolve_zone
+
+        monitor = HeartbeatMonitor(
+            self.store,
+            self.clock,
+            self._tell_directly,
+            where=self._where(),
+            zone=resolve_zone(None),
+            interval=self.options.pulse_interval,
+            hold=self._database_away,
+        )
         while not self.stop_event.is_set():
             url = self.config.heartbeat_url if self.config is not None else None
-            if url:
-                why = self._trouble()
-                if why is None:
-                    await ping(url)
-                else:
-                    await ping_fail(url, why)
+            monitor.zone = resolve_zone(self.config.timezone if self.config else None)
+            # each ping's result is recorded; an endpoint that keeps failing is told
+            await monitor.beat(url, self._trouble() if url else None)
             await _sleep_or_stop(self.stop_event, self.options.pulse_interval)
 
     async def _watch_the_watchdog(self) -> None:

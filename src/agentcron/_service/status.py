@@ -96,6 +96,12 @@ class StatusMixin(ServiceCore):
             "channels": self.channel_health(),
         }
 
+    def heartbeat_endpoint(self) -> dict[str, Any] | None:
+        """The dead man's switch as the daemon last found it (doctor, API)."""
+        from agentcron.watchdog.endpoint import endpoint_status
+
+        return endpoint_status(self.store)
+
     def gauges(self) -> Gauges:
         ticks = self.store.last_ticks()
         return Gauges(self.store.live_counts(), max(ticks.values(), default=None), self.clock.now())

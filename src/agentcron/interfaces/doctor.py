@@ -119,10 +119,9 @@ def _heartbeat_checks(
     """The dead man's switch as the daemon last found it (``Service.heartbeat_endpoint``)."""
     from agentcron.schedules.zones import resolve_zone
 
-    read = getattr(svc, "heartbeat_endpoint", None)
-    if not configured or not callable(read):
+    if not configured:
         return []
-    check = heartbeat_check(configured, read(), resolve_zone(timezone))
+    check = heartbeat_check(configured, svc.heartbeat_endpoint(), resolve_zone(timezone))
     return [check] if check is not None else []
 
 
