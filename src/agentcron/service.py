@@ -269,7 +269,14 @@ class Service(HistoryMixin, StatusMixin):
         from agentcron.config.loader import validate_task_mapping
 
         try:
-            return validate_task_mapping(name, raw, self.defaults.task_defaults)
+            # ${NAME} would let whoever writes the task read the daemon's environment:
+            # only the owner at this machine's terminal may write placeholders.
+            return validate_task_mapping(
+                name,
+                raw,
+                self.defaults.task_defaults,
+                allow_placeholders=(current_actor.get() or self.actor).via == "cli",
+            )
         except ConfigError as exc:
             # the field is the key as the caller sent it (`every`); the problems keep
             # the config file's location (`tasks.NAME.every`), as `validate` prints it

@@ -134,7 +134,9 @@ class ApiConfig(BaseModel):
         Raises ValueError when ``token_env`` names a variable that is unset or empty
         (the daemon refuses to start rather than serve without the token asked for)."""
         if self.token and self.token.strip():
-            return self.token.strip()
+            from agentcron.config._env import expand_value
+
+            return expand_value(self.token).strip()  # ${NAME}: a ValueError names it
         if self.token_env:
             value = os.environ.get(self.token_env, "").strip()
             if not value:
@@ -177,6 +179,11 @@ class ConfigFile(BaseModel):
     tasks: Annotated[dict[str, Any], BeforeValidator(_none_as_empty)] = Field(default_factory=dict)
     heartbeat_url: str | None = Field(
         default=None, description="Pinged by the daemon while alive (dead man's switch)"
+    )
+    env_file: str | None = Field(
+        default=None,
+        description="dotenv file read before ${NAME} placeholders are expanded "
+        "(relative to this file; the environment wins)",
     )
     max_concurrency: int = Field(default=4, ge=1, description="Runs executing at once")
     api: Annotated[ApiConfig, BeforeValidator(_api_section)] = Field(default_factory=ApiConfig)
