@@ -455,20 +455,21 @@ def spec_view(spec: TaskSpec) -> dict[str, Any]:
     return shown
 
 
-def _redacted(value: Any) -> Any:
+def _redacted(value: Any, secrets: list[str] | None = None) -> Any:
     from agentcron.redact import redact, secret_values_from_env
 
-    secrets = secret_values_from_env(os.environ)
+    if secrets is None:  # once per spec shown, not once per value in it
+        secrets = secret_values_from_env(os.environ)
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
             if isinstance(v, str) and any(w in k.upper() for w in _SECRET_KEY_WORDS):
                 out[k] = "[REDACTED]"
             else:
-                out[k] = _redacted(v)
+                out[k] = _redacted(v, secrets)
         return out
     if isinstance(value, list):
-        return [_redacted(v) for v in value]
+        return [_redacted(v, secrets) for v in value]
     if isinstance(value, str):
         return redact(value, secrets)
     return value
