@@ -757,24 +757,25 @@ class Engine:
         spec = plan.spec
         if plan.supersede or plan.replace or plan.displace:
             newest = max((s.scheduled_for for s in plan.slots), default=now)
-            label = newest.astimezone(spec.zone(self.settings.default_zone)).strftime("%H:%M")
-            for slot_id in plan.supersede:
-                self.store.set_slot_status(
-                    slot_id,
-                    SlotStatus.SUPERSEDED,
-                    f"superseded by the run due at {label} while waiting for a retry",
-                    now,
-                    only_from=[SlotStatus.RETRYING, SlotStatus.PENDING],
+            local = newest.astimezone(spec.zone(self.settings.default_zone))
+            label = f"{local:%H:%M:%S}" if local.second else f"{local:%H:%M}"
+            waiting_retry = f"superseded by the run due at {label} while waiting for a retry"
+            waiting_room = (
+                f"superseded by the run due at {label}: it was still waiting for a free worker"
+            )
+            changes = [
+                (i, waiting_retry, [SlotStatus.RETRYING, SlotStatus.PENDING])
+                for i in plan.supersede
+            ] + [(i, waiting_room, [SlotStatus.PENDING]) for i in plan.displace]
+            superseded = [
+                slot_id
+                for slot_id, why, was in changes
+                if self.store.set_slot_status(
+                    slot_id, SlotStatus.SUPERSEDED, why, now, only_from=was
                 )
-            for slot_id in plan.displace:
-                self.store.set_slot_status(
-                    slot_id,
-                    SlotStatus.SUPERSEDED,
-                    f"superseded by the run due at {label}: it was still waiting for a "
-                    "free worker",
-                    now,
-                    only_from=[SlotStatus.PENDING],
-                )
+            ]
+            # final without running: told like the skipped and missed (metrics count them)
+            inserted = [*inserted, *filter(None, map(self.store.get_slot, superseded))]
             for slot_id in plan.replace:
                 self.cancel_slot(slot_id, f"replaced by the run due at {label} (overlap: replace)")
         for slot in inserted:

@@ -121,7 +121,12 @@ class NotifySQL:
                     )
                     saved.append(replace(inc, id=int(cur.fetchone()[0])))
                 else:
-                    sets = ", ".join(f"{c.strip()} = ?" for c in INCIDENT_COLUMNS_NO_ID.split(","))
+                    # An acknowledgement made meanwhile (the API, another thread) is kept:
+                    # this copy was read before it.
+                    sets = ", ".join(
+                        f"{c} = COALESCE({c}, ?)" if c.startswith("acknowledged_") else f"{c} = ?"
+                        for c in (c.strip() for c in INCIDENT_COLUMNS_NO_ID.split(","))
+                    )
                     db.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*values, inc.id))
                     saved.append(inc)
             for key, url, message in messages:
