@@ -173,6 +173,10 @@ def test_list_and_get_show_the_agents_tasks_and_its_limits(service: Service) -> 
     assert summary["spec"]["deliver"] == ["json://hooks.example.com/summary"]
     assert summary["description"] == "weekly summary" and summary["recent_runs"] == []
     assert summary["next_run"] == "2026-06-01T08:00:00+02:00"  # 2026-06-01 is a Monday
+    later = ok(
+        call(server, "schedule_task", name="later", cron="0 8 * * *", http=HOOK, paused=True)
+    )
+    assert later["paused"] is True and later["next_run"] is None and later["upcoming"] == []
 
 
 def test_update_pause_resume_trigger_cancel_all_audited_as_the_agent(
@@ -190,10 +194,15 @@ def test_update_pause_resume_trigger_cancel_all_audited_as_the_agent(
             ("resume_task", {"name": "job"}),
             ("trigger_task", {"name": "job"}),
             ("cancel_task", {"name": "job"}),
+            ("list_runs", {"task": "job"}),
             ("get_task", {"name": "job"}),
         ],
     )
-    made, cron, llm, cleared, paused, resumed, run, cancelled = (ok(r) for r in results[:-1])
+    made, cron, llm, cleared, paused, resumed, run, cancelled, history = (
+        ok(r) for r in results[:-1]
+    )
+    # the cancelled task's runs stay readable
+    assert [r["id"] for r in history["runs"]] == [run["id"]]
     assert made["schedule"] == "every 1 hour"
     assert cron["schedule"] == "0 9 * * *" and "every" not in cron["spec"]
     assert cron["next_run"] == "2026-06-01T09:00:00+02:00"
@@ -294,6 +303,11 @@ def test_runs_with_attempts_and_the_redacted_tail_of_the_output(
         ),
         ({"every": "5q", "http": HOOK}, "every: not a duration: '5q'"),
         ({"at": "2026-13-01T08:00", "http": HOOK}, "at: must be a valid datetime"),
+        (
+            {"at": "2026-05-31T08:00", "http": HOOK},
+            "at: 2026-05-31T08:00:00 is past (it is 2026-06-01T02:00:00+02:00 now in the "
+            "task's zone); give a later time",
+        ),
         (
             {"cron": "0 * * * *", "timezone": "Europe/Berln", "http": HOOK},
             "timezone: unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)",

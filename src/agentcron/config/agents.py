@@ -327,6 +327,8 @@ def _split_agents(text: str) -> tuple[str, tuple[Any, Any, int | None] | None, l
     lines = text.splitlines(keepends=True)
     end = tree.lc.key(keys[after])[0] if after < len(keys) else len(lines)
     blanked = "".join(("\n" if start <= i < end else line) for i, line in enumerate(lines))
+    if keys == ["agents"]:
+        blanked = "{}\n"  # nothing else written: an empty mapping, not an empty file
     found: list[Any] = []
     plain = to_plain(tree["agents"], ("agents",), found, tree)
     return blanked, (plain if plain is not None else {}, tree["agents"], start + 1), found

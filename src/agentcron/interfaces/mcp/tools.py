@@ -258,8 +258,10 @@ class Tools:
         with answers():
             if task is not None:
                 full = p.task_name(task, exists=self._exists)
-                self._show(p, full)
-                rows, _ = service.runs_page(full, status=status, limit=limit)
+                try:  # a cancelled task's runs stay readable
+                    rows, _ = service.runs_page(full, status=status, limit=limit)
+                except NotFoundError:
+                    raise self._not_found(p, full) from None
             elif p.caller.client.sees_everything():
                 rows, _ = service.runs_page(None, status=status, limit=limit)
             else:
@@ -365,7 +367,7 @@ class Tools:
                 creating=True,
             )
             spec = self._validated(full, raw)
-            p.check_period(_schedule_words(spec), service.period(spec))
+            self._check_timing(p, spec)
             with self._adding:
                 names = [row["name"] for row in self._visible_tasks(p)]
                 if full in names:
@@ -425,10 +427,24 @@ class Tools:
                 )
             if any(k in patch for k in (*_SCHEDULE_KEYS, "timezone")):
                 spec = self._schedule_after(full, view["spec"], patch)
-                p.check_period(_schedule_words(spec), service.period(spec))
+                self._check_timing(p, spec)
             with acting_as(p.caller.actor):
                 service.update_task(full, patch)
         return self._detail(p, self._show(p, full))
+
+    def _check_timing(self, p: Policy, spec: TaskSpec) -> None:
+        """Not more often than the agent may, and not only in the past (a task that
+        can never fire would be a silent failure)."""
+        service = self._service()
+        p.check_period(_schedule_words(spec), service.period(spec))
+        now = service.clock.now()
+        if spec.at is not None and service.first_fire(spec, now) is None:
+            zone = spec.zone(service.defaults.timezone)
+            shown = now.astimezone(zone).isoformat(timespec="seconds")
+            raise Refused(
+                f"at: {spec.at.isoformat()} is past (it is {shown} now in the task's zone); "
+                "give a later time"
+            )
 
     def _schedule_after(
         self, full: str, spec: Mapping[str, Any], patch: Mapping[str, Any]
