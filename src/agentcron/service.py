@@ -184,6 +184,10 @@ class Service(HistoryMixin, StatusMixin):
         view["recent_runs"] = self.runs(name, 5)
         return view
 
+    def zone_of(self, name: str) -> str:
+        """The IANA zone the task's schedule is read in (tables name times in it)."""
+        return str(self._zone(self._task(name).spec).key)
+
     def next_fires(
         self, name: str, count: int = 5, start: datetime | None = None
     ) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ app = typer.Typer(
     name="agentcron",
     help="A scheduler for AI-agent and script workloads: a scheduled task never fails silently.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False, soft_wrap=True)
@@ -44,7 +44,15 @@ HomeOpt = Annotated[
 DbOpt = Annotated[
     str | None, typer.Option("--db", help="Database URL (default SQLite in the home)")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+def _remember_json(value: bool) -> bool:
+    """Errors of a ``--json`` command are answered in JSON too (see :func:`fail`)."""
+    _globals.json = _globals.json or value
+    return value
+
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Machine-readable output", callback=_remember_json)
+]
 
 
 @dataclass
@@ -52,17 +60,44 @@ class Globals:
     config: Path | None = None
     home: Path | None = None
     db: str | None = None
+    json: bool = False  # this invocation asked for --json
 
 
 _globals = Globals()
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"agentcron {version('agentcron')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("agentcron (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(config: ConfigOpt = None, home: HomeOpt = None, db: DbOpt = None) -> None:
+def _main(
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    _show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
     _globals.config, _globals.home, _globals.db = config, home, db
+    _globals.json = False  # set by the command's own --json (tests run several in one process)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
+    """The error on stderr; with ``--json`` also as ``{"error": …}`` on stdout, so a
+    script reading the JSON gets JSON whether the command worked or not."""
+    if _globals.json:
+        print(json.dumps({"error": message}))
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     raise typer.Exit(code)
 
@@ -349,10 +384,11 @@ def next_(
 
     with service_for(config, home, db) as svc:
         rows = svc.next_fires(task, count, start)
+        zone = svc.zone_of(task)
     if json_out:
         emit_json(shaped(NextFire, rows))
     else:
-        render.next_table(out, task, rows)
+        render.next_table(out, task, rows, zone)
 
 
 @app.command()
@@ -491,6 +527,7 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: type[Any]) -> C
 
         with service_for(config, home, db) as svc:
             result = action(svc, task)
+            alive = svc.daemon_status()["alive"] if verb == "triggered" else True
         if json_out:
             emit_json(
                 shaped(shape, result if result is not None else {"name": task, "removed": True})
@@ -499,7 +536,12 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: type[Any]) -> C
             out.print(
                 f"{verb} {task}"
                 + (
-                    f" (run {result['id']} queued; the daemon starts it within a second)"
+                    (
+                        f" (run {result['id']} queued; the daemon starts it within a second)"
+                        if alive
+                        else f" (run {result['id']} queued; the daemon is not running: it "
+                        "starts when `agentcron run` does)"
+                    )
                     if verb == "triggered" and isinstance(result, dict)
                     else ""
                 )

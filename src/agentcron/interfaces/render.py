@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.console import Console
 from rich.table import Table
@@ -30,10 +33,37 @@ _STATUS_STYLE = {
 }
 
 
-def _short(ts: str | None) -> str:
+def _short(ts: str | None, zone: str | None = None) -> str:
+    """A time as people scan it in a table: ``19:01:20 CET`` today, ``Dec 03 02:30 CET``
+    this year, ``2027-03-28 03:00 CEST`` beyond; seconds only when they are not zero,
+    never fractions. In ``zone`` when given (its abbreviation), else at the offset the
+    time was written with. ``--json`` keeps full ISO times."""
     if not ts:
         return "-"
-    return ts.replace("T", " ")[:16] + " " + ts[19:] if len(ts) > 19 else ts
+    try:
+        when = datetime.fromisoformat(ts)
+    except ValueError:
+        return ts
+    if when.tzinfo is not None and zone:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+            when = when.astimezone(ZoneInfo(zone))
+    now = datetime.now(when.tzinfo) if when.tzinfo else datetime.now()
+    clock = f"{when:%H:%M:%S}" if when.second else f"{when:%H:%M}"
+    if when.date() == now.date():
+        day = ""
+    elif when.year == now.year:
+        day = f"{when:%b %d} "
+    else:
+        day = f"{when:%Y-%m-%d} "
+    return f"{day}{clock} {_zone_label(when)}".rstrip()
+
+
+def _zone_label(when: datetime) -> str:
+    name = when.tzname() or ""
+    if name and not name.startswith(("+", "-", "UTC+", "UTC-")):
+        return name  # CET, CEST, UTC, EST
+    offset = when.strftime("%z")
+    return f"{offset[:3]}:{offset[3:]}" if offset else ""
 
 
 def tasks_table(console: Console, rows: list[dict[str, Any]]) -> None:
@@ -44,7 +74,7 @@ def tasks_table(console: Console, rows: list[dict[str, Any]]) -> None:
         return
     table = Table(show_lines=False)
     for col in ("task", "schedule", "next run", "last", "health", "delivery", "source"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "next run")
     for r in rows:
         health = (
             r["health_detail"] if r["health"] != "ok" and r.get("health_detail") else r["health"]
@@ -54,7 +84,7 @@ def tasks_table(console: Console, rows: list[dict[str, Any]]) -> None:
         table.add_row(
             r["name"],
             f"{r['schedule']} ({r['timezone']})",
-            _short(r["next_run"]),
+            _short(r["next_run"], r.get("timezone")),
             Text(r["last_status"] or "-", style=_STATUS_STYLE.get(r["last_status"] or "", "")),
             Text(health, style=_HEALTH_STYLE.get(r["health"], "")),
             r["delivery_status"] if r.get("delivery_status") not in (None, "none") else "-",
@@ -71,7 +101,7 @@ def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
     with_tokens = any(r.get("tokens") for r in rows)
     cols = ["id", "task", "scheduled for", "status", "attempts", "error / reason", "delivery"]
     for col in cols + (["tokens"] if with_tokens else []):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "scheduled for")
     for r in rows:
         why = r["error"] or r.get("reason") or ""
         if r["error_class"]:
@@ -95,16 +125,26 @@ def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def next_table(console: Console, task: str, rows: list[dict[str, Any]]) -> None:
+def next_table(
+    console: Console, task: str, rows: list[dict[str, Any]], zone: str | None = None
+) -> None:
     if not rows:
         console.print(f"{task} will not fire again")
         return
     table = Table(title=f"next runs of {task}")
-    table.add_column("local time")
-    table.add_column("UTC")
+    table.add_column("local time", no_wrap=True)
+    table.add_column("UTC", no_wrap=True)
     table.add_column("note")
     for r in rows:
-        table.add_row(r["local"], r["at"], Text(r["note"] or "", style="yellow"))
+        local, utc = datetime.fromisoformat(r["local"]), datetime.fromisoformat(r["at"])
+        if zone:
+            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+                local = local.astimezone(ZoneInfo(zone))  # its abbreviation: CET, CEST
+        table.add_row(
+            f"{local:%a %Y-%m-%d} {_clock(local)} {_zone_label(local)}",
+            f"{_clock(utc.astimezone(UTC))} UTC",
+            Text(r["note"] or "", style="yellow"),
+        )
     console.print(table)
 
 
@@ -133,8 +173,10 @@ def run_detail(console: Console, data: dict[str, Any]) -> None:
         f"{data['status']}" + (f" ({data['reason']})" if data.get("reason") else "")
     )
     for a in data["attempts_detail"]:
-        dur = f"{a['duration_s']:.1f}s" if a["duration_s"] is not None else "still running"
-        line = f"  attempt {a['number']}: {a['status']} in {dur}"
+        if a["duration_s"] is not None:
+            line = f"  attempt {a['number']}: {a['status']} in {a['duration_s']:.1f}s"
+        else:
+            line = f"  attempt {a['number']}: running since {_short(a['started_at'])}"
         if a["error_class"]:
             line += f" — {a['error_class']}: {a['explanation'] or ''}"
             if a["error"] and a["error"] != a["explanation"]:
@@ -246,3 +288,7 @@ def _change(before: Any, after: Any) -> str:
     if before is None:
         return "" if after is None else str(after)[:120]
     return f"was {str(before)[:120]}" if after is None else f"{before} -> {after}"[:160]
+
+
+def _clock(when: datetime) -> str:
+    return f"{when:%H:%M:%S}" if when.second else f"{when:%H:%M}"

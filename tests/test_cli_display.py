@@ -1,0 +1,72 @@
+"""What the CLI shows people (issue 12 finding 13): whole times at 80 columns in the
+task's zone with its abbreviation, seconds where they matter and never fractions, a
+trigger that says when it will run, JSON errors for --json, and --version."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentcron.interfaces.cli import app
+
+CONFIG = """
+timezone: Europe/Berlin
+tasks:
+  dst:
+    cron: "30 2 * * *"
+    command: ["echo", "x"]
+  fast:
+    every: 20s
+    command: ["echo", "hi"]
+"""
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    (tmp_path / "agentcron.yaml").write_text(CONFIG)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "80")
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, (result.stdout, result.stderr)
+        return result.stdout
+
+    return run
+
+
+def test_tables_show_whole_times_in_the_tasks_zone_at_80_columns(cli) -> None:  # type: ignore[no-untyped-def]
+    listed = cli("list")
+    assert re.search(r"\bdst\b.*│ (\w{3} \d\d )?02:30 CET +│", listed), listed
+    assert re.search(r"\bfast\b.*│ (\w{3} \d\d )?\d\d:\d\d(:\d\d)? CET +│", listed), listed
+    nxt = cli("next", "dst", "--count", "2", "--from", "2027-03-27T00:00")
+    assert "Sat 2027-03-27 02:30 CET" in nxt and "Sun 2027-03-28 03:00 CEST" in nxt, nxt
+    assert "01:00 UTC" in nxt and "does not exist" in nxt, nxt
+    sub = cli("next", "fast", "--count", "3", "--from", "2027-01-05T10:07")
+    assert re.findall(
+        r"\d\d:\d\d(?::\d\d)? CET", sub
+    ) == ["10:07:20 CET", "10:07:40 CET", "10:08 CET"], sub
+
+
+def test_a_triggered_run_shows_no_fractions_and_says_when_it_starts(cli) -> None:  # type: ignore[no-untyped-def]
+    said = cli("trigger", "fast")
+    assert "the daemon is not running: it starts when `agentcron run` does" in said, said
+    runs = cli("runs")
+    assert not re.search(r"\.\d{3,}", runs), runs
+    assert re.search(r"│ \d\d:\d\d:\d\d \+01:00 +│ pending", runs), runs
+    assert json.loads(cli("runs", "--json"))[0]["scheduled_for"].count(".") == 1  # ISO kept
+
+
+def test_json_commands_answer_errors_in_json_and_version_is_printed(cli) -> None:  # type: ignore[no-untyped-def]
+    out = cli("notify", "test", "--json", code=1)
+    assert json.loads(out) == {
+        "error": "no channels configured: add `notify:` URLs to agentcron.yaml or pass "
+        "--channel URL"
+    }
+    assert re.fullmatch(r"agentcron \S+\n", cli("--version")), cli("--version")
