@@ -70,3 +70,19 @@ def test_json_commands_answer_errors_in_json_and_version_is_printed(cli) -> None
         "--channel URL"
     }
     assert re.fullmatch(r"agentcron \S+\n", cli("--version")), cli("--version")
+
+
+def test_a_one_shot_in_the_past_is_refused_at_add_and_recorded_expired_from_the_file(
+    cli, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    out = cli("add", "past", "--at", "2020-01-01T10:00", "--json", "--", "echo", code=1)
+    error = json.loads(out)["error"]
+    assert error.startswith("at 2020-01-01T10:00+01:00 is in the past (now "), error
+    assert "`agentcron trigger` runs a task now" in error
+    assert "past" not in {t["name"] for t in json.loads(cli("list", "--json"))}
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(config.read_text() + '  once:\n    at: "2020-01-01T10:00"\n'
+                      '    command: ["echo"]\n')
+    [run] = [r for r in json.loads(cli("runs", "--json")) if r["task"] == "once"]
+    assert run["status"] == "expired", run
+    assert run["reason"] == "its time had already passed when it was added to the config file"

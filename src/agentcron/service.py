@@ -78,7 +78,22 @@ class Service(HistoryMixin, StatusMixin):
             name: None if spec.paused else self.first_fire(spec, now)
             for name, spec in specs.items()
         }
-        return self.store.sync_file_tasks(list(specs.values()), now, next_fire)
+        added, changed, removed = self.store.sync_file_tasks(
+            list(specs.values()), now, next_fire
+        )
+        for name in added:
+            self._expire_past_one_shot(specs[name], now)
+        return added, changed, removed
+
+    def _expire_past_one_shot(self, spec: TaskSpec, now: datetime) -> None:
+        """A one-shot written in the file with a time already past never fires: it is
+        recorded ``expired`` with the reason (so `list` and `runs` show it, and the
+        daemon's report of slots that did not run tells it) instead of staying silent."""
+        if spec.at is None or spec.paused or self.first_fire(spec, now) is not None:
+            return
+        at = spec.at if spec.at.tzinfo else spec.at.replace(tzinfo=self._zone(spec))
+        reason = "its time had already passed when it was added to the config file"
+        self.store.add_slot(spec.name, NewSlot(at, SlotStatus.EXPIRED, reason), now)
 
     def upsert_code_tasks(self, specs: list[TaskSpec]) -> None:
         """Tasks registered from Python code: written in one transaction (100,000 at once
@@ -226,6 +241,7 @@ class Service(HistoryMixin, StatusMixin):
                 field="name",
             )
         spec = self._validate(name, raw)
+        self._refuse_past_one_shot(spec)
         self._store_spec(spec)
         self._audit(
             "task.create" if existing is None else "task.replace",
@@ -267,6 +283,22 @@ class Service(HistoryMixin, StatusMixin):
         self._audit("task.update", name, spec_view(rec.spec), spec_view(spec))
         self._changed()
         return self._task_view(self._task(name))
+
+    def _refuse_past_one_shot(self, spec: TaskSpec) -> None:
+        """A one-shot whose time has passed would never run and never be recorded:
+        refused with what to do instead (the config file records it ``expired``)."""
+        if spec.at is None or spec.paused:
+            return
+        now = self.clock.now()
+        if self.first_fire(spec, now) is None:
+            zone = self._zone(spec)
+            at = spec.at if spec.at.tzinfo else spec.at.replace(tzinfo=zone)
+            raise InvalidError(
+                f"at {at.astimezone(zone).isoformat(timespec='minutes')} is in the past "
+                f"(now {now.astimezone(zone).isoformat(timespec='minutes')}): a one-shot "
+                "runs once at a time to come; `agentcron trigger` runs a task now",
+                field="at",
+            )
 
     def _validate(self, name: str, raw: Mapping[str, Any]) -> TaskSpec:
         from agentcron.config.errors import ConfigError
