@@ -461,6 +461,26 @@ def verdicts(out: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def run_queue_waits(out: Any, path: str = "") -> dict[str, str]:
+    """Each measuring window's run-queue wait (time its threads were ready to run but
+    a CPU was not free: taken by another process, or by another of its own threads),
+    summed over its threads, and the CPU other processes used meanwhile: how much the
+    shared machine stretched that window."""
+    found: dict[str, str] = {}
+    if isinstance(out, dict):
+        if "run_queue_wait_ms" in out and "seconds" in out and "threads" in out:
+            others = out.get("other_processes_percent_of_core")
+            found[path.strip(".")] = (
+                f"{out['run_queue_wait_ms']:.0f} ms in {out['seconds']} s; other processes "
+                f"used {others} % of a core meanwhile"
+            )
+            return found
+        for key, value in out.items():
+            if key not in ("verdicts", "machine", "params"):
+                found.update(run_queue_waits(value, f"{path}.{key}".replace(".window", "")))
+    return found
+
+
 def print_table(rows: Sequence[dict[str, Any]], machine: dict[str, Any]) -> None:
     def fmt(value: Any) -> str:
         if value is None:
@@ -611,8 +631,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     out["bench_seconds"] = round(time.monotonic() - began, 1)
     out["verdicts"] = verdicts(out)
+    out["run_queue_wait"] = run_queue_waits(out)
     print(json.dumps(out, indent=2))
     print_table(out["verdicts"], out["machine"])
+    print("run-queue wait and others' CPU in each measuring window:", file=sys.stderr)
+    for where, wait in out["run_queue_wait"].items():
+        print(f"  {where}: {wait}", file=sys.stderr)
 
 
 if __name__ == "__main__":

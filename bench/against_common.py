@@ -118,6 +118,15 @@ def self_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, all processes), from
+    /proc/stat: a window's share not spent by the measured process is what the other
+    engineers' work took from the machine meanwhile."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int | str = "self") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -167,6 +176,7 @@ class CpuWindow:
     def start(self) -> None:
         self.t0 = time.monotonic()
         self.cpu0 = self_cpu_s()
+        self.busy0 = machine_busy_s()
         self.threads0 = thread_samples()
 
     def stop(self) -> dict[str, Any]:
@@ -174,6 +184,7 @@ class CpuWindow:
 
         seconds = time.monotonic() - self.t0
         cpu = self_cpu_s() - self.cpu0
+        others = machine_busy_s() - self.busy0 - cpu
         window = thread_window(self.threads0, thread_samples(), seconds)
         names = {t.native_id: t.name for t in threading.enumerate() if t.native_id}
         for tid, info in window["threads"].items():
@@ -184,6 +195,7 @@ class CpuWindow:
             "cpu_percent_of_core": round(100 * cpu / seconds, 2),
             "wakeups_per_s": window["wakeups_per_s"],
             "run_queue_wait_ms": window["run_queue_wait_ms"],
+            "other_processes_percent_of_core": round(max(0.0, 100 * others / seconds), 1),
             "threads": _busiest(window["threads"]),
         }
 

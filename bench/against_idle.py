@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.against_common import REPO, rss_mb, thread_samples, thread_window
+from bench.against_common import REPO, machine_busy_s, rss_mb, thread_samples, thread_window
 
 READY_LOG = "agentcron running as"
 DAEMON = (sys.executable, "-m", "agentcron", "run")  # `agentcron run` from this tree
@@ -108,6 +108,7 @@ def watch(pid: int, seconds: float) -> dict[str, Any]:
     """The window: per-thread deltas, the process's CPU second by second, RSS at the end,
     and each thread's name and what it was doing (py-spy)."""
     before = thread_samples(pid)
+    busy0 = machine_busy_s()
     t0 = time.monotonic()
     series: list[float] = []
     last = _cpu_ns(before)
@@ -118,7 +119,12 @@ def watch(pid: int, seconds: float) -> dict[str, Any]:
         last = now
     time.sleep(max(0.0, t0 + seconds - time.monotonic()))
     after = thread_samples(pid)
+    busy = machine_busy_s() - busy0
     window = thread_window(before, after, time.monotonic() - t0)
+    own = sum(p["cpu_percent_of_core"] for p in window["threads"].values()) / 100
+    window["other_processes_percent_of_core"] = round(
+        max(0.0, 100 * (busy / window["seconds"] - own)), 1
+    )
     window["cpu_percent_per_second"] = series
     window["rss_mb"] = rss_mb(pid)
     names = name_threads(pid)
