@@ -130,3 +130,18 @@ def test_isolation_process_runs_a_decorated_function_in_the_worker_pool(
     assert slot.output_path is not None
     pid = int(Path(slot.output_path).read_text().strip())
     assert pid != os.getpid()  # ran in a pool worker process, not inline
+
+
+def test_the_schedulers_time_zone_is_kept_with_its_tasks_and_checked_at_once() -> None:
+    """`agentcron list` and `next` read a code task's schedule in the Scheduler's zone
+    (issue 12 finding 8), and an unknown zone is refused when the Scheduler is made."""
+    import pytest
+
+    from agentcron.config import ConfigError
+    from agentcron.scheduler import Scheduler
+
+    sched = Scheduler(timezone="Europe/Berlin", home="/tmp/agentcron-unused-home")
+    assert sched.add("nightly", lambda: "x", cron="0 2 * * *").timezone == "Europe/Berlin"
+    assert sched.add("utc", lambda: "x", cron="0 2 * * *", timezone="UTC").timezone == "UTC"
+    with pytest.raises(ConfigError, match="timezone: unknown time zone 'Mars/Base'"):
+        Scheduler(timezone="Mars/Base")

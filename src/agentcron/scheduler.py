@@ -52,6 +52,13 @@ class Scheduler:
         other plans for it."""
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if timezone is not None:
+            from agentcron.schedules.zones import resolve_zone
+
+            try:
+                resolve_zone(timezone)
+            except (ValueError, KeyError) as exc:
+                raise ConfigError([_problem("timezone", str(exc))], "<python>") from None
         self.home = resolve_home(home)
         self.db = db
         self.timezone = timezone
@@ -68,6 +75,10 @@ class Scheduler:
         otherwise give an action (``command=[...]``, ``http={...}``, ``llm={...}``).
         Raises :class:`ConfigError` naming the field when the spec is invalid."""
         raw = dict(spec)
+        if self.timezone is not None:
+            # stored with the task, so `agentcron list` and `next` (which do not see this
+            # object) read its schedule in the zone the daemon does
+            raw.setdefault("timezone", self.timezone)
         if func is not None:
             target = raw.get("python") or f"{func.__module__}:{func.__qualname__}"
             if not re.match(r"^[\w.]+:[\w.]+$", target):  # e.g. a function defined in a function
