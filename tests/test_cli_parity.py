@@ -53,6 +53,7 @@ LOCAL_ONLY = {
     "validate": "reads a local file; on the server it would expand the daemon's secrets",
     "doctor": "checks this machine's config file and database; /api/v1/health is the remote view",
     "import": "reads another scheduler's files on this machine",
+    "mcp": "is the MCP server for one agent over stdio; the daemon serves the same tools at /mcp",
     "metrics": "",  # not a command: /metrics is the daemon's own counters
 }
 

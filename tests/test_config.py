@@ -254,6 +254,7 @@ class TestJsonSchema:
             "defaults",
             "tasks",
             "heartbeat_url",
+            "agents",
             "env_file",
             "max_concurrency",
             "api",

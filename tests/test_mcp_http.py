@@ -125,11 +125,6 @@ def test_an_unset_token_env_stops_the_mount(
         mount_mcp(app, AGENTS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with api.token set the app's Guard asks every path for the API token, so an "
-    "agent's own token never reaches /mcp: the Guard must leave /mcp's authentication to it",
-)
 def test_agents_get_in_when_the_api_has_a_token_too(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:

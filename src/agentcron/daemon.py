@@ -270,6 +270,7 @@ class Daemon:
             defaults=lambda: self.service.defaults if self.service else Defaults(),
             engine=self.engine,
             notify_urls=lambda: list(self.config.notify) if self.config else [],
+            agents=self.config.agents,
         )
 
     def _tell_api(self, text: str, ok: bool) -> None:

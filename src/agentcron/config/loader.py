@@ -205,6 +205,7 @@ def _parse(text: str, source: str, digest: str, base_dir: Path) -> LoadedConfig:
         tasks=tasks,
         digest=digest,
         defaults=dict(defaults),
+        agents=top.agents,
     )
 
 

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from agentcron.config._urls import check_apprise_url, check_http_url
+from agentcron.config.agents import AgentsConfig
 from agentcron.model.task import NOTIFY_EVENTS, TASK_NAME, BackoffSpec, LlmSpec, TaskSpec
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -180,6 +181,10 @@ class ConfigFile(BaseModel):
     heartbeat_url: str | None = Field(
         default=None, description="Pinged by the daemon while alive (dead man's switch)"
     )
+    agents: Annotated[AgentsConfig, BeforeValidator(_none_as_empty)] = Field(
+        default_factory=AgentsConfig,
+        description="Agents let in through the MCP server and their bounds (docs/mcp.md)",
+    )
     env_file: str | None = Field(
         default=None,
         description="dotenv file read before ${NAME} placeholders are expanded "
@@ -220,6 +225,7 @@ class LoadedConfig:
     # the file's `defaults:` as written, so tasks added later through `agentcron add`
     # or the API can get them too (validate_task_mapping(name, raw, config.defaults))
     defaults: dict[str, Any] = field(default_factory=dict)
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
 
 
 _ONE_OR_MANY_URLS = {

@@ -744,10 +744,11 @@ def notify_test(
         raise typer.Exit(1)
 
 
-from agentcron.interfaces import cli_import, cli_status  # noqa: E402  (they use the above)
+from agentcron.interfaces import cli_import, cli_mcp, cli_status  # noqa: E402  (use the above)
 
 cli_status.register(app)
 cli_import.register(app)
+cli_mcp.register(app)
 
 
 def main() -> None:

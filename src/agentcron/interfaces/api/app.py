@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
+from agentcron.config.agents import AgentsConfig
 from agentcron.interfaces.api import problems, routes_runs, routes_status, routes_tasks
 from agentcron.interfaces.api.guard import Guard
 from agentcron.metrics import CONTENT_TYPE, Metrics
@@ -44,6 +45,7 @@ class ApiSettings:
     notify_urls: Callable[[], list[str]] = field(default=list)
     close_service: bool = True
     dashboard: bool = True
+    agents: AgentsConfig | None = None  # let in at /mcp (interfaces.mcp)
 
 
 def create_app(
@@ -104,6 +106,10 @@ def create_app(
         from agentcron.interfaces.dashboard import build_router
 
         app.include_router(build_router())
+    if settings.agents is not None and settings.agents.clients:
+        from agentcron.interfaces.mcp import mount_mcp
+
+        mount_mcp(app, settings.agents)
     app.add_middleware(
         Guard,
         token=settings.token,

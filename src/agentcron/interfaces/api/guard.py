@@ -176,7 +176,9 @@ class Guard:
         path = scope["path"]
         method = scope["method"]
         if self.token is not None:
-            if not token_matches(headers.get("authorization", ""), self.token):
+            # /mcp takes the agents' own tokens (interfaces.mcp checks them), not api.token
+            mcp = path == "/mcp" or path.startswith("/mcp/")
+            if not mcp and not token_matches(headers.get("authorization", ""), self.token):
                 challenge = (
                     'Bearer realm="agentcron"'
                     if path.startswith(("/api/", "/metrics"))

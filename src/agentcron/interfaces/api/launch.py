@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentcron.config.agents import AgentsConfig
 from agentcron.config.errors import ConfigError, ConfigProblem
 from agentcron.config.schema import ApiConfig, is_loopback_host
 
@@ -99,6 +100,7 @@ def daemon_api(
     defaults: Callable[[], Defaults],
     engine: Engine,
     notify_urls: Callable[[], list[str]],
+    agents: AgentsConfig | None = None,
 ) -> DaemonApi | None:
     """Build (not start) the daemon's web app, or None when the API is off. The
     metrics are attached to ``engine`` here; the app's service opens its own
@@ -138,9 +140,19 @@ def daemon_api(
         services[:] = [service]
         return service
 
-    app = create_app(
-        open_service, ApiSettings(token=token, metrics=metrics, notify_urls=notify_urls)
+    settings = ApiSettings(
+        token=token, metrics=metrics, notify_urls=notify_urls, agents=agents
     )
+    try:
+        app = create_app(open_service, settings)
+    except ImportError as exc:
+        raise ConfigError(
+            [ConfigProblem("agents", f"serving /mcp needs the mcp extra: pip install "
+                           f"'agentcron[mcp]' ({exc})")],
+            "",
+        ) from None
+    except ValueError as exc:  # a client's token_env is not set
+        raise ConfigError([ConfigProblem("agents", str(exc))], "") from None
     return DaemonApi(ApiServer(app, api.host, api.port), metrics, services)
 
 
