@@ -54,7 +54,7 @@ def _attempts(d: DaemonProc) -> list[tuple[str, int, float, float | None, str | 
 
 
 def test_three_refused_tasks_make_one_provider_incident_and_one_probe(tmp_path: Path) -> None:
-    refusal = openai_error(429, "slow down", headers={"Retry-After": "4"})
+    refusal = openai_error(429, "slow down", headers={"Retry-After": "12"})
     with WebhookReceiver() as hook, FakeOpenAI([refusal] * 3 + [completion("ok")] * 4) as fake:
         anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
         d = DaemonProc(
@@ -64,6 +64,8 @@ def test_three_refused_tasks_make_one_provider_incident_and_one_probe(tmp_path: 
         try:
             wait_for(lambda: hook.messages(), timeout=60, what="the provider's message")
             first = hook.messages()
+            shown = d.json("health")["providers"]
+            doctor = d.cli("doctor", check=False).stdout
             d.cli("trigger", "late")  # due during the cooldown
             wait_for(
                 lambda: len(hook.messages()) >= 2, timeout=60, what="the provider answering"
@@ -80,6 +82,11 @@ def test_three_refused_tasks_make_one_provider_incident_and_one_probe(tmp_path: 
             raise
         finally:
             d.stop()
+    assert [(p["name"], p["state"]) for p in shown] in (
+        [("127.0.0.1", "cooling")],
+        [("127.0.0.1", "probing")],
+    ), shown
+    assert "provider 127.0.0.1" in doctor and "tasks wait without spending retries" in doctor
     bodies = [str(m.get("message", "")).splitlines()[0] for m in messages]
     assert len(first) == 1 and len(bodies) == 2, bodies
     host = "127.0.0.1"
@@ -98,3 +105,52 @@ def test_three_refused_tasks_make_one_provider_incident_and_one_probe(tmp_path: 
     after = [a for a in attempts if a[4] is None]
     probe = after[0]
     assert probe[3] is not None and all(a[2] >= probe[3] for a in after[1:]), attempts
+
+
+@pytest.mark.postgres
+def test_two_daemons_on_postgresql_share_one_back_off(tmp_path: Path) -> None:
+    """The same on two nodes sharing a database: the three refusals may land on either
+    node; one provider message, no attempt spent while it cools, all three succeed."""
+    from conftest import require_pg
+    from pg_util import PgDaemonProc, admin_execute, dsn_with_schema, fresh_schema
+
+    require_pg()
+    refusal = openai_error(429, "slow down", headers={"Retry-After": "4"})
+    with (
+        fresh_schema() as schema,
+        WebhookReceiver() as hook,
+        FakeOpenAI([refusal] * 3 + [completion("ok")] * 3) as fake,
+    ):
+        admin_execute([], schema=schema)  # the DSN selects it; the product does not create it
+        anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=10)
+        text = _config(hook.url, fake.base_url, anchor)
+        nodes = [
+            PgDaemonProc(
+                tmp_path / name, text, dsn_with_schema(schema), {"FAKE_KEY": "sk-test-1234"}
+            )
+            for name in ("a", "b")
+        ]
+        for node in nodes:
+            node.start()
+        try:
+            wait_for(lambda: len(hook.messages()) >= 2, timeout=90, what="both messages")
+
+            def done() -> list[Any] | None:
+                rows = nodes[0].json("runs", "--limit", "50")
+                ok = [r for r in rows if r["status"] == "succeeded" and r["task"] in TASKS]
+                return rows if len(ok) == 3 else None
+
+            rows = wait_for(done, timeout=60, what="three successes")
+        except BaseException:
+            for node in nodes:
+                print(node.daemon_log()[-4000:])
+            raise
+        finally:
+            for node in nodes:
+                node.stop()
+    bodies = [str(m.get("message", "")).splitlines()[0] for m in hook.messages()]
+    assert len(bodies) == 2, bodies
+    assert bodies[0].startswith("⚠ 127.0.0.1 is refusing calls (") and "3 tasks" in bodies[0]
+    assert bodies[1].startswith("✔ 127.0.0.1 is answering again after "), bodies
+    assert {r["attempts"] for r in rows if r["task"] in TASKS} == {2}, rows
+    assert fake.calls == 6

@@ -275,6 +275,14 @@ class Metrics:
         for task, at in sorted(successes.items()):
             last.add_metric([task], at)
         yield last
+        cooling = GaugeMetricFamily(
+            "agentcron_provider_cooldown_seconds",
+            "Seconds until a provider that refused calls may be called again (0: over)",
+            labels=["provider"],
+        )
+        for p in gauges.providers:
+            cooling.add_metric([p.name], max(0.0, (p.until - gauges.now).total_seconds()))
+        yield cooling
         if gauges.last_tick is not None:
             yield GaugeMetricFamily(
                 "agentcron_daemon_last_tick_timestamp_seconds",

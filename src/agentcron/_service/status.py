@@ -18,6 +18,7 @@ from typing import Any
 
 from agentcron._service.base import ServiceCore, iso
 from agentcron.home import hostname, pid_alive
+from agentcron.model import ProviderState
 from agentcron.store._api_sql import LiveCounts
 
 DAEMON_STALE_AFTER = timedelta(
@@ -32,6 +33,7 @@ class Gauges:
     live: LiveCounts
     last_tick: datetime | None
     now: datetime
+    providers: tuple[ProviderState, ...] = ()
 
 
 class StatusMixin(ServiceCore):
@@ -94,7 +96,27 @@ class StatusMixin(ServiceCore):
             },
             "open_incidents": sum(live.open_incidents.values()),
             "channels": self.channel_health(),
+            "providers": self.providers(),
         }
+
+    def providers(self) -> list[dict[str, Any]]:
+        """Providers with a back-off on record: cooling down (their tasks wait), being
+        tried by one run, or just over (see agentcron.model.provider)."""
+        now = self.clock.now()
+        out = []
+        for p in self.store.providers():
+            state = "cooling" if p.cooling(now) else "probing" if p.probing(now) else "over"
+            out.append(
+                {
+                    "name": p.name,
+                    "state": state,
+                    "until": iso(p.until),
+                    "since": iso(p.since),
+                    "reason": p.reason,
+                    "seconds_left": max(0.0, round((p.until - now).total_seconds(), 1)),
+                }
+            )
+        return out
 
     def heartbeat_endpoint(self) -> dict[str, Any] | None:
         """The dead man's switch as the daemon last found it (doctor, API)."""
@@ -104,7 +126,12 @@ class StatusMixin(ServiceCore):
 
     def gauges(self) -> Gauges:
         ticks = self.store.last_ticks()
-        return Gauges(self.store.live_counts(), max(ticks.values(), default=None), self.clock.now())
+        return Gauges(
+            self.store.live_counts(),
+            max(ticks.values(), default=None),
+            self.clock.now(),
+            tuple(self.store.providers()),
+        )
 
     def failed_deliveries(self) -> int:
         return self.store.failed_deliveries()
@@ -159,6 +186,16 @@ class StatusMixin(ServiceCore):
                         f"{h['pending']} waiting",
                     }
                 )
+        checks.extend(
+            {
+                "name": f"provider {p['name']}",
+                "status": "warn",
+                "message": f"{p['state']} until {p['until']}: {p['reason']}; its tasks wait "
+                "without spending retries",
+            }
+            for p in self.providers()
+            if p["state"] != "over"
+        )
         failed = [d for d in self.store.deliveries(limit=200) if d.status.value == "failed"]
         if failed:
             checks.append(

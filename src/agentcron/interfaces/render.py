@@ -257,6 +257,12 @@ def health(console: Console, data: dict[str, Any]) -> None:
     for c in data["channels"]:
         mark = "[green]✔[/]" if c["ok"] else "[red]✖[/]"
         console.print(f"  {mark} channel {c['channel']}: {c['last_error'] or 'ok'}")
+    for p in data.get("providers", []):
+        mark = "[green]✔[/]" if p["state"] == "over" else "[yellow]![/]"
+        console.print(
+            f"  {mark} provider {p['name']}: {p['state']} until {_short(p['until'])} "
+            f"({p['reason']})"
+        )
     console.print(f"  database: {data['database']}")
 
 

@@ -175,6 +175,17 @@ class ChannelView(_Shape):
     undeliverable: int
 
 
+class ProviderView(_Shape):
+    """A provider's shared back-off (its tasks wait while it cools down)."""
+
+    name: str
+    state: str = Field(description="cooling, probing (one run tries it) or over")
+    until: str | None
+    since: str | None
+    reason: str
+    seconds_left: float
+
+
 class HealthView(_Shape):
     """``agentcron health`` / ``GET /api/v1/health``."""
 
@@ -189,6 +200,9 @@ class HealthView(_Shape):
     outbox: OutboxView
     open_incidents: int
     channels: list[ChannelView]
+    providers: list[ProviderView] = Field(
+        default_factory=list, description="Providers cooling down after refusing calls"
+    )
 
 
 class AuditView(_Shape):
