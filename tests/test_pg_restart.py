@@ -31,7 +31,7 @@ from daemon_proc import wait_for
 from e2e_sink import Sink
 from pg_util import PgDaemonProc, admin_execute, dsn_with_schema, fresh_schema
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.serial]
 
 RESTART_ENV = "AGENTCRON_TEST_PG_RESTART"
 EVERY = {"tick": 1, "three": 3, "five": 5}  # the grid tasks, seconds apart

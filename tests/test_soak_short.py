@@ -23,6 +23,7 @@ SOAK = Path(__file__).resolve().parent.parent / "bench" / "soak.py"
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 @pytest.mark.timeout(150)
 def test_soak_short() -> None:
     """One soak process, about 60-80 s: sqlite-kill alone (40 s of faults), or with
