@@ -84,6 +84,8 @@ class StatementLog:
 
     def _stat(self, sql: str, params: Sequence[Any]) -> _Stat:
         key = _call_site()  # cheap: folding a 400-row VALUES list costs 50 µs a call
+        if len(sql) < 20:  # BEGIN IMMEDIATE and COMMIT share their `with` line
+            key = f"{key} {sql.strip()}"
         with self._lock:
             stat = self.stats.get(key)
             if stat is None:
@@ -148,10 +150,13 @@ _HELPERS = {"_q", "_tx", "execute", "executemany"}  # the store's own plumbing
 
 def _call_site() -> str:
     """``file:line(function)`` of the store code that ran the statement: the first
-    frame above this module and the store's query helpers."""
+    frame above this module, the store's query helpers and ``contextlib`` (a
+    transaction's BEGIN and COMMIT run in ``_tx``'s ``with``)."""
     frame = sys._getframe(3)
-    while frame.f_back is not None and frame.f_code.co_name in _HELPERS:
-        frame = frame.f_back
+    while frame.f_back is not None and (
+        frame.f_code.co_name in _HELPERS or frame.f_code.co_filename.endswith("contextlib.py")
+    ):
+        frame = frame.f_back  # BEGIN and COMMIT: the method that opened the transaction
     path = frame.f_code.co_filename
     short = path.split("/agentcron/", 1)[1] if "/agentcron/" in path else path
     return f"{short}:{frame.f_lineno}({frame.f_code.co_name})"
