@@ -20,9 +20,10 @@ The launcher
    (this process waited for it, so the end is on disk even if the daemon is gone),
    and exits the way the command did (same code, or killed by the same signal), so
    the daemon sees what it would have seen without the launcher;
-4. if the daemon dies first: TERM to the group, up to the grace given (at most a few
-   seconds) for the command to go, the end marked as ``orphaned``, KILL to the group
-   (the launcher included).
+4. if the daemon dies first: a quarter second for a command that is already ending
+   (its end is then its own), else TERM to the group, up to the grace given (at most a
+   few seconds) for the command to go, the end marked as ``orphaned``, KILL to the
+   group (the launcher included).
 
 Signals sent to the group reach the command directly; the launcher blocks and
 ignores them (a TERM to the group must not kill the one process that records the
@@ -66,6 +67,7 @@ _UNBLOCKABLE: set[int] = {
 }
 _PR_SET_PDEATHSIG = 1
 _POLL = 1.0  # seconds between parent checks without prctl
+SETTLE = 0.25  # seconds a command may take to end on its own once its daemon is gone
 
 
 def json_value(value: object) -> str:
@@ -262,6 +264,12 @@ class Launcher:
         came together) keeps its real outcome: it is not an orphan, and its slot
         must not be run again (found by the soak)."""
         status = self.reaped()
+        settle = time.monotonic() + SETTLE
+        while status is None and (left := settle - time.monotonic()) > 0:
+            # A command that has done its work may still be exiting (an interpreter's
+            # teardown takes tens of ms): a moment before TERM lets it end on its own.
+            self.next_signal(watched, min(left, 0.05))
+            status = self.reaped()
         if status is not None:
             self.end(status=status)
             exit_like(status)
