@@ -570,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="shorter windows, 30,000 tasks: about 3 minutes"
     )
-    parser.add_argument("--only", default="", help=f"comma-separated subset of {PARTS}")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {PARTS}, or profile")
     parser.add_argument(
         "--tasks",
         type=int,
@@ -583,7 +583,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=1000,
         help="agentcron's max_concurrency in the steady loads (1000: room for every task)",
     )
-    parser.add_argument("--profile", type=Path, default=None, metavar="DIR")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also profile the steady loads and the idle daemon (pstats files into DIR)",
+    )
     parser.add_argument(
         "--what-if",
         default="",
