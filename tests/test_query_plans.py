@@ -105,3 +105,33 @@ def test_the_old_running_tasks_statement_is_caught(tmp_path: Path) -> None:
     plan = _plan(db, "SELECT DISTINCT task FROM slots WHERE status = 'running'")
     db.close()
     assert _walks_history(plan), plan
+
+
+def test_the_watchdog_and_notifier_reads_use_indexes(tmp_path: Path) -> None:
+    """running_slots (the watchdog, every few seconds), waiting_slots (the starvation
+    check), slot_before and count_slots (skip streaks): none walks the history. An
+    ORDER BY on running_slots once made SQLite scan every slot ever recorded."""
+    from datetime import UTC, datetime
+
+    from agentcron.model import SlotStatus
+
+    store = SQLiteStore(tmp_path / "a.db")
+    statements: list[str] = []
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        store._db.set_trace_callback(statements.append)
+        store.running_slots()
+        store.waiting_slots(now, 20)
+        store.slot_before("t", now)
+        store.count_slots("t", [SlotStatus.SKIPPED], now)
+        store._db.set_trace_callback(None)
+        db = sqlite3.connect(tmp_path / "a.db")
+        db.execute("ANALYZE")
+        selects = [t for t in statements if t.lstrip().upper().startswith("SELECT")]
+        for text in selects:
+            plan = _plan(db, text)
+            assert not _walks_history(plan), (text, plan)
+        db.close()
+    finally:
+        store.close()
+    assert len(selects) >= 4, statements

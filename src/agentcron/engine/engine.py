@@ -434,7 +434,10 @@ class Engine:
         delay = (nxt - now).total_seconds()
         if delay <= 0:
             progressed = report.started or report.materialized or report.lost
-            return 0.0 if progressed else poll
+            # due after this pass's tick looked (a steady load fires every few ms): not a
+            # fire the tick could not move, so tick again at once instead of a poll later
+            unseen = nxt > self._pass_began
+            return 0.0 if progressed or unseen else poll
         return min(poll, delay)
 
     def _prepare(self, now: datetime) -> None:

@@ -819,8 +819,10 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL):
             return bool(db.execute(sql, params).rowcount == 1)
 
     def running_slots(self) -> list[Slot]:
-        rows = self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE status = 'running' ORDER BY id")
-        return [slot_from_row(r) for r in rows]
+        # No ORDER BY: with it SQLite scans the whole table instead of the partial
+        # slots_running index (50 ms at a million slots, every few seconds).
+        rows = self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE status = 'running'")
+        return sorted((slot_from_row(r) for r in rows), key=lambda s: s.id)
 
     def lapsed(self, now: datetime, dead_owners: Sequence[str] = ()) -> list[Slot]:
         # Every tick asks: read the running slots through their partial index (a few
