@@ -107,7 +107,9 @@ class TestTaskFields:
     def test_unknown_key_without_close_match_lists_the_allowed_ones(self) -> None:
         problem = only("api: {zzz: 1}\n")
         assert problem.location == "api.zzz"
-        assert problem.message == "unknown key 'zzz'; allowed keys: enabled, host, port, token_env, token"
+        assert problem.message == (
+            "unknown key 'zzz'; allowed keys: enabled, host, port, token_env, token"
+        )
 
     def test_unknown_task_key_without_close_match_points_to_the_schema(self) -> None:
         problem = only("tasks:\n  t: {every: 1m, command: [echo], zzz: 1}\n")
