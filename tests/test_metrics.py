@@ -291,3 +291,19 @@ def test_a_scrape_during_a_database_outage_still_answers(world: tuple[Harness, M
     assert by_label(values, "agentcron_database_errors_total")[("metrics",)] == 1
     assert by_label(values, "agentcron_slots_total")  # the counters are still there
     assert ("agentcron_runs_in_progress", ()) not in values
+
+
+def test_possible_duplicate_messages_are_counted_per_channel(
+    world: tuple[Harness, Metrics],
+) -> None:
+    """A message handed out again after a sender died between the channel's OK and its
+    record (issue 17 §3) shows as agentcron_outbox_resent_total, per channel."""
+    h, metrics = world
+    db: sqlite3.Connection = h.store._db  # type: ignore[attr-defined]
+    db.execute(
+        "INSERT INTO channels (channel_key, resent) VALUES ('json://hook', 2) "
+        "ON CONFLICT (channel_key) DO UPDATE SET resent = 2"
+    )
+    metrics.bind(h.service)
+    got = by_label(samples(metrics.render().decode()), "agentcron_outbox_resent_total")
+    assert got == {("json://hook",): 2.0}, got

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agentcron.engine.health import Outage
 from agentcron.model import Finished, Slot, SlotStatus, TaskSpec
@@ -275,6 +275,15 @@ class Metrics:
         for task, at in sorted(successes.items()):
             last.add_metric([task], at)
         yield last
+        resent = CounterMetricFamily(
+            "agentcron_outbox_resent",
+            "Messages handed out again after a sender died between the channel's OK and "
+            "recording it: possible duplicates (same idempotency key)",
+            labels=["channel"],
+        )
+        for channel, count in gauges.resent:
+            resent.add_metric([channel], count)
+        yield resent
         cooling = GaugeMetricFamily(
             "agentcron_provider_cooldown_seconds",
             "Seconds until a provider that refused calls may be called again (0: over)",

@@ -34,6 +34,7 @@ class Gauges:
     last_tick: datetime | None
     now: datetime
     providers: tuple[ProviderState, ...] = ()
+    resent: tuple[tuple[str, int], ...] = ()  # (channel key, messages sent again)
 
 
 class StatusMixin(ServiceCore):
@@ -131,6 +132,7 @@ class StatusMixin(ServiceCore):
             max(ticks.values(), default=None),
             self.clock.now(),
             tuple(self.store.providers()),
+            tuple((h.channel_key, h.resent) for h in self.store.channel_health()),
         )
 
     def failed_deliveries(self) -> int:
