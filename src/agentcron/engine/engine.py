@@ -60,6 +60,7 @@ LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and th
 # How much longer than its lease a run held on another machine is left to that machine
 # (see Engine._owners_elsewhere); the lease itself is added, so the wait is 2 leases.
 ELSEWHERE_GRACE_LEASES = 1.0
+COALESCE = 0.005  # seconds a pass waits past the next fire, to take those just after it
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
 
@@ -438,7 +439,9 @@ class Engine:
             # fire the tick could not move, so tick again at once instead of a poll later
             unseen = nxt > self._pass_began
             return 0.0 if progressed or unseen else poll
-        return min(poll, delay)
+        # Fires a few ms apart are taken by one pass: a tick and its writes per fire is
+        # what a steady load of staggered tasks costs (COALESCE is the lateness bought).
+        return min(poll, delay + COALESCE)
 
     def _prepare(self, now: datetime) -> None:
         """Get the tasks of the next fire instant ready, if it is close: build their
