@@ -253,7 +253,7 @@ class Engine:
 
     def _owners_elsewhere(self) -> set[str]:
         """Node ids of daemons on other machines. Their lapsed runs are taken over only
-        after :data:`ELSEWHERE_GRACE` more: a daemon killed there (OOM, kill -9) is
+        after :data:`ELSEWHERE_GRACE_LEASES` leases more: a daemon killed there (OOM, kill -9) is
         restarted by its service manager within seconds and records, from its launcher's
         marker, how a run that finished meanwhile ended. Taken over at once, that
         finished run would be run again here."""
