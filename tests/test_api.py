@@ -403,3 +403,25 @@ def test_prune_counts_or_removes(client: TestClient) -> None:
 
 def test_notify_test_without_channels_says_so(client: TestClient) -> None:
     assert "no channels" in problem_of(client.post("/api/v1/notify/test"), 400)["detail"]
+
+
+def test_an_unreadable_kept_output_is_logged_not_passed_over(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run's kept file that exists but cannot be read is not "no output": the run is
+    still shown (without it) and the log names the file and the cause."""
+    import os
+
+    if os.geteuid() == 0:  # root reads a 0000 file anyway: make reading fail otherwise
+        slot = next(s for s in harness.slots("gamma") if s.output_path)
+        path = Path(slot.output_path or "")
+        path.unlink()
+        path.mkdir()  # a folder where the file was: open() fails with IsADirectoryError
+    else:
+        slot = next(s for s in harness.slots("gamma") if s.output_path)
+        path = Path(slot.output_path or "")
+        path.chmod(0)
+    with caplog.at_level("WARNING", logger="agentcron.service"):
+        view = harness.service.run_detail(slot.id)
+    assert view["output"] is None
+    assert f"cannot read the kept output {path}" in caplog.text, caplog.text

@@ -316,3 +316,15 @@ def test_written_config_passes_the_real_validate_command(
     assert done.returncode == 0, done.stdout + done.stderr
     tasks = json.loads(done.stdout)["tasks"]
     assert len(tasks) == 1 + 6 + 6 + 5 + 7
+
+
+def test_a_dry_run_over_an_invalid_config_says_its_defaults_are_not_applied(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    """The import goes on (nothing is written without --apply) but does not hide that the
+    config it would write into is broken, nor that its defaults were left out."""
+    (tmp_path / "agentcron.yaml").write_text("defaults:\n  retries: lots\ntasks: {}\n")
+    out = cli("import", "hermes", "hermes-jobs.json", *AGENT)
+    assert "agentcron.yaml is invalid, so its defaults are not applied" in out, out
+    assert "defaults.retries" in out, out
+    assert "dry run: nothing is written without --apply" in out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -31,6 +32,8 @@ from agentcron.store._api_sql import SlotQuery
 MAX_PAGE = 10_000
 _STREAM_CHUNK = 64 * 1024
 _STREAM_OVERLAP = 512  # longer than any secret shape redaction knows (see agentcron.redact)
+
+log = logging.getLogger("agentcron.service")
 
 
 def parse_when(value: str | datetime | None, field: str, now: datetime) -> datetime | None:
@@ -288,8 +291,10 @@ class HistoryMixin(ServiceCore):
                 try:
                     view["output"] = redact(read_output(path), self._secrets(slot.task))
                     break
-                except OSError:
-                    continue
+                except FileNotFoundError:
+                    continue  # pruned by keep_outputs, or an older attempt's: try the next
+                except OSError as exc:
+                    _unreadable(path, exc)
         return view
 
     def _output_paths(self, slot: Slot, attempts: list[dict[str, Any]]) -> list[Path]:
@@ -316,7 +321,10 @@ class HistoryMixin(ServiceCore):
         for path in self._output_paths(slot, attempts):
             try:
                 handle = path.open("rb")
-            except OSError:
+            except FileNotFoundError:
+                continue  # pruned by keep_outputs, or an older attempt's: try the next
+            except OSError as exc:
+                _unreadable(path, exc)
                 continue
             return _stream(handle, self._secrets(slot.task))
         raise NotFoundError(
@@ -411,3 +419,9 @@ class HistoryMixin(ServiceCore):
             }
             for e in self.store.audit_entries(task, limit, before_id)
         ]
+
+
+def _unreadable(path: Path, exc: OSError) -> None:
+    """A kept output that exists but cannot be read (its mode, a disk error) is not the
+    same as none: the reader is shown none, the log says why."""
+    log.warning("cannot read the kept output %s: %s", path, exc.strerror or exc)

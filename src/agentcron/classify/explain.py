@@ -315,8 +315,8 @@ def _rule_line(failure: FailureInfo, pattern: str | None) -> str | None:
             continue
         try:
             found = re.search(pattern, text)
-        except re.error:
-            return None
+        except re.error:  # checked when the config was loaded: cannot happen for a
+            return None  # loaded task; without the line the sentence is still whole
         if found is not None:
             start = text.rfind("\n", 0, found.start()) + 1
             end = text.find("\n", found.end())

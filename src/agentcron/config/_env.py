@@ -361,6 +361,6 @@ def placeholder_values(spec: TaskSpec, environ: Mapping[str, str] | None = None)
         try:
             names = names_in(text)
         except PlaceholderError:
-            continue
+            continue  # a malformed one is refused when the config loads; it stands for no value
         found.extend(env[n] for n in names if env.get(n))
     return sorted(set(found), key=lambda v: (-len(v), v))

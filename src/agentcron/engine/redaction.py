@@ -70,7 +70,7 @@ async def keep_output_private(home: Path, path: str, spec: TaskSpec) -> None:
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
-        return
+        return  # the run kept no file (nothing printed, or it never started): nothing to do
     except OSError as exc:
         log.error("cannot look at the output %s to remove secrets: %s", path, exc)
         return

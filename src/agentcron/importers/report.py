@@ -70,7 +70,7 @@ def _wanted(plan: Plan, placed: list[Placed]) -> set[str]:
             try:
                 names.update(names_in(text))
             except PlaceholderError:
-                continue
+                continue  # a malformed placeholder is reported where the task is checked
     return names
 
 

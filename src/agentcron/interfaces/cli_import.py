@@ -193,5 +193,11 @@ def _file_defaults(path: Path) -> dict[str, Any] | None:
 
     try:
         return load_config(path).defaults
-    except ConfigError:
+    except ConfigError as exc:
+        # --apply refuses an invalid file later; a dry run goes on, saying what it lacks
+        _err.print(
+            f"[yellow]warning:[/] {path} is invalid, so its defaults are not applied to "
+            f"the tasks shown:\n{exc}",
+            highlight=False,
+        )
         return None
