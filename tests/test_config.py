@@ -257,6 +257,7 @@ class TestJsonSchema:
             "agents",
             "env_file",
             "max_concurrency",
+            "budget",
             "api",
         }
         tasks = schema["properties"]["tasks"]

@@ -31,6 +31,7 @@ from agentcron.config.schema import LoadedConfig
 from agentcron.delivery.worker import DeliveryWorker
 from agentcron.durations import format_duration
 from agentcron.engine.actions import ActionRegistry
+from agentcron.engine.budgets import BudgetGate
 from agentcron.engine.engine import Engine, EngineSettings, TickReport
 from agentcron.engine.health import Outage
 from agentcron.faultlog import FaultLog
@@ -228,6 +229,13 @@ class Daemon:
         )
         self.delivery = DeliveryWorker(store, self.clock, self.notifier.emit, owner=self.node_id)
         self.notifier.attach(self.engine)
+        self.budgets = BudgetGate(
+            store, self.node_id, self.config.budget_rules(), self.config.timezone
+        )
+        self.budgets.listeners.append(self.notifier.on_budget)
+        self.engine.gates.append(self.budgets.gate)
+        self.engine.batch_listeners.append(self.budgets.on_ended)
+        self.engine.housekeeping.append(self.budgets.prune)
         self.engine.batch_listeners.append(
             lambda ended: self.delivery.wake() if any(f.outcome.deliver_to for f in ended) else None
         )
@@ -632,6 +640,7 @@ class Daemon:
         self.engine.settings.default_zone = config.timezone
         self.notifier.channels = list(config.notify)
         self.notifier.default_zone = config.timezone
+        self.budgets.configure(config.budget_rules(), config.timezone)
         added, changed, removed = self.service.sync_file_tasks(config.tasks)
         log.info(
             "config reloaded: %d added, %d changed, %d removed",

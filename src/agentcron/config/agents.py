@@ -15,6 +15,8 @@ for the HTTP endpoint, a bearer token. Per client:
   may schedule, change or start tasks (off: no runaway self-replication).
 * ``models``: which model profiles (``agents.models``) its ``llm`` tasks may use.
   An agent names a profile; the base URL, model and key variable are the owner's.
+* ``budget``: the daily runs and tokens of all the tasks in its namespace together
+  (``runs_per_day``, ``tokens_per_day``); the owner's, never set by the agent.
 
 Tokens are ``token`` (16 characters or more) or ``token_env``, the name of a
 variable holding it, as for ``api.token``; a ``${NAME}`` is not expanded here.
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentcron.config._urls import check_http_url
+from agentcron.model.budget import Budget
 from agentcron.model.task import Duration
 
 if TYPE_CHECKING:
@@ -106,6 +109,10 @@ class AgentClient(_Strict):
     )
     models: list[str] | None = Field(
         default=None, description="Model profiles its llm tasks may use (default: all)"
+    )
+    budget: Budget | None = Field(
+        default=None,
+        description="Daily ceiling of the runs and model tokens of the tasks in its namespace",
     )
 
     @field_validator("token")

@@ -206,6 +206,7 @@ def _parse(text: str, source: str, digest: str, base_dir: Path) -> LoadedConfig:
         digest=digest,
         defaults=dict(defaults),
         agents=top.agents,
+        budget=top.budget,
     )
 
 

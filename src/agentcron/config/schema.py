@@ -29,7 +29,9 @@ from pydantic import (
 
 from agentcron.config._urls import check_apprise_url, check_http_url
 from agentcron.config.agents import AgentsConfig
+from agentcron.model.budget import Budget
 from agentcron.model.task import NOTIFY_EVENTS, TASK_NAME, BackoffSpec, LlmSpec, TaskSpec
+from agentcron.policies.budget import BudgetRules
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -191,6 +193,10 @@ class ConfigFile(BaseModel):
         "(relative to this file; the environment wins)",
     )
     max_concurrency: int = Field(default=4, ge=1, description="Runs executing at once")
+    budget: Budget | None = Field(
+        default=None,
+        description="Daily ceiling of all tasks' runs and model tokens together",
+    )
     api: Annotated[ApiConfig, BeforeValidator(_api_section)] = Field(default_factory=ApiConfig)
 
     @field_validator("timezone")
@@ -226,6 +232,18 @@ class LoadedConfig:
     # or the API can get them too (validate_task_mapping(name, raw, config.defaults))
     defaults: dict[str, Any] = field(default_factory=dict)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
+    budget: Budget | None = None  # every task's together, per day
+
+    def budget_rules(self) -> BudgetRules:
+        """The budgets the engine's gate enforces besides each task's own."""
+        return BudgetRules(
+            everything=self.budget,
+            agents=tuple(
+                (name, client.prefix(name), client.budget)
+                for name, client in self.agents.clients.items()
+                if client.budget is not None
+            ),
+        )
 
 
 _ONE_OR_MANY_URLS = {

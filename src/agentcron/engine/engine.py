@@ -103,6 +103,7 @@ Listener = Callable[[Finished], None]
 # Told when ticks have failed long enough to be news, and when they work again
 # (with the report of the first tick that worked).
 OutageListener = Callable[[Outage], None]
+Gate = Callable[[list[Claim], datetime], tuple[list[Claim], list[tuple[TaskSpec, Slot]]]]
 RecoveryListener = Callable[[Outage, datetime, "TickReport"], None]
 
 
@@ -140,6 +141,10 @@ class Engine:
         self.providers = ProviderGate(store, settings.owner)
         # told what the engine learns about a provider (refused, waiting, answered)
         self.provider_listeners: list[Callable[[ProviderNews], None]] = []
+        # asked after the provider gate about the claims about to start: each returns
+        # those that may, and the others it recorded final itself, with their task, for
+        # the slot listeners (daily budgets: agentcron.engine.budgets)
+        self.gates: list[Gate] = []
         # the watchdog's record of loop stalls: (fire time, zone) -> the words a missed
         # slot's reason gives when the fire came due during one (None: not stalled then)
         self.stall_reason: Callable[[datetime, ZoneInfo], str | None] | None = None
@@ -786,11 +791,14 @@ class Engine:
                 self.cancel_slot(slot_id, f"replaced by the run due at {label} (overlap: replace)")
         for slot in inserted:
             if slot.status.is_final:
-                for listener in self.slot_listeners:
-                    try:
-                        listener(spec, slot)
-                    except Exception:
-                        log.exception("slot listener failed on %s", spec.name)
+                self._tell_slot_listeners(spec, slot)
+
+    def _tell_slot_listeners(self, spec: TaskSpec, slot: Slot) -> None:
+        for listener in self.slot_listeners:
+            try:
+                listener(spec, slot)
+            except Exception:
+                log.exception("slot listener failed on %s", spec.name)
 
     def _start_runs(self, now: datetime) -> int:
         room = self.settings.max_concurrency - len(self._runs)
@@ -806,6 +814,12 @@ class Engine:
         """The claims whose provider may be called now (see :mod:`.providers`)."""
         start, news = self.providers.gate(claims, now)
         self._tell_providers(news)
+        for gate in self.gates:
+            if not start:
+                break
+            start, ended = gate(start, now)
+            for spec, slot in ended:
+                self._tell_slot_listeners(spec, slot)
         return start
 
     def _tell_providers(self, news: Sequence[ProviderNews]) -> None:

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from agentcron.durations import parse_duration
+from agentcron.model.budget import Budget
 from agentcron.model.enums import CatchupPolicy, ErrorClass, OverlapPolicy
 
 Duration = Annotated[
@@ -168,6 +169,11 @@ class TaskSpec(_Strict):
         default=timedelta(hours=24),
         description="An incident still open this long is told again, once per period "
         "of this length; 0 turns reminders off",
+    )
+    budget: Budget | None = Field(
+        default=None,
+        description="Daily ceiling of this task's runs and model tokens; a slot over it "
+        "is recorded skipped and the owner told once a day",
     )
     classify: list[ClassifyRule] = Field(default_factory=list)
     notify: list[str] | None = None

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
 from agentcron.model import ErrorClass, Incident, IncidentKind, Message, ProviderState, Severity
+from agentcron.model.budget import BudgetNews
 from agentcron.notify.events import (
     AttemptFailed,
     DeliveryFailed,
@@ -33,6 +34,7 @@ from agentcron.notify.events import (
     WorkerLost,
 )
 from agentcron.notify.incidents import Notice, NoticeEvent, downtime
+from agentcron.policies.budget import describe_usage
 from agentcron.redact import redact
 
 MAX_DETAIL_LINES = 20
@@ -392,4 +394,33 @@ def render_provider(
         event=event,
         incident_kind=str(IncidentKind.PROVIDER),
         severity=severity,
+    )
+
+
+def render_budget(news: BudgetNews, zone: ZoneInfo) -> Message:
+    """A budget ran out: told once per budget and day, whichever task met it first."""
+    scope = news.scope
+    where = {
+        "task": f"tasks.{news.task}.budget",
+        "agent": f"agents.clients.{scope.key.partition(':')[2]}.budget",
+    }.get(scope.key.partition(":")[0], "budget")
+    covered = (
+        "its slots are"
+        if scope.key.startswith("task:")
+        else "the slots of every task it covers are"
+    )
+    line = (
+        f"⏸ Daily budget used up: {scope.label} spent "
+        f"{describe_usage(news.usage, scope.budget)} today ({news.spent} used up), so "
+        f"{covered} recorded skipped until {_clock(news.resets_at, news.at, zone)}, "
+        f"starting with {news.task}. You are told once a day; raise "
+        f"{where}.{news.spent}_per_day to allow more."
+    )
+    return Message(
+        title=f"⏸ Budget used up: {scope.label}",
+        body=redact(line),
+        task=news.task,
+        event="opened",
+        incident_kind="budget",
+        severity="warning",
     )

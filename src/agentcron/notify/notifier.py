@@ -34,6 +34,7 @@ from agentcron.model import (
     SlotStatus,
     TaskSpec,
 )
+from agentcron.model.budget import BudgetNews
 from agentcron.model.provider import ProviderNews
 from agentcron.notify.channels import channel_key
 from agentcron.notify.events import (
@@ -48,7 +49,8 @@ from agentcron.notify.events import (
     TaskStarved,
 )
 from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
-from agentcron.notify.messages import render, render_missed, render_provider
+from agentcron.notify.messages import render, render_budget, render_missed, render_provider
+from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
 from agentcron.policies.provider import COOLING_CLASSES, provider_of
 from agentcron.redact import secret_values_from_env
 from agentcron.store.base import Store
@@ -165,22 +167,39 @@ class Notifier:
         message = render_provider(state, incident, tasks, now, self._zone(), answered=False)
         return [incident], self._to_channels(message, tasks)
 
+    # ---- budgets: once per budget and day ------------------------------------------
+    def on_budget(self, news: BudgetNews) -> None:
+        """Budget gate listener: a slot was skipped because a budget ran out. The store
+        marks the budget's day told in the transaction that queues the message, so the
+        owner hears once a day however many slots (and nodes) meet it."""
+        now = self.clock.now()
+        message = render_budget(news, self._zone())
+        with self._lock:
+            told = self.store.tell_budget_spent(
+                news.scope.key, news.day, self._to_channels(message, [news.task], False), now
+            )
+        if told:
+            log.warning("%s", message.body)
+            self.wake_sender()
+
     def _zone(self) -> ZoneInfo:
         from agentcron.schedules.zones import resolve_zone
 
         return resolve_zone(self.default_zone)
 
     def _to_channels(
-        self, message: Message, tasks: Sequence[str]
+        self, message: Message, tasks: Sequence[str], logged: bool = True
     ) -> list[tuple[str, str, Message]]:
-        """The top-level channels, and those of the tasks concerned."""
+        """The top-level channels, and those of the tasks concerned (``logged``: the
+        message's first line goes to the log too)."""
         urls = list(self.channels)
         for name in tasks:
             rec = self.store.get_task(name)
             for url in (rec.spec.notify or []) if rec is not None else []:
                 if url not in urls:
                     urls.append(url)
-        log.warning("%s", message.body.splitlines()[0])
+        if logged:
+            log.warning("%s", message.body.splitlines()[0])
         return [(channel_key(url), url, message) for url in urls]
 
     def on_starved(self, spec: TaskSpec, slot: Slot, waited: timedelta, holders: str) -> None:
@@ -394,7 +413,10 @@ class Notifier:
     def on_skipped(self, spec: TaskSpec, slot: Slot, at: datetime) -> None:
         """A slot was recorded skipped (overlap or precheck): one incident per streak,
         opened at the third skip in a row. While it is open, more skips are not
-        written anywhere but the slots themselves; the counts told come from them."""
+        written anywhere but the slots themselves; the counts told come from them.
+        A slot skipped over a budget is told by :meth:`on_budget`, once a day."""
+        if (slot.reason or "").startswith(BUDGET_REASON):
+            return
         last = self.store.last_slots(spec.name, SKIP_STREAK)
         if len(last) < SKIP_STREAK or any(s.status is not SlotStatus.SKIPPED for s in last):
             return

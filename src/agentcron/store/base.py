@@ -42,6 +42,7 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.store._api_sql import ApiStore
+from agentcron.store._budget_sql import BudgetStore
 from agentcron.store._provider_sql import ProviderStore
 
 if TYPE_CHECKING:
@@ -504,6 +505,7 @@ class Store(
     RetentionStore,
     ApiStore,
     ProviderStore,
+    BudgetStore,
     Protocol,
 ):
     """All of durable state: what the SQLite and PostgreSQL stores implement. A part

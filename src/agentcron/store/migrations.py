@@ -212,6 +212,18 @@ MIGRATIONS: list[list[str]] = [
             updated_at DOUBLE PRECISION NOT NULL
         )""",
     ],
+    [
+        # Daily budgets: what each scope (a task, an agent, every task) spent on a day,
+        # and when the owner was told that day's budget ran out (once per day).
+        """CREATE TABLE budget_usage (
+            scope TEXT NOT NULL,
+            day TEXT NOT NULL,
+            runs INTEGER NOT NULL DEFAULT 0,
+            tokens BIGINT NOT NULL DEFAULT 0,
+            told_at DOUBLE PRECISION,
+            PRIMARY KEY (scope, day)
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

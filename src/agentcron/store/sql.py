@@ -36,6 +36,7 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.store._api_sql import ApiSQL
+from agentcron.store._budget_sql import BudgetSQL
 from agentcron.store._built import (
     Entry,
     as_claimed,
@@ -78,7 +79,7 @@ _CURRENT_ATTEMPT = (
 )
 
 
-class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL):
+class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
     """Everything but connecting; subclasses define ``_tx`` and ``_q``."""
 
     def _tx(self) -> AbstractContextManager[Any]:
