@@ -15,6 +15,12 @@ a moment (mid-burst, the writer's next commit would already be behind it), or af
 many changes whatever the writer does. If the log still grows past ``max_pages``
 (writes that never pause), or the thread fails, the writer's own checkpoints are
 switched back on: SQLite's default, never an unbounded log.
+
+The thread does not poll an idle writer: the writer calls :meth:`Checkpointer.wrote`
+after each commit, which wakes the thread once ``wake_after`` rows have changed since
+the last checkpoint (a burst, a steady load). The few rows an idle daemon writes (a
+heartbeat every few seconds) wait for the slow ``idle_interval`` look instead, so an
+idle daemon's checkpoints cost a wake-up every half minute, not several a second.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ class Checkpointer:
         writer_checkpoints: Callable[[bool], None],
         *,
         interval: float = 0.25,
-        idle_interval: float = 2.0,
+        idle_interval: float = 30.0,
+        wake_after: int = 500,
         force_after: int = 20_000,
         max_pages: int = 20 * DEFAULT_PAGES,
     ) -> None:
@@ -54,19 +61,31 @@ class Checkpointer:
         self._writer_checkpoints = writer_checkpoints
         self.interval = interval  # between looks while the writer writes
         self.idle_interval = idle_interval  # while it does not (an idle daemon)
+        self.wake_after = wake_after  # changed rows that end an idle wait at once
         self.force_after = force_after
         self.max_pages = max_pages
         self.checkpoints = 0  # completed calls, for tests and diagnostics
         self.fault: str | None = None  # why the thread ended, if it failed
         self._handed_back = False
         self._stop = threading.Event()
+        self._poke = threading.Event()  # set by wrote(): enough was written to look now
+        self._idle = False  # the thread waits for the writer (read by wrote())
+        self._done_at = 0  # the writer's change count at the last checkpoint
         self._thread = threading.Thread(target=self._run, name="agentcron-checkpoint", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def wrote(self) -> None:
+        """The writer committed (called on its thread, cheap): wake an idle thread when
+        enough has changed since the last checkpoint for a checkpoint to be worth it."""
+        if self._idle and self._changes() - self._done_at >= self.wake_after:
+            self._idle = False
+            self._poke.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._poke.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -92,18 +111,33 @@ class Checkpointer:
 
     def _loop(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA busy_timeout = 30000")
-        done_at = previous = self._changes()
+        self._done_at = previous = self._changes()
         wait = self.interval
-        while not self._stop.wait(wait):
+        while not self._pause(wait):
             now = self._changes()
             quiet, previous = now == previous and not self._writing(), now
-            wait = self.idle_interval if quiet and now == done_at else self.interval
-            if now == done_at or (not quiet and now - done_at < self.force_after):
+            settled = quiet and now == self._done_at and not self._handed_back
+            wait = self.idle_interval if settled else self.interval
+            if now == self._done_at or (not quiet and now - self._done_at < self.force_after):
                 continue
             _busy, pages, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            done_at = now
+            self._done_at = now
             self.checkpoints += 1
             self._bound(int(pages))
+            # After a quiet writer's changes are copied, sleep until it writes enough
+            # (or the slow look); mid-burst, or with the job handed back, look again soon.
+            wait = self.idle_interval if quiet and not self._handed_back else self.interval
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds``; a long (idle) wait ends early when :meth:`wrote` pokes.
+        True when the thread is to stop."""
+        if seconds < self.idle_interval:
+            return self._stop.wait(seconds)
+        self._poke.clear()
+        self._idle = True
+        self._poke.wait(seconds)
+        self._idle = False
+        return self._stop.is_set()
 
     def _bound(self, pages: int) -> None:
         """Hand checkpoints back to the writer while the log is too long to wait for a

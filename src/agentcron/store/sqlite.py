@@ -83,6 +83,9 @@ class SQLiteStore(SQLStore):
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 self._translate(exc)
+            checkpointer = self._checkpointer
+            if checkpointer is not None:
+                checkpointer.wrote()  # wakes its thread only after enough changes
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
