@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from agentcron.store._checkpoints import Checkpointer
 from agentcron.store.sqlite import SQLiteStore
 
 
