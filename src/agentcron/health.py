@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from agentcron.durations import format_duration
 from agentcron.model import Health, Slot, SlotStatus, TaskRecord
 from agentcron.model.incident import Incident, IncidentKind
+from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
 from agentcron.watchdog.limits import overdue_limit
 
 # An open incident of each kind sets this health (failure: see _failure_health).
@@ -94,6 +95,12 @@ def task_health(
     due = rec.next_fire_at
     if due is not None and now - due > overdue_limit(rec.spec, period):
         return Health.OVERDUE, f"due since {due.astimezone(zone).isoformat()}, not fired"
+    if (
+        last is not None
+        and last.status is SlotStatus.SKIPPED
+        and (last.reason or "").startswith(BUDGET_REASON)
+    ):
+        return Health.OVER_BUDGET, last.reason
     if last is not None and last.status is SlotStatus.FAILED:
         return (
             Health.FAILING,

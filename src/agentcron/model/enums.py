@@ -67,6 +67,7 @@ class Health(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     MISSED = "missed"
     WAITING = "waiting"  # its provider is cooling down
+    OVER_BUDGET = "over_budget"  # its latest slot was skipped over a daily budget
 
 
 class OverlapPolicy(StrEnum):

@@ -24,7 +24,9 @@ HEALTH_ORDER = [
     "skipping",
     "delivery_failed",
     "suspicious",
+    "over_budget",
     "retrying",
+    "waiting",
     "ok",
     "paused",
 ]

@@ -1,0 +1,338 @@
+"""Daily budgets (issue 14 §4): a slot over a budget is recorded skipped with the reason,
+the owner is told once per budget and day, and usage resets at the owner's midnight.
+
+In-process with the fake clock, on SQLite and on PostgreSQL: the engine, the budget gate,
+the notifier and the outbox are the daemon's own, wired as the daemon wires them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agentcron.clock import FakeClock
+from agentcron.engine.budgets import BudgetGate
+from agentcron.model import SlotStatus, TaskSpec
+from agentcron.model.budget import Budget, BudgetScope, Usage
+from agentcron.notify import OutboxSender
+from agentcron.notify.notifier import Notifier
+from agentcron.policies.budget import (
+    REASON_PREFIX,
+    BudgetRules,
+    budget_day,
+    scopes_for,
+    spent_on,
+    tokens_of,
+)
+from agentcron.store.base import Store
+from agentcron.store.sqlite import SQLiteStore
+from conftest import PG_DSN, require_pg
+from fake_openai import FakeOpenAI, completion
+from harness import Harness
+from notify_rig import HOOK, RecordingChannel
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, home: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        lite = SQLiteStore(home / "agentcron.db")
+        yield lite
+        lite.close()
+        return
+    require_pg()
+    from agentcron.store.postgres import PostgresStore
+    from pg_util import drop_schema, new_schema_name
+
+    schema = new_schema_name()
+    pg = PostgresStore(PG_DSN, schema=schema)
+    try:
+        yield pg
+    finally:
+        pg.close()
+        drop_schema(schema)
+
+
+class Rig:
+    """Engine -> budget gate -> notifier -> outbox -> a recording channel."""
+
+    def __init__(
+        self, store: Store, clock: FakeClock, home: Path, rules: BudgetRules | None = None
+    ) -> None:
+        self.h = Harness(store, clock, home)
+        self.store, self.clock = store, clock
+        self.notifier = Notifier(store, clock, [HOOK], "UTC")
+        self.notifier.attach(self.h.engine)
+        self.gate = BudgetGate(store, "test-node", rules or BudgetRules(), "UTC")
+        self.gate.listeners.append(self.notifier.on_budget)
+        self.h.engine.gates.append(self.gate.gate)
+        self.h.engine.batch_listeners.append(self.gate.on_ended)
+        self.channel = RecordingChannel()
+        self.sender = OutboxSender(store, channel_factory=lambda _url: self.channel, clock=clock)
+
+    async def lines(self) -> list[str]:
+        await self.sender.drain_once()
+        return [m.body for m in self.channel.sent]
+
+    def statuses(self, task: str) -> list[SlotStatus]:
+        return [s.status for s in self.h.slots(task)]
+
+
+def _ok() -> str:
+    return "done"
+
+
+# ---- the pure parts ----------------------------------------------------------------
+
+
+def test_scopes_narrowest_first_and_only_those_that_cover_the_task() -> None:
+    everything = Budget(runs_per_day=100)
+    rules = BudgetRules(
+        everything=everything,
+        agents=(("planner", "agent.planner.", Budget(tokens_per_day=5000)),),
+    )
+    own = TaskSpec(
+        name="agent.planner.news", every="1h", command=["true"], budget={"runs_per_day": 3}
+    )
+    keys = [s.key for s in scopes_for(own, rules)]
+    assert keys == ["task:agent.planner.news", "agent:planner", "global"]
+    other = TaskSpec(name="backup", every="1h", command=["true"])
+    assert [s.key for s in scopes_for(other, rules)] == ["global"]
+    assert scopes_for(other, BudgetRules()) == []
+
+
+def test_a_budget_needs_a_limit_and_no_negative_one() -> None:
+    with pytest.raises(ValueError, match="runs_per_day, tokens_per_day or both"):
+        Budget()
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        Budget(runs_per_day=-1)
+
+
+def test_the_day_is_the_owners_and_resets_at_its_midnight() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    # 23:30 UTC on 28 March 2026 is 00:30 on the 29th in Paris (DST starts that night)
+    day, resets = budget_day(datetime(2026, 3, 28, 23, 30, tzinfo=UTC), paris)
+    assert day == "2026-03-29"
+    assert resets == datetime(2026, 3, 30, 0, 0, tzinfo=paris)
+    assert resets.astimezone(UTC) == datetime(2026, 3, 29, 22, 0, tzinfo=UTC)
+
+
+def test_spent_on_names_what_ran_out() -> None:
+    both = Budget(runs_per_day=2, tokens_per_day=100)
+    assert spent_on(Usage(1, 99), both) is None
+    assert spent_on(Usage(2, 0), both) == "runs"
+    assert spent_on(Usage(0, 100), both) == "tokens"
+    assert tokens_of({"prompt": 12, "completion": 30}) == 42
+    assert tokens_of({}) == 0
+
+
+# ---- the store ---------------------------------------------------------------------
+
+
+def test_a_run_is_reserved_from_every_scope_or_from_none(any_store: Store) -> None:
+    task = BudgetScope("task:a", "task a", Budget(runs_per_day=5))
+    every = BudgetScope("global", "all tasks together", Budget(runs_per_day=2))
+    assert any_store.reserve_run([task, every], "2026-06-01") is None
+    assert any_store.reserve_run([task, every], "2026-06-01") is None
+    over = any_store.reserve_run([task, every], "2026-06-01")
+    assert over == (every, Usage(2, 0))
+    # the task's own count did not move for the run that did not happen
+    assert any_store.budget_usage(["task:a", "global"], "2026-06-01") == {
+        "task:a": Usage(2, 0),
+        "global": Usage(2, 0),
+    }
+    # another day is another budget
+    assert any_store.reserve_run([task, every], "2026-06-02") is None
+
+
+def test_tokens_add_up_and_a_token_budget_stops_the_next_run(any_store: Store) -> None:
+    scope = BudgetScope("task:llm", "task llm", Budget(tokens_per_day=1000))
+    assert any_store.reserve_run([scope], "2026-06-01") is None
+    any_store.add_tokens({"task:llm": 600}, "2026-06-01")
+    assert any_store.reserve_run([scope], "2026-06-01") is None
+    any_store.add_tokens({"task:llm": 600}, "2026-06-01")
+    assert any_store.reserve_run([scope], "2026-06-01") == (scope, Usage(2, 1200))
+
+
+def test_told_once_per_budget_and_day(any_store: Store) -> None:
+    from agentcron.model import Message
+
+    msg = Message("t", "b", "a", "opened", "budget", "warning")
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    assert any_store.tell_budget_spent("global", "2026-06-01", [("k", HOOK, msg)], now)
+    assert not any_store.tell_budget_spent("global", "2026-06-01", [("k", HOOK, msg)], now)
+    assert any_store.tell_budget_spent("global", "2026-06-02", [("k", HOOK, msg)], now)
+    assert any_store._q("SELECT COUNT(*) FROM outbox") == [(2,)]  # type: ignore[attr-defined]
+    assert any_store.prune_budget_usage("2026-06-02") == 1
+    assert any_store.budget_usage(["global"], "2026-06-01") == {}
+
+
+def test_concurrent_reservations_never_pass_the_budget(any_store: Store, home: Path) -> None:
+    """Two writers (threads here; nodes on PostgreSQL) race for 20 runs: exactly 20 pass."""
+    scope = BudgetScope("global", "all tasks together", Budget(runs_per_day=20))
+    other: Store
+    if isinstance(any_store, SQLiteStore):
+        other = SQLiteStore(home / "agentcron.db")
+    else:
+        from agentcron.store.postgres import PostgresStore
+
+        other = PostgresStore(PG_DSN, schema=any_store.schema)  # type: ignore[attr-defined]
+    passed: list[bool] = []
+    lock = threading.Lock()
+
+    def reserve(store: Store) -> None:
+        for _ in range(25):
+            ok = store.reserve_run([scope], "2026-06-01") is None
+            with lock:
+                passed.append(ok)
+
+    try:
+        threads = [threading.Thread(target=reserve, args=(s,)) for s in (any_store, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        other.close()
+    assert sum(passed) == 20 and len(passed) == 50
+    assert any_store.budget_usage(["global"], "2026-06-01")["global"].runs == 20
+
+
+# ---- the engine, end to end in process -----------------------------------------------
+
+
+def test_slots_over_a_task_budget_are_skipped_with_the_reason_and_told_once_a_day(
+    any_store: Store, clock: FakeClock, home: Path
+) -> None:
+    async def scenario() -> tuple[list[str], list[str]]:
+        rig = Rig(any_store, clock, home)
+        rig.h.add("ping", _ok, every="10m", timezone="UTC", budget={"runs_per_day": 3})
+        await rig.h.run_until(clock.now() + timedelta(hours=1, minutes=5), timedelta(minutes=1))
+        first_day = await rig.lines()
+        # the next day: three runs again, then skipped again, and told again (once)
+        await rig.h.run_until(datetime(2026, 6, 2, 1, 0, tzinfo=UTC), timedelta(minutes=5))
+        return first_day, await rig.lines()
+
+    first_day, both_days = asyncio.run(scenario())
+    slots = sorted(any_store.slots("ping", limit=1000), key=lambda s: s.scheduled_for)
+    day1 = [s for s in slots if s.scheduled_for < datetime(2026, 6, 2, tzinfo=UTC)]
+    assert [s.status for s in day1][:3] == [SlotStatus.SUCCEEDED] * 3
+    skipped = day1[3:]
+    assert skipped and all(s.status is SlotStatus.SKIPPED for s in skipped)
+    assert all(s.attempts == 0 and s.started_at is None for s in skipped)
+    reason = skipped[0].reason or ""
+    assert reason.startswith(REASON_PREFIX + "task ping used 3/3 runs today"), reason
+    assert "resets at 2026-06-02 00:00 UTC" in reason
+    assert len(first_day) == 1, first_day
+    assert first_day[0].startswith("⏸ Daily budget used up: task ping spent 3/3 runs today"), (
+        first_day
+    )
+    assert (
+        "until tomorrow 00:00" in first_day[0]
+        and "tasks.ping.budget.runs_per_day" in (first_day[0])
+    )
+    day2 = [s for s in slots if s.scheduled_for >= datetime(2026, 6, 2, tzinfo=UTC)]
+    assert [s.status for s in day2][:3] == [SlotStatus.SUCCEEDED] * 3
+    assert day2[3].status is SlotStatus.SKIPPED
+    assert len(both_days) == 2, both_days
+    # budget skips are told by the budget message only: no skip-streak incident
+    assert not any_store.incidents("ping")
+
+
+def test_agent_and_global_budgets_and_tokens_from_the_recorded_runs(
+    any_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Two agent tasks fire together every 10 minutes, 100 tokens a run, under an agent
+    budget of 250 tokens: both runs at 00:10 and both at 00:20 start (200 spent when the
+    second pair starts), and from 00:30 the agent's slots are skipped; the owner's own
+    task goes on, counted by the global budget."""
+    rules = BudgetRules(
+        everything=Budget(runs_per_day=100),
+        agents=(("planner", "agent.planner.", Budget(tokens_per_day=250)),),
+    )
+    script = [completion("news", prompt_tokens=10, completion_tokens=90) for _ in range(8)]
+
+    async def scenario(base_url: str) -> list[str]:
+        rig = Rig(any_store, clock, home, rules)
+        llm = {"base_url": base_url, "model": "fake-model", "prompt": "go"}
+        for name in ("agent.planner.a", "agent.planner.b"):
+            rig.h.add(name, every="10m", timezone="UTC", llm=llm, retries=0)
+        rig.h.add("mine", _ok, every="10m", timezone="UTC")
+        await rig.h.run_until(clock.now() + timedelta(minutes=45), timedelta(minutes=1))
+        return await rig.lines()
+
+    with FakeOpenAI(script) as fake:
+        lines = asyncio.run(scenario(fake.base_url))
+        assert len(fake.requests) == 4
+    runs = {
+        name: [s.status for s in any_store.slots(name, limit=100)]
+        for name in ("agent.planner.a", "agent.planner.b", "mine")
+    }
+    ran = sum(st.count(SlotStatus.SUCCEEDED) for n, st in runs.items() if n != "mine")
+    assert ran == 4, runs
+    assert all(st.count(SlotStatus.SKIPPED) >= 1 for n, st in runs.items() if n != "mine")
+    assert set(runs["mine"]) == {SlotStatus.SUCCEEDED}, runs
+    usage = any_store.budget_usage(["agent:planner", "global"], "2026-06-01")
+    assert usage["agent:planner"] == Usage(runs=4, tokens=400)
+    assert usage["global"] == Usage(runs=4 + len(runs["mine"]), tokens=400)
+    assert len(lines) == 1 and "agent planner spent 400/250 tokens today" in lines[0], lines
+    assert "agents.clients.planner.budget.tokens_per_day" in lines[0]
+
+
+def test_retries_belong_to_their_run_and_are_not_stopped(
+    any_store: Store, clock: FakeClock, home: Path
+) -> None:
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("upstream answered HTTP 503 Service Unavailable")
+        return "ok"
+
+    async def scenario() -> None:
+        rig = Rig(any_store, clock, home)
+        rig.h.add(
+            "once",
+            flaky,
+            every="10m",
+            timezone="UTC",
+            budget={"runs_per_day": 1},
+            retries=3,
+            retry_backoff={"base": "10s", "jitter": 0},
+        )
+        await rig.h.run_until(clock.now() + timedelta(minutes=25), timedelta(seconds=5))
+
+    asyncio.run(scenario())
+    first, *later = sorted(any_store.slots("once", limit=10), key=lambda s: s.scheduled_for)
+    assert first.status is SlotStatus.SUCCEEDED and first.attempts == 3
+    assert later and {s.status for s in later} == {SlotStatus.SKIPPED}
+    assert any_store.budget_usage(["task:once"], "2026-06-01")["task:once"].runs == 1
+
+
+def test_a_reloaded_budget_applies_to_the_next_slot(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    changed_at = clock.now() + timedelta(minutes=25)
+
+    async def scenario() -> None:
+        rig = Rig(sqlite_store, clock, home, BudgetRules(everything=Budget(runs_per_day=1)))
+        rig.h.add("t", _ok, every="10m", timezone="UTC")
+        await rig.h.run_until(changed_at, timedelta(minutes=1))
+        rig.gate.configure(BudgetRules(everything=Budget(runs_per_day=10)), "UTC")
+        await rig.h.run_until(changed_at + timedelta(minutes=20), timedelta(minutes=1))
+
+    asyncio.run(scenario())
+    slots = sorted(sqlite_store.slots("t", limit=100), key=lambda s: s.scheduled_for)
+    before = [s.status for s in slots if s.scheduled_for < changed_at]
+    after = [s.status for s in slots if s.scheduled_for >= changed_at]
+    assert (
+        before[0] is SlotStatus.SUCCEEDED and before[1:] and set(before[1:]) == {SlotStatus.SKIPPED}
+    ), before
+    assert after and set(after) == {SlotStatus.SUCCEEDED}, after
