@@ -386,7 +386,8 @@ def test_the_agents_section_is_checked_with_lines(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError) as caught:
         load_with_agents(path)
-    assert "agents: clients.b.token: the same token as clients.a" in str(caught.value)
+    # the cross-check names the key at fault, and the problem points at its line
+    assert f"{path}:4: agents.clients.b.token: the same token as clients.a" in str(caught.value)
     path.write_text("timezone: UTC\nagents:\n  clients:\n    a: {token_env: A_TOKEN}\n")
     loaded, agents = load_with_agents(path)
     assert loaded.timezone == "UTC" and agents.client("a").token_env == "A_TOKEN"

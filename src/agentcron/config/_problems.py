@@ -84,7 +84,31 @@ def issues_from(exc: ValidationError, model: type[BaseModel], data: Any) -> list
             issues.append(Issue(union_at, f"must be {_either(words)}", "union"))
         else:
             issues.extend(_issue(m, model) for m in members)
+    issues = [_refined(i, data) for i in issues]
     return list({(i.path, i.message): i for i in issues}.values())
+
+
+_KEY_PREFIX = re.compile(r"^([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*): ")
+
+
+def _refined(issue: Issue, data: Any) -> Issue:
+    """A check across a whole section (``agents``) names the key at fault at the start
+    of its message (``clients.b.token: the same token as clients.a``): point the
+    problem, and so its line, at that key when the data holds it."""
+    if issue.kind != "value_error":
+        return issue
+    match = _KEY_PREFIX.match(issue.message)
+    node: Any = data
+    for part in issue.path:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    if match is None or not isinstance(node, Mapping):
+        return issue
+    keys = match.group(1).split(".")
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return issue
+        node = node[key]
+    return Issue((*issue.path, *keys), issue.message[match.end() :], issue.kind)
 
 
 def _locate(error: ErrorDetails, data: Any) -> _Located:
