@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agentcron.beats import on_beat, sleep_to_beat
 from agentcron.clock import Clock, SystemClock
 from agentcron.config.errors import ConfigError
 from agentcron.config.loader import load_config
@@ -58,8 +60,11 @@ class DaemonOptions:
     config_path: Path | None
     home: Path
     db_url: str | None = None
-    poll_interval: float = 1.0
-    reload_interval: float = 2.0
+    # The daemon's beat (see agentcron.beats): the engine's look for other processes'
+    # and nodes' work, and the outbox's and deliveries' looks. The other periodic duties
+    # run on multiples of it, so an idle daemon wakes once per beat.
+    poll_interval: float = 2.0
+    reload_interval: float = 2.0  # a stat of the config file; read only when it changed
     heartbeat_interval: float = 5.0
     shutdown_grace: float = 10.0
     lease_seconds: float = 60.0
@@ -110,6 +115,7 @@ class Daemon:
         self.service: Service | None = None
         self.stop_event = asyncio.Event()
         self._config_stamp: str | None = None
+        self._config_file: _FileId | None = None  # its stat when last read
         self._background: set[asyncio.Future[Any]] = set()
         self.supervisor: Supervisor | None = None
         self.api: Any = None  # interfaces.api.launch.DaemonApi when the API is served
@@ -120,6 +126,7 @@ class Daemon:
             if self.options.base_config is None:
                 raise ValueError("a daemon needs a config file or a base_config")
             return self.options.base_config
+        self._config_file = _file_id(self.options.config_path)
         config = load_config(self.options.config_path)
         self._config_stamp = _stamp(self.options.config_path)
         return config
@@ -420,8 +427,6 @@ class Daemon:
         engine = self.engine
         if engine is None:
             return "agentcron is starting"
-        import time
-
         if engine.health.outage is not None:
             return f"agentcron's ticks are failing: {redact(engine.health.outage.error)}"
         within = max(3 * self.options.poll_interval, self.options.stall_after)
@@ -461,8 +466,13 @@ class Daemon:
         supervisor.add("config watcher", self._reload_loop)
         supervisor.add("node heartbeat", self._heartbeat_loop)
         held = self._database_away
-        supervisor.add("outbox sender", lambda: self.sender.run_forever(stop, hold=held))
-        supervisor.add("delivery worker", lambda: self.delivery.run_forever(stop, hold=held))
+        beat = self.options.poll_interval
+        supervisor.add(
+            "outbox sender", lambda: self.sender.run_forever(stop, interval=beat, hold=held)
+        )
+        supervisor.add(
+            "delivery worker", lambda: self.delivery.run_forever(stop, interval=beat, hold=held)
+        )
         supervisor.add("retention", self._retention_loop)
         supervisor.add("dead man's switch", self._pulse_loop)
         supervisor.add("watchdog", self._watch_the_watchdog)
@@ -528,7 +538,7 @@ class Daemon:
                 faults.failed(exc)
             else:
                 faults.ok()
-            await _sleep_or_stop(self.stop_event, self.options.heartbeat_interval)
+            await self._sleep_beats(self.options.heartbeat_interval)
 
     async def _pulse_loop(self) -> None:
         """The dead man's switch: "alive" only while ticks complete, ``/fail`` with the
@@ -550,7 +560,7 @@ class Daemon:
             monitor.zone = resolve_zone(self.config.timezone if self.config else None)
             # each ping's result is recorded; an endpoint that keeps failing is told
             await monitor.beat(url, self._trouble() if url else None)
-            await _sleep_or_stop(self.stop_event, self.options.pulse_interval)
+            await self._sleep_beats(self.options.pulse_interval)
 
     async def _watch_the_watchdog(self) -> None:
         """The watchdog runs on threads of its own; a thread that died is a failure of
@@ -559,7 +569,7 @@ class Daemon:
             if not self.watchdog.alive():
                 self.watchdog.start()
                 raise RuntimeError("the watchdog's thread had stopped")
-            await _sleep_or_stop(self.stop_event, max(1.0, self.options.watchdog_interval))
+            await self._sleep_beats(max(1.0, self.options.watchdog_interval))
 
     async def _watch_the_store(self) -> None:
         """The store's own upkeep (SQLite's WAL checkpoint thread) is a part too: one
@@ -570,7 +580,7 @@ class Daemon:
             if fault is not None:
                 self.store.start_background_work()
                 raise RuntimeError(f"its WAL checkpoint thread stopped ({fault})")
-            await _sleep_or_stop(self.stop_event, max(1.0, self.options.watchdog_interval))
+            await self._sleep_beats(max(1.0, self.options.watchdog_interval))
 
     async def _retention_loop(self) -> None:
         assert self.store is not None
@@ -601,11 +611,17 @@ class Daemon:
                     log.info("pruned %d kept output file(s) past keep_outputs", removed)
             except Exception:
                 log.exception("pruning kept outputs failed")
-            await _sleep_or_stop(self.stop_event, self.options.retention_interval)
+            await self._sleep_beats(self.options.retention_interval)
+
+    async def _sleep_beats(self, interval: float) -> None:
+        """Sleep about ``interval`` (never longer), in step with the daemon's beat: the
+        duties' timers fall due together and wake the process once (:mod:`..beats`)."""
+        beat = self.options.poll_interval
+        await sleep_to_beat(on_beat(interval, beat), self.stop_event)
 
     async def _reload_loop(self) -> None:
         while not self.stop_event.is_set():
-            await _sleep_or_stop(self.stop_event, self.options.reload_interval)
+            await self._sleep_beats(self.options.reload_interval)
             if self.stop_event.is_set():
                 return
             try:
@@ -617,6 +633,10 @@ class Daemon:
         """Apply a changed config file; keep the last good one when the new one is invalid."""
         if self.options.config_path is None:
             return False
+        seen = _file_id(self.options.config_path)
+        if seen is not None and seen == self._config_file and not _racy(seen):
+            return False  # the same file, unchanged since it was read: no read, no hash
+        self._config_file = seen
         stamp = _stamp(self.options.config_path)
         if stamp == self._config_stamp:
             return False
@@ -689,6 +709,26 @@ def _log_finished(finished: Finished) -> None:
     )
 
 
+_FileId = tuple[int, int, int, int, int]
+RACY_NS = 2_000_000_000  # an mtime this recent may hide a second edit in the same tick
+
+
+def _file_id(path: Path) -> _FileId | None:
+    """What ``stat`` says of the file: an edit (in place or by rename) changes it."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _racy(file: _FileId) -> bool:
+    """Whether the file changed so recently that an edit of the same size within the
+    same timestamp tick could look unchanged: then its content is hashed anyway (as
+    git does with a "racily clean" index entry)."""
+    return time.time_ns() - max(file[3], file[4]) < RACY_NS
+
+
 def _stamp(path: Path) -> str | None:
     """The file's content hash: an edit within one mtime tick is still seen."""
     try:
@@ -699,8 +739,3 @@ def _stamp(path: Path) -> str | None:
 
 def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -21,13 +21,14 @@ over.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
+from agentcron.beats import sleep_to_beat
 from agentcron.clock import Clock
 from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import Delivery, DeliveryStatus, Message, TaskSpec
@@ -41,6 +42,13 @@ log = logging.getLogger("agentcron.delivery")
 
 DEFAULT_BACKOFF = (timedelta(seconds=60), timedelta(minutes=5), timedelta(minutes=30))
 MAX_BODY = 200_000  # characters read from the kept file; Apprise splits per channel
+
+
+@runtime_checkable
+class DeliveryPeek(Protocol):
+    """A store that can say, with a read, whether a delivery may be claimed now."""
+
+    def deliveries_waiting(self, now: datetime) -> bool: ...
 
 
 class DeliveryWorker:
@@ -80,13 +88,26 @@ class DeliveryWorker:
         hold: Callable[[], bool] = lambda: False,
         escalate_after: float = ESCALATE_AFTER,
     ) -> None:
-        """Deliver until ``stop``; no pass while ``hold()`` says the database is away."""
+        """Deliver until ``stop``; no pass while ``hold()`` says the database is away.
+
+        A wake (a run with deliveries ended) claims at once; otherwise the worker looks
+        on the daemon's beat (``interval``, see :mod:`agentcron.beats`) for retries
+        whose time came, lapsed claims and other nodes' deliveries, with a read first:
+        the claim, a write, is made only when something waits."""
+        woken = True  # the first pass takes over whatever a previous daemon left
         while not stop.is_set():
-            await self._faults.run_pass(lambda: self.drain_once(wait=False), hold, escalate_after)
+            work = (lambda: self.drain_once(wait=False)) if woken else self._look
+            await self._faults.run_pass(work, hold, escalate_after)
+            await sleep_to_beat(interval, stop, self._wake)
+            woken = self._wake.is_set()
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._wake.wait()
+
+    async def _look(self) -> int:
+        """The periodic look: claim only when the store says something is due."""
+        store = self.store
+        if isinstance(store, DeliveryPeek) and not store.deliveries_waiting(self.clock.now()):
+            return 0
+        return await self.drain_once(wait=False)
 
     async def drain_once(self, wait: bool = True) -> int:
         """Claim due deliveries and start each not already under way here; returns

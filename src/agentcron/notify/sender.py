@@ -21,14 +21,15 @@ must be used from the thread that owns it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import socket
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
+from agentcron.beats import sleep_to_beat
 from agentcron.clock import Clock, SystemClock
 from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import OutboxItem
@@ -52,6 +53,14 @@ SEND_LIMIT = 120.0
 # How long a claimed message stays ours: a send's limit plus room for the store
 # writes around it and for clocks of different nodes that disagree a little.
 CLAIM_FOR = timedelta(seconds=SEND_LIMIT + 60)
+
+
+@runtime_checkable
+class OutboxPeek(Protocol):
+    """A store that can say, with a read, whether a message may be claimed now (the SQL
+    stores can; a store without it is drained on every look)."""
+
+    def outbox_waiting(self, now: datetime) -> bool: ...
 
 
 def default_owner() -> str:
@@ -124,18 +133,31 @@ class OutboxSender:
     ) -> None:
         """Drain until ``stop`` is set; a failing store or channel is logged, not fatal.
         While ``hold()`` says the database is known to be away, no drain is tried: each
-        try would wait out the busy timeout on the loop's thread, for nothing."""
+        try would wait out the busy timeout on the loop's thread, for nothing.
+
+        A wake (a message enqueued here) drains at once. Otherwise the sender looks on
+        the daemon's beat (``interval``, see :mod:`agentcron.beats`) for what announces
+        itself to nobody: a retry whose time came, a claim that lapsed, a message
+        another process or node enqueued. That look is a read; the claim, a write, is
+        made only when something waits."""
+        woken = True  # the first pass drains whatever a previous daemon left
         while not stop.is_set():
-            await self._faults.run_pass(self.drain_once, hold, escalate_after)
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-            try:
-                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await waiter
+            work = self.drain_once if woken else self._look
+            await self._faults.run_pass(work, hold, escalate_after)
+            await sleep_to_beat(interval, stop, self._wake)
+            woken = self._wake.is_set()
             self._wake.clear()
+
+    async def _look(self) -> int:
+        """The periodic look: drain only when the store says something is claimable."""
+        store = self._store
+        if (
+            not self._unrecorded
+            and isinstance(store, OutboxPeek)
+            and not store.outbox_waiting(self._clock.now())
+        ):
+            return 0
+        return await self.drain_once()
 
     def _channel(self, url: str) -> Channel:
         channel = self._channels.get(url)

@@ -46,6 +46,7 @@ from agentcron.store._built import (
     fresh_slot,
 )
 from agentcron.store._conn import Conn
+from agentcron.store._notify_sql import _HEADS as OUTBOX_HEADS
 from agentcron.store._notify_sql import NotifySQL
 from agentcron.store._provider_sql import ProviderSQL
 from agentcron.store._prune_sql import PruneSQL
@@ -544,8 +545,20 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         now. With one writer at a time (SQLite) the running-set read at the start holds."""
         return set(tasks)
 
+    def _runnable_waiting(self, now: datetime) -> bool:
+        """Whether any slot waits whose time has come: one row of the slots_runnable
+        index, no transaction. Every tick claims, and most find nothing (an idle
+        daemon, a steady load between fires): they no longer take the write lock."""
+        return bool(
+            self._q(
+                "SELECT 1 FROM slots WHERE status IN ('pending', 'retrying') "
+                "AND next_attempt_at <= ? LIMIT 1",
+                (ts(now),),
+            )
+        )
+
     def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
-        if limit <= 0:
+        if limit <= 0 or not self._runnable_waiting(now):
             return []
         chosen: list[Slot] = []
         with self._tx() as db:
@@ -853,16 +866,46 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
 
     def cancel_waiting_of_paused(self, now: datetime) -> int:
         # Through the partial index of waiting slots: a handful of rows, whatever the
-        # history holds.
+        # history holds; read first, so the look every few seconds takes no write lock.
+        waiting_of_paused = (
+            "SELECT s.id FROM slots s JOIN tasks t ON t.name = s.task "
+            "WHERE s.status IN ('pending', 'retrying') AND t.paused = 1"
+        )
+        if not self._q(f"{waiting_of_paused} LIMIT 1"):
+            return 0
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE slots SET status = 'cancelled', reason = 'task paused', "
-                "finished_at = ?, next_attempt_at = NULL WHERE id IN ("
-                "SELECT s.id FROM slots s JOIN tasks t ON t.name = s.task "
-                "WHERE s.status IN ('pending', 'retrying') AND t.paused = 1)",
+                f"finished_at = ?, next_attempt_at = NULL WHERE id IN ({waiting_of_paused})",
                 (ts(now),),
             )
             return int(cur.rowcount)
+
+    # ---- cheap looks before a claim (no transaction) --------------------------------
+    def outbox_waiting(self, now: datetime) -> bool:
+        """Whether a channel's head-of-line message may be claimed now (what
+        :meth:`claim_outbox` would take). The outbox sender asks on its periodic look,
+        so an idle daemon does not open a write transaction to find nothing."""
+        return bool(
+            self._q(
+                f"SELECT 1 FROM outbox o JOIN ({OUTBOX_HEADS}) h ON h.head = o.id "
+                "WHERE o.sent_at IS NULL AND o.permanent = 0 "
+                "AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) "
+                "AND (o.claimed_by IS NULL OR o.claim_expires_at <= ?) LIMIT 1",
+                (ts(now), ts(now)),
+            )
+        )
+
+    def deliveries_waiting(self, now: datetime) -> bool:
+        """Whether a delivery may be claimed now (see :meth:`outbox_waiting`)."""
+        return bool(
+            self._q(
+                "SELECT 1 FROM deliveries WHERE status IN ('pending', 'retrying') "
+                "AND next_attempt_at <= ? AND (claimed_by IS NULL OR claim_expires_at <= ?) "
+                "LIMIT 1",
+                (ts(now), ts(now)),
+            )
+        )
 
     def record_lost(self, slot: Slot, outcome: AttemptOutcome, now: datetime) -> bool:
         with self._tx() as db:
