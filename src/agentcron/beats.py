@@ -34,9 +34,7 @@ def on_beat(interval: float, beat: float) -> float:
     return math.floor(interval / beat) * beat
 
 
-async def sleep_to_beat(
-    every: float, *events: asyncio.Event, sooner: float | None = None
-) -> None:
+async def sleep_to_beat(every: float, *events: asyncio.Event, sooner: float | None = None) -> None:
     """Sleep until the next beat of ``every`` seconds, or until ``sooner`` seconds from
     now if that comes first, or until any of ``events`` is set."""
     now = asyncio.get_running_loop().time()

@@ -120,6 +120,13 @@ class Daemon:
         self.supervisor: Supervisor | None = None
         self.api: Any = None  # interfaces.api.launch.DaemonApi when the API is served
 
+    @property
+    def beat(self) -> float:
+        """The daemon's beat: ``poll_interval``, but never more than a third of
+        ``stall_after``. An idle loop passes once a beat, and the watchdog's stall check
+        reads those passes: a quiet loop must never look stuck."""
+        return min(self.options.poll_interval, self.options.stall_after / 3)
+
     # ---- assembly ----------------------------------------------------------------
     def _load(self) -> LoadedConfig:
         if self.options.config_path is None:
@@ -204,7 +211,7 @@ class Daemon:
                 owner=self.node_id,
                 max_concurrency=self.config.max_concurrency,
                 default_zone=self.config.timezone,
-                poll_interval=self.options.poll_interval,
+                poll_interval=self.beat,
                 lease=_seconds(self.options.lease_seconds),
                 dead_owners=tuple(dead),
                 outage_notice_after=_seconds(self.options.outage_notice_after),
@@ -429,7 +436,7 @@ class Daemon:
             return "agentcron is starting"
         if engine.health.outage is not None:
             return f"agentcron's ticks are failing: {redact(engine.health.outage.error)}"
-        within = max(3 * self.options.poll_interval, self.options.stall_after)
+        within = max(3 * self.beat, self.options.stall_after)
         if not engine.health.progressing(time.monotonic(), within):
             return "agentcron's scheduler loop is not ticking"
         return None
@@ -466,7 +473,7 @@ class Daemon:
         supervisor.add("config watcher", self._reload_loop)
         supervisor.add("node heartbeat", self._heartbeat_loop)
         held = self._database_away
-        beat = self.options.poll_interval
+        beat = self.beat
         supervisor.add(
             "outbox sender", lambda: self.sender.run_forever(stop, interval=beat, hold=held)
         )
@@ -616,8 +623,7 @@ class Daemon:
     async def _sleep_beats(self, interval: float) -> None:
         """Sleep about ``interval`` (never longer), in step with the daemon's beat: the
         duties' timers fall due together and wake the process once (:mod:`..beats`)."""
-        beat = self.options.poll_interval
-        await sleep_to_beat(on_beat(interval, beat), self.stop_event)
+        await sleep_to_beat(on_beat(interval, self.beat), self.stop_event)
 
     async def _reload_loop(self) -> None:
         while not self.stop_event.is_set():
