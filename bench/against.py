@@ -153,7 +153,11 @@ class Bench:
             out[str(slots)] = {"build_s": round(took, 1), "tick_costs": costs}
             if daemon:
                 out[str(slots)]["idle"] = agentcron_idle(
-                    self.scratch / f"home-history-{slots}", path, self.settle, self.history_seconds
+                    self.scratch / f"home-history-{slots}",
+                    path,
+                    self.settle,
+                    self.history_seconds,
+                    self.what_if,
                 )
             path.unlink()
         return out
@@ -164,7 +168,11 @@ class Bench:
         say(f"idle: agentcron run over {self.ns.tasks:,} tasks")
         out = {
             "agentcron": agentcron_idle(
-                self.scratch / "home-idle", self.tasks_db(), self.settle, self.idle_seconds
+                self.scratch / "home-idle",
+                self.tasks_db(),
+                self.settle,
+                self.idle_seconds,
+                self.what_if,
             )
         }
         if self.aps:
@@ -523,7 +531,7 @@ def print_table(rows: Sequence[dict[str, Any]], machine: dict[str, Any]) -> None
     )
     if machine.get("what_if"):
         print(
-            f"WHAT-IF {machine['what_if']} applied to agentcron's steady loads and profiles: "
+            f"WHAT-IF {machine['what_if']} applied to agentcron's daemons, loads and profiles: "
             "those figures are not the product's",
             file=out,
         )

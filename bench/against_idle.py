@@ -26,7 +26,7 @@ from typing import Any
 from bench.against_common import REPO, machine_busy_s, rss_mb, thread_samples, thread_window
 
 READY_LOG = "agentcron running as"
-DAEMON = (sys.executable, "-m", "agentcron", "run")  # `agentcron run` from this tree
+DAEMON = (sys.executable, "-m", "agentcron")  # `agentcron` from this tree
 SETTLE_MOST = 120.0  # seconds: a daemon still busy after this is measured busy
 
 # What each of agentcron's threads is for (their names in src/agentcron).
@@ -159,10 +159,13 @@ def _tail(path: Path, limit: int = 2000) -> str:
         return ""
 
 
-def agentcron_idle(home: Path, db: Path, least: float, seconds: float) -> dict[str, Any]:
+def agentcron_idle(
+    home: Path, db: Path, least: float, seconds: float, what_if: list[str] | None = None
+) -> dict[str, Any]:
     """``python -m agentcron run --config CFG --home HOME`` over a copy of ``db`` (a
     config file with no tasks: the tasks are in the database, as `agentcron add` puts
-    them), watched once its start is logged and its start-up work is over (``settle``)."""
+    them), watched once its start is logged and its start-up work is over (``settle``).
+    ``what_if``: proposed changes applied in that process first (bench/against_whatif.py)."""
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(db, home / "agentcron.db")
     config = home / "agentcron.yaml"
@@ -172,8 +175,14 @@ def agentcron_idle(home: Path, db: Path, least: float, seconds: float) -> dict[s
     env.pop("AGENTCRON_HOME", None)
     spawned = time.monotonic()
     with log.open("w") as err:
+        if what_if:
+            from bench.against_whatif import wrapped_command
+
+            daemon = wrapped_command(what_if, str(REPO))
+        else:
+            daemon = list(DAEMON)
         proc = subprocess.Popen(
-            [*DAEMON, "--config", str(config), "--home", str(home), "--log-level", "info"],
+            [*daemon, "run", "--config", str(config), "--home", str(home), "--log-level", "info"],
             stdout=subprocess.DEVNULL,
             stderr=err,
             env=env,

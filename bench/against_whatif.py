@@ -2,9 +2,9 @@
 they would gain before anyone makes them in ``src/``.
 
 ``against.py --what-if NAME[,NAME]`` applies them to agentcron's in-process children
-(the steady loads and the profiles; not to the idle ``agentcron run`` processes, which
-run the tree as it is). Figures measured with a what-if are labelled as such in the
-JSON and the table: they are not the product's figures.
+(the steady loads and the profiles) and to the idle ``agentcron run`` processes (started
+through a wrapper that applies them first). Figures measured with a what-if are
+labelled as such in the JSON and the table: they are not the product's figures.
 """
 
 from __future__ import annotations
@@ -52,10 +52,71 @@ def running_slots_unordered() -> None:
     SQLStore.running_slots = running_slots  # type: ignore[method-assign]
 
 
+def watchdog_sleeps() -> None:
+    """The watchdog's two threads wake every second (``min(interval, CHECK_FLOOR)``)
+    whatever is due: 2 of an idle daemon's wake-ups a second once the loop sleeps on
+    its beat. Proposed for ``watchdog/watchdog.py``: the stall thread sleeps until the
+    loop could first count as stalled (its last pass + ``stall_after``; every
+    ``CHECK_FLOOR`` while a stall lasts, to tell its end), and the checks' thread until
+    its next due check (``_next_stuck``, ``_next_overdue``), at most ``interval``."""
+    import time
+    from datetime import timedelta
+
+    from agentcron.watchdog.limits import CHECK_FLOOR
+    from agentcron.watchdog.watchdog import Watchdog, WatchdogReport
+
+    def _run_loop_check(self: Watchdog) -> None:
+        wait = min(self.interval, CHECK_FLOOR)
+        while not self._stop.wait(wait):
+            try:
+                self._check_loop(WatchdogReport())
+            except Exception:
+                wait = min(self.interval, CHECK_FLOOR)
+                continue
+            if self._stalled or self.last_tick is None:
+                wait = min(self.interval, CHECK_FLOOR)
+            else:
+                silent = time.monotonic() - self.last_tick()
+                wait = max(min(self.interval, CHECK_FLOOR), self.stall_after - silent)
+
+    def _run(self: Watchdog) -> None:
+        wait = min(self.interval, CHECK_FLOOR)
+        while not self._stop.wait(wait):
+            try:
+                self.run_due()
+            except Exception:
+                wait = min(self.interval, CHECK_FLOOR)
+                continue
+            if self._stalled:  # standing in for the loop's sender
+                wait = min(self.interval, CHECK_FLOOR)
+                continue
+            now = self.clock.now()
+            due = [t for t in (self._next_stuck, self._next_overdue) if t is not None]
+            until = min(due, default=now + timedelta(seconds=self.interval)) - now
+            wait = min(self.interval, max(0.05, until.total_seconds()))
+
+    Watchdog._run_loop_check = _run_loop_check  # type: ignore[method-assign]
+    Watchdog._run = _run  # type: ignore[method-assign]
+
+
 PATCHES: dict[str, Callable[[], None]] = {
     "sleep_for": sleep_for_tick_time,
     "running_slots": running_slots_unordered,
+    "watchdog_sleeps": watchdog_sleeps,
 }
+
+
+def wrapped_command(names: list[str], repo: str) -> list[str]:
+    """``python -m agentcron`` with the named what-ifs applied first (for the idle
+    daemons, which run as processes of their own)."""
+    import sys
+
+    code = (
+        f"import sys; sys.path.insert(0, {repo!r}); "
+        f"from bench.against_whatif import apply; apply({names!r}); "
+        "sys.argv[0] = 'agentcron'; from agentcron.interfaces.cli import main; main()"
+    )
+    return [sys.executable, "-c", code]
 
 
 def apply(names: list[str]) -> list[str]:

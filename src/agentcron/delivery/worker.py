@@ -70,6 +70,7 @@ class DeliveryWorker:
         self.owner = owner or default_owner()
         self.claim_for = claim_for
         self.store = store
+        self._peek = store if isinstance(store, DeliveryPeek) else None  # asked once
         self.clock = clock
         self.emit = emit
         self.channel_factory = channel_factory
@@ -104,8 +105,8 @@ class DeliveryWorker:
 
     async def _look(self) -> int:
         """The periodic look: claim only when the store says something is due."""
-        store = self.store
-        if isinstance(store, DeliveryPeek) and not store.deliveries_waiting(self.clock.now()):
+        peek = self._peek
+        if peek is not None and not peek.deliveries_waiting(self.clock.now()):
             return 0
         return await self.drain_once(wait=False)
 

@@ -88,6 +88,7 @@ class OutboxSender:
         self.owner = owner or default_owner()
         self._claim_for = claim_for
         self._store = store
+        self._peek = store if isinstance(store, OutboxPeek) else None  # asked once
         self._factory = channel_factory
         self._clock: Clock = clock or SystemClock()
         self._backoff = tuple(backoff)
@@ -150,12 +151,8 @@ class OutboxSender:
 
     async def _look(self) -> int:
         """The periodic look: drain only when the store says something is claimable."""
-        store = self._store
-        if (
-            not self._unrecorded
-            and isinstance(store, OutboxPeek)
-            and not store.outbox_waiting(self._clock.now())
-        ):
+        peek = self._peek
+        if peek is not None and not self._unrecorded and not peek.outbox_waiting(self._clock.now()):
             return 0
         return await self.drain_once()
 
