@@ -140,7 +140,7 @@ def test_the_smallest_limit_sets_the_pace_and_the_watchdog_reads_no_more_often(
         elapsed = (reported - start).total_seconds()
         assert abs(counting.calls["due_heads"] - (elapsed / 2 + 1)) <= 2, counting.calls
         assert counting.calls.get("get_task", 0) == 2, counting.calls  # once per task
-        assert counting.calls["list_tasks"] <= elapsed / 10 + 1, counting.calls
+        assert counting.calls["smallest_overdue_after"] <= elapsed / 10 + 1, counting.calls
         # "slow" keeps the default rule: told only when it is 5 min late
         assert [i.task for i in sqlite_store.incidents(open_only=True)] == ["fast"]
         later = _first_report(dog, clock, clock.now() + timedelta(minutes=5))
@@ -200,4 +200,4 @@ def test_a_wall_clock_set_back_does_not_pause_the_checks(
     dog.run_due()
     assert counting.calls["due_heads"] == 2  # checked now, not in an hour
     assert counting.calls["running_slots"] == 2
-    assert counting.calls["list_tasks"] == 2  # the smallest limit read again too
+    assert counting.calls["smallest_overdue_after"] == 2  # the smallest limit read again too

@@ -9,15 +9,16 @@ first" and ``ok`` is reached only when nothing at all is wrong.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
-from agentcron.model import Health, Slot, SlotStatus, TaskRecord
+from agentcron.model import Health, Slot, SlotStatus, TaskSpec
 from agentcron.model.incident import Incident, IncidentKind
 from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
-from agentcron.watchdog.limits import overdue_limit
+from agentcron.watchdog.limits import OVERDUE_FLOOR, overdue_limit
 
 # An open incident of each kind sets this health (failure: see _failure_health).
 _INCIDENT_HEALTH = {
@@ -42,16 +43,38 @@ _ORDER = [
 ]
 
 
+class HealthTask(Protocol):
+    """What health reads of a task: a :class:`TaskRecord`, or a task list's row whose
+    ``spec`` is loaded only when read (agentcron.store._listing.TaskListing)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def next_fire_at(self) -> datetime | None: ...
+
+    @property
+    def spec(self) -> TaskSpec: ...
+
+
 def task_health(
-    rec: TaskRecord,
+    rec: HealthTask,
     active: Sequence[Slot],
     last: Slot | None,
     now: datetime,
-    period: timedelta,
+    period: timedelta | Callable[[], timedelta],
     zone: ZoneInfo,
     incidents: Sequence[Incident] = (),
 ) -> tuple[Health, str | None]:
-    """The health word and the sentence behind it (None only for ``ok``)."""
+    """The health word and the sentence behind it (None only for ``ok``).
+
+    ``rec.spec`` and ``period`` (a value, or a function giving it) are read only when
+    the answer depends on them: a run in progress, a retry, a fire more than
+    OVERDUE_FLOOR late. A list of 100,000 quiet tasks then parses no spec and walks
+    no cron expression."""
     if rec.paused:
         return Health.PAUSED, "paused"
     for slot in active:
@@ -93,7 +116,8 @@ def task_health(
         failure = next(i for i in open_ if i.kind is IncidentKind.FAILURE)
         return Health.RETRYING, failure.summary or "failing, still retrying"
     due = rec.next_fire_at
-    if due is not None and now - due > overdue_limit(rec.spec, period):
+    # no limit is under OVERDUE_FLOOR: below it neither the spec nor the period is read
+    if due is not None and now - due > OVERDUE_FLOOR and now - due > _overdue_limit(rec, period):
         return Health.OVERDUE, f"due since {due.astimezone(zone).isoformat()}, not fired"
     if (
         last is not None
@@ -107,3 +131,7 @@ def task_health(
             f"failing: {last.error_class.value if last.error_class else 'error'}",
         )
     return Health.OK, None
+
+
+def _overdue_limit(rec: HealthTask, period: timedelta | Callable[[], timedelta]) -> timedelta:
+    return overdue_limit(rec.spec, period if isinstance(period, timedelta) else period())

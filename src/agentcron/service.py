@@ -44,6 +44,7 @@ from agentcron.model import (
 )
 from agentcron.model.incident import Incident
 from agentcron.store._api_sql import TaskLatest
+from agentcron.store._listing import TaskListing
 
 __all__ = [
     "DAEMON_STALE_AFTER",
@@ -78,9 +79,7 @@ class Service(HistoryMixin, StatusMixin):
             name: None if spec.paused else self.first_fire(spec, now)
             for name, spec in specs.items()
         }
-        added, changed, removed = self.store.sync_file_tasks(
-            list(specs.values()), now, next_fire
-        )
+        added, changed, removed = self.store.sync_file_tasks(list(specs.values()), now, next_fire)
         for name in added:
             self._expire_past_one_shot(specs[name], now)
         return added, changed, removed
@@ -122,7 +121,8 @@ class Service(HistoryMixin, StatusMixin):
                 f"source: {source!r} is not a task source; use file or api", field="source"
             )
         needle = text.strip().lower() if text else None
-        records = self.store.list_tasks()
+        # a few keys of each stored spec, not 100,000 parsed specs (see TaskListing)
+        records = self.store.task_listing()
         latest = self.store.task_latest()
         active: dict[str, list[Slot]] = {}
         for slot in self.store.active_slots():
@@ -151,7 +151,7 @@ class Service(HistoryMixin, StatusMixin):
 
     def _task_view(self, rec: TaskRecord) -> dict[str, Any]:
         return self._view(
-            rec,
+            TaskListing.of(rec),
             self.store.task_latest([rec.name]).get(rec.name, TaskLatest()),
             self.store.active_slots(rec.name),
             self.store.incidents(task=rec.name, open_only=True, limit=100),
@@ -160,18 +160,20 @@ class Service(HistoryMixin, StatusMixin):
 
     def _view(
         self,
-        rec: TaskRecord,
+        rec: TaskListing,
         latest: TaskLatest,
         active: list[Slot],
         incidents: list[Incident],
         now: datetime,
     ) -> dict[str, Any]:
-        zone = self._zone(rec.spec)
+        zone = self._zone_named(rec.timezone)
         last = latest.last
-        health, detail = task_health(rec, active, last, now, self.period(rec.spec), zone, incidents)
+        health, detail = task_health(
+            rec, active, last, now, lambda: self.period(rec.spec), zone, incidents
+        )
         return {
             "name": rec.name,
-            "schedule": rec.spec.schedule_text,
+            "schedule": rec.schedule_text,
             "timezone": str(zone.key),
             "paused": rec.paused,
             "pause_reason": latest.pause_reason if rec.paused else None,
@@ -181,11 +183,11 @@ class Service(HistoryMixin, StatusMixin):
             "health": health.value,
             "health_detail": detail,
             "source": _source(rec),
-            "action": rec.spec.action_kind,
+            "action": rec.action_kind,
             "delivery_status": latest.last_success.delivery_status.value
             if latest.last_success
             else None,
-            "description": rec.spec.description,
+            "description": rec.description,
         }
 
     def show_task(self, name: str, count: int = 3) -> dict[str, Any]:
@@ -449,15 +451,13 @@ class Service(HistoryMixin, StatusMixin):
         return report.as_dict()
 
 
-def _source(rec: TaskRecord) -> str:
+def _source(rec: TaskRecord | TaskListing) -> str:
     return "file" if rec.source is TaskSource.FILE else "api"
 
 
-def _matches(rec: TaskRecord, needle: str) -> bool:
-    spec = rec.spec
+def _matches(rec: TaskListing, needle: str) -> bool:
     return any(
-        needle in (value or "").lower()
-        for value in (rec.name, spec.schedule_text, spec.description)
+        needle in (value or "").lower() for value in (rec.name, rec.schedule_text, rec.description)
     )
 
 

@@ -143,6 +143,12 @@ class ServiceCore:
     def _zone(self, spec: TaskSpec) -> ZoneInfo:
         return spec.zone(self.defaults.timezone)
 
+    def _zone_named(self, timezone: str | None) -> ZoneInfo:
+        """:meth:`_zone` from a task's ``timezone`` key alone (a task list's row)."""
+        from agentcron.schedules.zones import resolve_zone
+
+        return resolve_zone(timezone or self.defaults.timezone)
+
     def _task(self, name: str) -> TaskRecord:
         from agentcron.model.task import TASK_NAME
 

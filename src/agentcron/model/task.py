@@ -46,6 +46,20 @@ Duration = Annotated[
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 MIN_KEEP_HISTORY = timedelta(hours=1)
 NOTIFY_EVENTS = ("opened", "escalated", "closed", "repeated", "stuck", "delivery", "reminder")
+ACTION_KEYS = ("command", "python", "http", "llm")  # a spec's action is the first one set
+
+
+def schedule_text(cron: str | None, every: timedelta | None, at: datetime | None) -> str:
+    """A schedule in words, as `list` shows it. A function of the three keys, so a task
+    list read from stored keys (agentcron.store._rows.TaskListing) says it the same way."""
+    if cron is not None:
+        return cron
+    if every is not None:
+        from agentcron.durations import format_duration
+
+        return f"every {format_duration(every)}"
+    assert at is not None
+    return f"at {at.isoformat()}"
 
 
 class _Strict(BaseModel):
@@ -274,7 +288,7 @@ class TaskSpec(_Strict):
                 "a task needs exactly one schedule: cron, every or at"
                 + (f" (found {', '.join(schedules)})" if schedules else "")
             )
-        actions = [k for k in ("command", "python", "http", "llm") if getattr(self, k) is not None]
+        actions = [k for k in ACTION_KEYS if getattr(self, k) is not None]
         if len(actions) != 1:
             raise ValueError(
                 "a task needs exactly one action: command, python, http or llm"
@@ -295,21 +309,14 @@ class TaskSpec(_Strict):
 
     @property
     def action_kind(self) -> str:
-        for k in ("command", "python", "http", "llm"):
+        for k in ACTION_KEYS:
             if getattr(self, k) is not None:
                 return k
         raise AssertionError("validated spec without an action")
 
     @property
     def schedule_text(self) -> str:
-        if self.cron is not None:
-            return self.cron
-        if self.every is not None:
-            from agentcron.durations import format_duration
-
-            return f"every {format_duration(self.every)}"
-        assert self.at is not None
-        return f"at {self.at.isoformat()}"
+        return schedule_text(self.cron, self.every, self.at)
 
     def zone(self, default: str | None = None) -> ZoneInfo:
         """The zone this task's schedule is evaluated in."""

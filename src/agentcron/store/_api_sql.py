@@ -17,11 +17,12 @@ import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from agentcron.model import Slot, SlotStatus
+from agentcron.model import Slot, SlotStatus, TaskSpec
 from agentcron.model.incident import Incident
+from agentcron.store._listing import PRESENT_KEYS, SHOWN_KEYS, ListingReader, TaskListing
 from agentcron.store._rows import (
     INCIDENT_COLUMNS,
     SLOT_COLUMNS,
@@ -30,8 +31,11 @@ from agentcron.store._rows import (
     dt_req,
     incident_from_row,
     slot_from_row,
+    spec_of,
     ts,
 )
+from agentcron.store._spec_sql import SpecSQL
+from agentcron.store.errors import NotFound
 
 _ACTIVE = "('pending', 'running', 'retrying')"
 _TICK_PREFIX = "tick:"
@@ -80,6 +84,9 @@ class TaskLatest:
     pause_reason: str | None = None
 
 
+_NOTHING_YET = TaskLatest()  # shared by every task with no final run and no pause reason
+
+
 @dataclass(frozen=True)
 class LiveCounts:
     """The gauges of ``/metrics``, each from a partial index (see the module doc)."""
@@ -116,6 +123,15 @@ class ApiStore(Protocol):
 
     def set_pause_reason(self, name: str, reason: str | None) -> None:
         """Why the task is paused (None clears it; resuming clears it)."""
+        ...
+
+    def task_listing(self) -> list[TaskListing]:
+        """Every task by name as a list shows it (:class:`TaskListing`): a few keys of
+        each stored spec, read in the database; a whole spec is loaded only when asked."""
+        ...
+
+    def smallest_overdue_after(self) -> timedelta | None:
+        """The smallest ``overdue_after`` any unpaused task sets (None when none does)."""
         ...
 
     def task_latest(self, names: Sequence[str] | None = None) -> dict[str, TaskLatest]:
@@ -164,7 +180,7 @@ class ApiStore(Protocol):
         ...
 
 
-class ApiSQL:
+class ApiSQL(SpecSQL):
     """The SQL behind :class:`ApiStore`, for :class:`~agentcron.store.sql.SQLStore`."""
 
     def _tx(self) -> AbstractContextManager[Any]:
@@ -226,6 +242,19 @@ class ApiSQL:
         with self._tx() as db:
             db.execute("UPDATE tasks SET pause_reason = ? WHERE name = ?", (reason, name))
 
+    def task_listing(self) -> list[TaskListing]:
+        read = self._key_read(SHOWN_KEYS, PRESENT_KEYS)
+        rows = self._key_rows(
+            f"SELECT name, source, paused, next_fire_at, {read.sql} FROM tasks ORDER BY name"
+        )
+        return ListingReader(read, self._spec_named).rows(rows)
+
+    def _spec_named(self, name: str) -> TaskSpec:
+        rows = self._q("SELECT spec FROM tasks WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(f"task {name!r} was removed while it was being read")
+        return spec_of(name, rows[0][0])
+
     def task_latest(self, names: Sequence[str] | None = None) -> dict[str, TaskLatest]:
         probe = (
             "SELECT t.name, t.pause_reason, "
@@ -249,7 +278,9 @@ class ApiSQL:
                 slot = slot_from_row(row)
                 slots[slot.id] = slot
         return {
-            str(name): TaskLatest(
+            str(name): _NOTHING_YET
+            if reason is None and last is None and ok is None
+            else TaskLatest(
                 last=slots.get(int(last)) if last is not None else None,
                 last_success=slots.get(int(ok)) if ok is not None else None,
                 pause_reason=reason,

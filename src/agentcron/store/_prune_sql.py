@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from agentcron.store._rows import ts
+from agentcron.store._spec_sql import SpecSQL
 
 BATCH = 500  # slots (or outbox, incident rows) per write transaction
 _ACTIVE = "('pending', 'running', 'retrying')"
@@ -73,7 +74,7 @@ class PrunedRecords:
     nodes: int
 
 
-class PruneSQL:
+class PruneSQL(SpecSQL):
     """History pruning; the subclass supplies ``_tx`` and ``_q``."""
 
     def _tx(self) -> AbstractContextManager[Any]:
@@ -81,6 +82,23 @@ class PruneSQL:
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
+
+    # ---- what each task keeps ---------------------------------------------------------
+    def keep_settings(self) -> dict[str, tuple[timedelta | None, int]]:
+        """Each task's ``keep_history`` and ``empty_output_streak``, read from its stored
+        spec by the database (not by parsing 100,000 specs at every retention pass);
+        tasks sharing settings share one tuple, each distinct stored pair is validated
+        once."""
+        read = self._key_read(["keep_history", "empty_output_streak"])
+        seen: dict[str, tuple[timedelta | None, int]] = {}
+        out: dict[str, tuple[timedelta | None, int]] = {}
+        for name, text in self._key_rows(f"SELECT name, {read.sql} FROM tasks"):
+            pair = seen.get(text)
+            if pair is None:
+                keep, streak = read.typed(name, text)
+                pair = seen[text] = (keep, streak)
+            out[name] = pair
+        return out
 
     # ---- slots, attempts, deliveries ------------------------------------------------
     def prune_slots(

@@ -16,7 +16,7 @@ PostgreSQL (several nodes). Their shared contract:
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentcron.model import (
@@ -460,6 +460,11 @@ class DeliveryStore(Protocol):
 
 class RetentionStore(Protocol):
     """Pruning of history past ``keep_history`` (driven by :mod:`agentcron.retention`)."""
+
+    def keep_settings(self) -> dict[str, tuple[timedelta | None, int]]:
+        """Each task's ``keep_history`` and ``empty_output_streak`` as its spec says
+        (a key the stored spec lacks: the default), without parsing every spec."""
+        ...
 
     def prune_slots(
         self,

@@ -95,6 +95,8 @@ def _server_name(params: dict[str, Any]) -> str:
 
 
 class PostgresStore(SQLStore):
+    _spec_dialect = "postgresql"  # how stored specs' keys are read (store/_spec_sql.py)
+
     def __init__(self, dsn: str, *, schema: str | None = None) -> None:
         self.dsn = dsn
         self.schema = schema
