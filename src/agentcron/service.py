@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from agentcron._service.base import (
     Actor,
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 _SOURCES = ("file", "api")
+_NO_LATEST = TaskLatest()  # a task with no final run and no pause reason
 # keys a patch may not change: the name is the task's identity (remove and add to
 # rename); `paused` has its own calls, which keep the reason and cancel waiting runs
 _NOT_PATCHABLE = ("name",)
@@ -131,18 +133,23 @@ class Service(HistoryMixin, StatusMixin):
         for incident in self.store.incidents(open_only=True, limit=100_000):
             incidents.setdefault(incident.task, []).append(incident)
         now = self.clock.now()
+        zones: dict[str | None, ZoneInfo] = {}  # a fleet shares few zones
         out = []
         for rec in records:
             if source is not None and _source(rec) != source:
                 continue
             if needle is not None and not _matches(rec, needle):
                 continue
+            zone = zones.get(rec.timezone)
+            if zone is None:
+                zone = zones[rec.timezone] = self._zone_named(rec.timezone)
             view = self._view(
                 rec,
-                latest.get(rec.name, TaskLatest()),
+                latest.get(rec.name, _NO_LATEST),
                 active.get(rec.name, []),
                 incidents.get(rec.name, []),
                 now,
+                zone,
             )
             if wanted and view["health"] not in wanted:
                 continue
@@ -165,8 +172,9 @@ class Service(HistoryMixin, StatusMixin):
         active: list[Slot],
         incidents: list[Incident],
         now: datetime,
+        zone: ZoneInfo | None = None,
     ) -> dict[str, Any]:
-        zone = self._zone_named(rec.timezone)
+        zone = zone or self._zone_named(rec.timezone)
         last = latest.last
         health, detail = task_health(
             rec, active, last, now, lambda: self.period(rec.spec), zone, incidents

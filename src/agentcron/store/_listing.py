@@ -114,8 +114,7 @@ class ListingReader:
         out = []
         valid, words, load = self._valid, self._schedule_words, self.load
         for name, source, paused, next_fire_at, text in rows:
-            cron, every, at, zone, description, *present = self.read.values(name, text)
-            action = next((k for k, v in zip(PRESENT_KEYS, present, strict=True) if v), None)
+            cron, every, at, zone, description, action = self.read.values(name, text)
             if action is None:
                 raise spec_error(name, "it has no action (command, python, http or llm)")
             if description is not None and not isinstance(description, str):

@@ -82,20 +82,32 @@ class KeyRead:
 
     def values(self, name: str, text: str | None) -> list[Any]:
         """Each key's raw JSON value (:data:`_ABSENT` when the spec lacks a key whose
-        default is not None), then for each ``present`` key whether it is set."""
+        default is not None), then, when ``present`` is given, the first of its keys
+        that is set (not absent, not null), or None."""
         if text is None:
             raise spec_error(name, "the database returned no spec")
-        got = from_json(text)
-        out: list[Any] = []
-        i = 0
-        for key in self.keys:
-            if key in _TYPED:
-                out.append(_ABSENT if got[i] is None else got[i + 1])
-                i += 2
-            else:
-                out.append(got[i])
-                i += 1
-        out.extend(t is not None and t != "null" for t in got[i:])
+        got: list[Any] = from_json(text)
+        n = len(self.keys)
+        if not _TYPED.intersection(self.keys):  # one value per key: the list's case
+            out = got[:n]
+            tail = n
+        else:
+            out = []
+            tail = 0
+            for key in self.keys:
+                if key in _TYPED:
+                    out.append(_ABSENT if got[tail] is None else got[tail + 1])
+                    tail += 2
+                else:
+                    out.append(got[tail])
+                    tail += 1
+        if self.present:
+            kinds = got[tail:]
+            out.append(
+                next(
+                    (k for k, t in zip(self.present, kinds, strict=True) if t and t != "null"), None
+                )
+            )
         return out
 
     def typed(self, name: str, text: str | None) -> list[Any]:
