@@ -54,7 +54,9 @@ _INLINE_REDACT_BYTES = 16 * 1024  # smaller outputs are redacted on the loop
 _private_homes: set[str] = set()
 
 
-async def keep_output_private(home: Path, path: str, spec: TaskSpec) -> None:
+async def keep_output_private(
+    home: Path, path: str, spec: TaskSpec, kept: bool | None = None
+) -> None:
     """Remove secrets from an attempt's output file before its end is recorded.
 
     Redacted now, with the secrets of the daemon that ran the task, so that whoever
@@ -63,10 +65,18 @@ async def keep_output_private(home: Path, path: str, spec: TaskSpec) -> None:
     hop and is done on the loop; a large one in a thread, piece by piece. The home
     is made private (0700) before the first output this process keeps in it.
     Failing to redact (a full disk) leaves the file as written, 0600, and says so.
+
+    ``kept`` is what the runner knows of the file once the action has returned:
+    False when the action said it kept none (an inline call that returned nothing)
+    or the file was looked for and not there; the file is then not looked for again
+    (a ``stat`` per run, in a burst of short runs). None (not known: the attempt
+    ended some other way) and True look.
     """
     if str(home) not in _private_homes:
         _private_homes.add(str(home))
         await asyncio.to_thread(secure_home, home)
+    if kept is False:
+        return
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:

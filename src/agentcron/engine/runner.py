@@ -37,6 +37,7 @@ from agentcron.model import (
 from agentcron.redact import redact
 from agentcron.store.base import Store
 
+from .diskroom import DiskRoom
 from .finisher import Finisher
 from .redaction import keep_output_private, task_secrets
 
@@ -215,13 +216,13 @@ def _crashed(spec: TaskSpec, exc: Exception) -> AttemptOutcome:
     )
 
 
+_ROOM = DiskRoom()
+
+
 def _disk_full(path: str) -> bool:
-    """Whether the filesystem holding ``path`` has no room left for ordinary writes."""
-    try:
-        stats = os.statvfs(os.path.dirname(path) or ".")
-    except OSError:
-        return False
-    return stats.f_bavail == 0
+    """Whether the filesystem holding ``path`` has no room left for ordinary writes
+    (asked of the kernel at most once a second while it has plenty: :mod:`.diskroom`)."""
+    return _ROOM.full(path)
 
 
 def _overran(spec: TaskSpec, started: datetime, ended: datetime, abandoned: bool) -> bool:
@@ -281,8 +282,11 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         on_started=_recorder(deps.store, attempt.id),
     )
     classification: Classification | None = None
+    has_file: bool | None = None  # whether the output file exists, when the attempt knows
     try:
-        outcome, classification = await _attempt(ctx, spec, attempt.number, deps, out_path)
+        outcome, classification, has_file = await _attempt(
+            ctx, spec, attempt.number, deps, out_path
+        )
         if outcome.ok and _overran(spec, started, deps.clock.now(), deps.overran(slot.id)):
             # An inline call cannot be stopped: one that returned after its timeout (or
             # after the engine gave up on it) still ran too long, whatever it returned.
@@ -351,7 +355,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     except Exception as exc:  # defensive: a bug in our code must still leave a record
         outcome = _crashed(spec, exc)
     finished = deps.clock.now()
-    await keep_output_private(deps.home, out_path, spec)
+    await keep_output_private(deps.home, out_path, spec, has_file)
     if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and spec.deliver:
         from agentcron.notify.channels import channel_key
 
@@ -388,7 +392,10 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
 
 async def _attempt(
     ctx: ActionContext, spec: TaskSpec, number: int, deps: RunnerDeps, out_path: str
-) -> tuple[AttemptOutcome, Classification | None]:
+) -> tuple[AttemptOutcome, Classification | None, bool | None]:
+    """The attempt's outcome, its classification, and whether its output file exists
+    once the action has returned (None when no action ran: a precheck may have
+    written it)."""
     context_text = _context_from_previous(deps.store, spec)
     if spec.precheck is not None:
         from agentcron.actions.precheck import run_precheck
@@ -402,12 +409,12 @@ async def _attempt(
                 known_class=ErrorClass.CONFIG_ERROR,
                 action="precheck",
             )
-            return outcome_for_failure(spec, number, failure, deps.clock.now(), deps.rand(), None)
+            now = deps.clock.now()
+            return (*outcome_for_failure(spec, number, failure, now, deps.rand(), None), None)
         pre = await run_precheck(checked, replace(ctx, spec=checked))
         if pre.failure is not None:
-            return outcome_for_failure(
-                spec, number, pre.failure, deps.clock.now(), deps.rand(), None
-            )
+            now = deps.clock.now()
+            return (*outcome_for_failure(spec, number, pre.failure, now, deps.rand(), None), None)
         if not pre.run:
             # The precheck's own words, stored and shown: redacted like any error.
             reason = redact(pre.reason or "precheck said not to run", task_secrets(spec))
@@ -418,6 +425,7 @@ async def _attempt(
                     explanation=reason,
                     reason=f"precheck: {reason}",
                 ),
+                None,
                 None,
             )
         if pre.context:
@@ -454,6 +462,7 @@ async def _attempt(
                 empty_output=empty,
             ),
             None,
+            kept,
         )
     failure = result.failure or FailureInfo(
         message="the action failed without saying why", action=spec.action_kind
@@ -472,10 +481,10 @@ async def _attempt(
         )
     if deps.stopping() and killed_by_stop(failure, result.exit_code):
         outcome, classification = _interrupted(deps, spec, number, path, now)
-        return replace(outcome, exit_code=result.exit_code), classification
+        return replace(outcome, exit_code=result.exit_code), classification, kept
     outcome, classification = outcome_for_failure(
         spec, number, failure, now, deps.rand(), path, result.exit_code
     )
     if result.tokens:
         outcome = replace(outcome, tokens=result.tokens)
-    return outcome, classification
+    return outcome, classification, kept

@@ -1,0 +1,63 @@
+"""Whether the disk that holds runs' outputs is full, without a system call per run.
+
+A run that succeeded without output, or a command that failed, asks whether its
+output may have been lost to a full disk (see :mod:`.runner`). Asking the kernel
+each time (``statvfs``) cost a system call per run, a visible share of a burst of
+short runs. The answer is kept for at most a second, and only while the disk had
+plenty of room when last asked: a disk with less than ``roomy`` bytes free is
+asked on every run, so the moment it fills is seen by the next run, as before.
+Between "roomy" and "full" lies at least ``roomy`` bytes of writes, which a second
+of runs does not make unseen in practice; if it does, the runs of that second are
+judged as on a disk with room (an empty output counts as empty) and the next
+answer is fresh.
+
+All task output folders are made by agentcron under ``HOME/outputs``: one answer
+serves the whole ``outputs`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+EVERY = 1.0  # seconds an answer "there is room" is kept
+ROOMY = 256 * 1024 * 1024  # bytes free above which an answer is kept at all
+
+
+class DiskRoom:
+    """Answers "is the disk holding this output full?"; ``statvfs`` and ``clock``
+    (monotonic seconds) are injectable for tests."""
+
+    def __init__(
+        self,
+        statvfs: Callable[[str], Any] = os.statvfs,
+        clock: Callable[[], float] = time.monotonic,
+        every: float = EVERY,
+        roomy: int = ROOMY,
+    ) -> None:
+        self._statvfs = statvfs
+        self._clock = clock
+        self._every = every
+        self._roomy = roomy
+        self._room_until: dict[str, float] = {}  # outputs folder -> until when it has room
+
+    def full(self, path: str) -> bool:
+        """Whether the filesystem holding ``path`` has no room left for ordinary writes
+        (False when it cannot be asked: nothing is known to be wrong)."""
+        folder = os.path.dirname(path) or "."
+        key = os.path.dirname(folder) or folder  # HOME/outputs for HOME/outputs/TASK/FILE
+        now = self._clock()
+        if self._room_until.get(key, -1.0) > now:
+            return False
+        try:
+            stats = self._statvfs(folder)
+        except OSError:
+            return False
+        free = stats.f_bavail * stats.f_frsize
+        if free >= self._roomy:
+            self._room_until[key] = now + self._every
+        else:
+            self._room_until.pop(key, None)
+        return bool(stats.f_bavail == 0)
