@@ -37,25 +37,58 @@ def on_beat(interval: float, beat: float) -> float:
 async def sleep_to_beat(every: float, *events: asyncio.Event, sooner: float | None = None) -> None:
     """Sleep until the next beat of ``every`` seconds, or until ``sooner`` seconds from
     now if that comes first, or until any of ``events`` is set."""
+    await sleep_until(when_to_wake(every, sooner), *events)
+
+
+def when_to_wake(every: float, sooner: float | None = None) -> float:
+    """The event loop's time of the next beat of ``every``, or ``sooner`` seconds from
+    now if that comes first."""
     now = asyncio.get_running_loop().time()
     when = next_beat(now, every)
-    if sooner is not None:
-        when = min(when, now + max(0.0, sooner))
-    await sleep_until(when, *events)
+    return when if sooner is None else min(when, now + max(0.0, sooner))
 
 
 async def sleep_until(when: float, *events: asyncio.Event) -> None:
     """Sleep until ``when`` on the event loop's clock, or until any of ``events`` is set."""
-    if any(e.is_set() for e in events):
+    if len(events) > 1:
+        sleeper = Sleeper(*events)
+        try:
+            await sleeper.until(when)
+        finally:
+            sleeper.close()
         return
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
+    if events and events[0].is_set():
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(when):
+            await (events[0].wait() if events else asyncio.get_running_loop().create_future())
+
+
+class Sleeper:
+    """Sleeps of one loop (the engine's, the sender's) on several events: one waiter per
+    event lives across the sleeps, so a sleep that times out creates and cancels no task
+    (an idle daemon's every beat would otherwise make and drop two tasks per duty)."""
+
+    def __init__(self, *events: asyncio.Event) -> None:
+        self._events = events
+        self._waiters: list[asyncio.Future[bool] | None] = [None] * len(events)
+
+    async def until(self, when: float) -> None:
+        """Sleep until ``when`` (the event loop's clock) or until an event is set."""
+        waiters: list[asyncio.Future[bool]] = []
+        for i, event in enumerate(self._events):
+            waiter = self._waiters[i]
+            if waiter is None or waiter.done():
+                if event.is_set():
+                    return
+                waiter = self._waiters[i] = asyncio.ensure_future(event.wait())
+            waiters.append(waiter)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(when):
-                if waiters:
-                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                else:
-                    await asyncio.Future()  # only the timeout ends it
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+
+    def close(self) -> None:
+        for waiter in self._waiters:
+            if waiter is not None:
+                waiter.cancel()
+        self._waiters = [None] * len(self._events)

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from agentcron.beats import sleep_to_beat
+from agentcron.beats import Sleeper, when_to_wake
 from agentcron.clock import Clock
 from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import Delivery, DeliveryStatus, Message, TaskSpec
@@ -96,12 +96,16 @@ class DeliveryWorker:
         whose time came, lapsed claims and other nodes' deliveries, with a read first:
         the claim, a write, is made only when something waits."""
         woken = True  # the first pass takes over whatever a previous daemon left
-        while not stop.is_set():
-            work = (lambda: self.drain_once(wait=False)) if woken else self._look
-            await self._faults.run_pass(work, hold, escalate_after)
-            await sleep_to_beat(interval, stop, self._wake)
-            woken = self._wake.is_set()
-            self._wake.clear()
+        sleeper = Sleeper(stop, self._wake)
+        try:
+            while not stop.is_set():
+                work = (lambda: self.drain_once(wait=False)) if woken else self._look
+                await self._faults.run_pass(work, hold, escalate_after)
+                await sleeper.until(when_to_wake(interval))
+                woken = self._wake.is_set()
+                self._wake.clear()
+        finally:
+            sleeper.close()
 
     async def _look(self) -> int:
         """The periodic look: claim only when the store says something is due."""

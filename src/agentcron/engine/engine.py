@@ -23,7 +23,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from agentcron.actions.base import Action
-from agentcron.beats import sleep_to_beat, sleep_until
+from agentcron.beats import Sleeper, when_to_wake
 from agentcron.clock import Clock
 from agentcron.model import (
     Claim,
@@ -327,15 +327,19 @@ class Engine:
         are logged once per outage (then every few minutes), and become one message
         to the owner when they last (:mod:`.health`)."""
         poll = self.settings.poll_interval
-        while not stop.is_set():
-            delay = await self.run_pass()
-            # Woken by what announces itself (a trigger, a reload, a run's end); the
-            # look for what does not (another process's or node's work) is on the
-            # daemon's beat, with its other looks: one wake-up for all of them.
-            if delay <= poll:
-                await sleep_to_beat(poll, stop, self._wake, sooner=delay)
-            else:  # a failing tick's backoff: not shortened by the beat
-                await sleep_until(asyncio.get_running_loop().time() + delay, stop, self._wake)
+        sleeper = Sleeper(stop, self._wake)
+        try:
+            while not stop.is_set():
+                delay = await self.run_pass()
+                # Woken by what announces itself (a trigger, a reload, a run's end); the
+                # look for what does not (another process's or node's work) is on the
+                # daemon's beat, with its other looks: one wake-up for all of them.
+                if delay <= poll:
+                    await sleeper.until(when_to_wake(poll, delay))
+                else:  # a failing tick's backoff: not shortened by the beat
+                    await sleeper.until(asyncio.get_running_loop().time() + delay)
+        finally:
+            sleeper.close()
 
     async def run_pass(self) -> float:
         """One pass of the loop: a tick and the sleep that follows it, in seconds."""

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from agentcron.beats import sleep_to_beat
+from agentcron.beats import Sleeper, when_to_wake
 from agentcron.clock import Clock, SystemClock
 from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import OutboxItem
@@ -142,12 +142,16 @@ class OutboxSender:
         another process or node enqueued. That look is a read; the claim, a write, is
         made only when something waits."""
         woken = True  # the first pass drains whatever a previous daemon left
-        while not stop.is_set():
-            work = self.drain_once if woken else self._look
-            await self._faults.run_pass(work, hold, escalate_after)
-            await sleep_to_beat(interval, stop, self._wake)
-            woken = self._wake.is_set()
-            self._wake.clear()
+        sleeper = Sleeper(stop, self._wake)
+        try:
+            while not stop.is_set():
+                work = self.drain_once if woken else self._look
+                await self._faults.run_pass(work, hold, escalate_after)
+                await sleeper.until(when_to_wake(interval))
+                woken = self._wake.is_set()
+                self._wake.clear()
+        finally:
+            sleeper.close()
 
     async def _look(self) -> int:
         """The periodic look: drain only when the store says something is claimable."""
