@@ -249,3 +249,16 @@ def test_a_bad_key_the_list_does_not_show_is_named_when_the_task_is_read(
         service.show_task("cron-utc")
     with pytest.raises(StoreError, match=r"task 'cron-utc'.*retries"):
         store.list_tasks()
+
+
+def test_a_spec_the_databases_json_cannot_hold_is_still_read(store: SQLStore, home: Path) -> None:
+    """PostgreSQL's jsonb refuses ``\\u0000``, which a command argument may hold: the
+    readers fall back to reading the whole spec here, and answer the same."""
+    fill(store)
+    spec = TaskSpec(name="nul", every=timedelta(hours=2), command=["printf", "a\x00b"])
+    store.upsert_task(spec, TaskSource.API, T0, T0 + timedelta(hours=1))
+    records = store.list_tasks()
+    service = Service(store, home, clock=FakeClock(T0))
+    assert service.list_tasks() == [service._task_view(rec) for rec in records]
+    assert store.keep_settings()["nul"] == (timedelta(days=90), 3)
+    assert store.smallest_overdue_after() == timedelta(seconds=0.5)

@@ -245,7 +245,7 @@ class ApiSQL(SpecSQL):
     def task_listing(self) -> list[TaskListing]:
         read = self._key_read(SHOWN_KEYS, PRESENT_KEYS)
         rows = self._key_rows(
-            f"SELECT name, source, paused, next_fire_at, {read.sql} FROM tasks ORDER BY name"
+            read, "SELECT name, source, paused, next_fire_at, {keys} FROM tasks ORDER BY name"
         )
         return ListingReader(read, self._spec_named).rows(rows)
 

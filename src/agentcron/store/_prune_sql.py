@@ -92,11 +92,13 @@ class PruneSQL(SpecSQL):
         read = self._key_read(["keep_history", "empty_output_streak"])
         seen: dict[str, tuple[timedelta | None, int]] = {}
         out: dict[str, tuple[timedelta | None, int]] = {}
-        for name, text in self._key_rows(f"SELECT name, {read.sql} FROM tasks"):
-            pair = seen.get(text)
+        for name, text in self._key_rows(read, "SELECT name, {keys} FROM tasks"):
+            pair = seen.get(text) if isinstance(text, str) else None
             if pair is None:
                 keep, streak = read.typed(name, text)
-                pair = seen[text] = (keep, streak)
+                pair = (keep, streak)
+                if isinstance(text, str):
+                    seen[text] = pair
             out[name] = pair
         return out
 
