@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import stat
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,9 +23,10 @@ import pytest
 import agentcron.engine.runner as runner_module
 from agentcron.clock import FakeClock
 from agentcron.engine.diskroom import DiskRoom
-from agentcron.model import SlotStatus
+from agentcron.engine.finisher import Finisher
+from agentcron.model import AttemptOutcome, Finish, SlotStatus
 from agentcron.store.base import Store
-from harness import Harness
+from harness import Harness, until
 
 SECRET = "quince-lantern-9034-umber"  # a value no pattern recognises
 MIB = 1024 * 1024
@@ -186,3 +187,45 @@ def test_a_run_that_kept_nothing_is_not_looked_for_and_the_home_is_private(
     monkeypatch.setattr(os, "stat", real_stat)
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
     assert h.finished[0].outcome.empty_output
+
+
+class _Recorder:
+    def __init__(self, down: bool = False) -> None:
+        self.down = down
+        self.written: list[int] = []
+
+    def finish_many(self, items: list[Finish]) -> list[str]:
+        if self.down:
+            raise RuntimeError("database is locked")
+        self.written.extend(i.slot_id for i in items)
+        return [f"slot-{i.slot_id}" for i in items]
+
+
+@pytest.mark.parametrize("down_first", [False, True])
+def test_a_run_cancelled_while_its_end_is_queued_still_has_it_written(down_first: bool) -> None:
+    """The finisher's futures are awaited bare (no shield): cancelling the waiter must
+    not keep its end out of the database, whether the write is the next one or one
+    retried after a failure."""
+    store = _Recorder(down=down_first)
+    finisher = Finisher(store, retry_first=0.001)  # type: ignore[arg-type]
+    outcome = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def scenario() -> list[Any]:
+        runs = [
+            asyncio.ensure_future(finisher.finish(Finish(i, i, "n", outcome, now))) for i in (1, 2)
+        ]
+        await asyncio.sleep(0)  # both queued
+        if down_first:
+            await asyncio.sleep(0.01)  # a write or two failed: both wait for the retry
+            assert store.written == []
+        runs[0].cancel()
+        store.down = False
+        got = await asyncio.gather(*runs, return_exceptions=True)
+        await until(lambda: finisher.backlog == 0)
+        return got
+
+    got = asyncio.run(scenario())
+    assert isinstance(got[0], asyncio.CancelledError)
+    assert got[1] == "slot-2"
+    assert sorted(store.written) == [1, 2]

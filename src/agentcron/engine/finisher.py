@@ -55,9 +55,11 @@ class Finisher:
         if not self._flush_queued:
             self._flush_queued = True
             loop.call_soon(self._flush)
-        # Shielded: a run cancelled while its record is queued must still see it
-        # written (the flush does not look at who is still waiting).
-        return await asyncio.shield(future)
+        # Not shielded, though a run cancelled while its record is queued must still
+        # see it written: the flush writes every queued end whoever still waits (a
+        # cancelled waiter's future is just not given the slot). A shield would cost
+        # each run a second future and a pass of the loop.
+        return await future
 
     def _flush(self) -> None:
         self._flush_queued = False
