@@ -157,8 +157,8 @@ class Engine:
         self._last_renew: datetime | None = None
         self._last_recover: datetime | None = None
         self._last_sweep: datetime | None = None
-        self._prepared_for: datetime | None = None
-        self._ahead: Ahead | None = None  # plans made for the coming instant
+        self._ahead: Ahead | None = None  # plans made for the coming fires
+        self._folders_made: set[str] = set()  # tasks whose output folder was made
         self._wake = asyncio.Event()
         self._dead_owners = list(settings.dead_owners)
         self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
@@ -456,31 +456,61 @@ class Engine:
         return min(poll, delay + COALESCE)
 
     def _prepare(self, now: datetime) -> None:
-        """Get the tasks of the next fire instant ready, if it is close: build their
-        schedules, load their kinds of action and make their output folders now, so
-        that the tick at that instant does only what cannot be done before it (record,
-        start). A burst of a thousand new tasks due at once would otherwise spend a
-        third of its first tick on this. Nothing is recorded early: slots are still
-        made when due, by the rules."""
+        """Get the tasks of the coming fires ready, if they are close: build their
+        schedules, load their kinds of action, plan each fire as of its instant and
+        make new tasks' output folders now, so that the tick at an instant does only
+        what cannot be done before it (record, start). A burst of a thousand new tasks
+        due at once would otherwise spend a third of its first tick on this. Nothing is
+        recorded early: slots are still made when due, by the rules.
+
+        One read prepares every fire up to the window's end (see :class:`.Ahead`), not
+        one instant: with staggered tasks the next instant is always a millisecond away,
+        and preparing it on every tick cost a read, a plan and a thread job per fire."""
         nxt = self.store.next_fire()
-        if nxt is None or nxt <= now or nxt - now > LOOKAHEAD or nxt == self._prepared_for:
+        if nxt is None or nxt <= now or nxt - now > LOOKAHEAD:
             return
-        self._prepared_for = nxt
-        due = self.store.due_tasks(nxt, PREPARE_LIMIT)
+        zone = self.settings.default_zone
+        ahead = self._ahead
+        if ahead is not None and ahead.zone == zone and ahead.covers(nxt):
+            return  # the next fire is planned already
+        end = now + LOOKAHEAD
+        due = self.store.due_tasks(end, PREPARE_LIMIT)
+        if len(due) >= PREPARE_LIMIT and due[-1].next_fire_at is not None:
+            end = due[-1].next_fire_at  # tasks at that instant may lie past the limit
         plans: dict[str, tuple[TaskRecord, Plan]] = {}
         for rec in due:
+            at = rec.next_fire_at
+            if at is None or at <= now or at >= end:
+                continue  # due already (this tick's), or past the window
             try:
                 sched = self.schedule_for(rec.spec)
                 self.actions(rec.spec)  # imports and makes the action (cached by kind)
-                plans[rec.name] = (rec, plan_due(rec, sched, nxt, self.started_at))
+                plan = plan_due(rec, sched, at, self.started_at)
             except Exception:  # reported when the fire is planned or run
                 continue
-        self._ahead = Ahead(nxt, self.settings.default_zone, plans)
+            plans[rec.name] = (rec, plan)
+            if plan.new_next is not None:
+                end = min(end, plan.new_next)  # that task's next fire is not planned
+        if not plans:
+            return
+        first = min(rec.next_fire_at or end for rec, _ in plans.values())
+        self._ahead = Ahead(first, zone, plans, until=end)
+        self._make_folders_of(plans)
+
+    def _make_folders_of(self, plans: dict[str, tuple[TaskRecord, Plan]]) -> None:
+        """Make the output folders of tasks not seen before, on a thread (a task's runs
+        make their folder themselves if it went missing since)."""
+        made = self._folders_made
+        fresh = [name for name in plans if name not in made]
+        if not fresh:
+            return
+        if len(made) + len(fresh) > SCHEDULE_CACHE_LIMIT:
+            made.clear()  # a bound: names of removed tasks would pile up
+        made.update(fresh)
         from agentcron.actions.output import output_folder
 
-        folders = [output_folder(self.settings.home, rec.name) for rec in due]
-        loop = asyncio.get_running_loop()
-        loop.run_in_executor(None, _make_folders, folders)
+        folders = [output_folder(self.settings.home, name) for name in fresh]
+        asyncio.get_running_loop().run_in_executor(None, _make_folders, folders)
 
     def _renew(self, now: datetime) -> None:
         """Keep the leases of the runs this engine holds, and only those: the table of
@@ -744,17 +774,17 @@ class Engine:
         self._waiting_since[name] = since
 
     def _due_plans(self, now: datetime) -> list[Plan]:
-        """The plans of the tasks due now: those made ahead for this instant if they
-        all still hold (see :mod:`.planning`), else made now from a fresh read."""
+        """The plans of the tasks due now: those made ahead if they all still hold (see
+        :mod:`.planning`), else made now from a fresh read."""
         ahead = self._ahead
-        if ahead is not None and now >= ahead.at:
-            self._ahead = None  # for one instant only
+        if ahead is not None:  # the names due (no specs read) are enough to take them
             heads = self.store.due_heads(now, DUE_LIMIT)
             if not heads:
                 return []
             taken = ahead.take(heads, now, self.settings.default_zone)
             if taken is not None:
                 return taken
+            self._ahead = None  # something changed: plan afresh, prepare again
         plans: list[Plan] = []
         for rec in self.store.due_tasks(now, DUE_LIMIT):
             try:

@@ -5,13 +5,16 @@ that came due, the slots they become under the catch-up rules, and the task's ne
 fire; the slots active at the instant then decide overlap. The engine records the
 result in one transaction.
 
-Plans can also be made ahead of time: two seconds before a fire instant the engine
-plans the tasks due then, as of that instant (nothing is written). At the instant,
-:meth:`Ahead.take` hands those plans over only if each still holds exactly: the task
-is unchanged since (same next fire, same last change), the tick is less than a second
-late (every fire then is on time, whatever the task's period), no further fire of the
-task has come due, and a one-shot task has not expired. Otherwise the tick plans from
-a fresh read, as it would have without them. Overlap is always decided at the instant.
+Plans can also be made ahead of time: up to two seconds before they come due, the
+engine plans the tasks' next fires, each as of its own instant (nothing is written),
+up to the window's end: the first instant at which a fire might be due that is not
+planned (a planned task's following fire, or the end of what was read). At a fire's
+instant, :meth:`Ahead.take` hands its plan over only if it still holds exactly: the
+task is unchanged since (same next fire, same last change), the tick is less than a
+second late (every fire then is on time, whatever the task's period), no further fire
+of the task has come due, and a one-shot task has not expired. Otherwise the tick
+plans from a fresh read, as it would have without them. Overlap is always decided at
+the instant.
 """
 
 from __future__ import annotations
@@ -135,11 +138,18 @@ def with_overlap(plan: Plan, active: Sequence[Slot], default_zone: str | None) -
 
 @dataclass(frozen=True)
 class Ahead:
-    """Plans made as of instant ``at`` (with ``zone`` the default zone then)."""
+    """Plans made ahead (with ``zone`` the default zone then), each as of its task's
+    next fire; ``at`` is the earliest of those fires, and every fire before ``until``
+    (``at`` itself when None) was planned."""
 
     at: datetime
     zone: str | None
     plans: dict[str, tuple[TaskRecord, Plan]]
+    until: datetime | None = None
+
+    def covers(self, instant: datetime) -> bool:
+        """Whether a fire at ``instant`` was planned, if any task had one then."""
+        return instant < self.until if self.until is not None else instant <= self.at
 
     def take(self, heads: Sequence[DueHead], now: datetime, zone: str | None) -> list[Plan] | None:
         """The plans for the tasks due now (``heads``, in order), or None when any of
@@ -154,6 +164,8 @@ class Ahead:
             rec, plan = hit
             if rec.next_fire_at != next_fire_at or rec.updated_at != updated_at:
                 return None
+            if now < next_fire_at:
+                return None  # planned as of an instant still to come
             if now - next_fire_at >= ON_TIME:
                 return None
             if plan.new_next is not None and plan.new_next <= now:

@@ -1,0 +1,76 @@
+"""Staggered fires are planned ahead a window at a time (engine._prepare): one read of
+the coming fires serves every tick until the window's end, each tick takes its fires'
+plans, and a task's output folder is made once, not on every tick (issue 16: with
+fires a millisecond apart the old per-instant preparation cost a read, a plan and a
+thread job per fire, and its plans were never taken)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agentcron.engine.planning import Ahead
+from agentcron.model import SlotStatus
+from harness import Harness
+
+
+def test_staggered_fires_take_plans_made_a_window_ahead(
+    sqlite_store: Any, clock: Any, home: Any, monkeypatch: Any
+) -> None:
+    ran: list[str] = []
+    takes: list[int | None] = []
+    original_take = Ahead.take
+
+    def take(ahead: Ahead, *args: Any) -> Any:
+        got = original_take(ahead, *args)
+        takes.append(None if got is None else len(got))
+        return got
+
+    monkeypatch.setattr(Ahead, "take", take)
+    reads: list[int] = []
+    folders: list[int] = []
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home, max_concurrency=10)
+        for i in range(4):  # fires at .100, .200, .300, .400 of every second
+            h.add(
+                f"t{i}",
+                lambda i=i: ran.append(f"t{i}"),
+                every="1s",
+                anchor=datetime(2026, 1, 1, 0, 0, 0, (i + 1) * 100_000, tzinfo=UTC),
+            )
+        real_due, real_folders = h.store.due_tasks, h.engine._make_folders_of
+
+        def due_tasks(now: datetime, limit: int) -> Any:
+            got = real_due(now, limit)
+            reads.append(len(got))
+            return got
+
+        def make_folders(plans: Any) -> None:
+            before = len(h.engine._folders_made)
+            real_folders(plans)
+            folders.append(len(h.engine._folders_made) - before)
+
+        h.store.due_tasks = due_tasks  # type: ignore[method-assign]
+        h.engine._make_folders_of = make_folders  # type: ignore[method-assign]
+        h.clock.advance(timedelta(milliseconds=50))
+        await h.tick(settle=False)  # 00:00:00.050 prepares the coming second
+        for _ in range(3):  # three seconds of fires, a tick at each
+            for i in range(4):
+                h.clock.advance(timedelta(milliseconds=100 if i else 50))
+                await h.tick()
+            h.clock.advance(timedelta(milliseconds=650))  # to .050 of the next second
+            await h.tick(settle=False)
+        await h.engine.shutdown(10)  # the last ends recorded before the loop closes
+        return h
+
+    h = asyncio.run(scenario())
+    assert sorted(ran) == sorted(f"t{i}" for i in range(4) for _ in range(3))
+    for i in range(4):
+        assert [s.status for s in h.slots(f"t{i}")] == [SlotStatus.SUCCEEDED] * 3
+    assert takes == [1] * 12  # every fire's plan made ahead was taken
+    # one read of the coming fires per window (a second), none per fire: no fire was
+    # planned afresh
+    assert reads == [0, 4, 4, 4, 4], reads  # the first tick's (nothing planned yet)
+    assert folders[0] == 4 and sum(folders[1:]) == 0  # each task's folder made once
