@@ -160,6 +160,7 @@ class Engine:
         self._ahead: Ahead | None = None  # plans made for the coming fires
         self._folders_made: set[str] = set()  # tasks whose output folder was made
         self._wake = asyncio.Event()
+        self._end_wake: asyncio.TimerHandle | None = None  # see _run_ended
         self._dead_owners = list(settings.dead_owners)
         self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
         started = time.monotonic()
@@ -365,6 +366,7 @@ class Engine:
 
     def _tick_failed(self, exc: Exception) -> float:
         now = self.clock.now()
+        self._ahead = None  # made before the fault: the first tick after it plans afresh
         # An outage begins when the first failing pass began: a call that waited out
         # a busy timeout before failing was already meeting the fault.
         outage = health.after_failure(self.health.outage, exc, self._pass_began)
@@ -484,7 +486,8 @@ class Engine:
                 continue  # due already (this tick's), or past the window
             try:
                 sched = self.schedule_for(rec.spec)
-                self.actions(rec.spec)  # imports and makes the action (cached by kind)
+                if rec.name not in self._folders_made:  # a task not prepared before
+                    self.actions(rec.spec)  # imports and makes the action (cached by kind)
                 plan = plan_due(rec, sched, at, self.started_at)
             except Exception:  # reported when the fire is planned or run
                 continue
@@ -915,7 +918,19 @@ class Engine:
             return result
         finally:
             self._runs.pop(slot_id, None)
-            self._wake.set()
+            self._run_ended()
+
+    def _run_ended(self) -> None:
+        """A run's end may free room for a waiting slot or leave a retry to plan: the
+        loop looks within :data:`COALESCE`, so runs that end close together (a steady
+        load's fires) share one pass, often the next fire's, instead of one each."""
+        if self._end_wake is None:
+            loop = asyncio.get_running_loop()
+            self._end_wake = loop.call_later(COALESCE, self._ends_looked_at)
+
+    def _ends_looked_at(self) -> None:
+        self._end_wake = None
+        self._wake.set()
 
     def _notify(self, finished: Finished) -> None:
         """Queue ``finished`` for the listeners; they hear on the loop's next pass,
