@@ -24,7 +24,7 @@ from agentcron.model import (
 )
 from agentcron.model.incident import Incident, IncidentKind
 from agentcron.retention import keep_rule, keep_rules
-from agentcron.service import Service
+from agentcron.service import NotFoundError, Service
 from agentcron.store.errors import StoreError
 from agentcron.store.sql import SQLStore
 from agentcron.watchdog.limits import OverdueLimits
@@ -262,3 +262,24 @@ def test_a_spec_the_databases_json_cannot_hold_is_still_read(store: SQLStore, ho
     assert service.list_tasks() == [service._task_view(rec) for rec in records]
     assert store.keep_settings()["nul"] == (timedelta(days=90), 3)
     assert store.smallest_overdue_after() == timedelta(seconds=0.5)
+
+
+def test_notify_urls_and_names_are_what_reading_every_spec_gave(
+    store: SQLStore, home: Path
+) -> None:
+    lists = {"b": ["tgram://1", "ntfy://x"], "a": ["ntfy://x", "mailto://m"], "c": None}
+    lists |= {"d": ["mailto://m", "json://h", "json://h"], "e": ["ntfy://x", "mailto://m"]}
+    for name, urls in lists.items():
+        spec = TaskSpec(name=name, every=timedelta(hours=1), command=["x"], notify=urls)
+        store.upsert_task(spec, TaskSource.API, T0, T0)
+    expected = ["slack://g"]
+    for rec in store.list_tasks():
+        for url in rec.spec.notify or []:
+            if url not in expected:
+                expected.append(url)
+    service = Service(store, home, clock=FakeClock(T0))
+    assert service.channel_urls(["slack://g"]) == expected
+    assert expected == ["slack://g", "ntfy://x", "mailto://m", "tgram://1", "json://h"]
+    assert store.task_names() == ["a", "b", "c", "d", "e"]
+    with pytest.raises(NotFoundError, match="did you mean 'a'"):
+        service.show_task("aa")

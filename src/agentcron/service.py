@@ -404,10 +404,9 @@ class Service(HistoryMixin, StatusMixin):
     def channel_urls(self, global_channels: list[str]) -> list[str]:
         """Every notify channel in use: the global ones and each task's own."""
         urls = list(global_channels)
-        for rec in self.store.list_tasks():
-            for url in rec.spec.notify or []:
-                if url not in urls:
-                    urls.append(url)
+        for url in self.store.task_notify_urls():
+            if url not in urls:
+                urls.append(url)
         return urls
 
     async def notify_test(self, urls: list[str]) -> list[dict[str, Any]]:

@@ -160,7 +160,7 @@ class ServiceCore:
             )
         rec = self.store.get_task(name)
         if rec is None:
-            known = sorted(t.name for t in self.store.list_tasks())
+            known = self.store.task_names()  # names only: a typo costs no spec reads
             from difflib import get_close_matches
 
             hint = get_close_matches(name, known, n=1)

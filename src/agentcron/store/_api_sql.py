@@ -134,6 +134,14 @@ class ApiStore(Protocol):
         """The smallest ``overdue_after`` any unpaused task sets (None when none does)."""
         ...
 
+    def task_notify_urls(self) -> list[str]:
+        """Every URL the tasks' ``notify`` keys name, once each, first use first."""
+        ...
+
+    def task_names(self) -> list[str]:
+        """Every task's name, sorted; no spec is read."""
+        ...
+
     def task_latest(self, names: Sequence[str] | None = None) -> dict[str, TaskLatest]:
         """For each task (all when ``names`` is None): :class:`TaskLatest`. Two probes
         of the ``(task, scheduled_for)`` key per task, newest first, stopping at the

@@ -189,12 +189,33 @@ class SpecSQL:
             rows = self._q(sql.format(keys="spec"), params)
         return [(*row[:-1], read.from_spec(str(row[0]), row[-1])) for row in rows]
 
+    def _distinct(self, key: str, where: str = "") -> list[Any]:
+        """The distinct values of ``key`` among the tasks (``where``: a condition on
+        their columns), each validated once, in the order of the first task (by name)
+        holding it."""
+        read = self._key_read([key])
+        rows = self._key_rows(
+            read, f"SELECT MIN(name), {{keys}} FROM tasks {where} GROUP BY {{keys}}"
+        )
+        rows.sort(key=lambda row: str(row[0]))
+        return [read.typed(str(name), text)[0] for name, text in rows]
+
     def smallest_overdue_after(self) -> timedelta | None:
         """The smallest ``overdue_after`` an unpaused task sets (None: none sets one),
         read from each distinct stored value, not from every parsed spec."""
-        read = self._key_read(["overdue_after"])
-        rows = self._key_rows(
-            read, "SELECT MIN(name), {keys} FROM tasks WHERE paused = 0 GROUP BY {keys}"
-        )
-        limits = [read.typed(name, text)[0] for name, text in rows]
+        limits = self._distinct("overdue_after", "WHERE paused = 0")
         return min((v for v in limits if v is not None), default=None)
+
+    def task_notify_urls(self) -> list[str]:
+        """Every URL a task's ``notify`` names, each once, in the order of the tasks by
+        name and of each task's list (what reading every spec in name order gave)."""
+        urls: list[str] = []
+        for value in self._distinct("notify"):
+            for url in value or ():
+                if url not in urls:
+                    urls.append(url)
+        return urls
+
+    def task_names(self) -> list[str]:
+        """Every task's name, in order (no spec read)."""
+        return [str(row[0]) for row in self._q("SELECT name FROM tasks ORDER BY name")]
