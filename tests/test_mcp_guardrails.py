@@ -7,6 +7,7 @@ that it descends from a scheduled run."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,60 @@ def test_no_schedule_shorter_than_min_period(service: Service) -> None:
     )
     assert service.show_task("agent.claude.ten")["spec"] == before
     assert ok(call(server, "update_task", name="ten", every="15m"))["schedule"] == "every 15 min"
+
+
+def test_runs_started_by_hand_count_against_min_period(service: Service, clock: FakeClock) -> None:
+    server = server_for(service, agents_config(claude={"min_period": "10m"}))
+    ok(call(server, "schedule_task", name="job", every="1h", http=HOOK))
+    first = ok(call(server, "trigger_task", name="job"))
+    check = unchanged(service)
+    runs = len(service.runs("agent.claude.job"))
+    clock.advance(timedelta(minutes=4))
+    assert refusal(call(server, "trigger_task", name="job")) == (
+        "agent.claude.job was started by hand at 2026-06-01T00:00:00+00:00; agent 'claude' "
+        "may start a task at most once every 10m, so not before 2026-06-01T00:10:00+00:00"
+    )
+    check()
+    assert len(service.runs("agent.claude.job")) == runs
+    clock.advance(timedelta(minutes=6))
+    assert ok(call(server, "trigger_task", name="job"))["id"] != first["id"]
+
+
+def test_a_used_up_budget_is_shown_and_refuses_a_trigger(
+    service: Service, clock: FakeClock
+) -> None:
+    from agentcron.model.budget import Budget, BudgetScope
+    from agentcron.policies.budget import BudgetRules
+
+    agents = agents_config(claude={"budget": {"runs_per_day": 2}, "min_period": "0s"})
+    service.defaults = Defaults(
+        "UTC", None, BudgetRules(agents=(("claude", "agent.claude.", Budget(runs_per_day=2)),))
+    )
+    server = server_for(service, agents)
+    ok(call(server, "schedule_task", name="job", every="1h", http=HOOK))
+    limits = ok(call(server, "list_tasks"))["limits"]
+    assert limits["budget"]["runs"] == 0 and limits["budget"]["runs_per_day"] == 2
+    # the engine's gate spends from the budget as runs start (two of them today)
+    scope = BudgetScope("agent:claude", "agent claude", Budget(runs_per_day=2))
+    assert service.store.reserve_run([scope], "2026-06-01") is None
+    assert service.store.reserve_run([scope], "2026-06-01") is None
+    task = ok(call(server, "get_task", name="job"))
+    assert [(b["scope"], b["runs"], b["used_up"]) for b in task["budget"]] == [
+        ("agent:claude", 2, "runs")
+    ]
+    check = unchanged(service)
+    runs = len(service.runs("agent.claude.job"))
+    assert refusal(call(server, "trigger_task", name="job")) == (
+        "agent.claude.job: the daily budget of agent claude is used up (2/2 runs today); a run "
+        "started now would be skipped. It resets at 2026-06-02T00:00:00+00:00; only the owner "
+        "can raise it"
+    )
+    check()
+    assert len(service.runs("agent.claude.job")) == runs
+    # an agent cannot give itself a budget: schedule_task and update_task take none
+    assert refusal(call(server, "update_task", name="job", budget={"runs_per_day": 99}))
+    clock.advance(timedelta(days=1))
+    assert ok(call(server, "trigger_task", name="job"))["status"] == "pending"
 
 
 def test_inside_a_scheduled_run_an_agent_may_not_start_more_work(service: Service) -> None:

@@ -160,6 +160,7 @@ def test_list_and_get_show_the_agents_tasks_and_its_limits(service: Service) -> 
         "change": [],
         "inside_run": False,
         "may_schedule": True,
+        "budget": None,  # the owner set no budget for this agent
     }
     summary = ok(call(server, "get_task", name="summary"))
     assert summary == ok(call(server, "get_task", name="agent.claude.summary"))

@@ -181,7 +181,7 @@ class Daemon:
             store,
             self.options.home,
             self.clock,
-            Defaults(self.config.timezone, self.config.defaults),
+            Defaults(self.config.timezone, self.config.defaults, self.config.budget_rules()),
         )
         added, changed, removed = self.service.sync_file_tasks(self.config.tasks)
         log.info(
@@ -659,7 +659,7 @@ class Daemon:
         assert self.service is not None and self.engine is not None
         self.config = config
         self.rejected_config = None
-        self.service.defaults = Defaults(config.timezone, config.defaults)
+        self.service.defaults = Defaults(config.timezone, config.defaults, config.budget_rules())
         if self.api is not None:
             self.api.set_defaults(self.service.defaults)
         self.engine.settings.max_concurrency = config.max_concurrency

@@ -31,6 +31,7 @@ from agentcron._service.base import (
     iso,
     local_actor,
 )
+from agentcron._service.budgets import BudgetsMixin
 from agentcron._service.history import HistoryMixin, check_limit
 from agentcron._service.status import DAEMON_STALE_AFTER, StatusMixin
 from agentcron.health import task_health
@@ -69,7 +70,7 @@ _NO_LATEST = TaskLatest()  # a task with no final run and no pause reason
 _NOT_PATCHABLE = ("name",)
 
 
-class Service(HistoryMixin, StatusMixin):
+class Service(HistoryMixin, StatusMixin, BudgetsMixin):
     # ---- sync from the config file ----------------------------------------------------
     def sync_file_tasks(
         self, specs: Mapping[str, TaskSpec]
@@ -154,16 +155,21 @@ class Service(HistoryMixin, StatusMixin):
             if wanted and view["health"] not in wanted:
                 continue
             out.append(view)
+        budgets = self.budgets_of_listed([view["name"] for view in out]) if out else {}
+        for view in out:
+            view["budget"] = budgets.get(view["name"], [])
         return out
 
     def _task_view(self, rec: TaskRecord) -> dict[str, Any]:
-        return self._view(
+        view = self._view(
             TaskListing.of(rec),
             self.store.task_latest([rec.name]).get(rec.name, TaskLatest()),
             self.store.active_slots(rec.name),
             self.store.incidents(task=rec.name, open_only=True, limit=100),
             self.clock.now(),
         )
+        view["budget"] = self.budget_usage([(rec.name, rec.spec.budget)]).get(rec.name, [])
+        return view
 
     def _view(
         self,

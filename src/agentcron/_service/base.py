@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from agentcron.clock import Clock, SystemClock
 from agentcron.model import TaskRecord, TaskSpec
+from agentcron.policies.budget import BudgetRules
 from agentcron.schedules.base import Schedule
 from agentcron.store._api_sql import AuditEntry
 from agentcron.store.base import Store
@@ -71,6 +72,8 @@ class InvalidError(ServiceError):
 class Defaults:
     timezone: str | None = None
     task_defaults: Mapping[str, Any] | None = None
+    # the config's daily budgets (every task's, per agent); a task's own is in its spec
+    budgets: BudgetRules = field(default_factory=BudgetRules)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ HomeOpt = Annotated[
 DbOpt = Annotated[
     str | None, typer.Option("--db", help="Database URL (default SQLite in the home)")
 ]
+
+
 def _remember_json(value: bool) -> bool:
     """Errors of a ``--json`` command are answered in JSON too (see :func:`fail`)."""
     _globals.json = _globals.json or value
@@ -140,8 +142,10 @@ def service_for(
     except StoreError as exc:
         fail(str(exc))
     try:
-        defaults = Defaults(
-            loaded.timezone if loaded else None, loaded.defaults if loaded else None
+        defaults = (
+            Defaults(loaded.timezone, loaded.defaults, loaded.budget_rules())
+            if loaded
+            else Defaults()
         )
         service = Service(store, _home(home), defaults=defaults)
         if loaded is not None and sync:
@@ -323,10 +327,11 @@ def list_(
     with service_for(config, home, db) as svc:
         rows = svc.list_tasks(health=health, source=source, text=search)
         daemon = svc.daemon_status()
+        budgets = svc.config_budgets()
     if json_out:
         emit_json(shaped(TaskSummary, rows))
         return
-    render.tasks_table(out, rows)
+    render.tasks_table(out, rows, budgets)
     if not daemon["alive"]:
         err.print(
             "[yellow]the daemon is not running[/] (start it with `agentcron run`); "

@@ -83,7 +83,7 @@ def mcp(
         service = Service(
             store,
             home_dir,
-            defaults=Defaults(loaded.timezone, loaded.defaults),
+            defaults=Defaults(loaded.timezone, loaded.defaults, loaded.budget_rules()),
             actor=Actor(agent, "mcp"),
         )
         caller = Caller(agent, client, in_run=scheduled_run_slot() is not None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +19,8 @@ _HEALTH_STYLE = {
     "stuck": "bold red",
     "overdue": "bold red",
     "paused": "dim",
+    "waiting": "yellow",
+    "over_budget": "yellow",
 }
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -66,14 +69,24 @@ def _zone_label(when: datetime) -> str:
     return f"{offset[:3]}:{offset[3:]}" if offset else ""
 
 
-def tasks_table(console: Console, rows: list[dict[str, Any]]) -> None:
+def tasks_table(
+    console: Console,
+    rows: list[dict[str, Any]],
+    budgets: Sequence[dict[str, Any]] = (),
+) -> None:
+    """The task list; with a budget column when a task has its own daily budget, and
+    the config's budgets (every task's, per agent) with today's use under it."""
     if not rows:
         console.print(
             "no tasks yet: write some in agentcron.yaml (`agentcron init`) or `agentcron add`"
         )
         return
     table = Table(show_lines=False)
-    for col in ("task", "schedule", "next run", "last", "health", "delivery", "source"):
+    own = {r["name"]: _own_budget(r) for r in rows}
+    cols = ["task", "schedule", "next run", "last", "health", "delivery", "source"]
+    if any(own.values()):
+        cols.insert(5, "budget today")
+    for col in cols:
         table.add_column(col, no_wrap=col == "next run")
     for r in rows:
         health = (
@@ -81,7 +94,9 @@ def tasks_table(console: Console, rows: list[dict[str, Any]]) -> None:
         )
         if r["paused"] and r.get("pause_reason"):
             health = f"paused: {r['pause_reason']}"
-        table.add_row(
+        elif r["health"] == "over_budget":
+            health = "over budget"  # which one and how much: the budget column, show, --json
+        cells: list[str | Text] = [
             r["name"],
             f"{r['schedule']} ({r['timezone']})",
             _short(r["next_run"], r.get("timezone")),
@@ -89,8 +104,25 @@ def tasks_table(console: Console, rows: list[dict[str, Any]]) -> None:
             Text(health, style=_HEALTH_STYLE.get(r["health"], "")),
             r["delivery_status"] if r.get("delivery_status") not in (None, "none") else "-",
             r["source"],
-        )
+        ]
+        if len(cols) > len(cells):
+            mine = own[r["name"]]
+            cells.insert(
+                5, Text(mine["summary"], style="yellow" if mine["used_up"] else "") if mine else "-"
+            )
+        table.add_row(*cells)
     console.print(table)
+    if budgets:
+        console.print("budgets today: " + "; ".join(_budget_words(b) for b in budgets))
+
+
+def _own_budget(row: dict[str, Any]) -> dict[str, Any] | None:
+    return next((b for b in row.get("budget") or [] if b["scope"].startswith("task:")), None)
+
+
+def _budget_words(b: dict[str, Any]) -> str:
+    """``all tasks together: 3/1,000 runs`` (``, used up`` when nothing is left)."""
+    return f"{b['label']}: {b['summary']}" + (" (used up)" if b["used_up"] else "")
 
 
 def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
@@ -160,6 +192,12 @@ def task_detail(console: Console, data: dict[str, Any]) -> None:
         + (f" ({data['pause_reason']})" if data.get("pause_reason") else "")
     )
     console.print(f"  next runs: {', '.join(_short(n['local']) for n in data['next']) or '-'}")
+    if data.get("budget"):
+        resets = _short(data["budget"][0]["resets_at"], data.get("timezone"))
+        console.print(
+            f"  budget:    {'; '.join(_budget_words(b) for b in data['budget'])} today "
+            f"(resets {resets})"
+        )
     console.print("  spec:")
     for key, value in sorted(data["spec"].items()):
         console.print(f"    {key}: {value}")

@@ -19,6 +19,20 @@ class _Shape(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class BudgetUse(_Shape):
+    """A daily budget a task spends from, and what was spent from it today."""
+
+    scope: str = Field(description="task:NAME, agent:NAME or global")
+    label: str = Field(description="`task story`, `agent planner`, `all tasks together`")
+    runs: int = Field(description="Runs started today")
+    runs_per_day: int | None
+    tokens: int = Field(description="Model tokens (prompt + completion) spent today")
+    tokens_per_day: int | None
+    used_up: str | None = Field(description="`runs` or `tokens` when nothing is left today")
+    summary: str = Field(description="`3/10 runs, 1,200/50,000 tokens`")
+    resets_at: str | None = Field(description="When the day's count starts again")
+
+
 class TaskSummary(_Shape):
     """One row of ``agentcron list`` / ``GET /api/v1/tasks``."""
 
@@ -32,13 +46,16 @@ class TaskSummary(_Shape):
     last_run: str | None = Field(description="When the newest finished run was due")
     health: str = Field(
         description="ok, retrying, failing, stuck, overdue, paused, starved, skipping, "
-        "suspicious, delivery_failed, missed"
+        "suspicious, delivery_failed, missed, waiting, over_budget"
     )
     health_detail: str | None
     source: str = Field(description="file (agentcron.yaml) or api (CLI, HTTP API, code)")
     action: str
     delivery_status: str | None = Field(description="Delivery state of the newest success")
     description: str | None = None
+    budget: list[BudgetUse] = Field(
+        default_factory=list, description="The daily budgets it spends from (none: empty)"
+    )
 
 
 class NextFire(_Shape):

@@ -33,11 +33,16 @@ class BudgetRules:
 
 def scopes_for(spec: TaskSpec, rules: BudgetRules) -> list[BudgetScope]:
     """The budgets ``spec`` spends from, narrowest first."""
+    return scopes_of(spec.name, spec.budget, rules)
+
+
+def scopes_of(name: str, own: Budget | None, rules: BudgetRules) -> list[BudgetScope]:
+    """The budgets task ``name`` spends from, given its own (``own``), narrowest first."""
     scopes: list[BudgetScope] = []
-    if spec.budget is not None:
-        scopes.append(BudgetScope(f"task:{spec.name}", f"task {spec.name}", spec.budget))
+    if own is not None:
+        scopes.append(BudgetScope(f"task:{name}", f"task {name}", own))
     for client, prefix, budget in rules.agents:
-        if spec.name.startswith(prefix):
+        if name.startswith(prefix):
             scopes.append(BudgetScope(f"agent:{client}", f"agent {client}", budget))
     if rules.everything is not None:
         scopes.append(BudgetScope(GLOBAL_KEY, "all tasks together", rules.everything))

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from agentcron.model import Message, Slot
-from agentcron.model.budget import BudgetScope, Usage
+from agentcron.model.budget import Budget, BudgetScope, Usage
 from agentcron.store._conn import Conn
 from agentcron.store._rows import SLOT_COLUMNS, slot_from_row, ts
+from agentcron.store._spec_sql import KeyRead
 
 
 class BudgetStore(Protocol):
@@ -55,6 +56,12 @@ class BudgetStore(Protocol):
         """Forget the usage of days before ``before_day``."""
         ...
 
+    def task_budgets(self) -> dict[str, Budget]:
+        """Every task's own ``budget`` key, for the tasks that set one (read by the
+        database from the stored specs, not by parsing each: a list of 100,000 tasks
+        asks for it)."""
+        ...
+
 
 class BudgetSQL:
     def _tx(self) -> AbstractContextManager[Any]:
@@ -65,6 +72,23 @@ class BudgetSQL:
 
     def _enqueue(self, db: Conn, key: str, url: str, message: Message, now: datetime) -> int:
         raise NotImplementedError
+
+    def _key_read(self, keys: Sequence[str], present: Sequence[str] = ()) -> KeyRead:
+        raise NotImplementedError
+
+    def _key_rows(
+        self, read: KeyRead, sql: str, params: Sequence[Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def task_budgets(self) -> dict[str, Budget]:
+        read = self._key_read(["budget"])
+        found: dict[str, Budget] = {}
+        for name, keys in self._key_rows(read, "SELECT name, {keys} FROM tasks"):
+            budget = read.typed(name, keys)[0]
+            if budget is not None:
+                found[name] = budget
+        return found
 
     def reserve_run(
         self, scopes: Sequence[BudgetScope], day: str

@@ -121,4 +121,12 @@ class ToolsCore:
             change=list(client.change),
             inside_run=caller.in_run,
             may_schedule=caller.may_start,
+            budget=next(
+                (
+                    b
+                    for b in self._service().config_budgets()
+                    if b["scope"] == f"agent:{caller.name}"
+                ),
+                None,
+            ),
         )

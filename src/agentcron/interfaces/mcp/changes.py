@@ -282,7 +282,10 @@ class ChangeTools(ToolsCore):
             full = p.task_name(name, change=True, exists=self._exists)
         self._show(p, full)
         with answers(), acting_as(p.caller.actor):
-            return RunInfo.model_validate(self._service().trigger(full))
+            service = self._service()
+            p.check_trigger_rate(full, service.runs(full, limit=200), service.clock.now())
+            p.check_budget(full, service.task_budget(full))
+            return RunInfo.model_validate(service.trigger(full))
 
 
 def _key(location: str, full: str) -> str:

@@ -73,6 +73,20 @@ class Fire(_Out):
     note: str | None = Field(description="What a DST change did to this fire, if anything")
 
 
+class BudgetInfo(_Out):
+    """A daily budget and what was spent from it today (the owner's; never changeable
+    by an agent). A slot that would start with a budget used up is recorded skipped."""
+
+    scope: str = Field(description="task:NAME, agent:NAME or global")
+    label: str
+    runs: int = Field(description="Runs started today")
+    runs_per_day: int | None
+    tokens: int = Field(description="Model tokens (prompt + completion) spent today")
+    tokens_per_day: int | None
+    used_up: str | None = Field(description="runs or tokens when nothing is left today")
+    resets_at: str | None = Field(description="When the day's count starts again")
+
+
 class TaskInfo(_Out):
     name: str = Field(description="The full name; use it (or the short part) in other tools")
     schedule: str
@@ -87,6 +101,9 @@ class TaskInfo(_Out):
     action: str
     source: str = Field(description="file: the owner's config (only pausing works); api")
     description: str | None = None
+    budget: list[BudgetInfo] = Field(
+        default_factory=list, description="The daily budgets this task spends from"
+    )
 
 
 class Limits(_Out):
@@ -103,6 +120,9 @@ class Limits(_Out):
     change: list[str] = Field(description="Other task names you may change (globs)")
     inside_run: bool = Field(description="You were started by a scheduled run")
     may_schedule: bool = Field(description="Whether you may schedule, update, resume, trigger")
+    budget: BudgetInfo | None = Field(
+        default=None, description="Your namespace's daily budget and today's spending"
+    )
 
 
 class TaskList(_Out):

@@ -17,9 +17,9 @@ New tasks are always created in the namespace.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from agentcron._service.base import Actor
@@ -175,6 +175,39 @@ class Policy:
             f"agent {self.caller.name!r} has {existing} task(s) in {self.caller.prefix}*, "
             f"the most it may have ({most}); cancel one first (cancel_task)"
         )
+
+    def check_trigger_rate(
+        self, task: str, runs: Sequence[Mapping[str, Any]], now: datetime
+    ) -> None:
+        """Runs started by hand count like fires: no more often than ``min_period``
+        (``runs``: the task's newest runs, as the service lists them)."""
+        shortest = self.caller.client.min_period
+        if shortest <= timedelta(0):
+            return
+        manual = [
+            datetime.fromisoformat(r["scheduled_for"])
+            for r in runs
+            if r.get("trigger") == "manual" and r.get("scheduled_for")
+        ]
+        last = max(manual, default=None)
+        if last is None or now - last >= shortest:
+            return
+        raise Refused(
+            f"{task} was started by hand at {last.isoformat(timespec='seconds')}; agent "
+            f"{self.caller.name!r} may start a task at most once every "
+            f"{compact_duration(shortest)}, so not before "
+            f"{(last + shortest).isoformat(timespec='seconds')}"
+        )
+
+    def check_budget(self, task: str, budgets: Sequence[Mapping[str, Any]]) -> None:
+        """A run started now would be skipped at once: say so instead of starting it."""
+        for b in budgets:
+            if b.get("used_up"):
+                raise Refused(
+                    f"{task}: the daily budget of {b['label']} is used up ({b['summary']} "
+                    f"today); a run started now would be skipped. It resets at "
+                    f"{b['resets_at']}; only the owner can raise it"
+                )
 
     # ---- agent-supplied values --------------------------------------------------------
     def refuse_placeholders(self, values: Mapping[str, Any]) -> None:
