@@ -335,3 +335,18 @@ def test_a_reloaded_budget_applies_to_the_next_slot(
         before[0] is SlotStatus.SUCCEEDED and before[1:] and set(before[1:]) == {SlotStatus.SKIPPED}
     ), before
     assert after and set(after) == {SlotStatus.SUCCEEDED}, after
+
+
+def test_task_budgets_are_read_from_the_stored_specs(any_store: Store) -> None:
+    from agentcron.model import TaskSource
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    specs = [
+        TaskSpec(name="own", every="1h", command=["true"], budget={"tokens_per_day": 50}),
+        TaskSpec(name="none", every="1h", command=["true"]),
+        # the words inside a value are not a budget
+        TaskSpec(name="wordy", every="1h", command=["echo", '"budget":{"runs_per_day":1}']),
+    ]
+    for spec in specs:
+        any_store.upsert_task(spec, TaskSource.API, now, None)
+    assert any_store.task_budgets() == {"own": Budget(tokens_per_day=50)}

@@ -322,14 +322,14 @@ def list_(
     json_out: JsonOpt = False,
 ) -> None:
     """Tasks: schedule, next run, last result, health."""
-    from agentcron.interfaces.schemas import TaskSummary, shaped
+    from agentcron.interfaces.schemas import TaskSummary, shaped_json
 
     with service_for(config, home, db) as svc:
         rows = svc.list_tasks(health=health, source=source, text=search)
         daemon = svc.daemon_status()
         budgets = svc.config_budgets()
     if json_out:
-        emit_json(shaped(TaskSummary, rows))
+        sys.stdout.write(shaped_json(TaskSummary, rows) + "\n")
         return
     render.tasks_table(out, rows, budgets)
     if not daemon["alive"]:

@@ -84,7 +84,11 @@ class BudgetSQL:
     def task_budgets(self) -> dict[str, Budget]:
         read = self._key_read(["budget"])
         found: dict[str, Budget] = {}
-        for name, keys in self._key_rows(read, "SELECT name, {keys} FROM tasks"):
+        # stored specs are pydantic's compact dump with every key (see spec_json), so a
+        # task with a budget holds `"budget":{` and the others `"budget":null`: the LIKE
+        # passes over the text without parsing it; the rows it keeps are read properly
+        sql = "SELECT name, {keys} FROM tasks WHERE spec LIKE ?"
+        for name, keys in self._key_rows(read, sql, ('%"budget":{%',)):
             budget = read.typed(name, keys)[0]
             if budget is not None:
                 found[name] = budget
