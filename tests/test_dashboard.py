@@ -409,3 +409,19 @@ def test_the_dashboard_behind_the_api_app_and_its_guard(harness: Harness) -> Non
         foreign = c.post("/tasks/alpha_ok/resume", headers={"Origin": "http://evil.example"})
         assert foreign.status_code == 403
         assert harness.store.get_task("alpha_ok").paused  # type: ignore[union-attr]
+
+
+def test_a_task_page_shows_its_budgets_and_what_was_spent_today(
+    client: TestClient, harness: Harness
+) -> None:
+    from agentcron.model.budget import Budget, BudgetScope
+
+    harness.add("capped", fine, every="1h", retries=0, budget={"runs_per_day": 2})
+    scope = BudgetScope("task:capped", "task capped", Budget(runs_per_day=2))
+    day = harness.clock.now().date().isoformat()
+    for _ in range(2):
+        assert harness.store.reserve_run([scope], day) is None
+    page = client.get("/tasks/capped").text
+    assert "Budget today" in page
+    assert re.search(r'<span class="used-up">task capped: 2/2 runs \(used up\)</span>', page)
+    assert "Budget today" not in client.get("/tasks/alpha_ok").text
