@@ -92,7 +92,10 @@ def test_list_says_failing_once_escalated_and_recovery_counts_every_failed_run(
     async def scenario() -> tuple[dict[str, Any], list[str]]:
         rig = Rig(sqlite_store, clock, home)
         rig.h.add(
-            "flaky", sometimes, every="5s", timezone="UTC",
+            "flaky",
+            sometimes,
+            every="5s",
+            timezone="UTC",
             retry_backoff={"base": "20s", "jitter": 0},
         )
         await rig.h.run_until(clock.now() + timedelta(seconds=40), timedelta(seconds=1))
@@ -117,8 +120,13 @@ def test_no_success_for_the_escalation_span_escalates_even_below_the_run_count(
     async def scenario() -> list[str]:
         rig = Rig(sqlite_store, clock, home)
         rig.h.add(
-            "flaky", _unavailable, every="10s", timezone="UTC", retries=10,
-            escalate_after="25s", retry_backoff={"base": "1m", "jitter": 0},
+            "flaky",
+            _unavailable,
+            every="10s",
+            timezone="UTC",
+            retries=10,
+            escalate_after="25s",
+            retry_backoff={"base": "1m", "jitter": 0},
         )
         await rig.h.run_until(clock.now() + timedelta(seconds=70), timedelta(seconds=1))
         return await rig.lines()
@@ -133,10 +141,12 @@ def test_an_open_incident_is_told_again_after_remind_after_once_per_period(
 ) -> None:
     async def scenario() -> tuple[list[str], list[str]]:
         rig = Rig(sqlite_store, clock, home)
-        rig.h.add("daily", _unavailable, cron="0 2 * * *", timezone="UTC", retries=0,
-                  remind_after="6h")
-        rig.h.add("quiet", _unavailable, cron="0 2 * * *", timezone="UTC", retries=0,
-                  remind_after="0s")
+        rig.h.add(
+            "daily", _unavailable, cron="0 2 * * *", timezone="UTC", retries=0, remind_after="6h"
+        )
+        rig.h.add(
+            "quiet", _unavailable, cron="0 2 * * *", timezone="UTC", retries=0, remind_after="0s"
+        )
         await rig.h.run_until(clock.now() + timedelta(hours=20), timedelta(minutes=10))
         first = await rig.lines()
         await rig.h.run_until(clock.now() + timedelta(hours=13), timedelta(minutes=10))
@@ -152,7 +162,7 @@ def test_an_open_incident_is_told_again_after_remind_after_once_per_period(
     assert not [line for line in lines if line.startswith("⏰ Reminder: quiet")]
     # the next day's 02:00 run failed again: counted, no message of its own; the
     # reminders at 02:00 and 08:00 say 1 and then 2 failed runs
-    later = [line for line in lines[len(first):] if "daily" in line]
+    later = [line for line in lines[len(first) :] if "daily" in line]
     assert len(later) == 2 and all(line.startswith("⏰ Reminder: daily") for line in later), later
     assert "(1 failed run since" in later[0] and "(2 failed runs since" in later[1], later
 
@@ -162,8 +172,7 @@ def test_reminders_stop_when_the_incident_closes_and_for_removed_tasks(
 ) -> None:
     async def scenario() -> list[str]:
         rig = Rig(sqlite_store, clock, home)
-        rig.h.add("gone", _unavailable, every="1h", timezone="UTC", retries=0,
-                  remind_after="2h")
+        rig.h.add("gone", _unavailable, every="1h", timezone="UTC", retries=0, remind_after="2h")
         await rig.h.run_until(clock.now() + timedelta(hours=1), timedelta(minutes=10))
         sqlite_store.remove_task("gone", clock.now())
         await rig.h.run_until(clock.now() + timedelta(hours=6), timedelta(minutes=10))
@@ -194,6 +203,7 @@ def test_a_task_that_always_outlasts_its_period_is_one_skip_incident_not_a_storm
     async def scenario() -> list[str]:
         rig = Rig(sqlite_store, clock, home)
         rig.h.add("slow", long_run, every="1m", timezone="UTC", overlap="skip")
+
         async def minutes(n: int, release_every: int) -> None:
             for minute in range(1, n + 1):
                 clock.advance(timedelta(minutes=1))
@@ -208,7 +218,7 @@ def test_a_task_that_always_outlasts_its_period_is_one_skip_incident_not_a_storm
         assert [i.kind for i in sqlite_store.incidents("slow")] == [IncidentKind.SKIP_STREAK]
         quiet = await rig.lines()
         await minutes(5, release_every=1)  # now every run ends within its minute
-        return [*quiet, "--", *(await rig.lines())[len(quiet):]]
+        return [*quiet, "--", *(await rig.lines())[len(quiet) :]]
 
     lines = asyncio.run(scenario())
     cut = lines.index("--")
@@ -216,7 +226,7 @@ def test_a_task_that_always_outlasts_its_period_is_one_skip_incident_not_a_storm
         "⚠ slow was skipped 3 times in a row: the previous run was still running."
     ], lines
     skipped = [s for s in sqlite_store.slots("slow", limit=1000) if s.status is SlotStatus.SKIPPED]
-    assert lines[cut + 1:] == [f"✔ slow runs on schedule again after {len(skipped)} skipped runs."]
+    assert lines[cut + 1 :] == [f"✔ slow runs on schedule again after {len(skipped)} skipped runs."]
     assert len(skipped) > 10
     [incident] = sqlite_store.incidents("slow")
     assert not incident.is_open and incident.streak == len(skipped)
@@ -266,7 +276,7 @@ def test_a_starved_task_is_told_once_naming_the_holders_and_waits_with_one_slot(
 
         await until(ran)
         await asyncio.sleep(0.05)  # listeners hear on the loop's next turn
-        return starved, (await rig.lines())[len(starved):]
+        return starved, (await rig.lines())[len(starved) :]
 
     starved, after = asyncio.run(scenario())
     assert starved == [
@@ -368,3 +378,40 @@ def test_a_task_that_used_to_print_is_watched_after_a_restart(
 
     lines = asyncio.run(scenario())
     assert lines == ["⚠ story succeeded 3 times in a row without producing anything."], lines
+
+
+def test_a_batch_of_first_empty_runs_asks_the_record_once(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Fifty tasks end empty runs in one pass after a restart: whether each has printed
+    before is one read for the batch, not one per task, and the answer is the same."""
+    reads: list[int] = []
+    real = sqlite_store.tasks_with_output
+
+    def counted(tasks: Any) -> set[str]:
+        reads.append(len(tasks))
+        return real(tasks)
+
+    async def scenario() -> list[str]:
+        first = Rig(sqlite_store, clock, home)
+        for i in range(50):
+            first.h.add(
+                f"t{i:02d}",
+                lambda i=i: "out" if i < 5 else "",
+                every="1h",
+                timezone="UTC",
+                empty_output_streak=1,
+            )
+        await first.h.run_until(clock.now() + timedelta(hours=1), timedelta(hours=1))
+        rig = Rig(sqlite_store, clock, home)  # a new process: nothing in memory
+        for i in range(50):
+            rig.h.registry.register_callable(f"tests:t{i:02d}", lambda: "")
+        sqlite_store.tasks_with_output = counted  # type: ignore[method-assign]
+        await rig.h.run_until(clock.now() + timedelta(hours=1), timedelta(hours=1))
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    # each task asked about once, a pass's worth of runs at a time, not one by one
+    assert sum(reads) == 50 and len(reads) <= 25, reads
+    # the five that printed before are flagged; the 45 that never print are not
+    assert sorted(line.split()[1] for line in lines) == [f"t{i:02d}" for i in range(5)], lines

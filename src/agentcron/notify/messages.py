@@ -99,7 +99,12 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
     if isinstance(cause, EmptySuccessStreak):
         return (
             f"⚠ {task} produced nothing",
-            f"⚠ {task} succeeded {cause.count} times in a row without producing anything.",
+            f"⚠ {task} succeeded "
+            + (
+                "without producing anything."
+                if cause.count == 1
+                else f"{cause.count} times in a row without producing anything."
+            ),
             "warning",
         )
     if isinstance(cause, SkipStreak):

@@ -340,6 +340,7 @@ class Notifier:
             for f in plain:
                 if not f.outcome.empty_output:
                     self._had_output.add(f.spec.name)
+            self._look_up_outputs([f.spec for f in plain if f.outcome.empty_output])
             empty = [f for f in plain if f.outcome.empty_output and self._watches_empty(f.spec)]
             longest = max((f.spec.empty_output_streak for f in empty), default=0)
             recent = self.store.last_statuses([f.spec.name for f in empty], longest)
@@ -496,6 +497,27 @@ class Notifier:
         return SkipStreakEnded(task=spec.name, at=at, skipped=skipped)
 
     # ---- detectors fed by events ------------------------------------------------------
+    def _unknown_output(self, spec: TaskSpec) -> bool:
+        """Whether only the record can say if ``spec`` has produced output before."""
+        return not (
+            spec.empty_output_streak <= 0
+            or spec.expect_output is not None
+            or spec.llm is not None
+            or spec.name in self._had_output
+            or spec.name in self._output_looked_up
+        )
+
+    def _look_up_outputs(self, specs: Sequence[TaskSpec]) -> None:
+        """Ask the record once for every task of a batch :meth:`_watches_empty` would
+        otherwise look up one by one (a burst of new tasks: thousands of reads)."""
+        names = sorted({s.name for s in specs if self._unknown_output(s)})
+        if not names:
+            return
+        if len(self._output_looked_up) + len(names) > 100_000:
+            self._output_looked_up.clear()
+        self._had_output.update(self.store.tasks_with_output(names))
+        self._output_looked_up.update(names)
+
     def _watches_empty(self, spec: TaskSpec) -> bool:
         """Whether a success without output counts toward a "produced nothing" streak:
         as ``expect_output`` says; unset, for llm tasks (zero completion tokens) and for

@@ -223,6 +223,10 @@ class SlotStore(Protocol):
         detector's default watches only such tasks)."""
         ...
 
+    def tasks_with_output(self, tasks: Sequence[str]) -> set[str]:
+        """:meth:`had_output` for many tasks at once."""
+        ...
+
     def waiting_slots(self, since: datetime, limit: int) -> list[Slot]:
         """Slots that could have started at ``since`` or earlier and have not (pending or
         retrying, due by then), longest waiting first: the starvation check's read,
