@@ -74,3 +74,49 @@ def test_staggered_fires_take_plans_made_a_window_ahead(
     # planned afresh
     assert reads == [0, 4, 4, 4, 4], reads  # the first tick's (nothing planned yet)
     assert folders[0] == 4 and sum(folders[1:]) == 0  # each task's folder made once
+
+
+def test_a_batch_bounds_what_one_pass_prepares_but_an_instant_is_prepared_whole(
+    sqlite_store: Any, clock: Any, home: Any, monkeypatch: Any
+) -> None:
+    import agentcron.engine.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PREPARE_BATCH", 2)
+    takes: list[int | None] = []
+    original_take = Ahead.take
+
+    def take(ahead: Ahead, *args: Any) -> Any:
+        got = original_take(ahead, *args)
+        takes.append(None if got is None else len(got))
+        return got
+
+    monkeypatch.setattr(Ahead, "take", take)
+    ran: list[str] = []
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home, max_concurrency=10)
+        for i in range(4):  # staggered: .100 .. .400
+            h.add(
+                f"s{i}",
+                lambda i=i: ran.append(f"s{i}"),
+                every="1s",
+                anchor=datetime(2026, 1, 1, 0, 0, 0, (i + 1) * 100_000, tzinfo=UTC),
+            )
+        for i in range(5):  # a burst at .500, more than a batch
+            h.add(
+                f"b{i}",
+                lambda i=i: ran.append(f"b{i}"),
+                every="1s",
+                anchor=datetime(2026, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC),
+            )
+        h.clock.advance(timedelta(milliseconds=50))
+        await h.tick(settle=False)
+        for step in (50, 100, 100, 100, 100):  # .100 .. .500
+            h.clock.advance(timedelta(milliseconds=step))
+            await h.tick()
+        await h.engine.shutdown(10)
+        return h
+
+    asyncio.run(scenario())
+    assert sorted(ran) == sorted([f"s{i}" for i in range(4)] + [f"b{i}" for i in range(5)])
+    assert takes == [1, 1, 1, 1, 5]  # each fire planned ahead; the burst in one piece

@@ -55,6 +55,7 @@ log = logging.getLogger("agentcron.engine")
 
 LOOKAHEAD = timedelta(seconds=2)  # how early the tasks of a coming fire are prepared
 PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap ahead of it)
+PREPARE_BATCH = 200  # tasks of several instants prepared in one pass
 DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
 RENEWAL_GRACE = timedelta(seconds=6)  # longer than the longest backoff between failed ticks
 LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and then some
@@ -476,8 +477,16 @@ class Engine:
         if ahead is not None and ahead.zone == zone and ahead.covers(nxt):
             return  # the next fire is planned already
         end = now + LOOKAHEAD
-        due = self.store.due_tasks(end, PREPARE_LIMIT)
-        if len(due) >= PREPARE_LIMIT and due[-1].next_fire_at is not None:
+        # A bounded batch per pass (a thousand staggered tasks planned at once held the
+        # loop for tens of ms: the tail of the lateness), but every task of an instant
+        # together (a burst due at one instant is prepared whole, as before).
+        due = self.store.due_tasks(end, PREPARE_BATCH)
+        if len(due) >= PREPARE_BATCH and due[0].next_fire_at == due[-1].next_fire_at:
+            due = self.store.due_tasks(end, PREPARE_LIMIT)
+            limit = PREPARE_LIMIT
+        else:
+            limit = PREPARE_BATCH
+        if len(due) >= limit and due[-1].next_fire_at is not None:
             end = due[-1].next_fire_at  # tasks at that instant may lie past the limit
         plans: dict[str, tuple[TaskRecord, Plan]] = {}
         for rec in due:
