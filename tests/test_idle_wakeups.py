@@ -309,3 +309,35 @@ def test_a_sleeping_engine_on_postgresql_sees_another_nodes_trigger(tmp_path: Pa
         finally:
             here.close()
             there.close()
+
+
+# ---- the looks are index reads --------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sql", "index"),
+    [
+        (
+            "SELECT 1 FROM slots WHERE status IN ('pending', 'retrying') "
+            "AND next_attempt_at <= ? LIMIT 1",
+            "slots_runnable",
+        ),
+        (
+            "SELECT 1 FROM deliveries WHERE status IN ('pending', 'retrying') "
+            "AND next_attempt_at <= ? AND (claimed_by IS NULL OR claim_expires_at <= ?) LIMIT 1",
+            "deliveries_due",
+        ),
+    ],
+)
+def test_the_periodic_looks_read_partial_indexes(tmp_path: Path, sql: str, index: str) -> None:
+    """The claim's and the delivery worker's looks run on every beat: they must not
+    walk the history (the statements as SQLStore runs them)."""
+    import sqlite3
+
+    SQLiteStore(tmp_path / "a.db").close()
+    db = sqlite3.connect(tmp_path / "a.db")
+    try:
+        db.execute("ANALYZE")
+        params = (0.0,) * sql.count("?")
+        plan = " | ".join(str(r[-1]) for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    finally:
+        db.close()
+    assert f"INDEX {index}" in plan, plan
