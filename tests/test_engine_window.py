@@ -120,3 +120,26 @@ def test_a_batch_bounds_what_one_pass_prepares_but_an_instant_is_prepared_whole(
     asyncio.run(scenario())
     assert sorted(ran) == sorted([f"s{i}" for i in range(4)] + [f"b{i}" for i in range(5)])
     assert takes == [1, 1, 1, 1, 5]  # each fire planned ahead; the burst in one piece
+
+
+def test_a_runs_end_wakes_a_full_engine_at_once_and_a_roomy_one_within_coalesce(
+    sqlite_store: Any, clock: Any, home: Any
+) -> None:
+    """With every place taken, slots may wait for the room a run's end frees: the loop
+    ticks at once (a burst at max_concurrency 10 is not held 5 ms per cycle). With
+    room to spare, ends close together share one pass a few ms later."""
+
+    async def scenario() -> list[bool]:
+        h = Harness(sqlite_store, clock, home, max_concurrency=1)
+        seen = []
+        h.engine._run_ended(True)
+        seen.append(h.engine._wake.is_set())
+        h.engine._wake.clear()
+        h.engine._run_ended(False)
+        h.engine._run_ended(False)  # one timer for both
+        seen.append(h.engine._wake.is_set())
+        await asyncio.wait_for(h.engine._wake.wait(), 10)
+        seen.append(h.engine._end_wake is None)
+        return seen
+
+    assert asyncio.run(scenario()) == [True, False, True]

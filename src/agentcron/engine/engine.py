@@ -926,14 +926,20 @@ class Engine:
                 self._notify(result)
             return result
         finally:
+            full = len(self._runs) >= self.settings.max_concurrency
             self._runs.pop(slot_id, None)
-            self._run_ended()
+            self._run_ended(full)
 
-    def _run_ended(self) -> None:
-        """A run's end may free room for a waiting slot or leave a retry to plan: the
-        loop looks within :data:`COALESCE`, so runs that end close together (a steady
-        load's fires) share one pass, often the next fire's, instead of one each."""
-        if self._end_wake is None:
+    def _run_ended(self, full: bool) -> None:
+        """A run's end may free room for a waiting slot or leave a retry to plan. When
+        every place was taken (``full``), slots may be waiting for this one: the loop
+        ticks at once (a burst at a small ``max_concurrency`` starts the next runs
+        without delay). Otherwise it looks within :data:`COALESCE`, so runs that end
+        close together (a steady load's fires) share one pass, often the next fire's,
+        instead of one each."""
+        if full:
+            self._wake.set()
+        elif self._end_wake is None:
             loop = asyncio.get_running_loop()
             self._end_wake = loop.call_later(COALESCE, self._ends_looked_at)
 
