@@ -341,20 +341,54 @@ class Watchdog:
             thread.join(timeout)
 
     def _run_loop_check(self) -> None:
-        while not self._stop.wait(min(self.interval, CHECK_FLOOR)):
+        wait = self._floor()
+        while not self._stop.wait(wait):
             try:
                 self._check_loop(WatchdogReport())
+                wait = self.loop_check_wait()
             except Exception:
                 log.exception("loop check failed; continuing")
+                wait = self._floor()
 
     def _run(self) -> None:
-        """Wakes every second (or ``interval``, if shorter) and runs what is due by the
-        clock: the checks' own intervals decide how often the database is read."""
-        while not self._stop.wait(min(self.interval, CHECK_FLOOR)):
+        """Runs what is due by the clock, then sleeps until the next check is due: the
+        checks' own intervals decide how often it wakes and reads the database."""
+        wait = self._floor()
+        while not self._stop.wait(wait):
             try:
                 self.run_due()
+                wait = self.checks_wait()
             except Exception:
                 log.exception("watchdog check failed; continuing")
+                wait = self._floor()
+
+    def _floor(self) -> float:
+        return min(self.interval, CHECK_FLOOR)
+
+    def loop_check_wait(self) -> float:
+        """Seconds the stall thread may sleep: until the loop could first count as
+        stalled (its last pass + ``stall_after``), so an idle daemon's pulse costs one
+        wake-up per ``stall_after`` rather than one a second; every ``CHECK_FLOOR``
+        while a stall lasts, to tell its end promptly."""
+        floor = self._floor()
+        if self.last_tick is None or self._stalled:
+            return floor
+        silent = self._monotonic() - self.last_tick()
+        return max(floor, self.stall_after - silent)
+
+    def checks_wait(self) -> float:
+        """Seconds the checks' thread may sleep: until the earlier of the next stuck and
+        overdue checks, at most ``interval`` (a wall clock set back cannot park it
+        longer) and at least 50 ms; every ``CHECK_FLOOR`` while the loop is stalled,
+        when this thread sends the outbox for it."""
+        if self._stalled and self.stand_in is not None:
+            return self._floor()
+        now = self.clock.now()
+        planned = [t for t in (self._next_stuck, self._next_overdue) if t is not None]
+        if not planned:
+            return self._floor()
+        until = (min(planned) - now).total_seconds()
+        return min(self.interval, max(0.05, until))
 
 
 def _due(next_at: datetime | None, now: datetime, longest: float) -> bool:
