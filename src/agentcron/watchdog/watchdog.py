@@ -116,6 +116,9 @@ class Watchdog:
         self._next_stuck: datetime | None = None
         self._next_overdue: datetime | None = None
         self._stop = threading.Event()
+        # Ends the checks' thread's sleep early: at stop, and when a stall begins (it
+        # then sends the outbox for the loop at once, not after its planned sleep).
+        self._wake = threading.Event()
         self._faults = FaultLog(log, "the watchdog's checks of runs and schedules")
         self._threads: list[threading.Thread] = []
 
@@ -285,6 +288,7 @@ class Watchdog:
                 self._stalled = False
                 ended = self._close_stall(last)
         if began is not None:
+            self._wake.set()
             log.error("the scheduler loop has not ticked for %.0fs", began)
             if self.on_stall is not None:
                 self.on_stall(began)
@@ -325,6 +329,7 @@ class Watchdog:
         """Two threads: the loop's pulse is watched by one that never touches the
         database, so a wedged connection cannot hide a wedged loop."""
         self._stop.clear()
+        self._wake.clear()
         self._threads = [
             threading.Thread(target=self._run_loop_check, name="agentcron-stall", daemon=True),
             threading.Thread(target=self._run, name="agentcron-watchdog", daemon=True),
@@ -337,6 +342,7 @@ class Watchdog:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
 
@@ -352,9 +358,14 @@ class Watchdog:
 
     def _run(self) -> None:
         """Runs what is due by the clock, then sleeps until the next check is due: the
-        checks' own intervals decide how often it wakes and reads the database."""
+        checks' own intervals decide how often it wakes and reads the database. A stall
+        beginning wakes it at once, to stand in for the loop's sender."""
         wait = self._floor()
-        while not self._stop.wait(wait):
+        while True:
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.run_due()
                 wait = self.checks_wait()
