@@ -77,6 +77,37 @@ def task_health(
     no cron expression."""
     if rec.paused:
         return Health.PAUSED, "paused"
+    if active or incidents:
+        found = _active_health(rec, active, now, zone, incidents)
+        if found is not None:
+            return found
+    due = rec.next_fire_at
+    # no limit is under OVERDUE_FLOOR: below it neither the spec nor the period is read
+    if due is not None and now - due > OVERDUE_FLOOR and now - due > _overdue_limit(rec, period):
+        return Health.OVERDUE, f"due since {due.astimezone(zone).isoformat()}, not fired"
+    if (
+        last is not None
+        and last.status is SlotStatus.SKIPPED
+        and (last.reason or "").startswith(BUDGET_REASON)
+    ):
+        return Health.OVER_BUDGET, last.reason
+    if last is not None and last.status is SlotStatus.FAILED:
+        return (
+            Health.FAILING,
+            f"failing: {last.error_class.value if last.error_class else 'error'}",
+        )
+    return Health.OK, None
+
+
+def _active_health(
+    rec: HealthTask,
+    active: Sequence[Slot],
+    now: datetime,
+    zone: ZoneInfo,
+    incidents: Sequence[Incident],
+) -> tuple[Health, str | None] | None:
+    """The health a run in progress or an open incident gives, or None when they give
+    none (most tasks of a list have neither, and skip this)."""
     for slot in active:
         if slot.status is SlotStatus.RUNNING and slot.started_at is not None:
             running_for = now - slot.started_at
@@ -115,22 +146,7 @@ def task_health(
     if any(i.kind is IncidentKind.FAILURE for i in open_):
         failure = next(i for i in open_ if i.kind is IncidentKind.FAILURE)
         return Health.RETRYING, failure.summary or "failing, still retrying"
-    due = rec.next_fire_at
-    # no limit is under OVERDUE_FLOOR: below it neither the spec nor the period is read
-    if due is not None and now - due > OVERDUE_FLOOR and now - due > _overdue_limit(rec, period):
-        return Health.OVERDUE, f"due since {due.astimezone(zone).isoformat()}, not fired"
-    if (
-        last is not None
-        and last.status is SlotStatus.SKIPPED
-        and (last.reason or "").startswith(BUDGET_REASON)
-    ):
-        return Health.OVER_BUDGET, last.reason
-    if last is not None and last.status is SlotStatus.FAILED:
-        return (
-            Health.FAILING,
-            f"failing: {last.error_class.value if last.error_class else 'error'}",
-        )
-    return Health.OK, None
+    return None
 
 
 def _overdue_limit(rec: HealthTask, period: timedelta | Callable[[], timedelta]) -> timedelta:

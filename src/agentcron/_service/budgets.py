@@ -49,10 +49,16 @@ class BudgetsMixin(ServiceCore):
         spec = self._task(name).spec
         return self.budget_usage([(spec.name, spec.budget)]).get(spec.name, [])
 
-    def budgets_of_listed(self, names: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    def budgets_of_listed(
+        self, names: Sequence[str], maybe_own: Sequence[str] | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
         """:meth:`budget_usage` for a list of tasks read without their specs: their own
-        budgets are read from the store in one statement when any could have one."""
-        own = self.store.task_budgets()
+        budgets are read from the store, of ``maybe_own`` only when given (the listed
+        tasks not known to have none)."""
+        if maybe_own is None:
+            own = self.store.task_budgets()
+        else:
+            own = self.store.task_budgets(maybe_own) if maybe_own else {}
         if not own and self.defaults.budgets.empty:
             return {}
         return self.budget_usage((name, own.get(name)) for name in names)

@@ -123,14 +123,17 @@ def service_for(
     config: Path | None, home: Path | None, db: str | None, *, sync: bool = True
 ) -> Iterator[Any]:
     """Open the store and, when the config file is valid, bring its tasks in."""
-    from agentcron.config.errors import ConfigError
-    from agentcron.config.loader import load_config
     from agentcron.service import Defaults, Service, ServiceError
     from agentcron.store import StoreError, open_store
 
     path = _config_path(config)
     loaded = None
     if path.exists():
+        # imported only here: the loader brings Apprise (a fifth of a second) to check
+        # notification URLs, which a home without a config file does not need
+        from agentcron.config.errors import ConfigError
+        from agentcron.config.loader import load_config
+
         try:
             loaded = load_config(path)
         except ConfigError as exc:

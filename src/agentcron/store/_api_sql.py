@@ -20,9 +20,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from pydantic_core import from_json
+
 from agentcron.model import Slot, SlotStatus, TaskSpec
 from agentcron.model.incident import Incident
-from agentcron.store._listing import PRESENT_KEYS, SHOWN_KEYS, ListingReader, TaskListing
+from agentcron.store._conn import Conn
+from agentcron.store._listing import (
+    PRESENT_KEYS,
+    SHOWN_COLUMNS,
+    SHOWN_KEYS,
+    SHOWN_SET,
+    ListingReader,
+    TaskListing,
+    spec_digest,
+)
 from agentcron.store._rows import (
     INCIDENT_COLUMNS,
     SLOT_COLUMNS,
@@ -35,7 +46,7 @@ from agentcron.store._rows import (
     ts,
 )
 from agentcron.store._spec_sql import SpecSQL
-from agentcron.store.errors import NotFound
+from agentcron.store.errors import NotFound, StoreError
 
 _ACTIVE = "('pending', 'running', 'retrying')"
 _TICK_PREFIX = "tick:"
@@ -253,9 +264,29 @@ class ApiSQL(SpecSQL):
     def task_listing(self) -> list[TaskListing]:
         read = self._key_read(SHOWN_KEYS, PRESENT_KEYS)
         rows = self._key_rows(
-            read, "SELECT name, source, paused, next_fire_at, {keys} FROM tasks ORDER BY name"
+            read,
+            f"SELECT name, source, paused, next_fire_at, {SHOWN_COLUMNS}, "
+            "CASE WHEN shown_of IS NULL THEN {keys} END FROM tasks ORDER BY name",
         )
         return ListingReader(read, self._spec_named).rows(rows)
+
+    def fill_shown(self, db: Conn) -> int:
+        """Write the shown columns of every task that lacks them (``db``: the migration's
+        transaction that added them); a spec that cannot be read is left as it is, for
+        the list to name. Returns how many were filled."""
+        reader = ListingReader(self._key_read(SHOWN_KEYS, PRESENT_KEYS), self._spec_named)
+        filled = []
+        rows = db.execute("SELECT name, spec FROM tasks WHERE shown_of IS NULL").fetchall()
+        for name, text in rows:
+            try:
+                shown = reader.from_keys(name, reader.read.from_spec(name, text))
+                budgeted = from_json(text).get("budget") is not None
+            except (StoreError, ValueError):
+                continue
+            filled.append((spec_digest(text), *shown, int(budgeted), name))
+        for part in chunks(filled):
+            db.executemany(f"UPDATE tasks SET {SHOWN_SET} WHERE name = ?", part)
+        return len(filled)
 
     def _spec_named(self, name: str) -> TaskSpec:
         rows = self._q("SELECT spec FROM tasks WHERE name = ?", (name,))

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from agentcron.model import Message, Slot
 from agentcron.model.budget import Budget, BudgetScope, Usage
 from agentcron.store._conn import Conn
-from agentcron.store._rows import SLOT_COLUMNS, slot_from_row, ts
+from agentcron.store._rows import SLOT_COLUMNS, chunks, slot_from_row, ts
 from agentcron.store._spec_sql import KeyRead
 
 
@@ -56,10 +56,10 @@ class BudgetStore(Protocol):
         """Forget the usage of days before ``before_day``."""
         ...
 
-    def task_budgets(self) -> dict[str, Budget]:
+    def task_budgets(self, names: Sequence[str] | None = None) -> dict[str, Budget]:
         """Every task's own ``budget`` key, for the tasks that set one (read by the
         database from the stored specs, not by parsing each: a list of 100,000 tasks
-        asks for it)."""
+        asks for it); ``names``: of these tasks only."""
         ...
 
 
@@ -81,14 +81,24 @@ class BudgetSQL:
     ) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def task_budgets(self) -> dict[str, Budget]:
+    def task_budgets(self, names: Sequence[str] | None = None) -> dict[str, Budget]:
         read = self._key_read(["budget"])
         found: dict[str, Budget] = {}
-        # stored specs are pydantic's compact dump with every key (see spec_json), so a
-        # task with a budget holds `"budget":{` and the others `"budget":null`: the LIKE
-        # passes over the text without parsing it; the rows it keeps are read properly
-        sql = "SELECT name, {keys} FROM tasks WHERE spec LIKE ?"
-        for name, keys in self._key_rows(read, sql, ('%"budget":{%',)):
+        if names is None:
+            # stored specs are pydantic's compact dump with every key (see spec_json), so
+            # a task with a budget holds `"budget":{` and the others `"budget":null`: the
+            # LIKE passes over the text without parsing it; the rows it keeps are read
+            rows = self._key_rows(
+                read, "SELECT name, {keys} FROM tasks WHERE spec LIKE ?", ('%"budget":{%',)
+            )
+        else:
+            rows = []
+            for part in chunks(list(names)):
+                marks = ", ".join("?" for _ in part)
+                rows += self._key_rows(
+                    read, f"SELECT name, {{keys}} FROM tasks WHERE name IN ({marks})", part
+                )
+        for name, keys in rows:
             budget = read.typed(name, keys)[0]
             if budget is not None:
                 found[name] = budget

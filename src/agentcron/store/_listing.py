@@ -6,10 +6,16 @@ stored spec for that cost 6-7 s and ~700 MB over 100,000 tasks; a :class:`TaskLi
 holds the shown keys (read by :mod:`._spec_sql`) and loads the whole spec only when
 asked for it, which health does only for the few tasks whose answer depends on it
 (a run in progress, an open incident, a fire already late).
+
+Those keys are written beside each spec, in the ``shown_*`` columns, by the store's
+own writer (:func:`shown_row`), so a list reads four short columns instead of the
+spec's JSON. A row without them (``shown_of`` is NULL: written by an older version, or
+its spec changed by hand, see migration 12) is read from its spec's keys as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -32,6 +38,7 @@ class TaskListing:
     __slots__ = (
         "_spec",
         "action_kind",
+        "budgeted",
         "description",
         "load",
         "name",
@@ -53,6 +60,7 @@ class TaskListing:
         action_kind: str,
         description: str | None,
         load: Callable[[str], TaskSpec],
+        budgeted: bool | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -63,6 +71,8 @@ class TaskListing:
         self.action_kind = action_kind
         self.description = description
         self.load = load
+        # whether its spec sets a budget; None: not known without reading the spec
+        self.budgeted = budgeted
         self._spec: TaskSpec | None = None
 
     def __repr__(self) -> str:
@@ -88,6 +98,7 @@ class TaskListing:
             spec.action_kind,
             spec.description,
             _never_loaded,
+            spec.budget is not None,
         )
         listing._spec = spec
         return listing
@@ -95,6 +106,33 @@ class TaskListing:
 
 def _never_loaded(name: str) -> TaskSpec:  # pragma: no cover - its spec is set
     raise AssertionError(f"the listing of {name!r} was built with its spec")
+
+
+# the columns a list reads, written by shown_row (keep the two in one order)
+SHOWN_COLUMNS = (
+    "shown_of, shown_schedule, shown_zone, shown_action, shown_description, shown_budget"
+)
+SHOWN_SET = ", ".join(f"{c.strip()} = ?" for c in SHOWN_COLUMNS.split(","))
+
+
+def shown_row(
+    spec: TaskSpec, body: str
+) -> tuple[str, str, str | None, str, str | None, int]:
+    """The ``SHOWN_COLUMNS`` of a spec stored as ``body``: the digest of the body first
+    (it changes with every change of the spec, which is how a row whose spec was
+    rewritten elsewhere is told apart: see migration 12's trigger)."""
+    return (
+        spec_digest(body),
+        spec.schedule_text,
+        spec.timezone,
+        spec.action_kind,
+        spec.description,
+        int(spec.budget is not None),
+    )
+
+
+def spec_digest(body: str) -> str:
+    return hashlib.blake2b(body.encode(), digest_size=8).hexdigest()
 
 
 class ListingReader:
@@ -109,30 +147,49 @@ class ListingReader:
         self._words: dict[tuple[Any, Any, Any], str] = {}
 
     def rows(self, rows: Iterable[tuple[Any, ...]]) -> list[TaskListing]:
+        """Rows of ``name, source, paused, next_fire_at, <SHOWN_COLUMNS>, <keys>``;
+        ``<keys>`` (read only where ``shown_of`` is NULL) is the spec's keys' array."""
         from agentcron.store._rows import dt, source_of
 
         out = []
-        valid, words, load = self._valid, self._schedule_words, self.load
-        for name, source, paused, next_fire_at, text in rows:
-            cron, every, at, zone, description, action = self.read.values(name, text)
-            if action is None:
-                raise spec_error(name, "it has no action (command, python, http or llm)")
-            if description is not None and not isinstance(description, str):
-                description = field_value(name, "description", description)  # raises
+        valid, from_keys, load = self._valid, self.from_keys, self.load
+        for name, source, paused, next_fire_at, of, words, zone, action, desc, bud, text in rows:
+            if of is None:
+                words, zone, action, desc = from_keys(name, text)
+                bud = None
+            else:
+                zone = valid(name, "timezone", zone)
+                if action not in PRESENT_KEYS:
+                    raise spec_error(name, f"its stored action is {action!r}")
             out.append(
                 TaskListing(
                     name,
                     source_of(source),
                     bool(paused),
                     dt(next_fire_at),
-                    words(name, valid(name, "cron", cron), valid(name, "every", every), at),
-                    valid(name, "timezone", zone),
+                    words,
+                    zone,
                     action,
-                    description,
+                    desc,
                     load,
+                    None if bud is None else bool(bud),
                 )
             )
         return out
+
+    def from_keys(self, name: str, text: Any) -> tuple[str, str | None, str, str | None]:
+        """Schedule words, zone, action and description from the spec's keys
+        (``text``: the array ``self.read`` builds), each validated as its field."""
+        valid = self._valid
+        cron, every, at, zone, description, action = self.read.values(name, text)
+        if action is None:
+            raise spec_error(name, "it has no action (command, python, http or llm)")
+        if description is not None and not isinstance(description, str):
+            description = field_value(name, "description", description)  # raises
+        words = self._schedule_words(
+            name, valid(name, "cron", cron), valid(name, "every", every), at
+        )
+        return words, valid(name, "timezone", zone), action, description
 
     def _valid(self, name: str, key: str, raw: Any) -> Any:
         try:

@@ -187,7 +187,11 @@ class SpecSQL:
             return self._q(sql.format(keys=read.sql), params)
         except Exception:
             rows = self._q(sql.format(keys="spec"), params)
-        return [(*row[:-1], read.from_spec(str(row[0]), row[-1])) for row in rows]
+        # (a NULL is a row the statement chose not to read the keys of)
+        return [
+            (*row[:-1], None if row[-1] is None else read.from_spec(str(row[0]), row[-1]))
+            for row in rows
+        ]
 
     def _distinct(self, key: str, where: str = "") -> list[Any]:
         """The distinct values of ``key`` among the tasks (``where``: a condition on

@@ -1,10 +1,14 @@
 """Versioned schema. Each entry upgrades from the previous version; never edit a
 released entry, append a new one. The same statements run on SQLite and
-PostgreSQL except where a dialect hook substitutes a type."""
+PostgreSQL except where a dialect hook substitutes a type or a statement
+(:func:`statements`)."""
 
 from __future__ import annotations
 
 APP_ID = "agentcron"
+
+# A statement each dialect writes its own way (see _DIALECT).
+SHOWN_STALE = "{shown_stale_trigger}"
 
 # {pk} is the auto-increment primary key declaration of the dialect.
 MIGRATIONS: list[list[str]] = [
@@ -224,6 +228,60 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (scope, day)
         )""",
     ],
+    [
+        # A task as a list shows it (schedule in words, zone, action, description,
+        # whether it has a budget of its own),
+        # written with its spec: `agentcron list` over 100,000 tasks read these keys out
+        # of each stored spec's JSON, most of its time. ``shown_of`` is a digest of the
+        # spec they were taken from; a spec changed by anything but agentcron's own
+        # writer (which sets a new digest with it) clears it, and the list then reads
+        # the spec itself, so it never shows what a task no longer says. Rows written
+        # before this version are filled when it is applied (store.fill_shown).
+        "ALTER TABLE tasks ADD COLUMN shown_schedule TEXT",
+        "ALTER TABLE tasks ADD COLUMN shown_zone TEXT",
+        "ALTER TABLE tasks ADD COLUMN shown_action TEXT",
+        "ALTER TABLE tasks ADD COLUMN shown_description TEXT",
+        "ALTER TABLE tasks ADD COLUMN shown_budget INTEGER",
+        "ALTER TABLE tasks ADD COLUMN shown_of TEXT",
+        SHOWN_STALE,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# the version whose application fills the shown columns of the tasks already stored
+SHOWN_VERSION = SCHEMA_VERSION
+
+_DIALECT: dict[str, dict[str, list[str]]] = {
+    "sqlite": {
+        "{pk}": ["INTEGER PRIMARY KEY AUTOINCREMENT"],
+        SHOWN_STALE: [
+            "CREATE TRIGGER tasks_shown_stale AFTER UPDATE OF spec ON tasks "
+            "WHEN new.spec IS NOT old.spec AND new.shown_of IS old.shown_of "
+            "BEGIN UPDATE tasks SET shown_of = NULL WHERE name = new.name; END"
+        ],
+    },
+    "postgresql": {
+        "{pk}": ["BIGSERIAL PRIMARY KEY"],
+        SHOWN_STALE: [
+            "CREATE FUNCTION tasks_shown_stale() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF NEW.spec IS DISTINCT FROM OLD.spec "
+            "AND NEW.shown_of IS NOT DISTINCT FROM OLD.shown_of THEN "
+            "NEW.shown_of := NULL; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER tasks_shown_stale BEFORE UPDATE ON tasks FOR EACH ROW "
+            "EXECUTE FUNCTION tasks_shown_stale()",
+        ],
+    },
+}
+
+
+def statements(index: int, dialect: str) -> list[str]:
+    """The statements of migration ``index`` in ``dialect`` (sqlite or postgresql):
+    ``{pk}`` spelled as its auto-increment key, a placeholder statement as its own."""
+    words = _DIALECT[dialect]
+    out: list[str] = []
+    for stmt in MIGRATIONS[index]:
+        if stmt in words:
+            out += words[stmt]
+        else:
+            out.append(stmt.replace("{pk}", words["{pk}"][0]))
+    return out

@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentcron.store._conn import Cursor
 from agentcron.store.errors import StoreError
-from agentcron.store.migrations import APP_ID, MIGRATIONS, SCHEMA_VERSION
+from agentcron.store.migrations import APP_ID, SCHEMA_VERSION, SHOWN_VERSION, statements
 from agentcron.store.sql import SQLStore
 
 # First half of the two-part advisory lock key; the second is the schema's hash, so
@@ -205,8 +205,10 @@ class PostgresStore(SQLStore):
                     db.raw.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
                 version = self._schema_version(db, target)
                 for index in range(version, SCHEMA_VERSION):
-                    for stmt in MIGRATIONS[index]:
-                        db.execute(stmt.replace("{pk}", "BIGSERIAL PRIMARY KEY"))
+                    for stmt in statements(index, "postgresql"):
+                        db.execute(stmt)
+                    if index + 1 == SHOWN_VERSION:
+                        self.fill_shown(db)
                     if index == 0:
                         db.execute("INSERT INTO meta (key, value) VALUES ('app', ?)", (APP_ID,))
                     db.execute(

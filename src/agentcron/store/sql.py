@@ -46,6 +46,7 @@ from agentcron.store._built import (
     fresh_slot,
 )
 from agentcron.store._conn import Conn
+from agentcron.store._listing import SHOWN_COLUMNS, SHOWN_SET, shown_row
 from agentcron.store._notify_sql import _HEADS as OUTBOX_HEADS
 from agentcron.store._notify_sql import NotifySQL
 from agentcron.store._provider_sql import ProviderSQL
@@ -78,6 +79,10 @@ _CURRENT_ATTEMPT = (
     "EXISTS (SELECT 1 FROM attempts a WHERE a.id = {a} AND a.slot_id = slots.id "
     "AND a.status = 'running')"
 )
+
+
+# a task row's values: its nine columns, then the shown ones
+_TASK_MARKS = ", ".join("?" for _ in range(9 + len(SHOWN_COLUMNS.split(","))))
 
 
 class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
@@ -119,7 +124,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
             # config); its row is then the one to compare with, read again.
             added = db.execute(
                 "INSERT INTO tasks (name, source, spec, schedule_key, overlap, paused, "
-                "next_fire_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"next_fire_at, created_at, updated_at, {SHOWN_COLUMNS}) VALUES ({_TASK_MARKS}) "
                 "ON CONFLICT (name) DO NOTHING RETURNING name",
                 (
                     spec.name,
@@ -131,6 +136,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                     None if spec.paused else ts(next_fire_at),
                     ts(now),
                     ts(now),
+                    *shown_row(spec, body),
                 ),
             ).fetchone()
             if added is not None:
@@ -152,8 +158,17 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
             )
         db.execute(
             "UPDATE tasks SET spec = ?, schedule_key = ?, overlap = ?, source = ?, paused = ?, "
-            "updated_at = ? WHERE name = ?",
-            (body, key, spec.overlap.value, source.value, int(paused), ts(now), spec.name),
+            f"updated_at = ?, {SHOWN_SET} WHERE name = ?",
+            (
+                body,
+                key,
+                spec.overlap.value,
+                source.value,
+                int(paused),
+                ts(now),
+                *shown_row(spec, body),
+                spec.name,
+            ),
         )
         return "changed"
 
@@ -174,25 +189,29 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
     ) -> None:
         """One statement per task, no read first: registering 100,000 tasks from code
         must take seconds. A task whose schedule is unchanged keeps its grid position."""
-        rows = [
-            (
-                spec.name,
-                source.value,
-                spec_json(spec),
-                schedule_key(spec),
-                spec.overlap.value,
-                int(spec.paused),
-                ts(next_fire_at),
-                ts(now),
-                ts(now),
+        rows = []
+        for spec, next_fire_at in items:
+            body = spec_json(spec)
+            rows.append(
+                (
+                    spec.name,
+                    source.value,
+                    body,
+                    schedule_key(spec),
+                    spec.overlap.value,
+                    int(spec.paused),
+                    ts(next_fire_at),
+                    ts(now),
+                    ts(now),
+                    *shown_row(spec, body),
+                )
             )
-            for spec, next_fire_at in items
-        ]
+        shown_set = ", ".join(f"{c} = excluded.{c}" for c in SHOWN_COLUMNS.split(", "))
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO tasks (name, source, spec, schedule_key, overlap, paused, "
-                "next_fire_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET "
+                f"next_fire_at, created_at, updated_at, {SHOWN_COLUMNS}) VALUES ({_TASK_MARKS}) "
+                f"ON CONFLICT (name) DO UPDATE SET {shown_set}, "
                 "next_fire_at = CASE WHEN tasks.schedule_key = excluded.schedule_key "
                 "THEN tasks.next_fire_at ELSE excluded.next_fire_at END, "
                 "updated_at = CASE WHEN tasks.spec = excluded.spec "

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from agentcron.store._checkpoints import DEFAULT_PAGES, Checkpointer
 from agentcron.store.errors import StoreError, damaged_database, not_a_database
-from agentcron.store.migrations import APP_ID, MIGRATIONS, SCHEMA_VERSION
+from agentcron.store.migrations import APP_ID, SCHEMA_VERSION, SHOWN_VERSION, statements
 from agentcron.store.sql import SQLStore
 
 _MAGIC = b"SQLite format 3\x00"
@@ -123,8 +123,10 @@ class SQLiteStore(SQLStore):
             with self._tx() as db:
                 if _schema_version(db) > index:
                     continue  # another process applied it between our look and our lock
-                for stmt in MIGRATIONS[index]:
-                    db.execute(stmt.replace("{pk}", "INTEGER PRIMARY KEY AUTOINCREMENT"))
+                for stmt in statements(index, "sqlite"):
+                    db.execute(stmt)
+                if index + 1 == SHOWN_VERSION:
+                    self.fill_shown(db)
                 if index == 0:
                     db.execute("INSERT INTO meta (key, value) VALUES ('app', ?)", (APP_ID,))
                 db.execute(
