@@ -8,7 +8,6 @@ user code, and must not pay for the config loader and Apprise they never use.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,10 +16,7 @@ if TYPE_CHECKING:
     from agentcron.model import ErrorClass, SlotStatus, TaskSpec
     from agentcron.scheduler import Scheduler
 
-try:
-    __version__ = version("agentcron")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0"
+    __version__: str
 
 _EXPORTS = {
     "Clock": "agentcron.clock",
@@ -47,9 +43,21 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # importlib.metadata costs every process ~50 ms to load
+        globals()[name] = _version()
+        return globals()[name]
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'agentcron' has no attribute {name!r}")
     value = getattr(import_module(module), name)
     globals()[name] = value
     return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentcron")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"

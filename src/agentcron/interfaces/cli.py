@@ -7,7 +7,6 @@ code, never a bare stack trace.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
@@ -283,6 +282,8 @@ def run(
         # one daemon per SQLite home, held until the daemon has stopped
         with daemon_lock(options.home, options.db_url):
             check_database(options.db_url, options.home)  # damage refused before any write
+            import asyncio  # only the commands that run a loop pay for it (~50 ms)
+
             code = asyncio.run(Daemon(options).run())
         if code:  # a part kept failing: exit non-zero so the service manager restarts us
             raise typer.Exit(code)
@@ -332,7 +333,9 @@ def list_(
         daemon = svc.daemon_status()
         budgets = svc.config_budgets()
     if json_out:
-        sys.stdout.write(shaped_json(TaskSummary, rows) + "\n")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(shaped_json(TaskSummary, rows) + b"\n")
+        sys.stdout.buffer.flush()
         return
     render.tasks_table(out, rows, budgets)
     if not daemon["alive"]:
@@ -739,6 +742,8 @@ def notify_test(
     with service_for(config, home, db) as svc:
         if not channel:
             urls = svc.channel_urls(urls)
+        import asyncio
+
         results = asyncio.run(svc.notify_test(urls))
     if json_out:
         emit_json(results)

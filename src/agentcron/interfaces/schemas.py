@@ -279,8 +279,9 @@ def shaped(model: type[M], data: Any) -> Any:
     return model.model_validate(data).model_dump(mode="json")
 
 
-def shaped_json(model: type[M], rows: list[dict[str, Any]]) -> str:
-    """``json.dumps(shaped(model, rows), indent=2)``, byte for byte, for long lists.
+def shaped_json(model: type[M], rows: list[dict[str, Any]]) -> bytes:
+    """``json.dumps(shaped(model, rows), indent=2)``, byte for byte (UTF-8), for long
+    lists.
 
     Validating 100,000 task rows through the model cost 0.7 s and the pure-Python
     indenting encoder as much again (``agentcron list --json`` over 100,000 tasks).
@@ -293,4 +294,4 @@ def shaped_json(model: type[M], rows: list[dict[str, Any]]) -> str:
     fields = list(model.model_fields)
     if not all(list(row) == fields for row in rows):
         rows = shaped(model, rows)
-    return to_json(rows, indent=2, fallback=str).decode()
+    return to_json(rows, indent=2, fallback=str)  # 55 MB for 100,000 tasks: kept as bytes
