@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from agentcron.store._spec_sql import SMALLEST_OVERDUE, UNSHOWN_UNPAUSED
 from agentcron.store.sqlite import SQLiteStore
 
-PARTIAL = ("slots_running", "slots_runnable", "tasks_due")
+PARTIAL = ("slots_running", "slots_runnable", "tasks_due", "tasks_overdue_after", "tasks_unshown")
 
 
 def _plan(db: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()) -> str:
@@ -57,6 +58,15 @@ def _walks_history(plan: str) -> bool:
             "ORDER BY next_fire_at LIMIT 10",
             (0.0,),
             "tasks_due",
+        ),
+        # the watchdog's smallest overdue_after: the copies' index, then the few tasks
+        # without copies through theirs (not every unpaused task's spec)
+        (SMALLEST_OVERDUE, (), "tasks_overdue_after"),
+        (
+            "SELECT MIN(name), json_array(spec -> '$.overdue_after') FROM tasks "
+            f"{UNSHOWN_UNPAUSED} GROUP BY json_array(spec -> '$.overdue_after')",
+            (),
+            "tasks_unshown",
         ),
     ],
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -208,5 +208,38 @@ def test_a_spec_that_cannot_be_read_stays_unfilled_and_is_named_by_the_list(
         assert shown_of(store)["a"] is not None
         with pytest.raises(StoreError, match=r"task 'broken'.*no action"):
             listed(store, home)
+    finally:
+        store.close()
+
+
+def test_the_smallest_overdue_after_is_read_from_copies_and_from_hand_edited_specs(
+    store: SQLStore,
+) -> None:
+    store.upsert_task(spec("a", overdue_after="30s"), TaskSource.API, T0, T0)
+    store.upsert_task(spec("b", overdue_after="10s", paused=True), TaskSource.API, T0, T0)
+    store.upsert_task(spec("c"), TaskSource.API, T0, T0)
+    assert store.smallest_overdue_after() == timedelta(seconds=30)  # b is paused
+    hand_edit(store, "c", overdue_after=12.5)  # its copy is cleared: read from its spec
+    assert store.smallest_overdue_after() == timedelta(seconds=12.5)
+    hand_edit(store, "a", overdue_after=None)
+    hand_edit(store, "c", overdue_after="soon")
+    with pytest.raises(StoreError, match=r"task 'c'.*overdue_after"):
+        store.smallest_overdue_after()
+
+
+def test_a_database_of_the_version_before_gets_its_overdue_after_copied(backend: str) -> None:
+    old_database(
+        backend,
+        {
+            "a": spec("a", overdue_after="45s").model_dump_json(),
+            "b": spec("b").model_dump_json(),
+        },
+    )
+    store = open_store(backend)
+    try:
+        assert all(of is not None for of in shown_of(store).values())
+        copies = dict(store._q("SELECT name, shown_overdue_after FROM tasks"))
+        assert copies == {"a": 45.0, "b": None}
+        assert store.smallest_overdue_after() == timedelta(seconds=45)
     finally:
         store.close()

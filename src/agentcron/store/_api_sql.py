@@ -45,7 +45,7 @@ from agentcron.store._rows import (
     spec_of,
     ts,
 )
-from agentcron.store._spec_sql import SpecSQL
+from agentcron.store._spec_sql import SpecSQL, field_value
 from agentcron.store.errors import NotFound, StoreError
 
 _ACTIVE = "('pending', 'running', 'retrying')"
@@ -280,10 +280,19 @@ class ApiSQL(SpecSQL):
         for name, text in rows:
             try:
                 shown = reader.from_keys(name, reader.read.from_spec(name, text))
-                budgeted = from_json(text).get("budget") is not None
+                data = from_json(text)
+                overdue = field_value(name, "overdue_after", data.get("overdue_after"))
             except (StoreError, ValueError):
                 continue
-            filled.append((spec_digest(text), *shown, int(budgeted), name))
+            filled.append(
+                (
+                    spec_digest(text),
+                    *shown,
+                    int(data.get("budget") is not None),
+                    None if overdue is None else overdue.total_seconds(),
+                    name,
+                )
+            )
         for part in chunks(filled):
             db.executemany(f"UPDATE tasks SET {SHOWN_SET} WHERE name = ?", part)
         return len(filled)

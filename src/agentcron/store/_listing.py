@@ -110,14 +110,15 @@ def _never_loaded(name: str) -> TaskSpec:  # pragma: no cover - its spec is set
 
 # the columns a list reads, written by shown_row (keep the two in one order)
 SHOWN_COLUMNS = (
-    "shown_of, shown_schedule, shown_zone, shown_action, shown_description, shown_budget"
+    "shown_of, shown_schedule, shown_zone, shown_action, shown_description, shown_budget, "
+    "shown_overdue_after"
 )
 SHOWN_SET = ", ".join(f"{c.strip()} = ?" for c in SHOWN_COLUMNS.split(","))
 
 
 def shown_row(
     spec: TaskSpec, body: str
-) -> tuple[str, str, str | None, str, str | None, int]:
+) -> tuple[str, str, str | None, str, str | None, int, float | None]:
     """The ``SHOWN_COLUMNS`` of a spec stored as ``body``: the digest of the body first
     (it changes with every change of the spec, which is how a row whose spec was
     rewritten elsewhere is told apart: see migration 12's trigger)."""
@@ -128,6 +129,7 @@ def shown_row(
         spec.action_kind,
         spec.description,
         int(spec.budget is not None),
+        None if spec.overdue_after is None else spec.overdue_after.total_seconds(),
     )
 
 
@@ -153,7 +155,7 @@ class ListingReader:
 
         out = []
         valid, from_keys, load = self._valid, self.from_keys, self.load
-        for name, source, paused, next_fire_at, of, words, zone, action, desc, bud, text in rows:
+        for name, source, paused, next_fire_at, of, words, zone, action, desc, bud, _, text in rows:
             if of is None:
                 words, zone, action, desc = from_keys(name, text)
                 bud = None

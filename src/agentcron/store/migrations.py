@@ -230,7 +230,7 @@ MIGRATIONS: list[list[str]] = [
     ],
     [
         # A task as a list shows it (schedule in words, zone, action, description,
-        # whether it has a budget of its own),
+        # whether it has a budget of its own) and its overdue_after,
         # written with its spec: `agentcron list` over 100,000 tasks read these keys out
         # of each stored spec's JSON, most of its time. ``shown_of`` is a digest of the
         # spec they were taken from; a spec changed by anything but agentcron's own
@@ -242,8 +242,13 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE tasks ADD COLUMN shown_action TEXT",
         "ALTER TABLE tasks ADD COLUMN shown_description TEXT",
         "ALTER TABLE tasks ADD COLUMN shown_budget INTEGER",
+        # the watchdog's look at the smallest overdue_after (seconds) is one index probe
+        "ALTER TABLE tasks ADD COLUMN shown_overdue_after DOUBLE PRECISION",
         "ALTER TABLE tasks ADD COLUMN shown_of TEXT",
         SHOWN_STALE,
+        "CREATE INDEX tasks_overdue_after ON tasks (shown_overdue_after) "
+        "WHERE paused = 0 AND shown_overdue_after IS NOT NULL",
+        "CREATE INDEX tasks_unshown ON tasks (name) WHERE shown_of IS NULL",
     ],
 ]
 
