@@ -99,7 +99,17 @@ def watchdog_sleeps() -> None:
     Watchdog._run = _run  # type: ignore[method-assign]
 
 
+def coalesce_10ms() -> None:
+    """A pass waits 10 ms past the next fire instead of 5 (``engine.COALESCE``), so one
+    pass takes the fires of 10 ms: about half the passes of a staggered load, and up to
+    5 ms more lateness."""
+    import agentcron.engine.engine as engine
+
+    engine.COALESCE = 0.010
+
+
 PATCHES: dict[str, Callable[[], None]] = {
+    "coalesce_10ms": coalesce_10ms,
     "sleep_for": sleep_for_tick_time,
     "running_slots": running_slots_unordered,
     "watchdog_sleeps": watchdog_sleeps,

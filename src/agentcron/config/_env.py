@@ -301,14 +301,34 @@ def spec_needs_expansion(spec: TaskSpec) -> bool:
     key_env = spec.llm.api_key_env if spec.llm is not None else None
     if key_env and key_env not in os.environ and key_env in env_file_values():
         return True
+    return _has_placeholders(spec)
+
+
+# spec -> whether its action's strings hold a placeholder: asked before every run (a
+# walk of every string of the action, ~10 µs), while the engine runs the same spec
+# objects again and again. Keyed by identity, the spec kept alive with its answer so
+# that its id is not reused; cleared whole when full.
+_PLACEHOLDERS: dict[int, tuple[TaskSpec, bool]] = {}
+_PLACEHOLDERS_LIMIT = 10_000
+
+
+def _has_placeholders(spec: TaskSpec) -> bool:
+    known = _PLACEHOLDERS.get(id(spec))
+    if known is not None and known[0] is spec:
+        return known[1]
+    found = False
     for key in _ACTION_KEYS:
         value = getattr(spec, key)
         if value is None:
             continue
         data = value.model_dump() if hasattr(value, "model_dump") else value
         if any(has_placeholder(text) for _, text in strings_in(data)):
-            return True
-    return False
+            found = True
+            break
+    if len(_PLACEHOLDERS) >= _PLACEHOLDERS_LIMIT:
+        _PLACEHOLDERS.clear()
+    _PLACEHOLDERS[id(spec)] = (spec, found)
+    return found
 
 
 def expand_spec(spec: TaskSpec, environ: Mapping[str, str] | None = None) -> TaskSpec:
