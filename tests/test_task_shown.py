@@ -184,11 +184,13 @@ def old_database(where: str, specs: dict[str, str]) -> None:
 
 
 def test_opening_a_database_of_the_version_before_fills_the_shown_keys(
-    backend: str, home: Path
+    backend: str, home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = {n: spec(n, description=f"task {n}").model_dump_json() for n in ("a", "b", "c")}
     old_database(backend, good)
-    store = open_store(backend)
+    with caplog.at_level("INFO", logger="agentcron.store._api_sql"):
+        store = open_store(backend)
+    assert "copied the listed keys of 3 task(s)" in caplog.text
     try:
         assert all(of is not None for of in shown_of(store).values())
         assert len(shown_of(store)) == 3
