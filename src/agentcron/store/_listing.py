@@ -8,9 +8,10 @@ asked for it, which health does only for the few tasks whose answer depends on i
 (a run in progress, an open incident, a fire already late).
 
 Those keys are written beside each spec, in the ``shown_*`` columns, by the store's
-own writer (:func:`shown_row`), so a list reads four short columns instead of the
-spec's JSON. A row without them (``shown_of`` is NULL: written by an older version, or
-its spec changed by hand, see migration 12) is read from its spec's keys as before.
+own writer (:func:`shown_row`), so a list reads a few short columns instead of the
+spec's JSON (and the watchdog finds the smallest ``overdue_after`` in an index). A row
+without them (``shown_of`` is NULL: written by an older version, or its spec changed by
+hand, see migration 12) is read from its spec's keys as before.
 """
 
 from __future__ import annotations
@@ -138,9 +139,9 @@ def spec_digest(body: str) -> str:
 
 
 class ListingReader:
-    """Turns rows of ``name, source, paused, next_fire_at, <keys>`` into listings,
-    validating each distinct stored value once (a fleet shares few schedules and
-    zones); a value its field rejects is an error naming the task."""
+    """Turns task rows (see :meth:`rows`) into listings, validating each distinct
+    stored value once (a fleet shares few schedules and zones); a value its field
+    rejects is an error naming the task."""
 
     def __init__(self, read: KeyRead, load: Callable[[str], TaskSpec]) -> None:
         self.read = read
