@@ -49,9 +49,11 @@ def test_tables_show_whole_times_in_the_tasks_zone_at_80_columns(cli) -> None:  
     assert "Sat 2027-03-27 02:30 CET" in nxt and "Sun 2027-03-28 03:00 CEST" in nxt, nxt
     assert "01:00 UTC" in nxt and "does not exist" in nxt, nxt
     sub = cli("next", "fast", "--count", "3", "--from", "2027-01-05T10:07")
-    assert re.findall(
-        r"\d\d:\d\d(?::\d\d)? CET", sub
-    ) == ["10:07:20 CET", "10:07:40 CET", "10:08 CET"], sub
+    assert re.findall(r"\d\d:\d\d(?::\d\d)? CET", sub) == [
+        "10:07:20 CET",
+        "10:07:40 CET",
+        "10:08 CET",
+    ], sub
 
 
 def test_a_triggered_run_shows_no_fractions_and_says_when_it_starts(cli) -> None:  # type: ignore[no-untyped-def]
@@ -81,8 +83,45 @@ def test_a_one_shot_in_the_past_is_refused_at_add_and_recorded_expired_from_the_
     assert "`agentcron trigger` runs a task now" in error
     assert "past" not in {t["name"] for t in json.loads(cli("list", "--json"))}
     config = tmp_path / "agentcron.yaml"
-    config.write_text(config.read_text() + '  once:\n    at: "2020-01-01T10:00"\n'
-                      '    command: ["echo"]\n')
+    config.write_text(
+        config.read_text() + '  once:\n    at: "2020-01-01T10:00"\n    command: ["echo"]\n'
+    )
     [run] = [r for r in json.loads(cli("runs", "--json")) if r["task"] == "once"]
     assert run["status"] == "expired", run
     assert run["reason"] == "its time had already passed when it was added to the config file"
+
+
+def test_a_long_task_list_is_plain_aligned_text_with_every_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past LARGE_TABLE rows the list is printed without Rich's table layout (which took
+    two minutes for 100,000 tasks): the same columns, aligned, one line per task."""
+    from agentcron.interfaces.render import LARGE_TABLE
+
+    count = LARGE_TABLE + 25
+    tasks = "".join(
+        f'  t{i:04d}:\n    every: {i % 7 + 1}h\n    command: ["true"]\n' for i in range(count)
+    )
+    (tmp_path / "agentcron.yaml").write_text(f"timezone: Europe/Berlin\ntasks:\n{tasks}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["list"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "task",
+        "schedule",
+        "next",
+        "run",
+        "last",
+        "health",
+        "delivery",
+        "source",
+    ]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    rows = [line for line in lines[2:] if line.startswith("t")]
+    assert [r.split()[0] for r in rows] == [f"t{i:04d}" for i in range(count)]
+    starts = {line.index("every") for line in rows}  # the schedule column, aligned
+    assert starts == {lines[0].index("schedule")}
+    assert all(re.search(r"\(Europe/Berlin\)\s+.*CES?T\s+-\s+ok\s+-\s+file$", r) for r in rows)
+    assert "│" not in result.stdout and "\x1b[" not in result.stdout
