@@ -85,3 +85,57 @@ def test_a_stalled_loop_is_reported_to_the_notify_channels_from_the_watchdog_thr
         asyncio.run(scenario())
         bodies = [m.get("message", "") for m in hook.messages()]  # Apprise json:// format
     assert any("has not ticked for 42s" in b for b in bodies), bodies
+
+
+AGENT = (
+    "agents:\n  clients:\n    bot:\n      token: {token}\n      budget:\n"
+    "        runs_per_day: {runs}\n"
+)
+
+
+@pytest.mark.slow
+def test_a_reload_that_changes_what_applies_only_at_start_says_so(tmp_path: Path) -> None:
+    """`api:` and `agents:` are set up when the daemon starts: a reload that changes
+    them applies the rest and tells the owner (log and channels) a restart is needed,
+    instead of a quiet "config reloaded" while the old API token still works. A change
+    of an agent's budget alone is applied and needs no restart."""
+    from e2e_webhook import WebhookReceiver
+
+    first = AGENT.format(token="t" * 20, runs=5)
+    with WebhookReceiver() as hook:
+        config = tmp_path / "agentcron.yaml"
+        head = f'notify: ["{hook.url}"]\napi:\n  enabled: false\n'
+        config.write_text(head + first + GOOD)
+        daemon = Daemon(
+            DaemonOptions(config_path=config, home=tmp_path / "home", reload_interval=0.1)
+        )
+
+        def told() -> list[str]:
+            return [m.get("message", "") for m in hook.messages() if "restart" in str(m)]
+
+        async def scenario() -> None:
+            main = asyncio.create_task(daemon.run())
+            try:
+                await until(lambda: daemon.config is not None, timeout=30)
+                # an agent's budget only: applied, nothing to restart for
+                config.write_text(head + AGENT.format(token="t" * 20, runs=9) + GOOD)
+                await until(
+                    lambda: daemon.config is not None
+                    and daemon.config.agents.clients["bot"].budget is not None
+                    and daemon.config.agents.clients["bot"].budget.runs_per_day == 9,
+                    timeout=30,
+                )
+                assert daemon.restart_needed == []
+                # a new agent token and another API port: applied only at a restart
+                changed = head.replace("enabled: false", "enabled: false\n  port: 8799")
+                config.write_text(changed + AGENT.format(token="u" * 20, runs=9) + GOOD)
+                await until(lambda: daemon.restart_needed == ["agents", "api"], timeout=30)
+                await until(lambda: len(told()) == 1, timeout=30)
+            finally:
+                daemon.stop_event.set()
+                await asyncio.wait_for(main, 30)
+
+        asyncio.run(scenario())
+        body = told()[0]
+    assert "`api:` and `agents:`" in body and "take effect only when agentcron restarts" in body
+    assert "u" * 20 not in body and "t" * 20 not in body  # no token in the message

@@ -657,6 +657,7 @@ class Daemon:
         if self.config is not None and config.digest == self.config.digest:
             return False
         assert self.service is not None and self.engine is not None
+        held = held_until_restart(self.config, config) if self.config is not None else []
         self.config = config
         self.rejected_config = None
         self.service.defaults = Defaults(config.timezone, config.defaults, config.budget_rules())
@@ -674,10 +675,45 @@ class Daemon:
             len(changed),
             len(removed),
         )
+        if held:
+            self._tell_owner_restart_needed(held)
         self.engine.wake()
         return True
 
     rejected_config: str | None = None
+    # the config sections changed since start that apply only when the daemon restarts
+    restart_needed: list[str] = []  # noqa: RUF012 - replaced, never mutated
+
+    def _tell_owner_restart_needed(self, held: list[str]) -> None:
+        """A reload applied everything but ``held`` (sections the daemon set up when it
+        started: the HTTP API's listener and token, the agents' identities and bounds):
+        said in the log and on the channels, so a new token is not believed in force
+        while the old one still opens the API."""
+        self.restart_needed = sorted({*self.restart_needed, *held})
+        words = " and ".join(f"`{name}:`" for name in held)
+        text = (
+            f"The new {self.options.config_path} changes {words}, which take effect only "
+            "when agentcron restarts; everything else in it is applied. Until then the "
+            f"daemon on {self._where()} keeps the {words} it started with. Restart it "
+            "(for example `systemctl restart agentcron`) to apply them."
+        )
+        log.warning("config reloaded, but %s", text)
+        if self.store is None or self.config is None:
+            return
+        from agentcron.notify.channels import channel_key
+
+        message = Message(
+            title="agentcron: restart to apply the config",
+            body=f"✎ {text}",
+            task="",
+            event="config",
+            incident_kind="config",
+            severity="warning",
+        )
+        now = self.clock.now()
+        for url in self.config.notify:
+            self.store.enqueue(channel_key(url), url, message, now)
+        self.sender.wake()
 
     def _tell_owner_config_rejected(self, exc: ConfigError) -> None:
         if self.store is None or self.config is None:
@@ -699,6 +735,19 @@ class Daemon:
         for url in self.config.notify:
             self.store.enqueue(channel_key(url), url, message, now)
         self.sender.wake()
+
+
+def held_until_restart(old: LoadedConfig, new: LoadedConfig) -> list[str]:
+    """The sections of ``new`` that differ from ``old`` and that a reload cannot apply:
+    ``api`` (the listener and its token) and ``agents`` (identities, tokens and bounds;
+    their budgets are applied with the others)."""
+    held = []
+    if old.api != new.api:
+        held.append("api")
+    budgetless = {"clients": {"__all__": {"budget"}}}
+    if old.agents.model_dump(exclude=budgetless) != new.agents.model_dump(exclude=budgetless):
+        held.append("agents")
+    return held
 
 
 def _log_finished(finished: Finished) -> None:
