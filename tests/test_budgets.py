@@ -71,7 +71,7 @@ class Rig:
         self.gate = BudgetGate(store, "test-node", rules or BudgetRules(), "UTC")
         self.gate.listeners.append(self.notifier.on_budget)
         self.h.engine.gates.append(self.gate.gate)
-        self.h.engine.batch_listeners.append(self.gate.on_ended)
+        self.h.engine.spenders.append(self.gate.spend)
         self.channel = RecordingChannel()
         self.sender = OutboxSender(store, channel_factory=lambda _url: self.channel, clock=clock)
 
@@ -350,3 +350,50 @@ def test_task_budgets_are_read_from_the_stored_specs(any_store: Store) -> None:
     for spec in specs:
         any_store.upsert_task(spec, TaskSource.API, now, None)
     assert any_store.task_budgets() == {"own": Budget(tokens_per_day=50)}
+
+
+def test_tokens_are_counted_in_the_transaction_that_records_the_end(any_store: Store) -> None:
+    """What a run spent is written with its end (a listener adding it afterwards lost it
+    to a crash in between); an end that is not ours any more counts nothing."""
+    from agentcron.model import AttemptOutcome, Finish, NewSlot, TaskSource
+
+    t0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+    for name in ("llm", "other"):  # one run at a time per task: two tasks, two claims
+        spec = TaskSpec(name=name, every="1h", command=["true"], budget={"tokens_per_day": 900})
+        any_store.upsert_task(spec, TaskSource.API, t0, t0 + timedelta(hours=1))
+        any_store.add_slot(name, NewSlot(t0), t0)
+    claims = {c.slot.task: c for c in any_store.claim("node-a", t0, t0 + timedelta(hours=1), 2)}
+    first, second = claims["llm"], claims["other"]
+    done = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED, tokens={"completion": 300})
+    spent = (("task:llm", "2026-06-01", 300),)
+    ends = any_store.finish_many(
+        [
+            Finish(first.slot.id, first.attempt.id, "node-a", done, t0, spend=spent),
+            # the second's lease is another node's now: its end is refused, so is its spend
+            Finish(second.slot.id, second.attempt.id, "node-b", done, t0, spend=spent),
+        ]
+    )
+    assert ends[0] is not None and ends[1] is None
+    assert any_store.budget_usage(["task:llm"], "2026-06-01")["task:llm"].tokens == 300
+
+
+def test_a_spend_the_gate_works_out_covers_every_budget_over_the_task() -> None:
+    from agentcron.model import AttemptOutcome
+
+    rules = BudgetRules(
+        everything=Budget(tokens_per_day=10_000),
+        agents=(("planner", "agent.planner.", Budget(tokens_per_day=5000)),),
+    )
+    gate = BudgetGate.__new__(BudgetGate)
+    gate.rules, gate.zone = rules, "Asia/Tokyo"
+    spec = TaskSpec(name="agent.planner.news", every="1h", command=["true"])
+    used = AttemptOutcome(
+        ok=True, slot_status=SlotStatus.SUCCEEDED, tokens={"prompt": 10, "completion": 90}
+    )
+    at = datetime(2026, 6, 1, 16, 0, tzinfo=UTC)  # 01:00 on 2 June in Tokyo
+    assert sorted(gate.spend(spec, used, at)) == [
+        ("agent:planner", "2026-06-02", 100),
+        ("global", "2026-06-02", 100),
+    ]
+    nothing = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
+    assert gate.spend(spec, nothing, at) == ()

@@ -248,7 +248,7 @@ class Daemon:
         )
         self.budgets.listeners.append(self.notifier.on_budget)
         self.engine.gates.append(self.budgets.gate)
-        self.engine.batch_listeners.append(self.budgets.on_ended)
+        self.engine.spenders.append(self.budgets.spend)
         self.engine.housekeeping.append(self.budgets.prune)
         self.engine.batch_listeners.append(
             lambda ended: self.delivery.wake() if any(f.outcome.deliver_to for f in ended) else None

@@ -5,7 +5,8 @@ slot held back for its provider has not started and spends nothing). A first att
 reserves one run from every budget over its task; one without room is recorded
 ``skipped`` with the reason instead, and the listeners hear of it (the notifier tells
 the owner once per budget and day). Retries belong to their run and pass.
-:meth:`on_ended` adds the tokens the attempts recorded.
+:meth:`spend` says what an ended attempt spent; the engine adds it to the day's usage
+in the transaction that records the attempt's end.
 
 A config without budgets costs one ``scopes_for`` per claim: nothing is read or written.
 """
@@ -13,10 +14,10 @@ A config without budgets costs one ``scopes_for`` per claim: nothing is read or 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from agentcron.model import Claim, Finished, Slot, TaskSpec
+from agentcron.model import AttemptOutcome, Claim, Slot, TaskSpec
 from agentcron.model.budget import BudgetNews
 from agentcron.policies.budget import (
     BudgetRules,
@@ -83,25 +84,20 @@ class BudgetGate:
                     log.exception("budget listener failed on %s", scope.label)
         return start, skipped
 
-    def on_ended(self, ended: Sequence[Finished]) -> None:
-        """Count the tokens the ended attempts recorded against their budgets (engine
-        batch listener: one write for a whole batch)."""
-        spent: dict[str, dict[str, int]] = {}
-        zone = None
-        for finished in ended:
-            tokens = tokens_of(finished.outcome.tokens) if finished.outcome.tokens else 0
-            if not tokens:
-                continue
-            scopes = scopes_for(finished.spec, self.rules)
-            if not scopes:
-                continue
-            zone = zone or resolve_zone(self.zone)
-            day, _ = budget_day(finished.finished_at, zone)
-            per_day = spent.setdefault(day, {})
-            for scope in scopes:
-                per_day[scope.key] = per_day.get(scope.key, 0) + tokens
-        for day, per_scope in spent.items():
-            self.store.add_tokens(per_scope, day)
+    def spend(
+        self, spec: TaskSpec, outcome: AttemptOutcome, at: datetime
+    ) -> tuple[tuple[str, str, int], ...]:
+        """What an ended attempt spent against each budget over its task, as (scope key,
+        day, tokens): the engine writes it in the transaction that records the end
+        (a batch listener adding it afterwards lost it to a crash in between)."""
+        tokens = tokens_of(outcome.tokens) if outcome.tokens else 0
+        if not tokens:
+            return ()
+        scopes = scopes_for(spec, self.rules)
+        if not scopes:
+            return ()
+        day, _ = budget_day(at, resolve_zone(self.zone))
+        return tuple((scope.key, day, tokens) for scope in scopes)
 
     def prune(self, now: datetime) -> None:
         """Housekeeping: forget usage older than :data:`KEEP_USAGE`, once a day."""

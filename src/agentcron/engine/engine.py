@@ -26,6 +26,7 @@ from agentcron.actions.base import Action
 from agentcron.beats import Sleeper, when_to_wake
 from agentcron.clock import Clock
 from agentcron.model import (
+    AttemptOutcome,
     Claim,
     ErrorClass,
     FailureInfo,
@@ -106,6 +107,8 @@ Listener = Callable[[Finished], None]
 # (with the report of the first tick that worked).
 OutageListener = Callable[[Outage], None]
 Gate = Callable[[list[Claim], datetime], tuple[list[Claim], list[tuple[TaskSpec, Slot]]]]
+# (spec, outcome, when it ended) -> (budget scope key, day, tokens) for each budget
+Spender = Callable[[TaskSpec, AttemptOutcome, datetime], Sequence[tuple[str, str, int]]]
 RecoveryListener = Callable[[Outage, datetime, "TickReport"], None]
 
 
@@ -147,6 +150,8 @@ class Engine:
         # those that may, and the others it recorded final itself, with their task, for
         # the slot listeners (daily budgets: agentcron.engine.budgets)
         self.gates: list[Gate] = []
+        # what an ended attempt spent (daily budgets): written with the attempt's end
+        self.spenders: list[Spender] = []
         # the watchdog's record of loop stalls: (fire time, zone) -> the words a missed
         # slot's reason gives when the fire came due during one (None: not stalled then)
         self.stall_reason: Callable[[datetime, ZoneInfo], str | None] | None = None
@@ -189,6 +194,7 @@ class Engine:
             finisher=Finisher(store),
             stopping=lambda: self.stopping,
             finishing=self._finishing,
+            spend=self._spend,
         )
 
     # ---- public ------------------------------------------------------------------
@@ -929,6 +935,17 @@ class Engine:
             full = len(self._runs) >= self.settings.max_concurrency
             self._runs.pop(slot_id, None)
             self._run_ended(full)
+
+    def _spend(
+        self, spec: TaskSpec, outcome: AttemptOutcome, at: datetime
+    ) -> tuple[tuple[str, str, int], ...]:
+        spent: list[tuple[str, str, int]] = []
+        for spender in self.spenders:
+            try:
+                spent += spender(spec, outcome, at)
+            except Exception:  # the run's end is recorded all the same
+                log.exception("could not count what the run of %s spent", spec.name)
+        return tuple(spent)
 
     def _run_ended(self, full: bool) -> None:
         """A run's end may free room for a waiting slot or leave a retry to plan. When

@@ -57,6 +57,10 @@ class RunnerDeps:
     finisher: Finisher | None = None  # group commit; None writes each end at once
     stopping: Callable[[], bool] = lambda: False  # the daemon is shutting down
     finishing: Callable[[int], None] = lambda _slot_id: None  # an end is being recorded
+    # what an ended attempt spent against daily budgets, written with its end
+    spend: Callable[[TaskSpec, AttemptOutcome, datetime], tuple[tuple[str, str, int], ...]] = (
+        lambda _spec, _outcome, _at: ()
+    )
 
     async def finish(self, item: Finish) -> Slot | None:
         self.finishing(item.slot_id)
@@ -361,7 +365,15 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
 
         outcome = replace(outcome, deliver_to=tuple((u, channel_key(u)) for u in spec.deliver))
     fresh = await deps.finish(
-        Finish(slot.id, attempt.id, deps.owner, outcome, finished, claimed=slot)
+        Finish(
+            slot.id,
+            attempt.id,
+            deps.owner,
+            outcome,
+            finished,
+            claimed=slot,
+            spend=deps.spend(spec, outcome, finished),
+        )
     )
     if spec.command is not None:  # recorded: its launcher's marker has told all it can
         from agentcron.orphans import forget_run

@@ -91,6 +91,10 @@ class Finish:
     # what it writes instead of reading the row back (only the lease owner changes a
     # running slot, so nothing else can have moved).
     claimed: Slot | None = None
+    # Tokens the attempt spent, as (budget scope key, budget day, tokens): added to the
+    # daily usage in the transaction that records the end, so a crash cannot record
+    # the run and lose what it spent.
+    spend: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True)

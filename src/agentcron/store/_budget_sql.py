@@ -139,17 +139,10 @@ class BudgetSQL:
             return None
 
     def add_tokens(self, spent: dict[str, int], day: str) -> None:
-        rows = sorted((k, n) for k, n in spent.items() if n > 0)
-        if not rows:
-            return
-        with self._tx() as db:
-            for key, tokens in rows:
-                db.execute(
-                    "INSERT INTO budget_usage (scope, day, tokens) VALUES (?, ?, ?) "
-                    "ON CONFLICT (scope, day) DO UPDATE SET "
-                    "tokens = budget_usage.tokens + excluded.tokens",
-                    (key, day, tokens),
-                )
+        entries = [(k, day, n) for k, n in spent.items()]
+        if any(n > 0 for _, _, n in entries):
+            with self._tx() as db:
+                add_spend(db, entries)
 
     def budget_usage(self, keys: Sequence[str], day: str) -> dict[str, Usage]:
         if not keys:
@@ -224,3 +217,20 @@ def _room(scope: BudgetScope) -> tuple[str, tuple[int, ...]]:
         if limit is not None
     ]
     return "".join(f" AND {column} < ?" for column, _ in limits), tuple(n for _, n in limits)
+
+
+def add_spend(db: Conn, entries: Sequence[tuple[str, str, int]]) -> None:
+    """Add tokens to daily usage inside ``db``'s transaction: ``entries`` of (scope key,
+    day, tokens), summed per scope and day and written in one order on every node (two
+    writers never wait on each other's rows)."""
+    total: dict[tuple[str, str], int] = {}
+    for key, day, tokens in entries:
+        if tokens > 0:
+            total[key, day] = total.get((key, day), 0) + tokens
+    for (key, day), tokens in sorted(total.items()):
+        db.execute(
+            "INSERT INTO budget_usage (scope, day, tokens) VALUES (?, ?, ?) "
+            "ON CONFLICT (scope, day) DO UPDATE SET "
+            "tokens = budget_usage.tokens + excluded.tokens",
+            (key, day, tokens),
+        )

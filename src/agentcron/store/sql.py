@@ -36,7 +36,7 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.store._api_sql import ApiSQL
-from agentcron.store._budget_sql import BudgetSQL
+from agentcron.store._budget_sql import BudgetSQL, add_spend
 from agentcron.store._built import (
     Entry,
     as_claimed,
@@ -744,6 +744,8 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                     "output_path = COALESCE(?, output_path), tokens = ?, extra = ? WHERE id = ?",
                     [(*attempt_end(i.outcome, i.now), i.attempt_id) for i, _ in ours],
                 )
+                # what they spent, with their end: counted exactly when they are recorded
+                add_spend(db, [entry for i, _ in ours for entry in i.spend])
             for index, (item, slot) in enumerate(zip(items, slots, strict=True)):
                 outcome = item.outcome
                 if slot is None or not outcome.deliver_to:
