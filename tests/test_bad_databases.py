@@ -356,3 +356,22 @@ def test_the_default_home_database_still_creates_the_home(
     result = CliRunner().invoke(app, ["--home", str(home), "list", "--json"])
     assert result.exit_code == 0, result.output
     assert (home / "agentcron.db").is_file()
+
+
+def test_malformed_json_in_one_row_is_not_a_damaged_database(tmp_path: Path) -> None:
+    """SQLite calls a row's bad JSON "malformed JSON", an ordinary error: it must not be
+    worded as a damaged file (whose advice is to move the whole database aside)."""
+    import sqlite3
+
+    from agentcron.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "agentcron.db")
+    try:
+        with store._tx() as db:
+            db.execute("CREATE TABLE scratch (t TEXT)")
+            db.execute("INSERT INTO scratch VALUES ('{not json')")
+        with pytest.raises(sqlite3.OperationalError, match="malformed JSON") as caught:
+            store._q("SELECT json_extract(t, '$.a') FROM scratch")
+        assert "damaged" not in str(caught.value)
+    finally:
+        store.close()

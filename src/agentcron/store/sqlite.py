@@ -276,7 +276,10 @@ def _broken(path: str, exc: sqlite3.DatabaseError) -> StoreError | None:
     """The worded error for a damaged or non-SQLite file; None for any other error."""
     code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
     text = str(exc)
-    if code == _SQLITE_CORRUPT or "malformed" in text:
+    # "malformed" alone is not damage: SQLite says "malformed JSON" (an ordinary error)
+    # of one row's text, and telling the owner to move the whole file aside for it
+    # would be the wrong advice
+    if code == _SQLITE_CORRUPT or "database disk image is malformed" in text:
         return damaged_database(path, text)
     if code == _SQLITE_NOTADB or "not a database" in text:
         return not_a_database(path, text)
