@@ -136,8 +136,7 @@ def build(store: SQLiteStore, slots: int, tasks: int, old: float) -> None:
             [(now - d * 3600, now - d * 3600) for d in range(20_000)],
         )
         db.executemany(
-            "INSERT INTO incidents (task, kind, opened_at, closed_at) "
-            "VALUES (?, 'failure', ?, ?)",
+            "INSERT INTO incidents (task, kind, opened_at, closed_at) VALUES (?, 'failure', ?, ?)",
             [(f"task{d % tasks:05d}", now - d * 3600, now - d * 3600 + 60) for d in range(5000)],
         )
         db.execute("COMMIT")

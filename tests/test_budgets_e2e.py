@@ -98,8 +98,9 @@ def test_a_real_daemon_skips_over_budget_tells_once_and_shows_usage(tmp_path: Pa
             # the owner raises the budget: the task runs again (a reload, no restart)
             d.config.write_text(_config(hook.url, 6))
             wait_for(
-                lambda: _db(d, "SELECT runs FROM budget_usage WHERE scope = 'task:ping'")[0][0]
-                >= 6,
+                lambda: (
+                    _db(d, "SELECT runs FROM budget_usage WHERE scope = 'task:ping'")[0][0] >= 6
+                ),
                 timeout=60,
                 what="three more runs after the reload",
             )

@@ -66,9 +66,7 @@ def test_fires_missed_during_a_stall_the_watchdog_saw_say_when_it_was(
         h.clock.advance(timedelta(minutes=1))
         await h.tick()
         stall = LoopStall(began=h.clock.now(), ended=h.clock.now() + timedelta(minutes=10))
-        h.engine.stall_reason = lambda at, zone: (
-            stall.reason(zone) if stall.covers(at) else None
-        )
+        h.engine.stall_reason = lambda at, zone: stall.reason(zone) if stall.covers(at) else None
         h.clock.advance(timedelta(minutes=10))
         await h.tick()
         return h

@@ -28,8 +28,6 @@ from notify_rig import HOOK, RecordingChannel
 STEP = timedelta(milliseconds=100)
 
 
-
-
 class Counting:
     """Counts the watchdog's reads of the store (the cost side of checking often)."""
 

@@ -67,9 +67,7 @@ def test_three_refused_tasks_make_one_provider_incident_and_one_probe(tmp_path: 
             shown = d.json("health")["providers"]
             doctor = d.cli("doctor", check=False).stdout
             d.cli("trigger", "late")  # due during the cooldown
-            wait_for(
-                lambda: len(hook.messages()) >= 2, timeout=60, what="the provider answering"
-            )
+            wait_for(lambda: len(hook.messages()) >= 2, timeout=60, what="the provider answering")
             wait_for(
                 lambda: sum(1 for a in _attempts(d) if a[4] is None and a[3]) == 4,
                 timeout=60,

@@ -120,9 +120,11 @@ def test_a_reload_that_changes_what_applies_only_at_start_says_so(tmp_path: Path
                 # an agent's budget only: applied, nothing to restart for
                 config.write_text(head + AGENT.format(token="t" * 20, runs=9) + GOOD)
                 await until(
-                    lambda: daemon.config is not None
-                    and daemon.config.agents.clients["bot"].budget is not None
-                    and daemon.config.agents.clients["bot"].budget.runs_per_day == 9,
+                    lambda: (
+                        daemon.config is not None
+                        and daemon.config.agents.clients["bot"].budget is not None
+                        and daemon.config.agents.clients["bot"].budget.runs_per_day == 9
+                    ),
                     timeout=30,
                 )
                 assert daemon.restart_needed == []

@@ -25,8 +25,9 @@ def _scenario(tmp_path: Path, host: str) -> list[SlotStatus]:
     store = SQLiteStore(tmp_path / "a.db")
     now = clock.now()
     store.register_node(
-        NodeInfo(node_id="far-node", host=host, pid=1, home="/far", started_at=now,
-                 heartbeat_at=now)
+        NodeInfo(
+            node_id="far-node", host=host, pid=1, home="/far", started_at=now, heartbeat_at=now
+        )
     )
     spec = TaskSpec(name="job", every="1h", command=["true"], retries=2)
     store.upsert_task(spec, TaskSource.API, now, now + timedelta(hours=1))

@@ -166,9 +166,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             out.append(view)
             if rec.budgeted is not False:
                 maybe_own.append(rec.name)
-        budgets = (
-            self.budgets_of_listed([view["name"] for view in out], maybe_own) if out else {}
-        )
+        budgets = self.budgets_of_listed([view["name"] for view in out], maybe_own) if out else {}
         for view in out:
             view["budget"] = budgets.get(view["name"], [])
         return out

@@ -208,9 +208,7 @@ def _restore(value: Any, raw: Any, checked: Any) -> Any:
 
 def within(location: str, roots: set[str]) -> bool:
     """Whether ``location`` is one of ``roots`` or lies below one."""
-    return any(
-        location == root or location.startswith((f"{root}.", f"{root}[")) for root in roots
-    )
+    return any(location == root or location.startswith((f"{root}.", f"{root}[")) for root in roots)
 
 
 # ---- the env file and the top level as written ---------------------------------------

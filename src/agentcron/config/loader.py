@@ -304,9 +304,7 @@ def _check_task(
     problems += _url_problems(_placeholders.expanded_task(own, environ), place)
     problems = held + _not_within(problems, held)
     if spec is not None and not problems:
-        spec, stored_problems = _placeholders.keep_placeholders(
-            spec, written, data, place.problem
-        )
+        spec, stored_problems = _placeholders.keep_placeholders(spec, written, data, place.problem)
         problems += stored_problems
     return (spec if not problems else None), problems
 

@@ -780,9 +780,7 @@ class Engine:
         return created, skipped, missed, len(claims)
 
     def _note_waiting(self, plan: Plan, active: Sequence[Slot]) -> None:
-        displaced = [
-            s.next_attempt_at or s.scheduled_for for s in active if s.id in plan.displace
-        ]
+        displaced = [s.next_attempt_at or s.scheduled_for for s in active if s.id in plan.displace]
         if not displaced:
             return
         name = plan.spec.name
@@ -978,8 +976,7 @@ class Engine:
         try:
             self._tell_providers(self.providers.feedback(ended, self.clock.now()))
         except Exception:  # the runs' own ends are recorded; their listeners hear below
-            log.exception("could not record what %d ended runs said of their providers",
-                          len(ended))
+            log.exception("could not record what %d ended runs said of their providers", len(ended))
         for finished in ended:
             for listener in self.listeners:
                 try:

@@ -28,8 +28,10 @@ class ProviderState:
         return now < self.until
 
     def probing(self, now: datetime) -> bool:
-        return self.probe_owner is not None and self.probe_until is not None and (
-            now < self.probe_until
+        return (
+            self.probe_owner is not None
+            and self.probe_until is not None
+            and (now < self.probe_until)
         )
 
 

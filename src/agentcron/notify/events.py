@@ -243,4 +243,3 @@ Event = (
     | RunsMissed
     | Reminder
 )
-

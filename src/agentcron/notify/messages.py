@@ -348,8 +348,11 @@ def render_missed(
     tasks = _plural(len(rows), "task")
     lines = [f"⚠ {_plural(total, 'run')} of {tasks} did not run ({span}):"]
     for task, missed, expired, _first, _last, reason in rows[:MAX_DETAIL_LINES]:
-        counts = [c for c in (f"{missed} missed" if missed else "",
-                              f"{expired} expired" if expired else "") if c]
+        counts = [
+            c
+            for c in (f"{missed} missed" if missed else "", f"{expired} expired" if expired else "")
+            if c
+        ]
         lines.append(f"• {task}: {', '.join(counts)} — {_phrase(reason)}")
     if len(rows) > MAX_DETAIL_LINES:
         lines.append(f"• and {len(rows) - MAX_DETAIL_LINES} more tasks (`agentcron list`)")

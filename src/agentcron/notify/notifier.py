@@ -68,6 +68,7 @@ class EngineHooks(Protocol):
     starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]]
     provider_listeners: list[Callable[[ProviderNews], None]]
 
+
 SKIP_STREAK = 3
 ESCALATE_AT_LEAST = timedelta(hours=1)
 REMIND_CHECK = timedelta(seconds=30)  # how often open incidents are looked at
@@ -286,8 +287,8 @@ class Notifier:
                 )
                 zone = spec.zone(self.default_zone)
                 newest = self.store.last_slots(name, 1)
-                ran_since = bool(newest) and newest[0].status in _RAN and (
-                    newest[0].scheduled_for > last
+                ran_since = (
+                    bool(newest) and newest[0].status in _RAN and (newest[0].scheduled_for > last)
                 )
                 if not ran_since:  # a catch-up run that already ended needs no health mark
                     changed += apply_event(self.store.open_incidents(name), event, zone).changed

@@ -40,6 +40,8 @@ def holders(runs: Sequence[tuple[str, datetime]], capacity: int, now: datetime) 
         named.append(f"{more} more")
     busy = "all " if len(ordered) >= capacity else ""
     workers = "worker" if capacity == 1 else "workers"
-    return f"{busy}{capacity} {workers} busy: " + ", ".join(named) if named else (
-        f"{capacity} {workers}, none free"
+    return (
+        f"{busy}{capacity} {workers} busy: " + ", ".join(named)
+        if named
+        else (f"{capacity} {workers}, none free")
     )

@@ -123,9 +123,7 @@ class ProviderSQL:
             )
             if cur.rowcount != 1:
                 return False
-            db.execute(
-                "DELETE FROM attempts WHERE id = ? AND status = 'running'", (attempt_id,)
-            )
+            db.execute("DELETE FROM attempts WHERE id = ? AND status = 'running'", (attempt_id,))
             return True
 
 

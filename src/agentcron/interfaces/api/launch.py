@@ -140,15 +140,17 @@ def daemon_api(
         services[:] = [service]
         return service
 
-    settings = ApiSettings(
-        token=token, metrics=metrics, notify_urls=notify_urls, agents=agents
-    )
+    settings = ApiSettings(token=token, metrics=metrics, notify_urls=notify_urls, agents=agents)
     try:
         app = create_app(open_service, settings)
     except ImportError as exc:
         raise ConfigError(
-            [ConfigProblem("agents", f"serving /mcp needs the mcp extra: pip install "
-                           f"'agentcron[mcp]' ({exc})")],
+            [
+                ConfigProblem(
+                    "agents",
+                    f"serving /mcp needs the mcp extra: pip install 'agentcron[mcp]' ({exc})",
+                )
+            ],
             "",
         ) from None
     except ValueError as exc:  # a client's token_env is not set
