@@ -264,3 +264,40 @@ def _ok() -> Any:
     from agentcron.model import AttemptOutcome
 
     return AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED, exit_code=0)
+
+
+def test_an_end_written_as_the_launcher_exits_between_the_two_looks_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery reads the end (none yet), then asks whether the launcher lives: if the
+    launcher wrote the end and exited in between, the second answer is "gone" and the
+    run was recorded worker_lost and run again (a short soak found it). The end written
+    meanwhile is read and kept."""
+    import agentcron.orphans as orphans
+
+    clock = FakeClock()
+    store, engine, slot_id = _lost_run(tmp_path, clock)
+    home = tmp_path / "home"
+    launcher = subprocess.Popen(["true"], start_new_session=True)
+    launcher.wait(5)
+    _write_marker(home, slot_id, launcher.pid)  # started, no end yet
+    alive = orphans.launcher_alive
+
+    def finishes_just_now(at: Path | str, slot: int, attempt: int) -> bool:
+        # the launcher ends the command, writes how it ended, and exits
+        _write_marker(home, slot_id, launcher.pid, exit_code=0, ended_at=time.time())
+        return alive(at, slot, attempt)
+
+    monkeypatch.setattr(orphans, "launcher_alive", finishes_just_now)
+    try:
+
+        async def scenario() -> None:
+            await engine.tick()
+            await engine.wait_idle(10)
+
+        asyncio.run(scenario())
+        slot = store.get_slot(slot_id)
+        assert slot is not None and slot.status is SlotStatus.SUCCEEDED, slot
+        assert [a.number for a in store.attempts(slot_id)] == [1]  # not run again
+    finally:
+        store.close()

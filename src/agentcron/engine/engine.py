@@ -584,9 +584,14 @@ class Engine:
                 continue
             number = max(slot.attempts, 1)
             end = ended_run(home, slot.id, number)
-            if end is None and self._launcher_finishing(slot.id, number, now):
-                deferred = True
-                continue  # its launcher is still ending it: its end is on the way
+            if end is None:
+                if self._launcher_finishing(slot.id, number, now):
+                    deferred = True
+                    continue  # its launcher is still ending it: its end is on the way
+                # A launcher writes the end before it exits: seen gone now, it may have
+                # written it since the look above (the soak caught a success recorded
+                # worker_lost and run again in that gap). Look once more.
+                end = ended_run(home, slot.id, number)
             ended = None
             if end is not None and end.result_known:
                 try:
