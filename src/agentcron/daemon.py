@@ -39,6 +39,7 @@ from agentcron.engine.health import Outage
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
 from agentcron.model import DeliveryStatus, Finished, Message, NodeInfo, TaskSpec
+from agentcron.model.message import Severity
 from agentcron.notify.direct import daemon_message, tell_owner_directly
 from agentcron.notify.notifier import Notifier
 from agentcron.notify.sender import OutboxSender
@@ -698,38 +699,29 @@ class Daemon:
             "(for example `systemctl restart agentcron`) to apply them."
         )
         log.warning("config reloaded, but %s", text)
-        if self.store is None or self.config is None:
-            return
-        from agentcron.notify.channels import channel_key
-
-        message = Message(
-            title="agentcron: restart to apply the config",
-            body=f"✎ {text}",
-            task="",
-            event="config",
-            incident_kind="config",
-            severity="warning",
-        )
-        now = self.clock.now()
-        for url in self.config.notify:
-            self.store.enqueue(channel_key(url), url, message, now)
-        self.sender.wake()
+        self._tell_owner_of_config("agentcron: restart to apply the config", f"✎ {text}", "warning")
 
     def _tell_owner_config_rejected(self, exc: ConfigError) -> None:
+        self._tell_owner_of_config(
+            "agentcron: config change rejected",
+            f"✖ The new {self.options.config_path} is invalid; agentcron keeps running the "
+            f"last good config.\n\n{redact(str(exc))}",
+            "failure",
+        )
+
+    def _tell_owner_of_config(self, title: str, body: str, severity: Severity) -> None:
+        """A message about the config file, through the outbox to every channel."""
         if self.store is None or self.config is None:
             return
         from agentcron.notify.channels import channel_key
 
         message = Message(
-            title="agentcron: config change rejected",
-            body=(
-                f"✖ The new {self.options.config_path} is invalid; agentcron keeps running the "
-                f"last good config.\n\n{redact(str(exc))}"
-            ),
+            title=title,
+            body=body,
             task="",
             event="config",
             incident_kind="config",
-            severity="failure",
+            severity=severity,
         )
         now = self.clock.now()
         for url in self.config.notify:
