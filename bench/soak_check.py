@@ -28,6 +28,7 @@ import math
 import re
 import sqlite3
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,8 @@ def check(
 ) -> Result:
     res = Result(scenario, faults=len(faults))
     _check_slots(res, periods, window_end, db_rows)
-    _check_traces(res, db_rows, read_traces(logdir))
+    kills = [f.start for f in faults if f.kind.startswith("kill9")]
+    _check_traces(res, db_rows, read_traces(logdir), kills)
     _check_messages(res, db_rows, posts)
     _check_resumed(res, db_rows, faults, check_end)
     return res
@@ -173,8 +175,22 @@ def _check_slots(
                 res.note(f"off grid: {task} slot at {when}")
 
 
+def _at_the_launchers_term(wall: float, kills: Sequence[float]) -> bool:
+    """Whether a run that wrote its END at ``wall`` may have been killed by its launcher's
+    TERM before it could exit: a daemon killed at ``k`` leaves its commands SETTLE to
+    end on their own, then TERMs them. A task that does not ignore TERM dies of it
+    without noting it, so "no TERM in the END line" proves nothing for an END written
+    as the TERM came; the launcher then rightly records the run interrupted."""
+    from agentcron.actions._shim import SETTLE
+
+    return any(k + SETTLE - 0.05 <= wall <= k + SETTLE + 0.5 for k in kills)
+
+
 def _check_traces(
-    res: Result, rows: dict[str, list[Any]], traces: dict[int, list[list[str]]]
+    res: Result,
+    rows: dict[str, list[Any]],
+    traces: dict[int, list[list[str]]],
+    kills: Sequence[float] = (),
 ) -> None:
     lost_attempts = {
         (int(sid), int(num)) for sid, num, _st, cls, *_ in rows["attempts"] if cls == "worker_lost"
@@ -200,13 +216,21 @@ def _check_traces(
                     if began < start < t:  # another run of this slot began while this one ran
                         res.double += 1
                         res.note(f"overlap: {task} slot {sid} pid {other} started while {pid} ran")
-                if terms == "0" and (int(sid), int(attempt)) in lost_attempts:
+                lost = terms == "0" and (int(sid), int(attempt)) in lost_attempts
+                at_term = lost and _at_the_launchers_term(float(parts[6]), kills)
+                if at_term:
+                    res.note(
+                        f"not counted: {task} slot {sid} attempt {attempt} wrote its END "
+                        "as its launcher's TERM came (the daemon had been killed), and was "
+                        "recorded interrupted"
+                    )
+                elif lost:
                     res.redone += 1
                     res.note(
                         f"end thrown away: {task} slot {sid} attempt {attempt} ended rc {rc} "
                         "on its own, recorded worker_lost"
                     )
-                if rc == "0" and terms == "0":
+                if rc == "0" and terms == "0" and not at_term:
                     ended_ok_at = t
             elif kind == "BADENV":
                 res.note(f"bad env: {' '.join(parts)}")
