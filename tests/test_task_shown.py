@@ -200,11 +200,15 @@ def test_opening_a_database_of_the_version_before_fills_the_shown_keys(
 
 
 def test_a_spec_that_cannot_be_read_stays_unfilled_and_is_named_by_the_list(
-    backend: str, home: Path
+    backend: str, home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     specs = {"a": spec("a").model_dump_json(), "broken": '{"name": "broken", "every": 60}'}
     old_database(backend, specs)
-    store = open_store(backend)  # the rest of the database opens and is filled
+    with caplog.at_level("WARNING", logger="agentcron.store._api_sql"):
+        store = open_store(backend)  # the rest of the database opens and is filled
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert any(lvl == "WARNING" and "task 'broken'" in m and "no action" in m for lvl, m in said)
+    assert any(lvl == "ERROR" and "1 task(s)" in m and "broken" in m for lvl, m in said), said
     try:
         assert shown_of(store) == {"a": shown_of(store)["a"], "broken": None}
         assert shown_of(store)["a"] is not None

@@ -279,13 +279,18 @@ class ApiSQL(SpecSQL):
         the list to name. Returns how many were filled."""
         reader = ListingReader(self._key_read(SHOWN_KEYS, PRESENT_KEYS), self._spec_named)
         filled = []
+        unreadable: list[str] = []
         rows = db.execute("SELECT name, spec FROM tasks WHERE shown_of IS NULL").fetchall()
         for name, text in rows:
             try:
                 shown = reader.from_keys(name, reader.read.from_spec(name, text))
                 data = from_json(text)
                 overdue = field_value(name, "overdue_after", data.get("overdue_after"))
-            except (StoreError, ValueError):
+            except (StoreError, ValueError) as exc:
+                # damage in the database, not a reason to refuse the upgrade: said here,
+                # and named again by every list, show and tick that reads this task
+                unreadable.append(name)
+                log.warning("upgrading the database: %s; the task is left as it is", exc)
                 continue
             filled.append(
                 (
@@ -303,6 +308,13 @@ class ApiSQL(SpecSQL):
                 "upgraded the database: copied the listed keys of %d task(s) beside their "
                 "specs (once)",
                 len(filled),
+            )
+        if unreadable:
+            log.error(
+                "upgrading the database: %d task(s) whose stored spec cannot be read: %s; "
+                "until they are fixed, the list names them as errors",
+                len(unreadable),
+                ", ".join(unreadable[:10]) + (" …" if len(unreadable) > 10 else ""),
             )
         return len(filled)
 
