@@ -101,6 +101,23 @@ def test_the_checks_thread_keeps_the_floor_while_it_stands_in_for_a_stalled_loop
     assert dog.stalled and dog.checks_wait() == CHECK_FLOOR
 
 
+class _Loop:
+    """The engine loop as the watchdog's stall thread reads it: its last pass is now
+    while it ticks, and stays where it was once it wedges."""
+
+    def __init__(self) -> None:
+        self._ticking = threading.Event()
+        self._ticking.set()
+        self.wedged_at = 0.0
+
+    def last_tick(self) -> float:
+        return time.monotonic() if self._ticking.is_set() else self.wedged_at
+
+    def wedge(self) -> None:
+        self.wedged_at = time.monotonic()
+        self._ticking.clear()
+
+
 def _counting(dog: Watchdog, name: str) -> list[float]:
     """Record each time ``dog.name`` runs (its calls, on the threads)."""
     calls: list[float] = []
@@ -120,19 +137,14 @@ def test_real_threads_look_rarely_while_the_loop_ticks_and_find_a_stall_promptly
     """With a 0.1 s floor the old threads looked ten times a second each; now the stall
     thread looks once per ``stall_after`` while the loop ticks, and a stall is still
     told about ``stall_after`` after the loop's last pass."""
-    ticking = threading.Event()
-    ticking.set()
-    frozen = [0.0]
+    loop = _Loop()
     stalls: list[float] = []
-
-    def last_tick() -> float:
-        return time.monotonic() if ticking.is_set() else frozen[0]
 
     dog = _dog(
         sqlite_store,
         clock,
         interval=0.1,
-        last_tick=last_tick,
+        last_tick=loop.last_tick,
         stall_after=0.8,
         on_stall=stalls.append,
     )
@@ -143,10 +155,9 @@ def test_real_threads_look_rarely_while_the_loop_ticks_and_find_a_stall_promptly
         # The first look after 0.1 s, then one per 0.8 s while the loop ticks: the old
         # floor would have made about ten.
         assert len(looks) <= 3, looks
-        frozen[0] = time.monotonic()
-        ticking.clear()  # the loop wedges now
+        loop.wedge()
         wait_for(lambda: stalls, what="the stall found")
-        found_after = time.monotonic() - frozen[0]
+        found_after = time.monotonic() - loop.wedged_at
         assert found_after >= 0.8  # not before stall_after
         assert dog.alive()
     finally:
@@ -194,18 +205,13 @@ def test_a_stall_wakes_the_checks_thread_to_send_the_outbox_for_the_loop(
     meanwhile must not leave a waiting message unsent for those 30 s: the stall thread
     wakes it, and it sends the outbox in the loop's place."""
     channel = RecordingChannel()
-    ticking = threading.Event()
-    ticking.set()
-    frozen = [0.0]
-
-    def last_tick() -> float:
-        return time.monotonic() if ticking.is_set() else frozen[0]
+    loop = _Loop()
 
     dog = _dog(
         sqlite_store,
         clock,
         interval=30.0,
-        last_tick=last_tick,
+        last_tick=loop.last_tick,
         stall_after=0.5,
         channel_factory=lambda _url: channel,
     )
@@ -227,10 +233,9 @@ def test_a_stall_wakes_the_checks_thread_to_send_the_outbox_for_the_loop(
             ),
             clock.now(),
         )
-        frozen[0] = time.monotonic()
-        ticking.clear()  # the loop wedges with a message waiting in the outbox
+        loop.wedge()  # with a message waiting in the outbox
         wait_for(lambda: channel.sent, timeout=15.0, what="the message sent for the loop")
-        assert time.monotonic() - frozen[0] < 15.0 < 30.0
+        assert time.monotonic() - loop.wedged_at < 15.0 < 30.0
         assert [m.body for m in channel.sent] == ["the nightly story failed"]
         assert dog.stalled and len(checks) >= 2
     finally:
