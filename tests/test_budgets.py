@@ -150,12 +150,20 @@ def test_a_run_is_reserved_from_every_scope_or_from_none(any_store: Store) -> No
     assert any_store.reserve_run([task, every], "2026-06-02") is None
 
 
+def spend(store: Store, *entries: tuple[str, str, int]) -> None:
+    """Tokens added as a run's end adds them (finish_many's transaction)."""
+    from agentcron.store._budget_sql import add_spend
+
+    with store._tx() as db:  # type: ignore[attr-defined]
+        add_spend(db, entries)
+
+
 def test_tokens_add_up_and_a_token_budget_stops_the_next_run(any_store: Store) -> None:
     scope = BudgetScope("task:llm", "task llm", Budget(tokens_per_day=1000))
     assert any_store.reserve_run([scope], "2026-06-01") is None
-    any_store.add_tokens({"task:llm": 600}, "2026-06-01")
+    spend(any_store, ("task:llm", "2026-06-01", 600))
     assert any_store.reserve_run([scope], "2026-06-01") is None
-    any_store.add_tokens({"task:llm": 600}, "2026-06-01")
+    spend(any_store, ("task:llm", "2026-06-01", 600))
     assert any_store.reserve_run([scope], "2026-06-01") == (scope, Usage(2, 1200))
 
 

@@ -30,10 +30,6 @@ class BudgetStore(Protocol):
         and return the first scope without room and what it has spent."""
         ...
 
-    def add_tokens(self, spent: dict[str, int], day: str) -> None:
-        """Add tokens spent on ``day`` (scope key -> tokens)."""
-        ...
-
     def budget_usage(self, keys: Sequence[str], day: str) -> dict[str, Usage]:
         """What each scope spent on ``day`` (scopes that spent nothing are left out)."""
         ...
@@ -137,12 +133,6 @@ class BudgetSQL:
                     )
                 return scope, Usage(int(row[0]), int(row[1]))
             return None
-
-    def add_tokens(self, spent: dict[str, int], day: str) -> None:
-        entries = [(k, day, n) for k, n in spent.items()]
-        if any(n > 0 for _, _, n in entries):
-            with self._tx() as db:
-                add_spend(db, entries)
 
     def budget_usage(self, keys: Sequence[str], day: str) -> dict[str, Usage]:
         if not keys:
