@@ -405,3 +405,23 @@ def test_a_spend_the_gate_works_out_covers_every_budget_over_the_task() -> None:
     ]
     nothing = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
     assert gate.spend(spec, nothing, at) == ()
+
+
+def test_a_spender_that_fails_is_logged_and_the_end_is_recorded_all_the_same(
+    any_store: Store, clock: FakeClock, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Working out what a run spent must never keep its end from being recorded."""
+
+    def broken(*_args: object) -> tuple[tuple[str, str, int], ...]:
+        raise RuntimeError("rules gone")
+
+    async def scenario() -> None:
+        rig = Rig(any_store, clock, home)
+        rig.h.engine.spenders.insert(0, broken)
+        rig.h.add("job", _ok, every="10m", timezone="UTC")
+        await rig.h.run_until(clock.now() + timedelta(minutes=15), timedelta(minutes=1))
+
+    with caplog.at_level("ERROR", logger="agentcron.engine"):
+        asyncio.run(scenario())
+    assert {s.status for s in any_store.slots("job", limit=10)} == {SlotStatus.SUCCEEDED}
+    assert "could not count what the run of job spent" in caplog.text
