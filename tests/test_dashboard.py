@@ -181,6 +181,25 @@ def test_the_banner_tells_a_live_daemon_whose_scheduler_stopped_ticking(
     assert "not running" not in client.get("/fragments/banner").text
 
 
+def test_every_page_says_when_a_running_daemon_does_not_run_its_config_as_written(
+    client: TestClient, harness: Harness
+) -> None:
+    now = harness.clock.now()
+    harness.store.register_node(
+        NodeInfo("n1", hostname(), os.getpid(), str(harness.home), now, now)
+    )
+    harness.store.record_tick("n1", now)
+    assert "not running as written" not in client.get("/").text
+    harness.store.set_config_note("n1", "`api:` changed since it started")
+    for page in ("/", "/fragments/banner"):
+        text = client.get(page).text
+        assert "The config file is not running as written" in text
+        assert "The daemon n1: `api:` changed since it started." in text
+    assert "The scheduler is not running" not in text  # it is running: no red banner
+    harness.store.set_config_note("n1", None)
+    assert "not running as written" not in client.get("/fragments/banner").text
+
+
 def test_run_now_without_javascript_queues_a_run_and_says_so(
     client: TestClient, harness: Harness
 ) -> None:

@@ -35,9 +35,13 @@ def test_broken_reload_keeps_old_tasks_running_then_good_reload_applies(tmp_path
         main = asyncio.create_task(daemon.run())
         try:
             await until(lambda: daemon.store is not None and runs("a") >= 1, timeout=30)
+            assert cli_notes(tmp_path) == [None]
             config.write_text(BROKEN_YAML)
             await until(lambda: daemon.rejected_config is not None, timeout=30)
             assert "invalid YAML" in (daemon.rejected_config or "")
+            # `agentcron health`, another process's view of the database, says so too
+            (note,) = cli_notes(tmp_path)
+            assert note is not None and "was rejected" in note and "invalid YAML" in note
             config.write_text(BAD_CRON + "\n# edited\n")
             await until(lambda: "tasks.a.cron" in (daemon.rejected_config or ""), timeout=30)
             assert daemon.store is not None
@@ -54,11 +58,26 @@ def test_broken_reload_keeps_old_tasks_running_then_good_reload_applies(tmp_path
             )
             await until(lambda: runs("b") >= 1, timeout=30)
             assert daemon.rejected_config is None
+            assert cli_notes(tmp_path) == [None]
         finally:
             daemon.stop_event.set()
             await asyncio.wait_for(main, 30)
 
     asyncio.run(scenario())
+
+
+def cli_notes(tmp_path: Path) -> list[str | None]:
+    """The config notes of the running nodes, as `agentcron health --json` prints them."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from agentcron.interfaces.cli import app
+
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "health", "--json"])
+    assert result.exit_code == 0, result.output
+    nodes = json.loads(result.stdout)["nodes"]
+    return [n["config_note"] for n in nodes if n["state"] == "running"]
 
 
 @pytest.mark.slow
@@ -99,6 +118,11 @@ def test_a_reload_that_changes_what_applies_only_at_start_says_so(tmp_path: Path
     them applies the rest and tells the owner (log and channels) a restart is needed,
     instead of a quiet "config reloaded" while the old API token still works. A change
     of an agent's budget alone is applied and needs no restart."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from agentcron.interfaces.cli import app
     from e2e_webhook import WebhookReceiver
 
     first = AGENT.format(token="t" * 20, runs=5)
@@ -133,6 +157,26 @@ def test_a_reload_that_changes_what_applies_only_at_start_says_so(tmp_path: Path
                 config.write_text(changed + AGENT.format(token="u" * 20, runs=9) + GOOD)
                 await until(lambda: daemon.restart_needed == ["agents", "api"], timeout=30)
                 await until(lambda: len(told()) == 1, timeout=30)
+                (note,) = cli_notes(tmp_path)
+                assert note == (
+                    "`agents:` and `api:` changed since it started and apply only at a restart"
+                )
+                doctor = CliRunner().invoke(
+                    app,
+                    ["--home", str(tmp_path / "home"), "doctor", "--config", str(config), "--json"],
+                )
+                (check,) = [
+                    c for c in json.loads(doctor.stdout)["checks"] if "daemon c" in c["name"]
+                ]
+                assert check["status"] == "warn" and note in check["message"]
+                # a task edit with the sections still changed: said once, not again
+                config.write_text(changed + AGENT.format(token="u" * 20, runs=9) + NEW)
+                await until(lambda: "b" in (daemon.config.tasks if daemon.config else {}), 30)
+                # both put back as they were at start: nothing waits for a restart
+                config.write_text(head + AGENT.format(token="t" * 20, runs=9) + GOOD)
+                await until(lambda: daemon.restart_needed == [], timeout=30)
+                assert cli_notes(tmp_path) == [None]
+                assert len(told()) == 1
             finally:
                 daemon.stop_event.set()
                 await asyncio.wait_for(main, 30)
@@ -141,3 +185,42 @@ def test_a_reload_that_changes_what_applies_only_at_start_says_so(tmp_path: Path
         body = told()[0]
     assert "`api:` and `agents:`" in body and "take effect only when agentcron restarts" in body
     assert "u" * 20 not in body and "t" * 20 not in body  # no token in the message
+
+
+def test_a_config_note_that_cannot_be_written_is_logged_and_written_at_the_next_look(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database away when a reload is rejected: the owner was told on the channels,
+    the failed write is logged, and the reload loop writes the note at its next pass."""
+
+    class Store:
+        def __init__(self) -> None:
+            self.fail = True
+            self.notes: list[str | None] = []
+
+        def set_config_note(self, node_id: str, note: str | None) -> None:
+            if self.fail:
+                raise OSError("disk I/O error")
+            self.notes.append(note)
+
+    store = Store()
+    daemon = Daemon(DaemonOptions(config_path=tmp_path / "agentcron.yaml", home=tmp_path))
+    daemon.store = store  # type: ignore[assignment]
+    daemon.rejected_config = "agentcron.yaml:2: tasks.a.cron: bad minute 61\nmore"
+    daemon._write_config_note()
+    assert daemon._note_unwritten and store.notes == []
+    assert "could not record the config's state" in caplog.text
+    assert "disk I/O error" in caplog.text
+    store.fail = False
+
+    async def one_pass() -> None:
+        daemon.options.reload_interval = 0.01
+        loop = asyncio.create_task(daemon._reload_loop())
+        await until(lambda: bool(store.notes), timeout=30)
+        daemon.stop_event.set()
+        await asyncio.wait_for(loop, 30)
+
+    asyncio.run(one_pass())
+    assert not daemon._note_unwritten
+    (note,) = store.notes[:1]
+    assert note is not None and "bad minute 61" in note and "more" not in note

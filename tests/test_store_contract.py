@@ -807,6 +807,21 @@ def test_nodes_register_heartbeat_and_stop(store: SQLStore) -> None:
     assert b.stopped_at is None and b.heartbeat_at == T0 + 4 * MIN
 
 
+def test_a_node_keeps_its_config_note_until_cleared_or_stopped(store: SQLStore) -> None:
+    store.register_node(NodeInfo("a", "host-a", 11, "/home/a", T0, T0))
+    store.register_node(NodeInfo("b", "host-b", 22, "/home/b", T0, T0))
+    store.set_config_note("a", "`api:` changed since it started")
+    notes = {n.node_id: n.config_note for n in store.nodes()}
+    assert notes == {"a": "`api:` changed since it started", "b": None}
+    store.heartbeat("a", T0 + MIN)  # a heartbeat leaves it
+    assert next(n for n in store.nodes() if n.node_id == "a").config_note is not None
+    store.set_config_note("a", None)
+    assert all(n.config_note is None for n in store.nodes())
+    store.set_config_note("b", "rejected")
+    store.stop_node("b", T0 + 2 * MIN)  # a stopped daemon runs no config
+    assert all(n.config_note is None for n in store.nodes())
+
+
 def test_meta_values(store: SQLStore) -> None:
     assert store.get_meta("k") is None
     store.set_meta("k", "1")

@@ -110,6 +110,8 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.node_id = f"{hostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.config: LoadedConfig | None = None
+        # the config as the daemon started with it: what a reload cannot change
+        self._started_config: LoadedConfig | None = None
         self.store: Store | None = None
         self.engine: Engine | None = None
         self.registry: ActionRegistry | None = None
@@ -156,7 +158,7 @@ class Daemon:
         return dead
 
     async def start(self) -> None:
-        self.config = self._load()
+        self.config = self._started_config = self._load()
         from agentcron.home import secure_home
 
         await asyncio.to_thread(secure_home, self.options.home)  # 0700, before anything is kept
@@ -631,6 +633,8 @@ class Daemon:
             await self._sleep_beats(self.options.reload_interval)
             if self.stop_event.is_set():
                 return
+            if self._note_unwritten:
+                self._write_config_note()
             try:
                 self.reload_if_changed()
             except Exception:
@@ -653,14 +657,18 @@ class Daemon:
         except ConfigError as exc:
             log.error("config change rejected; still running the last good config:\n%s", exc)
             self.rejected_config = str(exc)
+            self._write_config_note()
             self._tell_owner_config_rejected(exc)
             return False
+        was_rejected, self.rejected_config = self.rejected_config, None
         if self.config is not None and config.digest == self.config.digest:
+            if was_rejected:  # the file is back to what runs: nothing left to say
+                self._write_config_note()
             return False
         assert self.service is not None and self.engine is not None
-        held = held_until_restart(self.config, config) if self.config is not None else []
+        started = self._started_config
+        held = held_until_restart(started, config) if started is not None else []
         self.config = config
-        self.rejected_config = None
         self.service.defaults = Defaults(config.timezone, config.defaults, config.budget_rules())
         if self.api is not None:
             self.api.set_defaults(self.service.defaults)
@@ -676,21 +684,54 @@ class Daemon:
             len(changed),
             len(removed),
         )
-        if held:
+        told, self.restart_needed = self.restart_needed, sorted(held)
+        if held and self.restart_needed != told:
             self._tell_owner_restart_needed(held)
+        elif told and not held:
+            log.info("config reloaded: %s are as the daemon started with them again", told)
+        self._write_config_note()
         self.engine.wake()
         return True
 
     rejected_config: str | None = None
-    # the config sections changed since start that apply only when the daemon restarts
+    # the config sections that differ from those the daemon started with and apply
+    # only when it restarts (compared with the start, so a change undone clears it)
     restart_needed: list[str] = []  # noqa: RUF012 - replaced, never mutated
+    _note_unwritten = False  # the last config note could not be written: try again
+
+    def config_note(self) -> str | None:
+        """What ``agentcron status`` should say of the config file beyond "running":
+        a rejected change, sections waiting for a restart; None when there is neither."""
+        parts = []
+        if self.rejected_config is not None:
+            first = redact(self.rejected_config).splitlines()[0][:300]
+            parts.append(
+                f"the last change to {self.options.config_path} was rejected ({first}); "
+                "it runs the last good config"
+            )
+        if self.restart_needed:
+            words = " and ".join(f"`{name}:`" for name in self.restart_needed)
+            parts.append(f"{words} changed since it started and apply only at a restart")
+        return "; ".join(parts) or None
+
+    def _write_config_note(self) -> None:
+        """Keep :meth:`config_note` on this node's row, where every reader of the
+        database sees it. A failed write is logged and tried again at the next look at
+        the file: the message sent on the channels already told the owner."""
+        if self.store is None:
+            return
+        try:
+            self.store.set_config_note(self.node_id, self.config_note())
+            self._note_unwritten = False
+        except Exception:
+            self._note_unwritten = True
+            log.exception("could not record the config's state on this node; trying again")
 
     def _tell_owner_restart_needed(self, held: list[str]) -> None:
         """A reload applied everything but ``held`` (sections the daemon set up when it
         started: the HTTP API's listener and token, the agents' identities and bounds):
         said in the log and on the channels, so a new token is not believed in force
         while the old one still opens the API."""
-        self.restart_needed = sorted({*self.restart_needed, *held})
         words = " and ".join(f"`{name}:`" for name in held)
         text = (
             f"The new {self.options.config_path} changes {words}, which take effect only "

@@ -62,6 +62,7 @@ class StatusMixin(ServiceCore):
                     "state": "running" if running else ("stale" if stale else "stopped"),
                     "heartbeat_age_s": round((now - n.heartbeat_at).total_seconds(), 1),
                     "last_tick": iso(tick),
+                    "config_note": n.config_note if running else None,
                 }
             )
         return {"alive": alive, "nodes": nodes[:10], "database": self.store.describe()}

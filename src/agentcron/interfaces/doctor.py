@@ -79,6 +79,11 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             )
         else:
             checks.append(_check("daemon", "fail", "not running; start it with `agentcron run`"))
+        checks.extend(
+            _check("daemon config", "warn", f"{n['node_id']}: {n['config_note']}")
+            for n in live
+            if n.get("config_note")
+        )
         tasks = svc.list_tasks()
         bad = [t for t in tasks if t["health"] not in ("ok", "paused")]
         if bad:

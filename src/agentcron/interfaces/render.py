@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -324,6 +325,8 @@ def health(console: Console, data: dict[str, Any]) -> None:
             f"  node {n['node_id']}: {n['state']}, heartbeat {n['heartbeat_age_s']}s ago, "
             f"last tick {_short(n['last_tick'])}"
         )
+        if n.get("config_note"):
+            console.print(f"  [yellow]![/] config on {n['node_id']}: {escape(n['config_note'])}")
     box = data["outbox"]
     console.print(
         f"  outbox: {box['backlog']} message(s) waiting"

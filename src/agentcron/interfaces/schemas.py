@@ -172,6 +172,11 @@ class NodeView(_Shape):
     state: str = Field(description="running, stale or stopped")
     heartbeat_age_s: float
     last_tick: str | None = Field(description="When its scheduler last completed a tick")
+    config_note: str | None = Field(
+        default=None,
+        description="A running daemon's word on its config file when it does not run it "
+        "as written: a change it rejected, sections that apply only at a restart",
+    )
 
 
 class OutboxView(_Shape):

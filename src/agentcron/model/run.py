@@ -106,6 +106,9 @@ class NodeInfo:
     started_at: datetime
     heartbeat_at: datetime
     stopped_at: datetime | None = None
+    # the daemon's word on its config file when it is not simply running it as written
+    # (a change rejected, sections waiting for a restart); None when it is
+    config_note: str | None = None
 
 
 @dataclass(frozen=True)

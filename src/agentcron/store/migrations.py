@@ -250,11 +250,18 @@ MIGRATIONS: list[list[str]] = [
         "WHERE paused = 0 AND shown_overdue_after IS NOT NULL",
         "CREATE INDEX tasks_unshown ON tasks (name) WHERE shown_of IS NULL",
     ],
+    [
+        # What a running daemon says of its config file beyond "running": a change it
+        # rejected (it keeps the last good one) or sections it applies only when it
+        # restarts. Kept on its node row, so `agentcron status`, `doctor`, the API and
+        # the dashboard, which read the database and not the daemon, can say it too.
+        "ALTER TABLE nodes ADD COLUMN config_note TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 # the version whose application fills the shown columns of the tasks already stored
-SHOWN_VERSION = SCHEMA_VERSION
+SHOWN_VERSION = 12
 
 _DIALECT: dict[str, dict[str, list[str]]] = {
     "sqlite": {

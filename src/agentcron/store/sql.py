@@ -1093,7 +1093,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
             db.execute(
                 "INSERT INTO nodes (node_id, host, pid, home, started_at, heartbeat_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET "
-                "heartbeat_at = excluded.heartbeat_at, stopped_at = NULL",
+                "heartbeat_at = excluded.heartbeat_at, stopped_at = NULL, config_note = NULL",
                 (
                     node.node_id,
                     node.host,
@@ -1111,9 +1111,14 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
     def stop_node(self, node_id: str, now: datetime) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE nodes SET stopped_at = ?, heartbeat_at = ? WHERE node_id = ?",
+                "UPDATE nodes SET stopped_at = ?, heartbeat_at = ?, config_note = NULL "
+                "WHERE node_id = ?",
                 (ts(now), ts(now), node_id),
             )
+
+    def set_config_note(self, node_id: str, note: str | None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE nodes SET config_note = ? WHERE node_id = ?", (note, node_id))
 
     def nodes(self) -> list[NodeInfo]:
         from agentcron.store._rows import dt_req
@@ -1127,10 +1132,11 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 started_at=dt_req(r[4]),
                 heartbeat_at=dt_req(r[5]),
                 stopped_at=dt(r[6]),
+                config_note=r[7],
             )
             for r in self._q(
-                "SELECT node_id, host, pid, home, started_at, heartbeat_at, stopped_at FROM nodes "
-                "ORDER BY heartbeat_at DESC"
+                "SELECT node_id, host, pid, home, started_at, heartbeat_at, stopped_at, "
+                "config_note FROM nodes ORDER BY heartbeat_at DESC"
             )
         ]
 

@@ -29,11 +29,14 @@ router = APIRouter()
 
 
 def common(service: Service) -> dict[str, Any]:
-    """What every page shows: the time it was made and the not-running banner."""
+    """What every page shows: the time it was made, the not-running banner and what
+    running daemons say of their config file (a change rejected, a restart needed)."""
     now = service.clock.now()
+    status = service.daemon_status()
     return {
         "now": now,
-        "banner": views.banner(service.daemon_status(), now, DAEMON_STALE_AFTER),
+        "banner": views.banner(status, now, DAEMON_STALE_AFTER),
+        "config_notes": views.config_notes(status),
     }
 
 

@@ -130,6 +130,15 @@ def banner(
     )
 
 
+def config_notes(status: Mapping[str, Any]) -> list[str]:
+    """One sentence per running daemon that does not run its config file as written."""
+    return [
+        f"The daemon {n['node_id']}: {n['config_note']}."
+        for n in status.get("nodes") or []
+        if n.get("state") == "running" and n.get("config_note")
+    ]
+
+
 def _ago(when: datetime | None, now: datetime) -> str:
     if when is None:
         return "at an unknown time"
