@@ -182,3 +182,21 @@ def test_pausing_a_file_task_survives_later_syncs_and_file_edits(cli, tmp_path: 
     config.write_text(config.read_text().replace("\n    paused: true", ""))
     row = beat()
     assert row["paused"] is False and row["next_run"] is not None
+
+
+def test_the_cli_module_loads_no_models_nor_the_service_until_a_command_needs_them() -> None:
+    """Every `agentcron` command starts by importing the CLI: pydantic and the models
+    (~0.2 s) come with the commands that use them, so `--help`, `validate` of nothing
+    and the like start quickly, and `list` pays for them once."""
+    import subprocess
+    import sys
+
+    heavy = ("pydantic", "agentcron.interfaces.schemas", "agentcron.service", "apprise")
+    code = (
+        "import sys, agentcron.interfaces.cli; "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout

@@ -526,7 +526,10 @@ def add(
         )
 
 
-def _simple(action: Callable[[Any, str], Any], verb: str, shape: type[Any]) -> Callable[..., None]:
+def _simple(action: Callable[[Any, str], Any], verb: str, shape: str) -> Callable[..., None]:
+    """A command on one task; ``shape`` names its JSON model in ``schemas``, imported
+    when the command runs (importing the models costs every command ~0.1 s)."""
+
     def command(
         task: str,
         config: ConfigOpt = None,
@@ -534,14 +537,17 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: type[Any]) -> C
         db: DbOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
-        from agentcron.interfaces.schemas import shaped
+        from agentcron.interfaces import schemas
 
         with service_for(config, home, db) as svc:
             result = action(svc, task)
             alive = svc.daemon_status()["alive"] if verb == "triggered" else True
         if json_out:
+            model = getattr(schemas, shape)
             emit_json(
-                shaped(shape, result if result is not None else {"name": task, "removed": True})
+                schemas.shaped(
+                    model, result if result is not None else {"name": task, "removed": True}
+                )
             )
         else:
             out.print(
@@ -583,20 +589,14 @@ def pause(
         out.print(f"paused {task}" + (f" ({view['pause_reason']})" if view["pause_reason"] else ""))
 
 
-def _shapes() -> tuple[type[Any], type[Any], type[Any]]:
-    from agentcron.interfaces.schemas import Removed, RunSummary, TaskSummary
-
-    return TaskSummary, Removed, RunSummary
-
-
 app.command("resume", help="Schedule a paused task again, from now on.")(
-    _simple(lambda s, t: s.resume(t), "resumed", _shapes()[0])
+    _simple(lambda s, t: s.resume(t), "resumed", "TaskSummary")
 )
 app.command("remove", help="Delete a task added with `add` or the API (history is kept).")(
-    _simple(lambda s, t: s.remove(t), "removed", _shapes()[1])
+    _simple(lambda s, t: s.remove(t), "removed", "Removed")
 )
 app.command("trigger", help="Run a task now, outside its schedule.")(
-    _simple(lambda s, t: s.trigger(t), "triggered", _shapes()[2])
+    _simple(lambda s, t: s.trigger(t), "triggered", "RunSummary")
 )
 
 
