@@ -193,8 +193,7 @@ def test_the_cli_module_loads_no_models_nor_the_service_until_a_command_needs_th
 
     heavy = ("pydantic", "agentcron.interfaces.schemas", "agentcron.service", "apprise")
     code = (
-        "import sys, agentcron.interfaces.cli; "
-        f"print([m for m in {heavy!r} if m in sys.modules])"
+        f"import sys, agentcron.interfaces.cli; print([m for m in {heavy!r} if m in sys.modules])"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
