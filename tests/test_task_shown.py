@@ -110,6 +110,28 @@ def test_every_writer_writes_the_shown_keys(store: SQLStore, home: Path) -> None
     ]
 
 
+def test_tasks_due_at_one_instant_show_it_each_in_its_own_zone(
+    store: SQLStore, home: Path
+) -> None:
+    """The list writes each (next fire, zone) once and reuses it: a task in another
+    zone at the same instant gets its own words, and the list is what a task's own
+    view says."""
+    zones = ["Europe/Berlin", "Asia/Tokyo", "UTC", "Europe/Berlin"]
+    store.upsert_many(
+        [(spec(f"t{i}", timezone=zone), T0 + timedelta(hours=1)) for i, zone in enumerate(zones)],
+        TaskSource.API,
+        T0,
+    )
+    rows = listed(store, home)
+    assert [r["next_run"] for r in rows] == [
+        "2026-06-01T15:00:00+02:00",
+        "2026-06-01T22:00:00+09:00",
+        "2026-06-01T13:00:00+00:00",
+        "2026-06-01T15:00:00+02:00",
+    ]
+    assert rows == parsed(store, home)
+
+
 def test_a_change_that_keeps_the_shown_keys_keeps_them_written(store: SQLStore) -> None:
     store.upsert_task(spec("one"), TaskSource.API, T0, T0)
     first = shown_of(store)["one"]

@@ -156,6 +156,9 @@ class ListingReader:
 
         out = []
         valid, from_keys, load = self._valid, self.from_keys, self.load
+        # a fleet shares few next fire times: one datetime each (its hash is then
+        # computed once, where the list writes each time once)
+        times: dict[float, datetime | None] = {}
         for name, source, paused, next_fire_at, of, words, zone, action, desc, bud, _, text in rows:
             if of is None:
                 words, zone, action, desc = from_keys(name, text)
@@ -169,7 +172,9 @@ class ListingReader:
                     name,
                     source_of(source),
                     bool(paused),
-                    dt(next_fire_at),
+                    times[next_fire_at]
+                    if next_fire_at in times
+                    else times.setdefault(next_fire_at, dt(next_fire_at)),
                     words,
                     zone,
                     action,
