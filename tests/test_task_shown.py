@@ -110,9 +110,7 @@ def test_every_writer_writes_the_shown_keys(store: SQLStore, home: Path) -> None
     ]
 
 
-def test_tasks_due_at_one_instant_show_it_each_in_its_own_zone(
-    store: SQLStore, home: Path
-) -> None:
+def test_tasks_due_at_one_instant_show_it_each_in_its_own_zone(store: SQLStore, home: Path) -> None:
     """The list writes each (next fire, zone) once and reuses it: a task in another
     zone at the same instant gets its own words, and the list is what a task's own
     view says."""
