@@ -63,6 +63,7 @@ LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and th
 # How much longer than its lease a run held on another machine is left to that machine
 # (see Engine._owners_elsewhere); the lease itself is added, so the wait is 2 leases.
 ELSEWHERE_GRACE_LEASES = 1.0
+FINISH_GRACE = 5.0  # seconds a stop waits for ended runs' records, past its own grace
 COALESCE = 0.005  # seconds a pass waits past the next fire, to take those just after it
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
@@ -322,9 +323,9 @@ class Engine:
         """Wait until no run is in progress (tests and graceful shutdown)."""
         async with asyncio.timeout(within):
             while self._runs:
-                await asyncio.gather(
-                    *(r.task for r in list(self._runs.values())), return_exceptions=True
-                )
+                # asyncio.wait, not gather: the timeout must stop the waiting only, not
+                # cancel the runs (shutdown decides which of them to stop)
+                await asyncio.wait([r.task for r in list(self._runs.values())])
         self._tell_listeners()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
@@ -428,15 +429,28 @@ class Engine:
                 await self.wait_idle(grace)
         except TimeoutError:
             for run in list(self._runs.values()):
-                run.task.cancel()
-            await asyncio.gather(
-                *(r.task for r in list(self._runs.values())), return_exceptions=True
-            )
+                if not run.finishing:  # one that has ended is only being recorded
+                    run.task.cancel()
+            tasks = [r.task for r in list(self._runs.values())]
+            # a record the database will not take is not waited for past a bound (the
+            # next start recovers the run from its lease and its launcher's marker)
+            _, stuck = await asyncio.wait(tasks, timeout=FINISH_GRACE) if tasks else ((), ())
+            if stuck:
+                log.error(
+                    "the ends of %d run(s) could not be recorded before the stop (the "
+                    "database refused them); the next start recovers them",
+                    len(stuck),
+                )
+                for task in stuck:
+                    task.cancel()
+                await asyncio.gather(*stuck, return_exceptions=True)
         self._tell_listeners()
 
     def cancel_slot(self, slot_id: int, reason: str) -> bool:
+        """Stop a run in progress; False when there is none, or it has ended and is
+        being recorded (its end stands)."""
         run = self._runs.get(slot_id)
-        if run is None:
+        if run is None or run.finishing:
             return False
         run.cancel_reason = reason
         run.task.cancel()
@@ -918,7 +932,7 @@ class Engine:
         for run in self._runs.values():
             if run.deadline is None:  # worked out here, not on the run's start
                 run.deadline = run.started_at + outer_limit(run.spec)
-            if now >= run.deadline and not run.overran:
+            if now >= run.deadline and not run.overran and not run.finishing:
                 run.overran = True
                 log.error(
                     "run of %s (slot %s) outlived its timeout and was abandoned",
@@ -934,6 +948,14 @@ class Engine:
             if result is not None:
                 self._notify(result)
             return result
+        except Exception:
+            # execute records every end it meets; what escapes it is a bug of ours,
+            # said here (no one awaits this task's result) and its run recovered from
+            # its lease as lost
+            log.exception(
+                "the run of %s (slot %s) ended without a record", claim.spec.name, slot_id
+            )
+            return None
         finally:
             full = len(self._runs) >= self.settings.max_concurrency
             self._runs.pop(slot_id, None)

@@ -359,6 +359,10 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     except Exception as exc:  # defensive: a bug in our code must still leave a record
         outcome = _crashed(spec, exc)
     finished = deps.clock.now()
+    # The action has ended: from here on the run is only being recorded, and the engine
+    # no longer stops it (a stop, the overrun sweep, a replace), or a succeeded run
+    # cancelled while its output was redacted would be taken for lost and run again.
+    deps.finishing(slot.id)
     await keep_output_private(deps.home, out_path, spec, has_file)
     if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and spec.deliver:
         from agentcron.notify.channels import channel_key

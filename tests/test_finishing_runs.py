@@ -1,0 +1,121 @@
+"""A run whose action has ended is only being recorded: nothing stops it then.
+
+A stop past its grace, the overrun sweep and a replace cancel runs in progress. One
+that has ended but whose output is still being redacted, or whose end's write is
+being retried, must keep its end: cancelled there, a succeeded run stayed `running`
+and ran again after its lease as lost, and a failed run's end was written with no
+listener told (no incident, no message)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agentcron.engine.runner as runner
+from agentcron.clock import FakeClock
+from agentcron.model import SlotStatus
+from agentcron.store.sqlite import SQLiteStore
+from faulty_store import FaultyStore
+from harness import Harness, until
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def ok() -> str:
+    return "done"
+
+
+def boom() -> None:
+    raise RuntimeError("task failed")
+
+
+def rig(tmp_path: Path) -> tuple[Harness, FaultyStore, FakeClock]:
+    clock = FakeClock(T0)
+    store = FaultyStore(SQLiteStore(tmp_path / "agentcron.db"))
+    return Harness(store, clock, tmp_path), store, clock  # type: ignore[arg-type]
+
+
+def test_a_stop_while_the_output_is_redacted_keeps_the_success(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = runner.keep_output_private
+
+    async def slow(*args: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(0.3)  # a large output being redacted on a thread
+        await kept(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "keep_output_private", slow)
+    h, store, clock = rig(tmp_path)
+
+    async def scenario() -> None:
+        h.add("t", ok, every="1m")
+        clock.advance(timedelta(minutes=1))
+        await h.engine.tick()
+        await until(lambda: any(r.finishing for r in h.engine._runs.values()), timeout=30)
+        await h.engine.shutdown(0.01)  # the grace is over before the redaction is
+
+    asyncio.run(scenario())
+    (slot,) = store.slots("t", limit=10)
+    assert slot.status is SlotStatus.SUCCEEDED and slot.lease_owner is None
+    assert [f.outcome.slot_status for f in h.finished] == [SlotStatus.SUCCEEDED]
+
+
+@pytest.mark.parametrize("how", ["stop", "sweep", "replace"])
+def test_an_end_being_written_again_is_not_stopped_and_its_listeners_hear_it(
+    tmp_path: Path, how: str
+) -> None:
+    h, store, clock = rig(tmp_path)
+
+    async def scenario() -> None:
+        h.add("t", boom, every="1m", retries=0)
+        clock.advance(timedelta(minutes=1))
+        store.fail("finish_many", times=1)  # the finisher tries again after a backoff
+        await h.engine.tick()
+        await until(lambda: any(r.finishing for r in h.engine._runs.values()), timeout=30)
+        (slot_id, run) = next(iter(h.engine._runs.items()))
+        if how == "stop":
+            await h.engine.shutdown(0.01)
+        elif how == "sweep":
+            run.deadline = clock.now() - timedelta(seconds=1)
+            h.engine._last_sweep = None
+            h.engine._sweep_overruns(clock.now())
+            assert not run.overran
+        else:
+            assert h.engine.cancel_slot(slot_id, "replaced") is False
+        await until(lambda: not h.engine._runs, timeout=30)
+        h.engine._tell_listeners()
+
+    asyncio.run(scenario())
+    (slot,) = store.slots("t", limit=10)
+    assert slot.status is SlotStatus.FAILED
+    assert [f.outcome.error for f in h.finished] == [
+        "the function raised RuntimeError: task failed"
+    ]
+
+
+def test_a_stop_does_not_wait_past_its_bound_for_an_end_the_database_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import agentcron.engine.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "FINISH_GRACE", 0.3)
+    h, store, clock = rig(tmp_path)
+
+    async def scenario() -> None:
+        h.add("t", boom, every="1m", retries=0)
+        clock.advance(timedelta(minutes=1))
+        store.fail("finish_many")  # every write refused
+        await h.engine.tick()
+        await until(lambda: any(r.finishing for r in h.engine._runs.values()), timeout=30)
+        await asyncio.wait_for(h.engine.shutdown(0.01), 30)
+        assert not h.engine._runs
+
+    asyncio.run(scenario())
+    assert "the ends of 1 run(s) could not be recorded before the stop" in caplog.text
+    store.clear("finish_many")
+    (slot,) = store.slots("t", limit=10)
+    assert slot.status is SlotStatus.RUNNING  # left to the next start's recovery
