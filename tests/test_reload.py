@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,7 +184,7 @@ def test_a_reload_that_changes_what_applies_only_at_start_says_so(tmp_path: Path
 
         asyncio.run(scenario())
         body = told()[0]
-    assert "`api:` and `agents:`" in body and "take effect only when agentcron restarts" in body
+    assert "`agents:` and `api:`" in body and "take effect only when agentcron restarts" in body
     assert "u" * 20 not in body and "t" * 20 not in body  # no token in the message
 
 
@@ -224,3 +225,85 @@ def test_a_config_note_that_cannot_be_written_is_logged_and_written_at_the_next_
     assert not daemon._note_unwritten
     (note,) = store.notes[:1]
     assert note is not None and "bad minute 61" in note and "more" not in note
+
+
+def test_a_reload_that_fails_midway_is_done_again_at_the_next_look(tmp_path: Path) -> None:
+    """The database locked while the new tasks are written: the reload raises (the
+    loop logs it) and the next look applies the file, instead of taking it for one
+    already applied and never adding the new task."""
+    import sqlite3
+
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(GOOD)
+    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False))
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            assert daemon.service is not None and daemon.store is not None
+            config.write_text(GOOD + NEW.removeprefix("tasks:\n"))
+            sync = daemon.service.sync_file_tasks
+            calls: list[int] = []
+
+            def locked_once(tasks: Any) -> Any:
+                calls.append(1)
+                if len(calls) == 1:
+                    raise sqlite3.OperationalError("database is locked")
+                return sync(tasks)
+
+            daemon.service.sync_file_tasks = locked_once  # type: ignore[method-assign]
+            with pytest.raises(sqlite3.OperationalError):
+                daemon.reload_if_changed()
+            assert daemon.config is not None and sorted(daemon.config.tasks) == ["a"]
+            assert daemon.reload_if_changed() is True
+            assert [t.name for t in daemon.store.list_tasks()] == ["a", "b"]
+            assert daemon.reload_if_changed() is False  # now it is the file that runs
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_restart_message_that_cannot_be_queued_is_queued_at_the_next_look(
+    tmp_path: Path,
+) -> None:
+    """The node row says a restart is needed even when the message cannot be queued
+    (health and doctor read the row); the message goes at the next look at the file."""
+    import sqlite3
+
+    config = tmp_path / "agentcron.yaml"
+    head = "notify: ['json://127.0.0.1:9/x']\napi:\n  enabled: false\n  port: 8765\n"
+    config.write_text(head + GOOD)
+    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False))
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            store = daemon.store
+            assert store is not None
+            config.write_text(head.replace("8765", "8766") + GOOD)
+            enqueue = store.enqueue
+
+            def locked(*args: Any, **kwargs: Any) -> Any:
+                raise sqlite3.OperationalError("database is locked")
+
+            store.enqueue = locked  # type: ignore[method-assign]
+            with pytest.raises(sqlite3.OperationalError):
+                daemon.reload_if_changed()
+            (node,) = [n for n in store.nodes() if n.node_id == daemon.node_id]
+            assert node.config_note is not None and "`api:` changed" in node.config_note
+            queued: list[str] = []
+
+            def noted(key: str, url: str, message: Any, now: Any) -> int:
+                queued.append(message.title)
+                return enqueue(key, url, message, now)
+
+            store.enqueue = noted  # type: ignore[method-assign]
+            daemon.reload_if_changed()
+            assert queued == ["agentcron: restart to apply the config"]
+            daemon.reload_if_changed()  # told once
+            assert len(queued) == 1
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())

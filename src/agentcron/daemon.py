@@ -641,17 +641,21 @@ class Daemon:
                 log.exception("config reload failed")
 
     def reload_if_changed(self) -> bool:
-        """Apply a changed config file; keep the last good one when the new one is invalid."""
+        """Apply a changed config file; keep the last good one when the new one is invalid.
+
+        The file counts as seen only once what it asks is done (applied, or rejected and
+        told): a reload that fails midway (the database locked while its tasks are
+        written, a message that cannot be queued) raises, and the next look at the file
+        does it all again instead of taking the file for one already applied."""
         if self.options.config_path is None:
             return False
         seen = _file_id(self.options.config_path)
         if seen is not None and seen == self._config_file and not _racy(seen):
             return False  # the same file, unchanged since it was read: no read, no hash
-        self._config_file = seen
         stamp = _stamp(self.options.config_path)
         if stamp == self._config_stamp:
+            self._config_file = seen
             return False
-        self._config_stamp = stamp
         try:
             config = load_config(self.options.config_path)
         except ConfigError as exc:
@@ -659,16 +663,25 @@ class Daemon:
             self.rejected_config = str(exc)
             self._write_config_note()
             self._tell_owner_config_rejected(exc)
+            self._config_file, self._config_stamp = seen, stamp
             return False
-        was_rejected, self.rejected_config = self.rejected_config, None
         if self.config is not None and config.digest == self.config.digest:
-            if was_rejected:  # the file is back to what runs: nothing left to say
+            if self.rejected_config is not None:  # the file is back to what runs
+                self.rejected_config = None
                 self._write_config_note()
+            self._tell_restart_needed()  # one that could not be queued before
+            self._config_file, self._config_stamp = seen, stamp
             return False
+        self._apply(config)
+        self._config_file, self._config_stamp = seen, stamp
+        return True
+
+    def _apply(self, config: LoadedConfig) -> None:
+        """Put a new valid config in force; ``self.config`` becomes it only once its
+        tasks are written (a failure before leaves the file to be applied again)."""
         assert self.service is not None and self.engine is not None
         started = self._started_config
         held = held_until_restart(started, config) if started is not None else []
-        self.config = config
         self.service.defaults = Defaults(config.timezone, config.defaults, config.budget_rules())
         if self.api is not None:
             self.api.set_defaults(self.service.defaults)
@@ -678,20 +691,29 @@ class Daemon:
         self.notifier.default_zone = config.timezone
         self.budgets.configure(config.budget_rules(), config.timezone)
         added, changed, removed = self.service.sync_file_tasks(config.tasks)
+        self.config = config
+        self.rejected_config = None
         log.info(
             "config reloaded: %d added, %d changed, %d removed",
             len(added),
             len(changed),
             len(removed),
         )
-        told, self.restart_needed = self.restart_needed, sorted(held)
-        if held and self.restart_needed != told:
-            self._tell_owner_restart_needed(held)
-        elif told and not held:
-            log.info("config reloaded: %s are as the daemon started with them again", told)
-        self._write_config_note()
+        before, self.restart_needed = self.restart_needed, sorted(held)
+        self._write_config_note()  # before the message: health says it even if that fails
         self.engine.wake()
-        return True
+        if before and not held:
+            log.info("config reloaded: %s are as the daemon started with them again", before)
+        self._tell_restart_needed()
+
+    _restart_told: list[str] = []  # noqa: RUF012 - replaced, never mutated
+
+    def _tell_restart_needed(self) -> None:
+        """Tell the owner of sections waiting for a restart, once per change of them;
+        a message that cannot be queued is tried again at the next look at the file."""
+        if self.restart_needed and self.restart_needed != self._restart_told:
+            self._tell_owner_restart_needed(self.restart_needed)
+        self._restart_told = self.restart_needed
 
     rejected_config: str | None = None
     # the config sections that differ from those the daemon started with and apply
