@@ -516,6 +516,7 @@ class Daemon:
                 await self.engine.shutdown(self.options.shutdown_grace)
             except Exception:
                 log.exception("stopping the runs failed")
+            self._settle_notices()
         with contextlib.suppress(Exception):
             if self.options.final_drain > 0 and hasattr(self, "sender"):
                 async with asyncio.timeout(self.options.final_drain):
@@ -535,6 +536,24 @@ class Daemon:
                 log.exception("could not record this node as stopped")
             self.store.close()
         log.info("agentcron stopped")
+
+    def _settle_notices(self) -> None:
+        """What the notifier still gathers (missed runs, providers' news, ends it could
+        not work out) is written now, for the final drain to send: a stop within the
+        few seconds news waits to settle must not lose it."""
+        if not hasattr(self, "notifier"):
+            return  # stopped before it was made
+        now, notifier = self.clock.now(), self.notifier
+        duties: list[tuple[str, Callable[[], None]]] = [
+            ("ended runs", lambda: notifier.retry_held(now)),
+            ("missed runs", lambda: notifier.report_missed(now, settled=True)),
+            ("providers' news", lambda: notifier.report_providers(now, settled=True)),
+        ]
+        for what, duty in duties:
+            try:
+                duty()
+            except Exception:
+                log.exception("could not write the notices of %s before stopping", what)
 
     # ---- duties ------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:

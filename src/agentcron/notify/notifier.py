@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import takewhile
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -74,6 +74,8 @@ ESCALATE_AT_LEAST = timedelta(hours=1)
 REMIND_CHECK = timedelta(seconds=30)  # how often open incidents are looked at
 REMIND_SCAN = 10_000
 MISSED_SETTLE = timedelta(seconds=2)
+_NEVER = datetime.min.replace(tzinfo=UTC)
+MAX_HELD = 10_000  # ended runs kept for their notices while the database is away
 PROVIDER_SETTLE = timedelta(seconds=1)  # refusals of one provider told together
 _RAN = (SlotStatus.SUCCEEDED, SlotStatus.FAILED)  # a downtime's slots are recorded over a few ticks
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
@@ -102,6 +104,8 @@ class Notifier:
         self._had_output: set[str] = set()  # tasks seen succeeding with output
         self._output_looked_up: set[str] = set()  # tasks whose record was read for that
         self._missed_at: datetime | None = None
+        self._held: list[Finished] = []  # ends whose notices could not be worked out yet
+        self._told_end: dict[str, datetime] = {}  # per task, the newest end worked out
 
     def attach(self, engine: EngineHooks) -> None:
         """Listen to everything the engine reports that the owner may have to hear."""
@@ -112,6 +116,7 @@ class Notifier:
         engine.starved_listeners.append(self.on_starved)
         engine.provider_listeners.append(self.on_provider)
         engine.housekeeping.append(self.report_providers)
+        engine.housekeeping.append(self.retry_held)
 
     # ---- providers: one incident per provider, not one per task ------------------------
     def on_provider(self, news: ProviderNews) -> None:
@@ -122,19 +127,29 @@ class Notifier:
             pending.append(news)
             self._provider_news_at = news.at
 
-    def report_providers(self, now: datetime) -> None:
+    def report_providers(self, now: datetime, *, settled: bool = False) -> None:
+        """Tell the gathered provider news once it has settled (``settled``: now, as a
+        stop does). News that cannot be written is kept for the next report: a lost
+        "answering again" would leave the provider's incident open for good."""
         with self._lock:
-            if not self._provider_news or now - (self._provider_news_at or now) < PROVIDER_SETTLE:
+            if not self._provider_news or (
+                not settled and now - (self._provider_news_at or now) < PROVIDER_SETTLE
+            ):
                 return
             gathered, self._provider_news = self._provider_news, {}
-            changed: list[Incident] = []
-            messages: list[tuple[str, str, Message]] = []
-            for items in gathered.values():
-                c, m = self._provider_incident(items, now)
-                changed += c
-                messages += m
-            if changed or messages:
-                self.store.save_incidents(changed, messages, now)
+            try:
+                changed: list[Incident] = []
+                messages: list[tuple[str, str, Message]] = []
+                for items in gathered.values():
+                    c, m = self._provider_incident(items, now)
+                    changed += c
+                    messages += m
+                if changed or messages:
+                    self.store.save_incidents(changed, messages, now)
+            except Exception:
+                for key, items in gathered.items():  # the older news first, as it came
+                    self._provider_news[key] = items + self._provider_news.get(key, [])
+                raise
         if messages:
             self.wake_sender()
 
@@ -262,42 +277,53 @@ class Notifier:
                 self._missed.append((spec, slot))
                 self._missed_at = self.clock.now()
 
-    def report_missed(self, now: datetime) -> None:
+    def report_missed(self, now: datetime, *, settled: bool = False) -> None:
         """Tell, in one message, the slots recorded missed or expired since the last
         report, once their recording has settled (a long downtime is recorded over a few
-        ticks). Each task gets a ``missed`` incident that `list` shows until its next
-        run; none of them sends a message of its own."""
+        ticks; ``settled``: now, as a stop does). Each task gets a ``missed`` incident
+        that `list` shows until its next run; none of them sends a message of its own.
+        A report that cannot be written is kept for the next one."""
         with self._lock:
-            if not self._missed or now - (self._missed_at or now) < MISSED_SETTLE:
+            if not self._missed or (not settled and now - (self._missed_at or now) < MISSED_SETTLE):
                 return
             batch, self._missed = self._missed, []
-            by_task: dict[str, list[tuple[TaskSpec, Slot]]] = {}
-            for spec, slot in batch:
-                by_task.setdefault(spec.name, []).append((spec, slot))
-            changed: list[Incident] = []
-            rows: dict[str, tuple[str, int, int, datetime, datetime, str]] = {}
-            for name, items in by_task.items():
-                spec = items[-1][0]
-                slots = sorted((slot for _, slot in items), key=lambda s: s.scheduled_for)
-                missed = sum(1 for s in slots if s.status is SlotStatus.MISSED)
-                first, last = slots[0].scheduled_for, slots[-1].scheduled_for
-                reason = slots[-1].reason or "no reason recorded"
-                event = RunsMissed(
-                    task=name, at=now, count=len(slots), first=first, last=last, reason=reason
-                )
-                zone = spec.zone(self.default_zone)
-                newest = self.store.last_slots(name, 1)
-                ran_since = (
-                    bool(newest) and newest[0].status in _RAN and (newest[0].scheduled_for > last)
-                )
-                if not ran_since:  # a catch-up run that already ended needs no health mark
-                    changed += apply_event(self.store.open_incidents(name), event, zone).changed
-                if "opened" in spec.notify_on:
-                    rows[name] = (name, missed, len(slots) - missed, first, last, reason)
-            messages = self._missed_messages(by_task, rows, now)
-            self.store.save_incidents(changed, messages, now)
+            try:
+                messages = self._report_missed(batch, now)
+            except Exception:
+                self._missed = batch + self._missed
+                raise
         if messages:
             self.wake_sender()
+
+    def _report_missed(
+        self, batch: list[tuple[TaskSpec, Slot]], now: datetime
+    ) -> list[tuple[str, str, Message]]:
+        by_task: dict[str, list[tuple[TaskSpec, Slot]]] = {}
+        for spec, slot in batch:
+            by_task.setdefault(spec.name, []).append((spec, slot))
+        changed: list[Incident] = []
+        rows: dict[str, tuple[str, int, int, datetime, datetime, str]] = {}
+        for name, items in by_task.items():
+            spec = items[-1][0]
+            slots = sorted((slot for _, slot in items), key=lambda s: s.scheduled_for)
+            missed = sum(1 for s in slots if s.status is SlotStatus.MISSED)
+            first, last = slots[0].scheduled_for, slots[-1].scheduled_for
+            reason = slots[-1].reason or "no reason recorded"
+            event = RunsMissed(
+                task=name, at=now, count=len(slots), first=first, last=last, reason=reason
+            )
+            zone = spec.zone(self.default_zone)
+            newest = self.store.last_slots(name, 1)
+            ran_since = (
+                bool(newest) and newest[0].status in _RAN and (newest[0].scheduled_for > last)
+            )
+            if not ran_since:  # a catch-up run that already ended needs no health mark
+                changed += apply_event(self.store.open_incidents(name), event, zone).changed
+            if "opened" in spec.notify_on:
+                rows[name] = (name, missed, len(slots) - missed, first, last, reason)
+        messages = self._missed_messages(by_task, rows, now)
+        self.store.save_incidents(changed, messages, now)
+        return messages
 
     def _missed_messages(
         self,
@@ -333,6 +359,54 @@ class Notifier:
         :meth:`on_finished` one by one. In a burst of thousands of clean runs this is
         the difference between two reads and thousands.
         """
+        try:
+            others = self._needing_a_look(batch)
+        except Exception:  # the database away: every end of the batch waits, none is lost
+            log.exception("could not read what %d ended run(s) change; trying again", len(batch))
+            self._hold(batch)
+            return
+        held: list[Finished] = []
+        for f in sorted(others, key=lambda f: f.finished_at):
+            try:
+                self.on_finished(f)
+            except Exception:  # one run's notice must not cost the others theirs
+                log.exception("could not process the end of %s (slot %s)", f.spec.name, f.slot.id)
+                held.append(f)
+        self._hold(held)
+        kept = {id(f) for f in held}
+        told = self._told_end
+        for f in batch:
+            if id(f) not in kept and f.finished_at > told.get(f.spec.name, _NEVER):
+                told[f.spec.name] = f.finished_at
+
+    def _hold(self, ended: Sequence[Finished]) -> None:
+        """Keep ends whose notices could not be worked out or written, for
+        :meth:`retry_held` (bounded: past MAX_HELD the oldest are dropped, and said)."""
+        if not ended:
+            return
+        self._held += ended
+        if len(self._held) > MAX_HELD:
+            dropped = len(self._held) - MAX_HELD
+            self._held = self._held[dropped:]
+            log.error("%d ended run(s) dropped untold: more than %d wait", dropped, MAX_HELD)
+
+    def retry_held(self, now: datetime) -> None:
+        """Housekeeping: work out the held ends again. One whose task has since had a
+        later end told is dropped: told now, an old failure would open an incident
+        that the task's newer success already closed."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        fresh = [f for f in held if self._told_end.get(f.spec.name, _NEVER) <= f.finished_at]
+        if len(fresh) < len(held):
+            log.warning(
+                "%d held run end(s) not told: a later run of the same task was told first",
+                len(held) - len(fresh),
+            )
+        self.on_finished_many(fresh)
+
+    def _needing_a_look(self, batch: Sequence[Finished]) -> list[Finished]:
+        """The ends of ``batch`` that may change an incident (see on_finished_many)."""
         plain = [f for f in batch if f.outcome.slot_status is SlotStatus.SUCCEEDED]
         others = [f for f in batch if f.outcome.slot_status is not SlotStatus.SUCCEEDED]
         if plain:
@@ -348,11 +422,7 @@ class Notifier:
             others += [
                 f for f in plain if f.spec.name in with_incident or _may_complete_streak(f, recent)
             ]
-        for f in sorted(others, key=lambda f: f.finished_at):
-            try:
-                self.on_finished(f)
-            except Exception:  # one run's notice must not cost the others theirs
-                log.exception("could not process the end of %s (slot %s)", f.spec.name, f.slot.id)
+        return others
 
     def on_finished(self, finished: Finished) -> None:
         """Engine listener: one attempt ended (or a lapsed one was recorded lost)."""

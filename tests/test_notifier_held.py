@@ -1,0 +1,154 @@
+"""Notices whose working out or writing fails are kept and told later, never lost.
+
+The notifier reads and writes the database for each ended run, each report of missed
+runs and each provider's news. With the database away for a moment, a batch of ended
+runs was dropped whole (a failed run's incident and message with it), a report of
+missed runs was dropped, and a provider's "answering again" was lost, which left its
+incident open for good (every later outage of that provider then went untold)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentcron.clock import FakeClock
+from agentcron.model import IncidentKind, Slot, SlotStatus
+from agentcron.model.provider import ProviderNews, ProviderState
+from agentcron.notify.notifier import Notifier
+from agentcron.store.sqlite import SQLiteStore
+from faulty_store import FaultyStore
+from harness import Harness
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+URL = "json://localhost/x"
+
+
+def ok() -> str:
+    return "fine"
+
+
+def boom() -> None:
+    raise RuntimeError("broken")
+
+
+class Rig:
+    def __init__(self, tmp_path: Path) -> None:
+        self.clock = FakeClock(T0)
+        self.store = FaultyStore(SQLiteStore(tmp_path / "agentcron.db"))
+        self.h = Harness(self.store, self.clock, tmp_path)  # type: ignore[arg-type]
+        self.notifier = Notifier(self.store, self.clock, [URL])  # type: ignore[arg-type]
+        self.notifier.attach(self.h.engine)
+        self.titles: list[str] = []
+        save = self.store._inner.save_incidents
+
+        def spy(changed: Any, messages: Any, now: Any) -> Any:
+            result = save(changed, messages, now)
+            self.titles.extend(m[2].title for m in messages)
+            return result
+
+        self.store._inner.save_incidents = spy  # type: ignore[method-assign]
+
+    def tick(self) -> None:
+        asyncio.run(self.h.tick())
+
+
+def test_a_batch_whose_reads_fail_is_told_at_the_next_housekeeping(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.h.add("good", ok, every="1m")
+    rig.h.add("bad", boom, every="1m", retries=0)
+    rig.clock.advance(timedelta(minutes=1))
+    # every read and write of the notifier fails for the first pass
+    rig.store.fail("tasks_with_open_incidents", "open_incidents", times=2)
+    rig.tick()
+    assert [s.status for s in rig.h.slots("bad")] == [SlotStatus.FAILED]
+    rig.store.clear("tasks_with_open_incidents", "open_incidents")
+    assert rig.notifier._held  # kept, not dropped
+    rig.notifier.retry_held(rig.clock.now())
+    assert IncidentKind.FAILURE in rig.store.open_incidents("bad")
+    assert any(t.startswith("✖ bad failed") for t in rig.titles), rig.titles
+    assert not rig.notifier._held
+
+
+def test_a_held_end_superseded_by_a_later_told_one_is_dropped_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Told after the task's next success, an old failure would reopen what is over."""
+    rig = Rig(tmp_path)
+    # the held end is worked out by hand below, after the next run's end was told
+    # (housekeeping at the next tick would otherwise get to it first)
+    rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
+    rig.h.add("flaky", boom, every="1m", retries=0)
+    rig.clock.advance(timedelta(minutes=1))
+    rig.store.fail("open_incidents", times=1)
+    rig.tick()
+    assert len(rig.notifier._held) == 1
+    rig.h.registry.register_callable("tests:flaky", ok)  # the task works again
+    rig.clock.advance(timedelta(minutes=1))
+    rig.tick()
+    with caplog.at_level(logging.WARNING):
+        rig.notifier.retry_held(rig.clock.now())
+    assert "1 held run end(s) not told: a later run of the same task was told first" in (
+        caplog.text
+    )
+    assert rig.store.open_incidents("flaky") == {}
+    assert not rig.notifier._held
+
+
+def test_a_report_of_missed_runs_that_cannot_be_written_is_kept(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    spec = rig.h.add("nightly", ok, cron="0 3 * * *")
+    missed = Slot(
+        id=1, task="nightly", scheduled_for=T0, status=SlotStatus.MISSED, reason="daemon down"
+    )
+    rig.notifier.on_recorded_slot(spec, missed)
+    rig.clock.advance(timedelta(seconds=5))
+    rig.store.fail("save_incidents", times=1)
+    with pytest.raises(Exception, match="database is locked"):
+        rig.notifier.report_missed(rig.clock.now())
+    rig.notifier.report_missed(rig.clock.now())
+    assert any("did not run" in t for t in rig.titles), rig.titles
+
+
+def test_a_provider_answering_again_is_told_when_its_first_write_fails(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    clock, notifier = rig.clock, rig.notifier
+    state = ProviderState("api.x", "api.x", clock.now() + timedelta(minutes=5), "429", clock.now())
+
+    def news(what: str) -> None:
+        notifier.on_provider(ProviderNews(what, state, "t1", clock.now()))
+        clock.advance(timedelta(seconds=2))
+
+    news("refused")
+    notifier.report_providers(clock.now())
+    news("answered")
+    rig.store.fail("save_incidents", times=1)
+    with pytest.raises(Exception, match="database is locked"):
+        notifier.report_providers(clock.now())
+    notifier.report_providers(clock.now())
+    assert rig.titles == ["⚠ api.x is refusing calls", "✔ api.x is answering again"]
+    assert IncidentKind.PROVIDER not in rig.store.open_incidents("provider:api.x")
+
+
+def test_a_stop_writes_what_the_notifier_still_gathers(tmp_path: Path) -> None:
+    """Missed runs and providers' news wait a second or two to settle into one
+    message; a stop within that wait writes them for its final drain."""
+    from agentcron.daemon import Daemon, DaemonOptions
+
+    rig = Rig(tmp_path)
+    spec = rig.h.add("nightly", ok, cron="0 3 * * *")
+    missed = Slot(
+        id=1, task="nightly", scheduled_for=T0, status=SlotStatus.MISSED, reason="daemon down"
+    )
+    rig.notifier.on_recorded_slot(spec, missed)
+    state = ProviderState("api.x", "api.x", T0 + timedelta(minutes=5), "429", T0)
+    rig.notifier.on_provider(ProviderNews("refused", state, "t1", T0))
+    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"), clock=rig.clock)
+    daemon.notifier = rig.notifier
+    daemon._settle_notices()  # no time has passed: nothing had settled
+    assert any("did not run" in t for t in rig.titles), rig.titles
+    assert "⚠ api.x is refusing calls" in rig.titles
