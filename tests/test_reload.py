@@ -307,3 +307,28 @@ def test_a_restart_message_that_cannot_be_queued_is_queued_at_the_next_look(
             await daemon.close()
 
     asyncio.run(scenario())
+
+
+def test_a_start_that_fails_midway_records_its_node_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What start made before failing is closed: the node row says stopped (not a
+    daemon that seems to run until its heartbeat goes stale) and the store is closed."""
+    from agentcron.service import Service
+    from agentcron.store.sqlite import SQLiteStore
+
+    def broken(self: Service, tasks: Any) -> Any:
+        raise RuntimeError("cannot write the tasks")
+
+    monkeypatch.setattr(Service, "sync_file_tasks", broken)
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(GOOD)
+    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False))
+    with pytest.raises(RuntimeError, match="cannot write the tasks"):
+        asyncio.run(daemon.run())
+    store = SQLiteStore(tmp_path / "home" / "agentcron.db")
+    try:
+        (node,) = store.nodes()
+        assert node.node_id == daemon.node_id and node.stopped_at is not None
+    finally:
+        store.close()

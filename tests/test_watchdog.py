@@ -395,6 +395,49 @@ def test_a_stuck_run_is_reported_once_and_other_tasks_keep_firing(
     asyncio.run(scenario())
 
 
+def test_a_stuck_run_whose_notice_cannot_be_written_is_told_at_the_next_check(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    async def scenario() -> None:
+        rig = Rig(sqlite_store, clock, home)
+        release = asyncio.Event()
+
+        async def wedged() -> str:
+            await release.wait()
+            return "out at last"
+
+        failures = [OSError("disk I/O error")]
+
+        def emit(spec: TaskSpec, event: object) -> object:
+            if failures:
+                raise failures.pop()
+            return rig.notifier.emit(spec, event)  # type: ignore[arg-type]
+
+        dog = Watchdog(
+            sqlite_store,
+            clock,
+            emit,
+            period_of=rig.h.service.period,
+            count_fires=rig.h.service.count_fires,
+        )
+        rig.h.add("wedged", wedged, every="1h", timezone="UTC", stuck_after="10m", timeout="2h")
+        clock.advance(timedelta(hours=1))
+        await rig.h.tick(settle=False)
+        await until(lambda: rig.h.engine.running == 1)
+        [slot] = rig.h.slots("wedged")
+        clock.advance(timedelta(minutes=11))
+        assert dog.check_once().stuck == []  # its notice could not be written
+        assert dog.check_once().stuck == [slot.id]  # so it is told now, not never
+        assert dog.check_once().stuck == []
+        assert _first_lines(await rig.messages()) == [
+            "⏳ wedged has been running for 11 min, longer than its 10 min limit for a warning."
+        ]
+        release.set()
+        await rig.h.engine.wait_idle()
+
+    asyncio.run(scenario())
+
+
 # ---- the loop itself ---------------------------------------------------------------------
 
 

@@ -461,7 +461,14 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop)
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            # what start made before it failed (the node row, the store, the pool) is
+            # closed and the node recorded stopped, not left for the next start to find
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise
         assert self.engine is not None
         engine = self.engine
         supervisor = self.supervisor = Supervisor(

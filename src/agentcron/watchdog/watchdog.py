@@ -191,8 +191,6 @@ class Watchdog:
             began = attempts[-1].started_at if attempts else slot.started_at
             running_for = now - began
             if running_for > rec.spec.stuck_after:
-                self._reported_stuck.add(slot.id)
-                report.stuck.append(slot.id)
                 log.warning(
                     "%s has been running for %s (stuck_after %s)",
                     slot.task,
@@ -209,6 +207,10 @@ class Watchdog:
                         limit=rec.spec.stuck_after,
                     ),
                 )
+                # counted as told once the notice is written: a failed write is tried
+                # again at the next check instead of never
+                self._reported_stuck.add(slot.id)
+                report.stuck.append(slot.id)
 
     def _check_overdue(self, now: datetime, report: WatchdogReport) -> None:
         """Due tasks past their limit. Only tasks due for longer than the smallest
