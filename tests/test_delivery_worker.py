@@ -93,3 +93,64 @@ def test_a_channel_that_raises_counts_an_attempt_and_waits_its_backoff(
     seen = asyncio.run(scenario())
     assert seen[:3] == [(DeliveryStatus.RETRYING, 1, "KeyError: 'chat_id'")] * 3, seen
     assert seen[3] == (DeliveryStatus.FAILED, 2, "KeyError: 'chat_id'"), seen
+
+
+def test_an_answer_the_database_refuses_once_is_recorded_and_not_sent_again(
+    clock, home: Path
+) -> None:
+    """Sent, then the database locked when the answer is written: the write is tried
+    again within the claim, instead of the claim lapsing and the output going twice."""
+    from agentcron.store.sqlite import SQLiteStore
+    from faulty_store import FaultyStore
+
+    store = FaultyStore(SQLiteStore(home / "agentcron.db"))
+    channel = Recorder()
+
+    async def scenario() -> Harness:
+        h = Harness(store, clock, home)  # type: ignore[arg-type]
+        h.add("story", lambda: "report", every="1h", deliver=[TARGET])
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        worker = DeliveryWorker(
+            store, clock, emit=lambda _s, _e: None, channel_factory=lambda _u: channel
+        )
+        worker.record_backoff = (0.01,)
+        store.fail("update_delivery", times=1)
+        assert await worker.drain_once() == 1
+        clock.advance(timedelta(minutes=10))  # long past any claim
+        await worker.drain_once()
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("story")
+    (delivery,) = store.deliveries(slot.id)
+    assert delivery.status is DeliveryStatus.DELIVERED
+    assert [m.body for m in channel.sent] == ["report"]
+
+
+def test_what_escapes_an_attempt_is_said_not_left_to_the_garbage_collector(
+    sqlite_store, clock, home: Path, caplog
+) -> None:
+    channel = Recorder()
+
+    async def scenario() -> None:
+        h = Harness(sqlite_store, clock, home)
+        h.add("story", lambda: "report", every="1h", deliver=[TARGET])
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        worker = DeliveryWorker(
+            sqlite_store, clock, emit=lambda _s, _e: None, channel_factory=lambda _u: channel
+        )
+        worker.record_backoff = ()
+
+        def broken(*_args: object) -> bool:
+            raise OSError("disk I/O error")
+
+        sqlite_store.update_delivery = broken  # type: ignore[method-assign]
+        await worker.drain_once()
+        await worker.settle(5)
+
+    asyncio.run(scenario())
+    assert "the delivery of story (slot" in caplog.text
+    assert "failed in agentcron itself; it is tried again when its claim lapses" in caplog.text
+    assert "disk I/O error" in caplog.text

@@ -528,6 +528,11 @@ class Daemon:
             if self.options.final_drain > 0 and hasattr(self, "sender"):
                 async with asyncio.timeout(self.options.final_drain):
                     await self.sender.drain_once()
+        if hasattr(self, "delivery"):
+            try:  # answers of deliveries under way are recorded before the store closes
+                await self.delivery.settle(max(self.options.final_drain, 1.0))
+            except Exception:
+                log.exception("could not settle the deliveries under way")
         if self._background:
             await asyncio.wait(list(self._background), timeout=self.options.final_drain)
         if self.api is not None:

@@ -41,6 +41,7 @@ from agentcron.store.base import Store
 log = logging.getLogger("agentcron.delivery")
 
 DEFAULT_BACKOFF = (timedelta(seconds=60), timedelta(minutes=5), timedelta(minutes=30))
+RECORD_BACKOFF = (0.5, 2.0, 8.0, 20.0)  # ~30 s in all, well within a claim (CLAIM_FOR)
 MAX_BODY = 200_000  # characters read from the kept file; Apprise splits per channel
 
 
@@ -78,6 +79,8 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._faults = FaultLog(log, "delivery pass")  # a database outage: logged once
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # seconds between tries of recording an answer the database refused
+        self.record_backoff: tuple[float, ...] = RECORD_BACKOFF
 
     def wake(self) -> None:
         self._wake.set()
@@ -141,6 +144,66 @@ class DeliveryWorker:
         return forget
 
     async def _attempt(self, delivery: Delivery) -> None:
+        """One delivery attempt, as its own task: nothing awaits it, so what escapes
+        the attempt is said here (its claim then lapses and it is tried again)."""
+        try:
+            await self._deliver(delivery)
+        except Exception:
+            log.exception(
+                "the delivery of %s (slot %s) to %s failed in agentcron itself; it is "
+                "tried again when its claim lapses",
+                delivery.task,
+                delivery.slot_id,
+                delivery.target_key,
+            )
+
+    async def settle(self, within: float) -> None:
+        """Wait up to ``within`` seconds for the attempts under way (a stop: their
+        answers are recorded before the store closes); the rest are cancelled."""
+        tasks = list(self._inflight.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=within)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning(
+                "%d delivery attempt(s) still under way at the stop; each is tried again "
+                "when its claim lapses",
+                len(pending),
+            )
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _record(
+        self,
+        delivery: Delivery,
+        status: DeliveryStatus,
+        attempts: int,
+        retry_at: datetime | None,
+        error: str | None,
+    ) -> bool:
+        """Record an attempt's answer; False when the claim is no longer ours. A write
+        the database refuses is tried again a few times while the claim holds: an
+        answer not recorded means the output is sent again when the claim lapses."""
+        for delay in (*self.record_backoff, None):
+            try:
+                return self.store.update_delivery(
+                    delivery.id, status, attempts, retry_at, error, self.clock.now(), self.owner
+                )
+            except Exception as exc:
+                if delay is None:
+                    raise
+                log.warning(
+                    "could not record the delivery of %s to %s (%s); trying again in %gs",
+                    delivery.task,
+                    delivery.target_key,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _deliver(self, delivery: Delivery) -> None:
         rec = self.store.get_task(delivery.task)
         spec = rec.spec if rec is not None else None
         backoff = tuple(spec.delivery_backoff) if spec is not None else DEFAULT_BACKOFF
@@ -152,9 +215,7 @@ class DeliveryWorker:
         if text is None:
             gone = delivery.output_path
             reason = f"the kept output file is gone ({gone}); nothing left to deliver"
-            if not self.store.update_delivery(
-                delivery.id, DeliveryStatus.FAILED, attempts, None, reason, now, self.owner
-            ):
+            if not await self._record(delivery, DeliveryStatus.FAILED, attempts, None, reason):
                 self._lost_claim(delivery)
                 return
             self._tell(spec, delivery, reason, attempts, gave_up=True, retry_at=None, kept=False)
@@ -179,9 +240,7 @@ class DeliveryWorker:
             result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
         now = self.clock.now()
         if result.ok:
-            if not self.store.update_delivery(
-                delivery.id, DeliveryStatus.DELIVERED, attempts, None, None, now, self.owner
-            ):
+            if not await self._record(delivery, DeliveryStatus.DELIVERED, attempts, None, None):
                 self._lost_claim(delivery)
                 return
             log.info(
@@ -205,15 +264,8 @@ class DeliveryWorker:
         error = result.error or "the channel refused the message"
         gave_up = result.permanent or attempts > len(backoff)
         retry_at = None if gave_up else now + backoff[attempts - 1]
-        if not self.store.update_delivery(
-            delivery.id,
-            DeliveryStatus.FAILED if gave_up else DeliveryStatus.RETRYING,
-            attempts,
-            retry_at,
-            error,
-            now,
-            self.owner,
-        ):
+        status = DeliveryStatus.FAILED if gave_up else DeliveryStatus.RETRYING
+        if not await self._record(delivery, status, attempts, retry_at, error):
             self._lost_claim(delivery)
             return
         log.warning(
