@@ -5,6 +5,7 @@ is an interruption, never the task's own error."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -59,3 +60,54 @@ def test_sigterm_during_the_last_attempt_is_recorded_and_told(tmp_path: Path, gr
     assert "daemon stopped while the run was in progress" in str(runs[0]["error"])
     told = [t for t in texts if "long" in t]
     assert len(told) == 1, texts  # heard at the stop, not at some later start
+
+
+def test_the_final_drain_sends_past_a_send_the_stop_cut_short(tmp_path: Path) -> None:
+    """The outbox sender is cancelled in the middle of a slow send: its claim on the
+    channel's first message would hold the channel for minutes, and the final drain
+    would send nothing, not even the notices the stop itself made."""
+    from agentcron.clock import SystemClock
+    from agentcron.daemon import Daemon, DaemonOptions
+    from agentcron.model import Message
+    from agentcron.notify.channels import SendResult
+    from agentcron.notify.sender import OutboxSender
+    from agentcron.store.sqlite import SQLiteStore
+
+    sent: list[str] = []
+    slow = asyncio.Event()
+
+    class Channel:
+        async def send(self, message: Message) -> SendResult:
+            if message.title == "first" and not slow.is_set():
+                slow.set()
+                await asyncio.sleep(30)  # a channel that answers slowly
+            sent.append(message.title)
+            return SendResult(ok=True)
+
+    def msg(title: str) -> Message:
+        return Message(
+            title=title, body=title, task="", event="x", incident_kind="x", severity="failure"
+        )
+
+    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"))
+    store = SQLiteStore(tmp_path / "agentcron.db")
+    clock = SystemClock()
+
+    async def scenario() -> None:
+        daemon.store = store
+        daemon.sender = OutboxSender(
+            store, channel_factory=lambda _url: Channel(), clock=clock, owner=daemon.node_id
+        )
+        store.enqueue("k", "json://x/y", msg("first"), clock.now())
+        cut = asyncio.create_task(daemon.sender.drain_once())
+        await asyncio.wait_for(slow.wait(), 30)
+        cut.cancel()  # the supervisor's stop_grace is over
+        await asyncio.gather(cut, return_exceptions=True)
+        store.enqueue("k", "json://x/y", msg("run interrupted by the stop"), clock.now())
+        await daemon._final_drain()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
+    assert sent == ["first", "run interrupted by the stop"]

@@ -524,15 +524,12 @@ class Daemon:
             except Exception:
                 log.exception("stopping the runs failed")
             self._settle_notices()
-        with contextlib.suppress(Exception):
-            if self.options.final_drain > 0 and hasattr(self, "sender"):
-                async with asyncio.timeout(self.options.final_drain):
-                    await self.sender.drain_once()
         if hasattr(self, "delivery"):
             try:  # answers of deliveries under way are recorded before the store closes
                 await self.delivery.settle(max(self.options.final_drain, 1.0))
             except Exception:
                 log.exception("could not settle the deliveries under way")
+        await self._final_drain()
         if self._background:
             await asyncio.wait(list(self._background), timeout=self.options.final_drain)
         if self.api is not None:
@@ -548,6 +545,27 @@ class Daemon:
                 log.exception("could not record this node as stopped")
             self.store.close()
         log.info("agentcron stopped")
+
+    async def _final_drain(self) -> None:
+        """Send what the stop itself produced. A send the stop cancelled left its claim
+        on its channel's first message, which would hold that channel (this drain's
+        messages with it) for minutes: this node's own claims lapse first, and the
+        messages count as possibly sent twice, as any lapsed claim does. What cannot be
+        sent now stays in the outbox for the next start, and the log says so."""
+        if self.options.final_drain <= 0 or not hasattr(self, "sender") or self.store is None:
+            return
+        try:
+            owners = [self.node_id, f"{self.node_id}:watchdog"]
+            if self.store.release_claims(owners, self.clock.now()):
+                log.info("the sends this stop cut short are tried again now")
+            async with asyncio.timeout(self.options.final_drain):
+                await self.sender.drain_once()
+        except Exception as exc:
+            log.warning(
+                "not every message could be sent before the stop (%s); they stay queued "
+                "and are sent when agentcron starts again",
+                exc or type(exc).__name__,
+            )
 
     def _settle_notices(self) -> None:
         """What the notifier still gathers (missed runs, providers' news, ends it could
