@@ -332,3 +332,28 @@ def test_a_start_that_fails_midway_records_its_node_stopped(
         assert node.node_id == daemon.node_id and node.stopped_at is not None
     finally:
         store.close()
+
+
+def test_a_node_whose_row_went_missing_registers_again_at_its_heartbeat(tmp_path: Path) -> None:
+    """Pruned as silent while its machine slept, or deleted by hand: without its row
+    the daemon looks stopped to `health`, the API and the dashboard."""
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(GOOD)
+    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False))
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            store = daemon.store
+            assert store is not None
+            daemon.restart_needed = ["api"]
+            with store._tx() as db:  # type: ignore[attr-defined]
+                db.execute("DELETE FROM nodes")
+            await daemon._beat()
+            (node,) = store.nodes()
+            assert node.node_id == daemon.node_id and node.stopped_at is None
+            assert node.config_note is not None and "`api:`" in node.config_note
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())

@@ -797,7 +797,8 @@ def test_nodes_register_heartbeat_and_stop(store: SQLStore) -> None:
     store.register_node(NodeInfo("a", "host-a", 11, "/home/a", T0, T0))
     store.register_node(NodeInfo("b", "host-b", 22, "/home/b", T0, T0 + MIN))
     assert [n.node_id for n in store.nodes()] == ["b", "a"]  # freshest heartbeat first
-    store.heartbeat("a", T0 + 2 * MIN)
+    assert store.heartbeat("a", T0 + 2 * MIN) is True
+    assert store.heartbeat("gone", T0 + 2 * MIN) is False  # no row: it must register
     store.stop_node("b", T0 + 3 * MIN)
     a, b = sorted(store.nodes(), key=lambda n: n.node_id)
     assert a == NodeInfo("a", "host-a", 11, "/home/a", T0, T0 + 2 * MIN, None)

@@ -177,6 +177,7 @@ class Daemon:
         owners = [*dead, *(f"{n}:watchdog" for n in dead)]
         if dead and store.release_claims(owners, now):
             log.warning("took over the unsent messages and deliveries of %s", ", ".join(dead))
+        self._started_at = now
         store.register_node(
             NodeInfo(self.node_id, hostname(), os.getpid(), str(self.options.home), now, now)
         )
@@ -587,17 +588,30 @@ class Daemon:
 
     # ---- duties ------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
-        assert self.store is not None
+        """Keep this node's row fresh. A heartbeat failing on its own (the database
+        not known to be away) for ESCALATE_AFTER is handed to the supervisor, which
+        tells the owner: without it, `health` soon says no daemon runs."""
         faults = FaultLog(log, "recording the node heartbeat")
         while not self.stop_event.is_set():
-            try:
-                if not self._database_away():
-                    self.store.heartbeat(self.node_id, self.clock.now())
-            except Exception as exc:
-                faults.failed(exc)
-            else:
-                faults.ok()
+            await faults.run_pass(self._beat, self._database_away)
             await self._sleep_beats(self.options.heartbeat_interval)
+
+    async def _beat(self) -> None:
+        assert self.store is not None
+        now = self.clock.now()
+        if self.store.heartbeat(self.node_id, now):
+            return
+        # the row is gone: removed by hand, or pruned as silent while this machine
+        # slept for days; without it this daemon looks stopped to every reader
+        log.warning("this node's row was missing from the database; registering it again")
+        self.store.register_node(
+            NodeInfo(
+                self.node_id, hostname(), os.getpid(), str(self.options.home), self._started_at, now
+            )
+        )
+        self._write_config_note()
+
+    _started_at: datetime
 
     async def _pulse_loop(self) -> None:
         """The dead man's switch: "alive" only while ticks complete, ``/fail`` with the

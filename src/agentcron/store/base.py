@@ -321,7 +321,9 @@ class NodeStore(Protocol):
 
     def register_node(self, node: NodeInfo) -> None: ...
 
-    def heartbeat(self, node_id: str, now: datetime) -> None: ...
+    def heartbeat(self, node_id: str, now: datetime) -> bool:
+        """Refresh the node's heartbeat; False when it has no row (it must register)."""
+        ...
 
     def stop_node(self, node_id: str, now: datetime) -> None:
         """Mark the node stopped (its config note goes with it)."""

@@ -1104,9 +1104,12 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 ),
             )
 
-    def heartbeat(self, node_id: str, now: datetime) -> None:
+    def heartbeat(self, node_id: str, now: datetime) -> bool:
         with self._tx() as db:
-            db.execute("UPDATE nodes SET heartbeat_at = ? WHERE node_id = ?", (ts(now), node_id))
+            cur = db.execute(
+                "UPDATE nodes SET heartbeat_at = ? WHERE node_id = ?", (ts(now), node_id)
+            )
+            return bool(cur.rowcount)
 
     def stop_node(self, node_id: str, now: datetime) -> None:
         with self._tx() as db:
