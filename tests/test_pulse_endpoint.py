@@ -318,3 +318,37 @@ def test_without_a_database_the_record_is_kept_in_memory(clock: FakeClock) -> No
     assert result is not None and result.permanent
     assert monitor.state is not None and monitor.state.failures == 1
     assert "variable HC_KEY is not set" in told[0].body
+
+
+def test_a_record_that_could_not_be_written_is_not_replaced_by_the_older_stored_one(
+    sqlite_store: Store, clock: FakeClock, server: ScriptedServer
+) -> None:
+    """The 404 is told, then its record cannot be written: the next beat must go on
+    from the record in memory (told) rather than the stored one (not told yet), or
+    the same failure is told twice."""
+    url = server.url("/ping/wrong-id")
+    server.add(*[Response(404, body="not found")] * 3)
+    told: list[Message] = []
+    monitor = _monitor(sqlite_store, clock, told)
+    set_meta = sqlite_store.set_meta
+    refused: list[str] = []
+
+    def flaky(key: str, value: str) -> None:
+        if not refused:
+            refused.append(key)
+            raise OSError("disk I/O error")
+        set_meta(key, value)
+
+    async def scenario() -> None:
+        await monitor.beat(url)  # told at once; its record is refused
+        clock.advance(timedelta(minutes=1))
+        await monitor.beat(url)  # written now
+        clock.advance(timedelta(minutes=1))
+        await monitor.beat(url)
+
+    sqlite_store.set_meta = flaky  # type: ignore[method-assign]
+    asyncio.run(scenario())
+    assert refused == [META_KEY]
+    assert [m.title for m in told] == ["agentcron: heartbeat_url refused"]
+    status = endpoint_status(sqlite_store)
+    assert status is not None and status["failures"] == 3

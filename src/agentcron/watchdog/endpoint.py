@@ -256,6 +256,7 @@ class HeartbeatMonitor:
         self.hold = hold
         self.state: EndpointState | None = None
         self._loaded = False
+        self._unwritten = False  # the record in memory is newer than the stored one
 
     async def beat(self, url: str | None, trouble: str | None = None) -> PingResult | None:
         """One pulse: "alive" when ``trouble`` is None, else ``/fail`` with the reason.
@@ -299,8 +300,10 @@ class HeartbeatMonitor:
             self._write("")
 
     def _current(self) -> EndpointState | None:
-        """The record as stored (another node may have advanced it), else in memory."""
-        if self.store is not None and not self.hold():
+        """The record as stored (another node may have advanced it), else in memory;
+        in memory while it could not be written (the stored one is older: read, it
+        would forget what was told since and tell it again)."""
+        if self.store is not None and not self.hold() and not self._unwritten:
             try:
                 self._loaded = True
                 return load_state(self.store)
@@ -309,9 +312,14 @@ class HeartbeatMonitor:
         return self.state
 
     def _write(self, text: str) -> None:
-        if self.store is None or self.hold():
+        if self.store is None:
+            return
+        if self.hold():
+            self._unwritten = True
             return
         try:
             self.store.set_meta(META_KEY, text)
+            self._unwritten = False
         except Exception as exc:  # the database is away: kept in memory, written next beat
+            self._unwritten = True
             log.warning("could not record the heartbeat_url's health: %s", redact(str(exc)))
