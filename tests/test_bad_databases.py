@@ -375,3 +375,31 @@ def test_malformed_json_in_one_row_is_not_a_damaged_database(tmp_path: Path) -> 
         assert "damaged" not in str(caught.value)
     finally:
         store.close()
+
+
+def test_a_database_missing_under_a_running_daemon_is_not_created_by_a_read(
+    tmp_path: Path,
+) -> None:
+    """Moved aside (or deleted) while a daemon runs: `health`, `list` and `doctor` must
+    not make a new empty file there (it would show no tasks and no runs as if all were
+    well, and closing it deletes the write-ahead log the daemon still writes to)."""
+    from agentcron.instance_lock import InstanceLock
+
+    home = tmp_path / "home"
+    home.mkdir()
+    lock = InstanceLock(home)  # what a running daemon holds
+    lock.acquire()
+    try:
+        for args in (["list"], ["health"], ["runs"]):
+            result = CliRunner().invoke(app, ["--home", str(home), *args])
+            assert result.exit_code != 0, result.output
+            assert "is missing, but a daemon (pid" in result.output, result.output
+            assert "Nothing was created" in result.output
+        report = CliRunner().invoke(app, ["--home", str(home), "doctor", "--json"])
+        assert "is missing, but a daemon" in report.output
+        assert not (home / "agentcron.db").exists()
+    finally:
+        lock.release()
+    # no daemon: a first command makes the home's database as before
+    assert CliRunner().invoke(app, ["--home", str(home), "list"]).exit_code == 0
+    assert (home / "agentcron.db").exists()

@@ -319,3 +319,40 @@ def test_a_failed_checkpoint_thread_is_told_and_started_afresh(
         told = _said(sink, "database upkeep failed")
     assert len(told) == 1 and "WAL checkpoint thread stopped" in told[0], told
     assert "disk I/O error" in told[0]
+
+
+@pytest.mark.slow
+def test_a_database_file_moved_under_the_daemon_is_told_and_so_is_its_return(
+    tmp_path: Path,
+) -> None:
+    from agentcron.daemon import Daemon, DaemonOptions
+    from e2e_webhook import WebhookReceiver
+    from harness import until
+
+    with WebhookReceiver() as hook:
+        config = tmp_path / "agentcron.yaml"
+        config.write_text(
+            f'notify: ["{hook.url}"]\ntasks:\n  a:\n    every: 1h\n    command: [echo, a]\n'
+        )
+        home = tmp_path / "home"
+        daemon = Daemon(DaemonOptions(config_path=config, home=home, watchdog_interval=0.2))
+
+        def told(word: str) -> list[str]:
+            return [m.get("message", "") for m in hook.messages() if word in str(m)]
+
+        async def scenario() -> None:
+            main = asyncio.create_task(daemon.run())
+            try:
+                await until(lambda: daemon.store is not None and daemon.engine is not None, 30)
+                db = home / "agentcron.db"
+                db.rename(home / "aside.db")
+                await until(lambda: len(told("was moved or deleted")) == 1, timeout=30)
+                (home / "aside.db").rename(db)
+                await until(lambda: len(told("is back at its path")) == 1, timeout=30)
+            finally:
+                daemon.stop_event.set()
+                await asyncio.wait_for(main, 30)
+
+        asyncio.run(scenario())
+        (gone,) = told("was moved or deleted")
+    assert "its database file" in gone and "Put the file back" in gone

@@ -169,7 +169,7 @@ class Daemon:
             api = api_settings(self.config.api, self.options.api_listen)
             if api is not None:
                 resolve_token(api)
-        store = self.store = open_store(self.options.db_url, self.options.home)
+        store = self.store = open_store(self.options.db_url, self.options.home, daemon=True)
         store.start_background_work()
         now = self.clock.now()
         dead = self._dead_predecessors(store)
@@ -653,7 +653,33 @@ class Daemon:
             if fault is not None:
                 self.store.start_background_work()
                 raise RuntimeError(f"its WAL checkpoint thread stopped ({fault})")
+            self._check_database_file()
             await self._sleep_beats(max(1.0, self.options.watchdog_interval))
+
+    _file_fault: str | None = None
+
+    def _check_database_file(self) -> None:
+        """A database file moved, deleted or replaced under the daemon: it goes on
+        writing the file it opened, which no reader of the path sees (`health` and
+        the dashboard show another database, or none), and a deleted one is lost at
+        its stop. Told once when it happens, and once when the file is back."""
+        assert self.store is not None
+        fault = self.store.file_fault()
+        if fault == self._file_fault:
+            return
+        before, self._file_fault = self._file_fault, fault
+        if fault is not None:
+            text = (
+                f"✖ agentcron on {self._where()}: {fault}. Put the file back where it was, "
+                "or stop the daemon and start it again (on a deleted file, what it recorded "
+                "since is lost)."
+            )
+            log.error("%s", text)
+            self._tell_soon(daemon_message("its database file is gone", text, "database"))
+        elif before is not None:
+            text = f"✔ agentcron on {self._where()}: its database file is back at its path."
+            log.warning("%s", text)
+            self._tell_soon(daemon_message("its database file is back", text, "database", ok=True))
 
     async def _retention_loop(self) -> None:
         assert self.store is not None

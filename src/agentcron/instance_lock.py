@@ -157,6 +157,27 @@ def _parse(path: Path) -> Holder:
     )
 
 
+def running_daemon(home: Path) -> Holder | None:
+    """Who holds the home's daemon lock, when a live process does (asked without
+    taking it: a shared, non-blocking try on a descriptor of our own)."""
+    path = home / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: no daemon has run on this home
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _parse(path)
+        except OSError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def daemon_lock(home: Path, db_url: str | None) -> Iterator[InstanceLock | None]:
     """Hold the home's daemon lock for the life of a daemon when its database is

@@ -73,10 +73,17 @@ def parse_db_url(db_url: str | None, home: Path) -> DatabaseTarget:
     )
 
 
-def open_store(db_url: str | None, home: Path) -> Store:
+def open_store(db_url: str | None, home: Path, *, daemon: bool = False) -> Store:
     """Open the store named by ``--db`` (default: SQLite in the home, whose folder is
-    created when missing; for a path the user gave, a missing folder is an error)."""
+    created when missing; for a path the user gave, a missing folder is an error).
+
+    A SQLite file that is missing while another process runs a daemon on this home is
+    refused (``daemon``: the caller is that daemon): the file was moved or deleted
+    under it, and a new empty one would hide its data and, when closed, delete the
+    write-ahead log the daemon still writes to."""
     target = parse_db_url(db_url, home)
+    if target.kind == "sqlite" and not daemon:
+        _refuse_missing_under_daemon(target.path, home)
     if target.kind == "postgresql":
         try:
             from agentcron.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
@@ -90,6 +97,23 @@ def open_store(db_url: str | None, home: Path) -> Store:
 
     assert target.path is not None
     return SQLiteStore(target.path, create_folder=target.default)
+
+
+def _refuse_missing_under_daemon(path: Path | None, home: Path) -> None:
+    if path is None or str(path) == ":memory:" or path.exists():
+        return
+    from agentcron.instance_lock import running_daemon
+
+    holder = running_daemon(home)
+    if holder is None:
+        return
+    who = f"pid {holder.pid}" if holder.pid is not None else "a process"
+    raise StoreError(
+        f"the database {path} is missing, but a daemon ({who}) is running on the home "
+        f"{home}: the file was moved or deleted while it runs. Nothing was created (a new "
+        "empty file would hide the daemon's data). Put the file back, or stop the daemon "
+        "and start it again."
+    )
 
 
 def check_database(db_url: str | None, home: Path) -> None:

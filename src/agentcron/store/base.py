@@ -73,6 +73,11 @@ class StoreLifecycle(Protocol):
         caller's writes), or None while it works."""
         ...
 
+    def file_fault(self) -> str | None:
+        """What became of the database file since it was opened, when it is no longer
+        at its path (moved, deleted, replaced), or None (always None on a server)."""
+        ...
+
 
 class TaskStore(Protocol):
     """Tasks and when they are next due: what the config and the API write, what the

@@ -275,6 +275,9 @@ class PostgresStore(SQLStore):
     def background_fault(self) -> str | None:
         return None
 
+    def file_fault(self) -> str | None:
+        return None
+
     def describe(self) -> str:
         where = redact_dsn(self.dsn)
         return f"{where} (schema {self.schema})" if self.schema else where

@@ -16,6 +16,7 @@ it into one :class:`StoreError` that names the file and the way out.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,11 @@ class SQLiteStore(SQLStore):
             )
         except sqlite3.Error as exc:
             raise _cannot_open(self.path, exc) from None
+        self._file_id: tuple[int, int] | None = None
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            with contextlib.suppress(OSError):
+                st = os.stat(self.path)
+                self._file_id = (st.st_dev, st.st_ino)
         try:
             self._db.execute("PRAGMA busy_timeout = 30000")
             if self.path != ":memory:":
@@ -162,6 +168,30 @@ class SQLiteStore(SQLStore):
     def background_fault(self) -> str | None:
         checkpointer = self._checkpointer
         return checkpointer.fault if checkpointer is not None else None
+
+    def file_fault(self) -> str | None:
+        """The file this store writes is told apart from what its path now names by
+        device and inode: a file moved or deleted under a daemon keeps taking its
+        writes (into a moved file, or into a deleted one lost at the daemon's exit)."""
+        if self._file_id is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return (
+                f"its database file {self.path} was moved or deleted while it runs; "
+                "what it records goes into that file wherever it is now, and is lost "
+                "when the daemon stops if the file was deleted"
+            )
+        except OSError:
+            return None  # cannot look (a permission, a vanished mount): no claim made
+        if (st.st_dev, st.st_ino) != self._file_id:
+            return (
+                f"its database file {self.path} was replaced by another file while it "
+                "runs; the daemon goes on writing the file it opened, which readers of "
+                f"{self.path} no longer see"
+            )
+        return None
 
     def _checkpoint_on_commit(self, on: bool) -> None:
         pages = DEFAULT_PAGES if on else 0
