@@ -22,7 +22,13 @@ class DaemonProc:
         self.home = folder / "home"
         self.config = folder / "agentcron.yaml"
         self.config.write_text(config_text)
-        self.env = {**os.environ, "AGENTCRON_HOME": str(self.home), **(extra_env or {})}
+        self.env = {
+            **os.environ,
+            "AGENTCRON_HOME": str(self.home),
+            # an outage's end is told after 30 s of working ticks; tests wait 1 s
+            "AGENTCRON_RECOVERY_HOLD": "1",
+            **(extra_env or {}),
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = folder / "daemon.log"
 

@@ -40,8 +40,8 @@ def _daemon(tmp_path: Path, sink: Sink, monkeypatch: Any, **options: Any) -> Dae
     config.write_text(f'notify: ["{sink.url("/owner")}"]\n' + TASKS)
     holder: dict[str, FaultyStore] = {}
 
-    def faulty_open(db_url: str | None, home: Path) -> Any:
-        holder["store"] = FaultyStore(open_store(db_url, home))
+    def faulty_open(db_url: str | None, home: Path, **kwargs: Any) -> Any:
+        holder["store"] = FaultyStore(open_store(db_url, home, **kwargs))
         return holder["store"]
 
     monkeypatch.setattr(daemon_module, "open_store", faulty_open)
@@ -50,6 +50,7 @@ def _daemon(tmp_path: Path, sink: Sink, monkeypatch: Any, **options: Any) -> Dae
         "home": tmp_path / "home",
         "shutdown_grace": 2.0,
         "outage_notice_after": 0.5,
+        "recovery_hold": 0.5,
         "final_drain": 2.0,
         "tune_gc": False,
     }

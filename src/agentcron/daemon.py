@@ -85,6 +85,7 @@ class DaemonOptions:
     stall_after: float = LOOP_STALL
     final_drain: float = 5.0  # seconds to send what the stop itself produced
     outage_notice_after: float = 10.0  # seconds of failing ticks before the owner is told
+    recovery_hold: float = 30.0  # seconds working (and a write) before its end is told
     api_listen: tuple[str, int] | None = None  # `run --api HOST:PORT`: serve the API there
 
 
@@ -219,11 +220,12 @@ class Daemon:
                 lease=_seconds(self.options.lease_seconds),
                 dead_owners=tuple(dead),
                 outage_notice_after=_seconds(self.options.outage_notice_after),
+                recovery_hold=_seconds(self.options.recovery_hold),
             ),
             self.registry,
         )
         self._wire_duties(store)
-        self.engine.housekeeping.append(TickRecorder(store, self.node_id))
+        self.engine.after_pass.append(TickRecorder(store, self.node_id))
         self.api = self._build_api()
         self.engine.listeners.extend(self.options.extra_listeners)
         self.engine.listeners.append(_log_finished)

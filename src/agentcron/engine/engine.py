@@ -63,6 +63,7 @@ LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and th
 # How much longer than its lease a run held on another machine is left to that machine
 # (see Engine._owners_elsewhere); the lease itself is added, so the wait is 2 leases.
 ELSEWHERE_GRACE_LEASES = 1.0
+PROBE_KEY = "outage_probe"  # the meta row that write goes to
 FINISH_GRACE = 5.0  # seconds a stop waits for ended runs' records, past its own grace
 COALESCE = 0.005  # seconds a pass waits past the next fire, to take those just after it
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
@@ -79,6 +80,7 @@ class EngineSettings:
     poll_interval: float = 1.0
     dead_owners: tuple[str, ...] = ()
     outage_notice_after: timedelta = health.NOTICE_AFTER  # failing this long is told
+    recovery_hold: timedelta = timedelta(seconds=30)  # working this long ends it (told)
 
 
 @dataclass
@@ -141,6 +143,12 @@ class Engine:
         self.slot_listeners: list[Callable[[TaskSpec, Slot], None]] = []
         # called every recover interval with the time (reminders of open incidents)
         self.housekeeping: list[Callable[[datetime], None]] = []
+        # called after every pass whose tick worked, the first after an outage too
+        # (the record of the last tick: `health` must see ticks as soon as they work)
+        self.after_pass: list[Callable[[datetime], None]] = []
+        # an announced outage that ended, its "available again" held (recovery_hold):
+        # (the outage, when ticks worked again, the first tick's report)
+        self._healing: tuple[Outage, datetime, TickReport] | None = None
         # told of a slot that has waited longer than its period for a free worker
         # (the task, the slot, how long, and what holds the workers)
         self.starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]] = []
@@ -370,14 +378,53 @@ class Engine:
         outage, self.health.outage = self.health.outage, None
         if outage is not None:
             self._recovered(outage, report)
+        now = self.clock.now()
+        for duty in self.after_pass:
+            try:
+                duty(now)
+            except Exception:
+                log.exception("after-pass duty %s failed", getattr(duty, "__name__", duty))
+        if self._healing is not None:
+            return min(delay, self._heal())
         return delay
+
+    def _heal(self) -> float:
+        """Tell an announced outage's end once the database has worked for
+        ``recovery_hold`` (30 s), including a write (a full disk lets reads, and an idle
+        tick, through): a database that comes and goes is one outage, not a
+        message each way. Returns the seconds until the hold is over."""
+        assert self._healing is not None
+        outage, back_at, report = self._healing
+        now = self.clock.now()
+        left = (back_at + self.settings.recovery_hold - now).total_seconds()
+        if left > 0:
+            return left
+        try:
+            self.store.set_meta(PROBE_KEY, now.isoformat())
+        except Exception as exc:  # not back after all: the same outage goes on
+            return self._tick_failed(exc)
+        self._healing = None
+        self._tell_recovered(outage, back_at, report)
+        return self.settings.poll_interval
+
+    def _tell_recovered(self, outage: Outage, back_at: datetime, report: TickReport) -> None:
+        for listener in self.on_recovery:
+            try:
+                listener(outage, back_at, report)
+            except Exception:
+                log.exception("recovery listener failed")
 
     def _tick_failed(self, exc: Exception) -> float:
         now = self.clock.now()
         self._ahead = None  # made before the fault: the first tick after it plans afresh
+        previous = self.health.outage
+        if previous is None and self._healing is not None:
+            # back for less than recovery_hold: the outage the owner was told of goes
+            # on (its start, its notice), with no "available again" for the gap
+            previous, self._healing = self._healing[0], None
         # An outage begins when the first failing pass began: a call that waited out
         # a busy timeout before failing was already meeting the fault.
-        outage = health.after_failure(self.health.outage, exc, self._pass_began)
+        outage = health.after_failure(previous, exc, self._pass_began)
         if health.should_log(outage, now):
             if outage.failures == 1:
                 log.exception("tick failed; trying again with backoff")
@@ -411,19 +458,17 @@ class Engine:
             outage.failures,
             outage.since.isoformat(timespec="seconds"),
         )
-        if not outage.announced:
-            return
-        for listener in self.on_recovery:
-            try:
-                listener(outage, now, report)
-            except Exception:
-                log.exception("recovery listener failed")
+        if outage.announced:
+            self._healing = (outage, now, report)  # told when it has held (_heal)
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Let runs finish for ``grace`` seconds, then cancel them: each is recorded as
         interrupted through the same finish path as any other end, and every listener
         hears of every ended run before this returns (the store is closed after)."""
         self.stopping = True
+        if self._healing is not None:  # the database worked until the stop: say so
+            healing, self._healing = self._healing, None
+            self._tell_recovered(*healing)
         try:
             if self._runs:
                 await self.wait_idle(grace)

@@ -1,0 +1,104 @@
+"""An outage is told once, and its end once the database has held for a while.
+
+A full disk lets reads through (an idle tick works) and refuses writes: ticks then
+fail and work in turn. Told as it happened, the owner got "✖ cannot use its database",
+"✔ available again", "✖ cannot use its database" ... every few seconds, all but the
+last "✔" false. The end is told once ticks have worked for ``recovery_hold`` and a
+write has been taken; a failure before that goes on with the outage already told."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from agentcron.clock import FakeClock
+from agentcron.engine.engine import PROBE_KEY
+from agentcron.store.sqlite import SQLiteStore
+from faulty_store import FaultyStore
+from harness import Harness
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def full() -> Exception:
+    return sqlite3.OperationalError("database or disk is full")
+
+
+class Rig:
+    def __init__(self, tmp_path: Path) -> None:
+        self.clock = FakeClock(T0)
+        self.store = FaultyStore(SQLiteStore(tmp_path / "agentcron.db"))
+        self.h = Harness(self.store, self.clock, tmp_path)  # type: ignore[arg-type]
+        engine = self.h.engine
+        engine.settings.outage_notice_after = timedelta(seconds=10)
+        engine.settings.recovery_hold = timedelta(seconds=30)
+        self.told: list[str] = []
+        engine.on_outage.append(lambda o: self.told.append(f"down since {o.since:%H:%M:%S}"))
+        engine.on_recovery.append(
+            lambda o, at, _r: self.told.append(f"back at {at:%H:%M:%S} (since {o.since:%H:%M:%S})")
+        )
+
+    def pass_at(self, seconds: float) -> None:
+        self.clock.set(T0 + timedelta(seconds=seconds))
+        asyncio.run(self.h.engine.run_pass())
+
+    def fail(self, *what: str) -> None:
+        self.store.fail(*what or ("next_wakeup",), error=full)
+
+    def heal(self, *what: str) -> None:
+        self.store.clear(*what or ("next_wakeup",))
+
+
+def test_a_database_that_comes_and_goes_is_one_outage_told_once_each_way(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+    rig.fail()
+    for s in (0, 5, 11):
+        rig.pass_at(s)
+    assert rig.told == ["down since 00:00:00"]
+    for up, down in ((15, 25), (30, 40)):  # back for 10 s, gone again: the same outage
+        rig.heal()
+        rig.pass_at(up)
+        rig.pass_at(up + 5)
+        rig.fail()
+        rig.pass_at(down)
+    assert rig.told == ["down since 00:00:00"]
+    rig.heal()
+    rig.pass_at(50)  # back at 00:00:50 ...
+    rig.pass_at(70)
+    assert rig.told == ["down since 00:00:00"]
+    rig.pass_at(81)  # ... held for 30 s, and a write taken: now it is told
+    assert rig.told == ["down since 00:00:00", "back at 00:00:50 (since 00:00:00)"]
+    assert rig.store.get_meta(PROBE_KEY) is not None
+    rig.pass_at(90)
+    assert len(rig.told) == 2
+
+
+def test_reads_that_work_while_writes_fail_do_not_end_the_outage(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.fail()
+    for s in (0, 11):
+        rig.pass_at(s)
+    rig.heal()
+    rig.fail("set_meta")  # an idle tick reads only: the write at the hold's end fails
+    for s in (20, 40, 51, 60):
+        rig.pass_at(s)
+    assert rig.told == ["down since 00:00:00"]  # the write at 51 failed: not back
+    rig.heal("set_meta")
+    rig.pass_at(61)
+    rig.pass_at(95)  # held since 60, and the write taken
+    assert rig.told == ["down since 00:00:00", "back at 00:01:00 (since 00:00:00)"]
+
+
+def test_a_stop_during_the_hold_tells_the_end(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.fail()
+    for s in (0, 11):
+        rig.pass_at(s)
+    rig.heal()
+    rig.pass_at(15)
+    asyncio.run(rig.h.engine.shutdown(1))
+    assert rig.told == ["down since 00:00:00", "back at 00:00:15 (since 00:00:00)"]
