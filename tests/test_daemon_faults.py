@@ -357,3 +357,61 @@ def test_a_database_file_moved_under_the_daemon_is_told_and_so_is_its_return(
         asyncio.run(scenario())
         (gone,) = told("was moved or deleted")
     assert "its database file" in gone and "Put the file back" in gone
+
+
+def test_health_and_doctor_say_a_running_daemon_cannot_use_its_database(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The database refuses the daemon: its heartbeat and tick records are old there,
+    and `health` said "no daemon is running; start it" (or "✔ scheduling" in the
+    first half minute) while it runs and waits. The daemon says so beside the database
+    (`daemon.trouble`), and the readers on its machine believe it while it holds the
+    home's lock."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from agentcron.instance_lock import InstanceLock
+    from agentcron.interfaces.cli import app
+
+    home = tmp_path / "home"
+    lock = InstanceLock(home)  # what `agentcron run` holds around this daemon
+    lock.acquire()
+
+    def health() -> dict[str, Any]:
+        done = CliRunner().invoke(app, ["--home", str(home), "health", "--json"])
+        return dict(json.loads(done.stdout))
+
+    try:
+        with Sink() as sink:
+            d = _daemon(tmp_path, sink, monkeypatch, watchdog_interval=0.2)
+
+            async def body() -> None:
+                store = _store(d)
+                assert health()["problem"] is None
+                store.fail("next_wakeup", "heartbeat", "record_tick", error=io_error)
+                await until(lambda: len(_said(sink, "unavailable")) == 1, timeout=30)
+                await until(lambda: health()["problem"] is not None, timeout=30)
+                seen = health()
+                assert seen["scheduling"] is False and seen["alive"] is True
+                assert "is running but cannot use its database since" in seen["problem"]
+                assert "disk I/O error" in seen["problem"]
+                doctor = CliRunner().invoke(
+                    app,
+                    [
+                        "--home",
+                        str(home),
+                        "doctor",
+                        "--config",
+                        str(tmp_path / "agentcron.yaml"),
+                        "--json",
+                    ],
+                )
+                (check,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "daemon"]
+                assert check["status"] == "fail" and "cannot use its database" in check["message"]
+                store.clear()
+                await until(lambda: health()["problem"] is None, timeout=30)
+
+            assert _run(d, body) == 0
+    finally:
+        lock.release()

@@ -49,6 +49,7 @@ from agentcron.service import Defaults, Service
 from agentcron.store import Store, open_store
 from agentcron.supervisor import PartFailure, Supervisor
 from agentcron.ticks import TickRecorder
+from agentcron.trouble import TroubleFile
 from agentcron.watchdog.endpoint import HeartbeatMonitor
 from agentcron.watchdog.pulse import ping_fail_blocking
 from agentcron.watchdog.watchdog import LOOP_STALL, Watchdog
@@ -123,6 +124,7 @@ class Daemon:
         self._background: set[asyncio.Future[Any]] = set()
         self.supervisor: Supervisor | None = None
         self.api: Any = None  # interfaces.api.launch.DaemonApi when the API is served
+        self._trouble_file = TroubleFile(options.home)  # said outside the database
 
     @property
     def beat(self) -> float:
@@ -163,6 +165,7 @@ class Daemon:
         from agentcron.home import secure_home
 
         await asyncio.to_thread(secure_home, self.options.home)  # 0700, before anything is kept
+        self._trouble_file.open()
         if self.config.api.enabled or self.options.api_listen is not None:
             # refused before anything is written: no token off loopback, token_env unset
             from agentcron.interfaces.api.launch import api_settings, resolve_token
@@ -547,6 +550,7 @@ class Daemon:
             except Exception:
                 log.exception("could not record this node as stopped")
             self.store.close()
+        self._trouble_file.close()
         log.info("agentcron stopped")
 
     async def _final_drain(self) -> None:
@@ -656,7 +660,25 @@ class Daemon:
                 self.store.start_background_work()
                 raise RuntimeError(f"its WAL checkpoint thread stopped ({fault})")
             self._check_database_file()
+            self._say_trouble()
             await self._sleep_beats(max(1.0, self.options.watchdog_interval))
+
+    def _say_trouble(self) -> None:
+        """Keep ``daemon.trouble`` saying whether the loop can use its database (an
+        outage once told), for `health` and `doctor` to read while the database cannot
+        hold it (see :mod:`agentcron.trouble`)."""
+        outage = self.engine.health.outage if self.engine is not None else None
+        if outage is None or not outage.announced:
+            self._trouble_file.say(None)
+            return
+        self._trouble_file.say(
+            {
+                "pid": os.getpid(),
+                "since": self._local(outage.since),
+                "error": redact(outage.error),
+                "database": outage.database,
+            }
+        )
 
     _file_fault: str | None = None
 

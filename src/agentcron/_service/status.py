@@ -43,11 +43,19 @@ class StatusMixin(ServiceCore):
         ticks = self.store.last_ticks()
         nodes = []
         alive = False
+        pid, trouble = self._trouble()
         for n in self.store.nodes():
             # A daemon of this home on this machine whose process is gone is dead now,
             # not DAEMON_STALE_AFTER later (the daemon's own restart check is the same).
-            gone = n.host == hostname() and n.home == str(self.home) and not pid_alive(n.pid)
-            stale = n.stopped_at is None and (gone or now - n.heartbeat_at > DAEMON_STALE_AFTER)
+            here = n.host == hostname() and n.home == str(self.home)
+            gone = here and not pid_alive(n.pid)
+            # one that says it cannot use the database cannot beat in it either: alive
+            troubled = trouble is not None and here and n.pid == pid and n.stopped_at is None
+            stale = (
+                n.stopped_at is None
+                and not troubled
+                and (gone or now - n.heartbeat_at > DAEMON_STALE_AFTER)
+            )
             running = n.stopped_at is None and not stale
             alive = alive or running
             tick = ticks.get(n.node_id)
@@ -65,7 +73,26 @@ class StatusMixin(ServiceCore):
                     "config_note": n.config_note if running else None,
                 }
             )
-        return {"alive": alive, "nodes": nodes[:10], "database": self.store.describe()}
+        return {
+            "alive": alive,
+            "nodes": nodes[:10],
+            "database": self.store.describe(),
+            "trouble": trouble,
+        }
+
+    def _trouble(self) -> tuple[int | None, dict[str, Any] | None]:
+        """The home's running daemon (its pid) and the trouble it says it has outside
+        the database (see :mod:`agentcron.trouble`), or None."""
+        from agentcron.instance_lock import running_daemon
+        from agentcron.trouble import read_trouble
+
+        holder = running_daemon(self.home)
+        if holder is None:
+            return None, None
+        trouble = read_trouble(self.home, holder.pid)
+        if trouble is not None:
+            trouble = {**trouble, "words": trouble_words(trouble)}
+        return holder.pid, trouble
 
     def health(self) -> dict[str, Any]:
         """Daemon liveness and last tick, nodes, outbox backlog, channel health: the
@@ -77,7 +104,10 @@ class StatusMixin(ServiceCore):
         last_tick = max(ticks.values(), default=None)
         live_ticks = [t for node, t in ticks.items() if node in live_nodes]
         newest_live = max(live_ticks, default=None)
-        scheduling = newest_live is not None and now - newest_live <= DAEMON_STALE_AFTER
+        trouble = status["trouble"]
+        scheduling = (
+            trouble is None and newest_live is not None and now - newest_live <= DAEMON_STALE_AFTER
+        )
         live = self.store.live_counts()
         oldest = live.outbox_oldest
         return {
@@ -87,7 +117,8 @@ class StatusMixin(ServiceCore):
             "last_tick_age_s": round((now - last_tick).total_seconds(), 1)
             if last_tick is not None
             else None,
-            "problem": _problem(status["alive"], scheduling, last_tick, now),
+            "problem": trouble_words(trouble)
+            or _problem(status["alive"], scheduling, last_tick, now),
             "nodes": status["nodes"],
             "database": status["database"],
             "runs_in_progress": live.running,
@@ -221,6 +252,18 @@ class StatusMixin(ServiceCore):
                 }
             )
         return checks
+
+
+def trouble_words(trouble: dict[str, Any] | None) -> str | None:
+    """The sentence for a daemon that says it cannot use its database (or tick)."""
+    if trouble is None:
+        return None
+    what = "cannot use its database" if trouble.get("database") else "cannot tick"
+    return (
+        f"the daemon (pid {trouble.get('pid', '?')}) is running but {what} since "
+        f"{trouble.get('since', '?')} ({trouble.get('error', 'no reason recorded')}): nothing "
+        "is being scheduled; it goes on by itself once it can"
+    )
 
 
 def _problem(

@@ -57,7 +57,9 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         daemon = svc.daemon_status()
         live = [n for n in daemon["nodes"] if n["state"] == "running"]
         stale = [n for n in daemon["nodes"] if n["state"] == "stale"]
-        if live:
+        if daemon.get("trouble"):
+            checks.append(_check("daemon", "fail", daemon["trouble"]["words"]))
+        elif live:
             checks.append(
                 _check(
                     "daemon",

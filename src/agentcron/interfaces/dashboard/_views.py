@@ -101,6 +101,10 @@ def banner(
     records) is taken at its heartbeat's word.
     """
     nodes = list(status.get("nodes") or [])
+    trouble = status.get("trouble")
+    if trouble:
+        words = str(trouble.get("words") or "")
+        return words[:1].upper() + words[1:] + "."
     if status.get("alive"):
         running = [n for n in nodes if n.get("state") == "running"]
         ticks = [parse_time(n.get("last_tick")) for n in running]

@@ -1,0 +1,79 @@
+"""What a running daemon says of itself outside its database: that it cannot use it.
+
+`agentcron health`, `doctor`, the API and the dashboard read the database to say
+whether anything fires. While the daemon cannot use that database (locked, a full
+disk, a server away) they read there a last tick that is merely old, and a heartbeat
+the daemon could not write: "no daemon is running; start it" while it runs and waits
+for the database. So the daemon also keeps a small file in its home,
+``daemon.trouble``, saying since when and why it cannot use its database, and readers
+on the same machine believe it while the home's daemon lock is held.
+
+A full disk refuses new blocks: the file is made at the daemon's start at its full
+size, and each word is written over it in place, never grown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("agentcron.trouble")
+
+TROUBLE_FILE = "daemon.trouble"
+SIZE = 2048  # bytes, written whole each time (JSON, then spaces)
+
+
+class TroubleFile:
+    """The daemon's side of ``HOME/daemon.trouble``: :meth:`open` at start, :meth:`say`
+    a trouble or None when there is none."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / TROUBLE_FILE
+        self._fd: int | None = None
+        self._said: dict[str, Any] | None = None
+
+    def open(self) -> None:
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            os.pwrite(self._fd, b" " * SIZE, 0)  # its blocks, while the disk has room
+            os.fsync(self._fd)
+        except OSError as exc:  # the database's own notices still say it all
+            log.warning("cannot keep %s (%s); `health` learns of trouble later", self.path, exc)
+            self.close()
+
+    def say(self, trouble: dict[str, Any] | None) -> None:
+        """Write ``trouble`` (``since``, ``error``: what readers show), or that there is
+        none; nothing when it is what was said last."""
+        if self._fd is None or trouble == self._said:
+            return
+        body = json.dumps({"pid": os.getpid(), "trouble": trouble}).encode()[:SIZE]
+        try:
+            os.pwrite(self._fd, body.ljust(SIZE), 0)
+            self._said = trouble
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.path, exc)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.pwrite(fd, b" " * SIZE, 0)  # a stopped daemon has no trouble to tell
+        os.close(fd)
+
+
+def read_trouble(home: Path, pid: int | None) -> dict[str, Any] | None:
+    """The trouble the home's running daemon (``pid``, the lock's holder) says it has,
+    or None: no file, nothing said, or said by another process."""
+    try:
+        data = json.loads((home / TROUBLE_FILE).read_bytes() or b"null")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or pid is None or data.get("pid") != pid:
+        return None
+    trouble = data.get("trouble")
+    return trouble if isinstance(trouble, dict) else None
