@@ -199,3 +199,27 @@ def test_the_cli_module_loads_no_models_nor_the_service_until_a_command_needs_th
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_validate_and_doctor_warn_when_failures_would_reach_no_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(
+        "tasks:\n  a:\n    every: 1h\n    command: [x]\n"
+        "  quiet:\n    every: 1h\n    command: [x]\n    notify: []\n"
+    )
+    runner = CliRunner()
+    answer = json.loads(runner.invoke(app, ["validate", "--json"]).stdout)
+    assert answer["valid"] is True
+    (warning,) = answer["warnings"]
+    assert "failures of 1 task(s) (a) are recorded but told to no one" in warning
+    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    (check,) = [c for c in report["checks"] if c["name"] == "notify"]
+    assert check["status"] == "warn" and "(a)" in check["message"]
+    config.write_text('notify: ["json://127.0.0.1:9/x"]\n' + config.read_text())
+    assert json.loads(runner.invoke(app, ["validate", "--json"]).stdout)["warnings"] == []
+    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    assert not [c for c in report["checks"] if c["name"] == "notify"]

@@ -126,3 +126,33 @@ def test_a_long_task_list_is_plain_aligned_text_with_every_task(
     assert starts == {lines[0].index("schedule")}
     assert all(re.search(r"\(Europe/Berlin\)\s+.*CES?T\s+-\s+ok\s+-\s+file$", r) for r in rows)
     assert "│" not in result.stdout and "\x1b[" not in result.stdout
+
+
+def test_health_shows_a_channel_that_works_again_as_ok_not_its_old_error() -> None:
+    from rich.console import Console
+
+    from agentcron.interfaces import render
+
+    channel = {
+        "channel": "json://127.0.0.1:18804",
+        "ok": True,
+        "last_error": "A Connection error occurred sending JSON notification",
+        "last_ok_at": "2026-06-01T10:00:05+00:00",
+        "pending": 0,
+    }
+    data = {
+        "scheduling": True,
+        "last_tick_age_s": 1.0,
+        "runs_in_progress": 0,
+        "nodes": [],
+        "outbox": {"backlog": 0, "oldest_age_s": None},
+        "open_incidents": 0,
+        "channels": [channel, {**channel, "channel": "json://down", "ok": False}],
+        "database": "sqlite:///x",
+    }
+    console = Console(record=True, width=200)
+    render.health(console, data)
+    text = console.export_text()
+    assert "✔ channel json://127.0.0.1:18804: ok, last sent" in text
+    assert "Connection error" not in text.split("json://down")[0]
+    assert "✖ channel json://down: A Connection error occurred" in text

@@ -234,6 +234,13 @@ class LoadedConfig:
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     budget: Budget | None = None  # every task's together, per day
 
+    def untold(self) -> list[str]:
+        """Tasks whose problems would reach no one: no ``notify:`` of their own and
+        none in the file (a task's explicit ``notify: []`` is a choice, not counted)."""
+        if self.notify:
+            return []
+        return sorted(name for name, spec in self.tasks.items() if spec.notify is None)
+
     def budget_rules(self) -> BudgetRules:
         """The budgets the engine's gate enforces besides each task's own."""
         return BudgetRules(

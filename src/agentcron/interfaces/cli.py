@@ -216,12 +216,18 @@ def validate(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
             )
             raise typer.Exit(1) from None
         fail(f"{path} is invalid:\n{exc}")
+    from agentcron.interfaces.doctor import untold_words
+
+    untold = loaded.untold()
+    warnings = [untold_words(untold)] if untold else []
     if json_out:
-        emit_json({"valid": True, "tasks": sorted(loaded.tasks)})
+        emit_json({"valid": True, "tasks": sorted(loaded.tasks), "warnings": warnings})
     else:
         out.print(
             f"{path} is valid: {len(loaded.tasks)} task(s): {', '.join(sorted(loaded.tasks))}"
         )
+        for warning in warnings:
+            err.print(f"[yellow]warning:[/] {warning}")
 
 
 @app.command()

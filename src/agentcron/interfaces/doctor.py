@@ -18,6 +18,15 @@ def _check(name: str, status: str, message: str) -> dict[str, str]:
     return {"name": name, "status": status, "message": message}
 
 
+def untold_words(untold: list[str]) -> str:
+    names = ", ".join(untold[:5]) + (" …" if len(untold) > 5 else "")
+    return (
+        f"no `notify:` channel: the failures of {len(untold)} task(s) ({names}) are "
+        "recorded but told to no one; add Apprise URLs under `notify:` "
+        "(`agentcron notify test` tries them)"
+    )
+
+
 def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any]:
     from agentcron.config.errors import ConfigError
     from agentcron.config.loader import load_config
@@ -40,6 +49,9 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             checks.append(
                 _check("config", "ok", f"{config_path} is valid ({len(loaded.tasks)} tasks)")
             )
+            untold = loaded.untold()
+            if untold:
+                checks.append(_check("notify", "warn", untold_words(untold)))
         except ConfigError as exc:
             checks.append(_check("config", "fail", f"{config_path} is invalid: {exc}"))
     try:
