@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -293,3 +294,41 @@ def test_read_output_caps_memory_and_says_so(tmp_path: Path) -> None:
     capped = read_output(path, max_bytes=10)
     assert capped.startswith("x" * 10 + "\n[... 90 more bytes in ")
     assert os.path.getsize(path) == 100
+
+
+def test_a_launcher_that_cannot_start_is_agentcrons_problem_not_the_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's user cannot run agentcron's own Python (a venv under another
+    user's 0700 home): the command never ran, and was reported "not executable: sh"."""
+
+    locked = tmp_path / "locked" / "python3"
+    locked.parent.mkdir()
+    locked.write_text("#!/bin/sh\n")
+    locked.chmod(0o644)  # not executable, as an unreadable folder makes it
+    monkeypatch.setattr(sys, "executable", str(locked))
+    result = run(make_ctx(tmp_path, command="echo hi", shell=True))
+    assert result.failure is not None
+    assert result.failure.known_class is ErrorClass.CONFIG_ERROR
+    message = result.failure.message
+    assert message.startswith(f"agentcron could not start its command launcher ({locked}): ")
+    assert "The task's command did not run" in message and "sh" not in message.split(":")[0]
+
+
+def test_a_working_directory_that_cannot_be_entered_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "private"
+    folder.mkdir()
+    real_exec = asyncio.create_subprocess_exec
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied", kwargs["cwd"])
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", refused)
+    result = run(make_ctx(tmp_path, command=["true"], cwd=str(folder)))
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", real_exec)
+    assert result.failure is not None
+    assert result.failure.message == (
+        f"cannot enter the working directory {folder}: Permission denied"
+    )

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,9 +57,14 @@ class CommandAction:
         fd = open_output(ctx.output_file)
         status_r, status_w = os.pipe()  # the launcher's word on an exec that failed
         try:
+            launch = _launcher(argv, ctx, status_w)
+            # what fails to start here is agentcron's launcher, when there is one
+            argv_start = (
+                _launcher_failure(launch[0]) if launch is not argv else _command_failure(argv[0])
+            )
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *_launcher(argv, ctx, status_w),
+                    *launch,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=fd,
                     stderr=fd,
@@ -68,12 +73,14 @@ class CommandAction:
                     start_new_session=True,
                     pass_fds=(status_w,),
                 )
-            except FileNotFoundError:
-                return _spawn_failure(f"command not found: {argv[0]}", 127)
-            except PermissionError:
-                return _spawn_failure(f"command is not executable: {argv[0]}", 126)
-            except OSError as exc:  # e.g. ENOEXEC: a script without a #! line
-                return _spawn_failure(f"cannot execute {argv[0]}: {exc.strerror or exc}", 126)
+            except OSError as exc:
+                if cwd is not None and exc.filename == cwd:  # the working directory's fault
+                    return _spawn_failure(
+                        f"cannot enter the working directory {cwd}: {exc.strerror or exc}",
+                        None,
+                        ErrorClass.CONFIG_ERROR,
+                    )
+                return argv_start(exc)
             finally:
                 os.close(fd)  # the child holds its own copies
                 os.close(status_w)
@@ -214,6 +221,38 @@ def _result_for(returncode: int | None, ctx: ActionContext) -> ActionResult:
             action="command",
         ),
     )
+
+
+def _command_failure(command: str) -> Callable[[OSError], ActionResult]:
+    """The task's own command could not be started (no launcher in between)."""
+
+    def failure(exc: OSError) -> ActionResult:
+        if isinstance(exc, FileNotFoundError):
+            return _spawn_failure(f"command not found: {command}", 127)
+        if isinstance(exc, PermissionError):
+            return _spawn_failure(f"command is not executable: {command}", 126)
+        # e.g. ENOEXEC: a script without a #! line
+        return _spawn_failure(f"cannot execute {command}: {exc.strerror or exc}", 126)
+
+    return failure
+
+
+def _launcher_failure(interpreter: str) -> Callable[[OSError], ActionResult]:
+    """agentcron's launcher (its own Python, which then starts the command) could not
+    be started: the task's command never ran, and is not to blame. Said as agentcron's
+    setup problem (permanent: a retry meets the same interpreter)."""
+
+    def failure(exc: OSError) -> ActionResult:
+        return _spawn_failure(
+            f"agentcron could not start its command launcher ({interpreter}): "
+            f"{exc.strerror or exc}. The task's command did not run; the daemon's user "
+            "must be able to run agentcron's Python (its folder's permissions, a venv "
+            "under another user's home)",
+            None,
+            ErrorClass.CONFIG_ERROR,
+        )
+
+    return failure
 
 
 def _spawn_failure(
