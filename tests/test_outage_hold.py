@@ -102,3 +102,23 @@ def test_a_stop_during_the_hold_tells_the_end(tmp_path: Path) -> None:
     rig.pass_at(15)
     asyncio.run(rig.h.engine.shutdown(1))
     assert rig.told == ["down since 00:00:00", "back at 00:00:15 (since 00:00:00)"]
+
+
+def test_runs_missed_during_an_outage_say_it_was_the_database(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+
+    def ok() -> str:
+        return "fine"
+
+    rig.h.add("beat", ok, every="1m", timezone="UTC", catchup="latest")
+    rig.fail("due_heads", "due_tasks")
+    for s in (0, 30, 150, 290):
+        rig.pass_at(s)
+    rig.heal("due_heads", "due_tasks")
+    rig.pass_at(300)  # 00:05:00: the fires of 00:01 .. 00:04 are recorded missed
+    asyncio.run(rig.h.engine.wait_idle())
+    missed = [s for s in rig.h.slots("beat") if s.status.value == "missed"]
+    assert missed, rig.h.slots("beat")
+    for slot in missed:
+        assert "agentcron could not use its database from 00:00:00" in (slot.reason or "")
+        assert "database or disk is full" in (slot.reason or "")

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -149,6 +150,9 @@ class Engine:
         # an announced outage that ended, its "available again" held (recovery_hold):
         # (the outage, when ticks worked again, the first tick's report)
         self._healing: tuple[Outage, datetime, TickReport] | None = None
+        # the last outages (outage, when ticks worked again): what kept slots from
+        # running, for the reasons of slots recorded missed after them
+        self.past_outages: deque[tuple[Outage, datetime]] = deque(maxlen=20)
         # told of a slot that has waited longer than its period for a free worker
         # (the task, the slot, how long, and what holds the workers)
         self.starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]] = []
@@ -267,12 +271,24 @@ class Engine:
         self._prepare(now)
         return report
 
-    def _stall_words(self, spec: TaskSpec) -> Callable[[datetime], str | None] | None:
+    def _stall_words(self, spec: TaskSpec) -> Callable[[datetime], str | None]:
+        """Why a fire of ``spec`` at a time agentcron ran could not run then: a stalled
+        loop (the watchdog's record) or an outage of the ticks (the database away)."""
         stall_reason = self.stall_reason
-        if stall_reason is None:
-            return None
         zone = spec.zone(self.settings.default_zone)
-        return lambda at: stall_reason(at, zone)
+
+        def words(at: datetime) -> str | None:
+            said = stall_reason(at, zone) if stall_reason is not None else None
+            if said is not None:
+                return said
+            outage = self.outage_covering(at)
+            if outage is None:
+                return None
+            what = "use its database" if outage.database else "tick"
+            since = outage.since.astimezone(zone).strftime("%H:%M:%S")
+            return f"agentcron could not {what} from {since} ({outage.error})"
+
+        return words
 
     def _owners_elsewhere(self) -> set[str]:
         """Node ids of daemons on other machines. Their lapsed runs are taken over only
@@ -450,8 +466,19 @@ class Engine:
             delay = min(delay, max(0.05, due_in))
         return delay
 
+    def outage_covering(self, at: datetime) -> Outage | None:
+        """The outage (going on, or among the last ones) during which ``at`` came due."""
+        current = self.health.outage
+        if current is not None and at >= current.since:
+            return current
+        for outage, ended in reversed(self.past_outages):
+            if outage.since <= at <= ended:
+                return outage
+        return None
+
     def _recovered(self, outage: Outage, report: TickReport) -> None:
         now = self.clock.now()
+        self.past_outages.append((outage, now))
         self._recover_after = now + max(self.settings.lease / 3, RENEWAL_GRACE)
         log.warning(
             "ticks work again after %d failure(s) since %s",
