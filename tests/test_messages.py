@@ -183,3 +183,19 @@ def test_message_round_trips_through_its_stored_form() -> None:
     message = render(notice_for(failure(retry_at=local(10, 2, 7))), BERLIN)
     assert Message.from_dict(message.to_dict()) == message
     assert Message.from_dict({"title": "t", "body": "b", "severity": "bogus"}).severity == "info"
+
+
+def test_a_run_the_stop_interrupted_is_retried_when_agentcron_starts_again() -> None:
+    """Not "Retrying at 08:28:31" (its record's due time), which the stopping daemon
+    will not be there to keep."""
+    from agentcron.model.failure import DAEMON_STOPPED
+
+    event = failure(
+        error_class=ErrorClass.WORKER_LOST,
+        explanation=DAEMON_STOPPED,
+        retry_at=local(10, 2, 1),
+    )
+    assert render(notice_for(event), BERLIN).body == (
+        "⚠ story failed: the daemon stopped while the run was in progress. "
+        "Retrying when agentcron starts again (attempt 2 of 4)."
+    )

@@ -34,6 +34,7 @@ from agentcron.model import (
     SlotStatus,
     TaskSpec,
 )
+from agentcron.model.failure import DAEMON_STOPPED
 from agentcron.redact import redact
 from agentcron.store.base import Store
 
@@ -167,7 +168,7 @@ _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.
 def interrupted_failure(spec: TaskSpec) -> FailureInfo:
     """The attempt did not finish through no fault of its own: the daemon stopped."""
     return FailureInfo(
-        message="the daemon stopped while the run was in progress",
+        message=DAEMON_STOPPED,
         known_class=ErrorClass.WORKER_LOST,
         action=spec.action_kind,
     )

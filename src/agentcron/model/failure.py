@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 from agentcron.model.enums import ErrorClass
 
+# the failure of a run the daemon's stop interrupted: retried when it starts again
+DAEMON_STOPPED = "the daemon stopped while the run was in progress"
+
 
 @dataclass(frozen=True)
 class FailureInfo:

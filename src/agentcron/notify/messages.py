@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from agentcron.durations import format_duration
 from agentcron.model import ErrorClass, Incident, IncidentKind, Message, ProviderState, Severity
 from agentcron.model.budget import BudgetNews
+from agentcron.model.failure import DAEMON_STOPPED
 from agentcron.notify.events import (
     AttemptFailed,
     DeliveryFailed,
@@ -136,10 +137,12 @@ def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
         line = f"✖ {task} gave up after {attempts}: {why}.{_next_run(ev.next_run, ev.at, zone)}"
         return f"✖ {task} gave up", line, "failure"
     if ev.retry_at is not None:
-        plan = (
-            f"Retrying {_at(ev.retry_at, ev.at, zone)} "
-            f"(attempt {ev.attempt + 1} of {ev.max_attempts})."
+        when = (
+            "when agentcron starts again"  # not at the time it was due: the daemon stops
+            if ev.explanation == DAEMON_STOPPED
+            else _at(ev.retry_at, ev.at, zone)
         )
+        plan = f"Retrying {when} (attempt {ev.attempt + 1} of {ev.max_attempts})."
         return f"⚠ {task} failed", f"⚠ {task} failed: {why}. {plan}", "warning"
     line = f"⚠ {task} failed: {why}.{_next_run(ev.next_run, ev.at, zone)}"
     return f"⚠ {task} failed", line, "warning"
