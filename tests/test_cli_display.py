@@ -156,3 +156,17 @@ def test_health_shows_a_channel_that_works_again_as_ok_not_its_old_error() -> No
     assert "✔ channel json://127.0.0.1:18804: ok, last sent" in text
     assert "Connection error" not in text.split("json://down")[0]
     assert "✖ channel json://down: A Connection error occurred" in text
+
+
+def test_the_list_names_the_health_word_before_its_sentence() -> None:
+    from agentcron.interfaces.render import _health_cell
+
+    assert _health_cell("ok", None) == "ok"
+    assert _health_cell("suspicious", "3 successes in a row without output") == (
+        "suspicious: 3 successes in a row without output"
+    )
+    assert _health_cell("retrying", "retrying (attempt 2/3 at 02:07): timeout") == (
+        "retrying (attempt 2/3 at 02:07): timeout"
+    )
+    assert _health_cell("failing", "failing: code_error") == "failing: code_error"
+    assert _health_cell("over_budget", None) == "over_budget"

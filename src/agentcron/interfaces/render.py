@@ -82,6 +82,15 @@ def _zone_label(when: datetime) -> str:
 LARGE_TABLE = 500
 
 
+def _health_cell(word: str, detail: str | None) -> str:
+    """The health word, with the sentence behind it when there is one: ``stuck:
+    running for 25 min`` (a sentence that begins with the word is shown as it is)."""
+    if word == "ok" or not detail:
+        return word
+    said = word.replace("_", " ")
+    return detail if detail.startswith(said) else f"{said}: {detail}"
+
+
 def tasks_table(
     console: Console,
     rows: list[dict[str, Any]],
@@ -101,9 +110,7 @@ def tasks_table(
         cols.insert(5, "budget today")
     lines: list[list[tuple[str, str]]] = []  # per row, each cell's text and style
     for r in rows:
-        health = (
-            r["health_detail"] if r["health"] != "ok" and r.get("health_detail") else r["health"]
-        )
+        health = _health_cell(r["health"], r.get("health_detail"))
         if r["paused"] and r.get("pause_reason"):
             health = f"paused: {r['pause_reason']}"
         elif r["health"] == "over_budget":
