@@ -357,3 +357,39 @@ def test_a_node_whose_row_went_missing_registers_again_at_its_heartbeat(tmp_path
             await daemon.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_a_rejected_config_is_told_and_so_is_its_end(tmp_path: Path) -> None:
+    from e2e_webhook import WebhookReceiver
+
+    with WebhookReceiver() as hook:
+        config = tmp_path / "agentcron.yaml"
+        head = f'notify: ["{hook.url}"]\n'
+        config.write_text(head + GOOD)
+        daemon = Daemon(
+            DaemonOptions(config_path=config, home=tmp_path / "home", reload_interval=0.1)
+        )
+
+        def told() -> list[str]:
+            return [m.get("message", "") for m in hook.messages() if "config" in str(m)]
+
+        async def scenario() -> None:
+            main = asyncio.create_task(daemon.run())
+            try:
+                await until(lambda: daemon.config is not None, timeout=30)
+                config.write_text(head + BROKEN_YAML)
+                await until(lambda: len(told()) == 1, timeout=30)
+                config.write_text(head + NEW)
+                await until(lambda: len(told()) == 2, timeout=30)
+                config.write_text(head + GOOD)  # another valid change: nothing to end
+                await until(lambda: daemon.config is not None and "a" in daemon.config.tasks, 30)
+            finally:
+                daemon.stop_event.set()
+                await asyncio.wait_for(main, 30)
+
+        asyncio.run(scenario())
+        bodies = told()
+    assert len(bodies) == 2, bodies
+    assert bodies[0].startswith("✖ The new") and "is invalid" in bodies[0]
+    assert bodies[1].startswith(f"✔ {config} is valid again and applied"), bodies[1]

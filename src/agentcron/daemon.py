@@ -776,12 +776,14 @@ class Daemon:
             self.rejected_config = str(exc)
             self._write_config_note()
             self._tell_owner_config_rejected(exc)
+            self._rejection_told = True
             self._config_file, self._config_stamp = seen, stamp
             return False
         if self.config is not None and config.digest == self.config.digest:
             if self.rejected_config is not None:  # the file is back to what runs
                 self.rejected_config = None
                 self._write_config_note()
+            self._tell_valid_again(applied=False)
             self._tell_restart_needed()  # one that could not be queued before
             self._config_file, self._config_stamp = seen, stamp
             return False
@@ -817,9 +819,27 @@ class Daemon:
         self.engine.wake()
         if before and not held:
             log.info("config reloaded: %s are as the daemon started with them again", before)
+        self._tell_valid_again(applied=True)
         self._tell_restart_needed()
 
     _restart_told: list[str] = []  # noqa: RUF012 - replaced, never mutated
+    _rejection_told = False  # a "config change rejected" whose end is not told yet
+
+    def _tell_valid_again(self, *, applied: bool) -> None:
+        """The end of a rejected change, told once (as every problem's end is)."""
+        if not self._rejection_told:
+            return
+        what = (
+            "is valid again and applied"
+            if applied
+            else "is valid again: it is the config the daemon runs"
+        )
+        self._tell_owner_of_config(
+            "agentcron: config valid again",
+            f"✔ {self.options.config_path} {what} (on {self._where()}).",
+            "recovery",
+        )
+        self._rejection_told = False
 
     def _tell_restart_needed(self) -> None:
         """Tell the owner of sections waiting for a restart, once per change of them;
