@@ -114,8 +114,38 @@ def test_a_stop_does_not_wait_past_its_bound_for_an_end_the_database_refuses(
         await asyncio.wait_for(h.engine.shutdown(0.01), 30)
         assert not h.engine._runs
 
+        await asyncio.sleep(1.0)  # the finisher's retries are dropped: nothing lands
+        assert h.engine._deps.finisher is not None and h.engine._deps.finisher.backlog == 0
+
     asyncio.run(scenario())
-    assert "the ends of 1 run(s) could not be recorded before the stop" in caplog.text
+    assert "1 run(s) did not end within 0.3s of the stop (1 end(s) still waited" in caplog.text
     store.clear("finish_many")
     (slot,) = store.slots("t", limit=10)
     assert slot.status is SlotStatus.RUNNING  # left to the next start's recovery
+    assert h.finished == []
+
+
+def test_a_stopped_command_gets_its_kill_grace_before_the_stop_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound on records comes after the command's own kill_grace: a command that
+    takes a while to clean up after TERM is not killed early."""
+    import agentcron.engine.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "FINISH_GRACE", 0.3)
+    h, store, clock = rig(tmp_path)
+    done = tmp_path / "cleaned-up"
+    script = f"trap 'sleep 1; touch {done}; exit 0' TERM; sleep 30 & wait"
+
+    async def scenario() -> None:
+        h.add("slow_exit", every="1m", command=script, shell=True, kill_grace="5s", retries=0)
+        clock.advance(timedelta(minutes=1))
+        await h.engine.tick()
+        await until(lambda: h.engine.running == 1, timeout=30)
+        await asyncio.sleep(0.5)  # the shell has set its trap
+        await h.engine.shutdown(0.01)
+
+    asyncio.run(scenario())
+    assert done.exists()  # TERM, then its second of cleaning up, not a KILL at 0.3 s
+    (slot,) = store.slots("slow_exit", limit=10)
+    assert slot.status is not SlotStatus.RUNNING

@@ -493,25 +493,38 @@ class Engine:
         interrupted through the same finish path as any other end, and every listener
         hears of every ended run before this returns (the store is closed after)."""
         self.stopping = True
-        if self._healing is not None:  # the database worked until the stop: say so
+        if self._healing is not None:  # the database worked until the stop: say so,
             healing, self._healing = self._healing, None
-            self._tell_recovered(*healing)
+            try:  # if it takes a write (a full disk lets reads through)
+                self.store.set_meta(PROBE_KEY, self.clock.now().isoformat())
+            except Exception as exc:
+                log.warning("the database refused a write at the stop (%s): still away", exc)
+            else:
+                self._tell_recovered(*healing)
         try:
             if self._runs:
                 await self.wait_idle(grace)
         except TimeoutError:
-            for run in list(self._runs.values()):
-                if not run.finishing:  # one that has ended is only being recorded
-                    run.task.cancel()
+            stopped = [r for r in self._runs.values() if not r.finishing]
+            for run in stopped:  # one that has ended is only being recorded
+                run.task.cancel()
             tasks = [r.task for r in list(self._runs.values())]
-            # a record the database will not take is not waited for past a bound (the
-            # next start recovers the run from its lease and its launcher's marker)
-            _, stuck = await asyncio.wait(tasks, timeout=FINISH_GRACE) if tasks else ((), ())
+            # a stopped command gets its kill_grace to end, then each record FINISH_GRACE;
+            # a record the database will not take is not waited for past that (the next
+            # start recovers the run from its lease and its launcher's marker)
+            ending = max((r.spec.kill_grace.total_seconds() for r in stopped), default=0.0)
+            bound = ending + FINISH_GRACE
+            _, stuck = await asyncio.wait(tasks, timeout=bound) if tasks else ((), ())
             if stuck:
+                finisher = self._deps.finisher
+                # dropped, so that none is written after the stop with no one told
+                dropped = finisher.abandon() if finisher is not None else 0
                 log.error(
-                    "the ends of %d run(s) could not be recorded before the stop (the "
-                    "database refused them); the next start recovers them",
+                    "%d run(s) did not end within %gs of the stop (%d end(s) still waited "
+                    "for the database); the next start recovers them from their leases",
                     len(stuck),
+                    bound,
+                    dropped,
                 )
                 for task in stuck:
                     task.cancel()

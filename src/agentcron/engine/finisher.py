@@ -42,6 +42,7 @@ class Finisher:
         self.failing_since: float | None = None  # monotonic; read by tests and health
         self.failures = 0
         self.last_error: Exception | None = None  # while writes fail: the engine's health
+        self._retry: asyncio.TimerHandle | None = None  # the next try after a failure
 
     @property
     def backlog(self) -> int:
@@ -82,7 +83,18 @@ class Finisher:
         delay = min(RETRY_MAX, self._retry_first * 2 ** min(self.failures - 1, 10))
         if not self._flush_queued:
             self._flush_queued = True
-            asyncio.get_running_loop().call_later(delay, self._flush)
+            self._retry = asyncio.get_running_loop().call_later(delay, self._flush)
+
+    def abandon(self) -> int:
+        """Drop the ends still waiting to be written (a stop that waits no longer):
+        written later, with no one left to hear of them, they would be told to no one.
+        Their runs stay running in the database, for the next start to recover."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        waiting, self._waiting = self._waiting, []
+        self._flush_queued = False
+        return len(waiting)
 
     def _write(
         self, batch: list[tuple[Finish, asyncio.Future[Slot | None]]]
