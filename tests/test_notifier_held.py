@@ -152,3 +152,42 @@ def test_a_stop_writes_what_the_notifier_still_gathers(tmp_path: Path) -> None:
     daemon._settle_notices()  # no time has passed: nothing had settled
     assert any("did not run" in t for t in rig.titles), rig.titles
     assert "⚠ api.x is refusing calls" in rig.titles
+
+
+def test_a_notice_that_always_fails_is_given_up_after_its_tries_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug (not an outage: housekeeping runs only while ticks work) must not be
+    retried for ever with a traceback each time."""
+    from agentcron.notify.notifier import MAX_TRIES
+
+    rig = Rig(tmp_path)
+    rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
+    rig.h.add("bad", boom, every="1m", retries=0)
+    rig.clock.advance(timedelta(minutes=1))
+    rig.store.fail("open_incidents")  # always
+    rig.tick()
+    for _ in range(MAX_TRIES + 2):
+        rig.notifier.retry_held(rig.clock.now())
+    assert not rig.notifier._held and not rig.notifier._told_end
+    assert caplog.text.count("Traceback") == 1  # the first try's; then one line each
+    assert f"gave up telling the end of bad (slot 1, failed) after {MAX_TRIES} tries" in (
+        caplog.text
+    )
+
+
+def test_a_stop_names_each_end_it_could_not_tell(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentcron.daemon import Daemon, DaemonOptions
+
+    rig = Rig(tmp_path)
+    rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
+    rig.h.add("bad", boom, every="1m", retries=0)
+    rig.clock.advance(timedelta(minutes=1))
+    rig.store.fail("open_incidents")
+    rig.tick()
+    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"), clock=rig.clock)
+    daemon.notifier = rig.notifier
+    daemon._settle_notices()
+    assert "stopping without telling the end of bad (slot 1, failed at" in caplog.text

@@ -591,6 +591,16 @@ class Daemon:
                 duty()
             except Exception:
                 log.exception("could not write the notices of %s before stopping", what)
+        for f in notifier.held_ends():  # kept in memory only: said here, once, each
+            log.error(
+                "stopping without telling the end of %s (slot %s, %s at %s): its notice "
+                "could not be written; `agentcron runs %s` shows it",
+                f.spec.name,
+                f.slot.id,
+                f.outcome.slot_status.value,
+                self._local(f.finished_at),
+                f.spec.name,
+            )
 
     # ---- duties ------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:

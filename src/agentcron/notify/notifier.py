@@ -76,6 +76,7 @@ REMIND_SCAN = 10_000
 MISSED_SETTLE = timedelta(seconds=2)
 _NEVER = datetime.min.replace(tzinfo=UTC)
 MAX_HELD = 10_000  # ended runs kept for their notices while the database is away
+MAX_TRIES = 10  # tries of a held end's notice while ticks work (~30 s of housekeeping)
 PROVIDER_SETTLE = timedelta(seconds=1)  # refusals of one provider told together
 _RAN = (SlotStatus.SUCCEEDED, SlotStatus.FAILED)  # a downtime's slots are recorded over a few ticks
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
@@ -104,8 +105,11 @@ class Notifier:
         self._had_output: set[str] = set()  # tasks seen succeeding with output
         self._output_looked_up: set[str] = set()  # tasks whose record was read for that
         self._missed_at: datetime | None = None
-        self._held: list[Finished] = []  # ends whose notices could not be worked out yet
-        self._told_end: dict[str, datetime] = {}  # per task, the newest end worked out
+        # ends whose notices could not be worked out yet, with how often they were tried
+        self._held: list[tuple[Finished, int]] = []
+        self._held_names: set[str] = set()
+        # while ends are held: per task of theirs, the newest end told since
+        self._told_end: dict[str, datetime] = {}
 
     def attach(self, engine: EngineHooks) -> None:
         """Listen to everything the engine reports that the owner may have to hear."""
@@ -359,51 +363,96 @@ class Notifier:
         :meth:`on_finished` one by one. In a burst of thousands of clean runs this is
         the difference between two reads and thousands.
         """
+        self._work_out(batch, 0)
+
+    def _work_out(self, batch: Sequence[Finished], tries: int) -> None:
+        """Tell what ``batch`` changes; ends whose notices fail are held (``tries``: how
+        often they were tried before). The traceback is logged at the first try."""
         try:
             others = self._needing_a_look(batch)
-        except Exception:  # the database away: every end of the batch waits, none is lost
-            log.exception("could not read what %d ended run(s) change; trying again", len(batch))
-            self._hold(batch)
+        except Exception as exc:  # the database away: every end of the batch waits
+            if tries == 0:
+                log.exception(
+                    "could not read what %d ended run(s) change; trying again", len(batch)
+                )
+            else:
+                log.error("still cannot read what %d ended run(s) change: %s", len(batch), exc)
+            self._hold(batch, tries + 1)
             return
         held: list[Finished] = []
         for f in sorted(others, key=lambda f: f.finished_at):
             try:
                 self.on_finished(f)
-            except Exception:  # one run's notice must not cost the others theirs
-                log.exception("could not process the end of %s (slot %s)", f.spec.name, f.slot.id)
+            except Exception as exc:  # one run's notice must not cost the others theirs
+                if tries == 0:
+                    log.exception(
+                        "could not process the end of %s (slot %s)", f.spec.name, f.slot.id
+                    )
+                else:
+                    log.error("still cannot tell the end of %s: %s", f.spec.name, exc)
                 held.append(f)
-        self._hold(held)
-        kept = {id(f) for f in held}
-        told = self._told_end
-        for f in batch:
-            if id(f) not in kept and f.finished_at > told.get(f.spec.name, _NEVER):
-                told[f.spec.name] = f.finished_at
+        self._hold(held, tries + 1)
+        if self._held:  # only while something waits: what a held end is measured against
+            waiting = self._held_names
+            told = self._told_end
+            kept = {id(f) for f in held}
+            for f in batch:
+                name = f.spec.name
+                if name in waiting and id(f) not in kept and f.finished_at > told.get(name, _NEVER):
+                    told[name] = f.finished_at
 
-    def _hold(self, ended: Sequence[Finished]) -> None:
+    def _hold(self, ended: Sequence[Finished], tries: int) -> None:
         """Keep ends whose notices could not be worked out or written, for
         :meth:`retry_held` (bounded: past MAX_HELD the oldest are dropped, and said)."""
         if not ended:
             return
-        self._held += ended
+        self._held += [(f, tries) for f in ended]
+        self._held_names.update(f.spec.name for f in ended)
         if len(self._held) > MAX_HELD:
             dropped = len(self._held) - MAX_HELD
             self._held = self._held[dropped:]
             log.error("%d ended run(s) dropped untold: more than %d wait", dropped, MAX_HELD)
 
     def retry_held(self, now: datetime) -> None:
-        """Housekeeping: work out the held ends again. One whose task has since had a
-        later end told is dropped: told now, an old failure would open an incident
-        that the task's newer success already closed."""
+        """Housekeeping (which runs only while ticks work): work out the held ends
+        again. One whose task has since had a later end told is dropped (told now, an
+        old failure would reopen what a newer success closed); one tried MAX_TRIES
+        times is dropped with an error (a notice that always fails is a bug, not an
+        outage: retried for ever it would fill the log)."""
         if not self._held:
             return
         held, self._held = self._held, []
-        fresh = [f for f in held if self._told_end.get(f.spec.name, _NEVER) <= f.finished_at]
-        if len(fresh) < len(held):
+        self._held_names = set()
+        told = self._told_end
+        by_tries: dict[int, list[Finished]] = {}
+        superseded = 0
+        for f, tries in held:
+            if told.get(f.spec.name, _NEVER) > f.finished_at:
+                superseded += 1
+            elif tries >= MAX_TRIES:
+                log.error(
+                    "gave up telling the end of %s (slot %s, %s) after %d tries; the "
+                    "errors are logged above",
+                    f.spec.name,
+                    f.slot.id,
+                    f.outcome.slot_status.value,
+                    tries,
+                )
+            else:
+                by_tries.setdefault(tries, []).append(f)
+        if superseded:
             log.warning(
                 "%d held run end(s) not told: a later run of the same task was told first",
-                len(held) - len(fresh),
+                superseded,
             )
-        self.on_finished_many(fresh)
+        for tries, batch in sorted(by_tries.items()):
+            self._work_out(batch, tries)
+        if not self._held:
+            self._told_end.clear()
+
+    def held_ends(self) -> list[Finished]:
+        """The ends still waiting for their notices (a stop logs them)."""
+        return [f for f, _ in self._held]
 
     def _needing_a_look(self, batch: Sequence[Finished]) -> list[Finished]:
         """The ends of ``batch`` that may change an incident (see on_finished_many)."""
