@@ -415,3 +415,51 @@ def test_health_and_doctor_say_a_running_daemon_cannot_use_its_database(
             assert _run(d, body) == 0
     finally:
         lock.release()
+
+
+def test_a_heartbeat_that_cannot_be_written_while_ticks_work_is_said_not_fatal(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A full disk lets an idle tick's reads through and refuses the heartbeat. Handed
+    to the supervisor, that ended the daemon after 5 minutes (a restart cannot free a
+    disk); it is said where `health` reads it instead, and the daemon goes on."""
+    import json
+    from datetime import timedelta
+
+    from typer.testing import CliRunner
+
+    from agentcron.instance_lock import InstanceLock
+    from agentcron.interfaces.cli import app
+
+    monkeypatch.setattr(daemon_module, "BEAT_TROUBLE_AFTER", timedelta(seconds=0.5))
+    home = tmp_path / "home"
+    lock = InstanceLock(home)
+    lock.acquire()
+
+    def problem() -> str | None:
+        done = CliRunner().invoke(app, ["--home", str(home), "health", "--json"])
+        return json.loads(done.stdout)["problem"]  # type: ignore[no-any-return]
+
+    try:
+        with Sink() as sink:
+            d = _daemon(
+                tmp_path,
+                sink,
+                monkeypatch,
+                watchdog_interval=0.2,
+                heartbeat_interval=0.1,
+                part_failure_window=600.0,
+            )
+
+            async def body() -> None:
+                store = _store(d)
+                store.fail("heartbeat", error=io_error)
+                await until(lambda: problem() is not None, timeout=30)
+                assert "cannot use its database" in (problem() or "")
+                assert "disk I/O error" in (problem() or "")
+                store.clear()
+                await until(lambda: problem() is None, timeout=30)
+
+            assert _run(d, body) == 0
+    finally:
+        lock.release()

@@ -35,7 +35,7 @@ from agentcron.durations import format_duration
 from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.budgets import BudgetGate
 from agentcron.engine.engine import Engine, EngineSettings, TickReport
-from agentcron.engine.health import Outage
+from agentcron.engine.health import Outage, describe_error
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
 from agentcron.model import DeliveryStatus, Finished, Message, NodeInfo, TaskSpec
@@ -604,13 +604,26 @@ class Daemon:
 
     # ---- duties ------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
-        """Keep this node's row fresh. A heartbeat failing on its own (the database
-        not known to be away) for ESCALATE_AFTER is handed to the supervisor, which
-        tells the owner: without it, `health` soon says no daemon runs."""
+        """Keep this node's row fresh. A heartbeat that fails while ticks work (a full
+        disk lets an idle tick's reads through) is not handed to the supervisor, which
+        would end the daemon for a fault restarting cannot mend: it is logged, and said
+        in ``daemon.trouble`` (see :meth:`_say_trouble`), where `health` reads it."""
         faults = FaultLog(log, "recording the node heartbeat")
         while not self.stop_event.is_set():
-            await faults.run_pass(self._beat, self._database_away)
+            try:
+                if not self._database_away():
+                    await self._beat()
+            except Exception as exc:
+                faults.failed(exc)
+                if self._beat_failing is None:
+                    self._beat_failing = (self.clock.now(), redact(describe_error(exc)))
+            else:
+                faults.ok()
+                self._beat_failing = None
             await self._sleep_beats(self.options.heartbeat_interval)
+
+    # since when, and why, the heartbeat cannot be written (None while it can)
+    _beat_failing: tuple[datetime, str] | None = None
 
     async def _beat(self) -> None:
         assert self.store is not None
@@ -678,16 +691,17 @@ class Daemon:
         outage once told), for `health` and `doctor` to read while the database cannot
         hold it (see :mod:`agentcron.trouble`)."""
         outage = self.engine.health.outage if self.engine is not None else None
-        if outage is None or not outage.announced:
+        if outage is not None and outage.announced:
+            since, error, database = outage.since, redact(outage.error), outage.database
+        elif self._beat_failing is not None and (
+            self.clock.now() - self._beat_failing[0] >= BEAT_TROUBLE_AFTER
+        ):
+            (since, error), database = self._beat_failing, True
+        else:
             self._trouble_file.say(None)
             return
         self._trouble_file.say(
-            {
-                "pid": os.getpid(),
-                "since": self._local(outage.since),
-                "error": redact(outage.error),
-                "database": outage.database,
-            }
+            {"pid": os.getpid(), "since": self._local(since), "error": error, "database": database}
         )
 
     _file_fault: str | None = None
@@ -933,6 +947,10 @@ class Daemon:
         for url in self.config.notify:
             self.store.enqueue(channel_key(url), url, message, now)
         self.sender.wake()
+
+
+# a heartbeat failing this long while ticks work is said in daemon.trouble
+BEAT_TROUBLE_AFTER = timedelta(seconds=15)
 
 
 def held_until_restart(old: LoadedConfig, new: LoadedConfig) -> list[str]:
