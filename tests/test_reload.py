@@ -282,23 +282,23 @@ def test_a_restart_message_that_cannot_be_queued_is_queued_at_the_next_look(
             store = daemon.store
             assert store is not None
             config.write_text(head.replace("8765", "8766") + GOOD)
-            enqueue = store.enqueue
+            save = store.save_incidents
 
             def locked(*args: Any, **kwargs: Any) -> Any:
                 raise sqlite3.OperationalError("database is locked")
 
-            store.enqueue = locked  # type: ignore[method-assign]
+            store.save_incidents = locked  # type: ignore[method-assign]
             with pytest.raises(sqlite3.OperationalError):
                 daemon.reload_if_changed()
             (node,) = [n for n in store.nodes() if n.node_id == daemon.node_id]
             assert node.config_note is not None and "`api:` changed" in node.config_note
             queued: list[str] = []
 
-            def noted(key: str, url: str, message: Any, now: Any) -> int:
-                queued.append(message.title)
-                return enqueue(key, url, message, now)
+            def noted(changed: Any, messages: Any, now: Any) -> Any:
+                queued.extend(m[2].title for m in messages)
+                return save(changed, messages, now)
 
-            store.enqueue = noted  # type: ignore[method-assign]
+            store.save_incidents = noted  # type: ignore[method-assign]
             daemon.reload_if_changed()
             assert queued == ["agentcron: restart to apply the config"]
             daemon.reload_if_changed()  # told once

@@ -766,16 +766,23 @@ class Daemon:
         await sleep_to_beat(on_beat(interval, self.beat), self.stop_event)
 
     async def _reload_loop(self) -> None:
+        # a reload that fails on the database is tried again at each look: logged once
+        # with its cause, then every few minutes, and not tried while it is known away
+        faults = FaultLog(log, "applying the config file")
         while not self.stop_event.is_set():
             await self._sleep_beats(self.options.reload_interval)
             if self.stop_event.is_set():
                 return
+            if self._database_away():
+                continue
             if self._note_unwritten:
                 self._write_config_note()
             try:
                 self.reload_if_changed()
-            except Exception:
-                log.exception("config reload failed")
+            except Exception as exc:
+                faults.failed(exc)
+            else:
+                faults.ok()
 
     def reload_if_changed(self) -> bool:
         """Apply a changed config file; keep the last good one when the new one is invalid.
@@ -943,9 +950,11 @@ class Daemon:
             incident_kind="config",
             severity=severity,
         )
-        now = self.clock.now()
-        for url in self.config.notify:
-            self.store.enqueue(channel_key(url), url, message, now)
+        # every channel's copy in one transaction: a failure queues none, and the
+        # retry at the next look cannot send a copy twice
+        queued = [(channel_key(url), url, message) for url in self.config.notify]
+        if queued:
+            self.store.save_incidents([], queued, self.clock.now())
         self.sender.wake()
 
 
