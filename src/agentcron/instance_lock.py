@@ -158,24 +158,19 @@ def _parse(path: Path) -> Holder:
 
 
 def running_daemon(home: Path) -> Holder | None:
-    """Who holds the home's daemon lock, when a live process does (asked without
-    taking it: a shared, non-blocking try on a descriptor of our own)."""
-    path = home / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None  # no lock file: no daemon has run on this home
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _parse(path)
-        except OSError:
-            return None
-        fcntl.flock(fd, fcntl.LOCK_UN)
+    """Who holds the home's daemon lock, when a live process on this machine does.
+
+    Read from the file, never by trying the lock: a reader holding it even for a
+    moment would make a daemon starting then refuse to start. The holder writes the
+    file after locking and empties it on release; one killed leaves its pid, which is
+    then gone (a pid reused since is the one way this can be wrong, and the
+    trouble file it would make us read must also name that pid)."""
+    holder = _parse(home / LOCK_FILE)
+    if holder.pid is None or (holder.host is not None and holder.host != hostname()):
         return None
-    finally:
-        os.close(fd)
+    from agentcron.home import pid_alive
+
+    return holder if pid_alive(holder.pid) else None
 
 
 @contextmanager
