@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -81,6 +82,7 @@ class DeliveryWorker:
         self._inflight: dict[int, asyncio.Task[None]] = {}
         # seconds between tries of recording an answer the database refused
         self.record_backoff: tuple[float, ...] = RECORD_BACKOFF
+        self._away: Callable[[], bool] = lambda: False  # run_forever's hold
 
     def wake(self) -> None:
         self._wake.set()
@@ -99,6 +101,7 @@ class DeliveryWorker:
         whose time came, lapsed claims and other nodes' deliveries, with a read first:
         the claim, a write, is made only when something waits."""
         woken = True  # the first pass takes over whatever a previous daemon left
+        self._away = hold
         sleeper = Sleeper(stop, self._wake)
         try:
             while not stop.is_set():
@@ -185,13 +188,17 @@ class DeliveryWorker:
         """Record an attempt's answer; False when the claim is no longer ours. A write
         the database refuses is tried again a few times while the claim holds: an
         answer not recorded means the output is sent again when the claim lapses."""
+        # within half the claim, and not while the database is known away (each try
+        # may wait out a busy timeout on the loop): then the claim lapses and the
+        # output is offered again, the one way left
+        give_up = time.monotonic() + self.claim_for.total_seconds() / 2
         for delay in (*self.record_backoff, None):
             try:
                 return self.store.update_delivery(
                     delivery.id, status, attempts, retry_at, error, self.clock.now(), self.owner
                 )
             except Exception as exc:
-                if delay is None:
+                if delay is None or self._away() or time.monotonic() + delay > give_up:
                     raise
                 log.warning(
                     "could not record the delivery of %s to %s (%s); trying again in %gs",
