@@ -109,12 +109,15 @@ class Finisher:
                     "could not record the end of %d run(s); trying again until it is recorded",
                     len(batch),
                 )
-            if len(batch) == 1 or self._write_one(batch[0]):
-                return batch  # the database itself, most likely: all wait for it
-            # The first went in alone: some record of the rest is refused. One at a
+            if len(batch) == 1:
+                return batch
+            first = self._write_one(batch[0])
+            if first and self._write_one(batch[1]):
+                return batch  # two alone refused: the database itself, all wait for it
+            # One went in alone: some record is refused (the first, perhaps). One at a
             # time, so that one does not keep the others out.
-            failed: list[tuple[Finish, asyncio.Future[Slot | None]]] = []
-            for pair in batch[1:]:
+            failed: list[tuple[Finish, asyncio.Future[Slot | None]]] = list(first)
+            for pair in batch[1 if not first else 2 :]:
                 failed += self._write_one(pair)
             return failed
         for (_, future), slot in zip(batch, slots, strict=True):

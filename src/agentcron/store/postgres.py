@@ -61,11 +61,21 @@ class _Conn:
 
     def execute(self, text: str, params: Sequence[Any] = ()) -> Cursor:
         # The protocol declares ``rowcount`` settable; psycopg's is a read-only property.
-        return cast(Cursor, self.raw.execute(_pg_sql(text), params))
+        return cast(Cursor, self.raw.execute(_pg_sql(text), _text_safe(params)))
 
     def executemany(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.raw.cursor() as cur:
-            cur.executemany(_pg_sql(text), rows)
+            cur.executemany(_pg_sql(text), [_text_safe(row) for row in rows])
+
+
+def _text_safe(params: Sequence[Any]) -> Sequence[Any]:
+    """``params`` with NUL characters in text replaced (U+FFFD): PostgreSQL refuses
+    them in text, where SQLite keeps them. A command that prints one (binary output,
+    a crash dump) put it in its error's tail, and that end was then refused on every
+    try, holding the ends of every run behind it as if the database were away."""
+    if not any(type(p) is str and "\x00" in p for p in params):
+        return params
+    return [p.replace("\x00", "\ufffd") if type(p) is str else p for p in params]
 
 
 def redact_dsn(dsn: str) -> str:

@@ -1,0 +1,101 @@
+"""A record the database refuses must not hold up every other run's end.
+
+PostgreSQL refuses NUL in text, which SQLite keeps: a failed command that printed one
+(binary output, a core dump's header) put it in its error's tail, that end was refused
+on every try, and the runs whose ends came with it stayed `running` while the engine
+told the owner the database was away."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentcron.clock import FakeClock
+from agentcron.model import SlotStatus
+from agentcron.store.sql import SQLStore
+from agentcron.store.sqlite import SQLiteStore
+from conftest import require_pg
+from harness import Harness
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
+    if request.param == "sqlite":
+        s: SQLStore = SQLiteStore(tmp_path / "agentcron.db")
+        yield s
+        s.close()
+        return
+    require_pg()
+    from agentcron.store.postgres import PostgresStore
+    from conftest import PG_DSN
+    from pg_util import fresh_schema
+
+    with fresh_schema() as schema:
+        s = PostgresStore(PG_DSN, schema=schema)
+        yield s
+        s.close()
+
+
+def test_a_failure_whose_output_holds_a_nul_is_recorded_with_the_others(
+    store: SQLStore, tmp_path: Path
+) -> None:
+    clock = FakeClock(T0)
+    h = Harness(store, clock, tmp_path / "home")
+
+    async def scenario() -> None:
+        h.add("nul", every="1m", command="printf 'bad\\000thing\\n'; exit 3", shell=True, retries=0)
+        h.add("fine", every="1m", command="echo hi", shell=True)
+        clock.advance(timedelta(minutes=1))
+        await h.tick()
+
+    asyncio.run(scenario())
+    assert [s.status for s in h.slots("fine")] == [SlotStatus.SUCCEEDED]
+    (slot,) = h.slots("nul")
+    assert slot.status is SlotStatus.FAILED
+    assert h.engine._deps.finisher is None or h.engine._deps.finisher.last_error is None
+    assert h.engine.health.outage is None
+    (attempt,) = store.attempts(slot.id)
+    error = attempt.error or ""
+    assert "exited with code 3: bad" in error
+    if not isinstance(store, SQLiteStore):  # PostgreSQL keeps text without NUL
+        assert "bad\ufffdthing" in error
+
+
+def test_a_record_refused_first_in_its_batch_does_not_hold_the_others() -> None:
+    """The first end alone refused, the second alone taken: the first is the one
+    refused (not the database), and the rest are written one at a time."""
+    from agentcron.engine.finisher import Finisher
+    from agentcron.model import AttemptOutcome, Finish, Slot
+
+    written: list[int] = []
+
+    class Store:
+        def finish_many(self, items: list[Finish]) -> list[Slot | None]:
+            if any(item.slot_id == 1 for item in items):
+                raise ValueError("refused")
+            written.extend(item.slot_id for item in items)
+            return [None for _ in items]
+
+    finisher = Finisher(Store(), retry_first=3600)  # type: ignore[arg-type]
+    outcome = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
+
+    async def scenario() -> None:
+        waits = [
+            asyncio.ensure_future(finisher.finish(Finish(i, i, "n", outcome, T0)))
+            for i in (1, 2, 3, 4)
+        ]
+        await asyncio.sleep(0.05)
+        assert [w.done() for w in waits] == [False, True, True, True]
+        assert finisher.backlog == 1
+        finisher.abandon()
+        for w in waits:
+            w.cancel()
+
+    asyncio.run(scenario())
+    assert sorted(written) == [2, 3, 4]
