@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,7 @@ def test_a_held_end_superseded_by_a_later_told_one_is_dropped_and_said(
     rig.tick()
     with caplog.at_level(logging.WARNING):
         rig.notifier.retry_held(rig.clock.now())
-    assert "1 held run end(s) not told: a later run of the same task was told first" in (
-        caplog.text
-    )
+    assert "1 held run end(s) not told: a later run of the same task came first" in caplog.text
     assert rig.store.open_incidents("flaky") == {}
     assert not rig.notifier._held
 
@@ -165,12 +164,12 @@ def test_a_notice_that_always_fails_is_given_up_after_its_tries_and_said(
     rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
     rig.h.add("bad", boom, every="1m", retries=0)
     rig.clock.advance(timedelta(minutes=1))
-    rig.store.fail("open_incidents")  # always
+    rig.store.fail("open_incidents", error=lambda: KeyError("a bug of ours"))  # always
     rig.tick()
     for _ in range(MAX_TRIES + 2):
         rig.notifier.retry_held(rig.clock.now())
     assert not rig.notifier._held and not rig.notifier._told_end
-    assert caplog.text.count("Traceback") == 1  # the first try's; then one line each
+    assert caplog.text.count("Traceback") == 2  # the first try's, the retries' first
     assert f"gave up telling the end of bad (slot 1, failed) after {MAX_TRIES} tries" in (
         caplog.text
     )
@@ -191,3 +190,55 @@ def test_a_stop_names_each_end_it_could_not_tell(
     daemon.notifier = rig.notifier
     daemon._settle_notices()
     assert "stopping without telling the end of bad (slot 1, failed at" in caplog.text
+
+
+def test_a_notice_the_database_refuses_is_not_given_up_however_long_it_lasts(
+    tmp_path: Path,
+) -> None:
+    """A full disk lets ticks' reads through (housekeeping runs) and refuses writes:
+    not a bug to give up on, or the failure would never be told."""
+    from agentcron.notify.notifier import MAX_TRIES
+
+    rig = Rig(tmp_path)
+    rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
+    rig.h.add("bad", boom, every="1m", retries=0)
+    rig.clock.advance(timedelta(minutes=1))
+    rig.store.fail("save_incidents", error=lambda: sqlite3.OperationalError("disk is full"))
+    rig.tick()
+    for _ in range(MAX_TRIES * 2):
+        rig.notifier.retry_held(rig.clock.now())
+    assert len(rig.notifier._held) == 1
+    rig.store.clear("save_incidents")
+    rig.notifier.retry_held(rig.clock.now())
+    assert any(t.startswith("✖ bad failed") for t in rig.titles), rig.titles
+
+
+def test_held_ends_are_told_newest_per_task_so_a_held_success_cannot_hide_a_later_failure(
+    tmp_path: Path,
+) -> None:
+    """A success held longer than a later failure of the same task must not be told
+    after it ("recovered" while it fails); of a task's held ends only the newest is
+    worked out."""
+    rig = Rig(tmp_path)
+    rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
+    flaky = rig.h.add("flaky", boom, every="1m", retries=0)
+    rig.clock.advance(timedelta(minutes=1))
+    rig.tick()  # 00:01 fails: told, incident open
+    assert IncidentKind.FAILURE in rig.store.open_incidents("flaky")
+    rig.h.registry.register_callable(str(flaky.python), ok)
+    rig.store.fail("tasks_with_open_incidents", "open_incidents")
+    rig.clock.advance(timedelta(minutes=1))
+    rig.tick()  # 00:02 succeeds: held
+    rig.notifier.retry_held(rig.clock.now())  # still refused: held again
+    rig.h.registry.register_callable(str(flaky.python), boom)
+    rig.clock.advance(timedelta(minutes=1))
+    rig.tick()  # 00:03 fails: held
+    rig.store.clear("tasks_with_open_incidents", "open_incidents")
+    rig.notifier.retry_held(rig.clock.now())
+    assert [s.status for s in rig.h.slots("flaky")] == [
+        SlotStatus.FAILED,
+        SlotStatus.SUCCEEDED,
+        SlotStatus.FAILED,
+    ]
+    assert IncidentKind.FAILURE in rig.store.open_incidents("flaky")
+    assert not any("recovered" in t or "running again" in t for t in rig.titles), rig.titles

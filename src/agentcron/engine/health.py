@@ -10,9 +10,10 @@ once when it ends. The decisions are pure functions of the recorded times.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from agentcron.store.errors import is_database_error
 
 NOTICE_AFTER = timedelta(seconds=10)  # a blip shorter than this is logged, not told
 BACKOFF_FIRST = 0.5  # seconds between failed ticks, doubling
@@ -30,15 +31,6 @@ class Outage:
     database: bool  # whether the failures come from the database
     announced: bool = False
     logged_at: datetime | None = None
-
-
-def is_database_error(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from the database or its driver (rather than a bug of ours)."""
-    from agentcron.store.errors import StoreError
-
-    if isinstance(exc, StoreError | sqlite3.Error | OSError | TimeoutError):
-        return True
-    return type(exc).__module__.split(".")[0] == "psycopg"
 
 
 def describe_error(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from agentcron.clock import Clock
+from agentcron.faultlog import FaultLog
 from agentcron.model import (
     ErrorClass,
     Finished,
@@ -54,6 +55,7 @@ from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
 from agentcron.policies.provider import COOLING_CLASSES, provider_of
 from agentcron.redact import secret_values_from_env
 from agentcron.store.base import Store
+from agentcron.store.errors import is_database_error
 
 log = logging.getLogger("agentcron.notify")
 
@@ -76,7 +78,7 @@ REMIND_SCAN = 10_000
 MISSED_SETTLE = timedelta(seconds=2)
 _NEVER = datetime.min.replace(tzinfo=UTC)
 MAX_HELD = 10_000  # ended runs kept for their notices while the database is away
-MAX_TRIES = 10  # tries of a held end's notice while ticks work (~30 s of housekeeping)
+MAX_TRIES = 10  # a held end's notice failing for a reason of its own (not the database)
 PROVIDER_SETTLE = timedelta(seconds=1)  # refusals of one provider told together
 _RAN = (SlotStatus.SUCCEEDED, SlotStatus.FAILED)  # a downtime's slots are recorded over a few ticks
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
@@ -110,6 +112,7 @@ class Notifier:
         self._held_names: set[str] = set()
         # while ends are held: per task of theirs, the newest end told since
         self._told_end: dict[str, datetime] = {}
+        self._retry_faults = FaultLog(log, "telling the ends of runs held back")
 
     def attach(self, engine: EngineHooks) -> None:
         """Listen to everything the engine reports that the owner may have to hear."""
@@ -363,51 +366,60 @@ class Notifier:
         :meth:`on_finished` one by one. In a burst of thousands of clean runs this is
         the difference between two reads and thousands.
         """
-        self._work_out(batch, 0)
+        self._work_out(batch)
 
-    def _work_out(self, batch: Sequence[Finished], tries: int) -> None:
-        """Tell what ``batch`` changes; ends whose notices fail are held (``tries``: how
-        often they were tried before). The traceback is logged at the first try."""
+    def _work_out(self, batch: Sequence[Finished], tries: dict[int, int] | None = None) -> None:
+        """Tell what ``batch`` changes; ends whose notices fail are held. ``tries``
+        (by ``id``): how often each held end failed before for a reason of its own;
+        a refusal of the database is not counted (see :meth:`retry_held`). A fresh
+        batch's failure is logged with its traceback, a retry's through a FaultLog."""
+        counts = tries or {}
+
+        def failed(f: Finished, exc: Exception) -> tuple[Finished, int]:
+            n = counts.get(id(f), 0)
+            return f, n if is_database_error(exc) else n + 1
+
         try:
             others = self._needing_a_look(batch)
         except Exception as exc:  # the database away: every end of the batch waits
-            if tries == 0:
+            if tries is None:
                 log.exception(
                     "could not read what %d ended run(s) change; trying again", len(batch)
                 )
             else:
-                log.error("still cannot read what %d ended run(s) change: %s", len(batch), exc)
-            self._hold(batch, tries + 1)
+                self._retry_faults.failed(exc)
+            self._hold([failed(f, exc) for f in batch])
             return
-        held: list[Finished] = []
+        held: list[tuple[Finished, int]] = []
         for f in sorted(others, key=lambda f: f.finished_at):
             try:
                 self.on_finished(f)
             except Exception as exc:  # one run's notice must not cost the others theirs
-                if tries == 0:
+                if tries is None:
                     log.exception(
                         "could not process the end of %s (slot %s)", f.spec.name, f.slot.id
                     )
                 else:
-                    log.error("still cannot tell the end of %s: %s", f.spec.name, exc)
-                held.append(f)
-        self._hold(held, tries + 1)
+                    self._retry_faults.failed(exc)
+                held.append(failed(f, exc))
+        self._hold(held)
         if self._held:  # only while something waits: what a held end is measured against
             waiting = self._held_names
             told = self._told_end
-            kept = {id(f) for f in held}
+            kept = {id(f) for f, _ in held}
             for f in batch:
                 name = f.spec.name
                 if name in waiting and id(f) not in kept and f.finished_at > told.get(name, _NEVER):
                     told[name] = f.finished_at
 
-    def _hold(self, ended: Sequence[Finished], tries: int) -> None:
-        """Keep ends whose notices could not be worked out or written, for
-        :meth:`retry_held` (bounded: past MAX_HELD the oldest are dropped, and said)."""
+    def _hold(self, ended: Sequence[tuple[Finished, int]]) -> None:
+        """Keep ends whose notices could not be worked out or written, with their
+        tries, for :meth:`retry_held` (bounded: past MAX_HELD the oldest are dropped,
+        and said)."""
         if not ended:
             return
-        self._held += [(f, tries) for f in ended]
-        self._held_names.update(f.spec.name for f in ended)
+        self._held += ended
+        self._held_names.update(f.spec.name for f, _ in ended)
         if len(self._held) > MAX_HELD:
             dropped = len(self._held) - MAX_HELD
             self._held = self._held[dropped:]
@@ -415,40 +427,48 @@ class Notifier:
 
     def retry_held(self, now: datetime) -> None:
         """Housekeeping (which runs only while ticks work): work out the held ends
-        again. One whose task has since had a later end told is dropped (told now, an
-        old failure would reopen what a newer success closed); one tried MAX_TRIES
-        times is dropped with an error (a notice that always fails is a bug, not an
-        outage: retried for ever it would fill the log)."""
+        again, in the order they ended. Of a task's ends only the newest is told: an
+        older one told after a newer (held, or told since) would reopen what that one
+        closed, or close what it opened. A refusal of the database is retried for as
+        long as it lasts (notices are not given up for an outage); an end whose notice
+        fails MAX_TRIES times for a reason of its own (a bug) is given up, and said."""
         if not self._held:
             return
         held, self._held = self._held, []
         self._held_names = set()
         told = self._told_end
-        by_tries: dict[int, list[Finished]] = {}
+        newest: dict[str, tuple[Finished, int]] = {}
         superseded = 0
         for f, tries in held:
-            if told.get(f.spec.name, _NEVER) > f.finished_at:
+            name = f.spec.name
+            if told.get(name, _NEVER) > f.finished_at:
                 superseded += 1
             elif tries >= MAX_TRIES:
                 log.error(
                     "gave up telling the end of %s (slot %s, %s) after %d tries; the "
                     "errors are logged above",
-                    f.spec.name,
+                    name,
                     f.slot.id,
                     f.outcome.slot_status.value,
                     tries,
                 )
             else:
-                by_tries.setdefault(tries, []).append(f)
+                kept = newest.get(name)
+                if kept is not None:
+                    superseded += 1
+                if kept is None or f.finished_at > kept[0].finished_at:
+                    newest[name] = (f, tries)
         if superseded:
             log.warning(
-                "%d held run end(s) not told: a later run of the same task was told first",
+                "%d held run end(s) not told: a later run of the same task came first",
                 superseded,
             )
-        for tries, batch in sorted(by_tries.items()):
-            self._work_out(batch, tries)
+        if newest:
+            batch = sorted((f for f, _ in newest.values()), key=lambda f: f.finished_at)
+            self._work_out(batch, {id(f): n for f, n in newest.values()})
         if not self._held:
             self._told_end.clear()
+            self._retry_faults.ok()
 
     def held_ends(self) -> list[Finished]:
         """The ends still waiting for their notices (a stop logs them)."""

@@ -7,6 +7,15 @@ class StoreError(Exception):
     """A database that cannot be used: corrupt, foreign, too new, unreachable."""
 
 
+def is_database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the database or its driver (rather than a bug of ours)."""
+    import sqlite3
+
+    if isinstance(exc, StoreError | sqlite3.Error | OSError | TimeoutError):
+        return True
+    return type(exc).__module__.split(".")[0] == "psycopg"
+
+
 class NotFound(StoreError):
     """A task or run that does not exist."""
 

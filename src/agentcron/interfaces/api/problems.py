@@ -18,9 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
-from agentcron.engine.health import is_database_error
 from agentcron.metrics import Metrics
 from agentcron.service import ServiceError
+from agentcron.store.errors import is_database_error
 
 log = logging.getLogger("agentcron.api")
 
