@@ -138,7 +138,8 @@ def test_a_run_whose_end_cannot_be_written_is_held_recorded_later_and_not_lost(
 
         async def body() -> None:
             store = _store(d)
-            store.fail("finish_many", error=io_error)
+            # the database away for the ends (a write of the finisher's own refused too)
+            store.fail("finish_many", "set_meta", error=io_error)
             await until(lambda: store.failed["finish_many"] >= 3, timeout=30)
             assert d.engine is not None
             held = set(d.engine.running_slots())

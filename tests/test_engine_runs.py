@@ -93,10 +93,18 @@ class _FlakyStore:
         self.written.extend(i.slot_id for i in items)
         return [f"slot-{i.slot_id}" for i in items]
 
+    def set_meta(self, key: str, value: str) -> None:
+        """The finisher's own small write: refused only when the database is away."""
+        if self.down:
+            raise RuntimeError("disk I/O error")
 
-def test_one_bad_record_does_not_cost_the_others_theirs_and_is_never_dropped() -> None:
+
+def test_one_bad_record_does_not_cost_the_others_theirs_nor_make_an_outage() -> None:
+    """The database takes other writes and refuses one record: the others are written
+    at once, that one is tried again (a passing refusal lands) without the engine
+    taking it for an outage."""
     store = _FlakyStore()
-    finisher = Finisher(store, retry_first=0.001)  # type: ignore[arg-type]
+    finisher = Finisher(store, retry_first=0.05)  # type: ignore[arg-type]
     outcome = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
 
     async def scenario() -> list[Any]:
@@ -108,9 +116,9 @@ def test_one_bad_record_does_not_cost_the_others_theirs_and_is_never_dropped() -
             for i in range(10, 16)
         ]
         await until(lambda: sorted(store.written) == [10, 11, 12, 14, 15])
-        await until(lambda: store.calls >= 12)  # slot 13 is tried again and again
         assert not calls[3].done()  # its run still waits: the engine keeps holding it
-        store.heal = True
+        assert finisher.last_error is None and finisher.failing_since is None
+        store.heal = True  # refused once, then taken: nothing is given up
         return await asyncio.gather(*calls)
 
     results = asyncio.run(scenario())

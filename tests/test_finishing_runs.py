@@ -73,7 +73,9 @@ def test_an_end_being_written_again_is_not_stopped_and_its_listeners_hear_it(
     async def scenario() -> None:
         h.add("t", boom, every="1m", retries=0)
         clock.advance(timedelta(minutes=1))
-        store.fail("finish_many", times=1)  # the finisher tries again after a backoff
+        # the database away for a moment (a write of its own refused too): the finisher
+        # tries again after a backoff
+        store.fail("finish_many", "set_meta", times=1)
         await h.engine.tick()
         await until(lambda: any(r.finishing for r in h.engine._runs.values()), timeout=30)
         (slot_id, run) = next(iter(h.engine._runs.items()))
@@ -108,7 +110,7 @@ def test_a_stop_does_not_wait_past_its_bound_for_an_end_the_database_refuses(
     async def scenario() -> None:
         h.add("t", boom, every="1m", retries=0)
         clock.advance(timedelta(minutes=1))
-        store.fail("finish_many")  # every write refused
+        store.fail("finish_many", "set_meta")  # the database away: every write refused
         await h.engine.tick()
         await until(lambda: any(r.finishing for r in h.engine._runs.values()), timeout=30)
         await asyncio.wait_for(h.engine.shutdown(0.01), 30)

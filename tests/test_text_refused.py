@@ -76,6 +76,9 @@ def test_a_record_refused_first_in_its_batch_does_not_hold_the_others() -> None:
     written: list[int] = []
 
     class Store:
+        def set_meta(self, key: str, value: str) -> None:
+            pass  # the database takes writes: it is the record that is refused
+
         def finish_many(self, items: list[Finish]) -> list[Slot | None]:
             if any(item.slot_id == 1 for item in items):
                 raise ValueError("refused")
@@ -99,3 +102,38 @@ def test_a_record_refused_first_in_its_batch_does_not_hold_the_others() -> None:
 
     asyncio.run(scenario())
     assert sorted(written) == [2, 3, 4]
+
+
+def test_a_record_refused_again_and_again_is_given_up_not_taken_for_an_outage() -> None:
+    """A refused record alone (each minute's run of one task refused the same way)
+    must not put the engine in a database outage, nor wait for ever."""
+    from agentcron.engine.finisher import REFUSED_TRIES, Finisher
+    from agentcron.model import AttemptOutcome, Finish, Slot
+
+    class Store:
+        def set_meta(self, key: str, value: str) -> None:
+            pass
+
+        def finish_many(self, items: list[Finish]) -> list[Slot | None]:
+            if any(item.slot_id in (1, 2) for item in items):
+                raise ValueError("refused")
+            return [None for _ in items]
+
+    finisher = Finisher(Store(), retry_first=0.01)  # type: ignore[arg-type]
+    outcome = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
+
+    async def scenario() -> list[BaseException | None]:
+        waits = [
+            asyncio.ensure_future(finisher.finish(Finish(i, i, "n", outcome, T0)))
+            for i in (1, 2, 3)
+        ]
+        await asyncio.sleep(0)
+        assert finisher.last_error is None  # not an outage
+        done, _ = await asyncio.wait(waits, timeout=30)
+        assert len(done) == 3 and finisher.backlog == 0
+        return [w.exception() for w in waits]
+
+    errors = asyncio.run(scenario())
+    assert [type(e).__name__ for e in errors] == ["StoreError", "StoreError", "NoneType"]
+    assert "refused the record of this run's end" in str(errors[0])
+    assert REFUSED_TRIES >= 2

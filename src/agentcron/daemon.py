@@ -678,11 +678,13 @@ class Daemon:
         that failed is started afresh and its failure reported to the supervisor."""
         assert self.store is not None
         while not self.stop_event.is_set():
+            self._check_database_file()
             fault = self.store.background_fault()
-            if fault is not None:
+            # with its file gone from its path the thread cannot open it again: the
+            # writer checkpoints itself meanwhile, and the owner was told of the file
+            if fault is not None and self._file_fault is None:
                 self.store.start_background_work()
                 raise RuntimeError(f"its WAL checkpoint thread stopped ({fault})")
-            self._check_database_file()
             self._say_trouble()
             await self._sleep_beats(max(1.0, self.options.watchdog_interval))
 

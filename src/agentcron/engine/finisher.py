@@ -16,22 +16,32 @@ import time
 
 from agentcron.model import Finish, Slot
 from agentcron.store.base import Store
+from agentcron.store.errors import StoreError
 
 log = logging.getLogger("agentcron.engine")
 
 MAX_BATCH = 500  # a longer transaction would hold SQLite's write lock for CLI writers
 RETRY_FIRST = 0.25  # seconds before a failed write is tried again; doubles each time
 RETRY_MAX = 10.0
+REFUSED_TRIES = (
+    3  # refusals of one record, by a database taking other writes, before it is given up
+)
+PROBE_KEY = "finisher_probe"  # the meta row of the write that tells "away" from "refused"
+
+_Pair = tuple[Finish, "asyncio.Future[Slot | None]"]
 
 
 class Finisher:
-    """Records ends of runs, together when they come together, and never drops one.
+    """Records ends of runs, together when they come together.
 
-    A write that fails (the database locked past its busy timeout, a lost PostgreSQL
-    connection, a full disk) is tried again with backoff until it is recorded; the
-    runs wait for it, so the engine keeps holding them (and renewing their leases),
-    and listeners hear of each end once it is in the database. A batch that keeps
-    failing is split, so one record the database refuses cannot hold up the others.
+    A write that fails while the database is away (locked past its busy timeout, a
+    lost PostgreSQL connection, a full disk: a small write of the finisher's own is
+    refused too) is tried again with backoff until it is recorded; the runs wait for
+    it, so the engine keeps holding them, and listeners hear of each end once it is in
+    the database. When the database takes other writes, the batch is written one end
+    at a time, so a record it refuses cannot hold up the others nor pass for an
+    outage; one refused REFUSED_TRIES times is given up, and its run is recorded lost
+    when its lease lapses (told as any lost run is).
     """
 
     def __init__(self, store: Store, retry_first: float = RETRY_FIRST) -> None:
@@ -43,6 +53,7 @@ class Finisher:
         self.failures = 0
         self.last_error: Exception | None = None  # while writes fail: the engine's health
         self._retry: asyncio.TimerHandle | None = None  # the next try after a failure
+        self._refusals: dict[int, int] = {}  # by id of the Finish: refused alone so often
 
     @property
     def backlog(self) -> int:
@@ -65,9 +76,15 @@ class Finisher:
     def _flush(self) -> None:
         self._flush_queued = False
         waiting, self._waiting = self._waiting, []
-        failed: list[tuple[Finish, asyncio.Future[Slot | None]]] = []
+        failed: list[_Pair] = []
+        away = False
         for start in range(0, len(waiting), MAX_BATCH):
-            failed += self._write(waiting[start : start + MAX_BATCH])
+            chunk = waiting[start : start + MAX_BATCH]
+            if away:  # not tried: each try would wait out the database's timeout again
+                failed += chunk
+                continue
+            left, away = self._write(chunk)
+            failed += left
         if not failed:
             if self.failing_since is not None:
                 log.warning(
@@ -75,12 +92,15 @@ class Finisher:
                 )
             self.failing_since, self.failures, self.last_error = None, 0, None
             return
-        self.failures += 1
-        if self.failing_since is None:
-            self.failing_since = time.monotonic()
+        if away:
+            self.failures += 1
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+        else:  # the database takes writes: only records of its own refusing are left
+            self.failing_since, self.failures, self.last_error = None, 0, None
         # Tried again before anything handed in since: the oldest ends first.
         self._waiting = failed + self._waiting
-        delay = min(RETRY_MAX, self._retry_first * 2 ** min(self.failures - 1, 10))
+        delay = min(RETRY_MAX, self._retry_first * 2 ** min(max(self.failures, 1) - 1, 10))
         if not self._flush_queued:
             self._flush_queued = True
             self._retry = asyncio.get_running_loop().call_later(delay, self._flush)
@@ -94,44 +114,72 @@ class Finisher:
             self._retry = None
         waiting, self._waiting = self._waiting, []
         self._flush_queued = False
+        self._refusals.clear()
         return len(waiting)
 
-    def _write(
-        self, batch: list[tuple[Finish, asyncio.Future[Slot | None]]]
-    ) -> list[tuple[Finish, asyncio.Future[Slot | None]]]:
-        """Write ``batch``; what could not be written, to be tried again."""
+    def _write(self, batch: list[_Pair]) -> tuple[list[_Pair], bool]:
+        """Write ``batch``: what could not be written, to be tried again, and whether
+        the database itself is away (rather than some record of the batch refused)."""
         try:
             slots = self._store.finish_many([item for item, _ in batch])
         except Exception as exc:
-            self.last_error = exc
-            if self.failures == 0:  # once per outage, with the cause; then quietly
-                log.exception(
-                    "could not record the end of %d run(s); trying again until it is recorded",
-                    len(batch),
-                )
-            if len(batch) == 1:
-                return batch
-            first = self._write_one(batch[0])
-            if first and self._write_one(batch[1]):
-                return batch  # two alone refused: the database itself, all wait for it
-            # One went in alone: some record is refused (the first, perhaps). One at a
+            if not self._takes_writes():
+                self.last_error = exc
+                if self.failures == 0:  # once per outage, with the cause; then quietly
+                    log.exception(
+                        "could not record the end of %d run(s); trying again until it is recorded",
+                        len(batch),
+                    )
+                return batch, True  # the database itself: all wait for it
+            # It takes a write of ours: some record of the batch is refused. One at a
             # time, so that one does not keep the others out.
-            failed: list[tuple[Finish, asyncio.Future[Slot | None]]] = list(first)
-            for pair in batch[1 if not first else 2 :]:
-                failed += self._write_one(pair)
-            return failed
+            left = [pair for pair in batch if self._write_one(pair)]
+            return [pair for pair in left if not self._refused(pair, exc)], False
         for (_, future), slot in zip(batch, slots, strict=True):
             if not future.done():
                 future.set_result(slot)
-        return []
+        return [], False
 
-    def _write_one(
-        self, pair: tuple[Finish, asyncio.Future[Slot | None]]
-    ) -> list[tuple[Finish, asyncio.Future[Slot | None]]]:
+    def _takes_writes(self) -> bool:
+        """Whether the database takes a small write of ours (a meta row), which tells a
+        database that is away from one that refuses some record of a batch."""
+        try:
+            self._store.set_meta(PROBE_KEY, str(time.time()))
+        except Exception:
+            return False
+        return True
+
+    def _refused(self, pair: _Pair, exc: Exception) -> bool:
+        """Count one refusal of ``pair``'s record by a database that takes other writes;
+        at REFUSED_TRIES it is given up: its run's awaiting ends with the error (logged
+        there), and the slot, still running in the database, is recovered as lost
+        when its lease lapses. Returns whether it was given up."""
+        item, future = pair
+        key = id(item)
+        self._refusals[key] = self._refusals.get(key, 0) + 1
+        if self._refusals[key] < REFUSED_TRIES:
+            return False
+        del self._refusals[key]
+        log.error(
+            "the database refused the record of slot %s's end %d times while taking other "
+            "writes (%s); given up: the run is recorded lost when its lease lapses",
+            item.slot_id,
+            REFUSED_TRIES,
+            exc,
+        )
+        if not future.done():
+            future.set_exception(
+                StoreError(f"the database refused the record of this run's end: {exc}")
+            )
+        return True
+
+    def _write_one(self, pair: _Pair) -> bool:
+        """Write one end alone; True when it was refused."""
         try:
             slot = self._store.finish_many([pair[0]])[0]
         except Exception:
-            return [pair]
+            return True
+        self._refusals.pop(id(pair[0]), None)
         if not pair[1].done():
             pair[1].set_result(slot)
-        return []
+        return False

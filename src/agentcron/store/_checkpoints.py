@@ -30,6 +30,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger("agentcron.store")
 
@@ -91,7 +92,13 @@ class Checkpointer:
 
     def _run(self) -> None:
         try:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            # mode=rw: never a new empty file where the database was (moved, deleted)
+            conn = sqlite3.connect(
+                f"{Path(self.path).absolute().as_uri()}?mode=rw",
+                uri=True,
+                timeout=30.0,
+                isolation_level=None,
+            )
         except sqlite3.Error as exc:
             log.exception(
                 "cannot open %s for checkpoints; the writer checkpoints itself", self.path
