@@ -140,3 +140,31 @@ def test_second_daemon_refuses_and_a_third_takes_over_after_kill9(tmp_path: Path
     finally:
         first.stop()
         third.stop()
+
+
+def test_a_lock_record_whose_pid_now_names_a_younger_process_is_not_a_running_daemon(
+    tmp_path: Path,
+) -> None:
+    """A daemon killed with -9 leaves its pid in the file; after a reboot that pid may
+    name another process, which must not be taken for the daemon (a CLI would then
+    refuse to make a database, or believe its trouble file)."""
+    import json
+    import os
+    from datetime import datetime, timedelta
+
+    from agentcron.home import hostname
+    from agentcron.instance_lock import LOCK_FILE, running_daemon
+
+    home = tmp_path / "home"
+    home.mkdir()
+
+    def record(written: datetime) -> None:
+        data = {"pid": os.getpid(), "host": hostname(), "started_at": written.isoformat()}
+        (home / LOCK_FILE).write_text(json.dumps(data))
+
+    now = datetime.now().astimezone()
+    record(now)  # written after this process started: it is the holder
+    holder = running_daemon(home)
+    assert holder is not None and holder.pid == os.getpid()
+    record(now - timedelta(days=3))  # written long before this process started
+    assert running_daemon(home) is None

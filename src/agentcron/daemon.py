@@ -47,6 +47,7 @@ from agentcron.redact import redact
 from agentcron.retention import default_keep_history, prune_history, prune_outputs
 from agentcron.service import Defaults, Service
 from agentcron.store import Store, open_store
+from agentcron.store.errors import is_database_error
 from agentcron.supervisor import PartFailure, Supervisor
 from agentcron.ticks import TickRecorder
 from agentcron.trouble import TroubleFile
@@ -615,7 +616,7 @@ class Daemon:
                     await self._beat()
             except Exception as exc:
                 faults.failed(exc)
-                if self._beat_failing is None:
+                if self._beat_failing is None and is_database_error(exc):
                     self._beat_failing = (self.clock.now(), redact(describe_error(exc)))
             else:
                 faults.ok()

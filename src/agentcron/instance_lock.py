@@ -170,7 +170,29 @@ def running_daemon(home: Path) -> Holder | None:
         return None
     from agentcron.home import pid_alive
 
-    return holder if pid_alive(holder.pid) else None
+    if not pid_alive(holder.pid) or _started_after(holder.pid, holder.started_at):
+        return None
+    return holder
+
+
+def _started_after(pid: int, written: str | None) -> bool:
+    """Whether process ``pid`` started after the lock record was written: then it is
+    another process that got the pid of a daemon killed before (after a reboot small
+    pids come round again). Linux's /proc; elsewhere, False (the pid is believed)."""
+    if written is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat[stat.rfind(")") + 2 :].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        began = boot + ticks / os.sysconf("SC_CLK_TCK")
+        return began > datetime.fromisoformat(written).timestamp() + 2
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
 
 
 @contextmanager

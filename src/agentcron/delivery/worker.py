@@ -192,13 +192,16 @@ class DeliveryWorker:
         # may wait out a busy timeout on the loop): then the claim lapses and the
         # output is offered again, the one way left
         give_up = time.monotonic() + self.claim_for.total_seconds() / 2
-        for delay in (*self.record_backoff, None):
+        for tried, delay in enumerate((*self.record_backoff, None)):
             try:
                 return self.store.update_delivery(
                     delivery.id, status, attempts, retry_at, error, self.clock.now(), self.owner
                 )
             except Exception as exc:
-                if delay is None or self._away() or time.monotonic() + delay > give_up:
+                # the first tries whatever else is said: an outage is declared at the
+                # first failed tick, and a lock of two seconds is not worth a resend
+                away = tried >= 2 and self._away()
+                if delay is None or away or time.monotonic() + delay > give_up:
                     raise
                 log.warning(
                     "could not record the delivery of %s to %s (%s); trying again in %gs",

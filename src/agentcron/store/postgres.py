@@ -73,7 +73,10 @@ def _text_safe(params: Sequence[Any]) -> Sequence[Any]:
     them in text, where SQLite keeps them. A command that prints one (binary output,
     a crash dump) put it in its error's tail, and that end was then refused on every
     try, holding the ends of every run behind it as if the database were away."""
-    if not any(type(p) is str and "\x00" in p for p in params):
+    for p in params:  # a plain loop: ~40 ns a parameter, on every statement
+        if type(p) is str and "\x00" in p:
+            break
+    else:
         return params
     return [p.replace("\x00", "\ufffd") if type(p) is str else p for p in params]
 
