@@ -134,8 +134,8 @@ def test_a_provider_answering_again_is_told_when_its_first_write_fails(tmp_path:
 
 
 def test_a_stop_writes_what_the_notifier_still_gathers(tmp_path: Path) -> None:
-    """Missed runs and providers' news wait a second or two to settle into one
-    message; a stop within that wait writes them for its final drain."""
+    """Missed runs wait a second or two to settle into one message; a stop within
+    that wait writes them for its final drain (they are not reported again)."""
     from agentcron.daemon import Daemon, DaemonOptions
 
     rig = Rig(tmp_path)
@@ -150,7 +150,9 @@ def test_a_stop_writes_what_the_notifier_still_gathers(tmp_path: Path) -> None:
     daemon.notifier = rig.notifier
     daemon._settle_notices()  # no time has passed: nothing had settled
     assert any("did not run" in t for t in rig.titles), rig.titles
-    assert "⚠ api.x is refusing calls" in rig.titles
+    # a provider's state is in the database, learnt again by the next node to run; news
+    # told at a stop may be older than what another node told since
+    assert "⚠ api.x is refusing calls" not in rig.titles
 
 
 def test_a_notice_that_always_fails_is_given_up_after_its_tries_and_said(

@@ -576,16 +576,18 @@ class Daemon:
             )
 
     def _settle_notices(self) -> None:
-        """What the notifier still gathers (missed runs, providers' news, ends it could
-        not work out) is written now, for the final drain to send: a stop within the
-        few seconds news waits to settle must not lose it."""
+        """What the notifier still gathers (missed runs, ends it could not work out) is
+        written now, for the final drain to send: a stop within the few seconds a report
+        waits to settle must not lose it (missed slots are not reported again)."""
         if not hasattr(self, "notifier"):
             return  # stopped before it was made
         now, notifier = self.clock.now(), self.notifier
         duties: list[tuple[str, Callable[[], None]]] = [
             ("ended runs", lambda: notifier.retry_held(now)),
             ("missed runs", lambda: notifier.report_missed(now, settled=True)),
-            ("providers' news", lambda: notifier.report_providers(now, settled=True)),
+            # not the providers' news: their state is kept in the database, learnt
+            # again by whichever node runs next, and news told at a stop may be older
+            # than what another node has told since (a refusal after "answering again")
         ]
         for what, duty in duties:
             try:

@@ -134,14 +134,12 @@ class Notifier:
             pending.append(news)
             self._provider_news_at = news.at
 
-    def report_providers(self, now: datetime, *, settled: bool = False) -> None:
-        """Tell the gathered provider news once it has settled (``settled``: now, as a
-        stop does). News that cannot be written is kept for the next report: a lost
-        "answering again" would leave the provider's incident open for good."""
+    def report_providers(self, now: datetime) -> None:
+        """Tell the gathered provider news once it has settled. News that cannot be
+        written is kept for the next report: a lost "answering again" would leave the
+        provider's incident open for good."""
         with self._lock:
-            if not self._provider_news or (
-                not settled and now - (self._provider_news_at or now) < PROVIDER_SETTLE
-            ):
+            if not self._provider_news or now - (self._provider_news_at or now) < PROVIDER_SETTLE:
                 return
             gathered, self._provider_news = self._provider_news, {}
             try:
