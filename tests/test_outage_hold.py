@@ -122,3 +122,22 @@ def test_runs_missed_during_an_outage_say_it_was_the_database(tmp_path: Path) ->
     for slot in missed:
         assert "agentcron could not use its database from 00:00:00" in (slot.reason or "")
         assert "database or disk is full" in (slot.reason or "")
+
+
+def test_the_outage_told_lasts_until_its_end_is_told(tmp_path: Path) -> None:
+    """What `health` reads (through daemon.trouble): an outage stays "told" while its
+    end waits out the hold, so a full disk's passing reads do not show ✔ in between."""
+    rig = Rig(tmp_path)
+    engine = rig.h.engine
+    rig.fail()
+    rig.pass_at(0)
+    assert engine.outage_told() is None  # a blip, not told
+    rig.pass_at(11)
+    told = engine.outage_told()
+    assert told is not None and told.announced
+    rig.heal()
+    rig.pass_at(15)
+    assert engine.health.outage is None  # the parts may use the database again
+    assert engine.outage_told() is told  # but it is not over for the owner yet
+    rig.pass_at(46)
+    assert engine.outage_told() is None and rig.told[-1].startswith("back at")

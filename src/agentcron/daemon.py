@@ -686,8 +686,7 @@ class Daemon:
             # with its file gone from its path the thread cannot open it again: the
             # writer checkpoints itself meanwhile, and the owner was told of the file
             if fault is not None and self._file_fault is None:
-                self.store.start_background_work()
-                raise RuntimeError(f"its WAL checkpoint thread stopped ({fault})")
+                self._checkpoints_stopped(fault)
             self._say_trouble()
             await self._sleep_beats(max(1.0, self.options.watchdog_interval))
 
@@ -695,8 +694,10 @@ class Daemon:
         """Keep ``daemon.trouble`` saying whether the loop can use its database (an
         outage once told), for `health` and `doctor` to read while the database cannot
         hold it (see :mod:`agentcron.trouble`)."""
-        outage = self.engine.health.outage if self.engine is not None else None
-        if outage is not None and outage.announced:
+        # as long as the owner has not been told it is over (the 30 s hold included):
+        # `health` must not say "✔ scheduling" between a full disk's passing reads
+        outage = self.engine.outage_told() if self.engine is not None else None
+        if outage is not None:
             since, error, database = outage.since, redact(outage.error), outage.database
         elif self._beat_failing is not None and (
             self.clock.now() - self._beat_failing[0] >= BEAT_TROUBLE_AFTER
@@ -710,6 +711,23 @@ class Daemon:
         )
 
     _file_fault: str | None = None
+    _upkeep_in_outage = False  # the checkpoint thread stopped during a told outage
+
+    def _checkpoints_stopped(self, fault: str) -> None:
+        """The WAL checkpoint thread stopped. During an outage the owner was told of
+        (a full disk stops it too) it is left until the outage is over and then started
+        again quietly: one cause, one message. Otherwise it is this part's failure,
+        reported to the supervisor (told, and restarted)."""
+        assert self.store is not None
+        if self.engine is not None and self.engine.outage_told() is not None:
+            self._upkeep_in_outage = True
+            return
+        self.store.start_background_work()
+        if self._upkeep_in_outage:
+            self._upkeep_in_outage = False
+            log.warning("WAL checkpoint thread started again after the outage (%s)", fault)
+            return
+        raise RuntimeError(f"its WAL checkpoint thread stopped ({fault})")
 
     def _check_database_file(self) -> None:
         """A database file moved, deleted or replaced under the daemon: it goes on

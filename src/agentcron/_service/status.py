@@ -68,7 +68,7 @@ class StatusMixin(ServiceCore):
                     "heartbeat_at": iso(n.heartbeat_at),
                     "stopped_at": iso(n.stopped_at),
                     "state": "running" if running else ("stale" if stale else "stopped"),
-                    "heartbeat_age_s": round((now - n.heartbeat_at).total_seconds(), 1),
+                    "heartbeat_age_s": _age(now - n.heartbeat_at),
                     "last_tick": iso(tick),
                     "config_note": n.config_note if running else None,
                 }
@@ -114,9 +114,7 @@ class StatusMixin(ServiceCore):
             "alive": status["alive"],
             "scheduling": scheduling,
             "last_tick": iso(last_tick),
-            "last_tick_age_s": round((now - last_tick).total_seconds(), 1)
-            if last_tick is not None
-            else None,
+            "last_tick_age_s": _age(now - last_tick) if last_tick is not None else None,
             "problem": trouble_words(trouble)
             or _problem(status["alive"], scheduling, last_tick, now),
             "nodes": status["nodes"],
@@ -252,6 +250,11 @@ class StatusMixin(ServiceCore):
                 }
             )
         return checks
+
+
+def _age(delta: timedelta) -> float:
+    """Seconds ago, never below 0 (another machine's clock may run ahead): not -0.0."""
+    return round(max(0.0, delta.total_seconds()), 1)
 
 
 def trouble_words(trouble: dict[str, Any] | None) -> str | None:

@@ -466,6 +466,14 @@ class Engine:
             delay = min(delay, max(0.05, due_in))
         return delay
 
+    def outage_told(self) -> Outage | None:
+        """The outage the owner was told of and has not yet been told is over: going
+        on, or back for less than ``recovery_hold`` (what `health` should say too)."""
+        outage = self.health.outage
+        if outage is not None and outage.announced:
+            return outage
+        return self._healing[0] if self._healing is not None else None
+
     def outage_covering(self, at: datetime) -> Outage | None:
         """The outage (going on, or among the last ones) during which ``at`` came due."""
         current = self.health.outage
