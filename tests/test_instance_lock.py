@@ -142,29 +142,32 @@ def test_second_daemon_refuses_and_a_third_takes_over_after_kill9(tmp_path: Path
         third.stop()
 
 
-def test_a_lock_record_whose_pid_now_names_a_younger_process_is_not_a_running_daemon(
+def test_a_lock_record_whose_pid_now_names_another_process_is_not_a_running_daemon(
     tmp_path: Path,
 ) -> None:
     """A daemon killed with -9 leaves its pid in the file; after a reboot that pid may
     name another process, which must not be taken for the daemon (a CLI would then
-    refuse to make a database, or believe its trouble file)."""
+    refuse to make a database, or believe its trouble file). The process's start in
+    clock ticks tells them apart (a wall-clock time would move with an NTP step)."""
     import json
     import os
-    from datetime import datetime, timedelta
 
     from agentcron.home import hostname
-    from agentcron.instance_lock import LOCK_FILE, running_daemon
+    from agentcron.instance_lock import LOCK_FILE, _start_ticks, running_daemon
 
     home = tmp_path / "home"
     home.mkdir()
+    mine = _start_ticks(os.getpid())
+    assert mine is not None
 
-    def record(written: datetime) -> None:
-        data = {"pid": os.getpid(), "host": hostname(), "started_at": written.isoformat()}
+    def record(**extra: object) -> None:
+        data = {"pid": os.getpid(), "host": hostname(), "started_at": "x", **extra}
         (home / LOCK_FILE).write_text(json.dumps(data))
 
-    now = datetime.now().astimezone()
-    record(now)  # written after this process started: it is the holder
+    record(start_ticks=mine)
     holder = running_daemon(home)
     assert holder is not None and holder.pid == os.getpid()
-    record(now - timedelta(days=3))  # written long before this process started
+    record(start_ticks=mine + 12345)  # the pid, but another process's start
     assert running_daemon(home) is None
+    record()  # a record without ticks (an older agentcron): the pid is believed
+    assert running_daemon(home) is not None

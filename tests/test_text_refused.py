@@ -137,3 +137,44 @@ def test_a_record_refused_again_and_again_is_given_up_not_taken_for_an_outage() 
     assert [type(e).__name__ for e in errors] == ["StoreError", "StoreError", "NoneType"]
     assert "refused the record of this run's end" in str(errors[0])
     assert REFUSED_TRIES >= 2
+
+
+def test_a_full_disk_refusing_the_batch_is_an_outage_even_if_a_small_write_passes() -> None:
+    """A one-row write may fit a nearly full disk where a batch of output tails does
+    not: an error of the database's state is an outage (the runs wait, nothing is
+    given up), whatever the small write says, and costs no second busy timeout."""
+    import sqlite3
+
+    from agentcron.engine.finisher import REFUSED_TRIES, Finisher
+    from agentcron.model import AttemptOutcome, Finish, Slot
+
+    probes: list[str] = []
+
+    class Store:
+        full = True
+
+        def set_meta(self, key: str, value: str) -> None:
+            probes.append(key)
+
+        def finish_many(self, items: list[Finish]) -> list[Slot | None]:
+            if self.full:
+                raise sqlite3.OperationalError("database or disk is full")
+            return [None for _ in items]
+
+    store = Store()
+    finisher = Finisher(store, retry_first=0.01)  # type: ignore[arg-type]
+    outcome = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
+
+    async def scenario() -> list[BaseException | None]:
+        waits = [
+            asyncio.ensure_future(finisher.finish(Finish(i, i, "n", outcome, T0))) for i in (1, 2)
+        ]
+        await asyncio.sleep(0.01 * 2**REFUSED_TRIES * 2)  # past any number of refusals
+        assert finisher.last_error is not None and finisher.backlog == 2
+        assert not any(w.done() for w in waits)
+        store.full = False
+        await asyncio.wait(waits, timeout=30)
+        return [w.exception() for w in waits]
+
+    assert asyncio.run(scenario()) == [None, None]
+    assert probes == []

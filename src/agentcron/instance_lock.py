@@ -54,6 +54,8 @@ class Holder:
     pid: int | None
     host: str | None
     started_at: str | None
+    # the process's start in clock ticks since boot (/proc), which no clock step moves
+    start_ticks: int | None = None
 
 
 class InstanceLock:
@@ -99,6 +101,7 @@ class InstanceLock:
             "pid": os.getpid(),
             "host": hostname(),
             "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "start_ticks": _start_ticks(os.getpid()),
         }
         try:
             os.ftruncate(fd, 0)
@@ -150,10 +153,12 @@ def _parse(path: Path) -> Holder:
     if not isinstance(data, dict):
         return Holder(None, None, None)
     pid, host, started = data.get("pid"), data.get("host"), data.get("started_at")
+    ticks = data.get("start_ticks")
     return Holder(
         pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         host if isinstance(host, str) else None,
         started if isinstance(started, str) else None,
+        ticks if isinstance(ticks, int) and not isinstance(ticks, bool) else None,
     )
 
 
@@ -163,36 +168,29 @@ def running_daemon(home: Path) -> Holder | None:
     Read from the file, never by trying the lock: a reader holding it even for a
     moment would make a daemon starting then refuse to start. The holder writes the
     file after locking and empties it on release; one killed leaves its pid, which is
-    then gone (a pid reused since is the one way this can be wrong, and the
-    trouble file it would make us read must also name that pid)."""
+    then gone, or names another process (its start time in ticks tells them apart)."""
     holder = _parse(home / LOCK_FILE)
     if holder.pid is None or (holder.host is not None and holder.host != hostname()):
         return None
     from agentcron.home import pid_alive
 
-    if not pid_alive(holder.pid) or _started_after(holder.pid, holder.started_at):
+    if not pid_alive(holder.pid):
         return None
+    if holder.start_ticks is not None and _start_ticks(holder.pid) != holder.start_ticks:
+        return None  # another process got the pid of a daemon killed before
     return holder
 
 
-def _started_after(pid: int, written: str | None) -> bool:
-    """Whether process ``pid`` started after the lock record was written: then it is
-    another process that got the pid of a daemon killed before (after a reboot small
-    pids come round again). Linux's /proc; elsewhere, False (the pid is believed)."""
-    if written is None:
-        return False
+def _start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (/proc/PID/stat's 22nd
+    field): with the pid it names one process for good (after a reboot small pids
+    come round again). A wall-clock time would not do: a clock stepped by NTP after
+    the start moves it. None where there is no /proc (then the pid is believed)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        ticks = int(stat[stat.rfind(")") + 2 :].split()[19])
-        boot = next(
-            int(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
-        began = boot + ticks / os.sysconf("SC_CLK_TCK")
-        return began > datetime.fromisoformat(written).timestamp() + 2
-    except (OSError, ValueError, IndexError, StopIteration):
-        return False
+        return int(stat[stat.rfind(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @contextmanager

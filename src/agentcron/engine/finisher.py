@@ -16,7 +16,7 @@ import time
 
 from agentcron.model import Finish, Slot
 from agentcron.store.base import Store
-from agentcron.store.errors import StoreError
+from agentcron.store.errors import StoreError, is_database_error
 
 log = logging.getLogger("agentcron.engine")
 
@@ -123,7 +123,10 @@ class Finisher:
         try:
             slots = self._store.finish_many([item for item, _ in batch])
         except Exception as exc:
-            if not self._takes_writes():
+            # an error of the database's state (locked, full, I/O, a lost connection)
+            # is an outage whatever a small write of ours would say next; one about
+            # the data (a value refused) is checked by that write
+            if not _about_a_record(exc) or not self._takes_writes():
                 self.last_error = exc
                 if self.failures == 0:  # once per outage, with the cause; then quietly
                     log.exception(
@@ -133,9 +136,10 @@ class Finisher:
                 return batch, True  # the database itself: all wait for it
             # It takes a write of ours: some record of the batch is refused. One at a
             # time, so that one does not keep the others out.
-            left = [pair for pair in batch if self._write_one(pair)]
-            return [pair for pair in left if not self._refused(pair, exc)], False
-        for (_, future), slot in zip(batch, slots, strict=True):
+            left = [(pair, error) for pair in batch if (error := self._write_one(pair))]
+            return [pair for pair, error in left if not self._refused(pair, error)], False
+        for (item, future), slot in zip(batch, slots, strict=True):
+            self._refusals.pop(id(item), None)
             if not future.done():
                 future.set_result(slot)
         return [], False
@@ -173,13 +177,24 @@ class Finisher:
             )
         return True
 
-    def _write_one(self, pair: _Pair) -> bool:
-        """Write one end alone; True when it was refused."""
+    def _write_one(self, pair: _Pair) -> Exception | None:
+        """Write one end alone; the error when it was refused."""
         try:
             slot = self._store.finish_many([pair[0]])[0]
-        except Exception:
-            return True
+        except Exception as exc:
+            return exc
         self._refusals.pop(id(pair[0]), None)
         if not pair[1].done():
             pair[1].set_result(slot)
-        return False
+        return None
+
+
+def _about_a_record(exc: Exception) -> bool:
+    """Whether ``exc`` may be about the data written rather than the database's state:
+    a value or a constraint refused (DataError, IntegrityError, ProgrammingError of
+    the DB-API), or an error of no database at all. Locked, busy, full, I/O and
+    connection errors (OperationalError and the like, OSError, timeouts) are not."""
+    names = {kind.__name__ for kind in type(exc).__mro__}
+    if names & {"DataError", "IntegrityError", "ProgrammingError"}:
+        return True
+    return not is_database_error(exc)
