@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ from datetime import datetime
 from pathlib import Path
 
 from agentcron.home import hostname
+
+log = logging.getLogger("agentcron.lock")
 
 LOCK_FILE = "daemon.lock"
 
@@ -188,8 +191,15 @@ def _start_ticks(pid: int) -> int | None:
     the start moves it. None where there is no /proc (then the pid is believed)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None  # no /proc here, or the process has just ended: nothing to compare
+    except OSError as exc:
+        log.warning("cannot read the start of process %s (%s); its pid is believed", pid, exc)
+        return None
+    try:
         return int(stat[stat.rfind(")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
+    except (ValueError, IndexError):
+        log.warning("cannot read the start of process %s from %r; its pid is believed", pid, stat)
         return None
 
 

@@ -69,9 +69,20 @@ class TroubleFile:
 def read_trouble(home: Path, pid: int | None) -> dict[str, Any] | None:
     """The trouble the home's running daemon (``pid``, the lock's holder) says it has,
     or None: no file, nothing said, or said by another process."""
+    path = home / TROUBLE_FILE
     try:
-        data = json.loads((home / TROUBLE_FILE).read_bytes() or b"null")
-    except (OSError, ValueError):
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return None  # no daemon has kept one on this home
+    except OSError as exc:  # the reader cannot know: said, not taken for "no trouble"
+        log.warning("cannot read %s (%s): a database trouble would not be seen", path, exc)
+        return None
+    if not text.strip():
+        return None  # made at start, or cleared at stop: nothing said
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # written whole each time: a torn read or a damaged file
+        log.warning("cannot read %s (%s): a database trouble would not be seen", path, exc)
         return None
     if not isinstance(data, dict) or pid is None or data.get("pid") != pid:
         return None

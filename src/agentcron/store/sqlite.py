@@ -16,6 +16,7 @@ it into one :class:`StoreError` that names the file and the way out.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -28,6 +29,8 @@ from agentcron.store._checkpoints import DEFAULT_PAGES, Checkpointer
 from agentcron.store.errors import StoreError, damaged_database, not_a_database
 from agentcron.store.migrations import APP_ID, SCHEMA_VERSION, SHOWN_VERSION, statements
 from agentcron.store.sql import SQLStore
+
+log = logging.getLogger("agentcron.store")
 
 _MAGIC = b"SQLite format 3\x00"
 _SQLITE_CORRUPT = 11
@@ -55,6 +58,7 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             raise _cannot_open(self.path, exc) from None
         self._file_id: tuple[int, int] | None = None
+        self._file_unseen: str | None = None  # why the file could not be looked at
         if self.path != ":memory:" and not self.path.startswith("file:"):
             with contextlib.suppress(OSError):
                 st = os.stat(self.path)
@@ -183,8 +187,15 @@ class SQLiteStore(SQLStore):
                 "what it records goes into that file wherever it is now, and is lost "
                 "when the daemon stops if the file was deleted"
             )
-        except OSError:
-            return None  # cannot look (a permission, a vanished mount): no claim made
+        except OSError as exc:
+            # cannot look (a permission, a vanished mount): no claim about the file is
+            # made, but the log says so once per cause (asked every few seconds)
+            said = f"{type(exc).__name__}: {exc}"
+            if said != self._file_unseen:
+                self._file_unseen = said
+                log.warning("cannot look at the database file %s (%s)", self.path, said)
+            return None
+        self._file_unseen = None
         if (st.st_dev, st.st_ino) != self._file_id:
             return (
                 f"its database file {self.path} was replaced by another file while it "

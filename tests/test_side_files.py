@@ -1,0 +1,94 @@
+"""The small files and looks outside the database (the lock's process start, the
+daemon's trouble file, the database file's identity): what is a normal absence stays
+quiet, what is a failure to look is said, never taken silently for "all is well"."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agentcron.instance_lock import _start_ticks
+from agentcron.store.sqlite import SQLiteStore
+from agentcron.trouble import SIZE, TROUBLE_FILE, TroubleFile, read_trouble
+
+
+def test_the_start_of_a_process_that_has_ended_is_none_without_a_word(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert _start_ticks(os.getpid()) is not None
+    assert _start_ticks(2**22 + 12345) is None  # no such process: nothing to compare
+    assert caplog.text == ""
+
+
+def test_a_start_that_cannot_be_read_is_said(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refused(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refused)
+    assert _start_ticks(os.getpid()) is None
+    assert "cannot read the start of process" in caplog.text
+    assert "Permission denied" in caplog.text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "42 (x) garbage")
+    assert _start_ticks(os.getpid()) is None
+    assert "from '42 (x) garbage'" in caplog.text
+
+
+def test_a_trouble_file_absent_or_blank_is_nothing_said_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert read_trouble(tmp_path, os.getpid()) is None  # no file
+    trouble = TroubleFile(tmp_path)
+    trouble.open()  # made at full size, all blank
+    assert (tmp_path / TROUBLE_FILE).stat().st_size == SIZE
+    assert read_trouble(tmp_path, os.getpid()) is None
+    trouble.say({"since": "10:00", "error": "locked", "database": True})
+    assert read_trouble(tmp_path, os.getpid()) == {
+        "since": "10:00",
+        "error": "locked",
+        "database": True,
+    }
+    assert read_trouble(tmp_path, os.getpid() + 1) is None  # another process's word
+    trouble.close()
+    assert read_trouble(tmp_path, os.getpid()) is None
+    assert caplog.text == ""
+
+
+def test_a_trouble_file_that_cannot_be_read_is_said_not_taken_for_no_trouble(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / TROUBLE_FILE).write_bytes(b'{"pid": 1, "trou')  # torn or damaged
+    assert read_trouble(tmp_path, 1) is None
+    assert "cannot read" in caplog.text and "a database trouble would not be seen" in caplog.text
+    caplog.clear()
+    (tmp_path / TROUBLE_FILE).unlink()
+    (tmp_path / TROUBLE_FILE).mkdir()  # unreadable as a file
+    assert read_trouble(tmp_path, 1) is None
+    assert "a database trouble would not be seen" in caplog.text
+
+
+def test_a_database_file_that_cannot_be_looked_at_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLiteStore(tmp_path / "agentcron.db")
+    try:
+        assert store.file_fault() is None and caplog.text == ""
+        real_stat = os.stat
+
+        def refused(path: object, *args: object, **kwargs: object) -> os.stat_result:
+            if str(path) == store.path:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "stat", refused)
+        assert store.file_fault() is None  # no claim made about the file ...
+        assert store.file_fault() is None
+        said = [r for r in caplog.records if "cannot look at the database file" in r.message]
+        assert len(said) == 1 and "Permission denied" in said[0].message  # ... but said once
+        monkeypatch.setattr(os, "stat", real_stat)
+        assert store.file_fault() is None
+    finally:
+        store.close()
