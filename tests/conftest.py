@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentcron.clock import FakeClock
+from agentcron.store.sql import SQLStore
 
 TESTS = Path(__file__).parent
 if str(TESTS) not in sys.path:
@@ -61,3 +62,27 @@ def sqlite_store(home: Path) -> Iterator[object]:
     store = SQLiteStore(home / "agentcron.db")
     yield store
     store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
+    """A fresh store on each backend: SQLite in ``tmp_path``, and a PostgreSQL schema
+    of its own (dropped after) where PostgreSQL answers. A module may define its own."""
+    if request.param == "sqlite":
+        from agentcron.store.sqlite import SQLiteStore
+
+        s: SQLStore = SQLiteStore(tmp_path / "agentcron.db")
+        yield s
+        s.close()
+        return
+    require_pg()
+    from agentcron.store.postgres import PostgresStore
+    from pg_util import drop_schema, new_schema_name
+
+    schema = new_schema_name()
+    s = PostgresStore(PG_DSN, schema=schema)
+    try:
+        yield s
+    finally:
+        s.close()
+        drop_schema(schema)

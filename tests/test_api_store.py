@@ -5,11 +5,7 @@ last tick, and the live counts of /metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from agentcron.model import (
     AttemptOutcome,
@@ -23,31 +19,8 @@ from agentcron.model import (
 from agentcron.model.incident import Incident, IncidentKind
 from agentcron.store._api_sql import AuditEntry, SlotQuery
 from agentcron.store.sql import SQLStore
-from conftest import PG_DSN, require_pg
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
-    if request.param == "sqlite":
-        from agentcron.store.sqlite import SQLiteStore
-
-        s: SQLStore = SQLiteStore(tmp_path / "agentcron.db")
-        yield s
-        s.close()
-        return
-    require_pg()
-    from agentcron.store.postgres import PostgresStore
-    from pg_util import drop_schema, new_schema_name
-
-    schema = new_schema_name()
-    s = PostgresStore(PG_DSN, schema=schema)
-    try:
-        yield s
-    finally:
-        s.close()
-        drop_schema(schema)
 
 
 def add(store: SQLStore, name: str) -> None:

@@ -165,14 +165,19 @@ def test_the_banner_says_nothing_is_firing_until_a_daemon_is_alive(
     )
 
 
-def test_the_banner_tells_a_live_daemon_whose_scheduler_stopped_ticking(
-    client: TestClient, harness: Harness
-) -> None:
+def running_node(harness: Harness) -> None:
+    """A daemon node ``n1`` of this home, alive and just ticked."""
     now = harness.clock.now()
     harness.store.register_node(
         NodeInfo("n1", hostname(), os.getpid(), str(harness.home), now, now)
     )
     harness.store.record_tick("n1", now)
+
+
+def test_the_banner_tells_a_live_daemon_whose_scheduler_stopped_ticking(
+    client: TestClient, harness: Harness
+) -> None:
+    running_node(harness)
     harness.clock.advance(timedelta(minutes=2))
     harness.store.heartbeat("n1", harness.clock.now())  # alive, but no tick for 2 min
     text = client.get("/fragments/banner").text
@@ -184,11 +189,7 @@ def test_the_banner_tells_a_live_daemon_whose_scheduler_stopped_ticking(
 def test_every_page_says_when_a_running_daemon_does_not_run_its_config_as_written(
     client: TestClient, harness: Harness
 ) -> None:
-    now = harness.clock.now()
-    harness.store.register_node(
-        NodeInfo("n1", hostname(), os.getpid(), str(harness.home), now, now)
-    )
-    harness.store.record_tick("n1", now)
+    running_node(harness)
     assert "not running as written" not in client.get("/").text
     harness.store.set_config_note("n1", "`api:` changed since it started")
     for page in ("/", "/fragments/banner"):

@@ -57,6 +57,19 @@ class Rig:
     def tick(self) -> None:
         asyncio.run(self.h.tick())
 
+    def by_hand(self) -> Rig:
+        """Held ends worked out only when the test says (housekeeping at the next tick
+        would otherwise get to them first)."""
+        self.h.engine.housekeeping.remove(self.notifier.retry_held)
+        return self
+
+    def failed_run_held(self, task: str, *methods: str, **fault: Any) -> None:
+        """A run of ``task`` (added, failing) ends while ``methods`` of the store fail."""
+        self.h.add(task, boom, every="1m", retries=0)
+        self.clock.advance(timedelta(minutes=1))
+        self.store.fail(*methods, **fault)
+        self.tick()
+
 
 def test_a_batch_whose_reads_fail_is_told_at_the_next_housekeeping(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
@@ -79,14 +92,8 @@ def test_a_held_end_superseded_by_a_later_told_one_is_dropped_and_said(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Told after the task's next success, an old failure would reopen what is over."""
-    rig = Rig(tmp_path)
-    # the held end is worked out by hand below, after the next run's end was told
-    # (housekeeping at the next tick would otherwise get to it first)
-    rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
-    rig.h.add("flaky", boom, every="1m", retries=0)
-    rig.clock.advance(timedelta(minutes=1))
-    rig.store.fail("open_incidents", times=1)
-    rig.tick()
+    rig = Rig(tmp_path).by_hand()  # worked out after the next run's end was told
+    rig.failed_run_held("flaky", "open_incidents", times=1)
     assert len(rig.notifier._held) == 1
     rig.h.registry.register_callable("tests:flaky", ok)  # the task works again
     rig.clock.advance(timedelta(minutes=1))
@@ -162,12 +169,8 @@ def test_a_notice_that_always_fails_is_given_up_after_its_tries_and_said(
     retried for ever with a traceback each time."""
     from agentcron.notify.notifier import MAX_TRIES
 
-    rig = Rig(tmp_path)
-    rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
-    rig.h.add("bad", boom, every="1m", retries=0)
-    rig.clock.advance(timedelta(minutes=1))
-    rig.store.fail("open_incidents", error=lambda: KeyError("a bug of ours"))  # always
-    rig.tick()
+    rig = Rig(tmp_path).by_hand()
+    rig.failed_run_held("bad", "open_incidents", error=lambda: KeyError("a bug of ours"))
     for _ in range(MAX_TRIES + 2):
         rig.notifier.retry_held(rig.clock.now())
     assert not rig.notifier._held and not rig.notifier._told_end
@@ -182,12 +185,8 @@ def test_a_stop_names_each_end_it_could_not_tell(
 ) -> None:
     from agentcron.daemon import Daemon, DaemonOptions
 
-    rig = Rig(tmp_path)
-    rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
-    rig.h.add("bad", boom, every="1m", retries=0)
-    rig.clock.advance(timedelta(minutes=1))
-    rig.store.fail("open_incidents")
-    rig.tick()
+    rig = Rig(tmp_path).by_hand()
+    rig.failed_run_held("bad", "open_incidents")
     daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"), clock=rig.clock)
     daemon.notifier = rig.notifier
     daemon._settle_notices()
@@ -201,12 +200,10 @@ def test_a_notice_the_database_refuses_is_not_given_up_however_long_it_lasts(
     not a bug to give up on, or the failure would never be told."""
     from agentcron.notify.notifier import MAX_TRIES
 
-    rig = Rig(tmp_path)
-    rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
-    rig.h.add("bad", boom, every="1m", retries=0)
-    rig.clock.advance(timedelta(minutes=1))
-    rig.store.fail("save_incidents", error=lambda: sqlite3.OperationalError("disk is full"))
-    rig.tick()
+    rig = Rig(tmp_path).by_hand()
+    rig.failed_run_held(
+        "bad", "save_incidents", error=lambda: sqlite3.OperationalError("disk is full")
+    )
     for _ in range(MAX_TRIES * 2):
         rig.notifier.retry_held(rig.clock.now())
     assert len(rig.notifier._held) == 1
@@ -221,11 +218,9 @@ def test_held_ends_are_told_newest_per_task_so_a_held_success_cannot_hide_a_late
     """A success held longer than a later failure of the same task must not be told
     after it ("recovered" while it fails); of a task's held ends only the newest is
     worked out."""
-    rig = Rig(tmp_path)
-    rig.h.engine.housekeeping.remove(rig.notifier.retry_held)
-    flaky = rig.h.add("flaky", boom, every="1m", retries=0)
-    rig.clock.advance(timedelta(minutes=1))
-    rig.tick()  # 00:01 fails: told, incident open
+    rig = Rig(tmp_path).by_hand()
+    rig.failed_run_held("flaky")  # 00:01 fails: told (no fault), incident open
+    (flaky,) = [t.spec for t in rig.store.list_tasks() if t.name == "flaky"]
     assert IncidentKind.FAILURE in rig.store.open_incidents("flaky")
     rig.h.registry.register_callable(str(flaky.python), ok)
     rig.store.fail("tasks_with_open_incidents", "open_incidents")

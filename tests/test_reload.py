@@ -4,6 +4,7 @@ config keeps running (PRODUCT.md §11)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,30 @@ def test_broken_reload_keeps_old_tasks_running_then_good_reload_applies(tmp_path
             await asyncio.wait_for(main, 30)
 
     asyncio.run(scenario())
+
+
+def run_reloading(config: Path, body: Callable[[Daemon], Awaitable[None]]) -> None:
+    """Run a daemon on ``config`` (home beside it, the file looked at every 0.1 s),
+    ``body`` once it has loaded it, then stop it."""
+    daemon = Daemon(
+        DaemonOptions(config_path=config, home=config.parent / "home", reload_interval=0.1)
+    )
+
+    async def scenario() -> None:
+        main = asyncio.create_task(daemon.run())
+        try:
+            await until(lambda: daemon.config is not None, timeout=30)
+            await body(daemon)
+        finally:
+            daemon.stop_event.set()
+            await asyncio.wait_for(main, 30)
+
+    asyncio.run(scenario())
+
+
+def said(hook: Any, word: str) -> list[str]:
+    """The webhook's messages (Apprise json://) that mention ``word``."""
+    return [m.get("message", "") for m in hook.messages() if word in str(m)]
 
 
 def cli_notes(tmp_path: Path) -> list[str | None]:
@@ -131,58 +156,47 @@ def test_a_reload_that_changes_what_applies_only_at_start_says_so(tmp_path: Path
         config = tmp_path / "agentcron.yaml"
         head = f'notify: ["{hook.url}"]\napi:\n  enabled: false\n'
         config.write_text(head + first + GOOD)
-        daemon = Daemon(
-            DaemonOptions(config_path=config, home=tmp_path / "home", reload_interval=0.1)
-        )
 
         def told() -> list[str]:
-            return [m.get("message", "") for m in hook.messages() if "restart" in str(m)]
+            return said(hook, "restart")
 
-        async def scenario() -> None:
-            main = asyncio.create_task(daemon.run())
-            try:
-                await until(lambda: daemon.config is not None, timeout=30)
-                # an agent's budget only: applied, nothing to restart for
-                config.write_text(head + AGENT.format(token="t" * 20, runs=9) + GOOD)
-                await until(
-                    lambda: (
-                        daemon.config is not None
-                        and daemon.config.agents.clients["bot"].budget is not None
-                        and daemon.config.agents.clients["bot"].budget.runs_per_day == 9
-                    ),
-                    timeout=30,
-                )
-                assert daemon.restart_needed == []
-                # a new agent token and another API port: applied only at a restart
-                changed = head.replace("enabled: false", "enabled: false\n  port: 8799")
-                config.write_text(changed + AGENT.format(token="u" * 20, runs=9) + GOOD)
-                await until(lambda: daemon.restart_needed == ["agents", "api"], timeout=30)
-                await until(lambda: len(told()) == 1, timeout=30)
-                (note,) = cli_notes(tmp_path)
-                assert note == (
-                    "`agents:` and `api:` changed since it started and apply only at a restart"
-                )
-                doctor = CliRunner().invoke(
-                    app,
-                    ["--home", str(tmp_path / "home"), "doctor", "--config", str(config), "--json"],
-                )
-                (check,) = [
-                    c for c in json.loads(doctor.stdout)["checks"] if "daemon c" in c["name"]
-                ]
-                assert check["status"] == "warn" and note in check["message"]
-                # a task edit with the sections still changed: said once, not again
-                config.write_text(changed + AGENT.format(token="u" * 20, runs=9) + NEW)
-                await until(lambda: "b" in (daemon.config.tasks if daemon.config else {}), 30)
-                # both put back as they were at start: nothing waits for a restart
-                config.write_text(head + AGENT.format(token="t" * 20, runs=9) + GOOD)
-                await until(lambda: daemon.restart_needed == [], timeout=30)
-                assert cli_notes(tmp_path) == [None]
-                assert len(told()) == 1
-            finally:
-                daemon.stop_event.set()
-                await asyncio.wait_for(main, 30)
+        async def body(daemon: Daemon) -> None:
+            # an agent's budget only: applied, nothing to restart for
+            config.write_text(head + AGENT.format(token="t" * 20, runs=9) + GOOD)
+            await until(
+                lambda: (
+                    daemon.config is not None
+                    and daemon.config.agents.clients["bot"].budget is not None
+                    and daemon.config.agents.clients["bot"].budget.runs_per_day == 9
+                ),
+                timeout=30,
+            )
+            assert daemon.restart_needed == []
+            # a new agent token and another API port: applied only at a restart
+            changed = head.replace("enabled: false", "enabled: false\n  port: 8799")
+            config.write_text(changed + AGENT.format(token="u" * 20, runs=9) + GOOD)
+            await until(lambda: daemon.restart_needed == ["agents", "api"], timeout=30)
+            await until(lambda: len(told()) == 1, timeout=30)
+            (note,) = cli_notes(tmp_path)
+            assert note == (
+                "`agents:` and `api:` changed since it started and apply only at a restart"
+            )
+            doctor = CliRunner().invoke(
+                app,
+                ["--home", str(tmp_path / "home"), "doctor", "--config", str(config), "--json"],
+            )
+            (check,) = [c for c in json.loads(doctor.stdout)["checks"] if "daemon c" in c["name"]]
+            assert check["status"] == "warn" and note in check["message"]
+            # a task edit with the sections still changed: said once, not again
+            config.write_text(changed + AGENT.format(token="u" * 20, runs=9) + NEW)
+            await until(lambda: "b" in (daemon.config.tasks if daemon.config else {}), 30)
+            # both put back as they were at start: nothing waits for a restart
+            config.write_text(head + AGENT.format(token="t" * 20, runs=9) + GOOD)
+            await until(lambda: daemon.restart_needed == [], timeout=30)
+            assert cli_notes(tmp_path) == [None]
+            assert len(told()) == 1
 
-        asyncio.run(scenario())
+        run_reloading(config, body)
         body = told()[0]
     assert "`agents:` and `api:`" in body and "take effect only when agentcron restarts" in body
     assert "u" * 20 not in body and "t" * 20 not in body  # no token in the message
@@ -367,28 +381,19 @@ def test_a_rejected_config_is_told_and_so_is_its_end(tmp_path: Path) -> None:
         config = tmp_path / "agentcron.yaml"
         head = f'notify: ["{hook.url}"]\n'
         config.write_text(head + GOOD)
-        daemon = Daemon(
-            DaemonOptions(config_path=config, home=tmp_path / "home", reload_interval=0.1)
-        )
 
         def told() -> list[str]:
-            return [m.get("message", "") for m in hook.messages() if "config" in str(m)]
+            return said(hook, "config")
 
-        async def scenario() -> None:
-            main = asyncio.create_task(daemon.run())
-            try:
-                await until(lambda: daemon.config is not None, timeout=30)
-                config.write_text(head + BROKEN_YAML)
-                await until(lambda: len(told()) == 1, timeout=30)
-                config.write_text(head + NEW)
-                await until(lambda: len(told()) == 2, timeout=30)
-                config.write_text(head + GOOD)  # another valid change: nothing to end
-                await until(lambda: daemon.config is not None and "a" in daemon.config.tasks, 30)
-            finally:
-                daemon.stop_event.set()
-                await asyncio.wait_for(main, 30)
+        async def body(daemon: Daemon) -> None:
+            config.write_text(head + BROKEN_YAML)
+            await until(lambda: len(told()) == 1, timeout=30)
+            config.write_text(head + NEW)
+            await until(lambda: len(told()) == 2, timeout=30)
+            config.write_text(head + GOOD)  # another valid change: nothing to end
+            await until(lambda: daemon.config is not None and "a" in daemon.config.tasks, 30)
 
-        asyncio.run(scenario())
+        run_reloading(config, body)
         bodies = told()
     assert len(bodies) == 2, bodies
     assert bodies[0].startswith("✖ The new") and "is invalid" in bodies[0]

@@ -6,7 +6,6 @@ stored spec that cannot be read is an error naming the task, never skipped."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,31 +27,8 @@ from agentcron.service import NotFoundError, Service
 from agentcron.store.errors import StoreError
 from agentcron.store.sql import SQLStore
 from agentcron.watchdog.limits import OverdueLimits
-from conftest import PG_DSN, require_pg
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
-    if request.param == "sqlite":
-        from agentcron.store.sqlite import SQLiteStore
-
-        s: SQLStore = SQLiteStore(tmp_path / "agentcron.db")
-        yield s
-        s.close()
-        return
-    require_pg()
-    from agentcron.store.postgres import PostgresStore
-    from pg_util import drop_schema, new_schema_name
-
-    schema = new_schema_name()
-    s = PostgresStore(PG_DSN, schema=schema)
-    try:
-        yield s
-    finally:
-        s.close()
-        drop_schema(schema)
 
 
 SPECS: list[dict[str, Any]] = [

@@ -8,38 +8,16 @@ told the owner the database was away."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.model import SlotStatus
 from agentcron.store.sql import SQLStore
 from agentcron.store.sqlite import SQLiteStore
-from conftest import require_pg
 from harness import Harness
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
-    if request.param == "sqlite":
-        s: SQLStore = SQLiteStore(tmp_path / "agentcron.db")
-        yield s
-        s.close()
-        return
-    require_pg()
-    from agentcron.store.postgres import PostgresStore
-    from conftest import PG_DSN
-    from pg_util import fresh_schema
-
-    with fresh_schema() as schema:
-        s = PostgresStore(PG_DSN, schema=schema)
-        yield s
-        s.close()
 
 
 def test_a_failure_whose_output_holds_a_nul_is_recorded_with_the_others(
