@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agentcron.clock import FakeClock
-from agentcron.engine.engine import PROBE_KEY
+from agentcron.engine.health import PROBE_KEY
 from agentcron.store.sqlite import SQLiteStore
 from faulty_store import FaultyStore
 from harness import Harness

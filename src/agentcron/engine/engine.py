@@ -64,7 +64,6 @@ LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and th
 # How much longer than its lease a run held on another machine is left to that machine
 # (see Engine._owners_elsewhere); the lease itself is added, so the wait is 2 leases.
 ELSEWHERE_GRACE_LEASES = 1.0
-PROBE_KEY = "outage_probe"  # the meta row that write goes to
 FINISH_GRACE = 5.0  # seconds a stop waits for ended runs' records, past its own grace
 COALESCE = 0.005  # seconds a pass waits past the next fire, to take those just after it
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
@@ -410,25 +409,31 @@ class Engine:
         tick, through): a database that comes and goes is one outage, not a
         message each way. Returns the seconds until the hold is over."""
         assert self._healing is not None
-        outage, back_at, report = self._healing
+        back_at = self._healing[1]
         now = self.clock.now()
         left = (back_at + self.settings.recovery_hold - now).total_seconds()
         if left > 0:
             return left
-        try:
-            self.store.set_meta(PROBE_KEY, now.isoformat())
-        except Exception as exc:  # not back after all: the same outage goes on
-            return self._tick_failed(exc)
-        self._healing = None
-        self._tell_recovered(outage, back_at, report)
+        refused = self._tell_recovered_if_writes()
+        if refused is not None:  # not back after all: the same outage goes on
+            return self._tick_failed(refused)
         return self.settings.poll_interval
 
-    def _tell_recovered(self, outage: Outage, back_at: datetime, report: TickReport) -> None:
+    def _tell_recovered_if_writes(self) -> Exception | None:
+        """Tell the held outage's end if the database takes a write (then it is no
+        longer held); else the write's error, the outage still held."""
+        assert self._healing is not None
+        try:
+            health.probe_write(self.store)
+        except Exception as exc:
+            return exc
+        (outage, back_at, report), self._healing = self._healing, None
         for listener in self.on_recovery:
             try:
                 listener(outage, back_at, report)
             except Exception:
                 log.exception("recovery listener failed")
+        return None
 
     def _tick_failed(self, exc: Exception) -> float:
         now = self.clock.now()
@@ -502,13 +507,10 @@ class Engine:
         hears of every ended run before this returns (the store is closed after)."""
         self.stopping = True
         if self._healing is not None:  # the database worked until the stop: say so,
-            healing, self._healing = self._healing, None
-            try:  # if it takes a write (a full disk lets reads through)
-                self.store.set_meta(PROBE_KEY, self.clock.now().isoformat())
-            except Exception as exc:
-                log.warning("the database refused a write at the stop (%s): still away", exc)
-            else:
-                self._tell_recovered(*healing)
+            refused = self._tell_recovered_if_writes()  # if it takes a write
+            if refused is not None:
+                self._healing = None
+                log.warning("the database refused a write at the stop (%s): still away", refused)
         try:
             if self._runs:
                 await self.wait_idle(grace)

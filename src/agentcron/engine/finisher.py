@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 
+from agentcron.engine.health import probe_write
 from agentcron.model import Finish, Slot
 from agentcron.store.base import Store
 from agentcron.store.errors import StoreError, is_database_error
@@ -26,7 +27,6 @@ RETRY_MAX = 10.0
 REFUSED_TRIES = (
     3  # refusals of one record, by a database taking other writes, before it is given up
 )
-PROBE_KEY = "finisher_probe"  # the meta row of the write that tells "away" from "refused"
 
 _Pair = tuple[Finish, "asyncio.Future[Slot | None]"]
 
@@ -148,7 +148,7 @@ class Finisher:
         """Whether the database takes a small write of ours (a meta row), which tells a
         database that is away from one that refuses some record of a batch."""
         try:
-            self._store.set_meta(PROBE_KEY, str(time.time()))
+            probe_write(self._store)
         except Exception:
             return False
         return True

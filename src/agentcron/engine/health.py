@@ -10,9 +10,11 @@ once when it ends. The decisions are pure functions of the recorded times.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from agentcron.store.base import NodeStore
 from agentcron.store.errors import is_database_error
 
 NOTICE_AFTER = timedelta(seconds=10)  # a blip shorter than this is logged, not told
@@ -84,3 +86,14 @@ class LoopHealth:
     def progressing(self, now: float, within: float) -> bool:
         """Whether a tick completed in the last ``within`` seconds."""
         return now - self.last_ok <= within
+
+
+PROBE_KEY = "write_probe"  # the meta row of probe_write
+
+
+def probe_write(store: NodeStore) -> None:
+    """A small write of agentcron's own (a meta row), which raises when the database
+    does not take writes: a full disk lets reads, and an idle tick, through, so only a
+    write tells a database that is back (or one that refuses a record of its data) from
+    one that is away."""
+    store.set_meta(PROBE_KEY, str(time.time()))
