@@ -568,6 +568,24 @@ def test_claim_respects_the_limit_oldest_first(store: SQLStore) -> None:
     assert [c.slot.id for c in got] == [ids[3], ids[1]]
 
 
+def test_claims_after_a_full_one_take_the_rest_once_and_leave_busy_tasks_alone(
+    store: SQLStore,
+) -> None:
+    """A claim that fills its room skips the next claim's lock-free look for waiting
+    slots: the claims after it must still see exactly what waits, no more."""
+    add(store, "solo", overlap="queue")
+    add(store, "many", overlap="allow")
+    for i in range(3):
+        slot_at(store, "solo", T0 + i * MIN)
+    many = [slot_at(store, "many", T0 + i * MIN) for i in range(3)]
+    first = store.claim("n1", T0 + 9 * MIN, T0 + 10 * MIN, 2)  # fills its room
+    assert sorted(c.slot.task for c in first) == ["many", "solo"]
+    second = store.claim("n1", T0 + 9 * MIN, T0 + 10 * MIN, 10)
+    assert [c.slot.id for c in second] == many[1:]  # solo's next waits for its run
+    assert store.claim("n1", T0 + 9 * MIN, T0 + 10 * MIN, 10) == []
+    assert store.claim("n1", T0 + 9 * MIN, T0 + 10 * MIN, 10) == []
+
+
 def test_renew_leases_extends_only_the_owners_running_slots(store: SQLStore) -> None:
     add(store, "t", overlap="allow")
     slot_at(store, "t", T0)

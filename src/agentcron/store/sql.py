@@ -558,6 +558,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
     # How a dialect makes claims safe against other nodes: a suffix that locks the
     # candidate rows, and a check run for a task that allows one run at a time.
     _candidate_lock = ""
+    _claim_filled = False  # the last claim took as many slots as it had room for
 
     def _may_start(self, db: Conn, tasks: Sequence[str]) -> set[str]:
         """Which of ``tasks`` (each runs one at a time, none seen running) may start one
@@ -577,11 +578,18 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         )
 
     def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
-        if limit <= 0 or not self._runnable_waiting(now):
+        if limit <= 0:
+            return []
+        # The look without the write lock is for a tick that finds nothing (an idle
+        # daemon); after a claim that filled its room, slots most likely still wait.
+        backlog, self._claim_filled = self._claim_filled, False
+        if not backlog and not self._runnable_waiting(now):
             return []
         chosen: list[Slot] = []
         with self._tx() as db:
-            busy = self._running_tasks(db)
+            # Tasks that run one at a time and already run are left out by the page's
+            # statement; ``busy`` keeps a task's second waiting slot out of one claim.
+            busy: set[str] = set()
             refused: set[str] = set()  # another node holds the task (PostgreSQL)
             for _ in range(CLAIM_PAGES):
                 page, full = self._claim_page(db, now, limit - len(chosen), busy, refused)
@@ -601,6 +609,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                     break
             if not chosen:
                 return []
+            self._claim_filled = len(chosen) >= limit
             attempts = self._open_attempts(
                 db, [(slot.id, slot.attempts + 1) for slot in chosen], now, owner
             )
@@ -625,7 +634,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
     ) -> tuple[list[Slot], bool]:
         """Runnable slots in order, up to ``limit`` of them, at most one per task that
         runs one at a time (``busy`` is updated); and whether more may lie beyond."""
-        fetch = limit * 4 + 64
+        fetch = limit * 2 + 16
         skip = sorted(refused)[:500]
         rows = db.execute(
             f"SELECT {', '.join('s.' + c.strip() for c in SLOT_COLUMNS.split(','))}, "
