@@ -389,6 +389,10 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             "slot %s of %s was taken over before it finished; result dropped", slot.id, spec.name
         )
         return None
+    if fresh.status is not outcome.slot_status:  # its task was removed: no retry follows
+        outcome = replace(
+            outcome, slot_status=fresh.status, next_attempt_at=None, reason=fresh.reason
+        )
     details = ""
     if not outcome.ok and os.path.exists(out_path):  # noqa: ASYNC240 - failures only
         try:

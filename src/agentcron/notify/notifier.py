@@ -521,6 +521,15 @@ class Notifier:
             error_class = outcome.error_class or ErrorClass.CODE_ERROR
             c = finished.classification
             rec = self.store.get_task(spec.name)
+            if rec is None:
+                # removed while it ran: its history keeps the end; an incident, a retry
+                # time or a fix to trigger it again would be about a task that is gone
+                log.info(
+                    "the run of %s (slot %s) failed after its task was removed; not told",
+                    spec.name,
+                    slot.id,
+                )
+                return
             self.emit(
                 spec,
                 AttemptFailed(

@@ -68,6 +68,8 @@ from agentcron.store._rows import (
 )
 from agentcron.store.errors import StoreError
 
+# the reason of a run's slot whose task was removed while it ran (no retry follows)
+REMOVED_WHILE_RUNNING = "task removed while this run was going: not retried"
 CLAIM_PAGES = 4  # pages of candidates one claim reads at most
 
 
@@ -762,7 +764,37 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED:
                     self._create_deliveries(db, slot.id, slot.task, outcome, item.now)
                     slots[index] = replace(slot, delivery_status=DeliveryStatus.PENDING)
+            if any(slot is not None and not slot.status.is_final for slot in slots):
+                self._end_retries_of_removed(db, items, slots)
             return slots
+
+    @staticmethod
+    def _end_retries_of_removed(
+        db: Conn, items: Sequence[Finish], slots: list[Slot | None]
+    ) -> None:
+        """A run whose task was removed while it ran would wait for a retry that no
+        claim takes (claims read the task's row): such slots end here, failed, in the
+        transaction that recorded the attempt (a removal cannot slip between).
+        ``slots`` is updated in place."""
+        waiting = {s.id: i for i, s in enumerate(slots) if s is not None and not s.status.is_final}
+        for chunk in chunks(sorted(waiting), 500):
+            marks = ", ".join("?" for _ in chunk)
+            for (slot_id,) in db.execute(
+                "UPDATE slots SET status = ?, next_attempt_at = NULL, finished_at = ?, "
+                f"reason = ? WHERE id IN ({marks}) AND status IN ('pending', 'retrying') "
+                "AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.name = slots.task) RETURNING id",
+                (SlotStatus.FAILED.value, ts(items[0].now), REMOVED_WHILE_RUNNING, *chunk),
+            ).fetchall():
+                index = waiting[int(slot_id)]
+                slot = slots[index]
+                assert slot is not None
+                slots[index] = replace(
+                    slot,
+                    status=SlotStatus.FAILED,
+                    next_attempt_at=None,
+                    finished_at=items[index].now,
+                    reason=REMOVED_WHILE_RUNNING,
+                )
 
     def _finish_slots(self, db: Conn, items: Sequence[Finish]) -> list[Slot | None]:
         """The slots' half of finishing: a compare-and-set on each lease owner. Slots
