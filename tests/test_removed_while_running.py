@@ -9,16 +9,16 @@ attempt, its reason says why, and nothing is told of a task that no longer exist
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from agentcron.clock import FakeClock
-from agentcron.model import Finished, SlotStatus
+from agentcron.model import Finished, NewSlot, SlotStatus
+from agentcron.model.failure import REMOVED_WHILE_RUNNING
 from agentcron.notify.notifier import Notifier
 from agentcron.notify.sender import OutboxSender
 from agentcron.store.base import Store
-from agentcron.store.sql import REMOVED_WHILE_RUNNING
 from harness import Harness, until
 from notify_rig import HOOK, RecordingChannel
 
@@ -84,3 +84,59 @@ def test_a_permanent_failure_after_removal_is_recorded_and_not_told(
     assert slot.status is SlotStatus.FAILED
     assert slot.reason is None  # failed on its own account; no retry was due
     assert not [line for line in lines if "gone" in line], lines
+
+
+def test_a_lapsed_run_of_a_removed_task_ends_instead_of_staying_running(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Its worker died (a daemon killed mid-run) and its task was removed before the
+    lease lapsed: the slot was skipped by every recovery and stayed ``running`` for
+    good, read again on every look."""
+    h = Harness(store, clock, home)
+    h.add("gone", lambda: "out", every="1d", timezone="UTC")
+    now = clock.now()
+    assert store.add_slot("gone", NewSlot(now, trigger="manual"), now) is not None
+    (claim,) = store.claim("a-dead-node", now, now + timedelta(seconds=30), 1)
+    store.remove_task("gone", clock.now())
+    clock.advance(timedelta(minutes=5))  # the dead node's lease has lapsed
+
+    async def recover() -> None:
+        h.engine._last_recover = None  # the recovery runs on this tick
+        await h.engine.tick()
+
+    asyncio.run(recover())
+    ended = store.get_slot(claim.slot.id)
+    assert ended is not None and ended.status is SlotStatus.FAILED, ended
+    assert REMOVED_WHILE_RUNNING in (ended.error or "")
+    assert ended.lease_owner is None and ended.finished_at is not None
+    assert [s.id for s in store.running_slots()] == []
+    assert not [f for f in h.finished if f.slot.id == claim.slot.id]  # nothing told
+
+
+def test_opening_a_database_ends_the_retries_such_runs_left_waiting(home: Path) -> None:
+    """Migration 14: a database written before the fix may hold such slots; they end
+    as they would now, once, and nothing else changes."""
+    from agentcron.store.sqlite import SQLiteStore
+
+    path = home / "agentcron.db"
+    store = SQLiteStore(path)
+    clock = FakeClock(datetime(2026, 6, 1, tzinfo=UTC))
+    h = Harness(store, clock, home)
+    for name in ("gone", "kept"):
+        h.add(name, lambda: "out", every="1d", timezone="UTC")
+        at = clock.now()
+        store.add_slot(name, NewSlot(at, trigger="manual"), at)
+    with store._tx() as db:  # as the code before left them: retrying, task gone
+        db.execute("UPDATE slots SET status = 'retrying', next_attempt_at = 1.9e9")
+        db.execute("DELETE FROM tasks WHERE name = 'gone'")
+    store.set_meta("schema_version", "13")
+    store.close()
+    again = SQLiteStore(path)
+    try:
+        (gone,) = again.slots("gone", limit=10)
+        (kept,) = again.slots("kept", limit=10)
+        assert gone.status is SlotStatus.FAILED and gone.next_attempt_at is None
+        assert gone.reason == REMOVED_WHILE_RUNNING
+        assert kept.status is SlotStatus.RETRYING  # its task is there: its retry comes
+    finally:
+        again.close()

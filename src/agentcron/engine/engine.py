@@ -39,6 +39,7 @@ from agentcron.model import (
     TaskRecord,
     TaskSpec,
 )
+from agentcron.model.failure import REMOVED_WHILE_RUNNING
 from agentcron.model.provider import ProviderNews
 from agentcron.policies.starvation import STARVE_AT_LEAST, holders, waited_too_long
 from agentcron.schedules.base import Schedule
@@ -689,9 +690,10 @@ class Engine:
                     deferred = True
                     continue  # its own machine may still record how it ended
             rec = self.store.get_task(slot.task)
-            if rec is None:
-                continue
             number = max(slot.attempts, 1)
+            if rec is None:
+                count += self._end_removed_lapsed(slot, number, now)
+                continue
             end = ended_run(home, slot.id, number)
             if end is None:
                 if self._launcher_finishing(slot.id, number, now):
@@ -758,6 +760,26 @@ class Engine:
         # (a dead predecessor's lost runs were recovered above, within a lease).
         sweep_markers(home, self._runs, older_than=2 * self.settings.lease.total_seconds())
         return count
+
+    def _end_removed_lapsed(self, slot: Slot, number: int, now: datetime) -> int:
+        """A lapsed run whose task was removed meanwhile: nothing would retry it, and
+        left ``running`` it would be read again on every look. Its process group is
+        stopped and its slot ends failed; no one is told of a task that is gone."""
+        from agentcron.orphans import forget_run
+
+        self._stop_orphan(slot)
+        outcome = AttemptOutcome(
+            ok=False,
+            slot_status=SlotStatus.FAILED,
+            error_class=ErrorClass.WORKER_LOST,
+            error=f"the worker running this slot stopped responding; {REMOVED_WHILE_RUNNING}",
+            reason=REMOVED_WHILE_RUNNING,
+        )
+        if not self.store.record_lost(slot, outcome, now):
+            return 0  # another node recorded it first
+        forget_run(self.settings.home, slot.id, number)
+        log.warning("slot %s of removed task %s lost its worker; ended", slot.id, slot.task)
+        return 1
 
     def _correct_lost_ends(self, now: datetime) -> int:
         """Back after a crash: runs of this home whose command finished while this

@@ -14,6 +14,8 @@ from agentcron.model.enums import ErrorClass
 
 # the failure of a run the daemon's stop interrupted: retried when it starts again
 DAEMON_STOPPED = "the daemon stopped while the run was in progress"
+# the reason of a run's slot whose task was removed while it ran: no retry follows
+REMOVED_WHILE_RUNNING = "task removed while this run was going: not retried"
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,16 @@ MIGRATIONS: list[list[str]] = [
         # the dashboard, which read the database and not the daemon, can say it too.
         "ALTER TABLE nodes ADD COLUMN config_note TEXT",
     ],
+    [
+        # 14: slots left waiting for a retry that no claim takes: a run whose task was
+        # removed while it ran ended retrying, before such ends were made final (claims
+        # read the task's row). Ended as they are now, once.
+        "UPDATE slots SET status = 'failed', next_attempt_at = NULL, "
+        "reason = 'task removed while this run was going: not retried', "
+        "finished_at = (SELECT MAX(a.finished_at) FROM attempts a WHERE a.slot_id = slots.id) "
+        "WHERE status IN ('pending', 'retrying') "
+        "AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.name = slots.task)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -35,6 +35,7 @@ from agentcron.model import (
     TaskSource,
     TaskSpec,
 )
+from agentcron.model.failure import REMOVED_WHILE_RUNNING
 from agentcron.store._api_sql import ApiSQL
 from agentcron.store._budget_sql import BudgetSQL, add_spend
 from agentcron.store._built import (
@@ -68,8 +69,6 @@ from agentcron.store._rows import (
 )
 from agentcron.store.errors import StoreError
 
-# the reason of a run's slot whose task was removed while it ran (no retry follows)
-REMOVED_WHILE_RUNNING = "task removed while this run was going: not retried"
 CLAIM_PAGES = 4  # pages of candidates one claim reads at most
 
 
