@@ -8,6 +8,7 @@ told the owner the database was away."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -112,7 +113,7 @@ def test_a_record_refused_again_and_again_is_given_up_not_taken_for_an_outage() 
         return [w.exception() for w in waits]
 
     errors = asyncio.run(scenario())
-    assert [type(e).__name__ for e in errors] == ["StoreError", "StoreError", "NoneType"]
+    assert [type(e).__name__ for e in errors] == ["RecordRefused", "RecordRefused", "NoneType"]
     assert "refused the record of this run's end" in str(errors[0])
     assert REFUSED_TRIES >= 2
 
@@ -156,3 +157,55 @@ def test_a_full_disk_refusing_the_batch_is_an_outage_even_if_a_small_write_passe
 
     assert asyncio.run(scenario()) == [None, None]
     assert probes == []
+
+
+def test_a_record_given_up_is_replaced_by_a_failure_that_says_so(home: Path) -> None:
+    """Before, its run stayed ``running`` until its lease lapsed and was then told as
+    "the worker stopped responding"; the refusal was in the log only. Now the runner
+    records a failure that names it at once, retried as a lost run would be, and the
+    owner is told that."""
+    import sqlite3
+
+    from agentcron.model import Finish, Slot
+    from agentcron.notify.notifier import Notifier
+    from agentcron.notify.sender import OutboxSender
+    from notify_rig import HOOK, RecordingChannel
+
+    class Refusing(SQLiteStore):
+        """Refuses the record of any success of ``poison`` (a value it cannot keep)."""
+
+        def finish_many(self, items: Sequence[Finish]) -> list[Slot | None]:
+            for item in items:
+                if item.claimed and item.claimed.task == "poison" and item.outcome.ok:
+                    raise sqlite3.IntegrityError("CHECK constraint failed: poison")
+            return super().finish_many(items)
+
+    store = Refusing(home / "agentcron.db")
+    clock = FakeClock(T0)
+    h = Harness(store, clock, home)
+    notifier = Notifier(store, clock, [HOOK], "UTC")
+    notifier.attach(h.engine)
+    channel = RecordingChannel()
+    sender = OutboxSender(store, channel_factory=lambda _url: channel, clock=clock)
+
+    async def scenario() -> list[str]:
+        h.add("poison", lambda: "out", every="1h", timezone="UTC", retries=2)
+        h.add("fine", lambda: "out", every="1h", timezone="UTC")
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        await sender.drain_once()
+        return [m.body.splitlines()[0] for m in channel.sent]
+
+    try:
+        lines = asyncio.run(scenario())
+        (slot,) = h.slots("poison")
+        assert slot.status is SlotStatus.RETRYING and slot.lease_owner is None
+        assert "could not record how this run ended" in (slot.error or "")
+        assert "CHECK constraint failed: poison" in (slot.error or "")
+        assert [s.status for s in h.slots("fine")] == [SlotStatus.SUCCEEDED]
+        assert h.engine.health.outage is None
+        (line,) = lines
+        assert line.startswith("⚠ poison failed: agentcron could not record how this run ended")
+        assert "Retrying at" in line, line
+    finally:
+        store.close()

@@ -31,6 +31,16 @@ REFUSED_TRIES = (
 _Pair = tuple[Finish, "asyncio.Future[Slot | None]"]
 
 
+class RecordRefused(StoreError):
+    """The database refused the record of one run's end REFUSED_TRIES times while it
+    took other writes. ``cause`` is its last refusal: the runner records a plain
+    failure that names it in its place (see ``runner.execute``)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"the database refused the record of this run's end: {cause}")
+        self.cause = cause
+
+
 class Finisher:
     """Records ends of runs, together when they come together.
 
@@ -40,8 +50,9 @@ class Finisher:
     it, so the engine keeps holding them, and listeners hear of each end once it is in
     the database. When the database takes other writes, the batch is written one end
     at a time, so a record it refuses cannot hold up the others nor pass for an
-    outage; one refused REFUSED_TRIES times is given up, and its run is recorded lost
-    when its lease lapses (told as any lost run is).
+    outage; one refused REFUSED_TRIES times is given up (:class:`RecordRefused`): its
+    runner records a failure that says so instead, or, refused that too, its run is
+    recorded lost when its lease lapses (told as any lost run is).
     """
 
     def __init__(self, store: Store, retry_first: float = RETRY_FIRST) -> None:
@@ -155,9 +166,8 @@ class Finisher:
 
     def _refused(self, pair: _Pair, exc: Exception) -> bool:
         """Count one refusal of ``pair``'s record by a database that takes other writes;
-        at REFUSED_TRIES it is given up: its run's awaiting ends with the error (logged
-        there), and the slot, still running in the database, is recovered as lost
-        when its lease lapses. Returns whether it was given up."""
+        at REFUSED_TRIES it is given up: its run's awaiting ends with
+        :class:`RecordRefused`. Returns whether it was given up."""
         item, future = pair
         key = id(item)
         self._refusals[key] = self._refusals.get(key, 0) + 1
@@ -166,15 +176,13 @@ class Finisher:
         del self._refusals[key]
         log.error(
             "the database refused the record of slot %s's end %d times while taking other "
-            "writes (%s); given up: the run is recorded lost when its lease lapses",
+            "writes (%s); given up",
             item.slot_id,
             REFUSED_TRIES,
             exc,
         )
         if not future.done():
-            future.set_exception(
-                StoreError(f"the database refused the record of this run's end: {exc}")
-            )
+            future.set_exception(RecordRefused(exc))
         return True
 
     def _write_one(self, pair: _Pair) -> Exception | None:

@@ -39,7 +39,7 @@ from agentcron.redact import redact
 from agentcron.store.base import Store
 
 from .diskroom import DiskRoom
-from .finisher import Finisher
+from .finisher import Finisher, RecordRefused
 from .redaction import keep_output_private, task_secrets
 
 log = logging.getLogger("agentcron.runner")
@@ -369,17 +369,34 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         from agentcron.notify.channels import channel_key
 
         outcome = replace(outcome, deliver_to=tuple((u, channel_key(u)) for u in spec.deliver))
-    fresh = await deps.finish(
-        Finish(
-            slot.id,
-            attempt.id,
-            deps.owner,
-            outcome,
-            finished,
-            claimed=slot,
-            spend=deps.spend(spec, outcome, finished),
-        )
+    end = Finish(
+        slot.id,
+        attempt.id,
+        deps.owner,
+        outcome,
+        finished,
+        claimed=slot,
+        spend=deps.spend(spec, outcome, finished),
     )
+    try:
+        fresh = await deps.finish(end)
+    except RecordRefused as refused:
+        # Something in this end's record (a value in its error or output tail) is
+        # refused: a failure that says so is recorded in its place, and retried as a
+        # lost run would be. Refused too, the error goes on: recorded lost at lease end.
+        outcome, classification = outcome_for_failure(
+            spec,
+            attempt.number,
+            FailureInfo(
+                message=f"agentcron could not record how this run ended: {refused}",
+                known_class=ErrorClass.WORKER_LOST,
+                action=spec.action_kind,
+            ),
+            finished,
+            deps.rand(),
+            outcome.output_path,
+        )
+        fresh = await deps.finish(replace(end, outcome=outcome))
     if spec.command is not None:  # recorded: its launcher's marker has told all it can
         from agentcron.orphans import forget_run
 
