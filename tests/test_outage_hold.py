@@ -124,6 +124,35 @@ def test_runs_missed_during_an_outage_say_it_was_the_database(tmp_path: Path) ->
         assert "database or disk is full" in (slot.reason or "")
 
 
+def test_a_fire_due_between_the_last_good_pass_and_the_first_failed_one_is_the_outage(
+    tmp_path: Path,
+) -> None:
+    """The outage begins at the first failing pass, but a fire due after the last pass
+    that worked was left to the failing ones: its miss is the database's doing too, not
+    "its scheduler was late"."""
+    rig = Rig(tmp_path)
+
+    def ok() -> str:
+        return "fine"
+
+    rig.h.add("beat", ok, every="1m", timezone="UTC", catchup="latest")
+    rig.pass_at(50)  # works; the next fire is 00:01:00
+    rig.fail("due_heads", "due_tasks")
+    for s in (61, 90, 150, 190):  # 00:01:01 is the first failing pass
+        rig.pass_at(s)
+    rig.heal("due_heads", "due_tasks")
+    rig.pass_at(200)  # the fires of 00:01 and 00:02 are missed, 00:03 runs (latest)
+    asyncio.run(rig.h.engine.wait_idle())
+    missed = {
+        s.scheduled_for.strftime("%H:%M"): s.reason or ""
+        for s in rig.h.slots("beat")
+        if s.status.value == "missed"
+    }
+    assert sorted(missed) == ["00:01", "00:02"], rig.h.slots("beat")
+    for reason in missed.values():
+        assert "agentcron could not use its database from 00:01:01" in reason, reason
+
+
 def test_the_outage_told_lasts_until_its_end_is_told(tmp_path: Path) -> None:
     """What `health` reads (through daemon.trouble): an outage stays "told" while its
     end waits out the hold, so a full disk's passing reads do not show ✔ in between."""

@@ -187,6 +187,7 @@ class Engine:
         # fires due after this were missed while the scheduler ran (see plan_fires)
         self.started_at = clock.now()
         self._pass_began = self.started_at  # when the current loop pass began
+        self._good_pass_began: datetime | None = None  # ... and the last that worked
         self._waiting_for_launcher: dict[int, datetime] = {}  # lost slot -> first seen
         # After an outage of our own, other nodes' leases are not taken over until then:
         # a shared outage lapsed theirs too, and they need a renewal to say they live.
@@ -391,6 +392,7 @@ class Engine:
         except Exception as exc:
             return self._tick_failed(exc)
         self.health.last_ok = time.monotonic()
+        self._good_pass_began = self._pass_began
         outage, self.health.outage = self.health.outage, None
         if outage is not None:
             self._recovered(outage, report)
@@ -446,7 +448,7 @@ class Engine:
             previous, self._healing = self._healing[0], None
         # An outage begins when the first failing pass began: a call that waited out
         # a busy timeout before failing was already meeting the fault.
-        outage = health.after_failure(previous, exc, self._pass_began)
+        outage = health.after_failure(previous, exc, self._pass_began, self._good_pass_began)
         if health.should_log(outage, now):
             if outage.failures == 1:
                 log.exception("tick failed; trying again with backoff")
@@ -483,10 +485,10 @@ class Engine:
     def outage_covering(self, at: datetime) -> Outage | None:
         """The outage (going on, or among the last ones) during which ``at`` came due."""
         current = self.health.outage
-        if current is not None and at >= current.since:
+        if current is not None and current.covers(at):
             return current
         for outage, ended in reversed(self.past_outages):
-            if outage.since <= at <= ended:
+            if outage.covers(at) and at <= ended:
                 return outage
         return None
 

@@ -11,7 +11,7 @@ once when it ends. The decisions are pure functions of the recorded times.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from agentcron.store.base import NodeStore
@@ -33,6 +33,13 @@ class Outage:
     database: bool  # whether the failures come from the database
     announced: bool = False
     logged_at: datetime | None = None
+    # Fires due after this (when the last pass that worked began) were left to the
+    # failing passes: missed because of the outage, though due before ``since``.
+    after: datetime | None = None
+
+    def covers(self, at: datetime) -> bool:
+        """Whether a fire due at ``at`` (up to now) fell to the outage."""
+        return at > self.after if self.after is not None else at >= self.since
 
 
 def describe_error(exc: BaseException) -> str:
@@ -45,19 +52,24 @@ def backoff(failures: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_FIRST * 2.0 ** max(0, min(failures - 1, 10)))
 
 
-def after_failure(outage: Outage | None, exc: BaseException, now: datetime) -> Outage:
-    """The outage as it stands after one more failed tick."""
+def after_failure(
+    outage: Outage | None, exc: BaseException, now: datetime, after: datetime | None = None
+) -> Outage:
+    """The outage as it stands after one more failed tick; ``after``: when the last
+    pass that worked began (for a new outage)."""
     if outage is None:
         return Outage(
-            since=now, failures=1, error=describe_error(exc), database=is_database_error(exc)
+            since=now,
+            failures=1,
+            error=describe_error(exc),
+            database=is_database_error(exc),
+            after=after,
         )
-    return Outage(
-        since=outage.since,
+    return replace(
+        outage,
         failures=outage.failures + 1,
         error=describe_error(exc),
         database=outage.database and is_database_error(exc),
-        announced=outage.announced,
-        logged_at=outage.logged_at,
     )
 
 
