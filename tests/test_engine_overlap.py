@@ -127,3 +127,38 @@ def test_retry_waiting_slot_is_superseded_by_next_slot(sqlite_store, clock, home
     assert slots[0].status is SlotStatus.SUPERSEDED
     assert "superseded by the run due at" in (slots[0].reason or "")
     assert slots[1].status is SlotStatus.RETRYING
+
+
+def test_replace_stopping_a_run_its_own_tick_just_started_records_it(
+    sqlite_store, clock, home
+) -> None:
+    """The run started by a tick is replaced by a fire of the same tick, before its
+    task took a first step. A task cancelled then never runs its coroutine: before,
+    nothing recorded its end, the slot stayed running with its lease renewed, and the
+    task never ran again (found while testing the replace streak). Now it is recorded
+    cancelled, its action never called, and the newer slot runs."""
+    calls: list[int] = []
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+
+        def work() -> str:
+            calls.append(1)
+            return "done"
+
+        h.add("slow", work, every="1m", overlap="replace")
+        h.clock.advance(timedelta(minutes=1))
+        await h.engine.tick()  # starts the run of 00:01 ...
+        h.clock.advance(timedelta(minutes=1))
+        await h.engine.tick()  # ... which the fire of 00:02 replaces at once
+        await until(lambda: h.engine.running == 0)
+        await h.tick()  # the newer slot runs
+        return h
+
+    h = asyncio.run(scenario())
+    first, second = h.slots("slow")
+    assert first.status is SlotStatus.CANCELLED
+    assert "replaced by the run due at 00:02" in (first.error or "")
+    assert first.lease_owner is None
+    assert second.status is SlotStatus.SUCCEEDED
+    assert calls == [1]  # the replaced run's action was never called

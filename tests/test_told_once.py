@@ -232,6 +232,68 @@ def test_a_task_that_always_outlasts_its_period_is_one_skip_incident_not_a_storm
     assert not incident.is_open and incident.streak == len(skipped)
 
 
+def test_a_task_whose_runs_are_always_replaced_is_told_it_does_not_complete(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """overlap: replace with runs longer than the period: every run is stopped by the
+    next fire and none completes. Before, nothing was told and `list` said ok (found by
+    an outside-in probe). Now it is one streak, told once and closed when runs finish.
+    (A command, not an inline function: an inline call cannot be stopped.)"""
+
+    async def scenario() -> tuple[list[str], str, list[str]]:
+        rig = Rig(sqlite_store, clock, home)
+
+        def slow(command: str) -> None:
+            rig.h.add(
+                "slow",
+                command=command,
+                shell=True,
+                every="1m",
+                timezone="UTC",
+                overlap="replace",
+                kill_grace="1s",
+            )
+
+        def newest() -> SlotStatus:
+            return rig.h.slots("slow")[-1].status
+
+        async def minute() -> None:
+            """A fire: the run in progress is stopped; once its end is recorded, the
+            next tick starts the new slot."""
+            clock.advance(timedelta(minutes=1))
+            await rig.h.tick(settle=False)
+            await until(lambda: rig.h.engine.running == 0)
+            await rig.h.tick(settle=False)
+            await until(lambda: newest() is not SlotStatus.PENDING)
+
+        slow("exec sleep 30")
+        clock.advance(timedelta(minutes=1))
+        await rig.h.tick(settle=False)
+        await until(lambda: newest() is SlotStatus.RUNNING)
+        for _ in range(4):  # every run is stopped by the next fire before it ends
+            await minute()
+        first = await rig.lines()
+        health = rig.h.service.list_tasks()[0]["health"]
+        slow("echo done")  # runs that end within their minute from now on
+        await minute()  # the last long one is stopped; its successor finishes
+        for _ in range(2):
+            await rig.h.engine.wait_idle()
+            clock.advance(timedelta(minutes=1))
+            await rig.h.tick()
+        return first, health, (await rig.lines())[len(first) :]
+
+    first, health, after = asyncio.run(scenario())
+    assert first == [
+        "⚠ slow has not completed 3 runs in a row: each run was stopped by the next one "
+        "before it finished (overlap: replace). Give it a longer period or a shorter run, "
+        "or use overlap: skip or queue."
+    ], first
+    assert health == "skipping"
+    stopped = [s for s in sqlite_store.slots("slow", limit=100) if s.status is SlotStatus.CANCELLED]
+    assert len(stopped) >= 3
+    assert after == [f"✔ slow finishes its runs again after {len(stopped)} unfinished runs."]
+
+
 # ---- starvation: a slot free to run that no worker takes ----------------------------------
 
 

@@ -41,6 +41,7 @@ from agentcron.model import (
 )
 from agentcron.model.failure import REMOVED_WHILE_RUNNING
 from agentcron.model.provider import ProviderNews
+from agentcron.policies.overlap import replaced_text
 from agentcron.policies.starvation import STARVE_AT_LEAST, holders, waited_too_long
 from agentcron.schedules.base import Schedule
 from agentcron.store.base import Store
@@ -104,6 +105,8 @@ class _Run:
     cancel_reason: str | None = None
     overran: bool = False
     finishing: bool = False  # its end is being recorded: no longer renewed
+    started: bool = False  # its task has taken its first step (see Engine._stop)
+    stop_asked: bool = False  # stopped before that: it stops itself as it starts
 
 
 Listener = Callable[[Finished], None]
@@ -205,6 +208,7 @@ class Engine:
             rand=self.rand,
             cancel_reason=self._cancel_reason,
             overran=self._overran,
+            stopped_before_start=self._stopped_before_start,
             finisher=Finisher(store),
             stopping=lambda: self.stopping,
             finishing=self._finishing,
@@ -520,7 +524,7 @@ class Engine:
         except TimeoutError:
             stopped = [r for r in self._runs.values() if not r.finishing]
             for run in stopped:  # one that has ended is only being recorded
-                run.task.cancel()
+                self._stop(run)
             tasks = [r.task for r in list(self._runs.values())]
             # a stopped command gets its kill_grace to end, then each record FINISH_GRACE;
             # a record the database will not take is not waited for past that (the next
@@ -551,8 +555,20 @@ class Engine:
         if run is None or run.finishing:
             return False
         run.cancel_reason = reason
-        run.task.cancel()
+        self._stop(run)
         return True
+
+    @staticmethod
+    def _stop(run: _Run) -> None:
+        """Cancel ``run``'s task. A task cancelled before its first step never runs its
+        coroutine: nothing would record its end, and the run would stay in progress,
+        its lease renewed, for good (overlap: replace stopping a run its own tick had
+        just started did that). Such a run is recorded stopped as it starts, its action
+        not called."""
+        if run.started:
+            run.task.cancel()
+        else:
+            run.stop_asked = True
 
     # ---- steps -------------------------------------------------------------------
     def _sleep_for(self, report: TickReport) -> float:
@@ -979,7 +995,7 @@ class Engine:
             # final without running: told like the skipped and missed (metrics count them)
             inserted = [*inserted, *filter(None, map(self.store.get_slot, superseded))]
             for slot_id in plan.replace:
-                self.cancel_slot(slot_id, f"replaced by the run due at {label} (overlap: replace)")
+                self.cancel_slot(slot_id, replaced_text(label))
         for slot in inserted:
             if slot.status.is_final:
                 self._tell_slot_listeners(spec, slot)
@@ -1039,6 +1055,10 @@ class Engine:
         run = self._runs.get(slot_id)
         return run.cancel_reason if run is not None else None
 
+    def _stopped_before_start(self, slot_id: int) -> bool:
+        run = self._runs.get(slot_id)
+        return run is not None and run.stop_asked
+
     def _overran(self, slot_id: int) -> bool:
         run = self._runs.get(slot_id)
         return run is not None and run.overran
@@ -1058,10 +1078,13 @@ class Engine:
                     run.name,
                     run.slot_id,
                 )
-                run.task.cancel()
+                self._stop(run)
 
     async def _guarded(self, claim: Claim, deps: RunnerDeps) -> Finished | None:
         slot_id = claim.slot.id
+        run = self._runs.get(slot_id)
+        if run is not None:
+            run.started = True  # stopped before this step: execute records it unrun
         try:
             result = await execute(claim, deps)
             if result is not None:

@@ -55,6 +55,8 @@ class RunnerDeps:
     rand: Callable[[], float]
     cancel_reason: Callable[[int], str | None] = lambda _slot_id: None
     overran: Callable[[int], bool] = lambda _slot_id: False
+    # stopped before its task took a first step: recorded as stopped, the action not run
+    stopped_before_start: Callable[[int], bool] = lambda _slot_id: False
     finisher: Finisher | None = None  # group commit; None writes each end at once
     stopping: Callable[[], bool] = lambda: False  # the daemon is shutting down
     finishing: Callable[[int], None] = lambda _slot_id: None  # an end is being recorded
@@ -289,6 +291,8 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
     classification: Classification | None = None
     has_file: bool | None = None  # whether the output file exists, when the attempt knows
     try:
+        if deps.stopped_before_start(slot.id):
+            raise asyncio.CancelledError  # handled below as any stop is
         outcome, classification, has_file = await _attempt(
             ctx, spec, attempt.number, deps, out_path
         )

@@ -147,6 +147,7 @@ class SkipStreak:
     count: int
     reason: str
     since: datetime | None = None  # when the first skipped slot of the streak was due
+    replaced: bool = False  # runs stopped by the next fire (overlap: replace), not skips
 
 
 @dataclass(frozen=True, kw_only=True)

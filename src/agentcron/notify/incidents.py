@@ -156,7 +156,11 @@ def apply_event(
         summary = f"{event.count} successes in a row without output"
         notice = _on_streak(changes, event, IncidentKind.SUSPICIOUS, event.count, summary)
     elif isinstance(event, SkipStreak):
-        summary = f"skipped {event.count} times in a row: {event.reason}"
+        summary = (
+            f"stopped before finishing {event.count} times in a row: {event.reason}"
+            if event.replaced
+            else f"skipped {event.count} times in a row: {event.reason}"
+        )
         notice = _on_streak(changes, event, IncidentKind.SKIP_STREAK, event.count, summary)
     elif isinstance(event, SkipStreakEnded):
         notice = _on_skips_ended(changes, event)

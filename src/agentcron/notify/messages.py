@@ -108,6 +108,13 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
             ),
             "warning",
         )
+    if isinstance(cause, SkipStreak) and cause.replaced:
+        return (
+            f"⚠ {task} is not completing",
+            f"⚠ {task} has not completed {cause.count} runs in a row: {_phrase(cause.reason)}. "
+            "Give it a longer period or a shorter run, or use overlap: skip or queue.",
+            "warning",
+        )
     if isinstance(cause, SkipStreak):
         return (
             f"⚠ {task} is being skipped",
@@ -251,6 +258,8 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
         return f"{task} is running again after {_plural(inc.streak, 'missed run')}."
     if inc.kind is IncidentKind.SUSPICIOUS:
         return f"{task} produced output again."
+    if inc.kind is IncidentKind.SKIP_STREAK and (inc.summary or "").startswith("stopped"):
+        return f"{task} finishes its runs again after {_plural(inc.streak, 'unfinished run')}."
     if inc.kind is IncidentKind.SKIP_STREAK:
         return f"{task} runs on schedule again after {_plural(inc.streak, 'skipped run')}."
     if inc.kind is IncidentKind.STARVED:

@@ -52,6 +52,7 @@ from agentcron.notify.events import (
 from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
 from agentcron.notify.messages import render, render_budget, render_missed, render_provider
 from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
+from agentcron.policies.overlap import REPLACED, passed_over
 from agentcron.policies.provider import COOLING_CLASSES, provider_of
 from agentcron.redact import secret_values_from_env
 from agentcron.store.base import Store
@@ -552,26 +553,27 @@ class Notifier:
                 ),
                 ran=slot,
             )
-        elif outcome.slot_status is SlotStatus.SKIPPED:
-            self.on_skipped(spec, slot, at)
+        elif outcome.slot_status is SlotStatus.SKIPPED or passed_over(slot):
+            self.on_skipped(spec, slot, at)  # skipped, or stopped by the next fire
 
     def emit_skip(self, spec: TaskSpec, slot: Slot, at: datetime) -> None:
         self.on_skipped(spec, slot, at)
 
     def on_skipped(self, spec: TaskSpec, slot: Slot, at: datetime) -> None:
-        """A slot was recorded skipped (overlap or precheck): one incident per streak,
-        opened at the third skip in a row. While it is open, more skips are not
-        written anywhere but the slots themselves; the counts told come from them.
-        A slot skipped over a budget is told by :meth:`on_budget`, once a day."""
+        """A slot was recorded skipped (overlap or precheck), or its run was stopped by
+        the next fire (overlap: replace): one incident per streak, opened at the third
+        in a row. While it is open, more are not written anywhere but the slots
+        themselves; the counts told come from them. A slot skipped over a budget is
+        told by :meth:`on_budget`, once a day."""
         if (slot.reason or "").startswith(BUDGET_REASON):
             return
         last = self.store.last_slots(spec.name, SKIP_STREAK)
-        if len(last) < SKIP_STREAK or any(s.status is not SlotStatus.SKIPPED for s in last):
+        if len(last) < SKIP_STREAK or not all(passed_over(s) for s in last):
             return
         if IncidentKind.SKIP_STREAK in self.store.open_incidents(spec.name):
             return
         streak = self.store.last_slots(spec.name, SKIP_STREAK_SCAN)
-        run = list(takewhile(lambda s: s.status is SlotStatus.SKIPPED, streak))
+        run = list(takewhile(passed_over, streak))
         reason = _plain_reason(run[0].reason or _attempt_reason(self.store, run[0]))
         self.emit(
             spec,
@@ -581,6 +583,7 @@ class Notifier:
                 count=len(run),
                 reason=reason,
                 since=run[-1].scheduled_for,
+                replaced=run[0].status is SlotStatus.CANCELLED,
             ),
         )
 
@@ -637,10 +640,12 @@ class Notifier:
         (Closing on any run's end would open and close the incident every cycle of a
         task that always outlasts its period.) The count told is read from the slots."""
         before = self.store.slot_before(spec.name, ran.scheduled_for)
-        if before is None or before.status is SlotStatus.SKIPPED:
+        if before is None or passed_over(before):
             return None
         since = streak.since or streak.opened_at
-        skipped = self.store.count_slots(spec.name, [SlotStatus.SKIPPED], since)
+        # (a replaced run's slot is cancelled: counted with the skipped ones)
+        kinds = [SlotStatus.SKIPPED, SlotStatus.CANCELLED]
+        skipped = self.store.count_slots(spec.name, kinds, since)
         return SkipStreakEnded(task=spec.name, at=at, skipped=skipped)
 
     # ---- detectors fed by events ------------------------------------------------------
@@ -725,4 +730,6 @@ def _plain_reason(reason: str) -> str:
         return "the previous run was still running"
     if "queued" in reason:
         return "a run was already waiting behind the running one"
+    if reason.startswith(REPLACED):
+        return "each run was stopped by the next one before it finished (overlap: replace)"
     return reason or "no reason recorded"

@@ -16,6 +16,23 @@ from datetime import datetime
 
 from agentcron.model import OverlapPolicy, Slot, SlotStatus
 
+# how a run stopped by a newer fire (overlap: replace) is recorded: its slot's error
+REPLACED = "replaced by the run due at"
+
+
+def replaced_text(label: str) -> str:
+    return f"{REPLACED} {label} (overlap: replace)"
+
+
+def passed_over(slot: Slot) -> bool:
+    """A slot whose fire did not complete because of its task's own overlap: skipped,
+    or started and stopped by the next fire (overlap: replace). A task whose fires are
+    all passed over never completes; one streak of them is told (the notifier's skip
+    streak)."""
+    if slot.status is SlotStatus.SKIPPED:
+        return True
+    return slot.status is SlotStatus.CANCELLED and (slot.error or "").startswith(REPLACED)
+
 
 @dataclass(frozen=True)
 class OverlapDecision:
