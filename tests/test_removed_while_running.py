@@ -15,7 +15,7 @@ from typing import Any
 
 from agentcron.clock import FakeClock
 from agentcron.model import Finished, NewSlot, SlotStatus
-from agentcron.model.failure import REMOVED_WHILE_RUNNING
+from agentcron.model.failure import PAUSED_WHILE_RUNNING, REMOVED_WHILE_RUNNING
 from agentcron.notify.notifier import Notifier
 from agentcron.notify.sender import OutboxSender
 from agentcron.store.base import Store
@@ -24,10 +24,16 @@ from notify_rig import HOOK, RecordingChannel
 
 
 def _remove_mid_run(
-    store: Store, clock: FakeClock, home: Path, error: type[Exception], **spec: Any
+    store: Store,
+    clock: FakeClock,
+    home: Path,
+    error: type[Exception],
+    change: str = "remove",
+    **spec: Any,
 ) -> tuple[Harness, list[str]]:
-    """One run of ``gone`` that raises ``error`` after its task was removed; the ticks
-    of the next ten minutes; the first lines of every message sent."""
+    """One run of ``gone`` that raises ``error`` after its task was removed (or, with
+    ``change="pause"``, paused); the ticks of the next ten minutes; the first lines of
+    every message sent."""
 
     async def scenario() -> tuple[Harness, list[str]]:
         h = Harness(store, clock, home)
@@ -48,7 +54,10 @@ def _remove_mid_run(
         clock.advance(timedelta(minutes=1))
         await h.tick(settle=False)
         await until(lambda: calls == [1])
-        store.remove_task("gone", clock.now())
+        if change == "pause":
+            h.service.pause("gone")
+        else:
+            store.remove_task("gone", clock.now())
         release.set()
         await h.engine.wait_idle()
         await h.run_until(clock.now() + timedelta(minutes=10), timedelta(seconds=30))
@@ -140,3 +149,23 @@ def test_opening_a_database_ends_the_retries_such_runs_left_waiting(home: Path) 
         assert kept.status is SlotStatus.RETRYING  # its task is there: its retry comes
     finally:
         again.close()
+
+
+def test_a_transient_failure_after_a_pause_says_it_is_not_retried(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Before: "Retrying at …", then the pause cancelled that retry without a word, and
+    after `resume` the list said `retrying` while nothing was (outside-in probe)."""
+    h, lines = _remove_mid_run(store, clock, home, ConnectionError, change="pause", retries=3)
+    (slot,) = store.slots("gone", limit=10)
+    assert slot.status is SlotStatus.FAILED and slot.next_attempt_at is None
+    assert slot.reason == PAUSED_WHILE_RUNNING
+    told = [line for line in lines if "gone" in line]
+    assert told == [
+        "⚠ gone failed: the connection to a service the function calls failed: "
+        "ConnectionError: the service answered HTTP 503. Not retried: the task is paused."
+    ], told
+    h.service.resume("gone")
+    (row,) = [r for r in h.service.list_tasks() if r["name"] == "gone"]
+    assert row["health"] == "failing", row  # not `retrying`: no retry waits
+    assert "network" in (row["health_detail"] or ""), row

@@ -33,6 +33,7 @@ from agentcron.model import (
     TaskSource,
     TaskSpec,
 )
+from agentcron.model.failure import PAUSED_WHILE_RUNNING
 from agentcron.notify import MemoryOutbox, OutboxStore
 from agentcron.store import StoreError
 from agentcron.store.sql import SQLStore
@@ -1458,9 +1459,17 @@ def test_waiting_slots_of_paused_tasks_are_cancelled(store: SQLStore) -> None:
     assert store.set_paused("paused", True, T0, None)
     for x in c:  # both runs end waiting for a retry, after the pause
         store.finish_attempt(x.slot.id, x.attempt.id, "n1", retry_at(T0 + 5 * MIN), T0)
+    # the paused task's ends failed as it was recorded, saying why no retry follows
+    paused = store.get_slot(sid)
+    assert paused is not None and paused.status is SlotStatus.FAILED
+    assert paused.reason == PAUSED_WHILE_RUNNING and paused.next_attempt_at is None
+    assert store.get_slot(live).status is SlotStatus.RETRYING  # type: ignore[union-attr]
+    assert store.cancel_waiting_of_paused(T0 + MIN) == 0
+    # one left waiting all the same (written by an older version) is cancelled
+    with store._tx() as db:
+        db.execute("UPDATE slots SET status = 'retrying', next_attempt_at = 0 WHERE id = ?", (sid,))
     assert store.cancel_waiting_of_paused(T0 + MIN) == 1
     paused = store.get_slot(sid)
     assert paused is not None and paused.status is SlotStatus.CANCELLED
     assert paused.reason == "task paused"
-    assert store.get_slot(live).status is SlotStatus.RETRYING  # type: ignore[union-attr]
     assert store.cancel_waiting_of_paused(T0 + MIN) == 0

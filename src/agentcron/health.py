@@ -120,10 +120,7 @@ def _active_health(
     for incident in open_:
         if incident.kind is IncidentKind.FAILURE:
             if incident.escalated:
-                cls = incident.last_error_class
-                return Health.FAILING, f"failing: {cls.value if cls else 'error'}" + (
-                    f": {incident.summary}" if incident.summary else ""
-                )
+                return _failing(incident)
             continue  # a failure still being retried is told below as `retrying`
         return _INCIDENT_HEALTH.get(incident.kind, Health.FAILING), incident.summary or (
             incident.kind.value.replace("_", " ")
@@ -144,9 +141,16 @@ def _active_health(
                 f"{slot.error_class.value if slot.error_class else 'error'}",
             )
     if any(i.kind is IncidentKind.FAILURE for i in open_):
-        failure = next(i for i in open_ if i.kind is IncidentKind.FAILURE)
-        return Health.RETRYING, failure.summary or "failing, still retrying"
+        # not escalated, and no retry waits (superseded by the next fire, or cancelled
+        # by a pause): the task is failing; `retrying` would promise what is not there
+        return _failing(next(i for i in open_ if i.kind is IncidentKind.FAILURE))
     return None
+
+
+def _failing(incident: Incident) -> tuple[Health, str]:
+    cls = incident.last_error_class
+    summary = f": {incident.summary}" if incident.summary else ""
+    return Health.FAILING, f"failing: {cls.value if cls else 'error'}{summary}"
 
 
 def _overdue_limit(rec: HealthTask, period: timedelta | Callable[[], timedelta]) -> timedelta:

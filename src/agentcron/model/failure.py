@@ -16,6 +16,8 @@ from agentcron.model.enums import ErrorClass
 DAEMON_STOPPED = "the daemon stopped while the run was in progress"
 # the reason of a run's slot whose task was removed while it ran: no retry follows
 REMOVED_WHILE_RUNNING = "task removed while this run was going: not retried"
+# ... and of one whose task was paused meanwhile (a pause cancels the task's retries)
+PAUSED_WHILE_RUNNING = "task paused: not retried"
 
 
 @dataclass(frozen=True)

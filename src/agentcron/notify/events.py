@@ -41,6 +41,7 @@ class AttemptFailed:
     fix: str | None = None
     retry_at: datetime | None = None
     gave_up: bool = False
+    paused: bool = False  # its task was paused meanwhile: the retry it was due is not run
     details: str = ""
     next_run: datetime | None = None
     env_hint: str | None = None

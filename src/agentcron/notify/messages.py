@@ -139,6 +139,9 @@ def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
         fix = _fix(ev)
         advice = f"Retrying will not help — {fix}." if fix else "Retrying will not help."
         return f"✖ {task} failed", f"✖ {task} failed: {why}. {advice}", "failure"
+    if ev.paused:
+        line = f"⚠ {task} failed: {why}. Not retried: the task is paused."
+        return f"⚠ {task} failed", line, "warning"
     if ev.gave_up:
         attempts = _plural(ev.attempt, "attempt")
         line = f"✖ {task} gave up after {attempts}: {why}.{_next_run(ev.next_run, ev.at, zone)}"

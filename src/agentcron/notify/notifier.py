@@ -36,6 +36,7 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.model.budget import BudgetNews
+from agentcron.model.failure import PAUSED_WHILE_RUNNING
 from agentcron.model.provider import ProviderNews
 from agentcron.notify.channels import channel_key
 from agentcron.notify.events import (
@@ -531,6 +532,7 @@ class Notifier:
                     slot.id,
                 )
                 return
+            paused = outcome.reason == PAUSED_WHILE_RUNNING
             self.emit(
                 spec,
                 AttemptFailed(
@@ -544,7 +546,10 @@ class Notifier:
                     explanation=outcome.explanation or (c.explanation if c else "") or "failed",
                     fix=c.fix if c else None,
                     retry_at=outcome.next_attempt_at,
-                    gave_up=outcome.slot_status is SlotStatus.FAILED and error_class.transient,
+                    gave_up=outcome.slot_status is SlotStatus.FAILED
+                    and error_class.transient
+                    and not paused,
+                    paused=paused,
                     details=finished.details,
                     next_run=rec.next_fire_at if rec is not None else None,
                     env_hint=spec.llm.api_key_env if spec.llm is not None else None,

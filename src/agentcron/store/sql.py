@@ -35,7 +35,7 @@ from agentcron.model import (
     TaskSource,
     TaskSpec,
 )
-from agentcron.model.failure import REMOVED_WHILE_RUNNING
+from agentcron.model.failure import PAUSED_WHILE_RUNNING, REMOVED_WHILE_RUNNING
 from agentcron.store._api_sql import ApiSQL
 from agentcron.store._budget_sql import BudgetSQL, add_spend
 from agentcron.store._built import (
@@ -764,25 +764,32 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                     self._create_deliveries(db, slot.id, slot.task, outcome, item.now)
                     slots[index] = replace(slot, delivery_status=DeliveryStatus.PENDING)
             if any(slot is not None and not slot.status.is_final for slot in slots):
-                self._end_retries_of_removed(db, items, slots)
+                self._end_retries_not_taken(db, items, slots)
             return slots
 
     @staticmethod
-    def _end_retries_of_removed(
-        db: Conn, items: Sequence[Finish], slots: list[Slot | None]
-    ) -> None:
+    def _end_retries_not_taken(db: Conn, items: Sequence[Finish], slots: list[Slot | None]) -> None:
         """A run whose task was removed while it ran would wait for a retry that no
-        claim takes (claims read the task's row): such slots end here, failed, in the
-        transaction that recorded the attempt (a removal cannot slip between).
-        ``slots`` is updated in place."""
+        claim takes (claims read the task's row); one whose task was paused, for a
+        retry the pause cancels without a word. Such slots end here, failed, with the
+        reason, in the transaction that records the attempt (a removal or a pause
+        cannot slip between). ``slots`` is updated in place."""
         waiting = {s.id: i for i, s in enumerate(slots) if s is not None and not s.status.is_final}
         for chunk in chunks(sorted(waiting), 500):
             marks = ", ".join("?" for _ in chunk)
-            for (slot_id,) in db.execute(
+            for slot_id, reason in db.execute(
                 "UPDATE slots SET status = ?, next_attempt_at = NULL, finished_at = ?, "
-                f"reason = ? WHERE id IN ({marks}) AND status IN ('pending', 'retrying') "
-                "AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.name = slots.task) RETURNING id",
-                (SlotStatus.FAILED.value, ts(items[0].now), REMOVED_WHILE_RUNNING, *chunk),
+                "reason = CASE WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.name = slots.task) "
+                f"THEN ? ELSE ? END WHERE id IN ({marks}) AND status IN ('pending', 'retrying') "
+                "AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.name = slots.task "
+                "AND t.paused = 0) RETURNING id, reason",
+                (
+                    SlotStatus.FAILED.value,
+                    ts(items[0].now),
+                    PAUSED_WHILE_RUNNING,
+                    REMOVED_WHILE_RUNNING,
+                    *chunk,
+                ),
             ).fetchall():
                 index = waiting[int(slot_id)]
                 slot = slots[index]
@@ -792,7 +799,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                     status=SlotStatus.FAILED,
                     next_attempt_at=None,
                     finished_at=items[index].now,
-                    reason=REMOVED_WHILE_RUNNING,
+                    reason=str(reason),
                 )
 
     def _finish_slots(self, db: Conn, items: Sequence[Finish]) -> list[Slot | None]:
