@@ -175,6 +175,22 @@ def test_ten_failing_runs_in_one_incident_send_only_opened_and_escalated() -> No
     ]
 
 
+def test_two_runs_whose_attempts_interleave_count_as_two_runs() -> None:
+    """A trigger while a retry waits: the attempts of slots 1 and 2 alternate. Each turn
+    counted as a new run, so two runs read "failed 3 runs in a row" and escalated early
+    (outside-in probe)."""
+    feed = Feed()
+    turns = [(1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 3)]
+    events = [
+        rate_limited(slot, attempt, local(10, 2, 5 * i), local(10, 2, 5 * i + 3))
+        for i, (slot, attempt) in enumerate(turns)
+    ]
+    feed(events)
+    incident = feed.open["failure"]
+    assert (incident.count, incident.failed_runs) == (6, 2)
+    assert incident.slot_id == 2
+
+
 def test_transient_then_permanent_escalates_once() -> None:
     feed = Feed()
     permanent = replace(

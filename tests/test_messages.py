@@ -67,6 +67,17 @@ def test_opened_transient_message() -> None:
     )
 
 
+def test_a_retry_the_next_fire_comes_before_is_not_promised() -> None:
+    """The next fire supersedes a retry still waiting: "Retrying at 02:07" for a task
+    that fires every 5 minutes at 02:05 was a promise never kept (outside-in probe)."""
+    later = failure(retry_at=local(10, 2, 7), next_run=local(10, 2, 5))
+    assert render(notice_for(later), BERLIN).body == (
+        "⚠ story failed: provider overloaded. The next scheduled run, at 02:05, tries again."
+    )
+    sooner = failure(retry_at=local(10, 2, 3), next_run=local(10, 2, 5))
+    assert render(notice_for(sooner), BERLIN).body.endswith("Retrying at 02:03 (attempt 2 of 4).")
+
+
 def test_gave_up_message_names_the_next_run() -> None:
     event = failure(attempt=4, gave_up=True, next_run=local(11, 2))
     message = render(notice_for(event), BERLIN)

@@ -147,9 +147,14 @@ def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
         line = f"✖ {task} gave up after {attempts}: {why}.{_next_run(ev.next_run, ev.at, zone)}"
         return f"✖ {task} gave up", line, "failure"
     if ev.retry_at is not None:
+        stopped = ev.explanation == DAEMON_STOPPED
+        if ev.next_run is not None and ev.next_run <= ev.retry_at and not stopped:
+            # the next fire comes first and takes the retry's place (it supersedes it)
+            plan = f"The next scheduled run, {_at(ev.next_run, ev.at, zone)}, tries again."
+            return f"⚠ {task} failed", f"⚠ {task} failed: {why}. {plan}", "warning"
         when = (
             "when agentcron starts again"  # not at the time it was due: the daemon stops
-            if ev.explanation == DAEMON_STOPPED
+            if stopped
             else _at(ev.retry_at, ev.at, zone)
         )
         plan = f"Retrying {when} (attempt {ev.attempt + 1} of {ev.max_attempts})."
