@@ -134,7 +134,8 @@ def _active_health(
                 if slot.next_attempt_at
                 else "?"
             )
-            total = rec.spec.retries + 1
+            # retries lowered since this run began: its attempts may pass the new count
+            total = max(rec.spec.retries + 1, slot.attempts + 1)
             return (
                 Health.RETRYING,
                 f"retrying (attempt {slot.attempts + 1}/{total} at {at}): "

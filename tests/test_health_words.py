@@ -1,0 +1,80 @@
+"""The health word and sentence of a task (agentcron.health, pure) where an outside-in
+probe saw `list` say what was not so: `retrying` while no retry waited, and "attempt
+2/1" after the task's retries were lowered during a retry wait."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from agentcron.health import task_health
+from agentcron.model import ErrorClass, Health, Slot, SlotStatus, TaskSpec
+from agentcron.model.incident import Incident, IncidentKind
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Task:
+    spec: TaskSpec
+    paused: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def next_fire_at(self) -> datetime | None:
+        return NOW + timedelta(minutes=30)
+
+
+def task(retries: int) -> Task:
+    return Task(TaskSpec(name="t", every=timedelta(hours=1), command=["true"], retries=retries))
+
+
+def failure() -> Incident:
+    return Incident(
+        task="t",
+        kind=IncidentKind.FAILURE,
+        opened_at=NOW - timedelta(minutes=5),
+        failed_runs=1,
+        last_error_class=ErrorClass.SERVER_ERROR,
+        summary="the service answered HTTP 503",
+    )
+
+
+def retrying(attempts: int) -> Slot:
+    return Slot(
+        id=1,
+        task="t",
+        scheduled_for=NOW - timedelta(minutes=5),
+        status=SlotStatus.RETRYING,
+        attempts=attempts,
+        error_class=ErrorClass.SERVER_ERROR,
+        next_attempt_at=NOW + timedelta(minutes=1),
+        created_at=NOW - timedelta(minutes=5),
+    )
+
+
+def health(rec: Task, active: list[Slot], incidents: list[Incident]) -> tuple[Health, str | None]:
+    return task_health(rec, active, None, NOW, timedelta(hours=1), ZoneInfo("UTC"), incidents)
+
+
+def test_an_open_failure_with_a_retry_waiting_is_retrying() -> None:
+    word, sentence = health(task(retries=3), [retrying(1)], [failure()])
+    assert word is Health.RETRYING
+    assert sentence == "retrying (attempt 2/4 at 12:01:00): server_error"
+
+
+def test_an_open_failure_with_no_retry_waiting_is_failing_not_retrying() -> None:
+    """The retry was cancelled by a pause, or superseded by the next fire."""
+    word, sentence = health(task(retries=3), [], [failure()])
+    assert word is Health.FAILING
+    assert sentence == "failing: server_error: the service answered HTTP 503"
+
+
+def test_retries_lowered_during_a_retry_wait_never_read_attempt_2_of_1() -> None:
+    word, sentence = health(task(retries=0), [retrying(1)], [failure()])
+    assert word is Health.RETRYING
+    assert sentence is not None and "attempt 2/2" in sentence, sentence
