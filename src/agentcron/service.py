@@ -39,6 +39,7 @@ from agentcron.health import task_health
 from agentcron.model import (
     Health,
     NewSlot,
+    OverlapPolicy,
     Slot,
     SlotStatus,
     TaskRecord,
@@ -432,6 +433,15 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 self._changed()
                 return self.slot_view(slot, self._zone(rec.spec))
         raise ServiceError("could not record the manual run")  # pragma: no cover
+
+    def waits_behind_a_run(self, name: str) -> bool:
+        """Whether a run triggered now waits for one of the task's runs in progress (it
+        runs one at a time, whatever its overlap policy says of scheduled fires: a
+        manual run keeps its place, and starts when the run before it ends)."""
+        rec = self._task(name)
+        if rec.spec.overlap is OverlapPolicy.ALLOW:
+            return False
+        return any(s.status is SlotStatus.RUNNING for s in self.store.active_slots(name))
 
     # ---- channels -------------------------------------------------------------------
     def channel_urls(self, global_channels: list[str]) -> list[str]:

@@ -549,6 +549,7 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: str) -> Callabl
         with service_for(config, home, db) as svc:
             result = action(svc, task)
             alive = svc.daemon_status()["alive"] if verb == "triggered" else True
+            behind = verb == "triggered" and svc.waits_behind_a_run(task)
         if json_out:
             model = getattr(schemas, shape)
             emit_json(
@@ -561,10 +562,14 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: str) -> Callabl
                 f"{verb} {task}"
                 + (
                     (
-                        f" (run {result['id']} queued; the daemon starts it within a second)"
-                        if alive
-                        else f" (run {result['id']} queued; the daemon is not running: it "
+                        f" (run {result['id']} queued; the daemon is not running: it "
                         "starts when `agentcron run` does)"
+                        if not alive
+                        else f" (run {result['id']} queued behind the run in progress: it "
+                        "starts when that one ends)"
+                        if behind
+                        else f" (run {result['id']} queued; the daemon starts it within "
+                        "a few seconds)"
                     )
                     if verb == "triggered" and isinstance(result, dict)
                     else ""

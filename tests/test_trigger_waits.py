@@ -1,0 +1,30 @@
+"""What `agentcron trigger` says of when the run starts. It said "the daemon starts it
+within a second" while a run of the task was in progress, and the manual run waited
+for it (an hour, for an hour-long run; outside-in probe)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from agentcron.clock import FakeClock
+from agentcron.model import TaskSource, TaskSpec
+from agentcron.service import Service
+from agentcron.store.sql import SQLStore
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def test_a_trigger_waits_behind_a_run_in_progress_unless_overlap_allows(
+    store: SQLStore, tmp_path: Path
+) -> None:
+    service = Service(store, tmp_path, FakeClock(T0))
+    for name, overlap in (("solo", "skip"), ("many", "allow")):
+        spec = TaskSpec(name=name, every=timedelta(hours=1), command=["true"], overlap=overlap)
+        store.upsert_task(spec, TaskSource.API, T0, T0 + timedelta(hours=1))
+    assert not service.waits_behind_a_run("solo")  # nothing runs: it starts at once
+    service.trigger("solo")
+    service.trigger("many")
+    assert len(store.claim("n1", T0, T0 + timedelta(minutes=5), 10)) == 2
+    assert service.waits_behind_a_run("solo")
+    assert not service.waits_behind_a_run("many")
