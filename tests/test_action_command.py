@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -332,3 +333,29 @@ def test_a_working_directory_that_cannot_be_entered_is_named(
     assert result.failure.message == (
         f"cannot enter the working directory {folder}: Permission denied"
     )
+
+
+def test_a_command_that_exited_during_a_frozen_loop_is_not_a_timeout(tmp_path: Path) -> None:
+    """The event loop frozen past the timeout (SIGSTOP, a paused VM) while the command
+    exits: the timeout's timer and the exit are seen together, the timer first. It was
+    recorded "timed out … killed process group" and run again, though it succeeded in
+    a moment (found by an outside-in probe)."""
+    ctx = make_ctx(tmp_path, timeout=0.5, command=["sh", "-c", "echo all good"])
+    started = asyncio.Event()
+    ctx = dataclasses.replace(ctx, on_started=lambda _pid: started.set())
+
+    async def scenario() -> ActionResult:
+        run = asyncio.ensure_future(CommandAction().run(ctx))
+        await started.wait()
+        time.sleep(1.5)  # the loop frozen: the command exits meanwhile
+        return await run
+
+    result = asyncio.run(scenario())
+    assert result.ok, result.failure
+    assert read_output(ctx.output_file).strip() == "all good"
+
+
+def test_a_command_still_running_at_its_timeout_is_still_stopped(tmp_path: Path) -> None:
+    result = run(make_ctx(tmp_path, timeout=0.3, grace=0.2, command=["sleep", "30"]))
+    assert not result.ok and result.failure is not None
+    assert result.failure.known_class is ErrorClass.TIMEOUT
