@@ -39,6 +39,29 @@ def test_an_output_file_that_cannot_be_made_is_retried_as_a_storage_problem(
     assert "No space left on device" in (slot.error or "")
 
 
+def test_a_file_where_the_tasks_output_folder_belongs_is_a_storage_problem(
+    sqlite_store: Any, clock: Any, home: Path
+) -> None:
+    """Something put in the way of the output folder (ENOTDIR): told as "agentcron could
+    not write the run's files", retried; it was "agentcron itself failed while running
+    this task … Retrying will not help" (outside-in probe)."""
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("t", command=["echo", "hi"], every="1h", retries=2)
+        (home / "outputs").mkdir(exist_ok=True)
+        (home / "outputs" / "t").write_text("not a folder\n")
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("t")
+    assert slot.status is SlotStatus.RETRYING, slot
+    assert slot.error_class is ErrorClass.WORKER_LOST
+    assert "could not write the run's files" in (slot.error or "")
+
+
 def test_empty_output_on_a_full_disk_is_not_called_empty(
     sqlite_store: Any, clock: Any, home: Path, monkeypatch: Any
 ) -> None:

@@ -82,7 +82,8 @@ async def keep_output_private(
     except FileNotFoundError:
         return  # the run kept no file (nothing printed, or it never started): nothing to do
     except OSError as exc:
-        log.error("cannot look at the output %s to remove secrets: %s", path, exc)
+        # (not "secrets: ...": the log's own redaction would take the error for one)
+        log.error("cannot look at the output %s (for secrets to remove): %s", path, exc)
         return
     if size == 0:
         return

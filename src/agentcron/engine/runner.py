@@ -203,7 +203,20 @@ def _interrupted(
     return outcome, classification
 
 
-_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EIO})
+# The home's storage, not the task: full, read-only, not allowed, broken, or a file
+# where one of its folders belongs (ENOTDIR, EEXIST, EISDIR: something put in the way)
+_STORAGE_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+    }
+)
 
 
 def _crashed(spec: TaskSpec, exc: Exception) -> AttemptOutcome:
