@@ -1034,8 +1034,10 @@ def _racy(file: _FileId) -> bool:
 
 def _stamp(path: Path) -> str | None:
     """The file's content hash: an edit within one mtime tick is still seen."""
+    from agentcron.config.loader import read_config_bytes
+
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return hashlib.sha256(read_config_bytes(path)).hexdigest()
     except OSError:
         return None
 

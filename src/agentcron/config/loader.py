@@ -19,6 +19,8 @@ what is stored and shown never holds the secret.
 
 from __future__ import annotations
 
+import errno
+
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,11 +85,22 @@ def parse_config_text(
     return _parse(text, source, digest, base_dir or Path.cwd())
 
 
+def read_config_bytes(path: Path) -> bytes:
+    """The file's bytes, read only if it is a regular file (or a link to one): a FIFO
+    put in its place would block the read until someone writes to it, holding up the
+    daemon's reload and every CLI command (found by an outside-in probe)."""
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise OSError(
+            errno.EINVAL, "not a regular file (a FIFO, socket or device); give a file", str(path)
+        )
+    return path.read_bytes()
+
+
 def load_config(path: Path) -> LoadedConfig:
     """Read and validate ``path``; any failure, even a missing file, is a ConfigError."""
     source = str(path)
     try:
-        data = path.read_bytes()
+        data = read_config_bytes(path)
     except FileNotFoundError:
         message = f"file not found: {path}; run `agentcron init` to create an example"
         raise ConfigError([ConfigProblem("", message)], source) from None

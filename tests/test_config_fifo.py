@@ -1,0 +1,62 @@
+"""A FIFO (or socket, or device) where the config file belongs: reading it would block
+until someone writes to it. An outside-in probe put one there under a running daemon:
+the scheduler loop stopped on the read, and `agentcron health` and `doctor` hung. It is
+now refused at once, as a config file that cannot be read."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentcron.config import ConfigError
+from agentcron.config.loader import load_config
+from agentcron.daemon import _stamp
+
+
+class Blocked(Exception):
+    """Not an OSError: the code under test must not take it for a read that failed."""
+
+
+def _blocked(_signum: int, _frame: object) -> None:
+    raise Blocked("blocked reading the FIFO")
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "agentcron.yaml"
+    os.mkfifo(path)
+    # a test that blocks on the FIFO is stopped here rather than hanging the suite
+    old = signal.signal(signal.SIGALRM, _blocked)
+    signal.alarm(10)
+    try:
+        yield path
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_loading_a_fifo_is_a_config_error_at_once(fifo: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(fifo)
+    assert "not a regular file" in str(err.value) and str(fifo) in str(err.value)
+
+
+def test_the_daemons_look_at_a_fifo_does_not_read_it(fifo: Path) -> None:
+    assert _stamp(fifo) is None
+
+
+def test_cli_health_with_a_fifo_config_answers(fifo: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [sys.executable, "-m", "agentcron", "health", "--config", str(fifo), "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "not a regular file" in done.stderr + done.stdout, (done.stdout, done.stderr)
