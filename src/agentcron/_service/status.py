@@ -75,6 +75,9 @@ class StatusMixin(ServiceCore):
             )
         return {
             "alive": alive,
+            # the home's daemon process lives (it holds the lock) but neither beats nor
+            # ticks: hung, or stopped (SIGSTOP); "start it" would be refused
+            "unresponsive_pid": pid if not alive and trouble is None else None,
             "nodes": nodes[:10],
             "database": self.store.describe(),
             "trouble": trouble,
@@ -116,7 +119,7 @@ class StatusMixin(ServiceCore):
             "last_tick": iso(last_tick),
             "last_tick_age_s": _age(now - last_tick) if last_tick is not None else None,
             "problem": trouble_words(trouble)
-            or _problem(status["alive"], scheduling, last_tick, now),
+            or _problem(status["alive"], scheduling, last_tick, now, status["unresponsive_pid"]),
             "nodes": status["nodes"],
             "database": status["database"],
             "runs_in_progress": live.running,
@@ -270,9 +273,14 @@ def trouble_words(trouble: dict[str, Any] | None) -> str | None:
 
 
 def _problem(
-    alive: bool, scheduling: bool, last_tick: datetime | None, now: datetime
+    alive: bool,
+    scheduling: bool,
+    last_tick: datetime | None,
+    now: datetime,
+    unresponsive: int | None = None,
 ) -> str | None:
-    """One sentence when nothing is firing (None while a scheduler ticks)."""
+    """One sentence when nothing is firing (None while a scheduler ticks);
+    ``unresponsive``: the pid of this home's daemon, alive but silent."""
     from agentcron.durations import format_duration
 
     if scheduling:
@@ -284,4 +292,10 @@ def _problem(
         ago = f"the last tick was {format_duration(quiet)} ago"
     if alive:
         return f"a daemon is running but its scheduler is not ticking ({ago}): nothing is firing"
+    if unresponsive is not None:
+        return (
+            f"the daemon (pid {unresponsive}) is running but not answering ({ago}): it "
+            "hangs or is stopped (SIGSTOP); nothing is firing. Send it SIGCONT, or stop it "
+            "and start `agentcron run` again"
+        )
     return f"no daemon is running ({ago}): nothing is firing; start it with `agentcron run`"

@@ -345,7 +345,12 @@ def list_(
         sys.stdout.buffer.flush()
         return
     render.tasks_table(out, rows, budgets)
-    if not daemon["alive"]:
+    if not daemon["alive"] and daemon.get("unresponsive_pid") is not None:
+        err.print(
+            f"[yellow]the daemon (pid {daemon['unresponsive_pid']}) is running but not "
+            "answering[/] (hung, or stopped with SIGSTOP); nothing fires until it does"
+        )
+    elif not daemon["alive"]:
         err.print(
             "[yellow]the daemon is not running[/] (start it with `agentcron run`); "
             "nothing fires until it is"

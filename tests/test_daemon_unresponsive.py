@@ -1,0 +1,41 @@
+"""A daemon whose process lives (it holds the home's lock) but neither beats nor ticks:
+stopped with SIGSTOP, or hung. `health` and `list` said "no daemon is running … start
+it with `agentcron run`", advice that the held lock then refuses (outside-in probe)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from agentcron.clock import FakeClock
+from agentcron.home import hostname
+from agentcron.instance_lock import InstanceLock
+from agentcron.model import NodeInfo
+from agentcron.service import Service
+from agentcron.store.sqlite import SQLiteStore
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def test_a_live_but_silent_daemon_is_said_to_hang_not_to_be_missing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    store = SQLiteStore(home / "agentcron.db")
+    lock = InstanceLock(home)
+    lock.acquire()  # this process stands for the daemon: alive, holding the lock
+    try:
+        store.register_node(NodeInfo("n1", hostname(), os.getpid(), str(home), T0, T0))
+        store.record_tick("n1", T0)
+        later = Service(store, home, FakeClock(T0 + timedelta(minutes=5)))
+        status = later.daemon_status()
+        assert status["alive"] is False and status["unresponsive_pid"] == os.getpid()
+        problem = later.health()["problem"]
+        assert f"the daemon (pid {os.getpid()}) is running but not answering" in problem
+        assert "start it with" not in problem
+    finally:
+        lock.release()
+        store.close()
+    gone = Service(SQLiteStore(home / "agentcron.db"), home, FakeClock(T0 + timedelta(minutes=5)))
+    assert gone.daemon_status()["unresponsive_pid"] is None  # no process holds the home
+    assert "no daemon is running" in gone.health()["problem"]
