@@ -139,6 +139,50 @@ def test_a_stall_is_told_once_each_way_and_kept_with_its_wall_times(sqlite_store
     assert dog.stall_covering(datetime(2026, 6, 1, 10, 8, 5, tzinfo=UTC)) == stall
 
 
+def test_a_stall_the_loop_passed_before_the_check_could_look_is_told_once(
+    sqlite_store: Store,
+) -> None:
+    """The whole process frozen (SIGSTOP, a paused VM) for 42 s: after SIGCONT the loop
+    may pass before the stall thread looks, and the stall was then never seen: no
+    message, and missed fires called "the scheduler was late" (outside-in probe). The
+    loop's gap between passes tells it; the record and the telling happen once."""
+    clock = FakeClock(datetime(2026, 6, 1, 10, 7, 0, tzinfo=UTC))
+    silence = Silence(clock)
+    gap: list[tuple[float, float]] = []
+    began: list[float] = []
+    ended: list[float] = []
+    dog = _dog(
+        sqlite_store,
+        clock,
+        silence,
+        on_stall=began.append,
+        on_stall_end=ended.append,
+        last_gap=lambda: gap[-1] if gap else None,
+    )
+    silence.advance(3, passes=True)  # the last pass before the freeze: 10:07:03
+    frozen_from = silence.mono
+    silence.advance(42, passes=True)  # the loop passes first after the freeze
+    gap.append((frozen_from, silence.mono))
+    silence.advance(0.2)
+    # the loop's pass asks for the reason of a fire missed meanwhile: the stall is known
+    stall = dog.stall_covering(datetime(2026, 6, 1, 10, 7, 30, tzinfo=UTC))
+    assert stall == LoopStall(
+        datetime(2026, 6, 1, 10, 7, 3, tzinfo=UTC), datetime(2026, 6, 1, 10, 7, 45, tzinfo=UTC)
+    )
+    assert began == [] and ended == []  # told by the stall thread, not the loop
+    assert dog.check_once().loop_stalled is True
+    assert began == [42.0] and ended == [42.0]
+    dog.check_once()
+    silence.advance(5, passes=True)
+    dog.check_once()
+    assert began == [42.0] and ended == [42.0] and len(dog.stalls.all()) == 1
+    # a short pause between passes is no stall
+    gap.append((silence.mono, silence.mono + 10))
+    silence.advance(10, passes=True)
+    dog.check_once()
+    assert len(began) == 1
+
+
 def test_a_stall_across_midnight_names_the_dates_in_the_owners_zone() -> None:
     from zoneinfo import ZoneInfo
 
@@ -244,3 +288,16 @@ def test_stall_and_overdue_messages_reach_the_channel_while_the_loop_is_blocked(
             r"the scheduler loop was stalled from 00:0[01]:\d\d to 00:05:\d\d UTC \(\d min\)",
             stall.reason(),
         ), stall.reason()
+
+
+def test_the_loop_keeps_its_last_long_gap_between_passes(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    h = Harness(sqlite_store, clock, home)
+    asyncio.run(h.engine.run_pass())
+    assert h.engine.health.gap is None  # passes close together: nothing kept
+    before = time.monotonic() - 50  # as if the process had been frozen for 50 s
+    h.engine.health.last_pass = before
+    asyncio.run(h.engine.run_pass())
+    gap = h.engine.health.gap
+    assert gap is not None and gap[0] == before and gap[1] - gap[0] >= 50

@@ -382,7 +382,10 @@ class Engine:
     async def run_pass(self) -> float:
         """One pass of the loop: a tick and the sleep that follows it, in seconds."""
         self.passes += 1
-        self.health.last_pass = time.monotonic()
+        began = time.monotonic()
+        if began - self.health.last_pass > health.GAP_NOTED:
+            self.health.gap = (self.health.last_pass, began)
+        self.health.last_pass = began
         self._pass_began = self.clock.now()
         self._wake.clear()
         try:

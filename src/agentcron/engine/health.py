@@ -94,11 +94,17 @@ class LoopHealth:
     last_pass: float
     last_ok: float
     outage: Outage | None = None
+    # the last silence between two passes longer than GAP_NOTED, (from, to): a loop
+    # frozen with its whole process (SIGSTOP, a paused VM) passes again before the
+    # watchdog's thread can look; the watchdog learns of the stall from this
+    gap: tuple[float, float] | None = None
 
     def progressing(self, now: float, within: float) -> bool:
         """Whether a tick completed in the last ``within`` seconds."""
         return now - self.last_ok <= within
 
+
+GAP_NOTED = 1.0  # seconds between two passes of the loop worth keeping (LoopHealth.gap)
 
 PROBE_KEY = "write_probe"  # the meta row of probe_write
 

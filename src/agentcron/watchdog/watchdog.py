@@ -79,6 +79,7 @@ class Watchdog:
         *,
         interval: float = 5.0,
         last_tick: Callable[[], float] | None = None,
+        last_gap: Callable[[], tuple[float, float] | None] | None = None,
         on_stall: Callable[[float], None] | None = None,
         on_stall_end: Callable[[float], None] | None = None,
         stall_after: float = LOOP_STALL,
@@ -97,6 +98,7 @@ class Watchdog:
         self.count_fires = count_fires
         self.interval = interval
         self.last_tick = last_tick
+        self.last_gap = last_gap
         self.on_stall = on_stall
         self.on_stall_end = on_stall_end
         self.stall_after = stall_after
@@ -112,6 +114,8 @@ class Watchdog:
         self._reported_overdue: dict[str, datetime] = {}
         self._stalled = False
         self._stall_mark = 0.0  # the loop's last pass before the stall (monotonic)
+        self._gap_mark = 0.0  # ... before the last stall recorded, however it was seen
+        self._untold_gap: float | None = None  # a stall seen only after it: to tell
         self._stall_lock = threading.Lock()
         self._next_stuck: datetime | None = None
         self._next_overdue: datetime | None = None
@@ -285,10 +289,21 @@ class Watchdog:
                 report.loop_stalled = True
                 if not self._stalled:
                     self._stalled, self._stall_mark, began = True, last, silent
+                    self._gap_mark = last
                     self.stalls.begin(self._wall(last))
             elif self._stalled:
                 self._stalled = False
                 ended = self._close_stall(last)
+            else:
+                self._note_gap()
+            gone_by, self._untold_gap = self._untold_gap, None
+        if gone_by is not None:  # stalled and resumed before this thread could look
+            report.loop_stalled = True
+            log.error("the scheduler loop did not tick for %.0fs (seen after it)", gone_by)
+            if self.on_stall is not None:
+                self.on_stall(gone_by)
+            if self.on_stall_end is not None:
+                self.on_stall_end(gone_by)
         if began is not None:
             self._wake.set()
             log.error("the scheduler loop has not ticked for %.0fs", began)
@@ -299,6 +314,18 @@ class Watchdog:
             log.warning("the scheduler loop ticks again after a stall of %.0fs", lasted)
             if self.on_stall_end is not None:
                 self.on_stall_end(lasted)
+
+    def _note_gap(self) -> None:
+        """Record a stall the loop has already passed (its whole process was frozen:
+        this thread too, so it could not see it going on), once; under ``_stall_lock``.
+        Its telling is left to :meth:`_check_loop`."""
+        gap = self.last_gap() if self.last_gap is not None else None
+        if gap is None or gap[1] - gap[0] <= self.stall_after or gap[0] <= self._gap_mark:
+            return
+        self._gap_mark = gap[0]
+        self.stalls.begin(self._wall(gap[0]))
+        self.stalls.end(self._wall(gap[1]))
+        self._untold_gap = gap[1] - gap[0]
 
     def _close_stall(self, last: float) -> LoopStall | None:
         """Close the open stall at the loop's first pass after it (``last``, when the
@@ -320,6 +347,8 @@ class Watchdog:
         with self._stall_lock:
             if self._stalled and self.last_tick is not None:
                 self._close_stall(self.last_tick())
+            elif not self._stalled:
+                self._note_gap()
         return self.stalls.covering(at)
 
     @property
