@@ -223,3 +223,29 @@ def test_validate_and_doctor_warn_when_failures_would_reach_no_one(
     assert json.loads(runner.invoke(app, ["validate", "--json"]).stdout)["warnings"] == []
     report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
     assert not [c for c in report["checks"] if c["name"] == "notify"]
+
+
+def test_doctor_names_home_folders_that_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launcher that cannot write its run's marker says nothing, so a read-only
+    HOME/runs was silent (outside-in probe); doctor names it, and an outputs folder
+    that cannot take files, with what each costs."""
+    from agentcron.home import cannot_write
+
+    home = tmp_path / "home"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCRON_HOME", str(home))
+    (tmp_path / "agentcron.yaml").write_text('notify: ["json://127.0.0.1:9/x"]\ntasks: {}\n')
+    runner = CliRunner()
+    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    assert not [c for c in report["checks"] if c["name"] == "home"]
+    (home / "runs").mkdir(parents=True, exist_ok=True)
+    (home / "runs").rmdir()
+    (home / "runs").write_text("in the way\n")  # what a probe put where the folder goes
+    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    (check,) = [c for c in report["checks"] if c["name"] == "home"]
+    assert check["status"] == "warn" and "runs is not a folder" in check["message"]
+    assert "retried instead of recorded" in check["message"]
+    assert cannot_write(home / "runs") is not None  # a file is no folder to write in
+    assert cannot_write(home) is None and not list(home.glob(".agentcron-write-probe-*"))

@@ -166,6 +166,7 @@ class Daemon:
         from agentcron.home import secure_home
 
         await asyncio.to_thread(secure_home, self.options.home)  # 0700, before anything is kept
+        await asyncio.to_thread(_say_unwritable_runs, self.options.home)
         self._trouble_file.open()
         if self.config.api.enabled or self.options.api_listen is not None:
             # refused before anything is written: no token off loopback, token_env unset
@@ -1031,6 +1032,22 @@ def _racy(file: _FileId) -> bool:
     same timestamp tick could look unchanged: then its content is hashed anyway (as
     git does with a "racily clean" index entry)."""
     return time.time_ns() - max(file[3], file[4]) < RACY_NS
+
+
+def _say_unwritable_runs(home: Path) -> None:
+    """A launcher that cannot write its run's marker says nothing (the command must
+    run all the same): said here once, at start (and by `agentcron doctor`)."""
+    from agentcron.home import cannot_write
+
+    folder = home / "runs"
+    why = cannot_write(folder) if folder.is_dir() else None
+    if why is not None:
+        log.error(
+            "cannot write run markers in %s (%s): commands still run, but one that ends "
+            "while the daemon is down is retried instead of recorded",
+            folder,
+            why,
+        )
 
 
 def _stamp(path: Path) -> str | None:

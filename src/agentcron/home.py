@@ -92,6 +92,23 @@ def _tighten(folder: Path) -> bool:
     return True
 
 
+def cannot_write(folder: Path) -> str | None:
+    """Why a file cannot be made in ``folder`` (an existing folder of the home), or
+    None when one can: a real write, since a read-only mount or a file in the folder's
+    place shows only then (and ``os.access`` says yes to root whatever the mode)."""
+    probe = folder / f".agentcron-write-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    try:
+        probe.unlink()
+    except OSError as exc:  # made but not removable: the folder still takes files
+        log.warning("could not remove the write probe %s: %s", probe, exc)
+    return None
+
+
 def hostname() -> str:
     return socket.gethostname()
 

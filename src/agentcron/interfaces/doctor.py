@@ -81,6 +81,17 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
                     ),
                 )
             )
+        elif stale and daemon.get("unresponsive_pid") is not None:
+            n = stale[0]
+            checks.append(
+                _check(
+                    "daemon",
+                    "fail",
+                    f"the daemon (pid {daemon['unresponsive_pid']}) is running but not "
+                    f"answering (last heartbeat {n['heartbeat_age_s']}s ago): it hangs or is "
+                    "stopped (SIGSTOP); send it SIGCONT, or stop it and start it again",
+                )
+            )
         elif stale:
             n = stale[0]
             checks.append(
@@ -114,6 +125,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             checks.append(_check("tasks", "ok", f"{len(tasks)} task(s), none failing"))
         checks.extend(_extra_checks(svc))
         checks.extend(_heartbeat_checks(svc, heartbeat_url, timezone))
+        checks.extend(_home_checks(home))
     except (StoreError, sqlite3.Error) as exc:
         # damage found by the check or met by a query after it, a lock held past the
         # timeout, an I/O error: one ✖ line in the report, never a traceback
@@ -124,6 +136,37 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         store.close()
     ok = all(c["status"] != "fail" for c in checks)
     return {"ok": ok, "checks": checks, "daemon": daemon, "tasks": tasks}
+
+
+# What a home folder that cannot be written costs, said by doctor (as this user: a
+# daemon running as another user may see otherwise)
+_HOME_FOLDERS = {
+    "outputs": (
+        "fail",
+        "runs cannot keep their output: each fails as a storage problem and is retried",
+    ),
+    "runs": (
+        "warn",
+        "run markers cannot be written: commands still run, but one that ends while the "
+        "daemon is down is retried instead of recorded",
+    ),
+}
+
+
+def _home_checks(home: Path) -> list[dict[str, str]]:
+    from agentcron.home import cannot_write
+
+    out = []
+    for name, (status, cost) in _HOME_FOLDERS.items():
+        folder = home / name
+        if not folder.is_dir():
+            if folder.exists():  # something else where the folder belongs
+                out.append(_check("home", status, f"{folder} is not a folder: {cost}"))
+            continue
+        why = cannot_write(folder)
+        if why is not None:
+            out.append(_check("home", status, f"cannot write in {folder} ({why}): {cost}"))
+    return out
 
 
 def _extra_checks(svc: Any) -> list[dict[str, str]]:
