@@ -111,3 +111,20 @@ def test_the_final_drain_sends_past_a_send_the_stop_cut_short(tmp_path: Path) ->
     finally:
         store.close()
     assert sent == ["first", "run interrupted by the stop"]
+
+
+def test_the_stop_signal_says_what_it_waits_for_and_a_second_one_is_not_silent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On SIGTERM nothing was logged until the end of the grace (10 s later), and a
+    second SIGTERM was ignored without a word (outside-in probe)."""
+    from agentcron.daemon import Daemon, DaemonOptions
+
+    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home", shutdown_grace=7))
+    with caplog.at_level("INFO", logger="agentcron"):
+        daemon._stop()
+        daemon._stop()
+    said = [r.getMessage() for r in caplog.records]
+    assert "stopping: no run in progress" in said, said
+    assert any(m.startswith("already stopping") for m in said), said
+    assert daemon.stop_event.is_set()

@@ -457,6 +457,17 @@ class Daemon:
     def _stop(self) -> None:
         """The stop signal: runs that die of the same signal (a service manager that
         signals the whole group) are interruptions, not the tasks' errors."""
+        if self.stop_event.is_set():
+            log.warning("already stopping; waiting for the runs in progress to end")
+            return
+        running = self.engine.running if self.engine is not None else 0
+        grace = self.options.shutdown_grace
+        log.info(
+            "stopping: %s",
+            f"waiting up to {grace:g}s for {running} run(s) in progress"
+            if running
+            else "no run in progress",
+        )
         if self.engine is not None:
             self.engine.stopping = True
         self.stop_event.set()
