@@ -551,7 +551,7 @@ class Notifier:
                     and not paused,
                     paused=paused,
                     details=finished.details,
-                    next_run=rec.next_fire_at if rec is not None else None,
+                    next_run=rec.next_fire_at,
                     env_hint=spec.llm.api_key_env if spec.llm is not None else None,
                     escalate_runs=spec.retries + 1,
                     escalate_after=self.escalate_after(spec),
