@@ -29,7 +29,7 @@ from agentcron.notify.notifier import Notifier
 from agentcron.store.base import Store
 from agentcron.watchdog.stalls import LoopStall
 from agentcron.watchdog.watchdog import Watchdog
-from harness import Harness
+from harness import Harness, until
 
 HOOK = "json://127.0.0.1:9/hook"
 
@@ -301,3 +301,30 @@ def test_the_loop_keeps_its_last_long_gap_between_passes(
     asyncio.run(h.engine.run_pass())
     gap = h.engine.health.gap
     assert gap is not None and gap[0] == before and gap[1] - gap[0] >= 50
+
+
+def test_a_command_that_ended_during_a_freeze_past_its_bounds_is_not_abandoned(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """The process frozen longer than a run's outer bound (timeout + kill_grace + 10 s)
+    while its command exits: the first pass after the freeze must not sweep the run as
+    one that outlived its bounds (recorded timed out, and retried) before its exit,
+    already waiting, is seen."""
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("quick", command=["true"], every="1h", timeout="1s", kill_grace="1s", retries=1)
+        clock.advance(timedelta(hours=1))
+        await h.engine.run_pass()  # starts the run
+        await until(
+            lambda: bool(h.engine._runs) and all(r.started for r in h.engine._runs.values())
+        )
+        time.sleep(1.5)  # frozen: the command exits meanwhile, unseen
+        clock.advance(timedelta(seconds=30))  # past its outer bound by the wall clock
+        await h.engine.run_pass()
+        await h.engine.wait_idle(10)
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("quick")
+    assert slot.status is SlotStatus.SUCCEEDED, (slot.status, slot.error)

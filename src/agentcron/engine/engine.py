@@ -385,6 +385,9 @@ class Engine:
         began = time.monotonic()
         if began - self.health.last_pass > health.GAP_NOTED:
             self.health.gap = (self.health.last_pass, began)
+            # after a freeze, runs' deadlines may have passed while their ends wait to
+            # be seen (a command that exited meanwhile): the sweep waits a second
+            self._last_sweep = self.clock.now()
         self.health.last_pass = began
         self._pass_began = self.clock.now()
         self._wake.clear()
