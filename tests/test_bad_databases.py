@@ -14,6 +14,7 @@ import random
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -378,13 +379,15 @@ def test_malformed_json_in_one_row_is_not_a_damaged_database(tmp_path: Path) -> 
 
 
 def test_a_database_missing_under_a_running_daemon_is_not_created_by_a_read(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Moved aside (or deleted) while a daemon runs: `health`, `list` and `doctor` must
     not make a new empty file there (it would show no tasks and no runs as if all were
     well, and closing it deletes the write-ahead log the daemon still writes to)."""
+    import agentcron.store
     from agentcron.instance_lock import InstanceLock
 
+    monkeypatch.setattr(agentcron.store, "STARTING_WAIT", 0.2)  # (see the test below)
     home = tmp_path / "home"
     home.mkdir()
     lock = InstanceLock(home)  # what a running daemon holds
@@ -403,3 +406,32 @@ def test_a_database_missing_under_a_running_daemon_is_not_created_by_a_read(
     # no daemon: a first command makes the home's database as before
     assert CliRunner().invoke(app, ["--home", str(home), "list"]).exit_code == 0
     assert (home / "agentcron.db").exists()
+
+
+def test_a_command_run_as_a_daemon_starts_waits_for_its_new_database(tmp_path: Path) -> None:
+    """A daemon takes the home's lock, then makes its database: a command run in that
+    moment was refused as if the file had been moved under the daemon (a test that
+    listed tasks right after starting a daemon met it)."""
+    import threading
+
+    from agentcron.instance_lock import InstanceLock
+    from agentcron.store.sqlite import SQLiteStore
+
+    home = tmp_path / "home"
+    home.mkdir()
+    lock = InstanceLock(home)
+    lock.acquire()
+
+    def daemon_makes_its_database() -> None:
+        time.sleep(0.5)
+        SQLiteStore(home / "agentcron.db").close()
+
+    maker = threading.Thread(target=daemon_makes_its_database)
+    maker.start()
+    try:
+        result = CliRunner().invoke(app, ["--home", str(home), "list", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == []
+    finally:
+        maker.join()
+        lock.release()

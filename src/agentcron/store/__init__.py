@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -107,6 +108,14 @@ def _refuse_missing_under_daemon(path: Path | None, home: Path) -> None:
     holder = running_daemon(home)
     if holder is None:
         return
+    if _starting(holder.started_at):
+        # a daemon takes the home's lock before it makes its database: a command run
+        # as it starts waits for the file rather than call it moved (a test met this)
+        deadline = time.monotonic() + STARTING_WAIT
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if path.exists():
+                return
     who = f"pid {holder.pid}" if holder.pid is not None else "a process"
     raise StoreError(
         f"the database {path} is missing, but a daemon ({who}) is running on the home "
@@ -114,6 +123,24 @@ def _refuse_missing_under_daemon(path: Path | None, home: Path) -> None:
         "empty file would hide the daemon's data). Put the file back, or stop the daemon "
         "and start it again."
     )
+
+
+STARTING_WAIT = 3.0  # seconds a command waits for a starting daemon's new database
+
+
+def _starting(started_at: str | None) -> bool:
+    """Whether the lock's holder took it within the last minute (or said nothing yet)."""
+    from datetime import UTC, datetime
+
+    if started_at is None:
+        return True
+    try:
+        began = datetime.fromisoformat(started_at)
+    except ValueError:
+        return False
+    if began.tzinfo is None:
+        began = began.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - began).total_seconds() < 60
 
 
 def check_database(db_url: str | None, home: Path) -> None:
