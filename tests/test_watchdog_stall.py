@@ -13,6 +13,7 @@ reasons of the slots it made miss can name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
@@ -313,6 +314,7 @@ def test_a_command_that_ended_during_a_freeze_past_its_bounds_is_not_abandoned(
 
     async def scenario() -> Harness:
         h = Harness(sqlite_store, clock, home)
+        h.engine.settings.poll_interval = 0.2  # a beat: 1.5 s without a pass is a freeze
         h.add("quick", command=["true"], every="1h", timeout="1s", kill_grace="1s", retries=1)
         clock.advance(timedelta(hours=1))
         await h.engine.run_pass()  # starts the run
@@ -328,3 +330,34 @@ def test_a_command_that_ended_during_a_freeze_past_its_bounds_is_not_abandoned(
     h = asyncio.run(scenario())
     (slot,) = h.slots("quick")
     assert slot.status is SlotStatus.SUCCEEDED, (slot.status, slot.error)
+
+
+def test_the_overrun_sweep_still_runs_on_the_daemons_beat(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Passes 2 s apart (the daemon's idle beat) are no freeze: a run whose action
+    ignores its timeout is still abandoned at its outer bound (a review found the
+    postponement above, first written for any gap over 1 s, stopping the sweep for good)."""
+
+    async def stubborn() -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # a buggy action: it swallows
+            await asyncio.sleep(1000)  # its own timeout
+        await asyncio.sleep(1000)
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.engine.settings.poll_interval = 2.0
+        h.add("stuck", stubborn, every="1h", timeout="1s", kill_grace="1s", retries=0)
+        clock.advance(timedelta(hours=1))
+        await h.engine.run_pass()  # starts the run (outer bound: 1 + 1 + 10 s)
+        for _ in range(10):  # 20 s of passes on the beat
+            h.engine.health.last_pass = time.monotonic() - 2.1
+            clock.advance(timedelta(seconds=2.1))
+            await h.engine.run_pass()
+            await asyncio.sleep(0.01)
+        await h.engine.wait_idle(10)
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("stuck")
+    assert slot.status is SlotStatus.FAILED, (slot.status, slot.error)

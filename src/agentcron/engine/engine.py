@@ -67,6 +67,7 @@ LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and th
 # (see Engine._owners_elsewhere); the lease itself is added, so the wait is 2 leases.
 ELSEWHERE_GRACE_LEASES = 1.0
 FINISH_GRACE = 5.0  # seconds a stop waits for ended runs' records, past its own grace
+FREEZE_AFTER_BEATS = 3  # no pass for this many beats: the process was frozen
 COALESCE = 0.005  # seconds a pass waits past the next fire, to take those just after it
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
@@ -179,6 +180,7 @@ class Engine:
         self._last_renew: datetime | None = None
         self._last_recover: datetime | None = None
         self._last_sweep: datetime | None = None
+        self._sweep_not_before: datetime | None = None  # set by a freeze (see run_pass)
         self._ahead: Ahead | None = None  # plans made for the coming fires
         self._folders_made: set[str] = set()  # tasks whose output folder was made
         self._wake = asyncio.Event()
@@ -383,11 +385,14 @@ class Engine:
         """One pass of the loop: a tick and the sleep that follows it, in seconds."""
         self.passes += 1
         began = time.monotonic()
-        if began - self.health.last_pass > health.GAP_NOTED:
+        silent = began - self.health.last_pass
+        if silent > health.GAP_NOTED:
             self.health.gap = (self.health.last_pass, began)
-            # after a freeze, runs' deadlines may have passed while their ends wait to
-            # be seen (a command that exited meanwhile): the sweep waits a second
-            self._last_sweep = self.clock.now()
+        if silent > FREEZE_AFTER_BEATS * self.settings.poll_interval:
+            # A freeze (no pass for several beats): runs' deadlines may have passed while
+            # their ends wait to be seen (a command that exited meanwhile). This pass's
+            # sweep, and only it, waits a second for them.
+            self._sweep_not_before = self.clock.now() + timedelta(seconds=1)
         self.health.last_pass = began
         self._pass_began = self.clock.now()
         self._wake.clear()
@@ -1073,6 +1078,10 @@ class Engine:
         """Stop waiting for runs whose action outlived every bound it was given."""
         if self._last_sweep is not None and now - self._last_sweep < timedelta(seconds=1):
             return
+        if self._sweep_not_before is not None:
+            if now < self._sweep_not_before:
+                return
+            self._sweep_not_before = None
         self._last_sweep = now
         for run in self._runs.values():
             if run.deadline is None:  # worked out here, not on the run's start
