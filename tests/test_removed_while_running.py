@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agentcron.clock import FakeClock
 from agentcron.model import Finished, NewSlot, SlotStatus
 from agentcron.model.failure import PAUSED_WHILE_RUNNING, REMOVED_WHILE_RUNNING
@@ -169,3 +171,68 @@ def test_a_transient_failure_after_a_pause_says_it_is_not_retried(
     (row,) = [r for r in h.service.list_tasks() if r["name"] == "gone"]
     assert row["health"] == "failing", row  # not `retrying`: no retry waits
     assert "network" in (row["health_detail"] or ""), row
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("change", ["pause", "remove"])
+def test_pg_a_pause_or_removal_during_the_ends_record_leaves_no_retry_waiting(
+    change: str,
+) -> None:
+    """PostgreSQL, Read Committed: a pause or a removal committed by another connection
+    while a run's end is being recorded was missed both ways (the end saw the task as it
+    was; the pause's cancel of waiting slots saw this one running), and the slot was left
+    retrying for good (found by review). The end's transaction now share-locks the task
+    first: the pause waits for its commit and then finds the retry to cancel."""
+    import threading
+
+    from agentcron.model import AttemptOutcome, ErrorClass, Finish, TaskSource, TaskSpec
+    from agentcron.store.postgres import PostgresStore
+    from agentcron.store.sql import SQLStore
+    from conftest import PG_DSN, require_pg
+    from pg_util import fresh_schema
+
+    require_pg()
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    with fresh_schema() as schema:
+        node = PostgresStore(PG_DSN, schema=schema)
+        cli = PostgresStore(PG_DSN, schema=schema)
+        try:
+            spec = TaskSpec(name="t", command=["true"], every="1h", retries=3)
+            node.upsert_task(spec, TaskSource.API, now, now + timedelta(hours=1))
+            node.add_slot("t", NewSlot(now, trigger="manual"), now)
+            (claim,) = node.claim("node-a", now, now + timedelta(minutes=5), 1)
+            other: list[threading.Thread] = []
+            real = SQLStore._end_retries_not_taken
+
+            def between(db: Any, items: Any, slots: Any) -> None:
+                real(db, items, slots)  # the task is neither paused nor removed yet
+
+                def change_it() -> None:
+                    if change == "pause":
+                        cli.set_paused("t", True, now, None)
+                    else:
+                        cli.remove_task("t", now)
+
+                other.append(threading.Thread(target=change_it))
+                other[0].start()
+                other[0].join(0.5)  # it commits now, or waits for this transaction
+
+            outcome = AttemptOutcome(
+                ok=False,
+                slot_status=SlotStatus.RETRYING,
+                error_class=ErrorClass.NETWORK,
+                error="503",
+                next_attempt_at=now + timedelta(minutes=1),
+            )
+            SQLStore._end_retries_not_taken = staticmethod(between)  # type: ignore[method-assign]
+            try:
+                node.finish_many([Finish(claim.slot.id, claim.attempt.id, "node-a", outcome, now)])
+            finally:
+                SQLStore._end_retries_not_taken = staticmethod(real)  # type: ignore[method-assign]
+            other[0].join(10)
+            slot = node.get_slot(claim.slot.id)
+            assert slot is not None and slot.status is not SlotStatus.RETRYING, slot
+            assert slot.status.is_final and slot.next_attempt_at is None
+        finally:
+            node.close()
+            cli.close()

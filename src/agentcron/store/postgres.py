@@ -299,6 +299,17 @@ class PostgresStore(SQLStore):
     # Candidates another node is claiming are skipped, not waited for.
     _candidate_lock = " FOR UPDATE OF s SKIP LOCKED"
 
+    def _hold_tasks_of(self, db: Any, slot_ids: Sequence[int]) -> None:
+        """Under Read Committed a pause or a removal committed between the finishing
+        statements and the commit would be missed both ways (its cancel of waiting slots
+        saw this one running; the end of retries saw the task as it was): its task rows
+        are share-locked first, so the pause or removal waits for this commit."""
+        db.execute(
+            "SELECT t.name FROM tasks t JOIN slots s ON s.task = t.name "
+            "WHERE s.id = ANY(?) ORDER BY t.name FOR SHARE OF t",
+            (sorted(set(slot_ids)),),
+        ).fetchall()
+
     def _may_start(self, db: Any, tasks: Sequence[str]) -> set[str]:
         """For tasks that run one at a time: lock their rows (skipping those another node
         holds) and ask again, under the locks, whether one is already running, so two

@@ -561,6 +561,11 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
     _candidate_lock = ""
     _claim_filled = False  # the last claim took as many slots as it had room for
 
+    def _hold_tasks_of(self, db: Conn, slot_ids: Sequence[int]) -> None:
+        """Keep the tasks of these slots from being paused or removed until this
+        transaction ends, so that :meth:`_end_retries_not_taken` sees what holds at its
+        commit. With one writer at a time (SQLite) nothing else can change them."""
+
     def _may_start(self, db: Conn, tasks: Sequence[str]) -> set[str]:
         """Which of ``tasks`` (each runs one at a time, none seen running) may start one
         now. With one writer at a time (SQLite) the running-set read at the start holds."""
@@ -745,6 +750,9 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         if not items:
             return []
         with self._tx() as db:
+            waiting = [i.slot_id for i in items if not i.outcome.slot_status.is_final]
+            if waiting:  # before the slots: the order a pause or a removal takes them in
+                self._hold_tasks_of(db, waiting)
             slots = self._finish_slots(db, items)
             ours = [(item, slot) for item, slot in zip(items, slots, strict=True) if slot]
             if ours:  # their attempts in one go (nothing to read back)
