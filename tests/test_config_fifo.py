@@ -60,3 +60,12 @@ def test_cli_health_with_a_fifo_config_answers(fifo: Path, tmp_path: Path) -> No
         timeout=60,
     )
     assert "not a regular file" in done.stderr + done.stdout, (done.stdout, done.stderr)
+
+
+def test_an_env_file_that_is_a_fifo_is_refused_not_read(fifo: Path, tmp_path: Path) -> None:
+    """The same for a config's `env_file:` (found by review)."""
+    config = tmp_path / "with_env.yaml"
+    config.write_text(f"env_file: {fifo}\ntasks: {{}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert "not a regular file" in str(err.value)

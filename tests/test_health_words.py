@@ -4,7 +4,7 @@ probe saw `list` say what was not so: `retrying` while no retry waited, and "att
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -78,3 +78,12 @@ def test_retries_lowered_during_a_retry_wait_never_read_attempt_2_of_1() -> None
     word, sentence = health(task(retries=0), [retrying(1)], [failure()])
     assert word is Health.RETRYING
     assert sentence is not None and "attempt 2/2" in sentence, sentence
+
+
+def test_a_retry_under_way_is_retrying_not_failing() -> None:
+    """Its slot is running, not retrying, while the retry runs (found by review: the
+    list flipped to `failing` and back on every retry attempt)."""
+    running = replace(retrying(1), status=SlotStatus.RUNNING, attempts=2, started_at=NOW)
+    word, sentence = health(task(retries=3), [running], [failure()])
+    assert word is Health.RETRYING
+    assert sentence == "the service answered HTTP 503"

@@ -142,9 +142,12 @@ def _active_health(
                 f"{slot.error_class.value if slot.error_class else 'error'}",
             )
     if any(i.kind is IncidentKind.FAILURE for i in open_):
-        # not escalated, and no retry waits (superseded by the next fire, or cancelled
-        # by a pause): the task is failing; `retrying` would promise what is not there
-        return _failing(next(i for i in open_ if i.kind is IncidentKind.FAILURE))
+        failure = next(i for i in open_ if i.kind is IncidentKind.FAILURE)
+        if active:  # a retry (or the next run) is under way or waits to start
+            return Health.RETRYING, failure.summary or "failing, still retrying"
+        # not escalated, and nothing waits (the retry was superseded by the next fire
+        # and that ran, or a pause cancelled it): `retrying` would promise what is not
+        return _failing(failure)
     return None
 
 

@@ -22,6 +22,7 @@ as the daemon keeps its last good config.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import threading
@@ -240,10 +241,21 @@ def _unescape(raw: str) -> str:
     return re.sub(r"\\(.)", lambda m: table.get(m.group(1), "\\" + m.group(1)), raw)
 
 
+def read_regular_file(path: Path) -> bytes:
+    """The file's bytes, read only if it is a regular file (or a link to one): a FIFO
+    put in its place would block the read until someone writes to it, holding up the
+    daemon's reload and every CLI command (found by an outside-in probe)."""
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise OSError(
+            errno.EINVAL, "not a regular file (a FIFO, socket or device); give a file", str(path)
+        )
+    return path.read_bytes()
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """The variables of the env file at ``path``; :class:`EnvFileError` says what is wrong."""
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except FileNotFoundError:
         raise EnvFileError(f"env file {path} not found") from None
     except IsADirectoryError:

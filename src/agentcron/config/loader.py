@@ -19,8 +19,6 @@ what is stored and shown never holds the secret.
 
 from __future__ import annotations
 
-import errno
-
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,14 +84,8 @@ def parse_config_text(
 
 
 def read_config_bytes(path: Path) -> bytes:
-    """The file's bytes, read only if it is a regular file (or a link to one): a FIFO
-    put in its place would block the read until someone writes to it, holding up the
-    daemon's reload and every CLI command (found by an outside-in probe)."""
-    if path.exists() and not path.is_dir() and not path.is_file():
-        raise OSError(
-            errno.EINVAL, "not a regular file (a FIFO, socket or device); give a file", str(path)
-        )
-    return path.read_bytes()
+    """The config file's bytes; a FIFO or device in its place is refused, not read."""
+    return _env.read_regular_file(path)
 
 
 def load_config(path: Path) -> LoadedConfig:
