@@ -19,6 +19,7 @@ T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 def test_a_live_but_silent_daemon_is_said_to_hang_not_to_be_missing(tmp_path: Path) -> None:
+    """It registered its node (so it has started) and then went silent."""
     home = tmp_path / "home"
     home.mkdir()
     store = SQLiteStore(home / "agentcron.db")
@@ -39,3 +40,22 @@ def test_a_live_but_silent_daemon_is_said_to_hang_not_to_be_missing(tmp_path: Pa
     gone = Service(SQLiteStore(home / "agentcron.db"), home, FakeClock(T0 + timedelta(minutes=5)))
     assert gone.daemon_status()["unresponsive_pid"] is None  # no process holds the home
     assert "no daemon is running" in gone.health()["problem"]
+
+
+def test_a_daemon_that_took_the_lock_moments_ago_is_starting_not_hung(tmp_path: Path) -> None:
+    """Between taking the home's lock and its first heartbeat (its database made, its
+    migrations run) a daemon was called hung, with advice to stop it (found by review)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    store = SQLiteStore(home / "agentcron.db")
+    lock = InstanceLock(home)
+    lock.acquire()
+    try:
+        service = Service(store, home, FakeClock(T0))
+        status = service.daemon_status()
+        assert status["starting_pid"] == os.getpid() and status["unresponsive_pid"] is None
+        problem = service.health()["problem"]
+        assert f"the daemon (pid {os.getpid()}) is starting" in problem, problem
+    finally:
+        lock.release()
+        store.close()

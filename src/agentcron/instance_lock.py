@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agentcron.home import hostname
@@ -59,6 +59,19 @@ class Holder:
     started_at: str | None
     # the process's start in clock ticks since boot (/proc), which no clock step moves
     start_ticks: int | None = None
+
+    def starting(self, within: float = 60.0) -> bool:
+        """Whether the lock was taken within ``within`` seconds (or says nothing yet): a
+        daemon that holds it may still be making its database and first tick."""
+        if self.started_at is None:
+            return True
+        try:
+            began = datetime.fromisoformat(self.started_at)
+        except ValueError:
+            return False
+        if began.tzinfo is None:
+            began = began.astimezone()
+        return (datetime.now(UTC) - began).total_seconds() < within
 
 
 class InstanceLock:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentcron._service.base import ServiceCore, iso
 from agentcron.home import hostname, pid_alive
 from agentcron.model import ProviderState
 from agentcron.store._api_sql import LiveCounts
+
+if TYPE_CHECKING:
+    from agentcron.instance_lock import Holder
 
 DAEMON_STALE_AFTER = timedelta(
     seconds=float(os.environ.get("AGENTCRON_STALE_AFTER", "30"))
@@ -43,7 +46,8 @@ class StatusMixin(ServiceCore):
         ticks = self.store.last_ticks()
         nodes = []
         alive = False
-        pid, trouble = self._trouble()
+        holder, trouble = self._trouble()
+        pid = holder.pid if holder is not None else None
         for n in self.store.nodes():
             # A daemon of this home on this machine whose process is gone is dead now,
             # not DAEMON_STALE_AFTER later (the daemon's own restart check is the same).
@@ -73,19 +77,29 @@ class StatusMixin(ServiceCore):
                     "config_note": n.config_note if running else None,
                 }
             )
+        silent = holder is not None and not alive and trouble is None
+        # starting: it holds the lock but has not registered its node yet (its database
+        # being made, migrations run); one that registered and went silent hangs
+        registered = any(
+            n["pid"] == pid and n["host"] == hostname() and n["stopped_at"] is None
+            for n in nodes
+        )
+        starting = holder is not None and not registered and holder.starting(within=300)
         return {
             "alive": alive,
             # the home's daemon process lives (it holds the lock) but neither beats nor
             # ticks: hung, or stopped (SIGSTOP); "start it" would be refused
-            "unresponsive_pid": pid if not alive and trouble is None else None,
+            "unresponsive_pid": pid if silent and not starting else None,
+            # ... or is still starting (migrations, its tasks written): not yet beating
+            "starting_pid": pid if silent and starting else None,
             "nodes": nodes[:10],
             "database": self.store.describe(),
             "trouble": trouble,
         }
 
-    def _trouble(self) -> tuple[int | None, dict[str, Any] | None]:
-        """The home's running daemon (its pid) and the trouble it says it has outside
-        the database (see :mod:`agentcron.trouble`), or None."""
+    def _trouble(self) -> tuple[Holder | None, dict[str, Any] | None]:
+        """The home's running daemon (the lock's holder) and the trouble it says it has
+        outside the database (see :mod:`agentcron.trouble`), or None."""
         from agentcron.instance_lock import running_daemon
         from agentcron.trouble import read_trouble
 
@@ -95,7 +109,7 @@ class StatusMixin(ServiceCore):
         trouble = read_trouble(self.home, holder.pid)
         if trouble is not None:
             trouble = {**trouble, "words": trouble_words(trouble)}
-        return holder.pid, trouble
+        return holder, trouble
 
     def health(self) -> dict[str, Any]:
         """Daemon liveness and last tick, nodes, outbox backlog, channel health: the
@@ -119,7 +133,14 @@ class StatusMixin(ServiceCore):
             "last_tick": iso(last_tick),
             "last_tick_age_s": _age(now - last_tick) if last_tick is not None else None,
             "problem": trouble_words(trouble)
-            or _problem(status["alive"], scheduling, last_tick, now, status["unresponsive_pid"]),
+            or _problem(
+                status["alive"],
+                scheduling,
+                last_tick,
+                now,
+                status["unresponsive_pid"],
+                status["starting_pid"],
+            ),
             "nodes": status["nodes"],
             "database": status["database"],
             "runs_in_progress": live.running,
@@ -278,6 +299,7 @@ def _problem(
     last_tick: datetime | None,
     now: datetime,
     unresponsive: int | None = None,
+    starting: int | None = None,
 ) -> str | None:
     """One sentence when nothing is firing (None while a scheduler ticks);
     ``unresponsive``: the pid of this home's daemon, alive but silent."""
@@ -292,6 +314,8 @@ def _problem(
         ago = f"the last tick was {format_duration(quiet)} ago"
     if alive:
         return f"a daemon is running but its scheduler is not ticking ({ago}): nothing is firing"
+    if starting is not None:
+        return f"the daemon (pid {starting}) is starting ({ago}): nothing fires until it ticks"
     if unresponsive is not None:
         return (
             f"the daemon (pid {unresponsive}) is running but not answering ({ago}): it "

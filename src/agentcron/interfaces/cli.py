@@ -345,7 +345,12 @@ def list_(
         sys.stdout.buffer.flush()
         return
     render.tasks_table(out, rows, budgets)
-    if not daemon["alive"] and daemon.get("unresponsive_pid") is not None:
+    if not daemon["alive"] and daemon.get("starting_pid") is not None:
+        err.print(
+            f"[yellow]the daemon (pid {daemon['starting_pid']}) is starting[/]; "
+            "nothing fires until it ticks"
+        )
+    elif not daemon["alive"] and daemon.get("unresponsive_pid") is not None:
         err.print(
             f"[yellow]the daemon (pid {daemon['unresponsive_pid']}) is running but not "
             "answering[/] (hung, or stopped with SIGSTOP); nothing fires until it does"

@@ -81,6 +81,15 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
                     ),
                 )
             )
+        elif daemon.get("starting_pid") is not None:
+            checks.append(
+                _check(
+                    "daemon",
+                    "warn",
+                    f"the daemon (pid {daemon['starting_pid']}) is starting: nothing fires "
+                    "until its first tick",
+                )
+            )
         elif stale and daemon.get("unresponsive_pid") is not None:
             n = stale[0]
             checks.append(

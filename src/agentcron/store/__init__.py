@@ -108,7 +108,7 @@ def _refuse_missing_under_daemon(path: Path | None, home: Path) -> None:
     holder = running_daemon(home)
     if holder is None:
         return
-    if _starting(holder.started_at):
+    if holder.starting():
         # a daemon takes the home's lock before it makes its database: a command run
         # as it starts waits for the file rather than call it moved (a test met this)
         deadline = time.monotonic() + STARTING_WAIT
@@ -126,21 +126,6 @@ def _refuse_missing_under_daemon(path: Path | None, home: Path) -> None:
 
 
 STARTING_WAIT = 3.0  # seconds a command waits for a starting daemon's new database
-
-
-def _starting(started_at: str | None) -> bool:
-    """Whether the lock's holder took it within the last minute (or said nothing yet)."""
-    from datetime import UTC, datetime
-
-    if started_at is None:
-        return True
-    try:
-        began = datetime.fromisoformat(started_at)
-    except ValueError:
-        return False
-    if began.tzinfo is None:
-        began = began.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - began).total_seconds() < 60
 
 
 def check_database(db_url: str | None, home: Path) -> None:
