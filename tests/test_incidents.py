@@ -189,6 +189,10 @@ def test_two_runs_whose_attempts_interleave_count_as_two_runs() -> None:
     incident = feed.open["failure"]
     assert (incident.count, incident.failed_runs) == (6, 2)
     assert incident.slot_id == 2
+    # out of order (overlap: allow): the newer run fails first; both are counted
+    late = Feed()
+    late([rate_limited(5, 1, local(10, 2), None), rate_limited(4, 1, local(10, 3), None)])
+    assert late.open["failure"].failed_runs == 2
 
 
 def test_transient_then_permanent_escalates_once() -> None:

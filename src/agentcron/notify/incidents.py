@@ -231,14 +231,14 @@ def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | 
         )
         changes.put("opened", incident)
         return _notice(NoticeEvent.OPENED, incident, cause, closed)
-    # A run is counted once: at its slot's first failure. Two runs of a task whose
-    # attempts interleave (a trigger while a retry waits) would otherwise count each
-    # turn as a new run; slot ids grow with time, so the newest counted is enough.
+    # A run is counted once: at its first failed attempt. Two runs of a task whose
+    # attempts interleave (a trigger while a retry waits) were counted at each turn;
+    # runs that fail out of order (overlap: allow) are each counted too.
     newest = current.slot_id or 0
     incident = replace(
         current,
         count=current.count + 1,
-        failed_runs=current.failed_runs + (1 if ev.slot_id > newest else 0),
+        failed_runs=current.failed_runs + (1 if ev.attempt == 1 else 0),
         retries=current.retries + (1 if ev.retry_at is not None else 0),
         last_error_class=ev.error_class,
         slot_id=max(ev.slot_id, newest),
