@@ -81,8 +81,7 @@ class StatusMixin(ServiceCore):
         # starting: it holds the lock but has not registered its node yet (its database
         # being made, migrations run); one that registered and went silent hangs
         registered = any(
-            n["pid"] == pid and n["host"] == hostname() and n["stopped_at"] is None
-            for n in nodes
+            n["pid"] == pid and n["host"] == hostname() and n["stopped_at"] is None for n in nodes
         )
         starting = holder is not None and not registered and holder.starting(within=300)
         return {
