@@ -40,7 +40,7 @@ def test_a_start_that_cannot_be_read_is_said(
 def test_a_trouble_file_absent_or_blank_is_nothing_said_quietly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert read_trouble(tmp_path, os.getpid()) is None  # no file
+    assert read_trouble(tmp_path, os.getpid(), kept=False) is None  # not made yet
     trouble = TroubleFile(tmp_path)
     trouble.open()  # made at full size, all blank
     assert (tmp_path / TROUBLE_FILE).stat().st_size == SIZE
@@ -55,6 +55,16 @@ def test_a_trouble_file_absent_or_blank_is_nothing_said_quietly(
     trouble.close()
     assert read_trouble(tmp_path, os.getpid()) is None
     assert caplog.text == ""
+
+
+def test_a_trouble_file_missing_under_a_daemon_that_has_started_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Made first thing at the daemon's start: missing later, it was deleted under the
+    daemon or could not be made, and a database trouble would go unseen by `health`."""
+    assert read_trouble(tmp_path, 4242) is None
+    assert "the daemon (pid 4242) keeps no" in caplog.text
+    assert "a database trouble it meets would not be seen here" in caplog.text
 
 
 def test_a_trouble_file_that_cannot_be_read_is_said_not_taken_for_no_trouble(
@@ -92,3 +102,26 @@ def test_a_database_file_that_cannot_be_looked_at_is_said_once(
         assert store.file_fault() is None
     finally:
         store.close()
+
+
+def test_a_live_pid_whose_start_cannot_be_read_is_believed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where /proc cannot show the holder's start (hidden by hidepid, or no /proc) the
+    live pid is believed, as the lock says; before, an unreadable start counted as
+    another process, and the CLI took a running daemon for none. A start that differs
+    is another process that got a dead daemon's pid."""
+    import agentcron.instance_lock as lock_module
+    from agentcron.instance_lock import InstanceLock, running_daemon
+
+    lock = InstanceLock(tmp_path)
+    lock.acquire()
+    try:
+        assert running_daemon(tmp_path) is not None
+        monkeypatch.setattr(lock_module, "_start_ticks", lambda _pid: None)
+        holder = running_daemon(tmp_path)
+        assert holder is not None and holder.pid == os.getpid()
+        monkeypatch.setattr(lock_module, "_start_ticks", lambda _pid: 1)
+        assert running_daemon(tmp_path) is None
+    finally:
+        lock.release()

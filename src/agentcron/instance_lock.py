@@ -192,20 +192,24 @@ def running_daemon(home: Path) -> Holder | None:
 
     if not pid_alive(holder.pid):
         return None
-    if holder.start_ticks is not None and _start_ticks(holder.pid) != holder.start_ticks:
+    now = _start_ticks(holder.pid) if holder.start_ticks is not None else None
+    if now is not None and now != holder.start_ticks:
         return None  # another process got the pid of a daemon killed before
-    return holder
+    return holder  # (a start that cannot be read: the live pid is believed)
 
 
 def _start_ticks(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks since boot (/proc/PID/stat's 22nd
     field): with the pid it names one process for good (after a reboot small pids
     come round again). A wall-clock time would not do: a clock stepped by NTP after
-    the start moves it. None where there is no /proc (then the pid is believed)."""
+    the start moves it. None when it cannot be read: the caller then believes the pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
-        return None  # no /proc here, or the process has just ended: nothing to compare
+        # Not a fault: no /proc on this system, a /proc that hides other users'
+        # processes (hidepid), or the process ended since it was seen alive. The pid
+        # is believed, as the first two need; the third is gone at the next look.
+        return None
     except OSError as exc:
         log.warning("cannot read the start of process %s (%s); its pid is believed", pid, exc)
         return None

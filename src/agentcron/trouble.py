@@ -66,14 +66,23 @@ class TroubleFile:
         os.close(fd)
 
 
-def read_trouble(home: Path, pid: int | None) -> dict[str, Any] | None:
+def read_trouble(home: Path, pid: int | None, kept: bool = True) -> dict[str, Any] | None:
     """The trouble the home's running daemon (``pid``, the lock's holder) says it has,
-    or None: no file, nothing said, or said by another process."""
+    or None: nothing said, or said by another process. ``kept``: the daemon has
+    started, so it keeps the file (it makes it first thing); a daemon still starting
+    may not have made it yet."""
     path = home / TROUBLE_FILE
     try:
         text = path.read_bytes()
     except FileNotFoundError:
-        return None  # no daemon has kept one on this home
+        if kept:  # deleted under the daemon, or it could not make it (its log says why)
+            log.warning(
+                "the daemon (pid %s) keeps no %s: a database trouble it meets would not "
+                "be seen here",
+                pid,
+                path,
+            )
+        return None
     except OSError as exc:  # the reader cannot know: said, not taken for "no trouble"
         log.warning("cannot read %s (%s): a database trouble would not be seen", path, exc)
         return None

@@ -105,7 +105,8 @@ class StatusMixin(ServiceCore):
         holder = running_daemon(self.home)
         if holder is None:
             return None, None
-        trouble = read_trouble(self.home, holder.pid)
+        # the file is made first thing at start: missing past that, it is worth a word
+        trouble = read_trouble(self.home, holder.pid, kept=not holder.starting(within=10))
         if trouble is not None:
             trouble = {**trouble, "words": trouble_words(trouble)}
         return holder, trouble
