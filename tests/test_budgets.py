@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,30 +31,10 @@ from agentcron.policies.budget import (
 )
 from agentcron.store.base import Store
 from agentcron.store.sqlite import SQLiteStore
-from conftest import PG_DSN, require_pg
+from conftest import PG_DSN
 from fake_openai import FakeOpenAI, completion
 from harness import Harness
 from notify_rig import HOOK, RecordingChannel
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_store(request: pytest.FixtureRequest, home: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        lite = SQLiteStore(home / "agentcron.db")
-        yield lite
-        lite.close()
-        return
-    require_pg()
-    from agentcron.store.postgres import PostgresStore
-    from pg_util import drop_schema, new_schema_name
-
-    schema = new_schema_name()
-    pg = PostgresStore(PG_DSN, schema=schema)
-    try:
-        yield pg
-    finally:
-        pg.close()
-        drop_schema(schema)
 
 
 class Rig:
@@ -134,20 +113,20 @@ def test_spent_on_names_what_ran_out() -> None:
 # ---- the store ---------------------------------------------------------------------
 
 
-def test_a_run_is_reserved_from_every_scope_or_from_none(any_store: Store) -> None:
+def test_a_run_is_reserved_from_every_scope_or_from_none(store: Store) -> None:
     task = BudgetScope("task:a", "task a", Budget(runs_per_day=5))
     every = BudgetScope("global", "all tasks together", Budget(runs_per_day=2))
-    assert any_store.reserve_run([task, every], "2026-06-01") is None
-    assert any_store.reserve_run([task, every], "2026-06-01") is None
-    over = any_store.reserve_run([task, every], "2026-06-01")
+    assert store.reserve_run([task, every], "2026-06-01") is None
+    assert store.reserve_run([task, every], "2026-06-01") is None
+    over = store.reserve_run([task, every], "2026-06-01")
     assert over == (every, Usage(2, 0))
     # the task's own count did not move for the run that did not happen
-    assert any_store.budget_usage(["task:a", "global"], "2026-06-01") == {
+    assert store.budget_usage(["task:a", "global"], "2026-06-01") == {
         "task:a": Usage(2, 0),
         "global": Usage(2, 0),
     }
     # another day is another budget
-    assert any_store.reserve_run([task, every], "2026-06-02") is None
+    assert store.reserve_run([task, every], "2026-06-02") is None
 
 
 def spend(store: Store, *entries: tuple[str, str, int]) -> None:
@@ -158,38 +137,38 @@ def spend(store: Store, *entries: tuple[str, str, int]) -> None:
         add_spend(db, entries)
 
 
-def test_tokens_add_up_and_a_token_budget_stops_the_next_run(any_store: Store) -> None:
+def test_tokens_add_up_and_a_token_budget_stops_the_next_run(store: Store) -> None:
     scope = BudgetScope("task:llm", "task llm", Budget(tokens_per_day=1000))
-    assert any_store.reserve_run([scope], "2026-06-01") is None
-    spend(any_store, ("task:llm", "2026-06-01", 600))
-    assert any_store.reserve_run([scope], "2026-06-01") is None
-    spend(any_store, ("task:llm", "2026-06-01", 600))
-    assert any_store.reserve_run([scope], "2026-06-01") == (scope, Usage(2, 1200))
+    assert store.reserve_run([scope], "2026-06-01") is None
+    spend(store, ("task:llm", "2026-06-01", 600))
+    assert store.reserve_run([scope], "2026-06-01") is None
+    spend(store, ("task:llm", "2026-06-01", 600))
+    assert store.reserve_run([scope], "2026-06-01") == (scope, Usage(2, 1200))
 
 
-def test_told_once_per_budget_and_day(any_store: Store) -> None:
+def test_told_once_per_budget_and_day(store: Store) -> None:
     from agentcron.model import Message
 
     msg = Message("t", "b", "a", "opened", "budget", "warning")
     now = datetime(2026, 6, 1, tzinfo=UTC)
-    assert any_store.tell_budget_spent("global", "2026-06-01", [("k", HOOK, msg)], now)
-    assert not any_store.tell_budget_spent("global", "2026-06-01", [("k", HOOK, msg)], now)
-    assert any_store.tell_budget_spent("global", "2026-06-02", [("k", HOOK, msg)], now)
-    assert any_store._q("SELECT COUNT(*) FROM outbox") == [(2,)]  # type: ignore[attr-defined]
-    assert any_store.prune_budget_usage("2026-06-02") == 1
-    assert any_store.budget_usage(["global"], "2026-06-01") == {}
+    assert store.tell_budget_spent("global", "2026-06-01", [("k", HOOK, msg)], now)
+    assert not store.tell_budget_spent("global", "2026-06-01", [("k", HOOK, msg)], now)
+    assert store.tell_budget_spent("global", "2026-06-02", [("k", HOOK, msg)], now)
+    assert store._q("SELECT COUNT(*) FROM outbox") == [(2,)]  # type: ignore[attr-defined]
+    assert store.prune_budget_usage("2026-06-02") == 1
+    assert store.budget_usage(["global"], "2026-06-01") == {}
 
 
-def test_concurrent_reservations_never_pass_the_budget(any_store: Store, home: Path) -> None:
+def test_concurrent_reservations_never_pass_the_budget(store: Store) -> None:
     """Two writers (threads here; nodes on PostgreSQL) race for 20 runs: exactly 20 pass."""
     scope = BudgetScope("global", "all tasks together", Budget(runs_per_day=20))
     other: Store
-    if isinstance(any_store, SQLiteStore):
-        other = SQLiteStore(home / "agentcron.db")
+    if isinstance(store, SQLiteStore):
+        other = SQLiteStore(store.path)  # a second connection to the same file
     else:
         from agentcron.store.postgres import PostgresStore
 
-        other = PostgresStore(PG_DSN, schema=any_store.schema)  # type: ignore[attr-defined]
+        other = PostgresStore(PG_DSN, schema=store.schema)  # type: ignore[attr-defined]
     passed: list[bool] = []
     lock = threading.Lock()
 
@@ -200,7 +179,7 @@ def test_concurrent_reservations_never_pass_the_budget(any_store: Store, home: P
                 passed.append(ok)
 
     try:
-        threads = [threading.Thread(target=reserve, args=(s,)) for s in (any_store, other)]
+        threads = [threading.Thread(target=reserve, args=(s,)) for s in (store, other)]
         for t in threads:
             t.start()
         for t in threads:
@@ -208,17 +187,17 @@ def test_concurrent_reservations_never_pass_the_budget(any_store: Store, home: P
     finally:
         other.close()
     assert sum(passed) == 20 and len(passed) == 50
-    assert any_store.budget_usage(["global"], "2026-06-01")["global"].runs == 20
+    assert store.budget_usage(["global"], "2026-06-01")["global"].runs == 20
 
 
 # ---- the engine, end to end in process -----------------------------------------------
 
 
 def test_slots_over_a_task_budget_are_skipped_with_the_reason_and_told_once_a_day(
-    any_store: Store, clock: FakeClock, home: Path
+    store: Store, clock: FakeClock, home: Path
 ) -> None:
     async def scenario() -> tuple[list[str], list[str]]:
-        rig = Rig(any_store, clock, home)
+        rig = Rig(store, clock, home)
         rig.h.add("ping", _ok, every="10m", timezone="UTC", budget={"runs_per_day": 3})
         await rig.h.run_until(clock.now() + timedelta(hours=1, minutes=5), timedelta(minutes=1))
         first_day = await rig.lines()
@@ -227,7 +206,7 @@ def test_slots_over_a_task_budget_are_skipped_with_the_reason_and_told_once_a_da
         return first_day, await rig.lines()
 
     first_day, both_days = asyncio.run(scenario())
-    slots = sorted(any_store.slots("ping", limit=1000), key=lambda s: s.scheduled_for)
+    slots = sorted(store.slots("ping", limit=1000), key=lambda s: s.scheduled_for)
     day1 = [s for s in slots if s.scheduled_for < datetime(2026, 6, 2, tzinfo=UTC)]
     assert [s.status for s in day1][:3] == [SlotStatus.SUCCEEDED] * 3
     skipped = day1[3:]
@@ -249,11 +228,11 @@ def test_slots_over_a_task_budget_are_skipped_with_the_reason_and_told_once_a_da
     assert day2[3].status is SlotStatus.SKIPPED
     assert len(both_days) == 2, both_days
     # budget skips are told by the budget message only: no skip-streak incident
-    assert not any_store.incidents("ping")
+    assert not store.incidents("ping")
 
 
 def test_agent_and_global_budgets_and_tokens_from_the_recorded_runs(
-    any_store: Store, clock: FakeClock, home: Path
+    store: Store, clock: FakeClock, home: Path
 ) -> None:
     """Two agent tasks fire together every 10 minutes, 100 tokens a run, under an agent
     budget of 250 tokens: both runs at 00:10 and both at 00:20 start (200 spent when the
@@ -266,7 +245,7 @@ def test_agent_and_global_budgets_and_tokens_from_the_recorded_runs(
     script = [completion("news", prompt_tokens=10, completion_tokens=90) for _ in range(8)]
 
     async def scenario(base_url: str) -> list[str]:
-        rig = Rig(any_store, clock, home, rules)
+        rig = Rig(store, clock, home, rules)
         llm = {"base_url": base_url, "model": "fake-model", "prompt": "go"}
         for name in ("agent.planner.a", "agent.planner.b"):
             rig.h.add(name, every="10m", timezone="UTC", llm=llm, retries=0)
@@ -278,14 +257,14 @@ def test_agent_and_global_budgets_and_tokens_from_the_recorded_runs(
         lines = asyncio.run(scenario(fake.base_url))
         assert len(fake.requests) == 4
     runs = {
-        name: [s.status for s in any_store.slots(name, limit=100)]
+        name: [s.status for s in store.slots(name, limit=100)]
         for name in ("agent.planner.a", "agent.planner.b", "mine")
     }
     ran = sum(st.count(SlotStatus.SUCCEEDED) for n, st in runs.items() if n != "mine")
     assert ran == 4, runs
     assert all(st.count(SlotStatus.SKIPPED) >= 1 for n, st in runs.items() if n != "mine")
     assert set(runs["mine"]) == {SlotStatus.SUCCEEDED}, runs
-    usage = any_store.budget_usage(["agent:planner", "global"], "2026-06-01")
+    usage = store.budget_usage(["agent:planner", "global"], "2026-06-01")
     assert usage["agent:planner"] == Usage(runs=4, tokens=400)
     assert usage["global"] == Usage(runs=4 + len(runs["mine"]), tokens=400)
     assert len(lines) == 1 and "agent planner spent 400/250 tokens today" in lines[0], lines
@@ -293,7 +272,7 @@ def test_agent_and_global_budgets_and_tokens_from_the_recorded_runs(
 
 
 def test_retries_belong_to_their_run_and_are_not_stopped(
-    any_store: Store, clock: FakeClock, home: Path
+    store: Store, clock: FakeClock, home: Path
 ) -> None:
     calls: list[int] = []
 
@@ -304,7 +283,7 @@ def test_retries_belong_to_their_run_and_are_not_stopped(
         return "ok"
 
     async def scenario() -> None:
-        rig = Rig(any_store, clock, home)
+        rig = Rig(store, clock, home)
         rig.h.add(
             "once",
             flaky,
@@ -317,10 +296,10 @@ def test_retries_belong_to_their_run_and_are_not_stopped(
         await rig.h.run_until(clock.now() + timedelta(minutes=25), timedelta(seconds=5))
 
     asyncio.run(scenario())
-    first, *later = sorted(any_store.slots("once", limit=10), key=lambda s: s.scheduled_for)
+    first, *later = sorted(store.slots("once", limit=10), key=lambda s: s.scheduled_for)
     assert first.status is SlotStatus.SUCCEEDED and first.attempts == 3
     assert later and {s.status for s in later} == {SlotStatus.SKIPPED}
-    assert any_store.budget_usage(["task:once"], "2026-06-01")["task:once"].runs == 1
+    assert store.budget_usage(["task:once"], "2026-06-01")["task:once"].runs == 1
 
 
 def test_a_reloaded_budget_applies_to_the_next_slot(
@@ -345,7 +324,7 @@ def test_a_reloaded_budget_applies_to_the_next_slot(
     assert after and set(after) == {SlotStatus.SUCCEEDED}, after
 
 
-def test_task_budgets_are_read_from_the_stored_specs(any_store: Store) -> None:
+def test_task_budgets_are_read_from_the_stored_specs(store: Store) -> None:
     from agentcron.model import TaskSource
 
     now = datetime(2026, 6, 1, tzinfo=UTC)
@@ -356,11 +335,11 @@ def test_task_budgets_are_read_from_the_stored_specs(any_store: Store) -> None:
         TaskSpec(name="wordy", every="1h", command=["echo", '"budget":{"runs_per_day":1}']),
     ]
     for spec in specs:
-        any_store.upsert_task(spec, TaskSource.API, now, None)
-    assert any_store.task_budgets() == {"own": Budget(tokens_per_day=50)}
+        store.upsert_task(spec, TaskSource.API, now, None)
+    assert store.task_budgets() == {"own": Budget(tokens_per_day=50)}
 
 
-def test_tokens_are_counted_in_the_transaction_that_records_the_end(any_store: Store) -> None:
+def test_tokens_are_counted_in_the_transaction_that_records_the_end(store: Store) -> None:
     """What a run spent is written with its end (a listener adding it afterwards lost it
     to a crash in between); an end that is not ours any more counts nothing."""
     from agentcron.model import AttemptOutcome, Finish, NewSlot, TaskSource
@@ -368,13 +347,13 @@ def test_tokens_are_counted_in_the_transaction_that_records_the_end(any_store: S
     t0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
     for name in ("llm", "other"):  # one run at a time per task: two tasks, two claims
         spec = TaskSpec(name=name, every="1h", command=["true"], budget={"tokens_per_day": 900})
-        any_store.upsert_task(spec, TaskSource.API, t0, t0 + timedelta(hours=1))
-        any_store.add_slot(name, NewSlot(t0), t0)
-    claims = {c.slot.task: c for c in any_store.claim("node-a", t0, t0 + timedelta(hours=1), 2)}
+        store.upsert_task(spec, TaskSource.API, t0, t0 + timedelta(hours=1))
+        store.add_slot(name, NewSlot(t0), t0)
+    claims = {c.slot.task: c for c in store.claim("node-a", t0, t0 + timedelta(hours=1), 2)}
     first, second = claims["llm"], claims["other"]
     done = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED, tokens={"completion": 300})
     spent = (("task:llm", "2026-06-01", 300),)
-    ends = any_store.finish_many(
+    ends = store.finish_many(
         [
             Finish(first.slot.id, first.attempt.id, "node-a", done, t0, spend=spent),
             # the second's lease is another node's now: its end is refused, so is its spend
@@ -382,7 +361,7 @@ def test_tokens_are_counted_in_the_transaction_that_records_the_end(any_store: S
         ]
     )
     assert ends[0] is not None and ends[1] is None
-    assert any_store.budget_usage(["task:llm"], "2026-06-01")["task:llm"].tokens == 300
+    assert store.budget_usage(["task:llm"], "2026-06-01")["task:llm"].tokens == 300
 
 
 def test_a_spend_the_gate_works_out_covers_every_budget_over_the_task() -> None:
@@ -408,7 +387,7 @@ def test_a_spend_the_gate_works_out_covers_every_budget_over_the_task() -> None:
 
 
 def test_a_spender_that_fails_is_logged_and_the_end_is_recorded_all_the_same(
-    any_store: Store, clock: FakeClock, home: Path, caplog: pytest.LogCaptureFixture
+    store: Store, clock: FakeClock, home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Working out what a run spent must never keep its end from being recorded."""
 
@@ -416,12 +395,12 @@ def test_a_spender_that_fails_is_logged_and_the_end_is_recorded_all_the_same(
         raise RuntimeError("rules gone")
 
     async def scenario() -> None:
-        rig = Rig(any_store, clock, home)
+        rig = Rig(store, clock, home)
         rig.h.engine.spenders.insert(0, broken)
         rig.h.add("job", _ok, every="10m", timezone="UTC")
         await rig.h.run_until(clock.now() + timedelta(minutes=15), timedelta(minutes=1))
 
     with caplog.at_level("ERROR", logger="agentcron.engine"):
         asyncio.run(scenario())
-    assert {s.status for s in any_store.slots("job", limit=10)} == {SlotStatus.SUCCEEDED}
+    assert {s.status for s in store.slots("job", limit=10)} == {SlotStatus.SUCCEEDED}
     assert "could not count what the run of job spent" in caplog.text

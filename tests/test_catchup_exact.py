@@ -13,7 +13,6 @@ import asyncio
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,33 +26,11 @@ from agentcron.engine import planning
 from agentcron.model import SlotStatus
 from agentcron.store.base import Store
 from agentcron.store.sqlite import SQLiteStore
-from conftest import PG_DSN, require_pg
 from harness import Harness
 
 T0 = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
 GAP = 3 * 24 * 60  # fires of an every-1m task while the daemon was down 3 days
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_store(request: pytest.FixtureRequest, home: Path) -> Iterator[Store]:
-    """A store on SQLite, and one on PostgreSQL in a schema of its own."""
-    if request.param == "sqlite":
-        lite = SQLiteStore(home / "agentcron.db")
-        yield lite
-        lite.close()
-        return
-    require_pg()
-    from agentcron.store.postgres import PostgresStore
-    from pg_util import drop_schema, new_schema_name
-
-    schema = new_schema_name()
-    pg = PostgresStore(PG_DSN, schema=schema)
-    try:
-        yield pg
-    finally:
-        pg.close()
-        drop_schema(schema)
 
 
 async def catch_up(h: Harness, task: str) -> None:
@@ -145,7 +122,7 @@ def test_three_days_of_every_minute_with_catchup_latest(
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 1000])
 def test_a_fire_after_the_restart_still_meets_the_backlog(
-    any_store: Store,
+    store: Store,
     clock: FakeClock,
     home: Path,
     chunk: int,
@@ -165,7 +142,7 @@ def test_a_fire_after_the_restart_still_meets_the_backlog(
         return "ok"
 
     async def scenario() -> Harness:
-        h = Harness(any_store, clock, home)
+        h = Harness(store, clock, home)
         h.add("t", blocking, every="1m", catchup="all", catchup_window="1h")
         clock.set(T0 + 5 * MIN)  # fires 00:01..00:05 were missed (00:05 is on time)
         await h.engine.tick()  # the first chunk; its first slot starts and blocks

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agentcron.clock import FakeClock
-from agentcron.model import Finished, NewSlot, SlotStatus
+from agentcron.model import Finished, NewSlot, Slot, SlotStatus
 from agentcron.model.failure import PAUSED_WHILE_RUNNING, REMOVED_WHILE_RUNNING
 from agentcron.notify.notifier import Notifier
 from agentcron.notify.sender import OutboxSender
@@ -32,10 +32,10 @@ def _remove_mid_run(
     error: type[Exception],
     change: str = "remove",
     **spec: Any,
-) -> tuple[Harness, list[str]]:
+) -> tuple[Harness, Slot, list[str]]:
     """One run of ``gone`` that raises ``error`` after its task was removed (or, with
-    ``change="pause"``, paused); the ticks of the next ten minutes; the first lines of
-    every message sent."""
+    ``change="pause"``, paused); the ticks of the next ten minutes: the harness, the
+    run's slot as recorded (its only one), and the first lines of every message sent."""
 
     async def scenario() -> tuple[Harness, list[str]]:
         h = Harness(store, clock, home)
@@ -67,14 +67,15 @@ def _remove_mid_run(
         await sender.drain_once()
         return h, [m.body.splitlines()[0] for m in channel.sent]
 
-    return asyncio.run(scenario())
+    h, lines = asyncio.run(scenario())
+    (slot,) = store.slots("gone", limit=10)
+    return h, slot, lines
 
 
 def test_a_transient_failure_after_removal_ends_the_slot_instead_of_a_retry_never_taken(
     store: Store, clock: FakeClock, home: Path
 ) -> None:
-    h, lines = _remove_mid_run(store, clock, home, ConnectionError, retries=3)
-    (slot,) = store.slots("gone", limit=10)
+    h, slot, lines = _remove_mid_run(store, clock, home, ConnectionError, retries=3)
     assert slot.status is SlotStatus.FAILED
     assert slot.next_attempt_at is None and slot.finished_at is not None
     assert slot.reason == REMOVED_WHILE_RUNNING
@@ -90,8 +91,7 @@ def test_a_permanent_failure_after_removal_is_recorded_and_not_told(
     store: Store, clock: FakeClock, home: Path
 ) -> None:
     """No "fix the error, then trigger the task again" about a task that is gone."""
-    _, lines = _remove_mid_run(store, clock, home, ValueError, retries=0)
-    (slot,) = store.slots("gone", limit=10)
+    _, slot, lines = _remove_mid_run(store, clock, home, ValueError, retries=0)
     assert slot.status is SlotStatus.FAILED
     assert slot.reason is None  # failed on its own account; no retry was due
     assert not [line for line in lines if "gone" in line], lines
@@ -158,8 +158,7 @@ def test_a_transient_failure_after_a_pause_says_it_is_not_retried(
 ) -> None:
     """Before: "Retrying at …", then the pause cancelled that retry without a word, and
     after `resume` the list said `retrying` while nothing was (outside-in probe)."""
-    h, lines = _remove_mid_run(store, clock, home, ConnectionError, change="pause", retries=3)
-    (slot,) = store.slots("gone", limit=10)
+    h, slot, lines = _remove_mid_run(store, clock, home, ConnectionError, change="pause", retries=3)
     assert slot.status is SlotStatus.FAILED and slot.next_attempt_at is None
     assert slot.reason == PAUSED_WHILE_RUNNING
     told = [line for line in lines if "gone" in line]
