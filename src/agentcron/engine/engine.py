@@ -598,7 +598,9 @@ class Engine:
             # due after this pass's tick looked (a steady load fires every few ms): not a
             # fire the tick could not move, so tick again at once instead of a poll later
             unseen = nxt > self._pass_began
-            return 0.0 if progressed or unseen else poll
+            if not (progressed or unseen):
+                return poll
+            return max(0.0, delay + COALESCE)
         # Fires a few ms apart are taken by one pass: a tick and its writes per fire is
         # what a steady load of staggered tasks costs (COALESCE is the lateness bought).
         return min(poll, delay + COALESCE)

@@ -1,0 +1,60 @@
+"""How long the loop sleeps after a pass (``Engine._sleep_for``): fires a few ms apart
+share a pass, a fire that came due while a pass ran is taken within COALESCE of its
+instant (not at once, which made a steady load tick once per fire, nor a poll later,
+which made it late by a second), and a fire no pass could move waits for the poll."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentcron.clock import FakeClock
+from agentcron.engine.engine import COALESCE, TickReport
+from agentcron.model import TaskSource, TaskSpec
+from agentcron.store.base import Store
+from harness import Harness
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+MS = timedelta(milliseconds=1)
+
+
+def _harness(store: Store, home: Path, next_fire: datetime) -> Harness:
+    clock = FakeClock(T0)
+    h = Harness(store, clock, home)
+    spec = TaskSpec(name="b", every="1h", command=["true"])
+    store.upsert_task(spec, TaskSource.API, T0, next_fire)
+    h.engine._pass_began = T0  # the pass that just ended began at T0
+    return h
+
+
+def test_a_fire_ahead_is_taken_coalesce_after_it(sqlite_store: Store, home: Path) -> None:
+    h = _harness(sqlite_store, home, T0 + 20 * MS)
+    h.clock.advance(3 * MS)
+    assert h.engine._sleep_for(TickReport()) == pytest.approx(0.017 + COALESCE)
+
+
+def test_a_fire_due_during_the_pass_is_taken_within_coalesce(sqlite_store: Store, home: Path) -> None:
+    """Due 1 ms after the pass began, seen 2 ms after that: it waits COALESCE from its
+    instant, so the fires just after it are taken by the same pass."""
+    h = _harness(sqlite_store, home, T0 + MS)
+    h.clock.advance(3 * MS)
+    assert h.engine._sleep_for(TickReport()) == pytest.approx(COALESCE - 0.002)
+
+
+def test_a_fire_due_longer_than_coalesce_ago_is_taken_at_once(sqlite_store: Store, home: Path) -> None:
+    h = _harness(sqlite_store, home, T0 + MS)
+    h.clock.advance(MS + 2 * COALESCE * 1000 * MS)
+    assert h.engine._sleep_for(TickReport()) == 0.0
+    # and so is one left over by a pass that made progress (more than a pass takes)
+    h.engine._pass_began = h.clock.now()
+    assert h.engine._sleep_for(TickReport(started=1)) == 0.0
+
+
+def test_a_fire_no_pass_could_move_waits_for_the_poll(sqlite_store: Store, home: Path) -> None:
+    """Due before the pass began and the pass moved nothing (no room, a database that
+    refuses): ticking again at once would spin."""
+    h = _harness(sqlite_store, home, T0 - MS)
+    h.clock.advance(3 * MS)
+    assert h.engine._sleep_for(TickReport()) == h.engine.settings.poll_interval
