@@ -596,7 +596,9 @@ class Engine:
         if delay <= 0:
             progressed = report.started or report.materialized or report.lost
             # due after this pass's tick looked (a steady load fires every few ms): not a
-            # fire the tick could not move, so tick again at once instead of a poll later
+            # fire the tick could not move. Taken COALESCE after its instant, as a fire
+            # seen ahead is (at once if that has passed): ticking at once made a steady
+            # load pay a pass per fire, and waiting for the poll made it a second late.
             unseen = nxt > self._pass_began
             if not (progressed or unseen):
                 return poll
