@@ -1,12 +1,16 @@
-"""How long the loop sleeps after a pass (``Engine._sleep_for``): fires a few ms apart
-share a pass, a fire that came due while a pass ran is taken within COALESCE of its
-instant (not at once, which made a steady load tick once per fire, nor a poll later,
-which made it late by a second), and a fire no pass could move waits for the poll."""
+"""A pass of the loop. How long it sleeps after (``Engine._sleep_for``): fires a few ms
+apart share a pass, a fire that came due while a pass ran is taken within COALESCE of
+its instant (not at once, which made a steady load tick once per fire, nor a poll
+later, which made it late by a second), and a fire no pass could move waits for the
+poll. And the order within a tick: runs it started take their first step before the
+next instant is prepared."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +39,9 @@ def test_a_fire_ahead_is_taken_coalesce_after_it(sqlite_store: Store, home: Path
     assert h.engine._sleep_for(TickReport()) == pytest.approx(0.017 + COALESCE)
 
 
-def test_a_fire_due_during_the_pass_is_taken_within_coalesce(sqlite_store: Store, home: Path) -> None:
+def test_a_fire_due_during_the_pass_is_taken_within_coalesce(
+    sqlite_store: Store, home: Path
+) -> None:
     """Due 1 ms after the pass began, seen 2 ms after that: it waits COALESCE from its
     instant, so the fires just after it are taken by the same pass."""
     h = _harness(sqlite_store, home, T0 + MS)
@@ -43,7 +49,9 @@ def test_a_fire_due_during_the_pass_is_taken_within_coalesce(sqlite_store: Store
     assert h.engine._sleep_for(TickReport()) == pytest.approx(COALESCE - 0.002)
 
 
-def test_a_fire_due_longer_than_coalesce_ago_is_taken_at_once(sqlite_store: Store, home: Path) -> None:
+def test_a_fire_due_longer_than_coalesce_ago_is_taken_at_once(
+    sqlite_store: Store, home: Path
+) -> None:
     h = _harness(sqlite_store, home, T0 + MS)
     h.clock.advance(MS + 2 * COALESCE * 1000 * MS)
     assert h.engine._sleep_for(TickReport()) == 0.0
@@ -58,3 +66,32 @@ def test_a_fire_no_pass_could_move_waits_for_the_poll(sqlite_store: Store, home:
     h = _harness(sqlite_store, home, T0 - MS)
     h.clock.advance(3 * MS)
     assert h.engine._sleep_for(TickReport()) == h.engine.settings.poll_interval
+
+
+def test_started_runs_step_before_the_next_instant_is_prepared(
+    sqlite_store: Store, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preparing a thousand aligned tasks of the next second took tens of ms; done
+    before the runs just started took their first step, it made each of them that
+    much later."""
+    clock = FakeClock(T0)
+    h = Harness(sqlite_store, clock, home)
+    h.add("now", lambda: None, every="1s")
+    clock.advance(timedelta(seconds=1))  # "now" is due; "later" within the look-ahead
+    h.add("later", lambda: None, every="1s", anchor=(T0 + 500 * MS).isoformat())
+    seen: list[list[bool]] = []
+    prepare = h.engine._prepare
+
+    def looking(now: datetime) -> Any:
+        seen.append([run.started for run in h.engine._runs.values()])
+        return prepare(now)
+
+    monkeypatch.setattr(h.engine, "_prepare", looking)
+
+    async def go() -> None:
+        report = await h.engine.tick()
+        assert report.started == 1
+        await h.engine.wait_idle(10)
+
+    asyncio.run(go())
+    assert seen == [[True]]
