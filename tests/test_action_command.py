@@ -359,3 +359,13 @@ def test_a_command_still_running_at_its_timeout_is_still_stopped(tmp_path: Path)
     result = run(make_ctx(tmp_path, timeout=0.3, grace=0.2, command=["sleep", "30"]))
     assert not result.ok and result.failure is not None
     assert result.failure.known_class is ErrorClass.TIMEOUT
+
+
+def test_a_command_that_exits_just_after_its_timeout_is_a_timeout(tmp_path: Path) -> None:
+    """The moment given to an exit already waiting to be seen is only for a loop that
+    looked late (frozen): on one that looked in time, a command still running at its
+    deadline ran past its timeout, even if it would have ended a moment later."""
+    ctx = make_ctx(tmp_path, timeout=0.3, grace=0.5, command=["sh", "-c", "sleep 0.6; echo done"])
+    result = run(ctx)
+    assert not result.ok and result.failure is not None
+    assert result.failure.known_class is ErrorClass.TIMEOUT

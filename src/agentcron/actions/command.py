@@ -96,11 +96,14 @@ class CommandAction:
         spec = ctx.spec
         grace = ctx.kill_grace.total_seconds()
         try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + ctx.timeout.total_seconds()
             try:
                 await asyncio.wait_for(proc.wait(), timeout=ctx.timeout.total_seconds())
                 timed_out = False
             except TimeoutError:
-                timed_out = not await _exited_meanwhile(proc)
+                late = loop.time() - deadline
+                timed_out = late < LOOKED_LATE or not await _exited_meanwhile(proc)
         except asyncio.CancelledError:
             await _stop_group(proc, grace)
             raise
@@ -272,14 +275,18 @@ def _spawn_failure(
 
 
 EXIT_SEEN_GRACE = 1.0  # seconds a timed-out command's exit may take to be seen
+LOOKED_LATE = 0.25  # seconds past the deadline the timeout fired: the loop was held
 
 
 async def _exited_meanwhile(proc: asyncio.subprocess.Process) -> bool:
-    """Whether a command whose timeout fired had in fact exited: after the event loop
-    was frozen (SIGSTOP, a paused VM, a blocking call) the timeout's timer and the
+    """Whether a command whose timeout fired late had in fact exited: after the event
+    loop was frozen (SIGSTOP, a paused VM, a blocking call) the timeout's timer and the
     child's exit come due together, and the timer runs first. Killed as timed out, a
     run that succeeded in two seconds was recorded failed and run again (found by an
-    outside-in probe). Its exit, already waiting to be seen, is given a moment."""
+    outside-in probe). Its exit, already waiting to be seen, is given a moment. Asked
+    only when the timer fired :data:`LOOKED_LATE` or more after its deadline: on a loop
+    that looked in time, a command that exits within the moment still ran past its
+    timeout, and is one."""
     try:
         await asyncio.wait_for(proc.wait(), timeout=EXIT_SEEN_GRACE)
     except TimeoutError:
