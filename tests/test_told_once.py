@@ -483,3 +483,34 @@ def test_a_batch_of_first_empty_runs_asks_the_record_once(
     assert reads == [n for n in batches if n], (reads, batches)
     # the five that printed before are flagged; the 45 that never print are not
     assert sorted(line.split()[1] for line in lines) == [f"t{i:02d}" for i in range(5)], lines
+
+
+def test_a_lasting_failure_that_turns_permanent_is_told(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Told "still retrying each run" for a passing failure that lasts, the owner must
+    hear when it turns into one that retrying will not fix (the key was revoked): once,
+    not on every run after."""
+    errors = iter(["503 Service Unavailable"] * 5 + ["401 Unauthorized: invalid api key"] * 20)
+
+    def fails() -> Any:
+        raise RuntimeError(f"upstream answered HTTP {next(errors)}")
+
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add(
+            "flaky",
+            fails,
+            every="5s",
+            timezone="UTC",
+            retries=3,
+            retry_backoff={"base": "20s", "jitter": 0},
+        )
+        await rig.h.run_until(clock.now() + timedelta(minutes=1), timedelta(seconds=1))
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert len(lines) == 3, lines
+    assert lines[1].endswith("Still retrying each run."), lines
+    assert lines[2].startswith("✖ flaky failed: "), lines
+    assert "Retrying will not help" in lines[2], lines

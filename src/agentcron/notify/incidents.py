@@ -248,6 +248,12 @@ def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | 
         incident = replace(incident, escalated=True, summary=_failure_summary(ev))
         changes.put("escalated", incident)
         return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
+    if ev.permanent and current.escalated and _turned_permanent(current):
+        # Told "still retrying each run" (a passing failure that lasts): now retrying
+        # will not help, and only the owner can fix it. Said once per turn.
+        incident = replace(incident, summary=_failure_summary(ev))
+        changes.put("escalated", incident)
+        return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
     if not current.escalated and _persists(incident, ev):
         # Each run is still retried, but the task as a whole is down: the owner hears
         # it once, in words that say how long and how many (not once per slot).
@@ -265,6 +271,13 @@ def _persists(incident: Incident, ev: AttemptFailed) -> bool:
         return True
     began = incident.since or incident.opened_at
     return ev.escalate_after is not None and ev.at - began >= ev.escalate_after
+
+
+def _turned_permanent(current: Incident) -> bool:
+    """Whether the failure before a permanent one was of a passing kind: the owner
+    heard those would be retried."""
+    last = current.last_error_class
+    return last is not None and last.transient
 
 
 def _persisting_summary(incident: Incident, ev: AttemptFailed) -> str:
