@@ -122,6 +122,8 @@ def test_a_stalled_loop_is_reported_to_the_notify_channels_from_the_watchdog_thr
             try:
                 # what the watchdog thread does when the loop is stuck, from a thread
                 await asyncio.to_thread(daemon._loop_stalled, 42.0)
+                # a stall seen only after it (the process was frozen): told as over
+                await asyncio.to_thread(daemon._loop_stalled_before, 42.0)
             finally:
                 assert daemon.registry is not None and daemon.store is not None
                 await daemon.registry.close()
@@ -130,6 +132,9 @@ def test_a_stalled_loop_is_reported_to_the_notify_channels_from_the_watchdog_thr
         asyncio.run(scenario())
         bodies = [m.get("message", "") for m in hook.messages()]  # Apprise json:// format
     assert any("has not ticked for 42s" in b for b in bodies), bodies
+    [past] = [b for b in bodies if "did not run for" in b]
+    assert "did not run for 42s and runs again: the whole process was held" in past
+    assert "restart" not in past
 
 
 AGENT = (

@@ -361,3 +361,34 @@ def test_the_overrun_sweep_still_runs_on_the_daemons_beat(
     h = asyncio.run(scenario())
     (slot,) = h.slots("stuck")
     assert slot.status is SlotStatus.FAILED, (slot.status, slot.error)
+
+
+def test_a_stall_seen_after_it_is_told_as_over_when_the_daemon_says_how(
+    sqlite_store: Store,
+) -> None:
+    """Seen only once the loop passed again, the stall was told with the words for a
+    stall that goes on ("restart the daemon if this does not clear") and, a moment
+    later, its end: with ``on_past_stall`` it is one message that it happened."""
+    clock = FakeClock(datetime(2026, 6, 1, 10, 7, 0, tzinfo=UTC))
+    silence = Silence(clock)
+    gap: list[tuple[float, float]] = []
+    began: list[float] = []
+    ended: list[float] = []
+    past: list[float] = []
+    dog = _dog(
+        sqlite_store,
+        clock,
+        silence,
+        on_stall=began.append,
+        on_stall_end=ended.append,
+        last_gap=lambda: gap[-1] if gap else None,
+    )
+    dog.on_past_stall = past.append
+    silence.advance(3, passes=True)
+    frozen_from = silence.mono
+    silence.advance(42, passes=True)
+    gap.append((frozen_from, silence.mono))
+    silence.advance(0.2)
+    assert dog.check_once().loop_stalled is True
+    dog.check_once()
+    assert past == [42.0] and began == [] and ended == []

@@ -276,6 +276,7 @@ class Daemon:
             last_gap=lambda: self.engine.health.gap if self.engine else None,
             on_stall=self._loop_stalled,
             on_stall_end=self._loop_resumed,
+            on_past_stall=self._loop_stalled_before,
             stall_after=self.options.stall_after,
             outbox_owner=f"{self.node_id}:watchdog",
         )
@@ -363,6 +364,23 @@ class Daemon:
                 "due meanwhile follow each task's catch-up rules.",
                 "stall",
                 ok=True,
+            )
+        )
+
+    def _loop_stalled_before(self, seconds: float) -> None:
+        """A stall seen only after it ended: the whole process was frozen (SIGSTOP, a
+        paused VM, a host that swapped it out), the watchdog's thread with it. Told as
+        over, not with the advice for a stall that goes on."""
+        lasted = format_duration(timedelta(seconds=round(seconds)))
+        self._tell_directly(
+            daemon_message(
+                "scheduler was stalled",
+                f"⚠ agentcron on {self._where()} did not run for {lasted} and runs again: "
+                "the whole process was held (stopped with SIGSTOP, a paused or suspended "
+                "machine, or one too overloaded to run it). Fires that came due meanwhile "
+                "follow each task's catch-up rules.",
+                "stall",
+                warning=True,
             )
         )
 

@@ -82,6 +82,7 @@ class Watchdog:
         last_gap: Callable[[], tuple[float, float] | None] | None = None,
         on_stall: Callable[[float], None] | None = None,
         on_stall_end: Callable[[float], None] | None = None,
+        on_past_stall: Callable[[float], None] | None = None,
         stall_after: float = LOOP_STALL,
         channel_factory: Callable[[str], Channel] = channel_for,
         outbox_owner: str | None = None,
@@ -101,6 +102,9 @@ class Watchdog:
         self.last_gap = last_gap
         self.on_stall = on_stall
         self.on_stall_end = on_stall_end
+        # A stall seen only once it was over (the whole process was frozen): one
+        # message that says it happened; without this, told as a stall and its end.
+        self.on_past_stall = on_past_stall
         self.stall_after = stall_after
         self.limits = OverdueLimits(store, period_of)
         self.stalls = StallLog()
@@ -300,10 +304,13 @@ class Watchdog:
         if gone_by is not None:  # stalled and resumed before this thread could look
             report.loop_stalled = True
             log.error("the scheduler loop did not tick for %.0fs (seen after it)", gone_by)
-            if self.on_stall is not None:
-                self.on_stall(gone_by)
-            if self.on_stall_end is not None:
-                self.on_stall_end(gone_by)
+            if self.on_past_stall is not None:
+                self.on_past_stall(gone_by)
+            else:
+                if self.on_stall is not None:
+                    self.on_stall(gone_by)
+                if self.on_stall_end is not None:
+                    self.on_stall_end(gone_by)
         if began is not None:
             self._wake.set()
             log.error("the scheduler loop has not ticked for %.0fs", began)
