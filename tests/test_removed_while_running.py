@@ -124,6 +124,59 @@ def test_a_lapsed_run_of_a_removed_task_ends_instead_of_staying_running(
     assert not [f for f in h.finished if f.slot.id == claim.slot.id]  # nothing told
 
 
+@pytest.mark.parametrize(
+    ("exit_code", "status"), [(0, SlotStatus.SUCCEEDED), (3, SlotStatus.FAILED)]
+)
+def test_a_lapsed_run_of_a_removed_task_ends_as_its_launcher_recorded(
+    store: Store, clock: FakeClock, home: Path, exit_code: int, status: SlotStatus
+) -> None:
+    """Its daemon died, the command finished meanwhile and its launcher wrote how: a
+    success was recorded failed ("the worker stopped responding") because the task
+    was removed before the lease lapsed."""
+    import json
+
+    from agentcron.orphans import marker_path
+
+    h = Harness(store, clock, home)
+    h.add("gone", lambda: "out", every="1d", timezone="UTC")
+    now = clock.now()
+    assert store.add_slot("gone", NewSlot(now, trigger="manual"), now) is not None
+    (claim,) = store.claim("a-dead-node", now, now + timedelta(seconds=30), 1)
+    output = home / "out.log"
+    output.write_text("done\n")
+    marker = marker_path(home, claim.slot.id, 1)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    ended_at = now + timedelta(seconds=10)
+    marker.write_text(
+        json.dumps(
+            {
+                "slot": claim.slot.id,
+                "attempt": 1,
+                "pgid": 999_999_999,  # long gone
+                "output": str(output),
+                "started_at": now.timestamp(),
+                "ended_at": ended_at.timestamp(),
+                "exit_code": exit_code,
+            }
+        )
+    )
+    store.remove_task("gone", clock.now())
+    clock.advance(timedelta(minutes=5))  # the dead node's lease has lapsed
+
+    async def recover() -> None:
+        h.engine._last_recover = None
+        await h.engine.tick()
+
+    asyncio.run(recover())
+    ended = store.get_slot(claim.slot.id)
+    assert ended is not None and ended.status is status, ended
+    assert ended.finished_at == ended_at and ended.output_path == str(output)
+    if status is SlotStatus.FAILED:
+        assert ended.error == f"exited 3 while its daemon was down; {REMOVED_WHILE_RUNNING}"
+    assert not marker.exists()  # its end is recorded: the marker is done with
+    assert not [f for f in h.finished if f.slot.id == claim.slot.id]  # nothing told
+
+
 def test_opening_a_database_ends_the_retries_such_runs_left_waiting(home: Path) -> None:
     """Migration 14: a database written before the fix may hold such slots; they end
     as they would now, once, and nothing else changes."""

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from agentcron.actions.base import Action
@@ -52,6 +54,9 @@ from .health import LoopHealth, Outage
 from .planning import Ahead, Plan, plan_due, with_overlap
 from .providers import ProviderGate
 from .runner import RunnerDeps, execute, outcome_for_failure, outer_limit
+
+if TYPE_CHECKING:
+    from agentcron.orphans import EndRecord
 
 STARVE_SCAN = 20  # longest-waiting slots looked at per check
 
@@ -802,18 +807,28 @@ class Engine:
     def _end_removed_lapsed(self, slot: Slot, number: int, now: datetime) -> int:
         """A lapsed run whose task was removed meanwhile: nothing would retry it, and
         left ``running`` it would be read again on every look. Its process group is
-        stopped and its slot ends failed; no one is told of a task that is gone."""
-        from agentcron.orphans import forget_run
+        stopped and its slot ends as its launcher recorded (a command that finished
+        while its daemon was down), else failed; no one is told of a task that is gone."""
+        from agentcron.orphans import ended_run, forget_run
 
         self._stop_orphan(slot)
-        outcome = AttemptOutcome(
-            ok=False,
-            slot_status=SlotStatus.FAILED,
-            error_class=ErrorClass.WORKER_LOST,
-            error=f"the worker running this slot stopped responding; {REMOVED_WHILE_RUNNING}",
-            reason=REMOVED_WHILE_RUNNING,
-        )
-        if not self.store.record_lost(slot, outcome, now):
+        end = ended_run(self.settings.home, slot.id, number)
+        if end is not None and end.result_known:
+            outcome, finished_at = (
+                _removed_task_end(end),
+                min(now, datetime.fromtimestamp(end.ended_at, UTC)),
+            )
+            recorded = self.store.record_unwatched_end(slot, outcome, finished_at)
+        else:
+            outcome = AttemptOutcome(
+                ok=False,
+                slot_status=SlotStatus.FAILED,
+                error_class=ErrorClass.WORKER_LOST,
+                error=f"the worker running this slot stopped responding; {REMOVED_WHILE_RUNNING}",
+                reason=REMOVED_WHILE_RUNNING,
+            )
+            recorded = self.store.record_lost(slot, outcome, now)
+        if not recorded:
             return 0  # another node recorded it first
         forget_run(self.settings.home, slot.id, number)
         log.warning("slot %s of removed task %s lost its worker; ended", slot.id, slot.task)
@@ -1205,6 +1220,26 @@ def _redact_kept(path: str | None, spec: TaskSpec) -> None:
         redact_file(path, task_secrets(spec))
     except OSError as exc:
         log.warning("could not remove secrets from %s: %s", path, exc)
+
+
+def _removed_task_end(end: EndRecord) -> AttemptOutcome:
+    """How a command of a removed task ended while its daemon was down, from its
+    launcher's record: its spec is gone (no classification, no retry, no delivery), so
+    only whether it succeeded and what it kept."""
+    kept = end.output if end.output and os.path.isfile(end.output) else None
+    if end.signal is None and end.exit_code == 0:
+        return AttemptOutcome(
+            ok=True, slot_status=SlotStatus.SUCCEEDED, exit_code=0, output_path=kept
+        )
+    how = f"killed by signal {end.signal}" if end.signal is not None else f"exited {end.exit_code}"
+    return AttemptOutcome(
+        ok=False,
+        slot_status=SlotStatus.FAILED,
+        exit_code=end.exit_code,
+        error=f"{how} while its daemon was down; {REMOVED_WHILE_RUNNING}",
+        output_path=kept,
+        reason=REMOVED_WHILE_RUNNING,
+    )
 
 
 def _past_grace(slot: Slot, now: datetime, settings: EngineSettings) -> bool:
