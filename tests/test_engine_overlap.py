@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from agentcron.model import SlotStatus
+from agentcron.model import NewSlot, SlotStatus
 from harness import Harness, until
 
 
@@ -148,17 +148,19 @@ def test_replace_stopping_a_run_its_own_tick_just_started_records_it(
 
         h.add("slow", work, every="1m", overlap="replace")
         h.clock.advance(timedelta(minutes=1))
-        await h.engine.tick()  # starts the run of 00:01 ...
-        h.clock.advance(timedelta(minutes=1))
-        await h.engine.tick()  # ... which the fire of 00:02 replaces at once
+        # a triggered run waits; one tick starts it (a waiting slot goes first) and
+        # then records the fire of 00:01, which replaces it at once
+        now = h.clock.now()
+        sqlite_store.add_slot("slow", NewSlot(now - timedelta(seconds=30), trigger="manual"), now)
+        await h.engine.tick()
         await until(lambda: h.engine.running == 0)
-        await h.tick()  # the newer slot runs
+        await h.tick()
         return h
 
     h = asyncio.run(scenario())
     first, second = h.slots("slow")
-    assert first.status is SlotStatus.CANCELLED
-    assert "replaced by the run due at 00:02" in (first.error or "")
+    assert first.trigger == "manual" and first.status is SlotStatus.CANCELLED
+    assert "replaced by the run due at 00:01" in (first.error or "")
     assert first.lease_owner is None
     assert second.status is SlotStatus.SUCCEEDED
     assert calls == [1]  # the replaced run's action was never called
