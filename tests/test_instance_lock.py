@@ -86,6 +86,29 @@ def test_only_sqlite_homes_are_locked(tmp_path: Path) -> None:
         pass
 
 
+def test_two_homes_naming_one_sqlite_file_cannot_both_hold_it(tmp_path: Path) -> None:
+    """Two homes, one ``--db``: each home's lock was free, and both daemons ran on the
+    one file as two nodes of a store made for one."""
+    shared = tmp_path / "data" / "agentcron.db"
+    shared.parent.mkdir()
+    one, two = tmp_path / "one", tmp_path / "two"
+    with daemon_lock(one, str(shared)) as lock:
+        assert lock is not None and lock.held
+        with pytest.raises(DaemonAlreadyRunning) as caught, daemon_lock(two, str(shared)):
+            pass
+        message = str(caught.value)
+        assert f"already runs on the database {shared} (pid {os.getpid()}, home {one})" in message
+        assert "use PostgreSQL for several nodes" in message
+        assert not InstanceLock(two).held  # the refused one let go of its own home
+        with daemon_lock(two, None):  # its own database is its own
+            pass
+    with daemon_lock(two, f"sqlite:///{shared}"):  # free again once the first let go
+        pass
+    # the home's own file named outright: its home's lock is the one lock
+    with daemon_lock(one, str(one / "agentcron.db")):
+        assert not (one / "agentcron.db.daemon.lock").exists()
+
+
 def test_a_python_api_scheduler_refuses_while_another_daemon_holds_the_home(
     tmp_path: Path,
 ) -> None:
@@ -140,6 +163,31 @@ def test_second_daemon_refuses_and_a_third_takes_over_after_kill9(tmp_path: Path
     finally:
         first.stop()
         third.stop()
+
+
+@pytest.mark.slow
+def test_a_daemon_of_another_home_on_the_same_database_refuses(tmp_path: Path) -> None:
+    shared = tmp_path / "shared.db"
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(CONFIG)
+
+    def run(home: str) -> list[str]:
+        where = ["--home", str(tmp_path / home), "--db", str(shared)]
+        return [sys.executable, "-m", "agentcron", "run", "--config", str(config), *where]
+
+    log = tmp_path / "first.log"
+    with log.open("wb") as out:
+        first = subprocess.Popen(run("a"), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "agentcron running" in log.read_text(), what="first daemon up")
+        second = subprocess.run(run("b"), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert "Traceback" not in second.stderr
+        assert f"already runs on the database {shared} (pid {first.pid}" in second.stderr
+        assert first.poll() is None  # the first runs on, undisturbed
+    finally:
+        first.terminate()
+        first.wait(30)
 
 
 def test_a_lock_record_whose_pid_now_names_another_process_is_not_a_running_daemon(

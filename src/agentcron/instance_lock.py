@@ -12,6 +12,11 @@ The file is never deleted: a process that opened it just before an unlink would 
 an orphaned inode while a third locks the new file, and both would believe they are
 alone. On release its contents are emptied instead.
 
+Two homes can name one SQLite file (``--db /data/agentcron.db``): the daemon of each
+then also locks ``DB.daemon.lock`` beside the database, so the second of them is
+refused too, naming the first and its home. A database in its home's default place
+needs no second lock: its home's lock is already one per file.
+
 With PostgreSQL several daemons sharing one database is the point (see "Several nodes
 on PostgreSQL" in the README), so no lock is taken there, even for two of them started
 with the same home folder on one host.
@@ -59,6 +64,7 @@ class Holder:
     started_at: str | None
     # the process's start in clock ticks since boot (/proc), which no clock step moves
     start_ticks: int | None = None
+    home: str | None = None  # the holder's home (a database's lock is not in it)
 
     def starting(self, within: float = 60.0) -> bool:
         """Whether the lock was taken within ``within`` seconds (or says nothing yet): a
@@ -82,6 +88,9 @@ class InstanceLock:
         self.path = home / LOCK_FILE
         self._fd: int | None = None
 
+    def _folder(self) -> Path:
+        return self.home
+
     @property
     def held(self) -> bool:
         return self._fd is not None
@@ -94,7 +103,7 @@ class InstanceLock:
         if self._fd is not None:
             return
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
+            self._folder().mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise InstanceLockError(
@@ -118,6 +127,7 @@ class InstanceLock:
             "host": hostname(),
             "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
             "start_ticks": _start_ticks(os.getpid()),
+            "home": str(self.home),
         }
         try:
             os.ftruncate(fd, 0)
@@ -161,6 +171,32 @@ class InstanceLock:
         )
 
 
+class DatabaseLock(InstanceLock):
+    """The daemon lock of a SQLite file outside its home's default place, beside it:
+    two homes that name one database must not both run a daemon on it."""
+
+    def __init__(self, home: Path, database: Path) -> None:
+        super().__init__(home)
+        self.database = database
+        self.path = database.with_name(database.name + ".daemon.lock")
+
+    def _folder(self) -> Path:
+        return self.path.parent
+
+    def _busy_message(self, holder: Holder) -> str:
+        if holder.pid is None:
+            who = "(its pid is not recorded yet)"
+        else:
+            where = f" on {holder.host}" if holder.host and holder.host != hostname() else ""
+            home = f", home {holder.home}" if holder.home else ""
+            who = f"(pid {holder.pid}{where}{home})"
+        return (
+            f"another agentcron daemon already runs on the database {self.database} {who}; "
+            "a SQLite database serves one daemon: give this one a database of its own "
+            f"(--db), or use PostgreSQL for several nodes. Lock: {self.path}"
+        )
+
+
 def _parse(path: Path) -> Holder:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -169,12 +205,13 @@ def _parse(path: Path) -> Holder:
     if not isinstance(data, dict):
         return Holder(None, None, None)
     pid, host, started = data.get("pid"), data.get("host"), data.get("started_at")
-    ticks = data.get("start_ticks")
+    ticks, home = data.get("start_ticks"), data.get("home")
     return Holder(
         pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         host if isinstance(host, str) else None,
         started if isinstance(started, str) else None,
         ticks if isinstance(ticks, int) and not isinstance(ticks, bool) else None,
+        home if isinstance(home, str) else None,
     )
 
 
@@ -230,12 +267,29 @@ def daemon_lock(home: Path, db_url: str | None) -> Iterator[InstanceLock | None]
     """
     from agentcron.store import parse_db_url
 
-    if parse_db_url(db_url, home).kind != "sqlite":
+    target = parse_db_url(db_url, home)
+    if target.kind != "sqlite":
         yield None
         return
     lock = InstanceLock(home)
     lock.acquire()
+    database: DatabaseLock | None = None
     try:
+        # (a folder that is missing is refused by the store's opening, in its words)
+        path = target.path
+        if path is not None and path.parent.is_dir() and not _home_default(path, home):
+            database = DatabaseLock(home, path.resolve())
+            database.acquire()
         yield lock
     finally:
+        if database is not None:
+            database.release()
         lock.release()
+
+
+def _home_default(path: Path, home: Path) -> bool:
+    """Whether ``path`` is the home's own database file (its home's lock covers it)."""
+    try:
+        return path.resolve() == (home / "agentcron.db").resolve()
+    except OSError:
+        return False
