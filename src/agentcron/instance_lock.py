@@ -158,12 +158,8 @@ class InstanceLock:
             time.sleep(0.05)
 
     def _busy_message(self, holder: Holder) -> str:
-        if holder.pid is None:
-            who = "(its pid is not recorded yet)"
-        else:
-            where = f" on {holder.host}" if holder.host and holder.host != hostname() else ""
-            since = f", started {holder.started_at}" if holder.started_at else ""
-            who = f"(pid {holder.pid}{where}{since})"
+        since = f", started {holder.started_at}" if holder.started_at else ""
+        who = _who(holder, since)
         stop = f"stop it first (kill {holder.pid})" if holder.pid else "stop it first"
         return (
             f"another agentcron daemon is already running on the home {self.home} {who}; "
@@ -184,17 +180,20 @@ class DatabaseLock(InstanceLock):
         return self.path.parent
 
     def _busy_message(self, holder: Holder) -> str:
-        if holder.pid is None:
-            who = "(its pid is not recorded yet)"
-        else:
-            where = f" on {holder.host}" if holder.host and holder.host != hostname() else ""
-            home = f", home {holder.home}" if holder.home else ""
-            who = f"(pid {holder.pid}{where}{home})"
+        who = _who(holder, f", home {holder.home}" if holder.home else "")
         return (
             f"another agentcron daemon already runs on the database {self.database} {who}; "
             "a SQLite database serves one daemon: give this one a database of its own "
             f"(--db), or use PostgreSQL for several nodes. Lock: {self.path}"
         )
+
+
+def _who(holder: Holder, more: str) -> str:
+    """The holder in a refusal: "(pid N on HOST…)", ``more`` after its host."""
+    if holder.pid is None:
+        return "(its pid is not recorded yet)"
+    where = f" on {holder.host}" if holder.host and holder.host != hostname() else ""
+    return f"(pid {holder.pid}{where}{more})"
 
 
 def _parse(path: Path) -> Holder:

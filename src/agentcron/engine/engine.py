@@ -831,7 +831,10 @@ class Engine:
         if not recorded:
             return 0  # another node recorded it first
         forget_run(self.settings.home, slot.id, number)
-        log.warning("slot %s of removed task %s lost its worker; ended", slot.id, slot.task)
+        how = "ended while its daemon was down" if end and end.result_known else "lost its worker"
+        log.warning(
+            "slot %s of removed task %s %s; %s", slot.id, slot.task, how, outcome.slot_status.value
+        )
         return 1
 
     def _correct_lost_ends(self, now: datetime) -> int:
