@@ -514,3 +514,40 @@ def test_a_lasting_failure_that_turns_permanent_is_told(
     assert lines[1].endswith("Still retrying each run."), lines
     assert lines[2].startswith("✖ flaky failed: "), lines
     assert "Retrying will not help" in lines[2], lines
+
+
+def test_a_task_of_a_period_under_a_minute_is_told_when_starved(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Every 10 s behind one long run at max_concurrency 1: each fire displaced the
+    waiting slot, so no waiting slot was ever a minute old, and the task starved for
+    good with nothing told and `list` saying ok (outside-in probe)."""
+    gate = asyncio.Event()
+
+    async def hog() -> str:
+        await gate.wait()
+        return "done"
+
+    async def scenario() -> tuple[list[str], str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.engine.settings.max_concurrency = 1
+        rig.h.add("hog", hog, cron="0 * * * *", timezone="UTC")
+        clock.advance(timedelta(hours=1))
+        await rig.h.tick(settle=False)
+        await until(lambda: rig.h.engine.running == 1)
+        rig.h.add("small", lambda: "ok", every="10s", timezone="UTC")
+        for _ in range(12):  # two minutes
+            clock.advance(timedelta(seconds=10))
+            await rig.h.tick(settle=False)
+        lines = await rig.lines()
+        row = next(t for t in rig.h.service.list_tasks() if t["name"] == "small")
+        gate.set()
+        await rig.h.engine.wait_idle()
+        return lines, row["health"]
+
+    lines, health = asyncio.run(scenario())
+    assert [line for line in lines if "small" in line] == [
+        "⚠ small has waited 1 min for a free worker: 1 worker busy: hog for 1 min. "
+        "Raise max_concurrency or move the long tasks apart."
+    ], lines
+    assert health == "starved"

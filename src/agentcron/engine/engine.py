@@ -326,6 +326,19 @@ class Engine:
         if not self.starved_listeners or len(self._runs) < capacity:
             return
         waiting = self.store.waiting_slots(now - STARVE_AT_LEAST, STARVE_SCAN)
+        # A task with a period under a minute never has a slot that old: each fire
+        # displaces its waiting one. It is found by when it began to wait.
+        seen = {s.task for s in waiting}
+        long_waiting = {
+            name
+            for name, since in self._waiting_since.items()
+            if now - since > STARVE_AT_LEAST and name not in seen
+        }
+        if long_waiting:
+            others = self.store.active_slots_of(set(sorted(long_waiting)[:STARVE_SCAN]))
+            waiting += [
+                s for slots in others.values() for s in slots if s.status is SlotStatus.PENDING
+            ]
         if not waiting:
             return
         busy = holders([(r.name, r.started_at) for r in self._runs.values()], capacity, now)

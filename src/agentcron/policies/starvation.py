@@ -38,7 +38,7 @@ def holders(runs: Sequence[tuple[str, datetime]], capacity: int, now: datetime) 
     more = len(ordered) - len(named)
     if more > 0:
         named.append(f"{more} more")
-    busy = "all " if len(ordered) >= capacity else ""
+    busy = "all " if len(ordered) >= capacity > 1 else ""  # not "all 1 worker busy"
     workers = "worker" if capacity == 1 else "workers"
     return (
         f"{busy}{capacity} {workers} busy: " + ", ".join(named)
