@@ -551,3 +551,30 @@ def test_a_task_of_a_period_under_a_minute_is_told_when_starved(
         "Raise max_concurrency or move the long tasks apart."
     ], lines
     assert health == "starved"
+
+
+def test_a_task_removed_and_added_again_starts_with_no_old_incident(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Removed while failing and put back within the notifier's look for orphans (30 s),
+    the task inherited its open incident: its next failure was told as "has failed 2
+    runs in a row … Still retrying each run", counting a slot the removal cancelled."""
+
+    async def scenario() -> list[str]:
+        rig = Rig(store, clock, home)
+        spec = dict(every="10s", timezone="UTC", retries=3, retry_backoff={"base": "20s"})
+        rig.h.add("job", _unavailable, **spec)
+        clock.advance(timedelta(seconds=10))
+        await rig.h.tick()
+        assert [i.kind for i in store.incidents("job") if i.is_open] == [IncidentKind.FAILURE]
+        store.remove_task("job", clock.now())
+        assert not [i for i in store.incidents("job") if i.is_open]
+        clock.advance(timedelta(seconds=5))
+        rig.h.add("job", _unavailable, **spec)
+        clock.advance(timedelta(seconds=10))
+        await rig.h.tick()
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert len(lines) == 2, lines
+    assert all(line.startswith("⚠ job failed: ") for line in lines), lines

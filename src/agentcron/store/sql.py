@@ -25,6 +25,7 @@ from agentcron.model import (
     DueHead,
     Finish,
     Fires,
+    IncidentKind,
     NewSlot,
     NodeInfo,
     OverlapPolicy,
@@ -262,6 +263,13 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
             "UPDATE slots SET status = ?, reason = ?, finished_at = ?, next_attempt_at = NULL "
             "WHERE task = ? AND status IN ('pending', 'retrying')",
             (SlotStatus.CANCELLED.value, "task removed", ts(now), name),
+        )
+        # Its incidents close without a word (nothing is left to fix); left open, a task
+        # added again under the name inherited them and escalated on its first failure.
+        db.execute(
+            "UPDATE incidents SET closed_at = ?, updated_at = ? "
+            "WHERE task = ? AND closed_at IS NULL AND kind <> ?",
+            (ts(now), ts(now), name, IncidentKind.PROVIDER.value),
         )
 
     def remove_task(self, name: str, now: datetime) -> bool:
