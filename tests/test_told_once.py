@@ -278,11 +278,17 @@ def test_a_task_whose_runs_are_always_replaced_is_told_it_does_not_complete(
         health = rig.h.service.list_tasks()[0]["health"]
         slow("echo done")  # runs that end within their minute from now on
         await minute()  # the last long one is stopped; its successor finishes
+        await rig.h.engine.wait_idle()
+        # told as soon as a run finished, not a period later after one more run
+        at_once = (await rig.lines())[len(first) :]
+        health_after = rig.h.service.list_tasks()[0]["health"]
         for _ in range(2):
             await rig.h.engine.wait_idle()
             clock.advance(timedelta(minutes=1))
             await rig.h.tick()
-        return first, health, (await rig.lines())[len(first) :]
+        assert (await rig.lines())[len(first) :] == at_once  # and once
+        assert health_after == "ok"
+        return first, health, at_once
 
     first, health, after = asyncio.run(scenario())
     assert first == [

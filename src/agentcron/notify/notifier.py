@@ -31,6 +31,7 @@ from agentcron.model import (
     Incident,
     IncidentKind,
     Message,
+    OverlapPolicy,
     Slot,
     SlotStatus,
     TaskSpec,
@@ -643,10 +644,14 @@ class Notifier:
         """A run ended; if the slot before it was not skipped either, the run before
         was followed by a run: the task keeps its schedule again and the streak ends.
         (Closing on any run's end would open and close the incident every cycle of a
-        task that always outlasts its period.) The count told is read from the slots."""
-        before = self.store.slot_before(spec.name, ran.scheduled_for)
-        if before is None or passed_over(before):
-            return None
+        task that always outlasts its period.) Under ``overlap: replace`` a run that
+        ended by itself is the end: the streak was of runs stopped before they finished
+        (waiting for one more run kept `list` saying skipping for a period). The count
+        told is read from the slots."""
+        if spec.overlap is not OverlapPolicy.REPLACE or ran.status is SlotStatus.CANCELLED:
+            before = self.store.slot_before(spec.name, ran.scheduled_for)
+            if before is None or passed_over(before):
+                return None
         since = streak.since or streak.opened_at
         # (a replaced run's slot is cancelled: counted with the skipped ones)
         kinds = [SlotStatus.SKIPPED, SlotStatus.CANCELLED]
