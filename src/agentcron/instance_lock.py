@@ -174,7 +174,7 @@ class DatabaseLock(InstanceLock):
     def __init__(self, home: Path, database: Path) -> None:
         super().__init__(home)
         self.database = database
-        self.path = database.with_name(database.name + ".daemon.lock")
+        self.path = _database_lock_path(database)
 
     def _folder(self) -> Path:
         return self.path.parent
@@ -221,7 +221,21 @@ def running_daemon(home: Path) -> Holder | None:
     moment would make a daemon starting then refuse to start. The holder writes the
     file after locking and empties it on release; one killed leaves its pid, which is
     then gone, or names another process (its start time in ticks tells them apart)."""
-    holder = _parse(home / LOCK_FILE)
+    return _live_holder(home / LOCK_FILE)
+
+
+def daemon_on_database(database: Path) -> Holder | None:
+    """Who holds the lock of a SQLite file named with ``--db`` (a daemon of another
+    home may run on it), when a live process on this machine does."""
+    return _live_holder(_database_lock_path(database))
+
+
+def _database_lock_path(database: Path) -> Path:
+    return database.with_name(database.name + ".daemon.lock")
+
+
+def _live_holder(path: Path) -> Holder | None:
+    holder = _parse(path)
     if holder.pid is None or (holder.host is not None and holder.host != hostname()):
         return None
     from agentcron.home import pid_alive

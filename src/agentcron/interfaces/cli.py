@@ -150,7 +150,7 @@ def service_for(
             else Defaults()
         )
         service = Service(store, _home(home), defaults=defaults)
-        if loaded is not None and sync:
+        if loaded is not None and sync and _no_daemon_applies_a_config(home, db):
             service.sync_file_tasks(loaded.tasks)
         try:
             yield service
@@ -160,8 +160,34 @@ def service_for(
         fail(str(exc))
     except sqlite3.Error as exc:  # locked past the timeout, read-only file, I/O error
         fail(f"database {store.describe()}: {exc}")
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] != "psycopg":
+            raise
+        # PostgreSQL's: a statement cancelled by its timeout (a table held locked), a
+        # lost connection; said in words, not a traceback (`--json`: {"error": …})
+        fail(f"database {store.describe()}: {type(exc).__name__}: {exc}")
     finally:
         store.close()
+
+
+def _no_daemon_applies_a_config(home: Path | None, db: str | None) -> bool:
+    """Whether a command may bring its config file's tasks into the database: only
+    while no daemon runs on it. A running daemon applies its own file (a change within
+    a beat); a command run from another folder, whose ``./agentcron.yaml`` is another
+    file, removed the daemon's tasks without a word (outside-in probe). On PostgreSQL
+    never: its daemons may run on other machines."""
+    from agentcron.instance_lock import daemon_on_database, running_daemon
+    from agentcron.store import StoreError, parse_db_url
+
+    try:
+        target = parse_db_url(db or _globals.db, _home(home))
+    except StoreError:
+        return False  # refused by the store's opening, in its words
+    if target.kind != "sqlite" or target.path is None:
+        return False
+    if running_daemon(_home(home)) is not None:
+        return False
+    return target.default or daemon_on_database(target.path.resolve()) is None
 
 
 # inputs the service names by field that this CLI takes as an option of the same name

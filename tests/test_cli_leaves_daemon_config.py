@@ -1,0 +1,95 @@
+"""A CLI command run from another folder must not change a running daemon's tasks.
+
+`agentcron list --home H` run where another ``agentcron.yaml`` lies (the default
+``--config``) brought that file's tasks into the database: the daemon's own tasks were
+removed, none of their fires was recorded, nothing was told, and `health` said all was
+well (outside-in probe). While a daemon runs, it alone applies its config file; on
+PostgreSQL, whose daemons may run on other machines, no command does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemon_proc import DaemonProc, wait_for
+
+OWN = """
+tasks:
+  tick:
+    every: 1h
+    command: ["true"]
+  slow:
+    every: 1h
+    command: ["true"]
+"""
+OTHER = """
+tasks:
+  other:
+    every: 1h
+    command: ["true"]
+"""
+
+
+def _list_from(folder: Path, home: Path, *extra: str) -> list[str]:
+    res = subprocess.run(
+        [sys.executable, "-m", "agentcron", "list", "--json", "--home", str(home), *extra],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    return sorted(t["name"] for t in json.loads(res.stdout))
+
+
+@pytest.mark.slow
+def test_a_command_from_another_folder_leaves_a_running_daemons_tasks(tmp_path: Path) -> None:
+    folder = tmp_path / "daemon"
+    folder.mkdir()
+    daemon = DaemonProc(folder, OWN)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "agentcron.yaml").write_text(OTHER)
+    try:
+        daemon.start()
+        wait_for(lambda: "agentcron running" in daemon.daemon_log(), what="daemon up")
+        assert _list_from(elsewhere, daemon.home) == ["slow", "tick"]
+        assert _list_from(elsewhere, daemon.home) == ["slow", "tick"]  # nothing changed
+    finally:
+        daemon.stop()
+    # with no daemon running, a command brings its file in, as before
+    assert _list_from(elsewhere, daemon.home) == ["other"]
+
+
+def test_no_command_brings_a_config_into_postgresql(tmp_path: Path) -> None:
+    from agentcron.interfaces.cli import _no_daemon_applies_a_config
+
+    home = tmp_path / "home"
+    assert not _no_daemon_applies_a_config(home, "postgresql://u@h/db")
+    assert _no_daemon_applies_a_config(home, None)  # SQLite, no daemon
+
+
+def test_a_postgresql_error_in_a_command_is_said_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`health` while a table is held locked: its statement was cancelled by the
+    timeout, and the monitoring command printed a traceback (outside-in probe)."""
+    psycopg = pytest.importorskip("psycopg")
+    from typer.testing import CliRunner
+
+    from agentcron.interfaces.cli import app
+    from agentcron.service import Service
+
+    def cancelled(*_a: object, **_k: object) -> object:
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+
+    monkeypatch.setattr(Service, "list_tasks", cancelled)
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "list", "--json"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    error = json.loads(result.stdout)["error"]
+    assert "QueryCanceled: canceling statement due to statement timeout" in error
