@@ -369,3 +369,26 @@ def test_a_command_that_exits_just_after_its_timeout_is_a_timeout(tmp_path: Path
     result = run(ctx)
     assert not result.ok and result.failure is not None
     assert result.failure.known_class is ErrorClass.TIMEOUT
+
+
+def test_an_output_folder_replaced_during_the_run_does_not_undo_its_end(tmp_path: Path) -> None:
+    """The task's output folder was replaced by a file while the command ran: reading
+    its output afterwards failed (ENOTDIR), the finished run was recorded as the home's
+    storage failing, retried, and ran twice (outside-in probe). Its exit stands."""
+    ctx = make_ctx(tmp_path, command=["sh", "-c", "echo made; sleep 0.5"])
+    folder = ctx.output_file.parent
+
+    async def scenario() -> ActionResult:
+        started = asyncio.Event()
+        run = asyncio.ensure_future(
+            CommandAction().run(dataclasses.replace(ctx, on_started=lambda _pid: started.set()))
+        )
+        await started.wait()
+        folder.rename(tmp_path / "moved")
+        folder.write_text("a file where the folder was\n")
+        return await run
+
+    result = asyncio.run(scenario())
+    assert result.ok and result.exit_code == 0, result.failure
+    assert "agentcron could not read the output file" in result.output
+    assert "Not a directory" in result.output

@@ -116,7 +116,9 @@ class CommandAction:
                     message=(
                         f"timed out after {say_duration(ctx.timeout)}; killed process group ({how})"
                     ),
-                    output_tail=redact_for(tail_lines(ctx.output_file), spec.env, ctx.run_env),
+                    output_tail=redact_for(
+                        _after_end(tail_lines, ctx.output_file), spec.env, ctx.run_env
+                    ),
                     known_class=ErrorClass.TIMEOUT,
                     action="command",
                 ),
@@ -202,11 +204,24 @@ def result_for_end(
     return _result_for(returncode, ctx)
 
 
+def _after_end(read: Callable[[Path], str], path: Path) -> str:
+    """The output of a command that has ended, read by ``read``; if it cannot be read
+    (its folder replaced by a file meanwhile, no permission), a line that says so. The
+    command's own end stands: failed as "could not write the run's files", a finished
+    run was retried and ran twice (outside-in probe)."""
+    try:
+        return read(path)
+    except OSError as exc:
+        log.error("could not read the output %s of a command that ended: %s", path, exc)
+        return f"[agentcron could not read the output file {path}: {exc.strerror or exc}]\n"
+
+
 def _result_for(returncode: int | None, ctx: ActionContext) -> ActionResult:
     assert returncode is not None
     if returncode == 0:
-        return ActionResult(ok=True, output=read_output(ctx.output_file), exit_code=0)
-    tail = redact_for(tail_lines(ctx.output_file), ctx.spec.env, ctx.run_env)
+        output = _after_end(read_output, ctx.output_file)
+        return ActionResult(ok=True, output=output, exit_code=0)
+    tail = redact_for(_after_end(tail_lines, ctx.output_file), ctx.spec.env, ctx.run_env)
     if returncode < 0:
         signum = -returncode
         return ActionResult(
