@@ -392,3 +392,49 @@ def test_a_stall_seen_after_it_is_told_as_over_when_the_daemon_says_how(
     assert dog.check_once().loop_stalled is True
     dog.check_once()
     assert past == [42.0] and began == [] and ended == []
+
+
+def test_a_hold_the_stall_thread_wakes_from_first_is_told_once_as_over(
+    sqlite_store: Store,
+) -> None:
+    """SIGSTOP for 35 s, three times out of three: the stall thread's wait ran out during
+    the hold, it woke before the loop passed, and told "has not ticked for 36s … no task
+    starts until it recovers" and a second later its end (outside-in probe). Woken far
+    past its time, it now gives the loop a moment: the hold is told once, as over."""
+    import threading
+    import time
+
+    clock = FakeClock(datetime(2026, 6, 1, 10, 7, 0, tzinfo=UTC))
+    silence = Silence(clock)
+    gap: list[tuple[float, float]] = []
+    began: list[float] = []
+    ended: list[float] = []
+    past: list[float] = []
+    dog = _dog(
+        sqlite_store,
+        clock,
+        silence,
+        on_stall=began.append,
+        on_stall_end=ended.append,
+        on_past_stall=past.append,
+        last_gap=lambda: gap[-1] if gap else None,
+        interval=0.05,  # the thread's first wait
+    )
+    dog.pass_grace = 0.5
+    silence.advance(1, passes=True)
+    frozen_from = silence.mono
+    thread = threading.Thread(target=dog._run_loop_check, daemon=True)
+    thread.start()
+    try:
+        silence.advance(40)  # the hold: the thread's wait ran out during it
+        time.sleep(0.25)  # the thread wakes first, the loop has not passed yet
+        assert began == []
+        silence.advance(0.01, passes=True)  # the loop's first pass after the hold
+        gap.append((frozen_from, silence.mono))
+        deadline = time.monotonic() + 10
+        while not past and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        dog._stop.set()
+        thread.join(5)
+    assert [round(p, 2) for p in past] == [40.01] and began == [] and ended == []

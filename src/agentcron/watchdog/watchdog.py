@@ -57,6 +57,8 @@ __all__ = [
 log = logging.getLogger("agentcron.watchdog")
 
 LOOP_STALL = 30.0  # seconds without a tick before the loop counts as stuck
+HELD_AFTER = 1.0  # seconds the stall thread woke past its time: the process was held
+PASS_GRACE = 2.0  # seconds the loop then has to pass before its silence is a stall
 OVERDUE_SCAN = 1000  # due tasks looked at per check, the longest overdue first
 
 
@@ -105,6 +107,7 @@ class Watchdog:
         # A stall seen only once it was over (the whole process was frozen): one
         # message that says it happened; without this, told as a stall and its end.
         self.on_past_stall = on_past_stall
+        self.pass_grace = PASS_GRACE
         self.stall_after = stall_after
         self.limits = OverdueLimits(store, period_of)
         self.stalls = StallLog()
@@ -386,7 +389,16 @@ class Watchdog:
 
     def _run_loop_check(self) -> None:
         wait = self._floor()
-        while not self._stop.wait(wait):
+        while True:
+            due = self._monotonic() + wait
+            if self._stop.wait(wait):
+                return
+            # Woken well past its time, this thread was held with the whole process
+            # (SIGSTOP, a paused VM): the loop's silence is the same hold, over now. The
+            # loop is given a moment to pass first, so the hold is told once, as over
+            # (:meth:`_note_gap`), not as a stall followed a second later by its end.
+            if self._monotonic() - due > HELD_AFTER and self._stop.wait(self.pass_grace):
+                return
             try:
                 self._check_loop(WatchdogReport())
                 wait = self.loop_check_wait()
