@@ -19,14 +19,11 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 class Task:
     spec: TaskSpec
     paused: bool = False
+    next_fire_at: datetime | None = NOW + timedelta(minutes=30)
 
     @property
     def name(self) -> str:
         return self.spec.name
-
-    @property
-    def next_fire_at(self) -> datetime | None:
-        return NOW + timedelta(minutes=30)
 
 
 def task(retries: int) -> Task:
@@ -87,3 +84,14 @@ def test_a_retry_under_way_is_retrying_not_failing() -> None:
     word, sentence = health(task(retries=3), [running], [failure()])
     assert word is Health.RETRYING
     assert sentence == "the service answered HTTP 503"
+
+
+def test_a_retry_the_next_fire_comes_before_is_not_promised() -> None:
+    """The message said "The next scheduled run, at 12:00:30, tries again", while
+    `list` promised "attempt 2/4 at 12:01:00", which never ran: the fire superseded it
+    (outside-in probe)."""
+    rec = task(retries=3)
+    rec.next_fire_at = NOW + timedelta(seconds=30)
+    word, sentence = health(rec, [retrying(1)], [failure()])
+    assert word is Health.RETRYING
+    assert sentence == "retrying (the next run, at 12:00:30, tries again): server_error"

@@ -136,10 +136,16 @@ def _active_health(
             )
             # retries lowered since this run began: its attempts may pass the new count
             total = max(rec.spec.retries + 1, slot.attempts + 1)
+            error = slot.error_class.value if slot.error_class else "error"
+            nxt = rec.next_fire_at
+            if slot.next_attempt_at is not None and nxt is not None and nxt <= slot.next_attempt_at:
+                # the next fire comes first and takes the retry's place (as the message
+                # said): promising the retry's attempt would promise what does not run
+                when = nxt.astimezone(zone).strftime("%H:%M:%S")
+                return Health.RETRYING, f"retrying (the next run, at {when}, tries again): {error}"
             return (
                 Health.RETRYING,
-                f"retrying (attempt {slot.attempts + 1}/{total} at {at}): "
-                f"{slot.error_class.value if slot.error_class else 'error'}",
+                f"retrying (attempt {slot.attempts + 1}/{total} at {at}): {error}",
             )
     if any(i.kind is IncidentKind.FAILURE for i in open_):
         failure = next(i for i in open_ if i.kind is IncidentKind.FAILURE)
