@@ -358,7 +358,11 @@ def test_delivery_failure_retries_escalates_and_recovers() -> None:
             )
         ]
     )
-    assert feed.texts(closing) == ["✔ story's output is being delivered to tgram://… again."]
+    # two outputs were given up (only the first told as it happened): the end says so
+    assert feed.texts(closing) == [
+        "✔ story's output is being delivered to tgram://… again. 2 outputs could not be "
+        "delivered meanwhile; they are kept, and `agentcron runs story` shows which."
+    ]
     assert (
         feed(
             [

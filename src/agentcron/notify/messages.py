@@ -276,12 +276,20 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
     if inc.kind is IncidentKind.MISSED:
         return f"{task} ran again after the runs it missed."
     assert isinstance(cause, DeliveryRecovered)
+    # Outputs given up while it failed are not delivered by its recovery: said with
+    # their count (only the first was told as it happened), where `runs` finds them.
+    lost = (
+        f" {_plural(inc.failed_runs, 'output')} could not be delivered meanwhile; they are "
+        f"kept, and `agentcron runs {task}` shows which."
+        if inc.failed_runs
+        else ""
+    )
     if cause.slot_id == inc.slot_id:
         return (
             f"{task}'s output was delivered to {cause.target_redacted} after "
-            f"{_plural(cause.attempts, 'attempt')}."
+            f"{_plural(cause.attempts, 'attempt')}.{lost}"
         )
-    return f"{task}'s output is being delivered to {cause.target_redacted} again."
+    return f"{task}'s output is being delivered to {cause.target_redacted} again.{lost}"
 
 
 def _also_closed(inc: Incident, cause: Event) -> str:
