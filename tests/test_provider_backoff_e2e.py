@@ -75,6 +75,8 @@ def test_three_refused_tasks_make_one_provider_incident_and_one_probe(tmp_path: 
             )
             messages = hook.messages()
             attempts = _attempts(d)
+            with sqlite3.connect(d.home / "agentcron.db") as db:
+                reasons = db.execute("SELECT task, status, reason FROM slots").fetchall()
         except BaseException:
             print(d.daemon_log()[-8000:])
             raise
@@ -99,6 +101,10 @@ def test_three_refused_tasks_make_one_provider_incident_and_one_probe(tmp_path: 
         per_task[task] = per_task.get(task, 0) + 1
     assert per_task == {"story": 2, "summary": 2, "digest": 2, "late": 1}, attempts
     assert fake.calls == 7
+    # the wait for the cooldown is over once the run starts: not kept on its success
+    # ("cooling down until … HTTP 429" on succeeded runs, outside-in probe)
+    assert all(status == "succeeded" for _, status, _ in reasons), reasons
+    assert not [r for r in reasons if (r[2] or "").startswith("provider ")], reasons
     # one probe: the first call after the cooldown ended before any other began
     after = [a for a in attempts if a[4] is None]
     probe = after[0]

@@ -71,7 +71,7 @@ def as_claimed(slot: Slot, owner: str, lease_until: datetime, now: datetime) -> 
         task=slot.task,
         scheduled_for=slot.scheduled_for,
         status=SlotStatus.RUNNING,
-        reason=slot.reason,
+        reason=None if (slot.reason or "").startswith("provider ") else slot.reason,
         attempts=slot.attempts + 1,
         error_class=slot.error_class,
         error=slot.error,

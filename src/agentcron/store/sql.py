@@ -611,10 +611,13 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 # then skips the rest of a one-at-a-time task's queue, so a long queue
                 # of one task cannot hide every other task's slots.
                 for chunk in chunks([slot.id for slot in page], 500):
+                    # (a wait for a provider's cooldown is over once the slot runs: its
+                    # reason would stay on a run that then succeeded)
                     db.execute(
                         "UPDATE slots SET status = 'running', attempts = attempts + 1, "
                         "lease_owner = ?, lease_expires_at = ?, "
-                        "started_at = COALESCE(started_at, ?), next_attempt_at = NULL "
+                        "started_at = COALESCE(started_at, ?), next_attempt_at = NULL, "
+                        "reason = CASE WHEN reason LIKE 'provider %' THEN NULL ELSE reason END "
                         f"WHERE id IN ({', '.join('?' for _ in chunk)})",
                         (owner, ts(lease_until), ts(now), *chunk),
                     )
