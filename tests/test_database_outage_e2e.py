@@ -29,6 +29,9 @@ def test_a_held_write_lock_is_told_once_when_it_starts_and_once_when_it_ends(
         )
         try:
             d.start()
+            # (its tasks are the daemon's to bring in: a command no longer does while
+            # a daemon runs)
+            wait_for(lambda: "agentcron running" in d.daemon_log(), what="daemon up")
             wait_for(lambda: len(d.json("runs", "beat")) >= 2, what="beats recorded")
             db = sqlite3.connect(d.home / "agentcron.db", isolation_level=None, timeout=30)
             db.execute("BEGIN IMMEDIATE")  # the write lock, as a long migration would hold it

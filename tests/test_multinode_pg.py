@@ -48,6 +48,9 @@ class Cluster:
             timeout=30,
             what=f"both daemons registered\n{self.logs()}",
         )
+        # and their config brought in (a command does not, on PostgreSQL)
+        for d in self.nodes:
+            wait_for(lambda d=d: "agentcron running" in d.daemon_log(), what="daemon up")
 
     def stop(self) -> None:
         for d in self.nodes:
