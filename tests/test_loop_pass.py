@@ -16,7 +16,7 @@ import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.engine.engine import COALESCE, TickReport
-from agentcron.model import TaskSource, TaskSpec
+from agentcron.model import SlotStatus, TaskSource, TaskSpec
 from agentcron.store.base import Store
 from harness import Harness
 
@@ -95,3 +95,20 @@ def test_started_runs_step_before_the_next_instant_is_prepared(
 
     asyncio.run(go())
     assert seen == [[True]]
+
+
+def test_a_slot_waiting_for_a_provider_says_when_in_its_tasks_zone(
+    sqlite_store: Store, home: Path
+) -> None:
+    """The reason `list` and `runs` show said "cooling down until 14:52:15 UTC" for a
+    Berlin task, while the message said 15:52:15 (outside-in probe)."""
+    clock = FakeClock(T0)
+    h = Harness(sqlite_store, clock, home)
+    h.add("call", lambda: "ok", every="1m", timezone="Europe/Berlin", provider="acme")
+    until = T0 + timedelta(minutes=30)
+    sqlite_store.cool_provider("name:acme", "acme", until, "HTTP 429 slow down", T0)
+    clock.advance(timedelta(minutes=1))
+    asyncio.run(h.engine.tick())
+    (slot,) = sqlite_store.slots("call", limit=5)
+    assert slot.status is SlotStatus.RETRYING
+    assert slot.reason == "provider acme cooling down until 14:30:00 CEST: HTTP 429 slow down"

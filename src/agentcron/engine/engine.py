@@ -165,7 +165,9 @@ class Engine:
         # told of a slot that has waited longer than its period for a free worker
         # (the task, the slot, how long, and what holds the workers)
         self.starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]] = []
-        self.providers = ProviderGate(store, settings.owner)
+        self.providers = ProviderGate(
+            store, settings.owner, lambda spec: spec.zone(self.settings.default_zone)
+        )
         # told what the engine learns about a provider (refused, waiting, answered)
         self.provider_listeners: list[Callable[[ProviderNews], None]] = []
         # asked after the provider gate about the claims about to start: each returns

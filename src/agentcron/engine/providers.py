@@ -13,10 +13,10 @@ node's own changes; a change by another node is seen within the second.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
 
-from agentcron.model import Claim, ErrorClass, Finished, ProviderState, SlotStatus
+from agentcron.model import Claim, ErrorClass, Finished, ProviderState, SlotStatus, TaskSpec
 from agentcron.model.provider import ProviderNews
 from agentcron.policies.provider import PROBE_LEASE, cooldown_until, provider_of
 from agentcron.store._provider_sql import waiting_reason_prefix
@@ -35,9 +35,15 @@ _NO_ANSWER = (
 
 
 class ProviderGate:
-    def __init__(self, store: Store, owner: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        owner: str,
+        zone_of: Callable[[TaskSpec], tzinfo] = lambda _spec: UTC,
+    ) -> None:
         self.store = store
         self.owner = owner
+        self.zone_of = zone_of  # a waiting slot's reason gives times in its task's zone
         self._states: dict[str, ProviderState] = {}
         self._read_at: datetime | None = None
 
@@ -61,7 +67,8 @@ class ProviderGate:
                 continue
             if state.cooling(now):
                 until = state.until
-                why = f"cooling down until {until:%H:%M:%S} UTC: {state.reason}"
+                local = until.astimezone(self.zone_of(claim.spec))
+                why = f"cooling down until {local:%H:%M:%S %Z}: {state.reason}"
             elif self.store.take_probe(state.key, self._probe_id(claim), now, now + PROBE_LEASE):
                 self._states[state.key] = ProviderState(
                     state.key,
