@@ -17,6 +17,7 @@ import contextlib
 import re
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,34 @@ def _dog(store: Store, clock: FakeClock, silence: Silence, **kw: Any) -> Watchdo
         stall_after=30.0,
         **kw,
     )
+
+
+@dataclass
+class _Heard:
+    """What a watchdog told: stalls begun, ended, and seen only once over."""
+
+    began: list[float] = field(default_factory=list)
+    ended: list[float] = field(default_factory=list)
+    past: list[float] = field(default_factory=list)
+
+
+def _held(store: Store, **kw: Any) -> tuple[Watchdog, Silence, list[tuple[float, float]], _Heard]:
+    """A watchdog that says how it tells stalls (``on_past_stall`` too), its silence,
+    the loop's gaps between passes (appended by the test) and what it told."""
+    silence = Silence(FakeClock(datetime(2026, 6, 1, 10, 7, 0, tzinfo=UTC)))
+    gap: list[tuple[float, float]] = []
+    heard = _Heard()
+    dog = _dog(
+        store,
+        silence.clock,
+        silence,
+        on_stall=heard.began.append,
+        on_stall_end=heard.ended.append,
+        on_past_stall=heard.past.append,
+        last_gap=lambda: gap[-1] if gap else None,
+        **kw,
+    )
+    return dog, silence, gap, heard
 
 
 def test_a_stall_is_told_once_each_way_and_kept_with_its_wall_times(sqlite_store: Store) -> None:
@@ -369,21 +398,7 @@ def test_a_stall_seen_after_it_is_told_as_over_when_the_daemon_says_how(
     """Seen only once the loop passed again, the stall was told with the words for a
     stall that goes on ("restart the daemon if this does not clear") and, a moment
     later, its end: with ``on_past_stall`` it is one message that it happened."""
-    clock = FakeClock(datetime(2026, 6, 1, 10, 7, 0, tzinfo=UTC))
-    silence = Silence(clock)
-    gap: list[tuple[float, float]] = []
-    began: list[float] = []
-    ended: list[float] = []
-    past: list[float] = []
-    dog = _dog(
-        sqlite_store,
-        clock,
-        silence,
-        on_stall=began.append,
-        on_stall_end=ended.append,
-        last_gap=lambda: gap[-1] if gap else None,
-    )
-    dog.on_past_stall = past.append
+    dog, silence, gap, heard = _held(sqlite_store)
     silence.advance(3, passes=True)
     frozen_from = silence.mono
     silence.advance(42, passes=True)
@@ -391,7 +406,7 @@ def test_a_stall_seen_after_it_is_told_as_over_when_the_daemon_says_how(
     silence.advance(0.2)
     assert dog.check_once().loop_stalled is True
     dog.check_once()
-    assert past == [42.0] and began == [] and ended == []
+    assert heard.past == [42.0] and heard.began == [] and heard.ended == []
 
 
 def test_a_hold_the_stall_thread_wakes_from_first_is_told_once_as_over(
@@ -401,25 +416,7 @@ def test_a_hold_the_stall_thread_wakes_from_first_is_told_once_as_over(
     the hold, it woke before the loop passed, and told "has not ticked for 36s … no task
     starts until it recovers" and a second later its end (outside-in probe). Woken far
     past its time, it now gives the loop a moment: the hold is told once, as over."""
-    import threading
-    import time
-
-    clock = FakeClock(datetime(2026, 6, 1, 10, 7, 0, tzinfo=UTC))
-    silence = Silence(clock)
-    gap: list[tuple[float, float]] = []
-    began: list[float] = []
-    ended: list[float] = []
-    past: list[float] = []
-    dog = _dog(
-        sqlite_store,
-        clock,
-        silence,
-        on_stall=began.append,
-        on_stall_end=ended.append,
-        on_past_stall=past.append,
-        last_gap=lambda: gap[-1] if gap else None,
-        interval=0.05,  # the thread's first wait
-    )
+    dog, silence, gap, heard = _held(sqlite_store, interval=0.05)  # the thread's first wait
     dog.pass_grace = 0.5
     silence.advance(1, passes=True)
     frozen_from = silence.mono
@@ -428,13 +425,14 @@ def test_a_hold_the_stall_thread_wakes_from_first_is_told_once_as_over(
     try:
         silence.advance(40)  # the hold: the thread's wait ran out during it
         time.sleep(0.25)  # the thread wakes first, the loop has not passed yet
-        assert began == []
+        assert heard.began == []
         silence.advance(0.01, passes=True)  # the loop's first pass after the hold
         gap.append((frozen_from, silence.mono))
         deadline = time.monotonic() + 10
-        while not past and time.monotonic() < deadline:
+        while not heard.past and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         dog._stop.set()
         thread.join(5)
-    assert [round(p, 2) for p in past] == [40.01] and began == [] and ended == []
+    assert [round(p, 2) for p in heard.past] == [40.01]
+    assert heard.began == [] and heard.ended == []
