@@ -42,6 +42,25 @@ def _unavailable() -> Any:
     raise RuntimeError("upstream answered HTTP 503 Service Unavailable")
 
 
+def _flaky(rig: Rig, func: Any, lasting: timedelta) -> list[str]:
+    """``flaky`` (every 5s, 3 retries from 20s: each retry is superseded by the next
+    slot) calling ``func``, ticked each second for ``lasting``: the lines told."""
+
+    async def scenario() -> list[str]:
+        rig.h.add(
+            "flaky",
+            func,
+            every="5s",
+            timezone="UTC",
+            retries=3,
+            retry_backoff={"base": "20s", "jitter": 0},
+        )
+        await rig.h.run_until(rig.clock.now() + lasting, timedelta(seconds=1))
+        return await rig.lines()
+
+    return asyncio.run(scenario())
+
+
 def test_a_failure_that_outlasts_the_period_escalates_once_with_counts_from_the_record(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:
@@ -49,20 +68,7 @@ def test_a_failure_that_outlasts_the_period_escalates_once_with_counts_from_the_
     owner hears the first failure, then once that the task is down (4 = retries + 1
     failed runs), then nothing more while it goes on; `list` says failing."""
 
-    async def scenario() -> list[str]:
-        rig = Rig(sqlite_store, clock, home)
-        rig.h.add(
-            "flaky",
-            _unavailable,
-            every="5s",
-            timezone="UTC",
-            retries=3,
-            retry_backoff={"base": "20s", "jitter": 0},
-        )
-        await rig.h.run_until(clock.now() + timedelta(minutes=3), timedelta(seconds=1))
-        return await rig.lines()
-
-    lines = asyncio.run(scenario())
+    lines = _flaky(Rig(sqlite_store, clock, home), _unavailable, timedelta(minutes=3))
     assert len(lines) == 2, lines
     # the retry (00:00:25) would come after the next fire (00:00:10), which takes its place
     assert lines[0].startswith("⚠ flaky failed: "), lines
@@ -502,20 +508,7 @@ def test_a_lasting_failure_that_turns_permanent_is_told(
     def fails() -> Any:
         raise RuntimeError(f"upstream answered HTTP {next(errors)}")
 
-    async def scenario() -> list[str]:
-        rig = Rig(sqlite_store, clock, home)
-        rig.h.add(
-            "flaky",
-            fails,
-            every="5s",
-            timezone="UTC",
-            retries=3,
-            retry_backoff={"base": "20s", "jitter": 0},
-        )
-        await rig.h.run_until(clock.now() + timedelta(minutes=1), timedelta(seconds=1))
-        return await rig.lines()
-
-    lines = asyncio.run(scenario())
+    lines = _flaky(Rig(sqlite_store, clock, home), fails, timedelta(minutes=1))
     assert len(lines) == 3, lines
     assert lines[1].endswith("Still retrying each run."), lines
     assert lines[2].startswith("✖ flaky failed: "), lines
