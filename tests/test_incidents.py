@@ -349,6 +349,10 @@ def test_delivery_failure_retries_escalates_and_recovers() -> None:
         "/home/me/.agentcron/outputs/story/2026-03-10T0200.txt.",
     ]
     assert [n.event for n in notices] == [NoticeEvent.OPENED, NoticeEvent.ESCALATED]
+    # the outputs given up are its streak, not "failed runs" (the runs succeeded: the
+    # dashboard and `incidents` show failed_runs as such)
+    delivery = feed.open["delivery"]
+    assert delivery.streak == 2 and delivery.failed_runs == 0
     # A run succeeding does not close a delivery problem; a delivery does.
     assert feed([RunSucceeded(task="story", at=local(11, 2, 5), slot_id=2)]) == []
     closing = feed(

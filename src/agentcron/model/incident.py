@@ -32,8 +32,9 @@ class Incident:
     ``id`` is None until the store has saved it. ``count`` is the number of
     events seen; ``failed_runs`` the distinct slots that failed; ``retries`` the
     failed attempts that were followed by a retry. ``streak`` is the length the
-    detector last reported (missed runs, empty successes, skips). ``slot_id`` is
-    the slot last involved (the failing, stuck or undelivered one) and ``since``
+    detector last reported (missed runs, empty successes, skips; for a delivery, the
+    outputs given up). ``slot_id`` is the slot last involved (the failing, stuck or
+    undelivered one) and ``since``
     the instant the problem really began when that is not ``opened_at`` (the
     start of a stuck run, the last run of an overdue task).
     """

@@ -386,8 +386,7 @@ def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
             kind=IncidentKind.DELIVERY,
             opened_at=ev.at,
             escalated=ev.gave_up,
-            # (for a delivery: the outputs given up, told at its end with the count)
-            failed_runs=1 if ev.gave_up else 0,
+            streak=1 if ev.gave_up else 0,  # outputs given up: told at its end
             retries=1 if ev.retry_at is not None else 0,
             summary=summary,
             slot_id=ev.slot_id,
@@ -398,7 +397,7 @@ def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
     incident = replace(
         current,
         count=current.count + 1,
-        failed_runs=current.failed_runs + (1 if ev.gave_up else 0),
+        streak=current.streak + (1 if ev.gave_up else 0),
         retries=current.retries + (1 if ev.retry_at is not None else 0),
         slot_id=ev.slot_id,
         updated_at=ev.at,

@@ -279,9 +279,9 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
     # Outputs given up while it failed are not delivered by its recovery: said with
     # their count (only the first was told as it happened), where `runs` finds them.
     lost = (
-        f" {_plural(inc.failed_runs, 'output')} could not be delivered meanwhile; they are "
+        f" {_plural(inc.streak, 'output')} could not be delivered meanwhile; they are "
         f"kept, and `agentcron runs {task}` shows which."
-        if inc.failed_runs
+        if inc.streak
         else ""
     )
     if cause.slot_id == inc.slot_id:
