@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from agentcron.durations import format_duration
 from agentcron.model import Health, Slot, SlotStatus, TaskSpec
 from agentcron.model.incident import Incident, IncidentKind
+from agentcron.model.provider import waits_for_provider
 from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
 from agentcron.watchdog.limits import OVERDUE_FLOOR, overdue_limit
 
@@ -126,7 +127,7 @@ def _active_health(
             incident.kind.value.replace("_", " ")
         )
     for slot in active:
-        if slot.status is SlotStatus.RETRYING and (slot.reason or "").startswith("provider "):
+        if slot.status is SlotStatus.RETRYING and waits_for_provider(slot.reason):
             return Health.WAITING, f"waiting: {slot.reason}"
         if slot.status is SlotStatus.RETRYING:
             at = (

@@ -12,6 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+# How the reason of a slot waiting for a provider begins ("provider NAME cooling down
+# until …"): the wait is over once the slot runs, and `list` shows it as `waiting`.
+WAITING_PREFIX = "provider "
+
+
+def waits_for_provider(reason: str | None) -> bool:
+    return (reason or "").startswith(WAITING_PREFIX)
+
 
 @dataclass(frozen=True)
 class ProviderState:

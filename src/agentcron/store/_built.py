@@ -22,6 +22,7 @@ from agentcron.model import (
     StartRoom,
     TaskSpec,
 )
+from agentcron.model.provider import waits_for_provider
 from agentcron.store._rows import ts
 
 Entry = tuple[str, datetime | None, datetime | None, Sequence[NewSlot], TaskSpec | None]
@@ -71,7 +72,7 @@ def as_claimed(slot: Slot, owner: str, lease_until: datetime, now: datetime) -> 
         task=slot.task,
         scheduled_for=slot.scheduled_for,
         status=SlotStatus.RUNNING,
-        reason=None if (slot.reason or "").startswith("provider ") else slot.reason,
+        reason=None if waits_for_provider(slot.reason) else slot.reason,
         attempts=slot.attempts + 1,
         error_class=slot.error_class,
         error=slot.error,

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from agentcron.model import ProviderState
+from agentcron.model.provider import WAITING_PREFIX
 from agentcron.store._rows import dt, dt_req, ts
 
 _COLUMNS = "key, name, until, reason, since, probe_owner, probe_until, updated_at"
@@ -50,7 +51,7 @@ class ProviderStore(Protocol):
 
 def waiting_reason_prefix(name: str) -> str:
     """How the reason of a slot waiting for provider ``name`` begins."""
-    return f"provider {name} "
+    return f"{WAITING_PREFIX}{name} "
 
 
 class ProviderSQL:
