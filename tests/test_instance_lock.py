@@ -104,9 +104,10 @@ def test_two_homes_naming_one_sqlite_file_cannot_both_hold_it(tmp_path: Path) ->
             pass
     with daemon_lock(two, f"sqlite:///{shared}"):  # free again once the first let go
         pass
-    # the home's own file named outright: its home's lock is the one lock
-    with daemon_lock(one, str(one / "agentcron.db")):
-        assert not (one / "agentcron.db.daemon.lock").exists()
+    # another home's own database named outright is refused too
+    refused = pytest.raises(DaemonAlreadyRunning, match=f"home {one}")
+    with daemon_lock(one, None), refused, daemon_lock(two, str(one / "agentcron.db")):
+        pass
 
 
 def test_a_python_api_scheduler_refuses_while_another_daemon_holds_the_home(

@@ -12,10 +12,9 @@ The file is never deleted: a process that opened it just before an unlink would 
 an orphaned inode while a third locks the new file, and both would believe they are
 alone. On release its contents are emptied instead.
 
-Two homes can name one SQLite file (``--db /data/agentcron.db``): the daemon of each
-then also locks ``DB.daemon.lock`` beside the database, so the second of them is
-refused too, naming the first and its home. A database in its home's default place
-needs no second lock: its home's lock is already one per file.
+Two homes can name one SQLite file (``--db /data/agentcron.db``, or another home's
+``agentcron.db``): a daemon therefore also locks ``DB.daemon.lock`` beside its
+database, so the second of them is refused too, naming the first and its home.
 
 With PostgreSQL several daemons sharing one database is the point (see "Several nodes
 on PostgreSQL" in the README), so no lock is taken there, even for two of them started
@@ -168,8 +167,8 @@ class InstanceLock:
 
 
 class DatabaseLock(InstanceLock):
-    """The daemon lock of a SQLite file outside its home's default place, beside it:
-    two homes that name one database must not both run a daemon on it."""
+    """The daemon lock of a SQLite file, beside it: two homes that name one database
+    must not both run a daemon on it."""
 
     def __init__(self, home: Path, database: Path) -> None:
         super().__init__(home)
@@ -290,7 +289,7 @@ def daemon_lock(home: Path, db_url: str | None) -> Iterator[InstanceLock | None]
     try:
         # (a folder that is missing is refused by the store's opening, in its words)
         path = target.path
-        if path is not None and path.parent.is_dir() and not _home_default(path, home):
+        if path is not None and path.parent.is_dir():
             database = DatabaseLock(home, path.resolve())
             database.acquire()
         yield lock
@@ -299,10 +298,3 @@ def daemon_lock(home: Path, db_url: str | None) -> Iterator[InstanceLock | None]
             database.release()
         lock.release()
 
-
-def _home_default(path: Path, home: Path) -> bool:
-    """Whether ``path`` is the home's own database file (its home's lock covers it)."""
-    try:
-        return path.resolve() == (home / "agentcron.db").resolve()
-    except OSError:
-        return False

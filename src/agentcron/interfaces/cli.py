@@ -187,7 +187,7 @@ def _no_daemon_applies_a_config(home: Path | None, db: str | None) -> bool:
         return False
     if running_daemon(_home(home)) is not None:
         return False
-    return target.default or daemon_on_database(target.path.resolve()) is None
+    return daemon_on_database(target.path.resolve()) is None  # one of another home
 
 
 # inputs the service names by field that this CLI takes as an option of the same name
