@@ -180,7 +180,12 @@ def test_run_refuses_a_damaged_database_before_writing_to_it(damaged_home: Path)
     assert "Traceback" not in res.stderr
     assert "cannot start" in res.stderr and "the database file is damaged" in res.stderr
     assert digest(path) == before
-    assert sorted(os.listdir(damaged_home)) == ["agentcron.db", "daemon.lock"]
+    # nothing made but the two daemon locks (the home's and its database file's)
+    assert sorted(os.listdir(damaged_home)) == [
+        "agentcron.db",
+        "agentcron.db.daemon.lock",
+        "daemon.lock",
+    ]
 
 
 def test_the_python_api_refuses_a_damaged_database_too(damaged_home: Path) -> None:
