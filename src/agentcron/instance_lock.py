@@ -297,4 +297,3 @@ def daemon_lock(home: Path, db_url: str | None) -> Iterator[InstanceLock | None]
         if database is not None:
             database.release()
         lock.release()
-
