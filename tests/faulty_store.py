@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class Fault:
     times: int | None = None  # None: until cleared
     after: int = 0  # let this many calls through first
     hang: threading.Event | None = None  # block the call until the event is set
+    delay: float = 0.0  # seconds the call waits before it fails (a statement's timeout)
 
 
 class FaultyStore:
@@ -80,6 +82,7 @@ class FaultyStore:
                 if fault.hang is not None:
                     fault.hang.wait(60)
                 elif fault.error is not None:
+                    time.sleep(fault.delay)
                     self.failed[name] += 1
                     raise fault.error()
             return target(*args, **kwargs)

@@ -189,6 +189,32 @@ def test_a_hung_store_call_is_seen_by_the_stall_check_and_its_end_told(
         assert _run(d, body) == 0
 
 
+
+def test_a_table_held_locked_is_one_stall_and_one_outage_over_when_a_pass_works(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A PostgreSQL table held locked for a minute (outside-in probe): each statement of
+    the loop waited until its timeout, then failed, and the next pass waited again. The
+    owner heard "has not ticked", "cannot use its database" and, a second later, "ticks
+    again" with the table still locked. The stall is now over for the owner only at a
+    pass that works, and the wait of each further pass is the same stall."""
+    with Sink() as sink:
+        d = _daemon(tmp_path, sink, monkeypatch, stall_after=1.0, watchdog_interval=0.2)
+
+        async def body() -> None:
+            store = _store(d)
+            store.fail("next_wakeup", error=locked, delay=1.6)  # waits, then times out
+            await until(lambda: store.failed["next_wakeup"] >= 3, timeout=60)
+            assert len(_said(sink, "scheduler stalled")) == 1, sink.texts("/owner")
+            assert len(_said(sink, "database unavailable")) == 1, sink.texts("/owner")
+            assert _said(sink, "running again") == []
+            store.clear()
+            await until(lambda: len(_said(sink, "scheduler running again")) == 1, timeout=30)
+            await until(lambda: len(_said(sink, "available again")) == 1, timeout=30)
+            assert len(_said(sink, "scheduler stalled")) == 1
+
+        assert _run(d, body) == 0
+
 def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

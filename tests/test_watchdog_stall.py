@@ -436,3 +436,43 @@ def test_a_hold_the_stall_thread_wakes_from_first_is_told_once_as_over(
         thread.join(5)
     assert [round(p, 2) for p in heard.past] == [40.01]
     assert heard.began == [] and heard.ended == []
+
+
+def test_a_stall_that_ends_in_failing_passes_is_over_for_the_owner_when_a_pass_works(
+    sqlite_store: Store,
+) -> None:
+    """A PostgreSQL table held locked for a minute (outside-in probe): the loop's statement
+    waited until its timeout (a stall, told), its pass then failed (the database's own
+    message) and the next pass waited again. The stall's end was told as "ticks again"
+    a second after the first failed pass, with the database still away; a second wait
+    of 30 s would have been told as a new stall. Now the stall is over for the owner at
+    the first pass that works, once, with the whole span."""
+    failing = [False]
+    dog, silence, _gap, heard = _held(sqlite_store, failing=lambda: failing[0])
+    silence.advance(3, passes=True)  # 10:07:03, the last pass before the lock
+    silence.advance(30.5)
+    dog.check_once()
+    assert heard.began == [30.5]
+    failing[0] = True  # the statement's timeout: the pass fails, the next one begins
+    silence.advance(0.5, passes=True)
+    dog.check_once()
+    silence.advance(31)  # the next pass waits out its statement too
+    dog.check_once()
+    assert heard.began == [30.5] and heard.ended == []  # the same stall, not a new one
+    silence.advance(0.5, passes=True)  # ... and fails again
+    dog.check_once()
+    silence.advance(2)
+    dog.check_once()
+    assert heard.ended == []
+    failing[0] = False
+    silence.advance(1, passes=True)  # the lock is gone: this pass works
+    dog.check_once()
+    dog.check_once()
+    assert heard.ended == [65.5]  # from 10:07:03 to the pass that worked
+    assert heard.began == [30.5] and heard.past == []
+    # Its record kept both silences; the loop's next stall is a new one, told.
+    assert len(dog.stalls.all()) == 2
+    silence.advance(31)
+    dog.check_once()
+    assert heard.began == [30.5, 31.0]
+

@@ -85,6 +85,7 @@ class Watchdog:
         on_stall: Callable[[float], None] | None = None,
         on_stall_end: Callable[[float], None] | None = None,
         on_past_stall: Callable[[float], None] | None = None,
+        failing: Callable[[], bool] | None = None,
         stall_after: float = LOOP_STALL,
         channel_factory: Callable[[str], Channel] = channel_for,
         outbox_owner: str | None = None,
@@ -107,6 +108,10 @@ class Watchdog:
         # A stall seen only once it was over (the whole process was frozen): one
         # message that says it happened; without this, told as a stall and its end.
         self.on_past_stall = on_past_stall
+        # Whether the loop's passes fail now (its database away). A statement that
+        # waited for a locked table until its timeout ends a stall with a failed pass,
+        # and the next pass waits again: the end is told at the first pass that works.
+        self.failing = failing
         self.pass_grace = PASS_GRACE
         self.stall_after = stall_after
         self.limits = OverdueLimits(store, period_of)
@@ -123,6 +128,7 @@ class Watchdog:
         self._stall_mark = 0.0  # the loop's last pass before the stall (monotonic)
         self._gap_mark = 0.0  # ... before the last stall recorded, however it was seen
         self._untold_gap: float | None = None  # a stall seen only after it: to tell
+        self._end_untold: LoopStall | None = None  # ended in failing passes: to tell
         self._stall_lock = threading.Lock()
         self._next_stuck: datetime | None = None
         self._next_overdue: datetime | None = None
@@ -284,7 +290,8 @@ class Watchdog:
     # ---- the loop's pulse (no database) ----------------------------------------------
     def _check_loop(self, report: WatchdogReport) -> None:
         """A loop that has not passed for ``stall_after`` seconds is stalled: told once
-        when it starts and once when the loop moves again."""
+        when it starts and once when the loop moves again, at a pass that works (see
+        ``failing``)."""
         if self.last_tick is None:
             return
         began: float | None = None
@@ -295,14 +302,24 @@ class Watchdog:
             if silent > self.stall_after:
                 report.loop_stalled = True
                 if not self._stalled:
-                    self._stalled, self._stall_mark, began = True, last, silent
+                    self._stalled, self._stall_mark = True, last
                     self._gap_mark = last
                     self.stalls.begin(self._wall(last))
+                    # A pass waiting out its statement again, its database still
+                    # away: the stall already told goes on, not a new one.
+                    began = silent if self._end_untold is None else None
             elif self._stalled:
                 self._stalled = False
                 ended = self._close_stall(last)
+                if ended is not None and (self._end_untold is not None or self._fails()):
+                    # The pass that ended it failed: over for the owner at the first
+                    # pass that works (the database's own message says why meanwhile).
+                    self._end_untold, ended = self._end_untold or ended, None
             else:
                 self._note_gap()
+            if self._end_untold is not None and not self._stalled and not self._fails():
+                ended = LoopStall(self._end_untold.began, self._wall(last))
+                self._end_untold = None
             gone_by, self._untold_gap = self._untold_gap, None
         if gone_by is not None:  # stalled and resumed before this thread could look
             report.loop_stalled = True
@@ -324,6 +341,15 @@ class Watchdog:
             log.warning("the scheduler loop ticks again after a stall of %.0fs", lasted)
             if self.on_stall_end is not None:
                 self.on_stall_end(lasted)
+
+    def _fails(self) -> bool:
+        if self.failing is None:
+            return False
+        try:
+            return self.failing()
+        except Exception:  # a wrong answer must not end the stall check
+            log.exception("could not tell whether the scheduler loop's passes fail")
+            return False
 
     def _note_gap(self) -> None:
         """Record a stall the loop has already passed (its whole process was frozen:
