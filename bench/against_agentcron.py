@@ -83,8 +83,7 @@ def tick_costs(params: dict[str, Any]) -> dict[str, Any]:
             "slots": slots,
             "claim_empty_us": med_us(lambda: store.claim("bench", now, lease, 100)),
             "due_tasks_us": med_us(lambda: store.due_tasks(now, 5000)),
-            "next_wakeup_us": med_us(lambda: store.next_wakeup(after=now)),
-            "next_fire_us": med_us(store.next_fire),
+            "next_times_us": med_us(lambda: store.next_times(after=now)),
             "lapsed_us": med_us(lambda: store.lapsed(now, [])),
             "cancel_waiting_of_paused_us": med_us(lambda: store.cancel_waiting_of_paused(now)),
             # the watchdog thread's: stuck runs every 5 s, overdue tasks

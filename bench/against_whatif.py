@@ -24,7 +24,7 @@ def sleep_for_tick_time() -> None:
     def _sleep_for(self: Engine, report: TickReport) -> float:
         poll = self.settings.poll_interval
         now = self.clock.now()
-        nxt = self.store.next_wakeup(after=now)
+        nxt = self.store.next_times(after=now).wakeup
         if nxt is None:
             return poll
         delay = (nxt - now).total_seconds()

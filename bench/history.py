@@ -13,7 +13,7 @@ before and after :func:`agentcron.retention.prune_history`:
   free pages (SQLite reuses them; only VACUUM gives them back to the file system);
 * the medians of what the engine's loop pays on every tick whatever the history:
   an empty ``claim`` (nothing runnable), ``due_tasks`` (nothing due) and
-  ``next_wakeup``;
+  ``next_times`` (``next_wakeup`` before 2026-12-03);
 
 and, for the pass itself: its wall time, its batches, and how long each write
 transaction held SQLite's write lock (the longest one is what the daemon's loop can
@@ -85,7 +85,7 @@ def tick_costs(store: SQLiteStore, samples: int) -> dict[str, float]:
     return {
         "claim_empty_us": median_us(lambda: store.claim("bench", NOW, lease, 100), samples),
         "due_tasks_us": median_us(lambda: store.due_tasks(NOW, 1000), samples),
-        "next_wakeup_us": median_us(store.next_wakeup, samples),
+        "next_times_us": median_us(store.next_times, samples),
     }
 
 

@@ -89,10 +89,10 @@ def _said(sink: Sink, words: str) -> list[str]:
 # it sat outside the tick's guard and ended the loop for good), the due tick, the
 # claim, the renewal of leases.
 TICK_FAULTS = [
-    (("next_wakeup",), locked),
+    (("next_times",), locked),
     (("due_heads", "due_tasks"), io_error),
     (("claim",), connection_lost),
-    (("renew_leases", "next_fire"), locked),
+    (("renew_leases", "next_times"), locked),
 ]
 
 
@@ -177,7 +177,7 @@ def test_a_hung_store_call_is_seen_by_the_stall_check_and_its_end_told(
                 release.set()
 
             store = _store(d)
-            store.hang("next_wakeup", release)
+            store.hang("next_times", release)
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
             await until(lambda: release.is_set(), timeout=60)
@@ -187,7 +187,6 @@ def test_a_hung_store_call_is_seen_by_the_stall_check_and_its_end_told(
             await until(lambda: len(_said(sink, "scheduler running again")) == 1, timeout=30)
 
         assert _run(d, body) == 0
-
 
 
 def test_a_table_held_locked_is_one_stall_and_one_outage_over_when_a_pass_works(
@@ -203,8 +202,8 @@ def test_a_table_held_locked_is_one_stall_and_one_outage_over_when_a_pass_works(
 
         async def body() -> None:
             store = _store(d)
-            store.fail("next_wakeup", error=locked, delay=1.6)  # waits, then times out
-            await until(lambda: store.failed["next_wakeup"] >= 3, timeout=60)
+            store.fail("next_times", error=locked, delay=1.6)  # waits, then times out
+            await until(lambda: store.failed["next_times"] >= 3, timeout=60)
             assert len(_said(sink, "scheduler stalled")) == 1, sink.texts("/owner")
             assert len(_said(sink, "database unavailable")) == 1, sink.texts("/owner")
             assert _said(sink, "running again") == []
@@ -214,6 +213,7 @@ def test_a_table_held_locked_is_one_stall_and_one_outage_over_when_a_pass_works(
             assert len(_said(sink, "scheduler stalled")) == 1
 
         assert _run(d, body) == 0
+
 
 def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
     end = time.monotonic() + timeout
@@ -416,7 +416,7 @@ def test_health_and_doctor_say_a_running_daemon_cannot_use_its_database(
             async def body() -> None:
                 store = _store(d)
                 assert health()["problem"] is None
-                store.fail("next_wakeup", "heartbeat", "record_tick", error=io_error)
+                store.fail("next_times", "heartbeat", "record_tick", error=io_error)
                 await until(lambda: len(_said(sink, "unavailable")) == 1, timeout=30)
                 await until(lambda: health()["problem"] is not None, timeout=30)
                 seen = health()

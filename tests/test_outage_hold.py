@@ -45,10 +45,10 @@ class Rig:
         asyncio.run(self.h.engine.run_pass())
 
     def fail(self, *what: str) -> None:
-        self.store.fail(*what or ("next_wakeup",), error=full)
+        self.store.fail(*what or ("next_times",), error=full)
 
     def heal(self, *what: str) -> None:
-        self.store.clear(*what or ("next_wakeup",))
+        self.store.clear(*what or ("next_times",))
 
 
 def test_a_database_that_comes_and_goes_is_one_outage_told_once_each_way(

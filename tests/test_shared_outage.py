@@ -40,7 +40,7 @@ def test_other_nodes_runs_are_taken_over_only_after_a_renewal_grace(tmp_path: Pa
         return slot.status
 
     async def scenario() -> None:
-        store.fail("lapsed", "next_fire", "due_heads", "due_tasks", "claim", error=connection_lost)
+        store.fail("lapsed", "next_times", "due_heads", "due_tasks", "claim", error=connection_lost)
         clock.advance(timedelta(seconds=15))  # the shared outage outlasts the lease
         await engine.run_pass()
         assert engine.health.outage is not None

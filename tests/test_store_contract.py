@@ -27,6 +27,7 @@ from agentcron.model import (
     IncidentKind,
     Message,
     NewSlot,
+    NextTimes,
     NodeInfo,
     SlotStatus,
     StartRoom,
@@ -272,24 +273,26 @@ def test_due_tasks_earliest_first_with_limit(store: SQLStore) -> None:
     assert store.due_heads(T0 - timedelta(seconds=1), 10) == []
 
 
-def test_next_wakeup_is_the_earliest_fire_or_retry(store: SQLStore) -> None:
-    assert store.next_wakeup() is None
+def test_next_times_are_the_earliest_fire_and_retry(store: SQLStore) -> None:
+    assert store.next_times() == NextTimes(None, None)
+    assert store.next_times().wakeup is None
     add(store, "t", T0 + 10 * MIN, overlap="allow")
     add(store, "p", T0, paused=True)
-    assert store.next_wakeup() == T0 + 10 * MIN
+    assert store.next_times() == NextTimes(T0 + 10 * MIN, None)
     slot_at(store, "t", T0)
     c = claim_one(store)
     store.finish_attempt(c.slot.id, c.attempt.id, "n1", retry_at(T0 + 3 * MIN), T0)
-    assert store.next_wakeup() == T0 + 3 * MIN
+    assert store.next_times() == NextTimes(T0 + 10 * MIN, T0 + 3 * MIN)
+    assert store.next_times().wakeup == T0 + 3 * MIN
 
 
-def test_next_wakeup_after_leaves_out_slots_waiting_for_room(store: SQLStore) -> None:
+def test_next_times_after_leaves_out_slots_waiting_for_room(store: SQLStore) -> None:
     """A slot whose time has come but that the claim could not start waits for room,
     not for time: the loop must not be told to wake for it at once, again and again."""
     add(store, "t", T0 + 10 * MIN)
     slot_at(store, "t", T0)  # pending, due at T0, not started (no room)
-    assert store.next_wakeup() == T0
-    assert store.next_wakeup(after=T0 + MIN) == T0 + 10 * MIN
+    assert store.next_times().wakeup == T0
+    assert store.next_times(after=T0 + MIN).wakeup == T0 + 10 * MIN
     add(store, "u", None)
     slot_at(store, "u", T0 - MIN)
     c = store.claim("n1", T0, T0 + MIN, 5)
@@ -299,8 +302,8 @@ def test_next_wakeup_after_leaves_out_slots_waiting_for_room(store: SQLStore) ->
             store.finish_attempt(x.slot.id, x.attempt.id, "n1", retry_at(T0), T0)
         else:
             store.finish_attempt(x.slot.id, x.attempt.id, "n1", retry_at(T0 + 5 * MIN), T0)
-    assert store.next_wakeup(after=T0 + MIN) == T0 + 5 * MIN
-    assert store.next_wakeup() == T0
+    assert store.next_times(after=T0 + MIN).wakeup == T0 + 5 * MIN
+    assert store.next_times().wakeup == T0
 
 
 # ---- slots ---------------------------------------------------------------------------------

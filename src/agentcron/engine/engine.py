@@ -35,6 +35,7 @@ from agentcron.model import (
     FailureInfo,
     Finished,
     Fires,
+    NextTimes,
     Slot,
     SlotStatus,
     StartRoom,
@@ -189,6 +190,7 @@ class Engine:
         self._last_sweep: datetime | None = None
         self._sweep_not_before: datetime | None = None  # set by a freeze (see run_pass)
         self._ahead: Ahead | None = None  # plans made for the coming fires
+        self._times: NextTimes | None = None  # read by this tick, for the sleep after it
         self._folders_made: set[str] = set()  # tasks whose output folder was made
         self._wake = asyncio.Event()
         self._end_wake: asyncio.TimerHandle | None = None  # see _run_ended
@@ -261,6 +263,7 @@ class Engine:
     async def tick(self) -> TickReport:
         report = TickReport()
         self.last_tick = time.monotonic()
+        self._times = None  # read afresh after this tick's writes
         now = self.clock.now()
         self._renew(now)
         self._sweep_overruns(now)
@@ -614,7 +617,7 @@ class Engine:
         loop sleeps whenever nothing can be done, it never spins."""
         poll = self.settings.poll_interval
         now = self.clock.now()
-        nxt = self.store.next_wakeup(after=now)
+        nxt = self._next_times(now, kept=True).wakeup
         if nxt is None:
             return poll
         delay = (nxt - now).total_seconds()
@@ -643,7 +646,7 @@ class Engine:
         One read prepares every fire up to the window's end (see :class:`.Ahead`), not
         one instant: with staggered tasks the next instant is always a millisecond away,
         and preparing it on every tick cost a read, a plan and a thread job per fire."""
-        nxt = self.store.next_fire()
+        nxt = self._next_times(now).fire
         if nxt is None or nxt <= now or nxt - now > LOOKAHEAD:
             return
         zone = self.settings.default_zone
@@ -682,6 +685,17 @@ class Engine:
         first = min(rec.next_fire_at or end for rec, _ in plans.values())
         self._ahead = Ahead(first, zone, plans, until=end)
         self._make_folders_of(plans)
+
+    def _next_times(self, now: datetime, *, kept: bool = False) -> NextTimes:
+        """The next fire and retry, read by the tick's look ahead (after its writes) and
+        kept for the sleep that follows it (``kept``), which then reads nothing: one
+        statement per pass, not two (each waits for the GIL while inline runs are busy)."""
+        times, self._times = self._times, None
+        if times is None or not kept:
+            times = self.store.next_times(after=now)
+        if not kept:
+            self._times = times
+        return times
 
     def _make_folders_of(self, plans: dict[str, tuple[TaskRecord, Plan]]) -> None:
         """Make the output folders of tasks not seen before, on a thread (a task's runs

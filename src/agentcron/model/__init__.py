@@ -26,6 +26,7 @@ from agentcron.model.run import (
     Finished,
     Fires,
     NewSlot,
+    NextTimes,
     NodeInfo,
     StartRoom,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "IncidentKind",
     "Message",
     "NewSlot",
+    "NextTimes",
     "NodeInfo",
     "OutboxItem",
     "OverlapPolicy",

@@ -79,6 +79,20 @@ DueHead = tuple[str, datetime | None, datetime]  # a due task's name, next fire,
 
 
 @dataclass(frozen=True)
+class NextTimes:
+    """What the loop waits for, read in one statement per pass: the earliest fire of
+    a task that is not paused, and the earliest time of a waiting slot still to come."""
+
+    fire: datetime | None
+    retry: datetime | None
+
+    @property
+    def wakeup(self) -> datetime | None:
+        """The earlier of the two: what the loop sleeps until."""
+        return min((t for t in (self.fire, self.retry) if t is not None), default=None)
+
+
+@dataclass(frozen=True)
 class Finish:
     """One attempt's end, as handed to ``RunStore.finish_many``."""
 

@@ -32,6 +32,7 @@ from agentcron.model import (
     Incident,
     Message,
     NewSlot,
+    NextTimes,
     NodeInfo,
     OutboxItem,
     Slot,
@@ -133,14 +134,11 @@ class TaskStore(Protocol):
         without the specs: enough to tell whether records read before still hold."""
         ...
 
-    def next_fire(self) -> datetime | None:
-        """The earliest ``next_fire_at`` of the tasks that are not paused."""
-        ...
-
-    def next_wakeup(self, after: datetime | None = None) -> datetime | None:
-        """The earliest ``next_fire_at`` / ``next_attempt_at`` of anything, to sleep until.
-        With ``after``, waiting slots whose time came by then are left out: the engine
-        has just offered them to a claim, so they wait for room, not for time."""
+    def next_times(self, after: datetime | None = None) -> NextTimes:
+        """The earliest ``next_fire_at`` of the tasks that are not paused, and the
+        earliest ``next_attempt_at`` of a waiting slot, in one read (the loop asks once
+        per pass). With ``after``, waiting slots whose time came by then are left out:
+        the engine has just offered them to a claim, so they wait for room, not time."""
         ...
 
 

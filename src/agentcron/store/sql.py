@@ -27,6 +27,7 @@ from agentcron.model import (
     Fires,
     IncidentKind,
     NewSlot,
+    NextTimes,
     NodeInfo,
     OverlapPolicy,
     Slot,
@@ -316,25 +317,21 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         )
         return [(name, dt(nfa), dt_req(updated)) for name, nfa, updated in rows]
 
-    def next_fire(self) -> datetime | None:
-
-        row = self._q("SELECT MIN(next_fire_at) FROM tasks WHERE paused = 0")
-        return dt(row[0][0]) if row and row[0][0] is not None else None
-
-    def next_wakeup(self, after: datetime | None = None) -> datetime | None:
+    def next_times(self, after: datetime | None = None) -> NextTimes:
         # A waiting slot whose time has come was offered to the claim that just ran:
         # if it is still waiting, it waits for room, and what frees room wakes the
         # loop; counting it here would make the loop poll it without pause.
         waiting = " AND next_attempt_at > ?" if after is not None else ""
         row = self._q(
-            "SELECT MIN(x) FROM ("
-            " SELECT MIN(next_fire_at) AS x FROM tasks WHERE paused = 0"
-            " UNION ALL SELECT MIN(next_attempt_at) FROM slots"
-            f" WHERE status IN ('pending', 'retrying'){waiting}"
-            ") AS w",
+            "SELECT (SELECT MIN(next_fire_at) FROM tasks WHERE paused = 0), "
+            "(SELECT MIN(next_attempt_at) FROM slots "
+            f"WHERE status IN ('pending', 'retrying'){waiting})",
             (ts(after),) if after is not None else (),
         )
-        return dt(row[0][0]) if row and row[0][0] is not None else None
+        fire, retry = row[0] if row else (None, None)
+        return NextTimes(
+            dt(fire) if fire is not None else None, dt(retry) if retry is not None else None
+        )
 
     # ---- slots -------------------------------------------------------------------
     def _insert_slot(self, db: Conn, task: str, slot: NewSlot, now: datetime) -> Slot | None:
