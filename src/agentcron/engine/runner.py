@@ -34,7 +34,7 @@ from agentcron.model import (
     SlotStatus,
     TaskSpec,
 )
-from agentcron.model.failure import DAEMON_STOPPED
+from agentcron.model.failure import DAEMON_STOPPED, STORAGE_FAULT
 from agentcron.redact import redact
 from agentcron.store.base import Store
 
@@ -374,6 +374,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             outcome, classification = outcome_for_failure(
                 spec, attempt.number, storage, deps.clock.now(), deps.rand(), None
             )
+            outcome = _storage_fault(outcome, storage.message)
     except Exception as exc:  # defensive: a bug in our code must still leave a record
         outcome = _crashed(spec, exc)
     finished = deps.clock.now()
@@ -522,7 +523,8 @@ async def _attempt(
     failure = result.failure or FailureInfo(
         message="the action failed without saying why", action=spec.action_kind
     )
-    if spec.command is not None and _disk_full(out_path):
+    storage = spec.command is not None and _disk_full(out_path)
+    if storage:
         # A command that failed while its output had nowhere to go (Python exits 120
         # when it cannot flush stdout) failed because of this machine's disk.
         failure = FailureInfo(
@@ -542,4 +544,13 @@ async def _attempt(
     )
     if result.tokens:
         outcome = replace(outcome, tokens=result.tokens)
+    if storage:
+        outputs = os.path.dirname(os.path.dirname(out_path))  # HOME/outputs
+        outcome = _storage_fault(outcome, f"the disk holding {outputs} is full")
     return outcome, classification, kept
+
+
+def _storage_fault(outcome: AttemptOutcome, what: str) -> AttemptOutcome:
+    """Mark a run that failed because the home could not be written (:data:`STORAGE_FAULT`):
+    the notifier tells it once for the home, not once per task."""
+    return replace(outcome, extra={**outcome.extra, STORAGE_FAULT: what})

@@ -18,6 +18,10 @@ DAEMON_STOPPED = "the daemon stopped while the run was in progress"
 REMOVED_WHILE_RUNNING = "task removed while this run was going: not retried"
 # ... and of one whose task was paused meanwhile (a pause cancels the task's retries)
 PAUSED_WHILE_RUNNING = "task paused: not retried"
+# The key, in an attempt's ``extra``, of a run that failed because agentcron could not
+# write its files in the home (a full disk, a read-only mount): a fault of the machine
+# that every task meets at once, told once for the home, not once per task.
+STORAGE_FAULT = "storage"
 
 
 @dataclass(frozen=True)

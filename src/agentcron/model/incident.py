@@ -23,6 +23,7 @@ class IncidentKind(StrEnum):
     STARVED = "starved"
     MISSED = "missed"
     PROVIDER = "provider"  # of a provider, not a task: ``task`` is "provider:NAME"
+    STORAGE = "storage"  # of a daemon's home (full disk): ``task`` is "home:HOST"
 
 
 @dataclass(frozen=True, kw_only=True)

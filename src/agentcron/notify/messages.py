@@ -433,6 +433,51 @@ def render_provider(
     )
 
 
+def render_storage(incident: Incident, what: str | None, now: datetime, *, opened: bool) -> Message:
+    """The home's storage failing runs (``what``: what could not be written), told once
+    for every task it hits, and its end with what it cost (see :mod:`.storage`); an end
+    with ``what`` is one seen only once over, told in one message."""
+    where = incident.task.removeprefix("home:")
+    tasks = sorted(incident.summary.split(", ")) if incident.summary else []
+    listed = ", ".join(tasks[:MAX_DETAIL_LINES]) + (" …" if len(tasks) > MAX_DETAIL_LINES else "")
+    hit = f"{_plural(len(tasks), 'task')} ({listed})"
+    severity: Severity
+    if opened:
+        title = f"✖ agentcron cannot write runs' files on {where}"
+        line = (
+            f"{title}: {what}. Runs of {hit} failed for it (retried as each task's "
+            "`retries` allow); any task's run that writes files fails the same way until "
+            "there is room. Free space in agentcron's home (or make it writable); you are "
+            "told when runs write their files again."
+        )
+        event, severity = "opened", "failure"
+    else:
+        lasted = format_duration(now - (incident.since or incident.opened_at))
+        after = (
+            f"{incident.streak} of them had no retry left and failed for good "
+            "(`agentcron runs TASK` shows which)"
+            if incident.streak
+            else "each was retried as its task's `retries` allow"
+        )
+        failed = f"{_plural(incident.failed_runs, 'run')} of {hit} failed meanwhile; {after}"
+        if what is None:
+            title = f"✔ agentcron writes runs' files on {where} again"
+            line = f"{title} after {lasted}: {failed}."
+            event, severity = "closed", "recovery"
+        else:  # its start is told with its end: seen only once it was over
+            title = f"⚠ agentcron could not write runs' files on {where} for {lasted}"
+            line = f"{title} ({what}); it can again: {failed}."
+            event, severity = "closed", "warning"
+    return Message(
+        title=title,
+        body=redact(line),
+        task="",
+        event=event,
+        incident_kind=str(IncidentKind.STORAGE),
+        severity=severity,
+    )
+
+
 def render_budget(news: BudgetNews, zone: ZoneInfo) -> Message:
     """A budget ran out: told once per budget and day, whichever task met it first."""
     scope = news.scope

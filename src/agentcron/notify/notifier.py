@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from agentcron.clock import Clock
 from agentcron.faultlog import FaultLog
+from agentcron.home import hostname
 from agentcron.model import (
     ErrorClass,
     Finished,
@@ -53,6 +54,7 @@ from agentcron.notify.events import (
 )
 from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
 from agentcron.notify.messages import render, render_budget, render_missed, render_provider
+from agentcron.notify.storage import HomeStorage
 from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
 from agentcron.policies.overlap import REPLACED, passed_over
 from agentcron.policies.provider import COOLING_CLASSES, provider_of
@@ -116,6 +118,7 @@ class Notifier:
         # while ends are held: per task of theirs, the newest end told since
         self._told_end: dict[str, datetime] = {}
         self._retry_faults = FaultLog(log, "telling the ends of runs held back")
+        self.storage = HomeStorage(store, f"home:{hostname()}", self._to_channels, self._lock)
 
     def attach(self, engine: EngineHooks) -> None:
         """Listen to everything the engine reports that the owner may have to hear."""
@@ -127,6 +130,13 @@ class Notifier:
         engine.provider_listeners.append(self.on_provider)
         engine.housekeeping.append(self.report_providers)
         engine.housekeeping.append(self.retry_held)
+        engine.housekeeping.append(self.report_storage)
+
+    def report_storage(self, now: datetime) -> None:
+        """Housekeeping: tell the home's storage failing runs, or working again, once
+        the news has settled (one incident for the home, see :mod:`.storage`)."""
+        if self.storage.report(now):
+            self.wake_sender()
 
     # ---- providers: one incident per provider, not one per task ------------------------
     def on_provider(self, news: ProviderNews) -> None:
@@ -258,8 +268,8 @@ class Notifier:
             return
         self._last_remind = now
         for incident in self.store.incidents(open_only=True, limit=REMIND_SCAN):
-            if incident.kind is IncidentKind.PROVIDER:
-                continue  # ends when the provider answers (report_providers)
+            if incident.kind in (IncidentKind.PROVIDER, IncidentKind.STORAGE):
+                continue  # ends when the provider answers, or files are written again
             rec = self.store.get_task(incident.task)
             if rec is None:
                 self._close_orphan(incident, now)
@@ -375,6 +385,7 @@ class Notifier:
         a refusal of the database is not counted (see :meth:`retry_held`). A fresh
         batch's failure is logged with its traceback, a retry's through a FaultLog."""
         counts = tries or {}
+        batch = self.storage.take(batch)  # failures of the home's storage: told for it
 
         def failed(f: Finished, exc: Exception) -> tuple[Finished, int]:
             n = counts.get(id(f), 0)
