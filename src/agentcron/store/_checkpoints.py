@@ -72,6 +72,7 @@ class Checkpointer:
         self._poke = threading.Event()  # set by wrote(): enough was written to look now
         self._idle = False  # the thread waits for the writer (read by wrote())
         self._done_at = 0  # the writer's change count at the last checkpoint
+        self._pages_seen = -1  # the log's length at the last checkpoint, in pages
         self._thread = threading.Thread(target=self._run, name="agentcron-checkpoint", daemon=True)
 
     def start(self) -> None:
@@ -83,6 +84,10 @@ class Checkpointer:
         if self._idle and self._changes() - self._done_at >= self.wake_after:
             self._idle = False
             self._poke.set()
+
+    def caught_up(self) -> bool:
+        """Whether every change the writer made has been checkpointed (tests, diagnostics)."""
+        return self._done_at == self._changes()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -127,13 +132,22 @@ class Checkpointer:
             wait = self.idle_interval if settled else self.interval
             if now == self._done_at or (not quiet and now - self._done_at < self.force_after):
                 continue
-            _busy, pages, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            self._done_at = now
+            _busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.checkpoints += 1
             self._bound(int(pages))
+            # A writer looks quiet while its COMMIT still writes the log (it is out of
+            # its transaction, its changes counted): a checkpoint then copies only the
+            # frames committed before, and taken for done it left the rest for good, the
+            # log never starting over (it grew by every burst up to max_pages). A quiet
+            # writer's changes are done once a checkpoint finds the log as the one
+            # before left it, all of it copied.
+            whole = quiet and pages == self._pages_seen and copied == pages
+            self._pages_seen = pages
+            if whole or not quiet:
+                self._done_at = now
             # After a quiet writer's changes are copied, sleep until it writes enough
             # (or the slow look); mid-burst, or with the job handed back, look again soon.
-            wait = self.idle_interval if quiet and not self._handed_back else self.interval
+            wait = self.idle_interval if whole and not self._handed_back else self.interval
 
     def _pause(self, seconds: float) -> bool:
         """Wait ``seconds``; a long (idle) wait ends early when :meth:`wrote` pokes.
