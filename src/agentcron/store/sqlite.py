@@ -50,7 +50,8 @@ class SQLiteStore(SQLStore):
         self._checkpointer: Checkpointer | None = None
         if self.path != ":memory:":
             _prepare_folder(Path(self.path), create_folder)
-            _inspect_read_only(self.path)
+            if not _OPEN_HERE.holds(self.path):
+                _inspect_read_only(self.path)
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
@@ -75,6 +76,7 @@ class SQLiteStore(SQLStore):
         except BaseException:
             self._db.close()
             raise
+        _OPEN_HERE.add(self._file_id)
 
     # ---- plumbing ----------------------------------------------------------------
     @contextmanager
@@ -214,6 +216,8 @@ class SQLiteStore(SQLStore):
             self._checkpointer.stop()
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.close()  # the last connection to close checkpoints what is left
+        _OPEN_HERE.discard(self._file_id)
+        self._file_id = None  # closed twice: counted once
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
@@ -275,6 +279,48 @@ def _prepare_folder(file: Path, create: bool) -> None:
         )
     if file.is_dir():
         raise StoreError(f"{file} is a folder, not a database file; give the path of a file")
+
+
+class _OpenHere:
+    """The database files this process has a store open on, by device and inode.
+
+    POSIX record locks belong to the process, not to a descriptor: closing any
+    descriptor of a file drops every lock the process holds on it, SQLite's among
+    them. A second store on a file already open here (the daemon's HTTP API opens one)
+    must therefore not read the file's header with a plain open and close: that took
+    the daemon connection's locks away, and the next CLI command, closing its own
+    connection, found itself the file's last user and deleted the write-ahead log
+    under the daemon. The first store on a file inspected it already."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[int, int], int] = {}
+
+    def holds(self, path: str) -> bool:
+        try:
+            st = os.stat(path)  # a stat opens nothing
+        except OSError:
+            return False
+        with self._lock:
+            return (st.st_dev, st.st_ino) in self._open
+
+    def add(self, key: tuple[int, int] | None) -> None:
+        if key is not None:
+            with self._lock:
+                self._open[key] = self._open.get(key, 0) + 1
+
+    def discard(self, key: tuple[int, int] | None) -> None:
+        if key is None:
+            return
+        with self._lock:
+            left = self._open.get(key, 0) - 1
+            if left > 0:
+                self._open[key] = left
+            else:
+                self._open.pop(key, None)
+
+
+_OPEN_HERE = _OpenHere()
 
 
 def _inspect_read_only(path: str) -> None:
