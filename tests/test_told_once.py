@@ -240,6 +240,46 @@ def test_a_task_that_always_outlasts_its_period_is_one_skip_incident_not_a_storm
     assert not incident.is_open and incident.streak == len(skipped)
 
 
+def test_a_run_in_progress_between_skips_breaks_the_streak(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Skipped at 02, 03 behind a long run, the 04 run started and the 05 fire skipped
+    behind it: three skips, but not in a row (outside-in probe: told "skipped 4 times in
+    a row", and `list` said skipping while the task ran every other period)."""
+    releases: list[asyncio.Event] = []
+
+    async def long_run() -> str:
+        gate = asyncio.Event()
+        releases.append(gate)
+        await gate.wait()
+        return "done"
+
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add("slow", long_run, every="1m", timezone="UTC", overlap="skip")
+        for minute in range(1, 7):
+            clock.advance(timedelta(minutes=1))
+            await rig.h.tick(settle=False)
+            if rig.h.engine.running:
+                await until(lambda: bool(releases) and not releases[-1].is_set())
+            if minute in (3, 5):  # the 01 run ends after 3 min, the 04 run after 2
+                releases[-1].set()
+                await rig.h.engine.wait_idle()
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    statuses = [s.status for s in reversed(sqlite_store.slots("slow", limit=10))]
+    assert statuses[:5] == [
+        SlotStatus.SUCCEEDED,
+        SlotStatus.SKIPPED,
+        SlotStatus.SKIPPED,
+        SlotStatus.SUCCEEDED,
+        SlotStatus.SKIPPED,
+    ], statuses
+    assert not [line for line in lines if "skipped" in line], lines
+    assert IncidentKind.SKIP_STREAK not in {i.kind for i in sqlite_store.incidents("slow")}
+
+
 def test_a_task_whose_runs_are_always_replaced_is_told_it_does_not_complete(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:

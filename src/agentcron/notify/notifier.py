@@ -87,6 +87,10 @@ MAX_TRIES = 10  # a held end's notice failing for a reason of its own (not the d
 PROVIDER_SETTLE = timedelta(seconds=1)  # refusals of one provider told together
 _RAN = (SlotStatus.SUCCEEDED, SlotStatus.FAILED)  # a downtime's slots are recorded over a few ticks
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
+# the slots a skip streak is read from: what ran, runs or was passed over (not what waits)
+_DONE_OR_RUNNING = tuple(
+    s for s in SlotStatus if s not in (SlotStatus.PENDING, SlotStatus.RETRYING)
+)
 
 
 class Notifier:
@@ -584,12 +588,16 @@ class Notifier:
         told by :meth:`on_budget`, once a day."""
         if (slot.reason or "").startswith(BUDGET_REASON):
             return
-        last = self.store.last_slots(spec.name, SKIP_STREAK)
+        # A run in progress between two skips breaks the streak: it runs. Read without
+        # it, a task whose every other fire is skipped (runs a little longer than its
+        # period, or behind a manual run) was told "skipped 4 times in a row", and `list`
+        # said skipping while it ran every other period (outside-in probe).
+        last = self.store.slots(spec.name, SKIP_STREAK, _DONE_OR_RUNNING)
         if len(last) < SKIP_STREAK or not all(passed_over(s) for s in last):
             return
         if IncidentKind.SKIP_STREAK in self.store.open_incidents(spec.name):
             return
-        streak = self.store.last_slots(spec.name, SKIP_STREAK_SCAN)
+        streak = self.store.slots(spec.name, SKIP_STREAK_SCAN, _DONE_OR_RUNNING)
         run = list(takewhile(passed_over, streak))
         reason = _plain_reason(run[0].reason or _attempt_reason(self.store, run[0]))
         self.emit(
