@@ -264,6 +264,34 @@ def test_stuck_run_that_fails_gives_one_notice_mentioning_both() -> None:
     assert set(feed.open) == {"failure"}
 
 
+def test_a_run_that_hangs_while_the_tasks_runs_fail_is_counted_not_told_again() -> None:
+    """Every run hangs until its timeout: the first is told as taking long and as failed;
+    the next ones are the same trouble, counted by the failure incident, not two more
+    messages each (outside-in probe: 84 messages in 22 minutes)."""
+    feed = Feed()
+    told: list[str] = []
+    for n in range(3):
+        start = local(10, 2, 0) + timedelta(minutes=10 * n)
+        stuck = RunStuck(
+            task="story",
+            at=start + timedelta(seconds=5),
+            slot_id=n + 1,
+            running_for=timedelta(seconds=5),
+            limit=timedelta(seconds=4),
+        )
+        failure = replace(
+            rate_limited(n + 1, 1, start + timedelta(seconds=12), start + timedelta(minutes=1)),
+            error_class=ErrorClass.TIMEOUT,
+            explanation="it ran longer than its 12s timeout and was stopped",
+        )
+        told += feed.texts(feed([stuck, failure]))
+    assert told[0].startswith("⏳ story has been running for 5s"), told
+    assert told[1].startswith("⚠ story failed: it ran longer than its 12s timeout"), told
+    assert len(told) == 2, told
+    assert set(feed.open) == {"failure"}
+    assert feed.open["failure"].failed_runs == 3
+
+
 def test_overdue_opens_once_and_closes_on_the_next_run() -> None:
     feed = Feed()
     overdue = TaskOverdue(

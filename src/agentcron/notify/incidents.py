@@ -306,6 +306,12 @@ def _on_stuck(changes: _Changes, ev: RunStuck) -> Notice | None:
         f"running for {format_duration(ev.running_for)}, over its {format_duration(ev.limit)} limit"
     )
     current = changes.current.get(IncidentKind.STUCK)
+    if current is None and IncidentKind.FAILURE in changes.current:
+        # Its runs already fail and the owner was told: a run of it that hangs is the
+        # same trouble, counted by the failure when it ends (`list` says stuck from the
+        # run itself). A task whose every run hung was told twice per run, "taking
+        # long" and "ended without success", 84 messages in 22 minutes (outside-in probe).
+        return _closing_notice(closed, ev)
     if current is not None:
         changes.put(
             "updated",
