@@ -29,6 +29,8 @@ from agentcron.beats import on_beat, sleep_to_beat
 from agentcron.clock import Clock, SystemClock
 from agentcron.config.errors import ConfigError
 from agentcron.config.loader import load_config
+from agentcron.config.nodes import META_KEY as FILE_TASKS_KEY
+from agentcron.config.nodes import Applied, divergence_text, loads, other_live_node, tasks_digest
 from agentcron.config.schema import LoadedConfig
 from agentcron.delivery.worker import DeliveryWorker
 from agentcron.durations import format_duration
@@ -45,7 +47,7 @@ from agentcron.notify.notifier import Notifier
 from agentcron.notify.sender import OutboxSender
 from agentcron.redact import redact
 from agentcron.retention import default_keep_history, prune_history, prune_outputs
-from agentcron.service import Defaults, Service
+from agentcron.service import DAEMON_STALE_AFTER, Defaults, Service
 from agentcron.store import Store, open_store
 from agentcron.store.errors import is_database_error
 from agentcron.supervisor import PartFailure, Supervisor
@@ -193,7 +195,7 @@ class Daemon:
             self.clock,
             Defaults(self.config.timezone, self.config.defaults, self.config.budget_rules()),
         )
-        added, changed, removed = self.service.sync_file_tasks(self.config.tasks)
+        added, changed, removed = self._sync_file_tasks(self.config)
         log.info(
             "config %s: %d tasks (%d added, %d changed, %d removed)",
             self.config.source,
@@ -891,7 +893,7 @@ class Daemon:
         self.notifier.channels = list(config.notify)
         self.notifier.default_zone = config.timezone
         self.budgets.configure(config.budget_rules(), config.timezone)
-        added, changed, removed = self.service.sync_file_tasks(config.tasks)
+        added, changed, removed = self._sync_file_tasks(config)
         self.config = config
         self.rejected_config = None
         log.info(
@@ -907,6 +909,23 @@ class Daemon:
             log.info("config reloaded: %s are as the daemon started with them again", before)
         self._tell_valid_again(applied=True)
         self._tell_restart_needed()
+
+    def _sync_file_tasks(self, config: LoadedConfig) -> tuple[list[str], list[str], list[str]]:
+        """Make the database's file tasks this file's, and say so when another running
+        node applied other tasks (:mod:`agentcron.config.nodes`)."""
+        assert self.service is not None and self.store is not None
+        mine = Applied(self.node_id, hostname(), str(config.source), tasks_digest(config.tasks))
+        before = loads(self.store.get_meta(FILE_TASKS_KEY))
+        added, changed, removed = self.service.sync_file_tasks(config.tasks)
+        now = self.clock.now()
+        other = other_live_node(before, mine, self.store.nodes(), now, DAEMON_STALE_AFTER)
+        if other is not None and (added or changed or removed):
+            text = divergence_text(other, mine, added, changed, removed)
+            log.warning("%s", text)
+            self._tell_owner_of_config("agentcron: nodes run different configs", text, "warning")
+        if before != mine:
+            self.store.set_meta(FILE_TASKS_KEY, mine.dumps())
+        return added, changed, removed
 
     _restart_told: list[str] = []  # noqa: RUF012 - replaced, never mutated
     _rejection_told = False  # a "config change rejected" whose end is not told yet
@@ -1010,7 +1029,9 @@ class Daemon:
         queued = [(channel_key(url), url, message) for url in self.config.notify]
         if queued:
             self.store.save_incidents([], queued, self.clock.now())
-        self.sender.wake()
+        sender = getattr(self, "sender", None)  # at start, sent by its first look
+        if sender is not None:
+            sender.wake()
 
 
 # a heartbeat failing this long while ticks work is said in daemon.trouble

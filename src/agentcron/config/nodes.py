@@ -1,0 +1,100 @@
+"""Nodes that run different config files against one database.
+
+Every node applies its own file's tasks when it starts and when the file changes, and
+the database holds one list of file tasks: two nodes with different files take turns
+removing and restoring each other's tasks. That happened silently (outside-in probe: a
+task added on one node was removed by a reload on the other, with nothing told and
+`doctor` on the first node saying all was well). Each node now records which file's
+tasks it applied; one whose tasks differ from those another live node applied says so.
+A change rolled out to every node is told once, by the first node that applies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from agentcron.model import NodeInfo, TaskSpec
+
+META_KEY = "config:file_tasks"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Which node applied which file's tasks last."""
+
+    node_id: str
+    host: str
+    path: str
+    digest: str
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def tasks_digest(tasks: Mapping[str, TaskSpec]) -> str:
+    """A digest of a file's tasks as applied (their specs, not the file's bytes)."""
+    body = json.dumps(
+        {name: spec.model_dump(mode="json") for name, spec in sorted(tasks.items())},
+        sort_keys=True,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def loads(raw: str | None) -> Applied | None:
+    """The record as stored; None when there is none or it cannot be read (a record
+    of an older agentcron, a hand edit): nothing is claimed about it then."""
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        return Applied(
+            str(data["node_id"]), str(data["host"]), str(data["path"]), str(data["digest"])
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def other_live_node(
+    before: Applied | None,
+    mine: Applied,
+    nodes: Sequence[NodeInfo],
+    now: datetime,
+    stale_after: timedelta,
+) -> Applied | None:
+    """``before`` when it was another node, still running, that applied other tasks."""
+    if before is None or before.node_id == mine.node_id or before.digest == mine.digest:
+        return None
+    if (before.host, before.path) == (mine.host, mine.path):
+        return None  # this daemon's own file, before its restart (a kill -9 looks alive)
+    for node in nodes:
+        if node.node_id == before.node_id:
+            alive = node.stopped_at is None and now - node.heartbeat_at <= stale_after
+            return before if alive else None
+    return None
+
+
+def divergence_text(
+    other: Applied, mine: Applied, added: list[str], changed: list[str], removed: list[str]
+) -> str:
+    """The owner's words for a node whose file's tasks differ from another live node's."""
+    did = [
+        f"{verb} {_names(names)}"
+        for verb, names in (("added", added), ("changed", changed), ("removed", removed))
+        if names
+    ]
+    return (
+        f"⚠ agentcron's nodes run different config files: {mine.path} on {mine.host} has "
+        f"other tasks than {other.path}, which {other.host} applied; applying it "
+        f"{', '.join(did)}. Every node must run the same file: each applies its own when it "
+        "starts and when its file changes, so the tasks change with whichever did last. "
+        "(A change being rolled out to every node is told once, by the first node.)"
+    )
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(sorted(names)[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")

@@ -1,0 +1,93 @@
+"""Two nodes on one PostgreSQL database with different config files: the second one's
+file removed a task the first one's had added, and nothing was told (outside-in probe;
+`doctor` on the first node said all was well). Now the node that applies other tasks
+than another running node applied says so, once, through the owner's channels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentcron.config.nodes import Applied, other_live_node, tasks_digest
+from agentcron.model import NodeInfo, TaskSpec
+from agentcron.store.postgres import PostgresStore
+from conftest import require_pg
+from daemon_proc import wait_for
+from e2e_sink import Sink
+from pg_util import PgDaemonProc, admin_execute, dsn_with_schema, fresh_schema
+
+T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+STALE = timedelta(seconds=30)
+
+
+def _node(node_id: str, heartbeat: datetime, stopped: datetime | None = None) -> NodeInfo:
+    return NodeInfo(node_id, "host", 1, "/h", T0, heartbeat, stopped)
+
+
+def test_only_another_running_node_with_other_tasks_counts() -> None:
+    mine = Applied("b", "hb", "/b/agentcron.yaml", "d2")
+    other = Applied("a", "ha", "/a/agentcron.yaml", "d1")
+    alive = [_node("a", T0)]
+    assert other_live_node(other, mine, alive, T0, STALE) == other
+    assert other_live_node(None, mine, alive, T0, STALE) is None
+    assert other_live_node(Applied("a", "ha", "/a", "d2"), mine, alive, T0, STALE) is None
+    assert other_live_node(Applied("b", "hb", "/b", "d1"), mine, alive, T0, STALE) is None
+    stopped = [_node("a", T0, stopped=T0)]
+    assert other_live_node(other, mine, stopped, T0, STALE) is None
+    silent = [_node("a", T0 - timedelta(minutes=5))]
+    assert other_live_node(other, mine, silent, T0, STALE) is None
+    assert other_live_node(other, mine, [], T0, STALE) is None
+    restarted = Applied("a2", "hb", "/b/agentcron.yaml", "d1")  # same machine and file
+    assert other_live_node(restarted, mine, [_node("a2", T0)], T0, STALE) is None
+
+
+def test_the_digest_is_of_the_tasks_not_their_order() -> None:
+    a = TaskSpec(name="a", every="1h", command=["true"])
+    b = TaskSpec(name="b", every="1h", command=["true"])
+    assert tasks_digest({"a": a, "b": b}) == tasks_digest({"b": b, "a": a})
+    assert tasks_digest({"a": a}) != tasks_digest({"a": a, "b": b})
+
+
+@pytest.fixture
+def db_url() -> Iterator[str]:
+    require_pg()
+    with fresh_schema() as schema:
+        admin_execute([], schema=schema)
+        yield dsn_with_schema(schema)
+
+
+TICK = '  tick:\n    every: 1h\n    command: ["true"]\n'
+ONLY_A = '  only_a:\n    every: 1h\n    command: ["true"]\n'
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_node_whose_file_removes_another_nodes_task_says_so(tmp_path: Path, db_url: str) -> None:
+    with Sink() as sink:
+        notify = f'notify: ["{sink.url("/owner")}"]\n'
+        a = PgDaemonProc(tmp_path / "a", f"{notify}tasks:\n{TICK}{ONLY_A}", db_url)
+        b = PgDaemonProc(tmp_path / "b", f"{notify}tasks:\n{TICK}", db_url)
+        store = PostgresStore(db_url)
+        try:
+            a.start()
+            wait_for(lambda: "agentcron running" in a.daemon_log(), what="node a up")
+            assert {t.name for t in store.list_tasks()} == {"tick", "only_a"}
+            b.start()
+            wait_for(lambda: "agentcron running" in b.daemon_log(), what="node b up")
+            told = wait_for(
+                lambda: [t for t in sink.texts("/owner") if "different config files" in t],
+                timeout=30,
+                what=f"the divergence told\n{b.daemon_log()[-2000:]}",
+            )
+            assert len(told) == 1
+            assert f"{b.config} on " in told[0] and "removed only_a" in told[0]
+            assert f"other tasks than {a.config}" in told[0]
+            assert {t.name for t in store.list_tasks()} == {"tick"}
+        finally:
+            for d in (a, b):
+                d.stop()
+            store.close()
+        assert len([t for t in sink.texts("/owner") if "different config files" in t]) == 1
