@@ -24,6 +24,7 @@ from typing import Any
 
 from agentcron.clock import FakeClock
 from agentcron.durations import format_duration
+from agentcron.engine.health import LoopHealth
 from agentcron.model import Message, SlotStatus
 from agentcron.notify import OutboxSender, SendResult
 from agentcron.notify.direct import daemon_message, tell_owner_directly
@@ -333,6 +334,21 @@ def test_the_loop_keeps_its_last_long_gap_between_passes(
     assert gap is not None and gap[0] == before and gap[1] - gap[0] >= 50
 
 
+def test_a_freeze_is_kept_until_read_though_ordinary_sleeps_follow_it() -> None:
+    """SIGSTOP for 60 s, then the loop's ordinary 2 s sleeps: they replaced the freeze
+    before the watchdog's thread looked, and it was never told (outside-in probe, one
+    hold in five). A kept silence gives way only to a longer one until it is read."""
+    health = LoopHealth(last_pass=0.0, last_ok=0.0)
+    health.note_gap(100.0, 160.0)  # the freeze
+    health.note_gap(160.0, 162.0)  # the sleeps after it
+    health.note_gap(162.0, 164.0)
+    assert health.take_gap() == (100.0, 160.0)
+    assert health.take_gap() is None  # read: forgotten
+    health.note_gap(164.0, 166.0)  # the next silence is kept, short or not
+    health.note_gap(166.0, 208.0)  # and a longer one takes its place
+    assert health.take_gap() == (166.0, 208.0)
+
+
 def test_a_command_that_ended_during_a_freeze_past_its_bounds_is_not_abandoned(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:
@@ -475,4 +491,3 @@ def test_a_stall_that_ends_in_failing_passes_is_over_for_the_owner_when_a_pass_w
     silence.advance(31)
     dog.check_once()
     assert heard.began == [30.5, 31.0]
-

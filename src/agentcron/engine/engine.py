@@ -415,7 +415,7 @@ class Engine:
         began = time.monotonic()
         silent = began - self.health.last_pass
         if silent > health.GAP_NOTED:
-            self.health.gap = (self.health.last_pass, began)
+            self.health.note_gap(self.health.last_pass, began)
         if silent > FREEZE_AFTER_BEATS * self.settings.poll_interval:
             # A freeze (no pass for several beats): runs' deadlines may have passed while
             # their ends wait to be seen (a command that exited meanwhile). This pass's

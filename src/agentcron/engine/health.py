@@ -10,8 +10,9 @@ once when it ends. The decisions are pure functions of the recorded times.
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from agentcron.store.base import NodeStore
@@ -98,6 +99,24 @@ class LoopHealth:
     # frozen with its whole process (SIGSTOP, a paused VM) passes again before the
     # watchdog's thread can look; the watchdog learns of the stall from this
     gap: tuple[float, float] | None = None
+    _gap_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def note_gap(self, began: float, ended: float) -> None:
+        """Keep a silence between two passes (the loop's thread). One not yet read is
+        replaced only by a longer one: the loop's ordinary two-second sleeps came
+        after a freeze and took its place before the watchdog's thread, itself just
+        woken from the freeze, looked; the freeze was then never told (outside-in
+        probe, one SIGSTOP in five)."""
+        with self._gap_lock:
+            kept = self.gap
+            if kept is None or ended - began >= kept[1] - kept[0]:
+                self.gap = (began, ended)
+
+    def take_gap(self) -> tuple[float, float] | None:
+        """The silence kept, which is then forgotten (the watchdog's thread)."""
+        with self._gap_lock:
+            gap, self.gap = self.gap, None
+            return gap
 
     def progressing(self, now: float, within: float) -> bool:
         """Whether a tick completed in the last ``within`` seconds."""
