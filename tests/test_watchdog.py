@@ -438,6 +438,47 @@ def test_a_stuck_run_whose_notice_cannot_be_written_is_told_at_the_next_check(
     asyncio.run(scenario())
 
 
+def test_a_stuck_after_shorter_than_the_checks_interval_is_still_seen(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """stuck_after 3s, timeout 6s, checks every 5 s: the 3 s in which a run is stuck fell
+    between two checks on every run, and none was ever told (outside-in probe). The
+    next stuck check now comes when a running slot would pass its stuck_after."""
+
+    async def scenario() -> None:
+        rig = Rig(sqlite_store, clock, home)
+        release = asyncio.Event()
+
+        async def slow() -> str:
+            await release.wait()
+            return "done"
+
+        dog = Watchdog(
+            sqlite_store,
+            clock,
+            rig.notifier.emit,
+            period_of=rig.h.service.period,
+            count_fires=rig.h.service.count_fires,
+            interval=5.0,
+        )
+        rig.h.add("slow", slow, every="1h", timezone="UTC", stuck_after="3s", timeout="6s")
+        clock.advance(timedelta(hours=1))
+        await rig.h.tick(settle=False)
+        await until(lambda: rig.h.engine.running == 1)
+        [slot] = rig.h.slots("slow")
+        assert dog.run_due().stuck == []  # just started
+        assert 3.0 <= dog.checks_wait() < 3.2  # not the 5 s interval
+        clock.advance(timedelta(seconds=3.1))
+        assert dog.run_due().stuck == [slot.id]
+        assert _first_lines(await rig.messages()) == [
+            "⏳ slow has been running for 3s, longer than its 3s limit for a warning."
+        ]
+        release.set()
+        await rig.h.engine.wait_idle()
+
+    asyncio.run(scenario())
+
+
 # ---- the loop itself ---------------------------------------------------------------------
 
 

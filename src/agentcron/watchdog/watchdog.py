@@ -59,6 +59,7 @@ log = logging.getLogger("agentcron.watchdog")
 LOOP_STALL = 30.0  # seconds without a tick before the loop counts as stuck
 HELD_AFTER = 1.0  # seconds the stall thread woke past its time: the process was held
 PASS_GRACE = 2.0  # seconds the loop then has to pass before its silence is a stall
+STUCK_MARGIN = timedelta(milliseconds=50)  # a check just after a run passes stuck_after
 OVERDUE_SCAN = 1000  # due tasks looked at per check, the longest overdue first
 
 
@@ -131,6 +132,7 @@ class Watchdog:
         self._end_untold: LoopStall | None = None  # ended in failing passes: to tell
         self._stall_lock = threading.Lock()
         self._next_stuck: datetime | None = None
+        self._stuck_next: datetime | None = None  # when a running slot would be stuck
         self._next_overdue: datetime | None = None
         self._stop = threading.Event()
         # Ends the checks' thread's sleep early: at stop, and when a stall begins (it
@@ -163,7 +165,13 @@ class Watchdog:
         report = self._guarded(WatchdogReport(), stuck=stuck, overdue=overdue)
         now = self.clock.now()
         if stuck:
+            # every interval, and when a running slot would pass its stuck_after: a
+            # stuck_after shorter than the interval (3 s, its run's timeout 6 s) fell
+            # between two checks on every run and was never told (outside-in probe)
             self._next_stuck = now + timedelta(seconds=self.interval)
+            if self._stuck_next is not None:
+                soonest = now + timedelta(seconds=CHECK_FLOOR)
+                self._next_stuck = min(self._next_stuck, max(soonest, self._stuck_next))
         if overdue:
             self._next_overdue = now + timedelta(seconds=self.overdue_interval(now))
         return report
@@ -198,12 +206,20 @@ class Watchdog:
         running = self.store.running_slots()
         live = {s.id for s in running}
         self._reported_stuck &= live
+        self._stuck_next = None
         for slot in running:
             if slot.id in self._reported_stuck or slot.started_at is None:
                 continue
             rec = self.store.get_task(slot.task)
-            if rec is None or now - slot.started_at <= rec.spec.stuck_after:
-                continue  # the slot's first start bounds the current attempt's: not stuck
+            if rec is None:
+                continue
+            if now - slot.started_at <= rec.spec.stuck_after:
+                # not stuck (the slot's first start bounds the current attempt's): the
+                # next check comes when it would be, however short its stuck_after
+                crossing = slot.started_at + rec.spec.stuck_after + STUCK_MARGIN
+                if self._stuck_next is None or crossing < self._stuck_next:
+                    self._stuck_next = crossing
+                continue
             attempts = self.store.attempts(slot.id)
             began = attempts[-1].started_at if attempts else slot.started_at
             running_for = now - began
