@@ -210,3 +210,20 @@ def test_a_run_the_stop_interrupted_is_retried_when_agentcron_starts_again() -> 
         "⚠ story failed: the daemon stopped while the run was in progress. "
         "Retrying when agentcron starts again (attempt 2 of 4)."
     )
+
+
+def test_a_run_the_stop_interrupted_while_another_node_runs_is_retried_there() -> None:
+    """Several nodes on PostgreSQL: the run is taken up by another node at once; "when
+    agentcron starts again" was told while it did (outside-in probe)."""
+    from agentcron.model.failure import DAEMON_STOPPED
+
+    event = failure(
+        error_class=ErrorClass.WORKER_LOST,
+        explanation=DAEMON_STOPPED,
+        retry_at=local(10, 2, 1),
+        elsewhere=True,
+    )
+    assert render(notice_for(event), BERLIN).body == (
+        "⚠ story failed: the daemon stopped while the run was in progress. "
+        "Retrying on another running node (attempt 2 of 4)."
+    )

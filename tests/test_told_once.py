@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcron.clock import FakeClock
-from agentcron.model import IncidentKind, Message, SlotStatus
+from agentcron.model import IncidentKind, Message, NewSlot, SlotStatus
 from agentcron.notify import OutboxSender
 from agentcron.notify.notifier import Notifier
 from agentcron.store.base import Store
@@ -617,3 +617,68 @@ def test_a_task_removed_and_added_again_starts_with_no_old_incident(
     lines = asyncio.run(scenario())
     assert len(lines) == 2, lines
     assert all(line.startswith("⚠ job failed: ") for line in lines), lines
+
+
+# ---- what a failure's message promises ------------------------------------------------------
+
+
+def test_a_run_lost_at_a_restart_names_the_fire_that_takes_its_retrys_place(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Both nodes killed during the 00:00:40 run, restarted at 00:01:26: the recovery
+    records the run lost (retry at 00:01:50) and the same tick makes the 00:01:20 fire it
+    missed, which supersedes that retry. "Retrying at 00:01:50" was told of a retry
+    that never ran (outside-in probe)."""
+    rig = Rig(sqlite_store, clock, home)
+    rig.h.add(
+        "slow",
+        lambda: "done",
+        every="40s",
+        timezone="UTC",
+        retries=2,
+        retry_backoff={"base": "24s", "jitter": 0},
+    )
+    clock.advance(timedelta(seconds=40))
+    now = clock.now()
+    assert sqlite_store.add_slot("slow", NewSlot(now), now) is not None
+    (claim,) = sqlite_store.claim("a-dead-node", now, now + timedelta(seconds=15), 1)
+    # (the task's next fire stays 00:00:40: the dead node recorded nothing more)
+    clock.advance(timedelta(seconds=46))  # down until 00:01:26; the lease has lapsed
+
+    async def restart() -> list[str]:
+        rig.h.engine._last_recover = None  # the recovery runs on this tick
+        await rig.h.tick()
+        return await rig.lines()
+
+    lines = asyncio.run(restart())
+    lost = sqlite_store.get_slot(claim.slot.id)
+    assert lost is not None and lost.status is SlotStatus.SUPERSEDED, lost
+    assert lines[0].startswith("⚠ slow failed: "), lines
+    assert lines[0].endswith("The next scheduled run, at 00:01:20, tries again."), lines
+    assert lines[1:] == ["✔ slow is running again after 1 failed run (down 46s)."], lines
+
+
+def test_a_run_stopped_with_its_daemon_while_another_node_runs_is_retried_there(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    rig = Rig(sqlite_store, clock, home)
+    rig.notifier.others_running = lambda: True
+    release = asyncio.Event()
+
+    async def long_run() -> str:
+        await release.wait()
+        return "done"
+
+    async def scenario() -> list[str]:
+        rig.h.add("slow", long_run, every="1h", timezone="UTC", retries=2)
+        clock.advance(timedelta(hours=1))
+        await rig.h.tick(settle=False)
+        await until(lambda: rig.h.engine.running == 1)
+        await rig.h.engine.shutdown(grace=0.01)
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert lines == [
+        "⚠ slow failed: the daemon stopped while the run was in progress. "
+        "Retrying on another running node (attempt 2 of 3)."
+    ], lines

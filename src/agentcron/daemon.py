@@ -256,6 +256,7 @@ class Daemon:
         )
         self.delivery = DeliveryWorker(store, self.clock, self.notifier.emit, owner=self.node_id)
         self.notifier.attach(self.engine)
+        self.notifier.others_running = self._others_running
         self.budgets = BudgetGate(
             store, self.node_id, self.config.budget_rules(), self.config.timezone
         )
@@ -909,6 +910,15 @@ class Daemon:
             log.info("config reloaded: %s are as the daemon started with them again", before)
         self._tell_valid_again(applied=True)
         self._tell_restart_needed()
+
+    def _others_running(self) -> bool:
+        """Whether another node runs on this database now (its heartbeat is fresh)."""
+        assert self.store is not None
+        now = self.clock.now()
+        return any(
+            n.node_id != self.node_id and n.alive(now, DAEMON_STALE_AFTER)
+            for n in self.store.nodes()
+        )
 
     def _sync_file_tasks(self, config: LoadedConfig) -> tuple[list[str], list[str], list[str]]:
         """Make the database's file tasks this file's, and say so when another running

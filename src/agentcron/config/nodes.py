@@ -72,8 +72,7 @@ def other_live_node(
         return None  # this daemon's own file, before its restart (a kill -9 looks alive)
     for node in nodes:
         if node.node_id == before.node_id:
-            alive = node.stopped_at is None and now - node.heartbeat_at <= stale_after
-            return before if alive else None
+            return before if node.alive(now, stale_after) else None
     return None
 
 

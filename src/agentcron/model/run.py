@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from agentcron.model.enums import ErrorClass, SlotStatus
@@ -123,6 +123,10 @@ class NodeInfo:
     # the daemon's word on its config file when it is not simply running it as written
     # (a change rejected, sections waiting for a restart); None when it is
     config_note: str | None = None
+
+    def alive(self, now: datetime, stale_after: timedelta) -> bool:
+        """Running, as far as the database can tell: not stopped, heartbeat fresh."""
+        return self.stopped_at is None and now - self.heartbeat_at <= stale_after
 
 
 @dataclass(frozen=True)

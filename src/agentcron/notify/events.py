@@ -42,6 +42,7 @@ class AttemptFailed:
     retry_at: datetime | None = None
     gave_up: bool = False
     paused: bool = False  # its task was paused meanwhile: the retry it was due is not run
+    elsewhere: bool = False  # stopped with its daemon while another node runs: retried there
     details: str = ""
     next_run: datetime | None = None
     env_hint: str | None = None

@@ -152,11 +152,10 @@ def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
             # the next fire comes first and takes the retry's place (it supersedes it)
             plan = f"The next scheduled run, {_at(ev.next_run, ev.at, zone)}, tries again."
             return f"⚠ {task} failed", f"⚠ {task} failed: {why}. {plan}", "warning"
-        when = (
-            "when agentcron starts again"  # not at the time it was due: the daemon stops
-            if stopped
-            else _at(ev.retry_at, ev.at, zone)
-        )
+        if stopped:  # not at the time it was due: the daemon stops
+            when = "on another running node" if ev.elsewhere else "when agentcron starts again"
+        else:
+            when = _at(ev.retry_at, ev.at, zone)
         plan = f"Retrying {when} (attempt {ev.attempt + 1} of {ev.max_attempts})."
         return f"⚠ {task} failed", f"⚠ {task} failed: {why}. {plan}", "warning"
     line = f"⚠ {task} failed: {why}.{_next_run(ev.next_run, ev.at, zone)}"

@@ -27,6 +27,7 @@ from agentcron.clock import Clock
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname
 from agentcron.model import (
+    AttemptOutcome,
     ErrorClass,
     Finished,
     Incident,
@@ -38,7 +39,7 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.model.budget import BudgetNews
-from agentcron.model.failure import PAUSED_WHILE_RUNNING
+from agentcron.model.failure import DAEMON_STOPPED, PAUSED_WHILE_RUNNING
 from agentcron.model.provider import ProviderNews
 from agentcron.notify.channels import channel_key
 from agentcron.notify.events import (
@@ -122,6 +123,9 @@ class Notifier:
         # while ends are held: per task of theirs, the newest end told since
         self._told_end: dict[str, datetime] = {}
         self._retry_faults = FaultLog(log, "telling the ends of runs held back")
+        # whether another node runs now (the daemon's answer): a run stopped with this
+        # daemon is retried there, not "when agentcron starts again"
+        self.others_running: Callable[[], bool] = lambda: False
         self.storage = HomeStorage(store, f"home:{hostname()}", self._to_channels, self._lock)
 
     def attach(self, engine: EngineHooks) -> None:
@@ -549,6 +553,7 @@ class Notifier:
                 )
                 return
             paused = outcome.reason == PAUSED_WHILE_RUNNING
+            stopped = outcome.explanation == DAEMON_STOPPED
             self.emit(
                 spec,
                 AttemptFailed(
@@ -566,8 +571,9 @@ class Notifier:
                     and error_class.transient
                     and not paused,
                     paused=paused,
+                    elsewhere=stopped and outcome.next_attempt_at is not None and self._others(),
                     details=finished.details,
-                    next_run=rec.next_fire_at,
+                    next_run=self._next_try(spec.name, slot, outcome, rec.next_fire_at),
                     env_hint=spec.llm.api_key_env if spec.llm is not None else None,
                     escalate_runs=spec.retries + 1,
                     escalate_after=self.escalate_after(spec),
@@ -576,6 +582,30 @@ class Notifier:
             )
         elif outcome.slot_status is SlotStatus.SKIPPED or passed_over(slot):
             self.on_skipped(spec, slot, at)  # skipped, or stopped by the next fire
+
+    def _others(self) -> bool:
+        try:
+            return self.others_running()
+        except Exception:  # the wording, not the notice: told as if alone
+            log.exception("could not tell whether other nodes run")
+            return False
+
+    def _next_try(
+        self, name: str, slot: Slot, outcome: AttemptOutcome, next_fire: datetime | None
+    ) -> datetime | None:
+        """The task's next run as the failure's message should name it. A run recorded
+        lost at a start is told after that start's tick made the fire it missed, which
+        superseded the retry: "Retrying at 16:36:24" was told of a retry that never ran
+        (outside-in probe). That fire's run is the next try then."""
+        if outcome.slot_status is not SlotStatus.RETRYING:
+            return next_fire
+        now = self.store.get_slot(slot.id)
+        if now is None or now.status is not SlotStatus.SUPERSEDED:
+            return next_fire
+        newer = self.store.slots(name, 1)
+        if newer and newer[0].scheduled_for > slot.scheduled_for:
+            return newer[0].scheduled_for
+        return next_fire
 
     def emit_skip(self, spec: TaskSpec, slot: Slot, at: datetime) -> None:
         self.on_skipped(spec, slot, at)
