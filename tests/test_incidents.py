@@ -319,6 +319,31 @@ def test_overdue_task_that_comes_back_failing_reports_both_in_one_notice() -> No
     assert set(feed.open) == {"failure"}
 
 
+def test_a_worker_lost_between_two_permanent_failures_is_not_a_turn_told_again() -> None:
+    """exit 3 with no retries (told "✖ failed … Retrying will not help"), then its run on
+    a node killed mid-run (worker lost), then exit 3 again: the same message was sent
+    twice, word for word (outside-in probe)."""
+    feed = Feed()
+    permanent = replace(
+        rate_limited(1, 1, local(10, 2, 0), None),
+        error_class=ErrorClass.CODE_ERROR,
+        explanation="the command exited with code 3",
+    )
+    lost = WorkerLost(
+        task="story",
+        at=local(10, 2, 2),
+        slot_id=2,
+        scheduled_for=local(10, 2, 1),
+        attempt=1,
+        max_attempts=1,
+        retry_at=local(10, 2, 3),
+    )
+    again = replace(permanent, slot_id=3, at=local(10, 2, 5), scheduled_for=local(10, 2, 4))
+    notices = feed([permanent, lost, again])
+    told = feed.texts(notices)
+    assert told == ["✖ story failed: the command exited with code 3. Retrying will not help."]
+
+
 def test_empty_success_streak_is_suspicious_until_output_returns() -> None:
     feed = Feed()
     notices = feed(

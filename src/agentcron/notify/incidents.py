@@ -23,7 +23,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
-from agentcron.model import Incident, IncidentKind
+from agentcron.model import ErrorClass, Incident, IncidentKind
 from agentcron.notify.events import (
     AttemptFailed,
     DeliveryFailed,
@@ -274,10 +274,14 @@ def _persists(incident: Incident, ev: AttemptFailed) -> bool:
 
 
 def _turned_permanent(current: Incident) -> bool:
-    """Whether the failure before a permanent one was of a passing kind: the owner
-    heard those would be retried."""
-    last = current.last_error_class
-    return last is not None and last.transient
+    """Whether the failure before a permanent one was of a passing kind the owner heard
+    would be retried. Not a worker lost in between (a node killed mid-run) in a task
+    that failed for good before: its next permanent failure is the one already told
+    (outside-in probe: "✖ quick failed" twice, word for word)."""
+    last, first = current.last_error_class, current.first_error_class
+    if last is None or not last.transient:
+        return False
+    return last is not ErrorClass.WORKER_LOST or first is None or first.transient
 
 
 def _persisting_summary(incident: Incident, ev: AttemptFailed) -> str:
