@@ -201,6 +201,30 @@ def test_every_page_says_when_a_running_daemon_does_not_run_its_config_as_writte
     assert "not running as written" not in client.get("/fragments/banner").text
 
 
+def test_every_page_says_when_a_notify_channel_fails(client: TestClient, harness: Harness) -> None:
+    """A failing channel was shown nowhere on the dashboard, and the incidents page said
+    each problem had been told (outside-in probe): while it fails, problems do not
+    reach the owner through it, so every page says so."""
+    from agentcron.model import Message
+
+    store, now = harness.store, harness.clock.now()
+    message = Message(
+        title="t", body="b", task="", event="opened", incident_kind="", severity="info"
+    )
+    store.enqueue("json://hook", "json://hook", message, now)
+    assert "notification channel fails" not in client.get("/").text
+    [item] = store.claim_outbox("n1", now, now + timedelta(minutes=1), 10)
+    store.mark_failed(item.id, "connection refused", now + timedelta(seconds=30), False, now)
+    for page in ("/", "/incidents", "/fragments/banner"):
+        text = client.get(page).text
+        assert "A notification channel fails" in text, page
+        assert "json://hook has failed since" in text and "(connection refused)" in text
+        assert "1 message(s) wait and are retried." in text
+    [item] = store.claim_outbox("n1", now + timedelta(minutes=1), now + timedelta(minutes=2), 10)
+    store.mark_sent(item.id, now + timedelta(minutes=1))
+    assert "notification channel fails" not in client.get("/fragments/banner").text
+
+
 def test_run_now_without_javascript_queues_a_run_and_says_so(
     client: TestClient, harness: Harness
 ) -> None:

@@ -307,3 +307,25 @@ def test_possible_duplicate_messages_are_counted_per_channel(
     metrics.bind(h.service)
     got = by_label(samples(metrics.render().decode()), "agentcron_outbox_resent_total")
     assert got == {("json://hook",): 2.0}, got
+
+
+def test_a_failing_channel_shows_as_down(world: tuple[Harness, Metrics]) -> None:
+    """While a channel fails, problems do not reach the owner through it: the one thing
+    an outside alert on agentcron must see (it was not on /metrics)."""
+    from agentcron.model import Message
+
+    h, metrics = world
+    now = h.clock.now()
+    message = Message(
+        title="t", body="b", task="", event="opened", incident_kind="", severity="info"
+    )
+    h.store.enqueue("json://hook", "json://hook", message, now)
+    metrics.bind(h.service)
+    [item] = h.store.claim_outbox("n1", now, now + timedelta(minutes=1), 10)
+    h.store.mark_failed(item.id, "connection refused", now + timedelta(seconds=30), False, now)
+    got = by_label(samples(metrics.render().decode()), "agentcron_channel_up")
+    assert got == {("json://hook",): 0.0}, got
+    [item] = h.store.claim_outbox("n1", now + timedelta(minutes=1), now + timedelta(minutes=2), 10)
+    h.store.mark_sent(item.id, now + timedelta(minutes=1))
+    got = by_label(samples(metrics.render().decode()), "agentcron_channel_up")
+    assert got == {("json://hook",): 1.0}, got

@@ -284,6 +284,15 @@ class Metrics:
         for channel, count in gauges.resent:
             resent.add_metric([channel], count)
         yield resent
+        up = GaugeMetricFamily(
+            "agentcron_channel_up",
+            "Whether a notify channel takes messages (1) or its last send failed (0): while "
+            "it fails, problems do not reach the owner through it",
+            labels=["channel"],
+        )
+        for channel, ok in gauges.channels_ok:
+            up.add_metric([channel], 1.0 if ok else 0.0)
+        yield up
         cooling = GaugeMetricFamily(
             "agentcron_provider_cooldown_seconds",
             "Seconds until a provider that refused calls may be called again (0: over)",

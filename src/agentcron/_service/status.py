@@ -38,6 +38,7 @@ class Gauges:
     now: datetime
     providers: tuple[ProviderState, ...] = ()
     resent: tuple[tuple[str, int], ...] = ()  # (channel key, messages sent again)
+    channels_ok: tuple[tuple[str, bool], ...] = ()  # (channel key, whether it works)
 
 
 class StatusMixin(ServiceCore):
@@ -181,12 +182,14 @@ class StatusMixin(ServiceCore):
 
     def gauges(self) -> Gauges:
         ticks = self.store.last_ticks()
+        channels = self.store.channel_health()
         return Gauges(
             self.store.live_counts(),
             max(ticks.values(), default=None),
             self.clock.now(),
             tuple(self.store.providers()),
-            tuple((h.channel_key, h.resent) for h in self.store.channel_health()),
+            tuple((h.channel_key, h.resent) for h in channels),
+            tuple((h.channel_key, h.ok) for h in channels),
         )
 
     def failed_deliveries(self) -> int:

@@ -29,14 +29,16 @@ router = APIRouter()
 
 
 def common(service: Service) -> dict[str, Any]:
-    """What every page shows: the time it was made, the not-running banner and what
-    running daemons say of their config file (a change rejected, a restart needed)."""
+    """What every page shows: the time it was made, the not-running banner, what
+    running daemons say of their config file (a change rejected, a restart needed)
+    and the notify channels that fail."""
     now = service.clock.now()
     status = service.daemon_status()
     return {
         "now": now,
         "banner": views.banner(status, now, DAEMON_STALE_AFTER),
         "config_notes": views.config_notes(status),
+        "channel_notes": views.channel_notes(service.channel_health(), now),
     }
 
 

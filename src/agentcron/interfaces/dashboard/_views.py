@@ -134,6 +134,29 @@ def banner(
     )
 
 
+def channel_notes(channels: Sequence[Mapping[str, Any]], now: datetime) -> list[str]:
+    """One sentence per notify channel that fails: while it does, the owner hears of no
+    problem through it, so every page says so (it was shown nowhere on the dashboard,
+    and the incidents page said each problem had been told)."""
+    notes = []
+    for c in channels:
+        if c.get("ok"):
+            continue
+        error = c.get("last_error") or "no answer"
+        if c.get("broken"):
+            notes.append(
+                f"{c['channel']} cannot be used as written ({error}): "
+                f"{c.get('undeliverable', 0)} message(s) could not be sent; fix its URL."
+            )
+        else:
+            since = _ago(parse_time(c.get("failing_since")), now)
+            notes.append(
+                f"{c['channel']} has failed since {since} ({error}): "
+                f"{c.get('pending', 0)} message(s) wait and are retried."
+            )
+    return notes
+
+
 def config_notes(status: Mapping[str, Any]) -> list[str]:
     """One sentence per running daemon that does not run its config file as written."""
     return [
