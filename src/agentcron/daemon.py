@@ -54,6 +54,7 @@ from agentcron.supervisor import PartFailure, Supervisor
 from agentcron.ticks import TickRecorder
 from agentcron.trouble import TroubleFile
 from agentcron.watchdog.endpoint import HeartbeatMonitor
+from agentcron.watchdog.peers import PeerNodes
 from agentcron.watchdog.pulse import ping_fail_blocking
 from agentcron.watchdog.watchdog import LOOP_STALL, Watchdog
 
@@ -264,6 +265,14 @@ class Daemon:
         self.engine.gates.append(self.budgets.gate)
         self.engine.spenders.append(self.budgets.spend)
         self.engine.housekeeping.append(self.budgets.prune)
+        self.peers = PeerNodes(
+            store,
+            self.node_id,
+            lambda message: self.notifier.to_channels(message, ()),
+            NODE_LOST_AFTER,
+            self._local,
+        )
+        self.engine.housekeeping.append(self.peers.check)
         self.engine.batch_listeners.append(
             lambda ended: self.delivery.wake() if any(f.outcome.deliver_to for f in ended) else None
         )
@@ -1043,6 +1052,9 @@ class Daemon:
         if sender is not None:
             sender.wake()
 
+
+# a node silent this long without stopping is told by a running one (watchdog/peers.py)
+NODE_LOST_AFTER = 2 * DAEMON_STALE_AFTER
 
 # a heartbeat failing this long while ticks work is said in daemon.trouble
 BEAT_TROUBLE_AFTER = timedelta(seconds=15)

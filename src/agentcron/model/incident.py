@@ -24,6 +24,7 @@ class IncidentKind(StrEnum):
     MISSED = "missed"
     PROVIDER = "provider"  # of a provider, not a task: ``task`` is "provider:NAME"
     STORAGE = "storage"  # of a daemon's home (full disk): ``task`` is "home:HOST"
+    NODE_LOST = "node_lost"  # a node gone without stopping: ``task`` is "node:ID"
 
 
 @dataclass(frozen=True, kw_only=True)

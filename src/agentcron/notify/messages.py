@@ -12,12 +12,20 @@ Every text is redacted on the way out, whatever the caller already did.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
-from agentcron.model import ErrorClass, Incident, IncidentKind, Message, ProviderState, Severity
+from agentcron.model import (
+    ErrorClass,
+    Incident,
+    IncidentKind,
+    Message,
+    NodeInfo,
+    ProviderState,
+    Severity,
+)
 from agentcron.model.budget import BudgetNews
 from agentcron.model.failure import DAEMON_STOPPED
 from agentcron.notify.events import (
@@ -473,6 +481,42 @@ def render_storage(incident: Incident, what: str | None, now: datetime, *, opene
         task="",
         event=event,
         incident_kind=str(IncidentKind.STORAGE),
+        severity=severity,
+    )
+
+
+def render_node(
+    node: NodeInfo, incident: Incident, now: datetime, local: Callable[[datetime], str]
+) -> Message:
+    """A node that stopped without a word, told by a running one (see
+    :mod:`agentcron.watchdog.peers`), and its end. ``local``: a time in the owner's zone."""
+    who = f"agentcron's node {node.host} (pid {node.pid}, {node.node_id})"
+    severity: Severity
+    if incident.closed_at is None:
+        title = f"⚠ agentcron's node {node.host} is gone"
+        line = (
+            f"⚠ {who} has not been heard from since {local(node.heartbeat_at)} and did not "
+            "stop: it was killed, crashed, or its machine is down or cut off. The running "
+            "nodes take its runs over once their leases lapse; start it again, or stop it "
+            "cleanly, when you can."
+        )
+        event, severity = "opened", "warning"
+    else:
+        lasted = format_duration(now - (incident.since or incident.opened_at))
+        how = (
+            "it runs again"
+            if node.stopped_at is None
+            else "its restart on its machine found it dead and recorded it stopped"
+        )
+        title = f"✔ agentcron's node {node.host} is accounted for"
+        line = f"✔ {who}, silent for {lasted}, is accounted for: {how}."
+        event, severity = "closed", "recovery"
+    return Message(
+        title=title,
+        body=redact(line),
+        task="",
+        event=event,
+        incident_kind=str(IncidentKind.NODE_LOST),
         severity=severity,
     )
 

@@ -88,6 +88,8 @@ MAX_TRIES = 10  # a held end's notice failing for a reason of its own (not the d
 PROVIDER_SETTLE = timedelta(seconds=1)  # refusals of one provider told together
 _RAN = (SlotStatus.SUCCEEDED, SlotStatus.FAILED)  # a downtime's slots are recorded over a few ticks
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
+# incidents of a provider, a home or a node, not of a task (no reminders, no orphans)
+NOT_A_TASKS = frozenset({IncidentKind.PROVIDER, IncidentKind.STORAGE, IncidentKind.NODE_LOST})
 # the slots a skip streak is read from: what ran, runs or was passed over (not what waits)
 _DONE_OR_RUNNING = tuple(
     s for s in SlotStatus if s not in (SlotStatus.PENDING, SlotStatus.RETRYING)
@@ -126,7 +128,7 @@ class Notifier:
         # whether another node runs now (the daemon's answer): a run stopped with this
         # daemon is retried there, not "when agentcron starts again"
         self.others_running: Callable[[], bool] = lambda: False
-        self.storage = HomeStorage(store, f"home:{hostname()}", self._to_channels, self._lock)
+        self.storage = HomeStorage(store, f"home:{hostname()}", self.to_channels, self._lock)
 
     def attach(self, engine: EngineHooks) -> None:
         """Listen to everything the engine reports that the owner may have to hear."""
@@ -193,7 +195,7 @@ class Notifier:
             known = set(current.summary.split(", ")) if current.summary else set()
             waited = sorted(known | set(tasks))
             message = render_provider(state, closed, waited, now, self._zone(), answered=True)
-            return [closed], self._to_channels(message, waited)
+            return [closed], self.to_channels(message, waited)
         if current is not None:
             known = set(current.summary.split(", ")) if current.summary else set()
             merged = ", ".join(sorted(known | set(tasks)))
@@ -207,7 +209,7 @@ class Notifier:
             updated_at=now,
         )
         message = render_provider(state, incident, tasks, now, self._zone(), answered=False)
-        return [incident], self._to_channels(message, tasks)
+        return [incident], self.to_channels(message, tasks)
 
     # ---- budgets: once per budget and day ------------------------------------------
     def on_budget(self, news: BudgetNews) -> None:
@@ -218,7 +220,7 @@ class Notifier:
         message = render_budget(news, self._zone())
         with self._lock:
             told = self.store.tell_budget_spent(
-                news.scope.key, news.day, self._to_channels(message, [news.task], False), now
+                news.scope.key, news.day, self.to_channels(message, [news.task], False), now
             )
         if told:
             log.warning("%s", message.body)
@@ -229,7 +231,7 @@ class Notifier:
 
         return resolve_zone(self.default_zone)
 
-    def _to_channels(
+    def to_channels(
         self, message: Message, tasks: Sequence[str], logged: bool = True
     ) -> list[tuple[str, str, Message]]:
         """The top-level channels, and those of the tasks concerned (``logged``: the
@@ -276,8 +278,8 @@ class Notifier:
             return
         self._last_remind = now
         for incident in self.store.incidents(open_only=True, limit=REMIND_SCAN):
-            if incident.kind in (IncidentKind.PROVIDER, IncidentKind.STORAGE):
-                continue  # ends when the provider answers, or files are written again
+            if incident.kind in NOT_A_TASKS:
+                continue  # ends when its provider, home or node is back
             rec = self.store.get_task(incident.task)
             if rec is None:
                 self._close_orphan(incident, now)

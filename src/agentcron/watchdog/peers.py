@@ -1,0 +1,100 @@
+"""A node that stopped without a word, told by the nodes still running.
+
+A daemon killed with -9, crashed or gone with its machine tells no one: on one machine
+only the dead man's switch (``heartbeat_url``) can. With several nodes on PostgreSQL the
+others see its heartbeat stop; they took its runs over (after their leases) and `health`
+still said ✔, with the node shown only as `stale` (outside-in probe: two of three nodes
+dead, nothing told). One running node — the one with the smallest id, so that two do
+not tell it twice — opens an incident for such a node (``task`` "node:ID") and tells
+the owner once; the incident closes, and says so, when the node beats again or a
+restart of it on its machine marks it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from agentcron.model import Incident, IncidentKind, Message, NodeInfo
+from agentcron.notify.messages import render_node
+from agentcron.store.base import Store
+
+log = logging.getLogger("agentcron.watchdog")
+
+LOOK_EVERY = timedelta(seconds=10)
+OPEN_SCAN = 10_000  # open incidents read when this node becomes the teller
+PREFIX = "node:"
+
+ToChannels = Callable[[Message], list[tuple[str, str, Message]]]
+
+
+def lost(node: NodeInfo, now: datetime, after: timedelta) -> bool:
+    """Gone without stopping: not stopped, and no heartbeat for ``after``."""
+    return node.stopped_at is None and now - node.heartbeat_at > after
+
+
+class PeerNodes:
+    """Housekeeping of a running node: tells of the other nodes that went silent."""
+
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        to_channels: ToChannels,
+        lost_after: timedelta,
+        where: Callable[[datetime], str],
+    ) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.to_channels = to_channels
+        self.lost_after = lost_after
+        self.where = where  # a time in the owner's zone
+        self._last: datetime | None = None
+        self._told: dict[str, Incident] | None = None  # open ones, while this node tells
+
+    def check(self, now: datetime) -> None:
+        if self._last is not None and now - self._last < LOOK_EVERY:
+            return
+        self._last = now
+        nodes = self.store.nodes()
+        live = sorted(n.node_id for n in nodes if n.alive(now, self.lost_after))
+        if not live or live[0] != self.node_id:
+            self._told = None  # the teller is the running node with the smallest id
+            return
+        if self._told is None:  # just became the teller: what is open already
+            self._told = {
+                i.task: i
+                for i in self.store.incidents(open_only=True, limit=OPEN_SCAN)
+                if i.kind is IncidentKind.NODE_LOST
+            }
+        told = self._told
+        changed: list[Incident] = []
+        messages: list[tuple[str, str, Message]] = []
+        for node in nodes:
+            scope = PREFIX + node.node_id
+            current = told.get(scope)
+            gone = node.node_id != self.node_id and lost(node, now, self.lost_after)
+            if gone and current is None:
+                current = Incident(
+                    task=scope,
+                    kind=IncidentKind.NODE_LOST,
+                    opened_at=now,
+                    since=node.heartbeat_at,
+                    summary=f"{node.host} (pid {node.pid})",
+                    updated_at=now,
+                )
+                changed.append(current)
+                messages += self.to_channels(render_node(node, current, now, self.where))
+            elif not gone and current is not None:
+                # it beats again, or its restart on its machine marked it stopped
+                changed.append(replace(current, closed_at=now, updated_at=now))
+                messages += self.to_channels(render_node(node, changed[-1], now, self.where))
+        if not changed:
+            return
+        for incident in self.store.save_incidents(changed, messages, now):
+            if incident.closed_at is None:
+                told[incident.task] = incident
+            else:
+                told.pop(incident.task, None)
