@@ -194,6 +194,7 @@ def test_pause_with_reason_resume_and_trigger(client: TestClient, harness: Harne
     assert client.post("/api/v1/tasks/beta/pause").json()["pause_reason"] is None
     too_long = problem_of(client.post("/api/v1/tasks/beta/pause", json={"reason": "x" * 501}), 422)
     assert too_long["field"] == "reason"
+    assert too_long["title"] == "Invalid input"  # it was "Invalid task" (outside-in probe)
     two_lines = problem_of(client.post("/api/v1/tasks/beta/pause", json={"reason": "a\nb"}), 400)
     assert two_lines["field"] == "reason"
     run = client.post("/api/v1/tasks/alpha/trigger")

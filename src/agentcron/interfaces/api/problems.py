@@ -1,8 +1,9 @@
 """Every error of the API in one shape (RFC 9457 problem details: ``type``,
 ``title``, ``status``, ``detail``, the ``field`` at fault, and the ``problems`` of a
 rejected task), with the status that says whose move it is: 400 a malformed
-request, 404 nothing by that name or id, 409 the state forbids it, 422 a task the
-config rules reject, 503 the database is away. Bad input never gets a 500: an
+request, 404 nothing by that name or id, 409 the state forbids it, 422 a body that
+breaks a rule (a task the config rules reject, a pause reason too long), 503 the
+database is away. Bad input never gets a 500: an
 unexpected error does, logged here with its traceback and told to the client
 without its text (which might hold a secret).
 """
@@ -34,7 +35,7 @@ TITLES = {
     409: "Conflict",
     413: "Request body too large",
     415: "JSON expected",
-    422: "Invalid task",
+    422: "Invalid input",
     500: "Internal error",
     503: "Database unavailable",
 }
@@ -48,7 +49,7 @@ _MEANING = {
     409: "The state forbids it (exists already, defined in the config file, closed)",
     413: "The body is too large",
     415: "The body is not JSON",
-    422: "The config rules reject the task; `problems` lists each",
+    422: "The body breaks a rule (a task's config rules, a field's bounds); `problems` lists each",
     503: "The database is unavailable just now",
 }
 
