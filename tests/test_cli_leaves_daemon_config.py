@@ -61,8 +61,21 @@ def test_a_command_from_another_folder_leaves_a_running_daemons_tasks(tmp_path: 
         assert _list_from(elsewhere, daemon.home) == ["slow", "tick"]  # nothing changed
     finally:
         daemon.stop()
-    # with no daemon running, a command brings its file in, as before
-    assert _list_from(elsewhere, daemon.home) == ["other"]
+    # With no daemon running, the other folder's file is not brought in either: the
+    # daemon's tasks came from its own file (their retries would have been cancelled
+    # until it started again). The command says why.
+    res = subprocess.run(
+        [sys.executable, "-m", "agentcron", "list", "--json", "--home", str(daemon.home)],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sorted(t["name"] for t in json.loads(res.stdout)) == ["slow", "tick"]
+    assert f"tasks come from {daemon.config.resolve()}" in " ".join(res.stderr.split())
+    # The daemon's own file, edited while it is stopped, is brought in, as before.
+    daemon.config.write_text(OWN + OTHER.removeprefix("\ntasks:\n"))
+    assert _list_from(folder, daemon.home) == ["other", "slow", "tick"]
 
 
 def test_no_command_brings_a_config_into_postgresql(tmp_path: Path) -> None:

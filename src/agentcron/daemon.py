@@ -933,7 +933,8 @@ class Daemon:
         """Make the database's file tasks this file's, and say so when another running
         node applied other tasks (:mod:`agentcron.config.nodes`)."""
         assert self.service is not None and self.store is not None
-        mine = Applied(self.node_id, hostname(), str(config.source), tasks_digest(config.tasks))
+        source = str(Path(config.source).resolve())
+        mine = Applied(self.node_id, hostname(), source, tasks_digest(config.tasks))
         before = loads(self.store.get_meta(FILE_TASKS_KEY))
         added, changed, removed = self.service.sync_file_tasks(config.tasks)
         now = self.clock.now()

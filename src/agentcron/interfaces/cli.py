@@ -150,7 +150,12 @@ def service_for(
             else Defaults()
         )
         service = Service(store, _home(home), defaults=defaults)
-        if loaded is not None and sync and _no_daemon_applies_a_config(home, db):
+        if (
+            loaded is not None
+            and sync
+            and _no_daemon_applies_a_config(home, db)
+            and _its_own_file(store, path)
+        ):
             service.sync_file_tasks(loaded.tasks)
         try:
             yield service
@@ -188,6 +193,23 @@ def _no_daemon_applies_a_config(home: Path | None, db: str | None) -> bool:
     if running_daemon(_home(home)) is not None:
         return False
     return daemon_on_database(target.path.resolve()) is None  # one of another home
+
+
+def _its_own_file(store: Any, path: Path) -> bool:
+    """Whether ``path`` is the file the database's file tasks came from (or none is
+    recorded). With no daemon running, a command run from another project's folder
+    brought that folder's ``./agentcron.yaml`` in: the daemon's tasks were removed,
+    their retries cancelled, until the daemon started again with its own file."""
+    from agentcron.config.nodes import META_KEY, loads
+
+    recorded = loads(store.get_meta(META_KEY))
+    if recorded is None or Path(recorded.path) == path.resolve():
+        return True
+    err.print(
+        f"[yellow]note:[/] this database's tasks come from {recorded.path}; {path} is not "
+        "applied to it (its daemon applies its own file when it starts)"
+    )
+    return False
 
 
 # inputs the service names by field that this CLI takes as an option of the same name
