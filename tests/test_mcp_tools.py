@@ -354,9 +354,11 @@ def test_reads_and_changes_of_what_is_not_there_say_so(service: Service) -> None
             ("schedule_task", {"name": "has space", "every": "1h", "http": HOOK}),
             ("cancel_task", {"name": "nope"}),
             ("trigger_task", {"name": ""}),
+            ("get_run", {"run_id": 99999999999999999999999}),  # was an error without words
         ],
     )
     messages = [refusal(r) for r in results]
+    assert messages[-1] == "no run with id 99999999999999999999999; list_runs shows yours"
     assert (
         messages[0] == "no task named 'agent.claude.digets' (did you mean 'agent.claude.digest'?)"
     )

@@ -240,7 +240,8 @@ class HistoryMixin(ServiceCore):
             self._task(name)  # raises with a suggestion
 
     def _slot(self, run_id: int) -> Slot:
-        slot = self.store.get_slot(run_id)
+        # an id past the database's integers is no run's (it made the driver raise)
+        slot = self.store.get_slot(run_id) if _storable(run_id) else None
         if slot is None:
             raise NotFoundError(
                 f"no run with id {run_id}; `agentcron runs` lists them", field="run_id"
@@ -356,7 +357,7 @@ class HistoryMixin(ServiceCore):
         return [incident_view(i) for i in rows]
 
     def incident(self, incident_id: int) -> dict[str, Any]:
-        found = self.store.get_incident(incident_id)
+        found = self.store.get_incident(incident_id) if _storable(incident_id) else None
         if found is None:
             raise NotFoundError(
                 f"no incident with id {incident_id}; `agentcron incidents` lists them",
@@ -425,3 +426,10 @@ def _unreadable(path: Path, exc: OSError) -> None:
     """A kept output that exists but cannot be read (its mode, a disk error) is not the
     same as none: the reader is shown none, the log says why."""
     log.warning("cannot read the kept output %s: %s", path, exc.strerror or exc)
+
+
+def _storable(row_id: int) -> bool:
+    """Whether ``row_id`` fits the database's 64-bit integers: a larger one names no row
+    (`agentcron logs 99999999999999999999999` ended in a traceback, an MCP call in an
+    error without its reason: outside-in probe)."""
+    return -(2**63) <= row_id < 2**63
