@@ -512,3 +512,24 @@ class TestNeverCrashes:
             parse_config_text(text)
         except ConfigError as exc:
             assert exc.problems
+
+
+def test_a_file_nested_too_deeply_is_one_problem_not_a_traceback(tmp_path: Path) -> None:
+    """500 brackets inside each other: `validate`, `list` and a daemon's reload ended in a
+    RecursionError traceback of thousands of lines (outside-in probe)."""
+    path = tmp_path / "agentcron.yaml"
+    path.write_text("a: " + "[" * 500 + "]" * 500 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [problem] = caught.value.problems
+    assert problem.message.startswith("nested too deeply to be read")
+    assert "[" * 500 + "]" * 500 in path.read_text()  # nothing written
+
+
+def test_an_agent_zero_file_nested_too_deeply_is_refused_in_words(tmp_path: Path) -> None:
+    from agentcron.importers._core import ImportFileError, read_yaml
+
+    path = tmp_path / "tasks.yaml"
+    path.write_text("tasks: " + "[" * 500 + "]" * 500 + "\n")
+    with pytest.raises(ImportFileError, match="nested too deeply to be a job file"):
+        read_yaml(path)

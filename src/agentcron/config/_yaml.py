@@ -25,20 +25,25 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _ABSENT = object()
 
 
+TOO_DEEP = (
+    "nested too deeply to be read (hundreds of brackets or indentation levels inside "
+    "each other); a config file is a few levels deep"
+)
+
+
 def read_yaml(text: str) -> tuple[Any, list[ConfigProblem]]:
     """The round-trip document, or the problems that stop it from being read."""
     yaml = YAML(typ="rt")
     try:
         node = yaml.compose(text)
-    except YAMLError as exc:
-        return None, [_syntax_problem(exc)]
-    duplicates = list(_duplicate_keys(node, ()))
-    if duplicates:
-        return None, duplicates
-    try:
+        duplicates = list(_duplicate_keys(node, ()))
+        if duplicates:
+            return None, duplicates
         return YAML(typ="rt").load(text), []
     except YAMLError as exc:
         return None, [_syntax_problem(exc)]
+    except RecursionError:  # was a traceback of thousands of lines (outside-in probe)
+        return None, [ConfigProblem("", TOO_DEEP)]
 
 
 def _syntax_problem(exc: YAMLError) -> ConfigProblem:

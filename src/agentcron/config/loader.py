@@ -31,8 +31,8 @@ from agentcron.config import _env, _placeholders
 from agentcron.config._env import expand_value
 from agentcron.config._problems import Issue, issues_from
 from agentcron.config._urls import check_apprise_url, redact_urls_in
+from agentcron.config._yaml import TOO_DEEP, child, format_path, line_of, read_yaml, to_plain
 from agentcron.config._yaml import Path as KeyPath
-from agentcron.config._yaml import child, format_path, line_of, read_yaml, to_plain
 from agentcron.config.errors import ConfigError, ConfigProblem
 from agentcron.config.schema import (
     ConfigFile,
@@ -108,7 +108,10 @@ def load_config(path: Path) -> LoadedConfig:
         line = data[: exc.start].count(b"\n") + 1
         message = f"not UTF-8 text (invalid byte at offset {exc.start}); save the file as UTF-8"
         raise ConfigError([ConfigProblem("", message, line)], source) from None
-    return _parse(text, source, hashlib.sha256(data).hexdigest(), path.parent)
+    try:
+        return _parse(text, source, hashlib.sha256(data).hexdigest(), path.parent)
+    except RecursionError:  # read, but too deep for the checks that walk it
+        raise ConfigError([ConfigProblem("", TOO_DEEP)], source) from None
 
 
 def validate_task_mapping(

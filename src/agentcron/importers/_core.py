@@ -199,6 +199,8 @@ def read_yaml(path: Path) -> tuple[Any, list[str]]:
         raise ImportFileError(f"{where}: not valid YAML: {exc.problem}") from None
     except YAMLError as exc:
         raise ImportFileError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ImportFileError(f"{path}: nested too deeply to be a job file") from None
 
 
 # ---- values ----------------------------------------------------------------------------
