@@ -252,6 +252,32 @@ def test_openclaw_jobs_every_schedule_kind_and_delivery() -> None:
     assert_valid(p)
 
 
+def test_openclaw_times_and_intervals_out_of_range_are_the_jobs_errors(tmp_path: Path) -> None:
+    """An atMs of 1e20 (or infinity) ended the whole import in an OSError traceback, and
+    the good jobs were not imported (outside-in probe): each is now its job's error,
+    naming the field."""
+    import json
+
+    def job(name: str, schedule: dict[str, Any]) -> dict[str, Any]:
+        payload = {"kind": "agentTurn", "message": "hi"}
+        return {"id": name, "name": name, "schedule": schedule, "payload": payload}
+
+    path = tmp_path / "jobs.json"
+    jobs = [
+        job("far", {"kind": "at", "atMs": 99999999999999999999}),
+        job("huge", {"kind": "every", "everyMs": 1e300}),
+        job("anchored", {"kind": "every", "everyMs": 60000, "anchorMs": -(10**20)}),
+        job("good", {"kind": "every", "everyMs": 60000}),
+    ]
+    path.write_text(json.dumps({"version": 1, "jobs": jobs}))
+    p = make_plan("openclaw", path, AGENT)
+    assert sorted(drafts(p)) == ["good"]
+    errors = {n.task: n.reason for n in p.skipped}
+    assert errors["jobs[0] 'far'"] == "schedule.atMs: epoch milliseconds out of range: 1.000e+20"
+    assert errors["jobs[1] 'huge'"].startswith("schedule.everyMs must be from 1000 ms to 10 years")
+    assert errors["jobs[2] 'anchored'"].startswith("schedule.anchorMs: epoch milliseconds out")
+
+
 # ---- crontab ----------------------------------------------------------------------------
 
 

@@ -254,7 +254,11 @@ def parse_time(value: Any) -> datetime:
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):  # past year 9999, NaN, infinity
+            shown = f"{value:.3g}" if isinstance(value, float) else f"{value:.3e}"
+            raise ValueError(f"epoch milliseconds out of range: {shown}") from None
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"not a time: {value!r}")
     text = value.strip()

@@ -11,7 +11,7 @@ main one; ``delivery`` (``mode``, ``channel``, ``to``) says where the answer goe
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,9 @@ _PAYLOAD = frozenset(
 )
 
 
+MAX_EVERY_MS = 10 * 366 * 24 * 3600 * 1000  # an interval past this is no schedule
+
+
 def plan_file(path: Path, options: ImportOptions) -> Plan:
     """Read ``path`` and make the plan; :class:`ImportFileError` when the file is unusable."""
     data, remarks = read_json(path)
@@ -97,7 +100,7 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
         label = f"{where} {job['name']!r}" if job.get("name") else where
         try:
             draft = _job(job, label, options, taken, plan)
-        except ValueError as exc:
+        except (ValueError, ArithmeticError) as exc:  # one bad job does not stop the others
             plan.skipped.append(Note(label, "", "error", str(exc)))
             continue
         if draft is not None:
@@ -174,8 +177,8 @@ def _schedule(
     kind = schedule.get("kind")
     notes: list[Any] = []
     if kind == "at":
-        raw = schedule.get("atMs", schedule.get("at"))
-        when = parse_time(raw)
+        key = "atMs" if "atMs" in schedule else "at"
+        when = _field_time(schedule.get(key), f"schedule.{key}")
         if when.tzinfo is None:  # OpenClaw reads an ISO time without a zone as UTC
             when = when.replace(tzinfo=UTC)
         if when <= options.now:
@@ -193,12 +196,17 @@ def _schedule(
         return {"at": when.isoformat()}, notes
     if kind == "every":
         every = schedule.get("everyMs")
-        if isinstance(every, bool) or not isinstance(every, int | float) or every < 1000:
-            raise ValueError(f"schedule.everyMs must be at least 1000 ms, not {every!r}")
+        if (
+            isinstance(every, bool)
+            or not isinstance(every, int | float)
+            or not 1000 <= every <= MAX_EVERY_MS
+        ):
+            shown = f"{every:.3g}" if isinstance(every, int | float) else repr(every)
+            raise ValueError(f"schedule.everyMs must be from 1000 ms to 10 years, not {shown}")
         out: dict[str, Any] = {"every": _duration(every)}
         anchor = schedule.get("anchorMs")
         if isinstance(anchor, int | float) and not isinstance(anchor, bool):
-            out["anchor"] = parse_time(anchor).isoformat()
+            out["anchor"] = _field_time(anchor, "schedule.anchorMs").isoformat()
         return out, notes
     if kind == "cron":
         expr = schedule.get("expr")
@@ -220,6 +228,14 @@ def _schedule(
             )
         return out, notes
     raise ValueError(f"unknown schedule kind {kind!r} (expected at, every or cron)")
+
+
+def _field_time(value: Any, field: str) -> datetime:
+    """:func:`parse_time`, its refusal naming the job's field."""
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from None
 
 
 def _duration(ms: float) -> str:
