@@ -281,6 +281,20 @@ def test_openclaw_times_and_intervals_out_of_range_are_the_jobs_errors(tmp_path:
 # ---- crontab ----------------------------------------------------------------------------
 
 
+def test_crontab_lines_without_cron_tz_say_whose_zone_they_ran_in(tmp_path: Path) -> None:
+    """Cron ran them in the machine's zone; written without timezone:, a config with
+    another one moved them an hour without a word (outside-in probe)."""
+    from agentcron.schedules.zones import system_zone, zone_name
+
+    path = tmp_path / "plain.crontab"
+    path.write_text("0 1 * * * /usr/bin/run.sh\n")
+    p = make_plan("crontab", path, AGENT)
+    assert "timezone" not in drafts(p)["run"].body
+    [note] = [n for n in p.notes if n.field == "CRON_TZ"]
+    assert note.kind == "approximated"
+    assert f"this machine's zone ({zone_name(system_zone())})" in note.reason
+
+
 def test_crontab_entries_env_lines_cron_tz_and_percent() -> None:
     p = plan("crontab", "user.crontab")
     d = drafts(p)
@@ -316,6 +330,7 @@ def test_crontab_entries_env_lines_cron_tz_and_percent() -> None:
     # a later CRON_TZ applies below it; the shell's ${HOME} stays the shell's
     standup = d["standup-notes"]
     assert standup.body["timezone"] == "America/New_York"
+    assert not [n for n in p.notes if n.field == "CRON_TZ"]  # every line had its zone
     assert standup.body["command"] == '/home/me/bin/standup-notes.sh "$${HOME}/notes"'
     skipped = {(n.line, n.kind): n.reason for n in p.skipped}
     assert "no 'at start' schedule" in skipped[(23, "skipped")]  # @reboot

@@ -118,6 +118,24 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
                 "here); agentcron runs them with the daemon's environment plus env:",
             )
         )
+    local = [d.name for d in plan.drafts if "timezone" not in d.body]
+    if local:
+        # cron ran them in this machine's zone; a config with another `timezone:`
+        # moved them without a word (outside-in probe: 01:00 became 00:00 UTC)
+        from agentcron.schedules.zones import system_zone, zone_name
+
+        zone = zone_name(system_zone())
+        plan.notes.append(
+            Note(
+                "file",
+                "CRON_TZ",
+                "approximated",
+                f"no CRON_TZ: cron ran {len(local)} of these in this machine's zone "
+                f"({zone}); they are written without timezone:, so the config's "
+                f"timezone: applies if it has one (add `timezone: {zone}` to a task to "
+                "keep cron's times)",
+            )
+        )
     return plan
 
 
