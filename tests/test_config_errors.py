@@ -533,3 +533,24 @@ def test_an_agent_zero_file_nested_too_deeply_is_refused_in_words(tmp_path: Path
     path.write_text("tasks: " + "[" * 500 + "]" * 500 + "\n")
     with pytest.raises(ImportFileError, match="nested too deeply to be a job file"):
         read_yaml(path)
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "said"),
+    [
+        (("shared", "shared"), "clients.b.namespace: the same namespace as clients.a"),
+        (("shared", "shared.sub"), "clients.b.namespace: a namespace inside that of"),
+        (("agent", None), "clients.b.namespace: a namespace inside that of clients.a"),
+    ],
+)
+def test_agents_namespaces_may_not_be_shared_or_nested(
+    namespaces: tuple[str | None, str | None], said: str
+) -> None:
+    """Two agents in one namespace, or one inside another's, saw, counted and cancelled
+    each other's tasks (outside-in probe); sharing is what see: and change: grant."""
+    a, b = (f"{{namespace: {n}}}" if n else "{}" for n in namespaces)
+    [problem] = problems(f"agents:\n  clients:\n    a: {a}\n    b: {b}\n")
+    assert said in f"{problem.location}: {problem.message}", problem
+    assert "give another access with see: or change:" in problem.message
+    only_its_own = "agents:\n  clients:\n    a: {namespace: shared}\n    b: {namespace: sharedx}\n"
+    assert parse_config_text(only_its_own, "agentcron.yaml").agents.clients.keys() == {"a", "b"}

@@ -30,6 +30,7 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -229,7 +230,23 @@ class AgentsConfig(_Strict):
                         "each agent needs its own token"
                     )
                 tokens[client.token] = name
+        self._separate_namespaces()
         return self
+
+    def _separate_namespaces(self) -> None:
+        """Each agent's namespace its own: two equal ones, or one inside another
+        (``shared`` and ``shared.sub``), let an agent see, count against its own
+        ``max_tasks`` and cancel another's tasks (outside-in probe), where each agent
+        is promised it sees and changes only its own. (Sharing is said with ``see``
+        and ``change``.)"""
+        prefixes = sorted((client.prefix(name), name) for name, client in self.clients.items())
+        for (outer, first), (inner, second) in pairwise(prefixes):
+            if inner.startswith(outer):
+                how = "the same namespace as" if inner == outer else "a namespace inside that of"
+                raise ValueError(
+                    f"clients.{second}.namespace: {how} clients.{first} ({outer[:-1]!r}); "
+                    "each agent needs its own (give another access with see: or change:)"
+                )
 
     def client(self, name: str) -> AgentClient:
         """The client called ``name``; KeyError with a sentence when there is none."""
