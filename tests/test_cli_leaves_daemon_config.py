@@ -106,3 +106,35 @@ def test_a_postgresql_error_in_a_command_is_said_not_a_traceback(
     assert result.exception is None or isinstance(result.exception, SystemExit)
     error = json.loads(result.stdout)["error"]
     assert "QueryCanceled: canceling statement due to statement timeout" in error
+
+
+def test_a_command_without_the_databases_file_shows_times_in_its_timezone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a folder without the daemon's agentcron.yaml (timezone: Europe/Berlin),
+    `next` showed a 06:00 Berlin task as 06:00 UTC and `list --json` said Etc/UTC for
+    every task, without a word (outside-in probe). The zone the daemon's file gave is
+    recorded with its tasks, and used."""
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner
+
+    from agentcron.config.nodes import META_KEY, Applied
+    from agentcron.interfaces.cli import app
+    from agentcron.model import TaskSource, TaskSpec
+    from agentcron.store import open_store
+
+    home = tmp_path / "home"
+    store = open_store(None, home)
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    spec = TaskSpec(name="daily", cron="0 6 * * *", command=["true"])
+    store.upsert_task(spec, TaskSource.FILE, now, datetime(2026, 12, 4, 5, 0, tzinfo=UTC))
+    applied = Applied("n1", "host", "/srv/agentcron.yaml", "d", "Europe/Berlin")
+    store.set_meta(META_KEY, applied.dumps())
+    store.close()
+    monkeypatch.chdir(tmp_path)  # no agentcron.yaml here
+    result = CliRunner().invoke(app, ["--home", str(home), "next", "daily", "--count", "1"])
+    assert result.exit_code == 0, result.output
+    assert "06:00 CET" in result.output, result.output
+    listed = CliRunner().invoke(app, ["--home", str(home), "list", "--json"])
+    assert json.loads(listed.stdout)[0]["timezone"] == "Europe/Berlin", listed.stdout

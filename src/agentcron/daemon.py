@@ -934,7 +934,9 @@ class Daemon:
         node applied other tasks (:mod:`agentcron.config.nodes`)."""
         assert self.service is not None and self.store is not None
         source = str(Path(config.source).resolve())
-        mine = Applied(self.node_id, hostname(), source, tasks_digest(config.tasks))
+        mine = Applied(
+            self.node_id, hostname(), source, tasks_digest(config.tasks), config.timezone
+        )
         before = loads(self.store.get_meta(FILE_TASKS_KEY))
         added, changed, removed = self.service.sync_file_tasks(config.tasks)
         now = self.clock.now()

@@ -30,6 +30,8 @@ class Applied:
     host: str
     path: str
     digest: str
+    # the file's timezone: (None: the machine's), for commands run without that file
+    timezone: str | None = None
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -51,8 +53,13 @@ def loads(raw: str | None) -> Applied | None:
         return None
     try:
         data = json.loads(raw)
+        zone = data.get("timezone")
         return Applied(
-            str(data["node_id"]), str(data["host"]), str(data["path"]), str(data["digest"])
+            str(data["node_id"]),
+            str(data["host"]),
+            str(data["path"]),
+            str(data["digest"]),
+            str(zone) if zone else None,
         )
     except (ValueError, KeyError, TypeError):
         return None

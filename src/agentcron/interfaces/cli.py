@@ -144,18 +144,17 @@ def service_for(
     except StoreError as exc:
         fail(str(exc))
     try:
-        defaults = (
-            Defaults(loaded.timezone, loaded.defaults, loaded.budget_rules())
-            if loaded
-            else Defaults()
-        )
+        recorded = _recorded(store)
+        own = loaded is not None and _its_own_file(recorded, path)
+        if loaded is not None and own:
+            defaults = Defaults(loaded.timezone, loaded.defaults, loaded.budget_rules())
+        else:
+            # Without the file the database's tasks came from, their times are shown in
+            # its timezone: (a command from another folder showed a Berlin task's 06:00
+            # as 06:00 UTC, an hour off, without a word: outside-in probe).
+            defaults = Defaults(recorded.timezone if recorded is not None else None)
         service = Service(store, _home(home), defaults=defaults)
-        if (
-            loaded is not None
-            and sync
-            and _no_daemon_applies_a_config(home, db)
-            and _its_own_file(store, path)
-        ):
+        if loaded is not None and own and sync and _no_daemon_applies_a_config(home, db):
             service.sync_file_tasks(loaded.tasks)
         try:
             yield service
@@ -195,14 +194,18 @@ def _no_daemon_applies_a_config(home: Path | None, db: str | None) -> bool:
     return daemon_on_database(target.path.resolve()) is None  # one of another home
 
 
-def _its_own_file(store: Any, path: Path) -> bool:
+def _recorded(store: Any) -> Any:
+    """Which config file the database's file tasks came from (agentcron.config.nodes)."""
+    from agentcron.config.nodes import META_KEY, loads
+
+    return loads(store.get_meta(META_KEY))
+
+
+def _its_own_file(recorded: Any, path: Path) -> bool:
     """Whether ``path`` is the file the database's file tasks came from (or none is
     recorded). With no daemon running, a command run from another project's folder
     brought that folder's ``./agentcron.yaml`` in: the daemon's tasks were removed,
     their retries cancelled, until the daemon started again with its own file."""
-    from agentcron.config.nodes import META_KEY, loads
-
-    recorded = loads(store.get_meta(META_KEY))
     if recorded is None or Path(recorded.path) == path.resolve():
         return True
     err.print(
