@@ -554,3 +554,14 @@ def test_agents_namespaces_may_not_be_shared_or_nested(
     assert "give another access with see: or change:" in problem.message
     only_its_own = "agents:\n  clients:\n    a: {namespace: shared}\n    b: {namespace: sharedx}\n"
     assert parse_config_text(only_its_own, "agentcron.yaml").agents.clients.keys() == {"a", "b"}
+
+
+def test_a_command_argument_the_system_cannot_pass_is_refused_when_written() -> None:
+    """A 3 MB argument was accepted (through MCP) and each run failed, blamed on the
+    permissions of agentcron's Python (outside-in probe)."""
+    with pytest.raises(ConfigError) as caught:
+        validate_task_mapping("big", {"every": "1h", "command": ["echo", "y" * 200_000]})
+    [problem] = caught.value.problems
+    assert "an argument of 128 KiB or more" in problem.message
+    fits = validate_task_mapping("fits", {"every": "1h", "command": ["echo", "y" * 100_000]})
+    assert fits.command is not None and len(fits.command[1]) == 100_000

@@ -62,6 +62,9 @@ def schedule_text(cron: str | None, every: timedelta | None, at: datetime | None
     return f"at {at.isoformat()}"
 
 
+MAX_ARGUMENT = 128 * 1024 - 1  # bytes of one argument the Linux kernel passes (MAX_ARG_STRLEN)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -301,6 +304,15 @@ class TaskSpec(_Strict):
             )
         if isinstance(self.command, list) and not self.command:
             raise ValueError("command must not be empty")
+        words = [self.command] if isinstance(self.command, str) else self.command or []
+        if any(len(w.encode()) > MAX_ARGUMENT for w in words):
+            # the kernel refuses one argument past 128 KiB when the run starts: it was
+            # accepted, and failed as "could not start its command launcher … the
+            # daemon's user must be able to run agentcron's Python" (outside-in probe)
+            raise ValueError(
+                "command has an argument of 128 KiB or more, more than the "
+                "system passes to a program; put the text in a file and pass its path"
+            )
         if self.expires is not None and self.at is None:
             raise ValueError("expires only applies to an `at` schedule")
         if self.timeout <= timedelta(0):
