@@ -117,6 +117,7 @@ def test_bad_input_names_the_problem_and_changes_nothing(cli) -> None:
     assert "config file" in out
     out = cli("logs", "999", code=1)
     assert "no run with id 999" in out
+    assert "did you mean 'story'" in cli("audit", "stroy", code=1)  # was "no changes"
     huge = "99999999999999999999999"  # past the database's integers: was a traceback
     assert f"no run with id {huge}" in cli("logs", huge, code=1)
     assert f"no incident with id {huge}" in cli("incidents", huge, code=1)

@@ -328,3 +328,12 @@ def test_a_dry_run_over_an_invalid_config_says_its_defaults_are_not_applied(
     assert "agentcron.yaml is invalid, so its defaults are not applied" in out, out
     assert "defaults.retries" in out, out
     assert "dry run: nothing is written without --apply" in out
+
+
+def test_a_file_whose_every_job_is_an_error_exits_non_zero(cli: Invoke, tmp_path: Path) -> None:
+    """A text file given as a crontab: every line reported as an error, and exit 0
+    (outside-in probe); a script could not tell it from an import."""
+    (tmp_path / "notes.txt").write_text("hello world\nthis is not cron\n")
+    out = cli("import", "crontab", "notes.txt", code=1)
+    assert "not a crontab entry" in out
+    assert (tmp_path / "agentcron.yaml").read_text() == CONFIG

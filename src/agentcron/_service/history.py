@@ -407,6 +407,11 @@ class HistoryMixin(ServiceCore):
 
             if not TASK_NAME.match(task):
                 raise ServiceError(f"task: {task[:120]!r} is not a task name", field="task")
+        entries = self.store.audit_entries(task, limit, before_id)
+        if task is not None and not entries and before_id is None:
+            # a typo said "no changes recorded" (outside-in probe): unknown names say so,
+            # with a suggestion, as `show` and `runs` do
+            self._task_or_history(task)
         return [
             {
                 "id": e.id,
@@ -418,7 +423,7 @@ class HistoryMixin(ServiceCore):
                 "before": e.before,
                 "after": e.after,
             }
-            for e in self.store.audit_entries(task, limit, before_id)
+            for e in entries
         ]
 
 

@@ -88,6 +88,7 @@ def import_jobs(
         _fail(str(exc))
     if to == "db":
         _to_db(plan, apply, enable, config, home, db, json_out)
+        _nothing_importable(plan)
         return
     path = _config_path(config)
     existing, unreadable = existing_tasks(path)
@@ -106,6 +107,14 @@ def import_jobs(
         except OSError as exc:
             _fail(f"cannot write {path}: {exc.strerror or exc}")
     _emit(report, str(path), apply, enable, json_out)
+    _nothing_importable(plan)
+
+
+def _nothing_importable(plan: Plan) -> None:
+    """Exit 1 when every job of the file was an error: a file that is not what its
+    source says (a text file given as a crontab) was reported and exited 0."""
+    if not plan.drafts and any(note.kind == "error" for note in plan.skipped):
+        raise typer.Exit(1)
 
 
 def _to_db(
