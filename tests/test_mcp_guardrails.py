@@ -17,7 +17,7 @@ from agentcron.clock import FakeClock
 from agentcron.config.agents import AgentsConfig, load_with_agents
 from agentcron.config.errors import ConfigError
 from agentcron.interfaces.mcp import scheduled_run_slot
-from agentcron.service import Defaults, Service
+from agentcron.service import Defaults, NotFoundError, Service
 from mcp_rig import agents_config, call, calls, ok, refusal, server_for, unchanged
 
 HOOK = {"url": "https://hooks.example.com/ping"}
@@ -163,7 +163,8 @@ def test_no_more_tasks_than_max_tasks(service: Service) -> None:
         "agent 'claude' has 2 task(s) in agent.claude.*, the most it may have (2); cancel one "
         "first (cancel_task)"
     )
-    assert service.audit("agent.claude.c") == []
+    with pytest.raises(NotFoundError):  # no task, no change recorded under the name
+        service.audit("agent.claude.c")
     ok(call(server, "cancel_task", name="a"))
     ok(call(server, "schedule_task", name="c", every="1h", http=HOOK))
     # paused tasks count: they are still the agent's

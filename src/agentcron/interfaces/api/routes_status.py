@@ -79,6 +79,7 @@ def health(service: ServiceDep) -> Any:
 @router.get(
     "/audit",
     response_model=list[AuditView],
+    responses=problem_responses(404),  # a task name with no task, history or change
     tags=["status"],
     summary="Changes made through the CLI, the API and the dashboard, newest first",
 )
