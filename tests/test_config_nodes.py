@@ -91,3 +91,24 @@ def test_a_node_whose_file_removes_another_nodes_task_says_so(tmp_path: Path, db
                 d.stop()
             store.close()
         assert len([t for t in sink.texts("/owner") if "different config files" in t]) == 1
+
+
+@pytest.mark.parametrize(
+    "raw", ["not json", "[1, 2]", '{"node_id": "a"}', '{"node_id": 1, "host": null}']
+)
+def test_an_unreadable_record_is_said_in_the_log_and_taken_as_none(
+    raw: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentcron.config.nodes import loads
+
+    assert loads(raw) is None
+    assert "cannot be read" in caplog.text and "config:file_tasks" in caplog.text
+
+
+def test_no_record_is_no_record_and_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    from agentcron.config.nodes import loads
+
+    assert loads(None) is None and loads("") is None
+    assert caplog.text == ""
+    applied = Applied("a", "h", "/p", "d", "Europe/Berlin")
+    assert loads(applied.dumps()) == applied

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,8 @@ from datetime import datetime, timedelta
 from agentcron.model import NodeInfo, TaskSpec
 
 META_KEY = "config:file_tasks"
+
+log = logging.getLogger("agentcron.config")
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,15 @@ def tasks_digest(tasks: Mapping[str, TaskSpec]) -> str:
 
 
 def loads(raw: str | None) -> Applied | None:
-    """The record as stored; None when there is none or it cannot be read (a record
-    of an older agentcron, a hand edit): nothing is claimed about it then."""
+    """The record as stored; None when there is none, or when it cannot be read (a hand
+    edit, a damaged row): that is logged, nothing is claimed about it, and the daemon
+    writes it afresh at its next apply of its file."""
     if not raw:
         return None
     try:
         data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
         zone = data.get("timezone")
         return Applied(
             str(data["node_id"]),
@@ -61,7 +67,14 @@ def loads(raw: str | None) -> Applied | None:
             str(data["digest"]),
             str(zone) if zone else None,
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning(
+            "the database's record of the config file its tasks came from (meta %s) "
+            "cannot be read (%s: %s); taken as none until a daemon applies its file",
+            META_KEY,
+            type(exc).__name__,
+            exc,
+        )
         return None
 
 
