@@ -30,6 +30,16 @@ def _fleet(rig: Rig, *names: str, retries: int = 3) -> None:
         rig.h.add(name, command=["sh", "-c", "exit 120"], every="5s", retries=retries)
 
 
+def _full_disk(
+    store: Store, clock: FakeClock, home: Path, monkeypatch: Any
+) -> tuple[Rig, list[bool]]:
+    """A rig whose runs' disk is full (the runner's check says so) until ``full[0]``
+    is set False (see :func:`_room_again`)."""
+    full = [True]
+    monkeypatch.setattr(runner_module, "_disk_full", lambda _path: full[0])
+    return Rig(store, clock, home), full
+
+
 def _room_again(rig: Rig, full: list[bool], *names: str) -> None:
     """The disk has room again: the tasks' commands now write their output and succeed."""
     full[0] = False
@@ -44,9 +54,7 @@ def _room_again(rig: Rig, full: list[bool], *names: str) -> None:
 def test_a_full_disk_is_one_message_for_every_task_and_one_when_files_are_written_again(
     sqlite_store: Store, clock: FakeClock, home: Path, monkeypatch: Any
 ) -> None:
-    full = [True]
-    monkeypatch.setattr(runner_module, "_disk_full", lambda _path: full[0])
-    rig = Rig(sqlite_store, clock, home)
+    rig, full = _full_disk(sqlite_store, clock, home, monkeypatch)
     _fleet(rig, "a", "b", "c")
 
     async def scenario() -> list[str]:
@@ -79,9 +87,7 @@ def test_a_full_disk_is_one_message_for_every_task_and_one_when_files_are_writte
 def test_runs_given_up_during_it_are_counted_in_its_end_and_other_failures_stay_the_tasks(
     sqlite_store: Store, clock: FakeClock, home: Path, monkeypatch: Any
 ) -> None:
-    full = [True]
-    monkeypatch.setattr(runner_module, "_disk_full", lambda _path: full[0])
-    rig = Rig(sqlite_store, clock, home)
+    rig, full = _full_disk(sqlite_store, clock, home, monkeypatch)
     _fleet(rig, "once", retries=0)  # no retry: each run fails for good
     rig.h.add("broken", command=["sh", "-c", "exit 3"], every="5s", retries=0)
 
@@ -111,8 +117,7 @@ def test_runs_given_up_during_it_are_counted_in_its_end_and_other_failures_stay_
 def test_the_attempt_keeps_what_could_not_be_written(
     sqlite_store: Store, clock: FakeClock, home: Path, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(runner_module, "_disk_full", lambda _path: True)
-    rig = Rig(sqlite_store, clock, home)
+    rig, _full = _full_disk(sqlite_store, clock, home, monkeypatch)
     _fleet(rig, "a")
     asyncio.run(rig.h.run_until(clock.now() + timedelta(seconds=6), timedelta(seconds=1)))
     [f] = rig.h.finished[:1]
@@ -125,9 +130,7 @@ def test_a_fault_seen_only_once_over_is_one_message(
     """Home and database on one full disk: the database's outage is told, and the runs'
     ends reach the notifier after it, with the runs that wrote again. It was told open
     and closed in the same second; now it is one message that it happened."""
-    full = [True]
-    monkeypatch.setattr(runner_module, "_disk_full", lambda _path: full[0])
-    rig = Rig(sqlite_store, clock, home)
+    rig, full = _full_disk(sqlite_store, clock, home, monkeypatch)
     _fleet(rig, "a", "b")
     report = rig.notifier.storage.report
     monkeypatch.setattr(rig.notifier.storage, "report", lambda now: [])  # the ends held

@@ -22,8 +22,15 @@ class Told:
         return [("json://hook", "json://hook", message)]
 
 
-def _register(store: Store, node_id: str, host: str, at: datetime) -> None:
-    store.register_node(NodeInfo(node_id, host, 42, "/h", at, at))
+def _nodes(store: Store, hosts: dict[str, str], alive: tuple[str, ...]) -> datetime:
+    """Nodes registered at T0 (pid 42); those ``alive`` beat two minutes later, the
+    others stay silent. Returns that later time."""
+    for node_id, host in hosts.items():
+        store.register_node(NodeInfo(node_id, host, 42, "/h", T0, T0))
+    later = T0 + timedelta(minutes=2)
+    for node_id in alive:
+        store.heartbeat(node_id, later)
+    return later
 
 
 def _peers(store: Store, node_id: str, told: Told) -> PeerNodes:
@@ -34,12 +41,9 @@ def test_a_silent_node_is_told_once_by_the_running_node_and_its_return_too(
     sqlite_store: Store,
 ) -> None:
     told = Told()
-    _register(sqlite_store, "a", "alpha", T0)
-    _register(sqlite_store, "b", "beta", T0)
+    later = _nodes(sqlite_store, {"a": "alpha", "b": "beta"}, alive=("a",))
     peers = _peers(sqlite_store, "a", told)
-    later = T0 + timedelta(minutes=2)
-    sqlite_store.heartbeat("a", later)  # b is silent since T0
-    peers.check(later)
+    peers.check(later)  # b is silent since T0
     assert len(told.lines) == 1
     assert told.lines[0].startswith(
         "⚠ agentcron's node beta (pid 42, b) has not been heard from since 12:00:00 and did "
@@ -63,11 +67,7 @@ def test_a_silent_node_is_told_once_by_the_running_node_and_its_return_too(
 
 def test_only_the_running_node_with_the_smallest_id_tells(sqlite_store: Store) -> None:
     told_a, told_c = Told(), Told()
-    for node_id in ("a", "b", "c"):
-        _register(sqlite_store, node_id, node_id, T0)
-    later = T0 + timedelta(minutes=2)
-    for node_id in ("a", "c"):
-        sqlite_store.heartbeat(node_id, later)
+    later = _nodes(sqlite_store, {n: n for n in ("a", "b", "c")}, alive=("a", "c"))
     _peers(sqlite_store, "c", told_c).check(later)
     assert told_c.lines == []
     _peers(sqlite_store, "a", told_a).check(later)
@@ -78,12 +78,8 @@ def test_a_node_its_restart_marked_stopped_is_accounted_for_and_a_clean_stop_is_
     sqlite_store: Store,
 ) -> None:
     told = Told()
-    _register(sqlite_store, "a", "alpha", T0)
-    _register(sqlite_store, "b", "beta", T0)
-    _register(sqlite_store, "c", "gamma", T0)
+    later = _nodes(sqlite_store, {"a": "alpha", "b": "beta", "c": "gamma"}, alive=("a",))
     sqlite_store.stop_node("c", T0)  # stopped cleanly: nothing to tell
-    later = T0 + timedelta(minutes=2)
-    sqlite_store.heartbeat("a", later)
     peers = _peers(sqlite_store, "a", told)
     peers.check(later)
     assert len(told.lines) == 1 and "(pid 42, b)" in told.lines[0]

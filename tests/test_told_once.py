@@ -194,33 +194,44 @@ def test_reminders_stop_when_the_incident_closes_and_for_removed_tasks(
 # ---- skip streaks: one incident per episode, counts from the slots ------------------------
 
 
+class Gates:
+    """Runs that end when the test says: each call of :meth:`run` waits on a gate of
+    its own; :meth:`minute` ticks a minute on and may open the newest gate."""
+
+    def __init__(self) -> None:
+        self.gates: list[asyncio.Event] = []
+
+    async def run(self) -> str:
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return "done"
+
+    async def minute(self, rig: Rig, *, release: bool) -> None:
+        rig.clock.advance(timedelta(minutes=1))
+        await rig.h.tick(settle=False)
+        if rig.h.engine.running:  # let the run begin: it makes its gate
+            await until(lambda: bool(self.gates) and not self.gates[-1].is_set())
+        if release and self.gates and not self.gates[-1].is_set():
+            self.gates[-1].set()
+            await rig.h.engine.wait_idle()
+
+
 def test_a_task_that_always_outlasts_its_period_is_one_skip_incident_not_a_storm(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:
     """Runs 4 periods long, every period: skip, skip, skip, run, ... One "skipped"
     message; none when each run ends; one closing message when it fits its period again,
     whose count is the number of skipped slots in the record."""
-    releases: list[asyncio.Event] = []
-
-    async def long_run() -> str:
-        gate = asyncio.Event()
-        releases.append(gate)
-        await gate.wait()
-        return "done"
+    gates = Gates()
 
     async def scenario() -> list[str]:
         rig = Rig(sqlite_store, clock, home)
-        rig.h.add("slow", long_run, every="1m", timezone="UTC", overlap="skip")
+        rig.h.add("slow", gates.run, every="1m", timezone="UTC", overlap="skip")
 
         async def minutes(n: int, release_every: int) -> None:
             for minute in range(1, n + 1):
-                clock.advance(timedelta(minutes=1))
-                await rig.h.tick(settle=False)
-                if rig.h.engine.running:  # let the run begin: it makes its gate
-                    await until(lambda: bool(releases) and not releases[-1].is_set())
-                if minute % release_every == 0 and releases and not releases[-1].is_set():
-                    releases[-1].set()
-                    await rig.h.engine.wait_idle()
+                await gates.minute(rig, release=minute % release_every == 0)
 
         await minutes(29, release_every=4)
         assert [i.kind for i in sqlite_store.incidents("slow")] == [IncidentKind.SKIP_STREAK]
@@ -246,25 +257,14 @@ def test_a_run_in_progress_between_skips_breaks_the_streak(
     """Skipped at 02, 03 behind a long run, the 04 run started and the 05 fire skipped
     behind it: three skips, but not in a row (outside-in probe: told "skipped 4 times in
     a row", and `list` said skipping while the task ran every other period)."""
-    releases: list[asyncio.Event] = []
-
-    async def long_run() -> str:
-        gate = asyncio.Event()
-        releases.append(gate)
-        await gate.wait()
-        return "done"
+    gates = Gates()
 
     async def scenario() -> list[str]:
         rig = Rig(sqlite_store, clock, home)
-        rig.h.add("slow", long_run, every="1m", timezone="UTC", overlap="skip")
+        rig.h.add("slow", gates.run, every="1m", timezone="UTC", overlap="skip")
         for minute in range(1, 7):
-            clock.advance(timedelta(minutes=1))
-            await rig.h.tick(settle=False)
-            if rig.h.engine.running:
-                await until(lambda: bool(releases) and not releases[-1].is_set())
-            if minute in (3, 5):  # the 01 run ends after 3 min, the 04 run after 2
-                releases[-1].set()
-                await rig.h.engine.wait_idle()
+            # the 01 run ends after 3 min, the 04 run after 2
+            await gates.minute(rig, release=minute in (3, 5))
         return await rig.lines()
 
     lines = asyncio.run(scenario())

@@ -453,14 +453,8 @@ def test_a_stuck_after_shorter_than_the_checks_interval_is_still_seen(
             await release.wait()
             return "done"
 
-        dog = Watchdog(
-            sqlite_store,
-            clock,
-            rig.notifier.emit,
-            period_of=rig.h.service.period,
-            count_fires=rig.h.service.count_fires,
-            interval=5.0,
-        )
+        dog = rig.watchdog  # its checks every 5 s (the default interval)
+        assert dog.interval == 5.0
         rig.h.add("slow", slow, every="1h", timezone="UTC", stuck_after="3s", timeout="6s")
         clock.advance(timedelta(hours=1))
         await rig.h.tick(settle=False)

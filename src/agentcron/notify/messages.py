@@ -402,6 +402,20 @@ def render_missed(
     )
 
 
+def _not_a_tasks(
+    title: str, line: str, kind: IncidentKind, event: str, severity: Severity
+) -> Message:
+    """A message of a provider, a home or a node rather than of one task."""
+    return Message(
+        title=title,
+        body=redact(line),
+        task="",
+        event=event,
+        incident_kind=str(kind),
+        severity=severity,
+    )
+
+
 def render_provider(
     state: ProviderState,
     incident: Incident,
@@ -430,14 +444,7 @@ def render_provider(
         )
         title, event = f"⚠ {name} is refusing calls", "opened"
         severity = "warning"
-    return Message(
-        title=title,
-        body=redact(line),
-        task="",
-        event=event,
-        incident_kind=str(IncidentKind.PROVIDER),
-        severity=severity,
-    )
+    return _not_a_tasks(title, line, IncidentKind.PROVIDER, event, severity)
 
 
 def render_storage(incident: Incident, what: str | None, now: datetime, *, opened: bool) -> Message:
@@ -475,14 +482,7 @@ def render_storage(incident: Incident, what: str | None, now: datetime, *, opene
             title = f"⚠ agentcron could not write runs' files on {where} for {lasted}"
             line = f"{title} ({what}); it can again: {failed}."
             event, severity = "closed", "warning"
-    return Message(
-        title=title,
-        body=redact(line),
-        task="",
-        event=event,
-        incident_kind=str(IncidentKind.STORAGE),
-        severity=severity,
-    )
+    return _not_a_tasks(title, line, IncidentKind.STORAGE, event, severity)
 
 
 def render_node(
@@ -511,14 +511,7 @@ def render_node(
         title = f"✔ agentcron's node {node.host} is accounted for"
         line = f"✔ {who}, silent for {lasted}, is accounted for: {how}."
         event, severity = "closed", "recovery"
-    return Message(
-        title=title,
-        body=redact(line),
-        task="",
-        event=event,
-        incident_kind=str(IncidentKind.NODE_LOST),
-        severity=severity,
-    )
+    return _not_a_tasks(title, line, IncidentKind.NODE_LOST, event, severity)
 
 
 def render_budget(news: BudgetNews, zone: ZoneInfo) -> Message:
