@@ -12,7 +12,7 @@ from typing import Any
 from agentcron.clock import FakeClock
 from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.engine import Engine, EngineSettings
-from agentcron.model import Finished, Slot, TaskSource, TaskSpec
+from agentcron.model import Finished, NodeInfo, Slot, TaskSource, TaskSpec
 from agentcron.service import Service
 from agentcron.store.base import Store
 
@@ -67,6 +67,14 @@ class Harness:
         while self.clock.now() < until:
             self.clock.advance(min(step, until - self.clock.now()))
             await self.tick()
+
+    def ticking(self) -> None:
+        """Record that a daemon's scheduler ticked just now (node ``n1``, on another
+        host: no process here is asked about): until one ticks, the service calls no
+        task ``ok``, but ``not_firing``."""
+        now = self.clock.now()
+        self.store.register_node(NodeInfo("n1", "elsewhere", 1, "/other", now, now))
+        self.store.record_tick("n1", now)
 
     def slots(self, task: str) -> list[Slot]:
         return sorted(self.store.slots(task, limit=10000), key=lambda s: s.scheduled_for)

@@ -73,7 +73,8 @@ def open_incident(h: Harness, task: str, kind: IncidentKind = IncidentKind.FAILU
 
 
 # ---- tasks -------------------------------------------------------------------------
-def test_list_is_every_task_with_health_and_filters(client: TestClient) -> None:
+def test_list_is_every_task_with_health_and_filters(client: TestClient, harness: Harness) -> None:
+    harness.ticking()
     rows = client.get("/api/v1/tasks").json()
     assert [r["name"] for r in rows] == ["alpha", "beta", "gamma"]
     by_name = {r["name"]: r for r in rows}

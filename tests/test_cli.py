@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from agentcron.interfaces.cli import app
+from agentcron.model import NodeInfo
+from agentcron.store import open_store
 
 RUNS_FIELDS = {
     "id",
@@ -68,8 +71,32 @@ def test_list_json_has_the_documented_fields(cli) -> None:
     for row in rows:
         assert set(row) >= LIST_FIELDS
         assert row["source"] == "file"
-        assert row["health"] == "ok"
         assert row["timezone"] == "Europe/Berlin"
+
+
+def test_with_no_daemon_no_task_is_ok_in_list_or_show(cli, tmp_path: Path) -> None:
+    """A script reading ``list --json`` hears that nothing fires while no daemon runs:
+    a task that would be ``ok`` is ``not_firing``, with the reason; and once a daemon's
+    scheduler ticks on this home, it is ``ok`` again."""
+    for row in json.loads(cli("list", "--json")):
+        assert row["health"] == "not_firing"
+        assert "no daemon is running" in row["health_detail"]
+    shown = json.loads(cli("show", "story", "--json"))
+    assert shown["health"] == "not_firing" and "agentcron run" in shown["health_detail"]
+    assert [r["name"] for r in json.loads(cli("list", "--json", "--health", "not_firing"))] == [
+        "beat",
+        "story",
+    ]
+    assert json.loads(cli("list", "--json", "--health", "ok")) == []
+    store = open_store(None, tmp_path / "home")
+    try:  # a node on another host whose scheduler just ticked (as with PostgreSQL)
+        now = datetime.now(UTC)
+        store.register_node(NodeInfo("n1", "elsewhere", 1, "/other", now, now))
+        store.record_tick("n1", now)
+    finally:
+        store.close()
+    assert {r["health"] for r in json.loads(cli("list", "--json"))} == {"ok"}
+    assert json.loads(cli("show", "story", "--json"))["health"] == "ok"
 
 
 def test_next_marks_dst_gap_and_accepts_from(cli) -> None:

@@ -17,6 +17,7 @@ from agentcron.model import (
     AttemptOutcome,
     ErrorClass,
     NewSlot,
+    NodeInfo,
     SlotStatus,
     TaskSource,
     TaskSpec,
@@ -66,6 +67,9 @@ def fill(store: SQLStore) -> None:
         store.upsert_task(spec, TaskSource.FILE if "cron" in raw else TaskSource.API, T0, nxt)
     store.set_paused("paused", True, T0, None)
     store.set_pause_reason("paused", "maintenance")
+    # a scheduler ticks (on another host): with none, no task would be `ok`
+    store.register_node(NodeInfo("n1", "elsewhere", 1, "/other", T0, T0))
+    store.record_tick("n1", T0)
     # a run in progress for an hour (stuck), one waiting for its retry, one that failed
     early = T0 - timedelta(hours=1)
     store.add_slot("stuck", NewSlot(early), early)

@@ -321,12 +321,14 @@ def test_a_task_whose_runs_are_always_replaced_is_told_it_does_not_complete(
         for _ in range(4):  # every run is stopped by the next fire before it ends
             await minute()
         first = await rig.lines()
+        rig.h.ticking()
         health = rig.h.service.list_tasks()[0]["health"]
         slow("echo done")  # runs that end within their minute from now on
         await minute()  # the last long one is stopped; its successor finishes
         await rig.h.engine.wait_idle()
         # told as soon as a run finished, not a period later after one more run
         at_once = (await rig.lines())[len(first) :]
+        rig.h.ticking()
         health_after = rig.h.service.list_tasks()[0]["health"]
         for _ in range(2):
             await rig.h.engine.wait_idle()
@@ -430,6 +432,7 @@ def test_a_daemon_back_after_a_day_sends_one_report_of_what_was_missed(
             clock.advance(timedelta(seconds=1))
             await rig.h.tick()
         await rig.sender.drain_once()
+        rig.h.ticking()
         rows = rig.h.service.list_tasks()
         for name in ("hourly", "heartbeat", "daily"):
             records[name] = [
@@ -437,6 +440,7 @@ def test_a_daemon_back_after_a_day_sends_one_report_of_what_was_missed(
             ]
         clock.advance(timedelta(minutes=5))  # heartbeat's 00:10 fire runs on time
         await rig.h.tick()
+        rig.h.ticking()
         return list(rig.channel.sent), rows, rig.h.service.list_tasks()
 
     records: dict[str, list[Any]] = {}

@@ -127,11 +127,12 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 f"source: {source!r} is not a task source; use file or api", field="source"
             )
         needle = text.strip().lower() if text else None
+        not_firing = self.firing().problem
         with gc_paused():  # see agentcron.gc_pause: a third of the time over 100,000
-            return self._list_tasks(wanted, source, needle)
+            return self._list_tasks(wanted, source, needle, not_firing)
 
     def _list_tasks(
-        self, wanted: set[str], source: str | None, needle: str | None
+        self, wanted: set[str], source: str | None, needle: str | None, not_firing: str | None
     ) -> list[dict[str, Any]]:
         # a few keys of each stored spec, not 100,000 parsed specs (see TaskListing)
         records = self.store.task_listing()
@@ -164,6 +165,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 now,
                 zone,
                 stamps,
+                not_firing,
             )
             if wanted and view["health"] not in wanted:
                 continue
@@ -175,13 +177,14 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             view["budget"] = budgets.get(view["name"], [])
         return out
 
-    def _task_view(self, rec: TaskRecord) -> dict[str, Any]:
+    def _task_view(self, rec: TaskRecord, not_firing: str | None = None) -> dict[str, Any]:
         view = self._view(
             TaskListing.of(rec),
             self.store.task_latest([rec.name]).get(rec.name, TaskLatest()),
             self.store.active_slots(rec.name),
             self.store.incidents(task=rec.name, open_only=True, limit=100),
             self.clock.now(),
+            not_firing=not_firing,
         )
         view["budget"] = self.budget_usage([(rec.name, rec.spec.budget)]).get(rec.name, [])
         return view
@@ -195,13 +198,17 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         now: datetime,
         zone: ZoneInfo | None = None,
         stamps: dict[tuple[datetime, ZoneInfo], str] | None = None,
+        not_firing: str | None = None,
     ) -> dict[str, Any]:
-        """A task's row; ``stamps`` remembers the next-run times written in a list."""
+        """A task's row; ``stamps`` remembers the next-run times written in a list;
+        ``not_firing`` says why no scheduler ticks, and then no task is ``ok``."""
         zone = zone or self._zone_named(rec.timezone)
         last = latest.last
         health, detail = task_health(
             rec, active, last, now, lambda: self.period(rec.spec), zone, incidents
         )
+        if not_firing is not None and health is Health.OK:
+            health, detail = Health.NOT_FIRING, not_firing
         # (written out rather than through iso() and friends: a list calls this for
         # every task, 100,000 times for a large fleet)
         next_fire = rec.next_fire_at
@@ -237,7 +244,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         times with DST notes, and its five newest runs."""
         check_limit(count, "count", 1000)
         rec = self._task(name)
-        view = self._task_view(rec)
+        view = self._task_view(rec, self.firing().problem)
         view["spec"] = spec_view(rec.spec)
         view["next"] = self.next_fires(name, count) if not rec.paused else []
         view["recent_runs"] = self.runs(name, 5)

@@ -41,6 +41,18 @@ class Gauges:
     channels_ok: tuple[tuple[str, bool], ...] = ()  # (channel key, whether it works)
 
 
+@dataclass(frozen=True)
+class Firing:
+    """Is anything firing: the daemons as :meth:`StatusMixin.daemon_status` finds them,
+    whether one of them ticks, and the sentence that says why nothing fires (None
+    while a scheduler ticks)."""
+
+    status: dict[str, Any]
+    scheduling: bool
+    last_tick: datetime | None
+    problem: str | None
+
+
 class StatusMixin(ServiceCore):
     def daemon_status(self) -> dict[str, Any]:
         now = self.clock.now()
@@ -112,9 +124,10 @@ class StatusMixin(ServiceCore):
             trouble = {**trouble, "words": trouble_words(trouble)}
         return holder, trouble
 
-    def health(self) -> dict[str, Any]:
-        """Daemon liveness and last tick, nodes, outbox backlog, channel health: the
-        answer to "is anything firing, and will I hear about it"."""
+    def firing(self) -> Firing:
+        """Whether a scheduler ticks, and if not, why nothing fires: what every task
+        view reads before it calls a task ``ok`` (a task is not fine while nothing
+        can fire it)."""
         now = self.clock.now()
         status = self.daemon_status()
         live_nodes = {n["node_id"] for n in status["nodes"] if n["state"] == "running"}
@@ -126,22 +139,30 @@ class StatusMixin(ServiceCore):
         scheduling = (
             trouble is None and newest_live is not None and now - newest_live <= DAEMON_STALE_AFTER
         )
+        problem = trouble_words(trouble) or _problem(
+            status["alive"],
+            scheduling,
+            last_tick,
+            now,
+            status["unresponsive_pid"],
+            status["starting_pid"],
+        )
+        return Firing(status, scheduling, last_tick, problem)
+
+    def health(self) -> dict[str, Any]:
+        """Daemon liveness and last tick, nodes, outbox backlog, channel health: the
+        answer to "is anything firing, and will I hear about it"."""
+        now = self.clock.now()
+        firing = self.firing()
+        status, last_tick = firing.status, firing.last_tick
         live = self.store.live_counts()
         oldest = live.outbox_oldest
         return {
             "alive": status["alive"],
-            "scheduling": scheduling,
+            "scheduling": firing.scheduling,
             "last_tick": iso(last_tick),
             "last_tick_age_s": _age(now - last_tick) if last_tick is not None else None,
-            "problem": trouble_words(trouble)
-            or _problem(
-                status["alive"],
-                scheduling,
-                last_tick,
-                now,
-                status["unresponsive_pid"],
-                status["starting_pid"],
-            ),
+            "problem": firing.problem,
             "nodes": status["nodes"],
             "database": status["database"],
             "runs_in_progress": live.running,

@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape as rich_escape
 
 from agentcron.interfaces import render
 
@@ -388,7 +389,9 @@ def list_(
 
     with service_for(config, home, db) as svc:
         rows = svc.list_tasks(health=health, source=source, text=search)
-        daemon = svc.daemon_status()
+        # why nothing fires, if nothing does: then no task is `ok` (their health says
+        # not_firing, in --json too), and the line under the table says why
+        not_firing = svc.firing().problem
         budgets = svc.config_budgets()
     if json_out:
         sys.stdout.flush()
@@ -396,21 +399,8 @@ def list_(
         sys.stdout.buffer.flush()
         return
     render.tasks_table(out, rows, budgets)
-    if not daemon["alive"] and daemon.get("starting_pid") is not None:
-        err.print(
-            f"[yellow]the daemon (pid {daemon['starting_pid']}) is starting[/]; "
-            "nothing fires until it ticks"
-        )
-    elif not daemon["alive"] and daemon.get("unresponsive_pid") is not None:
-        err.print(
-            f"[yellow]the daemon (pid {daemon['unresponsive_pid']}) is running but not "
-            "answering[/] (hung, or stopped with SIGSTOP); nothing fires until it does"
-        )
-    elif not daemon["alive"]:
-        err.print(
-            "[yellow]the daemon is not running[/] (start it with `agentcron run`); "
-            "nothing fires until it is"
-        )
+    if not_firing is not None:
+        err.print(f"[yellow]{rich_escape(not_firing)}[/]")
 
 
 @app.command()

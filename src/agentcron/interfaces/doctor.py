@@ -119,7 +119,8 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             if n.get("config_note")
         )
         tasks = svc.list_tasks()
-        bad = [t for t in tasks if t["health"] not in ("ok", "paused")]
+        # not_firing: the daemon check above says why, once, not once per task
+        bad = [t for t in tasks if t["health"] not in ("ok", "paused", "not_firing")]
         if bad:
             checks.append(
                 _check(

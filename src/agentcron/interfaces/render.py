@@ -22,6 +22,7 @@ _HEALTH_STYLE = {
     "paused": "dim",
     "waiting": "yellow",
     "over_budget": "yellow",
+    "not_firing": "bold red",
 }
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -115,6 +116,8 @@ def tasks_table(
             health = f"paused: {r['pause_reason']}"
         elif r["health"] == "over_budget":
             health = "over budget"  # which one and how much: the budget column, show, --json
+        elif r["health"] == "not_firing":
+            health = "not firing"  # why: the one line under the table, not on every row
         cells = [
             (r["name"], ""),
             (f"{r['schedule']} ({r['timezone']})", ""),

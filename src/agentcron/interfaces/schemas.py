@@ -46,7 +46,8 @@ class TaskSummary(_Shape):
     last_run: str | None = Field(description="When the newest finished run was due")
     health: str = Field(
         description="ok, retrying, failing, stuck, overdue, paused, starved, skipping, "
-        "suspicious, delivery_failed, missed, waiting, over_budget"
+        "suspicious, delivery_failed, missed, waiting, over_budget, not_firing (it would "
+        "be ok, but no daemon's scheduler ticks: health_detail says why)"
     )
     health_detail: str | None
     source: str = Field(description="file (agentcron.yaml) or api (CLI, HTTP API, code)")

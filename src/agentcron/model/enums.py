@@ -68,6 +68,7 @@ class Health(StrEnum):
     MISSED = "missed"
     WAITING = "waiting"  # its provider is cooling down
     OVER_BUDGET = "over_budget"  # its latest slot was skipped over a daily budget
+    NOT_FIRING = "not_firing"  # it would be ok, but no daemon's scheduler ticks
 
 
 class OverlapPolicy(StrEnum):

@@ -18,6 +18,7 @@ from agentcron.durations import format_duration
 HEALTH_ORDER = [
     "stuck",
     "failing",
+    "not_firing",
     "starved",
     "overdue",
     "missed",
