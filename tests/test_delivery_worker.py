@@ -154,3 +154,56 @@ def test_what_escapes_an_attempt_is_said_not_left_to_the_garbage_collector(
     assert "the delivery of story (slot" in caplog.text
     assert "failed in agentcron itself; it is tried again when its claim lapses" in caplog.text
     assert "disk I/O error" in caplog.text
+
+
+def test_a_removed_tasks_delivery_that_gives_up_is_told_once_to_the_top_level_channels(
+    sqlite_store, clock, home: Path
+) -> None:
+    """The task was removed after its run, while its output still waited to be
+    delivered: the delivery goes on (default backoff), its retries are only logged,
+    and when it gives up the owner hears it once, with where the output is kept; no
+    incident is left open for a task that is gone."""
+    from agentcron.notify import OutboxSender
+    from agentcron.notify.notifier import Notifier
+    from notify_rig import HOOK, RecordingChannel
+
+    class Down:
+        async def send(self, msg: Message) -> SendResult:
+            return SendResult(ok=False, error="HTTP 502 Bad Gateway")
+
+    told = RecordingChannel()
+
+    async def scenario() -> list[DeliveryStatus]:
+        h = Harness(sqlite_store, clock, home)
+        notifier = Notifier(sqlite_store, clock, [HOOK], "UTC")
+        sender = OutboxSender(sqlite_store, channel_factory=lambda _u: told, clock=clock)
+        h.add("story", lambda: "Once upon a time.", every="1h", deliver=[TARGET])
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        assert sqlite_store.remove_task("story", clock.now())
+        worker = DeliveryWorker(
+            sqlite_store,
+            clock,
+            notifier.emit,
+            channel_factory=lambda _u: Down(),
+            removed=notifier.on_removed_delivery,
+        )
+        seen = []
+        for _ in range(10):  # the default backoff's tries, and one more pass
+            await worker.drain_once()
+            await worker.settle(5)
+            (slot,) = h.slots("story")
+            (delivery,) = sqlite_store.deliveries(slot.id)
+            seen.append(delivery.status)
+            await sender.drain_once()
+            clock.advance(timedelta(hours=6))
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen[0] is DeliveryStatus.RETRYING and seen[-1] is DeliveryStatus.FAILED
+    (message,) = told.sent
+    assert message.task == "story" and message.severity == "failure"
+    assert message.body.startswith("✖ story's output could not be delivered after "), message.body
+    assert "HTTP 502 Bad Gateway" in message.body
+    assert "/outputs/story/" in message.body and "was removed after that run" in message.body
+    assert sqlite_store.incidents(open_only=True) == []

@@ -255,7 +255,13 @@ class Daemon:
         self.notifier = Notifier(
             store, self.clock, self.config.notify, self.config.timezone, wake_sender=wake_sender
         )
-        self.delivery = DeliveryWorker(store, self.clock, self.notifier.emit, owner=self.node_id)
+        self.delivery = DeliveryWorker(
+            store,
+            self.clock,
+            self.notifier.emit,
+            owner=self.node_id,
+            removed=self.notifier.on_removed_delivery,
+        )
         self.notifier.attach(self.engine)
         self.notifier.others_running = self._others_running
         self.budgets = BudgetGate(

@@ -63,10 +63,13 @@ class DeliveryWorker:
         batch: int = 20,
         owner: str | None = None,
         claim_for: timedelta = CLAIM_FOR,
+        removed: Callable[[DeliveryFailed], object] | None = None,
     ) -> None:
         """``owner`` names this worker in its claims; the daemon passes its node id (a
         name unique to this process by default). ``claim_for`` must outlast an
-        attempt, or a slow but live worker would lose its deliveries to another."""
+        attempt, or a slow but live worker would lose its deliveries to another.
+        ``removed`` hears the failures of a delivery whose task was removed since its
+        run (there is no spec left to ``emit`` for)."""
         if claim_for <= timedelta(seconds=SEND_LIMIT):
             raise ValueError(f"claim_for must outlast a send ({SEND_LIMIT:g}s)")
         self.owner = owner or default_owner()
@@ -75,6 +78,7 @@ class DeliveryWorker:
         self._peek = store if isinstance(store, DeliveryPeek) else None  # asked once
         self.clock = clock
         self.emit = emit
+        self.removed = removed
         self.channel_factory = channel_factory
         self.batch = batch
         self._wake = asyncio.Event()
@@ -310,22 +314,28 @@ class DeliveryWorker:
         retry_at: datetime | None,
         kept: bool = True,
     ) -> None:
-        if spec is None:
-            return
-        self.emit(
-            spec,
-            DeliveryFailed(
-                task=delivery.task,
-                at=self.clock.now(),
-                slot_id=delivery.slot_id,
-                target_redacted=delivery.target_key,
-                error=error,
-                attempts=attempts,
-                gave_up=gave_up,
-                retry_at=retry_at,
-                output_path=delivery.output_path if kept else None,
-            ),
+        event = DeliveryFailed(
+            task=delivery.task,
+            at=self.clock.now(),
+            slot_id=delivery.slot_id,
+            target_redacted=delivery.target_key,
+            error=error,
+            attempts=attempts,
+            gave_up=gave_up,
+            retry_at=retry_at,
+            output_path=delivery.output_path if kept else None,
         )
+        if spec is not None:
+            self.emit(spec, event)
+        elif self.removed is not None:
+            self.removed(event)
+        else:
+            log.warning(
+                "delivery of removed task %s (slot %s) failed and nobody listens: %s",
+                delivery.task,
+                delivery.slot_id,
+                error,
+            )
 
 
 def _read(path: str) -> str | None:

@@ -402,6 +402,22 @@ def render_missed(
     )
 
 
+def render_removed_delivery(ev: DeliveryFailed, zone: ZoneInfo) -> Message:
+    """The end of a delivery whose task was removed after its run: no incident opens
+    (nothing is left to fix, and a task added again under the name must not inherit
+    one), so the message says itself what happened."""
+    title, line, severity = _delivery_failed(ev, zone)
+    gone = f" {ev.task} was removed after that run; nothing more will be told of it."
+    return Message(
+        title=redact(title),
+        body=redact(line + gone),
+        task=ev.task,
+        event=str(NoticeEvent.ESCALATED),
+        incident_kind=str(IncidentKind.DELIVERY),
+        severity=severity,
+    )
+
+
 def _not_a_tasks(
     title: str, line: str, kind: IncidentKind, event: str, severity: Severity
 ) -> Message:

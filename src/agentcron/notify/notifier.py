@@ -44,6 +44,7 @@ from agentcron.model.provider import ProviderNews
 from agentcron.notify.channels import channel_key
 from agentcron.notify.events import (
     AttemptFailed,
+    DeliveryFailed,
     EmptySuccessStreak,
     Event,
     Reminder,
@@ -54,7 +55,13 @@ from agentcron.notify.events import (
     TaskStarved,
 )
 from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
-from agentcron.notify.messages import render, render_budget, render_missed, render_provider
+from agentcron.notify.messages import (
+    render,
+    render_budget,
+    render_missed,
+    render_provider,
+    render_removed_delivery,
+)
 from agentcron.notify.storage import HomeStorage
 from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
 from agentcron.policies.overlap import REPLACED, passed_over
@@ -245,6 +252,17 @@ class Notifier:
         if logged:
             log.warning("%s", message.body.splitlines()[0])
         return [(channel_key(url), url, message) for url in urls]
+
+    def on_removed_delivery(self, event: DeliveryFailed) -> None:
+        """A delivery of a task removed after its run ended: given up, it is told once
+        to the top-level channels (the task's own are gone with it), with no incident;
+        its retries before that are only logged."""
+        if not event.gave_up:
+            return
+        message = render_removed_delivery(event, self._zone())
+        with self._lock:
+            self.store.save_incidents([], self.to_channels(message, []), self.clock.now())
+        self.wake_sender()
 
     def on_starved(self, spec: TaskSpec, slot: Slot, waited: timedelta, holders: str) -> None:
         """A slot waited longer than its period for a worker: one incident until a run
