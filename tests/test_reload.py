@@ -328,6 +328,61 @@ def test_a_restart_message_that_cannot_be_queued_is_queued_at_the_next_look(
     asyncio.run(scenario())
 
 
+def test_a_divergence_message_that_cannot_be_queued_is_queued_when_the_file_is_applied_again(
+    tmp_path: Path,
+) -> None:
+    """Another running node applied other tasks; this node's change to its file is
+    written, but the message saying so cannot be queued (the database refuses the
+    write). The apply is done again at the next look: its sync finds nothing left to
+    change, and the message still goes, once."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from agentcron.config.nodes import META_KEY, Applied
+    from agentcron.model import NodeInfo
+
+    config = tmp_path / "agentcron.yaml"
+    head = "notify: ['json://127.0.0.1:9/x']\n"
+    config.write_text(head + GOOD)
+    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False))
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            store = daemon.store
+            assert store is not None
+            now = datetime.now(UTC)
+            store.register_node(NodeInfo("other", "elsewhere", 7, "/other", now, now))
+            other = Applied("other", "elsewhere", "/other/agentcron.yaml", "digest", None)
+            store.set_meta(META_KEY, other.dumps())
+            config.write_text(head + GOOD + NEW.removeprefix("tasks:\n"))
+            save = store.save_incidents
+
+            def locked(*args: Any, **kwargs: Any) -> Any:
+                raise sqlite3.OperationalError("database is locked")
+
+            store.save_incidents = locked  # type: ignore[method-assign]
+            with pytest.raises(sqlite3.OperationalError):
+                daemon.reload_if_changed()
+            assert sorted(t.name for t in store.list_tasks()) == ["a", "b"]  # written
+            queued: list[str] = []
+
+            def noted(changed: Any, messages: Any, now: Any) -> Any:
+                queued.extend(m[2].body for m in messages)
+                return save(changed, messages, now)
+
+            store.save_incidents = noted  # type: ignore[method-assign]
+            daemon.reload_if_changed()
+            (told,) = queued
+            assert "/other/agentcron.yaml" in told and "added b" in told, told
+            daemon.reload_if_changed()  # told once
+            assert len(queued) == 1
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_start_that_fails_midway_records_its_node_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -948,13 +948,19 @@ class Daemon:
         now = self.clock.now()
         other = other_live_node(before, mine, self.store.nodes(), now, DAEMON_STALE_AFTER)
         if other is not None and (added or changed or removed):
-            text = divergence_text(other, mine, added, changed, removed)
-            log.warning("%s", text)
-            self._tell_owner_of_config("agentcron: nodes run different configs", text, "warning")
+            self._divergence = divergence_text(other, mine, added, changed, removed)
+            log.warning("%s", self._divergence)
+        if self._divergence is not None:
+            # kept until queued: the apply is done again when this fails, and that
+            # sync, finding the tasks already written, has no changes to say
+            title = "agentcron: nodes run different configs"
+            self._tell_owner_of_config(title, self._divergence, "warning")
+            self._divergence = None
         if before != mine:
             self.store.set_meta(FILE_TASKS_KEY, mine.dumps())
         return added, changed, removed
 
+    _divergence: str | None = None  # another node's other tasks, not yet queued to tell
     _restart_told: list[str] = []  # noqa: RUF012 - replaced, never mutated
     _rejection_told = False  # a "config change rejected" whose end is not told yet
 
