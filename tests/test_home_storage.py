@@ -149,3 +149,54 @@ def test_a_fault_seen_only_once_over_is_one_message(
     assert f"(the disk holding {home / 'outputs'} is full); it can again: " in lines[0]
     [incident] = rig.store.incidents(SCOPE)
     assert not incident.is_open
+
+
+def test_an_incident_no_run_can_end_any_more_ends_at_a_write_of_its_own(
+    sqlite_store: Store, clock: FakeClock, home: Path, monkeypatch: Any
+) -> None:
+    """Every task the fault hit was removed or paused while the disk was full: no run
+    is left to show the home writing again, and the incident stayed open for good.
+    Now, once a minute while that lasts, a write of agentcron's own is tried: while
+    it fails the incident stays open; once it works, the end is told, once. While a
+    task it hit still runs, its runs tell (no write of agentcron's own)."""
+    from agentcron.notify.storage import PROBE_EVERY
+
+    rig, full = _full_disk(sqlite_store, clock, home, monkeypatch)
+    probed: list[bool] = []
+
+    def probe() -> bool:
+        probed.append(not full[0])
+        return not full[0]
+
+    rig.notifier.storage.probe = probe
+    _fleet(rig, "a", "b")
+
+    def still_open() -> bool:
+        return IncidentKind.STORAGE in rig.store.open_incidents(SCOPE)
+
+    async def scenario() -> list[str]:
+        await rig.h.run_until(clock.now() + timedelta(seconds=12), timedelta(seconds=1))
+        assert len(await rig.lines()) == 1 and still_open()
+        assert probed == []  # a and b still run: their runs tell
+        assert rig.store.remove_task("a", clock.now())
+        assert rig.store.set_paused("b", True, clock.now(), None)
+        await rig.h.run_until(clock.now() + 3 * PROBE_EVERY, timedelta(seconds=5))
+        assert probed == [False, False, False] and still_open()  # once a minute, full
+        full[0] = False
+        await rig.h.run_until(clock.now() + 2 * PROBE_EVERY, timedelta(seconds=5))
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert probed[-1] is True and not still_open()
+    assert len(lines) == 2, lines
+    assert lines[1].startswith(f"✔ agentcron writes runs' files on {hostname()} again after ")
+    assert "of 2 tasks (a, b) failed meanwhile" in lines[1]
+
+
+def test_the_daemons_write_of_its_own_fails_on_a_folder_it_cannot_write(tmp_path: Path) -> None:
+    from agentcron.engine.diskroom import takes_writes
+
+    outputs = tmp_path / "outputs"
+    assert takes_writes(str(outputs)) and list(outputs.iterdir()) == []  # leaves nothing
+    (tmp_path / "file").write_text("not a folder")
+    assert not takes_writes(str(tmp_path / "file" / "outputs"))

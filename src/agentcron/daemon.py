@@ -36,6 +36,7 @@ from agentcron.delivery.worker import DeliveryWorker
 from agentcron.durations import format_duration
 from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.budgets import BudgetGate
+from agentcron.engine.diskroom import takes_writes
 from agentcron.engine.engine import Engine, EngineSettings, TickReport
 from agentcron.engine.health import Outage, describe_error
 from agentcron.faultlog import FaultLog
@@ -264,6 +265,8 @@ class Daemon:
         )
         self.notifier.attach(self.engine)
         self.notifier.others_running = self._others_running
+        outputs = str(self.options.home / "outputs")
+        self.notifier.storage.probe = lambda: takes_writes(outputs)
         self.budgets = BudgetGate(
             store, self.node_id, self.config.budget_rules(), self.config.timezone
         )

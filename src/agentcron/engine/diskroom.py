@@ -61,3 +61,29 @@ class DiskRoom:
         else:
             self._room_until.pop(key, None)
         return bool(stats.f_bavail == 0)
+
+
+PROBE_BYTES = 64 * 1024  # a small output's worth: what a run must be able to write
+
+
+def takes_writes(outputs: str) -> bool:
+    """Whether runs could write their files under ``outputs`` now: the disk has room
+    for ordinary writes and a file of :data:`PROBE_BYTES` can be made, written to
+    disk and removed there. Asked only while the home's storage incident is open and
+    no run of a task it hit is left to show it (see agentcron.notify.storage)."""
+    try:
+        os.makedirs(outputs, exist_ok=True)
+        if os.statvfs(outputs).f_bavail == 0:
+            return False
+        probe = os.path.join(outputs, f".agentcron-probe-{os.getpid()}")
+        try:
+            with open(probe, "wb") as fh:
+                fh.write(b"\0" * PROBE_BYTES)
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            if os.path.exists(probe):
+                os.unlink(probe)
+    except OSError:
+        return False
+    return True

@@ -24,6 +24,9 @@ from agentcron.notify.messages import render_storage
 from agentcron.store.base import Store
 
 SETTLE = timedelta(seconds=1)  # failures of one moment told together
+# how often an open incident that no run can end any more (every task it hit is
+# removed or paused) tries a write of its own in the home
+PROBE_EVERY = timedelta(minutes=1)
 
 ToChannels = Callable[[Message, Sequence[str]], list[tuple[str, str, Message]]]
 
@@ -71,6 +74,10 @@ class HomeStorage:
         self._news = _News()
         self._open: bool | None = None  # whether the incident is open (None: not read yet)
         self._hit: set[str] = set()  # tasks whose runs it failed, while it is open
+        # whether runs could write their files now (the daemon's: a write of its own
+        # in HOME/outputs); None: the incident ends only at a run that wrote again
+        self.probe: Callable[[], bool] | None = None
+        self._probed_at: datetime | None = None
 
     def take(self, batch: Sequence[Finished]) -> list[Finished]:
         """Keep what ``batch`` says of the home's storage; returns the ends left for
@@ -93,6 +100,10 @@ class HomeStorage:
         """Write what has settled: the incident opened, counted or closed, and its
         messages, in one transaction. Returns the messages queued. News the store
         refuses is kept for the next report."""
+        if self._news.at is None and self._writable_again(now):  # (its write: unlocked)
+            with self._lock:
+                if self._news.at is None:
+                    self._news = _News(wrote_at=now, at=now - SETTLE)
         with self._lock:
             news = self._news
             if news.at is None or now - news.at < SETTLE:
@@ -109,6 +120,27 @@ class HomeStorage:
             self._open = now_open is not None and now_open.closed_at is None
             self._hit = _tasks_of(now_open) if self._open and now_open is not None else set()
             return messages
+
+    def _writable_again(self, now: datetime) -> bool:
+        """Whether an open incident that no run can end any more, because every task
+        it hit was removed or paused since, can end now: the home takes a write of
+        agentcron's own. Looked at once a :data:`PROBE_EVERY` while one is open (or
+        not yet read: one left open by an earlier process)."""
+        if self.probe is None or self._open is False:
+            return False
+        if self._probed_at is not None and now - self._probed_at < PROBE_EVERY:
+            return False
+        self._probed_at = now
+        current = self.store.open_incidents(self.scope).get(IncidentKind.STORAGE)
+        self._open = current is not None
+        if current is None:
+            return False
+        self._hit = _tasks_of(current)
+        for name in self._hit:
+            rec = self.store.get_task(name)
+            if rec is not None and not rec.paused:
+                return False  # its next run tells, as it writes its files or not
+        return self.probe()
 
     def _incident(
         self, news: _News, now: datetime
