@@ -130,7 +130,10 @@ def test_unknown_things_are_404_pages_that_say_what_was_asked(client: TestClient
     )
 
 
-def test_a_failing_task_is_listed_first_and_the_paused_one_last(client: TestClient) -> None:
+def test_a_failing_task_is_listed_first_and_the_paused_one_last(
+    client: TestClient, harness: Harness
+) -> None:
+    harness.ticking()
     page = client.get("/")
     assert task_order(page.text) == ["zeta_broken", "alpha_ok", "mid_paused"]
     assert "1 needs attention" in page.text

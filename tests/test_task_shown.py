@@ -75,9 +75,10 @@ def listed(store: SQLStore, home: Path) -> list[dict[str, Any]]:
 
 
 def parsed(store: SQLStore, home: Path) -> list[dict[str, Any]]:
-    """The list as parsing every whole spec gives it."""
+    """The list as parsing every whole spec gives it (no daemon here: not firing)."""
     service = Service(store, home, clock=FakeClock(T0))
-    return [service._task_view(rec) for rec in store.list_tasks()]
+    not_firing = service.firing().problem
+    return [service._task_view(rec, not_firing) for rec in store.list_tasks()]
 
 
 def hand_edit(store: SQLStore, name: str, **changes: Any) -> None:
