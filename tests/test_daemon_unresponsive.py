@@ -8,11 +8,13 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from agentcron.clock import FakeClock
 from agentcron.home import hostname
 from agentcron.instance_lock import InstanceLock
 from agentcron.model import NodeInfo
-from agentcron.service import Service
+from agentcron.service import NotFoundError, Service
 from agentcron.store.sqlite import SQLiteStore
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -56,6 +58,19 @@ def test_a_daemon_that_took_the_lock_moments_ago_is_starting_not_hung(tmp_path: 
         assert status["starting_pid"] == os.getpid() and status["unresponsive_pid"] is None
         problem = service.health()["problem"]
         assert f"the daemon (pid {os.getpid()}) is starting" in problem, problem
+        # its config's tasks are not written yet: a task looked up is missing for now
+        with pytest.raises(NotFoundError) as missing:
+            service.runs("story")
+        said = str(missing.value)
+        assert said.startswith("no task named 'story'; no tasks are defined yet"), said
+        assert f"the daemon (pid {os.getpid()}) is starting and may not have written" in said
+        assert list(store.list_tasks()) == []  # nothing was written by asking
     finally:
         lock.release()
         store.close()
+    again = SQLiteStore(home / "agentcron.db")
+    try:
+        with pytest.raises(NotFoundError, match=r"no tasks are defined yet$"):
+            Service(again, home, FakeClock(T0)).runs("story")  # no daemon: no such word
+    finally:
+        again.close()

@@ -152,6 +152,10 @@ class ServiceCore:
 
         return resolve_zone(timezone or self.defaults.timezone)
 
+    def _not_yet_written(self) -> str:
+        """Why a task may be missing for a moment (see StatusMixin): "" here."""
+        return ""
+
     def _task(self, name: str) -> TaskRecord:
         from agentcron.model.task import TASK_NAME
 
@@ -170,7 +174,8 @@ class ServiceCore:
             raise NotFoundError(
                 f"no task named {name!r}"
                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + ("" if known else "; no tasks are defined yet"),
+                + ("" if known else "; no tasks are defined yet")
+                + self._not_yet_written(),
                 field="name",
             )
         return rec

@@ -109,6 +109,19 @@ class StatusMixin(ServiceCore):
             "trouble": trouble,
         }
 
+    def _not_yet_written(self) -> str:
+        """A daemon of this home that is starting has not written its config's tasks
+        yet (its database being made, migrations run): a task looked up meanwhile is
+        missing for a moment, not for good."""
+        status = self.daemon_status()
+        pid = status["starting_pid"]
+        if status["alive"] or pid is None:
+            return ""
+        return (
+            f"; the daemon (pid {pid}) is starting and may not have written its config's "
+            "tasks yet: try again in a moment"
+        )
+
     def _trouble(self) -> tuple[Holder | None, dict[str, Any] | None]:
         """The home's running daemon (the lock's holder) and the trouble it says it has
         outside the database (see :mod:`agentcron.trouble`), or None."""
