@@ -281,3 +281,25 @@ def test_doctor_names_home_folders_that_cannot_be_written(
     assert "retried instead of recorded" in check["message"]
     assert cannot_write(home / "runs") is not None  # a file is no folder to write in
     assert cannot_write(home) is None and not list(home.glob(".agentcron-write-probe-*"))
+
+
+def test_incidents_show_their_times_in_the_configs_zone(cli, tmp_path: Path) -> None:
+    """The config says Europe/Berlin: an incident opened at 12:00 UTC in June (a home's,
+    of no task) is shown at 14:00 CEST, as every other time of the CLI is; --json
+    keeps the full ISO time."""
+    from agentcron.model.incident import Incident, IncidentKind
+
+    cli("list")  # the config's tasks written
+    store = open_store(None, tmp_path / "home")
+    try:
+        opened = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+        store.save_incidents(
+            [Incident(task="home:box", kind=IncidentKind.STORAGE, opened_at=opened)], [], opened
+        )
+    finally:
+        store.close()
+    table = cli("incidents")
+    assert "Jun 01 14:00 CEST" in table and "12:00" not in table, table
+    (row,) = json.loads(cli("incidents", "--json"))
+    assert datetime.fromisoformat(row["opened_at"]) == datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    assert "opened:    Jun 01 14:00 CEST" in cli("incidents", str(row["id"]))

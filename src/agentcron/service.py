@@ -250,6 +250,11 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         view["recent_runs"] = self.runs(name, 5)
         return view
 
+    def owner_zone(self) -> str:
+        """The config's zone (the machine's when it names none): times of what is not
+        one task's, such as incidents of a home or a node, are shown in it."""
+        return str(self._zone_named(None).key)
+
     def zone_of(self, name: str) -> str:
         """The IANA zone the task's schedule is read in (tables name times in it)."""
         return str(self._zone(self._task(name).spec).key)

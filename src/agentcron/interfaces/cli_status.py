@@ -47,6 +47,7 @@ def incidents(
     from agentcron.interfaces.schemas import IncidentView, shaped
 
     with service_for(config, home, db) as svc:
+        zone = svc.owner_zone()
         if ack is not None:
             one = svc.acknowledge(ack)
         elif incident_id is not None:
@@ -56,12 +57,12 @@ def incidents(
             if json_out:
                 emit_json(shaped(IncidentView, rows))
             else:
-                render.incidents_table(out, rows)
+                render.incidents_table(out, rows, zone)
             return
     if json_out:
         emit_json(shaped(IncidentView, one))
     else:
-        render.incident_detail(out, one)
+        render.incident_detail(out, one, zone)
 
 
 def health(

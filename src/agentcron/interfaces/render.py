@@ -284,7 +284,8 @@ def doctor(console: Console, report: dict[str, Any]) -> None:
         console.print(f"{mark} {check['name']}: {check['message']}")
 
 
-def incidents_table(console: Console, rows: list[dict[str, Any]]) -> None:
+def incidents_table(console: Console, rows: list[dict[str, Any]], zone: str | None = None) -> None:
+    """Incidents, their times in ``zone`` (the config's: an incident may be of no task)."""
     if not rows:
         console.print("no incidents recorded")
         return
@@ -298,19 +299,19 @@ def incidents_table(console: Console, rows: list[dict[str, Any]]) -> None:
             r["task"],
             r["kind"],
             Text(state, style="bold red" if r["open"] else "dim"),
-            _short(r["opened_at"]),
+            _short(r["opened_at"], zone),
             r["summary"],
-            f"{r['acknowledged_by']} {_short(r['acknowledged_at'])}"
+            f"{r['acknowledged_by']} {_short(r['acknowledged_at'], zone)}"
             if r["acknowledged_at"]
             else "",
         )
     console.print(table)
 
 
-def incident_detail(console: Console, data: dict[str, Any]) -> None:
-    state = "open" if data["open"] else f"closed {_short(data['closed_at'])}"
+def incident_detail(console: Console, data: dict[str, Any], zone: str | None = None) -> None:
+    state = "open" if data["open"] else f"closed {_short(data['closed_at'], zone)}"
     console.print(f"[bold]incident {data['id']}[/] of {data['task']}: {data['kind']}, {state}")
-    console.print(f"  opened:    {_short(data['opened_at'])}")
+    console.print(f"  opened:    {_short(data['opened_at'], zone)}")
     console.print(f"  summary:   {data['summary']}")
     console.print(
         f"  events:    {data['count']} ({data['failed_runs']} failed runs, "
@@ -318,7 +319,7 @@ def incident_detail(console: Console, data: dict[str, Any]) -> None:
     )
     if data["acknowledged_at"]:
         console.print(
-            f"  seen by:   {data['acknowledged_by']} at {_short(data['acknowledged_at'])}"
+            f"  seen by:   {data['acknowledged_by']} at {_short(data['acknowledged_at'], zone)}"
         )
 
 
