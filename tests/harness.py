@@ -25,6 +25,7 @@ class Harness:
         home: Path,
         max_concurrency: int = 4,
         rand: float = 0.0,
+        owner: str = "test-node",
     ) -> None:
         self.store = store
         self.clock = clock
@@ -33,7 +34,7 @@ class Harness:
         self.engine = Engine(
             store,
             clock,
-            EngineSettings(home=home, owner="test-node", max_concurrency=max_concurrency),
+            EngineSettings(home=home, owner=owner, max_concurrency=max_concurrency),
             self.registry,
             rand=lambda: rand,
         )

@@ -106,6 +106,53 @@ def test_replace_stops_the_old_run(sqlite_store, clock, home) -> None:
     assert "replaced by the run due at" in (slots[0].error or "")
 
 
+def test_replace_stops_a_run_held_by_another_node(store, clock, home) -> None:
+    """Two nodes on one database: the run is held by node b, the newer fire is planned
+    by node a. a cannot stop b's run; it asks, through the slot's row, and b stops it
+    at its next look (within a second), as its own. Before, the run went on and the
+    new fire waited for it to end by itself."""
+
+    async def scenario() -> tuple[Harness, list[int], list[str]]:
+        release = asyncio.Event()
+        started: list[int] = []
+
+        async def slow() -> str:
+            started.append(len(started) + 1)
+            await release.wait()
+            return "done"
+
+        a, b = Harness(store, clock, home), Harness(store, clock, home, owner="node-b")
+        for node in (a, b):  # leases that outlast the fake clock's minute steps
+            node.engine.settings.lease = timedelta(minutes=10)
+        a.add("slow", slow, every="1m", overlap="replace")
+        b.registry.register_callable("tests:slow", slow)
+        clock.advance(timedelta(minutes=1))
+        await b.tick(settle=False)  # b starts the 00:01 run
+        await until(lambda: len(started) == 1)
+        clock.advance(timedelta(minutes=1))
+        await a.tick(settle=False)  # a records the 00:02 fire, which replaces it
+        first = a.slots("slow")[0]
+        assert first.status is SlotStatus.RUNNING and first.lease_owner == "node-b"
+        asked = store.stops_asked("node-b")
+        assert list(asked) == [first.id] and "replaced by the run due at" in asked[first.id]
+        assert store.stops_asked(a.engine.settings.owner) == {}
+        clock.advance(timedelta(seconds=1))
+        await b.tick(settle=False)  # b looks, and stops it
+        await until(lambda: a.slots("slow")[0].status is SlotStatus.CANCELLED)
+        await a.tick(settle=False)
+        await until(lambda: len(started) == 2)
+        release.set()
+        await a.engine.wait_idle()
+        await b.engine.wait_idle()
+        return a, started, [s.lease_owner or "" for s in a.slots("slow")]
+
+    a, started, owners = asyncio.run(scenario())
+    slots = a.slots("slow")
+    assert [s.status for s in slots] == [SlotStatus.CANCELLED, SlotStatus.SUCCEEDED]
+    assert (slots[0].error or "").startswith("replaced by the run due at 00:02"), slots[0].error
+    assert started == [1, 2]
+
+
 def test_retry_waiting_slot_is_superseded_by_next_slot(sqlite_store, clock, home) -> None:
     async def scenario() -> Harness:
         h = Harness(sqlite_store, clock, home)

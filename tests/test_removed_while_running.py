@@ -193,6 +193,7 @@ def test_opening_a_database_ends_the_retries_such_runs_left_waiting(home: Path) 
     with store._tx() as db:  # as the code before left them: retrying, task gone
         db.execute("UPDATE slots SET status = 'retrying', next_attempt_at = 1.9e9")
         db.execute("DELETE FROM tasks WHERE name = 'gone'")
+        db.execute("ALTER TABLE slots DROP COLUMN stop_asked")  # as version 13 had it
     store.set_meta("schema_version", "13")
     store.close()
     again = SQLiteStore(path)

@@ -69,6 +69,8 @@ PREPARE_BATCH = 200  # tasks of several instants prepared in one pass
 DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
 RENEWAL_GRACE = timedelta(seconds=6)  # longer than the longest backoff between failed ticks
 LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and then some
+# How often a node holding runs looks for those another node asked it to stop
+STOPS_LOOK = timedelta(seconds=1)
 # How much longer than its lease a run held on another machine is left to that machine
 # (see Engine._owners_elsewhere); the lease itself is added, so the wait is 2 leases.
 ELSEWHERE_GRACE_LEASES = 1.0
@@ -186,6 +188,7 @@ class Engine:
         self._runs: dict[int, _Run] = {}
         self._schedules = _ScheduleCache()
         self._last_renew: datetime | None = None
+        self._last_stops: datetime | None = None  # see _honour_stops
         self._last_recover: datetime | None = None
         self._last_sweep: datetime | None = None
         self._sweep_not_before: datetime | None = None  # set by a freeze (see run_pass)
@@ -266,6 +269,7 @@ class Engine:
         self._times = None  # read afresh after this tick's writes
         now = self.clock.now()
         self._renew(now)
+        self._honour_stops(now)
         self._sweep_overruns(now)
         # Lapsed leases are looked for a few times per lease, not on every tick: a burst
         # ticks after every finished run, and each look reads all running slots.
@@ -736,6 +740,23 @@ class Engine:
                 self.cancel_slot(slot_id, "taken over after this node's lease lapsed")
         self._last_renew = now
 
+    def _honour_stops(self, now: datetime) -> None:
+        """Stop the runs held here that another node asked to stop (overlap: replace,
+        its newer fire planned there): looked for once a second while this node holds
+        runs, so a run is replaced across nodes within about a second and its
+        kill_grace, as on one node."""
+        if not self._runs:
+            return
+        if self._last_stops is not None and now - self._last_stops < STOPS_LOOK:
+            return
+        self._last_stops = now
+        for slot_id, reason in self.store.stops_asked(self.settings.owner).items():
+            run = self._runs.get(slot_id)
+            if run is not None and run.cancel_reason is None and self.cancel_slot(slot_id, reason):
+                log.info(
+                    "stopping %s (slot %s), as another node asked: %s", run.name, slot_id, reason
+                )
+
     def _finishing(self, slot_id: int) -> None:
         run = self._runs.get(slot_id)
         if run is not None:
@@ -1062,7 +1083,11 @@ class Engine:
             # final without running: told like the skipped and missed (metrics count them)
             inserted = [*inserted, *filter(None, map(self.store.get_slot, superseded))]
             for slot_id in plan.replace:
-                self.cancel_slot(slot_id, replaced_text(label))
+                if slot_id in self._runs:
+                    self.cancel_slot(slot_id, replaced_text(label))
+                elif self.store.ask_stop(slot_id, replaced_text(label)):
+                    # run by another node: its owner stops it (see _honour_stops)
+                    log.info("asked the node running %s (slot %s) to stop it", spec.name, slot_id)
         for slot in inserted:
             if slot.status.is_final:
                 self._tell_slot_listeners(spec, slot)

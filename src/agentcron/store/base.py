@@ -264,6 +264,16 @@ class RunStore(Protocol):
         the ids renewed; a held slot missing from it is no longer ``owner``'s."""
         ...
 
+    def ask_stop(self, slot_id: int, reason: str) -> bool:
+        """Ask the node that runs ``slot_id`` to stop it, for ``reason`` (a run held by
+        another node cannot be stopped from here). False when the slot is not running
+        (it ended meanwhile) or was asked already."""
+        ...
+
+    def stops_asked(self, owner: str) -> dict[int, str]:
+        """The running slots of ``owner`` that another node asked it to stop, with why."""
+        ...
+
     def note_attempt_process(self, attempt_id: int, info: dict[str, Any]) -> None:
         """Remember what a running attempt started (host, process group, its start time),
         so whoever takes the slot over after a crash can stop it."""

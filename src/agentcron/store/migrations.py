@@ -267,6 +267,12 @@ MIGRATIONS: list[list[str]] = [
         "WHERE status IN ('pending', 'retrying') "
         "AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.name = slots.task)",
     ],
+    [
+        # 15: a running slot that another node asks its owner to stop, and why (overlap:
+        # replace, where the newer fire was planned on another node than the run's):
+        # the owner looks for these while it holds runs, and stops them as its own.
+        "ALTER TABLE slots ADD COLUMN stop_asked TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

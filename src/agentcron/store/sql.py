@@ -723,6 +723,24 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 renewed.update(int(r[0]) for r in rows)
         return renewed
 
+    def ask_stop(self, slot_id: int, reason: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE slots SET stop_asked = ? "
+                "WHERE id = ? AND status = 'running' AND stop_asked IS NULL",
+                (reason, slot_id),
+            )
+            return bool(cur.rowcount == 1)
+
+    def stops_asked(self, owner: str) -> dict[int, str]:
+        # the running partial index: as many rows as runs in progress, whatever the history
+        rows = self._q(
+            "SELECT id, stop_asked FROM slots WHERE status = 'running' "
+            "AND lease_owner = ? AND stop_asked IS NOT NULL",
+            (owner,),
+        )
+        return {int(slot_id): str(reason) for slot_id, reason in rows}
+
     def _close_attempt(
         self,
         db: Conn,
