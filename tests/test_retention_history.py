@@ -441,6 +441,38 @@ def test_keep_outputs_pruning_still_works_beside_history(home: Path, tmp_path: P
         store.close()
 
 
+def test_keep_outputs_leaves_pending_deliveries_the_newest_success_and_what_links_lead_to(
+    store: SQLStore, home: Path, tmp_path: Path
+) -> None:
+    """Outside-in probe: with ``keep_outputs`` past, the newest success's file went
+    (``context: previous`` then ran with none, health ok); files of pending deliveries
+    went once 10,000 newer delivery rows hid them; and a task folder that was a link
+    led the pruning to a file outside the home."""
+    add_task(store, "a", keep_outputs="1d")
+    undelivered = run(store, home, "a", 0, deliver=True)  # pending, whatever its age
+    run(store, home, "a", 1)
+    newest = run(store, home, "a", 2)  # context: previous hands this one on
+    run(store, home, "a", 3, SlotStatus.FAILED)
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    precious = elsewhere / "precious.txt"
+    precious.write_text("not agentcron's")
+    add_task(store, "linked", keep_outputs="1d")
+    (home / "outputs" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    stale = NOW.timestamp() - 30 * 86400
+    for path in [*(home / "outputs" / "a").iterdir(), precious]:
+        os.utime(path, (stale, stale))
+    keep = store.outputs_to_keep()
+    paths = {sid: store.get_slot(sid).output_path for sid in (undelivered, newest)}  # type: ignore[union-attr]
+    assert keep == set(paths.values()), keep
+    assert prune_outputs(home, store.get_task, keep, now=NOW.timestamp()) == 2
+    left = {str(p) for p in (home / "outputs" / "a").iterdir()}
+    assert left == set(paths.values())
+    assert precious.read_text() == "not agentcron's"
+    deliver(store, undelivered, DeliveryStatus.DELIVERED)
+    assert store.outputs_to_keep() == {paths[newest]}
+
+
 def test_report_shape() -> None:
     report = PruneReport(dry_run=True, slots=2, files=1)
     assert report.total == 3

@@ -41,7 +41,7 @@ from agentcron.engine.engine import Engine, EngineSettings, TickReport
 from agentcron.engine.health import Outage, describe_error
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
-from agentcron.model import DeliveryStatus, Finished, Message, NodeInfo, TaskSpec
+from agentcron.model import Finished, Message, NodeInfo, TaskSpec
 from agentcron.model.message import Severity
 from agentcron.notify.direct import daemon_message, tell_owner_directly
 from agentcron.notify.notifier import Notifier
@@ -820,13 +820,9 @@ class Daemon:
                 except Exception:
                     log.exception("pruning history failed; trying again later")
             try:
-                # outputs still waiting to be delivered are kept whatever their age
-                keep = {
-                    d.output_path
-                    for d in self.store.deliveries(limit=10_000)
-                    if d.output_path
-                    and d.status in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
-                }
+                # outputs still waiting to be delivered, and each task's newest
+                # success's (context: previous), are kept whatever their age
+                keep = await asyncio.to_thread(self.store.outputs_to_keep)
                 removed = await asyncio.to_thread(
                     prune_outputs, self.options.home, self.store.get_task, keep
                 )

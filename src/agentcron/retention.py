@@ -38,8 +38,9 @@ def prune_outputs(
     """Delete output files older than their task's ``keep_outputs``; returns how many.
 
     Walks the output folders (one per task that ever kept output) and looks each
-    task up with ``task_of``; a removed task's outputs are left alone. ``keep`` holds
-    paths that must stay (pending deliveries); ``now`` is epoch seconds.
+    task up with ``task_of``; a removed task's outputs are left alone, and so is what
+    a symbolic link leads to. ``keep`` holds paths that must stay (see
+    ``Store.outputs_to_keep``); ``now`` is epoch seconds.
     """
     current = time.time() if now is None else now
     removed = 0
@@ -47,13 +48,18 @@ def prune_outputs(
     if not root.is_dir():
         return 0
     for folder in sorted(root.iterdir()):
-        rec = task_of(folder.name) if folder.is_dir() else None
+        # a link is not a folder agentcron made: what it points at is not the home's
+        # to delete (only real folders and files under HOME/outputs are pruned)
+        real = folder.is_dir() and not folder.is_symlink()
+        rec = task_of(folder.name) if real else None
         if rec is None or rec.spec.keep_outputs is None:
             continue
         cutoff = current - rec.spec.keep_outputs.total_seconds()
         for path in folder.iterdir():
             try:
-                if str(path) in keep or not path.is_file() or path.stat().st_mtime >= cutoff:
+                if str(path) in keep or path.is_symlink() or not path.is_file():
+                    continue
+                if path.stat().st_mtime >= cutoff:
                     continue
                 path.unlink()
                 removed += 1

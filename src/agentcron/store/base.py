@@ -466,6 +466,12 @@ class DeliveryStore(Protocol):
 
     def deliveries(self, slot_id: int | None = None, limit: int = 100) -> list[Delivery]: ...
 
+    def outputs_to_keep(self) -> set[str]:
+        """Kept output files that ``keep_outputs`` must leave, whatever their age: those
+        still waiting to be delivered (all of them, not a newest page), and each task's
+        newest success's (what ``context: previous`` hands its next run)."""
+        ...
+
     def update_delivery(
         self,
         delivery_id: int,

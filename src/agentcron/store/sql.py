@@ -999,6 +999,17 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
             )
         )
 
+    def outputs_to_keep(self) -> set[str]:
+        rows = self._q(
+            "SELECT output_path FROM deliveries WHERE status IN ('pending', 'retrying') "
+            "AND output_path IS NOT NULL "
+            "UNION SELECT s.output_path FROM tasks t JOIN slots s ON s.id = ("
+            "SELECT l.id FROM slots l WHERE l.task = t.name AND l.status = 'succeeded' "
+            "ORDER BY l.scheduled_for DESC, l.id DESC LIMIT 1) "
+            "WHERE s.output_path IS NOT NULL"
+        )
+        return {str(path) for (path,) in rows}
+
     def deliveries_waiting(self, now: datetime) -> bool:
         """Whether a delivery may be claimed now (see :meth:`outbox_waiting`)."""
         return bool(
