@@ -432,6 +432,38 @@ def test_delivery_failure_retries_escalates_and_recovers() -> None:
     )
 
 
+def test_another_targets_delivery_does_not_end_a_failing_targets_incident() -> None:
+    """Two deliver targets, one down (outside-in probe): the working one's deliveries
+    closed the incident after every run, and each run made a "✔ delivered" and a
+    "✖ gave up". Only the failing target's delivery ends it, or that target leaving
+    the task's deliver list."""
+    feed = Feed()
+    down = DeliveryFailed(
+        task="story",
+        at=local(10, 2, 6),
+        slot_id=1,
+        target_redacted="json://down",
+        error="HTTP 503",
+        gave_up=True,
+    )
+    fine = DeliveryRecovered(
+        task="story",
+        at=local(10, 2, 6),
+        slot_id=1,
+        target_redacted="json://up",
+        targets=("json://down", "json://up"),
+    )
+    told = feed([down, fine, replace(down, slot_id=2), replace(fine, slot_id=2)])
+    assert [n.event for n in told] == [NoticeEvent.OPENED]  # one message, not one per run
+    assert feed.open["delivery"].streak == 2
+    back = feed([replace(fine, slot_id=3, target_redacted="json://down")])
+    assert feed.texts(back)[0].startswith("✔ story's output is being delivered to json://down")
+    feed([replace(down, slot_id=4)])
+    # the failing target removed from deliver: the next delivery elsewhere ends it
+    moved = feed([replace(fine, slot_id=5, targets=("json://up",))])
+    assert [n.event for n in moved] == [NoticeEvent.CLOSED] and feed.open == {}
+
+
 def test_delivered_after_retries_names_the_attempts() -> None:
     feed = Feed()
     feed(

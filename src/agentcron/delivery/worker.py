@@ -33,7 +33,7 @@ from agentcron.beats import Sleeper, when_to_wake
 from agentcron.clock import Clock
 from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import Delivery, DeliveryStatus, Message, TaskSpec
-from agentcron.notify.channels import Channel, SendResult, channel_for
+from agentcron.notify.channels import Channel, SendResult, channel_for, channel_key
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
 from agentcron.notify.sender import CLAIM_FOR, SEND_LIMIT, default_owner
 from agentcron.redact import redact, secret_values_from_env
@@ -272,6 +272,7 @@ class DeliveryWorker:
                         slot_id=delivery.slot_id,
                         target_redacted=delivery.target_key,
                         attempts=attempts,
+                        targets=tuple(channel_key(url) for url in spec.deliver),
                     ),
                 )
             return

@@ -195,6 +195,8 @@ class DeliveryRecovered:
     slot_id: int
     target_redacted: str
     attempts: int = 1
+    # the task's deliver targets now (their keys); empty: not known
+    targets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -387,8 +387,18 @@ def _on_streak(
     return _notice(NoticeEvent.OPENED, incident, ev)
 
 
+_UNDELIVERED = "output could not be delivered to "
+
+
+def _failing_target(incident: Incident) -> str | None:
+    """The target a delivery incident is about (its summary names it)."""
+    if not incident.summary.startswith(_UNDELIVERED):
+        return None
+    return incident.summary.removeprefix(_UNDELIVERED).split(": ", 1)[0]
+
+
 def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
-    summary = f"output could not be delivered to {ev.target_redacted}: {ev.error}"
+    summary = f"{_UNDELIVERED}{ev.target_redacted}: {ev.error}"
     current = changes.current.get(IncidentKind.DELIVERY)
     if current is None:
         incident = Incident(
@@ -421,6 +431,16 @@ def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
 
 
 def _on_delivery_recovered(changes: _Changes, ev: DeliveryRecovered) -> Notice | None:
+    """Over when the failing target takes outputs again, or is no longer one of the
+    task's; another target's success says nothing of it (two targets, one down,
+    made a "✔ delivered" and a "✖ gave up" of every run)."""
+    current = changes.current.get(IncidentKind.DELIVERY)
+    if current is None:
+        return None
+    failing = _failing_target(current)
+    gone = bool(ev.targets) and failing not in ev.targets
+    if failing is not None and failing != ev.target_redacted and not gone:
+        return None
     return _closing_notice(changes.close(IncidentKind.DELIVERY, ev.at), ev)
 
 
