@@ -13,10 +13,12 @@ trail in ``history``, daemon health and live counts in ``status``; tasks are her
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from agentcron._service.base import (
@@ -71,6 +73,23 @@ _NO_LATEST = TaskLatest()  # a task with no final run and no pause reason
 # keys a patch may not change: the name is the task's identity (remove and add to
 # rename); `paused` has its own calls, which keep the reason and cancel waiting runs
 _NOT_PATCHABLE = ("name",)
+
+# A change of a task reads it, checks, and writes it: two at once (the API answers
+# requests on a pool of threads) lost one of two PATCHes of different keys, brought a
+# task back that a DELETE had just removed (or failed with a 500 on it), and answered
+# 201 to two creates of one name. Changes made in this process take turns.
+_TASK_CHANGES = threading.RLock()
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _one_at_a_time(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    @functools.wraps(method)
+    def changing(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _TASK_CHANGES:
+            return method(*args, **kwargs)
+
+    return changing
 
 
 class Service(HistoryMixin, StatusMixin, BudgetsMixin):
@@ -281,6 +300,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         return out
 
     # ---- writes ------------------------------------------------------------------
+    @_one_at_a_time
     def add_task(self, name: str, raw: Mapping[str, Any], replace: bool = False) -> dict[str, Any]:
         """Create a task (``source: api``) from the keys a config file's task has,
         validated by the same rules, problems located at ``tasks.NAME.KEY``."""
@@ -308,6 +328,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         self._changed()
         return self._task_view(self._task(name))
 
+    @_one_at_a_time
     def update_task(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """Change some keys of a task added through the CLI or API (a JSON merge patch,
         RFC 7396: a key set to null goes back to its default; to move from ``cron`` to
@@ -386,6 +407,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         nxt = None if spec.paused else self.first_fire(spec, now)
         self.store.upsert_task(spec, TaskSource.API, now, nxt)
 
+    @_one_at_a_time
     def pause(self, name: str, reason: str | None = None) -> dict[str, Any]:
         """Stop scheduling a task; a run in progress continues, waiting ones are
         cancelled. ``reason`` is kept and shown until it is resumed."""
@@ -403,6 +425,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         self._audit("task.pause", name, before, {"paused": True, "reason": reason})
         return self._task_view(self._task(name))
 
+    @_one_at_a_time
     def resume(self, name: str) -> dict[str, Any]:
         rec = self._task(name)
         now = self.clock.now()
@@ -418,6 +441,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         latest = self.store.task_latest([rec.name]).get(rec.name, TaskLatest())
         return {"paused": rec.paused, "reason": latest.pause_reason if rec.paused else None}
 
+    @_one_at_a_time
     def remove(self, name: str) -> None:
         rec = self._task(name)
         if rec.source is TaskSource.FILE:
