@@ -49,7 +49,7 @@ def test_patches_of_different_keys_at_once_all_stay(
         name = f"t{n}"
         service.add_task(name, _task())
         patches = [{"retries": 7}, {"description": "set by b"}, {"timeout": "42s"}]
-        results = _at_once([lambda p=p: service.update_task(name, p) for p in patches])
+        results = _at_once([lambda p=p, t=name: service.update_task(t, p) for p in patches])
         assert not [r for r in results if isinstance(r, Exception)], results
         spec = service.show_task(name)["spec"]
         assert (spec["retries"], spec.get("description"), spec["timeout"]) == (
@@ -69,9 +69,9 @@ def test_a_patch_racing_a_delete_leaves_the_task_deleted_and_fails_cleanly(
         name = f"d{n}"
         service.add_task(name, _task())
         calls: list[Callable[[], Any]] = [
-            lambda i=i: service.update_task(name, {"retries": i}) for i in range(5)
+            lambda i=i, t=name: service.update_task(t, {"retries": i}) for i in range(5)
         ]
-        calls.insert(n % 6, lambda: service.remove(name))
+        calls.insert(n % 6, lambda t=name: service.remove(t))
         results = _at_once(calls)
         unexpected = [r for r in results if isinstance(r, Exception)]
         assert all(isinstance(r, NotFoundError) for r in unexpected), unexpected
@@ -86,7 +86,9 @@ def test_two_creates_of_one_name_at_once_make_one_task(
     service = Service(sqlite_store, home, clock)
     for n in range(ROUNDS):
         name = f"c{n}"
-        results = _at_once([lambda i=i: service.add_task(name, _task(f"c{i}")) for i in range(6)])
+        results = _at_once(
+            [lambda i=i, t=name: service.add_task(t, _task(f"c{i}")) for i in range(6)]
+        )
         made = [r for r in results if not isinstance(r, Exception)]
         refused = [r for r in results if isinstance(r, Exception)]
         assert len(made) == 1 and all(isinstance(r, ConflictError) for r in refused), results
