@@ -257,6 +257,47 @@ def test_validate_and_doctor_warn_when_failures_would_reach_no_one(
     assert not [c for c in report["checks"] if c["name"] == "notify"]
 
 
+def test_doctor_says_a_channel_nothing_was_sent_through_is_not_known_to_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside-in probe: `notify:` named a URL that leads nowhere; doctor said only
+    ✔ lines (no channel at all) until the first problem's message was lost."""
+    from agentcron.model import Message
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
+    (tmp_path / "agentcron.yaml").write_text(
+        'notify: ["json://127.0.0.1:9/owner"]\ntasks:\n  a:\n    every: 1h\n'
+        '    command: [x]\n    notify: ["json://127.0.0.1:9/own"]\n'
+    )
+    runner = CliRunner()
+    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    untried = {c["name"]: c for c in report["checks"] if c["name"].startswith("channel ")}
+    assert set(untried) == {"channel json://127.0.0.1:9/owner", "channel json://127.0.0.1:9/own"}
+    for check in untried.values():
+        assert check["status"] == "warn" and "agentcron notify test" in check["message"]
+    store = open_store(None, tmp_path / "home")
+    try:  # a message was sent through one of them: it is tried, and says how it went
+        note = Message(
+            title="t", body="b", task="a", event="opened", incident_kind="failure", severity="info"
+        )
+        store.save_incidents(
+            [], [("json://127.0.0.1:9/owner", "json://127.0.0.1:9/owner", note)], datetime.now(UTC)
+        )
+        (sent,) = store.claim_outbox("me", datetime.now(UTC), datetime.now(UTC), 10)
+        store.mark_sent(sent.id, datetime.now(UTC), "me")
+    finally:
+        store.close()
+    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    channels = {
+        c["name"]: c["status"] for c in report["checks"] if c["name"].startswith("channel ")
+    }
+    assert channels == {
+        "channel json://127.0.0.1:9/owner": "ok",
+        "channel json://127.0.0.1:9/own": "warn",
+    }
+
+
 def test_doctor_names_home_folders_that_cannot_be_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

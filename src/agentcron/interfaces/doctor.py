@@ -37,6 +37,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
     checks: list[dict[str, str]] = []
     timezone = None
     heartbeat_url: str | None = None
+    channels: list[str] = []
     if not config_path.exists():
         checks.append(
             _check("config", "warn", f"{config_path} not found (`agentcron init` writes one)")
@@ -46,6 +47,9 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             loaded = load_config(config_path)
             timezone = loaded.timezone
             heartbeat_url = loaded.heartbeat_url
+            channels = list(loaded.notify) + [
+                url for spec in loaded.tasks.values() for url in spec.notify or []
+            ]
             checks.append(
                 _check("config", "ok", f"{config_path} is valid ({len(loaded.tasks)} tasks)")
             )
@@ -134,6 +138,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         else:
             checks.append(_check("tasks", "ok", f"{len(tasks)} task(s), none failing"))
         checks.extend(_extra_checks(svc))
+        checks.extend(_untried_checks(svc, channels))
         checks.extend(_heartbeat_checks(svc, heartbeat_url, timezone))
         checks.extend(_home_checks(home))
     except (StoreError, sqlite3.Error) as exc:
@@ -183,6 +188,32 @@ def _extra_checks(svc: Any) -> list[dict[str, str]]:
     """Checks contributed by optional parts (channels, delivery) through the service."""
     fn = getattr(svc, "doctor_checks", None)
     return list(fn()) if callable(fn) else []
+
+
+def _untried_checks(svc: Any, configured: list[str]) -> list[dict[str, str]]:
+    """Channels nothing was sent through yet: no failure can show on them, so a URL
+    that leads nowhere looked like a working one until the first problem's message
+    was lost. Said as unknown, with the command that finds out."""
+    from agentcron.notify.channels import channel_key
+
+    tried = {h["channel"] for h in svc.channel_health()}
+    keys: list[str] = []
+    for url in svc.channel_urls(configured):
+        try:
+            key = channel_key(url)
+        except Exception:  # the config check says what is wrong with the URL itself
+            continue
+        if key not in tried and key not in keys:
+            keys.append(key)
+    return [
+        _check(
+            f"channel {key}",
+            "warn",
+            "nothing has been sent through it yet, so whether it works is not known; "
+            "`agentcron notify test` sends a test message to every channel",
+        )
+        for key in keys
+    ]
 
 
 def _heartbeat_checks(
