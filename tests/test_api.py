@@ -298,6 +298,7 @@ def test_output_is_streamed_whole_and_redacted(client: TestClient, harness: Harn
     detail = client.get(f"/api/v1/runs/{gamma['id']}").json()
     assert SECRET not in detail["output"] and "[REDACTED]" in detail["output"]
     streamed = client.get(f"/api/v1/runs/{gamma['id']}/output")
+    assert streamed.headers["x-content-type-options"] == "nosniff"
     assert streamed.status_code == 200
     assert streamed.headers["content-type"].startswith("text/plain")
     assert streamed.text.startswith("line one") and streamed.text.endswith("last line")

@@ -75,4 +75,9 @@ def get_run(
 )
 def run_output(service: ServiceDep, run_id: RunId) -> StreamingResponse:
     pieces = service.output_stream(run_id)
-    return StreamingResponse(pieces, media_type="text/plain; charset=utf-8")
+    # what a run printed may look like HTML: never sniffed into a page (as the dashboard's)
+    return StreamingResponse(
+        pieces,
+        media_type="text/plain; charset=utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )

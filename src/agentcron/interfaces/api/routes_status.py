@@ -37,7 +37,9 @@ IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The incident's
 def list_incidents(
     service: ServiceDep,
     task: Annotated[str | None, Query(description="Of this task only")] = None,
-    open: Annotated[bool, Query(description="Open ones only")] = False,
+    open: Annotated[
+        bool, Query(description="true: open ones only; false (the default): open and closed")
+    ] = False,
     kind: Annotated[str | None, Query(description="failure, stuck, overdue, ...")] = None,
     limit: Annotated[int, Query(description="At most (1-10000)")] = 50,
 ) -> Any:
