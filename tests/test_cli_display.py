@@ -174,3 +174,47 @@ def test_the_list_names_the_health_word_before_its_sentence() -> None:
     )
     assert _health_cell("failing", "failing: code_error") == "failing: code_error"
     assert _health_cell("over_budget", None) == "over_budget"
+
+
+def test_logs_on_a_terminal_shows_control_characters_and_says_deliveries() -> None:
+    """Outside-in probes: a run's ESC, BEL and NUL reached the operator's terminal as
+    they were printed (a task's output could drive it); the deliveries of a run were
+    only in --json; a kept file that was gone looked like no output at all."""
+    import io
+
+    from rich.console import Console
+
+    from agentcron.interfaces import render
+
+    run = {
+        "id": 4,
+        "task": "weird",
+        "scheduled_for": "2026-06-01T10:00:00+00:00",
+        "status": "succeeded",
+        "reason": None,
+        "attempts_detail": [],
+        "deliveries": [
+            {
+                "target": "json://127.0.0.1:9/out",
+                "status": "retrying",
+                "attempts": 2,
+                "next_attempt_at": "2026-06-01T10:05:00+00:00",
+                "last_error": "HTTP 503",
+            }
+        ],
+        "output": "title\x1b]0;pwned\x07 red\x1b[31m nul\x00 end\n",
+        "output_path": "/h/outputs/weird/4.log",
+    }
+    screen = io.StringIO()
+    render.run_detail(Console(file=screen, force_terminal=True, color_system=None), run)
+    shown = screen.getvalue()
+    assert "\x1b]0;" not in shown and "\x07" not in shown and "\x00" not in shown
+    assert "title^[]0;pwned^G red^[[31m nul^@ end" in shown
+    assert "delivery to json://127.0.0.1:9/out: retrying (2 attempt(s)), next " in shown
+    assert "HTTP 503" in shown
+    piped = io.StringIO()
+    render.run_detail(Console(file=piped, force_terminal=False), run)
+    assert "\x1b[31m" in piped.getvalue()  # written to a file or a pipe: as printed
+    gone = io.StringIO()
+    render.run_detail(Console(file=gone, width=200), {**run, "output": None})
+    assert "(no output kept: /h/outputs/weird/4.log is gone" in gone.getvalue()

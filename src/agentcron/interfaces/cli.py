@@ -512,8 +512,9 @@ def logs(
 
     with service_for(config, home, db, sync=False) as svc:
         if output:
+            shown = render.visible if sys.stdout.isatty() else str  # piped: as printed
             for piece in svc.output_stream(run_id):
-                sys.stdout.write(piece)
+                sys.stdout.write(shown(piece))
             return
         data = svc.run_detail(run_id)
     if json_out:

@@ -271,11 +271,37 @@ def run_detail(console: Console, data: dict[str, Any]) -> None:
         if a["tokens"]:
             line += f" — tokens {a['tokens']}"
         console.print(line)
+    for d in data.get("deliveries") or []:
+        line = f"  delivery to {d['target']}: {d['status']} ({d['attempts']} attempt(s))"
+        if d.get("next_attempt_at") and d["status"] in ("pending", "retrying"):
+            line += f", next {_short(d['next_attempt_at'])}"
+        if d.get("last_error"):
+            line += f" — {d['last_error']}"
+        console.print(line, markup=False, highlight=False)
     if data.get("output") is not None:
         console.rule("output")
-        console.print(data["output"], markup=False, highlight=False)
+        text = str(data["output"])
+        console.print(visible(text) if console.is_terminal else text, markup=False, highlight=False)
+    elif data.get("output_path"):
+        console.print(
+            f"(no output kept: {data['output_path']} is gone, pruned by keep_outputs or removed)",
+            markup=False,
+            highlight=False,
+        )
     else:
         console.print("(no output kept)")
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters (but newlines and tabs) written as ``^[``,
+    ``^G``, ``^?``: a run's output shown on a terminal must not drive it (move the
+    cursor, retitle the window, write the clipboard), whatever the task printed."""
+    if not any(ord(c) < 32 and c not in "\n\t" or c == "\x7f" for c in text):
+        return text
+    return "".join(
+        f"^{chr(ord(c) ^ 64)}" if (ord(c) < 32 and c not in "\n\t") or c == "\x7f" else c
+        for c in text
+    )
 
 
 def doctor(console: Console, report: dict[str, Any]) -> None:
