@@ -296,12 +296,13 @@ def visible(text: str) -> str:
     """``text`` with its control characters (but newlines and tabs) written as ``^[``,
     ``^G``, ``^?``: a run's output shown on a terminal must not drive it (move the
     cursor, retitle the window, write the clipboard), whatever the task printed."""
-    if not any(ord(c) < 32 and c not in "\n\t" or c == "\x7f" for c in text):
+    if not any(map(_control, text)):
         return text
-    return "".join(
-        f"^{chr(ord(c) ^ 64)}" if (ord(c) < 32 and c not in "\n\t") or c == "\x7f" else c
-        for c in text
-    )
+    return "".join(f"^{chr(ord(c) ^ 64)}" if _control(c) else c for c in text)
+
+
+def _control(c: str) -> bool:
+    return (ord(c) < 32 and c not in "\n\t") or c == "\x7f"
 
 
 def doctor(console: Console, report: dict[str, Any]) -> None:
