@@ -486,6 +486,7 @@ def test_report_shape() -> None:
         "incidents",
         "nodes",
         "batches",
+        "unremoved",
     }
 
 
@@ -527,6 +528,67 @@ def test_cli_prune_dry_run_then_prune(tmp_path: Path, monkeypatch: pytest.Monkey
     assert json.loads(done.output)["slots"] == 2
     again = runner.invoke(app, ["prune", "--dry-run", "--json"])
     assert json.loads(again.output)["slots"] == 0
+
+
+def test_a_file_retention_cannot_delete_is_named_by_prune_and_told_once_by_the_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside-in probe: an output file that could not be deleted (an immutable file)
+    was only logged: `prune` exited 0 and counted it as if gone, the run's row went
+    and the file stayed for good, and the daemon told no one."""
+    import asyncio
+
+    from agentcron.daemon import Daemon, DaemonOptions
+
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    monkeypatch.setenv("AGENTCRON_HOME", str(home))
+    (tmp_path / "agentcron.yaml").write_text('notify: ["json://127.0.0.1:9/owner"]\n' + CONFIG)
+    store = SQLiteStore(home / "agentcron.db")
+    try:
+        add_task(store, "story", keep_history="30d")
+        for n in range(5):  # 100 days and more ago, each with an output file
+            run(store, home, "story", -100 + n)
+    finally:
+        store.close()
+    stuck = sorted((home / "outputs" / "story").iterdir())[0]
+    unlink = Path.unlink
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        if self == stuck:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    done = CliRunner().invoke(app, ["prune"])
+    assert done.exit_code == 1, done.output
+    assert "1 output file(s) could not be deleted" in done.stderr
+    assert f"{stuck}: Operation not permitted" in done.stderr
+    assert stuck.exists()
+
+    daemon = Daemon(DaemonOptions(config_path=tmp_path / "agentcron.yaml", home=home))
+    queued: list[str] = []
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            assert daemon.store is not None
+            save = daemon.store.save_incidents
+
+            def noted(changed: Any, messages: Any, now: Any) -> Any:
+                queued.extend(m[2].body for m in messages)
+                return save(changed, messages, now)
+
+            daemon.store.save_incidents = noted  # type: ignore[method-assign]
+            daemon._tell_unremoved([f"{stuck}: Operation not permitted"])
+            daemon._tell_unremoved([f"{stuck}: Operation not permitted"])  # once
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())
+    (told,) = queued
+    assert "could not delete 1 output file(s) past their retention" in told
+    assert str(stuck) in told
 
 
 def test_cli_prune_refuses_an_invalid_config(

@@ -127,6 +127,7 @@ class Daemon:
         self._config_stamp: str | None = None
         self._config_file: _FileId | None = None  # its stat when last read
         self._background: set[asyncio.Future[Any]] = set()
+        self._unremoved_told: set[str] = set()  # files retention left, told (see there)
         self.supervisor: Supervisor | None = None
         self.api: Any = None  # interfaces.api.launch.DaemonApi when the API is served
         self._trouble_file = TroubleFile(options.home)  # said outside the database
@@ -808,15 +809,17 @@ class Daemon:
     async def _retention_loop(self) -> None:
         assert self.store is not None
         while not self.stop_event.is_set():
+            unremoved: list[str] = []  # files that could not be deleted ("PATH: why")
             if self.config is not None:
                 try:
-                    await asyncio.to_thread(
+                    report = await asyncio.to_thread(
                         prune_history,
                         self.store,
                         self.options.home,
                         self.clock.now(),
                         default_keep_history(self.config.defaults),
                     )
+                    unremoved += report.unremoved
                 except Exception:
                     log.exception("pruning history failed; trying again later")
             try:
@@ -824,13 +827,38 @@ class Daemon:
                 # success's (context: previous), are kept whatever their age
                 keep = await asyncio.to_thread(self.store.outputs_to_keep)
                 removed = await asyncio.to_thread(
-                    prune_outputs, self.options.home, self.store.get_task, keep
+                    prune_outputs, self.options.home, self.store.get_task, keep, None, unremoved
                 )
                 if removed:
                     log.info("pruned %d kept output file(s) past keep_outputs", removed)
             except Exception:
                 log.exception("pruning kept outputs failed")
+            try:
+                self._tell_unremoved(unremoved)
+            except Exception:
+                log.exception("could not queue the message of files retention left")
             await self._sleep_beats(self.options.retention_interval)
+
+    def _tell_unremoved(self, unremoved: list[str]) -> None:
+        """Files retention could not delete (a permission, an immutable file): told
+        once each, as they stay on disk and a removed run's is never looked at again."""
+        fresh = [line for line in unremoved if line not in self._unremoved_told]
+        if not fresh:
+            return
+        if len(self._unremoved_told) > 10_000:
+            self._unremoved_told.clear()
+        first = fresh[0]
+        body = (
+            f"⚠ agentcron on {self._where()} could not delete {len(fresh)} output file(s) "
+            f"past their retention (keep_history, keep_outputs), e.g. {first}. They stay "
+            "on disk and take its space; remove them by hand, or let agentcron's user "
+            "delete them."
+        )
+        log.warning("%s", body)
+        self._tell_owner_of_config(
+            "agentcron: files left by retention", body, "warning", kind="retention"
+        )
+        self._unremoved_told.update(fresh)
 
     async def _sleep_beats(self, interval: float) -> None:
         """Sleep about ``interval`` (never longer), in step with the daemon's beat: the
@@ -1043,8 +1071,11 @@ class Daemon:
             "failure",
         )
 
-    def _tell_owner_of_config(self, title: str, body: str, severity: Severity) -> None:
-        """A message about the config file, through the outbox to every channel."""
+    def _tell_owner_of_config(
+        self, title: str, body: str, severity: Severity, *, kind: str = "config"
+    ) -> None:
+        """A message about the config file (or ``kind``: another condition of the
+        daemon's own), through the outbox to every channel."""
         if self.store is None or self.config is None:
             return
         from agentcron.notify.channels import channel_key
@@ -1053,8 +1084,8 @@ class Daemon:
             title=title,
             body=body,
             task="",
-            event="config",
-            incident_kind="config",
+            event=kind,
+            incident_kind=kind,
             severity=severity,
         )
         # every channel's copy in one transaction: a failure queues none, and the

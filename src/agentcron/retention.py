@@ -34,13 +34,15 @@ def prune_outputs(
     task_of: Callable[[str], TaskRecord | None],
     keep: set[str],
     now: float | None = None,
+    failures: list[str] | None = None,
 ) -> int:
     """Delete output files older than their task's ``keep_outputs``; returns how many.
 
     Walks the output folders (one per task that ever kept output) and looks each
     task up with ``task_of``; a removed task's outputs are left alone, and so is what
     a symbolic link leads to. ``keep`` holds paths that must stay (see
-    ``Store.outputs_to_keep``); ``now`` is epoch seconds.
+    ``Store.outputs_to_keep``); ``now`` is epoch seconds. A file that cannot be
+    deleted is logged and, with ``failures``, added to it ("PATH: why").
     """
     current = time.time() if now is None else now
     removed = 0
@@ -65,6 +67,8 @@ def prune_outputs(
                 removed += 1
             except OSError as exc:
                 log.warning("could not prune %s: %s", path, exc)
+                if failures is not None:
+                    failures.append(f"{path}: {exc.strerror or exc}")
     return removed
 
 
@@ -72,6 +76,7 @@ DEFAULT_KEEP_HISTORY: timedelta | None = TaskSpec.model_fields["keep_history"].d
 SKIP_STREAK_KEPT = 3  # the skip-streak detector reads a task's 3 newest final slots
 STOPPED_NODE_KEPT = timedelta(days=1)  # `doctor` shows a cleanly stopped daemon this long
 SILENT_NODE_KEPT = timedelta(days=7)  # a node silent this long is gone, crashed or not
+UNREMOVED_SHOWN = 100  # files that could not be deleted, named in a report
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,9 @@ class PruneReport:
     incidents: int = 0
     nodes: int = 0
     batches: int = 0
+    # output files of removed runs that could not be deleted ("PATH: why"; at most
+    # UNREMOVED_SHOWN of them): their rows are gone, the files stay on disk
+    unremoved: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,12 +189,13 @@ def prune_history(
     default = KeepRule(cutoff=_cutoff(now, default_keep), keep_last=SKIP_STREAK_KEPT)
     outputs = (home / "outputs").resolve()
     slots = attempts = deliveries = files = batches = 0
+    unremoved: list[str] = []
     for done in store.prune_slots(rules, default, dry_run=dry_run, batch=batch):
         batches += 1
         slots += done.slots
         attempts += done.attempts
         deliveries += done.deliveries
-        files += sum(_remove_output(Path(p), outputs, dry_run) for p in done.paths)
+        files += sum(_remove_output(Path(p), outputs, dry_run, unremoved) for p in done.paths)
     records_before = default.cutoff
     if records_before is None:
         records = None
@@ -209,6 +218,7 @@ def prune_history(
         incidents=records.incidents if records else 0,
         nodes=records.nodes if records else 0,
         batches=batches,
+        unremoved=tuple(unremoved[:UNREMOVED_SHOWN]),
     )
     if report.total and not dry_run:
         log.info(
@@ -225,9 +235,10 @@ def prune_history(
     return report
 
 
-def _remove_output(path: Path, outputs: Path, dry_run: bool) -> bool:
+def _remove_output(path: Path, outputs: Path, dry_run: bool, failures: list[str]) -> bool:
     """Delete one output file of a removed run (or, dry, say whether it would be);
-    True when it was there. Paths outside this home's outputs are left alone."""
+    True when it was there. Paths outside this home's outputs are left alone; one
+    that cannot be deleted is added to ``failures``."""
     try:
         resolved = path.resolve()
         if not resolved.is_relative_to(outputs) or not resolved.is_file():
@@ -239,4 +250,5 @@ def _remove_output(path: Path, outputs: Path, dry_run: bool) -> bool:
         return False  # pruned by keep_outputs already, or by another pass
     except OSError as exc:
         log.warning("could not delete %s: %s", path, exc)
+        failures.append(f"{path}: {exc.strerror or exc}")
         return False

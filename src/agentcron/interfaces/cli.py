@@ -771,12 +771,22 @@ def prune(
 
     with service_for(config, home, db) as svc:
         report = svc.prune(dry_run=dry_run)
+    unremoved = list(report.get("unremoved") or [])
     if json_out:
         emit_json(shaped(PruneReport, report))
-        return
-    out.print("dry run, nothing changed; would remove:" if dry_run else "removed:")
-    for key, label in _PRUNE_KINDS:
-        out.print(f"  {report[key]:>9,}  {label}")
+    else:
+        out.print("dry run, nothing changed; would remove:" if dry_run else "removed:")
+        for key, label in _PRUNE_KINDS:
+            out.print(f"  {report[key]:>9,}  {label}")
+        if unremoved:
+            err.print(
+                f"[red]✖[/] {len(unremoved)} output file(s) could not be deleted (their runs' "
+                "rows are gone; the files stay on disk until you remove them):"
+            )
+            for line in unremoved:
+                err.print(f"  {rich_escape(line)}")
+    if unremoved:
+        raise typer.Exit(1)
 
 
 notify_app = typer.Typer(help="Notification channels.", no_args_is_help=True)

@@ -251,6 +251,10 @@ class PruneReport(_Shape):
     incidents: int
     nodes: int
     batches: int = 0
+    unremoved: list[str] = Field(
+        default_factory=list,
+        description="Output files of removed runs that could not be deleted (PATH: why)",
+    )
 
 
 class ChannelTest(_Shape):
