@@ -211,3 +211,29 @@ def test_replace_stopping_a_run_its_own_tick_just_started_records_it(
     assert first.lease_owner is None
     assert second.status is SlotStatus.SUCCEEDED
     assert calls == [1]  # the replaced run's action was never called
+
+
+def test_a_tick_counts_the_slots_it_recorded_and_left_waiting_for_a_worker(
+    sqlite_store, clock, home
+) -> None:
+    """The database-recovery message said "recorded 12 slot(s) … (3 started, 4
+    recorded missed, 1 skipped)": the 4 left waiting for a worker were not named
+    (outside-in probe). The tick's report counts them."""
+
+    async def scenario() -> tuple[int, int, int]:
+        h = Harness(sqlite_store, clock, home, max_concurrency=1)
+        gate = asyncio.Event()
+
+        async def hold() -> str:
+            await gate.wait()
+            return "done"
+
+        for name in ("a", "b", "c"):
+            h.add(name, hold, every="1m")
+        clock.advance(timedelta(minutes=1))
+        report = await h.engine.tick()
+        gate.set()
+        await h.engine.wait_idle()
+        return report.materialized, report.started, report.waiting
+
+    assert asyncio.run(scenario()) == (3, 1, 2)

@@ -101,6 +101,7 @@ class TickReport:
     lost: int = 0
     skipped: int = 0
     missed: int = 0  # recorded missed or expired by the catch-up rules
+    waiting: int = 0  # recorded by this tick and left waiting (for a free worker)
 
 
 @dataclass
@@ -289,6 +290,7 @@ class Engine:
         report.started = self._start_runs(now)
         report.materialized, report.skipped, report.missed, fresh = self._materialize(now)
         report.started += fresh
+        report.waiting = max(0, report.materialized - fresh - report.skipped - report.missed)
         if report.started:
             # The runs just started take their first step (their actions are called)
             # before the next instant is prepared: preparing a thousand aligned tasks
