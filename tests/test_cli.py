@@ -106,6 +106,13 @@ def test_next_marks_dst_gap_and_accepts_from(cli) -> None:
     assert rows[1]["local"] == "2026-03-30T02:30:00+02:00" and rows[1]["note"] is None
     text = cli("next", "story", "--count", "1", "--from", "2026-03-28T12:00")
     assert "03:00" in text
+    # from a wall time inside the gap (02:10 does not exist that night): the fire the
+    # gap moved to 03:00 comes after it (it was skipped: 02:10 was read as 03:10)
+    gap = json.loads(cli("next", "story", "--count", "1", "--from", "2026-03-29T02:10", "--json"))
+    assert gap[0]["local"] == "2026-03-29T03:00:00+02:00", gap
+    # in the repeated hour of autumn, a wall time is its first occurrence, as before
+    fold = json.loads(cli("next", "story", "--count", "1", "--from", "2026-10-25T02:10", "--json"))
+    assert fold[0]["local"] == "2026-10-25T02:30:00+02:00", fold
 
 
 def test_add_pause_resume_trigger_remove(cli) -> None:

@@ -17,7 +17,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -287,7 +287,14 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         # a time without an offset is read in the task's zone, as its schedule is
         cursor = start or self.clock.now()
         if cursor.tzinfo is None:
-            cursor = cursor.replace(tzinfo=self._zone(rec.spec))
+            # a wall time read at its earliest instant: one inside a spring-forward gap
+            # (02:10 of a day that skips 02:00-03:00) is before the fire the gap moved
+            # to 03:00, which `next --from` skipped when 02:10 was taken as 03:10
+            zone = self._zone(rec.spec)
+            cursor = min(
+                (cursor.replace(tzinfo=zone, fold=fold) for fold in (0, 1)),
+                key=lambda local: local.astimezone(UTC),
+            )
         out: list[dict[str, Any]] = []
         for _ in range(count):
             fire = sched.next_after(cursor)
