@@ -528,6 +528,12 @@ def test_cli_prune_dry_run_then_prune(tmp_path: Path, monkeypatch: pytest.Monkey
     assert json.loads(done.output)["slots"] == 2
     again = runner.invoke(app, ["prune", "--dry-run", "--json"])
     assert json.loads(again.output)["slots"] == 0
+    # a pruned run's id says so (it read like a wrong number); one never used does not
+    gone = runner.invoke(app, ["logs", "1"])
+    assert gone.exit_code == 1 and "no run with id 1 any more" in gone.output, gone.output
+    assert "keep_history" in gone.output
+    never = runner.invoke(app, ["logs", "99"])
+    assert "no run with id 99; `agentcron runs` lists them" in never.output
 
 
 def test_a_file_retention_cannot_delete_is_named_by_prune_and_told_once_by_the_daemon(

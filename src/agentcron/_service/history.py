@@ -243,8 +243,18 @@ class HistoryMixin(ServiceCore):
         # an id past the database's integers is no run's (it made the driver raise)
         slot = self.store.get_slot(run_id) if _storable(run_id) else None
         if slot is None:
+            # a later run exists: this one was recorded, and deleted since (ids are not
+            # reused), by keep_history; said, as "no run" reads like a wrong number
+            gone = run_id > 0 and _storable(run_id) and self.store.slot_after(run_id)
             raise NotFoundError(
-                f"no run with id {run_id}; `agentcron runs` lists them", field="run_id"
+                f"no run with id {run_id}"
+                + (
+                    " any more: it was deleted with the history past its task's "
+                    "keep_history (`agentcron runs` lists the runs kept)"
+                    if gone
+                    else "; `agentcron runs` lists them"
+                ),
+                field="run_id",
             )
         return slot
 

@@ -191,6 +191,11 @@ class SlotStore(Protocol):
 
     def get_slot(self, slot_id: int) -> Slot | None: ...
 
+    def slot_after(self, slot_id: int) -> bool:
+        """Whether a slot with a greater id exists (ids are never reused: a missing id
+        below one was a run, deleted since)."""
+        ...
+
     def slots(
         self, task: str | None = None, limit: int = 50, statuses: Sequence[SlotStatus] = ()
     ) -> list[Slot]:

@@ -1056,6 +1056,9 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         rows = self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE id = ?", (slot_id,))
         return slot_from_row(rows[0]) if rows else None
 
+    def slot_after(self, slot_id: int) -> bool:
+        return bool(self._q("SELECT 1 FROM slots WHERE id > ? LIMIT 1", (slot_id,)))
+
     def slots(
         self, task: str | None = None, limit: int = 50, statuses: Sequence[SlotStatus] = ()
     ) -> list[Slot]:
