@@ -472,3 +472,19 @@ def test_a_task_page_shows_its_budgets_and_what_was_spent_today(
     assert "Budget today" in page
     assert re.search(r'<span class="used-up">task capped: 2/2 runs \(used up\)</span>', page)
     assert "Budget today" not in client.get("/tasks/alpha_ok").text
+
+
+def test_a_removed_tasks_page_shows_its_kept_runs_not_a_404(
+    client: TestClient, harness: Harness
+) -> None:
+    """Runs and incidents of a removed task link to its page, which was a 404 while
+    its history is kept (outside-in probe)."""
+    runs = harness.slots("alpha_ok")
+    assert runs
+    assert harness.store.remove_task("alpha_ok", harness.clock.now())
+    page = client.get("/tasks/alpha_ok")
+    assert page.status_code == 200, page.text
+    assert "removed" in page.text and "no longer defined" in page.text
+    assert f'href="/runs/{runs[-1].id}"' in page.text
+    assert client.get(f"/runs/{runs[-1].id}").status_code == 200
+    assert client.get("/tasks/never_was").status_code == 404

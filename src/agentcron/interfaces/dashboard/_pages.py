@@ -172,12 +172,27 @@ def task_page(request: Request, service: ServiceDep, name: str) -> HTMLResponse:
     try:
         context = _task_context(service, name)
     except ServiceError as exc:
-        return _not_found(request, service, str(exc))
+        removed = _removed_task_runs(service, name)
+        if removed is None:
+            return _not_found(request, service, str(exc))
+        return render(request, "removed.html", {**common(service), "name": name, "runs": removed})
     return render(
         request,
         "task.html",
         {**common(service), **context, "notice": _notice(request, service, name)},
     )
+
+
+def _removed_task_runs(service: Service, name: str) -> list[dict[str, Any]] | None:
+    """The kept runs of a task that is gone (None: no task had that name)."""
+    try:
+        runs = service.runs(name, RUNS_SHOWN)
+    except ServiceError:
+        return None
+    if not runs:
+        return None
+    now = service.clock.now()
+    return [views.run_row(r, now) for r in runs]
 
 
 TASK_PARTS = {"summary": "_task_summary.html", "runs": "_run_body.html"}
