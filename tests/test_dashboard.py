@@ -488,3 +488,17 @@ def test_a_removed_tasks_page_shows_its_kept_runs_not_a_404(
     assert f'href="/runs/{runs[-1].id}"' in page.text
     assert client.get(f"/runs/{runs[-1].id}").status_code == 200
     assert client.get("/tasks/never_was").status_code == 404
+
+
+def test_an_incident_of_a_home_or_a_node_is_not_a_link_to_a_task_page(
+    client: TestClient, harness: Harness
+) -> None:
+    from agentcron.model.incident import Incident, IncidentKind
+
+    now = harness.clock.now()
+    harness.store.save_incidents(
+        [Incident(task="home:box", kind=IncidentKind.STORAGE, opened_at=now, summary="a")], [], now
+    )
+    page = client.get("/incidents").text
+    assert "home:box" in page and 'href="/tasks/home%3Abox"' not in page
+    assert 'href="/tasks/home:box"' not in page
