@@ -207,3 +207,56 @@ def test_a_removed_tasks_delivery_that_gives_up_is_told_once_to_the_top_level_ch
     assert "HTTP 502 Bad Gateway" in message.body
     assert "/outputs/story/" in message.body and "was removed after that run" in message.body
     assert sqlite_store.incidents(open_only=True) == []
+
+
+def test_every_attempt_of_a_delivery_carries_one_idempotency_key(
+    sqlite_store, clock, home: Path
+) -> None:
+    """A worker that dies between the receiver's answer and its record sends the
+    delivery again (outside-in probe: the same output posted twice, with no key to
+    drop the repeat by, as notifications have). Each delivery now carries one key on
+    every attempt; another delivery has another."""
+
+    class Keyed:
+        key = TARGET
+
+        def __init__(self) -> None:
+            self.keys: list[tuple[str, str | None]] = []
+            self.fail_first = True
+
+        async def send(self, msg: Message) -> SendResult:  # pragma: no cover - keyed
+            raise AssertionError("a keyed channel is sent keyed")
+
+        async def send_keyed(self, msg: Message, idempotency_key: str | None) -> SendResult:
+            self.keys.append((msg.task, idempotency_key))
+            if self.fail_first:
+                self.fail_first = False
+                return SendResult(ok=False, error="HTTP 502")
+            return SendResult(ok=True)
+
+    channel = Keyed()
+
+    async def scenario() -> None:
+        h = Harness(sqlite_store, clock, home)
+        h.add("story", lambda: "Once.", every="1h", deliver=[TARGET], delivery_backoff=["1m"])
+        h.add("other", lambda: "Twice.", every="1h", deliver=[TARGET])
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        worker = DeliveryWorker(
+            sqlite_store, clock, emit=lambda _s, _e: None, channel_factory=lambda _u: channel
+        )
+        await worker.drain_once()
+        await worker.settle(5)
+        clock.advance(timedelta(minutes=2))
+        await worker.drain_once()
+        await worker.settle(5)
+
+    asyncio.run(scenario())
+    keys: dict[str, set[str | None]] = {}
+    for task, key in channel.keys:
+        keys.setdefault(task, set()).add(key)
+    retried = next(t for t in keys if sum(1 for k in channel.keys if k[0] == t) == 2)
+    assert len(keys[retried]) == 1  # one key on both attempts
+    (first,) = keys[retried]
+    assert first is not None and first.startswith("agentcron-delivery-")
+    assert keys["story"] != keys["other"]

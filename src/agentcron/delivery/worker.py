@@ -33,7 +33,14 @@ from agentcron.beats import Sleeper, when_to_wake
 from agentcron.clock import Clock
 from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import Delivery, DeliveryStatus, Message, TaskSpec
-from agentcron.notify.channels import Channel, SendResult, channel_for, channel_key
+from agentcron.notify.channels import (
+    Channel,
+    KeyedChannel,
+    SendResult,
+    channel_for,
+    channel_key,
+)
+from agentcron.notify.outbox import stable_key
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
 from agentcron.notify.sender import CLAIM_FOR, SEND_LIMIT, default_owner
 from agentcron.redact import redact, secret_values_from_env
@@ -246,8 +253,14 @@ class DeliveryWorker:
             severity="info",
         )
         try:
+            channel = self.channel_factory(delivery.target)
             async with asyncio.timeout(SEND_LIMIT):
-                result = await self.channel_factory(delivery.target).send(message)
+                if isinstance(channel, KeyedChannel):
+                    # the same key on every attempt of this delivery: one sent again
+                    # after a worker died mid-send can be dropped by the receiver
+                    result = await channel.send_keyed(message, delivery_key(delivery))
+                else:
+                    result = await channel.send(message)
         except TimeoutError:
             result = SendResult(ok=False, error=f"no answer within {SEND_LIMIT:g}s")
         except Exception as exc:  # a channel's bug is a failed attempt, not a lost claim
@@ -337,6 +350,12 @@ class DeliveryWorker:
                 delivery.slot_id,
                 error,
             )
+
+
+def delivery_key(delivery: Delivery) -> str:
+    """The idempotency key of one delivery (see agentcron.notify.outbox.stable_key)."""
+    created = delivery.created_at.isoformat() if delivery.created_at else None
+    return stable_key(f"delivery-{delivery.id}", [delivery.slot_id, delivery.target_key, created])
 
 
 def _read(path: str) -> str | None:

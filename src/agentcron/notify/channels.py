@@ -25,7 +25,8 @@ with a reason): an empty notice says nothing and hides whatever went wrong.
 Idempotency keys: the outbox sender passes each message's
 :func:`~agentcron.notify.outbox.idempotency_key` to channels that can carry one
 (:class:`KeyedChannel`), the same on every send of one outbox row, so a receiver
-can drop the resend that follows a crash between its answer and our record of it.
+can drop the resend that follows a crash between its answer and our record of it
+(the delivery worker does the same with each delivery of an output).
 ``json://``, ``xml://`` and ``form://`` (and their ``s`` forms) send it as an
 ``Idempotency-Key`` HTTP header, unless the URL sets that header itself (``+Idempotency-Key=…``)
 or the message is long enough to be split into several posts (one key on every

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 from agentcron.model import OutboxItem
 
@@ -40,10 +41,15 @@ def idempotency_key(item: OutboxItem) -> str:
     one after a reset) posting to the same endpoint, so a digest of what the row
     holds is appended; nothing in it is secret (the message is already redacted
     and the URL is left out)."""
-    content = json.dumps(
-        [item.channel_key, item.created_at.isoformat(), item.message.to_dict()],
-        sort_keys=True,
-        ensure_ascii=False,
+    return stable_key(
+        str(item.id), [item.channel_key, item.created_at.isoformat(), item.message.to_dict()]
     )
+
+
+def stable_key(row: str, parts: list[Any]) -> str:
+    """``agentcron-ROW-DIGEST``: a row's id and a digest of what it holds (``parts``,
+    nothing secret), the same on every send of that row (see :func:`idempotency_key`;
+    a delivery of an output is keyed the same way)."""
+    content = json.dumps(parts, sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
-    return f"agentcron-{item.id}-{digest}"
+    return f"agentcron-{row}-{digest}"
