@@ -40,8 +40,8 @@ from agentcron.notify.channels import (
     channel_for,
     channel_key,
 )
-from agentcron.notify.outbox import stable_key
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
+from agentcron.notify.outbox import stable_key
 from agentcron.notify.sender import CLAIM_FOR, SEND_LIMIT, default_owner
 from agentcron.redact import redact, secret_values_from_env
 from agentcron.store.base import Store
