@@ -254,7 +254,10 @@ def test_a_reload_that_fails_midway_is_done_again_at_the_next_look(tmp_path: Pat
 
     config = tmp_path / "agentcron.yaml"
     config.write_text(GOOD)
-    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False))
+    daemon = Daemon(
+        # written whole before each look: no wait for the file to stand still
+        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
+    )
 
     async def scenario() -> None:
         await daemon.start()
@@ -293,7 +296,10 @@ def test_a_restart_message_that_cannot_be_queued_is_queued_at_the_next_look(
     config = tmp_path / "agentcron.yaml"
     head = "notify: ['json://127.0.0.1:9/x']\napi:\n  enabled: false\n  port: 8765\n"
     config.write_text(head + GOOD)
-    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False))
+    daemon = Daemon(
+        # written whole before each look: no wait for the file to stand still
+        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
+    )
 
     async def scenario() -> None:
         await daemon.start()
@@ -344,7 +350,10 @@ def test_a_divergence_message_that_cannot_be_queued_is_queued_when_the_file_is_a
     config = tmp_path / "agentcron.yaml"
     head = "notify: ['json://127.0.0.1:9/x']\n"
     config.write_text(head + GOOD)
-    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False))
+    daemon = Daemon(
+        # written whole before each look: no wait for the file to stand still
+        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
+    )
 
     async def scenario() -> None:
         await daemon.start()
@@ -397,7 +406,10 @@ def test_a_start_that_fails_midway_records_its_node_stopped(
     monkeypatch.setattr(Service, "sync_file_tasks", broken)
     config = tmp_path / "agentcron.yaml"
     config.write_text(GOOD)
-    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False))
+    daemon = Daemon(
+        # written whole before each look: no wait for the file to stand still
+        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
+    )
     with pytest.raises(RuntimeError, match="cannot write the tasks"):
         asyncio.run(daemon.run())
     store = SQLiteStore(tmp_path / "home" / "agentcron.db")
@@ -413,7 +425,10 @@ def test_a_node_whose_row_went_missing_registers_again_at_its_heartbeat(tmp_path
     the daemon looks stopped to `health`, the API and the dashboard."""
     config = tmp_path / "agentcron.yaml"
     config.write_text(GOOD)
-    daemon = Daemon(DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False))
+    daemon = Daemon(
+        # written whole before each look: no wait for the file to stand still
+        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
+    )
 
     async def scenario() -> None:
         await daemon.start()
@@ -458,3 +473,43 @@ def test_a_rejected_config_is_told_and_so_is_its_end(tmp_path: Path) -> None:
     assert len(bodies) == 2, bodies
     assert bodies[0].startswith("✖ The new") and "is invalid" in bodies[0]
     assert bodies[1].startswith(f"✔ {config} is valid again and applied"), bodies[1]
+
+
+def test_a_file_being_written_is_read_once_it_stands_still(tmp_path: Path) -> None:
+    """An editor that writes in place (truncate, then write) was read half-written
+    (outside-in probe): the tasks of the part not yet written were removed, their
+    waiting retries cancelled and their incidents closed without a word, then added
+    back. A changed file is now read once it has not changed for config_settle."""
+    import time
+
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(GOOD + NEW.removeprefix("tasks:\n"))
+    settle = 0.3
+    daemon = Daemon(
+        DaemonOptions(
+            config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=settle
+        )
+    )
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            store = daemon.store
+            assert store is not None
+            assert sorted(t.name for t in store.list_tasks()) == ["a", "b"]
+            config.write_text(GOOD)  # the first half of an in-place write
+            assert daemon.reload_if_changed() is False  # not read while it may change
+            assert sorted(t.name for t in store.list_tasks()) == ["a", "b"]
+            config.write_text(GOOD + NEW.removeprefix("tasks:\n") + "# edited\n")
+            time.sleep(settle * 2)  # ... and then it stood still
+            assert daemon.reload_if_changed() is True  # read whole: the same tasks
+            assert sorted(t.name for t in store.list_tasks()) == ["a", "b"]
+            config.write_text(GOOD)  # a real removal of b, done and left
+            assert daemon.reload_if_changed() is False
+            time.sleep(settle * 2)
+            assert daemon.reload_if_changed() is True
+            assert [t.name for t in store.list_tasks()] == ["a"]
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())

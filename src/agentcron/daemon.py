@@ -72,6 +72,10 @@ class DaemonOptions:
     # run on multiples of it, so an idle daemon wakes once per beat.
     poll_interval: float = 2.0
     reload_interval: float = 2.0  # a stat of the config file; read only when it changed
+    # a changed file is read once it has not changed for this long: an editor that
+    # writes in place (truncate, then write) is not read half-written, which dropped
+    # the tasks of its second half, and cancelled their waiting retries
+    config_settle: float = 1.0
     heartbeat_interval: float = 5.0
     shutdown_grace: float = 10.0
     lease_seconds: float = 60.0
@@ -898,6 +902,8 @@ class Daemon:
         seen = _file_id(self.options.config_path)
         if seen is not None and seen == self._config_file and not _racy(seen):
             return False  # the same file, unchanged since it was read: no read, no hash
+        if seen is not None and _changed_within(seen, self.options.config_settle):
+            return False  # being written, maybe: read at a later look, once it stands still
         stamp = _stamp(self.options.config_path)
         if stamp == self._config_stamp:
             self._config_file = seen
@@ -1145,6 +1151,11 @@ def _file_id(path: Path) -> _FileId | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _changed_within(file: _FileId, seconds: float) -> bool:
+    """Whether the file was changed less than ``seconds`` ago (its mtime or ctime)."""
+    return time.time_ns() - max(file[3], file[4]) < seconds * 1e9
 
 
 def _racy(file: _FileId) -> bool:
