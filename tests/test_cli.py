@@ -351,3 +351,14 @@ def test_incidents_show_their_times_in_the_configs_zone(cli, tmp_path: Path) -> 
     (row,) = json.loads(cli("incidents", "--json"))
     assert datetime.fromisoformat(row["opened_at"]) == datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
     assert "opened:    Jun 01 14:00 CEST" in cli("incidents", str(row["id"]))
+
+
+def test_an_empty_filtered_run_list_and_shows_next_runs_say_what_they_are(cli) -> None:
+    """Outside-in probe: `runs --status failed` with none said "no runs recorded yet"
+    (there were runs); `show` wrote its next runs as +01:00 where `list` says CET."""
+    assert "no runs recorded yet" in cli("runs", "story")
+    assert "no runs match these filters" in cli("runs", "story", "--status", "failed")
+    shown = cli("show", "story")
+    line = next(x for x in shown.splitlines() if "next runs:" in x)
+    assert "CET" in line or "CEST" in line, line
+    assert "+01:00" not in line and "+02:00" not in line

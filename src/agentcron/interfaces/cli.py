@@ -491,7 +491,8 @@ def runs(
     if json_out:
         emit_json(shaped(RunSummary, rows))
     else:
-        render.runs_table(out, rows)
+        filtered = any(v is not None for v in (status, since, before, cursor))
+        render.runs_table(out, rows, filtered=filtered)
     if next_cursor is not None:
         err.print(f"more: agentcron runs ... --cursor {next_cursor}", markup=False)
 

@@ -174,9 +174,10 @@ def _budget_words(b: dict[str, Any]) -> str:
     return f"{b['label']}: {b['summary']}" + (" (used up)" if b["used_up"] else "")
 
 
-def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
+def runs_table(console: Console, rows: list[dict[str, Any]], filtered: bool = False) -> None:
+    """Runs, newest first; ``filtered``: the rows answer a filter (say so when none)."""
     if not rows:
-        console.print("no runs recorded yet")
+        console.print("no runs match these filters" if filtered else "no runs recorded yet")
         return
     table = Table()
     with_tokens = any(r.get("tokens") for r in rows)
@@ -240,7 +241,9 @@ def task_detail(console: Console, data: dict[str, Any]) -> None:
         f"  paused:    {data['paused']}"
         + (f" ({data['pause_reason']})" if data.get("pause_reason") else "")
     )
-    console.print(f"  next runs: {', '.join(_short(n['local']) for n in data['next']) or '-'}")
+    zone = data.get("timezone")
+    nxt = ", ".join(_short(n["local"], zone) for n in data["next"])
+    console.print(f"  next runs: {nxt or '-'}")
     if data.get("budget"):
         resets = _short(data["budget"][0]["resets_at"], data.get("timezone"))
         console.print(
