@@ -263,3 +263,16 @@ def test_notify_urls_and_names_are_what_reading_every_spec_gave(
     assert store.task_names() == ["a", "b", "c", "d", "e"]
     with pytest.raises(NotFoundError, match="did you mean 'a'"):
         service.show_task("aa")
+
+
+def test_with_no_scheduler_what_waits_for_one_is_not_firing(store: SQLStore, home: Path) -> None:
+    """A retry, a run said to be in progress and a fire all need a ticking scheduler:
+    with none they are not_firing (a run "in progress" died with its daemon); what
+    already happened (failed, overdue, paused) keeps its word."""
+    fill(store)
+    store.stop_node("n1", T0)  # the scheduler that ticked is gone
+    service = Service(store, home, clock=FakeClock(T0))
+    health = {row["name"]: row["health"] for row in service.list_tasks()}
+    assert health["stuck"] == health["retrying"] == health["cron-utc"] == "not_firing"
+    assert health["failed"] == "failing" and health["late"] == "overdue"
+    assert health["paused"] == "paused"

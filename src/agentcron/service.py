@@ -70,6 +70,10 @@ __all__ = [
 _SOURCES = ("file", "api")
 _HEALTH_WORDS = {h: h.value for h in Health}  # Enum's .value is a descriptor call
 _NO_LATEST = TaskLatest()  # a task with no final run and no pause reason
+# Healths that say something will happen (a fire, a retry, the end of a run in
+# progress): while no scheduler ticks none of it does, and the task is not_firing. (A
+# run "in progress" with no daemon died with it: the next daemon records it lost.)
+_WAITS_FOR_A_DAEMON = frozenset({Health.OK, Health.RETRYING, Health.STUCK, Health.WAITING})
 # keys a patch may not change: the name is the task's identity (remove and add to
 # rename); `paused` has its own calls, which keep the reason and cancel waiting runs
 _NOT_PATCHABLE = ("name",)
@@ -226,7 +230,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         health, detail = task_health(
             rec, active, last, now, lambda: self.period(rec.spec), zone, incidents
         )
-        if not_firing is not None and health is Health.OK:
+        if not_firing is not None and health in _WAITS_FOR_A_DAEMON:
             health, detail = Health.NOT_FIRING, not_firing
         # (written out rather than through iso() and friends: a list calls this for
         # every task, 100,000 times for a large fleet)

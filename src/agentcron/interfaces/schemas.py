@@ -47,7 +47,8 @@ class TaskSummary(_Shape):
     health: str = Field(
         description="ok, retrying, failing, stuck, overdue, paused, starved, skipping, "
         "suspicious, delivery_failed, missed, waiting, over_budget, not_firing (it would "
-        "be ok, but no daemon's scheduler ticks: health_detail says why)"
+        "be ok, retrying, stuck or waiting, but no daemon's scheduler ticks: health_detail "
+        "says why)"
     )
     health_detail: str | None
     source: str = Field(description="file (agentcron.yaml) or api (CLI, HTTP API, code)")
