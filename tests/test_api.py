@@ -428,3 +428,35 @@ def test_an_unreadable_kept_output_is_logged_not_passed_over(
         view = harness.service.run_detail(slot.id)
     assert view["output"] is None
     assert f"cannot read the kept output {path}" in caplog.text, caplog.text
+
+
+def test_a_failing_task_paused_says_it_still_fails(client: TestClient, harness: Harness) -> None:
+    """Outside-in probe: pausing a failing task hid its open failure from every word
+    of the list (health `paused`, detail `paused`) while `incidents` still had it."""
+    from rich.console import Console
+
+    from agentcron.interfaces import render
+    from agentcron.model import ErrorClass
+    from agentcron.model.incident import Incident, IncidentKind
+
+    harness.ticking()
+    now = harness.clock.now()
+    failing = Incident(
+        task="beta",
+        kind=IncidentKind.FAILURE,
+        opened_at=now,
+        summary="boom",
+        last_error_class=ErrorClass.AUTH,
+    )
+    harness.store.save_incidents([failing], [], now)  # as the notifier opens it
+    assert client.post("/api/v1/tasks/beta/pause", json={"reason": "fixing it"}).status_code == 200
+    row = next(r for r in client.get("/api/v1/tasks").json() if r["name"] == "beta")
+    assert row["health"] == "paused"
+    assert row["health_detail"].startswith("paused while failing: "), row["health_detail"]
+    alpha = next(r for r in client.get("/api/v1/tasks").json() if r["name"] == "alpha")
+    client.post("/api/v1/tasks/alpha/pause")
+    alpha = next(r for r in client.get("/api/v1/tasks").json() if r["name"] == "alpha")
+    assert alpha["health_detail"] == "paused"  # nothing failing: just paused
+    console = Console(width=300, record=True)
+    render.tasks_table(console, [row])
+    assert "paused: fixing it; while failing: " in console.export_text()

@@ -77,6 +77,11 @@ def task_health(
     OVERDUE_FLOOR late. A list of 100,000 quiet tasks then parses no spec and walks
     no cron expression."""
     if rec.paused:
+        # paused while failing: the failure is still open (and counted by `incidents`),
+        # so the word says it, lest pausing hide it from every "what is failing" look
+        failure = next((i for i in incidents if i.is_open and i.kind is IncidentKind.FAILURE), None)
+        if failure is not None:
+            return Health.PAUSED, f"paused while {_failing(failure)[1]}"
         return Health.PAUSED, "paused"
     if active or incidents:
         found = _active_health(rec, active, now, zone, incidents)

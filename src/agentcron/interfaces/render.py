@@ -113,7 +113,8 @@ def tasks_table(
     for r in rows:
         health = _health_cell(r["health"], r.get("health_detail"))
         if r["paused"] and r.get("pause_reason"):
-            health = f"paused: {r['pause_reason']}"
+            still = str(r.get("health_detail") or "").removeprefix("paused")
+            health = f"paused: {r['pause_reason']}" + (f";{still}" if still else "")
         elif r["health"] == "over_budget":
             health = "over budget"  # which one and how much: the budget column, show, --json
         elif r["health"] == "not_firing":
