@@ -686,3 +686,35 @@ def test_a_run_stopped_with_its_daemon_while_another_node_runs_is_retried_there(
         "⚠ slow failed: the daemon stopped while the run was in progress. "
         "Retrying on another running node (attempt 2 of 3)."
     ], lines
+
+
+def test_a_missed_incident_is_not_reminded_and_ends_when_the_budget_skips(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Outside-in probe: a restart on a task whose daily budget was used up left its
+    `missed` incident open until midnight (its next run), reminded every remind_after
+    with the downtime as its false cause, and `list` said `missed`, not `over_budget`.
+    Missed runs are told once, in the report; the incident ends, without a word, when
+    the schedule fires again, a slot skipped over the budget included."""
+    from agentcron.model import NewSlot
+    from agentcron.model.incident import Incident, IncidentKind
+    from agentcron.policies.budget import REASON_PREFIX
+
+    rig = Rig(sqlite_store, clock, home)
+    spec = rig.h.add("capped", lambda: "ok", every="5m", remind_after="1m")
+    now = clock.now()
+    missed = Incident(
+        task="capped", kind=IncidentKind.MISSED, opened_at=now, summary="2 runs not run"
+    )
+    sqlite_store.save_incidents([missed], [], now)
+    clock.advance(timedelta(hours=2))
+    rig.notifier.remind(clock.now())
+    assert asyncio.run(rig.lines()) == []  # not reminded
+    at = clock.now()
+    slot = sqlite_store.add_slot(
+        "capped", NewSlot(at, SlotStatus.SKIPPED, reason=f"{REASON_PREFIX}task used 3/3"), at
+    )
+    assert slot is not None
+    rig.notifier.on_skipped(spec, slot, at)
+    assert sqlite_store.open_incidents("capped") == {}
+    assert asyncio.run(rig.lines()) == []  # ended without a word

@@ -298,9 +298,11 @@ class Notifier:
         for incident in self.store.incidents(open_only=True, limit=REMIND_SCAN):
             if incident.kind in NOT_A_TASKS:
                 continue  # ends when its provider, home or node is back
+            if incident.kind is IncidentKind.MISSED:
+                continue  # told once, in the report of what was missed; nothing to fix
             rec = self.store.get_task(incident.task)
             if rec is None:
-                self._close_orphan(incident, now)
+                self._close_quietly(incident, now)
                 continue
             every = rec.spec.remind_after
             if rec.paused or every <= timedelta(0):
@@ -308,7 +310,7 @@ class Notifier:
             if now - (incident.reminded_at or incident.opened_at) >= every:
                 self.emit(rec.spec, Reminder(task=incident.task, at=now, kind=incident.kind))
 
-    def _close_orphan(self, incident: Incident, now: datetime) -> None:
+    def _close_quietly(self, incident: Incident, now: datetime) -> None:
         with self._lock:
             closed = replace(incident, closed_at=now, updated_at=now)
             self.store.save_incidents([closed], [], now)
@@ -637,6 +639,12 @@ class Notifier:
         themselves; the counts told come from them. A slot skipped over a budget is
         told by :meth:`on_budget`, once a day."""
         if (slot.reason or "").startswith(BUDGET_REASON):
+            # its schedule fires: runs missed while agentcron was away are over (as at a
+            # run's end); a missed incident left open until the budget's day ended said
+            # `missed` in `list` and was reminded with the downtime as its cause
+            missed = self.store.open_incidents(spec.name).get(IncidentKind.MISSED)
+            if missed is not None:
+                self._close_quietly(missed, at)
             return
         # A run in progress between two skips breaks the streak: it runs. Read without
         # it, a task whose every other fire is skipped (runs a little longer than its
