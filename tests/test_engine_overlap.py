@@ -220,7 +220,7 @@ def test_a_tick_counts_the_slots_it_recorded_and_left_waiting_for_a_worker(
     recorded missed, 1 skipped)": the 4 left waiting for a worker were not named
     (outside-in probe). The tick's report counts them."""
 
-    async def scenario() -> tuple[int, int, int]:
+    async def scenario() -> tuple[int, int, int, int]:
         h = Harness(sqlite_store, clock, home, max_concurrency=1)
         gate = asyncio.Event()
 
@@ -234,6 +234,6 @@ def test_a_tick_counts_the_slots_it_recorded_and_left_waiting_for_a_worker(
         report = await h.engine.tick()
         gate.set()
         await h.engine.wait_idle()
-        return report.materialized, report.started, report.waiting
+        return report.materialized, report.started, report.fresh, report.waiting
 
-    assert asyncio.run(scenario()) == (3, 1, 2)
+    assert asyncio.run(scenario()) == (3, 1, 1, 2)

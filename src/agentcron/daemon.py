@@ -439,7 +439,7 @@ class Daemon:
         )
         caught = (
             f"The first tick after it recorded {report.materialized} slot(s) that came due "
-            f"meanwhile, following each task's catch-up rules ({report.started} started, "
+            f"meanwhile, following each task's catch-up rules ({report.fresh} started, "
             f"{report.missed} recorded missed, {report.skipped} skipped"
             + (f", {report.waiting} waiting for a free worker" if report.waiting else "")
             + ")."

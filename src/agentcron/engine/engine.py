@@ -102,6 +102,7 @@ class TickReport:
     skipped: int = 0
     missed: int = 0  # recorded missed or expired by the catch-up rules
     waiting: int = 0  # recorded by this tick and left waiting (for a free worker)
+    fresh: int = 0  # recorded by this tick and started at once (counted in started too)
 
 
 @dataclass
@@ -290,6 +291,7 @@ class Engine:
         report.started = self._start_runs(now)
         report.materialized, report.skipped, report.missed, fresh = self._materialize(now)
         report.started += fresh
+        report.fresh = fresh
         report.waiting = max(0, report.materialized - fresh - report.skipped - report.missed)
         if report.started:
             # The runs just started take their first step (their actions are called)
