@@ -266,7 +266,8 @@ def test_backoff_grows_to_thirty_minutes_and_never_gives_up() -> None:
         timedelta(minutes=30),
     ]
     assert asyncio.run(sender.drain_once()) == 1
-    assert failing.sent == [message(1)]
+    (sent,) = failing.sent  # as written, with how late it went out
+    assert sent.body.startswith(message(1).body + "\n\n(sent 1 hour 51 min after")
 
 
 def test_one_failing_channel_does_not_hold_up_another_and_order_is_kept_per_channel() -> None:
@@ -372,3 +373,34 @@ def test_an_answer_the_database_cannot_take_is_recorded_when_it_can_and_sent_onc
     asyncio.run(scenario())
     assert channel.sent == [message(1), message(2), message(3)]
     assert outbox.due(clock.now() + timedelta(hours=1), 10) == []
+
+
+def test_a_message_sent_long_after_it_was_written_says_how_late_it_is() -> None:
+    """Outside-in probe: after a channel outage the backlog came in order and once,
+    but "Retrying at 20:45:02" arrived 80 s past that time, beside the recovery, with
+    nothing to say it was late. One sent 2 min or more after it was written now says
+    so on a last line; one sent in time is as written."""
+    clock = FakeClock(START)
+    outbox = MemoryOutbox()
+    down = FakeChannel("hook", [SendResult(ok=False, error="HTTP 500")])
+    sender = OutboxSender(outbox, channel_factory=lambda _u: down, clock=clock)
+    note = Message(
+        title="t",
+        body="⚠ flaky failed. Retrying at 01:01.",
+        task="flaky",
+        event="opened",
+        incident_kind="failure",
+        severity="warning",
+    )
+    outbox.enqueue("hook", "json://h/hook", note, clock.now())
+    assert asyncio.run(sender.drain_once()) == 0  # the channel is down
+    clock.advance(timedelta(minutes=5))
+    assert asyncio.run(sender.drain_once()) == 1
+    (late,) = down.sent
+    first, *rest = late.body.split("\n\n")
+    assert first == note.body
+    assert rest == ["(sent 5 min after it was written: it could not go out sooner)"]
+    outbox.enqueue("hook", "json://h/hook", note, clock.now())
+    clock.advance(timedelta(seconds=30))
+    asyncio.run(sender.drain_once())
+    assert down.sent[-1].body == note.body  # in time: as written

@@ -26,13 +26,15 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from agentcron.beats import Sleeper, when_to_wake
 from agentcron.clock import Clock, SystemClock
+from agentcron.durations import format_duration
 from agentcron.faultlog import ESCALATE_AFTER, FaultLog
-from agentcron.model import OutboxItem
+from agentcron.model import Message, OutboxItem
 from agentcron.notify.channels import Channel, KeyedChannel, SendResult, channel_for
 from agentcron.notify.outbox import idempotency_key
 from agentcron.redact import redact
@@ -50,6 +52,9 @@ DEFAULT_BACKOFF: tuple[timedelta, ...] = (
 )
 # A guard for channels that do not bound their own sends.
 SEND_LIMIT = 120.0
+# A message sent this long after it was written says so: after a channel outage its
+# "Retrying at 20:45" arrived 80 s past that time, beside the recovery, unmarked
+LATE_AFTER = timedelta(minutes=2)
 # How long a claimed message stays ours: a send's limit plus room for the store
 # writes around it and for clocks of different nodes that disagree a little.
 CLAIM_FOR = timedelta(seconds=SEND_LIMIT + 60)
@@ -177,11 +182,12 @@ class OutboxSender:
             )
         try:
             channel = self._channel(item.channel_url)
+            message = as_sent(item, self._clock.now())
             async with asyncio.timeout(SEND_LIMIT):
                 if isinstance(channel, KeyedChannel):
-                    result = await channel.send_keyed(item.message, idempotency_key(item))
+                    result = await channel.send_keyed(message, idempotency_key(item))
                 else:
-                    result = await channel.send(item.message)
+                    result = await channel.send(message)
         except TimeoutError:
             result = SendResult(ok=False, error=f"no answer within {SEND_LIMIT:g}s")
         except Exception as exc:  # a channel's bug must not lose the message
@@ -257,3 +263,14 @@ class OutboxSender:
             self._claim_for,
             extra={"event": "notify.claim_lost", "task": item.message.task},
         )
+
+
+def as_sent(item: OutboxItem, now: datetime) -> Message:
+    """``item``'s message, with a last line saying how late it goes out when it was
+    written :data:`LATE_AFTER` or more before ``now`` (a channel outage, a daemon
+    that was down): its times and "Retrying at …" may have passed meanwhile."""
+    late = now - item.created_at
+    if late < LATE_AFTER:
+        return item.message
+    note = f"(sent {format_duration(late)} after it was written: it could not go out sooner)"
+    return replace(item.message, body=f"{item.message.body}\n\n{note}")
