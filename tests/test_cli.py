@@ -303,6 +303,19 @@ def test_doctor_says_a_channel_nothing_was_sent_through_is_not_known_to_work(
         "channel json://127.0.0.1:9/owner": "ok",
         "channel json://127.0.0.1:9/own": "warn",
     }
+    # the config drops the channel that worked: no ✔ for a URL it no longer names
+    (tmp_path / "agentcron.yaml").write_text(
+        'notify: ["json://127.0.0.1:9/new"]\ntasks:\n  a:\n    every: 1h\n'
+        '    command: [x]\n    notify: ["json://127.0.0.1:9/own"]\n'
+    )
+    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    channels = {
+        c["name"]: c["status"] for c in report["checks"] if c["name"].startswith("channel ")
+    }
+    assert channels == {
+        "channel json://127.0.0.1:9/new": "warn",
+        "channel json://127.0.0.1:9/own": "warn",
+    }
 
 
 def test_doctor_names_home_folders_that_cannot_be_written(

@@ -38,6 +38,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
     timezone = None
     heartbeat_url: str | None = None
     channels: list[str] = []
+    loaded_ok = False  # the config was read: its channels say which are in use
     if not config_path.exists():
         checks.append(
             _check("config", "warn", f"{config_path} not found (`agentcron init` writes one)")
@@ -47,6 +48,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             loaded = load_config(config_path)
             timezone = loaded.timezone
             heartbeat_url = loaded.heartbeat_url
+            loaded_ok = True
             channels = list(loaded.notify) + [
                 url for spec in loaded.tasks.values() for url in spec.notify or []
             ]
@@ -137,8 +139,9 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             )
         else:
             checks.append(_check("tasks", "ok", f"{len(tasks)} task(s), none failing"))
-        checks.extend(_extra_checks(svc))
-        checks.extend(_untried_checks(svc, channels))
+        in_use = _channel_keys(svc, channels) if loaded_ok else None
+        checks.extend(_current(_extra_checks(svc), in_use))
+        checks.extend(_untried_checks(svc, in_use or []))
         checks.extend(_heartbeat_checks(svc, heartbeat_url, timezone))
         checks.extend(_home_checks(home))
     except (StoreError, sqlite3.Error) as exc:
@@ -190,21 +193,45 @@ def _extra_checks(svc: Any) -> list[dict[str, str]]:
     return list(fn()) if callable(fn) else []
 
 
-def _untried_checks(svc: Any, configured: list[str]) -> list[dict[str, str]]:
-    """Channels nothing was sent through yet: no failure can show on them, so a URL
-    that leads nowhere looked like a working one until the first problem's message
-    was lost. Said as unknown, with the command that finds out."""
+def _channel_keys(svc: Any, configured: list[str]) -> list[str]:
+    """The keys of the channels in use: the config's and its tasks' (with those of
+    tasks added through the CLI or API)."""
     from agentcron.notify.channels import channel_key
 
-    tried = {h["channel"] for h in svc.channel_health()}
     keys: list[str] = []
     for url in svc.channel_urls(configured):
         try:
             key = channel_key(url)
         except Exception:  # the config check says what is wrong with the URL itself
             continue
-        if key not in tried and key not in keys:
+        if key not in keys:
             keys.append(key)
+    return keys
+
+
+def _current(checks: list[dict[str, str]], in_use: list[str] | None) -> list[dict[str, str]]:
+    """The channel checks of channels in use; one no longer configured is left out
+    when it is fine (a ✔ for a URL the config dropped misled), and said as such when
+    messages queued for it still fail."""
+    if in_use is None:
+        return checks
+    out = []
+    for check in checks:
+        key = check["name"].removeprefix("channel ")
+        if not check["name"].startswith("channel ") or key in in_use:
+            out.append(check)
+        elif check["status"] != "ok":
+            words = " (no longer in the config; what was queued for it is still tried)"
+            out.append({**check, "message": check["message"] + words})
+    return out
+
+
+def _untried_checks(svc: Any, keys: list[str]) -> list[dict[str, str]]:
+    """Channels nothing was sent through yet: no failure can show on them, so a URL
+    that leads nowhere looked like a working one until the first problem's message
+    was lost. Said as unknown, with the command that finds out."""
+    tried = {h["channel"] for h in svc.channel_health()}
+    keys = [key for key in keys if key not in tried]
     return [
         _check(
             f"channel {key}",
