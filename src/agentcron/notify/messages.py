@@ -201,14 +201,16 @@ def _reminder(inc: Incident, ev: Reminder, zone: ZoneInfo) -> tuple[str, str, Se
     lasted = format_duration(ev.at - began)
     still = _STILL.get(inc.kind, "has had a problem")
     since = _clock(began, ev.at, zone)
+    # the summary is what was told when it opened (or escalated): its counts are of
+    # then, beside the headline's counts of now, so it is said as such
+    then = f"; as told then: {_phrase(inc.summary)}." if inc.summary else "."
     if inc.kind is IncidentKind.FAILURE:
         runs = _plural(inc.failed_runs, "failed run")
         cls = inc.last_error_class.value if inc.last_error_class else "error"
         line = f"⏰ Reminder: {task} {still} for {lasted} ({runs} since {since}, last: {cls})"
-        line += f" — {_phrase(inc.summary)}." if inc.summary else "."
     else:
         line = f"⏰ Reminder: {task} {still} for {lasted} (since {since})"
-        line += f": {_phrase(inc.summary)}." if inc.summary else "."
+    line += then
     severity: Severity = "failure" if inc.kind is IncidentKind.FAILURE else "warning"
     return f"⏰ {task}: still open after {lasted}", line, severity
 
