@@ -154,8 +154,9 @@ def test_an_end_recorded_while_the_daemon_was_down_becomes_its_outcome(tmp_path:
 
 STAND_IN = """
 import os, subprocess, sys, threading, time
+FENCE = os.environ.get("FENCE", "0")
 argv = [sys.executable, "-I", "-S", sys.argv[1], "-1", str(os.getpid()),
-        str(threading.get_native_id()), "0.5", sys.argv[2], "5", "1", sys.argv[3], "--",
+        str(threading.get_native_id()), "0.5", FENCE, sys.argv[2], "5", "1", sys.argv[3], "--",
         *sys.argv[4:]]
 proc = subprocess.Popen(argv, start_new_session=True)
 print(proc.pid, flush=True)
@@ -185,6 +186,48 @@ def test_the_launcher_kills_the_group_when_its_parent_dies(tmp_path: Path) -> No
         end = ended_run(tmp_path, 5, 1)
         assert end is not None and end.orphaned and not end.result_known
     finally:
+        parent.kill()
+        parent.wait(5)
+        if parent.stdout is not None:
+            parent.stdout.close()
+        if pgid:
+            kill_group(pgid)
+        kill_pids_in(pids)
+
+
+def test_with_a_fence_the_command_stops_itself_when_its_daemon_stays_frozen(
+    tmp_path: Path,
+) -> None:
+    """Several nodes (chaos soak): a node stopped (SIGSTOP) past its lease cannot stop
+    its command, and another node ran the slot again while the first copy still ran.
+    With a fence (the lease) the launcher stops the command itself once its daemon has
+    been frozen that long; one frozen for less keeps its command."""
+    pids = tmp_path / "pids"
+    marker = tmp_path / "runs" / "5-1.json"
+    script = f"echo $$ >> {pids}; sleep 30 & echo $! >> {pids}; wait"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, SHIM, str(marker), "out.log", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "FENCE": "2"},
+    )
+    pgid = 0
+    try:
+        assert parent.stdout is not None
+        pgid = int(parent.stdout.readline())
+        wait_for(lambda: len(pids.read_text().split()) == 2 if pids.exists() else False, 10)
+        os.kill(parent.pid, signal.SIGSTOP)  # a short freeze: the run goes on
+        time.sleep(0.8)
+        os.kill(parent.pid, signal.SIGCONT)
+        time.sleep(2.5)
+        assert not group_gone(pgid) and ended_run(tmp_path, 5, 1) is None
+        os.kill(parent.pid, signal.SIGSTOP)  # frozen past the fence
+        wait_for(lambda: group_gone(pgid), timeout=15, what="the command to stop itself")
+        end = ended_run(tmp_path, 5, 1)
+        assert end is not None and end.orphaned and not end.result_known
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(parent.pid, signal.SIGCONT)
         parent.kill()
         parent.wait(5)
         if parent.stdout is not None:
@@ -234,7 +277,8 @@ def test_a_command_that_ended_as_its_daemon_died_keeps_its_real_outcome(tmp_path
 def test_the_launcher_starts_nothing_when_its_parent_is_already_gone(tmp_path: Path) -> None:
     ran = tmp_path / "ran"
     marker = tmp_path / "runs" / "6-1.json"
-    argv = [sys.executable, "-I", "-S", SHIM, "-1", "1", "0", "0.5", str(marker), "6", "1", "x"]
+    argv = [sys.executable, "-I", "-S", SHIM, "-1", "1", "0", "0.5", "0", str(marker), "6", "1"]
+    argv.append("x")
     # pid 1 is not its parent: the daemon that started it died before it could look
     res = subprocess.run([*argv, "--", "sh", "-c", f"touch {ran}"], timeout=10, check=False)
     assert res.returncode == 1 and not ran.exists()
@@ -245,7 +289,7 @@ def test_the_launcher_starts_nothing_when_its_parent_is_already_gone(tmp_path: P
 def test_the_launcher_exits_as_its_command_did(tmp_path: Path) -> None:
     def launch(*command: str) -> int:
         argv = [sys.executable, "-I", "-S", SHIM, "-1", str(os.getpid())]
-        argv += [str(threading.get_native_id()), "1", "", "1", "1", "x", "--", *command]
+        argv += [str(threading.get_native_id()), "1", "0", "", "1", "1", "x", "--", *command]
         return subprocess.run(argv, timeout=10, check=False).returncode
 
     assert launch("sh", "-c", "exit 4") == 4

@@ -33,7 +33,7 @@ SHIM = str(Path(_shim.__file__))
 STAND_IN = """
 import os, subprocess, sys, threading, time
 argv = [sys.executable, "-I", "-S", sys.argv[1], "-1", str(os.getpid()),
-        str(threading.get_native_id()), "2", sys.argv[2], "5", "1", sys.argv[3], "--",
+        str(threading.get_native_id()), "2", "0", sys.argv[2], "5", "1", sys.argv[3], "--",
         *sys.argv[4:]]
 proc = subprocess.Popen(argv, start_new_session=True)
 print(proc.pid, flush=True)

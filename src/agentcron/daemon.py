@@ -49,7 +49,7 @@ from agentcron.notify.sender import OutboxSender
 from agentcron.redact import redact
 from agentcron.retention import default_keep_history, prune_history, prune_outputs
 from agentcron.service import DAEMON_STALE_AFTER, Defaults, Service
-from agentcron.store import Store, open_store
+from agentcron.store import Store, open_store, parse_db_url
 from agentcron.store.errors import is_database_error
 from agentcron.supervisor import PartFailure, Supervisor
 from agentcron.ticks import TickRecorder
@@ -232,6 +232,11 @@ class Daemon:
                 default_zone=self.config.timezone,
                 poll_interval=self.beat,
                 lease=_seconds(self.options.lease_seconds),
+                # with several nodes (PostgreSQL) a command whose daemon is frozen for
+                # its lease stops itself: another node may take the slot over after it
+                fence=_seconds(self.options.lease_seconds)
+                if parse_db_url(self.options.db_url, self.options.home).kind == "postgresql"
+                else timedelta(0),
                 dead_owners=tuple(dead),
                 outage_notice_after=_seconds(self.options.outage_notice_after),
                 recovery_hold=_seconds(self.options.recovery_hold),

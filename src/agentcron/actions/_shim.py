@@ -23,7 +23,11 @@ The launcher
 4. if the daemon dies first: a quarter second for a command that is already ending
    (its end is then its own), else TERM to the group, up to the grace given (at most a
    few seconds) for the command to go, the end marked as ``orphaned``, KILL to the
-   group (the launcher included).
+   group (the launcher included);
+5. with a ``fence`` (several nodes share the database): the same when the daemon has
+   been stopped (SIGSTOP, state ``T``) for ``fence`` seconds, its lease. Another node
+   takes the slot over once the lease has lapsed, and a frozen daemon cannot stop its
+   command: left running, the slot ran twice at once (found by a chaos soak).
 
 Signals sent to the group reach the command directly; the launcher blocks and
 ignores them (a TERM to the group must not kill the one process that records the
@@ -140,6 +144,16 @@ def set_death_signal() -> bool:
         return False
 
 
+def stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped (SIGSTOP, or traced): its state in /proc is T or t."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False  # gone (parent_gone says so) or no /proc: nothing known
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"T", b"t")
+
+
 def parent_gone(parent: int, thread: int) -> bool:
     """Whether the daemon (or its thread that started this process) has died."""
     if os.getppid() != parent:
@@ -153,11 +167,13 @@ class Launcher:
 
     def __init__(self, argv: list[str]) -> None:
         sep = argv.index("--")
-        (status_fd, parent, thread, grace, marker, slot, attempt, output) = argv[:sep]
+        (status_fd, parent, thread, grace, fence, marker, slot, attempt, output) = argv[:sep]
         self.status_fd = int(status_fd)
         self.parent = int(parent)
         self.thread = int(thread)
         self.grace = float(grace)
+        self.fence = float(fence)  # seconds the daemon may be stopped (0: no limit)
+        self.frozen_since: float | None = None
         self.marker = marker
         self.command = argv[sep + 1 :]
         self.child = 0
@@ -185,7 +201,7 @@ class Launcher:
             os._exit(1)
         write_marker(self.marker, self.fields)
         self.spawn(original)
-        timeout = None if guarded else _POLL
+        timeout = None if guarded and self.fence <= 0 else _POLL
         while True:
             signum = self.next_signal(watched, timeout)
             if signum == _signal.SIGCHLD or signum is None:
@@ -195,7 +211,19 @@ class Launcher:
                     exit_like(status)
             if signum in (DEATH_SIGNAL, None) and parent_gone(self.parent, self.thread):
                 self.orphaned(watched)
+            if signum is None and self.fence > 0 and self.parent_frozen():
+                self.orphaned(watched)
             # any other signal was sent to the whole group: the command has it too
+
+    def parent_frozen(self) -> bool:
+        """Whether the daemon has been stopped (state T) for ``fence`` seconds."""
+        if not stopped(self.parent):
+            self.frozen_since = None
+            return False
+        now = time.monotonic()
+        if self.frozen_since is None:
+            self.frozen_since = now
+        return now - self.frozen_since >= self.fence
 
     def spawn(self, original_mask: set[int]) -> None:
         """Fork and exec the command; an exec failure is reported and ends the launcher."""

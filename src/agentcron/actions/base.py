@@ -39,6 +39,9 @@ class ActionContext:
     # Told the process group an action started, so a successor can stop it if this
     # daemon dies mid-run (otherwise it would run on beside the retry).
     on_started: Callable[[int], None] | None = None
+    # With several nodes: how long this daemon may be frozen before the command stops
+    # itself (its lease; another node then takes the slot over). Zero: no limit.
+    fence: timedelta = timedelta(0)
 
     @cached_property
     def output_file(self) -> Path:

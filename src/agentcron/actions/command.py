@@ -160,6 +160,7 @@ def _launcher(argv: list[str], ctx: ActionContext, status_fd: int) -> list[str]:
         str(os.getpid()),
         str(threading.get_native_id()),  # the thread that forks: see the shim
         f"{grace:g}",
+        f"{ctx.fence.total_seconds():g}",
         str(marker) if marker is not None else "",
         str(ctx.slot_id),
         str(ctx.attempt),

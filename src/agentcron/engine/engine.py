@@ -92,6 +92,9 @@ class EngineSettings:
     dead_owners: tuple[str, ...] = ()
     outage_notice_after: timedelta = health.NOTICE_AFTER  # failing this long is told
     recovery_hold: timedelta = timedelta(seconds=30)  # working this long ends it (told)
+    # several nodes: a command whose daemon is frozen this long stops itself (see
+    # actions/_shim.py), before another node may take its slot over; 0: never
+    fence: timedelta = timedelta(0)
 
 
 @dataclass
@@ -229,6 +232,7 @@ class Engine:
             stopping=lambda: self.stopping,
             finishing=self._finishing,
             spend=self._spend,
+            fence=settings.fence,
         )
 
     # ---- public ------------------------------------------------------------------

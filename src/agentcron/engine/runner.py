@@ -64,6 +64,7 @@ class RunnerDeps:
     spend: Callable[[TaskSpec, AttemptOutcome, datetime], tuple[tuple[str, str, int], ...]] = (
         lambda _spec, _outcome, _at: ()
     )
+    fence: timedelta = timedelta(0)  # see EngineSettings.fence
 
     async def finish(self, item: Finish) -> Slot | None:
         self.finishing(item.slot_id)
@@ -300,6 +301,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
         kill_grace=spec.kill_grace,
         context_text=None,
         on_started=_recorder(deps.store, attempt.id),
+        fence=deps.fence,
     )
     classification: Classification | None = None
     has_file: bool | None = None  # whether the output file exists, when the attempt knows
