@@ -9,6 +9,7 @@ and the counts in its messages are the counts in the record.
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -720,3 +721,37 @@ def test_a_missed_incident_is_not_reminded_and_ends_when_the_budget_skips(
     rig.notifier.on_skipped(spec, slot, at)
     assert sqlite_store.open_incidents("capped") == {}
     assert asyncio.run(rig.lines()) == []  # ended without a word
+
+
+def test_a_stuck_warning_for_a_run_whose_end_came_first_opens_nothing(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Chaos soak: the watchdog read a run as running, its end was written, and then
+    the warning opened a stuck incident that nothing closed (the end had closed
+    nothing): `list` and `doctor` said `stuck` for a task whose runs were fine. A
+    warning for a slot no longer running is dropped; one for a running slot opens."""
+    from agentcron.notify.events import RunStuck
+
+    rig = Rig(sqlite_store, clock, home)
+    gate = threading.Event()
+    spec = rig.h.add("slow", lambda: gate.wait(10) and "done", every="1h", stuck_after="1m")
+
+    async def scenario() -> None:
+        clock.advance(timedelta(hours=1))
+        await rig.h.tick(settle=False)
+        await until(lambda: rig.h.slots("slow")[-1].status is SlotStatus.RUNNING)
+        running = rig.h.slots("slow")[-1]
+        warn = RunStuck(
+            task="slow",
+            at=clock.now(),
+            slot_id=running.id,
+            running_for=timedelta(minutes=2),
+            limit=timedelta(minutes=1),
+        )
+        gate.set()
+        await rig.h.engine.wait_idle()  # its end is written before the warning is told
+        rig.notifier.emit(spec, warn)
+        assert sqlite_store.open_incidents("slow") == {}
+        assert await rig.lines() == []
+
+    asyncio.run(scenario())
