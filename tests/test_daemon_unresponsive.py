@@ -74,3 +74,42 @@ def test_a_daemon_that_took_the_lock_moments_ago_is_starting_not_hung(tmp_path: 
             Service(again, home, FakeClock(T0)).runs("story")  # no daemon: no such word
     finally:
         again.close()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_this_homes_daemon_is_its_live_node_and_says_its_trouble(
+    tmp_path: Path,
+) -> None:
+    """Chaos soak: with PostgreSQL no home lock is held, so the trouble file was never
+    read and `health` on the daemon's own machine said "no daemon is running … start
+    it" while it ran and could not use its database; a frozen one the same. This
+    home's daemon is the live process of its node row here."""
+    from agentcron.store.postgres import PostgresStore
+    from agentcron.trouble import TroubleFile
+    from conftest import require_pg
+    from pg_util import admin_execute, dsn_with_schema, fresh_schema
+
+    require_pg()
+    home = tmp_path / "home"
+    home.mkdir()
+    with fresh_schema() as schema:
+        admin_execute([], schema=schema)  # made
+        store = PostgresStore(dsn_with_schema(schema))
+        said = TroubleFile(home)
+        try:
+            store.register_node(NodeInfo("n1", hostname(), os.getpid(), str(home), T0, T0))
+            store.record_tick("n1", T0)
+            later = Service(store, home, FakeClock(T0 + timedelta(minutes=5)))
+            status = later.daemon_status()
+            assert status["unresponsive_pid"] == os.getpid(), status  # frozen, not gone
+            assert "is running but not answering" in later.health()["problem"]
+            said.open()
+            said.say({"database": True, "since": "12:00:00", "error": "lock timeout"})
+            status = later.daemon_status()
+            assert status["trouble"] is not None and status["unresponsive_pid"] is None
+            problem = later.health()["problem"]
+            assert "is running but cannot use its database" in problem, problem
+            assert "start it" not in problem
+        finally:
+            said.close()
+            store.close()

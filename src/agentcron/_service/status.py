@@ -61,7 +61,27 @@ class StatusMixin(ServiceCore):
         alive = False
         holder, trouble = self._trouble()
         pid = holder.pid if holder is not None else None
-        for n in self.store.nodes():
+        rows = self.store.nodes()
+        local = None
+        if holder is None and not getattr(self.store, "home_locked", True):
+            # A home on PostgreSQL holds no lock: its daemon is the node of this machine
+            # and home whose process lives, and says its trouble in the same file. Not
+            # read, `health` said "no daemon is running; start it" during an outage.
+            local = next(
+                (
+                    n
+                    for n in rows
+                    if n.host == hostname()
+                    and n.home == str(self.home)
+                    and n.stopped_at is None
+                    and pid_alive(n.pid)
+                ),
+                None,
+            )
+            if local is not None:
+                pid = local.pid
+                trouble = self._said_trouble(local.pid, kept=False)
+        for n in rows:
             # A daemon of this home on this machine whose process is gone is dead now,
             # not DAEMON_STALE_AFTER later (the daemon's own restart check is the same).
             here = n.host == hostname() and n.home == str(self.home)
@@ -90,7 +110,7 @@ class StatusMixin(ServiceCore):
                     "config_note": n.config_note if running else None,
                 }
             )
-        silent = holder is not None and not alive and trouble is None
+        silent = (holder is not None or local is not None) and not alive and trouble is None
         # starting: it holds the lock but has not registered its node yet (its database
         # being made, migrations run); one that registered and went silent hangs
         registered = any(
@@ -126,16 +146,19 @@ class StatusMixin(ServiceCore):
         """The home's running daemon (the lock's holder) and the trouble it says it has
         outside the database (see :mod:`agentcron.trouble`), or None."""
         from agentcron.instance_lock import running_daemon
-        from agentcron.trouble import read_trouble
 
         holder = running_daemon(self.home)
         if holder is None:
             return None, None
         # the file is made first thing at start: missing past that, it is worth a word
-        trouble = read_trouble(self.home, holder.pid, kept=not holder.starting(within=10))
-        if trouble is not None:
-            trouble = {**trouble, "words": trouble_words(trouble)}
-        return holder, trouble
+        return holder, self._said_trouble(holder.pid, kept=not holder.starting(within=10))
+
+    def _said_trouble(self, pid: int | None, *, kept: bool) -> dict[str, Any] | None:
+        """What the daemon ``pid`` of this home says it cannot do (its trouble file)."""
+        from agentcron.trouble import read_trouble
+
+        trouble = read_trouble(self.home, pid, kept=kept)
+        return {**trouble, "words": trouble_words(trouble)} if trouble is not None else None
 
     def firing(self) -> Firing:
         """Whether a scheduler ticks, and if not, why nothing fires: what every task

@@ -109,6 +109,8 @@ def _server_name(params: dict[str, Any]) -> str:
 
 class PostgresStore(SQLStore):
     _spec_dialect = "postgresql"  # how stored specs' keys are read (store/_spec_sql.py)
+    # several daemons share it, and none holds its home's lock (instance_lock.daemon_lock)
+    home_locked = False
 
     def __init__(self, dsn: str, *, schema: str | None = None) -> None:
         self.dsn = dsn

@@ -101,6 +101,9 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
     def close(self) -> None:
         raise NotImplementedError
 
+    # whether a daemon on this store holds its home's lock (SQLite: one per home)
+    home_locked = True
+
     def describe(self) -> str:
         raise NotImplementedError
 
