@@ -375,3 +375,39 @@ def test_an_empty_filtered_run_list_and_shows_next_runs_say_what_they_are(cli) -
     line = next(x for x in shown.splitlines() if "next runs:" in x)
     assert "CET" in line or "CEST" in line, line
     assert "+01:00" not in line and "+02:00" not in line
+
+
+def test_doctor_names_a_stale_node_beside_a_live_one_and_a_paused_failing_task(
+    cli, tmp_path: Path
+) -> None:
+    """Chaos soak: with one of three nodes killed, doctor said ✔ daemon naming the two
+    live ones only; after all were paused, "none failing" beside open failures."""
+    from datetime import timedelta
+
+    from agentcron.model import ErrorClass
+    from agentcron.model.incident import Incident, IncidentKind
+
+    cli("pause", "story")
+    store = open_store(None, tmp_path / "home")
+    try:
+        now = datetime.now(UTC)
+        old = now - timedelta(minutes=5)
+        store.register_node(NodeInfo("n1", "elsewhere", 1, "/h", now, now))
+        store.record_tick("n1", now)
+        store.register_node(NodeInfo("n2", "another", 2, "/h", old, old))
+        failing = Incident(
+            task="story",
+            kind=IncidentKind.FAILURE,
+            opened_at=now,
+            summary="boom",
+            last_error_class=ErrorClass.AUTH,
+        )
+        store.save_incidents([failing], [], now)
+    finally:
+        store.close()
+    report = json.loads(cli("doctor", "--json"))
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["daemon"]["status"] == "ok" and "n1" in checks["daemon"]["message"]
+    assert checks["node n2"]["status"] == "warn" and "stale" in checks["node n2"]["message"]
+    assert checks["tasks"]["status"] == "warn"
+    assert "story: paused while failing: auth: boom" in checks["tasks"]["message"]

@@ -119,14 +119,30 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             )
         else:
             checks.append(_check("daemon", "fail", "not running; start it with `agentcron run`"))
+        if live:  # others of the database that died or hang: each said, not left out
+            checks.extend(
+                _check(
+                    f"node {n['node_id']}",
+                    "warn",
+                    f"stale: last heartbeat {n['heartbeat_age_s']}s ago (the process died or "
+                    "hangs); its runs are taken over once their leases lapse",
+                )
+                for n in stale
+            )
         checks.extend(
             _check("daemon config", "warn", f"{n['node_id']}: {n['config_note']}")
             for n in live
             if n.get("config_note")
         )
         tasks = svc.list_tasks()
-        # not_firing: the daemon check above says why, once, not once per task
-        bad = [t for t in tasks if t["health"] not in ("ok", "paused", "not_firing")]
+        # not_firing: the daemon check above says why, once, not once per task; a task
+        # paused while its failure is open still fails (its health_detail says so)
+        bad = [
+            t
+            for t in tasks
+            if t["health"] not in ("ok", "paused", "not_firing")
+            or str(t.get("health_detail") or "").startswith("paused while failing")
+        ]
         if bad:
             checks.append(
                 _check(
