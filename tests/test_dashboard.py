@@ -490,6 +490,23 @@ def test_a_removed_tasks_page_shows_its_kept_runs_not_a_404(
     assert client.get("/tasks/never_was").status_code == 404
 
 
+def test_a_fault_reading_a_removed_tasks_runs_is_not_answered_as_no_such_task(
+    client: TestClient, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only "no task had that name" is a 404: a database that fails while the kept
+    runs are read is raised to the app's handlers, not hidden behind "not found"."""
+    from agentcron.store.errors import StoreError
+
+    assert harness.store.remove_task("alpha_ok", harness.clock.now())
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise StoreError("database is locked")
+
+    monkeypatch.setattr(harness.service, "runs", failing)
+    with pytest.raises(StoreError, match="database is locked"):
+        client.get("/tasks/alpha_ok")
+
+
 def test_an_incident_of_a_home_or_a_node_is_not_a_link_to_a_task_page(
     client: TestClient, harness: Harness
 ) -> None:

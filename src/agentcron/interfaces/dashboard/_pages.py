@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response, Streami
 
 from agentcron.interfaces.dashboard import _views as views
 from agentcron.interfaces.dashboard._render import ServiceDep, render
-from agentcron.service import DAEMON_STALE_AFTER, Service, ServiceError
+from agentcron.service import DAEMON_STALE_AFTER, NotFoundError, Service, ServiceError
 
 PAGE_SIZE = 100  # tasks per page: each row reads its recent runs for the sparkline
 RUNS_SHOWN = 50  # runs on a task's page
@@ -184,10 +184,11 @@ def task_page(request: Request, service: ServiceDep, name: str) -> HTMLResponse:
 
 
 def _removed_task_runs(service: Service, name: str) -> list[dict[str, Any]] | None:
-    """The kept runs of a task that is gone (None: no task had that name)."""
+    """The kept runs of a task that is gone (None: no task had that name, which the
+    caller answers with its 404; any other fault is raised, not taken for that)."""
     try:
         runs = service.runs(name, RUNS_SHOWN)
-    except ServiceError:
+    except NotFoundError:
         return None
     if not runs:
         return None
