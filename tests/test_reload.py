@@ -68,6 +68,26 @@ def test_broken_reload_keeps_old_tasks_running_then_good_reload_applies(tmp_path
     asyncio.run(scenario())
 
 
+class Queued(list[Any]):
+    """The messages a daemon's store queues, as they are saved; while ``refusing``,
+    the database refuses them (locked), as a write would fail in an outage."""
+
+    def __init__(self, store: Any, *, refusing: bool = False) -> None:
+        super().__init__()
+        self.refusing = refusing
+        save = store.save_incidents
+
+        def saving(changed: Any, messages: Any, now: Any) -> Any:
+            if self.refusing:
+                import sqlite3
+
+                raise sqlite3.OperationalError("database is locked")
+            self.extend(m[2] for m in messages)
+            return save(changed, messages, now)
+
+        store.save_incidents = saving
+
+
 def run_reloading(config: Path, body: Callable[[Daemon], Awaitable[None]]) -> None:
     """Run a daemon on ``config`` (home beside it, the file looked at every 0.1 s),
     ``body`` once it has loaded it, then stop it."""
@@ -307,25 +327,14 @@ def test_a_restart_message_that_cannot_be_queued_is_queued_at_the_next_look(
             store = daemon.store
             assert store is not None
             config.write_text(head.replace("8765", "8766") + GOOD)
-            save = store.save_incidents
-
-            def locked(*args: Any, **kwargs: Any) -> Any:
-                raise sqlite3.OperationalError("database is locked")
-
-            store.save_incidents = locked  # type: ignore[method-assign]
+            queued = Queued(store, refusing=True)
             with pytest.raises(sqlite3.OperationalError):
                 daemon.reload_if_changed()
             (node,) = [n for n in store.nodes() if n.node_id == daemon.node_id]
             assert node.config_note is not None and "`api:` changed" in node.config_note
-            queued: list[str] = []
-
-            def noted(changed: Any, messages: Any, now: Any) -> Any:
-                queued.extend(m[2].title for m in messages)
-                return save(changed, messages, now)
-
-            store.save_incidents = noted  # type: ignore[method-assign]
+            queued.refusing = False
             daemon.reload_if_changed()
-            assert queued == ["agentcron: restart to apply the config"]
+            assert [m.title for m in queued] == ["agentcron: restart to apply the config"]
             daemon.reload_if_changed()  # told once
             assert len(queued) == 1
         finally:
@@ -365,24 +374,13 @@ def test_a_divergence_message_that_cannot_be_queued_is_queued_when_the_file_is_a
             other = Applied("other", "elsewhere", "/other/agentcron.yaml", "digest", None)
             store.set_meta(META_KEY, other.dumps())
             config.write_text(head + GOOD + NEW.removeprefix("tasks:\n"))
-            save = store.save_incidents
-
-            def locked(*args: Any, **kwargs: Any) -> Any:
-                raise sqlite3.OperationalError("database is locked")
-
-            store.save_incidents = locked  # type: ignore[method-assign]
+            queued = Queued(store, refusing=True)
             with pytest.raises(sqlite3.OperationalError):
                 daemon.reload_if_changed()
             assert sorted(t.name for t in store.list_tasks()) == ["a", "b"]  # written
-            queued: list[str] = []
-
-            def noted(changed: Any, messages: Any, now: Any) -> Any:
-                queued.extend(m[2].body for m in messages)
-                return save(changed, messages, now)
-
-            store.save_incidents = noted  # type: ignore[method-assign]
+            queued.refusing = False
             daemon.reload_if_changed()
-            (told,) = queued
+            (told,) = [m.body for m in queued]
             assert "/other/agentcron.yaml" in told and "added b" in told, told
             daemon.reload_if_changed()  # told once
             assert len(queued) == 1
