@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -164,34 +166,55 @@ time.sleep(60)
 """
 
 
-def test_the_launcher_kills_the_group_when_its_parent_dies(tmp_path: Path) -> None:
-    pids = tmp_path / "pids"
-    marker = tmp_path / "runs" / "5-1.json"
-    script = f"echo $$ >> {pids}; sleep 30 & echo $! >> {pids}; wait"
+@dataclass
+class StandIn:
+    """A stand-in daemon (``parent``) and the group its launcher leads (``pgid``)."""
+
+    parent: subprocess.Popen[str]
+    pgid: int
+
+
+@contextlib.contextmanager
+def stand_in(marker: Path, script: str, fence: str = "0") -> Iterator[StandIn]:
+    """Start ``sh -c script`` through the launcher under a stand-in daemon; on leaving,
+    the stand-in is let go on (SIGCONT), killed, and the group taken down."""
     parent = subprocess.Popen(
         [sys.executable, "-c", STAND_IN, SHIM, str(marker), "out.log", "sh", "-c", script],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "FENCE": fence},
     )
     pgid = 0
     try:
         assert parent.stdout is not None
         pgid = int(parent.stdout.readline())
-        wait_for(lambda: len(pids.read_text().split()) == 2 if pids.exists() else False, 10)
-        run = started_run(tmp_path, 5, 1)
-        assert run is not None and run.pgid == pgid and run.pgid_start is not None
-        parent.kill()
-        parent.wait(5)
-        wait_for(lambda: group_gone(pgid), timeout=10, what="the group to be gone")
-        end = ended_run(tmp_path, 5, 1)
-        assert end is not None and end.orphaned and not end.result_known
+        yield StandIn(parent, pgid)
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(parent.pid, signal.SIGCONT)
         parent.kill()
         parent.wait(5)
         if parent.stdout is not None:
             parent.stdout.close()
         if pgid:
             kill_group(pgid)
+
+
+def test_the_launcher_kills_the_group_when_its_parent_dies(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = f"echo $$ >> {pids}; sleep 30 & echo $! >> {pids}; wait"
+    try:
+        with stand_in(tmp_path / "runs" / "5-1.json", script) as run:
+            wait_for(lambda: len(pids.read_text().split()) == 2 if pids.exists() else False, 10)
+            started = started_run(tmp_path, 5, 1)
+            assert started is not None and started.pgid == run.pgid
+            assert started.pgid_start is not None
+            run.parent.kill()
+            run.parent.wait(5)
+            wait_for(lambda: group_gone(run.pgid), timeout=10, what="the group to be gone")
+            end = ended_run(tmp_path, 5, 1)
+            assert end is not None and end.orphaned and not end.result_known
+    finally:
         kill_pids_in(pids)
 
 
@@ -203,37 +226,20 @@ def test_with_a_fence_the_command_stops_itself_when_its_daemon_stays_frozen(
     With a fence (the lease) the launcher stops the command itself once its daemon has
     been frozen that long; one frozen for less keeps its command."""
     pids = tmp_path / "pids"
-    marker = tmp_path / "runs" / "5-1.json"
     script = f"echo $$ >> {pids}; sleep 30 & echo $! >> {pids}; wait"
-    parent = subprocess.Popen(
-        [sys.executable, "-c", STAND_IN, SHIM, str(marker), "out.log", "sh", "-c", script],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "FENCE": "2"},
-    )
-    pgid = 0
     try:
-        assert parent.stdout is not None
-        pgid = int(parent.stdout.readline())
-        wait_for(lambda: len(pids.read_text().split()) == 2 if pids.exists() else False, 10)
-        os.kill(parent.pid, signal.SIGSTOP)  # a short freeze: the run goes on
-        time.sleep(0.8)
-        os.kill(parent.pid, signal.SIGCONT)
-        time.sleep(2.5)
-        assert not group_gone(pgid) and ended_run(tmp_path, 5, 1) is None
-        os.kill(parent.pid, signal.SIGSTOP)  # frozen past the fence
-        wait_for(lambda: group_gone(pgid), timeout=15, what="the command to stop itself")
-        end = ended_run(tmp_path, 5, 1)
-        assert end is not None and end.orphaned and not end.result_known
+        with stand_in(tmp_path / "runs" / "5-1.json", script, fence="2") as run:
+            wait_for(lambda: len(pids.read_text().split()) == 2 if pids.exists() else False, 10)
+            os.kill(run.parent.pid, signal.SIGSTOP)  # a short freeze: the run goes on
+            time.sleep(0.8)
+            os.kill(run.parent.pid, signal.SIGCONT)
+            time.sleep(2.5)
+            assert not group_gone(run.pgid) and ended_run(tmp_path, 5, 1) is None
+            os.kill(run.parent.pid, signal.SIGSTOP)  # frozen past the fence
+            wait_for(lambda: group_gone(run.pgid), timeout=15, what="the command to stop")
+            end = ended_run(tmp_path, 5, 1)
+            assert end is not None and end.orphaned and not end.result_known
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(parent.pid, signal.SIGCONT)
-        parent.kill()
-        parent.wait(5)
-        if parent.stdout is not None:
-            parent.stdout.close()
-        if pgid:
-            kill_group(pgid)
         kill_pids_in(pids)
 
 
@@ -242,36 +248,20 @@ def test_a_command_that_ended_as_its_daemon_died_keeps_its_real_outcome(tmp_path
     this way): the launcher records the command's own end, not an orphan."""
     done = tmp_path / "done"
     go = tmp_path / "go"
-    marker = tmp_path / "runs" / "5-1.json"
     script = f"while [ ! -e {go} ]; do sleep 0.02; done; echo finished > {done}"
-    parent = subprocess.Popen(
-        [sys.executable, "-c", STAND_IN, SHIM, str(marker), "out.log", "sh", "-c", script],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    pgid = 0
-    try:
-        assert parent.stdout is not None
-        pgid = int(parent.stdout.readline())
+    with stand_in(tmp_path / "runs" / "5-1.json", script) as run:
         wait_for(lambda: started_run(tmp_path, 5, 1) is not None, 10)
-        os.kill(pgid, signal.SIGSTOP)  # the launcher is its group's leader
+        os.kill(run.pgid, signal.SIGSTOP)  # the launcher is its group's leader
         go.touch()
         wait_for(lambda: done.exists(), 10)
         time.sleep(0.3)  # the command has exited; its SIGCHLD waits for the launcher
-        parent.kill()  # and now the daemon dies: the death signal is pending too
-        parent.wait(5)
-        os.kill(pgid, signal.SIGCONT)
-        wait_for(lambda: group_gone(pgid), timeout=10, what="the launcher to end")
+        run.parent.kill()  # and now the daemon dies: the death signal is pending too
+        run.parent.wait(5)
+        os.kill(run.pgid, signal.SIGCONT)
+        wait_for(lambda: group_gone(run.pgid), timeout=10, what="the launcher to end")
         end = ended_run(tmp_path, 5, 1)
         assert end is not None
         assert not end.orphaned and end.exit_code == 0 and end.result_known
-    finally:
-        parent.kill()
-        parent.wait(5)
-        if parent.stdout is not None:
-            parent.stdout.close()
-        if pgid:
-            kill_group(pgid)
 
 
 def test_the_launcher_starts_nothing_when_its_parent_is_already_gone(tmp_path: Path) -> None:
