@@ -194,6 +194,7 @@ def test_opening_a_database_ends_the_retries_such_runs_left_waiting(home: Path) 
         db.execute("UPDATE slots SET status = 'retrying', next_attempt_at = 1.9e9")
         db.execute("DELETE FROM tasks WHERE name = 'gone'")
         db.execute("ALTER TABLE slots DROP COLUMN stop_asked")  # as version 13 had it
+        db.execute("DROP TABLE task_outputs")
     store.set_meta("schema_version", "13")
     store.close()
     again = SQLiteStore(path)

@@ -88,17 +88,14 @@ class NotifySQL:
         return found
 
     def tasks_with_output(self, tasks: Sequence[str]) -> set[str]:
-        """Those of ``tasks`` that have a kept success with output: one statement per
+        """Those of ``tasks`` that have produced output in a success: one statement per
         500 tasks (a burst of new tasks ends thousands of first runs at once), each task
-        answered by its first such run."""
+        one row of ``task_outputs``, however long its history."""
         found: set[str] = set()
         for chunk in chunks(sorted(set(tasks))):
             rows = self._q(
-                "SELECT name FROM tasks t WHERE name IN "
-                f"({', '.join('?' for _ in chunk)}) AND EXISTS (SELECT 1 FROM slots s "
-                "JOIN attempts a ON a.slot_id = s.id WHERE s.task = t.name "
-                "AND s.status = 'succeeded' AND a.status = 'succeeded' AND a.extra LIKE ?)",
-                (*chunk, '%"empty_output": false%'),
+                f"SELECT task FROM task_outputs WHERE task IN ({', '.join('?' for _ in chunk)})",
+                chunk,
             )
             found.update(r[0] for r in rows)
         return found

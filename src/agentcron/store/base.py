@@ -227,8 +227,8 @@ class SlotStore(Protocol):
     def last_success(self, task: str) -> Slot | None: ...
 
     def had_output(self, task: str) -> bool:
-        """Whether any kept success of the task produced output (the empty-output
-        detector's default watches only such tasks)."""
+        """Whether a success of the task has ever produced output (the empty-output
+        detector's default watches only such tasks): one row, not a walk of its history."""
         ...
 
     def tasks_with_output(self, tasks: Sequence[str]) -> set[str]:

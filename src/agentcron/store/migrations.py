@@ -273,6 +273,16 @@ MIGRATIONS: list[list[str]] = [
         # the owner looks for these while it holds runs, and stops them as its own.
         "ALTER TABLE slots ADD COLUMN stop_asked TEXT",
     ],
+    [
+        # 16: the tasks that have produced output in a success, by name (kept when a
+        # task is removed, as its history is). The empty-output canary asks whether a
+        # task has printed before; answered from the history, that read walked every
+        # success of the task: 25 ms for 10,000 runs, on the loop, after each start.
+        "CREATE TABLE task_outputs (task TEXT PRIMARY KEY)",
+        "INSERT INTO task_outputs (task) SELECT DISTINCT s.task FROM slots s "
+        "JOIN attempts a ON a.slot_id = s.id WHERE s.status = 'succeeded' "
+        "AND a.status = 'succeeded' AND a.extra LIKE '%\"empty_output\": false%'",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -794,6 +794,12 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 )
                 # what they spent, with their end: counted exactly when they are recorded
                 add_spend(db, [entry for i, _ in ours for entry in i.spend])
+                printed = sorted({s.task for i, s in ours if _printed(i.outcome, s)})
+                if printed:  # what the empty-output canary asks of a task (migration 16)
+                    db.executemany(
+                        "INSERT INTO task_outputs (task) VALUES (?) ON CONFLICT (task) DO NOTHING",
+                        [(task,) for task in printed],
+                    )
             for index, (item, slot) in enumerate(zip(items, slots, strict=True)):
                 outcome = item.outcome
                 if slot is None or not outcome.deliver_to:
@@ -1143,13 +1149,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         return out
 
     def had_output(self, task: str) -> bool:
-        rows = self._q(
-            "SELECT 1 FROM slots s JOIN attempts a ON a.slot_id = s.id "
-            "WHERE s.task = ? AND s.status = 'succeeded' AND a.status = 'succeeded' "
-            "AND a.extra LIKE ? LIMIT 1",
-            (task, '%"empty_output": false%'),
-        )
-        return bool(rows)
+        return bool(self._q("SELECT 1 FROM task_outputs WHERE task = ?", (task,)))
 
     def waiting_slots(self, since: datetime, limit: int) -> list[Slot]:
         return [
@@ -1290,3 +1290,14 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 return False
             self._deliveries_of_success(db, slot.id, slot.task, outcome, now)
         return True
+
+
+def _printed(outcome: AttemptOutcome, slot: Slot) -> bool:
+    """Whether an end is a success with output: what makes the empty-output canary
+    watch its task from then on."""
+    return (
+        outcome.ok
+        and outcome.slot_status is SlotStatus.SUCCEEDED
+        and slot.status is SlotStatus.SUCCEEDED
+        and not outcome.empty_output
+    )
