@@ -35,9 +35,11 @@ tasks:
 """
 
 
-def _daemon(tmp_path: Path, sink: Sink, monkeypatch: Any, **options: Any) -> Daemon:
+def _daemon(
+    tmp_path: Path, sink: Sink, monkeypatch: Any, tasks: str = TASKS, **options: Any
+) -> Daemon:
     config = tmp_path / "agentcron.yaml"
-    config.write_text(f'notify: ["{sink.url("/owner")}"]\n' + TASKS)
+    config.write_text(f'notify: ["{sink.url("/owner")}"]\n' + tasks)
     holder: dict[str, FaultyStore] = {}
 
     def faulty_open(db_url: str | None, home: Path, **kwargs: Any) -> Any:
@@ -490,3 +492,44 @@ def test_a_heartbeat_that_cannot_be_written_while_ticks_work_is_said_not_fatal(
             assert _run(d, body) == 0
     finally:
         lock.release()
+
+
+def test_health_exits_2_while_the_owner_cannot_be_told(tmp_path: Path, monkeypatch: Any) -> None:
+    """The daemon ticks, a task fails, and the owner's channel refuses every message:
+    `health` said "✔ scheduling" and exited 0, so a monitor that runs it saw nothing
+    wrong while every problem went untold. It exits 2 and says so, and 0 again once the
+    channel takes messages."""
+    from typer.testing import CliRunner
+
+    from agentcron.instance_lock import InstanceLock
+    from agentcron.interfaces.cli import app
+
+    home = tmp_path / "home"
+    lock = InstanceLock(home)  # what `agentcron run` holds around this daemon
+    lock.acquire()
+    failing = TASKS + "  broken:\n    every: 1s\n    command: [sh, -c, 'exit 3']\n    retries: 0\n"
+    codes: list[int] = []
+
+    def health() -> tuple[int, str]:
+        done = CliRunner().invoke(app, ["--home", str(home), "health"])
+        return done.exit_code, done.stdout
+
+    try:
+        with Sink() as sink:
+            sink.fail_next(10_000, "/owner")
+            d = _daemon(tmp_path, sink, monkeypatch, tasks=failing)
+
+            async def body() -> None:
+                await until(lambda: health()[0] == 2, timeout=60)
+                code, said = health()
+                codes.append(code)
+                assert "✔ scheduling" in said, said
+                assert "✖ 1 channel cannot take messages: problems are not reaching you" in said
+                sink.fail_next(0, "/owner")
+                await until(lambda: health()[0] == 0, timeout=60)
+                codes.append(health()[0])
+
+            _run(d, body)
+    finally:
+        lock.release()
+    assert codes == [2, 0]

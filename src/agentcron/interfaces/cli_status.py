@@ -79,6 +79,8 @@ def health(
         render.health(out, data)
     if not data["scheduling"]:
         raise typer.Exit(1)
+    if render.untold(data):
+        raise typer.Exit(2)  # it ticks, but what goes wrong does not reach the owner
 
 
 def audit(

@@ -362,6 +362,12 @@ def health(console: Console, data: dict[str, Any]) -> None:
         )
     else:
         console.print(f"[bold red]✖[/] {data['problem']}")
+    failing = untold(data)
+    if failing:
+        console.print(
+            f"[bold red]✖[/] {len(failing)} channel{'s' if len(failing) > 1 else ''} "
+            f"cannot take messages: problems are not reaching you"
+        )
     for n in data["nodes"]:
         console.print(
             f"  node {n['node_id']}: {n['state']}, heartbeat {n['heartbeat_age_s']}s ago, "
@@ -389,6 +395,12 @@ def health(console: Console, data: dict[str, Any]) -> None:
             f"({p['reason']})"
         )
     console.print(f"  database: {data['database']}")
+
+
+def untold(data: dict[str, Any]) -> list[str]:
+    """The channels of a health answer that are failing: what goes wrong is not told
+    through them (``agentcron health`` exits 2 while any is)."""
+    return [c["channel"] for c in data["channels"] if not c["ok"]]
 
 
 def audit_table(console: Console, rows: list[dict[str, Any]]) -> None:
