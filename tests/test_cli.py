@@ -411,3 +411,22 @@ def test_doctor_names_a_stale_node_beside_a_live_one_and_a_paused_failing_task(
     assert checks["node n2"]["status"] == "warn" and "stale" in checks["node n2"]["message"]
     assert checks["tasks"]["status"] == "warn"
     assert "story: paused while failing: auth: boom" in checks["tasks"]["message"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list", "--db", ""],
+        ["--db", " ", "list"],
+        ["add", "x", "--every", "1h", "--db", "", "--", "true"],
+        ["mcp", "--db", ""],
+        ["import", "crontab", "jobs.txt", "--db", ""],
+    ],
+)
+def test_an_empty_db_is_refused_not_read_as_the_home(cli, tmp_path: Path, args: list[str]) -> None:
+    """`--db "$URL"` with the variable unset opened SQLite in the home without a word:
+    a script meant for the shared PostgreSQL database read and wrote another one."""
+    (tmp_path / "jobs.txt").write_text("0 4 * * * /bin/true\n")
+    said = cli(*args, code=2)
+    assert "Invalid value for '--db'" in said and "is empty" in said, said
+    assert not (tmp_path / "home" / "agentcron.db").exists()  # nothing opened or created

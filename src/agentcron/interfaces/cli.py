@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape as rich_escape
 
 from agentcron.interfaces import render
+from agentcron.interfaces.cli_options import DbOpt
 
 app = typer.Typer(
     name="agentcron",
@@ -40,9 +41,6 @@ ConfigOpt = Annotated[
 HomeOpt = Annotated[
     Path | None,
     typer.Option("--home", help="State folder (default $AGENTCRON_HOME or ~/.agentcron)"),
-]
-DbOpt = Annotated[
-    str | None, typer.Option("--db", help="Database URL (default SQLite in the home)")
 ]
 
 

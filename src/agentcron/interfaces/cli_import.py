@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from agentcron.interfaces.cli_options import DbOpt
+
 if TYPE_CHECKING:  # imported when the command runs: `agentcron --help` stays quick
     from agentcron.importers import ImportOptions, Plan
     from agentcron.importers.report import Report
@@ -67,7 +69,7 @@ def import_jobs(
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file")] = None,
     home: Annotated[Path | None, typer.Option("--home", help="State folder")] = None,
-    db: Annotated[str | None, typer.Option("--db", help="Database URL")] = None,
+    db: DbOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Import jobs from another scheduler as agentcron tasks."""

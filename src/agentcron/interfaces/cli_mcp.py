@@ -16,6 +16,8 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from agentcron.interfaces.cli_options import DbOpt
+
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -42,7 +44,7 @@ def mcp(
         Path | None, typer.Option("--config", "-c", help="Config file (default ./agentcron.yaml)")
     ] = None,
     home: Annotated[Path | None, typer.Option("--home", help="State folder")] = None,
-    db: Annotated[str | None, typer.Option("--db", help="Database URL")] = None,
+    db: DbOpt = None,
 ) -> None:
     """Serve agentcron's tools to one agent over stdio."""
     import anyio

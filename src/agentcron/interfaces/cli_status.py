@@ -13,13 +13,13 @@ import typer
 from agentcron.interfaces import render
 from agentcron.interfaces.cli import (
     ConfigOpt,
-    DbOpt,
     HomeOpt,
     JsonOpt,
     emit_json,
     out,
     service_for,
 )
+from agentcron.interfaces.cli_options import DbOpt
 
 
 def register(app: typer.Typer) -> None:
