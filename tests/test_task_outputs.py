@@ -80,3 +80,24 @@ def test_opening_an_older_database_fills_the_record_from_its_history(home: Path)
     assert version == "16"
     rows = sqlite3.connect(path).execute("SELECT task FROM task_outputs").fetchall()
     assert rows == [("printer",)]  # filled once, nothing twice
+
+
+def test_an_end_recorded_after_the_daemon_died_counts_too(store: Store) -> None:
+    """A run its launcher saw through while the daemon was down is recorded by the next
+    daemon (record_unwatched_end), not by a finish: its output is remembered all the
+    same, and an empty one is not."""
+    from agentcron.model import AttemptOutcome, NewSlot, SlotStatus, TaskSource, TaskSpec
+
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    empty_of = {"printer": False, "silent": True}
+    for name in empty_of:
+        spec = TaskSpec(name=name, every="1h", command=["true"])
+        store.upsert_task(spec, TaskSource.API, at, at)
+        store.add_slot(name, NewSlot(at), at)
+    for claim in store.claim("dead-node", at, at + timedelta(minutes=1), 2):
+        lapsed = store.get_slot(claim.slot.id)
+        assert lapsed is not None
+        empty = empty_of[claim.slot.task]
+        ended = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED, empty_output=empty)
+        assert store.record_unwatched_end(lapsed, ended, at + timedelta(minutes=5))
+    assert store.tasks_with_output(["printer", "silent"]) == {"printer"}

@@ -794,12 +794,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 )
                 # what they spent, with their end: counted exactly when they are recorded
                 add_spend(db, [entry for i, _ in ours for entry in i.spend])
-                printed = sorted({s.task for i, s in ours if _printed(i.outcome, s)})
-                if printed:  # what the empty-output canary asks of a task (migration 16)
-                    db.executemany(
-                        "INSERT INTO task_outputs (task) VALUES (?) ON CONFLICT (task) DO NOTHING",
-                        [(task,) for task in printed],
-                    )
+                _note_printed(db, [s.task for i, s in ours if _printed(i.outcome, s.status)])
             for index, (item, slot) in enumerate(zip(items, slots, strict=True)):
                 outcome = item.outcome
                 if slot is None or not outcome.deliver_to:
@@ -1058,8 +1053,12 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
     def _deliveries_of_success(
         self, db: Conn, slot_id: int, task: str, outcome: AttemptOutcome, now: datetime
     ) -> None:
+        """What a success recorded outside :meth:`finish_many` (an end its launcher kept
+        while the daemon was down) writes beside it: its deliveries, and that it printed."""
         if outcome.ok and outcome.slot_status is SlotStatus.SUCCEEDED and outcome.deliver_to:
             self._create_deliveries(db, slot_id, task, outcome, now)
+        if _printed(outcome, outcome.slot_status):
+            _note_printed(db, [task])
 
     def get_slot(self, slot_id: int) -> Slot | None:
         rows = self._q(f"SELECT {SLOT_COLUMNS} FROM slots WHERE id = ?", (slot_id,))
@@ -1292,12 +1291,21 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         return True
 
 
-def _printed(outcome: AttemptOutcome, slot: Slot) -> bool:
-    """Whether an end is a success with output: what makes the empty-output canary
-    watch its task from then on."""
+def _printed(outcome: AttemptOutcome, recorded: SlotStatus) -> bool:
+    """Whether an end is a success with output (``recorded``: the slot's status as
+    written): what makes the empty-output canary watch its task from then on."""
     return (
         outcome.ok
         and outcome.slot_status is SlotStatus.SUCCEEDED
-        and slot.status is SlotStatus.SUCCEEDED
+        and recorded is SlotStatus.SUCCEEDED
         and not outcome.empty_output
     )
+
+
+def _note_printed(db: Conn, tasks: Sequence[str]) -> None:
+    """Remember that ``tasks`` have printed in a success (``task_outputs``, migration 16)."""
+    if tasks:
+        db.executemany(
+            "INSERT INTO task_outputs (task) VALUES (?) ON CONFLICT (task) DO NOTHING",
+            [(task,) for task in sorted(set(tasks))],
+        )
