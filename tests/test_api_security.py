@@ -261,3 +261,41 @@ def test_listen_addresses(text: str, expected: tuple[str, int]) -> None:
 def test_bad_listen_addresses_are_named(text: str) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_listen(text)
+
+
+@pytest.mark.parametrize("path", ["/", "/tasks/report", "/api/v1/tasks", "/api/v1/health"])
+def test_no_page_may_be_framed_sniffed_or_cached(open_client: TestClient, path: str) -> None:
+    """Outside-in probe: no page said it may not be framed, so a decoy site could frame
+    the dashboard and have its "Pause" or "Run now" clicked (the form's Origin is then
+    the dashboard's own, which the cross-site check lets through)."""
+    answer = open_client.get(path)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_static_files_keep_their_own_caching(open_client: TestClient) -> None:
+    page = open_client.get("/").text
+    static = page.split('src="', 1)[1].split('"', 1)[0]
+    answer = open_client.get(static)
+    assert answer.status_code == 200, static
+    assert answer.headers["cache-control"] != "no-store"
+    assert answer.headers["x-frame-options"] == "DENY"
+
+
+def test_an_actor_named_in_utf8_is_recorded_as_written(
+    open_client: TestClient, harness: Harness
+) -> None:
+    """Outside-in probe: `X-Actor: José Müller` was recorded 'JosÃ MÃ¼ller'."""
+    for name in ("José Müller", "田中"):
+        answer = open_client.post(
+            "/api/v1/tasks/report/pause",
+            json={"reason": "probe"},
+            headers={"X-Actor": name.encode("utf-8")},  # UTF-8 bytes, as curl sends them
+        )
+        assert answer.status_code == 200, answer.text
+        open_client.post("/api/v1/tasks/report/resume")
+    actors = [entry["actor"] for entry in harness.service.audit("report", 10, None)]
+    assert "José Müller" in actors and "田中" in actors, actors

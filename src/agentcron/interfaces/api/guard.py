@@ -42,6 +42,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _ACTOR = re.compile(r"[^\w .@:/+-]")
+# On every answer unless it says otherwise: no page of the dashboard may be framed by
+# another site (a framed "Pause" button clicked through a decoy page would pass the
+# Origin check: the form's origin is the dashboard's own), no type is guessed from the
+# content, and pages showing a task's state are not kept in shared or browser caches.
+SAFE_HEADERS = (
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -97,6 +107,23 @@ def token_matches(authorization: str, token: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
 
 
+def _utf8(value: str) -> str:
+    """A header as its sender wrote it: HTTP hands headers over as Latin-1, so a UTF-8
+    name ("José", "田中") read as is was recorded garbled in the audit trail."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+def _with_safe_headers(message: Message) -> Message:
+    """``message`` (a response's start) with :data:`SAFE_HEADERS` it does not set itself."""
+    headers = list(message.get("headers", []))
+    present = {name.lower() for name, _ in headers}
+    headers += [(name, value) for name, value in SAFE_HEADERS if name not in present]
+    return {**message, "headers": headers}
+
+
 class Guard:
     """The middleware; ``token`` None means loopback mode (Host checked instead)."""
 
@@ -123,7 +150,7 @@ class Guard:
             await refusal(scope, receive, send)
             return
         client = scope.get("client")
-        declared = _ACTOR.sub("", headers.get("x-actor", ""))[:100].strip()
+        declared = _ACTOR.sub("", _utf8(headers.get("x-actor", "")))[:100].strip()
         name = declared or (f"client {client[0]}" if client else "client")
         via = "api" if scope["path"].startswith("/api/") else "dashboard"
         token = current_actor.set(Actor(name, via))
@@ -148,6 +175,8 @@ class Guard:
         async def guarded_send(message: Message) -> None:
             nonlocal replaced
             if not too_large:
+                if message["type"] == "http.response.start":
+                    message = _with_safe_headers(message)
                 await send(message)
                 return
             if not replaced:
