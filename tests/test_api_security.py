@@ -299,3 +299,30 @@ def test_an_actor_named_in_utf8_is_recorded_as_written(
         open_client.post("/api/v1/tasks/report/resume")
     actors = [entry["actor"] for entry in harness.service.audit("report", 10, None)]
     assert "José Müller" in actors and "田中" in actors, actors
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "where"),
+    [
+        ("PATCH", "/api/v1/tasks/report", '{"description": "\\ud800"}', "description"),
+        ("POST", "/api/v1/tasks", '{"name": "u\\ud800", "every": "1h", "command": ["true"]}', "u"),
+        (
+            "POST",
+            "/api/v1/tasks",
+            '{"name": "u3", "every": "1h", "command": ["true"], "env": {"\\udfff": "x"}}',
+            "env.\\udfff",
+        ),
+    ],
+)
+def test_text_that_is_not_unicode_is_refused_in_words(
+    open_client: TestClient, harness: Harness, method: str, path: str, body: str, where: str
+) -> None:
+    """Outside-in probe: a lone surrogate (JSON's "\\ud800") in a description or a name
+    gave a 500; in an env key it was stored, and every run then failed inside agentcron."""
+    before = open_client.get("/api/v1/tasks").json()
+    answer = open_client.request(
+        method, path, content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert "lone UTF-16 surrogate" in answer.json()["detail"] and where in answer.json()["detail"]
+    assert open_client.get("/api/v1/tasks").json() == before  # nothing changed

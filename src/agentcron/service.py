@@ -49,6 +49,7 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.model.incident import Incident
+from agentcron.model.task import TASK_NAME
 from agentcron.store._api_sql import TaskLatest
 from agentcron.store._listing import TaskListing
 
@@ -315,6 +316,8 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
     def add_task(self, name: str, raw: Mapping[str, Any], replace: bool = False) -> dict[str, Any]:
         """Create a task (``source: api``) from the keys a config file's task has,
         validated by the same rules, problems located at ``tasks.NAME.KEY``."""
+        if not TASK_NAME.match(name):  # said in words before any lookup by that name
+            self._validate(name, raw)  # (one no store can hold gave a 500)
         existing = self.store.get_task(name)
         if existing is not None and existing.source is TaskSource.FILE:
             raise ConflictError(

@@ -65,6 +65,34 @@ def schedule_text(cron: str | None, every: timedelta | None, at: datetime | None
 MAX_ARGUMENT = 128 * 1024 - 1  # bytes of one argument the Linux kernel passes (MAX_ARG_STRLEN)
 
 
+def _surrogate_at(value: Any, path: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
+    """Where in ``value`` (nested dicts, lists, keys included) a string holds a lone
+    surrogate, or None. ASCII strings, nearly all of them, cost one C call each."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = key if isinstance(key, str) else str(key)
+            if _surrogate_at(name, ()) is not None:
+                return (*path, name)
+            found = _surrogate_at(item, (*path, name))
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _surrogate_at(item, (*path, index))
+            if found is not None:
+                return found
+    return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -221,6 +249,21 @@ class TaskSpec(_Strict):
         description="'SOURCE:ID' of the job this task was imported from; "
         "re-importing updates the task that carries it",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        """Refuse a lone UTF-16 surrogate anywhere in the spec (JSON can carry one as
+        ``"\\ud800"``): it cannot be stored, shown or passed to a command, and was met
+        only later, as a 500 of the API or as every run failing in agentcron itself."""
+        where = _surrogate_at(data, ())
+        if where is not None:
+            path = ".".join(str(p) for p in where).encode("utf-8", "backslashreplace").decode()
+            path = path or "the task"
+            raise ValueError(
+                f"{path}: holds a lone UTF-16 surrogate (text that is not valid Unicode)"
+            )
+        return data
 
     @field_validator("name")
     @classmethod

@@ -83,14 +83,22 @@ def problem(
             "type": f"urn:agentcron:problem:{kind}",
             "title": title or TITLES.get(status, "Error"),
             "status": status,
-            "detail": detail,
-            "field": field,
-            "problems": problems or [],
+            "detail": _sayable(detail),
+            "field": _sayable(field) if field is not None else None,
+            "problems": [{k: _sayable(v) for k, v in p.items()} for p in problems or []],
         },
         status_code=status,
         media_type="application/problem+json",
         headers=headers,
     )
+
+
+def _sayable(text: str) -> str:
+    """``text`` as valid UTF-8: a lone surrogate a request carried (and an error quotes)
+    is written as its escape, or the error's own answer failed as a 500."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _field_of(loc: tuple[Any, ...]) -> str | None:
