@@ -413,6 +413,52 @@ def test_a_database_missing_under_a_running_daemon_is_not_created_by_a_read(
     assert (home / "agentcron.db").exists()
 
 
+def test_a_command_does_not_upgrade_the_database_under_an_older_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside-in probe: `agentcron list` of a newly installed version upgraded the schema
+    under the older daemon still running on it, which then failed every tick without a
+    word. The command refuses, names the daemon and both versions, and changes nothing;
+    once that daemon is gone it upgrades as before."""
+    import contextlib
+    import sqlite3
+
+    import agentcron.store
+    from agentcron.instance_lock import InstanceLock
+    from agentcron.store.migrations import SCHEMA_VERSION
+    from agentcron.store.sqlite import SQLiteStore
+
+    monkeypatch.setattr(agentcron.store, "STARTING_WAIT", 0.2)
+    home = tmp_path / "home"
+    home.mkdir()
+    store = SQLiteStore(home / "agentcron.db")
+    with store._tx() as db:  # as the version before the last migration left it
+        db.execute("DROP TABLE task_outputs")
+    old = SCHEMA_VERSION - 1
+    store.set_meta("schema_version", str(old))
+    store.close()
+
+    def version() -> str:
+        with contextlib.closing(sqlite3.connect(home / "agentcron.db")) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return str(row[0])
+
+    lock = InstanceLock(home)  # what the older daemon holds
+    lock.acquire()
+    try:
+        for args in (["list"], ["health"], ["runs"]):
+            result = CliRunner().invoke(app, ["--home", str(home), *args])
+            assert result.exit_code == 1, result.output
+            said = " ".join(result.output.split())
+            assert f"is an older agentcron (schema {old})" in said, said
+            assert f"to schema {SCHEMA_VERSION} under it" in said and "(pid " in said, said
+            assert version() == str(old)  # nothing changed
+    finally:
+        lock.release()
+    assert CliRunner().invoke(app, ["--home", str(home), "list"]).exit_code == 0
+    assert version() == str(SCHEMA_VERSION)
+
+
 def test_a_command_run_as_a_daemon_starts_waits_for_its_new_database(tmp_path: Path) -> None:
     """A daemon takes the home's lock, then makes its database: a command run in that
     moment was refused as if the file had been moved under the daemon (a test that

@@ -85,6 +85,7 @@ def open_store(db_url: str | None, home: Path, *, daemon: bool = False) -> Store
     target = parse_db_url(db_url, home)
     if target.kind == "sqlite" and not daemon:
         _refuse_missing_under_daemon(target.path, home)
+        _refuse_upgrade_under_daemon(target.path, home if target.default else None)
     if target.kind == "postgresql":
         try:
             from agentcron.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
@@ -123,6 +124,52 @@ def _refuse_missing_under_daemon(path: Path | None, home: Path) -> None:
         "empty file would hide the daemon's data). Put the file back, or stop the daemon "
         "and start it again."
     )
+
+
+def _refuse_upgrade_under_daemon(path: Path | None, home: Path | None) -> None:
+    """A command of a newer agentcron must not upgrade the schema of a database an older
+    daemon runs on: the daemon cannot read what the new schema and specs hold, and stops
+    scheduling (outside-in probe: `agentcron list` after installing the new version, a
+    restart planned for later, and the old daemon failed every tick without a word)."""
+    if path is None or str(path) == ":memory:" or not path.exists():
+        return
+    from agentcron.instance_lock import daemon_on_database, running_daemon
+
+    holder = daemon_on_database(path) or (running_daemon(home) if home is not None else None)
+    if holder is None:
+        return
+    from agentcron.store.migrations import SCHEMA_VERSION
+
+    version = _schema_version_of(path)
+    if holder.starting():  # a daemon of this version upgrades it as it starts
+        deadline = time.monotonic() + STARTING_WAIT
+        while (version or 0) < SCHEMA_VERSION and time.monotonic() < deadline:
+            time.sleep(0.05)
+            version = _schema_version_of(path)
+    if version is None or version >= SCHEMA_VERSION:
+        return
+    who = f"pid {holder.pid}" if holder.pid is not None else "a process"
+    raise StoreError(
+        f"the daemon ({who}) running on {path} is an older agentcron (schema {version}); "
+        f"this one would upgrade the database to schema {SCHEMA_VERSION} under it, which "
+        "that daemon was not written for (it may stop scheduling). Nothing was changed. "
+        "Stop that daemon and start it with "
+        "this version (`agentcron run` upgrades the database), then run this command again."
+    )
+
+
+def _schema_version_of(path: Path) -> int | None:
+    """The schema version a SQLite file says it has, read without writing (None when it
+    cannot be read: opening it will say why)."""
+    import contextlib
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else None
+    except (sqlite3.Error, ValueError):
+        return None
 
 
 STARTING_WAIT = 3.0  # seconds a command waits for a starting daemon's new database
