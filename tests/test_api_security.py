@@ -136,6 +136,8 @@ def test_cross_site_writes_are_refused_and_change_nothing(
         {"Origin": "http://127.0.0.1:9999"},
         {"Origin": "null"},
         {"Sec-Fetch-Site": "cross-site"},
+        # the browser's word wins over a matching Origin (outside-in probe: it did not)
+        {"Origin": BASE, "Sec-Fetch-Site": "cross-site"},
     ):
         refused = open_client.post("/api/v1/tasks/report/pause", headers=headers)
         assert refused.status_code == 403, headers

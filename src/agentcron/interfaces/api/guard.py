@@ -236,7 +236,8 @@ class Guard:
                 parts = urlsplit(origin)
                 if _netloc(parts.scheme, parts.netloc) != _netloc(scheme, headers.get("host", "")):
                     return _cross_site(origin)
-            elif origin == "null" or headers.get("sec-fetch-site") == "cross-site":
+            if origin == "null" or headers.get("sec-fetch-site") == "cross-site":
+                # the browser's own word wins over an Origin that matches (as the docs say)
                 return _cross_site(origin or "another site")
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
