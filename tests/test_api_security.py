@@ -328,3 +328,19 @@ def test_text_that_is_not_unicode_is_refused_in_words(
     assert answer.status_code == 422, answer.text
     assert "lone UTF-16 surrogate" in answer.json()["detail"] and where in answer.json()["detail"]
     assert open_client.get("/api/v1/tasks").json() == before  # nothing changed
+
+
+@pytest.mark.parametrize("path", ["/", "/api/v1/health", "/metrics", "/api/v1/tasks/report"])
+def test_head_is_a_get_without_its_body(open_client: TestClient, path: str) -> None:
+    """Outside-in probe: HEAD got 405 on every route, and uptime monitors ask with it."""
+    got = open_client.get(path)
+    head = open_client.head(path)
+    assert head.status_code == got.status_code == 200, (head.text, got.text)
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+
+
+def test_head_needs_the_token_as_a_get_does(locked: TestClient) -> None:
+    assert locked.head("/api/v1/health").status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert locked.head("/api/v1/health", headers=auth).status_code == 200

@@ -116,6 +116,19 @@ def _utf8(value: str) -> str:
         return value
 
 
+def _headers_only(send: Send) -> Send:
+    """``send`` that passes a response's start and drops its body (a HEAD's answer)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b""}
+        await send(message)
+
+    return sending
+
+
 def _with_safe_headers(message: Message) -> Message:
     """``message`` (a response's start) with :data:`SAFE_HEADERS` it does not set itself."""
     headers = list(message.get("headers", []))
@@ -144,6 +157,10 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "HEAD":
+            # A GET's answer without its body (RFC 9110): uptime monitors ask with HEAD,
+            # and every route answered 405.
+            scope, send = {**scope, "method": "GET"}, _headers_only(send)
         headers = Headers(scope=scope)
         refusal = self._refusal(scope, headers)
         if refusal is not None:
