@@ -503,6 +503,32 @@ def test_a_task_that_used_to_print_is_watched_after_a_restart(
     assert lines == ["⚠ story succeeded 3 times in a row without producing anything."], lines
 
 
+def test_a_warning_the_task_is_no_longer_watched_for_ends_once(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """A "produced nothing" warning for a task that is no longer watched for output (its
+    config now says none is expected; or the incident was opened by an older version's
+    rule for a task that never printed: upgrade probe) stayed open for good, and `list`
+    said `suspicious` on every run after. It ends at the next run, told once."""
+
+    async def scenario() -> list[str]:
+        first = Rig(sqlite_store, clock, home)
+        first.h.add("silent", lambda: None, every="1h", timezone="UTC", expect_output=True)
+        await first.h.run_until(clock.now() + timedelta(hours=3), timedelta(hours=1))
+        rig = Rig(sqlite_store, clock, home)  # restarted with the config changed
+        rig.h.add("silent", lambda: None, every="1h", timezone="UTC")
+        await rig.h.run_until(clock.now() + timedelta(hours=3), timedelta(hours=1))
+        return await first.lines() + await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert lines == [
+        "⚠ silent succeeded 3 times in a row without producing anything.",
+        "✔ silent is no longer watched for output (it has never printed, or its config "
+        "says none is expected): its warning of runs without output ends.",
+    ], lines
+    assert [i for i in sqlite_store.incidents("silent") if i.is_open] == []
+
+
 def test_a_batch_of_first_empty_runs_asks_the_record_once(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:

@@ -96,13 +96,16 @@ class WorkerLost:
 
 @dataclass(frozen=True, kw_only=True)
 class RunSucceeded:
-    """A slot succeeded on its ``attempts``-th attempt; ``empty`` when it produced nothing."""
+    """A slot succeeded on its ``attempts``-th attempt; ``empty`` when it produced nothing,
+    ``unwatched`` when that is not a warning sign for this task (it never printed, or its
+    config says no output is expected)."""
 
     task: str
     at: datetime
     slot_id: int
     attempts: int = 1
     empty: bool = False
+    unwatched: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

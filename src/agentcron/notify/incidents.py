@@ -298,8 +298,10 @@ def _failure_summary(ev: AttemptFailed) -> str:
 def _on_success(changes: _Changes, ev: RunSucceeded) -> Notice | None:
     closed = _close_after_run(changes, ev.slot_id, ev.at)
     closed += changes.close(IncidentKind.FAILURE, ev.at)
-    # another empty success changes nothing (no write per run while it stays open)
-    if IncidentKind.SUSPICIOUS in changes.current and not ev.empty:
+    # another empty success changes nothing (no write per run while it stays open),
+    # unless the task is no longer watched for output: a warning it would not raise now
+    # (opened by an older version's rule, or before `expect_output: false`) ends
+    if IncidentKind.SUSPICIOUS in changes.current and (not ev.empty or ev.unwatched):
         closed += changes.close(IncidentKind.SUSPICIOUS, ev.at)
     return _closing_notice(closed, ev)
 

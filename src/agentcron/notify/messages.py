@@ -256,7 +256,10 @@ def _closed(inc: Incident, cause: Event, task: str) -> tuple[str, str, Severity]
         IncidentKind.STARVED: f"✔ {task} got a worker",
         IncidentKind.MISSED: f"✔ {task} ran again",
     }
-    return titles[inc.kind], f"✔ {_closed_sentence(inc, cause)}", "recovery"
+    title = titles[inc.kind]
+    if isinstance(cause, RunSucceeded) and cause.unwatched and inc.kind is IncidentKind.SUSPICIOUS:
+        title = f"✔ {task}: no longer watched for output"
+    return title, f"✔ {_closed_sentence(inc, cause)}", "recovery"
 
 
 def _closed_sentence(inc: Incident, cause: Event) -> str:
@@ -273,6 +276,11 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
         return f"{task} finished after running for {ran}."
     if inc.kind is IncidentKind.OVERDUE:
         return f"{task} is running again after {_plural(inc.streak, 'missed run')}."
+    if inc.kind is IncidentKind.SUSPICIOUS and isinstance(cause, RunSucceeded) and cause.unwatched:
+        return (
+            f"{task} is no longer watched for output (it has never printed, or its config "
+            "says none is expected): its warning of runs without output ends."
+        )
     if inc.kind is IncidentKind.SUSPICIOUS:
         return f"{task} produced output again."
     if inc.kind is IncidentKind.SKIP_STREAK and (inc.summary or "").startswith("stopped"):

@@ -541,6 +541,7 @@ class Notifier:
         spec, outcome, slot = finished.spec, finished.outcome, finished.slot
         at = finished.finished_at
         if outcome.slot_status is SlotStatus.SUCCEEDED:
+            watched = outcome.empty_output and self._watches_empty(spec)
             self.emit(
                 spec,
                 RunSucceeded(
@@ -549,12 +550,13 @@ class Notifier:
                     slot_id=slot.id,
                     attempts=finished.attempt,
                     empty=outcome.empty_output,
+                    unwatched=outcome.empty_output and not watched,
                 ),
                 ran=slot,
             )
             if not outcome.empty_output:
                 self._had_output.add(spec.name)
-            elif self._watches_empty(spec):
+            elif watched:
                 self._check_empty_streak(spec, at)
         elif (
             outcome.slot_status is SlotStatus.RETRYING
