@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,44 @@ def test_two_daemons_on_postgresql_share_one_back_off(tmp_path: Path) -> None:
         assert len(bodies) <= 4, bodies  # cooling, told as such
         assert all("refusing calls" in b or "answering again" in b for b in bodies), bodies
     assert fake.calls == 6
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        openai_error(429, "slow down"),  # no Retry-After
+        openai_error(529, "Overloaded", type_="overloaded_error"),
+    ],
+)
+def test_a_run_that_gives_up_on_refusals_does_not_say_the_provider_answers(
+    tmp_path: Path, refusal: Any
+) -> None:
+    """Outside-in probe: a task gave up on 529s without Retry-After, and seconds later
+    the owner read "✔ PROVIDER is answering again", with no call made since: the last
+    refusal, with no time to wait for, was taken for an answer."""
+    anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+    llm = {"base_url": "", "model": "m", "api_key_env": "FAKE_KEY", "prompt": "go"}
+    task = {"every": "1h", "anchor": anchor.isoformat(), "retries": 1}
+    task["retry_backoff"] = {"base": "1s", "jitter": 0}
+    with WebhookReceiver() as hook, FakeOpenAI([refusal] * 4) as fake:
+        llm["base_url"] = fake.base_url
+        config = {"timezone": "UTC", "notify": [hook.url], "tasks": {"ask": {**task, "llm": llm}}}
+        d = DaemonProc(tmp_path, json.dumps(config), {"FAKE_KEY": "sk-test-1234"})
+        d.start()
+        try:
+            wait_for(lambda: fake.calls >= 2, timeout=60, what="both attempts")
+            wait_for(
+                lambda: any("gave up" in str(m.get("message")) for m in hook.messages()),
+                timeout=60,
+                what="the give-up",
+            )
+            time.sleep(4)  # the wrong message came 2-4 s after the give-up
+            bodies = [str(m.get("message", "")).splitlines()[0] for m in hook.messages()]
+        except BaseException:
+            print(d.daemon_log()[-8000:])
+            raise
+        finally:
+            d.stop()
+    assert fake.calls == 2, fake.calls
+    assert not [b for b in bodies if "answering again" in b], bodies
+    assert any("is refusing calls" in b for b in bodies), bodies

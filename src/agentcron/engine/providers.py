@@ -18,7 +18,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 from agentcron.model import Claim, ErrorClass, Finished, ProviderState, SlotStatus, TaskSpec
 from agentcron.model.provider import ProviderNews
-from agentcron.policies.provider import PROBE_LEASE, cooldown_until, provider_of
+from agentcron.policies.provider import (
+    COOLING_CLASSES,
+    PROBE_LEASE,
+    cooldown_until,
+    provider_of,
+)
 from agentcron.store._provider_sql import waiting_reason_prefix
 from agentcron.store.base import Store
 
@@ -125,8 +130,14 @@ class ProviderGate:
                 state, _new = self.store.cool_provider(key, name, until, reason, now)
                 self._states[key] = state
                 news.append(ProviderNews("refused", state, f.spec.name, now))
-            elif key in self.states(now) and f.outcome.error_class not in _NO_ANSWER:
+            elif (
+                key in self.states(now)
+                and f.outcome.error_class not in _NO_ANSWER
+                and f.outcome.error_class not in COOLING_CLASSES
+            ):
                 # a success, or an error the provider itself returned: it answers again
+                # (not a refusal that came without a time to wait for: a run that gave
+                # up on a 529 was told "answering again" seconds after it)
                 answered = self.store.provider_answered(key, now)
                 self._states.pop(key, None)
                 if answered is not None:
