@@ -227,3 +227,21 @@ def test_a_run_the_stop_interrupted_while_another_node_runs_is_retried_there() -
         "⚠ story failed: the daemon stopped while the run was in progress. "
         "Retrying on another running node (attempt 2 of 4)."
     )
+
+
+@pytest.mark.parametrize(
+    ("tasks", "verb"), [(["story"], "1 task waits"), (["a", "b"], "2 tasks wait")]
+)
+def test_a_provider_refusing_calls_says_what_the_wait_costs(tasks: list[str], verb: str) -> None:
+    """Outside-in probe: "1 task wait until", and "without spending their retries" read
+    as if no retry were spent at all (each call after the cooldown is an attempt)."""
+    from agentcron.model import Incident
+    from agentcron.model.provider import ProviderState
+    from agentcron.notify.messages import render_provider
+
+    now = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+    state = ProviderState("api.x", "api.x", now + timedelta(minutes=2), "HTTP 429", now)
+    incident = Incident(task="provider:api.x", kind=IncidentKind.PROVIDER, opened_at=now)
+    body = render_provider(state, incident, tasks, now, ZoneInfo("UTC"), answered=False).body
+    assert f"{verb} until 10:02" in body, body
+    assert "the wait spends none of their retries." in body, body

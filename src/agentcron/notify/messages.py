@@ -465,8 +465,9 @@ def render_provider(
     else:
         line = (
             f"⚠ {name} is refusing calls ({_phrase(state.reason)}): "
-            f"{_plural(len(tasks), 'task')} wait until {_clock(state.until, now, zone)} "
-            f"({listed}) without spending their retries."
+            f"{_plural(len(tasks), 'task')} {'waits' if len(tasks) == 1 else 'wait'} until "
+            f"{_clock(state.until, now, zone)} ({listed}); the wait spends none of their "
+            "retries."
         )
         title, event = f"⚠ {name} is refusing calls", "opened"
         severity = "warning"
