@@ -11,6 +11,7 @@ import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -404,3 +405,43 @@ def test_a_spender_that_fails_is_logged_and_the_end_is_recorded_all_the_same(
         asyncio.run(scenario())
     assert {s.status for s in store.slots("job", limit=10)} == {SlotStatus.SUCCEEDED}
     assert "could not count what the run of job spent" in caplog.text
+
+
+def _health(service: Any, task: str) -> tuple[str, str | None]:
+    (row,) = [r for r in service.list_tasks() if r["name"] == task]
+    shown = service.show_task(task)
+    assert (shown["health"], shown["health_detail"]) == (row["health"], row["health_detail"])
+    return row["health"], row["health_detail"]
+
+
+def test_health_says_over_budget_as_the_budget_stands_now(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Outside-in probe: after the day's reset, a task whose latest slot had been skipped
+    still read `over_budget` ("resets at" a time past) until its next run, hours later;
+    under a budget used up by other tasks, a task not yet skipped read `ok`."""
+    from agentcron._service.base import Defaults
+    from agentcron.service import Service
+
+    rules = BudgetRules(everything=Budget(runs_per_day=3))
+    anchor = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
+
+    async def scenario() -> Any:
+        rig = Rig(store, clock, home, rules)
+        rig.h.add("six", _ok, every="6h", anchor=anchor, timezone="UTC", budget={"runs_per_day": 1})
+        rig.h.add("busy", _ok, every="10m", timezone="UTC")
+        rig.h.add("noon", _ok, cron="0 12 * * *", timezone="UTC")
+        await rig.h.run_until(datetime(2026, 6, 1, 10, 0, tzinfo=UTC), timedelta(minutes=10))
+        return rig.h, Service(store, home, clock, defaults=Defaults("UTC", None, rules))
+
+    h, service = asyncio.run(scenario())
+    h.ticking()  # a daemon ticks
+    assert _health(service, "six")[0] == "over_budget"  # 09:00 skipped: 1/1 runs
+    word, detail = _health(service, "noon")  # not due yet, but all tasks' budget is spent
+    assert word == "over_budget" and "all tasks together" in (detail or ""), detail
+    clock.set(datetime(2026, 6, 2, 0, 30, tzinfo=UTC))  # reset; "six" next runs at 03:00
+    h.ticking()
+    assert _health(service, "six") == ("ok", None)
+    assert _health(service, "noon") == ("ok", None)
+    listed = {r["name"] for r in service.list_tasks(health="over_budget")}
+    assert listed == set(), listed

@@ -9,9 +9,9 @@ first" and ``ok`` is reached only when nothing at all is wrong.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
@@ -171,3 +171,27 @@ def _failing(incident: Incident) -> tuple[Health, str]:
 
 def _overdue_limit(rec: HealthTask, period: timedelta | Callable[[], timedelta]) -> timedelta:
     return overdue_limit(rec.spec, period if isinstance(period, timedelta) else period())
+
+
+def budget_health(
+    health: str, detail: str | None, budgets: Sequence[Mapping[str, Any]]
+) -> tuple[str, str | None]:
+    """A task's health word and sentence as its daily budgets stand now (``budgets``: the
+    view's budget entries, each with ``used_up``, ``label``, ``resets_at``).
+
+    The record gives ``over_budget`` when the latest slot was skipped over a budget. But
+    after the reset that slot still is the latest until the next run (hours, for a task
+    every 6 h), and under a budget used up by other tasks a task not yet skipped read
+    ``ok`` while its next run will be (outside-in probe). Only ``ok`` and
+    ``over_budget`` move: any other word names a problem of its own."""
+    spent = [b for b in budgets if b.get("used_up")]
+    if health == Health.OVER_BUDGET.value and not spent:
+        return Health.OK.value, None
+    if health == Health.OK.value and spent:
+        first = spent[0]
+        when = f" (resets {first['resets_at']})" if first.get("resets_at") else ""
+        return Health.OVER_BUDGET.value, (
+            f"the daily budget of {first.get('label') or first.get('scope')} is used up: "
+            f"its next runs are skipped until it resets{when}"
+        )
+    return health, detail

@@ -37,7 +37,7 @@ from agentcron._service.budgets import BudgetsMixin
 from agentcron._service.history import HistoryMixin, check_limit
 from agentcron._service.status import DAEMON_STALE_AFTER, StatusMixin
 from agentcron.gc_pause import gc_paused
-from agentcron.health import task_health
+from agentcron.health import budget_health, task_health
 from agentcron.model import (
     Health,
     NewSlot,
@@ -191,7 +191,9 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 stamps,
                 not_firing,
             )
-            if wanted and view["health"] not in wanted:
+            # ok and over_budget are settled by the budgets below (budget_health)
+            moves = view["health"] in _BUDGET_WORDS and bool(wanted & _BUDGET_WORDS)
+            if wanted and view["health"] not in wanted and not moves:
                 continue
             out.append(view)
             if rec.budgeted is not False:
@@ -199,7 +201,8 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         budgets = self.budgets_of_listed([view["name"] for view in out], maybe_own) if out else {}
         for view in out:
             view["budget"] = budgets.get(view["name"], [])
-        return out
+            _settle_budget_health(view)
+        return [view for view in out if not wanted or view["health"] in wanted]
 
     def _task_view(self, rec: TaskRecord, not_firing: str | None = None) -> dict[str, Any]:
         view = self._view(
@@ -211,6 +214,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             not_firing=not_firing,
         )
         view["budget"] = self.budget_usage([(rec.name, rec.spec.budget)]).get(rec.name, [])
+        _settle_budget_health(view)
         return view
 
     def _view(
@@ -609,3 +613,14 @@ def _redacted(value: Any, secrets: list[str] | None = None) -> Any:
     if isinstance(value, str):
         return redact(value, secrets)
     return value
+
+
+_BUDGET_WORDS = frozenset({"ok", "over_budget"})
+
+
+def _settle_budget_health(view: dict[str, Any]) -> None:
+    """``ok`` / ``over_budget`` as the task's budgets stand now (see budget_health)."""
+    if view["health"] in _BUDGET_WORDS:
+        view["health"], view["health_detail"] = budget_health(
+            view["health"], view.get("health_detail"), view["budget"]
+        )
