@@ -344,3 +344,25 @@ def test_head_needs_the_token_as_a_get_does(locked: TestClient) -> None:
     assert locked.head("/api/v1/health").status_code == 401
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert locked.head("/api/v1/health", headers=auth).status_code == 200
+
+
+def test_the_name_of_a_key_variable_is_shown_its_value_is_not() -> None:
+    """Outside-in probe: `show` said "api_key_env": "[REDACTED]", hiding which variable a
+    task reads (a name, not a secret), while a value under a secret-named key stays hidden."""
+    from agentcron.service import spec_view
+
+    spec = TaskSpec(
+        name="story",
+        every=timedelta(hours=1),
+        llm={
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "m",
+            "prompt": "go",
+            "api_key_env": "PROVIDER_CRED",
+        },
+    )
+    shown = spec_view(spec)
+    assert shown["llm"]["api_key_env"] == "PROVIDER_CRED", shown
+    assert spec_view(spec.model_copy(update={"env": {"API_KEY": "sk-1"}}))["env"] == {
+        "API_KEY": "[REDACTED]"
+    }

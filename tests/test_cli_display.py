@@ -218,3 +218,22 @@ def test_logs_on_a_terminal_shows_control_characters_and_says_deliveries() -> No
     gone = io.StringIO()
     render.run_detail(Console(file=gone, width=200), {**run, "output": None})
     assert "(no output kept: /h/outputs/weird/4.log is gone" in gone.getvalue()
+
+
+def test_logs_says_token_counts_in_words_not_as_a_dict() -> None:
+    """Outside-in probe: `logs` printed "tokens {'prompt': 100, 'completion': 50}"."""
+    import io
+
+    from rich.console import Console
+
+    from agentcron.interfaces import render
+
+    attempt = {"number": 1, "status": "succeeded", "duration_s": 1.5, "error_class": None}
+    attempt |= {"error": None, "explanation": None, "started_at": None}
+    attempt["tokens"] = {"prompt": 1200, "completion": 50}
+    run = {"id": 1, "task": "story", "scheduled_for": "2026-06-01T10:00:00+00:00"}
+    run |= {"status": "succeeded", "reason": None, "attempts_detail": [attempt], "output": ""}
+    screen = io.StringIO()
+    render.run_detail(Console(file=screen, width=200), run)
+    assert "attempt 1: succeeded in 1.5s — tokens: prompt 1,200, completion 50" in screen.getvalue()
+    assert "{" not in screen.getvalue()

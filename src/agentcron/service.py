@@ -603,7 +603,9 @@ def _redacted(value: Any, secrets: list[str] | None = None) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            if isinstance(v, str) and any(w in k.upper() for w in _SECRET_KEY_WORDS):
+            # a key ending in _env (api_key_env) holds the name of a variable, not its value
+            secretish = any(w in k.upper() for w in _SECRET_KEY_WORDS) and not k.endswith("_env")
+            if isinstance(v, str) and secretish:
                 out[k] = "[REDACTED]"
             else:
                 out[k] = _redacted(v, secrets)

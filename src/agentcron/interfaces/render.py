@@ -272,8 +272,9 @@ def run_detail(console: Console, data: dict[str, Any]) -> None:
             line += f" — {a['error_class']}: {a['explanation'] or ''}"
             if a["error"] and a["error"] != a["explanation"]:
                 line += f" ({a['error']})"
-        if a["tokens"]:
-            line += f" — tokens {a['tokens']}"
+        if a["tokens"]:  # "prompt 100, completion 50", not a Python dict
+            counts = ", ".join(f"{k} {v:,}" for k, v in a["tokens"].items())
+            line += f" — tokens: {counts}"
         console.print(line)
     for d in data.get("deliveries") or []:
         line = f"  delivery to {d['target']}: {d['status']} ({d['attempts']} attempt(s))"
