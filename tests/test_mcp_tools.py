@@ -168,7 +168,7 @@ def test_list_and_get_show_the_agents_tasks_and_its_limits(service: Service) -> 
     assert summary["spec"]["llm"] == {
         "base_url": "https://llm.example.com/v1",
         "model": "small-1",
-        "api_key_env": "[REDACTED]",  # the service hides every *KEY* value it shows
+        "api_key_env": "SMALL_KEY",  # the name of the variable, not its value
         "prompt": "Summarise the week",
     }
     assert summary["spec"]["deliver"] == ["json://hooks.example.com/summary"]
