@@ -459,6 +459,32 @@ def test_a_command_does_not_upgrade_the_database_under_an_older_daemon(
     assert version() == str(SCHEMA_VERSION)
 
 
+def test_a_version_that_cannot_be_read_under_a_daemon_is_said_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look at the schema version before a command opens a database a daemon runs
+    on: a file it cannot read is not taken for "nothing to upgrade" (which opened it)."""
+    import agentcron.store
+    from agentcron.instance_lock import InstanceLock
+
+    monkeypatch.setattr(agentcron.store, "STARTING_WAIT", 0.2)
+    home = tmp_path / "home"
+    home.mkdir()
+    damaged = b"this is not a database " * 200
+    (home / "agentcron.db").write_bytes(damaged)
+    lock = InstanceLock(home)
+    lock.acquire()
+    try:
+        result = CliRunner().invoke(app, ["--home", str(home), "list"])
+    finally:
+        lock.release()
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1, said
+    assert "cannot read the schema version of" in said and "not a database" in said, said
+    assert "nothing was opened or changed" in said, said
+    assert (home / "agentcron.db").read_bytes() == damaged
+
+
 def test_a_command_run_as_a_daemon_starts_waits_for_its_new_database(tmp_path: Path) -> None:
     """A daemon takes the home's lock, then makes its database: a command run in that
     moment was refused as if the file had been moved under the daemon (a test that

@@ -159,17 +159,28 @@ def _refuse_upgrade_under_daemon(path: Path | None, home: Path | None) -> None:
 
 
 def _schema_version_of(path: Path) -> int | None:
-    """The schema version a SQLite file says it has, read without writing (None when it
-    cannot be read: opening it will say why)."""
+    """The schema version a SQLite file says it has, read without writing; None while it
+    has none yet (a starting daemon is making it). A file that cannot be read is a
+    :class:`StoreError` that names why: with a daemon on it, a command that cannot tell
+    whether it would upgrade the database under that daemon must not open it."""
     import contextlib
     import sqlite3
 
     try:
         with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return None  # not made yet: nothing to upgrade
+                raise
         return int(row[0]) if row else None
-    except (sqlite3.Error, ValueError):
-        return None
+    except (sqlite3.Error, ValueError) as exc:
+        raise StoreError(
+            f"cannot read the schema version of {path} ({exc}), on which a daemon is "
+            "running: nothing was opened or changed, since without it this command cannot "
+            "tell whether it would upgrade the database under that daemon"
+        ) from None
 
 
 STARTING_WAIT = 3.0  # seconds a command waits for a starting daemon's new database
