@@ -278,8 +278,12 @@ def test_doctor_says_a_channel_nothing_was_sent_through_is_not_known_to_work(
         '    command: [x]\n    notify: ["json://127.0.0.1:9/own"]\n'
     )
     runner = CliRunner()
-    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
-    untried = {c["name"]: c for c in report["checks"] if c["name"].startswith("channel ")}
+
+    def channel_checks() -> dict[str, dict[str, str]]:
+        report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+        return {c["name"]: c for c in report["checks"] if c["name"].startswith("channel ")}
+
+    untried = channel_checks()
     assert set(untried) == {"channel json://127.0.0.1:9/owner", "channel json://127.0.0.1:9/own"}
     for check in untried.values():
         assert check["status"] == "warn" and "agentcron notify test" in check["message"]
@@ -295,10 +299,7 @@ def test_doctor_says_a_channel_nothing_was_sent_through_is_not_known_to_work(
         store.mark_sent(sent.id, datetime.now(UTC), "me")
     finally:
         store.close()
-    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
-    channels = {
-        c["name"]: c["status"] for c in report["checks"] if c["name"].startswith("channel ")
-    }
+    channels = {name: check["status"] for name, check in channel_checks().items()}
     assert channels == {
         "channel json://127.0.0.1:9/owner": "ok",
         "channel json://127.0.0.1:9/own": "warn",
@@ -308,10 +309,7 @@ def test_doctor_says_a_channel_nothing_was_sent_through_is_not_known_to_work(
         'notify: ["json://127.0.0.1:9/new"]\ntasks:\n  a:\n    every: 1h\n'
         '    command: [x]\n    notify: ["json://127.0.0.1:9/own"]\n'
     )
-    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
-    channels = {
-        c["name"]: c["status"] for c in report["checks"] if c["name"].startswith("channel ")
-    }
+    channels = {name: check["status"] for name, check in channel_checks().items()}
     assert channels == {
         "channel json://127.0.0.1:9/new": "warn",
         "channel json://127.0.0.1:9/own": "warn",
