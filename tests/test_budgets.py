@@ -438,7 +438,11 @@ def test_health_says_over_budget_as_the_budget_stands_now(
     h.ticking()  # a daemon ticks
     assert _health(service, "six")[0] == "over_budget"  # 09:00 skipped: 1/1 runs
     word, detail = _health(service, "noon")  # not due yet, but all tasks' budget is spent
-    assert word == "over_budget" and "all tasks together" in (detail or ""), detail
+    assert word == "over_budget", detail
+    assert detail == (
+        "the daily budget of all tasks together is used up: its next runs are skipped "
+        "until it resets at 2026-06-02T00:00:00+00:00"
+    ), detail
     clock.set(datetime(2026, 6, 2, 0, 30, tzinfo=UTC))  # reset; "six" next runs at 03:00
     h.ticking()
     assert _health(service, "six") == ("ok", None)

@@ -189,7 +189,7 @@ def budget_health(
         return Health.OK.value, None
     if health == Health.OK.value and spent:
         first = spent[0]
-        when = f" (resets {first['resets_at']})" if first.get("resets_at") else ""
+        when = f" at {first['resets_at']}" if first.get("resets_at") else ""
         return Health.OVER_BUDGET.value, (
             f"the daily budget of {first.get('label') or first.get('scope')} is used up: "
             f"its next runs are skipped until it resets{when}"
