@@ -122,6 +122,27 @@ def test_without_a_token_only_this_machines_names_are_served(harness: Harness, b
         assert "localhost" in refused.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "host", ["[::1].evil.example", "[::1]evil.example", "localhost:80x", "localhost.", "[::1"]
+)
+def test_a_host_that_only_begins_like_a_loopback_name_is_refused(
+    harness: Harness, host: str
+) -> None:
+    """The name is read whole: ``[::1].evil.example`` is not ``[::1]``."""
+    with client_for(harness) as c:
+        refused = c.get("/api/v1/tasks", headers={"Host": host})
+        assert refused.status_code == 403, host
+        assert refused.json()["type"].endswith("forbidden-host")
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:8765", "[::1]", "127.0.0.1:1"])
+def test_loopback_host_headers_with_or_without_a_port_are_served(
+    harness: Harness, host: str
+) -> None:
+    with client_for(harness) as c:
+        assert c.get("/api/v1/tasks", headers={"Host": host}).status_code == 200
+
+
 @pytest.mark.parametrize("base", ["http://localhost:8765", "http://[::1]:8765", BASE])
 def test_loopback_names_are_served_without_a_token(harness: Harness, base: str) -> None:
     with client_for(harness, base=base) as c:

@@ -74,11 +74,27 @@ def problem_response(
 
 
 def _host_name(host: str) -> str:
-    """``[::1]:8765`` -> ``::1``, ``localhost:80`` -> ``localhost``."""
+    """``[::1]:8765`` -> ``::1``, ``localhost:80`` -> ``localhost``.
+
+    Only a whole name is taken out: a header that is not ``name``, ``name:port``,
+    ``[address]`` or ``[address]:port`` (``[::1].evil.example``, ``localhost:x``) is
+    returned as it is, which names no allowed host."""
     host = host.strip().lower()
     if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        close = host.find("]")
+        rest = host[close + 1 :] if close > 0 else None
+        if rest is not None and (rest == "" or _is_port(rest)):
+            return host[1:close]
+        return host
+    if host.count(":") == 1:
+        name, port = host.split(":")
+        return name if port.isascii() and port.isdigit() else host
+    return host
+
+
+def _is_port(text: str) -> bool:
+    """``:8765``: a colon and digits."""
+    return text.startswith(":") and text[1:].isascii() and text[1:].isdigit()
 
 
 def _netloc(scheme: str, host: str) -> str:
