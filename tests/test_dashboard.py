@@ -291,6 +291,45 @@ def test_a_pause_reason_is_kept_shown_and_cleared_by_resume(
     assert entry["actor"] == "client testclient"
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "says"),
+    [
+        (b'{"reason": "vendor down"}', "application/json", 415, "'application/json', not a form"),
+        (b"reason=vendor down", "text/plain", 415, "'text/plain', not a form"),
+        (b"reason=vendor down", "", 415, "'no Content-Type', not a form"),
+        (b"reason=%ff%fe", "application/x-www-form-urlencoded", 400, "field 'reason' is not UTF"),
+        (b"reason=\xff\xfe", "application/x-www-form-urlencoded", 400, "not percent-encoded"),
+    ],
+)
+def test_a_pause_whose_body_is_not_a_readable_form_is_refused_and_changes_nothing(
+    client: TestClient, harness: Harness, content: bytes, content_type: str, status: int, says: str
+) -> None:
+    """Read loosely, these paused the task with the reason dropped or garbled."""
+    headers = {**SAME, "Content-Type": content_type} if content_type else SAME
+    before = harness.service.audit("alpha_ok")
+    answer = client.post("/tasks/alpha_ok/pause", content=content, headers=headers)
+    assert answer.status_code == status
+    assert "Not done: the " in answer.text and says in answer.text.replace("&#39;", "'")
+    assert not harness.store.get_task("alpha_ok").paused  # type: ignore[union-attr]
+    assert harness.service.audit("alpha_ok") == before
+    htmx = client.post("/tasks/alpha_ok/pause", content=content, headers={**headers, **HTMX})
+    assert htmx.status_code == 200 and says in htmx.text.replace("&#39;", "'")
+    assert not harness.store.get_task("alpha_ok").paused  # type: ignore[union-attr]
+
+
+def test_a_percent_encoded_utf8_reason_is_kept_as_written(
+    client: TestClient, harness: Harness
+) -> None:
+    answer = client.post(
+        "/tasks/alpha_ok/pause",
+        content=b"reason=caf%C3%A9+%E2%9C%93&back=list",
+        headers={**SAME, "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/?")
+    assert "café ✓" in client.get("/tasks/alpha_ok").text
+
+
 def test_a_reason_over_500_characters_is_refused_and_nothing_is_paused(
     client: TestClient, harness: Harness
 ) -> None:

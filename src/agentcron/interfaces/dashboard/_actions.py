@@ -20,8 +20,11 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from agentcron.interfaces.api.deps import get_service
+from agentcron.interfaces.dashboard._form import form_route
 from agentcron.interfaces.dashboard._origin import ForeignOrigin, check_same_origin
 from agentcron.interfaces.dashboard._pages import NOTICES, common
 from agentcron.interfaces.dashboard._render import ServiceDep, is_htmx, render
@@ -38,7 +41,15 @@ from agentcron.service import (
 REFRESH_EVENT = "agentcron-refresh"
 BACK = ("task", "list", "incidents")
 
-router = APIRouter()
+
+async def _bad_form(request: Request, message: str, status: int) -> Response:
+    """A form the dashboard cannot read (:mod:`._form`): refused, nothing changed."""
+    return await run_in_threadpool(
+        _refused, request, get_service(request), f"Not done: {message}.", status
+    )
+
+
+router = APIRouter(route_class=form_route(_bad_form))
 
 
 def _back(base: str, task: str, back: str, query: dict[str, str]) -> str:
