@@ -59,6 +59,14 @@ class FakeClock:
             self._now += step
             return self._now
 
+    def step_wall(self, delta: timedelta) -> datetime:
+        """Step the wall clock alone (an NTP step, a clock set by hand): ``monotonic``
+        does not move, as on a real machine. ``advance`` and ``set`` move both."""
+        with self._lock:
+            self._now += delta
+            self._origin += delta
+            return self._now
+
     def set(self, when: datetime) -> None:
         if when.tzinfo is None:
             raise ValueError("FakeClock needs an aware datetime")

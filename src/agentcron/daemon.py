@@ -41,7 +41,7 @@ from agentcron.engine.engine import Engine, EngineSettings, TickReport
 from agentcron.engine.health import Outage, describe_error
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
-from agentcron.model import Finished, Message, NodeInfo, TaskSpec
+from agentcron.model import ClockStepped, Finished, Message, NodeInfo, TaskSpec
 from agentcron.model.message import Severity
 from agentcron.notify.direct import daemon_message, tell_owner_directly
 from agentcron.notify.notifier import Notifier
@@ -320,6 +320,17 @@ class Daemon:
         self.engine.stall_reason = stall_reason
         self.engine.on_outage.append(self._outage_began)
         self.engine.on_recovery.append(self._outage_ended)
+        self.engine.clock_listeners.append(self._clock_stepped)
+
+    def _clock_stepped(self, news: ClockStepped) -> None:
+        """The wall clock went back and tasks were planned again: told when it moved
+        some task's next run (a step that moved none is only logged)."""
+        if not news.replanned:
+            return
+        from agentcron.notify.messages import clock_step_words
+
+        title, body = clock_step_words(news, self._local)
+        self._tell_owner_of_config(title, body, "warning", kind="clock")
 
     def _build_api(self) -> Any:
         """The web app (API, dashboard, /metrics) when asked for; not started yet."""

@@ -21,6 +21,7 @@ from agentcron.model.records import Attempt, Delivery, Slot, TaskRecord
 from agentcron.model.run import (
     AttemptOutcome,
     Claim,
+    ClockStepped,
     DueHead,
     Finish,
     Finished,
@@ -42,6 +43,7 @@ __all__ = [
     "ChannelHealth",
     "Claim",
     "Classification",
+    "ClockStepped",
     "Delivery",
     "DeliveryStatus",
     "DueHead",

@@ -141,3 +141,17 @@ class Finished:
     details: str  # redacted tail of the output, for notifications
     started_at: datetime
     finished_at: datetime
+
+
+@dataclass(frozen=True)
+class ClockStepped:
+    """The wall clock stepped back (see ``engine.clockstep``): by how much, when it was
+    noticed, the tasks planned again: (task, the next fire it had, the new one), the
+    slots that clock recorded for times still to come that never ran (removed), and
+    the retries it had planned too late (brought back)."""
+
+    by: timedelta
+    at: datetime
+    replanned: tuple[tuple[str, datetime, datetime], ...]
+    removed: int = 0
+    retries: int = 0

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
 from agentcron.model import (
+    ClockStepped,
     ErrorClass,
     Incident,
     IncidentKind,
@@ -568,3 +569,46 @@ def render_budget(news: BudgetNews, zone: ZoneInfo) -> Message:
         incident_kind="budget",
         severity="warning",
     )
+
+
+def clock_step_words(news: ClockStepped, local: Callable[[datetime], str]) -> tuple[str, str]:
+    """The title and text of a step back of the wall clock that left tasks planned
+    from the later time (see ``engine.clockstep``); ``local``: a time for the owner."""
+    by = format_duration(news.by)
+    title = f"⚠ agentcron: the system clock went back {by}"
+    moved = sorted(news.replanned)
+    lines = [
+        f"  {task}: would have waited until {local(was)}; next run {local(now)}"
+        for task, was, now in moved[:MAX_DETAIL_LINES]
+    ]
+    if len(moved) > MAX_DETAIL_LINES:
+        lines.append(f"  … and {len(moved) - MAX_DETAIL_LINES} more")
+    one = len(moved) == 1
+    body = (
+        f"{title} (noticed at {local(news.at)}). The next {'run' if one else 'runs'} of "
+        f"{_plural(len(moved), 'task')} had been planned from the time it showed before, "
+        f"so {'it' if one else 'they'} would not have run until then; "
+        f"{'it is' if one else 'they are'} planned from now again:\n"
+        + "\n".join(lines)
+        + "\n"
+        + _ahead_records(news)
+        + "Check the machine's time source (NTP) if you did not set the clock yourself."
+    )
+    return title, body
+
+
+def _ahead_records(news: ClockStepped) -> str:
+    """What became of the records the clock made while it was ahead."""
+    said = ""
+    if news.removed:
+        one = news.removed == 1
+        said += (
+            f"{_plural(news.removed, 'run')} it had recorded as missed or skipped for "
+            f"{'a time' if one else 'times'} still to come {'was' if one else 'were'} "
+            f"removed, so {'it runs' if one else 'they run'} at {'its' if one else 'their'} "
+            "time. "
+        )
+    if news.retries:
+        was = "was" if news.retries == 1 else "were"
+        said += f"{_plural(news.retries, 'retry', 'retries')} waiting too late {was} brought back. "
+    return said + "Runs that ran while it was ahead keep the times it showed. "

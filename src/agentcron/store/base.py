@@ -317,6 +317,13 @@ class RunStore(Protocol):
         paused task never gets. Returns how many."""
         ...
 
+    def undo_fires_ahead(self, now: datetime, by: timedelta) -> tuple[int, int]:
+        """After the wall clock stepped back by ``by``: remove the slots recorded for
+        times after ``now`` that never ran (a clock ahead recorded them; their fires
+        are still to come), and bring retries waiting past ``now`` back by ``by``, not
+        earlier than ``now``. Returns (slots removed, retries moved)."""
+        ...
+
     def correct_lost_end(
         self, slot_id: int, attempt: int, outcome: AttemptOutcome, now: datetime
     ) -> Slot | None:

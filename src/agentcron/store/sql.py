@@ -14,7 +14,7 @@ import json
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from agentcron.model import (
@@ -987,6 +987,25 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 (ts(now),),
             )
             return int(cur.rowcount)
+
+    def undo_fires_ahead(self, now: datetime, by: timedelta) -> tuple[int, int]:
+        # A slot is recorded when its fire is due: one for a time after now was recorded
+        # by a clock that ran ahead. Those that never ran go (their time is still to
+        # come: the unique (task, scheduled_for) would keep it from running then);
+        # waiting retries come back by the step, not earlier than now.
+        with self._tx() as db:
+            removed = db.execute(
+                "DELETE FROM slots WHERE scheduled_for > ? AND attempts = 0", (ts(now),)
+            ).rowcount
+            waiting = db.execute(
+                "SELECT id, next_attempt_at FROM slots WHERE status IN ('pending', 'retrying') "
+                "AND next_attempt_at > ?",
+                (ts(now),),
+            ).fetchall()
+            moved = [(ts(max(now, dt_req(at) - by)), slot_id) for slot_id, at in waiting]
+            if moved:
+                db.executemany("UPDATE slots SET next_attempt_at = ? WHERE id = ?", moved)
+            return int(removed), len(moved)
 
     # ---- cheap looks before a claim (no transaction) --------------------------------
     def outbox_waiting(self, now: datetime) -> bool:
