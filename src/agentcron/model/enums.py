@@ -63,6 +63,7 @@ class Health(StrEnum):
     PAUSED = "paused"
     STARVED = "starved"
     SKIPPING = "skipping"
+    FLAPPING = "flapping"
     SUSPICIOUS = "suspicious"
     DELIVERY_FAILED = "delivery_failed"
     MISSED = "missed"

@@ -25,6 +25,7 @@ class IncidentKind(StrEnum):
     PROVIDER = "provider"  # of a provider, not a task: ``task`` is "provider:NAME"
     STORAGE = "storage"  # of a daemon's home (full disk): ``task`` is "home:HOST"
     NODE_LOST = "node_lost"  # a node gone without stopping: ``task`` is "node:ID"
+    FLAPPING = "flapping"  # failing and recovering again and again (notify.flapping)
 
 
 @dataclass(frozen=True, kw_only=True)

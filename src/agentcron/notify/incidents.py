@@ -285,7 +285,19 @@ def _turned_permanent(current: Incident) -> bool:
 
 
 def _persisting_summary(incident: Incident, ev: AttemptFailed) -> str:
-    return f"failed {incident.failed_runs} runs in a row: {ev.explanation}"
+    return down_summary(incident.failed_runs, ev.explanation)
+
+
+def down_summary(failed_runs: int, explanation: str) -> str:
+    """The summary of a failure told as lasting (read back by :func:`told_down`)."""
+    return f"failed {failed_runs} runs in a row: {explanation}"
+
+
+def told_down(incident: Incident) -> bool:
+    """Whether the owner was told this failure lasts (see :func:`_persists`): its
+    recovery is news whatever else is said of the task."""
+    head = incident.summary.split(":", 1)[0]
+    return incident.escalated and head.startswith("failed ") and head.endswith(" runs in a row")
 
 
 def _failure_summary(ev: AttemptFailed) -> str:

@@ -82,11 +82,15 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
         return _closed(inc, cause, task)
     if isinstance(cause, Reminder):
         return _reminder(inc, cause, zone)
+    if inc.kind is IncidentKind.FLAPPING:
+        return _flapping(inc, cause, zone)
     if isinstance(cause, WorkerLost):
         cause = cause.as_failure()
     if isinstance(cause, AttemptFailed):
         if notice.event is NoticeEvent.ESCALATED and not (cause.permanent or cause.gave_up):
             return _persisting(inc, cause, zone)
+        if notice.event is NoticeEvent.ESCALATED and cause.gave_up and inc.failed_runs > 1:
+            return _persisting(inc, cause, zone)  # a flapping task that stopped recovering
         return _failed(cause, zone)
     if isinstance(cause, RunStuck):
         return (
@@ -142,6 +146,22 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
     raise ValueError(f"no {notice.event} message for {type(cause).__name__}")
 
 
+def _flapping(inc: Incident, cause: Event, zone: ZoneInfo) -> tuple[str, str, Severity]:
+    """A task whose failures keep opening and closing (see :mod:`.flapping`): told
+    once, with what is still told while it lasts."""
+    task = inc.task
+    since = _clock(inc.since or inc.opened_at, cause.at, zone)
+    latest = inc.summary.split("; latest: ", 1)[-1]
+    line = (
+        f"⚠ {task} keeps failing and recovering: {inc.count} failures since {since}, each "
+        f"followed by a success (latest: {_phrase(latest, lower_first=True)}). While this "
+        "lasts you are not told of each failure and recovery (`agentcron runs "
+        f"{task}` shows them); you are told if it fails several runs in a row or in a way "
+        "retrying will not help, and when it has run a day without failing."
+    )
+    return f"⚠ {task} keeps failing and recovering", line, "warning"
+
+
 def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
     task, why = ev.task, _phrase(ev.explanation)
     if ev.permanent:
@@ -175,10 +195,9 @@ def _persisting(inc: Incident, ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, 
     """Every run is retried, yet the task has not succeeded for many runs or long."""
     task, why = ev.task, _phrase(ev.explanation)
     since = _clock(inc.since or inc.opened_at, ev.at, zone)
-    line = (
-        f"✖ {task} has failed {_plural(inc.failed_runs, 'run')} in a row since {since}: "
-        f"{why}. Still retrying each run."
-    )
+    plan = _next_run(ev.next_run, ev.at, zone) if ev.gave_up else " Still retrying each run."
+    runs = _plural(inc.failed_runs, "run")
+    line = f"✖ {task} has failed {runs} in a row since {since}: {why}.{plan}"
     return f"✖ {task} keeps failing", line, "failure"
 
 
@@ -256,6 +275,7 @@ def _closed(inc: Incident, cause: Event, task: str) -> tuple[str, str, Severity]
         IncidentKind.DELIVERY: f"✔ {task}: output delivered",
         IncidentKind.STARVED: f"✔ {task} got a worker",
         IncidentKind.MISSED: f"✔ {task} ran again",
+        IncidentKind.FLAPPING: f"✔ {task} is steady again",
     }
     title = titles[inc.kind]
     if isinstance(cause, RunSucceeded) and cause.unwatched and inc.kind is IncidentKind.SUSPICIOUS:
@@ -293,6 +313,12 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
         return f"{task} got a worker after waiting {waited}."
     if inc.kind is IncidentKind.MISSED:
         return f"{task} ran again after the runs it missed."
+    if inc.kind is IncidentKind.FLAPPING:
+        lasted = format_duration(cause.at - (inc.since or inc.opened_at))
+        return (
+            f"{task} has run a day without failing: it failed {inc.count} times, "
+            f"recovering each time, over {lasted}."
+        )
     assert isinstance(cause, DeliveryRecovered)
     # Outputs given up while it failed are not delivered by its recovery: said with
     # their count (only the first was told as it happened), where `runs` finds them.

@@ -55,7 +55,8 @@ from agentcron.notify.events import (
     SkipStreakEnded,
     TaskStarved,
 )
-from agentcron.notify.incidents import NoticeEvent, Transition, apply_event
+from agentcron.notify.flapping import Damped, damp
+from agentcron.notify.incidents import Notice, NoticeEvent, Transition, apply_event
 from agentcron.notify.messages import (
     render,
     render_budget,
@@ -92,6 +93,7 @@ REMIND_SCAN = 10_000
 MISSED_SETTLE = timedelta(seconds=2)
 _NEVER = datetime.min.replace(tzinfo=UTC)
 MAX_HELD = 10_000  # ended runs kept for their notices while the database is away
+FLAP_LOOKBACK = 50  # incidents read back for the flapping rule's earlier failures
 MAX_TRIES = 10  # a held end's notice failing for a reason of its own (not the database)
 PROVIDER_SETTLE = timedelta(seconds=1)  # refusals of one provider told together
 _RAN = (SlotStatus.SUCCEEDED, SlotStatus.FAILED)  # a downtime's slots are recorded over a few ticks
@@ -301,6 +303,11 @@ class Notifier:
                 continue  # ends when its provider, home or node is back
             if incident.kind is IncidentKind.MISSED:
                 continue  # told once, in the report of what was missed; nothing to fix
+            if incident.kind is IncidentKind.FLAPPING:
+                # its failures that need the owner are told as they come (a run of
+                # failures, one retrying will not help); reminded, a task that has
+                # stopped failing would be "still flapping" just before it is steady
+                continue
             rec = self.store.get_task(incident.task)
             if rec is None:
                 self._close_quietly(incident, now)
@@ -697,13 +704,14 @@ class Notifier:
             current = dict(open_now)
             for ev in events:
                 transition = apply_event(current, ev, zone)
-                changed += transition.changed
-                for inc in transition.changed:
+                damped = self._damped(transition, current.get(IncidentKind.FLAPPING), ev)
+                for inc in (*transition.changed, *damped.changed):
+                    changed.append(inc)
                     if inc.is_open:
                         current[inc.kind] = inc
                     else:
                         current.pop(inc.kind, None)
-                messages += self._messages(spec, transition, zone)
+                messages += self._messages(spec, damped.notice, zone)
             if not changed and not messages:
                 return transition
             self.store.save_incidents(changed, messages, self.clock.now())
@@ -715,10 +723,32 @@ class Notifier:
         slot = self.store.get_slot(slot_id)
         return slot is not None and slot.status is SlotStatus.RUNNING
 
+    def _damped(self, transition: Transition, flapping: Incident | None, event: Event) -> Damped:
+        """The transition as told under the flapping rule (:mod:`.flapping`). The record
+        of earlier failures is read only when it can matter: a failure opened while the
+        task does not flap, or a success while it does."""
+        opened = any(i.kind is IncidentKind.FAILURE for i in transition.opened)
+        failing = any(
+            i.kind is IncidentKind.FAILURE and i.is_open
+            for i in (*transition.opened, *transition.escalated, *transition.updated)
+        )
+        looks = (flapping is None and opened) or (
+            flapping is not None and isinstance(event, RunSucceeded) and not failing
+        )
+        openings = self._failure_openings(event.task) if looks else []
+        return damp(transition, flapping, event, openings, failing)
+
+    def _failure_openings(self, task: str) -> list[datetime]:
+        """When the task's failure incidents opened, newest first (the last few)."""
+        return [
+            inc.opened_at
+            for inc in self.store.incidents(task, limit=FLAP_LOOKBACK)
+            if inc.kind is IncidentKind.FAILURE
+        ]
+
     def _messages(
-        self, spec: TaskSpec, transition: Transition, zone: ZoneInfo
+        self, spec: TaskSpec, notice: Notice | None, zone: ZoneInfo
     ) -> list[tuple[str, str, Message]]:
-        notice = transition.notice
         if notice is None or not _wanted(spec, notice.event):
             return []
         secrets = secret_values_from_env({**os.environ, **spec.env})

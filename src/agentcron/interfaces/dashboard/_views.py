@@ -23,6 +23,7 @@ HEALTH_ORDER = [
     "overdue",
     "missed",
     "skipping",
+    "flapping",
     "delivery_failed",
     "suspicious",
     "over_budget",

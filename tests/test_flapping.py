@@ -1,0 +1,173 @@
+"""A task that keeps failing and recovering is told once, not at each turn.
+
+In-process with the fake clock, wired as the daemon wires them (engine -> notifier ->
+outbox -> a recording channel). Before, a task that failed every other hour sent a
+"failed" and a "recovered" message for each flake, all day long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentcron.clock import FakeClock
+from agentcron.model import Health, IncidentKind
+from agentcron.notify import OutboxSender
+from agentcron.notify.notifier import Notifier
+from agentcron.store.base import Store
+from harness import Harness
+from notify_rig import HOOK, RecordingChannel
+
+
+class Rig:
+    def __init__(self, store: Store, clock: FakeClock, home: Path) -> None:
+        self.h = Harness(store, clock, home)
+        self.store, self.clock = store, clock
+        self.notifier = Notifier(store, clock, [HOOK], "UTC")
+        self.notifier.attach(self.h.engine)
+        self.channel = RecordingChannel()
+        self.sender = OutboxSender(store, channel_factory=lambda _url: self.channel, clock=clock)
+        self.told = 0
+
+    def scripted(self, plan: str, **spec: Any) -> None:
+        """``flaky``, hourly, whose n-th run follows the n-th letter of ``plan`` (f:
+        fails with a 503, o: succeeds; the last letter repeats)."""
+        calls = [0]
+
+        def run() -> str:
+            step = plan[min(calls[0], len(plan) - 1)]
+            calls[0] += 1
+            if step == "f":
+                raise RuntimeError("upstream answered HTTP 503 Service Unavailable")
+            return "fine"
+
+        spec.setdefault("retries", 0)
+        self.h.add("flaky", run, cron="0 * * * *", timezone="UTC", **spec)
+
+    def hours(self, n: int) -> list[str]:
+        """Run ``n`` more hours; the first lines of the messages told meanwhile."""
+
+        async def scenario() -> list[str]:
+            await self.h.run_until(self.clock.now() + timedelta(hours=n), timedelta(minutes=30))
+            await self.sender.drain_once()
+            new = self.channel.sent[self.told :]
+            self.told = len(self.channel.sent)
+            return [m.body.splitlines()[0] for m in new]
+
+        return asyncio.run(scenario())
+
+    def health(self) -> tuple[str, str | None]:
+        task = self.h.service.show_task("flaky")
+        return task["health"], task.get("health_detail")
+
+
+@pytest.fixture
+def rig(sqlite_store: Store, clock: FakeClock, home: Path) -> Rig:
+    return Rig(sqlite_store, clock, home)
+
+
+def _starts(lines: list[str], *heads: str) -> bool:
+    return len(lines) == len(heads) and all(
+        line.startswith(head) for line, head in zip(lines, heads, strict=True)
+    )
+
+
+def test_the_third_failure_in_a_day_says_it_flaps_and_the_turns_after_it_are_not_told(
+    rig: Rig,
+) -> None:
+    rig.scripted("fofofofofoooo")
+    first = rig.hours(4)  # f o f o: each turn told, as before
+    assert _starts(
+        first, "✖ flaky gave up", "✔ flaky is running again", "✖ flaky gave up", "✔ flaky is"
+    ), first
+    third = rig.hours(1)
+    assert len(third) == 1, third
+    assert third[0].startswith("⚠ flaky keeps failing and recovering: 3 failures since 01:00"), (
+        third
+    )
+    assert "latest: gave up after 1 attempt: " in third[0]
+    assert "you are told if it fails several runs in a row" in third[0]
+    assert rig.health()[0] == Health.FAILING.value  # the run that just failed comes first
+    assert rig.hours(1) == []
+    health, detail = rig.health()
+    assert health == Health.FLAPPING.value, (health, detail)
+    assert detail is not None and detail.startswith("failed 3 times, recovering each time")
+    assert rig.hours(5) == []  # f o f o o: counted, not told
+    (flapping,) = [i for i in rig.store.incidents("flaky") if i.kind is IncidentKind.FLAPPING]
+    assert flapping.is_open and flapping.count == 5
+    assert "failed 5 times, recovering each time" in flapping.summary
+    failures = [
+        i for i in rig.store.incidents("flaky", limit=100) if i.kind is IncidentKind.FAILURE
+    ]
+    assert len(failures) == 5 and not any(i.is_open for i in failures)  # each recorded
+
+
+def test_a_day_without_failing_ends_it_told_once(rig: Rig) -> None:
+    rig.scripted("fofofoooo")
+    rig.hours(6)
+    quiet = rig.hours(17)  # the last failure opened at 05:00: a day later is 05:00 next day
+    assert quiet == [], quiet
+    steady = rig.hours(8)
+    assert len(steady) == 1, steady
+    assert steady[0].startswith(
+        "✔ flaky has run a day without failing: it failed 3 times, recovering each time, over"
+    ), steady
+    rig.h.ticking()
+    assert rig.health()[0] == Health.OK.value
+    assert rig.hours(24) == []  # not reminded, and nothing more to say
+
+
+def test_two_runs_in_a_row_failing_while_it_flaps_are_told_and_so_is_the_recovery(
+    rig: Rig,
+) -> None:
+    rig.scripted("fofoffffo")
+    rig.hours(5)  # f o f o f: flapping told at the third failure
+    down = rig.hours(1)
+    assert len(down) == 1 and down[0].startswith(
+        "✖ flaky has failed 2 runs in a row since 05:00: "
+    ), down
+    assert rig.hours(2) == []  # still down: counted in the incident told
+    back = rig.hours(2)
+    assert len(back) == 1 and back[0].startswith("✔ flaky is running again after 4 failed runs")
+
+
+def test_a_failure_retrying_will_not_help_is_told_while_it_flaps(
+    rig: Rig,
+) -> None:
+    rig.scripted("o")
+    calls = [0]  # x: a permanent failure (an answer no retry changes)
+    plan = "fofofoxo"
+
+    def run() -> str:
+        step = plan[min(calls[0], len(plan) - 1)]
+        calls[0] += 1
+        if step == "f":
+            raise RuntimeError("upstream answered HTTP 503 Service Unavailable")
+        if step == "x":
+            raise RuntimeError("HTTP 401 Unauthorized: invalid API key")
+        return "fine"
+
+    rig.h.registry.register_callable("tests:flaky", run)
+    lines = rig.hours(8)
+    assert sum("keeps failing and recovering" in line for line in lines) == 1, lines
+    (permanent,) = [line for line in lines if "Retrying will not help" in line]
+    assert permanent.startswith("✖ flaky failed: "), lines
+
+
+def test_flakes_retried_to_success_flap_too_and_their_recoveries_go_quiet(rig: Rig) -> None:
+    """With retries, each flake is "failed, retrying" then "recovered after 1 retry"."""
+    rig.scripted("fofofofoo", retries=1, retry_backoff={"base": "10m", "jitter": 0})
+    lines = rig.hours(6)
+    heads = [line.split(":")[0] for line in lines]
+    assert heads[:4] == [
+        "⚠ flaky failed",
+        "✔ flaky recovered after 1 retry.",
+        "⚠ flaky failed",
+        "✔ flaky recovered after 1 retry.",
+    ], lines
+    assert lines[4].startswith("⚠ flaky keeps failing and recovering: 3 failures"), lines
+    assert len(lines) == 5, lines
