@@ -45,7 +45,7 @@ class TaskSummary(_Shape):
     last_status: str | None = Field(description="Status of the newest finished run")
     last_run: str | None = Field(description="When the newest finished run was due")
     health: str = Field(
-        description="ok, retrying, failing, stuck, overdue, paused, starved, skipping, "
+        description="ok, retrying, failing, stuck, overdue, paused, starved, skipping, flapping, "
         "suspicious, delivery_failed, missed, waiting, over_budget, not_firing (it would "
         "be ok, retrying, stuck or waiting, but no daemon's scheduler ticks: health_detail "
         "says why)"
