@@ -438,6 +438,8 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 "reason: one line of text, without control characters", field="reason"
             )
         before = self._pause_state(rec)
+        if before == {"paused": True, "reason": reason}:
+            return self._task_view(rec)  # as asked already: nothing changes, nothing audited
         self.store.set_paused(name, True, self.clock.now(), None)
         self.store.set_pause_reason(name, reason)
         self._audit("task.pause", name, before, {"paused": True, "reason": reason})
@@ -446,6 +448,10 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
     @_one_at_a_time
     def resume(self, name: str) -> dict[str, Any]:
         rec = self._task(name)
+        if not rec.paused:
+            # Nothing to resume. Planned from now as a resume is, a task that is due
+            # (the daemon down, its fires to be caught up) would lose those fires.
+            return self._task_view(rec)
         now = self.clock.now()
         before = self._pause_state(rec)
         # Resuming starts from now: runs that fell due while paused were never owed.

@@ -1,0 +1,46 @@
+"""A pause or resume that asks for what already is changes nothing (outside-in probe).
+
+Before, pausing a paused task again with the same reason wrote an audit entry whose
+before and after were the same; resuming a task that was not paused planned it from
+now, so a task with fires still to catch up (its daemon down) lost them without a word.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from agentcron.clock import FakeClock
+from agentcron.model import TaskSource, TaskSpec
+from agentcron.service import Service
+from agentcron.store.base import Store
+
+
+def test_pausing_again_with_the_same_reason_changes_and_audits_nothing(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    service = Service(sqlite_store, home, clock)
+    service.add_task("t", {"every": "1h", "command": ["true"]})
+    service.pause("t", "vendor down")
+    audited = service.audit("t")
+    again = service.pause("t", "  vendor down ")
+    assert again["paused"] and service.audit("t") == audited
+    service.pause("t", "vendor down until Monday")  # a new reason is a change
+    (latest, *_) = service.audit("t")
+    assert latest["action"] == "task.pause"
+    assert latest["before"] == {"paused": True, "reason": "vendor down"}
+    assert latest["after"] == {"paused": True, "reason": "vendor down until Monday"}
+
+
+def test_resuming_a_task_that_is_not_paused_keeps_its_due_fire(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    service = Service(sqlite_store, home, clock)
+    spec = TaskSpec(name="nightly", cron="0 3 * * *", command=["true"])
+    due = clock.now() - timedelta(hours=5)  # due while the daemon was down: to catch up
+    sqlite_store.upsert_task(spec, TaskSource.API, clock.now(), due)
+    audited = service.audit("nightly")
+    view = service.resume("nightly")
+    assert not view["paused"]
+    assert sqlite_store.get_task("nightly").next_fire_at == due  # type: ignore[union-attr]
+    assert service.audit("nightly") == audited
