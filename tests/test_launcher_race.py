@@ -301,3 +301,75 @@ def test_an_end_written_as_the_launcher_exits_between_the_two_looks_is_kept(
         assert [a.number for a in store.attempts(slot_id)] == [1]  # not run again
     finally:
         store.close()
+
+
+def _held_by_a_node_here(
+    tmp_path: Path, clock: FakeClock, pid: int
+) -> tuple[SQLiteStore, Engine, int, Path]:
+    """A slot running under node ``a`` of this machine (its own home, process ``pid``),
+    and node ``b``'s engine beside it on the same database (PostgreSQL's two nodes on
+    one host, in SQLite)."""
+    from agentcron.home import hostname
+    from agentcron.model import NewSlot, NodeInfo
+
+    store = SQLiteStore(tmp_path / "shared.db")
+    a_home = tmp_path / "a"
+    now = clock.now()
+    store.upsert_task(
+        TaskSpec(name="job", every="1h", command=["true"], retries=2), TaskSource.API, now, now
+    )
+    store.register_node(NodeInfo("a", hostname(), pid, str(a_home), now, now))
+    store.add_slot("job", NewSlot(now), now)
+    (claim,) = store.claim("a", now, now + timedelta(minutes=1), 1)
+    engine = Engine(
+        store,
+        clock,
+        EngineSettings(home=tmp_path / "b", owner="b"),
+        ActionRegistry(pool_size=1),
+        rand=lambda: 0.0,
+    )
+    return store, engine, claim.slot.id, a_home
+
+
+def test_a_frozen_node_on_this_machine_keeps_its_run_for_a_lease_more(tmp_path: Path) -> None:
+    """Outside-in probe (PostgreSQL, two nodes on one host): node a was SIGSTOPped for
+    80 s while its command ran and succeeded; node b took the run over as worker_lost at
+    60 s and ran it again. A node whose process lives is given a lease more."""
+    clock = FakeClock()
+    store, engine, slot_id, _ = _held_by_a_node_here(tmp_path, clock, os.getpid())
+    try:
+        clock.advance(timedelta(seconds=61))  # a's lease lapsed: a is frozen, not dead
+        asyncio.run(engine.tick())
+        slot = store.get_slot(slot_id)
+        assert slot is not None and slot.status is SlotStatus.RUNNING, slot
+        clock.advance(timedelta(seconds=60))  # frozen two leases: taken over
+        asyncio.run(engine.tick())
+        slot = store.get_slot(slot_id)
+        assert slot is not None and slot.status is SlotStatus.RETRYING, slot
+        (attempt,) = store.attempts(slot_id)
+        assert attempt.error_class is ErrorClass.WORKER_LOST
+    finally:
+        store.close()
+
+
+def test_a_killed_node_on_this_machine_is_taken_over_with_the_end_its_launcher_wrote(
+    tmp_path: Path,
+) -> None:
+    """Outside-in probe: node a was killed with -9 while its command (which exits 0 on
+    TERM) ran; its launcher wrote the success in a's home, and node b, reading its own
+    home, recorded the run worker_lost and ran it again."""
+    clock = FakeClock()
+    gone = subprocess.Popen(["true"], start_new_session=True)
+    gone.wait(5)
+    store, engine, slot_id, a_home = _held_by_a_node_here(tmp_path, clock, gone.pid)
+    _write_marker(a_home, slot_id, gone.pid, exit_code=0, ended_at=time.time())
+    try:
+        clock.advance(timedelta(seconds=61))  # a's process is gone: at once
+        asyncio.run(engine.tick())
+        slot = store.get_slot(slot_id)
+        assert slot is not None and slot.status is SlotStatus.SUCCEEDED, slot
+        (attempt,) = store.attempts(slot_id)
+        assert attempt.status == "succeeded"
+        assert not marker_path(a_home, slot_id, 1).exists()  # read where a kept it, and gone
+    finally:
+        store.close()

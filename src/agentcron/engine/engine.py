@@ -38,6 +38,7 @@ from agentcron.model import (
     Finished,
     Fires,
     NextTimes,
+    NodeInfo,
     Slot,
     SlotStatus,
     StartRoom,
@@ -74,8 +75,8 @@ RENEWAL_GRACE = timedelta(seconds=6)  # longer than the longest backoff between 
 LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and then some
 # How often a node holding runs looks for those another node asked it to stop
 STOPS_LOOK = timedelta(seconds=1)
-# How much longer than its lease a run held on another machine is left to that machine
-# (see Engine._owners_elsewhere); the lease itself is added, so the wait is 2 leases.
+# How much longer than its lease a run is left to a node that may still record its end
+# (see _may_still_end); the lease itself is added, so the wait is 2 leases.
 ELSEWHERE_GRACE_LEASES = 1.0
 FINISH_GRACE = 5.0  # seconds a stop waits for ended runs' records, past its own grace
 FREEZE_AFTER_BEATS = 3  # no pass for this many beats: the process was frozen
@@ -379,17 +380,6 @@ class Engine:
             return f"agentcron could not {what} from {since} ({outage.error})"
 
         return words
-
-    def _owners_elsewhere(self) -> set[str]:
-        """Node ids of daemons on other machines. Their lapsed runs are taken over only
-        after :data:`ELSEWHERE_GRACE_LEASES` leases more: a daemon killed there (OOM, kill -9) is
-        restarted by its service manager within seconds and records, from its launcher's
-        marker, how a run that finished meanwhile ended. Taken over at once, that
-        finished run would be run again here."""
-        from agentcron.home import hostname
-
-        here = hostname()
-        return {n.node_id for n in self.store.nodes() if n.host != here}
 
     def _check_starved(self, now: datetime) -> None:
         """Slots free to run that have waited longer than their period while this node
@@ -833,27 +823,32 @@ class Engine:
         stopped. Then markers of runs that are over are swept (a bounded look)."""
         from agentcron.orphans import ended_run, forget_run, outcome_of_end, sweep_markers
 
-        home = self.settings.home
+        own_home = self.settings.home
         count = 0
         deferred = False
-        elsewhere: set[str] | None = None  # owners on other machines, read when needed
+        owners: dict[str, NodeInfo] | None = None  # the nodes, read when needed
         for slot in self.store.lapsed(now, self._dead_owners):
             if slot.id in self._runs and slot.lease_owner == self.settings.owner:
                 continue  # ours and alive: the lease will be renewed
+            home = own_home
             if slot.lease_owner is not None and slot.lease_owner not in self._dead_owners:
-                if elsewhere is None:
-                    elsewhere = self._owners_elsewhere()
-                if slot.lease_owner in elsewhere and not _past_grace(slot, now, self.settings):
+                if owners is None:
+                    owners = {n.node_id: n for n in self.store.nodes()}
+                owner = owners.get(slot.lease_owner)
+                mine = slot.lease_owner == self.settings.owner  # not held: nobody runs it
+                if not mine and _may_still_end(owner) and not _past_grace(slot, now, self.settings):
                     deferred = True
                     continue  # its own machine may still record how it ended
+                if owner is not None and _here(owner):
+                    home = Path(owner.home)  # its launcher's marker is in its home
             rec = self.store.get_task(slot.task)
             number = max(slot.attempts, 1)
             if rec is None:
-                count += self._end_removed_lapsed(slot, number, now)
+                count += self._end_removed_lapsed(slot, number, now, home)
                 continue
             end = ended_run(home, slot.id, number)
             if end is None:
-                if self._launcher_finishing(slot.id, number, now):
+                if self._launcher_finishing(slot.id, number, now, home):
                     deferred = True
                     continue  # its launcher is still ending it: its end is on the way
                 # A launcher writes the end before it exits: seen gone now, it may have
@@ -869,7 +864,7 @@ class Engine:
             if ended is not None:
                 outcome, classification = ended.outcome, ended.classification
                 details, finished_at = ended.details, ended.ended_at
-                self._stop_orphan(slot)  # strays its command may have left in the group
+                self._stop_orphan(slot, home)  # strays its command may have left in the group
                 _redact_kept(outcome.output_path, rec.spec)
                 recorded = self.store.record_unwatched_end(slot, outcome, finished_at)
                 how = "ended while its daemon was down"
@@ -888,7 +883,7 @@ class Engine:
                     rec.spec, number, failure, now, self.rand(), slot.output_path
                 )
                 details, finished_at = "", now
-                self._stop_orphan(slot)
+                self._stop_orphan(slot, home)
                 recorded = self.store.record_lost(slot, outcome, now)
                 how = "lost its worker"
             if not recorded:
@@ -915,18 +910,18 @@ class Engine:
             self._dead_owners = []
         # A marker left this long after its last write belongs to a run that is over
         # (a dead predecessor's lost runs were recovered above, within a lease).
-        sweep_markers(home, self._runs, older_than=2 * self.settings.lease.total_seconds())
+        sweep_markers(own_home, self._runs, older_than=2 * self.settings.lease.total_seconds())
         return count
 
-    def _end_removed_lapsed(self, slot: Slot, number: int, now: datetime) -> int:
+    def _end_removed_lapsed(self, slot: Slot, number: int, now: datetime, home: Path) -> int:
         """A lapsed run whose task was removed meanwhile: nothing would retry it, and
         left ``running`` it would be read again on every look. Its process group is
         stopped and its slot ends as its launcher recorded (a command that finished
         while its daemon was down), else failed; no one is told of a task that is gone."""
         from agentcron.orphans import ended_run, forget_run
 
-        self._stop_orphan(slot)
-        end = ended_run(self.settings.home, slot.id, number)
+        self._stop_orphan(slot, home)
+        end = ended_run(home, slot.id, number)
         if end is not None and end.result_known:
             outcome, finished_at = (
                 _removed_task_end(end),
@@ -944,7 +939,7 @@ class Engine:
             recorded = self.store.record_lost(slot, outcome, now)
         if not recorded:
             return 0  # another node recorded it first
-        forget_run(self.settings.home, slot.id, number)
+        forget_run(home, slot.id, number)
         how = "ended while its daemon was down" if end and end.result_known else "lost its worker"
         log.warning(
             "slot %s of removed task %s %s; %s", slot.id, slot.task, how, outcome.slot_status.value
@@ -1007,14 +1002,14 @@ class Engine:
             )
         return corrected
 
-    def _launcher_finishing(self, slot_id: int, attempt: int, now: datetime) -> bool:
+    def _launcher_finishing(self, slot_id: int, attempt: int, now: datetime, home: Path) -> bool:
         """Whether to wait for the launcher of a lost attempt on this host: it outlives
         its daemon by up to the command's grace (it stops the command and writes how it
         ended), and recording the attempt before then would throw a finished run's end
         away. Waited for at most :data:`LAUNCHER_WAIT`, then the group is stopped."""
         from agentcron.orphans import launcher_alive
 
-        if not launcher_alive(self.settings.home, slot_id, attempt):
+        if not launcher_alive(home, slot_id, attempt):
             self._waiting_for_launcher.pop(slot_id, None)
             return False
         first = self._waiting_for_launcher.setdefault(slot_id, now)
@@ -1023,7 +1018,7 @@ class Engine:
         self._waiting_for_launcher.pop(slot_id, None)
         return False
 
-    def _stop_orphan(self, slot: Slot) -> None:
+    def _stop_orphan(self, slot: Slot, home: Path | None = None) -> None:
         """The lost attempt's command may still run (its daemon died, it did not): stop it
         before the slot is retried, or the slot would run twice at once. Its process
         group is known from the attempt's row, or, if the daemon died before writing
@@ -1040,7 +1035,7 @@ class Engine:
             if info.get("host") == host and isinstance(info.get("pgid"), int):
                 pgid_start = info.get("pgid_start")
                 groups.add((int(info["pgid"]), pgid_start if isinstance(pgid_start, int) else None))
-            marked = started_run(self.settings.home, slot.id, attempt.number)
+            marked = started_run(home or self.settings.home, slot.id, attempt.number)
             if marked is not None and marked.host in (host, None):
                 groups.add((marked.pgid, marked.pgid_start))
         for pgid, started in groups:
@@ -1361,6 +1356,32 @@ def _removed_task_end(end: EndRecord) -> AttemptOutcome:
         output_path=kept,
         reason=REMOVED_WHILE_RUNNING,
     )
+
+
+def _here(node: NodeInfo) -> bool:
+    from agentcron.home import hostname
+
+    return node.host == hostname()
+
+
+def _may_still_end(owner: NodeInfo | None) -> bool:
+    """Whether the node holding a lapsed run may still record how it ends, so the run
+    is taken over only after :data:`ELSEWHERE_GRACE_LEASES` leases more: a node on another
+    machine (killed there, OOM or kill -9, it is restarted by its service manager within
+    seconds and records from its launchers' markers how a run that finished meanwhile
+    ended; taken over at once, that finished run would be run again), or one on this machine
+    whose process still lives, stopped or frozen (SIGSTOP, a debugger, a suspended
+    container: thawed, it renews its leases and records its runs; taken over at
+    once, a run that succeeded meanwhile was run again). A node recorded stopped, or
+    whose process is gone, is not waited for: its markers are read where it kept
+    them."""
+    if owner is None:
+        return False
+    if not _here(owner):
+        return True
+    from agentcron.home import pid_alive
+
+    return owner.stopped_at is None and pid_alive(owner.pid)
 
 
 def _past_grace(slot: Slot, now: datetime, settings: EngineSettings) -> bool:
