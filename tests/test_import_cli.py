@@ -337,3 +337,105 @@ def test_a_file_whose_every_job_is_an_error_exits_non_zero(cli: Invoke, tmp_path
     out = cli("import", "crontab", "notes.txt", code=1)
     assert "not a crontab entry" in out
     assert (tmp_path / "agentcron.yaml").read_text() == CONFIG
+
+
+# ---- re-imports after the source changed (outside-in probe) ------------------------------
+
+
+def _tasks(tmp_path: Path) -> dict[str, dict[str, str | None]]:
+    loaded = load_config(tmp_path / "agentcron.yaml").tasks
+    return {n: {"cron": t.cron, "imported_from": t.imported_from} for n, t in loaded.items()}
+
+
+def test_a_crontab_line_removed_leaves_its_twins_task_alone_and_is_said(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    """Two lines of one command: the key of the second was the first's with a counter, so
+    removing the first made the second update the first's task (both then fired at
+    02:00) and nothing was said of the task left behind."""
+    tab = tmp_path / "tab"
+    tab.write_text("0 1 * * * /usr/bin/report\n0 2 * * * /usr/bin/report\n")
+    cli("import", "crontab", str(tab), "--apply", "--enable")
+    before = _tasks(tmp_path)
+    assert {n: t["cron"] for n, t in before.items() if n != "reindex"} == {
+        "report": "0 1 * * *",
+        "report-2": "0 2 * * *",
+    }
+    tab.write_text("0 2 * * * /usr/bin/report\n")
+    out = cli("import", "crontab", str(tab), "--apply", "--enable")
+    assert "updates task report-2" in out
+    assert "Imported from a crontab before, and not in this file" in out
+    assert f"  report ({before['report']['imported_from']})" in out
+    after = _tasks(tmp_path)
+    assert after["report"]["cron"] == "0 1 * * *" and after["report-2"]["cron"] == "0 2 * * *"
+    assert after["report-2"]["imported_from"] == before["report-2"]["imported_from"]
+    data = json.loads(cli("import", "crontab", str(tab), "--json"))
+    assert data["not_in_source"] == [
+        {"name": "report", "imported_from": before["report"]["imported_from"]}
+    ]
+
+
+def test_a_crontab_line_is_cut_at_newlines_only_and_odd_first_words_are_said(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    tab = tmp_path / "tab"
+    tab.write_bytes(
+        b"0 1 * * * echo a\x0cb\n0 2 * * * echo x\xe2\x80\xa8y\n"
+        b"0 0 5 * * * six-field\n0 12 * * * root /usr/bin/sysjob\n"
+    )
+    out = cli("import", "crontab", str(tab))
+    assert "error" not in out  # no line cut in two, no stray pieces
+    assert "# crontab line 4 " in out and "crontab line 5" not in out
+    assert "the command starts with '*', a time field" in out
+    assert "tab:4: root.command: warning: the command starts with 'root', a user" in out
+    data = json.loads(cli("import", "crontab", str(tab), "--json"))
+    commands = [t["task"]["command"] for t in data["tasks"]]
+    assert commands[:2] == ["echo a\x0cb", "echo x\u2028y"]
+
+
+def test_two_jobs_with_one_id_are_refused_by_name_not_merged(cli: Invoke, tmp_path: Path) -> None:
+    jobs = tmp_path / "dup.json"
+    job = {"prompt": "p", "schedule": {"kind": "cron", "expr": "0 7 * * *"}, "timezone": "UTC"}
+    jobs.write_text(
+        json.dumps(
+            {"jobs": [{**job, "id": "same", "name": "First"}, {**job, "id": "same", "name": "B"}]}
+        )
+    )
+    out = cli("import", "hermes", str(jobs), *AGENT, "--apply")
+    assert "new task first" in out and "new task b" not in out
+    assert "jobs[1] 'B'.id: error: the same id as jobs[0] 'First' (hermes:same)" in out
+    assert set(_tasks(tmp_path)) == {"reindex", "first"}
+
+
+def test_a_variable_in_a_description_is_not_one_to_set(cli: Invoke, tmp_path: Path) -> None:
+    jobs = tmp_path / "j.json"
+    jobs.write_text(
+        json.dumps(
+            {
+                "jobs": [
+                    {
+                        "id": "c1",
+                        "name": "Report ${COST_CENTER} weekly",
+                        "prompt": "write",
+                        "schedule": {"kind": "cron", "expr": "0 7 * * 1"},
+                    }
+                ]
+            }
+        )
+    )
+    out = cli("import", "hermes", str(jobs), *AGENT)
+    assert "COST_CENTER" not in out.split("Report ${COST_CENTER} weekly")[-1]
+    assert "Variables to set" not in out
+
+
+def test_an_agent_zero_schedule_with_fields_missing_says_what_they_were_read_as(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    tasks = tmp_path / "a0.json"
+    task = {"uuid": "u9", "state": "idle", "name": "Sched", "prompt": "p", "type": "scheduled"}
+    tasks.write_text(json.dumps({"tasks": [{**task, "schedule": {"minute": "5"}}]}))
+    out = cli("import", "agent-zero", str(tasks), "--agent-cmd", "a0")
+    assert (
+        "schedule.hour, schedule.day, schedule.month, schedule.weekday missing: read as '*' "
+        "(every one), so it runs '5 * * * *'"
+    ) in out

@@ -60,7 +60,22 @@ def _checked(plan: Plan) -> Plan:
     samples = {name: SAMPLE_VALUES.get(name, "sample") for name in plan.variables}
     environ = {**samples, **current_environ()}
     kept = []
+    first_of: dict[str, Draft] = {}
     for draft in plan.drafts:
+        first = first_of.setdefault(draft.key, draft)
+        if first is not draft:
+            # both would be placed on the one task that carries the key: one job's
+            # changes lost on every later import, and said to be applied
+            plan.skipped.append(
+                Note(
+                    draft.where or draft.name,
+                    "id",
+                    "error",
+                    f"the same id as {first.where or first.name} ({draft.key}): a later "
+                    "import could not tell them apart; give one of them an id of its own",
+                )
+            )
+            continue
         raw = {**draft.body, "imported_from": draft.key}
         try:
             validate_task_mapping(draft.name, raw, environ=environ)

@@ -75,6 +75,9 @@ class Draft:
     enabled_at_source: bool = True
     notes: list[Note] = field(default_factory=list)
     where: str = ""  # the job's place in the source file (jobs[2] 'Morning brief')
+    # keys that name this very job more closely, tried before ``key`` when placing: a
+    # crontab line's command and schedule before its command alone (see crontab._entry)
+    closer_keys: tuple[str, ...] = ()
 
     def note(self, field_name: str, kind: NoteKind, reason: str, line: int | None = None) -> None:
         self.notes.append(Note(self.name, field_name, kind, reason, line))

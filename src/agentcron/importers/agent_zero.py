@@ -161,6 +161,7 @@ def _scheduled(task: dict[str, Any]) -> tuple[dict[str, Any], str, list[Any]]:
     if not isinstance(schedule, dict):
         raise ValueError("a scheduled task needs a schedule object")
     parts = []
+    missing = [name for name in _SCHEDULE_FIELDS if name not in schedule]
     for field_name in _SCHEDULE_FIELDS:
         value = schedule.get(field_name, "*")
         if isinstance(value, bool) or not isinstance(value, str | int):
@@ -171,6 +172,16 @@ def _scheduled(task: dict[str, Any]) -> tuple[dict[str, Any], str, list[Any]]:
         parts.append(text)
     out: dict[str, Any] = {"cron": " ".join(parts)}
     notes = []
+    if missing:
+        fields = ", ".join(f"schedule.{name}" for name in missing)
+        notes.append(
+            (
+                "schedule",
+                "approximated",
+                f"{fields} missing: read as '*' (every one), so it runs {out['cron']!r}; "
+                "check that this is the schedule meant",
+            )
+        )
     zone, zone_note = zone_name(schedule.get("timezone"))
     if zone is not None:
         out["timezone"] = zone

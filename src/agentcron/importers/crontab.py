@@ -46,6 +46,7 @@ SOURCE = "crontab"
 _ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 _ENTRY = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S.*)$")
 _SPECIAL = re.compile(r"^(@[A-Za-z]+)\s+(\S.*)$")
+_FIELD = re.compile(r"^(\*|\?|[0-9]+)([-/,][0-9*]+)*$")
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _NOT_ENV = frozenset({"SHELL", "MAILTO", "MAILFROM", "CRON_TZ", "RANDOM_DELAY"})
 _SKIP_WORDS = frozenset(
@@ -93,7 +94,8 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
     plan = Plan(SOURCE, str(path))
     plan.notes += [Note("file", "", "warning", r) for r in remarks]
     state = _State()
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # cron ends a line at "\n" only: a form feed or U+2028 inside a command is part of it
+    for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()
         if not line:
             state.comment = []
@@ -263,9 +265,19 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
     if state.env:
         body["env"] = dict(state.env)
     digest = hashlib.sha256(command.strip().encode()).hexdigest()[:12]
-    key = unique(f"{SOURCE}:{digest}", state.keys)
+    key = f"{SOURCE}:{digest}"
+    # The same command on several lines: each told apart by its schedule, not by its
+    # order (a counter moved every later key when a line above was removed, and a
+    # re-import then updated the wrong task and left two firing at one time). A line
+    # is found again by its command and schedule first, then by its command alone (a
+    # schedule edited at the source updates its task).
+    when = hashlib.sha256(f"{schedule} {state.zone or ''}".encode()).hexdigest()[:6]
+    closer = f"{key}-{when}"
+    key = unique(key if key not in state.keys else closer, state.keys)
     name = unique(_name(run), state.names)
     draft = Draft(name, key, f"crontab line {number}", body, where=where)
+    if closer != key:
+        draft.closer_keys = (closer,)
     if quiet:
         draft.note("-", "dropped", "cronie's '-' (no syslog line) has no meaning here", number)
     if stdin is not None:
@@ -275,6 +287,7 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
             "the text after % was the command's input: fed with printf through a pipe",
             number,
         )
+    _odd_first_word(draft, run, number)
     if redact(command) != command:
         draft.note(
             "command",
@@ -284,6 +297,43 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
             number,
         )
     plan.drafts.append(draft)
+
+
+def _odd_first_word(draft: Draft, command: str, number: int) -> None:
+    """A command whose first word is a sixth time field or a user name was most likely
+    written for another format: cron would run it as it stands, so it is imported so,
+    and said."""
+    words = command.split()
+    if len(words) < 2:
+        return
+    first = words[0]
+    if _FIELD.match(first):
+        draft.note(
+            "command",
+            "warning",
+            f"the command starts with {first!r}, a time field: a crontab line has five; "
+            "a sixth (seconds, or a year) from another cron's format is run as a command",
+            number,
+        )
+    elif _is_user(first):
+        draft.note(
+            "command",
+            "warning",
+            f"the command starts with {first!r}, a user on this machine: a line of a system "
+            "crontab (/etc/crontab, /etc/cron.d) has a user column, which a user crontab "
+            "does not; remove it if that is where this line comes from",
+            number,
+        )
+
+
+def _is_user(word: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(word)
+    except (KeyError, ValueError):
+        return False
+    return True
 
 
 def _parse_entry(line: str, strict: bool = False) -> tuple[str, str] | None:

@@ -25,6 +25,11 @@ class Placed:
     name: str
     update: bool
     paused: bool | None  # None: an update leaves the task's paused state as it is
+    key: str = ""  # the key the task carries when it is not the draft's (a closer one)
+
+    @property
+    def imported_from(self) -> str:
+        return self.key or self.draft.key
 
     def mapping(self, paused_default: bool | None = None) -> dict[str, Any]:
         """The task as written: the draft's body, ``paused`` and ``imported_from``."""
@@ -32,7 +37,7 @@ class Placed:
         paused = self.paused if self.paused is not None else paused_default
         if paused is not None:
             out["paused"] = paused
-        out["imported_from"] = self.draft.key
+        out["imported_from"] = self.imported_from
         return out
 
 
@@ -74,9 +79,31 @@ def place(
                 "disabled at the source: --enable leaves it paused "
                 "(`agentcron resume NAME` when you want it here)",
             )
-        name = by_key.get(draft.key)
+        key = next((k for k in (*draft.closer_keys, draft.key) if k in by_key), draft.key)
+        name = by_key.get(key)
         if name is not None:
-            placed.append(Placed(draft, name, True, False if enabled else None))
+            kept = "" if key == draft.key else key
+            placed.append(Placed(draft, name, True, False if enabled else None, kept))
         else:
             placed.append(Placed(draft, unique(draft.name, taken), False, not enabled))
     return placed, conflicts
+
+
+def not_in_source(
+    plan: Plan, placed: list[Placed], existing: Mapping[str, str | None]
+) -> list[tuple[str, str]]:
+    """The target's tasks imported from this kind of source before whose key this file
+    does not give (name, key), to be said: a job removed at the source keeps running
+    here until it is removed here too, and a re-import that only says what it updates
+    leaves it running unseen. (From another file of the same kind they are listed too:
+    the key does not say which file.)"""
+    placed_drafts = {id(item.draft) for item in placed}
+    given = {item.imported_from for item in placed} | {
+        draft.key for draft in plan.drafts if id(draft) not in placed_drafts
+    }
+    prefix = f"{plan.source}:"
+    return sorted(
+        (name, key)
+        for name, key in existing.items()
+        if key is not None and key.startswith(prefix) and key not in given
+    )

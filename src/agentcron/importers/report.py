@@ -19,7 +19,7 @@ from agentcron.config.loader import validate_task_mapping
 from agentcron.importers._core import LLM_WARNING, SOURCE_NAMES, Note, Plan
 from agentcron.importers._targets import SAMPLE_VALUES
 from agentcron.importers._yaml_out import preview
-from agentcron.importers.place import Placed
+from agentcron.importers.place import Placed, not_in_source
 
 _HOW_TO_DISABLE = {
     "agent-zero": "set each one's state to disabled in Agent Zero's scheduler",
@@ -35,6 +35,7 @@ class Report:
     placed: list[Placed]
     not_imported: list[Note] = field(default_factory=list)
     variables: dict[str, tuple[str, bool]] = field(default_factory=dict)  # name -> (hint, set)
+    not_in_source: list[tuple[str, str]] = field(default_factory=list)  # (task, imported_from)
 
 
 def build(
@@ -43,11 +44,15 @@ def build(
     conflicts: list[Note],
     defaults: Mapping[str, Any] | None,
     paused_now: Mapping[str, bool] | None = None,
+    existing: Mapping[str, str | None] | None = None,
 ) -> Report:
-    """Check every placed task and gather the variables; failing tasks leave ``placed``."""
+    """Check every placed task and gather the variables; failing tasks leave ``placed``.
+    ``existing``: the target's tasks (name -> ``imported_from``), for those this file
+    no longer gives."""
     environ = current_environ()
     checking = {**{k: SAMPLE_VALUES.get(k, "sample") for k in _wanted(plan, placed)}, **environ}
     report = Report(plan, [], [*plan.skipped, *conflicts])
+    report.not_in_source = not_in_source(plan, placed, existing or {})
     for item in placed:
         mapping = item.mapping((paused_now or {}).get(item.name, True))
         try:
@@ -66,7 +71,9 @@ def build(
 def _wanted(plan: Plan, placed: list[Placed]) -> set[str]:
     names = set(plan.variables) if placed else set()
     for item in placed:
-        for _, text in strings_in(item.draft.body):
+        for path, text in strings_in(item.draft.body):
+            if path[:1] == ("description",):
+                continue  # shown as written, never expanded: no variable to set
             try:
                 names.update(names_in(text))
             except PlaceholderError:
@@ -88,7 +95,7 @@ def text(report: Report, target: str, applied: bool, enable: bool) -> str:
     for item in report.placed:
         lines.append("")
         verb = f"updates task {item.name}" if item.update else f"new task {item.name}"
-        lines.append(f"# {item.draft.label} ({item.draft.key}): {verb}")
+        lines.append(f"# {item.draft.label} ({item.imported_from}): {verb}")
         mapping = item.mapping()
         if item.paused is None:
             lines.append("# (paused state left as it is)")
@@ -98,6 +105,14 @@ def text(report: Report, target: str, applied: bool, enable: bool) -> str:
         lines.append("")
         lines.append("Not imported:")
         lines += [f"  {note.text(plan.file)}" for note in report.not_imported]
+    if report.not_in_source:
+        lines.append("")
+        lines.append(
+            f"Imported from {_a(source)} before, and not in this file (left as they are; "
+            "if they came from this file, the job is gone there: remove the task here "
+            "too, with `agentcron remove NAME` or from the config file):"
+        )
+        lines += [f"  {name} ({key})" for name, key in report.not_in_source]
     if report.variables:
         lines.append("")
         lines.append("Variables to set (in the environment, or in the file named by env_file:):")
@@ -107,6 +122,11 @@ def text(report: Report, target: str, applied: bool, enable: bool) -> str:
     lines.append("")
     lines.append(_advice(report, enable, applied))
     return "\n".join(lines) + "\n"
+
+
+def _a(source: str) -> str:
+    """``a crontab``; a scheduler's name as it is (``Hermes``)."""
+    return "a crontab" if source == "crontab" else source
 
 
 def _advice(report: Report, enable: bool, applied: bool) -> str:
@@ -148,7 +168,7 @@ def as_json(report: Report, target: str, applied: bool) -> dict[str, Any]:
         "tasks": [
             {
                 "name": item.name,
-                "imported_from": item.draft.key,
+                "imported_from": item.imported_from,
                 "label": item.draft.label,
                 "update": item.update,
                 "paused": item.paused,
@@ -158,6 +178,9 @@ def as_json(report: Report, target: str, applied: bool) -> dict[str, Any]:
             for item in report.placed
         ],
         "not_imported": [note(n) for n in report.not_imported],
+        "not_in_source": [
+            {"name": name, "imported_from": key} for name, key in report.not_in_source
+        ],
         "notes": [note(n) for n in report.plan.notes],
         "variables": [
             {"name": name, "hint": hint, "set": is_set}

@@ -98,7 +98,7 @@ def import_jobs(
         _fail(unreadable)
     defaults = _file_defaults(path)
     placed, conflicts = place(plan, existing, enable)
-    report = reports.build(plan, placed, conflicts, defaults)
+    report = reports.build(plan, placed, conflicts, defaults, existing=existing)
     if apply and report.placed:
         from agentcron.config.errors import ConfigError
 
@@ -137,7 +137,9 @@ def _to_db(
 
         own, from_file, paused_now = db_tasks(svc)
         placed, conflicts = place(plan, own, enable, foreign=from_file)
-        report = reports.build(plan, placed, conflicts, svc.defaults.task_defaults, paused_now)
+        report = reports.build(
+            plan, placed, conflicts, svc.defaults.task_defaults, paused_now, existing=own
+        )
         if apply and report.placed:
             try:
                 apply_to_db(svc, report.placed, paused_now)
