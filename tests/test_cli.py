@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -428,3 +430,27 @@ def test_an_empty_db_is_refused_not_read_as_the_home(cli, tmp_path: Path, args: 
     said = cli(*args, code=2)
     assert "Invalid value for '--db'" in said and "is empty" in said, said
     assert not (tmp_path / "home" / "agentcron.db").exists()  # nothing opened or created
+
+
+def test_a_reader_that_closes_the_pipe_early_gives_141_not_1(tmp_path: Path) -> None:
+    """Outside-in probe: `agentcron health | head -1` exited 1 (health's "nothing
+    schedules") while all was well, because Click exits 1 when its pipe closes."""
+    import subprocess
+
+    env = {**os.environ, "AGENTCRON_HOME": str(tmp_path / "home")}
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "agentcron", "schema"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert writer.stdout is not None and writer.stderr is not None
+    writer.stdout.close()  # the reader is gone before the first line
+    code = writer.wait(60)
+    said = writer.stderr.read()
+    writer.stderr.close()
+    assert code == 141, said
+    done = subprocess.run(
+        [sys.executable, "-m", "agentcron", "schema"], capture_output=True, env=env, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout

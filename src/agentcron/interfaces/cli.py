@@ -837,8 +837,22 @@ cli_import.register(app)
 cli_mcp.register(app)
 
 
+# 128 + SIGPIPE: what a shell reports for a writer whose reader went away (`| head`)
+EXIT_PIPE_CLOSED = 141
+
+
 def main() -> None:
-    app()
+    """The console script. Click exits 1 when standard output is a pipe closed early
+    (``agentcron health | head -1``); 1 is `health`'s "nothing schedules", so a monitor
+    reading the first line under ``pipefail`` raised a false alarm (outside-in probe).
+    It exits 141 then, as a writer killed by SIGPIPE does. (Click, or the copy Typer
+    carries, puts its ``PacifyFlushWrapper`` on standard output when that happens.)"""
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            raise SystemExit(EXIT_PIPE_CLOSED) from None
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
