@@ -565,3 +565,19 @@ def test_a_command_argument_the_system_cannot_pass_is_refused_when_written() -> 
     assert "an argument of 128 KiB or more" in problem.message
     fits = validate_task_mapping("fits", {"every": "1h", "command": ["echo", "y" * 100_000]})
     assert fits.command is not None and len(fits.command[1]) == 100_000
+
+
+def test_an_every_no_calendar_can_hold_is_refused_by_key_and_line() -> None:
+    """Outside-in probe: `every: 100000000d` was valid, never fired, and `list` said ok."""
+    problem = only(
+        """
+        tasks:
+          x1:
+            every: 100000000d
+            command: [echo, hi]
+        """
+    )
+    assert problem.location == "tasks.x1.every"
+    assert "every must be at most 100 years (36525d)" in problem.message
+    assert problem.line == 4
+    parse_config_text("tasks:\n  y:\n    every: 36525d\n    command: [echo]\n", "ok.yaml")

@@ -43,6 +43,7 @@ Duration = Annotated[
     ),
 ]
 
+EVERY_AT_MOST = timedelta(days=36525)  # 100 years: the widest grid a task may have
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 MIN_KEEP_HISTORY = timedelta(hours=1)
 NOTIFY_EVENTS = ("opened", "escalated", "closed", "repeated", "stuck", "delivery", "reminder")
@@ -316,6 +317,10 @@ class TaskSpec(_Strict):
     def _every(cls, v: timedelta | None) -> timedelta | None:
         if v is not None and v.total_seconds() < 1:
             raise ValueError("every must be at least 1s")
+        if v is not None and v > EVERY_AT_MOST:
+            # a grid this wide has no fire a calendar can hold: accepted, the task never
+            # fired and `list` called it ok (outside-in probe: every: 100000000d)
+            raise ValueError("every must be at most 100 years (36525d)")
         return v
 
     @field_validator("keep_history")
