@@ -331,18 +331,24 @@ def test_db_in_a_missing_folder_is_an_error_that_creates_nothing(
     assert os.listdir(tmp_path) == []
 
 
-def test_db_path_in_an_existing_folder_is_created(
+def test_db_path_in_an_existing_folder_is_created_by_add_not_by_a_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A read command over a mistyped path made an empty database, showed every task
+    "not firing" and exited 0 (outside-in probe): it is refused; `add` makes it."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "state").mkdir()
     runner = CliRunner()
     for value in ("state/a.db", f"sqlite://{tmp_path}/state/b.sqlite", "c.sqlite3"):
-        result = runner.invoke(
-            app, ["--home", str(tmp_path / "home"), "--db", value, "list", "--json"]
-        )
-        assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout) == []
+        home = ["--home", str(tmp_path / "home"), "--db", value]
+        refused = runner.invoke(app, [*home, "list", "--json"])
+        assert refused.exit_code == 1, refused.output
+        assert "no database at " in refused.output and "check the path" in refused.output
+        added = runner.invoke(app, [*home, "add", "t", "--every", "1h", "--", "true"])
+        assert added.exit_code == 0, added.output
+        listed = runner.invoke(app, [*home, "list", "--json"])
+        assert listed.exit_code == 0, listed.output
+        assert [t["name"] for t in json.loads(listed.stdout)] == ["t"]
     assert (tmp_path / "state" / "a.db").is_file()
     assert (tmp_path / "state" / "b.sqlite").is_file()
     assert (tmp_path / "c.sqlite3").is_file()

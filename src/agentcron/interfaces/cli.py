@@ -118,11 +118,32 @@ def emit_json(data: Any) -> None:
 
 @contextmanager
 def service_for(
-    config: Path | None, home: Path | None, db: str | None, *, sync: bool = True
+    config: Path | None,
+    home: Path | None,
+    db: str | None,
+    *,
+    sync: bool = True,
+    create: bool = False,
 ) -> Iterator[Any]:
-    """Open the store and, when the config file is valid, bring its tasks in."""
+    """Open the store and, when the config file is valid, bring its tasks in. A SQLite
+    file named by ``--db`` that does not exist is made only with ``create`` (``add``,
+    ``import --to db``): a mistyped path made an empty database, showed every task
+    "not firing" and exited 0 (outside-in probe)."""
     from agentcron.service import Defaults, Service, ServiceError
-    from agentcron.store import StoreError, open_store
+    from agentcron.store import StoreError, open_store, parse_db_url
+
+    named = db or _globals.db
+    if named and not create:
+        try:
+            target = parse_db_url(named, _home(home))
+        except StoreError as exc:
+            fail(str(exc))
+        path = target.path
+        if path is not None and path.parent.is_dir() and not path.exists():
+            fail(
+                f"no database at {path} (--db): check the path; `agentcron run --db {path}` "
+                f"(or `agentcron add … --db {path}`) makes one"
+            )
 
     path = _config_path(config)
     loaded = None
@@ -574,7 +595,7 @@ def add(
         raw["command"] = " ".join(command)
     elif command:
         raw["command"] = list(command)
-    with service_for(config, home, db) as svc:
+    with service_for(config, home, db, create=True) as svc:
         view = svc.add_task(task, raw)
     if json_out:
         emit_json(shaped(TaskSummary, view))

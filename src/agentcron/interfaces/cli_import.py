@@ -132,7 +132,7 @@ def _to_db(
     from agentcron.importers import report as reports
     from agentcron.interfaces.cli import service_for
 
-    with service_for(config, home, db) as svc:
+    with service_for(config, home, db, create=True) as svc:
         from agentcron.importers.write_db import existing_tasks as db_tasks
 
         own, from_file, paused_now = db_tasks(svc)
