@@ -266,6 +266,7 @@ def test_cli_refuses_a_foreign_database_in_one_line(
         ("", "sqlite", "HOME/agentcron.db"),
         ("sqlite:///var/lib/ac.db", "sqlite", "/var/lib/ac.db"),
         ("sqlite:////var/lib/ac.db", "sqlite", "/var/lib/ac.db"),
+        ("sqlite:////root.db", "sqlite", "/root.db"),
         ("./state.db", "sqlite", "state.db"),
         ("data/agentcron", "sqlite", "data/agentcron"),
         ("agentcron.sqlite3", "sqlite", "agentcron.sqlite3"),
@@ -292,6 +293,7 @@ def test_db_values_that_are_accepted(value: str | None, kind: str, path: str | N
         ("sqlite://x.db", "sqlite:///PATH"),
         ("sqlite://", "sqlite:///PATH"),
         ("sqlite:///", "sqlite:///PATH"),
+        ("sqlite:///relative.db", "names /relative.db, a file at the filesystem's root"),
     ],
 )
 def test_db_values_that_are_refused(value: str, words: str) -> None:

@@ -58,7 +58,16 @@ def parse_db_url(db_url: str | None, home: Path) -> DatabaseTarget:
                 "path (sqlite:///var/lib/agentcron.db); for a relative path give the path "
                 "itself (--db ./agentcron.db)"
             )
-        return DatabaseTarget("sqlite", path=Path("/" + rest.lstrip("/")))
+        path = rest.lstrip("/")
+        if "/" not in path and not rest.startswith("////"):
+            # SQLAlchemy reads sqlite:///x.db as the relative x.db; taken as /x.db it made
+            # a file at the filesystem's root without a word (outside-in probe)
+            raise StoreError(
+                f"database URL {db_url!r} names /{path}, a file at the filesystem's root: "
+                f"for a relative path give the path itself (--db ./{path}); for the root, "
+                f"write sqlite:////{path}"
+            )
+        return DatabaseTarget("sqlite", path=Path("/" + path))
     if "://" in db_url:
         # the scheme only: the rest of a URL may hold a password
         raise StoreError(
