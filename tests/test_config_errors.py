@@ -581,3 +581,19 @@ def test_an_every_no_calendar_can_hold_is_refused_by_key_and_line() -> None:
     assert "every must be at most 100 years (36525d)" in problem.message
     assert problem.line == 4
     parse_config_text("tasks:\n  y:\n    every: 36525d\n    command: [echo]\n", "ok.yaml")
+
+
+def test_keep_outputs_of_zero_is_refused_as_keep_history_of_zero_is() -> None:
+    """Outside-in probe: `keep_outputs: 0` was accepted (0 reads as "off" elsewhere) and
+    deleted every output at the next prune."""
+    problem = only(
+        """
+        tasks:
+          t:
+            every: 1h
+            command: [echo]
+            keep_outputs: 0
+        """
+    )
+    assert problem.location == "tasks.t.keep_outputs"
+    assert "keep_outputs must be at least 1m (or null to keep them)" in problem.message

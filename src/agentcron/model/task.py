@@ -331,6 +331,15 @@ class TaskSpec(_Strict):
             raise ValueError("keep_history must be at least 1h (or null to keep all history)")
         return v
 
+    @field_validator("keep_outputs")
+    @classmethod
+    def _keep_outputs(cls, v: timedelta | None) -> timedelta | None:
+        # 0 read as "off" elsewhere; here it deleted every output at the next prune,
+        # before `logs` or a failure's message could point at it (outside-in probe)
+        if v is not None and v < timedelta(minutes=1):
+            raise ValueError("keep_outputs must be at least 1m (or null to keep them)")
+        return v
+
     @model_validator(mode="after")
     def _one_schedule_one_action(self) -> TaskSpec:
         schedules = [k for k in ("cron", "every", "at") if getattr(self, k) is not None]
