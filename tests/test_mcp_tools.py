@@ -324,6 +324,10 @@ def test_runs_with_attempts_and_the_redacted_tail_of_the_output(
         ({"cron": "0 * * * *", "http": HOOK, "timeout": "0s"}, "timeout must be positive"),
         ({"cron": "0 * * * *", "http": HOOK, "deliver": ["nope://x"]}, "deliver[0]: "),
         ({"cron": "0 * * * *", "http": {"link": "https://x"}}, "http.link"),
+        (
+            {"cron": "0 * * * *", "http": HOOK, "description": "d" * 1_000_000},
+            "description: a description is at most 2,000 characters (this one has 1,000,000)",
+        ),
     ],
 )
 def test_bad_input_is_a_tool_error_naming_it_and_records_nothing(
@@ -373,4 +377,14 @@ def test_reads_and_changes_of_what_is_not_there_say_so(service: Service) -> None
     assert messages[9].startswith("name: 'has space' cannot name a new task")
     assert messages[10] == "no task named 'agent.claude.nope'; list_tasks shows yours"
     assert messages[11] == "name: give a task name (list_tasks shows yours)"
+    check()
+
+
+def test_a_name_far_too_long_is_not_repeated_whole_in_its_refusal(service: Service) -> None:
+    """Outside-in probe: a 5,000-character name came back whole in the refusal."""
+    check = unchanged(service)
+    server = server_for(service, agents_config())
+    message = refusal(call(server, "schedule_task", name="n" * 5000, every="1h", http=HOOK))
+    assert "is too long: a task name is at most 100 characters" in message
+    assert "n" * 61 not in message and "…" in message
     check()

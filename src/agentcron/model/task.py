@@ -44,6 +44,15 @@ Duration = Annotated[
 ]
 
 EVERY_AT_MOST = timedelta(days=36525)  # 100 years: the widest grid a task may have
+DESCRIPTION_AT_MOST = 2000  # characters
+
+
+def shortened(text: str, at_most: int = 60) -> str:
+    """``text`` as an error message quotes it: a name of 5,000 characters was repeated
+    whole in the refusal."""
+    return text if len(text) <= at_most else text[:at_most] + "…"
+
+
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 MIN_KEEP_HISTORY = timedelta(hours=1)
 NOTIFY_EVENTS = ("opened", "escalated", "closed", "repeated", "stuck", "delivery", "reminder")
@@ -271,7 +280,19 @@ class TaskSpec(_Strict):
     def _name(cls, v: str) -> str:
         if not TASK_NAME.match(v):
             raise ValueError(
-                f"invalid task name {v!r}: use letters, digits, '_', '-', '.' (max 100)"
+                f"invalid task name {shortened(v)!r}: use letters, digits, '_', '-', '.' (max 100)"
+            )
+        return v
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str | None) -> str | None:
+        # shown in every list and view, copied into the audit trail: 1 MB of it was
+        # accepted and repeated in every answer (outside-in probe)
+        if v is not None and len(v) > DESCRIPTION_AT_MOST:
+            raise ValueError(
+                f"a description is at most {DESCRIPTION_AT_MOST:,} characters "
+                f"(this one has {len(v):,})"
             )
         return v
 

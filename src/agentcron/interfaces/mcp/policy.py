@@ -25,7 +25,7 @@ from typing import Any
 from agentcron._service.base import Actor
 from agentcron.config.agents import AgentClient, AgentsConfig
 from agentcron.config.schema import compact_duration
-from agentcron.model.task import TASK_NAME
+from agentcron.model.task import TASK_NAME, shortened
 
 SLOT_ENV = "AGENTCRON_SLOT"
 SLOT_HEADER = "x-agentcron-slot"
@@ -117,7 +117,7 @@ class Policy:
         full = prefix + short
         if not TASK_NAME.match(full):
             raise Refused(
-                f"name: {full!r} is too long: a task name is at most 100 characters, "
+                f"name: {shortened(full)!r} is too long: a task name is at most 100 characters, "
                 f"{len(prefix)} of them your namespace {prefix}"
             )
         return full
