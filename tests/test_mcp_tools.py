@@ -388,3 +388,27 @@ def test_a_name_far_too_long_is_not_repeated_whole_in_its_refusal(service: Servi
     assert "is too long: a task name is at most 100 characters" in message
     assert "n" * 61 not in message and "…" in message
     check()
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "words"),
+    [
+        (
+            "schedule_task",
+            {"name": "x", "cron": "0 * * * *", "http": HOOK, "timeout": -5},
+            "arguments not accepted: timeout: must be text such as '30s' or '5m' (got a number)",
+        ),
+        ("get_run", {"run_id": "abc"}, "arguments not accepted: run_id: must be a "),
+        ("get_task", {"name": 123}, "arguments not accepted: name: must be text (got a number)"),
+        ("get_task", {}, "arguments not accepted: name: is required"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_said_in_one_line_naming_them(
+    service: Service, tool: str, args: dict[str, Any], words: str
+) -> None:
+    """Outside-in probe: these came back as pydantic's own text, with its links."""
+    check = unchanged(service)
+    message = refusal(call(server_for(service, agents_config()), tool, **args))
+    assert message.startswith(words), message
+    assert "pydantic" not in message and "validation error" not in message
+    check()

@@ -14,6 +14,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
 from agentcron.config.agents import AgentsConfig
+from agentcron.interfaces.mcp.arguments import Server
 from agentcron.interfaces.mcp.policy import Caller
 from agentcron.interfaces.mcp.tools import Tools
 from agentcron.service import Service
@@ -56,7 +57,7 @@ def build_server(
     when it starts), ``caller`` is the stdio agent (None: from each HTTP request)."""
     from agentcron import __version__
 
-    server: MCPServer = MCPServer(
+    server: MCPServer = Server(
         "agentcron",
         title="agentcron scheduler",
         instructions=INSTRUCTIONS,
