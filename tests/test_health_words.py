@@ -95,3 +95,17 @@ def test_a_retry_the_next_fire_comes_before_is_not_promised() -> None:
     word, sentence = health(rec, [retrying(1)], [failure()])
     assert word is Health.RETRYING
     assert sentence == "retrying (the next run, at 12:00:30, tries again): server_error"
+
+
+def test_a_retry_under_way_after_a_long_backoff_is_not_called_stuck() -> None:
+    """The slot's start is its first attempt's: the second attempt, begun a minute ago
+    after 40 minutes of backoff, read as running 41 minutes, past stuck_after (30m)."""
+    running = replace(
+        retrying(1), status=SlotStatus.RUNNING, attempts=2, started_at=NOW - timedelta(minutes=41)
+    )
+    word, _ = health(task(retries=3), [running], [failure()])
+    assert word is Health.RETRYING
+    first = replace(running, attempts=1)
+    assert health(task(retries=3), [first], [])[0] is Health.STUCK
+    stuck = Incident(task="t", kind=IncidentKind.STUCK, opened_at=NOW, summary="running long")
+    assert health(task(retries=3), [running], [failure(), stuck])[0] is Health.STUCK
