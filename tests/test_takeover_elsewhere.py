@@ -6,6 +6,8 @@ Taken over at once, that finished run would be run a second time (issue 17 §2).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,14 +21,14 @@ from agentcron.store.sqlite import SQLiteStore
 LEASE = timedelta(seconds=10)
 
 
-def _scenario(tmp_path: Path, host: str) -> list[SlotStatus]:
+def _scenario(tmp_path: Path, host: str, pid: int = 1) -> list[SlotStatus]:
     """The other node's slot status after 11 s, 19 s and 21 s of silence."""
     clock = FakeClock()
     store = SQLiteStore(tmp_path / "a.db")
     now = clock.now()
     store.register_node(
         NodeInfo(
-            node_id="far-node", host=host, pid=1, home="/far", started_at=now, heartbeat_at=now
+            node_id="far-node", host=host, pid=pid, home="/far", started_at=now, heartbeat_at=now
         )
     )
     spec = TaskSpec(name="job", every="1h", command=["true"], retries=2)
@@ -69,6 +71,22 @@ def test_a_run_on_another_machine_is_left_to_it_for_one_more_lease(tmp_path: Pat
     ]
 
 
-def test_a_run_on_this_machine_is_taken_over_when_its_lease_lapses(tmp_path: Path) -> None:
-    seen = _scenario(tmp_path, hostname())
+def test_a_run_of_a_dead_process_on_this_machine_is_taken_over_when_its_lease_lapses(
+    tmp_path: Path,
+) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait(5)
+    seen = _scenario(tmp_path, hostname(), pid=gone.pid)
     assert seen[0] is SlotStatus.RETRYING, seen
+
+
+def test_a_run_of_a_live_process_on_this_machine_is_left_to_it_for_one_more_lease(
+    tmp_path: Path,
+) -> None:
+    """A node whose process lives (frozen by SIGSTOP, say) may still record its run's
+    end when it thaws: it is waited for as a node on another machine is."""
+    assert _scenario(tmp_path, hostname(), pid=os.getpid()) == [
+        SlotStatus.RUNNING,
+        SlotStatus.RUNNING,
+        SlotStatus.RETRYING,
+    ]
