@@ -1,7 +1,9 @@
-"""A run held by a daemon on another machine is taken over a lease later than one held
-on this machine: the other machine's daemon, restarted by its service manager after a
-kill -9, records from its launcher's marker how a run that finished meanwhile ended.
-Taken over at once, that finished run would be run a second time (issue 17 §2)."""
+"""A run held by a daemon on another machine, or on this one by a process that still
+lives, is taken over a lease later than one whose process on this machine is gone: the
+other machine's daemon, restarted by its service manager after a kill -9, records from
+its launcher's marker how a run that finished meanwhile ended, and a frozen one does
+when it thaws. Taken over at once, that finished run would be run a second time (issue
+17 §2; outside-in probe, SIGSTOP)."""
 
 from __future__ import annotations
 
