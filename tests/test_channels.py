@@ -79,6 +79,7 @@ class _Hook(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        time.sleep(getattr(self.server, "delay", 0.0))
         self.server.received.append(json.loads(body))
         self.server.headers_seen.append(dict(self.headers.items()))
         self.send_response(self.server.status)
@@ -220,6 +221,18 @@ def test_a_hung_endpoint_neither_blocks_the_loop_nor_the_caller_for_long() -> No
     assert result.error == "no answer within 1s"
     assert elapsed < 7.0
     assert ticks >= 10  # the event loop kept running while the channel hung
+
+
+def test_a_slow_webhook_is_waited_for_and_gets_the_message_once(webhook: Webhook) -> None:
+    """Outside-in probe: a webhook answering after 6 s had taken the message, but Apprise
+    gave up reading after 4 s, so it was marked failed and sent again on each retry."""
+    webhook.delay = 6.0  # type: ignore[attr-defined]
+    result = asyncio.run(AppriseChannel(f"json://127.0.0.1:{webhook.port}/hook").send(MESSAGE))
+    assert result.ok, result.error
+    assert len(webhook.received) == 1
+    webhook.delay = 3.0  # type: ignore[attr-defined]
+    quick = asyncio.run(AppriseChannel(f"json://127.0.0.1:{webhook.port}/hook?rto=1").send(MESSAGE))
+    assert not quick.ok  # the URL's own read timeout is kept
 
 
 def test_long_bodies_are_split_not_rejected(webhook: Webhook) -> None:

@@ -61,7 +61,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 import apprise
@@ -179,6 +179,7 @@ class AppriseChannel:
             return SendResult(ok=False, permanent=True, error=_invalid_reason(self._url))
         if idempotency_key is not None:
             _add_idempotency_header(plugin, msg, idempotency_key)
+        _patient(plugin, self._url, self._timeout)
         notifier = apprise.Apprise()
         notifier.add(plugin)
         with notifier.notify(
@@ -195,6 +196,24 @@ class AppriseChannel:
             reasons = list(dict.fromkeys(entry.message for entry in result.logs()))
             reason = " ".join(reasons[-2:]) or f"{plugin.service_name} refused the message"
             return SendResult(ok=False, error=redact(reason, self._secrets))
+
+
+def _patient(plugin: Any, url: str, timeout: float) -> None:
+    """Wait for a slow service's answer most of the channel's timeout, unless the URL
+    sets its own (``rto=``). Apprise waits 4 s: a webhook that took 6 s to answer had
+    taken the message, was marked failed, and got it again on each retry (three or four
+    copies; outside-in probe). The connection's own timeout (``cto``) stays short: a
+    service that cannot be reached is not made slower to give up on."""
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        given = "rto" in parse_qs(urlsplit(url).query)
+    except ValueError:
+        given = False
+    current = getattr(plugin, "socket_read_timeout", None)
+    if given or not isinstance(current, int | float):
+        return
+    plugin.socket_read_timeout = max(float(current), timeout - _GRACE - 1.0)
 
 
 class CommandChannel:
