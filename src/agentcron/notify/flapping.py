@@ -7,10 +7,11 @@ owner mutes the channel and misses the day it really breaks. Once a task's failu
 have opened :data:`FLAP_OPENINGS` incidents within :data:`FLAP_WINDOW`, a ``flapping``
 incident opens with one message, and while it is open the turns of single runs (a
 run that failed, was given up, or was retried to success) are recorded and counted
-but not told. What needs the owner still is: a failure retrying will not help (the
-owner must act), and a failure that lasts (several runs in a row, or longer than
-``escalate_after``) with its recovery. The incident closes, told, after a task's
-first success :data:`STEADY_AFTER` past its last failure.
+but not told, whatever the failure's class: one the next run recovers from is a
+flake. What still needs the owner is a failure that lasts (two runs in a row given up
+or refused, the task's own ``retries + 1`` / ``escalate_after`` rule) and its recovery.
+The incident closes, told, after a task's first success :data:`STEADY_AFTER` past its
+last failure.
 
 Pure: the notifier reads the openings and persists what comes out.
 """
@@ -42,7 +43,10 @@ class Damped:
 
 def a_turn(notice: Notice) -> bool:
     """Whether ``notice`` is a turn of a single run's failure: its opening, its giving
-    up, or its recovery. Not a failure retrying will not help, nor one that lasted."""
+    up, or its recovery; not a failure that lasted. A failure of a class retrying will
+    not help (a 401) is a turn too when the next run succeeds: a task that answered
+    401 and then succeeded, run after run, sent 55 messages in 5 minutes and never
+    read as flapping (outside-in probe)."""
     inc = notice.incident
     if inc.kind is not IncidentKind.FAILURE or inc.failed_runs > 1 or told_down(inc):
         return False
@@ -51,10 +55,10 @@ def a_turn(notice: Notice) -> bool:
         cause = cause.as_failure()
     if notice.event is NoticeEvent.CLOSED:
         return True
-    if not isinstance(cause, AttemptFailed) or cause.permanent:
+    if not isinstance(cause, AttemptFailed):
         return False
     return notice.event is NoticeEvent.OPENED or (
-        notice.event is NoticeEvent.ESCALATED and cause.gave_up
+        notice.event is NoticeEvent.ESCALATED and (cause.gave_up or cause.permanent)
     )
 
 
@@ -139,7 +143,7 @@ def _stopped_recovering(transition: Transition, event: Event) -> Incident | None
     given up; one given up opens its incident told (escalated) and no later run of
     it would be told without this."""
     cause = event.as_failure() if isinstance(event, WorkerLost) else event
-    if not isinstance(cause, AttemptFailed) or not cause.gave_up:
+    if not isinstance(cause, AttemptFailed) or not (cause.gave_up or cause.permanent):
         return None
     for inc in (*transition.updated, *transition.escalated):
         if inc.kind is IncidentKind.FAILURE and inc.failed_runs > 1 and not told_down(inc):

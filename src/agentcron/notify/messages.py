@@ -43,7 +43,7 @@ from agentcron.notify.events import (
     TaskStarved,
     WorkerLost,
 )
-from agentcron.notify.incidents import Notice, NoticeEvent, downtime
+from agentcron.notify.incidents import Notice, NoticeEvent, downtime, told_down
 from agentcron.policies.budget import describe_usage
 from agentcron.redact import redact
 
@@ -89,7 +89,8 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
     if isinstance(cause, AttemptFailed):
         if notice.event is NoticeEvent.ESCALATED and not (cause.permanent or cause.gave_up):
             return _persisting(inc, cause, zone)
-        if notice.event is NoticeEvent.ESCALATED and cause.gave_up and inc.failed_runs > 1:
+        hard = cause.gave_up or cause.permanent
+        if notice.event is NoticeEvent.ESCALATED and hard and told_down(inc):
             return _persisting(inc, cause, zone)  # a flapping task that stopped recovering
         return _failed(cause, zone)
     if isinstance(cause, RunStuck):
@@ -156,8 +157,8 @@ def _flapping(inc: Incident, cause: Event, zone: ZoneInfo) -> tuple[str, str, Se
         f"⚠ {task} keeps failing and recovering: {inc.count} failures since {since}, each "
         f"followed by a success (latest: {_phrase(latest, lower_first=True)}). While this "
         "lasts you are not told of each failure and recovery (`agentcron runs "
-        f"{task}` shows them); you are told if it fails several runs in a row or in a way "
-        "retrying will not help, and when it has run a day without failing."
+        f"{task}` shows them); you are told if it fails two runs in a row, and when it has "
+        "run a day without failing."
     )
     return f"⚠ {task} keeps failing and recovering", line, "warning"
 
@@ -195,7 +196,13 @@ def _persisting(inc: Incident, ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, 
     """Every run is retried, yet the task has not succeeded for many runs or long."""
     task, why = ev.task, _phrase(ev.explanation)
     since = _clock(inc.since or inc.opened_at, ev.at, zone)
-    plan = _next_run(ev.next_run, ev.at, zone) if ev.gave_up else " Still retrying each run."
+    if ev.permanent:
+        fix = _fix(ev)
+        plan = f" Retrying will not help — {fix}." if fix else " Retrying will not help."
+    elif ev.gave_up:
+        plan = _next_run(ev.next_run, ev.at, zone)
+    else:
+        plan = " Still retrying each run."
     runs = _plural(inc.failed_runs, "run")
     line = f"✖ {task} has failed {runs} in a row since {since}: {why}.{plan}"
     return f"✖ {task} keeps failing", line, "failure"
