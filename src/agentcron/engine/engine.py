@@ -80,6 +80,7 @@ STOPS_LOOK = timedelta(seconds=1)
 ELSEWHERE_GRACE_LEASES = 1.0
 FINISH_GRACE = 5.0  # seconds a stop waits for ended runs' records, past its own grace
 FREEZE_AFTER_BEATS = 3  # no pass for this many beats: the process was frozen
+FREEZE_SETTLE = 0.2  # seconds the first pass after a freeze lets runs see their ends
 COALESCE = 0.005  # seconds a pass waits past the next fire, to take those just after it
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
@@ -477,8 +478,12 @@ class Engine:
         if silent > FREEZE_AFTER_BEATS * self.settings.poll_interval:
             # A freeze (no pass for several beats): runs' deadlines may have passed while
             # their ends wait to be seen (a command that exited meanwhile). This pass's
-            # sweep, and only it, waits a second for them.
+            # sweep, and only it, waits a second for them; and the runs get a moment to
+            # see their commands' ends before this tick plans the fires due meanwhile
+            # (an ended run still recorded running made the next fire a skip).
             self._sweep_not_before = self.clock.now() + timedelta(seconds=1)
+            if self._runs:
+                await asyncio.sleep(FREEZE_SETTLE)
         self.health.last_pass = began
         self._pass_began = self.clock.now()
         self._wake.clear()
@@ -1055,7 +1060,7 @@ class Engine:
         planned = self._due_plans(now)
         if not planned:
             return 0, 0, 0, 0
-        active = self.store.active_slots_of({p.spec.name for p in planned})
+        active = self._still_running(self.store.active_slots_of({p.spec.name for p in planned}))
         zone = self.settings.default_zone
         plans = [with_overlap(p, active.get(p.spec.name, ()), zone) for p in planned]
         room = StartRoom(
@@ -1079,6 +1084,21 @@ class Engine:
             missed += sum(1 for s in inserted if s.status in _NOT_RUN)
             self._after_materialize(plan, inserted, now)
         return created, skipped, missed, len(claims)
+
+    def _still_running(self, active: dict[str, list[Slot]]) -> dict[str, list[Slot]]:
+        """The active slots less the runs of this node that have ended and are being
+        recorded: an end held while the database is away (or seen just after a
+        freeze) left the slot ``running`` in the record, and under ``overlap: skip``
+        the next fire was skipped "the previous run was still running" although it had
+        ended, and catch-up ran nothing (outside-in probe). The new slot waits instead,
+        and runs once that end is written (a claim passes over a task that runs)."""
+        ended = {sid for sid, run in self._runs.items() if run.finishing}
+        if not ended:
+            return active
+        return {
+            task: [s for s in slots if s.id not in ended or s.status is not SlotStatus.RUNNING]
+            for task, slots in active.items()
+        }
 
     def _note_waiting(self, plan: Plan, active: Sequence[Slot]) -> None:
         displaced = [s.next_attempt_at or s.scheduled_for for s in active if s.id in plan.displace]
