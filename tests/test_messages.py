@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,7 @@ from agentcron.model import ErrorClass, IncidentKind, Message
 from agentcron.notify import (
     AttemptFailed,
     DeliveryFailed,
+    EmptySuccessStreak,
     Event,
     Notice,
     RunStuck,
@@ -245,3 +247,30 @@ def test_a_provider_refusing_calls_says_what_the_wait_costs(tasks: list[str], ve
     body = render_provider(state, incident, tasks, now, ZoneInfo("UTC"), answered=False).body
     assert f"{verb} until 10:02" in body, body
     assert "the wait spends none of their retries." in body, body
+
+
+def test_a_long_run_and_empty_runs_say_what_happens_next() -> None:
+    """Outside-in probe: "⏳ slow has been running for 3s, longer than its 3s limit for a
+    warning." did not say the run goes on, nor what ends it; "produced nothing" gave no
+    way out for a task that is meant to print nothing."""
+    stuck = RunStuck(
+        task="story",
+        at=local(10, 2, 31),
+        slot_id=1,
+        running_for=timedelta(minutes=31),
+        limit=timedelta(minutes=30),
+        timeout=timedelta(hours=2),
+    )
+    assert render(notice_for(stuck), BERLIN).body.splitlines() == [
+        "⏳ story has been running for 31 min, longer than its 30 min limit for a warning.",
+        "It is left running; its timeout (2 hours) stops it at 04:00 if it has not ended by then.",
+    ]
+    endless = replace(stuck, timeout=None)
+    assert render(notice_for(endless), BERLIN).body.splitlines()[1] == (
+        "It is left running (it has no timeout)."
+    )
+    empty = EmptySuccessStreak(task="story", at=local(10, 2, 31), count=3)
+    assert render(notice_for(empty), BERLIN).body.splitlines() == [
+        "⚠ story succeeded 3 times in a row without producing anything.",
+        "If that is what it should do, set `expect_output: false` on it.",
+    ]

@@ -51,7 +51,8 @@ def test_fires_from_before_the_daemon_started_are_downtime(
 
     h = asyncio.run(scenario())
     reasons = _missed_reasons(h, "t")
-    assert reasons and all(r == "the daemon was not running; catchup: none" for r in reasons)
+    expected = "agentcron was not scheduling (stopped, or stopping); catchup: none"
+    assert reasons and all(r == expected for r in reasons)
 
 
 def test_fires_missed_during_a_stall_the_watchdog_saw_say_when_it_was(

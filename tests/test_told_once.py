@@ -455,7 +455,10 @@ def test_a_daemon_back_after_a_day_sends_one_report_of_what_was_missed(
     assert body[0].startswith(f"⚠ {total} runs of 2 tasks did not run (due between "), body
     assert body[1].startswith(f"• heartbeat: {len(records['heartbeat'])} missed — "), body
     assert "catchup: none" in body[1], body
-    hourly = f"• hourly: {len(records['hourly'])} missed — the daemon was not running"
+    hourly = (
+        f"• hourly: {len(records['hourly'])} missed — agentcron was not scheduling (stopped, "
+        "or stopping)"
+    )
     assert body[2].startswith(hourly), body
     assert records["daily"] == []  # its one missed fire ran (catch-up: latest)
     health = {r["name"]: r["health"] for r in rows}

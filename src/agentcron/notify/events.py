@@ -117,6 +117,7 @@ class RunStuck:
     slot_id: int
     running_for: timedelta
     limit: timedelta
+    timeout: timedelta | None = None  # what ends the run if it goes on (said with it)
 
 
 @dataclass(frozen=True, kw_only=True)

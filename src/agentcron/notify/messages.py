@@ -97,7 +97,7 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
         return (
             f"⏳ {task} is taking long",
             f"⏳ {task} has been running for {format_duration(cause.running_for)}, longer than "
-            f"its {format_duration(cause.limit)} limit for a warning.",
+            f"its {format_duration(cause.limit)} limit for a warning.{_left_running(cause, zone)}",
             "warning",
         )
     if isinstance(cause, TaskOverdue):
@@ -119,7 +119,8 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
                 "without producing anything."
                 if cause.count == 1
                 else f"{cause.count} times in a row without producing anything."
-            ),
+            )
+            + "\nIf that is what it should do, set `expect_output: false` on it.",
             "warning",
         )
     if isinstance(cause, SkipStreak) and cause.replaced:
@@ -161,6 +162,19 @@ def _flapping(inc: Incident, cause: Event, zone: ZoneInfo) -> tuple[str, str, Se
         "run a day without failing."
     )
     return f"⚠ {task} keeps failing and recovering", line, "warning"
+
+
+def _left_running(ev: RunStuck, zone: ZoneInfo) -> str:
+    """What happens to a run past its warning: nothing, until its timeout."""
+    if ev.timeout is None:
+        return "\nIt is left running (it has no timeout)."
+    ends = ev.at - ev.running_for + ev.timeout
+    if ends <= ev.at:
+        return ""
+    return (
+        f"\nIt is left running; its timeout ({format_duration(ev.timeout)}) stops it "
+        f"{_at(ends, ev.at, zone)} if it has not ended by then."
+    )
 
 
 def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:

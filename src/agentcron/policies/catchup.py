@@ -54,7 +54,10 @@ def plan_fires(
                 "agentcron was running but its scheduler was late (a stalled loop or an "
                 "overloaded machine)"
             )
-        return "the daemon was not running"
+        # before this daemon's start: none ran, or one was stopping (its runs were
+        # given their grace, its scheduler no longer fired): "not running" was untrue
+        # for the fires of those seconds (outside-in probe)
+        return "agentcron was not scheduling (stopped, or stopping)"
 
     slots: list[NewSlot] = []
     late_in_window: list[datetime] = []

@@ -238,6 +238,7 @@ class Watchdog:
                         slot_id=slot.id,
                         running_for=running_for,
                         limit=rec.spec.stuck_after,
+                        timeout=rec.spec.timeout,
                     ),
                 )
                 # counted as told once the notice is written: a failed write is tried
