@@ -16,26 +16,21 @@ import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.model import Health, IncidentKind
-from agentcron.notify import OutboxSender
-from agentcron.notify.notifier import Notifier
 from agentcron.store.base import Store
-from harness import Harness
-from notify_rig import HOOK, RecordingChannel
+from test_told_once import Rig as Wired
 
 
-class Rig:
+class Rig(Wired):
+    """The daemon's wiring (test_told_once.Rig), an hour at a time."""
+
     def __init__(self, store: Store, clock: FakeClock, home: Path) -> None:
-        self.h = Harness(store, clock, home)
-        self.store, self.clock = store, clock
-        self.notifier = Notifier(store, clock, [HOOK], "UTC")
-        self.notifier.attach(self.h.engine)
-        self.channel = RecordingChannel()
-        self.sender = OutboxSender(store, channel_factory=lambda _url: self.channel, clock=clock)
+        super().__init__(store, clock, home)
         self.told = 0
 
     def scripted(self, plan: str, **spec: Any) -> None:
         """``flaky``, hourly, whose n-th run follows the n-th letter of ``plan`` (f:
-        fails with a 503, o: succeeds; the last letter repeats)."""
+        fails with a 503, x: is refused with a 401, o: succeeds; the last letter
+        repeats)."""
         calls = [0]
 
         def run() -> str:
@@ -43,6 +38,8 @@ class Rig:
             calls[0] += 1
             if step == "f":
                 raise RuntimeError("upstream answered HTTP 503 Service Unavailable")
+            if step == "x":
+                raise RuntimeError("HTTP 401 Unauthorized: invalid API key")
             return "fine"
 
         spec.setdefault("retries", 0)
@@ -154,17 +151,7 @@ def test_a_task_refused_then_fine_run_after_run_flaps_too(rig: Rig) -> None:
     """Outside-in probe: 401, success, 401, success… sent 55 messages in 5 minutes and
     `list` said ok: a failure of a class retrying will not help is a turn too when the
     next run succeeds. Refused two runs in a row, it is told, with the advice."""
-    calls = [0]
-    plan = "xoxoxoxoxxo"
-
-    def run() -> str:
-        step = plan[min(calls[0], len(plan) - 1)]
-        calls[0] += 1
-        if step == "x":
-            raise RuntimeError("HTTP 401 Unauthorized: invalid API key")
-        return "fine"
-
-    rig.h.add("flaky", run, cron="0 * * * *", timezone="UTC", retries=0)
+    rig.scripted("xoxoxoxoxxo")
     lines = rig.hours(5)
     assert [line.split(":")[0] for line in lines] == [
         "✖ flaky failed",
