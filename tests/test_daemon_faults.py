@@ -446,6 +446,50 @@ def test_health_and_doctor_say_a_running_daemon_cannot_use_its_database(
         lock.release()
 
 
+def test_health_during_the_recovery_hold_says_it_schedules_again(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Outside-in probe: for the 30 s after the database came back, while runs fired,
+    `health` said "… cannot use its database …: nothing is being scheduled" (exit 1) and
+    `list` said every task was not firing."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from agentcron.instance_lock import InstanceLock
+    from agentcron.interfaces.cli import app
+
+    home = tmp_path / "home"
+    lock = InstanceLock(home)
+    lock.acquire()
+
+    def health() -> tuple[int, dict[str, Any]]:
+        done = CliRunner().invoke(app, ["--home", str(home), "health", "--json"])
+        return done.exit_code, dict(json.loads(done.stdout))
+
+    try:
+        with Sink() as sink:
+            d = _daemon(tmp_path, sink, monkeypatch, watchdog_interval=0.2, recovery_hold=8.0)
+
+            async def body() -> None:
+                store = _store(d)
+                store.fail("next_times", "heartbeat", "record_tick", error=io_error)
+                await until(lambda: len(_said(sink, "unavailable")) == 1, timeout=30)
+                await until(lambda: health()[1]["scheduling"] is False, timeout=30)
+                store.clear()
+                await until(lambda: "schedules again since" in (health()[1]["problem"] or ""), 30)
+                code, seen = health()
+                assert (code, seen["scheduling"], seen["alive"]) == (0, True, True), seen
+                assert "could not use its database from" in seen["problem"]
+                assert "makes sure the database takes writes again" in seen["problem"]
+                await until(lambda: len(_said(sink, "available again")) == 1, timeout=30)
+                await until(lambda: health()[1]["problem"] is None, timeout=30)
+
+            assert _run(d, body) == 0
+    finally:
+        lock.release()
+
+
 def test_a_heartbeat_that_cannot_be_written_while_ticks_work_is_said_not_fatal(
     tmp_path: Path, monkeypatch: Any
 ) -> None:

@@ -773,6 +773,7 @@ class Daemon:
         # as long as the owner has not been told it is over (the 30 s hold included):
         # `health` must not say "✔ scheduling" between a full disk's passing reads
         outage = self.engine.outage_told() if self.engine is not None else None
+        back = self.engine.healing_since() if self.engine is not None else None
         if outage is not None:
             since, error, database = outage.since, redact(outage.error), outage.database
         elif self._beat_failing is not None and (
@@ -782,9 +783,15 @@ class Daemon:
         else:
             self._trouble_file.say(None)
             return
-        self._trouble_file.say(
-            {"pid": os.getpid(), "since": self._local(since), "error": error, "database": database}
-        )
+        said: dict[str, Any] = {
+            "pid": os.getpid(),
+            "since": self._local(since),
+            "error": error,
+            "database": database,
+        }
+        if outage is not None and back is not None:
+            said["back_since"] = self._local(back)
+        self._trouble_file.say(said)
 
     _file_fault: str | None = None
     _upkeep_in_outage = False  # the checkpoint thread stopped during a told outage

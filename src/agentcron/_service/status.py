@@ -172,8 +172,13 @@ class StatusMixin(ServiceCore):
         live_ticks = [t for node, t in ticks.items() if node in live_nodes]
         newest_live = max(live_ticks, default=None)
         trouble = status["trouble"]
+        # back from an outage, its end held until the database takes writes: its ticks
+        # (recorded, so they write) count, and `list` said "not firing" meanwhile
+        back = trouble is not None and bool(trouble.get("back_since"))
         scheduling = (
-            trouble is None and newest_live is not None and now - newest_live <= DAEMON_STALE_AFTER
+            (trouble is None or back)
+            and newest_live is not None
+            and now - newest_live <= DAEMON_STALE_AFTER
         )
         problem = trouble_words(trouble) or _problem(
             status["alive"],
@@ -346,6 +351,16 @@ def trouble_words(trouble: dict[str, Any] | None) -> str | None:
     if trouble is None:
         return None
     what = "cannot use its database" if trouble.get("database") else "cannot tick"
+    back = trouble.get("back_since")
+    if back:
+        # ticks work again, the end not yet told: runs fire meanwhile, and "nothing is
+        # being scheduled" was false for the whole hold (outside-in probe)
+        was = "could not use its database" if trouble.get("database") else "could not tick"
+        return (
+            f"the daemon (pid {trouble.get('pid', '?')}) {was} from {trouble.get('since', '?')} "
+            f"({trouble.get('error', 'no reason recorded')}) and schedules again since {back}; "
+            "it makes sure the database takes writes again before it says the outage is over"
+        )
     return (
         f"the daemon (pid {trouble.get('pid', '?')}) is running but {what} since "
         f"{trouble.get('since', '?')} ({trouble.get('error', 'no reason recorded')}): nothing "

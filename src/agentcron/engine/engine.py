@@ -588,6 +588,11 @@ class Engine:
             return outage
         return self._healing[0] if self._healing is not None else None
 
+    def healing_since(self) -> datetime | None:
+        """When ticks worked again after the outage being held (see :meth:`_heal`), or
+        None when none is held."""
+        return self._healing[1] if self._healing is not None else None
+
     def outage_covering(self, at: datetime) -> Outage | None:
         """The outage (going on, or among the last ones) during which ``at`` came due."""
         current = self.health.outage

@@ -361,6 +361,8 @@ def health(console: Console, data: dict[str, Any]) -> None:
             f"[green]✔[/] scheduling: last tick {data['last_tick_age_s']}s ago "
             f"({data['runs_in_progress']} run(s) in progress)"
         )
+        if data.get("problem"):  # an outage just over, its end not yet confirmed
+            console.print(f"[yellow]⚠[/] {data['problem']}")
     else:
         console.print(f"[bold red]✖[/] {data['problem']}")
     failing = untold(data)
