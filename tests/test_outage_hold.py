@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from agentcron.clock import FakeClock
 from agentcron.engine.health import PROBE_KEY
@@ -170,3 +171,30 @@ def test_the_outage_told_lasts_until_its_end_is_told(tmp_path: Path) -> None:
     assert engine.outage_told() is told  # but it is not over for the owner yet
     rig.pass_at(46)
     assert engine.outage_told() is None and rig.told[-1].startswith("back at")
+
+
+def test_the_end_told_counts_what_the_first_tick_of_every_gap_recorded(tmp_path: Path) -> None:
+    """Outside-in probe (a full disk): a gap's first tick recorded the slots that came due
+    and the outage went on; the end told later said "No slot came due meanwhile" beside
+    a report of 63 missed runs."""
+    rig = Rig(tmp_path)
+    reports: list[Any] = []
+    rig.h.engine.on_recovery.append(lambda _o, _at, report: reports.append(report))
+    rig.h.add("beat", lambda: "ok", every="5s", retries=0, catchup="none")
+    rig.pass_at(0)
+    rig.fail()
+    for s in (1, 6, 12):
+        rig.pass_at(s)
+    rig.heal()
+    rig.pass_at(20)  # a gap: this tick records what came due since 00:00:00
+    first = sum(1 for s in rig.h.slots("beat") if s.status.value == "missed")
+    assert first > 0
+    rig.fail()
+    rig.pass_at(25)
+    rig.heal()
+    rig.pass_at(40)  # back for good: this tick records what came due since the gap
+    during = sum(1 for s in rig.h.slots("beat") if s.status.value == "missed")
+    assert during > first
+    rig.pass_at(71)  # held 30 s: told, with both ticks' slots
+    (report,) = reports
+    assert report.missed == during

@@ -172,6 +172,9 @@ class Engine:
         # an announced outage that ended, its "available again" held (recovery_hold):
         # (the outage, when ticks worked again, the first tick's report)
         self._healing: tuple[Outage, datetime, TickReport] | None = None
+        # what the first ticks of earlier gaps of the held outage recorded: a recovery
+        # said "No slot came due meanwhile" after a gap's tick had recorded 63 missed
+        self._carried: TickReport | None = None
         # the last outages (outage, when ticks worked again): what kept slots from
         # running, for the reasons of slots recorded missed after them
         self.past_outages: deque[tuple[Outage, datetime]] = deque(maxlen=20)
@@ -550,8 +553,10 @@ class Engine:
         previous = self.health.outage
         if previous is None and self._healing is not None:
             # back for less than recovery_hold: the outage the owner was told of goes
-            # on (its start, its notice), with no "available again" for the gap
-            previous, self._healing = self._healing[0], None
+            # on (its start, its notice), with no "available again" for the gap; what
+            # the gap's first tick recorded is told with the end that holds
+            previous, _, held = self._healing
+            self._healing, self._carried = None, _plus(self._carried, held)
         # An outage begins when the first failing pass began: a call that waited out
         # a busy timeout before failing was already meeting the fault.
         outage = health.after_failure(previous, exc, self._pass_began, self._good_pass_began)
@@ -612,8 +617,9 @@ class Engine:
             outage.failures,
             outage.since.isoformat(timespec="seconds"),
         )
-        if outage.announced:
-            self._healing = (outage, now, report)  # told when it has held (_heal)
+        if outage.announced:  # told when it has held (_heal), with every gap's slots
+            self._healing = (outage, now, _plus(self._carried, report))
+        self._carried = None
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Let runs finish for ``grace`` seconds, then cancel them: each is recorded as
@@ -1380,6 +1386,18 @@ def _removed_task_end(end: EndRecord) -> AttemptOutcome:
         error=f"{how} while its daemon was down; {REMOVED_WHILE_RUNNING}",
         output_path=kept,
         reason=REMOVED_WHILE_RUNNING,
+    )
+
+
+def _plus(carried: TickReport | None, report: TickReport) -> TickReport:
+    """Two ticks' reports as one (the counts added)."""
+    if carried is None:
+        return report
+    return TickReport(
+        **{
+            name: getattr(carried, name) + getattr(report, name)
+            for name in TickReport.__dataclass_fields__
+        }
     )
 
 
