@@ -511,3 +511,40 @@ def test_a_file_being_written_is_read_once_it_stands_still(tmp_path: Path) -> No
             await daemon.close()
 
     asyncio.run(scenario())
+
+
+def test_a_missing_config_that_becomes_a_directory_or_a_fifo_is_said_each_time(
+    tmp_path: Path,
+) -> None:
+    """Outside-in probe: with the file deleted, a directory and then a FIFO put in its
+    place were never looked at (all read as "nothing to read"), and `health` went on
+    saying "file not found"."""
+    import os
+
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(GOOD)
+    daemon = Daemon(
+        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
+    )
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            config.unlink()
+            daemon.reload_if_changed()
+            assert "not found" in (daemon.rejected_config or "")
+            config.mkdir()
+            daemon.reload_if_changed()
+            assert "directory" in (daemon.rejected_config or ""), daemon.rejected_config
+            config.rmdir()
+            os.mkfifo(config)
+            daemon.reload_if_changed()
+            assert "FIFO" in (daemon.rejected_config or ""), daemon.rejected_config
+            config.unlink()
+            config.write_text(GOOD)
+            daemon.reload_if_changed()
+            assert daemon.rejected_config is None
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())

@@ -1205,13 +1205,16 @@ def _say_unwritable_runs(home: Path) -> None:
 
 
 def _stamp(path: Path) -> str | None:
-    """The file's content hash: an edit within one mtime tick is still seen."""
+    """The file's content hash: an edit within one mtime tick is still seen. What
+    cannot be read is stamped by why (missing, a directory, a FIFO…): all of them
+    stamped alike, a missing file that became a directory was never looked at again,
+    and `health` went on saying "file not found" (outside-in probe)."""
     from agentcron.config.loader import read_config_bytes
 
     try:
         return hashlib.sha256(read_config_bytes(path)).hexdigest()
-    except OSError:
-        return None
+    except OSError as exc:
+        return f"unreadable: {type(exc).__name__} {exc.errno}"
 
 
 def _seconds(value: float) -> timedelta:
