@@ -482,6 +482,8 @@ def test_health_during_the_recovery_hold_says_it_schedules_again(
                 assert (code, seen["scheduling"], seen["alive"]) == (0, True, True), seen
                 assert "could not use its database from" in seen["problem"]
                 assert "makes sure the database takes writes again" in seen["problem"]
+                listed = CliRunner().invoke(app, ["--home", str(home), "list", "--json"])
+                assert [t["health"] for t in json.loads(listed.stdout)] != ["not_firing"]
                 await until(lambda: len(_said(sink, "available again")) == 1, timeout=30)
                 await until(lambda: health()[1]["problem"] is None, timeout=30)
 

@@ -51,6 +51,9 @@ class Firing:
     scheduling: bool
     last_tick: datetime | None
     problem: str | None
+    # while it schedules again after an outage whose end is not yet confirmed: that
+    # outage in words (`health` says it beside "✔ scheduling"; tasks are not "not firing")
+    note: str | None = None
 
 
 class StatusMixin(ServiceCore):
@@ -180,6 +183,8 @@ class StatusMixin(ServiceCore):
             and newest_live is not None
             and now - newest_live <= DAEMON_STALE_AFTER
         )
+        if scheduling:
+            return Firing(status, True, last_tick, None, trouble_words(trouble))
         problem = trouble_words(trouble) or _problem(
             status["alive"],
             scheduling,
@@ -203,7 +208,7 @@ class StatusMixin(ServiceCore):
             "scheduling": firing.scheduling,
             "last_tick": iso(last_tick),
             "last_tick_age_s": _age(now - last_tick) if last_tick is not None else None,
-            "problem": firing.problem,
+            "problem": firing.problem or firing.note,
             "nodes": status["nodes"],
             "database": status["database"],
             "runs_in_progress": live.running,
