@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -50,22 +50,12 @@ def check_form(content_type: str, body: bytes) -> None:
         raise BadForm(
             f"the form holds a byte that is not percent-encoded (at byte {exc.start})", 400
         ) from exc
-    try:
-        parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError as exc:
-        field = _field_at(text, exc)
-        raise BadForm(f"the form's field {field!r} is not UTF-8 text", 400) from exc
-
-
-def _field_at(text: str, exc: UnicodeDecodeError) -> str:
-    """The name of the first field whose value does not decode (for the message)."""
-    for pair in text.split("&"):
-        name, _, value = pair.partition("=")
+    for pair in text.split("&"):  # one field at a time, to name the one that is not
         try:
-            parse_qsl(f"x={value}", encoding="utf-8", errors="strict")
-        except UnicodeDecodeError:
-            return name.replace("+", " ")[:40]
-    return "?"
+            parse_qsl(pair, keep_blank_values=True, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError as exc:
+            name = unquote_plus(pair.partition("=")[0], errors="replace")[:40]
+            raise BadForm(f"the form's field {name!r} is not UTF-8 text", 400) from exc
 
 
 def form_route(refuse: Refuse) -> type[APIRoute]:
