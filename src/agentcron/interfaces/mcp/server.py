@@ -9,13 +9,17 @@ has none and reads the caller from each request (:mod:`.http`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import ToolAnnotations
+from pydantic import ValidationError
 
 from agentcron.config.agents import AgentsConfig
-from agentcron.interfaces.mcp.arguments import Server
+from agentcron.interfaces.mcp.arguments import refusal
 from agentcron.interfaces.mcp.policy import Caller
+from agentcron.interfaces.mcp.stdio import unreadable_line
 from agentcron.interfaces.mcp.tools import Tools
 from agentcron.service import Service
 
@@ -48,6 +52,47 @@ _ACTION = (
     "args, kwargs} only when granted. No value may contain ${...} (write $${ for a "
     "literal ${)."
 )
+
+
+class Server(MCPServer):
+    """The SDK's server, with wrong arguments said as :func:`refusal` says them, and
+    over stdio a line that is no message answered (:func:`unreadable_line`)."""
+
+    async def run_stdio_async(self) -> None:
+        lowlevel = getattr(self, "_lowlevel_server", None)
+        if lowlevel is None:  # an SDK that moved it: serve as it serves
+            await super().run_stdio_async()
+            return
+        import anyio
+        from mcp.server.stdio import stdio_server
+        from mcp.shared.message import SessionMessage
+
+        async with stdio_server() as (read_stream, write_stream):
+            send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+
+            async def screen() -> None:
+                async with send:
+                    async for item in read_stream:
+                        if isinstance(item, Exception):
+                            answer = SessionMessage(unreadable_line(item))
+                            await write_stream.send(answer)
+                            continue
+                        await send.send(item)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(screen)
+                await lowlevel.run(receive, write_stream, lowlevel.create_initialization_options())
+                tasks.cancel_scope.cancel()
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            # the SDK's prefix kept, as on every other refusal of a tool
+            raise ToolError(f"Error executing tool {name}: {refusal(cause)}") from cause
 
 
 def build_server(
