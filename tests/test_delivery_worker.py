@@ -203,7 +203,7 @@ def test_a_removed_tasks_delivery_that_gives_up_is_told_once_to_the_top_level_ch
     assert seen[0] is DeliveryStatus.RETRYING and seen[-1] is DeliveryStatus.FAILED
     (message,) = told.sent
     assert message.task == "story" and message.severity == "failure"
-    assert message.body.startswith("✖ story's output could not be delivered after "), message.body
+    assert message.body.startswith("✖ story's output could not be delivered to "), message.body
     assert "HTTP 502 Bad Gateway" in message.body
     assert "/outputs/story/" in message.body and "was removed after that run" in message.body
     assert sqlite_store.incidents(open_only=True) == []

@@ -397,7 +397,7 @@ def test_delivery_failure_retries_escalates_and_recovers() -> None:
     assert feed.texts(notices) == [
         "⚠ story's output could not be delivered to tgram://…: "
         "Telegram answered 502 Bad Gateway. Retrying at 02:07.",
-        "✖ story's output could not be delivered after 4 attempts: "
+        "✖ story's output could not be delivered to tgram://… after 4 attempts: "
         "Telegram answered 502 Bad Gateway; it is kept at "
         "/home/me/.agentcron/outputs/story/2026-03-10T0200.txt.",
     ]
@@ -539,3 +539,128 @@ def test_apply_event_does_not_mutate_its_input() -> None:
     )
     assert before == feed.open and before["failure"].closed_at is None
     assert transition.closed[0].closed_at == local(10, 2, 8)
+
+
+def test_a_new_permanent_cause_inside_an_open_failure_is_told_once() -> None:
+    """A bad key (told), then a context too long, then a quota used up: each needs
+    another fix from the owner, and neither was told (outside-in probe: only the 401
+    was sent, and `list` paired the quota class with the key's sentence). Two causes
+    taking turns are told once each, not once per run."""
+    feed = Feed()
+    auth = replace(
+        rate_limited(1, 1, local(10, 2, 0), None),
+        error_class=ErrorClass.AUTH,
+        explanation="the provider rejected the API key (HTTP 401)",
+        fix="Check the API key.",
+    )
+    context = replace(
+        auth,
+        slot_id=2,
+        at=local(10, 3),
+        error_class=ErrorClass.BAD_REQUEST,
+        explanation="the prompt is longer than the model's context (context_length_exceeded)",
+        fix="shorten the prompt",
+    )
+    quota = replace(
+        auth,
+        slot_id=3,
+        at=local(10, 4),
+        error_class=ErrorClass.QUOTA_EXHAUSTED,
+        explanation="the account has no credit left (insufficient_quota)",
+        fix="add credit to the provider account",
+    )
+    turns = [auth, context, quota] + [
+        replace(e, slot_id=4 + i, at=local(10, 5 + i)) for i, e in enumerate([auth, quota] * 3)
+    ]
+    notices = feed(turns)
+    assert [n.event for n in notices] == [
+        NoticeEvent.OPENED,
+        NoticeEvent.ESCALATED,
+        NoticeEvent.ESCALATED,
+    ]
+    assert feed.texts(notices)[1:] == [
+        "✖ story failed: the prompt is longer than the model's context "
+        "(context_length_exceeded). Retrying will not help — shorten the prompt.",
+        "✖ story failed: the account has no credit left (insufficient_quota). "
+        "Retrying will not help — add credit to the provider account.",
+    ]
+    incident = feed.open["failure"]
+    assert incident.told == ("auth", "bad_request", "quota_exhausted")
+    assert incident.failed_runs == 9
+    # the summary `list` shows is the last cause told, not the first one's words
+    assert incident.summary.startswith("the account has no credit left")
+    # a passing failure in between is counted, not told, and does not reopen a class
+    timeout = replace(rate_limited(20, 1, local(11, 2), local(11, 2, 5)))
+    assert feed([timeout, replace(quota, slot_id=21, at=local(11, 3))]) == []
+
+
+def test_an_incident_saved_before_classes_were_kept_tells_only_a_new_class() -> None:
+    """An open failure read from a database of an earlier version has no told classes:
+    its first and last count as told (not told again after an upgrade)."""
+    feed = Feed()
+    quota = replace(
+        rate_limited(2, 1, local(10, 3), None),
+        error_class=ErrorClass.QUOTA_EXHAUSTED,
+        explanation="the account has no credit left (insufficient_quota)",
+    )
+    feed.open["failure"] = Incident(
+        id=1,
+        task="story",
+        kind=IncidentKind.FAILURE,
+        opened_at=local(10, 2),
+        escalated=True,
+        failed_runs=1,
+        first_error_class=ErrorClass.QUOTA_EXHAUSTED,
+        last_error_class=ErrorClass.QUOTA_EXHAUSTED,
+        summary="the account has no credit left (insufficient_quota)",
+    )
+    assert feed([quota]) == []
+    auth = replace(quota, slot_id=3, error_class=ErrorClass.AUTH, explanation="HTTP 401")
+    assert [n.event for n in feed([auth])] == [NoticeEvent.ESCALATED]
+
+
+def test_each_delivery_target_given_up_is_told_and_the_incident_ends_with_the_last() -> None:
+    """One delivery incident per task: a second target given up while the first one's
+    incident was open was counted, never told, and a target put in place of a failing
+    one was never told failing either; `list` kept naming the old target (outside-in
+    probe)."""
+    feed = Feed()
+    old = DeliveryFailed(
+        task="story",
+        at=local(10, 2, 6),
+        slot_id=1,
+        target_redacted="json://old",
+        error="HTTP 500",
+        gave_up=True,
+    )
+    new = replace(old, slot_id=2, at=local(10, 3), target_redacted="json://new", error="HTTP 503")
+    told = feed([old, new, replace(new, slot_id=3, at=local(10, 4)), replace(old, slot_id=3)])
+    assert feed.texts(told) == [
+        "✖ story's output could not be delivered to json://old after 1 attempt: HTTP 500.",
+        "✖ story's output could not be delivered to json://new after 1 attempt: HTTP 503.",
+    ]
+    incident = feed.open["delivery"]
+    assert incident.told == ("json://old", "json://new")
+    assert incident.summary == (
+        "output could not be delivered to json://new: HTTP 503; also failing: json://old"
+    )
+    # one of the two back: the incident goes on, quietly, for the other
+    back = DeliveryRecovered(
+        task="story",
+        at=local(10, 5),
+        slot_id=4,
+        target_redacted="json://old",
+        targets=("json://old", "json://new"),
+    )
+    assert feed([back]) == []
+    assert feed.open["delivery"].told == ("json://new",)
+    assert feed.open["delivery"].summary == "output could not be delivered to json://new: HTTP 503"
+    # the other one taken out of the config: the next delivery anywhere ends it, and
+    # the end says why, not that a target never failing is "delivered again"
+    closing = feed([replace(back, slot_id=5, at=local(10, 6), targets=("json://old",))])
+    assert feed.texts(closing) == [
+        "✔ story's output was delivered to json://old; json://new, which could not be "
+        "delivered to, is no longer one of its targets. 4 outputs could not be delivered "
+        "meanwhile; they are kept, and `agentcron runs story` shows which."
+    ]
+    assert feed.open == {}

@@ -186,7 +186,8 @@ def test_delivery_gave_up_on_first_try_points_to_the_kept_output() -> None:
     )
     message = render(notice_for(event), BERLIN)
     assert message.body == (
-        "✖ story's output could not be delivered after 1 attempt: connection refused; "
+        "✖ story's output could not be delivered to json://127.0.0.1:9/hook after 1 attempt: "
+        "connection refused; "
         "it is kept at /srv/agentcron/outputs/story/1.txt."
     )
     assert message.severity == "failure"

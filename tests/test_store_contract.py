@@ -880,7 +880,12 @@ def test_incidents_are_saved_with_their_messages_and_one_open_per_kind(store: SQ
     assert store.open_incidents("t") == {"failure": saved}
     assert [i.message.title for i in store.due(T0, 10)] == ["title 1"]
     bumped = replace(
-        saved, count=2, retries=1, last_error_class=ErrorClass.TIMEOUT, updated_at=T0 + MIN
+        saved,
+        count=2,
+        retries=1,
+        last_error_class=ErrorClass.TIMEOUT,
+        updated_at=T0 + MIN,
+        told=("rate_limited", "auth"),  # what the owner was told of, kept in order
     )
     store.save_incidents([bumped], [], T0 + MIN)
     assert store.open_incidents("t")["failure"] == bumped

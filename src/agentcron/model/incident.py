@@ -61,6 +61,10 @@ class Incident:
     reminded_at: datetime | None = None  # last reminder told (remind_after)
     acknowledged_at: datetime | None = None  # an owner said "seen" (API, CLI)
     acknowledged_by: str | None = None
+    # What the owner was told this incident is about, so that a new cause is told and a
+    # known one only counted: the error classes of a failure told so far, the targets
+    # of a delivery given up (and not delivered to since).
+    told: tuple[str, ...] = ()
 
     @property
     def is_open(self) -> bool:

@@ -228,6 +228,7 @@ def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | 
             slot_id=ev.slot_id,
             since=ev.scheduled_for,
             updated_at=ev.at,
+            told=_class_of(ev),
         )
         changes.put("opened", incident)
         return _notice(NoticeEvent.OPENED, incident, cause, closed)
@@ -244,24 +245,53 @@ def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | 
         slot_id=max(ev.slot_id, newest),
         updated_at=ev.at,
     )
+    told = _told_classes(current)
+    news = tuple(c for c in _class_of(ev) if c not in told)
     if hard and not current.escalated:
-        incident = replace(incident, escalated=True, summary=_failure_summary(ev))
+        incident = replace(incident, escalated=True, summary=_failure_summary(ev), told=told + news)
         changes.put("escalated", incident)
         return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
-    if ev.permanent and current.escalated and _turned_permanent(current):
+    if ev.permanent and current.escalated and news and _turned_permanent(current):
         # Told "still retrying each run" (a passing failure that lasts): now retrying
-        # will not help, and only the owner can fix it. Said once per turn.
-        incident = replace(incident, summary=_failure_summary(ev))
+        # will not help, and only the owner can fix it. Said once per class (a task
+        # whose runs take turns timing out and being refused is not told each turn).
+        incident = replace(incident, summary=_failure_summary(ev), told=told + news)
+        changes.put("escalated", incident)
+        return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
+    if hard and current.escalated and news:
+        # Failing for good for a reason not told yet (a quota used up after a bad key,
+        # a context too long): each asks the owner for another fix. Once per class in
+        # an incident, so two causes taking turns cannot send a message per run.
+        incident = replace(incident, summary=_failure_summary(ev), told=told + news)
         changes.put("escalated", incident)
         return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
     if not current.escalated and _persists(incident, ev):
         # Each run is still retried, but the task as a whole is down: the owner hears
         # it once, in words that say how long and how many (not once per slot).
-        incident = replace(incident, escalated=True, summary=_persisting_summary(incident, ev))
+        incident = replace(
+            incident,
+            escalated=True,
+            summary=_persisting_summary(incident, ev),
+            told=told + news,
+        )
         changes.put("escalated", incident)
         return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
     changes.put("updated", incident)
     return _closing_notice(closed, cause)
+
+
+def _class_of(ev: AttemptFailed) -> tuple[str, ...]:
+    return (ev.error_class.value,) if ev.error_class is not None else ()
+
+
+def _told_classes(incident: Incident) -> tuple[str, ...]:
+    """The error classes the owner was told of in this failure incident. One saved
+    before these were kept: its first and last class, taken as told (a class that
+    was only counted is then not told late; a new one is)."""
+    if incident.told:
+        return incident.told
+    seen = (incident.first_error_class, incident.last_error_class)
+    return tuple(dict.fromkeys(c.value for c in seen if c is not None))
 
 
 def _persists(incident: Incident, ev: AttemptFailed) -> bool:
@@ -402,17 +432,33 @@ def _on_streak(
 
 
 _UNDELIVERED = "output could not be delivered to "
+_ALSO = "; also failing: "
 
 
 def _failing_target(incident: Incident) -> str | None:
-    """The target a delivery incident is about (its summary names it)."""
+    """The target a delivery incident's summary names first."""
     if not incident.summary.startswith(_UNDELIVERED):
         return None
     return incident.summary.removeprefix(_UNDELIVERED).split(": ", 1)[0]
 
 
+def failing_targets(incident: Incident) -> tuple[str, ...]:
+    """The targets a delivery incident is about: those whose failure was told and that
+    have not taken an output since (one saved before these were kept: the target its
+    summary names)."""
+    if incident.told:
+        return incident.told
+    first = _failing_target(incident)
+    return (first,) if first is not None else ()
+
+
+def _delivery_summary(ev: DeliveryFailed, failing: tuple[str, ...]) -> str:
+    others = [t for t in failing if t != ev.target_redacted]
+    also = f"{_ALSO}{', '.join(others)}" if others else ""
+    return f"{_UNDELIVERED}{ev.target_redacted}: {ev.error}{also}"
+
+
 def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
-    summary = f"{_UNDELIVERED}{ev.target_redacted}: {ev.error}"
     current = changes.current.get(IncidentKind.DELIVERY)
     if current is None:
         incident = Incident(
@@ -422,9 +468,10 @@ def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
             escalated=ev.gave_up,
             streak=1 if ev.gave_up else 0,  # outputs given up: told at its end
             retries=1 if ev.retry_at is not None else 0,
-            summary=summary,
+            summary=_delivery_summary(ev, ()),
             slot_id=ev.slot_id,
             updated_at=ev.at,
+            told=(ev.target_redacted,),
         )
         changes.put("opened", incident)
         return _notice(NoticeEvent.OPENED, incident, ev)
@@ -436,24 +483,51 @@ def _on_delivery_failed(changes: _Changes, ev: DeliveryFailed) -> Notice | None:
         slot_id=ev.slot_id,
         updated_at=ev.at,
     )
-    if ev.gave_up and not current.escalated:
-        incident = replace(incident, escalated=True, summary=summary)
+    failing = failing_targets(current)
+    if ev.gave_up and (not current.escalated or ev.target_redacted not in failing):
+        # the incident's target given up at last, or another target given up while it
+        # is open (one incident per task: a second target's failures were only counted,
+        # and a target put in place of a failing one was never told failing)
+        if ev.target_redacted not in failing:
+            failing += (ev.target_redacted,)
+        summary = _delivery_summary(ev, failing)
+        incident = replace(incident, escalated=True, summary=summary, told=failing)
         changes.put("escalated", incident)
         return _notice(NoticeEvent.ESCALATED, incident, ev)
     changes.put("updated", incident)
     return None
 
 
+def _still_failing(incident: Incident, left: tuple[str, ...]) -> str:
+    """The summary once only ``left`` fail: its first target's error if that one still
+    fails, else the targets alone."""
+    head = incident.summary.split(_ALSO, 1)[0]
+    first = _failing_target(incident)
+    if first not in left:
+        return f"{_UNDELIVERED}{', '.join(left)}"
+    others = [t for t in left if t != first]
+    return head + (f"{_ALSO}{', '.join(others)}" if others else "")
+
+
 def _on_delivery_recovered(changes: _Changes, ev: DeliveryRecovered) -> Notice | None:
-    """Over when the failing target takes outputs again, or is no longer one of the
-    task's; another target's success says nothing of it (two targets, one down,
+    """Over when every failing target has taken an output again, or is no longer one
+    of the task's; another target's success says nothing of it (two targets, one down,
     made a "✔ delivered" and a "✖ gave up" of every run)."""
     current = changes.current.get(IncidentKind.DELIVERY)
     if current is None:
         return None
-    failing = _failing_target(current)
-    gone = bool(ev.targets) and failing not in ev.targets
-    if failing is not None and failing != ev.target_redacted and not gone:
+    failing = failing_targets(current)
+    left = tuple(
+        t for t in failing if t != ev.target_redacted and (not ev.targets or t in ev.targets)
+    )
+    if left == failing and failing:
+        return None
+    if left:
+        # one of several failing targets is back: the incident goes on for the others
+        changes.put(
+            "updated",
+            replace(current, told=left, summary=_still_failing(current, left), updated_at=ev.at),
+        )
         return None
     return _closing_notice(changes.close(IncidentKind.DELIVERY, ev.at), ev)
 

@@ -43,7 +43,13 @@ from agentcron.notify.events import (
     TaskStarved,
     WorkerLost,
 )
-from agentcron.notify.incidents import Notice, NoticeEvent, downtime, told_down
+from agentcron.notify.incidents import (
+    Notice,
+    NoticeEvent,
+    downtime,
+    failing_targets,
+    told_down,
+)
 from agentcron.policies.budget import describe_usage
 from agentcron.redact import redact
 
@@ -267,7 +273,7 @@ def _delivery_failed(ev: DeliveryFailed, zone: ZoneInfo) -> tuple[str, str, Seve
     if ev.gave_up:
         kept = f"; it is kept at {ev.output_path}" if ev.output_path else ""
         line = (
-            f"✖ {task}'s output could not be delivered after "
+            f"✖ {task}'s output could not be delivered to {ev.target_redacted} after "
             f"{_plural(ev.attempts, 'attempt')}: {_phrase(ev.error)}{kept}."
         )
         return f"✖ {task}: delivery gave up", line, "failure"
@@ -349,6 +355,14 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
         if inc.streak
         else ""
     )
+    failing = failing_targets(inc)
+    if failing and cause.target_redacted not in failing:
+        # the failing targets were taken out of the task's deliver list
+        gone = ", ".join(failing)
+        return (
+            f"{task}'s output was delivered to {cause.target_redacted}; {gone}, which could "
+            f"not be delivered to, is no longer one of its targets.{lost}"
+        )
     if cause.slot_id == inc.slot_id:
         return (
             f"{task}'s output was delivered to {cause.target_redacted} after "

@@ -232,7 +232,7 @@ def attempt_from_row(row: tuple[Any, ...]) -> Attempt:
 INCIDENT_COLUMNS_NO_ID = (
     "task, kind, opened_at, closed_at, escalated, count, failed_runs, retries, "
     "first_error_class, last_error_class, summary, slot_id, since, streak, updated_at, "
-    "reminded_at, acknowledged_at, acknowledged_by"
+    "reminded_at, acknowledged_at, acknowledged_by, told"
 )
 INCIDENT_COLUMNS = "id, " + INCIDENT_COLUMNS_NO_ID
 OUTBOX_COLUMNS = (
@@ -265,6 +265,7 @@ def incident_values(inc: Incident) -> tuple[Any, ...]:
         ts(inc.reminded_at),
         ts(inc.acknowledged_at),
         inc.acknowledged_by,
+        "\n".join(inc.told) or None,
     )
 
 
@@ -289,6 +290,7 @@ def incident_from_row(row: tuple[Any, ...]) -> Incident:
         reminded_at,
         acknowledged_at,
         acknowledged_by,
+        told,
     ) = row
     return Incident(
         id=int(id_),
@@ -310,6 +312,7 @@ def incident_from_row(row: tuple[Any, ...]) -> Incident:
         reminded_at=dt(reminded_at),
         acknowledged_at=dt(acknowledged_at),
         acknowledged_by=acknowledged_by,
+        told=tuple(told.split("\n")) if told else (),
     )
 
 

@@ -283,6 +283,13 @@ MIGRATIONS: list[list[str]] = [
         "JOIN attempts a ON a.slot_id = s.id WHERE s.status = 'succeeded' "
         "AND a.status = 'succeeded' AND a.extra LIKE '%\"empty_output\": false%'",
     ],
+    [
+        # 17: what the owner was told an open incident is about (error classes of a
+        # failure, targets of a delivery given up), one per line: a new cause inside an
+        # open incident (a quota error after a bad key, a second target failing) was
+        # only counted, never told.
+        "ALTER TABLE incidents ADD COLUMN told TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
