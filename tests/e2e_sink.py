@@ -35,6 +35,11 @@ class Post:
     path: str  # without the query string
     body: Any  # parsed JSON, or the raw text when it is not JSON
     status: int
+    key: str | None = None  # its Idempotency-Key header
+
+    @property
+    def title(self) -> str:
+        return str(self.body.get("title") or "") if isinstance(self.body, dict) else ""
 
     @property
     def text(self) -> str:
@@ -50,6 +55,7 @@ class Sink:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fail_left: dict[str, int] = {}
+        self._fail_titled: dict[str, tuple[str, int]] = {}
         self._arrived: dict[str, int] = {}  # posts per path so far, held ones included
         self._hold: tuple[str, int] | None = None
         self._holding = threading.Event()  # the chosen post has arrived and waits
@@ -73,6 +79,12 @@ class Sink:
         """Answer the next ``count`` posts to ``path`` with 503 (0: accept again)."""
         with self._lock:
             self._fail_left[path] = count
+
+    def fail_titled(self, path: str, words: str, count: int = 1) -> None:
+        """Answer the next ``count`` posts to ``path`` whose title holds ``words`` with
+        503 (one part of a split message)."""
+        with self._lock:
+            self._fail_titled[path] = (words, count)
 
     def hold(self, path: str, number: int) -> None:
         """Keep the ``number``-th post to ``path`` (counting from 1, all posts so far
@@ -120,7 +132,7 @@ class Sink:
         self._server.server_close()
         self._thread.join(timeout=10)
 
-    def _answer(self, path: str, body: Any) -> int:
+    def _answer(self, path: str, body: Any, key: str | None = None) -> int:
         with self._lock:
             number = self._arrived[path] = self._arrived.get(path, 0) + 1
             held = self._hold == (path, number)
@@ -133,8 +145,12 @@ class Sink:
             failing = self._fail_left.get(path, 0) > 0
             if failing:
                 self._fail_left[path] -= 1
+            words, left = self._fail_titled.get(path, ("", 0))
+            if left and isinstance(body, dict) and words in str(body.get("title") or ""):
+                self._fail_titled[path] = (words, left - 1)
+                failing = True
             status = 503 if failing else 200
-            self.posts.append(Post(path, body, status))
+            self.posts.append(Post(path, body, status, key))
             return status
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -153,7 +169,8 @@ class Sink:
                     body: Any = json.loads(raw)
                 except ValueError:
                     body = raw
-                status = sink._answer(self.path.split("?", 1)[0], body)
+                key = self.headers.get("Idempotency-Key")
+                status = sink._answer(self.path.split("?", 1)[0], body, key)
                 payload = b'{"ok": true}' if status == 200 else b'{"error": "unavailable"}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

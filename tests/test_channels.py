@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agentcron.model import Message
 from agentcron.notify import (
@@ -451,3 +453,15 @@ def _alive(pid: int) -> bool:
         status = Path(f"/proc/{pid}/stat").read_text().split()[2]
         return status != "Z"
     return False
+
+
+@given(st.text(alphabet="ab\n", max_size=3000), st.integers(min_value=1, max_value=700))
+def test_split_text_keeps_every_character_in_pieces_that_fit(text: str, room: int) -> None:
+    from agentcron.notify.channels import split_text
+
+    pieces = split_text(text, room)
+    assert "".join(pieces) == text
+    assert all(0 < len(p) <= room for p in pieces) or pieces == [""]
+    # a piece ends at a line end when one lies in its second half
+    for piece in pieces[:-1]:
+        assert piece.endswith("\n") or "\n" not in piece[room // 2 :]

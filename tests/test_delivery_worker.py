@@ -260,3 +260,83 @@ def test_every_attempt_of_a_delivery_carries_one_idempotency_key(
     (first,) = keys[retried]
     assert first is not None and first.startswith("agentcron-delivery-")
     assert keys["story"] != keys["other"]
+
+
+def test_a_split_output_resends_only_the_parts_not_taken_each_under_its_own_key(
+    sqlite_store, clock, home: Path
+) -> None:
+    """A long output goes out as parts (Telegram takes 4,096 characters a post). Split by
+    Apprise in one call, one refused part made every part go again on each retry, and
+    no part carried an Idempotency-Key (outside-in probe: parts 1-3 and 5-7 arrived
+    twice). Each part is now a post of its own with a key of its own, the same on
+    every attempt, and a retry starts from the part refused."""
+    from e2e_sink import Sink
+
+    lines = [f"line {n:05d} of the story" for n in range(6000)]
+    story = "\n".join(lines) + "\nTHE-END-MARKER"
+
+    with Sink() as sink:
+        target = sink.url("/story")
+
+        async def scenario() -> None:
+            h = Harness(sqlite_store, clock, home)
+            h.add("story", lambda: story, every="1h", deliver=[target], delivery_backoff=["1m"])
+            clock.advance(timedelta(hours=1))
+            await h.tick()
+            sink.fail_titled("/story", "[2/", 1)
+            worker = DeliveryWorker(sqlite_store, clock, emit=lambda _s, _e: None)
+            await worker.drain_once()
+            await worker.settle(30)
+            clock.advance(timedelta(minutes=2))
+            await worker.drain_once()
+            await worker.settle(30)
+
+        asyncio.run(scenario())
+        posts = [p for p in sink.posts if p.path == "/story"]
+    titles = [p.title for p in posts]
+    total = len({t for t in titles})
+    assert total >= 5, titles  # ~150,000 characters at ~32,000 a post
+    # parts 1 and 2 (refused), then 2 again and the rest: part 1 is not sent twice
+    assert titles[:3] == [f"story [1/{total}]", f"story [2/{total}]", f"story [2/{total}]"]
+    assert titles[3:] == [f"story [{n}/{total}]" for n in range(3, total + 1)]
+    accepted = [p for p in posts if p.status == 200]
+    assert "".join(str(p.body["message"]) for p in accepted).endswith("THE-END-MARKER")
+    keys = [p.key for p in posts]
+    assert all(k is not None and k.startswith("agentcron-delivery-") for k in keys)
+    assert keys[1] == keys[2]  # the retried part: the same key on both attempts
+    assert len(set(keys)) == total  # one key per part
+
+
+def test_an_output_longer_than_is_delivered_says_where_the_rest_is(
+    sqlite_store, clock, home: Path, monkeypatch
+) -> None:
+    """Outputs past MAX_BODY characters were cut without a word: the story's end never
+    arrived and the delivery was recorded done (outside-in probe). The part delivered
+    now ends at a line end and says how long the output is and where it is kept."""
+    import agentcron.delivery.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "MAX_BODY", 1000)
+    channel = Recorder()
+    story = "\n".join(f"line {n:04d}" for n in range(400)) + "\nTHE-END-MARKER"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("story", lambda: story, every="1h", deliver=[TARGET])
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        worker = DeliveryWorker(
+            sqlite_store, clock, emit=lambda _s, _e: None, channel_factory=lambda _u: channel
+        )
+        await worker.drain_once()
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("story")
+    (message,) = channel.sent
+    body, note = message.body.rsplit("\n", 1)
+    assert body.endswith("line 0099") and "THE-END-MARKER" not in message.body
+    size = Path(str(slot.output_path)).stat().st_size
+    assert note == (
+        f"[… cut here: the output is {size:,} bytes, more than is delivered (1,000 "
+        f"characters); all of it is kept at {slot.output_path}]"
+    )

@@ -25,6 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -39,6 +40,7 @@ from agentcron.notify.channels import (
     SendResult,
     channel_for,
     channel_key,
+    message_parts,
 )
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
 from agentcron.notify.outbox import stable_key
@@ -50,7 +52,8 @@ log = logging.getLogger("agentcron.delivery")
 
 DEFAULT_BACKOFF = (timedelta(seconds=60), timedelta(minutes=5), timedelta(minutes=30))
 RECORD_BACKOFF = (0.5, 2.0, 8.0, 20.0)  # ~30 s in all, well within a claim (CLAIM_FOR)
-MAX_BODY = 200_000  # characters read from the kept file; Apprise splits per channel
+MAX_BODY = 200_000  # characters delivered from the kept file, split per channel
+PARTS_REMEMBERED = 10_000
 
 
 @runtime_checkable
@@ -91,6 +94,8 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._faults = FaultLog(log, "delivery pass")  # a database outage: logged once
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # parts of split outputs taken so far, by delivery id: a retry sends the rest
+        self._parts_sent: dict[int, int] = {}
         # seconds between tries of recording an answer the database refused
         self.record_backoff: tuple[float, ...] = RECORD_BACKOFF
         self._away: Callable[[], bool] = lambda: False  # run_forever's hold
@@ -254,19 +259,16 @@ class DeliveryWorker:
         )
         try:
             channel = self.channel_factory(delivery.target)
+            parts = message_parts(channel, message)
             async with asyncio.timeout(SEND_LIMIT):
-                if isinstance(channel, KeyedChannel):
-                    # the same key on every attempt of this delivery: one sent again
-                    # after a worker died mid-send can be dropped by the receiver
-                    result = await channel.send_keyed(message, delivery_key(delivery))
-                else:
-                    result = await channel.send(message)
+                result = await self._send_parts(channel, delivery, parts)
         except TimeoutError:
             result = SendResult(ok=False, error=f"no answer within {SEND_LIMIT:g}s")
         except Exception as exc:  # a channel's bug is a failed attempt, not a lost claim
             result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
         now = self.clock.now()
         if result.ok:
+            self._parts_sent.pop(delivery.id, None)
             if not await self._record(delivery, DeliveryStatus.DELIVERED, attempts, None, None):
                 self._lost_claim(delivery)
                 return
@@ -293,6 +295,8 @@ class DeliveryWorker:
         gave_up = result.permanent or attempts > len(backoff)
         retry_at = None if gave_up else now + backoff[attempts - 1]
         status = DeliveryStatus.FAILED if gave_up else DeliveryStatus.RETRYING
+        if gave_up:
+            self._parts_sent.pop(delivery.id, None)
         if not await self._record(delivery, status, attempts, retry_at, error):
             self._lost_claim(delivery)
             return
@@ -304,6 +308,36 @@ class DeliveryWorker:
             error,
         )
         self._tell(spec, delivery, error, attempts, gave_up=gave_up, retry_at=retry_at)
+
+    async def _send_parts(
+        self, channel: Channel, delivery: Delivery, parts: list[Message]
+    ) -> SendResult:
+        """Send the parts not yet taken, in order, each under a key of its own; a part
+        refused ends the attempt, and the next attempt starts from it (the parts before
+        it are not sent again by this worker)."""
+        key = delivery_key(delivery)
+        total = len(parts)
+        first = self._parts_sent.get(delivery.id, 0) if total > 1 else 0
+        result = SendResult(ok=True)
+        for number in range(first, total):
+            part = parts[number]
+            if isinstance(channel, KeyedChannel):
+                # the same key on every attempt of this part: one sent again after a
+                # worker died mid-send can be dropped by the receiver
+                part_key = key if total == 1 else f"{key}.{number + 1}-of-{total}"
+                result = await channel.send_keyed(part, part_key)
+            else:
+                result = await channel.send(part)
+            if not result.ok:
+                if total > 1:
+                    error = result.error or "the channel refused the message"
+                    result = replace(result, error=f"part {number + 1} of {total}: {error}")
+                break
+            if total > 1:
+                if len(self._parts_sent) >= PARTS_REMEMBERED:
+                    self._parts_sent.clear()  # a bound: deliveries others took over
+                self._parts_sent[delivery.id] = number + 1
+        return result
 
     def _lost_claim(self, delivery: Delivery) -> None:
         """Our claim lapsed during the attempt and another worker took the delivery
@@ -359,8 +393,21 @@ def delivery_key(delivery: Delivery) -> str:
 
 
 def _read(path: str) -> str | None:
+    """The kept output, its first ``MAX_BODY`` characters and a last line that says
+    where the rest is when it is longer (cut without a word, a long story's end was lost
+    and its delivery recorded done); None when the file is gone."""
     try:
         with Path(path).open(encoding="utf-8", errors="replace") as fh:
-            return fh.read(MAX_BODY)
+            text = fh.read(MAX_BODY + 1)
+            if len(text) <= MAX_BODY:
+                return text
+            size = os.fstat(fh.fileno()).st_size
     except OSError:
         return None
+    cut = text[:MAX_BODY]
+    end = cut.rfind("\n", MAX_BODY // 2)
+    cut = cut[:end] if end >= 0 else cut  # at a line end where there is one
+    return (
+        f"{cut}\n[… cut here: the output is {size:,} bytes, more than is delivered "
+        f"({MAX_BODY:,} characters); all of it is kept at {path}]"
+    )

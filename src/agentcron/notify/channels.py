@@ -60,7 +60,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
@@ -136,6 +136,13 @@ def _empty(msg: Message) -> bool:
     return not msg.body.strip()
 
 
+@runtime_checkable
+class SplitChannel(Channel, Protocol):
+    """A channel whose service takes bodies up to a length (see :func:`message_parts`)."""
+
+    def part_room(self, msg: Message) -> int | None: ...
+
+
 class InvalidChannel:
     """A URL nothing can send to: every send fails permanently, and says why."""
 
@@ -173,6 +180,15 @@ class AppriseChannel:
             error = f"{type(exc).__name__}: {exc}"
             return SendResult(ok=False, error=redact(error, self._secrets))
 
+    def part_room(self, msg: Message) -> int | None:
+        """The longest body one post of ``msg`` may have without Apprise splitting it;
+        None when the URL chooses its own ``overflow=`` (or cannot be used)."""
+        plugin = _instantiate(self._url)
+        if plugin is None or plugin.overflow_mode != OverflowMode.SPLIT:
+            return None
+        room = int(plugin.body_maxlen) - len(msg.title) - _PART_MARK - _SPLIT_MARGIN
+        return room if room >= _LEAST_PART else None
+
     def _send_blocking(self, msg: Message, idempotency_key: str | None) -> SendResult:
         plugin = _instantiate(self._url)
         if plugin is None:
@@ -196,6 +212,46 @@ class AppriseChannel:
             reasons = list(dict.fromkeys(entry.message for entry in result.logs()))
             reason = " ".join(reasons[-2:]) or f"{plugin.service_name} refused the message"
             return SendResult(ok=False, error=redact(reason, self._secrets))
+
+
+# Room kept for a part's " [12/34]" in its title.
+_PART_MARK = 12
+# Below this a part is not worth a post of its own: a URL that leaves less room is sent
+# whole, and Apprise does what it can.
+_LEAST_PART = 500
+
+
+def message_parts(channel: Channel, msg: Message) -> list[Message]:
+    """The posts ``msg`` goes out as through ``channel``: a body longer than its service
+    takes is split here, at line ends where it can be, each part titled ``[i/n]``. Split
+    by Apprise, the parts went in one call: one refused part made every part go again
+    on the retry, and none could carry an idempotency key of its own. A URL that sets
+    its own ``overflow=``, and channels that take any length, get the message whole."""
+    if not isinstance(channel, SplitChannel):
+        return [msg]
+    room = channel.part_room(msg)
+    if room is None or len(msg.body) <= room:
+        return [msg]
+    chunks = split_text(msg.body, room)
+    n = len(chunks)
+    return [
+        replace(msg, title=f"{msg.title} [{i}/{n}]", body=chunk)
+        for i, chunk in enumerate(chunks, start=1)
+    ]
+
+
+def split_text(text: str, room: int) -> list[str]:
+    """``text`` in pieces of at most ``room`` characters, each cut after a line end when
+    one lies in its second half (a line is not torn where it need not be)."""
+    pieces: list[str] = []
+    while len(text) > room:
+        cut = text.rfind("\n", room // 2, room)
+        cut = room if cut < 0 else cut + 1
+        pieces.append(text[:cut])
+        text = text[cut:]
+    if text or not pieces:
+        pieces.append(text)
+    return pieces
 
 
 def _patient(plugin: Any, url: str, timeout: float) -> None:
