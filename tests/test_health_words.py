@@ -4,13 +4,17 @@ probe saw `list` say what was not so: `retrying` while no retry waited, and "att
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from agentcron.health import task_health
 from agentcron.model import ErrorClass, Health, Slot, SlotStatus, TaskSpec
 from agentcron.model.incident import Incident, IncidentKind
+from harness import Harness, until
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -97,15 +101,63 @@ def test_a_retry_the_next_fire_comes_before_is_not_promised() -> None:
     assert sentence == "retrying (the next run, at 12:00:30, tries again): server_error"
 
 
-def test_a_retry_under_way_after_a_long_backoff_is_not_called_stuck() -> None:
-    """The slot's start is its first attempt's: the second attempt, begun a minute ago
-    after 40 minutes of backoff, read as running 41 minutes, past stuck_after (30m)."""
+def test_a_running_retry_is_judged_by_its_own_attempts_start() -> None:
+    """The service passes a running retry with its current attempt's start. Begun a
+    minute ago after 40 minutes of backoff it is not stuck; begun 41 minutes ago (a
+    retry that hangs) it is, whatever failure is open (outside-in probe: a hung retry
+    read `retrying` for minutes, with no retry waiting)."""
     running = replace(
-        retrying(1), status=SlotStatus.RUNNING, attempts=2, started_at=NOW - timedelta(minutes=41)
+        retrying(1), status=SlotStatus.RUNNING, attempts=2, started_at=NOW - timedelta(minutes=1)
     )
     word, _ = health(task(retries=3), [running], [failure()])
     assert word is Health.RETRYING
-    first = replace(running, attempts=1)
-    assert health(task(retries=3), [first], [])[0] is Health.STUCK
-    stuck = Incident(task="t", kind=IncidentKind.STUCK, opened_at=NOW, summary="running long")
-    assert health(task(retries=3), [running], [failure(), stuck])[0] is Health.STUCK
+    hung = replace(running, started_at=NOW - timedelta(minutes=41))
+    word, sentence = health(task(retries=3), [hung], [failure()])
+    assert (word, sentence) == (Health.STUCK, "running for 41 min")
+
+
+def test_the_service_reads_a_running_retrys_start_from_its_attempt(
+    sqlite_store, clock, home: Path
+) -> None:
+    """Over the store: the first attempt fails, the retry hangs. A minute into it the
+    task is not stuck; past stuck_after it is (before, never, until the retry ended)."""
+    release = threading.Event()
+
+    def flaky() -> str:
+        if not flaky.failed:  # type: ignore[attr-defined]
+            flaky.failed = True  # type: ignore[attr-defined]
+            raise ConnectionError("the service reset the connection")
+        release.wait(30)
+        return "done"
+
+    flaky.failed = False  # type: ignore[attr-defined]
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        h = Harness(sqlite_store, clock, home)
+        h.add(
+            "flaky",
+            flaky,
+            every="1h",
+            retries=2,
+            retry_backoff={"base": "1m", "jitter": 0},
+            stuck_after="30m",
+        )
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        clock.advance(timedelta(minutes=2))
+        await h.tick(settle=False)  # the retry starts and hangs
+        await until(lambda: h.engine.running == 1)
+        seen = []
+        for wait in (timedelta(minutes=1), timedelta(minutes=31)):
+            clock.advance(wait)
+            h.ticking()
+            view = h.service.show_task("flaky")
+            seen.append((view["health"], view["health_detail"]))
+        release.set()
+        await h.engine.wait_idle(30)
+        return seen
+
+    seen = asyncio.run(scenario())
+    # no notifier runs here, so no failure incident says `retrying`: not stuck is the point
+    assert seen[0][0] == "ok", seen
+    assert seen[1] == ("stuck", "running for 32 min"), seen

@@ -117,11 +117,10 @@ def _active_health(
     """The health a run in progress or an open incident gives, or None when they give
     none (most tasks of a list have neither, and skip this)."""
     for slot in active:
-        # A slot's start is its first attempt's: a retry started long after it (a
-        # backoff of 30 min) read as running all that time and was called stuck. A
-        # retry's own start is the watchdog's to judge: its stuck incident says it.
-        first = slot.attempts <= 1
-        if slot.status is SlotStatus.RUNNING and slot.started_at is not None and first:
+        # ``started_at`` of a running slot here is its current attempt's (the service
+        # passes it so): a retry started long after the first attempt (a backoff of
+        # 30 min) is not stuck for that wait, and a retry that hangs is stuck.
+        if slot.status is SlotStatus.RUNNING and slot.started_at is not None:
             running_for = now - slot.started_at
             if running_for > rec.spec.stuck_after:
                 return Health.STUCK, f"running for {format_duration(running_for)}"

@@ -17,6 +17,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
@@ -217,6 +218,22 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         _settle_budget_health(view)
         return view
 
+    def _current_attempts(self, active: list[Slot]) -> list[Slot]:
+        """``active`` with each running retry's start moved to its current attempt's,
+        as the health words read it: a slot's start is its first attempt's, so a retry
+        that hung was never called stuck (`retrying`, with no retry waiting). One read
+        per running retry, few at any time."""
+        if not any(s.status is SlotStatus.RUNNING and s.attempts > 1 for s in active):
+            return active
+        out = []
+        for slot in active:
+            if slot.status is SlotStatus.RUNNING and slot.attempts > 1:
+                attempts = self.store.attempts(slot.id)
+                if attempts:
+                    slot = replace(slot, started_at=attempts[-1].started_at)
+            out.append(slot)
+        return out
+
     def _view(
         self,
         rec: TaskListing,
@@ -233,7 +250,13 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         zone = zone or self._zone_named(rec.timezone)
         last = latest.last
         health, detail = task_health(
-            rec, active, last, now, lambda: self.period(rec.spec), zone, incidents
+            rec,
+            self._current_attempts(active),
+            last,
+            now,
+            lambda: self.period(rec.spec),
+            zone,
+            incidents,
         )
         if not_firing is not None and health in _WAITS_FOR_A_DAEMON:
             health, detail = Health.NOT_FIRING, not_firing
