@@ -202,6 +202,7 @@ def test_pause_with_reason_resume_and_trigger(client: TestClient, harness: Harne
     assert run.status_code == 202
     body = run.json()
     assert body["status"] == "pending" and body["trigger"] == "manual"
+    assert body["note"].startswith("the daemon")  # what becomes of it (Service.trigger_note)
     assert run.headers["location"] == f"/api/v1/runs/{body['id']}"
     slot = harness.store.get_slot(body["id"])
     assert slot is not None and slot.status is SlotStatus.PENDING  # not waited for

@@ -8,7 +8,7 @@ import asyncio
 import os
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,10 @@ from agentcron.clock import FakeClock
 from agentcron.home import hostname
 from agentcron.interfaces.dashboard import build_router
 from agentcron.model import SlotStatus
+from agentcron.model.budget import Budget, BudgetScope
 from agentcron.model.incident import Incident, IncidentKind
 from agentcron.model.run import NewSlot, NodeInfo
+from agentcron.policies.budget import budget_day
 from harness import Harness
 
 SAME = {"Origin": "http://testserver"}
@@ -558,3 +560,53 @@ def test_an_incident_of_a_home_or_a_node_is_not_a_link_to_a_task_page(
     page = client.get("/incidents").text
     assert "home:box" in page and 'href="/tasks/home%3Abox"' not in page
     assert 'href="/tasks/home:box"' not in page
+
+
+def test_a_notice_in_the_url_is_shown_only_while_the_state_bears_it_out(
+    client: TestClient, harness: Harness
+) -> None:
+    """The notice after a form post was built from the query string alone: a reloaded or
+    crafted link said "'alpha_ok' is paused" of a running task, and "Run #999 … is
+    queued" of no run (outside-in probe). It is now read from the database."""
+    page = client.get("/tasks/alpha_ok?done=paused").text
+    assert "is paused" not in page
+    page = client.get("/?done=triggered&task=alpha_ok&ref=999").text
+    assert "Run #999" not in page
+    scheduled = harness.slots("alpha_ok")[-1]  # a run of the schedule, not one triggered
+    page = client.get(f"/?done=triggered&task=alpha_ok&ref={scheduled.id}").text
+    assert f"Run #{scheduled.id}" not in page
+    page = client.get("/tasks/mid_paused?done=resumed").text
+    assert "is resumed" not in page  # it is paused
+    # a run triggered from the page and ended since: the page says how it ended
+    answer = client.post(
+        "/tasks/alpha_ok/run", data={"back": "list"}, headers=SAME, follow_redirects=False
+    )
+    asyncio.run(harness.tick())
+    page = client.get(answer.headers["location"]).text
+    assert re.search(r"Run #\d+ of &#39;alpha_ok&#39; has ended: succeeded\.", page), page
+
+
+def test_run_now_says_when_the_run_starts_or_why_it_will_not(
+    client: TestClient, harness: Harness
+) -> None:
+    """The page said "it starts at the daemon's next tick" of a run queued behind one in
+    progress, and of one over its budget, which is recorded skipped (outside-in probes);
+    the CLI and the API say the same as the page, from one service method."""
+    answer = client.post("/tasks/alpha_ok/run", data={"back": "task"}, headers=HTMX)
+    assert "the daemon is not running: it starts when `agentcron run` does" in answer.text
+    harness.ticking()
+    answer = client.post("/tasks/alpha_ok/run", data={"back": "task"}, headers=HTMX)
+    assert "is queued; the daemon starts it within a few seconds." in answer.text
+    rec = harness.store.get_task("alpha_ok")
+    assert rec is not None
+    budget = Budget(runs_per_day=1)
+    now = harness.clock.now()
+    harness.store.upsert_task(
+        rec.spec.model_copy(update={"budget": budget}), rec.source, now, rec.next_fire_at
+    )
+    scope = BudgetScope("task:alpha_ok", "task alpha_ok", budget)
+    assert harness.store.reserve_run([scope], budget_day(now, UTC)[0]) is None  # today's run
+    assert harness.service.task_budget("alpha_ok")[0]["used_up"]
+    answer = client.post("/tasks/alpha_ok/run", data={"back": "task"}, headers=HTMX)
+    assert "but the budget" in answer.text and "is used up" in answer.text
+    assert "recorded skipped, over budget, unless the budget is raised first" in answer.text

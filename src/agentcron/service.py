@@ -517,6 +517,22 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 return self.slot_view(slot, self._zone(rec.spec))
         raise ServiceError("could not record the manual run")  # pragma: no cover
 
+    def trigger_note(self, name: str) -> str:
+        """What becomes of a run of ``name`` triggered now, in words, for whoever
+        triggered it (the CLI, the dashboard and the API say the same): a run over budget
+        was announced as starting, then recorded skipped without a word."""
+        if not self.daemon_status()["alive"]:
+            return "the daemon is not running: it starts when `agentcron run` does"
+        spent = next((b for b in self.task_budget(name) if b["used_up"]), None)
+        if spent is not None:
+            return (
+                f"but the budget {spent['label']} is used up ({spent['summary']}): it is "
+                "recorded skipped, over budget, unless the budget is raised first"
+            )
+        if self.waits_behind_a_run(name):
+            return "it starts when the run in progress ends"
+        return "the daemon starts it within a few seconds"
+
     def waits_behind_a_run(self, name: str) -> bool:
         """Whether a run triggered now waits for one of the task's runs in progress (it
         runs one at a time, whatever its overlap policy says of scheduled fires: a

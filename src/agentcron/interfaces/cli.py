@@ -620,8 +620,7 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: str) -> Callabl
 
         with service_for(config, home, db) as svc:
             result = action(svc, task)
-            alive = svc.daemon_status()["alive"] if verb == "triggered" else True
-            behind = verb == "triggered" and svc.waits_behind_a_run(task)
+            note = svc.trigger_note(task) if verb == "triggered" else ""
         if json_out:
             model = getattr(schemas, shape)
             emit_json(
@@ -633,16 +632,7 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: str) -> Callabl
             out.print(
                 f"{verb} {task}"
                 + (
-                    (
-                        f" (run {result['id']} queued; the daemon is not running: it "
-                        "starts when `agentcron run` does)"
-                        if not alive
-                        else f" (run {result['id']} queued behind the run in progress: it "
-                        "starts when that one ends)"
-                        if behind
-                        else f" (run {result['id']} queued; the daemon starts it within "
-                        "a few seconds)"
-                    )
+                    f" (run {result['id']} queued; {note})"
                     if verb == "triggered" and isinstance(result, dict)
                     else ""
                 )

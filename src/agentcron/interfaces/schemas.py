@@ -91,6 +91,15 @@ class RunSummary(_Shape):
     tokens: dict[str, int] = Field(default_factory=dict, description="Model tokens, all attempts")
 
 
+class TriggeredRun(RunSummary):
+    """A run just triggered (``POST /api/v1/tasks/{name}/trigger``)."""
+
+    note: str = Field(
+        description="What becomes of it: when it starts, or why it will not (the daemon "
+        "is not running, a budget is used up)"
+    )
+
+
 class TaskDetail(TaskSummary):
     """``agentcron show TASK`` / ``GET /api/v1/tasks/{name}``."""
 

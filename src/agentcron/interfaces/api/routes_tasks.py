@@ -14,7 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentcron.interfaces.api.deps import get_service
 from agentcron.interfaces.api.problems import problem_responses
-from agentcron.interfaces.schemas import NextFire, Removed, RunSummary, TaskDetail, TaskSummary
+from agentcron.interfaces.schemas import (
+    NextFire,
+    Removed,
+    TaskDetail,
+    TaskSummary,
+    TriggeredRun,
+)
 from agentcron.service import Service
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=problem_responses(400, 404, 422))
@@ -140,11 +146,11 @@ def resume_task(service: ServiceDep, name: str) -> Any:
 
 @router.post(
     "/{name}/trigger",
-    response_model=RunSummary,
+    response_model=TriggeredRun,
     status_code=202,
     summary="Run now; answers with the run at once, without waiting for it",
 )
 def trigger_task(service: ServiceDep, response: Response, name: str) -> Any:
     run = service.trigger(name)
     response.headers["Location"] = f"/api/v1/runs/{run['id']}"
-    return run
+    return {**run, "note": service.trigger_note(name)}

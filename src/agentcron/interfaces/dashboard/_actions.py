@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from agentcron.interfaces.api.deps import get_service
 from agentcron.interfaces.dashboard._form import form_route
 from agentcron.interfaces.dashboard._origin import ForeignOrigin, check_same_origin
-from agentcron.interfaces.dashboard._pages import NOTICES, common
+from agentcron.interfaces.dashboard._pages import common, notice_for
 from agentcron.interfaces.dashboard._render import ServiceDep, is_htmx, render
 from agentcron.service import (
     Actor,
@@ -120,7 +120,7 @@ def _act(
         if done.ref is not None:
             query["ref"] = str(done.ref)
         return RedirectResponse(_back(base, done.task, back, query), status_code=303)
-    message = NOTICES[code].format(task=repr(done.task), ref=done.ref)
+    message = notice_for(service, code, done.task, done.ref) or f"{done.task!r}: done."
     context: dict[str, Any] = {"message": message, "ok": True, "task": None}
     if back == "task":
         context["task"] = service.show_task(done.task)

@@ -287,28 +287,60 @@ def incidents_fragment(request: Request, service: ServiceDep) -> HTMLResponse:
     return render(request, "_incident_rows.html", {"open": [i for i in rows if i["open"]]})
 
 
-# Outcomes a redirect after a form post reports. Only these codes are read from the
-# query string, and the sentence is built here: a crafted link cannot put its own
-# words on the page.
-NOTICES = {
-    "triggered": "Run #{ref} of {task} is queued: it starts at the daemon's next tick.",
-    "paused": "{task} is paused: no new runs start until it is resumed.",
-    "resumed": "{task} is resumed: it runs again from its next scheduled time.",
-    "acknowledged": "Incident #{ref} of {task} is acknowledged: it stays listed until it ends.",
-}
+# Outcomes a form post reports: right after the change (htmx), or on the page a redirect
+# leads to (no JavaScript). Only these codes are read from the query string, and each
+# sentence is built here from what the database says now: a crafted, reloaded or
+# bookmarked link cannot make the page assert what is not so.
+NOTICE_CODES = ("triggered", "paused", "resumed", "acknowledged")
+
+
+def notice_for(service: Service, code: str, task: str, ref: int | None) -> str | None:
+    """The sentence for ``code`` about ``task`` (and run or incident ``ref``), or None
+    when the state no longer bears it out (the task resumed since, another task's run)."""
+    try:
+        shown = service.show_task(task)
+    except ServiceError:
+        return None
+    name = repr(task)
+    if code == "paused":
+        return (
+            f"{name} is paused: no new runs start until it is resumed." if shown["paused"] else None
+        )
+    if code == "resumed":
+        if shown["paused"]:
+            return None
+        return f"{name} is resumed: it runs again from its next scheduled time."
+    if ref is None:
+        return None
+    if code == "acknowledged":
+        try:
+            incident = service.incident(ref)
+        except ServiceError:
+            return None
+        if incident["task"] != task or incident["acknowledged_at"] is None:
+            return None
+        return f"Incident #{ref} of {name} is acknowledged: it stays listed until it ends."
+    try:
+        run = service.run_detail(ref, with_output=False)
+    except ServiceError:
+        return None
+    if run["task"] != task or run.get("trigger") != "manual":
+        return None
+    status = str(run["status"])
+    if status == "pending":
+        return f"Run #{ref} of {name} is queued; {service.trigger_note(task)}."
+    if status == "running":
+        return f"Run #{ref} of {name} is running."
+    if status == "retrying":
+        return f"Run #{ref} of {name} failed and waits for a retry."
+    return f"Run #{ref} of {name} has ended: {status}."
 
 
 def _notice(request: Request, service: Service, task: str | None = None) -> str | None:
-    """The sentence for ``?done=CODE&task=NAME&ref=ID``, or None. The task must exist
-    (the task page passes its own name) and the run or incident id be a number."""
+    """The sentence for ``?done=CODE&task=NAME&ref=ID`` (see :func:`notice_for`)."""
     code = request.query_params.get("done", "")
-    if code not in NOTICES:
+    if code not in NOTICE_CODES:
         return None
-    if task is None:
-        task = request.query_params.get("task", "")
-        try:
-            service.runs(task, 1)  # raises for a name that is not a task
-        except ServiceError:
-            return None
+    task = task if task is not None else request.query_params.get("task", "")
     ref = request.query_params.get("ref", "")
-    return NOTICES[code].format(task=repr(task), ref=ref if ref.isdigit() else "?")
+    return notice_for(service, code, task, int(ref) if ref.isdigit() and len(ref) < 19 else None)
