@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from agentcron.clock import FakeClock
 from agentcron.home import hostname
 from agentcron.interfaces.dashboard import build_router
-from agentcron.model import SlotStatus
+from agentcron.model import ErrorClass, SlotStatus
 from agentcron.model.budget import Budget, BudgetScope
 from agentcron.model.incident import Incident, IncidentKind
 from agentcron.model.run import NewSlot, NodeInfo
@@ -610,3 +610,29 @@ def test_run_now_says_when_the_run_starts_or_why_it_will_not(
     answer = client.post("/tasks/alpha_ok/run", data={"back": "task"}, headers=HTMX)
     assert "but the budget" in answer.text and "is used up" in answer.text
     assert "recorded skipped, over budget, unless the budget is raised first" in answer.text
+
+
+def test_a_failing_task_paused_stays_among_the_tasks_needing_attention(
+    client: TestClient, harness: Harness
+) -> None:
+    now = harness.clock.now()
+    harness.ticking()
+    failure = Incident(
+        task="zeta_broken",
+        kind=IncidentKind.FAILURE,
+        opened_at=now,
+        escalated=True,
+        failed_runs=3,
+        last_error_class=ErrorClass.CODE_ERROR,
+        summary="disk full",
+    )
+    harness.store.save_incidents([failure], [], now)
+    harness.service.pause("zeta_broken", "looking into it")
+    page = client.get("/").text
+    assert "1 needs attention" in page
+    row = page[page.index('data-task="zeta_broken"') :].split("</tr>", 1)[0]
+    assert "while failing: code_error" in row, row
+    problems = client.get("/fragments/tasks", params={"show": "problems"}).text
+    assert task_order(problems) == ["zeta_broken"]
+    summary = client.get("/fragments/tasks/zeta_broken/summary").text
+    assert "while failing: code_error" in summary

@@ -36,6 +36,9 @@ if _missing is not None:
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 SEEN = 15_000  # ms: a refresh is every 5 s; this allows for a loaded 2-core machine
+# the notice after Run now says the run's state when the page was made: the daemon may
+# have started it, or even ended it, by then
+TRIGGERED = re.compile(r"Run #\d+ of 'daily_report' (is queued|is running|has ended)")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,7 @@ def test_run_now_shows_the_run_in_the_history_and_its_output_opens(live: Live, p
     page.goto(live.url + "/tasks/daily_report")
     expect(page.locator("#run-rows")).to_contain_text("No runs yet")
     page.get_by_role("button", name="Run now").click()
-    expect(page.locator("#feedback")).to_contain_text("of 'daily_report' is queued", timeout=SEEN)
+    expect(page.locator("#feedback")).to_contain_text(TRIGGERED, timeout=SEEN)
     row = page.locator("#run-rows tr").first
     expect(row).to_contain_text("succeeded", timeout=SEEN)
     expect(row).to_contain_text("manual")
@@ -113,6 +116,41 @@ def test_pause_with_a_reason_shows_it_and_resume_clears_it(live: Live, page: Pag
     expect(summary).not_to_contain_text("vendor API down", timeout=SEEN)
 
 
+def test_the_counts_above_the_list_follow_a_change_made_elsewhere(live: Live, page: Page) -> None:
+    """The summary line sat outside the refreshed rows: after three pauses made through
+    the API the rows said paused and the line still "3 ok · 2 paused" (outside-in
+    probe). Counts, rows and pages are refreshed together now."""
+    page.goto(live.url + "/")
+    counts = page.locator(".summary .counts")
+    expect(counts).not_to_contain_text("paused")
+    live.service.pause("heartbeat_check", "probe")
+    try:
+        expect(counts).to_contain_text("1 paused", timeout=SEEN)
+    finally:
+        live.service.resume("heartbeat_check")
+    expect(counts).not_to_contain_text("paused", timeout=SEEN)
+
+
+def test_a_frozen_daemon_turns_its_own_page_red_and_back(live: Live, page: Page) -> None:
+    """SIGSTOP: the server takes the connection and never answers, so no refresh failed
+    and the page kept its last rows, all fine, for a minute and more (outside-in probe).
+    A refresh with no answer within 10 s now shows the "cannot reach" banner; the
+    first answer after SIGCONT hides it."""
+    import signal
+
+    assert live.daemon.proc is not None
+    page.goto(live.url + "/")
+    lost = page.locator("#unreachable")
+    expect(lost).to_be_hidden()
+    live.daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        expect(lost).to_be_visible(timeout=40_000)  # a refresh every 5 s + 10 s unanswered
+        expect(lost).to_contain_text("no answer within 10 seconds")
+    finally:
+        live.daemon.proc.send_signal(signal.SIGCONT)
+    expect(lost).to_be_hidden(timeout=40_000)
+
+
 def test_reading_and_acting_work_without_javascript(live: Live, browser: Browser) -> None:
     context = browser.new_context(java_script_enabled=False)
     try:
@@ -121,7 +159,7 @@ def test_reading_and_acting_work_without_javascript(live: Live, browser: Browser
         expect(tab.locator("#task-rows tr").first).to_have_attribute("data-task", "backup_db")
         before = live.service.runs("daily_report", 1)[0]["id"]
         tab.locator('tr[data-task="daily_report"]').get_by_role("button").click()
-        expect(tab.locator("#feedback")).to_contain_text("of 'daily_report' is queued")
+        expect(tab.locator("#feedback")).to_contain_text(TRIGGERED)
         assert tab.url.startswith(live.url + "/?done=triggered")
         wait_run_final(live, "daily_report", after=before)
     finally:

@@ -211,3 +211,45 @@ def test_the_health_sentence_does_not_repeat_the_health_word() -> None:
     assert detail("paused", "paused") is None
     assert detail("overdue", "due since 09:00, not fired") == "due since 09:00, not fired"
     assert detail("delivery_failed", "delivery failed: smtp down") == "smtp down"
+
+
+def test_a_daemon_that_lives_but_does_not_answer_is_not_told_to_be_started_again() -> None:
+    """SIGSTOP: the banner said "stopped answering; start it again with `agentcron run`",
+    which is refused while the process holds the home; `health` said "Send it SIGCONT"
+    (outside-in probe). The banner now says what the service says."""
+    beat = (NOW - timedelta(minutes=2)).isoformat()
+    node = _node(heartbeat_at=beat, last_tick=beat, pid=12315)
+    text = banner({"alive": False, "nodes": [node], "unresponsive_pid": 12315}, NOW)
+    assert text == (
+        "The daemon (pid 12315) is running but not answering (the last tick was 2 min ago): "
+        "nothing is firing. It hangs or is stopped (SIGSTOP): send it SIGCONT, or stop it "
+        "and start `agentcron run` again."
+    )
+    starting = banner({"alive": False, "nodes": [], "starting_pid": 77}, NOW)
+    assert starting == (
+        "The daemon (pid 77) is starting (no tick yet): nothing fires until it ticks."
+    )
+
+
+def test_a_task_paused_while_failing_needs_attention_and_says_why() -> None:
+    """The list showed only "paused", left it out of "need attention" and of the
+    problems filter, though `list` and `doctor` count it as failing (outside-in probe)."""
+    from agentcron.interfaces.dashboard._views import needs_attention, task_row
+
+    task = {
+        "name": "backup",
+        "health": "paused",
+        "health_detail": "paused while failing: code_error: exit 3",
+        "paused": True,
+        "schedule": "0 2 * * *",
+        "next_run": None,
+        "last_run": None,
+    }
+    calm = {**task, "name": "calm", "health_detail": "paused"}
+    assert needs_attention(task) and not needs_attention(calm)
+    row = task_row(task, [], NOW)
+    assert row["problem"] and row["health_detail"] == "while failing: code_error: exit 3"
+    ok = {**calm, "name": "a_ok", "health": "ok", "paused": False, "health_detail": None}
+    failing = {**ok, "name": "z_failing", "health": "failing"}
+    order = [t["name"] for t in sort_tasks([ok, calm, task, failing])]
+    assert order == ["z_failing", "backup", "a_ok", "calm"]

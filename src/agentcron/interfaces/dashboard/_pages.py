@@ -1,9 +1,9 @@
 """The dashboard's pages (GET): the task list, a task, a run and its output, incidents.
 
 Each page that changes by itself also has a fragment route the page polls with
-htmx (``/fragments/…``) returning just the part that moves (a table body by id),
-so rows stay in place and a reader's scroll and focus are kept. Everything comes
-from :class:`agentcron.service.Service` methods.
+htmx (``/fragments/…``) returning just the part that moves (the task list with its
+counts, a table body by id), so rows stay in place and a reader's scroll is kept.
+Everything comes from :class:`agentcron.service.Service` methods.
 """
 
 from __future__ import annotations
@@ -58,11 +58,12 @@ def _task_rows(
     now = service.clock.now()
     tasks = [dict(t) for t in views.sort_tasks(service.list_tasks())]
     counts = Counter(str(t["health"]) for t in tasks)
+    attention = sum(1 for t in tasks if views.needs_attention(t))
     needle = q.strip().lower()
     if needle:
         tasks = [t for t in tasks if needle in _searchable(t)]
     if show == "problems":
-        tasks = [t for t in tasks if t["health"] in views.PROBLEMS]
+        tasks = [t for t in tasks if views.needs_attention(t)]
     elif show == "paused":
         tasks = [t for t in tasks if t["paused"]]
     pages = max(1, -(-len(tasks) // PAGE_SIZE))
@@ -71,7 +72,7 @@ def _task_rows(
     rows = [views.task_row(t, service.runs(str(t["name"]), SPARK_RUNS), now) for t in shown]
     summary = {
         "total": sum(counts.values()),
-        "problems": sum(n for h, n in counts.items() if h in views.PROBLEMS),
+        "problems": attention,
         "counts": sorted(counts.items(), key=lambda kv: views.health_rank(kv[0])),
         "matching": len(tasks),
         "page": page,
@@ -143,8 +144,9 @@ def tasks_fragment(
         show, number = _list_params(show, page)
     except ServiceError as exc:
         return _bad_request(request, service, str(exc))
-    rows, _ = _task_rows(service, q, show, number)
-    return render(request, "_task_rows.html", {"rows": rows, "q": q, "show": show})
+    rows, summary = _task_rows(service, q, show, number)
+    context = {"rows": rows, "summary": summary, "q": q, "show": show}
+    return render(request, "_task_list.html", context)
 
 
 @router.get("/fragments/banner", response_class=HTMLResponse)

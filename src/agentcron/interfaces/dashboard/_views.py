@@ -38,6 +38,18 @@ PROBLEMS = frozenset(HEALTH_ORDER[: HEALTH_ORDER.index("retrying")])
 NOT_RUN = frozenset({"skipped", "missed", "superseded", "expired", "cancelled"})
 
 
+def needs_attention(task: Mapping[str, Any]) -> bool:
+    """A problem word, or paused while its failure is still open: pausing a failing task
+    does not mend it, and the list hid it among the calm paused ones (outside-in probe;
+    `doctor` and `list` count it as failing)."""
+    if task["health"] in PROBLEMS:
+        return True
+    return str(task.get("health_detail") or "").startswith(PAUSED_FAILING)
+
+
+PAUSED_FAILING = "paused while "
+
+
 def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -48,7 +60,15 @@ def health_rank(health: str) -> int:
 
 def sort_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Failing and otherwise unhealthy tasks first, most urgent first, then by name."""
-    return sorted(tasks, key=lambda t: (health_rank(str(t["health"])), str(t["name"])))
+    return sorted(tasks, key=lambda t: (_rank(t), str(t["name"])))
+
+
+def _rank(task: Mapping[str, Any]) -> float:
+    """Paused while failing: last of the problems (the owner chose the pause), above the
+    tasks in hand and the calm ones."""
+    if task["health"] == "paused" and needs_attention(task):
+        return HEALTH_ORDER.index("retrying") - 0.5
+    return health_rank(str(task["health"]))
 
 
 def relative(when: datetime | None, now: datetime) -> str:
@@ -117,13 +137,27 @@ def banner(
             f"A daemon is running but its scheduler's last tick was {_ago(newest, now)}: "
             "nothing is firing. Its log says why; restarting it starts the scheduler afresh."
         )
+    last: Mapping[str, Any] = max(
+        nodes, key=lambda n: str(n.get("last_tick") or n.get("heartbeat_at") or ""), default={}
+    )
+    seen = parse_time(last.get("last_tick")) or parse_time(last.get("heartbeat_at"))
+    ticked = f"the last tick was {_ago(seen, now)}" if seen else "no tick yet"
+    starting = status.get("starting_pid")
+    if starting is not None:
+        return f"The daemon (pid {starting}) is starting ({ticked}): nothing fires until it ticks."
+    silent = status.get("unresponsive_pid")
+    if silent is not None:
+        # its process lives and holds the home: "start it again" would be refused
+        return (
+            f"The daemon (pid {silent}) is running but not answering ({ticked}): nothing is "
+            "firing. It hangs or is stopped (SIGSTOP): send it SIGCONT, or stop it and "
+            "start `agentcron run` again."
+        )
     if not nodes:
         return (
             "No daemon has ever run against this database: nothing is firing. "
             "Start one with `agentcron run`."
         )
-    last = max(nodes, key=lambda n: str(n.get("last_tick") or n.get("heartbeat_at") or ""))
-    seen = parse_time(last.get("last_tick")) or parse_time(last.get("heartbeat_at"))
     stopped = parse_time(last.get("stopped_at"))
     how = (
         f"It was stopped {_ago(stopped, now)}"
@@ -215,8 +249,11 @@ def task_row(
     from agentcron.interfaces.dashboard._words import schedule_in_words
 
     row = dict(task)
-    row["health_detail"] = _without_word(task.get("health_detail"), str(task["health"]))
-    row["problem"] = task["health"] in PROBLEMS
+    detail = _without_word(task.get("health_detail"), str(task["health"]))
+    if task.get("paused") and detail is not None and detail.startswith(PAUSED_FAILING):
+        detail = detail.removeprefix("paused ")  # beside a "paused" badge: "while failing: …"
+    row["health_detail"] = detail
+    row["problem"] = needs_attention(task)
     row["words"] = schedule_in_words(str(task["schedule"]))
     nxt = parse_time(task.get("next_run"))
     row["countdown"] = relative(nxt, now) if nxt and not task.get("paused") else ""

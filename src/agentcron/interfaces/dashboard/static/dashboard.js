@@ -17,6 +17,12 @@
   document.addEventListener("htmx:sendError", function () {
     show("no answer from the server");
   });
+  /* A server that is frozen (SIGSTOP) or hangs takes the connection and never
+     answers: no error comes, and without a timeout (htmx-config in base.html) the
+     page kept its last rows, all looking fine, for as long as that lasted. */
+  document.addEventListener("htmx:timeout", function () {
+    show("no answer within 10 seconds");
+  });
   document.addEventListener("htmx:responseError", function (event) {
     var xhr = event.detail && event.detail.xhr;
     if (xhr && xhr.status >= 500) { show("the server answered " + xhr.status); }
