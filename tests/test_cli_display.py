@@ -237,3 +237,39 @@ def test_logs_says_token_counts_in_words_not_as_a_dict() -> None:
     render.run_detail(Console(file=screen, width=200), run)
     assert "attempt 1: succeeded in 1.5s — tokens: prompt 1,200, completion 50" in screen.getvalue()
     assert "{" not in screen.getvalue()
+
+
+def test_what_a_task_printed_or_holds_is_shown_as_written_not_as_markup() -> None:
+    """Rich read stored text as markup: an error line "[red]boom-error[/red] [x]" showed
+    as "boom-error" (in red), and `show` printed a command "import sys; [print(i) for i
+    in range(3)]; print('END')" as "import sys; ; print('END')" (outside-in probe)."""
+    import io
+
+    from rich.console import Console
+
+    from agentcron.interfaces import render
+
+    said = "[red]boom-error[/red] [x]"
+    run = {"id": 7, "task": "t", "scheduled_for": "2026-06-01T10:00:00+00:00"}
+    run |= {"status": "failed", "reason": None, "attempts": 1, "error_class": "code_error"}
+    run |= {"error": said, "started_at": None, "finished_at": None, "next_attempt_at": None}
+    run |= {"delivery_status": "none", "output": None, "output_path": None}
+    attempt = {"number": 1, "status": "failed", "duration_s": 0.1, "error_class": "code_error"}
+    attempt |= {"error": said, "explanation": f"exit 1: {said}", "started_at": None}
+    attempt["tokens"] = {}
+    command = "import sys; [print(i) for i in range(3)]; print('END')"
+    task = {"name": "t", "source": "file", "action": "command", "schedule": "*/5 * * * *"}
+    task |= {"timezone": "UTC", "health": "failing", "health_detail": f"failing: {said}"}
+    task |= {"paused": True, "pause_reason": "[b]why[/b]", "next": [], "recent_runs": [run]}
+    task["spec"] = {"command": ["python3", "-c", command]}
+    for show in (
+        lambda c: render.runs_table(c, [run]),
+        lambda c: render.run_detail(c, {**run, "attempts_detail": [attempt]}),
+        lambda c: render.task_detail(c, task),
+    ):
+        screen = io.StringIO()
+        show(Console(file=screen, width=250, force_terminal=True, color_system=None))
+        assert said in screen.getvalue(), screen.getvalue()
+    screen = io.StringIO()
+    render.task_detail(Console(file=screen, width=250), task)
+    assert command in screen.getvalue() and "([b]why[/b])" in screen.getvalue()

@@ -98,7 +98,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
     script reading the JSON gets JSON whether the command worked or not."""
     if _globals.json:
         print(json.dumps({"error": message}))
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {rich_escape(message)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -298,7 +298,7 @@ def validate(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
             f"{path} is valid: {len(loaded.tasks)} task(s): {', '.join(sorted(loaded.tasks))}"
         )
         for warning in warnings:
-            err.print(f"[yellow]warning:[/] {warning}")
+            err.print(f"[yellow]warning:[/] {rich_escape(warning)}")
 
 
 @app.command()
@@ -660,7 +660,8 @@ def pause(
     if json_out:
         emit_json(shaped(TaskSummary, view))
     else:
-        out.print(f"paused {task}" + (f" ({view['pause_reason']})" if view["pause_reason"] else ""))
+        reason = f" ({rich_escape(view['pause_reason'])})" if view["pause_reason"] else ""
+        out.print(f"paused {task}{reason}")
 
 
 app.command("resume", help="Schedule a paused task again, from now on.")(
@@ -836,7 +837,7 @@ def notify_test(
             if r["ok"]:
                 out.print(f"[green]✔[/] {r['channel']}: delivered")
             else:
-                err.print(f"[red]✖[/] {r['channel']}: {r['error']}")
+                err.print(f"[red]✖[/] {r['channel']}: {rich_escape(r['error'])}")
     if not all(r["ok"] for r in results):
         raise typer.Exit(1)
 

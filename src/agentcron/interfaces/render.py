@@ -193,11 +193,11 @@ def runs_table(console: Console, rows: list[dict[str, Any]], filtered: bool = Fa
             why += f" (next attempt {_short(r['next_attempt_at'])})"
         table.add_row(
             str(r["id"]),
-            r["task"],
+            Text(r["task"]),
             _short(r["scheduled_for"]),
             Text(r["status"], style=_STATUS_STYLE.get(r["status"], "")),
             str(r["attempts"]),
-            why,
+            Text(why),
             r["delivery_status"] if r["delivery_status"] != "none" else "",
             *(
                 [" / ".join(f"{k} {v}" for k, v in (r.get("tokens") or {}).items())]
@@ -232,15 +232,17 @@ def next_table(
 
 
 def task_detail(console: Console, data: dict[str, Any]) -> None:
-    console.print(f"[bold]{data['name']}[/] ({data['source']}, {data['action']})")
-    console.print(f"  schedule:  {data['schedule']} ({data['timezone']})")
+    # what a task holds or printed is shown as written: "[red]boom[/red]" or "[print(i)
+    # for i in …]" read as markup lost its words (outside-in probe)
+    console.print(f"[bold]{escape(data['name'])}[/] ({data['source']}, {escape(data['action'])})")
+    console.print(f"  schedule:  {escape(data['schedule'])} ({escape(str(data['timezone']))})")
     console.print(
         f"  health:    {data['health']}"
-        + (f" — {data['health_detail']}" if data.get("health_detail") else "")
+        + (f" — {escape(data['health_detail'])}" if data.get("health_detail") else "")
     )
     console.print(
         f"  paused:    {data['paused']}"
-        + (f" ({data['pause_reason']})" if data.get("pause_reason") else "")
+        + (f" ({escape(data['pause_reason'])})" if data.get("pause_reason") else "")
     )
     zone = data.get("timezone")
     nxt = ", ".join(_short(n["local"], zone) for n in data["next"])
@@ -253,15 +255,16 @@ def task_detail(console: Console, data: dict[str, Any]) -> None:
         )
     console.print("  spec:")
     for key, value in sorted(data["spec"].items()):
-        console.print(f"    {key}: {value}")
+        console.print(f"    {key}: {escape(str(value))}")
     if data["recent_runs"]:
         runs_table(console, data["recent_runs"])
 
 
 def run_detail(console: Console, data: dict[str, Any]) -> None:
     console.print(
-        f"[bold]run {data['id']}[/] of {data['task']} scheduled for {data['scheduled_for']}: "
-        f"{data['status']}" + (f" ({data['reason']})" if data.get("reason") else "")
+        f"[bold]run {data['id']}[/] of {escape(data['task'])} scheduled for "
+        f"{data['scheduled_for']}: {data['status']}"
+        + (f" ({escape(data['reason'])})" if data.get("reason") else "")
     )
     for a in data["attempts_detail"]:
         if a["duration_s"] is not None:
@@ -275,7 +278,7 @@ def run_detail(console: Console, data: dict[str, Any]) -> None:
         if a["tokens"]:  # "prompt 100, completion 50", not a Python dict
             counts = ", ".join(f"{k} {v:,}" for k, v in a["tokens"].items())
             line += f" — tokens: {counts}"
-        console.print(line)
+        console.print(line, markup=False, highlight=False)
     for d in data.get("deliveries") or []:
         line = f"  delivery to {d['target']}: {d['status']} ({d['attempts']} attempt(s))"
         if d.get("next_attempt_at") and d["status"] in ("pending", "retrying"):
@@ -313,7 +316,7 @@ def _control(c: str) -> bool:
 def doctor(console: Console, report: dict[str, Any]) -> None:
     for check in report["checks"]:
         mark = {"ok": "[green]✔[/]", "warn": "[yellow]![/]", "fail": "[red]✖[/]"}[check["status"]]
-        console.print(f"{mark} {check['name']}: {check['message']}")
+        console.print(f"{mark} {check['name']}: {escape(check['message'])}")
 
 
 def incidents_table(console: Console, rows: list[dict[str, Any]], zone: str | None = None) -> None:
@@ -328,12 +331,12 @@ def incidents_table(console: Console, rows: list[dict[str, Any]], zone: str | No
         state = "open" + (", escalated" if r["escalated"] else "") if r["open"] else "closed"
         table.add_row(
             str(r["id"]),
-            r["task"],
+            Text(r["task"]),
             r["kind"],
             Text(state, style="bold red" if r["open"] else "dim"),
             _short(r["opened_at"], zone),
-            r["summary"],
-            f"{r['acknowledged_by']} {_short(r['acknowledged_at'], zone)}"
+            Text(r["summary"]),
+            Text(f"{r['acknowledged_by']} {_short(r['acknowledged_at'], zone)}")
             if r["acknowledged_at"]
             else "",
         )
@@ -342,9 +345,11 @@ def incidents_table(console: Console, rows: list[dict[str, Any]], zone: str | No
 
 def incident_detail(console: Console, data: dict[str, Any], zone: str | None = None) -> None:
     state = "open" if data["open"] else f"closed {_short(data['closed_at'], zone)}"
-    console.print(f"[bold]incident {data['id']}[/] of {data['task']}: {data['kind']}, {state}")
+    console.print(
+        f"[bold]incident {data['id']}[/] of {escape(data['task'])}: {data['kind']}, {state}"
+    )
     console.print(f"  opened:    {_short(data['opened_at'], zone)}")
-    console.print(f"  summary:   {data['summary']}")
+    console.print(f"  summary:   {escape(data['summary'])}")
     console.print(
         f"  events:    {data['count']} ({data['failed_runs']} failed runs, "
         f"{data['retries']} retries)" + (", escalated" if data["escalated"] else "")
@@ -362,9 +367,9 @@ def health(console: Console, data: dict[str, Any]) -> None:
             f"({data['runs_in_progress']} run(s) in progress)"
         )
         if data.get("problem"):  # an outage just over, its end not yet confirmed
-            console.print(f"[yellow]⚠[/] {data['problem']}")
+            console.print(f"[yellow]⚠[/] {escape(data['problem'])}")
     else:
-        console.print(f"[bold red]✖[/] {data['problem']}")
+        console.print(f"[bold red]✖[/] {escape(data['problem'])}")
     failing = untold(data)
     if failing:
         console.print(
@@ -395,9 +400,9 @@ def health(console: Console, data: dict[str, Any]) -> None:
         mark = "[green]✔[/]" if p["state"] == "over" else "[yellow]![/]"
         console.print(
             f"  {mark} provider {p['name']}: {p['state']} until {_short(p['until'])} "
-            f"({p['reason']})"
+            f"({escape(p['reason'])})"
         )
-    console.print(f"  database: {data['database']}")
+    console.print(f"  database: {escape(data['database'])}")
 
 
 def untold(data: dict[str, Any]) -> list[str]:
@@ -417,11 +422,11 @@ def audit_table(console: Console, rows: list[dict[str, Any]]) -> None:
         table.add_row(
             str(r["id"]),
             _short(r["at"]),
-            r["actor"],
+            Text(r["actor"]),
             r["via"],
             r["action"],
-            r["task"] or "",
-            _change(r["before"], r["after"]),
+            Text(r["task"] or ""),
+            Text(_change(r["before"], r["after"])),
         )
     console.print(table)
 
