@@ -9,20 +9,30 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import agentcron.actions.command as command_module
 import agentcron.engine.runner as runner_module
 from agentcron.model import ErrorClass, SlotStatus
 from harness import Harness
 
 
-def _full(_path: str) -> int:
-    raise OSError(errno.ENOSPC, "No space left on device", "/home/outputs/t/1.log")
-
-
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.ENOSPC, "No space left on device"),
+        # an immutable folder (chattr +i): was "agentcron itself failed … Retrying will
+        # not help", not a storage problem (outside-in probe)
+        (errno.EPERM, "Operation not permitted"),
+    ],
+)
 def test_an_output_file_that_cannot_be_made_is_retried_as_a_storage_problem(
-    sqlite_store: Any, clock: Any, home: Path, monkeypatch: Any
+    sqlite_store: Any, clock: Any, home: Path, monkeypatch: Any, code: int, words: str
 ) -> None:
-    monkeypatch.setattr(command_module, "open_output", _full)
+    def refused(_path: str) -> int:
+        raise OSError(code, words, "/home/outputs/t/1.log")
+
+    monkeypatch.setattr(command_module, "open_output", refused)
 
     async def scenario() -> Harness:
         h = Harness(sqlite_store, clock, home)
@@ -36,7 +46,7 @@ def test_an_output_file_that_cannot_be_made_is_retried_as_a_storage_problem(
     assert slot.status is SlotStatus.RETRYING
     assert slot.error_class is ErrorClass.WORKER_LOST
     assert "could not write the run's files" in (slot.error or "")
-    assert "No space left on device" in (slot.error or "")
+    assert words in (slot.error or "")
 
 
 def test_a_file_where_the_tasks_output_folder_belongs_is_a_storage_problem(

@@ -9,14 +9,16 @@ disk check says full), the real notifier, outbox and a recording channel.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import agentcron.engine.runner as runner_module
 from agentcron.clock import FakeClock
 from agentcron.home import hostname
-from agentcron.model import IncidentKind, SlotStatus
+from agentcron.model import Incident, IncidentKind, SlotStatus
 from agentcron.model.failure import STORAGE_FAULT
 from agentcron.store.base import Store
 from test_told_once import Rig
@@ -70,6 +72,7 @@ def test_a_full_disk_is_one_message_for_every_task_and_one_when_files_are_writte
     assert opened.startswith(f"✖ agentcron cannot write runs' files on {hostname()}: "), opened
     assert f"the disk holding {home / 'outputs'} is full" in opened
     assert "Runs of 3 tasks (a, b, c) failed for it" in opened
+    assert "until there is room. Free space in agentcron's home;" in opened
     assert closed.startswith(f"✔ agentcron writes runs' files on {hostname()} again after "), closed
     assert "of 3 tasks (a, b, c) failed meanwhile" in closed
     # Each task's runs are recorded as what they were; no task has an incident of its own.
@@ -200,3 +203,23 @@ def test_the_daemons_write_of_its_own_fails_on_a_folder_it_cannot_write(tmp_path
     assert takes_writes(str(outputs)) and list(outputs.iterdir()) == []  # leaves nothing
     (tmp_path / "file").write_text("not a folder")
     assert not takes_writes(str(tmp_path / "file" / "outputs"))
+
+
+@pytest.mark.parametrize(
+    ("what", "fix"),
+    [
+        ("[Errno 30] Read-only file system: '/h/outputs/t'", "Mount agentcron's home read-write"),
+        ("[Errno 1] Operation not permitted: '/h/outputs/t/1.log'", "chattr -i"),
+        ("[Errno 20] Not a directory: '/h/outputs/t/1.log'", "move it"),
+    ],
+)
+def test_the_storage_message_asks_for_the_fix_its_error_needs(what: str, fix: str) -> None:
+    """ "Free space" was the advice whatever the error: a read-only home, an immutable
+    folder, a file where a folder belongs (outside-in probe)."""
+    from agentcron.notify.messages import render_storage
+
+    incident = Incident(
+        task="home:box", kind=IncidentKind.STORAGE, opened_at=datetime(2026, 6, 1, tzinfo=UTC)
+    )
+    body = render_storage(incident, what, datetime(2026, 6, 1, tzinfo=UTC), opened=True).body
+    assert fix in body and "Free space" not in body, body

@@ -211,6 +211,7 @@ _STORAGE_ERRNOS = frozenset(
         errno.ENOSPC,
         errno.EROFS,
         errno.EACCES,
+        errno.EPERM,  # an immutable file or folder (chattr +i), a security module's refusal
         errno.EDQUOT,
         errno.EIO,
         errno.ENOTDIR,

@@ -536,6 +536,36 @@ def render_provider(
     return _not_a_tasks(title, line, IncidentKind.PROVIDER, event, severity)
 
 
+# What the error of the home's storage asks of the owner: (until when runs fail, what
+# to do), by words of the system's error (strerror); "free space" for a read-only home
+# or a file in a folder's place sent the owner to the wrong fix (outside-in probe).
+_STORAGE_FIXES = (
+    (("No space", "quota", "is full"), "until there is room", "Free space in agentcron's home"),
+    (
+        ("Read-only",),
+        "until it is writable again",
+        "Mount agentcron's home read-write again",
+    ),
+    (
+        ("Permission denied", "Operation not permitted"),
+        "until agentcron may write there",
+        "Give the daemon's user write access to its home (and clear an immutable flag: chattr -i)",
+    ),
+    (
+        ("Not a directory", "Is a directory", "File exists"),
+        "until what stands in the way is moved",
+        "Something sits where one of agentcron's files or folders belongs: move it",
+    ),
+)
+
+
+def _storage_fix(what: str) -> tuple[str, str]:
+    for words, until, advice in _STORAGE_FIXES:
+        if any(w.lower() in what.lower() for w in words):
+            return until, advice
+    return "until it is mended", "Free space in agentcron's home, or make it writable"
+
+
 def render_storage(incident: Incident, what: str | None, now: datetime, *, opened: bool) -> Message:
     """The home's storage failing runs (``what``: what could not be written), told once
     for every task it hits, and its end with what it cost (see :mod:`.storage`); an end
@@ -547,11 +577,11 @@ def render_storage(incident: Incident, what: str | None, now: datetime, *, opene
     severity: Severity
     if opened:
         title = f"✖ agentcron cannot write runs' files on {where}"
+        until, advice = _storage_fix(what or "")
         line = (
             f"{title}: {what}. Runs of {hit} failed for it (retried as each task's "
-            "`retries` allow); any task's run that writes files fails the same way until "
-            "there is room. Free space in agentcron's home (or make it writable); you are "
-            "told when runs write their files again."
+            "`retries` allow); any task's run that writes files fails the same way "
+            f"{until}. {advice}; you are told when runs write their files again."
         )
         event, severity = "opened", "failure"
     else:
