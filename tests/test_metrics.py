@@ -329,3 +329,21 @@ def test_a_failing_channel_shows_as_down(world: tuple[Harness, Metrics]) -> None
     h.store.mark_sent(item.id, now + timedelta(minutes=1))
     got = by_label(samples(metrics.render().decode()), "agentcron_channel_up")
     assert got == {("json://hook",): 1.0}, got
+
+
+def test_a_removed_tasks_last_success_leaves_the_scrape(world: tuple[Harness, Metrics]) -> None:
+    """Its series stayed until the daemon restarted, and an alert on its age fired for
+    a task that no longer exists (outside-in probe). Removed tasks are looked for every
+    PRUNE_EVERY seconds of the scrapes."""
+    from agentcron.metrics import PRUNE_EVERY
+
+    h, metrics = world
+    now = [1000.0]
+    metrics._monotonic = lambda: now[0]
+    metrics.bind(h.service)
+    name = "agentcron_last_success_timestamp_seconds"
+    assert ("ok",) in by_label(samples(metrics.render().decode()), name)
+    h.service.remove("ok")
+    now[0] += PRUNE_EVERY
+    left = by_label(samples(metrics.render().decode()), name)
+    assert ("ok",) not in left and ("lagging",) in left

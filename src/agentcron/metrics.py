@@ -40,6 +40,7 @@ log = logging.getLogger("agentcron.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FAILED_DELIVERIES_EVERY = 30.0  # seconds between counts of failed deliveries
+PRUNE_EVERY = 30.0  # seconds between looks for removed tasks' series
 LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600)
 
@@ -52,6 +53,8 @@ class GaugeSource(Protocol):
     def failed_deliveries(self) -> int: ...
 
     def last_success_times(self) -> dict[str, datetime]: ...
+
+    def task_names(self) -> list[str]: ...
 
 
 class Metrics:
@@ -104,6 +107,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._source: GaugeSource | None = None
         self._last_success: dict[str, float] = {}
+        self._pruned = -PRUNE_EVERY  # monotonic time of the last look for removed tasks
         self._seeded = False
         self._failed: tuple[float, int] | None = None  # (monotonic time, count)
         self._health: Callable[[], Outage | None] | None = None
@@ -205,6 +209,15 @@ class Metrics:
                     ts = at.timestamp()
                     self._last_success[task] = max(ts, self._last_success.get(task, 0.0))
                 self._seeded = True
+        now = self._monotonic()
+        if now - self._pruned >= PRUNE_EVERY:
+            # a removed task's series went on until a restart, and an alert on its
+            # staleness fired for a task that no longer exists (outside-in probe)
+            names = set(source.task_names())
+            self._pruned = now
+            with self._lock:
+                for task in [t for t in self._last_success if t not in names]:
+                    del self._last_success[task]
         with self._lock:
             return dict(self._last_success)
 

@@ -265,6 +265,9 @@ class StatusMixin(ServiceCore):
     def last_success_times(self) -> dict[str, datetime]:
         return self.store.last_success_times()
 
+    def task_names(self) -> list[str]:
+        return self.store.task_names()
+
     def channel_health(self) -> list[dict[str, Any]]:
         return [
             {
