@@ -29,8 +29,9 @@ can drop the resend that follows a crash between its answer and our record of it
 (the delivery worker does the same with each delivery of an output).
 ``json://``, ``xml://`` and ``form://`` (and their ``s`` forms) send it as an
 ``Idempotency-Key`` HTTP header, unless the URL sets that header itself (``+Idempotency-Key=…``)
-or the message is long enough to be split into several posts (one key on every
-part would make a receiver drop all but the first); a ``command:`` script gets
+or the message is long enough for Apprise to split it into several posts (one key on
+every part would make a receiver drop all but the first; a delivered output is split
+here instead, by :func:`message_parts`, each part with a key of its own); a ``command:`` script gets
 it as ``AGENTCRON_IDEMPOTENCY_KEY`` in its environment. The other Apprise
 services (chat platforms, e-mail) have no such field, so a resend shows up there.
 
