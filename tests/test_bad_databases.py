@@ -441,7 +441,7 @@ def test_a_command_does_not_upgrade_the_database_under_an_older_daemon(
     home.mkdir()
     store = SQLiteStore(home / "agentcron.db")
     with store._tx() as db:  # as the version before the last migration left it
-        db.execute("DROP TABLE task_outputs")
+        db.execute("ALTER TABLE incidents DROP COLUMN told")
     old = SCHEMA_VERSION - 1
     store.set_meta("schema_version", str(old))
     store.close()

@@ -195,6 +195,7 @@ def test_opening_a_database_ends_the_retries_such_runs_left_waiting(home: Path) 
         db.execute("DELETE FROM tasks WHERE name = 'gone'")
         db.execute("ALTER TABLE slots DROP COLUMN stop_asked")  # as version 13 had it
         db.execute("DROP TABLE task_outputs")
+        db.execute("ALTER TABLE incidents DROP COLUMN told")
     store.set_meta("schema_version", "13")
     store.close()
     again = SQLiteStore(path)

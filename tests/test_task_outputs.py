@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agentcron.clock import FakeClock
 from agentcron.store.base import Store
+from agentcron.store.migrations import SCHEMA_VERSION
 from agentcron.store.sqlite import SQLiteStore
 from harness import Harness
 
@@ -69,6 +70,7 @@ def test_opening_an_older_database_fills_the_record_from_its_history(home: Path)
     _run_printer_and_silent(store, clock, home)
     with store._tx() as db:  # as version 15 had it
         db.execute("DROP TABLE task_outputs")
+        db.execute("ALTER TABLE incidents DROP COLUMN told")  # as migration 17 adds it
     store.set_meta("schema_version", "15")
     store.close()
     again = SQLiteStore(path)
@@ -77,7 +79,7 @@ def test_opening_an_older_database_fills_the_record_from_its_history(home: Path)
         version = again.get_meta("schema_version")
     finally:
         again.close()
-    assert version == "16"
+    assert version == str(SCHEMA_VERSION)
     rows = sqlite3.connect(path).execute("SELECT task FROM task_outputs").fetchall()
     assert rows == [("printer",)]  # filled once, nothing twice
 
