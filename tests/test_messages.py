@@ -275,3 +275,26 @@ def test_a_long_run_and_empty_runs_say_what_happens_next() -> None:
         "⚠ story succeeded 3 times in a row without producing anything.",
         "If that is what it should do, set `expect_output: false` on it.",
     ]
+
+
+def test_one_output_given_up_is_said_in_the_singular() -> None:
+    """ "1 output could not be delivered meanwhile; they are kept" (outside-in probe)."""
+    from agentcron.model import Incident, IncidentKind
+    from agentcron.notify import DeliveryRecovered
+
+    incident = Incident(
+        task="story",
+        kind=IncidentKind.DELIVERY,
+        opened_at=local(10, 2),
+        escalated=True,
+        streak=1,
+        summary="output could not be delivered to json://h: HTTP 500",
+        slot_id=1,
+        told=("json://h",),
+    )
+    back = DeliveryRecovered(task="story", at=local(10, 3), slot_id=2, target_redacted="json://h")
+    closed = apply_event({"delivery": incident}, back, BERLIN).notice
+    assert closed is not None
+    assert (
+        "1 output could not be delivered meanwhile; it is kept, and" in render(closed, BERLIN).body
+    )
