@@ -44,3 +44,21 @@ def test_resuming_a_task_that_is_not_paused_keeps_its_due_fire(
     assert not view["paused"]
     assert sqlite_store.get_task("nightly").next_fire_at == due  # type: ignore[union-attr]
     assert service.audit("nightly") == audited
+
+
+def test_an_update_that_changes_nothing_writes_and_audits_nothing(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """An empty PATCH {} was written to the audit trail as a task.update (outside-in
+    probe), and re-stored the task as if changed."""
+    service = Service(sqlite_store, home, clock)
+    service.add_task("t", {"every": "1h", "command": ["true"]})
+    audited = service.audit("t")
+    before = sqlite_store.get_task("t")
+    clock.advance(timedelta(minutes=5))
+    for patch in ({}, {"every": "1h"}, {"command": ["true"]}):
+        service.update_task("t", patch)
+    assert service.audit("t") == audited
+    assert sqlite_store.get_task("t") == before
+    service.update_task("t", {"every": "2h"})  # a real change is audited
+    assert service.audit("t")[0]["action"] == "task.update"

@@ -397,6 +397,10 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             else:
                 raw[key] = value
         spec = self._validate(name, raw)
+        if spec == rec.spec:
+            # nothing changes (an empty patch, or values it has): nothing is written, and
+            # the audit keeps no change that was none (as pause and resume do)
+            return self._task_view(rec)
         self._store_spec(spec)
         self._audit("task.update", name, spec_view(rec.spec), spec_view(spec))
         self._changed()
