@@ -273,3 +273,10 @@ def test_what_a_task_printed_or_holds_is_shown_as_written_not_as_markup() -> Non
     screen = io.StringIO()
     render.task_detail(Console(file=screen, width=250), task)
     assert command in screen.getvalue() and "([b]why[/b])" in screen.getvalue()
+
+
+def test_pause_says_the_waiting_runs_it_cancels(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("trigger", "fast")
+    said = cli("pause", "fast", "--reason", "[vendor] down")
+    assert "paused fast ([vendor] down)" in said, said
+    assert re.search(r"run \d+, waiting to start will not run: a paused task's", said), said

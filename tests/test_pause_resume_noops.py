@@ -62,3 +62,28 @@ def test_an_update_that_changes_nothing_writes_and_audits_nothing(
     assert sqlite_store.get_task("t") == before
     service.update_task("t", {"every": "2h"})  # a real change is audited
     assert service.audit("t")[0]["action"] == "task.update"
+
+
+def test_a_pause_says_which_waiting_runs_it_cancels(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """The owner was last told "Retrying at 10:05"; a pause cancelled that retry without
+    a word anywhere (outside-in probe). `agentcron pause` now says what it cancels."""
+    from agentcron.store._rows import ts
+
+    service = Service(sqlite_store, home, clock)
+    service.add_task("t", {"every": "1h", "command": ["true"], "timezone": "UTC"})
+    assert service.pause_cancels("t") is None
+    run = service.trigger("t")
+    retry_at = clock.now() + timedelta(minutes=5)
+    with sqlite_store._tx() as db:  # type: ignore[attr-defined]
+        db.execute(
+            "UPDATE slots SET status = 'retrying', attempts = 1, next_attempt_at = ? WHERE id = ?",
+            (ts(retry_at), run["id"]),
+        )
+    later = service.trigger("t")
+    said = service.pause_cancels("t")
+    assert said == (
+        f"run {run['id']}'s retry at {retry_at:%H:%M:%S}; run {later['id']}, waiting to "
+        "start will not run: a paused task's waiting runs are cancelled"
+    )

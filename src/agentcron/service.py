@@ -472,6 +472,24 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         self._audit("task.pause", name, before, {"paused": True, "reason": reason})
         return self._task_view(self._task(name))
 
+    def pause_cancels(self, name: str) -> str | None:
+        """What pausing ``name`` now cancels, in words, or None: its runs waiting to start
+        or for a retry (the owner's last word may be "Retrying at 10:05", which then never
+        comes; the engine cancels them within seconds of the pause)."""
+        rec = self._task(name)
+        zone = self._zone(rec.spec)
+        said = []
+        for slot in self.store.active_slots(name):
+            if slot.status is SlotStatus.RETRYING and slot.next_attempt_at is not None:
+                said.append(
+                    f"run {slot.id}'s retry at {slot.next_attempt_at.astimezone(zone):%H:%M:%S}"
+                )
+            elif slot.status in (SlotStatus.PENDING, SlotStatus.RETRYING):
+                said.append(f"run {slot.id}, waiting to start")
+        if not said:
+            return None
+        return f"{'; '.join(said)} will not run: a paused task's waiting runs are cancelled"
+
     @_one_at_a_time
     def resume(self, name: str) -> dict[str, Any]:
         rec = self._task(name)

@@ -656,12 +656,15 @@ def pause(
     from agentcron.interfaces.schemas import TaskSummary, shaped
 
     with service_for(config, home, db) as svc:
+        cancels = svc.pause_cancels(task)
         view = svc.pause(task, reason)
     if json_out:
         emit_json(shaped(TaskSummary, view))
     else:
         reason = f" ({rich_escape(view['pause_reason'])})" if view["pause_reason"] else ""
         out.print(f"paused {task}{reason}")
+        if cancels:
+            out.print(rich_escape(cancels))
 
 
 app.command("resume", help="Schedule a paused task again, from now on.")(
