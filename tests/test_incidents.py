@@ -664,3 +664,33 @@ def test_each_delivery_target_given_up_is_told_and_the_incident_ends_with_the_la
         "meanwhile; they are kept, and `agentcron runs story` shows which."
     ]
     assert feed.open == {}
+
+
+def test_a_provider_refusal_that_lasts_is_told_as_the_task_failing() -> None:
+    """A model provider answering 529 run after run: the refusals were told only as the
+    provider's incident ("⚠ HOST is refusing calls … 1 task waits"), the task's were not
+    even counted, and `list` said `retrying` for 5 minutes of superseded slots, whatever
+    escalate_after said (outside-in probe). Counted now, and told when the task's own rule
+    says it lasts; a refusal the next run gets past says nothing of the task."""
+    overloaded = replace(
+        rate_limited(1, 1, local(10, 2), local(10, 2, 5)),
+        error_class=ErrorClass.OVERLOADED,
+        explanation="the model provider is overloaded (HTTP 529)",
+        held=True,
+        escalate_runs=4,
+    )
+    brief = Feed()
+    assert brief([overloaded]) == []
+    assert brief.open["failure"].told == ()  # opened without a word
+    assert brief([RunSucceeded(task="story", at=local(10, 3), slot_id=1, attempts=2)]) == []
+    assert brief.open == {} and brief.history[0].failed_runs == 1  # closed, quietly
+    lasting = Feed()
+    runs = [replace(overloaded, slot_id=n, at=local(10, 2 + n)) for n in range(1, 6)]
+    notices = lasting(runs)
+    assert lasting.texts(notices) == [
+        "✖ story has failed 4 runs in a row since 02:00: the model provider is overloaded "
+        "(HTTP 529). Still retrying each run."
+    ]
+    assert lasting.open["failure"].failed_runs == 5
+    back = lasting([RunSucceeded(task="story", at=local(10, 9), slot_id=6)])
+    assert lasting.texts(back) == ["✔ story is running again after 5 failed runs (down 7 hours)."]

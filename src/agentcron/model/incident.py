@@ -63,8 +63,9 @@ class Incident:
     acknowledged_by: str | None = None
     # What the owner was told this incident is about, so that a new cause is told and a
     # known one only counted: the error classes of a failure told so far, the targets
-    # of a delivery given up (and not delivered to since).
-    told: tuple[str, ...] = ()
+    # of a delivery given up (and not delivered to since); empty: opened without a word
+    # (its end is not told either); None: saved before this was kept.
+    told: tuple[str, ...] | None = None
 
     @property
     def is_open(self) -> bool:

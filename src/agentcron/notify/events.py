@@ -51,6 +51,10 @@ class AttemptFailed:
     escalate_runs: int = 0
     # ... or once the failing has lasted this long (None: never by time).
     escalate_after: timedelta | None = None
+    # Refused by its model provider, whose cooldown is told as the provider's incident
+    # ("⚠ HOST is refusing calls … 1 task waits"): counted in the task's failure, told
+    # only once it lasts (the task's escalation rule) or fails for good.
+    held: bool = False
 
     @property
     def permanent(self) -> bool:

@@ -204,6 +204,7 @@ def _notice(
 
 
 def _closing_notice(closed: list[Incident], cause: Event) -> Notice | None:
+    closed = [inc for inc in closed if inc.told != ()]  # opened without a word: none at its end
     if not closed:
         return None
     first, *others = sorted(closed, key=lambda inc: _CLOSE_ORDER.index(inc.kind))
@@ -228,9 +229,14 @@ def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | 
             slot_id=ev.slot_id,
             since=ev.scheduled_for,
             updated_at=ev.at,
-            told=_class_of(ev),
+            told=() if ev.held and not hard else _class_of(ev),
         )
         changes.put("opened", incident)
+        if ev.held and not hard:
+            # told as its provider's incident: counted here, so that a refusal that
+            # lasts is told as the task failing (it never was: `list` said `retrying`
+            # for as long as the provider refused, whatever escalate_after said)
+            return _closing_notice(closed, cause)
         return _notice(NoticeEvent.OPENED, incident, cause, closed)
     # A run is counted once: at its first failed attempt. Two runs of a task whose
     # attempts interleave (a trigger while a retry waits) were counted at each turn;
@@ -288,7 +294,7 @@ def _told_classes(incident: Incident) -> tuple[str, ...]:
     """The error classes the owner was told of in this failure incident. One saved
     before these were kept: its first and last class, taken as told (a class that
     was only counted is then not told late; a new one is)."""
-    if incident.told:
+    if incident.told is not None:
         return incident.told
     seen = (incident.first_error_class, incident.last_error_class)
     return tuple(dict.fromkeys(c.value for c in seen if c is not None))
@@ -446,7 +452,7 @@ def failing_targets(incident: Incident) -> tuple[str, ...]:
     """The targets a delivery incident is about: those whose failure was told and that
     have not taken an output since (one saved before these were kept: the target its
     summary names)."""
-    if incident.told:
+    if incident.told is not None:
         return incident.told
     first = _failing_target(incident)
     return (first,) if first is not None else ()

@@ -565,12 +565,6 @@ class Notifier:
                 self._had_output.add(spec.name)
             elif watched:
                 self._check_empty_streak(spec, at)
-        elif (
-            outcome.slot_status is SlotStatus.RETRYING
-            and outcome.error_class in COOLING_CLASSES
-            and provider_of(spec) is not None
-        ):
-            return  # told as the provider's incident (report_providers), not the task's
         elif outcome.slot_status in (SlotStatus.RETRYING, SlotStatus.FAILED):
             error_class = outcome.error_class or ErrorClass.CODE_ERROR
             c = finished.classification
@@ -586,6 +580,13 @@ class Notifier:
                 return
             paused = outcome.reason == PAUSED_WHILE_RUNNING
             stopped = outcome.explanation == DAEMON_STOPPED
+            # a retry its provider's refusal holds is told as the provider's incident
+            # (report_providers): counted in the task's, told if it lasts
+            held = (
+                outcome.slot_status is SlotStatus.RETRYING
+                and error_class in COOLING_CLASSES
+                and provider_of(spec) is not None
+            )
             self.emit(
                 spec,
                 AttemptFailed(
@@ -609,6 +610,7 @@ class Notifier:
                     env_hint=spec.llm.api_key_env if spec.llm is not None else None,
                     escalate_runs=spec.retries + 1,
                     escalate_after=self.escalate_after(spec),
+                    held=held,
                 ),
                 ran=slot,
             )
@@ -739,11 +741,12 @@ class Notifier:
         return damp(transition, flapping, event, openings, failing)
 
     def _failure_openings(self, task: str) -> list[datetime]:
-        """When the task's failure incidents opened, newest first (the last few)."""
+        """When the task's failure incidents opened, newest first (the last few); not
+        those never told (a provider's refusals, told as the provider's incident)."""
         return [
             inc.opened_at
             for inc in self.store.incidents(task, limit=FLAP_LOOKBACK)
-            if inc.kind is IncidentKind.FAILURE
+            if inc.kind is IncidentKind.FAILURE and inc.told != ()
         ]
 
     def _messages(

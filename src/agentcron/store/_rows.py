@@ -265,7 +265,7 @@ def incident_values(inc: Incident) -> tuple[Any, ...]:
         ts(inc.reminded_at),
         ts(inc.acknowledged_at),
         inc.acknowledged_by,
-        "\n".join(inc.told) or None,
+        "\n".join(inc.told) if inc.told is not None else None,
     )
 
 
@@ -312,7 +312,7 @@ def incident_from_row(row: tuple[Any, ...]) -> Incident:
         reminded_at=dt(reminded_at),
         acknowledged_at=dt(acknowledged_at),
         acknowledged_by=acknowledged_by,
-        told=tuple(told.split("\n")) if told else (),
+        told=None if told is None else tuple(told.split("\n")) if told else (),
     )
 
 
