@@ -1481,3 +1481,13 @@ def test_waiting_slots_of_paused_tasks_are_cancelled(store: SQLStore) -> None:
     assert paused is not None and paused.status is SlotStatus.CANCELLED
     assert paused.reason == "task paused"
     assert store.cancel_waiting_of_paused(T0 + MIN) == 0
+
+
+def test_what_an_incident_told_is_kept_as_nothing_not_as_unknown(store: SQLStore) -> None:
+    """``told``: () for an incident opened without a word (its end is not told), None for
+    one saved before it was kept (read by the older rules)."""
+    silent = Incident(task="u", kind=IncidentKind.FAILURE, opened_at=T0, told=())
+    older = Incident(task="v", kind=IncidentKind.FAILURE, opened_at=T0)
+    store.save_incidents([silent, older], [], T0)
+    assert store.open_incidents("u")["failure"].told == ()
+    assert store.open_incidents("v")["failure"].told is None
