@@ -205,3 +205,36 @@ def test_a_run_that_gives_up_on_refusals_does_not_say_the_provider_answers(
     assert fake.calls == 2, fake.calls
     assert not [b for b in bodies if "answering again" in b], bodies
     assert any("is refusing calls" in b for b in bodies), bodies
+
+
+def test_after_a_give_up_on_refusals_the_next_run_calls_at_once(tmp_path: Path) -> None:
+    """Outside-in probe: after "✖ … gave up after 4 attempts … Next scheduled run: 11:10",
+    the 11:10 run waited two minutes: the run that gave up still held the provider's
+    probe, and only its lease's end let another run try. A run triggered right after the
+    give-up now calls the provider at once."""
+    refusal = openai_error(529, "Overloaded", type_="overloaded_error")
+    anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+    llm = {"base_url": "", "model": "m", "api_key_env": "FAKE_KEY", "prompt": "go"}
+    task = {"every": "1h", "anchor": anchor.isoformat(), "retries": 1}
+    task["retry_backoff"] = {"base": "1s", "jitter": 0}
+    with WebhookReceiver() as hook, FakeOpenAI([refusal] * 2 + [completion("ok")]) as fake:
+        llm["base_url"] = fake.base_url
+        config = {"timezone": "UTC", "notify": [hook.url], "tasks": {"ask": {**task, "llm": llm}}}
+        d = DaemonProc(tmp_path, json.dumps(config), {"FAKE_KEY": "sk-test-1234"})
+        d.start()
+        try:
+            wait_for(
+                lambda: any("gave up" in str(m.get("message")) for m in hook.messages()),
+                timeout=60,
+                what="the give-up",
+            )
+            given_up = time.monotonic()
+            d.cli("trigger", "ask")
+            wait_for(lambda: fake.calls >= 3, timeout=60, what="the triggered run's call")
+            waited = time.monotonic() - given_up
+        except BaseException:
+            print(d.daemon_log()[-8000:])
+            raise
+        finally:
+            d.stop()
+    assert waited < 30, waited  # the probe lease is 120 s

@@ -132,6 +132,18 @@ class ProviderGate:
                 news.append(ProviderNews("refused", state, f.spec.name, now))
             elif (
                 key in self.states(now)
+                and f.outcome.slot_status is SlotStatus.FAILED
+                and f.outcome.error_class in COOLING_CLASSES
+                and self._states[key].probe_owner == f"{self.owner}/{f.slot.id}"
+            ):
+                # refused and given up, with no time to wait for: the provider still
+                # refuses, but this run no longer tries it. Its probe is let go (the
+                # cooldown kept as it is), or the task's next run waited out the whole
+                # probe lease, 2 minutes after "Next scheduled run: …" (outside-in probe)
+                reason = f.outcome.explanation or "refused"
+                self._states[key], _ = self.store.cool_provider(key, name, now, reason, now)
+            elif (
+                key in self.states(now)
                 and f.outcome.error_class not in _NO_ANSWER
                 and f.outcome.error_class not in COOLING_CLASSES
             ):
