@@ -298,3 +298,17 @@ def test_one_output_given_up_is_said_in_the_singular() -> None:
     assert (
         "1 output could not be delivered meanwhile; it is kept, and" in render(closed, BERLIN).body
     )
+
+
+def test_a_give_up_at_a_stop_says_the_next_run_waits_for_a_start() -> None:
+    """ "✖ longrun gave up after 1 attempt: the daemon stopped while the run was in
+    progress. Next scheduled run: 11:24": the daemon was stopping, so nothing ran at
+    11:24 (outside-in probe). A retry at a stop already said "when agentcron starts
+    again"; a give-up does too, unless another node runs the task."""
+    from agentcron.model.failure import DAEMON_STOPPED
+
+    ev = failure(gave_up=True, explanation=DAEMON_STOPPED, retry_at=None, next_run=local(10, 3))
+    body = render(notice_for(ev), BERLIN).body
+    assert body.endswith("Its next run comes when agentcron starts again."), body
+    elsewhere = render(notice_for(replace(ev, elsewhere=True)), BERLIN).body
+    assert elsewhere.endswith("Next scheduled run: 03:00."), elsewhere

@@ -194,7 +194,11 @@ def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
         return f"⚠ {task} failed", line, "warning"
     if ev.gave_up:
         attempts = _plural(ev.attempt, "attempt")
-        line = f"✖ {task} gave up after {attempts}: {why}.{_next_run(ev.next_run, ev.at, zone)}"
+        nxt = _next_run(ev.next_run, ev.at, zone)
+        if ev.explanation == DAEMON_STOPPED and not ev.elsewhere and ev.next_run is not None:
+            # no run comes at that time: the daemon is stopping, and no other runs
+            nxt = " Its next run comes when agentcron starts again."
+        line = f"✖ {task} gave up after {attempts}: {why}.{nxt}"
         return f"✖ {task} gave up", line, "failure"
     if ev.retry_at is not None:
         stopped = ev.explanation == DAEMON_STOPPED

@@ -604,7 +604,7 @@ class Notifier:
                     and error_class.transient
                     and not paused,
                     paused=paused,
-                    elsewhere=stopped and outcome.next_attempt_at is not None and self._others(),
+                    elsewhere=stopped and self._others(),
                     details=finished.details,
                     next_run=self._next_try(spec.name, slot, outcome, rec.next_fire_at),
                     env_hint=spec.llm.api_key_env if spec.llm is not None else None,
