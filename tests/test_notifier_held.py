@@ -239,3 +239,31 @@ def test_held_ends_are_told_newest_per_task_so_a_held_success_cannot_hide_a_late
     ]
     assert IncidentKind.FAILURE in rig.store.open_incidents("flaky")
     assert not any("recovered" in t or "running again" in t for t in rig.titles), rig.titles
+
+
+def test_a_provider_incident_ends_once_every_task_that_waited_is_paused_or_removed(
+    tmp_path: Path,
+) -> None:
+    """Outside-in probe: a provider refused a task, the task was paused and then removed,
+    and the provider's incident stayed open for good: `health` counted it, and nothing
+    would ever call the provider to end it. Ended without a word once no task of it is
+    left to wait (a task still scheduled keeps it open: its next call tells)."""
+    rig = Rig(tmp_path)
+    clock, notifier = rig.clock, rig.notifier
+    rig.h.add("t1", ok, every="1h")
+    rig.h.add("t2", ok, every="1h")
+    state = ProviderState("api.x", "api.x", clock.now() + timedelta(minutes=5), "429", clock.now())
+    for task in ("t1", "t2"):
+        notifier.on_provider(ProviderNews("refused", state, task, clock.now()))
+    clock.advance(timedelta(seconds=2))
+    notifier.report_providers(clock.now())
+    assert rig.titles == ["⚠ api.x is refusing calls"]
+    rig.h.service.pause("t1")
+    clock.advance(timedelta(minutes=2))
+    notifier.report_providers(clock.now())
+    assert IncidentKind.PROVIDER in rig.store.open_incidents("provider:api.x")  # t2 waits
+    rig.h.service.remove("t2")
+    clock.advance(timedelta(minutes=2))
+    notifier.report_providers(clock.now())
+    assert IncidentKind.PROVIDER not in rig.store.open_incidents("provider:api.x")
+    assert rig.titles == ["⚠ api.x is refusing calls"]  # without a word

@@ -96,6 +96,7 @@ MAX_HELD = 10_000  # ended runs kept for their notices while the database is awa
 FLAP_LOOKBACK = 50  # incidents read back for the flapping rule's earlier failures
 MAX_TRIES = 10  # a held end's notice failing for a reason of its own (not the database)
 PROVIDER_SETTLE = timedelta(seconds=1)  # refusals of one provider told together
+PROVIDERS_LOOK = timedelta(minutes=1)  # between looks for provider incidents nobody waits on
 _RAN = (SlotStatus.SUCCEEDED, SlotStatus.FAILED)  # a downtime's slots are recorded over a few ticks
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
 # incidents of a provider, a home or a node, not of a task (no reminders, no orphans)
@@ -126,6 +127,7 @@ class Notifier:
         self._missed: list[tuple[TaskSpec, Slot]] = []  # recorded, not yet reported
         self._provider_news: dict[str, list[ProviderNews]] = {}
         self._provider_news_at: datetime | None = None
+        self._providers_looked_at: datetime | None = None  # for incidents nobody waits on
         self._had_output: set[str] = set()  # tasks seen succeeding with output
         self._output_looked_up: set[str] = set()  # tasks whose record was read for that
         self._missed_at: datetime | None = None
@@ -171,6 +173,7 @@ class Notifier:
         """Tell the gathered provider news once it has settled. News that cannot be
         written is kept for the next report: a lost "answering again" would leave the
         provider's incident open for good."""
+        self._end_providers_unused(now)
         with self._lock:
             if not self._provider_news or now - (self._provider_news_at or now) < PROVIDER_SETTLE:
                 return
@@ -190,6 +193,28 @@ class Notifier:
                 raise
         if messages:
             self.wake_sender()
+
+    def _end_providers_unused(self, now: datetime) -> None:
+        """A provider's incident whose every waiting task was paused or removed since:
+        no call will tell whether it answers, and it stayed open for good (`health`
+        counted it, its last word "1 task waits until …"; outside-in probe). Ended
+        without a message (the owner paused or removed them), looked for once a minute."""
+        last = self._providers_looked_at
+        if last is not None and timedelta(0) <= now - last < PROVIDERS_LOOK:
+            return
+        self._providers_looked_at = now
+        with self._lock:
+            ended = []
+            for inc in self.store.incidents(open_only=True, limit=10_000):
+                if inc.kind is not IncidentKind.PROVIDER:
+                    continue
+                names = [n for n in inc.summary.split(", ") if n]
+                records = [self.store.get_task(n) for n in names]
+                if names and all(rec is None or rec.paused for rec in records):
+                    log.info("%s: no task waits for it any more; its incident ends", inc.task)
+                    ended.append(replace(inc, closed_at=now, updated_at=now))
+            if ended:
+                self.store.save_incidents(ended, [], now)
 
     def _provider_incident(
         self, items: list[ProviderNews], now: datetime
