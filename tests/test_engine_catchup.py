@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +112,43 @@ def test_every_has_no_drift_with_slow_runs(sqlite_store, clock, home) -> None:
     h = run(scenario())
     times = _iso(h.slots("t"))
     assert times[:4] == [f"2026-06-01T00:0{i}:00+00:00" for i in range(1, 5)]
+
+
+def test_after_a_downtime_a_waiting_retry_gives_way_to_the_newest_fire(
+    sqlite_store: Any, clock: Any, home: Path
+) -> None:
+    """Stopped while a retry waited, started after the next fire was due: the old retry
+    ran first and the newest fire, the one `catchup: latest` keeps, was recorded skipped
+    behind it ("the previous run was still running"; outside-in probe). The retry gives
+    way to that fire, as it does when the fire comes first while the daemon runs."""
+    import threading
+
+    release = threading.Event()
+
+    def always_down() -> str:
+        if not release.is_set():
+            raise ConnectionError("upstream reset the connection")
+        return "ok"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add(
+            "trans",
+            always_down,
+            every="1m",
+            retries=3,
+            retry_backoff={"base": "15s", "jitter": 0},
+            catchup="latest",
+        )
+        clock.advance(timedelta(minutes=1))
+        await h.tick()  # fails; its retry waits 15 s
+        clock.advance(timedelta(minutes=3))  # the daemon was away meanwhile
+        release.set()
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    statuses = [(s.status.value, s.reason) for s in h.slots("trans")]
+    assert not [s for s in statuses if s[0] == "skipped"], statuses
+    assert statuses[0][0] == "superseded", statuses
+    assert statuses[-1][0] == "succeeded", statuses

@@ -43,6 +43,7 @@ from conftest import PG_DSN, require_pg
 
 T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
+DAY = timedelta(days=1)
 OK = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
 
 
@@ -497,7 +498,7 @@ def test_add_slot_is_idempotent_and_keeps_the_trigger(store: SQLStore) -> None:
 
 
 def test_claim_takes_pending_and_due_retries_and_opens_attempts(store: SQLStore) -> None:
-    add(store, "a", overlap="allow")
+    add(store, "a", T0 + DAY, overlap="allow")  # next fires a day later: not due with the retry
     add(store, "b")
     a1 = slot_at(store, "a", T0)
     claims = store.claim("n1", T0 + MIN, T0 + 2 * MIN, 5)
@@ -622,7 +623,7 @@ def test_renew_leases_leaves_a_run_the_engine_no_longer_holds_to_lapse(store: SQ
 def test_a_stale_attempt_cannot_finish_a_slot_taken_again(store: SQLStore) -> None:
     """n1's attempt is lost (lease lapsed), the slot is retried and taken by n1 again:
     the first attempt's late result must not be recorded over the second's."""
-    add(store, "t", retries=3)
+    add(store, "t", T0 + DAY, retries=3)
     sid = slot_at(store, "t", T0)
     first = claim_one(store, "n1")
     lost = store.lapsed(T0 + 5 * MIN)
@@ -1491,3 +1492,16 @@ def test_what_an_incident_told_is_kept_as_nothing_not_as_unknown(store: SQLStore
     store.save_incidents([silent, older], [], T0)
     assert store.open_incidents("u")["failure"].told == ()
     assert store.open_incidents("v")["failure"].told is None
+
+
+def test_a_retry_due_with_its_tasks_next_fire_is_left_to_that_fire(store: SQLStore) -> None:
+    """Both due at once (a restart after a stop while the retry waited): the old retry
+    ran first and the newer fire was then skipped behind it (outside-in probe). The
+    claim leaves it: the fire, recorded next, supersedes it. A paused task's fire is
+    not due; its retries are the pause's to cancel."""
+    add(store, "t", T0 + 10 * MIN, retries=3)
+    sid = slot_at(store, "t", T0)
+    first = claim_one(store, "n1")
+    store.finish_attempt(sid, first.attempt.id, "n1", retry_at(T0 + 5 * MIN), T0 + MIN)
+    assert store.claim("n1", T0 + 11 * MIN, T0 + 20 * MIN, 5) == []
+    assert [c.slot.id for c in store.claim("n1", T0 + 9 * MIN, T0 + 20 * MIN, 5)] == [sid]

@@ -660,10 +660,14 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
             "WHERE s.status IN ('pending', 'retrying') AND s.next_attempt_at <= ? "
             "AND (t.overlap = 'allow' OR s.task NOT IN "
             "(SELECT r.task FROM slots r WHERE r.status = 'running')) "
+            # A retry whose task's next fire is due too is left to that fire, which takes
+            # its place (supersedes it). Both due at once (a restart after a stop while it
+            # waited), the old retry ran first and the newer fire was skipped behind it.
+            "AND NOT (s.status = 'retrying' AND t.paused = 0 AND t.next_fire_at <= ?) "
             + (f"AND s.task NOT IN ({', '.join('?' for _ in skip)}) " if skip else "")
             + "ORDER BY s.next_attempt_at, s.scheduled_for, s.id LIMIT ?"
             + self._candidate_lock,
-            (ts(now), *skip, fetch),
+            (ts(now), ts(now), *skip, fetch),
         ).fetchall()
         page: list[Slot] = []
         at = 0
