@@ -161,3 +161,20 @@ def test_the_service_reads_a_running_retrys_start_from_its_attempt(
     # no notifier runs here, so no failure incident says `retrying`: not stuck is the point
     assert seen[0][0] == "ok", seen
     assert seen[1] == ("stuck", "running for 32 min"), seen
+
+
+def test_a_failing_tasks_word_pairs_the_class_with_the_sentence_told() -> None:
+    """The class of the last failure counted beside the sentence of the last one told
+    read "failing: auth: gave up after 2 attempts: … TimeoutError" (outside-in probe)."""
+    told = replace(
+        failure(),
+        escalated=True,
+        last_error_class=ErrorClass.AUTH,  # counted since, not told (told before)
+        summary="gave up after 2 attempts: TimeoutError",
+        told=("auth", "timeout"),
+    )
+    word, sentence = health(task(retries=1), [], [told])
+    assert (word, sentence) == (
+        Health.FAILING,
+        "failing: timeout: gave up after 2 attempts: TimeoutError",
+    )

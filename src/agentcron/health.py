@@ -169,9 +169,14 @@ def _active_health(
 
 
 def _failing(incident: Incident) -> tuple[Health, str]:
-    cls = incident.last_error_class
+    # the class of the cause the summary tells (the last told), not of the last failure
+    # counted: "failing: auth: gave up after 2 attempts: … TimeoutError" paired a 401
+    # counted since with the timeout told before (outside-in probe)
+    cls = incident.told[-1] if incident.told else None
+    if cls is None and incident.last_error_class is not None:
+        cls = incident.last_error_class.value
     summary = f": {incident.summary}" if incident.summary else ""
-    return Health.FAILING, f"failing: {cls.value if cls else 'error'}{summary}"
+    return Health.FAILING, f"failing: {cls or 'error'}{summary}"
 
 
 def _overdue_limit(rec: HealthTask, period: timedelta | Callable[[], timedelta]) -> timedelta:
