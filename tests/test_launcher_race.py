@@ -83,13 +83,12 @@ def _lost_run(tmp_path: Path, clock: FakeClock) -> tuple[SQLiteStore, Engine, in
     home = tmp_path / "home"
     spec = TaskSpec(name="job", every="1h", command=["true"], retries=2)
     now = clock.now()
-    store.upsert_task(spec, TaskSource.API, now, now)
-    (claim,) = store.claim("dead-node", now, now + timedelta(minutes=1), 1) or [None]
-    if claim is None:
-        from agentcron.model import NewSlot
+    # next fire an hour away: a retry of this slot is not left to a fire due with it
+    store.upsert_task(spec, TaskSource.API, now, now + timedelta(hours=1))
+    from agentcron.model import NewSlot
 
-        store.add_slot("job", NewSlot(now), now)
-        (claim,) = store.claim("dead-node", now, now + timedelta(minutes=1), 1)
+    store.add_slot("job", NewSlot(now), now)
+    (claim,) = store.claim("dead-node", now, now + timedelta(minutes=1), 1)
     engine = Engine(
         store,
         clock,
