@@ -279,4 +279,24 @@ def test_pause_says_the_waiting_runs_it_cancels(cli) -> None:  # type: ignore[no
     cli("trigger", "fast")
     said = cli("pause", "fast", "--reason", "[vendor] down")
     assert "paused fast ([vendor] down)" in said, said
-    assert re.search(r"run \d+, waiting to start will not run: a paused task's", said), said
+    assert re.search(r"run \d+ \(waiting to start\) will not run: a paused task's", said), said
+
+
+def test_health_says_a_providers_cooldown_is_over_not_over_until() -> None:
+    """`health` printed "provider 127.0.0.1: over until 12:29:30 UTC" for a cooldown that
+    had ended: read as the opposite of the truth (outside-in probe)."""
+    import io
+
+    from rich.console import Console
+
+    from agentcron.interfaces import render
+
+    data = {"scheduling": True, "last_tick_age_s": 1, "runs_in_progress": 0, "problem": None}
+    data |= {"nodes": [], "outbox": {"backlog": 0, "oldest_age_s": None}, "open_incidents": 0}
+    data |= {"channels": [], "database": "sqlite:///h/agentcron.db"}
+    until = "2026-06-01T12:29:30+00:00"
+    data["providers"] = [{"name": "127.0.0.1", "state": "over", "until": until, "reason": "429"}]
+    screen = io.StringIO()
+    render.health(Console(file=screen, width=200), data)
+    assert "provider 127.0.0.1: cooldown over since " in screen.getvalue(), screen.getvalue()
+    assert "over until" not in screen.getvalue()

@@ -608,7 +608,7 @@ def test_run_now_says_when_the_run_starts_or_why_it_will_not(
     assert harness.store.reserve_run([scope], budget_day(now, UTC)[0]) is None  # today's run
     assert harness.service.task_budget("alpha_ok")[0]["used_up"]
     answer = client.post("/tasks/alpha_ok/run", data={"back": "task"}, headers=HTMX)
-    assert "but the budget" in answer.text and "is used up" in answer.text
+    assert "but the daily budget of task alpha_ok is used up" in answer.text
     assert "recorded skipped, over budget, unless the budget is raised first" in answer.text
 
 

@@ -337,6 +337,6 @@ def test_an_output_longer_than_is_delivered_says_where_the_rest_is(
     assert body.endswith("line 0099") and "THE-END-MARKER" not in message.body
     size = Path(str(slot.output_path)).stat().st_size
     assert note == (
-        f"[… cut here: the output is {size:,} bytes, more than is delivered (1,000 "
-        f"characters); all of it is kept at {slot.output_path}]"
+        f"[… cut here: only the first 1,000 characters are delivered (the output is "
+        f"{size:,} bytes); all of it is kept at {slot.output_path}]"
     )

@@ -417,8 +417,8 @@ def test_delivery_failure_retries_escalates_and_recovers() -> None:
     )
     # two outputs were given up (only the first told as it happened): the end says so
     assert feed.texts(closing) == [
-        "✔ story's output is being delivered to tgram://… again. 2 outputs could not be "
-        "delivered meanwhile; they are kept, and `agentcron runs story` shows which."
+        "✔ story's output is being delivered to tgram://… again. 2 deliveries gave up "
+        "meanwhile; the outputs are kept, and `agentcron runs story` shows which."
     ]
     assert (
         feed(
@@ -660,8 +660,8 @@ def test_each_delivery_target_given_up_is_told_and_the_incident_ends_with_the_la
     closing = feed([replace(back, slot_id=5, at=local(10, 6), targets=("json://old",))])
     assert feed.texts(closing) == [
         "✔ story's output was delivered to json://old; json://new, which could not be "
-        "delivered to, is no longer one of its targets. 4 outputs could not be delivered "
-        "meanwhile; they are kept, and `agentcron runs story` shows which."
+        "delivered to, is no longer one of its targets. 4 deliveries gave up meanwhile; the "
+        "outputs are kept, and `agentcron runs story` shows which."
     ]
     assert feed.open == {}
 

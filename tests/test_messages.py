@@ -277,8 +277,9 @@ def test_a_long_run_and_empty_runs_say_what_happens_next() -> None:
     ]
 
 
-def test_one_output_given_up_is_said_in_the_singular() -> None:
-    """ "1 output could not be delivered meanwhile; they are kept" (outside-in probe)."""
+def test_the_deliveries_given_up_are_counted_as_deliveries() -> None:
+    """ "1 output could not be delivered meanwhile; they are kept", and "10 outputs" of
+    8 outputs given up at two targets (outside-in probes): the count is of deliveries."""
     from agentcron.model import Incident, IncidentKind
     from agentcron.notify import DeliveryRecovered
 
@@ -295,9 +296,7 @@ def test_one_output_given_up_is_said_in_the_singular() -> None:
     back = DeliveryRecovered(task="story", at=local(10, 3), slot_id=2, target_redacted="json://h")
     closed = apply_event({"delivery": incident}, back, BERLIN).notice
     assert closed is not None
-    assert (
-        "1 output could not be delivered meanwhile; it is kept, and" in render(closed, BERLIN).body
-    )
+    assert "1 delivery gave up meanwhile; the outputs are kept, and" in render(closed, BERLIN).body
 
 
 def test_a_give_up_at_a_stop_says_the_next_run_waits_for_a_start() -> None:

@@ -84,6 +84,6 @@ def test_a_pause_says_which_waiting_runs_it_cancels(
     later = service.trigger("t")
     said = service.pause_cancels("t")
     assert said == (
-        f"run {run['id']}'s retry at {retry_at:%H:%M:%S}; run {later['id']}, waiting to "
-        "start will not run: a paused task's waiting runs are cancelled"
+        f"run {run['id']}'s retry at {retry_at:%H:%M:%S}; run {later['id']} (waiting to "
+        "start) will not run: a paused task's waiting runs are cancelled"
     )

@@ -480,12 +480,14 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         zone = self._zone(rec.spec)
         said = []
         for slot in self.store.active_slots(name):
-            if slot.status is SlotStatus.RETRYING and slot.next_attempt_at is not None:
+            retry = slot.status is SlotStatus.RETRYING and slot.attempts >= 1
+            if retry and slot.next_attempt_at is not None:
                 said.append(
                     f"run {slot.id}'s retry at {slot.next_attempt_at.astimezone(zone):%H:%M:%S}"
                 )
             elif slot.status in (SlotStatus.PENDING, SlotStatus.RETRYING):
-                said.append(f"run {slot.id}, waiting to start")
+                # (one held back by its provider's cooldown has made no attempt yet)
+                said.append(f"run {slot.id} (waiting to start)")
         if not said:
             return None
         return f"{'; '.join(said)} will not run: a paused task's waiting runs are cancelled"
@@ -548,8 +550,8 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         spent = next((b for b in self.task_budget(name) if b["used_up"]), None)
         if spent is not None:
             return (
-                f"but the budget {spent['label']} is used up ({spent['summary']}): it is "
-                "recorded skipped, over budget, unless the budget is raised first"
+                f"but the daily budget of {spent['label']} is used up ({spent['summary']}): "
+                "it is recorded skipped, over budget, unless the budget is raised first"
             )
         if self.waits_behind_a_run(name):
             return "it starts when the run in progress ends"

@@ -408,6 +408,6 @@ def _read(path: str) -> str | None:
     end = cut.rfind("\n", MAX_BODY // 2)
     cut = cut[:end] if end >= 0 else cut  # at a line end where there is one
     return (
-        f"{cut}\n[… cut here: the output is {size:,} bytes, more than is delivered "
-        f"({MAX_BODY:,} characters); all of it is kept at {path}]"
+        f"{cut}\n[… cut here: only the first {MAX_BODY:,} characters are delivered (the "
+        f"output is {size:,} bytes); all of it is kept at {path}]"
     )

@@ -398,9 +398,10 @@ def health(console: Console, data: dict[str, Any]) -> None:
         console.print(f"  {mark} channel {c['channel']}: {said}")
     for p in data.get("providers", []):
         mark = "[green]✔[/]" if p["state"] == "over" else "[yellow]![/]"
+        # "over until 12:29" read as the opposite of the truth (outside-in probe)
+        state = "cooldown over since" if p["state"] == "over" else f"{p['state']} until"
         console.print(
-            f"  {mark} provider {p['name']}: {p['state']} until {_short(p['until'])} "
-            f"({escape(p['reason'])})"
+            f"  {mark} provider {p['name']}: {state} {_short(p['until'])} ({escape(p['reason'])})"
         )
     console.print(f"  database: {escape(data['database'])}")
 

@@ -353,10 +353,11 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
     assert isinstance(cause, DeliveryRecovered)
     # Outputs given up while it failed are not delivered by its recovery: said with
     # their count (only the first was told as it happened), where `runs` finds them.
-    kept = "they are kept" if inc.streak != 1 else "it is kept"
+    # counted per target given up, not per output: an output given up at two targets
+    # counts twice (it read "10 outputs" of 8 outputs; outside-in probe)
     lost = (
-        f" {_plural(inc.streak, 'output')} could not be delivered meanwhile; {kept}, and "
-        f"`agentcron runs {task}` shows which."
+        f" {_plural(inc.streak, 'delivery', 'deliveries')} gave up meanwhile; the outputs "
+        f"are kept, and `agentcron runs {task}` shows which."
         if inc.streak
         else ""
     )
