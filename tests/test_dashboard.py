@@ -636,3 +636,24 @@ def test_a_failing_task_paused_stays_among_the_tasks_needing_attention(
     assert task_order(problems) == ["zeta_broken"]
     summary = client.get("/fragments/tasks/zeta_broken/summary").text
     assert "while failing: code_error" in summary
+
+
+def test_a_notice_is_left_out_only_for_what_is_not_there(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run, task or incident that is gone leaves the notice out; any other error of
+    the service is not swallowed as "nothing to say": the page fails with it."""
+    from agentcron.interfaces.dashboard._pages import notice_for
+    from agentcron.service import ServiceError
+
+    service = harness.service
+    assert notice_for(service, "triggered", "alpha_ok", 999_999) is None  # no such run
+    assert notice_for(service, "acknowledged", "alpha_ok", 999_999) is None
+    assert notice_for(service, "paused", "no_such_task", None) is None
+
+    def broken(run_id: int, with_output: bool = True) -> dict[str, object]:
+        raise ServiceError("the database answered something unexpected")
+
+    monkeypatch.setattr(service, "run_detail", broken)
+    with pytest.raises(ServiceError, match="unexpected"):
+        notice_for(service, "triggered", "alpha_ok", 1)

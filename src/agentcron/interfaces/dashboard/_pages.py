@@ -298,10 +298,12 @@ NOTICE_CODES = ("triggered", "paused", "resumed", "acknowledged")
 
 def notice_for(service: Service, code: str, task: str, ref: int | None) -> str | None:
     """The sentence for ``code`` about ``task`` (and run or incident ``ref``), or None
-    when the state no longer bears it out (the task resumed since, another task's run)."""
+    when the state no longer bears it out (the task resumed since, another task's run).
+    A task, run or incident that is not there (removed since, a made-up link) is such a
+    case; any other error is not swallowed here: the page fails and says so."""
     try:
         shown = service.show_task(task)
-    except ServiceError:
+    except NotFoundError:
         return None
     name = repr(task)
     if code == "paused":
@@ -317,14 +319,14 @@ def notice_for(service: Service, code: str, task: str, ref: int | None) -> str |
     if code == "acknowledged":
         try:
             incident = service.incident(ref)
-        except ServiceError:
+        except NotFoundError:
             return None
         if incident["task"] != task or incident["acknowledged_at"] is None:
             return None
         return f"Incident #{ref} of {name} is acknowledged: it stays listed until it ends."
     try:
         run = service.run_detail(ref, with_output=False)
-    except ServiceError:
+    except NotFoundError:
         return None
     if run["task"] != task or run.get("trigger") != "manual":
         return None
