@@ -23,7 +23,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
-from agentcron.model import ErrorClass, Incident, IncidentKind
+from agentcron.model import Incident, IncidentKind
 from agentcron.notify.events import (
     AttemptFailed,
     DeliveryFailed,
@@ -257,17 +257,12 @@ def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | 
         incident = replace(incident, escalated=True, summary=_failure_summary(ev), told=told + news)
         changes.put("escalated", incident)
         return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
-    if ev.permanent and current.escalated and news and _turned_permanent(current):
-        # Told "still retrying each run" (a passing failure that lasts): now retrying
-        # will not help, and only the owner can fix it. Said once per class (a task
-        # whose runs take turns timing out and being refused is not told each turn).
-        incident = replace(incident, summary=_failure_summary(ev), told=told + news)
-        changes.put("escalated", incident)
-        return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
     if hard and current.escalated and news:
-        # Failing for good for a reason not told yet (a quota used up after a bad key,
-        # a context too long): each asks the owner for another fix. Once per class in
-        # an incident, so two causes taking turns cannot send a message per run.
+        # Failing for good for a reason not told yet: a passing failure told as lasting
+        # ("still retrying each run") that turned permanent, a quota used up after a bad
+        # key, a context too long. Each asks the owner for another fix. Once per class in
+        # an incident, so two causes taking turns cannot send a message per run, and a
+        # worker lost between two failures of a told class is no new turn.
         incident = replace(incident, summary=_failure_summary(ev), told=told + news)
         changes.put("escalated", incident)
         return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
@@ -307,17 +302,6 @@ def _persists(incident: Incident, ev: AttemptFailed) -> bool:
         return True
     began = incident.since or incident.opened_at
     return ev.escalate_after is not None and ev.at - began >= ev.escalate_after
-
-
-def _turned_permanent(current: Incident) -> bool:
-    """Whether the failure before a permanent one was of a passing kind the owner heard
-    would be retried. Not a worker lost in between (a node killed mid-run) in a task
-    that failed for good before: its next permanent failure is the one already told
-    (outside-in probe: "✖ quick failed" twice, word for word)."""
-    last, first = current.last_error_class, current.first_error_class
-    if last is None or not last.transient:
-        return False
-    return last is not ErrorClass.WORKER_LOST or first is None or first.transient
 
 
 def _persisting_summary(incident: Incident, ev: AttemptFailed) -> str:
