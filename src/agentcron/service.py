@@ -470,6 +470,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         self.store.set_paused(name, True, self.clock.now(), None)
         self.store.set_pause_reason(name, reason)
         self._audit("task.pause", name, before, {"paused": True, "reason": reason})
+        self._changed()  # its waiting runs are cancelled by the daemon's next pass
         return self._task_view(self._task(name))
 
     def pause_cancels(self, name: str) -> str | None:
@@ -524,6 +525,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         if not self.store.remove_task(name, self.clock.now()):
             raise NotFoundError(f"no task named {name!r}", field="name")
         self._audit("task.delete", name, spec_view(rec.spec), None)
+        self._changed()
 
     def trigger(self, name: str) -> dict[str, Any]:
         """Record a manual run now and return it at once (the scheduler starts it)."""

@@ -134,7 +134,7 @@ class ServiceCore:
         self.defaults = defaults or Defaults()
         self.actor = actor or local_actor()
         # called after a change the scheduler should act on at once (a trigger, a
-        # resume, a new schedule); the daemon wakes its loop with it
+        # resume, a new schedule, a pause); the daemon wakes its loop with it
         self.on_change: Callable[[], None] | None = None
         self._schedules: OrderedDict[tuple[Any, ...], Schedule] = OrderedDict()
 
@@ -231,5 +231,9 @@ class ServiceCore:
         )
 
     def _changed(self) -> None:
+        """Wake the scheduler for a change it acts on: this process's daemon through
+        ``on_change``, and any daemon of the store through the store's announcement (a
+        CLI or MCP server has no daemon of its own; on PostgreSQL every node is told)."""
         if self.on_change is not None:
             self.on_change()
+        self.store.announce_change()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 DAEMON_STALE_AFTER = timedelta(
     seconds=float(os.environ.get("AGENTCRON_STALE_AFTER", "30"))
-)  # heartbeats come every 5 s; the env knob exists for tests and slow machines
+)  # heartbeats come every 6 s; the env knob exists for tests and slow machines
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ ELSEWHERE_GRACE_LEASES = 1.0
 FINISH_GRACE = 5.0  # seconds a stop waits for ended runs' records, past its own grace
 FREEZE_AFTER_BEATS = 3  # no pass for this many beats: the process was frozen
 FREEZE_SETTLE = 0.2  # seconds the first pass after a freeze lets runs see their ends
+# seconds past its wake-up time a pass may begin before the process counts as held then
+# (a freeze shorter than a few beats: the beat is 6 s)
+FREEZE_LATE = 1.0
 COALESCE = 0.005  # seconds a pass waits past the next fire, to take those just after it
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
@@ -232,6 +235,9 @@ class Engine:
         self._undone: tuple[int, int] | None = None  # its undo_fires_ahead, once done
         self._looked_back = False  # whether the first tick looked for a step while stopped
         self.passes = 0  # loop passes: a waiting loop must not spin (tests count them)
+        # the event loop's time the loop's sleep was to end: a pass that begins well past
+        # it finds a process that was held (a freeze shorter than FREEZE_AFTER_BEATS)
+        self._wake_due: float | None = None
         self._deps = RunnerDeps(
             store=store,
             clock=clock,
@@ -465,9 +471,10 @@ class Engine:
                 # look for what does not (another process's or node's work) is on the
                 # daemon's beat, with its other looks: one wake-up for all of them.
                 if delay <= poll:
-                    await sleeper.until(when_to_wake(poll, delay))
+                    self._wake_due = when_to_wake(poll, delay)
                 else:  # a failing tick's backoff: not shortened by the beat
-                    await sleeper.until(asyncio.get_running_loop().time() + delay)
+                    self._wake_due = asyncio.get_running_loop().time() + delay
+                await sleeper.until(self._wake_due)
         finally:
             sleeper.close()
 
@@ -478,8 +485,11 @@ class Engine:
         silent = began - self.health.last_pass
         if silent > health.GAP_NOTED:
             self.health.note_gap(self.health.last_pass, began)
-        if silent > FREEZE_AFTER_BEATS * self.settings.poll_interval:
-            # A freeze (no pass for several beats): runs' deadlines may have passed while
+        late = began - self._wake_due if self._wake_due is not None else 0.0
+        self._wake_due = None
+        if silent > FREEZE_AFTER_BEATS * self.settings.poll_interval or late > FREEZE_LATE:
+            # A freeze (no pass for several beats, or one that began well past its
+            # wake-up): runs' deadlines may have passed while
             # their ends wait to be seen (a command that exited meanwhile). This pass's
             # sweep, and only it, waits a second for them; and the runs get a moment to
             # see their commands' ends before this tick plans the fires due meanwhile

@@ -349,7 +349,8 @@ def run(
         home=_home(home),
         db_url=db or _globals.db,
         lease_seconds=_env_seconds("AGENTCRON_LEASE", 60.0),
-        watchdog_interval=_env_seconds("AGENTCRON_WATCHDOG_INTERVAL", 5.0),
+        poll_interval=_env_seconds("AGENTCRON_BEAT", 6.0, at_least=0.1),
+        watchdog_interval=_env_seconds("AGENTCRON_WATCHDOG_INTERVAL", 6.0),
         pulse_interval=_env_seconds("AGENTCRON_PULSE_INTERVAL", 60.0),
         shutdown_grace=_env_seconds("AGENTCRON_SHUTDOWN_GRACE", 10.0),
         recovery_hold=_env_seconds("AGENTCRON_RECOVERY_HOLD", 30.0),
@@ -375,7 +376,7 @@ def run(
         pass
 
 
-def _env_seconds(name: str, default: float) -> float:
+def _env_seconds(name: str, default: float, at_least: float = 0.0) -> float:
     import os
 
     raw = os.environ.get(name)
@@ -384,9 +385,12 @@ def _env_seconds(name: str, default: float) -> float:
     from agentcron.durations import parse_duration
 
     try:
-        return parse_duration(raw).total_seconds()
+        seconds = parse_duration(raw).total_seconds()
     except ValueError as exc:
         fail(f"environment variable {name}: {exc}")
+    if seconds < at_least:
+        fail(f"environment variable {name}: {raw!r} is too short; at least {at_least:g}s")
+    return seconds
 
 
 @app.command("list")

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
     from agentcron.store._prune_sql import KeepRule, PrunedRecords, SlotBatch
+    from agentcron.store.changes import ChangeListener
 
 
 class StoreLifecycle(Protocol):
@@ -77,6 +78,19 @@ class StoreLifecycle(Protocol):
     def file_fault(self) -> str | None:
         """What became of the database file since it was opened, when it is no longer
         at its path (moved, deleted, replaced), or None (always None on a server)."""
+        ...
+
+
+class ChangeStore(Protocol):
+    """Changes announced to the daemons of a store (see :mod:`agentcron.store.changes`)."""
+
+    def announce_change(self) -> None:
+        """Tell this store's daemons to look now: best effort, never raises, never
+        waits for a daemon (their beat looks anyway)."""
+        ...
+
+    def change_listener(self) -> ChangeListener | None:
+        """A daemon's ear for what others announce (None: nothing to listen on)."""
         ...
 
 
@@ -543,6 +557,7 @@ class RetentionStore(Protocol):
 
 class Store(
     StoreLifecycle,
+    ChangeStore,
     TaskStore,
     SlotStore,
     RunStore,

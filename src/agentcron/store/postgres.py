@@ -17,6 +17,7 @@ commit at once so the connection never sits idle inside a transaction.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -29,9 +30,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentcron.store._conn import Cursor
+from agentcron.store._pg_listen import NotifyListener, channel_name
 from agentcron.store.errors import StoreError
 from agentcron.store.migrations import APP_ID, SCHEMA_VERSION, SHOWN_VERSION, statements
 from agentcron.store.sql import SQLStore
+
+log = logging.getLogger("agentcron.store")
 
 # First half of the two-part advisory lock key; the second is the schema's hash, so
 # stores in different schemas of one database do not wait for each other.
@@ -137,6 +141,7 @@ class PostgresStore(SQLStore):
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
         self._closed = False
+        self._channel = channel_name(schema)
         self._migrate()
 
     # ---- plumbing ----------------------------------------------------------------
@@ -203,6 +208,7 @@ class PostgresStore(SQLStore):
         try:
             with self._tx() as db:
                 target = self.schema or db.execute("SELECT current_schema()").fetchone()[0]
+                self._channel = channel_name(target)  # see announce_change
                 if target is None:
                     raise StoreError(
                         f"PostgreSQL at {self._where()}: the search_path names no existing "
@@ -296,6 +302,18 @@ class PostgresStore(SQLStore):
     def describe(self) -> str:
         where = redact_dsn(self.dsn)
         return f"{where} (schema {self.schema})" if self.schema else where
+
+    def announce_change(self) -> None:
+        """``NOTIFY`` this schema's daemons. What changed is written already: a NOTIFY
+        that fails (the server went away just now) is logged, not raised, and the
+        daemons find the change on their beat."""
+        try:
+            self._q("SELECT pg_notify(?, '')", [self._channel])
+        except Exception as exc:
+            log.warning("could not announce a change to the daemons: %s", self._scrub(str(exc)))
+
+    def change_listener(self) -> NotifyListener:
+        return NotifyListener(self._params, self._channel, self.announce_change)
 
     # ---- the claim across nodes --------------------------------------------------------
     # Candidates another node is claiming are skipped, not waited for.

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from agentcron.store._checkpoints import DEFAULT_PAGES, Checkpointer
+from agentcron.store.changes import SocketListener, announce_on_socket, socket_path
 from agentcron.store.errors import StoreError, damaged_database, not_a_database
 from agentcron.store.migrations import APP_ID, SCHEMA_VERSION, SHOWN_VERSION, statements
 from agentcron.store.sql import SQLStore
@@ -221,6 +222,17 @@ class SQLiteStore(SQLStore):
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
+
+    def announce_change(self) -> None:
+        announce_on_socket(self._socket())
+
+    def change_listener(self) -> SocketListener | None:
+        path = self._socket()
+        return SocketListener(path) if path is not None else None
+
+    def _socket(self) -> Path | None:
+        path = socket_path(self.path)
+        return path.absolute() if path is not None else None
 
 
 def _schema_version(db: sqlite3.Connection) -> int:

@@ -1,0 +1,148 @@
+"""Telling a store's daemons that something they act on changed, so they need not look.
+
+A daemon learns most of what it must do from itself: its fires and retries are timers,
+a run's end and a change made through its own API wake its loop. What other processes
+write (``agentcron trigger`` or ``resume`` from a shell, the MCP server over stdio,
+another node's API on PostgreSQL) it used to find only by looking, on every beat of its
+loop; an idle daemon paid for those looks whether or not anybody changed anything
+(issue 16). A change is now announced when it is written, and the daemon's beat only
+bounds how long an announcement that was lost goes unseen:
+
+* SQLite: a datagram socket beside the database file (``DB.wake``), bound by the
+  daemon that holds the database's lock. Announcing sends it one byte, never waits,
+  and does nothing when no daemon listens. A path too long for a socket address is
+  reached through ``/proc/self/fd`` of its folder.
+* PostgreSQL: ``NOTIFY`` on a channel named for the database's schema, heard by a
+  thread of each daemon that holds a ``LISTEN`` connection of its own (see
+  :mod:`agentcron.store._pg_listen`).
+
+An announcement says only "look": what changed is read from the database as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger("agentcron.changes")
+
+SUFFIX = ".wake"
+_MAX_ADDRESS = 100  # bytes of a socket path (sun_path holds 108 with its NUL)
+
+
+class ChangeListener(Protocol):
+    """A daemon's ear for changes other processes announce."""
+
+    def start(self, on_change: Callable[[], None]) -> None:
+        """Begin listening, on the running event loop; ``on_change`` is called on it,
+        at most once per batch of announcements."""
+        ...
+
+    def close(self) -> None:
+        """Stop listening. Idempotent."""
+        ...
+
+
+def socket_path(db_path: str) -> Path | None:
+    """Where the daemon of the SQLite file ``db_path`` listens (None: an in-memory or
+    URI database has no folder to listen in)."""
+    if db_path == ":memory:" or db_path.startswith("file:"):
+        return None
+    return Path(db_path + SUFFIX)
+
+
+@contextlib.contextmanager
+def _address(path: Path) -> Iterator[str]:
+    """``path`` as a socket address: itself, or when too long, the same file reached
+    through an open descriptor of its folder (Linux's ``/proc/self/fd``)."""
+    text = os.fsdecode(path)
+    if len(os.fsencode(text)) <= _MAX_ADDRESS or not hasattr(os, "O_PATH"):
+        yield text
+        return
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{folder}/{path.name}"
+    finally:
+        os.close(folder)
+
+
+def announce_on_socket(path: Path | None) -> None:
+    """Tell the daemon listening at ``path``, if there is one, to look. Never waits:
+    a full queue means it has been told already; no socket, or nobody bound to it,
+    means no daemon runs, and the next one to start reads everything anyway."""
+    if path is None:
+        return
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, _address(path) as to:
+            sock.setblocking(False)
+            sock.sendto(b".", to)
+    except OSError:
+        pass
+
+
+class SocketListener:
+    """The SQLite daemon's side: a datagram socket read by the event loop itself, so
+    listening costs no thread and no wake-up until something is announced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inode: int | None = None
+        self._on_change: Callable[[], None] | None = None
+
+    def start(self, on_change: Callable[[], None]) -> None:
+        """Bind the socket; a file left by a daemon that died is replaced (this daemon
+        holds the database's lock, so no live daemon listens there). A socket that
+        cannot be bound (a read-only folder) is logged: changes made elsewhere are then
+        seen on the daemon's beat, seconds later, and nothing else is lost."""
+        self._on_change = on_change
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            with _address(self.path) as address:
+                sock.bind(address)
+            self._inode = os.stat(self.path).st_ino
+        except OSError as exc:
+            sock.close()
+            log.warning(
+                "cannot listen for changes at %s (%s): a trigger or resume from another "
+                "process is seen within one beat of the daemon instead of at once",
+                self.path,
+                exc.strerror or exc,
+            )
+            return
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):
+            while sock.recv(64):
+                pass
+        if self._on_change is not None:
+            self._on_change()
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(sock.fileno())
+        sock.close()
+        # the file is removed only while it is still this daemon's: a successor that
+        # started before this one finished closing has bound a socket of its own there
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
