@@ -1484,6 +1484,20 @@ def test_waiting_slots_of_paused_tasks_are_cancelled(store: SQLStore) -> None:
     assert store.cancel_waiting_of_paused(T0 + MIN) == 0
 
 
+def test_a_run_triggered_by_hand_after_a_pause_is_not_cancelled(store: SQLStore) -> None:
+    """The probe's case: `pause` then `trigger` said "queued; the daemon starts it within
+    a few seconds", and the engine's look cancelled it ("task paused") unrun."""
+    add(store, "job", retries=3)
+    queued = slot_at(store, "job", T0)
+    assert store.set_paused("job", True, T0, None)
+    assert store.get_slot(queued).status is SlotStatus.CANCELLED  # type: ignore[union-attr]
+    manual = store.add_slot("job", NewSlot(T0 + MIN, SlotStatus.PENDING, trigger="manual"), T0)
+    assert manual is not None
+    assert store.cancel_waiting_of_paused(T0 + MIN) == 0
+    c = store.claim("n1", T0 + MIN, T0 + 2 * MIN, 5)
+    assert [x.slot.id for x in c] == [manual.id]
+
+
 def test_what_an_incident_told_is_kept_as_nothing_not_as_unknown(store: SQLStore) -> None:
     """``told``: () for an incident opened without a word (its end is not told), None for
     one saved before it was kept (read by the older rules)."""

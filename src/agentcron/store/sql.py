@@ -978,9 +978,12 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
     def cancel_waiting_of_paused(self, now: datetime) -> int:
         # Through the partial index of waiting slots: a handful of rows, whatever the
         # history holds; read first, so the look every few seconds takes no write lock.
+        # A run triggered by hand after the pause is not cancelled: it was asked for
+        # (the pause itself cancelled the runs waiting then, in set_paused).
         waiting_of_paused = (
             "SELECT s.id FROM slots s JOIN tasks t ON t.name = s.task "
-            "WHERE s.status IN ('pending', 'retrying') AND t.paused = 1"
+            "WHERE s.status IN ('pending', 'retrying') AND t.paused = 1 "
+            "AND NOT (s.trigger = 'manual' AND s.attempts = 0)"
         )
         if not self._q(f"{waiting_of_paused} LIMIT 1"):
             return 0
