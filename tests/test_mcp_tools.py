@@ -412,3 +412,41 @@ def test_arguments_of_the_wrong_type_are_said_in_one_line_naming_them(
     assert message.startswith(words), message
     assert "pydantic" not in message and "validation error" not in message
     check()
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "words"),
+    [
+        (
+            "schedule_task",
+            {"name": "typo", "every": "10m", "command": ["true"], "timout": "5s"},
+            "arguments not accepted: timout: is not an argument of this tool "
+            "(did you mean 'timeout'?)",
+        ),
+        (
+            "schedule_task",
+            {"name": "r", "every": "10m", "command": ["true"], "retries": 0},
+            "arguments not accepted: retries: is not an argument of this tool (it takes ",
+        ),
+        (
+            "get_task",
+            {"name": "x", "nmae": "y"},
+            "arguments not accepted: nmae: is not an argument of this tool (did you mean 'name'?)",
+        ),
+    ],
+)
+def test_an_argument_the_tool_does_not_take_is_refused_not_ignored(
+    service: Service, tool: str, args: dict[str, Any], words: str
+) -> None:
+    """Outside-in probe: `timout` and `retries` were dropped without a word and the task
+    was scheduled with a one-hour timeout and the default retries."""
+    check = unchanged(service)
+    message = refusal(call(server_for(service, agents_config()), tool, **args))
+    assert message.startswith(words), message
+    check()
+
+
+def test_every_tool_says_it_takes_no_other_arguments(service: Service) -> None:
+    server = server_for(service, agents_config())
+    listed = asyncio.run(server.list_tools())
+    assert listed and all(t.input_schema.get("additionalProperties") is False for t in listed)

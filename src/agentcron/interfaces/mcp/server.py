@@ -8,6 +8,7 @@ has none and reads the caller from each request (:mod:`.http`).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -84,7 +85,29 @@ class Server(MCPServer):
                 await lowlevel.run(receive, write_stream, lowlevel.create_initialization_options())
                 tasks.cancel_scope.cancel()
 
+    async def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> str:
+        for tool in await super().list_tools():
+            if tool.name == name:
+                known = list(tool.input_schema.get("properties") or {})
+                return _not_arguments(arguments or {}, known)
+        return ""  # an unknown tool: the SDK says so
+
+    async def list_tools(self) -> Any:
+        """The tools, each input schema closed (``additionalProperties: false``): an
+        argument that is not one of the tool's is refused, not ignored (see call_tool)."""
+        listed = await super().list_tools()
+        for tool in listed:
+            schema = dict(tool.input_schema)
+            schema["additionalProperties"] = False
+            tool.input_schema = schema
+        return listed
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        # The SDK's argument models ignore a key they do not know: an agent that wrote
+        # `timout` or `retries` was told its task was scheduled, without either.
+        unknown = await self._unknown_arguments(name, arguments)
+        if unknown:
+            raise ToolError(f"Error executing tool {name}: arguments not accepted: {unknown}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -93,6 +116,17 @@ class Server(MCPServer):
                 raise
             # the SDK's prefix kept, as on every other refusal of a tool
             raise ToolError(f"Error executing tool {name}: {refusal(cause)}") from cause
+
+
+def _not_arguments(given: dict[str, Any], known: list[str]) -> str:
+    """``timout: is not an argument of this tool (did you mean 'timeout'?)``, one per key
+    of ``given`` that is not in ``known`` ("" when all are)."""
+    said = []
+    for key in sorted(set(given) - set(known)):
+        near = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else f" (it takes {', '.join(known)})"
+        said.append(f"{key[:100]}: is not an argument of this tool{hint}")
+    return "; ".join(said)
 
 
 def build_server(
