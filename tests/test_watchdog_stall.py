@@ -454,6 +454,35 @@ def test_a_hold_the_stall_thread_wakes_from_first_is_told_once_as_over(
     assert heard.began == [] and heard.ended == []
 
 
+def test_a_hold_that_ends_as_the_stall_thread_wakes_on_time_is_told_once_as_over(
+    sqlite_store: Store,
+) -> None:
+    """Chaos probe: SIGSTOP for 30 s, the stall thread's wait due just as it ended, so it
+    woke on time as far as it could tell, and told "has not ticked for 31s … restart the
+    daemon if this does not clear" and a second later its end. A stall about to begin
+    gives the loop the same moment to pass as a hold the thread sees."""
+    dog, silence, gap, heard = _held(sqlite_store, interval=0.05)  # the thread's first wait
+    dog.pass_grace = 0.5
+    silence.advance(1, passes=True)
+    frozen_from = silence.mono
+    silence.advance(30.5)  # the hold, over as the thread's wait runs out
+    thread = threading.Thread(target=dog._run_loop_check, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.25)  # the thread woke on time; the loop has not passed yet
+        assert heard.began == []
+        silence.advance(0.01, passes=True)  # the loop's first pass after the hold
+        gap.append((frozen_from, silence.mono))
+        deadline = time.monotonic() + 10
+        while not heard.past and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        dog._stop.set()
+        thread.join(5)
+    assert [round(p, 2) for p in heard.past] == [30.51]
+    assert heard.began == [] and heard.ended == []
+
+
 def test_a_stall_that_ends_in_failing_passes_is_over_for_the_owner_when_a_pass_works(
     sqlite_store: Store,
 ) -> None:

@@ -440,7 +440,12 @@ class Watchdog:
             # (SIGSTOP, a paused VM): the loop's silence is the same hold, over now. The
             # loop is given a moment to pass first, so the hold is told once, as over
             # (:meth:`_note_gap`), not as a stall followed a second later by its end.
-            if self._monotonic() - due > HELD_AFTER and self._stop.wait(self.pass_grace):
+            # So is a stall about to begin: a hold that ended just as this thread's wait
+            # did (on time, as far as it can tell) looks like one for a moment (a 30 s
+            # SIGSTOP was told as "has not ticked for 31s … restart the daemon", then its
+            # end a second later). A stall that goes on is told a moment later.
+            held = self._monotonic() - due > HELD_AFTER
+            if (held or self._stall_begins()) and self._stop.wait(self.pass_grace):
                 return
             try:
                 self._check_loop(WatchdogReport())
@@ -448,6 +453,12 @@ class Watchdog:
             except Exception:
                 log.exception("loop check failed; continuing")
                 wait = self._floor()
+
+    def _stall_begins(self) -> bool:
+        """Whether the loop's silence is past ``stall_after`` with no stall told yet."""
+        if self.last_tick is None or self._stalled:
+            return False
+        return self._monotonic() - self.last_tick() > self.stall_after
 
     def _run(self) -> None:
         """Runs what is due by the clock, then sleeps until the next check is due: the
