@@ -548,3 +548,38 @@ def test_a_missing_config_that_becomes_a_directory_or_a_fifo_is_said_each_time(
             await daemon.close()
 
     asyncio.run(scenario())
+
+
+def test_a_channel_replaced_in_the_config_gets_what_the_old_one_could_not_send(
+    tmp_path: Path,
+) -> None:
+    """Probe: the owner replaced a failing channel; `health` said for good that the
+    removed one fails, and the messages it held never reached the new one."""
+    from agentcron.model import Message
+    from agentcron.notify.channels import channel_key
+
+    old, new = "json://127.0.0.1:9/old", "json://127.0.0.1:9/new"
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(f"notify: ['{old}']\n" + GOOD)
+    daemon = Daemon(
+        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
+    )
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            assert daemon.service is not None and daemon.store is not None
+            store = daemon.store
+            said = Message("t", "✖ a failed", "a", "opened", "failure", "failure")
+            store.enqueue(channel_key(old), old, said, daemon.clock.now())
+            assert [h["channel"] for h in daemon.service.channel_health()] == [channel_key(old)]
+            config.write_text(f"notify: ['{new}']\n" + GOOD)
+            assert daemon.reload_if_changed() is True
+            health = daemon.service.channel_health()
+            assert [(h["channel"], h["pending"]) for h in health] == [(channel_key(new), 1)]
+            (item,) = store.due(daemon.clock.now(), 10)
+            assert (item.channel_url, item.message.body) == (new, "✖ a failed")
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())

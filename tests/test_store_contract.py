@@ -866,6 +866,29 @@ def message(n: int, task: str = "t") -> Message:
     )
 
 
+def test_a_channel_removed_from_the_config_hands_its_unsent_messages_on_and_is_forgotten(
+    store: SQLStore,
+) -> None:
+    """Probe: a broken channel replaced in the config stayed in `health` as failing for
+    good, and what it could not send never reached the channel put in its place."""
+    both, only_old, task_own = message(1), message(2), message(3)
+    store.save_incidents([], [("old", "json://old", both), ("new", "json://new", both)], T0)
+    store.enqueue("old", "json://old", only_old, T0 + MIN)
+    store.enqueue("task", "json://task", task_own, T0 + MIN)
+    store.mark_failed(store.due(T0 + MIN, 10)[0].id, "refused", T0 + MIN, False, T0 + MIN)
+    assert store.retire_channels(["new", "task"], [("new", "json://new")], T0 + 2 * MIN) == 2
+    assert [h.channel_key for h in store.channel_health()] == ["new", "task"]
+    due = [(i.channel_key, i.message.title, i.created_at) for i in store.due(T0 + 2 * MIN, 10)]
+    assert ("task", "title 3", T0 + MIN) in due and ("new", "title 1", T0) in due
+    new = store.claim_outbox("n1", T0 + 2 * MIN, T0 + 3 * MIN, 10)
+    for item in new:
+        store.mark_sent(item.id, T0 + 2 * MIN, "n1")
+    # the one only the old channel had comes next on the new one, written when it was
+    again = [(i.channel_key, i.message.title, i.created_at) for i in store.due(T0 + 2 * MIN, 10)]
+    assert again == [("new", "title 2", T0 + MIN)]
+    assert store.retire_channels(["new", "task"], [("new", "json://new")], T0 + 3 * MIN) == 0
+
+
 def test_incidents_are_saved_with_their_messages_and_one_open_per_kind(store: SQLStore) -> None:
     inc = Incident(
         task="t",

@@ -1060,6 +1060,13 @@ class Daemon:
             self._divergence = None
         if before != mine:
             self.store.set_meta(FILE_TASKS_KEY, mine.dumps())
+        retired = self.service.retire_channels(list(config.notify))
+        if retired:
+            log.warning(
+                "%d unsent message(s) of notify channels no longer in the config are sent "
+                "through the channels it names",
+                retired,
+            )
         return added, changed, removed
 
     _divergence: str | None = None  # another node's other tasks, not yet queued to tell

@@ -577,6 +577,17 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 urls.append(url)
         return urls
 
+    def retire_channels(self, global_channels: list[str]) -> int:
+        """Forget the channels no longer in use (neither in ``global_channels`` nor any
+        task's ``notify:``): what they could not send goes to ``global_channels``, and
+        `health` stops reporting them (see the store's ``retire_channels``). Returns how
+        many unsent messages they had."""
+        from agentcron.notify.channels import channel_key
+
+        keep = [channel_key(url) for url in self.channel_urls(global_channels)]
+        move_to = [(channel_key(url), url) for url in global_channels]
+        return self.store.retire_channels(keep, move_to, self.clock.now())
+
     async def notify_test(self, urls: list[str]) -> list[dict[str, Any]]:
         """Send a test message to each channel now (not through the outbox)."""
         from agentcron.model import Message

@@ -281,6 +281,58 @@ class NotifySQL:
             )
             return True
 
+    def retire_channels(
+        self, keep: Sequence[str], move_to: Sequence[tuple[str, str]], now: datetime
+    ) -> int:
+        """Channels that are no longer configured (not in ``keep``): each unsent message
+        of theirs is queued on the ``move_to`` channels (key, url) that do not hold it
+        yet, keeping its time written, and given up on the old channel; their rows go,
+        so `health` no longer reports them. An owner who replaced a broken channel
+        would otherwise never read what it could not take, and be told for good that a
+        channel they removed fails. Returns how many messages were moved."""
+        kept = set(keep)
+        with self._tx() as db:
+            gone = [
+                r[0]
+                for r in db.execute("SELECT channel_key FROM channels").fetchall()
+                if r[0] not in kept
+            ]
+            if not gone:
+                return 0
+            moved = 0
+            for chunk in chunks(gone, 200):
+                marks = ", ".join("?" for _ in chunk)
+                rows = db.execute(
+                    "SELECT id, message, created_at FROM outbox WHERE sent_at IS NULL "
+                    f"AND permanent = 0 AND channel_key IN ({marks}) ORDER BY id",
+                    tuple(chunk),
+                ).fetchall()
+                for row_id, message, created_at in rows:
+                    for key, url in move_to:
+                        if db.execute(
+                            "SELECT 1 FROM outbox WHERE channel_key = ? AND message = ? LIMIT 1",
+                            (key, message),
+                        ).fetchone():
+                            continue  # the message went to that channel too
+                        db.execute(
+                            "INSERT INTO outbox (channel_key, channel_url, message, created_at, "
+                            "next_attempt_at) VALUES (?, ?, ?, ?, ?)",
+                            (key, url, message, created_at, ts(now)),
+                        )
+                        db.execute(
+                            "INSERT INTO channels (channel_key) VALUES (?) "
+                            "ON CONFLICT (channel_key) DO NOTHING",
+                            (key,),
+                        )
+                    db.execute(
+                        "UPDATE outbox SET permanent = 1, next_attempt_at = NULL, last_error = ? "
+                        "WHERE id = ?",
+                        ("its channel was removed from the config", row_id),
+                    )
+                    moved += 1
+                db.execute(f"DELETE FROM channels WHERE channel_key IN ({marks})", tuple(chunk))
+            return moved
+
     def channel_health(self) -> list[ChannelHealth]:
         rows = self._q(
             "SELECT c.channel_key, c.last_ok_at, c.last_error, c.last_error_at, "

@@ -444,6 +444,14 @@ class OutboxStore(Protocol):
         ``resent`` (and its channel's) goes up by one."""
         ...
 
+    def retire_channels(
+        self, keep: Sequence[str], move_to: Sequence[tuple[str, str]], now: datetime
+    ) -> int:
+        """Forget the channels not in ``keep`` (keys): their unsent messages are queued
+        on the ``move_to`` channels (key, url) that lack them and given up on the old
+        one. Returns how many messages were moved."""
+        ...
+
     def mark_sent(self, item_id: int, now: datetime, owner: str | None = None) -> bool:
         """The item was delivered: it leaves the queue and its channel is healthy.
 
