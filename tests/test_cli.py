@@ -117,6 +117,21 @@ def test_next_marks_dst_gap_and_accepts_from(cli) -> None:
     assert fold[0]["local"] == "2026-10-25T02:30:00+02:00", fold
 
 
+@pytest.mark.parametrize("start", ["0001-01-01T00:00", "9999-12-31T22:30"])
+def test_next_from_a_date_it_cannot_plan_from_says_so(cli, start: str) -> None:
+    """Probe: both printed an OverflowError's traceback."""
+    out = cli("next", "story", "--from", start, code=1)
+    assert "is outside the dates agentcron plans fires for (years 2 to 9998)" in out
+    assert "Traceback" not in out
+
+
+def test_next_stops_at_the_last_date_it_can_plan(cli) -> None:
+    rows = json.loads(
+        cli("next", "story", "--count", "1000", "--from", "9998-12-31T12:00", "--json")
+    )
+    assert 300 < len(rows) < 1000 and rows[-1]["at"].startswith("9999-12-3"), rows[-1]
+
+
 def test_add_pause_resume_trigger_remove(cli) -> None:
     out = cli("add", "backup", "--every", "1h", "--tz", "UTC", "--", "sh", "-c", "echo hi")
     assert "added backup" in out

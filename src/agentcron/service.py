@@ -318,6 +318,12 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         sched = self.schedule(rec.spec)
         # a time without an offset is read in the task's zone, as its schedule is
         cursor = start or self.clock.now()
+        if not 2 <= cursor.year <= 9998:  # a zone's offset would move it out of range
+            raise ServiceError(
+                f"the time to start from, {cursor.isoformat()}, is outside the dates "
+                "agentcron plans fires for (years 2 to 9998)",
+                field="start",
+            )
         if cursor.tzinfo is None:
             # a wall time read at its earliest instant: one inside a spring-forward gap
             # (02:10 of a day that skips 02:00-03:00) is before the fire the gap moved
@@ -329,7 +335,10 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             )
         out: list[dict[str, Any]] = []
         for _ in range(count):
-            fire = sched.next_after(cursor)
+            try:
+                fire = sched.next_after(cursor)
+            except OverflowError:  # the next fire would be past the year 9999
+                break
             if fire is None:
                 break
             out.append(
