@@ -215,6 +215,9 @@ def test_update_pause_resume_trigger_cancel_all_audited_as_the_agent(
     assert not resumed["paused"] and resumed["pause_reason"] is None
     assert run["status"] == "pending" and run["trigger"] == "manual" and run["id"] > 0
     assert run["task"] == "agent.claude.job"
+    # no daemon here: the agent is told so, as the CLI and the API say (probe: it was
+    # told nothing, and "pending" read as on its way)
+    assert run["note"].startswith("the daemon is not running"), run["note"]
     assert cancelled == {"name": "agent.claude.job", "cancelled": True}
     assert refusal(results[-1]) == "no task named 'agent.claude.job'; you have no tasks yet"
 

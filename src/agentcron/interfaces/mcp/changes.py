@@ -16,9 +16,9 @@ from agentcron.interfaces.mcp.models import (
     HttpAction,
     LlmAction,
     PythonAction,
-    RunInfo,
     TaskDetail,
     TaskInfo,
+    TriggeredRun,
 )
 from agentcron.interfaces.mcp.policy import Policy, Refused
 from agentcron.model.task import TaskSpec
@@ -275,7 +275,7 @@ class ChangeTools(ToolsCore):
             self._service().remove(full)
         return Cancelled(name=full, cancelled=True)
 
-    def trigger_task(self, name: str, ctx: Context) -> RunInfo:
+    def trigger_task(self, name: str, ctx: Context) -> TriggeredRun:
         p = self.policy(ctx)
         with answers():
             p.check_may_start("start runs")
@@ -285,7 +285,8 @@ class ChangeTools(ToolsCore):
             service = self._service()
             p.check_trigger_rate(full, service.runs(full, limit=200), service.clock.now())
             p.check_budget(full, service.task_budget(full))
-            return RunInfo.model_validate(service.trigger(full))
+            run = service.trigger(full)
+            return TriggeredRun.model_validate({**run, "note": service.trigger_note(full)})
 
 
 def _key(location: str, full: str) -> str:

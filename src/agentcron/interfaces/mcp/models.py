@@ -149,6 +149,13 @@ class RunInfo(_Out):
     tokens: dict[str, int] = Field(default_factory=dict, description="Model tokens used")
 
 
+class TriggeredRun(RunInfo):
+    note: str = Field(
+        description="What becomes of it: when it starts, or why it will not (the daemon "
+        "is not running, a budget is used up)"
+    )
+
+
 class TaskDetail(TaskInfo):
     spec: dict[str, Any] = Field(description="The definition (secrets removed)")
     model_profile: str | None = Field(description="The model profile an llm task calls")
