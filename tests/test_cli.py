@@ -132,6 +132,19 @@ def test_next_stops_at_the_last_date_it_can_plan(cli) -> None:
     assert 300 < len(rows) < 1000 and rows[-1]["at"].startswith("9999-12-3"), rows[-1]
 
 
+def test_show_of_a_paused_task_does_not_contradict_itself(cli) -> None:
+    """Probe: `paused: True (maintenance)` at the top, `paused: False` in the spec, and
+    next runs listed that will not happen."""
+    cli("pause", "story", "--reason", "maintenance")
+    text = cli("show", "story")
+    assert "paused:    True (maintenance)" in text
+    assert "next runs: - (paused)" in text
+    lines = [line.strip() for line in text.splitlines()]
+    assert "paused: False" not in lines
+    assert json.loads(cli("show", "story", "--json"))["spec"]["paused"] is False
+    assert "paused: False (as written; the task is paused by hand)" in lines
+
+
 def test_add_pause_resume_trigger_remove(cli) -> None:
     out = cli("add", "backup", "--every", "1h", "--tz", "UTC", "--", "sh", "-c", "echo hi")
     assert "added backup" in out

@@ -246,7 +246,8 @@ def task_detail(console: Console, data: dict[str, Any]) -> None:
     )
     zone = data.get("timezone")
     nxt = ", ".join(_short(n["local"], zone) for n in data["next"])
-    console.print(f"  next runs: {nxt or '-'}")
+    # a paused task's fire times are when it would run, not when it will
+    console.print(f"  next runs: {'- (paused)' if data['paused'] else nxt or '-'}")
     if data.get("budget"):
         resets = _short(data["budget"][0]["resets_at"], data.get("timezone"))
         console.print(
@@ -255,7 +256,14 @@ def task_detail(console: Console, data: dict[str, Any]) -> None:
         )
     console.print("  spec:")
     for key, value in sorted(data["spec"].items()):
-        console.print(f"    {key}: {escape(str(value))}")
+        said = escape(str(value))
+        if key == "paused" and bool(value) != bool(data["paused"]):
+            # the file's (or the API's) key, while the state is the operator's
+            # (`agentcron pause`/`resume`): "paused: True" above and "paused: False" here
+            # read as a contradiction (probe)
+            said += " (as written; the task is " + ("paused" if data["paused"] else "resumed")
+            said += " by hand)"
+        console.print(f"    {key}: {said}")
     if data["recent_runs"]:
         runs_table(console, data["recent_runs"])
 
