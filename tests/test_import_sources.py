@@ -364,6 +364,22 @@ def test_a_crontab_command_run_as_written_by_the_shell(tmp_path: Path) -> None:
     assert (tmp_path / "out").read_text() == "one\ntwo % three\n"
 
 
+def test_a_crontab_line_that_is_only_input_runs_nothing_and_succeeds(tmp_path: Path) -> None:
+    """Probe: `0 4 * * * %only stdin` became `… | (  )`, which sh refuses (exit 2):
+    every run failed, where cron runs an empty command that succeeds."""
+    import subprocess
+
+    crontab = tmp_path / "c"
+    crontab.write_text("0 4 * * * %only stdin\n")
+    p = make_plan("crontab", crontab, LLM)
+    (draft,) = p.drafts
+    from agentcron.config._env import expand
+
+    done = subprocess.run(["/bin/sh", "-c", expand(draft.body["command"], {})], check=False)
+    assert done.returncode == 0
+    assert any("no command before its %" in n.reason for n in draft.notes)
+
+
 # ---- bad files --------------------------------------------------------------------------
 
 

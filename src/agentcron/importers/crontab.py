@@ -256,7 +256,9 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
         if len(parts) > 1 and parts[-1] == "":
             parts.pop()  # a final % ends the last line; printf ends every line
         feed = " ".join(shlex.quote(part) for part in parts)
-        text = f"printf '%s\\n' {feed} | ( {text} )"
+        # nothing before the % (cron runs an empty command, which succeeds): `( )` is
+        # a syntax error of sh, and every run failed with exit 2
+        text = f"printf '%s\\n' {feed} | ( {text or ':'} )"
     if state.shell and os.path.basename(state.shell) != "sh":
         body["command"] = [state.shell, "-c", escape(text)]
     else:
@@ -285,6 +287,13 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
             "%",
             "approximated",
             "the text after % was the command's input: fed with printf through a pipe",
+            number,
+        )
+    if not run.strip():
+        draft.note(
+            "command",
+            "warning",
+            "the line has no command before its %: it does nothing (as under cron)",
             number,
         )
     _odd_first_word(draft, run, number)
