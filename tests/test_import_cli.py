@@ -439,3 +439,22 @@ def test_an_agent_zero_schedule_with_fields_missing_says_what_they_were_read_as(
         "schedule.hour, schedule.day, schedule.month, schedule.weekday missing: read as '*' "
         "(every one), so it runs '5 * * * *'"
     ) in out
+
+
+def test_apply_refuses_while_the_llm_key_variable_is_unset(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probe: `--api-key-env K` with K unset was applied without a word, and every run
+    of the tasks would have failed with config_error."""
+    monkeypatch.delenv("PROBE_LLM_KEY", raising=False)
+    shutil.copy(FIXTURES / "agent-zero-tasks.json", tmp_path / "a0.json")
+    llm = ["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--api-key-env", "PROBE_LLM_KEY"]
+    data = json.loads(cli("import", "agent-zero", "a0.json", *llm, "--json"))
+    assert {"name": "PROBE_LLM_KEY", "set": False}.items() <= next(
+        v for v in data["variables"] if v["name"] == "PROBE_LLM_KEY"
+    ).items()
+    out = cli("import", "agent-zero", "a0.json", *llm, "--apply", code=1)
+    assert "PROBE_LLM_KEY" in out and "agentcron.yaml was not changed" in out
+    assert (tmp_path / "agentcron.yaml").read_text() == CONFIG
+    monkeypatch.setenv("PROBE_LLM_KEY", "sk-test")
+    cli("import", "agent-zero", "a0.json", *llm, "--apply")

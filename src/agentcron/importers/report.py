@@ -68,9 +68,29 @@ def build(
     return report
 
 
+def unset_keys(report: Report) -> list[str]:
+    """A line per placed ``llm`` task whose ``api_key_env`` is not set: no placeholder
+    names it, so the config's own check lets it through, and every run would fail."""
+    said = []
+    for item in report.placed:
+        llm = item.draft.body.get("llm")
+        name = llm.get("api_key_env") if isinstance(llm, Mapping) else None
+        if isinstance(name, str) and not report.variables.get(name, ("", True))[1]:
+            said.append(
+                f"tasks.{item.name}.llm.api_key_env: variable {name} is not set (the key "
+                "the model is called with): set it in the environment or the config's env_file"
+            )
+    return said
+
+
 def _wanted(plan: Plan, placed: list[Placed]) -> set[str]:
     names = set(plan.variables) if placed else set()
     for item in placed:
+        # the variable an llm task reads its key from is one to set too: unset, every
+        # run would fail with config_error, and the import said nothing (probe)
+        llm = item.draft.body.get("llm")
+        if isinstance(llm, Mapping) and isinstance(llm.get("api_key_env"), str):
+            names.add(llm["api_key_env"])
         for path, text in strings_in(item.draft.body):
             if path[:1] == ("description",):
                 continue  # shown as written, never expanded: no variable to set

@@ -103,6 +103,9 @@ def import_jobs(
     if apply and report.placed:
         from agentcron.config.errors import ConfigError
 
+        unset = reports.unset_keys(report)
+        if unset:
+            _fail(f"{path} was not changed:\n" + "\n".join(unset))
         try:
             apply_to_file(path, report.placed)
         except ConfigError as exc:
