@@ -583,3 +583,48 @@ def test_a_channel_replaced_in_the_config_gets_what_the_old_one_could_not_send(
             await daemon.close()
 
     asyncio.run(scenario())
+
+
+def test_a_file_task_named_as_a_task_added_elsewhere_is_refused_not_taken_over(
+    tmp_path: Path,
+) -> None:
+    """Probe: a file task named as an agent's task took it over without a word (its
+    pause kept, the agent then refused as "defined in the config file", and the task
+    removed for good once the lines left the file). The file is refused and said."""
+    from agentcron.config.errors import ConfigError
+    from agentcron.model import TaskSource
+
+    config = tmp_path / "agentcron.yaml"
+    notify = "notify: ['json://127.0.0.1:9/x']\n"
+    config.write_text(notify + GOOD)
+    home = tmp_path / "home"
+    daemon = Daemon(DaemonOptions(config_path=config, home=home, tune_gc=False, config_settle=0))
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            assert daemon.service is not None and daemon.store is not None
+            daemon.service.add_task("b", {"every": "1h", "command": ["echo", "mine"]})
+            config.write_text(notify + GOOD + NEW.removeprefix("tasks:\n"))
+            assert daemon.reload_if_changed() is False
+            assert daemon.rejected_config is not None
+            assert "a task named 'b' was added with `agentcron add`" in daemon.rejected_config
+            rec = daemon.store.get_task("b")
+            assert rec is not None and rec.source is TaskSource.API
+            told = [m.message.body for m in daemon.store.due(daemon.clock.now(), 10)]
+            assert any("tasks.b" in body and "take it over" in body for body in told), told
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())
+    # and a daemon does not start on such a file
+    again = Daemon(DaemonOptions(config_path=config, home=home, tune_gc=False))
+
+    async def start() -> None:
+        try:
+            await again.start()
+        finally:
+            await again.close()
+
+    with pytest.raises(ConfigError, match="would take it over"):
+        asyncio.run(start())

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from agentcron.beats import on_beat, sleep_to_beat
 from agentcron.clock import Clock, SystemClock
-from agentcron.config.errors import ConfigError
+from agentcron.config.errors import ConfigError, ConfigProblem
 from agentcron.config.loader import load_config
 from agentcron.config.nodes import META_KEY as FILE_TASKS_KEY
 from agentcron.config.nodes import Applied, divergence_text, loads, other_live_node, tasks_digest
@@ -206,6 +206,7 @@ class Daemon:
             self.clock,
             Defaults(self.config.timezone, self.config.defaults, self.config.budget_rules()),
         )
+        self._refuse_clashes(self.config)
         added, changed, removed = self._sync_file_tasks(self.config)
         log.info(
             "config %s: %d tasks (%d added, %d changed, %d removed)",
@@ -977,6 +978,7 @@ class Daemon:
             return False
         try:
             config = load_config(self.options.config_path)
+            self._refuse_clashes(config)
         except ConfigError as exc:
             log.error("config change rejected; still running the last good config:\n%s", exc)
             self.rejected_config = str(exc)
@@ -996,6 +998,28 @@ class Daemon:
         self._apply(config)
         self._config_file, self._config_stamp = seen, stamp
         return True
+
+    def _refuse_clashes(self, config: LoadedConfig) -> None:
+        """A file task named as a task added with `agentcron add`, the API or an agent
+        would take that task over without a word (its pause, its history, an agent's
+        task then refused to the agent as "defined in the config file"); the file is
+        refused instead, naming both (probe)."""
+        assert self.service is not None
+        clashes = self.service.tasks_added_elsewhere(list(config.tasks))
+        if not clashes:
+            return
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    f"tasks.{name}",
+                    f"a task named {name!r} was added with `agentcron add`, the API or an "
+                    "agent, and the file would take it over: give this one another name, or "
+                    f"remove that one first (`agentcron remove {name}`)",
+                )
+                for name in clashes
+            ],
+            config.source,
+        )
 
     def _apply(self, config: LoadedConfig) -> None:
         """Put a new valid config in force; ``self.config`` becomes it only once its

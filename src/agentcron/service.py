@@ -125,6 +125,16 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         reason = "its time had already passed when it was added to the config file"
         self.store.add_slot(spec.name, NewSlot(at, SlotStatus.EXPIRED, reason), now)
 
+    def tasks_added_elsewhere(self, names: list[str]) -> list[str]:
+        """Which of ``names`` are tasks added with `agentcron add`, the API or an agent
+        (``source: api``): a config file's task of the same name would take one over."""
+        held = []
+        for name in names:
+            rec = self.store.get_task(name)
+            if rec is not None and rec.source is TaskSource.API:
+                held.append(name)
+        return held
+
     def upsert_code_tasks(self, specs: list[TaskSpec]) -> None:
         """Tasks registered from Python code: written in one transaction (100,000 at once
         must take seconds, not minutes); an existing task keeps its place on the grid."""

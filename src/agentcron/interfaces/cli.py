@@ -175,7 +175,15 @@ def service_for(
             defaults = Defaults(recorded.timezone if recorded is not None else None)
         service = Service(store, _home(home), defaults=defaults)
         if loaded is not None and own and sync and _no_daemon_applies_a_config(home, db):
-            service.sync_file_tasks(loaded.tasks)
+            clashes = service.tasks_added_elsewhere(list(loaded.tasks))
+            if clashes:  # as a daemon refuses the file (see Daemon._refuse_clashes)
+                err.print(
+                    f"[yellow]warning:[/] {rich_escape(str(path))} is not applied: "
+                    f"{rich_escape(', '.join(clashes))} would take over task(s) added with "
+                    "`agentcron add`, the API or an agent; rename them in the file"
+                )
+            else:
+                service.sync_file_tasks(loaded.tasks)
         try:
             yield service
         except ServiceError as exc:
