@@ -113,7 +113,8 @@ class Watchdog:
         # waited for a locked table until its timeout ends a stall with a failed pass,
         # and the next pass waits again: the end is told at the first pass that works.
         self.failing = failing
-        self.pass_grace = PASS_GRACE
+        # a moment, next to the stall's own threshold (tests use a short one)
+        self.pass_grace = min(PASS_GRACE, stall_after / 3)
         self.stall_after = stall_after
         self.limits = OverdueLimits(store, period_of)
         self.stalls = StallLog()
