@@ -628,3 +628,40 @@ def test_a_file_task_named_as_a_task_added_elsewhere_is_refused_not_taken_over(
 
     with pytest.raises(ConfigError, match="would take it over"):
         asyncio.run(start())
+
+
+def test_a_changed_env_file_is_applied_and_a_broken_one_is_told(tmp_path: Path) -> None:
+    """Probe: the daemon kept the env_file's old values until a restart, and said
+    nothing when an edit left a variable the tasks use unset, while `validate`, `list`
+    and `doctor` already called the config invalid (and the next start would refuse)."""
+    from agentcron.config import _env
+
+    env = tmp_path / "vars.env"
+    env.write_text("GREETING=hello\n")
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(
+        "env_file: vars.env\nnotify: ['json://127.0.0.1:9/x']\n"
+        "tasks:\n  a:\n    every: 1h\n    command: [echo, 'alpha ${GREETING}']\n"
+    )
+    daemon = Daemon(
+        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
+    )
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            assert daemon.store is not None
+            assert daemon.reload_if_changed() is False  # nothing changed yet
+            env.write_text("GREETING=bye\n")
+            daemon.reload_if_changed()
+            assert _env.env_file_values()["GREETING"] == "bye"
+            assert daemon.rejected_config is None
+            env.write_text("OTHER=1\n")
+            assert daemon.reload_if_changed() is False
+            assert daemon.rejected_config is not None and "GREETING" in daemon.rejected_config
+            told = [m.message.body for m in daemon.store.due(daemon.clock.now(), 10)]
+            assert any("GREETING" in body for body in told), told
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())

@@ -133,7 +133,8 @@ class Daemon:
         self.service: Service | None = None
         self.stop_event = asyncio.Event()
         self._config_stamp: str | None = None
-        self._config_file: _FileId | None = None  # its stat when last read
+        # the config file's stat when last read, and its env_file's
+        self._config_file: tuple[_FileId | None, ...] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._unremoved_told: set[str] = set()  # files retention left, told (see there)
         self.supervisor: Supervisor | None = None
@@ -153,10 +154,22 @@ class Daemon:
             if self.options.base_config is None:
                 raise ValueError("a daemon needs a config file or a base_config")
             return self.options.base_config
-        self._config_file = _file_id(self.options.config_path)
+        seen = _file_id(self.options.config_path)
         config = load_config(self.options.config_path)
-        self._config_stamp = _stamp(self.options.config_path)
+        paths = self._watched(config)
+        self._config_file = (seen, *(_file_id(p) for p in paths[1:]))
+        self._config_stamp = _stamps(paths)
         return config
+
+    def _watched(self, config: LoadedConfig | None) -> list[Path]:
+        """The files a reload reads: the config file, and its env_file (a value changed
+        there applies as a change of the config does; it was used until a restart while
+        `validate`, `list` and `doctor` already read the new one: probe)."""
+        assert self.options.config_path is not None
+        paths = [self.options.config_path]
+        if config is not None and config.env_file is not None:
+            paths.append(Path(config.env_file))
+        return paths
 
     def _dead_predecessors(self, store: Store) -> list[str]:
         host = hostname()
@@ -965,14 +978,17 @@ class Daemon:
         does it all again instead of taking the file for one already applied."""
         if self.options.config_path is None:
             return False
-        seen = _file_id(self.options.config_path)
-        if seen is not None and seen == self._config_file and not _racy(seen):
-            return False  # the same file, unchanged since it was read: no read, no hash
-        if seen is not None and _changed_within(seen, self.options.config_settle):
+        paths = self._watched(self.config)
+        seen = tuple(_file_id(p) for p in paths)
+        if seen[0] is not None and seen == self._config_file and not _any_racy(seen):
+            return False  # the same files, unchanged since they were read: no read, no hash
+        settle = self.options.config_settle
+        moving = [f for f in seen if f is not None and _changed_within(f, settle)]
+        if moving:
             # being written, maybe: read once it stands still (see _reload_loop)
-            self._settling = _settles_in(seen, self.options.config_settle)
+            self._settling = max(_settles_in(f, settle) for f in moving)
             return False
-        stamp = _stamp(self.options.config_path)
+        stamp = _stamps(paths)
         if stamp == self._config_stamp:
             self._config_file = seen
             return False
@@ -1260,6 +1276,18 @@ def _settles_in(file: _FileId, seconds: float) -> float:
     """Seconds until the file has not changed for ``seconds`` (a little past it)."""
     since = (time.time_ns() - max(file[3], file[4])) / 1e9
     return max(0.0, seconds - since) + 0.05
+
+
+def _any_racy(files: tuple[_FileId | None, ...]) -> bool:
+    return any(f is not None and _racy(f) for f in files)
+
+
+def _stamps(paths: list[Path]) -> str | None:
+    """The content hash of the config file, with its env_file's when it has one."""
+    first = _stamp(paths[0])
+    if first is None or len(paths) == 1:
+        return first
+    return "+".join([first, *(_stamp(p) or "-" for p in paths[1:])])
 
 
 def _racy(file: _FileId) -> bool:

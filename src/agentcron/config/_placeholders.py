@@ -238,6 +238,15 @@ def env_file_values_of(
         return {}
 
 
+def env_file_path(raw: Any, base_dir: Path) -> str | None:
+    """Where the top-level ``env_file:`` (as written) is, or None: the daemon watches it
+    with the config file, so a changed value applies without a restart."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    path = Path(raw).expanduser()
+    return str(path if path.is_absolute() else base_dir / path)
+
+
 def urls_as_written(raw: Any, checked: list[str]) -> list[str]:
     """The URLs as written (placeholders kept) when they line up with the checked ones."""
     written = [raw] if isinstance(raw, str) else raw

@@ -160,6 +160,7 @@ def _parse(text: str, source: str, digest: str, base_dir: Path) -> LoadedConfig:
     refused = list(problems)  # values to_plain would not take; validated as null below
     root = _Place((), tree, None)
 
+    env_file = _placeholders.env_file_path(plain.get("env_file"), base_dir)
     file_values = _placeholders.env_file_values_of(plain, base_dir, root.problem, problems)
     environ = _env.current_environ(file_values)
     held = _placeholders.top_problems(plain, environ, root.problem)
@@ -212,6 +213,7 @@ def _parse(text: str, source: str, digest: str, base_dir: Path) -> LoadedConfig:
         api=_placeholders.api_as_written(plain.get("api"), top.api),
         tasks=tasks,
         digest=digest,
+        env_file=env_file,
         defaults=dict(defaults),
         agents=top.agents,
         budget=top.budget,

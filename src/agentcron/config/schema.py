@@ -233,6 +233,7 @@ class LoadedConfig:
     defaults: dict[str, Any] = field(default_factory=dict)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     budget: Budget | None = None  # every task's together, per day
+    env_file: str | None = None  # the top-level env_file's path, resolved
 
     def untold(self) -> list[str]:
         """Tasks whose problems would reach no one: no ``notify:`` of their own and
