@@ -453,3 +453,16 @@ def test_every_tool_says_it_takes_no_other_arguments(service: Service) -> None:
     server = server_for(service, agents_config())
     listed = asyncio.run(server.list_tools())
     assert listed and all(t.input_schema.get("additionalProperties") is False for t in listed)
+
+
+def test_a_call_larger_than_a_megabyte_is_refused_on_every_transport(service: Service) -> None:
+    """Probe: over stdio a 5 MB http.body was stored and echoed back (HTTP said 413)."""
+    check = unchanged(service)
+    hook = {**HOOK, "method": "POST", "body": "x" * (5 * 1024 * 1024)}
+    message = refusal(
+        call(
+            server_for(service, agents_config()), "schedule_task", name="big", every="1h", http=hook
+        )
+    )
+    assert "more than the 1048576 a call may carry" in message, message
+    check()

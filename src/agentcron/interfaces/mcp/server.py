@@ -9,6 +9,7 @@ has none and reads the caller from each request (:mod:`.http`).
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +106,12 @@ class Server(MCPServer):
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         # The SDK's argument models ignore a key they do not know: an agent that wrote
         # `timout` or `retries` was told its task was scheduled, without either.
+        size = len(json.dumps(arguments or {}, ensure_ascii=False, default=str).encode())
+        if size > MAX_ARGUMENTS_BYTES:  # as the HTTP transport's 413: stdio had no bound
+            raise ToolError(
+                f"Error executing tool {name}: arguments not accepted: {size} bytes, more "
+                f"than the {MAX_ARGUMENTS_BYTES} a call may carry"
+            )
         unknown = await self._unknown_arguments(name, arguments)
         if unknown:
             raise ToolError(f"Error executing tool {name}: arguments not accepted: {unknown}")
@@ -116,6 +123,9 @@ class Server(MCPServer):
                 raise
             # the SDK's prefix kept, as on every other refusal of a tool
             raise ToolError(f"Error executing tool {name}: {refusal(cause)}") from cause
+
+
+MAX_ARGUMENTS_BYTES = 1024 * 1024  # a tool call's arguments, as JSON (the API's body bound)
 
 
 def _not_arguments(given: dict[str, Any], known: list[str]) -> str:
