@@ -392,3 +392,33 @@ def test_an_output_folder_replaced_during_the_run_does_not_undo_its_end(tmp_path
     assert result.ok and result.exit_code == 0, result.failure
     assert "agentcron could not read the output file" in result.output
     assert "Not a directory" in result.output
+
+
+def test_a_kill_by_its_own_launchers_fence_is_said_as_such_not_as_from_outside(
+    tmp_path: Path,
+) -> None:
+    """Chaos probe: a node frozen past its lease had its command stopped by the
+    launcher's fence, and the run was told as "killed by SIGKILL (signal 9) from outside
+    agentcron, often the out-of-memory killer, or an operator's kill -9"."""
+    import json
+    import signal
+
+    from agentcron.actions.command import FENCED, _result_for
+    from agentcron.classify import classify
+    from agentcron.model import ErrorClass
+
+    ctx = make_ctx(tmp_path, command=["true"])
+    ctx = dataclasses.replace(ctx, output_path=tmp_path / "home" / "outputs" / "job" / "run.log")
+    outside = _result_for(-signal.SIGKILL, ctx)
+    assert outside.failure is not None and outside.failure.known_class is None
+    marker = tmp_path / "home" / "runs" / "7-1.json"
+    marker.parent.mkdir(parents=True)
+    fields = {"slot": 7, "attempt": 1, "pgid": 4242, "started_at": 1.0}
+    marker.write_text(json.dumps({**fields, "ended_at": 2.0, "orphaned": True}))
+    fenced = _result_for(-signal.SIGKILL, ctx)
+    assert fenced.failure is not None
+    assert fenced.failure.known_class is ErrorClass.WORKER_LOST
+    said = classify(fenced.failure)
+    assert said.error_class is ErrorClass.WORKER_LOST
+    assert said.explanation.startswith("agentcron stopped the command: its daemon was frozen")
+    assert FENCED in said.explanation and "outside agentcron" not in said.explanation

@@ -194,6 +194,17 @@ def ended_run(home: Path | str, slot_id: int, attempt: int) -> EndRecord | None:
     )
 
 
+def stopped_by_its_launcher(output: Path | str, task: str, slot_id: int, attempt: int) -> bool:
+    """Whether the attempt's launcher stopped its command because the daemon was gone
+    or frozen past its lease (its marker says ``orphaned``): the daemon that then reads
+    a SIGKILL is reading its own launcher's, not one "from outside"."""
+    marker = marker_for_output(output, task, slot_id, attempt)
+    if marker is None:
+        return False
+    end = ended_run(marker.parent.parent, slot_id, attempt)
+    return end is not None and end.orphaned
+
+
 def forget_run(home: Path | str, slot_id: int, attempt: int) -> None:
     """Remove the marker of an attempt whose end is recorded in the store."""
     with contextlib.suppress(OSError):

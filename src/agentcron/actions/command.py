@@ -217,6 +217,20 @@ def _after_end(read: Callable[[Path], str], path: Path) -> str:
         return f"[agentcron could not read the output file {path}: {exc.strerror or exc}]\n"
 
 
+# A chaos probe's SIGSTOP of a node past its lease was told as "killed by SIGKILL from
+# outside agentcron, often the out-of-memory killer": it was the launcher's own fence.
+FENCED = (
+    "agentcron stopped the command: its daemon was frozen (SIGSTOP, a paused VM) for "
+    "longer than its lease, and another node could have taken the run over"
+)
+
+
+def _stopped_by_launcher(ctx: ActionContext) -> bool:
+    from agentcron.orphans import stopped_by_its_launcher
+
+    return stopped_by_its_launcher(ctx.output_path, ctx.task, ctx.slot_id, ctx.attempt)
+
+
 def _result_for(returncode: int | None, ctx: ActionContext) -> ActionResult:
     assert returncode is not None
     if returncode == 0:
@@ -225,6 +239,17 @@ def _result_for(returncode: int | None, ctx: ActionContext) -> ActionResult:
     tail = redact_for(_after_end(tail_lines, ctx.output_file), ctx.spec.env, ctx.run_env)
     if returncode < 0:
         signum = -returncode
+        if _stopped_by_launcher(ctx):
+            return ActionResult(
+                ok=False,
+                failure=FailureInfo(
+                    message=FENCED,
+                    signal=signum,
+                    output_tail=tail,
+                    known_class=ErrorClass.WORKER_LOST,
+                    action="command",
+                ),
+            )
         return ActionResult(
             ok=False,
             failure=FailureInfo(
