@@ -240,7 +240,9 @@ def test_secrets_never_reach_the_webhook(webhook: Webhook) -> None:
     ]
 
 
-def test_backoff_grows_to_thirty_minutes_and_never_gives_up() -> None:
+def test_backoff_grows_to_a_minute_and_never_gives_up() -> None:
+    """A minute at most between tries: the head of a channel's queue holds the rest, and
+    a backoff grown to 30 min kept a channel that was back silent (chaos probe)."""
     clock = FakeClock(START)
     failing = FakeChannel("flaky", [SendResult(ok=False, error="502 Bad Gateway")] * 8)
     outbox = MemoryOutbox()
@@ -255,19 +257,10 @@ def test_backoff_grows_to_thirty_minutes_and_never_gives_up() -> None:
         assert after.next_attempt_at is not None
         waits.append(after.next_attempt_at - clock.now())
         clock.set(after.next_attempt_at)
-    assert waits == [
-        timedelta(seconds=5),
-        timedelta(seconds=15),
-        timedelta(minutes=1),
-        timedelta(minutes=5),
-        timedelta(minutes=15),
-        timedelta(minutes=30),
-        timedelta(minutes=30),
-        timedelta(minutes=30),
-    ]
+    assert waits == [timedelta(seconds=5), timedelta(seconds=15)] + [timedelta(minutes=1)] * 6
     assert asyncio.run(sender.drain_once()) == 1
     (sent,) = failing.sent  # as written, with how late it went out
-    assert sent.body.startswith(message(1).body + "\n\n(sent 1 hour 51 min after")
+    assert sent.body.startswith(message(1).body + "\n\n(sent 6 min after")
 
 
 def test_one_failing_channel_does_not_hold_up_another_and_order_is_kept_per_channel() -> None:
