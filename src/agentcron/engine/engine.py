@@ -206,6 +206,7 @@ class Engine:
         self._last_renew: datetime | None = None
         self._last_stops: datetime | None = None  # see _honour_stops
         self._last_recover: datetime | None = None
+        self._last_marker_sweep: float | None = None  # when run markers were last swept
         self._last_sweep: datetime | None = None
         self._sweep_not_before: datetime | None = None  # set by a freeze (see run_pass)
         self._ahead: Ahead | None = None  # plans made for the coming fires
@@ -935,8 +936,14 @@ class Engine:
         if not deferred:  # predecessors are handled once; later losses go by lease
             self._dead_owners = []
         # A marker left this long after its last write belongs to a run that is over
-        # (a dead predecessor's lost runs were recovered above, within a lease).
-        sweep_markers(own_home, self._runs, older_than=2 * self.settings.lease.total_seconds())
+        # (a dead predecessor's lost runs were recovered above, within a lease). Such a
+        # marker waits two leases anyway: the folder is looked at twice a lease, not at
+        # every look for lapsed leases (an idle daemon listed it at every beat).
+        lease = self.settings.lease.total_seconds()
+        since = self._last_marker_sweep
+        if since is None or time.monotonic() - since >= lease / 2:
+            self._last_marker_sweep = time.monotonic()
+            sweep_markers(own_home, self._runs, older_than=2 * lease)
         return count
 
     def _end_removed_lapsed(self, slot: Slot, number: int, now: datetime, home: Path) -> int:
