@@ -533,6 +533,10 @@ def test_a_missing_config_that_becomes_a_directory_or_a_fifo_is_said_each_time(
             config.unlink()
             daemon.reload_if_changed()
             assert "not found" in (daemon.rejected_config or "")
+            # not "run `agentcron init`": the daemon would apply the example in place of
+            # the owner's tasks (probe)
+            assert "put it back" in (daemon.rejected_config or "")
+            assert "agentcron init" not in (daemon.rejected_config or "")
             config.mkdir()
             daemon.reload_if_changed()
             assert "directory" in (daemon.rejected_config or ""), daemon.rejected_config

@@ -993,6 +993,20 @@ class Daemon:
             self._config_file = seen
             return False
         try:
+            if seen[0] is None and not self.options.config_path.exists():
+                # the loader's advice ("run `agentcron init` to create an example") would
+                # have the daemon apply the example in place of the owner's tasks
+                raise ConfigError(
+                    [
+                        ConfigProblem(
+                            "",
+                            f"file not found: {self.options.config_path}; put it back (from "
+                            "a backup or version control): until then the daemon runs the "
+                            "last good config",
+                        )
+                    ],
+                    str(self.options.config_path),
+                )
             config = load_config(self.options.config_path)
             self._refuse_clashes(config)
         except ConfigError as exc:
