@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -300,3 +301,23 @@ def test_health_says_a_providers_cooldown_is_over_not_over_until() -> None:
     render.health(Console(file=screen, width=200), data)
     assert "provider 127.0.0.1: cooldown over since " in screen.getvalue(), screen.getvalue()
     assert "over until" not in screen.getvalue()
+
+
+def test_a_runs_attempts_carry_the_task_zones_offset_as_the_run_does(
+    sqlite_store: Any, clock: Any, home: Path
+) -> None:
+    """Probe (MCP get_run): the run's times were +01:00 and its attempts' +00:00."""
+    import asyncio
+    from datetime import timedelta
+
+    from harness import Harness
+
+    h = Harness(sqlite_store, clock, home)
+    h.add("paris", lambda: "done", every="1h", timezone="Europe/Paris", retries=0)
+    asyncio.run(h.run_until(clock.now() + timedelta(hours=1), timedelta(minutes=30)))
+    (slot,) = [s for s in h.slots("paris") if s.status.value == "succeeded"][:1]
+    view = h.service.run_detail(slot.id, with_output=False)
+    offset = view["started_at"][-6:]
+    assert offset in ("+01:00", "+02:00"), view["started_at"]
+    (attempt,) = view["attempts_detail"]
+    assert attempt["started_at"].endswith(offset) and attempt["finished_at"].endswith(offset)

@@ -262,15 +262,19 @@ class HistoryMixin(ServiceCore):
         """One run: every attempt (class, explanation, tokens, node), its deliveries
         and, with ``with_output``, its kept output (redacted, the first megabyte)."""
         slot = self._slot(run_id)
-        view = self.slot_view(slot)
+        rec = self.store.get_task(slot.task)
+        # every time of the run in the task's zone, its attempts' too (they were UTC
+        # beside the run's own local times: probe)
+        zone = self._zone(rec.spec) if rec else None
+        view = self.slot_view(slot, zone)
         attempts = self.store.attempts(run_id)
         view["tokens"] = _tokens(attempts)
         view["attempts_detail"] = [
             {
                 "number": a.number,
                 "status": a.status,
-                "started_at": a.started_at.isoformat(),
-                "finished_at": a.finished_at.isoformat() if a.finished_at else None,
+                "started_at": iso(a.started_at, zone),
+                "finished_at": iso(a.finished_at, zone),
                 "duration_s": a.duration_s,
                 "error_class": a.error_class.value if a.error_class else None,
                 "error": a.error,
@@ -288,7 +292,7 @@ class HistoryMixin(ServiceCore):
                 "target": d.target_key,
                 "status": d.status.value,
                 "attempts": d.attempts,
-                "next_attempt_at": iso(d.next_attempt_at),
+                "next_attempt_at": iso(d.next_attempt_at, zone),
                 "last_error": d.last_error,
             }
             for d in self.store.deliveries(slot_id=run_id)
