@@ -458,3 +458,14 @@ def test_apply_refuses_while_the_llm_key_variable_is_unset(
     assert (tmp_path / "agentcron.yaml").read_text() == CONFIG
     monkeypatch.setenv("PROBE_LLM_KEY", "sk-test")
     cli("import", "agent-zero", "a0.json", *llm, "--apply")
+
+
+def test_a_crlf_config_stays_crlf_after_apply(cli: Invoke, tmp_path: Path) -> None:
+    """Probe: comment lines kept \\r\\n and every other line became \\n."""
+    config = tmp_path / "agentcron.yaml"
+    config.write_bytes(CONFIG.replace("\n", "\r\n").encode())
+    (tmp_path / "cron.txt").write_text("# nightly\n0 4 * * * echo hi\n")
+    cli("import", "crontab", "cron.txt", "--apply")
+    data = config.read_bytes()
+    assert b"\r\n" in data and data.count(b"\n") == data.count(b"\r\n"), data
+    assert "echo hi" in data.decode() and len(load_config(config).tasks) >= 1

@@ -77,6 +77,10 @@ def apply_to_file(path: Path, placed: list[Placed]) -> str:
                 [ConfigProblem("", f"cannot read {path}: {exc}")], str(path)
             ) from None
         parse_config_text(original, str(path), base_dir=path.parent)  # invalid now: stop
+    # A file written with CRLF stays CRLF: ruamel kept the \r of its comments and wrote
+    # every other line with \n, a file of mixed line endings (probe)
+    crlf = "\r\n" in original
+    original = original.replace("\r\n", "\n")
     yaml = yaml_io()
     doc = yaml.load(original) if original.strip() else None
     if not isinstance(doc, CommentedMap):
@@ -92,6 +96,8 @@ def apply_to_file(path: Path, placed: list[Placed]) -> str:
     if not original.strip():
         text = HEADER + text
     parse_config_text(text, str(path), base_dir=path.parent)  # invalid afterwards: stop
+    if crlf:
+        text = text.replace("\n", "\r\n")
     _replace(path, text)
     return text
 
