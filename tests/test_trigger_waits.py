@@ -28,3 +28,20 @@ def test_a_trigger_waits_behind_a_run_in_progress_unless_overlap_allows(
     assert len(store.claim("n1", T0, T0 + timedelta(minutes=5), 10)) == 2
     assert service.waits_behind_a_run("solo")
     assert not service.waits_behind_a_run("many")
+
+
+def test_the_triggered_run_itself_started_is_not_a_run_it_waits_behind(
+    store: SQLStore, tmp_path: Path
+) -> None:
+    """Probe: the daemon, told of the trigger at once, started the run before the note
+    was worked out, and `trigger` said "it starts when the run in progress ends" of an
+    idle task's own run, three times out of three."""
+    service = Service(store, tmp_path, FakeClock(T0))
+    spec = TaskSpec(name="solo", every=timedelta(hours=1), command=["true"])
+    store.upsert_task(spec, TaskSource.API, T0, T0 + timedelta(hours=1))
+    run = service.trigger("solo")
+    assert len(store.claim("n1", T0, T0 + timedelta(minutes=5), 10)) == 1  # started
+    assert not service.waits_behind_a_run("solo", besides=run["id"])
+    assert service.trigger_note("solo", run["id"]) == "the daemon has started it"
+    again = service.trigger("solo")  # a second one does wait behind the first
+    assert service.waits_behind_a_run("solo", besides=again["id"])

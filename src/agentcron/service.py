@@ -562,10 +562,18 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 return self.slot_view(slot, self._zone(rec.spec))
         raise ServiceError("could not record the manual run")  # pragma: no cover
 
-    def trigger_note(self, name: str) -> str:
-        """What becomes of a run of ``name`` triggered now, in words, for whoever
-        triggered it (the CLI, the dashboard and the API say the same): a run over budget
-        was announced as starting, then recorded skipped without a word."""
+    def trigger_note(self, name: str, run_id: int | None = None) -> str:
+        """What becomes of a run of ``name`` triggered now (``run_id``: that run), in
+        words, for whoever triggered it (the CLI, the dashboard, the API and MCP say the
+        same): a run over budget was announced as starting, then recorded skipped
+        without a word."""
+        if run_id is not None:
+            # the daemon, told of the trigger, may have started it already: it is not
+            # then a run it waits behind (a probe was told "it starts when the run in
+            # progress ends" of its own run)
+            slot = self.store.get_slot(run_id)
+            if slot is not None and slot.status is not SlotStatus.PENDING:
+                return "the daemon has started it"
         if not self.daemon_status()["alive"]:
             return "the daemon is not running: it starts when `agentcron run` does"
         spent = next((b for b in self.task_budget(name) if b["used_up"]), None)
@@ -574,18 +582,21 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 f"but the daily budget of {spent['label']} is used up ({spent['summary']}): "
                 "it is recorded skipped, over budget, unless the budget is raised first"
             )
-        if self.waits_behind_a_run(name):
+        if self.waits_behind_a_run(name, besides=run_id):
             return "it starts when the run in progress ends"
         return "the daemon starts it within a few seconds"
 
-    def waits_behind_a_run(self, name: str) -> bool:
+    def waits_behind_a_run(self, name: str, besides: int | None = None) -> bool:
         """Whether a run triggered now waits for one of the task's runs in progress (it
         runs one at a time, whatever its overlap policy says of scheduled fires: a
         manual run keeps its place, and starts when the run before it ends)."""
         rec = self._task(name)
         if rec.spec.overlap is OverlapPolicy.ALLOW:
             return False
-        return any(s.status is SlotStatus.RUNNING for s in self.store.active_slots(name))
+        return any(
+            s.status is SlotStatus.RUNNING and s.id != besides
+            for s in self.store.active_slots(name)
+        )
 
     # ---- channels -------------------------------------------------------------------
     def channel_urls(self, global_channels: list[str]) -> list[str]:

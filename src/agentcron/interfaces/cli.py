@@ -632,7 +632,7 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: str) -> Callabl
 
         with service_for(config, home, db) as svc:
             result = action(svc, task)
-            note = svc.trigger_note(task) if verb == "triggered" else ""
+            note = svc.trigger_note(task, result["id"]) if verb == "triggered" and result else ""
         if json_out:
             model = getattr(schemas, shape)
             emit_json(
@@ -644,7 +644,7 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: str) -> Callabl
             out.print(
                 f"{verb} {task}"
                 + (
-                    f" (run {result['id']} queued; {note})"
+                    f" (run {result['id']}{'' if 'started' in note else ' queued'}; {note})"
                     if verb == "triggered" and isinstance(result, dict)
                     else ""
                 )

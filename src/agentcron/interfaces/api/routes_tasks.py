@@ -153,4 +153,4 @@ def resume_task(service: ServiceDep, name: str) -> Any:
 def trigger_task(service: ServiceDep, response: Response, name: str) -> Any:
     run = service.trigger(name)
     response.headers["Location"] = f"/api/v1/runs/{run['id']}"
-    return {**run, "note": service.trigger_note(name)}
+    return {**run, "note": service.trigger_note(name, run["id"])}

@@ -332,7 +332,7 @@ def notice_for(service: Service, code: str, task: str, ref: int | None) -> str |
         return None
     status = str(run["status"])
     if status == "pending":
-        return f"Run #{ref} of {name} is queued; {service.trigger_note(task)}."
+        return f"Run #{ref} of {name} is queued; {service.trigger_note(task, ref)}."
     if status == "running":
         return f"Run #{ref} of {name} is running."
     if status == "retrying":

@@ -286,7 +286,8 @@ class ChangeTools(ToolsCore):
             p.check_trigger_rate(full, service.runs(full, limit=200), service.clock.now())
             p.check_budget(full, service.task_budget(full))
             run = service.trigger(full)
-            return TriggeredRun.model_validate({**run, "note": service.trigger_note(full)})
+            note = service.trigger_note(full, run["id"])
+            return TriggeredRun.model_validate({**run, "note": note})
 
 
 def _key(location: str, full: str) -> str:
