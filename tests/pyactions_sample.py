@@ -59,3 +59,8 @@ def hard_exit() -> None:
 async def nap(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "rested"
+
+
+def counting_up():  # type: ignore[no-untyped-def]
+    """A generator function by mistake: calling it runs none of its body."""
+    yield 1

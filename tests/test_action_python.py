@@ -346,3 +346,14 @@ def test_a_missing_working_directory_is_a_config_error(tmp_path: Path) -> None:
     assert result.failure is not None
     assert result.failure.known_class is ErrorClass.CONFIG_ERROR
     assert result.failure.message == f"working directory does not exist: {missing}"
+
+
+def test_a_generator_function_fails_and_says_why_inline_and_in_a_worker(tmp_path: Path) -> None:
+    """Probe: `def gen(): yield 1` "succeeded" at every run with "<generator object …>"
+    as its output, its body never run."""
+    ctx = make_ctx(tmp_path, "pyactions_sample:counting_up", isolation="inline", name="i")
+    inline = asyncio.run(InlinePythonAction().run(ctx))
+    pooled = with_pool(lambda pool: pool.run(make_ctx(tmp_path, "pyactions_sample:counting_up")))
+    for result in (inline, pooled):
+        assert not result.ok and result.failure is not None
+        assert "the function is a generator" in result.failure.message, result.failure.message

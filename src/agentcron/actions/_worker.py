@@ -66,9 +66,16 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
 
 
 def result_text(value: Any) -> str:
-    """The output text of a return value: a string as is, anything else as JSON."""
+    """The output text of a return value: a string as is, anything else as JSON. A
+    generator is refused: calling a generator function runs none of its body, and the
+    run "succeeded" with "<generator object …>" as its output (probe)."""
     if value is None:
         return ""
+    if inspect.isgenerator(value) or inspect.isasyncgen(value):
+        raise TypeError(
+            "the function is a generator (it uses yield): calling it ran none of its body; "
+            "return a value instead, or consume it (return list(...))"
+        )
     if isinstance(value, str):
         return value
     if isinstance(value, bytes):
