@@ -160,3 +160,22 @@ def test_live_counts(store: SQLStore) -> None:
     assert counts.open_incidents == {"overdue": 1}
     assert counts.outbox_backlog == 1 and counts.outbox_oldest == T0 - timedelta(seconds=30)
     assert counts.deliveries == {} and store.failed_deliveries() == 0
+
+
+def test_the_tick_recorder_tidies_other_nodes_entries_every_ten_minutes_not_each_time() -> None:
+    """Issue 16: an idle daemon wrote the clean-up statement at every beat."""
+    from datetime import UTC, datetime, timedelta
+
+    from agentcron.ticks import TickRecorder
+
+    calls: list[bool] = []
+
+    class Store:
+        def record_tick(self, node_id: str, at: datetime, tidy: bool = True) -> None:
+            calls.append(tidy)
+
+    recorder = TickRecorder(Store(), "n1")  # type: ignore[arg-type]
+    t0 = datetime(2026, 6, 1, tzinfo=UTC)
+    for seconds in (0, 6, 12, 600, 606):
+        recorder(t0 + timedelta(seconds=seconds))
+    assert calls == [True, False, False, True, False]

@@ -19,6 +19,9 @@ from agentcron.store._api_sql import ApiStore
 log = logging.getLogger("agentcron.ticks")
 
 RECORD_EVERY = timedelta(seconds=5)
+# Entries of nodes no longer recorded are removed this often, not at every record (an
+# idle daemon wrote that statement at every beat: issue 16).
+TIDY_EVERY = timedelta(minutes=10)
 
 
 class TickRecorder:
@@ -29,16 +32,20 @@ class TickRecorder:
         self.node_id = node_id
         self.every = every
         self._last: datetime | None = None
+        self._tidied: datetime | None = None
         self._faults = FaultLog(log, "recording the scheduler's last tick")
         self.__name__ = "record the last tick"
 
     def __call__(self, now: datetime) -> None:
         if self._last is not None and now - self._last < self.every:
             return
+        tidy = self._tidied is None or now - self._tidied >= TIDY_EVERY
         try:
-            self.store.record_tick(self.node_id, now)
+            self.store.record_tick(self.node_id, now, tidy=tidy)
         except Exception as exc:  # the tick's own reads will meet it too and say so
             self._faults.failed(exc)
             return
         self._faults.ok()
         self._last = now
+        if tidy:
+            self._tidied = now

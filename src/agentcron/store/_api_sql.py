@@ -176,10 +176,10 @@ class ApiStore(Protocol):
         """Newest first; ``before_id`` pages back."""
         ...
 
-    def record_tick(self, node_id: str, at: datetime) -> None:
+    def record_tick(self, node_id: str, at: datetime, tidy: bool = True) -> None:
         """Remember when ``node_id``'s scheduler last completed a tick, so that any
-        process reading the database can tell a live daemon from a stuck one; entries
-        of nodes no longer recorded go in the same write."""
+        process reading the database can tell a live daemon from a stuck one; with
+        ``tidy``, entries of nodes no longer recorded go in the same write."""
         ...
 
     def last_ticks(self) -> dict[str, datetime]:
@@ -427,17 +427,18 @@ class ApiSQL(SpecSQL):
         ]
 
     # ---- daemon liveness -----------------------------------------------------------
-    def record_tick(self, node_id: str, at: datetime) -> None:
+    def record_tick(self, node_id: str, at: datetime, tidy: bool = True) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
                 "value = excluded.value",
                 (_TICK_PREFIX + node_id, repr(ts(at))),
             )
-            db.execute(
-                "DELETE FROM meta WHERE key LIKE 'tick:%' AND key NOT IN "
-                "(SELECT 'tick:' || node_id FROM nodes)"
-            )
+            if tidy:
+                db.execute(
+                    "DELETE FROM meta WHERE key LIKE 'tick:%' AND key NOT IN "
+                    "(SELECT 'tick:' || node_id FROM nodes)"
+                )
 
     def last_ticks(self) -> dict[str, datetime]:
         rows = self._q("SELECT key, value FROM meta WHERE key LIKE 'tick:%'")
