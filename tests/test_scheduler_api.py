@@ -145,3 +145,35 @@ def test_the_schedulers_time_zone_is_kept_with_its_tasks_and_checked_at_once() -
     assert sched.add("utc", lambda: "x", cron="0 2 * * *", timezone="UTC").timezone == "UTC"
     with pytest.raises(ConfigError, match="timezone: unknown time zone 'Mars/Base'"):
         Scheduler(timezone="Mars/Base")
+
+
+def test_a_task_no_longer_registered_in_code_leaves_the_schedule(tmp_path: Path) -> None:
+    """Probe: a task taken out of the program (or its function renamed) kept firing and
+    failing at every period, told as "the function raised AttributeError"."""
+
+    def run(sched: Scheduler) -> None:
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            runner = asyncio.create_task(sched.run_async(stop))
+            try:
+                await until(lambda: True, timeout=1)
+                await asyncio.sleep(0.5)
+            finally:
+                stop.set()
+                await asyncio.wait_for(runner, 30)
+
+        asyncio.run(scenario())
+
+    first = Scheduler(home=tmp_path / "home", timezone="UTC")
+    first.add("keep", lambda: "k", every="1h")
+    first.add("dropped", lambda: "d", every="1h")
+    run(first)
+    second = Scheduler(home=tmp_path / "home", timezone="UTC")
+    second.add("keep", lambda: "k", every="1h")
+    run(second)
+    store = SQLiteStore(tmp_path / "home" / "agentcron.db")
+    try:
+        assert store.task_names() == ["keep"]
+        assert store.task_names(TaskSource.CODE.value) == ["keep"]
+    finally:
+        store.close()

@@ -229,8 +229,11 @@ class Daemon:
             len(changed),
             len(removed),
         )
-        if self.options.code_tasks:
-            self.service.upsert_code_tasks(list(self.options.code_tasks.values()))
+        if self.options.code_tasks or self.options.config_path is None:
+            # a program's own daemon (Scheduler): its tasks are the code tasks
+            gone = self.service.upsert_code_tasks(list(self.options.code_tasks.values()))
+            if gone:
+                log.info("tasks no longer registered in code, removed: %s", ", ".join(gone))
         folder = self.options.config_path.parent if self.options.config_path else Path.cwd()
         self.registry = ActionRegistry(
             pool_size=min(self.config.max_concurrency, 4), cwd=str(folder.resolve())

@@ -135,15 +135,23 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 held.append(name)
         return held
 
-    def upsert_code_tasks(self, specs: list[TaskSpec]) -> None:
+    def upsert_code_tasks(self, specs: list[TaskSpec]) -> list[str]:
         """Tasks registered from Python code: written in one transaction (100,000 at once
-        must take seconds, not minutes); an existing task keeps its place on the grid."""
+        must take seconds, not minutes); an existing task keeps its place on the grid.
+        Code tasks the program no longer registers are removed, as a file's tasks are
+        when they leave the file (their history stays): they failed at every period,
+        told as the function raising AttributeError (probe). Returns those removed."""
         now = self.clock.now()
         self.store.upsert_many(
             [(spec, None if spec.paused else self.first_fire(spec, now)) for spec in specs],
             TaskSource.CODE,
             now,
         )
+        kept = {spec.name for spec in specs}
+        gone = [n for n in self.store.task_names(TaskSource.CODE.value) if n not in kept]
+        for name in gone:
+            self.store.remove_task(name, now)
+        return gone
 
     # ---- reads -------------------------------------------------------------------
     def list_tasks(

@@ -152,8 +152,8 @@ class ApiStore(Protocol):
         """Every URL the tasks' ``notify`` keys name, once each, first use first."""
         ...
 
-    def task_names(self) -> list[str]:
-        """Every task's name, sorted; no spec is read."""
+    def task_names(self, source: str | None = None) -> list[str]:
+        """Every task's name (of ``source``: file, api, code), sorted; no spec is read."""
         ...
 
     def task_latest(self, names: Sequence[str] | None = None) -> dict[str, TaskLatest]:

@@ -236,6 +236,9 @@ class SpecSQL:
                     urls.append(url)
         return urls
 
-    def task_names(self) -> list[str]:
-        """Every task's name, in order (no spec read)."""
-        return [str(row[0]) for row in self._q("SELECT name FROM tasks ORDER BY name")]
+    def task_names(self, source: str | None = None) -> list[str]:
+        """Every task's name (of ``source`` when given), in order (no spec read)."""
+        if source is None:
+            return [str(row[0]) for row in self._q("SELECT name FROM tasks ORDER BY name")]
+        rows = self._q("SELECT name FROM tasks WHERE source = ? ORDER BY name", (source,))
+        return [str(row[0]) for row in rows]
