@@ -177,3 +177,19 @@ def test_a_task_no_longer_registered_in_code_leaves_the_schedule(tmp_path: Path)
         assert store.task_names(TaskSource.CODE.value) == ["keep"]
     finally:
         store.close()
+
+
+def test_a_process_isolated_function_a_worker_cannot_import_is_refused_at_once() -> None:
+    """Probe: accepted, then every run failed as "the function raised AttributeError"."""
+    sched = Scheduler(timezone="UTC")
+
+    def inner() -> str:
+        return "x"
+
+    with pytest.raises(ConfigError, match=r"tasks\.inner\.isolation: a worker process cannot"):
+        sched.add("inner", inner, every="1h", isolation="process")
+    main_like = type(inner)(inner.__code__, {"__name__": "__main__"}, "work")
+    main_like.__module__, main_like.__qualname__ = "__main__", "work"
+    with pytest.raises(ConfigError, match="__main__:work"):
+        sched.add("main", main_like, every="1h", isolation="process")
+    sched.add("fine", inner, every="1h")  # inline: called in this process

@@ -85,6 +85,22 @@ class Scheduler:
                 target = "__agentcron__:" + re.sub(r"\W", "_", name)
             raw["python"] = target
             raw.setdefault("isolation", "inline")
+            module = target.partition(":")[0]
+            if raw["isolation"] == "process" and module in ("__main__", "__agentcron__"):
+                # a worker process imports the target: it cannot find these, and every
+                # run failed as "the function raised AttributeError" (probe)
+                raise ConfigError(
+                    [
+                        _problem(
+                            f"tasks.{name}.isolation",
+                            f"a worker process cannot import {target} (a function of the "
+                            "program's main script, or one defined inside a function): move "
+                            'it into a module and give python="module:function", or use '
+                            'isolation="inline"',
+                        )
+                    ],
+                    "<python>",
+                )
             self.callables[target] = func
         if name in self.tasks:
             raise ConfigError(
