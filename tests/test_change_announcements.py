@@ -106,7 +106,15 @@ def test_the_socket_is_reached_from_a_path_too_long_for_an_address_and_replaces_
     db = deep / "agentcron.db"
     path = socket_path(str(db))
     assert path is not None and len(str(path)) > 108
-    path.write_text("left by a daemon that died")
+    import socket
+
+    from agentcron.store.changes import _address
+
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with _address(path) as address:
+        stale.bind(address)
+    stale.close()  # left behind by a daemon that died
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
     heard: list[int] = []
 
     async def main() -> None:
@@ -253,3 +261,68 @@ def test_a_pass_that_begins_well_past_its_wake_up_counts_as_a_freeze(
     asyncio.run(main())
     assert (h.engine._sweep_not_before is not None) is freeze
     assert h.engine._wake_due is None
+
+
+def test_a_socket_removed_under_the_daemon_is_bound_again_and_a_plain_file_is_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Probe: `rm agentcron.db.wake` under a running daemon lost every announcement
+    after it without a word; and a regular file at that path was deleted at start."""
+    path = tmp_path / "agentcron.db.wake"
+    heard: list[int] = []
+
+    async def main() -> None:
+        listener = SocketListener(path)
+        listener.start(lambda: heard.append(1))
+        try:
+            listener.keep()  # nothing to mend
+            path.unlink()
+            announce_on_socket(path)
+            await asyncio.sleep(0.1)
+            assert heard == []  # lost: nobody listens at the path any more
+            listener.keep()
+            assert stat.S_ISSOCK(os.stat(path).st_mode)
+            announce_on_socket(path)
+            await until(lambda: heard == [1], timeout=10)
+        finally:
+            listener.close()
+
+    with caplog.at_level(logging.WARNING, logger="agentcron.changes"):
+        asyncio.run(main())
+    assert "was removed or replaced; listening there again" in caplog.text
+    path.write_text("mine")
+
+    async def plain() -> None:
+        listener = SocketListener(path)
+        listener.start(lambda: None)
+        listener.close()
+
+    with caplog.at_level(logging.WARNING, logger="agentcron.changes"):
+        asyncio.run(plain())
+    assert path.read_text() == "mine"
+    assert "a file that is not a socket is there" in caplog.text
+
+
+def test_a_database_named_through_a_symlink_reaches_its_daemon(tmp_path: Path) -> None:
+    """Probe: `--db LINK` to the daemon's file announced on LINK.wake, which nobody
+    hears: each change waited for the daemon's beat."""
+    real = tmp_path / "data" / "agentcron.db"
+    real.parent.mkdir()
+    SQLiteStore(real).close()
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    heard: list[int] = []
+
+    async def main() -> None:
+        listener = SQLiteStore(real).change_listener()
+        assert listener is not None
+        listener.start(lambda: heard.append(1))
+        try:
+            store = SQLiteStore(link)
+            store.announce_change()
+            store.close()
+            await until(lambda: heard == [1], timeout=10)
+        finally:
+            listener.close()
+
+    asyncio.run(main())

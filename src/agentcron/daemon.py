@@ -810,6 +810,8 @@ class Daemon:
         assert self.store is not None
         while not self.stop_event.is_set():
             self._check_database_file()
+            if self._changes is not None:
+                self._changes.keep()
             fault = self.store.background_fault()
             # with its file gone from its path the thread cannot open it again: the
             # writer checkpoints itself meanwhile, and the owner was told of the file

@@ -77,6 +77,9 @@ class NotifyListener:
                 log.debug("could not wake the listener to stop it", exc_info=True)
         thread.join(timeout=2.0)
 
+    def keep(self) -> None:
+        """Nothing to mend: the thread connects again by itself."""
+
     def _changed(self) -> None:
         loop, on_change = self._loop, self._on_change
         if loop is None or on_change is None or loop.is_closed():

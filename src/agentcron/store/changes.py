@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +48,10 @@ class ChangeListener(Protocol):
 
     def close(self) -> None:
         """Stop listening. Idempotent."""
+        ...
+
+    def keep(self) -> None:
+        """Mend the ear if it was taken away (called on the daemon's beat)."""
         ...
 
 
@@ -103,14 +109,28 @@ class SocketListener:
         cannot be bound (a read-only folder) is logged: changes made elsewhere are then
         seen on the daemon's beat, seconds later, and nothing else is lost."""
         self._on_change = on_change
+        self._loop = asyncio.get_running_loop()
+        self._bind()
+
+    def _bind(self) -> bool:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            with contextlib.suppress(FileNotFoundError):
+            try:
+                if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                    # not ours to delete (a socket left by a dead daemon is)
+                    raise OSError(errno.EEXIST, "a file that is not a socket is there")
                 os.unlink(self.path)
+            except FileNotFoundError:
+                pass
             with _address(self.path) as address:
                 sock.bind(address)
-            self._inode = os.stat(self.path).st_ino
+            st = os.stat(self.path)
+            # whoever may write the database may wake its daemon
+            with contextlib.suppress(OSError):
+                db = os.stat(str(self.path)[: -len(SUFFIX)])
+                os.chmod(self.path, (db.st_mode & 0o666) | 0o600)
+            self._inode = st.st_ino
         except OSError as exc:
             sock.close()
             log.warning(
@@ -119,10 +139,26 @@ class SocketListener:
                 self.path,
                 exc.strerror or exc,
             )
-            return
+            return False
         self._sock = sock
-        self._loop = asyncio.get_running_loop()
+        assert self._loop is not None
         self._loop.add_reader(sock.fileno(), self._readable)
+        return True
+
+    def keep(self) -> None:
+        """Bind again when the socket file was removed or replaced under the daemon (a
+        clean-up script, a restore of the folder): announcements were lost without a
+        word, every change then seen only on the beat (probe). Called on the beat."""
+        if self._sock is None or self._loop is None:
+            return
+        try:
+            if os.stat(self.path).st_ino == self._inode:
+                return
+        except OSError:
+            pass
+        log.warning("the socket %s was removed or replaced; listening there again", self.path)
+        self._drop()
+        self._bind()
 
     def _readable(self) -> None:
         sock = self._sock
@@ -134,15 +170,20 @@ class SocketListener:
         if self._on_change is not None:
             self._on_change()
 
-    def close(self) -> None:
+    def _drop(self) -> None:
         sock, self._sock = self._sock, None
         if sock is None:
             return
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(sock.fileno())
         sock.close()
+
+    def close(self) -> None:
+        held = self._sock is not None
+        self._drop()
         # the file is removed only while it is still this daemon's: a successor that
         # started before this one finished closing has bound a socket of its own there
-        with contextlib.suppress(OSError):
-            if os.stat(self.path).st_ino == self._inode:
-                os.unlink(self.path)
+        if held:
+            with contextlib.suppress(OSError):
+                if os.stat(self.path).st_ino == self._inode:
+                    os.unlink(self.path)

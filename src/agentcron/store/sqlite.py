@@ -231,8 +231,11 @@ class SQLiteStore(SQLStore):
         return SocketListener(path) if path is not None else None
 
     def _socket(self) -> Path | None:
-        path = socket_path(self.path)
-        return path.absolute() if path is not None else None
+        # the file's real path: a --db that names a symlink reaches the daemon that
+        # opened the file by another name (its wake-ups were lost: probe), as the
+        # database's lock does
+        real = self.path if self.path == ":memory:" else os.path.realpath(self.path)
+        return socket_path(real)
 
 
 def _schema_version(db: sqlite3.Connection) -> int:
