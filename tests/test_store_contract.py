@@ -887,6 +887,11 @@ def test_a_channel_removed_from_the_config_hands_its_unsent_messages_on_and_is_f
     again = [(i.channel_key, i.message.title, i.created_at) for i in store.due(T0 + 2 * MIN, 10)]
     assert again == [("new", "title 2", T0 + MIN)]
     assert store.retire_channels(["new", "task"], [("new", "json://new")], T0 + 3 * MIN) == 0
+    # every channel taken out (`notify: []`): one that holds a message keeps it and is
+    # still tried (probe: the message was given up with nowhere to go)
+    assert store.retire_channels([], [], T0 + 4 * MIN) == 0
+    assert [h.channel_key for h in store.channel_health()] == ["new"]
+    assert [i.message.title for i in store.due(T0 + 4 * MIN, 10)] == ["title 2"]
 
 
 def test_incidents_are_saved_with_their_messages_and_one_open_per_kind(store: SQLStore) -> None:

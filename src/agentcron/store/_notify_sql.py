@@ -289,7 +289,8 @@ class NotifySQL:
         yet, keeping its time written, and given up on the old channel; their rows go,
         so `health` no longer reports them. An owner who replaced a broken channel
         would otherwise never read what it could not take, and be told for good that a
-        channel they removed fails. Returns how many messages were moved."""
+        channel they removed fails. With no ``move_to`` channel, a channel that still
+        holds unsent messages is kept as it is. Returns how many messages were moved."""
         kept = set(keep)
         with self._tx() as db:
             gone = [
@@ -303,11 +304,21 @@ class NotifySQL:
             for chunk in chunks(gone, 200):
                 marks = ", ".join("?" for _ in chunk)
                 rows = db.execute(
-                    "SELECT id, message, created_at FROM outbox WHERE sent_at IS NULL "
-                    f"AND permanent = 0 AND channel_key IN ({marks}) ORDER BY id",
+                    "SELECT id, message, created_at, channel_key FROM outbox WHERE "
+                    f"sent_at IS NULL AND permanent = 0 AND channel_key IN ({marks}) ORDER BY id",
                     tuple(chunk),
                 ).fetchall()
-                for row_id, message, created_at in rows:
+                if not move_to:
+                    # no channel left to take them (`notify: []`): they stay with their
+                    # channel, tried as before, until the config names one (probe: they
+                    # were given up, and the log said they went through the config's)
+                    waiting = {r[3] for r in rows}
+                    chunk = [key for key in chunk if key not in waiting]
+                    rows = []
+                    if not chunk:
+                        continue
+                    marks = ", ".join("?" for _ in chunk)
+                for row_id, message, created_at, _key in rows:
                     for key, url in move_to:
                         if db.execute(
                             "SELECT 1 FROM outbox WHERE channel_key = ? AND message = ? LIMIT 1",
