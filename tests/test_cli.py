@@ -145,6 +145,16 @@ def test_show_of_a_paused_task_does_not_contradict_itself(cli) -> None:
     assert "paused: False (as written; the task is paused by hand)" in lines
 
 
+def test_update_refuses_to_move_a_one_shot_into_the_past(cli) -> None:
+    """Probe: `update --set at=PAST` was accepted ("next run None"); the task never ran
+    and `list` said ok. `add --at PAST` was refused already."""
+    cli("add", "once", "--at", "2030-01-01T00:00:00Z", "--", "true")
+    out = cli("update", "once", "--set", "at=2020-01-01T00:00:00Z", code=1)
+    assert "is in the past" in out and "agentcron trigger" in out
+    shown = json.loads(cli("show", "once", "--json"))
+    assert shown["spec"]["at"].startswith("2030-01-01")
+
+
 def test_add_pause_resume_trigger_remove(cli) -> None:
     out = cli("add", "backup", "--every", "1h", "--tz", "UTC", "--", "sh", "-c", "echo hi")
     assert "added backup" in out
@@ -482,3 +492,21 @@ def test_a_reader_that_closes_the_pipe_early_gives_141_not_1(tmp_path: Path) -> 
         [sys.executable, "-m", "agentcron", "schema"], capture_output=True, env=env, timeout=60
     )
     assert done.returncode == 0 and done.stdout
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("1h", "'1h' is too long; at most 10s"),
+        ("0.05", "'0.05' is too short; at least 0.1s"),
+        ("nan", "not a duration: 'nan'"),
+    ],
+)
+def test_a_beat_out_of_bounds_is_refused_by_name(
+    cli, monkeypatch: pytest.MonkeyPatch, value: str, words: str
+) -> None:
+    """Probe: AGENTCRON_BEAT=1h was taken without a word (and capped at 10 s), nan said
+    "cannot convert float NaN to integer"."""
+    monkeypatch.setenv("AGENTCRON_BEAT", value)
+    out = cli("run", code=1)
+    assert f"environment variable AGENTCRON_BEAT: {words}" in out, out

@@ -107,6 +107,15 @@ class TestEvery:
         assert compact_duration(delta) == text
         assert parse_duration(text) == delta
 
+    @pytest.mark.parametrize(
+        ("text", "words"),
+        [("nan", "not a duration: 'nan'"), ("inf", "out of range"), ("-1", "negative")],
+    )
+    def test_what_is_not_a_duration_is_said_in_words(self, text: str, words: str) -> None:
+        """Probe: AGENTCRON_BEAT=nan said "cannot convert float NaN to integer"."""
+        with pytest.raises(ValueError, match=words):
+            parse_duration(text)
+
 
 class TestFiresBetween:
     def test_start_is_exclusive_and_end_inclusive(self) -> None:

@@ -6,6 +6,7 @@ everywhere and a bad value is reported the same way.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -43,6 +44,8 @@ def parse_duration(value: object) -> timedelta:
                     f"not a duration: {value!r} (use e.g. 500ms, 30s, 5m, 2h, 1d or seconds)"
                 ) from None
     else:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 1d)")
+    if math.isnan(seconds):  # float("nan") reads "nan"; timedelta's own error is about ints
         raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 1d)")
     if seconds < 0:
         raise ValueError(f"duration must not be negative: {value!r}")

@@ -424,6 +424,10 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             else:
                 raw[key] = value
         spec = self._validate(name, raw)
+        if spec.at != rec.spec.at or spec.paused != rec.spec.paused:
+            # as `add` does: a one-shot moved into the past would never run, and said
+            # "next run None" (probe)
+            self._refuse_past_one_shot(spec)
         if spec == rec.spec:
             # nothing changes (an empty patch, or values it has): nothing is written, and
             # the audit keeps no change that was none (as pause and resume do)

@@ -336,6 +336,7 @@ def run(
     from agentcron.daemon import Daemon, DaemonOptions
     from agentcron.instance_lock import InstanceLockError, daemon_lock
     from agentcron.store import StoreError, check_database
+    from agentcron.watchdog.watchdog import LOOP_STALL
 
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
@@ -357,7 +358,7 @@ def run(
         home=_home(home),
         db_url=db or _globals.db,
         lease_seconds=_env_seconds("AGENTCRON_LEASE", 60.0),
-        poll_interval=_env_seconds("AGENTCRON_BEAT", 6.0, at_least=0.1),
+        poll_interval=_env_seconds("AGENTCRON_BEAT", 6.0, at_least=0.1, at_most=LOOP_STALL / 3),
         watchdog_interval=_env_seconds("AGENTCRON_WATCHDOG_INTERVAL", 6.0),
         pulse_interval=_env_seconds("AGENTCRON_PULSE_INTERVAL", 60.0),
         shutdown_grace=_env_seconds("AGENTCRON_SHUTDOWN_GRACE", 10.0),
@@ -384,7 +385,9 @@ def run(
         pass
 
 
-def _env_seconds(name: str, default: float, at_least: float = 0.0) -> float:
+def _env_seconds(
+    name: str, default: float, at_least: float = 0.0, at_most: float | None = None
+) -> float:
     import os
 
     raw = os.environ.get(name)
@@ -398,6 +401,9 @@ def _env_seconds(name: str, default: float, at_least: float = 0.0) -> float:
         fail(f"environment variable {name}: {exc}")
     if seconds < at_least:
         fail(f"environment variable {name}: {raw!r} is too short; at least {at_least:g}s")
+    if at_most is not None and seconds > at_most:
+        # said, not capped without a word (the stall check reads the loop's passes)
+        fail(f"environment variable {name}: {raw!r} is too long; at most {at_most:g}s")
     return seconds
 
 
@@ -613,7 +619,8 @@ def add(
         emit_json(shaped(TaskSummary, view))
     else:
         out.print(
-            f"added {task}: {view['schedule']} ({view['timezone']}), next run {view['next_run']}"
+            f"added {task}: {view['schedule']} ({view['timezone']}), "
+            f"next run {view['next_run'] or 'none'}"
         )
 
 
@@ -730,7 +737,8 @@ def update(
         emit_json(shaped(TaskSummary, view))
     else:
         out.print(
-            f"updated {task}: {view['schedule']} ({view['timezone']}), next run {view['next_run']}"
+            f"updated {task}: {view['schedule']} ({view['timezone']}), "
+            f"next run {view['next_run'] or 'none'}"
         )
 
 
