@@ -510,3 +510,17 @@ def test_a_beat_out_of_bounds_is_refused_by_name(
     monkeypatch.setenv("AGENTCRON_BEAT", value)
     out = cli("run", code=1)
     assert f"environment variable AGENTCRON_BEAT: {words}" in out, out
+
+
+def test_a_relative_db_path_works_while_a_daemon_runs_on_it(cli, tmp_path: Path) -> None:
+    """Probe: `list --db dbdir/shared.db` failed while a daemon ran on that file ("relative
+    path can't be expressed as a file URI"); the absolute path worked."""
+    from agentcron.instance_lock import daemon_lock
+    from agentcron.store.sqlite import SQLiteStore
+
+    (tmp_path / "dbdir").mkdir()
+    db = tmp_path / "dbdir" / "shared.db"
+    SQLiteStore(db).close()
+    with daemon_lock(tmp_path / "other", str(db)):
+        out = cli("list", "--db", "dbdir/shared.db", "--json")
+    assert json.loads(out) == []  # the daemon's database, which holds no task yet
