@@ -165,6 +165,7 @@ def test_add_pause_resume_trigger_remove(cli) -> None:
     assert resumed["paused"] is False and resumed["next_run"]
     run = json.loads(cli("trigger", "backup", "--json"))
     assert run["status"] == "pending" and run["trigger"] == "manual"
+    assert run["note"].startswith("the daemon is not running")  # as the API and MCP say
     runs = json.loads(cli("runs", "backup", "--json"))
     assert len(runs) == 1 and set(runs[0]) >= RUNS_FIELDS
     cli("remove", "backup")

@@ -640,6 +640,8 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: str) -> Callabl
         with service_for(config, home, db) as svc:
             result = action(svc, task)
             note = svc.trigger_note(task, result["id"]) if verb == "triggered" and result else ""
+        if note:  # `--json` says it too, as the API and MCP do (probe)
+            result = {**result, "note": note}
         if json_out:
             model = getattr(schemas, shape)
             emit_json(
@@ -693,7 +695,7 @@ app.command("remove", help="Delete a task added with `add` or the API (history i
     _simple(lambda s, t: s.remove(t), "removed", "Removed")
 )
 app.command("trigger", help="Run a task now, outside its schedule.")(
-    _simple(lambda s, t: s.trigger(t), "triggered", "RunSummary")
+    _simple(lambda s, t: s.trigger(t), "triggered", "TriggeredRun")
 )
 
 
