@@ -436,6 +436,16 @@ def test_arguments_of_the_wrong_type_are_said_in_one_line_naming_them(
             {"name": "x", "nmae": "y"},
             "arguments not accepted: nmae: is not an argument of this tool (did you mean 'name'?)",
         ),
+        (
+            "list_tasks",
+            {"nonsense": 1},
+            "arguments not accepted: nonsense: is not an argument of this tool (it takes none)",
+        ),
+        (
+            "schedule_task",
+            {"name": "h", "every": "1h", "http": {"url": "https://x.example", "bogus": 1}},
+            "arguments not accepted: http.bogus: is not a key of http",
+        ),
     ],
 )
 def test_an_argument_the_tool_does_not_take_is_refused_not_ignored(

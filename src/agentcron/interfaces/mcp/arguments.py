@@ -51,6 +51,8 @@ def _one(e: Any) -> str:
         message = str(e.get("msg", "is not valid"))
         words = message[:1].lower() + message[1:]
     last = where.rsplit(".", 1)[-1]
+    if kind == "extra_forbidden" and "." in where:
+        words = f"is not a key of {where.rsplit('.', 1)[0]}"  # `http.bogus`
     if kind == "string_type" and last in _DURATIONS:
         words += " such as '30s' or '5m'"
     if kind not in ("missing", "extra_forbidden"):

@@ -134,7 +134,10 @@ def _not_arguments(given: dict[str, Any], known: list[str]) -> str:
     said = []
     for key in sorted(set(given) - set(known)):
         near = difflib.get_close_matches(key, known, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else f" (it takes {', '.join(known)})"
+        if near:
+            hint = f" (did you mean {near[0]!r}?)"
+        else:
+            hint = f" (it takes {', '.join(known)})" if known else " (it takes none)"
         said.append(f"{key[:100]}: is not an argument of this tool{hint}")
     return "; ".join(said)
 
