@@ -326,3 +326,51 @@ def test_a_database_named_through_a_symlink_reaches_its_daemon(tmp_path: Path) -
             listener.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.postgres
+def test_a_listener_whose_connection_is_killed_says_so_in_a_line_and_listens_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Probe: each pg_terminate_backend of the listener was an ERROR with a traceback."""
+    import psycopg
+
+    from agentcron.store.postgres import PostgresStore
+    from conftest import PG_DSN, require_pg
+    from pg_util import admin_execute, dsn_with_schema, fresh_schema
+
+    require_pg()
+    with fresh_schema() as schema:
+        admin_execute([], schema=schema)
+        store = PostgresStore(dsn_with_schema(schema))
+        heard: list[int] = []
+
+        async def main() -> None:
+            listener = store.change_listener()
+            listener.start(lambda: heard.append(1))
+            try:
+                await until(listener.connected.is_set, timeout=20)
+                with psycopg.connect(PG_DSN, autocommit=True) as admin:
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'agentcron listener' AND query LIKE %s",
+                        (f"%{listener.channel}%",),
+                    )
+                await until(lambda: not listener.connected.is_set(), timeout=20)
+                await until(listener.connected.is_set, timeout=20)
+                count = len(heard)
+                store.announce_change()
+                await until(lambda: len(heard) > count, timeout=10)
+            finally:
+                listener.close()
+
+        try:
+            with caplog.at_level(logging.INFO, logger="agentcron.changes"):
+                asyncio.run(main())
+        finally:
+            store.close()
+    assert "the connection that listens for changes is lost" in caplog.text
+    assert "listening for changes again" in caplog.text
+    assert "Traceback" not in caplog.text and not any(
+        r.levelno >= logging.ERROR for r in caplog.records
+    )

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -90,12 +91,18 @@ class NotifyListener:
     def _listen(self) -> None:
         faults = FaultLog(log, "listening for changes other nodes and processes announce")
         pause = RETRY_FIRST
+        lost_at: float | None = None  # since when the connection is lost (one line for it)
         while not self._stop.is_set():
             try:
                 with psycopg.connect(**self._params, autocommit=True) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     self.connected.set()
                     faults.ok()
+                    if lost_at is not None:
+                        log.info(
+                            "listening for changes again after %.0fs", time.monotonic() - lost_at
+                        )
+                        lost_at = None
                     pause = RETRY_FIRST
                     self._changed()  # what was announced while nobody listened
                     while not self._stop.is_set():
@@ -104,6 +111,19 @@ class NotifyListener:
                             heard = True
                         if heard and not self._stop.is_set():
                             self._changed()
+            except psycopg.OperationalError as exc:
+                # the server went away or ended the connection: said in a line, not a
+                # traceback per loss (the database's own outage is the loop's to tell)
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    secret = str(self._params.get("password") or "")
+                    first = first.replace(secret, "***") if secret else first
+                    log.warning(
+                        "the connection that listens for changes is lost (%s); connecting "
+                        "again, and changes made elsewhere are seen on the beat meanwhile",
+                        first or type(exc).__name__,
+                    )
             except Exception as exc:
                 faults.failed(exc)
             finally:
