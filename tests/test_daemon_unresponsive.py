@@ -113,3 +113,29 @@ def test_on_postgresql_this_homes_daemon_is_its_live_node_and_says_its_trouble(
         finally:
             said.close()
             store.close()
+
+
+def test_a_silent_daemon_of_another_home_on_the_same_file_is_said_to_hang(
+    tmp_path: Path,
+) -> None:
+    """Probe: a daemon run with `--db FILE` frozen by SIGSTOP, seen from another home with
+    the same `--db`: "no daemon is running; start it", which its lock on FILE refuses."""
+    from agentcron.instance_lock import daemon_lock
+
+    theirs, mine = tmp_path / "theirs", tmp_path / "mine"
+    theirs.mkdir()
+    mine.mkdir()
+    db = tmp_path / "data" / "shared.db"
+    db.parent.mkdir()
+    store = SQLiteStore(db)
+    try:
+        with daemon_lock(theirs, str(db)):  # this process stands for their daemon
+            store.register_node(NodeInfo("n1", hostname(), os.getpid(), str(theirs), T0, T0))
+            store.record_tick("n1", T0)
+            later = Service(store, mine, FakeClock(T0 + timedelta(minutes=5)))
+            status = later.daemon_status()
+            assert status["alive"] is False and status["unresponsive_pid"] == os.getpid()
+            problem = later.health()["problem"]
+            assert f"the daemon (pid {os.getpid()}) is running but not answering" in problem
+    finally:
+        store.close()

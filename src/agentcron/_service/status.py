@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentcron._service.base import ServiceCore, iso
@@ -148,19 +149,30 @@ class StatusMixin(ServiceCore):
     def _trouble(self) -> tuple[Holder | None, dict[str, Any] | None]:
         """The home's running daemon (the lock's holder) and the trouble it says it has
         outside the database (see :mod:`agentcron.trouble`), or None."""
-        from agentcron.instance_lock import running_daemon
+        from agentcron.instance_lock import daemon_on_database, running_daemon
 
         holder = running_daemon(self.home)
         if holder is None:
+            # a daemon of another home on this SQLite file (`--db`): a frozen one was
+            # "no daemon is running; start it", which its lock refuses (probe)
+            path = getattr(self.store, "path", None)
+            if isinstance(path, str) and path != ":memory:" and not path.startswith("file:"):
+                holder = daemon_on_database(Path(path).resolve())
+        if holder is None:
             return None, None
+        home = Path(holder.home) if holder.home else self.home
         # the file is made first thing at start: missing past that, it is worth a word
-        return holder, self._said_trouble(holder.pid, kept=not holder.starting(within=10))
+        kept = not holder.starting(within=10)
+        return holder, self._said_trouble(holder.pid, kept=kept, home=home)
 
-    def _said_trouble(self, pid: int | None, *, kept: bool) -> dict[str, Any] | None:
-        """What the daemon ``pid`` of this home says it cannot do (its trouble file)."""
+    def _said_trouble(
+        self, pid: int | None, *, kept: bool, home: Path | None = None
+    ) -> dict[str, Any] | None:
+        """What the daemon ``pid`` of this home (or ``home``) says it cannot do (its
+        trouble file)."""
         from agentcron.trouble import read_trouble
 
-        trouble = read_trouble(self.home, pid, kept=kept)
+        trouble = read_trouble(home or self.home, pid, kept=kept)
         return {**trouble, "words": trouble_words(trouble)} if trouble is not None else None
 
     def firing(self) -> Firing:
