@@ -525,3 +525,26 @@ def test_a_relative_db_path_works_while_a_daemon_runs_on_it(cli, tmp_path: Path)
     with daemon_lock(tmp_path / "other", str(db)):
         out = cli("list", "--db", "dbdir/shared.db", "--json")
     assert json.loads(out) == []  # the daemon's database, which holds no task yet
+
+
+def test_a_database_another_program_holds_locked_at_start_is_said_in_a_line(
+    cli, tmp_path: Path
+) -> None:
+    """Probe: a start on a database held locked (or read-only) ended in a traceback
+    headed "could not record this node as stopped", a later error, not the cause."""
+    import sqlite3 as sqlite
+
+    from agentcron.store.sqlite import SQLiteStore
+
+    db = tmp_path / "home" / "agentcron.db"
+    db.parent.mkdir(exist_ok=True)
+    SQLiteStore(db).close()
+    holder = sqlite.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another program writing, past the daemon's wait
+    try:
+        out = cli("run", code=1)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "cannot start: the database" in out and "database is locked" in out, out
+    assert "could not record this node as stopped" not in out

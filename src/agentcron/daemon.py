@@ -213,6 +213,7 @@ class Daemon:
         store.register_node(
             NodeInfo(self.node_id, hostname(), os.getpid(), str(self.options.home), now, now)
         )
+        self._registered = True
         self.service = Service(
             store,
             self.options.home,
@@ -648,7 +649,8 @@ class Daemon:
             await self.registry.close()
         if self.store is not None:
             try:
-                self.store.stop_node(self.node_id, self.clock.now())
+                if self._registered:  # a start that failed before has no node to stop
+                    self.store.stop_node(self.node_id, self.clock.now())
             except Exception:
                 log.exception("could not record this node as stopped")
             self.store.close()
@@ -772,6 +774,7 @@ class Daemon:
         self._write_config_note()
 
     _started_at: datetime
+    _registered = False  # this node's row written (at start)
 
     async def _pulse_loop(self) -> None:
         """The dead man's switch: "alive" only while ticks complete, ``/fail`` with the

@@ -381,8 +381,22 @@ def run(
         fail(f"cannot start: {options.config_path} is invalid:\n{exc}")
     except StoreError as exc:
         fail(f"cannot start: {exc}")
+    except sqlite3.Error as exc:
+        # a read-only file (chattr +i, a read-only mount) or one another program holds
+        # locked past the wait: one line, not a traceback headed by a later error
+        fail(f"cannot start: the database {_where_db(options.db_url, options.home)}: {exc}")
     except KeyboardInterrupt:
         pass
+
+
+def _where_db(db_url: str | None, home: Path) -> str:
+    from agentcron.store import StoreError, parse_db_url
+
+    try:
+        target = parse_db_url(db_url, home)
+    except StoreError:  # the message names what it can
+        return db_url or str(home)
+    return str(target.path) if target.path is not None else (db_url or str(home))
 
 
 def _env_seconds(
