@@ -140,6 +140,9 @@ def test_reload_stall_and_overdue_reach_the_owner_while_the_loop_is_blocked(
     assert fail == ["/ping/two/fail?create=1"]
     assert len(stall) == 1
     assert re.search(r"✖ agentcron's scheduler loop has not ticked for \d+s on ", stall[0])
+    # the culprit named: an async def that blocks (probe: "an inline call that never
+    # yields" left the owner to guess which)
+    assert "The async function of wedge runs on the daemon's loop" in stall[0]
     assert len(overdue) == 1 and "although the daemon is alive" in overdue[0]
     # sent once: by the watchdog's thread during the stall, not again by the loop's sender
     assert len(said("beat has not run since")) == 1

@@ -405,17 +405,32 @@ class Daemon:
     def _loop_stalled(self, seconds: float) -> None:
         """Runs on the watchdog's thread while the loop is stuck: the outbox sender lives
         on that loop, so the owner is told directly (and the dead man's switch)."""
+        from agentcron.actions.python_action import on_the_loop
+
         why = f"agentcron's scheduler loop has not ticked for {seconds:.0f}s"
         url = self.config.heartbeat_url if self.config else None
         if url:
             ping_fail_blocking(url, why)
+        suspects = on_the_loop()
+        if suspects:
+            # an `async def` that blocks froze every task; the message said only "an
+            # inline call that never yields" (probe)
+            cause = (
+                f"The async function of {', '.join(suspects)} runs on the daemon's loop: "
+                "an `async def` that blocks (time.sleep, a blocking HTTP client) holds "
+                "every task until it returns. Await asyncio.sleep or an async client in "
+                "it, or make it a plain `def` (run on a thread of its own)."
+            )
+        else:
+            cause = (
+                "A run that blocks the daemon (an inline async call that never yields) or "
+                "a database call that does not return are the usual causes; restart the "
+                "daemon if this does not clear."
+            )
         self._tell_directly(
             daemon_message(
                 "scheduler stalled",
-                f"✖ {why} on {self._where()}: no task starts until it recovers. A run "
-                "that blocks the daemon (an inline call that never yields) or a database "
-                "call that does not return are the usual causes; restart the daemon if "
-                "this does not clear.",
+                f"✖ {why} on {self._where()}: no task starts until it recovers. {cause}",
                 "stall",
             )
         )

@@ -47,6 +47,17 @@ class PythonAction:
         return await self._pool.run(ctx)
 
 
+# The inline async functions running now, by slot: they run on the daemon's own loop,
+# and one that blocks (time.sleep, a blocking client in an `async def`) holds every task.
+# The watchdog's stall message names them (read from its thread while the loop is stuck).
+ON_THE_LOOP: dict[int, str] = {}
+
+
+def on_the_loop() -> list[str]:
+    """The tasks whose async function runs on the daemon's loop now."""
+    return sorted(set(list(ON_THE_LOOP.values())))
+
+
 class InlinePythonAction:
     """Calls a function in the daemon process: ``func``, or else the spec's target."""
 
@@ -62,7 +73,11 @@ class InlinePythonAction:
                 func = self._func or await _in_thread(_importer(spec.python, spec.cwd))
                 coro = self._is_coro if self._func else inspect.iscoroutinefunction(func)
                 if coro:
-                    text = result_text(await func(*spec.args, **spec.kwargs))
+                    ON_THE_LOOP[ctx.slot_id] = ctx.task
+                    try:
+                        text = result_text(await func(*spec.args, **spec.kwargs))
+                    finally:
+                        ON_THE_LOOP.pop(ctx.slot_id, None)
                 else:
                     out = await _in_thread(functools.partial(_call, func, spec.args, spec.kwargs))
                     text = result_text(await out) if inspect.isawaitable(out) else out
