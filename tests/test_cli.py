@@ -548,3 +548,33 @@ def test_a_database_another_program_holds_locked_at_start_is_said_in_a_line(
         holder.close()
     assert "cannot start: the database" in out and "database is locked" in out, out
     assert "could not record this node as stopped" not in out
+
+
+def test_doctor_from_another_folder_checks_the_file_the_database_runs(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probe: run from a folder holding some other agentcron.yaml, doctor said that file
+    was valid, that the daemon's channel was "no longer in the config", and that its
+    tasks' failures were told to no one."""
+    from typer.testing import CliRunner
+
+    from agentcron.config.nodes import META_KEY, Applied
+    from agentcron.store.sqlite import SQLiteStore
+
+    own = tmp_path / "agentcron.yaml"
+    cli("list")
+    store = SQLiteStore(tmp_path / "home" / "agentcron.db")
+    try:  # as the daemon records the file it applied
+        store.set_meta(META_KEY, Applied("n1", "host", str(own), "d").dumps())
+    finally:
+        store.close()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "agentcron.yaml").write_text(
+        'tasks:\n  zzz:\n    every: 1h\n    command: ["true"]\n'
+    )
+    monkeypatch.chdir(elsewhere)
+    report = json.loads(CliRunner().invoke(app, ["doctor", "--json"]).output)
+    said = {c["name"]: c["message"] for c in report["checks"]}
+    assert f"this database's tasks come from {own}" in said["config file"]
+    assert said["config"].startswith(f"{own} is valid (2 tasks)"), said["config"]

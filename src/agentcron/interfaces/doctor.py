@@ -27,6 +27,26 @@ def untold_words(untold: list[str]) -> str:
     )
 
 
+def _the_databases_file(home: Path, db_url: str | None) -> Path | None:
+    """The config file the database's file tasks came from, when one is recorded."""
+    from agentcron.config.nodes import META_KEY, loads
+    from agentcron.store import StoreError, open_store
+
+    try:
+        store = open_store(db_url, home)
+    except StoreError:
+        return None  # said by the database check below
+    try:
+        recorded = loads(store.get_meta(META_KEY))
+    except Exception as exc:  # the database check below meets it and says it
+        if type(exc).__module__.split(".")[0] not in ("sqlite3", "psycopg", "agentcron"):
+            raise
+        return None
+    finally:
+        store.close()
+    return Path(recorded.path) if recorded is not None else None
+
+
 def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any]:
     from agentcron.config.errors import ConfigError
     from agentcron.config.loader import load_config
@@ -39,6 +59,20 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
     heartbeat_url: str | None = None
     channels: list[str] = []
     loaded_ok = False  # the config was read: its channels say which are in use
+    own = _the_databases_file(home, db_url)
+    if own is not None and own != config_path.resolve() and own.exists():
+        # run from another folder, doctor checked that folder's ./agentcron.yaml and
+        # said false things of the daemon's tasks and channels (probe): it checks the
+        # file the database's tasks come from, and says so
+        checks.append(
+            _check(
+                "config file",
+                "ok",
+                f"this database's tasks come from {own}; checked it ({config_path} is "
+                "not applied to this database)",
+            )
+        )
+        config_path = own
     if not config_path.exists():
         checks.append(
             _check("config", "warn", f"{config_path} not found (`agentcron init` writes one)")
