@@ -231,6 +231,16 @@ def test_a_program_is_never_said_to_have_a_provider(error_class: ErrorClass, act
             "the run took longer than its timeout and was stopped (timed out after 5s; "
             "killed process group (TERM)): fetching page 3 of 40",
         ),
+        (  # an inline call is not stopped, and is not said to be (probe)
+            FailureInfo(
+                message="timed out after 4s; an inline call cannot be killed and may still "
+                "be running in the daemon",
+                known_class=ErrorClass.TIMEOUT,
+                action="python",
+            ),
+            "the run took longer than its timeout (timed out after 4s; an inline call "
+            "cannot be killed and may still be running in the daemon)",
+        ),
         (
             FailureInfo(
                 message="the daemon stopped while the run was in progress",

@@ -245,7 +245,10 @@ def _known_text(failure: FailureInfo, error_class: ErrorClass, text: str) -> tup
         return failure.message, None  # a sentence of ours ("the daemon stopped while …")
     if error_class is E.TIMEOUT:
         what = "the precheck" if failure.action == "precheck" else "the run"
-        text = f"{what} took longer than its timeout and was stopped"
+        # an inline call is not stopped (it cannot be): "was stopped (… cannot be
+        # killed and may still be running)" said both (probe)
+        unstopped = "cannot be killed" in failure.message
+        text = f"{what} took longer than its timeout" + ("" if unstopped else " and was stopped")
         if failure.message:
             text = f"{text} ({failure.message})"
         # What it was doing when it was stopped.
