@@ -51,6 +51,8 @@ def test_a_second_lock_on_one_home_is_refused_naming_the_holder(tmp_path: Path) 
         message = str(caught.value)
         assert f"pid {os.getpid()}" in message
         assert str(home) in message and "already running" in message
+        # the holder is this very process: not "stop it first (kill PID)" (probe)
+        assert "this process" in message and "kill" not in message
     finally:
         first.release()
     assert (home / LOCK_FILE).read_text() == ""  # names no process once released

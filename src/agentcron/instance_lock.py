@@ -159,6 +159,13 @@ class InstanceLock:
     def _busy_message(self, holder: Holder) -> str:
         since = f", started {holder.started_at}" if holder.started_at else ""
         who = _who(holder, since)
+        if holder.pid == os.getpid() and holder.host in (None, hostname()):
+            # a second Scheduler of the same program: "kill PID" named the program itself
+            return (
+                f"this process (pid {holder.pid}) is already running an agentcron daemon on "
+                f"the home {self.home}, another Scheduler of the same program maybe: run one "
+                f"per home, or give this one another home. Lock: {self.path}"
+            )
         stop = f"stop it first (kill {holder.pid})" if holder.pid else "stop it first"
         return (
             f"another agentcron daemon is already running on the home {self.home} {who}; "
