@@ -578,3 +578,23 @@ def test_doctor_from_another_folder_checks_the_file_the_database_runs(
     said = {c["name"]: c["message"] for c in report["checks"]}
     assert f"this database's tasks come from {own}" in said["config file"]
     assert said["config"].startswith(f"{own} is valid (2 tasks)"), said["config"]
+
+
+@pytest.mark.parametrize(
+    ("free", "status", "words"),
+    [
+        (3 * 1024 * 1024, "fail", "3 MiB free on the disk of"),
+        (100 * 1024 * 1024, "warn", "nearly full"),
+        (5 * 1024**3, "ok", "5.0 GiB free"),
+    ],
+)
+def test_doctor_says_how_much_room_the_homes_disk_has(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, free: int, status: str, words: str
+) -> None:
+    """Probe: on a full disk doctor said ✔ everywhere until the daemon met it."""
+    import agentcron.engine.diskroom as diskroom
+    from agentcron.interfaces.doctor import _disk_check
+
+    monkeypatch.setattr(diskroom, "free_bytes", lambda path: free)
+    check = _disk_check(tmp_path)
+    assert check["status"] == status and words in check["message"], check

@@ -87,3 +87,24 @@ def takes_writes(outputs: str) -> bool:
     except OSError:
         return False
     return True
+
+
+FULL = 16 * 1024 * 1024  # bytes free below which a disk counts as full (for `doctor`)
+
+
+def free_bytes(path: str) -> int | None:
+    """Bytes free for ordinary writes on the filesystem holding ``path`` (None: it cannot
+    be asked)."""
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return None
+    return int(stats.f_bavail * stats.f_frsize)
+
+
+def say_bytes(count: int) -> str:
+    """``340 MiB``, ``1.2 GiB``: a size as a person reads it."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}" if unit == "GiB" else f"{count // scale} {unit}"
+    return f"{count} bytes"

@@ -27,6 +27,24 @@ def untold_words(untold: list[str]) -> str:
     )
 
 
+def _disk_check(home: Path) -> dict[str, str]:
+    """Room on the disk of the home (runs' outputs, the SQLite file): a full disk was
+    "✔" everywhere until the daemon met it (probe)."""
+    from agentcron.engine.diskroom import FULL, ROOMY, free_bytes, say_bytes
+
+    free = free_bytes(str(home))
+    if free is None:
+        return _check("disk", "warn", f"cannot tell how much room is left on the disk of {home}")
+    said = f"{say_bytes(free)} free on the disk of {home}"
+    if free < FULL:
+        return _check(
+            "disk", "fail", f"{said}: full; runs' outputs and the database cannot be written"
+        )
+    if free < ROOMY:
+        return _check("disk", "warn", f"{said}: nearly full")
+    return _check("disk", "ok", said)
+
+
 def _the_databases_file(home: Path, db_url: str | None) -> Path | None:
     """The config file the database's file tasks came from, when one is recorded."""
     from agentcron.config.nodes import META_KEY, loads
@@ -106,6 +124,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             store.check_integrity()  # damage no query has met yet
         svc = Service(store, home, defaults=Defaults(timezone, None))
         checks.append(_check("database", "ok", store.describe()))
+        checks.append(_disk_check(home))
         daemon = svc.daemon_status()
         live = [n for n in daemon["nodes"] if n["state"] == "running"]
         stale = [n for n in daemon["nodes"] if n["state"] == "stale"]
