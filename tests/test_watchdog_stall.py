@@ -425,22 +425,22 @@ def test_a_stall_seen_after_it_is_told_as_over_when_the_daemon_says_how(
     assert heard.past == [42.0] and heard.began == [] and heard.ended == []
 
 
-def test_a_hold_the_stall_thread_wakes_from_first_is_told_once_as_over(
-    sqlite_store: Store,
-) -> None:
-    """SIGSTOP for 35 s, three times out of three: the stall thread's wait ran out during
-    the hold, it woke before the loop passed, and told "has not ticked for 36s … no task
-    starts until it recovers" and a second later its end (outside-in probe). Woken far
-    past its time, it now gives the loop a moment: the hold is told once, as over."""
-    dog, silence, gap, heard = _held(sqlite_store, interval=0.05)  # the thread's first wait
+def _a_hold(store: Store, hold: float, *, during: bool) -> _Heard:
+    """The loop's process held for ``hold`` seconds, the stall thread's first wait
+    running out during the hold (``during``) or just as it ends; then the loop passes.
+    Returns what the watchdog told."""
+    dog, silence, gap, heard = _held(store, interval=0.05)  # the thread's first wait
     dog.pass_grace = 0.5
     silence.advance(1, passes=True)
     frozen_from = silence.mono
+    if not during:
+        silence.advance(hold)  # over as the thread's wait runs out: it wakes "on time"
     thread = threading.Thread(target=dog._run_loop_check, daemon=True)
     thread.start()
     try:
-        silence.advance(40)  # the hold: the thread's wait ran out during it
-        time.sleep(0.25)  # the thread wakes first, the loop has not passed yet
+        if during:
+            silence.advance(hold)  # the thread's wait ran out during it: it wakes late
+        time.sleep(0.25)  # the thread is awake; the loop has not passed yet
         assert heard.began == []
         silence.advance(0.01, passes=True)  # the loop's first pass after the hold
         gap.append((frozen_from, silence.mono))
@@ -450,6 +450,17 @@ def test_a_hold_the_stall_thread_wakes_from_first_is_told_once_as_over(
     finally:
         dog._stop.set()
         thread.join(5)
+    return heard
+
+
+def test_a_hold_the_stall_thread_wakes_from_first_is_told_once_as_over(
+    sqlite_store: Store,
+) -> None:
+    """SIGSTOP for 35 s, three times out of three: the stall thread's wait ran out during
+    the hold, it woke before the loop passed, and told "has not ticked for 36s … no task
+    starts until it recovers" and a second later its end (outside-in probe). Woken far
+    past its time, it now gives the loop a moment: the hold is told once, as over."""
+    heard = _a_hold(sqlite_store, 40, during=True)
     assert [round(p, 2) for p in heard.past] == [40.01]
     assert heard.began == [] and heard.ended == []
 
@@ -461,24 +472,7 @@ def test_a_hold_that_ends_as_the_stall_thread_wakes_on_time_is_told_once_as_over
     woke on time as far as it could tell, and told "has not ticked for 31s … restart the
     daemon if this does not clear" and a second later its end. A stall about to begin
     gives the loop the same moment to pass as a hold the thread sees."""
-    dog, silence, gap, heard = _held(sqlite_store, interval=0.05)  # the thread's first wait
-    dog.pass_grace = 0.5
-    silence.advance(1, passes=True)
-    frozen_from = silence.mono
-    silence.advance(30.5)  # the hold, over as the thread's wait runs out
-    thread = threading.Thread(target=dog._run_loop_check, daemon=True)
-    thread.start()
-    try:
-        time.sleep(0.25)  # the thread woke on time; the loop has not passed yet
-        assert heard.began == []
-        silence.advance(0.01, passes=True)  # the loop's first pass after the hold
-        gap.append((frozen_from, silence.mono))
-        deadline = time.monotonic() + 10
-        while not heard.past and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        dog._stop.set()
-        thread.join(5)
+    heard = _a_hold(sqlite_store, 30.5, during=False)
     assert [round(p, 2) for p in heard.past] == [30.51]
     assert heard.began == [] and heard.ended == []
 
