@@ -509,6 +509,7 @@ def test_a_beat_out_of_bounds_is_refused_by_name(
     """Probe: AGENTCRON_BEAT=1h was taken without a word (and capped at 10 s), nan said
     "cannot convert float NaN to integer"."""
     monkeypatch.setenv("AGENTCRON_BEAT", value)
+    _no_daemon_logging(monkeypatch)
     out = cli("run", code=1)
     assert f"environment variable AGENTCRON_BEAT: {words}" in out, out
 
@@ -527,12 +528,23 @@ def test_a_relative_db_path_works_while_a_daemon_runs_on_it(cli, tmp_path: Path)
     assert json.loads(out) == []  # the daemon's database, which holds no task yet
 
 
+def _no_daemon_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` in this process would hang a log handler on CliRunner's stream, closed once
+    the command returns: every later log line of the worker then failed ("I/O operation
+    on closed file") into other tests' output."""
+    import agentcron.logs
+
+    monkeypatch.setattr(agentcron.logs, "setup_logging", lambda level: None)
+
+
 def test_a_database_another_program_holds_locked_at_start_is_said_in_a_line(
-    cli, tmp_path: Path
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Probe: a start on a database held locked (or read-only) ended in a traceback
     headed "could not record this node as stopped", a later error, not the cause."""
     import sqlite3 as sqlite
+
+    _no_daemon_logging(monkeypatch)
 
     from agentcron.store.sqlite import SQLiteStore
 

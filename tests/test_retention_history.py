@@ -74,9 +74,9 @@ def day(n: float) -> datetime:
     return DAY0 + timedelta(days=n)
 
 
-def add_task(store: SQLStore, name: str, **kw: Any) -> None:
+def add_task(store: SQLStore, name: str, source: TaskSource = TaskSource.API, **kw: Any) -> None:
     spec = TaskSpec(name=name, every="1d", command=["true"], **kw)
-    store.upsert_task(spec, TaskSource.API, DAY0, None)
+    store.upsert_task(spec, source, DAY0, None)
 
 
 def run(
@@ -505,7 +505,7 @@ def test_cli_prune_dry_run_then_prune(tmp_path: Path, monkeypatch: pytest.Monkey
     (tmp_path / "agentcron.yaml").write_text(CONFIG)
     store = SQLiteStore(home / "agentcron.db")
     try:
-        add_task(store, "story", keep_history="30d")
+        add_task(store, "story", TaskSource.FILE, keep_history="30d")  # the file's task
         # runs 100 and more days before the real now: past the file's 30 days
         recent = datetime.now(UTC) - timedelta(days=100)
         for n in range(5):
@@ -552,7 +552,7 @@ def test_a_file_retention_cannot_delete_is_named_by_prune_and_told_once_by_the_d
     (tmp_path / "agentcron.yaml").write_text('notify: ["json://127.0.0.1:9/owner"]\n' + CONFIG)
     store = SQLiteStore(home / "agentcron.db")
     try:
-        add_task(store, "story", keep_history="30d")
+        add_task(store, "story", TaskSource.FILE, keep_history="30d")  # the file's task
         for n in range(5):  # 100 days and more ago, each with an output file
             run(store, home, "story", -100 + n)
     finally:
