@@ -27,6 +27,11 @@ class DaemonProc:
             "AGENTCRON_HOME": str(self.home),
             # an outage's end is told after 30 s of working ticks; tests wait 1 s
             "AGENTCRON_RECOVERY_HOLD": "1",
+            # A 2 s beat, as before issue 16's 6 s: the beat bounds only what is not
+            # announced (a lost announcement, an edited file, the heartbeat), and these
+            # tests wait on such looks; the 6 s default is what the in-process tests of
+            # the beat run (test_change_announcements, test_idle_wakeups).
+            "AGENTCRON_BEAT": "2",
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -55,6 +55,7 @@ def _daemon(
         "recovery_hold": 0.5,
         "final_drain": 2.0,
         "tune_gc": False,
+        "poll_interval": 2.0,  # the beat before issue 16's 6 s: these tests wait on its looks
     }
     d = Daemon(DaemonOptions(**{**defaults, **options}))
     d.faulty = holder  # type: ignore[attr-defined]
@@ -365,7 +366,9 @@ def test_a_database_file_moved_under_the_daemon_is_told_and_so_is_its_return(
             f'notify: ["{hook.url}"]\ntasks:\n  a:\n    every: 1h\n    command: [echo, a]\n'
         )
         home = tmp_path / "home"
-        daemon = Daemon(DaemonOptions(config_path=config, home=home, watchdog_interval=0.2))
+        daemon = Daemon(
+            DaemonOptions(config_path=config, home=home, watchdog_interval=0.2, poll_interval=2.0)
+        )
 
         def told(word: str) -> list[str]:
             return [m.get("message", "") for m in hook.messages() if word in str(m)]

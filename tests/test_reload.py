@@ -25,7 +25,11 @@ def test_broken_reload_keeps_old_tasks_running_then_good_reload_applies(tmp_path
     config.write_text(GOOD)
     daemon = Daemon(
         DaemonOptions(
-            config_path=config, home=tmp_path / "home", reload_interval=0.1, shutdown_grace=2
+            config_path=config,
+            home=tmp_path / "home",
+            reload_interval=0.1,
+            poll_interval=0.5,  # reload_interval is at least one beat
+            shutdown_grace=2,
         )
     )
 
@@ -92,7 +96,12 @@ def run_reloading(config: Path, body: Callable[[Daemon], Awaitable[None]]) -> No
     """Run a daemon on ``config`` (home beside it, the file looked at every 0.1 s),
     ``body`` once it has loaded it, then stop it."""
     daemon = Daemon(
-        DaemonOptions(config_path=config, home=config.parent / "home", reload_interval=0.1)
+        DaemonOptions(
+            config_path=config,
+            home=config.parent / "home",
+            reload_interval=0.1,
+            poll_interval=0.5,  # reload_interval is at least one beat
+        )
     )
 
     async def scenario() -> None:
