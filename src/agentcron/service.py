@@ -128,12 +128,8 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
     def tasks_added_elsewhere(self, names: list[str]) -> list[str]:
         """Which of ``names`` are tasks added with `agentcron add`, the API or an agent
         (``source: api``): a config file's task of the same name would take one over."""
-        held = []
-        for name in names:
-            rec = self.store.get_task(name)
-            if rec is not None and rec.source is TaskSource.API:
-                held.append(name)
-        return held
+        added = set(self.store.task_names(TaskSource.API.value))  # one read, no spec parsed
+        return [name for name in names if name in added]
 
     def upsert_code_tasks(self, specs: list[TaskSpec]) -> list[str]:
         """Tasks registered from Python code: written in one transaction (100,000 at once
