@@ -52,7 +52,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import json
 import os
 import shlex
@@ -394,15 +393,26 @@ def channel_key(url: str) -> str:
     return channel_for(url).key
 
 
-@functools.cache
+_PLUGINS_LOADING = threading.Lock()
+_plugins_loaded = False
+
+
 def _load_plugins() -> None:
     """Load Apprise's plugins once, up front, hiding the DeprecationWarning that
     its e-mail plugin triggers by importing ``imghdr`` on Python 3.11/3.12 (ours
     to silence, not the owner's to see; it would be an error under strict test
-    settings)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        cast(Callable[[], None], N_MGR.load_modules)()
+    settings). Under a lock: ``functools.cache`` let two threads (the loop's and a
+    sender's) load them at once, and a URL parsed meanwhile was "unparseable"."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    with _PLUGINS_LOADING:
+        if _plugins_loaded:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            cast(Callable[[], None], N_MGR.load_modules)()
+        _plugins_loaded = True
 
 
 def _instantiate(url: str) -> apprise.NotifyBase | None:
