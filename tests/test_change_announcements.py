@@ -89,13 +89,29 @@ def test_a_trigger_from_another_process_runs_at_once_on_a_long_beat(tmp_path: Pa
     assert path is not None and not path.exists()  # the daemon removed its socket
 
 
-def test_announcing_with_no_daemon_does_nothing_and_costs_no_wait(tmp_path: Path) -> None:
+def test_announcing_with_no_daemon_does_nothing_and_costs_no_wait(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "agentcron.db.wake"
-    announce_on_socket(path)  # no file
-    path.write_text("")  # a plain file where the socket would be
-    announce_on_socket(path)
-    announce_on_socket(None)  # an in-memory database
+    with caplog.at_level(logging.DEBUG, logger="agentcron.changes"):
+        announce_on_socket(path)  # no file: no daemon ever listened there
+        path.write_text("")  # a plain file where the socket would be: nobody bound
+        announce_on_socket(path)
+        announce_on_socket(None)  # an in-memory database
+    assert caplog.records == []  # nothing went wrong: nothing said
     assert socket_path(":memory:") is None and socket_path("file:x?mode=memory") is None
+
+
+def test_an_announcement_that_fails_for_another_reason_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not "no daemon" nor "told already": the change then waits for the daemon's beat,
+    and the log says why."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with caplog.at_level(logging.WARNING, logger="agentcron.changes"):
+        announce_on_socket(blocker / "agentcron.db.wake")  # ENOTDIR
+    assert "cannot tell the daemon at" in caplog.text and "within its beat" in caplog.text
 
 
 def test_the_socket_is_reached_from_a_path_too_long_for_an_address_and_replaces_a_stale_one(
@@ -289,7 +305,7 @@ def test_a_socket_removed_under_the_daemon_is_bound_again_and_a_plain_file_is_le
 
     with caplog.at_level(logging.WARNING, logger="agentcron.changes"):
         asyncio.run(main())
-    assert "was removed or replaced; listening there again" in caplog.text
+    assert "was removed; listening there again" in caplog.text
     path.write_text("mine")
 
     async def plain() -> None:

@@ -610,3 +610,30 @@ def test_doctor_says_how_much_room_the_homes_disk_has(
     monkeypatch.setattr(diskroom, "free_bytes", lambda path: free)
     check = _disk_check(tmp_path)
     assert check["status"] == status and words in check["message"], check
+
+
+def test_doctor_names_why_it_cannot_read_the_disk_or_the_databases_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Neither is passed over in silence: each is a warning naming its error."""
+    import agentcron.config.nodes as nodes
+    import agentcron.engine.diskroom as diskroom
+    from agentcron.interfaces.doctor import diagnose
+
+    def no_statvfs(path: str) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    def unreadable(text: str | None) -> None:
+        raise ValueError("not JSON")
+
+    monkeypatch.setattr(diskroom, "free_bytes", no_statvfs)
+    monkeypatch.setattr(nodes, "loads", unreadable)
+    checks = {c["name"]: c for c in diagnose(tmp_path / "agentcron.yaml", tmp_path, None)["checks"]}
+    assert checks["disk"]["status"] == "warn"
+    assert "Permission denied" in checks["disk"]["message"]
+    assert checks["config file"]["status"] == "warn"
+    assert "ValueError: not JSON" in checks["config file"]["message"]
+    # a database that does not open is said once, by the database check
+    missing = diagnose(tmp_path / "agentcron.yaml", tmp_path, str(tmp_path / "no" / "x.db"))
+    said = {c["name"]: c for c in missing["checks"]}
+    assert said["database"]["status"] == "fail" and "config file" not in said

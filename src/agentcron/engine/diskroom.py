@@ -92,13 +92,10 @@ def takes_writes(outputs: str) -> bool:
 FULL = 16 * 1024 * 1024  # bytes free below which a disk counts as full (for `doctor`)
 
 
-def free_bytes(path: str) -> int | None:
-    """Bytes free for ordinary writes on the filesystem holding ``path`` (None: it cannot
-    be asked)."""
-    try:
-        stats = os.statvfs(path)
-    except OSError:
-        return None
+def free_bytes(path: str) -> int:
+    """Bytes free for ordinary writes on the filesystem holding ``path``; raises
+    ``OSError`` when it cannot be asked (the caller says why)."""
+    stats = os.statvfs(path)
     return int(stats.f_bavail * stats.f_frsize)
 
 

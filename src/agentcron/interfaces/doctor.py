@@ -32,9 +32,14 @@ def _disk_check(home: Path) -> dict[str, str]:
     "✔" everywhere until the daemon met it (probe)."""
     from agentcron.engine.diskroom import FULL, ROOMY, free_bytes, say_bytes
 
-    free = free_bytes(str(home))
-    if free is None:
-        return _check("disk", "warn", f"cannot tell how much room is left on the disk of {home}")
+    try:
+        free = free_bytes(str(home))
+    except OSError as exc:
+        return _check(
+            "disk",
+            "warn",
+            f"cannot tell how much room is left on the disk of {home}: {exc.strerror or exc}",
+        )
     said = f"{say_bytes(free)} free on the disk of {home}"
     if free < FULL:
         return _check(
@@ -45,24 +50,24 @@ def _disk_check(home: Path) -> dict[str, str]:
     return _check("disk", "ok", said)
 
 
-def _the_databases_file(home: Path, db_url: str | None) -> Path | None:
-    """The config file the database's file tasks came from, when one is recorded."""
+def _the_databases_file(home: Path, db_url: str | None) -> tuple[Path | None, str | None]:
+    """The config file the database's file tasks came from, when one is recorded, or
+    why it could not be read (None, None: none recorded, or a database that does not
+    open, which the database check says)."""
     from agentcron.config.nodes import META_KEY, loads
     from agentcron.store import StoreError, open_store
 
     try:
         store = open_store(db_url, home)
     except StoreError:
-        return None  # said by the database check below
+        return None, None  # the database check below opens it again and says why
     try:
         recorded = loads(store.get_meta(META_KEY))
-    except Exception as exc:  # the database check below meets it and says it
-        if type(exc).__module__.split(".")[0] not in ("sqlite3", "psycopg", "agentcron"):
-            raise
-        return None
+    except Exception as exc:  # damage, a lock held past the wait: said, not swallowed
+        return None, f"{type(exc).__name__}: {exc}"
     finally:
         store.close()
-    return Path(recorded.path) if recorded is not None else None
+    return (Path(recorded.path) if recorded is not None else None), None
 
 
 def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any]:
@@ -77,7 +82,16 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
     heartbeat_url: str | None = None
     channels: list[str] = []
     loaded_ok = False  # the config was read: its channels say which are in use
-    own = _the_databases_file(home, db_url)
+    own, unread = _the_databases_file(home, db_url)
+    if unread is not None:
+        checks.append(
+            _check(
+                "config file",
+                "warn",
+                f"cannot read which config file this database's tasks come from ({unread}); "
+                f"checked {config_path}",
+            )
+        )
     if own is not None and own != config_path.resolve() and own.exists():
         # run from another folder, doctor checked that folder's ./agentcron.yaml and
         # said false things of the daemon's tasks and channels (probe): it checks the

@@ -35,6 +35,11 @@ from typing import Protocol
 log = logging.getLogger("agentcron.changes")
 
 SUFFIX = ".wake"
+# what an announcement meets when nothing is wrong: no socket (no daemon ever bound one
+# there), a socket nobody is bound to (its daemon stopped), a full queue (told already)
+_NOBODY_OR_TOLD = frozenset(
+    {errno.ENOENT, errno.ECONNREFUSED, errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS}
+)
 _MAX_ADDRESS = 100  # bytes of a socket path (sun_path holds 108 with its NUL)
 
 
@@ -78,6 +83,14 @@ def _address(path: Path) -> Iterator[str]:
         os.close(folder)
 
 
+def _mode(path: Path) -> int | None:
+    """The file mode of what is at ``path`` (not followed), or None when nothing is."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+
+
 def announce_on_socket(path: Path | None) -> None:
     """Tell the daemon listening at ``path``, if there is one, to look. Never waits:
     a full queue means it has been told already; no socket, or nobody bound to it,
@@ -88,8 +101,15 @@ def announce_on_socket(path: Path | None) -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, _address(path) as to:
             sock.setblocking(False)
             sock.sendto(b".", to)
-    except OSError:
-        pass
+    except OSError as exc:
+        if exc.errno in _NOBODY_OR_TOLD:
+            return
+        # the daemon, if one runs, sees the change on its beat instead of at once
+        log.warning(
+            "cannot tell the daemon at %s of this change (%s): it sees it within its beat",
+            path,
+            exc.strerror or exc,
+        )
 
 
 class SocketListener:
@@ -116,13 +136,12 @@ class SocketListener:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            try:
-                if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+            there = _mode(self.path)
+            if there is not None:
+                if not stat.S_ISSOCK(there):
                     # not ours to delete (a socket left by a dead daemon is)
                     raise OSError(errno.EEXIST, "a file that is not a socket is there")
                 os.unlink(self.path)
-            except FileNotFoundError:
-                pass
             with _address(self.path) as address:
                 sock.bind(address)
             st = os.stat(self.path)
@@ -154,9 +173,12 @@ class SocketListener:
         try:
             if os.stat(self.path).st_ino == self._inode:
                 return
-        except OSError:
-            pass
-        log.warning("the socket %s was removed or replaced; listening there again", self.path)
+            what = "replaced"
+        except FileNotFoundError:
+            what = "removed"
+        except OSError as exc:  # it cannot be looked at: bound afresh all the same
+            what = f"out of sight ({exc.strerror or exc})"
+        log.warning("the socket %s was %s; listening there again", self.path, what)
         self._drop()
         self._bind()
 
