@@ -146,9 +146,16 @@ class SocketListener:
                 sock.bind(address)
             st = os.stat(self.path)
             # whoever may write the database may wake its daemon
-            with contextlib.suppress(OSError):
+            try:
                 db = os.stat(str(self.path)[: -len(SUFFIX)])
                 os.chmod(self.path, (db.st_mode & 0o666) | 0o600)
+            except OSError as exc:  # its owner's changes are still heard at once
+                log.warning(
+                    "cannot give %s the database's permissions (%s): other users' changes "
+                    "are seen within the daemon's beat",
+                    self.path,
+                    exc.strerror or exc,
+                )
             self._inode = st.st_ino
         except OSError as exc:
             sock.close()
@@ -186,9 +193,15 @@ class SocketListener:
         sock = self._sock
         if sock is None:
             return
-        with contextlib.suppress(OSError):
-            while sock.recv(64):
-                pass
+        while True:  # every announcement queued: one look answers them all
+            try:
+                if not sock.recv(64):
+                    break
+            except BlockingIOError:
+                break  # drained
+            except OSError as exc:
+                log.warning("reading the socket %s: %s", self.path, exc.strerror or exc)
+                break
         if self._on_change is not None:
             self._on_change()
 
@@ -205,7 +218,12 @@ class SocketListener:
         self._drop()
         # the file is removed only while it is still this daemon's: a successor that
         # started before this one finished closing has bound a socket of its own there
-        if held:
-            with contextlib.suppress(OSError):
-                if os.stat(self.path).st_ino == self._inode:
-                    os.unlink(self.path)
+        if not held:
+            return
+        try:
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            return  # already gone
+        except OSError as exc:  # left behind: the next daemon replaces it
+            log.warning("cannot remove the socket %s: %s", self.path, exc.strerror or exc)
