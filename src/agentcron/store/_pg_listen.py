@@ -72,10 +72,9 @@ class NotifyListener:
         if thread is None or thread is threading.current_thread():
             return
         if self.connected.is_set():
-            try:
-                self._poke()
-            except Exception:  # the database is away: the thread's timeout ends it
-                log.debug("could not wake the listener to stop it", exc_info=True)
+            # never raises (a NOTIFY that fails is logged); the database away, the
+            # thread's minute-long wait ends it instead
+            self._poke()
         thread.join(timeout=2.0)
 
     def keep(self) -> None:
