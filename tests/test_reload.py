@@ -563,6 +563,28 @@ def test_a_missing_config_that_becomes_a_directory_or_a_fifo_is_said_each_time(
     asyncio.run(scenario())
 
 
+def _on_a_started_daemon(config: Path, home: Path, check: Callable[[Daemon], None]) -> None:
+    """``check`` a daemon started on ``config`` (its parts wired, its loop not running:
+    each look is the test's own call), then close it."""
+    daemon = Daemon(DaemonOptions(config_path=config, home=home, tune_gc=False, config_settle=0))
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            assert daemon.service is not None and daemon.store is not None
+            check(daemon)
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())
+
+
+def _told(daemon: Daemon) -> list[str]:
+    """The messages waiting in the outbox."""
+    assert daemon.store is not None
+    return [m.message.body for m in daemon.store.due(daemon.clock.now(), 10)]
+
+
 def test_a_channel_replaced_in_the_config_gets_what_the_old_one_could_not_send(
     tmp_path: Path,
 ) -> None:
@@ -574,28 +596,20 @@ def test_a_channel_replaced_in_the_config_gets_what_the_old_one_could_not_send(
     old, new = "json://127.0.0.1:9/old", "json://127.0.0.1:9/new"
     config = tmp_path / "agentcron.yaml"
     config.write_text(f"notify: ['{old}']\n" + GOOD)
-    daemon = Daemon(
-        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
-    )
 
-    async def scenario() -> None:
-        await daemon.start()
-        try:
-            assert daemon.service is not None and daemon.store is not None
-            store = daemon.store
-            said = Message("t", "✖ a failed", "a", "opened", "failure", "failure")
-            store.enqueue(channel_key(old), old, said, daemon.clock.now())
-            assert [h["channel"] for h in daemon.service.channel_health()] == [channel_key(old)]
-            config.write_text(f"notify: ['{new}']\n" + GOOD)
-            assert daemon.reload_if_changed() is True
-            health = daemon.service.channel_health()
-            assert [(h["channel"], h["pending"]) for h in health] == [(channel_key(new), 1)]
-            (item,) = store.due(daemon.clock.now(), 10)
-            assert (item.channel_url, item.message.body) == (new, "✖ a failed")
-        finally:
-            await daemon.close()
+    def check(daemon: Daemon) -> None:
+        assert daemon.service is not None and daemon.store is not None
+        said = Message("t", "✖ a failed", "a", "opened", "failure", "failure")
+        daemon.store.enqueue(channel_key(old), old, said, daemon.clock.now())
+        assert [h["channel"] for h in daemon.service.channel_health()] == [channel_key(old)]
+        config.write_text(f"notify: ['{new}']\n" + GOOD)
+        assert daemon.reload_if_changed() is True
+        health = daemon.service.channel_health()
+        assert [(h["channel"], h["pending"]) for h in health] == [(channel_key(new), 1)]
+        (item,) = daemon.store.due(daemon.clock.now(), 10)
+        assert (item.channel_url, item.message.body) == (new, "✖ a failed")
 
-    asyncio.run(scenario())
+    _on_a_started_daemon(config, tmp_path / "home", check)
 
 
 def test_a_file_task_named_as_a_task_added_elsewhere_is_refused_not_taken_over(
@@ -611,36 +625,23 @@ def test_a_file_task_named_as_a_task_added_elsewhere_is_refused_not_taken_over(
     notify = "notify: ['json://127.0.0.1:9/x']\n"
     config.write_text(notify + GOOD)
     home = tmp_path / "home"
-    daemon = Daemon(DaemonOptions(config_path=config, home=home, tune_gc=False, config_settle=0))
 
-    async def scenario() -> None:
-        await daemon.start()
-        try:
-            assert daemon.service is not None and daemon.store is not None
-            daemon.service.add_task("b", {"every": "1h", "command": ["echo", "mine"]})
-            config.write_text(notify + GOOD + NEW.removeprefix("tasks:\n"))
-            assert daemon.reload_if_changed() is False
-            assert daemon.rejected_config is not None
-            assert "a task named 'b' was added with `agentcron add`" in daemon.rejected_config
-            rec = daemon.store.get_task("b")
-            assert rec is not None and rec.source is TaskSource.API
-            told = [m.message.body for m in daemon.store.due(daemon.clock.now(), 10)]
-            assert any("tasks.b" in body and "take it over" in body for body in told), told
-        finally:
-            await daemon.close()
+    def check(daemon: Daemon) -> None:
+        assert daemon.service is not None and daemon.store is not None
+        daemon.service.add_task("b", {"every": "1h", "command": ["echo", "mine"]})
+        config.write_text(notify + GOOD + NEW.removeprefix("tasks:\n"))
+        assert daemon.reload_if_changed() is False
+        assert daemon.rejected_config is not None
+        assert "a task named 'b' was added with `agentcron add`" in daemon.rejected_config
+        rec = daemon.store.get_task("b")
+        assert rec is not None and rec.source is TaskSource.API
+        told = _told(daemon)
+        assert any("tasks.b" in body and "take it over" in body for body in told), told
 
-    asyncio.run(scenario())
+    _on_a_started_daemon(config, home, check)
     # and a daemon does not start on such a file
-    again = Daemon(DaemonOptions(config_path=config, home=home, tune_gc=False))
-
-    async def start() -> None:
-        try:
-            await again.start()
-        finally:
-            await again.close()
-
     with pytest.raises(ConfigError, match="would take it over"):
-        asyncio.run(start())
+        _on_a_started_daemon(config, home, lambda daemon: None)
 
 
 def test_a_changed_env_file_is_applied_and_a_broken_one_is_told(tmp_path: Path) -> None:
@@ -656,25 +657,20 @@ def test_a_changed_env_file_is_applied_and_a_broken_one_is_told(tmp_path: Path) 
         "env_file: vars.env\nnotify: ['json://127.0.0.1:9/x']\n"
         "tasks:\n  a:\n    every: 1h\n    command: [echo, 'alpha ${GREETING}']\n"
     )
-    daemon = Daemon(
-        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
-    )
 
-    async def scenario() -> None:
-        await daemon.start()
-        try:
-            assert daemon.store is not None
-            assert daemon.reload_if_changed() is False  # nothing changed yet
-            env.write_text("GREETING=bye\n")
-            daemon.reload_if_changed()
-            assert _env.env_file_values()["GREETING"] == "bye"
-            assert daemon.rejected_config is None
-            env.write_text("OTHER=1\n")
-            assert daemon.reload_if_changed() is False
-            assert daemon.rejected_config is not None and "GREETING" in daemon.rejected_config
-            told = [m.message.body for m in daemon.store.due(daemon.clock.now(), 10)]
-            assert any("GREETING" in body for body in told), told
-        finally:
-            await daemon.close()
+    def check(daemon: Daemon) -> None:
+        assert daemon.reload_if_changed() is False  # nothing changed yet
+        env.write_text("GREETING=bye\n")
+        daemon.reload_if_changed()
+        assert _env.env_file_values()["GREETING"] == "bye"
+        assert daemon.rejected_config is None
+        env.write_text("OTHER=1\n")
+        assert daemon.reload_if_changed() is False
+        assert daemon.rejected_config is not None and "GREETING" in daemon.rejected_config
+        told = _told(daemon)
+        assert any("GREETING" in body for body in told), told
 
-    asyncio.run(scenario())
+    try:
+        _on_a_started_daemon(config, tmp_path / "home", check)
+    finally:
+        _env.use_env_file_values({})  # the process's env_file values: not for later tests
