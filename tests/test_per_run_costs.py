@@ -96,6 +96,35 @@ def test_a_disk_that_cannot_be_asked_is_not_called_full() -> None:
     assert not DiskRoom(broken, Ticks()).full(out("a"))
 
 
+def test_outputs_without_a_folder_are_asked_once_a_second_of_a_parent() -> None:
+    """A run that wrote nothing may have no folder: its parent is asked, and the
+    answer is kept (asking only the missing folder made every such run a call)."""
+    asked: list[str] = []
+
+    def statvfs(path: str) -> Any:
+        asked.append(path)
+        if path != "/h":
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return SimpleNamespace(f_bavail=10_000, f_frsize=MIB)
+
+    ticks = Ticks()
+    room = DiskRoom(statvfs, ticks)
+    assert not any(room.full(out(f"t{i}", i)) for i in range(50))
+    assert asked == ["/h/outputs/t0", "/h/outputs", "/h"]
+    ticks.now += 1.01
+    assert not room.full(out("t1"))
+    assert asked[3:] == ["/h/outputs/t1", "/h/outputs", "/h"]
+
+
+def test_a_full_disk_is_seen_through_a_parent_of_a_missing_folder() -> None:
+    def statvfs(path: str) -> Any:
+        if path != "/h":
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return SimpleNamespace(f_bavail=0, f_frsize=MIB)
+
+    assert DiskRoom(statvfs, Ticks()).full(out("a"))
+
+
 def _quiet() -> None:
     return None
 

@@ -51,9 +51,8 @@ class DiskRoom:
         now = self._clock()
         if self._room_until.get(key, -1.0) > now:
             return False
-        try:
-            stats = self._statvfs(folder)
-        except OSError:
+        stats = self._ask(folder, key)
+        if stats is None:
             return False
         free = stats.f_bavail * stats.f_frsize
         if free >= self._roomy:
@@ -61,6 +60,20 @@ class DiskRoom:
         else:
             self._room_until.pop(key, None)
         return bool(stats.f_bavail == 0)
+
+    def _ask(self, folder: str, key: str) -> Any:
+        """``statvfs`` of the output's folder, or of the nearest of its parents that
+        exists (a run that wrote nothing may have no folder: asking only the folder
+        failed, no answer was kept, and every such run asked again); None when none
+        can be asked."""
+        for path in dict.fromkeys((folder, key, os.path.dirname(key) or key)):
+            try:
+                return self._statvfs(path)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return None
+        return None
 
 
 PROBE_BYTES = 64 * 1024  # a small output's worth: what a run must be able to write
