@@ -8,6 +8,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from agentcron.engine.planning import Ahead, plan_due
 from agentcron.model import SlotStatus, TaskRecord, TaskSource, TaskSpec
 from agentcron.schedules.build import build_schedule
@@ -111,6 +113,57 @@ def test_tasks_added_or_removed_after_the_plans_were_made(
     assert sorted(ran) == ["kept", "late"]
     assert [s.status for s in h.slots("late")] == [SlotStatus.SUCCEEDED]
     assert h.slots("gone") == []
+
+
+def test_a_loop_with_a_long_beat_wakes_to_prepare_a_coming_fire(
+    sqlite_store, clock, home, monkeypatch
+) -> None:
+    """The loop wakes just inside the look ahead of a fire it has not prepared, not at
+    the fire itself: with a 6 s beat it slept past the window, and a burst due at one
+    instant was planned in that instant's own tick."""
+    ran: list[int] = []
+    takes = Takes(monkeypatch)
+
+    async def scenario() -> list[float]:
+        h = Harness(sqlite_store, clock, home, max_concurrency=10)
+        h.engine.settings.poll_interval = 6.0
+        for i in range(3):
+            h.add(f"t{i}", lambda i=i: ran.append(i), every="1h")
+        h.clock.advance(HOUR - timedelta(seconds=5))  # the fire is 5 s away
+        delays = [await h.engine.run_pass()]
+        assert h.engine._ahead is None  # too far ahead to prepare yet
+        h.clock.advance(timedelta(seconds=delays[0]))
+        delays.append(await h.engine.run_pass())
+        assert h.engine._ahead is not None and len(h.engine._ahead.plans) == 3
+        h.clock.advance(timedelta(seconds=delays[1]))
+        await h.engine.run_pass()
+        await h.engine.wait_idle(10)
+        return delays
+
+    delays = asyncio.run(scenario())
+    assert delays[0] == pytest.approx(5 - 2 + 0.05)  # the look ahead is 2 s
+    assert delays[1] == pytest.approx(2 - 0.05 + 0.005)  # then to the fire, as before
+    assert takes.results == [3]
+    assert sorted(ran) == [0, 1, 2]
+
+
+def test_a_prepared_or_close_fire_adds_no_wake_up(sqlite_store, clock, home) -> None:
+    """Waking to prepare happens once per fire: a fire already planned, or one inside
+    the look ahead, is slept to directly (no pass in between, no spin)."""
+
+    async def scenario() -> list[float]:
+        h = Harness(sqlite_store, clock, home)
+        h.engine.settings.poll_interval = 6.0
+        h.add("hourly", lambda: None, every="1h")
+        h.clock.advance(HOUR - timedelta(seconds=1.5))
+        first = await h.engine.run_pass()  # prepares the fire, then sleeps to it
+        h.clock.advance(timedelta(seconds=0.5))
+        h.engine._ahead = None  # as if the plans were dropped: inside the window still
+        return [first, await h.engine.run_pass()]
+
+    first, second = asyncio.run(scenario())
+    assert first == pytest.approx(1.5 + 0.005)
+    assert second == pytest.approx(1.0 + 0.005)
 
 
 def test_a_late_tick_plans_afresh(sqlite_store, clock, home, monkeypatch) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import time
@@ -70,6 +71,7 @@ log = logging.getLogger("agentcron.engine")
 LOOKAHEAD = timedelta(seconds=2)  # how early the tasks of a coming fire are prepared
 PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap ahead of it)
 PREPARE_BATCH = 200  # tasks of several instants prepared in one pass
+PREPARE_SLACK = 0.05  # seconds inside LOOKAHEAD at which a pass wakes to prepare a fire
 DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
 RENEWAL_GRACE = timedelta(seconds=6)  # longer than the longest backoff between failed ticks
 LAUNCHER_WAIT = timedelta(seconds=10)  # a launcher's grace (5 s at most) and then some
@@ -702,7 +704,9 @@ class Engine:
         loop sleeps whenever nothing can be done, it never spins."""
         poll = self.settings.poll_interval
         now = self.clock.now()
-        nxt = self._next_times(now, kept=True).wakeup
+        times = self._next_times(now, kept=True)
+        poll = min(poll, self._until_prepared(times.fire, now))
+        nxt = times.wakeup
         if nxt is None:
             return poll
         delay = (nxt - now).total_seconds()
@@ -719,6 +723,21 @@ class Engine:
         # Fires a few ms apart are taken by one pass: a tick and its writes per fire is
         # what a steady load of staggered tasks costs (COALESCE is the lateness bought).
         return min(poll, delay + COALESCE)
+
+    def _until_prepared(self, fire: datetime | None, now: datetime) -> float:
+        """Seconds until a pass must look at ``fire`` to prepare it (see
+        :meth:`_prepare`): just inside :data:`LOOKAHEAD` of it, unless it is prepared
+        or that moment has come (infinity: no such pass is needed). Without this wake
+        a beat longer than the look ahead slept past the window, and a burst of
+        thousands due at once was planned in its own instant's tick (the burst at
+        ``max_concurrency`` 10 measured it)."""
+        if fire is None:
+            return math.inf
+        ahead = self._ahead
+        if ahead is not None and ahead.zone == self.settings.default_zone and ahead.covers(fire):
+            return math.inf
+        early = (fire - LOOKAHEAD - now).total_seconds() + PREPARE_SLACK
+        return early if early > 0 else math.inf
 
     def _prepare(self, now: datetime) -> None:
         """Get the tasks of the coming fires ready, if they are close: build their
