@@ -281,18 +281,50 @@ def test_openclaw_times_and_intervals_out_of_range_are_the_jobs_errors(tmp_path:
 # ---- crontab ----------------------------------------------------------------------------
 
 
-def test_crontab_lines_without_cron_tz_say_whose_zone_they_ran_in(tmp_path: Path) -> None:
-    """Cron ran them in the machine's zone; written without timezone:, a config with
-    another one moved them an hour without a word (outside-in probe)."""
+def test_crontab_lines_without_cron_tz_keep_the_zone_they_ran_in(tmp_path: Path) -> None:
+    """Cron ran them in the machine's zone: each is written with it, so a config with
+    another `timezone:` does not move them (it moved them an hour, said only in a
+    note; outside-in probe)."""
     from agentcron.schedules.zones import system_zone, zone_name
 
+    zone = zone_name(system_zone())
     path = tmp_path / "plain.crontab"
-    path.write_text("0 1 * * * /usr/bin/run.sh\n")
+    path.write_text("0 1 * * * /usr/bin/run.sh\nCRON_TZ=Asia/Tokyo\n0 2 * * * /usr/bin/tokyo.sh\n")
     p = make_plan("crontab", path, AGENT)
-    assert "timezone" not in drafts(p)["run"].body
+    body = drafts(p)["run"].body
+    assert list(body)[:3] == ["cron", "timezone", "command"]
+    assert body["timezone"] == zone
+    assert drafts(p)["tokyo"].body["timezone"] == "Asia/Tokyo"  # CRON_TZ's own, kept
     [note] = [n for n in p.notes if n.field == "CRON_TZ"]
     assert note.kind == "approximated"
-    assert f"this machine's zone ({zone_name(system_zone())})" in note.reason
+    assert f"cron ran 1 of these in this machine's zone ({zone})" in note.reason
+
+
+def test_a_crontab_imported_into_a_config_of_another_zone_keeps_crons_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end: the machine in Europe/Berlin, the config in UTC: the 01:00 job
+    still fires at 01:00 Berlin time."""
+    from typer.testing import CliRunner
+
+    from agentcron.config.loader import load_config
+    from agentcron.interfaces.cli import app
+    from agentcron.schedules.zones import _system_zone_cached
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    _system_zone_cached.cache_clear()
+    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
+    config = tmp_path / "agentcron.yaml"
+    config.write_text("timezone: UTC\ntasks: {}\n")
+    tab = tmp_path / "plain.crontab"
+    tab.write_text("0 1 * * * /usr/bin/run.sh\n")
+    res = CliRunner().invoke(
+        app, ["import", "crontab", str(tab), "--apply", "--enable", "--config", str(config)]
+    )
+    assert res.exit_code == 0, res.output
+    spec = load_config(config).tasks["run"]
+    assert spec.timezone == "Europe/Berlin"
+    _system_zone_cached.cache_clear()
 
 
 def test_crontab_entries_env_lines_cron_tz_and_percent() -> None:

@@ -120,25 +120,38 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
                 "here); agentcron runs them with the daemon's environment plus env:",
             )
         )
-    local = [d.name for d in plan.drafts if "timezone" not in d.body]
+    local = [d for d in plan.drafts if "timezone" not in d.body]
     if local:
-        # cron ran them in this machine's zone; a config with another `timezone:`
-        # moved them without a word (outside-in probe: 01:00 became 00:00 UTC)
+        # Cron ran them in this machine's zone. Written without timezone:, a config with
+        # another `timezone:` moved them (01:00 became 00:00 UTC, said only in a note an
+        # importer's user may skip): each is written with the zone cron ran it in.
         from agentcron.schedules.zones import system_zone, zone_name
 
         zone = zone_name(system_zone())
+        for draft in local:
+            draft.body = _with_zone(draft.body, zone)
         plan.notes.append(
             Note(
                 "file",
                 "CRON_TZ",
                 "approximated",
                 f"no CRON_TZ: cron ran {len(local)} of these in this machine's zone "
-                f"({zone}); they are written without timezone:, so the config's "
-                f"timezone: applies if it has one (add `timezone: {zone}` to a task to "
-                "keep cron's times)",
+                f"({zone}); they are written with `timezone: {zone}` to keep cron's times "
+                "(cron would follow a later change of the machine's zone; they will not)",
             )
         )
     return plan
+
+
+def _with_zone(body: dict[str, Any], zone: str) -> dict[str, Any]:
+    """``body`` with ``timezone: zone`` placed right after its schedule."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        out[key] = value
+        if key == "cron":
+            out["timezone"] = zone
+    out.setdefault("timezone", zone)
+    return out
 
 
 def _comment(line: str, number: int, state: _State, plan: Plan) -> None:
