@@ -279,6 +279,23 @@ def test_runs_filter_and_page_with_a_cursor(client: TestClient, harness: Harness
     assert problem_of(client.get("/api/v1/runs?task=nope"), 404)
 
 
+def test_a_malformed_parameter_is_a_400_naming_it_and_the_value(client: TestClient) -> None:
+    """The problem says which parameter and what was sent, for paths and queries alike."""
+    for path, field, value in (
+        ("/api/v1/runs/abc", "run_id", "abc"),
+        ("/api/v1/runs/abc/output", "run_id", "abc"),
+        ("/api/v1/incidents/x1", "incident_id", "x1"),
+        ("/api/v1/runs?limit=ten", "limit", "ten"),
+        ("/api/v1/audit?before_id=old", "before_id", "old"),
+        ("/api/v1/tasks/alpha?count=many", "count", "many"),
+    ):
+        body = problem_of(client.get(path), 400)
+        assert body["field"] == field, path
+        assert field in body["detail"] and f"(got {value!r})" in body["detail"], body
+    long = problem_of(client.get("/api/v1/runs/" + "z" * 500), 400)
+    assert len(long["detail"]) < 200  # the value quoted is cut
+
+
 def test_run_detail_has_every_attempt_and_the_output(client: TestClient, harness: Harness) -> None:
     failed = client.get("/api/v1/runs", params={"status": "failed", "limit": 1}).json()[0]
     detail = client.get(f"/api/v1/runs/{failed['id']}").json()

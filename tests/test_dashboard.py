@@ -117,8 +117,6 @@ def test_unknown_things_are_404_pages_that_say_what_was_asked(client: TestClient
     assert missing.status_code == 404
     assert "no task named &#39;alpha_okk&#39; (did you mean &#39;alpha_ok&#39;?)" in missing.text
     assert client.get("/runs/99999").status_code == 404
-    bad_id = client.get("/runs/abc")
-    assert bad_id.status_code == 404 and "a run id is a whole number" in bad_id.text
     assert client.get("/static/../../etc/passwd").status_code == 404
     assert client.get("/static/secrets.yaml").status_code == 404
     assert client.get("/fragments/tasks/alpha_ok/spec").status_code == 404
@@ -130,6 +128,24 @@ def test_unknown_things_are_404_pages_that_say_what_was_asked(client: TestClient
     assert "show: &#39;broken&#39; is not a filter; use one of all, problems, paused" in (
         bad_filter.text
     )
+
+
+def test_a_malformed_id_is_a_400_naming_the_parameter_and_the_value(client: TestClient) -> None:
+    """/runs/abc was a 404 "not found" page: the id was malformed, not missing (the API
+    answers 400 for it); " 1", "1_0" and other scripts' digits were taken as ids."""
+    for raw in ("abc", "0", "-1", "1_0", "%201", "\u0661", "99999999999999999999"):
+        page = client.get(f"/runs/{raw}")
+        assert page.status_code == 400, raw
+        assert "<title>Bad request" in page.text
+        assert "run_id: &#39;" in page.text and "is not an id" in page.text
+    assert "run_id: &#39;abc&#39; is not an id" in client.get("/runs/abc").text
+    output = client.get("/runs/abc/output")
+    assert output.status_code == 400
+    assert output.text.startswith("run_id: 'abc' is not an id")
+    ack = client.post("/incidents/abc/ack", headers=SAME)
+    assert ack.status_code == 400
+    assert "incident_id: &#39;abc&#39; is not an id" in ack.text
+    assert client.get("/runs/99999").status_code == 404  # well formed, not there
 
 
 def test_a_failing_task_is_listed_first_and_the_paused_one_last(

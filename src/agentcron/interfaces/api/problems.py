@@ -101,6 +101,11 @@ def _sayable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _quoted(value: str, limit: int = 80) -> str:
+    """``value`` as Python quotes it, cut to ``limit`` characters."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 def _field_of(loc: tuple[Any, ...]) -> str | None:
     """``('query', 'limit')`` -> ``limit``; ``('body', 'reason')`` -> ``reason``."""
     if not loc or loc[0] not in ("query", "path", "body", "header"):
@@ -134,6 +139,10 @@ def install(app: FastAPI, metrics: Metrics) -> None:
             detail = "the body must be a JSON object"
         else:
             detail = f"{where} parameter {field}: {first.get('msg', 'invalid')}"
+            if where in ("query", "path") and isinstance(first.get("input"), str):
+                # the value at fault, as sent (a query's or a path's, never a body's,
+                # which may hold a secret): "run_id ... (got 'abc')"
+                detail += f" (got {_quoted(first['input'])})"
         # a body whose keys have the wrong type is a task the rules reject (422);
         # a query, a path or a body that is not JSON is a malformed request (400)
         status = 422 if where == "body" and field else 400

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from agentcron.interfaces.api.deps import get_service
 from agentcron.interfaces.dashboard._form import form_route
 from agentcron.interfaces.dashboard._origin import ForeignOrigin, check_same_origin
-from agentcron.interfaces.dashboard._pages import common, notice_for
+from agentcron.interfaces.dashboard._pages import common, notice_for, record_id
 from agentcron.interfaces.dashboard._render import ServiceDep, is_htmx, render
 from agentcron.service import (
     Actor,
@@ -195,9 +195,8 @@ def acknowledge(
     """Say an open incident was seen; who and when are then shown beside it."""
 
     def change() -> Done:
-        if not incident_id.isdigit():
-            raise NotFoundError(f"an incident id is a whole number; {incident_id!r} is not")
-        view = service.acknowledge(int(incident_id))
-        return Done(str(view["task"]), int(incident_id))
+        number = record_id(incident_id, "incident_id")
+        view = service.acknowledge(number)
+        return Done(str(view["task"]), number)
 
     return _act(request, service, back, "acknowledged", "acknowledged", change)

@@ -213,18 +213,31 @@ def task_fragment(request: Request, service: ServiceDep, name: str, part: str) -
     return render(request, TASK_PARTS[part], {**common(service), **context})
 
 
-def _run_id(raw: str) -> int:
-    try:
+MAX_ID = 2**63 - 1  # the API's bound on ids (a database integer)
+
+
+def record_id(raw: str, field: str) -> int:
+    """``raw`` (a path's id) as a number, or ServiceError naming ``field`` and the bad
+    value: a malformed id is the request's fault (400, as the API answers it), not a
+    record that is missing. Only ASCII digits: ``int()`` also took " 1", "1_0" and
+    other scripts' digits, so one run had many addresses."""
+    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_ID:
         return int(raw)
-    except ValueError:
-        raise ServiceError(f"a run id is a whole number; {raw!r} is not") from None
+    raise ServiceError(
+        f"{field}: {raw!r} is not an id; an id is a whole number from 1 to {MAX_ID}",
+        field=field,
+    )
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="dashboard_run")
 def run_page(request: Request, service: ServiceDep, run_id: str) -> HTMLResponse:
     now = service.clock.now()
     try:
-        run = service.run_detail(_run_id(run_id))
+        number = record_id(run_id, "run_id")
+    except ServiceError as exc:
+        return _bad_request(request, service, str(exc))
+    try:
+        run = service.run_detail(number)
     except ServiceError as exc:
         return _not_found(request, service, str(exc))
     local = run.get("scheduled_for")
@@ -248,7 +261,11 @@ def run_page(request: Request, service: ServiceDep, run_id: str) -> HTMLResponse
 def run_output(service: ServiceDep, run_id: str) -> Response:
     """The whole kept output as plain text, streamed and redacted by the service."""
     try:
-        pieces = service.output_stream(_run_id(run_id))
+        number = record_id(run_id, "run_id")
+    except ServiceError as exc:
+        return PlainTextResponse(str(exc) + "\n", status_code=400)
+    try:
+        pieces = service.output_stream(number)
     except ServiceError as exc:
         return PlainTextResponse(str(exc) + "\n", status_code=404)
     return StreamingResponse(
