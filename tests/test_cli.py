@@ -101,6 +101,36 @@ def test_with_no_daemon_no_task_is_ok_in_list_or_show(cli, tmp_path: Path) -> No
     assert json.loads(cli("show", "story", "--json"))["health"] == "ok"
 
 
+def test_a_home_of_code_tasks_is_told_to_start_its_program_not_agentcron_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks registered from Python code run only in the program that registers them:
+    `agentcron run` would fail every run of theirs, yet doctor and health said "start
+    it with `agentcron run`" (outside-in probe)."""
+    from agentcron.model import TaskSpec
+    from agentcron.service import Service
+
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    monkeypatch.setenv("AGENTCRON_HOME", str(home))
+    store = open_store(None, home)
+    try:
+        Service(store, home).upsert_code_tasks(
+            [TaskSpec(name="digest", every="1h", python="app:digest", isolation="inline")]
+        )
+    finally:
+        store.close()
+    runner = CliRunner()
+    doctor = runner.invoke(app, ["doctor"])
+    said = " ".join(doctor.output.split())
+    assert doctor.exit_code != 0
+    assert "start it with the program that runs its `agentcron.Scheduler`" in said, said
+    assert "registered from Python code: digest" in said
+    assert "start it with `agentcron run`" not in said
+    health = json.loads(runner.invoke(app, ["health", "--json"]).output)
+    assert "the program that runs its `agentcron.Scheduler`" in health["problem"]
+
+
 def test_next_marks_dst_gap_and_accepts_from(cli) -> None:
     rows = json.loads(cli("next", "story", "--count", "2", "--from", "2026-03-28T12:00", "--json"))
     assert rows[0]["local"] == "2026-03-29T03:00:00+02:00"

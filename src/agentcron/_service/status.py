@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentcron._service.base import ServiceCore, iso
 from agentcron.home import hostname, pid_alive
-from agentcron.model import ProviderState
+from agentcron.model import ProviderState, TaskSource
 from agentcron.store._api_sql import LiveCounts
 
 if TYPE_CHECKING:
@@ -123,6 +123,8 @@ class StatusMixin(ServiceCore):
         starting = holder is not None and not registered and holder.starting(within=300)
         return {
             "alive": alive,
+            # how to start it, asked only when none runs (one read of the code tasks)
+            "start_with": None if alive else self._start_with(),
             # the home's daemon process lives (it holds the lock) but neither beats nor
             # ticks: hung, or stopped (SIGSTOP); "start it" would be refused
             "unresponsive_pid": pid if silent and not starting else None,
@@ -175,6 +177,19 @@ class StatusMixin(ServiceCore):
         trouble = read_trouble(home or self.home, pid, kept=kept)
         return {**trouble, "words": trouble_words(trouble)} if trouble is not None else None
 
+    def _start_with(self) -> str:
+        """What starts this home's daemon: `agentcron run`, or, when tasks were
+        registered from Python code, the program that registers them (`agentcron
+        run` has no function to call for them: every run of theirs would fail)."""
+        code = self.store.task_names(TaskSource.CODE.value)
+        if not code:
+            return "`agentcron run`"
+        names = ", ".join(code[:3]) + (" …" if len(code) > 3 else "")
+        return (
+            f"the program that runs its `agentcron.Scheduler` ({len(code)} task(s) are "
+            f"registered from Python code: {names}; `agentcron run` cannot call them)"
+        )
+
     def firing(self) -> Firing:
         """Whether a scheduler ticks, and if not, why nothing fires: what every task
         view reads before it calls a task ``ok`` (a task is not fine while nothing
@@ -204,6 +219,7 @@ class StatusMixin(ServiceCore):
             now,
             status["unresponsive_pid"],
             status["starting_pid"],
+            status["start_with"] or "`agentcron run`",
         )
         return Firing(status, scheduling, last_tick, problem)
 
@@ -395,9 +411,11 @@ def _problem(
     now: datetime,
     unresponsive: int | None = None,
     starting: int | None = None,
+    start_with: str = "`agentcron run`",
 ) -> str | None:
     """One sentence when nothing is firing (None while a scheduler ticks);
-    ``unresponsive``: the pid of this home's daemon, alive but silent."""
+    ``unresponsive``: the pid of this home's daemon, alive but silent; ``start_with``:
+    what starts it (see ``StatusMixin._start_with``)."""
     from agentcron.durations import format_duration
 
     if scheduling:
@@ -415,6 +433,6 @@ def _problem(
         return (
             f"the daemon (pid {unresponsive}) is running but not answering ({ago}): it "
             "hangs or is stopped (SIGSTOP); nothing is firing. Send it SIGCONT, or stop it "
-            "and start `agentcron run` again"
+            f"and start {start_with} again"
         )
-    return f"no daemon is running ({ago}): nothing is firing; start it with `agentcron run`"
+    return f"no daemon is running ({ago}): nothing is firing; start it with {start_with}"

@@ -140,6 +140,7 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         checks.append(_check("database", "ok", store.describe()))
         checks.append(_disk_check(home))
         daemon = svc.daemon_status()
+        start_with = daemon.get("start_with") or "`agentcron run`"
         live = [n for n in daemon["nodes"] if n["state"] == "running"]
         stale = [n for n in daemon["nodes"] if n["state"] == "stale"]
         if daemon.get("trouble"):
@@ -181,11 +182,11 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
                     "daemon",
                     "fail",
                     f"stale: {n['node_id']} last heartbeat {n['heartbeat_age_s']}s ago "
-                    "(the process died or hangs); restart `agentcron run`",
+                    f"(the process died or hangs); restart {start_with}",
                 )
             )
         else:
-            checks.append(_check("daemon", "fail", "not running; start it with `agentcron run`"))
+            checks.append(_check("daemon", "fail", f"not running; start it with {start_with}"))
         if live:  # others of the database that died or hang: each said, not left out
             checks.extend(
                 _check(
