@@ -335,6 +335,26 @@ def test_validate_and_doctor_warn_when_failures_would_reach_no_one(
     assert not [c for c in report["checks"] if c["name"] == "notify"]
 
 
+def test_doctor_counts_added_tasks_whose_failures_would_reach_no_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task added with `agentcron add` and no channel anywhere: its failures reach no
+    one, as a file task's would, but doctor named only the file's (outside-in probe)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
+    (tmp_path / "agentcron.yaml").write_text("tasks: {}\n")
+    runner = CliRunner()
+    told = ["--spec", '{"notify": ["json://127.0.0.1:9"]}']
+    for name, extra in (("quiet", []), ("told", told)):
+        args = ["add", name, "--every", "1h", *extra, "--", "true"]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+    out = json.loads(runner.invoke(app, ["doctor", "--json"]).output)
+    [check] = [c for c in out["checks"] if c["name"] == "notify"]
+    assert check["status"] == "warn"
+    assert "the failures of 1 task(s) (quiet) are recorded but told to no one" in check["message"]
+
+
 def test_doctor_says_a_channel_nothing_was_sent_through_is_not_known_to_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -131,6 +131,16 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         added = set(self.store.task_names(TaskSource.API.value))  # one read, no spec parsed
         return [name for name in names if name in added]
 
+    def untold_added_tasks(self) -> list[str]:
+        """Tasks added with `agentcron add`, the API or an agent that name no ``notify:``
+        channel of their own: with none in the config either, their failures reach no
+        one (``doctor`` says so, as it does of the file's tasks)."""
+        return [
+            rec.name
+            for rec in self.store.list_tasks()
+            if rec.source is TaskSource.API and rec.spec.notify is None
+        ]
+
     def upsert_code_tasks(self, specs: list[TaskSpec]) -> list[str]:
         """Tasks registered from Python code: written in one transaction (100,000 at once
         must take seconds, not minutes); an existing task keeps its place on the grid.

@@ -203,6 +203,8 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             if n.get("config_note")
         )
         tasks = svc.list_tasks()
+        if loaded_ok and not loaded.notify:
+            _tell_untold_added(checks, loaded.untold(), svc.untold_added_tasks())
         # not_firing: the daemon check above says why, once, not once per task; a task
         # paused while its failure is open still fails (its health_detail says so)
         bad = [
@@ -238,6 +240,20 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         store.close()
     ok = all(c["status"] != "fail" for c in checks)
     return {"ok": ok, "checks": checks, "daemon": daemon, "tasks": tasks}
+
+
+def _tell_untold_added(checks: list[dict[str, str]], in_file: list[str], added: list[str]) -> None:
+    """The "told to no one" warning, counting the tasks added with `agentcron add`, the
+    API or an agent too: it named only the file's, and a home whose tasks were all
+    added was told nothing of it (outside-in probe)."""
+    if not added:
+        return
+    words = untold_words(sorted({*in_file, *added}))
+    for i, check in enumerate(checks):
+        if check["name"] == "notify" and check["status"] == "warn":
+            checks[i] = _check("notify", "warn", words)
+            return
+    checks.append(_check("notify", "warn", words))
 
 
 # What a home folder that cannot be written costs, said by doctor (as this user: a
