@@ -296,6 +296,30 @@ def test_a_malformed_parameter_is_a_400_naming_it_and_the_value(client: TestClie
     assert len(long["detail"]) < 200  # the value quoted is cut
 
 
+def test_a_page_number_or_other_unknown_parameter_is_refused_by_name(
+    client: TestClient,
+) -> None:
+    """?page=99999 answered with the first page (the parameter was ignored), as did
+    ?page=-1 and a misspelt filter (?tsk=alpha: every task's runs). The API pages with
+    cursors; a parameter a route does not take is a 400 that names it."""
+    for page in ("99999", "-1", "abc"):
+        body = problem_of(client.get("/api/v1/runs", params={"page": page}), 400)
+        assert body["field"] == "page"
+        assert body["detail"].startswith("page: not a parameter of GET /api/v1/runs;")
+        assert "pages with cursors" in body["detail"] and "X-Next-Cursor" in body["detail"]
+    typo = problem_of(client.get("/api/v1/runs", params={"tsk": "alpha"}), 400)
+    assert typo["field"] == "tsk"
+    assert "it takes before, cursor, limit, since, status, task" in typo["detail"]
+    audit = problem_of(client.get("/api/v1/audit", params={"offset": "50"}), 400)
+    assert "before_id" in audit["detail"]
+    tasks = problem_of(client.get("/api/v1/tasks", params={"page": "2"}), 400)
+    assert "not paged" in tasks["detail"]
+    problem_of(client.get("/api/v1/health", params={"verbose": "1"}), 400)
+    # the parameters a route takes still work, together
+    assert client.get("/api/v1/runs", params={"task": "alpha", "limit": 2}).status_code == 200
+    assert client.get("/api/v1/runs/1", params={"output": "false"}).status_code == 200
+
+
 def test_run_detail_has_every_attempt_and_the_output(client: TestClient, harness: Harness) -> None:
     failed = client.get("/api/v1/runs", params={"status": "failed", "limit": 1}).json()[0]
     detail = client.get(f"/api/v1/runs/{failed['id']}").json()

@@ -148,6 +148,27 @@ def test_a_malformed_id_is_a_400_naming_the_parameter_and_the_value(client: Test
     assert client.get("/runs/99999").status_code == 404  # well formed, not there
 
 
+def test_a_page_past_the_end_is_empty_and_says_so(client: TestClient) -> None:
+    """?page=99999 showed the last page marked as page 99999; now it shows no task,
+    says how many pages there are and links to the last one. A page that is not a
+    number is a 400 naming ``page`` ("²" passed isdigit() and int() raised: a 500)."""
+    for path in ("/", "/fragments/tasks"):
+        page = client.get(path, params={"page": "99999"})
+        assert page.status_code == 200
+        assert task_order(page.text) == []
+        assert "Nothing on page 99999: the list has 1 page (3 tasks)." in page.text
+        assert 'href="/?q=&amp;show=all&amp;page=1">Go to page 1</a>' in page.text
+        filtered = client.get(path, params={"page": "3", "show": "paused"})
+        assert "Nothing on page 3: the list (this filter) has 1 page (1 task)." in filtered.text
+        none = client.get(path, params={"page": "2", "q": "no-such-task"})
+        assert "Nothing on page 2: no tasks match this filter." in none.text
+        for bad in ("-1", "0", "two", "\u00b2", "\u0661", ""):
+            refused = client.get(path, params={"page": bad})
+            assert refused.status_code == 400, bad
+            assert "page: &#39;" in refused.text and "is not a page number" in refused.text
+    assert len(task_order(client.get("/", params={"page": "1"}).text)) == 3
+
+
 def test_a_failing_task_is_listed_first_and_the_paused_one_last(
     client: TestClient, harness: Harness
 ) -> None:
@@ -480,8 +501,13 @@ def test_a_long_list_is_paged_and_the_failing_task_leads_page_one(
     assert task_order(second)[-1] == "mid_paused"
     assert not set(task_order(first)) & set(task_order(second))
     assert task_order(client.get("/fragments/tasks", params={"page": 2}).text) == task_order(second)
-    beyond = client.get("/", params={"page": 99}).text  # clamped to the last page
-    assert task_order(beyond) == task_order(second)
+    # past the end: no task (it was the last page's, shown as page 99), the count of
+    # pages and a link to the last one, and the page numbers to choose from
+    beyond = client.get("/", params={"page": 99}).text
+    assert task_order(beyond) == []
+    assert "Nothing on page 99: the list has 2 pages (103 tasks)." in beyond
+    assert 'page=2">Go to the last page</a>' in beyond
+    assert 'aria-current="page"' not in beyond and 'page=1">1</a>' in beyond
 
 
 def test_the_dashboard_behind_the_api_app_and_its_guard(harness: Harness) -> None:

@@ -8,12 +8,17 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from agentcron.interfaces.api.deps import get_service
+from agentcron.interfaces.api.deps import get_service, known_query_only
 from agentcron.interfaces.api.problems import problem_responses
 from agentcron.interfaces.schemas import RunDetail, RunSummary
 from agentcron.service import Service
 
-router = APIRouter(prefix="/runs", tags=["runs"], responses=problem_responses(400, 404, 422))
+router = APIRouter(
+    prefix="/runs",
+    tags=["runs"],
+    responses=problem_responses(400, 404, 422),
+    dependencies=[Depends(known_query_only)],
+)
 ServiceDep = Annotated[Service, Depends(get_service)]
 RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The run's id")]
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from agentcron.interfaces.api.deps import get_service
+from agentcron.interfaces.api.deps import get_service, known_query_only
 from agentcron.interfaces.api.problems import problem_responses
 from agentcron.interfaces.schemas import (
     AuditView,
@@ -22,7 +22,10 @@ from agentcron.interfaces.schemas import (
 )
 from agentcron.service import Service, ServiceError
 
-router = APIRouter(responses=problem_responses(400, 422))
+router = APIRouter(
+    responses=problem_responses(400, 422),
+    dependencies=[Depends(known_query_only)],
+)
 ServiceDep = Annotated[Service, Depends(get_service)]
 IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The incident's id")]
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentcron.interfaces.api.deps import get_service
+from agentcron.interfaces.api.deps import get_service, known_query_only
 from agentcron.interfaces.api.problems import problem_responses
 from agentcron.interfaces.schemas import (
     NextFire,
@@ -23,7 +23,12 @@ from agentcron.interfaces.schemas import (
 )
 from agentcron.service import Service
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=problem_responses(400, 404, 422))
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    responses=problem_responses(400, 404, 422),
+    dependencies=[Depends(known_query_only)],
+)
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 

@@ -67,8 +67,10 @@ def _task_rows(
     elif show == "paused":
         tasks = [t for t in tasks if t["paused"]]
     pages = max(1, -(-len(tasks) // PAGE_SIZE))
-    page = min(max(page, 1), pages)
-    shown = tasks[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    # a page past the end (an old link, tasks removed since) is shown empty and says so,
+    # with a link to the last page: it was silently the last page, marked as the one
+    # asked for, so "page 7" showed page 2's tasks
+    shown = tasks[(page - 1) * PAGE_SIZE : page * PAGE_SIZE] if page <= pages else []
     rows = [views.task_row(t, service.runs(str(t["name"]), SPARK_RUNS), now) for t in shown]
     summary = {
         "total": sum(counts.values()),
@@ -90,7 +92,8 @@ def _list_params(show: str, page: str) -> tuple[str, int]:
     """The list's filter and page number, or ServiceError naming the parameter."""
     if show not in FILTERS:
         raise ServiceError(f"show: {show!r} is not a filter; use one of {', '.join(FILTERS)}")
-    if not page.isdigit() or int(page) < 1:
+    # ASCII digits only: "²" passed isdigit() and int() raised (a 500), and "١" was 1
+    if not (page.isascii() and page.isdigit()) or int(page) < 1:
         raise ServiceError(f"page: {page!r} is not a page number (1, 2, …)")
     return show, int(page)
 
