@@ -10,13 +10,15 @@ scheduler loop.
 from __future__ import annotations
 
 import html
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from agentcron.config.agents import AgentsConfig
 from agentcron.interfaces.api import problems, routes_runs, routes_status, routes_tasks
@@ -85,6 +87,7 @@ def create_app(
     app.state.metrics = metrics
     problems.install(app, metrics)
     for module in (routes_tasks, routes_runs, routes_status):
+        _document_guard_answers(module.router.routes)
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
@@ -102,6 +105,7 @@ def create_app(
         body = request.app.state.metrics.render()
         return Response(body, media_type=CONTENT_TYPE)
 
+    _document_guard_answers(app.routes)
     if settings.dashboard:
         from agentcron.interfaces.dashboard import build_router
 
@@ -117,6 +121,25 @@ def create_app(
         allowed_hosts=settings.allowed_hosts,
     )
     return app
+
+
+# What the guard (and the database handler) answer before or around any route: the
+# OpenAPI document listed none of them, so a client generated from it, or a check
+# against it, took a 403 or a 415 for a broken server.
+_EVERY_ROUTE = (401, 403, 503)
+_WITH_A_BODY = (413, 415)  # the guard's size cap and JSON check, on unsafe methods
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _document_guard_answers(routes: Iterable[BaseRoute]) -> None:
+    """Add the guard's statuses to each route's entry in the OpenAPI document (once:
+    the routers are the modules', shared by every app)."""
+    for route in routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        codes = _EVERY_ROUTE + (_WITH_A_BODY if (route.methods or set()) & _UNSAFE else ())
+        for code, entry in problems.problem_responses(*codes).items():
+            route.responses.setdefault(code, entry)
 
 
 def _docs_page(spec: dict[str, Any]) -> str:
