@@ -8,8 +8,10 @@ import asyncio
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi import FastAPI
@@ -390,6 +392,47 @@ def _open_incident(harness: Harness, task: str, summary: str) -> int:
     (saved,) = harness.store.save_incidents([incident], [], harness.clock.now())
     assert saved.id is not None
     return saved.id
+
+
+def test_incident_times_are_in_the_task_zone_as_its_runs_are(
+    client: TestClient, harness: Harness
+) -> None:
+    """An incident's "Since" was in UTC while the runs and next fires beside it were in
+    the task's zone (a Paris task's incident said 00:30 UTC under runs at 02:30)."""
+    harness.add("paris", fine, every="15m", retries=0, timezone="Europe/Paris")
+    asyncio.run(
+        harness.run_until(harness.clock.now() + timedelta(minutes=15), timedelta(minutes=5))
+    )
+    run = harness.slots("paris")[0]
+    incident = Incident(
+        task="paris",
+        kind=IncidentKind.FAILURE,
+        opened_at=run.scheduled_for,
+        since=run.scheduled_for,
+        slot_id=run.id,
+        summary="paris broke",
+    )
+    (saved,) = harness.store.save_incidents([incident], [], harness.clock.now())
+    local = run.scheduled_for.astimezone(ZoneInfo("Europe/Paris"))
+    shown = local.isoformat()[:19].replace("T", " ")
+    utc = run.scheduled_for.isoformat()[:19].replace("T", " ")
+    assert shown != utc
+    task_page = client.get("/tasks/paris").text
+    row = re.search(rf'<tr id="incident-{saved.id}".*?</tr>', task_page, re.S)
+    assert row is not None
+    assert f'<time datetime="{local.isoformat()}">{shown}</time>' in row.group(0)
+    assert "Europe/Paris" in row.group(0) and " UTC" not in row.group(0)
+    assert f">{shown}</time>" in task_page.split('id="runs-title"')[-1]  # its run, same time
+    incidents = client.get("/incidents").text
+    assert f'<time datetime="{local.isoformat()}">{shown}</time>' in incidents
+    assert client.get("/fragments/incidents").text.count(f">{shown}</time>") == 1
+    # ended: opened and closed in the task's zone, named
+    harness.store.save_incidents(
+        [replace(saved, closed_at=harness.clock.now())], [], harness.clock.now()
+    )
+    closed = client.get("/incidents").text.split('id="closed-title"')[1]
+    assert f">{local.isoformat()[:16].replace('T', ' ')}</time> to" in closed
+    assert "Europe/Paris)" in closed and " UTC)" not in closed
 
 
 def test_open_incidents_are_listed_with_their_messages_and_can_be_acknowledged(

@@ -278,13 +278,30 @@ def run_output(service: ServiceDep, run_id: str) -> Response:
     )
 
 
+_INCIDENT_TIMES = ("opened_at", "closed_at", "since", "acknowledged_at")
+
+
 def _incident_rows(service: Service, task: str | None = None) -> list[dict[str, Any]]:
-    """Incidents (open first) with how long each has lasted, in words."""
+    """Incidents (open first) with how long each has lasted, in words, and their times
+    in their task's zone, as its runs are shown (they were in UTC beside runs in the
+    task's zone); an incident of no task (a provider, a home, a node) or of a task
+    removed since, in the config's zone."""
     now = service.clock.now()
-    return [
-        {**i, "since_text": views.relative(views.parse_time(i["since"] or i["opened_at"]), now)}
-        for i in service.incidents(task, limit=INCIDENTS_SHOWN)
-    ]
+    zones: dict[str, str] = {}
+    rows = []
+    for i in service.incidents(task, limit=INCIDENTS_SHOWN):
+        name = str(i["task"])
+        if name not in zones:
+            try:
+                zones[name] = service.zone_of(name)
+            except NotFoundError:
+                zones[name] = service.owner_zone()
+        row = {**i, "zone": zones[name]}
+        for key in _INCIDENT_TIMES:
+            row[key] = views.in_zone(i[key], zones[name])
+        row["since_text"] = views.relative(views.parse_time(i["since"] or i["opened_at"]), now)
+        rows.append(row)
+    return rows
 
 
 @router.get("/incidents", response_class=HTMLResponse, name="dashboard_incidents")

@@ -229,6 +229,17 @@ def in_zone_of(value: str | None, like: str | None) -> str | None:
     return when.astimezone(ref.tzinfo).isoformat()
 
 
+def in_zone(value: str | None, zone: str) -> str | None:
+    """``value`` (ISO) in the IANA ``zone``: an incident's times (kept in UTC) read in
+    the zone of its task's runs and next fires beside them."""
+    from agentcron.schedules.zones import resolve_zone
+
+    when = parse_time(value)
+    if when is None or when.tzinfo is None:
+        return value
+    return when.astimezone(resolve_zone(zone)).isoformat()
+
+
 def _without_word(detail: str | None, word: str) -> str | None:
     """The health sentence without the health word it repeats ("failing: code_error"
     beside a "failing" badge reads "failing failing: …"); None when nothing is left."""
