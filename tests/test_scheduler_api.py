@@ -193,3 +193,71 @@ def test_a_process_isolated_function_a_worker_cannot_import_is_refused_at_once()
     with pytest.raises(ConfigError, match="__main__:work"):
         sched.add("main", main_like, every="1h", isolation="process")
     sched.add("fine", inner, every="1h")  # inline: called in this process
+
+
+def test_a_scheduler_in_a_thread_is_stopped_cleanly_by_stop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A program that runs its Scheduler in a thread: SIGTERM cannot be caught there
+    (said once), and ``Scheduler.stop()`` from the main thread stops it as SIGTERM
+    would: the run in progress ends recorded, the node is recorded stopped."""
+    import threading
+
+    from agentcron.service import Service
+
+    home = tmp_path / "home"
+    started = threading.Event()
+    sched = Scheduler(home=home, timezone="UTC")
+
+    @sched.task(every="1h", timeout="30s")
+    def slow() -> str:
+        started.set()
+        time.sleep(0.5)
+        return "done"
+
+    assert sched.stop() is False  # not running yet
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            sched.run()
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    def trigger_once_registered() -> bool:
+        if sched._running is None or not (home / "agentcron.db").exists():
+            return False
+        store = SQLiteStore(home / "agentcron.db")
+        try:
+            if store.get_task("slow") is None:
+                return False
+            Service(store, home).trigger("slow")
+            return True
+        finally:
+            store.close()
+
+    caplog.set_level("WARNING")
+    runner = threading.Thread(target=body)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not trigger_once_registered() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.wait(30), "the triggered run did not start"
+        assert sched.stop() is True
+        runner.join(30)
+        assert not runner.is_alive()
+    finally:
+        if runner.is_alive():
+            sched.stop()
+            runner.join(30)
+    assert errors == []
+    assert "cannot catch SIGTERM here" in caplog.text
+    store = SQLiteStore(home / "agentcron.db")
+    try:
+        [slot] = store.slots("slow", limit=10)
+        assert slot.status.value == "succeeded"  # waited for and recorded
+        assert all(n.stopped_at is not None for n in store.nodes())
+    finally:
+        store.close()
+    assert sched.stop() is False  # stopped

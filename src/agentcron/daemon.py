@@ -554,6 +554,10 @@ class Daemon:
         return None
 
     # ---- running -------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop as on SIGTERM (on the daemon's loop: see ``Scheduler.stop``)."""
+        self._stop()
+
     def _stop(self) -> None:
         """The stop signal: runs that die of the same signal (a service manager that
         signals the whole group) are interruptions, not the tasks' errors."""
@@ -579,8 +583,19 @@ class Daemon:
         # still end in a clean stop that records this node as stopped.
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            try:
                 loop.add_signal_handler(sig, self._stop)
+            except (NotImplementedError, RuntimeError, ValueError):
+                if sig is signal.SIGTERM:
+                    # Not the main thread (a Scheduler run in a thread of a program):
+                    # a SIGTERM ends the process with its runs unrecorded until the
+                    # next start finds their leases lapsed. Said once, with the way out.
+                    log.warning(
+                        "agentcron cannot catch SIGTERM here (it runs in a thread other "
+                        "than the main one): call Scheduler.stop() from the program's "
+                        "own signal handler, or a stop of the process leaves the runs in "
+                        "progress to be recovered as lost at the next start"
+                    )
         try:
             await self.start()
         except BaseException:

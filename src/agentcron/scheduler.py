@@ -69,6 +69,8 @@ class Scheduler:
         self.tune_gc = tune_gc
         self.tasks: dict[str, TaskSpec] = {}
         self.callables: dict[str, Callable[..., Any]] = {}
+        # the loop and stop of a run in progress, for stop() from another thread
+        self._running: tuple[asyncio.AbstractEventLoop, Callable[[], None]] | None = None
 
     def add(self, name: str, func: Callable[..., Any] | None = None, **spec: Any) -> TaskSpec:
         """Register a task. With ``func`` it is a python task calling that function;
@@ -168,23 +170,46 @@ class Scheduler:
         with daemon_lock(self.home, self.db):
             check_database(self.db, self.home)  # damage refused before any write
             daemon = Daemon(self._options())
-            if stop is not None:
-
-                async def relay() -> None:
-                    await stop.wait()
-                    daemon.stop_event.set()
-
-                relay_task = asyncio.create_task(relay())
-                try:
-                    code = await daemon.run()
-                finally:
-                    relay_task.cancel()
-            else:
-                code = await daemon.run()
+            self._running = (asyncio.get_running_loop(), daemon.request_stop)
+            try:
+                code = await self._run_daemon(daemon, stop)
+            finally:
+                self._running = None
         if code:
             # a part of the daemon kept failing (told to the owner and logged): end
             # the process non-zero, as `agentcron run` does, so it is restarted
             raise SystemExit(code)
+
+    @staticmethod
+    async def _run_daemon(daemon: Any, stop: asyncio.Event | None) -> int:
+        if stop is not None:
+
+            async def relay() -> None:
+                await stop.wait()
+                daemon.stop_event.set()
+
+            relay_task = asyncio.create_task(relay())
+            try:
+                return int(await daemon.run())
+            finally:
+                relay_task.cancel()
+        return int(await daemon.run())
+
+    def stop(self) -> bool:
+        """Ask a running :meth:`run` or :meth:`run_async` to stop, from any thread (a
+        signal handler of the program's own, another thread): it stops as on SIGTERM,
+        waiting for the runs in progress and recording their ends. A scheduler run in a
+        thread other than the main one cannot catch SIGTERM itself. False when it is
+        not running."""
+        running = self._running
+        if running is None:
+            return False
+        loop, request = running
+        try:
+            loop.call_soon_threadsafe(request)
+        except RuntimeError:  # its loop closed meanwhile: stopped already
+            return False
+        return True
 
     def run(self) -> None:
         """Run in the foreground until interrupted."""
