@@ -372,3 +372,35 @@ def test_a_killed_node_on_this_machine_is_taken_over_with_the_end_its_launcher_w
         assert not marker_path(a_home, slot_id, 1).exists()  # read where a kept it, and gone
     finally:
         store.close()
+
+
+def test_an_inline_call_lost_with_its_dead_daemon_says_the_process_ended(
+    tmp_path: Path,
+) -> None:
+    """An inline call runs in the daemon's own process: when that process died with it
+    (an os._exit in the call, a kill), the record says so instead of "the worker
+    stopped responding", which pointed nowhere (outside-in probe)."""
+    clock = FakeClock()
+    store = SQLiteStore(tmp_path / "a.db")
+    spec = TaskSpec(name="inl", every="1h", python="app:job", isolation="inline", retries=0)
+    now = clock.now()
+    store.upsert_task(spec, TaskSource.API, now, now + timedelta(hours=1))
+    from agentcron.model import NewSlot
+
+    store.add_slot("inl", NewSlot(now), now)
+    store.claim("dead-node", now, now + timedelta(minutes=1), 1)
+    engine = Engine(
+        store,
+        clock,
+        EngineSettings(home=tmp_path / "home", owner="new-node", dead_owners=("dead-node",)),
+        ActionRegistry(pool_size=1),
+        rand=lambda: 0.0,
+    )
+    try:
+        asyncio.run(engine.tick())
+        [slot] = store.slots("inl", limit=5)
+        assert slot.error_class is not None and slot.error_class.value == "worker_lost"
+        assert slot.error is not None
+        assert slot.error.startswith("agentcron's process ended while this inline call was running")
+    finally:
+        store.close()

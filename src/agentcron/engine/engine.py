@@ -873,6 +873,7 @@ class Engine:
         count = 0
         deferred = False
         owners: dict[str, NodeInfo] | None = None  # the nodes, read when needed
+        dead = set(self._dead_owners)
         for slot in self.store.lapsed(now, self._dead_owners):
             if slot.id in self._runs and slot.lease_owner == self.settings.owner:
                 continue  # ours and alive: the lease will be renewed
@@ -916,11 +917,8 @@ class Engine:
                 how = "ended while its daemon was down"
             else:
                 failure = FailureInfo(
-                    message=(
-                        "the daemon running this slot died and its command was stopped with it"
-                        if end is not None
-                        else "the worker running this slot stopped responding (its lease "
-                        "lapsed: the process died or the machine slept)"
+                    message=_lost_words(
+                        rec.spec, launcher_ended=end is not None, died=slot.lease_owner in dead
                     ),
                     known_class=ErrorClass.WORKER_LOST,
                     action=rec.spec.action_kind,
@@ -1403,6 +1401,25 @@ def _redact_kept(path: str | None, spec: TaskSpec) -> None:
         redact_file(path, task_secrets(spec))
     except OSError as exc:
         log.warning("could not remove secrets from %s: %s", path, exc)
+
+
+def _lost_words(spec: TaskSpec, *, launcher_ended: bool, died: bool) -> str:
+    """Why a run's worker is gone, as far as is known. ``died``: the run's daemon was
+    this home's previous one, whose process ended without recording its stop."""
+    if launcher_ended:
+        return "the daemon running this slot died and its command was stopped with it"
+    if died and spec.python is not None and spec.isolation == "inline":
+        # the call ran in the daemon's own process: nothing else is left to blame, and
+        # "the worker stopped responding" pointed nowhere (probe: an os._exit)
+        return (
+            "agentcron's process ended while this inline call was running: it was killed "
+            "or crashed, or the call itself ended it (os._exit, a fatal error in native "
+            "code)"
+        )
+    return (
+        "the worker running this slot stopped responding (its lease lapsed: the process "
+        "died or the machine slept)"
+    )
 
 
 def _removed_task_end(end: EndRecord) -> AttemptOutcome:
