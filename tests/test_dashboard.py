@@ -435,6 +435,39 @@ def test_incident_times_are_in_the_task_zone_as_its_runs_are(
     assert "Europe/Paris)" in closed and " UTC)" not in closed
 
 
+def test_a_first_run_in_progress_is_shown_running_not_never_run(
+    client: TestClient, harness: Harness
+) -> None:
+    """The list and the task's page said "never run" while the task's first run was
+    queued or running: the last result is a finished run's, and there was none."""
+    harness.add("fresh", fine, every="6h", retries=0)
+
+    def last_run_cell(html: str) -> str:
+        row = re.search(r'<tr id="task-\d+" class="[^"]*" data-task="fresh">.*?</tr>', html, re.S)
+        assert row is not None
+        cell = re.search(r'<td data-label="Last run">(.*?)</td>', row.group(0), re.S)
+        assert cell is not None
+        return cell.group(1)
+
+    assert "never run" in last_run_cell(client.get("/").text)
+    now = harness.clock.now()
+    slot = harness.store.add_slot("fresh", NewSlot(now, trigger="manual"), now)
+    assert slot is not None
+    queued = last_run_cell(client.get("/").text)
+    assert "never run" not in queued and "s-pending" in queued and "queued now" in queued
+    harness.store.claim("a-node", now, now + timedelta(minutes=5), 1)
+    harness.clock.advance(timedelta(seconds=90))
+    running = last_run_cell(client.get("/fragments/tasks").text)
+    assert "never run" not in running
+    assert '<span class="badge s-running">running</span>' in running
+    assert "started 1 min 30s ago" in running and "first run" in running
+    summary = client.get("/fragments/tasks/fresh/summary").text
+    last = summary.split("<dt>Last run</dt>")[1].split("</dd>")[0]
+    assert "never run" not in last and "s-running" in last
+    assert f'href="/runs/{slot.id}">run #{slot.id}</a>, started' in last
+    assert "(1 min 30s ago)" in last and "(its first run)" in last
+
+
 def test_open_incidents_are_listed_with_their_messages_and_can_be_acknowledged(
     client: TestClient, harness: Harness
 ) -> None:

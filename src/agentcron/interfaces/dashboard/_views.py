@@ -272,4 +272,17 @@ def task_row(
     last_finished = next((r for r in runs if r.get("finished_at")), None)
     row["last_duration"] = duration_text(duration_s(last_finished)) if last_finished else ""
     row["spark"] = sparkline(runs)
+    # a run under way: beside "never run" (a first run in progress) it said the task
+    # had never run; a running one is shown before a queued one
+    active = [r for r in runs if r.get("status") in IN_PROGRESS]
+    current = min(active, key=lambda r: IN_PROGRESS.index(str(r["status"])), default=None)
+    row["in_progress"] = dict(current) if current else None
+    if current is not None:
+        began = parse_time(current.get("started_at") or current.get("scheduled_for"))
+        row["in_progress"]["ago"] = relative(began, now)
+        row["in_progress"]["since"] = current.get("started_at") or current.get("scheduled_for")
     return row
+
+
+# Statuses of a run not over yet, the one to show first first.
+IN_PROGRESS = ("running", "retrying", "pending")
