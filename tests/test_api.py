@@ -320,6 +320,28 @@ def test_a_page_number_or_other_unknown_parameter_is_refused_by_name(
     assert client.get("/api/v1/runs/1", params={"output": "false"}).status_code == 200
 
 
+def test_a_task_name_with_an_encoded_slash_is_a_404_naming_it(client: TestClient) -> None:
+    """Task names cannot hold '/' (model.task.TASK_NAME); /tasks/a%2Fb arrives as
+    /tasks/a/b and answered "no such endpoint: /api/v1/tasks/a/b"."""
+    for method, path in (
+        ("GET", "/api/v1/tasks/a%2Fb"),
+        ("PATCH", "/api/v1/tasks/a%2Fb"),
+        ("DELETE", "/api/v1/tasks/a%2Fb"),
+        ("GET", "/api/v1/tasks/a%2fb/next_runs"),
+        ("POST", "/api/v1/tasks/a%2Fb/pause"),
+        ("DELETE", "/api/v1/tasks/a%2Fpause"),  # /tasks/a/pause: a POST route's path
+    ):
+        body = problem_of(client.request(method, path), 404)
+        assert body["field"] == "name", (method, path)
+        assert body["detail"].startswith("no task named 'a/"), body
+        assert "a task name cannot contain '/'" in body["detail"]
+    problem_of(client.get("/api/v1/runs", params={"task": "a/b"}), 404)
+    refused = problem_of(client.post("/api/v1/tasks", json={"name": "a/b", "every": "5m"}), 422)
+    assert "name" in str(refused["problems"]) + refused["detail"]
+    # a wrong endpoint is still one
+    assert "no such endpoint" in problem_of(client.get("/api/v1/tasks/a/b"), 404)["detail"]
+
+
 def test_run_detail_has_every_attempt_and_the_output(client: TestClient, harness: Harness) -> None:
     failed = client.get("/api/v1/runs", params={"status": "failed", "limit": 1}).json()[0]
     detail = client.get(f"/api/v1/runs/{failed['id']}").json()

@@ -586,6 +586,27 @@ def test_a_long_list_is_paged_and_the_failing_task_leads_page_one(
     assert 'aria-current="page"' not in beyond and 'page=1">1</a>' in beyond
 
 
+def test_a_task_name_with_an_encoded_slash_is_a_404_page_naming_it(harness: Harness) -> None:
+    """Task names cannot hold '/': /tasks/a%2Fb arrives as /tasks/a/b, matched no route,
+    and the daemon's app answered with the API's JSON "no such endpoint: /tasks/a/b"."""
+    from agentcron.interfaces.api.app import ApiSettings, create_app
+
+    app = create_app(lambda: harness.service, ApiSettings(close_service=False))
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        for path in ("/tasks/a%2Fb", "/tasks/alpha_ok%2fx", "/fragments/tasks/a%2Fb/summary"):
+            page = c.get(path)
+            assert page.status_code == 404, path
+            assert page.headers["content-type"].startswith("text/html")
+            assert "<title>Not found" in page.text
+            assert "no task named &#39;" in page.text
+            assert "a task name cannot contain &#39;/&#39;" in page.text
+        assert "no task named &#39;a/b&#39;" in c.get("/tasks/a%2Fb").text
+        post = c.post("/tasks/a%2Fb/pause", headers={"Origin": "http://127.0.0.1:8765"})
+        assert post.status_code == 404 and "no task named &#39;a/b&#39;" in post.text
+        # links to real tasks are untouched
+        assert c.get("/tasks/alpha_ok").status_code == 200
+
+
 def test_the_dashboard_behind_the_api_app_and_its_guard(harness: Harness) -> None:
     """As the daemon serves it: create_app includes the router behind the guard; with a
     token the browser's Basic login opens the pages and the forms still work."""

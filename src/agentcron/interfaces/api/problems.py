@@ -11,13 +11,16 @@ without its text (which might hold a secret).
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from agentcron.metrics import Metrics
 from agentcron.service import ServiceError
@@ -106,6 +109,19 @@ def _quoted(value: str, limit: int = 80) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
+_SLASHED = re.compile(r"/tasks/([^/]*%2f[^/]*)", re.IGNORECASE)
+
+
+def _slashed_task_name(request: Request) -> str | None:
+    """The task name of a path that encodes a '/' in it (``/tasks/a%2Fb``), decoded;
+    None for any other path."""
+    raw = request.scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        return None
+    found = _SLASHED.search(raw.decode("latin-1"))
+    return unquote(found.group(1), errors="backslashreplace") if found else None
+
+
 def _field_of(loc: tuple[Any, ...]) -> str | None:
     """``('query', 'limit')`` -> ``limit``; ``('body', 'reason')`` -> ``reason``."""
     if not loc or loc[0] not in ("query", "path", "body", "header"):
@@ -151,9 +167,22 @@ def install(app: FastAPI, metrics: Metrics) -> None:
         return problem(status, detail, "invalid" if status == 422 else "bad-request", field=field)
 
     @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
         kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http")
         detail = str(exc.detail)
+        slashed = _slashed_task_name(request) if exc.status_code in (404, 405) else None
+        if slashed is not None:
+            # /tasks/a%2Fb arrives as /tasks/a/b: no route matched, and the answer said
+            # "no such endpoint: /tasks/a/b" (JSON, on a dashboard page too)
+            message = (
+                f"no task named {slashed[:120]!r}: a task name cannot contain '/' (names "
+                "are letters, digits, '_', '-' and '.', at most 100)"
+            )
+            if not request.url.path.startswith("/api/") and request.app.state.settings.dashboard:
+                from agentcron.interfaces.dashboard._pages import not_found_page
+
+                return await run_in_threadpool(not_found_page, request, message)
+            return problem(404, message, "not-found", field="name")
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no such endpoint: {request.url.path}; see /api/v1/docs"
         return problem(exc.status_code, detail, kind, headers=getattr(exc, "headers", None))

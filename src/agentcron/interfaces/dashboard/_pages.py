@@ -51,6 +51,14 @@ def _not_found(request: Request, service: Service, message: str) -> HTMLResponse
     )
 
 
+def not_found_page(request: Request, message: str) -> HTMLResponse:
+    """The 404 page for ``message``, outside a route (the app's error handler: a task
+    name with an encoded '/' that matched no route)."""
+    from agentcron.interfaces.api.deps import get_service
+
+    return _not_found(request, get_service(request), message)
+
+
 def _task_rows(
     service: Service, q: str, show: str, page: int
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
