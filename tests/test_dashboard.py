@@ -607,6 +607,36 @@ def test_a_task_name_with_an_encoded_slash_is_a_404_page_naming_it(harness: Harn
         assert c.get("/tasks/alpha_ok").status_code == 200
 
 
+def test_an_actor_header_holding_html_is_shown_as_text_and_bounded(harness: Harness) -> None:
+    """X-Actor names who acknowledged an incident on the dashboard: the guard keeps
+    letters, digits and ' .@:/+-' of it, at most 100 characters, and the page escapes
+    whatever name the store holds (one set through the Python API is not filtered)."""
+    from agentcron.interfaces.api.app import ApiSettings, create_app
+    from agentcron.service import Actor, acting_as
+
+    first = _open_incident(harness, "zeta_broken", "broken")
+    second = _open_incident(harness, "alpha_ok", "also broken")
+    hostile = '<img src=x onerror="alert(1)">' + "&lt;b&gt;" + "y" * 300
+    app = create_app(lambda: harness.service, ApiSettings(close_service=False))
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        api = c.post(f"/api/v1/incidents/{first}/acknowledge", headers={"X-Actor": hostile})
+        assert api.status_code == 200, api.text
+        recorded = api.json()["acknowledged_by"]
+        assert "<" not in recorded and ">" not in recorded and "&" not in recorded
+        assert len(recorded) <= 100 and recorded.startswith("img srcx onerroralert1")
+        with acting_as(Actor("<script>alert('python')</script>", "cli")):
+            harness.service.acknowledge(second)
+        for path in ("/incidents", "/fragments/incidents", "/tasks/alpha_ok"):
+            page = c.get(path).text
+            assert "<img" not in page and "<script>alert" not in page, path
+            assert "onerror=" not in page
+        page = c.get("/incidents").text
+        assert f"by {recorded}<br>" in page
+        assert "by &lt;script&gt;alert(&#39;python&#39;)&lt;/script&gt;<br>" in page
+        audit = [e["actor"] for e in harness.service.audit(None, 5, None)]
+        assert recorded in audit  # the audit trail holds the same filtered name
+
+
 def test_the_dashboard_behind_the_api_app_and_its_guard(harness: Harness) -> None:
     """As the daemon serves it: create_app includes the router behind the guard; with a
     token the browser's Basic login opens the pages and the forms still work."""
