@@ -440,8 +440,9 @@ def test_a_command_does_not_upgrade_the_database_under_an_older_daemon(
     home = tmp_path / "home"
     home.mkdir()
     store = SQLiteStore(home / "agentcron.db")
-    with store._tx() as db:  # as the version before the last migration left it
-        db.execute("ALTER TABLE incidents DROP COLUMN told")
+    with store._tx() as db:  # as the version before the last migration (18) left it
+        db.execute("DROP INDEX incidents_removed")
+        db.execute("ALTER TABLE incidents DROP COLUMN closed_by")
     old = SCHEMA_VERSION - 1
     store.set_meta("schema_version", str(old))
     store.close()

@@ -196,6 +196,8 @@ def test_opening_a_database_ends_the_retries_such_runs_left_waiting(home: Path) 
         db.execute("ALTER TABLE slots DROP COLUMN stop_asked")  # as version 13 had it
         db.execute("DROP TABLE task_outputs")
         db.execute("ALTER TABLE incidents DROP COLUMN told")
+        db.execute("DROP INDEX incidents_removed")
+        db.execute("ALTER TABLE incidents DROP COLUMN closed_by")
     store.set_meta("schema_version", "13")
     store.close()
     again = SQLiteStore(path)

@@ -71,6 +71,8 @@ def test_opening_an_older_database_fills_the_record_from_its_history(home: Path)
     with store._tx() as db:  # as version 15 had it
         db.execute("DROP TABLE task_outputs")
         db.execute("ALTER TABLE incidents DROP COLUMN told")  # as migration 17 adds it
+        db.execute("DROP INDEX incidents_removed")  # and 18
+        db.execute("ALTER TABLE incidents DROP COLUMN closed_by")
     store.set_meta("schema_version", "15")
     store.close()
     again = SQLiteStore(path)

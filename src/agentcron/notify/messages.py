@@ -496,6 +496,47 @@ def render_removed_delivery(ev: DeliveryFailed, zone: ZoneInfo) -> Message:
     )
 
 
+_REMOVED_WHILE = {
+    IncidentKind.FAILURE: "failing",
+    IncidentKind.STUCK: "a run of it was stuck",
+    IncidentKind.OVERDUE: "its runs had stopped coming",
+    IncidentKind.SUSPICIOUS: "its runs succeeded without output",
+    IncidentKind.SKIP_STREAK: "its runs were being skipped",
+    IncidentKind.DELIVERY: "its output could not be delivered",
+    IncidentKind.STARVED: "it waited for a free worker",
+    IncidentKind.MISSED: "runs of it were missed",
+    IncidentKind.FLAPPING: "it kept failing and recovering",
+}
+
+
+def render_removed_task(
+    task: str, incidents: Sequence[Incident], by: str | None, now: datetime, zone: ZoneInfo
+) -> Message:
+    """The end of a task's open problems when the task itself was removed (from its
+    config file, with `agentcron remove`, the API or an agent): the owner was told of
+    the problem and would otherwise hear nothing more of it."""
+    first = min(incidents, key=lambda inc: inc.since or inc.opened_at)
+    problems = [_REMOVED_WHILE[i.kind] for i in incidents if i.kind in _REMOVED_WHILE]
+    what = " and ".join(dict.fromkeys(problems)) or "its problem was open"
+    since = _clock(first.since or first.opened_at, now, zone)
+    failed = sum(i.failed_runs for i in incidents if i.kind is IncidentKind.FAILURE)
+    count = f", {_plural(failed, 'failed run')}" if failed else ""
+    who = f" {by}" if by else ""
+    body = (
+        f"{task} was removed{who} while {what} (since {since}{count}). Its waiting runs "
+        "and retries are cancelled and nothing more will be told of it; its history "
+        f"stays (`agentcron runs {task}`)."
+    )
+    return Message(
+        title=redact(f"⚠ {task} was removed while {what}"),
+        body=redact(body),
+        task=task,
+        event=str(NoticeEvent.CLOSED),
+        incident_kind=str(first.kind),
+        severity="warning",
+    )
+
+
 def _not_a_tasks(
     title: str, line: str, kind: IncidentKind, event: str, severity: Severity
 ) -> Message:

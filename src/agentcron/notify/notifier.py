@@ -63,6 +63,7 @@ from agentcron.notify.messages import (
     render_missed,
     render_provider,
     render_removed_delivery,
+    render_removed_task,
 )
 from agentcron.notify.storage import HomeStorage
 from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
@@ -128,6 +129,7 @@ class Notifier:
         self._provider_news: dict[str, list[ProviderNews]] = {}
         self._provider_news_at: datetime | None = None
         self._providers_looked_at: datetime | None = None  # for incidents nobody waits on
+        self._removed_looked_at: datetime | None = None  # for removed tasks' incidents
         self._had_output: set[str] = set()  # tasks seen succeeding with output
         self._output_looked_up: set[str] = set()  # tasks whose record was read for that
         self._missed_at: datetime | None = None
@@ -174,6 +176,7 @@ class Notifier:
         written is kept for the next report: a lost "answering again" would leave the
         provider's incident open for good."""
         self._end_providers_unused(now)
+        self._tell_removed(now)
         with self._lock:
             if not self._provider_news or now - (self._provider_news_at or now) < PROVIDER_SETTLE:
                 return
@@ -215,6 +218,38 @@ class Notifier:
                     ended.append(replace(inc, closed_at=now, updated_at=now))
             if ended:
                 self.store.save_incidents(ended, [], now)
+
+    def _tell_removed(self, now: datetime) -> None:
+        """Tell the end of the problems of tasks removed since the last look (the store
+        closed them with the task: see migration 18), once a minute, with who removed
+        the task when an interface did (the audit trail)."""
+        last = self._removed_looked_at
+        if last is not None and timedelta(0) <= now - last < PROVIDERS_LOOK:
+            return
+        self._removed_looked_at = now
+        by_task: dict[str, list[Incident]] = {}
+        for inc in self.store.removed_untold():
+            by_task.setdefault(inc.task, []).append(inc)
+        told = False
+        for task, incidents in by_task.items():
+            message = render_removed_task(
+                task, incidents, self._removed_by(task, incidents), now, self._zone()
+            )
+            with self._lock:
+                ids = [inc.id for inc in incidents if inc.id is not None]
+                # to the top-level channels: the task's own went with it
+                told |= self.store.tell_removed(ids, self.to_channels(message, []), now)
+        if told:
+            self.wake_sender()
+
+    def _removed_by(self, task: str, incidents: Sequence[Incident]) -> str:
+        """``by NAME via mcp`` when an interface removed the task just before its
+        problems closed (the audit trail), else from its file or program."""
+        closed = min(inc.closed_at or inc.opened_at for inc in incidents)
+        for entry in self.store.audit_entries(task=task, limit=5):
+            if entry.action == "task.delete" and abs(entry.at - closed) <= timedelta(minutes=1):
+                return f"by {entry.actor} via {entry.via}" if entry.actor else f"via {entry.via}"
+        return "from its config file or program"
 
     def _provider_incident(
         self, items: list[ProviderNews], now: datetime

@@ -114,6 +114,36 @@ class NotifySQL:
         params.append(limit)
         return [incident_from_row(r) for r in self._q(sql, params)]
 
+    def removed_untold(self, limit: int = 100) -> list[Incident]:
+        rows = self._q(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE closed_by = 'removed' "
+            "ORDER BY closed_at, id LIMIT ?",
+            (limit,),
+        )
+        return [incident_from_row(r) for r in rows]
+
+    def tell_removed(
+        self,
+        incident_ids: Sequence[int],
+        messages: Sequence[tuple[str, str, Message]],
+        now: datetime,
+    ) -> bool:
+        with self._tx() as db:
+            marked = 0
+            for chunk in chunks(list(incident_ids)):
+                marked += len(
+                    db.execute(
+                        "UPDATE incidents SET closed_by = 'removed, told' WHERE closed_by = "
+                        f"'removed' AND id IN ({', '.join('?' for _ in chunk)}) RETURNING id",
+                        chunk,
+                    ).fetchall()
+                )
+            if not marked:
+                return False  # another node told it
+            for key, url, message in messages:
+                self._enqueue(db, key, url, message, now)
+        return True
+
     def save_incidents(
         self,
         changed: Sequence[Incident],

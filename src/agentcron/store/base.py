@@ -412,6 +412,22 @@ class IncidentStore(Protocol):
         triples, in one transaction. Returns the incidents with their ids."""
         ...
 
+    def removed_untold(self, limit: int = 100) -> list[Incident]:
+        """Incidents closed because their task was removed, that the owner had been
+        told of and has not been told the end of yet (oldest first)."""
+        ...
+
+    def tell_removed(
+        self,
+        incident_ids: Sequence[int],
+        messages: Sequence[tuple[str, str, Message]],
+        now: datetime,
+    ) -> bool:
+        """Mark those incidents' removal told and enqueue its messages, in one
+        transaction; False (nothing queued) when none was left to mark: another
+        daemon told it (a message is queued once, however many look)."""
+        ...
+
 
 class OutboxStore(Protocol):
     """The durable outbox of messages to the owner's channels (see

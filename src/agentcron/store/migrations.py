@@ -290,6 +290,14 @@ MIGRATIONS: list[list[str]] = [
         # only counted, never told.
         "ALTER TABLE incidents ADD COLUMN told TEXT",
     ],
+    [
+        # 18: incidents closed because their task was removed (by the file, the API, an
+        # agent), whose closing the owner has not been told yet: they were closed
+        # without a word, and an owner told "failing, retrying at 14:05" heard nothing
+        # more (an agent removing a failing task hid the failure).
+        "ALTER TABLE incidents ADD COLUMN closed_by TEXT",
+        "CREATE INDEX incidents_removed ON incidents (task) WHERE closed_by = 'removed'",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

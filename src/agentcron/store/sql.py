@@ -269,10 +269,12 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
             "WHERE task = ? AND status IN ('pending', 'retrying')",
             (SlotStatus.CANCELLED.value, "task removed", ts(now), name),
         )
-        # Its incidents close without a word (nothing is left to fix); left open, a task
-        # added again under the name inherited them and escalated on its first failure.
+        # Its incidents close (left open, a task added again under the name inherited
+        # them and escalated on its first failure). Those the owner was told of are
+        # marked, and the daemon's notifier tells their end: "removed while failing".
         db.execute(
-            "UPDATE incidents SET closed_at = ?, updated_at = ? "
+            "UPDATE incidents SET closed_at = ?, updated_at = ?, closed_by = CASE "
+            "WHEN told IS NULL OR told <> '' THEN 'removed' END "
             "WHERE task = ? AND closed_at IS NULL AND kind <> ?",
             (ts(now), ts(now), name, IncidentKind.PROVIDER.value),
         )
