@@ -476,3 +476,45 @@ def test_a_call_larger_than_a_megabyte_is_refused_on_every_transport(service: Se
     )
     assert "more than the 1048576 a call may carry" in message, message
     check()
+
+
+def test_cancelling_a_config_file_task_points_to_the_tool_that_stops_it(
+    service: Service,
+) -> None:
+    """The refusal said "or `agentcron pause` it": a CLI command, in a tool's answer."""
+    from agentcron.model import TaskSource, TaskSpec
+
+    now = service.clock.now()
+    spec = TaskSpec(name="backup", every="1h", command=["true"])
+    service.store.upsert_task(spec, TaskSource.FILE, now, service.first_fire(spec, now))
+    server = server_for(service, agents_config(claude={"change": ["backup"]}))
+    cancel, pause = calls(
+        server,
+        [("cancel_task", {"name": "backup"}), ("pause_task", {"name": "backup"})],
+    )
+    said = refusal(cancel)
+    assert "agentcron" not in said.replace("'", "")  # no command, and no `agentcron ...`
+    assert said == (
+        "task 'backup' is defined in the owner's config file: an agent cannot delete it "
+        "(the owner removes it from the file). To stop it firing, pause it with pause_task."
+    )
+    assert ok(pause)["paused"]
+    assert service.store.get_task("backup") is not None
+
+
+def test_refusals_name_tools_not_cli_commands() -> None:
+    """The service's advice names CLI commands; a tool error names the tools."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from agentcron.interfaces.mcp._core import answers
+    from agentcron.service import InvalidError
+
+    with pytest.raises(ToolError) as told, answers():
+        raise InvalidError(
+            "at 2026-05-01T09:00+02:00 is in the past (now 2026-06-01T02:00+02:00): a "
+            "one-shot runs once at a time to come; `agentcron trigger` runs a task now"
+        )
+    assert str(told.value).endswith("; trigger_task runs a task now")
+    with pytest.raises(ToolError) as told, answers():
+        raise InvalidError("defined in the config file; delete it there, or `agentcron pause` it")
+    assert str(told.value).endswith("or pause it with pause_task")

@@ -28,13 +28,28 @@ CALLER_KEY = "agentcron.mcp.caller"  # where the HTTP endpoint leaves the caller
 UPCOMING = 3  # fires shown with a task
 
 
+# The service speaks to a person at the CLI; an agent has tools, not commands.
+_TOOL_WORDS = (
+    ("`agentcron pause` it", "pause it with pause_task"),
+    ("`agentcron trigger` runs a task now", "trigger_task runs a task now"),
+    ("`agentcron runs` lists", "list_runs lists"),
+)
+
+
+def tool_words(message: str) -> str:
+    """``message`` with the CLI commands it advises replaced by the tools that do it."""
+    for cli, tool in _TOOL_WORDS:
+        message = message.replace(cli, tool)
+    return message
+
+
 @contextmanager
 def answers() -> Iterator[None]:
     """Service refusals and the agent's bounds as tool errors (never a crash)."""
     try:
         yield
     except (Refused, ServiceError) as exc:
-        raise ToolError(str(exc)) from None
+        raise ToolError(tool_words(str(exc))) from None
 
 
 class ToolsCore:
@@ -93,7 +108,7 @@ class ToolsCore:
         except NotFoundError:
             raise self._not_found(p, full) from None
         except ServiceError as exc:
-            raise ToolError(str(exc)) from None
+            raise ToolError(tool_words(str(exc))) from None
 
     def _detail(self, p: Policy, view: Mapping[str, Any]) -> TaskDetail:
         return TaskDetail.model_validate(

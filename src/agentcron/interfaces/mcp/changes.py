@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 
 from agentcron._service.base import acting_as
 from agentcron.config.schema import compact_duration
@@ -270,7 +271,13 @@ class ChangeTools(ToolsCore):
         p = self.policy(ctx)
         with answers():
             full = p.task_name(name, change=True, exists=self._exists)
-        self._show(p, full)
+        if self._show(p, full)["source"] == "file":
+            # the service's refusal advises `agentcron pause`: a command, not a tool
+            raise ToolError(
+                f"task {full!r} is defined in the owner's config file: an agent cannot "
+                "delete it (the owner removes it from the file). To stop it firing, "
+                "pause it with pause_task."
+            )
         with answers(), acting_as(p.caller.actor):
             self._service().remove(full)
         return Cancelled(name=full, cancelled=True)
