@@ -518,3 +518,27 @@ def test_refusals_name_tools_not_cli_commands() -> None:
     with pytest.raises(ToolError) as told, answers():
         raise InvalidError("defined in the config file; delete it there, or `agentcron pause` it")
     assert str(told.value).endswith("or pause it with pause_task")
+
+
+def test_list_runs_says_how_to_read_a_cancelled_tasks_runs(service: Service) -> None:
+    """Without task, list_runs reads the agent's current tasks: a cancelled task's runs
+    were left out without a word; the description now says so and how to get them."""
+    server = server_for(service, agents_config())
+    description = listed(server)["list_runs"].description or ""
+    assert "cancelled task's runs are kept but left out" in description
+    assert "with task set to its name" in description
+    results = calls(
+        server,
+        [
+            ("schedule_task", {"name": "gone", "every": "1h", "http": HOOK}),
+            ("schedule_task", {"name": "kept", "every": "1h", "http": HOOK}),
+            ("trigger_task", {"name": "gone"}),
+            ("trigger_task", {"name": "kept"}),
+            ("cancel_task", {"name": "gone"}),
+            ("list_runs", {}),
+            ("list_runs", {"task": "agent.claude.gone"}),
+        ],
+    )
+    gone_run, kept_run = ok(results[2]), ok(results[3])
+    assert [r["id"] for r in ok(results[5])["runs"]] == [kept_run["id"]]
+    assert [r["id"] for r in ok(results[6])["runs"]] == [gone_run["id"]]

@@ -244,7 +244,11 @@ def build_server(
         tools.list_runs,
         name="list_runs",
         title="List runs",
-        description="Runs, newest first: of one task (task), or of all you can see. "
+        description="Runs, newest first: of one task (task), or, without task, of the "
+        "tasks you have now (those list_tasks shows). A cancelled task's runs are kept "
+        "but left out of that list, which reads the history of each task you have (an "
+        "agent granted every task reads all history, so gets them too): ask for them "
+        "with task set to its name, as cancel_task returned it. "
         "status: one or more of pending, running, retrying, succeeded, failed, skipped, "
         "missed, superseded, cancelled, expired, comma-separated. limit: 1-100 (20).",
         annotations=read,
