@@ -113,6 +113,83 @@ def test_the_final_drain_sends_past_a_send_the_stop_cut_short(tmp_path: Path) ->
     assert sent == ["first", "run interrupted by the stop"]
 
 
+def test_a_final_drain_cut_short_by_its_timeout_leaves_no_claim_for_the_next_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The channel hangs through the final drain too: its send, cut short by the
+    drain's timeout, had claimed the channel's first message again, and the next start
+    sent nothing for three minutes (the claim) while `health` called the channel ok
+    (outside-in probe). The log said "(… before the stop ())": now why."""
+    from agentcron.clock import SystemClock
+    from agentcron.daemon import Daemon, DaemonOptions
+    from agentcron.model import Message
+    from agentcron.notify.channels import SendResult
+    from agentcron.notify.sender import OutboxSender
+    from agentcron.store.sqlite import SQLiteStore
+
+    class Hanging:
+        async def send(self, message: Message) -> SendResult:
+            await asyncio.sleep(60)
+            return SendResult(ok=True)
+
+    message = Message(
+        title="t", body="b", task="", event="x", incident_kind="x", severity="failure"
+    )
+    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home", final_drain=0.5))
+    store = SQLiteStore(tmp_path / "agentcron.db")
+    clock = SystemClock()
+
+    async def scenario() -> None:
+        daemon.store = store
+        daemon.sender = OutboxSender(
+            store, channel_factory=lambda _url: Hanging(), clock=clock, owner=daemon.node_id
+        )
+        store.enqueue("k", "json://x/y", message, clock.now())
+        await daemon._final_drain()
+
+    try:
+        asyncio.run(scenario())
+        # the next start's sender takes the message at once (no claim of ours left)
+        taken = store.claim_outbox("next-start", clock.now(), clock.now(), 10)
+    finally:
+        store.close()
+    assert [item.message.title for item in taken] == ["t"]
+    assert "before the stop (the channel did not answer in time)" in caplog.text
+
+
+def test_a_start_takes_over_the_claims_a_stopped_node_left(tmp_path: Path) -> None:
+    """Should a stop leave a claim all the same (its release failed), the next start
+    does not wait it out: a node recorded stopped sends nothing."""
+    from datetime import timedelta
+
+    from agentcron.clock import FakeClock
+    from agentcron.daemon import Daemon
+    from agentcron.model import Message, NodeInfo
+    from agentcron.store.sqlite import SQLiteStore
+
+    clock = FakeClock()
+    store = SQLiteStore(tmp_path / "agentcron.db")
+    try:
+        now = clock.now()
+        for node in ("stopped-node", "live-node"):
+            store.register_node(NodeInfo(node, "elsewhere", 1, "/h", now, now))
+        message = Message(
+            title="t", body="b", task="", event="x", incident_kind="x", severity="failure"
+        )
+        store.enqueue("k1", "json://x/1", message, now)
+        store.enqueue("k2", "json://x/2", message, now)
+        until = now + timedelta(minutes=3)
+        assert len(store.claim_outbox("stopped-node", now, until, 1)) == 1
+        assert len(store.claim_outbox("live-node", now, until, 1)) == 1
+        store.stop_node("stopped-node", now)
+        later = now + timedelta(seconds=10)
+        Daemon._release_stopped_claims(store, later)
+        taken = store.claim_outbox("next-start", later, later + timedelta(minutes=3), 10)
+        assert [item.channel_key for item in taken] == ["k1"]  # a live node's claim stands
+    finally:
+        store.close()
+
+
 def test_the_stop_signal_says_what_it_waits_for_and_a_second_one_is_not_silent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

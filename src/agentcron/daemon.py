@@ -187,6 +187,23 @@ class Daemon:
                 store.stop_node(node.node_id, self.clock.now())
         return dead
 
+    @staticmethod
+    def _release_stopped_claims(store: Store, now: datetime) -> None:
+        """Claims on the outbox left by nodes recorded stopped (a send their stop cut
+        short, whose release failed): nobody sends under them, and each held its
+        channel's queue until it lapsed. Only a stop within a claim's length can
+        have left a live one."""
+        from agentcron.notify.sender import CLAIM_FOR
+
+        stopped = [
+            n.node_id
+            for n in store.nodes()
+            if n.stopped_at is not None and now - n.stopped_at <= CLAIM_FOR
+        ]
+        owners = [*stopped, *(f"{n}:watchdog" for n in stopped)]
+        if stopped and store.release_claims(owners, now):
+            log.warning("took over the unsent messages that %s left claimed", ", ".join(stopped))
+
     async def start(self) -> None:
         self.config = self._started_config = self._load()
         from agentcron.home import secure_home
@@ -209,6 +226,7 @@ class Daemon:
         owners = [*dead, *(f"{n}:watchdog" for n in dead)]
         if dead and store.release_claims(owners, now):
             log.warning("took over the unsent messages and deliveries of %s", ", ".join(dead))
+        self._release_stopped_claims(store, now)
         self._started_at = now
         store.register_node(
             NodeInfo(self.node_id, hostname(), os.getpid(), str(self.options.home), now, now)
@@ -695,18 +713,27 @@ class Daemon:
         sent now stays in the outbox for the next start, and the log says so."""
         if self.options.final_drain <= 0 or not hasattr(self, "sender") or self.store is None:
             return
+        owners = [self.node_id, f"{self.node_id}:watchdog"]
         try:
-            owners = [self.node_id, f"{self.node_id}:watchdog"]
             if self.store.release_claims(owners, self.clock.now()):
                 log.info("the sends this stop cut short are tried again now")
             async with asyncio.timeout(self.options.final_drain):
                 await self.sender.drain_once()
         except Exception as exc:
+            why = "the channel did not answer in time" if isinstance(exc, TimeoutError) else exc
             log.warning(
                 "not every message could be sent before the stop (%s); they stay queued "
                 "and are sent when agentcron starts again",
-                exc or type(exc).__name__,
+                str(why) or type(exc).__name__,
             )
+        finally:
+            # A send this drain began and its timeout cut short claimed its channel's
+            # first message again: released, or the next start waited out the claim
+            # (3 minutes) with nothing sent while `health` called the channel ok (probe).
+            try:
+                self.store.release_claims(owners, self.clock.now())
+            except Exception:
+                log.exception("could not release this node's claims on the outbox")
 
     def _settle_notices(self) -> None:
         """What the notifier still gathers (missed runs, ends it could not work out) is
