@@ -12,14 +12,16 @@ the very daemon that is stuck.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentcron._service.base import ServiceCore, iso
+from agentcron.durations import format_duration
 from agentcron.home import hostname, pid_alive
-from agentcron.model import ProviderState, TaskSource
+from agentcron.model import ChannelHealth, ProviderState, TaskSource
 from agentcron.store._api_sql import LiveCounts
 
 if TYPE_CHECKING:
@@ -278,13 +280,15 @@ class StatusMixin(ServiceCore):
     def gauges(self) -> Gauges:
         ticks = self.store.last_ticks()
         channels = self.store.channel_health()
+        now = self.clock.now()
         return Gauges(
             self.store.live_counts(),
             max(ticks.values(), default=None),
-            self.clock.now(),
+            now,
             tuple(self.store.providers()),
             tuple((h.channel_key, h.resent) for h in channels),
-            tuple((h.channel_key, h.ok) for h in channels),
+            # a channel whose queue nothing moves does not work either (see held_words)
+            tuple((h.channel_key, h.ok and held_words(h, now, str) is None) for h in channels),
         )
 
     def failed_deliveries(self) -> int:
@@ -297,20 +301,30 @@ class StatusMixin(ServiceCore):
         return self.store.task_names()
 
     def channel_health(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "channel": h.channel_key,
-                "ok": h.ok,
-                "pending": h.pending,
-                "last_ok_at": iso(h.last_ok_at),
-                "last_error": h.last_error,
-                "last_error_at": iso(h.last_error_at),
-                "failing_since": iso(h.failing_since),
-                "broken": h.broken,
-                "undeliverable": h.undeliverable,
-            }
-            for h in self.store.channel_health()
-        ]
+        now = self.clock.now()
+        out = []
+        for h in self.store.channel_health():
+            held = held_words(h, now, self._local_clock)
+            out.append(
+                {
+                    "channel": h.channel_key,
+                    "ok": h.ok and held is None,
+                    "pending": h.pending,
+                    "last_ok_at": iso(h.last_ok_at),
+                    "last_error": h.last_error,
+                    "held": held,
+                    "last_error_at": iso(h.last_error_at),
+                    "failing_since": iso(h.failing_since),
+                    "broken": h.broken,
+                    "undeliverable": h.undeliverable,
+                }
+            )
+        return out
+
+    def _local_clock(self, when: datetime) -> str:
+        """``17:37:25 UTC``: a time as the owner's zone shows it, with the zone."""
+        local = when.astimezone(self._zone_named(None))
+        return f"{local:%H:%M:%S} {local.tzname()}"
 
     def doctor_checks(self) -> list[dict[str, str]]:
         """Channel and delivery checks for `agentcron doctor`."""
@@ -324,6 +338,10 @@ class StatusMixin(ServiceCore):
                         "message": f"unusable: {h['last_error']} "
                         f"({h['undeliverable']} message(s) could not be sent)",
                     }
+                )
+            elif h["held"]:
+                checks.append(
+                    {"name": f"channel {h['channel']}", "status": "fail", "message": h["held"]}
                 )
             elif not h["ok"]:
                 checks.append(
@@ -375,6 +393,26 @@ class StatusMixin(ServiceCore):
                 }
             )
         return checks
+
+
+HELD_AFTER = timedelta(minutes=2)  # a working channel sends within seconds
+
+
+def held_words(h: ChannelHealth, now: datetime, local: Callable[[datetime], str]) -> str | None:
+    """Why a channel that has not failed still sends nothing, when its oldest message
+    has waited past :data:`HELD_AFTER` (None otherwise): `health` said "ok" while a
+    claim left by a stop held its queue for three minutes (outside-in probe)."""
+    if not h.ok or h.waiting_since is None or now - h.waiting_since < HELD_AFTER:
+        return None
+    waited = format_duration(timedelta(seconds=round((now - h.waiting_since).total_seconds())))
+    said = f"{h.pending} message(s) waiting for {waited}, none sent"
+    if h.head_claim is not None and h.head_claim[1] > now:
+        owner, until = h.head_claim
+        return (
+            f"{said}: a send by {owner} that has not ended holds the channel until "
+            f"{local(until)} (the others wait behind it)"
+        )
+    return f"{said}: no daemon is sending them (is one running, and its sender working?)"
 
 
 def _age(delta: timedelta) -> float:

@@ -402,7 +402,7 @@ def health(console: Console, data: dict[str, Any]) -> None:
         if c["ok"]:  # an error it has since got past is history, not its state
             said = f"ok, last sent {_short(c['last_ok_at'])}" if c.get("last_ok_at") else "ok"
         else:
-            said = escape(c["last_error"] or "failing")
+            said = escape(c.get("held") or c["last_error"] or "failing")
         console.print(f"  {mark} channel {c['channel']}: {said}")
     for p in data.get("providers", []):
         mark = "[green]✔[/]" if p["state"] == "over" else "[yellow]![/]"

@@ -206,6 +206,9 @@ class ChannelView(_Shape):
     failing_since: str | None
     broken: bool
     undeliverable: int
+    # why a channel that has not failed sends nothing: its messages wait past two
+    # minutes behind a send that does not end, or with no daemon sending them
+    held: str | None = None
 
 
 class ProviderView(_Shape):

@@ -34,6 +34,9 @@ class ChannelHealth:
     was permanent (the URL can never work as it is); ``undeliverable`` counts the
     messages given up for that reason, which stay visible here. ``resent`` counts
     the messages sent again after a sender's claim lapsed (possible duplicates).
+    ``waiting_since`` is when the oldest unsent message was written, and ``head_claim``
+    who last claimed the first one and until when (None: never claimed): together they
+    tell a channel that works from one whose queue nothing moves.
     """
 
     channel_key: str
@@ -45,6 +48,8 @@ class ChannelHealth:
     broken: bool = False
     undeliverable: int = 0
     resent: int = 0
+    waiting_since: datetime | None = None
+    head_claim: tuple[str, datetime] | None = None
 
     @property
     def ok(self) -> bool:

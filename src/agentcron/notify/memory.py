@@ -152,6 +152,8 @@ class MemoryOutbox:
                     broken=channel.broken,
                     undeliverable=self._count(key, "failed"),
                     resent=channel.resent,
+                    waiting_since=self._waiting_since(key),
+                    head_claim=self._head_claim(key),
                 )
                 for key, channel in sorted(self._channels.items())
             ]
@@ -161,6 +163,20 @@ class MemoryOutbox:
         """Every item with its state (pending, sent or failed), in enqueue order."""
         with self._lock:
             return [(self._rows[i].item, self._rows[i].state) for i in sorted(self._rows)]
+
+    def _unsent(self, key: str) -> list[_Row]:
+        rows = [r for i, r in sorted(self._rows.items()) if r.item.channel_key == key]
+        return [r for r in rows if r.state == "pending"]
+
+    def _waiting_since(self, key: str) -> datetime | None:
+        return min((r.item.created_at for r in self._unsent(key)), default=None)
+
+    def _head_claim(self, key: str) -> tuple[str, datetime] | None:
+        unsent = self._unsent(key)
+        head = unsent[0] if unsent else None
+        if head is None or head.claimed_by is None or head.claim_expires_at is None:
+            return None
+        return head.claimed_by, head.claim_expires_at
 
     def _count(self, key: str, state: str) -> int:
         return sum(

@@ -32,6 +32,7 @@ from agentcron.store._rows import (
     chunks,
     delivery_from_row,
     dt,
+    dt_req,
     incident_from_row,
     incident_values,
     outbox_from_row,
@@ -54,6 +55,10 @@ def _owned(owner: str | None) -> tuple[str, tuple[str, ...]]:
 
 def _item(row: Sequence[Any]) -> OutboxItem:
     return replace(outbox_from_row(tuple(row[:-1])), resent=int(row[-1]))
+
+
+# the unsent messages of the channel ``c`` of the surrounding statement
+_UNSENT_OF_C = "o.channel_key = c.channel_key AND o.sent_at IS NULL AND o.permanent = 0"
 
 
 class NotifySQL:
@@ -379,7 +384,11 @@ class NotifySQL:
             "SELECT c.channel_key, c.last_ok_at, c.last_error, c.last_error_at, "
             "(SELECT COUNT(*) FROM outbox o WHERE o.channel_key = c.channel_key "
             " AND o.sent_at IS NULL AND o.permanent = 0), "
-            "c.failing_since, c.broken, c.undeliverable, c.resent "
+            "c.failing_since, c.broken, c.undeliverable, c.resent, "
+            f"(SELECT MIN(o.created_at) FROM outbox o WHERE {_UNSENT_OF_C}), "
+            f"(SELECT o.claimed_by FROM outbox o WHERE {_UNSENT_OF_C} ORDER BY o.id LIMIT 1), "
+            "(SELECT o.claim_expires_at FROM outbox o "
+            f"WHERE {_UNSENT_OF_C} ORDER BY o.id LIMIT 1) "
             "FROM channels c ORDER BY c.channel_key"
         )
         return [
@@ -393,6 +402,8 @@ class NotifySQL:
                 broken=bool(r[6]),
                 undeliverable=int(r[7]),
                 resent=int(r[8]),
+                waiting_since=dt(r[9]),
+                head_claim=(str(r[10]), dt_req(r[11])) if r[10] and r[11] is not None else None,
             )
             for r in rows
         ]

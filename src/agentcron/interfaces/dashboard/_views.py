@@ -179,7 +179,9 @@ def channel_notes(channels: Sequence[Mapping[str, Any]], now: datetime) -> list[
         if c.get("ok"):
             continue
         error = c.get("last_error") or "no answer"
-        if c.get("broken"):
+        if c.get("held"):
+            notes.append(f"{c['channel']}: {c['held']}.")
+        elif c.get("broken"):
             notes.append(
                 f"{c['channel']} cannot be used as written ({error}): "
                 f"{c.get('undeliverable', 0)} message(s) could not be sent; fix its URL."
