@@ -171,11 +171,13 @@ def test_an_open_incident_is_told_again_after_remind_after_once_per_period(
     # what was told when it opened is said as such: its counts were of then
     assert "last: server_error); as told then: " in reminders[0], reminders
     assert not [line for line in lines if line.startswith("⏰ Reminder: quiet")]
-    # the next day's 02:00 run failed again: counted, no message of its own; the
-    # reminders at 02:00 and 08:00 say 1 and then 2 failed runs
+    # the next day's 02:00 run failed again: told once that it lasts (every run gives
+    # up), between the reminders at 02:00 and 08:00, which say 1 and then 2 failed runs
     later = [line for line in lines[len(first) :] if "daily" in line]
-    assert len(later) == 2 and all(line.startswith("⏰ Reminder: daily") for line in later), later
-    assert "(1 failed run since" in later[0] and "(2 failed runs since" in later[1], later
+    assert len(later) == 3, later
+    assert later[0].startswith("⏰ Reminder: daily") and "(1 failed run since" in later[0]
+    assert later[1].startswith("✖ daily has failed 2 runs in a row since yesterday 02:00: ")
+    assert later[2].startswith("⏰ Reminder: daily") and "(2 failed runs since" in later[2]
 
 
 def test_reminders_stop_when_the_incident_closes_and_for_removed_tasks(
@@ -589,6 +591,35 @@ def test_a_lasting_failure_that_turns_permanent_is_told(
     assert lines[1].endswith("Still retrying each run."), lines
     assert lines[2].startswith("✖ flaky failed: "), lines
     assert "Retrying will not help" in lines[2], lines
+
+
+def test_runs_that_each_give_up_are_told_once_as_lasting(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Each run retries and gives up (every 1m, 1 retry after 5 s): the first give-up
+    is told, then once that every run since has given up too (retries + 1 = 2 failed
+    runs in a row), then nothing more; the probe heard nothing after the first
+    give-up over 62 runs."""
+    rig = Rig(sqlite_store, clock, home)
+
+    async def scenario() -> list[str]:
+        rig.h.add(
+            "giveup",
+            _unavailable,
+            every="1m",
+            timezone="UTC",
+            retries=1,
+            retry_backoff={"base": "5s", "jitter": 0},
+        )
+        await rig.h.run_until(rig.clock.now() + timedelta(minutes=10), timedelta(seconds=5))
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("⚠ giveup failed: "), lines
+    assert lines[1].startswith("✖ giveup gave up after 2 attempts: "), lines
+    assert lines[2].startswith("✖ giveup has failed 2 runs in a row since 00:01: "), lines
+    assert lines[2].endswith("Next scheduled run: 00:03."), lines
 
 
 def test_a_task_of_a_period_under_a_minute_is_told_when_starved(

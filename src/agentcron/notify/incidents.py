@@ -266,6 +266,20 @@ def _on_failure(changes: _Changes, ev: AttemptFailed, cause: Event) -> Notice | 
         incident = replace(incident, summary=_failure_summary(ev), told=told + news)
         changes.put("escalated", incident)
         return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
+    if (
+        current.escalated
+        and ev.gave_up
+        and not ev.permanent
+        and not told_down(current)
+        and incident.failed_runs > 1
+        and _persists(incident, ev)
+    ):
+        # The first run gave up and was told so ("Next scheduled run: …"), which reads
+        # as a run's bad luck; every run since has given up too. That it lasts is news,
+        # told once (probe: 62 runs over 20 minutes, then only a reminder a day later).
+        incident = replace(incident, summary=_persisting_summary(incident, ev), told=told + news)
+        changes.put("escalated", incident)
+        return _notice(NoticeEvent.ESCALATED, incident, cause, closed)
     if not current.escalated and _persists(incident, ev):
         # Each run is still retried, but the task as a whole is down: the owner hears
         # it once, in words that say how long and how many (not once per slot).
