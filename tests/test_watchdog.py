@@ -127,6 +127,60 @@ def test_overdue_opens_once_when_the_loop_stops_firing_and_closes_on_the_next_ru
     asyncio.run(scenario())
 
 
+def test_a_frozen_process_is_not_told_overdue_before_its_loop_passes_again(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """SIGSTOP holds the loop and the watchdog alike. Resumed, the watchdog looked
+    before the loop's first pass: "⚠ heartbeat has not run since … although the daemon
+    is alive", then its recovery in the same second (outside-in probe). The freeze is
+    told as such; overdue needs a loop that passed since the deadline and fired
+    nothing, which it still tells."""
+    mono = {"now": 1000.0, "pass": 1000.0}
+
+    def advance(delta: timedelta) -> None:
+        clock.advance(delta)
+        mono["now"] += delta.total_seconds()
+
+    async def loop_pass(rig: Rig) -> None:
+        mono["pass"] = mono["now"]  # a pass begins: the loop's pulse ...
+        await rig.h.engine.run_pass()  # ... and its tick ends
+
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add("heartbeat", _ok, every="10m", timezone="UTC")
+        watchdog = Watchdog(
+            sqlite_store,
+            clock,
+            rig.notifier.emit,
+            period_of=rig.h.service.period,
+            count_fires=rig.h.service.count_fires,
+            last_tick=lambda: mono["pass"],
+            monotonic=lambda: mono["now"],
+            stall_after=30.0,
+            last_full_pass=lambda: rig.h.engine.last_full_pass,
+        )
+        advance(timedelta(minutes=10))
+        await loop_pass(rig)  # 00:10 ran
+        await rig.h.engine.wait_idle()
+        advance(timedelta(minutes=45))  # frozen: neither the loop nor the watchdog ran
+        mono["pass"] = mono["now"]  # resumed: the loop's first pass has begun, not ended
+        assert watchdog.check_once().overdue == []
+        await loop_pass(rig)  # ... and it records what came due
+        await rig.h.engine.wait_idle()
+        assert watchdog.check_once().overdue == []
+        # a loop that passes but fires nothing (the seed's wedged flag) is still told
+        advance(timedelta(minutes=26))
+        mono["pass"] = mono["now"]
+        rig.h.engine._good_pass_began = clock.now()  # a pass that fired nothing ended
+        assert watchdog.check_once().overdue == ["heartbeat"]
+        return _first_lines(await rig.messages())
+
+    lines = asyncio.run(scenario())
+    assert lines == [
+        "⚠ heartbeat has not run since 00:50 (3 runs missed) although the daemon is alive."
+    ], lines
+
+
 def test_the_recovery_message_counts_every_run_the_silence_missed(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:

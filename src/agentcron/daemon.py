@@ -345,6 +345,7 @@ class Daemon:
             interval=self.options.watchdog_interval,
             last_tick=lambda: self.engine.health.last_pass if self.engine else 0.0,
             last_gap=lambda: self.engine.health.take_gap() if self.engine else None,
+            last_full_pass=lambda: self.engine.last_full_pass if self.engine else None,
             on_stall=self._loop_stalled,
             on_stall_end=self._loop_resumed,
             on_past_stall=self._loop_stalled_before,

@@ -266,6 +266,12 @@ class Engine:
     def running_slots(self) -> dict[int, tuple[str, datetime]]:
         return {sid: (r.name, r.started_at) for sid, r in self._runs.items()}
 
+    @property
+    def last_full_pass(self) -> datetime | None:
+        """When the last pass whose tick worked began: what came due before then has
+        been recorded (the watchdog's overdue check waits for one)."""
+        return self._good_pass_began
+
     def wake(self) -> None:
         """Ask the loop to tick now (a trigger, a finished run, a reload)."""
         self._wake.set()

@@ -91,6 +91,7 @@ class Watchdog:
         channel_factory: Callable[[str], Channel] = channel_for,
         outbox_owner: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        last_full_pass: Callable[[], datetime | None] | None = None,
     ) -> None:
         """``interval``: seconds between stuck checks, and the longest between overdue
         checks. ``last_tick``: the monotonic time of the loop's last pass; without it
@@ -103,6 +104,9 @@ class Watchdog:
         self.count_fires = count_fires
         self.interval = interval
         self.last_tick = last_tick
+        # when the loop's last pass that ended began (wall clock): a task is overdue
+        # only once a pass that began after its deadline has ended without firing it
+        self.last_full_pass = last_full_pass
         self.last_gap = last_gap
         self.on_stall = on_stall
         self.on_stall_end = on_stall_end
@@ -252,6 +256,7 @@ class Watchdog:
         limit in use are listed (a cheap indexed read of names and times); a task's
         spec is read again only when it changed."""
         heads = self.store.due_heads(now - self.limits.smallest(now), OVERDUE_SCAN)
+        looked = self.last_full_pass() if self.last_full_pass is not None else None
         due_names = {name for name, _, _ in heads}
         self.limits.forget_all_but(due_names)
         for name in list(self._reported_overdue):
@@ -265,6 +270,15 @@ class Watchdog:
                 continue
             spec, limit = known
             if now - due <= limit:
+                continue
+            unlooked = looked is None or looked < due + limit
+            if self.last_full_pass is not None and unlooked and not self._stalled:
+                # No pass of the loop that began after the task became overdue has
+                # ended, and the loop is not known stalled: a frozen process (SIGSTOP)
+                # seen just after it resumed, before the loop's first pass recorded what
+                # came due. The freeze is told as such; this was told as "overdue
+                # although the daemon is alive", and over within the second (outside-in
+                # probe). A stall the watchdog told still has its tasks told overdue.
                 continue
             # Re-reported on every check while it lasts: the open incident only counts
             # it (no message), and its missed count stays true for the recovery notice.
