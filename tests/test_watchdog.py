@@ -449,6 +449,52 @@ def test_a_stuck_run_is_reported_once_and_other_tasks_keep_firing(
     asyncio.run(scenario())
 
 
+def test_runs_always_slower_than_stuck_after_are_told_once_as_a_habit(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Every run takes 8 minutes against a stuck_after of 3: the first two runs are
+    told (a warning and its end each), the third says that long runs are no longer told
+    one by one, then nothing; a run that ends sooner ends the habit. The probe got two
+    messages a run, every run."""
+
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        lengths = iter([8] * 6 + [1] + [8] * 2)  # minutes of each run
+
+        async def slow() -> str:
+            minutes = next(lengths)
+            target = clock.now() + timedelta(minutes=minutes)
+            await until(lambda: clock.now() >= target, timeout=30)
+            return "done"
+
+        rig.h.add("slow", slow, every="1h", timezone="UTC", stuck_after="3m", timeout="30m")
+        clock.advance(timedelta(minutes=59))
+        for _ in range(9):  # nine hourly runs, the watchdog looking each minute
+            for _ in range(10):  # HH:00 (the fire) to HH:09
+                clock.advance(timedelta(minutes=1))
+                await rig.h.tick(settle=False)
+                for _ in range(5):
+                    await asyncio.sleep(0.01)  # the run sees the clock
+                rig.watchdog.check_once()
+            await rig.h.engine.wait_idle()
+            clock.advance(timedelta(minutes=50))
+        return _first_lines(await rig.messages())
+
+    lines = asyncio.run(scenario())
+    habit = [line for line in lines if "times in a row" in line]
+    assert habit == [
+        "⏳ slow has run longer than its 3 min limit for a warning 3 times in a row (this run: "
+        "4 min so far). Such runs are no longer told one by one until one ends sooner: raise "
+        "`stuck_after` if this is how long it takes; a run that reaches its timeout (30 min) "
+        "is still told."
+    ], lines
+    warnings = [line for line in lines if line.startswith("⏳ slow has been running")]
+    ends = [line for line in lines if line.startswith("✔ slow finished")]
+    # runs 1, 2 told each; 3 told as a habit; 4-6 not; 7 short; 8, 9 told again
+    assert len(warnings) == 4 and len(ends) == 4, lines
+    assert len(lines) == 9, lines
+
+
 def test_a_stuck_run_whose_notice_cannot_be_written_is_told_at_the_next_check(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:

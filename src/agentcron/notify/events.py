@@ -122,6 +122,10 @@ class RunStuck:
     running_for: timedelta
     limit: timedelta
     timeout: timedelta | None = None  # what ends the run if it goes on (said with it)
+    # the task's runs just before this one, in a row, that went past stuck_after too
+    # (set by the notifier when a new one opens: a task whose every run is slower than
+    # its stuck_after is told so once, not twice a run)
+    streak_before: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

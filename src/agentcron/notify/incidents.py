@@ -352,6 +352,12 @@ def _on_success(changes: _Changes, ev: RunSucceeded) -> Notice | None:
     return _closing_notice(closed, ev)
 
 
+# Runs in a row past stuck_after, at which that is told as the task's habit (once)
+# instead of a warning and an end per run: two messages a run for a task whose every
+# run is slower than its stuck_after (outside-in probe).
+STUCK_HABIT = 3
+
+
 def _on_stuck(changes: _Changes, ev: RunStuck) -> Notice | None:
     closed = changes.close(IncidentKind.OVERDUE, ev.at)
     summary = (
@@ -377,6 +383,7 @@ def _on_stuck(changes: _Changes, ev: RunStuck) -> Notice | None:
             ),
         )
         return _closing_notice(closed, ev)
+    habitual = ev.streak_before >= STUCK_HABIT - 1
     incident = Incident(
         task=ev.task,
         kind=IncidentKind.STUCK,
@@ -385,8 +392,13 @@ def _on_stuck(changes: _Changes, ev: RunStuck) -> Notice | None:
         slot_id=ev.slot_id,
         since=ev.at - ev.running_for,
         updated_at=ev.at,
+        # past stuck_after run after run: its end is not told (nor its start, after
+        # the message that says long runs are no longer told one by one)
+        told=() if habitual else None,
     )
     changes.put("opened", incident)
+    if ev.streak_before >= STUCK_HABIT:
+        return _closing_notice(closed, ev)
     return _notice(NoticeEvent.OPENED, incident, ev, closed)
 
 

@@ -44,6 +44,7 @@ from agentcron.notify.events import (
     WorkerLost,
 )
 from agentcron.notify.incidents import (
+    STUCK_HABIT,
     Notice,
     NoticeEvent,
     downtime,
@@ -99,6 +100,22 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
         if notice.event is NoticeEvent.ESCALATED and hard and told_down(inc):
             return _persisting(inc, cause, zone)  # a flapping task that stopped recovering
         return _failed(cause, zone)
+    if isinstance(cause, RunStuck) and cause.streak_before >= STUCK_HABIT - 1:
+        in_a_row = cause.streak_before + 1
+        return (
+            f"⏳ {task} keeps running long",
+            f"⏳ {task} has run longer than its {format_duration(cause.limit)} limit for a "
+            f"warning {in_a_row} times in a row (this run: {format_duration(cause.running_for)} "
+            "so far). Such runs are no longer told one by one until one ends sooner: raise "
+            "`stuck_after` if this is how long it takes"
+            + (
+                f"; a run that reaches its timeout ({format_duration(cause.timeout)}) is "
+                "still told."
+                if cause.timeout is not None
+                else "."
+            ),
+            "warning",
+        )
     if isinstance(cause, RunStuck):
         return (
             f"⏳ {task} is taking long",

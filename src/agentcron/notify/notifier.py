@@ -56,7 +56,13 @@ from agentcron.notify.events import (
     TaskStarved,
 )
 from agentcron.notify.flapping import Damped, damp
-from agentcron.notify.incidents import Notice, NoticeEvent, Transition, apply_event
+from agentcron.notify.incidents import (
+    STUCK_HABIT,
+    Notice,
+    NoticeEvent,
+    Transition,
+    apply_event,
+)
 from agentcron.notify.messages import (
     render,
     render_budget,
@@ -755,6 +761,8 @@ class Notifier:
                 # `list` say `stuck` for a task whose runs are fine (chaos soak)
                 return Transition()
             open_now = self.store.open_incidents(spec.name)
+            if isinstance(event, RunStuck) and IncidentKind.STUCK not in open_now:
+                event = replace(event, streak_before=self._stuck_before(spec.name))
             events: list[Event] = [event]
             streak = open_now.get(IncidentKind.SKIP_STREAK)
             if ran is not None and streak is not None:
@@ -780,6 +788,23 @@ class Notifier:
         if messages:
             self.wake_sender()
         return transition
+
+    def _stuck_before(self, task: str) -> int:
+        """How many of the task's last ended runs, newest first and in a row, went past
+        their stuck_after (each opened a stuck incident): read when a new one opens."""
+        stuck = {
+            inc.slot_id
+            for inc in self.store.incidents(task, limit=4 * STUCK_HABIT)
+            if inc.kind is IncidentKind.STUCK
+        }
+        count = 0
+        for slot in self.store.last_slots(task, 4 * STUCK_HABIT):
+            if slot.started_at is None:
+                continue  # not a run: skipped, missed
+            if slot.id not in stuck or count >= STUCK_HABIT:
+                break
+            count += 1
+        return count
 
     def _still_running(self, slot_id: int) -> bool:
         slot = self.store.get_slot(slot_id)
