@@ -205,3 +205,31 @@ def test_the_stop_signal_says_what_it_waits_for_and_a_second_one_is_not_silent(
     assert "stopping: no run in progress" in said, said
     assert any(m.startswith("already stopping") for m in said), said
     assert daemon.stop_event.is_set()
+
+
+def test_a_send_still_hanging_after_the_stop_does_not_hold_the_process(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Apprise's worker threads under a hung send are not daemon threads: the
+    interpreter's exit waited for them, 20 s past "agentcron stopped" (outside-in
+    probe). `agentcron run` now ends its process at once, saying so."""
+    import threading
+
+    import agentcron.interfaces.cli as cli_module
+    from agentcron.notify.channels import CHANNEL_THREAD
+
+    exits: list[int] = []
+    monkeypatch.setattr(cli_module.os, "_exit", exits.append)
+    cli_module._exit_past_hung_sends(0)
+    assert exits == []  # nothing left behind: the normal exit
+    release = threading.Event()
+    hung = threading.Thread(target=release.wait, name=CHANNEL_THREAD, daemon=True)
+    hung.start()
+    try:
+        with caplog.at_level("WARNING"):
+            cli_module._exit_past_hung_sends(3)
+    finally:
+        release.set()
+        hung.join(5)
+    assert exits == [3]
+    assert "1 notification send(s) still waiting for an answer are left behind" in caplog.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -373,6 +374,7 @@ def run(
             import asyncio  # only the commands that run a loop pay for it (~50 ms)
 
             code = asyncio.run(Daemon(options).run())
+        _exit_past_hung_sends(code)
         if code:  # a part kept failing: exit non-zero so the service manager restarts us
             raise typer.Exit(code)
     except InstanceLockError as exc:
@@ -397,6 +399,29 @@ def _where_db(db_url: str | None, home: Path) -> str:
     except StoreError:  # the message names what it can
         return db_url or str(home)
     return str(target.path) if target.path is not None else (db_url or str(home))
+
+
+def _exit_past_hung_sends(code: int) -> None:
+    """End the process now when a notification send the stop gave up on still hangs:
+    the interpreter's exit waited for it (a stop took 30 s past "agentcron stopped"
+    with a channel that did not answer; outside-in probe). Everything is recorded by
+    then and its message stays queued for the next start."""
+    from agentcron.notify.channels import sends_left_behind
+
+    left = sends_left_behind()
+    if not left:
+        return
+    logging.getLogger("agentcron.daemon").warning(
+        "%d notification send(s) still waiting for an answer are left behind; their "
+        "messages stay queued for the next start",
+        left,
+    )
+    from agentcron.logs import stop_logging
+
+    stop_logging()  # the log's writer thread writes what it holds: os._exit runs no atexit
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _env_seconds(

@@ -498,8 +498,18 @@ async def _in_daemon_thread(fn: Callable[[], T]) -> T:
         except BaseException as exc:
             done.set_exception(exc)
 
-    threading.Thread(target=work, name="agentcron-channel", daemon=True).start()
+    threading.Thread(target=work, name=CHANNEL_THREAD, daemon=True).start()
     return await asyncio.wrap_future(done)
+
+
+CHANNEL_THREAD = "agentcron-channel"
+
+
+def sends_left_behind() -> int:
+    """Channel sends still waiting for an answer that nobody waits for any more (a
+    stop gave up on them): their threads are daemon threads, but Apprise's own worker
+    threads under them are not, and the interpreter's exit waited for those."""
+    return sum(1 for t in threading.enumerate() if t.name == CHANNEL_THREAD and t.is_alive())
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:
