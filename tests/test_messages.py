@@ -80,6 +80,29 @@ def test_a_retry_the_next_fire_comes_before_is_not_promised() -> None:
     assert render(notice_for(sooner), BERLIN).body.endswith("Retrying at 02:03 (attempt 2 of 4).")
 
 
+def test_times_name_their_zone_when_it_is_not_the_owners() -> None:
+    """A Tokyo task's "Retrying at 10:07" beside a Berlin task's "since 02:00" in the
+    same minute read as one clock (outside-in probe): a task of another zone than the
+    config's names it after each time; one of the config's zone does not."""
+    event = failure(retry_at=local(10, 2, 7), next_run=local(11, 2))
+    tokyo = render(notice_for(event, TOKYO), TOKYO, owner_zone=BERLIN)
+    assert (
+        tokyo.body == "⚠ story failed: provider overloaded. Retrying at 10:07 JST (attempt 2 of 4)."
+    )
+    berlin = render(notice_for(event), BERLIN, owner_zone=BERLIN)
+    assert berlin.body.endswith("Retrying at 02:07 (attempt 2 of 4).")
+    # and the zone is named only in that message (a context, not a global)
+    assert render(notice_for(event), BERLIN).body == berlin.body
+
+
+def test_the_missed_report_names_the_zone_of_its_span() -> None:
+    from agentcron.notify.messages import render_missed
+
+    rows = [("story", 3, 0, local(10, 2), local(10, 4), "the daemon was not running")]
+    body = render_missed(rows, local(10, 5), BERLIN).body
+    assert body.startswith("⚠ 3 runs of 1 task did not run (due between 02:00 and 04:00 CET):")
+
+
 def test_gave_up_message_names_the_next_run() -> None:
     event = failure(attempt=4, gave_up=True, next_run=local(11, 2))
     message = render(notice_for(event), BERLIN)

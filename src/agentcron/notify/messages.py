@@ -13,6 +13,7 @@ Every text is redacted on the way out, whatever the caller already did.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -62,9 +63,24 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def render(notice: Notice, zone: ZoneInfo, secrets: Iterable[str] = ()) -> Message:
+def render(
+    notice: Notice,
+    zone: ZoneInfo,
+    secrets: Iterable[str] = (),
+    owner_zone: ZoneInfo | None = None,
+) -> Message:
     """Turn a notice into the message the owner reads; ``secrets`` are values to
-    blank out in addition to the shapes :func:`agentcron.redact.redact` knows."""
+    blank out in addition to the shapes :func:`agentcron.redact.redact` knows. Times
+    are in the task's ``zone``, named after each time when it is not ``owner_zone``
+    (the config's): "Retrying at 02:12 JST" beside another task's "since 12:12"."""
+    token = _NAMED_ZONE.set(owner_zone is not None and zone.key != owner_zone.key)
+    try:
+        return _render(notice, zone, secrets)
+    finally:
+        _NAMED_ZONE.reset(token)
+
+
+def _render(notice: Notice, zone: ZoneInfo, secrets: Iterable[str]) -> Message:
     title, summary, severity = _summary(notice, zone)
     lines = [summary]
     lines += [_also_closed(inc, notice.cause) for inc in notice.also_closed]
@@ -427,27 +443,39 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
+# whether the times of the message being rendered name their zone (see render)
+_NAMED_ZONE: ContextVar[bool] = ContextVar("agentcron_named_zone", default=False)
+
+
 def _clock(when: datetime, now: datetime, zone: ZoneInfo) -> str:
-    """``02:07``, ``tomorrow 02:07``, ``yesterday 23:10`` or ``Mon 5 Jan 02:07``."""
+    """``02:07``, ``tomorrow 02:07``, ``yesterday 23:10`` or ``Mon 5 Jan 02:07``
+    (``02:07 JST`` when the message names its zone)."""
+    day, hm = _day_and_time(when, now, zone)
+    return f"{day} {hm}" if day else hm
+
+
+def _day_and_time(when: datetime, now: datetime, zone: ZoneInfo) -> tuple[str, str]:
+    """("", "02:07"), ("tomorrow", "02:07") or ("Mon 5 Jan", "02:07 JST")."""
     local = when.astimezone(zone)
     days = (local.date() - now.astimezone(zone).date()).days
     # seconds only when they matter (sub-minute schedules, retries): 02:07 or 02:07:30
     hm = f"{local:%H:%M:%S}" if local.second else f"{local:%H:%M}"
+    if _NAMED_ZONE.get():
+        hm = f"{hm} {local.tzname()}"
     if days == 0:
-        return hm
+        return "", hm
     if days == 1:
-        return f"tomorrow {hm}"
+        return "tomorrow", hm
     if days == -1:
-        return f"yesterday {hm}"
-    return f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {hm}"
+        return "yesterday", hm
+    return f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]}", hm
 
 
 def _at(when: datetime, now: datetime, zone: ZoneInfo) -> str:
     """``at 02:07``, ``tomorrow at 02:07`` or ``on Mon 5 Jan at 02:07``."""
-    text = _clock(when, now, zone)
-    if " " not in text:
-        return f"at {text}"
-    day, hm = text.rsplit(" ", 1)
+    day, hm = _day_and_time(when, now, zone)
+    if not day:
+        return f"at {hm}"
     if day in ("tomorrow", "yesterday"):
         return f"{day} at {hm}"
     return f"on {day} at {hm}"
@@ -470,10 +498,12 @@ def render_missed(
     total = sum(r[1] + r[2] for r in rows)
     first = min(r[3] for r in rows)
     last = max(r[4] for r in rows)
+    # the report's tasks may be of other zones: its span says whose time it gives
+    named = f" {first.astimezone(zone).tzname()}"
     span = (
-        f"due at {_clock(first, now, zone)}"
+        f"due at {_clock(first, now, zone)}{named}"
         if first == last
-        else f"due between {_clock(first, now, zone)} and {_clock(last, now, zone)}"
+        else f"due between {_clock(first, now, zone)} and {_clock(last, now, zone)}{named}"
     )
     tasks = _plural(len(rows), "task")
     lines = [f"⚠ {_plural(total, 'run')} of {tasks} did not run ({span}):"]

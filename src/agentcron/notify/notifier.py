@@ -840,7 +840,7 @@ class Notifier:
         if notice is None or not _wanted(spec, notice.event):
             return []
         secrets = secret_values_from_env({**os.environ, **spec.env})
-        message = render(notice, zone, secrets)
+        message = render(notice, zone, secrets, owner_zone=self._zone())
         targets = spec.notify if spec.notify is not None else self.channels
         log.warning("%s", message.body.splitlines()[0] if message.body else message.title)
         return [(channel_key(url), url, message) for url in targets]
