@@ -404,3 +404,35 @@ def test_an_inline_call_lost_with_its_dead_daemon_says_the_process_ended(
         assert slot.error.startswith("agentcron's process ended while this inline call was running")
     finally:
         store.close()
+
+
+def test_a_command_its_launcher_stopped_ends_when_it_was_stopped(tmp_path: Path) -> None:
+    """Its daemon died, its launcher stopped the command 4 s into the run: the run's end
+    is that moment, not the restart that found it ("the run that was taking long ended
+    after 8s" for a command stopped after 4; outside-in probe)."""
+    from agentcron.model import Finished
+
+    clock = FakeClock()
+    store, engine, slot_id = _lost_run(tmp_path, clock)
+    ended: list[Finished] = []
+    engine.listeners.append(ended.append)
+    started = store.get_slot(slot_id)
+    assert started is not None and started.started_at is not None
+    stopped = started.started_at + timedelta(seconds=4)
+    try:
+        # the launcher is gone (a pid no process has: recycled pids aside, 2**22 + 1)
+        _write_marker(
+            tmp_path / "home", slot_id, 2**22 + 1, orphaned=True, ended_at=stopped.timestamp()
+        )
+        clock.advance(timedelta(seconds=8))
+
+        async def scenario() -> None:
+            await engine.tick()
+            await engine.wait_idle(10)
+
+        asyncio.run(scenario())
+    finally:
+        store.close()
+    [finished] = ended
+    assert finished.outcome.error is not None and "stopped with it" in finished.outcome.error
+    assert finished.finished_at == stopped

@@ -932,7 +932,10 @@ class Engine:
                 outcome, classification = outcome_for_failure(
                     rec.spec, number, failure, now, self.rand(), slot.output_path
                 )
-                details, finished_at = "", now
+                # when its launcher stopped the command (its daemon dead), not when this
+                # look found it: "the run … ended after 8s" was the time until the
+                # restart, for a command stopped after 4 (outside-in probe)
+                details, finished_at = "", _stopped_at(end, slot, now)
                 self._stop_orphan(slot, home)
                 recorded = self.store.record_lost(slot, outcome, now)
                 how = "lost its worker"
@@ -1407,6 +1410,16 @@ def _redact_kept(path: str | None, spec: TaskSpec) -> None:
         redact_file(path, task_secrets(spec))
     except OSError as exc:
         log.warning("could not remove secrets from %s: %s", path, exc)
+
+
+def _stopped_at(end: EndRecord | None, slot: Slot, now: datetime) -> datetime:
+    """When a lost run's command ended, as its launcher wrote it, if that is known and
+    plausible (after the run began, not after now); else ``now``."""
+    if end is None or end.ended_at <= 0:
+        return now
+    at = datetime.fromtimestamp(end.ended_at, UTC)
+    began = slot.started_at or at
+    return at if began <= at <= now else now
 
 
 def _lost_words(spec: TaskSpec, *, launcher_ended: bool, died: bool) -> str:
