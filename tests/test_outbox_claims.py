@@ -147,6 +147,22 @@ def test_a_failure_releases_the_claim_and_a_retry_is_not_a_resend(opener: Opener
     assert [(h.undeliverable, h.resent) for h in a.channel_health()] == [(1, 0)]
 
 
+def test_a_retry_after_a_takeover_is_not_a_takeover_again(opener: Opener) -> None:
+    """Taken over once (its sender stopped without a word), a message keeps that count,
+    but its later retries are plain retries: the sender said "sent again … may arrive
+    twice" at every one of them (outside-in probe)."""
+    a, b = opener(), opener()
+    item_id = a.enqueue("chat", "json://h/chat", message(1), T0)
+    (first,) = a.claim_outbox("a", T0, T0 + MIN, 10)
+    assert not first.taken_over
+    (taken,) = b.claim_outbox("b", T0 + MIN, T0 + 2 * MIN, 10)
+    assert (taken.id, taken.resent, taken.taken_over) == (item_id, 1, True)
+    assert b.mark_failed(item_id, "connection refused", T0 + 2 * MIN, False, T0 + MIN, "b")
+    (retry,) = b.claim_outbox("b", T0 + 2 * MIN, T0 + 3 * MIN, 10)
+    assert (retry.id, retry.resent, retry.taken_over) == (item_id, 1, False)
+    assert resent(a) == {"chat": 1}
+
+
 def test_marks_without_an_owner_still_work_for_callers_that_do_not_claim(
     opener: Opener,
 ) -> None:

@@ -290,8 +290,9 @@ class Metrics:
         yield last
         resent = CounterMetricFamily(
             "agentcron_outbox_resent",
-            "Messages handed out again after a sender died between the channel's OK and "
-            "recording it: possible duplicates (same idempotency key)",
+            "Messages handed out again after the sender that had them stopped or died "
+            "without recording whether they went out: possible duplicates (same "
+            "idempotency key)",
             labels=["channel"],
         )
         for channel, count in gauges.resent:

@@ -23,6 +23,9 @@ class OutboxItem:
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     resent: int = 0
+    # this claim took it over from a sender that stopped without saying whether it
+    # went out (``resent`` counts every such time): only then may it arrive twice
+    taken_over: bool = False
 
 
 @dataclass(frozen=True)

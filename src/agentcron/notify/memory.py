@@ -88,8 +88,9 @@ class MemoryOutbox:
                         continue  # another sender has it
                     row.item = replace(row.item, resent=row.item.resent + 1)
                     self._channels[row.item.channel_key].resent += 1
+                taken_over = row.claimed_by is not None
                 row.claimed_by, row.claim_expires_at = owner, claim_until
-                taken.append(row.item)
+                taken.append(replace(row.item, taken_over=taken_over))
                 if len(taken) == limit:
                     break
             return taken

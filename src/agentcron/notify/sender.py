@@ -174,7 +174,9 @@ class OutboxSender:
         return channel
 
     async def _send(self, item: OutboxItem) -> int:
-        if item.resent:
+        # Only a claim taken over: ``resent`` counts all of them, and a plain retry of
+        # a message taken over once was said to be "sent again" at every attempt.
+        if item.taken_over:
             log.warning(
                 "notification %d to %s is sent again: the sender that had it stopped "
                 "without saying whether it went out (it may arrive twice)",

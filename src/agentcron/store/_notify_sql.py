@@ -240,7 +240,7 @@ class NotifySQL:
                 )
         items = [_item(r[:-1]) for r in rows]
         return [
-            replace(item, resent=item.resent + 1) if r[-1] is not None else item
+            replace(item, resent=item.resent + 1, taken_over=True) if r[-1] is not None else item
             for item, r in zip(items, rows, strict=True)
         ]
 
