@@ -15,7 +15,7 @@ from rich.console import Console
 
 from agentcron.clock import FakeClock
 from agentcron.interfaces import render
-from agentcron.model import Message
+from agentcron.model import Message, NodeInfo
 from agentcron.service import Service
 from agentcron.store.base import Store
 
@@ -32,12 +32,14 @@ def test_a_claim_that_holds_the_queue_makes_the_channel_not_ok(
 ) -> None:
     service = Service(store, home, clock)
     now = clock.now()
+    store.register_node(NodeInfo("node-a", "elsewhere", 1, "/h", now, now))
     store.enqueue("k", "json://127.0.0.1:9/x", MESSAGE, now)
     store.enqueue("k", "json://127.0.0.1:9/x", MESSAGE, now)
     store.claim_outbox("node-a", now, now + timedelta(minutes=3), 10)
     clock.advance(timedelta(seconds=30))
     assert _channel(service)["ok"] is True  # a send under way: not yet a problem
     clock.advance(timedelta(minutes=2))
+    store.heartbeat("node-a", clock.now())  # it beats: its send is under way
     channel = _channel(service)
     assert channel["ok"] is False
     held = str(channel["held"])
@@ -64,3 +66,34 @@ def test_messages_no_sender_takes_are_said_too(store: Store, clock: FakeClock, h
     item = store.due(clock.now() + timedelta(minutes=10), 10)[0]
     store.mark_sent(item.id, clock.now())
     assert _channel(service)["ok"] is True  # sent: nothing waits
+
+
+def test_a_claim_a_dead_node_left_is_said_to_lapse(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """The node killed with -9 mid-send: "a send … that has not ended" was not true
+    (outside-in probe)."""
+    service = Service(store, home, clock)
+    now = clock.now()
+    store.enqueue("k", "json://127.0.0.1:9/x", MESSAGE, now)
+    store.claim_outbox("gone-node", now, now + timedelta(minutes=3), 10)
+    clock.advance(timedelta(minutes=2, seconds=10))
+    held = str(_channel(service)["held"])
+    assert held == (
+        "1 message(s) waiting for 2 min, none sent: gone-node, which no longer runs, left "
+        "a claim on the first one that holds the channel until 00:03:00 UTC, when it lapses"
+    )
+
+
+def test_doctor_does_not_promise_retries_while_no_daemon_runs(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """A failing channel with no daemon: "they will be retried" was not so until one
+    runs (outside-in probe)."""
+    service = Service(store, home, clock)
+    item = store.enqueue("k", "json://127.0.0.1:9/x", MESSAGE, clock.now())
+    store.mark_failed(item, "connection refused", clock.now(), False, clock.now())
+    checks = {c["name"]: c for c in service.doctor_checks()}
+    assert checks["channel k"]["message"].endswith(
+        "1 message(s) waiting, retried once a daemon runs (none does now)"
+    )

@@ -303,8 +303,11 @@ class StatusMixin(ServiceCore):
     def channel_health(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         out = []
+        live: set[str] | None = None  # the nodes whose sender may be sending: read if needed
         for h in self.store.channel_health():
-            held = held_words(h, now, self._local_clock)
+            if live is None and h.head_claim is not None and h.head_claim[1] > now:
+                live = self._sending_nodes(now)
+            held = held_words(h, now, self._local_clock, live or set())
             out.append(
                 {
                     "channel": h.channel_key,
@@ -320,6 +323,19 @@ class StatusMixin(ServiceCore):
                 }
             )
         return out
+
+    def _sending_nodes(self, now: datetime) -> set[str]:
+        """The nodes that may be sending now: not stopped, beating, and on this
+        machine still alive (a claim of a node killed with -9 holds its channel until
+        it lapses, which no send of its will end)."""
+        host = hostname()
+        return {
+            n.node_id
+            for n in self.store.nodes()
+            if n.stopped_at is None
+            and now - n.heartbeat_at <= DAEMON_STALE_AFTER
+            and (n.host != host or pid_alive(n.pid))
+        }
 
     def _local_clock(self, when: datetime) -> str:
         """``17:37:25 UTC``: a time as the owner's zone shows it, with the zone."""
@@ -349,7 +365,12 @@ class StatusMixin(ServiceCore):
                         "name": f"channel {h['channel']}",
                         "status": "fail",
                         "message": f"failing since {h['failing_since']}: {h['last_error']}"
-                        f"; {h['pending']} message(s) waiting, they will be retried",
+                        f"; {h['pending']} message(s) waiting, "
+                        + (
+                            "they will be retried"
+                            if self.daemon_status()["alive"]
+                            else "retried once a daemon runs (none does now)"
+                        ),
                     }
                 )
             else:
@@ -398,16 +419,28 @@ class StatusMixin(ServiceCore):
 HELD_AFTER = timedelta(minutes=2)  # a working channel sends within seconds
 
 
-def held_words(h: ChannelHealth, now: datetime, local: Callable[[datetime], str]) -> str | None:
+def held_words(
+    h: ChannelHealth,
+    now: datetime,
+    local: Callable[[datetime], str],
+    sending: set[str] | None = None,
+) -> str | None:
     """Why a channel that has not failed still sends nothing, when its oldest message
     has waited past :data:`HELD_AFTER` (None otherwise): `health` said "ok" while a
-    claim left by a stop held its queue for three minutes (outside-in probe)."""
+    claim left by a stop held its queue for three minutes (outside-in probe).
+    ``sending``: the nodes that may be sending (None: not known)."""
     if not h.ok or h.waiting_since is None or now - h.waiting_since < HELD_AFTER:
         return None
     waited = format_duration(timedelta(seconds=round((now - h.waiting_since).total_seconds())))
     said = f"{h.pending} message(s) waiting for {waited}, none sent"
     if h.head_claim is not None and h.head_claim[1] > now:
         owner, until = h.head_claim
+        node = owner.removesuffix(":watchdog")
+        if sending is not None and node not in sending:
+            return (
+                f"{said}: {node}, which no longer runs, left a claim on the first one "
+                f"that holds the channel until {local(until)}, when it lapses"
+            )
         return (
             f"{said}: a send by {owner} that has not ended holds the channel until "
             f"{local(until)} (the others wait behind it)"
