@@ -41,7 +41,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_ACTOR = re.compile(r"[^\w .@:/+-]")
+_ACTOR = re.compile(r"[^\w .@:/+(),#-]")  # what an X-Actor may hold (anything else: 400)
+ACTOR_MAX = 100
 # On every answer unless it says otherwise: no page of the dashboard may be framed by
 # another site (a framed "Pause" button clicked through a decoy page would pass the
 # Origin check: the form's origin is the dashboard's own), no type is guessed from the
@@ -56,7 +57,12 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def problem_response(
-    status: int, title: str, detail: str, kind: str, headers: dict[str, str] | None = None
+    status: int,
+    title: str,
+    detail: str,
+    kind: str,
+    headers: dict[str, str] | None = None,
+    field: str | None = None,
 ) -> JSONResponse:
     return JSONResponse(
         {
@@ -64,7 +70,7 @@ def problem_response(
             "title": title,
             "status": status,
             "detail": detail,
-            "field": None,
+            "field": field,
             "problems": [],
         },
         status_code=status,
@@ -183,7 +189,7 @@ class Guard:
             await refusal(scope, receive, send)
             return
         client = scope.get("client")
-        declared = _ACTOR.sub("", _utf8(headers.get("x-actor", "")))[:100].strip()
+        declared = _utf8(headers.get("x-actor", "")).strip()  # checked by _refusal
         name = declared or (f"client {client[0]}" if client else "client")
         via = "api" if scope["path"].startswith("/api/") else "dashboard"
         token = current_actor.set(Actor(name, via))
@@ -275,6 +281,9 @@ class Guard:
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
                 return self._too_large()
+            bad_actor = _actor_refusal(_utf8(headers.get("x-actor", "")))
+            if bad_actor is not None:
+                return bad_actor
             if path.startswith("/api/") and _has_body(headers):
                 ctype = headers.get("content-type", "").split(";")[0].strip().lower()
                 if ctype != "application/json":
@@ -285,6 +294,31 @@ class Guard:
                         "unsupported-media-type",
                     )
         return None
+
+
+def _actor_refusal(actor: str) -> JSONResponse | None:
+    """A 400 for an X-Actor the audit trail would not keep as written: it dropped the
+    characters it does not take ("ana <b>x</b>" was recorded and told as "ana bx/b")
+    and cut it at 100 characters, without a word (outside-in probe)."""
+    bad = _ACTOR.search(actor)
+    if bad is not None:
+        return problem_response(
+            400,
+            "Bad X-Actor",
+            f"X-Actor: {bad.group()!r} cannot be kept in the audit trail; a name holds "
+            "letters, digits, spaces and . @ : / + - ( ) , #",
+            "bad-request",
+            field="X-Actor",
+        )
+    if len(actor.strip()) > ACTOR_MAX:
+        return problem_response(
+            400,
+            "Bad X-Actor",
+            f"X-Actor: {len(actor.strip())} characters; at most {ACTOR_MAX}",
+            "bad-request",
+            field="X-Actor",
+        )
+    return None
 
 
 async def _no_body() -> Message:
