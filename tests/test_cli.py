@@ -353,6 +353,10 @@ def test_doctor_counts_added_tasks_whose_failures_would_reach_no_one(
     [check] = [c for c in out["checks"] if c["name"] == "notify"]
     assert check["status"] == "warn"
     assert "the failures of 1 task(s) (quiet) are recorded but told to no one" in check["message"]
+    (tmp_path / "agentcron.yaml").unlink()  # no file, so no channel anywhere either
+    out = json.loads(runner.invoke(app, ["doctor", "--json"]).output)
+    [check] = [c for c in out["checks"] if c["name"] == "notify"]
+    assert "the failures of 1 task(s) (quiet) are recorded but told to no one" in check["message"]
 
 
 def test_doctor_says_a_channel_nothing_was_sent_through_is_not_known_to_work(

@@ -205,6 +205,8 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         tasks = svc.list_tasks()
         if loaded_ok and not loaded.notify:
             _tell_untold_added(checks, loaded.untold(), svc.untold_added_tasks())
+        elif not config_path.exists():  # no channel anywhere: no file to name one
+            _tell_untold_added(checks, [], svc.untold_added_tasks())
         # not_firing: the daemon check above says why, once, not once per task; a task
         # paused while its failure is open still fails (its health_detail says so)
         bad = [
