@@ -607,6 +607,23 @@ def test_a_task_name_with_an_encoded_slash_is_a_404_page_naming_it(harness: Harn
         assert c.get("/tasks/alpha_ok").status_code == 200
 
 
+def test_a_mistyped_dashboard_address_is_the_dashboards_not_found_page(harness: Harness) -> None:
+    """A browser asking for a page that does not exist got the API's JSON "no such
+    endpoint … see /api/v1/docs"; a client asking for JSON still gets the problem."""
+    from agentcron.interfaces.api.app import ApiSettings, create_app
+
+    app = create_app(lambda: harness.service, ApiSettings(close_service=False))
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        page = c.get("/incidentz", headers={"Accept": "text/html,application/xhtml+xml"})
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert "<title>Not found" in page.text and "no page at /incidentz" in page.text
+        api = c.get("/incidentz", headers={"Accept": "application/json"})
+        assert api.status_code == 404 and api.json()["detail"].startswith("no such endpoint")
+        wrong_api = c.get("/api/v1/nope", headers={"Accept": "text/html"})
+        assert wrong_api.headers["content-type"].startswith("application/problem+json")
+
+
 def test_an_actor_header_holding_html_is_shown_as_text_and_bounded(harness: Harness) -> None:
     """X-Actor names who acknowledged an incident on the dashboard: the guard refuses
     one holding what the audit trail would not keep as written (it dropped those

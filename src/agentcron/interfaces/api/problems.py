@@ -112,6 +112,14 @@ def _quoted(value: str, limit: int = 80) -> str:
 _SLASHED = re.compile(r"/tasks/([^/]*%2f[^/]*)", re.IGNORECASE)
 
 
+def _dashboard_page(request: Request) -> bool:
+    """Whether a request for a path no route has is a browser's, for a dashboard page."""
+    path = request.url.path
+    if path.startswith(("/api/", "/metrics", "/mcp")) or not request.app.state.settings.dashboard:
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
 def _slashed_task_name(request: Request) -> str | None:
     """The task name of a path that encodes a '/' in it (``/tasks/a%2Fb``), decoded;
     None for any other path."""
@@ -184,6 +192,13 @@ def install(app: FastAPI, metrics: Metrics) -> None:
                 return await run_in_threadpool(not_found_page, request, message)
             return problem(404, message, "not-found", field="name")
         if exc.status_code == 404 and detail == "Not Found":
+            if _dashboard_page(request):
+                # a mistyped dashboard address, in a browser: the dashboard's own page,
+                # not a JSON problem pointing at the API's docs
+                from agentcron.interfaces.dashboard._pages import not_found_page
+
+                message = f"no page at {request.url.path[:200]}"
+                return await run_in_threadpool(not_found_page, request, message)
             detail = f"no such endpoint: {request.url.path}; see /api/v1/docs"
         return problem(exc.status_code, detail, kind, headers=getattr(exc, "headers", None))
 
