@@ -89,11 +89,35 @@ def test_a_disk_with_little_room_is_asked_on_every_run() -> None:
     assert len(disk.asked) == 2
 
 
-def test_a_disk_that_cannot_be_asked_is_not_called_full() -> None:
-    def broken(_path: str) -> Any:
-        raise OSError("no such folder")
+def test_a_disk_that_cannot_be_asked_is_not_called_full_and_the_log_says_why_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(path: str) -> Any:
+        raise PermissionError(13, "Permission denied", path)
 
-    assert not DiskRoom(broken, Ticks()).full(out("a"))
+    room = DiskRoom(broken, Ticks())
+    with caplog.at_level(logging.WARNING, logger="agentcron.engine"):
+        assert not any(room.full(out("a", n)) for n in range(20))
+    said = [r.getMessage() for r in caplog.records if "cannot ask how much room" in r.getMessage()]
+    assert said == [
+        "cannot ask how much room the disk holding /h/outputs/a has (Permission denied): a "
+        "run that kept no output is not checked for a full disk"
+    ]
+
+
+def test_a_missing_output_folder_is_no_fault_and_logs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its parent answers for it (a run that kept nothing has no folder)."""
+
+    def statvfs(path: str) -> Any:
+        if path != "/h/outputs":
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return SimpleNamespace(f_bavail=10_000, f_frsize=MIB)
+
+    with caplog.at_level(logging.DEBUG, logger="agentcron.engine"):
+        assert not DiskRoom(statvfs, Ticks()).full(out("a"))
+    assert caplog.records == []
 
 
 def test_outputs_without_a_folder_are_asked_once_a_second_of_a_parent() -> None:

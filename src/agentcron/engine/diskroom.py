@@ -17,10 +17,13 @@ serves the whole ``outputs`` folder.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("agentcron.engine")
 
 EVERY = 1.0  # seconds an answer "there is room" is kept
 ROOMY = 256 * 1024 * 1024  # bytes free above which an answer is kept at all
@@ -42,6 +45,7 @@ class DiskRoom:
         self._every = every
         self._roomy = roomy
         self._room_until: dict[str, float] = {}  # outputs folder -> until when it has room
+        self._said: set[tuple[str, int | None]] = set()  # (path, errno) logged already
 
     def full(self, path: str) -> bool:
         """Whether the filesystem holding ``path`` has no room left for ordinary writes
@@ -70,8 +74,19 @@ class DiskRoom:
             try:
                 return self._statvfs(path)
             except FileNotFoundError:
-                continue
-            except OSError:
+                continue  # no such folder yet: not a fault, its parent answers for it
+            except OSError as exc:
+                # the disk cannot be asked (no permission, an I/O error): runs are judged
+                # as on a disk with room, and the log says why, once per path and cause
+                said = (path, exc.errno)
+                if said not in self._said:
+                    self._said.add(said)
+                    log.warning(
+                        "cannot ask how much room the disk holding %s has (%s): a run "
+                        "that kept no output is not checked for a full disk",
+                        path,
+                        exc.strerror or exc,
+                    )
                 return None
         return None
 
