@@ -319,6 +319,40 @@ def test_a_socket_removed_under_the_daemon_is_bound_again_and_a_plain_file_is_le
     assert "a file that is not a socket is there" in caplog.text
 
 
+def test_a_socket_already_gone_at_close_is_no_fault(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removed before the daemon closes (by hand, or a rebind's loser): nothing is
+    left to remove, nothing is said; one that cannot be removed is said."""
+    (tmp_path / "agentcron.db").write_bytes(b"")  # whose permissions the socket takes
+    path = tmp_path / "agentcron.db.wake"
+
+    async def gone() -> None:
+        listener = SocketListener(path)
+        listener.start(lambda: None)
+        path.unlink()
+        listener.close()
+
+    with caplog.at_level(logging.DEBUG, logger="agentcron.changes"):
+        asyncio.run(gone())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert not path.exists()
+
+    def refused(target: object) -> None:
+        raise PermissionError(13, "Permission denied", str(target))
+
+    async def stuck() -> None:
+        listener = SocketListener(path)
+        listener.start(lambda: None)
+        with monkeypatch.context() as m:
+            m.setattr(os, "unlink", refused)
+            listener.close()
+
+    with caplog.at_level(logging.WARNING, logger="agentcron.changes"):
+        asyncio.run(stuck())
+    assert f"cannot remove the socket {path}: Permission denied" in caplog.text
+
+
 def test_a_database_named_through_a_symlink_reaches_its_daemon(tmp_path: Path) -> None:
     """Probe: `--db LINK` to the daemon's file announced on LINK.wake, which nobody
     hears: each change waited for the daemon's beat."""

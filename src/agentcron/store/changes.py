@@ -88,7 +88,7 @@ def _mode(path: Path) -> int | None:
     try:
         return os.lstat(path).st_mode
     except FileNotFoundError:
-        return None
+        return None  # nothing there: the answer asked for, not a fault (the caller says)
 
 
 def announce_on_socket(path: Path | None) -> None:
@@ -224,6 +224,6 @@ class SocketListener:
             if os.stat(self.path).st_ino == self._inode:
                 os.unlink(self.path)
         except FileNotFoundError:
-            return  # already gone
+            return  # already gone: nothing is left to remove (its removal was said by keep)
         except OSError as exc:  # left behind: the next daemon replaces it
             log.warning("cannot remove the socket %s: %s", self.path, exc.strerror or exc)
