@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,16 +63,30 @@ def test_sigterm_during_the_last_attempt_is_recorded_and_told(tmp_path: Path, gr
     assert len(told) == 1, texts  # heard at the stop, not at some later start
 
 
+def _daemon_with_sender(tmp_path: Path, channel: Any, **options: Any) -> tuple[Any, Any, Any]:
+    """A daemon, not started, with a store and an outbox sender whose every channel is
+    ``channel``: what its final drain needs (daemon, store, clock)."""
+    from agentcron.clock import SystemClock
+    from agentcron.daemon import Daemon, DaemonOptions
+    from agentcron.notify.sender import OutboxSender
+    from agentcron.store.sqlite import SQLiteStore
+
+    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home", **options))
+    store = SQLiteStore(tmp_path / "agentcron.db")
+    clock = SystemClock()
+    daemon.store = store
+    daemon.sender = OutboxSender(
+        store, channel_factory=lambda _url: channel, clock=clock, owner=daemon.node_id
+    )
+    return daemon, store, clock
+
+
 def test_the_final_drain_sends_past_a_send_the_stop_cut_short(tmp_path: Path) -> None:
     """The outbox sender is cancelled in the middle of a slow send: its claim on the
     channel's first message would hold the channel for minutes, and the final drain
     would send nothing, not even the notices the stop itself made."""
-    from agentcron.clock import SystemClock
-    from agentcron.daemon import Daemon, DaemonOptions
     from agentcron.model import Message
     from agentcron.notify.channels import SendResult
-    from agentcron.notify.sender import OutboxSender
-    from agentcron.store.sqlite import SQLiteStore
 
     sent: list[str] = []
     slow = asyncio.Event()
@@ -89,15 +104,9 @@ def test_the_final_drain_sends_past_a_send_the_stop_cut_short(tmp_path: Path) ->
             title=title, body=title, task="", event="x", incident_kind="x", severity="failure"
         )
 
-    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"))
-    store = SQLiteStore(tmp_path / "agentcron.db")
-    clock = SystemClock()
+    daemon, store, clock = _daemon_with_sender(tmp_path, Channel())
 
     async def scenario() -> None:
-        daemon.store = store
-        daemon.sender = OutboxSender(
-            store, channel_factory=lambda _url: Channel(), clock=clock, owner=daemon.node_id
-        )
         store.enqueue("k", "json://x/y", msg("first"), clock.now())
         cut = asyncio.create_task(daemon.sender.drain_once())
         await asyncio.wait_for(slow.wait(), 30)
@@ -120,12 +129,8 @@ def test_a_final_drain_cut_short_by_its_timeout_leaves_no_claim_for_the_next_sta
     drain's timeout, had claimed the channel's first message again, and the next start
     sent nothing for three minutes (the claim) while `health` called the channel ok
     (outside-in probe). The log said "(… before the stop ())": now why."""
-    from agentcron.clock import SystemClock
-    from agentcron.daemon import Daemon, DaemonOptions
     from agentcron.model import Message
     from agentcron.notify.channels import SendResult
-    from agentcron.notify.sender import OutboxSender
-    from agentcron.store.sqlite import SQLiteStore
 
     class Hanging:
         async def send(self, message: Message) -> SendResult:
@@ -135,15 +140,9 @@ def test_a_final_drain_cut_short_by_its_timeout_leaves_no_claim_for_the_next_sta
     message = Message(
         title="t", body="b", task="", event="x", incident_kind="x", severity="failure"
     )
-    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home", final_drain=0.5))
-    store = SQLiteStore(tmp_path / "agentcron.db")
-    clock = SystemClock()
+    daemon, store, clock = _daemon_with_sender(tmp_path, Hanging(), final_drain=0.5)
 
     async def scenario() -> None:
-        daemon.store = store
-        daemon.sender = OutboxSender(
-            store, channel_factory=lambda _url: Hanging(), clock=clock, owner=daemon.node_id
-        )
         store.enqueue("k", "json://x/y", message, clock.now())
         await daemon._final_drain()
 

@@ -43,20 +43,31 @@ def _unavailable() -> Any:
     raise RuntimeError("upstream answered HTTP 503 Service Unavailable")
 
 
-def _flaky(rig: Rig, func: Any, lasting: timedelta) -> list[str]:
-    """``flaky`` (every 5s, 3 retries from 20s: each retry is superseded by the next
-    slot) calling ``func``, ticked each second for ``lasting``: the lines told."""
+def _flaky(
+    rig: Rig,
+    func: Any,
+    lasting: timedelta,
+    *,
+    name: str = "flaky",
+    step: timedelta = timedelta(seconds=1),
+    every: str = "5s",
+    retries: int = 3,
+    first_retry: str = "20s",
+) -> list[str]:
+    """``name`` (by default every 5s, 3 retries from 20s: each retry is superseded by
+    the next slot) calling ``func``, ticked each ``step`` for ``lasting``: the lines
+    told."""
 
     async def scenario() -> list[str]:
         rig.h.add(
-            "flaky",
+            name,
             func,
-            every="5s",
+            every=every,
             timezone="UTC",
-            retries=3,
-            retry_backoff={"base": "20s", "jitter": 0},
+            retries=retries,
+            retry_backoff={"base": first_retry, "jitter": 0},
         )
-        await rig.h.run_until(rig.clock.now() + lasting, timedelta(seconds=1))
+        await rig.h.run_until(rig.clock.now() + lasting, step)
         return await rig.lines()
 
     return asyncio.run(scenario())
@@ -600,21 +611,16 @@ def test_runs_that_each_give_up_are_told_once_as_lasting(
     is told, then once that every run since has given up too (retries + 1 = 2 failed
     runs in a row), then nothing more; the probe heard nothing after the first
     give-up over 62 runs."""
-    rig = Rig(sqlite_store, clock, home)
-
-    async def scenario() -> list[str]:
-        rig.h.add(
-            "giveup",
-            _unavailable,
-            every="1m",
-            timezone="UTC",
-            retries=1,
-            retry_backoff={"base": "5s", "jitter": 0},
-        )
-        await rig.h.run_until(rig.clock.now() + timedelta(minutes=10), timedelta(seconds=5))
-        return await rig.lines()
-
-    lines = asyncio.run(scenario())
+    lines = _flaky(
+        Rig(sqlite_store, clock, home),
+        _unavailable,
+        timedelta(minutes=10),
+        name="giveup",
+        step=timedelta(seconds=5),
+        every="1m",
+        retries=1,
+        first_retry="5s",
+    )
     assert len(lines) == 3, lines
     assert lines[0].startswith("⚠ giveup failed: "), lines
     assert lines[1].startswith("✖ giveup gave up after 2 attempts: "), lines

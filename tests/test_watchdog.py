@@ -41,14 +41,16 @@ class Rig:
         self.sender = OutboxSender(store, channel_factory=lambda _url: self.channel, clock=clock)
         self.watchdog = self.new_watchdog()
 
-    def new_watchdog(self) -> Watchdog:
-        """A watchdog as a restarted daemon has it: nothing remembered in memory."""
+    def new_watchdog(self, **loop: Any) -> Watchdog:
+        """A watchdog as a restarted daemon has it: nothing remembered in memory;
+        ``loop``: what it is told of the loop (``last_tick``, ``monotonic``, …)."""
         return Watchdog(
             self.store,
             self.clock,
             self.notifier.emit,
             period_of=self.h.service.period,
             count_fires=self.h.service.count_fires,
+            **loop,
         )
 
     def _on_recorded_slot(self, spec: TaskSpec, slot: Slot) -> None:
@@ -148,12 +150,7 @@ def test_a_frozen_process_is_not_told_overdue_before_its_loop_passes_again(
     async def scenario() -> list[str]:
         rig = Rig(sqlite_store, clock, home)
         rig.h.add("heartbeat", _ok, every="10m", timezone="UTC")
-        watchdog = Watchdog(
-            sqlite_store,
-            clock,
-            rig.notifier.emit,
-            period_of=rig.h.service.period,
-            count_fires=rig.h.service.count_fires,
+        watchdog = rig.new_watchdog(
             last_tick=lambda: mono["pass"],
             monotonic=lambda: mono["now"],
             stall_after=30.0,
