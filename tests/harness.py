@@ -91,3 +91,16 @@ async def until(
         if loop.time() > end:
             raise AssertionError("condition not met within the deadline")
         await asyncio.sleep(interval)
+
+
+def _fine() -> str:
+    return "fine"
+
+
+def ran_alpha(store: Store, clock: FakeClock, home: Path) -> Harness:
+    """A harness whose task ``alpha`` (every 5 min) has run twice: records for the API
+    tests to reach (run 1 exists)."""
+    h = Harness(store, clock, home)
+    h.add("alpha", _fine, every="5m", retries=0)
+    asyncio.run(h.run_until(clock.now() + timedelta(minutes=10), timedelta(minutes=5)))
+    return h

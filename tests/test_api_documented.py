@@ -6,9 +6,7 @@ them for a broken server."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +15,14 @@ from fastapi.testclient import TestClient
 
 from agentcron.clock import FakeClock
 from agentcron.interfaces.api.app import ApiSettings, create_app
-from harness import Harness
+from harness import Harness, ran_alpha
 
 TOKEN = "t0ken-for-the-documented-statuses"
 
 
-def fine() -> str:
-    return "fine"
-
-
 @pytest.fixture
 def harness(sqlite_store: Any, clock: FakeClock, home: Path) -> Harness:
-    h = Harness(sqlite_store, clock, home)
-    h.add("alpha", fine, every="5m", retries=0)
-    asyncio.run(h.run_until(clock.now() + timedelta(minutes=10), timedelta(minutes=5)))
+    h = ran_alpha(sqlite_store, clock, home)
     return h
 
 

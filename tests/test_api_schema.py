@@ -6,8 +6,6 @@ data aimed at records that exist. Bounded: a few examples each, derandomized."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from agentcron.clock import FakeClock
 from agentcron.interfaces.api.app import ApiSettings, create_app
 from agentcron.model.incident import Incident, IncidentKind
-from harness import Harness
+from harness import ran_alpha
 
 CHECKS = [
     not_a_server_error,
@@ -41,15 +39,9 @@ EXAMPLES = 8
 KNOWN = {"name": "alpha", "run_id": 1, "incident_id": 1}
 
 
-def fine() -> str:
-    return "fine"
-
-
 @pytest.fixture
 def app(sqlite_store: Any, clock: FakeClock, home: Path) -> Any:
-    h = Harness(sqlite_store, clock, home)
-    h.add("alpha", fine, every="5m", retries=0)
-    asyncio.run(h.run_until(clock.now() + timedelta(minutes=10), timedelta(minutes=5)))
+    h = ran_alpha(sqlite_store, clock, home)
     h.store.save_incidents(
         [Incident(task="alpha", kind=IncidentKind.OVERDUE, opened_at=clock.now())], [], clock.now()
     )
