@@ -52,3 +52,45 @@ def test_an_end_recorded_as_it_was_is_never_counted() -> None:
     res = Result("sqlite-kill")
     _check_traces(res, rows(lost=False), trace(KILL + 0.1), [KILL])
     assert res.redone == 0
+
+
+def _escalations(*bodies: str) -> dict[str, list[tuple[object, ...]]]:
+    """One failure incident of t1, escalated; its messages (opened, then each body as an
+    escalation), all sent."""
+    import json
+
+    def row(n: int, event: str, body: str) -> tuple[object, ...]:
+        message = {"task": "t1", "incident_kind": "failure", "event": event, "body": body}
+        return (n, json.dumps(message), 1.0, 0, 0, 0)
+
+    outbox = [row(1, "opened", "⚠ t1 failed: … Retrying at 02:07 (attempt 2 of 2).")]
+    outbox += [row(n, "escalated", body) for n, body in enumerate(bodies, start=2)]
+    return {
+        "outbox": outbox,
+        "incidents": [(1, "t1", "failure", 1.0, None, 1, "server_error")],
+    }
+
+
+@pytest.mark.parametrize(
+    ("bodies", "mismatch"),
+    [
+        # the give-up, then once that every run since gives up too: one incident's two
+        (["✖ t1 gave up after 2 attempts: …", "✖ t1 has failed 2 runs in a row since 02:00: …"], 0),
+        (["✖ t1 has failed 4 runs in a row since 02:00: … Still retrying each run."], 0),
+        # two escalations with no give-up before the second: one too many
+        (["✖ t1 has failed 4 runs in a row since 02:00: …"] * 2, 1),
+    ],
+)
+def test_a_lasting_failure_told_after_a_give_up_is_not_a_mismatch(
+    bodies: list[str], mismatch: int
+) -> None:
+    from soak_check import _check_messages
+    from soak_net import Received
+
+    data = _escalations(*bodies)
+    posts = [
+        Received(at=0.0, key=f"agentcron-{r[0]}-ab", body="", status=200) for r in data["outbox"]
+    ]
+    res = Result("s")
+    _check_messages(res, data, posts)
+    assert res.msg_mismatch == mismatch, res.notes
