@@ -60,7 +60,7 @@ def problem_of(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     body = response.json()
-    assert set(body) == {"type", "title", "status", "detail", "field", "problems"}
+    assert set(body) == {"type", "title", "status", "detail", "field", "problems", "advice"}
     assert body["status"] == status and body["type"].startswith("urn:agentcron:problem:")
     return dict(body)
 

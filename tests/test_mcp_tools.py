@@ -503,21 +503,23 @@ def test_cancelling_a_config_file_task_points_to_the_tool_that_stops_it(
 
 
 def test_refusals_name_tools_not_cli_commands() -> None:
-    """The service's advice names CLI commands; a tool error names the tools."""
+    """The service's advice is data; a tool error says it as the tools that do it (the
+    service wrote CLI commands, which MCP rewrote by text replacement)."""
     from mcp.server.mcpserver.exceptions import ToolError
 
     from agentcron.interfaces.mcp._core import answers
-    from agentcron.service import InvalidError
+    from agentcron.service import Act, Advice, ConflictError, InvalidError
 
     with pytest.raises(ToolError) as told, answers():
         raise InvalidError(
             "at 2026-05-01T09:00+02:00 is in the past (now 2026-06-01T02:00+02:00): a "
-            "one-shot runs once at a time to come; `agentcron trigger` runs a task now"
+            "one-shot runs once at a time to come",
+            advice=Advice(Act.TRIGGER),
         )
-    assert str(told.value).endswith("; trigger_task runs a task now")
+    assert str(told.value).endswith("a time to come; trigger_task runs a task now")
     with pytest.raises(ToolError) as told, answers():
-        raise InvalidError("defined in the config file; delete it there, or `agentcron pause` it")
-    assert str(told.value).endswith("or pause it with pause_task")
+        raise ConflictError("defined in the config file", advice=Advice(Act.PAUSE, "backup"))
+    assert str(told.value) == "defined in the config file; or stop it firing with pause_task"
 
 
 def test_list_runs_says_how_to_read_a_cancelled_tasks_runs(service: Service) -> None:

@@ -42,6 +42,6 @@ def test_the_triggered_run_itself_started_is_not_a_run_it_waits_behind(
     run = service.trigger("solo")
     assert len(store.claim("n1", T0, T0 + timedelta(minutes=5), 10)) == 1  # started
     assert not service.waits_behind_a_run("solo", besides=run["id"])
-    assert service.trigger_note("solo", run["id"]) == "the daemon has started it"
+    assert service.trigger_note("solo", run["id"]).text == "the daemon has started it"
     again = service.trigger("solo")  # a second one does wait behind the first
     assert service.waits_behind_a_run("solo", besides=again["id"])

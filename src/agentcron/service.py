@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
+from agentcron._service.advice import Act, Advice, Said, Wording, advised
 from agentcron._service.base import (
     Actor,
     ConflictError,
@@ -56,14 +57,19 @@ from agentcron.store._listing import TaskListing
 
 __all__ = [
     "DAEMON_STALE_AFTER",
+    "Act",
     "Actor",
+    "Advice",
     "ConflictError",
     "Defaults",
     "InvalidError",
     "NotFoundError",
+    "Said",
     "Service",
     "ServiceError",
+    "Wording",
     "acting_as",
+    "advised",
     "current_actor",
     "iso",
     "local_actor",
@@ -455,8 +461,9 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             raise InvalidError(
                 f"at {at.astimezone(zone).isoformat(timespec='minutes')} is in the past "
                 f"(now {now.astimezone(zone).isoformat(timespec='minutes')}): a one-shot "
-                "runs once at a time to come; `agentcron trigger` runs a task now",
+                "runs once at a time to come",
                 field="at",
+                advice=Advice(Act.TRIGGER),
             )
 
     def _validate(self, name: str, raw: Mapping[str, Any]) -> TaskSpec:
@@ -556,8 +563,9 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         if rec.source is TaskSource.FILE:
             raise ConflictError(
                 f"task {name!r} is defined in the config file; delete it there "
-                "(the daemon drops it on reload), or `agentcron pause` it",
+                "(the daemon drops it on reload)",
                 field="name",
+                advice=Advice(Act.PAUSE, name),
             )
         if not self.store.remove_task(name, self.clock.now()):
             raise NotFoundError(f"no task named {name!r}", field="name")
@@ -580,29 +588,32 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
                 return self.slot_view(slot, self._zone(rec.spec))
         raise ServiceError("could not record the manual run")  # pragma: no cover
 
-    def trigger_note(self, name: str, run_id: int | None = None) -> str:
+    def trigger_note(self, name: str, run_id: int | None = None) -> Said:
         """What becomes of a run of ``name`` triggered now (``run_id``: that run), in
         words, for whoever triggered it (the CLI, the dashboard, the API and MCP say the
-        same): a run over budget was announced as starting, then recorded skipped
-        without a word."""
+        same, each with the advice in its own words): a run over budget was announced
+        as starting, then recorded skipped without a word."""
         if run_id is not None:
             # the daemon, told of the trigger, may have started it already: it is not
             # then a run it waits behind (a probe was told "it starts when the run in
             # progress ends" of its own run)
             slot = self.store.get_slot(run_id)
             if slot is not None and slot.status is not SlotStatus.PENDING:
-                return "the daemon has started it"
+                return Said("the daemon has started it")
         if not self.daemon_status()["alive"]:
-            return "the daemon is not running: it starts when `agentcron run` does"
+            return Said(
+                "the daemon is not running: the run starts when it does",
+                Advice(Act.START_DAEMON),
+            )
         spent = next((b for b in self.task_budget(name) if b["used_up"]), None)
         if spent is not None:
-            return (
+            return Said(
                 f"but the daily budget of {spent['label']} is used up ({spent['summary']}): "
                 "it is recorded skipped, over budget, unless the budget is raised first"
             )
         if self.waits_behind_a_run(name, besides=run_id):
-            return "it starts when the run in progress ends"
-        return "the daemon starts it within a few seconds"
+            return Said("it starts when the run in progress ends")
+        return Said("the daemon starts it within a few seconds")
 
     def waits_behind_a_run(self, name: str, besides: int | None = None) -> bool:
         """Whether a run triggered now waits for one of the task's runs in progress (it

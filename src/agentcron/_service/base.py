@@ -2,8 +2,9 @@
 and the store, clock and schedule look-ups the parts build on.
 
 The errors carry what an HTTP status needs (not found, conflict, invalid, bad
-request) and the field at fault, so the API answers 404/409/422/400 without
-parsing messages, while the CLI prints the same message as one paragraph.
+request), the field at fault and the advice (see :mod:`agentcron._service.advice`),
+so the API answers 404/409/422/400 without parsing messages, while the CLI prints
+the same message as one paragraph, each with the advice in its own words.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agentcron._service.advice import Advice, Wording, advised
 from agentcron.clock import Clock, SystemClock
 from agentcron.model import TaskRecord, TaskSpec
 from agentcron.policies.budget import BudgetRules
@@ -33,7 +35,9 @@ class ServiceError(Exception):
 
     ``field`` names the input at fault (``cron``, ``limit``, ``cursor``) when one is;
     ``problems`` lists ``(location, message)`` pairs when the config rules found
-    several. The base class is a bad request (HTTP 400)."""
+    several; ``advice`` is what the reader can do about it, which each interface says
+    in its own terms after the message (:meth:`words`). The base class is a bad
+    request (HTTP 400)."""
 
     kind = "bad-request"
 
@@ -43,10 +47,16 @@ class ServiceError(Exception):
         *,
         field: str | None = None,
         problems: Sequence[tuple[str, str]] = (),
+        advice: Advice | None = None,
     ) -> None:
         super().__init__(message)
         self.field = field
         self.problems = list(problems)
+        self.advice = advice
+
+    def words(self, wording: Wording) -> str:
+        """The message and its advice, as an interface's ``wording`` says it."""
+        return advised(str(self), self.advice, wording)
 
 
 class NotFoundError(ServiceError):

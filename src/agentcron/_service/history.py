@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
+from agentcron._service.advice import Act, Advice
 from agentcron._service.base import (
     ConflictError,
     NotFoundError,
@@ -249,12 +250,12 @@ class HistoryMixin(ServiceCore):
             raise NotFoundError(
                 f"no run with id {run_id}"
                 + (
-                    " any more: it was deleted with the history past its task's "
-                    "keep_history (`agentcron runs` lists the runs kept)"
+                    " any more: it was deleted with the history past its task's keep_history"
                     if gone
-                    else "; `agentcron runs` lists them"
+                    else ""
                 ),
                 field="run_id",
+                advice=Advice(Act.LIST_RUNS),
             )
         return slot
 
@@ -374,8 +375,9 @@ class HistoryMixin(ServiceCore):
         found = self.store.get_incident(incident_id) if _storable(incident_id) else None
         if found is None:
             raise NotFoundError(
-                f"no incident with id {incident_id}; `agentcron incidents` lists them",
+                f"no incident with id {incident_id}",
                 field="incident_id",
+                advice=Advice(Act.LIST_INCIDENTS),
             )
         return incident_view(found)
 

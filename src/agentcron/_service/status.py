@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentcron._service.advice import Act, Advice, Said
 from agentcron._service.base import ServiceCore, iso
 from agentcron.durations import format_duration
 from agentcron.home import hostname, pid_alive
@@ -48,7 +49,8 @@ class Gauges:
 class Firing:
     """Is anything firing: the daemons as :meth:`StatusMixin.daemon_status` finds them,
     whether one of them ticks, and the sentence that says why nothing fires (None
-    while a scheduler ticks)."""
+    while a scheduler ticks) with what to do about it (``advice``: start the daemon,
+    said by each interface in its own words)."""
 
     status: dict[str, Any]
     scheduling: bool
@@ -57,6 +59,10 @@ class Firing:
     # while it schedules again after an outage whose end is not yet confirmed: that
     # outage in words (`health` says it beside "✔ scheduling"; tasks are not "not firing")
     note: str | None = None
+    advice: Advice | None = None
+
+
+RUN_COMMAND = "`agentcron run`"  # what starts a daemon with no code tasks (the doctor's words)
 
 
 class StatusMixin(ServiceCore):
@@ -185,7 +191,7 @@ class StatusMixin(ServiceCore):
         run` has no function to call for them: every run of theirs would fail)."""
         code = self.store.task_names(TaskSource.CODE.value)
         if not code:
-            return "`agentcron run`"
+            return RUN_COMMAND
         names = ", ".join(code[:3]) + (" …" if len(code) > 3 else "")
         return (
             f"the program that runs its `agentcron.Scheduler` ({len(code)} task(s) are "
@@ -214,16 +220,23 @@ class StatusMixin(ServiceCore):
         )
         if scheduling:
             return Firing(status, True, last_tick, None, trouble_words(trouble))
-        problem = trouble_words(trouble) or _problem(
-            status["alive"],
-            scheduling,
-            last_tick,
-            now,
-            status["unresponsive_pid"],
-            status["starting_pid"],
-            status["start_with"] or "`agentcron run`",
+        words = trouble_words(trouble)
+        said = (
+            Said(words)
+            if words
+            else _problem(
+                status["alive"],
+                scheduling,
+                last_tick,
+                now,
+                status["unresponsive_pid"],
+                status["starting_pid"],
+                status["start_with"],
+            )
         )
-        return Firing(status, scheduling, last_tick, problem)
+        if said is None:  # pragma: no cover - not scheduling always has a sentence
+            return Firing(status, scheduling, last_tick, None)
+        return Firing(status, scheduling, last_tick, said.text, advice=said.advice)
 
     def health(self) -> dict[str, Any]:
         """Daemon liveness and last tick, nodes, outbox backlog, channel health: the
@@ -239,6 +252,7 @@ class StatusMixin(ServiceCore):
             "last_tick": iso(last_tick),
             "last_tick_age_s": _age(now - last_tick) if last_tick is not None else None,
             "problem": firing.problem or firing.note,
+            "advice": firing.advice.as_dict() if firing.advice else None,
             "nodes": status["nodes"],
             "database": status["database"],
             "runs_in_progress": live.running,
@@ -482,11 +496,13 @@ def _problem(
     now: datetime,
     unresponsive: int | None = None,
     starting: int | None = None,
-    start_with: str = "`agentcron run`",
-) -> str | None:
+    start_with: str | None = None,
+) -> Said | None:
     """One sentence when nothing is firing (None while a scheduler ticks);
     ``unresponsive``: the pid of this home's daemon, alive but silent; ``start_with``:
-    what starts it (see ``StatusMixin._start_with``)."""
+    what starts it (see ``StatusMixin._start_with``). Started by `agentcron run`, the
+    daemon's start is advice, which each interface words: the command is the CLI's;
+    the program that registers code tasks is said as it is, to anyone."""
     from agentcron.durations import format_duration
 
     if scheduling:
@@ -497,13 +513,22 @@ def _problem(
         quiet = timedelta(seconds=round((now - last_tick).total_seconds()))
         ago = f"the last tick was {format_duration(quiet)} ago"
     if alive:
-        return f"a daemon is running but its scheduler is not ticking ({ago}): nothing is firing"
+        return Said(
+            f"a daemon is running but its scheduler is not ticking ({ago}): nothing is firing"
+        )
     if starting is not None:
-        return f"the daemon (pid {starting}) is starting ({ago}): nothing fires until it ticks"
+        return Said(
+            f"the daemon (pid {starting}) is starting ({ago}): nothing fires until it ticks"
+        )
+    program = None if start_with in (None, RUN_COMMAND) else start_with
+    start = Advice(Act.START_DAEMON) if program is None else None
     if unresponsive is not None:
-        return (
+        return Said(
             f"the daemon (pid {unresponsive}) is running but not answering ({ago}): it "
             "hangs or is stopped (SIGSTOP); nothing is firing. Send it SIGCONT, or stop it "
-            f"and start {start_with} again"
+            f"and start {program or 'it'} again",
+            start,
         )
-    return f"no daemon is running ({ago}): nothing is firing; start it with {start_with}"
+    if program is not None:
+        return Said(f"no daemon is running ({ago}): nothing is firing; start it with {program}")
+    return Said(f"no daemon is running ({ago}): nothing is firing", start)

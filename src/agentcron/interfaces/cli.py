@@ -249,9 +249,11 @@ _FLAGS = frozenset({"limit", "count", "status", "since", "before", "cursor", "ki
 
 
 def _as_flags(exc: Any) -> str:
-    """The service's message, its field spelled as the option a person typed
-    (``limit must be…`` -> ``--limit must be…``)."""
-    message = str(exc)
+    """The service's message with its advice in commands, its field spelled as the
+    option a person typed (``limit must be…`` -> ``--limit must be…``)."""
+    from agentcron.interfaces.cli_words import CLI_WORDS
+
+    message: str = exc.words(CLI_WORDS)
     field = getattr(exc, "field", None)
     if field in _FLAGS and message.startswith(field):
         return f"--{message}"
@@ -467,7 +469,7 @@ def list_(
         rows = svc.list_tasks(health=health, source=source, text=search)
         # why nothing fires, if nothing does: then no task is `ok` (their health says
         # not_firing, in --json too), and the line under the table says why
-        not_firing = svc.firing().problem
+        firing = svc.firing()
         budgets = svc.config_budgets()
     if json_out:
         sys.stdout.flush()
@@ -475,7 +477,11 @@ def list_(
         sys.stdout.buffer.flush()
         return
     render.tasks_table(out, rows, budgets)
-    if not_firing is not None:
+    if firing.problem is not None:
+        from agentcron.interfaces.cli_words import CLI_WORDS
+        from agentcron.service import advised
+
+        not_firing = advised(firing.problem, firing.advice, CLI_WORDS)
         err.print(f"[yellow]{rich_escape(not_firing)}[/]")
 
 
@@ -493,9 +499,16 @@ def show(
 
     with service_for(config, home, db) as svc:
         data = svc.show_task(task, count)
-    if json_out:
+        firing = svc.firing() if data["health"] == "not_firing" else None
+    if json_out:  # the API's JSON: the advice is its `health` (the words are each door's)
         emit_json(shaped(TaskDetail, data))
     else:
+        if firing is not None and firing.problem is not None:
+            # why, and the command that mends it
+            from agentcron.interfaces.cli_words import CLI_WORDS
+            from agentcron.service import advised
+
+            data["health_detail"] = advised(firing.problem, firing.advice, CLI_WORDS)
         render.task_detail(out, data)
 
 
@@ -675,10 +688,15 @@ def _simple(action: Callable[[Any, str], Any], verb: str, shape: str) -> Callabl
         json_out: JsonOpt = False,
     ) -> None:
         from agentcron.interfaces import schemas
+        from agentcron.interfaces.cli_words import CLI_WORDS
 
         with service_for(config, home, db) as svc:
             result = action(svc, task)
-            note = svc.trigger_note(task, result["id"]) if verb == "triggered" and result else ""
+            note = (
+                svc.trigger_note(task, result["id"]).words(CLI_WORDS)
+                if verb == "triggered" and result
+                else ""
+            )
         if note:  # `--json` says it too, as the API and MCP do (probe)
             result = {**result, "note": note}
         if json_out:

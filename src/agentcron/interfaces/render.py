@@ -368,6 +368,17 @@ def incident_detail(console: Console, data: dict[str, Any], zone: str | None = N
         )
 
 
+def _with_advice(text: str, data: dict[str, Any]) -> str:
+    """``text`` and the advice ``data`` carries (``{"action": …, "task": …}``), in
+    commands."""
+    from agentcron.interfaces.cli_words import CLI_WORDS
+    from agentcron.service import Act, Advice, advised
+
+    said = data.get("advice")
+    advice = Advice(Act(said["action"]), said.get("task")) if said else None
+    return advised(text, advice, CLI_WORDS)
+
+
 def health(console: Console, data: dict[str, Any]) -> None:
     if data["scheduling"]:
         console.print(
@@ -377,7 +388,7 @@ def health(console: Console, data: dict[str, Any]) -> None:
         if data.get("problem"):  # an outage just over, its end not yet confirmed
             console.print(f"[yellow]⚠[/] {escape(data['problem'])}")
     else:
-        console.print(f"[bold red]✖[/] {escape(data['problem'])}")
+        console.print(f"[bold red]✖[/] {escape(_with_advice(data['problem'], data))}")
     failing = untold(data)
     if failing:
         console.print(

@@ -10,7 +10,7 @@ strings with an offset, as the service renders them (in the task's zone).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -222,6 +222,18 @@ class ProviderView(_Shape):
     seconds_left: float
 
 
+class AdviceView(_Shape):
+    """What the reader can do about a problem, as data; ``detail`` says it in words."""
+
+    action: Literal["pause", "trigger", "list_runs", "list_incidents", "start_daemon"] = Field(
+        description="pause: POST /api/v1/tasks/{task}/pause; trigger: POST "
+        "/api/v1/tasks/{name}/trigger; list_runs: GET /api/v1/runs; list_incidents: GET "
+        "/api/v1/incidents; start_daemon: the daemon is started on its own machine (no "
+        "endpoint starts it)"
+    )
+    task: str | None = Field(None, description="The task it concerns, when one")
+
+
 class HealthView(_Shape):
     """``agentcron health`` / ``GET /api/v1/health``."""
 
@@ -230,6 +242,7 @@ class HealthView(_Shape):
     last_tick: str | None
     last_tick_age_s: float | None
     problem: str | None = Field(description="One sentence when nothing is firing")
+    advice: AdviceView | None = Field(None, description="What to do about the problem")
     nodes: list[NodeView]
     database: str
     runs_in_progress: int
@@ -288,6 +301,9 @@ class Problem(_Shape):
     problems: list[dict[str, str]] = Field(
         default_factory=list,
         description="Each problem of a rejected task as {location, message}",
+    )
+    advice: AdviceView | None = Field(
+        None, description="What to do about it, as data (said in `detail` too)"
     )
 
 

@@ -1,6 +1,7 @@
 """Every error of the API in one shape (RFC 9457 problem details: ``type``,
 ``title``, ``status``, ``detail``, the ``field`` at fault, and the ``problems`` of a
-rejected task), with the status that says whose move it is: 400 a malformed
+rejected task, and the ``advice``: what to do, as data, said in ``detail`` too as the
+route that does it), with the status that says whose move it is: 400 a malformed
 request, 404 nothing by that name or id, 409 the state forbids it, 422 a body that
 breaks a rule (a task the config rules reject, a pause reason too long), 503 the
 database is away. Bad input never gets a 500: an
@@ -23,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from agentcron.metrics import Metrics
-from agentcron.service import ServiceError
+from agentcron.service import Act, Advice, ServiceError, Wording
 from agentcron.store.errors import is_database_error
 
 log = logging.getLogger("agentcron.api")
@@ -41,6 +42,17 @@ TITLES = {
     422: "Invalid input",
     500: "Internal error",
     503: "Database unavailable",
+}
+
+
+# The service's advice as a client of this API does it: the route (an API has no
+# commands to run; the daemon is started where it runs).
+API_WORDS: Wording = {
+    Act.PAUSE: "or stop it firing with POST /api/v1/tasks/{task}/pause",
+    Act.TRIGGER: "POST /api/v1/tasks/{name}/trigger runs a task now",
+    Act.LIST_RUNS: "GET /api/v1/runs lists them",
+    Act.LIST_INCIDENTS: "GET /api/v1/incidents lists them",
+    Act.START_DAEMON: "the daemon is started on its own machine: no endpoint starts it",
 }
 
 
@@ -80,6 +92,7 @@ def problem(
     problems: list[dict[str, str]] | None = None,
     title: str | None = None,
     headers: dict[str, str] | None = None,
+    advice: Advice | None = None,
 ) -> JSONResponse:
     return JSONResponse(
         {
@@ -89,6 +102,7 @@ def problem(
             "detail": _sayable(detail),
             "field": _sayable(field) if field is not None else None,
             "problems": [{k: _sayable(v) for k, v in p.items()} for p in problems or []],
+            "advice": advice.as_dict() if advice is not None else None,
         },
         status_code=status,
         media_type="application/problem+json",
@@ -144,10 +158,11 @@ def install(app: FastAPI, metrics: Metrics) -> None:
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return problem(
             STATUS.get(exc.kind, 400),
-            str(exc),
+            exc.words(API_WORDS),
             exc.kind,
             field=exc.field,
             problems=[{"location": loc, "message": msg} for loc, msg in exc.problems],
+            advice=exc.advice,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentcron.interfaces.api.deps import get_service, known_query_only
-from agentcron.interfaces.api.problems import problem_responses
+from agentcron.interfaces.api.problems import API_WORDS, problem_responses
 from agentcron.interfaces.schemas import (
     NextFire,
     Removed,
@@ -158,4 +158,4 @@ def resume_task(service: ServiceDep, name: str) -> Any:
 def trigger_task(service: ServiceDep, response: Response, name: str) -> Any:
     run = service.trigger(name)
     response.headers["Location"] = f"/api/v1/runs/{run['id']}"
-    return {**run, "note": service.trigger_note(name, run["id"])}
+    return {**run, "note": service.trigger_note(name, run["id"]).words(API_WORDS)}

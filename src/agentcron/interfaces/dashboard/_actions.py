@@ -24,6 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from agentcron.interfaces.api.deps import get_service
+from agentcron.interfaces.dashboard import _views as views
 from agentcron.interfaces.dashboard._form import form_route
 from agentcron.interfaces.dashboard._origin import ForeignOrigin, check_same_origin
 from agentcron.interfaces.dashboard._pages import common, notice_for, record_id
@@ -113,7 +114,8 @@ def _act(
         with _as_dashboard_user(request):
             done = change()
     except ServiceError as exc:
-        return _refused(request, service, f"Not {verb}: {exc}", _status(exc))
+        message = exc.words(views.DASHBOARD_WORDS)
+        return _refused(request, service, f"Not {verb}: {message}", _status(exc))
     base = request.scope.get("root_path", "").rstrip("/")
     if not is_htmx(request):
         query = {"done": code, "task": done.task}

@@ -126,7 +126,7 @@ def tasks_page(
     try:
         show, number = _list_params(show, page)
     except ServiceError as exc:
-        return _bad_request(request, service, str(exc))
+        return _bad_request(request, service, exc.words(views.DASHBOARD_WORDS))
     rows, summary = _task_rows(service, q, show, number)
     return render(
         request,
@@ -154,7 +154,7 @@ def tasks_fragment(
     try:
         show, number = _list_params(show, page)
     except ServiceError as exc:
-        return _bad_request(request, service, str(exc))
+        return _bad_request(request, service, exc.words(views.DASHBOARD_WORDS))
     rows, summary = _task_rows(service, q, show, number)
     context = {"rows": rows, "summary": summary, "q": q, "show": show}
     return render(request, "_task_list.html", context)
@@ -187,7 +187,7 @@ def task_page(request: Request, service: ServiceDep, name: str) -> HTMLResponse:
     except ServiceError as exc:
         removed = _removed_task_runs(service, name)
         if removed is None:
-            return _not_found(request, service, str(exc))
+            return _not_found(request, service, exc.words(views.DASHBOARD_WORDS))
         return render(request, "removed.html", {**common(service), "name": name, "runs": removed})
     return render(
         request,
@@ -220,7 +220,7 @@ def task_fragment(request: Request, service: ServiceDep, name: str, part: str) -
     try:
         context = _task_context(service, name)
     except ServiceError as exc:
-        return _not_found(request, service, str(exc))
+        return _not_found(request, service, exc.words(views.DASHBOARD_WORDS))
     return render(request, TASK_PARTS[part], {**common(service), **context})
 
 
@@ -246,11 +246,11 @@ def run_page(request: Request, service: ServiceDep, run_id: str) -> HTMLResponse
     try:
         number = record_id(run_id, "run_id")
     except ServiceError as exc:
-        return _bad_request(request, service, str(exc))
+        return _bad_request(request, service, exc.words(views.DASHBOARD_WORDS))
     try:
         run = service.run_detail(number)
     except ServiceError as exc:
-        return _not_found(request, service, str(exc))
+        return _not_found(request, service, exc.words(views.DASHBOARD_WORDS))
     local = run.get("scheduled_for")
     attempts = [
         {
@@ -274,11 +274,11 @@ def run_output(service: ServiceDep, run_id: str) -> Response:
     try:
         number = record_id(run_id, "run_id")
     except ServiceError as exc:
-        return PlainTextResponse(str(exc) + "\n", status_code=400)
+        return PlainTextResponse(exc.words(views.DASHBOARD_WORDS) + "\n", status_code=400)
     try:
         pieces = service.output_stream(number)
     except ServiceError as exc:
-        return PlainTextResponse(str(exc) + "\n", status_code=404)
+        return PlainTextResponse(exc.words(views.DASHBOARD_WORDS) + "\n", status_code=404)
     return StreamingResponse(
         pieces,
         media_type="text/plain; charset=utf-8",
@@ -377,7 +377,8 @@ def notice_for(service: Service, code: str, task: str, ref: int | None) -> str |
         return None
     status = str(run["status"])
     if status == "pending":
-        return f"Run #{ref} of {name} is queued; {service.trigger_note(task, ref)}."
+        note = service.trigger_note(task, ref).words(views.DASHBOARD_WORDS)
+        return f"Run #{ref} of {name} is queued; {note}."
     if status == "running":
         return f"Run #{ref} of {name} is running."
     if status == "retrying":

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agentcron.durations import format_duration
+from agentcron.service import Act, Wording
 
 # Most urgent first: the order the task list uses, so a failing task is never below
 # the fold of healthy ones. Paused tasks go last: the owner chose that state.
@@ -36,6 +37,16 @@ HEALTH_ORDER = [
 PROBLEMS = frozenset(HEALTH_ORDER[: HEALTH_ORDER.index("retrying")])
 # Final statuses that did not run the task; the page shows the slot's reason beside them.
 NOT_RUN = frozenset({"skipped", "missed", "superseded", "expired", "cancelled"})
+
+# The service's advice as the dashboard's reader does it: the page or the button (a
+# browser has no commands to run, and cannot start the daemon).
+DASHBOARD_WORDS: Wording = {
+    Act.PAUSE: "or stop it firing with the Pause button on its page",
+    Act.TRIGGER: "a task's Run now button runs it now",
+    Act.LIST_RUNS: "each task's page lists its runs",
+    Act.LIST_INCIDENTS: "the Incidents page lists them",
+    Act.START_DAEMON: "the daemon is started on its own machine, not from this dashboard",
+}
 
 
 def needs_attention(task: Mapping[str, Any]) -> bool:

@@ -22,34 +22,33 @@ from agentcron.config.agents import AgentsConfig
 from agentcron.config.schema import compact_duration
 from agentcron.interfaces.mcp.models import Limits, TaskDetail
 from agentcron.interfaces.mcp.policy import Caller, Policy, Refused
-from agentcron.service import Service
+from agentcron.service import Act, Service, Wording
 
 CALLER_KEY = "agentcron.mcp.caller"  # where the HTTP endpoint leaves the caller in the scope
 UPCOMING = 3  # fires shown with a task
 
 
-# The service speaks to a person at the CLI; an agent has tools, not commands.
-_TOOL_WORDS = (
-    ("`agentcron pause` it", "pause it with pause_task"),
-    ("`agentcron trigger` runs a task now", "trigger_task runs a task now"),
-    ("`agentcron runs` lists", "list_runs lists"),
-)
-
-
-def tool_words(message: str) -> str:
-    """``message`` with the CLI commands it advises replaced by the tools that do it."""
-    for cli, tool in _TOOL_WORDS:
-        message = message.replace(cli, tool)
-    return message
+# The service's advice as an agent does it: the tool (an agent has no commands, no
+# incidents tool, and cannot start the daemon).
+TOOL_WORDS: Wording = {
+    Act.PAUSE: "or stop it firing with pause_task",
+    Act.TRIGGER: "trigger_task runs a task now",
+    Act.LIST_RUNS: "list_runs lists them",
+    Act.LIST_INCIDENTS: "incidents are the owner's to read: no tool lists them",
+    Act.START_DAEMON: "the daemon's owner starts it: no tool can",
+}
 
 
 @contextmanager
 def answers() -> Iterator[None]:
-    """Service refusals and the agent's bounds as tool errors (never a crash)."""
+    """Service refusals (their advice as tools) and the agent's bounds as tool errors
+    (never a crash)."""
     try:
         yield
-    except (Refused, ServiceError) as exc:
-        raise ToolError(tool_words(str(exc))) from None
+    except ServiceError as exc:
+        raise ToolError(exc.words(TOOL_WORDS)) from None
+    except Refused as exc:
+        raise ToolError(str(exc)) from None
 
 
 class ToolsCore:
@@ -108,7 +107,7 @@ class ToolsCore:
         except NotFoundError:
             raise self._not_found(p, full) from None
         except ServiceError as exc:
-            raise ToolError(tool_words(str(exc))) from None
+            raise ToolError(exc.words(TOOL_WORDS)) from None
 
     def _detail(self, p: Policy, view: Mapping[str, Any]) -> TaskDetail:
         return TaskDetail.model_validate(

@@ -11,7 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from agentcron._service.base import acting_as
 from agentcron.config.schema import compact_duration
-from agentcron.interfaces.mcp._core import ToolsCore, answers
+from agentcron.interfaces.mcp._core import TOOL_WORDS, ToolsCore, answers
 from agentcron.interfaces.mcp.models import (
     Cancelled,
     HttpAction,
@@ -272,7 +272,8 @@ class ChangeTools(ToolsCore):
         with answers():
             full = p.task_name(name, change=True, exists=self._exists)
         if self._show(p, full)["source"] == "file":
-            # the service's refusal advises `agentcron pause`: a command, not a tool
+            # said to an agent, who cannot edit the owner's file (the service's refusal
+            # tells a person to)
             raise ToolError(
                 f"task {full!r} is defined in the owner's config file: an agent cannot "
                 "delete it (the owner removes it from the file). To stop it firing, "
@@ -293,7 +294,7 @@ class ChangeTools(ToolsCore):
             p.check_trigger_rate(full, service.runs(full, limit=200), service.clock.now())
             p.check_budget(full, service.task_budget(full))
             run = service.trigger(full)
-            note = service.trigger_note(full, run["id"])
+            note = service.trigger_note(full, run["id"]).words(TOOL_WORDS)
             return TriggeredRun.model_validate({**run, "note": note})
 
 
