@@ -67,7 +67,7 @@ def test_a_triggered_run_shows_no_fractions_and_says_when_it_starts(cli) -> None
     runs = cli("runs")
     assert not re.search(r"\.\d{3,}", runs), runs
     # seconds are left out when they are :00 (a run triggered at 09:59:00.4)
-    assert re.search(r"│ \d\d:\d\d(:\d\d)? \+01:00 +│ pending", runs), runs
+    assert re.search(r"│ \d\d:\d\d(:\d\d)? CET +│ pending", runs), runs
     assert json.loads(cli("runs", "--json"))[0]["scheduled_for"].count(".") == 1  # ISO kept
 
 
@@ -325,3 +325,73 @@ def test_a_runs_attempts_carry_the_task_zones_offset_as_the_run_does(
     assert offset in ("+01:00", "+02:00"), view["started_at"]
     (attempt,) = view["attempts_detail"]
     assert attempt["started_at"].endswith(offset) and attempt["finished_at"].endswith(offset)
+
+
+ZONED = """
+timezone: Asia/Tokyo
+tasks:
+  nightly:
+    cron: "0 2 * * *"
+    command: ["echo", "x"]
+  mumbai:
+    every: 1h
+    timezone: Asia/Kolkata
+    command: ["echo", "x"]
+"""
+
+
+def test_run_times_name_their_tasks_zone_not_an_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Tokyo task's run read ``04:58:06 +09:00`` in `runs` and `show` while `list`
+    said JST, and `logs` gave the ISO text (``2026-12-05T04:58:06.129384+09:00``). Each
+    run's times now carry its task's zone abbreviation; IST is also Dublin's and
+    Jerusalem's, so a Kolkata task's are named Asia/Kolkata. --json keeps offsets."""
+    (tmp_path / "agentcron.yaml").write_text(ZONED)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "120")
+    runner = CliRunner()
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        return result.stdout
+
+    cli("trigger", "nightly")
+    cli("trigger", "mumbai")
+    runs = cli("runs")
+    assert re.search(r"│ nightly +│ \d\d:\d\d(:\d\d)? JST +│ pending", runs), runs
+    assert re.search(r"│ mumbai +│ \d\d:\d\d(:\d\d)? Asia/Kolkata +│ pending", runs), runs
+    assert "+09:00" not in runs and "+05:30" not in runs and "IST" not in runs, runs
+    shown = cli("show", "nightly")
+    assert re.search(r"│ nightly +│ \d\d:\d\d(:\d\d)? JST +│ pending", shown), shown
+    logged = cli("logs", "1")
+    assert re.match(r"run 1 of nightly scheduled for [\d-]{10} \d\d:\d\d(:\d\d)? JST: ", logged)
+    as_json = {r["task"]: r for r in json.loads(cli("runs", "--json"))}
+    assert as_json["nightly"]["scheduled_for"].endswith("+09:00"), as_json
+    assert as_json["mumbai"]["scheduled_for"].endswith("+05:30"), as_json
+    assert json.loads(cli("logs", "1", "--json"))["scheduled_for"].endswith("+09:00")
+
+
+def test_an_attempts_and_deliverys_times_are_named_in_the_runs_zone() -> None:
+    """`logs` of a run in progress: its attempt's start and a delivery's next try."""
+    import io
+
+    from rich.console import Console
+
+    from agentcron.interfaces import render
+
+    at = "2026-06-01T09:00:00+09:00"
+    attempt = {"number": 1, "status": "running", "duration_s": None, "started_at": at}
+    attempt |= {"error_class": None, "tokens": {}}
+    delivery = {"target": "file:///tmp/x", "status": "retrying", "attempts": 1}
+    delivery |= {"next_attempt_at": "2026-06-01T09:05:00+09:00", "last_error": None}
+    data = {"id": 7, "task": "nightly", "scheduled_for": at, "status": "running"}
+    data |= {"attempts_detail": [attempt], "deliveries": [delivery], "output": None}
+    screen = io.StringIO()
+    render.run_detail(Console(file=screen, width=200), data, "Asia/Tokyo")
+    said = screen.getvalue()
+    assert "scheduled for 2026-06-01 09:00 JST: running" in said, said
+    assert "running since " in said and "09:00 JST" in said.split("running since ")[1], said
+    assert "09:05 JST" in said and "+09:00" not in said, said

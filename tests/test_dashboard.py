@@ -468,6 +468,38 @@ def test_a_first_run_in_progress_is_shown_running_not_never_run(
     assert "(1 min 30s ago)" in last and "(its first run)" in last
 
 
+def test_times_of_a_task_not_in_utc_name_its_zone(client: TestClient, harness: Harness) -> None:
+    """A Tokyo task's next run, runs, next fires and run page showed "2026-06-01
+    09:15:00" with nothing beside it (only UTC times were named), so 09:15 in Tokyo read
+    as 09:15 UTC. Each now names the zone's abbreviation at that instant, the IANA name
+    on hover; IST (Kolkata's, Dublin's, Jerusalem's) gives way to the zone's name."""
+    harness.add("tokyo", fine, every="15m", retries=0, timezone="Asia/Tokyo")
+    harness.add("kolkata", fine, every="15m", retries=0, timezone="Asia/Kolkata")
+    asyncio.run(
+        harness.run_until(harness.clock.now() + timedelta(minutes=15), timedelta(minutes=5))
+    )
+    run = next(s for s in harness.slots("tokyo") if s.status is SlotStatus.SUCCEEDED)
+    local = run.scheduled_for.astimezone(ZoneInfo("Asia/Tokyo"))
+    shown = local.isoformat()[:19].replace("T", " ")
+    jst = '<abbr class="tz" title="Asia/Tokyo">JST</abbr>'
+    listed = re.search(r'<tr [^>]*data-task="tokyo".*?</tr>', client.get("/").text, re.S)
+    assert listed is not None
+    assert re.search(rf"</time> {jst} <span class=\"rel\">\(in ", listed.group(0)), listed
+    assert 'title="' + shown + ' JST"' in listed.group(0)  # the last run, on hover
+    page = client.get("/tasks/tokyo").text
+    summary, rest = page.split('id="runs-title"')
+    assert summary.count(jst) == 2, summary  # next run, last run
+    history, fires = rest.split('id="next-title"')
+    assert f'<time datetime="{local.isoformat()}">{shown}</time> {jst}' in history
+    assert fires.count(jst) == 10 and "+09:00</span>" not in fires, fires
+    runs = len(harness.slots("tokyo"))
+    assert client.get("/fragments/tasks/tokyo/runs").text.count(jst) == runs
+    detail = client.get(f"/runs/{run.id}").text
+    assert detail.count(jst) == 4, detail  # scheduled, started, finished; the attempt
+    kolkata = client.get("/tasks/kolkata").text
+    assert '<span class="tz">Asia/Kolkata</span>' in kolkata and ">IST<" not in kolkata
+
+
 def test_open_incidents_are_listed_with_their_messages_and_can_be_acknowledged(
     client: TestClient, harness: Harness
 ) -> None:

@@ -577,13 +577,28 @@ def runs(
         rows, next_cursor = svc.runs_page(
             task, status=status, since=since, before=before, limit=limit, cursor=cursor
         )
+        zones = {} if json_out else _zones(svc, {str(r["task"]) for r in rows})
     if json_out:
         emit_json(shaped(RunSummary, rows))
     else:
         filtered = any(v is not None for v in (status, since, before, cursor))
-        render.runs_table(out, rows, filtered=filtered)
+        render.runs_table(out, rows, filtered=filtered, zones=zones)
     if next_cursor is not None:
         err.print(f"more: agentcron runs ... --cursor {next_cursor}", markup=False)
+
+
+def _zones(svc: Any, tasks: set[str]) -> dict[str, str | None]:
+    """Each task's IANA zone, whose abbreviation names its runs' times in a table;
+    None for a task removed since (its runs are shown at the offset they carry)."""
+    from agentcron.service import NotFoundError
+
+    zones: dict[str, str | None] = {}
+    for name in tasks:
+        try:
+            zones[name] = svc.zone_of(name)
+        except NotFoundError:
+            zones[name] = None
+    return zones
 
 
 @app.command()
@@ -607,10 +622,11 @@ def logs(
                 sys.stdout.write(shown(piece))
             return
         data = svc.run_detail(run_id)
+        zone = _zones(svc, {str(data["task"])}).get(str(data["task"]))
     if json_out:
         emit_json(shaped(RunDetail, data))
     else:
-        render.run_detail(out, data)
+        render.run_detail(out, data, zone)
 
 
 @app.command(context_settings={"allow_extra_args": False})

@@ -413,4 +413,7 @@ def _when(status: Mapping[str, Any], key: str, zone: ZoneInfo) -> str:
     value = status.get(key)
     if not value:
         return "?"
-    return datetime.fromisoformat(str(value)).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    from agentcron.interfaces.zone_names import zone_label
+
+    when = datetime.fromisoformat(str(value)).astimezone(zone)
+    return f"{when:%Y-%m-%d %H:%M:%S} {zone_label(when, zone.key)}"  # IST: Asia/Kolkata

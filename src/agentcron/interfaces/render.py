@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from agentcron.interfaces.zone_names import in_zone, zone_label
 
 _HEALTH_STYLE = {
     "ok": "green",
@@ -41,17 +41,16 @@ _STATUS_STYLE = {
 def _short(ts: str | None, zone: str | None = None) -> str:
     """A time as people scan it in a table: ``19:01:20 CET`` today, ``Dec 03 02:30 CET``
     this year, ``2027-03-28 03:00 CEST`` beyond; seconds only when they are not zero,
-    never fractions. In ``zone`` when given (its abbreviation), else at the offset the
-    time was written with. ``--json`` keeps full ISO times."""
+    never fractions. In ``zone`` when given, named as :func:`zone_label` says (its
+    abbreviation, or the zone's name when that is shared or a number), else at the
+    offset the time was written with. ``--json`` keeps full ISO times."""
     if not ts:
         return "-"
     try:
         when = datetime.fromisoformat(ts)
     except ValueError:
         return ts
-    if when.tzinfo is not None and zone:
-        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-            when = when.astimezone(ZoneInfo(zone))
+    when = in_zone(when, zone)
     now = datetime.now(when.tzinfo) if when.tzinfo else datetime.now()
     # formatted by hand, not through strftime: a list of 100,000 tasks calls this for each
     clock = f"{when.hour:02d}:{when.minute:02d}"
@@ -63,19 +62,11 @@ def _short(ts: str | None, zone: str | None = None) -> str:
         day = f"{_MONTHS[when.month - 1]} {when.day:02d} "
     else:
         day = f"{when.year:04d}-{when.month:02d}-{when.day:02d} "
-    return f"{day}{clock} {_zone_label(when)}".rstrip()
+    return f"{day}{clock} {zone_label(when, zone)}".rstrip()
 
 
 # %b of the C locale, which is the one the CLI runs in (it never calls setlocale)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _zone_label(when: datetime) -> str:
-    name = when.tzname() or ""
-    if name and not name.startswith(("+", "-", "UTC+", "UTC-")):
-        return name  # CET, CEST, UTC, EST
-    offset = when.strftime("%z")
-    return f"{offset[:3]}:{offset[3:]}" if offset else ""
 
 
 # Past this many rows a table is printed as plain aligned text: Rich measures and wraps
@@ -175,8 +166,15 @@ def _budget_words(b: dict[str, Any]) -> str:
     return f"{b['label']}: {b['summary']}" + (" (used up)" if b["used_up"] else "")
 
 
-def runs_table(console: Console, rows: list[dict[str, Any]], filtered: bool = False) -> None:
-    """Runs, newest first; ``filtered``: the rows answer a filter (say so when none)."""
+def runs_table(
+    console: Console,
+    rows: list[dict[str, Any]],
+    filtered: bool = False,
+    zones: Mapping[str, str | None] | None = None,
+) -> None:
+    """Runs, newest first; ``filtered``: the rows answer a filter (say so when none).
+    ``zones``: each task's IANA zone, whose abbreviation names its runs' times (``02:00
+    JST``; they read ``+09:00``); a task not in it (removed) keeps its rows' offset."""
     if not rows:
         console.print("no runs match these filters" if filtered else "no runs recorded yet")
         return
@@ -186,15 +184,16 @@ def runs_table(console: Console, rows: list[dict[str, Any]], filtered: bool = Fa
     for col in cols + (["tokens"] if with_tokens else []):
         table.add_column(col, no_wrap=col == "scheduled for")
     for r in rows:
+        zone = (zones or {}).get(r["task"])
         why = r["error"] or r.get("reason") or ""
         if r["error_class"]:
             why = f"{r['error_class']}: {why}"
         if r["status"] == "retrying" and r["next_attempt_at"]:
-            why += f" (next attempt {_short(r['next_attempt_at'])})"
+            why += f" (next attempt {_short(r['next_attempt_at'], zone)})"
         table.add_row(
             str(r["id"]),
             Text(r["task"]),
-            _short(r["scheduled_for"]),
+            _short(r["scheduled_for"], zone),
             Text(r["status"], style=_STATUS_STYLE.get(r["status"], "")),
             str(r["attempts"]),
             Text(why),
@@ -220,11 +219,9 @@ def next_table(
     table.add_column("note")
     for r in rows:
         local, utc = datetime.fromisoformat(r["local"]), datetime.fromisoformat(r["at"])
-        if zone:
-            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-                local = local.astimezone(ZoneInfo(zone))  # its abbreviation: CET, CEST
+        local = in_zone(local, zone)  # its abbreviation: CET, CEST
         table.add_row(
-            f"{local:%a %Y-%m-%d} {_clock(local)} {_zone_label(local)}",
+            f"{local:%a %Y-%m-%d} {_clock(local)} {zone_label(local, zone)}",
             f"{_clock(utc.astimezone(UTC))} UTC",
             Text(r["note"] or "", style="yellow"),
         )
@@ -265,20 +262,22 @@ def task_detail(console: Console, data: dict[str, Any]) -> None:
             said += " by hand)"
         console.print(f"    {key}: {said}")
     if data["recent_runs"]:
-        runs_table(console, data["recent_runs"])
+        runs_table(console, data["recent_runs"], zones={data["name"]: zone})
 
 
-def run_detail(console: Console, data: dict[str, Any]) -> None:
+def run_detail(console: Console, data: dict[str, Any], zone: str | None = None) -> None:
+    """One run, its attempts and deliveries; times in its task's ``zone`` (None: a
+    removed task's, at the offset they are written with)."""
     console.print(
         f"[bold]run {data['id']}[/] of {escape(data['task'])} scheduled for "
-        f"{data['scheduled_for']}: {data['status']}"
+        f"{_full(data['scheduled_for'], zone)}: {data['status']}"
         + (f" ({escape(data['reason'])})" if data.get("reason") else "")
     )
     for a in data["attempts_detail"]:
         if a["duration_s"] is not None:
             line = f"  attempt {a['number']}: {a['status']} in {a['duration_s']:.1f}s"
         else:
-            line = f"  attempt {a['number']}: running since {_short(a['started_at'])}"
+            line = f"  attempt {a['number']}: running since {_short(a['started_at'], zone)}"
         if a["error_class"]:
             line += f" — {a['error_class']}: {a['explanation'] or ''}"
             if a["error"] and a["error"] != a["explanation"]:
@@ -290,7 +289,7 @@ def run_detail(console: Console, data: dict[str, Any]) -> None:
     for d in data.get("deliveries") or []:
         line = f"  delivery to {d['target']}: {d['status']} ({d['attempts']} attempt(s))"
         if d.get("next_attempt_at") and d["status"] in ("pending", "retrying"):
-            line += f", next {_short(d['next_attempt_at'])}"
+            line += f", next {_short(d['next_attempt_at'], zone)}"
         if d.get("last_error"):
             line += f" — {d['last_error']}"
         console.print(line, markup=False, highlight=False)
@@ -459,6 +458,18 @@ def _change(before: Any, after: Any) -> str:
     if before is None:
         return "" if after is None else str(after)[:120]
     return f"was {str(before)[:120]}" if after is None else f"{before} -> {after}"[:160]
+
+
+def _full(ts: str | None, zone: str | None = None) -> str:
+    """A whole date and time with its zone, ``2026-12-05 04:58:06 JST`` (a run's line
+    gave the ISO text, fractions and ``+09:00``)."""
+    if not ts:
+        return "-"
+    try:
+        when = in_zone(datetime.fromisoformat(ts), zone)
+    except ValueError:
+        return ts
+    return f"{when:%Y-%m-%d} {_clock(when)} {zone_label(when, zone)}".rstrip()
 
 
 def _clock(when: datetime) -> str:

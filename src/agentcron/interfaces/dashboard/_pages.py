@@ -174,7 +174,7 @@ def _task_context(service: Service, name: str) -> dict[str, Any]:
     return {
         "task": row,
         "spec": task.get("spec", {}),
-        "runs": [views.run_row(r, now) for r in runs],
+        "runs": [views.run_row(r, now, str(task["timezone"])) for r in runs],
         "next": service.next_fires(name, NEXT_FIRES) if not task["paused"] else [],
         "incidents": [i for i in _incident_rows(service, name) if i["open"]],
     }
@@ -252,6 +252,10 @@ def run_page(request: Request, service: ServiceDep, run_id: str) -> HTMLResponse
     except ServiceError as exc:
         return _not_found(request, service, exc.words(views.DASHBOARD_WORDS))
     local = run.get("scheduled_for")
+    try:
+        zone: str | None = service.zone_of(str(run["task"]))
+    except NotFoundError:  # removed: its run's times are kept in UTC
+        zone = None
     attempts = [
         {
             **a,
@@ -264,7 +268,7 @@ def run_page(request: Request, service: ServiceDep, run_id: str) -> HTMLResponse
     return render(
         request,
         "run.html",
-        {**common(service), "run": views.run_row(run, now), "attempts": attempts},
+        {**common(service), "run": views.run_row(run, now, zone), "attempts": attempts},
     )
 
 

@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
 from agentcron.interfaces.api.deps import get_service
+from agentcron.interfaces.zone_names import labelled, wall
 from agentcron.service import Service
 
 HERE = Path(__file__).parent
@@ -33,6 +34,9 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # a time and the name of its zone beside it (``02:00:00 JST``): see the when macro
+    env.filters["wall"] = wall
+    env.filters["zone_label"] = labelled
     return env
 
 

@@ -222,10 +222,13 @@ def _ago(when: datetime | None, now: datetime) -> str:
     return "just now" if text == "now" else text
 
 
-def run_row(run: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """A run as a table row: the service's view plus duration, and why it did not run."""
+def run_row(run: Mapping[str, Any], now: datetime, zone: str | None = None) -> dict[str, Any]:
+    """A run as a table row: the service's view plus duration, why it did not run, and
+    ``zone``, its task's IANA zone, which names its times (None: a removed task's, at
+    the offset they are written with)."""
     seconds = duration_s(run)
     row = dict(run)
+    row["zone"] = zone
     row["duration_s"] = seconds
     row["duration"] = duration_text(seconds)
     row["when"] = relative(parse_time(run.get("scheduled_for")), now)
