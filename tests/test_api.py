@@ -296,6 +296,108 @@ def test_a_malformed_parameter_is_a_400_naming_it_and_the_value(client: TestClie
     assert len(long["detail"]) < 200  # the value quoted is cut
 
 
+# pydantic's own words, which the API's answers never carry
+PYDANTIC = ("Input should", "Field required", "Extra inputs", "String should", "unable to")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "detail"),
+    [
+        (
+            "GET",
+            "/api/v1/runs?limit=ten",
+            None,
+            400,
+            "query parameter limit: must be a whole number (got 'ten')",
+        ),
+        ("GET", "/api/v1/runs/0", None, 400, "path parameter run_id: must be 1 or more (got '0')"),
+        (
+            "GET",
+            "/api/v1/runs/1?output=maybe",
+            None,
+            400,
+            "query parameter output: must be true or false (got 'maybe')",
+        ),
+        (
+            "GET",
+            "/api/v1/incidents?open=perhaps",
+            None,
+            400,
+            "query parameter open: must be true or false (got 'perhaps')",
+        ),
+        (
+            "POST",
+            "/api/v1/prune?dry_run=please",
+            None,
+            400,
+            "query parameter dry_run: must be true or false (got 'please')",
+        ),
+        (
+            "GET",
+            "/api/v1/audit?before_id=0",
+            None,
+            400,
+            "query parameter before_id: must be 1 or more (got '0')",
+        ),
+        (
+            "GET",
+            "/api/v1/tasks/alpha/next_runs?from=yesterday",
+            None,
+            400,
+            "query parameter from: must be an ISO time such as 2026-10-25T00:00 or "
+            "2026-10-25T00:00+02:00 (got 'yesterday')",
+        ),
+        ("POST", "/api/v1/tasks", "{}", 422, "body key name: is missing; it is required"),
+        (
+            "POST",
+            "/api/v1/tasks",
+            '{"name": 5, "every": "5m"}',
+            422,
+            "body key name: must be text (got a number)",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks/alpha/pause",
+            '{"reason": 5}',
+            422,
+            "body key reason: must be text (got a number)",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks/alpha/pause",
+            '{"why": "disk"}',
+            422,
+            "body key why: not a key of this body; it takes reason",
+        ),
+        (
+            "POST",
+            "/api/v1/tasks/alpha/pause",
+            '{"reason": "' + "x" * 501 + '"}',
+            422,
+            "body key reason: must be at most 500 characters (got 501 characters)",
+        ),
+    ],
+)
+def test_a_bad_parameter_or_body_key_is_said_in_plain_words_and_changes_nothing(
+    client: TestClient, method: str, path: str, body: str | None, status: int, detail: str
+) -> None:
+    """Outside-in probe: these answers carried pydantic's text ("query parameter limit:
+    Input should be a valid integer, unable to parse string as an integer", "body
+    parameter name: Field required", "body parameter why: Extra inputs are not
+    permitted"). They say what is wrong and where, as every other refusal of the API
+    does; a body's value is described, never quoted (it may hold a secret)."""
+    before = client.get("/api/v1/tasks").json()
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    answer = problem_of(client.request(method, path, content=body, headers=headers), status)
+    assert answer["detail"] == detail, answer
+    assert not any(words in str(answer) for words in PYDANTIC), answer
+    field = detail.split(":")[0].rsplit(" ", 1)[-1]
+    assert answer["field"] == field
+    if status == 422:  # each key at fault listed, as a rejected task's rules are
+        assert answer["problems"] == [{"location": field, "message": detail.split(": ", 1)[1]}]
+    assert client.get("/api/v1/tasks").json() == before
+
+
 def test_a_page_number_or_other_unknown_parameter_is_refused_by_name(
     client: TestClient,
 ) -> None:

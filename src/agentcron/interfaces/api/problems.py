@@ -118,11 +118,6 @@ def _sayable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _quoted(value: str, limit: int = 80) -> str:
-    """``value`` as Python quotes it, cut to ``limit`` characters."""
-    return repr(value if len(value) <= limit else value[:limit] + "…")
-
-
 _SLASHED = re.compile(r"/tasks/([^/]*%2f[^/]*)", re.IGNORECASE)
 
 
@@ -144,13 +139,6 @@ def _slashed_task_name(request: Request) -> str | None:
     return unquote(found.group(1), errors="backslashreplace") if found else None
 
 
-def _field_of(loc: tuple[Any, ...]) -> str | None:
-    """``('query', 'limit')`` -> ``limit``; ``('body', 'reason')`` -> ``reason``."""
-    if not loc or loc[0] not in ("query", "path", "body", "header"):
-        return None
-    return ".".join(str(p) for p in loc[1:]) or None
-
-
 def install(app: FastAPI, metrics: Metrics) -> None:
     """Register the handlers on ``app``."""
 
@@ -167,27 +155,28 @@ def install(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        from agentcron.interfaces.api.input_words import body_keys, message, said, where_of
+
         errors = list(exc.errors())
         first = errors[0] if errors else {}
-        loc = tuple(first.get("loc", ()))
-        field = _field_of(loc)
-        where = loc[0] if loc else "request"
+        where, field = where_of(tuple(first.get("loc", ())))
         if first.get("type") == "json_invalid":
-            detail = "the body is not valid JSON"
-        elif where == "body" and not field:
-            detail = "the body must be a JSON object"
-        else:
-            detail = f"{where} parameter {field}: {first.get('msg', 'invalid')}"
-            if where in ("query", "path") and isinstance(first.get("input"), str):
-                # the value at fault, as sent (a query's or a path's, never a body's,
-                # which may hold a secret): "run_id ... (got 'abc')"
-                detail += f" (got {_quoted(first['input'])})"
-        # a body whose keys have the wrong type is a task the rules reject (422);
-        # a query, a path or a body that is not JSON is a malformed request (400)
-        status = 422 if where == "body" and field else 400
-        if first.get("type") == "json_invalid":
-            status, field = 400, None
-        return problem(status, detail, "invalid" if status == 422 else "bad-request", field=field)
+            return problem(400, "the body is not valid JSON", "bad-request")
+        if where == "body" and not field:
+            return problem(400, "the body must be a JSON object", "bad-request")
+        # each parameter or key at fault in plain words, never pydantic's ("Input should
+        # be a valid integer, unable to parse string as an integer", "Field required")
+        keys = body_keys(request.scope.get("route"))
+        lines = list(dict.fromkeys(said(e, keys) for e in errors))
+        if where != "body":  # a query or a path: a malformed request
+            return problem(400, "; ".join(lines), "bad-request", field=field)
+        # a body whose keys break the route's rules (422), each listed as a rejected
+        # task's rules are
+        problems = [
+            {"location": where_of(tuple(e.get("loc", ())))[1] or where, "message": message(e, keys)}
+            for e in errors
+        ]
+        return problem(422, "; ".join(lines), "invalid", field=field, problems=problems)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
