@@ -626,3 +626,32 @@ def test_a_failing_task_paused_says_it_still_fails(client: TestClient, harness: 
     console = Console(width=300, record=True)
     render.tasks_table(console, [row])
     assert "paused: fixing it; while failing: " in console.export_text()
+
+
+def test_a_database_outage_is_a_503_that_says_what_a_client_can_do(
+    sqlite_store: Any, clock: FakeClock, home: Path
+) -> None:
+    """The 503 said "(`agentcron doctor` says more)": a command on the daemon's machine,
+    told to an HTTP client. GET /api/v1/health reads the same database (it answers this
+    503 too); /metrics keeps answering and counts these, so the answer names it."""
+    from agentcron.service import Service
+    from faulty_store import FaultyStore, io_error
+
+    store = FaultyStore(sqlite_store)
+    service = Service(store, home, clock)
+    app = create_app(lambda: service, ApiSettings(close_service=False))
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
+        store.fail("nodes", "live_counts", error=io_error)
+        for path in ("/api/v1/tasks", "/api/v1/health"):
+            answer = c.get(path)
+            body = problem_of(answer, 503)
+            assert answer.headers["Retry-After"] == "5"
+            assert body["detail"] == (
+                "the database could not be read or written just now; try again in a few "
+                "seconds (Retry-After). The daemon's log names the error; GET /metrics still "
+                'answers and counts these in agentcron_database_errors_total{part="api"}'
+            )
+            assert "agentcron doctor" not in body["detail"] and "`" not in body["detail"]
+        metrics = c.get("/metrics")
+        assert metrics.status_code == 200
+        assert 'agentcron_database_errors_total{part="api"} 2.0' in metrics.text

@@ -56,6 +56,17 @@ API_WORDS: Wording = {
 }
 
 
+# What a client of the API can do while the database is away: wait, and look where
+# an answer still comes. Not `agentcron doctor` (a command on the daemon's machine),
+# nor GET /api/v1/health, which reads the same database and answers this 503 too;
+# /metrics keeps answering, and counts these.
+DATABASE_AWAY = (
+    "the database could not be read or written just now; try again in a few seconds "
+    "(Retry-After). The daemon's log names the error; GET /metrics still answers and "
+    'counts these in agentcron_database_errors_total{part="api"}'
+)
+
+
 _MEANING = {
     400: "Malformed request (a parameter or the body); `field` names it",
     401: "The token is missing or wrong",
@@ -211,12 +222,6 @@ def install(app: FastAPI, metrics: Metrics) -> None:
         if isinstance(exc, sqlite3.Error) or is_database_error(exc):
             metrics.database_error("api")
             log.warning("API %s %s: database error: %s", request.method, request.url.path, exc)
-            return problem(
-                503,
-                "the database could not be read or written just now; try again shortly "
-                "(`agentcron doctor` says more)",
-                "database",
-                headers={"Retry-After": "5"},
-            )
+            return problem(503, DATABASE_AWAY, "database", headers={"Retry-After": "5"})
         log.exception("API %s %s failed", request.method, request.url.path)
         return problem(500, "an unexpected error; the daemon's log has the details", "internal")
