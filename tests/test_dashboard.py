@@ -209,6 +209,19 @@ def test_the_banner_says_nothing_is_firing_until_a_daemon_is_alive(
     )
 
 
+def test_the_banners_command_is_shown_as_a_command_to_run_on_the_daemons_machine(
+    client: TestClient,
+) -> None:
+    """The banner printed "Start one with `agentcron run`." with its backquotes, beside
+    the Run now buttons: it now says where and shows the command as code."""
+    banner = client.get("/fragments/banner").text
+    assert (
+        "Start one on its machine with the command <code>agentcron run</code> (this "
+        "dashboard cannot start it)." in banner
+    ), banner
+    assert "`" not in banner
+
+
 def running_node(harness: Harness) -> None:
     """A daemon node ``n1`` of this home, alive and just ticked."""
     now = harness.clock.now()

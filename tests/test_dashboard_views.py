@@ -115,7 +115,8 @@ def test_the_banner_tells_a_stopped_daemon_and_a_database_never_run() -> None:
     node = _node(heartbeat_at=stopped, last_tick=tick, stopped_at=stopped, state="stopped")
     assert banner({"alive": False, "nodes": [node]}, NOW) == (
         "The daemon's last tick was 3 min ago: nothing is firing. "
-        "It was stopped 2 min ago; start it again with `agentcron run`."
+        "It was stopped 2 min ago; start it again on its machine with the command "
+        "`agentcron run` (this dashboard cannot start it)."
     )
     never = banner({"alive": False, "nodes": []}, NOW)
     assert never is not None and never.startswith("No daemon has ever run against this database")
@@ -222,8 +223,8 @@ def test_a_daemon_that_lives_but_does_not_answer_is_not_told_to_be_started_again
     text = banner({"alive": False, "nodes": [node], "unresponsive_pid": 12315}, NOW)
     assert text == (
         "The daemon (pid 12315) is running but not answering (the last tick was 2 min ago): "
-        "nothing is firing. It hangs or is stopped (SIGSTOP): send it SIGCONT, or stop it "
-        "and start `agentcron run` again."
+        "nothing is firing. It hangs or is stopped (SIGSTOP): on its machine, send it "
+        "SIGCONT, or stop it and start it again with the command `agentcron run`."
     )
     starting = banner({"alive": False, "nodes": [], "starting_pid": 77}, NOW)
     assert starting == (
@@ -253,3 +254,25 @@ def test_a_task_paused_while_failing_needs_attention_and_says_why() -> None:
     failing = {**ok, "name": "z_failing", "health": "failing"}
     order = [t["name"] for t in sort_tasks([ok, calm, task, failing])]
     assert order == ["z_failing", "backup", "a_ok", "calm"]
+
+
+def test_the_banner_says_the_daemon_is_started_on_its_machine_by_what_starts_it() -> None:
+    """ "Start one with `agentcron run`" beside the Run now buttons read as one more
+    button; and for tasks registered from Python code it named a command that cannot
+    run them (the service says what starts the daemon: `start_with`)."""
+    never = banner({"alive": False, "nodes": [], "start_with": "`agentcron run`"}, NOW)
+    assert never == (
+        "No daemon has ever run against this database: nothing is firing. Start one on its "
+        "machine with the command `agentcron run` (this dashboard cannot start it)."
+    )
+    program = (
+        "the program that runs its `agentcron.Scheduler` (1 task(s) are registered from "
+        "Python code: sync; `agentcron run` cannot call them)"
+    )
+    tick = (NOW - timedelta(minutes=3)).isoformat()
+    node = _node(heartbeat_at=tick, last_tick=tick, stopped_at=tick, state="stopped")
+    stopped = banner({"alive": False, "nodes": [node], "start_with": program}, NOW)
+    assert stopped is not None
+    assert stopped.endswith(
+        f"; start it again on its machine with {program} (this dashboard cannot start it)."
+    )

@@ -8,11 +8,13 @@ test rather than leaving a blank cell.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
+import markupsafe
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
@@ -37,7 +39,18 @@ def environment() -> jinja2.Environment:
     # a time and the name of its zone beside it (``02:00:00 JST``): see the when macro
     env.filters["wall"] = wall
     env.filters["zone_label"] = labelled
+    env.filters["code_spans"] = code_spans
     return env
+
+
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def code_spans(text: str) -> markupsafe.Markup:
+    """``text`` escaped, its `backquoted` parts as ``<code>``: a command in the banner
+    ("start it again with the command `agentcron run`") reads as one to type in a
+    shell, not as a word of the page or a button."""
+    return markupsafe.Markup(_CODE.sub(r"<code>\1</code>", str(markupsafe.escape(text))))
 
 
 # The API's dependency, so an app (or a test) that overrides it overrides both.

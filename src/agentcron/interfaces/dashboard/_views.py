@@ -157,17 +157,18 @@ def banner(
     if starting is not None:
         return f"The daemon (pid {starting}) is starting ({ticked}): nothing fires until it ticks."
     silent = status.get("unresponsive_pid")
+    start = _start_with(status)
     if silent is not None:
         # its process lives and holds the home: "start it again" would be refused
         return (
             f"The daemon (pid {silent}) is running but not answering ({ticked}): nothing is "
-            "firing. It hangs or is stopped (SIGSTOP): send it SIGCONT, or stop it and "
-            "start `agentcron run` again."
+            "firing. It hangs or is stopped (SIGSTOP): on its machine, send it SIGCONT, or "
+            f"stop it and start it again with {start}."
         )
     if not nodes:
         return (
             "No daemon has ever run against this database: nothing is firing. "
-            "Start one with `agentcron run`."
+            f"Start one on its machine with {start}{NOT_FROM_HERE}."
         )
     stopped = parse_time(last.get("stopped_at"))
     how = (
@@ -177,8 +178,22 @@ def banner(
     )
     return (
         f"The daemon's last tick was {_ago(seen, now)}: nothing is firing. "
-        f"{how}; start it again with `agentcron run`."
+        f"{how}; start it again on its machine with {start}{NOT_FROM_HERE}."
     )
+
+
+# The banner's commands are run by the machine's owner, in a shell where the daemon runs:
+# "Start one with `agentcron run`" beside the Run now buttons could be read as one more
+# button or link. The command is shown as code (see the template), and said to be one.
+NOT_FROM_HERE = " (this dashboard cannot start it)"
+
+
+def _start_with(status: Mapping[str, Any]) -> str:
+    """What starts the daemon, as the service says it: the command `agentcron run`, or
+    for tasks registered from Python code the program that registers them (`agentcron
+    run` cannot call them: the banner told every such owner a command that fails)."""
+    said = str(status.get("start_with") or "`agentcron run`")
+    return f"the command {said}" if said == "`agentcron run`" else said
 
 
 def channel_notes(channels: Sequence[Mapping[str, Any]], now: datetime) -> list[str]:
