@@ -18,7 +18,9 @@ the webhook receiver saw. Each property is counted, with examples kept for the r
   receiver; ``lost_msgs``: rows marked sent that the receiver never accepted, or rows
   never sent; ``msg_mismatch``: incident transitions (opened, escalated) whose number
   of outbox rows differs from the number of incidents that made that transition (for
-  a task that flapped, its failures' messages may be fewer, never more);
+  a task that flapped, its failures' messages may be fewer, never more; a failure
+  incident is escalated again for each error class it fails for good with that it has
+  not told yet, at most once per class in its ``told``);
 - ``resumed``: after every fault's end, a scheduled run started before the next fault.
 """
 
@@ -41,6 +43,7 @@ SCHEDULED = {"schedule", "catchup"}  # slots of the schedule (not `trigger` or A
 TRANSIENT = {"rate_limited", "overloaded", "server_error", "timeout", "network", "worker_lost"}
 KEY_RE = re.compile(r"^agentcron-(\d+)-[0-9a-f]+$")
 LASTING_RE = re.compile(r" has failed \d+ runs in a row since ")  # a failure told as lasting
+HARD_RE = re.compile(r" gave up after |Retrying will not help")  # a failure told as for good
 
 
 @dataclass
@@ -90,9 +93,12 @@ def read_db(db: str) -> dict[str, list[tuple[Any, ...]]]:
         "finished_at, attempts, reason, error_class FROM slots",
         "attempts": "SELECT slot_id, number, status, error_class, started_at, finished_at, "
         "node, exit_code FROM attempts",
-        "incidents": "SELECT id, task, kind, opened_at, closed_at, escalated, first_error_class "
-        "FROM incidents",
-        "outbox": "SELECT id, message, sent_at, permanent, resent, attempts FROM outbox",
+        "incidents": "SELECT id, task, kind, opened_at, closed_at, escalated, first_error_class, "
+        "told FROM incidents",
+        # in the order enqueued: which message came after which is read from it (a
+        # PostgreSQL table is read in the order of its rows' last updates)
+        "outbox": "SELECT id, message, sent_at, permanent, resent, attempts FROM outbox "
+        "ORDER BY id",
     }
     if db.startswith(("postgresql://", "postgres://")):
         import psycopg
@@ -269,6 +275,14 @@ def _check_messages(res: Result, rows: dict[str, list[Any]], posts: list[Receive
     # of the same incident, counted here per task (notify.incidents._on_failure).
     lasting: Counter[tuple[str, str, str]] = Counter()
     gave_up: set[str] = set()  # tasks whose last failure message told a give-up
+    # A failure incident that fails for good for an error class it has not told yet is
+    # escalated again, once per class (notify.incidents._on_failure: a quota used up
+    # after a bad key; in the soak, a run that timed out 3 times, then one whose last
+    # attempt was lost with its killed daemon). Such a message follows a hard one of the
+    # same incident (an escalation, or an opening that failed for good); there are no
+    # more of them than the classes its incidents record as told, beyond the first.
+    hard_told: set[str] = set()  # tasks whose open failure incident told a hard failure
+    new_class: Counter[tuple[str, str, str]] = Counter()
     said: defaultdict[tuple[str, str, str], list[str]] = defaultdict(list)  # for the notes
     for row_id, message, sent_at, permanent, resent, _attempts in rows["outbox"]:
         if sent_at is None:
@@ -287,12 +301,18 @@ def _check_messages(res: Result, rows: dict[str, list[Any]], posts: list[Receive
             body = str(msg.get("body", ""))
             if kind[2] == "escalated" and kind[0] in gave_up and LASTING_RE.search(body):
                 lasting[kind] += 1
+            elif kind[2] == "escalated" and kind[0] in hard_told:
+                new_class[kind] += 1
             if kind[2] == "escalated" and " gave up after " in body:
                 gave_up.add(kind[0])
             elif kind[2] in ("opened", "closed"):
                 gave_up.discard(kind[0])
+                hard_told.discard(kind[0])
+            if kind[2] == "escalated" or (kind[2] == "opened" and HARD_RE.search(body)):
+                hard_told.add(kind[0])
     incidents: Counter[tuple[str, str, str]] = Counter()
-    for _iid, task, kind, _opened, _closed, escalated, first_class in rows["incidents"]:
+    classes_after_first: Counter[tuple[str, str, str]] = Counter()  # told classes but one
+    for _iid, task, kind, _opened, _closed, escalated, first_class, told in rows["incidents"]:
         if kind == "missed":
             continue  # told together, in one report per settled batch (event "missed")
         if kind == "provider":
@@ -301,6 +321,8 @@ def _check_messages(res: Result, rows: dict[str, list[Any]], posts: list[Receive
         # an incident whose first failure was permanent opens escalated: one message
         if escalated and (kind != "failure" or first_class in TRANSIENT):
             incidents[(task, kind, "escalated")] += 1
+        if kind == "failure" and told:
+            classes_after_first[(task, kind, "escalated")] += len(str(told).split("\n")) - 1
     # A task that keeps failing and recovering (a "flapping" incident, notify.flapping)
     # has its single-run failures and recoveries counted, not told: for its failure
     # incidents the messages may be fewer than the transitions, never more.
@@ -309,7 +331,8 @@ def _check_messages(res: Result, rows: dict[str, list[Any]], posts: list[Receive
         damped = key[0] in flapping and key[1] == "failure"
         if damped and per_transition[key] <= incidents[key]:
             continue
-        if incidents[key] != per_transition[key] - lasting[key]:
+        again = min(new_class[key], classes_after_first[key])
+        if incidents[key] != per_transition[key] - lasting[key] - again:
             res.msg_mismatch += 1
             res.note(
                 f"messages for {key}: {per_transition[key]} outbox rows, "

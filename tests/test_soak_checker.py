@@ -54,9 +54,9 @@ def test_an_end_recorded_as_it_was_is_never_counted() -> None:
     assert res.redone == 0
 
 
-def _escalations(*bodies: str) -> dict[str, list[tuple[object, ...]]]:
-    """One failure incident of t1, escalated; its messages (opened, then each body as an
-    escalation), all sent."""
+def _escalations(*bodies: str, told: str = "server_error") -> dict[str, list[tuple[object, ...]]]:
+    """One failure incident of t1, escalated, that told the classes ``told`` (one a line);
+    its messages (opened, then each body as an escalation), all sent."""
     import json
 
     def row(n: int, event: str, body: str) -> tuple[object, ...]:
@@ -67,8 +67,20 @@ def _escalations(*bodies: str) -> dict[str, list[tuple[object, ...]]]:
     outbox += [row(n, "escalated", body) for n, body in enumerate(bodies, start=2)]
     return {
         "outbox": outbox,
-        "incidents": [(1, "t1", "failure", 1.0, None, 1, "server_error")],
+        "incidents": [(1, "t1", "failure", 1.0, None, 1, "server_error", told)],
     }
+
+
+def _mismatches(data: dict[str, list[tuple[object, ...]]]) -> Result:
+    from soak_check import _check_messages
+    from soak_net import Received
+
+    posts = [
+        Received(at=0.0, key=f"agentcron-{r[0]}-ab", body="", status=200) for r in data["outbox"]
+    ]
+    res = Result("s")
+    _check_messages(res, data, posts)
+    return res
 
 
 @pytest.mark.parametrize(
@@ -84,13 +96,86 @@ def _escalations(*bodies: str) -> dict[str, list[tuple[object, ...]]]:
 def test_a_lasting_failure_told_after_a_give_up_is_not_a_mismatch(
     bodies: list[str], mismatch: int
 ) -> None:
-    from soak_check import _check_messages
-    from soak_net import Received
-
-    data = _escalations(*bodies)
-    posts = [
-        Received(at=0.0, key=f"agentcron-{r[0]}-ab", body="", status=200) for r in data["outbox"]
-    ]
-    res = Result("s")
-    _check_messages(res, data, posts)
+    res = _mismatches(_escalations(*bodies))
     assert res.msg_mismatch == mismatch, res.notes
+
+
+GAVE_UP_TIMEOUT = "✖ t1 gave up after 3 attempts: the run took longer than its timeout."
+GAVE_UP_LOST = "✖ t1 gave up after 3 attempts: the worker running it stopped unexpectedly."
+
+
+@pytest.mark.parametrize(
+    ("bodies", "told", "mismatch"),
+    [
+        # gave up on timeouts, then a run whose last attempt was lost with its daemon:
+        # a class not told yet, told once more
+        ([GAVE_UP_TIMEOUT, GAVE_UP_LOST], "timeout\nworker_lost", 0),
+        # ... and then that every run gives up: the lasting one on top
+        (
+            [GAVE_UP_TIMEOUT, GAVE_UP_LOST, "✖ t1 has failed 3 runs in a row since 02:00: …"],
+            "timeout\nworker_lost",
+            0,
+        ),
+        # the incident told one class only: its second give-up is one message too many
+        ([GAVE_UP_TIMEOUT, GAVE_UP_LOST], "timeout", 1),
+        # two new classes told, but three further escalations
+        ([GAVE_UP_TIMEOUT, GAVE_UP_LOST, GAVE_UP_TIMEOUT], "timeout\nworker_lost", 1),
+    ],
+)
+def test_a_give_up_for_a_class_not_told_yet_is_the_incidents_next_escalation(
+    bodies: list[str], told: str, mismatch: int
+) -> None:
+    res = _mismatches(_escalations(*bodies, told=told))
+    assert res.msg_mismatch == mismatch, res.notes
+
+
+def test_the_products_messages_for_a_hung_task_that_lost_its_worker_match() -> None:
+    """The product's own incidents and messages: a task whose runs time out gives up,
+    and its next run's last attempt is lost with its killed daemon (as the notifier tells
+    it: a failure of class ``worker_lost``, given up): two escalations, one incident."""
+    import json
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from agentcron.model import ErrorClass, Incident
+    from agentcron.notify.events import AttemptFailed
+    from agentcron.notify.incidents import apply_event
+    from agentcron.notify.messages import render
+
+    t0 = datetime(2026, 12, 4, 2, 0, tzinfo=UTC)
+
+    def failed(slot: int, attempt: int, sec: int, lost: bool = False) -> AttemptFailed:
+        last = attempt == 3
+        died = "the daemon running this slot died and its command was stopped with it"
+        return AttemptFailed(
+            task="t1",
+            at=t0 + timedelta(seconds=sec),
+            slot_id=slot,
+            scheduled_for=t0 + timedelta(seconds=10 * (slot - 1)),
+            attempt=attempt,
+            max_attempts=3,
+            error_class=ErrorClass.WORKER_LOST if lost else ErrorClass.TIMEOUT,
+            explanation=died if lost else "the run took longer than its timeout and was stopped",
+            retry_at=None if last else t0 + timedelta(seconds=sec + 1),
+            gave_up=last,
+            next_run=t0 + timedelta(seconds=10 * slot),
+            escalate_runs=3,
+        )
+
+    events = [failed(1, 1, 2), failed(1, 2, 5), failed(1, 3, 9)]
+    events += [failed(2, 1, 12), failed(2, 2, 15), failed(2, 3, 19, lost=True)]
+    open_incidents: dict[str, Incident] = {}
+    outbox: list[tuple[object, ...]] = []
+    for event in events:
+        transition = apply_event(open_incidents, event, ZoneInfo("UTC"))
+        for inc in transition.changed:
+            open_incidents = {str(inc.kind): inc}
+        if transition.notice is not None:
+            message = render(transition.notice, ZoneInfo("UTC")).to_dict()
+            outbox.append((len(outbox) + 1, json.dumps(message), 1.0, 0, 0, 0))
+    (inc,) = open_incidents.values()
+    assert [json.loads(str(r[1]))["event"] for r in outbox] == ["opened", "escalated", "escalated"]
+    told = "\n".join(inc.told or ())
+    row = (1, "t1", "failure", 1.0, None, int(inc.escalated), "timeout", told)
+    res = _mismatches({"outbox": outbox, "incidents": [row]})
+    assert res.msg_mismatch == 0, res.notes
