@@ -156,6 +156,53 @@ def test_a_final_drain_cut_short_by_its_timeout_leaves_no_claim_for_the_next_sta
     assert "before the stop (the channel did not answer in time)" in caplog.text
 
 
+def test_a_send_the_stop_cut_short_is_not_sent_again_while_it_may_still_go_out(
+    tmp_path: Path,
+) -> None:
+    """The stop cancels a send to a webhook that has the message but has not answered:
+    Apprise's thread goes on and may still deliver it. The final drain posted it again
+    at once, and the next start a third time (outside-in probe). The drain now leaves
+    it to the next start (told "may arrive twice" there) and sends the rest."""
+    from datetime import timedelta
+
+    from agentcron.model import Message
+    from agentcron.notify.channels import AppriseChannel
+
+    def msg(title: str, task: str) -> Message:
+        return Message(
+            title=title, body=title, task=task, event="x", incident_kind="x", severity="failure"
+        )
+
+    with Sink() as sink:
+        sink.hold("/owner", 1)
+        channel = AppriseChannel(sink.url("/owner"), timeout=5.0)
+        daemon, store, clock = _daemon_with_sender(tmp_path, channel, final_drain=2.0)
+
+        async def scenario() -> None:
+            store.enqueue("k", "json://x/y", msg("first", "a"), clock.now())
+            cut = asyncio.create_task(daemon.sender.drain_once())
+            assert await asyncio.to_thread(sink.wait_held, 30)
+            cut.cancel()  # the supervisor's stop_grace is over
+            await asyncio.gather(cut, return_exceptions=True)
+            store.enqueue("k2", "json://x/z", msg("made by the stop", "b"), clock.now())
+            await daemon._final_drain()
+
+        try:
+            asyncio.run(scenario())
+            drained = [p.title for p in sink.posts]
+            sink.release()
+            wait_for(lambda: sink.posts, what="the held post answered")
+            # queued for the next start at its retry (no claim of ours is left)
+            later = clock.now() + timedelta(hours=1)
+            left = store.claim_outbox("next-start", later, later, 10)
+        finally:
+            store.close()
+        posts = sink.posts
+    assert drained == ["made by the stop"]
+    assert sorted(p.title for p in posts) == ["first", "made by the stop"], posts
+    assert [item.message.title for item in left] == ["first"]
+
+
 def test_a_start_takes_over_the_claims_a_stopped_node_left(tmp_path: Path) -> None:
     """Should a stop leave a claim all the same (its release failed), the next start
     does not wait it out: a node recorded stopped sends nothing."""

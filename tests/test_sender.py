@@ -397,3 +397,59 @@ def test_a_message_sent_long_after_it_was_written_says_how_late_it_is() -> None:
     clock.advance(timedelta(seconds=30))
     asyncio.run(sender.drain_once())
     assert down.sent[-1].body == note.body  # in time: as written
+
+
+@pytest.mark.slow
+def test_a_send_given_up_on_is_not_sent_again_while_it_may_still_go_out(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A webhook slow to answer: the sender stopped waiting, recorded a failure, and its
+    retry posted the message again while the first post was still under way, which
+    then went out too (two copies; outside-in probe of a stop with a hanging channel:
+    up to three). The retry now waits for the first post's answer, and its late OK
+    counts as the message sent."""
+    from agentcron.notify import channels
+    from agentcron.notify.channels import STILL_SENDING, AppriseChannel
+    from e2e_sink import Sink
+
+    monkeypatch.setattr(channels, "_GRACE", 0.0)  # stop waiting after the 1 s deadline
+    clock = FakeClock(START)
+    outbox = MemoryOutbox()
+    outbox.enqueue("hook", "json://hook", message(1), clock.now())
+    errors: list[str | None] = []
+
+    def last_error() -> str | None:
+        return outbox.due(clock.now() + timedelta(hours=1), 1)[0].last_error
+
+    with Sink() as sink:
+        sink.hold("/hook", 1)
+        channel = AppriseChannel(sink.url("/hook"), timeout=1.0)
+        sender = OutboxSender(
+            outbox,
+            channel_factory=lambda _url: channel,
+            clock=clock,
+            backoff=[timedelta(seconds=1)],
+        )
+
+        async def scenario() -> int:
+            assert await sender.drain_once() == 0  # no answer within the deadline
+            errors.append(last_error())
+            clock.advance(timedelta(seconds=2))
+            assert await sender.drain_once() == 0  # the first post still waits
+            errors.append(last_error())
+            sink.release()
+            for _ in range(200):  # until the first post's answer is in
+                clock.advance(timedelta(seconds=2))
+                if delivered := await sender.drain_once():
+                    return delivered
+                await asyncio.sleep(0.05)
+            return 0
+
+        with caplog.at_level("WARNING", logger="agentcron"):
+            delivered = asyncio.run(scenario())
+        posts = sink.posts
+    assert errors == ["no answer within 1s", STILL_SENDING]
+    assert delivered == 1  # the late OK of the first post
+    assert len(posts) == 1, posts
+    assert outbox.due(clock.now() + timedelta(hours=1), 10) == []
+    assert "was sent again" not in caplog.text

@@ -94,6 +94,10 @@ _HEADER_PLUGINS = (NotifyJSON, NotifyXML, NotifyForm)
 # Room left for what Apprise adds before it decides whether a body must be split.
 _SPLIT_MARGIN = 256
 EMPTY_MESSAGE = "refused to send a message with an empty body"
+STILL_SENDING = (
+    "not sent again: an earlier send of this message has had no answer yet and may still go out"
+)
+_GIVEN_UP_KEPT = 100  # sends given up on, remembered per channel
 
 _NOTIFY_TYPES = {
     "warning": NotifyType.WARNING,
@@ -164,6 +168,9 @@ class AppriseChannel:
         self._secrets = _url_secrets(url)
         plugin = _instantiate(url)
         self.key = _apprise_key(url, plugin)
+        # Sends we stopped waiting for (past the deadline, or cut short by a stop) whose
+        # thread still runs, by idempotency key: Apprise may yet deliver them.
+        self._given_up: dict[str, concurrent.futures.Future[SendResult]] = {}
 
     async def send(self, msg: Message) -> SendResult:
         return await self.send_keyed(msg, None)
@@ -171,14 +178,41 @@ class AppriseChannel:
     async def send_keyed(self, msg: Message, idempotency_key: str | None) -> SendResult:
         if _empty(msg):
             return SendResult(ok=False, permanent=True, error=EMPTY_MESSAGE)
+        if idempotency_key is not None:
+            earlier = self._earlier_send(idempotency_key)
+            if earlier is not None:
+                return earlier
+        done = _start_in_daemon_thread(lambda: self._send_blocking(msg, idempotency_key))
         try:
             async with asyncio.timeout(self._timeout + _GRACE):
-                return await _in_daemon_thread(lambda: self._send_blocking(msg, idempotency_key))
+                return await asyncio.wrap_future(done)
         except TimeoutError:
             return SendResult(ok=False, error=f"no answer within {self._timeout:g}s")
         except Exception as exc:  # a bug in a plugin must not take the sender down
             error = f"{type(exc).__name__}: {exc}"
             return SendResult(ok=False, error=redact(error, self._secrets))
+        finally:  # given up (the deadline, or a stop's cancel) while its thread runs on
+            if idempotency_key is not None and not done.done():
+                self._keep_given_up(idempotency_key, done)
+
+    def _earlier_send(self, key: str) -> SendResult | None:
+        """What stands in for a new send of the message ``key``: an earlier send of it
+        that we stopped waiting for, still under way (sending again could deliver it
+        twice) or delivered since (it went out after all); None to send it."""
+        earlier = self._given_up.get(key)
+        if earlier is None:
+            return None
+        if not earlier.done():
+            return SendResult(ok=False, error=STILL_SENDING)
+        del self._given_up[key]
+        late = None if earlier.cancelled() or earlier.exception() else earlier.result()
+        return late if late is not None and late.ok else None
+
+    def _keep_given_up(self, key: str, done: concurrent.futures.Future[SendResult]) -> None:
+        if len(self._given_up) >= _GIVEN_UP_KEPT:  # those settled long ago go first
+            for old in [k for k, f in self._given_up.items() if f.done()]:
+                del self._given_up[old]
+        self._given_up[key] = done
 
     def part_room(self, msg: Message) -> int | None:
         """The longest body one post of ``msg`` may have without Apprise splitting it;
@@ -479,8 +513,9 @@ def _url_secrets(url: str, min_len: int = 8) -> list[str]:
     return [s for s in found if len(s) >= 4]
 
 
-async def _in_daemon_thread(fn: Callable[[], T]) -> T:
-    """Run blocking ``fn`` in a daemon thread; the caller bounds the wait.
+def _start_in_daemon_thread(fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+    """Start blocking ``fn`` in a daemon thread; the caller bounds its wait, and the
+    future outlives a caller that gave up (see ``AppriseChannel._earlier_send``).
 
     Not ``asyncio.to_thread``: a channel that hangs past every socket timeout
     would hold a default-executor thread, and ``asyncio.run`` waits for those at
@@ -499,7 +534,7 @@ async def _in_daemon_thread(fn: Callable[[], T]) -> T:
             done.set_exception(exc)
 
     threading.Thread(target=work, name=CHANNEL_THREAD, daemon=True).start()
-    return await asyncio.wrap_future(done)
+    return done
 
 
 CHANNEL_THREAD = "agentcron-channel"

@@ -35,7 +35,13 @@ from agentcron.clock import Clock, SystemClock
 from agentcron.durations import format_duration
 from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import Message, OutboxItem
-from agentcron.notify.channels import Channel, KeyedChannel, SendResult, channel_for
+from agentcron.notify.channels import (
+    STILL_SENDING,
+    Channel,
+    KeyedChannel,
+    SendResult,
+    channel_for,
+)
 from agentcron.notify.outbox import idempotency_key
 from agentcron.redact import redact
 from agentcron.store.base import OutboxStore
@@ -174,16 +180,31 @@ class OutboxSender:
         return channel
 
     async def _send(self, item: OutboxItem) -> int:
+        result = await self._send_now(item)
         # Only a claim taken over: ``resent`` counts all of them, and a plain retry of
-        # a message taken over once was said to be "sent again" at every attempt.
-        if item.taken_over:
+        # a message taken over once was said to be "sent again" at every attempt. Not
+        # when the channel did not send it (its earlier send is still under way).
+        if item.taken_over and result.error != STILL_SENDING:
             log.warning(
-                "notification %d to %s is sent again: the sender that had it stopped "
+                "notification %d to %s was sent again: the sender that had it stopped "
                 "without saying whether it went out (it may arrive twice)",
                 item.id,
                 item.channel_key,
                 extra={"event": "notify.resent", "task": item.message.task},
             )
+        try:
+            return self._record(item, result)
+        except Exception as exc:
+            # The channel answered but the database did not take the answer (disk full,
+            # locked, connection lost). Our claim still hides the message from other
+            # senders, so it is recorded as soon as the database works again, before
+            # anything else is claimed: not left for the claim to lapse, which would
+            # hold its channel's later messages back for minutes and send it twice.
+            self._unrecorded[item.id] = (item, result)
+            self._faults.failed(exc)
+            return 0
+
+    async def _send_now(self, item: OutboxItem) -> SendResult:
         try:
             channel = self._channel(item.channel_url)
             message = as_sent(item, self._clock.now())
@@ -196,17 +217,7 @@ class OutboxSender:
             result = SendResult(ok=False, error=f"no answer within {SEND_LIMIT:g}s")
         except Exception as exc:  # a channel's bug must not lose the message
             result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
-        try:
-            return self._record(item, result)
-        except Exception as exc:
-            # The channel answered but the database did not take the answer (disk full,
-            # locked, connection lost). Our claim still hides the message from other
-            # senders, so it is recorded as soon as the database works again, before
-            # anything else is claimed: not left for the claim to lapse, which would
-            # hold its channel's later messages back for minutes and send it twice.
-            self._unrecorded[item.id] = (item, result)
-            self._faults.failed(exc)
-            return 0
+        return result
 
     def _settle_unrecorded(self) -> int:
         """Record the answers the database could not take before; raises while it
