@@ -277,10 +277,12 @@ def _check_messages(res: Result, rows: dict[str, list[Any]], posts: list[Receive
     gave_up: set[str] = set()  # tasks whose last failure message told a give-up
     # A failure incident that fails for good for an error class it has not told yet is
     # escalated again, once per class (notify.incidents._on_failure: a quota used up
-    # after a bad key; in the soak, a run that timed out 3 times, then one whose last
-    # attempt was lost with its killed daemon). Such a message follows a hard one of the
-    # same incident (an escalation, or an opening that failed for good); there are no
-    # more of them than the classes its incidents record as told, beyond the first.
+    # after a bad key; in the soak, runs lost with the killed daemon told as lasting,
+    # "still retrying each run", then a run that timed out 3 times gives up; or the other
+    # way round, a give-up on timeouts, then a run whose last attempt is lost). Such a
+    # message follows a hard one of the same incident (an escalation, or an opening that
+    # failed for good); there are no more of them than the classes its incidents record
+    # as told, beyond the first.
     hard_told: set[str] = set()  # tasks whose open failure incident told a hard failure
     new_class: Counter[tuple[str, str, str]] = Counter()
     said: defaultdict[tuple[str, str, str], list[str]] = defaultdict(list)  # for the notes

@@ -116,6 +116,16 @@ GAVE_UP_LOST = "✖ t1 gave up after 3 attempts: the worker running it stopped u
             "timeout\nworker_lost",
             0,
         ),
+        # caught by the short soak (t055): runs lost with the killed daemon, told as
+        # lasting ("Still retrying each run"), then a run that timed out 3 times gave up
+        (
+            [
+                "✖ t1 has failed 3 runs in a row since 02:00: … Still retrying each run.",
+                GAVE_UP_TIMEOUT,
+            ],
+            "worker_lost\ntimeout",
+            0,
+        ),
         # the incident told one class only: its second give-up is one message too many
         ([GAVE_UP_TIMEOUT, GAVE_UP_LOST], "timeout", 1),
         # two new classes told, but three further escalations
