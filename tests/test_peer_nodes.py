@@ -3,6 +3,7 @@ three nodes on PostgreSQL dead, `health` said ✔ and nothing was told)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from agentcron.model import IncidentKind, Message, NodeInfo
@@ -88,3 +89,98 @@ def test_a_node_its_restart_marked_stopped_is_accounted_for_and_a_clean_stop_is_
     assert told.lines[1].endswith(
         "is accounted for: its restart on its machine found it dead and recorded it stopped."
     ), told.lines
+
+
+def test_the_teller_frozen_past_its_silence_closes_the_incident_another_node_opened(
+    store: Store,
+) -> None:
+    """Outside-in probe: of three nodes on PostgreSQL, the one with the smallest id was
+    frozen (SIGSTOP) past a minute; another told it gone, and after SIGCONT the frozen
+    node was the teller again with what it had seen open before its freeze (nothing),
+    so its return was never told and the incident stayed open (reminded) for good."""
+    told_a, told_b = Told(), Told()
+    _nodes(store, {"a": "alpha", "b": "beta"}, alive=())
+    peers_a, peers_b = _peers(store, "a", told_a), _peers(store, "b", told_b)
+    peers_a.check(T0)  # the teller, nothing to tell
+    peers_b.check(T0)
+    frozen = T0 + timedelta(minutes=2)  # a is frozen: it neither beats nor looks
+    store.heartbeat("b", frozen)
+    peers_b.check(frozen)
+    assert len(told_b.lines) == 1
+    assert told_b.lines[0].startswith("⚠ agentcron's node alpha (pid 42, a) has not been heard")
+    assert store.incidents("node:a")[0].is_open
+    back = frozen + LOOK_EVERY  # SIGCONT: a beats, and is the teller again
+    for node_id in ("a", "b"):
+        store.heartbeat(node_id, back)
+    peers_b.check(back)
+    peers_a.check(back)
+    assert told_a.lines == [
+        "✔ agentcron's node alpha (pid 42, a), silent for 2 min, is accounted for: it runs again."
+    ]
+    [incident] = store.incidents("node:a")
+    assert incident.closed_at == back
+    for at in (back + LOOK_EVERY, back + 2 * LOOK_EVERY):
+        for node_id in ("a", "b"):
+            store.heartbeat(node_id, at)
+        peers_a.check(at)
+        peers_b.check(at)
+    assert len(told_a.lines) == 1 and len(told_b.lines) == 1  # nothing twice
+    assert len(store.incidents("node:a")) == 1
+    queued = store.claim_outbox("x", at, at + timedelta(minutes=1), 10)
+    assert [m.message.body for m in queued] == told_b.lines  # one at a time per channel
+
+
+def test_a_return_another_teller_told_is_not_told_again_by_the_first_one_back(
+    store: Store,
+) -> None:
+    """a tells c gone, then is frozen; b becomes the teller and tells c's return; a,
+    back and the teller again, must not tell c's return a second time."""
+    told = {n: Told() for n in "abc"}
+    _nodes(store, {n: n for n in "abc"}, alive=())
+    peers = {n: _peers(store, n, told[n]) for n in "abc"}
+    gone = T0 + timedelta(minutes=2)  # c silent
+    for node_id in "ab":
+        store.heartbeat(node_id, gone)
+    for node_id in "abc":
+        peers[node_id].check(gone)
+    assert len(told["a"].lines) == 1 and "(pid 42, c)" in told["a"].lines[0]
+    frozen = gone + timedelta(minutes=2)  # a frozen, c back
+    for node_id in "bc":
+        store.heartbeat(node_id, frozen)
+    peers["b"].check(frozen)
+    peers["c"].check(frozen)
+    assert sorted(line[:40] for line in told["b"].lines) == [
+        "⚠ agentcron's node a (pid 42, a) has not",
+        "✔ agentcron's node c (pid 42, c), silent",
+    ]
+    back = frozen + LOOK_EVERY  # a runs again and is the teller
+    for node_id in "abc":
+        store.heartbeat(node_id, back)
+    for node_id in "abc":
+        peers[node_id].check(back)
+    assert told["a"].lines[1:] == [
+        "✔ agentcron's node a (pid 42, a), silent for 2 min, is accounted for: it runs again."
+    ]
+    assert told["c"].lines == [] and len(told["b"].lines) == 2
+    assert not store.incidents(open_only=True)
+
+
+def test_the_open_incidents_of_a_kind_are_read_by_task(store: Store) -> None:
+    from agentcron.model import Incident
+
+    def lost(task: str) -> Incident:
+        return Incident(task=task, kind=IncidentKind.NODE_LOST, opened_at=T0, updated_at=T0)
+
+    saved = store.save_incidents(
+        [
+            lost("node:a"),
+            lost("node:b"),
+            Incident(task="node:a", kind=IncidentKind.FAILURE, opened_at=T0, updated_at=T0),
+        ],
+        [],
+        T0,
+    )
+    store.save_incidents([replace(saved[1], closed_at=T0)], [], T0)
+    found = store.open_incidents_of_kind(["node:a", "node:b", "node:c"], IncidentKind.NODE_LOST)
+    assert found == {"node:a": saved[0]}
+    assert store.open_incidents_of_kind([], IncidentKind.NODE_LOST) == {}

@@ -92,6 +92,17 @@ class NotifySQL:
             found.update(r[0] for r in rows)
         return found
 
+    def open_incidents_of_kind(self, tasks: Sequence[str], kind: str) -> dict[str, Incident]:
+        found: dict[str, Incident] = {}
+        for chunk in chunks(sorted(set(tasks))):
+            rows = self._q(
+                f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE closed_at IS NULL "
+                f"AND kind = ? AND task IN ({', '.join('?' for _ in chunk)})",
+                (kind, *chunk),
+            )
+            found.update((r[1], incident_from_row(r)) for r in rows)
+        return found
+
     def tasks_with_output(self, tasks: Sequence[str]) -> set[str]:
         """Those of ``tasks`` that have produced output in a success: one statement per
         500 tasks (a burst of new tasks ends thousands of first runs at once), each task

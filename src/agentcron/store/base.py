@@ -396,6 +396,12 @@ class IncidentStore(Protocol):
         """Which of ``tasks`` have an open incident (one read for a batch of runs)."""
         ...
 
+    def open_incidents_of_kind(self, tasks: Sequence[str], kind: str) -> dict[str, Incident]:
+        """The open incidents of ``kind`` among ``tasks``, by task: read from the
+        database each time (the open-incident index), so a caller that paused or was
+        not looking meanwhile sees what other nodes opened or closed."""
+        ...
+
     def incidents(
         self, task: str | None = None, open_only: bool = False, limit: int = 50
     ) -> list[Incident]:

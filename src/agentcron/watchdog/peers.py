@@ -24,7 +24,6 @@ from agentcron.store.base import Store
 log = logging.getLogger("agentcron.watchdog")
 
 LOOK_EVERY = timedelta(seconds=10)
-OPEN_SCAN = 10_000  # open incidents read when this node becomes the teller
 PREFIX = "node:"
 
 ToChannels = Callable[[Message], list[tuple[str, str, Message]]]
@@ -52,7 +51,6 @@ class PeerNodes:
         self.lost_after = lost_after
         self.where = where  # a time in the owner's zone
         self._last: datetime | None = None
-        self._told: dict[str, Incident] | None = None  # open ones, while this node tells
 
     def check(self, now: datetime) -> None:
         if self._last is not None and now - self._last < LOOK_EVERY:
@@ -61,20 +59,19 @@ class PeerNodes:
         nodes = self.store.nodes()
         live = sorted(n.node_id for n in nodes if n.alive(now, self.lost_after))
         if not live or live[0] != self.node_id:
-            self._told = None  # the teller is the running node with the smallest id
-            return
-        if self._told is None:  # just became the teller: what is open already
-            self._told = {
-                i.task: i
-                for i in self.store.incidents(open_only=True, limit=OPEN_SCAN)
-                if i.kind is IncidentKind.NODE_LOST
-            }
-        told = self._told
+            return  # the teller is the running node with the smallest id
+        # What is open is read again at each look, never kept: another node may have
+        # opened or closed one while this one was not the teller, or was frozen (SIGSTOP)
+        # and came back the teller still (probe: the ✔ of a frozen node's return never
+        # came, its incident opened by another node stayed open 18 minutes).
+        open_now = self.store.open_incidents_of_kind(
+            [PREFIX + n.node_id for n in nodes], IncidentKind.NODE_LOST
+        )
         changed: list[Incident] = []
         messages: list[tuple[str, str, Message]] = []
         for node in nodes:
             scope = PREFIX + node.node_id
-            current = told.get(scope)
+            current = open_now.get(scope)
             gone = node.node_id != self.node_id and lost(node, now, self.lost_after)
             if gone and current is None:
                 current = Incident(
@@ -91,10 +88,5 @@ class PeerNodes:
                 # it beats again, or its restart on its machine marked it stopped
                 changed.append(replace(current, closed_at=now, updated_at=now))
                 messages += self.to_channels(render_node(node, changed[-1], now, self.where))
-        if not changed:
-            return
-        for incident in self.store.save_incidents(changed, messages, now):
-            if incident.closed_at is None:
-                told[incident.task] = incident
-            else:
-                told.pop(incident.task, None)
+        if changed:
+            self.store.save_incidents(changed, messages, now)
