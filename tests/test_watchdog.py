@@ -535,6 +535,79 @@ def test_a_stuck_run_whose_notice_cannot_be_written_is_told_at_the_next_check(
     asyncio.run(scenario())
 
 
+def test_a_run_that_ended_while_its_end_cannot_be_written_is_not_told_stuck(
+    tmp_path: Path, clock: FakeClock, home: Path
+) -> None:
+    """The database away while a run ends: its end waits in the finisher and the slot
+    stays `running` in the database. The owner was told "⏳ slow has been running for
+    1 min…", then "✔ slow finished" 17 ms later (outside-in probe, PostgreSQL outage)."""
+    from agentcron.store.sqlite import SQLiteStore
+    from faulty_store import FaultyStore
+
+    store = FaultyStore(SQLiteStore(tmp_path / "agentcron.db"))
+
+    async def scenario() -> None:
+        rig = Rig(store, clock, home)  # type: ignore[arg-type]
+        engine = rig.h.engine
+        dog = rig.new_watchdog(
+            owner=engine.settings.owner,
+            ended_here=engine.ending_slots,
+            last_full_pass=clock.now,  # the loop passes all along
+        )
+        rig.h.add("slow", _ok, every="1h", timezone="UTC", stuck_after="1m", timeout="10m")
+        store.fail("finish_many", "set_meta", times=1_000)  # its end cannot be written
+        clock.advance(timedelta(hours=1))
+        await rig.h.tick(settle=False)
+        await until(lambda: engine.ending_slots() != set(), timeout=30)
+        clock.advance(timedelta(minutes=5))
+        assert dog.check_once().stuck == []  # ended, though the database says running
+        [slot] = rig.h.slots("slow")
+        assert slot.status is SlotStatus.RUNNING
+        store.fail("finish_many", "set_meta", times=0)
+        await until(lambda: rig.h.slots("slow")[0].status is SlotStatus.SUCCEEDED, timeout=30)
+        assert dog.check_once().stuck == []
+        assert [m for m in _first_lines(await rig.messages()) if "⏳" in m] == []
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
+
+
+def test_a_run_is_told_stuck_only_once_its_node_has_looked_since_it_crossed_the_limit(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """A node frozen (SIGSTOP) while its runs end: the other nodes told each of them
+    "⏳ … has been running for 1 min" although their commands had ended a minute
+    before, then "✔ … finished" once the node was resumed (outside-in probe, three
+    nodes on PostgreSQL). A run is now told stuck once its node, alive after the run
+    crossed its stuck_after, still holds it: another node by its heartbeat, this one
+    by a pass of its loop."""
+    from agentcron.model import NewSlot, NodeInfo
+
+    rig = Rig(sqlite_store, clock, home)
+    passed = [clock.now()]
+    dog = rig.new_watchdog(owner="here", last_full_pass=lambda: passed[0])
+    rig.h.add("there", _ok, every="1h", timezone="UTC", stuck_after="10m", timeout="2h")
+    rig.h.add("own", _ok, every="1h", timezone="UTC", stuck_after="10m", timeout="2h")
+    now = clock.now()
+    for node in ("elsewhere", "here"):
+        sqlite_store.register_node(NodeInfo(node, "host", 1, "/h", now, now))
+    for task, owner in (("there", "elsewhere"), ("own", "here")):
+        assert sqlite_store.add_slot(task, NewSlot(scheduled_for=now), now) is not None
+        [claim] = sqlite_store.claim(owner, now, now + timedelta(hours=3), 1)
+        assert claim.spec.name == task
+    clock.advance(timedelta(minutes=11))
+    assert dog.check_once().stuck == []  # neither node has looked since 00:10
+    sqlite_store.heartbeat("elsewhere", clock.now())
+    [there] = rig.h.slots("there")
+    assert dog.check_once().stuck == [there.id]
+    passed[0] = clock.now()
+    [own] = rig.h.slots("own")
+    assert dog.check_once().stuck == [own.id]
+    assert dog.check_once().stuck == []
+
+
 def test_a_stuck_after_shorter_than_the_checks_interval_is_still_seen(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:

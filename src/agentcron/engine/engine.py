@@ -266,6 +266,11 @@ class Engine:
     def running_slots(self) -> dict[int, tuple[str, datetime]]:
         return {sid: (r.name, r.started_at) for sid, r in self._runs.items()}
 
+    def ending_slots(self) -> set[int]:
+        """Slots of runs that have ended here and whose end is being recorded (held
+        while the database is away): still ``running`` in the database, not going."""
+        return {sid for sid, run in self._runs.items() if run.finishing}
+
     @property
     def last_full_pass(self) -> datetime | None:
         """When the last pass whose tick worked began: what came due before then has
@@ -1146,7 +1151,7 @@ class Engine:
         the next fire was skipped "the previous run was still running" although it had
         ended, and catch-up ran nothing (outside-in probe). The new slot waits instead,
         and runs once that end is written (a claim passes over a task that runs)."""
-        ended = {sid for sid, run in self._runs.items() if run.finishing}
+        ended = self.ending_slots()
         if not ended:
             return active
         return {

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -92,6 +92,8 @@ class Watchdog:
         outbox_owner: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         last_full_pass: Callable[[], datetime | None] | None = None,
+        owner: str | None = None,
+        ended_here: Callable[[], Collection[int]] | None = None,
     ) -> None:
         """``interval``: seconds between stuck checks, and the longest between overdue
         checks. ``last_tick``: the monotonic time of the loop's last pass; without it
@@ -107,6 +109,11 @@ class Watchdog:
         # when the loop's last pass that ended began (wall clock): a task is overdue
         # only once a pass that began after its deadline has ended without firing it
         self.last_full_pass = last_full_pass
+        # This node's engine (the lease owner of its runs), and the slots whose end it
+        # has but has not recorded yet (the database away): not stuck, whatever the
+        # database still says.
+        self.owner = owner
+        self.ended_here = ended_here
         self.last_gap = last_gap
         self.on_stall = on_stall
         self.on_stall_end = on_stall_end
@@ -212,8 +219,10 @@ class Watchdog:
         live = {s.id for s in running}
         self._reported_stuck &= live
         self._stuck_next = None
+        ended = set(self.ended_here()) if self.ended_here is not None else set()
+        seen: dict[str, datetime | None] | None = None  # read once, when first needed
         for slot in running:
-            if slot.id in self._reported_stuck or slot.started_at is None:
+            if slot.id in self._reported_stuck or slot.started_at is None or slot.id in ended:
                 continue
             rec = self.store.get_task(slot.task)
             if rec is None:
@@ -221,35 +230,58 @@ class Watchdog:
             if now - slot.started_at <= rec.spec.stuck_after:
                 # not stuck (the slot's first start bounds the current attempt's): the
                 # next check comes when it would be, however short its stuck_after
-                crossing = slot.started_at + rec.spec.stuck_after + STUCK_MARGIN
-                if self._stuck_next is None or crossing < self._stuck_next:
-                    self._stuck_next = crossing
+                self._check_stuck_at(slot.started_at + rec.spec.stuck_after + STUCK_MARGIN)
                 continue
             attempts = self.store.attempts(slot.id)
             began = attempts[-1].started_at if attempts else slot.started_at
             running_for = now - began
-            if running_for > rec.spec.stuck_after:
-                log.warning(
-                    "%s has been running for %s (stuck_after %s)",
-                    slot.task,
-                    running_for,
-                    rec.spec.stuck_after,
-                )
-                self.emit(
-                    rec.spec,
-                    RunStuck(
-                        task=slot.task,
-                        at=now,
-                        slot_id=slot.id,
-                        running_for=running_for,
-                        limit=rec.spec.stuck_after,
-                        timeout=rec.spec.timeout,
-                    ),
-                )
-                # counted as told once the notice is written: a failed write is tried
-                # again at the next check instead of never
-                self._reported_stuck.add(slot.id)
-                report.stuck.append(slot.id)
+            if running_for <= rec.spec.stuck_after:
+                continue
+            if seen is None:
+                seen = self._seen_running()
+            owner_saw = seen.get(slot.lease_owner or "", now)
+            if owner_saw is not None and owner_saw <= began + rec.spec.stuck_after:
+                # Its node has not looked since the run crossed its stuck_after: the run
+                # may have ended unseen (the node frozen, its database away). Told once
+                # a pass of its own loop, or a heartbeat of its node, comes after.
+                self._check_stuck_at(now + timedelta(seconds=CHECK_FLOOR))
+                continue
+            log.warning(
+                "%s has been running for %s (stuck_after %s)",
+                slot.task,
+                running_for,
+                rec.spec.stuck_after,
+            )
+            self.emit(
+                rec.spec,
+                RunStuck(
+                    task=slot.task,
+                    at=now,
+                    slot_id=slot.id,
+                    running_for=running_for,
+                    limit=rec.spec.stuck_after,
+                    timeout=rec.spec.timeout,
+                ),
+            )
+            # counted as told once the notice is written: a failed write is tried
+            # again at the next check instead of never
+            self._reported_stuck.add(slot.id)
+            report.stuck.append(slot.id)
+
+    def _check_stuck_at(self, at: datetime) -> None:
+        if self._stuck_next is None or at < self._stuck_next:
+            self._stuck_next = at
+
+    def _seen_running(self) -> dict[str, datetime | None]:
+        """When each lease owner last showed it still held its runs: this node's loop
+        by its last full pass, another node by its heartbeat. An owner not listed
+        (no node record) is taken at its word."""
+        seen: dict[str, datetime | None] = {
+            node.node_id: node.heartbeat_at for node in self.store.nodes()
+        }
+        if self.owner is not None and self.last_full_pass is not None:
+            seen[self.owner] = self.last_full_pass()
+        return seen
 
     def _check_overdue(self, now: datetime, report: WatchdogReport) -> None:
         """Due tasks past their limit. Only tasks due for longer than the smallest
