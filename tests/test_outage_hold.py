@@ -125,6 +125,39 @@ def test_runs_missed_during_an_outage_say_it_was_the_database(tmp_path: Path) ->
         assert "database or disk is full" in (slot.reason or "")
 
 
+def test_runs_missed_while_the_loop_waited_for_its_database_are_one_outage_not_stalls(
+    tmp_path: Path,
+) -> None:
+    """A PostgreSQL table locked for 150 s: each pass waited out its statement (each wait
+    a stall of the loop, recorded by the watchdog) and failed. The fires missed were
+    told in two reports, one per reason, one saying "the scheduler loop was stalled
+    from 20:03:38 to 20:04:39" though the lock held until 20:05:35 (outside-in probe).
+    The outage is the reason of every one of them."""
+    from agentcron.watchdog.stalls import LoopStall
+
+    rig = Rig(tmp_path)
+
+    def ok() -> str:
+        return "fine"
+
+    rig.h.add("beat", ok, every="1m", timezone="UTC", catchup="latest")
+    t0 = rig.clock.now()
+    stall = LoopStall(began=t0 + timedelta(seconds=30), ended=t0 + timedelta(seconds=150))
+    rig.h.engine.stall_reason = lambda at, zone: stall.reason(zone) if stall.covers(at) else None
+    rig.fail("due_heads", "due_tasks")
+    for s in (0, 30, 150, 290):
+        rig.pass_at(s)
+    rig.heal("due_heads", "due_tasks")
+    rig.pass_at(300)
+    asyncio.run(rig.h.engine.wait_idle())
+    reasons = {
+        s.scheduled_for.strftime("%H:%M"): s.reason or "" for s in rig.h.slots("beat") if s.reason
+    }
+    assert sorted(reasons) == ["00:01", "00:02", "00:03", "00:04"], rig.h.slots("beat")
+    for reason in reasons.values():
+        assert reason.startswith("agentcron could not use its database from 00:00:00"), reason
+
+
 def test_a_fire_due_between_the_last_good_pass_and_the_first_failed_one_is_the_outage(
     tmp_path: Path,
 ) -> None:

@@ -514,3 +514,35 @@ def test_a_stall_that_ends_in_failing_passes_is_over_for_the_owner_when_a_pass_w
     silence.advance(31)
     dog.check_once()
     assert heard.began == [30.5, 31.0]
+
+
+def test_a_wait_for_a_locked_table_seen_after_it_is_a_stall_until_a_pass_works(
+    sqlite_store: Store,
+) -> None:
+    """A PostgreSQL table held locked for 150 s, with the statement's timeout (30 s) as
+    long as ``stall_after``: the pass that waited came back just as the stall thread
+    looked, so the wait was seen after it, and three nodes told "did not run for 31s
+    and runs again: the whole process was held (stopped with SIGSTOP …)" with the
+    table still locked (outside-in probe). A silence seen after it while the loop's
+    passes fail is the database's: told as a stall, over at the first pass that works."""
+    failing = [False]
+    dog, silence, gap, heard = _held(sqlite_store, failing=lambda: failing[0])
+    silence.advance(3, passes=True)  # the last pass before the lock
+    waited_from = silence.mono
+    silence.advance(30.2)  # its statement waits for the lock, then times out
+    failing[0] = True
+    silence.advance(0.3, passes=True)  # the next pass begins before the check looks
+    gap.append((waited_from, silence.mono))
+    dog.check_once()
+    assert heard.began == [30.5] and heard.past == [] and heard.ended == []
+    again_from = silence.mono
+    silence.advance(30.2)  # it waits again, and fails again
+    silence.advance(0.3, passes=True)
+    gap.append((again_from, silence.mono))
+    dog.check_once()
+    assert heard.began == [30.5] and heard.past == [] and heard.ended == []
+    failing[0] = False
+    silence.advance(1, passes=True)  # the lock is gone: this pass works
+    dog.check_once()
+    dog.check_once()
+    assert heard.ended == [62.0] and heard.began == [30.5] and heard.past == []

@@ -393,12 +393,13 @@ class Engine:
         zone = spec.zone(self.settings.default_zone)
 
         def words(at: datetime) -> str | None:
-            said = stall_reason(at, zone) if stall_reason is not None else None
-            if said is not None:
-                return said
+            # The outage first: a loop that waited for its database (a locked table) is
+            # stalled too, and each of its waits was a stall of its own, so fires of one
+            # outage were reported in several reports, with stalls' ends the outage
+            # outlasted (outside-in probe, PostgreSQL).
             outage = self.outage_covering(at)
             if outage is None:
-                return None
+                return stall_reason(at, zone) if stall_reason is not None else None
             what = "use its database" if outage.database else "tick"
             since = outage.since.astimezone(zone).strftime("%H:%M:%S")
             return f"agentcron could not {what} from {since} ({outage.error})"

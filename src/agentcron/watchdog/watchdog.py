@@ -385,7 +385,25 @@ class Watchdog:
                 ended = LoopStall(self._end_untold.began, self._wall(last))
                 self._end_untold = None
             gone_by, self._untold_gap = self._untold_gap, None
-        if gone_by is not None:  # stalled and resumed before this thread could look
+            waited = gone_by is not None and self._fails()
+            if waited and self._end_untold is None:
+                # Its pass waited for the database and failed (a locked table, a
+                # statement's timeout as long as stall_after): no hold of the process,
+                # and not over: told as a stall, whose end is told at the first pass
+                # that works, as when this thread saw it going on.
+                self._end_untold = self.stalls.all()[-1]
+            elif waited:  # a wait again in the stall already told: not a new one
+                gone_by = None
+        if waited and gone_by is not None:
+            report.loop_stalled = True
+            log.error(
+                "the scheduler loop did not tick for %.0fs: its pass waited for the "
+                "database and failed",
+                gone_by,
+            )
+            if self.on_stall is not None:
+                self.on_stall(gone_by)
+        elif gone_by is not None:  # stalled and resumed before this thread could look
             report.loop_stalled = True
             log.error("the scheduler loop did not tick for %.0fs (seen after it)", gone_by)
             if self.on_past_stall is not None:
