@@ -4,7 +4,10 @@ quiet, what is a failure to look is said, never taken silently for "all is well"
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,52 @@ def test_a_live_pid_whose_start_cannot_be_read_is_believed(
         assert running_daemon(tmp_path) is None
     finally:
         lock.release()
+
+
+def _trouble_of(tmp_path: Path, pid: int) -> None:
+    said = {"pid": pid, "since": "19:59:08", "error": "connection refused", "database": True}
+    (tmp_path / TROUBLE_FILE).write_text(json.dumps({"pid": pid, "trouble": said}).ljust(SIZE))
+
+
+def test_with_postgresql_away_health_and_doctor_say_what_the_homes_daemon_says(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL unreachable: `health` printed only "cannot connect to PostgreSQL" and
+    `doctor` had no daemon line, while the node's daemon had written since when it
+    waited for its database (outside-in probe; on PostgreSQL no home lock names it).
+    Believed only while its writer is a live agentcron process: a file left by one
+    killed with -9 names a process that is gone, or another program."""
+    home = tmp_path / "home"
+    home.mkdir()
+    away = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens on port 1
+    env = {**os.environ, "AGENTCRON_HOME": str(home)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "agentcron", *args, "--db", away],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    said = "is running but cannot use its database since 19:59:08 (connection refused)"
+    daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "agentcron"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _trouble_of(home, daemon.pid)
+        health, doctor = cli("health"), cli("doctor")
+        _trouble_of(home, other.pid)  # not agentcron: a pid reused
+        assert said not in cli("health").stderr
+    finally:
+        for proc in (daemon, other):
+            proc.kill()
+            proc.wait(10)
+    assert health.returncode == 1, health.stderr
+    assert "cannot connect to PostgreSQL" in health.stderr
+    assert f"the daemon (pid {daemon.pid}) {said}" in " ".join(health.stderr.split())
+    assert doctor.returncode == 1
+    assert f"✖ daemon: the daemon (pid {daemon.pid}) {said}" in " ".join(doctor.stdout.split())
+    _trouble_of(home, daemon.pid)  # killed since: its word is not believed
+    assert said not in cli("health").stderr

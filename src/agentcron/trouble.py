@@ -97,3 +97,34 @@ def read_trouble(home: Path, pid: int | None, kept: bool = True) -> dict[str, An
         return None
     trouble = data.get("trouble")
     return trouble if isinstance(trouble, dict) else None
+
+
+def trouble_of_live_writer(home: Path) -> dict[str, Any] | None:
+    """What the daemon that wrote this home's file says it cannot do, when that process
+    still lives: for a home whose daemon holds no lock (PostgreSQL: nodes on several
+    machines), read when the database cannot be opened here to say more. A file left
+    by a daemon killed with -9 names a process that is gone, or another program."""
+    try:
+        data = json.loads((home / TROUBLE_FILE).read_bytes() or b"null")
+    except (OSError, ValueError):
+        return None
+    pid = data.get("pid") if isinstance(data, dict) else None
+    if not isinstance(pid, int) or not _agentcron_process(pid):
+        return None
+    trouble = data.get("trouble")
+    return trouble if isinstance(trouble, dict) else None
+
+
+def _agentcron_process(pid: int) -> bool:
+    """Whether ``pid`` is a live process running agentcron (its command line says so,
+    where ``/proc`` shows it): a pid a stopped daemon left may have been reused."""
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # alive, another user's
+    except OSError:
+        return False
+    try:
+        return b"agentcron" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc here: alive is all that can be known

@@ -467,6 +467,20 @@ def _age(delta: timedelta) -> float:
     return round(max(0.0, delta.total_seconds()), 1)
 
 
+def home_daemon_trouble(home: Path) -> str | None:
+    """What this home's running daemon says it cannot do, read outside the database:
+    for a command that cannot open it (a PostgreSQL server away said only "cannot
+    connect", while the daemon said since when it had waited: outside-in probe)."""
+    from agentcron.instance_lock import running_daemon
+    from agentcron.trouble import read_trouble, trouble_of_live_writer
+
+    holder = running_daemon(home)
+    if holder is None:  # no lock on PostgreSQL: the file's own writer, if it lives
+        return trouble_words(trouble_of_live_writer(home))
+    kept = not holder.starting(within=10)
+    return trouble_words(read_trouble(Path(holder.home or home), holder.pid, kept=kept))
+
+
 def trouble_words(trouble: dict[str, Any] | None) -> str | None:
     """The sentence for a daemon that says it cannot use its database (or tick)."""
     if trouble is None:

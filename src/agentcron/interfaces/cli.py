@@ -163,7 +163,7 @@ def service_for(
     try:
         store = open_store(db or _globals.db, _home(home))
     except StoreError as exc:
-        fail(str(exc))
+        fail(_with_daemons_word(str(exc), home))
     try:
         recorded = _recorded(store)
         own = loaded is not None and _its_own_file(recorded, path)
@@ -198,9 +198,18 @@ def service_for(
             raise
         # PostgreSQL's: a statement cancelled by its timeout (a table held locked), a
         # lost connection; said in words, not a traceback (`--json`: {"error": …})
-        fail(f"database {store.describe()}: {type(exc).__name__}: {exc}")
+        fail(_with_daemons_word(f"database {store.describe()}: {type(exc).__name__}: {exc}", home))
     finally:
         store.close()
+
+
+def _with_daemons_word(problem: str, home: Path | None) -> str:
+    """``problem`` (the database cannot be read here), and what the home's running
+    daemon says of it, when it says something."""
+    from agentcron._service.status import home_daemon_trouble
+
+    said = home_daemon_trouble(_home(home))
+    return f"{problem}\n{said}" if said else problem
 
 
 def _no_daemon_applies_a_config(home: Path | None, db: str | None) -> bool:

@@ -71,6 +71,7 @@ def _the_databases_file(home: Path, db_url: str | None) -> tuple[Path | None, st
 
 
 def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any]:
+    from agentcron._service.status import home_daemon_trouble
     from agentcron.config.errors import ConfigError
     from agentcron.config.loader import load_config
     from agentcron.service import Defaults, Service
@@ -130,6 +131,9 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         store = open_store(db_url, home)
     except StoreError as exc:
         checks.append(_check("database", "fail", str(exc)))
+        said = home_daemon_trouble(home)  # the daemon's own word, outside the database
+        if said:
+            checks.append(_check("daemon", "fail", said))
         return {"ok": False, "checks": checks, "daemon": None, "tasks": []}
     daemon: dict[str, Any] | None = None
     tasks: list[dict[str, Any]] = []
