@@ -6,8 +6,11 @@ runs recorded lost and done again)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.engine.actions import ActionRegistry
@@ -59,3 +62,46 @@ def test_other_nodes_runs_are_taken_over_only_after_a_renewal_grace(tmp_path: Pa
         assert slot.error_class is ErrorClass.WORKER_LOST
     finally:
         inner.close()
+
+
+def test_each_nodes_recovery_says_what_it_recorded_not_that_nothing_came_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three nodes through one outage each told its end: one "recorded 13 slot(s) …",
+    the other two "No slot came due meanwhile" for the same span (outside-in probe,
+    PostgreSQL). A node with peers says what it recorded itself, names them, and says
+    which node it is, as its "cannot use its database" did."""
+    from datetime import UTC, datetime, timedelta
+
+    from agentcron.daemon import Daemon, DaemonOptions
+    from agentcron.engine.engine import TickReport
+    from agentcron.engine.health import Outage
+    from agentcron.model import Message, NodeInfo
+    from agentcron.store.sqlite import SQLiteStore
+
+    since = datetime(2026, 6, 1, 19, 59, 8, tzinfo=UTC)
+    now = since + timedelta(minutes=2)
+    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"))
+    store = SQLiteStore(tmp_path / "agentcron.db")
+    daemon.store = store
+    told: list[Message] = []
+    monkeypatch.setattr(daemon, "_tell_soon", told.append)
+    outage = Outage(since=since, failures=9, error="connection refused", database=True)
+    try:
+        daemon._outage_ended(outage, now, TickReport())  # alone on its database
+        for node, beat in (
+            ("peer", since - timedelta(seconds=4)),
+            ("gone", since - timedelta(hours=1)),
+        ):
+            store.register_node(NodeInfo(node, "host2", 4242, "/h", beat, beat))
+        daemon._outage_ended(outage, now, TickReport())
+        daemon._outage_ended(outage, now, TickReport(materialized=3, started=1, fresh=1, missed=2))
+    finally:
+        store.close()
+    alone, nothing, some = (m.body for m in told)
+    assert "No slot came due meanwhile." in alone and "Other nodes" not in alone
+    assert "No slot came due" not in nothing
+    assert "This node had no slot to record meanwhile." in nothing
+    assert "Other nodes of this database record their own (host2 (pid 4242))." in nothing
+    assert "This node's first tick after it recorded 3 slot(s)" in some
+    assert f"(pid {os.getpid()}) after 2 min" in alone

@@ -511,8 +511,10 @@ class Daemon:
             if outage.database
             else ("agentcron's scheduler ticks again")
         )
+        peers = self._peers_during(outage)
+        tick = "This node's first tick" if peers else "The first tick"
         caught = (
-            f"The first tick after it recorded {report.materialized} slot(s) that came due "
+            f"{tick} after it recorded {report.materialized} slot(s) that came due "
             f"meanwhile, following each task's catch-up rules ({report.fresh} started, "
             f"{report.missed} recorded missed, {report.skipped} skipped"
             + (f", {report.waiting} waiting for a free worker" if report.waiting else "")
@@ -520,14 +522,40 @@ class Daemon:
             if report.materialized
             else "No slot came due meanwhile."
         )
+        if peers and not report.materialized:
+            # the slots may have been another node's to record: "No slot came due" beside
+            # another node's "recorded 13 slot(s)" for the same outage (outside-in probe)
+            caught = "This node had no slot to record meanwhile."
+        if peers:
+            caught += f" Other nodes of this database record their own ({', '.join(peers)})."
         self._tell_soon(
             daemon_message(
                 "database available again" if outage.database else "scheduler running again",
-                f"✔ {what} after {lasted} (since {self._local(outage.since)}). {caught}",
+                f"✔ {what} on {self._where()} after {lasted} (since "
+                f"{self._local(outage.since)}). {caught}",
                 "database" if outage.database else "loop",
                 ok=True,
             )
         )
+
+    def _peers_during(self, outage: Outage) -> list[str]:
+        """The other nodes of this database that ran when ``outage`` began (their hosts
+        and pids): each tells of its own outage and records what came due on its side."""
+        if self.store is None:
+            return []
+        try:
+            nodes = self.store.nodes()
+        except Exception:  # the message goes out all the same, without the others
+            log.exception("could not read the other nodes for the recovery message")
+            return []
+        since = outage.since - timedelta(seconds=self.options.lease_seconds)
+        return [
+            f"{node.host} (pid {node.pid})"
+            for node in nodes
+            if node.node_id != self.node_id
+            and node.stopped_at is None
+            and node.heartbeat_at >= since
+        ]
 
     async def _part_failed(self, failure: PartFailure) -> None:
         if failure.restart_in is None:
