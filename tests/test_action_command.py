@@ -422,3 +422,52 @@ def test_a_kill_by_its_own_launchers_fence_is_said_as_such_not_as_from_outside(
     assert said.error_class is ErrorClass.WORKER_LOST
     assert said.explanation.startswith("agentcron stopped the command: its daemon was frozen")
     assert FENCED in said.explanation and "outside agentcron" not in said.explanation
+
+
+def test_a_command_whose_end_is_seen_late_ends_when_its_launcher_saw_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon frozen (SIGSTOP) or its loop held by a statement waiting for a locked
+    table while a command ends: its end was recorded when the loop saw it, and the
+    owner read "✔ slow finished after running for 1 min" for a 20 s run (outside-in
+    probe, PostgreSQL). The launcher's recorded end is the attempt's end."""
+    import time
+
+    import agentcron.engine.runner as runner
+    from agentcron.clock import SystemClock
+    from agentcron.model import SlotStatus
+    from agentcron.store.sqlite import SQLiteStore
+    from harness import Harness
+
+    recorder = runner._recorder
+
+    def held(store: Any, attempt_id: int) -> Any:
+        record = recorder(store, attempt_id)
+
+        def then_held(pgid: int) -> None:
+            record(pgid)
+            time.sleep(1.5)  # the loop's thread held while the command ends
+
+        return then_held
+
+    monkeypatch.setattr(runner, "_recorder", held)
+    store = SQLiteStore(tmp_path / "agentcron.db")
+    h = Harness(store, SystemClock(), tmp_path / "home")  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        h.add("quick", command=["true"], every="1h")
+        h.service.trigger("quick")
+        await h.tick()
+
+    try:
+        asyncio.run(scenario())
+        [slot] = h.slots("quick")
+        [attempt] = store.attempts(slot.id)
+    finally:
+        store.close()
+    assert slot.status is SlotStatus.SUCCEEDED
+    assert slot.started_at is not None and slot.finished_at is not None
+    assert slot.finished_at - slot.started_at < timedelta(seconds=1), slot
+    assert attempt.finished_at is not None and attempt.finished_at - attempt.started_at < timedelta(
+        seconds=1
+    )

@@ -70,6 +70,10 @@ class ActionResult:
     # Whether the output file exists, when the action knows (spares the runner a stat
     # on the loop); None: the runner looks.
     kept: bool | None = None
+    # When it ended (epoch seconds), as the process that saw the end recorded it (a
+    # command's launcher), when the daemon may have seen it late (frozen, or its loop
+    # held by a statement that waited for the database); None: when it returned.
+    ended_at: float | None = None
 
 
 class Action(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -137,7 +138,7 @@ class CommandAction:
             failed_exec = _exec_errno(status)
             if failed_exec is not None:
                 return exec_failure(argv[0], failed_exec)
-        return _result_for(proc.returncode, ctx)
+        return dataclasses.replace(_result_for(proc.returncode, ctx), ended_at=_ended_at(ctx))
 
 
 def _launcher(argv: list[str], ctx: ActionContext, status_fd: int) -> list[str]:
@@ -223,6 +224,17 @@ FENCED = (
     "agentcron stopped the command: its daemon was frozen (SIGSTOP, a paused VM) for "
     "longer than its lease, and another node could have taken the run over"
 )
+
+
+def _ended_at(ctx: ActionContext) -> float | None:
+    """When the command ended, as its launcher recorded it (None without one): a daemon
+    frozen or held by a locked table saw the end later, and recorded "finished after
+    running for 1 min" for a 20 s run (outside-in probe)."""
+    from agentcron.orphans import ended_run, marker_for_output
+
+    marker = marker_for_output(ctx.output_path, ctx.task, ctx.slot_id, ctx.attempt)
+    end = ended_run(marker.parent.parent, ctx.slot_id, ctx.attempt) if marker else None
+    return end.ended_at if end is not None else None
 
 
 def _stopped_by_launcher(ctx: ActionContext) -> bool:

@@ -15,7 +15,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agentcron.actions.base import Action, ActionContext, ActionResult
@@ -380,7 +380,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             outcome = _storage_fault(outcome, storage.message)
     except Exception as exc:  # defensive: a bug in our code must still leave a record
         outcome = _crashed(spec, exc)
-    finished = deps.clock.now()
+    finished = _ended(outcome, started, deps.clock.now())
     # The action has ended: from here on the run is only being recorded, and the engine
     # no longer stops it (a stop, the overrun sweep, a replace), or a succeeded run
     # cancelled while its output was redacted would be taken for lost and run again.
@@ -497,8 +497,29 @@ async def _attempt(
         )
     action = deps.actions(spec)
     result: ActionResult = await action.run(ctx)
+    outcome, classification, kept = _outcome_of(result, spec, number, deps, out_path)
+    if result.ended_at is not None:
+        outcome = replace(outcome, ended_at=datetime.fromtimestamp(result.ended_at, UTC))
+    return outcome, classification, kept
+
+
+def _ended(outcome: AttemptOutcome, started: datetime, seen: datetime) -> datetime:
+    """When the attempt ended: when its action said, if that lies between its start
+    and when the run saw the end; else when it was seen."""
+    at = outcome.ended_at
+    return at if at is not None and started <= at <= seen else seen
+
+
+def _outcome_of(
+    result: ActionResult,
+    spec: TaskSpec,
+    number: int,
+    deps: RunnerDeps,
+    out_path: str,
+) -> tuple[AttemptOutcome, Classification | None, bool | None]:
+    """What the action's ``result`` makes of the attempt (see :func:`_attempt`)."""
     now = deps.clock.now()
-    kept = result.kept if result.kept is not None else os.path.exists(out_path)  # noqa: ASYNC240
+    kept = result.kept if result.kept is not None else os.path.exists(out_path)
     path = out_path if kept else None
     if result.ok:
         empty = not result.output.strip() or (

@@ -54,6 +54,9 @@ class AttemptOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
     deliver_to: tuple[tuple[str, str], ...] = ()  # (target URL, redacted key) on success
     reason: str | None = None  # for a slot that ends skipped (precheck said no)
+    # when the action ended, when known better than when the run saw it (see
+    # ``ActionResult.ended_at``): the attempt's recorded end
+    ended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
