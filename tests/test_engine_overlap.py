@@ -237,3 +237,48 @@ def test_a_tick_counts_the_slots_it_recorded_and_left_waiting_for_a_worker(
         return report.materialized, report.started, report.fresh, report.waiting
 
     assert asyncio.run(scenario()) == (3, 1, 1, 2)
+
+
+def test_a_fire_skipped_behind_a_silent_nodes_run_says_the_node_holds_it(
+    sqlite_store, clock, home
+) -> None:
+    """A node frozen while its runs end: the others skipped the next fires "the previous
+    run (slot 24) was still running" and told "skipped 3 times in a row: the previous run
+    was still running", though the run had ended at 19:53:01 (outside-in probe, three
+    nodes on PostgreSQL). What is known is said: its node holds it, silent since when."""
+    from agentcron.model import NodeInfo
+
+    def ok() -> str:
+        return "ok"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("job", ok, every="1m", overlap="skip")
+        h.add("live", ok, every="1m", overlap="skip")
+        now = clock.now()
+        for node, ago in (("frozen", timedelta(minutes=2)), ("busy", timedelta(seconds=1))):
+            beat = now - ago
+            sqlite_store.register_node(NodeInfo(node, "host2", 4242, "/h", beat, beat))
+        for task, owner in (("job", "frozen"), ("live", "busy")):
+            sqlite_store.add_slot(task, NewSlot(scheduled_for=now), now)
+            [claim] = sqlite_store.claim(owner, now, now + timedelta(hours=1), 1)
+            assert claim.spec.name == task
+        clock.advance(timedelta(minutes=1))
+        sqlite_store.heartbeat("busy", clock.now())  # beats on; "frozen" does not
+        await h.tick(settle=False)
+        return h
+
+    h = asyncio.run(scenario())
+    [_, skipped] = h.slots("job")
+    assert skipped.status is SlotStatus.SKIPPED
+    assert (skipped.reason or "").startswith(
+        "the previous run (slot 1) is still held by the node on host2 (pid 4242), not heard "
+        "from since 23:58:00 UTC: it may have ended there unseen"
+    ), skipped.reason
+    [_, behind_live] = h.slots("live")
+    assert "was still running (overlap: skip)" in (behind_live.reason or "")
+    from agentcron.notify.notifier import _plain_reason
+
+    assert _plain_reason(skipped.reason or "") == (  # the skip streak's words
+        "the previous run was still held by a node not heard from (it may have ended there unseen)"
+    )

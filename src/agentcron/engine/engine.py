@@ -1122,7 +1122,8 @@ class Engine:
             return 0, 0, 0, 0
         active = self._still_running(self.store.active_slots_of({p.spec.name for p in planned}))
         zone = self.settings.default_zone
-        plans = [with_overlap(p, active.get(p.spec.name, ()), zone) for p in planned]
+        held_by = self._silent_holder(now)
+        plans = [with_overlap(p, active.get(p.spec.name, ()), zone, held_by) for p in planned]
         room = StartRoom(
             owner=self.settings.owner,
             lease_until=now + self.settings.lease,
@@ -1144,6 +1145,34 @@ class Engine:
             missed += sum(1 for s in inserted if s.status in _NOT_RUN)
             self._after_materialize(plan, inserted, now)
         return created, skipped, missed, len(claims)
+
+    def _silent_holder(self, now: datetime) -> Callable[[Slot], str | None]:
+        """For a skip's reason: the node holding a running slot, when it has not beaten
+        for three beats (frozen, cut off); nodes read once, when first asked."""
+        from agentcron.schedules.zones import resolve_zone
+
+        nodes: dict[str, NodeInfo] | None = None
+        silent_after = timedelta(seconds=max(3 * self.settings.poll_interval, 15.0))
+
+        def held_by(slot: Slot) -> str | None:
+            nonlocal nodes
+            owner = slot.lease_owner
+            if owner is None or owner == self.settings.owner:
+                return None
+            if nodes is None:
+                nodes = {n.node_id: n for n in self.store.nodes()}
+            node = nodes.get(owner)
+            if (
+                node is None
+                or node.stopped_at is not None
+                or now - node.heartbeat_at < silent_after
+            ):
+                return None
+            zone = resolve_zone(self.settings.default_zone)
+            beat = node.heartbeat_at.astimezone(zone).strftime("%H:%M:%S %Z")
+            return f"the node on {node.host} (pid {node.pid}), not heard from since {beat}"
+
+        return held_by
 
     def _still_running(self, active: dict[str, list[Slot]]) -> dict[str, list[Slot]]:
         """The active slots less the runs of this node that have ended and are being

@@ -90,7 +90,12 @@ def plan_one_shot(spec: TaskSpec, at: datetime, now: datetime) -> list[NewSlot]:
     return [NewSlot(at, SlotStatus.PENDING)]
 
 
-def with_overlap(plan: Plan, active: Sequence[Slot], default_zone: str | None) -> Plan:
+def with_overlap(
+    plan: Plan,
+    active: Sequence[Slot],
+    default_zone: str | None,
+    held_by: Callable[[Slot], str | None] | None = None,
+) -> Plan:
     """``plan`` under its task's overlap policy, given the task's active slots.
 
     Each pending slot is decided against the active slots less the task's own catch-up
@@ -120,7 +125,7 @@ def with_overlap(plan: Plan, active: Sequence[Slot], default_zone: str | None) -
         if not against:
             continue
         label = members[0].scheduled_for.astimezone(zone).strftime("%H:%M")
-        decision = decide_overlap(spec.overlap, against, label)
+        decision = decide_overlap(spec.overlap, against, label, held_by)
         if decision.status is not SlotStatus.PENDING:
             skipped.update((m.scheduled_for, decision.reason) for m in members)
             continue

@@ -943,6 +943,11 @@ def _attempt_reason(store: Store, slot: Slot) -> str:
 
 
 def _plain_reason(reason: str) -> str:
+    if "still held by" in reason:
+        return (
+            "the previous run was still held by a node not heard from (it may have ended "
+            "there unseen)"
+        )
     if "still running" in reason:
         return "the previous run was still running"
     if "queued" in reason:

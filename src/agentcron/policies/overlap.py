@@ -10,7 +10,7 @@ against a new fire only if that fire came due after the catch-up slot was record
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,9 +45,15 @@ class OverlapDecision:
     displace: list[int] = field(default_factory=list)
 
 
-def decide_overlap(policy: OverlapPolicy, active: Sequence[Slot], label: str) -> OverlapDecision:
+def decide_overlap(
+    policy: OverlapPolicy,
+    active: Sequence[Slot],
+    label: str,
+    held_by: Callable[[Slot], str | None] | None = None,
+) -> OverlapDecision:
     """``active``: the task's pending/running/retrying slots; ``label`` names the new slot
-    in reasons (e.g. its local time)."""
+    in reasons (e.g. its local time); ``held_by``: for a running slot whose node has
+    gone silent, who holds it and since when (it may have ended unseen there)."""
     retrying = [s.id for s in active if s.status is SlotStatus.RETRYING]
     running = [s for s in active if s.status is SlotStatus.RUNNING]
     waiting = [s for s in active if s.status is SlotStatus.PENDING]
@@ -72,6 +78,15 @@ def decide_overlap(policy: OverlapPolicy, active: Sequence[Slot], label: str) ->
             )
         return OverlapDecision(SlotStatus.PENDING, supersede=retrying)
     started = running[0]
+    holder = held_by(started) if held_by is not None else None
+    if holder is not None:
+        # "was still running" was said of runs that had ended on a node frozen since
+        # (outside-in probe): what is known is that its node still holds it
+        return OverlapDecision(
+            SlotStatus.SKIPPED,
+            f"the previous run (slot {started.id}) is still held by {holder}: it may have "
+            "ended there unseen, and is taken over when its lease lapses (overlap: skip)",
+        )
     return OverlapDecision(
         SlotStatus.SKIPPED,
         f"the previous run (slot {started.id}) was still running (overlap: skip)",
