@@ -75,9 +75,11 @@ class Draft:
     enabled_at_source: bool = True
     notes: list[Note] = field(default_factory=list)
     where: str = ""  # the job's place in the source file (jobs[2] 'Morning brief')
-    # keys that name this very job more closely, tried before ``key`` when placing: a
-    # crontab line's command and schedule before its command alone (see crontab._entry)
-    closer_keys: tuple[str, ...] = ()
+    # a key this job shares with the source's other jobs, that a task of another of
+    # them may carry: a crontab line's command alone, when ``key`` adds its schedule.
+    # A task is found by ``key`` first, then by this key and the schedule it has, then
+    # by this key alone (see place.match)
+    loose_key: str = ""
 
     def note(self, field_name: str, kind: NoteKind, reason: str, line: int | None = None) -> None:
         self.notes.append(Note(self.name, field_name, kind, reason, line))

@@ -84,7 +84,6 @@ class _State:
     zone: str | None = None
     zone_error: str | None = None
     comment: list[str] = field(default_factory=list)
-    keys: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
 
 
@@ -110,6 +109,7 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
             continue
         _entry(line, number, state, plan)
         state.comment = []
+    _settle_keys(plan.drafts)
     if plan.drafts:
         plan.notes.append(
             Note(
@@ -141,6 +141,17 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
             )
         )
     return plan
+
+
+def _settle_keys(drafts: list[Draft]) -> None:
+    """Each line's ``imported_from``: the hash of its command and of its schedule (and
+    zone); identical lines add their order among themselves (``-2``, ``-3``…). A line's
+    key says nothing of where it stands, so adding, removing or moving other lines
+    changes no key (the first line once kept the bare command key, and whichever line
+    came first later took its task)."""
+    taken: set[str] = set()
+    for draft in drafts:
+        draft.key = unique(draft.key, taken)
 
 
 def _with_zone(body: dict[str, Any], zone: str) -> dict[str, Any]:
@@ -279,20 +290,11 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
         body["shell"] = True
     if state.env:
         body["env"] = dict(state.env)
-    digest = hashlib.sha256(command.strip().encode()).hexdigest()[:12]
-    key = f"{SOURCE}:{digest}"
-    # The same command on several lines: each told apart by its schedule, not by its
-    # order (a counter moved every later key when a line above was removed, and a
-    # re-import then updated the wrong task and left two firing at one time). A line
-    # is found again by its command and schedule first, then by its command alone (a
-    # schedule edited at the source updates its task).
+    loose = f"{SOURCE}:{hashlib.sha256(command.strip().encode()).hexdigest()[:12]}"
     when = hashlib.sha256(f"{schedule} {state.zone or ''}".encode()).hexdigest()[:6]
-    closer = f"{key}-{when}"
-    key = unique(key if key not in state.keys else closer, state.keys)
     name = unique(_name(run), state.names)
-    draft = Draft(name, key, f"crontab line {number}", body, where=where)
-    if closer != key:
-        draft.closer_keys = (closer,)
+    draft = Draft(name, f"{loose}-{when}", f"crontab line {number}", body, where=where)
+    draft.loose_key = loose  # identical lines are told apart by _settle_keys
     if quiet:
         draft.note("-", "dropped", "cronie's '-' (no syslog line) has no meaning here", number)
     if stdin is not None:

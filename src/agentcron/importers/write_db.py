@@ -11,7 +11,7 @@ from typing import Any
 
 from agentcron.config.errors import ConfigError
 from agentcron.config.loader import validate_task_mapping
-from agentcron.importers.place import Placed
+from agentcron.importers.place import Placed, schedule_of
 
 
 class DbImportError(Exception):
@@ -20,19 +20,23 @@ class DbImportError(Exception):
 
 def existing_tasks(
     service: Any,
-) -> tuple[dict[str, str | None], dict[str, str | None], dict[str, bool]]:
-    """(the database's own tasks, the config file's tasks, paused states), each task's
-    ``imported_from`` by name."""
+) -> tuple[
+    dict[str, str | None], dict[str, str | None], dict[str, bool], dict[str, tuple[str, ...]]
+]:
+    """(the database's own tasks, the config file's tasks, paused states, schedules as
+    :func:`schedule_of` gives them), each task's ``imported_from`` by name."""
     own: dict[str, str | None] = {}
     from_file: dict[str, str | None] = {}
     paused: dict[str, bool] = {}
+    schedules: dict[str, tuple[str, ...]] = {}
     for view in service.list_tasks():
         name = str(view["name"])
         spec = service.show_task(name).get("spec", {})
         key = spec.get("imported_from")
         (from_file if view.get("source") == "file" else own)[name] = str(key) if key else None
         paused[name] = bool(view.get("paused"))
-    return own, from_file, paused
+        schedules[name] = schedule_of(spec)
+    return own, from_file, paused, schedules
 
 
 def apply_to_db(

@@ -25,7 +25,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from agentcron.config.errors import ConfigError, ConfigProblem
 from agentcron.config.loader import parse_config_text
 from agentcron.importers._yaml_out import dump, node, yaml_io
-from agentcron.importers.place import Placed
+from agentcron.importers.place import Placed, schedule_of
 
 # A re-import removes these when the source no longer gives them (a schedule or an
 # action of another kind would clash with the new one).
@@ -44,22 +44,28 @@ _REPLACED = (
 HEADER = "# agentcron.yaml: tasks written by `agentcron import`; check with `agentcron validate`\n"
 
 
-def existing_tasks(path: Path) -> tuple[dict[str, str | None], str | None]:
-    """The config's tasks (name -> imported_from), and why it cannot be edited, if so."""
+def existing_tasks(
+    path: Path,
+) -> tuple[dict[str, str | None], dict[str, tuple[str, ...]], str | None]:
+    """The config's tasks (name -> imported_from), their schedules (name ->
+    :func:`schedule_of`), and why the file cannot be edited, if so."""
     if not path.exists():
-        return {}, None
+        return {}, {}, None
     try:
         text = path.read_bytes().decode("utf-8-sig")
         doc = yaml_io().load(text)
     except Exception as exc:  # any failure to read it means: not editable, say why
-        return {}, f"{path} cannot be read as YAML ({type(exc).__name__}); fix it first"
+        return {}, {}, f"{path} cannot be read as YAML ({type(exc).__name__}); fix it first"
     tasks = doc.get("tasks") if isinstance(doc, CommentedMap) else None
     found: dict[str, str | None] = {}
+    schedules: dict[str, tuple[str, ...]] = {}
     if isinstance(tasks, CommentedMap):
         for name, task in tasks.items():
             key = task.get("imported_from") if isinstance(task, CommentedMap) else None
             found[str(name)] = str(key) if key else None
-    return found, None
+            if isinstance(task, CommentedMap):
+                schedules[str(name)] = schedule_of(task)
+    return found, schedules, None
 
 
 def apply_to_file(path: Path, placed: list[Placed]) -> str:

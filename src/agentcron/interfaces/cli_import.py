@@ -94,11 +94,11 @@ def import_jobs(
         _nothing_importable(plan)
         return
     path = _config_path(config)
-    existing, unreadable = existing_tasks(path)
+    existing, schedules, unreadable = existing_tasks(path)
     if unreadable and apply:
         _fail(unreadable)
     defaults = _file_defaults(path)
-    placed, conflicts = place(plan, existing, enable)
+    placed, conflicts = place(plan, existing, enable, schedules=schedules)
     report = reports.build(plan, placed, conflicts, defaults, existing=existing)
     if apply and report.placed:
         from agentcron.config.errors import ConfigError
@@ -139,8 +139,8 @@ def _to_db(
     with service_for(config, home, db, create=True) as svc:
         from agentcron.importers.write_db import existing_tasks as db_tasks
 
-        own, from_file, paused_now = db_tasks(svc)
-        placed, conflicts = place(plan, own, enable, foreign=from_file)
+        own, from_file, paused_now, schedules = db_tasks(svc)
+        placed, conflicts = place(plan, own, enable, foreign=from_file, schedules=schedules)
         report = reports.build(
             plan, placed, conflicts, svc.defaults.task_defaults, paused_now, existing=own
         )
