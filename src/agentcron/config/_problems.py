@@ -206,7 +206,7 @@ def allowed_keys(model: type[BaseModel], path: Path) -> list[str]:
         if isinstance(part, int):
             continue  # an item of a list keeps the list's element model
         field = _field(current, part)
-        current = _model_in(field.annotation) if field is not None else None
+        current = model_in(field.annotation) if field is not None else None
     if current is None:
         return []
     return [info.alias or name for name, info in current.model_fields.items() if name != "name"]
@@ -219,12 +219,31 @@ def _field(model: type[BaseModel], key: str) -> Any:
     return None
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The Pydantic model an annotation is, or holds (``Model | None``), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is not None:
         for arg in typing.get_args(annotation):
-            found = _model_in(arg)
+            found = model_in(arg)
             if found is not None:
                 return found
     return None
+
+
+def kind_of(value: Any) -> str:
+    """What a refused input value was, in words that never quote it (it may be a
+    secret): "a number", "text", "a list" …"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -12,12 +12,10 @@ hold a secret, and is the client's own data.
 
 from __future__ import annotations
 
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel
+from agentcron.config._problems import kind_of, model_in
 
 _ISO = "an ISO time such as 2026-10-25T00:00 or 2026-10-25T00:00+02:00"
 _WORDS = {
@@ -78,7 +76,7 @@ def message(error: Mapping[str, Any], body_keys: Sequence[str] = ()) -> str:
     elif kind.startswith("string_too") and isinstance(value, str):
         got = f"{len(value)} characters"
     else:
-        got = _kind_of(value)
+        got = kind_of(value)
     return f"{words} (got {got})"
 
 
@@ -101,39 +99,12 @@ def body_keys(route: Any) -> list[str]:
     when it takes any object (a PATCH) or no body."""
     dependant = getattr(route, "dependant", None)
     for param in getattr(dependant, "body_params", ()):
-        model = _model_in(getattr(param.field_info, "annotation", None))
+        model = model_in(getattr(param.field_info, "annotation", None))
         if model is not None and model.model_config.get("extra") == "forbid":
             return [info.alias or name for name, info in model.model_fields.items()]
     return []
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is not None:
-        for arg in typing.get_args(annotation):
-            found = _model_in(arg)
-            if found is not None:
-                return found
-    return None
-
-
 def _quoted(value: str, limit: int = 80) -> str:
     """``value`` as Python quotes it, cut to ``limit`` characters."""
     return repr(value if len(value) <= limit else value[:limit] + "…")
-
-
-def _kind_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agentcron.config._problems import kind_of
+
 # arguments that are durations, written as text ('30s', '5m', '1h')
 _DURATIONS = frozenset({"timeout", "every", "since", "kill_grace"})
 _TYPES = {
@@ -56,21 +58,5 @@ def _one(e: Any) -> str:
     if kind == "string_type" and last in _DURATIONS:
         words += " such as '30s' or '5m'"
     if kind not in ("missing", "extra_forbidden"):
-        words += f" (got {_kind_of(e.get('input'))})"
+        words += f" (got {kind_of(e.get('input'))})"
     return f"{where or 'arguments'}: {words}"
-
-
-def _kind_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
