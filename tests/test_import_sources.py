@@ -285,9 +285,9 @@ def test_crontab_lines_without_cron_tz_keep_the_zone_they_ran_in(tmp_path: Path)
     """Cron ran them in the machine's zone: each is written with it, so a config with
     another `timezone:` does not move them (it moved them an hour, said only in a
     note; outside-in probe)."""
-    from agentcron.schedules.zones import system_zone, zone_name
+    from agentcron.importers._zone import machine_zone
 
-    zone = zone_name(system_zone())
+    zone = machine_zone()[0]
     path = tmp_path / "plain.crontab"
     path.write_text("0 1 * * * /usr/bin/run.sh\nCRON_TZ=Asia/Tokyo\n0 2 * * * /usr/bin/tokyo.sh\n")
     p = make_plan("crontab", path, AGENT)
@@ -300,18 +300,27 @@ def test_crontab_lines_without_cron_tz_keep_the_zone_they_ran_in(tmp_path: Path)
     assert f"cron ran 1 of these in this machine's zone ({zone})" in note.reason
 
 
+def _machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, zone: str) -> None:
+    """This machine's /etc/localtime, as the importer reads it, a link to ``zone``."""
+    link = tmp_path / "localtime"
+    link.symlink_to(f"/usr/share/zoneinfo/{zone}")
+    monkeypatch.setattr("agentcron.importers._zone.LOCALTIME", link)
+
+
 def test_a_crontab_imported_into_a_config_of_another_zone_keeps_crons_times(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """End to end: the machine in Europe/Berlin, the config in UTC: the 01:00 job
-    still fires at 01:00 Berlin time."""
+    """End to end: the machine in Europe/Berlin, the config in UTC, the importing shell's
+    TZ in Tokyo: the 01:00 job still fires at 01:00 Berlin time, and the shell's TZ is
+    said not to be what cron ran in."""
     from typer.testing import CliRunner
 
     from agentcron.config.loader import load_config
     from agentcron.interfaces.cli import app
     from agentcron.schedules.zones import _system_zone_cached
 
-    monkeypatch.setenv("TZ", "Europe/Berlin")
+    _machine(monkeypatch, tmp_path, "Europe/Berlin")
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
     _system_zone_cached.cache_clear()
     monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
     config = tmp_path / "agentcron.yaml"
@@ -321,10 +330,59 @@ def test_a_crontab_imported_into_a_config_of_another_zone_keeps_crons_times(
     res = CliRunner().invoke(
         app, ["import", "crontab", str(tab), "--apply", "--enable", "--config", str(config)]
     )
+    _system_zone_cached.cache_clear()
     assert res.exit_code == 0, res.output
     spec = load_config(config).tasks["run"]
     assert spec.timezone == "Europe/Berlin"
+    assert (
+        "file.TZ: warning: this shell's TZ is Asia/Tokyo, but cron runs in the machine's "
+        f"zone, Europe/Berlin ({tmp_path / 'localtime'} links to it): the tasks are written "
+        "with `timezone: Europe/Berlin`, not Asia/Tokyo" in " ".join(res.output.split())
+    )
+
+
+def test_crontab_lines_are_written_in_the_machines_zone_not_the_shells_tz(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cron daemon runs in the machine's zone, not in the TZ of the shell importing
+    its crontab: a shell with TZ set wrote every entry in the shell's zone (probe)."""
+    import os
+
+    from agentcron.schedules.zones import _system_zone_cached
+
+    localtime = Path("/etc/localtime")
+    if not localtime.is_symlink() or "zoneinfo/" not in os.readlink(localtime):
+        pytest.skip("this machine's /etc/localtime names no zone")
+    machine = os.readlink(localtime).rsplit("zoneinfo/", 1)[1]
+    shell = "Asia/Tokyo" if machine != "Asia/Tokyo" else "America/Lima"
+    monkeypatch.setenv("TZ", shell)
     _system_zone_cached.cache_clear()
+    path = tmp_path / "plain.crontab"
+    path.write_text("0 1 * * * /usr/bin/run.sh\n")
+    p = make_plan("crontab", path, AGENT)
+    _system_zone_cached.cache_clear()
+    assert drafts(p)["run"].body["timezone"] == machine
+    [note] = [n for n in p.notes if n.field == "TZ"]
+    assert note.reason.startswith(
+        f"this shell's TZ is {shell}, but cron runs in the machine's zone, {machine}"
+    )
+
+
+def test_the_machines_zone_from_a_link_a_copy_or_no_file(tmp_path: Path) -> None:
+    from agentcron.importers._zone import machine_zone
+
+    nowhere = tmp_path / "timezone"
+    link = tmp_path / "link"
+    link.symlink_to("/usr/share/zoneinfo/America/New_York")
+    assert machine_zone(link, nowhere)[0] == "America/New_York"
+    copy = tmp_path / "copy"
+    copy.write_bytes(Path("/usr/share/zoneinfo/Europe/Berlin").read_bytes())
+    assert machine_zone(copy, nowhere) == ("Europe/Berlin", f"{copy} holds its data")
+    assert machine_zone(tmp_path / "missing", nowhere)[0] == "UTC"
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"TZif-not-really")
+    name, where = machine_zone(junk, nowhere)
+    assert name is None and where == f"{junk} is a copy of no zone this machine knows"
 
 
 def test_crontab_entries_env_lines_cron_tz_and_percent() -> None:

@@ -40,6 +40,7 @@ from agentcron.importers._core import (
     unique,
     zone_name,
 )
+from agentcron.importers._zone import machine_zone, same_zone, shell_zone
 from agentcron.redact import redact
 
 SOURCE = "crontab"
@@ -122,25 +123,51 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
         )
     local = [d for d in plan.drafts if "timezone" not in d.body]
     if local:
-        # Cron ran them in this machine's zone. Written without timezone:, a config with
-        # another `timezone:` moved them (01:00 became 00:00 UTC, said only in a note an
-        # importer's user may skip): each is written with the zone cron ran it in.
-        from agentcron.schedules.zones import system_zone, zone_name
+        _machine_zone(local, plan)
+    return plan
 
-        zone = zone_name(system_zone())
+
+def _machine_zone(local: list[Draft], plan: Plan) -> None:
+    """Cron ran the entries without CRON_TZ in the machine's zone (/etc/localtime), not in
+    the TZ of the shell importing them. Written without timezone:, a config with another
+    `timezone:` moved them (01:00 became 00:00 UTC, said only in a note an importer's
+    user may skip): each is written with the zone cron ran it in."""
+    zone, where = machine_zone()
+    shell = shell_zone()
+    if zone is None:
         for draft in local:
-            draft.body = _with_zone(draft.body, zone)
+            draft.note(
+                "timezone",
+                "warning",
+                f"cron ran it in this machine's zone, which cannot be named ({where}): "
+                "written without timezone:, the config's timezone: applies; set the "
+                "task's timezone: to the zone cron ran it in",
+            )
+        return
+    for draft in local:
+        draft.body = _with_zone(draft.body, zone)
+    plan.notes.append(
+        Note(
+            "file",
+            "CRON_TZ",
+            "approximated",
+            f"no CRON_TZ: cron ran {len(local)} of these in this machine's zone "
+            f"({zone}); they are written with `timezone: {zone}` to keep cron's times "
+            "(cron would follow a later change of the machine's zone; they will not)",
+        )
+    )
+    if shell is not None and not same_zone(shell, zone):
         plan.notes.append(
             Note(
                 "file",
-                "CRON_TZ",
-                "approximated",
-                f"no CRON_TZ: cron ran {len(local)} of these in this machine's zone "
-                f"({zone}); they are written with `timezone: {zone}` to keep cron's times "
-                "(cron would follow a later change of the machine's zone; they will not)",
+                "TZ",
+                "warning",
+                f"this shell's TZ is {shell}, but cron runs in the machine's zone, {zone} "
+                f"({where}): the tasks are written with `timezone: {zone}`, not {shell}; "
+                "if your cron did run them in another zone, put CRON_TZ=ZONE above them "
+                "and import again",
             )
         )
-    return plan
 
 
 def _settle_keys(drafts: list[Draft]) -> None:
