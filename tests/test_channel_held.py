@@ -43,7 +43,7 @@ def test_a_claim_that_holds_the_queue_makes_the_channel_not_ok(
     channel = _channel(service)
     assert channel["ok"] is False
     held = str(channel["held"])
-    assert held.startswith("2 message(s) waiting for 2 min, none sent: a send by node-a")
+    assert held.startswith("2 message(s) waiting for 2 min 30s, none sent: a send by node-a")
     assert "holds the channel until 00:03:00 UTC" in held
     out = StringIO()
     render.health(Console(file=out, width=300), service.health())
@@ -80,7 +80,7 @@ def test_a_claim_a_dead_node_left_is_said_to_lapse(
     clock.advance(timedelta(minutes=2, seconds=10))
     held = str(_channel(service)["held"])
     assert held == (
-        "1 message(s) waiting for 2 min, none sent: gone-node, which no longer runs, left "
+        "1 message(s) waiting for 2 min 10s, none sent: gone-node, which no longer runs, left "
         "a claim on the first one that holds the channel until 00:03:00 UTC, when it lapses"
     )
 

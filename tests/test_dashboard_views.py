@@ -80,7 +80,7 @@ def test_durations_keep_tenths_where_runs_differ() -> None:
         "1.3s",
         "10s",
         "42s",
-        "3 min",
+        "3 min 20s",
     ]
     assert duration_text(None) == ""
 

@@ -115,7 +115,8 @@ def test_the_teller_frozen_past_its_silence_closes_the_incident_another_node_ope
     peers_b.check(back)
     peers_a.check(back)
     assert told_a.lines == [
-        "✔ agentcron's node alpha (pid 42, a), silent for 2 min, is accounted for: it runs again."
+        "✔ agentcron's node alpha (pid 42, a), silent for 2 min 10s, is accounted for: "
+        "it runs again."
     ]
     [incident] = store.incidents("node:a")
     assert incident.closed_at == back
@@ -159,7 +160,7 @@ def test_a_return_another_teller_told_is_not_told_again_by_the_first_one_back(
     for node_id in "abc":
         peers[node_id].check(back)
     assert told["a"].lines[1:] == [
-        "✔ agentcron's node a (pid 42, a), silent for 2 min, is accounted for: it runs again."
+        "✔ agentcron's node a (pid 42, a), silent for 2 min 10s, is accounted for: it runs again."
     ]
     assert told["c"].lines == [] and len(told["b"].lines) == 2
     assert not store.incidents(open_only=True)

@@ -152,7 +152,7 @@ def test_a_404_endpoint_is_told_at_once_reminded_daily_and_its_recovery_told_onc
         "not pass by itself: fix heartbeat_url. The outside check hears nothing from this "
         "machine. agentcron keeps pinging every 1 min and tells you when it answers.",
         f"✔ agentcron's dead man's switch answers again: {shown} took the ping on {WHERE} "
-        "after failing for 1 day (since 2026-06-01 00:00:00 UTC, 4 failed ping(s)).",
+        "after failing for 1 day 1 min (since 2026-06-01 00:00:00 UTC, 4 failed ping(s)).",
     ]
     assert [m.title for m in told] == [
         "agentcron: heartbeat_url refused",

@@ -424,7 +424,7 @@ def test_a_starved_task_is_told_once_naming_the_holders_and_waits_with_one_slot(
     assert len(waiting) <= 1 and len(superseded) >= 28
     assert all("still waiting for a free worker" in (s.reason or "") for s in superseded)
     assert [line for line in after if "minutely" in line] == [
-        "✔ minutely got a worker after waiting 29 min."
+        "✔ minutely got a worker after waiting 29 min 1s."
     ], after
 
 
@@ -659,7 +659,7 @@ def test_a_task_of_a_period_under_a_minute_is_told_when_starved(
 
     lines, health = asyncio.run(scenario())
     assert [line for line in lines if "small" in line] == [
-        "⚠ small has waited 1 min for a free worker: 1 worker busy: hog for 1 min. "
+        "⚠ small has waited 1 min 10s for a free worker: 1 worker busy: hog for 1 min 20s. "
         "Raise max_concurrency or move the long tasks apart."
     ], lines
     assert health == "starved"

@@ -56,7 +56,12 @@ def parse_duration(value: object) -> timedelta:
 
 
 def format_duration(delta: timedelta) -> str:
-    """Render a duration the way a person says it: ``2 days 1 hour``, ``31 min``, ``4s``."""
+    """Render a duration the way a person says it: ``4s``, ``5 min``, ``1 min 30s``,
+    ``2 hours``, ``1 hour 30 min``, ``2 days 1 hour 5 min``.
+
+    Under an hour to the second (a ``stuck_after: 90s`` reads "1 min 30s", never "1
+    min"); from an hour on to the nearest minute, where seconds are noise. Zero parts
+    are left out, so round values keep their short forms."""
     seconds = delta.total_seconds()
     if 0 < seconds < 1:
         return f"{round(seconds * 1000)}ms"
@@ -64,15 +69,15 @@ def format_duration(delta: timedelta) -> str:
     if total < 60:
         return f"{max(total, 0)}s"
     if total < 3600:
-        return f"{total // 60} min"
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
+        minutes, secs = divmod(total, 60)
+        return f"{minutes} min {secs}s" if secs else f"{minutes} min"
+    days, rest = divmod((total + 30) // 60, 1440)  # whole minutes, half up
+    hours, minutes = divmod(rest, 60)
     parts: list[str] = []
     if days:
         parts.append(f"{days} day{'s' if days != 1 else ''}")
     if hours:
         parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
-    if minutes and not days:
+    if minutes:
         parts.append(f"{minutes} min")
     return " ".join(parts)
