@@ -95,11 +95,8 @@ def relative(when: datetime | None, now: datetime) -> str:
 
 
 def _precise(delta: timedelta) -> str:
-    """Minutes and seconds under an hour (a countdown that moves), else format_duration."""
-    total = round(delta.total_seconds())
-    if 60 <= total < 3600 and total % 60:
-        return f"{total // 60} min {total % 60}s"
-    return format_duration(timedelta(seconds=total))
+    """Whole seconds (a countdown that moves), as format_duration says them."""
+    return format_duration(timedelta(seconds=round(delta.total_seconds())))
 
 
 def duration_s(run: Mapping[str, Any]) -> float | None:
