@@ -95,6 +95,7 @@ class Plan:
     skipped: list[Note] = field(default_factory=list)  # jobs not imported, with why
     notes: list[Note] = field(default_factory=list)  # about the file as a whole
     variables: dict[str, str] = field(default_factory=dict)  # NAME -> what to set it to
+    mail_to: list[str] = field(default_factory=list)  # where the source mailed (MAILTO)
 
 
 @dataclass(frozen=True)

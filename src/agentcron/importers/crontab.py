@@ -218,6 +218,9 @@ def _setting(name: str, value: str, number: int, state: _State, plan: Plan) -> N
     elif name in ("MAILTO", "MAILFROM"):
         if name == "MAILTO":
             plan.notes.append(Note("MAILTO", "", "approximated", _mailto(value), number))
+            for address in re.split(r"[,\s]+", value):
+                if address and address not in plan.mail_to:
+                    plan.mail_to.append(address)
     elif name == "RANDOM_DELAY":
         plan.notes.append(
             Note("RANDOM_DELAY", "", "dropped", "no random start delay in agentcron", number)
@@ -253,6 +256,29 @@ def _mailto(value: str) -> str:
         f"cron mailed every output to {value}; agentcron keeps it (agentcron logs) and "
         "tells you about problems through notify:; for output by mail add "
         "deliver: [mailtos://…] to a task"
+    )
+
+
+def mail_hint(addresses: list[str]) -> str:
+    """How to be told of failures by mail at the addresses MAILTO named: the Apprise
+    e-mail URLs to put under ``notify:``, with the mail server's parts left to fill in
+    (cron handed its mail to this machine's sendmail; no credentials are made up)."""
+    local = [a for a in addresses if "@" not in a]
+    if local:
+        return (
+            f"MAILTO={','.join(addresses)} names a mailbox on this machine, which agentcron "
+            "cannot mail: to be told of failures by mail, add under `notify:` an Apprise "
+            "e-mail URL to an address, such as mailto://localhost?to=ADDRESS (through this "
+            "machine's mail server, if it runs one on port 25)"
+        )
+    to = ",".join(addresses)
+    return (
+        f"cron mailed to {to}: to be told of failures there, add under `notify:` "
+        f"mailto://localhost?to={to} (through this machine's mail server, if it runs one "
+        f"on port 25, as cron's mail went through it) or "
+        f"mailtos://USER:${{SMTP_PASSWORD}}@SMTP_HOST?to={to} (your provider's SMTP "
+        "server: put its host and user in, and SMTP_PASSWORD in env_file); "
+        "`agentcron notify test` tries it"
     )
 
 

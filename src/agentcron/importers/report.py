@@ -36,6 +36,7 @@ class Report:
     not_imported: list[Note] = field(default_factory=list)
     variables: dict[str, tuple[str, bool]] = field(default_factory=dict)  # name -> (hint, set)
     not_in_source: list[tuple[str, str]] = field(default_factory=list)  # (task, imported_from)
+    warnings: list[str] = field(default_factory=list)  # about the target (no notify: channel)
 
 
 def build(
@@ -139,6 +140,9 @@ def text(report: Report, target: str, applied: bool, enable: bool) -> str:
         for name, (hint, is_set) in report.variables.items():
             state = "set" if is_set else "NOT SET"
             lines.append(f"  {name}: {state}: {hint}")
+    if report.warnings:
+        lines.append("")
+        lines += [f"warning: {warning}" for warning in report.warnings]
     lines.append("")
     lines.append(_advice(report, enable, applied))
     return "\n".join(lines) + "\n"
@@ -202,6 +206,7 @@ def as_json(report: Report, target: str, applied: bool) -> dict[str, Any]:
             {"name": name, "imported_from": key} for name, key in report.not_in_source
         ],
         "notes": [note(n) for n in report.plan.notes],
+        "warnings": list(report.warnings),
         "variables": [
             {"name": name, "hint": hint, "set": is_set}
             for name, (hint, is_set) in report.variables.items()

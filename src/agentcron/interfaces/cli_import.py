@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -97,9 +98,10 @@ def import_jobs(
     existing, schedules, unreadable = existing_tasks(path)
     if unreadable and apply:
         _fail(unreadable)
-    defaults = _file_defaults(path)
+    defaults, channels = _file_defaults(path)
     placed, conflicts = place(plan, existing, enable, schedules=schedules)
     report = reports.build(plan, placed, conflicts, defaults, existing=existing)
+    report.warnings += _untold(plan, report, channels)
     if apply and report.placed:
         from agentcron.config.errors import ConfigError
 
@@ -144,6 +146,10 @@ def _to_db(
         report = reports.build(
             plan, placed, conflicts, svc.defaults.task_defaults, paused_now, existing=own
         )
+        _, channels = _file_defaults(_config_path(config), quiet=True)
+        if channels is not None:
+            channels.untold.extend(svc.untold_added_tasks())
+        report.warnings += _untold(plan, report, channels)
         if apply and report.placed:
             try:
                 apply_to_db(svc, report.placed, paused_now)
@@ -200,21 +206,52 @@ def _config_path(config: Path | None) -> Path:
     return (cli._globals.config or Path("agentcron.yaml")).expanduser()
 
 
-def _file_defaults(path: Path) -> dict[str, Any] | None:
-    """The config's defaults (tasks are checked with them); loading it also makes its
-    env_file the one placeholders are checked against."""
+@dataclass
+class _Channels:
+    """What the config says of ``notify:``: whether it names a channel, and the tasks
+    whose failures reach no one (validate's list)."""
+
+    named: bool
+    untold: list[str] = field(default_factory=list)
+
+
+def _file_defaults(
+    path: Path, quiet: bool = False
+) -> tuple[dict[str, Any] | None, _Channels | None]:
+    """The config's defaults (tasks are checked with them) and its channels (None when
+    it is invalid); loading it also makes its env_file the one placeholders are checked
+    against."""
     if not path.exists():
-        return None
+        return None, _Channels(False)
     from agentcron.config.errors import ConfigError
     from agentcron.config.loader import load_config
 
     try:
-        return load_config(path).defaults
+        loaded = load_config(path)
     except ConfigError as exc:
         # --apply refuses an invalid file later; a dry run goes on, saying what it lacks
-        _err.print(
-            f"[yellow]warning:[/] {path} is invalid, so its defaults are not applied to "
-            f"the tasks shown:\n{exc}",
-            highlight=False,
-        )
-        return None
+        if not quiet:
+            _err.print(
+                f"[yellow]warning:[/] {path} is invalid, so its defaults are not applied to "
+                f"the tasks shown:\n{exc}",
+                highlight=False,
+            )
+        return None, None
+    return loaded.defaults, _Channels(bool(loaded.notify), loaded.untold())
+
+
+def _untold(plan: Plan, report: Report, channels: _Channels | None) -> list[str]:
+    """validate's "told to no one" warning, for the tasks of the config (or database)
+    and the new ones, when no ``notify:`` channel is named: a crontab's MAILTO users
+    were told nothing, then validate warned (outside-in probe). With a MAILTO, how to
+    be told by mail."""
+    if channels is None or channels.named or not report.placed:
+        return []
+    from agentcron.importers.crontab import mail_hint
+    from agentcron.interfaces.doctor import untold_words
+
+    new = [item.name for item in report.placed if not item.update]
+    said = [untold_words(sorted({*channels.untold, *new}))]
+    if plan.mail_to:
+        said.append(mail_hint(plan.mail_to))
+    return said
