@@ -22,6 +22,7 @@ from agentcron.importers._core import (
     Note,
     Plan,
     PromptTargetMissing,
+    shown,
 )
 from agentcron.importers.place import Placed, place
 from agentcron.importers.write_db import DbImportError, apply_to_db
@@ -46,7 +47,9 @@ def make_plan(source: str, path: Path, options: ImportOptions) -> Plan:
     planner = _PLANNERS.get(source)
     if planner is None:
         raise ValueError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
-    return _checked(planner(path, options))
+    plan = planner(path, options)
+    plan.file = shown(path)  # `-`: standard input
+    return _checked(plan)
 
 
 def _checked(plan: Plan) -> Plan:

@@ -13,6 +13,7 @@ import codecs
 import json
 import re
 import shlex
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,56 +141,67 @@ LLM_WARNING = (
 # ---- reading ---------------------------------------------------------------------------
 
 
+STDIN = "standard input"
+
+
+def shown(path: Path) -> str:
+    """The file as messages name it: ``-`` is standard input."""
+    return STDIN if str(path) == "-" else str(path)
+
+
 def read_text(path: Path) -> tuple[str, list[str]]:
     """The file's text and remarks about it (a UTF-8 byte-order mark that was skipped).
 
-    Raises :class:`ImportFileError` for a file that is missing, unreadable, empty,
-    UTF-16/32 or not UTF-8.
+    ``-`` is standard input (``crontab -l | agentcron import crontab -``). Raises
+    :class:`ImportFileError` for a file that is missing, unreadable, empty, UTF-16/32
+    or not UTF-8.
     """
+    name = shown(path)
     try:
-        data = path.read_bytes()
+        data = sys.stdin.buffer.read() if name == STDIN else path.read_bytes()
     except FileNotFoundError:
-        raise ImportFileError(f"{path}: no such file") from None
+        raise ImportFileError(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise ImportFileError(f"{path} is a directory; give the path of the file") from None
+        raise ImportFileError(f"{name} is a directory; give the path of the file") from None
     except OSError as exc:
-        raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    for bom, name in _UTF16_32_BOMS:
+        raise ImportFileError(f"cannot read {name}: {exc.strerror or exc}") from None
+    for bom, encoding in _UTF16_32_BOMS:
         if data.startswith(bom):
             raise ImportFileError(
-                f"{path} is {name} text (it starts with a {name} byte-order mark); "
+                f"{name} is {encoding} text (it starts with a {encoding} byte-order mark); "
                 "save it as UTF-8 and import it again"
             )
     remarks = []
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
-        remarks.append(f"{path} starts with a UTF-8 byte-order mark; it was skipped")
+        remarks.append(f"{name} starts with a UTF-8 byte-order mark; it was skipped")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ImportFileError(
-            f"{path}:{line}: not UTF-8 text (invalid byte at offset {exc.start}); "
+            f"{name}:{line}: not UTF-8 text (invalid byte at offset {exc.start}); "
             "is this the right file?"
         ) from None
     if "\x00" in text:
-        raise ImportFileError(f"{path} holds NUL bytes: it is not a text file")
+        raise ImportFileError(f"{name} holds NUL bytes: it is not a text file")
     if not text.strip():
-        raise ImportFileError(f"{path} is empty: nothing to import")
+        raise ImportFileError(f"{name} is empty: nothing to import")
     return text, remarks
 
 
 def read_json(path: Path) -> tuple[Any, list[str]]:
     text, remarks = read_text(path)
+    name = shown(path)
     try:
         return json.loads(text), remarks
     except json.JSONDecodeError as exc:
         raise ImportFileError(
-            f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}"
+            f"{name}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}"
             " (was the file cut short or edited by hand?)"
         ) from None
     except RecursionError:
-        raise ImportFileError(f"{path}: nested too deeply to be a job file") from None
+        raise ImportFileError(f"{name}: nested too deeply to be a job file") from None
 
 
 def read_yaml(path: Path) -> tuple[Any, list[str]]:
@@ -197,16 +209,17 @@ def read_yaml(path: Path) -> tuple[Any, list[str]]:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     text, remarks = read_text(path)
+    name = shown(path)
     try:
         return YAML(typ="safe", pure=True).load(text), remarks
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
         raise ImportFileError(f"{where}: not valid YAML: {exc.problem}") from None
     except YAMLError as exc:
-        raise ImportFileError(f"{path}: not valid YAML: {exc}") from None
+        raise ImportFileError(f"{name}: not valid YAML: {exc}") from None
     except RecursionError:
-        raise ImportFileError(f"{path}: nested too deeply to be a job file") from None
+        raise ImportFileError(f"{name}: nested too deeply to be a job file") from None
 
 
 # ---- values ----------------------------------------------------------------------------

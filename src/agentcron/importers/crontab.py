@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,11 @@ _INTERPRETERS = frozenset(
 )
 
 
+# Where cron reads system crontabs, whose lines name a user between schedule and command
+SYSTEM_FILES = ("/etc/crontab",)
+SYSTEM_FOLDERS = ("/etc/cron.d",)
+
+
 @dataclass
 class _State:
     env: dict[str, str] = field(default_factory=dict)
@@ -86,6 +92,7 @@ class _State:
     zone_error: str | None = None
     comment: list[str] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
+    system: bool = False  # a user column after the schedule (/etc/crontab, /etc/cron.d)
 
 
 def plan_file(path: Path, options: ImportOptions) -> Plan:
@@ -94,6 +101,18 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
     plan = Plan(SOURCE, str(path))
     plan.notes += [Note("file", "", "warning", r) for r in remarks]
     state = _State()
+    why = _system_crontab(path, text)
+    if why is not None:
+        state.system = True
+        plan.notes.append(
+            Note(
+                "file",
+                "user",
+                "approximated",
+                f"a system crontab ({why}): the user column after each schedule is removed "
+                "from the commands; agentcron runs them as the user its daemon runs as",
+            )
+        )
     # cron ends a line at "\n" only: a form feed or U+2028 inside a command is part of it
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()
@@ -297,6 +316,21 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
         )
         return
     schedule, command = parsed
+    user = None
+    if state.system:
+        words = command.split(None, 1)
+        if len(words) < 2:
+            plan.skipped.append(
+                Note(
+                    f"line {number}",
+                    "",
+                    "error",
+                    "a system crontab's line needs a user and a command after its schedule",
+                    number,
+                )
+            )
+            return
+        user, command = words
     where = _name(_split_percent(command)[0])
     if schedule == "@reboot":
         plan.skipped.append(
@@ -348,6 +382,14 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
     name = unique(_name(run), state.names)
     draft = Draft(name, f"{loose}-{when}", f"crontab line {number}", body, where=where)
     draft.loose_key = loose  # identical lines are told apart by _settle_keys
+    if user is not None:
+        draft.note(
+            "user",
+            "approximated",
+            f"cron ran it as {user}; agentcron runs it as the user its daemon runs as "
+            "(a command that needs that user's rights fails, and is reported)",
+            number,
+        )
     if quiet:
         draft.note("-", "dropped", "cronie's '-' (no syslog line) has no meaning here", number)
     if stdin is not None:
@@ -401,6 +443,29 @@ def _odd_first_word(draft: Draft, command: str, number: int) -> None:
             "does not; remove it if that is where this line comes from",
             number,
         )
+
+
+def _system_crontab(path: Path, text: str) -> str | None:
+    """Why the file is a system crontab, or None: it is where cron reads one, or every
+    entry names a user of this machine (that is no program) between its schedule and
+    its command."""
+    if str(path) != "-":
+        for place in {os.path.abspath(path), os.path.realpath(path)}:
+            if place in SYSTEM_FILES or os.path.dirname(place) in SYSTEM_FOLDERS:
+                return f"{place} is one"
+    users = []
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line or line.startswith("#") or _ENV_LINE.match(line):
+            continue
+        parsed = _parse_entry(line.removeprefix("-"))
+        if parsed is not None:
+            words = parsed[1].split(None, 1)
+            # a word that is a program too (sync, man) is read as the command it is
+            users.append(len(words) == 2 and _is_user(words[0]) and not shutil.which(words[0]))
+    if users and all(users):
+        return "every line names a user of this machine after its schedule"
+    return None
 
 
 def _is_user(word: str) -> bool:
