@@ -70,7 +70,7 @@ def test_a_file_under_etc_cron_d_has_its_user_column_removed(
     """By its place a file is a system crontab, whatever user its lines name."""
     folder = tmp_path / "cron.d"
     folder.mkdir()
-    monkeypatch.setattr("agentcron.importers.crontab.SYSTEM_FOLDERS", (str(folder),), raising=False)
+    monkeypatch.setattr("agentcron.importers._cron_lines.SYSTEM_FOLDERS", (str(folder),), raising=False)
     (folder / "php").write_text(
         "*/5 * * * * www-data php /var/www/html/cron.php\n0 4 * * * alice /home/alice/x.sh\n"
     )

@@ -25,7 +25,6 @@ import hashlib
 import os
 import re
 import shlex
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,51 +36,25 @@ from agentcron.importers._core import (
     Note,
     Plan,
     read_text,
-    slug,
     unique,
     zone_name,
+)
+from agentcron.importers._cron_lines import (
+    ENV_LINE,
+    FIELD,
+    is_user,
+    name_of,
+    parse_entry,
+    split_percent,
+    system_crontab,
+    unquote,
 )
 from agentcron.importers._zone import machine_zone, same_zone, shell_zone
 from agentcron.redact import redact
 
 SOURCE = "crontab"
-_ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
-_ENTRY = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S.*)$")
-_SPECIAL = re.compile(r"^(@[A-Za-z]+)\s+(\S.*)$")
-_FIELD = re.compile(r"^(\*|\?|[0-9]+)([-/,][0-9*]+)*$")
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _NOT_ENV = frozenset({"SHELL", "MAILTO", "MAILFROM", "CRON_TZ", "RANDOM_DELAY"})
-_SKIP_WORDS = frozenset(
-    {
-        "cd",
-        "export",
-        "source",
-        ".",
-        "sleep",
-        "set",
-        "true",
-        "umask",
-        "env",
-        "nice",
-        "ionice",
-        "flock",
-        "timeout",
-        "exec",
-        "chronic",
-        "nohup",
-        "sudo",
-        "test",
-        "[",
-    }
-)
-_INTERPRETERS = frozenset(
-    {"sh", "bash", "zsh", "python", "python3", "node", "php", "perl", "ruby", "uv", "bun", "deno"}
-)
-
-
-# Where cron reads system crontabs, whose lines name a user between schedule and command
-SYSTEM_FILES = ("/etc/crontab",)
-SYSTEM_FOLDERS = ("/etc/cron.d",)
 
 
 @dataclass
@@ -101,7 +74,7 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
     plan = Plan(SOURCE, str(path))
     plan.notes += [Note("file", "", "warning", r) for r in remarks]
     state = _State()
-    why = _system_crontab(path, text)
+    why = system_crontab(path, text)
     if why is not None:
         state.system = True
         plan.notes.append(
@@ -122,9 +95,9 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
         if line.startswith("#"):
             _comment(line, number, state, plan)
             continue
-        env = _ENV_LINE.match(line)
+        env = ENV_LINE.match(line)
         if env is not None:
-            _setting(env.group(1), _unquote(env.group(2)), number, state, plan)
+            _setting(env.group(1), unquote(env.group(2)), number, state, plan)
             state.comment = []
             continue
         _entry(line, number, state, plan)
@@ -213,10 +186,10 @@ def _with_zone(body: dict[str, Any], zone: str) -> dict[str, Any]:
 
 def _comment(line: str, number: int, state: _State, plan: Plan) -> None:
     body = line.lstrip("#").strip()
-    entry = _parse_entry(body, strict=True)
+    entry = parse_entry(body, strict=True)
     if entry is not None:
         plan.skipped.append(
-            Note(_name(entry[1]), "", "skipped", "commented out: not imported", number)
+            Note(name_of(entry[1]), "", "skipped", "commented out: not imported", number)
         )
         state.comment = []
         return
@@ -303,7 +276,7 @@ def mail_hint(addresses: list[str]) -> str:
 
 def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
     quiet = line.startswith("-")
-    parsed = _parse_entry(line[1:] if quiet else line)
+    parsed = parse_entry(line[1:] if quiet else line)
     if parsed is None:
         plan.skipped.append(
             Note(
@@ -331,7 +304,7 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
             )
             return
         user, command = words
-    where = _name(_split_percent(command)[0])
+    where = name_of(split_percent(command)[0])
     if schedule == "@reboot":
         plan.skipped.append(
             Note(
@@ -360,7 +333,7 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
     body["cron"] = schedule
     if state.zone is not None:
         body["timezone"] = state.zone
-    run, stdin = _split_percent(command)
+    run, stdin = split_percent(command)
     text = run.strip()
     if stdin is not None:
         parts = stdin.split("\n")
@@ -379,7 +352,7 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
         body["env"] = dict(state.env)
     loose = f"{SOURCE}:{hashlib.sha256(command.strip().encode()).hexdigest()[:12]}"
     when = hashlib.sha256(f"{schedule} {state.zone or ''}".encode()).hexdigest()[:6]
-    name = unique(_name(run), state.names)
+    name = unique(name_of(run), state.names)
     draft = Draft(name, f"{loose}-{when}", f"crontab line {number}", body, where=where)
     draft.loose_key = loose  # identical lines are told apart by _settle_keys
     if user is not None:
@@ -426,7 +399,7 @@ def _odd_first_word(draft: Draft, command: str, number: int) -> None:
     if len(words) < 2:
         return
     first = words[0]
-    if _FIELD.match(first):
+    if FIELD.match(first):
         draft.note(
             "command",
             "warning",
@@ -434,7 +407,7 @@ def _odd_first_word(draft: Draft, command: str, number: int) -> None:
             "a sixth (seconds, or a year) from another cron's format is run as a command",
             number,
         )
-    elif _is_user(first):
+    elif is_user(first):
         draft.note(
             "command",
             "warning",
@@ -443,106 +416,3 @@ def _odd_first_word(draft: Draft, command: str, number: int) -> None:
             "does not; remove it if that is where this line comes from",
             number,
         )
-
-
-def _system_crontab(path: Path, text: str) -> str | None:
-    """Why the file is a system crontab, or None: it is where cron reads one, or every
-    entry names a user of this machine (that is no program) between its schedule and
-    its command."""
-    if str(path) != "-":
-        for place in {os.path.abspath(path), os.path.realpath(path)}:
-            if place in SYSTEM_FILES or os.path.dirname(place) in SYSTEM_FOLDERS:
-                return f"{place} is one"
-    users = []
-    for raw in text.split("\n"):
-        line = raw.strip()
-        if not line or line.startswith("#") or _ENV_LINE.match(line):
-            continue
-        parsed = _parse_entry(line.removeprefix("-"))
-        if parsed is not None:
-            words = parsed[1].split(None, 1)
-            # a word that is a program too (sync, man) is read as the command it is
-            users.append(len(words) == 2 and _is_user(words[0]) and not shutil.which(words[0]))
-    if users and all(users):
-        return "every line names a user of this machine after its schedule"
-    return None
-
-
-def _is_user(word: str) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(word)
-    except (KeyError, ValueError):
-        return False
-    return True
-
-
-def _parse_entry(line: str, strict: bool = False) -> tuple[str, str] | None:
-    """(schedule, command) of an entry line, or None when it is no entry. Not ``strict``,
-    a line that starts like a schedule counts (its schedule is checked later, to say
-    what is wrong with it); ``strict``, the schedule must be valid (comment lines)."""
-    from agentcron.schedules.cron import validate_cron
-
-    special = _SPECIAL.match(line)
-    entry = _ENTRY.match(line)
-    if special is not None:
-        schedule, command = special.group(1).lower(), special.group(2)
-    elif entry is not None:
-        schedule = " ".join(entry.group(i) for i in range(1, 6))
-        command = entry.group(6)
-    else:
-        return None
-    if schedule == "@reboot":
-        return schedule, command
-    try:
-        validate_cron(schedule)
-    except ValueError:
-        if strict or not re.match(r"^[\d*@]", schedule):
-            return None  # words, not a schedule: prose or a broken line
-    return schedule, command
-
-
-def _split_percent(command: str) -> tuple[str, str | None]:
-    """(command, standard input) as cron splits them at the first unescaped ``%``."""
-    out: list[str] = []
-    i = 0
-    while i < len(command):
-        char = command[i]
-        if char == "\\" and command[i + 1 : i + 2] == "%":
-            out.append("%")
-            i += 2
-            continue
-        if char == "%":
-            rest = command[i + 1 :]
-            stdin = re.sub(r"(?<!\\)%", "\n", rest).replace("\\%", "%")
-            return "".join(out), stdin
-        out.append(char)
-        i += 1
-    return "".join(out), None
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
-def _name(command: str) -> str:
-    """A task name from what the command runs: ``cd /srv && ./reindex.py`` -> reindex."""
-    for segment in re.split(r"&&|\|\||;|\|", command):
-        try:
-            words = shlex.split(segment)
-        except ValueError:
-            words = segment.split()
-        words = [w for w in words if "=" not in w.split("/")[0]]  # VAR=x prefixes
-        if not words or os.path.basename(words[0]) in _SKIP_WORDS:
-            continue
-        program = os.path.basename(words[0])
-        if program in _INTERPRETERS:
-            script = next((w for w in words[1:] if not w.startswith("-")), None)
-            if script is not None:
-                program = os.path.basename(script)
-        return slug(os.path.splitext(program)[0] or program, fallback="cron-job")
-    return "cron-job"
