@@ -70,7 +70,9 @@ def test_a_file_under_etc_cron_d_has_its_user_column_removed(
     """By its place a file is a system crontab, whatever user its lines name."""
     folder = tmp_path / "cron.d"
     folder.mkdir()
-    monkeypatch.setattr("agentcron.importers._cron_lines.SYSTEM_FOLDERS", (str(folder),), raising=False)
+    monkeypatch.setattr(
+        "agentcron.importers._cron_lines.SYSTEM_FOLDERS", (str(folder),), raising=False
+    )
     (folder / "php").write_text(
         "*/5 * * * * www-data php /var/www/html/cron.php\n0 4 * * * alice /home/alice/x.sh\n"
     )
@@ -96,3 +98,20 @@ def test_a_crontab_from_standard_input(cli: Invoke, tmp_path: Path) -> None:
     assert load_config(tmp_path / "agentcron.yaml").tasks["run"].cron == "0 1 * * *"
     out = cli("import", "crontab", "-", input="", code=1)
     assert "standard input is empty: nothing to import" in out
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("hermes", "not a Hermes jobs file"),
+        ("openclaw", "not an OpenClaw cron file"),
+        ("agent-zero", "not an Agent Zero task file"),
+    ],
+)
+def test_a_jobs_file_from_standard_input_that_is_not_one_says_standard_input(
+    cli: Invoke, source: str, words: str
+) -> None:
+    """`-` is read as standard input by every importer; the agent schedulers' own
+    refusals named it "-:" (outside-in probe)."""
+    out = cli("import", source, "-", input='{"nope": 1}', code=1)
+    assert f"standard input: {words}" in out, out

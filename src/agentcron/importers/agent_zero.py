@@ -29,6 +29,7 @@ from agentcron.importers._core import (
     prompt_action,
     read_json,
     read_yaml,
+    shown,
     slug,
     unique,
     unknown_fields,
@@ -79,7 +80,7 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
         tasks = data
     else:
         raise ImportFileError(
-            f'{path}: not an Agent Zero task file: expected {{"tasks": [...]}}, '
+            f'{shown(path)}: not an Agent Zero task file: expected {{"tasks": [...]}}, '
             f"found {_shape(data)}"
         )
     taken: set[str] = set()

@@ -28,6 +28,7 @@ from agentcron.importers._core import (
     parse_time,
     prompt_action,
     read_json,
+    shown,
     slug,
     unique,
     unknown_fields,
@@ -107,7 +108,7 @@ def _jobs(data: Any, path: Path, plan: Plan) -> list[tuple[str, Any]]:
         return [(f"jobs[{i}]", job) for i, job in enumerate(data)]
     if not isinstance(data, dict):
         raise ImportFileError(
-            f'{path}: not a Hermes jobs file: expected {{"jobs": [...]}}, a list of jobs '
+            f'{shown(path)}: not a Hermes jobs file: expected {{"jobs": [...]}}, a list of jobs '
             "or a map of jobs by id"
         )
     if "jobs" in data:
@@ -121,11 +122,11 @@ def _jobs(data: Any, path: Path, plan: Plan) -> list[tuple[str, Any]]:
             return [(f"jobs[{i}]", job) for i, job in enumerate(inner)]
         if isinstance(inner, dict):
             return [(f"jobs.{k}", _with_id(k, job)) for k, job in inner.items()]
-        raise ImportFileError(f'{path}: "jobs" must be a list or a map of jobs')
+        raise ImportFileError(f'{shown(path)}: "jobs" must be a list or a map of jobs')
     if data and all(isinstance(job, dict) for job in data.values()):
         return [(str(k), _with_id(k, job)) for k, job in data.items()]
     raise ImportFileError(
-        f'{path}: not a Hermes jobs file: expected {{"jobs": [...]}}, a list of jobs '
+        f'{shown(path)}: not a Hermes jobs file: expected {{"jobs": [...]}}, a list of jobs '
         "or a map of jobs by id"
     )
 

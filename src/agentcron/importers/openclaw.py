@@ -26,6 +26,7 @@ from agentcron.importers._core import (
     parse_time,
     prompt_action,
     read_json,
+    shown,
     slug,
     unique,
     unknown_fields,
@@ -89,7 +90,7 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
         jobs = data
     else:
         raise ImportFileError(
-            f'{path}: not an OpenClaw cron file: expected {{"version": 1, "jobs": [...]}}'
+            f'{shown(path)}: not an OpenClaw cron file: expected {{"version": 1, "jobs": [...]}}'
         )
     taken: set[str] = set()
     for index, job in enumerate(jobs):
