@@ -197,8 +197,8 @@ def test_retrying_slot_is_visible_in_list_runs_and_logs(
 
         row = next(r for r in json.loads(listed) if r["name"] == "digest")
         assert row["health"] == "retrying", row
-        assert row["health_detail"].startswith(f"retrying (attempt 2/4 at {at})"), row
-        assert f"retrying (attempt 2/4 at {at})" in plain_list, plain_list
+        assert row["health_detail"].startswith(f"retrying (attempt 2/4 at {at} UTC)"), row
+        assert f"retrying (attempt 2/4 at {at} UTC)" in plain_list, plain_list
         assert "retrying" in plain_runs and "rate_limited" in plain_runs, plain_runs
         assert "next attempt" in plain_runs, plain_runs
         assert re.search(r"attempt 1: failed in \d+\.\ds — rate_limited: \S", plain_logs), (

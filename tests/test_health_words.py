@@ -65,7 +65,18 @@ def health(rec: Task, active: list[Slot], incidents: list[Incident]) -> tuple[He
 def test_an_open_failure_with_a_retry_waiting_is_retrying() -> None:
     word, sentence = health(task(retries=3), [retrying(1)], [failure()])
     assert word is Health.RETRYING
-    assert sentence == "retrying (attempt 2/4 at 12:01:00): server_error"
+    assert sentence == "retrying (attempt 2/4 at 12:01:00 UTC): server_error"
+
+
+def test_the_times_of_a_health_sentence_name_their_zone() -> None:
+    """`list` said "retrying (attempt 3/3 at 05:46:22)" for a Tokyo task beside tables
+    that name every time's zone (outside-in probe); a shared abbreviation (IST) is
+    replaced by the zone's name, as the tables do."""
+    for zone, said in (("Asia/Tokyo", "21:01:00 JST"), ("Asia/Kolkata", "17:31:00 Asia/Kolkata")):
+        _, sentence = task_health(
+            task(retries=3), [retrying(1)], None, NOW, timedelta(hours=1), ZoneInfo(zone), []
+        )
+        assert sentence == f"retrying (attempt 2/4 at {said}): server_error", sentence
 
 
 def test_an_open_failure_with_no_retry_waiting_is_failing_not_retrying() -> None:
@@ -98,7 +109,7 @@ def test_a_retry_the_next_fire_comes_before_is_not_promised() -> None:
     rec.next_fire_at = NOW + timedelta(seconds=30)
     word, sentence = health(rec, [retrying(1)], [failure()])
     assert word is Health.RETRYING
-    assert sentence == "retrying (the next run, at 12:00:30, tries again): server_error"
+    assert sentence == "retrying (the next run, at 12:00:30 UTC, tries again): server_error"
 
 
 def test_a_running_retry_is_judged_by_its_own_attempts_start() -> None:

@@ -93,6 +93,12 @@ def test_times_name_their_zone_when_it_is_not_the_owners() -> None:
     assert berlin.body.endswith("Retrying at 02:07 (attempt 2 of 4).")
     # and the zone is named only in that message (a context, not a global)
     assert render(notice_for(event), BERLIN).body == berlin.body
+    # IST is also Dublin's summer and Jerusalem's: a shared abbreviation is not a name
+    # (an outside-in probe read "stops it at 03:15:01 IST" beside tables that said
+    # "Asia/Kolkata")
+    kolkata = ZoneInfo("Asia/Kolkata")
+    india = render(notice_for(event, kolkata), kolkata, owner_zone=BERLIN)
+    assert india.body.endswith("Retrying at 06:37 Asia/Kolkata (attempt 2 of 4)."), india.body
 
 
 def test_the_missed_report_names_the_zone_of_its_span() -> None:

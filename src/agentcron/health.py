@@ -19,6 +19,7 @@ from agentcron.model import Health, Slot, SlotStatus, TaskSpec
 from agentcron.model.incident import Incident, IncidentKind
 from agentcron.model.provider import waits_for_provider
 from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
+from agentcron.schedules.zones import zone_label
 from agentcron.watchdog.limits import OVERDUE_FLOOR, overdue_limit
 
 # An open incident of each kind sets this health (failure: see _failure_health).
@@ -140,11 +141,7 @@ def _active_health(
         if slot.status is SlotStatus.RETRYING and waits_for_provider(slot.reason):
             return Health.WAITING, f"waiting: {slot.reason}"
         if slot.status is SlotStatus.RETRYING:
-            at = (
-                slot.next_attempt_at.astimezone(zone).strftime("%H:%M:%S")
-                if slot.next_attempt_at
-                else "?"
-            )
+            at = _clock(slot.next_attempt_at, zone) if slot.next_attempt_at else "?"
             # retries lowered since this run began: its attempts may pass the new count
             total = max(rec.spec.retries + 1, slot.attempts + 1)
             error = slot.error_class.value if slot.error_class else "error"
@@ -152,7 +149,7 @@ def _active_health(
             if slot.next_attempt_at is not None and nxt is not None and nxt <= slot.next_attempt_at:
                 # the next fire comes first and takes the retry's place (as the message
                 # said): promising the retry's attempt would promise what does not run
-                when = nxt.astimezone(zone).strftime("%H:%M:%S")
+                when = _clock(nxt, zone)
                 return Health.RETRYING, f"retrying (the next run, at {when}, tries again): {error}"
             return (
                 Health.RETRYING,
@@ -205,3 +202,10 @@ def budget_health(
             f"its next runs are skipped until it resets{when}"
         )
     return health, detail
+
+
+def _clock(when: datetime, zone: ZoneInfo) -> str:
+    """``05:46:22 JST``: a time of a health sentence, with its zone (the sentence is
+    shown beside tables whose times name theirs)."""
+    local = when.astimezone(zone)
+    return f"{local:%H:%M:%S} {zone_label(local, zone.key)}"

@@ -8,11 +8,9 @@ import contextlib
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-# Abbreviations the tz database gives to more than one offset in use (2025-2027): CST
-# is Chicago's -06:00, Havana's -05:00 and Shanghai's +08:00; IST Kolkata's, Dublin's
-# summer and Jerusalem's; PST Los Angeles' and Manila's; CDT Chicago's and Havana's.
-# A time in such a zone is named by its IANA name instead.
-AMBIGUOUS = frozenset({"CDT", "CST", "IST", "PST"})
+from agentcron.schedules.zones import zone_label
+
+__all__ = ["in_zone", "labelled", "wall", "zone_label"]
 
 
 def in_zone(when: datetime, zone: str | None) -> datetime:
@@ -22,23 +20,6 @@ def in_zone(when: datetime, zone: str | None) -> datetime:
     with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
         return when.astimezone(ZoneInfo(zone))
     return when
-
-
-def zone_label(when: datetime, zone: str | None = None) -> str:
-    """The name to write beside ``when`` (already in ``zone`` when one is given): its
-    abbreviation at that instant (``JST``, ``CET`` in winter and ``CEST`` in summer,
-    ``UTC``); ``zone`` itself (``Asia/Kolkata``) when the abbreviation is shared by
-    other offsets or is only a number (``+04`` of Asia/Dubai); the offset (``+09:00``)
-    when no zone is known. "" for a naive time."""
-    name = when.tzname() or ""
-    if name.isalpha() and name not in AMBIGUOUS:  # Python's fixed offsets say "UTC+09:00"
-        return name
-    if zone and isinstance(when.tzinfo, ZoneInfo):
-        return zone
-    offset = when.strftime("%z")
-    if offset in ("+0000", "-0000"):
-        return "UTC"
-    return f"{offset[:3]}:{offset[3:]}" if offset else ""
 
 
 def labelled(iso: str | None, zone: str | None = None) -> str:

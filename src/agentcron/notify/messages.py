@@ -54,6 +54,7 @@ from agentcron.notify.incidents import (
 )
 from agentcron.policies.budget import describe_usage
 from agentcron.redact import redact
+from agentcron.schedules.zones import zone_label
 
 MAX_DETAIL_LINES = 20
 MAX_LINE_CHARS = 300
@@ -461,7 +462,7 @@ def _day_and_time(when: datetime, now: datetime, zone: ZoneInfo) -> tuple[str, s
     # seconds only when they matter (sub-minute schedules, retries): 02:07 or 02:07:30
     hm = f"{local:%H:%M:%S}" if local.second else f"{local:%H:%M}"
     if _NAMED_ZONE.get():
-        hm = f"{hm} {local.tzname()}"
+        hm = f"{hm} {zone_label(local, zone.key)}"
     if days == 0:
         return "", hm
     if days == 1:
