@@ -26,6 +26,11 @@ def read_back(text: str) -> int:
     ("seconds", "text"),
     [
         (0.25, "250ms"),
+        (0.0004, "<1ms"),  # above zero, never "0ms"
+        (0.000001, "<1ms"),
+        (0.001, "1ms"),
+        (0.9994, "999ms"),
+        (0.9996, "1s"),  # rounds to a second, never "1000ms"
         (0, "0s"),
         (4, "4s"),
         (59.6, "1 min"),
@@ -47,6 +52,32 @@ def read_back(text: str) -> int:
 )
 def test_a_duration_reads_as_a_person_says_it(seconds: float, text: str) -> None:
     assert format_duration(timedelta(seconds=seconds)) == text
+
+
+def read_millis(text: str) -> float:
+    """The milliseconds a person reads in a sub-second text ("<1ms" is under one)."""
+    if text == "<1ms":
+        return 0.0
+    if text == "1s":
+        return 1000.0
+    match = re.fullmatch(r"([1-9]\d{0,2})ms", text)
+    assert match, text
+    return float(match.group(1))
+
+
+@given(st.integers(min_value=1, max_value=999_999))
+def test_under_a_second_the_text_is_within_half_a_millisecond(micros: int) -> None:
+    """Every positive duration under a second reads "<1ms", "1ms" to "999ms" or "1s":
+    never "0ms" (as if none) nor "1000ms" (which is "1s")."""
+    text = format_duration(timedelta(microseconds=micros))
+    assert abs(read_millis(text) - micros / 1000) <= 0.5 + 1e-9, text
+    assert (text == "<1ms") == (micros <= 500), text  # half even, as round() is
+
+
+@given(st.integers(min_value=1, max_value=999_998))
+def test_under_a_second_a_longer_duration_never_reads_shorter(micros: int) -> None:
+    shorter = read_millis(format_duration(timedelta(microseconds=micros)))
+    assert read_millis(format_duration(timedelta(microseconds=micros + 1))) >= shorter
 
 
 @given(st.integers(min_value=0, max_value=3599))

@@ -59,12 +59,19 @@ def format_duration(delta: timedelta) -> str:
     """Render a duration the way a person says it: ``4s``, ``5 min``, ``1 min 30s``,
     ``2 hours``, ``1 hour 30 min``, ``2 days 1 hour 5 min``.
 
-    Under an hour to the second (a ``stuck_after: 90s`` reads "1 min 30s", never "1
-    min"); from an hour on to the nearest minute, where seconds are noise. Zero parts
-    are left out, so round values keep their short forms."""
+    Under a second to the millisecond ("250ms", "<1ms" above zero); under an hour to
+    the second (a ``stuck_after: 90s`` reads "1 min 30s", never "1 min"); from an hour
+    on to the nearest minute, where seconds are noise. Zero parts are left out, so round
+    values keep their short forms."""
     seconds = delta.total_seconds()
     if 0 < seconds < 1:
-        return f"{round(seconds * 1000)}ms"
+        # To the millisecond, as the seconds are rounded: 0.9996 s is "1s", never
+        # "1000ms", and a positive 0.0004 s is "<1ms", never "0ms" (which reads as none).
+        millis = round(seconds * 1000)
+        if millis < 1:
+            return "<1ms"
+        if millis < 1000:
+            return f"{millis}ms"
     total = round(seconds)
     if total < 60:
         return f"{max(total, 0)}s"
