@@ -497,7 +497,8 @@ class Daemon:
             daemon_message(
                 title,
                 f"✖ {what} since {self._local(outage.since)} on {self._where()} "
-                f"({outage.failures} failed attempts; latest: {redact(outage.error)}). "
+                f"({outage.failures} failed attempt{'' if outage.failures == 1 else 's'}; "
+                f"latest: {redact(outage.error)}). "
                 "Nothing is being scheduled. agentcron keeps trying and will tell you when "
                 "it works again.",
                 "database" if outage.database else "loop",
