@@ -231,3 +231,25 @@ def test_the_end_told_counts_what_the_first_tick_of_every_gap_recorded(tmp_path:
     rig.pass_at(71)  # held 30 s: told, with both ticks' slots
     (report,) = reports
     assert report.missed == during
+
+
+def test_the_end_told_counts_the_slots_a_tick_recorded_before_it_failed(tmp_path: Path) -> None:
+    """A PostgreSQL table locked: a node's tick recorded the fires that came due (3
+    missed, 1 skipped) and then failed on a later statement; its end said "This node
+    had no slot to record meanwhile" beside its own report of 3 missed runs (outside-in
+    probe). What a failing tick wrote is counted with the end."""
+    rig = Rig(tmp_path)
+    reports: list[Any] = []
+    rig.h.engine.on_recovery.append(lambda _o, _at, report: reports.append(report))
+    rig.h.add("beat", lambda: "ok", every="5s", retries=0, catchup="none")
+    rig.pass_at(0)
+    rig.fail()  # next_times: read after the tick has recorded what came due
+    for s in (1, 6, 12, 20):
+        rig.pass_at(s)
+    missed = sum(1 for s in rig.h.slots("beat") if s.status.value == "missed")
+    assert missed > 0  # recorded by the failing ticks
+    rig.heal()
+    rig.pass_at(21)  # works: nothing left to record
+    rig.pass_at(52)  # held 30 s: told
+    (report,) = reports
+    assert report.missed == missed, (report, missed)

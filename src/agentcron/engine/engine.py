@@ -180,6 +180,9 @@ class Engine:
         # what the first ticks of earlier gaps of the held outage recorded: a recovery
         # said "No slot came due meanwhile" after a gap's tick had recorded 63 missed
         self._carried: TickReport | None = None
+        # the report of the tick under way: a tick that fails after recording fires
+        # (a later statement refused) has its slots counted with the outage's end
+        self._pass_report: TickReport | None = None
         # the last outages (outage, when ticks worked again): what kept slots from
         # running, for the reasons of slots recorded missed after them
         self.past_outages: deque[tuple[Outage, datetime]] = deque(maxlen=20)
@@ -304,7 +307,7 @@ class Engine:
         return fire.at if fire else None
 
     async def tick(self) -> TickReport:
-        report = TickReport()
+        report = self._pass_report = TickReport()
         self.last_tick = time.monotonic()
         self._times = None  # read afresh after this tick's writes
         now = self.clock.now()
@@ -525,6 +528,7 @@ class Engine:
                 return self._tick_failed(finisher.last_error)
         except Exception as exc:
             return self._tick_failed(exc)
+        self._pass_report = None  # a pass that worked: its report goes with it below
         self.health.last_ok = time.monotonic()
         self._good_pass_began = self._pass_began
         outage, self.health.outage = self.health.outage, None
@@ -582,6 +586,11 @@ class Engine:
             # the gap's first tick recorded is told with the end that holds
             previous, _, held = self._healing
             self._healing, self._carried = None, _plus(self._carried, held)
+        partial, self._pass_report = self._pass_report, None
+        if partial is not None and partial != TickReport():
+            # what this failing pass's tick recorded before it failed: "This node had no
+            # slot to record" beside its own report of 3 missed runs (outside-in probe)
+            self._carried = _plus(self._carried, partial)
         # An outage begins when the first failing pass began: a call that waited out
         # a busy timeout before failing was already meeting the fault.
         outage = health.after_failure(previous, exc, self._pass_began, self._good_pass_began)
