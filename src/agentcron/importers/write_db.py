@@ -2,7 +2,9 @@
 
 Tasks land as ``source: api`` tasks (``Service.add_task(..., replace=True)``), found
 again on a re-import by the ``imported_from`` their spec carries. Every task is
-validated before the first one is written, so a bad one changes nothing.
+validated before the first one is written, so a bad one changes nothing; one the
+database holds unchanged is not written again (its record read through the
+service's store).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from agentcron.config.errors import ConfigError
 from agentcron.config.loader import validate_task_mapping
 from agentcron.importers.place import Placed, schedule_of
+from agentcron.model import TaskRecord, TaskSource, TaskSpec
 
 
 class DbImportError(Exception):
@@ -42,14 +45,42 @@ def existing_tasks(
 def apply_to_db(
     service: Any, placed: list[Placed], paused_now: dict[str, bool]
 ) -> list[dict[str, Any]]:
-    """Add or replace each task; returns their views. Raises :class:`DbImportError`."""
+    """Add or replace each task; returns their views. Raises :class:`DbImportError`.
+
+    A task the database already holds as it would be written is left alone: a
+    re-import of an unchanged file writes nothing and audits nothing (it wrote a
+    ``task.replace`` with no change for every task, each time)."""
     rows = [(item.name, item.mapping(paused_now.get(item.name))) for item in placed]
     problems = []
+    unchanged = set()
     for name, mapping in rows:
         try:
-            validate_task_mapping(name, mapping, service.defaults.task_defaults)
+            spec = validate_task_mapping(name, mapping, service.defaults.task_defaults)
         except ConfigError as exc:
             problems += exc.lines()
+            continue
+        if _holds(service.store.get_task(name), spec):
+            unchanged.add(name)
     if problems:
         raise DbImportError("nothing was written:\n" + "\n".join(problems))
-    return [service.add_task(name, mapping, replace=True) for name, mapping in rows]
+    return [
+        service.show_task(name)
+        if name in unchanged
+        else service.add_task(name, mapping, replace=True)
+        for name, mapping in rows
+    ]
+
+
+def _holds(record: TaskRecord | None, spec: TaskSpec) -> bool:
+    """Whether ``record`` is an API task with ``spec`` already, in effect: the same
+    definition and the same paused state. Its stored ``paused`` key is not compared:
+    ``pause`` and ``resume`` set the state only and leave the stored spec as written."""
+    if record is None or record.source is not TaskSource.API or record.paused != spec.paused:
+        return False
+    return _definition(record.spec) == _definition(spec)
+
+
+def _definition(spec: TaskSpec) -> dict[str, Any]:
+    data: dict[str, Any] = spec.model_dump(mode="json", by_alias=True)
+    data.pop("paused", None)
+    return data
