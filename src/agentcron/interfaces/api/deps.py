@@ -8,9 +8,23 @@ can hand in a service of their own.
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Body, Request
+from pydantic import BaseModel, ConfigDict
 
 from agentcron.service import Service, ServiceError
+
+
+# A resume sent {"x": 1} answered 200 as if the key meant something, while a pause
+# refused a key it does not take by name (422): the actions without a body do too.
+class NoBody(BaseModel):
+    """An action that takes no body: send nothing, ``null`` or ``{}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+NoBodyDep = Annotated[NoBody | None, Body(description="None: nothing, null or {}")]
 
 
 def get_service(request: Request) -> Service:

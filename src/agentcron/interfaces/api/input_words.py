@@ -1,13 +1,14 @@
 """A request's malformed parameters and body keys, said in the API's words.
 
-FastAPI checks query and path parameters and the pause and create bodies against the
-route's signature before the route runs, and its error carries pydantic's text
-("Input should be a valid integer, unable to parse string as an integer", "Field
-required", "Extra inputs are not permitted"). Every other refusal of this API names
-the field in plain words: :func:`said` words these the same way, one line each,
-``query parameter limit: must be a whole number (got 'ten')``. A query's or a path's
-value is quoted as sent; a body's is only described (``got a number``): a body may
-hold a secret, and is the client's own data.
+FastAPI checks query and path parameters and the bodies (a pause's, a create's, the
+empty one of an action that takes none) against the route's signature before the
+route runs, and its error carries pydantic's text ("Input should be a valid integer,
+unable to parse string as an integer", "Field required", "Extra inputs are not
+permitted"). Every other refusal of this API names the field in plain words:
+:func:`said` words these the same way, one line each, ``query parameter limit: must
+be a whole number (got 'ten')``. A query's or a path's value is quoted as sent; a
+body's is only described (``got a number``): a body may hold a secret, and is the
+client's own data.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def message(error: Mapping[str, Any], body_keys: Sequence[str] = ()) -> str:
     where, _ = where_of(tuple(error.get("loc", ())))
     kind = str(error.get("type", ""))
     if kind == "extra_forbidden":
-        takes = f"; it takes {', '.join(body_keys)}" if body_keys else ""
-        return f"not a key of this body{takes}"
+        # only a body of fixed keys refuses one: with none listed, it takes none
+        return f"not a key of this body; it takes {', '.join(body_keys) or 'none'}"
     words = _words(kind, error)
     if kind == "missing":
         return words
@@ -96,7 +97,7 @@ def _words(kind: str, error: Mapping[str, Any]) -> str:
 
 def body_keys(route: Any) -> list[str]:
     """The keys of the model the route's body is (``['reason']`` for a pause), or none
-    when it takes any object (a PATCH) or no body."""
+    when it takes any object (a PATCH), an empty one (a resume) or no body."""
     dependant = getattr(route, "dependant", None)
     for param in getattr(dependant, "body_params", ()):
         model = model_in(getattr(param.field_info, "annotation", None))

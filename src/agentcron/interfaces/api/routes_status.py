@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from agentcron.interfaces.api.deps import get_service, known_query_only
+from agentcron.interfaces.api.deps import NoBodyDep, get_service, known_query_only
 from agentcron.interfaces.api.problems import problem_responses
 from agentcron.interfaces.schemas import (
     AuditView,
@@ -67,7 +67,7 @@ def get_incident(service: ServiceDep, incident_id: IncidentId) -> Any:
     summary="Say it was seen (who and when are kept); again keeps the first",
     responses=problem_responses(404, 409),
 )
-def acknowledge(service: ServiceDep, incident_id: IncidentId) -> Any:
+def acknowledge(service: ServiceDep, incident_id: IncidentId, body: NoBodyDep = None) -> Any:
     return service.acknowledge(incident_id)
 
 
@@ -108,6 +108,7 @@ def audit(
 def prune(
     service: ServiceDep,
     dry_run: Annotated[bool, Query(description="Count what would go; change nothing")] = False,
+    body: NoBodyDep = None,
 ) -> Any:
     return service.prune(dry_run=dry_run)
 
@@ -125,7 +126,7 @@ def config_schema() -> dict[str, Any]:
     tags=["status"],
     summary="Send a test message to every channel in use; each one's result",
 )
-async def notify_test(request: Request, service: ServiceDep) -> Any:
+async def notify_test(request: Request, service: ServiceDep, body: NoBodyDep = None) -> Any:
     urls = service.channel_urls(list(request.app.state.settings.notify_urls()))
     if not urls:
         raise ServiceError(

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentcron.interfaces.api.deps import get_service, known_query_only
+from agentcron.interfaces.api.deps import NoBodyDep, get_service, known_query_only
 from agentcron.interfaces.api.problems import API_WORDS, problem_responses
 from agentcron.interfaces.schemas import (
     NextFire,
@@ -145,7 +145,7 @@ def pause_task(
 
 
 @router.post("/{name}/resume", response_model=TaskSummary, summary="Resume, from now on")
-def resume_task(service: ServiceDep, name: str) -> Any:
+def resume_task(service: ServiceDep, name: str, body: NoBodyDep = None) -> Any:
     return service.resume(name)
 
 
@@ -155,7 +155,7 @@ def resume_task(service: ServiceDep, name: str) -> Any:
     status_code=202,
     summary="Run now; answers with the run at once, without waiting for it",
 )
-def trigger_task(service: ServiceDep, response: Response, name: str) -> Any:
+def trigger_task(service: ServiceDep, response: Response, name: str, body: NoBodyDep = None) -> Any:
     run = service.trigger(name)
     response.headers["Location"] = f"/api/v1/runs/{run['id']}"
     return {**run, "note": service.trigger_note(name, run["id"]).words(API_WORDS)}
