@@ -74,8 +74,10 @@ def test_countdowns_and_ages_in_words() -> None:
 
 
 def test_durations_keep_tenths_where_runs_differ() -> None:
-    assert [duration_text(s) for s in (0.0001, 0.018, 1.34, 9.96, 42.4, 200)] == [
+    # a run of 0.1 ms is not one of no time: "<1ms", as format_duration says it
+    assert [duration_text(s) for s in (0, 0.0001, 0.018, 1.34, 9.96, 42.4, 200)] == [
         "0ms",
+        "<1ms",
         "18ms",
         "1.3s",
         "10s",

@@ -111,8 +111,8 @@ def duration_text(seconds: float | None) -> str:
     """``18ms``, ``1.3s``, ``42s``, ``3 min``: tenths below 10 s, where runs differ."""
     if seconds is None:
         return ""
-    if seconds < 0.001:
-        return "0ms"
+    if seconds <= 0:
+        return "0ms"  # a run recorded as ending when it began
     if 1 <= seconds < 9.95:
         return f"{seconds:.1f}s"
     return format_duration(timedelta(seconds=seconds))
