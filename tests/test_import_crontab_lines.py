@@ -11,32 +11,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from agentcron.config import load_config
-from agentcron.interfaces.cli import app
+from cli_rig import Invoke, cli_in
 
-Invoke = Callable[..., str]
 SYNC = "/usr/local/bin/sync.sh"
 GONE = "Imported from a crontab before, and not in this file"
 
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0) -> str:
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, (result.output, result.exception)
-        return result.output
-
-    return invoke
+    return cli_in(tmp_path, monkeypatch)
 
 
 def _tab(tmp_path: Path, *lines: str) -> str:

@@ -10,31 +10,19 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from agentcron.config import load_config
-from agentcron.interfaces.cli import app
+from cli_rig import Invoke, cli_in
 
-Invoke = Callable[..., str]
 HOURLY = "cd / && run-parts --report /etc/cron.hourly"
 
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0, input: str | None = None) -> str:
-        result = runner.invoke(app, list(args), input=input)
-        assert result.exit_code == code, (result.output, result.exception)
-        return result.output
-
-    return invoke
+    return cli_in(tmp_path, monkeypatch)
 
 
 def _commands(out: str) -> dict[str, object]:

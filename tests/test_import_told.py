@@ -10,15 +10,12 @@ Apprise e-mail URL to add, without making up a mail server's credentials.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from agentcron.interfaces.cli import app
+from cli_rig import Invoke, cli_in
 
-Invoke = Callable[..., str]
 UNTOLD = (
     "no `notify:` channel: the failures of {n} task(s) ({names}) are recorded but told to no one"
 )
@@ -28,16 +25,7 @@ OLD = "tasks:\n  old:\n    every: 1h\n    command: [echo, old]\n"
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AGENTCRON_HOME", str(tmp_path / "home"))
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0) -> str:
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, (result.output, result.exception)
-        return " ".join(result.output.split())  # as read, whatever the wrapping
-
-    return invoke
+    return cli_in(tmp_path, monkeypatch, joined=True)
 
 
 def test_an_import_with_no_channel_says_failures_reach_no_one_as_validate_does(
