@@ -105,3 +105,41 @@ def test_each_nodes_recovery_says_what_it_recorded_not_that_nothing_came_due(
     assert "Other nodes of this database record their own (host2 (pid 4242))." in nothing
     assert "This node's first tick after it recorded 3 slot(s)" in some
     assert f"(pid {os.getpid()}) after 2 min" in alone
+
+
+def test_a_database_upgraded_under_a_running_daemon_is_told_once_per_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pip install -U agentcron` and any command (or a node upgraded elsewhere on
+    PostgreSQL) upgrades the database under a running daemon, which goes on with its old
+    code without a word. It now says so, once per newer version, with what to do."""
+    from agentcron.daemon import Daemon, DaemonOptions
+    from agentcron.model import Message
+    from agentcron.store.migrations import SCHEMA_VERSION
+    from agentcron.store.sqlite import SQLiteStore
+
+    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"))
+    store = SQLiteStore(tmp_path / "agentcron.db")
+    daemon.store = store
+    told: list[Message] = []
+    monkeypatch.setattr(daemon, "_tell_soon", told.append)
+
+    def look() -> None:
+        daemon._schema_looked = 0.0  # its minute has passed
+        daemon._check_schema()
+
+    try:
+        look()
+        assert told == []  # the version it knows
+        store.set_meta("schema_version", str(SCHEMA_VERSION + 1))
+        look()
+        look()
+        store.set_meta("schema_version", str(SCHEMA_VERSION + 2))
+        look()
+    finally:
+        store.close()
+    assert len(told) == 2, [m.body for m in told]
+    first = told[0].body
+    assert f"(schema {SCHEMA_VERSION + 1}; this version knows {SCHEMA_VERSION})" in first
+    assert "Restart it with the new version" in first
+    assert told[0].severity == "warning"

@@ -52,6 +52,7 @@ from agentcron.service import DAEMON_STALE_AFTER, Defaults, Service
 from agentcron.store import Store, open_store, parse_db_url
 from agentcron.store.changes import ChangeListener
 from agentcron.store.errors import is_database_error
+from agentcron.store.migrations import SCHEMA_VERSION
 from agentcron.supervisor import PartFailure, Supervisor
 from agentcron.ticks import TickRecorder
 from agentcron.trouble import TroubleFile
@@ -910,7 +911,44 @@ class Daemon:
             if fault is not None and self._file_fault is None:
                 self._checkpoints_stopped(fault)
             self._say_trouble()
+            self._check_schema()
             await self._sleep_beats(max(1.0, self.options.watchdog_interval))
+
+    _schema_looked = 0.0  # monotonic: when the database's schema version was last read
+    _schema_told: int | None = None  # the newer schema the owner was told of
+
+    def _check_schema(self) -> None:
+        """A newer agentcron may upgrade the database under this daemon (`pip install -U`
+        then any command on this machine; a node upgraded elsewhere on PostgreSQL), which
+        then goes on with its old code, without a word: told once per newer version, with
+        what to do. Read once a minute (one meta row)."""
+        assert self.store is not None
+        now = time.monotonic()
+        if now - self._schema_looked < SCHEMA_LOOK_EVERY:
+            return
+        self._schema_looked = now
+        try:
+            said = self.store.get_meta("schema_version")
+            version = int(said) if said else None
+        except Exception:  # a database away is the loop's to tell (its ticks fail)
+            log.debug("could not read the database's schema version", exc_info=True)
+            return
+        if version is None or version <= SCHEMA_VERSION or version == self._schema_told:
+            return
+        self._schema_told = version
+        from agentcron import __version__
+
+        body = (
+            f"⚠ agentcron {__version__} on {self._where()} runs on a database that a newer "
+            f"agentcron has upgraded (schema {version}; this version knows {SCHEMA_VERSION}). "
+            "Restart it with the new version (the service manager's restart, or however it "
+            "is started); until then it schedules as before, without what the new version "
+            "changed."
+        )
+        log.error("%s", body.removeprefix("⚠ "))
+        self._tell_soon(
+            daemon_message("database upgraded by a newer agentcron", body, "upgrade", warning=True)
+        )
 
     def _say_trouble(self) -> None:
         """Keep ``daemon.trouble`` saying whether the loop can use its database (an
@@ -1336,6 +1374,7 @@ NODE_LOST_AFTER = 2 * DAEMON_STALE_AFTER
 
 # a heartbeat failing this long while ticks work is said in daemon.trouble
 BEAT_TROUBLE_AFTER = timedelta(seconds=15)
+SCHEMA_LOOK_EVERY = 60.0  # seconds between reads of the database's schema version
 
 
 def held_until_restart(old: LoadedConfig, new: LoadedConfig) -> list[str]:
