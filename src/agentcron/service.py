@@ -377,6 +377,16 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             cursor = fire.at
         return out
 
+    def holds_task(self, name: str, spec: TaskSpec) -> bool:
+        """Whether ``name`` is a task added here (not the config file's) defined as
+        ``spec`` already, in effect: the same definition and paused state. Its stored
+        ``paused`` key is not compared (``pause`` and ``resume`` set the state only): a
+        re-import that would change nothing writes nothing and audits nothing."""
+        record = self.store.get_task(name)
+        if record is None or record.source is not TaskSource.API or record.paused != spec.paused:
+            return False
+        return _definition(record.spec) == _definition(spec)
+
     # ---- writes ------------------------------------------------------------------
     @_one_at_a_time
     def add_task(self, name: str, raw: Mapping[str, Any], replace: bool = False) -> dict[str, Any]:
@@ -767,3 +777,10 @@ def _settle_budget_health(view: dict[str, Any]) -> None:
         view["health"], view["health_detail"] = budget_health(
             view["health"], view.get("health_detail"), view["budget"]
         )
+
+
+def _definition(spec: TaskSpec) -> dict[str, Any]:
+    """A task's definition as compared by :meth:`Service.holds_task` (no paused key)."""
+    data: dict[str, Any] = spec.model_dump(mode="json", by_alias=True)
+    data.pop("paused", None)
+    return data

@@ -14,7 +14,6 @@ from typing import Any
 from agentcron.config.errors import ConfigError
 from agentcron.config.loader import validate_task_mapping
 from agentcron.importers.place import Placed, schedule_of
-from agentcron.model import TaskRecord, TaskSource, TaskSpec
 
 
 class DbImportError(Exception):
@@ -59,7 +58,7 @@ def apply_to_db(
         except ConfigError as exc:
             problems += exc.lines()
             continue
-        if _holds(service.store.get_task(name), spec):
+        if service.holds_task(name, spec):
             unchanged.add(name)
     if problems:
         raise DbImportError("nothing was written:\n" + "\n".join(problems))
@@ -69,18 +68,3 @@ def apply_to_db(
         else service.add_task(name, mapping, replace=True)
         for name, mapping in rows
     ]
-
-
-def _holds(record: TaskRecord | None, spec: TaskSpec) -> bool:
-    """Whether ``record`` is an API task with ``spec`` already, in effect: the same
-    definition and the same paused state. Its stored ``paused`` key is not compared:
-    ``pause`` and ``resume`` set the state only and leave the stored spec as written."""
-    if record is None or record.source is not TaskSource.API or record.paused != spec.paused:
-        return False
-    return _definition(record.spec) == _definition(spec)
-
-
-def _definition(spec: TaskSpec) -> dict[str, Any]:
-    data: dict[str, Any] = spec.model_dump(mode="json", by_alias=True)
-    data.pop("paused", None)
-    return data
