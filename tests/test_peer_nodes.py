@@ -185,3 +185,27 @@ def test_the_open_incidents_of_a_kind_are_read_by_task(store: Store) -> None:
     found = store.open_incidents_of_kind(["node:a", "node:b", "node:c"], IncidentKind.NODE_LOST)
     assert found == {"node:a": saved[0]}
     assert store.open_incidents_of_kind([], IncidentKind.NODE_LOST) == {}
+
+
+def test_the_alarm_of_a_node_whose_record_was_removed_is_closed_with_a_word(
+    store: Store,
+) -> None:
+    """A node that never came back: after a week its record is pruned, no look found it
+    any more, and its alarm stayed open, reminded for ever. It is closed, and said so."""
+    told = Told()
+    later = _nodes(store, {"a": "alpha", "b": "beta"}, alive=("a",))
+    peers = _peers(store, "a", told)
+    peers.check(later)
+    assert len(told.lines) == 1
+    week = later + timedelta(days=8)
+    store.heartbeat("a", week)
+    assert store.prune_records(week, week, week, week - timedelta(days=7)).nodes == 1
+    peers.check(week)
+    assert told.lines[1:] == [
+        "⚠ agentcron's node beta (pid 42), silent for 8 days 2 min, is no longer tracked: "
+        "its record was removed as old, and this alarm is closed. If its machine comes "
+        "back, its daemon starts as a new node."
+    ], told.lines
+    assert not store.incidents("node:b")[0].is_open
+    peers.check(week + timedelta(hours=1))  # said once
+    assert len(told.lines) == 2

@@ -728,6 +728,21 @@ def render_node(
     return _not_a_tasks(title, line, IncidentKind.NODE_LOST, event, severity)
 
 
+def render_node_forgotten(incident: Incident, now: datetime) -> Message:
+    """The alarm of a node whose record was removed (silent past ``keep_history``'s
+    node retention) is closed, with a word: its machine never came back."""
+    lasted = format_duration(now - (incident.since or incident.opened_at))
+    who = f"agentcron's node {incident.summary or incident.task.removeprefix('node:')}"
+    line = (
+        f"⚠ {who}, silent for {lasted}, is no longer tracked: its record was removed as "
+        "old, and this alarm is closed. If its machine comes back, its daemon starts as a "
+        "new node."
+    )
+    return _not_a_tasks(
+        f"⚠ {who} is no longer tracked", line, IncidentKind.NODE_LOST, "closed", "warning"
+    )
+
+
 def render_budget(news: BudgetNews, zone: ZoneInfo) -> Message:
     """A budget ran out: told once per budget and day, whichever task met it first."""
     scope = news.scope

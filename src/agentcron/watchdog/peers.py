@@ -18,12 +18,14 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from agentcron.model import Incident, IncidentKind, Message, NodeInfo
-from agentcron.notify.messages import render_node
+from agentcron.notify.messages import render_node, render_node_forgotten
 from agentcron.store.base import Store
 
 log = logging.getLogger("agentcron.watchdog")
 
 LOOK_EVERY = timedelta(seconds=10)
+FORGOTTEN_EVERY = timedelta(minutes=10)  # looks for alarms of nodes whose record went
+OPEN_SCAN = 10_000  # open incidents read by such a look
 PREFIX = "node:"
 
 ToChannels = Callable[[Message], list[tuple[str, str, Message]]]
@@ -51,6 +53,7 @@ class PeerNodes:
         self.lost_after = lost_after
         self.where = where  # a time in the owner's zone
         self._last: datetime | None = None
+        self._forgotten_at: datetime | None = None  # the last look for removed nodes
 
     def check(self, now: datetime) -> None:
         if self._last is not None and now - self._last < LOOK_EVERY:
@@ -69,6 +72,7 @@ class PeerNodes:
         )
         changed: list[Incident] = []
         messages: list[tuple[str, str, Message]] = []
+        self._close_forgotten(now, {PREFIX + n.node_id for n in nodes}, changed, messages)
         for node in nodes:
             scope = PREFIX + node.node_id
             current = open_now.get(scope)
@@ -90,3 +94,23 @@ class PeerNodes:
                 messages += self.to_channels(render_node(node, changed[-1], now, self.where))
         if changed:
             self.store.save_incidents(changed, messages, now)
+
+    def _close_forgotten(
+        self,
+        now: datetime,
+        listed: set[str],
+        changed: list[Incident],
+        messages: list[tuple[str, str, Message]],
+    ) -> None:
+        """Close the alarms of nodes whose record the retention removed (silent for
+        days): no look found them any more, and the alarm stayed open, reminded for
+        ever. Once every FORGOTTEN_EVERY, a read of every open incident."""
+        if self._forgotten_at is not None and now - self._forgotten_at < FORGOTTEN_EVERY:
+            return
+        self._forgotten_at = now
+        for incident in self.store.incidents(open_only=True, limit=OPEN_SCAN):
+            if incident.kind is not IncidentKind.NODE_LOST or incident.task in listed:
+                continue
+            closed = replace(incident, closed_at=now, updated_at=now)
+            changed.append(closed)
+            messages += self.to_channels(render_node_forgotten(closed, now))
