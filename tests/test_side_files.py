@@ -177,3 +177,24 @@ def test_with_postgresql_away_health_and_doctor_say_what_the_homes_daemon_says(
     assert f"✖ daemon: the daemon (pid {daemon.pid}) {said}" in " ".join(doctor.stdout.split())
     _trouble_of(home, daemon.pid)  # killed since: its word is not believed
     assert said not in cli("health").stderr
+
+
+def test_the_trouble_file_of_a_home_without_a_lock_is_read_as_the_lock_holders_is(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """For `health` with PostgreSQL out of reach: no file or a blank one is no word,
+    quietly (a daemon of this home runs elsewhere, or has cleared it at its stop); a
+    file that cannot be read is said, not taken for "no trouble" without a word."""
+    from agentcron.trouble import trouble_of_live_writer
+
+    assert trouble_of_live_writer(tmp_path) is None  # no file
+    (tmp_path / TROUBLE_FILE).write_bytes(b" " * SIZE)  # made at start, cleared at stop
+    assert trouble_of_live_writer(tmp_path) is None
+    assert caplog.text == ""
+    (tmp_path / TROUBLE_FILE).write_bytes(b'{"pid": 1, "trou')  # torn or damaged
+    assert trouble_of_live_writer(tmp_path) is None
+    assert "a database trouble would not be seen" in caplog.text
+    caplog.clear()
+    (tmp_path / TROUBLE_FILE).write_text(json.dumps({"trouble": {"since": "10:00"}}))
+    assert trouble_of_live_writer(tmp_path) is None
+    assert "no writer's pid" in caplog.text

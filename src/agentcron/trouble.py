@@ -72,9 +72,7 @@ def read_trouble(home: Path, pid: int | None, kept: bool = True) -> dict[str, An
     started, so it keeps the file (it makes it first thing); a daemon still starting
     may not have made it yet."""
     path = home / TROUBLE_FILE
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         if kept:  # deleted under the daemon, or it could not make it (its log says why)
             log.warning(
                 "the daemon (pid %s) keeps no %s: a database trouble it meets would not "
@@ -83,36 +81,50 @@ def read_trouble(home: Path, pid: int | None, kept: bool = True) -> dict[str, An
                 path,
             )
         return None
-    except OSError as exc:  # the reader cannot know: said, not taken for "no trouble"
-        log.warning("cannot read %s (%s): a database trouble would not be seen", path, exc)
+    said = _said(path)
+    if said is None or pid is None or said[0] != pid:
         return None
-    if not text.strip():
-        return None  # made at start, or cleared at stop: nothing said
-    try:
-        data = json.loads(text)
-    except ValueError as exc:  # written whole each time: a torn read or a damaged file
-        log.warning("cannot read %s (%s): a database trouble would not be seen", path, exc)
-        return None
-    if not isinstance(data, dict) or pid is None or data.get("pid") != pid:
-        return None
-    trouble = data.get("trouble")
-    return trouble if isinstance(trouble, dict) else None
+    return said[1]
 
 
 def trouble_of_live_writer(home: Path) -> dict[str, Any] | None:
     """What the daemon that wrote this home's file says it cannot do, when that process
     still lives: for a home whose daemon holds no lock (PostgreSQL: nodes on several
-    machines), read when the database cannot be opened here to say more. A file left
-    by a daemon killed with -9 names a process that is gone, or another program."""
+    machines), read when the database cannot be opened here to say more. No file is
+    no word (a daemon of this home runs elsewhere, or none ever started here); a file
+    left by a daemon killed with -9 names a process that is gone, or another program."""
+    path = home / TROUBLE_FILE
+    if not path.exists() and not path.is_symlink():
+        return None
+    said = _said(path)
+    if said is None or not _agentcron_process(said[0]):
+        return None
+    return said[1]
+
+
+def _said(path: Path) -> tuple[int, dict[str, Any] | None] | None:
+    """(the writer's pid, its trouble or None) of the trouble file at ``path``; None
+    when nothing is said (blank: made at start, or cleared at stop) or the file cannot
+    be read, which is logged: a database trouble would then go unseen, not be taken
+    for "no trouble" without a word."""
     try:
-        data = json.loads((home / TROUBLE_FILE).read_bytes() or b"null")
-    except (OSError, ValueError):
+        text = path.read_bytes()
+    except OSError as exc:  # the reader cannot know: said, not taken for "no trouble"
+        log.warning("cannot read %s (%s): a database trouble would not be seen", path, exc)
+        return None
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # written whole each time: a torn read or a damaged file
+        log.warning("cannot read %s (%s): a database trouble would not be seen", path, exc)
         return None
     pid = data.get("pid") if isinstance(data, dict) else None
-    if not isinstance(pid, int) or not _agentcron_process(pid):
+    if not isinstance(pid, int):
+        log.warning("cannot read %s (no writer's pid): a database trouble would not be seen", path)
         return None
     trouble = data.get("trouble")
-    return trouble if isinstance(trouble, dict) else None
+    return pid, trouble if isinstance(trouble, dict) else None
 
 
 def _agentcron_process(pid: int) -> bool:
@@ -121,10 +133,16 @@ def _agentcron_process(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except PermissionError:
-        pass  # alive, another user's
+        pass  # the process exists and is another user's: alive, and asked below
     except OSError:
-        return False
+        return False  # no such process
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True  # no /proc on this system: alive is all that can be known
     try:
-        return b"agentcron" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc here: alive is all that can be known
+        return b"agentcron" in (proc / str(pid) / "cmdline").read_bytes()
+    except FileNotFoundError:
+        return False  # it ended since the look above
+    except OSError as exc:  # hidden (hidepid), unreadable: its word is not believed
+        log.warning("cannot read the command line of process %s (%s)", pid, exc)
+        return False
