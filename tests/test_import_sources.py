@@ -385,6 +385,37 @@ def test_the_machines_zone_from_a_link_a_copy_or_no_file(tmp_path: Path) -> None
     assert name is None and where == f"{junk} is a copy of no zone this machine knows"
 
 
+def test_zone_data_that_cannot_be_read_is_said_and_a_missing_table_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Naming the machine's zone: a name that is no zone's, and tables or Debian's
+    /etc/timezone that a system does not have, are answers, quiet; zone data or tables
+    that cannot be read are said (the zone may then go unnamed, or be named by an
+    alias), not passed over without a word."""
+    from agentcron.importers import _zone
+
+    copy = tmp_path / "copy"
+    copy.write_bytes(Path("/usr/share/zoneinfo/Europe/Berlin").read_bytes())
+    bare = tmp_path / "bare"  # a zone folder without zone1970.tab or zone.tab
+    bare.mkdir()
+    monkeypatch.setattr(_zone, "TZPATH", (str(bare), *_zone.TZPATH))
+    assert _zone.machine_zone(copy, tmp_path / "no-timezone")[0] == "Europe/Berlin"
+    assert _zone._valid("Not/AZone") is None
+    assert caplog.text == ""
+    (bare / "zone1970.tab").mkdir()  # there, but cannot be read as a file
+    (tmp_path / "timezone").mkdir()
+    assert _zone.machine_zone(copy, tmp_path / "timezone")[0] == "Europe/Berlin"
+    assert f"cannot read {bare / 'zone1970.tab'}" in caplog.text
+    assert f"cannot read {tmp_path / 'timezone'}" in caplog.text
+
+    def unreadable(name: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_zone, "ZoneInfo", unreadable)
+    assert _zone._valid("Europe/Berlin") is None
+    assert "cannot read the time zone data of 'Europe/Berlin': Permission denied" in caplog.text
+
+
 def test_crontab_entries_env_lines_cron_tz_and_percent() -> None:
     p = plan("crontab", "user.crontab")
     d = drafts(p)

@@ -8,9 +8,12 @@ import from a shell with ``TZ`` set wrote every entry in the shell's zone.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from zoneinfo import TZPATH, ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+log = logging.getLogger("agentcron.importers")
 
 LOCALTIME = Path("/etc/localtime")
 TIMEZONE_FILE = Path("/etc/timezone")  # Debian's name of the zone, beside the copy
@@ -67,9 +70,15 @@ def _name_in_path(path: str) -> str | None:
 
 
 def _valid(name: str) -> str | None:
+    """``name`` when it is a zone's, else None (the answer asked for). Zone data that
+    cannot be read is said: the machine's zone then goes unnamed, and the import
+    writes its tasks without one, warning so."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    except OSError as exc:
+        log.warning("cannot read the time zone data of %r: %s", name, exc.strerror or exc)
         return None
     return name
 
@@ -80,7 +89,10 @@ def _candidates(timezone_file: Path) -> list[str]:
     names: list[str] = []
     try:
         said = _valid(timezone_file.read_text().strip())
-    except (OSError, UnicodeDecodeError):
+    except FileNotFoundError:
+        said = None  # only Debian and its kin keep the name beside the copy
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("cannot read %s: %s", timezone_file, exc)
         said = None
     if said:
         names.append(said)
@@ -88,7 +100,12 @@ def _candidates(timezone_file: Path) -> list[str]:
         for table in ("zone1970.tab", "zone.tab"):
             try:
                 lines = (Path(folder) / table).read_text().splitlines()
-            except (OSError, UnicodeDecodeError):
+            except FileNotFoundError:
+                continue  # not every zone folder has the tables: they only order names
+            except (OSError, UnicodeDecodeError) as exc:
+                # the zone still comes out right (the same data under an alias's name,
+                # Arctic/Longyearbyen for Europe/Berlin, say): said, and read on
+                log.warning("cannot read %s: %s", Path(folder) / table, exc)
                 continue
             names += [p[2] for p in (ln.split("\t") for ln in lines) if len(p) > 2]
     known = available_timezones()
