@@ -127,7 +127,7 @@ def test_reimport_updates_in_place_and_keeps_what_the_user_changed(
     first = config.read_text()
     out = cli("import", "hermes", "hermes-jobs-list.json", *AGENT, "--apply")
     assert config.read_text() == first  # idempotent: nothing doubled, nothing moved
-    assert "updates task morning-brief" in out
+    assert "task morning-brief, unchanged" in out and "nothing was changed" in out
     # the user resumes one task, renames another and adds a key; the source changes
     edited = first.replace(
         "        paused: true\n        imported_from: hermes:3f9a1c2b7d10",
@@ -363,7 +363,7 @@ def test_a_crontab_line_removed_leaves_its_twins_task_alone_and_is_said(
     }
     tab.write_text("0 2 * * * /usr/bin/report\n")
     out = cli("import", "crontab", str(tab), "--apply", "--enable")
-    assert "updates task report-2" in out
+    assert "task report-2, unchanged" in out
     assert "Imported from a crontab before, and not in this file" in out
     assert f"  report ({before['report']['imported_from']})" in out
     after = _tasks(tmp_path)

@@ -56,7 +56,7 @@ def test_a_line_added_above_leaves_the_running_task_on_its_schedule(
         "import", "crontab", _tab(tmp_path, f"0 13 * * * {SYNC}", f"0 1 * * * {SYNC}"), "--apply"
     )
     assert _file_tasks(tmp_path) == {"sync": ("0 1 * * *", False), "sync-2": ("0 13 * * *", True)}
-    assert "): new task sync-2" in out and "): updates task sync" in out
+    assert "): new task sync-2" in out and "): task sync, unchanged" in out
     assert GONE not in out
     # and again, unchanged: nothing moves, nothing is said gone
     before = (tmp_path / "agentcron.yaml").read_bytes()
@@ -102,8 +102,8 @@ def test_identical_lines_keep_their_tasks_and_an_unchanged_file_changes_nothing(
     before = (tmp_path / "agentcron.yaml").read_bytes()
     assert set(_file_tasks(tmp_path)) == {"backup", "backup-2"}
     out = cli("import", "crontab", tab, "--apply")
-    assert re.search(r"# crontab line 1 \(crontab:\w+-\w+\): updates task backup\n", out)
-    assert re.search(r"# crontab line 2 \(crontab:\w+-\w+-2\): updates task backup-2\n", out)
+    assert re.search(r"# crontab line 1 \(crontab:\w+-\w+\): task backup, unchanged\n", out)
+    assert re.search(r"# crontab line 2 \(crontab:\w+-\w+-2\): task backup-2, unchanged\n", out)
     assert GONE not in out
     assert (tmp_path / "agentcron.yaml").read_bytes() == before
     # three identical lines, then one removed: one task said gone, the others kept

@@ -37,6 +37,7 @@ class Report:
     variables: dict[str, tuple[str, bool]] = field(default_factory=dict)  # name -> (hint, set)
     not_in_source: list[tuple[str, str]] = field(default_factory=list)  # (task, imported_from)
     warnings: list[str] = field(default_factory=list)  # about the target (no notify: channel)
+    unchanged: set[str] = field(default_factory=set)  # placed tasks the target holds as is
 
 
 def build(
@@ -108,7 +109,16 @@ def text(report: Report, target: str, applied: bool, enable: bool) -> str:
     source = SOURCE_NAMES.get(plan.source, plan.source)
     lines: list[str] = []
     what = "written" if applied else "would be written"
-    head = f"{source}: {len(report.placed)} task(s) from {plan.file} {what} to {target}"
+    count = len(report.placed)
+    head = f"{source}: {count} task(s) from {plan.file} {what} to {target}"
+    same = sum(item.name in report.unchanged for item in report.placed)
+    if same and same == count:
+        head = (
+            f"{source}: {count} task(s) from {plan.file}, already in {target} as they "
+            f"would be written: nothing {'was' if applied else 'would be'} changed"
+        )
+    elif same:
+        head += f" ({same} of them already there as written, left unchanged)"
     lines.append(head + ("" if applied else " (dry run: nothing is written without --apply)"))
     if any("llm" in item.draft.body for item in report.placed):
         lines.append(f"note: {LLM_WARNING}")
@@ -116,6 +126,8 @@ def text(report: Report, target: str, applied: bool, enable: bool) -> str:
     for item in report.placed:
         lines.append("")
         verb = f"updates task {item.name}" if item.update else f"new task {item.name}"
+        if item.name in report.unchanged:
+            verb = f"task {item.name}, unchanged"
         lines.append(f"# {item.draft.label} ({item.imported_from}): {verb}")
         mapping = item.mapping()
         if item.paused is None:
@@ -195,6 +207,7 @@ def as_json(report: Report, target: str, applied: bool) -> dict[str, Any]:
                 "imported_from": item.imported_from,
                 "label": item.draft.label,
                 "update": item.update,
+                "unchanged": item.name in report.unchanged,
                 "paused": item.paused,
                 "task": item.mapping(),
                 "notes": [note(replace(n, task=item.name)) for n in item.draft.notes],

@@ -50,7 +50,27 @@ def apply_to_db(
     re-import of an unchanged file writes nothing and audits nothing (it wrote a
     ``task.replace`` with no change for every task, each time)."""
     rows = [(item.name, item.mapping(paused_now.get(item.name))) for item in placed]
-    problems = []
+    unchanged, problems = _unchanged(service, rows)
+    if problems:
+        raise DbImportError("nothing was written:\n" + "\n".join(problems))
+    return [
+        service.show_task(name)
+        if name in unchanged
+        else service.add_task(name, mapping, replace=True)
+        for name, mapping in rows
+    ]
+
+
+def unchanged_in_db(service: Any, placed: list[Placed], paused_now: dict[str, bool]) -> set[str]:
+    """The names of ``placed`` the database already holds as :func:`apply_to_db` would
+    write them: the report says so instead of "updates"."""
+    rows = [(item.name, item.mapping(paused_now.get(item.name))) for item in placed]
+    return _unchanged(service, rows)[0]
+
+
+def _unchanged(service: Any, rows: list[tuple[str, dict[str, Any]]]) -> tuple[set[str], list[str]]:
+    """(the names the database holds unchanged, every problem of a task that is invalid)."""
+    problems: list[str] = []
     unchanged = set()
     for name, mapping in rows:
         try:
@@ -60,11 +80,4 @@ def apply_to_db(
             continue
         if service.holds_task(name, spec):
             unchanged.add(name)
-    if problems:
-        raise DbImportError("nothing was written:\n" + "\n".join(problems))
-    return [
-        service.show_task(name)
-        if name in unchanged
-        else service.add_task(name, mapping, replace=True)
-        for name, mapping in rows
-    ]
+    return unchanged, problems

@@ -86,6 +86,7 @@ def apply_to_file(path: Path, placed: list[Placed]) -> str:
     # A file written with CRLF stays CRLF: ruamel kept the \r of its comments and wrote
     # every other line with \n, a file of mixed line endings (probe)
     crlf = "\r\n" in original
+    raw = original
     original = original.replace("\r\n", "\n")
     yaml = yaml_io()
     doc = yaml.load(original) if original.strip() else None
@@ -104,8 +105,34 @@ def apply_to_file(path: Path, placed: list[Placed]) -> str:
     parse_config_text(text, str(path), base_dir=path.parent)  # invalid afterwards: stop
     if crlf:
         text = text.replace("\n", "\r\n")
-    _replace(path, text)
+    if text != raw:
+        _replace(path, text)  # a re-import that changes nothing leaves the file untouched
     return text
+
+
+def unchanged_in_file(path: Path, placed: list[Placed]) -> set[str]:
+    """The names of ``placed`` whose task the config at ``path`` already holds as
+    :func:`apply_to_file` would write it: the report says so instead of "updates"."""
+    if not path.exists():
+        return set()
+    try:
+        doc = yaml_io().load(path.read_bytes().decode("utf-8-sig"))
+    except Exception:  # unreadable: existing_tasks said why; nothing counts as unchanged
+        return set()
+    tasks = doc.get("tasks") if isinstance(doc, CommentedMap) else None
+    if not isinstance(tasks, CommentedMap):
+        return set()
+    return {item.name for item in placed if item.update and _same(_find(tasks, item.name), item)}
+
+
+def _same(current: Any, item: Placed) -> bool:
+    """Whether :func:`_write` would leave ``current`` as it is."""
+    if not isinstance(current, CommentedMap):
+        return False
+    mapping = item.mapping()
+    if any(key in current and key not in mapping for key in _REPLACED):
+        return False
+    return all(key in current and current[key] == value for key, value in mapping.items())
 
 
 def _write(tasks: CommentedMap, item: Placed) -> None:

@@ -83,7 +83,7 @@ def import_jobs(
         place,
     )
     from agentcron.importers import report as reports
-    from agentcron.importers.write_file import existing_tasks
+    from agentcron.importers.write_file import existing_tasks, unchanged_in_file
 
     options = _options(source, to, base_url, model, api_key_env, agent_cmd)
     try:
@@ -102,6 +102,7 @@ def import_jobs(
     placed, conflicts = place(plan, existing, enable, schedules=schedules)
     report = reports.build(plan, placed, conflicts, defaults, existing=existing)
     report.warnings += _untold(plan, report, channels)
+    report.unchanged = unchanged_in_file(path, report.placed)
     if apply and report.placed:
         from agentcron.config.errors import ConfigError
 
@@ -140,6 +141,7 @@ def _to_db(
 
     with service_for(config, home, db, create=True) as svc:
         from agentcron.importers.write_db import existing_tasks as db_tasks
+        from agentcron.importers.write_db import unchanged_in_db
 
         own, from_file, paused_now, schedules = db_tasks(svc)
         placed, conflicts = place(plan, own, enable, foreign=from_file, schedules=schedules)
@@ -150,6 +152,7 @@ def _to_db(
         if channels is not None:
             channels.untold.extend(svc.untold_added_tasks())
         report.warnings += _untold(plan, report, channels)
+        report.unchanged = unchanged_in_db(svc, report.placed, paused_now)
         if apply and report.placed:
             try:
                 apply_to_db(svc, report.placed, paused_now)
