@@ -10,12 +10,23 @@ job was made in, from ``origin``), ``local`` (kept on disk only) and
 
 Deliveries become Apprise URLs whose bot token is ``${TELEGRAM_BOT_TOKEN}`` (or
 ``${SLACK_BOT_TOKEN}``), the variables Hermes itself reads from its ``.env``.
+
+Times: Hermes writes them with their offset; a time without one (``run_at``,
+``next_run_at`` of older versions, or edited by hand) Hermes reads as the wall time
+of the machine it runs on (``cron/jobs.py``'s ``_ensure_aware``: system-local), not
+in its configured ``timezone``. The import reads it so too, in this machine's zone
+(``/etc/localtime``), and writes it with its offset: read in the config's
+``timezone:`` instead, an interval's anchor moved by the zones' difference and runs
+were lost. When this machine's zone cannot be named the time is written as it
+stands, and the job's notes say so.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from agentcron.importers import _targets
 from agentcron.importers._core import (
@@ -34,6 +45,7 @@ from agentcron.importers._core import (
     unknown_fields,
     zone_name,
 )
+from agentcron.importers._zone import machine_zone
 
 SOURCE = "hermes"
 _KNOWN = frozenset(
@@ -186,29 +198,23 @@ def _schedule(
     repeat: dict[str, Any] = raw_repeat if isinstance(raw_repeat, dict) else {}
     times, done = repeat.get("times"), repeat.get("completed") or 0
     if kind == "once":
-        when = parse_time(schedule.get("run_at"))
+        when, note = _hermes_time(parse_time(schedule.get("run_at")), "schedule.run_at")
+        notes += [note] if note else []
         aware = when if when.tzinfo is not None else when.replace(tzinfo=options.now.tzinfo)
         if aware <= options.now:
             return None, [
                 ("schedule.run_at", "skipped", f"its one run at {schedule.get('run_at')} is past")
             ]
         out["at"] = when.isoformat()
-        if when.tzinfo is None:
-            notes.append(
-                (
-                    "schedule.run_at",
-                    "approximated",
-                    "no zone in the time: read in the task's zone (the config's timezone: "
-                    "or this machine's), as Hermes read it in its own",
-                )
-            )
     elif kind == "interval":
         minutes = schedule.get("minutes")
         if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0:
             raise ValueError(f"schedule.minutes must be a positive number, not {minutes!r}")
         out["every"] = f"{minutes:g}m"
         if job.get("next_run_at"):
-            out["anchor"] = parse_time(job["next_run_at"]).isoformat()
+            anchor, note = _hermes_time(parse_time(job["next_run_at"]), "next_run_at")
+            notes += [note] if note else []
+            out["anchor"] = anchor.isoformat()
         else:
             notes.append(
                 (
@@ -249,6 +255,32 @@ def _schedule(
             )
         )
     return out, notes
+
+
+def _hermes_time(when: datetime, field_name: str) -> tuple[datetime, Any]:
+    """``when`` as the instant Hermes meant, and a note or None. A time without an
+    offset is the wall time of the machine Hermes ran on (its ``_ensure_aware``): read
+    in this machine's zone and written with its offset, so that the config's
+    ``timezone:`` does not move it; left as it stands, said, when that zone is unknown."""
+    if when.tzinfo is not None:
+        return when, None
+    zone, where = machine_zone()
+    if zone is None:
+        return when, (
+            field_name,
+            "warning",
+            "no zone in the time: Hermes read it in the zone of the machine it ran on, "
+            f"and this machine's cannot be named ({where}); written without one, it is "
+            "read in the task's zone (the config's timezone:), which may move it: add "
+            "the offset Hermes ran at",
+        )
+    return when.replace(tzinfo=ZoneInfo(zone)), (
+        field_name,
+        "approximated",
+        f"no zone in the time: read in this machine's zone ({zone}), as Hermes reads a "
+        "time it stored without one (the machine's, not its configured timezone); "
+        "written with its offset (if Hermes ran on another machine, correct it)",
+    )
 
 
 def _action(job: dict[str, Any], options: ImportOptions) -> tuple[dict[str, Any], list[Any]]:
