@@ -3,7 +3,8 @@
 The file is ``{"version": 1, "jobs": [...]}`` (a bare list is taken too). A job's
 ``schedule`` is ``{kind: at, atMs | at}`` (epoch milliseconds or ISO 8601; without
 a zone it is UTC), ``{kind: every, everyMs, anchorMs?}`` or ``{kind: cron, expr,
-tz?}``; its ``payload`` is an ``agentTurn`` (``message``, ``model``, ``thinking``,
+tz?}`` (without ``anchorMs``, the job's ``state.nextRunAtMs`` anchors the
+interval); its ``payload`` is an ``agentTurn`` (``message``, ``model``, ``thinking``,
 ``timeoutSeconds``) for an isolated session or a ``systemEvent`` (``text``) for the
 main one; ``delivery`` (``mode``, ``channel``, ``to``) says where the answer goes;
 ``state`` keeps the last run's status and error.
@@ -206,8 +207,30 @@ def _schedule(
             raise ValueError(f"schedule.everyMs must be from 1000 ms to 10 years, not {shown}")
         out: dict[str, Any] = {"every": _duration(every)}
         anchor = schedule.get("anchorMs")
+        upcoming = state.get("nextRunAtMs")
         if isinstance(anchor, int | float) and not isinstance(anchor, bool):
             out["anchor"] = _field_time(anchor, "schedule.anchorMs").isoformat()
+        elif isinstance(upcoming, int | float) and not isinstance(upcoming, bool):
+            # without anchorMs OpenClaw counts from when the gateway armed the job; the
+            # run it has armed next is on that grid: the first run here lands on it
+            out["anchor"] = _field_time(upcoming, "state.nextRunAtMs").isoformat()
+            notes.append(
+                (
+                    "schedule.anchorMs",
+                    "approximated",
+                    "no anchorMs: anchored at the job's next run (state.nextRunAtMs), so "
+                    "it keeps the phase OpenClaw gave it",
+                )
+            )
+        else:
+            notes.append(
+                (
+                    "schedule.anchorMs",
+                    "approximated",
+                    "no anchorMs and no next run in the job's state: the phase is "
+                    "agentcron's own, not OpenClaw's (add anchor: to choose it)",
+                )
+            )
         return out, notes
     if kind == "cron":
         expr = schedule.get("expr")
