@@ -60,6 +60,15 @@ def system_crontab(path: Path, text: str) -> str | None:
         for place in {os.path.abspath(path), os.path.realpath(path)}:
             if place in SYSTEM_FILES or os.path.dirname(place) in SYSTEM_FOLDERS:
                 return f"{place} is one"
+    users = user_columns(text)
+    if users and all(users):
+        return "every line names a user of this machine after its schedule"
+    return None
+
+
+def user_columns(text: str) -> list[bool]:
+    """For each entry of ``text``, whether its command starts with what may be a system
+    crontab's user column (:func:`names_user`)."""
     users = []
     for raw in text.split("\n"):
         line = raw.strip()
@@ -67,12 +76,15 @@ def system_crontab(path: Path, text: str) -> str | None:
             continue
         parsed = parse_entry(line.removeprefix("-"))
         if parsed is not None:
-            words = parsed[1].split(None, 1)
-            # a word that is a program too (sync, man) is read as the command it is
-            users.append(len(words) == 2 and is_user(words[0]) and not shutil.which(words[0]))
-    if users and all(users):
-        return "every line names a user of this machine after its schedule"
-    return None
+            users.append(names_user(parsed[1]))
+    return users
+
+
+def names_user(command: str) -> bool:
+    """Whether ``command`` starts with a user of this machine followed by a command, the
+    user being no program (``sync``, ``man`` are read as the commands they are)."""
+    words = command.split(None, 1)
+    return len(words) == 2 and is_user(words[0]) and not shutil.which(words[0])
 
 
 def is_user(word: str) -> bool:

@@ -42,12 +42,13 @@ from agentcron.importers._core import (
 from agentcron.importers._cron_lines import (
     ENV_LINE,
     FIELD,
-    is_user,
     name_of,
+    names_user,
     parse_entry,
     split_percent,
     system_crontab,
     unquote,
+    user_columns,
 )
 from agentcron.importers._zone import machine_zone, same_zone, shell_zone
 from agentcron.redact import redact
@@ -66,6 +67,8 @@ class _State:
     comment: list[str] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
     system: bool = False  # a user column after the schedule (/etc/crontab, /etc/cron.d)
+    # entries of the file whose command starts with a user's name (not a program's)
+    user_lines: int = 0
 
 
 def plan_file(path: Path, options: ImportOptions) -> Plan:
@@ -75,6 +78,7 @@ def plan_file(path: Path, options: ImportOptions) -> Plan:
     plan.notes += [Note("file", "", "warning", r) for r in remarks]
     state = _State()
     why = system_crontab(path, text)
+    state.user_lines = sum(user_columns(text))
     if why is not None:
         state.system = True
         plan.notes.append(
@@ -379,7 +383,7 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
             "the line has no command before its %: it does nothing (as under cron)",
             number,
         )
-    _odd_first_word(draft, run, number)
+    _odd_first_word(draft, run, number, state)
     if redact(command) != command:
         draft.note(
             "command",
@@ -391,10 +395,13 @@ def _entry(line: str, number: int, state: _State, plan: Plan) -> None:
     plan.drafts.append(draft)
 
 
-def _odd_first_word(draft: Draft, command: str, number: int) -> None:
-    """A command whose first word is a sixth time field or a user name was most likely
-    written for another format: cron would run it as it stands, so it is imported so,
-    and said."""
+def _odd_first_word(draft: Draft, command: str, number: int, state: _State) -> None:
+    """A command whose first word is a sixth time field, or a user column of a system
+    crontab, was most likely written for another format: cron would run it as it
+    stands, so it is imported so, and said. A user name is said only where the file
+    looks like a system crontab's lines: two entries or more start with one (a line
+    whose command is ``mail`` or ``backup``, users of Debian's too, is a command), or
+    the name is ``root``, which is no command."""
     words = command.split()
     if len(words) < 2:
         return
@@ -407,12 +414,13 @@ def _odd_first_word(draft: Draft, command: str, number: int) -> None:
             "a sixth (seconds, or a year) from another cron's format is run as a command",
             number,
         )
-    elif is_user(first):
+    elif names_user(command) and (first == "root" or state.user_lines >= 2):
         draft.note(
             "command",
             "warning",
-            f"the command starts with {first!r}, a user on this machine: a line of a system "
-            "crontab (/etc/crontab, /etc/cron.d) has a user column, which a user crontab "
-            "does not; remove it if that is where this line comes from",
+            f"the command starts with {first!r}, a user on this machine ({state.user_lines} "
+            "line(s) of this file start with a user's name): a line of a system crontab "
+            "(/etc/crontab, /etc/cron.d) has a user column, which a user crontab does "
+            "not; remove it if that is where this line comes from",
             number,
         )
