@@ -102,12 +102,25 @@ def apply_to_file(path: Path, placed: list[Placed]) -> str:
     text = dump(doc, yaml)
     if not original.strip():
         text = HEADER + text
-    parse_config_text(text, str(path), base_dir=path.parent)  # invalid afterwards: stop
+    _check_result(text, path)  # invalid afterwards: stop
     if crlf:
         text = text.replace("\n", "\r\n")
     if text != raw:
         _replace(path, text)  # a re-import that changes nothing leaves the file untouched
     return text
+
+
+def _check_result(text: str, path: Path) -> None:
+    """Check the file as it would be written. Its problems name the task and key
+    (``tasks.NAME.KEY``), never a line: the text they would be on is not on disk (and
+    for a config not created yet, no file is), so a line number would point at nothing
+    the user can open."""
+    try:
+        parse_config_text(text, str(path), base_dir=path.parent)
+    except ConfigError as exc:
+        source = str(path) if path.exists() else f"{path} (not created)"
+        problems = [ConfigProblem(p.location, p.message) for p in exc.problems]
+        raise ConfigError(problems, source) from None
 
 
 def unchanged_in_file(path: Path, placed: list[Placed]) -> set[str]:
