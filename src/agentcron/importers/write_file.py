@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark
+from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
+from ruamel.yaml.tokens import CommentToken
 
 from agentcron.config.errors import ConfigError, ConfigProblem
 from agentcron.config.loader import parse_config_text
@@ -96,8 +99,12 @@ def apply_to_file(path: Path, placed: list[Placed]) -> str:
     if not isinstance(tasks, CommentedMap):
         tasks = CommentedMap()
         doc["tasks"] = tasks
+    # a comment block after the last task (the end of the file, or the head of the next
+    # key) is kept by ruamel on that task's last value: new tasks went in above it
+    trailing = _take_trailing(tasks) if any(not item.update for item in placed) else ""
     for item in placed:
         _write(tasks, item)
+    _put_trailing(tasks, trailing)
     yaml.indent(**_layout(doc))
     text = dump(doc, yaml)
     if not original.strip():
@@ -164,6 +171,67 @@ def _write(tasks: CommentedMap, item: Placed) -> None:
         before=f"imported from {item.draft.label} ({item.draft.key})",
         indent=_indent(tasks),
     )
+
+
+def _last_slot(tasks: CommentedMap) -> tuple[Any, Any, int] | None:
+    """Where ruamel keeps the comment lines that follow the mapping's last line: the
+    deepest last entry of block style (container, key or index, place in its comment)."""
+    container: Any = tasks
+    while True:
+        if not container or container.fa.flow_style():
+            return None
+        if isinstance(container, CommentedMap):
+            key: Any = next(reversed(container))
+            place = 2
+        elif isinstance(container, CommentedSeq):
+            key, place = len(container) - 1, 0
+        else:
+            return None
+        value = container[key]
+        if isinstance(value, CommentedMap | CommentedSeq) and value and not value.fa.flow_style():
+            container = value
+            continue
+        return container, key, place
+
+
+def _take_trailing(tasks: CommentedMap) -> str:
+    """The comment lines after the last task, taken off it (a comment at the end of its
+    last line stays there): returned to be put after the tasks added below it."""
+    slot = _last_slot(tasks)
+    if slot is None:
+        return ""
+    container, key, place = slot
+    entry = container.ca.items.get(key)
+    token = entry[place] if entry and len(entry) > place else None
+    if token is None or not isinstance(getattr(token, "value", None), str):
+        return ""
+    value: str = token.value
+    if isinstance(container[key], LiteralScalarString | FoldedScalarString):
+        head, rest = "", value  # a block scalar's last line break is its own
+    else:
+        cut = value.find("\n")
+        if cut < 0:
+            return ""
+        head, rest = value[: cut + 1], value[cut + 1 :]
+    if "#" not in rest:
+        return ""  # blank lines only: nothing to keep in its place
+    if head.strip():
+        token.value = head
+    else:
+        entry[place] = None
+    return rest
+
+
+def _put_trailing(tasks: CommentedMap, text: str) -> None:
+    """``text`` (from :func:`_take_trailing`) after the last line of the tasks."""
+    slot = _last_slot(tasks) if text else None
+    if slot is None:
+        return
+    container, key, place = slot
+    if not isinstance(container[key], LiteralScalarString | FoldedScalarString):
+        text = "\n" + text
+    entry = container.ca.items.setdefault(key, [None, None, None, None])
+    entry[place] = CommentToken(text, CommentMark(0), None)
 
 
 def _layout(doc: CommentedMap) -> dict[str, int]:
