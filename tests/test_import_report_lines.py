@@ -30,6 +30,7 @@ def test_a_refused_apply_into_a_missing_config_gives_no_line_number(
     (tmp_path / "tab").write_text(TAB)
     out = cli("import", "crontab", "tab", "--apply", code=1)
     assert not (tmp_path / "agentcron.yaml").exists()
+    assert "agentcron.yaml was not created:" in out and "was not changed" not in out
     assert "agentcron.yaml (not created): tasks.backup.env.API_TOKEN: variable API_TOKEN" in out
     assert not re.search(r"agentcron\.yaml:\d", out), out
 
@@ -42,6 +43,7 @@ def test_a_refused_apply_into_a_config_gives_no_line_of_the_unwritten_text(
     (tmp_path / "tab").write_text(TAB)
     out = cli("import", "crontab", "tab", "--apply", code=1)
     assert config.read_text() == "tasks: {}\n"
+    assert "agentcron.yaml was not changed:" in out
     assert "agentcron.yaml: tasks.backup.env.API_TOKEN: variable API_TOKEN" in out
     assert not re.search(r"agentcron\.yaml:\d", out), out
 

@@ -107,12 +107,13 @@ def import_jobs(
         from agentcron.config.errors import ConfigError
 
         unset = reports.unset_keys(report)
+        kept = f"{path} was not {'changed' if path.exists() else 'created'}"
         if unset:
-            _fail(f"{path} was not changed:\n" + "\n".join(unset))
+            _fail(f"{kept}:\n" + "\n".join(unset))
         try:
             apply_to_file(path, report.placed)
         except ConfigError as exc:
-            _fail(f"{path} was not changed:\n{exc}")
+            _fail(f"{kept}:\n{exc}")
         except OSError as exc:
             _fail(f"cannot write {path}: {exc.strerror or exc}")
     _emit(report, str(path), apply, enable, json_out)
