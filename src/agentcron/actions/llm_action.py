@@ -72,7 +72,7 @@ class LlmAction:
                         action=ACTION,
                     )
                 )
-        limit = spec.timeout or ctx.timeout
+        limit = min(spec.timeout, ctx.timeout) if spec.timeout else ctx.timeout
         try:
             async with asyncio.timeout(limit.total_seconds()):
                 status, headers, text = await _post(spec, build_request(spec, ctx), key, limit)

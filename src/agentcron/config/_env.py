@@ -26,7 +26,7 @@ import errno
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -380,6 +380,37 @@ def expand_spec(spec: TaskSpec, environ: Mapping[str, str] | None = None) -> Tas
             if value is not None:
                 update["env"] = {**update["env"], key_env: value}
     return spec.model_copy(update=update)
+
+
+_SHORTEST_SHOWN_BACK = 4  # shorter values ("80", "v1") are too common to stand for one
+
+
+def placeholders_by_value(
+    spec: TaskSpec, environ: Mapping[str, str]
+) -> Callable[[str], str] | None:
+    """A function putting the placeholders of ``spec``'s action back in a text that
+    holds their values (``…/hook/s3cr3t`` -> ``…/hook/${GW_CRED}``), longest value
+    first, a value only where it stands whole (not inside a longer word); None when
+    the action has no placeholder with a value to put back."""
+    names: dict[str, str] = {}
+    data = {key: getattr(spec, key) for key in _ACTION_KEYS}
+    plain = {k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in data.items()}
+    for _, text in strings_in(plain):
+        if not has_placeholder(text):
+            continue
+        try:
+            found = names_in(text)
+        except PlaceholderError:
+            continue  # refused when the config loads: it stands for no value
+        for name in found:
+            value = environ.get(name)
+            if value and len(value) >= _SHORTEST_SHOWN_BACK and value.strip():
+                names.setdefault(value, name)
+    if not names:
+        return None
+    ordered = sorted(names, key=lambda v: (-len(v), v))
+    pattern = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(v) for v in ordered) + r")(?![\w])")
+    return lambda text: pattern.sub(lambda m: "${" + names[m.group(0)] + "}", text)
 
 
 def placeholder_values(spec: TaskSpec, environ: Mapping[str, str] | None = None) -> list[str]:

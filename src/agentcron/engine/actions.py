@@ -7,7 +7,10 @@ A task whose action holds ``${NAME}`` placeholders gets an action that expands
 them as the attempt starts (:func:`agentcron.config._env.expand_spec`): the spec
 in the database keeps the placeholder, the running command, request or prompt sees
 the value. A variable unset by then fails the attempt as a ``config_error``
-naming it, rather than running with a hole in its command.
+naming it, rather than running with a hole in its command. agentcron's own words
+about a failed attempt (a URL that did not answer) name the placeholder again, not
+its value: a credential put in a URL's path (``/hook/${GW_CRED}``) under a name
+that does not say it is secret was stored, logged and sent expanded.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from agentcron.actions.base import Action, ActionContext, ActionResult
 from agentcron.config._env import (
     MissingVariableError,
     PlaceholderError,
+    current_environ,
     expand_spec,
+    placeholders_by_value,
     spec_needs_expansion,
 )
 from agentcron.model import TaskSpec
@@ -105,8 +110,9 @@ class _Expanding:
         self._inner = inner
 
     async def run(self, ctx: ActionContext) -> ActionResult:
+        environ = current_environ()
         try:
-            spec = expand_spec(ctx.spec)
+            spec = expand_spec(ctx.spec, environ)
         except (MissingVariableError, PlaceholderError) as exc:
             return ActionResult(
                 ok=False,
@@ -116,7 +122,22 @@ class _Expanding:
                     action=ctx.spec.action_kind,
                 ),
             )
-        return await self._inner.run(replace(ctx, spec=spec))
+        result = await self._inner.run(replace(ctx, spec=spec))
+        if result.failure is None:
+            return result
+        written = placeholders_by_value(ctx.spec, environ)
+        if not written:
+            return result
+        failure = result.failure
+        body = failure.body
+        return replace(
+            result,
+            failure=replace(
+                failure,
+                message=written(failure.message),
+                body=written(body) if body is not None else None,
+            ),
+        )
 
 
 class _PooledPython:

@@ -261,9 +261,12 @@ _OUTER_MARGIN = timedelta(seconds=10)
 
 
 def action_limit(spec: TaskSpec) -> timedelta:
-    """How long the action may take by its spec (an llm call may have its own bound)."""
+    """How long the action may take by its spec: the task's ``timeout``, or an llm
+    call's own shorter bound. The task's is the run's limit whatever the call's says
+    (it took the longer of the two: a 5 s task waited 60 s on a call, while the
+    "taking long" warning said it would be stopped at 5 s)."""
     if spec.llm is not None and spec.llm.timeout is not None:
-        return max(spec.timeout, spec.llm.timeout)
+        return min(spec.timeout, spec.llm.timeout)
     return spec.timeout
 
 

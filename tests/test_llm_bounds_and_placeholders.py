@@ -1,0 +1,109 @@
+"""The llm action's bounds and words (outside-in probe of agent tasks):
+
+* the task's ``timeout`` ends an llm run even when ``llm.timeout`` is longer (the run
+  took the longer of the two: a 5 s task waited 60 s on a hung call, while the
+  "taking long" warning said it would be stopped at 5 s);
+* agentcron's words about a failed call name a ``${NAME}`` of the URL as written,
+  not its value (a credential in a URL's path under a name that does not say it is
+  secret was stored, logged and sent to the owner expanded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentcron.actions.base import ActionContext
+from agentcron.engine.actions import ActionRegistry
+from agentcron.engine.runner import action_limit, outer_limit
+from agentcron.model.enums import ErrorClass
+from agentcron.model.task import TaskSpec
+from fake_openai import HANG, FakeOpenAI, completion
+
+pytestmark = pytest.mark.slow
+
+CRED = "pathcredABCDEF987654"
+
+
+def _spec(base_url: str, *, task_timeout: str, llm_timeout: str | None = None) -> TaskSpec:
+    llm = {"base_url": base_url, "model": "m", "prompt": "x"}
+    if llm_timeout is not None:
+        llm["timeout"] = llm_timeout
+    return TaskSpec.model_validate(
+        {"name": "story", "every": "1d", "timeout": task_timeout, "llm": llm}
+    )
+
+
+def _ctx(tmp_path: Path, spec: TaskSpec) -> ActionContext:
+    return ActionContext(
+        task=spec.name,
+        spec=spec,
+        slot_id=1,
+        attempt=1,
+        scheduled_for=datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
+        output_path=tmp_path / "outputs" / "story" / "a1.md",
+        timeout=spec.timeout,
+        kill_grace=timedelta(seconds=1),
+    )
+
+
+def test_the_tasks_timeout_bounds_a_longer_llm_timeout(tmp_path: Path) -> None:
+    with FakeOpenAI([HANG]) as fake:
+        spec = _spec(fake.base_url, task_timeout="1s", llm_timeout="60s")
+        assert action_limit(spec) == timedelta(seconds=1)
+        assert outer_limit(spec) < timedelta(seconds=60)
+        started = time.monotonic()
+        result = asyncio.run(ActionRegistry()(spec).run(_ctx(tmp_path, spec)))
+        elapsed = time.monotonic() - started
+    assert result.failure is not None
+    assert result.failure.known_class is ErrorClass.TIMEOUT
+    assert result.failure.message.endswith(" within 1s")
+    assert elapsed < 30  # not the 60 s of the call's own bound
+
+
+def test_a_shorter_llm_timeout_still_ends_the_call_first() -> None:
+    spec = _spec("http://127.0.0.1:9/v1", task_timeout="1h", llm_timeout="8s")
+    assert action_limit(spec) == timedelta(seconds=8)
+
+
+def test_a_failed_calls_words_name_the_placeholder_not_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GW_CRED", CRED)
+    with FakeOpenAI([HANG]) as fake:
+        spec = _spec(fake.base_url + "/hang/${GW_CRED}", task_timeout="1s")
+        result = asyncio.run(ActionRegistry()(spec).run(_ctx(tmp_path, spec)))
+        assert fake.calls == 1  # the call went to the expanded URL
+    assert result.failure is not None
+    assert CRED not in result.failure.message
+    assert "/hang/${GW_CRED} within 1s" in result.failure.message
+
+
+def test_a_value_is_put_back_only_where_it_stands_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentcron.config._env import current_environ, placeholders_by_value
+
+    monkeypatch.setenv("GW_CRED", CRED)
+    monkeypatch.setenv("SHORT", "v1")
+    spec = _spec("http://h/${SHORT}/${GW_CRED}", task_timeout="1s")
+    written = placeholders_by_value(spec, current_environ())
+    assert written is not None
+    assert written(f"no answer from http://h/v1/{CRED}") == "no answer from http://h/v1/${GW_CRED}"
+    assert written(f"x{CRED}y") == f"x{CRED}y"  # inside a longer word: not this value
+    assert placeholders_by_value(_spec("http://h/v1", task_timeout="1s"), {}) is None
+
+
+def test_a_succeeding_call_through_a_placeholder_url_is_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GW_CRED", CRED)
+    with FakeOpenAI([completion("hello")]) as fake:
+        spec = _spec(fake.base_url + "/p/${GW_CRED}", task_timeout="10s")
+        result = asyncio.run(ActionRegistry()(spec).run(_ctx(tmp_path, spec)))
+    assert result.ok and result.output == "hello"
+    assert fake.requests[0].path.startswith(f"/v1/p/{CRED}/")
