@@ -63,8 +63,14 @@ def completion(
     completion_tokens: int = 34,
     usage: bool = True,
     model: str = "fake-model",
+    usage_body: dict[str, Any] | None = None,
+    finish_reason: str = "stop",
 ) -> Reply:
-    """A 200 chat completion shaped like OpenAI's (all fields the SDK requires)."""
+    """A 200 chat completion shaped like OpenAI's (all fields the SDK requires).
+
+    ``usage_body`` replaces the ``usage`` object as given (another provider's field
+    names); ``finish_reason`` is why the model stopped (``length``, ``content_filter``).
+    """
     body: dict[str, Any] = {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -74,11 +80,13 @@ def completion(
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
             }
         ],
     }
-    if usage:
+    if usage_body is not None:
+        body["usage"] = usage_body
+    elif usage:
         body["usage"] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,

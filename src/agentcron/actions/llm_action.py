@@ -177,9 +177,10 @@ def provider_error(text: str) -> tuple[str | None, str | None]:
 def parse_completion(data: Any) -> tuple[str, dict[str, int]] | None:
     """The text and token counts of a completion body, or None when it is not one.
 
-    A ``null`` content (a refusal, a tool call) counts as empty text. Reported zero
-    completion tokens read as an empty run to the watchdog; a provider that reports no
-    usage at all gives no counts (``{}``), so its runs are judged by their text alone.
+    A ``null`` content (a refusal, a tool call) counts as empty text. The counts are
+    :func:`usage_tokens`'s: reported zero completion tokens read as an empty run to the
+    watchdog; a provider that reports no usage at all gives no counts (``{}``), so its
+    runs are judged by their text alone.
     """
     if not isinstance(data, dict):
         return None
@@ -192,14 +193,39 @@ def parse_completion(data: Any) -> tuple[str, dict[str, int]] | None:
     content = message.get("content")
     if content is not None and not isinstance(content, str):
         return None
-    usage = data.get("usage")
+    return content or "", usage_tokens(data.get("usage"))
+
+
+def usage_tokens(usage: Any) -> dict[str, int]:
+    """The token counts a completion's ``usage`` reports, under the names it uses.
+
+    Prompt tokens are ``prompt_tokens`` (OpenAI) or ``input_tokens`` (Anthropic-style
+    gateways); completion tokens ``completion_tokens`` or ``output_tokens``. When one
+    of the two is missing and ``total_tokens`` is given, the missing one is the rest
+    of the total; when only ``total_tokens`` is given, it is kept as ``{"total": N}``:
+    the split is unknown. A count the provider did not report is left out, never
+    read as 0: zero completion tokens mean an empty answer to the watchdog, and a
+    usage without counts (or none at all) gives ``{}``, so the run is judged by its
+    text.
+    """
     if not isinstance(usage, dict):
-        return content or "", {}
-    tokens = {
-        "prompt": _count(usage.get("prompt_tokens")),
-        "completion": _count(usage.get("completion_tokens")),
-    }
-    return content or "", tokens
+        return {}
+    prompt = _count(usage.get("prompt_tokens"), usage.get("input_tokens"))
+    completion = _count(usage.get("completion_tokens"), usage.get("output_tokens"))
+    total = _count(usage.get("total_tokens"))
+    if total is not None:
+        if prompt is not None and completion is None and total >= prompt:
+            completion = total - prompt
+        elif completion is not None and prompt is None and total >= completion:
+            prompt = total - completion
+    tokens: dict[str, int] = {}
+    if prompt is not None:
+        tokens["prompt"] = prompt
+    if completion is not None:
+        tokens["completion"] = completion
+    if not tokens and total is not None:
+        tokens["total"] = total
+    return tokens
 
 
 async def _completion_result(
@@ -285,8 +311,12 @@ def _fail(failure: FailureInfo) -> ActionResult:
     return ActionResult(ok=False, failure=failure)
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+def _count(*values: Any) -> int | None:
+    """The first of ``values`` that is a count (a non-negative int), else None."""
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
 
 
 def _reason(status: int) -> str:
