@@ -284,13 +284,14 @@ def test_null_content_counts_as_empty(tmp_path: Path) -> None:
     assert result.tokens == {"prompt": 9, "completion": 0}
 
 
-def test_200_that_is_not_a_completion_is_a_server_error(tmp_path: Path) -> None:
+def test_200_that_is_not_a_completion_is_a_config_error(tmp_path: Path) -> None:
+    # the same answer would come every time: base_url points at another API
     result, _ = run_once(tmp_path, [reply(200, {"id": "x", "object": "list", "data": []})])
 
     failure = failure_of(result)
-    assert failure.known_class is ErrorClass.SERVER_ERROR
+    assert failure.known_class is ErrorClass.CONFIG_ERROR
     assert failure.http_status == 200
-    assert "not a chat completion" in failure.message
+    assert "not with an OpenAI-style chat completion" in failure.message
     assert not (tmp_path / "outputs" / "story" / "a1.md").exists()
 
 

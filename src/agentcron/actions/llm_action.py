@@ -83,7 +83,7 @@ class LlmAction:
             return _fail(_scrub(_from_exception(exc), key))
         if not 200 <= status < 300:
             return _fail(_scrub(http_failure(status, headers, text), key))
-        return await _completion_result(ctx, status, headers, text, key)
+        return await _completion_result(ctx, endpoint(spec), status, headers, text, key)
 
 
 def build_request(spec: LlmSpec, ctx: ActionContext) -> dict[str, Any]:
@@ -116,7 +116,7 @@ async def _post(
     headers = {"Accept": "application/json"}
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
-    url = spec.base_url.rstrip("/") + "/chat/completions"
+    url = endpoint(spec)
     async with make_async_client(limit.total_seconds()) as client:
         response = await client.post(url, json=body, headers=headers)
         return (
@@ -124,6 +124,11 @@ async def _post(
             {k.lower(): v for k, v in response.headers.items()},
             response.text,
         )
+
+
+def endpoint(spec: LlmSpec) -> str:
+    """The URL the request goes to: ``{base_url}/chat/completions``."""
+    return spec.base_url.rstrip("/") + "/chat/completions"
 
 
 def http_failure(status: int, headers: dict[str, str], text: str) -> FailureInfo:
@@ -229,17 +234,33 @@ def usage_tokens(usage: Any) -> dict[str, int]:
 
 
 async def _completion_result(
-    ctx: ActionContext, status: int, headers: dict[str, str], text: str, key: str | None
+    ctx: ActionContext,
+    url: str,
+    status: int,
+    headers: dict[str, str],
+    text: str,
+    key: str | None,
 ) -> ActionResult:
-    """Turn a 2xx answer into the run's output, or into a failure when it is not a completion."""
+    """Turn a 2xx answer into the run's output, or into a failure when it is not a completion.
+
+    An answer that is not a chat completion at all (plain text such as a webhook's
+    ``ok``, an HTML page, JSON without ``choices`` such as an Anthropic Messages body)
+    comes the same way every time: the base_url or the API style is wrong, so it is a
+    permanent ``config_error``. JSON cut short, an empty body, or a completion with a
+    malformed ``choices`` may be a glitch of the moment and stays a transient
+    ``server_error``.
+    """
     try:
         data = json.loads(text)
     except ValueError as exc:
-        failure = replace(
-            _from_exception(exc),
-            message=f"HTTP {status} but the response is not valid JSON: {exc}",
-            known_class=ErrorClass.SERVER_ERROR,
-        )
+        if _looks_like_json(text):
+            failure = replace(
+                _from_exception(exc),
+                message=f"HTTP {status} but the response is not valid JSON: {exc}",
+                known_class=ErrorClass.SERVER_ERROR,
+            )
+        else:
+            failure = _not_a_completion(url)
         return _fail(_scrub(_with_response(failure, status, headers, text), key))
     parsed = parse_completion(data)
     if parsed is None:
@@ -251,17 +272,35 @@ async def _completion_result(
                 provider_code=code,
                 action=ACTION,
             )
-        else:
+        elif isinstance(data, dict) and "choices" in data:
             failure = FailureInfo(
                 message=f"HTTP {status} but the response is not a chat completion "
                 "(no choices[0].message.content)",
                 known_class=ErrorClass.SERVER_ERROR,
                 action=ACTION,
             )
+        else:
+            failure = _not_a_completion(url)
         return _fail(_scrub(_with_response(failure, status, headers, text), key))
     output, tokens = parsed
     await asyncio.to_thread(_write_output, ctx, output)
     return ActionResult(ok=True, output=output, tokens=tokens)
+
+
+def _looks_like_json(text: str) -> bool:
+    """Whether a body that did not parse was meant as JSON (cut short), or is empty."""
+    stripped = text.lstrip()
+    return not stripped or stripped.startswith(("{", "["))
+
+
+def _not_a_completion(url: str) -> FailureInfo:
+    from agentcron.classify.explain import NOT_A_COMPLETION
+
+    return FailureInfo(
+        message=f"the endpoint at {url} answered, but {NOT_A_COMPLETION}",
+        known_class=ErrorClass.CONFIG_ERROR,
+        action=ACTION,
+    )
 
 
 def _with_response(

@@ -123,6 +123,27 @@ _NOT_A_MODEL_PROVIDER: Mapping[ErrorClass, str] = {
 }
 
 
+# What the llm action found wrong with an answer it got (it sets ``known_class``), as
+# words its message carries, with the fix of that finding: the fix of its class in
+# general ("check the task's configuration (command, module path, …)") would not fit.
+NOT_A_COMPLETION = "not with an OpenAI-style chat completion"
+_LLM_FINDINGS: tuple[tuple[str, str], ...] = (
+    (
+        NOT_A_COMPLETION,
+        "check base_url (it should end in /v1 for most providers) and that the provider "
+        "speaks the chat-completions API",
+    ),
+)
+_LLM_CONFIG_FIX = "check the task's llm section (base_url, model, api_key_env)"
+
+
+def _llm_finding_fix(failure: FailureInfo) -> str | None:
+    for words, fix in _LLM_FINDINGS:
+        if words in failure.message:
+            return fix
+    return None
+
+
 def explain(error_class: ErrorClass, *, who: str = "the provider") -> tuple[str, str | None]:
     """The generic explanation of a class and, for permanent classes, the fix.
 
@@ -156,6 +177,10 @@ def describe(
         decisive = _rule_line(failure, evidence) or decisive
     elif basis == "known":
         text, decisive = _known_text(failure, error_class, text)
+        if failure.action == "llm" and not error_class.transient:
+            if error_class is E.CONFIG_ERROR:
+                fix = _LLM_CONFIG_FIX
+            fix = _llm_finding_fix(failure) or fix
     elif basis == "status" and failure.http_status is not None:
         text, fix = _http_text(failure, error_class, text, fix)
         decisive = _status_line(failure)
