@@ -49,6 +49,7 @@ def reasons(p: Plan, task: str) -> str:
 def assert_valid(p: Plan) -> None:
     """Each draft as written (paused, keyed) passes the config's rules."""
     environ = {name: SAMPLE_VALUES.get(name, "sample") for name in p.variables}
+    environ |= {d.body["llm"]["api_key_env"]: "sample" for d in p.drafts if "llm" in d.body}
     for d in p.drafts:
         raw = {**d.body, "paused": True, "imported_from": d.key}
         spec = validate_task_mapping(d.name, raw, environ=environ)

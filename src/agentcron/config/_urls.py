@@ -57,11 +57,23 @@ def _plugins() -> dict[str, str]:
     return {scheme: str(manager[scheme].service_name) for scheme in schemes}
 
 
+_PORT = re.compile(r"^https?://(?:[^\s/?#@]*@)?(?:\[[^\]/]*\]|[^\s/?#:\[]*):(\d+)(?:[/?#]|$)")
+
+
 def check_http_url(url: str) -> str | None:
-    """Why ``url`` is not an http(s) URL, or None when it is one."""
-    if re.match(r"^https?://[^\s/?#]+", url):
-        return None
-    return f"must be an http:// or https:// URL, got {redact_url(url)}"
+    """Why ``url`` is not an http(s) URL, or None when it is one. A port no connection
+    can use (``:99999``) is said here: at run time it failed as agentcron's own error."""
+    if not re.match(r"^https?://[^\s/?#]+", url):
+        return f"must be an http:// or https:// URL, got {redact_url(url)}"
+    return check_port(url)
+
+
+def check_port(url: str) -> str | None:
+    """Why the port of an http(s) URL cannot be connected to, or None."""
+    port = _PORT.match(url)
+    if port is not None and not 0 < int(port.group(1)) <= 65535:
+        return f"port {int(port.group(1))} is out of range (1 to 65535) in {redact_url(url)}"
+    return None
 
 
 def check_apprise_url(url: str) -> str | None:

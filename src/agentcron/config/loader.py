@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentcron.config import _env, _placeholders
+from agentcron.config._actions import action_problems
 from agentcron.config._env import expand_value
 from agentcron.config._problems import Issue, issues_from
 from agentcron.config._urls import check_apprise_url, redact_urls_in
@@ -312,6 +313,8 @@ def _check_task(
             # structural ones here so a task missing its schedule hears it now
             problems += [place.problem((), m) for m in _shape_messages(data, inherited)]
     problems += _url_problems(_placeholders.expanded_task(own, environ), place)
+    if spec is not None:
+        problems += [place.problem(path, why) for path, why in action_problems(data, environ)]
     problems = held + _not_within(problems, held)
     if spec is not None and not problems:
         spec, stored_problems = _placeholders.keep_placeholders(spec, written, data, place.problem)

@@ -60,7 +60,15 @@ def _checked(plan: Plan) -> Plan:
     from agentcron.config.loader import validate_task_mapping
     from agentcron.importers._targets import SAMPLE_VALUES
 
-    samples = {name: SAMPLE_VALUES.get(name, "sample") for name in plan.variables}
+    # the variable an llm task's key is read from is one of those to set, not a fault
+    # of the job: the report lists it, and --apply refuses while it is unset
+    keys = {
+        draft.body["llm"].get("api_key_env")
+        for draft in plan.drafts
+        if isinstance(draft.body.get("llm"), dict)
+    }
+    wanted = set(plan.variables) | {name for name in keys if isinstance(name, str)}
+    samples = {name: SAMPLE_VALUES.get(name, "sample") for name in wanted}
     environ = {**samples, **current_environ()}
     kept = []
     first_of: dict[str, Draft] = {}

@@ -1,0 +1,73 @@
+"""Checks of a task's action that its model cannot make alone: they need the
+environment (is the llm key's variable set?) or would refuse specs already stored
+(the model validates every spec read back from the database, so a rule added there
+would make an older database unreadable; here it applies to what is written next).
+
+Each was found by running tasks that ``validate`` had passed: a port out of range
+failed at run time as agentcron's own error, an unset ``api_key_env`` or an empty
+``model`` only when the first run failed, and a key pasted where its variable's name
+belongs read "environment variable [REDACTED] is not set".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from agentcron.config._urls import check_port
+
+KeyPath = tuple[str | int, ...]
+
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def action_problems(
+    values: Mapping[str, Any], environ: Mapping[str, str]
+) -> list[tuple[KeyPath, str]]:
+    """(where, why) for each problem of the task's expanded ``http`` and ``llm``."""
+    found: list[tuple[KeyPath, str]] = []
+    http = values.get("http")
+    if isinstance(http, Mapping) and isinstance(http.get("url"), str):
+        found += _url(("http", "url"), http["url"])
+    llm = values.get("llm")
+    if not isinstance(llm, Mapping):
+        return found
+    if isinstance(llm.get("base_url"), str):
+        found += _url(("llm", "base_url"), llm["base_url"])
+    model = llm.get("model")
+    if isinstance(model, str) and not model.strip():
+        found.append((("llm", "model"), "is empty: name the model to call (e.g. gpt-4.1-mini)"))
+    name = llm.get("api_key_env")
+    if isinstance(name, str):
+        env = values.get("env")  # the action looks in the task's env: too
+        found += _key_variable(name, {**environ, **(env if isinstance(env, Mapping) else {})})
+    return found
+
+
+def _url(path: KeyPath, url: str) -> list[tuple[KeyPath, str]]:
+    problem = check_port(url)  # the model's own check says the rest
+    return [] if problem is None else [(path, problem)]
+
+
+def _key_variable(name: str, environ: Mapping[str, str]) -> list[tuple[KeyPath, str]]:
+    path: KeyPath = ("llm", "api_key_env")
+    if not _VARIABLE_NAME.match(name):
+        # never quoted: what stands here may be the key itself
+        return [
+            (
+                path,
+                "is not a variable's name: api_key_env names the environment variable "
+                "that holds the key (e.g. OPENAI_API_KEY), not the key itself; put the key "
+                "in that variable (or the config's env_file) and its name here",
+            )
+        ]
+    if not environ.get(name):
+        return [
+            (
+                path,
+                f"variable {name} is not set (it holds the key the model is called with): "
+                "set it in the environment or the config's env_file",
+            )
+        ]
+    return []

@@ -1,0 +1,115 @@
+"""What ``validate`` says of an action that could never run (outside-in probe of llm
+tasks: each of these passed ``validate`` and failed only at the first run, one of them
+as "agentcron itself failed"), and that a value which can run is let through."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agentcron.config import load_config
+from agentcron.config.errors import ConfigError
+from agentcron.config.loader import validate_task_mapping
+
+PASTED = "sk-live-abcdef0123456789abcdef"
+
+
+def _problems(tmp_path: Path, body: str) -> list[str]:
+    path = tmp_path / "agentcron.yaml"
+    path.write_text(textwrap.dedent(body))
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        return [line.replace(f"{tmp_path}/", "") for line in exc.lines()]
+    return []
+
+
+def _llm(**keys: str) -> str:
+    llm = {"base_url": "http://127.0.0.1:8080/v1", "model": "m", "prompt": "p", **keys}
+    inner = ", ".join(f'{k}: "{v}"' for k, v in llm.items())
+    return f"tasks:\n  story:\n    every: 1h\n    llm: {{{inner}}}\n"
+
+
+def test_a_port_out_of_range_is_said_where_it_stands(tmp_path: Path) -> None:
+    said = _problems(tmp_path, _llm(base_url="http://127.0.0.1:99999/v1"))
+    assert said == [
+        "agentcron.yaml:4: tasks.story.llm.base_url: port 99999 is out of range (1 to 65535) "
+        "in http://127.0.0.1:99999/…"
+    ]
+    said = _problems(
+        tmp_path, "tasks:\n  ping:\n    every: 1h\n    http: {url: 'https://example.com:0/'}\n"
+    )
+    assert said == [
+        "agentcron.yaml:4: tasks.ping.http.url: port 0 is out of range (1 to 65535) "
+        "in https://example.com:0/…"
+    ]
+
+
+def test_a_port_from_a_placeholder_is_checked_with_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GW_PORT", "8443")
+    assert _problems(tmp_path, _llm(base_url="https://gw.example.com:${GW_PORT}/v1")) == []
+    monkeypatch.setenv("GW_PORT", "84430")
+    said = _problems(tmp_path, _llm(base_url="https://gw.example.com:${GW_PORT}/v1"))
+    assert len(said) == 1 and "port 84430 is out of range" in said[0]
+
+
+def test_an_empty_model_is_said(tmp_path: Path) -> None:
+    said = _problems(tmp_path, _llm(model=" "))
+    assert said == [
+        "agentcron.yaml:4: tasks.story.llm.model: is empty: name the model to call "
+        "(e.g. gpt-4.1-mini)"
+    ]
+
+
+def test_a_key_pasted_for_its_variables_name_is_said_and_never_quoted(tmp_path: Path) -> None:
+    said = _problems(tmp_path, _llm(api_key_env=PASTED))
+    assert len(said) == 1 and "tasks.story.llm.api_key_env: is not a variable's name" in said[0]
+    assert PASTED not in " ".join(said)
+
+
+def test_an_unset_key_variable_is_said_as_an_unset_placeholder_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROBE_UNSET_KEY", raising=False)
+    said = _problems(tmp_path, _llm(api_key_env="PROBE_UNSET_KEY"))
+    assert said == [
+        "agentcron.yaml:4: tasks.story.llm.api_key_env: variable PROBE_UNSET_KEY is not set "
+        "(it holds the key the model is called with): set it in the environment or the "
+        "config's env_file"
+    ]
+    monkeypatch.setenv("PROBE_UNSET_KEY", "")
+    assert len(_problems(tmp_path, _llm(api_key_env="PROBE_UNSET_KEY"))) == 1  # empty: unset
+
+
+def test_a_key_variable_set_anywhere_the_run_looks_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROBE_KEY", raising=False)
+    in_env_file = "env_file: keys.env\n" + _llm(api_key_env="PROBE_KEY")
+    (tmp_path / "keys.env").write_text("PROBE_KEY=k-from-file\n")
+    assert _problems(tmp_path, in_env_file) == []
+    in_task_env = _llm(api_key_env="PROBE_KEY") + "    env: {PROBE_KEY: k-in-task}\n"
+    assert _problems(tmp_path, in_task_env) == []
+    monkeypatch.setenv("PROBE_KEY", "k")
+    assert _problems(tmp_path, _llm(api_key_env="PROBE_KEY")) == []
+
+
+def test_a_task_from_outside_the_file_is_held_to_the_same_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PROBE_UNSET_KEY", raising=False)
+    task = {
+        "every": "1h",
+        "llm": {
+            "base_url": "http://h:1/v1",
+            "model": "m",
+            "prompt": "p",
+            "api_key_env": "PROBE_UNSET_KEY",
+        },
+    }
+    with pytest.raises(ConfigError, match="variable PROBE_UNSET_KEY is not set"):
+        validate_task_mapping("story", task)
