@@ -43,6 +43,7 @@ from agentcron.redact import redact
 
 ACTION = "llm"
 BODY_LIMIT = 4096  # characters of a provider's response body kept in a failure
+_MAX_PORT = 65535
 CONTEXT_HEADER = "Context for this run:"
 CONTEXT_ACK = "Noted. I will take this context into account."
 
@@ -72,6 +73,16 @@ class LlmAction:
                         action=ACTION,
                     )
                 )
+        problem = url_problem(spec.base_url)
+        if problem is not None:
+            return _fail(
+                _scrub(
+                    FailureInfo(
+                        message=problem, known_class=ErrorClass.CONFIG_ERROR, action=ACTION
+                    ),
+                    key,
+                )
+            )
         limit = min(spec.timeout, ctx.timeout) if spec.timeout else ctx.timeout
         try:
             async with asyncio.timeout(limit.total_seconds()):
@@ -81,6 +92,10 @@ class LlmAction:
         except (httpx2.HTTPError, httpx2.InvalidURL, OSError) as exc:
             # Refused or dropped connections, truncated bodies, TLS and DNS errors.
             return _fail(_scrub(_from_exception(exc), key))
+        except ExceptionGroup as group:
+            # The connection layer runs attempts in a task group, whose error wraps the
+            # real one ("unhandled errors in a TaskGroup"): judge by the real one.
+            return _fail(_scrub(_group_failure(group, spec), key))
         if not 200 <= status < 300:
             return _fail(_scrub(http_failure(status, headers, text), key))
         return await _completion_result(ctx, endpoint(spec), status, headers, text, key)
@@ -124,6 +139,25 @@ async def _post(
             {k.lower(): v for k, v in response.headers.items()},
             response.text,
         )
+
+
+def url_problem(base_url: str) -> str | None:
+    """Why no request can be sent to ``base_url``, or None.
+
+    Checked before connecting: a port out of range (``:99999``) otherwise failed
+    deep in the connection code as an error of agentcron's own.
+    """
+    try:
+        url = httpx2.URL(base_url)
+    except httpx2.InvalidURL as exc:
+        return f"base_url {base_url} is not a valid URL ({exc})"
+    if url.scheme not in ("http", "https"):
+        return f"base_url {base_url} must start with http:// or https://"
+    if not url.host:
+        return f"base_url {base_url} names no host"
+    if url.port is not None and not 0 < url.port <= _MAX_PORT:
+        return f"base_url {base_url} has port {url.port}, outside 1-{_MAX_PORT}"
+    return None
 
 
 def endpoint(spec: LlmSpec) -> str:
@@ -322,6 +356,22 @@ def _timeout_failure(
         known_class=ErrorClass.TIMEOUT,
     )
     return _scrub(failure, key)
+
+
+def _group_failure(group: BaseExceptionGroup[Any], spec: LlmSpec) -> FailureInfo:
+    """The failure an exception group stands for: a network error inside it is one,
+    anything else that stopped the request from being sent is blamed on base_url."""
+    from agentcron.classify.extract import sole_cause
+
+    cause = sole_cause(group)
+    if isinstance(cause, httpx2.HTTPError | httpx2.InvalidURL | OSError):
+        return _from_exception(cause)
+    return replace(
+        _from_exception(cause),
+        message=f"no request could be sent to base_url {spec.base_url}: "
+        f"{type(cause).__name__}: {cause}",
+        known_class=ErrorClass.CONFIG_ERROR,
+    )
 
 
 def _from_exception(exc: BaseException) -> FailureInfo:

@@ -32,6 +32,7 @@ def failure_from_exception(exc: BaseException, *, action: str = "python") -> Fai
     of the wrapped one are used: the cause says more about whether to retry than the
     wrapper does. The message keeps both.
     """
+    exc = sole_cause(exc)
     telling = _most_telling(exc)
     response = _attr(telling, "response")
     body_obj = _attr(telling, "body")
@@ -49,6 +50,20 @@ def failure_from_exception(exc: BaseException, *, action: str = "python") -> Fai
         output_tail=redact(_tail(exc)),
         action=action,
     )
+
+
+def sole_cause(exc: BaseException) -> BaseException:
+    """The one exception an exception group (nested or not) holds, else ``exc``.
+
+    anyio and asyncio task groups wrap a single failure in an ``ExceptionGroup``
+    ("unhandled errors in a TaskGroup (1 sub-exception)"): its words and type say
+    nothing; the exception inside says what happened.
+    """
+    seen = 0
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1 and seen < _CHAIN_LIMIT:
+        exc = exc.exceptions[0]
+        seen += 1
+    return exc
 
 
 def _attr(obj: object, name: str) -> object:
