@@ -109,6 +109,8 @@ def test_spent_on_names_what_ran_out() -> None:
     assert spent_on(Usage(0, 100), both) == "tokens"
     assert tokens_of({"prompt": 12, "completion": 30}) == 42
     assert tokens_of({}) == 0
+    assert tokens_of({"total": 500}) == 500  # a provider that reports only a total
+    assert tokens_of({"prompt": 12, "total": 500}) == 12  # the split wins when given
 
 
 # ---- the store ---------------------------------------------------------------------

@@ -86,5 +86,9 @@ def skip_reason(scope: BudgetScope, spent: str, usage: Usage, resets_at: datetim
 
 
 def tokens_of(counts: dict[str, int]) -> int:
-    """The tokens an attempt spent: prompt and completion (what providers bill)."""
-    return max(0, counts.get("prompt", 0)) + max(0, counts.get("completion", 0))
+    """The tokens an attempt spent: prompt and completion (what providers bill), or
+    the ``total`` of a provider that reports only that (it counted as 0, and a
+    ``tokens_per_day`` budget was never reached)."""
+    if "prompt" in counts or "completion" in counts:
+        return max(0, counts.get("prompt", 0)) + max(0, counts.get("completion", 0))
+    return max(0, counts.get("total", 0))
