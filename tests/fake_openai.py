@@ -41,7 +41,12 @@ class Reply:
 
 HANG: Final = "hang"
 DROP: Final = "drop"
-Scripted = Reply | Literal["hang", "drop"]
+# A 200 with a chunked body that keeps coming (a gateway streaming without end), up
+# to FLOOD_LIMIT bytes or until the client stops reading; ``fake.flooded`` counts
+# the bytes the server managed to send.
+FLOOD: Final = "flood"
+FLOOD_LIMIT = 64 * 1024 * 1024
+Scripted = Reply | Literal["hang", "drop", "flood"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._release = threading.Event()  # lets HANG handlers finish at shutdown
         self.requests: list[RecordedRequest] = []
+        self.flooded = 0  # bytes of FLOOD bodies sent
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -191,6 +197,8 @@ class FakeOpenAI:
                     self.close_connection = True
                 elif item == DROP:
                     self._drop()
+                elif item == FLOOD:
+                    self._flood()
                 else:
                     assert isinstance(item, Reply)
                     self._send(item)
@@ -211,6 +219,25 @@ class FakeOpenAI:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _flood(self) -> None:
+                """A chunked body of spaces that ends only at FLOOD_LIMIT or when the
+                client hangs up."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b" " * 65536
+                frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+                self.close_connection = True
+                try:
+                    while fake.flooded < FLOOD_LIMIT and not fake._release.is_set():
+                        self.wfile.write(frame)
+                        with fake._lock:
+                            fake.flooded += len(chunk)
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass  # the client stopped reading
 
             def _drop(self) -> None:
                 """Promise a body, send a fragment of it, then close the socket."""

@@ -17,6 +17,10 @@ apart from the instruction and keeps roles alternating user/assistant, which the
 chat templates of several open-weight models served behind OpenAI-compatible APIs
 require (two user messages in a row are rejected there).
 
+The answer is read up to :data:`MAX_ANSWER_BYTES` (16 MiB); a larger one fails the
+attempt as a permanent ``bad_request`` ("the answer from URL was larger than 16 MiB:
+stopped reading") instead of filling the daemon's memory.
+
 Failures are returned as data. The API key is read from the environment at run
 time only, sent only in the ``Authorization`` header, and scrubbed (together with
 anything :func:`agentcron.redact.redact` recognises) from every failure text.
@@ -43,6 +47,10 @@ from agentcron.redact import redact
 
 ACTION = "llm"
 BODY_LIMIT = 4096  # characters of a provider's response body kept in a failure
+# The most of a provider's answer that is read (bytes, after decompression); a
+# completion is far smaller. Past it the attempt fails as bad_request: the same
+# endpoint would send the same flood next time.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 _MAX_PORT = 65535
 CONTEXT_HEADER = "Context for this run:"
 CONTEXT_ACK = "Noted. I will take this context into account."
@@ -89,6 +97,8 @@ class LlmAction:
                 status, headers, text = await _post(spec, build_request(spec, ctx), key, limit)
         except TimeoutError as exc:
             return _fail(_timeout_failure(exc, spec, limit, key))
+        except AnswerTooLarge as exc:
+            return _fail(_scrub(_too_large(str(exc)), key))
         except (httpx2.HTTPError, httpx2.InvalidURL, OSError) as exc:
             # Refused or dropped connections, truncated bodies, TLS and DNS errors.
             return _fail(_scrub(_from_exception(exc), key))
@@ -122,22 +132,45 @@ def build_request(spec: LlmSpec, ctx: ActionContext) -> dict[str, Any]:
     return body
 
 
+class AnswerTooLarge(Exception):
+    """The provider's answer passed :data:`MAX_ANSWER_BYTES`; reading stopped there."""
+
+
 async def _post(
     spec: LlmSpec, body: dict[str, Any], key: str | None, limit: timedelta
 ) -> tuple[int, dict[str, str], str]:
-    """POST the request and read the whole response; returns status, headers, text."""
+    """POST the request and read the response; returns status, headers, text.
+
+    The body is read as it comes and at most :data:`MAX_ANSWER_BYTES` of it (after
+    decompression) is kept: past that, :class:`AnswerTooLarge` is raised and the
+    connection closed. A gateway streaming without end otherwise grew the daemon's
+    memory until the timeout (an hour by default) or until it took the daemon down.
+    """
     from agentcron.http_client import make_async_client
 
     headers = {"Accept": "application/json"}
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
     url = endpoint(spec)
-    async with make_async_client(limit.total_seconds()) as client:
-        response = await client.post(url, json=body, headers=headers)
+    async with (
+        make_async_client(limit.total_seconds()) as client,
+        client.stream("POST", url, json=body, headers=headers) as response,
+    ):
+        cap = MAX_ANSWER_BYTES
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise AnswerTooLarge(url)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise AnswerTooLarge(url)
+            chunks.append(chunk)
         return (
             response.status_code,
             {k.lower(): v for k, v in response.headers.items()},
-            response.text,
+            b"".join(chunks).decode(response.encoding or "utf-8", errors="replace"),
         )
 
 
@@ -319,6 +352,25 @@ async def _completion_result(
     output, tokens = parsed
     await asyncio.to_thread(_write_output, ctx, output)
     return ActionResult(ok=True, output=output, tokens=tokens)
+
+
+def _too_large(url: str) -> FailureInfo:
+    from agentcron.classify.explain import ANSWER_TOO_LARGE
+
+    size = format_size(MAX_ANSWER_BYTES)
+    return FailureInfo(
+        message=f"the answer from {url} {ANSWER_TOO_LARGE} {size}: stopped reading",
+        known_class=ErrorClass.BAD_REQUEST,
+        action=ACTION,
+    )
+
+
+def format_size(count: int) -> str:
+    """``16 MiB``, ``256 KiB``, ``10 bytes``."""
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size and count % size == 0:
+            return f"{count // size} {unit}"
+    return f"{count} bytes"
 
 
 def _looks_like_json(text: str) -> bool:

@@ -127,9 +127,18 @@ _NOT_A_MODEL_PROVIDER: Mapping[ErrorClass, str] = {
 # words its message carries, with the fix of that finding: the fix of its class in
 # general ("check the task's configuration (command, module path, …)") would not fit.
 NOT_A_COMPLETION = "not with an OpenAI-style chat completion"
-_LLM_FINDINGS: tuple[tuple[str, str], ...] = (
+ANSWER_TOO_LARGE = "was larger than"
+# (words in the message, what to say instead of the class's words or None, the fix)
+_LLM_FINDINGS: tuple[tuple[str, str | None, str], ...] = (
+    (
+        ANSWER_TOO_LARGE,
+        "the model provider's answer was too large to use",
+        "check base_url: it should be the provider's API, whose answers are far smaller; "
+        "a gateway or page that streams without end answers like this",
+    ),
     (
         NOT_A_COMPLETION,
+        None,
         "check base_url (it should end in /v1 for most providers) and that the provider "
         "speaks the chat-completions API",
     ),
@@ -137,10 +146,11 @@ _LLM_FINDINGS: tuple[tuple[str, str], ...] = (
 _LLM_CONFIG_FIX = "check the task's llm section (base_url, model, api_key_env)"
 
 
-def _llm_finding_fix(failure: FailureInfo) -> str | None:
-    for words, fix in _LLM_FINDINGS:
+def _llm_finding(failure: FailureInfo) -> tuple[str | None, str] | None:
+    """What to say instead of the class's words (None: its words fit), and the fix."""
+    for words, text, fix in _LLM_FINDINGS:
         if words in failure.message:
-            return fix
+            return text, fix
     return None
 
 
@@ -176,11 +186,15 @@ def describe(
         text = f"{text} (the task's classify rule {evidence!r} matched)"
         decisive = _rule_line(failure, evidence) or decisive
     elif basis == "known":
+        finding = _llm_finding(failure) if failure.action == "llm" else None
+        if finding is not None and finding[0] is not None:
+            text = finding[0]
         text, decisive = _known_text(failure, error_class, text)
         if failure.action == "llm" and not error_class.transient:
             if error_class is E.CONFIG_ERROR:
                 fix = _LLM_CONFIG_FIX
-            fix = _llm_finding_fix(failure) or fix
+            if finding is not None:
+                fix = finding[1]
     elif basis == "status" and failure.http_status is not None:
         text, fix = _http_text(failure, error_class, text, fix)
         decisive = _status_line(failure)
