@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import struct
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -46,7 +47,9 @@ DROP: Final = "drop"
 # the bytes the server managed to send.
 FLOOD: Final = "flood"
 FLOOD_LIMIT = 64 * 1024 * 1024
-Scripted = Reply | Literal["hang", "drop", "flood"]
+# Like DROP, but the socket is reset (TCP RST) mid-body instead of closed.
+RESET: Final = "reset"
+Scripted = Reply | Literal["hang", "drop", "flood", "reset"]
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,8 @@ class FakeOpenAI:
                     self._drop()
                 elif item == FLOOD:
                     self._flood()
+                elif item == RESET:
+                    self._reset()
                 else:
                     assert isinstance(item, Reply)
                     self._send(item)
@@ -238,6 +243,20 @@ class FakeOpenAI:
                     self.wfile.write(b"0\r\n\r\n")
                 except OSError:
                     pass  # the client stopped reading
+
+            def _reset(self) -> None:
+                """Promise a body, send a fragment of it, then reset the connection."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "4096")
+                self.end_headers()
+                self.wfile.write(b'{"id": "chatcmpl-fake", "choices": [{"mess')
+                self.wfile.flush()
+                self.close_connection = True
+                linger = struct.pack("ii", 1, 0)  # close at once with RST
+                with contextlib.suppress(OSError):
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    self.connection.close()
 
             def _drop(self) -> None:
                 """Promise a body, send a fragment of it, then close the socket."""

@@ -101,11 +101,13 @@ class LlmAction:
             return _fail(_scrub(_too_large(str(exc)), key))
         except (httpx2.HTTPError, httpx2.InvalidURL, OSError) as exc:
             # Refused or dropped connections, truncated bodies, TLS and DNS errors.
-            return _fail(_scrub(_from_exception(exc), key))
+            return _fail(_scrub(_network_failure(exc, spec), key))
         except ExceptionGroup as group:
             # The connection layer runs attempts in a task group, whose error wraps the
             # real one ("unhandled errors in a TaskGroup"): judge by the real one.
             return _fail(_scrub(_group_failure(group, spec), key))
+        if 300 <= status < 400:
+            return _fail(_scrub(_redirect_failure(spec, status, headers, text), key))
         if not 200 <= status < 300:
             return _fail(_scrub(http_failure(status, headers, text), key))
         return await _completion_result(ctx, endpoint(spec), status, headers, text, key)
@@ -417,12 +419,76 @@ def _group_failure(group: BaseExceptionGroup[Any], spec: LlmSpec) -> FailureInfo
 
     cause = sole_cause(group)
     if isinstance(cause, httpx2.HTTPError | httpx2.InvalidURL | OSError):
-        return _from_exception(cause)
+        return _network_failure(cause, spec)
     return replace(
         _from_exception(cause),
         message=f"no request could be sent to base_url {spec.base_url}: "
         f"{type(cause).__name__}: {cause}",
         known_class=ErrorClass.CONFIG_ERROR,
+    )
+
+
+# What the client was doing when a transport error of each type struck.
+_PHASES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("ConnectError", "ConnectTimeout"), "could not connect to {where}"),
+    (
+        ("WriteError", "WriteTimeout"),
+        "cut off while sending the request to {where}",
+    ),
+    (
+        ("ReadError", "ReadTimeout", "RemoteProtocolError"),
+        "cut off while reading the answer from {where}",
+    ),
+)
+
+
+def _network_failure(exc: BaseException, spec: LlmSpec) -> FailureInfo:
+    """A transport error, named with the host and port it happened with: "ConnectError:
+    All connection attempts failed" or a bare "ReadError" said nothing of where."""
+    failure = _from_exception(exc)
+    names = set(failure.exception_types)
+    what = "while talking to {where}"
+    for types, phase in _PHASES:
+        if names.intersection(types):
+            what = phase
+            break
+    return replace(failure, message=f"{what.format(where=host_port(spec))} ({failure.message})")
+
+
+def host_port(spec: LlmSpec) -> str:
+    """``api.example.com:443``: the host and the port (the scheme's default when unsaid)."""
+    try:
+        url = httpx2.URL(spec.base_url)
+    except httpx2.InvalidURL:
+        return spec.base_url
+    port = url.port or (443 if url.scheme == "https" else 80)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{host}:{port}"
+
+
+def _redirect_failure(
+    spec: LlmSpec, status: int, headers: dict[str, str], text: str
+) -> FailureInfo:
+    """A 3xx: the provider moved (often http:// to https://). Redirects are not followed
+    (the request and its key would go wherever it points); the fix is the new base_url."""
+    from agentcron.classify.explain import REDIRECT
+
+    url = endpoint(spec)
+    location = headers.get("location", "").strip()
+    if location:
+        target = str(httpx2.URL(url).join(location))
+        base = target.removesuffix("/chat/completions")
+        advice = f"set base_url to {base}" if base != target else "set base_url to it"
+        said = f"answered HTTP {status}, {REDIRECT} {target}: {advice}"
+    else:
+        said = f"answered HTTP {status}, a redirect without a Location: check base_url"
+    return FailureInfo(
+        message=f"{url} {said}",
+        known_class=ErrorClass.CONFIG_ERROR,
+        http_status=status,
+        headers=headers,
+        body=text[:BODY_LIMIT],
+        action=ACTION,
     )
 
 

@@ -129,7 +129,13 @@ _NOT_A_MODEL_PROVIDER: Mapping[ErrorClass, str] = {
 NOT_A_COMPLETION = "not with an OpenAI-style chat completion"
 ANSWER_TOO_LARGE = "was larger than"
 # (words in the message, what to say instead of the class's words or None, the fix)
+REDIRECT = "a redirect to"
 _LLM_FINDINGS: tuple[tuple[str, str | None, str], ...] = (
+    (
+        REDIRECT,
+        None,
+        "set base_url to the address the redirect names (https:// rather than http://?)",
+    ),
     (
         ANSWER_TOO_LARGE,
         "the model provider's answer was too large to use",
@@ -309,6 +315,8 @@ def _http_text(
     elif status is not None and status < 400:
         text = f"{_who(failure)} answered with a status the task does not expect"
         fix = "check the URL (a redirect?) and the task's expect list"
+    if code is not None and code == str(status):
+        code = None  # OpenRouter's 402 carries code 402: "(HTTP 402 402)" said it twice
     return f"{text} (HTTP {status}" + (f" {code})" if code else ")"), fix
 
 
