@@ -52,6 +52,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import shlex
@@ -315,7 +317,8 @@ class CommandChannel:
         self.argv = list(argv)
         self._timeout = timeout
         self._name = os.path.basename(self.argv[0])
-        self.key = redact(f"{COMMAND_PREFIX}{self.argv[0]}", self.argv[1:])
+        name = redact(f"{COMMAND_PREFIX}{self.argv[0]}", self.argv[1:])
+        self.key = _distinct(name, shlex.join(self.argv)) if self.argv[1:] else name
 
     async def send(self, msg: Message) -> SendResult:
         return await self.send_keyed(msg, None)
@@ -481,7 +484,27 @@ def _apprise_key(url: str, plugin: apprise.NotifyBase | None) -> str:
     # headers, API keys), so only scheme, host and path are kept.
     private_url = cast(Callable[..., str], plugin.url)(privacy=True)
     # Path segments are kept unless long enough to be a token (a chat id is not).
-    return redact(private_url.split("?", 1)[0].rstrip("/"), _url_secrets(url, min_len=20))
+    name = redact(private_url.split("?", 1)[0].rstrip("/"), _url_secrets(url, min_len=20))
+    return _distinct(name, url.strip().rstrip("/"))
+
+
+# A channel's key names its queue in the outbox and its health. Two URLs that differ
+# only in what the name hides (two Slack workspaces' tokens for one #alerts, two
+# webhooks' ?token=) had one key: a failing one held the working one's messages back
+# behind its retries, and every surface showed one channel. A name that hides part
+# of its URL carries a short mark of the whole URL. The mark is a slow, salted digest
+# cut to 24 bits, so that it cannot be used to check guesses of a password quickly.
+_MARK_SALT = b"agentcron channel key"
+_MARK_ROUNDS = 20_000
+
+
+@functools.lru_cache(maxsize=1024)
+def _distinct(name: str, whole: str) -> str:
+    """``name``, with a mark of ``whole`` when the name leaves part of it out."""
+    if name == whole:
+        return name
+    digest = hashlib.pbkdf2_hmac("sha256", whole.encode(), _MARK_SALT, _MARK_ROUNDS)
+    return f"{name} #{digest.hex()[:6]}"
 
 
 def _invalid_reason(url: str) -> str:
