@@ -17,6 +17,11 @@ apart from the instruction and keeps roles alternating user/assistant, which the
 chat templates of several open-weight models served behind OpenAI-compatible APIs
 require (two user messages in a row are rejected there).
 
+An answer cut off (``finish_reason`` ``length``: max_tokens; ``content_filter``) is
+still a success when it has text, and its output ends with a note saying so
+("[cut off: the answer reached max_tokens (900) before it was finished; …]"); with no
+text at all it fails as a permanent ``bad_request`` that says why.
+
 The answer is read up to :data:`MAX_ANSWER_BYTES` (16 MiB); a larger one fails the
 attempt as a permanent ``bad_request`` ("the answer from URL was larger than 16 MiB:
 stopped reading") instead of filling the daemon's memory.
@@ -352,8 +357,45 @@ async def _completion_result(
             failure = _not_a_completion(url)
         return _fail(_scrub(_with_response(failure, status, headers, text), key))
     output, tokens = parsed
+    stopped = finish_reason(data)
+    limit = ctx.spec.llm.max_tokens if ctx.spec.llm is not None else None
+    if stopped in ("content_filter", "length") and not output.strip():
+        from agentcron.classify.explain import CONTENT_FILTERED, NO_TEXT_WITHIN_MAX_TOKENS
+
+        said = (
+            CONTENT_FILTERED
+            if stopped == "content_filter"
+            else f"it reached {_max_tokens(limit)} {NO_TEXT_WITHIN_MAX_TOKENS}"
+        )
+        failure = FailureInfo(
+            message=f"{said} (finish_reason {stopped})",
+            known_class=ErrorClass.BAD_REQUEST,
+            action=ACTION,
+        )
+        failure = _scrub(_with_response(failure, status, headers, text), key)
+        return ActionResult(ok=False, failure=failure, tokens=tokens)
+    if stopped == "length":
+        output += (
+            f"\n\n[cut off: the answer reached {_max_tokens(limit)} before it was finished; "
+            "raise llm.max_tokens for the whole answer]"
+        )
+    elif stopped == "content_filter":
+        output += "\n\n[cut off: the provider's content filter stopped the answer here]"
     await asyncio.to_thread(_write_output, ctx, output)
     return ActionResult(ok=True, output=output, tokens=tokens)
+
+
+def finish_reason(data: Any) -> str | None:
+    """Why the model stopped (``stop``, ``length``, ``content_filter``, …), if said."""
+    try:
+        reason = data["choices"][0].get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return reason if isinstance(reason, str) else None
+
+
+def _max_tokens(limit: int | None) -> str:
+    return f"max_tokens ({limit})" if limit is not None else "the provider's max_tokens"
 
 
 def _too_large(url: str) -> FailureInfo:

@@ -130,7 +130,20 @@ NOT_A_COMPLETION = "not with an OpenAI-style chat completion"
 ANSWER_TOO_LARGE = "was larger than"
 # (words in the message, what to say instead of the class's words or None, the fix)
 REDIRECT = "a redirect to"
+CONTENT_FILTERED = "the provider's content filter withheld the answer"
+NO_TEXT_WITHIN_MAX_TOKENS = "before writing any text"
 _LLM_FINDINGS: tuple[tuple[str, str | None, str], ...] = (
+    (
+        CONTENT_FILTERED,
+        "the model provider refused to answer",
+        "change the prompt or its context so that it does not trip the provider's "
+        "content filter, then trigger the task again",
+    ),
+    (
+        NO_TEXT_WITHIN_MAX_TOKENS,
+        "the model gave no answer",
+        "raise llm.max_tokens (a reasoning model may spend them all thinking before it writes)",
+    ),
     (
         REDIRECT,
         None,
