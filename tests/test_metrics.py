@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentcron.clock import FakeClock
@@ -138,7 +139,8 @@ def test_counters_and_gauges_match_the_database(world: tuple[Harness, Metrics]) 
     scheduled_first = db_rows(
         h,
         "SELECT COUNT(*) FROM attempts a JOIN slots s ON s.id = a.slot_id "
-        "WHERE a.number = 1 AND s.trigger = 'schedule' AND a.finished_at IS NOT NULL",
+        "WHERE a.number = 1 AND s.trigger IN ('schedule', 'catchup') "
+        "AND a.finished_at IS NOT NULL",
     )[0][0]
     assert values[("agentcron_fire_lateness_seconds_count", ())] == scheduled_first
 
@@ -347,3 +349,23 @@ def test_a_removed_tasks_last_success_leaves_the_scrape(world: tuple[Harness, Me
     now[0] += PRUNE_EVERY
     left = by_label(samples(metrics.render().decode()), name)
     assert ("ok",) not in left and ("lagging",) in left
+
+
+def test_catch_up_runs_count_as_late_fires_and_manual_runs_do_not() -> None:
+    """A daemon that stalled shows in the lateness histogram (outside-in probe: catch-up
+    runs were left out, and an 82 s stall kept every observation under 0.1 s)."""
+    from agentcron.model import SlotStatus, TaskSpec
+    from agentcron.model.records import Slot
+    from agentcron.model.run import AttemptOutcome, Finished
+
+    metrics = Metrics()
+    spec = TaskSpec.model_validate({"name": "t", "every": "10s", "command": ["true"]})
+    due = datetime(2026, 12, 4, 22, 18, 50, tzinfo=UTC)
+    outcome = AttemptOutcome(ok=True, slot_status=SlotStatus.SUCCEEDED)
+    for trigger, late in (("catchup", 82.0), ("manual", 500.0), ("schedule", 0.01)):
+        slot = Slot(1, "t", due, SlotStatus.RUNNING, trigger=trigger)
+        started = due + timedelta(seconds=late)
+        metrics.on_finished(Finished(slot, spec, 1, outcome, None, "", started, started))
+    values = samples(generate_latest(metrics.registry).decode())
+    assert values[("agentcron_fire_lateness_seconds_count", ())] == 2
+    assert values[("agentcron_fire_lateness_seconds_sum", ())] == pytest.approx(82.01)
