@@ -59,6 +59,7 @@ def test_a_total_alone_is_kept_as_a_total_not_as_zero_completion(tmp_path: Path)
 
     assert result.ok
     assert result.tokens == {"total": 500}
+    assert tokens_of(result.tokens) == 500  # a tokens_per_day budget counts it
     # no "completion": 0, which the empty-output detector reads as an empty answer
     assert "completion" not in result.tokens
 
