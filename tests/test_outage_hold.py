@@ -125,6 +125,29 @@ def test_runs_missed_during_an_outage_say_it_was_the_database(tmp_path: Path) ->
         assert "database or disk is full" in (slot.reason or "")
 
 
+def test_the_outage_in_a_missed_runs_reason_names_the_tasks_zone(tmp_path: Path) -> None:
+    """One report lists tasks of several zones: each reason's time names its zone
+    (outside-in probe: "from 07:20:10" and "from 22:20:10" for one moment)."""
+    rig = Rig(tmp_path)
+
+    def ok() -> str:
+        return "fine"
+
+    rig.h.add("tokyo", ok, every="1m", timezone="Asia/Tokyo", catchup="latest")
+    rig.h.add("utc", ok, every="1m", timezone="UTC", catchup="latest")
+    rig.fail("due_heads", "due_tasks")
+    for s in (0, 30, 150, 290):
+        rig.pass_at(s)
+    rig.heal("due_heads", "due_tasks")
+    rig.pass_at(300)
+    asyncio.run(rig.h.engine.wait_idle())
+    for task, since in (("tokyo", "09:00:00 JST"), ("utc", "00:00:00 UTC")):
+        missed = [s for s in rig.h.slots(task) if s.status.value == "missed"]
+        assert missed, rig.h.slots(task)
+        for slot in missed:
+            assert f"agentcron could not use its database from {since} (" in (slot.reason or "")
+
+
 def test_runs_missed_while_the_loop_waited_for_its_database_are_one_outage_not_stalls(
     tmp_path: Path,
 ) -> None:

@@ -225,6 +225,18 @@ def test_a_stall_across_midnight_names_the_dates_in_the_owners_zone() -> None:
     )
 
 
+def test_a_stall_names_a_shared_abbreviation_by_its_zone() -> None:
+    """CST is also China's and Cuba's: the reason names the zone, as tables do."""
+    from zoneinfo import ZoneInfo
+
+    stall = LoopStall(
+        datetime(2026, 1, 5, 16, 0, 0, tzinfo=UTC), datetime(2026, 1, 5, 16, 0, 30, tzinfo=UTC)
+    )
+    assert stall.reason(ZoneInfo("America/Chicago")) == (
+        "the scheduler loop was stalled from 10:00:00 to 10:00:30 America/Chicago (30s)"
+    )
+
+
 # ---- a loop that is really blocked -------------------------------------------------------
 
 

@@ -51,6 +51,7 @@ from agentcron.model.provider import ProviderNews
 from agentcron.policies.overlap import replaced_text
 from agentcron.policies.starvation import STARVE_AT_LEAST, holders, waited_too_long
 from agentcron.schedules.base import Schedule
+from agentcron.schedules.zones import zone_label
 from agentcron.store.base import Store
 
 from . import health
@@ -404,7 +405,10 @@ class Engine:
             if outage is None:
                 return stall_reason(at, zone) if stall_reason is not None else None
             what = "use its database" if outage.database else "tick"
-            since = outage.since.astimezone(zone).strftime("%H:%M:%S")
+            local = outage.since.astimezone(zone)
+            # the zone named: one report lists tasks of several zones (outside-in probe:
+            # "from 07:20:10" and "from 22:20:10" for one moment, neither named)
+            since = f"{local:%H:%M:%S} {zone_label(local, zone.key)}"
             return f"agentcron could not {what} from {since} ({outage.error})"
 
         return words

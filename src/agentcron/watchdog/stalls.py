@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
+from agentcron.schedules.zones import zone_label
 
 KEEP = 50  # stalls remembered; older ones no fire of the catch-up window can meet
 
@@ -52,7 +53,7 @@ class LoopStall:
         lasted = format_duration(timedelta(seconds=round(self.lasted(self.ended).total_seconds())))
         return (
             f"the scheduler loop was stalled from {_at(began, ended)} to {_at(ended, began)} "
-            f"{ended.strftime('%Z')} ({lasted})"
+            f"{zone_label(ended, zone.key if zone else None)} ({lasted})"
         )
 
 
