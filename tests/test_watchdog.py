@@ -313,13 +313,37 @@ def test_zero_token_completions_count_as_empty_runs(
             await rig.h.run_until(clock.now() + timedelta(hours=1), timedelta(hours=1))
         assert [s.status for s in rig.h.slots("agent")] == [SlotStatus.SUCCEEDED] * 3
         assert [i.kind for i in rig.incidents("agent")] == [IncidentKind.SUSPICIOUS]
+        # the answers had text: the words say what is wrong, not "produced nothing"
+        # (outside-in probe: "without producing anything" beside kept outputs)
+        assert _first_lines(await rig.messages()) == [
+            "⚠ agent succeeded 3 times in a row with its model reporting 0 completion "
+            "tokens, although its answers had text: the provider's token counts look "
+            "wrong, so a tokens_per_day budget counts less than it spends."
+        ]
+
+    with FakeOpenAI(script) as fake:
+        asyncio.run(scenario(fake.base_url))
+        assert len(fake.requests) == 3
+
+
+def test_empty_answers_are_told_as_producing_nothing(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    script = [completion("", prompt_tokens=5, completion_tokens=0) for _ in range(3)]
+
+    async def scenario(base_url: str) -> None:
+        rig = Rig(sqlite_store, clock, home)
+        llm = {"base_url": base_url, "model": "fake-model", "prompt": "heartbeat"}
+        rig.h.add("agent", every="1h", timezone="UTC", llm=llm, retries=0)
+        for _ in range(3):
+            await rig.h.run_until(clock.now() + timedelta(hours=1), timedelta(hours=1))
+        assert [i.kind for i in rig.incidents("agent")] == [IncidentKind.SUSPICIOUS]
         assert _first_lines(await rig.messages()) == [
             "⚠ agent succeeded 3 times in a row without producing anything."
         ]
 
     with FakeOpenAI(script) as fake:
         asyncio.run(scenario(fake.base_url))
-        assert len(fake.requests) == 3
 
 
 # ---- skip streak: a run that holds the task ----------------------------------------------

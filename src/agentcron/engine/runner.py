@@ -525,9 +525,11 @@ def _outcome_of(
     kept = result.kept if result.kept is not None else os.path.exists(out_path)
     path = out_path if kept else None
     if result.ok:
-        empty = not result.output.strip() or (
-            spec.llm is not None and result.tokens.get("completion", 1) == 0
-        )
+        # a model that reported 0 completion tokens counts as empty even with text: the
+        # record says which, so the owner is not told it "produced nothing" (probe)
+        no_text = not result.output.strip()
+        zero_tokens = spec.llm is not None and result.tokens.get("completion", 1) == 0
+        empty = no_text or zero_tokens
         if empty and spec.llm is None and _disk_full(out_path):
             # The output may have been lost to a full disk: that is not the task
             # producing nothing, and must not open a "suspicious" incident.
@@ -543,6 +545,7 @@ def _outcome_of(
                 output_path=path,
                 tokens=result.tokens,
                 empty_output=empty,
+                extra={"zero_tokens_with_text": True} if zero_tokens and not no_text else {},
             ),
             None,
             kept,

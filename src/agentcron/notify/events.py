@@ -145,11 +145,13 @@ class TaskOverdue:
 
 @dataclass(frozen=True, kw_only=True)
 class EmptySuccessStreak:
-    """``count`` successes in a row produced no output (or zero model tokens)."""
+    """``count`` successes in a row produced no output (or zero model tokens);
+    ``with_text``: each had text, its model reported 0 completion tokens."""
 
     task: str
     at: datetime
     count: int
+    with_text: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

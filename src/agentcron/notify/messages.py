@@ -151,6 +151,15 @@ def _summary(notice: Notice, zone: ZoneInfo) -> tuple[str, str, Severity]:
             f"⚠ {task} has not run {since} ({runs} missed) although the daemon is alive.",
             "warning",
         )
+    if isinstance(cause, EmptySuccessStreak) and cause.with_text:
+        return (
+            f"⚠ {task}'s model reports no tokens",
+            f"⚠ {task} succeeded {_times(cause.count)} with its model reporting 0 "
+            "completion tokens, although its answers had text: the provider's token "
+            "counts look wrong, so a tokens_per_day budget counts less than it spends.\n"
+            "If that is expected, set `expect_output: false` on it.",
+            "warning",
+        )
     if isinstance(cause, EmptySuccessStreak):
         return (
             f"⚠ {task} produced nothing",
@@ -438,6 +447,11 @@ def _phrase(text: str | None, lower_first: bool = False) -> str:
     if lower_first and len(clause) > 1 and clause[0].isupper() and clause[1].islower():
         clause = clause[0].lower() + clause[1:]
     return clause or "unknown error"
+
+
+def _times(count: int) -> str:
+    """``once``, ``3 times in a row``."""
+    return "once" if count == 1 else f"{count} times in a row"
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:

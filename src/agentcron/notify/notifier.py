@@ -914,11 +914,13 @@ class Notifier:
         last = self.store.last_slots(spec.name, n)
         if len(last) < n or any(s.status is not SlotStatus.SUCCEEDED for s in last):
             return
+        with_text = True
         for s in last:
             attempts = self.store.attempts(s.id)
             if not attempts or not attempts[-1].extra.get("empty_output"):
                 return
-        self.emit(spec, EmptySuccessStreak(task=spec.name, at=at, count=n))
+            with_text = with_text and bool(attempts[-1].extra.get("zero_tokens_with_text"))
+        self.emit(spec, EmptySuccessStreak(task=spec.name, at=at, count=n, with_text=with_text))
 
 
 def _may_complete_streak(finished: Finished, recent: dict[str, list[SlotStatus]]) -> bool:
