@@ -113,3 +113,28 @@ def test_a_task_from_outside_the_file_is_held_to_the_same_checks(
     }
     with pytest.raises(ConfigError, match="variable PROBE_UNSET_KEY is not set"):
         validate_task_mapping("story", task)
+
+
+@pytest.mark.parametrize(
+    ("task", "said"),
+    [
+        (
+            {"command": ["echo", "a\0b"]},
+            "tasks.t.command[1]: holds a NUL character (\\0), which no command, URL or text "
+            "can carry",
+        ),
+        ({"command": ["", "x"]}, "tasks.t.command[0]: is empty: the first item names the program"),
+        ({"command": "  ", "shell": True}, "tasks.t.command: is blank: it names no program"),
+        ({"command": ["echo"], "description": "x\0"}, "tasks.t.description: holds a NUL"),
+        ({"command": ["echo"], "deliver": ["json://h/\0"]}, "tasks.t.deliver[0]: holds a NUL"),
+    ],
+)
+def test_what_no_run_could_carry_is_refused_where_it_stands(
+    task: dict[str, object], said: str
+) -> None:
+    """Through the API and MCP (outside-in probe): a NUL in an argument was accepted and
+    then failed every run as "agentcron itself failed (ValueError: embedded null byte)";
+    a command whose program is empty failed every run with exit 127."""
+    with pytest.raises(ConfigError) as caught:
+        validate_task_mapping("t", {"every": "1h", **task})
+    assert any(line.startswith(said) for line in caught.value.lines()), caught.value.lines()

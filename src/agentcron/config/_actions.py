@@ -5,8 +5,10 @@ would make an older database unreadable; here it applies to what is written next
 
 Each was found by running tasks that ``validate`` had passed: a port out of range
 failed at run time as agentcron's own error, an unset ``api_key_env`` or an empty
-``model`` only when the first run failed, and a key pasted where its variable's name
-belongs read "environment variable [REDACTED] is not set".
+``model`` only when the first run failed, a key pasted where its variable's name
+belongs read "environment variable [REDACTED] is not set", and a command with a NUL
+in an argument (possible through the API and MCP) was accepted and then failed every
+run as "agentcron itself failed (ValueError: embedded null byte)".
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from agentcron.config._env import strings_in
 from agentcron.config._urls import check_port
 
 KeyPath = tuple[str | int, ...]
@@ -25,8 +28,20 @@ _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def action_problems(
     values: Mapping[str, Any], environ: Mapping[str, str]
 ) -> list[tuple[KeyPath, str]]:
-    """(where, why) for each problem of the task's expanded ``http`` and ``llm``."""
-    found: list[tuple[KeyPath, str]] = []
+    """(where, why) for each problem of the task's expanded values: a NUL character
+    anywhere, a command naming no program, and its ``http`` and ``llm``."""
+    found: list[tuple[KeyPath, str]] = [
+        (path, "holds a NUL character (\\0), which no command, URL or text can carry")
+        for path, text in strings_in(dict(values))
+        if "\0" in text
+    ]
+    command = values.get("command")
+    first = command[0] if isinstance(command, list) and command else command
+    if isinstance(first, str) and not first.strip():
+        if isinstance(command, list):
+            found.append((("command", 0), "is empty: the first item names the program to run"))
+        else:
+            found.append((("command",), "is blank: it names no program to run"))
     http = values.get("http")
     if isinstance(http, Mapping) and isinstance(http.get("url"), str):
         found += _url(("http", "url"), http["url"])
