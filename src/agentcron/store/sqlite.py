@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+from agentcron.home import private_dirs
 from agentcron.store._checkpoints import DEFAULT_PAGES, Checkpointer
 from agentcron.store.changes import SocketListener, announce_on_socket, socket_path
 from agentcron.store.errors import StoreError, damaged_database, not_a_database
@@ -281,7 +282,9 @@ def _prepare_folder(file: Path, create: bool) -> None:
     folder = file.parent
     if create:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            # private (0700) from the start, as the daemon makes its home: a CLI command
+            # or `agentcron mcp` run first made it 0755, open until a daemon started
+            private_dirs(folder)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the folder {folder} for the database {file}: {exc.strerror or exc}"
