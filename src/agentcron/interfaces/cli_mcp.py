@@ -48,12 +48,15 @@ def mcp(
     db: DbOpt = None,
 ) -> None:
     """Serve agentcron's tools to one agent over stdio."""
+    import logging
+
     import anyio
 
     from agentcron.config.agents import load_with_agents
     from agentcron.config.errors import ConfigError
     from agentcron.interfaces import cli
     from agentcron.interfaces.mcp import Caller, build_server, scheduled_run_slot
+    from agentcron.logs import setup_logging
     from agentcron.service import Actor, Defaults, Service
     from agentcron.store import StoreError, open_store
 
@@ -90,6 +93,9 @@ def mcp(
             actor=Actor(agent, "mcp"),
         )
         caller = Caller(agent, client, in_run=scheduled_run_slot() is not None)
+        # stderr as the daemon writes it: one line a record (a locked database is one
+        # line; the SDK's own setup would draw each traceback in a box of hundreds)
+        setup_logging(logging.WARNING)
         server = build_server(lambda: service, agents, caller)
         anyio.run(server.run_stdio_async)
     finally:

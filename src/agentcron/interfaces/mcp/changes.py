@@ -3,15 +3,18 @@ one service method as the agent, so the audit trail says who, ``via mcp``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-from agentcron._service.base import acting_as
+from agentcron._service.base import NotFoundError, ServiceError, acting_as
 from agentcron.config.schema import compact_duration
 from agentcron.interfaces.mcp._core import TOOL_WORDS, ToolsCore, answers
+from agentcron.interfaces.mcp.failures import NOTHING_CHANGED, failure, held_by_another
 from agentcron.interfaces.mcp.models import (
     Cancelled,
     HttpAction,
@@ -23,6 +26,7 @@ from agentcron.interfaces.mcp.models import (
 )
 from agentcron.interfaces.mcp.policy import Policy, Refused
 from agentcron.model.task import TaskSpec
+from agentcron.service import Service
 
 _SCHEDULE_KEYS = ("cron", "every", "at")
 _ACTION_KEYS = ("command", "http", "llm", "python")
@@ -164,9 +168,9 @@ class ChangeTools(ToolsCore):
                         "cancel_task it first"
                     )
                 p.check_count(sum(1 for n in names if p.own(n)))
-                with acting_as(p.caller.actor):
+                with self._writing("schedule_task", full), acting_as(p.caller.actor):
                     service.add_task(full, raw)
-        return self._detail(p, self._show(p, full))
+                    return self._detail(p, self._show(p, full))
 
     def update_task(
         self,
@@ -216,9 +220,9 @@ class ChangeTools(ToolsCore):
             if any(k in patch for k in (*_SCHEDULE_KEYS, "timezone")):
                 spec = self._schedule_after(full, view["spec"], patch)
                 self._check_timing(p, spec)
-            with acting_as(p.caller.actor):
+            with self._writing("update_task", full), acting_as(p.caller.actor):
                 service.update_task(full, patch)
-        return self._detail(p, self._show(p, full))
+                return self._detail(p, self._show(p, full))
 
     def _check_timing(self, p: Policy, spec: TaskSpec) -> None:
         """Not more often than the agent may, and not only in the past (a task that
@@ -255,7 +259,7 @@ class ChangeTools(ToolsCore):
         with answers():
             full = p.task_name(name, change=True, exists=self._exists)
         self._show(p, full)
-        with answers(), acting_as(p.caller.actor):
+        with self._writing("pause_task", full), answers(), acting_as(p.caller.actor):
             return TaskInfo.model_validate(self._service().pause(full, reason))
 
     def resume_task(self, name: str, ctx: Context) -> TaskInfo:
@@ -264,7 +268,7 @@ class ChangeTools(ToolsCore):
             p.check_may_start("resume tasks")
             full = p.task_name(name, change=True, exists=self._exists)
         self._show(p, full)
-        with answers(), acting_as(p.caller.actor):
+        with self._writing("resume_task", full), answers(), acting_as(p.caller.actor):
             return TaskInfo.model_validate(self._service().resume(full))
 
     def cancel_task(self, name: str, ctx: Context) -> Cancelled:
@@ -279,9 +283,9 @@ class ChangeTools(ToolsCore):
                 "delete it (the owner removes it from the file). To stop it firing, "
                 "pause it with pause_task."
             )
-        with answers(), acting_as(p.caller.actor):
+        with self._writing("cancel_task", full), answers(), acting_as(p.caller.actor):
             self._service().remove(full)
-        return Cancelled(name=full, cancelled=True)
+            return Cancelled(name=full, cancelled=True)
 
     def trigger_task(self, name: str, ctx: Context) -> TriggeredRun:
         p = self.policy(ctx)
@@ -289,13 +293,61 @@ class ChangeTools(ToolsCore):
             p.check_may_start("start runs")
             full = p.task_name(name, change=True, exists=self._exists)
         self._show(p, full)
-        with answers(), acting_as(p.caller.actor):
+        with self._writing("trigger_task", full), answers(), acting_as(p.caller.actor):
             service = self._service()
             p.check_trigger_rate(full, service.runs(full, limit=200), service.clock.now())
             p.check_budget(full, service.task_budget(full))
             run = service.trigger(full)
             note = service.trigger_note(full, run["id"]).words(TOOL_WORDS)
             return TriggeredRun.model_validate({**run, "note": note})
+
+    @contextmanager
+    def _writing(self, tool: str, full: str) -> Iterator[None]:
+        """Around a tool's write and what it reads after. A database another process
+        holds locked is refused at once, nothing tried (:func:`held_by_another`); a
+        failure no tool expects
+        (a locked database, a bug) is refused with what became of the change, found by
+        looking at the task again (a service write is several transactions: one may
+        have been made before the failure)."""
+        service = self._service()
+        if held_by_another(service.store):
+            busy = sqlite3.OperationalError("database is locked")
+            raise failure(tool, busy, NOTHING_CHANGED)
+        before = _footprint(service, full)
+        try:
+            yield
+        except (ToolError, ServiceError, Refused):
+            raise
+        except Exception as exc:
+            try:
+                made = _footprint(service, full) != before
+            except Exception:
+                outcome = (
+                    f"Whether {tool} changed {full} is not known (the database could not "
+                    "be read again): get_task shows it once the database answers"
+                )
+            else:
+                outcome = (
+                    f"The change to {full} was made before the failure, but may not be "
+                    "complete (its audit entry may be missing): get_task shows it as it "
+                    "is now; do not repeat the call"
+                    if made
+                    else NOTHING_CHANGED
+                )
+            raise failure(tool, exc, outcome) from exc
+
+
+def _footprint(service: Service, full: str) -> tuple[Any, ...]:
+    """What a change tool changes of ``full``: whether it exists, its definition, its
+    pause, its newest manual run."""
+    record = service.store.get_task(full)
+    if record is None:
+        return (None,)
+    try:
+        manual = [r["id"] for r in service.runs(full, limit=20) if r.get("trigger") == "manual"]
+    except NotFoundError:
+        manual = []
+    return (record.spec, record.paused, max(manual, default=None))
 
 
 def _key(location: str, full: str) -> str:

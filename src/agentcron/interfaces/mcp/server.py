@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from agentcron.config.agents import AgentsConfig
 from agentcron.interfaces.mcp.arguments import refusal
+from agentcron.interfaces.mcp.failures import failure
 from agentcron.interfaces.mcp.policy import Caller
 from agentcron.interfaces.mcp.stdio import unreadable_line
 from agentcron.interfaces.mcp.tools import Tools
@@ -117,9 +118,17 @@ class Server(MCPServer):
             raise ToolError(f"Error executing tool {name}: arguments not accepted: {unknown}")
         try:
             return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            # a failure no tool expects (a locked database, a bug): said by its class,
+            # never the SDK's bare "Error executing tool NAME" (see .failures)
+            cause = exc.__cause__
+            while isinstance(cause, UnexpectedToolError) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            said = failure(name, cause if cause is not None else exc)
+            raise ToolError(f"Error executing tool {name}: {said}") from exc
         except ToolError as exc:
             cause = exc.__cause__
-            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+            if not isinstance(cause, ValidationError):
                 raise
             # the SDK's prefix kept, as on every other refusal of a tool
             raise ToolError(f"Error executing tool {name}: {refusal(cause)}") from cause
