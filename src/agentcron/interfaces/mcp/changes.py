@@ -194,6 +194,14 @@ class ChangeTools(ToolsCore):
             p.check_may_start("change tasks")
             full = p.task_name(name, change=True, exists=self._exists)
         view = self._show(p, full)
+        if view["source"] == "file":
+            # said to an agent, who cannot edit the owner's file (the service's refusal
+            # tells a person to change it there)
+            raise ToolError(
+                f"task {full!r} is defined in the owner's config file: an agent cannot "
+                "change it (the owner edits the file). To stop it firing, pause it with "
+                "pause_task."
+            )
         with answers():
             patch = self._mapping(
                 p,
