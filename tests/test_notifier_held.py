@@ -45,11 +45,13 @@ class Rig:
         self.notifier = Notifier(self.store, self.clock, [URL])  # type: ignore[arg-type]
         self.notifier.attach(self.h.engine)
         self.titles: list[str] = []
+        self.bodies: list[str] = []
         save = self.store._inner.save_incidents
 
         def spy(changed: Any, messages: Any, now: Any) -> Any:
             result = save(changed, messages, now)
             self.titles.extend(m[2].title for m in messages)
+            self.bodies.extend(m[2].body for m in messages)
             return result
 
         self.store._inner.save_incidents = spy  # type: ignore[method-assign]
@@ -138,6 +140,25 @@ def test_a_provider_answering_again_is_told_when_its_first_write_fails(tmp_path:
     notifier.report_providers(clock.now())
     assert rig.titles == ["⚠ api.x is refusing calls", "✔ api.x is answering again"]
     assert IncidentKind.PROVIDER not in rig.store.open_incidents("provider:api.x")
+
+
+def test_a_providers_refusal_lasted_until_it_answered_not_until_the_report(
+    tmp_path: Path,
+) -> None:
+    """Outside-in probe: a refusal of 15 s was told "answering again after 22s", the
+    time counted to when the report was written."""
+    rig = Rig(tmp_path)
+    clock, notifier = rig.clock, rig.notifier
+    began = clock.now()
+    state = ProviderState("api.x", "api.x", began + timedelta(seconds=10), "429", began)
+    notifier.on_provider(ProviderNews("refused", state, "t1", began))
+    clock.advance(timedelta(seconds=2))
+    notifier.report_providers(clock.now())
+    clock.set(began + timedelta(seconds=15))
+    notifier.on_provider(ProviderNews("answered", state, "t1", clock.now()))
+    clock.set(began + timedelta(seconds=22))  # the report comes later than the answer
+    notifier.report_providers(clock.now())
+    assert rig.bodies[-1].startswith("✔ api.x is answering again after 15s;"), rig.bodies
 
 
 def test_a_stop_writes_what_the_notifier_still_gathers(tmp_path: Path) -> None:

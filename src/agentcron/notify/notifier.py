@@ -267,10 +267,12 @@ class Notifier:
         if last.what == "answered":
             if current is None:
                 return [], []
-            closed = replace(current, closed_at=now, updated_at=now)
+            # over when it answered, not when this report is written (a refusal of 15 s
+            # was told as "answering again after 22s")
+            closed = replace(current, closed_at=last.at, updated_at=now)
             known = set(current.summary.split(", ")) if current.summary else set()
             waited = sorted(known | set(tasks))
-            message = render_provider(state, closed, waited, now, self._zone(), answered=True)
+            message = render_provider(state, closed, waited, last.at, self._zone(), answered=True)
             return [closed], self.to_channels(message, waited)
         if current is not None:
             known = set(current.summary.split(", ")) if current.summary else set()
