@@ -13,6 +13,8 @@ in front (the API's guard) already said who is acting.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from agentcron.interfaces.api.busy import BUSY, write_blocked
 from agentcron.interfaces.api.deps import get_service
 from agentcron.interfaces.dashboard import _views as views
 from agentcron.interfaces.dashboard._form import form_route
@@ -38,6 +41,9 @@ from agentcron.service import (
     acting_as,
     current_actor,
 )
+from agentcron.store.errors import is_database_error
+
+log = logging.getLogger("agentcron.dashboard")
 
 REFRESH_EVENT = "agentcron-refresh"
 BACK = ("task", "list", "incidents")
@@ -110,12 +116,28 @@ def _act(
     except ForeignOrigin as exc:
         message = f"Refused: {exc}. Changes are accepted only from this dashboard's own pages."
         return _refused(request, service, message, 403)
+    if write_blocked(service.store):
+        # asked before the change, which is then not tried: it would wait 30 s for the
+        # lock (holding up the page's polls), and the browser gives up after 10 s
+        return _refused(request, service, f"Not {verb}: {BUSY}.", 503)
     try:
         with _as_dashboard_user(request):
             done = change()
     except ServiceError as exc:
         message = exc.words(views.DASHBOARD_WORDS)
         return _refused(request, service, f"Not {verb}: {message}", _status(exc))
+    except Exception as exc:
+        if not (isinstance(exc, sqlite3.Error) or is_database_error(exc)):
+            raise
+        # a lock taken after the look above, held past the store's wait (or another
+        # database fault): the change is several writes, so part of it may be made
+        log.warning("dashboard %s: database error: %s", request.url.path, exc)
+        message = (
+            f"Perhaps not {verb}: the database failed while this was being done ({exc}); "
+            "another process may hold it locked. Part of the change may be made: the page "
+            "shows what the database holds now."
+        )
+        return _refused(request, service, message, 503, refresh=True)
     base = request.scope.get("root_path", "").rstrip("/")
     if not is_htmx(request):
         query = {"done": code, "task": done.task}
@@ -129,11 +151,16 @@ def _act(
     return render(request, "_feedback.html", context, headers={"HX-Trigger": REFRESH_EVENT})
 
 
-def _refused(request: Request, service: Service, message: str, status: int) -> Response:
+def _refused(
+    request: Request, service: Service, message: str, status: int, *, refresh: bool = False
+) -> Response:
     """A change that was not made: a page (no JavaScript) or the live region (htmx),
-    saying why. htmx swaps only 2xx answers, so it gets 200 with the error shown."""
+    saying why. htmx swaps only 2xx answers, so it gets 200 with the error shown.
+    ``refresh``: the state may have moved all the same (the polled parts update now)."""
     if is_htmx(request):
-        return render(request, "_feedback.html", {"message": message, "ok": False, "task": None})
+        headers = {"HX-Trigger": REFRESH_EVENT} if refresh else None
+        context = {"message": message, "ok": False, "task": None}
+        return render(request, "_feedback.html", context, headers=headers)
     return render(
         request,
         "error.html",
