@@ -1,6 +1,6 @@
 """The dashboard in Chromium when agentcron is slow to answer: an action while another
 process holds the database locked, an action that gets no answer, and the time the
-"cannot reach" banner says. Served from this process over a real SQLite store (no
+"cannot reach" banner names. Served from this process over a real SQLite store (no
 daemon is needed for what is looked at here)."""
 
 from __future__ import annotations
@@ -95,3 +95,17 @@ def test_an_action_with_no_answer_is_told_in_the_status_line_not_as_a_stopped_da
     expect(feedback).to_contain_text("It may still be done")
     page.wait_for_timeout(6_000)  # a poll of the banner comes and is answered
     expect(page.locator("#unreachable")).to_be_hidden()
+
+
+def test_the_cannot_reach_banner_names_its_time_zone(
+    served: tuple[str, Harness], page: Page
+) -> None:
+    """It said "A refresh at 10:18:42 PM" (the browser's locale) where every other
+    time on the page names its zone."""
+    url, _ = served
+    page.goto(url + "/")
+    page.route(re.compile(r".*/fragments/.*"), lambda route: route.abort())
+    lost = page.locator("#unreachable")
+    expect(lost).to_be_visible(timeout=15_000)
+    expect(lost).to_contain_text(re.compile(r"A refresh at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"))
+    expect(lost.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-.*Z$"))

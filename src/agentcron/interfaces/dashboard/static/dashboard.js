@@ -12,11 +12,22 @@
     "(another process can hold it locked); while that lasts nothing may be firing.";
   var FAILING = "agentcron answers but fails just now (its database may be unavailable).";
   function banner() { return document.getElementById("unreachable"); }
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  /* the footer's format, in UTC and saying so, never the browser's locale */
+  function utc(d) {
+    return d.getUTCFullYear() + "-" + two(d.getUTCMonth() + 1) + "-" + two(d.getUTCDate()) +
+      " " + two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" +
+      two(d.getUTCSeconds()) + " UTC";
+  }
   function show(reason, meaning) {
     var el = banner();
     if (!el) { return; }
+    var now = new Date();
     var when = document.getElementById("unreachable-when");
-    if (when) { when.textContent = new Date().toLocaleTimeString(); }
+    if (when) {
+      when.textContent = utc(now);
+      when.setAttribute("datetime", now.toISOString());
+    }
     var why = document.getElementById("unreachable-why");
     if (why) { why.textContent = reason; }
     var what = document.getElementById("unreachable-meaning");
@@ -32,7 +43,7 @@
     if (!feedback) { return; }
     var line = document.createElement("p");
     line.className = "notice bad";
-    line.textContent = text;
+    line.textContent = text + " (" + utc(new Date()) + ")";
     feedback.replaceChildren(line);
   }
   document.addEventListener("htmx:sendError", function (event) {
