@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
@@ -22,7 +23,7 @@ from agentcron.config.agents import AgentsConfig
 from agentcron.interfaces.mcp.arguments import refusal
 from agentcron.interfaces.mcp.failures import failure
 from agentcron.interfaces.mcp.policy import Caller
-from agentcron.interfaces.mcp.stdio import unreadable_line
+from agentcron.interfaces.mcp.stdio import unanswerable_id, unreadable_line
 from agentcron.interfaces.mcp.tools import Tools
 from agentcron.service import Service
 
@@ -69,17 +70,26 @@ class Server(MCPServer):
         import anyio
         from mcp.server.stdio import stdio_server
         from mcp.shared.message import SessionMessage
+        from mcp_types import JSONRPCNotification
 
-        async with stdio_server() as (read_stream, write_stream):
+        lines = _Lines()
+        async with stdio_server(stdin=cast(Any, lines)) as (read_stream, write_stream):
             send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
 
             async def screen() -> None:
                 async with send:
                     async for item in read_stream:
+                        # the SDK makes one item of each line, in order
+                        line = lines.read.popleft() if lines.read else ""
                         if isinstance(item, Exception):
-                            answer = SessionMessage(unreadable_line(item))
+                            answer = SessionMessage(unreadable_line(line))
                             await write_stream.send(answer)
                             continue
+                        if isinstance(item.message, JSONRPCNotification):
+                            refused = unanswerable_id(line)
+                            if refused is not None:
+                                await write_stream.send(SessionMessage(refused))
+                                continue
                         await send.send(item)
 
             async with anyio.create_task_group() as tasks:
@@ -135,6 +145,33 @@ class Server(MCPServer):
 
 
 MAX_ARGUMENTS_BYTES = 1024 * 1024  # a tool call's arguments, as JSON (the API's body bound)
+
+
+class _Lines:
+    """stdin's lines as the SDK's reader iterates them (UTF-8, undecodable bytes
+    replaced, as it reads them itself), each also kept until the server pairs it with
+    the item the SDK made of it: its parser drops an ``id`` it cannot use, and a
+    refused line's error does not always hold the line."""
+
+    def __init__(self) -> None:
+        import io
+        import sys
+
+        import anyio
+
+        self._text = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        self._file = anyio.wrap_file(self._text)
+        self.read: deque[str] = deque()
+
+    def __aiter__(self) -> _Lines:
+        return self
+
+    async def __anext__(self) -> str:
+        line = await self._file.readline()
+        if not line:
+            raise StopAsyncIteration
+        self.read.append(line)
+        return line
 
 
 def _not_arguments(given: dict[str, Any], known: list[str]) -> str:

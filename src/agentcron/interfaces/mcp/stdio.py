@@ -6,19 +6,22 @@ Code in a ``command`` task) starts this server, but MCP clients pass only a few
 variables to the servers they spawn, so the variable is looked for in this process
 and in each of its ancestors (``/proc/PID/environ``, Linux); where ``/proc`` is not
 there, only this process's environment counts. A line of stdin that is no JSON-RPC
-message is answered, not dropped (:func:`unreadable_line`).
+message is answered, not dropped (:func:`unreadable_line`), and so is a request
+whose id no answer can be addressed to (:func:`unanswerable_id`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from agentcron.interfaces.mcp.policy import SLOT_ENV
+
+log = logging.getLogger("agentcron.mcp")
 
 _MAX_DEPTH = 64  # ancestors walked at most (a cycle cannot happen; a deep tree can)
 
@@ -71,41 +74,105 @@ def _slot_of(proc: Path, pid: int) -> str | None:
     return None
 
 
-def unreadable_line(exc: Exception) -> Any:
-    """The JSON-RPC answer to a line of stdin that is not a message: a parse error
-    (id null) when it is not JSON, else an invalid request to the id it carries (a
-    lone UTF-16 surrogate, which Python's json accepts and the SDK's parser does not).
-    The SDK drops such a line without a word, and its client waits forever (outside-in
-    probe). Nothing of the line is echoed: it may not even be encodable."""
-    import json
-
+def unreadable_line(line: str) -> Any:
+    """The JSON-RPC answer to a line of stdin the SDK's parser refused: a parse error
+    (id null, -32700) when it is not JSON; otherwise an invalid request (-32600) that
+    says what is wrong with it, addressed to its id when it has a usable one (a client
+    waits on that id), else to id null. The SDK drops such a line without a word, and
+    its client waits forever (outside-in probe). Nothing of the line is echoed: it may
+    not even be encodable."""
     from mcp_types import ErrorData, JSONRPCError
 
-    raw: Any = None
-    if isinstance(exc, ValidationError):
-        errors = exc.errors()
-        raw = errors[0].get("input") if errors else None
-    ident: int | str | None = None
-    if isinstance(raw, str | bytes | bytearray):
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            given = data.get("id")
-            if (isinstance(given, int) and not isinstance(given, bool)) or (
-                isinstance(given, str) and _encodable(given)
-            ):
-                ident = given
-    if ident is None:
-        error = ErrorData(code=-32700, message="Parse error: the line is not a JSON-RPC message")
-    else:
-        error = ErrorData(
-            code=-32600,
-            message="Invalid request: it holds text that is not valid JSON-RPC or not valid "
-            "Unicode (a lone UTF-16 surrogate); nothing was done",
-        )
+    try:
+        data = json.loads(line)
+    except ValueError:
+        problem = "Parse error: the line is not JSON; nothing was done"
+        log.warning("stdin: a line that is not JSON was answered with a parse error")
+        error = ErrorData(code=-32700, message=problem)
+        return JSONRPCError(jsonrpc="2.0", id=None, error=error)
+    ident = _usable_id(data)
+    problem = _what_is_wrong(data)
+    log.warning("stdin: an invalid request (id %s) was answered: %s", _shown_id(ident), problem)
+    error = ErrorData(code=-32600, message=f"Invalid request: {problem}; nothing was done")
     return JSONRPCError(jsonrpc="2.0", id=ident, error=error)
+
+
+def unanswerable_id(line: str) -> Any:
+    """The answer to a line the SDK read as a notification (no answer due) although it
+    has an ``id`` member, one no answer can be addressed to (null, true, 1.5, an
+    object): the SDK ignores the member, and its sender waits forever. JSON-RPC 2.0
+    answers a request whose id cannot be determined with id null. None for a line
+    without an ``id``: a notification, answered by nothing."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or "id" not in data:
+        return None
+    from mcp_types import ErrorData, JSONRPCError
+
+    problem = (
+        f"id must be a string or a whole number (got {_kind(data['id'])}), so no answer "
+        "can be addressed to this request"
+    )
+    log.warning("stdin: an invalid request (id null) was answered: %s", problem)
+    error = ErrorData(code=-32600, message=f"Invalid request: {problem}; nothing was done")
+    return JSONRPCError(jsonrpc="2.0", id=None, error=error)
+
+
+def _usable_id(data: Any) -> int | str | None:
+    if not isinstance(data, dict):
+        return None
+    given = data.get("id")
+    if isinstance(given, int) and not isinstance(given, bool):
+        return given
+    if isinstance(given, str) and _encodable(given):
+        return given
+    return None
+
+
+def _what_is_wrong(data: Any) -> str:
+    """The first thing that keeps ``data`` from being a JSON-RPC 2.0 message."""
+    if isinstance(data, list):
+        return "a batch (a JSON array) is not served: send each request as a line of its own"
+    if not isinstance(data, dict):
+        return f"a message is a JSON object (got {_kind(data)})"
+    if data.get("jsonrpc") != "2.0":
+        got = data.get("jsonrpc")
+        shown = repr(got) if isinstance(got, str) and len(got) <= 20 else _kind(got)
+        return f'jsonrpc must be "2.0" (got {shown})'
+    if "id" in data and _usable_id(data) is None and not isinstance(data["id"], str):
+        return f"id must be a string or a whole number (got {_kind(data['id'])})"
+    if "method" in data and not isinstance(data["method"], str):
+        return f"method must be text (got {_kind(data['method'])})"
+    if "method" not in data and "result" not in data and "error" not in data:
+        return "it has no method"
+    if data.get("params") is not None and not isinstance(data["params"], dict):
+        return f"params must be an object (got {_kind(data['params'])})"
+    if not _encodable(json.dumps(data, ensure_ascii=False)):
+        return (
+            "it holds text that is not valid Unicode (a lone UTF-16 surrogate), which "
+            "cannot be read"
+        )
+    return "it is not a JSON-RPC request, notification or response"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number" if isinstance(value, float) else "a whole number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _shown_id(ident: int | str | None) -> str:
+    return "null" if ident is None else repr(ident)[:40]
 
 
 def _encodable(text: str) -> bool:
