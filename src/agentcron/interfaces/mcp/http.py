@@ -7,7 +7,9 @@ request from inside a scheduled run says so with ``X-Agentcron-Slot`` (an agent'
 harness passes on its ``AGENTCRON_SLOT``), and is held to ``from_runs``.
 
 The endpoint is stateless (every POST is one exchange, answered as JSON): no
-session outlives a request, so a restarted daemon loses nothing an agent holds.
+session outlives a request, so a restarted daemon loses nothing an agent holds. A
+body that is no valid JSON-RPC message gets a 400 in plain words, as a line of stdio
+does (:mod:`.stdio`).
 The session manager still runs for the app's lifetime: :func:`mount_mcp` wraps the
 app's lifespan so it is entered when the app starts.
 """
@@ -28,6 +30,7 @@ from starlette.routing import Route
 from agentcron.config.agents import AgentsConfig, client_for_token
 from agentcron.interfaces.mcp.policy import SLOT_HEADER, Caller
 from agentcron.interfaces.mcp.server import build_server
+from agentcron.interfaces.mcp.stdio import unanswerable_id, unreadable_line
 from agentcron.interfaces.mcp.tools import CALLER_KEY
 from agentcron.service import Service
 
@@ -59,7 +62,66 @@ class McpEndpoint:
             return
         in_run = bool(headers.get(SLOT_HEADER, "").strip())
         scope[CALLER_KEY] = Caller(name, self.agents.clients[name], in_run)
+        if "json" in headers.get("content-type", "").lower():
+            body = await _body(receive)
+            refused = _screened(body)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
+            receive = _replay(body, receive)
         await self.manager.handle_request(scope, receive, send)
+
+
+async def _body(receive: Receive) -> bytes:
+    """The whole body (the app's guard bounds it)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that gives ``body`` once, then what the client sends next."""
+    given = False
+
+    async def again() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        message: Message = await receive()
+        return message
+
+    return again
+
+
+def _screened(body: bytes) -> JSONResponse | None:
+    """A 400 in plain words for a body that is no valid JSON-RPC message, or a request
+    whose id no answer can be addressed to (as stdio answers them: the SDK said the
+    first in pydantic's words, "6 validation errors for union[…] … errors.pydantic.dev",
+    and accepted the second as a notification); None for a body it may serve."""
+    import pydantic_core
+    from mcp_types import JSONRPCNotification, jsonrpc_message_adapter
+
+    text = body.decode("utf-8", "replace")
+    try:
+        message = jsonrpc_message_adapter.validate_python(
+            pydantic_core.from_json(body), by_name=False
+        )
+    except ValueError:  # pydantic's ValidationError is one
+        answer = unreadable_line(text, where="/mcp")
+    else:
+        if not isinstance(message, JSONRPCNotification):
+            return None
+        answer = unanswerable_id(text, where="/mcp")
+        if answer is None:
+            return None
+    return JSONResponse(answer.model_dump(by_alias=True, exclude_unset=True), status_code=400)
 
 
 def _unauthorized(sent: bool) -> JSONResponse:

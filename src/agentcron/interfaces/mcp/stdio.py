@@ -74,30 +74,31 @@ def _slot_of(proc: Path, pid: int) -> str | None:
     return None
 
 
-def unreadable_line(line: str) -> Any:
+def unreadable_line(line: str, where: str = "stdin") -> Any:
     """The JSON-RPC answer to a line of stdin the SDK's parser refused: a parse error
     (id null, -32700) when it is not JSON; otherwise an invalid request (-32600) that
     says what is wrong with it, addressed to its id when it has a usable one (a client
     waits on that id), else to id null. The SDK drops such a line without a word, and
     its client waits forever (outside-in probe). Nothing of the line is echoed: it may
-    not even be encodable."""
+    not even be encodable. ``where``: stdin, or the HTTP endpoint (a POST's body)."""
     from mcp_types import ErrorData, JSONRPCError
 
     try:
         data = json.loads(line)
     except ValueError:
-        problem = "Parse error: the line is not JSON; nothing was done"
-        log.warning("stdin: a line that is not JSON was answered with a parse error")
+        what = "line" if where == "stdin" else "body"
+        problem = f"Parse error: the {what} is not JSON; nothing was done"
+        log.warning("%s: a message that is not JSON was answered with a parse error", where)
         error = ErrorData(code=-32700, message=problem)
         return JSONRPCError(jsonrpc="2.0", id=None, error=error)
     ident = _usable_id(data)
     problem = _what_is_wrong(data)
-    log.warning("stdin: an invalid request (id %s) was answered: %s", _shown_id(ident), problem)
+    log.warning("%s: an invalid request (id %s) was answered: %s", where, _shown_id(ident), problem)
     error = ErrorData(code=-32600, message=f"Invalid request: {problem}; nothing was done")
     return JSONRPCError(jsonrpc="2.0", id=ident, error=error)
 
 
-def unanswerable_id(line: str) -> Any:
+def unanswerable_id(line: str, where: str = "stdin") -> Any:
     """The answer to a line the SDK read as a notification (no answer due) although it
     has an ``id`` member, one no answer can be addressed to (null, true, 1.5, an
     object): the SDK ignores the member, and its sender waits forever. JSON-RPC 2.0
@@ -115,7 +116,7 @@ def unanswerable_id(line: str) -> Any:
         f"id must be a string or a whole number (got {_kind(data['id'])}), so no answer "
         "can be addressed to this request"
     )
-    log.warning("stdin: an invalid request (id null) was answered: %s", problem)
+    log.warning("%s: an invalid request (id null) was answered: %s", where, problem)
     error = ErrorData(code=-32600, message=f"Invalid request: {problem}; nothing was done")
     return JSONRPCError(jsonrpc="2.0", id=None, error=error)
 
