@@ -30,7 +30,7 @@ from agentcron.interfaces.api.deps import get_service
 from agentcron.interfaces.dashboard import _views as views
 from agentcron.interfaces.dashboard._form import form_route
 from agentcron.interfaces.dashboard._origin import ForeignOrigin, check_same_origin
-from agentcron.interfaces.dashboard._pages import common, notice_for, record_id
+from agentcron.interfaces.dashboard._pages import common, notice_for, notice_state, record_id
 from agentcron.interfaces.dashboard._render import ServiceDep, is_htmx, render
 from agentcron.service import (
     Actor,
@@ -144,8 +144,11 @@ def _act(
         if done.ref is not None:
             query["ref"] = str(done.ref)
         return RedirectResponse(_back(base, done.task, back, query), status_code=303)
-    message = notice_for(service, code, done.task, done.ref) or f"{done.task!r}: done."
-    context: dict[str, Any] = {"message": message, "ok": True, "task": None}
+    said = notice_for(service, code, done.task, done.ref)
+    message = said or f"{done.task!r}: done."
+    context: dict[str, Any] = {"message": message, "ok": True, "task": None, "state": None}
+    if said is not None:  # the banner's poll replaces it once the state moves on
+        context["state"] = notice_state(code, done.task, done.ref, said)
     if back == "task":
         context["task"] = service.show_task(done.task)
     return render(request, "_feedback.html", context, headers={"HX-Trigger": REFRESH_EVENT})

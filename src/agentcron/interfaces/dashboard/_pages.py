@@ -138,7 +138,7 @@ def tasks_page(
             "q": q,
             "show": show,
             "filters": FILTERS,
-            "notice": _notice(request, service),
+            **_notice(request, service),
         },
     )
 
@@ -162,7 +162,21 @@ def tasks_fragment(
 
 @router.get("/fragments/banner", response_class=HTMLResponse)
 def banner_fragment(request: Request, service: ServiceDep) -> HTMLResponse:
-    return render(request, "_banner.html", common(service))
+    """The banner, polled on every page, with the footer's time and, when the status
+    line's sentence no longer holds (the task resumed from the CLI since, the run it
+    announced has ended), that line again, said of the state now (or emptied)."""
+    context: dict[str, Any] = {**common(service), "live_parts": True, "notice_changed": False}
+    shown = request.query_params.get("notice", "")
+    code, _, rest = shown.partition("|")
+    ref, _, task = rest.partition("|")
+    if code in NOTICE_CODES and task:
+        number = int(ref) if ref.isdigit() and len(ref) < 19 else None
+        said = notice_for(service, code, task, number)
+        if said != request.query_params.get("notice_text", ""):
+            context["notice_changed"] = True
+            context["notice"] = said
+            context["notice_of"] = notice_state(code, task, number, said) if said else None
+    return render(request, "_banner.html", context)
 
 
 def _task_context(service: Service, name: str) -> dict[str, Any]:
@@ -192,7 +206,7 @@ def task_page(request: Request, service: ServiceDep, name: str) -> HTMLResponse:
     return render(
         request,
         "task.html",
-        {**common(service), **context, "notice": _notice(request, service, name)},
+        {**common(service), **context, **_notice(request, service, name)},
     )
 
 
@@ -221,6 +235,14 @@ def task_fragment(request: Request, service: ServiceDep, name: str, part: str) -
         context = _task_context(service, name)
     except ServiceError as exc:
         return _not_found(request, service, exc.words(views.DASHBOARD_WORDS))
+    if part == "summary":
+        # the summary's poll brings the rest of the page that follows the task's state:
+        # its open incidents, its next fire times, and its buttons when it was paused or
+        # resumed elsewhere (only then: a reason being typed is kept)
+        shown = request.query_params.get("actions")
+        now_shows = "paused" if context["task"]["paused"] else "active"
+        context["live_parts"] = True
+        context["actions_changed"] = shown is not None and shown != now_shows
     return render(request, TASK_PARTS[part], {**common(service), **context})
 
 
@@ -327,7 +349,7 @@ def incidents_page(request: Request, service: ServiceDep) -> HTMLResponse:
             **common(service),
             "open": [i for i in rows if i["open"]],
             "closed": [i for i in rows if not i["open"]],
-            "notice": _notice(request, service),
+            **_notice(request, service),
         },
     )
 
@@ -390,11 +412,22 @@ def notice_for(service: Service, code: str, task: str, ref: int | None) -> str |
     return f"Run #{ref} of {name} has ended: {status}."
 
 
-def _notice(request: Request, service: Service, task: str | None = None) -> str | None:
-    """The sentence for ``?done=CODE&task=NAME&ref=ID`` (see :func:`notice_for`)."""
+def notice_state(code: str, task: str, ref: int | None, text: str) -> dict[str, Any]:
+    """What a status line's sentence was said of, kept beside it on the page: the
+    banner's poll sends it back and gets the line again once the state has moved."""
+    return {"code": code, "task": task, "ref": ref, "text": text}
+
+
+def _notice(request: Request, service: Service, task: str | None = None) -> dict[str, Any]:
+    """The sentence for ``?done=CODE&task=NAME&ref=ID`` (see :func:`notice_for`) as the
+    page's ``notice``, and what it was said of as ``notice_of``."""
     code = request.query_params.get("done", "")
     if code not in NOTICE_CODES:
-        return None
+        return {"notice": None}
     task = task if task is not None else request.query_params.get("task", "")
-    ref = request.query_params.get("ref", "")
-    return notice_for(service, code, task, int(ref) if ref.isdigit() and len(ref) < 19 else None)
+    raw = request.query_params.get("ref", "")
+    ref = int(raw) if raw.isdigit() and len(raw) < 19 else None
+    said = notice_for(service, code, task, ref)
+    if said is None:
+        return {"notice": None}
+    return {"notice": said, "notice_of": notice_state(code, task, ref, said)}
