@@ -1,6 +1,8 @@
 """The HTTP endpoint answers a body that is no valid JSON-RPC request in plain words,
 as stdio answers such a line (outside-in probe: a batch or ``"jsonrpc": "1.0"`` got
-pydantic's "6 validation errors for union[JSONRPCRequest,…] … errors.pydantic.dev")."""
+pydantic's "6 validation errors for union[JSONRPCRequest,…] … errors.pydantic.dev");
+and, stateless, it answers GET with 405 ``Allow: POST`` (a GET opened an event stream
+that never ended, pinging every 15 s)."""
 
 from __future__ import annotations
 
@@ -83,3 +85,13 @@ def test_a_good_request_still_served_after_the_body_was_read(web: TestClient) ->
     body = '{"jsonrpc":"2.0","id":4,"method":"tools/list"}'
     answer = web.post("/mcp", content=body, headers=HEADERS)
     assert answer.status_code == 200 and "tools" in answer.json()["result"]
+
+
+@pytest.mark.timeout(30)  # before: the GET's stream never ended
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_the_stateless_endpoint_opens_no_stream(web: TestClient, method: str) -> None:
+    headers = {**HEADERS, "Accept": "text/event-stream"}
+    answer = web.request(method, "/mcp", headers=headers)
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST"
+    assert "send each JSON-RPC request as a POST" in answer.json()["error"]["message"]

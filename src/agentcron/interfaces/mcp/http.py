@@ -9,7 +9,8 @@ harness passes on its ``AGENTCRON_SLOT``), and is held to ``from_runs``.
 The endpoint is stateless (every POST is one exchange, answered as JSON): no
 session outlives a request, so a restarted daemon loses nothing an agent holds. A
 body that is no valid JSON-RPC message gets a 400 in plain words, as a line of stdio
-does (:mod:`.stdio`).
+does (:mod:`.stdio`). Other methods get 405 (``Allow: POST``): a GET opened the SDK's
+event stream, which in a stateless endpoint carries nothing but pings and never ends.
 The session manager still runs for the app's lifetime: :func:`mount_mcp` wraps the
 app's lifespan so it is entered when the app starts.
 """
@@ -23,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import ErrorData, JSONRPCError
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -62,6 +64,11 @@ class McpEndpoint:
             return
         in_run = bool(headers.get(SLOT_HEADER, "").strip())
         scope[CALLER_KEY] = Caller(name, self.agents.clients[name], in_run)
+        if scope.get("method") != "POST":
+            # stateless: no event stream to open (the SDK's GET held one open forever,
+            # pinging), no session to end
+            await _not_allowed()(scope, receive, send)
+            return
         if "json" in headers.get("content-type", "").lower():
             body = await _body(receive)
             refused = _screened(body)
@@ -70,6 +77,24 @@ class McpEndpoint:
                 return
             receive = _replay(body, receive)
         await self.manager.handle_request(scope, receive, send)
+
+
+def _not_allowed() -> JSONResponse:
+    error = JSONRPCError(
+        jsonrpc="2.0",
+        id=None,
+        error=ErrorData(
+            code=-32600,
+            message="Method Not Allowed: this endpoint is stateless (each request is one "
+            "exchange, answered as JSON): send each JSON-RPC request as a POST; there is "
+            "no event stream to open and no session to end",
+        ),
+    )
+    return JSONResponse(
+        error.model_dump(by_alias=True, exclude_unset=True),
+        status_code=405,
+        headers={"Allow": "POST"},
+    )
 
 
 async def _body(receive: Receive) -> bytes:
