@@ -37,6 +37,7 @@ def common(service: Service) -> dict[str, Any]:
     return {
         "now": now,
         "banner": views.banner(status, now, DAEMON_STALE_AFTER),
+        "banner_title": views.banner_title(status),  # from the same read as the sentence
         "config_notes": views.config_notes(status),
         "channel_notes": views.channel_notes(service.channel_health(), now),
     }

@@ -118,6 +118,16 @@ def duration_text(seconds: float | None) -> str:
     return format_duration(timedelta(seconds=seconds))
 
 
+def banner_title(status: Mapping[str, Any]) -> str:
+    """The banner's heading, from the same ``status`` as its sentence (:func:`banner`):
+    a daemon that schedules again after an outage of its database, the end not yet told,
+    is not "not running" (the heading said so above "schedules again since …")."""
+    trouble = status.get("trouble")
+    if trouble and trouble.get("back_since"):
+        return "The scheduler runs again after its database was unavailable"
+    return "The scheduler is not running"
+
+
 def banner(
     status: Mapping[str, Any], now: datetime, stale_after: timedelta = timedelta(seconds=30)
 ) -> str | None:
