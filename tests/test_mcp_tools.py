@@ -331,7 +331,7 @@ def test_runs_with_attempts_and_the_redacted_tail_of_the_output(
             "give exactly one action",
         ),
         ({"cron": "0 * * * *", "http": {"url": "ftp://x"}}, "http.url: "),
-        ({"cron": "0 * * * *", "http": HOOK, "timeout": "0s"}, "timeout must be positive"),
+        ({"cron": "0 * * * *", "http": HOOK, "timeout": "0s"}, "timeout: must be positive"),
         ({"cron": "0 * * * *", "http": HOOK, "deliver": ["nope://x"]}, "deliver[0]: "),
         ({"cron": "0 * * * *", "http": {"link": "https://x"}}, "http.link"),
         (

@@ -45,3 +45,26 @@ def test_updating_a_config_file_task_points_to_pause_task_not_the_file(
     )
     assert "pause it with pause_task" in refusal(update)
     assert ok(pause)["paused"]
+
+
+def test_problems_are_located_at_the_argument_in_one_style(service: Service) -> None:
+    """update_task said `tasks.agent.claude.job.deliver[0]: …` where schedule_task says
+    `deliver[0]: …`; a problem of the whole task said `task: timeout must be positive`,
+    and a key's repeated it (`every: every must be at least 1s`)."""
+    server = server_for(service, agents_config(claude={"actions": ["command"]}))
+    ok(call(server, "schedule_task", name="job", every="1h", command=["true"]))
+    check = unchanged(service)
+    made = refusal(
+        call(server, "schedule_task", name="x", every="1h", command=["true"], deliver=["nope"])
+    )
+    changed = refusal(call(server, "update_task", name="job", deliver=["nope"]))
+    assert made.split(": ", 1)[1] == changed.split(": ", 1)[1], (made, changed)
+    assert changed.startswith("task 'agent.claude.job' not accepted: deliver[0]: "), changed
+    assert "tasks." not in changed
+    said = refusal(call(server, "update_task", name="job", timeout="0s"))
+    assert "not accepted: timeout: must be positive" in said, said
+    said = refusal(call(server, "schedule_task", name="y", every="0s", command=["true"]))
+    assert "every: every" not in said and "every: must" in said, said
+    said = refusal(call(server, "schedule_task", name="z", every="1h", command=[]))
+    assert "task: command" not in said and "command: " in said, said
+    check()

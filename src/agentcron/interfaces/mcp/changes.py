@@ -50,10 +50,8 @@ class ChangeTools(ToolsCore):
                 allow_placeholders=False,
             )
         except ConfigError as exc:
-            parts = [
-                f"{_key(problem.location, full)}: {problem.message}" for problem in exc.problems
-            ]
-            raise Refused(f"task {full!r} not accepted: " + "; ".join(parts)) from None
+            said = [_said(problem.location, problem.message, full) for problem in exc.problems]
+            raise Refused(f"task {full!r} not accepted: " + "; ".join(said)) from None
 
     def _mapping(
         self,
@@ -229,7 +227,15 @@ class ChangeTools(ToolsCore):
                 spec = self._schedule_after(full, view["spec"], patch)
                 self._check_timing(p, spec)
             with self._writing("update_task", full), acting_as(p.caller.actor):
-                service.update_task(full, patch)
+                try:
+                    service.update_task(full, patch)
+                except ServiceError as exc:
+                    if not exc.problems:
+                        raise
+                    # the config rules' problems, located as schedule_task says them
+                    # (`deliver[0]`), not at the config file's `tasks.NAME.deliver[0]`
+                    said = [_said(where, message, full) for where, message in exc.problems]
+                    raise Refused(f"task {full!r} not accepted: " + "; ".join(said)) from None
                 return self._detail(p, self._show(p, full))
 
     def _check_timing(self, p: Policy, spec: TaskSpec) -> None:
@@ -359,10 +365,24 @@ def _footprint(service: Service, full: str) -> tuple[Any, ...]:
 
 
 def _key(location: str, full: str) -> str:
-    """``agent.me.x.cron`` -> ``cron``; the task as a whole -> ``task``."""
+    """``agent.me.x.cron`` (or ``tasks.agent.me.x.cron``) -> ``cron``; the task as a
+    whole -> ``task``."""
+    location = location.removeprefix("tasks.")
     if location == full:
         return "task"
     return location.removeprefix(f"{full}.") or "task"
+
+
+def _said(location: str, message: str, full: str) -> str:
+    """One problem as ``ARGUMENT: what is wrong``: a problem of the whole task that
+    names its key first (``timeout must be positive``) is said at that key, and a key's
+    message does not repeat it (``every: must be at least 1s``, not ``every: every
+    must…``)."""
+    key = _key(location, full)
+    first, _, rest = message.partition(" ")
+    if rest and (first == key or (key == "task" and first in TaskSpec.model_fields)):
+        return f"{first}: {rest}"
+    return f"{key}: {message}"
 
 
 def _schedule_words(spec: TaskSpec) -> str:
