@@ -126,6 +126,7 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.node_id = f"{hostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.config: LoadedConfig | None = None
+        self._said_untold_for: list[str] | None = None  # the channels it was last said for
         # the config as the daemon started with it: what a reload cannot change
         self._started_config: LoadedConfig | None = None
         self.store: Store | None = None
@@ -692,6 +693,7 @@ class Daemon:
             self.options.home,
             self.store.describe() if self.store else "?",
         )
+        self._say_untold()
         code = 0
         try:
             code = await supervisor.run(stop)
@@ -1216,6 +1218,27 @@ class Daemon:
             log.info("config reloaded: %s are as the daemon started with them again", before)
         self._tell_valid_again(applied=True)
         self._tell_restart_needed()
+        if started is None or config.notify != self._said_untold_for:
+            self._say_untold()
+
+    def _say_untold(self) -> None:
+        """Log when tasks' failures would reach no one: no ``notify:`` in the config and
+        none of their own. ``validate`` and ``doctor`` said it, but most owners watch
+        only the daemon's log (outside-in probe: it started and logged failures to
+        itself, without a word that nobody would hear them). Said at start and when a
+        reload changes the config's channels."""
+        config = self.config
+        if config is None:
+            return
+        self._said_untold_for = list(config.notify)
+        try:
+            added = self.service.untold_added_tasks() if self.service is not None else []
+        except Exception as exc:  # the database said it cannot: the file's tasks still count
+            log.warning("could not read the added tasks' channels: %s", exc)
+            added = []
+        words = config.untold_warning(added)
+        if words is not None:
+            log.warning("%s", words)
 
     def _others_running(self) -> bool:
         """Whether another node runs on this database now (its heartbeat is fresh)."""

@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import os
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
@@ -242,6 +243,13 @@ class LoadedConfig:
             return []
         return sorted(name for name, spec in self.tasks.items() if spec.notify is None)
 
+    def untold_warning(self, added: Sequence[str] = ()) -> str | None:
+        """The warning for :meth:`untold` and the tasks ``added`` outside the file that
+        name no channel either (said by ``validate``, ``doctor`` and the daemon at
+        start), or None when every task's failures reach someone."""
+        untold = sorted({*self.untold(), *(added if not self.notify else ())})
+        return untold_words(untold) if untold else None
+
     def budget_rules(self) -> BudgetRules:
         """The budgets the engine's gate enforces besides each task's own."""
         return BudgetRules(
@@ -321,3 +329,14 @@ def compact_duration(delta: timedelta) -> str:
         if millis and millis % size == 0:
             return f"{millis // size}{unit}"
     return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+def untold_words(untold: Sequence[str]) -> str:
+    """The warning "no `notify:` channel: the failures of N task(s) (…) are recorded
+    but told to no one", naming the first five."""
+    names = ", ".join(untold[:5]) + (" …" if len(untold) > 5 else "")
+    return (
+        f"no `notify:` channel: the failures of {len(untold)} task(s) ({names}) are "
+        "recorded but told to no one; add Apprise URLs under `notify:` "
+        "(`agentcron notify test` tries them)"
+    )

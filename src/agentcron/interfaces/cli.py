@@ -307,7 +307,7 @@ def validate(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
             )
             raise typer.Exit(1) from None
         fail(f"{path} is invalid:\n{exc}")
-    from agentcron.interfaces.doctor import untold_words
+    from agentcron.config.schema import untold_words
 
     untold = loaded.untold()
     warnings = [untold_words(untold)] if untold else []

@@ -251,8 +251,8 @@ def _untold(plan: Plan, report: Report, channels: _Channels | None) -> list[str]
     be told by mail."""
     if channels is None or channels.named or not report.placed:
         return []
+    from agentcron.config.schema import untold_words
     from agentcron.importers.crontab import mail_hint
-    from agentcron.interfaces.doctor import untold_words
 
     new = [item.name for item in report.placed if not item.update]
     said = [untold_words(sorted({*channels.untold, *new}))]

@@ -13,18 +13,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agentcron.config.schema import untold_words
+
 
 def _check(name: str, status: str, message: str) -> dict[str, str]:
     return {"name": name, "status": status, "message": message}
-
-
-def untold_words(untold: list[str]) -> str:
-    names = ", ".join(untold[:5]) + (" …" if len(untold) > 5 else "")
-    return (
-        f"no `notify:` channel: the failures of {len(untold)} task(s) ({names}) are "
-        "recorded but told to no one; add Apprise URLs under `notify:` "
-        "(`agentcron notify test` tries them)"
-    )
 
 
 def _disk_check(home: Path) -> dict[str, str]:
