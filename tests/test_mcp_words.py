@@ -68,3 +68,15 @@ def test_problems_are_located_at_the_argument_in_one_style(service: Service) -> 
     said = refusal(call(server, "schedule_task", name="z", every="1h", command=[]))
     assert "task: command" not in said and "command: " in said, said
     check()
+
+
+def test_a_task_it_may_only_see_is_said_visible_not_outside(service: Service) -> None:
+    """A see-only agent's pause_task of a granted task was told "Give a short name
+    (digest) or a full name starting with agent.ro.", as if it had mistyped it."""
+    _file_task(service)
+    server = server_for(service, agents_config(ro={"see": ["*"]}), name="ro")
+    check = unchanged(service)
+    said = refusal(call(server, "pause_task", name="backup"))
+    assert said.startswith("task 'backup' is visible to you but not yours to change"), said
+    assert "Give a short name" not in said
+    check()

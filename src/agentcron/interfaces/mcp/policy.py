@@ -82,7 +82,13 @@ class Policy:
             return name
         visible_only = change and not granted and client.may_see(name, prefix)
         if visible_only and (not short or exists is None or exists(name)):
-            return self._outside(name, "change")
+            # it sees the task: a hint to write it in its namespace would mislead
+            mine = ", ".join(client.change) if client.change else "none besides your own"
+            raise Refused(
+                f"task {name!r} is visible to you but not yours to change: the owner "
+                f"granted you to see it, not to change it (tasks you may change: "
+                f"{prefix}*; granted: {mine})"
+            )
         if short:
             return prefix + name
         return self._outside(name, "change" if change else "see")
