@@ -43,6 +43,7 @@ from agentcron.notify.channels import (
     message_parts,
 )
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
+from agentcron.notify.messages import OUTPUT_GONE
 from agentcron.notify.outbox import stable_key
 from agentcron.notify.sender import CLAIM_FOR, SEND_LIMIT, default_owner
 from agentcron.redact import redact, secret_values_from_env
@@ -239,12 +240,14 @@ class DeliveryWorker:
         text = _read(delivery.output_path) if delivery.output_path else ""
         now = self.clock.now()
         if text is None:
-            gone = delivery.output_path
-            reason = f"the kept output file is gone ({gone}); nothing left to deliver"
-            if not await self._record(delivery, DeliveryStatus.FAILED, attempts, None, reason):
+            # given up without a send: the attempts recorded and told are the sends
+            # really tried before (it said "after 2 attempts" of one)
+            tried = delivery.attempts
+            reason = f"{OUTPUT_GONE} ({delivery.output_path}); nothing left to deliver"
+            if not await self._record(delivery, DeliveryStatus.FAILED, tried, None, reason):
                 self._lost_claim(delivery)
                 return
-            self._tell(spec, delivery, reason, attempts, gave_up=True, retry_at=None, kept=False)
+            self._tell(spec, delivery, reason, tried, gave_up=True, retry_at=None, kept=False)
             return
         # The output is the owner's, but a secret the task printed must not travel on.
         env = {**os.environ, **(spec.env if spec is not None else {})}

@@ -57,6 +57,9 @@ from agentcron.redact import redact
 from agentcron.schedules.zones import zone_label
 
 MAX_DETAIL_LINES = 20
+# how the delivery worker begins the error of an output whose kept file was deleted:
+# it gives up at once, and the output is not kept anywhere
+OUTPUT_GONE = "the kept output file is gone"
 MAX_LINE_CHARS = 300
 MAX_PHRASE_CHARS = 400
 
@@ -317,6 +320,19 @@ def _fix(ev: AttemptFailed) -> str | None:
 
 def _delivery_failed(ev: DeliveryFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
     task = ev.task
+    if ev.gave_up and ev.error.startswith(OUTPUT_GONE):
+        # ``attempts`` counts the sends really tried: none is tried once the file is
+        # gone (it read "after 2 attempts" of one send and the file found gone)
+        tried = (
+            f" {_plural(ev.attempts, 'attempt')} had been made before it went."
+            if ev.attempts
+            else " None had been made."
+        )
+        line = (
+            f"✖ {task}'s output could not be delivered to {ev.target_redacted}: "
+            f"{_phrase(ev.error)}. Delivery gave up at once.{tried}"
+        )
+        return f"✖ {task}: delivery gave up", line, "failure"
     if ev.gave_up:
         kept = f"; it is kept at {ev.output_path}" if ev.output_path else ""
         line = (
@@ -398,12 +414,7 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
     # their count (only the first was told as it happened), where `runs` finds them.
     # counted per target given up, not per output: an output given up at two targets
     # counts twice (it read "10 outputs" of 8 outputs; outside-in probe)
-    lost = (
-        f" {_plural(inc.streak, 'delivery', 'deliveries')} gave up meanwhile; the outputs "
-        f"are kept, and `agentcron runs {task}` shows which."
-        if inc.streak
-        else ""
-    )
+    lost = _given_up_meanwhile(inc)
     failing = failing_targets(inc)
     if failing and cause.target_redacted not in failing:
         # the failing targets were taken out of the task's deliver list
@@ -418,6 +429,29 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
             f"{_plural(cause.attempts, 'attempt')}.{lost}"
         )
     return f"{task}'s output is being delivered to {cause.target_redacted} again.{lost}"
+
+
+def _given_up_meanwhile(inc: Incident) -> str:
+    """The deliveries a delivery incident gave up, said at its end: their outputs are
+    kept, unless the one given up was given up because its kept file was gone (it said
+    "the outputs are kept" of a deleted one; outside-in probe). The incident keeps the
+    error of the first given up (its summary), not of each: of several, none is said
+    kept for sure when that one's file was gone."""
+    if not inc.streak:
+        return ""
+    task = inc.task
+    count = _plural(inc.streak, "delivery", "deliveries")
+    if OUTPUT_GONE not in inc.summary:
+        return (
+            f" {count} gave up meanwhile; the outputs are kept, and `agentcron runs {task}` "
+            "shows which."
+        )
+    if inc.streak == 1:
+        return " 1 delivery gave up meanwhile: its kept output file was gone."
+    return (
+        f" {count} gave up meanwhile, one because its kept output file was gone; "
+        f"`agentcron runs {task}` shows which."
+    )
 
 
 def _also_closed(inc: Incident, cause: Event) -> str:
