@@ -735,7 +735,10 @@ def render_storage(incident: Incident, what: str | None, now: datetime, *, opene
             if incident.streak
             else "each was retried as its task's `retries` allow"
         )
-        failed = f"{_plural(incident.failed_runs, 'run')} of {hit} failed meanwhile; {after}"
+        # the storage incident counts failed attempts, not runs (slots): one run that
+        # failed twice read "2 runs of 1 task (d) failed meanwhile" (outside-in probe)
+        attempts = _plural(incident.failed_runs, "attempt")
+        failed = f"{attempts} at runs of {hit} failed meanwhile; {after}"
         if what is None:
             title = f"✔ agentcron writes runs' files on {where} again"
             line = f"{title} after {lasted}: {failed}."
