@@ -295,6 +295,7 @@ class Daemon:
                 "previous daemon(s) %s died; their running slots are recorded as lost",
                 ", ".join(dead),
             )
+        self._started = True
 
     def _wire_duties(self, store: Store) -> None:
         """Notifier, outbox sender, delivery worker and watchdog around the engine."""
@@ -738,7 +739,9 @@ class Daemon:
                 log.exception("could not record this node as stopped")
             self.store.close()
         self._trouble_file.close()
-        log.info("agentcron stopped")
+        # a start refused (an invalid config, a database it cannot open) never ran: it
+        # logged "agentcron stopped" above its "error: cannot start …"
+        log.info("agentcron stopped" if self._started else "agentcron did not start")
 
     async def _final_drain(self) -> None:
         """Send what the stop itself produced. A send the stop cancelled left its claim
@@ -867,6 +870,7 @@ class Daemon:
 
     _started_at: datetime
     _registered = False  # this node's row written (at start)
+    _started = False  # start() went through: the daemon has run, and stops
 
     async def _pulse_loop(self) -> None:
         """The dead man's switch: "alive" only while ticks complete, ``/fail`` with the
