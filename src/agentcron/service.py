@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from agentcron._service.advice import Act, Advice, Said, Wording, advised
 from agentcron._service.base import (
+    BUSY_WORDS,
     Actor,
     ConflictError,
     Defaults,
@@ -56,6 +57,7 @@ from agentcron.store._api_sql import TaskLatest
 from agentcron.store._listing import TaskListing
 
 __all__ = [
+    "BUSY_WORDS",
     "DAEMON_STALE_AFTER",
     "Act",
     "Actor",

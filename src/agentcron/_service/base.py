@@ -29,6 +29,17 @@ from agentcron.schedules.base import Schedule
 from agentcron.store._api_sql import AuditEntry
 from agentcron.store.base import Store
 
+# How long a look at the database's write lock waits (see Service.database_busy):
+# well inside a browser's 10 s wait for an action's answer.
+BUSY_LOOK_S = 2.0
+
+# The words for a change refused because another process holds the database.
+BUSY_WORDS = (
+    "the database is busy: another process holds it locked (a sqlite3 shell left in a "
+    "transaction, a backup or a copy of the file), so nothing was changed; try again "
+    "once it is released"
+)
+
 
 class ServiceError(Exception):
     """A request that cannot be done as asked; the message says why and what to do.
@@ -151,6 +162,14 @@ class ServiceCore:
     def close(self) -> None:
         """Close the store (the HTTP API's own service, at shutdown)."""
         self.store.close()
+
+    def database_busy(self) -> bool:
+        """Whether another process holds the database locked, so that a change now
+        would wait out the store's busy timeout (30 s): interfaces ask before a change
+        and refuse at once, nothing tried. A write of a daemon's own lasts
+        milliseconds; :data:`BUSY_LOOK_S` tells those apart from a lock held by
+        someone else (a sqlite3 shell left in a transaction, a backup)."""
+        return self.store.write_blocked(BUSY_LOOK_S)
 
     # ---- look-ups ---------------------------------------------------------------
     def _zone(self, spec: TaskSpec) -> ZoneInfo:

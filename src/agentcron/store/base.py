@@ -80,6 +80,13 @@ class StoreLifecycle(Protocol):
         at its path (moved, deleted, replaced), or None (always None on a server)."""
         ...
 
+    def write_blocked(self, wait: float) -> bool:
+        """Whether another process holds the database locked for writing, so that a
+        write could not start within ``wait`` seconds (asked before a change made from
+        an interface, which would otherwise wait out the busy timeout). Always False
+        on a server, which locks rows, and when the look itself fails."""
+        ...
+
 
 class ChangeStore(Protocol):
     """Changes announced to the daemons of a store (see :mod:`agentcron.store.changes`)."""

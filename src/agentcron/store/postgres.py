@@ -299,6 +299,9 @@ class PostgresStore(SQLStore):
     def file_fault(self) -> str | None:
         return None
 
+    def write_blocked(self, wait: float) -> bool:
+        return False  # rows are locked, not the database
+
     def describe(self) -> str:
         where = redact_dsn(self.dsn)
         return f"{where} (schema {self.schema})" if self.schema else where

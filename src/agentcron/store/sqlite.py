@@ -177,6 +177,30 @@ class SQLiteStore(SQLStore):
         checkpointer = self._checkpointer
         return checkpointer.fault if checkpointer is not None else None
 
+    def write_blocked(self, wait: float) -> bool:
+        """Tried on a connection of its own with a short busy wait: the store's own
+        waits 30 s, and its other calls wait behind it (a dashboard's action and its
+        polls got no answer; an agent's tool, the bare "Error executing tool" after
+        30 s). SQLite defers closing this connection's file while the store's holds
+        it in this process, so its close drops none of the store's locks."""
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return False
+        try:
+            db = sqlite3.connect(self.path, timeout=wait, isolation_level=None)
+        except sqlite3.Error:
+            return False
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            said = str(exc).lower()
+            return "locked" in said or "busy" in said
+        except sqlite3.Error:
+            return False
+        finally:
+            db.close()
+        return False
+
     def file_fault(self) -> str | None:
         """The file this store writes is told apart from what its path now names by
         device and inode: a file moved or deleted under a daemon keeps taking its

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Body, Request
+from fastapi import Body, HTTPException, Request
 from pydantic import BaseModel, ConfigDict
 
-from agentcron.service import Service, ServiceError
+from agentcron.service import BUSY_WORDS, Service, ServiceError
 
 
 # A resume sent {"x": 1} answered 200 as if the key meant something, while a pause
@@ -74,3 +74,14 @@ def known_query_only(request: Request) -> None:
         f"{name}: not a parameter of {request.method} {request.url.path}; {takes}{paging}",
         field=name,
     )
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def database_free_for_writes(request: Request) -> None:
+    """A change while another process holds the database locked is refused at once
+    (503, Retry-After), nothing tried: it waited out the store's 30 s busy timeout, and
+    the requests behind it waited too (a route's dependency, run in a thread)."""
+    if request.method in _WRITES and get_service(request).database_busy():
+        raise HTTPException(503, f"{BUSY_WORDS[:1].upper()}{BUSY_WORDS[1:]}", {"Retry-After": "5"})

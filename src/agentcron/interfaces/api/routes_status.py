@@ -11,7 +11,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from agentcron.interfaces.api.deps import NoBodyDep, get_service, known_query_only
+from agentcron.interfaces.api.deps import (
+    NoBodyDep,
+    database_free_for_writes,
+    get_service,
+    known_query_only,
+)
 from agentcron.interfaces.api.problems import problem_responses
 from agentcron.interfaces.schemas import (
     AuditView,
@@ -24,7 +29,7 @@ from agentcron.service import Service, ServiceError
 
 router = APIRouter(
     responses=problem_responses(400, 422),
-    dependencies=[Depends(known_query_only)],
+    dependencies=[Depends(known_query_only), Depends(database_free_for_writes)],
 )
 ServiceDep = Annotated[Service, Depends(get_service)]
 IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The incident's id")]

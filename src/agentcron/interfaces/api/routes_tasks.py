@@ -12,7 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentcron.interfaces.api.deps import NoBodyDep, get_service, known_query_only
+from agentcron.interfaces.api.deps import (
+    NoBodyDep,
+    database_free_for_writes,
+    get_service,
+    known_query_only,
+)
 from agentcron.interfaces.api.problems import API_WORDS, problem_responses
 from agentcron.interfaces.schemas import (
     NextFire,
@@ -27,7 +32,7 @@ router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
     responses=problem_responses(400, 404, 422),
-    dependencies=[Depends(known_query_only)],
+    dependencies=[Depends(known_query_only), Depends(database_free_for_writes)],
 )
 ServiceDep = Annotated[Service, Depends(get_service)]
 

@@ -25,7 +25,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from agentcron.interfaces.api.busy import BUSY, write_blocked
 from agentcron.interfaces.api.deps import get_service
 from agentcron.interfaces.dashboard import _views as views
 from agentcron.interfaces.dashboard._form import form_route
@@ -33,6 +32,7 @@ from agentcron.interfaces.dashboard._origin import ForeignOrigin, check_same_ori
 from agentcron.interfaces.dashboard._pages import common, notice_for, notice_state, record_id
 from agentcron.interfaces.dashboard._render import ServiceDep, is_htmx, render
 from agentcron.service import (
+    BUSY_WORDS,
     Actor,
     ConflictError,
     NotFoundError,
@@ -116,10 +116,10 @@ def _act(
     except ForeignOrigin as exc:
         message = f"Refused: {exc}. Changes are accepted only from this dashboard's own pages."
         return _refused(request, service, message, 403)
-    if write_blocked(service.store):
+    if service.database_busy():
         # asked before the change, which is then not tried: it would wait 30 s for the
         # lock (holding up the page's polls), and the browser gives up after 10 s
-        return _refused(request, service, f"Not {verb}: {BUSY}.", 503)
+        return _refused(request, service, f"Not {verb}: {BUSY_WORDS}.", 503)
     try:
         with _as_dashboard_user(request):
             done = change()

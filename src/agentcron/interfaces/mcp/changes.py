@@ -14,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from agentcron._service.base import NotFoundError, ServiceError, acting_as
 from agentcron.config.schema import compact_duration
 from agentcron.interfaces.mcp._core import TOOL_WORDS, ToolsCore, answers
-from agentcron.interfaces.mcp.failures import NOTHING_CHANGED, failure, held_by_another
+from agentcron.interfaces.mcp.failures import NOTHING_CHANGED, failure
 from agentcron.interfaces.mcp.models import (
     Cancelled,
     HttpAction,
@@ -318,13 +318,13 @@ class ChangeTools(ToolsCore):
     @contextmanager
     def _writing(self, tool: str, full: str) -> Iterator[None]:
         """Around a tool's write and what it reads after. A database another process
-        holds locked is refused at once, nothing tried (:func:`held_by_another`); a
+        holds locked is refused at once, nothing tried (``Service.database_busy``); a
         failure no tool expects
         (a locked database, a bug) is refused with what became of the change, found by
         looking at the task again (a service write is several transactions: one may
         have been made before the failure)."""
         service = self._service()
-        if held_by_another(service.store):
+        if service.database_busy():
             busy = sqlite3.OperationalError("database is locked")
             raise failure(tool, busy, NOTHING_CHANGED)
         before = _footprint(service, full)

@@ -15,7 +15,7 @@ Here the failure is told by its class:
 * anything else is agentcron's own error (a bug), not the agent's request.
 
 A change tool first looks whether another process holds the SQLite database locked
-(:func:`held_by_another`, on a connection of its own that waits two seconds): the
+(``Service.database_busy``, on a connection of its own that waits two seconds): the
 store's own connection would wait 30 s for the lock and then fail. When it is held
 the change is not tried, and the agent hears at once that nothing was changed. A
 lock taken after the look is still waited for, as before.
@@ -28,13 +28,10 @@ stays in the log: it may name files or hosts of the owner's machine.
 from __future__ import annotations
 
 import logging
-import sqlite3
-from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
 from agentcron.store.errors import StoreError, is_database_error
-from agentcron.store.sqlite import SQLiteStore
 
 log = logging.getLogger("agentcron.mcp")
 
@@ -42,37 +39,6 @@ NOTHING_CHANGED = "Nothing was changed"
 WRITE_TOOLS = frozenset(
     {"schedule_task", "update_task", "pause_task", "resume_task", "cancel_task", "trigger_task"}
 )
-
-# A write of the daemon's own lasts milliseconds: this long a wait tells those apart
-# from a lock held by someone else (a sqlite3 shell left in a transaction, a backup).
-LOOK_WAIT_S = 2.0
-
-
-def held_by_another(store: Any) -> bool:
-    """True when a write to ``store``'s SQLite file cannot start within
-    :data:`LOOK_WAIT_S` because another connection holds its lock. False when it can,
-    for a store that is not a SQLite file (PostgreSQL locks rows), and when the look
-    itself fails (the change is then tried, and a failure said as it comes)."""
-    if not isinstance(store, SQLiteStore) or store.path == ":memory:":
-        return False
-    if store.path.startswith("file:"):
-        return False
-    try:
-        # SQLite defers this connection's close while the store's connection in this
-        # process has the file open, so closing it drops none of the store's locks
-        db = sqlite3.connect(store.path, timeout=LOOK_WAIT_S, isolation_level=None)
-    except sqlite3.Error:
-        return False
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("ROLLBACK")
-    except sqlite3.OperationalError as exc:
-        return is_busy(exc)
-    except sqlite3.Error:
-        return False
-    finally:
-        db.close()
-    return False
 
 
 def is_busy(exc: BaseException) -> bool:
