@@ -134,6 +134,7 @@ class Daemon:
         self.registry: ActionRegistry | None = None
         self.service: Service | None = None
         self.stop_event = asyncio.Event()
+        self._hup = asyncio.Event()  # a SIGHUP: the config watcher looks now
         self._config_stamp: str | None = None
         # the config file's stat when last read, and its env_file's
         self._config_file: tuple[_FileId | None, ...] | None = None
@@ -635,6 +636,9 @@ class Daemon:
         # Handlers first: a SIGTERM while starting (systemd stopping a slow start) must
         # still end in a clean stop that records this node as stopped.
         loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+            # operators send SIGHUP to reload: it was ignored without a word (probe)
+            loop.add_signal_handler(signal.SIGHUP, self._hangup)
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self._stop)
@@ -1084,6 +1088,37 @@ class Daemon:
         duties' timers fall due together and wake the process once (:mod:`..beats`)."""
         await sleep_to_beat(on_beat(interval, self.beat), self.stop_event)
 
+    def _hangup(self) -> None:
+        """SIGHUP: the config file is looked at now, not at the watcher's next look
+        (it was ignored without a word; operators send it to reload)."""
+        if self.options.config_path is None:
+            log.info("SIGHUP: this daemon has no config file to reload")
+            return
+        log.info(
+            "SIGHUP: reading %s now (no signal is needed: the file is watched, and a "
+            "saved change applies within %gs)",
+            self.options.config_path,
+            max(self.options.reload_interval, self.beat),
+        )
+        self._hup_pending = True
+        self._hup.set()
+
+    def _said_after_hangup(self, applied: bool) -> None:
+        """What a SIGHUP's read came to (an applied or rejected file says itself)."""
+        path = self.options.config_path
+        if applied:
+            return
+        if self._settling is not None:
+            log.info("SIGHUP: %s is being written; it is read once it stands still", path)
+        elif self.rejected_config is not None:
+            log.info(
+                "SIGHUP: %s is still invalid (see the rejection above); the daemon runs "
+                "the last good config",
+                path,
+            )
+        else:
+            log.info("SIGHUP: %s is unchanged: the config in force is the file's", path)
+
     async def _reload_loop(self) -> None:
         # a reload that fails on the database is tried again at each look: logged once
         # with its cause, then every few minutes, and not tried while it is known away
@@ -1093,35 +1128,46 @@ class Daemon:
             # has stood still for config_settle, not a whole beat later
             settling, self._settling = self._settling, None
             await sleep_to_beat(
-                on_beat(self.options.reload_interval, self.beat), self.stop_event, sooner=settling
+                on_beat(self.options.reload_interval, self.beat),
+                self.stop_event,
+                self._hup,
+                sooner=settling,
             )
+            self._hup.clear()
             if self.stop_event.is_set():
                 return
             if self._database_away():
-                continue
+                continue  # a SIGHUP's read waits for the database (still pending)
             if self._note_unwritten:
                 self._write_config_note()
+            hangup, self._hup_pending = self._hup_pending, False
             try:
-                self.reload_if_changed()
+                applied = self.reload_if_changed(force=hangup)
             except Exception as exc:
                 faults.failed(exc)
             else:
                 faults.ok()
+                if hangup:
+                    self._said_after_hangup(applied)
 
     _settling: float | None = None  # seconds until a file seen changing stands still
+    _hup_pending = False  # a SIGHUP not yet answered by a read of the file
 
-    def reload_if_changed(self) -> bool:
+    def reload_if_changed(self, force: bool = False) -> bool:
         """Apply a changed config file; keep the last good one when the new one is invalid.
 
         The file counts as seen only once what it asks is done (applied, or rejected and
         told): a reload that fails midway (the database locked while its tasks are
         written, a message that cannot be queued) raises, and the next look at the file
-        does it all again instead of taking the file for one already applied."""
+        does it all again instead of taking the file for one already applied. ``force``
+        (a SIGHUP) compares the file's content even when its size and times are those
+        last seen."""
         if self.options.config_path is None:
             return False
         paths = self._watched(self.config)
         seen = tuple(_file_id(p) for p in paths)
-        if seen[0] is not None and seen == self._config_file and not _any_racy(seen):
+        unchanged = seen[0] is not None and seen == self._config_file and not _any_racy(seen)
+        if unchanged and not force:
             return False  # the same files, unchanged since they were read: no read, no hash
         settle = self.options.config_settle
         moving = [f for f in seen if f is not None and _changed_within(f, settle)]

@@ -1,0 +1,74 @@
+"""SIGHUP reloads the config file at once and says so (outside-in probe: it was
+ignored without a word, no log line and no reload, where operators send it to reload).
+
+In-process, with the watcher's own look made an hour apart: only the signal can make
+the change apply within the test."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from agentcron.daemon import Daemon, DaemonOptions
+from harness import until
+
+A = "tasks:\n  a:\n    every: 1h\n    command: [echo, a]\n"
+B = "tasks:\n  b:\n    every: 1h\n    command: [echo, b]\n"
+
+
+def _daemon(tmp_path: Path) -> tuple[Daemon, Path]:
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(A)
+    options = DaemonOptions(
+        config_path=config,
+        home=tmp_path / "home",
+        reload_interval=3600,  # the watcher would not look again within the test
+        poll_interval=0.5,
+        config_settle=0.2,
+        shutdown_grace=2,
+    )
+    return Daemon(options), config
+
+
+def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "agentcron.daemon"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_sighup_reloads_the_config_file_at_once_and_logs_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon, config = _daemon(tmp_path)
+
+    def names() -> list[str]:
+        assert daemon.store is not None
+        return [t.name for t in daemon.store.list_tasks()]
+
+    async def scenario() -> None:
+        main = asyncio.create_task(daemon.run())
+        try:
+            await until(lambda: daemon.engine is not None and daemon.supervisor is not None, 30)
+            await asyncio.sleep(0.5)  # the watcher's first sleep has begun
+            # unchanged: the signal is answered, and nothing changes
+            os.kill(os.getpid(), signal.SIGHUP)
+            await until(lambda: any("is unchanged" in m for m in _said(caplog)), 10)
+            assert names() == ["a"]
+            config.write_text(B)
+            await asyncio.sleep(0.3)  # stands still past config_settle
+            os.kill(os.getpid(), signal.SIGHUP)
+            await until(lambda: names() == ["b"], 10)
+        finally:
+            daemon.request_stop()
+            await main
+
+    with caplog.at_level(logging.INFO, logger="agentcron"):
+        asyncio.run(scenario())
+    said = _said(caplog)
+    heard = [m for m in said if m.startswith("SIGHUP: reading")]
+    assert len(heard) == 2, said
+    assert str(config) in heard[0] and "the file is watched" in heard[0]
