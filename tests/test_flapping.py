@@ -165,3 +165,40 @@ def test_a_task_refused_then_fine_run_after_run_flaps_too(rig: Rig) -> None:
     assert len(down) == 1 and down[0].startswith("✖ flaky has failed 2 runs in a row since "), down
     assert "Retrying will not help" in down[0]
     assert rig.hours(1)[0].startswith("✔ flaky is running again after 2 failed runs")
+
+
+def test_runs_the_daemons_own_stops_interrupted_do_not_make_a_task_flap(rig: Rig) -> None:
+    """Three restarts of the daemon within a day, each during a run: each stop is told
+    ("… the daemon stopped while the run was in progress"), and the run after it is
+    fine; the task is not told as "keeps failing and recovering" nor shown flapping
+    (outside-in probe: the operator's restarts were counted as the task's turns)."""
+    from agentcron.model import ErrorClass
+    from agentcron.model.failure import DAEMON_STOPPED
+    from agentcron.notify.events import AttemptFailed, RunSucceeded
+
+    rig.scripted("o")
+    spec = rig.h.service.store.get_task("flaky").spec  # type: ignore[union-attr]
+    told: list[str] = []
+    for n in range(4):
+        at = rig.clock.now()
+        rig.notifier.emit(
+            spec,
+            AttemptFailed(
+                task="flaky",
+                at=at,
+                slot_id=100 + n,
+                scheduled_for=at,
+                attempt=1,
+                max_attempts=4,
+                error_class=ErrorClass.WORKER_LOST,
+                explanation=DAEMON_STOPPED,
+                retry_at=at,
+            ),
+        )
+        rig.clock.advance(timedelta(minutes=5))
+        rig.notifier.emit(spec, RunSucceeded(task="flaky", at=rig.clock.now(), slot_id=100 + n))
+        rig.clock.advance(timedelta(hours=2))
+        told += rig.hours(0)
+    assert not any("keeps failing and recovering" in line for line in told), told
+    assert sum("the daemon stopped while the run was in progress" in line for line in told) == 4
+    assert not [i for i in rig.store.incidents("flaky") if i.kind is IncidentKind.FLAPPING]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from agentcron.model import Incident, IncidentKind
+from agentcron.model.failure import DAEMON_STOPPED
 from agentcron.notify.events import AttemptFailed, Event, RunSucceeded, WorkerLost
 from agentcron.notify.incidents import Notice, NoticeEvent, Transition, down_summary, told_down
 
@@ -55,11 +56,19 @@ def a_turn(notice: Notice) -> bool:
         cause = cause.as_failure()
     if notice.event is NoticeEvent.CLOSED:
         return True
-    if not isinstance(cause, AttemptFailed):
+    if not isinstance(cause, AttemptFailed) or stopped_with_the_daemon(inc):
         return False
     return notice.event is NoticeEvent.OPENED or (
         notice.event is NoticeEvent.ESCALATED and (cause.gave_up or cause.permanent)
     )
+
+
+def stopped_with_the_daemon(incident: Incident) -> bool:
+    """Whether a failure incident is of a run the daemon's own stop interrupted: the
+    operator's doing, not a turn of the task (outside-in probe: three restarts within a
+    day told a healthy task as "keeps failing and recovering", `list` said flapping).
+    A daemon killed with -9 is not known as such: its runs are found lost later."""
+    return (incident.summary or "").endswith(DAEMON_STOPPED)
 
 
 def damp(

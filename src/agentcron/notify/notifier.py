@@ -55,7 +55,7 @@ from agentcron.notify.events import (
     SkipStreakEnded,
     TaskStarved,
 )
-from agentcron.notify.flapping import Damped, damp
+from agentcron.notify.flapping import Damped, damp, stopped_with_the_daemon
 from agentcron.notify.incidents import (
     STUCK_HABIT,
     Notice,
@@ -829,11 +829,14 @@ class Notifier:
 
     def _failure_openings(self, task: str) -> list[datetime]:
         """When the task's failure incidents opened, newest first (the last few); not
-        those never told (a provider's refusals, told as the provider's incident)."""
+        those never told (a provider's refusals, told as the provider's incident), nor
+        those of a run the daemon's stop interrupted (the operator's, not the task's)."""
         return [
             inc.opened_at
             for inc in self.store.incidents(task, limit=FLAP_LOOKBACK)
-            if inc.kind is IncidentKind.FAILURE and inc.told != ()
+            if inc.kind is IncidentKind.FAILURE
+            and inc.told != ()
+            and not stopped_with_the_daemon(inc)
         ]
 
     def _messages(
