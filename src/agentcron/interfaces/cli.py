@@ -504,11 +504,12 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Everything about one task."""
-    from agentcron.interfaces.schemas import TaskDetail, shaped
+    from agentcron.interfaces.schemas import TaskDetail, shaped, with_paused
 
     with service_for(config, home, db) as svc:
         data = svc.show_task(task, count)
         firing = svc.firing() if data["health"] == "not_firing" else None
+    data["next"] = with_paused(data["next"], bool(data["paused"]))
     if json_out:  # the API's JSON: the advice is its `health` (the words are each door's)
         emit_json(shaped(TaskDetail, data))
     else:
@@ -547,11 +548,13 @@ def next_(
 ) -> None:
     """Upcoming fire times, with DST notes."""
     start = _parse_from(from_)
-    from agentcron.interfaces.schemas import NextFire, shaped
+    from agentcron.interfaces.schemas import NextFire, shaped, with_paused
 
     with service_for(config, home, db) as svc:
         rows = svc.next_fires(task, count, start)
         zone = svc.zone_of(task)
+        rec = svc.store.get_task(task)
+        rows = with_paused(rows, rec is not None and rec.paused)
     if json_out:
         emit_json(shaped(NextFire, rows))
     else:

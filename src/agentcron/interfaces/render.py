@@ -210,10 +210,18 @@ def runs_table(
 def next_table(
     console: Console, task: str, rows: list[dict[str, Any]], zone: str | None = None
 ) -> None:
+    paused = any(r.get("paused") for r in rows)
     if not rows:
         console.print(f"{task} will not fire again")
         return
-    table = Table(title=f"next runs of {task}")
+    if paused:  # listed bare, the times read as runs to come
+        console.print(
+            f"{task} is paused: it does not fire at these times; they are the ones it "
+            f"would fire at if resumed now (`agentcron resume {task}`)",
+            style="yellow",
+            markup=False,
+        )
+    table = Table(title=f"next runs of {task}" + (" (paused)" if paused else ""))
     table.add_column("local time", no_wrap=True)
     table.add_column("UTC", no_wrap=True)
     table.add_column("note")

@@ -66,6 +66,17 @@ class NextFire(_Shape):
     at: str = Field(description="UTC")
     local: str = Field(description="In the task's zone")
     note: str | None
+    paused: bool = Field(
+        default=False,
+        description="The task is paused; these are the times it would fire if resumed now",
+    )
+
+
+def with_paused(rows: list[dict[str, Any]], paused: bool) -> list[dict[str, Any]]:
+    """Fire times marked with whether their task is paused: listed bare, a paused
+    task's times read as runs to come (the dashboard says "None while the task is
+    paused"; outside-in probe)."""
+    return [{**row, "paused": paused} for row in rows]
 
 
 class RunSummary(_Shape):

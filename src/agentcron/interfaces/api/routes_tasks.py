@@ -25,6 +25,7 @@ from agentcron.interfaces.schemas import (
     TaskDetail,
     TaskSummary,
     TriggeredRun,
+    with_paused,
 )
 from agentcron.service import Service
 
@@ -94,7 +95,9 @@ def get_task(
     name: str,
     count: Annotated[int, Query(description="How many next fire times (1-1000)")] = 3,
 ) -> Any:
-    return service.show_task(name, count)
+    data = service.show_task(name, count)
+    data["next"] = with_paused(data["next"], bool(data["paused"]))
+    return data
 
 
 @router.get(
@@ -111,7 +114,9 @@ def next_runs(
         Query(alias="from", description="Start (ISO; without an offset: the task's zone)"),
     ] = None,
 ) -> Any:
-    return service.next_fires(name, count, from_)
+    fires = service.next_fires(name, count, from_)
+    rec = service.store.get_task(name)
+    return with_paused(fires, rec is not None and rec.paused)
 
 
 @router.patch(
