@@ -424,6 +424,18 @@ class Daemon:
         zone = resolve_zone(self.config.timezone if self.config else None)
         return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
 
+    def _today_or_local(self, when: datetime) -> str:
+        """A time in a message of now: ``02:03:10`` on the message's day (as messages
+        word today's times; the full date read "since 2026-12-04 22:24:50 UTC" of a
+        time minutes before), the full :meth:`_local` form on another day."""
+        from agentcron.schedules.zones import resolve_zone
+
+        zone = resolve_zone(self.config.timezone if self.config else None)
+        local = when.astimezone(zone)
+        if local.date() != self.clock.now().astimezone(zone).date():
+            return self._local(when)
+        return local.strftime("%H:%M:%S")
+
     def _where(self) -> str:
         return f"{hostname()} (pid {os.getpid()})"
 
@@ -500,7 +512,7 @@ class Daemon:
         self._tell_soon(
             daemon_message(
                 title,
-                f"✖ {what} since {self._local(outage.since)} on {self._where()} "
+                f"✖ {what} since {self._today_or_local(outage.since)} on {self._where()} "
                 f"({outage.failures} failed attempt{'' if outage.failures == 1 else 's'}; "
                 f"latest: {redact(outage.error)}). "
                 "Nothing is being scheduled. agentcron keeps trying and will tell you when "
@@ -537,7 +549,7 @@ class Daemon:
             daemon_message(
                 "database available again" if outage.database else "scheduler running again",
                 f"✔ {what} on {self._where()} after {lasted} (since "
-                f"{self._local(outage.since)}). {caught}",
+                f"{self._today_or_local(outage.since)}). {caught}",
                 "database" if outage.database else "loop",
                 ok=True,
             )
