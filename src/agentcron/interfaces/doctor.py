@@ -212,13 +212,17 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             if t["health"] not in ("ok", "paused", "not_firing")
             or str(t.get("health_detail") or "").startswith("paused while failing")
         ]
-        if bad:
+        # a full disk fails every task's runs under one home incident, and no task has
+        # one of its own: "none failing" was said while every run failed (probe)
+        storage = _storage_failing(svc, daemon)
+        if bad or storage:
             checks.append(
                 _check(
                     "tasks",
                     "warn",
                     "; ".join(
-                        f"{t['name']}: {t['health_detail'] or t['health']}" for t in bad[:10]
+                        storage
+                        + [f"{t['name']}: {t['health_detail'] or t['health']}" for t in bad[:10]]
                     ),
                 )
             )
@@ -239,6 +243,27 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         store.close()
     ok = all(c["status"] != "fail" for c in checks)
     return {"ok": ok, "checks": checks, "daemon": daemon, "tasks": tasks}
+
+
+def _storage_failing(svc: Any, daemon: dict[str, Any] | None) -> list[str]:
+    """The open storage incidents of the homes this database's nodes run on, said as
+    the runs they fail ("runs of 2 task(s) (a, b) fail: agentcron cannot write runs'
+    files on HOST")."""
+    from agentcron.home import hostname
+    from agentcron.model import IncidentKind
+
+    hosts = {hostname(), *(str(n["host"]) for n in (daemon or {}).get("nodes", []))}
+    scopes = sorted(f"home:{h}" for h in hosts)
+    open_ = svc.store.open_incidents_of_kind(scopes, str(IncidentKind.STORAGE))
+    said = []
+    for scope, incident in sorted(open_.items()):
+        names = sorted(incident.summary.split(", ")) if incident.summary else []
+        which = f" ({', '.join(names[:10])}{' …' if len(names) > 10 else ''})" if names else ""
+        said.append(
+            f"runs of {len(names)} task(s){which} fail: agentcron cannot write runs' files "
+            f"on {scope.removeprefix('home:')} (`agentcron incidents --open` shows it)"
+        )
+    return said
 
 
 def _tell_untold_added(checks: list[dict[str, str]], in_file: list[str], added: list[str]) -> None:
