@@ -87,7 +87,7 @@ def outputs(store: Store, folder: Path, n: int, targets: int = 1) -> list[int]:
     """``n`` succeeded runs of one task, each with a kept output ``output <i>`` and
     ``targets`` deliveries due at ``T0 + 1 min``; returns the slot ids."""
     spec = TaskSpec(name="t", every="60s", command=["true"], overlap="allow")
-    store.upsert_task(spec, TaskSource.API, T0, T0)
+    store.upsert_task(spec, TaskSource.API, T0, T0 + MIN)  # slots recorded: next fire ahead
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         store.add_slot("t", NewSlot(T0 - i * SEC, SlotStatus.PENDING), T0)

@@ -152,3 +152,87 @@ def test_after_a_downtime_a_waiting_retry_gives_way_to_the_newest_fire(
     assert not [s for s in statuses if s[0] == "skipped"], statuses
     assert statuses[0][0] == "superseded", statuses
     assert statuses[-1][0] == "succeeded", statuses
+
+
+def test_a_one_shot_tasks_retry_runs_after_its_only_fire(
+    sqlite_store: Any, clock: Any, home: Path
+) -> None:
+    """An ``at`` task has no next fire once it has fired: the claim's test of "the next
+    fire is due too" was NULL for it, and its retry was never claimed."""
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("upstream reset the connection")
+        return "ok"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add(
+            "once",
+            flaky,
+            at="2026-06-01T00:01:00+00:00",
+            retries=2,
+            retry_backoff={"base": "10s", "jitter": 0},
+        )
+        clock.advance(timedelta(minutes=1))
+        await h.tick()
+        await h.engine.wait_idle()
+        clock.advance(timedelta(seconds=15))
+        await h.tick()
+        await h.engine.wait_idle()
+        return h
+
+    h = asyncio.run(scenario())
+    assert [s.status for s in h.slots("once")] == [SlotStatus.SUCCEEDED], h.slots("once")
+    assert len(calls) == 2
+
+
+def test_a_fire_that_waited_gives_way_to_the_newer_fire_due_with_it(
+    sqlite_store: Any, clock: Any, home: Path
+) -> None:
+    """A fire recorded but not started (its start failed: a disk that came and went), a
+    retry waiting, and the next fire due, all at one tick: the newest runs and the two
+    older give way to it. Before, the waiting fire started first, the newest was
+    skipped behind it ("the previous run was still running") and the retry ran after
+    it (outside-in probe of a flapping disk, catchup: latest)."""
+    from agentcron.model import NewSlot
+
+    fails = [True]
+
+    def job() -> str:
+        if fails[0]:
+            fails[0] = False
+            raise ConnectionError("upstream reset the connection")
+        return "ok"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add(
+            "q",
+            job,
+            every="15s",
+            retries=1,
+            retry_backoff={"base": "5s", "jitter": 0},
+            catchup="latest",
+            timezone="UTC",
+        )
+        clock.advance(timedelta(seconds=15))
+        await h.tick()  # 00:00:15 runs and fails: its retry waits until :20
+        await h.engine.wait_idle()
+        clock.advance(timedelta(seconds=15))  # 00:00:30 is recorded, and cannot start
+        now = clock.now()
+        assert h.store.materialize("q", now, now + timedelta(seconds=15), [NewSlot(now)], now)
+        clock.advance(timedelta(seconds=15))  # 00:00:45: all three due at once
+        await h.tick()
+        await h.engine.wait_idle()
+        return h
+
+    h = asyncio.run(scenario())
+    got = {s.scheduled_for.strftime("%H:%M:%S"): s.status.value for s in h.slots("q")}
+    assert got == {
+        "00:00:15": "superseded",
+        "00:00:30": "superseded",
+        "00:00:45": "succeeded",
+    }, got

@@ -132,7 +132,7 @@ def spec(name: str, **kw: Any) -> TaskSpec:
     return TaskSpec(name=name, **kw)
 
 
-def add(store: SQLStore, name: str, nfa: datetime | None = T0, **kw: Any) -> TaskSpec:
+def add(store: SQLStore, name: str, nfa: datetime | None = T0 + DAY, **kw: Any) -> TaskSpec:
     s = spec(name, **kw)
     store.upsert_task(s, TaskSource.API, T0, nfa)
     return s
@@ -343,7 +343,10 @@ def test_materialize_and_start_starts_fresh_slots_as_a_claim_would(store: SQLSto
     busy = add(store, "busy", T0)
     late = add(store, "late", T0)
     extra = add(store, "extra", T0, overlap="allow")
-    held = slot_at(store, "busy", T0 - MIN)
+    # a manual run: a waiting fire would be left to the fire due at T0 (see below)
+    made = store.add_slot("busy", NewSlot(T0 - MIN, SlotStatus.PENDING, None, "manual"), T0)
+    assert made is not None
+    held = made.id
     (running,) = store.claim("n2", T0, T0 + MIN, 1)  # another node runs "busy"
     assert running.slot.id == held
     room = StartRoom(owner="n1", lease_until=T0 + 2 * MIN, room=4)
@@ -1534,6 +1537,33 @@ def test_what_an_incident_told_is_kept_as_nothing_not_as_unknown(store: SQLStore
     store.save_incidents([silent, older], [], T0)
     assert store.open_incidents("u")["failure"].told == ()
     assert store.open_incidents("v")["failure"].told is None
+
+
+def test_a_fire_that_waited_is_left_to_its_tasks_next_fire_due_with_it(store: SQLStore) -> None:
+    """A fire recorded that could not start (no room, a database that came and went)
+    and the task's next fire due: the claim leaves it, and the newer fire, recorded
+    next, displaces it; it ran first and the newer one was skipped behind it. Not a
+    manual run, nor catch-up's backlog, nor a task with no next fire (a one-shot that
+    fired: its whole test was NULL, and its retries were never claimed)."""
+    add(store, "t", T0 + 10 * MIN)
+    waiting = slot_at(store, "t", T0)
+    assert store.claim("n1", T0 + 11 * MIN, T0 + 20 * MIN, 5) == []
+    manual = store.add_slot("t", NewSlot(T0 + MIN, SlotStatus.PENDING, None, "manual"), T0)
+    backlog = store.add_slot("t", NewSlot(T0 + 2 * MIN, SlotStatus.PENDING, None, "catchup"), T0)
+    assert manual is not None and backlog is not None
+    claimed = store.claim("n1", T0 + 11 * MIN, T0 + 20 * MIN, 5)
+    assert [c.slot.id for c in claimed] == [manual.id]
+    assert waiting not in {c.slot.id for c in claimed}
+
+
+def test_a_one_shot_tasks_retry_is_claimed(store: SQLStore) -> None:
+    """No next fire (a one-shot that fired): its retry is claimed when due."""
+    add(store, "once", None, retries=3)
+    sid = slot_at(store, "once", T0)
+    first = claim_one(store, "n1")
+    assert first.slot.id == sid
+    store.finish_attempt(sid, first.attempt.id, "n1", retry_at(T0 + 5 * MIN), T0 + MIN)
+    assert [c.slot.id for c in store.claim("n1", T0 + 6 * MIN, T0 + 20 * MIN, 5)] == [sid]
 
 
 def test_a_retry_due_with_its_tasks_next_fire_is_left_to_that_fire(store: SQLStore) -> None:

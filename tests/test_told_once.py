@@ -713,9 +713,9 @@ def test_a_run_lost_at_a_restart_names_the_fire_that_takes_its_retrys_place(
     )
     clock.advance(timedelta(seconds=40))
     now = clock.now()
-    assert sqlite_store.add_slot("slow", NewSlot(now), now) is not None
+    made = sqlite_store.materialize("slow", now, now + timedelta(seconds=40), [NewSlot(now)], now)
+    assert made is not None
     (claim,) = sqlite_store.claim("a-dead-node", now, now + timedelta(seconds=15), 1)
-    # (the task's next fire stays 00:00:40: the dead node recorded nothing more)
     clock.advance(timedelta(seconds=46))  # down until 00:01:26; the lease has lapsed
 
     async def restart() -> list[str]:

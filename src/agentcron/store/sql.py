@@ -665,7 +665,14 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
             # A retry whose task's next fire is due too is left to that fire, which takes
             # its place (supersedes it). Both due at once (a restart after a stop while it
             # waited), the old retry ran first and the newer fire was skipped behind it.
-            "AND NOT (s.status = 'retrying' AND t.paused = 0 AND t.next_fire_at <= ?) "
+            # So is a fire that waited (it could not start: no room, a database that came
+            # and went) when the next is due: started first, it made the newer fire skip
+            # behind it and its retry run after it (outside-in probe of a flapping disk).
+            # Not catch-up's backlog, recorded over several ticks, nor a manual run.
+            # (IS NOT NULL first: a task with no next fire, a one-shot that has fired,
+            # made the whole test NULL, and NOT NULL left its slots unclaimed for ever)
+            "AND NOT (t.paused = 0 AND t.next_fire_at IS NOT NULL AND t.next_fire_at <= ? "
+            "AND (s.status = 'retrying' OR s.trigger = 'schedule')) "
             + (f"AND s.task NOT IN ({', '.join('?' for _ in skip)}) " if skip else "")
             + "ORDER BY s.next_attempt_at, s.scheduled_for, s.id LIMIT ?"
             + self._candidate_lock,
