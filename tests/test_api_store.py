@@ -25,7 +25,7 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 def add(store: SQLStore, name: str) -> None:
     spec = TaskSpec(name=name, every=timedelta(minutes=1), command=["true"])
-    store.upsert_task(spec, TaskSource.API, T0, T0)
+    store.upsert_task(spec, TaskSource.API, T0, T0 + timedelta(minutes=1))  # slots recorded
 
 
 def final(store: SQLStore, task: str, at: datetime, status: SlotStatus) -> int:

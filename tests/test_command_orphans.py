@@ -395,7 +395,7 @@ def test_recording_an_unwatched_end_is_a_compare_and_set_with_deliveries(tmp_pat
     store = SQLiteStore(tmp_path / "agentcron.db")
     try:
         spec = TaskSpec(name="t", every="1h", command=["true"])
-        store.upsert_task(spec, TaskSource.API, t0, t0)
+        store.upsert_task(spec, TaskSource.API, t0, t0 + timedelta(hours=1))  # t0 recorded
         made = store.add_slot("t", NewSlot(t0, SlotStatus.PENDING, None), t0)
         assert made is not None
         store.claim("dead", t0, t0 + timedelta(minutes=1), 1)

@@ -315,7 +315,10 @@ def _held_by_a_node_here(
     a_home = tmp_path / "a"
     now = clock.now()
     store.upsert_task(
-        TaskSpec(name="job", every="1h", command=["true"], retries=2), TaskSource.API, now, now
+        TaskSpec(name="job", every="1h", command=["true"], retries=2),
+        TaskSource.API,
+        now,
+        now + timedelta(hours=1),  # the slot of now is recorded: the next fire is ahead
     )
     store.register_node(NodeInfo("a", hostname(), pid, str(a_home), now, now))
     store.add_slot("job", NewSlot(now), now)

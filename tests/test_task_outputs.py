@@ -96,7 +96,7 @@ def test_an_end_recorded_after_the_daemon_died_counts_too(store: Store) -> None:
     empty_of = {"printer": False, "silent": True}
     for name in empty_of:
         spec = TaskSpec(name=name, every="1h", command=["true"])
-        store.upsert_task(spec, TaskSource.API, at, at)
+        store.upsert_task(spec, TaskSource.API, at, at + timedelta(hours=1))  # at recorded
         store.add_slot(name, NewSlot(at), at)
     for claim in store.claim("dead-node", at, at + timedelta(minutes=1), 2):
         lapsed = store.get_slot(claim.slot.id)
