@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +87,26 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLStore]:
     finally:
         s.close()
         drop_schema(schema)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright, one per test module (starting it costs
+    seconds); modules that use it call ``dashboard_live.need_browser()`` first."""
+    from playwright.sync_api import sync_playwright
+
+    from dashboard_live import CHROMIUM
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh tab of ``browser`` (its own context: no cookies shared between tests)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    yield tab
+    context.close()

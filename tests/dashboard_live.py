@@ -9,6 +9,7 @@ once the daemon has stopped.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pytest
 
 from daemon_proc import DaemonProc, wait_for
 
@@ -46,6 +49,18 @@ tasks:
     command: ["true"]
     retries: 0
 """
+
+
+def need_browser() -> None:
+    """Skip the calling test module where Chromium or Playwright is missing (fail it
+    when AGENTCRON_REQUIRE_BROWSER=1, as CI sets): call at module level, before
+    importing playwright."""
+    missing = chromium_missing()
+    if missing is None:
+        return
+    if os.environ.get("AGENTCRON_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"AGENTCRON_REQUIRE_BROWSER=1 but {missing}", pytrace=False)
+    pytest.skip(f"browser tests skipped: {missing}", allow_module_level=True)
 
 
 def chromium_missing() -> str | None:

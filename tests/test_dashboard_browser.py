@@ -9,7 +9,6 @@ deadlines far above the 5 s refresh, never fixed sleeps.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,23 +16,18 @@ from pathlib import Path
 import pytest
 
 from dashboard_live import (
-    CHROMIUM,
     Live,
-    chromium_missing,
     live_dashboard,
+    need_browser,
     standalone_dashboard,
     wait_run_final,
 )
 
 pytestmark = pytest.mark.slow
 
-_missing = chromium_missing()
-if _missing is not None:
-    if os.environ.get("AGENTCRON_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"AGENTCRON_REQUIRE_BROWSER=1 but {_missing}", pytrace=False)
-    pytest.skip(f"browser tests skipped: {_missing}", allow_module_level=True)
+need_browser()
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 SEEN = 15_000  # ms: a refresh is every 5 s; this allows for a loaded 2-core machine
 # the notice after Run now says the run's state when the page was made: the daemon may
@@ -48,22 +42,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         running.service.trigger("backup_db")
         wait_run_final(running, "backup_db")
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    yield tab
-    context.close()
 
 
 def test_a_failing_task_is_the_first_row_and_stays_there_live(live: Live, page: Page) -> None:

@@ -5,7 +5,6 @@ daemon is needed for what is looked at here)."""
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -13,17 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_live import CHROMIUM, chromium_missing, standalone_dashboard
+from dashboard_live import need_browser, standalone_dashboard
 
 pytestmark = pytest.mark.slow
 
-_missing = chromium_missing()
-if _missing is not None:
-    if os.environ.get("AGENTCRON_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"AGENTCRON_REQUIRE_BROWSER=1 but {_missing}", pytrace=False)
-    pytest.skip(f"browser tests skipped: {_missing}", allow_module_level=True)
+need_browser()
 
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, Route, expect  # noqa: E402
 
 from agentcron.clock import FakeClock  # noqa: E402
 from harness import Harness  # noqa: E402
@@ -39,22 +34,6 @@ def served(sqlite_store, clock: FakeClock, home: Path) -> Iterator[tuple[str, Ha
     h.add("good", fine, every="10m", retries=0)
     with standalone_dashboard(h.service) as url:
         yield url, h
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    yield tab
-    context.close()
 
 
 def test_pause_while_another_process_locks_the_database_says_so_in_time(
