@@ -106,7 +106,10 @@ def test_a_call_from_inside_a_run_says_so_in_a_header(web: TestClient) -> None:
     )
     refused = result_of(inside)
     assert refused["isError"]
-    assert "you run inside a scheduled run" in refused["content"][0]["text"]
+    said = refused["content"][0]["text"]
+    # the header it sent is named, not the variable the stdio server reads
+    assert "you run inside a scheduled run (the X-Agentcron-Slot header was sent)" in said
+    assert "AGENTCRON_SLOT" not in said
     limits = result_of(rpc(web, "list_tasks", ALICE, {"X-Agentcron-Slot": "12"}))
     assert limits["structuredContent"]["limits"]["inside_run"] is True
 

@@ -63,7 +63,8 @@ class McpEndpoint:
             await _unauthorized(bool(given))(scope, receive, send)
             return
         in_run = bool(headers.get(SLOT_HEADER, "").strip())
-        scope[CALLER_KEY] = Caller(name, self.agents.clients[name], in_run)
+        said = "the X-Agentcron-Slot header was sent"
+        scope[CALLER_KEY] = Caller(name, self.agents.clients[name], in_run, said)
         if scope.get("method") != "POST":
             # stateless: no event stream to open (the SDK's GET held one open forever,
             # pinging), no session to end

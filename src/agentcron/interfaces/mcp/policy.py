@@ -45,6 +45,8 @@ class Caller:
     name: str
     client: AgentClient
     in_run: bool = False
+    # what said so: the variable the stdio server saw, or the header an HTTP client sent
+    run_said_by: str = f"{SLOT_ENV} is set"
 
     @property
     def prefix(self) -> str:
@@ -140,7 +142,7 @@ class Policy:
         if self.caller.may_start:
             return
         raise Refused(
-            f"you run inside a scheduled run ({SLOT_ENV} is set), and agent "
+            f"you run inside a scheduled run ({self.caller.run_said_by}), and agent "
             f"{self.caller.name!r} may not {what} from there (the owner can allow it with "
             f"agents.clients.{self.caller.name}.from_runs: true). Reading, pausing and "
             "cancelling still work"
