@@ -9,7 +9,9 @@ Everything comes from :class:`agentcron.service.Service` methods.
 from __future__ import annotations
 
 from collections import Counter
+from difflib import get_close_matches
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
@@ -58,6 +60,85 @@ def not_found_page(request: Request, message: str) -> HTMLResponse:
     from agentcron.interfaces.api.deps import get_service
 
     return _not_found(request, get_service(request), message)
+
+
+# The parameters each page reads, each with what it is, for the note a page shows when
+# it was asked with one it does not read: ``/?stauts=failing`` (a misspelt filter, an
+# old bookmark) showed every task as if that were what was asked, without a word. The
+# page is still shown (the owner came for it), the note above it says what was ignored,
+# what the page takes, and links to the page without it. The status line's own
+# parameters (done, task, ref: the address a form's redirect leads to) are read too,
+# and not offered. The fragments htmx polls are not checked: the page builds their
+# addresses.
+TASKS_TAKES = {
+    "q": "the text to find",
+    "show": f"one of {', '.join(FILTERS)}",
+    "page": "a page number",
+}
+NOTICE_PARAMS = ("done", "task", "ref")
+# words a reader may have meant one of the list's parameters by
+_MEANT = {
+    "status": "show",
+    "state": "show",
+    "health": "show",
+    "filter": "show",
+    "failing": "show",
+    "search": "q",
+    "query": "q",
+    "find": "q",
+    "name": "q",
+    "p": "page",
+}
+
+
+def query_note(
+    request: Request, takes: dict[str, str], *, filtered: bool = False
+) -> dict[str, Any]:
+    """The page's ``query_note``: what it says of the query parameters it does not
+    read (None when there are none), ``query_kept``, the address of the page without
+    them (relative: it keeps the page's path below any prefix), and ``query_link``,
+    the words of the link to it."""
+    known = set(takes) | set(NOTICE_PARAMS)
+    unknown = [key for key in dict.fromkeys(request.query_params) if key not in known]
+    if not unknown:
+        return {"query_note": None}
+    names = [repr(key[:80]) for key in unknown[:5]]
+    if len(unknown) > 5:
+        names.append(f"{len(unknown) - 5} more")
+    one = len(unknown) == 1
+    said = (
+        f"{_and(names)} {'is not a parameter' if one else 'are not parameters'} of this "
+        f"page and {'was' if one else 'were'} ignored"
+    )
+    if filtered:
+        said += f": the list below is not filtered by {'it' if one else 'them'}"
+    if not takes:
+        said += ". It takes none."
+    else:
+        said += f". It takes {_and([f'{key} ({what})' for key, what in takes.items()])}."
+        meant = _meant(unknown[0], takes)
+        if meant == "show":
+            said += " Did you mean show? show=problems lists the tasks needing attention."
+        elif meant is not None:
+            said += f" Did you mean {meant}?"
+    kept = [(key, value) for key, value in request.query_params.multi_items() if key in known]
+    return {
+        "query_note": said,
+        "query_kept": f"?{urlencode(kept)}",
+        "query_link": f"Open this page without {'it' if one else 'them'}",
+    }
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _meant(name: str, takes: dict[str, str]) -> str | None:
+    """The parameter of ``takes`` a mistyped or other-worded ``name`` most likely meant."""
+    lowered = name.lower()
+    words = {**{key: key for key in takes}, **{w: k for w, k in _MEANT.items() if k in takes}}
+    found = get_close_matches(lowered, list(words), n=1, cutoff=0.7)
+    return words[found[0]] if found else None
 
 
 def _task_rows(
@@ -140,6 +221,7 @@ def tasks_page(
             "show": show,
             "filters": FILTERS,
             **_notice(request, service),
+            **query_note(request, TASKS_TAKES, filtered=True),
         },
     )
 
@@ -203,11 +285,20 @@ def task_page(request: Request, service: ServiceDep, name: str) -> HTMLResponse:
         removed = _removed_task_runs(service, name)
         if removed is None:
             return _not_found(request, service, exc.words(views.DASHBOARD_WORDS))
-        return render(request, "removed.html", {**common(service), "name": name, "runs": removed})
+        return render(
+            request,
+            "removed.html",
+            {**common(service), "name": name, "runs": removed, **query_note(request, {})},
+        )
     return render(
         request,
         "task.html",
-        {**common(service), **context, **_notice(request, service, name)},
+        {
+            **common(service),
+            **context,
+            **_notice(request, service, name),
+            **query_note(request, {}),
+        },
     )
 
 
@@ -291,7 +382,12 @@ def run_page(request: Request, service: ServiceDep, run_id: str) -> HTMLResponse
     return render(
         request,
         "run.html",
-        {**common(service), "run": views.run_row(run, now, zone), "attempts": attempts},
+        {
+            **common(service),
+            "run": views.run_row(run, now, zone),
+            "attempts": attempts,
+            **query_note(request, {}),
+        },
     )
 
 
@@ -351,6 +447,7 @@ def incidents_page(request: Request, service: ServiceDep) -> HTMLResponse:
             "open": [i for i in rows if i["open"]],
             "closed": [i for i in rows if not i["open"]],
             **_notice(request, service),
+            **query_note(request, {}, filtered=True),
         },
     )
 
