@@ -94,6 +94,14 @@ def create_app(
     def docs() -> HTMLResponse:
         return HTMLResponse(_docs_page(app.openapi()))
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        # the dashboard's icon: a browser asks for it on a page that names none (the
+        # docs below, a JSON answer, /metrics), and its 404 was an error in the console
+        from agentcron.interfaces.dashboard._static import static_response
+
+        return static_response("favicon.ico")
+
     @app.get(
         "/metrics",
         tags=["status"],
@@ -164,7 +172,8 @@ def _docs_page(spec: dict[str, Any]) -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        "<title>agentcron API</title><style>body{font-family:system-ui,sans-serif;"
+        "<title>agentcron API</title><link rel='icon' href='/favicon.ico'>"
+        "<style>body{font-family:system-ui,sans-serif;"
         "margin:1rem}table{border-collapse:collapse}td,th{border:1px solid #999;"
         "padding:.3rem .5rem;text-align:left;vertical-align:top}</style></head><body>"
         f"<h1>agentcron API {html.escape(str(spec.get('info', {}).get('version', '')))}</h1>"
