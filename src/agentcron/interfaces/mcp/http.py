@@ -32,7 +32,7 @@ from starlette.routing import Route
 from agentcron.config.agents import AgentsConfig, client_for_token
 from agentcron.interfaces.mcp.policy import SLOT_HEADER, Caller
 from agentcron.interfaces.mcp.server import build_server
-from agentcron.interfaces.mcp.stdio import unanswerable_id, unreadable_line
+from agentcron.interfaces.mcp.stdio import bad_call_params, unanswerable_id, unreadable_line
 from agentcron.interfaces.mcp.tools import CALLER_KEY
 from agentcron.service import Service
 
@@ -130,9 +130,11 @@ def _screened(body: bytes) -> JSONResponse | None:
     """A 400 in plain words for a body that is no valid JSON-RPC message, or a request
     whose id no answer can be addressed to (as stdio answers them: the SDK said the
     first in pydantic's words, "6 validation errors for union[…] … errors.pydantic.dev",
-    and accepted the second as a notification); None for a body it may serve."""
+    and accepted the second as a notification); a tools/call whose params are malformed
+    answered -32602 saying which (:func:`bad_call_params`); None for a body it may
+    serve."""
     import pydantic_core
-    from mcp_types import JSONRPCNotification, jsonrpc_message_adapter
+    from mcp_types import JSONRPCNotification, JSONRPCRequest, jsonrpc_message_adapter
 
     text = body.decode("utf-8", "replace")
     try:
@@ -142,6 +144,16 @@ def _screened(body: bytes) -> JSONResponse | None:
     except ValueError:  # pydantic's ValidationError is one
         answer = unreadable_line(text, where="/mcp")
     else:
+        if isinstance(message, JSONRPCRequest):
+            if message.method != "tools/call":
+                return None
+            # malformed params: an error of the call, answered 200 as the SDK answers
+            # the other errors of a request it read (the SDK's was "Invalid request
+            # parameters", with nothing of what is wrong)
+            refused = bad_call_params(text, where="/mcp")
+            if refused is None:
+                return None
+            return JSONResponse(refused.model_dump(by_alias=True, exclude_unset=True))
         if not isinstance(message, JSONRPCNotification):
             return None
         answer = unanswerable_id(text, where="/mcp")

@@ -23,7 +23,7 @@ from agentcron.config.agents import AgentsConfig
 from agentcron.interfaces.mcp.arguments import refusal
 from agentcron.interfaces.mcp.failures import failure
 from agentcron.interfaces.mcp.policy import Caller
-from agentcron.interfaces.mcp.stdio import unanswerable_id, unreadable_line
+from agentcron.interfaces.mcp.stdio import bad_call_params, unanswerable_id, unreadable_line
 from agentcron.interfaces.mcp.tools import Tools
 from agentcron.service import Service
 
@@ -60,7 +60,8 @@ _ACTION = (
 
 class Server(MCPServer):
     """The SDK's server, with wrong arguments said as :func:`refusal` says them, and
-    over stdio a line that is no message answered (:func:`unreadable_line`)."""
+    over stdio a line that is no message answered (:func:`unreadable_line`), as is a
+    tools/call whose params are malformed (:func:`bad_call_params`)."""
 
     async def run_stdio_async(self) -> None:
         lowlevel = getattr(self, "_lowlevel_server", None)
@@ -70,7 +71,7 @@ class Server(MCPServer):
         import anyio
         from mcp.server.stdio import stdio_server
         from mcp.shared.message import SessionMessage
-        from mcp_types import JSONRPCNotification
+        from mcp_types import JSONRPCNotification, JSONRPCRequest
 
         lines = _Lines()
         async with stdio_server(stdin=cast(Any, lines)) as (read_stream, write_stream):
@@ -85,11 +86,17 @@ class Server(MCPServer):
                             answer = SessionMessage(unreadable_line(line))
                             await write_stream.send(answer)
                             continue
+                        refused = None
                         if isinstance(item.message, JSONRPCNotification):
                             refused = unanswerable_id(line)
-                            if refused is not None:
-                                await write_stream.send(SessionMessage(refused))
-                                continue
+                        elif (
+                            isinstance(item.message, JSONRPCRequest)
+                            and item.message.method == "tools/call"
+                        ):
+                            refused = bad_call_params(line)
+                        if refused is not None:
+                            await write_stream.send(SessionMessage(refused))
+                            continue
                         await send.send(item)
 
             async with anyio.create_task_group() as tasks:

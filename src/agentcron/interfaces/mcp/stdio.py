@@ -7,7 +7,8 @@ variables to the servers they spawn, so the variable is looked for in this proce
 and in each of its ancestors (``/proc/PID/environ``, Linux); where ``/proc`` is not
 there, only this process's environment counts. A line of stdin that is no JSON-RPC
 message is answered, not dropped (:func:`unreadable_line`), and so is a request
-whose id no answer can be addressed to (:func:`unanswerable_id`).
+whose id no answer can be addressed to (:func:`unanswerable_id`); a ``tools/call``
+whose params are malformed is answered saying which (:func:`bad_call_params`).
 """
 
 from __future__ import annotations
@@ -119,6 +120,54 @@ def unanswerable_id(line: str, where: str = "stdin") -> Any:
     log.warning("%s: an invalid request (id null) was answered: %s", where, problem)
     error = ErrorData(code=-32600, message=f"Invalid request: {problem}; nothing was done")
     return JSONRPCError(jsonrpc="2.0", id=None, error=error)
+
+
+def bad_call_params(line: str, where: str = "stdin") -> Any:
+    """The answer to a ``tools/call`` request whose params the SDK would refuse as
+    -32602 "Invalid request parameters", with ``data`` "" (no word of what is wrong):
+    -32602 naming it ("tools/call needs params.name, the tool's name", "params.arguments
+    must be an object"), to the request's id. None for any other line (another method,
+    params the SDK takes, an envelope :func:`unreadable_line` answers)."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("method") != "tools/call":
+        return None
+    ident = _usable_id(data)
+    params = data.get("params")
+    if ident is None or (params is not None and not isinstance(params, dict)):
+        return None
+    problem = _call_params_problem(params or {})
+    if problem is None:
+        return None
+    from mcp_types import ErrorData, JSONRPCError
+
+    log.warning("%s: tools/call (id %s) was refused: %s", where, _shown_id(ident), problem)
+    error = ErrorData(code=-32602, message=f"Invalid params: {problem}; nothing was done")
+    return JSONRPCError(jsonrpc="2.0", id=ident, error=error)
+
+
+def _call_params_problem(params: dict[str, Any]) -> str | None:
+    """What keeps ``params`` from being a tools/call's, in the keys every protocol
+    version has (name, arguments, _meta); None when they are fine (the SDK judges the
+    rest)."""
+    listed = "tools/list lists them"
+    if "name" not in params:
+        return f"tools/call needs params.name, the tool's name ({listed})"
+    if not isinstance(params["name"], str):
+        got = _kind(params["name"])
+        return f"params.name must be text, the tool's name (got {got}; {listed})"
+    arguments = params.get("arguments")
+    if arguments is not None and not isinstance(arguments, dict):
+        return (
+            "params.arguments must be an object, the tool's arguments by name "
+            f"(got {_kind(arguments)})"
+        )
+    meta = params.get("_meta")
+    if meta is not None and not isinstance(meta, dict):
+        return f"params._meta must be an object (got {_kind(meta)})"
+    return None
 
 
 def _usable_id(data: Any) -> int | str | None:
