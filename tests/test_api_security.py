@@ -387,3 +387,27 @@ def test_the_name_of_a_key_variable_is_shown_its_value_is_not() -> None:
     assert spec_view(spec.model_copy(update={"env": {"API_KEY": "sk-1"}}))["env"] == {
         "API_KEY": "[REDACTED]"
     }
+
+
+def test_the_guards_refusals_have_the_keys_of_every_problem_body(
+    locked: TestClient, open_client: TestClient, harness: Harness
+) -> None:
+    """401, 403, 413 and 415 are written before the routes: their bodies lacked the
+    ``advice`` key the others carry (outside-in probe), so a client reading
+    ``body["advice"]`` failed on exactly these."""
+    keys = {"type", "title", "status", "detail", "field", "problems", "advice"}
+    answers = [
+        locked.get("/api/v1/tasks"),  # 401
+        open_client.post("/api/v1/tasks/report/pause", headers={"Origin": "https://x.example"}),
+        open_client.post(
+            "/api/v1/tasks/report/pause",
+            content=b"{}",
+            headers={"content-type": "text/plain"},
+        ),
+    ]
+    with client_for(harness, max_body_bytes=64) as c:
+        answers.append(c.post("/api/v1/tasks", json={"name": "x" * 200}))
+    assert [a.status_code for a in answers] == [401, 403, 415, 413]
+    for answer in answers:
+        assert set(answer.json()) == keys, answer.json()
+        assert answer.json()["advice"] is None

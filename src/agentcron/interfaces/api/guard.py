@@ -72,6 +72,9 @@ def problem_response(
             "detail": detail,
             "field": field,
             "problems": [],
+            # the key every problem body has (null: the detail says what to do); these
+            # bodies, written before the app's routes, lacked it (outside-in probe)
+            "advice": None,
         },
         status_code=status,
         media_type="application/problem+json",

@@ -177,6 +177,7 @@ def _unauthorized(sent: bool) -> JSONResponse:
             "detail": detail,
             "field": None,
             "problems": [],
+            "advice": None,  # the key every problem body has (the API's)
         },
         status_code=401,
         media_type="application/problem+json",
