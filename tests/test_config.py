@@ -40,10 +40,7 @@ class TestExample:
         assert all(t.action_kind == "command" for t in config.tasks.values())
         assert config.notify == []
 
-    def test_example_commented_llm_task_is_valid_when_uncommented(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # unset, validate says so
+    def test_example_commented_llm_task_is_valid_when_uncommented(self) -> None:
         lines = EXAMPLE_CONFIG.splitlines()
         start = lines.index("  # story:")
         block = []
@@ -196,10 +193,7 @@ class TestDefaults:
         assert config.tasks["own_cron"].cron == "0 4 * * *"
         assert config.tasks["one_shot"].expires == timedelta(minutes=10)
 
-    def test_default_action_serves_only_tasks_of_that_action(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("KEY", "k-test")
+    def test_default_action_serves_only_tasks_of_that_action(self) -> None:
         config = parse(
             """\
             defaults:

@@ -63,3 +63,27 @@ def test_a_daemon_with_a_channel_says_nothing_of_it(
 
     run_reloading(config, body)
     assert _said(caplog) == []
+
+
+@pytest.mark.slow
+def test_a_daemon_without_an_llm_tasks_key_starts_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It starts (its other tasks keep firing) and its log names the variable."""
+    caplog.set_level(logging.INFO, logger="agentcron.daemon")
+    monkeypatch.delenv("PROBE_UNSET_KEY", raising=False)
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(
+        TOLD + "  story:\n    every: 1h\n    llm: {base_url: 'http://127.0.0.1:9/v1', model: m, "
+        "prompt: p, api_key_env: PROBE_UNSET_KEY}\n"
+    )
+
+    async def body(daemon: Daemon) -> None:
+        await until(
+            lambda: any(
+                "PROBE_UNSET_KEY is not set here" in r.getMessage() for r in caplog.records
+            ),
+            timeout=30,
+        )
+
+    run_reloading(config, body)

@@ -23,13 +23,6 @@ from mcp_rig import agents_config, call, calls, ok, refusal, server_for, unchang
 HOOK = {"url": "https://hooks.example.com/ping"}
 
 
-@pytest.fixture(autouse=True)
-def small_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The variable of the ``small`` profile's key is set on the daemon: an llm task
-    whose key variable is unset is refused (every run of it would fail)."""
-    monkeypatch.setenv("SMALL_KEY", "sk-small-test")
-
-
 @pytest.fixture
 def service(sqlite_store: Any, clock: FakeClock, home: Path) -> Service:
     svc = Service(sqlite_store, home, clock, Defaults(timezone="UTC"))

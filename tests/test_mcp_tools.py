@@ -46,13 +46,6 @@ HOOK = {"url": "https://hooks.example.com/ping"}
 SECRET = "sk-proj-abcdefghijklmnopqrstuvwx"
 
 
-@pytest.fixture(autouse=True)
-def small_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The variable of the ``small`` profile's key is set on the daemon: an llm task
-    whose key variable is unset is refused (every run of it would fail)."""
-    monkeypatch.setenv("SMALL_KEY", "sk-small-test")
-
-
 @pytest.fixture
 def service(sqlite_store: Any, clock: FakeClock, home: Path) -> Service:
     # the fake clock stands at 2026-06-01T00:00Z

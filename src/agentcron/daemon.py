@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from agentcron.beats import on_beat, sleep_to_beat
 from agentcron.clock import Clock, SystemClock
+from agentcron.config._env import current_environ
 from agentcron.config.errors import ConfigError, ConfigProblem
 from agentcron.config.loader import load_config
 from agentcron.config.nodes import META_KEY as FILE_TASKS_KEY
@@ -1285,10 +1286,12 @@ class Daemon:
 
     def _say_untold(self) -> None:
         """Log when tasks' failures would reach no one: no ``notify:`` in the config and
-        none of their own. ``validate`` and ``doctor`` said it, but most owners watch
-        only the daemon's log (outside-in probe: it started and logged failures to
-        itself, without a word that nobody would hear them). Said at start and when a
-        reload changes the config's channels."""
+        none of their own; and each llm task whose key variable this daemon's
+        environment does not set (its runs will fail, each told). ``validate`` and
+        ``doctor`` said it, but most owners watch only the daemon's log (outside-in
+        probe: it started and logged failures to itself, without a word that nobody
+        would hear them). Said at start and when a reload changes the config's
+        channels."""
         config = self.config
         if config is None:
             return
@@ -1301,6 +1304,8 @@ class Daemon:
         words = config.untold_warning(added)
         if words is not None:
             log.warning("%s", words)
+        for unset in config.unset_keys(current_environ()):
+            log.warning("%s", unset)
 
     def _others_running(self) -> bool:
         """Whether another node runs on this database now (its heartbeat is fresh)."""

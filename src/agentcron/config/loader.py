@@ -314,7 +314,7 @@ def _check_task(
             problems += [place.problem((), m) for m in _shape_messages(data, inherited)]
     problems += _url_problems(_placeholders.expanded_task(own, environ), place)
     if spec is not None:
-        problems += [place.problem(path, why) for path, why in action_problems(data, environ)]
+        problems += [place.problem(path, why) for path, why in action_problems(data)]
     problems = held + _not_within(problems, held)
     if spec is not None and not problems:
         spec, stored_problems = _placeholders.keep_placeholders(spec, written, data, place.problem)

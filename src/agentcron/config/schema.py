@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import os
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
@@ -249,6 +249,14 @@ class LoadedConfig:
         start), or None when every task's failures reach someone."""
         untold = sorted({*self.untold(), *(added if not self.notify else ())})
         return untold_words(untold) if untold else None
+
+    def unset_keys(self, environ: Mapping[str, str]) -> list[str]:
+        """A warning per ``llm`` task whose key variable ``environ`` does not set (see
+        :func:`agentcron.config._actions.unset_key`)."""
+        from agentcron.config._actions import unset_key
+
+        said = (unset_key(spec, environ) for spec in self.tasks.values())
+        return [words for words in said if words is not None]
 
     def budget_rules(self) -> BudgetRules:
         """The budgets the engine's gate enforces besides each task's own."""

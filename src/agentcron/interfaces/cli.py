@@ -307,10 +307,12 @@ def validate(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
             )
             raise typer.Exit(1) from None
         fail(f"{path} is invalid:\n{exc}")
+    from agentcron.config._env import current_environ
     from agentcron.config.schema import untold_words
 
     untold = loaded.untold()
     warnings = [untold_words(untold)] if untold else []
+    warnings += loaded.unset_keys(current_environ())
     if json_out:
         emit_json({"valid": True, "tasks": sorted(loaded.tasks), "warnings": warnings})
     else:

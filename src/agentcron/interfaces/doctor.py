@@ -118,6 +118,9 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
             untold = loaded.untold()
             if untold:
                 checks.append(_check("notify", "warn", untold_words(untold)))
+            from agentcron.config._env import current_environ
+
+            checks += [_check("llm key", "warn", w) for w in loaded.unset_keys(current_environ())]
         except ConfigError as exc:
             checks.append(_check("config", "fail", f"{config_path} is invalid: {exc}"))
     try:
