@@ -145,3 +145,26 @@ def test_what_no_run_could_carry_is_refused_where_it_stands(
     with pytest.raises(ConfigError) as caught:
         validate_task_mapping("t", {"every": "1h", **task})
     assert any(line.startswith(said) for line in caught.value.lines()), caught.value.lines()
+
+
+def test_an_agents_model_profile_is_checked_in_the_same_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile's blank model and pasted key passed validate or were said in pydantic's
+    words; its unset key variable was said only to the agent, which cannot set it."""
+    profile = (
+        "agents:\n  models:\n    small: {base_url: 'http://127.0.0.1:9/v1', model: '%s', "
+        "api_key_env: %s}\n  clients: {desk: {}}\n"
+    )
+    said = _problems(tmp_path, profile % (" ", PASTED))
+    assert said == [
+        "agentcron.yaml:3: agents.models.small.model: is empty: name the model to call "
+        "(e.g. gpt-4.1-mini)",
+        "agentcron.yaml:3: agents.models.small.api_key_env: is not a variable's name: "
+        "api_key_env names the environment variable that holds the key (e.g. "
+        "OPENAI_API_KEY), not the key itself",
+    ]
+    monkeypatch.delenv("PROBE_UNSET_KEY", raising=False)
+    assert _problems(tmp_path, profile % ("m", "PROBE_UNSET_KEY")) == []
+    (warning,) = _warnings(tmp_path, profile % ("m", "PROBE_UNSET_KEY"))
+    assert warning.startswith("agents.models.small.api_key_env: variable PROBE_UNSET_KEY")

@@ -62,10 +62,8 @@ class ModelProfile(_Strict):
     """A model an agent's ``llm`` tasks may call, set by the owner."""
 
     base_url: str = Field(description="OpenAI-compatible API, e.g. https://api.openai.com/v1")
-    model: str = Field(min_length=1)
-    api_key_env: str | None = Field(
-        default=None, pattern=_ENV_NAME, description="Variable holding the API key"
-    )
+    model: str
+    api_key_env: str | None = Field(default=None, description="Variable holding the API key")
     description: str | None = Field(default=None, description="Shown to agents choosing one")
 
     @field_validator("base_url")
@@ -74,6 +72,26 @@ class ModelProfile(_Strict):
         problem = check_http_url(value)
         if problem is not None:
             raise ValueError(problem)
+        return value
+
+    # the words a task's llm gets for the same faults (config/_actions.py), not
+    # pydantic's "String should have at least 1 character" / "should match pattern"
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty: name the model to call (e.g. gpt-4.1-mini)")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(_ENV_NAME, value):
+            # never quoted: what stands here may be the key itself
+            raise ValueError(
+                "is not a variable's name: api_key_env names the environment variable "
+                "that holds the key (e.g. OPENAI_API_KEY), not the key itself"
+            )
         return value
 
 

@@ -255,7 +255,16 @@ class LoadedConfig:
         :func:`agentcron.config._actions.unset_key`)."""
         from agentcron.config._actions import unset_key
 
-        said = (unset_key(spec, environ) for spec in self.tasks.values())
+        said = [unset_key(spec, environ) for spec in self.tasks.values()]
+        for name, profile in sorted(self.agents.models.items()):
+            key = profile.api_key_env
+            if key and not environ.get(key):
+                said.append(
+                    f"agents.models.{name}.api_key_env: variable {key} is not set here (it "
+                    "holds the key the model is called with): every run of an agent's task "
+                    f"on {name} fails until the daemon's environment or the config's "
+                    "env_file sets it"
+                )
         return [words for words in said if words is not None]
 
     def budget_rules(self) -> BudgetRules:
