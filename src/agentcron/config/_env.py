@@ -272,6 +272,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 @dataclass
 class _Loaded:
     values: dict[str, str]
+    generation: int = 0  # moves each time the values change
 
 
 _lock = threading.Lock()
@@ -281,7 +282,16 @@ _loaded = _Loaded({})
 def use_env_file_values(values: Mapping[str, str]) -> None:
     """Make ``values`` (the env file of the config just loaded) the ones expansions see."""
     with _lock:
-        _loaded.values = dict(values)
+        if dict(values) != _loaded.values:
+            _loaded.values = dict(values)
+            _loaded.generation += 1
+
+
+def env_file_generation() -> int:
+    """A number that moves whenever the env file's values change: what expanded a
+    placeholder once (a channel built from its URL) knows to expand it again."""
+    with _lock:
+        return _loaded.generation
 
 
 def env_file_values() -> dict[str, str]:

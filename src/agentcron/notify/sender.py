@@ -32,6 +32,7 @@ from typing import Protocol, runtime_checkable
 
 from agentcron.beats import Sleeper, when_to_wake
 from agentcron.clock import Clock, SystemClock
+from agentcron.config._env import env_file_generation, has_placeholder
 from agentcron.durations import format_duration
 from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import Message, OutboxItem
@@ -107,6 +108,7 @@ class OutboxSender:
         self._backoff = tuple(backoff)
         self._batch = batch
         self._channels: dict[str, Channel] = {}
+        self._env_generation = env_file_generation()  # the env file the channels saw
         self._wake = asyncio.Event()
         self._faults = FaultLog(log, "outbox drain")  # a database outage: logged once
         # answers of channels that the database could not record yet, by outbox id
@@ -174,6 +176,14 @@ class OutboxSender:
         return await self.drain_once()
 
     def _channel(self, url: str) -> Channel:
+        generation = env_file_generation()
+        if generation != self._env_generation:
+            # a channel's URL is expanded when it is built: one whose variable the env
+            # file changed (a rotated webhook password) kept sending with the old value
+            # until a restart, its messages held (outside-in probe)
+            self._env_generation = generation
+            for written in [u for u in self._channels if has_placeholder(u)]:
+                del self._channels[written]
         channel = self._channels.get(url)
         if channel is None:
             channel = self._channels[url] = self._factory(url)
