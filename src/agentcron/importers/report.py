@@ -71,16 +71,18 @@ def build(
 
 
 def unset_keys(report: Report) -> list[str]:
-    """A line per placed ``llm`` task whose ``api_key_env`` is not set: no placeholder
-    names it, so the config's own check lets it through, and every run would fail."""
+    """A warning per placed ``llm`` task whose ``api_key_env`` is not set here: its
+    runs would fail (each told) until the daemon's environment sets it. A warning, as
+    ``validate`` says it: this shell may lack what the daemon's service sets."""
     said = []
     for item in report.placed:
         llm = item.draft.body.get("llm")
         name = llm.get("api_key_env") if isinstance(llm, Mapping) else None
         if isinstance(name, str) and not report.variables.get(name, ("", True))[1]:
             said.append(
-                f"tasks.{item.name}.llm.api_key_env: variable {name} is not set (the key "
-                "the model is called with): set it in the environment or the config's env_file"
+                f"tasks.{item.name}.llm.api_key_env: variable {name} is not set here (it "
+                "holds the key the model is called with): every run fails until the "
+                "daemon's environment or the config's env_file sets it"
             )
     return said
 

@@ -102,14 +102,15 @@ def import_jobs(
     placed, conflicts = place(plan, existing, enable, schedules=schedules)
     report = reports.build(plan, placed, conflicts, defaults, existing=existing)
     report.warnings += _untold(plan, report, channels)
+    report.warnings += reports.unset_keys(report)
     report.unchanged = unchanged_in_file(path, report.placed)
     if apply and report.placed:
         from agentcron.config.errors import ConfigError
 
-        unset = reports.unset_keys(report)
+        # every problem of the config as it would be written, at once (an unset key
+        # variable was refused first, then an unset ${NAME}, in two rounds; it is a
+        # warning now, as validate says it)
         kept = f"{path} was not {'changed' if path.exists() else 'created'}"
-        if unset:
-            _fail(f"{kept}:\n" + "\n".join(unset))
         try:
             apply_to_file(path, report.placed)
         except ConfigError as exc:
@@ -153,6 +154,7 @@ def _to_db(
         if channels is not None:
             channels.untold.extend(svc.untold_added_tasks())
         report.warnings += _untold(plan, report, channels)
+        report.warnings += reports.unset_keys(report)
         report.unchanged = unchanged_in_db(svc, report.placed, paused_now)
         if apply and report.placed:
             try:
