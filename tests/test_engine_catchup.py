@@ -236,3 +236,41 @@ def test_a_fire_that_waited_gives_way_to_the_newer_fire_due_with_it(
         "00:00:30": "superseded",
         "00:00:45": "succeeded",
     }, got
+
+
+def test_a_one_shot_that_waited_for_a_worker_past_its_expires_is_recorded_expired(
+    sqlite_store: Any, clock: Any, home: Path
+) -> None:
+    """``expires`` was applied only when the slot was recorded: a one-shot that then
+    waited 19 s for a free worker (max_concurrency 1), with ``expires: 5s``, ran anyway
+    (outside-in probe). It is recorded expired, naming the wait; a later one-shot that
+    gets a worker in time runs."""
+    release = asyncio.Event()
+
+    async def hog() -> str:
+        await release.wait()
+        return "done"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.engine.settings.max_concurrency = 1
+        h.add("hog", hog, at="2026-06-01T00:01:00+00:00")
+        h.add("exp", lambda: "ran", at="2026-06-01T00:01:00+00:00", expires="5s")
+        h.add("ok", lambda: "ran", at="2026-06-01T00:01:30+00:00", expires="1m")
+        clock.advance(timedelta(minutes=1))
+        await h.engine.tick()  # hog starts; exp waits for the worker
+        release.set()
+        await h.engine.wait_idle()
+        clock.advance(timedelta(seconds=19))  # the worker is free 19 s after exp's time
+        await h.engine.tick()
+        await h.engine.wait_idle()
+        clock.advance(timedelta(seconds=15))  # 00:01:34
+        await h.tick()
+        await h.engine.wait_idle()
+        return h
+
+    h = asyncio.run(scenario())
+    (exp,) = h.slots("exp")
+    assert exp.status is SlotStatus.EXPIRED, exp
+    assert exp.reason is not None and "waited" in exp.reason and "(expires)" in exp.reason
+    assert [s.status for s in h.slots("ok")] == [SlotStatus.SUCCEEDED]

@@ -1291,7 +1291,9 @@ class Engine:
         return len(started)
 
     def _gate(self, claims: list[Claim], now: datetime) -> list[Claim]:
-        """The claims whose provider may be called now (see :mod:`.providers`)."""
+        """The claims whose provider may be called now (see :mod:`.providers`), less the
+        one-shots past their ``expires`` (recorded expired, not run)."""
+        claims = self._unexpired(claims, now)
         start, news = self.providers.gate(claims, now)
         self._tell_providers(news)
         for gate in self.gates:
@@ -1301,6 +1303,37 @@ class Engine:
             for spec, slot in ended:
                 self._tell_slot_listeners(spec, slot)
         return start
+
+    def _unexpired(self, claims: list[Claim], now: datetime) -> list[Claim]:
+        """An ``at`` task's first attempt that comes later than its ``expires`` allows
+        is recorded ``expired`` instead of run: its slot waited for a free worker (or a
+        database that came back) past it, and ran anyway (outside-in probe; the check
+        was made only when the slot was recorded)."""
+        keep: list[Claim] = []
+        for claim in claims:
+            spec, slot = claim.spec, claim.slot
+            late = now - slot.scheduled_for
+            if (
+                spec.at is None
+                or spec.expires is None
+                or claim.attempt.number != 1
+                or slot.trigger == "manual"
+                or late <= spec.expires
+            ):
+                keep.append(claim)
+                continue
+            reason = (
+                f"not started within {format_duration(spec.expires)} of its time (expires): "
+                f"it waited {format_duration(late)} for a free worker"
+            )
+            ended = self.store.skip_claim(
+                slot.id, claim.attempt.id, self.settings.owner, reason, now, SlotStatus.EXPIRED
+            )
+            if ended is None:  # taken over meanwhile: not ours to end, nor to start
+                continue
+            log.info("slot %s of %s expired: %s", slot.id, spec.name, reason)
+            self._tell_slot_listeners(spec, ended)
+        return keep
 
     def _tell_providers(self, news: Sequence[ProviderNews]) -> None:
         for item in news:

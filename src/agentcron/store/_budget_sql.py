@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from agentcron.model import Message, Slot
+from agentcron.model import Message, Slot, SlotStatus
 from agentcron.model.budget import Budget, BudgetScope, Usage
 from agentcron.store._conn import Conn
 from agentcron.store._rows import SLOT_COLUMNS, chunks, slot_from_row, ts
@@ -35,10 +35,17 @@ class BudgetStore(Protocol):
         ...
 
     def skip_claim(
-        self, slot_id: int, attempt_id: int, owner: str, reason: str, now: datetime
+        self,
+        slot_id: int,
+        attempt_id: int,
+        owner: str,
+        reason: str,
+        now: datetime,
+        status: SlotStatus = SlotStatus.SKIPPED,
     ) -> Slot | None:
-        """Record ``owner``'s freshly claimed slot ``skipped`` instead of running it (its
-        attempt is removed: none ran). None when the slot is no longer this claim's."""
+        """Record ``owner``'s freshly claimed slot ``skipped`` (or another final
+        ``status``: ``expired``) instead of running it (its attempt is removed: none
+        ran). None when the slot is no longer this claim's."""
         ...
 
     def tell_budget_spent(
@@ -151,16 +158,22 @@ class BudgetSQL:
         return found
 
     def skip_claim(
-        self, slot_id: int, attempt_id: int, owner: str, reason: str, now: datetime
+        self,
+        slot_id: int,
+        attempt_id: int,
+        owner: str,
+        reason: str,
+        now: datetime,
+        status: SlotStatus = SlotStatus.SKIPPED,
     ) -> Slot | None:
         with self._tx() as db:
             cur = db.execute(
-                "UPDATE slots SET status = 'skipped', reason = ?, finished_at = ?, "
+                "UPDATE slots SET status = ?, reason = ?, finished_at = ?, "
                 "attempts = attempts - 1, "
                 "started_at = CASE WHEN attempts <= 1 THEN NULL ELSE started_at END, "
                 "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL "
                 "WHERE id = ? AND status = 'running' AND lease_owner = ?",
-                (reason, ts(now), slot_id, owner),
+                (status.value, reason, ts(now), slot_id, owner),
             )
             if cur.rowcount != 1:
                 return None
