@@ -411,3 +411,23 @@ def test_the_guards_refusals_have_the_keys_of_every_problem_body(
     for answer in answers:
         assert set(answer.json()) == keys, answer.json()
         assert answer.json()["advice"] is None
+
+
+def test_a_json_merge_patch_type_is_taken_and_a_form_type_is_not(
+    open_client: TestClient, harness: Harness
+) -> None:
+    """docs/api.md calls a PATCH body a JSON merge patch, and its own type was refused
+    (415). No HTML form can send a +json type, which the check guards against."""
+    patched = open_client.patch(
+        "/api/v1/tasks/report",
+        content=b'{"retries": 5}',
+        headers={"content-type": "application/merge-patch+json"},
+    )
+    assert patched.status_code in (200, 409), patched.text  # 409: a file task, said so
+    assert patched.status_code != 415
+    form = open_client.patch(
+        "/api/v1/tasks/report",
+        content=b"retries=5",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 415

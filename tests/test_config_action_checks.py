@@ -131,6 +131,7 @@ def test_validate_says_the_warning_and_passes(
             "can carry",
         ),
         ({"command": ["", "x"]}, "tasks.t.command[0]: is empty: the first item names the program"),
+        ({"command": ["  "]}, "tasks.t.command[0]: is blank: the first item names the program"),
         ({"command": "  ", "shell": True}, "tasks.t.command: is blank: it names no program"),
         ({"command": ["echo"], "description": "x\0"}, "tasks.t.description: holds a NUL"),
         ({"command": ["echo"], "deliver": ["json://h/\0"]}, "tasks.t.deliver[0]: holds a NUL"),

@@ -282,3 +282,29 @@ def test_a_fire_skipped_behind_a_silent_nodes_run_says_the_node_holds_it(
     assert _plain_reason(skipped.reason or "") == (  # the skip streak's words
         "the previous run was still held by a node not heard from (it may have ended there unseen)"
     )
+
+
+def test_a_queue_skip_names_its_fire_with_seconds(sqlite_store, clock, home) -> None:  # type: ignore[no-untyped-def]
+    """ "(overlap: queue); 08:39 skipped" named the 08:39:50 fire (outside-in probe)."""
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        release = asyncio.Event()
+
+        async def slow() -> str:
+            await release.wait()
+            return "done"
+
+        h.add("slow", slow, every="50s", overlap="queue", timezone="UTC")
+        for _ in range(3):
+            h.clock.advance(timedelta(seconds=50))
+            await h.tick(settle=False)
+            await asyncio.sleep(0)
+        release.set()
+        await h.engine.wait_idle()
+        return h
+
+    h = asyncio.run(scenario())
+    (skipped,) = [s for s in h.slots("slow") if s.status is SlotStatus.SKIPPED]
+    assert skipped.scheduled_for.second == 30
+    assert "(overlap: queue); 00:02:30 skipped" in (skipped.reason or ""), skipped.reason

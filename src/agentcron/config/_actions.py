@@ -38,7 +38,8 @@ def action_problems(values: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
     first = command[0] if isinstance(command, list) and command else command
     if isinstance(first, str) and not first.strip():
         if isinstance(command, list):
-            found.append((("command", 0), "is empty: the first item names the program to run"))
+            empty = "is blank" if first else "is empty"  # ["  "] is not empty
+            found.append((("command", 0), f"{empty}: the first item names the program to run"))
         else:
             found.append((("command",), "is blank: it names no program to run"))
     http = values.get("http")

@@ -124,7 +124,9 @@ def with_overlap(
         against = overlapping(active, members[0].scheduled_for)
         if not against:
             continue
-        label = members[0].scheduled_for.astimezone(zone).strftime("%H:%M")
+        local = members[0].scheduled_for.astimezone(zone)
+        # with its seconds when it has some ("08:39 skipped" named the 08:39:50 fire)
+        label = f"{local:%H:%M:%S}" if local.second else f"{local:%H:%M}"
         decision = decide_overlap(spec.overlap, against, label, held_by)
         if decision.status is not SlotStatus.PENDING:
             skipped.update((m.scheduled_for, decision.reason) for m in members)
