@@ -110,3 +110,15 @@ def page(browser: Any) -> Iterator[Any]:
     tab = context.new_page()
     yield tab
     context.close()
+
+
+@pytest.fixture(autouse=True)
+def _env_file_values_of_this_test_only() -> Iterator[None]:
+    """The env file's values are process-wide (the config last loaded sets them): a test
+    that loaded a config with an ``env_file:`` left its values to every later test of
+    the worker. Each test starts with none and leaves none."""
+    from agentcron.config._env import use_env_file_values
+
+    use_env_file_values({})
+    yield
+    use_env_file_values({})
