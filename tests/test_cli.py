@@ -172,6 +172,7 @@ def test_show_of_a_paused_task_does_not_contradict_itself(cli) -> None:
     cli("pause", "story", "--reason", "maintenance")
     text = cli("show", "story")
     assert "paused:    True (maintenance)" in text
+    assert "health:    paused\n" in text  # not "paused — paused" (outside-in probe)
     assert "next runs: - (paused)" in text
     lines = [line.strip() for line in text.splitlines()]
     assert "paused: False" not in lines

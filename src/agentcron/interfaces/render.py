@@ -241,10 +241,9 @@ def task_detail(console: Console, data: dict[str, Any]) -> None:
     # for i in …]" read as markup lost its words (outside-in probe)
     console.print(f"[bold]{escape(data['name'])}[/] ({data['source']}, {escape(data['action'])})")
     console.print(f"  schedule:  {escape(data['schedule'])} ({escape(str(data['timezone']))})")
-    console.print(
-        f"  health:    {data['health']}"
-        + (f" — {escape(data['health_detail'])}" if data.get("health_detail") else "")
-    )
+    detail = str(data.get("health_detail") or "")
+    said = detail and detail != data["health"]  # "paused — paused" said nothing more
+    console.print(f"  health:    {data['health']}" + (f" — {escape(detail)}" if said else ""))
     console.print(
         f"  paused:    {data['paused']}"
         + (f" ({escape(data['pause_reason'])})" if data.get("pause_reason") else "")
