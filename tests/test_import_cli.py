@@ -44,6 +44,13 @@ def _app() -> typer.Typer:
     @app.callback()
     def main() -> None:
         """agentcron (test app holding only the import command)."""
+        # as agentcron's own callback does: a --db, --home or --config that an earlier
+        # test of this process gave the real app stayed in the CLI's globals, and this
+        # app's import wrote into that test's database (failed in full runs only)
+        from agentcron.interfaces.cli import _globals
+
+        _globals.config = _globals.home = _globals.db = None
+        _globals.json = False
 
     register(app)
     return app
