@@ -23,7 +23,11 @@ def run(tmp_path: Path, config: str, *args: str) -> tuple[int, str]:
 
     @app.callback()
     def main() -> None:  # a group, so the command is called by its name as in agentcron
-        pass
+        # as agentcron's own callback does: an earlier test's --db stays in the globals
+        from agentcron.interfaces.cli import _globals
+
+        _globals.config = _globals.home = _globals.db = None
+        _globals.json = False
 
     result = CliRunner().invoke(
         app, ["mcp", "--config", str(path), "--home", str(tmp_path / "home"), *args]
