@@ -96,6 +96,9 @@ def test_a_value_is_put_back_only_where_it_stands_whole(
     assert written(f"no answer from http://h/v1/{CRED}") == "no answer from http://h/v1/${GW_CRED}"
     assert written(f"x{CRED}y") == f"x{CRED}y"  # inside a longer word: not this value
     assert placeholders_by_value(_spec("http://h/v1", task_timeout="1s"), {}) is None
+    # a placeholder the config would refuse stands for no value: nothing to put back
+    broken = spec.model_copy(update={"llm": spec.llm.model_copy(update={"prompt": "${BAD"})})  # type: ignore[union-attr]
+    assert placeholders_by_value(broken, {"BAD": CRED}) is None
 
 
 def test_a_succeeding_call_through_a_placeholder_url_is_untouched(

@@ -91,3 +91,14 @@ def test_a_finished_answer_has_no_note(tmp_path: Path) -> None:
     result = _run(tmp_path, "The end.", "stop")
 
     assert result.ok and result.output == "The end."
+
+
+def test_a_finish_reason_not_said_is_none() -> None:
+    """Providers that leave finish_reason out (or answer a shape without it) said
+    nothing about why the model stopped: None, an answer, not a fault."""
+    from agentcron.actions.llm_action import finish_reason
+
+    assert finish_reason({"choices": [{"message": {"content": "x"}}]}) is None
+    assert finish_reason({"choices": []}) is None
+    assert finish_reason({"choices": [{"finish_reason": 3}]}) is None
+    assert finish_reason({"choices": [{"finish_reason": "length"}]}) == "length"

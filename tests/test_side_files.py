@@ -198,3 +198,29 @@ def test_the_trouble_file_of_a_home_without_a_lock_is_read_as_the_lock_holders_i
     (tmp_path / TROUBLE_FILE).write_text(json.dumps({"trouble": {"since": "10:00"}}))
     assert trouble_of_live_writer(tmp_path) is None
     assert "no writer's pid" in caplog.text
+
+
+def test_a_writer_that_is_another_users_process_is_asked_by_its_command_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kill(pid, 0) refused with EPERM means the process exists (another user's): it is
+    then judged by its command line, without a word; a process that does not exist is
+    no writer at all."""
+    import agentcron.trouble as trouble
+
+    def refused(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", refused)
+    own = os.getpid()  # this process's command line is pytest's, not agentcron's
+    with caplog.at_level("WARNING"):
+        assert trouble._agentcron_process(own) is False
+    monkeypatch.setattr(Path, "read_bytes", lambda self: b"python\0-m\0agentcron\0run\0")
+    assert trouble._agentcron_process(own) is True
+    assert caplog.records == []
+
+    def gone(pid: int, sig: int) -> None:
+        raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(os, "kill", gone)
+    assert trouble._agentcron_process(own) is False

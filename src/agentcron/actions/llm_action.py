@@ -390,7 +390,7 @@ def finish_reason(data: Any) -> str | None:
     try:
         reason = data["choices"][0].get("finish_reason")
     except (KeyError, IndexError, TypeError, AttributeError):
-        return None
+        return None  # not said (many providers leave it out): nothing is wrong
     return reason if isinstance(reason, str) else None
 
 

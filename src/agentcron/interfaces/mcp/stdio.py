@@ -108,7 +108,7 @@ def unanswerable_id(line: str, where: str = "stdin") -> Any:
     try:
         data = json.loads(line)
     except ValueError:
-        return None
+        return None  # not JSON: answered -32700 by unreadable_line, not here
     if not isinstance(data, dict) or "id" not in data:
         return None
     from mcp_types import ErrorData, JSONRPCError
@@ -131,7 +131,7 @@ def bad_call_params(line: str, where: str = "stdin") -> Any:
     try:
         data = json.loads(line)
     except ValueError:
-        return None
+        return None  # not JSON: answered -32700 by unreadable_line, not here
     if not isinstance(data, dict) or data.get("method") != "tools/call":
         return None
     ident = _usable_id(data)
