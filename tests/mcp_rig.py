@@ -4,6 +4,7 @@ batch of calls, results read as structured content or as the refusal a model rea
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -102,3 +103,55 @@ def unchanged(service: Service) -> Callable[[], None]:
         assert [e["id"] for e in service.audit(limit=1000)] == audit
 
     return check
+
+
+def stdio_exchange(folder: Path, lines: Sequence[str], answers: int) -> tuple[dict[Any, Any], str]:
+    """``agentcron mcp --agent bot`` over its stdin and stdout as a raw client speaks to
+    it: the handshake, then ``lines``; (the answers by id, the initialize's (1) among
+    them, once ``answers`` of ``lines`` are answered; what it logged). Each answer is
+    waited for at most 30 s: one that never comes fails, not hangs."""
+    import json
+    import os
+    import select
+    import subprocess
+    import sys
+
+    (folder / "agentcron.yaml").write_text("agents:\n  clients:\n    bot: {}\n")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "agentcron", "mcp", "--agent", "bot", "--config", "agentcron.yaml"],
+        cwd=folder,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "AGENTCRON_HOME": str(folder / "home")},
+    )
+    assert server.stdin is not None and server.stdout is not None and server.stderr is not None
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    handshake = [
+        json.dumps(init),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    ]
+    got: list[Any] = []
+    try:
+        server.stdin.write(("\n".join([*handshake, *lines]) + "\n").encode())
+        server.stdin.flush()
+        for _ in range(answers + 1):  # the initialize answer first
+            ready, _, _ = select.select([server.stdout], [], [], 30)
+            assert ready, "no answer within 30s"
+            got.append(json.loads(server.stdout.readline()))
+    finally:
+        server.stdin.close()
+        server.wait(30)
+        server.stdout.close()
+        logged = server.stderr.read().decode()
+        server.stderr.close()
+    return {a.get("id"): a for a in got}, logged

@@ -6,9 +6,6 @@ of what was wrong (outside-in probe). A well-formed call is served as before."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agentcron.interfaces.mcp.stdio import bad_call_params
+from mcp_rig import stdio_exchange
 from test_mcp_http_envelopes import HEADERS, web  # noqa: F401 (the fixture)
 
 NEEDS_NAME = "tools/call needs params.name, the tool's name (tools/list lists them)"
@@ -82,47 +80,16 @@ def test_over_http_a_good_call_is_served(web: TestClient) -> None:  # noqa: F811
 
 
 def test_over_stdio_each_is_answered_and_the_next_served(tmp_path: Path) -> None:
-    from test_mcp_cli import _line_within
-
-    (tmp_path / "agentcron.yaml").write_text("agents:\n  clients:\n    bot: {}\n")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "agentcron", "mcp", "--agent", "bot", "--config", "agentcron.yaml"],
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "AGENTCRON_HOME": str(tmp_path / "home")},
+    by_id, logged = stdio_exchange(
+        tmp_path,
+        [
+            call(2, {}),
+            call(3, {"name": "list_tasks", "arguments": [1]}),
+            call("four", {"name": 5}),
+            call(5, {"name": "list_tasks"}),
+        ],
+        answers=4,
     )
-    assert server.stdin is not None and server.stdout is not None and server.stderr is not None
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
-    lines = [
-        json.dumps(init),
-        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        call(2, {}),
-        call(3, {"name": "list_tasks", "arguments": [1]}),
-        call("four", {"name": 5}),
-        call(5, {"name": "list_tasks"}),
-    ]
-    try:
-        server.stdin.write(("\n".join(lines) + "\n").encode())
-        server.stdin.flush()
-        answers = [json.loads(_line_within(server.stdout, 30)) for _ in range(5)]
-    finally:
-        server.stdin.close()
-        server.wait(30)
-        server.stdout.close()
-        logged = server.stderr.read().decode()
-        server.stderr.close()
-    by_id = {a.get("id"): a for a in answers}
     assert by_id[2]["error"] == {
         "code": -32602,
         "message": f"Invalid params: {NEEDS_NAME}; nothing was done",

@@ -6,13 +6,13 @@ test_mcp_e2e.py."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from agentcron.interfaces.cli_mcp import register
+from mcp_rig import stdio_exchange
 
 
 def run(tmp_path: Path, config: str, *args: str) -> tuple[int, str]:
@@ -70,57 +70,17 @@ def test_a_line_that_is_no_message_is_answered_not_dropped(tmp_path: Path) -> No
     answered (a parse error, or an invalid request to its id), changes nothing, and the
     next call is served."""
     import json
-    import os
-    import subprocess
-    import sys
 
-    (tmp_path / "agentcron.yaml").write_text("agents:\n  clients:\n    bot: {}\n")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "agentcron", "mcp", "--agent", "bot", "--config", "agentcron.yaml"],
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "AGENTCRON_HOME": str(tmp_path / "home")},
+    by_id, _ = stdio_exchange(
+        tmp_path,
+        [
+            '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_task",'
+            '"arguments":{"name":"a\\ud800"}}}',
+            "{bad json",
+            json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}),
+        ],
+        answers=3,
     )
-    assert server.stdin is not None and server.stdout is not None
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
-    lines = [
-        json.dumps(init),
-        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_task",'
-        '"arguments":{"name":"a\\ud800"}}}',
-        "{bad json",
-        json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}),
-    ]
-    try:
-        server.stdin.write(("\n".join(lines) + "\n").encode())
-        server.stdin.flush()
-        answers = [json.loads(_line_within(server.stdout, 30)) for _ in range(4)]
-    finally:
-        server.stdin.close()
-        server.wait(30)
-        server.stdout.close()
-    by_id = {a.get("id"): a for a in answers}
     assert by_id[3]["error"]["code"] == -32600 and "surrogate" in by_id[3]["error"]["message"]
     assert by_id[None]["error"]["code"] == -32700
     assert "tools" in by_id[4]["result"]
-
-
-def _line_within(stream: Any, seconds: float) -> bytes:
-    """The next line, or a failure once ``seconds`` pass without one (an answer that
-    never comes must not hang the suite)."""
-    import select
-
-    ready, _, _ = select.select([stream], [], [], seconds)
-    assert ready, f"no answer within {seconds}s"
-    return bytes(stream.readline())

@@ -8,15 +8,13 @@ true, 1.5 or an object got no answer at all."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentcron.interfaces.mcp.stdio import unanswerable_id, unreadable_line
+from mcp_rig import stdio_exchange
 
 
 @pytest.mark.parametrize(
@@ -69,47 +67,16 @@ def test_a_request_whose_id_cannot_be_answered_is_refused_to_id_null(raw: str, k
 
 
 def test_the_stdio_server_answers_each_and_serves_the_next(tmp_path: Path) -> None:
-    from test_mcp_cli import _line_within
-
-    (tmp_path / "agentcron.yaml").write_text("agents:\n  clients:\n    bot: {}\n")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "agentcron", "mcp", "--agent", "bot", "--config", "agentcron.yaml"],
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "AGENTCRON_HOME": str(tmp_path / "home")},
+    by_id, logged = stdio_exchange(
+        tmp_path,
+        [
+            '{"jsonrpc":"2.0","id":9,"method":"tools/list","params":"x"}',
+            '{"jsonrpc":"1.0","id":11,"method":"ping"}',
+            '{"jsonrpc":"2.0","id":1.5,"method":"ping"}',
+            json.dumps({"jsonrpc": "2.0", "id": 12, "method": "tools/list"}),
+        ],
+        answers=4,
     )
-    assert server.stdin is not None and server.stdout is not None and server.stderr is not None
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
-    lines = [
-        json.dumps(init),
-        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        '{"jsonrpc":"2.0","id":9,"method":"tools/list","params":"x"}',
-        '{"jsonrpc":"1.0","id":11,"method":"ping"}',
-        '{"jsonrpc":"2.0","id":1.5,"method":"ping"}',
-        json.dumps({"jsonrpc": "2.0", "id": 12, "method": "tools/list"}),
-    ]
-    try:
-        server.stdin.write(("\n".join(lines) + "\n").encode())
-        server.stdin.flush()
-        answers = [json.loads(_line_within(server.stdout, 30)) for _ in range(5)]
-    finally:
-        server.stdin.close()
-        server.wait(30)
-        server.stdout.close()
-        logged = server.stderr.read().decode()
-        server.stderr.close()
-    by_id = {a.get("id"): a for a in answers}
     assert by_id[9]["error"]["code"] == -32600
     assert by_id[11]["error"]["code"] == -32600
     assert by_id[None]["error"]["code"] == -32600
