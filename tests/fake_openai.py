@@ -26,9 +26,14 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
+
+from agentcron.actions.base import ActionContext
+from agentcron.model.task import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -271,3 +276,25 @@ class FakeOpenAI:
                     self.connection.shutdown(socket.SHUT_RDWR)
 
         return Handler
+
+
+def story_spec(base_url: str, **llm: Any) -> TaskSpec:
+    """A daily ``story`` task calling ``base_url`` (model ``m``, prompt ``x``), with
+    the ``llm`` keys given beside."""
+    section = {"base_url": base_url, "model": "m", "prompt": "x", **llm}
+    return TaskSpec.model_validate({"name": "story", "every": "1d", "llm": section})
+
+
+def ctx_for(spec: TaskSpec, folder: Path, timeout: float = 10.0) -> ActionContext:
+    """The context of attempt 1 of ``spec``'s run due 2026-03-01 02:00 UTC, its output
+    kept in ``folder``."""
+    return ActionContext(
+        task=spec.name,
+        spec=spec,
+        slot_id=1,
+        attempt=1,
+        scheduled_for=datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
+        output_path=folder / "a1.md",
+        timeout=timedelta(seconds=timeout),
+        kill_grace=timedelta(seconds=1),
+    )

@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from agentcron.actions import llm_action
-from agentcron.actions.base import ActionContext, ActionResult
+from agentcron.actions.base import ActionResult
 from agentcron.actions.llm_action import LlmAction
 from agentcron.classify import classify
 from agentcron.model.enums import ErrorClass
-from agentcron.model.task import TaskSpec
-from fake_openai import FLOOD, FLOOD_LIMIT, FakeOpenAI, Scripted, completion, reply
+from fake_openai import (
+    FLOOD,
+    FLOOD_LIMIT,
+    FakeOpenAI,
+    Scripted,
+    completion,
+    ctx_for,
+    reply,
+    story_spec,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,18 +39,8 @@ CAP = 256 * 1024
 
 def _run(tmp_path: Path, script: list[Scripted]) -> tuple[ActionResult, FakeOpenAI]:
     with FakeOpenAI(script) as fake:
-        llm = {"base_url": fake.base_url, "model": "m", "prompt": "x"}
-        spec = TaskSpec.model_validate({"name": "story", "every": "1d", "llm": llm})
-        ctx = ActionContext(
-            task="story",
-            spec=spec,
-            slot_id=1,
-            attempt=1,
-            scheduled_for=datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
-            output_path=tmp_path / "a1.md",
-            timeout=timedelta(seconds=20),
-            kill_grace=timedelta(seconds=1),
-        )
+        spec = story_spec(fake.base_url)
+        ctx = ctx_for(spec, tmp_path, 20)
         result = asyncio.run(LlmAction().run(ctx))
     return result, fake
 

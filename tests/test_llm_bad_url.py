@@ -10,7 +10,6 @@ exception group is judged by the exception inside it.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,13 @@ import httpx2
 import pytest
 
 from agentcron.actions import llm_action
-from agentcron.actions.base import ActionContext, ActionResult
+from agentcron.actions.base import ActionResult
 from agentcron.actions.llm_action import LlmAction
 from agentcron.classify import classify
 from agentcron.classify.extract import failure_from_exception
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
-from agentcron.model.task import TaskSpec
+from fake_openai import ctx_for, story_spec
 
 pytestmark = pytest.mark.slow
 
@@ -32,20 +31,10 @@ pytestmark = pytest.mark.slow
 def _run(tmp_path: Path, base_url: str) -> ActionResult:
     """Run with ``base_url`` as a ``${NAME}`` in it may expand to at run time (the
     config's own check cannot see it then)."""
-    llm = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "prompt": "x"}
-    spec = TaskSpec.model_validate({"name": "story", "every": "1d", "llm": llm})
+    spec = story_spec("http://127.0.0.1:9/v1")
     assert spec.llm is not None
     spec = spec.model_copy(update={"llm": spec.llm.model_copy(update={"base_url": base_url})})
-    ctx = ActionContext(
-        task="story",
-        spec=spec,
-        slot_id=1,
-        attempt=1,
-        scheduled_for=datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
-        output_path=tmp_path / "a1.md",
-        timeout=timedelta(seconds=10),
-        kill_grace=timedelta(seconds=1),
-    )
+    ctx = ctx_for(spec, tmp_path)
     return asyncio.run(LlmAction().run(ctx))
 
 

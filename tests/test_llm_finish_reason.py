@@ -10,18 +10,16 @@ meet the same end).
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentcron.actions.base import ActionContext, ActionResult
+from agentcron.actions.base import ActionResult
 from agentcron.actions.llm_action import LlmAction
 from agentcron.classify import classify
 from agentcron.model.enums import ErrorClass
-from agentcron.model.task import TaskSpec
-from fake_openai import FakeOpenAI, completion
+from fake_openai import FakeOpenAI, completion, ctx_for, story_spec
 
 pytestmark = pytest.mark.slow
 
@@ -29,18 +27,8 @@ pytestmark = pytest.mark.slow
 def _run(tmp_path: Path, text: str | None, reason: str, **llm: Any) -> ActionResult:
     script = [completion(text, finish_reason=reason, prompt_tokens=20, completion_tokens=900)]
     with FakeOpenAI(script) as fake:
-        section = {"base_url": fake.base_url, "model": "m", "prompt": "x", **llm}
-        spec = TaskSpec.model_validate({"name": "story", "every": "1d", "llm": section})
-        ctx = ActionContext(
-            task="story",
-            spec=spec,
-            slot_id=1,
-            attempt=1,
-            scheduled_for=datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
-            output_path=tmp_path / "a1.md",
-            timeout=timedelta(seconds=10),
-            kill_grace=timedelta(seconds=1),
-        )
+        spec = story_spec(fake.base_url, **llm)
+        ctx = ctx_for(spec, tmp_path)
         return asyncio.run(LlmAction().run(ctx))
 
 

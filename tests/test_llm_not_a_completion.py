@@ -10,19 +10,17 @@ transient failure.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentcron.actions.base import ActionContext, ActionResult
+from agentcron.actions.base import ActionResult
 from agentcron.actions.llm_action import LlmAction
 from agentcron.classify import classify
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
-from agentcron.model.task import TaskSpec
-from fake_openai import FakeOpenAI, Scripted, reply
+from fake_openai import FakeOpenAI, Scripted, ctx_for, reply, story_spec
 
 pytestmark = pytest.mark.slow
 
@@ -39,23 +37,8 @@ ANTHROPIC_MESSAGE = {
 
 def _run(tmp_path: Path, item: Scripted) -> tuple[ActionResult, str]:
     with FakeOpenAI([item]) as fake:
-        spec = TaskSpec.model_validate(
-            {
-                "name": "story",
-                "every": "1d",
-                "llm": {"base_url": fake.base_url, "model": "m", "prompt": "x"},
-            }
-        )
-        ctx = ActionContext(
-            task="story",
-            spec=spec,
-            slot_id=1,
-            attempt=1,
-            scheduled_for=datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
-            output_path=tmp_path / "a1.md",
-            timeout=timedelta(seconds=10),
-            kill_grace=timedelta(seconds=1),
-        )
+        spec = story_spec(fake.base_url)
+        ctx = ctx_for(spec, tmp_path)
         return asyncio.run(LlmAction().run(ctx)), fake.base_url
 
 

@@ -9,40 +9,23 @@ detector (zero completion tokens) called three answers with text "empty".
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentcron.actions.base import ActionContext, ActionResult
+from agentcron.actions.base import ActionResult
 from agentcron.actions.llm_action import LlmAction, usage_tokens
-from agentcron.model.task import TaskSpec
 from agentcron.policies.budget import tokens_of
-from fake_openai import FakeOpenAI, completion
+from fake_openai import FakeOpenAI, completion, ctx_for, story_spec
 
 pytestmark = pytest.mark.slow
 
 
 def _run(tmp_path: Path, usage_body: dict[str, Any]) -> ActionResult:
     with FakeOpenAI([completion("Once upon a time.", usage_body=usage_body)]) as fake:
-        spec = TaskSpec.model_validate(
-            {
-                "name": "story",
-                "every": "1d",
-                "llm": {"base_url": fake.base_url, "model": "m", "prompt": "x"},
-            }
-        )
-        ctx = ActionContext(
-            task="story",
-            spec=spec,
-            slot_id=1,
-            attempt=1,
-            scheduled_for=datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
-            output_path=tmp_path / "a1.md",
-            timeout=timedelta(seconds=10),
-            kill_grace=timedelta(seconds=1),
-        )
+        spec = story_spec(fake.base_url)
+        ctx = ctx_for(spec, tmp_path)
         return asyncio.run(LlmAction().run(ctx))
 
 

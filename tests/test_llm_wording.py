@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,24 +21,14 @@ from agentcron.classify import classify
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import Classification
 from agentcron.model.task import TaskSpec
-from fake_openai import DROP, RESET, FakeOpenAI, Scripted, reply
+from fake_openai import DROP, RESET, FakeOpenAI, Scripted, ctx_for, reply, story_spec
 
 pytestmark = pytest.mark.slow
 
 
 def _ctx(tmp_path: Path, base_url: str) -> ActionContext:
-    llm = {"base_url": base_url, "model": "m", "prompt": "x"}
-    spec = TaskSpec.model_validate({"name": "story", "every": "1d", "llm": llm})
-    return ActionContext(
-        task="story",
-        spec=spec,
-        slot_id=1,
-        attempt=1,
-        scheduled_for=datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
-        output_path=tmp_path / "a1.md",
-        timeout=timedelta(seconds=10),
-        kill_grace=timedelta(seconds=1),
-    )
+    spec = story_spec(base_url)
+    return ctx_for(spec, tmp_path)
 
 
 def _verdict(result: ActionResult) -> Classification:
