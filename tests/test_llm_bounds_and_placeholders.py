@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.runner import action_limit, outer_limit
 from agentcron.model.enums import ErrorClass
 from agentcron.model.task import TaskSpec
-from fake_openai import HANG, FakeOpenAI, completion
+from fake_openai import HANG, FakeOpenAI, completion, ctx_for
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +39,7 @@ def _spec(base_url: str, *, task_timeout: str, llm_timeout: str | None = None) -
 
 
 def _ctx(tmp_path: Path, spec: TaskSpec) -> ActionContext:
-    return ActionContext(
-        task=spec.name,
-        spec=spec,
-        slot_id=1,
-        attempt=1,
-        scheduled_for=datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
-        output_path=tmp_path / "outputs" / "story" / "a1.md",
-        timeout=spec.timeout,
-        kill_grace=timedelta(seconds=1),
-    )
+    return ctx_for(spec, tmp_path, spec.timeout.total_seconds())
 
 
 def test_the_tasks_timeout_bounds_a_longer_llm_timeout(tmp_path: Path) -> None:
