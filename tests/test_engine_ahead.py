@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agentcron.engine.engine import COALESCE
 from agentcron.engine.planning import Ahead, plan_due
 from agentcron.model import SlotStatus, TaskRecord, TaskSource, TaskSpec
 from agentcron.schedules.build import build_schedule
@@ -142,7 +143,7 @@ def test_a_loop_with_a_long_beat_wakes_to_prepare_a_coming_fire(
 
     delays = asyncio.run(scenario())
     assert delays[0] == pytest.approx(5 - 2 + 0.05)  # the look ahead is 2 s
-    assert delays[1] == pytest.approx(2 - 0.05 + 0.005)  # then to the fire, as before
+    assert delays[1] == pytest.approx(2 - 0.05 + COALESCE)  # then to the fire, as before
     assert takes.results == [3]
     assert sorted(ran) == [0, 1, 2]
 
@@ -162,8 +163,8 @@ def test_a_prepared_or_close_fire_adds_no_wake_up(sqlite_store, clock, home) -> 
         return [first, await h.engine.run_pass()]
 
     first, second = asyncio.run(scenario())
-    assert first == pytest.approx(1.5 + 0.005)
-    assert second == pytest.approx(1.0 + 0.005)
+    assert first == pytest.approx(1.5 + COALESCE)
+    assert second == pytest.approx(1.0 + COALESCE)
 
 
 def test_a_late_tick_plans_afresh(sqlite_store, clock, home, monkeypatch) -> None:
