@@ -94,7 +94,9 @@ def test_a_one_shot_in_the_past_is_refused_at_add_and_recorded_expired_from_the_
     )
     [run] = [r for r in json.loads(cli("runs", "--json")) if r["task"] == "once"]
     assert run["status"] == "expired", run
-    assert run["reason"] == "its time had already passed when it was added to the config file"
+    assert run["reason"] == (
+        "its time had already passed when agentcron first read it from the config file"
+    )
 
 
 def test_a_long_task_list_is_plain_aligned_text_with_every_task(

@@ -42,7 +42,7 @@ from agentcron.engine.engine import Engine, EngineSettings, TickReport
 from agentcron.engine.health import Outage, describe_error
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
-from agentcron.model import ClockStepped, Finished, Message, NodeInfo, TaskSpec
+from agentcron.model import ClockStepped, Finished, Message, NodeInfo, Slot, TaskSpec
 from agentcron.model.message import Severity
 from agentcron.notify.direct import daemon_message, tell_owner_directly
 from agentcron.notify.notifier import Notifier
@@ -134,6 +134,9 @@ class Daemon:
         self.engine: Engine | None = None
         self.registry: ActionRegistry | None = None
         self.service: Service | None = None
+        # one-shots recorded expired by a read of the file, until the engine's listeners
+        # can hear of them (the first read comes before they exist)
+        self._expired_at_read: list[tuple[TaskSpec, Slot]] = []
         self.stop_event = asyncio.Event()
         self._hup = asyncio.Event()  # a SIGHUP: the config watcher looks now
         self._config_stamp: str | None = None
@@ -288,6 +291,7 @@ class Daemon:
             self.registry,
         )
         self._wire_duties(store)
+        self._tell_expired_at_read()  # those of the first read, made before the notifier
         self.engine.after_pass.append(TickRecorder(store, self.node_id))
         self.api = self._build_api()
         self.engine.listeners.extend(self.options.extra_listeners)
@@ -1316,6 +1320,17 @@ class Daemon:
             for n in self.store.nodes()
         )
 
+    def _tell_expired_at_read(self) -> None:
+        """Hand the one-shots recorded expired when the file was read (their time had
+        passed, perhaps while no daemon ran) to the engine's listeners of slots recorded
+        without a run: the notifier's report of runs that did not happen tells them."""
+        if self.engine is None or not self._expired_at_read:
+            return
+        expired, self._expired_at_read = self._expired_at_read, []
+        for spec, slot in expired:
+            log.warning("%s: %s; recorded expired, it will not run", spec.name, slot.reason)
+            self.engine.tell_recorded_slot(spec, slot)
+
     def _sync_file_tasks(self, config: LoadedConfig) -> tuple[list[str], list[str], list[str]]:
         """Make the database's file tasks this file's, and say so when another running
         node applied other tasks (:mod:`agentcron.config.nodes`)."""
@@ -1325,7 +1340,9 @@ class Daemon:
             self.node_id, hostname(), source, tasks_digest(config.tasks), config.timezone
         )
         before = loads(self.store.get_meta(FILE_TASKS_KEY))
-        added, changed, removed = self.service.sync_file_tasks(config.tasks)
+        added, changed, removed, expired = self.service.sync_file_tasks(config.tasks)
+        self._expired_at_read += expired
+        self._tell_expired_at_read()
         now = self.clock.now()
         other = other_live_node(before, mine, self.store.nodes(), now, DAEMON_STALE_AFTER)
         if other is not None and (added or changed or removed):

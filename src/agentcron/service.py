@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from agentcron._service.advice import Act, Advice, Said, Wording, advised
@@ -106,11 +106,24 @@ def _one_at_a_time(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return changing
 
 
+# The reason of a one-shot recorded expired because its time had passed when it was first
+# read: the daemon may have been stopped at that time, so "added too late" may be untrue.
+PAST_AT_READ = "its time had already passed when agentcron first read it from the config file"
+
+
+class FileSync(NamedTuple):
+    """What applying the file's tasks changed, and the one-shots it recorded expired
+    (each with its spec): nothing runs them, so they are told."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    expired: list[tuple[TaskSpec, Slot]]
+
+
 class Service(HistoryMixin, StatusMixin, BudgetsMixin):
     # ---- sync from the config file ----------------------------------------------------
-    def sync_file_tasks(
-        self, specs: Mapping[str, TaskSpec]
-    ) -> tuple[list[str], list[str], list[str]]:
+    def sync_file_tasks(self, specs: Mapping[str, TaskSpec]) -> FileSync:
         now = self.clock.now()
         # The store keeps an existing task's grid position unless its schedule changed;
         # this value only serves new tasks and changed schedules.
@@ -119,19 +132,23 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             for name, spec in specs.items()
         }
         added, changed, removed = self.store.sync_file_tasks(list(specs.values()), now, next_fire)
-        for name in added:
-            self._expire_past_one_shot(specs[name], now)
-        return added, changed, removed
+        expired = [
+            (specs[name], slot)
+            for name in added
+            if (slot := self._expire_past_one_shot(specs[name], now)) is not None
+        ]
+        return FileSync(added, changed, removed, expired)
 
-    def _expire_past_one_shot(self, spec: TaskSpec, now: datetime) -> None:
-        """A one-shot written in the file with a time already past never fires: it is
-        recorded ``expired`` with the reason (so `list` and `runs` show it, and the
-        daemon's report of slots that did not run tells it) instead of staying silent."""
+    def _expire_past_one_shot(self, spec: TaskSpec, now: datetime) -> Slot | None:
+        """A one-shot whose time had passed when it was first read from the file never
+        fires: it is recorded ``expired`` with the reason, so `list` and `runs` show it,
+        and returned, for the daemon to tell the owner (its report of slots that did not
+        run) and the CLI to say. Its time may have passed while no daemon ran, not only
+        by a mistake in the file: either way nothing runs, and someone must hear."""
         if spec.at is None or spec.paused or self.first_fire(spec, now) is not None:
-            return
+            return None
         at = spec.at if spec.at.tzinfo else spec.at.replace(tzinfo=self._zone(spec))
-        reason = "its time had already passed when it was added to the config file"
-        self.store.add_slot(spec.name, NewSlot(at, SlotStatus.EXPIRED, reason), now)
+        return self.store.add_slot(spec.name, NewSlot(at, SlotStatus.EXPIRED, PAST_AT_READ), now)
 
     def tasks_added_elsewhere(self, names: list[str]) -> list[str]:
         """Which of ``names`` are tasks added with `agentcron add`, the API or an agent

@@ -1277,6 +1277,11 @@ class Engine:
             if slot.status.is_final:
                 self._tell_slot_listeners(spec, slot)
 
+    def tell_recorded_slot(self, spec: TaskSpec, slot: Slot) -> None:
+        """Tell the slot listeners of a slot recorded final without a run elsewhere than
+        in a tick (a one-shot whose time had passed when the file was first read)."""
+        self._tell_slot_listeners(spec, slot)
+
     def _tell_slot_listeners(self, spec: TaskSpec, slot: Slot) -> None:
         for listener in self.slot_listeners:
             try:

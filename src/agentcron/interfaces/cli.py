@@ -184,7 +184,10 @@ def service_for(
                     "`agentcron add`, the API or an agent; rename them in the file"
                 )
             else:
-                service.sync_file_tasks(loaded.tasks)
+                synced = service.sync_file_tasks(loaded.tasks)
+                for spec, slot in synced.expired:  # no daemon read it: this is the telling
+                    words = render.expired_at_read(spec, slot, loaded.timezone)
+                    err.print(f"[yellow]warning:[/] {rich_escape(words)}")
         try:
             yield service
         except ServiceError as exc:

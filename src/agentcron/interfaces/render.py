@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentcron.interfaces.zone_names import in_zone, zone_label
+from agentcron.model import Slot, TaskSpec
 
 _HEALTH_STYLE = {
     "ok": "green",
@@ -465,6 +466,15 @@ def _change(before: Any, after: Any) -> str:
     if before is None:
         return "" if after is None else str(after)[:120]
     return f"was {str(before)[:120]}" if after is None else f"{before} -> {after}"[:160]
+
+
+def expired_at_read(spec: TaskSpec, slot: Slot, default_zone: str | None) -> str:
+    """What the CLI says of a one-shot it recorded expired when it read the file."""
+    zone = spec.timezone or default_zone
+    return (
+        f"task {spec.name}, due {_full(slot.scheduled_for.isoformat(), zone)}: {slot.reason}; "
+        f"recorded expired, it will not run (`agentcron trigger {spec.name}` runs it now)"
+    )
 
 
 def _full(ts: str | None, zone: str | None = None) -> str:

@@ -1,0 +1,74 @@
+"""A one-shot whose time had passed when agentcron first read it from the file (written
+while no daemon ran, or with a date already gone) never runs: it is recorded
+``expired``, and someone hears of it. Before, the slot was recorded and nothing was
+said: the daemon's report of runs that did not happen never saw it (outside-in probe:
+an ``at`` task written before its time, read by a daemon started after it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentcron.daemon import Daemon
+from agentcron.interfaces.cli import app
+from agentcron.service import PAST_AT_READ
+from e2e_webhook import WebhookReceiver
+from harness import until
+from test_reload import run_reloading, said
+
+PAST = '  once:\n    at: "2026-01-02T09:00"\n    expires: 2s\n    command: [echo, once]\n'
+EVERY = "tasks:\n  a:\n    every: 1h\n    command: [echo, a]\n"
+
+
+def _runs(home: Path, task: str) -> list[dict[str, object]]:
+    result = CliRunner().invoke(app, ["--home", str(home), "runs", task, "--json"])
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, object]] = json.loads(result.stdout)
+    return rows
+
+
+@pytest.mark.slow
+def test_a_daemon_tells_a_one_shot_expired_at_its_first_read_and_at_a_reload(
+    tmp_path: Path,
+) -> None:
+    with WebhookReceiver() as hook:
+        config = tmp_path / "agentcron.yaml"
+        head = f'timezone: UTC\nnotify: ["{hook.url}"]\n'
+        config.write_text(head + EVERY + PAST)
+
+        async def body(daemon: Daemon) -> None:
+            # read at start, before the notifier exists: told once it does
+            await until(lambda: len(said(hook, "once")) == 1, timeout=30)
+            # a second one-shot added by an edit while the daemon runs
+            config.write_text(head + EVERY + PAST + PAST.replace("once", "twice"))
+            await until(lambda: len(said(hook, "twice")) == 1, timeout=30)
+
+        run_reloading(config, body)
+        first, second = said(hook, "once")[0], said(hook, "twice")[0]
+    assert "did not run" in first and "once: 1 expired" in first, first
+    assert PAST_AT_READ in first, first
+    assert "twice: 1 expired" in second and PAST_AT_READ in second, second
+    [run] = _runs(tmp_path / "home", "once")
+    assert run["status"] == "expired" and run["reason"] == PAST_AT_READ, run
+
+
+def test_the_cli_that_records_it_says_so_once(tmp_path: Path) -> None:
+    """With no daemon, the first command that reads the file records the slot: that
+    command's user is the one who can hear of it, on stderr; the next says nothing."""
+    config = tmp_path / "agentcron.yaml"
+    config.write_text("timezone: UTC\n" + EVERY + PAST)
+    home = tmp_path / "home"
+    argv = ["--home", str(home), "--config", str(config), "list", "--json"]
+    first = CliRunner().invoke(app, argv)
+    assert first.exit_code == 0, first.output
+    assert (
+        "task once, due 2026-01-02 09:00 UTC: " + PAST_AT_READ + "; recorded expired, it will "
+        "not run (`agentcron trigger once` runs it now)"
+    ) in " ".join(first.stderr.split()), first.stderr
+    again = CliRunner().invoke(app, argv)
+    assert again.exit_code == 0 and "once" not in again.stderr, again.stderr
+    [run] = _runs(home, "once")
+    assert run["status"] == "expired", run
