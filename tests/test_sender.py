@@ -409,7 +409,7 @@ def test_a_send_given_up_on_is_not_sent_again_while_it_may_still_go_out(
     up to three). The retry now waits for the first post's answer, and its late OK
     counts as the message sent."""
     from agentcron.notify import channels
-    from agentcron.notify.channels import STILL_SENDING, AppriseChannel
+    from agentcron.notify.channels import STILL_SENDING, AppriseChannel, unanswered
     from e2e_sink import Sink
 
     monkeypatch.setattr(channels, "_GRACE", 0.0)  # stop waiting after the 1 s deadline
@@ -448,7 +448,7 @@ def test_a_send_given_up_on_is_not_sent_again_while_it_may_still_go_out(
         with caplog.at_level("WARNING", logger="agentcron"):
             delivered = asyncio.run(scenario())
         posts = sink.posts
-    assert errors == ["no answer within 1s", STILL_SENDING]
+    assert errors == [unanswered(1), STILL_SENDING]
     assert delivered == 1  # the late OK of the first post
     assert len(posts) == 1, posts
     assert outbox.due(clock.now() + timedelta(hours=1), 10) == []

@@ -35,12 +35,14 @@ from agentcron.clock import Clock
 from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import Delivery, DeliveryStatus, Message, TaskSpec
 from agentcron.notify.channels import (
+    UNANSWERED,
     Channel,
     KeyedChannel,
     SendResult,
     channel_for,
     channel_key,
     message_parts,
+    unanswered,
 )
 from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
 from agentcron.notify.messages import OUTPUT_GONE
@@ -266,7 +268,7 @@ class DeliveryWorker:
             async with asyncio.timeout(SEND_LIMIT):
                 result = await self._send_parts(channel, delivery, parts)
         except TimeoutError:
-            result = SendResult(ok=False, error=f"no answer within {SEND_LIMIT:g}s")
+            result = SendResult(ok=False, error=unanswered(SEND_LIMIT))
         except Exception as exc:  # a channel's bug is a failed attempt, not a lost claim
             result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
         now = self.clock.now()
@@ -291,6 +293,7 @@ class DeliveryWorker:
                         target_redacted=delivery.target_key,
                         attempts=attempts,
                         targets=tuple(channel_key(url) for url in spec.deliver),
+                        unanswered_before=UNANSWERED in (delivery.last_error or ""),
                     ),
                 )
             return

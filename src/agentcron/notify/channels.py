@@ -60,6 +60,7 @@ import shlex
 import signal
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -100,6 +101,14 @@ STILL_SENDING = (
     "not sent again: an earlier send of this message has had no answer yet and may still go out"
 )
 _GIVEN_UP_KEPT = 100  # sends given up on, remembered per channel
+# What a send that got no answer in time is said to be: the service may have taken it.
+UNANSWERED = "no answer within"
+
+
+def unanswered(seconds: float) -> str:
+    """The error of a send that had no answer within ``seconds``."""
+    return f"{UNANSWERED} {seconds:g}s: the service may have taken the message all the same"
+
 
 _NOTIFY_TYPES = {
     "warning": NotifyType.WARNING,
@@ -189,7 +198,7 @@ class AppriseChannel:
             async with asyncio.timeout(self._timeout + _GRACE):
                 return await asyncio.wrap_future(done)
         except TimeoutError:
-            return SendResult(ok=False, error=f"no answer within {self._timeout:g}s")
+            return SendResult(ok=False, error=unanswered(self._timeout))
         except Exception as exc:  # a bug in a plugin must not take the sender down
             error = f"{type(exc).__name__}: {exc}"
             return SendResult(ok=False, error=redact(error, self._secrets))
@@ -234,6 +243,7 @@ class AppriseChannel:
         _patient(plugin, self._url, self._timeout)
         notifier = apprise.Apprise()
         notifier.add(plugin)
+        began = time.monotonic()
         with notifier.notify(
             body=msg.body,
             title=msg.title,
@@ -244,7 +254,15 @@ class AppriseChannel:
             if result.status == AppriseResultStatus.SUCCESS:
                 return SendResult(ok=True)
             if result.status == AppriseResultStatus.TIMEOUT:
-                return SendResult(ok=False, error=f"no answer within {self._timeout:g}s")
+                return SendResult(ok=False, error=unanswered(self._timeout))
+            # Apprise words a read timeout as "A Connection error occurred": a slow
+            # webhook that took the output on each of four attempts was told as a
+            # connection error (outside-in probe). A failure that came when the read
+            # timeout ran out is said as what it is.
+            read_timeout = getattr(plugin, "socket_read_timeout", None)
+            waited = time.monotonic() - began
+            if isinstance(read_timeout, int | float) and 0 < read_timeout <= waited + 0.25:
+                return SendResult(ok=False, error=unanswered(float(read_timeout)))
             reasons = list(dict.fromkeys(entry.message for entry in result.logs()))
             reason = " ".join(reasons[-2:]) or f"{plugin.service_name} refused the message"
             return SendResult(ok=False, error=redact(reason, self._secrets))

@@ -211,6 +211,8 @@ class DeliveryRecovered:
     attempts: int = 1
     # the task's deliver targets now (their keys); empty: not known
     targets: tuple[str, ...] = ()
+    # the attempt before got no answer in time: the target may have taken it as well
+    unanswered_before: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -426,9 +426,21 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
     if cause.slot_id == inc.slot_id:
         return (
             f"{task}'s output was delivered to {cause.target_redacted} after "
-            f"{_plural(cause.attempts, 'attempt')}.{lost}"
+            f"{_plural(cause.attempts, 'attempt')}.{_maybe_twice(cause)}{lost}"
         )
     return f"{task}'s output is being delivered to {cause.target_redacted} again.{lost}"
+
+
+def _maybe_twice(cause: DeliveryRecovered) -> str:
+    """Said when an earlier attempt got no answer in time: the target may have taken
+    that one too (a slow webhook got the output on each of four attempts, while the
+    owner read only "Connection error"; outside-in probe)."""
+    if not cause.unanswered_before:
+        return ""
+    return (
+        " An earlier attempt got no answer in time, so the output may have arrived more "
+        "than once (each attempt carried the same idempotency key)."
+    )
 
 
 def _given_up_meanwhile(inc: Incident) -> str:
@@ -618,10 +630,22 @@ def render_removed_task(
     failed = sum(i.failed_runs for i in incidents if i.kind is IncidentKind.FAILURE)
     count = f", {_plural(failed, 'failed run')}" if failed else ""
     who = f" {by}" if by else ""
+    if any(i.kind is IncidentKind.DELIVERY for i in incidents):
+        # its deliveries keep going (they said "nothing more" while the output then
+        # arrived: outside-in probe); only one that gives up is told again
+        rest = (
+            "Its waiting runs and retries are cancelled; the outputs still waiting to be "
+            "delivered are still delivered, and one that gives up is told once. Its "
+            "history stays"
+        )
+    else:
+        rest = (
+            "Its waiting runs and retries are cancelled and nothing more will be told of "
+            "it; its history stays"
+        )
     body = (
-        f"{task} was removed{who} while {what} (since {since}{count}). Its waiting runs "
-        "and retries are cancelled and nothing more will be told of it; its history "
-        f"stays (`agentcron runs {task}`)."
+        f"{task} was removed{who} while {what} (since {since}{count}). {rest} "
+        f"(`agentcron runs {task}`)."
     )
     return Message(
         title=redact(f"⚠ {task} was removed while {what}"),

@@ -42,6 +42,7 @@ from agentcron.notify.channels import (
     KeyedChannel,
     SendResult,
     channel_for,
+    unanswered,
 )
 from agentcron.notify.outbox import idempotency_key
 from agentcron.redact import redact
@@ -224,7 +225,7 @@ class OutboxSender:
                 else:
                     result = await channel.send(message)
         except TimeoutError:
-            result = SendResult(ok=False, error=f"no answer within {SEND_LIMIT:g}s")
+            result = SendResult(ok=False, error=unanswered(SEND_LIMIT))
         except Exception as exc:  # a channel's bug must not lose the message
             result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
         return result

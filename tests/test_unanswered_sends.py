@@ -1,0 +1,157 @@
+"""A send that gets no answer in time is said as such, and a delivery that then arrives
+says it may have arrived more than once.
+
+Outside-in probe: a webhook that answered after 30 s took the output on each of four
+attempts, while the owner read "could not be delivered: A Connection error occurred"
+(Apprise's words for its read timeout) and then "delivered after 4 attempts"."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agentcron.delivery.worker import DeliveryWorker
+from agentcron.model import DeliveryStatus, Message
+from agentcron.notify.channels import UNANSWERED, AppriseChannel, SendResult, unanswered
+from agentcron.notify.events import DeliveryFailed, DeliveryRecovered, Event
+from harness import Harness
+from test_incidents import Feed, local
+
+MESSAGE = Message(
+    title="story", body="Once upon a time.", task="story", event="delivery",
+    incident_kind="", severity="info",
+)  # fmt: skip
+
+
+class _Slow(BaseHTTPRequestHandler):
+    delay = 2.0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(self.delay)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_a_read_timeout_is_said_as_no_answer_not_as_a_connection_error(slow_port: int) -> None:
+    channel = AppriseChannel(f"json://127.0.0.1:{slow_port}/hook?rto=1")
+    result = asyncio.run(channel.send(MESSAGE))
+    assert (result.ok, result.error) == (False, unanswered(1)), result
+    assert result.error is not None and "may have taken the message" in result.error
+
+
+def test_a_refused_connection_is_not_said_to_have_no_answer() -> None:
+    import socket
+
+    with socket.socket() as free:  # a port nobody listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    result = asyncio.run(AppriseChannel(f"json://127.0.0.1:{port}/hook?rto=5").send(MESSAGE))
+    assert not result.ok and UNANSWERED not in (result.error or ""), result
+
+
+class _LateThenFine:
+    """Got no answer in time once, then took it."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+
+    async def send(self, msg: Message) -> SendResult:
+        self.sends += 1
+        if self.sends == 1:
+            return SendResult(ok=False, error=unanswered(24))
+        return SendResult(ok=True)
+
+
+def test_a_delivery_after_an_unanswered_attempt_says_it_may_have_arrived_twice(
+    sqlite_store, clock, home: Path
+) -> None:  # type: ignore[no-untyped-def]
+    channel = _LateThenFine()
+    events: list[Event] = []
+
+    async def scenario() -> None:
+        h = Harness(sqlite_store, clock, home)
+        h.add("story", lambda: "text", every="1h", deliver=["json://127.0.0.1:9/d"])
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        worker = DeliveryWorker(
+            sqlite_store,
+            clock,
+            emit=lambda _spec, event: events.append(event),
+            channel_factory=lambda _url: channel,
+        )
+        assert await worker.drain_once() == 1
+        clock.advance(timedelta(minutes=2))
+        assert await worker.drain_once() == 1
+
+    asyncio.run(scenario())
+    failed, recovered = events
+    assert isinstance(failed, DeliveryFailed) and failed.error == unanswered(24)
+    assert isinstance(recovered, DeliveryRecovered) and recovered.unanswered_before
+    (slot,) = sqlite_store.slots("story")
+    (delivery,) = sqlite_store.deliveries(slot.id)
+    assert delivery.status is DeliveryStatus.DELIVERED
+    # and the owner reads it
+    feed = Feed()
+    feed([failed])
+    closing = feed([recovered])
+    [text] = feed.texts(closing)
+    assert "after 2 attempts" in text and "may have arrived more than once" in text, text
+
+
+def test_a_delivery_after_a_refused_attempt_says_nothing_of_twice() -> None:
+    feed = Feed()
+    feed(
+        [
+            DeliveryFailed(
+                task="story", at=local(10, 2, 6), slot_id=1, target_redacted="json://…",
+                error="connection refused", retry_at=local(10, 2, 7),
+            )
+        ]
+    )  # fmt: skip
+    closing = feed(
+        [DeliveryRecovered(task="story", at=local(10, 2, 9), slot_id=1,
+                           target_redacted="json://…", attempts=2)]
+    )  # fmt: skip
+    assert feed.texts(closing) == ["✔ story's output was delivered to json://… after 2 attempts."]
+
+
+def test_a_task_removed_while_its_output_could_not_be_delivered_says_delivery_goes_on() -> None:
+    """Its deliveries keep going (README): "nothing more will be told of it" was said while
+    the output then arrived (outside-in probe)."""
+    from agentcron.model.incident import Incident, IncidentKind
+    from agentcron.notify.messages import render_removed_task
+
+    now = local(10, 3, 0)
+    incident = Incident(
+        id=1, task="gone", kind=IncidentKind.DELIVERY, opened_at=local(10, 2, 0),
+        updated_at=local(10, 2, 0), summary="could not be delivered",
+    )  # fmt: skip
+    message = render_removed_task("gone", [incident], None, now, ZoneInfo("UTC"))
+    assert "nothing more will be told" not in message.body, message.body
+    assert "still waiting to be delivered are still delivered" in message.body, message.body
+    assert "one that gives up is told once" in message.body
