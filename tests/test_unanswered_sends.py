@@ -155,3 +155,52 @@ def test_a_task_removed_while_its_output_could_not_be_delivered_says_delivery_go
     assert "nothing more will be told" not in message.body, message.body
     assert "still waiting to be delivered are still delivered" in message.body, message.body
     assert "one that gives up is told once" in message.body
+
+
+class _Refusing:
+    async def send(self, msg: Message) -> SendResult:
+        return SendResult(ok=False, error="connection refused")
+
+
+def test_a_told_retry_is_looked_at_at_its_time_not_at_the_beat_after(
+    sqlite_store, clock, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """ "Retrying at 01:13:33" was followed by the attempt at 01:13:38.7: the worker
+    looked only on the daemon's beat (outside-in probe). Its sleep now ends at the
+    retry it recorded."""
+    import agentcron.delivery.worker as worker_module
+
+    asked: list[float | None] = []
+
+    def when_to_wake(every: float, sooner: float | None = None) -> float:
+        asked.append(sooner)
+        return asyncio.get_running_loop().time() + 0.01
+
+    monkeypatch.setattr(worker_module, "when_to_wake", when_to_wake)
+
+    async def scenario() -> DeliveryWorker:
+        h = Harness(sqlite_store, clock, home)
+        h.add("story", lambda: "text", every="1h", deliver=["json://127.0.0.1:9/d"],
+              delivery_backoff=["90s", "5m"])  # fmt: skip
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        worker = DeliveryWorker(
+            sqlite_store, clock, emit=lambda _s, _e: None, channel_factory=lambda _u: _Refusing()
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run_forever(stop, interval=6.0))
+        deadline = asyncio.get_running_loop().time() + 10
+        while (
+            not [a for a in asked if a is not None] and asyncio.get_running_loop().time() < deadline
+        ):
+            await asyncio.sleep(0.01)
+        stop.set()
+        await running
+        return worker
+
+    worker = asyncio.run(scenario())
+    told = [a for a in asked if a is not None]
+    assert told and told[0] == pytest.approx(90.0), asked
+    clock.advance(timedelta(seconds=90))
+    assert worker._until_next_retry() == 0.0  # its time came: look now
+    assert worker._until_next_retry() is None  # and then only the beat

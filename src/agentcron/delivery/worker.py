@@ -21,6 +21,7 @@ over.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import time
@@ -102,6 +103,10 @@ class DeliveryWorker:
         # seconds between tries of recording an answer the database refused
         self.record_backoff: tuple[float, ...] = RECORD_BACKOFF
         self._away: Callable[[], bool] = lambda: False  # run_forever's hold
+        # the retries this worker recorded and told ("Retrying at 01:13:33"), soonest
+        # first: each looked at then, not at the beat after it (up to a beat late, an
+        # outside-in probe saw); other nodes' retries are found on the beat
+        self._retries: list[datetime] = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -126,11 +131,23 @@ class DeliveryWorker:
             while not stop.is_set():
                 work = (lambda: self.drain_once(wait=False)) if woken else self._look
                 await self._faults.run_pass(work, hold, escalate_after)
-                await sleeper.until(when_to_wake(interval))
+                await sleeper.until(when_to_wake(interval, self._until_next_retry()))
                 woken = self._wake.is_set()
                 self._wake.clear()
         finally:
             sleeper.close()
+
+    def _until_next_retry(self) -> float | None:
+        """Seconds until the earliest retry recorded here, or None when none waits; a
+        retry whose time has come is forgotten (the look then claims it)."""
+        now = self.clock.now()
+        came = False
+        while self._retries and self._retries[0] <= now:
+            heapq.heappop(self._retries)
+            came = True
+        if came:
+            return 0.0
+        return (self._retries[0] - now).total_seconds() if self._retries else None
 
     async def _look(self) -> int:
         """The periodic look: claim only when the store says something is due."""
@@ -306,6 +323,10 @@ class DeliveryWorker:
         if not await self._record(delivery, status, attempts, retry_at, error):
             self._lost_claim(delivery)
             return
+        if retry_at is not None:
+            if len(self._retries) >= PARTS_REMEMBERED:
+                self._retries.clear()  # a bound: the beat finds them all the same
+            heapq.heappush(self._retries, retry_at)
         log.warning(
             "delivery of %s to %s failed (attempt %d): %s",
             delivery.task,
