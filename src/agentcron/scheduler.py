@@ -82,12 +82,10 @@ class Scheduler:
             # object) read its schedule in the zone the daemon does
             raw.setdefault("timezone", self.timezone)
         if func is not None:
-            target = raw.get("python") or f"{func.__module__}:{func.__qualname__}"
-            if not re.match(r"^[\w.]+:[\w.]+$", target):  # e.g. a function defined in a function
-                target = "__agentcron__:" + re.sub(r"\W", "_", name)
+            target, own = _python_target(name, func, raw.get("python"))
             raw["python"] = target
             raw.setdefault("isolation", "inline")
-            module = target.partition(":")[0]
+            module = str(target).partition(":")[0]
             if raw["isolation"] == "process" and module in ("__main__", "__agentcron__"):
                 # a worker process imports the target: it cannot find these, and every
                 # run failed as "the function raised AttributeError" (probe)
@@ -103,7 +101,8 @@ class Scheduler:
                     ],
                     "<python>",
                 )
-            self.callables[target] = func
+            if own:
+                self.callables[target] = func
         if name in self.tasks:
             raise ConfigError(
                 [_problem(f"tasks.{name}", f"task {name!r} is registered twice")], "<python>"
@@ -215,6 +214,22 @@ class Scheduler:
         """Run in the foreground until interrupted."""
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(self.run_async())
+
+
+def _python_target(name: str, func: Callable[..., Any], named: Any) -> tuple[str, bool]:
+    """The task's ``python`` target, and whether it is ``func`` itself.
+
+    ``python="module:function"`` names what runs, inline (imported in this process)
+    or in a worker: the decorated function is then only a stub (``def heartbeat():
+    ...``), and registering it under the target ran the stub and recorded its
+    ``None`` as a success while the named function never ran (probe). Only a target
+    that is the function's own path (or none given) calls the function itself."""
+    own = f"{func.__module__}:{func.__qualname__}"
+    if named is not None:
+        return named, named == own
+    if not re.match(r"^[\w.]+:[\w.]+$", own):  # e.g. a function defined in a function
+        return "__agentcron__:" + re.sub(r"\W", "_", name), True
+    return own, True
 
 
 def _problem(location: str, message: str) -> Any:
