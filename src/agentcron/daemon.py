@@ -48,7 +48,12 @@ from agentcron.notify.direct import daemon_message, tell_owner_directly
 from agentcron.notify.notifier import Notifier
 from agentcron.notify.sender import OutboxSender
 from agentcron.redact import redact
-from agentcron.retention import default_keep_history, prune_history, prune_outputs
+from agentcron.retention import (
+    OutputsCadence,
+    default_keep_history,
+    prune_history,
+    prune_outputs,
+)
 from agentcron.service import DAEMON_STALE_AFTER, Defaults, Service
 from agentcron.store import Store, open_store, parse_db_url
 from agentcron.store.changes import ChangeListener
@@ -1047,27 +1052,47 @@ class Daemon:
             self._tell_soon(daemon_message("its database file is back", text, "database", ok=True))
 
     async def _retention_loop(self) -> None:
+        """History and kept outputs every ``retention_interval``; between two such full
+        passes, the outputs of tasks with a short ``keep_outputs`` every tenth of it
+        (at least one beat; see :class:`~agentcron.retention.OutputsCadence`)."""
         assert self.store is not None
+        cadence = OutputsCadence(self.options.retention_interval, self.beat)
+        full_at = float("-inf")  # epoch seconds of the next full pass
         while not self.stop_event.is_set():
+            now = self.clock.now()
+            epoch = now.timestamp()
+            # a full pass when due (or the clock stepped back past the last one)
+            full = not full_at - self.options.retention_interval < epoch < full_at
+            if full:
+                full_at = epoch + self.options.retention_interval
             unremoved: list[str] = []  # files that could not be deleted ("PATH: why")
-            if self.config is not None:
+            if full and self.config is not None:
                 try:
                     report = await asyncio.to_thread(
                         prune_history,
                         self.store,
                         self.options.home,
-                        self.clock.now(),
+                        now,
                         default_keep_history(self.config.defaults),
                     )
                     unremoved += report.unremoved
                 except Exception:
                     log.exception("pruning history failed; trying again later")
+            if self.config is not None:
+                cadence.configured(self.config.tasks, self.config.defaults)
             try:
                 # outputs still waiting to be delivered, and each task's newest
                 # success's (context: previous), are kept whatever their age
                 keep = await asyncio.to_thread(self.store.outputs_to_keep)
                 removed = await asyncio.to_thread(
-                    prune_outputs, self.options.home, self.store.get_task, keep, None, unremoved
+                    prune_outputs,
+                    self.options.home,
+                    self.store.get_task,
+                    keep,
+                    epoch,
+                    unremoved,
+                    walks=cadence.walks(epoch, full),
+                    seen=cadence.seen,
                 )
                 if removed:
                     log.info("pruned %d kept output file(s) past keep_outputs", removed)
@@ -1077,7 +1102,7 @@ class Daemon:
                 self._tell_unremoved(unremoved)
             except Exception:
                 log.exception("could not queue the message of files retention left")
-            await self._sleep_beats(self.options.retention_interval)
+            await self._sleep_beats(cadence.every())
 
     def _tell_unremoved(self, unremoved: list[str]) -> None:
         """Files retention could not delete (a permission, an immutable file): told

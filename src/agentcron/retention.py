@@ -14,6 +14,7 @@ outputs, the last runs the detectors read) is enforced by the store's statements
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -35,6 +36,11 @@ def prune_outputs(
     keep: set[str],
     now: float | None = None,
     failures: list[str] | None = None,
+    *,
+    walks: Callable[[str], bool] | None = None,
+    seen: dict[str, timedelta | None] | None = None,
+    counts: dict[str, int] | None = None,
+    dry_run: bool = False,
 ) -> int:
     """Delete output files older than their task's ``keep_outputs``; returns how many.
 
@@ -43,6 +49,12 @@ def prune_outputs(
     a symbolic link leads to. ``keep`` holds paths that must stay (see
     ``Store.outputs_to_keep``); ``now`` is epoch seconds. A file that cannot be
     deleted is logged and, with ``failures``, added to it ("PATH: why").
+
+    ``walks`` (a folder's name) picks the folders looked at, all by default: the
+    daemon's frequent pass walks only the tasks whose ``keep_outputs`` is short (see
+    :class:`OutputsCadence`). ``seen`` gets each looked-up task's ``keep_outputs``
+    (None for a task that is gone or keeps all), ``counts`` the files per task, and
+    ``dry_run`` counts what would go, deleting nothing.
     """
     current = time.time() if now is None else now
     removed = 0
@@ -50,29 +62,130 @@ def prune_outputs(
     if not root.is_dir():
         return 0
     for folder in sorted(root.iterdir()):
+        if walks is not None and not walks(folder.name):
+            continue
         # a link is not a folder agentcron made: what it points at is not the home's
         # to delete (only real folders and files under HOME/outputs are pruned)
         real = folder.is_dir() and not folder.is_symlink()
         rec = task_of(folder.name) if real else None
-        if rec is None or rec.spec.keep_outputs is None:
+        kept = rec.spec.keep_outputs if rec is not None else None
+        if seen is not None and real:
+            seen[folder.name] = kept
+        if kept is None:
             continue
-        cutoff = current - rec.spec.keep_outputs.total_seconds()
+        cutoff = current - kept.total_seconds()
+        here = 0
         for path in folder.iterdir():
             try:
                 if str(path) in keep or path.is_symlink() or not path.is_file():
                     continue
                 if path.stat().st_mtime >= cutoff:
                     continue
-                path.unlink()
-                removed += 1
+                if not dry_run:
+                    path.unlink()
+                here += 1
             except OSError as exc:
                 log.warning("could not prune %s: %s", path, exc)
                 if failures is not None:
                     failures.append(f"{path}: {exc.strerror or exc}")
+        removed += here
+        if counts is not None and here:
+            counts[folder.name] = counts.get(folder.name, 0) + here
     return removed
 
 
+# The daemon removes a kept output within a tenth of its keep_outputs (at least one beat;
+# the hourly pass at the latest): `keep_outputs: 1m` with a run a second kept 300 files
+# a task five minutes on, when outputs were pruned only hourly (outside-in probe)
+OUTPUT_PASSES = 10
+
+
+class OutputsCadence:
+    """When the daemon's retention duty prunes kept outputs, and which tasks' folders.
+
+    A full pass (every ``full_every`` seconds, with the history) walks every output
+    folder and notes each task's ``keep_outputs``. Between two, a frequent pass every
+    tenth of the smallest ``keep_outputs`` in force (at least ``beat``) walks only the
+    tasks whose ``keep_outputs`` the hourly pass would overrun, each no more often than
+    its own tenth, and the folders the last full pass did not see (tasks new since): its
+    cost follows the short-lived outputs, not the size of the home.
+    """
+
+    def __init__(self, full_every: float, beat: float) -> None:
+        self.full_every = full_every
+        self.beat = beat
+        self.seen: dict[str, timedelta | None] = {}  # folder -> its task's keep_outputs
+        self._walked: dict[str, float] = {}  # folder -> epoch seconds of its last walk
+        self._config: dict[str, timedelta | None] = {}  # what the config file says
+        self._default: timedelta | None = None  # that of its `defaults:`
+
+    def configured(
+        self, tasks: Mapping[str, TaskSpec], task_defaults: Mapping[str, Any] | None
+    ) -> None:
+        """What the config in force says: its tasks' ``keep_outputs`` (a reload that
+        shortens one is walked at the next pass, not the next full one), and that of
+        ``defaults:`` (what tasks added later through the API get)."""
+        self._config = {name: spec.keep_outputs for name, spec in tasks.items()}
+        self._default = default_keep_outputs(task_defaults)
+
+    def _tenth(self, keep: timedelta | None) -> float | None:
+        """How often a task keeping outputs ``keep`` is walked; None: the full pass does."""
+        if keep is None:
+            return None
+        every = max(self.beat, keep.total_seconds() / OUTPUT_PASSES)
+        return every if every < self.full_every else None
+
+    def every(self) -> float:
+        """Seconds between two passes: a tenth of the smallest ``keep_outputs`` in
+        force, at least one beat, at most ``full_every``."""
+        tenths = [
+            t
+            for keep in (*self.seen.values(), *self._config.values(), self._default)
+            if (t := self._tenth(keep)) is not None
+        ]
+        return min(tenths, default=self.full_every)
+
+    def walks(self, now: float, full: bool = False) -> Callable[[str], bool]:
+        """Which folders the pass at ``now`` walks: every one for a ``full`` pass
+        (what it sees replaces what was noted), else see the class."""
+        step = self.every()
+        if full:
+            self.seen.clear()
+            self._walked.clear()
+
+        def walked(name: str) -> bool:
+            if not full and name in self.seen:
+                tenth = self._tenth(self.seen[name])
+                said = self._tenth(self._config.get(name))
+                if said is not None and (tenth is None or said < tenth):
+                    tenth = said  # a reload shortened it; the store may not say so yet
+                if tenth is None:
+                    return False
+                # due before the next pass comes: walked now, never later than its tenth
+                if now + step < self._walked.get(name, -math.inf) + tenth:
+                    return False
+            self._walked[name] = now
+            return True
+
+        return walked
+
+
+def default_keep_outputs(task_defaults: Mapping[str, Any] | None) -> timedelta | None:
+    """``keep_outputs`` of the config's ``defaults:``, else 30 days; None keeps them
+    (and so does a value the loader would have rejected)."""
+    if not task_defaults or "keep_outputs" not in task_defaults:
+        return DEFAULT_KEEP_OUTPUTS
+    raw = task_defaults["keep_outputs"]
+    if raw is None:
+        return None
+    try:
+        return parse_duration(raw)
+    except ValueError:
+        return None
+
+
 DEFAULT_KEEP_HISTORY: timedelta | None = TaskSpec.model_fields["keep_history"].default
+DEFAULT_KEEP_OUTPUTS: timedelta | None = TaskSpec.model_fields["keep_outputs"].default
 SKIP_STREAK_KEPT = 3  # the skip-streak detector reads a task's 3 newest final slots
 STOPPED_NODE_KEPT = timedelta(days=1)  # `doctor` shows a cleanly stopped daemon this long
 SILENT_NODE_KEPT = timedelta(days=7)  # a node silent this long is gone, crashed or not
