@@ -133,6 +133,16 @@ def test_a_home_of_code_tasks_is_told_to_start_its_program_not_agentcron_run(
     assert "start it with `agentcron run`" not in said
     health = json.loads(runner.invoke(app, ["health", "--json"]).output)
     assert "the program that runs its `agentcron.Scheduler`" in health["problem"]
+    # and a trigger says what starts it, not `agentcron run` (which would fail the run
+    # "'__main__' has no attribute", naming no wrong daemon: outside-in probe)
+    trigger = runner.invoke(app, ["trigger", "digest"])
+    said = " ".join(trigger.output.split())
+    assert trigger.exit_code == 0, said
+    assert (
+        "the daemon is not running: the run starts when the program that runs its "
+        "`agentcron.Scheduler`"
+    ) in said, said
+    assert "`agentcron run` starts the daemon" not in said
 
 
 def test_next_marks_dst_gap_and_accepts_from(cli) -> None:

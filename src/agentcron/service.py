@@ -38,7 +38,7 @@ from agentcron._service.base import (
 )
 from agentcron._service.budgets import BudgetsMixin
 from agentcron._service.history import HistoryMixin, check_limit
-from agentcron._service.status import DAEMON_STALE_AFTER, StatusMixin
+from agentcron._service.status import DAEMON_STALE_AFTER, RUN_COMMAND, StatusMixin
 from agentcron.gc_pause import gc_paused
 from agentcron.health import budget_health, task_health
 from agentcron.model import (
@@ -630,6 +630,12 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             if slot is not None and slot.status is not SlotStatus.PENDING:
                 return Said("the daemon has started it")
         if not self.daemon_status()["alive"]:
+            start_with = self._start_with()
+            if start_with != RUN_COMMAND:
+                # tasks of a program's Scheduler: `agentcron run` would fail their runs
+                # (outside-in probe: the CLI pointed there, and each run then failed
+                # "'__main__' has no attribute" without naming the wrong daemon)
+                return Said(f"the daemon is not running: the run starts when {start_with} does")
             return Said(
                 "the daemon is not running: the run starts when it does",
                 Advice(Act.START_DAEMON),
