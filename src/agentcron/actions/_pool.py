@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agentcron.actions._worker import LINE_LIMIT
 from agentcron.actions.base import ActionContext, ActionResult
 from agentcron.actions.command import (
     group_alive,
@@ -30,13 +31,13 @@ from agentcron.actions.command import (
     terminate_group,
 )
 from agentcron.actions.output import read_output, tail_lines
+from agentcron.classify.extract import cut
 from agentcron.home import private_dirs
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
 
 log = logging.getLogger(__name__)
 
-_LINE_LIMIT = 16 * 1024 * 1024  # a response line (a failure with its traceback tail)
 _CLOSE_GRACE = 1.0  # seconds a worker gets to exit when the pool closes
 
 
@@ -205,6 +206,8 @@ class PythonWorkerPool:
         except asyncio.CancelledError:
             await self._retire(worker, grace)
             raise
+        except Exception as exc:  # its answer was unreadable: it cannot take another call
+            return await self._unreadable(ctx, worker, exc)
 
         if not line:
             with contextlib.suppress(TimeoutError):
@@ -216,7 +219,10 @@ class PythonWorkerPool:
                 return None
             assert returncode is not None
             return _died(ctx, returncode)
-        response = json.loads(line)
+        try:
+            response = _parse(line)
+        except ValueError as exc:
+            return await self._unreadable(ctx, worker, exc)
         if "stale" in response:
             log.info("python worker %d retired: %s", worker.pid, response["stale"])
             await self._retire(worker, _CLOSE_GRACE)
@@ -226,9 +232,29 @@ class PythonWorkerPool:
             return ActionResult(ok=True, output=read_output(ctx.output_file))
         return ActionResult(ok=False, failure=_failure_info(response.get("failure") or {}, ctx))
 
+    async def _unreadable(
+        self, ctx: ActionContext, worker: _Worker, exc: Exception
+    ) -> ActionResult:
+        """A worker whose answer could not be read (too long, not JSON) is out of step
+        with the pool: it is killed and replaced, so one odd run never shrinks the pool."""
+        what = cut(f"{type(exc).__name__}: {exc}", 300)
+        log.error(
+            "python worker %d running %s: its answer could not be read (%s); "
+            "the worker was killed and is replaced",
+            worker.pid,
+            ctx.task,
+            what,
+        )
+        await self._retire(worker, 0)
+        return _failure(
+            ctx,
+            f"the python worker's answer could not be read ({what}); the worker was replaced",
+            ErrorClass.WORKER_LOST,
+        )
+
     async def _exchange(self, worker: _Worker, request: dict[str, Any]) -> tuple[bool, bytes]:
         """Send one request; return whether the user's code started, and the response
-        line (b"" when the worker died)."""
+        line (b"" when the worker died). Raises ValueError for an unreadable line."""
         proc = worker.proc
         assert proc.stdin is not None and proc.stdout is not None
         try:
@@ -237,7 +263,7 @@ class PythonWorkerPool:
         except (BrokenPipeError, ConnectionResetError):
             return False, b""
         line = await proc.stdout.readline()
-        if line and json.loads(line).get("started"):
+        if line and _parse(line).get("started"):
             return True, await proc.stdout.readline()
         return False, line
 
@@ -356,7 +382,7 @@ class PythonWorkerPool:
                 cwd=self._cwd,
                 env=self._env,
                 start_new_session=True,
-                limit=_LINE_LIMIT,
+                limit=LINE_LIMIT,
             )
         except OSError as exc:
             raise WorkerStartError(f"cannot start python worker {self._python}: {exc}") from exc
@@ -379,6 +405,14 @@ class PythonWorkerPool:
         worker.stderr_task = asyncio.create_task(_log_stderr(proc.pid, proc.stderr))
         self._workers.add(worker)
         return worker
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    """One protocol line; ValueError when it is not a JSON object."""
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object: {line[:80]!r}")
+    return data
 
 
 async def _log_stderr(pid: int, stream: asyncio.StreamReader) -> None:

@@ -36,6 +36,14 @@ from typing import Any, BinaryIO
 from agentcron.actions.output import open_output
 from agentcron.model.failure import FailureInfo
 
+# The longest line the pool reads (its stream's limit): a longer answer could not be
+# read, and took the worker out of the pool for good (probe).
+LINE_LIMIT = 16 * 1024 * 1024
+# Characters of one text of a failure sent to the pool (a message, a traceback, a
+# body), and headers at most: what the pool reads stays far below LINE_LIMIT.
+FIELD_LIMIT = 16 * 1024
+HEADERS_LIMIT = 50
+
 
 def resolve_target(target: str) -> Callable[..., Any]:
     """Import ``module:attr.path`` and return the callable it names."""
@@ -189,16 +197,36 @@ def _describe(exc: BaseException) -> dict[str, Any]:
         tb = tb.tb_next
     exc.__traceback__ = tb
     try:
-        return failure_dict(exc)
+        return _bounded(failure_dict(exc))
     except Exception as bug:  # never let describing a failure kill the worker
         names = tuple(c.__name__ for c in type(exc).__mro__ if c is not object)
         info = FailureInfo(
-            message=f"{type(exc).__name__}: {exc} (describing it failed: {bug!r})",
+            message=f"{type(exc).__name__}: {_text_of(exc)} (describing it failed: {bug!r})",
             exception_types=names,
             exception_module=type(exc).__module__,
             action="python",
         )
-        return dataclasses.asdict(info)
+        return _bounded(dataclasses.asdict(info))
+
+
+def _text_of(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "?"
+
+
+def _bounded(failure: dict[str, Any]) -> dict[str, Any]:
+    """``failure`` with each text cut to FIELD_LIMIT (saying so) and at most
+    HEADERS_LIMIT headers: an answer the pool can always read."""
+    from agentcron.classify.extract import cut
+
+    out = {k: cut(v, FIELD_LIMIT) if isinstance(v, str) else v for k, v in failure.items()}
+    headers: dict[str, Any] = failure.get("headers") or {}
+    out["headers"] = {
+        cut(str(k), 200): cut(str(v), 2000) for k, v in list(headers.items())[:HEADERS_LIMIT]
+    }
+    return out
 
 
 @contextlib.contextmanager
@@ -246,8 +274,19 @@ def _call_environment(cwd: str, env: dict[str, str]) -> Iterator[None]:
 
 
 def _send(out: BinaryIO, message: dict[str, Any]) -> None:
-    out.write(json.dumps(message).encode() + b"\n")
+    line = json.dumps(message).encode()
+    if len(line) >= LINE_LIMIT:  # a last resort: failures are bounded before this
+        line = json.dumps(_too_long(message, len(line))).encode()
+    out.write(line + b"\n")
     out.flush()
+
+
+def _too_long(message: dict[str, Any], size: int) -> dict[str, Any]:
+    failure = FailureInfo(
+        message=f"the function's failure could not be told: its description is {size} bytes",
+        action="python",
+    )
+    return {"id": message.get("id"), "ok": False, "failure": dataclasses.asdict(failure)}
 
 
 def main() -> None:

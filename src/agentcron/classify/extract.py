@@ -21,6 +21,9 @@ from agentcron.redact import redact
 BODY_LIMIT = 4096
 MESSAGE_LIMIT = 1000
 TRACEBACK_LINES = 20
+# Characters a line of a traceback keeps: the last one repeats the exception's text,
+# which can be megabytes (a probe raised ValueError("z" * 20 MB)).
+TRACEBACK_LINE_LIMIT = 2000
 _CHAIN_LIMIT = 8
 
 
@@ -40,7 +43,7 @@ def failure_from_exception(exc: BaseException, *, action: str = "python") -> Fai
     if telling is not exc:
         message = f"{message} (caused by {_message(telling)})"
     return FailureInfo(
-        message=redact(message[:MESSAGE_LIMIT]),
+        message=redact(cut(message, MESSAGE_LIMIT)),
         exception_types=tuple(t.__name__ for t in type(telling).__mro__ if t is not object),
         exception_module=type(telling).__module__,
         http_status=_status(telling, response),
@@ -202,6 +205,13 @@ def _provider_code(exc: BaseException, body: object) -> str | None:
     return None
 
 
+def cut(text: str, limit: int) -> str:
+    """``text`` at most ``limit`` characters (and a note), saying that it was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [cut: {len(text) - limit} more characters]"
+
+
 def _tail(exc: BaseException) -> str:
     if exc.__traceback__ is not None:
         lines = "".join(traceback.format_exception(exc)).splitlines()
@@ -212,4 +222,4 @@ def _tail(exc: BaseException) -> str:
             lines = []
         if len(lines) <= 1:
             return ""
-    return "\n".join(lines[-TRACEBACK_LINES:])
+    return "\n".join(cut(line, TRACEBACK_LINE_LIMIT) for line in lines[-TRACEBACK_LINES:])

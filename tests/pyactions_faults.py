@@ -1,0 +1,44 @@
+"""Targets that misbehave towards the worker pool; imported by worker processes from tests/."""
+
+from __future__ import annotations
+
+import gc
+import io
+import os
+import time
+
+
+def huge_exc() -> None:
+    raise ValueError("z" * (20 * 1024 * 1024))
+
+
+def huge_return() -> str:
+    return "y" * (20 * 1024 * 1024)
+
+
+def garbage_answer() -> None:
+    """Writes a line that is not JSON where the worker's answers go."""
+    for obj in gc.get_objects():
+        if isinstance(obj, io.BufferedWriter) and not obj.closed and obj.fileno() > 2:
+            obj.write(b"this is not json\n")
+            obj.flush()
+
+
+def close_fds() -> None:
+    os.closerange(3, 256)
+    time.sleep(3)
+
+
+def slow(seconds: float) -> str:
+    print("working", flush=True)
+    time.sleep(seconds)
+    return "done"
+
+
+def bad_row() -> None:
+    print("reading rows", flush=True)
+    raise ValueError("bad input row 42")
+
+
+def raises_at_import() -> None:
+    """Never called: the module below raises before it could be."""

@@ -1,0 +1,79 @@
+"""The worker pool against python functions that misbehave: one odd run never shrinks
+the pool, and each is told in plain words."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from agentcron.actions._pool import PythonWorkerPool
+from agentcron.actions.base import ActionResult
+from agentcron.model.enums import ErrorClass
+from test_action_python import alive, make_ctx, with_pool
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_failure_with_a_huge_message_is_cut_and_the_worker_serves_on(tmp_path: Path) -> None:
+    async def scenario(pool: PythonWorkerPool) -> tuple[ActionResult, ActionResult, list[int]]:
+        before = pool.pids
+        failed = await pool.run(make_ctx(tmp_path, "pyactions_faults:huge_exc", name="huge"))
+        after = await pool.run(make_ctx(tmp_path, "pyactions_sample:pid", timeout=5))
+        return failed, after, before
+
+    failed, after, before = with_pool(scenario)
+    assert failed.failure is not None and failed.failure.exception_types[0] == "ValueError"
+    assert failed.failure.known_class is None
+    assert len(failed.failure.message) < 2000 and "[cut: " in failed.failure.message
+    assert len(failed.failure.output_tail) < 64 * 1024
+    assert after.ok and [int(after.output)] == before  # the same worker, still in the pool
+
+
+def test_a_huge_return_value_goes_to_the_file_not_the_pipe(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, "pyactions_faults:huge_return")
+    result = with_pool(lambda pool: pool.run(ctx))
+    assert result.ok and ctx.output_file.stat().st_size == 20 * 1024 * 1024
+
+
+def test_an_unreadable_answer_replaces_the_worker_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(pool: PythonWorkerPool) -> tuple[ActionResult, ActionResult, int]:
+        (old,) = pool.pids
+        failed = await pool.run(make_ctx(tmp_path, "pyactions_faults:garbage_answer", timeout=5))
+        after = await pool.run(make_ctx(tmp_path, "pyactions_sample:pid", timeout=10, name="b"))
+        assert pool.pids == [int(after.output)]
+        return failed, after, old
+
+    with caplog.at_level(logging.ERROR, logger="agentcron.actions._pool"):
+        failed, after, old = with_pool(scenario)
+    assert failed.failure is not None
+    assert failed.failure.known_class is ErrorClass.WORKER_LOST
+    assert failed.failure.message.startswith(
+        "the python worker's answer could not be read (JSONDecodeError: "
+    )
+    assert failed.failure.message.endswith("); the worker was replaced")
+    assert not alive(old) and after.ok and int(after.output) != old
+    assert any("its answer could not be read" in r.getMessage() for r in caplog.records)
+
+
+def test_one_odd_run_never_shrinks_the_pool(tmp_path: Path) -> None:
+    """A pool of one takes run after run after each kind of odd end."""
+
+    async def scenario(pool: PythonWorkerPool) -> list[ActionResult]:
+        results = []
+        for i, target in enumerate(
+            ["pyactions_faults:huge_exc", "pyactions_faults:garbage_answer"]
+        ):
+            await pool.run(make_ctx(tmp_path, target, timeout=5, name=f"odd{i}"))
+            results.append(
+                await asyncio.wait_for(
+                    pool.run(make_ctx(tmp_path, "pyactions_sample:pid", name=f"ok{i}")), 20
+                )
+            )
+        return results
+
+    assert all(r.ok for r in with_pool(scenario))
