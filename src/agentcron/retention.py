@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -61,9 +62,10 @@ def prune_outputs(
     root = home / "outputs"
     if not root.is_dir():
         return 0
-    for folder in sorted(root.iterdir()):
-        if walks is not None and not walks(folder.name):
+    for name in sorted(os.listdir(root)):  # names: 50,000 Paths took 0.4 s to sort
+        if walks is not None and not walks(name):
             continue
+        folder = root / name
         # a link is not a folder agentcron made: what it points at is not the home's
         # to delete (only real folders and files under HOME/outputs are pruned)
         real = folder.is_dir() and not folder.is_symlink()
