@@ -75,3 +75,38 @@ def test_add_with_a_named_target_keeps_it_and_calls_only_the_function_it_names()
 
 def run_me() -> str:
     return "me"
+
+
+def test_the_schedulers_notify_takes_a_str_as_one_url_and_checks_each_url() -> None:
+    """Probe: ``notify="json://…"`` became one channel per character, and a URL that
+    is none was accepted here while a task's ``notify=`` refused it."""
+    assert Scheduler(notify="json://localhost/hook").notify == ["json://localhost/hook"]
+    assert Scheduler(notify=["json://localhost/a", "json://localhost/b"]).notify == [
+        "json://localhost/a",
+        "json://localhost/b",
+    ]
+    assert Scheduler().notify == []
+    with pytest.raises(ConfigError, match=r"notify\[0\]: not a notification URL"):
+        Scheduler(notify=["notaurl"])
+    with pytest.raises(ConfigError, match=r"notify\[0\]: not a notification URL"):
+        Scheduler(notify="notaurl")
+    with pytest.raises(ConfigError, match=r"notify\[1\]: unknown notification service"):
+        Scheduler(notify=["json://localhost/a", "nosuchscheme://x"])
+    with pytest.raises(ConfigError, match=r"notify: must be a list"):
+        Scheduler(notify=5)  # type: ignore[arg-type]
+
+
+def test_a_placeholder_in_the_schedulers_notify_is_kept_and_must_be_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As in the file: checked expanded, kept as written (the secret stays out of the
+    database and of messages); an unset variable is said once, naming the key."""
+    monkeypatch.setenv("HOOK_HOST", "localhost")
+    assert Scheduler(notify="json://${HOOK_HOST}/hook").notify == ["json://${HOOK_HOST}/hook"]
+    monkeypatch.delenv("HOOK_HOST")
+    with pytest.raises(ConfigError) as err:
+        Scheduler(notify="json://${HOOK_HOST}/hook")
+    assert err.value.lines() == [
+        "<python>: notify[0]: variable HOOK_HOST is not set (in the environment or the "
+        "config's env_file; ${NAME:-default} gives a default)"
+    ]

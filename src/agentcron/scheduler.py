@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from agentcron.config.errors import ConfigError
 from agentcron.config.loader import validate_task_mapping
-from agentcron.config.schema import ApiConfig, LoadedConfig
+from agentcron.config.schema import ApiConfig, ConfigFile, LoadedConfig
 from agentcron.home import resolve_home
 from agentcron.model import TaskSpec
 
@@ -41,7 +41,7 @@ class Scheduler:
         home: str | Path | None = None,
         db: str | None = None,
         timezone: str | None = None,
-        notify: list[str] | None = None,
+        notify: str | list[str] | None = None,
         max_concurrency: int = 4,
         defaults: dict[str, Any] | None = None,
         heartbeat_url: str | None = None,
@@ -62,7 +62,7 @@ class Scheduler:
         self.home = resolve_home(home)
         self.db = db
         self.timezone = timezone
-        self.notify = list(notify or [])
+        self.notify = _notify_urls(notify)
         self.max_concurrency = max_concurrency
         self.defaults = dict(defaults or {})
         self.heartbeat_url = heartbeat_url
@@ -230,6 +230,48 @@ def _python_target(name: str, func: Callable[..., Any], named: Any) -> tuple[str
     if not re.match(r"^[\w.]+:[\w.]+$", own):  # e.g. a function defined in a function
         return "__agentcron__:" + re.sub(r"\W", "_", name), True
     return own, True
+
+
+def _notify_urls(notify: Any) -> list[str]:
+    """The owner's channels, as written, checked as the config file's ``notify:`` is:
+    a str is one URL (a list of one, as a task's ``notify=`` takes it), and a URL
+    Apprise cannot use is refused naming it. ``list("json://…")`` made one channel of
+    each character, and a URL that was none was kept: nothing ever reached the owner
+    (probe)."""
+    urls = [notify] if isinstance(notify, str) else notify  # notify[0] names it either way
+    top = _top_level({"notify": urls})
+    from agentcron.config._placeholders import urls_as_written
+
+    return urls_as_written(urls, list(top.notify))
+
+
+def _top_level(values: dict[str, Any]) -> ConfigFile:
+    """``values`` validated as the config file's top-level keys: the same model, the
+    same placeholder rules, the same messages (each naming its key)."""
+    from agentcron.config import _env, _placeholders
+    from agentcron.config._problems import issues_from
+
+    environ = _env.current_environ()
+    problems = _placeholders.top_problems(values, environ, _path_problem)
+    try:
+        return ConfigFile.model_validate(_placeholders.expanded_top(values, environ))
+    except ValidationError as exc:
+        # a value whose placeholder could not be expanded has said so already
+        held = {p.location for p in problems}
+        for issue in issues_from(exc, ConfigFile, values):
+            problem = _path_problem(issue.path, issue.message)
+            if not _placeholders.within(problem.location, held):
+                problems.append(problem)
+    raise ConfigError(problems, "<python>")
+
+
+def _path_problem(path: tuple[str | int, ...], message: str) -> Any:
+    """A problem at ``path`` (``("notify", 0)`` is ``notify[0]``), its message's URLs
+    redacted as the loader's are: they may hold a credential."""
+    from agentcron.config._urls import redact_urls_in
+    from agentcron.config._yaml import format_path
+
+    return _problem(format_path(path), redact_urls_in(message))
 
 
 def _problem(location: str, message: str) -> Any:
