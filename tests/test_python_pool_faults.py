@@ -11,6 +11,7 @@ import pytest
 
 from agentcron.actions._pool import PythonWorkerPool
 from agentcron.actions.base import ActionResult
+from agentcron.classify import classify
 from agentcron.model.enums import ErrorClass
 from test_action_python import alive, make_ctx, with_pool
 
@@ -77,3 +78,24 @@ def test_one_odd_run_never_shrinks_the_pool(tmp_path: Path) -> None:
         return results
 
     assert all(r.ok for r in with_pool(scenario))
+
+
+def test_a_function_that_closes_the_workers_pipe_is_told_and_the_worker_replaced(
+    tmp_path: Path,
+) -> None:
+    async def scenario(pool: PythonWorkerPool) -> tuple[ActionResult, ActionResult, int]:
+        (old,) = pool.pids
+        failed = await pool.run(make_ctx(tmp_path, "pyactions_faults:close_fds"))
+        after = await pool.run(make_ctx(tmp_path, "pyactions_sample:pid", name="after"))
+        return failed, after, old
+
+    failed, after, old = with_pool(scenario)
+    assert failed.failure is not None
+    assert failed.failure.known_class is ErrorClass.CODE_ERROR
+    assert failed.failure.message.startswith(
+        "the function closed agentcron's pipe to its python worker"
+    )
+    assert failed.failure.message.endswith("; the worker was replaced")
+    said = classify(failed.failure).explanation
+    assert "closed agentcron's pipe" in said and "AssertionError" not in said
+    assert not alive(old) and after.ok and int(after.output) != old

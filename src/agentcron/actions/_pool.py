@@ -217,7 +217,8 @@ class PythonWorkerPool:
             if not started:  # it died before the call (killed while idle): no harm done
                 log.warning("python worker %d was found dead (%s)", worker.pid, returncode)
                 return None
-            assert returncode is not None
+            if returncode is None:
+                return _pipe_closed(ctx, worker.pid)
             return _died(ctx, returncode)
         try:
             response = _parse(line)
@@ -479,6 +480,24 @@ def _died(ctx: ActionContext, returncode: int) -> ActionResult:
             output_tail=_tail(ctx),
             action="python",
         ),
+    )
+
+
+def _pipe_closed(ctx: ActionContext, pid: int) -> ActionResult:
+    """The worker closed its pipe to the pool but did not exit: the function closed
+    file descriptors it had not opened (``os.closerange``), agentcron's among them."""
+    log.error(
+        "python worker %d running %s closed its pipe to agentcron but did not exit; "
+        "it was killed and is replaced",
+        pid,
+        ctx.task,
+    )
+    return _failure(
+        ctx,
+        "the function closed agentcron's pipe to its python worker (did it close file "
+        "descriptors it had not opened, such as with os.closerange?), so the worker "
+        "stopped answering; the worker was replaced",
+        ErrorClass.CODE_ERROR,
     )
 
 
