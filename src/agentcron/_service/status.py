@@ -416,6 +416,9 @@ class StatusMixin(ServiceCore):
                     f"{failed[0].task} to {failed[0].target_key}: {failed[0].last_error}",
                 }
             )
+        held = self._deliveries_held()
+        if held is not None:
+            checks.append(held)
         open_incidents = self.store.incidents(open_only=True, limit=20)
         if open_incidents:
             checks.append(
@@ -428,6 +431,23 @@ class StatusMixin(ServiceCore):
                 }
             )
         return checks
+
+    def _deliveries_held(self) -> dict[str, str] | None:
+        """The outputs still waiting to be delivered after a failed attempt, or while no
+        daemon runs to deliver them: doctor named only the given-up ones, and 225 held
+        outputs showed as one incident line (outside-in probe)."""
+        waiting, retrying, oldest = self.store.deliveries_held()
+        alive = bool(waiting) and self.daemon_status()["alive"]
+        if not waiting or (alive and not retrying):
+            return None
+        since = f", the oldest since {self._local_clock(oldest)}" if oldest else ""
+        tried = f", {retrying} of them after a failed attempt" if retrying else ""
+        then = "they are tried again" if alive else "delivered once a daemon runs (none does now)"
+        return {
+            "name": "deliveries waiting",
+            "status": "warn",
+            "message": f"{waiting} output(s) wait to be delivered{tried}{since}; {then}",
+        }
 
 
 HELD_AFTER = timedelta(minutes=2)  # a working channel sends within seconds

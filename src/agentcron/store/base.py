@@ -529,6 +529,11 @@ class DeliveryStore(Protocol):
 
     def deliveries(self, slot_id: int | None = None, limit: int = 100) -> list[Delivery]: ...
 
+    def deliveries_held(self) -> tuple[int, int, datetime | None]:
+        """Outputs waiting to be delivered: all of them, those after a failed attempt,
+        and when the oldest was recorded (None when none waits)."""
+        ...
+
     def outputs_to_keep(self) -> set[str]:
         """Kept output files that ``keep_outputs`` must leave, whatever their age: those
         still waiting to be delivered (all of them, not a newest page), and each task's

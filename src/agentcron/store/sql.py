@@ -1049,6 +1049,16 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         )
         return {str(path) for (path,) in rows}
 
+    def deliveries_held(self) -> tuple[int, int, datetime | None]:
+        """How many outputs wait to be delivered, how many of them after a failed
+        attempt, and the oldest one's run end (for `doctor`): one read over the
+        deliveries still open, a few rows even on a long history."""
+        [(waiting, retrying, oldest)] = self._q(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'retrying' THEN 1 ELSE 0 END), 0), "
+            "MIN(created_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
+        )
+        return int(waiting), int(retrying), dt(oldest)
+
     def deliveries_waiting(self, now: datetime) -> bool:
         """Whether a delivery may be claimed now (see :meth:`outbox_waiting`)."""
         return bool(
