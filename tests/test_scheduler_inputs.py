@@ -110,3 +110,25 @@ def test_a_placeholder_in_the_schedulers_notify_is_kept_and_must_be_set(
         "<python>: notify[0]: variable HOOK_HOST is not set (in the environment or the "
         "config's env_file; ${NAME:-default} gives a default)"
     ]
+
+
+def test_a_bare_task_decorator_is_refused_saying_a_task_needs_a_schedule() -> None:
+    """Probe: ``@sched.task`` without parentheses replaced the function by the inner
+    ``register`` and registered nothing; the daemon then started with no task."""
+    sched = Scheduler(timezone="UTC")
+    with pytest.raises(TypeError) as err:
+
+        @sched.task  # type: ignore[arg-type]
+        def nightly_report() -> str:
+            return "ok"
+
+    assert str(err.value) == (
+        "a bare @sched.task above def nightly_report registers no task: a task needs a "
+        'schedule, e.g. @sched.task(every="1h") or @sched.task(cron="0 2 * * *")'
+    )
+    assert sched.tasks == {} and sched.callables == {}
+    with pytest.raises(ConfigError, match=r"tasks\.weekly-report: a task needs exactly one"):
+
+        @sched.task()
+        def weekly_report() -> str:
+            return "ok"

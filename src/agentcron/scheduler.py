@@ -124,7 +124,16 @@ class Scheduler:
         return validate_task_mapping(name, raw, self.defaults, location_prefix="tasks")
 
     def task(self, name: str | None = None, **spec: Any) -> Callable[[F], F]:
-        """Decorator form of :meth:`add`; the task is named after the function by default."""
+        """Decorator form of :meth:`add`; the task is named after the function by default.
+
+        Written bare (``@sched.task``), Python hands the function over as ``name``:
+        the function became the inner ``register`` and nothing was registered, with
+        no error (probe). A task needs a schedule, so the bare form is refused."""
+        if callable(name):
+            raise TypeError(
+                f"a bare @sched.task above {_function_name(name)} registers no task: a task "
+                'needs a schedule, e.g. @sched.task(every="1h") or @sched.task(cron="0 2 * * *")'
+            )
 
         def register(func: F) -> F:
             self.add(name or func.__name__.replace("_", "-"), func, **spec)
@@ -214,6 +223,10 @@ class Scheduler:
         """Run in the foreground until interrupted."""
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(self.run_async())
+
+
+def _function_name(func: Callable[..., Any]) -> str:
+    return f"def {getattr(func, '__name__', repr(func))}"
 
 
 def _python_target(name: str, func: Callable[..., Any], named: Any) -> tuple[str, bool]:
