@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from agentcron.actions._pool import PythonWorkerPool
 from agentcron.actions.base import ActionResult
 from agentcron.classify import classify
 from agentcron.model.enums import ErrorClass
-from test_action_python import alive, make_ctx, with_pool
+from test_action_python import alive, make_ctx, until, with_pool
 
 pytestmark = pytest.mark.slow
 
@@ -99,3 +100,26 @@ def test_a_function_that_closes_the_workers_pipe_is_told_and_the_worker_replaced
     said = classify(failed.failure).explanation
     assert "closed agentcron's pipe" in said and "AssertionError" not in said
     assert not alive(old) and after.ok and int(after.output) != old
+
+
+def test_a_timeout_partly_spent_waiting_for_a_worker_says_so(tmp_path: Path) -> None:
+    async def scenario(pool: PythonWorkerPool) -> tuple[ActionResult, ActionResult]:
+        first = asyncio.create_task(
+            pool.run(make_ctx(tmp_path, "pyactions_faults:slow", args=[2], name="first"))
+        )
+        await until(lambda: not pool._idle)  # the only worker is busy
+        second = await pool.run(
+            make_ctx(tmp_path, "pyactions_faults:slow", args=[30], timeout=3, name="second")
+        )
+        return await first, second
+
+    first, second = with_pool(scenario)
+    assert first.ok and second.failure is not None
+    assert second.failure.known_class is ErrorClass.TIMEOUT
+    assert re.fullmatch(
+        r"timed out after 3s: it waited [\d.]+s for a free python worker and the function "
+        r"ran [\d.]+s; killed python worker \(TERM\)",
+        second.failure.message,
+    ), second.failure.message
+    said = classify(second.failure).explanation
+    assert "waited" in said and "for a free python worker" in said

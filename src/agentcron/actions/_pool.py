@@ -18,6 +18,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -191,16 +192,19 @@ class PythonWorkerPool:
 
         worker.calls += 1
         worker.cwd = request["cwd"]
+        got_worker = loop.time()
         try:
             started, line = await asyncio.wait_for(
-                self._exchange(worker, request), max(0.0, deadline - loop.time())
+                self._exchange(worker, request), max(0.0, deadline - got_worker)
             )
         except TimeoutError:
+            waited = got_worker - (deadline - ctx.timeout.total_seconds())
+            spent = _split(waited, loop.time() - got_worker)
             killed = await self._retire(worker, grace)
             how = f"TERM, then KILL after {say_duration(ctx.kill_grace)}" if killed else "TERM"
             return _failure(
                 ctx,
-                f"timed out after {say_duration(ctx.timeout)}; killed python worker ({how})",
+                f"timed out after {say_duration(ctx.timeout)}{spent}; killed python worker ({how})",
                 ErrorClass.TIMEOUT,
             )
         except asyncio.CancelledError:
@@ -406,6 +410,25 @@ class PythonWorkerPool:
         worker.stderr_task = asyncio.create_task(_log_stderr(proc.pid, proc.stderr))
         self._workers.add(worker)
         return worker
+
+
+# Waiting shorter than this for a worker is not worth a word in a timeout's message.
+_WAIT_WORTH_TELLING = 0.5
+
+
+def _split(waited: float, ran: float) -> str:
+    """How a timeout was spent, when part of it went to waiting for a free worker: a
+    function stopped after 5 s of its 15 s is not one that overran (probe)."""
+    if waited < _WAIT_WORTH_TELLING:
+        return ""
+    return (
+        f": it waited {_seconds(waited)} for a free python worker "
+        f"and the function ran {_seconds(ran)}"
+    )
+
+
+def _seconds(value: float) -> str:
+    return say_duration(timedelta(seconds=round(value) if value >= 10 else round(value, 1)))
 
 
 def _parse(line: bytes) -> dict[str, Any]:
