@@ -715,9 +715,11 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
 
     # ---- upkeep --------------------------------------------------------------------
     def prune(self, dry_run: bool = False) -> dict[str, Any]:
-        """Remove history past ``keep_history`` now (``agentcron prune``), or count what
-        would go. The daemon does the same periodically; running both is harmless."""
-        from agentcron.retention import default_keep_history, prune_history
+        """Remove history past ``keep_history`` and kept output files past their task's
+        ``keep_outputs`` now (``agentcron prune``), or count what would go. The daemon
+        does the same periodically; running both is harmless. Outputs still waiting to
+        be delivered, and each task's newest success's, stay (``outputs_to_keep``)."""
+        from agentcron.retention import default_keep_history, prune_history, prune_outputs
 
         report = prune_history(
             self.store,
@@ -726,9 +728,26 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             default_keep_history(self.defaults.task_defaults),
             dry_run=dry_run,
         )
+        failures: list[str] = []
+        by_task: dict[str, int] = {}
+        outputs = prune_outputs(
+            self.home,
+            self.store.get_task,
+            self.store.outputs_to_keep(),
+            self.clock.now().timestamp(),
+            failures,
+            counts=by_task,
+            dry_run=dry_run,
+        )
+        done = {
+            **report.as_dict(),
+            "outputs": outputs,
+            "outputs_by_task": {name: n for name, n in sorted(by_task.items()) if n},
+        }
+        done["unremoved"] = [*done["unremoved"], *failures]
         if not dry_run:
-            self._audit("history.prune", None, None, report.as_dict())
-        return report.as_dict()
+            self._audit("history.prune", None, None, done)
+        return done
 
 
 def _source(rec: TaskRecord | TaskListing) -> str:

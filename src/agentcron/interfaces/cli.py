@@ -881,7 +881,8 @@ def prune(
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Remove history past keep_history now (the daemon also does it periodically)."""
+    """Remove history past keep_history and output files past keep_outputs now (the
+    daemon also does it periodically)."""
     from agentcron.config.errors import ConfigError
     from agentcron.config.loader import load_config
 
@@ -892,7 +893,10 @@ def prune(
         try:
             load_config(path)
         except ConfigError as exc:
-            fail(f"{path} is invalid; fix it before pruning (it sets keep_history):\n{exc}")
+            fail(
+                f"{path} is invalid; fix it before pruning (it sets keep_history and "
+                f"keep_outputs):\n{exc}"
+            )
     from agentcron.interfaces.schemas import PruneReport, shaped
 
     with service_for(config, home, db) as svc:
@@ -904,6 +908,13 @@ def prune(
         out.print("dry run, nothing changed; would remove:" if dry_run else "removed:")
         for key, label in _PRUNE_KINDS:
             out.print(f"  {report[key]:>9,}  {label}")
+        by_task = report.get("outputs_by_task") or {}
+        shown = ", ".join(f"{name} {n:,}" for name, n in list(by_task.items())[:10])
+        more = " …" if len(by_task) > 10 else ""
+        out.print(
+            f"  {report.get('outputs', 0):>9,}  kept output files past keep_outputs"
+            + (f" ({rich_escape(shown)}{more})" if shown else "")
+        )
         if unremoved:
             err.print(
                 f"[red]✖[/] {len(unremoved)} output file(s) could not be deleted (their runs' "

@@ -288,6 +288,10 @@ class PruneReport(_Shape):
     incidents: int
     nodes: int
     batches: int = 0
+    outputs: int = Field(default=0, description="Kept output files past their task's keep_outputs")
+    outputs_by_task: dict[str, int] = Field(
+        default_factory=dict, description="Those output files, by task"
+    )
     unremoved: list[str] = Field(
         default_factory=list,
         description="Output files of removed runs that could not be deleted (PATH: why)",
