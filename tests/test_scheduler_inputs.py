@@ -132,3 +132,85 @@ def test_a_bare_task_decorator_is_refused_saying_a_task_needs_a_schedule() -> No
         @sched.task()
         def weekly_report() -> str:
             return "ok"
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        (
+            {"max_concurrency": "4"},
+            "max_concurrency: must be a whole number (an int) of at least 1, got '4' (a str)",
+        ),
+        (
+            {"max_concurrency": True},
+            "max_concurrency: must be a whole number (an int) of at least 1, got True (a bool)",
+        ),
+        ({"max_concurrency": 0}, "max_concurrency: must be greater than or equal to 1"),
+        ({"timezone": 5}, "timezone: must be a string"),
+        ({"heartbeat_url": "nope"}, "heartbeat_url: must be an http:// or https:// URL"),
+        ({"defaults": [1]}, "defaults: must be a mapping"),
+    ],
+)
+def test_a_wrong_setting_of_the_scheduler_is_a_config_error_naming_it(
+    settings: dict[str, object], said: str
+) -> None:
+    """Probe: ``max_concurrency="4"`` failed as ``'<' not supported between instances
+    of 'str' and 'int'``; the settings that are the config file's top-level keys are
+    checked by its rules, each problem naming its key."""
+    with pytest.raises(ConfigError) as err:
+        Scheduler(**settings)  # type: ignore[arg-type]
+    assert err.value.lines()[0].startswith(f"<python>: {said}")
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"home": 42}, "Scheduler(): home must be a folder, as a str or a Path, got 42 (an int)"),
+        ({"db": Path("x.db")}, "Scheduler(): db must be a postgresql:// URL or a SQLite file"),
+        ({"tune_gc": "no"}, "Scheduler(): tune_gc must be True or False, got 'no' (a str)"),
+    ],
+)
+def test_a_wrong_python_argument_of_the_scheduler_is_a_type_error_naming_it(
+    settings: dict[str, object], said: str
+) -> None:
+    with pytest.raises(TypeError) as err:
+        Scheduler(**settings)  # type: ignore[arg-type]
+    assert str(err.value).startswith(said)
+
+
+def test_the_settings_are_kept_as_given_once_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PING_HOST", "hc.example")
+    sched = Scheduler(
+        timezone="Europe/Berlin",
+        max_concurrency=2,
+        defaults={"retries": 1},
+        heartbeat_url="https://${PING_HOST}/ping",
+        tune_gc=False,
+    )
+    assert (sched.timezone, sched.max_concurrency, sched.defaults) == (
+        "Europe/Berlin",
+        2,
+        {"retries": 1},
+    )
+    assert sched.heartbeat_url == "https://${PING_HOST}/ping"  # expanded when pinged
+    assert sched.tune_gc is False
+
+
+def test_add_refuses_a_name_or_function_that_is_not_one_naming_the_argument() -> None:
+    """Probe: ``add("m", 42, every="1m")`` failed as ``'int' object has no attribute
+    '__module__'``."""
+    sched = Scheduler(timezone="UTC")
+    with pytest.raises(TypeError) as err:
+        sched.add("m", 42, every="1m")  # type: ignore[arg-type]
+    assert str(err.value).startswith(
+        "Scheduler.add(): func must be the function to call, got 42 (an int); for another "
+        "action leave it out and give command=[...]"
+    )
+    with pytest.raises(TypeError, match=r"name must be the task's name \(a str\), got 42"):
+        sched.add(42, lambda: None, every="1m")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"name must be the task's name \(a str\), got 42"):
+
+        @sched.task(42, every="1m")  # type: ignore[arg-type]
+        def job() -> None: ...
+
+    assert sched.tasks == {} and sched.callables == {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -50,22 +51,28 @@ class Scheduler:
         """``tune_gc``: let :meth:`run` set the garbage collector up for a long-running
         scheduler (:func:`agentcron.daemon.tune_gc`); say False when the process has
         other plans for it."""
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        if timezone is not None:
-            from agentcron.schedules.zones import resolve_zone
+        _python_argument("home", home, (str, os.PathLike), "a folder, as a str or a Path")
+        _python_argument("db", db, (str,), "a postgresql:// URL or a SQLite file path, as a str")
+        _python_argument("tune_gc", tune_gc, (bool,), "True or False")
+        urls = [notify] if isinstance(notify, str) else notify  # notify[0] names it either way
+        top = _top_level(
+            {
+                "timezone": timezone,
+                "notify": urls,
+                "max_concurrency": max_concurrency,
+                "defaults": defaults,
+                "heartbeat_url": heartbeat_url,
+            }
+        )
+        from agentcron.config._placeholders import as_written, urls_as_written
 
-            try:
-                resolve_zone(timezone)
-            except (ValueError, KeyError) as exc:
-                raise ConfigError([_problem("timezone", str(exc))], "<python>") from None
         self.home = resolve_home(home)
         self.db = db
-        self.timezone = timezone
-        self.notify = _notify_urls(notify)
-        self.max_concurrency = max_concurrency
-        self.defaults = dict(defaults or {})
-        self.heartbeat_url = heartbeat_url
+        self.timezone = top.timezone
+        self.notify = urls_as_written(urls, list(top.notify))  # placeholders kept
+        self.max_concurrency = top.max_concurrency
+        self.defaults = dict(top.defaults)
+        self.heartbeat_url = as_written(heartbeat_url, top.heartbeat_url)
         self.tune_gc = tune_gc
         self.tasks: dict[str, TaskSpec] = {}
         self.callables: dict[str, Callable[..., Any]] = {}
@@ -75,7 +82,17 @@ class Scheduler:
     def add(self, name: str, func: Callable[..., Any] | None = None, **spec: Any) -> TaskSpec:
         """Register a task. With ``func`` it is a python task calling that function;
         otherwise give an action (``command=[...]``, ``http={...}``, ``llm={...}``).
-        Raises :class:`ConfigError` naming the field when the spec is invalid."""
+        Raises :class:`ConfigError` naming the field when the spec is invalid, and
+        TypeError naming ``name`` or ``func`` when one is not a name or a function."""
+        if not isinstance(name, str):
+            raise TypeError(
+                f"Scheduler.add(): name must be the task's name (a str), got {_shown(name)}"
+            )
+        if func is not None and not callable(func):
+            raise TypeError(
+                f"Scheduler.add(): func must be the function to call, got {_shown(func)}; "
+                "for another action leave it out and give command=[...], http={...} or llm={...}"
+            )
         raw = dict(spec)
         if self.timezone is not None:
             # stored with the task, so `agentcron list` and `next` (which do not see this
@@ -245,37 +262,51 @@ def _python_target(name: str, func: Callable[..., Any], named: Any) -> tuple[str
     return own, True
 
 
-def _notify_urls(notify: Any) -> list[str]:
-    """The owner's channels, as written, checked as the config file's ``notify:`` is:
-    a str is one URL (a list of one, as a task's ``notify=`` takes it), and a URL
-    Apprise cannot use is refused naming it. ``list("json://…")`` made one channel of
-    each character, and a URL that was none was kept: nothing ever reached the owner
-    (probe)."""
-    urls = [notify] if isinstance(notify, str) else notify  # notify[0] names it either way
-    top = _top_level({"notify": urls})
-    from agentcron.config._placeholders import urls_as_written
-
-    return urls_as_written(urls, list(top.notify))
-
-
 def _top_level(values: dict[str, Any]) -> ConfigFile:
-    """``values`` validated as the config file's top-level keys: the same model, the
-    same placeholder rules, the same messages (each naming its key)."""
+    """The constructor's settings validated as the config file's top-level keys: the
+    same model, the same placeholder rules, the same messages (each naming its key).
+
+    ``notify="json://…"`` was made one channel per character and a URL that was none
+    was kept, so nothing ever reached the owner; ``max_concurrency="4"`` failed as
+    ``'<' not supported`` (probe). A Python program passes a number as a number:
+    the file's lax reading of ``"4"`` is not taken here."""
     from agentcron.config import _env, _placeholders
     from agentcron.config._problems import issues_from
 
     environ = _env.current_environ()
     problems = _placeholders.top_problems(values, environ, _path_problem)
+    count = values.get("max_concurrency")
+    if isinstance(count, bool) or not isinstance(count, int):
+        message = f"must be a whole number (an int) of at least 1, got {_shown(count)}"
+        problems.append(_problem("max_concurrency", message))
     try:
-        return ConfigFile.model_validate(_placeholders.expanded_top(values, environ))
+        top = ConfigFile.model_validate(_placeholders.expanded_top(values, environ))
     except ValidationError as exc:
-        # a value whose placeholder could not be expanded has said so already
-        held = {p.location for p in problems}
+        # a value said wrong above (an unset placeholder, a str count) is said once
+        said = {p.location for p in problems}
         for issue in issues_from(exc, ConfigFile, values):
             problem = _path_problem(issue.path, issue.message)
-            if not _placeholders.within(problem.location, held):
+            if not _placeholders.within(problem.location, said):
                 problems.append(problem)
-    raise ConfigError(problems, "<python>")
+    if problems:
+        raise ConfigError(problems, "<python>")
+    return top
+
+
+def _python_argument(name: str, value: Any, kinds: tuple[type, ...], expected: str) -> None:
+    """Refuse an argument of the wrong type naming it (no config key, so a TypeError):
+    the mistake otherwise surfaced later as another object's missing attribute."""
+    if value is not None and not isinstance(value, kinds):
+        raise TypeError(f"Scheduler(): {name} must be {expected}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """``'4' (a str)``: the value and its type, what a wrong argument is seen by."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    kind = type(value).__name__
+    return f"{text} ({'an' if kind[0] in 'aeiou' else 'a'} {kind})"
 
 
 def _path_problem(path: tuple[str | int, ...], message: str) -> Any:
