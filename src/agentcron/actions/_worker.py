@@ -149,16 +149,11 @@ class Worker:
             return {"id": rid, "ok": False, "failure": _describe(exc)}
         started()
         try:
-            with _redirected(fd), _call_environment(cwd, req.get("env") or {}):
-                try:
-                    func = resolve_target(target)
-                    value = call_target(func, req.get("args") or [], req.get("kwargs") or {})
-                    append_result(fd, result_text(value))
-                except BaseException as exc:  # the user's failure, whatever it is, is data
-                    return {"id": rid, "ok": False, "failure": _describe(exc)}
+            failure = _call(fd, target, req, cwd)
+            if failure is None:
                 return {"id": rid, "ok": True}
-        except Exception as exc:  # setting the call up failed (its cwd vanished): still an answer
-            return {"id": rid, "ok": False, "failure": _describe(exc)}
+            keep_traceback(fd, str(failure.get("output_tail") or ""))
+            return {"id": rid, "ok": False, "failure": failure}
         finally:
             os.close(fd)
             self._remember(set(sys.modules) - before, cwd)
@@ -188,6 +183,31 @@ class Worker:
                 self._mtimes[real] = os.stat(real).st_mtime
             if self._bound is None:
                 self._bound = cwd
+
+
+def _call(fd: int, target: str, req: dict[str, Any], cwd: str) -> dict[str, Any] | None:
+    """Make the call with its output going to ``fd``; its failure described, if any."""
+    try:
+        with _redirected(fd), _call_environment(cwd, req.get("env") or {}):
+            try:
+                func = resolve_target(target)
+                value = call_target(func, req.get("args") or [], req.get("kwargs") or {})
+                append_result(fd, result_text(value))
+            except BaseException as exc:  # the user's failure, whatever it is, is data
+                return _describe(exc)
+            return None
+    except Exception as exc:  # setting the call up failed (its cwd vanished): still an answer
+        return _describe(exc)
+
+
+def keep_traceback(fd: int, traceback: str) -> None:
+    """Append a failure's traceback (its last lines, bounded by the extractor) to the
+    run's output, where a program's stderr would have put it: ``agentcron logs``, the
+    API and the owner's "Last lines of output" show it. Not writing it loses nothing
+    the failure itself does not carry."""
+    if traceback:
+        with contextlib.suppress(OSError):
+            append_result(fd, traceback + "\n")
 
 
 def _describe(exc: BaseException) -> dict[str, Any]:

@@ -27,7 +27,12 @@ from typing import Any
 
 from agentcron.actions._inline_threads import InlineThreads
 from agentcron.actions._pool import PythonWorkerPool
-from agentcron.actions._worker import append_result, resolve_target, result_text
+from agentcron.actions._worker import (
+    append_result,
+    keep_traceback,
+    resolve_target,
+    result_text,
+)
 from agentcron.actions.base import ActionContext, ActionResult
 from agentcron.actions.command import say_duration
 from agentcron.actions.output import OUTPUT_MEMORY_CAP, open_output
@@ -100,7 +105,8 @@ class InlinePythonAction:
                 )
             from agentcron.classify.extract import failure_from_exception
 
-            return ActionResult(ok=False, failure=failure_from_exception(exc, action="python"))
+            failure = failure_from_exception(exc, action="python")
+            return ActionResult(ok=False, failure=failure, kept=_keep_failure(failure, ctx))
         return ActionResult(ok=True, output=_cap(text), kept=bool(text))
 
 
@@ -135,6 +141,22 @@ async def _keep(text: str, ctx: ActionContext) -> None:
         _write_output(text, ctx)
     else:
         await asyncio.to_thread(_write_output, text, ctx)
+
+
+def _keep_failure(failure: FailureInfo, ctx: ActionContext) -> bool | None:
+    """The traceback kept as the run's output, as a worker's is; whether a file is kept
+    (None: not known, the runner looks). Written on the loop: a few KiB at most."""
+    if not failure.output_tail:
+        return None
+    try:
+        fd = open_output(ctx.output_path)
+    except OSError:
+        return None
+    try:
+        keep_traceback(fd, failure.output_tail)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _write_output(text: str, ctx: ActionContext) -> None:
