@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,7 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from agentcron.interfaces.zone_names import in_zone, zone_label
-from agentcron.model import Slot, TaskSpec
+
+if TYPE_CHECKING:  # the models bring pydantic: the CLI imports them when a command needs them
+    from agentcron.model import Slot, TaskSpec
 
 _HEALTH_STYLE = {
     "ok": "green",
