@@ -143,6 +143,11 @@ def test_a_home_of_code_tasks_is_told_to_start_its_program_not_agentcron_run(
         "`agentcron.Scheduler`"
     ) in said, said
     assert "`agentcron run` starts the daemon" not in said
+    # listed as what it is: a code task, not one added through the API
+    [row] = json.loads(runner.invoke(app, ["list", "--json"]).output)
+    assert row["source"] == "code", row
+    chosen = json.loads(runner.invoke(app, ["list", "--json", "--source", "code"]).output)
+    assert [r["name"] for r in chosen] == ["digest"]
 
 
 def test_next_marks_dst_gap_and_accepts_from(cli) -> None:

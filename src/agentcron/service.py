@@ -77,7 +77,7 @@ __all__ = [
     "local_actor",
 ]
 
-_SOURCES = ("file", "api")
+_SOURCES = ("file", "api", "code")
 _HEALTH_WORDS = {h: h.value for h in Health}  # Enum's .value is a descriptor call
 _NO_LATEST = TaskLatest()  # a task with no final run and no pause reason
 # Healths that say something will happen (a fire, a retry, the end of a run in
@@ -192,13 +192,13 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         text: str | None = None,
     ) -> list[dict[str, Any]]:
         """Every task with its health, by name; ``health`` (words, comma-separated),
-        ``source`` (file or api) and ``text`` (in the name, schedule or description,
+        ``source`` (file, api or code) and ``text`` (in the name, schedule or description,
         any case) narrow the list. A constant number of reads, whatever the count of
         tasks (10,000 tasks: a few reads, not 30,000)."""
         wanted = _health_words(health)
         if source is not None and source not in _SOURCES:
             raise ServiceError(
-                f"source: {source!r} is not a task source; use file or api", field="source"
+                f"source: {source!r} is not a task source; use file, api or code", field="source"
             )
         needle = text.strip().lower() if text else None
         not_firing = self.firing().problem
@@ -331,7 +331,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             "last_run": iso(last.scheduled_for, zone) if last else None,
             "health": _HEALTH_WORDS[health],
             "health_detail": detail,
-            "source": "file" if rec.source is TaskSource.FILE else "api",
+            "source": _source(rec),
             "action": rec.action_kind,
             "delivery_status": latest.last_success.delivery_status.value
             if latest.last_success
@@ -751,7 +751,11 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
 
 
 def _source(rec: TaskRecord | TaskListing) -> str:
-    return "file" if rec.source is TaskSource.FILE else "api"
+    """``file``, ``api`` (the CLI, the HTTP API, an agent) or ``code`` (a program's
+    Scheduler): code tasks were listed as ``api`` although only their program runs them."""
+    if rec.source is TaskSource.FILE:
+        return "file"
+    return "code" if rec.source is TaskSource.CODE else "api"
 
 
 def _matches(rec: TaskListing, needle: str) -> bool:

@@ -467,7 +467,7 @@ def list_(
     health: Annotated[
         str | None, typer.Option(help="Only these healths, comma-separated (failing,stuck)")
     ] = None,
-    source: Annotated[str | None, typer.Option(help="Only tasks from: file or api")] = None,
+    source: Annotated[str | None, typer.Option(help="Only tasks from: file, api or code")] = None,
     search: Annotated[
         str | None, typer.Option(help="Only tasks whose name, schedule or description has this")
     ] = None,

@@ -51,7 +51,10 @@ class TaskSummary(_Shape):
         "says why)"
     )
     health_detail: str | None
-    source: str = Field(description="file (agentcron.yaml) or api (CLI, HTTP API, code)")
+    source: str = Field(
+        description="file (agentcron.yaml), api (CLI, HTTP API, agents) or code (a program's "
+        "Scheduler)"
+    )
     action: str
     delivery_status: str | None = Field(description="Delivery state of the newest success")
     description: str | None = None

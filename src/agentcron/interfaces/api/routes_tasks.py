@@ -65,7 +65,7 @@ def list_tasks(
     health: Annotated[
         str | None, Query(description="Health words, comma-separated (failing,stuck)")
     ] = None,
-    source: Annotated[str | None, Query(description="file or api")] = None,
+    source: Annotated[str | None, Query(description="file, api or code")] = None,
     text: Annotated[
         str | None, Query(description="In the name, schedule or description (any case)")
     ] = None,
