@@ -38,7 +38,3 @@ def slow(seconds: float) -> str:
 def bad_row() -> None:
     print("reading rows", flush=True)
     raise ValueError("bad input row 42")
-
-
-def raises_at_import() -> None:
-    """Never called: the module below raises before it could be."""

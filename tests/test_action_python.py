@@ -158,8 +158,8 @@ def test_import_errors_are_failures_the_classifier_can_read(tmp_path: Path) -> N
     assert missing.failure is not None and no_attr.failure is not None
     assert missing.failure.exception_types[0] == "ModuleNotFoundError"
     assert "agentcron_no_such_module" in missing.failure.message
-    assert no_attr.failure.exception_types[0] == "AttributeError"
-    assert "'pyactions_sample' has no attribute 'nothing_here'" in no_attr.failure.message
+    assert no_attr.failure.known_class is ErrorClass.CONFIG_ERROR
+    assert no_attr.failure.message == "pyactions_sample has no function nothing_here"
 
 
 def test_a_worker_that_exits_mid_call_is_reported_and_replaced(tmp_path: Path) -> None:

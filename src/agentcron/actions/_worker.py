@@ -31,6 +31,7 @@ import site
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any, BinaryIO
 
 from agentcron.actions.output import open_output
@@ -45,19 +46,37 @@ FIELD_LIMIT = 16 * 1024
 HEADERS_LIMIT = 50
 
 
+class TargetNotLoaded(Exception):
+    """A task's target could not be loaded: its module failed to import, or has no
+    such function. The function never ran; ``failure`` says what failed instead."""
+
+    def __init__(self, failure: FailureInfo) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
 def resolve_target(target: str) -> Callable[..., Any]:
-    """Import ``module:attr.path`` and return the callable it names."""
+    """Import ``module:attr.path`` and return the callable it names; TargetNotLoaded
+    when that fails."""
+    from agentcron.classify.extract import import_failure, target_failure
+
     module_name, _, attr_path = target.partition(":")
     if not module_name or not attr_path:
         raise ValueError(f"python target must be 'module:function', got {target!r}")
-    obj: Any = importlib.import_module(module_name)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except BaseException as exc:  # whatever its code raised at import is data too
+        exc.__traceback__ = _from_user_code(exc.__traceback__)
+        raise TargetNotLoaded(import_failure(exc, module_name)) from exc
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise AttributeError(f"{target}: {module_name!r} has no attribute {part!r}") from None
+            missing = f"{module_name} has no function {attr_path}"
+            raise TargetNotLoaded(target_failure(missing)) from None
     if not callable(obj):
-        raise TypeError(f"{target} is not callable (it is a {type(obj).__name__})")
+        what = f"{target} is not a function (its type is {type(obj).__name__})"
+        raise TargetNotLoaded(target_failure(what))
     return obj  # type: ignore[no-any-return]
 
 
@@ -106,12 +125,18 @@ def append_result(fd: int, text: str) -> None:
         data = data[os.write(fd, data) :]
 
 
-def failure_dict(exc: BaseException) -> dict[str, Any]:
-    """A JSON-ready FailureInfo for an exception raised by the user's function."""
+def failure_of(exc: BaseException) -> FailureInfo:
+    """The FailureInfo of what a call raised (a target that did not load says so)."""
+    if isinstance(exc, TargetNotLoaded):
+        return exc.failure
     from agentcron.classify.extract import failure_from_exception
 
-    info = failure_from_exception(exc, action="python")
-    return dataclasses.asdict(info)
+    return failure_from_exception(exc, action="python")
+
+
+def failure_dict(exc: BaseException) -> dict[str, Any]:
+    """A JSON-ready FailureInfo for an exception raised by the user's function."""
+    return dataclasses.asdict(failure_of(exc))
 
 
 def _system_dirs() -> tuple[str, ...]:
@@ -210,12 +235,20 @@ def keep_traceback(fd: int, traceback: str) -> None:
             append_result(fd, traceback + "\n")
 
 
-def _describe(exc: BaseException) -> dict[str, Any]:
-    # The traceback starts in this module; the user's frames are what tell a story.
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+def _from_user_code(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from its first frame of the user's code on: the frames of this
+    module and of the import machinery before it tell the owner nothing."""
+    while tb is not None and tb.tb_next is not None and _machinery(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
-    exc.__traceback__ = tb
+    return tb
+
+
+def _machinery(filename: str) -> bool:
+    return filename in (__file__, importlib.__file__) or filename.startswith("<frozen importlib")
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    exc.__traceback__ = _from_user_code(exc.__traceback__)
     try:
         return _bounded(failure_dict(exc))
     except Exception as bug:  # never let describing a failure kill the worker

@@ -29,6 +29,7 @@ from agentcron.actions._inline_threads import InlineThreads
 from agentcron.actions._pool import PythonWorkerPool
 from agentcron.actions._worker import (
     append_result,
+    failure_of,
     keep_traceback,
     resolve_target,
     result_text,
@@ -103,9 +104,7 @@ class InlinePythonAction:
                         action="python",
                     ),
                 )
-            from agentcron.classify.extract import failure_from_exception
-
-            failure = failure_from_exception(exc, action="python")
+            failure = failure_of(exc)
             return ActionResult(ok=False, failure=failure, kept=_keep_failure(failure, ctx))
         return ActionResult(ok=True, output=_cap(text), kept=bool(text))
 

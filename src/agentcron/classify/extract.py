@@ -10,11 +10,13 @@ when a different version, or none, is installed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import traceback
 from collections.abc import Iterator, Mapping
 
-from agentcron.classify.rules import type_class
+from agentcron.classify.rules import output_match, type_class
+from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
 from agentcron.redact import redact
 
@@ -51,6 +53,33 @@ def failure_from_exception(exc: BaseException, *, action: str = "python") -> Fai
         body=_body_text(body_obj, response),
         provider_code=_provider_code(telling, body_obj),
         output_tail=redact(_tail(exc)),
+        action=action,
+    )
+
+
+def import_failure(exc: BaseException, module: str, *, action: str = "python") -> FailureInfo:
+    """A python target's module that failed to import: the function never ran, so the
+    words say what failed ("importing jobs failed: SyntaxError: …"). An error of the
+    code is ``code_error`` by the runner's word, lest it be told as "the function
+    raised"; one whose type or words name another class (a missing package, a
+    refused connection) keeps being classified by them."""
+    info = failure_from_exception(exc, action=action)
+    named = type_class(info.exception_types)
+    if named is None and output_match(info.message) is None:
+        named = ErrorClass.CODE_ERROR
+    return dataclasses.replace(
+        info,
+        message=f"importing {module} failed: {info.message}",
+        known_class=ErrorClass.CODE_ERROR if named is ErrorClass.CODE_ERROR else None,
+    )
+
+
+def target_failure(message: str, *, action: str = "python") -> FailureInfo:
+    """A python target that names no function of its module (``jobs:nosuch``): a typo
+    in the task's target, a ``config_error`` as a module that does not exist is."""
+    return FailureInfo(
+        message=redact(cut(message, MESSAGE_LIMIT)),
+        known_class=ErrorClass.CONFIG_ERROR,
         action=action,
     )
 
