@@ -267,7 +267,7 @@ class Daemon:
                 log.info("tasks no longer registered in code, removed: %s", ", ".join(gone))
         folder = self.options.config_path.parent if self.options.config_path else Path.cwd()
         self.registry = ActionRegistry(
-            pool_size=min(self.config.max_concurrency, 4), cwd=str(folder.resolve())
+            pool_size=self.config.max_concurrency, cwd=str(folder.resolve())
         )
         for target, func in self.options.callables.items():
             self.registry.register_callable(target, func)
@@ -1290,6 +1290,8 @@ class Daemon:
         if self.api is not None:
             self.api.set_defaults(self.service.defaults)
         self.engine.settings.max_concurrency = config.max_concurrency
+        if self.registry is not None:
+            self.registry.set_pool_size(config.max_concurrency)
         self.engine.settings.default_zone = config.timezone
         self.notifier.channels = list(config.notify)
         self.notifier.default_zone = config.timezone

@@ -33,6 +33,8 @@ from agentcron.model import TaskSpec
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
 
+WARM_WORKERS = 4  # python workers started with the pool; more as runs need them
+
 
 class ActionRegistry:
     def __init__(self, pool_size: int = 2, cwd: str | None = None) -> None:
@@ -43,6 +45,13 @@ class ActionRegistry:
         self._callables: dict[str, Callable[..., Any]] = {}
         self._cache: dict[str, Action] = {}
         self._inline: dict[str, Action] = {}
+
+    def set_pool_size(self, size: int) -> None:
+        """Follow a reloaded ``max_concurrency``: the pool grows to it as runs need
+        workers; above it, workers are not replaced as they retire."""
+        self._pool_size = max(1, size)
+        if self._pool is not None:
+            self._pool.size = self._pool_size
 
     def register_callable(self, target: str, func: Callable[..., Any]) -> None:
         """Functions registered from Python code (the decorator) run inline by target name."""
@@ -59,8 +68,12 @@ class ActionRegistry:
             if self._pool is None:
                 from agentcron.actions._pool import PythonWorkerPool
 
-                pool = PythonWorkerPool(self._pool_size, cwd=self._cwd)
+                # a few workers started now, the rest (up to the node's max_concurrency)
+                # when runs need them: a pool capped at 4 made the fifth of eight python
+                # runs wait for a worker, its timeout running (outside-in probe)
+                pool = PythonWorkerPool(min(self._pool_size, WARM_WORKERS), cwd=self._cwd)
                 await pool.start()
+                pool.size = self._pool_size
                 self._pool = pool
         return self._pool
 
