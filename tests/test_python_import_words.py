@@ -91,3 +91,19 @@ def test_an_import_error_that_names_its_class_keeps_it(tmp_path: Path) -> None:
     assert "importing dbjobs failed: ConnectionRefusedError: db:5432 refused" in (
         verdict.explanation
     )
+
+
+def test_a_code_task_run_outside_its_program_names_the_wrong_daemon(tmp_path: Path) -> None:
+    """A task registered from a program's script (``__main__:quick``) run by another
+    process (`agentcron run` on the program's home): it failed "'__main__' has no
+    attribute 'quick'" and "fix the error shown in the output" (outside-in probe)."""
+    ctx = make_ctx(tmp_path, "__main__:quick_not_here", isolation="inline")
+    result = asyncio.run(InlinePythonAction().run(ctx))
+    assert result.failure is not None
+    verdict = classify(result.failure)
+    assert verdict.error_class is ErrorClass.CONFIG_ERROR
+    assert (
+        "quick_not_here was registered from the Python code of a program's "
+        "agentcron.Scheduler (__main__); this process is not that program"
+    ) in verdict.explanation, verdict.explanation
+    assert "run the program that registers it, not `agentcron run`" in verdict.explanation

@@ -46,6 +46,20 @@ FIELD_LIMIT = 16 * 1024
 HEADERS_LIMIT = 50
 
 
+def _missing(module_name: str, attr_path: str) -> str:
+    """Why ``module:attr`` names nothing. A ``__main__`` target is a task registered
+    from a program's own script (its agentcron.Scheduler): only that program can call
+    it, and a daemon started another way (`agentcron run` on the program's home) failed
+    its runs "'__main__' has no attribute", naming no wrong daemon (outside-in probe)."""
+    if module_name == "__main__":
+        return (
+            f"{attr_path} was registered from the Python code of a program's "
+            "agentcron.Scheduler (__main__); this process is not that program and cannot "
+            "call it: run the program that registers it, not `agentcron run`"
+        )
+    return f"{module_name} has no function {attr_path}"
+
+
 class TargetNotLoaded(Exception):
     """A task's target could not be loaded: its module failed to import, or has no
     such function. The function never ran; ``failure`` says what failed instead."""
@@ -72,8 +86,7 @@ def resolve_target(target: str) -> Callable[..., Any]:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            missing = f"{module_name} has no function {attr_path}"
-            raise TargetNotLoaded(target_failure(missing)) from None
+            raise TargetNotLoaded(target_failure(_missing(module_name, attr_path))) from None
     if not callable(obj):
         what = f"{target} is not a function (its type is {type(obj).__name__})"
         raise TargetNotLoaded(target_failure(what))
