@@ -23,6 +23,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from agentcron.actions._inline_threads import InlineThreads
@@ -64,6 +65,56 @@ def on_the_loop() -> list[str]:
     return sorted(set(list(ON_THE_LOOP.values())))
 
 
+# Inline sync calls whose run ended (a timeout, a stop) while they went on in their
+# thread, by task: the daemon cannot stop a thread, so the task's next run must not
+# start a second call beside it (the engine holds it: see still_running_past_its_run).
+# An hourly function that hung without a timeout of its own started one more thread
+# each hour, each told as a timeout, with overlap: skip promising one at a time.
+_LEFT_RUNNING: dict[str, dict[int, datetime]] = {}
+_LEFT_LOCK = threading.Lock()
+
+
+class _CallWatch:
+    """One inline call of ``task``, for its run due at ``due``: whether its thread has
+    returned, and whether its run ended first."""
+
+    __slots__ = ("done", "due", "task")
+
+    def __init__(self, task: str, due: datetime) -> None:
+        self.task = task
+        self.due = due
+        self.done = True  # until a thread takes the call (an import, a coroutine: no)
+
+    def started(self) -> None:
+        self.done = False
+
+    def ended(self) -> None:
+        """From the call's thread, when the call returns or raises."""
+        with _LEFT_LOCK:
+            self.done = True
+            left = _LEFT_RUNNING.get(self.task)
+            if left is not None:
+                left.pop(id(self), None)
+                if not left:
+                    del _LEFT_RUNNING[self.task]
+
+    def left(self) -> None:
+        """The run is over: a call still going is kept as left running."""
+        if self.done:  # the usual case, read without the lock: done is never unset
+            return
+        with _LEFT_LOCK:
+            if not self.done:
+                _LEFT_RUNNING.setdefault(self.task, {})[id(self)] = self.due
+
+
+def still_running_past_its_run(task: str) -> datetime | None:
+    """The time its run was due of the oldest inline call of ``task`` still running
+    past its run's end, or None when none is."""
+    with _LEFT_LOCK:
+        left = _LEFT_RUNNING.get(task)
+        return min(left.values()) if left else None
+
+
 class InlinePythonAction:
     """Calls a function in the daemon process: ``func``, or else the spec's target."""
 
@@ -72,6 +123,13 @@ class InlinePythonAction:
         self._is_coro = func is not None and inspect.iscoroutinefunction(func)
 
     async def run(self, ctx: ActionContext) -> ActionResult:
+        watch = _CallWatch(ctx.task, ctx.scheduled_for)
+        try:
+            return await self._run(ctx, watch)
+        finally:  # a timeout or a stop left the call running in its thread: kept
+            watch.left()
+
+    async def _run(self, ctx: ActionContext, watch: _CallWatch) -> ActionResult:
         spec = ctx.spec
         seconds = ctx.timeout.total_seconds()
         try:
@@ -85,7 +143,8 @@ class InlinePythonAction:
                     finally:
                         ON_THE_LOOP.pop(ctx.slot_id, None)
                 else:
-                    out = await _in_thread(functools.partial(_call, func, spec.args, spec.kwargs))
+                    call = functools.partial(_call, func, spec.args, spec.kwargs)
+                    out = await _in_thread(call, watch)
                     text = result_text(await out) if inspect.isawaitable(out) else out
                 if text:  # no output, no file: an empty file per run would cost a create
                     await _keep(text, ctx)
@@ -222,8 +281,9 @@ _last_handoff: list[_Handoff | None] = [None]
 _THREADS = InlineThreads()
 
 
-async def _in_thread(call: Callable[[], Any]) -> Any:
-    """Run ``call`` on an inline thread (see :mod:`._inline_threads`), await its result."""
+async def _in_thread(call: Callable[[], Any], watch: _CallWatch | None = None) -> Any:
+    """Run ``call`` on an inline thread (see :mod:`._inline_threads`), await its result;
+    ``watch`` hears when the call returns, whether or not anyone still waits."""
     loop = asyncio.get_running_loop()
     handoff = _last_handoff[0]
     if handoff is None or not handoff.serves(loop):
@@ -240,7 +300,12 @@ async def _in_thread(call: Callable[[], Any]) -> Any:
             handoff.put(future, None, exc)
         else:
             handoff.put(future, value, None)
+        finally:
+            if watch is not None:
+                watch.ended()
 
+    if watch is not None:
+        watch.started()
     _THREADS.submit(body, loop)
     return await future
 

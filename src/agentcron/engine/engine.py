@@ -30,6 +30,7 @@ from agentcron.actions.base import Action
 from agentcron.beats import Sleeper, when_to_wake
 from agentcron.clock import Clock
 from agentcron.durations import format_duration
+from agentcron.engine.left_running import left_running_gate
 from agentcron.model import (
     AttemptOutcome,
     Claim,
@@ -202,7 +203,11 @@ class Engine:
         # asked after the provider gate about the claims about to start: each returns
         # those that may, and the others it recorded final itself, with their task, for
         # the slot listeners (daily budgets: agentcron.engine.budgets)
-        self.gates: list[Gate] = []
+        self.gates: list[Gate] = [
+            left_running_gate(
+                store, settings.owner, lambda spec: spec.zone(self.settings.default_zone)
+            )
+        ]
         # what an ended attempt spent (daily budgets): written with the attempt's end
         self.spenders: list[Spender] = []
         # the watchdog's record of loop stalls: (fire time, zone) -> the words a missed

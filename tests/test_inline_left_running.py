@@ -1,0 +1,68 @@
+"""An inline call left running past its run (its timeout; the daemon cannot stop a
+thread) holds its task's next runs: they are recorded skipped, saying why, instead of
+a second call started beside it. An outside-in probe saw a second call start while
+the first, timed out, still ran (``overlap: skip`` broken without a word), and a hung
+function would get one more stuck thread every period."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from agentcron.actions.python_action import still_running_past_its_run
+from agentcron.clock import FakeClock
+from agentcron.model import SlotStatus
+from agentcron.store.base import Store
+from harness import Harness
+
+
+def test_a_call_left_running_holds_its_task_and_then_lets_it_run(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    release = threading.Event()
+    calls: list[str] = []
+
+    def hung() -> str:
+        calls.append("hung")
+        release.wait(30)
+        return "done late"
+
+    def beside() -> str:  # overlap: allow asks for calls side by side
+        calls.append("beside")
+        release.wait(30)
+        return "done late"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("hung", hung, every="1h", timeout="1s", retries=0, timezone="UTC")
+        h.add("beside", beside, every="1h", timeout="1s", retries=0, overlap="allow",
+              timezone="UTC")  # fmt: skip
+        for _ in range(2):  # the first runs time out; the next hour's find them running
+            clock.advance(timedelta(hours=1))
+            await h.tick()
+        assert still_running_past_its_run("hung") is not None
+        release.set()
+        deadline = time.monotonic() + 10
+        while still_running_past_its_run("hung") is not None:
+            assert time.monotonic() < deadline, "the call's end was not seen"
+            await asyncio.sleep(0.01)
+        clock.advance(timedelta(hours=1))  # its call has returned: runs again
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    statuses = [s.status for s in h.slots("hung")]
+    assert statuses == [SlotStatus.FAILED, SlotStatus.SKIPPED, SlotStatus.SUCCEEDED], statuses
+    skipped = h.slots("hung")[1]
+    assert skipped.reason == (
+        "the inline call of its run due at 01:00:00 UTC still runs in the daemon past that "
+        "run's end (its timeout, or a stop), and the daemon cannot stop it: not started "
+        "beside it (overlap: skip; a restart of the daemon ends it)"
+    ), skipped.reason
+    assert calls.count("hung") == 2  # the first, and the one after it returned
+    # overlap: allow: the second call started beside the first, as asked
+    assert [s.status for s in h.slots("beside")][:2] == [SlotStatus.FAILED, SlotStatus.FAILED]
+    assert calls.count("beside") == 3
