@@ -175,9 +175,18 @@ class OutputsCadence:
 def default_keep_outputs(task_defaults: Mapping[str, Any] | None) -> timedelta | None:
     """``keep_outputs`` of the config's ``defaults:``, else 30 days; None keeps them
     (and so does a value the loader would have rejected)."""
-    if not task_defaults or "keep_outputs" not in task_defaults:
-        return DEFAULT_KEEP_OUTPUTS
-    raw = task_defaults["keep_outputs"]
+    return _default_keep(task_defaults, "keep_outputs", DEFAULT_KEEP_OUTPUTS)
+
+
+def _default_keep(
+    task_defaults: Mapping[str, Any] | None, key: str, otherwise: timedelta | None
+) -> timedelta | None:
+    """A ``keep_*`` of the config's ``defaults:`` as the loader left the mapping, else
+    ``otherwise``; None keeps all, and so does a value the loader would have rejected
+    (a caller that skipped the loader keeps more, not less)."""
+    if not task_defaults or key not in task_defaults:
+        return otherwise
+    raw = task_defaults[key]
     if raw is None:
         return None
     try:
@@ -232,16 +241,7 @@ def default_keep_history(task_defaults: Mapping[str, Any] | None) -> timedelta |
     """``keep_history`` of the config's ``defaults:`` (as the loader left the mapping),
     else 90 days: what the history of tasks no longer in the config keeps, and the age
     past which sent notifications and closed incidents go. None keeps all."""
-    if not task_defaults or "keep_history" not in task_defaults:
-        return DEFAULT_KEEP_HISTORY
-    raw = task_defaults["keep_history"]
-    if raw is None:
-        return None
-    try:
-        return parse_duration(raw)
-    except ValueError:
-        # the loader rejects such a file; a caller that skipped it keeps more, not less
-        return None
+    return _default_keep(task_defaults, "keep_history", DEFAULT_KEEP_HISTORY)
 
 
 def keep_rule(spec: TaskSpec, now: datetime) -> KeepRule:
