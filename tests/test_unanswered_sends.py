@@ -204,3 +204,17 @@ def test_a_told_retry_is_looked_at_at_its_time_not_at_the_beat_after(
     clock.advance(timedelta(seconds=90))
     assert worker._until_next_retry() == 0.0  # its time came: look now
     assert worker._until_next_retry() is None  # and then only the beat
+
+
+def test_output_that_is_not_utf8_is_delivered_with_a_note(tmp_path: Path) -> None:
+    """Latin-1 "café" went out as "caf\ufffd" without a word (outside-in probe)."""
+    from agentcron.delivery.worker import _read
+
+    latin = tmp_path / "latin.log"
+    latin.write_bytes("café naïve\r\n".encode("latin-1"))
+    text = _read(str(latin))
+    assert text is not None and text.startswith("caf\ufffd na\ufffdve\n"), text
+    assert f"are shown as \ufffd; the kept file at {latin} has them as printed]" in text
+    fine = tmp_path / "fine.log"
+    fine.write_text("café naïve\n", encoding="utf-8")
+    assert _read(str(fine)) == "café naïve\n"

@@ -424,17 +424,43 @@ def _read(path: str) -> str | None:
     where the rest is when it is longer (cut without a word, a long story's end was lost
     and its delivery recorded done); None when the file is gone."""
     try:
-        with Path(path).open(encoding="utf-8", errors="replace") as fh:
-            text = fh.read(MAX_BODY + 1)
-            if len(text) <= MAX_BODY:
-                return text
-            size = os.fstat(fh.fileno()).st_size
+        text, size, mangled = _read_text(path)
     except OSError:
         return None
+    # bytes that are not UTF-8 go out as U+FFFD: said, since the text read is not all
+    # the run printed (Latin-1 "café" was delivered as "caf\ufffd" without a word)
+    note = (
+        f"\n[… some bytes of this output are not UTF-8 text and are shown as \ufffd; the "
+        f"kept file at {path} has them as printed]"
+        if mangled
+        else ""
+    )
+    if size is None:
+        return text + note
     cut = text[:MAX_BODY]
     end = cut.rfind("\n", MAX_BODY // 2)
     cut = cut[:end] if end >= 0 else cut  # at a line end where there is one
     return (
         f"{cut}\n[… cut here: only the first {MAX_BODY:,} characters are delivered (the "
-        f"output is {size:,} bytes); all of it is kept at {path}]"
+        f"output is {size:,} bytes); all of it is kept at {path}]{note}"
     )
+
+
+def _read_text(path: str) -> tuple[str, int | None, bool]:
+    """The first ``MAX_BODY`` + 1 characters of the kept file, its size in bytes when it
+    is longer than that (else None), and whether some bytes were not UTF-8."""
+    with Path(path).open("rb") as fh:
+        data = fh.read(4 * (MAX_BODY + 1))  # at most 4 bytes a character
+        size = os.fstat(fh.fileno()).st_size
+    try:
+        text = data.decode("utf-8")
+        mangled = False
+    except UnicodeDecodeError as exc:
+        # a character cut by the read's end is not a bad byte
+        whole = len(data) < 4 * (MAX_BODY + 1) or exc.start < len(data) - 3
+        text = data.decode("utf-8", errors="replace")
+        mangled = whole
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # as a text-mode read did
+    if len(text) <= MAX_BODY:
+        return text, None, mangled
+    return text[: MAX_BODY + 1], size, mangled
