@@ -11,7 +11,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -218,3 +218,57 @@ def test_output_that_is_not_utf8_is_delivered_with_a_note(tmp_path: Path) -> Non
     fine = tmp_path / "fine.log"
     fine.write_text("café naïve\n", encoding="utf-8")
     assert _read(str(fine)) == "café naïve\n"
+
+
+def test_a_kept_file_emptied_after_the_run_is_not_delivered_as_no_output(
+    sqlite_store, home: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """An output emptied by hand before its delivery went out as "(the run produced no
+    output)", recorded delivered (outside-in probe). It is a lost output, told as a
+    gone one is; a run that printed nothing is still delivered as such."""
+    import os
+
+    from agentcron.clock import FakeClock
+
+    start = datetime.now(UTC) - timedelta(hours=1)
+    clock = FakeClock(start)  # near the real time: files' times are the real clock's
+    sent: list[Message] = []
+    events: list[Event] = []
+
+    class Taking:
+        async def send(self, msg: Message) -> SendResult:
+            sent.append(msg)
+            return SendResult(ok=True)
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        target = ["json://127.0.0.1:9/d"]
+        h.add("story", lambda: "Once upon a time.", every="1h", deliver=target)
+        h.add("quiet", every="1h", command=["true"], deliver=target)
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        (story,) = h.slots("story")
+        assert story.output_path is not None
+        Path(story.output_path).write_text("")  # emptied by hand, later
+        later = time.time() + 30
+        os.utime(story.output_path, (later, later))
+        worker = DeliveryWorker(
+            sqlite_store, clock, emit=lambda _s, e: events.append(e),
+            channel_factory=lambda _u: Taking(),
+        )  # fmt: skip
+        await worker.drain_once()
+        return h
+
+    h = asyncio.run(scenario())
+    assert [m.task for m in sent] == ["quiet"], events
+    assert sent[0].body == "(the run produced no output)"
+    (failed,) = [e for e in events if isinstance(e, DeliveryFailed)]
+    assert failed.gave_up and failed.error.startswith(
+        "the kept output file is gone (emptied after the run: "
+    ), failed.error
+    assert " is empty, changed " in failed.error and failed.error.endswith(
+        " UTC); nothing left to deliver"
+    ), failed.error
+    (story,) = h.slots("story")
+    (delivery,) = sqlite_store.deliveries(story.id)
+    assert delivery.status is DeliveryStatus.FAILED

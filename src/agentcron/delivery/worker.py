@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -58,6 +58,7 @@ DEFAULT_BACKOFF = (timedelta(seconds=60), timedelta(minutes=5), timedelta(minute
 RECORD_BACKOFF = (0.5, 2.0, 8.0, 20.0)  # ~30 s in all, well within a claim (CLAIM_FOR)
 MAX_BODY = 200_000  # characters delivered from the kept file, split per channel
 PARTS_REMEMBERED = 10_000
+EMPTIED_SLACK = 2.0  # seconds after its delivery was made that an empty file may be written
 
 
 @runtime_checkable
@@ -258,11 +259,13 @@ class DeliveryWorker:
         # file), which is delivered as such; a path whose file is gone is a loss.
         text = _read(delivery.output_path) if delivery.output_path else ""
         now = self.clock.now()
-        if text is None:
+        emptied = _emptied_since(delivery) if text == "" else None
+        if text is None or emptied is not None:
             # given up without a send: the attempts recorded and told are the sends
             # really tried before (it said "after 2 attempts" of one)
             tried = delivery.attempts
-            reason = f"{OUTPUT_GONE} ({delivery.output_path}); nothing left to deliver"
+            how = f"emptied after the run: {emptied}" if emptied else delivery.output_path
+            reason = f"{OUTPUT_GONE} ({how}); nothing left to deliver"
             if not await self._record(delivery, DeliveryStatus.FAILED, tried, None, reason):
                 self._lost_claim(delivery)
                 return
@@ -444,6 +447,23 @@ def _read(path: str) -> str | None:
         f"{cut}\n[… cut here: only the first {MAX_BODY:,} characters are delivered (the "
         f"output is {size:,} bytes); all of it is kept at {path}]{note}"
     )
+
+
+def _emptied_since(delivery: Delivery) -> str | None:
+    """The kept file, when it is empty now but was written after the run's end (its
+    delivery was made then): the run's output was emptied by hand, and delivering
+    "(the run produced no output)" said something untrue of the run (outside-in
+    probe). None for a run that printed nothing, whose empty file dates from the run."""
+    path, made = delivery.output_path, delivery.created_at
+    if path is None or made is None:
+        return None
+    try:
+        changed = os.stat(path).st_mtime
+    except OSError:
+        return None
+    if changed <= made.timestamp() + EMPTIED_SLACK:
+        return None
+    return f"{path} is empty, changed {datetime.fromtimestamp(changed, UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _read_text(path: str) -> tuple[str, int | None, bool]:
