@@ -51,6 +51,30 @@ def _home_with_old_outputs(tmp_path: Path) -> tuple[Path, list[Path], Path]:
     return home, old, fresh
 
 
+def test_a_slot_still_going_keeps_its_files_however_old(tmp_path: Path) -> None:
+    """A run longer than its task's keep_outputs lost its output mid-run to the daemon's
+    frequent pass (outside-in probe: `sleep 95` with keep_outputs 1m ended "succeeded,
+    no output kept"); a slot waiting for a retry keeps its last attempt's file too."""
+    from agentcron.model import NewSlot, SlotStatus
+
+    home, (a, _b, _c), _fresh = _home_with_old_outputs(tmp_path)
+    store = open_store(None, home)
+    try:
+        now = datetime.now(UTC)
+        slot = store.add_slot("short", NewSlot(now, SlotStatus.PENDING), now)
+        assert slot is not None
+    finally:
+        store.close()
+    going = a.parent / f"20261205T010000Z-s{slot.id}-a1.log"
+    going.write_text("started")
+    hour_ago = time.time() - 3600
+    os.utime(going, (hour_ago, hour_ago))
+    config = tmp_path / "none.yaml"
+    done = CliRunner().invoke(app, ["--home", str(home), "--config", str(config), "prune"])
+    assert done.exit_code == 0, done.output
+    assert going.exists() and not a.exists()
+
+
 def test_prune_lists_then_removes_outputs_past_keep_outputs(tmp_path: Path) -> None:
     home, (a, b, c), fresh = _home_with_old_outputs(tmp_path)
     config = tmp_path / "none.yaml"  # no file: the stored specs say how long

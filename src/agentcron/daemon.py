@@ -50,6 +50,7 @@ from agentcron.notify.sender import OutboxSender
 from agentcron.redact import redact
 from agentcron.retention import (
     OutputsCadence,
+    busy_slots,
     default_keep_history,
     prune_history,
     prune_outputs,
@@ -1084,6 +1085,7 @@ class Daemon:
                 # outputs still waiting to be delivered, and each task's newest
                 # success's (context: previous), are kept whatever their age
                 keep = await asyncio.to_thread(self.store.outputs_to_keep)
+                busy = await asyncio.to_thread(busy_slots, self.store)
                 removed = await asyncio.to_thread(
                     prune_outputs,
                     self.options.home,
@@ -1093,6 +1095,7 @@ class Daemon:
                     unremoved,
                     walks=cadence.walks(epoch, full),
                     seen=cadence.seen,
+                    busy=busy,
                 )
                 if removed:
                     log.info("pruned %d kept output file(s) past keep_outputs", removed)

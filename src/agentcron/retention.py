@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ def prune_outputs(
     seen: dict[str, timedelta | None] | None = None,
     counts: dict[str, int] | None = None,
     dry_run: bool = False,
+    busy: set[int] | None = None,
 ) -> int:
     """Delete output files older than their task's ``keep_outputs``; returns how many.
 
@@ -55,7 +57,9 @@ def prune_outputs(
     daemon's frequent pass walks only the tasks whose ``keep_outputs`` is short (see
     :class:`OutputsCadence`). ``seen`` gets each looked-up task's ``keep_outputs``
     (None for a task that is gone or keeps all), ``counts`` the files per task, and
-    ``dry_run`` counts what would go, deleting nothing.
+    ``dry_run`` counts what would go, deleting nothing. ``busy`` holds the ids of slots
+    still going (running, or waiting for a retry): their files stay, however old (a run
+    longer than its task's ``keep_outputs`` lost its output mid-run; outside-in probe).
     """
     current = time.time() if now is None else now
     removed = 0
@@ -81,6 +85,8 @@ def prune_outputs(
             try:
                 if str(path) in keep or path.is_symlink() or not path.is_file():
                     continue
+                if busy and _slot_of(path.name) in busy:
+                    continue
                 if path.stat().st_mtime >= cutoff:
                     continue
                 if not dry_run:
@@ -94,6 +100,21 @@ def prune_outputs(
         if counts is not None and here:
             counts[folder.name] = counts.get(folder.name, 0) + here
     return removed
+
+
+_SLOT_IN_NAME = re.compile(r"-s(\d+)-a\d+\.")  # see actions.output.output_file_name
+
+
+def _slot_of(name: str) -> int | None:
+    """The slot id an output file's name carries, or None."""
+    found = _SLOT_IN_NAME.search(name)
+    return int(found.group(1)) if found else None
+
+
+def busy_slots(store: Store) -> set[int]:
+    """The slots whose output files must stay whatever their age: those running, or
+    waiting for a retry (its message quotes the last attempt's lines)."""
+    return {slot.id for slot in store.active_slots()}
 
 
 # The daemon removes a kept output within a tenth of its keep_outputs (at least one beat;

@@ -719,7 +719,12 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         ``keep_outputs`` now (``agentcron prune``), or count what would go. The daemon
         does the same periodically; running both is harmless. Outputs still waiting to
         be delivered, and each task's newest success's, stay (``outputs_to_keep``)."""
-        from agentcron.retention import default_keep_history, prune_history, prune_outputs
+        from agentcron.retention import (
+            busy_slots,
+            default_keep_history,
+            prune_history,
+            prune_outputs,
+        )
 
         report = prune_history(
             self.store,
@@ -738,6 +743,7 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             failures,
             counts=by_task,
             dry_run=dry_run,
+            busy=busy_slots(self.store),
         )
         done = {
             **report.as_dict(),
