@@ -53,11 +53,15 @@ def test_an_unreadable_answer_replaces_the_worker_and_says_so(
     with caplog.at_level(logging.ERROR, logger="agentcron.actions._pool"):
         failed, after, old = with_pool(scenario)
     assert failed.failure is not None
-    assert failed.failure.known_class is ErrorClass.WORKER_LOST
+    # the function's doing, not weather: not retried (a retry runs it again)
+    assert failed.failure.known_class is ErrorClass.CODE_ERROR
     assert failed.failure.message.startswith(
         "the python worker's answer could not be read (JSONDecodeError: "
     )
-    assert failed.failure.message.endswith("); the worker was replaced")
+    assert failed.failure.message.endswith(
+        "did the function write to agentcron's pipe (a file descriptor it had not opened)? "
+        "The worker was replaced"
+    )
     assert not alive(old) and after.ok and int(after.output) != old
     assert any("its answer could not be read" in r.getMessage() for r in caplog.records)
 

@@ -241,7 +241,10 @@ class PythonWorkerPool:
         self, ctx: ActionContext, worker: _Worker, exc: Exception
     ) -> ActionResult:
         """A worker whose answer could not be read (too long, not JSON) is out of step
-        with the pool: it is killed and replaced, so one odd run never shrinks the pool."""
+        with the pool: it is killed and replaced, so one odd run never shrinks the pool.
+        The worker bounds its own answers, so what broke it is the function writing to
+        the worker's pipe: a fault of the task's code, not retried (as a worker lost
+        would be, running the function and its side effects again; outside-in probe)."""
         what = cut(f"{type(exc).__name__}: {exc}", 300)
         log.error(
             "python worker %d running %s: its answer could not be read (%s); "
@@ -253,8 +256,10 @@ class PythonWorkerPool:
         await self._retire(worker, 0)
         return _failure(
             ctx,
-            f"the python worker's answer could not be read ({what}); the worker was replaced",
-            ErrorClass.WORKER_LOST,
+            f"the python worker's answer could not be read ({what}): did the function "
+            "write to agentcron's pipe (a file descriptor it had not opened)? The worker "
+            "was replaced",
+            ErrorClass.CODE_ERROR,
         )
 
     async def _exchange(self, worker: _Worker, request: dict[str, Any]) -> tuple[bool, bytes]:
