@@ -272,3 +272,42 @@ def test_a_kept_file_emptied_after_the_run_is_not_delivered_as_no_output(
     (story,) = h.slots("story")
     (delivery,) = sqlite_store.deliveries(story.id)
     assert delivery.status is DeliveryStatus.FAILED
+
+
+def test_an_unanswered_attempt_then_a_refused_one_still_warns_at_the_delivery(
+    sqlite_store, clock, home: Path
+) -> None:  # type: ignore[no-untyped-def]
+    answers = iter(
+        [
+            SendResult(ok=False, error=unanswered(24)),
+            SendResult(ok=False, error="HTTP 500"),
+            SendResult(ok=True),
+        ]
+    )
+
+    class Seq:
+        async def send(self, msg: Message) -> SendResult:
+            return next(answers)
+
+    events: list[Event] = []
+
+    async def scenario() -> None:
+        h = Harness(sqlite_store, clock, home)
+        h.add("story", lambda: "text", every="1h", deliver=["json://127.0.0.1:9/d"],
+              delivery_backoff=["1m", "1m", "1m"])  # fmt: skip
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        worker = DeliveryWorker(
+            sqlite_store, clock, emit=lambda _s, e: events.append(e),
+            channel_factory=lambda _u: Seq(),
+        )  # fmt: skip
+        for _ in range(3):
+            assert await worker.drain_once() == 1
+            clock.advance(timedelta(minutes=2))
+
+    asyncio.run(scenario())
+    _, refused, recovered = events
+    assert isinstance(refused, DeliveryFailed) and refused.error == (
+        "HTTP 500 (an earlier attempt had no answer within its time and may have arrived)"
+    )
+    assert isinstance(recovered, DeliveryRecovered) and recovered.unanswered_before

@@ -318,6 +318,11 @@ class DeliveryWorker:
                 )
             return
         error = result.error or "the channel refused the message"
+        if UNANSWERED in (delivery.last_error or "") and UNANSWERED not in error:
+            # kept in the record, so that the delivery that arrives in the end still says
+            # it may have arrived twice (it said so only when the attempt just before it
+            # had no answer: an outside-in probe had one unanswered, one refused, one OK)
+            error = f"{error} (an earlier attempt had {UNANSWERED} its time and may have arrived)"
         gave_up = result.permanent or attempts > len(backoff)
         retry_at = None if gave_up else now + backoff[attempts - 1]
         status = DeliveryStatus.FAILED if gave_up else DeliveryStatus.RETRYING
