@@ -72,3 +72,28 @@ def test_the_cli_that_records_it_says_so_once(tmp_path: Path) -> None:
     assert again.exit_code == 0 and "once" not in again.stderr, again.stderr
     [run] = _runs(home, "once")
     assert run["status"] == "expired", run
+
+
+def test_a_one_shot_moved_to_a_time_already_gone_is_said_too(tmp_path: Path) -> None:
+    """Changing an existing one-shot's ``at`` to a past time was applied without a word:
+    `list` said ok, and nothing ever ran (outside-in probe)."""
+    from agentcron.service import PAST_AT_CHANGED
+
+    config = tmp_path / "agentcron.yaml"
+    future = '  once:\n    at: "2099-01-02T09:00"\n    command: [echo, once]\n'
+    config.write_text("timezone: UTC\n" + EVERY + future)
+    home = tmp_path / "home"
+    argv = ["--home", str(home), "--config", str(config), "list", "--json"]
+    first = CliRunner().invoke(app, argv)
+    assert first.exit_code == 0 and "once" not in first.stderr, first.stderr
+    config.write_text("timezone: UTC\n" + EVERY + PAST)  # moved to 2026-01-02 09:00
+    moved = CliRunner().invoke(app, argv)
+    assert "task once, due 2026-01-02 09:00 UTC: " + PAST_AT_CHANGED in " ".join(
+        moved.stderr.split()
+    ), moved.stderr
+    # another edit of it (its command): that time has its slot already, nothing new
+    config.write_text("timezone: UTC\n" + EVERY + PAST.replace("echo, once", "echo, again"))
+    again = CliRunner().invoke(app, argv)
+    assert "once" not in again.stderr, again.stderr
+    [run] = _runs(home, "once")
+    assert (run["status"], run["reason"]) == ("expired", PAST_AT_CHANGED), run

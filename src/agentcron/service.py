@@ -109,6 +109,7 @@ def _one_at_a_time(method: Callable[_P, _R]) -> Callable[_P, _R]:
 # The reason of a one-shot recorded expired because its time had passed when it was first
 # read: the daemon may have been stopped at that time, so "added too late" may be untrue.
 PAST_AT_READ = "its time had already passed when agentcron first read it from the config file"
+PAST_AT_CHANGED = "its new time had already passed when agentcron read the change to the file"
 
 
 class FileSync(NamedTuple):
@@ -132,14 +133,18 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             for name, spec in specs.items()
         }
         added, changed, removed = self.store.sync_file_tasks(list(specs.values()), now, next_fire)
+        # a one-shot changed to a time already gone is as silent as one added so: the
+        # change was applied, `list` said ok, and nothing ever ran (outside-in probe)
+        why = [(name, PAST_AT_READ) for name in added]
+        why += [(name, PAST_AT_CHANGED) for name in changed]
         expired = [
             (specs[name], slot)
-            for name in added
-            if (slot := self._expire_past_one_shot(specs[name], now)) is not None
+            for name, reason in why
+            if (slot := self._expire_past_one_shot(specs[name], now, reason)) is not None
         ]
         return FileSync(added, changed, removed, expired)
 
-    def _expire_past_one_shot(self, spec: TaskSpec, now: datetime) -> Slot | None:
+    def _expire_past_one_shot(self, spec: TaskSpec, now: datetime, reason: str) -> Slot | None:
         """A one-shot whose time had passed when it was first read from the file never
         fires: it is recorded ``expired`` with the reason, so `list` and `runs` show it,
         and returned, for the daemon to tell the owner (its report of slots that did not
@@ -148,7 +153,8 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         if spec.at is None or spec.paused or self.first_fire(spec, now) is not None:
             return None
         at = spec.at if spec.at.tzinfo else spec.at.replace(tzinfo=self._zone(spec))
-        return self.store.add_slot(spec.name, NewSlot(at, SlotStatus.EXPIRED, PAST_AT_READ), now)
+        # a slot of that time already (it ran, or was told): nothing new is recorded
+        return self.store.add_slot(spec.name, NewSlot(at, SlotStatus.EXPIRED, reason), now)
 
     def tasks_added_elsewhere(self, names: list[str]) -> list[str]:
         """Which of ``names`` are tasks added with `agentcron add`, the API or an agent
