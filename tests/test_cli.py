@@ -148,6 +148,12 @@ def test_a_home_of_code_tasks_is_told_to_start_its_program_not_agentcron_run(
     assert row["source"] == "code", row
     chosen = json.loads(runner.invoke(app, ["list", "--json", "--source", "code"]).output)
     assert [r["name"] for r in chosen] == ["digest"]
+    # a task of the same home added with `add` is `agentcron run`'s (outside-in probe:
+    # it was told to start the program too)
+    added = runner.invoke(app, ["add", "other", "--every", "1h", "--", "true"])
+    assert added.exit_code == 0, added.output
+    other = " ".join(runner.invoke(app, ["trigger", "other"]).output.split())
+    assert "`agentcron run` starts the daemon" in other, other
 
 
 def test_next_marks_dst_gap_and_accepts_from(cli) -> None:

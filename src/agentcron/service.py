@@ -636,7 +636,9 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
             if slot is not None and slot.status is not SlotStatus.PENDING:
                 return Said("the daemon has started it")
         if not self.daemon_status()["alive"]:
-            start_with = self._start_with()
+            rec = self.store.get_task(name)
+            code = rec is not None and rec.source is TaskSource.CODE
+            start_with = self._start_with() if code else RUN_COMMAND
             if start_with != RUN_COMMAND:
                 # tasks of a program's Scheduler: `agentcron run` would fail their runs
                 # (outside-in probe: the CLI pointed there, and each run then failed
