@@ -97,3 +97,17 @@ def test_a_one_shot_moved_to_a_time_already_gone_is_said_too(tmp_path: Path) -> 
     assert "once" not in again.stderr, again.stderr
     [run] = _runs(home, "once")
     assert (run["status"], run["reason"]) == ("expired", PAST_AT_CHANGED), run
+
+
+def test_a_time_far_from_now_is_said_with_its_year() -> None:
+    """A one-shot of 2020 was reported "due at Wed 1 Jan 10:00 UTC", which reads as the
+    coming 1 January (outside-in probe)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from agentcron.notify.messages import _clock
+
+    now = datetime(2026, 12, 5, 2, 0, tzinfo=UTC)
+    utc = ZoneInfo("UTC")
+    assert _clock(datetime(2020, 1, 1, 10, 0, tzinfo=UTC), now, utc) == "Wed 1 Jan 2020 10:00"
+    assert _clock(datetime(2026, 12, 1, 10, 0, tzinfo=UTC), now, utc) == "Tue 1 Dec 10:00"

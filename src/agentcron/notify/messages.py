@@ -529,7 +529,12 @@ def _day_and_time(when: datetime, now: datetime, zone: ZoneInfo) -> tuple[str, s
         return "tomorrow", hm
     if days == -1:
         return "yesterday", hm
-    return f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]}", hm
+    day = f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]}"
+    if abs(days) > 300:
+        # far from now, the year is said: a one-shot of 2020 read "Wed 1 Jan 10:00",
+        # as if it were the coming one (outside-in probe)
+        day = f"{day} {local.year}"
+    return day, hm
 
 
 def _at(when: datetime, now: datetime, zone: ZoneInfo) -> str:
