@@ -49,4 +49,7 @@ def test_a_failing_functions_traceback_is_kept_and_told(tmp_path: Path, isolatio
     if isolation == "process":  # what it printed comes first, as in a terminal
         assert told[1] == "reading rows"
     assert "ValueError: bad input row 42" in shown and "Traceback" in shown
+    # from the function's own code on: no agentcron frames before it, inline too
+    first_frame = next(line for line in told if line.lstrip().startswith("File "))
+    assert "rowjobs.py" in first_frame, told
     assert run["status"] == "failed"

@@ -24,6 +24,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from datetime import datetime
+from types import TracebackType
 from typing import Any
 
 from agentcron.actions._inline_threads import InlineThreads
@@ -163,9 +164,20 @@ class InlinePythonAction:
                         action="python",
                     ),
                 )
+            exc.__traceback__ = _past_own_frames(exc.__traceback__)
             failure = failure_of(exc)
             return ActionResult(ok=False, failure=failure, kept=_keep_failure(failure, ctx))
         return ActionResult(ok=True, output=_cap(text), kept=bool(text))
+
+
+def _past_own_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the first frame that is not this module's: the kept output
+    of an inline call's failure began with agentcron's own frames (the await, the
+    thread's body, the call) before the function's, where a pooled call's did not
+    (outside-in probe)."""
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb
 
 
 def _importer(target: str | None, cwd: str | None) -> Callable[[], Callable[..., Any]]:
