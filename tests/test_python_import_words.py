@@ -103,7 +103,28 @@ def test_a_code_task_run_outside_its_program_names_the_wrong_daemon(tmp_path: Pa
     verdict = classify(result.failure)
     assert verdict.error_class is ErrorClass.CONFIG_ERROR
     assert (
-        "quick_not_here was registered from the Python code of a program's "
-        "agentcron.Scheduler (__main__); this process is not that program"
+        "__main__:quick_not_here names a function of a program's own script, which only "
+        "that program (its agentcron.Scheduler) can call; this process is not that program"
     ) in verdict.explanation, verdict.explanation
     assert "run the program that registers it, not `agentcron run`" in verdict.explanation
+
+
+def test_a_target_whose_import_starts_the_program_again_says_what_to_change(
+    tmp_path: Path,
+) -> None:
+    """The README's example with its python= target in the program's own file: the
+    import ran sched.run() again, and every run failed "DaemonAlreadyRunning" with no
+    word of the guard it needs (outside-in probe)."""
+    (tmp_path / "selfjobs.py").write_text(
+        "from agentcron.instance_lock import DaemonAlreadyRunning\n"
+        "raise DaemonAlreadyRunning('this process is already running a daemon', None)\n"
+    )
+    ctx = make_ctx(tmp_path, "selfjobs:heartbeat", cwd=str(tmp_path), isolation="inline")
+    result = asyncio.run(InlinePythonAction().run(ctx))
+    assert result.failure is not None
+    verdict = classify(result.failure)
+    assert verdict.error_class is ErrorClass.CONFIG_ERROR
+    assert (
+        "importing selfjobs started its agentcron.Scheduler again (the module runs "
+        'sched.run() when it is imported): put sched.run() under `if __name__ == "__main__":`'
+    ) in verdict.explanation, verdict.explanation

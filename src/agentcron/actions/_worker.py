@@ -46,6 +46,14 @@ FIELD_LIMIT = 16 * 1024
 HEADERS_LIMIT = 50
 
 
+def _runs_on_import(module_name: str) -> str:
+    return (
+        f"importing {module_name} started its agentcron.Scheduler again (the module runs "
+        "sched.run() when it is imported): put sched.run() under "
+        '`if __name__ == "__main__":`, or name a target in a module of its own'
+    )
+
+
 def _missing(module_name: str, attr_path: str) -> str:
     """Why ``module:attr`` names nothing. A ``__main__`` target is a task registered
     from a program's own script (its agentcron.Scheduler): only that program can call
@@ -53,9 +61,9 @@ def _missing(module_name: str, attr_path: str) -> str:
     its runs "'__main__' has no attribute", naming no wrong daemon (outside-in probe)."""
     if module_name == "__main__":
         return (
-            f"{attr_path} was registered from the Python code of a program's "
-            "agentcron.Scheduler (__main__); this process is not that program and cannot "
-            "call it: run the program that registers it, not `agentcron run`"
+            f"__main__:{attr_path} names a function of a program's own script, which only "
+            "that program (its agentcron.Scheduler) can call; this process is not that "
+            "program: run the program that registers it, not `agentcron run`"
         )
     return f"{module_name} has no function {attr_path}"
 
@@ -81,6 +89,11 @@ def resolve_target(target: str) -> Callable[..., Any]:
         obj: Any = importlib.import_module(module_name)
     except BaseException as exc:  # whatever its code raised at import is data too
         exc.__traceback__ = _from_user_code(exc.__traceback__)
+        if type(exc).__name__ == "DaemonAlreadyRunning":
+            # the module runs its program when imported: the README's example of a
+            # python= target in the program's own file failed every run with this
+            # (outside-in probe), and the words did not say what to change
+            raise TargetNotLoaded(target_failure(_runs_on_import(module_name))) from exc
         raise TargetNotLoaded(import_failure(exc, module_name)) from exc
     for part in attr_path.split("."):
         try:
