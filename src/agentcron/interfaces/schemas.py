@@ -297,7 +297,10 @@ class PruneReport(_Shape):
     )
     unremoved: list[str] = Field(
         default_factory=list,
-        description="Output files of removed runs that could not be deleted (PATH: why)",
+        description=(
+            "Output files that could not be deleted, of removed runs or past keep_outputs "
+            "(PATH: why)"
+        ),
     )
 
 

@@ -108,7 +108,10 @@ def audit(
     "/prune",
     response_model=PruneReport,
     tags=["status"],
-    summary="Remove history past keep_history now (or count it with dry_run)",
+    summary=(
+        "Remove history past keep_history and output files past keep_outputs now "
+        "(or count them with dry_run)"
+    ),
 )
 def prune(
     service: ServiceDep,
