@@ -76,7 +76,18 @@ def test_the_daemon_sizes_its_pool_by_max_concurrency_and_follows_a_reload(
             first = daemon.registry._pool.size
             config.write_text("max_concurrency: 12\n" + task)
             daemon._apply(daemon._load())
-            return first, daemon.registry._pool.size
+            grown = daemon.registry._pool.size
+            # lowered below the workers it has: the idle ones above it are retired now
+            # (they stayed until each retired by itself: outside-in probe)
+            pool = daemon.registry._pool
+            assert len(pool.pids) == WARM_WORKERS
+            config.write_text("max_concurrency: 2\n" + task)
+            daemon._apply(daemon._load())
+            deadline = asyncio.get_running_loop().time() + 20
+            while len(pool.pids) > 2 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            assert len(pool.pids) == 2, pool.pids
+            return first, grown
         finally:
             assert daemon.registry is not None and daemon.store is not None
             await daemon.registry.close()

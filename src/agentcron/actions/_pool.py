@@ -316,7 +316,8 @@ class PythonWorkerPool:
         return None
 
     async def _release(self, worker: _Worker) -> None:
-        if not worker.alive or self._closed or worker.calls >= self._max_calls:
+        over = len(self._workers) > self.size  # the pool was made smaller meanwhile
+        if not worker.alive or self._closed or worker.calls >= self._max_calls or over:
             await self._retire(worker, _CLOSE_GRACE)
             return
         self._make_idle(worker)
@@ -342,6 +343,22 @@ class PythonWorkerPool:
                 task = asyncio.create_task(self._warm_up())
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+
+    def trim(self) -> int:
+        """Retire idle workers above ``size`` (a lowered ``max_concurrency``), oldest
+        first: they stayed, idle, until each retired by itself (outside-in probe: eight
+        after a reload to two). Busy ones go as they come back (see :meth:`_release`).
+        Returns how many were retired."""
+        extra = min(len(self._idle), len(self._workers) - self.size)
+        for _ in range(max(0, extra)):
+            worker = self._idle.popleft()
+            task = asyncio.create_task(self._retire_quietly(worker))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return max(0, extra)
+
+    async def _retire_quietly(self, worker: _Worker) -> None:
+        await self._retire(worker, _CLOSE_GRACE)
 
     def _forget(self, worker: _Worker) -> None:
         if worker in self._workers:

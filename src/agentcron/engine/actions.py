@@ -48,10 +48,12 @@ class ActionRegistry:
 
     def set_pool_size(self, size: int) -> None:
         """Follow a reloaded ``max_concurrency``: the pool grows to it as runs need
-        workers; above it, workers are not replaced as they retire."""
+        workers; lowered, the idle workers above it are retired now, busy ones when
+        their run ends."""
         self._pool_size = max(1, size)
         if self._pool is not None:
             self._pool.size = self._pool_size
+            self._pool.trim()
 
     def register_callable(self, target: str, func: Callable[..., Any]) -> None:
         """Functions registered from Python code (the decorator) run inline by target name."""
