@@ -13,6 +13,7 @@ from agentcron.actions.base import ActionResult
 from agentcron.actions.python_action import InlinePythonAction
 from agentcron.classify import classify
 from agentcron.model.enums import ErrorClass
+from agentcron.model.failure import Classification
 from test_action_python import make_ctx
 
 pytestmark = pytest.mark.slow
@@ -93,15 +94,21 @@ def test_an_import_error_that_names_its_class_keeps_it(tmp_path: Path) -> None:
     )
 
 
+def _inline_config_error(folder: Path, target: str) -> Classification:
+    """How an inline run of ``target`` (importing from ``folder``) fails: a config error."""
+    ctx = make_ctx(folder, target, cwd=str(folder), isolation="inline")
+    result = asyncio.run(InlinePythonAction().run(ctx))
+    assert result.failure is not None
+    verdict = classify(result.failure)
+    assert verdict.error_class is ErrorClass.CONFIG_ERROR, verdict
+    return verdict
+
+
 def test_a_code_task_run_outside_its_program_names_the_wrong_daemon(tmp_path: Path) -> None:
     """A task registered from a program's script (``__main__:quick``) run by another
     process (`agentcron run` on the program's home): it failed "'__main__' has no
     attribute 'quick'" and "fix the error shown in the output" (outside-in probe)."""
-    ctx = make_ctx(tmp_path, "__main__:quick_not_here", isolation="inline")
-    result = asyncio.run(InlinePythonAction().run(ctx))
-    assert result.failure is not None
-    verdict = classify(result.failure)
-    assert verdict.error_class is ErrorClass.CONFIG_ERROR
+    verdict = _inline_config_error(tmp_path, "__main__:quick_not_here")
     assert (
         "__main__:quick_not_here names a function of a program's own script, which only "
         "that program (its agentcron.Scheduler) can call; this process is not that program"
@@ -119,11 +126,7 @@ def test_a_target_whose_import_starts_the_program_again_says_what_to_change(
         "from agentcron.instance_lock import DaemonAlreadyRunning\n"
         "raise DaemonAlreadyRunning('this process is already running a daemon', None)\n"
     )
-    ctx = make_ctx(tmp_path, "selfjobs:heartbeat", cwd=str(tmp_path), isolation="inline")
-    result = asyncio.run(InlinePythonAction().run(ctx))
-    assert result.failure is not None
-    verdict = classify(result.failure)
-    assert verdict.error_class is ErrorClass.CONFIG_ERROR
+    verdict = _inline_config_error(tmp_path, "selfjobs:heartbeat")
     assert (
         "importing selfjobs started its agentcron.Scheduler again (the module runs "
         'sched.run() when it is imported): put sched.run() under `if __name__ == "__main__":`'
