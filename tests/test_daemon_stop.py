@@ -112,8 +112,9 @@ def test_the_final_drain_sends_past_a_send_the_stop_cut_short(tmp_path: Path) ->
         await asyncio.wait_for(slow.wait(), 30)
         cut.cancel()  # the supervisor's stop_grace is over
         await asyncio.gather(cut, return_exceptions=True)
+        stop_began = clock.now()
         store.enqueue("k", "json://x/y", msg("run interrupted by the stop"), clock.now())
-        await daemon._final_drain()
+        await daemon._final_drain(stop_began)
 
     try:
         asyncio.run(scenario())
@@ -143,8 +144,9 @@ def test_a_final_drain_cut_short_by_its_timeout_leaves_no_claim_for_the_next_sta
     daemon, store, clock = _daemon_with_sender(tmp_path, Hanging(), final_drain=0.5)
 
     async def scenario() -> None:
-        store.enqueue("k", "json://x/y", message, clock.now())
-        await daemon._final_drain()
+        stop_began = clock.now()
+        store.enqueue("k", "json://x/y", message, clock.now())  # made by the stop
+        await daemon._final_drain(stop_began)
 
     try:
         asyncio.run(scenario())
@@ -184,8 +186,9 @@ def test_a_send_the_stop_cut_short_is_not_sent_again_while_it_may_still_go_out(
             assert await asyncio.to_thread(sink.wait_held, 30)
             cut.cancel()  # the supervisor's stop_grace is over
             await asyncio.gather(cut, return_exceptions=True)
+            stop_began = clock.now()
             store.enqueue("k2", "json://x/z", msg("made by the stop", "b"), clock.now())
-            await daemon._final_drain()
+            await daemon._final_drain(stop_began)
 
         try:
             asyncio.run(scenario())
@@ -279,3 +282,45 @@ def test_a_send_still_hanging_after_the_stop_does_not_hold_the_process(
         hung.join(5)
     assert exits == [3]
     assert "1 notification send(s) still waiting for an answer are left behind" in caplog.text
+
+
+def test_the_final_drain_leaves_a_backlog_it_did_not_make_to_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """A stop began the send of a message queued before it (a slow channel's backlog),
+    its drain's timeout cut the send short, and the next start sent it again: the
+    receiver got it twice (outside-in probe). The last drain sends what the stop made
+    and leaves an older message it had not begun to send, unclaimed, to the next start."""
+    import time
+
+    from agentcron.model import Message
+    from agentcron.notify.channels import SendResult
+
+    sent: list[str] = []
+
+    class Channel:
+        async def send(self, message: Message) -> SendResult:
+            sent.append(message.title)
+            return SendResult(ok=True)
+
+    def msg(title: str) -> Message:
+        return Message(
+            title=title, body=title, task="", event="x", incident_kind="x", severity="failure"
+        )
+
+    daemon, store, clock = _daemon_with_sender(tmp_path, Channel())
+
+    async def scenario() -> None:
+        store.enqueue("slow", "json://x/slow", msg("backlog"), clock.now())
+        time.sleep(0.01)  # the stop comes after it was written
+        stop_began = clock.now()
+        store.enqueue("fast", "json://x/fast", msg("made by the stop"), clock.now())
+        await daemon._final_drain(stop_began)
+
+    try:
+        asyncio.run(scenario())
+        left = store.claim_outbox("next-start", clock.now(), clock.now(), 10)
+    finally:
+        store.close()
+    assert sent == ["made by the stop"]
+    assert [item.message.title for item in left] == ["backlog"]  # and not held by a claim

@@ -733,6 +733,7 @@ class Daemon:
         """Stop in the order that loses nothing: the runs first (each recorded through
         the same finish path as any end, every listener told), then what their ends
         produced is sent, then the store is closed."""
+        stop_began = self.clock.now()
         self.stop_event.set()
         changes, self._changes = self._changes, None
         if changes is not None:
@@ -749,7 +750,7 @@ class Daemon:
                 await self.delivery.settle(max(self.options.final_drain, 1.0))
             except Exception:
                 log.exception("could not settle the deliveries under way")
-        await self._final_drain()
+        await self._final_drain(stop_began)
         if self._background:
             await asyncio.wait(list(self._background), timeout=self.options.final_drain)
         if self.api is not None:
@@ -770,8 +771,9 @@ class Daemon:
         # logged "agentcron stopped" above its "error: cannot start …"
         log.info("agentcron stopped" if self._started else "agentcron did not start")
 
-    async def _final_drain(self) -> None:
-        """Send what the stop itself produced. A send the stop cancelled left its claim
+    async def _final_drain(self, stop_began: datetime) -> None:
+        """Send what the stop itself produced (messages written since ``stop_began``;
+        a backlog waits for the next start). A send the stop cancelled left its claim
         on its channel's first message, which would hold that channel (this drain's
         messages with it) for minutes: this node's own claims lapse first, and the
         messages count as possibly sent twice, as any lapsed claim does. What cannot be
@@ -783,7 +785,7 @@ class Daemon:
             if self.store.release_claims(owners, self.clock.now()):
                 log.info("the sends this stop cut short are tried again now")
             async with asyncio.timeout(self.options.final_drain):
-                await self.sender.drain_once()
+                await self.sender.drain_once(written_since=stop_began)
         except Exception as exc:
             why = "the channel did not answer in time" if isinstance(exc, TimeoutError) else exc
             log.warning(

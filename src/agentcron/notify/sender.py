@@ -68,6 +68,7 @@ LATE_AFTER = timedelta(minutes=2)
 # How long a claimed message stays ours: a send's limit plus room for the store
 # writes around it and for clocks of different nodes that disagree a little.
 CLAIM_FOR = timedelta(seconds=SEND_LIMIT + 60)
+CUT_SHORT_KEPT = 1_000  # ids of sends a stop cut short, remembered for its last drain
 
 
 @runtime_checkable
@@ -114,6 +115,8 @@ class OutboxSender:
         self._faults = FaultLog(log, "outbox drain")  # a database outage: logged once
         # answers of channels that the database could not record yet, by outbox id
         self._unrecorded: dict[int, tuple[OutboxItem, SendResult]] = {}
+        # messages whose send a cancellation (a stop) cut short, by outbox id
+        self._cut_short: set[int] = set()
 
     def delay_after(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failed send of one message."""
@@ -124,16 +127,25 @@ class OutboxSender:
         another thread use ``loop.call_soon_threadsafe(sender.wake)``)."""
         self._wake.set()
 
-    async def drain_once(self) -> int:
+    async def drain_once(self, written_since: datetime | None = None) -> int:
         """Send every due head-of-line message, channels in parallel, each channel in
         order (after a success its next message is sent in the same call). Returns
         how many were delivered. Each message is claimed first; one another sender
         holds is left to it. A round that delivers nothing ends the call, so a short
-        backoff cannot keep it retrying a dead channel."""
+        backoff cannot keep it retrying a dead channel.
+
+        ``written_since`` (a stop's last drain): the messages written since then, and
+        those whose send the stop cut short (they hold their channel), are sent; a
+        channel whose head-of-line message is another is left, claimed, to the caller
+        to release. A stop began a backlog message's send after "stopping", its drain's
+        timeout cut it, and the next start sent it again (outside-in probe)."""
         delivered = self._settle_unrecorded()
         while True:
             now = self._clock.now()
             items = self._store.claim_outbox(self.owner, now, now + self._claim_for, self._batch)
+            if written_since is not None:
+                cut = self._cut_short
+                items = [i for i in items if i.created_at >= written_since or i.id in cut]
             if not items:
                 return delivered
             sent = sum(await asyncio.gather(*(self._send(item) for item in items)))
@@ -191,7 +203,13 @@ class OutboxSender:
         return channel
 
     async def _send(self, item: OutboxItem) -> int:
-        result = await self._send_now(item)
+        try:
+            result = await self._send_now(item)
+        except asyncio.CancelledError:
+            if len(self._cut_short) >= CUT_SHORT_KEPT:
+                self._cut_short.clear()  # a bound: a stop cuts a few at most
+            self._cut_short.add(item.id)
+            raise
         # Only a claim taken over: ``resent`` counts all of them, and a plain retry of
         # a message taken over once was said to be "sent again" at every attempt. Not
         # when the channel did not send it (its earlier send is still under way).
