@@ -419,17 +419,14 @@ class StatusMixin(ServiceCore):
         held = self._deliveries_held()
         if held is not None:
             checks.append(held)
-        open_incidents = self.store.incidents(open_only=True, limit=20)
+        open_incidents = self.store.incidents(open_only=True, limit=INCIDENTS_COUNTED)
         if open_incidents:
-            checks.append(
-                {
-                    "name": "incidents",
-                    "status": "warn",
-                    "message": "; ".join(
-                        f"{i.task}: {i.kind.value} ({i.summary})" for i in open_incidents[:5]
-                    ),
-                }
-            )
+            said = [f"{i.task}: {i.kind.value} ({i.summary})" for i in open_incidents[:5]]
+            more = len(open_incidents) - len(said)
+            if more:  # 1,001 open read as the five named (outside-in probe)
+                many = "or more " if len(open_incidents) >= INCIDENTS_COUNTED else ""
+                said.append(f"and {more:,} {many}more open (`agentcron incidents`)")
+            checks.append({"name": "incidents", "status": "warn", "message": "; ".join(said)})
         return checks
 
     def _deliveries_held(self) -> dict[str, str] | None:
@@ -451,6 +448,7 @@ class StatusMixin(ServiceCore):
 
 
 HELD_AFTER = timedelta(minutes=2)  # a working channel sends within seconds
+INCIDENTS_COUNTED = 10_000  # open incidents doctor counts before it says "or more"
 
 
 def held_words(

@@ -16,6 +16,7 @@ from agentcron.interfaces.cli import (
     HomeOpt,
     JsonOpt,
     emit_json,
+    err,
     out,
     service_for,
 )
@@ -53,11 +54,14 @@ def incidents(
         elif incident_id is not None:
             one = svc.incident(incident_id)
         else:
-            rows = svc.incidents(task, open_only=open_only, kind=kind, limit=limit)
+            rows = svc.incidents(task, open_only=open_only, kind=kind, limit=limit + 1)
+            more, rows = len(rows) > limit, rows[:limit]
             if json_out:
                 emit_json(shaped(IncidentView, rows))
             else:
                 render.incidents_table(out, rows, zone)
+            if more:  # 1,001 open incidents read as the 50 shown (outside-in probe)
+                err.print(f"the first {limit} shown; there are more: --limit N shows N")
             return
     if json_out:
         emit_json(shaped(IncidentView, one))

@@ -226,6 +226,11 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
                     "; ".join(
                         storage
                         + [f"{t['name']}: {t['health_detail'] or t['health']}" for t in bad[:10]]
+                        + (
+                            [f"and {len(bad) - 10} more (`agentcron list`)"]
+                            if len(bad) > 10
+                            else []
+                        )
                     ),
                 )
             )
