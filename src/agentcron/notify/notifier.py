@@ -42,6 +42,7 @@ from agentcron.model.budget import BudgetNews
 from agentcron.model.failure import DAEMON_STOPPED, PAUSED_WHILE_RUNNING
 from agentcron.model.provider import ProviderNews
 from agentcron.notify.channels import channel_key
+from agentcron.notify.channels_down import channel_news
 from agentcron.notify.events import (
     AttemptFailed,
     DeliveryFailed,
@@ -76,6 +77,7 @@ from agentcron.policies.budget import REASON_PREFIX as BUDGET_REASON
 from agentcron.policies.overlap import REPLACED, passed_over
 from agentcron.policies.provider import COOLING_CLASSES, provider_of
 from agentcron.redact import secret_values_from_env
+from agentcron.schedules.zones import zone_label
 from agentcron.store.base import Store
 from agentcron.store.errors import is_database_error
 
@@ -136,6 +138,7 @@ class Notifier:
         self._provider_news_at: datetime | None = None
         self._providers_looked_at: datetime | None = None  # for incidents nobody waits on
         self._removed_looked_at: datetime | None = None  # for removed tasks' incidents
+        self._channels_looked_at: datetime | None = None  # for channels down or back
         self._had_output: set[str] = set()  # tasks seen succeeding with output
         self._output_looked_up: set[str] = set()  # tasks whose record was read for that
         self._missed_at: datetime | None = None
@@ -183,6 +186,7 @@ class Notifier:
         provider's incident open for good."""
         self._end_providers_unused(now)
         self._tell_removed(now)
+        self._tell_channels(now)
         with self._lock:
             if not self._provider_news or now - (self._provider_news_at or now) < PROVIDER_SETTLE:
                 return
@@ -246,6 +250,29 @@ class Notifier:
                 # to the top-level channels: the task's own went with it
                 told |= self.store.tell_removed(ids, self.to_channels(message, []), now)
         if told:
+            self.wake_sender()
+
+    def _tell_channels(self, now: datetime) -> None:
+        """A channel down for a while, or back, told through the others that work (see
+        :mod:`.channels_down`), looked at once a minute."""
+        last = self._channels_looked_at
+        if last is not None and timedelta(0) <= now - last < PROVIDERS_LOOK:
+            return
+        self._channels_looked_at = now
+        zone = self._zone()
+
+        def local(when: datetime) -> str:
+            at = when.astimezone(zone)
+            return f"{at:%H:%M} {zone_label(at, zone.key)}"
+
+        with self._lock:
+            channels = [(channel_key(url), url) for url in self.channels]
+            messages = channel_news(self.store, channels, now, local)
+            if messages:
+                for message in {m.title: m for _k, _u, m in messages}.values():
+                    log.warning("%s", message.body.splitlines()[0])
+                self.store.save_incidents([], messages, now)
+        if messages:
             self.wake_sender()
 
     def _removed_by(self, task: str, incidents: Sequence[Incident]) -> str:

@@ -1,0 +1,99 @@
+"""A notify channel that cannot send, told through the owner's other channels.
+
+With two channels, one down for ten minutes, the working one carried every task's
+messages and never a word that the other was down, nor when it was back (outside-in
+probe): only `health` and `doctor` said so. A channel failing for
+:data:`DOWN_AFTER` is now told once through each channel that works, and its return
+once more. What was told is kept in the store's meta (per channel, by the time its
+failure began), so a restart or a second node does not tell it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from agentcron.durations import format_duration
+from agentcron.model import Message
+from agentcron.model.outbox import ChannelHealth
+from agentcron.redact import redact
+from agentcron.store.base import Store
+
+DOWN_AFTER = timedelta(minutes=3)  # a send retried for this long is not a blip
+_MARK = "channel_down:"  # meta key prefix; the value: when the told failure began
+
+
+def channel_news(
+    store: Store,
+    channels: Sequence[tuple[str, str]],
+    now: datetime,
+    local: Callable[[datetime], str],
+) -> list[tuple[str, str, Message]]:
+    """The messages to queue now (key, url, message) about ``channels`` (key, url) that
+    went down or came back, each to the others that work; the meta is updated."""
+    if len(channels) < 2:
+        return []
+    health = {h.channel_key: h for h in store.channel_health()}
+    failing = {key for key, _ in channels if _down(health.get(key), now)}
+    working = [(key, url) for key, url in channels if _works(health.get(key))]
+    out: list[tuple[str, str, Message]] = []
+    for key, _url in channels:
+        mark = store.get_meta(_MARK + key)
+        h = health.get(key)
+        if key in failing and h is not None and h.failing_since is not None:
+            began = h.failing_since.isoformat()
+            if mark == began:
+                continue  # told already
+            message = _down_message(key, h, local)
+            out += [(k, u, message) for k, u in working if k != key]
+            store.set_meta(_MARK + key, began)
+        elif mark and _works(h):
+            since = datetime.fromisoformat(mark)
+            message = _back_message(key, since, now, local)
+            out += [(k, u, message) for k, u in working]
+            store.set_meta(_MARK + key, "")
+    return out
+
+
+def _down(h: ChannelHealth | None, now: datetime) -> bool:
+    return h is not None and h.failing_since is not None and now - h.failing_since >= DOWN_AFTER
+
+
+def _works(h: ChannelHealth | None) -> bool:
+    return h is None or (h.failing_since is None and not h.broken)
+
+
+def _down_message(key: str, h: ChannelHealth, local: Callable[[datetime], str]) -> Message:
+    assert h.failing_since is not None
+    error = f" (last error: {h.last_error})" if h.last_error else ""
+    body = (
+        f"agentcron cannot send through {key} since {local(h.failing_since)}{error}; "
+        f"{h.pending} message(s) wait for it and are sent when it works again. This "
+        "channel carries on meanwhile."
+    )
+    return Message(
+        title=f"⚠ agentcron cannot send through {key}",
+        body=redact(body),
+        task="",
+        event="channel_down",
+        incident_kind="channel",
+        severity="warning",
+    )
+
+
+def _back_message(
+    key: str, since: datetime, now: datetime, local: Callable[[datetime], str]
+) -> Message:
+    lasted = format_duration(timedelta(seconds=round((now - since).total_seconds())))
+    body = (
+        f"agentcron sends through {key} again (it could not from {local(since)}, "
+        f"{lasted}); the messages held for it are on their way."
+    )
+    return Message(
+        title=f"✔ agentcron sends through {key} again",
+        body=redact(body),
+        task="",
+        event="channel_back",
+        incident_kind="channel",
+        severity="recovery",
+    )

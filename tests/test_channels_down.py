@@ -1,0 +1,61 @@
+"""A notify channel that cannot send is told through the owner's other channels, once,
+and so is its return. With two channels, one down ten minutes, the working one carried
+every task's messages and never a word that the other was down (outside-in probe)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from agentcron.clock import FakeClock
+from agentcron.model import Message
+from agentcron.notify.channels import channel_key
+from agentcron.notify.notifier import Notifier
+from agentcron.store.base import Store
+
+A = "json://127.0.0.1:9/a"
+B = "json://127.0.0.1:9/b"
+NOTE = Message(title="t", body="b", task="x", event="x", incident_kind="x", severity="failure")
+
+
+def test_a_channel_down_is_told_through_the_other_once_and_its_return(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    notifier = Notifier(store, clock, [A, B], "UTC")
+    # A fails from 00:00; B works
+    item = store.enqueue(channel_key(A), A, NOTE, clock.now())
+    store.claim_outbox("sender", clock.now(), clock.now() + timedelta(minutes=3), 10)
+    store.mark_failed(item, "connection refused", clock.now(), False, clock.now(), "sender")
+    notifier.report_providers(clock.now())
+    assert _titles(store, clock) == []  # a minute of failure is not yet news
+    clock.advance(timedelta(minutes=4))
+    notifier.report_providers(clock.now())
+    told = _titles(store, clock)
+    assert told == [(B, "⚠ agentcron cannot send through " + channel_key(A))], told
+    clock.advance(timedelta(minutes=2))  # later looks, and a new notifier (a restart)
+    notifier.report_providers(clock.now())
+    Notifier(store, clock, [A, B], "UTC").report_providers(clock.now())
+    assert len(_titles(store, clock)) == 1
+    # A works again
+    claimed = store.claim_outbox("sender", clock.now(), clock.now() + timedelta(minutes=3), 10)
+    for one in claimed:
+        store.mark_sent(one.id, clock.now(), "sender")
+    clock.advance(timedelta(minutes=1))
+    notifier.report_providers(clock.now())
+    back = [t for t in _titles(store, clock) if t[1].startswith("✔")]
+    assert sorted(back) == sorted(
+        [(A, f"✔ agentcron sends through {channel_key(A)} again"),
+         (B, f"✔ agentcron sends through {channel_key(A)} again")]
+    ), back  # fmt: skip
+
+
+def _titles(store: Store, clock: FakeClock) -> list[tuple[str, str]]:
+    """Every message queued about channels, (url, title), sent or not."""
+    rows = store._q("SELECT channel_url, message FROM outbox ORDER BY id")  # type: ignore[attr-defined]
+    out = []
+    for url, text in rows:
+        message = json.loads(text)
+        if str(message.get("event", "")).startswith("channel_"):
+            out.append((url, message["title"]))
+    return out
