@@ -311,3 +311,30 @@ def test_an_unanswered_attempt_then_a_refused_one_still_warns_at_the_delivery(
         "HTTP 500 (an earlier attempt had no answer within its time and may have arrived)"
     )
     assert isinstance(recovered, DeliveryRecovered) and recovered.unanswered_before
+
+
+@pytest.mark.slow
+def test_a_service_that_answers_late_is_waited_for_longer_the_next_time() -> None:
+    """A webhook answering in 25 s took the first message every 90 s for ever and the
+    others never left (outside-in probe): each send had no answer within the read
+    timeout. After such a send the channel waits twice as long (up to MAX_PATIENCE)."""
+
+    class Late(_Slow):
+        delay = 5.0
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Late)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # 9 s: Apprise's read timeout stays its own 4 s, under the service's 5 s
+        channel = AppriseChannel(f"json://127.0.0.1:{server.server_address[1]}/h", timeout=9.0)
+
+        async def twice() -> tuple[SendResult, SendResult]:
+            return await channel.send(MESSAGE), await channel.send(MESSAGE)
+
+        first, second = asyncio.run(twice())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert first.error == unanswered(4.0), first
+    assert second.ok, second  # waited 18 s, its read timeout 12 s

@@ -101,6 +101,9 @@ STILL_SENDING = (
     "not sent again: an earlier send of this message has had no answer yet and may still go out"
 )
 _GIVEN_UP_KEPT = 100  # sends given up on, remembered per channel
+# The longest a channel is waited for after sends that got no answer in time (the
+# outbox sender's own limit, SEND_LIMIT, is above it, with the grace).
+MAX_PATIENCE = 100.0
 # What a send that got no answer in time is said to be: the service may have taken it.
 UNANSWERED = "no answer within"
 
@@ -193,6 +196,16 @@ class AppriseChannel:
             earlier = self._earlier_send(idempotency_key)
             if earlier is not None:
                 return earlier
+        result = await self._send_once(msg, idempotency_key)
+        if result.error is not None and result.error.startswith(UNANSWERED):
+            # A service that answers later than we wait took the message each time and
+            # never had it counted: a webhook answering in 25 s got the first message
+            # every 90 s for ever, the others never (outside-in probe). It is waited
+            # for longer from now on, up to MAX_PATIENCE.
+            self._timeout = min(self._timeout * 2, MAX_PATIENCE)
+        return result
+
+    async def _send_once(self, msg: Message, idempotency_key: str | None) -> SendResult:
         done = _start_in_daemon_thread(lambda: self._send_blocking(msg, idempotency_key))
         try:
             async with asyncio.timeout(self._timeout + _GRACE):
