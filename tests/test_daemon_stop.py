@@ -63,6 +63,15 @@ def test_sigterm_during_the_last_attempt_is_recorded_and_told(tmp_path: Path, gr
     assert len(told) == 1, texts  # heard at the stop, not at some later start
 
 
+def msg(title: str, task: str = "") -> Any:
+    """A notification titled ``title`` (its body the same), of ``task``."""
+    from agentcron.model import Message
+
+    return Message(
+        title=title, body=title, task=task, event="x", incident_kind="x", severity="failure"
+    )
+
+
 def _daemon_with_sender(tmp_path: Path, channel: Any, **options: Any) -> tuple[Any, Any, Any]:
     """A daemon, not started, with a store and an outbox sender whose every channel is
     ``channel``: what its final drain needs (daemon, store, clock)."""
@@ -98,11 +107,6 @@ def test_the_final_drain_sends_past_a_send_the_stop_cut_short(tmp_path: Path) ->
                 await asyncio.sleep(30)  # a channel that answers slowly
             sent.append(message.title)
             return SendResult(ok=True)
-
-    def msg(title: str) -> Message:
-        return Message(
-            title=title, body=title, task="", event="x", incident_kind="x", severity="failure"
-        )
 
     daemon, store, clock = _daemon_with_sender(tmp_path, Channel())
 
@@ -167,13 +171,7 @@ def test_a_send_the_stop_cut_short_is_not_sent_again_while_it_may_still_go_out(
     it to the next start (told "may arrive twice" there) and sends the rest."""
     from datetime import timedelta
 
-    from agentcron.model import Message
     from agentcron.notify.channels import AppriseChannel
-
-    def msg(title: str, task: str) -> Message:
-        return Message(
-            title=title, body=title, task=task, event="x", incident_kind="x", severity="failure"
-        )
 
     with Sink() as sink:
         sink.hold("/owner", 1)
@@ -302,11 +300,6 @@ def test_the_final_drain_leaves_a_backlog_it_did_not_make_to_the_next_start(
         async def send(self, message: Message) -> SendResult:
             sent.append(message.title)
             return SendResult(ok=True)
-
-    def msg(title: str) -> Message:
-        return Message(
-            title=title, body=title, task="", event="x", incident_kind="x", severity="failure"
-        )
 
     daemon, store, clock = _daemon_with_sender(tmp_path, Channel())
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from agentcron.durations import format_duration
 from agentcron.model import Message
+from agentcron.model.message import Severity
 from agentcron.model.outbox import ChannelHealth
 from agentcron.redact import redact
 from agentcron.store.base import Store
@@ -71,14 +72,7 @@ def _down_message(key: str, h: ChannelHealth, local: Callable[[datetime], str]) 
         f"{h.pending} message(s) wait for it and are sent when it works again. This "
         "channel carries on meanwhile."
     )
-    return Message(
-        title=f"⚠ agentcron cannot send through {key}",
-        body=redact(body),
-        task="",
-        event="channel_down",
-        incident_kind="channel",
-        severity="warning",
-    )
+    return _about(f"⚠ agentcron cannot send through {key}", body, "channel_down", "warning")
 
 
 def _back_message(
@@ -89,11 +83,16 @@ def _back_message(
         f"agentcron sends through {key} again (it could not from {local(since)}, "
         f"{lasted}); the messages held for it are on their way."
     )
+    return _about(f"✔ agentcron sends through {key} again", body, "channel_back", "recovery")
+
+
+def _about(title: str, body: str, event: str, severity: Severity) -> Message:
+    """A message about a channel, not a task."""
     return Message(
-        title=f"✔ agentcron sends through {key} again",
+        title=title,
         body=redact(body),
         task="",
-        event="channel_back",
+        event=event,
         incident_kind="channel",
-        severity="recovery",
+        severity=severity,
     )
