@@ -306,15 +306,19 @@ async def _in_thread(call: Callable[[], Any], watch: _CallWatch | None = None) -
     future: asyncio.Future[Any] = loop.create_future()
 
     def body() -> None:
+        # the watch hears of the end before the awaiting run does: told after, a run
+        # that had its result already counted its own call as left running, and the
+        # task's next claim was skipped behind it
         try:
             value = call()
         except BaseException as exc:  # handed to the awaiting coroutine
-            handoff.put(future, None, exc)
-        else:
-            handoff.put(future, value, None)
-        finally:
             if watch is not None:
                 watch.ended()
+            handoff.put(future, None, exc)
+        else:
+            if watch is not None:
+                watch.ended()
+            handoff.put(future, value, None)
 
     if watch is not None:
         watch.started()
