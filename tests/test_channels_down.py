@@ -59,3 +59,45 @@ def _titles(store: Store, clock: FakeClock) -> list[tuple[str, str]]:
         if str(message.get("event", "")).startswith("channel_"):
             out.append((url, message["title"]))
     return out
+
+
+def _fail(store: Store, clock: FakeClock, url: str) -> None:
+    """A message to ``url`` whose send failed now."""
+    item = store.enqueue(channel_key(url), url, NOTE, clock.now())
+    for claimed in store.claim_outbox(
+        "sender", clock.now(), clock.now() + timedelta(minutes=3), 10
+    ):
+        if claimed.id == item:
+            store.mark_failed(item, "HTTP 500", clock.now(), False, clock.now(), "sender")
+        else:
+            store.mark_failed(claimed.id, "HTTP 500", clock.now(), False, clock.now(), "sender")
+
+
+def test_with_every_channel_down_an_outage_is_told_once_one_works(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Both down: nobody to tell, and nothing marked told (an outage marked told to no
+    one was never told: outside-in probe); A back: B's outage goes through A."""
+    notifier = Notifier(store, clock, [A, B], "UTC")
+    _fail(store, clock, A)
+    _fail(store, clock, B)
+    clock.advance(timedelta(minutes=4))
+    notifier.report_providers(clock.now())
+    assert _titles(store, clock) == []
+    for claimed in store.claim_outbox("sender", clock.now(), clock.now(), 10):
+        if claimed.channel_url == A:
+            store.mark_sent(claimed.id, clock.now(), "sender")
+    clock.advance(timedelta(minutes=1))
+    notifier.report_providers(clock.now())
+    assert (A, f"⚠ agentcron cannot send through {channel_key(B)}") in _titles(store, clock)
+
+
+def test_a_tasks_own_channel_down_is_told_through_the_top_level_one(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    own = "json://127.0.0.1:9/own"
+    notifier = Notifier(store, clock, [A], "UTC")  # one top-level channel, which works
+    _fail(store, clock, own)
+    clock.advance(timedelta(minutes=4))
+    notifier.report_providers(clock.now())
+    assert _titles(store, clock) == [(A, f"⚠ agentcron cannot send through {channel_key(own)}")]

@@ -30,23 +30,28 @@ def channel_news(
     now: datetime,
     local: Callable[[datetime], str],
 ) -> list[tuple[str, str, Message]]:
-    """The messages to queue now (key, url, message) about ``channels`` (key, url) that
-    went down or came back, each to the others that work; the meta is updated."""
-    if len(channels) < 2:
-        return []
+    """The messages to queue now (key, url, message) about notify channels that went
+    down or came back, each told through those of ``channels`` (the top-level ones,
+    key and url) that work; the meta is updated. A task's own channel is watched too,
+    once it has messages waiting: it is where that task's failures would go."""
     health = {h.channel_key: h for h in store.channel_health()}
-    failing = {key for key, _ in channels if _down(health.get(key), now)}
     working = [(key, url) for key, url in channels if _works(health.get(key))]
+    if not working:
+        return []  # nobody to tell through: told once one works (nothing is marked)
+    # the top-level channels, and any other (a task's own) with messages waiting
+    watched = {key for key, _ in channels} | {k for k, h in health.items() if h.pending}
     out: list[tuple[str, str, Message]] = []
-    for key, _url in channels:
+    for key in sorted(watched):
         mark = store.get_meta(_MARK + key)
         h = health.get(key)
-        if key in failing and h is not None and h.failing_since is not None:
+        if _down(h, now):
+            assert h is not None and h.failing_since is not None
             began = h.failing_since.isoformat()
-            if mark == began:
-                continue  # told already
+            to = [(k, u) for k, u in working if k != key]
+            if mark == began or not to:
+                continue  # told already, or nobody else to tell through yet
             message = _down_message(key, h, local)
-            out += [(k, u, message) for k, u in working if k != key]
+            out += [(k, u, message) for k, u in to]
             store.set_meta(_MARK + key, began)
         elif mark and _works(h):
             since = datetime.fromisoformat(mark)
