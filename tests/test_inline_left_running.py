@@ -66,3 +66,77 @@ def test_a_call_left_running_holds_its_task_and_then_lets_it_run(
     # overlap: allow: the second call started beside the first, as asked
     assert [s.status for s in h.slots("beside")][:2] == [SlotStatus.FAILED, SlotStatus.FAILED]
     assert calls.count("beside") == 3
+
+
+def test_a_retry_and_a_queued_run_wait_for_the_call_and_then_run(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """A retry the owner was told of ("Retrying at …") was recorded skipped behind its
+    own first attempt's call (outside-in probe); with overlap: queue a fire should not
+    be dropped either. Both wait, looked at again, and run once the call returns."""
+    release = threading.Event()
+
+    def hung() -> str:
+        release.wait(30)
+        return "done"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("retried", hung, every="1h", timeout="1s", retries=1, timezone="UTC",
+              retry_backoff={"base": "10s", "factor": 1, "jitter": 0})  # fmt: skip
+        clock.advance(timedelta(hours=1))
+        await h.tick()  # times out; its retry is due in 10 s
+        clock.advance(timedelta(seconds=30))
+        await h.tick()
+        _waiting(h, "retried", "01:00:00")
+        release.set()
+        deadline = time.monotonic() + 10
+        while still_running_past_its_run("retried"):
+            assert time.monotonic() < deadline, "the calls' ends were not seen"
+            await asyncio.sleep(0.01)
+        clock.advance(timedelta(seconds=10))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    (retried,) = h.slots("retried")
+    assert retried.status is SlotStatus.SUCCEEDED, retried
+    assert [a.status for a in h.store.attempts(retried.id)] == ["failed", "succeeded"]
+
+
+def _waiting(h: Harness, name: str, due: str) -> None:
+    waiting = [s for s in h.slots(name) if not s.status.is_final]
+    assert waiting and (waiting[-1].reason or "").startswith(
+        f"waiting: the inline call of its run due at {due} UTC still runs"
+    ), (name, waiting)
+
+
+def test_a_queued_fire_waits_for_the_call_and_then_runs(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    release = threading.Event()
+
+    def hung() -> str:
+        release.wait(30)
+        return "done"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("queued", hung, every="1h", timeout="1s", retries=0, overlap="queue",
+              timezone="UTC")  # fmt: skip
+        clock.advance(timedelta(hours=1))
+        await h.tick()  # times out, its call goes on
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        _waiting(h, "queued", "01:00:00")
+        release.set()
+        deadline = time.monotonic() + 10
+        while still_running_past_its_run("queued"):
+            assert time.monotonic() < deadline, "the call's end was not seen"
+            await asyncio.sleep(0.01)
+        clock.advance(timedelta(seconds=10))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    assert [s.status for s in h.slots("queued")] == [SlotStatus.FAILED, SlotStatus.SUCCEEDED]

@@ -6,14 +6,16 @@ beside it broke ``overlap: skip`` (one call at a time) without a word, and a fun
 that hung with no timeout of its own got one more stuck thread every period. So while
 such a call of a task still runs, a claim of that task is recorded ``skipped``, saying
 why, unless the task's overlap is ``allow``; the skips are told as any skips are (a
-streak of them opens an incident), beside the timeout that began it.
+streak of them opens an incident), beside the timeout that began it. A retry, a run
+triggered by hand and a task with ``overlap: queue`` wait instead, looked at again
+every few seconds, and run once the call has returned.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from agentcron.actions.python_action import still_running_past_its_run
@@ -24,6 +26,17 @@ from agentcron.store.base import Store
 log = logging.getLogger("agentcron.engine")
 
 Gate = Callable[[list[Claim], datetime], tuple[list[Claim], list[tuple[TaskSpec, Slot]]]]
+WAIT_LOOK = timedelta(seconds=5)  # how often a run held behind such a call looks again
+
+
+def _waits(claim: Claim) -> bool:
+    """Whether this claim waits for the call rather than being skipped: a retry (told
+    to come), a run asked for by hand (never skipped), or a task that queues its runs."""
+    return (
+        claim.attempt.number > 1
+        or claim.slot.trigger == "manual"
+        or claim.spec.overlap is OverlapPolicy.QUEUE
+    )
 
 
 def left_running_gate(store: Store, owner: str, zone_of: Callable[[TaskSpec], ZoneInfo]) -> Gate:
@@ -42,11 +55,23 @@ def left_running_gate(store: Store, owner: str, zone_of: Callable[[TaskSpec], Zo
                 continue
             zone = zone_of(spec)
             local = since.astimezone(zone)
-            reason = (
+            call = (
                 f"the inline call of its run due at {local:%H:%M:%S} "
                 f"{zone_label(local, zone.key)} still runs in the daemon past that run's end "
-                "(its timeout, or a stop), and the daemon cannot stop it: not started beside "
-                f"it (overlap: {spec.overlap.value}; a restart of the daemon ends it)"
+                "(its timeout, or a stop), and the daemon cannot stop it"
+            )
+            if _waits(claim):
+                # a retry the owner was told of, a run asked for by hand, a queue: each
+                # waits for the call to return (a retry told "Retrying at …" was recorded
+                # skipped behind its own first attempt's call: outside-in probe)
+                reason = f"waiting: {call} (a restart of the daemon ends it)"
+                until = now + WAIT_LOOK
+                if store.defer_claim(claim.slot.id, claim.attempt.id, owner, until, reason):
+                    log.info("slot %s of %s waits: %s", claim.slot.id, spec.name, reason)
+                continue
+            reason = (
+                f"{call}: not started beside it (overlap: {spec.overlap.value}; a restart "
+                "of the daemon ends it)"
             )
             slot = store.skip_claim(claim.slot.id, claim.attempt.id, owner, reason, now)
             if slot is None:  # taken over meanwhile: not ours to skip, nor to start
