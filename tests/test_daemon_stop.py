@@ -317,3 +317,38 @@ def test_the_final_drain_leaves_a_backlog_it_did_not_make_to_the_next_start(
         store.close()
     assert sent == ["made by the stop"]
     assert [item.message.title for item in left] == ["backlog"]  # and not held by a claim
+    # handed back untouched: not counted as taken over, "may arrive twice" (probe)
+    assert [(item.taken_over, item.resent) for item in left] == [(False, 0)]
+
+
+def test_once_the_stop_began_no_drain_begins_a_backlog_send(tmp_path: Path) -> None:
+    """The sender kept draining a slow channel's backlog for seconds after "stopping",
+    began a send the stop then cut short, and the next start sent it again (outside-in
+    probe). From the stop on, every drain leaves what was written before it."""
+    import time
+
+    from agentcron.notify.channels import SendResult
+
+    sent: list[str] = []
+
+    class Channel:
+        async def send(self, message: Any) -> SendResult:
+            sent.append(message.title)
+            return SendResult(ok=True)
+
+    daemon, store, clock = _daemon_with_sender(tmp_path, Channel())
+
+    async def scenario() -> None:
+        store.enqueue("k", "json://x/y", msg("backlog 1"), clock.now())
+        store.enqueue("k", "json://x/y", msg("backlog 2"), clock.now())
+        time.sleep(0.01)
+        daemon._stop()  # the signal: the sender's drains from now on
+        await daemon.sender.drain_once()
+
+    try:
+        asyncio.run(scenario())
+        left = store.claim_outbox("next-start", clock.now(), clock.now(), 10)
+    finally:
+        store.close()
+    assert sent == []
+    assert [(i.message.title, i.taken_over) for i in left] == [("backlog 1", False)]

@@ -635,6 +635,23 @@ class Daemon:
         """Stop as on SIGTERM (on the daemon's loop: see ``Scheduler.stop``)."""
         self._stop()
 
+    async def _note_stop(self) -> None:
+        """However the stop comes (a signal, a program's stop, a part giving up)."""
+        await self.stop_event.wait()
+        self._stop_began()
+
+    def _stop_began(self) -> datetime:
+        """When the stop began (noted once): from then on the outbox sender begins no
+        send of a message written before it (see OutboxSender.drain_once); the sends it
+        began and a stop cut short were sent again by the next start."""
+        sender = getattr(self, "sender", None)
+        if sender is None:
+            return self.clock.now()
+        if sender.stopping_since is None:
+            sender.stopping_since = self.clock.now()
+        began: datetime = sender.stopping_since
+        return began
+
     def _stop(self) -> None:
         """The stop signal: runs that die of the same signal (a service manager that
         signals the whole group) are interruptions, not the tasks' errors."""
@@ -651,6 +668,7 @@ class Daemon:
         )
         if self.engine is not None:
             self.engine.stopping = True
+        self._stop_began()
         self.stop_event.set()
 
     async def run(self) -> int:
@@ -694,6 +712,9 @@ class Daemon:
             backoff_first=self.options.part_backoff,
         )
         stop = self.stop_event
+        noted = asyncio.create_task(self._note_stop())
+        self._background.add(noted)
+        noted.add_done_callback(self._background.discard)
         supervisor.add("scheduler loop", lambda: engine.run_forever(stop))
         supervisor.add("config watcher", self._reload_loop)
         supervisor.add("node heartbeat", self._heartbeat_loop)
@@ -733,7 +754,7 @@ class Daemon:
         """Stop in the order that loses nothing: the runs first (each recorded through
         the same finish path as any end, every listener told), then what their ends
         produced is sent, then the store is closed."""
-        stop_began = self.clock.now()
+        stop_began = self._stop_began()
         self.stop_event.set()
         changes, self._changes = self._changes, None
         if changes is not None:

@@ -7,6 +7,7 @@ code states the contract the SQL implementations must match.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -94,6 +95,16 @@ class MemoryOutbox:
                 if len(taken) == limit:
                     break
             return taken
+
+    def unclaim_outbox(self, item_ids: Sequence[int], owner: str) -> int:
+        with self._lock:
+            count = 0
+            for item_id in item_ids:
+                row = self._pending(item_id, owner)
+                if row is not None:
+                    row.claimed_by, row.claim_expires_at = None, None
+                    count += 1
+            return count
 
     def _pending(self, item_id: int, owner: str | None) -> _Row | None:
         """The row, if it still waits to be sent and (given an owner) is claimed by it."""

@@ -117,6 +117,9 @@ class OutboxSender:
         self._unrecorded: dict[int, tuple[OutboxItem, SendResult]] = {}
         # messages whose send a cancellation (a stop) cut short, by outbox id
         self._cut_short: set[int] = set()
+        # set when the daemon's stop begins: from then on only what was written since
+        # (and sends the stop cut short) is begun, by every drain (see drain_once)
+        self.stopping_since: datetime | None = None
 
     def delay_after(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failed send of one message."""
@@ -134,18 +137,23 @@ class OutboxSender:
         holds is left to it. A round that delivers nothing ends the call, so a short
         backoff cannot keep it retrying a dead channel.
 
-        ``written_since`` (a stop's last drain): the messages written since then, and
-        those whose send the stop cut short (they hold their channel), are sent; a
-        channel whose head-of-line message is another is left, claimed, to the caller
-        to release. A stop began a backlog message's send after "stopping", its drain's
-        timeout cut it, and the next start sent it again (outside-in probe)."""
+        ``written_since`` (a stop's last drain; :attr:`stopping_since` for every drain
+        once the stop began): the messages written since then, and those whose send the
+        stop cut short (they hold their channel), are sent; a channel whose head-of-line
+        message is another is handed back untouched. A stop began a backlog message's
+        send after "stopping", cut it short, and the next start sent it again
+        (outside-in probe)."""
         delivered = self._settle_unrecorded()
         while True:
             now = self._clock.now()
             items = self._store.claim_outbox(self.owner, now, now + self._claim_for, self._batch)
-            if written_since is not None:
+            since = written_since or self.stopping_since
+            if since is not None:
                 cut = self._cut_short
-                items = [i for i in items if i.created_at >= written_since or i.id in cut]
+                left = [i.id for i in items if i.created_at < since and i.id not in cut]
+                if left:  # handed back untouched: not "taken over" at the next start
+                    self._store.unclaim_outbox(left, self.owner)
+                items = [i for i in items if i.id not in left]
             if not items:
                 return delivered
             sent = sum(await asyncio.gather(*(self._send(item) for item in items)))

@@ -255,6 +255,18 @@ class NotifySQL:
             for item, r in zip(items, rows, strict=True)
         ]
 
+    def unclaim_outbox(self, item_ids: Sequence[int], owner: str) -> int:
+        if not item_ids:
+            return 0
+        marks = ", ".join("?" for _ in item_ids)
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE outbox SET claimed_by = NULL, claim_expires_at = NULL "
+                f"WHERE id IN ({marks}) AND claimed_by = ? AND sent_at IS NULL",
+                (*item_ids, owner),
+            )
+            return int(cur.rowcount)
+
     def release_claims(self, owners: Sequence[str], now: datetime) -> int:
         """Let the claims of ``owners`` (nodes known dead) on messages and deliveries
         lapse now rather than in minutes: a restarted daemon takes its predecessor's

@@ -481,6 +481,12 @@ class OutboxStore(Protocol):
         one. Returns how many messages were moved."""
         ...
 
+    def unclaim_outbox(self, item_ids: Sequence[int], owner: str) -> int:
+        """Hand back ``owner``'s claims of these messages as if never taken (nothing was
+        attempted): unlike a lapsed claim, the next sender does not count them as
+        possibly sent twice. Returns how many."""
+        ...
+
     def mark_sent(self, item_id: int, now: datetime, owner: str | None = None) -> bool:
         """The item was delivered: it leaves the queue and its channel is healthy.
 
