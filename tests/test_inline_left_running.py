@@ -89,19 +89,25 @@ def test_a_retry_and_a_queued_run_wait_for_the_call_and_then_run(
         clock.advance(timedelta(seconds=30))
         await h.tick()
         _waiting(h, "retried", "01:00:00")
-        release.set()
-        deadline = time.monotonic() + 10
-        while still_running_past_its_run("retried"):
-            assert time.monotonic() < deadline, "the calls' ends were not seen"
-            await asyncio.sleep(0.01)
-        clock.advance(timedelta(seconds=10))
-        await h.tick()
+        await _released(release, h, "retried")
         return h
 
     h = asyncio.run(scenario())
     (retried,) = h.slots("retried")
     assert retried.status is SlotStatus.SUCCEEDED, retried
     assert [a.status for a in h.store.attempts(retried.id)] == ["failed", "succeeded"]
+
+
+async def _released(release: threading.Event, h: Harness, name: str) -> None:
+    """Let the call of ``name`` return, wait until its end is seen, then tick past the
+    waiting run's next look."""
+    release.set()
+    deadline = time.monotonic() + 10
+    while still_running_past_its_run(name):
+        assert time.monotonic() < deadline, "the call's end was not seen"
+        await asyncio.sleep(0.01)
+    h.clock.advance(timedelta(seconds=10))
+    await h.tick()
 
 
 def _waiting(h: Harness, name: str, due: str) -> None:
@@ -129,13 +135,7 @@ def test_a_queued_fire_waits_for_the_call_and_then_runs(
         clock.advance(timedelta(hours=1))
         await h.tick()
         _waiting(h, "queued", "01:00:00")
-        release.set()
-        deadline = time.monotonic() + 10
-        while still_running_past_its_run("queued"):
-            assert time.monotonic() < deadline, "the call's end was not seen"
-            await asyncio.sleep(0.01)
-        clock.advance(timedelta(seconds=10))
-        await h.tick()
+        await _released(release, h, "queued")
         return h
 
     h = asyncio.run(scenario())
