@@ -101,3 +101,11 @@ def test_a_tasks_own_channel_down_is_told_through_the_top_level_one(
     clock.advance(timedelta(minutes=4))
     notifier.report_providers(clock.now())
     assert _titles(store, clock) == [(A, f"⚠ agentcron cannot send through {channel_key(own)}")]
+    # it works again and sends its backlog: its return is told too (it was not: the
+    # channel, with nothing waiting any more, was no longer looked at; outside-in probe)
+    now = clock.now()
+    for claimed in store.claim_outbox("sender", now, now + timedelta(minutes=3), 10):
+        store.mark_sent(claimed.id, now, "sender")
+    clock.advance(timedelta(minutes=1))
+    notifier.report_providers(clock.now())
+    assert (A, f"✔ agentcron sends through {channel_key(own)} again") in _titles(store, clock)

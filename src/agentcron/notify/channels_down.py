@@ -38,8 +38,11 @@ def channel_news(
     working = [(key, url) for key, url in channels if _works(health.get(key))]
     if not working:
         return []  # nobody to tell through: told once one works (nothing is marked)
-    # the top-level channels, and any other (a task's own) with messages waiting
-    watched = {key for key, _ in channels} | {k for k, h in health.items() if h.pending}
+    # the top-level channels, and any other (a task's own) with messages waiting or
+    # told down (its return is told after its backlog is gone: it was never told)
+    watched = {key for key, _ in channels} | {
+        k for k, h in health.items() if h.pending or h.failing_since is None
+    }
     out: list[tuple[str, str, Message]] = []
     for key in sorted(watched):
         mark = store.get_meta(_MARK + key)
