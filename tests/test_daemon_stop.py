@@ -90,7 +90,9 @@ def _daemon_with_sender(tmp_path: Path, channel: Any, **options: Any) -> tuple[A
     return daemon, store, clock
 
 
-def test_the_final_drain_sends_past_a_send_the_stop_cut_short(tmp_path: Path) -> None:
+def test_the_final_drain_sends_past_a_send_the_stop_cut_short(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The outbox sender is cancelled in the middle of a slow send: its claim on the
     channel's first message would hold the channel for minutes, and the final drain
     would send nothing, not even the notices the stop itself made."""
@@ -121,10 +123,16 @@ def test_the_final_drain_sends_past_a_send_the_stop_cut_short(tmp_path: Path) ->
         await daemon._final_drain(stop_began)
 
     try:
-        asyncio.run(scenario())
+        with caplog.at_level("WARNING", logger="agentcron"):
+            asyncio.run(scenario())
+        resent = store._q("SELECT resent FROM channels")  # type: ignore[attr-defined]
     finally:
         store.close()
     assert sent == ["first", "run interrupted by the stop"]
+    # this process's own cut send, tried again by it: not "taken over, may arrive
+    # twice" (a late OK was counted so: outside-in probe)
+    assert "was sent again" not in caplog.text
+    assert resent == [(0,)]
 
 
 def test_a_final_drain_cut_short_by_its_timeout_leaves_no_claim_for_the_next_start(

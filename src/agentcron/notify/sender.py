@@ -125,6 +125,10 @@ class OutboxSender:
         """The wait after the ``attempts``-th failed send of one message."""
         return self._backoff[min(max(attempts, 1), len(self._backoff)) - 1]
 
+    def cut_short(self) -> list[int]:
+        """The messages whose send a cancellation (a stop) cut short, by outbox id."""
+        return sorted(self._cut_short)
+
     def wake(self) -> None:
         """Drain now instead of at the next interval (call after enqueueing; from
         another thread use ``loop.call_soon_threadsafe(sender.wake)``)."""
