@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from agentcron.actions.python_action import still_running_past_its_run
 from agentcron.model import Claim, OverlapPolicy, Slot, TaskSpec
+from agentcron.model.provider import CALL_WAIT_PREFIX
 from agentcron.schedules.zones import zone_label
 from agentcron.store.base import Store
 
@@ -65,6 +66,7 @@ def left_running_gate(store: Store, owner: str, zone_of: Callable[[TaskSpec], Zo
                 # waits for the call to return (a retry told "Retrying at …" was recorded
                 # skipped behind its own first attempt's call: outside-in probe)
                 reason = f"waiting: {call} (a restart of the daemon ends it)"
+                assert reason.startswith(CALL_WAIT_PREFIX)  # the claim clears it when it runs
                 until = now + WAIT_LOOK
                 if store.defer_claim(claim.slot.id, claim.attempt.id, owner, until, reason):
                     log.info("slot %s of %s waits: %s", claim.slot.id, spec.name, reason)

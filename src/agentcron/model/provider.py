@@ -15,6 +15,9 @@ from datetime import datetime
 # How the reason of a slot waiting for a provider begins ("provider NAME cooling down
 # until …"): the wait is over once the slot runs, and `list` shows it as `waiting`.
 WAITING_PREFIX = "provider "
+# How the reason of a slot held behind an inline call left running begins (see
+# engine.left_running): that wait is over once the slot runs, as a provider's is.
+CALL_WAIT_PREFIX = "waiting: the inline call "
 
 
 def waits_for_provider(reason: str | None) -> bool:

@@ -38,7 +38,7 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.model.failure import PAUSED_WHILE_RUNNING, REMOVED_WHILE_RUNNING
-from agentcron.model.provider import WAITING_PREFIX
+from agentcron.model.provider import CALL_WAIT_PREFIX, WAITING_PREFIX
 from agentcron.store._api_sql import ApiSQL
 from agentcron.store._budget_sql import BudgetSQL, add_spend
 from agentcron.store._built import (
@@ -620,9 +620,17 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                         "UPDATE slots SET status = 'running', attempts = attempts + 1, "
                         "lease_owner = ?, lease_expires_at = ?, "
                         "started_at = COALESCE(started_at, ?), next_attempt_at = NULL, "
-                        "reason = CASE WHEN reason LIKE ? THEN NULL ELSE reason END "
+                        "reason = CASE WHEN reason LIKE ? OR reason LIKE ? THEN NULL "
+                        "ELSE reason END "
                         f"WHERE id IN ({', '.join('?' for _ in chunk)})",
-                        (owner, ts(lease_until), ts(now), WAITING_PREFIX + "%", *chunk),
+                        (
+                            owner,
+                            ts(lease_until),
+                            ts(now),
+                            WAITING_PREFIX + "%",
+                            CALL_WAIT_PREFIX + "%",
+                            *chunk,
+                        ),
                     )
                 chosen += page
                 if len(chosen) >= limit or not full:
