@@ -53,3 +53,23 @@ def test_a_failing_functions_traceback_is_kept_and_told(tmp_path: Path, isolatio
     first_frame = next(line for line in told if line.lstrip().startswith("File "))
     assert "rowjobs.py" in first_frame, told
     assert run["status"] == "failed"
+
+
+def test_a_traceback_that_cannot_be_kept_is_said_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The inline failure is recorded all the same; its traceback, which could not be
+    written (the output's folder is a file here), is not dropped without a word."""
+    import asyncio
+    import logging
+
+    from agentcron.actions.python_action import InlinePythonAction
+    from test_action_python import make_ctx
+
+    (tmp_path / "rowjobs.py").write_text(JOBS)
+    (tmp_path / "out").write_text("not a folder")
+    ctx = make_ctx(tmp_path, "rowjobs:bad_row", cwd=str(tmp_path), isolation="inline")
+    with caplog.at_level(logging.WARNING, logger="agentcron.actions"):
+        result = asyncio.run(InlinePythonAction().run(ctx))
+    assert result.failure is not None and "bad input row 42" in result.failure.message
+    assert "could not keep the traceback of job's failure in" in caplog.text, caplog.text

@@ -338,3 +338,20 @@ def test_a_service_that_answers_late_is_waited_for_longer_the_next_time() -> Non
         server.server_close()
     assert first.error == unanswered(4.0), first
     assert second.ok, second  # waited 18 s, its read timeout 12 s
+
+
+def test_a_kept_file_gone_between_its_read_and_its_look_is_lost_not_empty(
+    tmp_path: Path,
+) -> None:
+    """Read as empty, then gone at the look that tells an emptied file from a quiet run:
+    it is a lost output too, not a run that printed nothing."""
+    from agentcron.delivery.worker import _emptied_since
+    from agentcron.model import Delivery
+
+    gone = tmp_path / "gone.log"
+    delivery = Delivery(
+        id=1, slot_id=1, task="story", target="json://x/y", target_key="json://x/y",
+        output_path=str(gone), status=DeliveryStatus.PENDING, created_at=datetime.now(UTC),
+    )  # fmt: skip
+    said = _emptied_since(delivery)
+    assert said is not None and said.startswith(f"{gone} is gone since it was read ("), said

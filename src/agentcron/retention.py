@@ -212,8 +212,8 @@ def _default_keep(
         return None
     try:
         return parse_duration(raw)
-    except ValueError:
-        return None
+    except ValueError:  # the loader refuses it first; a caller that did not keeps all
+        return None  # (tests/test_keep_outputs_cadence.py, test_retention_history.py)
 
 
 DEFAULT_KEEP_HISTORY: timedelta | None = TaskSpec.model_fields["keep_history"].default

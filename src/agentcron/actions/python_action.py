@@ -18,6 +18,7 @@ import collections
 import contextlib
 import functools
 import inspect
+import logging
 import os
 import sys
 import threading
@@ -41,6 +42,8 @@ from agentcron.actions.command import say_duration
 from agentcron.actions.output import OUTPUT_MEMORY_CAP, open_output
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
+
+log = logging.getLogger("agentcron.actions")
 
 
 class PythonAction:
@@ -220,7 +223,15 @@ def _keep_failure(failure: FailureInfo, ctx: ActionContext) -> bool | None:
         return None
     try:
         fd = open_output(ctx.output_path)
-    except OSError:
+    except OSError as exc:
+        # the failure itself is recorded and told all the same; only its traceback
+        # is not kept (a full disk, a folder made unwritable): said in the log
+        log.warning(
+            "could not keep the traceback of %s's failure in %s: %s",
+            ctx.task,
+            ctx.output_path,
+            exc.strerror or exc,
+        )
         return None
     try:
         keep_traceback(fd, failure.output_tail)

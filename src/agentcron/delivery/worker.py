@@ -464,8 +464,10 @@ def _emptied_since(delivery: Delivery) -> str | None:
         return None
     try:
         changed = os.stat(path).st_mtime
-    except OSError:
-        return None
+    except OSError as exc:
+        # read as empty a moment ago, gone now: as lost as an emptied one (delivered,
+        # it would say "(the run produced no output)" of a run that printed)
+        return f"{path} is gone since it was read ({exc.strerror or exc})"
     if changed <= made.timestamp() + EMPTIED_SLACK:
         return None
     return f"{path} is empty, changed {datetime.fromtimestamp(changed, UTC):%Y-%m-%d %H:%M:%S} UTC"
