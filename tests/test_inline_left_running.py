@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -76,9 +77,7 @@ def test_a_retry_and_a_queued_run_wait_for_the_call_and_then_run(
     be dropped either. Both wait, looked at again, and run once the call returns."""
     release = threading.Event()
 
-    def hung() -> str:
-        release.wait(30)
-        return "done"
+    hung = _until(release)
 
     async def scenario() -> Harness:
         h = Harness(sqlite_store, clock, home)
@@ -97,6 +96,16 @@ def test_a_retry_and_a_queued_run_wait_for_the_call_and_then_run(
     # the wait is over once it ran: its reason does not stay on the success (probe)
     assert retried.status is SlotStatus.SUCCEEDED and retried.reason is None, retried
     assert [a.status for a in h.store.attempts(retried.id)] == ["failed", "succeeded"]
+
+
+def _until(release: threading.Event) -> Callable[[], str]:
+    """A function that returns only once ``release`` is set (30 s at most)."""
+
+    def hung() -> str:
+        release.wait(30)
+        return "done"
+
+    return hung
 
 
 async def _released(release: threading.Event, h: Harness, name: str) -> None:
@@ -123,9 +132,7 @@ def test_a_queued_fire_waits_for_the_call_and_then_runs(
 ) -> None:
     release = threading.Event()
 
-    def hung() -> str:
-        release.wait(30)
-        return "done"
+    hung = _until(release)
 
     async def scenario() -> Harness:
         h = Harness(sqlite_store, clock, home)
