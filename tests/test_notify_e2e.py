@@ -341,6 +341,51 @@ def test_a_channel_outage_delays_messages_in_order_and_shows_in_doctor(tmp_path:
     assert recovered is not None and recovered["status"] == "ok", after["checks"]
 
 
+def _named(messages: list[dict[str, Any]], names: list[str]) -> dict[str, int]:
+    """How often each of ``names`` was told failed: in a post of its own or as a line of
+    a digest (agentcron.notify.digest)."""
+    told = dict.fromkeys(names, 0)
+    for m in messages:
+        text = f"{m.get('title', '')}\n{m.get('message', '')}"
+        for named in re.findall(r"✖ (\w+(?:, \w+)*) failed", text):  # alike: one line
+            for name in named.split(", "):
+                if name in told:
+                    told[name] += 1
+    return told
+
+
+@pytest.mark.timeout(180)
+def test_a_flood_waiting_for_a_channel_arrives_as_one_digest(tmp_path: Path) -> None:
+    """Twelve tasks fail while the channel is down: when it is back they arrive in one
+    post that names each once, not twelve posts (the flood that teaches an owner to
+    mute the channel)."""
+    hook = WebhookReceiver()
+    hook.start()
+    hook.stop()
+    names = [f"t{n:02d}" for n in range(12)]
+    tasks = "".join(scripted_task(tmp_path, n, "401", every="2s", retries="0") for n in names)
+    try:
+        with running(tmp_path, config(tmp_path, [hook.url], tasks)) as d:
+            for name in names:
+                wait_ended(d, name, "failed", timeout=60)
+            hook.start()
+            wait_for(
+                lambda: all(_named(hook.messages(), names).values()),
+                timeout=100,
+                what="every task told",
+            )
+            messages = flush(d, hook)
+    finally:
+        hook.stop()
+    assert _named(messages, names) == dict.fromkeys(names, 1)
+    # all twelve were written before the channel came back: one post holds them
+    (post,) = [m for m in messages if not titled([m], "beacon")]
+    assert post["title"] == "12 messages at once: 12 failures"
+    # alike but for the task's name: one line that names each
+    assert f"✖ {', '.join(names)} failed: " in post["message"], post["message"]
+    assert "agentcron incidents" in post["message"]
+
+
 # ---- secrets --------------------------------------------------------------------------
 
 LEAKY = (

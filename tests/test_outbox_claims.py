@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -262,6 +263,32 @@ def test_a_sender_that_dies_mid_send_is_taken_over_with_the_same_key(opener: Ope
     assert [(h.pending, h.resent) for h in box.channel_health()] == [(0, 1)]
 
 
+def test_the_run_behind_a_head_is_taken_whole_or_not_at_all(opener: Opener) -> None:
+    """What a digest takes with its head (agentcron.notify.digest): the channel's next
+    messages in order, up to a live claim; nothing below ``at_least``."""
+    a, b = opener(), opener()
+    ids = [a.enqueue("chat", "json://h/chat", message(n), T0) for n in range(6)]
+    a.enqueue("other", "json://h/other", message(99), T0)
+    (head, _other) = a.claim_outbox("a", T0, T0 + 3 * MIN, 10)
+    assert head.id == ids[0]
+    assert a.claim_outbox_behind(head, "a", T0, T0 + 3 * MIN, 10, at_least=6) == []
+    assert b.claim_outbox("b", T0, T0 + 3 * MIN, 10) == []  # nothing was taken by that
+    run = a.claim_outbox_behind(head, "a", T0, T0 + 3 * MIN, 3, at_least=2)
+    assert [i.id for i in run] == ids[1:4]  # the limit, in order; not the other channel
+    # a live claim ends the run: the digest behind it stops short, keeping the order
+    rest = b.claim_outbox_behind(head, "b", T0, T0 + 3 * MIN, 10, at_least=1)
+    assert rest == []
+    assert a.mark_sent(head.id, T0, "a")
+    # lapsed claims are taken over and counted, as a lapsed head is
+    later = T0 + 4 * MIN
+    (head2,) = [i for i in b.claim_outbox("b", later, later + 3 * MIN, 10) if i.id in ids]
+    assert head2.id == ids[1] and head2.taken_over
+    run2 = b.claim_outbox_behind(head2, "b", later, later + 3 * MIN, 10, at_least=1)
+    assert [i.id for i in run2] == ids[2:]
+    assert [i.taken_over for i in run2] == [True, True, False, False]
+    assert resent(b)["chat"] == 3  # the head and the two behind it
+
+
 def test_idempotency_keys_differ_between_rows_and_outboxes() -> None:
     one, two = MemoryOutbox(), MemoryOutbox()
     a = one.enqueue("chat", "json://h", message(1), T0)
@@ -283,47 +310,90 @@ class Counting:
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.order: dict[str, list[int]] = {}
+        self.posts = 0
 
     async def send(self, msg: Message) -> SendResult:
         await asyncio.sleep(0.001)  # let the other senders interleave
         with self.lock:
-            self.counts[msg.title] += 1
-            self.order.setdefault(msg.task, []).append(int(msg.title.split()[1]))
+            self.posts += 1
+            # a digest stands for its members: each of their lines is counted
+            titles = (
+                [ln[2:].split(":")[0] for ln in msg.body.splitlines() if ln.startswith("• ")]
+                if msg.event == "digest"
+                else [msg.title]
+            )
+            for title in titles:
+                self.counts[title] += 1
+                self.order.setdefault(title_task(title), []).append(int(title.split()[1]))
         return SendResult(ok=True)
 
 
+def title_task(title: str) -> str:
+    return f"chat{int(title.split()[1]) % 10}"
+
+
 @pytest.mark.postgres
-def test_three_senders_on_postgres_send_each_of_300_messages_once() -> None:
+@pytest.mark.parametrize("digest_at", [None, 3], ids=["one-by-one", "digests"])
+def test_three_senders_on_postgres_send_each_of_300_messages_once(digest_at: int | None) -> None:
+    """Each message reaches its channel once and in order, sent alone or in a digest
+    (:mod:`agentcron.notify.digest`), while messages keep coming in the digest run."""
     require_pg()
     from agentcron.store.postgres import PostgresStore
     from pg_util import fresh_schema
 
     with fresh_schema() as schema:
         setup = PostgresStore(PG_DSN, schema=schema)
-        for n in range(300):
-            setup.enqueue(f"chat{n % 10}", f"chat://{n % 10}", message(n, f"chat{n % 10}"), T0)
+        written = threading.Event()
+
+        def write(first: int, last: int) -> None:
+            for n in range(first, last):
+                setup.enqueue(f"chat{n % 10}", f"chat://{n % 10}", message(n, f"chat{n % 10}"), T0)
+
+        write(0, 100 if digest_at else 300)
         channel = Counting()
         clock = FakeClock(T0)  # nothing lapses: any repeat would be a claim failing
         errors: list[BaseException] = []
-        start = threading.Barrier(3)
+        start = threading.Barrier(4 if digest_at else 3)
+
+        def writer() -> None:
+            try:
+                start.wait()
+                for first in range(100, 300, 20):  # a flood goes on while it is sent
+                    write(first, first + 20)
+                    time.sleep(0.005)
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                written.set()
 
         def node(name: str) -> None:
             store = PostgresStore(PG_DSN, schema=schema)
             try:
                 sender = OutboxSender(
-                    store, channel_factory=lambda _url: channel, clock=clock, owner=name, batch=4
+                    store,
+                    channel_factory=lambda _url: channel,
+                    clock=clock,
+                    owner=name,
+                    batch=4,
+                    digest_at=digest_at,
                 )
                 start.wait()
-                for _ in range(1000):
-                    asyncio.run(sender.drain_once())
-                    if not any(h.pending for h in store.channel_health()):
-                        return
+                for _ in range(2000):
+                    done = written.is_set()
+                    if not asyncio.run(sender.drain_once()):
+                        if done and not any(h.pending for h in store.channel_health()):
+                            return
+                        time.sleep(0.002)
             except BaseException as exc:
                 errors.append(exc)
             finally:
                 store.close()
 
         threads = [threading.Thread(target=node, args=(f"n{i}",)) for i in range(3)]
+        if digest_at:
+            threads.append(threading.Thread(target=writer))
+        else:
+            written.set()
         for t in threads:
             t.start()
         for t in threads:
@@ -336,6 +406,8 @@ def test_three_senders_on_postgres_send_each_of_300_messages_once() -> None:
             assert all(sent == sorted(sent) for sent in channel.order.values())
             health = setup.channel_health()
             assert [(h.pending, h.resent) for h in health] == [(0, 0)] * 10
+            if digest_at:
+                assert channel.posts < 300  # some went out together
         finally:
             setup.close()
 

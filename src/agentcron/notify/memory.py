@@ -84,17 +84,50 @@ class MemoryOutbox:
             taken: list[OutboxItem] = []
             for head in self._due(now):
                 row = self._rows[head.id]
-                if row.claimed_by is not None and row.claim_expires_at is not None:
-                    if row.claim_expires_at > now:
-                        continue  # another sender has it
-                    row.item = replace(row.item, resent=row.item.resent + 1)
-                    self._channels[row.item.channel_key].resent += 1
-                taken_over = row.claimed_by is not None
-                row.claimed_by, row.claim_expires_at = owner, claim_until
-                taken.append(replace(row.item, taken_over=taken_over))
+                if self._held(row, now):
+                    continue  # another sender has it
+                taken.append(self._take(row, owner, claim_until))
                 if len(taken) == limit:
                     break
             return taken
+
+    def claim_outbox_behind(
+        self,
+        head: OutboxItem,
+        owner: str,
+        now: datetime,
+        claim_until: datetime,
+        limit: int,
+        at_least: int,
+    ) -> list[OutboxItem]:
+        with self._lock:
+            run: list[_Row] = []
+            for item_id in sorted(i for i in self._rows if i > head.id):
+                row = self._rows[item_id]
+                if row.state != "pending" or row.item.channel_key != head.channel_key:
+                    continue
+                if self._held(row, now) or len(run) == limit:
+                    break  # the run ends before a message another claim holds
+                run.append(row)
+            if len(run) < at_least:
+                return []
+            return [self._take(row, owner, claim_until) for row in run]
+
+    @staticmethod
+    def _held(row: _Row, now: datetime) -> bool:
+        """Whether a live claim holds ``row``."""
+        return row.claimed_by is not None and (
+            row.claim_expires_at is None or row.claim_expires_at > now
+        )
+
+    def _take(self, row: _Row, owner: str, claim_until: datetime) -> OutboxItem:
+        """Claim ``row`` for ``owner``; a lapsed claim is taken over (``resent``)."""
+        taken_over = row.claimed_by is not None
+        if taken_over:
+            row.item = replace(row.item, resent=row.item.resent + 1)
+            self._channels[row.item.channel_key].resent += 1
+        row.claimed_by, row.claim_expires_at = owner, claim_until
+        return replace(row.item, taken_over=taken_over)
 
     def unclaim_outbox(self, item_ids: Sequence[int], owner: str) -> int:
         with self._lock:

@@ -21,6 +21,7 @@ must be used from the thread that owns it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -41,9 +42,11 @@ from agentcron.notify.channels import (
     Channel,
     KeyedChannel,
     SendResult,
+    SplitChannel,
     channel_for,
     unanswered,
 )
+from agentcron.notify.digest import DIGEST_AT, DIGEST_MOST, digest, digest_key, oldest
 from agentcron.notify.outbox import idempotency_key
 from agentcron.redact import redact
 from agentcron.store.base import OutboxStore
@@ -68,6 +71,8 @@ LATE_AFTER = timedelta(minutes=2)
 # How long a claimed message stays ours: a send's limit plus room for the store
 # writes around it and for clocks of different nodes that disagree a little.
 CLAIM_FOR = timedelta(seconds=SEND_LIMIT + 60)
+# A channel that refused a digest for good gets its messages one by one this long.
+NO_DIGEST_FOR = timedelta(hours=1)
 CUT_SHORT_KEPT = 1_000  # ids of sends a stop cut short, remembered for its last drain
 
 
@@ -96,11 +101,15 @@ class OutboxSender:
         batch: int = 50,
         owner: str | None = None,
         claim_for: timedelta = CLAIM_FOR,
+        digest_at: int | None = DIGEST_AT,
     ) -> None:
         if not backoff:
             raise ValueError("backoff needs at least one delay")
         if claim_for <= timedelta(seconds=SEND_LIMIT):
             raise ValueError(f"claim_for must outlast a send ({SEND_LIMIT:g}s)")
+        if digest_at is not None and digest_at < 2:
+            raise ValueError("digest_at must be at least 2 (or None: no digests)")
+        self._digest_at = digest_at  # see agentcron.notify.digest
         self.owner = owner or default_owner()
         self._claim_for = claim_for
         self._store = store
@@ -117,6 +126,8 @@ class OutboxSender:
         self._unrecorded: dict[int, tuple[OutboxItem, SendResult]] = {}
         # messages whose send a cancellation (a stop) cut short, by outbox id
         self._cut_short: set[int] = set()
+        # channels that refused a digest for good, until when they get none
+        self._no_digest: dict[str, datetime] = {}
         # set when the daemon's stop begins: from then on only what was written since
         # (and sends the stop cut short) is begun, by every drain (see drain_once)
         self.stopping_since: datetime | None = None
@@ -215,6 +226,12 @@ class OutboxSender:
         return channel
 
     async def _send(self, item: OutboxItem) -> int:
+        behind = self._waiting_behind(item)
+        if behind:
+            return await self._send_digest(item, behind)
+        return await self._send_single(item)
+
+    async def _send_single(self, item: OutboxItem) -> int:
         try:
             result = await self._send_now(item)
         except asyncio.CancelledError:
@@ -245,13 +262,125 @@ class OutboxSender:
             self._faults.failed(exc)
             return 0
 
-    async def _send_now(self, item: OutboxItem) -> SendResult:
+    def _waiting_behind(self, head: OutboxItem) -> list[OutboxItem]:
+        """The messages to send in one post with ``head`` (:mod:`.digest`), claimed: none
+        while a stop drains, nor for a channel that refused a digest lately. A store that
+        cannot say sends ``head`` alone (and its fault is logged)."""
+        now = self._clock.now()
+        if self._digest_at is None or self.stopping_since is not None:
+            return []
+        if self._no_digest.get(head.channel_key, now) > now:
+            return []
+        try:
+            return self._store.claim_outbox_behind(
+                head, self.owner, now, now + self._claim_for, DIGEST_MOST - 1, self._digest_at - 1
+            )
+        except Exception as exc:
+            self._faults.failed(exc)
+            return []
+
+    async def _send_digest(self, head: OutboxItem, behind: list[OutboxItem]) -> int:
+        """Send ``head`` and ``behind`` as one post. Sent: all are marked sent. Refused
+        for good (the post too long for the service, say): each goes out on its own
+        again, as before digests, for :data:`NO_DIGEST_FOR`. Failed for now: ``head``
+        is retried with backoff (as a digest again) and the rest wait behind it."""
+        items = [head, *behind]
+        try:
+            post = self._digest_post(items)
+        except Exception:  # a bug of ours must not hold the messages: one by one, then
+            log.exception(
+                "could not put %d notifications to %s in one post; they are sent one by one",
+                len(items),
+                head.channel_key,
+            )
+            self._no_digest[head.channel_key] = self._clock.now() + NO_DIGEST_FOR
+            with contextlib.suppress(Exception):
+                self._store.unclaim_outbox([i.id for i in behind], self.owner)
+            return await self._send_single(head)
+        try:
+            result = await self._send_now(head, post)
+        except asyncio.CancelledError:
+            if len(self._cut_short) >= CUT_SHORT_KEPT:
+                self._cut_short.clear()
+            self._cut_short.add(head.id)  # its channel waits on it; the rest go back
+            with contextlib.suppress(Exception):
+                self._store.unclaim_outbox([i.id for i in behind], self.owner)
+            raise
+        over = [i.id for i in items if i.taken_over]
+        if over and result.error != STILL_SENDING:
+            log.warning(
+                "%d notifications to %s were sent again in one post: the sender that had "
+                "them stopped without saying whether they went out (they may arrive twice)",
+                len(over),
+                head.channel_key,
+                extra={"event": "notify.resent"},
+            )
+        if result.ok:
+            return self._record_digest_sent(items, result)
+        try:
+            self._store.unclaim_outbox([i.id for i in behind], self.owner)
+            if result.permanent:
+                self._store.unclaim_outbox([head.id], self.owner)
+                self._no_digest[head.channel_key] = self._clock.now() + NO_DIGEST_FOR
+                log.warning(
+                    "%s refused %d notifications in one post (%s); they are sent one by "
+                    "one instead",
+                    head.channel_key,
+                    len(items),
+                    redact(result.error or "unknown error"),
+                    extra={"event": "notify.digest_refused"},
+                )
+                return 0
+            return self._record(head, result)
+        except Exception as exc:
+            # the claims lapse (taken over then); the head's answer is kept to record
+            self._unrecorded[head.id] = (head, result)
+            self._faults.failed(exc)
+            return 0
+
+    def _digest_post(self, items: list[OutboxItem]) -> tuple[Message, str]:
+        """The digest of ``items`` as their channel posts it whole, and its key."""
+        post = digest(items)
+        channel = self._channel(items[0].channel_url)
+        room = channel.part_room(post) if isinstance(channel, SplitChannel) else None
+        if room is not None:
+            post = digest(items, room)
+        return late(post, oldest(items), self._clock.now()), digest_key(items)
+
+    def _record_digest_sent(self, items: list[OutboxItem], result: SendResult) -> int:
+        now = self._clock.now()
+        sent = 0
+        for item in items:
+            try:
+                if self._store.mark_sent(item.id, now, self.owner):
+                    sent += 1
+                else:
+                    self._lost_claim(item)
+            except Exception as exc:  # recorded when the database works again
+                self._unrecorded[item.id] = (item, result)
+                self._faults.failed(exc)
+        log.info(
+            "%d notifications sent to %s in one post",
+            len(items),
+            items[0].channel_key,
+            extra={"event": "notify.sent"},
+        )
+        return sent
+
+    async def _send_now(
+        self, item: OutboxItem, post: tuple[Message, str] | None = None
+    ) -> SendResult:
+        """Send ``item``; or, given, ``post`` (a digest standing for ``item`` and the
+        messages behind it, with its idempotency key) in its place."""
         try:
             channel = self._channel(item.channel_url)
-            message = as_sent(item, self._clock.now())
+            if post is None:
+                message, key = as_sent(item, self._clock.now()), idempotency_key(item)
+            else:
+                message, key = post
             async with asyncio.timeout(SEND_LIMIT):
                 if isinstance(channel, KeyedChannel):
-                    result = await channel.send_keyed(message, idempotency_key(item))
+                    result = await channel.send_keyed(message, key)
                 else:
                     result = await channel.send(message)
         except TimeoutError:
@@ -325,8 +454,13 @@ def as_sent(item: OutboxItem, now: datetime) -> Message:
     """``item``'s message, with a last line saying how late it goes out when it was
     written :data:`LATE_AFTER` or more before ``now`` (a channel outage, a daemon
     that was down): its times and "Retrying at …" may have passed meanwhile."""
-    late = now - item.created_at
-    if late < LATE_AFTER:
-        return item.message
-    note = f"(sent {format_duration(late)} after it was written: it could not go out sooner)"
-    return replace(item.message, body=f"{item.message.body}\n\n{note}")
+    return late(item.message, item.created_at, now)
+
+
+def late(message: Message, written: datetime, now: datetime) -> Message:
+    """``message``, written at ``written``, as sent at ``now`` (see :func:`as_sent`)."""
+    by = now - written
+    if by < LATE_AFTER:
+        return message
+    note = f"(sent {format_duration(by)} after it was written: it could not go out sooner)"
+    return replace(message, body=f"{message.body}\n\n{note}")

@@ -57,6 +57,30 @@ def _item(row: Sequence[Any]) -> OutboxItem:
     return replace(outbox_from_row(tuple(row[:-1])), resent=int(row[-1]))
 
 
+def _take(
+    db: Conn, rows: Sequence[tuple[OutboxItem, str | None]], owner: str, claim_until: datetime
+) -> list[OutboxItem]:
+    """Claim ``rows`` (each with the sender whose claim on it lapsed, if one did) for
+    ``owner``: a lapsed claim is taken over, counted in the row's and its channel's
+    ``resent``."""
+    if not rows:
+        return []
+    db.executemany(
+        "UPDATE outbox SET claimed_by = ?, claim_expires_at = ?, resent = resent + ? WHERE id = ?",
+        [(owner, ts(claim_until), int(before is not None), item.id) for item, before in rows],
+    )
+    over = [item for item, before in rows if before is not None]
+    if over:
+        db.executemany(
+            "UPDATE channels SET resent = resent + 1 WHERE channel_key = ?",
+            [(item.channel_key,) for item in over],
+        )
+    return [
+        replace(item, resent=item.resent + 1, taken_over=True) if before is not None else item
+        for item, before in rows
+    ]
+
+
 # the unsent messages of the channel ``c`` of the surrounding statement
 _UNSENT_OF_C = "o.channel_key = c.channel_key AND o.sent_at IS NULL AND o.permanent = 0"
 
@@ -236,24 +260,36 @@ class NotifySQL:
                 f"ORDER BY o.created_at, o.id LIMIT ?{self._outbox_lock()}",
                 (ts(now), ts(now), limit),
             ).fetchall()
-            if not rows:
+            return _take(db, [(_item(r[:-1]), r[-1]) for r in rows], owner, claim_until)
+
+    def claim_outbox_behind(
+        self,
+        head: OutboxItem,
+        owner: str,
+        now: datetime,
+        claim_until: datetime,
+        limit: int,
+        at_least: int,
+    ) -> list[OutboxItem]:
+        """One read of the channel's queue index; on PostgreSQL the rows are locked in
+        order as they are read (no SKIP LOCKED: a skipped row would be a gap, and the
+        message behind it would go out before it)."""
+        lock = " FOR UPDATE OF o" if self._candidate_lock else ""
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT {_ITEM_COLUMNS}, o.claim_expires_at, o.claimed_by FROM outbox o "
+                "WHERE o.channel_key = ? AND o.id > ? AND o.sent_at IS NULL AND o.permanent = 0 "
+                f"ORDER BY o.id LIMIT ?{lock}",
+                (head.channel_key, head.id, limit),
+            ).fetchall()
+            run: list[tuple[OutboxItem, str | None]] = []
+            for r in rows:
+                if r[-1] is not None and (r[-2] is None or r[-2] > ts(now)):
+                    break  # another claim still holds it: the run ends before it
+                run.append((_item(r[:-2]), r[-1]))
+            if len(run) < at_least:
                 return []
-            db.executemany(
-                "UPDATE outbox SET claimed_by = ?, claim_expires_at = ?, "
-                "resent = resent + ? WHERE id = ?",
-                [(owner, ts(claim_until), int(r[-1] is not None), r[0]) for r in rows],
-            )
-            taken = [r for r in rows if r[-1] is not None]
-            if taken:
-                db.executemany(
-                    "UPDATE channels SET resent = resent + 1 WHERE channel_key = ?",
-                    [(r[1],) for r in taken],
-                )
-        items = [_item(r[:-1]) for r in rows]
-        return [
-            replace(item, resent=item.resent + 1, taken_over=True) if r[-1] is not None else item
-            for item, r in zip(items, rows, strict=True)
-        ]
+            return _take(db, run, owner, claim_until)
 
     def unclaim_outbox(self, item_ids: Sequence[int], owner: str) -> int:
         if not item_ids:

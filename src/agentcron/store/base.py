@@ -473,6 +473,23 @@ class OutboxStore(Protocol):
         ``resent`` (and its channel's) goes up by one."""
         ...
 
+    def claim_outbox_behind(
+        self,
+        head: OutboxItem,
+        owner: str,
+        now: datetime,
+        claim_until: datetime,
+        limit: int,
+        at_least: int,
+    ) -> list[OutboxItem]:
+        """The messages waiting behind ``head`` (which ``owner`` claimed) on its channel,
+        oldest first, taken for ``owner`` as :meth:`claim_outbox` takes a head, to go
+        out with it in one post (:mod:`agentcron.notify.digest`). At most ``limit``, and
+        only a run without gaps: the first one another live claim holds ends it, so the
+        channel's order is kept. Nothing is taken (and [] returned) when fewer than
+        ``at_least`` are there."""
+        ...
+
     def retire_channels(
         self, keep: Sequence[str], move_to: Sequence[tuple[str, str]], now: datetime
     ) -> int:

@@ -1,0 +1,177 @@
+"""Many messages waiting for one channel go out as one post.
+
+A wide outage is one message per task and per transition: 200 tasks failing at once
+made 402 messages for one event, and on a channel that takes 20 a minute a new,
+unrelated failure waited an hour behind them (outside-in probe). Such a flood teaches
+the owner to mute the channel, which is the silence agentcron exists to prevent.
+
+So when :data:`DIGEST_AT` or more messages wait for one channel, the sender sends up to
+:data:`DIGEST_MOST` of them as one post (:func:`digest`): a title counting them by kind,
+then one line per message (its title and the first line of its body, the whole story
+in one sentence), oldest first, as many as fit in the channel's post. Messages alike
+but for their task's name (forty tasks refused by one expired key) are one line that
+names the tasks. When not all fit,
+the failures are the ones shown, and a last line counts the rest by kind and says where
+to read them. The members are marked sent together, so a digest is sent once however
+long the backlog was; fewer messages go out one by one, as before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from agentcron.model import Message, OutboxItem, Severity
+from agentcron.notify.outbox import stable_key
+
+# Ten or more messages waiting for one channel go out as a digest.
+DIGEST_AT = 10
+# At most this many in one digest: 1,000 failing tasks are five posts per transition.
+DIGEST_MOST = 200
+# A digest's body stays within this, below the smallest common post (Telegram's 4,096
+# characters with its title); a channel that says its own limit is held to that.
+DIGEST_CHARS = 3_000
+LINE_CHARS = 300  # one line, at most, besides the names of the tasks it stands for
+NAMES_CHARS = 600  # the task names on a line of messages alike, at most
+_NAME = "\x00"  # stands for the task's name in a line's template
+
+# which members are shown first when not all fit, and the order of the counts
+_RANK: dict[Severity, int] = {"failure": 0, "warning": 1, "recovery": 2, "info": 3}
+_NAMES: dict[Severity, tuple[str, str]] = {
+    "failure": ("failure", "failures"),
+    "warning": ("warning", "warnings"),
+    "recovery": ("recovery", "recoveries"),
+    "info": ("notice", "notices"),
+}
+_MORE = "`agentcron incidents` shows every problem in full; `agentcron list` each task's state."
+
+
+def digest(items: Sequence[OutboxItem], room: int | None = None) -> Message:
+    """One message standing for ``items`` (oldest first, of one channel). ``room``: the
+    longest body the channel posts whole, when it says (at most :data:`DIGEST_CHARS`
+    is used)."""
+    if not items:
+        raise ValueError("a digest needs at least one message")
+    severities = [item.message.severity for item in items]
+    budget = DIGEST_CHARS if room is None else max(min(room, DIGEST_CHARS), 400)
+    head = (
+        f"{len(items)} messages were waiting for this channel, so they come in one post "
+        "instead of one each. Oldest first:"
+    )
+    groups = _grouped([item.message for item in items])
+    shown = _shown(groups, budget - len(head) - len(_MORE) - 80)
+    body = [head, *(groups[i].line() for i in sorted(shown))]
+    hidden = [g.severity for i, g in enumerate(groups) if i not in shown for _ in g.tasks]
+    if hidden:
+        body.append(f"… and {len(hidden)} more ({_counts(hidden)}).")
+    body.append(_MORE)
+    tasks = {item.message.task for item in items}
+    return Message(
+        title=f"{len(items)} messages at once: {_counts(severities)}",
+        body="\n".join(body),
+        task=tasks.pop() if len(tasks) == 1 else "",
+        event="digest",
+        incident_kind="",
+        severity=min(severities, key=_RANK.__getitem__),
+    )
+
+
+@dataclass
+class _Group:
+    """Messages whose line differs only in the task's name ("✖ NAME failed: HTTP 401
+    …" for forty tasks): one line naming each task, not forty lines."""
+
+    severity: Severity
+    template: str  # the line, the task's name replaced by _NAME
+    tasks: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The line: the names of the tasks (as many as :data:`NAMES_CHARS` holds) where
+        the template has its first name, its other names said as ``<task>``."""
+        first, _, rest = self.template.partition(_NAME)
+        if len(self.tasks) == 1:
+            rest = rest.replace(_NAME, self.tasks[0])
+        else:
+            rest = rest.replace(_NAME, "<task>")
+        named: list[str] = []
+        used = 0
+        for task in sorted(self.tasks):  # easier to look for one among many
+            if named and used + len(task) > NAMES_CHARS:
+                break
+            named.append(task)
+            used += len(task) + 2
+        names = ", ".join(named)
+        if len(named) < len(self.tasks):
+            names += f" and {len(self.tasks) - len(named)} more"
+        if len(first) + len(rest) > LINE_CHARS:
+            rest = rest[: max(LINE_CHARS - len(first), 1) - 1] + "…"
+        return f"{first}{names}{rest}"
+
+
+def _grouped(messages: Sequence[Message]) -> list[_Group]:
+    """The lines of ``messages`` in time order, those alike but for the task's name
+    as one (placed where its first was)."""
+    groups: dict[tuple[str, str], _Group] = {}
+    for message in messages:
+        line = _line(message)
+        name = message.task
+        template = _whole_word(name).sub(_NAME, line) if name else line
+        if _NAME not in template:  # a line that does not name its task stands alone
+            template, name = line, ""
+        key = (message.severity, template if name else f"{len(groups)}:{line}")
+        group = groups.setdefault(key, _Group(message.severity, template))
+        group.tasks.append(name)
+    return list(groups.values())
+
+
+def _whole_word(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
+
+
+def digest_key(items: Sequence[OutboxItem]) -> str:
+    """The idempotency key of a digest of ``items``: the same on each send of the same
+    members (a retry of the digest), different for any other digest."""
+    first, last = items[0], items[-1]
+    return stable_key(f"{first.id}-{last.id}", [first.channel_key, [item.id for item in items]])
+
+
+def _line(message: Message) -> str:
+    """``• title: first line of the body``, the title said once when the line begins
+    with it ("✖ story failed: HTTP 401 …" under "✖ story failed")."""
+    first = next((ln.strip() for ln in message.body.splitlines() if ln.strip()), "")
+    title = message.title.strip()
+    if first and _words(first).startswith(_words(title)):
+        return f"• {title}{_words(first)[len(_words(title)) :]}"
+    return f"• {title}: {_words(first)}" if first else f"• {title}"
+
+
+def _words(text: str) -> str:
+    """``text`` without the sign it may begin with (✖, ⚠, ✔ …)."""
+    return text.lstrip("✖⚠✔⏸ℹ️ ").strip()
+
+
+def _shown(groups: Sequence[_Group], budget: int) -> set[int]:
+    """Which lines fit in ``budget`` characters: the failures first, then warnings,
+    recoveries and notices, each oldest first (they are then listed in time order)."""
+    order = sorted(range(len(groups)), key=lambda i: (_RANK[groups[i].severity], i))
+    shown: set[int] = set()
+    used = 0
+    for i in order:
+        cost = len(groups[i].line()) + 1
+        if used + cost > budget:
+            break
+        shown.add(i)
+        used += cost
+    return shown
+
+
+def _counts(severities: Sequence[Severity]) -> str:
+    counts = {s: severities.count(s) for s in _RANK if s in severities}
+    return ", ".join(f"{n} {_NAMES[s][n != 1]}" for s, n in counts.items())
+
+
+def oldest(items: Sequence[OutboxItem]) -> datetime:
+    """When the oldest of ``items`` was written (how late a digest goes out)."""
+    return min(item.created_at for item in items)

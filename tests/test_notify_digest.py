@@ -1,0 +1,300 @@
+"""A flood of messages for one channel goes out as digests (agentcron.notify.digest):
+every message is in one post, once and in order, and none is lost when the channel
+fails, refuses the digest, or the sender is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentcron.clock import FakeClock
+from agentcron.model import Message, OutboxItem, Severity
+from agentcron.notify import MemoryOutbox, OutboxSender, SendResult
+from agentcron.notify.digest import (
+    DIGEST_AT,
+    DIGEST_CHARS,
+    DIGEST_MOST,
+    LINE_CHARS,
+    digest,
+    digest_key,
+)
+from agentcron.store.base import OutboxStore
+from agentcron.store.sqlite import SQLiteStore
+
+T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+
+
+def message(n: int, severity: Severity = "failure", body: str = "") -> Message:
+    """Each different (HTTP 4nn): messages alike but for the task's name are one line."""
+    return Message(
+        title=f"✖ task{n} failed",
+        body=body or f"task{n} failed: HTTP {400 + n}. Retrying will not help.\n\nLast lines:\nx",
+        task=f"task{n}",
+        event="opened",
+        incident_kind="failure",
+        severity=severity,
+    )
+
+
+def item(n: int, severity: Severity = "failure") -> OutboxItem:
+    return OutboxItem(n, "chat", "chat://x", message(n, severity), T0 + timedelta(seconds=n))
+
+
+class Recording:
+    """A channel that answers with the scripted results in turn (then ok) and keeps
+    each post it took."""
+
+    def __init__(self, script: list[SendResult] | None = None) -> None:
+        self.key = "chat"
+        self.script = list(script or [])
+        self.posts: list[Message] = []
+        self.tries = 0
+
+    async def send(self, msg: Message) -> SendResult:
+        self.tries += 1
+        result = self.script.pop(0) if self.script else SendResult(ok=True)
+        if result.ok:
+            self.posts.append(msg)
+        return result
+
+    def told(self) -> list[int]:
+        """The message numbers the posts carried, in the order they arrived."""
+        numbers: list[int] = []
+        for post in self.posts:
+            text = post.body if post.event == "digest" else post.title
+            numbers += [int(n) for n in re.findall(r"✖ task(\d+) failed", text)]
+        return numbers
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> OutboxStore:
+    if request.param == "memory":
+        return MemoryOutbox()
+    return SQLiteStore(tmp_path / "agentcron.db")
+
+
+def fill(store: OutboxStore, first: int, last: int, at: datetime = T0) -> None:
+    for n in range(first, last):
+        store.enqueue("chat", "chat://x", message(n), at)
+
+
+def sender(store: OutboxStore, channel: Recording, clock: FakeClock) -> OutboxSender:
+    return OutboxSender(store, channel_factory=lambda _url: channel, clock=clock)
+
+
+def unsent(store: OutboxStore) -> int:
+    return sum(h.pending for h in store.channel_health())
+
+
+# ---- the post itself ---------------------------------------------------------------------
+
+
+def test_a_digest_counts_its_messages_by_kind_and_lists_them_oldest_first() -> None:
+    items = [item(1), item(2, "recovery"), item(3, "warning"), item(4)]
+    post = digest(items)
+    assert post.title == "4 messages at once: 2 failures, 1 warning, 1 recovery"
+    assert post.severity == "failure" and post.event == "digest"
+    lines = [ln for ln in post.body.splitlines() if ln.startswith("• ")]
+    # each message's title and the first line of its body: the whole story in one line
+    assert lines[0] == "• ✖ task1 failed: HTTP 401. Retrying will not help."
+    assert lines[3] == "• ✖ task4 failed: HTTP 404. Retrying will not help."
+    # a body that begins with what its title says is not said twice
+    same = OutboxItem(9, "chat", "u", message(9, body="✖ task9 failed: HTTP 401.\n\nx"), T0)
+    assert "• ✖ task9 failed: HTTP 401." in digest([same]).body.splitlines()
+    assert [re.findall(r"task(\d+)", ln)[0] for ln in lines] == ["1", "2", "3", "4"]
+    assert "agentcron incidents" in post.body and "more" not in post.body
+
+
+def test_a_digest_too_long_to_list_shows_the_failures_and_counts_the_rest() -> None:
+    items = [item(n, "recovery" if n % 2 else "failure") for n in range(1, 201)]
+    post = digest(items)
+    assert len(post.body) <= DIGEST_CHARS
+    shown = [int(n) for n in re.findall(r"• ✖ task(\d+)", post.body)]
+    assert shown and all(n % 2 == 0 for n in shown)  # failures before recoveries
+    assert shown == sorted(shown)  # and in time order
+    more = re.search(r"… and (\d+) more \((.+)\)\.", post.body)
+    assert more is not None, post.body
+    assert int(more.group(1)) == 200 - len(shown)
+    assert more.group(2) == f"{100 - len(shown)} failures, 100 recoveries"
+
+
+def test_a_digest_fits_the_room_its_channel_gives_and_long_lines_are_cut() -> None:
+    items = [item(n) for n in range(1, 30)]
+    assert len(digest(items, room=900).body) <= 900
+    long = OutboxItem(1, "chat", "u", message(1, body="y" * 5_000), T0)
+    (line,) = [ln for ln in digest([long]).body.splitlines() if ln.startswith("• ")]
+    assert len(line) == LINE_CHARS + len("task1") and line.endswith("…")
+
+
+def test_messages_alike_but_for_the_task_are_one_line_naming_each() -> None:
+    """Forty tasks refused by one expired key: one line, not forty."""
+    alike = [
+        OutboxItem(
+            n,
+            "chat",
+            "u",
+            message(n, body=f"✖ job-{n} failed: HTTP 401. Then run `agentcron trigger job-{n}`."),
+            T0,
+        )
+        for n in range(40)
+    ]
+    alike = [
+        replace(i, message=replace(i.message, title=f"✖ job-{i.id} failed", task=f"job-{i.id}"))
+        for i in alike
+    ]
+    other = OutboxItem(41, "chat", "u", message(41, "recovery"), T0)
+    lines = [ln for ln in digest([*alike, other]).body.splitlines() if ln.startswith("• ")]
+    names = ", ".join(sorted(f"job-{n}" for n in range(40)))  # sorted, to find one
+    assert lines == [
+        f"• ✖ {names} failed: HTTP 401. Then run `agentcron trigger <task>`.",
+        "• ✖ task41 failed: HTTP 441. Retrying will not help.",
+    ]
+    # a name that is part of another word is not taken for the task's
+    a = OutboxItem(
+        1,
+        "c",
+        "u",
+        replace(message(1, body="✖ a failed: a bad answer."), title="✖ a failed", task="a"),
+        T0,
+    )
+    b = OutboxItem(
+        2,
+        "c",
+        "u",
+        replace(message(2, body="✖ b failed: a bad answer."), title="✖ b failed", task="b"),
+        T0,
+    )
+    lines = [ln for ln in digest([a, b]).body.splitlines() if ln.startswith("• ")]
+    assert lines == ["• ✖ a failed: a bad answer.", "• ✖ b failed: a bad answer."]
+
+
+def test_a_digests_key_is_its_members_and_differs_from_any_other() -> None:
+    ten = [item(n) for n in range(1, 11)]
+    assert digest_key(ten) == digest_key(list(ten))
+    assert digest_key(ten) != digest_key(ten[:9])
+    assert digest_key(ten[:1]) != digest_key(ten[1:2])
+
+
+# ---- the sender ---------------------------------------------------------------------------
+
+
+def test_fewer_than_ten_waiting_go_one_by_one(store: OutboxStore) -> None:
+    fill(store, 1, DIGEST_AT)
+    channel = Recording()
+    assert asyncio.run(sender(store, channel, FakeClock(T0)).drain_once()) == DIGEST_AT - 1
+    assert [p.event for p in channel.posts] == ["opened"] * (DIGEST_AT - 1)
+    assert channel.told() == list(range(1, DIGEST_AT))
+
+
+def test_a_flood_goes_out_in_digests_each_message_once_and_in_order(store: OutboxStore) -> None:
+    total = DIGEST_MOST + 50
+    fill(store, 1, total + 1)
+    channel = Recording()
+    assert asyncio.run(sender(store, channel, FakeClock(T0)).drain_once()) == total
+    assert [p.title.split(":")[0] for p in channel.posts] == [
+        f"{DIGEST_MOST} messages at once",
+        "50 messages at once",
+    ]
+    # every member is marked sent: nothing is left to go out again
+    assert unsent(store) == 0
+    assert asyncio.run(sender(store, channel, FakeClock(T0)).drain_once()) == 0
+    assert len(channel.posts) == 2
+    # each post lists as many as fit, oldest first, and counts the rest
+    for post, held in zip(channel.posts, [DIGEST_MOST, 50], strict=True):
+        listed = len(re.findall(r"^• ", post.body, re.MULTILINE))
+        more = re.search(r"… and (\d+) more", post.body)
+        assert listed + (int(more.group(1)) if more else 0) == held
+        assert len(post.body) <= DIGEST_CHARS
+    told = channel.told()
+    assert told == sorted(told) and told[0] == 1
+
+
+def test_a_digest_that_fails_for_now_is_retried_as_one_with_what_came_since(
+    store: OutboxStore,
+) -> None:
+    fill(store, 1, 13)
+    clock = FakeClock(T0)
+    channel = Recording([SendResult(ok=False, error="HTTP 503")])
+    s = sender(store, channel, clock)
+    assert asyncio.run(s.drain_once()) == 0
+    assert channel.tries == 1 and unsent(store) == 12
+    fill(store, 13, 16, clock.now())
+    assert asyncio.run(s.drain_once()) == 0  # the head waits out its backoff
+    clock.advance(timedelta(seconds=6))
+    assert asyncio.run(s.drain_once()) == 15
+    (post,) = channel.posts
+    assert post.title.startswith("15 messages at once")
+    assert channel.told() == list(range(1, 16))
+    assert unsent(store) == 0
+
+
+def test_a_digest_refused_for_good_sends_each_on_its_own_and_loses_none(
+    store: OutboxStore,
+) -> None:
+    fill(store, 1, 13)
+    channel = Recording([SendResult(ok=False, permanent=True, error="HTTP 400: too long")])
+    s = sender(store, channel, FakeClock(T0))
+    assert asyncio.run(s.drain_once()) == 0
+    assert unsent(store) == 12  # none given up: the refusal was of the digest
+    assert asyncio.run(s.drain_once()) == 12
+    assert [p.event for p in channel.posts] == ["opened"] * 12
+    assert channel.told() == list(range(1, 13))
+
+
+def test_a_stopping_sender_sends_no_digest_of_the_backlog(store: OutboxStore) -> None:
+    fill(store, 1, 13)
+    clock = FakeClock(T0)
+    channel = Recording()
+    s = sender(store, channel, clock)
+    clock.advance(timedelta(seconds=1))
+    s.stopping_since = clock.now()
+    store.enqueue("other", "chat://x", message(99), clock.now())
+    assert asyncio.run(s.drain_once()) == 1  # only what the stop wrote
+    assert channel.told() == [99]
+    assert unsent(store) == 12
+
+
+def test_a_sender_without_digests_sends_each(store: OutboxStore) -> None:
+    fill(store, 1, 31)
+    channel = Recording()
+    s = OutboxSender(store, channel_factory=lambda _u: channel, clock=FakeClock(T0), digest_at=None)
+    assert asyncio.run(s.drain_once()) == 30
+    assert len(channel.posts) == 30
+    with pytest.raises(ValueError, match="digest_at"):
+        OutboxSender(store, digest_at=1)
+
+
+def test_a_late_digest_says_how_late_its_oldest_message_is(store: OutboxStore) -> None:
+    fill(store, 1, 13)
+    clock = FakeClock(T0 + timedelta(minutes=14))
+    channel = Recording()
+    asyncio.run(sender(store, channel, clock).drain_once())
+    (post,) = channel.posts
+    assert post.body.endswith("(sent 14 min after it was written: it could not go out sooner)")
+
+
+class Keyed(Recording):
+    def __init__(self, script: list[SendResult] | None = None) -> None:
+        super().__init__(script)
+        self.keys: list[str] = []
+
+    async def send_keyed(self, msg: Message, key: str) -> SendResult:
+        self.keys.append(key)
+        return await self.send(msg)
+
+
+def test_a_retried_digest_carries_the_same_key(store: OutboxStore) -> None:
+    fill(store, 1, 13)
+    clock = FakeClock(T0)
+    channel = Keyed([SendResult(ok=False, error="no answer within 24s")])
+    s = OutboxSender(store, channel_factory=lambda _u: channel, clock=clock)
+    asyncio.run(s.drain_once())
+    clock.advance(timedelta(seconds=6))
+    asyncio.run(s.drain_once())
+    assert len(channel.keys) == 2 and channel.keys[0] == channel.keys[1]
+    assert channel.told() == list(range(1, 13))
