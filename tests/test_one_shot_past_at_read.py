@@ -74,6 +74,49 @@ def test_the_cli_that_records_it_says_so_once(tmp_path: Path) -> None:
     assert run["status"] == "expired", run
 
 
+@pytest.mark.slow
+def test_what_a_command_recorded_reaches_the_channels_when_a_daemon_runs(tmp_path: Path) -> None:
+    """Said only on the command's stderr, a script's `list --json` run before the daemon
+    was the only one to hear of it (outside-in probe): the report is queued in the
+    outbox too, and the daemon sends it, once."""
+    with WebhookReceiver() as hook:
+        config = tmp_path / "agentcron.yaml"
+        config.write_text(f'timezone: UTC\nnotify: ["{hook.url}"]\n' + EVERY + PAST)
+        argv = ["--home", str(tmp_path / "home"), "--config", str(config), "list", "--json"]
+        first = CliRunner().invoke(app, argv)
+        assert first.exit_code == 0, first.output
+        assert "queued for the notify channels" in first.stderr, first.stderr
+        again = CliRunner().invoke(app, argv)
+        assert "queued" not in again.stderr, again.stderr
+
+        async def body(daemon: Daemon) -> None:
+            await until(lambda: len(said(hook, "once")) >= 1, timeout=30)
+
+        run_reloading(config, body)
+        told = said(hook, "once")
+    assert len(told) == 1, told
+    assert "once: 1 expired" in told[0] and PAST_AT_READ in told[0], told
+
+
+def test_a_dry_run_of_prune_records_nothing(tmp_path: Path) -> None:
+    """`prune --dry-run` ("change nothing") brought the file's tasks into the database
+    and recorded a past one-shot expired (outside-in probe)."""
+    from agentcron.store.sqlite import SQLiteStore
+
+    config = tmp_path / "agentcron.yaml"
+    config.write_text("timezone: UTC\n" + EVERY + PAST)
+    home = tmp_path / "home"
+    argv = ["--home", str(home), "--config", str(config), "prune", "--dry-run"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert "once" not in result.stderr, result.stderr
+    store = SQLiteStore(home / "agentcron.db")
+    try:
+        assert store.get_task("once") is None and store.last_slots("once", 5) == []
+    finally:
+        store.close()
+
+
 def test_a_one_shot_moved_to_a_time_already_gone_is_said_too(tmp_path: Path) -> None:
     """Changing an existing one-shot's ``at`` to a past time was applied without a word:
     `list` said ok, and nothing ever ran (outside-in probe)."""

@@ -144,6 +144,28 @@ class Service(HistoryMixin, StatusMixin, BudgetsMixin):
         ]
         return FileSync(added, changed, removed, expired)
 
+    def tell_expired(
+        self,
+        expired: Sequence[tuple[TaskSpec, Slot]],
+        channels: Sequence[str],
+        zone: str | None,
+    ) -> bool:
+        """Queue the report of one-shots that a command (no daemon running) recorded
+        expired, as the daemon's own report of runs that did not happen: written to the
+        outbox for each task's channels, sent when a daemon runs. Said only on the
+        command's stderr, it was lost to a script's `list --json` (outside-in probe).
+        Returns whether a message was queued."""
+        from agentcron.notify.notifier import Notifier
+
+        queued: list[bool] = []  # the notifier wakes its sender when it queued
+        notifier = Notifier(
+            self.store, self.clock, channels, zone, wake_sender=lambda: queued.append(True)
+        )
+        for spec, slot in expired:
+            notifier.on_recorded_slot(spec, slot)
+        notifier.report_missed(self.clock.now(), settled=True)
+        return bool(queued)
+
     def _expire_past_one_shot(self, spec: TaskSpec, now: datetime, reason: str) -> Slot | None:
         """A one-shot whose time had passed when it was first read from the file never
         fires: it is recorded ``expired`` with the reason, so `list` and `runs` show it,

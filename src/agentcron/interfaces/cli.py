@@ -188,6 +188,10 @@ def service_for(
                 for spec, slot in synced.expired:  # no daemon read it: this is the telling
                     words = render.expired_at_read(spec, slot, loaded.timezone)
                     err.print(f"[yellow]warning:[/] {rich_escape(words)}")
+                if synced.expired and service.tell_expired(
+                    synced.expired, loaded.notify, loaded.timezone
+                ):
+                    err.print("(also queued for the notify channels: sent when agentcron runs)")
         try:
             yield service
         except ServiceError as exc:
@@ -899,7 +903,8 @@ def prune(
             )
     from agentcron.interfaces.schemas import PruneReport, shaped
 
-    with service_for(config, home, db) as svc:
+    # a dry run changes nothing: not even the file's tasks brought into the database
+    with service_for(config, home, db, sync=not dry_run) as svc:
         report = svc.prune(dry_run=dry_run)
     unremoved = list(report.get("unremoved") or [])
     if json_out:
