@@ -64,3 +64,14 @@ async def nap(seconds: float) -> str:
 def counting_up():  # type: ignore[no-untyped-def]
     """A generator function by mistake: calling it runs none of its body."""
     yield 1
+
+
+def exits(code: int | str | None) -> None:
+    """A script's main() made a task: it ends with sys.exit(code)."""
+    print("work done", flush=True)
+    sys.exit(code)
+
+
+async def exits_async(code: int | None) -> None:
+    await asyncio.sleep(0)
+    sys.exit(code)

@@ -357,3 +357,31 @@ def test_a_generator_function_fails_and_says_why_inline_and_in_a_worker(tmp_path
     for result in (inline, pooled):
         assert not result.ok and result.failure is not None
         assert "the function is a generator" in result.failure.message, result.failure.message
+
+
+def test_sys_exit_0_is_a_success_and_another_code_a_failure(tmp_path: Path) -> None:
+    """A script's main() made a task ends with sys.exit(0): "done, all well", as its exit
+    0 says as a command. It failed the run as a code_error (outside-in probe)."""
+
+    async def scenario(pool: PythonWorkerPool) -> list[ActionResult]:
+        return [
+            await pool.run(make_ctx(tmp_path, "pyactions_sample:exits", args=[code], name=f"p{n}"))
+            for n, code in enumerate([0, None, 3])
+        ]
+
+    ok, bare, three = with_pool(scenario)
+    assert (ok.ok, bare.ok, three.ok) == (True, True, False)
+    assert three.failure is not None and "SystemExit" in three.failure.message
+    assert (tmp_path / "out" / "p0.log").read_text().startswith("work done")
+
+    import pyactions_sample as sample
+
+    def inline(func: Callable[..., Any], code: int | None, name: str) -> ActionResult:
+        ctx = make_ctx(tmp_path, args=[code], isolation="inline", name=name)
+        return asyncio.run(InlinePythonAction(func=func).run(ctx))
+
+    assert inline(sample.exits, 0, "i0").ok and inline(sample.exits_async, None, "i1").ok
+    failed = inline(sample.exits, 2, "i2")
+    assert not failed.ok and failed.failure is not None
+    assert "SystemExit" in failed.failure.message
+    assert not inline(sample.exits_async, 5, "i3").ok

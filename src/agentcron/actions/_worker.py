@@ -108,10 +108,22 @@ def resolve_target(target: str) -> Callable[..., Any]:
 
 def call_target(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
     """Call ``func``; an async function (or one returning an awaitable) runs to completion."""
-    result = func(*args, **kwargs)
-    if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
-    return result
+    try:
+        result = func(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return asyncio.run(_await(result))
+        return result
+    except SystemExit as exc:
+        if exited_well(exc):
+            return None
+        raise
+
+
+def exited_well(exc: SystemExit) -> bool:
+    """Whether ``exc`` is ``sys.exit()`` or ``sys.exit(0)``: a script's ``main()`` made a
+    task says "done, all well" so, as its exit 0 says it run as a command. It failed
+    the run as a ``code_error`` (outside-in probe)."""
+    return exc.code is None or exc.code == 0
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

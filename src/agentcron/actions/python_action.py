@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -32,6 +32,7 @@ from agentcron.actions._inline_threads import InlineThreads
 from agentcron.actions._pool import PythonWorkerPool
 from agentcron.actions._worker import (
     append_result,
+    exited_well,
     failure_of,
     keep_traceback,
     resolve_target,
@@ -143,13 +144,13 @@ class InlinePythonAction:
                 if coro:
                     ON_THE_LOOP[ctx.slot_id] = ctx.task
                     try:
-                        text = result_text(await func(*spec.args, **spec.kwargs))
+                        text = result_text(await _awaited(func(*spec.args, **spec.kwargs)))
                     finally:
                         ON_THE_LOOP.pop(ctx.slot_id, None)
                 else:
                     call = functools.partial(_call, func, spec.args, spec.kwargs)
                     out = await _in_thread(call, watch)
-                    text = result_text(await out) if inspect.isawaitable(out) else out
+                    text = result_text(await _awaited(out)) if inspect.isawaitable(out) else out
                 if text:  # no output, no file: an empty file per run would cost a create
                     await _keep(text, ctx)
         except asyncio.CancelledError:
@@ -202,8 +203,23 @@ def _call(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> 
     on the loop), the text of its result. Nothing else, no file I/O: each system
     call a thread makes gives the GIL up, and getting it back from a busy loop is
     what makes a burst of short calls slow."""
-    value = func(*args, **kwargs)
+    try:
+        value = func(*args, **kwargs)
+    except SystemExit as exc:
+        if not exited_well(exc):
+            raise
+        value = None
     return value if inspect.isawaitable(value) else result_text(value)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    """``awaitable``'s value; ``sys.exit(0)`` in it is a return (see :func:`exited_well`)."""
+    try:
+        return await awaitable
+    except SystemExit as exc:
+        if not exited_well(exc):
+            raise
+        return None
 
 
 SMALL_OUTPUT = 64 * 1024  # written on the loop: a page-cache write, cheaper than a thread hop
