@@ -385,3 +385,19 @@ def test_sys_exit_0_is_a_success_and_another_code_a_failure(tmp_path: Path) -> N
     assert not failed.ok and failed.failure is not None
     assert "SystemExit" in failed.failure.message
     assert not inline(sample.exits_async, 5, "i3").ok
+
+
+def test_an_inline_target_imports_from_the_config_folder_as_a_pooled_one_does(
+    tmp_path: Path,
+) -> None:
+    """A task without ``cwd`` imports its target from beside the config file: pooled it
+    did, inline it failed with ModuleNotFoundError (outside-in probe)."""
+    from agentcron.engine.actions import ActionRegistry
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "beside_config_7f3a.py").write_text("def f():\n    return 'found'\n")
+    registry = ActionRegistry(pool_size=1, cwd=str(folder))
+    ctx = make_ctx(tmp_path, "beside_config_7f3a:f", isolation="inline", cwd=None)
+    result = asyncio.run(registry(ctx.spec).run(ctx))
+    assert (result.ok, result.output) == (True, "found"), result.failure

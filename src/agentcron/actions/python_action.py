@@ -123,8 +123,12 @@ def still_running_past_its_run(task: str) -> datetime | None:
 class InlinePythonAction:
     """Calls a function in the daemon process: ``func``, or else the spec's target."""
 
-    def __init__(self, func: Callable[..., Any] | None = None) -> None:
+    def __init__(self, func: Callable[..., Any] | None = None, cwd: str | None = None) -> None:
         self._func = func
+        # where a target of a task without ``cwd`` is imported from: the config file's
+        # folder, as the worker pool does (an inline task could not import the module
+        # beside its config file that the same task imported pooled: outside-in probe)
+        self._cwd = cwd
         self._is_coro = func is not None and inspect.iscoroutinefunction(func)
 
     async def run(self, ctx: ActionContext) -> ActionResult:
@@ -139,7 +143,7 @@ class InlinePythonAction:
         seconds = ctx.timeout.total_seconds()
         try:
             async with asyncio.timeout(seconds) as scope:
-                func = self._func or await _in_thread(_importer(spec.python, spec.cwd))
+                func = self._func or await _in_thread(_importer(spec.python, spec.cwd or self._cwd))
                 coro = self._is_coro if self._func else inspect.iscoroutinefunction(func)
                 if coro:
                     ON_THE_LOOP[ctx.slot_id] = ctx.task

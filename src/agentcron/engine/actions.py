@@ -105,7 +105,7 @@ class ActionRegistry:
             if action is None:
                 from agentcron.actions.python_action import InlinePythonAction
 
-                action = InlinePythonAction(func=self._callables.get(spec.python))
+                action = InlinePythonAction(func=self._callables.get(spec.python), cwd=self._cwd)
                 if spec.python in self._callables:  # an imported target may change: not kept
                     self._inline[spec.python] = action
             return action
