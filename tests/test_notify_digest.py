@@ -128,7 +128,7 @@ def test_a_digest_fits_the_room_its_channel_gives_and_long_lines_are_cut() -> No
     assert len(digest(items, room=900).body) <= 900
     long = OutboxItem(1, "chat", "u", message(1, body="y" * 5_000), T0)
     (line,) = [ln for ln in digest([long]).body.splitlines() if ln.startswith("• ")]
-    assert len(line) == LINE_CHARS + len("task1") and line.endswith("…")
+    assert len(line) == LINE_CHARS and line.endswith("…")
 
 
 def test_messages_alike_but_for_the_task_are_one_line_naming_each() -> None:
@@ -149,9 +149,9 @@ def test_messages_alike_but_for_the_task_are_one_line_naming_each() -> None:
     ]
     other = OutboxItem(41, "chat", "u", message(41, "recovery"), T0)
     lines = [ln for ln in digest([*alike, other]).body.splitlines() if ln.startswith("• ")]
-    names = ", ".join(sorted(f"job-{n}" for n in range(40)))  # sorted, to find one
+    names = ", ".join(sorted(f"job-{n}" for n in range(1, 40)))  # sorted, to find one
     assert lines == [
-        f"• ✖ {names} failed: HTTP 401. Then run `agentcron trigger <task>`.",
+        f"• ✖ job-0 failed: HTTP 401. Then run `agentcron trigger job-0`. The same for {names}.",
         "• ✖ task41 failed: HTTP 441. Retrying will not help.",
     ]
     # a name that is part of another word is not taken for the task's
@@ -214,9 +214,11 @@ def test_a_flood_goes_out_in_digests_each_message_once_and_in_order(store: Outbo
     assert told == sorted(told) and told[0] == 1
 
 
-def test_a_digest_that_fails_for_now_is_retried_as_one_with_what_came_since(
+def test_a_digest_that_fails_for_now_sends_its_head_alone_then_the_rest_as_one(
     store: OutboxStore,
 ) -> None:
+    """Apprise cannot tell a service that is down from one that refuses this post: after
+    a failed digest the head goes alone; through, the rest go as a digest again."""
     fill(store, 1, 13)
     clock = FakeClock(T0)
     channel = Recording([SendResult(ok=False, error="HTTP 503")])
@@ -227,9 +229,38 @@ def test_a_digest_that_fails_for_now_is_retried_as_one_with_what_came_since(
     assert asyncio.run(s.drain_once()) == 0  # the head waits out its backoff
     clock.advance(timedelta(seconds=6))
     assert asyncio.run(s.drain_once()) == 15
-    (post,) = channel.posts
-    assert post.title.startswith("15 messages at once")
+    assert [p.title.split(":")[0] for p in channel.posts] == [
+        "✖ task1 failed",
+        "14 messages at once",
+    ]
     assert channel.told() == list(range(1, 16))
+    assert unsent(store) == 0
+
+
+def test_a_channel_that_takes_one_message_but_not_a_digest_gets_them_one_by_one(
+    store: OutboxStore,
+) -> None:
+    """A 400 for a post too long is answered again at every retry: the refused digest
+    held the channel for good (outside-in probe). Refused twice, with a message gone
+    through alone between, digests stop for that channel and none is lost."""
+    fill(store, 1, 14)
+    clock = FakeClock(T0)
+
+    class RefusesLongPosts(Recording):
+        async def send(self, msg: Message) -> SendResult:
+            if msg.event == "digest":
+                self.tries += 1
+                return SendResult(ok=False, error="Bad Request - body too long. error=400")
+            return await super().send(msg)
+
+    channel = RefusesLongPosts()
+    s = sender(store, channel, clock)
+    for _ in range(4):
+        asyncio.run(s.drain_once())
+        clock.advance(timedelta(seconds=6))
+    assert channel.told() == list(range(1, 14))
+    assert all(p.event != "digest" for p in channel.posts)
+    assert channel.tries == 13 + 2  # two digests refused, then one by one
     assert unsent(store) == 0
 
 
@@ -275,7 +306,9 @@ def test_a_late_digest_says_how_late_its_oldest_message_is(store: OutboxStore) -
     channel = Recording()
     asyncio.run(sender(store, channel, clock).drain_once())
     (post,) = channel.posts
-    assert post.body.endswith("(sent 14 min after it was written: it could not go out sooner)")
+    assert post.body.endswith(
+        "(sent 14 min after the oldest was written: they could not go out sooner)"
+    )
 
 
 class Keyed(Recording):
@@ -298,3 +331,110 @@ def test_a_retried_digest_carries_the_same_key(store: OutboxStore) -> None:
     asyncio.run(s.drain_once())
     assert len(channel.keys) == 2 and channel.keys[0] == channel.keys[1]
     assert channel.told() == list(range(1, 13))
+
+
+def test_a_digest_that_may_have_arrived_goes_again_as_it_was(store: OutboxStore) -> None:
+    """No answer in time: the retry had the messages written since and another key, so
+    a receiver could not drop the repeat, and the new ones hid in "… and N more"
+    (outside-in probe). It goes again with the same members and key; the new ones
+    follow in a post of their own."""
+    fill(store, 1, 13)
+    clock = FakeClock(T0)
+    channel = Keyed([SendResult(ok=False, error="no answer within 24s: the service may …")])
+    s = OutboxSender(store, channel_factory=lambda _u: channel, clock=clock)
+    asyncio.run(s.drain_once())
+    fill(store, 13, 25, clock.now())
+    clock.advance(timedelta(seconds=6))
+    assert asyncio.run(s.drain_once()) == 24
+    assert channel.keys[0] == channel.keys[1] != channel.keys[2]
+    assert [p.title.split(":")[0] for p in channel.posts] == [
+        "12 messages at once",
+        "12 messages at once",
+    ]
+    assert channel.told() == list(range(1, 25))
+
+
+def test_a_digest_a_stop_cut_short_goes_again_as_it_was_in_the_last_drain(
+    store: OutboxStore,
+) -> None:
+    """A stop during a slow digest sent its head alone with another key and the rest at
+    the next start: every message told twice, none counted (outside-in probe). The
+    stop's last drain sends the same post with the same key, which a channel still
+    sending it recognises (it is not posted twice)."""
+    fill(store, 1, 13)
+    clock = FakeClock(T0)
+    release = asyncio.Event()
+
+    class Slow(Keyed):
+        async def send(self, msg: Message) -> SendResult:
+            if not self.keys[:-1]:  # the first send hangs until the stop cuts it
+                await release.wait()
+            return await super().send(msg)
+
+    channel = Slow()
+    s = OutboxSender(store, channel_factory=lambda _u: channel, clock=clock, owner="me")
+
+    async def stop_during_the_send() -> int:
+        first = asyncio.create_task(s.drain_once())
+        while not channel.keys:
+            await asyncio.sleep(0)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        s.stopping_since = clock.now()
+        store.unclaim_outbox(s.cut_short(), "me")  # as the daemon's last drain does
+        return await s.drain_once(written_since=s.stopping_since)
+
+    assert asyncio.run(stop_during_the_send()) == 12
+    assert len(channel.keys) == 2 and channel.keys[0] == channel.keys[1]
+    (post,) = channel.posts
+    assert post.title.startswith("12 messages at once") and unsent(store) == 0
+
+
+def test_each_tasks_latest_news_is_listed_before_what_it_replaced() -> None:
+    """Failures first hid the recoveries that ended them: at 2 a.m. eight healthy tasks
+    read as broken (outside-in probe)."""
+    failed = [OutboxItem(n, "c", "u", message(n), T0) for n in range(1, 30)]
+    back = [
+        OutboxItem(
+            100 + n,
+            "c",
+            "u",
+            replace(
+                message(n, "recovery", body=f"✔ task{n} recovered after 1 retry."),
+                title=f"✔ task{n} recovered",
+            ),
+            T0,
+        )
+        for n in range(1, 9)
+    ]
+    for room in (600, 1_200, 3_000):
+        post = digest([*failed, *back], room=room)
+        shown = [int(n) for n in re.findall(r"• ✖ task(\d+) failed", post.body)]
+        assert shown, post.body
+        if any(n <= 8 for n in shown):  # a failure that is over is told with its end
+            assert "✔ task1 recovered after 1 retry. The same for task2, " in post.body
+    # with room for all but some, the failures still open and the recoveries are
+    # listed first; what is left out is of the failures the recoveries ended
+    post = digest([*failed, *back], room=1_650)
+    shown = [int(n) for n in re.findall(r"• ✖ task(\d+) failed", post.body)]
+    assert "✔ task1 recovered" in post.body and set(range(9, 30)) <= set(shown), post.body
+    assert "… and " in post.body and "recoveries" not in post.body.splitlines()[-2]
+
+
+def test_a_digest_fits_the_post_its_channel_takes(store: OutboxStore) -> None:
+    """Discord takes 2,000 characters: a digest of 3,000 was refused there."""
+    from agentcron.notify.channels import AppriseChannel
+
+    room = AppriseChannel("discord://1234/abcd").post_room(message(1))
+    assert room is not None and 1_500 < room < 2_000
+    fill(store, 1, 60)
+
+    class Sized(Recording):
+        def post_room(self, msg: Message) -> int:
+            return 1_000
+
+    channel = Sized()
+    asyncio.run(sender(store, channel, FakeClock(T0)).drain_once())
+    (post,) = channel.posts
+    assert len(post.body) <= 1_000 and "… and " in post.body

@@ -113,6 +113,12 @@ def unanswered(seconds: float) -> str:
     return f"{UNANSWERED} {seconds:g}s: the service may have taken the message all the same"
 
 
+def may_have_arrived(error: str | None) -> bool:
+    """Whether a send that failed with ``error`` may have been taken all the same (no
+    answer in time; an earlier send of it still going)."""
+    return error is not None and (error.startswith(UNANSWERED) or error == STILL_SENDING)
+
+
 _NOTIFY_TYPES = {
     "warning": NotifyType.WARNING,
     "failure": NotifyType.FAILURE,
@@ -159,6 +165,14 @@ class SplitChannel(Channel, Protocol):
     """A channel whose service takes bodies up to a length (see :func:`message_parts`)."""
 
     def part_room(self, msg: Message) -> int | None: ...
+
+
+@runtime_checkable
+class SizedChannel(Channel, Protocol):
+    """A channel that can say how long a body its service posts whole (a digest of many
+    messages is made to fit: :mod:`agentcron.notify.digest`)."""
+
+    def post_room(self, msg: Message) -> int | None: ...
 
 
 class InvalidChannel:
@@ -246,6 +260,16 @@ class AppriseChannel:
             return None
         room = int(plugin.body_maxlen) - len(msg.title) - _PART_MARK - _SPLIT_MARGIN
         return room if room >= _LEAST_PART else None
+
+    def post_room(self, msg: Message) -> int | None:
+        """The longest body one post of ``msg`` may have on this service (Discord's 2,000
+        characters, Telegram's 4,096 with the title), whatever the URL's ``overflow=``;
+        None when the URL cannot be used."""
+        plugin = _instantiate(self._url)
+        if plugin is None:
+            return None
+        title = len(msg.title) if not plugin.title_maxlen else 0  # put in the body
+        return int(plugin.body_maxlen) - title - _SPLIT_MARGIN
 
     def _send_blocking(self, msg: Message, idempotency_key: str | None) -> SendResult:
         plugin = _instantiate(self._url)

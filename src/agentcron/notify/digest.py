@@ -7,13 +7,14 @@ the owner to mute the channel, which is the silence agentcron exists to prevent.
 
 So when :data:`DIGEST_AT` or more messages wait for one channel, the sender sends up to
 :data:`DIGEST_MOST` of them as one post (:func:`digest`): a title counting them by kind,
-then one line per message (its title and the first line of its body, the whole story
-in one sentence), oldest first, as many as fit in the channel's post. Messages alike
-but for their task's name (forty tasks refused by one expired key) are one line that
-names the tasks. When not all fit,
-the failures are the ones shown, and a last line counts the rest by kind and says where
-to read them. The members are marked sent together, so a digest is sent once however
-long the backlog was; fewer messages go out one by one, as before.
+then one line per message (the first line of its body, the whole story in one
+sentence), oldest first, as many as fit in the channel's post. Messages alike but for
+their task's name (forty tasks refused by one expired key) are one line and "The same
+for b, c, …". When not all fit, each task's latest news is listed before what it
+replaced (a recovery before the failure it ended), failures first, and a last line
+counts the rest by kind and says where to read them. The members are marked sent
+together, so a digest is sent once however long the backlog was; fewer messages go out
+one by one, as before.
 """
 
 from __future__ import annotations
@@ -30,14 +31,16 @@ from agentcron.notify.outbox import stable_key
 DIGEST_AT = 10
 # At most this many in one digest: 1,000 failing tasks are five posts per transition.
 DIGEST_MOST = 200
-# A digest's body stays within this, below the smallest common post (Telegram's 4,096
-# characters with its title); a channel that says its own limit is held to that.
+# A digest's body stays within this when its channel does not say how long a post may
+# be (below the smallest common post, Telegram's 4,096 characters with its title), and
+# within DIGEST_CHARS_MOST when it says more.
 DIGEST_CHARS = 3_000
-LINE_CHARS = 300  # one line, at most, besides the names of the tasks it stands for
-NAMES_CHARS = 600  # the task names on a line of messages alike, at most
-_NAME = "\x00"  # stands for the task's name in a line's template
+DIGEST_CHARS_MOST = 12_000
+LEAST_ROOM = 400  # a channel that says less gets this much all the same
+LINE_CHARS = 300  # one line, at most, besides the names of the tasks alike
+NAMES_CHARS = 600  # the names of the tasks alike on one line, at most
 
-# which members are shown first when not all fit, and the order of the counts
+# the order of the counts, and of the lines shown when not all fit
 _RANK: dict[Severity, int] = {"failure": 0, "warning": 1, "recovery": 2, "info": 3}
 _NAMES: dict[Severity, tuple[str, str]] = {
     "failure": ("failure", "failures"),
@@ -46,16 +49,17 @@ _NAMES: dict[Severity, tuple[str, str]] = {
     "info": ("notice", "notices"),
 }
 _MORE = "`agentcron incidents` shows every problem in full; `agentcron list` each task's state."
+_SIGNS = "✖⚠✔⏸⏰⏳✎ℹ️ "
+_NAME = "\x00"  # stands for the task's name in a line's template
 
 
 def digest(items: Sequence[OutboxItem], room: int | None = None) -> Message:
     """One message standing for ``items`` (oldest first, of one channel). ``room``: the
-    longest body the channel posts whole, when it says (at most :data:`DIGEST_CHARS`
-    is used)."""
+    longest body the channel posts whole, when it says."""
     if not items:
         raise ValueError("a digest needs at least one message")
     severities = [item.message.severity for item in items]
-    budget = DIGEST_CHARS if room is None else max(min(room, DIGEST_CHARS), 400)
+    budget = DIGEST_CHARS if room is None else max(min(room, DIGEST_CHARS_MOST), LEAST_ROOM)
     head = (
         f"{len(items)} messages were waiting for this channel, so they come in one post "
         "instead of one each. Oldest first:"
@@ -78,58 +82,6 @@ def digest(items: Sequence[OutboxItem], room: int | None = None) -> Message:
     )
 
 
-@dataclass
-class _Group:
-    """Messages whose line differs only in the task's name ("✖ NAME failed: HTTP 401
-    …" for forty tasks): one line naming each task, not forty lines."""
-
-    severity: Severity
-    template: str  # the line, the task's name replaced by _NAME
-    tasks: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        """The line: the names of the tasks (as many as :data:`NAMES_CHARS` holds) where
-        the template has its first name, its other names said as ``<task>``."""
-        first, _, rest = self.template.partition(_NAME)
-        if len(self.tasks) == 1:
-            rest = rest.replace(_NAME, self.tasks[0])
-        else:
-            rest = rest.replace(_NAME, "<task>")
-        named: list[str] = []
-        used = 0
-        for task in sorted(self.tasks):  # easier to look for one among many
-            if named and used + len(task) > NAMES_CHARS:
-                break
-            named.append(task)
-            used += len(task) + 2
-        names = ", ".join(named)
-        if len(named) < len(self.tasks):
-            names += f" and {len(self.tasks) - len(named)} more"
-        if len(first) + len(rest) > LINE_CHARS:
-            rest = rest[: max(LINE_CHARS - len(first), 1) - 1] + "…"
-        return f"{first}{names}{rest}"
-
-
-def _grouped(messages: Sequence[Message]) -> list[_Group]:
-    """The lines of ``messages`` in time order, those alike but for the task's name
-    as one (placed where its first was)."""
-    groups: dict[tuple[str, str], _Group] = {}
-    for message in messages:
-        line = _line(message)
-        name = message.task
-        template = _whole_word(name).sub(_NAME, line) if name else line
-        if _NAME not in template:  # a line that does not name its task stands alone
-            template, name = line, ""
-        key = (message.severity, template if name else f"{len(groups)}:{line}")
-        group = groups.setdefault(key, _Group(message.severity, template))
-        group.tasks.append(name)
-    return list(groups.values())
-
-
-def _whole_word(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
-
-
 def digest_key(items: Sequence[OutboxItem]) -> str:
     """The idempotency key of a digest of ``items``: the same on each send of the same
     members (a retry of the digest), different for any other digest."""
@@ -137,33 +89,90 @@ def digest_key(items: Sequence[OutboxItem]) -> str:
     return stable_key(f"{first.id}-{last.id}", [first.channel_key, [item.id for item in items]])
 
 
+@dataclass
+class _Group:
+    """Messages whose line differs only in the task's name ("✖ NAME failed: HTTP 401
+    …" for forty tasks): the first one's line, then "The same for" the others."""
+
+    severity: Severity
+    template: str  # the line, each mention of the task's name replaced by _NAME
+    tasks: list[str] = field(default_factory=list)
+    latest: bool = False  # whether it holds some task's latest news in the digest
+
+    def line(self) -> str:
+        first = self.tasks[0]
+        text = self.template.replace(_NAME, first)
+        if len(text) > LINE_CHARS:
+            text = text[: LINE_CHARS - 1] + "…"
+        if len(self.tasks) == 1:
+            return text
+        others = sorted(self.tasks[1:])  # easier to look for one among many
+        named: list[str] = []
+        used = 0
+        for task in others:
+            if named and used + len(task) > NAMES_CHARS:
+                break
+            named.append(task)
+            used += len(task) + 2
+        names = ", ".join(named)
+        if len(named) < len(others):
+            names += f" and {len(others) - len(named)} more"
+        return f"{text} The same for {names}."
+
+
+def _grouped(messages: Sequence[Message]) -> list[_Group]:
+    """The lines of ``messages`` in time order, those alike but for the task's name
+    as one (placed where its first was)."""
+    latest = {m.task: i for i, m in enumerate(messages)}  # each task's last message
+    groups: dict[tuple[str, bool, str], _Group] = {}
+    for i, message in enumerate(messages):
+        line = _line(message)
+        name = message.task
+        template = _whole_word(name).sub(_NAME, line) if name else line
+        # a line that does not name its task (or a task named by no name) stands alone;
+        # a task's latest news is not put with news others replaced since (a failure
+        # listed beside those that are over would read as still going)
+        last = latest.get(name) == i
+        alone = f"{i}\x01{line}"
+        key = (message.severity, last, template if name and _NAME in template else alone)
+        group = groups.setdefault(key, _Group(message.severity, template, latest=last))
+        group.tasks.append(name)
+    return list(groups.values())
+
+
 def _line(message: Message) -> str:
-    """``• title: first line of the body``, the title said once when the line begins
-    with it ("✖ story failed: HTTP 401 …" under "✖ story failed")."""
+    """``• `` and the first line of the body: the whole story, naming its task ("✖ story
+    failed: HTTP 401 …"); after the title when that line does not name the task."""
     first = next((ln.strip() for ln in message.body.splitlines() if ln.strip()), "")
     title = message.title.strip()
-    if first and _words(first).startswith(_words(title)):
-        return f"• {title}{_words(first)[len(_words(title)) :]}"
-    return f"• {title}: {_words(first)}" if first else f"• {title}"
+    words = first.lstrip(_SIGNS)
+    if not first:
+        return f"• {title}"
+    if message.task and _whole_word(message.task).search(words):
+        sign = title[: len(title) - len(title.lstrip(_SIGNS))]
+        return f"• {sign}{words}"
+    return f"• {title}: {words}"
 
 
-def _words(text: str) -> str:
-    """``text`` without the sign it may begin with (✖, ⚠, ✔ …)."""
-    return text.lstrip("✖⚠✔⏸ℹ️ ").strip()
+def _whole_word(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
 
 
 def _shown(groups: Sequence[_Group], budget: int) -> set[int]:
-    """Which lines fit in ``budget`` characters: the failures first, then warnings,
-    recoveries and notices, each oldest first (they are then listed in time order)."""
-    order = sorted(range(len(groups)), key=lambda i: (_RANK[groups[i].severity], i))
+    """Which lines fit in ``budget`` characters: each task's latest news before what it
+    replaced (a recovery before the failure it ended), failures first, then warnings,
+    recoveries and notices, each oldest first; a line too long for what is left is
+    passed over for shorter ones. They are then listed in time order."""
+    order = sorted(
+        range(len(groups)), key=lambda i: (not groups[i].latest, _RANK[groups[i].severity], i)
+    )
     shown: set[int] = set()
     used = 0
     for i in order:
         cost = len(groups[i].line()) + 1
-        if used + cost > budget:
-            break
-        shown.add(i)
-        used += cost
+        if used + cost <= budget:
+            shown.add(i)
+            used += cost
     return shown
 
 

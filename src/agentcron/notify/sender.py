@@ -42,8 +42,9 @@ from agentcron.notify.channels import (
     Channel,
     KeyedChannel,
     SendResult,
-    SplitChannel,
+    SizedChannel,
     channel_for,
+    may_have_arrived,
     unanswered,
 )
 from agentcron.notify.digest import DIGEST_AT, DIGEST_MOST, digest, digest_key, oldest
@@ -71,8 +72,11 @@ LATE_AFTER = timedelta(minutes=2)
 # How long a claimed message stays ours: a send's limit plus room for the store
 # writes around it and for clocks of different nodes that disagree a little.
 CLAIM_FOR = timedelta(seconds=SEND_LIMIT + 60)
-# A channel that refused a digest for good gets its messages one by one this long.
+# A channel that refused a digest for good gets its messages one by one this long; a
+# digest failing within REFUSED_WITHIN of a message that went through alone after the
+# last failed digest is taken for such a refusal (see OutboxSender._digest_failed).
 NO_DIGEST_FOR = timedelta(hours=1)
+REFUSED_WITHIN = timedelta(minutes=10)
 CUT_SHORT_KEPT = 1_000  # ids of sends a stop cut short, remembered for its last drain
 
 
@@ -126,8 +130,14 @@ class OutboxSender:
         self._unrecorded: dict[int, tuple[OutboxItem, SendResult]] = {}
         # messages whose send a cancellation (a stop) cut short, by outbox id
         self._cut_short: set[int] = set()
-        # channels that refused a digest for good, until when they get none
+        # digests (see agentcron.notify.digest): channels that get none until a time;
+        # heads whose digest may have arrived, with its size (sent again as it was);
+        # channels whose digest failed, whose next head goes alone; and channels whose
+        # digest failed though a message went through alone since
         self._no_digest: dict[str, datetime] = {}
+        self._digest_of: dict[int, int] = {}
+        self._alone: set[str] = set()
+        self._refused: dict[str, datetime] = {}  # since when
         # set when the daemon's stop begins: from then on only what was written since
         # (and sends the stop cut short) is begun, by every drain (see drain_once)
         self.stopping_since: datetime | None = None
@@ -234,6 +244,11 @@ class OutboxSender:
     async def _send_single(self, item: OutboxItem) -> int:
         try:
             result = await self._send_now(item)
+            if item.channel_key in self._alone and result.ok:
+                # it takes messages: the digest before was refused, or met an outage;
+                # the next one tells which (see _digest_failed)
+                self._alone.discard(item.channel_key)
+                self._refused[item.channel_key] = self._clock.now()
         except asyncio.CancelledError:
             if len(self._cut_short) >= CUT_SHORT_KEPT:
                 self._cut_short.clear()  # a bound: a stop cuts a few at most
@@ -263,27 +278,35 @@ class OutboxSender:
             return 0
 
     def _waiting_behind(self, head: OutboxItem) -> list[OutboxItem]:
-        """The messages to send in one post with ``head`` (:mod:`.digest`), claimed: none
-        while a stop drains, nor for a channel that refused a digest lately. A store that
-        cannot say sends ``head`` alone (and its fault is logged)."""
+        """The messages to send in one post with ``head`` (:mod:`.digest`), claimed. A
+        digest of ``head`` that may have arrived (no answer, a stop cut it short) is
+        sent again with the same members, so its key is the same and a receiver can
+        drop the repeat; else up to :data:`DIGEST_MOST`. None while a stop drains (but
+        for such a repeat), for a channel that refused digests lately, or right after a
+        digest failed (the head goes alone: whether the channel takes messages at all).
+        A store that cannot say sends ``head`` alone (and its fault is logged)."""
         now = self._clock.now()
-        if self._digest_at is None or self.stopping_since is not None:
+        key = head.channel_key
+        again = self._digest_of.get(head.id)
+        if self._digest_at is None or (self.stopping_since is not None and again is None):
             return []
-        if self._no_digest.get(head.channel_key, now) > now:
+        if again is None and (self._no_digest.get(key, now) > now or key in self._alone):
             return []
+        most, least = (again - 1, again - 1) if again else (DIGEST_MOST - 1, self._digest_at - 1)
         try:
-            return self._store.claim_outbox_behind(
-                head, self.owner, now, now + self._claim_for, DIGEST_MOST - 1, self._digest_at - 1
+            behind = self._store.claim_outbox_behind(
+                head, self.owner, now, now + self._claim_for, most, least
             )
         except Exception as exc:
             self._faults.failed(exc)
             return []
+        if not behind:
+            self._digest_of.pop(head.id, None)
+        return behind
 
     async def _send_digest(self, head: OutboxItem, behind: list[OutboxItem]) -> int:
-        """Send ``head`` and ``behind`` as one post. Sent: all are marked sent. Refused
-        for good (the post too long for the service, say): each goes out on its own
-        again, as before digests, for :data:`NO_DIGEST_FOR`. Failed for now: ``head``
-        is retried with backoff (as a digest again) and the rest wait behind it."""
+        """Send ``head`` and ``behind`` as one post; see :meth:`_digest_failed` for a
+        digest the channel did not take."""
         items = [head, *behind]
         try:
             post = self._digest_post(items)
@@ -293,18 +316,19 @@ class OutboxSender:
                 len(items),
                 head.channel_key,
             )
-            self._no_digest[head.channel_key] = self._clock.now() + NO_DIGEST_FOR
+            self._refuse_digests(head.channel_key)
             with contextlib.suppress(Exception):
                 self._store.unclaim_outbox([i.id for i in behind], self.owner)
             return await self._send_single(head)
         try:
             result = await self._send_now(head, post)
         except asyncio.CancelledError:
+            # all of it may be on its way: a stop's last drain (or the next sender)
+            # sends the same post again, with the same key (see _waiting_behind)
+            self._remember_digest(head, len(items))
             if len(self._cut_short) >= CUT_SHORT_KEPT:
                 self._cut_short.clear()
-            self._cut_short.add(head.id)  # its channel waits on it; the rest go back
-            with contextlib.suppress(Exception):
-                self._store.unclaim_outbox([i.id for i in behind], self.owner)
+            self._cut_short.update(i.id for i in items)
             raise
         over = [i.id for i in items if i.taken_over]
         if over and result.error != STILL_SENDING:
@@ -316,36 +340,66 @@ class OutboxSender:
                 extra={"event": "notify.resent"},
             )
         if result.ok:
+            self._digest_of.pop(head.id, None)
+            self._refused.pop(head.channel_key, None)
             return self._record_digest_sent(items, result)
         try:
-            self._store.unclaim_outbox([i.id for i in behind], self.owner)
-            if result.permanent:
-                self._store.unclaim_outbox([head.id], self.owner)
-                self._no_digest[head.channel_key] = self._clock.now() + NO_DIGEST_FOR
-                log.warning(
-                    "%s refused %d notifications in one post (%s); they are sent one by "
-                    "one instead",
-                    head.channel_key,
-                    len(items),
-                    redact(result.error or "unknown error"),
-                    extra={"event": "notify.digest_refused"},
-                )
-                return 0
-            return self._record(head, result)
+            return self._digest_failed(head, behind, result)
         except Exception as exc:
             # the claims lapse (taken over then); the head's answer is kept to record
             self._unrecorded[head.id] = (head, result)
             self._faults.failed(exc)
             return 0
 
+    def _digest_failed(self, head: OutboxItem, behind: list[OutboxItem], result: SendResult) -> int:
+        """A digest the channel did not take. It may have arrived (no answer): retried
+        as it was, same members, same key. Refused for good: one by one from now on,
+        for :data:`NO_DIGEST_FOR`. Otherwise the head is retried alone, with backoff:
+        Apprise cannot tell a service's refusal of this post (too long, say: a 400
+        answered again at every retry held the channel for good, outside-in probe) from
+        a service that is down. A head that then goes through alone shows the channel
+        works; if the next digest fails too, the channel gets no digest for a while."""
+        key = head.channel_key
+        self._store.unclaim_outbox([i.id for i in behind], self.owner)
+        if may_have_arrived(result.error):
+            self._remember_digest(head, len(behind) + 1)
+            return self._record(head, result)
+        self._digest_of.pop(head.id, None)
+        went_alone = self._refused.pop(key, None)
+        if result.permanent or (went_alone and self._clock.now() - went_alone < REFUSED_WITHIN):
+            self._store.unclaim_outbox([head.id], self.owner)
+            self._refuse_digests(key)
+            log.warning(
+                "%s did not take %d notifications in one post (%s) though it takes them one "
+                "at a time; they are sent one by one for %s",
+                key,
+                len(behind) + 1,
+                redact(result.error or "unknown error"),
+                format_duration(NO_DIGEST_FOR),
+                extra={"event": "notify.digest_refused"},
+            )
+            return 0
+        self._alone.add(key)
+        return self._record(head, result)
+
+    def _remember_digest(self, head: OutboxItem, size: int) -> None:
+        if len(self._digest_of) >= CUT_SHORT_KEPT:
+            self._digest_of.clear()  # a bound: a few at most wait so
+        self._digest_of[head.id] = size
+
+    def _refuse_digests(self, key: str) -> None:
+        self._no_digest[key] = self._clock.now() + NO_DIGEST_FOR
+        self._refused.pop(key, None)
+        self._alone.discard(key)
+
     def _digest_post(self, items: list[OutboxItem]) -> tuple[Message, str]:
         """The digest of ``items`` as their channel posts it whole, and its key."""
         post = digest(items)
         channel = self._channel(items[0].channel_url)
-        room = channel.part_room(post) if isinstance(channel, SplitChannel) else None
+        room = channel.post_room(post) if isinstance(channel, SizedChannel) else None
         if room is not None:
             post = digest(items, room)
-        return late(post, oldest(items), self._clock.now()), digest_key(items)
+        return late(post, oldest(items), self._clock.now(), "the oldest"), digest_key(items)
 
     def _record_digest_sent(self, items: list[OutboxItem], result: SendResult) -> int:
         now = self._clock.now()
@@ -457,10 +511,15 @@ def as_sent(item: OutboxItem, now: datetime) -> Message:
     return late(item.message, item.created_at, now)
 
 
-def late(message: Message, written: datetime, now: datetime) -> Message:
-    """``message``, written at ``written``, as sent at ``now`` (see :func:`as_sent`)."""
+def late(message: Message, written: datetime, now: datetime, what: str = "") -> Message:
+    """``message``, written at ``written``, as sent at ``now`` (see :func:`as_sent`);
+    ``what``: of a digest, which of its messages was written then ("the oldest")."""
     by = now - written
     if by < LATE_AFTER:
         return message
-    note = f"(sent {format_duration(by)} after it was written: it could not go out sooner)"
+    note = (
+        f"(sent {format_duration(by)} after {what} was written: they could not go out sooner)"
+        if what
+        else f"(sent {format_duration(by)} after it was written: it could not go out sooner)"
+    )
     return replace(message, body=f"{message.body}\n\n{note}")
