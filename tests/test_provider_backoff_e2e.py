@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,30 @@ def _config(hook: str, base_url: str, anchor: datetime) -> str:
     return json.dumps({"timezone": "UTC", "notify": [hook], "tasks": tasks})
 
 
+def _in_time(
+    tmp_path: Path, make: Callable[[Path, datetime], DaemonProc], lead: float
+) -> DaemonProc:
+    """A started daemon whose config's tasks first fire ``lead`` seconds on, and that read
+    it before then. Started later on a loaded machine, its tasks' first fire was an hour
+    on (``every: 1h`` from the anchor) and the test waited for nothing: it is started
+    again in a fresh folder, with a longer lead."""
+    for n, extra in enumerate((0.0, 20.0, 45.0)):
+        anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead + extra)
+        folder = tmp_path / f"try{n}"
+        folder.mkdir()
+        d = make(folder, anchor)
+        d.start()
+        wait_for(
+            lambda log=d.daemon_log: "agentcron running as" in log(),
+            timeout=60,
+            what="the daemon's start",
+        )
+        if datetime.now(UTC) < anchor - timedelta(seconds=0.5):
+            return d
+        d.stop()
+    raise AssertionError("the daemon never started before its tasks' first fire")
+
+
 def _attempts(d: DaemonProc) -> list[tuple[str, int, float, float | None, str | None]]:
     with sqlite3.connect(d.home / "agentcron.db") as db:
         return [
@@ -57,11 +82,13 @@ def _attempts(d: DaemonProc) -> list[tuple[str, int, float, float | None, str | 
 def test_three_refused_tasks_make_one_provider_incident_and_one_probe(tmp_path: Path) -> None:
     refusal = openai_error(429, "slow down", headers={"Retry-After": "12"})
     with WebhookReceiver() as hook, FakeOpenAI([refusal] * 3 + [completion("ok")] * 4) as fake:
-        anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
-        d = DaemonProc(
-            tmp_path, _config(hook.url, fake.base_url, anchor), {"FAKE_KEY": "sk-test-1234"}
+        d = _in_time(
+            tmp_path,
+            lambda folder, anchor: DaemonProc(
+                folder, _config(hook.url, fake.base_url, anchor), {"FAKE_KEY": "sk-test-1234"}
+            ),
+            8,
         )
-        d.start()
         try:
             wait_for(lambda: hook.messages(), timeout=60, what="the provider's message")
             first = hook.messages()
@@ -179,15 +206,18 @@ def test_a_run_that_gives_up_on_refusals_does_not_say_the_provider_answers(
     """Outside-in probe: a task gave up on 529s without Retry-After, and seconds later
     the owner read "✔ PROVIDER is answering again", with no call made since: the last
     refusal, with no time to wait for, was taken for an answer."""
-    anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
     llm = {"base_url": "", "model": "m", "api_key_env": "FAKE_KEY", "prompt": "go"}
-    task = {"every": "1h", "anchor": anchor.isoformat(), "retries": 1}
+    task: dict[str, Any] = {"every": "1h", "retries": 1}
     task["retry_backoff"] = {"base": "1s", "jitter": 0}
     with WebhookReceiver() as hook, FakeOpenAI([refusal] * 4) as fake:
         llm["base_url"] = fake.base_url
-        config = {"timezone": "UTC", "notify": [hook.url], "tasks": {"ask": {**task, "llm": llm}}}
-        d = DaemonProc(tmp_path, json.dumps(config), {"FAKE_KEY": "sk-test-1234"})
-        d.start()
+
+        def make(folder: Path, anchor: datetime) -> DaemonProc:
+            ask = {**task, "anchor": anchor.isoformat(), "llm": llm}
+            config = {"timezone": "UTC", "notify": [hook.url], "tasks": {"ask": ask}}
+            return DaemonProc(folder, json.dumps(config), {"FAKE_KEY": "sk-test-1234"})
+
+        d = _in_time(tmp_path, make, 6)
         try:
             wait_for(lambda: fake.calls >= 2, timeout=60, what="both attempts")
             wait_for(
@@ -213,15 +243,18 @@ def test_after_a_give_up_on_refusals_the_next_run_calls_at_once(tmp_path: Path) 
     probe, and only its lease's end let another run try. A run triggered right after the
     give-up now calls the provider at once."""
     refusal = openai_error(529, "Overloaded", type_="overloaded_error")
-    anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
     llm = {"base_url": "", "model": "m", "api_key_env": "FAKE_KEY", "prompt": "go"}
-    task = {"every": "1h", "anchor": anchor.isoformat(), "retries": 1}
+    task: dict[str, Any] = {"every": "1h", "retries": 1}
     task["retry_backoff"] = {"base": "1s", "jitter": 0}
     with WebhookReceiver() as hook, FakeOpenAI([refusal] * 2 + [completion("ok")]) as fake:
         llm["base_url"] = fake.base_url
-        config = {"timezone": "UTC", "notify": [hook.url], "tasks": {"ask": {**task, "llm": llm}}}
-        d = DaemonProc(tmp_path, json.dumps(config), {"FAKE_KEY": "sk-test-1234"})
-        d.start()
+
+        def make(folder: Path, anchor: datetime) -> DaemonProc:
+            ask = {**task, "anchor": anchor.isoformat(), "llm": llm}
+            config = {"timezone": "UTC", "notify": [hook.url], "tasks": {"ask": ask}}
+            return DaemonProc(folder, json.dumps(config), {"FAKE_KEY": "sk-test-1234"})
+
+        d = _in_time(tmp_path, make, 6)
         try:
             wait_for(
                 lambda: any("gave up" in str(m.get("message")) for m in hook.messages()),
