@@ -355,3 +355,31 @@ def test_a_kept_file_gone_between_its_read_and_its_look_is_lost_not_empty(
     )  # fmt: skip
     said = _emptied_since(delivery)
     assert said is not None and said.startswith(f"{gone} is gone since it was read ("), said
+
+
+@pytest.mark.slow
+def test_the_longer_wait_after_a_late_answer_shrinks_back_when_answers_are_quick() -> None:
+    """One slow answer kept the channel's 100 s wait until a restart, holding its queue
+    behind each send that hung (outside-in probe): quick answers halve it back."""
+
+    class Quick(_Slow):
+        delay = 0.0
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quick)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        channel = AppriseChannel(f"json://127.0.0.1:{server.server_address[1]}/h", timeout=9.0)
+        channel._timeout = 36.0  # as after two sends with no answer in time
+
+        async def sends(n: int) -> list[float]:
+            waits = []
+            for _ in range(n):
+                assert (await channel.send(MESSAGE)).ok
+                waits.append(channel.patience)
+            return waits
+
+        assert asyncio.run(sends(3)) == [18.0, 9.0, 9.0]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -192,7 +192,7 @@ class AppriseChannel:
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._url = url
-        self._timeout = timeout
+        self._timeout = self._base_timeout = timeout
         self._secrets = _url_secrets(url)
         plugin = _instantiate(url)
         self.key = _apprise_key(url, plugin)
@@ -210,6 +210,7 @@ class AppriseChannel:
             earlier = self._earlier_send(idempotency_key)
             if earlier is not None:
                 return earlier
+        began = time.monotonic()
         result = await self._send_once(msg, idempotency_key)
         if result.error is not None and result.error.startswith(UNANSWERED):
             # A service that answers later than we wait took the message each time and
@@ -217,7 +218,16 @@ class AppriseChannel:
             # every 90 s for ever, the others never (outside-in probe). It is waited
             # for longer from now on, up to MAX_PATIENCE.
             self._timeout = min(self._timeout * 2, MAX_PATIENCE)
+        elif result.ok and time.monotonic() - began < self._timeout / 4:
+            # quick again: one slow answer kept a send that hangs waited for 100 s,
+            # holding the channel's queue, until a restart (outside-in probe)
+            self._timeout = max(self._timeout / 2, self._base_timeout)
         return result
+
+    @property
+    def patience(self) -> float:
+        """How long a send is waited for now (see :meth:`send_keyed`)."""
+        return self._timeout
 
     async def _send_once(self, msg: Message, idempotency_key: str | None) -> SendResult:
         done = _start_in_daemon_thread(lambda: self._send_blocking(msg, idempotency_key))
