@@ -429,3 +429,27 @@ def test_a_dead_nodes_claims_are_released_at_once(opener: Opener) -> None:
     (taken,) = b.claim_outbox("new-node", T0, T0 + 3 * MIN, 10)
     assert (taken.id, taken.resent) == (first, 1)
     assert b.release_claims(["dead-node"], T0) == 0  # nothing of it left
+
+
+def test_health_json_counts_each_channels_messages_sent_again(tmp_path: Path) -> None:
+    """`resent` (messages that may have arrived twice) was only a metric: `health
+    --json`, the API and the dashboard now show it per channel."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from agentcron.interfaces.cli import app
+
+    home = tmp_path / "home"
+    home.mkdir()
+    store = SQLiteStore(home / "agentcron.db")
+    try:
+        store.enqueue("chat", "json://h/chat", message(1), T0)
+        store.claim_outbox("dead", T0, T0 + MIN, 10)
+        (taken,) = store.claim_outbox("alive", T0 + 2 * MIN, T0 + 5 * MIN, 10)
+        assert taken.taken_over
+    finally:
+        store.close()
+    result = CliRunner().invoke(app, ["--home", str(home), "health", "--json"])
+    (channel,) = json.loads(result.stdout)["channels"]
+    assert (channel["channel"], channel["resent"]) == ("chat", 1), channel

@@ -334,6 +334,7 @@ class StatusMixin(ServiceCore):
                     "failing_since": iso(h.failing_since),
                     "broken": h.broken,
                     "undeliverable": h.undeliverable,
+                    "resent": h.resent,
                 }
             )
         return out

@@ -220,6 +220,9 @@ class ChannelView(_Shape):
     failing_since: str | None
     broken: bool
     undeliverable: int
+    # messages sent again after a sender stopped without saying whether they went out:
+    # each may have arrived twice (the metric agentcron_outbox_resent_total)
+    resent: int = 0
     # why a channel that has not failed sends nothing: its messages wait past two
     # minutes behind a send that does not end, or with no daemon sending them
     held: str | None = None
