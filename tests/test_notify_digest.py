@@ -83,8 +83,14 @@ def fill(store: OutboxStore, first: int, last: int, at: datetime = T0) -> None:
         store.enqueue("chat", "chat://x", message(n), at)
 
 
-def sender(store: OutboxStore, channel: Recording, clock: FakeClock) -> OutboxSender:
-    return OutboxSender(store, channel_factory=lambda _url: channel, clock=clock)
+def sender(
+    store: OutboxStore, channel: Recording, clock: FakeClock, per_minute: int | None = None
+) -> OutboxSender:
+    """A sender to ``channel``; with no bound on its posts a minute unless ``per_minute``
+    (these tests are of what a digest holds; the bound has its own)."""
+    return OutboxSender(
+        store, channel_factory=lambda _url: channel, clock=clock, posts_per_minute=per_minute
+    )
 
 
 def unsent(store: OutboxStore) -> int:
@@ -293,7 +299,13 @@ def test_a_stopping_sender_sends_no_digest_of_the_backlog(store: OutboxStore) ->
 def test_a_sender_without_digests_sends_each(store: OutboxStore) -> None:
     fill(store, 1, 31)
     channel = Recording()
-    s = OutboxSender(store, channel_factory=lambda _u: channel, clock=FakeClock(T0), digest_at=None)
+    s = OutboxSender(
+        store,
+        channel_factory=lambda _u: channel,
+        clock=FakeClock(T0),
+        digest_at=None,
+        posts_per_minute=None,
+    )
     assert asyncio.run(s.drain_once()) == 30
     assert len(channel.posts) == 30
     with pytest.raises(ValueError, match="digest_at"):
@@ -438,3 +450,31 @@ def test_a_digest_fits_the_post_its_channel_takes(store: OutboxStore) -> None:
     asyncio.run(sender(store, channel, FakeClock(T0)).drain_once())
     (post,) = channel.posts
     assert len(post.body) <= 1_000 and "… and " in post.body
+
+
+def test_a_channel_gets_ten_posts_a_minute_and_what_comes_beyond_goes_together(
+    store: OutboxStore,
+) -> None:
+    """Sent as they came, 200 tasks failing over half a minute made 200 posts on a
+    channel that was never behind (outside-in probe). Ten a minute go as they come;
+    beyond, they wait and go as one digest when the minute allows."""
+    clock = FakeClock(T0)
+    channel = Recording()
+    s = sender(store, channel, clock, per_minute=10)
+    for n in range(1, 41):  # one every second: never ten waiting at once
+        store.enqueue("chat", "chat://x", message(n), clock.now())
+        asyncio.run(s.drain_once())
+        clock.advance(timedelta(seconds=1))
+    assert len(channel.posts) == 10 and unsent(store) == 30
+    clock.advance(timedelta(seconds=21))  # a minute after the first post
+    assert asyncio.run(s.drain_once()) == 30
+    assert len(channel.posts) == 11 and channel.posts[-1].title.startswith("30 messages")
+    assert channel.told() == list(range(1, 41))
+    # a stop's last drain is not held back: what the stop wrote goes out
+    for n in range(41, 52):
+        store.enqueue("chat", "chat://x", message(n), clock.now())
+    clock.advance(timedelta(seconds=1))
+    s.stopping_since = clock.now() - timedelta(seconds=1)
+    assert asyncio.run(s.drain_once()) == 11
+    with pytest.raises(ValueError, match="posts_per_minute"):
+        OutboxSender(store, posts_per_minute=0)

@@ -376,6 +376,7 @@ def test_three_senders_on_postgres_send_each_of_300_messages_once(digest_at: int
                     owner=name,
                     batch=4,
                     digest_at=digest_at,
+                    posts_per_minute=None,  # a claims test: no bound on posts a minute
                 )
                 start.wait()
                 for _ in range(2000):

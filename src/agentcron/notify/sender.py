@@ -26,6 +26,7 @@ import logging
 import os
 import secrets
 import socket
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -77,6 +78,9 @@ CLAIM_FOR = timedelta(seconds=SEND_LIMIT + 60)
 # last failed digest is taken for such a refusal (see OutboxSender._digest_failed).
 NO_DIGEST_FOR = timedelta(hours=1)
 REFUSED_WITHIN = timedelta(minutes=10)
+# A channel's posts in a minute, at most: beyond, its messages wait and go out together
+# (see OutboxSender._within_rate); within, each goes as it comes.
+POSTS_PER_MINUTE = 10
 CUT_SHORT_KEPT = 1_000  # ids of sends a stop cut short, remembered for its last drain
 
 
@@ -106,6 +110,7 @@ class OutboxSender:
         owner: str | None = None,
         claim_for: timedelta = CLAIM_FOR,
         digest_at: int | None = DIGEST_AT,
+        posts_per_minute: int | None = POSTS_PER_MINUTE,
     ) -> None:
         if not backoff:
             raise ValueError("backoff needs at least one delay")
@@ -114,6 +119,11 @@ class OutboxSender:
         if digest_at is not None and digest_at < 2:
             raise ValueError("digest_at must be at least 2 (or None: no digests)")
         self._digest_at = digest_at  # see agentcron.notify.digest
+        if posts_per_minute is not None and posts_per_minute < 1:
+            raise ValueError("posts_per_minute must be at least 1 (or None: no bound)")
+        self._posts_per_minute = posts_per_minute
+        self._posted: dict[str, deque[datetime]] = {}  # each channel's posts, last minute
+        self._paced: set[str] = set()  # channels held back by that bound now
         self.owner = owner or default_owner()
         self._claim_for = claim_for
         self._store = store
@@ -179,12 +189,49 @@ class OutboxSender:
                 if left:  # handed back untouched: not "taken over" at the next start
                     self._store.unclaim_outbox(left, self.owner)
                 items = [i for i in items if i.id not in left]
+            else:
+                items = self._within_rate(items, now)
             if not items:
                 return delivered
             sent = sum(await asyncio.gather(*(self._send(item) for item in items)))
             delivered += sent
             if not sent:
                 return delivered
+
+    def _within_rate(self, items: list[OutboxItem], now: datetime) -> list[OutboxItem]:
+        """``items`` but those of channels that had :attr:`posts_per_minute` posts in the
+        last minute, handed back untouched: they wait, and what comes meanwhile waits
+        with them, to go out as one digest when the minute allows. Sent as they came,
+        200 tasks failing over half a minute made 200 posts on a channel that was never
+        behind (outside-in probe), and chat services limit a chat to 20 a minute."""
+        cap = self._posts_per_minute
+        if cap is None:
+            return items
+        held: list[int] = []
+        for item in items:
+            posted = self._posted.get(item.channel_key)
+            while posted and now - posted[0] >= timedelta(minutes=1):
+                posted.popleft()
+            if posted is None or len(posted) < cap:
+                continue
+            held.append(item.id)
+            if item.channel_key not in self._paced:  # said once a time it is held
+                self._paced.add(item.channel_key)
+                log.info(
+                    "%s had %d posts in the last minute: its messages wait, to go out "
+                    "together when the minute allows",
+                    item.channel_key,
+                    cap,
+                    extra={"event": "notify.paced"},
+                )
+        if held:
+            self._store.unclaim_outbox(held, self.owner)
+        return [i for i in items if i.id not in held]
+
+    def _posted_now(self, key: str) -> None:
+        if self._posts_per_minute is not None:
+            self._posted.setdefault(key, deque()).append(self._clock.now())
+            self._paced.discard(key)
 
     async def run_forever(
         self,
@@ -441,6 +488,8 @@ class OutboxSender:
             result = SendResult(ok=False, error=unanswered(SEND_LIMIT))
         except Exception as exc:  # a channel's bug must not lose the message
             result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+        if result.ok:
+            self._posted_now(item.channel_key)
         return result
 
     def _settle_unrecorded(self) -> int:
