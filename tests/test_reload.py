@@ -674,3 +674,28 @@ def test_a_changed_env_file_is_applied_and_a_broken_one_is_told(tmp_path: Path) 
         _on_a_started_daemon(config, tmp_path / "home", check)
     finally:
         _env.use_env_file_values({})  # the process's env_file values: not for later tests
+
+
+def test_a_reload_that_changes_only_settings_says_which(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reload of only ``max_concurrency`` was logged "0 added, 0 changed, 0 removed",
+    as if nothing had happened (outside-in probe)."""
+    import logging
+
+    config = tmp_path / "agentcron.yaml"
+    tasks = "tasks:\n  a:\n    every: 1h\n    command: [echo, a]\n"
+    config.write_text("max_concurrency: 4\nnotify: []\n" + tasks)
+    caplog.set_level(logging.INFO, logger="agentcron.daemon")
+
+    async def body(daemon: Daemon) -> None:
+        config.write_text("max_concurrency: 8\nnotify: ['json://127.0.0.1:9/x']\n" + tasks)
+        await until(lambda: daemon.config is not None and daemon.config.max_concurrency == 8)
+        assert daemon.engine is not None and daemon.engine.settings.max_concurrency == 8
+
+    run_reloading(config, body)
+    assert (
+        "config reloaded: 0 tasks added, 0 changed, 0 removed; max_concurrency 4 → 8, "
+        "notify changed"
+    ) in caplog.text, caplog.text
+    assert "127.0.0.1:9" not in caplog.text.split("config reloaded")[-1].splitlines()[0]

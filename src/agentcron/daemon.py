@@ -71,6 +71,20 @@ from agentcron.watchdog.watchdog import LOOP_STALL, Watchdog
 log = logging.getLogger("agentcron.daemon")
 
 
+def settings_changed(old: LoadedConfig, new: LoadedConfig) -> list[str]:
+    """The top-level settings a reload changed, in words for the log: a reload of only
+    ``max_concurrency`` was logged "0 added, 0 changed, 0 removed", as if nothing
+    happened (outside-in probe). Values that may hold secrets (URLs) are not shown."""
+    said: list[str] = []
+    for key in ("max_concurrency", "timezone"):
+        before, after = getattr(old, key), getattr(new, key)
+        if before != after:
+            said.append(f"{key} {before} → {after}")
+    quiet = ("notify", "heartbeat_url", "defaults", "budget", "env_file")
+    said += [f"{key} changed" for key in quiet if getattr(old, key) != getattr(new, key)]
+    return said
+
+
 @dataclass
 class DaemonOptions:
     config_path: Path | None
@@ -1318,6 +1332,7 @@ class Daemon:
         assert self.service is not None and self.engine is not None
         started = self._started_config
         held = held_until_restart(started, config) if started is not None else []
+        settings = settings_changed(self.config, config) if self.config is not None else []
         self.service.defaults = Defaults(config.timezone, config.defaults, config.budget_rules())
         if self.api is not None:
             self.api.set_defaults(self.service.defaults)
@@ -1332,10 +1347,11 @@ class Daemon:
         self.config = config
         self.rejected_config = None
         log.info(
-            "config reloaded: %d added, %d changed, %d removed",
+            "config reloaded: %d tasks added, %d changed, %d removed%s",
             len(added),
             len(changed),
             len(removed),
+            f"; {', '.join(settings)}" if settings else "",
         )
         before, self.restart_needed = self.restart_needed, sorted(held)
         self._write_config_note()  # before the message: health says it even if that fails
