@@ -109,3 +109,26 @@ def test_a_tasks_own_channel_down_is_told_through_the_top_level_one(
     clock.advance(timedelta(minutes=1))
     notifier.report_providers(clock.now())
     assert (A, f"✔ agentcron sends through {channel_key(own)} again") in _titles(store, clock)
+
+
+def test_a_channels_return_counts_to_its_first_send_and_says_what_still_waits(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """The return read the outage to the minute's look, not to the send that went
+    through, and said the held messages were "on their way" after a digest had carried
+    them all (outside-in probe)."""
+    notifier = Notifier(store, clock, [A, B], "UTC")
+    began = clock.now()
+    item = store.enqueue(channel_key(A), A, NOTE, began)
+    store.claim_outbox("sender", began, began + timedelta(minutes=3), 10)
+    store.mark_failed(item, "connection refused", began, False, began, "sender")
+    clock.advance(timedelta(minutes=4))
+    notifier.report_providers(clock.now())
+    clock.advance(timedelta(minutes=2))  # 6 min after it began, A takes its message
+    for one in store.claim_outbox("sender", clock.now(), clock.now() + timedelta(minutes=3), 10):
+        store.mark_sent(one.id, clock.now(), "sender")
+    clock.advance(timedelta(seconds=50))  # the look comes later
+    notifier.report_providers(clock.now())
+    rows = store._q("SELECT message FROM outbox ORDER BY id")  # type: ignore[attr-defined]
+    bodies = [json.loads(r[0])["body"] for r in rows if "again" in json.loads(r[0])["title"]]
+    assert bodies and all(", 6 min); the messages held for it have gone out." in b for b in bodies)

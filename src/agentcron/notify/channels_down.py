@@ -58,7 +58,8 @@ def channel_news(
             store.set_meta(_MARK + key, began)
         elif mark and _works(h):
             since = datetime.fromisoformat(mark)
-            message = _back_message(key, since, now, local)
+            back = h.last_ok_at if h is not None and h.last_ok_at is not None else now
+            message = _back_message(key, since, min(back, now), h.pending if h else 0, local)
             out += [(k, u, message) for k, u in working]
             store.set_meta(_MARK + key, "")
     return out
@@ -84,12 +85,20 @@ def _down_message(key: str, h: ChannelHealth, local: Callable[[datetime], str]) 
 
 
 def _back_message(
-    key: str, since: datetime, now: datetime, local: Callable[[datetime], str]
+    key: str, since: datetime, back: datetime, pending: int, local: Callable[[datetime], str]
 ) -> Message:
-    lasted = format_duration(timedelta(seconds=round((now - since).total_seconds())))
+    """``back``: when a send last went through (the look comes up to a minute later, and
+    its time made the outage read longer); ``pending``: what still waits for it (the
+    held messages had often gone out, in a digest, before this was told: probe)."""
+    lasted = format_duration(timedelta(seconds=round((back - since).total_seconds())))
+    held = (
+        f"{pending} message(s) held for it are on their way"
+        if pending
+        else "the messages held for it have gone out"
+    )
     body = (
         f"agentcron sends through {key} again (it could not from {local(since)}, "
-        f"{lasted}); the messages held for it are on their way."
+        f"{lasted}); {held}."
     )
     return _about(f"✔ agentcron sends through {key} again", body, "channel_back", "recovery")
 
