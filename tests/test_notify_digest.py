@@ -478,3 +478,111 @@ def test_a_channel_gets_ten_posts_a_minute_and_what_comes_beyond_goes_together(
     assert asyncio.run(s.drain_once()) == 11
     with pytest.raises(ValueError, match="posts_per_minute"):
         OutboxSender(store, posts_per_minute=0)
+
+
+def test_a_message_that_may_have_arrived_alone_goes_again_alone(store: OutboxStore) -> None:
+    """Sent alone with no answer, it went again as the head of a digest under another
+    key: a service that had taken it showed it three times (outside-in probe)."""
+    fill(store, 1, 2)
+    clock = FakeClock(T0)
+    channel = Keyed([SendResult(ok=False, error="no answer within 24s: the service may …")])
+    s = OutboxSender(store, channel_factory=lambda _u: channel, clock=clock)
+    asyncio.run(s.drain_once())
+    fill(store, 2, 14, clock.now())
+    clock.advance(timedelta(seconds=6))
+    assert asyncio.run(s.drain_once()) == 13
+    assert channel.keys[0] == channel.keys[1]  # alone, as itself
+    assert [p.title.split(":")[0] for p in channel.posts] == [
+        "✖ task1 failed",
+        "12 messages at once",
+    ]
+    assert channel.told() == list(range(1, 14))
+
+
+def test_the_next_start_sends_a_digest_that_may_have_arrived_as_it_was(
+    store: OutboxStore,
+) -> None:
+    """Its members were kept in memory only: a new process built a bigger digest under a
+    new key, and the service showed all of them again (outside-in probe). The size is
+    kept on its first message."""
+    fill(store, 1, 13)
+    clock = FakeClock(T0)
+    first = Keyed([SendResult(ok=False, error="no answer within 24s: the service may …")])
+    asyncio.run(OutboxSender(store, channel_factory=lambda _u: first, clock=clock).drain_once())
+    fill(store, 13, 17, clock.now())
+    clock.advance(timedelta(seconds=6))
+    again = Keyed()  # the next start: a new sender and channel
+    assert (
+        asyncio.run(OutboxSender(store, channel_factory=lambda _u: again, clock=clock).drain_once())
+        == 16
+    )
+    assert again.keys[0] == first.keys[0]
+    assert [p.title.split(":")[0] for p in again.posts] == [
+        "12 messages at once",
+        "✖ task13 failed",
+        "✖ task14 failed",
+        "✖ task15 failed",
+        "✖ task16 failed",
+    ]
+    health = {h.channel_key: h for h in store.channel_health()}["chat"]
+    assert health.pending == 0
+
+
+def _task_message(task: str, title: str, body: str, severity: Severity = "failure") -> Message:
+    return Message(
+        title=title, body=body, task=task, event="e", incident_kind="failure", severity=severity
+    )
+
+
+def test_a_tasks_news_keeps_its_order_in_the_lines_alike() -> None:
+    """A second wave of failures folded into the first's line read, oldest first, as two
+    recoveries in a row; a task repeating itself was "the same for" itself (probe)."""
+
+    def fail(t: str) -> Message:
+        return _task_message(t, f"✖ {t} failed", f"✖ {t} failed: boom")
+
+    def back(t: str) -> Message:
+        return _task_message(t, f"✔ {t} recovered", f"✔ {t} recovered.", "recovery")
+
+    wave = [fail("a"), fail("b"), back("a"), back("b"), fail("a"), fail("b"), fail("b")]
+    items = [OutboxItem(i, "c", "u", m, T0) for i, m in enumerate(wave, start=1)]
+    lines = [ln for ln in digest(items).body.splitlines() if ln.startswith("• ")]
+    assert lines == [
+        "• ✖ a failed: boom. The same for b.",
+        "• ✔ a recovered. The same for b.",
+        "• ✖ a failed: boom",
+        "• ✖ b failed: boom",  # b failed twice more: told twice, not "the same for b"
+        "• ✖ b failed: boom",
+    ], lines
+
+
+def test_a_report_of_runs_that_did_not_run_keeps_its_tasks_in_its_line() -> None:
+    report = _task_message(
+        "",
+        "⚠ 96 runs of 2 tasks did not run",
+        "⚠ 96 runs of 2 tasks did not run (due between 05:22 and 05:40 UTC):\n"
+        "• a: 90 missed — the daemon was down\n• b: 6 missed — the daemon was down",
+        "warning",
+    )
+    (line,) = [
+        ln
+        for ln in digest([OutboxItem(1, "c", "u", report, T0)]).body.splitlines()
+        if ln.startswith("• ")
+    ]
+    assert line == (
+        "• ⚠ 96 runs of 2 tasks did not run (due between 05:22 and 05:40 UTC): a: 90 "
+        "missed — the daemon was down; b: 6 missed — the daemon was down."
+    )
+
+
+def test_a_channel_of_a_few_characters_gets_no_digest(store: OutboxStore) -> None:
+    """An SMS service's 160 characters made a digest of several parts."""
+    fill(store, 1, 13)
+
+    class Sms(Recording):
+        def post_room(self, msg: Message) -> int:
+            return -140
+
+    channel = Sms()
+    assert asyncio.run(sender(store, channel, FakeClock(T0)).drain_once()) == 12
+    assert all(p.event != "digest" for p in channel.posts) and channel.told() == list(range(1, 13))

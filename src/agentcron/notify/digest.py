@@ -82,6 +82,22 @@ def digest(items: Sequence[OutboxItem], room: int | None = None) -> Message:
     )
 
 
+def sent_with(error: str, size: int) -> str:
+    """``error`` of a digest of ``size`` messages that may have arrived, as kept on its
+    first message: the next try, by this process or the next start, sends the same
+    members again (the same key), and `health` shows what that error was about."""
+    return f"{error} (in one post with {size - 1} more)"
+
+
+def size_sent_with(error: str | None) -> int | None:
+    """The size :func:`sent_with` noted on ``error``, if any."""
+    found = _SENT_WITH.search(error or "")
+    return int(found.group(1)) + 1 if found else None
+
+
+_SENT_WITH = re.compile(r" \(in one post with (\d+) more\)$")
+
+
 def digest_key(items: Sequence[OutboxItem]) -> str:
     """The idempotency key of a digest of ``items``: the same on each send of the same
     members (a retry of the digest), different for any other digest."""
@@ -98,14 +114,15 @@ class _Group:
     template: str  # the line, each mention of the task's name replaced by _NAME
     tasks: list[str] = field(default_factory=list)
     latest: bool = False  # whether it holds some task's latest news in the digest
+    place: int = 0  # its place among the digest's lines
 
     def line(self) -> str:
         first = self.tasks[0]
-        text = self.template.replace(_NAME, first)
-        if len(text) > LINE_CHARS:
-            text = text[: LINE_CHARS - 1] + "…"
+        text = _cut(self.template.replace(_NAME, first), LINE_CHARS)
         if len(self.tasks) == 1:
             return text
+        if not text.endswith((".", "!", "?", "…")):
+            text += "."
         others = sorted(self.tasks[1:])  # easier to look for one among many
         named: list[str] = []
         used = 0
@@ -124,7 +141,9 @@ def _grouped(messages: Sequence[Message]) -> list[_Group]:
     """The lines of ``messages`` in time order, those alike but for the task's name
     as one (placed where its first was)."""
     latest = {m.task: i for i, m in enumerate(messages)}  # each task's last message
-    groups: dict[tuple[str, bool, str], _Group] = {}
+    open_groups: dict[tuple[str, bool, str], _Group] = {}
+    placed: dict[str, int] = {}  # each task's last line so far, by its place
+    out: list[_Group] = []
     for i, message in enumerate(messages):
         line = _line(message)
         name = message.task
@@ -133,25 +152,50 @@ def _grouped(messages: Sequence[Message]) -> list[_Group]:
         # a task's latest news is not put with news others replaced since (a failure
         # listed beside those that are over would read as still going)
         last = latest.get(name) == i
-        alone = f"{i}\x01{line}"
-        key = (message.severity, last, template if name and _NAME in template else alone)
-        group = groups.setdefault(key, _Group(message.severity, template, latest=last))
+        key = (message.severity, last, template)
+        group = open_groups.get(key) if name and _NAME in template else None
+        # nor with a line placed before news of its own task: read oldest first, a
+        # failure folded into an earlier line came before the recovery it followed, and
+        # a task repeating itself was "the same for" itself (outside-in probe)
+        if group is not None and placed.get(name, -1) >= group.place:
+            group = None
+        if group is None:
+            group = _Group(message.severity, template, latest=last, place=len(out))
+            out.append(group)
+            if name and _NAME in template:
+                open_groups[key] = group
         group.tasks.append(name)
-    return list(groups.values())
+        placed[name] = group.place
+    return out
 
 
 def _line(message: Message) -> str:
     """``• `` and the first line of the body: the whole story, naming its task ("✖ story
-    failed: HTTP 401 …"); after the title when that line does not name the task."""
-    first = next((ln.strip() for ln in message.body.splitlines() if ln.strip()), "")
+    failed: HTTP 401 …"); after the title when that line names neither the task nor
+    what the title says. A first line that ends in ":" takes the lines after it (the
+    report of runs that did not happen lists its tasks there)."""
+    lines = [ln.strip() for ln in message.body.splitlines() if ln.strip()]
     title = message.title.strip()
-    words = first.lstrip(_SIGNS)
-    if not first:
+    if not lines:
         return f"• {title}"
-    if message.task and _whole_word(message.task).search(words):
-        sign = title[: len(title) - len(title.lstrip(_SIGNS))]
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:
+        first = first + " " + "; ".join(ln.lstrip("•- ").rstrip(".") for ln in lines[1:4])
+        first += "; …" if len(lines) > 4 else "."
+    words = first.lstrip(_SIGNS)
+    sign = title[: len(title) - len(title.lstrip(_SIGNS))]
+    named = message.task and _whole_word(message.task).search(words)
+    if named or words.startswith(title.lstrip(_SIGNS)):
         return f"• {sign}{words}"
     return f"• {title}: {words}"
+
+
+def _cut(text: str, most: int) -> str:
+    """``text`` in at most ``most`` characters, cut after a word (with "…")."""
+    if len(text) <= most:
+        return text
+    cut = text.rfind(" ", most // 2, most - 1)
+    return text[: cut if cut > 0 else most - 1].rstrip(" ,;:(") + "…"
 
 
 def _whole_word(name: str) -> re.Pattern[str]:

@@ -48,7 +48,16 @@ from agentcron.notify.channels import (
     may_have_arrived,
     unanswered,
 )
-from agentcron.notify.digest import DIGEST_AT, DIGEST_MOST, digest, digest_key, oldest
+from agentcron.notify.digest import (
+    DIGEST_AT,
+    DIGEST_MOST,
+    LEAST_ROOM,
+    digest,
+    digest_key,
+    oldest,
+    sent_with,
+    size_sent_with,
+)
 from agentcron.notify.outbox import idempotency_key
 from agentcron.redact import redact
 from agentcron.store.base import OutboxStore
@@ -334,10 +343,16 @@ class OutboxSender:
         A store that cannot say sends ``head`` alone (and its fault is logged)."""
         now = self._clock.now()
         key = head.channel_key
-        again = self._digest_of.get(head.id)
+        again = self._digest_of.get(head.id) or size_sent_with(head.last_error)
         if self._digest_at is None or (self.stopping_since is not None and again is None):
             return []
-        if again is None and (self._no_digest.get(key, now) > now or key in self._alone):
+        if again is None and (
+            self._no_digest.get(key, now) > now
+            or key in self._alone
+            # sent alone with no answer: it goes again as itself, under its own key (in
+            # a digest, a service that had taken it showed it twice: outside-in probe)
+            or may_have_arrived(head.last_error)
+        ):
             return []
         most, least = (again - 1, again - 1) if again else (DIGEST_MOST - 1, self._digest_at - 1)
         try:
@@ -349,7 +364,21 @@ class OutboxSender:
             return []
         if not behind:
             self._digest_of.pop(head.id, None)
+        elif not self._room_for_digests(head):
+            self._store.unclaim_outbox([i.id for i in behind], self.owner)
+            return []
         return behind
+
+    def _room_for_digests(self, head: OutboxItem) -> bool:
+        """Whether ``head``'s channel posts enough for a digest to be worth it: an SMS
+        service's 160 characters made a digest of several parts. Remembered: such a
+        channel gets none for :data:`NO_DIGEST_FOR`."""
+        channel = self._channel(head.channel_url)
+        room = channel.post_room(head.message) if isinstance(channel, SizedChannel) else None
+        if room is None or room >= LEAST_ROOM:
+            return True
+        self._no_digest[head.channel_key] = self._clock.now() + NO_DIGEST_FOR
+        return False
 
     async def _send_digest(self, head: OutboxItem, behind: list[OutboxItem]) -> int:
         """Send ``head`` and ``behind`` as one post; see :meth:`_digest_failed` for a
@@ -409,8 +438,11 @@ class OutboxSender:
         key = head.channel_key
         self._store.unclaim_outbox([i.id for i in behind], self.owner)
         if may_have_arrived(result.error):
+            # kept on the message too, for the next start: it sends the same members
+            # again under the same key, not a new post holding them (outside-in probe)
             self._remember_digest(head, len(behind) + 1)
-            return self._record(head, result)
+            noted = sent_with(result.error or "", len(behind) + 1)
+            return self._record(head, replace(result, error=noted))
         self._digest_of.pop(head.id, None)
         went_alone = self._refused.pop(key, None)
         if result.permanent or (went_alone and self._clock.now() - went_alone < REFUSED_WITHIN):
