@@ -97,8 +97,7 @@ def _back_message(
         else "the messages held for it have gone out"
     )
     body = (
-        f"agentcron sends through {key} again (it could not from {local(since)}, "
-        f"{lasted}); {held}."
+        f"agentcron sends through {key} again (it could not from {local(since)}, {lasted}); {held}."
     )
     return _about(f"✔ agentcron sends through {key} again", body, "channel_back", "recovery")
 

@@ -32,6 +32,10 @@ from typing import Any
 
 from agentcron.model import OutboxItem
 
+# How many ids of sends a stop cut short a sender remembers (for the stop's last drain,
+# which sends them again): a stop cuts a few at most.
+CUT_SHORT_KEPT = 1_000
+
 
 def idempotency_key(item: OutboxItem) -> str:
     """The key a receiver can deduplicate on: the same for every send of one outbox
