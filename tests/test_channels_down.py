@@ -132,3 +132,28 @@ def test_a_channels_return_counts_to_its_first_send_and_says_what_still_waits(
     rows = store._q("SELECT message FROM outbox ORDER BY id")  # type: ignore[attr-defined]
     bodies = [json.loads(r[0])["body"] for r in rows if "again" in json.loads(r[0])["title"]]
     assert bodies and all(", 6 min); the messages held for it have gone out." in b for b in bodies)
+
+
+def test_a_send_with_no_answer_is_not_a_channel_that_cannot_take_messages_at_once() -> None:
+    """One slow answer to a digest the service did take had `health` say "✖ 1 channel
+    cannot take messages" (outside-in probe): an unanswered send counts as failing only
+    once it has lasted two minutes; any other error at once."""
+    from datetime import UTC, datetime
+
+    from agentcron._service.status import works
+    from agentcron.model import ChannelHealth
+    from agentcron.notify.channels import unanswered
+
+    now = datetime(2026, 12, 5, 2, 0, tzinfo=UTC)
+
+    def channel(error: str, ago: float) -> ChannelHealth:
+        return ChannelHealth(
+            channel_key="c", last_ok_at=None, last_error=error,
+            last_error_at=now, pending=3, failing_since=now - timedelta(seconds=ago),
+            broken=False, undeliverable=0,
+        )  # fmt: skip
+
+    slow = unanswered(24) + " (in one post with 11 more)"
+    assert works(channel(slow, 30), now)
+    assert not works(channel(slow, 150), now)
+    assert not works(channel("HTTP 500", 5), now)

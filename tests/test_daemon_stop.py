@@ -291,7 +291,7 @@ def test_a_send_still_hanging_after_the_stop_does_not_hold_the_process(
 
 
 def test_the_final_drain_leaves_a_backlog_it_did_not_make_to_the_next_start(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A stop began the send of a message queued before it (a slow channel's backlog),
     its drain's timeout cut the send short, and the next start sent it again: the
@@ -327,6 +327,10 @@ def test_the_final_drain_leaves_a_backlog_it_did_not_make_to_the_next_start(
     assert [item.message.title for item in left] == ["backlog"]  # and not held by a claim
     # handed back untouched: not counted as taken over, "may arrive twice" (probe)
     assert [(item.taken_over, item.resent) for item in left] == [(False, 0)]
+    # and the log says what waits: a node never started again kept it without a word
+    assert "1 notification(s) still wait for slow: they go out when agentcron runs" in (
+        caplog.text
+    ), caplog.text
 
 
 def test_once_the_stop_began_no_drain_begins_a_backlog_send(tmp_path: Path) -> None:

@@ -586,3 +586,31 @@ def test_a_channel_of_a_few_characters_gets_no_digest(store: OutboxStore) -> Non
     channel = Sms()
     assert asyncio.run(sender(store, channel, FakeClock(T0)).drain_once()) == 12
     assert all(p.event != "digest" for p in channel.posts) and channel.told() == list(range(1, 13))
+
+
+def test_the_messages_of_one_moment_are_let_gather_and_go_as_one() -> None:
+    """Thirty recoveries at once went as four posts, the first alone: the sender woke at
+    the first message written while the rest were still being written (probe)."""
+    store = MemoryOutbox()
+    channel = Recording()
+    s = OutboxSender(store, channel_factory=lambda _u: channel, posts_per_minute=None)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(s.run_forever(stop, interval=60))
+        await asyncio.sleep(0.05)  # its first look, at start, found nothing
+        for n in range(1, 13):  # written over a quarter of a second, each waking it
+            store.enqueue("chat", "chat://x", message(n), datetime.now(UTC))
+            s.wake()
+            await asyncio.sleep(0.02)
+        for _ in range(300):
+            if channel.posts:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    assert [p.title.split(":")[0] for p in channel.posts] == ["12 messages at once"]
+    assert channel.told() == list(range(1, 13))

@@ -842,6 +842,27 @@ class Daemon:
                 self.store.release_claims(owners, self.clock.now())
             except Exception:
                 log.exception("could not release this node's claims on the outbox")
+            self._say_what_waits()
+
+    def _say_what_waits(self) -> None:
+        """Log the messages the stop leaves in the outbox, per channel: a backlog (one
+        the posts-a-minute bound held, say) with the stop's own news behind it stayed
+        unsent without a word, for good on a node never started again (probe)."""
+        if self.store is None:
+            return
+        try:
+            waiting = [(h.channel_key, h.pending) for h in self.store.channel_health() if h.pending]
+        except Exception:
+            log.exception("could not read what waits in the outbox")
+            return
+        for key, pending in waiting:
+            log.warning(
+                "%d notification(s) still wait for %s: they go out when agentcron runs "
+                "again on this database",
+                pending,
+                key,
+                extra={"event": "notify.left_waiting"},
+            )
 
     def _settle_notices(self) -> None:
         """What the notifier still gathers (missed runs, ends it could not work out) is

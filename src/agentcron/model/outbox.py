@@ -7,6 +7,18 @@ from datetime import datetime
 
 from agentcron.model.message import Message
 
+# How a send that may have been taken all the same begins its error: no answer in time
+# (agentcron.notify.channels.unanswered), or an earlier send of it still going.
+UNANSWERED = "no answer within"
+STILL_SENDING = (
+    "not sent again: an earlier send of this message has had no answer yet and may still go out"
+)
+
+
+def may_have_arrived(error: str | None) -> bool:
+    """Whether a send that failed with ``error`` may have been taken all the same."""
+    return error is not None and (error.startswith(UNANSWERED) or error == STILL_SENDING)
+
 
 @dataclass(frozen=True)
 class OutboxItem:

@@ -83,8 +83,14 @@ from agentcron.config._env import (
     has_placeholder,
 )
 from agentcron.model import Message
+from agentcron.model.outbox import STILL_SENDING as STILL_SENDING
+from agentcron.model.outbox import UNANSWERED as UNANSWERED
+from agentcron.model.outbox import may_have_arrived as may_have_arrived
 from agentcron.redact import redact
 
+# STILL_SENDING, UNANSWERED and may_have_arrived (the words of a send that may have been
+# taken all the same) live in the model, so the CLI's status reads need no Apprise; they
+# are said from here for the senders.
 COMMAND_PREFIX = "command:"
 DEFAULT_TIMEOUT = 30.0
 # How much longer than Apprise's own deadline we wait for its thread to return.
@@ -97,26 +103,16 @@ _HEADER_PLUGINS = (NotifyJSON, NotifyXML, NotifyForm)
 # Room left for what Apprise adds before it decides whether a body must be split.
 _SPLIT_MARGIN = 256
 EMPTY_MESSAGE = "refused to send a message with an empty body"
-STILL_SENDING = (
-    "not sent again: an earlier send of this message has had no answer yet and may still go out"
-)
 _GIVEN_UP_KEPT = 100  # sends given up on, remembered per channel
 # The longest a channel is waited for after sends that got no answer in time (the
 # outbox sender's own limit, SEND_LIMIT, is above it, with the grace).
 MAX_PATIENCE = 100.0
 # What a send that got no answer in time is said to be: the service may have taken it.
-UNANSWERED = "no answer within"
 
 
 def unanswered(seconds: float) -> str:
     """The error of a send that had no answer within ``seconds``."""
     return f"{UNANSWERED} {seconds:g}s: the service may have taken the message all the same"
-
-
-def may_have_arrived(error: str | None) -> bool:
-    """Whether a send that failed with ``error`` may have been taken all the same (no
-    answer in time; an earlier send of it still going)."""
-    return error is not None and (error.startswith(UNANSWERED) or error == STILL_SENDING)
 
 
 _NOTIFY_TYPES = {

@@ -50,8 +50,8 @@ class Pacer:
             if item.channel_key not in self._held:
                 self._held.add(item.channel_key)
                 log.info(
-                    "%s had %d posts in the last minute: its messages wait, to go out "
-                    "together when the minute allows",
+                    "%s had %d posts in the last minute: its messages wait (paced), to "
+                    "go out together when the minute allows",
                     item.channel_key,
                     cap,
                     extra={"event": "notify.paced"},

@@ -21,6 +21,7 @@ must be used from the thread that owns it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -67,6 +68,9 @@ SEND_LIMIT = 120.0
 # How long a claimed message stays ours: a send's limit plus room for the store
 # writes around it and for clocks of different nodes that disagree a little.
 CLAIM_FOR = timedelta(seconds=SEND_LIMIT + 60)
+# A message written wakes the sender, which waits this long before it sends, so what the
+# same moment writes (many tasks failing at once) goes out together.
+GATHER = 1.0
 
 
 @runtime_checkable
@@ -96,6 +100,7 @@ class OutboxSender(DigestSending):
         claim_for: timedelta = CLAIM_FOR,
         digest_at: int | None = DIGEST_AT,
         posts_per_minute: int | None = POSTS_PER_MINUTE,
+        gather: float = GATHER,
     ) -> None:
         if not backoff:
             raise ValueError("backoff needs at least one delay")
@@ -103,6 +108,7 @@ class OutboxSender(DigestSending):
             raise ValueError(f"claim_for must outlast a send ({SEND_LIMIT:g}s)")
         self._init_digests(digest_at)  # see .digest_sender
         self._pacer = Pacer(posts_per_minute)
+        self.gather = gather  # seconds a wake waits for the rest of its moment's messages
         self.owner = owner or default_owner()
         self._claim_for = claim_for
         self._store = store
@@ -183,9 +189,9 @@ class OutboxSender(DigestSending):
         While ``hold()`` says the database is known to be away, no drain is tried: each
         try would wait out the busy timeout on the loop's thread, for nothing.
 
-        A wake (a message enqueued here) drains at once. Otherwise the sender looks on
-        the daemon's beat (``interval``, see :mod:`agentcron.beats`) for what announces
-        itself to nobody: a retry whose time came, a claim that lapsed, a message
+        A wake (a message enqueued here) drains :attr:`gather` seconds later. Otherwise
+        the sender looks on the daemon's beat (``interval``, see :mod:`agentcron.beats`)
+        for what announces itself to nobody: a retry whose time came, a claim that lapsed, a message
         another process or node enqueued. That look is a read; the claim, a write, is
         made only when something waits."""
         woken = True  # the first pass drains whatever a previous daemon left
@@ -196,6 +202,12 @@ class OutboxSender(DigestSending):
                 await self._faults.run_pass(work, hold, escalate_after)
                 await sleeper.until(when_to_wake(interval))
                 woken = self._wake.is_set()
+                if woken and self.gather > 0 and self.stopping_since is None:
+                    # the messages of one moment are written over a few hundred ms (30
+                    # recoveries at once went as 4 posts, the first alone: probe); they
+                    # are let gather, to go out together (see .digest)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.gather)
                 self._wake.clear()
         finally:
             sleeper.close()
