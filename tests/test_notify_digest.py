@@ -27,6 +27,7 @@ from agentcron.store.base import OutboxStore
 from agentcron.store.sqlite import SQLiteStore
 
 T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+NO_ANSWER = SendResult(ok=False, error="no answer within 24s: the service may …")
 
 
 def message(n: int, severity: Severity = "failure", body: str = "") -> Message:
@@ -61,6 +62,10 @@ class Recording:
         if result.ok:
             self.posts.append(msg)
         return result
+
+    def heads(self) -> list[str]:
+        """Each post's title up to its first colon ("12 messages at once", "✖ task1 failed")."""
+        return [p.title.split(":")[0] for p in self.posts]
 
     def told(self) -> list[int]:
         """The message numbers the posts carried, in the order they arrived."""
@@ -202,7 +207,7 @@ def test_a_flood_goes_out_in_digests_each_message_once_and_in_order(store: Outbo
     fill(store, 1, total + 1)
     channel = Recording()
     assert asyncio.run(sender(store, channel, FakeClock(T0)).drain_once()) == total
-    assert [p.title.split(":")[0] for p in channel.posts] == [
+    assert channel.heads() == [
         f"{DIGEST_MOST} messages at once",
         "50 messages at once",
     ]
@@ -235,7 +240,7 @@ def test_a_digest_that_fails_for_now_sends_its_head_alone_then_the_rest_as_one(
     assert asyncio.run(s.drain_once()) == 0  # the head waits out its backoff
     clock.advance(timedelta(seconds=6))
     assert asyncio.run(s.drain_once()) == 15
-    assert [p.title.split(":")[0] for p in channel.posts] == [
+    assert channel.heads() == [
         "✖ task1 failed",
         "14 messages at once",
     ]
@@ -352,14 +357,14 @@ def test_a_digest_that_may_have_arrived_goes_again_as_it_was(store: OutboxStore)
     follow in a post of their own."""
     fill(store, 1, 13)
     clock = FakeClock(T0)
-    channel = Keyed([SendResult(ok=False, error="no answer within 24s: the service may …")])
+    channel = Keyed([NO_ANSWER])
     s = OutboxSender(store, channel_factory=lambda _u: channel, clock=clock)
     asyncio.run(s.drain_once())
     fill(store, 13, 25, clock.now())
     clock.advance(timedelta(seconds=6))
     assert asyncio.run(s.drain_once()) == 24
     assert channel.keys[0] == channel.keys[1] != channel.keys[2]
-    assert [p.title.split(":")[0] for p in channel.posts] == [
+    assert channel.heads() == [
         "12 messages at once",
         "12 messages at once",
     ]
@@ -485,14 +490,14 @@ def test_a_message_that_may_have_arrived_alone_goes_again_alone(store: OutboxSto
     key: a service that had taken it showed it three times (outside-in probe)."""
     fill(store, 1, 2)
     clock = FakeClock(T0)
-    channel = Keyed([SendResult(ok=False, error="no answer within 24s: the service may …")])
+    channel = Keyed([NO_ANSWER])
     s = OutboxSender(store, channel_factory=lambda _u: channel, clock=clock)
     asyncio.run(s.drain_once())
     fill(store, 2, 14, clock.now())
     clock.advance(timedelta(seconds=6))
     assert asyncio.run(s.drain_once()) == 13
     assert channel.keys[0] == channel.keys[1]  # alone, as itself
-    assert [p.title.split(":")[0] for p in channel.posts] == [
+    assert channel.heads() == [
         "✖ task1 failed",
         "12 messages at once",
     ]
@@ -507,7 +512,7 @@ def test_the_next_start_sends_a_digest_that_may_have_arrived_as_it_was(
     kept on its first message."""
     fill(store, 1, 13)
     clock = FakeClock(T0)
-    first = Keyed([SendResult(ok=False, error="no answer within 24s: the service may …")])
+    first = Keyed([NO_ANSWER])
     asyncio.run(OutboxSender(store, channel_factory=lambda _u: first, clock=clock).drain_once())
     fill(store, 13, 17, clock.now())
     clock.advance(timedelta(seconds=6))
@@ -517,7 +522,7 @@ def test_the_next_start_sends_a_digest_that_may_have_arrived_as_it_was(
         == 16
     )
     assert again.keys[0] == first.keys[0]
-    assert [p.title.split(":")[0] for p in again.posts] == [
+    assert again.heads() == [
         "12 messages at once",
         "✖ task13 failed",
         "✖ task14 failed",
@@ -612,5 +617,5 @@ def test_the_messages_of_one_moment_are_let_gather_and_go_as_one() -> None:
         await asyncio.wait_for(task, 10)
 
     asyncio.run(scenario())
-    assert [p.title.split(":")[0] for p in channel.posts] == ["12 messages at once"]
+    assert channel.heads() == ["12 messages at once"]
     assert channel.told() == list(range(1, 13))
