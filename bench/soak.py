@@ -184,6 +184,11 @@ class Run:
             if self._nonfinal() == 0:
                 break
         self.watch(time.time() + 3)  # messages of the last runs
+        # and what the senders hold back: a channel gets 10 posts a minute from each
+        # node, the rest waits for the minute (agentcron.notify.pacing)
+        deadline = time.time() + 75
+        while time.time() < deadline and self._unsent() != 0:
+            self.watch(time.time() + 1)
         check_end = time.time()
         for node in self.nodes:
             node.stop()
@@ -204,6 +209,15 @@ class Run:
                 res.note(f"{node.name} exited by itself at {at:.1f} with rc {rc}")
         self.receiver.close()
         return res
+
+    def _unsent(self) -> int:
+        """Messages waiting in the outbox (-1: the database did not answer)."""
+        try:
+            rows = read_db(self.db)
+        except Exception as exc:  # the database may be busy: ask again
+            log(f"{self.name}: read failed ({exc})")
+            return -1
+        return sum(1 for r in rows["outbox"] if r[2] is None and not r[3])
 
     def _nonfinal(self) -> int:
         try:

@@ -42,6 +42,8 @@ FINAL = {"succeeded", "failed", "skipped", "missed", "superseded", "cancelled", 
 SCHEDULED = {"schedule", "catchup"}  # slots of the schedule (not `trigger` or API runs)
 TRANSIENT = {"rate_limited", "overloaded", "server_error", "timeout", "network", "worker_lost"}
 KEY_RE = re.compile(r"^agentcron-(\d+)-[0-9a-f]+$")
+# a digest's (agentcron.notify.digest): its first and last outbox rows, of one channel
+DIGEST_KEY_RE = re.compile(r"^agentcron-(\d+)-(\d+)-[0-9a-f]+$")
 LASTING_RE = re.compile(r" has failed \d+ runs in a row since ")  # a failure told as lasting
 HARD_RE = re.compile(r" gave up after |Retrying will not help")  # a failure told as for good
 
@@ -97,8 +99,8 @@ def read_db(db: str) -> dict[str, list[tuple[Any, ...]]]:
         "told FROM incidents",
         # in the order enqueued: which message came after which is read from it (a
         # PostgreSQL table is read in the order of its rows' last updates)
-        "outbox": "SELECT id, message, sent_at, permanent, resent, attempts FROM outbox "
-        "ORDER BY id",
+        "outbox": "SELECT id, message, sent_at, permanent, resent, attempts, channel_key "
+        "FROM outbox ORDER BY id",
     }
     if db.startswith(("postgresql://", "postgres://")):
         import psycopg
@@ -251,10 +253,20 @@ def _check_messages(res: Result, rows: dict[str, list[Any]], posts: list[Receive
             continue
         res.messages += 1
         m = KEY_RE.match(post.key or "")
-        if m is None:
+        if m is not None:
+            accepted[int(m.group(1))] += 1
+            continue
+        d = DIGEST_KEY_RE.match(post.key or "")
+        if d is None:
             res.note(f"message without idempotency key: {str(post.body)[:80]}")
             continue
-        accepted[int(m.group(1))] += 1
+        # one post for the channel's messages from its first to its last row (a run
+        # without gaps among the unsent, given-up ones aside)
+        first, last = int(d.group(1)), int(d.group(2))
+        channel = next((r[6] for r in rows["outbox"] if int(r[0]) == first), None)
+        for r in rows["outbox"]:
+            if r[6] == channel and first <= int(r[0]) <= last and not r[3]:
+                accepted[int(r[0])] += 1
     resent_of = {int(r[0]): int(r[4] or 0) for r in rows["outbox"]}
     for row_id, n in accepted.items():
         if n <= 1:
@@ -286,7 +298,7 @@ def _check_messages(res: Result, rows: dict[str, list[Any]], posts: list[Receive
     hard_told: set[str] = set()  # tasks whose open failure incident told a hard failure
     new_class: Counter[tuple[str, str, str]] = Counter()
     said: defaultdict[tuple[str, str, str], list[str]] = defaultdict(list)  # for the notes
-    for row_id, message, sent_at, permanent, resent, _attempts in rows["outbox"]:
+    for row_id, message, sent_at, permanent, resent, _attempts, _channel in rows["outbox"]:
         if sent_at is None:
             res.lost_msgs += 1
             res.note(f"unsent message: outbox row {row_id} (permanent={permanent})")

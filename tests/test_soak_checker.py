@@ -61,7 +61,7 @@ def _escalations(*bodies: str, told: str = "server_error") -> dict[str, list[tup
 
     def row(n: int, event: str, body: str) -> tuple[object, ...]:
         message = {"task": "t1", "incident_kind": "failure", "event": event, "body": body}
-        return (n, json.dumps(message), 1.0, 0, 0, 0)
+        return (n, json.dumps(message), 1.0, 0, 0, 0, "chat")
 
     outbox = [row(1, "opened", "⚠ t1 failed: … Retrying at 02:07 (attempt 2 of 2).")]
     outbox += [row(n, "escalated", body) for n, body in enumerate(bodies, start=2)]
@@ -182,10 +182,35 @@ def test_the_products_messages_for_a_hung_task_that_lost_its_worker_match() -> N
             open_incidents = {str(inc.kind): inc}
         if transition.notice is not None:
             message = render(transition.notice, ZoneInfo("UTC")).to_dict()
-            outbox.append((len(outbox) + 1, json.dumps(message), 1.0, 0, 0, 0))
+            outbox.append((len(outbox) + 1, json.dumps(message), 1.0, 0, 0, 0, "chat"))
     (inc,) = open_incidents.values()
     assert [json.loads(str(r[1]))["event"] for r in outbox] == ["opened", "escalated", "escalated"]
     told = "\n".join(inc.told or ())
     row = (1, "t1", "failure", 1.0, None, int(inc.escalated), "timeout", told)
     res = _mismatches({"outbox": outbox, "incidents": [row]})
     assert res.msg_mismatch == 0, res.notes
+
+
+def test_a_digest_post_counts_for_each_message_of_its_channel_between_its_rows() -> None:
+    """A digest (agentcron.notify.digest) carries the key agentcron-FIRST-LAST-HASH: it
+    stands for its channel's rows from FIRST to LAST, not for another channel's."""
+    import json
+
+    from soak_check import _check_messages
+    from soak_net import Received
+
+    def row(n: int, channel: str) -> tuple[object, ...]:
+        message = {"task": f"t{n}", "incident_kind": "", "event": "note", "body": "x"}
+        return (n, json.dumps(message), 1.0, 0, 0, 0, channel)
+
+    data = {"outbox": [row(1, "a"), row(2, "b"), row(3, "a"), row(4, "a")], "incidents": []}
+    posts = [
+        Received(at=0.0, key="agentcron-1-4-0123abcd", body="", status=200),
+        Received(at=0.0, key="agentcron-2-ab", body="", status=200),
+    ]
+    res = Result("s")
+    _check_messages(res, data, posts)
+    assert (res.lost_msgs, res.dup_msgs) == (0, 0), res.notes
+    res = Result("s")
+    _check_messages(res, data, posts[:1])  # row 2 is another channel's: not in the digest
+    assert res.lost_msgs == 1, res.notes
