@@ -42,9 +42,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -212,20 +213,19 @@ class Run:
 
     def _unsent(self) -> int:
         """Messages waiting in the outbox (-1: the database did not answer)."""
-        try:
-            rows = read_db(self.db)
-        except Exception as exc:  # the database may be busy: ask again
-            log(f"{self.name}: read failed ({exc})")
-            return -1
-        return sum(1 for r in rows["outbox"] if r[2] is None and not r[3])
+        return self._count("outbox", lambda r: r[2] is None and not r[3])
 
     def _nonfinal(self) -> int:
+        """Slots not final yet (-1: the database did not answer)."""
+        return self._count("slots", lambda r: r[3] in NONFINAL)
+
+    def _count(self, table: str, which: Callable[[tuple[Any, ...]], bool]) -> int:
         try:
             rows = read_db(self.db)
         except Exception as exc:  # the database may be busy: ask again
             log(f"{self.name}: read failed ({exc})")
             return -1
-        return sum(1 for r in rows["slots"] if r[3] in NONFINAL)
+        return sum(1 for r in rows[table] if which(r))
 
     def kill_cycle(self, node: Node, down: tuple[float, float]) -> None:
         t_kill = time.time()
