@@ -7,6 +7,9 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
 
 from agentcron.actions._inline_threads import InlineThreads
 from harness import until
@@ -152,3 +155,56 @@ def test_calls_that_take_a_while_still_run_side_by_side() -> None:
     asyncio.run(scenario())
     assert sorted(finished) == sorted(list(range(8)) * 2)
     assert pool.size == 8
+
+
+def test_calls_that_block_a_few_milliseconds_each_are_spread_over_threads() -> None:
+    """Calls of a few ms each keep a thread beginning a call more often than the
+    spread: one thread took 300 of 4 ms one after the other (1.3 s, an outside-in
+    probe). A last call that took ``slow`` or more spreads the backlog all the same."""
+    pool = InlineThreads(core=16, patience=60, idle_exit=5, spread=0.005, slow=0.001)
+    threads: list[int] = []
+
+    def job() -> None:
+        time.sleep(0.002)  # well under the spread, so the old rule never spread them
+        threads.append(threading.get_ident())
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(200):
+            pool.submit(job, loop)
+        await until(lambda: len(threads) == 200, timeout=30)
+
+    asyncio.run(scenario())
+    assert len(set(threads)) >= 8, len(set(threads))
+
+
+def test_a_call_whose_run_ended_while_it_waited_for_a_thread_is_never_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run that timed out (or was stopped) while its call waited for a thread: the
+    call is dropped, not made after the run was recorded ended (and, at a stop, made
+    again by the retry), and the task is not held behind it as a call left running."""
+    from agentcron.actions import python_action
+    from agentcron.actions.python_action import _CallWatch, _in_thread
+
+    pool = InlineThreads(core=1, patience=60, idle_exit=5, spread=60)
+    monkeypatch.setattr(python_action, "_THREADS", pool)
+    release = threading.Event()
+    made: list[str] = []
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(_in_thread(lambda: release.wait(30)))
+        await until(lambda: pool.size == 1 and not pool.idle, timeout=10)
+        watch = _CallWatch("late", datetime.now(UTC))
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await _in_thread(lambda: made.append("late"), watch)
+        watch.left()  # as the action does when its run ends
+        assert python_action.still_running_past_its_run("late") is not None
+        release.set()
+        assert await first is True
+        await until(lambda: pool.idle == 1, timeout=10)
+        assert python_action.still_running_past_its_run("late") is None
+
+    asyncio.run(scenario())
+    assert made == []
