@@ -337,6 +337,13 @@ async def _in_thread(call: Callable[[], Any], watch: _CallWatch | None = None) -
     future: asyncio.Future[Any] = loop.create_future()
 
     def body() -> None:
+        if future.cancelled():
+            # its run ended (a timeout, a stop) while the call waited for a thread: not
+            # called at all, rather than after its run was recorded ended (and, at a
+            # stop, again by the retry: an outside-in probe saw both)
+            if watch is not None:
+                watch.ended()
+            return
         # the watch hears of the end before the awaiting run does: told after, a run
         # that had its result already counted its own call as left running, and the
         # task's next claim was skipped behind it
