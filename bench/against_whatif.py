@@ -19,7 +19,8 @@ def sleep_for_tick_time() -> None:
     sleeps a whole ``poll_interval``. With staggered fires every millisecond that
     happens every few passes. Proposed: tick again at once when the next wake-up is
     later than the moment the pass began (the tick cannot have seen it)."""
-    from agentcron.engine.engine import Engine, TickReport
+    from agentcron.engine.engine import Engine
+    from agentcron.engine.settings import TickReport
 
     def _sleep_for(self: Engine, report: TickReport) -> float:
         poll = self.settings.poll_interval

@@ -11,7 +11,8 @@ from typing import Any
 
 from agentcron.clock import FakeClock
 from agentcron.engine.actions import ActionRegistry
-from agentcron.engine.engine import Engine, EngineSettings
+from agentcron.engine.engine import Engine
+from agentcron.engine.settings import EngineSettings
 from agentcron.model import Finished, NodeInfo, Slot, TaskSource, TaskSpec
 from agentcron.service import Service
 from agentcron.store.base import Store

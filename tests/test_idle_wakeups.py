@@ -260,7 +260,8 @@ def test_a_sleeping_engine_on_postgresql_sees_another_nodes_trigger(tmp_path: Pa
     """Nothing wakes this node when another node (or the CLI) records a manual run:
     its beat's look finds it."""
     from agentcron.engine.actions import ActionRegistry
-    from agentcron.engine.engine import Engine, EngineSettings
+    from agentcron.engine.engine import Engine
+    from agentcron.engine.settings import EngineSettings
     from agentcron.model import SlotStatus, TaskSource, TaskSpec
     from agentcron.service import Service
     from agentcron.store.postgres import PostgresStore

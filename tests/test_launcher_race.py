@@ -21,7 +21,9 @@ import pytest
 from agentcron.actions import _shim
 from agentcron.clock import FakeClock
 from agentcron.engine.actions import ActionRegistry
-from agentcron.engine.engine import LAUNCHER_WAIT, Engine, EngineSettings
+from agentcron.engine.engine import Engine
+from agentcron.engine.lapsed import LAUNCHER_WAIT
+from agentcron.engine.settings import EngineSettings
 from agentcron.model import ErrorClass, SlotStatus, TaskSource, TaskSpec
 from agentcron.orphans import ended_run, marker_path, start_time
 from agentcron.store.sqlite import SQLiteStore

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from agentcron.clock import FakeClock
-from agentcron.engine.engine import COALESCE, TickReport
+from agentcron.engine.engine import COALESCE
+from agentcron.engine.settings import TickReport
 from agentcron.model import SlotStatus, TaskSource, TaskSpec
 from agentcron.store.base import Store
 from harness import Harness

@@ -11,8 +11,8 @@ import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.daemon import Daemon, DaemonOptions
-from agentcron.engine.engine import TickReport
 from agentcron.engine.health import Outage
+from agentcron.engine.settings import TickReport
 from agentcron.model import Message
 
 SINCE = datetime(2026, 12, 4, 22, 24, 50, tzinfo=UTC)

@@ -14,7 +14,8 @@ import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.engine.actions import ActionRegistry
-from agentcron.engine.engine import RENEWAL_GRACE, Engine, EngineSettings
+from agentcron.engine.engine import RENEWAL_GRACE, Engine
+from agentcron.engine.settings import EngineSettings
 from agentcron.model import ErrorClass, NewSlot, SlotStatus, TaskSource, TaskSpec
 from agentcron.store.sqlite import SQLiteStore
 from faulty_store import FaultyStore, connection_lost
@@ -74,8 +75,8 @@ def test_each_nodes_recovery_says_what_it_recorded_not_that_nothing_came_due(
     from datetime import UTC, datetime, timedelta
 
     from agentcron.daemon import Daemon, DaemonOptions
-    from agentcron.engine.engine import TickReport
     from agentcron.engine.health import Outage
+    from agentcron.engine.settings import TickReport
     from agentcron.model import Message, NodeInfo
     from agentcron.store.sqlite import SQLiteStore
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from agentcron.clock import FakeClock
 from agentcron.engine.actions import ActionRegistry
-from agentcron.engine.engine import Engine, EngineSettings
+from agentcron.engine.engine import Engine
+from agentcron.engine.settings import EngineSettings
 from agentcron.home import hostname
 from agentcron.model import ErrorClass, NewSlot, NodeInfo, SlotStatus, TaskSource, TaskSpec
 from agentcron.store.sqlite import SQLiteStore

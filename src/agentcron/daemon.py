@@ -38,8 +38,9 @@ from agentcron.durations import format_duration
 from agentcron.engine.actions import ActionRegistry
 from agentcron.engine.budgets import BudgetGate
 from agentcron.engine.diskroom import takes_writes
-from agentcron.engine.engine import Engine, EngineSettings, TickReport
+from agentcron.engine.engine import Engine
 from agentcron.engine.health import Outage, describe_error
+from agentcron.engine.settings import EngineSettings, TickReport
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
 from agentcron.model import ClockStepped, Finished, Message, NodeInfo, Slot, TaskSpec

@@ -34,7 +34,8 @@ from agentcron.model.incident import IncidentKind
 
 if TYPE_CHECKING:
     from agentcron._service.status import Gauges
-    from agentcron.engine.engine import Engine, TickReport
+    from agentcron.engine.engine import Engine
+    from agentcron.engine.settings import TickReport
 
 log = logging.getLogger("agentcron.metrics")
 
