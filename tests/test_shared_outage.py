@@ -14,7 +14,8 @@ import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.engine.actions import ActionRegistry
-from agentcron.engine.engine import RENEWAL_GRACE, Engine
+from agentcron.engine.engine import Engine
+from agentcron.engine.outages import RENEWAL_GRACE
 from agentcron.engine.settings import EngineSettings
 from agentcron.model import ErrorClass, NewSlot, SlotStatus, TaskSource, TaskSpec
 from agentcron.store.sqlite import SQLiteStore

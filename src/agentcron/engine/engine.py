@@ -17,9 +17,8 @@ import logging
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -55,6 +54,7 @@ from .clockstep import WallClockWatch, replans, step_while_stopped
 from .finisher import Finisher
 from .health import LoopHealth, Outage
 from .lapsed import LapsedRuns
+from .outages import TickOutages
 from .planning import Ahead, Plan, plan_due, with_overlap
 from .providers import ProviderGate
 from .runner import RunnerDeps, execute, outer_limit
@@ -72,7 +72,6 @@ PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap 
 PREPARE_BATCH = 200  # tasks of several instants prepared in one pass
 PREPARE_SLACK = 0.05  # seconds inside LOOKAHEAD at which a pass wakes to prepare a fire
 DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
-RENEWAL_GRACE = timedelta(seconds=6)  # longer than the longest backoff between failed ticks
 # How often a node holding runs looks for those another node asked it to stop
 STOPS_LOOK = timedelta(seconds=1)
 FINISH_GRACE = 5.0  # seconds a stop waits for ended runs' records, past its own grace
@@ -106,13 +105,9 @@ class _Run:
 
 
 Listener = Callable[[Finished], None]
-# Told when ticks have failed long enough to be news, and when they work again
-# (with the report of the first tick that worked).
-OutageListener = Callable[[Outage], None]
 Gate = Callable[[list[Claim], datetime], tuple[list[Claim], list[tuple[TaskSpec, Slot]]]]
 # (spec, outcome, when it ended) -> (budget scope key, day, tokens) for each budget
 Spender = Callable[[TaskSpec, AttemptOutcome, datetime], Sequence[tuple[str, str, int]]]
-RecoveryListener = Callable[[Outage, datetime, "TickReport"], None]
 
 
 @dataclass
@@ -146,18 +141,9 @@ class Engine:
         # called after every pass whose tick worked, the first after an outage too
         # (the record of the last tick: `health` must see ticks as soon as they work)
         self.after_pass: list[Callable[[datetime], None]] = []
-        # an announced outage that ended, its "available again" held (recovery_hold):
-        # (the outage, when ticks worked again, the first tick's report)
-        self._healing: tuple[Outage, datetime, TickReport] | None = None
-        # what the first ticks of earlier gaps of the held outage recorded: a recovery
-        # said "No slot came due meanwhile" after a gap's tick had recorded 63 missed
-        self._carried: TickReport | None = None
         # the report of the tick under way: a tick that fails after recording fires
         # (a later statement refused) has its slots counted with the outage's end
         self._pass_report: TickReport | None = None
-        # the last outages (outage, when ticks worked again): what kept slots from
-        # running, for the reasons of slots recorded missed after them
-        self.past_outages: deque[tuple[Outage, datetime]] = deque(maxlen=20)
         # told of a slot that has waited longer than its period for a free worker
         # (the task, the slot, how long, and what holds the workers)
         self.starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]] = []
@@ -197,15 +183,14 @@ class Engine:
         self.last_tick = time.monotonic()  # read by the watchdog thread to spot a stuck loop
         started = time.monotonic()
         self.health = LoopHealth(last_pass=started, last_ok=started)
+        self._outages = TickOutages(store, clock, settings, self.health)
+        self.on_outage = self._outages.on_outage
+        self.on_recovery = self._outages.on_recovery
+        self.past_outages = self._outages.past
         # fires due after this were missed while the scheduler ran (see plan_fires)
         self.started_at = clock.now()
         self._pass_began = self.started_at  # when the current loop pass began
         self._good_pass_began: datetime | None = None  # ... and the last that worked
-        # After an outage of our own, other nodes' leases are not taken over until then:
-        # a shared outage lapsed theirs too, and they need a renewal to say they live.
-        self._recover_after: datetime | None = None
-        self.on_outage: list[OutageListener] = []
-        self.on_recovery: list[RecoveryListener] = []
         self.stopping = False  # set by the daemon's stop signal, before runs are stopped
         # told when the wall clock stepped back and tasks were planned again
         self.clock_listeners: list[Callable[[ClockStepped], None]] = []
@@ -292,11 +277,10 @@ class Engine:
         # Lapsed leases are looked for a few times per lease, not on every tick: a burst
         # ticks after every finished run, and each look reads all running slots.
         interval = max(timedelta(seconds=1), self.settings.lease / 20)
-        # Not while our own ticks fail, nor just after: see _recovered.
-        settled = self.health.outage is None and (
-            self._recover_after is None or now >= self._recover_after
-        )
-        if settled and (self._last_recover is None or now - self._last_recover >= interval):
+        # Not while our own ticks fail, nor just after: see TickOutages.settled.
+        if self._outages.settled(now) and (
+            self._last_recover is None or now - self._last_recover >= interval
+        ):
             self._last_recover = now
             report.lost = self._lapsed.recover(now)
             self.store.cancel_waiting_of_paused(now)
@@ -508,140 +492,51 @@ class Engine:
         self._pass_report = None  # a pass that worked: its report goes with it below
         self.health.last_ok = time.monotonic()
         self._good_pass_began = self._pass_began
-        outage, self.health.outage = self.health.outage, None
-        if outage is not None:
-            self._recovered(outage, report)
+        self._outages.worked(report)
         now = self.clock.now()
         for duty in self.after_pass:
             try:
                 duty(now)
             except Exception:
                 log.exception("after-pass duty %s failed", getattr(duty, "__name__", duty))
-        if self._healing is not None:
+        if self._outages.healing():
             return min(delay, self._heal())
         return delay
 
     def _heal(self) -> float:
-        """Tell an announced outage's end once the database has worked for
-        ``recovery_hold`` (30 s), including a write (a full disk lets reads, and an idle
-        tick, through): a database that comes and goes is one outage, not a
-        message each way. Returns the seconds until the hold is over."""
-        assert self._healing is not None
-        back_at = self._healing[1]
-        now = self.clock.now()
-        left = (back_at + self.settings.recovery_hold - now).total_seconds()
+        """Tell a held outage's end once it has held (see TickOutages.hold_left); the
+        seconds until the next look."""
+        left = self._outages.hold_left()
         if left > 0:
             return left
-        refused = self._tell_recovered_if_writes()
+        refused = self._outages.tell_recovered_if_writes()
         if refused is not None:  # not back after all: the same outage goes on
             return self._tick_failed(refused)
         return self.settings.poll_interval
 
-    def _tell_recovered_if_writes(self) -> Exception | None:
-        """Tell the held outage's end if the database takes a write (then it is no
-        longer held); else the write's error, the outage still held."""
-        assert self._healing is not None
-        try:
-            health.probe_write(self.store)
-        except Exception as exc:
-            return exc
-        (outage, back_at, report), self._healing = self._healing, None
-        for listener in self.on_recovery:
-            try:
-                listener(outage, back_at, report)
-            except Exception:
-                log.exception("recovery listener failed")
-        return None
-
     def _tick_failed(self, exc: Exception) -> float:
-        now = self.clock.now()
         self._ahead = None  # made before the fault: the first tick after it plans afresh
-        previous = self.health.outage
-        if previous is None and self._healing is not None:
-            # back for less than recovery_hold: the outage the owner was told of goes
-            # on (its start, its notice), with no "available again" for the gap; what
-            # the gap's first tick recorded is told with the end that holds
-            previous, _, held = self._healing
-            self._healing, self._carried = None, _plus(self._carried, held)
         partial, self._pass_report = self._pass_report, None
-        if partial is not None and partial != TickReport():
-            # what this failing pass's tick recorded before it failed: "This node had no
-            # slot to record" beside its own report of 3 missed runs (outside-in probe)
-            self._carried = _plus(self._carried, partial)
-        # An outage begins when the first failing pass began: a call that waited out
-        # a busy timeout before failing was already meeting the fault.
-        outage = health.after_failure(previous, exc, self._pass_began, self._good_pass_began)
-        if health.should_log(outage, now):
-            if outage.failures == 1:
-                log.exception("tick failed; trying again with backoff")
-            else:
-                log.error(
-                    "ticks have failed since %s (%d in a row), latest: %s",
-                    outage.since.isoformat(timespec="seconds"),
-                    outage.failures,
-                    outage.error,
-                )
-            outage = replace(outage, logged_at=now)
-        if health.should_announce(outage, now, self.settings.outage_notice_after):
-            outage = replace(outage, announced=True)
-            for listener in self.on_outage:
-                try:
-                    listener(outage)
-                except Exception:
-                    log.exception("outage listener failed")
-        self.health.outage = outage
-        delay = health.backoff(outage.failures)
-        if not outage.announced:  # look again when the notice falls due, not after it
-            due_in = (outage.since + self.settings.outage_notice_after - now).total_seconds()
-            delay = min(delay, max(0.05, due_in))
-        return delay
+        return self._outages.failed(exc, partial, self._pass_began, self._good_pass_began)
 
     def outage_told(self) -> Outage | None:
-        """The outage the owner was told of and has not yet been told is over: going
-        on, or back for less than ``recovery_hold`` (what `health` should say too)."""
-        outage = self.health.outage
-        if outage is not None and outage.announced:
-            return outage
-        return self._healing[0] if self._healing is not None else None
+        """The outage the owner was told of and has not yet been told is over."""
+        return self._outages.told()
 
     def healing_since(self) -> datetime | None:
-        """When ticks worked again after the outage being held (see :meth:`_heal`), or
-        None when none is held."""
-        return self._healing[1] if self._healing is not None else None
+        """When ticks worked again after the outage being held, or None."""
+        return self._outages.healing_since()
 
     def outage_covering(self, at: datetime) -> Outage | None:
         """The outage (going on, or among the last ones) during which ``at`` came due."""
-        current = self.health.outage
-        if current is not None and current.covers(at):
-            return current
-        for outage, ended in reversed(self.past_outages):
-            if outage.covers(at) and at <= ended:
-                return outage
-        return None
-
-    def _recovered(self, outage: Outage, report: TickReport) -> None:
-        now = self.clock.now()
-        self.past_outages.append((outage, now))
-        self._recover_after = now + max(self.settings.lease / 3, RENEWAL_GRACE)
-        log.warning(
-            "ticks work again after %d failure(s) since %s",
-            outage.failures,
-            outage.since.isoformat(timespec="seconds"),
-        )
-        if outage.announced:  # told when it has held (_heal), with every gap's slots
-            self._healing = (outage, now, _plus(self._carried, report))
-        self._carried = None
+        return self._outages.covering(at)
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Let runs finish for ``grace`` seconds, then cancel them: each is recorded as
         interrupted through the same finish path as any other end, and every listener
         hears of every ended run before this returns (the store is closed after)."""
         self.stopping = True
-        if self._healing is not None:  # the database worked until the stop: say so,
-            refused = self._tell_recovered_if_writes()  # if it takes a write
-            if refused is not None:
-                self._healing = None
-                log.warning("the database refused a write at the stop (%s): still away", refused)
+        self._outages.at_stop()  # the database worked until the stop: said, if it writes
         try:
             if self._runs:
                 await self.wait_idle(grace)
@@ -1217,15 +1112,3 @@ def _make_folders(folders: Sequence[str]) -> None:
             private_dirs(folder)  # outputs are private: new folders are 0700
         except OSError:  # the run's own write will say what is wrong
             log.debug("could not make %s ahead of its runs", folder, exc_info=True)
-
-
-def _plus(carried: TickReport | None, report: TickReport) -> TickReport:
-    """Two ticks' reports as one (the counts added)."""
-    if carried is None:
-        return report
-    return TickReport(
-        **{
-            name: getattr(carried, name) + getattr(report, name)
-            for name in TickReport.__dataclass_fields__
-        }
-    )
