@@ -18,11 +18,17 @@ unique).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from agentcron.model import TaskRecord
+from agentcron.clock import Clock
+from agentcron.durations import format_duration
+from agentcron.model import ClockStepped, TaskRecord
 from agentcron.schedules.base import Schedule
+from agentcron.store.base import Store
+
+log = logging.getLogger("agentcron.engine")
 
 STEP_NOTICED = timedelta(seconds=60)  # smaller steps are an NTP slew's business
 
@@ -73,3 +79,67 @@ def replans(
         if fire is not None and fire.at < stored:
             late.append((rec, fire.at))
     return late
+
+
+class ClockSteps:
+    """The engine's look for a step back at each tick, and the planning again after one."""
+
+    def __init__(
+        self, store: Store, clock: Clock, schedule_for: Callable[[TaskRecord], Schedule]
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.schedule_for = schedule_for
+        # told when the wall clock stepped back and tasks were planned again
+        self.listeners: list[Callable[[ClockStepped], None]] = []
+        self._wall = WallClockWatch()
+        self._stepped: timedelta | None = None  # a step back not yet planned for
+        self._undone: tuple[int, int] | None = None  # its undo_fires_ahead, once done
+        self._looked_back = False  # whether the first tick looked for a step while stopped
+
+    def mind(self, now: datetime) -> bool:
+        """Plan again from now when the wall clock stepped back: seen between ticks, or,
+        at the first tick, from an earlier daemon's heartbeats on this machine that lie
+        ahead of now. A step stays to be planned for until that has worked (a failing
+        database fails this tick and the next tries again). Whether tasks were planned
+        again (plans made ahead for the old times are then stale)."""
+        back = self._wall.look(now, self.clock.monotonic())
+        if not self._looked_back:
+            from agentcron.home import hostname
+
+            here = hostname()
+            seen = [(n.heartbeat_at, n.stopped_at) for n in self.store.nodes() if n.host == here]
+            self._looked_back = True
+            back = back or step_while_stopped(now, [at for pair in seen for at in pair])
+        if back is not None:
+            if self._stepped is not None:  # a second step before the first was planned for
+                self._undone = None
+            self._stepped = max(back, self._stepped or back)
+        if self._stepped is None:
+            return False
+        by = self._stepped
+        if self._undone is None:  # once per step: a second call would move retries again
+            self._undone = self.store.undo_fires_ahead(now, by)
+        removed, retries = self._undone
+        late = replans(self.store.list_tasks(), self.schedule_for, now)
+        moved: list[tuple[str, datetime, datetime]] = []
+        for rec, fire in late:
+            if self.store.materialize(rec.name, rec.next_fire_at, fire, [], now) is not None:
+                moved.append((rec.name, rec.next_fire_at or fire, fire))
+        self._stepped, self._undone = None, None
+        log.warning(
+            "the system clock went back %s; %d task(s) planned from the later time are "
+            "planned from now again, %d slot(s) it recorded for times still to come that "
+            "never ran are removed, %d retry(ies) brought back",
+            format_duration(by),
+            len(moved),
+            removed,
+            retries,
+        )
+        news = ClockStepped(by=by, at=now, replanned=tuple(moved), removed=removed, retries=retries)
+        for listener in self.listeners:
+            try:
+                listener(news)
+            except Exception:
+                log.exception("clock listener failed")
+        return True

@@ -31,7 +31,6 @@ from agentcron.engine.left_running import left_running_gate
 from agentcron.model import (
     AttemptOutcome,
     Claim,
-    ClockStepped,
     Finished,
     Fires,
     NextTimes,
@@ -50,7 +49,7 @@ from agentcron.schedules.zones import zone_label
 from agentcron.store.base import Store
 
 from . import health
-from .clockstep import WallClockWatch, replans, step_while_stopped
+from .clockstep import ClockSteps
 from .finisher import Finisher
 from .health import LoopHealth, Outage
 from .lapsed import LapsedRuns
@@ -192,12 +191,9 @@ class Engine:
         self._pass_began = self.started_at  # when the current loop pass began
         self._good_pass_began: datetime | None = None  # ... and the last that worked
         self.stopping = False  # set by the daemon's stop signal, before runs are stopped
+        self._clock_steps = ClockSteps(store, clock, lambda rec: self.schedule_for(rec.spec))
         # told when the wall clock stepped back and tasks were planned again
-        self.clock_listeners: list[Callable[[ClockStepped], None]] = []
-        self._wall = WallClockWatch()
-        self._stepped: timedelta | None = None  # a step back not yet planned for
-        self._undone: tuple[int, int] | None = None  # its undo_fires_ahead, once done
-        self._looked_back = False  # whether the first tick looked for a step while stopped
+        self.clock_listeners = self._clock_steps.listeners
         self.passes = 0  # loop passes: a waiting loop must not spin (tests count them)
         # the event loop's time the loop's sleep was to end: a pass that begins well past
         # it finds a process that was held (a freeze shorter than FREEZE_AFTER_BEATS)
@@ -270,7 +266,8 @@ class Engine:
         self.last_tick = time.monotonic()
         self._times = None  # read afresh after this tick's writes
         now = self.clock.now()
-        self._mind_the_clock(now)
+        if self._clock_steps.mind(now):
+            self._ahead = None  # made for the old times
         self._renew(now)
         self._honour_stops(now)
         self._sweep_overruns(now)
@@ -300,52 +297,6 @@ class Engine:
             await asyncio.sleep(0)
         self._prepare(now)
         return report
-
-    def _mind_the_clock(self, now: datetime) -> None:
-        """Plan again from now when the wall clock stepped back (see :mod:`.clockstep`):
-        seen between ticks, or, at the first tick, from an earlier daemon's heartbeats
-        on this machine that lie ahead of now. A step stays to be planned for until
-        that has worked (a failing database fails this tick and the next tries again)."""
-        back = self._wall.look(now, self.clock.monotonic())
-        if not self._looked_back:
-            from agentcron.home import hostname
-
-            here = hostname()
-            seen = [(n.heartbeat_at, n.stopped_at) for n in self.store.nodes() if n.host == here]
-            self._looked_back = True
-            back = back or step_while_stopped(now, [at for pair in seen for at in pair])
-        if back is not None:
-            if self._stepped is not None:  # a second step before the first was planned for
-                self._undone = None
-            self._stepped = max(back, self._stepped or back)
-        if self._stepped is None:
-            return
-        by = self._stepped
-        if self._undone is None:  # once per step: a second call would move retries again
-            self._undone = self.store.undo_fires_ahead(now, by)
-        removed, retries = self._undone
-        late = replans(self.store.list_tasks(), lambda rec: self.schedule_for(rec.spec), now)
-        moved: list[tuple[str, datetime, datetime]] = []
-        for rec, fire in late:
-            if self.store.materialize(rec.name, rec.next_fire_at, fire, [], now) is not None:
-                moved.append((rec.name, rec.next_fire_at or fire, fire))
-        self._stepped, self._undone = None, None
-        self._ahead = None  # made for the old times
-        log.warning(
-            "the system clock went back %s; %d task(s) planned from the later time are "
-            "planned from now again, %d slot(s) it recorded for times still to come that "
-            "never ran are removed, %d retry(ies) brought back",
-            format_duration(by),
-            len(moved),
-            removed,
-            retries,
-        )
-        news = ClockStepped(by=by, at=now, replanned=tuple(moved), removed=removed, retries=retries)
-        for listener in self.clock_listeners:
-            try:
-                listener(news)
-            except Exception:
-                log.exception("clock listener failed")
 
     def _stall_words(self, spec: TaskSpec) -> Callable[[datetime], str | None]:
         """Why a fire of ``spec`` at a time agentcron ran could not run then: a stalled
