@@ -43,7 +43,6 @@ from agentcron.model import (
 )
 from agentcron.model.provider import ProviderNews
 from agentcron.policies.overlap import replaced_text
-from agentcron.policies.starvation import STARVE_AT_LEAST, holders, waited_too_long
 from agentcron.schedules.base import Schedule
 from agentcron.schedules.zones import zone_label
 from agentcron.store.base import Store
@@ -58,11 +57,11 @@ from .planning import Ahead, Plan, plan_due, with_overlap
 from .providers import ProviderGate
 from .runner import RunnerDeps, execute, outer_limit
 from .settings import EngineSettings, TickReport
+from .starving import Starving
 
 if TYPE_CHECKING:
     pass
 
-STARVE_SCAN = 20  # longest-waiting slots looked at per check
 
 log = logging.getLogger("agentcron.engine")
 
@@ -143,9 +142,10 @@ class Engine:
         # the report of the tick under way: a tick that fails after recording fires
         # (a later statement refused) has its slots counted with the outage's end
         self._pass_report: TickReport | None = None
+        self._starving = Starving(store, settings, self.schedule_for)
         # told of a slot that has waited longer than its period for a free worker
         # (the task, the slot, how long, and what holds the workers)
-        self.starved_listeners: list[Callable[[TaskSpec, Slot, timedelta, str], None]] = []
+        self.starved_listeners = self._starving.listeners
         self.providers = ProviderGate(
             store, settings.owner, lambda spec: spec.zone(self.settings.default_zone)
         )
@@ -164,9 +164,6 @@ class Engine:
         # the watchdog's record of loop stalls: (fire time, zone) -> the words a missed
         # slot's reason gives when the fire came due during one (None: not stalled then)
         self.stall_reason: Callable[[datetime, ZoneInfo], str | None] | None = None
-        # task -> since when it has had a slot waiting for a worker, across the waiting
-        # slots that newer fires displaced (each waits at most a period on its own)
-        self._waiting_since: dict[str, datetime] = {}
         self._runs: dict[int, _Run] = {}
         self._schedules = _ScheduleCache()
         self._last_renew: datetime | None = None
@@ -282,7 +279,7 @@ class Engine:
             report.lost = self._lapsed.recover(now)
             self.store.cancel_waiting_of_paused(now)
             self._housekeep(now)
-            self._check_starved(now)
+            self._starving.check(now, [(r.name, r.started_at) for r in self._runs.values()])
         # Slots already waiting go first; then fresh ones start as they are recorded,
         # while there is room (one write each instead of a record and a claim).
         report.started = self._start_runs(now)
@@ -320,52 +317,6 @@ class Engine:
             return f"agentcron could not {what} from {since} ({outage.error})"
 
         return words
-
-    def _check_starved(self, now: datetime) -> None:
-        """Slots free to run that have waited longer than their period while this node
-        had no room. Read through the claim's index, a few at a time: only while every
-        worker is busy, and only the longest waiting."""
-        capacity = self.settings.max_concurrency
-        if not self.starved_listeners or len(self._runs) < capacity:
-            return
-        waiting = self.store.waiting_slots(now - STARVE_AT_LEAST, STARVE_SCAN)
-        # A task with a period under a minute never has a slot that old: each fire
-        # displaces its waiting one. It is found by when it began to wait.
-        seen = {s.task for s in waiting}
-        long_waiting = {
-            name
-            for name, since in self._waiting_since.items()
-            if now - since > STARVE_AT_LEAST and name not in seen
-        }
-        if long_waiting:
-            others = self.store.active_slots_of(set(sorted(long_waiting)[:STARVE_SCAN]))
-            waiting += [
-                s for slots in others.values() for s in slots if s.status is SlotStatus.PENDING
-            ]
-        if not waiting:
-            return
-        busy = holders([(r.name, r.started_at) for r in self._runs.values()], capacity, now)
-        own = self.store.active_slots_of({s.task for s in waiting})
-        told: set[str] = set()
-        for slot in waiting:
-            if slot.task in told or any(
-                a.status is SlotStatus.RUNNING for a in own.get(slot.task, ())
-            ):
-                continue  # waiting behind its own run is overlap, not starvation
-            rec = self.store.get_task(slot.task)
-            if rec is None or rec.paused:
-                continue
-            waited = waited_too_long(
-                slot, now, self.schedule_for(rec.spec).period(), self._waiting_since.get(rec.name)
-            )
-            if waited is None:
-                continue
-            told.add(slot.task)
-            for listener in self.starved_listeners:
-                try:
-                    listener(rec.spec, slot, waited, busy)
-                except Exception:
-                    log.exception("starvation listener failed on %s", slot.task)
 
     def _housekeep(self, now: datetime) -> None:
         for duty in self.housekeeping:
@@ -733,7 +684,7 @@ class Engine:
             if inserted is None:
                 continue  # another node got there first
             if plan.displace:
-                self._note_waiting(plan, active.get(plan.spec.name, ()))
+                self._starving.note_waiting(plan, active.get(plan.spec.name, ()))
             created += len(inserted)
             skipped += sum(1 for s in inserted if s.status is SlotStatus.SKIPPED)
             missed += sum(1 for s in inserted if s.status in _NOT_RUN)
@@ -782,16 +733,6 @@ class Engine:
             task: [s for s in slots if s.id not in ended or s.status is not SlotStatus.RUNNING]
             for task, slots in active.items()
         }
-
-    def _note_waiting(self, plan: Plan, active: Sequence[Slot]) -> None:
-        displaced = [s.next_attempt_at or s.scheduled_for for s in active if s.id in plan.displace]
-        if not displaced:
-            return
-        name = plan.spec.name
-        since = min([*displaced, self._waiting_since.get(name, displaced[0])])
-        if len(self._waiting_since) >= SCHEDULE_CACHE_LIMIT and name not in self._waiting_since:
-            self._waiting_since.clear()  # a bound: at worst a starving task is told later
-        self._waiting_since[name] = since
 
     def _due_plans(self, now: datetime) -> list[Plan]:
         """The plans of the tasks due now: those made ahead if they all still hold (see
@@ -931,7 +872,7 @@ class Engine:
 
     def _spawn(self, claim: Claim, now: datetime) -> None:
         slot_id = claim.slot.id
-        self._waiting_since.pop(claim.spec.name, None)
+        self._starving.started(claim.spec.name)
         task = asyncio.create_task(
             self._guarded(claim, self._deps), name=f"run:{claim.spec.name}:{slot_id}"
         )
