@@ -275,7 +275,7 @@ def test_a_pass_that_begins_well_past_its_wake_up_counts_as_a_freeze(
         await h.engine.run_pass()
 
     asyncio.run(main())
-    assert (h.engine._sweep_not_before is not None) is freeze
+    assert (h.engine._held.sweep_not_before is not None) is freeze
     assert h.engine._wake_due is None
 
 

@@ -83,8 +83,8 @@ def test_an_end_being_written_again_is_not_stopped_and_its_listeners_hear_it(
             await h.engine.shutdown(0.01)
         elif how == "sweep":
             run.deadline = clock.now() - timedelta(seconds=1)
-            h.engine._last_sweep = None
-            h.engine._sweep_overruns(clock.now())
+            h.engine._held._last_sweep = None
+            h.engine._held.sweep_overruns(clock.now())
             assert not run.overran
         else:
             assert h.engine.cancel_slot(slot_id, "replaced") is False

@@ -51,11 +51,12 @@ from . import health
 from .clockstep import ClockSteps
 from .finisher import Finisher
 from .health import LoopHealth, Outage
+from .held import HeldRun, HeldRuns
 from .lapsed import LapsedRuns
 from .outages import TickOutages
 from .planning import Ahead, Plan, plan_due, with_overlap
 from .providers import ProviderGate
-from .runner import RunnerDeps, execute, outer_limit
+from .runner import RunnerDeps, execute
 from .settings import EngineSettings, TickReport
 from .starving import Starving
 
@@ -70,8 +71,6 @@ PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap 
 PREPARE_BATCH = 200  # tasks of several instants prepared in one pass
 PREPARE_SLACK = 0.05  # seconds inside LOOKAHEAD at which a pass wakes to prepare a fire
 DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
-# How often a node holding runs looks for those another node asked it to stop
-STOPS_LOOK = timedelta(seconds=1)
 FINISH_GRACE = 5.0  # seconds a stop waits for ended runs' records, past its own grace
 FREEZE_AFTER_BEATS = 3  # no pass for this many beats: the process was frozen
 FREEZE_SETTLE = 0.2  # seconds the first pass after a freeze lets runs see their ends
@@ -85,21 +84,6 @@ FREEZE_LATE = 1.0
 COALESCE = 0.010
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
-
-
-@dataclass
-class _Run:
-    task: asyncio.Task[Finished | None]
-    slot_id: int
-    name: str
-    started_at: datetime
-    spec: TaskSpec
-    deadline: datetime | None = None  # see runner.outer_limit; set by the first sweep
-    cancel_reason: str | None = None
-    overran: bool = False
-    finishing: bool = False  # its end is being recorded: no longer renewed
-    started: bool = False  # its task has taken its first step (see Engine._stop)
-    stop_asked: bool = False  # stopped before that: it stops itself as it starts
 
 
 Listener = Callable[[Finished], None]
@@ -164,13 +148,10 @@ class Engine:
         # the watchdog's record of loop stalls: (fire time, zone) -> the words a missed
         # slot's reason gives when the fire came due during one (None: not stalled then)
         self.stall_reason: Callable[[datetime, ZoneInfo], str | None] | None = None
-        self._runs: dict[int, _Run] = {}
+        self._held = HeldRuns(store, settings)
+        self._runs = self._held.runs
         self._schedules = _ScheduleCache()
-        self._last_renew: datetime | None = None
-        self._last_stops: datetime | None = None  # see _honour_stops
         self._last_recover: datetime | None = None
-        self._last_sweep: datetime | None = None
-        self._sweep_not_before: datetime | None = None  # set by a freeze (see run_pass)
         self._ahead: Ahead | None = None  # plans made for the coming fires
         self._times: NextTimes | None = None  # read by this tick, for the sleep after it
         self._folders_made: set[str] = set()  # tasks whose output folder was made
@@ -203,12 +184,12 @@ class Engine:
             owner=settings.owner,
             actions=actions,
             rand=self.rand,
-            cancel_reason=self._cancel_reason,
-            overran=self._overran,
-            stopped_before_start=self._stopped_before_start,
+            cancel_reason=self._held.cancel_reason,
+            overran=self._held.overran,
+            stopped_before_start=self._held.stopped_before_start,
             finisher=Finisher(store),
             stopping=lambda: self.stopping,
-            finishing=self._finishing,
+            finishing=self._held.finishing,
             spend=self._spend,
             fence=settings.fence,
         )
@@ -265,9 +246,9 @@ class Engine:
         now = self.clock.now()
         if self._clock_steps.mind(now):
             self._ahead = None  # made for the old times
-        self._renew(now)
-        self._honour_stops(now)
-        self._sweep_overruns(now)
+        self._held.renew(now)
+        self._held.honour_stops(now)
+        self._held.sweep_overruns(now)
         # Lapsed leases are looked for a few times per lease, not on every tick: a burst
         # ticks after every finished run, and each look reads all running slots.
         interval = max(timedelta(seconds=1), self.settings.lease / 20)
@@ -375,7 +356,7 @@ class Engine:
             # sweep, and only it, waits a second for them; and the runs get a moment to
             # see their commands' ends before this tick plans the fires due meanwhile
             # (an ended run still recorded running made the next fire a skip).
-            self._sweep_not_before = self.clock.now() + timedelta(seconds=1)
+            self._held.sweep_not_before = self.clock.now() + timedelta(seconds=1)
             if self._runs:
                 await asyncio.sleep(FREEZE_SETTLE)
         self.health.last_pass = began
@@ -445,7 +426,7 @@ class Engine:
         except TimeoutError:
             stopped = [r for r in self._runs.values() if not r.finishing]
             for run in stopped:  # one that has ended is only being recorded
-                self._stop(run)
+                self._held.stop(run)
             tasks = [r.task for r in list(self._runs.values())]
             # a stopped command gets its kill_grace to end, then each record FINISH_GRACE;
             # a record the database will not take is not waited for past that (the next
@@ -472,24 +453,7 @@ class Engine:
     def cancel_slot(self, slot_id: int, reason: str) -> bool:
         """Stop a run in progress; False when there is none, or it has ended and is
         being recorded (its end stands)."""
-        run = self._runs.get(slot_id)
-        if run is None or run.finishing:
-            return False
-        run.cancel_reason = reason
-        self._stop(run)
-        return True
-
-    @staticmethod
-    def _stop(run: _Run) -> None:
-        """Cancel ``run``'s task. A task cancelled before its first step never runs its
-        coroutine: nothing would record its end, and the run would stay in progress,
-        its lease renewed, for good (overlap: replace stopping a run its own tick had
-        just started did that). Such a run is recorded stopped as it starts, its action
-        not called."""
-        if run.started:
-            run.task.cancel()
-        else:
-            run.stop_asked = True
+        return self._held.cancel(slot_id, reason)
 
     # ---- steps -------------------------------------------------------------------
     def _sleep_for(self, report: TickReport) -> float:
@@ -610,52 +574,6 @@ class Engine:
 
         folders = [output_folder(self.settings.home, name) for name in fresh]
         asyncio.get_running_loop().run_in_executor(None, _make_folders, folders)
-
-    def _renew(self, now: datetime) -> None:
-        """Keep the leases of the runs this engine holds, and only those: the table of
-        runs is the one truth of what this node is running. A held run whose slot was
-        not renewed is no longer this node's (its lease lapsed and another node, or a
-        recovery, took it): it is stopped, so the slot does not run twice at once."""
-        lease = self.settings.lease
-        if self._last_renew is not None and now - self._last_renew < lease / 3:
-            return
-        held = {sid for sid, run in self._runs.items() if not run.finishing}
-        if held:
-            renewed = self.store.renew_leases(self.settings.owner, held, now, now + lease)
-            for slot_id in held - renewed:
-                run = self._runs.get(slot_id)
-                if run is None or run.finishing:
-                    continue
-                log.error(
-                    "slot %s of %s is no longer this node's (its lease lapsed and it was "
-                    "taken over); stopping the run here",
-                    slot_id,
-                    run.name,
-                )
-                self.cancel_slot(slot_id, "taken over after this node's lease lapsed")
-        self._last_renew = now
-
-    def _honour_stops(self, now: datetime) -> None:
-        """Stop the runs held here that another node asked to stop (overlap: replace,
-        its newer fire planned there): looked for once a second while this node holds
-        runs, so a run is replaced across nodes within about a second and its
-        kill_grace, as on one node."""
-        if not self._runs:
-            return
-        if self._last_stops is not None and now - self._last_stops < STOPS_LOOK:
-            return
-        self._last_stops = now
-        for slot_id, reason in self.store.stops_asked(self.settings.owner).items():
-            run = self._runs.get(slot_id)
-            if run is not None and run.cancel_reason is None and self.cancel_slot(slot_id, reason):
-                log.info(
-                    "stopping %s (slot %s), as another node asked: %s", run.name, slot_id, reason
-                )
-
-    def _finishing(self, slot_id: int) -> None:
-        run = self._runs.get(slot_id)
-        if run is not None:
-            run.finishing = True
 
     def _materialize(self, now: datetime) -> tuple[int, int, int, int]:
         """Plan every due task in memory, then record all their slots in one
@@ -787,9 +705,9 @@ class Engine:
             inserted = [*inserted, *filter(None, map(self.store.get_slot, superseded))]
             for slot_id in plan.replace:
                 if slot_id in self._runs:
-                    self.cancel_slot(slot_id, replaced_text(label))
+                    self._held.cancel(slot_id, replaced_text(label))
                 elif self.store.ask_stop(slot_id, replaced_text(label)):
-                    # run by another node: its owner stops it (see _honour_stops)
+                    # run by another node: its owner stops it (see HeldRuns.honour_stops)
                     log.info("asked the node running %s (slot %s) to stop it", spec.name, slot_id)
         for slot in inserted:
             if slot.status.is_final:
@@ -876,46 +794,13 @@ class Engine:
         task = asyncio.create_task(
             self._guarded(claim, self._deps), name=f"run:{claim.spec.name}:{slot_id}"
         )
-        self._runs[slot_id] = _Run(
+        self._runs[slot_id] = HeldRun(
             task=task,
             slot_id=slot_id,
             name=claim.spec.name,
             started_at=now,
             spec=claim.spec,
         )
-
-    def _cancel_reason(self, slot_id: int) -> str | None:
-        run = self._runs.get(slot_id)
-        return run.cancel_reason if run is not None else None
-
-    def _stopped_before_start(self, slot_id: int) -> bool:
-        run = self._runs.get(slot_id)
-        return run is not None and run.stop_asked
-
-    def _overran(self, slot_id: int) -> bool:
-        run = self._runs.get(slot_id)
-        return run is not None and run.overran
-
-    def _sweep_overruns(self, now: datetime) -> None:
-        """Stop waiting for runs whose action outlived every bound it was given."""
-        if self._last_sweep is not None and now - self._last_sweep < timedelta(seconds=1):
-            return
-        if self._sweep_not_before is not None:
-            if now < self._sweep_not_before:
-                return
-            self._sweep_not_before = None
-        self._last_sweep = now
-        for run in self._runs.values():
-            if run.deadline is None:  # worked out here, not on the run's start
-                run.deadline = run.started_at + outer_limit(run.spec)
-            if now >= run.deadline and not run.overran and not run.finishing:
-                run.overran = True
-                log.error(
-                    "run of %s (slot %s) outlived its timeout and was abandoned",
-                    run.name,
-                    run.slot_id,
-                )
-                self._stop(run)
 
     async def _guarded(self, claim: Claim, deps: RunnerDeps) -> Finished | None:
         slot_id = claim.slot.id
