@@ -14,9 +14,13 @@ and starting one makes the loop wait for it. So:
 * calls that take a while still run side by side: a check on the loop, ``spread``
   after a call had to wait, gives each waiting call a thread of its own (up to
   ``core``) when no thread has begun a call for ``spread`` (the busy threads sit in
-  their calls), or when the last call to end took ``slow`` or more (calls that block
-  for a few milliseconds each: one thread would take them one after the other,
-  300 calls of 4 ms in 1.3 s, as an outside-in probe found);
+  their calls), or when the recent calls spent ``slow`` or more each off the CPU
+  (the median of the last few: calls that block a little each, which one thread
+  would take one after the other, 300 calls of 4 ms in 1.3 s as an outside-in probe
+  found). Time off the CPU, not time taken: calls that compute for a millisecond
+  hold the GIL, so more threads would only queue for it (an outside-in probe saw the
+  pool grow to 100 threads for them), and a trivial call now and then held up by
+  the GIL must not make the next backlog spread;
 * the pool grows past ``core`` when calls are *stuck*, not when they are merely
   many: a check on the loop, ``patience`` after a call had to wait at ``core``, adds
   one thread for every busy thread that has been in the same call for at least
@@ -60,7 +64,7 @@ class InlineThreads:
         patience: float = 0.1,
         idle_exit: float = 60.0,
         spread: float = 0.005,
-        slow: float = 0.001,
+        slow: float = 0.0002,
     ) -> None:
         self.core = core
         self.patience = patience
@@ -75,7 +79,8 @@ class InlineThreads:
         self._spread_pending = False
         self._waking = 0  # threads handed a call that have not begun it yet
         self._last_begun = 0.0  # when a thread last began a call (monotonic)
-        self._last_took = 0.0  # how long the last call to end took (seconds)
+        # seconds the last calls spent off the CPU (blocked, or waiting for the GIL)
+        self._off_cpu: collections.deque[float] = collections.deque(maxlen=9)
 
     @property
     def size(self) -> int:
@@ -141,7 +146,7 @@ class InlineThreads:
                 self._spread_pending = False
                 return
             oldest = self._backlog[0][0]
-            if self._last_took >= self.slow:  # calls that block: each its own thread
+            if self._blocking():  # calls that block: each its own thread
                 due = oldest + self.spread
             else:  # short calls: spread only when the busy threads have sat in theirs
                 due = max(self._last_begun, oldest) + self.spread
@@ -198,6 +203,13 @@ class InlineThreads:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_later(self.patience, self._grow, loop)
 
+    def _blocking(self) -> bool:
+        """Whether the recent calls each spent ``slow`` or more off the CPU (under the
+        lock; the median, so one call held up by the GIL does not decide)."""
+        if not self._off_cpu:
+            return False
+        return sorted(self._off_cpu)[len(self._off_cpu) // 2] >= self.slow
+
     def _begun(self) -> None:
         """A woken thread is running (under the lock)."""
         self._waking -= 1
@@ -208,12 +220,15 @@ class InlineThreads:
             self._begun()
         while True:
             job, worker.job = worker.job, None
+            off: float | None = None
             if job is not None:
-                began = time.monotonic()
+                began, cpu = time.monotonic(), time.thread_time()
                 job()
-                self._last_took = time.monotonic() - began
+                off = time.monotonic() - began - (time.thread_time() - cpu)
                 job = None  # a parked thread must not keep the last call (and its loop) alive
             with self._lock:
+                if off is not None:
+                    self._off_cpu.append(off)
                 if self._backlog:
                     _, worker.job = self._backlog.popleft()
                     worker.busy_since = self._last_begun = time.monotonic()
