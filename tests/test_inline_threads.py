@@ -239,3 +239,32 @@ def test_calls_that_compute_for_a_millisecond_stay_on_one_thread() -> None:
         pytest.skip("the machine held the calls off the CPU: cannot tell here")
     # one thread, give or take one the machine held off the CPU a while
     assert len(set(threads)) <= 4, len(set(threads))
+
+
+def test_a_check_lost_with_its_loop_does_not_leave_later_calls_waiting() -> None:
+    """A loop that ends while a spread check is pending on it (a program may run several
+    loops in turn; every test does) took that check with it: the pool went on
+    believing one pending, and a call waiting behind a blocked one never got a thread
+    (seen as a test's inline run timing out before its call began)."""
+    pool = InlineThreads(core=8, patience=60, idle_exit=5, spread=0.005)
+    release = threading.Event()
+    done: list[str] = []
+
+    async def first_loop() -> None:
+        loop = asyncio.get_running_loop()
+        pool.submit(lambda: release.wait(30), loop)
+        pool.submit(lambda: done.append("b"), loop)  # behind it; the check dies with this loop
+
+    async def second_loop() -> None:
+        await asyncio.sleep(1.2)  # the lost check is overdue by more than a second
+        loop = asyncio.get_running_loop()
+        pool.submit(lambda: release.wait(30), loop)
+        pool.submit(lambda: done.append("d"), loop)  # behind a blocked call again
+        await until(lambda: "d" in done, timeout=10)
+
+    try:
+        asyncio.run(first_loop())
+        asyncio.run(second_loop())
+    finally:
+        release.set()
+    assert sorted(done) == ["b", "d"]

@@ -75,8 +75,13 @@ class InlineThreads:
         self._idle: list[_Worker] = []  # parked, newest last (reused first: warm)
         self._busy: set[_Worker] = set()
         self._backlog: collections.deque[tuple[float, Job]] = collections.deque()
-        self._check_pending = False
-        self._spread_pending = False
+        # when the pending growth and spread checks are due (monotonic; None: none is).
+        # A check that is a second overdue is taken for lost: its loop has ended (a
+        # program may run several loops in turn, each test does) or is stuck, and a new
+        # one is asked of the loop at hand; a lost check left for pending made every
+        # later backlog wait for a busy thread to end its call, for good.
+        self._check_due: float | None = None
+        self._spread_due: float | None = None
         self._waking = 0  # threads handed a call that have not begun it yet
         self._last_begun = 0.0  # when a thread last began a call (monotonic)
         # seconds the last calls spent off the CPU (blocked, or waiting for the GIL)
@@ -99,9 +104,11 @@ class InlineThreads:
         with self._lock:
             if self._waking:
                 # a thread is on its way: it takes this call after its own
-                self._backlog.append((time.monotonic(), job))
-                spread = not self._spread_pending
-                self._spread_pending = True
+                now = time.monotonic()
+                self._backlog.append((now, job))
+                spread = _lost(self._spread_due, now)
+                if spread:
+                    self._spread_due = now + self.spread
             elif self._idle:
                 worker = self._idle.pop()
                 self._hand(worker, job)
@@ -112,9 +119,11 @@ class InlineThreads:
                 self._busy.add(worker)
                 self._waking += 1
             else:
-                self._backlog.append((time.monotonic(), job))
-                check = not self._check_pending
-                self._check_pending = True
+                now = time.monotonic()
+                self._backlog.append((now, job))
+                check = _lost(self._check_due, now)
+                if check:
+                    self._check_due = now + self.patience
         if worker is not None:
             self._start(worker)
         elif spread:
@@ -143,7 +152,7 @@ class InlineThreads:
         grow = False
         with self._lock:
             if not self._backlog:
-                self._spread_pending = False
+                self._spread_due = None
                 return
             oldest = self._backlog[0][0]
             if self._blocking():  # calls that block: each its own thread
@@ -166,9 +175,12 @@ class InlineThreads:
                         self._waking += 1
                         fresh.append(worker)
                 # at core, what still waits is the growth check's: it starts one
-                self._spread_pending = False
-                grow = bool(self._backlog) and not self._check_pending
-                self._check_pending = self._check_pending or grow
+                self._spread_due = None
+                grow = bool(self._backlog) and _lost(self._check_due, now)
+                if grow:
+                    self._check_due = now + self.patience
+            else:
+                self._spread_due = now + max(due - now, self.spread / 4)
         for worker in woken:
             worker.wake.release()
         for worker in fresh:
@@ -183,7 +195,7 @@ class InlineThreads:
         now = time.monotonic()
         with self._lock:
             if not self._backlog:
-                self._check_pending = False
+                self._check_due = None
                 return
             stuck = sum(1 for w in self._busy if now - w.busy_since >= self.patience)
             oldest = self._backlog[0][0]
@@ -196,7 +208,7 @@ class InlineThreads:
                     self._waking += 1
                     fresh.append(worker)
             again = bool(self._backlog)
-            self._check_pending = again
+            self._check_due = now + self.patience if again else None
         for worker in fresh:
             self._start(worker)
         if again:
@@ -243,3 +255,11 @@ class InlineThreads:
                 worker.wake.acquire()  # chosen just as it timed out: the job is on its way
             with self._lock:  # handed a job by submit() or the spread check
                 self._begun()
+
+
+LOST_AFTER = 1.0  # seconds a check may be overdue before it is taken for lost
+
+
+def _lost(due: float | None, now: float) -> bool:
+    """Whether no check is pending, or the pending one is overdue enough to be lost."""
+    return due is None or now > due + LOST_AFTER
