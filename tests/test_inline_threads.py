@@ -268,3 +268,38 @@ def test_a_check_lost_with_its_loop_does_not_leave_later_calls_waiting() -> None
     finally:
         release.set()
     assert sorted(done) == ["b", "d"]
+
+
+def test_a_thread_the_system_would_not_start_does_not_wedge_the_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With no thread to be had (a limit of the system's), the call's submit fails,
+    saying so; the pool must not go on counting that thread as on its way, or every
+    later call would wait behind it for good."""
+    from agentcron.actions import _inline_threads
+
+    pool = InlineThreads(core=4, patience=60, idle_exit=5, spread=0.005)
+    release = threading.Event()
+    done: list[str] = []
+    real = _inline_threads._thread.start_new_thread
+
+    def refuse(*_: object) -> int:
+        raise RuntimeError("can't start new thread")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        began = threading.Event()
+        pool.submit(lambda: (began.set(), release.wait(30)), loop)
+        await until(began.is_set, timeout=10)
+        monkeypatch.setattr(_inline_threads._thread, "start_new_thread", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            pool.submit(lambda: done.append("refused"), loop)
+        monkeypatch.setattr(_inline_threads._thread, "start_new_thread", real)
+        pool.submit(lambda: done.append("later"), loop)
+        await until(lambda: "later" in done, timeout=10)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+    assert done == ["later"]

@@ -40,11 +40,14 @@ import _thread
 import asyncio
 import collections
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 Job = Callable[[], None]
+
+log = logging.getLogger("agentcron.actions")
 
 
 class _Worker:
@@ -139,10 +142,42 @@ class InlineThreads:
         self._waking += 1
 
     def _start(self, worker: _Worker) -> None:
+        """Start ``worker``'s thread. When the system has no thread to give (a limit of
+        threads or memory), it is taken back out of the pool, which would otherwise
+        count it busy and on its way for good (every later call waiting behind it),
+        and the error is raised."""
         # The low-level start does not wait for the new thread to run (threading's
         # does, and under a busy loop that wait is a millisecond or more per thread).
         # These threads are daemonic like threading's daemon threads.
-        _thread.start_new_thread(self._serve, (worker,))
+        try:
+            _thread.start_new_thread(self._serve, (worker,))
+        except RuntimeError:
+            with self._lock:
+                self._busy.discard(worker)
+                self._waking -= 1
+            raise
+
+    def _start_all(self, fresh: list[_Worker]) -> None:
+        """Start the threads a check made; the calls of those that cannot start go back
+        to the front of the backlog, to wait for a thread that ends its call."""
+        for k, worker in enumerate(fresh):
+            try:
+                self._start(worker)
+            except RuntimeError as exc:
+                left = [w.job for w in fresh[k:] if w.job is not None]
+                with self._lock:
+                    for later in fresh[k + 1 :]:
+                        self._busy.discard(later)
+                        self._waking -= 1
+                    now = time.monotonic()
+                    self._backlog.extendleft((now, job) for job in reversed(left))
+                log.error(
+                    "could not start a thread for an inline call (%s): %d call(s) wait "
+                    "for a thread of the pool to end its call",
+                    exc,
+                    len(left),
+                )
+                return
 
     def _spread(self, loop: asyncio.AbstractEventLoop) -> None:
         """Waiting calls get threads of their own once the busy ones stop taking calls."""
@@ -183,8 +218,7 @@ class InlineThreads:
                 self._spread_due = now + max(due - now, self.spread / 4)
         for worker in woken:
             worker.wake.release()
-        for worker in fresh:
-            self._start(worker)
+        self._start_all(fresh)
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             if moving:
                 loop.call_later(max(due - now, self.spread / 4), self._spread, loop)
@@ -209,8 +243,7 @@ class InlineThreads:
                     fresh.append(worker)
             again = bool(self._backlog)
             self._check_due = now + self.patience if again else None
-        for worker in fresh:
-            self._start(worker)
+        self._start_all(fresh)
         if again:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_later(self.patience, self._grow, loop)
