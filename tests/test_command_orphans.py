@@ -441,3 +441,53 @@ def test_an_unreadable_marker_is_said_and_counts_as_no_end(tmp_path: Path, caplo
         assert ended_run(tmp_path, 10, 1) is None  # no marker at all
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and str(path) in messages[0] and "cannot be read" in messages[0]
+
+
+def test_a_group_whose_launcher_died_with_its_daemon_is_still_stopped() -> None:
+    """Launcher and daemon killed together (the OOM killer, ``pkill -9 python3``): the
+    command lives on in the group, reparented. The recovery must stop it all the same,
+    or the retry runs beside it, the slot twice at once (outside-in probe)."""
+    from agentcron.orphans import start_time, stop_group
+
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, time; c = subprocess.Popen(['sleep', '60']); "
+            "print(c.pid, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    pgid = launcher.pid
+    try:
+        assert launcher.stdout is not None
+        command = int(launcher.stdout.readline())
+        assert start_time(command) is not None
+        started = start_time(pgid)
+        os.kill(pgid, signal.SIGKILL)
+        launcher.wait(10)
+        assert not group_gone(pgid)  # the command outlived its launcher
+        assert stop_group(pgid, started)
+        wait_for(lambda: group_gone(pgid), timeout=10, what="the orphaned command to be gone")
+    finally:
+        kill_group(pgid)
+        if launcher.stdout is not None:
+            launcher.stdout.close()
+
+
+def test_a_group_id_now_led_by_another_process_is_left_alone() -> None:
+    """A recorded group whose ID now leads another process (the ID was reused) is not
+    ours: nothing is killed."""
+    from agentcron.orphans import start_time, stop_group
+
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        started = start_time(other.pid)
+        assert started is not None
+        assert not stop_group(other.pid, started - 1)  # recorded: an earlier process
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait(10)

@@ -49,8 +49,20 @@ def start_time(pid: int) -> int | None:
 
 
 def stop_group(pgid: int, started: int | None) -> bool:
-    """SIGKILL the group if its leader is still the process that was recorded."""
-    if pgid <= 1 or started is None or start_time(pgid) != started:
+    """SIGKILL the group whose leader was recorded starting at ``started``, if it still
+    has members: while its leader is that process, and also once its leader has died.
+
+    A launcher killed together with its daemon (the OOM killer, ``pkill -9 python3``)
+    leaves its command running in the group, reparented: the group had to be stopped
+    all the same, or the retry ran beside it, the slot twice at once (outside-in probe).
+    Linux does not give a process ID to a new process while a process group of that ID
+    exists, so a group with a dead leader is still the recorded one; a leader that is
+    another process (a later start time) means the ID was reused, and it is left alone.
+    """
+    if pgid <= 1 or started is None:
+        return False
+    leader = start_time(pgid)
+    if leader is not None and leader != started:
         return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
