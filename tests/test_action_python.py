@@ -401,3 +401,36 @@ def test_an_inline_target_imports_from_the_config_folder_as_a_pooled_one_does(
     ctx = make_ctx(tmp_path, "beside_config_7f3a:f", isolation="inline", cwd=None)
     result = asyncio.run(registry(ctx.spec).run(ctx))
     assert (result.ok, result.output) == (True, "found"), result.failure
+
+
+def test_an_inline_async_call_that_will_not_stop_times_out_all_the_same(tmp_path: Path) -> None:
+    """An ``async def`` that catches the cancellation and goes on kept its run in
+    progress for good (never recorded, the task's next runs skipped behind it) and held
+    the daemon's stop (outside-in probe). Its run times out at its timeout; the call is
+    left running, as a thread that cannot be stopped is, and holds its task."""
+    from agentcron.actions.python_action import still_running_past_its_run
+
+    refused: list[int] = []
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await release.wait()
+                return
+            except asyncio.CancelledError:
+                refused.append(1)
+
+    async def scenario() -> ActionResult:
+        action = InlinePythonAction(func=stubborn)
+        async with asyncio.timeout(10):  # before: never returned
+            result = await action.run(make_ctx(tmp_path, timeout=0.2))
+        await asyncio.sleep(0.05)
+        assert refused and still_running_past_its_run("job") is not None
+        release.set()  # the call ends at last: its task is free again
+        await until(lambda: still_running_past_its_run("job") is None)
+        return result
+
+    result = asyncio.run(scenario())
+    assert result.failure is not None
+    assert result.failure.known_class is ErrorClass.TIMEOUT

@@ -233,9 +233,10 @@ def test_calls_that_compute_for_a_millisecond_stay_on_one_thread() -> None:
         await until(lambda: len(threads) == 200, timeout=60)
 
     asyncio.run(scenario())
-    if sorted(off_cpu)[len(off_cpu) // 2] >= 0.0002:
+    if sorted(off_cpu)[len(off_cpu) // 2] >= 0.0002 or max(off_cpu) >= 0.004:
         # a machine that kept the calls' thread waiting for a CPU makes them look
-        # blocked, and the pool rightly spreads them then
+        # blocked (or one of them sitting in its call), and the pool rightly spreads
+        # them then
         pytest.skip("the machine held the calls off the CPU: cannot tell here")
     # one thread, give or take one the machine held off the CPU a while
     assert len(set(threads)) <= 4, len(set(threads))

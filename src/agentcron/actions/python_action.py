@@ -146,15 +146,14 @@ class InlinePythonAction:
                 func = self._func or await _in_thread(_importer(spec.python, spec.cwd or self._cwd))
                 coro = self._is_coro if self._func else inspect.iscoroutinefunction(func)
                 if coro:
-                    ON_THE_LOOP[ctx.slot_id] = ctx.task
-                    try:
-                        text = result_text(await _awaited(func(*spec.args, **spec.kwargs)))
-                    finally:
-                        ON_THE_LOOP.pop(ctx.slot_id, None)
+                    out = await _on_the_loop(func(*spec.args, **spec.kwargs), ctx, watch)
+                    text = result_text(out)
                 else:
                     call = functools.partial(_call, func, spec.args, spec.kwargs)
                     out = await _in_thread(call, watch)
-                    text = result_text(await _awaited(out)) if inspect.isawaitable(out) else out
+                    if inspect.isawaitable(out):
+                        out = result_text(await _on_the_loop(out, ctx, watch))
+                    text = out
                 if text:  # no output, no file: an empty file per run would cost a create
                     await _keep(text, ctx)
         except asyncio.CancelledError:
@@ -214,6 +213,46 @@ def _call(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> 
             raise
         value = None
     return value if inspect.isawaitable(value) else result_text(value)
+
+
+async def _on_the_loop(awaitable: Awaitable[Any], ctx: ActionContext, watch: _CallWatch) -> Any:
+    """Await an inline async call as a task of its own, so that its run ends when its
+    timeout or a stop comes even if the call will not: one that catches the
+    cancellation and goes on (an outside-in probe's ``except CancelledError: pass``)
+    kept its run in progress for good, never recorded, the task's next runs skipped
+    behind it, and held the daemon's stop. It is asked to stop, and when it does not,
+    it is left running as a thread that cannot be stopped is: its task's next runs
+    wait for it (see :class:`_CallWatch`)."""
+    ON_THE_LOOP[ctx.slot_id] = ctx.task
+    name = f"inline call of {ctx.task} (slot {ctx.slot_id})"  # named if left at the stop
+    call = asyncio.get_running_loop().create_task(_captured(awaitable), name=name)
+    watch.started()
+
+    def over(_: asyncio.Future[Any]) -> None:
+        ON_THE_LOOP.pop(ctx.slot_id, None)
+        watch.ended()
+
+    call.add_done_callback(over)
+    try:
+        await asyncio.wait([call])
+    except asyncio.CancelledError:
+        call.cancel()
+        raise
+    value, error = call.result()
+    if error is not None:
+        raise error  # here, where the run's failure is made of it
+    return value
+
+
+async def _captured(awaitable: Awaitable[Any]) -> tuple[Any, BaseException | None]:
+    """The call's value, or what it raised: a task that raises ``SystemExit`` or
+    ``KeyboardInterrupt`` would end the event loop itself, not the run."""
+    try:
+        return await _awaited(awaitable), None
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return None, exc
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
