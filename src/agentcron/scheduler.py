@@ -238,8 +238,10 @@ class Scheduler:
 
     def run(self) -> None:
         """Run in the foreground until interrupted."""
+        from agentcron.run_loop import run_to_end
+
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(self.run_async())
+            run_to_end(self.run_async())
 
 
 def _function_name(func: Callable[..., Any]) -> str:

@@ -447,7 +447,14 @@ class Engine:
                 )
                 for task in stuck:
                     task.cancel()
-                await asyncio.gather(*stuck, return_exceptions=True)
+                # not waited for past a moment: a run that will not end when cancelled
+                # held the stop for good (outside-in probe)
+                _, still = await asyncio.wait(stuck, timeout=1.0)
+                if still:
+                    log.error(
+                        "%d run(s) would not end when cancelled; left to the next start",
+                        len(still),
+                    )
         self._tell_listeners()
 
     def cancel_slot(self, slot_id: int, reason: str) -> bool:

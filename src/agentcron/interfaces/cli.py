@@ -391,9 +391,9 @@ def run(
         # one daemon per SQLite home, held until the daemon has stopped
         with daemon_lock(options.home, options.db_url):
             check_database(options.db_url, options.home)  # damage refused before any write
-            import asyncio  # only the commands that run a loop pay for it (~50 ms)
+            from agentcron.run_loop import run_to_end
 
-            code = asyncio.run(Daemon(options).run())
+            code = run_to_end(Daemon(options).run())
         _exit_past_hung_sends(code)
         if code:  # a part kept failing: exit non-zero so the service manager restarts us
             raise typer.Exit(code)
