@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcron.clock import FakeClock
-from agentcron.model import IncidentKind, Message, NewSlot, SlotStatus
+from agentcron.model import ErrorClass, IncidentKind, Message, NewSlot, SlotStatus
 from agentcron.notify import OutboxSender
 from agentcron.notify.notifier import Notifier
 from agentcron.store.base import Store
@@ -364,6 +364,48 @@ def test_a_task_whose_runs_are_always_replaced_is_told_it_does_not_complete(
     stopped = [s for s in sqlite_store.slots("slow", limit=100) if s.status is SlotStatus.CANCELLED]
     assert len(stopped) >= 3
     assert after == [f"✔ slow finishes its runs again after {len(stopped)} unfinished runs."]
+
+
+def test_a_stop_of_the_daemon_is_not_told_as_a_replaced_task_finishing_again(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """A run of an overlap: replace task that the daemon's stop interrupted did not
+    finish by itself: "✔ … finishes its runs again after 11 unfinished runs" came in the
+    same second as "⚠ … failed: the daemon stopped while the run was in progress"
+    (outside-in probe)."""
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add(
+            "slow",
+            command="exec sleep 30",
+            shell=True,
+            every="1m",
+            timezone="UTC",
+            overlap="replace",
+            kill_grace="1s",
+        )
+
+        def newest() -> SlotStatus:
+            return rig.h.slots("slow")[-1].status
+
+        clock.advance(timedelta(minutes=1))
+        await rig.h.tick(settle=False)
+        await until(lambda: newest() is SlotStatus.RUNNING)
+        for _ in range(4):  # every run is stopped by the next fire before it ends
+            clock.advance(timedelta(minutes=1))
+            await rig.h.tick(settle=False)
+            await until(lambda: rig.h.engine.running == 0)
+            await rig.h.tick(settle=False)
+            await until(lambda: newest() is SlotStatus.RUNNING)
+        first = await rig.lines()
+        await rig.h.engine.shutdown(0.05)  # the stop interrupts the run in progress
+        return first, (await rig.lines())[len(first) :]
+
+    first, after = asyncio.run(scenario())
+    assert any("has not completed 3 runs in a row" in line for line in first), first
+    assert not any("finishes its runs again" in line for line in after), after
+    assert sqlite_store.slots("slow", limit=100)[0].error_class is ErrorClass.WORKER_LOST
 
 
 # ---- starvation: a slot free to run that no worker takes ----------------------------------

@@ -885,9 +885,13 @@ class Notifier:
         (Closing on any run's end would open and close the incident every cycle of a
         task that always outlasts its period.) Under ``overlap: replace`` a run that
         ended by itself is the end: the streak was of runs stopped before they finished
-        (waiting for one more run kept `list` saying skipping for a period). The count
-        told is read from the slots."""
-        if spec.overlap is not OverlapPolicy.REPLACE or ran.status is SlotStatus.CANCELLED:
+        (waiting for one more run kept `list` saying skipping for a period); one stopped
+        by the next fire, or whose worker was lost (the daemon's stop interrupting it),
+        did not end by itself. The count told is read from the slots."""
+        interrupted = (
+            ran.status is SlotStatus.CANCELLED or ran.error_class is ErrorClass.WORKER_LOST
+        )
+        if spec.overlap is not OverlapPolicy.REPLACE or interrupted:
             before = self.store.slot_before(spec.name, ran.scheduled_for)
             if before is None or passed_over(before):
                 return None
