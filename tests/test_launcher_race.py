@@ -436,8 +436,12 @@ def test_a_command_its_launcher_stopped_ends_when_it_was_stopped(tmp_path: Path)
             await engine.wait_idle(10)
 
         asyncio.run(scenario())
+        attempts = store.attempts(slot_id)
     finally:
         store.close()
     [finished] = ended
     assert finished.outcome.error is not None and "stopped with it" in finished.outcome.error
     assert finished.finished_at == stopped
+    # and as recorded: `logs` said "failed in 81.9s" for a command stopped after 11 s,
+    # its end stored when the restart 70 s later found it (outside-in probe)
+    assert [a.finished_at for a in attempts] == [stopped]

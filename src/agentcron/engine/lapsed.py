@@ -134,7 +134,7 @@ class LapsedRuns:
                 # restart, for a command stopped after 4 (outside-in probe)
                 details, finished_at = "", _stopped_at(end, slot, now)
                 self._stop_orphan(slot, home)
-                recorded = self.store.record_lost(slot, outcome, now)
+                recorded = self.store.record_lost(slot, outcome, finished_at)
                 how = "lost its worker"
             if not recorded:
                 continue  # another node recorded it first
