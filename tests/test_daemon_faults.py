@@ -543,6 +543,42 @@ def test_a_heartbeat_that_cannot_be_written_while_ticks_work_is_said_not_fatal(
         lock.release()
 
 
+def test_the_heartbeat_is_not_said_to_work_again_while_the_database_is_away(
+    tmp_path: Path, monkeypatch: Any, caplog: Any
+) -> None:
+    """While the ticks' outage lasts the heartbeat loop tries no beat; it said
+    "recording the node heartbeat works again" all the same, 34 s before a lock on the
+    database ended (outside-in probe). It says so once a beat has worked."""
+    import logging
+
+    with Sink() as sink:
+        d = _daemon(
+            tmp_path,
+            sink,
+            monkeypatch,
+            watchdog_interval=0.2,
+            heartbeat_interval=0.1,
+            part_failure_window=600.0,
+        )
+
+        def works_again() -> int:
+            return caplog.text.count("recording the node heartbeat works again")
+
+        async def body() -> None:
+            store = _store(d)
+            store.fail("heartbeat", error=io_error)  # a beat fails first, ticks still work
+            await until(lambda: "recording the node heartbeat failed" in caplog.text, 30)
+            store.fail("next_times", "heartbeat", "record_tick", error=io_error)
+            await until(lambda: len(_said(sink, "unavailable")) == 1, timeout=30)
+            await asyncio.sleep(3)  # a few of the daemon's beats, the database away
+            assert works_again() == 0
+            store.clear()
+            await until(lambda: works_again() == 1, timeout=30)
+
+        with caplog.at_level(logging.INFO, logger="agentcron"):
+            assert _run(d, body) == 0
+
+
 def test_health_exits_2_while_the_owner_cannot_be_told(tmp_path: Path, monkeypatch: Any) -> None:
     """The daemon ticks, a task fails, and the owner's channel refuses every message:
     `health` said "✔ scheduling" and exited 0, so a monitor that runs it saw nothing
