@@ -296,6 +296,24 @@ def test_a_run_in_progress_between_skips_breaks_the_streak(
     assert IncidentKind.SKIP_STREAK not in {i.kind for i in sqlite_store.incidents("slow")}
 
 
+def _add_replaced(rig: Rig, command: str) -> None:
+    """Task ``slow``, every minute under ``overlap: replace``: a run that outlasts its
+    minute is stopped by the next fire."""
+    rig.h.add(
+        "slow",
+        command=command,
+        shell=True,
+        every="1m",
+        timezone="UTC",
+        overlap="replace",
+        kill_grace="1s",
+    )
+
+
+def _newest(rig: Rig) -> SlotStatus:
+    return rig.h.slots("slow")[-1].status
+
+
 def test_a_task_whose_runs_are_always_replaced_is_told_it_does_not_complete(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:
@@ -308,18 +326,10 @@ def test_a_task_whose_runs_are_always_replaced_is_told_it_does_not_complete(
         rig = Rig(sqlite_store, clock, home)
 
         def slow(command: str) -> None:
-            rig.h.add(
-                "slow",
-                command=command,
-                shell=True,
-                every="1m",
-                timezone="UTC",
-                overlap="replace",
-                kill_grace="1s",
-            )
+            _add_replaced(rig, command)
 
         def newest() -> SlotStatus:
-            return rig.h.slots("slow")[-1].status
+            return _newest(rig)
 
         async def minute() -> None:
             """A fire: the run in progress is stopped; once its end is recorded, the
@@ -376,18 +386,10 @@ def test_a_stop_of_the_daemon_is_not_told_as_a_replaced_task_finishing_again(
 
     async def scenario() -> tuple[list[str], list[str]]:
         rig = Rig(sqlite_store, clock, home)
-        rig.h.add(
-            "slow",
-            command="exec sleep 30",
-            shell=True,
-            every="1m",
-            timezone="UTC",
-            overlap="replace",
-            kill_grace="1s",
-        )
+        _add_replaced(rig, "exec sleep 30")
 
         def newest() -> SlotStatus:
-            return rig.h.slots("slow")[-1].status
+            return _newest(rig)
 
         clock.advance(timedelta(minutes=1))
         await rig.h.tick(settle=False)
