@@ -307,3 +307,41 @@ def test_a_thread_the_system_would_not_start_does_not_wedge_the_pool(
     finally:
         release.set()
     assert done == ["later"]
+
+
+def test_calls_a_check_could_not_start_a_thread_for_wait_and_are_not_lost(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The spread check gives a waiting call a thread, and the system will not start
+    one: the call goes back to the backlog (said in the log) and runs when a busy
+    thread ends its call, instead of being lost with the check."""
+    import logging
+
+    from agentcron.actions import _inline_threads
+
+    pool = InlineThreads(core=4, patience=60, idle_exit=5, spread=0.3)
+    release = threading.Event()
+    began = threading.Event()
+    done: list[str] = []
+    real = _inline_threads._thread.start_new_thread
+
+    def refuse(*_: object) -> int:
+        raise RuntimeError("can't start new thread")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        pool.submit(lambda: (began.set(), release.wait(30)), loop)
+        pool.submit(lambda: done.append("waiting"), loop)  # behind the woken thread
+        await until(began.is_set, timeout=10)
+        monkeypatch.setattr(_inline_threads._thread, "start_new_thread", refuse)
+        await until(lambda: "could not start a thread" in caplog.text, timeout=10)
+        monkeypatch.setattr(_inline_threads._thread, "start_new_thread", real)
+        assert done == [] and pool.size == 1
+        release.set()
+        await until(lambda: done == ["waiting"], timeout=10)
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="agentcron.actions"):
+            asyncio.run(scenario())
+    finally:
+        release.set()
