@@ -7,12 +7,14 @@ thread job per fire, and its plans were never taken)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from agentcron.engine.planning import Ahead
-from agentcron.model import SlotStatus
-from harness import Harness
+from agentcron.model import Finished, SlotStatus
+from agentcron.model.provider import ProviderNews, ProviderState
+from harness import Harness, until
 
 
 def test_staggered_fires_take_plans_made_a_window_ahead(
@@ -132,14 +134,113 @@ def test_a_runs_end_wakes_a_full_engine_at_once_and_a_roomy_one_within_coalesce(
     async def scenario() -> list[bool]:
         h = Harness(sqlite_store, clock, home, max_concurrency=1)
         seen = []
-        h.engine._run_ended(True)
+        h.engine._run_ended(True, True)
         seen.append(h.engine._wake.is_set())
         h.engine._wake.clear()
-        h.engine._run_ended(False)
-        h.engine._run_ended(False)  # one timer for both
+        h.engine._run_ended(False, False)
+        h.engine._run_ended(False, False)  # one timer for both
         seen.append(h.engine._wake.is_set())
         await asyncio.wait_for(h.engine._wake.wait(), 10)
         seen.append(h.engine._end_wake is None)
         return seen
 
     assert asyncio.run(scenario()) == [True, False, True]
+
+
+def test_a_run_that_ends_for_good_asks_for_a_pass_only_when_a_slot_waits_for_it(
+    sqlite_store: Any, clock: Any, home: Any
+) -> None:
+    """A pass after a run's end is for what the end may free: a slot queued behind it,
+    a retry to plan. A run that ended for good while nothing waits asks for none (a
+    steady load of staggered tasks paid a pass for such ends, a quarter of its
+    passes); one with a slot queued behind it, or a retry, still asks, and the queued
+    slot starts on that pass."""
+    release = threading.Event()
+    calls: list[str] = []
+
+    def plain() -> str:
+        calls.append("plain")
+        return "fine"
+
+    def slow() -> str:
+        calls.append("slow")
+        release.wait(10)
+        return "done"
+
+    def flaky() -> str:
+        calls.append("flaky")
+        raise ConnectionError("connection reset by peer")
+
+    async def ended(h: Harness, task: str, runs: int) -> None:
+        await until(lambda: sum(1 for f in h.finished if f.spec.name == task) >= runs)
+        await asyncio.sleep(0.05)  # the run's own end: past its record and listeners
+
+    def asked(h: Harness) -> bool:
+        return h.engine._wake.is_set() or h.engine._end_wake is not None
+
+    async def scenario() -> dict[str, bool]:
+        h = Harness(sqlite_store, clock, home, max_concurrency=4)
+        seen: dict[str, bool] = {}
+        h.add("plain", plain, every="1m", retries=0)
+        clock.advance(timedelta(minutes=1))
+        h.engine._wake.clear()
+        await h.engine.tick()
+        await ended(h, "plain", 1)
+        seen["ended for good, nothing waits"] = asked(h)
+
+        h.add("slow", slow, every="1m", overlap="queue", retries=0)
+        clock.advance(timedelta(minutes=1))
+        await h.engine.tick()  # slow's first run starts and blocks
+        await until(lambda: "slow" in calls)
+        clock.advance(timedelta(minutes=1))
+        await h.engine.tick()  # its next fire is queued behind it
+        await ended(h, "plain", 3)
+        h.engine._wake.clear()
+        if h.engine._end_wake is not None:
+            h.engine._end_wake.cancel()
+            h.engine._end_wake = None
+        release.set()
+        await ended(h, "slow", 1)
+        seen["a slot queued behind it"] = asked(h)
+        await h.engine.tick()
+        await until(lambda: calls.count("slow") == 2)
+        await h.engine.wait_idle(10)
+        h.service.remove("slow")
+        h.service.remove("plain")
+
+        h.add("flaky", flaky, every="1m", retries=2)
+        clock.advance(timedelta(minutes=1))
+        h.engine._wake.clear()
+        await h.engine.tick()
+        await ended(h, "flaky", 1)
+        seen["a retry to plan"] = asked(h)
+        await h.engine.shutdown(10)
+        return seen
+
+    assert asyncio.run(scenario()) == {
+        "ended for good, nothing waits": False,
+        "a slot queued behind it": True,
+        "a retry to plan": True,
+    }
+
+
+def test_a_provider_answering_again_wakes_the_loop_for_the_slots_that_waited(
+    sqlite_store: Any, clock: Any, home: Any
+) -> None:
+    """The slots that waited for a provider are due the moment it answers: the loop is
+    woken for them, not left to a pass some other end or the beat brings."""
+    now = clock.now()
+    state = ProviderState("api.example", "api.example", now, "HTTP 429", now)
+
+    async def scenario() -> list[bool]:
+        h = Harness(sqlite_store, clock, home)
+        seen = []
+        for news in ([], [ProviderNews("answered", state, "story", now)]):
+            h.engine.providers.feedback = lambda ended, at, news=news: news  # type: ignore[method-assign]
+            h.engine._wake.clear()
+            h.engine._ended.append(cast(Finished, object()))
+            h.engine._tell_listeners()
+            seen.append(h.engine._wake.is_set())
+        return seen
+
+    assert asyncio.run(scenario()) == [False, True]

@@ -276,6 +276,11 @@ class RunStore(Protocol):
     """Runs and their leases: claiming, renewing, finishing, and taking over the
     runs of a worker that was lost."""
 
+    # Whether the last claim met slots whose time had come (it may have left some
+    # waiting: a task that runs one at a time, no room left). While none waits, a
+    # run that ends for good frees nothing a pass of the loop would start.
+    claim_saw_waiting: bool
+
     def claim(self, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
         """Claim up to ``limit`` runnable slots: ``pending``, or ``retrying`` whose
         ``next_attempt_at`` has come. A task whose overlap is not ``allow`` gets at most one

@@ -571,6 +571,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
     # candidate rows, and a check run for a task that allows one run at a time.
     _candidate_lock = ""
     _claim_filled = False  # the last claim took as many slots as it had room for
+    claim_saw_waiting = True  # see RunStore (until a claim has looked: may be)
 
     def _hold_tasks_of(self, db: Conn, slot_ids: Sequence[int]) -> None:
         """Keep the tasks of these slots from being paused or removed until this
@@ -601,7 +602,9 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         # daemon); after a claim that filled its room, slots most likely still wait.
         backlog, self._claim_filled = self._claim_filled, False
         if not backlog and not self._runnable_waiting(now):
+            self.claim_saw_waiting = False
             return []
+        self.claim_saw_waiting = True
         chosen: list[Slot] = []
         with self._tx() as db:
             # Tasks that run one at a time and already run are left out by the page's
