@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Protocol
 
 from agentcron.model.failure import FailureInfo
+from agentcron.model.quick_init import quick_init
 from agentcron.model.task import TaskSpec
 
 
+@quick_init
 @dataclass(frozen=True)
 class ActionContext:
     """What an attempt knows about itself."""
@@ -60,6 +62,7 @@ class ActionContext:
         }
 
 
+@quick_init
 @dataclass(frozen=True)
 class ActionResult:
     ok: bool

@@ -11,9 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from agentcron.model.enums import DeliveryStatus, ErrorClass, SlotStatus, TaskSource
+from agentcron.model.quick_init import quick_init
 from agentcron.model.task import TaskSpec
 
 
+@quick_init
 @dataclass(frozen=True)
 class TaskRecord:
     name: str
@@ -25,6 +27,7 @@ class TaskRecord:
     updated_at: datetime
 
 
+@quick_init
 @dataclass(frozen=True)
 class Slot:
     id: int
@@ -46,6 +49,7 @@ class Slot:
     created_at: datetime | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Attempt:
     id: int

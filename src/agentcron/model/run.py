@@ -14,10 +14,12 @@ from typing import Any
 
 from agentcron.model.enums import ErrorClass, SlotStatus
 from agentcron.model.failure import Classification
+from agentcron.model.quick_init import quick_init
 from agentcron.model.records import Attempt, Slot
 from agentcron.model.task import TaskSpec
 
 
+@quick_init
 @dataclass(frozen=True)
 class NewSlot:
     """A slot the engine wants recorded: to run (``pending``) or already decided."""
@@ -28,6 +30,7 @@ class NewSlot:
     trigger: str = "schedule"
 
 
+@quick_init
 @dataclass(frozen=True)
 class Claim:
     """A slot claimed for execution together with the attempt row just opened."""
@@ -37,6 +40,7 @@ class Claim:
     spec: TaskSpec
 
 
+@quick_init
 @dataclass(frozen=True)
 class AttemptOutcome:
     """How an attempt ended and what becomes of its slot."""
@@ -95,6 +99,7 @@ class NextTimes:
         return min((t for t in (self.fire, self.retry) if t is not None), default=None)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Finish:
     """One attempt's end, as handed to ``RunStore.finish_many``."""
@@ -132,6 +137,7 @@ class NodeInfo:
         return self.stopped_at is None and now - self.heartbeat_at <= stale_after
 
 
+@quick_init
 @dataclass(frozen=True)
 class Finished:
     """What the engine learns when an attempt ends (also what listeners receive)."""
