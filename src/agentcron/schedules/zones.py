@@ -92,7 +92,7 @@ def clock_text(local: datetime) -> str:
 
 def is_repeated(local: datetime) -> bool:
     """True when this aware, real local wall time occurs twice (clocks fell back)."""
-    first = local.replace(fold=0)
+    first = local.replace(fold=0) if local.fold else local
     second = local.replace(fold=1)
     return first.utcoffset() != second.utcoffset() and _round_trips(first)
 
