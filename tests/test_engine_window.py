@@ -192,6 +192,7 @@ def test_a_run_that_ends_for_good_asks_for_a_pass_only_when_a_slot_waits_for_it(
         clock.advance(timedelta(minutes=1))
         await h.engine.tick()  # slow's first run starts and blocks
         await until(lambda: "slow" in calls)
+        await ended(h, "plain", 2)  # or plain's next fire finds it running: skipped
         clock.advance(timedelta(minutes=1))
         await h.engine.tick()  # its next fire is queued behind it
         await ended(h, "plain", 3)

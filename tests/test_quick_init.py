@@ -1,4 +1,4 @@
-"""The quick ``__init__`` of the frozen records (model/quick_init.py) makes the same
+"""The quick ``__init__`` of the frozen records (agentcron/quick_init.py) makes the same
 instance the stock dataclass ``__init__`` makes, for every class it is on: with every
 argument given, with only those without a default, by keyword and by position. The
 records stay frozen, default factories give each instance its own value, and a
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agentcron.model.quick_init import STOCK_INIT, quick_init
+from agentcron.quick_init import STOCK_INIT, quick_init
 
 # the classes a run makes by the dozen (see the module's docstring)
 EXPECTED = {

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 from agentcron.model.failure import FailureInfo
-from agentcron.model.quick_init import quick_init
 from agentcron.model.task import TaskSpec
+from agentcron.quick_init import quick_init
 
 
 @quick_init

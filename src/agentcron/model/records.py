@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from agentcron.model.enums import DeliveryStatus, ErrorClass, SlotStatus, TaskSource
-from agentcron.model.quick_init import quick_init
 from agentcron.model.task import TaskSpec
+from agentcron.quick_init import quick_init
 
 
 @quick_init

@@ -14,9 +14,9 @@ from typing import Any
 
 from agentcron.model.enums import ErrorClass, SlotStatus
 from agentcron.model.failure import Classification
-from agentcron.model.quick_init import quick_init
 from agentcron.model.records import Attempt, Slot
 from agentcron.model.task import TaskSpec
+from agentcron.quick_init import quick_init
 
 
 @quick_init

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from agentcron.model.quick_init import quick_init
+from agentcron.quick_init import quick_init
 
 
 @quick_init
