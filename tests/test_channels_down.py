@@ -157,3 +157,55 @@ def test_a_send_with_no_answer_is_not_a_channel_that_cannot_take_messages_at_onc
     assert works(channel(slow, 30), now)
     assert not works(channel(slow, 150), now)
     assert not works(channel("HTTP 500", 5), now)
+
+
+def test_the_only_channel_down_is_told_with_its_return(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """The owner's only channel refused for five minutes: nothing could tell of it while
+    it lasted, and when it came back neither its outage nor its return was ever said
+    (outside-in probe). Its return now says both, once, through it."""
+    notifier = Notifier(store, clock, [A], "UTC")
+    began = clock.now()
+    _fail(store, clock, A)
+    clock.advance(timedelta(minutes=4))
+    notifier.report_providers(clock.now())
+    clock.advance(timedelta(minutes=1))
+    Notifier(store, clock, [A], "UTC").report_providers(clock.now())  # a restart meanwhile
+    assert _titles(store, clock) == []  # nobody to tell through
+    for one in store.claim_outbox("sender", clock.now(), clock.now() + timedelta(minutes=3), 10):
+        store.mark_sent(one.id, clock.now(), "sender")
+    clock.advance(timedelta(minutes=1))
+    notifier.report_providers(clock.now())
+    notifier.report_providers(clock.now())
+    assert _titles(store, clock) == [(A, f"✔ agentcron sends through {channel_key(A)} again")]
+    body = _bodies(store, "again")[0]
+    assert f"it could not from {began:%H:%M} UTC, 5 min)" in body, body
+    assert body.endswith("No channel could take the news of its outage while it lasted."), body
+
+
+def test_a_channels_return_counts_to_its_first_send_not_its_last(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Sends after the first one through, before the look, made the outage read longer:
+    4 min 51 s read 5 min 20 s, to a reminder sent after it (outside-in probe)."""
+    notifier = Notifier(store, clock, [A, B], "UTC")
+    _fail(store, clock, A)
+    clock.advance(timedelta(minutes=4))
+    notifier.report_providers(clock.now())
+    clock.advance(timedelta(minutes=1))  # 5 min after it began, A takes its messages
+    for one in store.claim_outbox("sender", clock.now(), clock.now() + timedelta(minutes=3), 10):
+        store.mark_sent(one.id, clock.now(), "sender")
+    clock.advance(timedelta(seconds=29))  # a reminder goes through A before the look
+    later = store.enqueue(channel_key(A), A, NOTE, clock.now())
+    store.claim_outbox("sender", clock.now(), clock.now() + timedelta(minutes=3), 10)
+    store.mark_sent(later, clock.now(), "sender")
+    clock.advance(timedelta(seconds=20))
+    notifier.report_providers(clock.now())
+    bodies = _bodies(store, "again")
+    assert bodies and all(", 5 min); the messages held for it have gone out." in b for b in bodies)
+
+
+def _bodies(store: Store, word: str) -> list[str]:
+    rows = store._q("SELECT message FROM outbox ORDER BY id")  # type: ignore[attr-defined]
+    return [json.loads(r[0])["body"] for r in rows if word in json.loads(r[0])["title"]]

@@ -51,7 +51,8 @@ class ChannelHealth:
     the messages sent again after a sender's claim lapsed (possible duplicates).
     ``waiting_since`` is when the oldest unsent message was written, and ``head_claim``
     who last claimed the first one and until when (None: never claimed): together they
-    tell a channel that works from one whose queue nothing moves.
+    tell a channel that works from one whose queue nothing moves. ``back_at`` is when
+    the first send went through after its last failures (None: never failed).
     """
 
     channel_key: str
@@ -65,6 +66,7 @@ class ChannelHealth:
     resent: int = 0
     waiting_since: datetime | None = None
     head_claim: tuple[str, datetime] | None = None
+    back_at: datetime | None = None
 
     @property
     def ok(self) -> bool:

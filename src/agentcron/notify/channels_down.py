@@ -6,6 +6,10 @@ probe): only `health` and `doctor` said so. A channel failing for
 :data:`DOWN_AFTER` is now told once through each channel that works, and its return
 once more. What was told is kept in the store's meta (per channel, by the time its
 failure began), so a restart or a second node does not tell it again.
+
+With no channel to tell it through (the owner's only channel, or every one down), the
+outage is marked untold, and its return says it: one channel down for five minutes was
+otherwise never mentioned at all, neither its outage nor its return (outside-in probe).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from agentcron.store.base import Store
 
 DOWN_AFTER = timedelta(minutes=3)  # a send retried for this long is not a blip
 _MARK = "channel_down:"  # meta key prefix; the value: when the told failure began
+_UNTOLD = "untold "  # before that time: nobody could be told (no channel worked)
 
 
 def channel_news(
@@ -36,8 +41,6 @@ def channel_news(
     once it has messages waiting: it is where that task's failures would go."""
     health = {h.channel_key: h for h in store.channel_health()}
     working = [(key, url) for key, url in channels if _works(health.get(key))]
-    if not working:
-        return []  # nobody to tell through: told once one works (nothing is marked)
     # the top-level channels, and any other (a task's own) with messages waiting or
     # told down (its return is told after its backlog is gone: it was never told)
     watched = {key for key, _ in channels} | {
@@ -45,21 +48,27 @@ def channel_news(
     }
     out: list[tuple[str, str, Message]] = []
     for key in sorted(watched):
-        mark = store.get_meta(_MARK + key)
+        mark = store.get_meta(_MARK + key) or ""
+        untold = mark.startswith(_UNTOLD)
+        marked = mark.removeprefix(_UNTOLD)  # when the outage marked began
         h = health.get(key)
         if _down(h, now):
             assert h is not None and h.failing_since is not None
             began = h.failing_since.isoformat()
             to = [(k, u) for k, u in working if k != key]
-            if mark == began or not to:
-                continue  # told already, or nobody else to tell through yet
+            if marked == began and (not untold or not to):
+                continue  # told already, or still nobody to tell it through
+            if not to:  # kept to be told with its return, through the channel back
+                store.set_meta(_MARK + key, _UNTOLD + began)
+                continue
             message = _down_message(key, h, local)
             out += [(k, u, message) for k, u in to]
             store.set_meta(_MARK + key, began)
-        elif mark and _works(h):
-            since = datetime.fromisoformat(mark)
-            back = h.last_ok_at if h is not None and h.last_ok_at is not None else now
-            message = _back_message(key, since, min(back, now), h.pending if h else 0, local)
+        elif marked and _works(h) and working:
+            since = datetime.fromisoformat(marked)
+            back = _back_at(h, since, now)
+            pending = h.pending if h else 0
+            message = _back_message(key, since, min(back, now), pending, local, untold)
             out += [(k, u, message) for k, u in working]
             store.set_meta(_MARK + key, "")
     return out
@@ -67,6 +76,17 @@ def channel_news(
 
 def _down(h: ChannelHealth | None, now: datetime) -> bool:
     return h is not None and h.failing_since is not None and now - h.failing_since >= DOWN_AFTER
+
+
+def _back_at(h: ChannelHealth | None, since: datetime, now: datetime) -> datetime:
+    """When the channel's first send after the outage went through (the look comes up
+    to a minute later, and sends made meanwhile are later still: reading the last one
+    made a 4 min 51 s outage read 5 min 20 s; outside-in probe)."""
+    if h is None:
+        return now
+    if h.back_at is not None and h.back_at >= since:
+        return h.back_at
+    return h.last_ok_at if h.last_ok_at is not None else now
 
 
 def _works(h: ChannelHealth | None) -> bool:
@@ -85,11 +105,17 @@ def _down_message(key: str, h: ChannelHealth, local: Callable[[datetime], str]) 
 
 
 def _back_message(
-    key: str, since: datetime, back: datetime, pending: int, local: Callable[[datetime], str]
+    key: str,
+    since: datetime,
+    back: datetime,
+    pending: int,
+    local: Callable[[datetime], str],
+    untold: bool = False,
 ) -> Message:
     """``back``: when a send last went through (the look comes up to a minute later, and
     its time made the outage read longer); ``pending``: what still waits for it (the
-    held messages had often gone out, in a digest, before this was told: probe)."""
+    held messages had often gone out, in a digest, before this was told: probe);
+    ``untold``: no channel could tell of the outage while it lasted."""
     lasted = format_duration(timedelta(seconds=round((back - since).total_seconds())))
     held = (
         f"{pending} message(s) held for it are on their way"
@@ -99,6 +125,8 @@ def _back_message(
     body = (
         f"agentcron sends through {key} again (it could not from {local(since)}, {lasted}); {held}."
     )
+    if untold:
+        body += " No channel could take the news of its outage while it lasted."
     return _about(f"✔ agentcron sends through {key} again", body, "channel_back", "recovery")
 
 

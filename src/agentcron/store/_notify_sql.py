@@ -45,6 +45,7 @@ _HEADS = (
     "GROUP BY channel_key"
 )
 _ITEM_COLUMNS = f"{OUTBOX_COLUMNS}, o.resent"
+BACK_MARK = "channel_back:"  # meta key prefix: when a channel's first send after failures went
 
 
 def _owned(owner: str | None) -> tuple[str, tuple[str, ...]]:
@@ -340,6 +341,15 @@ class NotifySQL:
             ).fetchone()
             if row is None:
                 return False
+            # The first send through after failures: when the channel came back. Its
+            # return is told by a later look, when more sends may have gone through;
+            # read from last_ok_at, the outage lasted until the last of them (probe).
+            db.execute(
+                "INSERT INTO meta (key, value) SELECT ?, ? FROM channels "
+                "WHERE channel_key = ? AND failing_since IS NOT NULL "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (BACK_MARK + row[0], repr(ts(now)), row[0]),
+            )
             db.execute(
                 "UPDATE channels SET last_ok_at = ?, failing_since = NULL, broken = 0 "
                 "WHERE channel_key = ?",
@@ -447,8 +457,10 @@ class NotifySQL:
             f"(SELECT MIN(o.created_at) FROM outbox o WHERE {_UNSENT_OF_C}), "
             f"(SELECT o.claimed_by FROM outbox o WHERE {_UNSENT_OF_C} ORDER BY o.id LIMIT 1), "
             "(SELECT o.claim_expires_at FROM outbox o "
-            f"WHERE {_UNSENT_OF_C} ORDER BY o.id LIMIT 1) "
-            "FROM channels c ORDER BY c.channel_key"
+            f"WHERE {_UNSENT_OF_C} ORDER BY o.id LIMIT 1), "
+            "(SELECT m.value FROM meta m WHERE m.key = ? || c.channel_key) "
+            "FROM channels c ORDER BY c.channel_key",
+            (BACK_MARK,),
         )
         return [
             ChannelHealth(
@@ -463,6 +475,7 @@ class NotifySQL:
                 resent=int(r[8]),
                 waiting_since=dt(r[9]),
                 head_claim=(str(r[10]), dt_req(r[11])) if r[10] and r[11] is not None else None,
+                back_at=dt(float(r[12])) if r[12] else None,
             )
             for r in rows
         ]
