@@ -13,6 +13,7 @@ import pytest
 
 import agentcron.actions.command as command_module
 import agentcron.engine.runner as runner_module
+from agentcron.actions.output import output_file_name
 from agentcron.model import ErrorClass, SlotStatus
 from harness import Harness
 
@@ -114,3 +115,35 @@ def test_a_command_failing_while_the_disk_is_full_is_a_storage_problem(
     assert slot.status is SlotStatus.RETRYING
     assert slot.error_class is ErrorClass.WORKER_LOST
     assert "disk holding its output is full" in (slot.error or "")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("isolation", ["inline", "process"])
+def test_a_python_result_that_cannot_be_kept_is_a_storage_problem(
+    sqlite_store: Any, clock: Any, home: Path, isolation: str
+) -> None:
+    """The call succeeded, but agentcron's own write of what it returned failed (a full
+    disk): told as "the function raised OSError: No space left on device. Retrying
+    will not help", never retried, and not counted in the home's alarm (outside-in
+    probe). The run's output file here is /dev/full, where every write is ENOSPC."""
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("t", python="os:getcwd", isolation=isolation, every="1h", retries=2)
+        rec = h.store.get_task("t")
+        assert rec is not None and rec.next_fire_at is not None
+        path = Path(output_file_name(home, "t", rec.next_fire_at, 1, slot_id=1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to("/dev/full")
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+        await h.engine.shutdown(10)
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("t")
+    assert slot.id == 1
+    assert slot.status is SlotStatus.RETRYING, slot
+    assert slot.error_class is ErrorClass.WORKER_LOST, slot
+    assert "could not write the run's files" in (slot.error or "")
+    assert "No space left on device" in (slot.error or "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -233,6 +234,15 @@ class PythonWorkerPool:
             await self._retire(worker, _CLOSE_GRACE)
             return None
         await self._release(worker)
+        storage = response.get("storage")
+        if isinstance(storage, dict):
+            # agentcron's own write of the output failed (a full disk): the runner
+            # records a fault of the home's storage, retried, not one of the task's
+            raise OSError(
+                storage.get("errno") or errno.EIO,
+                storage.get("strerror") or "the run's output could not be written",
+                storage.get("filename"),
+            )
         if response.get("ok"):
             return ActionResult(ok=True, output=read_output(ctx.output_file))
         return ActionResult(ok=False, failure=_failure_info(response.get("failure") or {}, ctx))

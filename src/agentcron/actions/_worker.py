@@ -208,12 +208,19 @@ class Worker:
         before = set(sys.modules)
         try:
             fd = open_output(Path(req["output"]))
-        except OSError as exc:
-            return {"id": rid, "ok": False, "failure": _describe(exc)}
+        except OSError as exc:  # agentcron's own file: the home's storage, not the call's
+            return {"id": rid, "storage": _storage(exc)}
         started()
         try:
-            failure = _call(fd, target, req, cwd)
+            failure, text = _call(fd, target, req, cwd)
             if failure is None:
+                try:
+                    append_result(fd, text)
+                except OSError as exc:
+                    # The call succeeded; agentcron could not keep what it returned (a
+                    # full disk): told as the function's own permanent error, never
+                    # retried, and not counted in the home's alarm (outside-in probe).
+                    return {"id": rid, "storage": _storage(exc)}
                 return {"id": rid, "ok": True}
             keep_traceback(fd, str(failure.get("output_tail") or ""))
             return {"id": rid, "ok": False, "failure": failure}
@@ -248,19 +255,24 @@ class Worker:
                 self._bound = cwd
 
 
-def _call(fd: int, target: str, req: dict[str, Any], cwd: str) -> dict[str, Any] | None:
-    """Make the call with its output going to ``fd``; its failure described, if any."""
+def _call(fd: int, target: str, req: dict[str, Any], cwd: str) -> tuple[dict[str, Any] | None, str]:
+    """Make the call with its output going to ``fd``: its failure described, or None
+    and the text of what it returned (kept by the caller: see :meth:`Worker.handle`)."""
     try:
         with _redirected(fd), _call_environment(cwd, req.get("env") or {}):
             try:
                 func = resolve_target(target)
                 value = call_target(func, req.get("args") or [], req.get("kwargs") or {})
-                append_result(fd, result_text(value))
+                return None, result_text(value)
             except BaseException as exc:  # the user's failure, whatever it is, is data
-                return _describe(exc)
-            return None
+                return _describe(exc), ""
     except Exception as exc:  # setting the call up failed (its cwd vanished): still an answer
-        return _describe(exc)
+        return _describe(exc), ""
+
+
+def _storage(exc: OSError) -> dict[str, Any]:
+    """An error of agentcron's own write of the run's output, for the pool to raise."""
+    return {"errno": exc.errno, "strerror": exc.strerror or str(exc), "filename": exc.filename}
 
 
 def keep_traceback(fd: int, traceback: str) -> None:

@@ -154,8 +154,6 @@ class InlinePythonAction:
                     if inspect.isawaitable(out):
                         out = result_text(await _on_the_loop(out, ctx, watch))
                     text = out
-                if text:  # no output, no file: an empty file per run would cost a create
-                    await _keep(text, ctx)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -174,6 +172,11 @@ class InlinePythonAction:
             exc.__traceback__ = _past_own_frames(exc.__traceback__)
             failure = failure_of(exc)
             return ActionResult(ok=False, failure=failure, kept=_keep_failure(failure, ctx))
+        if text:  # no output, no file: an empty file per run would cost a create
+            # Outside the call's handling: agentcron's own write failing (a full disk)
+            # is the home's storage fault, which the runner records and retries, not
+            # the function's permanent error (outside-in probe: "Retrying will not help").
+            await _keep(text, ctx)
         return ActionResult(ok=True, output=_cap(text), kept=bool(text))
 
 
