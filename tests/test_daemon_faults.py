@@ -618,3 +618,43 @@ def test_health_exits_2_while_the_owner_cannot_be_told(tmp_path: Path, monkeypat
     finally:
         lock.release()
     assert codes == [2, 0]
+
+
+def test_an_outage_told_before_a_stop_has_its_end_told_by_the_next_start(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A daemon told the owner it could not use its database ("… will tell you when it
+    works again") and was stopped (or killed) before it did: no daemon ever told the
+    end (outside-in probe, SIGTERM and SIGKILL during a lock). The told outage stays in
+    the home's trouble file past the stop, and the next daemon tells its end once, after
+    its first pass that works."""
+    from agentcron.trouble import told_outage_left
+
+    home = tmp_path / "home"
+    with Sink() as sink:
+        first = _daemon(tmp_path, sink, monkeypatch, watchdog_interval=0.2)
+
+        async def failing() -> None:
+            _store(first).fail("next_times", "due_heads", "due_tasks", error=io_error)
+            await until(lambda: len(_said(sink, "unavailable")) == 1, timeout=30)
+            await until(lambda: told_outage_left(home) is not None, timeout=30)
+
+        assert _run(first, failing) == 0
+        assert told_outage_left(home) is not None  # kept past the stop
+        assert _said(sink, "available again") == []
+        second = _daemon(tmp_path, sink, monkeypatch, watchdog_interval=0.2)
+
+        async def working() -> None:
+            await until(lambda: len(_said(sink, "available again")) == 1, timeout=30)
+
+        assert _run(second, working) == 0
+        (end,) = _said(sink, "available again")
+        third = _daemon(tmp_path, sink, monkeypatch, watchdog_interval=0.2)
+
+        async def again() -> None:
+            await asyncio.sleep(1.0)
+
+        assert _run(third, again) == 0  # told once: not again by a later start
+        assert len(_said(sink, "available again")) == 1
+    assert "stopped before it came back" in end and "disk I/O error" in end, end
+    assert told_outage_left(home) is None

@@ -63,7 +63,7 @@ from agentcron.store.errors import is_database_error
 from agentcron.store.migrations import SCHEMA_VERSION
 from agentcron.supervisor import PartFailure, Supervisor
 from agentcron.ticks import TickRecorder
-from agentcron.trouble import TroubleFile
+from agentcron.trouble import TroubleFile, told_outage_left
 from agentcron.watchdog.endpoint import HeartbeatMonitor
 from agentcron.watchdog.peers import PeerNodes
 from agentcron.watchdog.pulse import ping_fail_blocking
@@ -238,6 +238,7 @@ class Daemon:
 
         await asyncio.to_thread(secure_home, self.options.home)  # 0700, before anything is kept
         await asyncio.to_thread(_say_unwritable_runs, self.options.home)
+        self._left_outage = told_outage_left(self.options.home)  # before the file is made
         self._trouble_file.open()
         if self.config.api.enabled or self.options.api_listen is not None:
             # refused before anything is written: no token off loopback, token_env unset
@@ -314,6 +315,7 @@ class Daemon:
         self._wire_duties(store)
         self._tell_expired_at_read()  # those of the first read, made before the notifier
         self.engine.after_pass.append(TickRecorder(store, self.node_id))
+        self.engine.after_pass.append(self._tell_left_outage)
         self.api = self._build_api()
         self.engine.listeners.extend(self.options.extra_listeners)
         self.engine.listeners.append(_log_finished)
@@ -528,6 +530,7 @@ class Daemon:
         )
 
     def _outage_began(self, outage: Outage) -> None:
+        self._left_outage = None  # this outage's end tells the owner what an earlier one's would
         where = self.store.describe() if self.store is not None else "the database"
         if outage.database:
             title = "database unavailable"
@@ -544,6 +547,31 @@ class Daemon:
                 "Nothing is being scheduled. agentcron keeps trying and will tell you when "
                 "it works again.",
                 "database" if outage.database else "loop",
+            )
+        )
+
+    def _tell_left_outage(self, now: datetime) -> None:
+        """After a pass that worked: the end of an outage an earlier daemon of this home
+        told the owner of and stopped before it could tell its end (see
+        :func:`~agentcron.trouble.told_outage_left`), once."""
+        left, self._left_outage = self._left_outage, None
+        if left is None:
+            return
+        what = (
+            "agentcron's database is available again"
+            if left.get("database")
+            else "agentcron's scheduler ticks again"
+        )
+        self._tell_soon(
+            daemon_message(
+                "database available again" if left.get("database") else "scheduler running again",
+                f"✔ {what} on {self._where()}. It could not be used since {left.get('since')} "
+                f"({left.get('error')}), as you were told; the daemon that told you, on "
+                f"{left.get('where') or 'pid ' + str(left.get('pid'))}, stopped before it "
+                f"came back. This one started at {self._today_or_local(self._started_at)} and "
+                "uses it; what came due meanwhile is in its report of missed runs, if any.",
+                "database" if left.get("database") else "loop",
+                ok=True,
             )
         )
 
@@ -802,7 +830,9 @@ class Daemon:
             except Exception:
                 log.exception("could not record this node as stopped")
             self.store.close()
-        self._trouble_file.close()
+        # an outage told and not told over: kept for the next start to tell its end
+        told = self.engine.outage_told() if self.engine is not None else None
+        self._trouble_file.close(keep=told is not None)
         # a start refused (an invalid config, a database it cannot open) never ran: it
         # logged "agentcron stopped" above its "error: cannot start …"
         log.info("agentcron stopped" if self._started else "agentcron did not start")
@@ -1073,12 +1103,16 @@ class Daemon:
             "since": self._local(since),
             "error": error,
             "database": database,
+            "told": outage is not None,  # the owner was told: its end must be told too
+            "where": self._where(),
         }
         if outage is not None and back is not None:
             said["back_since"] = self._local(back)
         self._trouble_file.say(said)
 
     _file_fault: str | None = None
+    # what an earlier daemon of this home told of its outage and never told was over
+    _left_outage: dict[str, Any] | None = None
     _upkeep_in_outage = False  # the checkpoint thread stopped during a told outage
 
     def _checkpoints_stopped(self, fault: str) -> None:

@@ -57,13 +57,30 @@ class TroubleFile:
         except OSError as exc:
             log.warning("cannot write %s: %s", self.path, exc)
 
-    def close(self) -> None:
+    def close(self, keep: bool = False) -> None:
+        """Stop keeping the file: blank (a stopped daemon has no trouble to tell), or,
+        with ``keep``, still saying an outage the owner was told of and not told is over,
+        for the next daemon of this home to tell its end (see :func:`told_outage_left`)."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        with contextlib.suppress(OSError):
-            os.pwrite(fd, b" " * SIZE, 0)  # a stopped daemon has no trouble to tell
+        if not keep or not (self._said or {}).get("told"):
+            with contextlib.suppress(OSError):
+                os.pwrite(fd, b" " * SIZE, 0)
         os.close(fd)
+
+
+def told_outage_left(home: Path) -> dict[str, Any] | None:
+    """The outage an earlier daemon of this home told the owner of and stopped (or was
+    killed) before it could tell its end: what its file still says, read before the
+    next daemon makes the file afresh. Its end was never told (outside-in probe: the
+    owner's last word was "will tell you when it works again")."""
+    path = home / TROUBLE_FILE
+    if not path.exists():
+        return None
+    said = _said(path)
+    trouble = said[1] if said is not None else None
+    return trouble if trouble is not None and trouble.get("told") else None
 
 
 def read_trouble(home: Path, pid: int | None, kept: bool = True) -> dict[str, Any] | None:

@@ -88,7 +88,8 @@ class TickOutages:
             return
         refused = self.tell_recovered_if_writes()
         if refused is not None:
-            self._healing = None
+            # still held, so still told (see :meth:`told`): the daemon keeps it in its
+            # trouble file for the next start to tell its end
             log.warning("the database refused a write at the stop (%s): still away", refused)
 
     def tell_recovered_if_writes(self) -> Exception | None:
