@@ -189,3 +189,23 @@ def test_a_failing_tasks_word_pairs_the_class_with_the_sentence_told() -> None:
         Health.FAILING,
         "failing: timeout: gave up after 2 attempts: TimeoutError",
     )
+
+
+def test_a_last_slot_superseded_while_its_retry_waited_is_failing_not_ok() -> None:
+    """Runs failing on a full disk were retried, then superseded by the next fire, and
+    `list` said `ok` for the task while no incident was open yet (outside-in probe): a
+    slot superseded while it waited for its retry counts as a failed run (README)."""
+    superseded = replace(
+        retrying(1),
+        status=SlotStatus.SUPERSEDED,
+        error_class=ErrorClass.WORKER_LOST,
+        next_attempt_at=None,
+        reason="a newer run of the task was due",
+    )
+    word, sentence = task_health(
+        task(retries=3), [], superseded, NOW, timedelta(hours=1), ZoneInfo("UTC"), []
+    )
+    assert (word, sentence) == (Health.FAILING, "failing: worker_lost")
+    waited = replace(superseded, attempts=0, error_class=None)  # never ran: starved
+    word, _ = task_health(task(retries=3), [], waited, NOW, timedelta(hours=1), ZoneInfo("UTC"), [])
+    assert word is Health.OK

@@ -100,7 +100,12 @@ def task_health(
         and (last.reason or "").startswith(BUDGET_REASON)
     ):
         return Health.OVER_BUDGET, last.reason
-    if last is not None and last.status is SlotStatus.FAILED:
+    if last is not None and (
+        last.status is SlotStatus.FAILED
+        # superseded while it waited for its retry: a failed run (README); "ok" said
+        # of a task whose runs failed on a full disk (outside-in probe)
+        or (last.status is SlotStatus.SUPERSEDED and last.error_class is not None)
+    ):
         return (
             Health.FAILING,
             f"failing: {last.error_class.value if last.error_class else 'error'}",
