@@ -178,15 +178,19 @@ def test_a_run_that_ends_for_good_asks_for_a_pass_only_when_a_slot_waits_for_it(
     def asked(h: Harness) -> bool:
         return h.engine._wake.is_set() or h.engine._end_wake is not None
 
-    async def scenario() -> dict[str, bool]:
-        h = Harness(sqlite_store, clock, home, max_concurrency=4)
-        seen: dict[str, bool] = {}
-        h.add("plain", plain, every="1m", retries=0)
+    async def first_run_asks(h: Harness, name: str, func: Any, retries: int) -> bool:
+        """Add ``name`` and run its first fire to its end: whether the end asked for a pass."""
+        h.add(name, func, every="1m", retries=retries)
         clock.advance(timedelta(minutes=1))
         h.engine._wake.clear()
         await h.engine.tick()
-        await ended(h, "plain", 1)
-        seen["ended for good, nothing waits"] = asked(h)
+        await ended(h, name, 1)
+        return asked(h)
+
+    async def scenario() -> dict[str, bool]:
+        h = Harness(sqlite_store, clock, home, max_concurrency=4)
+        seen: dict[str, bool] = {}
+        seen["ended for good, nothing waits"] = await first_run_asks(h, "plain", plain, 0)
 
         h.add("slow", slow, every="1m", overlap="queue", retries=0)
         clock.advance(timedelta(minutes=1))
@@ -209,12 +213,7 @@ def test_a_run_that_ends_for_good_asks_for_a_pass_only_when_a_slot_waits_for_it(
         h.service.remove("slow")
         h.service.remove("plain")
 
-        h.add("flaky", flaky, every="1m", retries=2)
-        clock.advance(timedelta(minutes=1))
-        h.engine._wake.clear()
-        await h.engine.tick()
-        await ended(h, "flaky", 1)
-        seen["a retry to plan"] = asked(h)
+        seen["a retry to plan"] = await first_run_asks(h, "flaky", flaky, 2)
         await h.engine.shutdown(10)
         return seen
 
