@@ -148,6 +148,20 @@ def test_a_failure_releases_the_claim_and_a_retry_is_not_a_resend(opener: Opener
     assert [(h.undeliverable, h.resent) for h in a.channel_health()] == [(1, 0)]
 
 
+def test_a_message_counted_resent_adds_to_its_own_and_its_channels_count(opener: Opener) -> None:
+    """``count_resent``: a message that went out again after a send of it that may have
+    arrived (cut short by a stop, or unanswered) may be a duplicate, counted once per
+    time in its ``resent`` and its channel's, as a taken-over claim is."""
+    a = opener()
+    one = a.enqueue("chat", "json://h/chat", message(1), T0)
+    a.enqueue("chat", "json://h/chat", message(2), T0)
+    a.count_resent([one])
+    a.count_resent([one, 999_999])  # a message no longer there is passed over
+    (head,) = a.claim_outbox("a", T0, T0 + 10 * MIN, 10)
+    assert (head.id, head.resent) == (one, 2)
+    assert [(h.channel_key, h.resent) for h in a.channel_health()] == [("chat", 2)]
+
+
 def test_a_retry_after_a_takeover_is_not_a_takeover_again(opener: Opener) -> None:
     """Taken over once (its sender stopped without a word), a message keeps that count,
     but its later retries are plain retries: the sender said "sent again … may arrive

@@ -453,3 +453,37 @@ def test_a_send_given_up_on_is_not_sent_again_while_it_may_still_go_out(
     assert len(posts) == 1, posts
     assert outbox.due(clock.now() + timedelta(hours=1), 10) == []
     assert "was sent again" not in caplog.text
+
+
+def test_a_message_sent_again_after_a_send_a_stop_cut_short_counts_as_resent() -> None:
+    """A stop cut a slow send short ("not sent again: an earlier send … may still go
+    out"); the next daemon sent it again, the service got it twice under one key, and
+    `resent` stayed 0 where the README says such resends are counted (outside-in
+    probe). A send that is refused, or the late answer of the first send in the same
+    process, is no second copy and is not counted."""
+    from agentcron.notify.channels import STILL_SENDING
+
+    clock = FakeClock(START)
+    outbox = MemoryOutbox()
+    counted = []
+    for n, answer in enumerate(
+        [SendResult(ok=True), SendResult(ok=False, error="HTTP 500"), None], start=1
+    ):
+        item = outbox.enqueue(f"hook{n}", f"json://hook{n}", message(n), clock.now())
+        # the stopping sender had it claimed and recorded the send it gave up on
+        outbox.claim_outbox("old", clock.now(), clock.now() + timedelta(minutes=3), 10)
+        outbox.mark_failed(item, STILL_SENDING, clock.now(), False, clock.now(), "old")
+        script: list[SendResult | Exception] = [answer] if answer is not None else []
+        channel = FakeChannel(f"hook{n}", script)
+        if answer is None:  # the first send's late answer, in the process that made it
+
+            async def late(msg: Message, channel: FakeChannel = channel) -> SendResult:
+                return SendResult(ok=True, earlier=True)
+
+            channel.send = late  # type: ignore[method-assign]
+        sender = OutboxSender(outbox, channel_factory=lambda _url, c=channel: c, clock=clock)
+        clock.advance(timedelta(seconds=5))
+        asyncio.run(sender.drain_once())
+        (health,) = [h for h in outbox.channel_health() if h.channel_key == f"hook{n}"]
+        counted.append(health.resent)
+    assert counted == [1, 0, 0]

@@ -132,6 +132,9 @@ class SendResult:
     ok: bool
     permanent: bool = False
     error: str | None = None
+    # the answer of an earlier send of the same message (one we stopped waiting for),
+    # not of a new post: it cannot have made a second copy
+    earlier: bool = False
 
 
 class Channel(Protocol):
@@ -250,7 +253,7 @@ class AppriseChannel:
             return SendResult(ok=False, error=STILL_SENDING)
         del self._given_up[key]
         late = None if earlier.cancelled() or earlier.exception() else earlier.result()
-        return late if late is not None and late.ok else None
+        return replace(late, earlier=True) if late is not None and late.ok else None
 
     def _keep_given_up(self, key: str, done: concurrent.futures.Future[SendResult]) -> None:
         if len(self._given_up) >= _GIVEN_UP_KEPT:  # those settled long ago go first

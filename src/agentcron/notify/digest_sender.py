@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -78,6 +79,9 @@ class DigestSending:
         raise NotImplementedError
 
     def _lost_claim(self, item: OutboxItem) -> None:
+        raise NotImplementedError
+
+    def _count_sent_again(self, items: Sequence[OutboxItem], result: SendResult) -> None:
         raise NotImplementedError
 
     def _init_digests(self, digest_at: int | None) -> None:
@@ -173,6 +177,7 @@ class DigestSending:
                 self._cut_short.clear()
             self._cut_short.update(i.id for i in items)
             raise
+        self._count_sent_again(items, result)
         over = [i.id for i in items if i.taken_over]
         if over and result.error != STILL_SENDING:
             log.warning(

@@ -146,6 +146,14 @@ class MemoryOutbox:
             return None
         return row if owner is None or row.claimed_by == owner else None
 
+    def count_resent(self, item_ids: Sequence[int]) -> None:
+        with self._lock:
+            for item_id in item_ids:
+                row = self._rows.get(item_id)
+                if row is not None:
+                    row.item = replace(row.item, resent=row.item.resent + 1)
+                    self._channels[row.item.channel_key].resent += 1
+
     def mark_sent(self, item_id: int, now: datetime, owner: str | None = None) -> bool:
         with self._lock:
             row = self._pending(item_id, owner)

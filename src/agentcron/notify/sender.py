@@ -37,10 +37,12 @@ from agentcron.faultlog import ESCALATE_AFTER, FaultLog
 from agentcron.model import Message, OutboxItem
 from agentcron.notify.channels import (
     STILL_SENDING,
+    UNANSWERED,
     Channel,
     KeyedChannel,
     SendResult,
     channel_for,
+    may_have_arrived,
     unanswered,
 )
 from agentcron.notify.digest import DIGEST_AT
@@ -259,6 +261,7 @@ class OutboxSender(DigestSending):
                 item.channel_key,
                 extra={"event": "notify.resent", "task": item.message.task},
             )
+        self._count_sent_again([item], result)
         try:
             return self._record(item, result)
         except Exception as exc:
@@ -270,6 +273,28 @@ class OutboxSender(DigestSending):
             self._unrecorded[item.id] = (item, result)
             self._faults.failed(exc)
             return 0
+
+    def _count_sent_again(self, items: Sequence[OutboxItem], result: SendResult) -> None:
+        """Count in ``resent`` the messages of this send that went out again after a send
+        of theirs that may have arrived (no answer in time, or cut short by a stop: the
+        next daemon sent it as a plain retry, uncounted; outside-in probe). A claim taken
+        over was counted when it was taken."""
+        if result.earlier or not (result.ok or (result.error or "").startswith(UNANSWERED)):
+            return  # refused, not sent (STILL_SENDING), or the first send's late answer
+        again = [i for i in items if not i.taken_over and may_have_arrived(i.last_error)]
+        if not again:
+            return
+        log.warning(
+            "%d notification(s) to %s went out again after a send that may have arrived "
+            "(they may arrive twice, under the same idempotency key)",
+            len(again),
+            again[0].channel_key,
+            extra={"event": "notify.resent"},
+        )
+        try:
+            self._store.count_resent([i.id for i in again])
+        except Exception as exc:  # the count only: the sends are recorded as usual
+            log.warning("could not count %d resent notification(s): %s", len(again), exc)
 
     async def _send_now(
         self, item: OutboxItem, post: tuple[Message, str] | None = None

@@ -331,6 +331,20 @@ class NotifySQL:
         nor the need (one writer at a time)."""
         return " FOR UPDATE OF o SKIP LOCKED" if self._candidate_lock else ""
 
+    def count_resent(self, item_ids: Sequence[int]) -> None:
+        if not item_ids:
+            return
+        with self._tx() as db:
+            for item_id in item_ids:
+                row = db.execute(
+                    "UPDATE outbox SET resent = resent + 1 WHERE id = ? RETURNING channel_key",
+                    (item_id,),
+                ).fetchone()
+                if row is not None:
+                    db.execute(
+                        "UPDATE channels SET resent = resent + 1 WHERE channel_key = ?", (row[0],)
+                    )
+
     def mark_sent(self, item_id: int, now: datetime, owner: str | None = None) -> bool:
         owned, params = _owned(owner)
         with self._tx() as db:

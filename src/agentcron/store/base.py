@@ -509,6 +509,12 @@ class OutboxStore(Protocol):
         possibly sent twice. Returns how many."""
         ...
 
+    def count_resent(self, item_ids: Sequence[int]) -> None:
+        """Count these messages as possibly sent twice, in their own and their channel's
+        ``resent``: each went out again after a send of it that may have arrived had no
+        answer (a stop cut it short, or the service did not answer in time)."""
+        ...
+
     def mark_sent(self, item_id: int, now: datetime, owner: str | None = None) -> bool:
         """The item was delivered: it leaves the queue and its channel is healthy.
 
