@@ -62,6 +62,19 @@ def _daemon(
     return d
 
 
+def _beating_daemon(tmp_path: Path, sink: Sink, monkeypatch: Any) -> Daemon:
+    """A daemon whose heartbeat beats every 0.1 s, and whose parts are not given up on
+    for their failures (the heartbeat's tests make it fail for a while)."""
+    return _daemon(
+        tmp_path,
+        sink,
+        monkeypatch,
+        watchdog_interval=0.2,
+        heartbeat_interval=0.1,
+        part_failure_window=600.0,
+    )
+
+
 def _store(d: Daemon) -> FaultyStore:
     return d.faulty["store"]  # type: ignore[attr-defined,no-any-return]
 
@@ -520,14 +533,7 @@ def test_a_heartbeat_that_cannot_be_written_while_ticks_work_is_said_not_fatal(
 
     try:
         with Sink() as sink:
-            d = _daemon(
-                tmp_path,
-                sink,
-                monkeypatch,
-                watchdog_interval=0.2,
-                heartbeat_interval=0.1,
-                part_failure_window=600.0,
-            )
+            d = _beating_daemon(tmp_path, sink, monkeypatch)
 
             async def body() -> None:
                 store = _store(d)
@@ -552,14 +558,7 @@ def test_the_heartbeat_is_not_said_to_work_again_while_the_database_is_away(
     import logging
 
     with Sink() as sink:
-        d = _daemon(
-            tmp_path,
-            sink,
-            monkeypatch,
-            watchdog_interval=0.2,
-            heartbeat_interval=0.1,
-            part_failure_window=600.0,
-        )
+        d = _beating_daemon(tmp_path, sink, monkeypatch)
 
         def works_again() -> int:
             return caplog.text.count("recording the node heartbeat works again")

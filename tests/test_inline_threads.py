@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -126,13 +127,8 @@ def test_short_calls_submitted_together_share_one_woken_thread() -> None:
     pool = InlineThreads(core=8, patience=60, idle_exit=5)
     threads: list[int] = []
 
-    async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        for _ in range(200):  # one step of the loop: the woken thread waits for the GIL
-            pool.submit(lambda: threads.append(threading.get_ident()), loop)
-        await until(lambda: len(threads) == 200, timeout=30)
-
-    asyncio.run(scenario())
+    # submitted in one step of the loop: the woken thread waits for the GIL meanwhile
+    _submit_all(pool, lambda: threads.append(threading.get_ident()), threads, 200, timeout=30)
     # one thread, or two or three if the GIL changed hands while the loop submitted
     assert len(set(threads)) <= 3, len(set(threads))
 
@@ -168,13 +164,7 @@ def test_calls_that_block_a_few_milliseconds_each_are_spread_over_threads() -> N
         time.sleep(0.002)  # well under the spread, so the old rule never spread them
         threads.append(threading.get_ident())
 
-    async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        for _ in range(200):
-            pool.submit(job, loop)
-        await until(lambda: len(threads) == 200, timeout=30)
-
-    asyncio.run(scenario())
+    _submit_all(pool, job, threads, 200, timeout=30)
     assert len(set(threads)) >= 8, len(set(threads))
 
 
@@ -229,13 +219,7 @@ def test_calls_that_compute_for_a_millisecond_stay_on_one_thread() -> None:
         off_cpu.append(time.monotonic() - began - (time.thread_time() - cpu))
         threads.append(threading.get_ident())
 
-    async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        for _ in range(200):
-            pool.submit(job, loop)
-        await until(lambda: len(threads) == 200, timeout=60)
-
-    asyncio.run(scenario())
+    _submit_all(pool, job, threads, 200, timeout=60)
     if sorted(off_cpu)[len(off_cpu) // 2] >= 0.0002 or max(off_cpu) >= 0.004:
         # a machine that kept the calls' thread waiting for a CPU makes them look
         # blocked (or one of them sitting in its call), and the pool rightly spreads
@@ -345,3 +329,18 @@ def test_calls_a_check_could_not_start_a_thread_for_wait_and_are_not_lost(
             asyncio.run(scenario())
     finally:
         release.set()
+
+
+def _submit_all(
+    pool: InlineThreads, job: Callable[[], None], done: list[int], count: int, timeout: float
+) -> None:
+    """Submit ``job`` ``count`` times at once from a loop and wait until each call has
+    appended to ``done``."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(count):
+            pool.submit(job, loop)
+        await until(lambda: len(done) == count, timeout=timeout)
+
+    asyncio.run(scenario())
