@@ -4,10 +4,11 @@ stuck ones, so a call that never returns cannot hold up the others."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -264,25 +265,17 @@ def test_a_thread_the_system_would_not_start_does_not_wedge_the_pool(
     """With no thread to be had (a limit of the system's), the call's submit fails,
     saying so; the pool must not go on counting that thread as on its way, or every
     later call would wait behind it for good."""
-    from agentcron.actions import _inline_threads
-
     pool = InlineThreads(core=4, patience=60, idle_exit=5, spread=0.005)
     release = threading.Event()
     done: list[str] = []
-    real = _inline_threads._thread.start_new_thread
-
-    def refuse(*_: object) -> int:
-        raise RuntimeError("can't start new thread")
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         began = threading.Event()
         pool.submit(lambda: (began.set(), release.wait(30)), loop)
         await until(began.is_set, timeout=10)
-        monkeypatch.setattr(_inline_threads._thread, "start_new_thread", refuse)
-        with pytest.raises(RuntimeError, match="can't start new thread"):
+        with _threads_refused(monkeypatch), pytest.raises(RuntimeError, match="can't start"):
             pool.submit(lambda: done.append("refused"), loop)
-        monkeypatch.setattr(_inline_threads._thread, "start_new_thread", real)
         pool.submit(lambda: done.append("later"), loop)
         await until(lambda: "later" in done, timeout=10)
 
@@ -301,25 +294,18 @@ def test_calls_a_check_could_not_start_a_thread_for_wait_and_are_not_lost(
     thread ends its call, instead of being lost with the check."""
     import logging
 
-    from agentcron.actions import _inline_threads
-
     pool = InlineThreads(core=4, patience=60, idle_exit=5, spread=0.3)
     release = threading.Event()
     began = threading.Event()
     done: list[str] = []
-    real = _inline_threads._thread.start_new_thread
-
-    def refuse(*_: object) -> int:
-        raise RuntimeError("can't start new thread")
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         pool.submit(lambda: (began.set(), release.wait(30)), loop)
         pool.submit(lambda: done.append("waiting"), loop)  # behind the woken thread
         await until(began.is_set, timeout=10)
-        monkeypatch.setattr(_inline_threads._thread, "start_new_thread", refuse)
-        await until(lambda: "could not start a thread" in caplog.text, timeout=10)
-        monkeypatch.setattr(_inline_threads._thread, "start_new_thread", real)
+        with _threads_refused(monkeypatch):
+            await until(lambda: "could not start a thread" in caplog.text, timeout=10)
         assert done == [] and pool.size == 1
         release.set()
         await until(lambda: done == ["waiting"], timeout=10)
@@ -344,3 +330,21 @@ def _submit_all(
         await until(lambda: len(done) == count, timeout=timeout)
 
     asyncio.run(scenario())
+
+
+@contextlib.contextmanager
+def _threads_refused(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The system starts no thread meanwhile (a limit of its own, as when it is out of
+    memory or at its process limit)."""
+    from agentcron.actions import _inline_threads
+
+    real = _inline_threads._thread.start_new_thread
+
+    def refuse(*_: object) -> int:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_inline_threads._thread, "start_new_thread", refuse)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(_inline_threads._thread, "start_new_thread", real)
