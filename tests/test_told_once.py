@@ -865,3 +865,37 @@ def test_a_stuck_warning_for_a_run_whose_end_came_first_opens_nothing(
         assert await rig.lines() == []
 
     asyncio.run(scenario())
+
+
+def test_a_reminder_while_a_retry_waits_counts_as_the_recovery_then_does(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """every 10m, one retry 5m later; the reminder (32m after the first failure) comes
+    while the 00:40 run's retry waits, and that retry succeeds: the reminder does not
+    count the 00:40 run as failed, as the recovery just after it does not (the probe
+    saw "69 failed runs" 3 ms before "after 68 failed runs")."""
+    start = clock.now()
+
+    def until_044() -> str:
+        if clock.now() - start < timedelta(minutes=44):
+            raise RuntimeError("upstream answered HTTP 503 Service Unavailable")
+        return "fine"
+
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add(
+            "flaky",
+            until_044,
+            every="10m",
+            timezone="UTC",
+            retries=1,
+            retry_backoff={"base": "5m", "jitter": 0},
+            remind_after="32m",
+        )
+        await rig.h.run_until(clock.now() + timedelta(minutes=50), timedelta(minutes=1))
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    [reminder] = [line for line in lines if line.startswith("⏰ Reminder: flaky")]
+    assert "(3 failed runs and one being retried since 00:10, last: server_error)" in reminder
+    assert lines[-1].startswith("✔ flaky is running again after 3 failed runs"), lines

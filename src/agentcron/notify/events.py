@@ -247,6 +247,9 @@ class Reminder:
     task: str
     at: datetime
     kind: IncidentKind
+    # the incident's newest run failed its first attempt and its retry is still to
+    # come: it is not counted a failed run yet (the recovery would not count it)
+    retrying: bool = False
 
 
 Event = (

@@ -302,8 +302,11 @@ def _reminder(inc: Incident, ev: Reminder, zone: ZoneInfo) -> tuple[str, str, Se
     # then, beside the headline's counts of now, so it is said as such
     then = f"; as told then: {_phrase(inc.summary)}." if inc.summary else "."
     if inc.kind is IncidentKind.FAILURE:
-        runs = _plural(inc.failed_runs, "failed run")
         cls = inc.last_error_class.value if inc.last_error_class else "error"
+        failed = inc.failed_runs - (1 if ev.retrying else 0)
+        runs = _plural(failed, "failed run") if failed else "a run being retried"
+        if failed and ev.retrying:
+            runs += " and one being retried"
         line = f"⏰ Reminder: {task} {still} for {lasted} ({runs} since {since}, last: {cls})"
     else:
         line = f"⏰ Reminder: {task} {still} for {lasted} (since {since})"

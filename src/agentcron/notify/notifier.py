@@ -411,7 +411,15 @@ class Notifier:
             if rec.paused or every <= timedelta(0):
                 continue
             if now - (incident.reminded_at or incident.opened_at) >= every:
-                self.emit(rec.spec, Reminder(task=incident.task, at=now, kind=incident.kind))
+                retrying = incident.kind is IncidentKind.FAILURE and self._retrying(incident)
+                kind = incident.kind
+                self.emit(rec.spec, Reminder(task=rec.name, at=now, kind=kind, retrying=retrying))
+
+    def _retrying(self, incident: Incident) -> bool:
+        """Whether the failure's newest run is still to be retried: the reminder then
+        counts it apart, as the recovery that its retry may bring would not count it."""
+        slot = self.store.get_slot(incident.slot_id) if incident.slot_id else None
+        return slot is not None and not slot.status.is_final
 
     def _close_quietly(self, incident: Incident, now: datetime) -> None:
         with self._lock:
