@@ -648,6 +648,11 @@ def test_an_outage_told_before_a_stop_has_its_end_told_by_the_next_start(
 
         assert _run(second, working) == 0
         (end,) = _said(sink, "available again")
+        # the beats due while the first daemon's ticks failed, and until the second
+        # started, are missed for the outage as told, not only for a stop
+        missed = _said(sink, "did not run")[-1]
+        assert "could not use its database from" in missed, missed
+        assert "stopped before it came back" in missed, missed
         third = _daemon(tmp_path, sink, monkeypatch, watchdog_interval=0.2)
 
         async def again() -> None:

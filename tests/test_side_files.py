@@ -224,3 +224,19 @@ def test_a_writer_that_is_another_users_process_is_asked_by_its_command_line(
 
     monkeypatch.setattr(os, "kill", gone)
     assert trouble._agentcron_process(own) is False
+
+
+def test_the_span_of_an_outage_left_is_read_only_when_the_file_says_it_whole() -> None:
+    """The next daemon gives missed slots the outage as their reason from what the
+    file says; a file of an older daemon (no UTC start) or a start it cannot read gives
+    no span, and the reason falls back to the stop."""
+    from datetime import UTC, datetime
+
+    from agentcron.trouble import outage_span
+
+    said = {"since_utc": "2026-12-05T10:00:00+00:00", "error": "locked", "database": True}
+    assert outage_span(said) == (datetime(2026, 12, 5, 10, tzinfo=UTC), "locked", True)
+    assert outage_span(None) is None
+    assert outage_span({"since": "2026-12-05 10:00:00 UTC", "told": True}) is None
+    assert outage_span({**said, "since_utc": "yesterday"}) is None
+    assert outage_span({**said, "since_utc": "2026-12-05T10:00:00"}) is None  # no zone

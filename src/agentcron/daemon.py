@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,6 +56,7 @@ from agentcron.retention import (
     prune_history,
     prune_outputs,
 )
+from agentcron.schedules.zones import zone_label
 from agentcron.service import DAEMON_STALE_AFTER, Defaults, Service
 from agentcron.store import Store, open_store, parse_db_url
 from agentcron.store.changes import ChangeListener
@@ -63,7 +64,7 @@ from agentcron.store.errors import is_database_error
 from agentcron.store.migrations import SCHEMA_VERSION
 from agentcron.supervisor import PartFailure, Supervisor
 from agentcron.ticks import TickRecorder
-from agentcron.trouble import TroubleFile, told_outage_left
+from agentcron.trouble import TroubleFile, outage_span, told_outage_left
 from agentcron.watchdog.endpoint import HeartbeatMonitor
 from agentcron.watchdog.peers import PeerNodes
 from agentcron.watchdog.pulse import ping_fail_blocking
@@ -239,6 +240,7 @@ class Daemon:
         await asyncio.to_thread(secure_home, self.options.home)  # 0700, before anything is kept
         await asyncio.to_thread(_say_unwritable_runs, self.options.home)
         self._left_outage = told_outage_left(self.options.home)  # before the file is made
+        self._left_since = outage_span(self._left_outage)
         self._trouble_file.open()
         if self.config.api.enabled or self.options.api_listen is not None:
             # refused before anything is written: no token off loopback, token_env unset
@@ -390,7 +392,7 @@ class Daemon:
 
         def stall_reason(at: datetime, zone: ZoneInfo) -> str | None:
             stall = self.watchdog.stall_covering(at)
-            return stall.reason(zone) if stall is not None else None
+            return stall.reason(zone) if stall is not None else self._left_outage_reason(at, zone)
 
         self.engine.stall_reason = stall_reason
         self.engine.on_outage.append(self._outage_began)
@@ -548,6 +550,23 @@ class Daemon:
                 "it works again.",
                 "database" if outage.database else "loop",
             )
+        )
+
+    def _left_outage_reason(self, at: datetime, zone: ZoneInfo) -> str | None:
+        """Why a fire came due unrun before this daemon started, when an earlier daemon
+        of this home told the owner of an outage and stopped inside it: the outage, not
+        only the stop (outside-in probe: fires due while the old daemon's ticks failed
+        on a lock were "missed: agentcron was not scheduling (stopped, or stopping)").
+        When it stopped is not known, so both are said."""
+        left = self._left_since
+        if left is None or not left[0] <= at < self._started_at:
+            return None
+        since, error, database = left
+        local = since.astimezone(zone)
+        what = "use its database" if database else "tick"
+        return (
+            f"agentcron could not {what} from {local:%H:%M:%S} {zone_label(local, zone.key)} "
+            f"({error}), and the daemon that told you so stopped before it came back"
         )
 
     def _tell_left_outage(self, now: datetime) -> None:
@@ -1101,6 +1120,7 @@ class Daemon:
         said: dict[str, Any] = {
             "pid": os.getpid(),
             "since": self._local(since),
+            "since_utc": since.astimezone(UTC).isoformat(),  # for the next daemon's reasons
             "error": error,
             "database": database,
             "told": outage is not None,  # the owner was told: its end must be told too
@@ -1113,6 +1133,8 @@ class Daemon:
     _file_fault: str | None = None
     # what an earlier daemon of this home told of its outage and never told was over
     _left_outage: dict[str, Any] | None = None
+    # and when it began, its error and whether it was the database (missed slots' reasons)
+    _left_since: tuple[datetime, str, bool] | None = None
     _upkeep_in_outage = False  # the checkpoint thread stopped during a told outage
 
     def _checkpoints_stopped(self, fault: str) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,20 @@ def told_outage_left(home: Path) -> dict[str, Any] | None:
     said = _said(path)
     trouble = said[1] if said is not None else None
     return trouble if trouble is not None and trouble.get("told") else None
+
+
+def outage_span(left: dict[str, Any] | None) -> tuple[datetime, str, bool] | None:
+    """When the outage of :func:`told_outage_left` began, its error and whether it
+    was the database's; None when the file does not say (written by an older daemon)."""
+    if left is None:
+        return None
+    try:
+        since = datetime.fromisoformat(str(left["since_utc"]))
+    except (KeyError, ValueError):
+        return None
+    if since.tzinfo is None:
+        return None
+    return since, str(left.get("error") or "unknown error"), bool(left.get("database"))
 
 
 def read_trouble(home: Path, pid: int | None, kept: bool = True) -> dict[str, Any] | None:
