@@ -109,6 +109,22 @@ def test_the_missed_report_names_the_zone_of_its_span() -> None:
     assert body.startswith("⚠ 3 runs of 1 task did not run (due between 02:00 and 04:00 CET):")
 
 
+def test_the_times_of_one_message_show_seconds_alike() -> None:
+    """Seconds are shown only when they matter, but for every time of a message if for
+    one: "due between 10:51 and 10:51:10" read as two kinds of time (outside-in probe)."""
+    from agentcron.notify.messages import render_missed
+
+    ten = timedelta(seconds=10)
+    rows = [("beat", 2, 0, local(10, 10, 51), local(10, 10, 51) + ten, "stopped")]
+    body = render_missed(rows, local(10, 11), BERLIN).body
+    assert body.startswith("⚠ 2 runs of 1 task did not run (due between 10:51:00 and 10:51:10 CET)")
+    event = failure(retry_at=local(10, 2, 30) + ten)  # the failure itself on the minute
+    assert render(notice_for(event), BERLIN).body.endswith("Retrying at 02:30:10 (attempt 2 of 4).")
+    rows = [("beat", 2, 0, local(10, 10, 51), local(10, 10, 52), "stopped")]
+    body = render_missed(rows, local(10, 11), BERLIN).body
+    assert body.startswith("⚠ 2 runs of 1 task did not run (due between 10:51 and 10:52 CET)")
+
+
 def test_gave_up_message_names_the_next_run() -> None:
     event = failure(attempt=4, gave_up=True, next_run=local(11, 2))
     message = render(notice_for(event), BERLIN)

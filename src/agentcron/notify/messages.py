@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from agentcron.durations import format_duration
@@ -79,7 +80,7 @@ def render(
     (the config's): "Retrying at 02:12 JST" beside another task's "since 12:12"."""
     token = _NAMED_ZONE.set(owner_zone is not None and zone.key != owner_zone.key)
     try:
-        return _render(notice, zone, secrets)
+        return _even_seconds(lambda: _render(notice, zone, secrets))
     finally:
         _NAMED_ZONE.reset(token)
 
@@ -509,6 +510,30 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 
 # whether the times of the message being rendered name their zone (see render)
 _NAMED_ZONE: ContextVar[bool] = ContextVar("agentcron_named_zone", default=False)
+# the message's times: whether each shown has seconds (None: not watched), and whether
+# all of them must show seconds (see _even_seconds)
+T = TypeVar("T")
+_SEEN_SECONDS: ContextVar[set[bool] | None] = ContextVar("agentcron_seen_seconds", default=None)
+_ALL_SECONDS: ContextVar[bool] = ContextVar("agentcron_all_seconds", default=False)
+
+
+def _even_seconds(render_once: Callable[[], T]) -> T:
+    """Render a message whose times all show seconds if one must: seconds are shown
+    only when they matter (02:07 or 02:07:30), but "due between 10:51 and 10:51:10"
+    read as if the first time were less exact (outside-in probe)."""
+    seen: set[bool] = set()
+    token = _SEEN_SECONDS.set(seen)
+    try:
+        first = render_once()
+    finally:
+        _SEEN_SECONDS.reset(token)
+    if len(seen) < 2:
+        return first
+    token_all = _ALL_SECONDS.set(True)
+    try:
+        return render_once()
+    finally:
+        _ALL_SECONDS.reset(token_all)
 
 
 def _clock(when: datetime, now: datetime, zone: ZoneInfo) -> str:
@@ -523,7 +548,11 @@ def _day_and_time(when: datetime, now: datetime, zone: ZoneInfo) -> tuple[str, s
     local = when.astimezone(zone)
     days = (local.date() - now.astimezone(zone).date()).days
     # seconds only when they matter (sub-minute schedules, retries): 02:07 or 02:07:30
-    hm = f"{local:%H:%M:%S}" if local.second else f"{local:%H:%M}"
+    seconds = bool(local.second) or _ALL_SECONDS.get()
+    hm = f"{local:%H:%M:%S}" if seconds else f"{local:%H:%M}"
+    seen = _SEEN_SECONDS.get()
+    if seen is not None:
+        seen.add(seconds)
     if _NAMED_ZONE.get():
         hm = f"{hm} {zone_label(local, zone.key)}"
     if days == 0:
@@ -563,6 +592,15 @@ def render_missed(
     """One message for every slot recorded missed or expired at once (a downtime, a
     stall): ``report`` rows are (task, missed, expired, first due, last due, reason).
     A daemon back after a day says so once, not once per task."""
+    return _even_seconds(lambda: _render_missed(list(report), now, zone, secrets))
+
+
+def _render_missed(
+    report: list[tuple[str, int, int, datetime, datetime, str]],
+    now: datetime,
+    zone: ZoneInfo,
+    secrets: Iterable[str],
+) -> Message:
     rows = sorted(report, key=lambda r: (-(r[1] + r[2]), r[0]))
     total = sum(r[1] + r[2] for r in rows)
     first = min(r[3] for r in rows)
