@@ -180,7 +180,7 @@ def test_the_only_channel_down_is_told_with_its_return(
     notifier.report_providers(clock.now())
     assert _titles(store, clock) == [(A, f"✔ agentcron sends through {channel_key(A)} again")]
     body = _bodies(store, "again")[0]
-    assert f"it could not from {began:%H:%M} UTC, 5 min)" in body, body
+    assert f"it could not from {began:%H:%M:%S} UTC, 5 min)" in body, body
     assert body.endswith("No channel could take the news of its outage while it lasted."), body
 
 

@@ -263,7 +263,7 @@ class Notifier:
 
         def local(when: datetime) -> str:
             at = when.astimezone(zone)
-            return f"{at:%H:%M} {zone_label(at, zone.key)}"
+            return f"{at:%H:%M:%S} {zone_label(at, zone.key)}"  # an outage may be short
 
         with self._lock:
             channels = [(channel_key(url), url) for url in self.channels]
