@@ -81,6 +81,9 @@ FREEZE_LATE = 1.0
 # to take those just after it in the same pass. The lateness bought for fewer passes:
 # 1,000 staggered tasks a second took ~195 passes a second at 5 ms and ~95 at 10 ms,
 # a quarter less CPU, p99 lateness 7.6 ms then 13 ms (bench/README.md, issue 16).
+# a claim's transaction that took this long (a locked table) has its runs' start
+# written again, when they really start (see Engine._began)
+RESTAMP_AFTER = timedelta(seconds=1)
 COALESCE = 0.010
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
@@ -607,8 +610,10 @@ class Engine:
         results, claims = self.store.materialize_and_start(
             [Fires(p.spec, p.expected, p.new_next, p.slots) for p in plans], now, room
         )
-        for claim in self._gate(claims, now):
-            self._spawn(claim, now)
+        started = self._gate(claims, now)
+        began = self._began(started, now)
+        for claim in started:
+            self._spawn(claim, began)
         created = skipped = missed = 0
         for plan, inserted in zip(plans, results, strict=True):
             if inserted is None:
@@ -743,9 +748,35 @@ class Engine:
             return 0
         claims = self.store.claim(self.settings.owner, now, now + self.settings.lease, room)
         started = self._gate(claims, now)
+        began = self._began(started, now)
         for claim in started:
-            self._spawn(claim, now)
+            self._spawn(claim, began)
         return len(started)
+
+    def _began(self, started: list[Claim], now: datetime) -> datetime:
+        """When the runs just claimed really start. The claim's transaction writes the
+        time its pass began; one that waited (a locked table) made runs read as started
+        before their action did, so that their timeout killed them early and they were
+        told as running too long (outside-in probe, PostgreSQL: a 35 s run with
+        ``timeout: 40s`` killed 32 s after its command started). Their start and leases
+        are then written again, from now."""
+        began = self.clock.now()
+        if not started or began - now < RESTAMP_AFTER:
+            return now
+        pairs = [(c.slot.id, c.attempt.id) for c in started]
+        try:
+            self.store.restamp_started(
+                self.settings.owner, pairs, began, began + self.settings.lease
+            )
+        except Exception as exc:  # the runs start all the same; their record is early
+            log.warning(
+                "could not record the late start of %d run(s) (their pass waited %s for "
+                "the database): %s",
+                len(pairs),
+                format_duration(began - now),
+                exc,
+            )
+        return began
 
     def _gate(self, claims: list[Claim], now: datetime) -> list[Claim]:
         """The claims whose provider may be called now (see :mod:`.providers`), less the

@@ -287,6 +287,14 @@ class RunStore(Protocol):
         running slot. Opens an attempt row for each and sets the lease."""
         ...
 
+    def restamp_started(
+        self, owner: str, claims: Sequence[tuple[int, int]], at: datetime, lease_until: datetime
+    ) -> None:
+        """Say that the runs of ``claims`` ((slot id, attempt id) that ``owner`` holds)
+        started at ``at``, their leases from then: the transaction that claimed them
+        waited (a locked table) and wrote the time its pass began."""
+        ...
+
     def renew_leases(
         self, owner: str, slot_ids: Collection[int], now: datetime, lease_until: datetime
     ) -> set[int]:

@@ -735,6 +735,23 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 (json.dumps(info), attempt_id),
             )
 
+    def restamp_started(
+        self, owner: str, claims: Sequence[tuple[int, int]], at: datetime, lease_until: datetime
+    ) -> None:
+        with self._tx() as db:
+            for chunk in chunks(sorted(claims), 400):
+                marks = ", ".join("?" for _ in chunk)
+                db.execute(
+                    "UPDATE slots SET started_at = ?, lease_expires_at = ? "
+                    f"WHERE lease_owner = ? AND status = 'running' AND id IN ({marks})",
+                    (ts(at), ts(lease_until), owner, *(slot for slot, _ in chunk)),
+                )
+                db.execute(
+                    "UPDATE attempts SET started_at = ? "
+                    f"WHERE status = 'running' AND id IN ({marks})",
+                    (ts(at), *(attempt for _, attempt in chunk)),
+                )
+
     def renew_leases(
         self, owner: str, slot_ids: Collection[int], now: datetime, lease_until: datetime
     ) -> set[int]:
