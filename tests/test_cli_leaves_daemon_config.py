@@ -138,3 +138,28 @@ def test_a_command_without_the_databases_file_shows_times_in_its_timezone(
     assert "06:00 CET" in result.output, result.output
     listed = CliRunner().invoke(app, ["--home", str(home), "list", "--json"])
     assert json.loads(listed.stdout)[0]["timezone"] == "Europe/Berlin", listed.stdout
+
+
+def test_a_postgresql_error_in_doctor_is_a_fail_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`doctor` while a table is held locked: its statement was cancelled by the
+    timeout, and it printed a traceback and no report at all (outside-in probe, three
+    nodes on PostgreSQL). It says the database check failed, in words, and exits 1."""
+    psycopg = pytest.importorskip("psycopg")
+    from typer.testing import CliRunner
+
+    from agentcron.interfaces.cli import app
+    from agentcron.service import Service
+
+    def cancelled(*_a: object, **_k: object) -> object:
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+
+    monkeypatch.setattr(Service, "list_tasks", cancelled)
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "doctor", "--json"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    report = json.loads(result.stdout)
+    [database] = [c for c in report["checks"] if c["name"] == "database"]
+    assert database["status"] == "fail", report
+    assert "QueryCanceled: canceling statement due to statement timeout" in database["message"]

@@ -241,12 +241,24 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
         checks.extend(_untried_checks(svc, in_use or []))
         checks.extend(_heartbeat_checks(svc, heartbeat_url, timezone))
         checks.extend(_home_checks(home))
-    except (StoreError, sqlite3.Error) as exc:
+    except Exception as exc:
         # damage found by the check or met by a query after it, a lock held past the
-        # timeout, an I/O error: one ✖ line in the report, never a traceback
-        problem = str(exc) if isinstance(exc, StoreError) else f"{store.describe()}: {exc}"
+        # timeout (PostgreSQL's statement timeout too: a traceback, outside-in probe),
+        # an I/O error: one ✖ line in the report, with the daemon's own word
+        psycopg = type(exc).__module__.split(".")[0] == "psycopg"
+        if not (psycopg or isinstance(exc, StoreError | sqlite3.Error)):
+            raise
+        problem = (
+            str(exc)
+            if isinstance(exc, StoreError)
+            else f"{store.describe()}: {type(exc).__name__}: {exc}".strip()
+        )
         checks = [c for c in checks if c["name"] != "database"]
         checks.append(_check("database", "fail", problem))
+        said = home_daemon_trouble(home)  # what the home's daemon says of it, if anything
+        if said:
+            checks = [c for c in checks if c["name"] != "daemon"]
+            checks.append(_check("daemon", "fail", said))
     finally:
         store.close()
     ok = all(c["status"] != "fail" for c in checks)
