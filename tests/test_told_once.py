@@ -180,7 +180,7 @@ def test_an_open_incident_is_told_again_after_remind_after_once_per_period(
     assert len(reminders) == 3, daily
     assert "(1 failed run since 02:00, last: server_error)" in reminders[0], reminders
     # what was told when it opened is said as such: its counts were of then
-    assert "last: server_error); as told then: " in reminders[0], reminders
+    assert "last: server_error); as last told: " in reminders[0], reminders
     assert not [line for line in lines if line.startswith("⏰ Reminder: quiet")]
     # the next day's 02:00 run failed again: told once that it lasts (every run gives
     # up), between the reminders at 02:00 and 08:00, which say 1 and then 2 failed runs

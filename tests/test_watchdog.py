@@ -303,16 +303,17 @@ def test_zero_token_completions_count_as_empty_runs(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:
     """The seed's smoking gun: fires that "ran" with 0 input / 0 output tokens."""
-    script = [completion("OK", prompt_tokens=0, completion_tokens=0) for _ in range(3)]
+    script = [completion("OK", prompt_tokens=0, completion_tokens=0) for _ in range(5)]
 
     async def scenario(base_url: str) -> None:
         rig = Rig(sqlite_store, clock, home)
         llm = {"base_url": base_url, "model": "fake-model", "prompt": "heartbeat"}
-        rig.h.add("agent", every="1h", timezone="UTC", llm=llm, retries=0)
+        rig.h.add("agent", every="1h", timezone="UTC", llm=llm, retries=0, remind_after="90m")
         for _ in range(3):
             await rig.h.run_until(clock.now() + timedelta(hours=1), timedelta(hours=1))
         assert [s.status for s in rig.h.slots("agent")] == [SlotStatus.SUCCEEDED] * 3
-        assert [i.kind for i in rig.incidents("agent")] == [IncidentKind.SUSPICIOUS]
+        [incident] = rig.incidents("agent")
+        assert incident.kind is IncidentKind.SUSPICIOUS
         # the answers had text: the words say what is wrong, not "produced nothing"
         # (outside-in probe: "without producing anything" beside kept outputs)
         assert _first_lines(await rig.messages()) == [
@@ -320,10 +321,24 @@ def test_zero_token_completions_count_as_empty_runs(
             "tokens, although its answers had text: the provider's token counts look "
             "wrong, so a tokens_per_day budget counts less than it spends."
         ]
+        # and so do `list`, `doctor` and the reminder, which read its summary (they
+        # said "3 successes in a row without output": outside-in probe)
+        assert incident.summary == (
+            "3 successes in a row with its model reporting 0 completion tokens although "
+            "its answers had text"
+        )
+        for _ in range(2):
+            await rig.h.run_until(clock.now() + timedelta(hours=1), timedelta(hours=1))
+        rig.notifier.remind(clock.now())  # the daemon's housekeeping (not wired here)
+        [reminder] = [m for m in _first_lines(await rig.messages()) if "Reminder" in m]
+        assert reminder.startswith("⏰ Reminder: agent has had its model report 0 completion "), (
+            reminder
+        )
+        assert "producing nothing" not in reminder and "without output" not in reminder
 
     with FakeOpenAI(script) as fake:
         asyncio.run(scenario(fake.base_url))
-        assert len(fake.requests) == 3
+        assert len(fake.requests) == 5
 
 
 def test_empty_answers_are_told_as_producing_nothing(

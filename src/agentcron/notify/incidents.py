@@ -153,7 +153,7 @@ def apply_event(
             changes, event, IncidentKind.OVERDUE, event.missed, _overdue_summary(event, task_zone)
         )
     elif isinstance(event, EmptySuccessStreak):
-        summary = f"{event.count} successes in a row without output"
+        summary = empty_summary(event.count, with_text=event.with_text)
         notice = _on_streak(changes, event, IncidentKind.SUSPICIOUS, event.count, summary)
     elif isinstance(event, SkipStreak):
         summary = (
@@ -325,6 +325,22 @@ def _persisting_summary(incident: Incident, ev: AttemptFailed) -> str:
 def down_summary(failed_runs: int, explanation: str) -> str:
     """The summary of a failure told as lasting (read back by :func:`told_down`)."""
     return f"failed {failed_runs} runs in a row: {explanation}"
+
+
+# what an empty-success streak of answers with text but no tokens is called: what
+# `list`, `doctor` and reminders say of it (they said "without output" of answers that
+# had text, beside a message that said otherwise: outside-in probe)
+ZERO_TOKENS = "with its model reporting 0 completion tokens although its answers had text"
+
+
+def empty_summary(count: int, *, with_text: bool) -> str:
+    """The summary of an empty-success streak (read back by :func:`told_zero_tokens`)."""
+    return f"{count} successes in a row {ZERO_TOKENS if with_text else 'without output'}"
+
+
+def told_zero_tokens(incident: Incident) -> bool:
+    """Whether a ``suspicious`` incident is of answers with text and no tokens."""
+    return incident.kind is IncidentKind.SUSPICIOUS and incident.summary.endswith(ZERO_TOKENS)
 
 
 def told_down(incident: Incident) -> bool:

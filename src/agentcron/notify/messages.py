@@ -52,6 +52,7 @@ from agentcron.notify.incidents import (
     downtime,
     failing_targets,
     told_down,
+    told_zero_tokens,
 )
 from agentcron.policies.budget import describe_usage
 from agentcron.redact import redact
@@ -298,10 +299,12 @@ def _reminder(inc: Incident, ev: Reminder, zone: ZoneInfo) -> tuple[str, str, Se
     began = inc.since or inc.opened_at
     lasted = format_duration(ev.at - began)
     still = _STILL.get(inc.kind, "has had a problem")
+    if told_zero_tokens(inc):
+        still = "has had its model report 0 completion tokens"
     since = _clock(began, ev.at, zone)
-    # the summary is what was told when it opened (or escalated): its counts are of
-    # then, beside the headline's counts of now, so it is said as such
-    then = f"; as told then: {_phrase(inc.summary)}." if inc.summary else "."
+    # the summary is what was last told (when it opened, escalated or met a new kind
+    # of error): its counts are of then, beside the headline's of now, said as such
+    then = f"; as last told: {_phrase(inc.summary)}." if inc.summary else "."
     if inc.kind is IncidentKind.FAILURE:
         cls = inc.last_error_class.value if inc.last_error_class else "error"
         failed = inc.failed_runs - (1 if ev.retrying else 0)
