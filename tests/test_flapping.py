@@ -202,3 +202,28 @@ def test_runs_the_daemons_own_stops_interrupted_do_not_make_a_task_flap(rig: Rig
     assert not any("keeps failing and recovering" in line for line in told), told
     assert sum("the daemon stopped while the run was in progress" in line for line in told) == 4
     assert not [i for i in rig.store.incidents("flaky") if i.kind is IncidentKind.FLAPPING]
+
+
+def test_the_end_of_a_failure_nothing_was_told_of_is_not_told_while_it_flaps(rig: Rig) -> None:
+    """While the task flaps, a run failed and its retry was superseded by the next run
+    (the ticks had waited for a locked database), which failed once and was retried to
+    success: two failed runs, neither told, and then "✔ flaky is running again after 1
+    failed run" out of nowhere (outside-in probe, PostgreSQL)."""
+    rig.scripted("fofofooffo", retries=2, retry_backoff={"base": "20m", "jitter": 0})
+    lines = rig.hours(4)
+    assert lines[-1].startswith("⚠ flaky keeps failing and recovering: 3 failures"), lines
+    assert rig.hours(1) == []  # 05:00 failed, its retry waits: a turn, not told
+
+    async def locked_then_ticking() -> None:
+        assert rig.h.slots("flaky")[-1].status.value == "retrying"
+        rig.clock.advance(timedelta(hours=1))  # no tick: the database was locked
+        await rig.h.tick()  # 06:00 supersedes the waiting retry, and fails once
+        await rig.h.run_until(rig.clock.now() + timedelta(minutes=30), timedelta(minutes=10))
+
+    asyncio.run(locked_then_ticking())
+    statuses = [s.status.value for s in rig.h.slots("flaky")][-2:]
+    assert statuses == ["superseded", "succeeded"], statuses
+    failures = rig.store.incidents("flaky", limit=100)
+    [failure] = [i for i in failures if i.kind is IncidentKind.FAILURE and i.failed_runs == 2]
+    assert not failure.is_open
+    assert rig.hours(1) == []  # counted in the flapping incident, not told

@@ -49,13 +49,20 @@ def a_turn(notice: Notice) -> bool:
     401 and then succeeded, run after run, sent 55 messages in 5 minutes and never
     read as flapping (outside-in probe)."""
     inc = notice.incident
-    if inc.kind is not IncidentKind.FAILURE or inc.failed_runs > 1 or told_down(inc):
+    if inc.kind is not IncidentKind.FAILURE or told_down(inc):
+        return False
+    if notice.event is NoticeEvent.CLOSED:
+        # The end of a failure nothing was told of is a turn too: a run superseded
+        # while its retry waited, then the next one retried to success, made two
+        # failed runs, none told, and "✔ running again after 1 failed run" came out of
+        # nowhere (outside-in probe, three times in a day). One told meanwhile (it
+        # escalated past its first run: a new kind of error) has its end told.
+        return inc.failed_runs <= 1 or not inc.escalated
+    if inc.failed_runs > 1:
         return False
     cause: Event = notice.cause
     if isinstance(cause, WorkerLost):
         cause = cause.as_failure()
-    if notice.event is NoticeEvent.CLOSED:
-        return True
     if not isinstance(cause, AttemptFailed) or stopped_with_the_daemon(inc):
         return False
     return notice.event is NoticeEvent.OPENED or (
