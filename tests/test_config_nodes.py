@@ -13,6 +13,7 @@ import pytest
 
 from agentcron.config.nodes import Applied, other_live_node, tasks_digest
 from agentcron.model import NodeInfo, TaskSpec
+from agentcron.store.base import Store
 from agentcron.store.postgres import PostgresStore
 from conftest import require_pg
 from daemon_proc import wait_for
@@ -112,3 +113,30 @@ def test_no_record_is_no_record_and_says_nothing(caplog: pytest.LogCaptureFixtur
     assert caplog.text == ""
     applied = Applied("a", "h", "/p", "d", "Europe/Berlin")
     assert loads(applied.dumps()) == applied
+
+
+def test_swap_meta_sets_only_what_is_still_expected(store: Store) -> None:
+    assert store.swap_meta("k", None, "a")  # no row yet
+    assert not store.swap_meta("k", None, "b")  # there is one now
+    assert not store.swap_meta("k", "x", "b")
+    assert store.swap_meta("k", "a", "b")
+    assert store.get_meta("k") == "b"
+
+
+def test_of_two_nodes_applying_one_change_at_once_only_the_first_tells(store: Store) -> None:
+    """n1 and n2 run one file, n3 another; the file changes and n1 and n2 reload it
+    within 2 ms: both read n3's record, both found "changed medium", and the owner got
+    the same warning twice (outside-in probe). The first to claim the difference tells
+    it; the same difference found again ten minutes later is told again, another at
+    once."""
+    from agentcron.config.nodes import first_to_tell
+
+    n3 = Applied("n3", "h3", "/c/cfg2.yaml", "d-old").dumps()
+    n1 = Applied("n1", "h1", "/c/cfg.yaml", "d-new")
+    n2 = Applied("n2", "h2", "/c/cfg.yaml", "d-new")
+    assert first_to_tell(store, n3, n1, T0)
+    assert not first_to_tell(store, n3, n2, T0 + timedelta(milliseconds=2))
+    assert not first_to_tell(store, n3, n1, T0 + timedelta(minutes=9))
+    other = Applied("n2", "h2", "/c/cfg.yaml", "d-newer")
+    assert first_to_tell(store, n3, other, T0 + timedelta(minutes=9))
+    assert first_to_tell(store, n3, n1, T0 + timedelta(minutes=20))

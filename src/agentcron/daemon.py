@@ -31,7 +31,14 @@ from agentcron.config._env import current_environ
 from agentcron.config.errors import ConfigError, ConfigProblem
 from agentcron.config.loader import load_config
 from agentcron.config.nodes import META_KEY as FILE_TASKS_KEY
-from agentcron.config.nodes import Applied, divergence_text, loads, other_live_node, tasks_digest
+from agentcron.config.nodes import (
+    Applied,
+    divergence_text,
+    first_to_tell,
+    loads,
+    other_live_node,
+    tasks_digest,
+)
 from agentcron.config.schema import LoadedConfig
 from agentcron.delivery.worker import DeliveryWorker
 from agentcron.durations import format_duration
@@ -1495,15 +1502,20 @@ class Daemon:
         mine = Applied(
             self.node_id, hostname(), source, tasks_digest(config.tasks), config.timezone
         )
-        before = loads(self.store.get_meta(FILE_TASKS_KEY))
+        recorded = self.store.get_meta(FILE_TASKS_KEY)
+        before = loads(recorded)
         added, changed, removed, expired = self.service.sync_file_tasks(config.tasks)
         self._expired_at_read += expired
         self._tell_expired_at_read()
         now = self.clock.now()
         other = other_live_node(before, mine, self.store.nodes(), now, DAEMON_STALE_AFTER)
         if other is not None and (added or changed or removed):
-            self._divergence = divergence_text(other, mine, added, changed, removed)
-            log.warning("%s", self._divergence)
+            words = divergence_text(other, mine, added, changed, removed)
+            log.warning("%s", words)
+            if first_to_tell(self.store, recorded, mine, now):
+                self._divergence = words
+            else:
+                log.info("another node applying the same change tells of it")
         if self._divergence is not None:
             # kept until queued: the apply is done again when this fails, and that
             # sync, finding the tasks already written, has no changes to say

@@ -17,10 +17,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from agentcron.model import NodeInfo, TaskSpec
 
 META_KEY = "config:file_tasks"
+TOLD_KEY = "config:difference_told"  # which difference a node told last, and when
+TOLD_TOGETHER = timedelta(minutes=10)  # the same difference found within: told already
 
 log = logging.getLogger("agentcron.config")
 
@@ -94,6 +97,35 @@ def other_live_node(
         if node.node_id == before.node_id:
             return before if node.alive(now, stale_after) else None
     return None
+
+
+class MetaRows(Protocol):
+    """The store's small key-value rows (its NodeStore part): all this module needs."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool: ...
+
+
+def first_to_tell(store: MetaRows, before: str | None, mine: Applied, now: datetime) -> bool:
+    """Whether this node is the one to tell of the difference it found between its
+    file's tasks and ``before`` (the record read before it applied them). Two nodes
+    that apply one change at the same moment both find it (outside-in probe: the same
+    warning twice, 2 ms apart); the first to claim it tells it. The same difference
+    found again later (a node that applies the other file once more) is told again."""
+    found = hashlib.sha256(f"{before}|{mine.digest}".encode()).hexdigest()[:16]
+    told = store.get_meta(TOLD_KEY)
+    if told is not None:
+        last, _, at = told.partition("@")
+        try:
+            recent = now - datetime.fromisoformat(at) < TOLD_TOGETHER
+        except (ValueError, TypeError):  # unreadable: taken as long ago
+            recent = False
+        if last == found and recent:
+            return False
+    return store.swap_meta(TOLD_KEY, told, f"{found}@{now.isoformat()}")
 
 
 def divergence_text(

@@ -404,6 +404,11 @@ class NodeStore(Protocol):
 
     def set_meta(self, key: str, value: str) -> None: ...
 
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set ``key`` to ``value`` only while it still holds ``expected`` (None: no
+        row); False when another writer changed it first."""
+        ...
+
 
 class IncidentStore(Protocol):
     """Incidents of tasks, saved together with the messages they cause."""

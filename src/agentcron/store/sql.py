@@ -1327,6 +1327,23 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 (key, value),
             )
 
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        # one statement each way: a second writer's waits for the first's row lock and
+        # then finds the value changed (PostgreSQL re-reads the row it waited for)
+        with self._tx() as db:
+            if expected is None:
+                rows = db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING "
+                    "RETURNING key",
+                    (key, value),
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "UPDATE meta SET value = ? WHERE key = ? AND value = ? RETURNING key",
+                    (value, key, expected),
+                ).fetchall()
+        return bool(rows)
+
     # ---- runs that ended while no daemon watched them ------------------------------
     def correct_lost_end(
         self, slot_id: int, attempt: int, outcome: AttemptOutcome, now: datetime
