@@ -48,7 +48,7 @@ def test_a_silent_node_is_told_once_by_the_running_node_and_its_return_too(
     assert len(told.lines) == 1
     assert told.lines[0].startswith(
         "⚠ agentcron's node beta (pid 42, b) has not been heard from since 12:00:00 and did "
-        "not stop:"
+        "not stop: it was killed, crashed or frozen (SIGSTOP, a suspended VM), or its machine"
     ), told.lines
     [incident] = sqlite_store.incidents("node:b")
     assert incident.kind is IncidentKind.NODE_LOST and incident.is_open

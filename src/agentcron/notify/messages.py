@@ -834,9 +834,9 @@ def render_node(
         title = f"⚠ agentcron's node {node.host} is gone"
         line = (
             f"⚠ {who} has not been heard from since {local(node.heartbeat_at)} and did not "
-            "stop: it was killed, crashed, or its machine is down or cut off. The running "
-            "nodes take its runs over once their leases lapse; start it again, or stop it "
-            "cleanly, when you can."
+            "stop: it was killed, crashed or frozen (SIGSTOP, a suspended VM), or its "
+            "machine is down or cut off. The running nodes take its runs over once their "
+            "leases lapse; start it again, or stop it cleanly, when you can."
         )
         event, severity = "opened", "warning"
     else:
