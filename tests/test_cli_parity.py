@@ -37,6 +37,7 @@ PARITY = {
     ("GET", "/api/v1/runs"): "runs",
     ("GET", "/api/v1/runs/{run_id}"): "logs",
     ("GET", "/api/v1/runs/{run_id}/output"): "logs",  # logs --output
+    ("POST", "/api/v1/runs/{run_id}/redeliver"): "redeliver",
     ("GET", "/api/v1/incidents"): "incidents",
     ("GET", "/api/v1/incidents/{incident_id}"): "incidents",  # incidents ID
     ("POST", "/api/v1/incidents/{incident_id}/acknowledge"): "incidents",  # --ack ID

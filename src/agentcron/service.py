@@ -37,7 +37,8 @@ from agentcron._service.base import (
     local_actor,
 )
 from agentcron._service.budgets import BudgetsMixin
-from agentcron._service.history import HistoryMixin, check_limit
+from agentcron._service.history import check_limit
+from agentcron._service.redelivery import RedeliveryMixin
 from agentcron._service.status import DAEMON_STALE_AFTER, RUN_COMMAND, StatusMixin
 from agentcron.gc_pause import gc_paused
 from agentcron.health import budget_health, task_health
@@ -122,7 +123,7 @@ class FileSync(NamedTuple):
     expired: list[tuple[TaskSpec, Slot]]
 
 
-class Service(HistoryMixin, StatusMixin, BudgetsMixin):
+class Service(RedeliveryMixin, StatusMixin, BudgetsMixin):
     # ---- sync from the config file ----------------------------------------------------
     def sync_file_tasks(self, specs: Mapping[str, TaskSpec]) -> FileSync:
         now = self.clock.now()

@@ -650,6 +650,31 @@ def logs(
         render.run_detail(out, data, zone)
 
 
+@app.command()
+def redeliver(
+    run_id: int,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Deliver a run's kept output again to the targets whose delivery gave up."""
+    from agentcron.interfaces.schemas import RunDetail, shaped
+
+    with service_for(config, home, db, sync=False) as svc:
+        data = svc.redeliver(run_id)
+        alive = svc.daemon_status()["alive"]
+    if json_out:
+        emit_json(shaped(RunDetail, data))
+        return
+    targets = [d["target"] for d in data["deliveries"] if d["status"] == "pending"]
+    when = "the daemon sends it within a few seconds" if alive else "it is sent when agentcron runs"
+    out.print(
+        f"run {run_id} of {rich_escape(str(data['task']))}: its output is queued again for "
+        f"{rich_escape(', '.join(targets))}; {when}, and you are told how it went"
+    )
+
+
 @app.command(context_settings={"allow_extra_args": False})
 def add(
     task: str,

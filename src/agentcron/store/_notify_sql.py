@@ -551,6 +551,18 @@ class NotifySQL:
         params.append(limit)
         return [delivery_from_row(r) for r in self._q(sql, params)]
 
+    def redeliver(self, slot_id: int, now: datetime) -> list[Delivery]:
+        with self._tx() as db:
+            rows = db.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                "updated_at = ?, claimed_by = NULL, claim_expires_at = NULL "
+                f"WHERE slot_id = ? AND status = 'failed' RETURNING {DELIVERY_COLUMNS}",
+                (ts(now), ts(now), slot_id),
+            ).fetchall()
+            if rows:
+                _settle_slot_delivery(db, slot_id)
+        return [delivery_from_row(r) for r in rows]
+
     def update_delivery(
         self,
         delivery_id: int,
@@ -575,16 +587,16 @@ class NotifySQL:
             ).fetchone()
             if row is None:
                 return False
-            states = {
-                r[0]
-                for r in db.execute(
-                    "SELECT status FROM deliveries WHERE slot_id = ?", (row[0],)
-                ).fetchall()
-            }
-            for candidate in ("failed", "retrying", "pending", "delivered"):
-                if candidate in states:
-                    db.execute(
-                        "UPDATE slots SET delivery_status = ? WHERE id = ?", (candidate, row[0])
-                    )
-                    break
+            _settle_slot_delivery(db, row[0])
             return True
+
+
+def _settle_slot_delivery(db: Conn, slot_id: int) -> None:
+    """The slot's ``delivery_status`` from its targets': failed if any failed for good,
+    retrying or pending while any is still trying, else delivered."""
+    rows = db.execute("SELECT status FROM deliveries WHERE slot_id = ?", (slot_id,)).fetchall()
+    states = {r[0] for r in rows}
+    for candidate in ("failed", "retrying", "pending", "delivered"):
+        if candidate in states:
+            db.execute("UPDATE slots SET delivery_status = ? WHERE id = ?", (candidate, slot_id))
+            break

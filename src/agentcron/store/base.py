@@ -587,6 +587,11 @@ class DeliveryStore(Protocol):
         newest success's (what ``context: previous`` hands its next run)."""
         ...
 
+    def redeliver(self, slot_id: int, now: datetime) -> list[Delivery]:
+        """Make the slot's deliveries that failed for good pending again, from their
+        first attempt, due ``now``; returns them (none: nothing had failed)."""
+        ...
+
     def update_delivery(
         self,
         delivery_id: int,

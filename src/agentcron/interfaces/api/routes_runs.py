@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from agentcron.interfaces.api.deps import get_service, known_query_only
+from agentcron.interfaces.api.deps import NoBodyDep, get_service, known_query_only
 from agentcron.interfaces.api.problems import problem_responses
 from agentcron.interfaces.schemas import RunDetail, RunSummary
 from agentcron.service import Service
@@ -86,3 +86,13 @@ def run_output(service: ServiceDep, run_id: RunId) -> StreamingResponse:
         media_type="text/plain; charset=utf-8",
         headers={"X-Content-Type-Options": "nosniff"},
     )
+
+
+@router.post(
+    "/{run_id}/redeliver",
+    response_model=RunDetail,
+    summary="Deliver the kept output again to the targets whose delivery gave up",
+    responses=problem_responses(404, 409),
+)
+def redeliver(service: ServiceDep, run_id: RunId, body: NoBodyDep = None) -> Any:
+    return service.redeliver(run_id)
