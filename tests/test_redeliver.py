@@ -178,3 +178,43 @@ def test_the_cli_and_the_api_redeliver_alike(tmp_path: Path) -> None:
             assert [d["status"] for d in answer.json()["deliveries"]] == ["pending"]
     finally:
         store.close()
+
+
+def test_the_owner_hears_the_delivery_give_up_and_then_arrive(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Wired as the daemon wires them (worker -> notifier -> outbox): the give-up is
+    told, and the redelivery's arrival closes its incident, told too."""
+    from agentcron.model import IncidentKind
+    from agentcron.notify import OutboxSender
+    from agentcron.notify.notifier import Notifier
+    from notify_rig import HOOK, RecordingChannel
+
+    notifier = Notifier(sqlite_store, clock, [HOOK], "UTC")
+    owner = RecordingChannel()
+    sender = OutboxSender(sqlite_store, channel_factory=lambda _url: owner, clock=clock)
+    target = Switch()
+
+    async def scenario() -> list[str]:
+        h = Harness(sqlite_store, clock, home)
+        h.add("story", lambda: "text", every="1d", deliver=[TARGET], delivery_backoff=["1m"])
+        clock.advance(timedelta(days=1))
+        await h.tick()
+        worker = DeliveryWorker(
+            sqlite_store, clock, emit=notifier.emit, channel_factory=lambda _u: target
+        )
+        await worker.drain_once()
+        clock.advance(timedelta(minutes=1))
+        await worker.drain_once()
+        (slot,) = h.slots("story")
+        assert [i.kind for i in sqlite_store.incidents("story")] == [IncidentKind.DELIVERY]
+        target.down = False
+        h.service.redeliver(slot.id)
+        await worker.drain_once()
+        await sender.drain_once()
+        return [m.title for m in owner.sent]
+
+    titles = asyncio.run(scenario())
+    assert titles[-1].startswith("✔ story"), titles
+    assert any(t.startswith("✖ story") for t in titles), titles
+    assert not any(i.is_open for i in sqlite_store.incidents("story"))
