@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,6 +92,16 @@ def test_a_postgresql_error_in_a_command_is_said_not_a_traceback(
 ) -> None:
     """`health` while a table is held locked: its statement was cancelled by the
     timeout, and the monitoring command printed a traceback (outside-in probe)."""
+    error = _behind_a_lock(tmp_path, monkeypatch, "list")["error"]
+    assert f"QueryCanceled: {CANCELLED}" in error
+
+
+CANCELLED = "canceling statement due to statement timeout"
+
+
+def _behind_a_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> Any:
+    """``command --json`` whose read of the tasks PostgreSQL cancels (a table held
+    locked past the statement's timeout): it exits 1 with no traceback; its JSON."""
     psycopg = pytest.importorskip("psycopg")
     from typer.testing import CliRunner
 
@@ -98,14 +109,13 @@ def test_a_postgresql_error_in_a_command_is_said_not_a_traceback(
     from agentcron.service import Service
 
     def cancelled(*_a: object, **_k: object) -> object:
-        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+        raise psycopg.errors.QueryCanceled(CANCELLED)
 
     monkeypatch.setattr(Service, "list_tasks", cancelled)
-    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "list", "--json"])
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), command, "--json"])
     assert result.exit_code == 1
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    error = json.loads(result.stdout)["error"]
-    assert "QueryCanceled: canceling statement due to statement timeout" in error
+    return json.loads(result.stdout)
 
 
 def test_a_command_without_the_databases_file_shows_times_in_its_timezone(
@@ -146,20 +156,7 @@ def test_a_postgresql_error_in_doctor_is_a_fail_line_not_a_traceback(
     """`doctor` while a table is held locked: its statement was cancelled by the
     timeout, and it printed a traceback and no report at all (outside-in probe, three
     nodes on PostgreSQL). It says the database check failed, in words, and exits 1."""
-    psycopg = pytest.importorskip("psycopg")
-    from typer.testing import CliRunner
-
-    from agentcron.interfaces.cli import app
-    from agentcron.service import Service
-
-    def cancelled(*_a: object, **_k: object) -> object:
-        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
-
-    monkeypatch.setattr(Service, "list_tasks", cancelled)
-    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "doctor", "--json"])
-    assert result.exit_code == 1
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    report = json.loads(result.stdout)
+    report = _behind_a_lock(tmp_path, monkeypatch, "doctor")
     [database] = [c for c in report["checks"] if c["name"] == "database"]
     assert database["status"] == "fail", report
-    assert "QueryCanceled: canceling statement due to statement timeout" in database["message"]
+    assert f"QueryCanceled: {CANCELLED}" in database["message"]
