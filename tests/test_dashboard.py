@@ -901,3 +901,36 @@ def test_a_notice_is_left_out_only_for_what_is_not_there(
     monkeypatch.setattr(service, "run_detail", broken)
     with pytest.raises(ServiceError, match="unexpected"):
         notice_for(service, "triggered", "alpha_ok", 1)
+
+
+def test_a_runs_output_whose_delivery_gave_up_can_be_delivered_again(
+    client: TestClient, harness: Harness
+) -> None:
+    from agentcron.model import DeliveryStatus
+
+    harness.add("story", fine, every="1h", deliver=["json://127.0.0.1:9/deliver"])
+    asyncio.run(harness.run_until(harness.clock.now() + timedelta(hours=1), timedelta(hours=1)))
+    (run,) = harness.slots("story")
+    (delivery,) = harness.store.deliveries(run.id)
+    now = harness.clock.now()
+    harness.store.update_delivery(delivery.id, DeliveryStatus.FAILED, 4, None, "HTTP 500", now)
+    page = client.get(f"/runs/{run.id}").text
+    assert 'id="action-redeliver"' in page
+    refused = client.post(f"/runs/{run.id}/redeliver", headers={"Origin": "http://evil.example"})
+    assert refused.status_code == 403
+    assert harness.store.deliveries(run.id)[0].status is DeliveryStatus.FAILED
+    answer = client.post(
+        f"/runs/{run.id}/redeliver", data={"back": "run"}, headers=SAME, follow_redirects=False
+    )
+    assert answer.status_code == 303
+    where = answer.headers["location"]
+    assert where == f"/runs/{run.id}?done=redelivered&task=story&ref={run.id}"
+    after = client.get(where).text
+    assert f"The output of run #{run.id} of &#39;story&#39; is queued to be delivered" in after
+    assert 'id="action-redeliver"' not in after
+    assert harness.store.deliveries(run.id)[0].status is DeliveryStatus.PENDING
+    again = client.post(f"/runs/{run.id}/redeliver", headers=HTMX)
+    assert again.status_code == 200  # htmx swaps the refusal into the live region
+    assert "Not delivered again: run" in again.text and "is still being delivered" in again.text
+    missing = client.post("/runs/99999/redeliver", headers=SAME)
+    assert missing.status_code == 404 and "no run with id 99999" in missing.text

@@ -1,4 +1,5 @@
-"""The dashboard's changes: run now, pause (with a reason), resume, acknowledge.
+"""The dashboard's changes: run now, pause (with a reason), resume, acknowledge,
+deliver a run's output again.
 
 Each is a plain HTML form posted to the server, so it works without JavaScript:
 the answer is a redirect (303) to the page the form was on, which then says what
@@ -46,7 +47,7 @@ from agentcron.store.errors import is_database_error
 log = logging.getLogger("agentcron.dashboard")
 
 REFRESH_EVENT = "agentcron-refresh"
-BACK = ("task", "list", "incidents")
+BACK = ("task", "list", "incidents", "run")
 
 
 async def _bad_form(request: Request, message: str, status: int) -> Response:
@@ -60,12 +61,15 @@ router = APIRouter(route_class=form_route(_bad_form))
 
 
 def _back(base: str, task: str, back: str, query: dict[str, str]) -> str:
-    """Where the no-JavaScript form returns: the task list, the task's page or the
-    incidents (never a URL taken from the request, so a form cannot send you away)."""
+    """Where the no-JavaScript form returns: the task list, the task's page, the
+    incidents or a run's page (never a URL taken from the request, so a form cannot
+    send you away)."""
     if back == "list":
         path = f"{base}/"
     elif back == "incidents":
         path = f"{base}/incidents"
+    elif back == "run" and query.get("ref", "").isdigit():
+        path = f"{base}/runs/{query['ref']}"
     else:
         path = f"{base}/tasks/{quote(task, safe='')}"
     return f"{path}?{urlencode(query)}"
@@ -232,3 +236,21 @@ def acknowledge(
         return Done(str(view["task"]), number)
 
     return _act(request, service, back, "acknowledged", "acknowledged", change)
+
+
+@router.post("/runs/{run_id}/redeliver", response_class=HTMLResponse)
+def redeliver(
+    request: Request,
+    service: ServiceDep,
+    run_id: str,
+    back: Annotated[str, Form()] = "run",
+) -> Response:
+    """Send a run's kept output again where its delivery gave up (the service refuses,
+    with the reason, when there is nothing to send again)."""
+
+    def change() -> Done:
+        number = record_id(run_id, "run_id")
+        view = service.redeliver(number)
+        return Done(str(view["task"]), number)
+
+    return _act(request, service, back, "delivered again", "redelivered", change)

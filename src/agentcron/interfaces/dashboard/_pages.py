@@ -386,6 +386,7 @@ def run_page(request: Request, service: ServiceDep, run_id: str) -> HTMLResponse
             **common(service),
             "run": views.run_row(run, now, zone),
             "attempts": attempts,
+            **_notice(request, service),
             **query_note(request, {}),
         },
     )
@@ -462,7 +463,7 @@ def incidents_fragment(request: Request, service: ServiceDep) -> HTMLResponse:
 # leads to (no JavaScript). Only these codes are read from the query string, and each
 # sentence is built here from what the database says now: a crafted, reloaded or
 # bookmarked link cannot make the page assert what is not so.
-NOTICE_CODES = ("triggered", "paused", "resumed", "acknowledged")
+NOTICE_CODES = ("triggered", "paused", "resumed", "acknowledged", "redelivered")
 
 
 def notice_for(service: Service, code: str, task: str, ref: int | None) -> str | None:
@@ -497,6 +498,8 @@ def notice_for(service: Service, code: str, task: str, ref: int | None) -> str |
         run = service.run_detail(ref, with_output=False)
     except NotFoundError:
         return None
+    if code == "redelivered":
+        return _redelivered(run, ref, task)
     if run["task"] != task or run.get("trigger") != "manual":
         return None
     status = str(run["status"])
@@ -508,6 +511,21 @@ def notice_for(service: Service, code: str, task: str, ref: int | None) -> str |
     if status == "retrying":
         return f"Run #{ref} of {name} failed and waits for a retry."
     return f"Run #{ref} of {name} has ended: {status}."
+
+
+def _redelivered(run: dict[str, Any], ref: int, task: str) -> str | None:
+    """The sentence for a run whose output was queued to be delivered again."""
+    if run["task"] != task:
+        return None
+    states = {str(d["status"]) for d in run.get("deliveries", [])}
+    if states & {"pending", "retrying"}:
+        return (
+            f"The output of run #{ref} of {task!r} is queued to be delivered again: the "
+            "daemon sends it from the kept file, and you are told how it went."
+        )
+    if states == {"delivered"}:
+        return f"The output of run #{ref} of {task!r} is delivered."
+    return None
 
 
 def notice_state(code: str, task: str, ref: int | None, text: str) -> dict[str, Any]:
