@@ -77,13 +77,13 @@ FREEZE_SETTLE = 0.2  # seconds the first pass after a freeze lets runs see their
 # seconds past its wake-up time a pass may begin before the process counts as held then
 # (a freeze shorter than a few beats: the beat is 6 s)
 FREEZE_LATE = 1.0
+# a claim's transaction that took this long (a locked table) has its runs' start
+# written again, when they really start (see Engine._began)
+RESTAMP_AFTER = timedelta(seconds=1)
 # Seconds a pass waits past the next fire (and a run's end before the loop looks at it),
 # to take those just after it in the same pass. The lateness bought for fewer passes:
 # 1,000 staggered tasks a second took ~195 passes a second at 5 ms and ~95 at 10 ms,
 # a quarter less CPU, p99 lateness 7.6 ms then 13 ms (bench/README.md, issue 16).
-# a claim's transaction that took this long (a locked table) has its runs' start
-# written again, when they really start (see Engine._began)
-RESTAMP_AFTER = timedelta(seconds=1)
 COALESCE = 0.010
 _NOT_RUN = frozenset({SlotStatus.MISSED, SlotStatus.EXPIRED})
 SCHEDULE_CACHE_LIMIT = 250_000  # schedules kept; names of removed tasks would pile up
