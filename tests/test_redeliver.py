@@ -180,11 +180,13 @@ def test_the_cli_and_the_api_redeliver_alike(tmp_path: Path) -> None:
         store.close()
 
 
-def test_the_owner_hears_the_delivery_give_up_and_then_arrive(
+def test_the_owner_hears_how_each_redelivery_ends(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:
-    """Wired as the daemon wires them (worker -> notifier -> outbox): the give-up is
-    told, and the redelivery's arrival closes its incident, told too."""
+    """Wired as the daemon wires them (worker -> notifier -> outbox). The give-up is
+    told; a redelivery that gives up again is told again (it was only counted in the
+    open incident: outside-in probe); the one that arrives closes the incident, told,
+    without counting its own run among the deliveries that "gave up meanwhile"."""
     from agentcron.model import IncidentKind
     from agentcron.notify import OutboxSender
     from agentcron.notify.notifier import Notifier
@@ -203,18 +205,30 @@ def test_the_owner_hears_the_delivery_give_up_and_then_arrive(
         worker = DeliveryWorker(
             sqlite_store, clock, emit=notifier.emit, channel_factory=lambda _u: target
         )
-        await worker.drain_once()
-        clock.advance(timedelta(minutes=1))
-        await worker.drain_once()
+
+        async def attempts() -> None:
+            await worker.drain_once()
+            clock.advance(timedelta(minutes=1))
+            await worker.drain_once()
+
+        await attempts()  # gives up
         (slot,) = h.slots("story")
         assert [i.kind for i in sqlite_store.incidents("story")] == [IncidentKind.DELIVERY]
+        h.service.redeliver(slot.id)
+        await attempts()  # the target is still down: gives up again
         target.down = False
         h.service.redeliver(slot.id)
         await worker.drain_once()
         await sender.drain_once()
-        return [m.title for m in owner.sent]
+        return [m.body for m in owner.sent]
 
-    titles = asyncio.run(scenario())
-    assert titles[-1].startswith("✔ story"), titles
-    assert any(t.startswith("✖ story") for t in titles), titles
+    bodies = asyncio.run(scenario())
+    heads = [b[:40] for b in bodies]
+    assert heads == [
+        "⚠ story's output could not be delivered ",
+        "✖ story's output could not be delivered ",
+        "✖ story's output could not be delivered ",
+        "✔ story's output was delivered to json:/",
+    ], bodies
+    assert "gave up meanwhile" not in bodies[-1], bodies[-1]
     assert not any(i.is_open for i in sqlite_store.incidents("story"))

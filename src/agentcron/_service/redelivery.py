@@ -10,6 +10,7 @@ them, from the kept file, as it sends any delivery, and tells the end as it does
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,11 @@ class RedeliveryMixin(HistoryMixin):
                 "hand), so it cannot be delivered again",
                 field="run_id",
             )
-        again = self.store.redeliver(run_id, self.clock.now())
+        now = self.clock.now()
+        again = self.store.redeliver(run_id, now)
         if again:
             targets = sorted(d.target_key for d in again)
+            self._asked_again(slot.task, now)
             self._audit(
                 "run.redeliver",
                 slot.task,
@@ -71,6 +74,16 @@ class RedeliveryMixin(HistoryMixin):
             )
             self._changed()
         return self.run_detail(run_id, with_output=False)
+
+    def _asked_again(self, task: str, now: datetime) -> None:
+        """The task's open delivery incident learns that this run's output is tried
+        again (see :func:`~agentcron.notify.incidents.asked_again`)."""
+        from agentcron.model import IncidentKind
+        from agentcron.notify.incidents import asked_again
+
+        current = self.store.open_incidents(task).get(IncidentKind.DELIVERY)
+        if current is not None:
+            self.store.save_incidents([asked_again(current, 1, now)], [], now)
 
 
 def _gone(path: str | None) -> bool:
