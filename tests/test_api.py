@@ -655,3 +655,29 @@ def test_a_database_outage_is_a_503_that_says_what_a_client_can_do(
         metrics = c.get("/metrics")
         assert metrics.status_code == 200
         assert 'agentcron_database_errors_total{part="api"} 2.0' in metrics.text
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("retries", True, "a whole number"),
+        ("retries", "3", "a whole number"),
+        ("paused", "yes", "true or false"),
+        ("shell", 1, "true or false"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_not_converted(
+    client: TestClient, harness: Harness, key: str, value: Any, words: str
+) -> None:
+    """Outside-in probe: `"retries": true` was stored as 1, `"3"` as 3 and `"paused":
+    "yes"` as true, without a word, where docs/api.md promises 422 for a key of the
+    wrong type; `agentcron validate` let them through in a file too."""
+    body = {"name": "typed", "every": "1h", "command": ["true"], key: value}
+    refused = problem_of(client.post("/api/v1/tasks", json=body), 422)
+    assert refused["problems"][0]["location"] == f"tasks.typed.{key}", refused
+    assert words in refused["detail"], refused
+    assert client.get("/api/v1/tasks/typed").status_code == 404  # nothing recorded
+    before = harness.service.show_task("alpha")
+    patched = client.patch("/api/v1/tasks/alpha", json={key: value})
+    assert patched.status_code == 422, patched.text
+    assert harness.service.show_task("alpha") == before

@@ -597,3 +597,26 @@ def test_keep_outputs_of_zero_is_refused_as_keep_history_of_zero_is() -> None:
     )
     assert problem.location == "tasks.t.keep_outputs"
     assert "keep_outputs must be at least 1m (or null to keep them)" in problem.message
+
+
+def test_yaml_1_2_words_and_quoted_numbers_are_not_taken_for_flags_and_numbers() -> None:
+    """In YAML 1.2 `yes` is text, and a quoted number is text: `paused: yes` was read as
+    true and `retries: "3"` as 3, and `retries: true` as 1, without a word (outside-in
+    probe: `agentcron validate` said the file was valid). Each is refused at its key."""
+    found = problems(
+        """\
+        max_concurrency: "4"
+        tasks:
+          story:
+            every: 1h
+            command: [echo]
+            paused: yes
+            retries: true
+            empty_output_streak: "3"
+        """
+    )
+    said = {p.location: p.message for p in found}
+    assert "true or false" in said["tasks.story.paused"], said
+    assert "a whole number" in said["tasks.story.retries"], said
+    assert "a whole number" in said["tasks.story.empty_output_streak"], said
+    assert "a whole number" in said["max_concurrency"], said

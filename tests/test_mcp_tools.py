@@ -404,6 +404,13 @@ def test_a_name_far_too_long_is_not_repeated_whole_in_its_refusal(service: Servi
         ("get_run", {"run_id": "abc"}, "arguments not accepted: run_id: must be a "),
         ("get_task", {"name": 123}, "arguments not accepted: name: must be text (got a number)"),
         ("get_task", {}, "arguments not accepted: name: is required"),
+        # a number or a flag written as text is refused, not read as one (it was)
+        ("list_runs", {"limit": "5"}, "arguments not accepted: limit: must be a whole number"),
+        (
+            "schedule_task",
+            {"name": "x", "every": "1h", "http": HOOK, "paused": "yes"},
+            "arguments not accepted: paused: must be true or false",
+        ),
     ],
 )
 def test_arguments_of_the_wrong_type_are_said_in_one_line_naming_them(

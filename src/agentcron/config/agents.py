@@ -34,7 +34,16 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agentcron.config._urls import check_http_url
 from agentcron.model.budget import Budget
@@ -111,11 +120,11 @@ class AgentClient(_Strict):
         default_factory=lambda: list(DEFAULT_ACTIONS),
         description="Actions its tasks may have; command and python must be granted",
     )
-    max_tasks: int = Field(default=20, ge=0, description="Tasks it may have at once")
+    max_tasks: StrictInt = Field(default=20, ge=0, description="Tasks it may have at once")
     min_period: Duration = Field(
         default=timedelta(minutes=5), description="Shortest interval between fires it may set"
     )
-    from_runs: bool = Field(
+    from_runs: StrictBool = Field(
         default=False,
         description="May a process inside a scheduled run schedule, change or start tasks",
     )

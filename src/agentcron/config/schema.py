@@ -24,6 +24,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     ValidationInfo,
     field_validator,
 )
@@ -100,11 +102,11 @@ class ApiConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = Field(
+    enabled: StrictBool = Field(
         default=False, description="Serve the API (default: true when `api:` is written)"
     )
     host: str = Field(default="127.0.0.1", min_length=1)
-    port: int = Field(default=8765, ge=0, le=65535, description="0 picks a free port")
+    port: StrictInt = Field(default=8765, ge=0, le=65535, description="0 picks a free port")
     token_env: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
@@ -193,7 +195,7 @@ class ConfigFile(BaseModel):
         description="dotenv file read before ${NAME} placeholders are expanded "
         "(relative to this file; the environment wins)",
     )
-    max_concurrency: int = Field(default=4, ge=1, description="Runs executing at once")
+    max_concurrency: StrictInt = Field(default=4, ge=1, description="Runs executing at once")
     budget: Budget | None = Field(
         default=None,
         description="Daily ceiling of all tasks' runs and model tokens together",

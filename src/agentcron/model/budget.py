@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 
 class Budget(BaseModel):
@@ -26,10 +26,10 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    runs_per_day: int | None = Field(
+    runs_per_day: StrictInt | None = Field(
         default=None, ge=0, description="Runs (slots started, retries included) per day"
     )
-    tokens_per_day: int | None = Field(
+    tokens_per_day: StrictInt | None = Field(
         default=None, ge=0, description="Model tokens (prompt + completion) per day"
     )
 

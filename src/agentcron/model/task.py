@@ -19,6 +19,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
+    StrictInt,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -145,7 +147,7 @@ class LlmSpec(_Strict):
     api_key_env: str | None = None
     system: str | None = None
     prompt: str
-    max_tokens: int | None = Field(default=None, gt=0)
+    max_tokens: StrictInt | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     timeout: Duration | None = None
 
@@ -190,7 +192,7 @@ class TaskSpec(_Strict):
     timezone: str | None = None
     # action
     command: list[str] | str | None = None
-    shell: bool = False
+    shell: StrictBool = False
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
     python: str | None = None
@@ -200,7 +202,7 @@ class TaskSpec(_Strict):
     http: HttpSpec | None = None
     llm: LlmSpec | None = None
     # policies
-    retries: int = Field(default=3, ge=0, le=100)
+    retries: StrictInt = Field(default=3, ge=0, le=100)
     retry_backoff: BackoffSpec = BackoffSpec()  # frozen: one default shared by all
     timeout: Duration = timedelta(hours=1)
     kill_grace: Duration = timedelta(seconds=5)
@@ -209,8 +211,8 @@ class TaskSpec(_Strict):
     catchup: CatchupPolicy = CatchupPolicy.LATEST
     catchup_window: Duration = timedelta(hours=24)
     overdue_after: Duration | None = None
-    empty_output_streak: int = Field(default=3, ge=0)
-    expect_output: bool | None = Field(
+    empty_output_streak: StrictInt = Field(default=3, ge=0)
+    expect_output: StrictBool | None = Field(
         default=None,
         description="Flag runs that succeed with no output: true always, false never; "
         "unset watches llm tasks and tasks whose earlier successful runs had output",
@@ -247,7 +249,7 @@ class TaskSpec(_Strict):
         description="Finished runs older than this are pruned with their attempts, "
         "deliveries and output files (null keeps all)",
     )
-    paused: bool = False
+    paused: StrictBool = False
     description: str | None = None
     provider: str | None = Field(
         default=None,

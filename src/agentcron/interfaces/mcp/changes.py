@@ -10,6 +10,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import StrictBool
 
 from agentcron._service.base import NotFoundError, ServiceError, acting_as
 from agentcron.config.schema import compact_duration
@@ -129,7 +130,7 @@ class ChangeTools(ToolsCore):
         command: list[str] | None = None,
         python: PythonAction | None = None,
         deliver: list[str] | None = None,
-        paused: bool = False,
+        paused: StrictBool = False,
         description: str | None = None,
         timeout: str | None = None,
     ) -> TaskDetail:

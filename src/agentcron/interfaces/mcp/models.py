@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class _Out(BaseModel):
@@ -45,7 +45,7 @@ class LlmAction(_In):
     model: str = Field(description="The name of a model profile the owner configured")
     prompt: str = Field(min_length=1)
     system: str | None = None
-    max_tokens: int | None = Field(default=None, gt=0)
+    max_tokens: StrictInt | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     base_url: str | None = Field(
         default=None,

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import StrictInt
 
 from agentcron._service.base import NotFoundError
 from agentcron.interfaces.mcp._core import ToolsCore, answers
@@ -51,7 +52,7 @@ class ReadTools(ToolsCore):
         ctx: Context,
         task: str | None = None,
         status: str | None = None,
-        limit: int = 20,
+        limit: StrictInt = 20,
     ) -> RunList:
         p = self.policy(ctx)
         if not 1 <= limit <= MOST_RUNS:
@@ -75,7 +76,7 @@ class ReadTools(ToolsCore):
                 rows = rows[:limit]
         return RunList(runs=[RunInfo.model_validate(row) for row in rows])
 
-    def get_run(self, run_id: int, ctx: Context) -> RunDetail:
+    def get_run(self, run_id: StrictInt, ctx: Context) -> RunDetail:
         p = self.policy(ctx)
         service = self._service()
         missing = ToolError(f"no run with id {run_id}; list_runs shows yours")
@@ -96,7 +97,7 @@ class ReadTools(ToolsCore):
         )
 
     def next_runs(
-        self, name: str, ctx: Context, count: int = 5, start: str | None = None
+        self, name: str, ctx: Context, count: StrictInt = 5, start: str | None = None
     ) -> NextRuns:
         p = self.policy(ctx)
         if not 1 <= count <= 50:
