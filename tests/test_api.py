@@ -438,6 +438,11 @@ def test_a_task_name_with_an_encoded_slash_is_a_404_naming_it(client: TestClient
         assert body["detail"].startswith("no task named 'a/"), body
         assert "a task name cannot contain '/'" in body["detail"]
     problem_of(client.get("/api/v1/runs", params={"task": "a/b"}), 404)
+    # a filter names its own parameter (it said "name", which these routes do not take)
+    for path in ("/api/v1/runs", "/api/v1/audit", "/api/v1/incidents"):
+        body = problem_of(client.get(path, params={"task": "alpah"}), 404)
+        assert body["field"] == "task", (path, body)
+        assert "did you mean 'alpha'" in body["detail"], (path, body)
     refused = problem_of(client.post("/api/v1/tasks", json={"name": "a/b", "every": "5m"}), 422)
     assert "name" in str(refused["problems"]) + refused["detail"]
     # a wrong endpoint is still one

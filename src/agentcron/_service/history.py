@@ -233,12 +233,18 @@ class HistoryMixin(ServiceCore):
         return out, encode_cursor(slots[-1]) if more and slots else None
 
     def _task_or_history(self, name: str) -> None:
+        """Refuse a ``task`` filter that names no task and no history, naming the
+        filter: ``runs?task=nope`` said ``field: name``, a parameter it does not have."""
         from agentcron.model.task import TASK_NAME
 
-        if not TASK_NAME.match(name):
-            self._task(name)  # raises: no task, nor history, can have that name
-        if self.store.get_task(name) is None and not self.store.slots(name, limit=1):
-            self._task(name)  # raises with a suggestion
+        try:
+            if not TASK_NAME.match(name):
+                self._task(name)  # raises: no task, nor history, can have that name
+            if self.store.get_task(name) is None and not self.store.slots(name, limit=1):
+                self._task(name)  # raises with a suggestion
+        except NotFoundError as exc:
+            exc.field = "task"
+            raise
 
     def _slot(self, run_id: int) -> Slot:
         # an id past the database's integers is no run's (it made the driver raise)
