@@ -277,6 +277,9 @@ def test_runs_filter_and_page_with_a_cursor(client: TestClient, harness: Harness
     ]:
         assert problem_of(client.get("/api/v1/runs", params=params), 400)["field"] == field
     assert problem_of(client.get("/api/v1/runs?task=nope"), 404)
+    # a duration too long is said as such, not as "neither a time nor a duration"
+    far = problem_of(client.get("/api/v1/runs", params={"since": "999999999d"}), 400)
+    assert "is a duration, but reaches back before the year 1" in far["detail"], far
 
 
 def test_a_malformed_parameter_is_a_400_naming_it_and_the_value(client: TestClient) -> None:

@@ -51,11 +51,19 @@ def parse_when(value: str | datetime | None, field: str, now: datetime) -> datet
         from agentcron.durations import parse_duration
 
         try:
-            return now - parse_duration(text)
+            ago = parse_duration(text)
         except (ValueError, OverflowError):
             raise ServiceError(
                 f"{field}: {value!r} is neither an ISO time (2026-06-01T08:00+02:00) nor "
                 "a duration ago (90m, 2d)",
+                field=field,
+            ) from None
+        try:
+            return now - ago
+        except OverflowError:  # a duration, but farther back than any date
+            raise ServiceError(
+                f"{field}: {value!r} is a duration, but reaches back before the year 1; "
+                "give a shorter one (90m, 2d) or an ISO time",
                 field=field,
             ) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
