@@ -141,6 +141,12 @@ def test_create_validates_like_the_config_file(client: TestClient) -> None:
         "/api/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert "not valid JSON" in problem_of(raw, 400)["detail"]
+    deep = client.post(  # nested past the JSON reader's depth: said in the same words
+        "/api/v1/tasks", content=b"[" * 100_000, headers={"content-type": "application/json"}
+    )
+    deep_problem = problem_of(deep, 400)
+    assert deep_problem["type"] == "urn:agentcron:problem:bad-request", deep_problem
+    assert "not valid JSON" in deep_problem["detail"], deep_problem
     assert "bad" not in {r["name"] for r in client.get("/api/v1/tasks").json()}
 
 

@@ -215,6 +215,12 @@ def install(app: FastAPI, metrics: Metrics) -> None:
                 message = f"no page at {request.url.path[:200]}"
                 return await run_in_threadpool(not_found_page, request, message)
             detail = f"no such endpoint: {request.url.path}; see /api/v1/docs"
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            # the framework's words for a body its JSON reader gave up on (nested a
+            # hundred thousand deep: outside-in probe), beside ours for other bad JSON
+            return problem(
+                400, "the body is not valid JSON (or is nested too deeply)", "bad-request"
+            )
         return problem(exc.status_code, detail, kind, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
