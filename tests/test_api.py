@@ -695,3 +695,20 @@ def test_a_value_of_the_wrong_type_is_refused_not_converted(
     patched = client.patch("/api/v1/tasks/alpha", json={key: value})
     assert patched.status_code == 422, patched.text
     assert harness.service.show_task("alpha") == before
+
+
+def test_a_bad_task_name_is_refused_at_the_name_key_and_quoted_short(client: TestClient) -> None:
+    """Outside-in probe: a name with a '/' or a space had no `field`, and a name of
+    5,000 characters was echoed whole, in `detail` and in `problems`."""
+    odd = problem_of(
+        client.post("/api/v1/tasks", json={"name": "a/b c", "every": "1h", "command": ["x"]}),
+        422,
+    )
+    assert odd["field"] == "name" and odd["problems"][0]["location"] == "name", odd
+    assert "invalid task name 'a/b c'" in odd["detail"], odd
+    long = problem_of(
+        client.post("/api/v1/tasks", json={"name": "n" * 5000, "every": "1h", "command": ["x"]}),
+        422,
+    )
+    assert long["field"] == "name" and "(got 5000 characters)" in long["detail"], long
+    assert "n" * 61 not in str(long), long

@@ -53,7 +53,7 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.model.incident import Incident
-from agentcron.model.task import TASK_NAME
+from agentcron.model.task import TASK_NAME, shortened
 from agentcron.store._api_sql import TaskLatest
 from agentcron.store._listing import TaskListing
 
@@ -105,6 +105,17 @@ def _one_at_a_time(method: Callable[_P, _R]) -> Callable[_P, _R]:
             return method(*args, **kwargs)
 
     return changing
+
+
+def _at_the_name(exc: InvalidError, name: str) -> InvalidError:
+    """A task name refused, said at the ``name`` key with the name quoted short: a
+    5,000-character name came back whole, twice, with no field named (outside-in
+    probe)."""
+    words = exc.problems[0][1] if exc.problems else str(exc)
+    words = words.replace(repr(name), repr(shortened(name)))
+    if len(name) > 100:
+        words += f" (got {len(name)} characters)"
+    return InvalidError(f"name: {words}", field="name", problems=[("name", words)])
 
 
 # The reason of a one-shot recorded expired because its time had passed when it was first
@@ -441,7 +452,10 @@ class Service(RedeliveryMixin, StatusMixin, BudgetsMixin):
         """Create a task (``source: api``) from the keys a config file's task has,
         validated by the same rules, problems located at ``tasks.NAME.KEY``."""
         if not TASK_NAME.match(name):  # said in words before any lookup by that name
-            self._validate(name, raw)  # (one no store can hold gave a 500)
+            try:  # (one no store can hold gave a 500)
+                self._validate(name, raw)
+            except InvalidError as exc:
+                raise _at_the_name(exc, name) from None
         existing = self.store.get_task(name)
         if existing is not None and existing.source is TaskSource.FILE:
             raise ConflictError(
