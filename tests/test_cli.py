@@ -575,6 +575,30 @@ def test_a_reader_that_closes_the_pipe_early_gives_141_not_1(tmp_path: Path) -> 
     assert done.returncode == 0 and done.stdout
 
 
+def test_a_usage_error_with_json_is_said_as_json_too(tmp_path: Path) -> None:
+    """Outside-in probe: `agentcron redeliver --json abc` printed only the usage box on
+    stderr, where the README says a command run with --json that fails prints {"error":
+    …} on stdout as well. The exit codes stay Click's (2) and the commands' own."""
+    import subprocess
+
+    env = {**os.environ, "AGENTCRON_HOME": str(tmp_path / "home")}
+
+    def agentcron(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "agentcron", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+    bad = agentcron("redeliver", "--json", "abc")
+    assert bad.returncode == 2, bad
+    assert "run_id" in json.loads(bad.stdout)["error"], bad.stdout
+    assert "agentcron redeliver [OPTIONS]" in bad.stderr  # the usage, as without --json
+    unknown = agentcron("list", "--json", "--bogus")
+    assert unknown.returncode == 2 and "--bogus" in json.loads(unknown.stdout)["error"]
+    fine = agentcron("list", "--json")
+    assert fine.returncode == 0 and json.loads(fine.stdout) == [], fine
+    missing = agentcron("logs", "5", "--json")
+    assert missing.returncode == 1 and "no run with id 5" in json.loads(missing.stdout)["error"]
+
+
 @pytest.mark.parametrize(
     ("value", "words"),
     [

@@ -1016,11 +1016,34 @@ def main() -> None:
     It exits 141 then, as a writer killed by SIGPIPE does. (Click, or the copy Typer
     carries, puts its ``PacifyFlushWrapper`` on standard output when that happens.)"""
     try:
-        app()
+        if "--json" in sys.argv[1:]:
+            _main_json()
+        else:
+            app()
     except SystemExit as exc:
         if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
             raise SystemExit(EXIT_PIPE_CLOSED) from None
         raise
+
+
+def _main_json() -> None:
+    """With ``--json``, a usage error (an argument that is not a number, an unknown
+    option) is said as ``{"error": …}`` on stdout too, as every other failure is: it
+    printed only the usage box on stderr (outside-in probe). Click's exceptions are
+    known by what they have (Typer carries its own copy of Click)."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        words, exit_code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+        if type(exc).__name__ == "Abort":
+            err.print("Aborted!")
+            raise SystemExit(1) from None
+        if not callable(words) or not isinstance(exit_code, int):
+            raise
+        print(json.dumps({"error": str(words())}))
+        getattr(exc, "show", lambda: None)()  # the usage on stderr, as without --json
+        raise SystemExit(exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
