@@ -162,7 +162,7 @@ def test_patch_changes_only_what_it_names_and_checks_the_whole(
     assert "cron" in both["detail"] or "every" in both["detail"]
     moved = client.patch("/api/v1/tasks/sync", json={"cron": None, "every": "30m"}).json()
     assert moved["schedule"] == "every 30 min"
-    rename = problem_of(client.patch("/api/v1/tasks/sync", json={"name": "other"}), 400)
+    rename = problem_of(client.patch("/api/v1/tasks/sync", json={"name": "other"}), 422)
     assert rename["field"] == "name"
     assert problem_of(client.patch("/api/v1/tasks/nope", json={"retries": 1}), 404)
     assert problem_of(client.patch("/api/v1/tasks/sync", json={"retries": -1}), 422)
@@ -202,7 +202,7 @@ def test_pause_with_reason_resume_and_trigger(client: TestClient, harness: Harne
     too_long = problem_of(client.post("/api/v1/tasks/beta/pause", json={"reason": "x" * 501}), 422)
     assert too_long["field"] == "reason"
     assert too_long["title"] == "Invalid input"  # it was "Invalid task" (outside-in probe)
-    two_lines = problem_of(client.post("/api/v1/tasks/beta/pause", json={"reason": "a\nb"}), 400)
+    two_lines = problem_of(client.post("/api/v1/tasks/beta/pause", json={"reason": "a\nb"}), 422)
     assert two_lines["field"] == "reason"
     run = client.post("/api/v1/tasks/alpha/trigger")
     assert run.status_code == 202

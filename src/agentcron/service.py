@@ -493,7 +493,7 @@ class Service(RedeliveryMixin, StatusMixin, BudgetsMixin):
             )
         for key in _NOT_PATCHABLE:
             if key in patch and patch[key] != name:
-                raise ServiceError(
+                raise InvalidError(  # a body key the route's rules refuse: 422, as documented
                     f"{key}: a task cannot be renamed; add it under the new name and remove "
                     f"{name!r}",
                     field=key,
@@ -575,9 +575,9 @@ class Service(RedeliveryMixin, StatusMixin, BudgetsMixin):
         rec = self._task(name)
         reason = (reason or "").strip() or None
         if reason is not None and len(reason) > 500:
-            raise ServiceError("reason: at most 500 characters", field="reason")
+            raise InvalidError("reason: at most 500 characters", field="reason")
         if reason is not None and any(ord(c) < 32 or c == "\x7f" for c in reason):
-            raise ServiceError(
+            raise InvalidError(
                 "reason: one line of text, without control characters", field="reason"
             )
         before = self._pause_state(rec)
