@@ -65,7 +65,7 @@ class RedeliveryMixin(HistoryMixin):
         again = self.store.redeliver(run_id, now)
         if again:
             targets = sorted(d.target_key for d in again)
-            self._asked_again(slot.task, now)
+            self._asked_again(slot.task, len(again), now)
             self._audit(
                 "run.redeliver",
                 slot.task,
@@ -75,15 +75,16 @@ class RedeliveryMixin(HistoryMixin):
             self._changed()
         return self.run_detail(run_id, with_output=False)
 
-    def _asked_again(self, task: str, now: datetime) -> None:
-        """The task's open delivery incident learns that this run's output is tried
-        again (see :func:`~agentcron.notify.incidents.asked_again`)."""
+    def _asked_again(self, task: str, deliveries: int, now: datetime) -> None:
+        """The task's open delivery incident learns that ``deliveries`` of this run
+        (one per target: it counts given-up deliveries so) are tried again (see
+        :func:`~agentcron.notify.incidents.asked_again`)."""
         from agentcron.model import IncidentKind
         from agentcron.notify.incidents import asked_again
 
         current = self.store.open_incidents(task).get(IncidentKind.DELIVERY)
         if current is not None:
-            self.store.save_incidents([asked_again(current, 1, now)], [], now)
+            self.store.save_incidents([asked_again(current, deliveries, now)], [], now)
 
 
 def _gone(path: str | None) -> bool:

@@ -484,15 +484,15 @@ def failing_targets(incident: Incident) -> tuple[str, ...]:
     return (first,) if first is not None else ()
 
 
-def asked_again(incident: Incident, outputs: int, at: datetime) -> Incident:
-    """A delivery incident once the owner asked for ``outputs`` that gave up to be
+def asked_again(incident: Incident, deliveries: int, at: datetime) -> Incident:
+    """A delivery incident once the owner asked for ``deliveries`` that gave up to be
     delivered again (``agentcron redeliver``): they no longer count as given up, and
     the next give-up is news again, so that how the new attempts end is told, whichever
     way (a redelivery that gave up again was only counted in the open incident, and the
     one that arrived said "2 deliveries gave up meanwhile" of its own run: outside-in
     probe)."""
     return replace(
-        incident, streak=max(0, incident.streak - outputs), escalated=False, updated_at=at
+        incident, streak=max(0, incident.streak - deliveries), escalated=False, updated_at=at
     )
 
 
