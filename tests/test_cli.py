@@ -696,6 +696,45 @@ def test_doctor_from_another_folder_checks_the_file_the_database_runs(
     assert said["config"].startswith(f"{own} is valid (2 tasks)"), said["config"]
 
 
+def test_doctor_warns_when_the_file_named_has_other_tasks_than_the_database_runs(
+    cli, tmp_path: Path
+) -> None:
+    """Outside-in probe (nodes on PostgreSQL): `doctor --config cfg.yaml` on a node
+    whose daemon ran cfg.yaml said "✔ config file: this database's tasks come from
+    cfg2.yaml; checked it", and exit 0, while the two nodes' files differed. A file
+    named with --config whose tasks differ from the recorded file's is a warning; one
+    with the same tasks (a copy on each node) is not."""
+    from typer.testing import CliRunner
+
+    from agentcron.config.loader import load_config
+    from agentcron.config.nodes import META_KEY, Applied, tasks_digest
+    from agentcron.store.sqlite import SQLiteStore
+
+    own = tmp_path / "agentcron.yaml"
+    cli("list")
+    digest = tasks_digest(load_config(own).tasks)
+    store = SQLiteStore(tmp_path / "home" / "agentcron.db")
+    try:  # as the other node's daemon records the file it applied
+        store.set_meta(META_KEY, Applied("n2", "other-host", str(own), digest).dumps())
+    finally:
+        store.close()
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(own.read_text())
+    changed = tmp_path / "cfg.yaml"
+    changed.write_text('tasks:\n  zzz:\n    every: 1h\n    command: ["true"]\n')
+
+    def doctor(config: Path) -> dict[str, str]:
+        args = ["--home", str(tmp_path / "home"), "doctor", "--config", str(config), "--json"]
+        report = json.loads(CliRunner().invoke(app, args).output)
+        return {c["name"]: c["status"] + ": " + c["message"] for c in report["checks"]}
+
+    said = doctor(changed)
+    assert said["config file"].startswith(f"warn: {changed} has other tasks than {own}"), said
+    assert "which other-host applied" in said["config file"]
+    assert said["config"].startswith(f"ok: {changed} is valid (1 tasks)"), said
+    assert doctor(copy)["config file"].startswith("ok: ")  # the same tasks: no warning
+
+
 @pytest.mark.parametrize(
     ("free", "status", "words"),
     [

@@ -880,7 +880,8 @@ def doctor(
     """Is the daemon alive, is the config valid, what is wrong."""
     from agentcron.interfaces.doctor import diagnose
 
-    report = diagnose(_config_path(config), _home(home), db or _globals.db)
+    named = config is not None or _globals.config is not None
+    report = diagnose(_config_path(config), _home(home), db or _globals.db, named=named)
     if json_out:
         emit_json(report)
     else:

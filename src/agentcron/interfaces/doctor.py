@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agentcron.config.nodes import Applied
 from agentcron.config.schema import untold_words
 
 
@@ -43,10 +44,10 @@ def _disk_check(home: Path) -> dict[str, str]:
     return _check("disk", "ok", said)
 
 
-def _the_databases_file(home: Path, db_url: str | None) -> tuple[Path | None, str | None]:
-    """The config file the database's file tasks came from, when one is recorded, or
-    why it could not be read (None, None: none recorded, or a database that does not
-    open, which the database check says)."""
+def _the_databases_file(home: Path, db_url: str | None) -> tuple[Applied | None, str | None]:
+    """Which config file the database's file tasks came from (node, host, path, digest),
+    when one is recorded, or why it could not be read (None, None: none recorded, or a
+    database that does not open, which the database check says)."""
     from agentcron.config.nodes import META_KEY, loads
     from agentcron.store import StoreError, open_store
 
@@ -60,10 +61,37 @@ def _the_databases_file(home: Path, db_url: str | None) -> tuple[Path | None, st
         return None, f"{type(exc).__name__}: {exc}"
     finally:
         store.close()
-    return (Path(recorded.path) if recorded is not None else None), None
+    return recorded, None
 
 
-def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any]:
+def _other_tasks(config_path: Path, recorded: Applied) -> str | None:
+    """The words for a file asked for by name whose tasks differ from those the
+    database's record says another file brought in: doctor said ✔ and checked the
+    other file, beside a daemon running this one (outside-in probe, PostgreSQL: nodes
+    with different files take turns removing each other's tasks)."""
+    from agentcron.config.errors import ConfigError
+    from agentcron.config.loader import load_config
+    from agentcron.config.nodes import tasks_digest
+
+    try:
+        mine = tasks_digest(load_config(config_path).tasks)
+    except ConfigError:
+        return None  # the config check says what is wrong with it
+    if mine == recorded.digest:
+        return None
+    return (
+        f"{config_path} has other tasks than {recorded.path}, which {recorded.host} applied "
+        "to this database last; if a daemon runs this file against it, the nodes run "
+        "different config files and take turns removing each other's tasks (every node "
+        "must run the same file)"
+    )
+
+
+def diagnose(
+    config_path: Path, home: Path, db_url: str | None, *, named: bool = False
+) -> dict[str, Any]:
+    """``named``: the file was asked for by name (``--config``), not found in the
+    current folder."""
     from agentcron._service.status import home_daemon_trouble
     from agentcron.config.errors import ConfigError
     from agentcron.config.loader import load_config
@@ -76,7 +104,8 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
     heartbeat_url: str | None = None
     channels: list[str] = []
     loaded_ok = False  # the config was read: its channels say which are in use
-    own, unread = _the_databases_file(home, db_url)
+    recorded, unread = _the_databases_file(home, db_url)
+    own = Path(recorded.path) if recorded is not None else None
     if unread is not None:
         checks.append(
             _check(
@@ -86,7 +115,14 @@ def diagnose(config_path: Path, home: Path, db_url: str | None) -> dict[str, Any
                 f"checked {config_path}",
             )
         )
-    if own is not None and own != config_path.resolve() and own.exists():
+    other = (
+        _other_tasks(config_path, recorded)
+        if named and recorded is not None and own != config_path.resolve() and config_path.exists()
+        else None
+    )
+    if other is not None:
+        checks.append(_check("config file", "warn", other))
+    elif own is not None and own != config_path.resolve() and own.exists():
         # run from another folder, doctor checked that folder's ./agentcron.yaml and
         # said false things of the daemon's tasks and channels (probe): it checks the
         # file the database's tasks come from, and says so
