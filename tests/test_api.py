@@ -6,6 +6,7 @@ change is in the audit trail with who made it and through what."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -712,3 +713,27 @@ def test_a_bad_task_name_is_refused_at_the_name_key_and_quoted_short(client: Tes
     )
     assert long["field"] == "name" and "(got 5000 characters)" in long["detail"], long
     assert "n" * 61 not in str(long), long
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"command": "echo hi"}, "command"),  # a string without shell: a rule of the task
+        ({"command": ["echo", "a\ud800"]}, "command"),  # a lone surrogate in its list
+        ({"at": "2020-01-01T00:00", "command": ["true"]}, "at"),  # a one-shot in the past
+    ],
+)
+def test_a_rule_of_the_whole_task_names_the_key_it_is_about(
+    client: TestClient, body: dict[str, Any], field: str
+) -> None:
+    """Outside-in probe: these said `"field": null` (and the past one-shot had no
+    `problems`), though each is about one key."""
+    body = {"name": "keyed", **({} if "at" in body else {"every": "1h"}), **body}
+    sent = json.dumps(body)  # escapes the lone surrogate as JSON does
+    answer = client.post(
+        "/api/v1/tasks", content=sent, headers={"content-type": "application/json"}
+    )
+    refused = problem_of(answer, 422)
+    assert refused["field"] == field, refused
+    assert refused["problems"], refused
+    assert client.get("/api/v1/tasks/keyed").status_code == 404

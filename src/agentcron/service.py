@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -105,6 +106,12 @@ def _one_at_a_time(method: Callable[_P, _R]) -> Callable[_P, _R]:
             return method(*args, **kwargs)
 
     return changing
+
+
+def _key_named(message: str) -> str | None:
+    """The task key a message of a task-wide rule begins with, if it begins with one."""
+    head = re.match(r"([a-z_]+)[ .:]", message)
+    return head.group(1) if head and head.group(1) in TaskSpec.model_fields else None
 
 
 def _at_the_name(exc: InvalidError, name: str) -> InvalidError:
@@ -530,11 +537,15 @@ class Service(RedeliveryMixin, StatusMixin, BudgetsMixin):
         if self.first_fire(spec, now) is None:
             zone = self._zone(spec)
             at = spec.at if spec.at.tzinfo else spec.at.replace(tzinfo=zone)
-            raise InvalidError(
+            words = (
                 f"at {at.astimezone(zone).isoformat(timespec='minutes')} is in the past "
                 f"(now {now.astimezone(zone).isoformat(timespec='minutes')}): a one-shot "
-                "runs once at a time to come",
+                "runs once at a time to come"
+            )
+            raise InvalidError(
+                words,
                 field="at",
+                problems=[(f"tasks.{spec.name}.at", words)],  # located as validate says
                 advice=Advice(Act.TRIGGER),
             )
 
@@ -557,6 +568,10 @@ class Service(RedeliveryMixin, StatusMixin, BudgetsMixin):
             first = exc.problems[0].location if exc.problems else None
             if first is not None:
                 first = first.removeprefix(f"tasks.{name}").lstrip(".") or None
+            if first is None and exc.problems:
+                # a rule of the whole task that names its key first ("command is a
+                # string but shell is not true", "command.1: holds …") is that key's
+                first = _key_named(exc.problems[0].message)
             raise InvalidError(
                 str(exc),
                 field=first,
