@@ -702,8 +702,9 @@ def test_doctor_warns_when_the_file_named_has_other_tasks_than_the_database_runs
     """Outside-in probe (nodes on PostgreSQL): `doctor --config cfg.yaml` on a node
     whose daemon ran cfg.yaml said "✔ config file: this database's tasks come from
     cfg2.yaml; checked it", and exit 0, while the two nodes' files differed. A file
-    named with --config whose tasks differ from the recorded file's is a warning; one
-    with the same tasks (a copy on each node) is not."""
+    named with --config is checked as named: a warning when its tasks differ from the
+    recorded file's, ok when they are the same (a copy on each node), its own errors
+    when it is invalid (one was passed over for the recorded file)."""
     from typer.testing import CliRunner
 
     from agentcron.config.loader import load_config
@@ -732,7 +733,14 @@ def test_doctor_warns_when_the_file_named_has_other_tasks_than_the_database_runs
     assert said["config file"].startswith(f"warn: {changed} has other tasks than {own}"), said
     assert "which other-host applied" in said["config file"]
     assert said["config"].startswith(f"ok: {changed} is valid (1 tasks)"), said
-    assert doctor(copy)["config file"].startswith("ok: ")  # the same tasks: no warning
+    same = doctor(copy)  # a copy on another node: the same tasks, checked as named
+    expected = f"ok: {copy} has the tasks of {own}, which other-host applied to this database"
+    assert same["config file"] == expected + " last", same
+    broken = tmp_path / "broken.yaml"
+    broken.write_text('tasks:\n  zzz:\n    every: often\n    command: ["true"]\n')
+    bad = doctor(broken)  # checked as named, not passed over for the recorded file
+    assert bad["config"].startswith(f"fail: {broken} is invalid"), bad
+    assert "config file" not in bad
 
 
 @pytest.mark.parametrize(

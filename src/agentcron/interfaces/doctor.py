@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agentcron.config.nodes import Applied
+from agentcron.config.nodes import Applied, tasks_digest
 from agentcron.config.schema import untold_words
 
 
@@ -64,26 +64,26 @@ def _the_databases_file(home: Path, db_url: str | None) -> tuple[Applied | None,
     return recorded, None
 
 
-def _other_tasks(config_path: Path, recorded: Applied) -> str | None:
-    """The words for a file asked for by name whose tasks differ from those the
-    database's record says another file brought in: doctor said ✔ and checked the
-    other file, beside a daemon running this one (outside-in probe, PostgreSQL: nodes
-    with different files take turns removing each other's tasks)."""
-    from agentcron.config.errors import ConfigError
-    from agentcron.config.loader import load_config
-    from agentcron.config.nodes import tasks_digest
-
-    try:
-        mine = tasks_digest(load_config(config_path).tasks)
-    except ConfigError:
-        return None  # the config check says what is wrong with it
-    if mine == recorded.digest:
-        return None
-    return (
+def _named_file_check(config_path: Path, tasks_digest: str, recorded: Applied) -> dict[str, str]:
+    """A file asked for by name (``--config``) beside the one the database's record
+    says brought its tasks in: checked as asked, and said whether its tasks are those.
+    doctor used to say ✔ and check the other file instead, beside a daemon running this
+    one (outside-in probe, PostgreSQL: nodes with different files take turns removing
+    each other's tasks); an invalid named file was then never checked at all."""
+    if tasks_digest == recorded.digest:
+        return _check(
+            "config file",
+            "ok",
+            f"{config_path} has the tasks of {recorded.path}, which {recorded.host} applied "
+            "to this database last",
+        )
+    return _check(
+        "config file",
+        "warn",
         f"{config_path} has other tasks than {recorded.path}, which {recorded.host} applied "
         "to this database last; if a daemon runs this file against it, the nodes run "
         "different config files and take turns removing each other's tasks (every node "
-        "must run the same file)"
+        "must run the same file)",
     )
 
 
@@ -115,14 +115,9 @@ def diagnose(
                 f"checked {config_path}",
             )
         )
-    other = (
-        _other_tasks(config_path, recorded)
-        if named and recorded is not None and own != config_path.resolve() and config_path.exists()
-        else None
-    )
-    if other is not None:
-        checks.append(_check("config file", "warn", other))
-    elif own is not None and own != config_path.resolve() and own.exists():
+    elsewhere = own is not None and own != config_path.resolve()
+    beside = recorded if named and elsewhere and config_path.exists() else None
+    if beside is None and elsewhere and own is not None and own.exists():
         # run from another folder, doctor checked that folder's ./agentcron.yaml and
         # said false things of the daemon's tasks and channels (probe): it checks the
         # file the database's tasks come from, and says so
@@ -151,6 +146,8 @@ def diagnose(
             checks.append(
                 _check("config", "ok", f"{config_path} is valid ({len(loaded.tasks)} tasks)")
             )
+            if beside is not None:
+                checks.append(_named_file_check(config_path, tasks_digest(loaded.tasks), beside))
             untold = loaded.untold()
             if untold:
                 checks.append(_check("notify", "warn", untold_words(untold)))
