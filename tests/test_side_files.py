@@ -226,10 +226,13 @@ def test_a_writer_that_is_another_users_process_is_asked_by_its_command_line(
     assert trouble._agentcron_process(own) is False
 
 
-def test_the_span_of_an_outage_left_is_read_only_when_the_file_says_it_whole() -> None:
+def test_the_span_of_an_outage_left_is_read_only_when_the_file_says_it_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The next daemon gives missed slots the outage as their reason from what the
-    file says; a file of an older daemon (no UTC start) or a start it cannot read gives
-    no span, and the reason falls back to the stop."""
+    file says. A file of an older daemon (no UTC start) gives no span without a word:
+    nothing is wrong with it. A start it cannot read gives none either, and is logged
+    (a damaged or hand-edited file); the reason falls back to the stop."""
     from datetime import UTC, datetime
 
     from agentcron.trouble import outage_span
@@ -238,5 +241,8 @@ def test_the_span_of_an_outage_left_is_read_only_when_the_file_says_it_whole() -
     assert outage_span(said) == (datetime(2026, 12, 5, 10, tzinfo=UTC), "locked", True)
     assert outage_span(None) is None
     assert outage_span({"since": "2026-12-05 10:00:00 UTC", "told": True}) is None
+    assert caplog.records == []
     assert outage_span({**said, "since_utc": "yesterday"}) is None
     assert outage_span({**said, "since_utc": "2026-12-05T10:00:00"}) is None  # no zone
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2 and "'yesterday', not a time with its offset" in warned[0], warned

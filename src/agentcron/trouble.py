@@ -86,14 +86,23 @@ def told_outage_left(home: Path) -> dict[str, Any] | None:
 
 def outage_span(left: dict[str, Any] | None) -> tuple[datetime, str, bool] | None:
     """When the outage of :func:`told_outage_left` began, its error and whether it
-    was the database's; None when the file does not say (written by an older daemon)."""
-    if left is None:
+    was the database's; None when the file does not say it (an older daemon wrote it:
+    nothing wrong, the missed runs' reasons then name the stop only), or says it in a
+    form that cannot be read (logged: a damaged or hand-edited file)."""
+    if left is None or "since_utc" not in left:
         return None
+    raw = str(left["since_utc"])
     try:
-        since = datetime.fromisoformat(str(left["since_utc"]))
-    except (KeyError, ValueError):
-        return None
-    if since.tzinfo is None:
+        since = datetime.fromisoformat(raw)
+    except ValueError:
+        since = None
+    if since is None or since.tzinfo is None:
+        log.warning(
+            "%s says an outage began at %r, not a time with its offset; the runs it "
+            "missed are said missed for the stop only",
+            TROUBLE_FILE,
+            raw,
+        )
         return None
     return since, str(left.get("error") or "unknown error"), bool(left.get("database"))
 
