@@ -140,3 +140,15 @@ def test_of_two_nodes_applying_one_change_at_once_only_the_first_tells(store: St
     other = Applied("n2", "h2", "/c/cfg.yaml", "d-newer")
     assert first_to_tell(store, n3, other, T0 + timedelta(minutes=9))
     assert first_to_tell(store, n3, n1, T0 + timedelta(minutes=20))
+
+
+def test_a_told_record_that_cannot_be_read_is_said_and_the_difference_told(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentcron.config.nodes import TOLD_KEY, first_to_tell
+
+    n3 = Applied("n3", "h3", "/c/cfg2.yaml", "d-old").dumps()
+    store.set_meta(TOLD_KEY, "abc@not a time")
+    assert first_to_tell(store, n3, Applied("n1", "h1", "/c/cfg.yaml", "d-new"), T0)
+    assert "cannot be read ('abc@not a time')" in caplog.text
+

@@ -119,7 +119,13 @@ def first_to_tell(store: MetaRows, before: str | None, mine: Applied, now: datet
         last, _, at = told.partition("@")
         try:
             recent = now - datetime.fromisoformat(at) < TOLD_TOGETHER
-        except (ValueError, TypeError):  # unreadable: taken as long ago
+        except (ValueError, TypeError):  # damaged, or hand-edited: told again, said why
+            log.warning(
+                "the record of the config difference told last (meta %s) cannot be read "
+                "(%r); this one is told even if another node told it just now",
+                TOLD_KEY,
+                told,
+            )
             recent = False
         if last == found and recent:
             return False
