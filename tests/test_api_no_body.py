@@ -24,6 +24,7 @@ ACTIONS = [
     "/api/v1/tasks/alpha/resume",
     "/api/v1/tasks/alpha/trigger",
     INCIDENT,
+    "/api/v1/runs/1/redeliver",
     "/api/v1/prune",
     "/api/v1/prune?dry_run=true",
     "/api/v1/notify/test",
