@@ -151,4 +151,3 @@ def test_a_told_record_that_cannot_be_read_is_said_and_the_difference_told(
     store.set_meta(TOLD_KEY, "abc@not a time")
     assert first_to_tell(store, n3, Applied("n1", "h1", "/c/cfg.yaml", "d-new"), T0)
     assert "cannot be read ('abc@not a time')" in caplog.text
-
