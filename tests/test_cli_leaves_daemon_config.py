@@ -79,9 +79,15 @@ def test_a_command_from_another_folder_leaves_a_running_daemons_tasks(tmp_path: 
     assert _list_from(folder, daemon.home) == ["other", "slow", "tick"]
 
 
-def test_no_command_brings_a_config_into_postgresql(tmp_path: Path) -> None:
+def test_no_command_brings_a_config_into_postgresql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentcron.interfaces import cli
     from agentcron.interfaces.cli import _no_daemon_applies_a_config
 
+    # The helper falls back on the root options of the last command the process ran;
+    # another test's `--db postgresql://…` in the same worker made SQLite look like it.
+    monkeypatch.setattr(cli, "_globals", cli.Globals())
     home = tmp_path / "home"
     assert not _no_daemon_applies_a_config(home, "postgresql://u@h/db")
     assert _no_daemon_applies_a_config(home, None)  # SQLite, no daemon
