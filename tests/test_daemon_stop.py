@@ -275,19 +275,42 @@ def test_a_send_still_hanging_after_the_stop_does_not_hold_the_process(
 
     exits: list[int] = []
     monkeypatch.setattr(cli_module.os, "_exit", exits.append)
-    cli_module._exit_past_hung_sends(0)
+    cli_module._exit_past_hung_threads(0)
     assert exits == []  # nothing left behind: the normal exit
     release = threading.Event()
     hung = threading.Thread(target=release.wait, name=CHANNEL_THREAD, daemon=True)
     hung.start()
     try:
         with caplog.at_level("WARNING"):
-            cli_module._exit_past_hung_sends(3)
+            cli_module._exit_past_hung_threads(3)
     finally:
         release.set()
         hung.join(5)
     assert exits == [3]
     assert "1 notification send(s) still waiting for an answer are left behind" in caplog.text
+
+
+def test_a_thread_call_still_hanging_after_the_stop_does_not_hold_the_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thread of the loop's executor left in a call (named by ``run_to_end``): the
+    interpreter's exit joins it, so `agentcron run` ends its process past it."""
+    import threading
+
+    import agentcron.interfaces.cli as cli_module
+    from agentcron.run_loop import IO_THREADS
+
+    exits: list[int] = []
+    monkeypatch.setattr(cli_module.os, "_exit", exits.append)
+    release = threading.Event()
+    hung = threading.Thread(target=release.wait, name=f"{IO_THREADS}_0", daemon=True)
+    hung.start()
+    try:
+        cli_module._exit_past_hung_threads(0)
+    finally:
+        release.set()
+        hung.join(5)
+    assert exits == [0]
 
 
 def test_the_final_drain_leaves_a_backlog_it_did_not_make_to_the_next_start(

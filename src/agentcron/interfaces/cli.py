@@ -394,7 +394,7 @@ def run(
             from agentcron.run_loop import run_to_end
 
             code = run_to_end(Daemon(options).run())
-        _exit_past_hung_sends(code)
+        _exit_past_hung_threads(code)
         if code:  # a part kept failing: exit non-zero so the service manager restarts us
             raise typer.Exit(code)
     except InstanceLockError as exc:
@@ -421,21 +421,24 @@ def _where_db(db_url: str | None, home: Path) -> str:
     return str(target.path) if target.path is not None else (db_url or str(home))
 
 
-def _exit_past_hung_sends(code: int) -> None:
+def _exit_past_hung_threads(code: int) -> None:
     """End the process now when a notification send the stop gave up on still hangs:
     the interpreter's exit waited for it (a stop took 30 s past "agentcron stopped"
-    with a channel that did not answer; outside-in probe). Everything is recorded by
-    then and its message stays queued for the next start."""
+    with a channel that did not answer; outside-in probe), or when a thread of the
+    loop's executor is still in a call (:mod:`agentcron.run_loop`). Everything is
+    recorded by then and a message not sent stays queued for the next start."""
     from agentcron.notify.channels import sends_left_behind
+    from agentcron.run_loop import threads_left_behind
 
     left = sends_left_behind()
-    if not left:
+    if left:
+        logging.getLogger("agentcron.daemon").warning(
+            "%d notification send(s) still waiting for an answer are left behind; their "
+            "messages stay queued for the next start",
+            left,
+        )
+    if not left and not threads_left_behind():  # those are named by run_to_end
         return
-    logging.getLogger("agentcron.daemon").warning(
-        "%d notification send(s) still waiting for an answer are left behind; their "
-        "messages stay queued for the next start",
-        left,
-    )
     from agentcron.logs import stop_logging
 
     stop_logging()  # the log's writer thread writes what it holds: os._exit runs no atexit
