@@ -101,6 +101,42 @@ def test_a_delivery_that_gave_up_is_sent_again_from_the_kept_file_and_its_end_to
         h.service.redeliver(slot.id)
 
 
+def test_a_redelivery_whose_incident_cannot_be_written_is_not_queued(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """The delivery's incident learns of the redelivery in the same transaction: queued
+    first and refused the incident's write after, the command reported an error for a
+    redelivery that was on its way, and its next give-up would have gone untold."""
+    import sqlite3
+
+    from agentcron.model import Incident, IncidentKind
+
+    h, _channel, _told = _given_up(sqlite_store, clock, home)
+    (slot,) = h.slots("story")
+    gave_up = Incident(
+        task="story", kind=IncidentKind.DELIVERY, opened_at=clock.now(), escalated=True, streak=1
+    )  # as the notifier opens it on the give-up (not wired here)
+    sqlite_store.save_incidents([gave_up], [], clock.now())
+    db = sqlite3.connect(home / "agentcron.db")
+    db.execute(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON incidents "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+    db.commit()
+    with pytest.raises(sqlite3.DatabaseError, match="disk I/O error"):
+        h.service.redeliver(slot.id)
+    (delivery,) = sqlite_store.deliveries(slot.id)
+    assert delivery.status is DeliveryStatus.FAILED  # nothing queued: the error is true
+    assert not [a for a in h.service.audit() if a["action"] == "run.redeliver"]
+    db.execute("DROP TRIGGER refuse")
+    db.commit()
+    db.close()
+    view = h.service.redeliver(slot.id)
+    assert [d["status"] for d in view["deliveries"]] == ["pending"]
+    (incident,) = sqlite_store.incidents("story")
+    assert incident.is_open and not incident.escalated  # its next give-up is told
+
+
 def test_what_cannot_be_delivered_again_is_refused_with_the_reason(
     store: Store, clock: FakeClock, home: Path
 ) -> None:

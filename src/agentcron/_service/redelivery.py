@@ -16,7 +16,7 @@ from typing import Any
 
 from agentcron._service.base import ConflictError, iso
 from agentcron._service.history import HistoryMixin
-from agentcron.model import DeliveryStatus, SlotStatus
+from agentcron.model import DeliveryStatus, Incident, SlotStatus
 
 _STILL_TRYING = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
 
@@ -62,10 +62,9 @@ class RedeliveryMixin(HistoryMixin):
                 field="run_id",
             )
         now = self.clock.now()
-        again = self.store.redeliver(run_id, now)
+        again = self.store.redeliver(run_id, now, self._asked_again(slot.task, len(failed), now))
         if again:
             targets = sorted(d.target_key for d in again)
-            self._asked_again(slot.task, len(again), now)
             self._audit(
                 "run.redeliver",
                 slot.task,
@@ -75,16 +74,17 @@ class RedeliveryMixin(HistoryMixin):
             self._changed()
         return self.run_detail(run_id, with_output=False)
 
-    def _asked_again(self, task: str, deliveries: int, now: datetime) -> None:
-        """The task's open delivery incident learns that ``deliveries`` of this run
-        (one per target: it counts given-up deliveries so) are tried again (see
-        :func:`~agentcron.notify.incidents.asked_again`)."""
+    def _asked_again(self, task: str, deliveries: int, now: datetime) -> list[Incident]:
+        """The task's open delivery incident, having learnt that ``deliveries`` of this
+        run (one per target: it counts given-up deliveries so) are tried again (see
+        :func:`~agentcron.notify.incidents.asked_again`); written with the redelivery
+        itself, so a failure leaves neither (queued, then refused the incident's write,
+        the command reported an error for a redelivery that was on its way)."""
         from agentcron.model import IncidentKind
         from agentcron.notify.incidents import asked_again
 
         current = self.store.open_incidents(task).get(IncidentKind.DELIVERY)
-        if current is not None:
-            self.store.save_incidents([asked_again(current, deliveries, now)], [], now)
+        return [] if current is None else [asked_again(current, deliveries, now)]
 
 
 def _gone(path: str | None) -> bool:

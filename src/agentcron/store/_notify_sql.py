@@ -193,26 +193,8 @@ class NotifySQL:
     ) -> list[Incident]:
         """Write incident changes and enqueue their messages in one transaction, so a
         notice is never lost nor sent for a change that was not recorded."""
-        saved: list[Incident] = []
         with self._tx() as db:
-            for inc in changed:
-                values = incident_values(inc)
-                if inc.id is None:
-                    cur = db.execute(
-                        f"INSERT INTO incidents ({INCIDENT_COLUMNS_NO_ID}) VALUES "
-                        f"({', '.join('?' for _ in values)}) RETURNING id",
-                        values,
-                    )
-                    saved.append(replace(inc, id=int(cur.fetchone()[0])))
-                else:
-                    # An acknowledgement made meanwhile (the API, another thread) is kept:
-                    # this copy was read before it.
-                    sets = ", ".join(
-                        f"{c} = COALESCE({c}, ?)" if c.startswith("acknowledged_") else f"{c} = ?"
-                        for c in (c.strip() for c in INCIDENT_COLUMNS_NO_ID.split(","))
-                    )
-                    db.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*values, inc.id))
-                    saved.append(inc)
+            saved = _write_incidents(db, changed)
             for key, url, message in messages:
                 self._enqueue(db, key, url, message, now)
         return saved
@@ -551,7 +533,9 @@ class NotifySQL:
         params.append(limit)
         return [delivery_from_row(r) for r in self._q(sql, params)]
 
-    def redeliver(self, slot_id: int, now: datetime) -> list[Delivery]:
+    def redeliver(
+        self, slot_id: int, now: datetime, incidents: Sequence[Incident] = ()
+    ) -> list[Delivery]:
         with self._tx() as db:
             rows = db.execute(
                 "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, "
@@ -561,6 +545,7 @@ class NotifySQL:
             ).fetchall()
             if rows:
                 _settle_slot_delivery(db, slot_id)
+                _write_incidents(db, incidents)
         return [delivery_from_row(r) for r in rows]
 
     def update_delivery(
@@ -589,6 +574,30 @@ class NotifySQL:
                 return False
             _settle_slot_delivery(db, row[0])
             return True
+
+
+def _write_incidents(db: Conn, changed: Sequence[Incident]) -> list[Incident]:
+    """Insert (id None) or update ``changed`` in the caller's transaction; with ids."""
+    saved: list[Incident] = []
+    for inc in changed:
+        values = incident_values(inc)
+        if inc.id is None:
+            cur = db.execute(
+                f"INSERT INTO incidents ({INCIDENT_COLUMNS_NO_ID}) VALUES "
+                f"({', '.join('?' for _ in values)}) RETURNING id",
+                values,
+            )
+            saved.append(replace(inc, id=int(cur.fetchone()[0])))
+        else:
+            # An acknowledgement made meanwhile (the API, another thread) is kept:
+            # this copy was read before it.
+            sets = ", ".join(
+                f"{c} = COALESCE({c}, ?)" if c.startswith("acknowledged_") else f"{c} = ?"
+                for c in (c.strip() for c in INCIDENT_COLUMNS_NO_ID.split(","))
+            )
+            db.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*values, inc.id))
+            saved.append(inc)
+    return saved
 
 
 def _settle_slot_delivery(db: Conn, slot_id: int) -> None:

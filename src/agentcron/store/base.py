@@ -587,9 +587,14 @@ class DeliveryStore(Protocol):
         newest success's (what ``context: previous`` hands its next run)."""
         ...
 
-    def redeliver(self, slot_id: int, now: datetime) -> list[Delivery]:
+    def redeliver(
+        self, slot_id: int, now: datetime, incidents: Sequence[Incident] = ()
+    ) -> list[Delivery]:
         """Make the slot's deliveries that failed for good pending again, from their
-        first attempt, due ``now``; returns them (none: nothing had failed)."""
+        first attempt, due ``now``; returns them (none: nothing had failed, and nothing
+        is written). ``incidents`` are written in the same transaction (the task's
+        delivery incident learning of it): queued without them, a redelivery that gave
+        up again would go untold."""
         ...
 
     def update_delivery(
