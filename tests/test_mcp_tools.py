@@ -41,6 +41,7 @@ TOOLS = {
     "list_runs",
     "get_run",
     "next_runs",
+    "redeliver_run",
 }
 HOOK = {"url": "https://hooks.example.com/ping"}
 SECRET = "sk-proj-abcdefghijklmnopqrstuvwx"

@@ -4,13 +4,13 @@ one service method as the agent, so the audit trail says who, ``via mcp``."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import StrictBool
+from pydantic import StrictBool, StrictInt
 
 from agentcron._service.base import NotFoundError, ServiceError, acting_as
 from agentcron.config.schema import compact_duration
@@ -21,11 +21,13 @@ from agentcron.interfaces.mcp.models import (
     HttpAction,
     LlmAction,
     PythonAction,
+    RunDetail,
     TaskDetail,
     TaskInfo,
     TriggeredRun,
 )
 from agentcron.interfaces.mcp.policy import Policy, Refused
+from agentcron.interfaces.mcp.reads import run_detail
 from agentcron.model.task import TaskSpec
 from agentcron.service import Service
 
@@ -34,7 +36,8 @@ _ACTION_KEYS = ("command", "http", "llm", "python")
 
 
 class ChangeTools(ToolsCore):
-    """schedule_task, update_task, pause_task, resume_task, cancel_task, trigger_task."""
+    """schedule_task, update_task, pause_task, resume_task, cancel_task, trigger_task,
+    redeliver_run."""
 
     def _validated(self, full: str, raw: Mapping[str, Any], defaults: bool = True) -> TaskSpec:
         """The task as the service will validate it, with placeholders refused."""
@@ -316,8 +319,35 @@ class ChangeTools(ToolsCore):
             note = service.trigger_note(full, run["id"]).words(TOOL_WORDS)
             return TriggeredRun.model_validate({**run, "note": note})
 
+    def redeliver_run(self, run_id: StrictInt, ctx: Context) -> RunDetail:
+        p = self.policy(ctx)
+        service = self._service()
+        missing = ToolError(f"no run with id {run_id}; list_runs shows yours")
+        try:
+            task = service.run_detail(run_id, with_output=False)["task"]
+        except NotFoundError:
+            raise missing from None
+        if not p.visible(task):
+            raise missing
+        with answers():
+            p.task_name(task, change=True)  # a task it only sees is refused, saying so
+
+        def deliveries(service: Service) -> tuple[Any, ...]:
+            view = service.run_detail(run_id, with_output=False)
+            return tuple((d["target"], d["status"]) for d in view["deliveries"])
+
+        writing = self._writing("redeliver_run", task, deliveries, f"get_run({run_id})")
+        with writing, answers(), acting_as(p.caller.actor):
+            return run_detail(service, run_id, service.redeliver(run_id))
+
     @contextmanager
-    def _writing(self, tool: str, full: str) -> Iterator[None]:
+    def _writing(
+        self,
+        tool: str,
+        full: str,
+        footprint: Callable[[Service], tuple[Any, ...]] | None = None,
+        shown_by: str = "get_task",
+    ) -> Iterator[None]:
         """Around a tool's write and what it reads after. A database another process
         holds locked is refused at once, nothing tried (``Service.database_busy``); a
         failure no tool expects
@@ -328,23 +358,24 @@ class ChangeTools(ToolsCore):
         if service.database_busy():
             busy = sqlite3.OperationalError("database is locked")
             raise failure(tool, busy, NOTHING_CHANGED)
-        before = _footprint(service, full)
+        trace = footprint or (lambda service: _footprint(service, full))
+        before = trace(service)
         try:
             yield
         except (ToolError, ServiceError, Refused):
             raise
         except Exception as exc:
             try:
-                made = _footprint(service, full) != before
+                made = trace(service) != before
             except Exception:
                 outcome = (
                     f"Whether {tool} changed {full} is not known (the database could not "
-                    "be read again): get_task shows it once the database answers"
+                    f"be read again): {shown_by} shows it once the database answers"
                 )
             else:
                 outcome = (
                     f"The change to {full} was made before the failure, but may not be "
-                    "complete (its audit entry may be missing): get_task shows it as it "
+                    f"complete (its audit entry may be missing): {shown_by} shows it as it "
                     "is now; do not repeat the call"
                     if made
                     else NOTHING_CHANGED

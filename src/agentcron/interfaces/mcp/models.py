@@ -181,8 +181,21 @@ class Attempt(_Out):
     fix: str | None = Field(description="What to do about the error, when known")
 
 
+class DeliveryInfo(_Out):
+    target: str = Field(description="Where the output goes, secrets removed")
+    status: str = Field(description="pending, retrying, delivered or failed (gave up)")
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+
+
 class RunDetail(RunInfo):
     attempts_detail: list[Attempt]
+    deliveries: list[DeliveryInfo] = Field(
+        default_factory=list,
+        description="Its output's delivery to each deliver target; one that failed "
+        "(gave up) can be sent again with redeliver_run",
+    )
     output_tail: str | None = Field(description="The end of the kept output, secrets redacted")
     output_truncated: bool = Field(description="The output is longer than the tail shown")
 

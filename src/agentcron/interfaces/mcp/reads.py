@@ -15,6 +15,7 @@ from agentcron._service.base import NotFoundError
 from agentcron.interfaces.mcp._core import ToolsCore, answers
 from agentcron.interfaces.mcp.models import (
     Attempt,
+    DeliveryInfo,
     Fire,
     NextRuns,
     RunDetail,
@@ -86,15 +87,7 @@ class ReadTools(ToolsCore):
             raise missing from None
         if not p.visible(view["task"]):
             raise missing
-        tail, cut = _tail(service, run_id)
-        return RunDetail.model_validate(
-            {
-                **view,
-                "attempts_detail": [Attempt.model_validate(a) for a in view["attempts_detail"]],
-                "output_tail": tail,
-                "output_truncated": cut,
-            }
-        )
+        return run_detail(service, run_id, view)
 
     def next_runs(
         self, name: str, ctx: Context, count: StrictInt = 5, start: str | None = None
@@ -133,6 +126,20 @@ def _newest_first(row: Mapping[str, Any]) -> tuple[float, int]:
     when = row.get("scheduled_for")
     stamp = datetime.fromisoformat(when).timestamp() if when else 0.0
     return (-stamp, -int(row["id"]))
+
+
+def run_detail(service: Service, run_id: int, view: Mapping[str, Any]) -> RunDetail:
+    """A run as get_run answers it: the service's view and the end of its output."""
+    tail, cut = _tail(service, run_id)
+    return RunDetail.model_validate(
+        {
+            **view,
+            "attempts_detail": [Attempt.model_validate(a) for a in view["attempts_detail"]],
+            "deliveries": [DeliveryInfo.model_validate(d) for d in view["deliveries"]],
+            "output_tail": tail,
+            "output_truncated": cut,
+        }
+    )
 
 
 def _tail(service: Service, run_id: int) -> tuple[str | None, bool]:

@@ -294,6 +294,18 @@ def build_server(
         annotations=write(),
     )
     server.add_tool(
+        tools.redeliver_run,
+        name="redeliver_run",
+        title="Deliver a run's output again",
+        description="Send again, from the kept file, a run's output whose delivery gave "
+        "up (a target fixed since): its deliveries that failed for good start again from "
+        "their first attempt, and the run is returned with them pending; how they end is "
+        "told to the owner as any delivery's. Refused, with the reason, when a delivery "
+        "is still trying, every target was reached, the task had no deliver targets, or "
+        "the kept file is gone. Only runs of tasks you may change.",
+        annotations=write(),
+    )
+    server.add_tool(
         tools.list_runs,
         name="list_runs",
         title="List runs",
