@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -276,3 +277,22 @@ def test_the_end_told_counts_the_slots_a_tick_recorded_before_it_failed(tmp_path
     rig.pass_at(52)  # held 30 s: told
     (report,) = reports
     assert report.missed == missed, (report, missed)
+
+
+def test_the_engine_says_when_its_passes_worked_again(tmp_path: Path) -> None:
+    """The watchdog ends a stall whose passes failed at the first pass that worked (see
+    tests/test_watchdog_stall.py): the engine keeps when that pass began, and only that
+    one (the passes after it do not move it)."""
+    rig = Rig(tmp_path)
+    health = rig.h.engine.health
+    rig.pass_at(0)
+    assert health.worked_since == 0.0  # no failing pass yet
+    rig.fail()
+    rig.pass_at(5)
+    rig.heal()
+    before = time.monotonic()
+    rig.pass_at(10)
+    worked = health.worked_since
+    assert before <= worked <= health.last_pass
+    rig.pass_at(12)
+    assert health.worked_since == worked

@@ -529,6 +529,34 @@ def test_a_stall_that_ends_in_failing_passes_is_over_for_the_owner_when_a_pass_w
     assert heard.began == [30.5, 31.0]
 
 
+def test_a_stall_over_at_a_pass_that_worked_ends_there_when_told_later(
+    sqlite_store: Store,
+) -> None:
+    """Three nodes, a table locked for 40 s: one told "ticks again after a stall of 1 min"
+    20 s after the lock was gone (outside-in probe). Its stall check looked late (its
+    own reads waited too) and ended the stall at the loop's latest pass, not at the
+    first one that worked. The engine says when its passes began to work again."""
+    failing = [False]
+    worked = [0.0]
+    dog, silence, _gap, heard = _held(
+        sqlite_store, failing=lambda: failing[0], worked_since=lambda: worked[0]
+    )
+    silence.advance(3, passes=True)  # the last pass before the lock
+    silence.advance(30.5)
+    dog.check_once()
+    assert heard.began == [30.5]
+    failing[0] = True
+    silence.advance(9.5, passes=True)  # the pass failed: 40 s since the last one
+    dog.check_once()
+    failing[0] = False
+    silence.advance(1, passes=True)  # the lock is gone: this pass works, 41 s in
+    worked[0] = silence.mono
+    for _ in range(20):  # the loop goes on; the stall check looks only 20 s later
+        silence.advance(1, passes=True)
+    dog.check_once()
+    assert heard.ended == [41.0]  # not 61
+
+
 def test_a_wait_for_a_locked_table_seen_after_it_is_a_stall_until_a_pass_works(
     sqlite_store: Store,
 ) -> None:

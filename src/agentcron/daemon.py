@@ -393,6 +393,7 @@ class Daemon:
             on_stall_end=self._loop_resumed,
             on_past_stall=self._loop_stalled_before,
             failing=lambda: self.engine is not None and self.engine.health.outage is not None,
+            worked_since=lambda: self.engine.health.worked_since if self.engine else 0.0,
             stall_after=self.options.stall_after,
             outbox_owner=f"{self.node_id}:watchdog",
         )

@@ -381,6 +381,8 @@ class Engine:
         except Exception as exc:
             return self._tick_failed(exc)
         self._pass_report = None  # a pass that worked: its report goes with it below
+        if self.health.outage is not None:
+            self.health.worked_since = began
         self.health.last_ok = time.monotonic()
         self._good_pass_began = self._pass_began
         self._outages.worked(report)

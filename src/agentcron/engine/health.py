@@ -95,6 +95,9 @@ class LoopHealth:
     last_pass: float
     last_ok: float
     outage: Outage | None = None
+    # when the first pass that worked after failing ones began (the end of a stall
+    # that ended in failing passes, however late the watchdog looks)
+    worked_since: float = 0.0
     # the last silence between two passes longer than GAP_NOTED, (from, to): a loop
     # frozen with its whole process (SIGSTOP, a paused VM) passes again before the
     # watchdog's thread can look; the watchdog learns of the stall from this

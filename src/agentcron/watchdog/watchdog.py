@@ -87,6 +87,7 @@ class Watchdog:
         on_stall_end: Callable[[float], None] | None = None,
         on_past_stall: Callable[[float], None] | None = None,
         failing: Callable[[], bool] | None = None,
+        worked_since: Callable[[], float] | None = None,
         stall_after: float = LOOP_STALL,
         channel_factory: Callable[[str], Channel] = channel_for,
         outbox_owner: str | None = None,
@@ -124,6 +125,10 @@ class Watchdog:
         # waited for a locked table until its timeout ends a stall with a failed pass,
         # and the next pass waits again: the end is told at the first pass that works.
         self.failing = failing
+        # The monotonic time the loop's passes began to work again (its first pass that
+        # worked after failing ones): such a stall ends there, however late this thread
+        # looks (its own reads may wait for the same database).
+        self.worked_since = worked_since
         # a moment, next to the stall's own threshold (tests use a short one)
         self.pass_grace = min(PASS_GRACE, stall_after / 3)
         self.stall_after = stall_after
@@ -382,7 +387,7 @@ class Watchdog:
             else:
                 self._note_gap()
             if self._end_untold is not None and not self._stalled and not self._fails():
-                ended = LoopStall(self._end_untold.began, self._wall(last))
+                ended = LoopStall(self._end_untold.began, self._wall(self._worked_at(last)))
                 self._end_untold = None
             gone_by, self._untold_gap = self._untold_gap, None
             waited = gone_by is not None and self._fails()
@@ -423,6 +428,18 @@ class Watchdog:
             log.warning("the scheduler loop ticks again after a stall of %.0fs", lasted)
             if self.on_stall_end is not None:
                 self.on_stall_end(lasted)
+
+    def _worked_at(self, last: float) -> float:
+        """When a stall whose passes failed ended: the loop's first pass that worked
+        (``last``, its latest, when the engine does not say)."""
+        if self.worked_since is None:
+            return last
+        try:
+            since = self.worked_since()
+        except Exception:  # a wrong answer must not end the stall check
+            log.exception("could not tell when the scheduler loop's passes worked again")
+            return last
+        return since if self._stall_mark < since <= last else last
 
     def _fails(self) -> bool:
         if self.failing is None:
