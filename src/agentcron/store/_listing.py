@@ -153,6 +153,7 @@ class ListingReader:
         """Rows of ``name, source, paused, next_fire_at, <SHOWN_COLUMNS>, <keys>``;
         ``<keys>`` (read only where ``shown_of`` is NULL) is the spec's keys' array."""
         from agentcron.store._rows import dt, source_of
+        from agentcron.store.errors import unreadable_row
 
         out = []
         valid, from_keys, load = self._valid, self.from_keys, self.load
@@ -160,29 +161,32 @@ class ListingReader:
         # computed once, where the list writes each time once)
         times: dict[float, datetime | None] = {}
         for name, source, paused, next_fire_at, of, words, zone, action, desc, bud, _, text in rows:
-            if of is None:
-                words, zone, action, desc = from_keys(name, text)
-                bud = None
-            else:
-                zone = valid(name, "timezone", zone)
-                if action not in PRESENT_KEYS:
-                    raise spec_error(name, f"its stored action is {action!r}")
-            out.append(
-                TaskListing(
-                    name,
-                    source_of(source),
-                    bool(paused),
-                    times[next_fire_at]
-                    if next_fire_at in times
-                    else times.setdefault(next_fire_at, dt(next_fire_at)),
-                    words,
-                    zone,
-                    action,
-                    desc,
-                    load,
-                    None if bud is None else bool(bud),
+            try:
+                if of is None:
+                    words, zone, action, desc = from_keys(name, text)
+                    bud = None
+                else:
+                    zone = valid(name, "timezone", zone)
+                    if action not in PRESENT_KEYS:
+                        raise spec_error(name, f"its stored action is {action!r}")
+                out.append(
+                    TaskListing(
+                        name,
+                        source_of(source),
+                        bool(paused),
+                        times[next_fire_at]
+                        if next_fire_at in times
+                        else times.setdefault(next_fire_at, dt(next_fire_at)),
+                        words,
+                        zone,
+                        action,
+                        desc,
+                        load,
+                        None if bud is None else bool(bud),
+                    )
                 )
-            )
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise unreadable_row("task", name, exc) from None
         return out
 
     def from_keys(self, name: str, text: Any) -> tuple[str, str | None, str, str | None]:

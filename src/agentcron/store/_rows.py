@@ -25,6 +25,7 @@ from agentcron.model import (
     Incident,
     IncidentKind,
     Message,
+    NodeInfo,
     OutboxItem,
     Slot,
     SlotStatus,
@@ -33,6 +34,11 @@ from agentcron.model import (
     TaskSpec,
 )
 from agentcron.store._spec_sql import spec_error
+from agentcron.store.errors import unreadable_row
+
+# what a value of the wrong kind raises when a row is read (a ValidationError and a
+# JSONDecodeError are ValueErrors)
+_BAD_VALUE = (ValueError, TypeError, OverflowError, OSError)
 
 SLOT_COLUMNS = (
     "id, task, scheduled_for, status, reason, trigger, attempts, error_class, error, "
@@ -142,15 +148,19 @@ def task_from_row(row: Mapping[str, Any] | tuple[Any, ...]) -> TaskRecord:
     name, source, spec, paused, next_fire_at, created_at, updated_at = tuple(
         row.values() if isinstance(row, Mapping) else row
     )
-    return TaskRecord(
-        name=name,
-        spec=spec_of(name, spec),
-        source=source_of(source),
-        paused=bool(paused),
-        next_fire_at=dt(next_fire_at),
-        created_at=dt_req(created_at),
-        updated_at=dt_req(updated_at),
-    )
+    parsed = spec_of(name, spec)  # its own words for a spec that cannot be read
+    try:
+        return TaskRecord(
+            name=name,
+            spec=parsed,
+            source=source_of(source),
+            paused=bool(paused),
+            next_fire_at=dt(next_fire_at),
+            created_at=dt_req(created_at),
+            updated_at=dt_req(updated_at),
+        )
+    except _BAD_VALUE as exc:
+        raise unreadable_row("task", name, exc) from None
 
 
 def slot_from_row(row: tuple[Any, ...]) -> Slot:
@@ -173,25 +183,28 @@ def slot_from_row(row: tuple[Any, ...]) -> Slot:
         lease_expires_at,
         created_at,
     ) = row
-    return Slot(
-        id=int(id_),
-        task=task,
-        scheduled_for=dt_req(scheduled_for),
-        status=SlotStatus(status),
-        reason=reason,
-        trigger=trigger,
-        attempts=int(attempts),
-        error_class=ErrorClass(error_class) if error_class else None,
-        error=error,
-        started_at=dt(started_at),
-        finished_at=dt(finished_at),
-        next_attempt_at=dt(next_attempt_at),
-        delivery_status=DeliveryStatus(delivery_status),
-        output_path=output_path,
-        lease_owner=lease_owner,
-        lease_expires_at=dt(lease_expires_at),
-        created_at=dt(created_at),
-    )
+    try:
+        return Slot(
+            id=int(id_),
+            task=task,
+            scheduled_for=dt_req(scheduled_for),
+            status=SlotStatus(status),
+            reason=reason,
+            trigger=trigger,
+            attempts=int(attempts),
+            error_class=ErrorClass(error_class) if error_class else None,
+            error=error,
+            started_at=dt(started_at),
+            finished_at=dt(finished_at),
+            next_attempt_at=dt(next_attempt_at),
+            delivery_status=DeliveryStatus(delivery_status),
+            output_path=output_path,
+            lease_owner=lease_owner,
+            lease_expires_at=dt(lease_expires_at),
+            created_at=dt(created_at),
+        )
+    except _BAD_VALUE as exc:
+        raise unreadable_row("run", id_, exc) from None
 
 
 def attempt_from_row(row: tuple[Any, ...]) -> Attempt:
@@ -211,22 +224,25 @@ def attempt_from_row(row: tuple[Any, ...]) -> Attempt:
         tokens,
         extra,
     ) = row
-    return Attempt(
-        id=int(id_),
-        slot_id=int(slot_id),
-        number=int(number),
-        started_at=dt_req(started_at),
-        finished_at=dt(finished_at),
-        status=status,
-        error_class=ErrorClass(error_class) if error_class else None,
-        error=error,
-        explanation=explanation,
-        exit_code=exit_code,
-        output_path=output_path,
-        node=node,
-        tokens=json.loads(tokens) if tokens else {},
-        extra=json.loads(extra) if extra else {},
-    )
+    try:
+        return Attempt(
+            id=int(id_),
+            slot_id=int(slot_id),
+            number=int(number),
+            started_at=dt_req(started_at),
+            finished_at=dt(finished_at),
+            status=status,
+            error_class=ErrorClass(error_class) if error_class else None,
+            error=error,
+            explanation=explanation,
+            exit_code=exit_code,
+            output_path=output_path,
+            node=node,
+            tokens=json.loads(tokens) if tokens else {},
+            extra=json.loads(extra) if extra else {},
+        )
+    except _BAD_VALUE as exc:
+        raise unreadable_row("attempt", id_, exc) from None
 
 
 INCIDENT_COLUMNS_NO_ID = (
@@ -292,43 +308,49 @@ def incident_from_row(row: tuple[Any, ...]) -> Incident:
         acknowledged_by,
         told,
     ) = row
-    return Incident(
-        id=int(id_),
-        task=task,
-        kind=IncidentKind(kind),
-        opened_at=dt_req(opened_at),
-        closed_at=dt(closed_at),
-        escalated=bool(escalated),
-        count=int(count),
-        failed_runs=int(failed_runs),
-        retries=int(retries),
-        first_error_class=ErrorClass(first_ec) if first_ec else None,
-        last_error_class=ErrorClass(last_ec) if last_ec else None,
-        summary=summary or "",
-        slot_id=int(slot_id) if slot_id is not None else None,
-        since=dt(since),
-        streak=int(streak),
-        updated_at=dt(updated_at),
-        reminded_at=dt(reminded_at),
-        acknowledged_at=dt(acknowledged_at),
-        acknowledged_by=acknowledged_by,
-        told=None if told is None else tuple(told.split("\n")) if told else (),
-    )
+    try:
+        return Incident(
+            id=int(id_),
+            task=task,
+            kind=IncidentKind(kind),
+            opened_at=dt_req(opened_at),
+            closed_at=dt(closed_at),
+            escalated=bool(escalated),
+            count=int(count),
+            failed_runs=int(failed_runs),
+            retries=int(retries),
+            first_error_class=ErrorClass(first_ec) if first_ec else None,
+            last_error_class=ErrorClass(last_ec) if last_ec else None,
+            summary=summary or "",
+            slot_id=int(slot_id) if slot_id is not None else None,
+            since=dt(since),
+            streak=int(streak),
+            updated_at=dt(updated_at),
+            reminded_at=dt(reminded_at),
+            acknowledged_at=dt(acknowledged_at),
+            acknowledged_by=acknowledged_by,
+            told=None if told is None else tuple(told.split("\n")) if told else (),
+        )
+    except _BAD_VALUE as exc:
+        raise unreadable_row("incident", id_, exc) from None
 
 
 def outbox_from_row(row: tuple[Any, ...]) -> OutboxItem:
     id_, key, url, message, created_at, attempts, next_attempt_at, last_error = row
     data = json.loads(message)
-    return OutboxItem(
-        id=int(id_),
-        channel_key=key,
-        channel_url=url,
-        message=Message(**data),
-        created_at=dt_req(created_at),
-        attempts=int(attempts),
-        next_attempt_at=dt(next_attempt_at),
-        last_error=last_error,
-    )
+    try:
+        return OutboxItem(
+            id=int(id_),
+            channel_key=key,
+            channel_url=url,
+            message=Message(**data),
+            created_at=dt_req(created_at),
+            attempts=int(attempts),
+            next_attempt_at=dt(next_attempt_at),
+            last_error=last_error,
+        )
+    except _BAD_VALUE as exc:
+        raise unreadable_row("notification", id_, exc) from None
 
 
 def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
@@ -346,20 +368,23 @@ def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
         created_at,
         updated_at,
     ) = row
-    return Delivery(
-        id=int(id_),
-        slot_id=int(slot_id),
-        task=task,
-        target=target,
-        target_key=key,
-        output_path=output_path,
-        status=DeliveryStatus(status),
-        attempts=int(attempts),
-        next_attempt_at=dt(next_attempt_at),
-        last_error=last_error,
-        created_at=dt(created_at),
-        updated_at=dt(updated_at),
-    )
+    try:
+        return Delivery(
+            id=int(id_),
+            slot_id=int(slot_id),
+            task=task,
+            target=target,
+            target_key=key,
+            output_path=output_path,
+            status=DeliveryStatus(status),
+            attempts=int(attempts),
+            next_attempt_at=dt(next_attempt_at),
+            last_error=last_error,
+            created_at=dt(created_at),
+            updated_at=dt(updated_at),
+        )
+    except _BAD_VALUE as exc:
+        raise unreadable_row("delivery", id_, exc) from None
 
 
 T = TypeVar("T")
@@ -369,3 +394,20 @@ def chunks(items: Sequence[T], size: int = 500) -> list[list[T]]:
     """IN lists and VALUES lists of bounded length (SQLite caps the parameters of one
     statement)."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def node_from_row(row: tuple[Any, ...]) -> NodeInfo:
+    node_id, host, pid, home, started_at, heartbeat_at, stopped_at, config_note = row
+    try:
+        return NodeInfo(
+            node_id=node_id,
+            host=host,
+            pid=int(pid),
+            home=home,
+            started_at=dt_req(started_at),
+            heartbeat_at=dt_req(heartbeat_at),
+            stopped_at=dt(stopped_at),
+            config_note=config_note,
+        )
+    except _BAD_VALUE as exc:
+        raise unreadable_row("node", node_id, exc) from None

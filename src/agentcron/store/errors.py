@@ -16,6 +16,22 @@ def is_database_error(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] == "psycopg"
 
 
+class UnreadableRow(StoreError):
+    """A row whose values agentcron cannot read: changed outside agentcron, or by another
+    version. Not an outage: trying again does not help, and the row is named."""
+
+
+def unreadable_row(table: str, key: object, exc: BaseException) -> UnreadableRow:
+    """The one wording for a row that cannot be read (one bad slot made `runs` print a
+    traceback for every task, and the API answer "try again in a few seconds")."""
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return UnreadableRow(
+        f"the database has a row agentcron cannot read: {table} {key!r} ({detail[:200]}); "
+        "it was changed outside agentcron or by another version of it. Correct or delete "
+        "that row, or restore the database from a backup"
+    )
+
+
 class NotFound(StoreError):
     """A task or run that does not exist."""
 

@@ -11,6 +11,7 @@ records a burst builds from what it wrote instead of reading them back, :mod:`._
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -67,10 +68,13 @@ from agentcron.store._rows import (
     schedule_key,
     slot_from_row,
     spec_json,
+    spec_of,
     task_from_row,
     ts,
 )
 from agentcron.store.errors import StoreError
+
+log = logging.getLogger("agentcron.store")
 
 CLAIM_PAGES = 4  # pages of candidates one claim reads at most
 
@@ -156,7 +160,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         # which `agentcron pause`/`resume` change. An edit elsewhere in the spec keeps the
         # operator's choice; only a changed `paused:` in the spec overrides it.
         was_paused = bool(row[3])
-        paused = spec.paused if parse_spec(row[0]).paused != spec.paused else was_paused
+        paused = spec.paused if _stored_paused(spec.name, row[0]) != spec.paused else was_paused
         if paused:
             db.execute("UPDATE tasks SET next_fire_at = NULL WHERE name = ?", (spec.name,))
         elif row[1] != key or was_paused:
@@ -725,7 +729,7 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 f"SELECT name, spec FROM tasks WHERE name IN ({', '.join('?' for _ in chunk)})",
                 chunk,
             ).fetchall()
-            out.update((name, parse_spec(text)) for name, text in rows)
+            out.update((name, spec_of(name, text)) for name, text in rows)
         return out
 
     def note_attempt_process(self, attempt_id: int, info: dict[str, Any]) -> None:
@@ -1295,19 +1299,10 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
             db.execute("UPDATE nodes SET config_note = ? WHERE node_id = ?", (note, node_id))
 
     def nodes(self) -> list[NodeInfo]:
-        from agentcron.store._rows import dt_req
+        from agentcron.store._rows import node_from_row
 
         return [
-            NodeInfo(
-                node_id=r[0],
-                host=r[1],
-                pid=int(r[2]),
-                home=r[3],
-                started_at=dt_req(r[4]),
-                heartbeat_at=dt_req(r[5]),
-                stopped_at=dt(r[6]),
-                config_note=r[7],
-            )
+            node_from_row(r)
             for r in self._q(
                 "SELECT node_id, host, pid, home, started_at, heartbeat_at, stopped_at, "
                 "config_note FROM nodes ORDER BY heartbeat_at DESC"
@@ -1399,3 +1394,19 @@ def _note_printed(db: Conn, tasks: Sequence[str]) -> None:
             "INSERT INTO task_outputs (task) VALUES (?) ON CONFLICT (task) DO NOTHING",
             [(task,) for task in sorted(set(tasks))],
         )
+
+
+def _stored_paused(name: str, text: str) -> bool | None:
+    """The ``paused`` of a task's stored spec; None when it cannot be read (changed
+    outside agentcron): the spec being applied then replaces it, and the task keeps its
+    pause state. One bad stored spec made every command that applies the config file
+    print a traceback, and `agentcron run` refuse to start (outside-in probe)."""
+    try:
+        return parse_spec(text).paused
+    except ValueError as exc:  # a ValidationError, or JSON that is not
+        log.warning(
+            "task %r: its stored spec could not be read (%s); replaced by the one applied",
+            name,
+            str(exc).splitlines()[0],
+        )
+        return None

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from agentcron.metrics import Metrics
 from agentcron.service import Act, Advice, ServiceError, Wording
-from agentcron.store.errors import is_database_error
+from agentcron.store.errors import UnreadableRow, is_database_error
 
 log = logging.getLogger("agentcron.api")
 
@@ -224,10 +224,33 @@ def install(app: FastAPI, metrics: Metrics) -> None:
         return problem(exc.status_code, detail, kind, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, UnreadableRow):
+            # not away: trying again will not help, and the row is named (it was a 503
+            # "try again in a few seconds", or a 500 "unexpected error")
+            metrics.database_error("api")
+            log.error("API %s %s: %s", request.method, request.url.path, exc)
+            if _dashboard_page(request):
+                from agentcron.interfaces.dashboard._pages import database_problem_page
+
+                return await run_in_threadpool(
+                    database_problem_page, request, 500, "Unreadable data", str(exc)
+                )
+            return problem(500, str(exc), "database-row")
         if isinstance(exc, sqlite3.Error) or is_database_error(exc):
             metrics.database_error("api")
             log.warning("API %s %s: database error: %s", request.method, request.url.path, exc)
+            if _dashboard_page(request):
+                from agentcron.interfaces.dashboard._pages import database_problem_page
+
+                return await run_in_threadpool(
+                    database_problem_page,
+                    request,
+                    503,
+                    "Database unavailable",
+                    DATABASE_AWAY,
+                    {"Retry-After": "5"},
+                )
             return problem(503, DATABASE_AWAY, "database", headers={"Retry-After": "5"})
         log.exception("API %s %s failed", request.method, request.url.path)
         return problem(500, "an unexpected error; the daemon's log has the details", "internal")

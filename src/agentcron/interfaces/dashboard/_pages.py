@@ -62,6 +62,29 @@ def not_found_page(request: Request, message: str) -> HTMLResponse:
     return _not_found(request, get_service(request), message)
 
 
+def database_problem_page(
+    request: Request,
+    status: int,
+    title: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """A page for a database that could not be read (away, or a row agentcron cannot
+    read): the page a browser shows, not the API's JSON problem. Built without reading
+    the database (the banner reads it too)."""
+    from datetime import UTC, datetime
+
+    context = {
+        "title": title,
+        "message": message,
+        "now": datetime.now(UTC),
+        "banner": None,
+        "channel_notes": [],
+        "config_notes": [],
+    }
+    return render(request, "error.html", context, status_code=status, headers=headers)
+
+
 # The parameters each page reads, each with what it is, for the note a page shows when
 # it was asked with one it does not read: ``/?stauts=failing`` (a misspelt filter, an
 # old bookmark) showed every task as if that were what was asked, without a word. The
