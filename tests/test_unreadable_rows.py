@@ -71,12 +71,13 @@ def _corrupt(home: Path, statement: str) -> str:
     return hashlib.md5((home / "agentcron.db").read_bytes()).hexdigest()
 
 
+INVALID = "is not a valid"
 CASES = [
-    ("UPDATE slots SET status = 'exploded'", ["runs"], "run 1 ('exploded' is not a valid SlotStatus)"),
-    ("UPDATE slots SET error_class = 'alien'", ["logs", "1"], "run 1 ('alien' is not a valid ErrorClass)"),
+    ("UPDATE slots SET status = 'exploded'", ["runs"], f"run 1 ('exploded' {INVALID} SlotStatus)"),
+    ("UPDATE slots SET error_class = 'alien'", ["logs", "1"], f"run 1 ('alien' {INVALID} ErrorClass)"),
     ("UPDATE slots SET finished_at = 'yesterday'", ["show", "alpha"], "run 1 (could not convert"),
     ("UPDATE attempts SET tokens = '{oops'", ["logs", "1"], "attempt 1 (Expecting property name"),
-    ("UPDATE incidents SET kind = 'martian'", ["incidents"], "incident 1 ('martian' is not a valid IncidentKind)"),
+    ("UPDATE incidents SET kind = 'martian'", ["incidents"], f"incident 1 ('martian' {INVALID}"),
     ("UPDATE nodes SET pid = 'abc'", ["health"], "node 'n1' (invalid literal for int()"),
     ("UPDATE tasks SET next_fire_at = 1e300", ["list"], "task 'alpha' ("),
 ]  # fmt: skip
