@@ -74,7 +74,7 @@ def _corrupt(home: Path, statement: str) -> str:
 INVALID = "is not a valid"
 CASES = [
     ("UPDATE slots SET status = 'exploded'", ["runs"], f"run 1 ('exploded' {INVALID} SlotStatus)"),
-    ("UPDATE slots SET error_class = 'alien'", ["logs", "1"], f"run 1 ('alien' {INVALID} ErrorClass)"),
+    ("UPDATE slots SET error_class = 'alien'", ["logs", "1"], f"run 1 ('alien' {INVALID} Error"),
     ("UPDATE slots SET finished_at = 'yesterday'", ["show", "alpha"], "run 1 (could not convert"),
     ("UPDATE attempts SET tokens = '{oops'", ["logs", "1"], "attempt 1 (Expecting property name"),
     ("UPDATE incidents SET kind = 'martian'", ["incidents"], f"incident 1 ('martian' {INVALID}"),
