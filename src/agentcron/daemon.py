@@ -1048,12 +1048,53 @@ class Daemon:
 
     async def _watch_the_watchdog(self) -> None:
         """The watchdog runs on threads of its own; a thread that died is a failure of
-        this part (restarted by the supervisor, which starts the threads again)."""
+        this part (restarted by the supervisor, which starts the threads again). Checks
+        that keep failing while the database works are told (see
+        :meth:`_say_watchdog_fault`)."""
         while not self.stop_event.is_set():
             if not self.watchdog.alive():
                 self.watchdog.start()
                 raise RuntimeError("the watchdog's thread had stopped")
+            self._say_watchdog_fault()
             await self._sleep_beats(max(1.0, self.options.watchdog_interval))
+
+    _watchdog_fault_since: datetime | None = None  # told: the checks fail since then
+
+    def _say_watchdog_fault(self) -> None:
+        """Checks of stuck runs, overdue tasks and the loop that have failed for a minute
+        while the database works (a row they cannot read) are told once, and their end.
+        Its thread caught each failure and went on, so nothing else said that a run
+        that hangs or a schedule that stops firing would no longer be told (outside-in
+        probe: one bad row, and a traceback a second in the log for as long as it ran).
+        During a database outage the outage's own message says it all."""
+        fault = self.watchdog.fault()
+        told = self._watchdog_fault_since
+        if fault is not None and told is None:
+            lasted, error = fault
+            if lasted < WATCHDOG_FAULT_TOLD_AFTER or self._database_away():
+                return
+            since = self.clock.now() - timedelta(seconds=lasted)
+            self._watchdog_fault_since = since
+            text = (
+                f"⚠ agentcron's watchdog on {self._where()} cannot check runs and schedules "
+                f"since {self._today_or_local(since)} ({type(error).__name__}: "
+                f"{str(error)[:500]}). Runs still start as scheduled, but a run that hangs or "
+                "a task that stops firing is not told while this lasts; `agentcron doctor` "
+                "and the daemon's log say more."
+            )
+            log.error("%s", text)
+            self._tell_soon(daemon_message("its watchdog cannot check", text, "watchdog"))
+        elif fault is None and told is not None:
+            self._watchdog_fault_since = None
+            lasted_for = format_duration(
+                timedelta(seconds=round((self.clock.now() - told).total_seconds()))
+            )
+            text = (
+                f"✔ agentcron's watchdog on {self._where()} checks runs and schedules again "
+                f"(it could not from {self._today_or_local(told)}, {lasted_for})."
+            )
+            log.warning("%s", text)
+            self._tell_soon(daemon_message("its watchdog checks again", text, "watchdog", ok=True))
 
     async def _watch_the_store(self) -> None:
         """The store's own upkeep (SQLite's WAL checkpoint thread) is a part too: one
@@ -1645,6 +1686,8 @@ class Daemon:
             sender.wake()
 
 
+# the watchdog's checks failing this long, the database working, are told
+WATCHDOG_FAULT_TOLD_AFTER = 60.0
 # a node silent this long without stopping is told by a running one (watchdog/peers.py)
 NODE_LOST_AFTER = 2 * DAEMON_STALE_AFTER
 

@@ -32,6 +32,7 @@ class FaultLog:
         self.repeat_every = repeat_every
         self._monotonic = monotonic
         self.failures = 0
+        self.last_error: BaseException | None = None  # the streak's latest failure
         self._since = 0.0
         self._logged = 0.0
 
@@ -46,6 +47,7 @@ class FaultLog:
     def failed(self, exc: BaseException) -> None:
         now = self._monotonic()
         self.failures += 1
+        self.last_error = exc
         if self.failures == 1:
             self._since = self._logged = now
             self.log.error(
@@ -74,6 +76,7 @@ class FaultLog:
                 self._monotonic() - self._since,
             )
         self.failures = 0
+        self.last_error = None
 
     async def run_pass(
         self,

@@ -156,6 +156,7 @@ class Watchdog:
         # then sends the outbox for the loop at once, not after its planned sleep).
         self._wake = threading.Event()
         self._faults = FaultLog(log, "the watchdog's checks of runs and schedules")
+        self._loop_faults = FaultLog(log, "the watchdog's check of the scheduler loop")
         self._threads: list[threading.Thread] = []
 
     # ---- the checks (pure of threads; time comes from the clock) ----------------------
@@ -532,9 +533,11 @@ class Watchdog:
             try:
                 self._check_loop(WatchdogReport())
                 wait = self.loop_check_wait()
-            except Exception:
-                log.exception("loop check failed; continuing")
+            except Exception as exc:
+                self._loop_faults.failed(exc)  # logged once, then every few minutes
                 wait = self._floor()
+            else:
+                self._loop_faults.ok()
 
     def _stall_begins(self) -> bool:
         """Whether the loop's silence is past ``stall_after`` with no stall told yet."""
@@ -555,9 +558,21 @@ class Watchdog:
             try:
                 self.run_due()
                 wait = self.checks_wait()
-            except Exception:
-                log.exception("watchdog check failed; continuing")
+            except Exception as exc:
+                # planning the next checks reads the tasks too (one row that cannot be
+                # read logged a traceback a second: outside-in probe)
+                self._faults.failed(exc)
                 wait = self._floor()
+
+    def fault(self) -> tuple[float, BaseException] | None:
+        """How long the checks have failed in a row and the latest failure, or None
+        while they work (the daemon tells a fault that lasts: see Daemon)."""
+        streaks = [f for f in (self._faults, self._loop_faults) if f.last_error is not None]
+        if not streaks:
+            return None
+        longest = max(streaks, key=lambda f: f.lasted())
+        assert longest.last_error is not None
+        return longest.lasted(), longest.last_error
 
     def _floor(self) -> float:
         return min(self.interval, CHECK_FLOOR)
