@@ -72,3 +72,34 @@ def test_sighup_reloads_the_config_file_at_once_and_logs_it(
     heard = [m for m in said if m.startswith("SIGHUP: reading")]
     assert len(heard) == 2, said
     assert str(config) in heard[0] and "the file is watched" in heard[0]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 here")
+def test_sigusr1_is_said_and_ignored_and_sigquit_stops_as_sigterm(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGUSR1 (sent to reopen logs) and SIGUSR2 ended the daemon at once, its run and
+    its log line cut short, no stop recorded, nobody told (outside-in probe); SIGQUIT
+    too. They are said and ignored; SIGQUIT stops the daemon as SIGTERM does."""
+    daemon, _config = _daemon(tmp_path)
+
+    async def scenario() -> None:
+        main = asyncio.create_task(daemon.run())
+        try:
+            await until(lambda: daemon.engine is not None and daemon.supervisor is not None, 30)
+            for sig in (signal.SIGUSR1, signal.SIGUSR2):
+                os.kill(os.getpid(), sig)
+                await until(lambda s=sig.name: any(m.startswith(s) for m in _said(caplog)), 10)
+            assert not daemon.stop_event.is_set()
+            os.kill(os.getpid(), signal.SIGQUIT)
+            await asyncio.wait_for(main, 30)
+        finally:
+            daemon.request_stop()
+            await main
+
+    with caplog.at_level(logging.INFO, logger="agentcron"):
+        asyncio.run(scenario())
+    said = _said(caplog)
+    assert any("SIGUSR1 received: agentcron does not use it, so it is ignored" in m for m in said)
+    assert "SIGQUIT: stopping as on SIGTERM" in said, said
+    assert any(m.startswith("stopping: ") for m in said), said

@@ -722,6 +722,18 @@ class Daemon:
         began: datetime = sender.stopping_since
         return began
 
+    def _quit(self) -> None:
+        log.warning("SIGQUIT: stopping as on SIGTERM")
+        self._stop()
+
+    def _unused_signal(self, sig: signal.Signals) -> None:
+        log.warning(
+            "%s received: agentcron does not use it, so it is ignored (the daemon logs to "
+            "stderr: there is no log file to reopen; SIGHUP reloads the config, SIGTERM "
+            "stops)",
+            sig.name,
+        )
+
     def _stop(self) -> None:
         """The stop signal: runs that die of the same signal (a service manager that
         signals the whole group) are interruptions, not the tasks' errors."""
@@ -750,6 +762,14 @@ class Daemon:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
             # operators send SIGHUP to reload: it was ignored without a word (probe)
             loop.add_signal_handler(signal.SIGHUP, self._hangup)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+            # Signals whose default ends the process at once, without a word or a record
+            # (an outside-in probe's SIGUSR1, sent to reopen logs, killed the daemon and
+            # its run mid-line): SIGQUIT stops as SIGTERM does, the others are said and
+            # ignored.
+            loop.add_signal_handler(signal.SIGQUIT, self._quit)
+            for other in (signal.SIGUSR1, signal.SIGUSR2):
+                loop.add_signal_handler(other, self._unused_signal, other)
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self._stop)
