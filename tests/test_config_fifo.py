@@ -70,3 +70,25 @@ def test_an_env_file_that_is_a_fifo_is_refused_not_read(fifo: Path, tmp_path: Pa
     with pytest.raises(ConfigError) as err:
         load_config(config)
     assert "not a regular file" in str(err.value)
+
+
+def test_a_config_file_too_large_to_read_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A valid 150 MB file (comments) held the daemon's loop for two minutes while it
+    was parsed, told as a stall with the wrong causes, and `health` as long (outside-in
+    probe). A file past the bound is refused as unreadable, its size said, before any
+    parsing; the daemon's look at it stamps it so, without reading it whole."""
+    from agentcron.config import _env
+
+    monkeypatch.setattr(_env, "MAX_FILE_BYTES", 1000)
+    big = tmp_path / "agentcron.yaml"
+    big.write_text("tasks: {}\n" + "# padding\n" * 200)
+    with pytest.raises(ConfigError) as err:
+        load_config(big)
+    assert "larger than the 0 MiB agentcron reads" in str(err.value), str(err.value)
+    assert str(big) in str(err.value)
+    stamp = _stamp(big)
+    assert stamp is not None and stamp.startswith("unreadable: OSError")
+    big.write_text("tasks: {}\n")
+    assert load_config(big).tasks == {}

@@ -241,15 +241,31 @@ def _unescape(raw: str) -> str:
     return re.sub(r"\\(.)", lambda m: table.get(m.group(1), "\\" + m.group(1)), raw)
 
 
+# The most a config or env file may hold: a file of 100,000 tasks is 5-10 MB. A
+# 150 MB one (valid: comments) held the daemon's loop for two minutes while it was
+# parsed, told as a stall with the wrong causes, and `agentcron health` as long.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
 def read_regular_file(path: Path) -> bytes:
-    """The file's bytes, read only if it is a regular file (or a link to one): a FIFO
-    put in its place would block the read until someone writes to it, holding up the
-    daemon's reload and every CLI command (found by an outside-in probe)."""
+    """The file's bytes, read only if it is a regular file (or a link to one) of at most
+    :data:`MAX_FILE_BYTES`: a FIFO put in its place would block the read until someone
+    writes to it, holding up the daemon's reload and every CLI command (found by an
+    outside-in probe), and a huge file its parsing."""
     if path.exists() and not path.is_dir() and not path.is_file():
         raise OSError(
             errno.EINVAL, "not a regular file (a FIFO, socket or device); give a file", str(path)
         )
-    return path.read_bytes()
+    with path.open("rb") as fh:
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(
+            errno.EFBIG,
+            f"larger than the {MAX_FILE_BYTES // (1024 * 1024)} MiB agentcron reads; "
+            "a file of 100,000 tasks is 5-10 MB",
+            str(path),
+        )
+    return data
 
 
 def read_env_file(path: Path) -> dict[str, str]:
