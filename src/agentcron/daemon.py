@@ -1121,6 +1121,7 @@ class Daemon:
         that failed is started afresh and its failure reported to the supervisor."""
         assert self.store is not None
         while not self.stop_event.is_set():
+            self._keep_locks()
             self._check_database_file()
             if self._changes is not None:
                 self._changes.keep()
@@ -1221,6 +1222,41 @@ class Daemon:
             log.warning("WAL checkpoint thread started again after the outage (%s)", fault)
             return
         raise RuntimeError(f"its WAL checkpoint thread stopped ({fault})")
+
+    _locks_said: str | None = None  # what was last said of the daemon's locks
+
+    def _keep_locks(self) -> None:
+        """The home's and the database's daemon locks, taken again when their files were
+        removed (the home deleted, a cleaner): with the flock left on a removed file, a
+        second daemon started on the same database and ran every task twice, and CLI
+        commands saw no daemon (outside-in probe). A second daemon that took a lock's
+        place first is told once: two daemons then run on one database."""
+        from agentcron.instance_lock import (
+            DaemonAlreadyRunning,
+            InstanceLockError,
+            keep_held_locks,
+        )
+
+        try:
+            keep_held_locks(getattr(self.store, "file_id", None))
+        except DaemonAlreadyRunning as exc:
+            if self._locks_said == "second":
+                return
+            self._locks_said = "second"
+            text = (
+                f"✖ agentcron on {self._where()}: its daemon lock was removed while it ran, "
+                f"and another daemon took it: {exc} Two daemons now run on one SQLite "
+                "database, and tasks may run twice: stop one of them."
+            )
+            log.error("%s", text)
+            self._tell_soon(daemon_message("a second daemon runs on its database", text, "daemon"))
+        except (InstanceLockError, OSError) as exc:
+            said = f"{type(exc).__name__}: {exc}"
+            if said != self._locks_said:
+                self._locks_said = said
+                log.warning("the daemon lock could not be taken again (%s)", said)
+        else:
+            self._locks_said = None
 
     def _check_database_file(self) -> None:
         """A database file moved, deleted or replaced under the daemon: it goes on

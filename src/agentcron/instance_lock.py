@@ -64,6 +64,8 @@ class Holder:
     # the process's start in clock ticks since boot (/proc), which no clock step moves
     start_ticks: int | None = None
     home: str | None = None  # the holder's home (a database's lock is not in it)
+    # the (device, inode) of the database file the holder writes (a database's lock)
+    database_file: tuple[int, int] | None = None
 
     def starting(self, within: float = 60.0) -> bool:
         """Whether the lock was taken within ``within`` seconds (or says nothing yet): a
@@ -86,6 +88,7 @@ class InstanceLock:
         self.home = home
         self.path = home / LOCK_FILE
         self._fd: int | None = None
+        self._record: dict[str, object] = {}
 
     def _folder(self) -> Path:
         return self.home
@@ -121,7 +124,7 @@ class InstanceLock:
                 "file system"
             ) from None
         self._fd = fd
-        record = {
+        self._record = {
             "pid": os.getpid(),
             "host": hostname(),
             "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -129,19 +132,58 @@ class InstanceLock:
             "home": str(self.home),
         }
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+            self._write()
         except OSError as exc:
             self.release()
             raise InstanceLockError(
                 f"cannot write the daemon lock {self.path}: {exc.strerror or exc}"
             ) from None
+        _HELD.append(self)
+
+    def _write(self) -> None:
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, (json.dumps(self._record) + "\n").encode(), 0)
+
+    def keep(self) -> bool:
+        """Take the lock again at its path when its file was removed or replaced while
+        held (the home deleted, a cleaner removing "stale" locks): the flock stays on
+        the old file, which nobody opens, so a second daemon started, and CLI commands
+        made a new empty database beside a running daemon (outside-in probe). True when
+        it was taken again; :class:`DaemonAlreadyRunning` when another process took the
+        new file first."""
+        if self._fd is None:
+            return False
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            pass
+        else:
+            held = os.fstat(self._fd)
+            if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                return False
+        old, self._fd = self._fd, None
+        _HELD.remove(self)
+        record = self._record
+        try:
+            self.acquire()
+        except BaseException:
+            self._fd = old  # still ours: the old file's lock, and its release at the end
+            _HELD.append(self)
+            raise
+        os.close(old)
+        self._record = record  # its first start, not now: it is not starting
+        self._write()
+        log.warning("the daemon lock %s was removed while held; taken again", self.path)
+        return True
 
     def release(self) -> None:
         """Empty the file (it must not name a process that has gone) and let go."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
+        with contextlib.suppress(ValueError):
+            _HELD.remove(self)
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
         os.close(fd)  # closing the descriptor drops the flock
@@ -185,6 +227,14 @@ class DatabaseLock(InstanceLock):
     def _folder(self) -> Path:
         return self.path.parent
 
+    def note_file(self, file_id: tuple[int, int]) -> None:
+        """Record the (device, inode) of the database file the daemon writes: a command
+        then refuses a file put in its place (see ``store._refuse_replaced_under_daemon``)."""
+        if self._fd is None or self._record.get("file") == list(file_id):
+            return
+        self._record = {**self._record, "file": list(file_id)}
+        self._write()
+
     def _busy_message(self, holder: Holder) -> str:
         who = _who(holder, f", home {holder.home}" if holder.home else "")
         return (
@@ -210,14 +260,36 @@ def _parse(path: Path) -> Holder:
     if not isinstance(data, dict):
         return Holder(None, None, None)
     pid, host, started = data.get("pid"), data.get("host"), data.get("started_at")
-    ticks, home = data.get("start_ticks"), data.get("home")
+    ticks, home, file = data.get("start_ticks"), data.get("home"), data.get("file")
     return Holder(
         pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         host if isinstance(host, str) else None,
         started if isinstance(started, str) else None,
         ticks if isinstance(ticks, int) and not isinstance(ticks, bool) else None,
         home if isinstance(home, str) else None,
+        _file_id(file),
     )
+
+
+def _file_id(value: object) -> tuple[int, int] | None:
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
+        return value[0], value[1]
+    return None
+
+
+# The locks this process holds, kept at their paths by :func:`keep_held_locks`.
+_HELD: list[InstanceLock] = []
+
+
+def keep_held_locks(database_file: tuple[int, int] | None = None) -> None:
+    """Each lock this process holds taken again if its file was removed (see
+    :meth:`InstanceLock.keep`, which logs it), and ``database_file`` noted in the
+    database's lock. Raises :class:`DaemonAlreadyRunning` when a second daemon took a
+    removed lock's place."""
+    for lock in _HELD.copy():  # keep() takes a lock out and puts it back
+        lock.keep()
+        if database_file is not None and isinstance(lock, DatabaseLock):
+            lock.note_file(database_file)
 
 
 def running_daemon(home: Path) -> Holder | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,7 @@ def open_store(db_url: str | None, home: Path, *, daemon: bool = False) -> Store
     target = parse_db_url(db_url, home)
     if target.kind == "sqlite" and not daemon:
         _refuse_missing_under_daemon(target.path, home)
+        _refuse_replaced_under_daemon(target.path)
         _refuse_upgrade_under_daemon(target.path, home if target.default else None)
     if target.kind == "postgresql":
         try:
@@ -132,6 +134,33 @@ def _refuse_missing_under_daemon(path: Path | None, home: Path) -> None:
         f"{home}: the file was moved or deleted while it runs. Nothing was created (a new "
         "empty file would hide the daemon's data). Put the file back, or stop the daemon "
         "and start it again."
+    )
+
+
+def _refuse_replaced_under_daemon(path: Path | None) -> None:
+    """A command must not open a file put in the place of the one a daemon writes: its
+    close checkpointed and removed the write-ahead log the daemon still wrote to, and all
+    the daemon recorded after was lost; `health` said ✔, then that the daemon was
+    frozen (outside-in probe)."""
+    if path is None or str(path) == ":memory:":
+        return
+    from agentcron.instance_lock import daemon_on_database
+
+    holder = daemon_on_database(path.resolve()) if path.exists() else None
+    if holder is None or holder.database_file is None:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # gone since: the missing file's own refusal says it
+    if (st.st_dev, st.st_ino) == holder.database_file:
+        return
+    who = f"pid {holder.pid}" if holder.pid is not None else "a process"
+    raise StoreError(
+        f"the database {path} is not the file the daemon ({who}) writes: it was replaced "
+        "while the daemon runs. Nothing was read (closing it would remove the write-ahead "
+        "log the daemon still writes). Put the daemon's file back, or stop the daemon and "
+        "start it again."
     )
 
 

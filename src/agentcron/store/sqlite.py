@@ -201,6 +201,11 @@ class SQLiteStore(SQLStore):
             db.close()
         return False
 
+    @property
+    def file_id(self) -> tuple[int, int] | None:
+        """The (device, inode) of the file this store opened (None: in memory)."""
+        return self._file_id
+
     def file_fault(self) -> str | None:
         """The file this store writes is told apart from what its path now names by
         device and inode: a file moved or deleted under a daemon keeps taking its

@@ -1,0 +1,153 @@
+"""The daemon's locks are kept at their paths while it runs.
+
+An outside-in probe deleted a running daemon's home (or only its lock files): the
+flock stayed on the removed files, which nobody opens again. `health` then made a new
+empty database and said no daemon ran, `doctor` said to start one, and the second
+daemon ran every task beside the first, each output delivered twice. A daemon now
+takes its locks again at their paths within a beat (the home folder made again), so
+commands see it and a second daemon is refused; one that got in first is told. And a
+database file put in the place of the daemon's is refused by commands: closing it
+removed the write-ahead log the daemon still wrote to, and all it recorded after was
+lost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agentcron.daemon import Daemon, DaemonOptions
+from agentcron.instance_lock import (
+    LOCK_FILE,
+    DaemonAlreadyRunning,
+    InstanceLock,
+    daemon_lock,
+    keep_held_locks,
+    running_daemon,
+)
+from agentcron.model import Message
+from agentcron.store import StoreError, open_store
+from agentcron.store.sqlite import SQLiteStore
+
+
+def test_a_home_deleted_under_the_daemon_gets_its_lock_back(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with daemon_lock(home, None) as lock:
+        assert lock is not None
+        before = running_daemon(home)
+        assert before is not None and before.pid == os.getpid()
+        shutil.rmtree(home)
+        assert running_daemon(home) is None  # what commands saw: no daemon
+        with pytest.raises(DaemonAlreadyRunning):
+            # a second daemon would have started here; once kept, it is refused
+            keep_held_locks()
+            InstanceLock(home).acquire()
+        after = running_daemon(home)
+        assert after is not None and after.started_at == before.started_at  # not "starting"
+        assert (home / "agentcron.db.daemon.lock").exists()  # the database's lock too
+        keep_held_locks()  # nothing to do now
+    assert (home / LOCK_FILE).read_text() == ""  # released at the end, as ever
+    InstanceLock(home).acquire()  # free
+
+
+def test_a_second_daemon_that_took_a_removed_lock_first_is_said(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = InstanceLock(home)
+    first.acquire()
+    second = InstanceLock(home)
+    try:
+        (home / LOCK_FILE).unlink()
+        second.acquire()  # started in the gap
+        with pytest.raises(DaemonAlreadyRunning):
+            first.keep()
+        assert first.held  # still holds what it held; released as ever
+    finally:
+        second.release()
+        first.release()
+
+
+def test_a_database_file_put_in_the_daemons_place_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with daemon_lock(home, None):
+        store = SQLiteStore(home / "agentcron.db")  # the daemon's, as it opens it
+        try:
+            keep_held_locks(store.file_id)
+            db = home / "agentcron.db"
+            shutil.copy(db, tmp_path / "copy.db")
+            db.unlink()
+            shutil.copy(tmp_path / "copy.db", db)  # the same bytes, another file
+            with pytest.raises(StoreError) as caught:
+                open_store(None, home)
+            said = str(caught.value)
+            assert f"the database {db} is not the file the daemon (pid {os.getpid()})" in said
+            assert "it was replaced while the daemon runs. Nothing was read" in said
+        finally:
+            store.close()
+
+
+def test_a_second_daemon_on_the_database_is_told_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agentcron.instance_lock as instance_lock
+    from agentcron.instance_lock import Holder
+
+    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"))
+    told: list[Message] = []
+    monkeypatch.setattr(daemon, "_tell_soon", told.append)
+
+    def taken(database_file: object = None) -> None:
+        holder = Holder(4242, None, None)
+        raise DaemonAlreadyRunning("agentcron is already running (pid 4242).", holder)
+
+    monkeypatch.setattr(instance_lock, "keep_held_locks", taken)
+    daemon._keep_locks()
+    daemon._keep_locks()
+    (message,) = told
+    assert "its daemon lock was removed while it ran, and another daemon took it" in message.body
+    assert "(pid 4242)" in message.body and "stop one of them" in message.body
+
+
+def test_a_running_daemon_whose_home_was_deleted_keeps_a_second_one_out(
+    tmp_path: Path,
+) -> None:
+    """End to end, as the probe did it: `rm -rf home` under a running daemon; `health`
+    refuses to make a new database (naming the daemon), and a second `agentcron run` is
+    refused, where it started and ran every task twice."""
+    import subprocess
+    import sys
+
+    from daemon_proc import DaemonProc, wait_for
+
+    config = "tasks:\n  idle:\n    every: 1h\n    command: ['true']\n"
+    first = DaemonProc(tmp_path, config, {"AGENTCRON_WATCHDOG_INTERVAL": "1"})
+    try:
+        first.start()
+        assert first.proc is not None
+        pid = first.proc.pid
+        wait_for(lambda: "agentcron running" in first.daemon_log(), what="daemon up")
+        shutil.rmtree(first.home)
+
+        def taken_again() -> bool:
+            held = running_daemon(first.home)
+            return held is not None and held.pid == pid
+
+        wait_for(taken_again, what="the lock taken again")
+        health = first.cli("health", check=False)
+        assert health.returncode != 0
+        said = " ".join((health.stdout + health.stderr).split())
+        assert f"is missing, but a daemon (pid {pid}) is running on the home" in said, said
+        assert not (first.home / "agentcron.db").exists()  # nothing made
+        second = subprocess.run(
+            [sys.executable, "-m", "agentcron", "run", "--config", str(first.config)],
+            cwd=tmp_path,
+            env=first.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode != 0 and f"pid {pid}" in second.stderr, second.stderr
+        assert "the daemon lock" in first.daemon_log() and "taken again" in first.daemon_log()
+    finally:
+        first.stop()
