@@ -287,6 +287,9 @@ def _command_failure(command: str) -> Callable[[OSError], ActionResult]:
     """The task's own command could not be started (no launcher in between)."""
 
     def failure(exc: OSError) -> ActionResult:
+        short = _out_of_resources(exc)
+        if short is not None:
+            return short
         if isinstance(exc, FileNotFoundError):
             return _spawn_failure(f"command not found: {command}", 127)
         if isinstance(exc, PermissionError):
@@ -303,6 +306,9 @@ def _launcher_failure(interpreter: str) -> Callable[[OSError], ActionResult]:
     setup problem (permanent: a retry meets the same interpreter)."""
 
     def failure(exc: OSError) -> ActionResult:
+        short = _out_of_resources(exc)
+        if short is not None:
+            return short
         return _spawn_failure(
             f"agentcron could not start its command launcher ({interpreter}): "
             f"{exc.strerror or exc}. The task's command did not run; the daemon's user "
@@ -313,6 +319,18 @@ def _launcher_failure(interpreter: str) -> Callable[[OSError], ActionResult]:
         )
 
     return failure
+
+
+def _out_of_resources(exc: OSError) -> ActionResult | None:
+    """A start that failed for want of open files, memory or processes: the daemon's
+    limit, retried (see :mod:`agentcron.classify.resources`)."""
+    from agentcron.classify.resources import out_of_resources, resource_words
+
+    what = out_of_resources(exc)
+    if what is None:
+        return None
+    words = resource_words(what, exc, "starting the command, which did not run")
+    return _spawn_failure(words, None, ErrorClass.WORKER_LOST)
 
 
 def _spawn_failure(

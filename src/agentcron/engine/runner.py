@@ -221,6 +221,25 @@ _STORAGE_ERRNOS = frozenset(
 )
 
 
+def _crashed_or_short(
+    spec: TaskSpec, number: int, exc: Exception, deps: RunnerDeps
+) -> tuple[AttemptOutcome, Classification | None]:
+    """A failure of agentcron's own during a run: its process out of open files, memory
+    or threads (retried: :mod:`agentcron.classify.resources`), else a bug (recorded)."""
+    from agentcron.classify.resources import out_of_resources, resource_words
+
+    what = out_of_resources(exc)
+    if what is None:
+        return _crashed(spec, exc), None
+    log.error("run of %s: agentcron ran out of %s: %s", spec.name, what, exc)
+    short = FailureInfo(
+        message=resource_words(what, exc, "running this task"),
+        known_class=ErrorClass.WORKER_LOST,
+        action=spec.action_kind,
+    )
+    return outcome_for_failure(spec, number, short, deps.clock.now(), deps.rand(), None)
+
+
 def _crashed(spec: TaskSpec, exc: Exception) -> AttemptOutcome:
     """A bug in agentcron's own code during a run: still a record, which says so."""
     log.error("run of %s crashed inside agentcron", spec.name, exc_info=exc)
@@ -364,7 +383,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             current.uncancel()
     except OSError as exc:
         if exc.errno not in _STORAGE_ERRNOS:
-            outcome = _crashed(spec, exc)
+            outcome, classification = _crashed_or_short(spec, attempt.number, exc, deps)
         else:
             # The home could not be written (disk full, read-only, no permission): a
             # problem of this machine's storage, to retry, not an error of the task.
@@ -382,7 +401,7 @@ async def execute(claim: Claim, deps: RunnerDeps) -> Finished | None:
             )
             outcome = _storage_fault(outcome, storage.message)
     except Exception as exc:  # defensive: a bug in our code must still leave a record
-        outcome = _crashed(spec, exc)
+        outcome, classification = _crashed_or_short(spec, attempt.number, exc, deps)
     finished = _ended(outcome, started, deps.clock.now())
     # The action has ended: from here on the run is only being recorded, and the engine
     # no longer stops it (a stop, the overrun sweep, a replace), or a succeeded run
