@@ -67,7 +67,7 @@ from agentcron.schedules.zones import zone_label
 from agentcron.service import DAEMON_STALE_AFTER, Defaults, Service
 from agentcron.store import Store, open_store, parse_db_url
 from agentcron.store.changes import ChangeListener
-from agentcron.store.errors import is_database_error
+from agentcron.store.errors import StoreError, is_database_error
 from agentcron.store.migrations import SCHEMA_VERSION
 from agentcron.supervisor import PartFailure, Supervisor
 from agentcron.ticks import TickRecorder
@@ -278,6 +278,18 @@ class Daemon:
         )
         self._refuse_clashes(self.config)
         added, changed, removed = self._sync_file_tasks(self.config)
+        try:
+            planned = self.service.plan_unplanned()
+        except StoreError as exc:  # a row that cannot be read: the ticks meet it and tell
+            log.error("could not look for tasks with no next fire time: %s", exc)
+            planned = []
+        for name, fire in planned:
+            log.warning(
+                "task %s had no next fire time recorded although its schedule has one (its "
+                "row was changed outside agentcron); planned again: next fire %s",
+                name,
+                fire.isoformat(timespec="seconds"),
+            )
         log.info(
             "config %s: %d tasks (%d added, %d changed, %d removed)",
             self.config.source,

@@ -143,6 +143,21 @@ class FileSync(NamedTuple):
 
 class Service(RedeliveryMixin, StatusMixin, BudgetsMixin):
     # ---- sync from the config file ----------------------------------------------------
+    def plan_unplanned(self) -> list[tuple[str, datetime]]:
+        """Recurring tasks, not paused, whose row has no next fire time (changed outside
+        agentcron): planned again from now, and returned. Nothing read them, so such a
+        task never ran again while `list`, `doctor` and the watchdog called it healthy
+        (outside-in probe). A one-shot's empty time is its own rules' (it has fired)."""
+        now = self.clock.now()
+        planned = []
+        for rec in self.store.unplanned_tasks():
+            if rec.spec.at is not None:
+                continue
+            fire = self.first_fire(rec.spec, now)
+            if fire is not None and self.store.plan_again(rec.name, fire):
+                planned.append((rec.name, fire))
+        return planned
+
     def sync_file_tasks(self, specs: Mapping[str, TaskSpec]) -> FileSync:
         now = self.clock.now()
         # The store keeps an existing task's grid position unless its schedule changed;

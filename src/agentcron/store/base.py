@@ -155,6 +155,16 @@ class TaskStore(Protocol):
         without the specs: enough to tell whether records read before still hold."""
         ...
 
+    def unplanned_tasks(self) -> list[TaskRecord]:
+        """Unpaused tasks with no ``next_fire_at``: a one-shot whose time has passed, or
+        a row changed outside agentcron (indexed; read at the daemon's start)."""
+        ...
+
+    def plan_again(self, name: str, next_fire_at: datetime) -> bool:
+        """Give an unpaused task that has none its ``next_fire_at``; False when it has one
+        already or is paused or gone."""
+        ...
+
     def next_times(self, after: datetime | None = None) -> NextTimes:
         """The earliest ``next_fire_at`` of the tasks that are not paused, and the
         earliest ``next_attempt_at`` of a waiting slot, in one read (the loop asks once

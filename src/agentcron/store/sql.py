@@ -326,6 +326,22 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         )
         return [(name, dt(nfa), dt_req(updated)) for name, nfa, updated in rows]
 
+    def unplanned_tasks(self) -> list[TaskRecord]:
+        rows = self._q(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE paused = 0 AND next_fire_at IS NULL "
+            "ORDER BY name"
+        )
+        return [task_from_row(r) for r in rows]
+
+    def plan_again(self, name: str, next_fire_at: datetime) -> bool:
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE tasks SET next_fire_at = ? WHERE name = ? AND paused = 0 "
+                "AND next_fire_at IS NULL RETURNING name",
+                (ts(next_fire_at), name),
+            ).fetchone()
+        return row is not None
+
     def next_times(self, after: datetime | None = None) -> NextTimes:
         # A waiting slot whose time has come was offered to the claim that just ran:
         # if it is still waiting, it waits for room, and what frees room wakes the

@@ -1,0 +1,70 @@
+"""A recurring task whose row lost its next fire time is planned again at the start.
+
+An outside-in probe set a task's `next_fire_at` to NULL by hand: the task (every 5 s,
+not paused) never ran again in 6.5 minutes, while `list` called it healthy, `doctor`
+passed and the watchdog saw nothing: all of them are driven by that column. A daemon
+now plans such a task again when it starts, and says so in its log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agentcron.clock import FakeClock
+from agentcron.daemon import Daemon, DaemonOptions
+from agentcron.store.base import Store
+from harness import Harness, until
+
+
+def test_a_recurring_task_without_a_next_fire_is_planned_again(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    h = Harness(store, clock, home)
+    h.add("alpha", lambda: None, every="5s")
+    h.add("quiet", lambda: None, every="5s", paused=True)
+    h.add("once", lambda: None, at=(clock.now() - timedelta(hours=1)).isoformat())
+    with store._tx() as db:  # type: ignore[attr-defined]
+        db.execute("UPDATE tasks SET next_fire_at = NULL WHERE name = 'alpha'")
+    assert store.get_task("alpha").next_fire_at is None  # type: ignore[union-attr]
+    planned = h.service.plan_unplanned()
+    assert [name for name, _ in planned] == ["alpha"]
+    fire = store.get_task("alpha").next_fire_at  # type: ignore[union-attr]
+    assert fire is not None and clock.now() < fire <= clock.now() + timedelta(seconds=5)
+    assert h.service.plan_unplanned() == []  # once
+    assert store.get_task("quiet").next_fire_at is None  # type: ignore[union-attr]
+
+
+def test_the_daemon_plans_it_at_its_start_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "agentcron.yaml"
+    config.write_text("tasks:\n  alpha:\n    every: 1h\n    command: [echo, a]\n")
+    options = DaemonOptions(config_path=config, home=tmp_path / "home", shutdown_grace=2)
+
+    async def once(daemon: Daemon) -> None:
+        main = asyncio.create_task(daemon.run())
+        try:
+            await until(lambda: daemon.engine is not None, 30)
+        finally:
+            daemon.request_stop()
+            await main
+
+    asyncio.run(once(Daemon(options)))
+    db = sqlite3.connect(tmp_path / "home" / "agentcron.db")
+    db.execute("UPDATE tasks SET next_fire_at = NULL")
+    db.commit()
+    db.close()
+    daemon = Daemon(options)
+    with caplog.at_level(logging.WARNING, logger="agentcron.daemon"):
+        asyncio.run(once(daemon))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "task alpha had no next fire time recorded although its schedule has one" in said
+    db = sqlite3.connect(tmp_path / "home" / "agentcron.db")
+    (fire,) = db.execute("SELECT next_fire_at FROM tasks WHERE name = 'alpha'").fetchone()
+    db.close()
+    assert fire is not None
