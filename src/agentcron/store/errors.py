@@ -32,6 +32,17 @@ def unreadable_row(table: str, key: object, exc: BaseException) -> UnreadableRow
     )
 
 
+def schema_mismatch(path: str, version: int, detail: str) -> StoreError:
+    """A database whose tables are not what its recorded schema version says: changed
+    outside agentcron (a version row edited, a table or column dropped). It was read as
+    a permissions problem ("check that this user may read and write the file")."""
+    return StoreError(
+        f"{path}: agentcron's tables do not match the schema version the database records "
+        f"({version}): {detail}. It was changed outside agentcron; restore it from a "
+        "backup. agentcron has not changed it."
+    )
+
+
 class NotFound(StoreError):
     """A task or run that does not exist."""
 

@@ -5,6 +5,8 @@ PostgreSQL except where a dialect hook substitutes a type or a statement
 
 from __future__ import annotations
 
+from functools import cache
+
 APP_ID = "agentcron"
 
 # A statement each dialect writes its own way (see _DIALECT).
@@ -338,3 +340,43 @@ def statements(index: int, dialect: str) -> list[str]:
         else:
             out.append(stmt.replace("{pk}", words["{pk}"][0]))
     return out
+
+
+@cache
+def expected_columns() -> dict[str, frozenset[str]]:
+    """Each table of the current schema and its columns, as the migrations make them
+    (applied once to an empty in-memory SQLite database)."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    try:
+        for index in range(SCHEMA_VERSION):
+            for stmt in statements(index, "sqlite"):
+                db.execute(stmt)
+        names = [
+            r[0]
+            for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            ).fetchall()
+        ]
+        return {
+            name: frozenset(r[1] for r in db.execute(f"PRAGMA table_info({name})").fetchall())
+            for name in names
+        }
+    finally:
+        db.close()
+
+
+def missing_parts(found: dict[str, set[str]]) -> str | None:
+    """What ``found`` (each table's columns, an empty set for a table that is not there)
+    lacks of the current schema, in words ("the table attempts", "the column
+    incidents.closed_by"), or None."""
+    for table, columns in expected_columns().items():
+        have = found.get(table, set())
+        if not have:
+            return f"the table {table}"
+        lacking = sorted(columns - have)
+        if lacking:
+            return ", ".join(f"the column {table}.{c}" for c in lacking[:3])
+    return None

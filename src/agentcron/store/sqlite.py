@@ -28,8 +28,20 @@ from typing import Any, NoReturn
 from agentcron.home import private_dirs
 from agentcron.store._checkpoints import DEFAULT_PAGES, Checkpointer
 from agentcron.store.changes import SocketListener, announce_on_socket, socket_path
-from agentcron.store.errors import StoreError, damaged_database, not_a_database
-from agentcron.store.migrations import APP_ID, SCHEMA_VERSION, SHOWN_VERSION, statements
+from agentcron.store.errors import (
+    StoreError,
+    damaged_database,
+    not_a_database,
+    schema_mismatch,
+)
+from agentcron.store.migrations import (
+    APP_ID,
+    SCHEMA_VERSION,
+    SHOWN_VERSION,
+    expected_columns,
+    missing_parts,
+    statements,
+)
 from agentcron.store.sql import SQLStore
 
 log = logging.getLogger("agentcron.store")
@@ -72,6 +84,7 @@ class SQLiteStore(SQLStore):
                 self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
+            _check_structure(self._db, self.path)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise _broken(self.path, exc) or _cannot_open(self.path, exc) from None
@@ -137,8 +150,13 @@ class SQLiteStore(SQLStore):
             with self._tx() as db:
                 if _schema_version(db) > index:
                     continue  # another process applied it between our look and our lock
-                for stmt in statements(index, "sqlite"):
-                    db.execute(stmt)
+                try:
+                    for stmt in statements(index, "sqlite"):
+                        db.execute(stmt)
+                except sqlite3.OperationalError as exc:
+                    if not _about_the_schema(exc):
+                        raise
+                    raise schema_mismatch(self.path, version, str(exc)) from None
                 if index + 1 == SHOWN_VERSION:
                     self.fill_shown(db)
                 if index == 0:
@@ -418,6 +436,27 @@ def _broken(path: str, exc: sqlite3.DatabaseError) -> StoreError | None:
     if code == _SQLITE_NOTADB or "not a database" in text:
         return not_a_database(path, text)
     return None
+
+
+def _about_the_schema(exc: sqlite3.OperationalError) -> bool:
+    """Whether a migration's failure says the tables are not what the recorded version
+    says (a column or table there already, or missing), not that the file is busy."""
+    text = str(exc)
+    return any(w in text for w in ("duplicate column", "already exists", "no such "))
+
+
+def _check_structure(db: sqlite3.Connection, path: str) -> None:
+    """Refuse a database whose tables lack what its schema version has (a table or
+    column dropped by hand): `doctor` said ✔ and the daemon started into an outage it
+    could never end ("no such table: attempts"; outside-in probe). Only reads."""
+    if path == ":memory:":
+        return
+    tables: dict[str, set[str]] = {}
+    for table in expected_columns():
+        tables[table] = {r[1] for r in db.execute(f"PRAGMA table_info({table})").fetchall()}
+    missing = missing_parts(tables)
+    if missing:
+        raise schema_mismatch(path, _schema_version(db), f"it lacks {missing}")
 
 
 def _cannot_open(path: str, exc: sqlite3.Error) -> StoreError:
