@@ -76,3 +76,37 @@ def test_a_database_with_more_than_agentcron_made_is_used(tmp_path: Path) -> Non
     db.commit()
     db.close()
     SQLiteStore(path).close()
+
+
+def test_a_version_row_that_is_not_a_number_is_said(tmp_path: Path) -> None:
+    path = tmp_path / "agentcron.db"
+    SQLiteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = 'eighteen' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="schema_version row holds 'eighteen', not a version"):
+        SQLiteStore(path)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("statement", "said"),
+    [
+        ("DROP TABLE attempts", "it lacks the table attempts"),
+        ("UPDATE meta SET value = 'x' WHERE key = 'schema_version'", "holds 'x', not a version"),
+    ],
+)
+def test_postgresql_alike(statement: str, said: str) -> None:
+    from conftest import PG_DSN, require_pg
+
+    require_pg()
+    from agentcron.store.postgres import PostgresStore
+    from pg_util import admin_execute, fresh_schema
+
+    with fresh_schema() as schema:
+        PostgresStore(PG_DSN, schema=schema).close()
+        admin_execute([statement], schema)
+        with pytest.raises(StoreError) as caught:
+            PostgresStore(PG_DSN, schema=schema)
+        assert said in str(caught.value), str(caught.value)

@@ -380,3 +380,21 @@ def missing_parts(found: dict[str, set[str]]) -> str | None:
         if lacking:
             return ", ".join(f"the column {table}.{c}" for c in lacking[:3])
     return None
+
+
+def recorded_version(value: object, where: str) -> int:
+    """The schema version a database's ``meta`` row holds (0: none yet); a row that is not
+    a number was changed outside agentcron, said in words (it was a ValueError traceback
+    from every command)."""
+    from agentcron.store.errors import StoreError
+
+    if value is None:
+        return 0
+    try:
+        return int(str(value))
+    except ValueError:
+        raise StoreError(
+            f"{where}: the database's schema_version row holds {str(value)[:40]!r}, not a "
+            "version number; it was changed outside agentcron. Restore it from a backup; "
+            "agentcron has not changed it."
+        ) from None

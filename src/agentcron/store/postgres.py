@@ -31,8 +31,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentcron.store._conn import Cursor
 from agentcron.store._pg_listen import NotifyListener, channel_name
-from agentcron.store.errors import StoreError
-from agentcron.store.migrations import APP_ID, SCHEMA_VERSION, SHOWN_VERSION, statements
+from agentcron.store.errors import StoreError, schema_mismatch
+from agentcron.store.migrations import (
+    APP_ID,
+    SCHEMA_VERSION,
+    SHOWN_VERSION,
+    missing_parts,
+    recorded_version,
+    statements,
+)
 from agentcron.store.sql import SQLStore
 
 log = logging.getLogger("agentcron.store")
@@ -237,6 +244,7 @@ class PostgresStore(SQLStore):
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                         (str(index + 1),),
                     )
+                self._check_structure(db, target)
         except psycopg.Error as exc:
             self.close()
             raise StoreError(
@@ -246,6 +254,21 @@ class PostgresStore(SQLStore):
         except StoreError:
             self.close()
             raise
+
+    def _check_structure(self, db: _Conn, target: str) -> None:
+        """Refuse a schema whose tables lack what its version has (dropped by hand): the
+        daemon started into an outage it could never end (see store.sqlite)."""
+        found: dict[str, set[str]] = {}
+        for table, column in db.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?",
+            (target,),
+        ).fetchall():
+            found.setdefault(table, set()).add(column)
+        missing = missing_parts(found)
+        if missing:
+            raise schema_mismatch(
+                f"PostgreSQL at {self._where()}", SCHEMA_VERSION, f"it lacks {missing}"
+            )
 
     def _schema_version(self, db: _Conn, target: str) -> int:
         tables = {
@@ -277,7 +300,7 @@ class PostgresStore(SQLStore):
             raise foreign from None
         if rows.get("app") != APP_ID:
             raise foreign
-        version = int(rows.get("schema_version") or 0)
+        version = recorded_version(rows.get("schema_version"), f"PostgreSQL at {self._where()}")
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"PostgreSQL at {self._where()} was written by a newer agentcron (schema "

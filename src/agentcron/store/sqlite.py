@@ -40,6 +40,7 @@ from agentcron.store.migrations import (
     SHOWN_VERSION,
     expected_columns,
     missing_parts,
+    recorded_version,
     statements,
 )
 from agentcron.store.sql import SQLStore
@@ -286,10 +287,10 @@ class SQLiteStore(SQLStore):
         return socket_path(real)
 
 
-def _schema_version(db: sqlite3.Connection) -> int:
+def _schema_version(db: sqlite3.Connection, where: str = "the database") -> int:
     if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
         row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
+        return recorded_version(row[0] if row else None, where)
     return 0
 
 
@@ -316,7 +317,7 @@ def _identify(db: sqlite3.Connection, path: str) -> int:
             f"{path} is not an agentcron database (foreign 'meta' table). Point --db or "
             "--home elsewhere; agentcron has not changed it."
         )
-    version = _schema_version(db)
+    version = _schema_version(db, path)
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"{path} was written by a newer agentcron (schema {version}, this "
@@ -456,7 +457,7 @@ def _check_structure(db: sqlite3.Connection, path: str) -> None:
         tables[table] = {r[1] for r in db.execute(f"PRAGMA table_info({table})").fetchall()}
     missing = missing_parts(tables)
     if missing:
-        raise schema_mismatch(path, _schema_version(db), f"it lacks {missing}")
+        raise schema_mismatch(path, _schema_version(db, path), f"it lacks {missing}")
 
 
 def _cannot_open(path: str, exc: sqlite3.Error) -> StoreError:
