@@ -270,6 +270,7 @@ class Daemon:
             NodeInfo(self.node_id, hostname(), os.getpid(), str(self.options.home), now, now)
         )
         self._registered = True
+        self._database_id = database_identity(store)
         self.service = Service(
             store,
             self.options.home,
@@ -1045,6 +1046,7 @@ class Daemon:
         # the row is gone: removed by hand, or pruned as silent while this machine
         # slept for days; without it this daemon looks stopped to every reader
         log.warning("this node's row was missing from the database; registering it again")
+        self._check_identity()  # a database dropped and made again lost every row
         self.store.register_node(
             NodeInfo(
                 self.node_id, hostname(), os.getpid(), str(self.options.home), self._started_at, now
@@ -1149,6 +1151,55 @@ class Daemon:
     _schema_looked = 0.0  # monotonic: when the database's schema version was last read
     _schema_told: int | None = None  # the newer schema the owner was told of
 
+    _database_id: str | None = None  # the database's own id (meta), read at the start
+
+    def _check_identity(self) -> None:
+        """The database is still the one the daemon started on (its id in meta). One
+        dropped and made again under a running daemon (PostgreSQL, by hand or a restore;
+        a CLI command made the schema) held none of its tasks or history: the daemon said
+        the database was "available again … No slot came due meanwhile", ran nothing and
+        `health` said ✔ (outside-in probe). Told once per change; the daemon applies its
+        config file (and its program's tasks) to the new database at once."""
+        assert self.store is not None
+        if self._database_id is None:
+            return
+        try:
+            now_id = database_identity(self.store)
+        except Exception:  # a database away is the loop's to tell (its ticks fail)
+            log.debug("could not read the database's id", exc_info=True)
+            return
+        if now_id == self._database_id:
+            return
+        self._database_id = now_id
+        where = self.store.describe()
+        body = (
+            f"✖ agentcron on {self._where()}: its database ({where}) is not the one it "
+            "started on: it was dropped and made again, or replaced, while the daemon ran. "
+            "The tasks, runs and incidents recorded before are not in it (a backup has "
+            "them). The daemon has applied its config file to it again, so those tasks run; "
+            "tasks added with `agentcron add`, the API or an agent must be added again."
+        )
+        log.error("%s", body.removeprefix("✖ "))
+        self._reapply_tasks()
+        self._tell_soon(daemon_message("its database was replaced", body, "database"))
+
+    def _reapply_tasks(self) -> None:
+        """The config file's tasks (and a program's own) written to a database that lost
+        them."""
+        assert self.service is not None
+        if self.config is not None:
+            try:
+                self._sync_file_tasks(self.config)
+            except Exception:
+                log.exception("could not apply the config file to the new database")
+        if self.options.code_tasks:
+            try:
+                self.service.upsert_code_tasks(list(self.options.code_tasks.values()))
+            except Exception:
+                log.exception("could not register the program's tasks in the new database")
+        if self.engine is not None:
+            self.engine.wake()
+
     def _check_schema(self) -> None:
         """A newer agentcron may upgrade the database under this daemon (`pip install -U`
         then any command on this machine; a node upgraded elsewhere on PostgreSQL), which
@@ -1159,6 +1210,7 @@ class Daemon:
         if now - self._schema_looked < SCHEMA_LOOK_EVERY:
             return
         self._schema_looked = now
+        self._check_identity()
         try:
             said = self.store.get_meta("schema_version")
             version = int(said) if said else None
@@ -1865,3 +1917,19 @@ def _stamp(path: Path) -> str | None:
 
 def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
+
+
+def database_identity(store: Store) -> str:
+    """The database's own id, made once (a compare-and-set: nodes that start together
+    agree on one): what tells the database a daemon started on from one made again
+    under it (see Daemon._check_identity)."""
+    found = store.get_meta(DATABASE_ID)
+    if found is not None:
+        return found
+    made = uuid.uuid4().hex
+    if store.swap_meta(DATABASE_ID, None, made):
+        return made
+    return store.get_meta(DATABASE_ID) or made
+
+
+DATABASE_ID = "database_id"
