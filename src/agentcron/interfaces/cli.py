@@ -409,6 +409,16 @@ def run(
         fail(f"cannot start: the database {_where_db(options.db_url, options.home)}: {exc}")
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] != "psycopg":
+            raise
+        # PostgreSQL's refusal at the start (a user granted SELECT only: "permission
+        # denied for table nodes"): one line, not a traceback (outside-in probe)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        fail(
+            f"cannot start: the database {_where_db(options.db_url, options.home)}: "
+            f"{type(exc).__name__}: {first}"
+        )
 
 
 def _where_db(db_url: str | None, home: Path) -> str:
@@ -418,7 +428,16 @@ def _where_db(db_url: str | None, home: Path) -> str:
         target = parse_db_url(db_url, home)
     except StoreError:  # the message names what it can
         return db_url or str(home)
-    return str(target.path) if target.path is not None else (db_url or str(home))
+    if target.path is not None:
+        return str(target.path)
+    try:
+        from agentcron.store.postgres import redact_dsn
+    except ImportError:  # no postgres extra: the URL's host and database, never more
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(db_url or "")
+        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+    return redact_dsn(db_url or "")  # never its password
 
 
 def _exit_past_hung_threads(code: int) -> None:

@@ -170,7 +170,11 @@ def diagnose(
         if isinstance(store, SQLiteStore):
             store.check_integrity()  # damage no query has met yet
         svc = Service(store, home, defaults=Defaults(timezone, None))
-        checks.append(_check("database", "ok", store.describe()))
+        refused = getattr(store, "write_refused", lambda: None)()
+        if refused is not None:
+            checks.append(_check("database", "fail", f"{store.describe()}: {refused}"))
+        else:
+            checks.append(_check("database", "ok", store.describe()))
         checks.append(_disk_check(home))
         daemon = svc.daemon_status()
         start_with = daemon.get("start_with") or "`agentcron run`"

@@ -325,6 +325,35 @@ class PostgresStore(SQLStore):
     def write_blocked(self, wait: float) -> bool:
         return False  # rows are locked, not the database
 
+    def write_refused(self) -> str | None:
+        """The tables of agentcron this connection's user may not write, in words, or
+        None: a user granted SELECT only got `doctor`'s ✔ and a daemon that failed with a
+        traceback (outside-in probe). Read from the catalog: nothing is written."""
+        target = self.schema
+        with self._tx() as db:
+            if target is None:
+                target = db.execute("SELECT current_schema()").fetchone()[0]
+            # each privilege asked alone: has_table_privilege with a list is true when
+            # any one of them is held
+            held = " AND ".join(
+                f"has_table_privilege(t.oid, '{p}')"
+                for p in ("SELECT", "INSERT", "UPDATE", "DELETE")
+            )
+            rows = db.execute(
+                "SELECT t.relname FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace "
+                f"WHERE n.nspname = ? AND t.relkind = 'r' AND NOT ({held}) ORDER BY 1",
+                (target,),
+            ).fetchall()
+        if not rows:
+            return None
+        names = [r[0] for r in rows]
+        user = self._params.get("user") or "this user"
+        return (
+            f"{user} may not write {', '.join(names[:5])}{' …' if len(names) > 5 else ''} "
+            "(it needs SELECT, INSERT, UPDATE and DELETE on agentcron's tables): a daemon "
+            "would fail at its first write"
+        )
+
     def describe(self) -> str:
         where = redact_dsn(self.dsn)
         return f"{where} (schema {self.schema})" if self.schema else where
