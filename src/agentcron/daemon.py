@@ -1113,8 +1113,8 @@ class Daemon:
                 f"⚠ agentcron's watchdog on {self._where()} cannot check runs and schedules "
                 f"since {self._today_or_local(since)} ({type(error).__name__}: "
                 f"{str(error)[:500]}). Runs still start as scheduled, but a run that hangs or "
-                "a task that stops firing is not told while this lasts; `agentcron doctor` "
-                "and the daemon's log say more."
+                "a task that stops firing is not told while this lasts. The daemon's log "
+                "has each failure."
             )
             log.error("%s", text)
             self._tell_soon(daemon_message("its watchdog cannot check", text, "watchdog"))
