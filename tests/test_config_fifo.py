@@ -86,7 +86,7 @@ def test_a_config_file_too_large_to_read_is_refused_at_once(
     big.write_text("tasks: {}\n" + "# padding\n" * 200)
     with pytest.raises(ConfigError) as err:
         load_config(big)
-    assert "larger than the 0 MiB agentcron reads" in str(err.value), str(err.value)
+    assert "larger than the 1,000 bytes agentcron reads" in str(err.value), str(err.value)
     assert str(big) in str(err.value)
     stamp = _stamp(big)
     assert stamp is not None and stamp.startswith("unreadable: OSError")

@@ -24,7 +24,7 @@ from agentcron.instance_lock import (
     DaemonAlreadyRunning,
     InstanceLock,
     daemon_lock,
-    keep_held_locks,
+    keep_locks,
     running_daemon,
 )
 from agentcron.model import Message
@@ -40,16 +40,20 @@ def test_a_home_deleted_under_the_daemon_gets_its_lock_back(tmp_path: Path) -> N
         assert before is not None and before.pid == os.getpid()
         shutil.rmtree(home)
         assert running_daemon(home) is None  # what commands saw: no daemon
+        keep_locks(lock, None)
         with pytest.raises(DaemonAlreadyRunning):
-            # a second daemon would have started here; once kept, it is refused
-            keep_held_locks()
-            InstanceLock(home).acquire()
+            InstanceLock(home).acquire()  # a second daemon started here; now refused
         after = running_daemon(home)
         assert after is not None and after.started_at == before.started_at  # not "starting"
         assert (home / "agentcron.db.daemon.lock").exists()  # the database's lock too
-        keep_held_locks()  # nothing to do now
+        assert home.stat().st_mode & 0o777 == 0o700  # made again private
+        (home / LOCK_FILE).write_text("")  # a write that failed: the file says nothing
+        keep_locks(lock, None)
+        assert running_daemon(home) is not None  # written again
     assert (home / LOCK_FILE).read_text() == ""  # released at the end, as ever
-    InstanceLock(home).acquire()  # free
+    free = InstanceLock(home)
+    free.acquire()
+    free.release()
 
 
 def test_a_second_daemon_that_took_a_removed_lock_first_is_said(tmp_path: Path) -> None:
@@ -70,10 +74,10 @@ def test_a_second_daemon_that_took_a_removed_lock_first_is_said(tmp_path: Path) 
 
 def test_a_database_file_put_in_the_daemons_place_is_refused(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    with daemon_lock(home, None):
+    with daemon_lock(home, None) as lock:
         store = SQLiteStore(home / "agentcron.db")  # the daemon's, as it opens it
         try:
-            keep_held_locks(store.file_id)
+            keep_locks(lock, store.file_id)
             db = home / "agentcron.db"
             shutil.copy(db, tmp_path / "copy.db")
             db.unlink()
@@ -90,23 +94,24 @@ def test_a_database_file_put_in_the_daemons_place_is_refused(tmp_path: Path) -> 
 def test_a_second_daemon_on_the_database_is_told_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agentcron.instance_lock as instance_lock
-    from agentcron.instance_lock import Holder
-
     daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"))
     told: list[Message] = []
     monkeypatch.setattr(daemon, "_tell_soon", told.append)
 
-    def taken(database_file: object = None) -> None:
-        holder = Holder(4242, None, None)
-        raise DaemonAlreadyRunning("agentcron is already running (pid 4242).", holder)
-
-    monkeypatch.setattr(instance_lock, "keep_held_locks", taken)
-    daemon._keep_locks()
-    daemon._keep_locks()
+    home = tmp_path / "home"
+    with daemon_lock(home, None) as lock:
+        daemon.options.lock = lock
+        (home / LOCK_FILE).unlink()
+        second = InstanceLock(home)
+        second.acquire()  # a second daemon started in the gap
+        try:
+            daemon._keep_locks()
+            daemon._keep_locks()
+        finally:
+            second.release()
     (message,) = told
     assert "its daemon lock was removed while it ran, and another daemon took it" in message.body
-    assert "(pid 4242)" in message.body and "stop one of them" in message.body
+    assert f"(pid {os.getpid()}" in message.body and "stop one of them" in message.body
 
 
 def test_a_running_daemon_whose_home_was_deleted_keeps_a_second_one_out(
@@ -151,3 +156,25 @@ def test_a_running_daemon_whose_home_was_deleted_keeps_a_second_one_out(
         assert "the daemon lock" in first.daemon_log() and "taken again" in first.daemon_log()
     finally:
         first.stop()
+
+
+def test_two_daemons_of_one_process_keep_their_own_locks(tmp_path: Path) -> None:
+    """Schedulers of two homes in one program: each notes its own database file in its
+    own lock (a shared list of held locks wrote one's file into the other's, and a
+    command on a healthy database was refused as "replaced")."""
+    from agentcron.instance_lock import daemon_on_database
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    with daemon_lock(one, None) as a, daemon_lock(two, None) as b:
+        store_a = SQLiteStore(one / "agentcron.db")
+        store_b = SQLiteStore(two / "agentcron.db")
+        try:
+            keep_locks(a, store_a.file_id)
+            keep_locks(b, store_b.file_id)
+            keep_locks(a, store_a.file_id)
+            held_b = daemon_on_database((two / "agentcron.db").resolve())
+            assert held_b is not None and held_b.database_file == store_b.file_id
+            open_store(None, two).close()  # not refused
+        finally:
+            store_a.close()
+            store_b.close()

@@ -29,6 +29,9 @@ def test_what_counts_as_running_out() -> None:
     assert out_of_resources(OSError(errno.ENOMEM, "Cannot allocate memory")) == "memory"
     assert "threads" in (out_of_resources(RuntimeError("can't start new thread")) or "")
     assert out_of_resources(OSError(errno.ENOENT, "No such file")) is None
+    eagain = BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+    assert out_of_resources(eagain) is None  # a non-blocking call's "try again"
+    assert "ulimit -u" in (out_of_resources(eagain, spawning=True) or "")  # fork's
     assert out_of_resources(RuntimeError("something else")) is None
 
 

@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def reader_dsn() -> Iterator[str]:
+def _role(*grants: str) -> Iterator[str]:
+    """A login role given ``grants`` (``{schema}`` and ``{role}`` filled in) on a fresh
+    agentcron schema; its DSN, with a password."""
     from conftest import PG_DSN, require_pg
 
     require_pg()
@@ -33,7 +34,7 @@ def reader_dsn() -> Iterator[str]:
             [
                 f"CREATE ROLE {role} LOGIN PASSWORD 's3cret-word'",
                 f"GRANT USAGE ON SCHEMA {schema} TO {role}",
-                f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}",
+                *(g.format(schema=schema, role=role) for g in grants),
             ]
         )
         try:
@@ -43,6 +44,35 @@ def reader_dsn() -> Iterator[str]:
             admin_execute(
                 [f"DROP OWNED BY {role}", f"DROP ROLE {role}"],
             )
+
+
+@pytest.fixture
+def reader_dsn() -> Iterator[str]:
+    yield from _role("GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+
+
+@pytest.fixture
+def partly_granted_dsn() -> Iterator[str]:
+    """Every right on every table but one, which it cannot even see."""
+    yield from _role(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        "GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+        "REVOKE ALL ON {schema}.audit FROM {role}",
+    )
+
+
+def test_a_table_the_user_has_no_right_on_is_a_grant_not_damage(
+    tmp_path: Path, partly_granted_dsn: str
+) -> None:
+    """The schema check read information_schema, which lists only what the user has a
+    right on: a missing grant was called a damaged database ("restore a backup")."""
+    from agentcron.interfaces.doctor import diagnose
+
+    report = diagnose(tmp_path / "agentcron.yaml", tmp_path / "home", partly_granted_dsn)
+    (database,) = [c for c in report["checks"] if c["name"] == "database"]
+    assert database["status"] == "fail", database
+    assert "may not write audit (" in database["message"], database
+    assert "do not match the schema version" not in database["message"]
 
 
 def test_doctor_names_the_tables_a_read_only_user_cannot_write(

@@ -103,3 +103,33 @@ def test_sigusr1_is_said_and_ignored_and_sigquit_stops_as_sigterm(
     assert any("SIGUSR1 received: agentcron does not use it, so it is ignored" in m for m in said)
     assert "SIGQUIT: stopping as on SIGTERM" in said, said
     assert any(m.startswith("stopping: ") for m in said), said
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 here")
+def test_a_programs_own_sigusr1_handler_is_left_to_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A program running a Scheduler may use SIGUSR1 itself (to reopen its logs): the
+    daemon takes only signals nothing handles, and gives them back at its end."""
+    daemon, _config = _daemon(tmp_path)
+    heard: list[int] = []
+    before = signal.signal(signal.SIGUSR1, lambda signum, frame: heard.append(signum))
+
+    async def scenario() -> None:
+        main = asyncio.create_task(daemon.run())
+        try:
+            await until(lambda: daemon.engine is not None and daemon.supervisor is not None, 30)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            await until(lambda: bool(heard), 10)
+        finally:
+            daemon.request_stop()
+            await main
+
+    try:
+        with caplog.at_level(logging.INFO, logger="agentcron"):
+            asyncio.run(scenario())
+        assert heard == [signal.SIGUSR1]
+        assert not any(m.startswith("SIGUSR1") for m in _said(caplog))
+        assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL  # given back
+    finally:
+        signal.signal(signal.SIGUSR1, before)

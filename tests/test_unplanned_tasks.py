@@ -31,11 +31,15 @@ def test_a_recurring_task_without_a_next_fire_is_planned_again(
     with store._tx() as db:  # type: ignore[attr-defined]
         db.execute("UPDATE tasks SET next_fire_at = NULL WHERE name = 'alpha'")
     assert store.get_task("alpha").next_fire_at is None  # type: ignore[union-attr]
-    planned = h.service.plan_unplanned()
-    assert [name for name, _ in planned] == ["alpha"]
+    h.add("broken", lambda: None, every="5s")
+    with store._tx() as db:  # type: ignore[attr-defined]
+        db.execute("UPDATE tasks SET next_fire_at = NULL, spec = '{x' WHERE name = 'broken'")
+    planned, unreadable = h.service.plan_unplanned()
+    assert [name for name, _ in planned] == ["alpha"]  # one bad row keeps no other back
+    assert unreadable == ["broken"]
     fire = store.get_task("alpha").next_fire_at  # type: ignore[union-attr]
     assert fire is not None and clock.now() < fire <= clock.now() + timedelta(seconds=5)
-    assert h.service.plan_unplanned() == []  # once
+    assert h.service.plan_unplanned() == ([], ["broken"])  # once
     assert store.get_task("quiet").next_fire_at is None  # type: ignore[union-attr]
 
 

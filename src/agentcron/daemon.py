@@ -50,6 +50,7 @@ from agentcron.engine.health import Outage, describe_error
 from agentcron.engine.settings import EngineSettings, TickReport
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
+from agentcron.instance_lock import InstanceLock
 from agentcron.model import ClockStepped, Finished, Message, NodeInfo, Slot, TaskSpec
 from agentcron.model.message import Severity
 from agentcron.notify.direct import daemon_message, tell_owner_directly
@@ -121,6 +122,8 @@ class DaemonOptions:
     # Without a config file (the Python API): the settings and tasks to run.
     base_config: LoadedConfig | None = None
     code_tasks: dict[str, TaskSpec] = field(default_factory=dict)
+    # the home's daemon lock this daemon holds (SQLite), kept at its path while it runs
+    lock: InstanceLock | None = None
     callables: dict[str, Callable[..., Any]] = field(default_factory=dict)
     tune_gc: bool = True  # see tune_gc()
     # supervision: a part failing this often within the window makes the daemon exit
@@ -155,6 +158,7 @@ class Daemon:
         self.options = options
         self.clock = clock or SystemClock()
         self.node_id = f"{hostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._signals_taken: list[signal.Signals] = []  # given back at the end
         self.config: LoadedConfig | None = None
         self._said_untold_for: list[str] | None = None  # the channels it was last said for
         # the config as the daemon started with it: what a reload cannot change
@@ -280,10 +284,16 @@ class Daemon:
         self._refuse_clashes(self.config)
         added, changed, removed = self._sync_file_tasks(self.config)
         try:
-            planned = self.service.plan_unplanned()
-        except StoreError as exc:  # a row that cannot be read: the ticks meet it and tell
+            planned, unreadable = self.service.plan_unplanned()
+        except StoreError as exc:  # the database refused the look: the next start looks
             log.error("could not look for tasks with no next fire time: %s", exc)
-            planned = []
+            planned, unreadable = [], []
+        for name in unreadable:
+            log.error(
+                "task %s has no next fire time and its row cannot be read (changed outside "
+                "agentcron): it does not run until the row is corrected",
+                name,
+            )
         for name, fire in planned:
             log.warning(
                 "task %s had no next fire time recorded although its schedule has one (its "
@@ -780,9 +790,16 @@ class Daemon:
             # (an outside-in probe's SIGUSR1, sent to reopen logs, killed the daemon and
             # its run mid-line): SIGQUIT stops as SIGTERM does, the others are said and
             # ignored.
-            loop.add_signal_handler(signal.SIGQUIT, self._quit)
-            for other in (signal.SIGUSR1, signal.SIGUSR2):
-                loop.add_signal_handler(other, self._unused_signal, other)
+            # Only where nothing else handles them (a program running a Scheduler may use
+            # them), and given back at the end.
+            for sig, handler, args in (
+                (signal.SIGQUIT, self._quit, ()),
+                (signal.SIGUSR1, self._unused_signal, (signal.SIGUSR1,)),
+                (signal.SIGUSR2, self._unused_signal, (signal.SIGUSR2,)),
+            ):
+                if signal.getsignal(sig) is signal.SIG_DFL:
+                    loop.add_signal_handler(sig, handler, *args)
+                    self._signals_taken.append(sig)
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self._stop)
@@ -851,6 +868,9 @@ class Daemon:
             code = await supervisor.run(stop)
         finally:
             await self.close()
+            for sig in self._signals_taken:
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)  # back to the default
         return code
 
     async def close(self) -> None:
@@ -1181,7 +1201,9 @@ class Daemon:
         )
         log.error("%s", body.removeprefix("✖ "))
         self._reapply_tasks()
-        self._tell_soon(daemon_message("its database was replaced", body, "database"))
+        # once for the owner, whichever node of several finds it first
+        if self.store.swap_meta(REPLACED_TOLD, None, now_id):
+            self._tell_soon(daemon_message("its database was replaced", body, "database"))
 
     def _reapply_tasks(self) -> None:
         """The config file's tasks (and a program's own) written to a database that lost
@@ -1295,21 +1317,17 @@ class Daemon:
         second daemon started on the same database and ran every task twice, and CLI
         commands saw no daemon (outside-in probe). A second daemon that took a lock's
         place first is told once: two daemons then run on one database."""
-        from agentcron.instance_lock import (
-            DaemonAlreadyRunning,
-            InstanceLockError,
-            keep_held_locks,
-        )
+        from agentcron.instance_lock import DaemonAlreadyRunning, InstanceLockError, keep_locks
 
         try:
-            keep_held_locks(getattr(self.store, "file_id", None))
+            keep_locks(self.options.lock, getattr(self.store, "file_id", None))
         except DaemonAlreadyRunning as exc:
             if self._locks_said == "second":
                 return
             self._locks_said = "second"
             text = (
                 f"✖ agentcron on {self._where()}: its daemon lock was removed while it ran, "
-                f"and another daemon took it: {exc} Two daemons now run on one SQLite "
+                f"and another daemon took it: {exc} Two daemons now run on this home or its "
                 "database, and tasks may run twice: stop one of them."
             )
             log.error("%s", text)
@@ -1933,3 +1951,4 @@ def database_identity(store: Store) -> str:
 
 
 DATABASE_ID = "database_id"
+REPLACED_TOLD = "database_replaced_told"  # the id whose replacement a node told

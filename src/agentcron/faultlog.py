@@ -46,10 +46,12 @@ class FaultLog:
 
     def failed(self, exc: BaseException) -> None:
         now = self._monotonic()
-        self.failures += 1
-        self.last_error = exc
-        if self.failures == 1:
+        first = self.failures == 0
+        if first:  # before the count: a reader on another thread sees a whole streak
             self._since = self._logged = now
+        self.last_error = exc
+        self.failures += 1
+        if first:
             self.log.error(
                 "%s failed; trying again (logged once, then every %.0f min while it lasts)",
                 self.what,

@@ -89,6 +89,7 @@ class InstanceLock:
         self.path = home / LOCK_FILE
         self._fd: int | None = None
         self._record: dict[str, object] = {}
+        self.database_lock: DatabaseLock | None = None  # the lock beside its database
 
     def _folder(self) -> Path:
         return self.home
@@ -138,7 +139,6 @@ class InstanceLock:
             raise InstanceLockError(
                 f"cannot write the daemon lock {self.path}: {exc.strerror or exc}"
             ) from None
-        _HELD.append(self)
 
     def _write(self) -> None:
         assert self._fd is not None
@@ -149,9 +149,10 @@ class InstanceLock:
         """Take the lock again at its path when its file was removed or replaced while
         held (the home deleted, a cleaner removing "stale" locks): the flock stays on
         the old file, which nobody opens, so a second daemon started, and CLI commands
-        made a new empty database beside a running daemon (outside-in probe). True when
-        it was taken again; :class:`DaemonAlreadyRunning` when another process took the
-        new file first."""
+        made a new empty database beside a running daemon (outside-in probe). A file
+        found empty (its last write failed) is written again. True when it was taken
+        again; :class:`DaemonAlreadyRunning` when another process took the new file
+        first (this lock then still holds the old one)."""
         if self._fd is None:
             return False
         try:
@@ -161,15 +162,18 @@ class InstanceLock:
         else:
             held = os.fstat(self._fd)
             if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                if held.st_size == 0:
+                    self._write()  # what says who holds it
                 return False
+        from agentcron.home import private_dirs
+
+        private_dirs(self._folder())  # a home made again is private, as at the start
         old, self._fd = self._fd, None
-        _HELD.remove(self)
         record = self._record
         try:
             self.acquire()
         except BaseException:
-            self._fd = old  # still ours: the old file's lock, and its release at the end
-            _HELD.append(self)
+            self._fd, self._record = old, record  # still holds the old file's lock
             raise
         os.close(old)
         self._record = record  # its first start, not now: it is not starting
@@ -182,8 +186,6 @@ class InstanceLock:
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        with contextlib.suppress(ValueError):
-            _HELD.remove(self)
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
         os.close(fd)  # closing the descriptor drops the flock
@@ -277,19 +279,19 @@ def _file_id(value: object) -> tuple[int, int] | None:
     return None
 
 
-# The locks this process holds, kept at their paths by :func:`keep_held_locks`.
-_HELD: list[InstanceLock] = []
-
-
-def keep_held_locks(database_file: tuple[int, int] | None = None) -> None:
-    """Each lock this process holds taken again if its file was removed (see
-    :meth:`InstanceLock.keep`, which logs it), and ``database_file`` noted in the
-    database's lock. Raises :class:`DaemonAlreadyRunning` when a second daemon took a
-    removed lock's place."""
-    for lock in _HELD.copy():  # keep() takes a lock out and puts it back
-        lock.keep()
-        if database_file is not None and isinstance(lock, DatabaseLock):
-            lock.note_file(database_file)
+def keep_locks(lock: InstanceLock | None, database_file: tuple[int, int] | None) -> None:
+    """A daemon's home lock and its database's lock taken again if their files were
+    removed (see :meth:`InstanceLock.keep`, which logs it), and ``database_file`` noted in
+    the database's lock. Each daemon keeps its own locks: a process may run several
+    (Schedulers of several homes). Raises :class:`DaemonAlreadyRunning` when a second
+    daemon took a removed lock's place."""
+    if lock is None:
+        return
+    lock.keep()
+    if lock.database_lock is not None:
+        lock.database_lock.keep()
+        if database_file is not None:
+            lock.database_lock.note_file(database_file)
 
 
 def running_daemon(home: Path) -> Holder | None:
@@ -371,6 +373,7 @@ def daemon_lock(home: Path, db_url: str | None) -> Iterator[InstanceLock | None]
         if path is not None and path.parent.is_dir():
             database = DatabaseLock(home, path.resolve())
             database.acquire()
+            lock.database_lock = database
         yield lock
     finally:
         if database is not None:

@@ -18,6 +18,7 @@ interpreter's exit would join it too).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sys
 import threading
@@ -34,12 +35,16 @@ IO_THREADS = "agentcron-io"  # the name prefix of the loop's executor threads
 
 log = logging.getLogger("agentcron.daemon")
 
+_LOOPS = itertools.count(1)  # each loop's executor threads are named apart
+
 
 def run_to_end(main: Coroutine[Any, Any, T], leftovers_grace: float = LEFTOVERS_GRACE) -> T:
     """``asyncio.run(main)``, but the tasks left when ``main`` returns get
     ``leftovers_grace`` seconds to end once cancelled, not for ever."""
     loop = asyncio.new_event_loop()
-    executor = ThreadPoolExecutor(thread_name_prefix=IO_THREADS)
+    # a name of its own: another loop's (a second Scheduler of the program) is not waited for
+    name = f"{IO_THREADS}-{next(_LOOPS)}"
+    executor = ThreadPoolExecutor(thread_name_prefix=name)
     loop.set_default_executor(executor)
     try:
         asyncio.set_event_loop(loop)
@@ -48,7 +53,7 @@ def run_to_end(main: Coroutine[Any, Any, T], leftovers_grace: float = LEFTOVERS_
         try:
             _end_leftovers(loop, leftovers_grace)
             loop.run_until_complete(loop.shutdown_asyncgens())
-            _end_executor(executor, leftovers_grace)
+            _end_executor(executor, name, leftovers_grace)
         finally:
             asyncio.set_event_loop(None)
             loop.close()
@@ -76,17 +81,19 @@ def _end_leftovers(loop: asyncio.AbstractEventLoop, grace: float) -> None:
         )
 
 
-def _end_executor(executor: ThreadPoolExecutor, grace: float) -> None:
+def _end_executor(executor: ThreadPoolExecutor, name: str, grace: float) -> None:
     """Shut the executor down, waiting ``grace`` seconds at most for calls under way."""
     executor.shutdown(wait=False, cancel_futures=True)
+    prefix = f"{name}_"  # its threads' names: NAME_0, NAME_1, …
     deadline = time.monotonic() + grace
-    for thread in _io_threads():
+    for thread in _io_threads(prefix):
         thread.join(max(0.0, deadline - time.monotonic()))
-    stuck = threads_left_behind()
+    left = _io_threads(prefix)
+    stuck = len(left)
     if not stuck:
         return
     frames = sys._current_frames()
-    where = sorted({_where(frames.get(thread.ident or 0)) for thread in _io_threads()})
+    where = sorted({_where(frames.get(thread.ident or 0)) for thread in left})
     log.error(
         "%d thread(s) of the daemon's loop still in a call %gs after the stop are left "
         "behind (a file system or a call that does not answer), waiting in: %s",
@@ -101,8 +108,8 @@ def threads_left_behind() -> int:
     return len(_io_threads())
 
 
-def _io_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith(IO_THREADS) and t.is_alive()]
+def _io_threads(prefix: str = IO_THREADS) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(prefix) and t.is_alive()]
 
 
 def _where(frame: Any) -> str:

@@ -192,9 +192,11 @@ class Scheduler:
         from agentcron.instance_lock import daemon_lock
         from agentcron.store import check_database
 
-        with daemon_lock(self.home, self.db):
+        with daemon_lock(self.home, self.db) as lock:
             check_database(self.db, self.home)  # damage refused before any write
-            daemon = Daemon(self._options())
+            options = self._options()
+            options.lock = lock  # kept at its path while the daemon runs
+            daemon = Daemon(options)
             self._running = (asyncio.get_running_loop(), daemon.request_stop)
             try:
                 code = await self._run_daemon(daemon, stop)

@@ -143,20 +143,22 @@ class FileSync(NamedTuple):
 
 class Service(RedeliveryMixin, StatusMixin, BudgetsMixin):
     # ---- sync from the config file ----------------------------------------------------
-    def plan_unplanned(self) -> list[tuple[str, datetime]]:
+    def plan_unplanned(self) -> tuple[list[tuple[str, datetime]], list[str]]:
         """Recurring tasks, not paused, whose row has no next fire time (changed outside
-        agentcron): planned again from now, and returned. Nothing read them, so such a
-        task never ran again while `list`, `doctor` and the watchdog called it healthy
-        (outside-in probe). A one-shot's empty time is its own rules' (it has fired)."""
+        agentcron): planned again from now, and returned, with the names of such rows
+        that cannot be read. Nothing read them, so such a task never ran again while
+        `list`, `doctor` and the watchdog called it healthy (outside-in probe). A
+        one-shot's empty time is its own rules' (it has fired)."""
         now = self.clock.now()
         planned = []
-        for rec in self.store.unplanned_tasks():
+        records, unreadable = self.store.unplanned_tasks()
+        for rec in records:
             if rec.spec.at is not None:
                 continue
             fire = self.first_fire(rec.spec, now)
             if fire is not None and self.store.plan_again(rec.name, fire):
                 planned.append((rec.name, fire))
-        return planned
+        return planned, unreadable
 
     def sync_file_tasks(self, specs: Mapping[str, TaskSpec]) -> FileSync:
         now = self.clock.now()

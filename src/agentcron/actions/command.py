@@ -326,7 +326,7 @@ def _out_of_resources(exc: OSError) -> ActionResult | None:
     limit, retried (see :mod:`agentcron.classify.resources`)."""
     from agentcron.classify.resources import out_of_resources, resource_words
 
-    what = out_of_resources(exc)
+    what = out_of_resources(exc, spawning=True)
     if what is None:
         return None
     words = resource_words(what, exc, "starting the command, which did not run")

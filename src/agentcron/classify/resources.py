@@ -15,15 +15,21 @@ _ERRNOS = {
     errno.EMFILE: "open files (the daemon's limit: `ulimit -n`, systemd's LimitNOFILE=)",
     errno.ENFILE: "open files (the system's limit: fs.file-max)",
     errno.ENOMEM: "memory",
+}
+# from fork: out of processes; elsewhere a non-blocking call's "try again", not a limit
+_SPAWN_ERRNOS = {
+    **_ERRNOS,
     errno.EAGAIN: "processes or memory (the user's process limit, `ulimit -u`, or memory)",
 }
 
 
-def out_of_resources(exc: BaseException) -> str | None:
-    """What agentcron's process ran out of when ``exc`` was raised, or None when it is
-    some other failure: a sentence's object ("open files (…)")."""
-    if isinstance(exc, OSError) and exc.errno in _ERRNOS:
-        return _ERRNOS[exc.errno]
+def out_of_resources(exc: BaseException, *, spawning: bool = False) -> str | None:
+    """What agentcron's process ran out of when ``exc`` was raised (``spawning``: while
+    starting a process), or None when it is some other failure: a sentence's object
+    ("open files (…)")."""
+    known = _SPAWN_ERRNOS if spawning else _ERRNOS
+    if isinstance(exc, OSError) and exc.errno in known:
+        return known[exc.errno]
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
         return "threads (memory or the process limit: `ulimit -v`, `ulimit -u`)"
     return None

@@ -247,6 +247,10 @@ def _unescape(raw: str) -> str:
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
+def _size(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MiB" if n >= 1024 * 1024 else f"{n:,} bytes"
+
+
 def read_regular_file(path: Path) -> bytes:
     """The file's bytes, read only if it is a regular file (or a link to one) of at most
     :data:`MAX_FILE_BYTES`: a FIFO put in its place would block the read until someone
@@ -261,7 +265,7 @@ def read_regular_file(path: Path) -> bytes:
     if len(data) > MAX_FILE_BYTES:
         raise OSError(
             errno.EFBIG,
-            f"larger than the {MAX_FILE_BYTES // (1024 * 1024)} MiB agentcron reads; "
+            f"larger than the {_size(MAX_FILE_BYTES)} agentcron reads; "
             "a file of 100,000 tasks is 5-10 MB",
             str(path),
         )

@@ -389,7 +389,8 @@ def run(
         fail(f"cannot start: {options.config_path} not found; `agentcron init` writes an example")
     try:
         # one daemon per SQLite home, held until the daemon has stopped
-        with daemon_lock(options.home, options.db_url):
+        with daemon_lock(options.home, options.db_url) as lock:
+            options.lock = lock  # kept at its path while the daemon runs
             check_database(options.db_url, options.home)  # damage refused before any write
             from agentcron.run_loop import run_to_end
 

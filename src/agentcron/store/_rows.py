@@ -337,8 +337,8 @@ def incident_from_row(row: tuple[Any, ...]) -> Incident:
 
 def outbox_from_row(row: tuple[Any, ...]) -> OutboxItem:
     id_, key, url, message, created_at, attempts, next_attempt_at, last_error = row
-    data = json.loads(message)
     try:
+        data = json.loads(message)
         return OutboxItem(
             id=int(id_),
             channel_key=key,

@@ -30,15 +30,15 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from agentcron.model import TaskSpec
-from agentcron.store.errors import StoreError
+from agentcron.store.errors import UnreadableRow
 
 _ABSENT = object()  # a key the stored spec does not have
 
 
-def spec_error(name: str, detail: str) -> StoreError:
+def spec_error(name: str, detail: str) -> UnreadableRow:
     """The one wording for a stored spec that cannot be read: which task, which key,
     and the likely cause (a database changed outside agentcron or by another version)."""
-    return StoreError(
+    return UnreadableRow(
         f"task {name!r}: its stored spec cannot be read ({detail}); the database was "
         "changed outside agentcron or by another version of it"
     )

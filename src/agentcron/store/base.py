@@ -155,9 +155,10 @@ class TaskStore(Protocol):
         without the specs: enough to tell whether records read before still hold."""
         ...
 
-    def unplanned_tasks(self) -> list[TaskRecord]:
-        """Unpaused tasks with no ``next_fire_at``: a one-shot whose time has passed, or
-        a row changed outside agentcron (indexed; read at the daemon's start)."""
+    def unplanned_tasks(self) -> tuple[list[TaskRecord], list[str]]:
+        """Unpaused tasks with no ``next_fire_at`` (a one-shot whose time has passed, or
+        a row changed outside agentcron; indexed, read at the daemon's start), and the
+        names of those among them whose row cannot be read."""
         ...
 
     def plan_again(self, name: str, next_fire_at: datetime) -> bool:

@@ -36,6 +36,7 @@ from agentcron.store.migrations import (
     APP_ID,
     SCHEMA_VERSION,
     SHOWN_VERSION,
+    expected_columns,
     missing_parts,
     recorded_version,
     statements,
@@ -259,8 +260,12 @@ class PostgresStore(SQLStore):
         """Refuse a schema whose tables lack what its version has (dropped by hand): the
         daemon started into an outage it could never end (see store.sqlite)."""
         found: dict[str, set[str]] = {}
+        # the catalog, not information_schema, which lists only what this user has a
+        # privilege on: a grant problem would be called a damaged database
         for table, column in db.execute(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?",
+            "SELECT c.relname, a.attname FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ? AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped",
             (target,),
         ).fetchall():
             found.setdefault(table, set()).add(column)
@@ -341,17 +346,19 @@ class PostgresStore(SQLStore):
             )
             rows = db.execute(
                 "SELECT t.relname FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace "
-                f"WHERE n.nspname = ? AND t.relkind = 'r' AND NOT ({held}) ORDER BY 1",
+                f"WHERE n.nspname = ? AND ((t.relkind = 'r' AND NOT ({held})) OR "
+                "(t.relkind = 'S' AND NOT has_sequence_privilege(t.oid, 'USAGE'))) ORDER BY 1",
                 (target,),
             ).fetchall()
-        if not rows:
+        ours = set(expected_columns())
+        names = [r[0] for r in rows if r[0] in ours or r[0].endswith("_seq")]
+        if not names:
             return None
-        names = [r[0] for r in rows]
         user = self._params.get("user") or "this user"
         return (
             f"{user} may not write {', '.join(names[:5])}{' …' if len(names) > 5 else ''} "
-            "(it needs SELECT, INSERT, UPDATE and DELETE on agentcron's tables): a daemon "
-            "would fail at its first write"
+            "(it needs SELECT, INSERT, UPDATE and DELETE on agentcron's tables, and USAGE "
+            "on their sequences): a daemon would fail at its first write"
         )
 
     def describe(self) -> str:

@@ -72,7 +72,7 @@ from agentcron.store._rows import (
     task_from_row,
     ts,
 )
-from agentcron.store.errors import StoreError
+from agentcron.store.errors import StoreError, UnreadableRow
 
 log = logging.getLogger("agentcron.store")
 
@@ -160,7 +160,8 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         # which `agentcron pause`/`resume` change. An edit elsewhere in the spec keeps the
         # operator's choice; only a changed `paused:` in the spec overrides it.
         was_paused = bool(row[3])
-        paused = spec.paused if _stored_paused(spec.name, row[0]) != spec.paused else was_paused
+        stored = _stored_paused(spec.name, row[0])
+        paused = was_paused if stored is None or stored == spec.paused else spec.paused
         if paused:
             db.execute("UPDATE tasks SET next_fire_at = NULL WHERE name = ?", (spec.name,))
         elif row[1] != key or was_paused:
@@ -326,12 +327,18 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
         )
         return [(name, dt(nfa), dt_req(updated)) for name, nfa, updated in rows]
 
-    def unplanned_tasks(self) -> list[TaskRecord]:
+    def unplanned_tasks(self) -> tuple[list[TaskRecord], list[str]]:
         rows = self._q(
             f"SELECT {TASK_COLUMNS} FROM tasks WHERE paused = 0 AND next_fire_at IS NULL "
             "ORDER BY name"
         )
-        return [task_from_row(r) for r in rows]
+        records, unreadable = [], []
+        for row in rows:
+            try:
+                records.append(task_from_row(row))
+            except UnreadableRow:  # one bad row does not keep the others unplanned
+                unreadable.append(row[0])
+        return records, unreadable
 
     def plan_again(self, name: str, next_fire_at: datetime) -> bool:
         with self._tx() as db:

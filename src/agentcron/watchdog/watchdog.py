@@ -567,12 +567,10 @@ class Watchdog:
     def fault(self) -> tuple[float, BaseException] | None:
         """How long the checks have failed in a row and the latest failure, or None
         while they work (the daemon tells a fault that lasts: see Daemon)."""
-        streaks = [f for f in (self._faults, self._loop_faults) if f.last_error is not None]
-        if not streaks:
-            return None
-        longest = max(streaks, key=lambda f: f.lasted())
-        assert longest.last_error is not None
-        return longest.lasted(), longest.last_error
+        # read once each: the watchdog's threads change them meanwhile
+        seen = [(f.lasted(), f.last_error) for f in (self._faults, self._loop_faults)]
+        streaks = [(lasted, error) for lasted, error in seen if error is not None]
+        return max(streaks, key=lambda s: s[0]) if streaks else None
 
     def _floor(self) -> float:
         return min(self.interval, CHECK_FLOOR)
