@@ -112,11 +112,15 @@ def test_checks_that_keep_failing_are_told_once_and_their_end(
     assert "a run that hangs or a task that stops firing is not told" in message.body
     daemon._say_watchdog_fault()
     assert len(told) == 1  # once
+    # what `health`, `doctor`, the API and the dashboard read on the node's row meanwhile
+    note = daemon.config_note()
+    assert note is not None and "its watchdog cannot check runs and schedules since" in note
     clock.advance(timedelta(minutes=3))
     dog.now = None
     daemon._say_watchdog_fault()
     end = told[-1]
     assert end.severity == "recovery"
+    assert daemon.config_note() is None
     assert "checks runs and schedules again (it could not from 09:58:59, 4 min 1s)" in end.body
 
 

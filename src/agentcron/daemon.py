@@ -1113,6 +1113,7 @@ class Daemon:
             await self._sleep_beats(max(1.0, self.options.watchdog_interval))
 
     _watchdog_fault_since: datetime | None = None  # told: the checks fail since then
+    _watchdog_fault: str | None = None  # and the words of the node's note for it
 
     def _say_watchdog_fault(self) -> None:
         """Checks of stuck runs, overdue tasks and the loop that have failed for a minute
@@ -1129,6 +1130,12 @@ class Daemon:
                 return
             since = self.clock.now() - timedelta(seconds=lasted)
             self._watchdog_fault_since = since
+            self._watchdog_fault = (
+                f"its watchdog cannot check runs and schedules since "
+                f"{self._today_or_local(since)} ({type(error).__name__}: {str(error)[:200]}): "
+                "a run that hangs or a task that stops firing is not told"
+            )
+            self._write_config_note()  # health, doctor, the API and the dashboard say it
             text = (
                 f"⚠ agentcron's watchdog on {self._where()} cannot check runs and schedules "
                 f"since {self._today_or_local(since)} ({type(error).__name__}: "
@@ -1139,7 +1146,8 @@ class Daemon:
             log.error("%s", text)
             self._tell_soon(daemon_message("its watchdog cannot check", text, "watchdog"))
         elif fault is None and told is not None:
-            self._watchdog_fault_since = None
+            self._watchdog_fault_since = self._watchdog_fault = None
+            self._write_config_note()
             lasted_for = format_duration(
                 timedelta(seconds=round((self.clock.now() - told).total_seconds()))
             )
@@ -1747,8 +1755,9 @@ class Daemon:
     _note_unwritten = False  # the last config note could not be written: try again
 
     def config_note(self) -> str | None:
-        """What ``agentcron status`` should say of the config file beyond "running":
-        a rejected change, sections waiting for a restart; None when there is neither."""
+        """What ``agentcron health`` should say of this node beyond "running": a rejected
+        config change, sections waiting for a restart, a watchdog that cannot check;
+        None when there is none of them."""
         parts = []
         if self.rejected_config is not None:
             first = redact(self.rejected_config).splitlines()[0][:300]
@@ -1759,6 +1768,8 @@ class Daemon:
         if self.restart_needed:
             words = " and ".join(f"`{name}:`" for name in self.restart_needed)
             parts.append(f"{words} changed since it started and apply only at a restart")
+        if self._watchdog_fault is not None:
+            parts.append(self._watchdog_fault)
         return "; ".join(parts) or None
 
     def _write_config_note(self) -> None:

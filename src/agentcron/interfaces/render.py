@@ -410,7 +410,7 @@ def health(console: Console, data: dict[str, Any]) -> None:
             f"last tick {_short(n['last_tick'])}"
         )
         if n.get("config_note"):
-            console.print(f"  [yellow]![/] config on {n['node_id']}: {escape(n['config_note'])}")
+            console.print(f"  [yellow]![/] on {n['node_id']}: {escape(n['config_note'])}")
     box = data["outbox"]
     console.print(
         f"  outbox: {box['backlog']} message(s) waiting"
