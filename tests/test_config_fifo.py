@@ -92,3 +92,25 @@ def test_a_config_file_too_large_to_read_is_refused_at_once(
     assert stamp is not None and stamp.startswith("unreadable: OSError")
     big.write_text("tasks: {}\n")
     assert load_config(big).tasks == {}
+
+
+def test_a_file_with_thousands_of_problems_says_the_first_fifty(tmp_path: Path) -> None:
+    """One mistake repeated in 100,000 tasks (`command: [true]`, a boolean) made an error
+    of 100,000 lines, which a rejected reload sends to the owner's channel whole.
+    `agentcron validate` still lists every problem."""
+    from typer.testing import CliRunner
+
+    from agentcron.interfaces.cli import app
+
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(
+        "tasks:\n" + "".join(f"  t{i}:\n    every: 1h\n    command: [true]\n" for i in range(120))
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    said = str(err.value).splitlines()
+    assert len(said) == 51
+    assert said[-1] == "… and 70 more problems (`agentcron validate` lists them all)"
+    listed = CliRunner().invoke(app, ["validate", "--config", str(config)])
+    assert listed.exit_code == 1
+    assert listed.output.count("must be a string") == 120

@@ -48,4 +48,16 @@ class ConfigError(Exception):
         return out
 
     def __str__(self) -> str:
-        return "\n".join(self.lines())
+        """The problems, the first :data:`SHOWN` of them: a file of 100,000 tasks with one
+        mistake repeated in each made a message of 100,000 lines, sent as such to the
+        owner's channel when a reload was rejected. `agentcron validate` lists them all."""
+        lines = self.lines()
+        if len(lines) <= SHOWN:
+            return "\n".join(lines)
+        more = len(lines) - SHOWN
+        return "\n".join(
+            [*lines[:SHOWN], f"… and {more:,} more problems (`agentcron validate` lists them all)"]
+        )
+
+
+SHOWN = 50  # problems a ConfigError's text shows

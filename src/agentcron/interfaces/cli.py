@@ -313,7 +313,7 @@ def validate(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
                 }
             )
             raise typer.Exit(1) from None
-        fail(f"{path} is invalid:\n{exc}")
+        fail(f"{path} is invalid:\n" + "\n".join(exc.lines()))  # every problem
     from agentcron.config._env import current_environ
     from agentcron.config.schema import untold_words
 
