@@ -267,6 +267,36 @@ def test_a_task_that_always_outlasts_its_period_is_one_skip_incident_not_a_storm
     assert not incident.is_open and incident.streak == len(skipped)
 
 
+def test_a_missed_slot_before_a_run_does_not_end_a_skip_streak(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """A daemon restarted (or its database locked) during a skip streak records the
+    slots it could not fire `missed`; the run after them is not "a run whose previous
+    slot ran too". It was told "✔ runs on schedule again after 14 skipped runs" while the
+    task went on skipping, and the streak told again as new a minute later (outside-in
+    probe, twice)."""
+    gates = Gates()
+
+    async def scenario() -> list[str]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add("slow", gates.run, every="1m", timezone="UTC", overlap="skip")
+        for minute in range(1, 30):
+            await gates.minute(rig, release=minute % 4 == 0)
+        (running,) = [s for s in sqlite_store.slots("slow", limit=5) if s.status.value == "running"]
+        before = sqlite_store.slot_before("slow", running.scheduled_for)
+        assert before is not None and before.status is SlotStatus.SKIPPED
+        with sqlite_store._tx() as db:  # type: ignore[attr-defined]
+            db.execute("UPDATE slots SET status = 'missed' WHERE id = ?", (before.id,))
+        for minute in range(30, 42):
+            await gates.minute(rig, release=minute % 4 == 0)
+        return await rig.lines()
+
+    lines = asyncio.run(scenario())
+    assert lines == ["⚠ slow was skipped 3 times in a row: the previous run was still running."]
+    streaks = [i for i in sqlite_store.incidents("slow") if i.kind is IncidentKind.SKIP_STREAK]
+    assert len(streaks) == 1 and streaks[0].is_open  # one episode, still going
+
+
 def test_a_run_in_progress_between_skips_breaks_the_streak(
     sqlite_store: Store, clock: FakeClock, home: Path
 ) -> None:

@@ -108,6 +108,8 @@ PROVIDER_SETTLE = timedelta(seconds=1)  # refusals of one provider told together
 PROVIDERS_LOOK = timedelta(minutes=1)  # between looks for provider incidents nobody waits on
 _RAN = (SlotStatus.SUCCEEDED, SlotStatus.FAILED)  # a downtime's slots are recorded over a few ticks
 SKIP_STREAK_SCAN = 1000  # how far back a running streak is counted
+MISSED_LOOKBACK = 50  # slots not fired, looked past for the one before them
+_NOT_FIRED = (SlotStatus.MISSED, SlotStatus.EXPIRED)
 # incidents of a provider, a home or a node, not of a task (no reminders, no orphans)
 NOT_A_TASKS = frozenset({IncidentKind.PROVIDER, IncidentKind.STORAGE, IncidentKind.NODE_LOST})
 # the slots a skip streak is read from: what ran, runs or was passed over (not what waits)
@@ -901,7 +903,15 @@ class Notifier:
         )
         if spec.overlap is not OverlapPolicy.REPLACE or interrupted:
             before = self.store.slot_before(spec.name, ran.scheduled_for)
-            if before is None or passed_over(before):
+            # A slot nobody fired (the daemon stopped, its database away: `missed`) says
+            # nothing of the overlap: the one before it does. Ended at such a run, the
+            # streak was told over while the task went on skipping, and told again as
+            # new (outside-in probe).
+            for _ in range(MISSED_LOOKBACK):
+                if before is None or before.status not in _NOT_FIRED:
+                    break
+                before = self.store.slot_before(spec.name, before.scheduled_for)
+            if before is None or passed_over(before) or before.status in _NOT_FIRED:
                 return None
         since = streak.since or streak.opened_at
         # (a replaced run's slot is cancelled: counted with the skipped ones)
