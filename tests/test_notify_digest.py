@@ -142,6 +142,48 @@ def test_a_digest_fits_the_room_its_channel_gives_and_long_lines_are_cut() -> No
     assert len(line) == LINE_CHARS and line.endswith("…")
 
 
+def test_a_name_that_ends_a_sentence_is_still_the_tasks() -> None:
+    """Twelve tasks whose failures end with their own name ("boom error in d07.") were
+    listed one per line in every digest (outside-in probe)."""
+    alike = [
+        OutboxItem(
+            n,
+            "chat",
+            "u",
+            replace(
+                message(n, body=f"✖ d{n:02} failed: boom in d{n:02}. Retrying will not help."),
+                title=f"✖ d{n:02} failed",
+                task=f"d{n:02}",
+            ),
+            T0,
+        )
+        for n in range(1, 13)
+    ]
+    lines = [ln for ln in digest(alike).body.splitlines() if ln.startswith("• ")]
+    names = ", ".join(f"d{n:02}" for n in range(2, 13))
+    assert lines == [
+        f"• ✖ d01 failed: boom in d01. Retrying will not help. The same for {names}."
+    ], lines
+    # a longer name that begins with it (a task d01.backup) is still not d01's: these
+    # two name other tasks, so they are not alike
+    other = [
+        OutboxItem(
+            20 + n,
+            "c",
+            "u",
+            replace(
+                message(20 + n, body=f"✖ d{n} failed: see d{n}.backup."),
+                title=f"✖ d{n} failed",
+                task=f"d{n}",
+            ),
+            T0,
+        )
+        for n in (1, 2)
+    ]
+    lines = [ln for ln in digest(other).body.splitlines() if ln.startswith("• ")]
+    assert len(lines) == 2, lines
+
+
 def test_messages_alike_but_for_the_task_are_one_line_naming_each() -> None:
     """Forty tasks refused by one expired key: one line, not forty."""
     alike = [
