@@ -131,7 +131,11 @@ def test_a_fire_already_run_is_not_run_again_after_a_small_step_back(
     clock.step_wall(timedelta(minutes=-10))  # 09:50:30: the 10:00 fire lies ahead again
     asyncio.run(h.run_until(datetime(2026, 3, 1, 10, 30, tzinfo=UTC), timedelta(minutes=5)))
     (news,) = told
-    assert [task for task, _, _ in news.replanned] == ["hourly"]
+    # its next fire, 10:00, ran already: it is not planned at it again (it would show and
+    # tell a run at 10:00 that never comes), and the owner hears why it waits
+    assert news.replanned == ()
+    ten, eleven = (datetime(2026, 3, 1, h, tzinfo=UTC) for h in (10, 11))
+    assert news.ran_ahead == (("hourly", ten, eleven),)
     at_ten = [s for s in h.slots("hourly") if s.scheduled_for.hour == 10]
     assert len(at_ten) == 1 and CALLS == []  # recorded once, not run a second time
     assert h.store.get_task("hourly").next_fire_at == datetime(  # type: ignore[union-attr]
@@ -180,6 +184,34 @@ def test_the_owner_is_told_which_tasks_would_have_waited_and_until_when() -> Non
     _, listed = clock_step_words(many, lambda when: "then")
     assert "The next runs of 25 tasks" in listed and "they are planned" in listed
     assert "t19: would" in listed and "t20" not in listed and "… and 5 more" in listed
+
+
+def test_fires_that_ran_while_the_clock_was_ahead_are_passed_over_when_planning_again(
+    sqlite_store: Any, home: Path
+) -> None:
+    """Every 5 min with `catchup: all`: the clock ran 3 h ahead and the catch-up ran its
+    36 fires; set back, the task was planned at 16:10 (and `show` said so, and the
+    owner was told "next run 16:10"), yet ran nothing until 19:10, every fire
+    between having run already (outside-in probe). It is planned at its first fire
+    that has not run, and the owner is told why it waits."""
+    h, clock, told = _harness(sqlite_store, home)
+    h.add("all5", ok, cron="*/5 * * * *", catchup="all", retries=0)
+    h.add("hourly", ok, cron="0 * * * *", retries=0)
+    asyncio.run(h.tick())
+    clock.step_wall(timedelta(hours=3))  # 12:30: 09:35 … 12:30 due, all run
+    asyncio.run(h.tick())
+    asyncio.run(h.engine.wait_idle())
+    clock.step_wall(timedelta(hours=-3))  # 09:30 again
+    asyncio.run(h.tick())
+    (news,) = told
+    all5 = h.store.get_task("all5")
+    assert all5 is not None and all5.next_fire_at == datetime(2026, 3, 1, 12, 35, tzinfo=UTC)
+    assert ("all5", datetime(2026, 3, 1, 12, 30, tzinfo=UTC), all5.next_fire_at) in news.ran_ahead
+    # hourly ran 12:00 only (catch-up: latest): its 10:00 and 11:00 fires run
+    hourly = h.store.get_task("hourly")
+    assert hourly is not None and hourly.next_fire_at == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    _, body = clock_step_words(news, lambda when: when.strftime("%H:%M"))
+    assert "  all5: its fires until 12:30 ran; next run 12:35\n" in body, body
 
 
 @pytest.mark.slow

@@ -433,7 +433,7 @@ class Daemon:
     def _clock_stepped(self, news: ClockStepped) -> None:
         """The wall clock went back and tasks were planned again: told when it moved
         some task's next run (a step that moved none is only logged)."""
-        if not news.replanned:
+        if not news.replanned and not news.ran_ahead:
             return
         from agentcron.notify.messages import clock_step_words
 

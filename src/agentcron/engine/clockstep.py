@@ -19,7 +19,7 @@ unique).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from agentcron.clock import Clock
@@ -61,24 +61,71 @@ def step_while_stopped(now: datetime, last_seen: Iterable[datetime | None]) -> t
 
 
 def replans(
-    tasks: Iterable[TaskRecord], schedule_for: Callable[[TaskRecord], Schedule], now: datetime
+    tasks: Iterable[TaskRecord],
+    schedule_for: Callable[[TaskRecord], Schedule],
+    now: datetime,
+    ran_ahead: Mapping[str, Collection[datetime]] | None = None,
 ) -> list[tuple[TaskRecord, datetime]]:
     """The tasks whose stored next fire lies past their schedule's first fire after
-    ``now``, each with that first fire: what a step back left planned too late. Paused
-    tasks are planned from now when resumed; a next fire at or before ``now`` is due
-    and left to the tick."""
+    ``now`` that has not run yet (``ran_ahead``: the fires that ran while the clock was
+    ahead), each with that fire: what a step back left planned too late. A fire already
+    run is not run again: planned at one, a task was shown and told as running then,
+    and ran nothing until past the fires that had run (outside-in probe). Paused tasks
+    are planned from now when resumed; a next fire at or before ``now`` is due and
+    left to the tick."""
     late: list[tuple[TaskRecord, datetime]] = []
     for rec in tasks:
         stored = rec.next_fire_at
         if rec.paused or stored is None or stored <= now:
             continue
-        try:
-            fire = schedule_for(rec).next_after(now)
-        except Exception:  # a schedule that cannot be built is told when it is planned
-            continue
-        if fire is not None and fire.at < stored:
-            late.append((rec, fire.at))
+        fire = first_not_run(schedule_for, rec, now, (ran_ahead or {}).get(rec.name, ()))
+        if fire is not None and fire < stored:
+            late.append((rec, fire))
     return late
+
+
+def first_not_run(
+    schedule_for: Callable[[TaskRecord], Schedule],
+    rec: TaskRecord,
+    now: datetime,
+    ran: Collection[datetime],
+) -> datetime | None:
+    """The task's first fire after ``now`` that is not among those that ``ran``."""
+    try:
+        schedule = schedule_for(rec)
+        fire = schedule.next_after(now)
+        for _ in range(len(ran) + 1):
+            if fire is None or fire.at not in ran:
+                break
+            fire = schedule.next_after(fire.at)
+    except Exception:  # a schedule that cannot be built is told when it is planned
+        return None
+    return fire.at if fire is not None else None
+
+
+def waits_past_runs(
+    tasks: Iterable[TaskRecord],
+    schedule_for: Callable[[TaskRecord], Schedule],
+    now: datetime,
+    ran_ahead: Mapping[str, Collection[datetime]],
+) -> list[tuple[str, datetime, datetime | None]]:
+    """The tasks whose next fires after ``now`` ran while the clock was ahead: each with
+    the last of those and its next run (told: `list` shows none for that while)."""
+    out: list[tuple[str, datetime, datetime | None]] = []
+    for rec in tasks:
+        ran = ran_ahead.get(rec.name)
+        if not ran or rec.paused:
+            continue
+        try:
+            first = schedule_for(rec).next_after(now)
+        except Exception:
+            continue
+        if first is None or first.at not in ran:
+            continue  # its next fire runs: nothing waits
+        nxt = first_not_run(schedule_for, rec, now, ran)
+        last = max(t for t in ran if nxt is None or t < nxt)
+        out.append((rec.name, last, nxt))
+    return out
 
 
 class ClockSteps:
@@ -121,7 +168,9 @@ class ClockSteps:
         if self._undone is None:  # once per step: a second call would move retries again
             self._undone = self.store.undo_fires_ahead(now, by)
         removed, retries = self._undone
-        late = replans(self.store.list_tasks(), self.schedule_for, now)
+        ran = self.store.ran_ahead(now)
+        tasks = self.store.list_tasks()
+        late = replans(tasks, self.schedule_for, now, ran)
         moved: list[tuple[str, datetime, datetime]] = []
         for rec, fire in late:
             if self.store.materialize(rec.name, rec.next_fire_at, fire, [], now) is not None:
@@ -136,7 +185,14 @@ class ClockSteps:
             removed,
             retries,
         )
-        news = ClockStepped(by=by, at=now, replanned=tuple(moved), removed=removed, retries=retries)
+        news = ClockStepped(
+            by=by,
+            at=now,
+            replanned=tuple(moved),
+            removed=removed,
+            retries=retries,
+            ran_ahead=tuple(waits_past_runs(tasks, self.schedule_for, now, ran)),
+        )
         for listener in self.listeners:
             try:
                 listener(news)

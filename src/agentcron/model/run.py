@@ -164,3 +164,6 @@ class ClockStepped:
     replanned: tuple[tuple[str, datetime, datetime], ...]
     removed: int = 0
     retries: int = 0
+    # (task, the last of its fires that ran while the clock was ahead, its next run): a
+    # fire already run is not run again, so these wait past fires of theirs that ran
+    ran_ahead: tuple[tuple[str, datetime, datetime | None], ...] = ()

@@ -909,20 +909,25 @@ def clock_step_words(news: ClockStepped, local: Callable[[datetime], str]) -> tu
     if len(moved) > MAX_DETAIL_LINES:
         lines.append(f"  … and {len(moved) - MAX_DETAIL_LINES} more")
     one = len(moved) == 1
-    body = (
-        f"{title} (noticed at {local(news.at)}). The next {'run' if one else 'runs'} of "
-        f"{_plural(len(moved), 'task')} had been planned from the time it showed before, "
-        f"so {'it' if one else 'they'} would not have run until then; "
-        f"{'it is' if one else 'they are'} planned from now again:\n"
+    replanned = (
+        f" The next {'run' if one else 'runs'} of {_plural(len(moved), 'task')} had been "
+        f"planned from the time it showed before, so {'it' if one else 'they'} would not "
+        f"have run until then; {'it is' if one else 'they are'} planned from now again:\n"
         + "\n".join(lines)
         + "\n"
-        + _ahead_records(news)
+        if moved
+        else "\n"
+    )
+    body = (
+        f"{title} (noticed at {local(news.at)})."
+        + replanned
+        + _ahead_records(news, local)
         + "Check the machine's time source (NTP) if you did not set the clock yourself."
     )
     return title, body
 
 
-def _ahead_records(news: ClockStepped) -> str:
+def _ahead_records(news: ClockStepped, local: Callable[[datetime], str]) -> str:
     """What became of the records the clock made while it was ahead."""
     said = ""
     if news.removed:
@@ -936,4 +941,18 @@ def _ahead_records(news: ClockStepped) -> str:
     if news.retries:
         was = "was" if news.retries == 1 else "were"
         said += f"{_plural(news.retries, 'retry', 'retries')} waiting too late {was} brought back. "
-    return said + "Runs that ran while it was ahead keep the times it showed. "
+    if not news.ran_ahead:
+        return said + "Runs that ran while it was ahead keep the times it showed. "
+    ran = sorted(news.ran_ahead)
+    said += (
+        "Runs that ran while it was ahead keep the times it showed, and a fire already "
+        "run is not run again, so these tasks next run after them:\n"
+    )
+    said += "".join(
+        f"  {task}: its fires until {local(last)} ran; next run "
+        f"{local(nxt) if nxt is not None else 'none (its schedule has no more)'}\n"
+        for task, last, nxt in ran[:MAX_DETAIL_LINES]
+    )
+    if len(ran) > MAX_DETAIL_LINES:
+        said += f"  … and {len(ran) - MAX_DETAIL_LINES} more\n"
+    return said

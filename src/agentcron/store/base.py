@@ -369,6 +369,11 @@ class RunStore(Protocol):
         earlier than ``now``. Returns (slots removed, retries moved)."""
         ...
 
+    def ran_ahead(self, now: datetime) -> dict[str, set[datetime]]:
+        """Each task's slots for times after ``now``: what a clock that ran ahead
+        recorded and ran (once :meth:`undo_fires_ahead` removed those that never ran)."""
+        ...
+
     def correct_lost_end(
         self, slot_id: int, attempt: int, outcome: AttemptOutcome, now: datetime
     ) -> Slot | None:

@@ -1078,6 +1078,14 @@ class SQLStore(NotifySQL, PruneSQL, ApiSQL, ProviderSQL, BudgetSQL):
                 db.executemany("UPDATE slots SET next_attempt_at = ? WHERE id = ?", moved)
             return int(removed), len(moved)
 
+    def ran_ahead(self, now: datetime) -> dict[str, set[datetime]]:
+        out: dict[str, set[datetime]] = {}
+        for task, at in self._q(
+            "SELECT task, scheduled_for FROM slots WHERE scheduled_for > ?", (ts(now),)
+        ):
+            out.setdefault(task, set()).add(dt_req(at))
+        return out
+
     # ---- cheap looks before a claim (no transaction) --------------------------------
     def outbox_waiting(self, now: datetime) -> bool:
         """Whether a channel's head-of-line message may be claimed now (what
