@@ -109,6 +109,23 @@ def test_the_missed_report_names_the_zone_of_its_span() -> None:
     assert body.startswith("⚠ 3 runs of 1 task did not run (due between 02:00 and 04:00 CET):")
 
 
+def test_a_missed_span_over_days_or_years_says_where_it_ends() -> None:
+    """ "due between Sat 5 Dec 16:21 and 16:20 UTC" read as a span of minus a minute (it
+    ended two days later, today), and "Sat 5 Dec 17:30 and 00:30" hid a New Year
+    (outside-in probe, the clock stepped forward)."""
+    from agentcron.notify.messages import render_missed
+
+    rows = [("tick", 3000, 0, local(5, 16, 21), local(7, 16, 20), "the clock jumped")]
+    body = render_missed(rows, local(7, 16, 30), BERLIN).body
+    assert "(due between Thu 5 Mar 16:21 and today 16:20 CET)" in body, body
+    eve = datetime(2026, 12, 31, 16, 30, tzinfo=UTC)
+    rows = [("tick", 420, 0, eve, eve + timedelta(hours=7), "the clock jumped")]
+    body = render_missed(rows, eve + timedelta(hours=7, minutes=5), BERLIN).body
+    assert "(due between yesterday 17:30 and today 00:30 CET)" in body, body
+    far = render_missed(rows, eve + timedelta(days=3), BERLIN).body
+    assert "(due between Thu 31 Dec 2026 17:30 and Fri 1 Jan 00:30 CET)" in far, far
+
+
 def test_the_times_of_one_message_show_seconds_alike() -> None:
     """Seconds are shown only when they matter, but for every time of a message if for
     one: "due between 10:51 and 10:51:10" read as two kinds of time (outside-in probe)."""

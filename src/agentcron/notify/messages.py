@@ -565,9 +565,10 @@ def _day_and_time(when: datetime, now: datetime, zone: ZoneInfo) -> tuple[str, s
     if days == -1:
         return "yesterday", hm
     day = f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]}"
-    if abs(days) > 300:
-        # far from now, the year is said: a one-shot of 2020 read "Wed 1 Jan 10:00",
-        # as if it were the coming one (outside-in probe)
+    if abs(days) > 300 or local.year != now.astimezone(zone).year:
+        # far from now, or in another year, the year is said: a one-shot of 2020 read
+        # "Wed 1 Jan 10:00", as if it were the coming one, and a span of New Year's Eve
+        # "Sat 31 Dec 17:30 and 00:30" (outside-in probes)
         day = f"{day} {local.year}"
     return day, hm
 
@@ -610,11 +611,11 @@ def _render_missed(
     last = max(r[4] for r in rows)
     # the report's tasks may be of other zones: its span says whose time it gives
     named = f" {first.astimezone(zone).tzname()}"
-    span = (
-        f"due at {_clock(first, now, zone)}{named}"
-        if first == last
-        else f"due between {_clock(first, now, zone)} and {_clock(last, now, zone)}{named}"
-    )
+    since, until = _clock(first, now, zone), _clock(last, now, zone)
+    if until[:1].isdigit() and not since[:1].isdigit():
+        # "between Sat 5 Dec 16:21 and 16:20" read as a span of minus one minute
+        until = f"today {until}"
+    span = f"due at {since}{named}" if first == last else f"due between {since} and {until}{named}"
     tasks = _plural(len(rows), "task")
     lines = [f"⚠ {_plural(total, 'run')} of {tasks} did not run ({span}):"]
     for task, missed, expired, _first, _last, reason in rows[:MAX_DETAIL_LINES]:
