@@ -134,6 +134,31 @@ def test_a_channels_return_counts_to_its_first_send_and_says_what_still_waits(
     assert bodies and all(", 6 min); the messages held for it have gone out." in b for b in bodies)
 
 
+def test_a_message_written_after_the_return_is_not_one_held_for_it(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """A reminder written in the second the channel came back was counted "1 message(s)
+    held for it are on their way", the digest having taken every held one already
+    (outside-in probe)."""
+    notifier = Notifier(store, clock, [A, B], "UTC")
+    began = clock.now()
+    item = store.enqueue(channel_key(A), A, NOTE, began)
+    store.claim_outbox("sender", began, began + timedelta(minutes=3), 10)
+    store.mark_failed(item, "connection refused", began, False, began, "sender")
+    clock.advance(timedelta(minutes=4))
+    notifier.report_providers(clock.now())
+    clock.advance(timedelta(minutes=2))
+    for one in store.claim_outbox("sender", clock.now(), clock.now() + timedelta(minutes=3), 10):
+        if one.channel_key == channel_key(A):
+            store.mark_sent(one.id, clock.now(), "sender")
+    clock.advance(timedelta(seconds=5))
+    store.enqueue(channel_key(A), A, NOTE, clock.now())  # new, not held
+    clock.advance(timedelta(seconds=40))
+    notifier.report_providers(clock.now())
+    bodies = [b for b in _bodies(store, "again") if channel_key(A) in b]
+    assert bodies and all("the messages held for it have gone out." in b for b in bodies), bodies
+
+
 def test_a_send_with_no_answer_is_not_a_channel_that_cannot_take_messages_at_once() -> None:
     """One slow answer to a digest the service did take had `health` say "✖ 1 channel
     cannot take messages" (outside-in probe): an unanswered send counts as failing only

@@ -67,7 +67,11 @@ def channel_news(
         elif marked and _works(h) and working:
             since = datetime.fromisoformat(marked)
             back = _back_at(h, since, now)
-            pending = h.pending if h else 0
+            # held: written before it came back. A message written since (a reminder of
+            # the same minute) was counted "held for it … on their way" after the digest
+            # had taken every held one (outside-in probe)
+            held_left = h is not None and h.waiting_since is not None and h.waiting_since <= back
+            pending = h.pending if h is not None and held_left else 0
             message = _back_message(key, since, min(back, now), pending, local, untold)
             out += [(k, u, message) for k, u in working]
             store.set_meta(_MARK + key, "")
