@@ -92,11 +92,11 @@ def test_the_third_failure_in_a_day_says_it_flaps_and_the_turns_after_it_are_not
     assert rig.hours(1) == []
     health, detail = rig.health()
     assert health == Health.FLAPPING.value, (health, detail)
-    assert detail is not None and detail.startswith("failed 3 times, recovering each time")
+    assert detail is not None and detail.startswith("failed 3 times, with recoveries between")
     assert rig.hours(5) == []  # f o f o o: counted, not told
     (flapping,) = [i for i in rig.store.incidents("flaky") if i.kind is IncidentKind.FLAPPING]
     assert flapping.is_open and flapping.count == 5
-    assert "failed 5 times, recovering each time" in flapping.summary
+    assert "failed 5 times, with recoveries between" in flapping.summary
     failures = [
         i for i in rig.store.incidents("flaky", limit=100) if i.kind is IncidentKind.FAILURE
     ]
@@ -111,7 +111,7 @@ def test_a_day_without_failing_ends_it_told_once(rig: Rig) -> None:
     steady = rig.hours(8)
     assert len(steady) == 1, steady
     assert steady[0].startswith(
-        "✔ flaky has run a day without failing: it failed 3 times, recovering each time, over"
+        "✔ flaky has run a day without failing: it failed 3 times, with recoveries between, over"
     ), steady
     rig.h.ticking()
     assert rig.health()[0] == Health.OK.value

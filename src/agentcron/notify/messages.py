@@ -414,7 +414,7 @@ def _closed_sentence(inc: Incident, cause: Event) -> str:
         lasted = format_duration(cause.at - (inc.since or inc.opened_at))
         return (
             f"{task} has run a day without failing: it failed {inc.count} times, "
-            f"recovering each time, over {lasted}."
+            f"with recoveries between, over {lasted}."
         )
     assert isinstance(cause, DeliveryRecovered)
     # Outputs given up while it failed are not delivered by its recovery: said with
