@@ -214,6 +214,28 @@ def test_fires_that_ran_while_the_clock_was_ahead_are_passed_over_when_planning_
     assert "  all5: its fires until 12:30 ran; next run 12:35\n" in body, body
 
 
+def test_fires_a_forward_step_jumped_over_say_so_not_a_late_scheduler(
+    sqlite_store: Any, home: Path
+) -> None:
+    """The wall clock stepped 3 hours forward under a running daemon: the fires between
+    were recorded missed as "agentcron was running but its scheduler was late (a
+    stalled loop or an overloaded machine)", sending the owner to look for a stall
+    (outside-in probe)."""
+    h, clock, _told = _harness(sqlite_store, home)
+    h.add("tick", ok, every="1m", retries=0)
+    asyncio.run(h.tick())
+    clock.step_wall(timedelta(hours=3))
+    asyncio.run(h.tick())
+    missed = [s for s in h.slots("tick") if s.status is SlotStatus.MISSED]
+    assert len(missed) > 100
+    assert all(
+        (s.reason or "").startswith(
+            "the system clock jumped forward 3 hours (from 09:30:00 to 12:30:00 UTC), past its time"
+        )
+        for s in missed
+    ), missed[0].reason
+
+
 @pytest.mark.slow
 def test_a_daemon_started_after_the_clock_went_back_plans_again_and_says_so(
     tmp_path: Path,

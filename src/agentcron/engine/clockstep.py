@@ -19,6 +19,7 @@ unique).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
@@ -34,21 +35,34 @@ STEP_NOTICED = timedelta(seconds=60)  # smaller steps are an NTP slew's business
 
 
 class WallClockWatch:
-    """Tells a step back of the wall clock between two looks (``look``)."""
+    """Tells a step back of the wall clock between two looks (``look``), and keeps the
+    last steps forward (``forward``)."""
 
     def __init__(self) -> None:
         self._lead: float | None = None  # wall seconds minus monotonic seconds
+        # the last steps forward, (the wall time it left, the one it jumped to): the
+        # fires between came due at once, and their reasons say so
+        self.forward: deque[tuple[datetime, datetime]] = deque(maxlen=10)
 
     def look(self, wall: datetime, monotonic: float) -> timedelta | None:
         """How far the wall clock went back since the last look, when by at least
         :data:`STEP_NOTICED`; else None. A step forward is the catch-up rules'
-        business (fires passed are missed or run late), not this."""
+        business (fires passed are missed or run late), not this: it is only kept."""
         lead = wall.timestamp() - monotonic
         before, self._lead = self._lead, lead
         if before is None:
             return None
         back = timedelta(seconds=before - lead)
+        if -back >= STEP_NOTICED:
+            self.forward.append((wall + back, wall))
         return back if back >= STEP_NOTICED else None
+
+    def jump_covering(self, at: datetime) -> tuple[datetime, datetime] | None:
+        """The step forward that ``at`` fell in (it came due at once), or None."""
+        for left, landed in reversed(self.forward):
+            if left < at <= landed:
+                return left, landed
+        return None
 
 
 def step_while_stopped(now: datetime, last_seen: Iterable[datetime | None]) -> timedelta | None:
@@ -143,6 +157,10 @@ class ClockSteps:
         self._stepped: timedelta | None = None  # a step back not yet planned for
         self._undone: tuple[int, int] | None = None  # its undo_fires_ahead, once done
         self._looked_back = False  # whether the first tick looked for a step while stopped
+
+    def jump_covering(self, at: datetime) -> tuple[datetime, datetime] | None:
+        """The step forward of the wall clock that a fire due at ``at`` fell in."""
+        return self._wall.jump_covering(at)
 
     def mind(self, now: datetime) -> bool:
         """Plan again from now when the wall clock stepped back: seen between ticks, or,

@@ -291,6 +291,16 @@ class Engine:
         zone = spec.zone(self.settings.default_zone)
 
         def words(at: datetime) -> str | None:
+            jump = self._clock_steps.jump_covering(at)
+            if jump is not None:
+                # a fire the clock jumped over came due at once, the loop on time: it
+                # was said to be "late (a stalled loop or an overloaded machine)"
+                left, landed = (t.astimezone(zone) for t in jump)
+                return (
+                    f"the system clock jumped forward {format_duration(landed - left)} "
+                    f"(from {left:%H:%M:%S} to {landed:%H:%M:%S} "
+                    f"{zone_label(landed, zone.key)}), past its time"
+                )
             # The outage first: a loop that waited for its database (a locked table) is
             # stalled too, and each of its waits was a stall of its own, so fires of one
             # outage were reported in several reports, with stalls' ends the outage
