@@ -145,37 +145,37 @@ def test_a_dashboard_page_while_the_database_is_away_is_a_page(
 
 
 def test_a_stored_spec_that_cannot_be_read_is_replaced_by_the_files(tmp_path: Path) -> None:
-    folder = tmp_path / "cfg"
-    folder.mkdir()
-    config = folder / "agentcron.yaml"
-    config.write_text('tasks:\n  gamma:\n    cron: "0 3 * * *"\n    command: ["true"]\n')
-    home = tmp_path / "home"
+    home, args = _file_task(tmp_path)
     runner = CliRunner()
-    args = ["--home", str(home), "--config", str(config)]
     first = runner.invoke(cli_app, [*args, "list", "--json"])
     assert first.exit_code == 0, first.output
     _corrupt(home, "UPDATE tasks SET spec = '{not json' WHERE name = 'gamma'")
     again = runner.invoke(cli_app, [*args, "list", "--json"])
     assert again.exit_code == 0, again.output
     assert [t["name"] for t in json.loads(again.stdout)] == ["gamma"]
-    # no file applied: the row is named, as any other
+    # healed by the command before: read without the file, it is readable
     bare = runner.invoke(cli_app, ["--home", str(home), "show", "gamma", "--json"])
-    assert bare.exit_code == 0, bare.output  # healed by the command before
+    assert bare.exit_code == 0, bare.output
 
 
 def test_a_paused_task_whose_stored_spec_cannot_be_read_stays_paused(tmp_path: Path) -> None:
     """Replacing the unreadable spec by the file's must not undo the owner's pause (the
     file says nothing of it): a paused task ran again (review)."""
-    folder = tmp_path / "cfg"
-    folder.mkdir()
-    config = folder / "agentcron.yaml"
-    config.write_text('tasks:\n  gamma:\n    cron: "0 3 * * *"\n    command: ["true"]\n')
-    home = tmp_path / "home"
+    home, args = _file_task(tmp_path)
     runner = CliRunner()
-    args = ["--home", str(home), "--config", str(config)]
     assert runner.invoke(cli_app, [*args, "pause", "gamma"]).exit_code == 0
     _corrupt(home, "UPDATE tasks SET spec = '{not json' WHERE name = 'gamma'")
     again = runner.invoke(cli_app, [*args, "list", "--json"])
     assert again.exit_code == 0, again.output
     (gamma,) = json.loads(again.stdout)
     assert gamma["paused"] is True, gamma
+
+
+def _file_task(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A config file with one task, ``gamma``; the home and the CLI's options for both."""
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    config = folder / "agentcron.yaml"
+    config.write_text('tasks:\n  gamma:\n    cron: "0 3 * * *"\n    command: ["true"]\n')
+    home = tmp_path / "home"
+    return home, ["--home", str(home), "--config", str(config)]
