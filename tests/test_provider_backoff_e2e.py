@@ -173,6 +173,14 @@ def test_two_daemons_on_postgresql_share_one_back_off(tmp_path: Path) -> None:
                 return rows if len(ok) == 3 else None
 
             rows = wait_for(done, timeout=60, what="three successes")
+
+            def told_over() -> bool:
+                # a second cooling (a refusal that met the first one's probe) is told
+                # over after the successes: waited for, not cut off by the stop
+                said = [str(m.get("message", "")) for m in hook.messages()]
+                return bool(said) and said[-1].startswith("✔ ")
+
+            wait_for(told_over, timeout=60, what="the provider told answering again")
         except BaseException:
             for node in nodes:
                 print(node.daemon_log()[-4000:])
