@@ -124,7 +124,8 @@ def waits_past_runs(
     ran_ahead: Mapping[str, Collection[datetime]],
 ) -> list[tuple[str, datetime, datetime | None]]:
     """The tasks whose next fires after ``now`` ran while the clock was ahead: each with
-    the last of those and its next run (told: `list` shows none for that while)."""
+    the last of those and its next run (told: nothing else says why such a task runs
+    nothing for as long as the clock was ahead)."""
     out: list[tuple[str, datetime, datetime | None]] = []
     for rec in tasks:
         ran = ran_ahead.get(rec.name)
