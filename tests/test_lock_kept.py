@@ -91,6 +91,46 @@ def test_a_database_file_put_in_the_daemons_place_is_refused(tmp_path: Path) -> 
             store.close()
 
 
+def test_a_daemons_file_gone_or_unreadable_at_the_look_is_refused_not_made_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the look for a missing file and the look at which file it is, the file can
+    go: opened then, a new empty one would be made beside the daemon. And a file that
+    cannot be looked at is not opened blind."""
+    import agentcron.store as store_module
+    from agentcron.store import _refuse_replaced_under_daemon
+
+    home = tmp_path / "home"
+    db = home / "agentcron.db"
+    with daemon_lock(home, None) as lock:
+        store = SQLiteStore(db)
+        try:
+            keep_locks(lock, store.file_id)
+            real = os.stat
+
+            def gone(path: object, *a: object, **k: object) -> os.stat_result:
+                if str(path) == str(db):
+                    raise FileNotFoundError(2, "No such file or directory", str(path))
+                return real(path, *a, **k)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(store_module.os, "stat", gone)
+            with pytest.raises(StoreError, match=r"is missing, but a daemon .* moved or deleted"):
+                _refuse_replaced_under_daemon(db)
+
+            def refused(path: object, *a: object, **k: object) -> os.stat_result:
+                if str(path) == str(db):
+                    raise PermissionError(13, "Permission denied", str(path))
+                return real(path, *a, **k)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(store_module.os, "stat", refused)
+            with pytest.raises(StoreError, match=r"cannot look at the database .*Permission"):
+                _refuse_replaced_under_daemon(db)
+            monkeypatch.setattr(store_module.os, "stat", real)
+            _refuse_replaced_under_daemon(db)  # its own file: nothing to refuse
+        finally:
+            store.close()
+
+
 def test_a_second_daemon_on_the_database_is_told_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

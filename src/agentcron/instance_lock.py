@@ -156,10 +156,10 @@ class InstanceLock:
         if self._fd is None:
             return False
         try:
-            st = os.stat(self.path)
+            st: os.stat_result | None = os.stat(self.path)
         except FileNotFoundError:
-            pass
-        else:
+            st = None  # removed: taken again below, which logs it
+        if st is not None:
             held = os.fstat(self._fd)
             if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
                 if held.st_size == 0:

@@ -129,11 +129,16 @@ def _refuse_missing_under_daemon(path: Path | None, home: Path) -> None:
             if path.exists():
                 return
     who = f"pid {holder.pid}" if holder.pid is not None else "a process"
-    raise StoreError(
-        f"the database {path} is missing, but a daemon ({who}) is running on the home "
-        f"{home}: the file was moved or deleted while it runs. Nothing was created (a new "
-        "empty file would hide the daemon's data). Put the file back, or stop the daemon "
-        "and start it again."
+    raise _moved_under(path, who, home)
+
+
+def _moved_under(path: Path, who: str, home: Path | str | None) -> StoreError:
+    """The one wording for a database file gone from its path under a running daemon."""
+    on = f" on the home {home}" if home else ""
+    return StoreError(
+        f"the database {path} is missing, but a daemon ({who}) is running{on}: the file "
+        "was moved or deleted while it runs. Nothing was created (a new empty file would "
+        "hide the daemon's data). Put the file back, or stop the daemon and start it again."
     )
 
 
@@ -146,16 +151,23 @@ def _refuse_replaced_under_daemon(path: Path | None) -> None:
         return
     from agentcron.instance_lock import daemon_on_database
 
-    holder = daemon_on_database(path.resolve()) if path.exists() else None
+    holder = daemon_on_database(path.resolve())
     if holder is None or holder.database_file is None:
         return
+    who = f"pid {holder.pid}" if holder.pid is not None else "a process"
     try:
         st = os.stat(path)
-    except OSError:
-        return  # gone since: the missing file's own refusal says it
+    except FileNotFoundError:
+        # gone since the look for a missing file: opened now, a new empty one is made
+        raise _moved_under(path, who, holder.home) from None
+    except OSError as exc:
+        raise StoreError(
+            f"cannot look at the database {path} ({exc.strerror or exc}), on which a daemon "
+            f"({who}) runs: whether it is the daemon's file is not known, so it was not "
+            "opened"
+        ) from None
     if (st.st_dev, st.st_ino) == holder.database_file:
         return
-    who = f"pid {holder.pid}" if holder.pid is not None else "a process"
     raise StoreError(
         f"the database {path} is not the file the daemon ({who}) writes: it was replaced "
         "while the daemon runs. Nothing was read (closing it would remove the write-ahead "
