@@ -28,6 +28,7 @@ from agentcron.watchdog.watchdog import Watchdog
 from faulty_store import FaultyStore
 
 BAD_ROW = "the database has a row agentcron cannot read: task 'gamma' (…)"
+KEY = "sk-proj-abcdefghijklmnopqrstuvwx"  # a row's text may quote one
 
 
 def _unreadable() -> Exception:
@@ -100,7 +101,7 @@ def test_checks_that_keep_failing_are_told_once_and_their_end(
     assert told == []
     away = [True]
     monkeypatch.setattr(daemon, "_database_away", lambda: away[0])
-    dog.now = (WATCHDOG_FAULT_TOLD_AFTER + 1, _unreadable())
+    dog.now = (WATCHDOG_FAULT_TOLD_AFTER + 1, UnreadableRow(f"{BAD_ROW} {KEY}"))
     daemon._say_watchdog_fault()
     assert told == []  # the database's outage is told, and covers it
     away[0] = False
@@ -115,6 +116,7 @@ def test_checks_that_keep_failing_are_told_once_and_their_end(
     # what `health`, `doctor`, the API and the dashboard read on the node's row meanwhile
     note = daemon.config_note()
     assert note is not None and "its watchdog cannot check runs and schedules since" in note
+    assert KEY not in note and KEY not in message.body and "[REDACTED]" in message.body
     clock.advance(timedelta(minutes=3))
     dog.now = None
     daemon._say_watchdog_fault()

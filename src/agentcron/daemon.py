@@ -1130,16 +1130,17 @@ class Daemon:
                 return
             since = self.clock.now() - timedelta(seconds=lasted)
             self._watchdog_fault_since = since
+            said = redact(str(error))  # as a rejected config's error is (it may quote one)
             self._watchdog_fault = (
                 f"its watchdog cannot check runs and schedules since "
-                f"{self._today_or_local(since)} ({type(error).__name__}: {str(error)[:200]}): "
+                f"{self._today_or_local(since)} ({type(error).__name__}: {said[:200]}): "
                 "a run that hangs or a task that stops firing is not told"
             )
             self._write_config_note()  # health, doctor, the API and the dashboard say it
             text = (
                 f"⚠ agentcron's watchdog on {self._where()} cannot check runs and schedules "
                 f"since {self._today_or_local(since)} ({type(error).__name__}: "
-                f"{str(error)[:500]}). Runs still start as scheduled, but a run that hangs or "
+                f"{said[:500]}). Runs still start as scheduled, but a run that hangs or "
                 "a task that stops firing is not told while this lasts. The daemon's log "
                 "has each failure."
             )
