@@ -234,6 +234,13 @@ def test_fires_a_forward_step_jumped_over_say_so_not_a_late_scheduler(
         )
         for s in missed
     ), missed[0].reason
+    clock.step_wall(timedelta(days=7))  # a week: the days are shown
+    asyncio.run(h.tick())
+    week = [s for s in h.slots("tick") if s.status is SlotStatus.MISSED and s.scheduled_for.day > 1]
+    assert week and (
+        "the system clock jumped forward 7 days (from Sun 01 Mar 2026 12:30:00 to "
+        "Sun 08 Mar 2026 12:30:00 UTC), past its time" in (week[0].reason or "")
+    ), week[0].reason
 
 
 @pytest.mark.slow

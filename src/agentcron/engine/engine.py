@@ -296,9 +296,11 @@ class Engine:
                 # a fire the clock jumped over came due at once, the loop on time: it
                 # was said to be "late (a stalled loop or an overloaded machine)"
                 left, landed = (t.astimezone(zone) for t in jump)
+                # a jump of days shows the days ("from 16:09 to 16:09" of a week)
+                shown = "%H:%M:%S" if left.date() == landed.date() else "%a %d %b %Y %H:%M:%S"
                 return (
                     f"the system clock jumped forward {format_duration(landed - left)} "
-                    f"(from {left:%H:%M:%S} to {landed:%H:%M:%S} "
+                    f"(from {left:{shown}} to {landed:{shown}} "
                     f"{zone_label(landed, zone.key)}), past its time"
                 )
             # The outage first: a loop that waited for its database (a locked table) is
