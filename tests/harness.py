@@ -4,7 +4,8 @@ milliseconds. Only the clock is fake: the store, the engine and the runner are r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,16 @@ def ran_alpha(store: Store, clock: FakeClock, home: Path) -> Harness:
     h.add("alpha", _fine, every="5m", retries=0)
     asyncio.run(h.run_until(clock.now() + timedelta(minutes=10), timedelta(minutes=5)))
     return h
+
+
+@asynccontextmanager
+async def running(daemon: Any, within: float = 30) -> AsyncIterator[None]:
+    """A :class:`~agentcron.daemon.Daemon` run in a task for the block, once its engine
+    and parts are up; stopped and awaited at its end."""
+    main = asyncio.create_task(daemon.run())
+    try:
+        await until(lambda: daemon.engine is not None and daemon.supervisor is not None, within)
+        yield
+    finally:
+        daemon.request_stop()
+        await main

@@ -18,7 +18,7 @@ import pytest
 
 from agentcron.daemon import DATABASE_ID, Daemon, DaemonOptions
 from agentcron.model import Message
-from harness import until
+from harness import running, until
 
 
 def test_a_database_emptied_and_made_again_under_the_daemon_is_told(
@@ -38,9 +38,7 @@ def test_a_database_emptied_and_made_again_under_the_daemon_is_told(
         return [t.name for t in daemon.store.list_tasks()]
 
     async def scenario() -> None:
-        main = asyncio.create_task(daemon.run())
-        try:
-            await until(lambda: daemon.engine is not None and daemon.supervisor is not None, 30)
+        async with running(daemon):
             assert daemon.store is not None
             first = daemon.store.get_meta(DATABASE_ID)
             assert first is not None
@@ -55,9 +53,6 @@ def test_a_database_emptied_and_made_again_under_the_daemon_is_told(
             await until(lambda: tasks() == ["alpha"], 10)
             again = daemon.store.get_meta(DATABASE_ID)
             assert again is not None and again != first
-        finally:
-            daemon.request_stop()
-            await main
 
     asyncio.run(scenario())
     (message,) = told

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentcron.daemon import Daemon, DaemonOptions
-from harness import until
+from harness import running, until
 
 A = "tasks:\n  a:\n    every: 1h\n    command: [echo, a]\n"
 B = "tasks:\n  b:\n    every: 1h\n    command: [echo, b]\n"
@@ -50,9 +50,7 @@ def test_sighup_reloads_the_config_file_at_once_and_logs_it(
         return [t.name for t in daemon.store.list_tasks()]
 
     async def scenario() -> None:
-        main = asyncio.create_task(daemon.run())
-        try:
-            await until(lambda: daemon.engine is not None and daemon.supervisor is not None, 30)
+        async with running(daemon):
             await asyncio.sleep(0.5)  # the watcher's first sleep has begun
             # unchanged: the signal is answered, and nothing changes
             os.kill(os.getpid(), signal.SIGHUP)
@@ -62,9 +60,6 @@ def test_sighup_reloads_the_config_file_at_once_and_logs_it(
             await asyncio.sleep(0.3)  # stands still past config_settle
             os.kill(os.getpid(), signal.SIGHUP)
             await until(lambda: names() == ["b"], 10)
-        finally:
-            daemon.request_stop()
-            await main
 
     with caplog.at_level(logging.INFO, logger="agentcron"):
         asyncio.run(scenario())
@@ -84,18 +79,13 @@ def test_sigusr1_is_said_and_ignored_and_sigquit_stops_as_sigterm(
     daemon, _config = _daemon(tmp_path)
 
     async def scenario() -> None:
-        main = asyncio.create_task(daemon.run())
-        try:
-            await until(lambda: daemon.engine is not None and daemon.supervisor is not None, 30)
+        async with running(daemon):
             for sig in (signal.SIGUSR1, signal.SIGUSR2):
                 os.kill(os.getpid(), sig)
                 await until(lambda s=sig.name: any(m.startswith(s) for m in _said(caplog)), 10)
             assert not daemon.stop_event.is_set()
             os.kill(os.getpid(), signal.SIGQUIT)
-            await asyncio.wait_for(main, 30)
-        finally:
-            daemon.request_stop()
-            await main
+            await until(daemon.stop_event.is_set, 30)  # stopped by the signal itself
 
     with caplog.at_level(logging.INFO, logger="agentcron"):
         asyncio.run(scenario())
@@ -116,14 +106,9 @@ def test_a_programs_own_sigusr1_handler_is_left_to_it(
     before = signal.signal(signal.SIGUSR1, lambda signum, frame: heard.append(signum))
 
     async def scenario() -> None:
-        main = asyncio.create_task(daemon.run())
-        try:
-            await until(lambda: daemon.engine is not None and daemon.supervisor is not None, 30)
+        async with running(daemon):
             os.kill(os.getpid(), signal.SIGUSR1)
             await until(lambda: bool(heard), 10)
-        finally:
-            daemon.request_stop()
-            await main
 
     try:
         with caplog.at_level(logging.INFO, logger="agentcron"):
@@ -159,9 +144,7 @@ def test_a_changed_file_is_parsed_off_the_loop(
         return [t.name for t in daemon.store.list_tasks()]
 
     async def scenario() -> None:
-        main = asyncio.create_task(daemon.run())
-        try:
-            await until(lambda: daemon.engine is not None and daemon.supervisor is not None, 30)
+        async with running(daemon):
             monkeypatch.setattr(daemon_module, "load_config", recording)
             loop_thread = threading.current_thread().name
             config.write_text(B)
@@ -169,8 +152,5 @@ def test_a_changed_file_is_parsed_off_the_loop(
             os.kill(os.getpid(), signal.SIGHUP)
             await until(lambda: names() == ["b"], 10)
             assert threads and loop_thread not in threads, threads
-        finally:
-            daemon.request_stop()
-            await main
 
     asyncio.run(scenario())

@@ -18,7 +18,7 @@ import pytest
 from agentcron.clock import FakeClock
 from agentcron.daemon import Daemon, DaemonOptions
 from agentcron.store.base import Store
-from harness import Harness, until
+from harness import Harness, running
 
 
 def test_a_recurring_task_without_a_next_fire_is_planned_again(
@@ -51,12 +51,8 @@ def test_the_daemon_plans_it_at_its_start_and_says_so(
     options = DaemonOptions(config_path=config, home=tmp_path / "home", shutdown_grace=2)
 
     async def once(daemon: Daemon) -> None:
-        main = asyncio.create_task(daemon.run())
-        try:
-            await until(lambda: daemon.engine is not None, 30)
-        finally:
-            daemon.request_stop()
-            await main
+        async with running(daemon):
+            pass
 
     asyncio.run(once(Daemon(options)))
     db = sqlite3.connect(tmp_path / "home" / "agentcron.db")
