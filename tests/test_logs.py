@@ -41,13 +41,13 @@ def test_lines_are_redacted_written_in_order_and_flushed_at_stop(
     setup(stderr, logging.INFO, monkeypatch)
     log = logging.getLogger("agentcron.test")
     writers: list[str] = []
-    original = logging.StreamHandler.emit
+    original = logs.LogWriter.emit
 
-    def noting(handler: logging.StreamHandler[io.StringIO], record: logging.LogRecord) -> None:
+    def noting(handler: logs.LogWriter, record: logging.LogRecord) -> None:
         writers.append(threading.current_thread().name)
         original(handler, record)
 
-    logging.StreamHandler.emit = noting  # type: ignore[method-assign,assignment]
+    logs.LogWriter.emit = noting  # type: ignore[method-assign]
     try:
         for i in range(200):
             log.info("line %d calls %s", i, f"https://api.example/v1?key={SECRET}")
@@ -58,7 +58,7 @@ def test_lines_are_redacted_written_in_order_and_flushed_at_stop(
         log.debug("below the level")
         logs.stop_logging()
     finally:
-        logging.StreamHandler.emit = original  # type: ignore[method-assign]
+        logs.LogWriter.emit = original  # type: ignore[method-assign]
     text = stderr.getvalue()
     lines = [line for line in text.splitlines() if " agentcron.test: " in line]
     assert [line.split("line ")[1].split(" ")[0] for line in lines[:200]] == [

@@ -51,6 +51,8 @@ from agentcron.engine.settings import EngineSettings, TickReport
 from agentcron.faultlog import FaultLog
 from agentcron.home import hostname, pid_alive
 from agentcron.instance_lock import InstanceLock
+from agentcron.log_fault import LogFault
+from agentcron.logs import log_writer
 from agentcron.model import ClockStepped, Finished, Message, NodeInfo, Slot, TaskSpec
 from agentcron.model.message import Severity
 from agentcron.notify.direct import daemon_message, tell_owner_directly
@@ -134,6 +136,7 @@ class DaemonOptions:
     final_drain: float = 5.0  # seconds to send what the stop itself produced
     outage_notice_after: float = 10.0  # seconds of failing ticks before the owner is told
     recovery_hold: float = 30.0  # seconds working (and a write) before its end is told
+    log_fault_after: float = 30.0  # seconds its log cannot be written before it is told
     api_listen: tuple[str, int] | None = None  # `run --api HOST:PORT`: serve the API there
 
 
@@ -180,6 +183,15 @@ class Daemon:
         self.supervisor: Supervisor | None = None
         self.api: Any = None  # interfaces.api.launch.DaemonApi when the API is served
         self._trouble_file = TroubleFile(options.home)  # said outside the database
+        self._log_fault = LogFault(
+            log_writer,
+            self.clock.now,
+            self._where,
+            self._today_or_local,
+            lambda message: self._tell_soon(message),
+            self._write_config_note,
+            told_after=options.log_fault_after,
+        )
 
     @property
     def beat(self) -> float:
@@ -1104,12 +1116,13 @@ class Daemon:
         """The watchdog runs on threads of its own; a thread that died is a failure of
         this part (restarted by the supervisor, which starts the threads again). Checks
         that keep failing while the database works are told (see
-        :meth:`_say_watchdog_fault`)."""
+        :meth:`_say_watchdog_fault`), as is a log that cannot be written."""
         while not self.stop_event.is_set():
             if not self.watchdog.alive():
                 self.watchdog.start()
                 raise RuntimeError("the watchdog's thread had stopped")
             self._say_watchdog_fault()
+            self._log_fault.check()
             await self._sleep_beats(max(1.0, self.options.watchdog_interval))
 
     _watchdog_fault_since: datetime | None = None  # told: the checks fail since then
@@ -1807,6 +1820,8 @@ class Daemon:
             parts.append(f"{words} changed since it started and apply only at a restart")
         if self._watchdog_fault is not None:
             parts.append(self._watchdog_fault)
+        if self._log_fault.note is not None:
+            parts.append(self._log_fault.note)
         return "; ".join(parts) or None
 
     def _write_config_note(self) -> None:

@@ -8,6 +8,12 @@ Records are formatted, redacted and written on a thread of their own: the daemon
 logs a line per finished run, and writing a burst's ten thousand lines from the
 scheduler loop (a system call each, then waiting for the GIL) held it about 40 µs a
 line. The loop only queues the record. At exit the thread writes what is queued.
+
+The writer also knows when it cannot write: a pipe whose reader is gone, a full disk
+under a redirected file. Python's logging would report that on the same broken
+stream, so the daemon's log was lost without a word (outside-in probe: `agentcron run
+2>&1 | head -2`, and the daemon ran on, logging into nothing). :class:`LogWriter` keeps
+the streak for the daemon to tell (:mod:`agentcron.log_fault`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,12 @@ import atexit
 import logging
 import queue
 import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from logging.handlers import QueueHandler, QueueListener
+from typing import TextIO
 
 from agentcron.redact import daemon_secrets, redact, secret_values_from_env
 
@@ -41,17 +52,81 @@ def _daemon_secrets() -> list[str]:
     return [*daemon_secrets(), *secret_values_from_env(env_file_values())]
 
 
+@dataclass(frozen=True)
+class LogTrouble:
+    """The log's writes fail since ``since`` (the latest ``error``); ``lost`` lines in
+    all, ``lost_before`` of them before this streak."""
+
+    since: datetime
+    error: str
+    lost: int
+    lost_before: int
+
+
+class LogWriter(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the log's lines to a stream and keeps count of the lines it could not."""
+
+    def __init__(
+        self, stream: TextIO, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        super().__init__(stream)
+        self._now = now
+        self._state = threading.Lock()
+        self._since: datetime | None = None  # failing since; None while writes work
+        self._error = ""
+        self.lost = 0  # lines not written, in all
+        self._lost_before = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)  # a bad call's arguments: logging's own report
+            return
+        try:
+            self.stream.write(line + self.terminator)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception as exc:
+            with self._state:
+                if self._since is None:
+                    self._since = self._now()
+                    self._lost_before = self.lost
+                self.lost += 1
+                self._error = f"{type(exc).__name__}: {exc}"
+        else:
+            if self._since is not None:
+                with self._state:
+                    self._since = None
+
+    def trouble(self) -> LogTrouble | None:
+        """The current streak of failed writes; None while the last write worked."""
+        with self._state:
+            if self._since is None:
+                return None
+            return LogTrouble(self._since, self._error, self.lost, self._lost_before)
+
+
 _listener: list[QueueListener] = []  # the running writer thread, if any
+_writer: list[LogWriter] = []  # and its writer
+
+
+def log_writer() -> LogWriter | None:
+    """The writer of the daemon's log, when :func:`setup_logging` made one (a program
+    that runs a Scheduler logs its own way)."""
+    return _writer[-1] if _writer else None
 
 
 def setup_logging(level: int) -> None:
-    writer = logging.StreamHandler(sys.stderr)
+    writer = LogWriter(sys.stderr)
     writer.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     stop_logging()
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     listener = QueueListener(records, writer)
     listener.start()
     _listener.append(listener)
+    _writer.append(writer)
     root = logging.getLogger()
     root.handlers[:] = [QueueHandler(records)]
     root.setLevel(level)
@@ -64,6 +139,7 @@ def stop_logging() -> None:
     """Write what is queued and end the writer thread (also run at exit)."""
     while _listener:
         _listener.pop().stop()
+    _writer.clear()
 
 
 atexit.register(stop_logging)

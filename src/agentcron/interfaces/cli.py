@@ -384,6 +384,7 @@ def run(
         pulse_interval=_env_seconds("AGENTCRON_PULSE_INTERVAL", 60.0),
         shutdown_grace=_env_seconds("AGENTCRON_SHUTDOWN_GRACE", 10.0),
         recovery_hold=_env_seconds("AGENTCRON_RECOVERY_HOLD", 30.0),
+        log_fault_after=_env_seconds("AGENTCRON_LOG_FAULT_AFTER", 30.0),
     )
     if options.config_path is not None and not options.config_path.exists():
         fail(f"cannot start: {options.config_path} not found; `agentcron init` writes an example")
