@@ -42,3 +42,14 @@ def resource_words(what: str, exc: BaseException, doing: str) -> str:
         f"agentcron ran out of {what} while {doing} ({detail}); this is the daemon's "
         "limit, not the task's fault, and the run is retried as a lost run is"
     )
+
+
+def send_words(what: str, exc: BaseException) -> str:
+    """A send's error when agentcron ran out of ``what`` starting it: the channel is
+    not at fault (outside-in probe: `health` named the channel failing with "can't start
+    new thread" while the daemon was out of threads)."""
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return (
+        f"agentcron ran out of {what} while sending ({detail}); this is the daemon's "
+        "limit, not the channel's fault, and the message is sent again later"
+    )

@@ -75,6 +75,7 @@ from apprise.plugins.custom_json import NotifyJSON
 from apprise.plugins.custom_xml import NotifyXML
 from apprise.result import AppriseResultStatus
 
+from agentcron.classify.resources import out_of_resources, send_words
 from agentcron.config._env import (
     MissingVariableError,
     PlaceholderError,
@@ -229,7 +230,10 @@ class AppriseChannel:
         return self._timeout
 
     async def _send_once(self, msg: Message, idempotency_key: str | None) -> SendResult:
-        done = _start_in_daemon_thread(lambda: self._send_blocking(msg, idempotency_key))
+        try:
+            done = _start_in_daemon_thread(lambda: self._send_blocking(msg, idempotency_key))
+        except RuntimeError as exc:  # out of threads: ours to say, not the channel's
+            return SendResult(ok=False, error=_unsent(exc))
         try:
             async with asyncio.timeout(self._timeout + _GRACE):
                 return await asyncio.wrap_future(done)
@@ -414,6 +418,8 @@ class CommandChannel:
                 stdin.flush()
                 stdin.seek(0)
             except OSError as exc:
+                if out_of_resources(exc) is not None:
+                    return SendResult(ok=False, error=_unsent(exc))
                 reason = exc.strerror or type(exc).__name__
                 return SendResult(ok=False, error=f"cannot stage the message: {reason}")
             try:
@@ -425,7 +431,11 @@ class CommandChannel:
                     start_new_session=True,
                     env=env,
                 )
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
+                if out_of_resources(exc, spawning=True) is not None:
+                    return SendResult(ok=False, error=_unsent(exc, spawning=True))
+                if isinstance(exc, RuntimeError):
+                    raise
                 reason = exc.strerror or type(exc).__name__
                 return SendResult(ok=False, error=f"cannot start {self._name}: {reason}")
         try:
@@ -598,6 +608,14 @@ def _url_secrets(url: str, min_len: int = 8) -> list[str]:
     if "@" not in parts.netloc and len(parts.netloc) >= 20:
         found += [parts.netloc, *parts.netloc.split(":")]  # tgram://BOT:TOKEN/…
     return [s for s in found if len(s) >= 4]
+
+
+def _unsent(exc: BaseException, *, spawning: bool = False) -> str:
+    """A send that agentcron could not start: whose limit it was, when it was one."""
+    what = out_of_resources(exc, spawning=spawning)
+    if what is None:
+        return f"{type(exc).__name__}: {exc}"
+    return send_words(what, exc)
 
 
 def _start_in_daemon_thread(fn: Callable[[], T]) -> concurrent.futures.Future[T]:
