@@ -3,7 +3,8 @@
 An outside-in probe set a task's `next_fire_at` to NULL by hand: the task (every 5 s,
 not paused) never ran again in 6.5 minutes, while `list` called it healthy, `doctor`
 passed and the watchdog saw nothing: all of them are driven by that column. A daemon
-now plans such a task again when it starts, and says so in its log."""
+now plans such a task again when it starts, says so in its log, and tells the owner
+(what fell due meanwhile never ran)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.daemon import Daemon, DaemonOptions
+from agentcron.model import Message
 from agentcron.store.base import Store
 from harness import Harness, running
 
@@ -44,7 +46,7 @@ def test_a_recurring_task_without_a_next_fire_is_planned_again(
 
 
 def test_the_daemon_plans_it_at_its_start_and_says_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "agentcron.yaml"
     config.write_text("tasks:\n  alpha:\n    every: 1h\n    command: [echo, a]\n")
@@ -60,11 +62,40 @@ def test_the_daemon_plans_it_at_its_start_and_says_so(
     db.commit()
     db.close()
     daemon = Daemon(options)
+    told: list[Message] = []
+    monkeypatch.setattr(daemon, "_tell_soon", told.append)
     with caplog.at_level(logging.WARNING, logger="agentcron.daemon"):
         asyncio.run(once(daemon))
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "task alpha had no next fire time recorded although its schedule has one" in said
+    (message,) = [m for m in told if m.incident_kind == "database"]
+    assert message.body.startswith("⚠ agentcron on ")
+    assert "found its database changed outside agentcron" in message.body
+    assert "1 task(s) had no next run recorded although their schedules have one" in message.body
+    assert "alpha (next at " in message.body and "planned again from now" in message.body
     db = sqlite3.connect(tmp_path / "home" / "agentcron.db")
     (fire,) = db.execute("SELECT next_fire_at FROM tasks WHERE name = 'alpha'").fetchone()
     db.close()
     assert fire is not None
+    caplog.clear()
+    again = Daemon(options)
+    monkeypatch.setattr(again, "_tell_soon", told.append)
+    asyncio.run(once(again))  # planned: the next start has nothing to say
+    assert len([m for m in told if m.incident_kind == "database"]) == 1
+    assert "no next fire time" not in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_rows_that_cannot_be_read_are_told_with_the_way_to_find_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"))
+    told: list[Message] = []
+    monkeypatch.setattr(daemon, "_tell_soon", told.append)
+    daemon._tell_unplanned([], [])
+    assert told == []
+    daemon._tell_unplanned([], ["broken", "worse"])
+    (message,) = told
+    assert "2 task(s) have no next run recorded and their rows cannot be read: broken, worse" in (
+        message.body
+    )
+    assert "`agentcron doctor`" in message.body

@@ -313,6 +313,7 @@ class Daemon:
                 name,
                 fire.isoformat(timespec="seconds"),
             )
+        self._tell_unplanned(planned, unreadable)
         log.info(
             "config %s: %d tasks (%d added, %d changed, %d removed)",
             self.config.source,
@@ -511,6 +512,32 @@ class Daemon:
 
     def _where(self) -> str:
         return f"{hostname()} (pid {os.getpid()})"
+
+    def _tell_unplanned(self, planned: list[tuple[str, datetime]], unreadable: list[str]) -> None:
+        """Tasks the start found with no next fire time (their rows changed outside
+        agentcron) are told, not only logged: whatever fell due while a task had none
+        never ran, and nothing else says so (review of the change that plans them)."""
+        if not planned and not unreadable:
+            return
+        parts = []
+        if planned:
+            each = ", ".join(f"{name} (next at {self._today_or_local(at)})" for name, at in planned)
+            parts.append(
+                f"{len(planned)} task(s) had no next run recorded although their schedules "
+                f"have one, so they did not run: {each}. They are planned again from now; "
+                "runs due while they had none did not happen and are not in their history."
+            )
+        if unreadable:
+            parts.append(
+                f"{len(unreadable)} task(s) have no next run recorded and their rows cannot "
+                f"be read: {', '.join(unreadable)}. They do not run until the rows are "
+                "corrected (`agentcron doctor` names what is wrong)."
+            )
+        text = (
+            f"⚠ agentcron on {self._where()} found its database changed outside agentcron: "
+            + " ".join(parts)
+        )
+        self._tell_soon(daemon_message("tasks had no next run", text, "database"))
 
     def _loop_stalled(self, seconds: float) -> None:
         """Runs on the watchdog's thread while the loop is stuck: the outbox sender lives
