@@ -69,6 +69,22 @@ def test_opened_transient_message() -> None:
     )
 
 
+def test_a_next_fire_already_due_is_said_to_run_now_not_at_a_past_time() -> None:
+    """After a restart the catch-up fire is due before the failure is told: "The next
+    scheduled run, at 15:00:50, tries again" came three seconds after 15:00:50
+    (outside-in probe)."""
+    due = failure(at=local(10, 2, 1), retry_at=local(10, 2, 7), next_run=local(10, 2, 0))
+    assert render(notice_for(due), BERLIN).body == (
+        "⚠ story failed: provider overloaded. The next scheduled run, due since 02:00, tries "
+        "again now."
+    )
+    gave_up = failure(attempt=4, gave_up=True, next_run=local(10, 2, 0))
+    assert render(notice_for(gave_up), BERLIN).body == (
+        "✖ story gave up after 4 attempts: provider overloaded. Next scheduled run: now "
+        "(due 02:00)."
+    )
+
+
 def test_a_retry_the_next_fire_comes_before_is_not_promised() -> None:
     """The next fire supersedes a retry still waiting: "Retrying at 02:07" for a task
     that fires every 5 minutes at 02:05 was a promise never kept (outside-in probe)."""

@@ -801,7 +801,7 @@ def test_a_run_lost_at_a_restart_names_the_fire_that_takes_its_retrys_place(
     lost = sqlite_store.get_slot(claim.slot.id)
     assert lost is not None and lost.status is SlotStatus.SUPERSEDED, lost
     assert lines[0].startswith("⚠ slow failed: "), lines
-    assert lines[0].endswith("The next scheduled run, at 00:01:20, tries again."), lines
+    assert lines[0].endswith("The next scheduled run, due since 00:01:20, tries again now."), lines
     assert lines[1:] == ["✔ slow is running again after 1 failed run (down 46s)."], lines
 
 

@@ -253,6 +253,9 @@ def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
         if ev.next_run is not None and ev.next_run <= ev.retry_at and not stopped:
             # the next fire comes first and takes the retry's place (it supersedes it)
             plan = f"The next scheduled run, {_at(ev.next_run, ev.at, zone)}, tries again."
+            if ev.next_run <= ev.at:  # due already (a catch-up after a restart)
+                due = _clock(ev.next_run, ev.at, zone)
+                plan = f"The next scheduled run, due since {due}, tries again now."
             return f"⚠ {task} failed", f"⚠ {task} failed: {why}. {plan}", "warning"
         if stopped:  # not at the time it was due: the daemon stops
             when = "on another running node" if ev.elsewhere else "when agentcron starts again"
@@ -584,7 +587,13 @@ def _at(when: datetime, now: datetime, zone: ZoneInfo) -> str:
 
 
 def _next_run(when: datetime | None, now: datetime, zone: ZoneInfo) -> str:
-    return f" Next scheduled run: {_clock(when, now, zone)}." if when is not None else ""
+    """The next fire; one already due (a catch-up after a restart) runs now: a time
+    before the message's own read as a promise already broken (outside-in probe)."""
+    if when is None:
+        return ""
+    if when <= now:
+        return f" Next scheduled run: now (due {_clock(when, now, zone)})."
+    return f" Next scheduled run: {_clock(when, now, zone)}."
 
 
 def render_missed(
