@@ -93,6 +93,8 @@ def open_store(db_url: str | None, home: Path, *, daemon: bool = False) -> Store
     under it, and a new empty one would hide its data and, when closed, delete the
     write-ahead log the daemon still writes to."""
     target = parse_db_url(db_url, home)
+    if target.kind == "sqlite" and target.default:
+        _refuse_emptied(target.path, home)
     if target.kind == "sqlite" and not daemon:
         _refuse_missing_under_daemon(target.path, home)
         _refuse_replaced_under_daemon(target.path)
@@ -140,6 +142,41 @@ def _moved_under(path: Path, who: str, home: Path | str | None) -> StoreError:
         "was moved or deleted while it runs. Nothing was created (a new empty file would "
         "hide the daemon's data). Put the file back, or stop the daemon and start it again."
     )
+
+
+def _refuse_emptied(path: Path | None, home: Path) -> None:
+    """The home's database file at zero bytes while the home holds files of runs it
+    recorded: truncated (a restore or a copy gone wrong, a full disk under a tool), not
+    new. SQLite takes an empty file for a new database, so the next command made a new
+    schema in it and said "no tasks yet", and the next daemon began a new history in
+    its place, without a word of what was lost (outside-in probe)."""
+    if path is None or str(path) == ":memory:":
+        return
+    try:
+        if os.stat(path).st_size != 0 or not _holds_runs(home / "outputs"):
+            return
+    except OSError:
+        return  # missing or unreadable: the checks and the open that follow say it
+    raise StoreError(
+        f"the database {path} is empty (0 bytes), yet {home / 'outputs'} holds files of "
+        "runs it recorded: it was truncated or replaced, and opening it would start a new "
+        "history in its place. Nothing was written to it. Restore it from a backup; or, to "
+        f"start afresh, move it aside first (`mv {path} {path}.empty`)."
+    )
+
+
+def _holds_runs(outputs: Path) -> bool:
+    """Whether any task folder under ``outputs`` holds a file (a run's output)."""
+    try:
+        with os.scandir(outputs) as tasks:
+            for task in tasks:
+                if task.is_dir(follow_symlinks=False):
+                    with os.scandir(task.path) as files:
+                        if next(files, None) is not None:
+                            return True
+    except OSError:
+        return False
+    return False
 
 
 def _refuse_replaced_under_daemon(path: Path | None) -> None:
@@ -250,6 +287,8 @@ def check_database(db_url: str | None, home: Path) -> None:
     from agentcron.store.sqlite import SQLiteStore
 
     assert target.path is not None
+    if target.default:
+        _refuse_emptied(target.path, home)
     store = SQLiteStore(target.path, create_folder=target.default)
     try:
         store.check_integrity()

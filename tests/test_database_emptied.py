@@ -1,0 +1,70 @@
+"""A home's database truncated to zero bytes is refused, not made anew.
+
+Outside-in probe: with `agentcron.db` emptied (a restore or a copy gone wrong) in a
+home whose `outputs/` held the files of its runs, `agentcron list` made a new schema in
+the file and said "no tasks yet", and a daemon began a new history in its place: the
+old one was lost without a word. SQLite takes an empty file for a new database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentcron.interfaces.cli import app
+from agentcron.store import StoreError, check_database, open_store
+
+
+def _home_with_runs(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    (home / "outputs" / "story").mkdir(parents=True)
+    (home / "outputs" / "story" / "20261201T020000Z-s1-a1.log").write_text("once upon\n")
+    (home / "agentcron.db").write_bytes(b"")
+    return home
+
+
+@pytest.mark.parametrize("command", [["list"], ["health"], ["doctor"]])
+def test_commands_refuse_an_emptied_database_and_leave_it_as_it_is(
+    tmp_path: Path, command: list[str]
+) -> None:
+    home = _home_with_runs(tmp_path)
+    result = CliRunner().invoke(app, ["--home", str(home), *command])
+    assert result.exit_code != 0, result.output
+    said = " ".join(result.output.split())
+    assert "is empty (0 bytes)" in said and "holds files of runs it recorded" in said, said
+    assert "Restore it from a backup" in said and ".empty" in said
+    assert (home / "agentcron.db").stat().st_size == 0  # nothing written
+
+
+def test_a_daemon_refuses_it_before_its_first_write(tmp_path: Path) -> None:
+    home = _home_with_runs(tmp_path)
+    with pytest.raises(StoreError, match="is empty"):
+        check_database(None, home)  # what `agentcron run` does before it starts
+    with pytest.raises(StoreError, match="is empty"):
+        open_store(None, home, daemon=True)
+    assert (home / "agentcron.db").stat().st_size == 0
+    config = tmp_path / "agentcron.yaml"
+    config.write_text("tasks:\n  story:\n    every: 1h\n    command: [echo, a]\n")
+    result = CliRunner().invoke(app, ["--home", str(home), "run", "--config", str(config)])
+    assert result.exit_code != 0 and "cannot start" in result.output, result.output
+    assert (home / "agentcron.db").stat().st_size == 0
+
+
+def test_an_empty_file_in_a_home_without_runs_is_a_new_database(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "outputs" / "story").mkdir(parents=True)  # a task folder, no run's file yet
+    (home / "agentcron.db").write_bytes(b"")
+    result = CliRunner().invoke(app, ["--home", str(home), "list"])
+    assert result.exit_code == 0, result.output
+    assert (home / "agentcron.db").stat().st_size > 0
+
+
+def test_a_database_named_by_path_is_left_to_its_owner(tmp_path: Path) -> None:
+    """Only the home's own file is judged by the home's runs: a `--db` path may be a new
+    database for a home that ran with another."""
+    home = _home_with_runs(tmp_path)
+    other = tmp_path / "other.db"
+    other.write_bytes(b"")
+    result = CliRunner().invoke(app, ["--home", str(home), "--db", str(other), "list"])
+    assert result.exit_code == 0, result.output
