@@ -42,6 +42,7 @@ from agentcron.store.migrations import (
     statements,
 )
 from agentcron.store.sql import SQLStore
+from agentcron.store.upgrade_guard import NODE_ROWS, refuse_upgrade_under_nodes
 
 log = logging.getLogger("agentcron.store")
 
@@ -233,6 +234,10 @@ class PostgresStore(SQLStore):
                 ):
                     db.raw.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
                 version = self._schema_version(db, target)
+                if 0 < version < SCHEMA_VERSION:
+                    rows = db.execute(NODE_ROWS).fetchall()
+                    where = f"PostgreSQL at {self._where()}"
+                    refuse_upgrade_under_nodes(where, version, SCHEMA_VERSION, rows)
                 for index in range(version, SCHEMA_VERSION):
                     for stmt in statements(index, "postgresql"):
                         db.execute(stmt)

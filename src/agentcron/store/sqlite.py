@@ -44,6 +44,7 @@ from agentcron.store.migrations import (
     statements,
 )
 from agentcron.store.sql import SQLStore
+from agentcron.store.upgrade_guard import NODE_ROWS, refuse_upgrade_under_nodes
 
 log = logging.getLogger("agentcron.store")
 
@@ -147,6 +148,9 @@ class SQLiteStore(SQLStore):
     def _migrate(self) -> None:
         with self._lock:
             version = _identify(self._db, self.path)
+            if 0 < version < SCHEMA_VERSION:
+                rows = self._db.execute(NODE_ROWS).fetchall()
+                refuse_upgrade_under_nodes(self.path, version, SCHEMA_VERSION, rows)
         for index in range(version, SCHEMA_VERSION):
             with self._tx() as db:
                 if _schema_version(db) > index:
