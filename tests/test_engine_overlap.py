@@ -153,6 +153,47 @@ def test_replace_stops_a_run_held_by_another_node(store, clock, home) -> None:
     assert started == [1, 2]
 
 
+def test_a_fire_waiting_behind_the_run_it_replaces_is_not_said_to_wait_for_a_worker(
+    sqlite_store, clock, home
+) -> None:
+    """The run is held by a node that is gone (killed: its lease has not lapsed yet), so
+    the fire that replaces it waits; the next fire takes its place. Its reason said "it
+    was still waiting for a free worker" while workers were free (outside-in probe), and
+    the wait counted toward a "waited for a free worker" warning."""
+
+    async def scenario() -> Harness:
+        started: list[int] = []
+
+        async def slow() -> str:
+            started.append(1)
+            await asyncio.Event().wait()
+            return "never"
+
+        a, b = Harness(sqlite_store, clock, home), Harness(sqlite_store, clock, home, owner="b")
+        for node in (a, b):
+            node.engine.settings.lease = timedelta(minutes=10)
+        a.add("slow", slow, every="1m", overlap="replace")
+        b.registry.register_callable("tests:slow", slow)
+        clock.advance(timedelta(minutes=1))
+        await b.tick(settle=False)  # b starts the 00:01 run, then is gone
+        await until(lambda: len(started) == 1)
+        clock.advance(timedelta(minutes=1))
+        await a.tick(settle=False)  # 00:02 replaces it and waits for it to stop
+        clock.advance(timedelta(minutes=1))
+        await a.tick(settle=False)  # 00:03 takes the place of the waiting 00:02
+        assert a.engine._starving._waiting_since == {}
+        for node in (a, b):
+            await node.engine.shutdown(0)
+        return a
+
+    a = asyncio.run(scenario())
+    second = a.slots("slow")[1]
+    assert second.status is SlotStatus.SUPERSEDED
+    assert second.reason == (
+        "superseded by the run due at 00:03: it was still waiting for the run it replaces to stop"
+    )
+
+
 def test_retry_waiting_slot_is_superseded_by_next_slot(sqlite_store, clock, home) -> None:
     async def scenario() -> Harness:
         h = Harness(sqlite_store, clock, home)

@@ -632,7 +632,7 @@ class Engine:
         for plan, inserted in zip(plans, results, strict=True):
             if inserted is None:
                 continue  # another node got there first
-            if plan.displace:
+            if plan.displace and not plan.replace:  # behind its own run: not for a worker
                 self._starving.note_waiting(plan, active.get(plan.spec.name, ()))
             created += len(inserted)
             skipped += sum(1 for s in inserted if s.status is SlotStatus.SKIPPED)
@@ -719,7 +719,10 @@ class Engine:
             label = f"{local:%H:%M:%S}" if local.second else f"{local:%H:%M}"
             waiting_retry = f"superseded by the run due at {label} while waiting for a retry"
             waiting_room = (
-                f"superseded by the run due at {label}: it was still waiting for a free worker"
+                f"superseded by the run due at {label}: it was still waiting for the run "
+                "it replaces to stop"
+                if plan.replace  # behind a run of its own task (on a node that may be gone)
+                else f"superseded by the run due at {label}: it was still waiting for a free worker"
             )
             changes = [
                 (i, waiting_retry, [SlotStatus.RETRYING, SlotStatus.PENDING])
