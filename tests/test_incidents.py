@@ -399,7 +399,8 @@ def test_delivery_failure_retries_escalates_and_recovers() -> None:
         "Telegram answered 502 Bad Gateway. Retrying at 02:07.",
         "✖ story's output could not be delivered to tgram://… after 4 attempts: "
         "Telegram answered 502 Bad Gateway; it is kept at "
-        "/home/me/.agentcron/outputs/story/2026-03-10T0200.txt.",
+        "/home/me/.agentcron/outputs/story/2026-03-10T0200.txt, and `agentcron redeliver 1` "
+        "sends it again.",
     ]
     assert [n.event for n in notices] == [NoticeEvent.OPENED, NoticeEvent.ESCALATED]
     # the outputs given up are its streak, not "failed runs" (the runs succeeded: the
@@ -418,7 +419,8 @@ def test_delivery_failure_retries_escalates_and_recovers() -> None:
     # two outputs were given up (only the first told as it happened): the end says so
     assert feed.texts(closing) == [
         "✔ story's output is being delivered to tgram://… again. 2 deliveries gave up "
-        "meanwhile; the outputs are kept, and `agentcron runs story` shows which."
+        "meanwhile; the outputs are kept until `keep_outputs` removes them, and `agentcron "
+        "runs story` shows which."
     ]
     assert (
         feed(
@@ -661,7 +663,8 @@ def test_each_delivery_target_given_up_is_told_and_the_incident_ends_with_the_la
     assert feed.texts(closing) == [
         "✔ story's output was delivered to json://old; json://new, which could not be "
         "delivered to, is no longer one of its targets. 4 deliveries gave up meanwhile; the "
-        "outputs are kept, and `agentcron runs story` shows which."
+        "outputs are kept until `keep_outputs` removes them, and `agentcron runs story` shows "
+        "which."
     ]
     assert feed.open == {}
 

@@ -266,9 +266,29 @@ def test_delivery_gave_up_on_first_try_points_to_the_kept_output() -> None:
     assert message.body == (
         "✖ story's output could not be delivered to json://127.0.0.1:9/hook after 1 attempt: "
         "connection refused; "
-        "it is kept at /srv/agentcron/outputs/story/1.txt."
+        "it is kept at /srv/agentcron/outputs/story/1.txt, and `agentcron redeliver 1` sends "
+        "it again."
     )
     assert message.severity == "failure"
+
+
+def test_a_given_up_deliverys_output_is_said_kept_until_keep_outputs_removes_it() -> None:
+    """ "it is kept at PATH" was said of files `keep_outputs` removed a minute later, and
+    `agentcron redeliver` then found nothing (outside-in probe)."""
+    event = DeliveryFailed(
+        task="story",
+        at=local(10, 2, 5),
+        slot_id=7,
+        target_redacted="json://127.0.0.1:9/hook",
+        error="connection refused",
+        gave_up=True,
+        output_path="/srv/agentcron/outputs/story/7.txt",
+        kept_until=local(12, 2, 0),
+    )
+    assert render(notice_for(event), BERLIN).body.endswith(
+        "it is kept at /srv/agentcron/outputs/story/7.txt until Thu 12 Mar 02:00 "
+        "(`keep_outputs`), and `agentcron redeliver 7` sends it again."
+    )
 
 
 def test_message_round_trips_through_its_stored_form() -> None:
@@ -374,7 +394,10 @@ def test_the_deliveries_given_up_are_counted_as_deliveries() -> None:
     back = DeliveryRecovered(task="story", at=local(10, 3), slot_id=2, target_redacted="json://h")
     closed = apply_event({"delivery": incident}, back, BERLIN).notice
     assert closed is not None
-    assert "1 delivery gave up meanwhile; the outputs are kept, and" in render(closed, BERLIN).body
+    assert (
+        "1 delivery gave up meanwhile; the outputs are kept until `keep_outputs` removes them"
+        in (render(closed, BERLIN).body)
+    )
 
 
 def test_a_give_up_at_a_stop_says_the_next_run_waits_for_a_start() -> None:

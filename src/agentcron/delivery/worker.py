@@ -407,6 +407,7 @@ class DeliveryWorker:
             gave_up=gave_up,
             retry_at=retry_at,
             output_path=delivery.output_path if kept else None,
+            kept_until=_kept_until(spec, delivery.output_path) if kept and gave_up else None,
         )
         if spec is not None:
             self.emit(spec, event)
@@ -491,3 +492,16 @@ def _read_text(path: str) -> tuple[str, int | None, bool]:
     if len(text) <= MAX_BODY:
         return text, None, mangled
     return text[: MAX_BODY + 1], size, mangled
+
+
+def _kept_until(spec: TaskSpec | None, path: str | None) -> datetime | None:
+    """When retention removes a given-up delivery's output (its file's age past the
+    task's ``keep_outputs``, as :func:`agentcron.retention.prune_outputs` judges it);
+    None when the task keeps outputs for good or the file cannot be looked at."""
+    if spec is None or path is None or spec.keep_outputs is None:
+        return None
+    try:
+        written = os.stat(path).st_mtime
+    except OSError:
+        return None
+    return datetime.fromtimestamp(written, UTC) + spec.keep_outputs

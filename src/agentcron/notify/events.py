@@ -194,6 +194,8 @@ class DeliveryFailed:
     gave_up: bool = False
     retry_at: datetime | None = None
     output_path: str | None = None
+    # when ``keep_outputs`` removes that file (None: kept for good, or not known)
+    kept_until: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

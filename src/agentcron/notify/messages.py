@@ -345,6 +345,11 @@ def _delivery_failed(ev: DeliveryFailed, zone: ZoneInfo) -> tuple[str, str, Seve
         return f"✖ {task}: delivery gave up", line, "failure"
     if ev.gave_up:
         kept = f"; it is kept at {ev.output_path}" if ev.output_path else ""
+        if ev.output_path and ev.kept_until is not None:
+            # "kept" was said of files keep_outputs removed a minute later (probe)
+            kept += f" until {_clock(ev.kept_until, ev.at, zone)} (`keep_outputs`)"
+        if ev.output_path:
+            kept += f", and `agentcron redeliver {ev.slot_id}` sends it again"
         line = (
             f"✖ {task}'s output could not be delivered to {ev.target_redacted} after "
             f"{_plural(ev.attempts, 'attempt')}: {_phrase(ev.error)}{kept}."
@@ -465,8 +470,8 @@ def _given_up_meanwhile(inc: Incident) -> str:
     count = _plural(inc.streak, "delivery", "deliveries")
     if OUTPUT_GONE not in inc.summary:
         return (
-            f" {count} gave up meanwhile; the outputs are kept, and `agentcron runs {task}` "
-            "shows which."
+            f" {count} gave up meanwhile; the outputs are kept until `keep_outputs` removes "
+            f"them, and `agentcron runs {task}` shows which."
         )
     if inc.streak == 1:
         return " 1 delivery gave up meanwhile: its kept output file was gone."

@@ -1,0 +1,69 @@
+"""A delivery given up says until when its output is kept.
+
+Outside-in probe: "it is kept at PATH" was told of outputs that `keep_outputs` removed a
+minute later, and `agentcron redeliver` then found nothing. The message now says when
+retention removes the file (its age past the task's `keep_outputs`, as retention judges
+it), and how to send it again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from agentcron.delivery.worker import DeliveryWorker
+from agentcron.model import DeliveryStatus, Message, TaskSpec
+from agentcron.notify import DeliveryFailed, Event
+from agentcron.notify.channels import SendResult
+from harness import Harness
+
+TARGET = "json://127.0.0.1:9/deliver"
+
+
+class Down:
+    async def send(self, msg: Message) -> SendResult:
+        return SendResult(ok=False, error="connection refused")
+
+
+def _given_up(sqlite_store, clock, home: Path, **task: object) -> tuple[DeliveryFailed, Path]:
+    events: list[Event] = []
+
+    async def scenario() -> Path:
+        h = Harness(sqlite_store, clock, home)
+        h.add("d", lambda: "the daily report", every="1h", deliver=[TARGET], **task)
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        (slot,) = h.slots("d")
+        path = Path(str(slot.output_path))
+        written = datetime(2026, 6, 1, 1, 0, tzinfo=UTC).timestamp()
+        os.utime(path, (written, written))
+
+        def emit(_spec: TaskSpec, event: Event) -> None:
+            events.append(event)
+
+        worker = DeliveryWorker(sqlite_store, clock, emit=emit, channel_factory=lambda _u: Down())
+        for _ in range(4):
+            await worker.drain_once()
+            clock.advance(timedelta(minutes=1))
+        (d,) = sqlite_store.deliveries(slot.id)
+        assert d.status is DeliveryStatus.FAILED
+        return path
+
+    path = asyncio.run(scenario())
+    final = events[-1]
+    assert isinstance(final, DeliveryFailed) and final.gave_up
+    return final, path
+
+
+def test_a_given_up_delivery_says_when_keep_outputs_removes_its_file(
+    sqlite_store, clock, home: Path
+) -> None:
+    final, path = _given_up(sqlite_store, clock, home, keep_outputs="2d", delivery_backoff=["1s"])
+    assert final.output_path == str(path)
+    assert final.kept_until == datetime(2026, 6, 3, 1, 0, tzinfo=UTC)
+
+
+def test_a_task_that_keeps_its_outputs_says_no_end(sqlite_store, clock, home: Path) -> None:
+    final, _ = _given_up(sqlite_store, clock, home, keep_outputs=None, delivery_backoff=["1s"])
+    assert final.output_path is not None and final.kept_until is None
