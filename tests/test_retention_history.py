@@ -615,3 +615,26 @@ def test_a_keep_history_beyond_the_calendar_keeps_everything(store: SQLStore, ho
     report = prune_history(store, home, NOW, default_keep=timedelta(weeks=1_000_000))
     assert report.total == 0
     assert slot_days(store, "a") == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_the_audit_trail_is_pruned_with_the_history(store: SQLStore, home: Path) -> None:
+    """Soak probe: nothing removed audit entries, and each `agentcron prune` (or a
+    trigger by an agent on a schedule) added one for good. They follow the
+    `keep_history` of `defaults:` (90 days by default), as closed incidents do."""
+    from agentcron.store._api_sql import AuditEntry
+
+    for age in (200, 120, 91, 89, 1):
+        store.add_audit(AuditEntry(NOW - timedelta(days=age), "me", "cli", "task.trigger", "a"))
+    dry = prune_history(store, home, NOW, dry_run=True)
+    assert dry.audit == 3 and len(store.audit_entries(limit=100)) == 5
+    report = prune_history(store, home, NOW)
+    assert report.audit == 3 and report.as_dict()["audit"] == 3
+    kept = sorted((NOW - e.at).days for e in store.audit_entries(limit=100))
+    assert kept == [1, 89]
+    assert prune_history(store, home, NOW, default_keep=None).audit == 0  # None keeps all
+    if isinstance(store, SQLiteStore):
+        plan = " ".join(
+            str(r[-1])
+            for r in store._q("EXPLAIN QUERY PLAN SELECT id FROM audit WHERE at < ? LIMIT 5", (0,))
+        )
+        assert "audit_at" in plan, plan  # not a scan of the whole trail

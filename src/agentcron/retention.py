@@ -237,6 +237,7 @@ class PruneReport:
     outbox: int = 0
     incidents: int = 0
     nodes: int = 0
+    audit: int = 0  # entries of the audit trail (`agentcron audit`)
     batches: int = 0
     # output files of removed runs that could not be deleted ("PATH: why"; at most
     # UNREMOVED_SHOWN of them): their rows are gone, the files stay on disk
@@ -255,6 +256,7 @@ class PruneReport:
             + self.outbox
             + self.incidents
             + self.nodes
+            + self.audit
         )
 
 
@@ -316,10 +318,10 @@ def prune_history(
     (``batch`` rows in one transaction) on the store's connection.
 
     Each task keeps what its own ``keep_history`` says; tasks no longer in the config,
-    sent or given-up notifications and closed incidents keep ``default_keep`` (None:
-    all). Output files of removed runs are deleted once their rows are gone (only
-    files under ``home/outputs``: on several nodes, another node's files are its own
-    to prune). ``dry_run`` counts, changing nothing.
+    sent or given-up notifications, closed incidents and the audit trail keep
+    ``default_keep`` (None: all). Output files of removed runs are deleted once their
+    rows are gone (only files under ``home/outputs``: on several nodes, another node's
+    files are its own to prune). ``dry_run`` counts, changing nothing.
     """
     rules = keep_rules(store, now)
     default = KeepRule(cutoff=_cutoff(now, default_keep), keep_last=SKIP_STREAK_KEPT)
@@ -341,6 +343,7 @@ def prune_history(
             incidents_before=records_before,
             stopped_nodes_before=now - STOPPED_NODE_KEPT,
             silent_nodes_before=now - SILENT_NODE_KEPT,
+            audit_before=records_before,
             dry_run=dry_run,
             batch=batch,
         )
@@ -353,13 +356,15 @@ def prune_history(
         outbox=records.outbox if records else 0,
         incidents=records.incidents if records else 0,
         nodes=records.nodes if records else 0,
+        audit=records.audit if records else 0,
         batches=batches,
         unremoved=tuple(unremoved[:UNREMOVED_SHOWN]),
     )
     if report.total and not dry_run:
         log.info(
             "pruned history past keep_history: %d run(s), %d attempt(s), %d delivery "
-            "row(s), %d output file(s), %d notification(s), %d incident(s), %d node row(s)",
+            "row(s), %d output file(s), %d notification(s), %d incident(s), %d node row(s), "
+            "%d audit entry(ies)",
             report.slots,
             report.attempts,
             report.deliveries,
@@ -367,6 +372,7 @@ def prune_history(
             report.outbox,
             report.incidents,
             report.nodes,
+            report.audit,
         )
     return report
 

@@ -922,6 +922,7 @@ _PRUNE_KINDS = (
     ("outbox", "sent or given-up notifications"),
     ("incidents", "closed incidents"),
     ("nodes", "node rows"),
+    ("audit", "audit entries"),
 )
 
 

@@ -293,6 +293,7 @@ class PruneReport(_Shape):
     outbox: int
     incidents: int
     nodes: int
+    audit: int = Field(default=0, description="Entries of the audit trail past keep_history")
     batches: int = 0
     outputs: int = Field(default=0, description="Kept output files past their task's keep_outputs")
     outputs_by_task: dict[str, int] = Field(

@@ -72,6 +72,7 @@ class PrunedRecords:
     outbox: int
     incidents: int
     nodes: int
+    audit: int = 0
 
 
 class PruneSQL(SpecSQL):
@@ -226,6 +227,7 @@ class PruneSQL(SpecSQL):
         stopped_nodes_before: datetime,
         silent_nodes_before: datetime,
         *,
+        audit_before: datetime | None = None,
         dry_run: bool = False,
         batch: int = BATCH,
     ) -> PrunedRecords:
@@ -233,7 +235,8 @@ class PruneSQL(SpecSQL):
         incidents closed before ``incidents_before``; node rows stopped with their last
         sign of life before ``stopped_nodes_before``, or silent since before
         ``silent_nodes_before`` (a node that still holds a running slot stays: its
-        lease is how the slot is taken over). Queued messages and open incidents are
+        lease is how the slot is taken over); audit entries written before
+        ``audit_before`` (none without it). Queued messages and open incidents are
         never touched."""
         if batch < 1:
             raise ValueError("batch must be at least 1")
@@ -264,7 +267,12 @@ class PruneSQL(SpecSQL):
         else:
             with self._tx() as db:
                 nodes = int(db.execute(f"DELETE FROM nodes WHERE {nodes_where}", params).rowcount)
-        return PrunedRecords(outbox, incidents, max(0, nodes))
+        audit = (
+            0
+            if audit_before is None
+            else self._prune_rows("audit", "at < ?", ts(audit_before), dry_run, batch)
+        )
+        return PrunedRecords(outbox, incidents, max(0, nodes), audit)
 
     def _prune_rows(
         self, table: str, where: str, before: float | None, dry_run: bool, batch: int

@@ -661,12 +661,13 @@ class RetentionStore(Protocol):
         stopped_nodes_before: datetime,
         silent_nodes_before: datetime,
         *,
+        audit_before: datetime | None = None,
         dry_run: bool = False,
         batch: int = 500,
     ) -> PrunedRecords:
-        """Remove sent and given-up outbox rows, closed incidents and stopped or silent
-        node rows older than the given times, in batches; queued messages, open
-        incidents and nodes holding running slots stay."""
+        """Remove sent and given-up outbox rows, closed incidents, stopped or silent
+        node rows and audit entries older than the given times, in batches; queued
+        messages, open incidents and nodes holding running slots stay."""
         ...
 
 

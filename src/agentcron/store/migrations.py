@@ -300,6 +300,12 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE incidents ADD COLUMN closed_by TEXT",
         "CREATE INDEX incidents_removed ON incidents (task) WHERE closed_by = 'removed'",
     ],
+    [
+        # 19: the audit trail is pruned by age with the rest of the history (a trigger
+        # through the API or MCP on a schedule, each `agentcron prune`, added a row for
+        # good: soak probe); the index keeps that look off a scan of the whole table.
+        "CREATE INDEX audit_at ON audit (at)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
