@@ -897,6 +897,25 @@ def test_a_channel_removed_from_the_config_hands_its_unsent_messages_on_and_is_f
     assert [i.message.title for i in store.due(T0 + 4 * MIN, 10)] == ["title 2"]
 
 
+def test_a_channel_retired_takes_its_outage_marks_with_it(store: SQLStore) -> None:
+    """Soak probe: the meta marks of a channel's outage and return stayed for good after
+    the channel left the config: one pair per channel ever configured (a rotated token
+    makes a new key)."""
+    from agentcron.model.outbox import CHANNEL_DOWN_MARK
+    from agentcron.store._notify_sql import BACK_MARK
+
+    for key in ("old", "kept"):
+        store.set_meta(CHANNEL_DOWN_MARK + key, "")
+        store.set_meta(BACK_MARK + key, "1.0")
+    store.save_incidents([], [("old", "json://old", message(1))], T0)
+    store.save_incidents([], [("kept", "json://kept", message(2))], T0)
+    store.retire_channels(["kept"], [("kept", "json://kept")], T0 + MIN)
+    assert store.get_meta(CHANNEL_DOWN_MARK + "old") is None
+    assert store.get_meta(BACK_MARK + "old") is None
+    assert store.get_meta(CHANNEL_DOWN_MARK + "kept") == ""
+    assert store.get_meta(BACK_MARK + "kept") == "1.0"
+
+
 def test_incidents_are_saved_with_their_messages_and_one_open_per_kind(store: SQLStore) -> None:
     inc = Incident(
         task="t",

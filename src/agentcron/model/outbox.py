@@ -71,3 +71,8 @@ class ChannelHealth:
     @property
     def ok(self) -> bool:
         return self.failing_since is None and not self.broken
+
+
+# meta key prefix (with a channel's key): its outage was told, since the value's time
+# (agentcron.notify.channels_down); removed with the channel when it leaves the config
+CHANNEL_DOWN_MARK = "channel_down:"

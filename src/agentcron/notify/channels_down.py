@@ -20,12 +20,13 @@ from datetime import datetime, timedelta
 from agentcron.durations import format_duration
 from agentcron.model import Message
 from agentcron.model.message import Severity
+from agentcron.model.outbox import CHANNEL_DOWN_MARK as _MARK
 from agentcron.model.outbox import ChannelHealth
 from agentcron.redact import redact
 from agentcron.store.base import Store
 
 DOWN_AFTER = timedelta(minutes=3)  # a send retried for this long is not a blip
-_MARK = "channel_down:"  # meta key prefix; the value: when the told failure began
+# _MARK: the meta key prefix; the value: when the told failure began
 _UNTOLD = "untold "  # before that time: nobody could be told (no channel worked)
 
 

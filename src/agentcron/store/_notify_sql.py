@@ -23,6 +23,7 @@ from agentcron.model import (
     Message,
     OutboxItem,
 )
+from agentcron.model.outbox import CHANNEL_DOWN_MARK
 from agentcron.store._conn import Conn
 from agentcron.store._rows import (
     DELIVERY_COLUMNS,
@@ -442,6 +443,12 @@ class NotifySQL:
                     )
                     moved += 1
                 db.execute(f"DELETE FROM channels WHERE channel_key IN ({marks})", tuple(chunk))
+                # and its marks in meta, or one per channel ever configured (a token
+                # rotated makes a new key) stays for good (soak probe)
+                db.execute(
+                    f"DELETE FROM meta WHERE key IN ({', '.join('?' for _ in chunk * 2)})",
+                    tuple(mark + key for key in chunk for mark in (CHANNEL_DOWN_MARK, BACK_MARK)),
+                )
             return moved
 
     def channel_health(self) -> list[ChannelHealth]:
