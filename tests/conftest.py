@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -122,3 +123,20 @@ def _env_file_values_of_this_test_only() -> Iterator[None]:
     use_env_file_values({})
     yield
     use_env_file_values({})
+
+
+@pytest.fixture(autouse=True)
+def _daemon_logging_of_this_test_only() -> Iterator[None]:
+    """`agentcron run` invoked in-process (CliRunner) sets up the daemon's log writer on
+    the runner's stream, which is closed when the test ends: a later in-process daemon of
+    the worker would find that writer failing and tell "cannot write its log". Each test
+    leaves no writer behind."""
+    yield
+    from logging.handlers import QueueHandler
+
+    from agentcron import logs
+
+    if logs.log_writer() is not None:
+        logs.stop_logging()
+        root = logging.getLogger()
+        root.handlers[:] = [h for h in root.handlers if not isinstance(h, QueueHandler)]

@@ -80,7 +80,13 @@ def test_a_log_that_cannot_be_written_is_told_once_shown_on_the_node_and_its_end
 ) -> None:
     clock = FakeClock(datetime(2026, 6, 1, 10, 0, tzinfo=UTC))
     stream = _Stream()
-    writer = LogWriter(stream, now=clock.now)
+    mono = [100.0]  # the monotonic clock both read: a wall clock step changes no streak
+
+    def advance(seconds: float) -> None:
+        clock.advance(timedelta(seconds=seconds))
+        mono[0] += seconds
+
+    writer = LogWriter(stream, now=clock.now, monotonic=lambda: mono[0])
     daemon = Daemon(DaemonOptions(config_path=None, home=tmp_path / "home"), clock)
     told: list[Message] = []
     monkeypatch.setattr(daemon, "_tell_soon", told.append)
@@ -92,15 +98,18 @@ def test_a_log_that_cannot_be_written_is_told_once_shown_on_the_node_and_its_end
         lambda message: daemon._tell_soon(message),
         daemon._write_config_note,
         told_after=30,
+        monotonic=lambda: mono[0],
     )
     daemon._log_fault.check()
     stream.broken = BrokenPipeError(32, "Broken pipe")
     for _ in range(3):
         writer.handle(_record("a run ended"))
-    clock.advance(timedelta(seconds=20))
+    advance(20)
+    clock.advance(timedelta(hours=-3))  # the system clock set back: the streak goes on
     daemon._log_fault.check()
     assert told == []  # not yet: a write that fails for a moment is not news
-    clock.advance(timedelta(seconds=15))
+    clock.advance(timedelta(hours=3))
+    advance(15)
     daemon._log_fault.check()
     daemon._log_fault.check()
     (message,) = told
@@ -110,11 +119,12 @@ def test_a_log_that_cannot_be_written_is_told_once_shown_on_the_node_and_its_end
         message.body
     )
     assert "3 lines lost so far" in message.body
+    assert "restart the daemon where its output is read" in message.body
     note = daemon.config_note()
     assert note is not None and "its log cannot be written since 10:00:00" in note
     for _ in range(4):
         writer.handle(_record("still lost"))
-    clock.advance(timedelta(minutes=2))
+    advance(120)
     stream.broken = None
     writer.handle(_record("back"))
     daemon._log_fault.check()
@@ -165,3 +175,22 @@ def test_a_daemon_whose_output_pipe_lost_its_reader_tells_the_owner(tmp_path: Pa
         finally:
             daemon.stop()
         assert len([t for t in sink.texts("/owner") if "cannot write its log" in t]) == 1
+
+
+def test_a_full_disk_under_the_log_asks_for_room_not_a_restart() -> None:
+    clock = FakeClock(datetime(2026, 6, 1, 10, 0, tzinfo=UTC))
+    mono = [0.0]
+    stream = _Stream()
+    stream.broken = OSError(28, "No space left on device")
+    writer = LogWriter(stream, now=clock.now, monotonic=lambda: mono[0])
+    told: list[Message] = []
+    fault = LogFault(
+        lambda: writer, clock.now, lambda: "vm (pid 1)", str, told.append, lambda: None,
+        told_after=30, monotonic=lambda: mono[0],
+    )  # fmt: skip
+    writer.handle(_record("lost"))
+    mono[0] += 31
+    fault.check()
+    (message,) = told
+    assert "is full: free room there and the log goes on" in message.body
+    assert "restart" not in message.body

@@ -289,6 +289,11 @@ def test_a_given_up_deliverys_output_is_said_kept_until_keep_outputs_removes_it(
         "it is kept at /srv/agentcron/outputs/story/7.txt until Thu 12 Mar 02:00 "
         "(`keep_outputs`), and `agentcron redeliver 7` sends it again."
     )
+    late = replace(event, kept_until=local(10, 1, 0))  # already past (an old one redelivered)
+    assert render(notice_for(late), BERLIN).body.endswith(
+        "it is kept at /srv/agentcron/outputs/story/7.txt until the next pruning (it is past "
+        "its `keep_outputs`): `agentcron redeliver 7` now sends it again."
+    )
 
 
 def test_message_round_trips_through_its_stored_form() -> None:

@@ -70,9 +70,10 @@ def test_the_daemon_plans_it_at_its_start_and_says_so(
     assert "task alpha had no next fire time recorded although its schedule has one" in said
     (message,) = [m for m in told if m.incident_kind == "database"]
     assert message.body.startswith("⚠ agentcron on ")
-    assert "found its database changed outside agentcron" in message.body
-    assert "1 task(s) had no next run recorded although their schedules have one" in message.body
-    assert "alpha (next at " in message.body and "planned again from now" in message.body
+    assert "found in its database: 1 task had no next run recorded although the schedule has" in (
+        message.body
+    )
+    assert "alpha (next at " in message.body and "Planned again from now" in message.body
     db = sqlite3.connect(tmp_path / "home" / "agentcron.db")
     (fire,) = db.execute("SELECT next_fire_at FROM tasks WHERE name = 'alpha'").fetchone()
     db.close()
@@ -95,7 +96,5 @@ def test_rows_that_cannot_be_read_are_told_with_the_way_to_find_them(
     assert told == []
     daemon._tell_unplanned([], ["broken", "worse"])
     (message,) = told
-    assert "2 task(s) have no next run recorded and their rows cannot be read: broken, worse" in (
-        message.body
-    )
+    assert "2 tasks with no next run recorded cannot be read: broken, worse" in message.body
     assert "`agentcron doctor`" in message.body

@@ -522,21 +522,20 @@ class Daemon:
         parts = []
         if planned:
             each = ", ".join(f"{name} (next at {self._today_or_local(at)})" for name, at in planned)
+            which = "1 task" if len(planned) == 1 else f"{len(planned)} tasks"
             parts.append(
-                f"{len(planned)} task(s) had no next run recorded although their schedules "
-                f"have one, so they did not run: {each}. They are planned again from now; "
-                "runs due while they had none did not happen and are not in their history."
+                f"{which} had no next run recorded although the schedule has one: {each}. "
+                "Planned again from now; runs due while there was none did not happen and "
+                "are not in the history."
             )
         if unreadable:
+            which = "1 task" if len(unreadable) == 1 else f"{len(unreadable)} tasks"
             parts.append(
-                f"{len(unreadable)} task(s) have no next run recorded and their rows cannot "
-                f"be read: {', '.join(unreadable)}. They do not run until the rows are "
-                "corrected (`agentcron doctor` names what is wrong)."
+                f"{which} with no next run recorded cannot be read: {', '.join(unreadable)}. "
+                "They do not run until their rows are corrected (`agentcron doctor` names "
+                "what is wrong)."
             )
-        text = (
-            f"⚠ agentcron on {self._where()} found its database changed outside agentcron: "
-            + " ".join(parts)
-        )
+        text = f"⚠ agentcron on {self._where()} found in its database: " + " ".join(parts)
         self._tell_soon(daemon_message("tasks had no next run", text, "database"))
 
     def _loop_stalled(self, seconds: float) -> None:

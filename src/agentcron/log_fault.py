@@ -11,7 +11,10 @@ count of lines lost.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -26,6 +29,21 @@ log = logging.getLogger("agentcron.daemon")
 # A write that fails once (a reader busy, a disk that frees a block) is not news; a
 # pipe whose reader is gone never comes back, and half a minute is soon enough.
 TOLD_AFTER = 30.0
+
+
+def _advice(number: int | None) -> str:
+    """What to do, by why the writes fail: room on a full disk; otherwise (a pipe
+    whose reader ended, an output closed) a restart where the output is read."""
+    if number in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            where = os.readlink("/proc/self/fd/2")
+        except OSError:
+            where = "the file its output is sent to"
+        return f"The disk holding {where} is full: free room there and the log goes on."
+    return (
+        "Its output was closed (a pipe whose reader ended): restart the daemon where "
+        "its output is read."
+    )
 
 
 def _lines(count: int) -> str:
@@ -44,6 +62,7 @@ class LogFault:
         tell: Callable[[Message], None],
         note_changed: Callable[[], None],
         told_after: float = TOLD_AFTER,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._writer = writer
         self._now = now
@@ -52,6 +71,7 @@ class LogFault:
         self._tell = tell
         self._note_changed = note_changed
         self._told_after = told_after
+        self._monotonic = monotonic  # the writer's own: a clock step changes no streak
         self.note: str | None = None  # for the node's row while told and not over
         self._told_since: datetime | None = None
         self._lost_before = 0
@@ -60,7 +80,7 @@ class LogFault:
         writer = self._writer()
         trouble = writer.trouble() if writer is not None else None
         if trouble is not None and self._told_since is None:
-            if (self._now() - trouble.since).total_seconds() < self._told_after:
+            if self._monotonic() - trouble.began < self._told_after:
                 return
             self._told_since, self._lost_before = trouble.since, trouble.lost_before
             error = redact(trouble.error)[:300]
@@ -72,9 +92,7 @@ class LogFault:
                 f"({error}); {_lines(trouble.lost - trouble.lost_before)} lost so far. "
                 "Tasks still run and these messages are still sent, but nothing the "
                 "daemon logs (each run's end, each retry, each fault it recovered from) "
-                "is kept while this lasts. Its output was closed or cannot take more: a "
-                "pipe whose reader ended, or a full disk under a file it is sent to. "
-                "Restart the daemon where its output is read."
+                f"is kept while this lasts. {_advice(trouble.errno)}"
             )
             log.error("%s", text)  # for when the stream takes lines again
             self._tell(daemon_message("its log cannot be written", text, "log"))

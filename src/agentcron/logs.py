@@ -23,6 +23,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,11 +55,14 @@ def _daemon_secrets() -> list[str]:
 
 @dataclass(frozen=True)
 class LogTrouble:
-    """The log's writes fail since ``since`` (the latest ``error``); ``lost`` lines in
+    """The log's writes fail since ``since`` (``began`` on the monotonic clock, which a
+    clock step does not move; the latest ``error``, its ``errno``); ``lost`` lines in
     all, ``lost_before`` of them before this streak."""
 
     since: datetime
+    began: float
     error: str
+    errno: int | None
     lost: int
     lost_before: int
 
@@ -67,13 +71,19 @@ class LogWriter(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes the log's lines to a stream and keeps count of the lines it could not."""
 
     def __init__(
-        self, stream: TextIO, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        stream: TextIO,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(stream)
         self._now = now
+        self._monotonic = monotonic
         self._state = threading.Lock()
         self._since: datetime | None = None  # failing since; None while writes work
+        self._began = 0.0
         self._error = ""
+        self._errno: int | None = None
         self.lost = 0  # lines not written, in all
         self._lost_before = 0
 
@@ -91,10 +101,11 @@ class LogWriter(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception as exc:
             with self._state:
                 if self._since is None:
-                    self._since = self._now()
+                    self._since, self._began = self._now(), self._monotonic()
                     self._lost_before = self.lost
                 self.lost += 1
                 self._error = f"{type(exc).__name__}: {exc}"
+                self._errno = exc.errno if isinstance(exc, OSError) else None
         else:
             if self._since is not None:
                 with self._state:
@@ -105,7 +116,9 @@ class LogWriter(logging.StreamHandler):  # type: ignore[type-arg]
         with self._state:
             if self._since is None:
                 return None
-            return LogTrouble(self._since, self._error, self.lost, self._lost_before)
+            return LogTrouble(
+                self._since, self._began, self._error, self._errno, self.lost, self._lost_before
+            )
 
 
 _listener: list[QueueListener] = []  # the running writer thread, if any

@@ -345,10 +345,16 @@ def _delivery_failed(ev: DeliveryFailed, zone: ZoneInfo) -> tuple[str, str, Seve
         return f"✖ {task}: delivery gave up", line, "failure"
     if ev.gave_up:
         kept = f"; it is kept at {ev.output_path}" if ev.output_path else ""
-        if ev.output_path and ev.kept_until is not None:
-            # "kept" was said of files keep_outputs removed a minute later (probe)
-            kept += f" until {_clock(ev.kept_until, ev.at, zone)} (`keep_outputs`)"
-        if ev.output_path:
+        if ev.output_path and ev.kept_until is not None and ev.kept_until <= ev.at:
+            # past its keep_outputs already (an old output redelivered, a long retry)
+            kept += (
+                " until the next pruning (it is past its `keep_outputs`): "
+                f"`agentcron redeliver {ev.slot_id}` now sends it again"
+            )
+        elif ev.output_path:
+            if ev.kept_until is not None:
+                # "kept" was said of files keep_outputs removed a minute later (probe)
+                kept += f" until {_clock(ev.kept_until, ev.at, zone)} (`keep_outputs`)"
             kept += f", and `agentcron redeliver {ev.slot_id}` sends it again"
         line = (
             f"✖ {task}'s output could not be delivered to {ev.target_redacted} after "

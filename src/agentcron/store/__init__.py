@@ -157,11 +157,18 @@ def _refuse_emptied(path: Path | None, home: Path) -> None:
             return
     except OSError:
         return  # missing or unreadable: the checks and the open that follow say it
+    wal = f"{path}-wal"
+    stale = (
+        f" Remove {wal} and {path}-shm first: SQLite would apply that write-ahead log to "
+        "whatever file is put here."
+        if os.path.exists(wal)
+        else ""
+    )
     raise StoreError(
         f"the database {path} is empty (0 bytes), yet {home / 'outputs'} holds files of "
         "runs it recorded: it was truncated or replaced, and opening it would start a new "
         "history in its place. Nothing was written to it. Restore it from a backup; or, to "
-        f"start afresh, move it aside first (`mv {path} {path}.empty`)."
+        f"start afresh, move it aside first (`mv {path} {path}.empty`).{stale}"
     )
 
 

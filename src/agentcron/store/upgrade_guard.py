@@ -50,6 +50,7 @@ def refuse_upgrade_under_nodes(
             f"{node_id} (host {host}, pid {pid}, home {home}), heard from {max(0, round(ago))}s "
             f"ago. Upgrading it to schema {target} under that node would leave it on tables "
             "it was not written for. Nothing was changed. Stop every node of the older "
-            "version, then start this one (it upgrades the database); a node that is gone "
-            f"counts as stopped {LIVE_WITHIN:.0f}s after its last heartbeat."
+            "version, then start the new one (it upgrades the database) or run this again; "
+            f"a node that is gone counts as stopped {LIVE_WITHIN:.0f}s after its last "
+            "heartbeat (by the clock of the host that wrote it)."
         )
