@@ -485,6 +485,7 @@ def test_report_shape() -> None:
         "outbox",
         "incidents",
         "nodes",
+        "audit",
         "batches",
         "unremoved",
     }
