@@ -186,6 +186,34 @@ def test_env_file_problems_are_config_problems(tmp_path: Path) -> None:
         load_config(config)
 
 
+def test_a_problem_found_in_an_expanded_value_does_not_quote_the_value(tmp_path: Path) -> None:
+    """Outside-in probe: `method: "GET ${DB_PASSWORD}"` was rejected as "unknown HTTP
+    method 'GET p4ss…'", in `validate`, `doctor` and the message of a rejected reload
+    sent to the owner's channels. A secret's value is not shown; another (a port out of
+    range) still is, as the log's redaction judges it by the variable's name."""
+    from agentcron.interfaces.cli import app
+
+    (tmp_path / "s.env").write_text("DB_PASSWORD=p4ssLEAKw0rd\nPLAIN_VALUE=plainLEAKval42\n")
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(
+        "env_file: s.env\ntasks:\n"
+        "  a:\n    every: 20s\n    http: {url: 'http://h/x', method: 'GET ${DB_PASSWORD}'}\n"
+        "  b:\n    every: 20s\n    http: {url: 'http://h/x', method: '${PLAIN_VALUE}'}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    said = str(caught.value)
+    assert "unknown HTTP method 'GET [REDACTED]'" in said, said
+    assert "unknown HTTP method 'plainLEAKval42'" in said, said
+    assert "p4ssLEAKw0rd" not in said
+    for args in (["validate"], ["validate", "--json"], ["doctor"]):
+        result = CliRunner().invoke(
+            app, ["--home", str(tmp_path / "home"), *args, "-c", str(config)]
+        )
+        assert "p4ssLEAKw0rd" not in result.output, (args, result.output)
+        assert "[REDACTED]" in result.output, (args, result.output)
+
+
 def test_top_level_values_keep_their_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOT_TOKEN", "123456789:" + "A" * 35)
     monkeypatch.setenv("API_TOKEN", SECRET)

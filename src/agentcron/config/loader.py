@@ -42,6 +42,7 @@ from agentcron.config.schema import (
     unknown_zone_message,
 )
 from agentcron.model.task import TaskSpec
+from agentcron.redact import redact, secret_values_from_env
 
 __all__ = [
     "config_json_schema",
@@ -203,7 +204,7 @@ def _parse(text: str, source: str, digest: str, base_dir: Path) -> LoadedConfig:
             and (p in held or not _placeholders.within(p.location, held_at))
         ]
         problems = refused + rest
-        raise ConfigError(_ordered(problems), source)
+        raise ConfigError(_without_values(_ordered(problems), plain, environ), source)
     _env.use_env_file_values(file_values)
     return LoadedConfig(
         source=source,
@@ -441,3 +442,30 @@ def _ordered(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     """Once each, in file order; problems without a line keep their place at the end."""
     unique = list(dict.fromkeys(problems))
     return sorted(unique, key=lambda p: (p.line is None, p.line or 0))
+
+
+def _without_values(
+    problems: list[ConfigProblem], plain: Mapping[str, Any], environ: Mapping[str, str]
+) -> list[ConfigProblem]:
+    """The problems with the secret values of the file's placeholders taken out: a
+    problem is found in the value as it will be used, expanded, and quoting it
+    ("unknown HTTP method 'GET p4ss…'") put an env_file password in `validate`,
+    `doctor` and the message of a rejected reload sent to the owner's channels
+    (outside-in probe). Secret as the log's redaction judges it, by the variable's name
+    (a port out of range is still quoted)."""
+    used: dict[str, str] = {}
+    for _path, text in _env.strings_in(plain):
+        try:
+            names = _env.names_in(text)
+        except _env.PlaceholderError:
+            continue  # a malformed one has its own problem, and no value
+        used.update((n, environ[n]) for n in names if n in environ)
+    hidden = secret_values_from_env(used)  # longest first
+    if not hidden:
+        return problems
+    return [
+        ConfigProblem(p.location, redact(p.message, hidden), p.line)
+        if any(v in p.message for v in hidden)
+        else p
+        for p in problems
+    ]
