@@ -228,3 +228,34 @@ def test_a_multi_line_secret_is_also_looked_for_line_by_line() -> None:
         "MIIEvQIBADAN",
         "hunter22",
     ]
+
+
+def test_a_command_lines_secret_flags_are_redacted_in_text_and_in_argv() -> None:
+    """Secrets probe: `--token cliTOK…`, `--password cronARG…` and `curl -u admin:PW`
+    were shown whole by `show`, the API, the dashboard, the audit trail and MCP: the
+    shapes knew `password=VALUE`, not a value in the next word or the next item."""
+    from agentcron.redact import redact_argv
+
+    text = (
+        "sync.sh --api-key abc123def --password 'two words' --db-pass p4ss --auth-token AT9 "
+        "--max-tokens 4000 --author Bob --bypass on; curl -u admin:cronPW https://x"
+    )
+    assert redact(text) == (
+        "sync.sh --api-key [REDACTED] --password '[REDACTED]' --db-pass [REDACTED] "
+        "--auth-token [REDACTED] --max-tokens 4000 --author Bob --bypass on; "
+        "curl -u admin:[REDACTED] https://x"
+    )
+    assert redact(redact(text)) == redact(text)
+    argv = ["sh", "-c", "exit 0", "--token", "cliTOK99", "--password", "pw88", "-u", "me:pw"]
+    assert redact_argv([*argv, "--verbose", "--secret", "--x"]) == [
+        "sh", "-c", "exit 0", "--token", "[REDACTED]", "--password", "[REDACTED]", "-u",
+        "me:[REDACTED]", "--verbose", "--secret", "--x",
+    ]  # fmt: skip
+
+
+def test_a_tasks_view_withholds_the_value_after_a_secret_flag() -> None:
+    from agentcron.model import TaskSpec
+    from agentcron.service import spec_view
+
+    spec = TaskSpec(name="t", every="1h", command=["sync", "--token", "cliTOK99", "--dry-run"])
+    assert spec_view(spec)["command"] == ["sync", "--token", "[REDACTED]", "--dry-run"]

@@ -64,6 +64,13 @@ _PW_TAIL = (
     r"[\w.\-]{0,40}['\"]?\s*[:=]\s*)(?P<pw_value>\"[^\"\n]+\"|'[^'\n]+'|" + _NOT_DONE + _VALUE + ")"
 )
 _KV_TAIL = r"s?['\"]?\s*[:=]\s*['\"]?)[A-Za-z0-9+/_\-.~]{16,}={0,2}"
+# a flag naming a secret, without its dashes: token, auth-token, password, db-pass,
+# secret, client-secret, api-key, apikey, credentials
+_SECRET_FLAG = (
+    r"(?:[a-z0-9][\w.-]{0,40}[-_])?(?:token|password|passwd|pass|secret|api[-_]?key|apikey"
+    r"|credentials?|auth)(?![\w-])"
+)
+_ARGV_FLAG = re.compile(r"(?i)-{1,2}" + _SECRET_FLAG, re.ASCII)
 
 
 def _url(m: re.Match[str]) -> str:
@@ -133,6 +140,20 @@ _SHAPES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Replace], ...] = tuple(
         # "max_tokens: 4000" stays readable.
         (("key",), r"(?i:(?P<head>key" + _KV_TAIL + ")", _after("head")),
         (("token",), r"(?i:(?P<head>token" + _KV_TAIL + ")", _after("head")),
+        # a command line's `--token VALUE`, `--password "two words"` (the value is the
+        # next word, not after `=`: the shapes above missed it; secrets probe)
+        (
+            ("--",),
+            r"(?i:(?P<pw_head>(?<![\w-])--" + _SECRET_FLAG + r"\s+)(?P<pw_value>\"[^\"\n]+\""
+            r"|'[^'\n]+'|" + _NOT_DONE + r"[^\s'\"]+))",
+            _keep_quotes,
+        ),
+        # curl's `-u user:password`, `--user user:password`
+        (
+            ("-u", "--user"),
+            r"(?P<head>(?<![\w-])(?:-u|--user)\s+['\"]?[^\s:'\"]+:)" + _NOT_DONE + r"[^\s'\"]+",
+            _after("head"),
+        ),
     )
 )
 
@@ -174,6 +195,23 @@ def line_secrets(secrets: Iterable[str]) -> list[str]:
                 line.strip() for line in value.splitlines() if len(line.strip()) >= _MIN_SECRET_LEN
             )
     return sorted(out, key=lambda v: (-len(v), v))
+
+
+def redact_argv(argv: list[str], secrets: Iterable[str] = ()) -> list[str]:
+    """A command's items redacted one by one, and the item after a flag that names a
+    secret (``--token``, ``--password``, curl's ``-u user:``) withheld: as separate
+    items, redacting each alone showed ``["--token", "abc123"]`` whole (secrets probe)."""
+    known = list(secrets)
+    out: list[str] = []
+    for i, item in enumerate(argv):
+        before = argv[i - 1] if i else ""
+        if _ARGV_FLAG.fullmatch(before) and not item.startswith("-"):
+            out.append(REPLACEMENT)
+        elif before in ("-u", "--user") and ":" in item:
+            out.append(item.split(":", 1)[0] + ":" + REPLACEMENT)
+        else:
+            out.append(redact(item, known))
+    return out
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

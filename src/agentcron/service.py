@@ -878,7 +878,7 @@ def spec_view(spec: TaskSpec) -> dict[str, Any]:
 
 
 def _redacted(value: Any, secrets: list[str] | None = None) -> Any:
-    from agentcron.redact import redact, secret_values_from_env
+    from agentcron.redact import redact, redact_argv, secret_values_from_env
 
     if secrets is None:  # once per spec shown, not once per value in it
         secrets = secret_values_from_env(os.environ)
@@ -893,6 +893,8 @@ def _redacted(value: Any, secrets: list[str] | None = None) -> Any:
                 out[k] = _redacted(v, secrets)
         return out
     if isinstance(value, list):
+        if value and all(isinstance(v, str) for v in value):
+            return redact_argv(value, secrets)  # a command: `--token VALUE` too
         return [_redacted(v, secrets) for v in value]
     if isinstance(value, str):
         return redact(value, secrets)
