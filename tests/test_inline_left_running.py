@@ -148,3 +148,42 @@ def test_a_queued_fire_waits_for_the_call_and_then_runs(
 
     h = asyncio.run(scenario())
     assert [s.status for s in h.slots("queued")] == [SlotStatus.FAILED, SlotStatus.SUCCEEDED]
+
+
+def test_a_call_left_running_holds_only_its_own_daemons_task_of_that_name(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Outside-in probe: two Schedulers of one program, on two homes, each with a task
+    `job`: the one whose call hung held the other's back ("still runs in the daemon
+    past that run's end"), told as skips of a task that never hung."""
+    from agentcron.store.sqlite import SQLiteStore
+
+    release = threading.Event()
+
+    def hang() -> str:
+        release.wait(30)
+        return "late"
+
+    async def scenario() -> tuple[Harness, Harness]:
+        homes = [tmp_path / "a", tmp_path / "b"]
+        for h in homes:
+            h.mkdir()
+        a = Harness(SQLiteStore(homes[0] / "agentcron.db"), clock, homes[0])
+        b = Harness(SQLiteStore(homes[1] / "agentcron.db"), clock, homes[1])
+        a.add("job", hang, every="1h", timeout="1s", retries=0, timezone="UTC")
+        b.add("job", lambda: "b ok", every="1h", retries=0, timezone="UTC")
+        for _ in range(2):
+            clock.advance(timedelta(hours=1))
+            await a.tick()
+            await b.tick()
+        assert still_running_past_its_run("job", str(homes[0])) is not None
+        assert still_running_past_its_run("job", str(homes[1])) is None
+        release.set()
+        return a, b
+
+    try:
+        a, b = asyncio.run(scenario())
+    finally:
+        release.set()
+    assert [s.status for s in b.slots("job")] == [SlotStatus.SUCCEEDED, SlotStatus.SUCCEEDED]
+    assert [s.status for s in a.slots("job")] == [SlotStatus.FAILED, SlotStatus.SKIPPED]

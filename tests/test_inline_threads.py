@@ -186,7 +186,7 @@ def test_a_call_whose_run_ended_while_it_waited_for_a_thread_is_never_made(
     async def scenario() -> None:
         first = asyncio.ensure_future(_in_thread(lambda: release.wait(30)))
         await until(lambda: pool.size == 1 and not pool.idle, timeout=10)
-        watch = _CallWatch("late", datetime.now(UTC))
+        watch = _CallWatch("/home", "late", datetime.now(UTC))
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):
                 await _in_thread(lambda: made.append("late"), watch)

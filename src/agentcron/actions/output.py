@@ -60,6 +60,12 @@ def output_folder(home: Path | str, task: str) -> str:
     return f"{home}/outputs/{task}"
 
 
+def home_of_output(path: Path | str) -> str:
+    """The home an output file of :func:`output_file_name` is in (``HOME`` of
+    ``HOME/outputs/TASK/FILE``; a task's name holds no ``/``)."""
+    return str(path).rsplit("/outputs/", 1)[0]
+
+
 def open_output(path: str | os.PathLike[str]) -> int:
     """Create (or truncate) an output file and return a raw fd opened for appending.
 

@@ -40,7 +40,7 @@ from agentcron.actions._worker import (
 )
 from agentcron.actions.base import ActionContext, ActionResult
 from agentcron.actions.command import say_duration
-from agentcron.actions.output import OUTPUT_MEMORY_CAP, open_output
+from agentcron.actions.output import OUTPUT_MEMORY_CAP, home_of_output, open_output
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
 
@@ -75,7 +75,9 @@ def on_the_loop() -> list[str]:
 # start a second call beside it (the engine holds it: see still_running_past_its_run).
 # An hourly function that hung without a timeout of its own started one more thread
 # each hour, each told as a timeout, with overlap: skip promising one at a time.
-_LEFT_RUNNING: dict[str, dict[int, datetime]] = {}
+# Keyed by (home, task): two Schedulers of one program, on two homes, each have their
+# own task of a name (outside-in probe: one's hung call held the other's task back).
+_LEFT_RUNNING: dict[tuple[str, str], dict[int, datetime]] = {}
 _LEFT_LOCK = threading.Lock()
 
 
@@ -83,10 +85,10 @@ class _CallWatch:
     """One inline call of ``task``, for its run due at ``due``: whether its thread has
     returned, and whether its run ended first."""
 
-    __slots__ = ("done", "due", "task")
+    __slots__ = ("done", "due", "key")
 
-    def __init__(self, task: str, due: datetime) -> None:
-        self.task = task
+    def __init__(self, home: str, task: str, due: datetime) -> None:
+        self.key = (home, task)
         self.due = due
         self.done = True  # until a thread takes the call (an import, a coroutine: no)
 
@@ -97,11 +99,11 @@ class _CallWatch:
         """From the call's thread, when the call returns or raises."""
         with _LEFT_LOCK:
             self.done = True
-            left = _LEFT_RUNNING.get(self.task)
+            left = _LEFT_RUNNING.get(self.key)
             if left is not None:
                 left.pop(id(self), None)
                 if not left:
-                    del _LEFT_RUNNING[self.task]
+                    del _LEFT_RUNNING[self.key]
 
     def left(self) -> None:
         """The run is over: a call still going is kept as left running."""
@@ -109,15 +111,20 @@ class _CallWatch:
             return
         with _LEFT_LOCK:
             if not self.done:
-                _LEFT_RUNNING.setdefault(self.task, {})[id(self)] = self.due
+                _LEFT_RUNNING.setdefault(self.key, {})[id(self)] = self.due
 
 
-def still_running_past_its_run(task: str) -> datetime | None:
-    """The time its run was due of the oldest inline call of ``task`` still running
-    past its run's end, or None when none is."""
+def still_running_past_its_run(task: str, home: str | None = None) -> datetime | None:
+    """The time its run was due of the oldest inline call of ``task`` (of the daemon
+    on ``home``; None: of any) still running past its run's end, or None when none is."""
     with _LEFT_LOCK:
-        left = _LEFT_RUNNING.get(task)
-        return min(left.values()) if left else None
+        if home is not None:
+            left = _LEFT_RUNNING.get((home, task))
+            return min(left.values()) if left else None
+        dues = [
+            d for (_, name), calls in _LEFT_RUNNING.items() if name == task for d in calls.values()
+        ]
+        return min(dues) if dues else None
 
 
 class InlinePythonAction:
@@ -132,7 +139,7 @@ class InlinePythonAction:
         self._is_coro = func is not None and inspect.iscoroutinefunction(func)
 
     async def run(self, ctx: ActionContext) -> ActionResult:
-        watch = _CallWatch(ctx.task, ctx.scheduled_for)
+        watch = _CallWatch(home_of_output(ctx.output_path), ctx.task, ctx.scheduled_for)
         try:
             return await self._run(ctx, watch)
         finally:  # a timeout or a stop left the call running in its thread: kept

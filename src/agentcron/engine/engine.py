@@ -143,7 +143,10 @@ class Engine:
         # the slot listeners (daily budgets: agentcron.engine.budgets)
         self.gates: list[Gate] = [
             left_running_gate(
-                store, settings.owner, lambda spec: spec.zone(self.settings.default_zone)
+                store,
+                settings.owner,
+                lambda spec: spec.zone(self.settings.default_zone),
+                str(settings.home),  # as the runs' output paths begin
             )
         ]
         # what an ended attempt spent (daily budgets): written with the attempt's end

@@ -40,8 +40,11 @@ def _waits(claim: Claim) -> bool:
     )
 
 
-def left_running_gate(store: Store, owner: str, zone_of: Callable[[TaskSpec], ZoneInfo]) -> Gate:
-    """The engine gate that skips claims of tasks with an inline call left running."""
+def left_running_gate(
+    store: Store, owner: str, zone_of: Callable[[TaskSpec], ZoneInfo], home: str
+) -> Gate:
+    """The engine gate that skips claims of tasks with an inline call left running by
+    the daemon on ``home``."""
 
     def gate(claims: list[Claim], now: datetime) -> tuple[list[Claim], list[tuple[TaskSpec, Slot]]]:
         start: list[Claim] = []
@@ -50,7 +53,7 @@ def left_running_gate(store: Store, owner: str, zone_of: Callable[[TaskSpec], Zo
             spec = claim.spec
             since = None
             if spec.isolation == "inline" and spec.overlap is not OverlapPolicy.ALLOW:
-                since = still_running_past_its_run(spec.name)
+                since = still_running_past_its_run(spec.name, home)
             if since is None:
                 start.append(claim)
                 continue
