@@ -154,3 +154,27 @@ def test_a_changed_file_is_parsed_off_the_loop(
             assert threads and loop_thread not in threads, threads
 
     asyncio.run(scenario())
+
+
+def test_the_programs_signal_handlers_are_given_back_when_the_daemon_ends(
+    tmp_path: Path,
+) -> None:
+    """Outside-in probe: after `await sched.run_async(stop)` returned, the program's
+    SIGTERM still went to the stopped daemon ("already stopping; waiting for the runs
+    in progress to end", and the process never ended), and a handler the program had
+    put on its loop before was lost. Both are as they were once the daemon ends."""
+    daemon, _config = _daemon(tmp_path)
+    heard: list[str] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, heard.append, "program's SIGTERM")
+        sigint_before = signal.getsignal(signal.SIGINT)  # asyncio.run's own Ctrl-C
+        async with running(daemon):
+            assert signal.getsignal(signal.SIGINT) is not sigint_before  # taken meanwhile
+        os.kill(os.getpid(), signal.SIGTERM)
+        await until(lambda: heard == ["program's SIGTERM"], 10)
+        assert signal.getsignal(signal.SIGINT) is sigint_before
+        loop.remove_signal_handler(signal.SIGTERM)
+
+    asyncio.run(scenario())

@@ -161,7 +161,9 @@ class Daemon:
         self.options = options
         self.clock = clock or SystemClock()
         self.node_id = f"{hostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._signals_taken: list[signal.Signals] = []  # given back at the end
+        # given back at the end: each signal with what handled it before (the loop's
+        # handler, or the process's), see _take_signal
+        self._signals_taken: dict[signal.Signals, tuple[Any, Any]] = {}
         self.config: LoadedConfig | None = None
         self._said_untold_for: list[str] | None = None  # the channels it was last said for
         # the config as the daemon started with it: what a reload cannot change
@@ -822,7 +824,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
             # operators send SIGHUP to reload: it was ignored without a word (probe)
-            loop.add_signal_handler(signal.SIGHUP, self._hangup)
+            self._take_signal(loop, signal.SIGHUP, self._hangup)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
             # Signals whose default ends the process at once, without a word or a record
             # (an outside-in probe's SIGUSR1, sent to reopen logs, killed the daemon and
@@ -836,11 +838,10 @@ class Daemon:
                 (signal.SIGUSR2, self._unused_signal, (signal.SIGUSR2,)),
             ):
                 if signal.getsignal(sig) is signal.SIG_DFL:
-                    loop.add_signal_handler(sig, handler, *args)
-                    self._signals_taken.append(sig)
+                    self._take_signal(loop, sig, handler, *args)
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                loop.add_signal_handler(sig, self._stop)
+                self._take_signal(loop, sig, self._stop)
             except (NotImplementedError, RuntimeError, ValueError):
                 if sig is signal.SIGTERM:
                     # Not the main thread (a Scheduler run in a thread of a program):
@@ -859,6 +860,7 @@ class Daemon:
             # closed and the node recorded stopped, not left for the next start to find
             with contextlib.suppress(Exception):
                 await self.close()
+            self._give_signals_back(loop)
             raise
         assert self.engine is not None
         engine = self.engine
@@ -906,10 +908,29 @@ class Daemon:
             code = await supervisor.run(stop)
         finally:
             await self.close()
-            for sig in self._signals_taken:
-                with contextlib.suppress(Exception):
-                    loop.remove_signal_handler(sig)  # back to the default
+            self._give_signals_back(loop)
         return code
+
+    def _take_signal(
+        self, loop: asyncio.AbstractEventLoop, sig: signal.Signals, handler: Any, *args: Any
+    ) -> None:
+        """Handle ``sig`` on the loop, keeping what handled it before: a program that
+        awaited ``run_async`` found its SIGTERM still taken by the stopped daemon ("already
+        stopping …", the process never ended) and its own loop handler gone (probe)."""
+        before = getattr(loop, "_signal_handlers", {}).get(sig)  # asyncio keeps them here
+        previous = signal.getsignal(sig)
+        loop.add_signal_handler(sig, handler, *args)
+        self._signals_taken.setdefault(sig, (before, previous))
+
+    def _give_signals_back(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig, (before, previous) in self._signals_taken.items():
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+                if before is not None:  # the loop's own handler, as it was
+                    loop.add_signal_handler(sig, before._callback, *before._args)
+                elif previous is not None:  # the process's (asyncio.run's Ctrl-C, say)
+                    signal.signal(sig, previous)
+        self._signals_taken.clear()
 
     async def close(self) -> None:
         """Stop in the order that loses nothing: the runs first (each recorded through
