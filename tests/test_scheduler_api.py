@@ -261,3 +261,46 @@ def test_a_scheduler_in_a_thread_is_stopped_cleanly_by_stop(
     finally:
         store.close()
     assert sched.stop() is False  # stopped
+
+
+def test_a_partial_or_a_callable_object_is_a_task_of_its_own(tmp_path: Path) -> None:
+    """Outside-in probe: `sched.add("p", functools.partial(f, 1))` and a callable object
+    raised AttributeError ('__qualname__') from inside agentcron."""
+    import functools
+
+    class Ping:
+        def __call__(self) -> str:
+            return "pong"
+
+    sched = Scheduler(home=tmp_path, timezone="UTC")
+    part = sched.add("part", functools.partial(str, 1), every="1h")
+    obj = sched.add("obj", Ping(), every="1h")
+    assert part.python == "__agentcron__:part" and obj.python == "__agentcron__:obj"
+    assert sched.callables["__agentcron__:part"]() == "1"
+
+
+def test_a_task_added_while_it_runs_and_run_inside_a_loop_say_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """Outside-in probe: a task added while the scheduler ran was accepted, never ran
+    and was shown nowhere; `sched.run()` inside a running loop failed deep in asyncio
+    with a chain of tracebacks and warnings."""
+    sched = Scheduler(home=tmp_path / "home", timezone="UTC")
+    sched.add("early", lambda: "ok", every="1h")
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match=r"running event loop: there, use `await sched"):
+            sched.run()
+        stop = asyncio.Event()
+        runner = asyncio.create_task(sched.run_async(stop))
+        try:
+            await until(lambda: sched._running is not None, timeout=30)
+            with pytest.raises(RuntimeError, match="this scheduler is running"):
+                sched.add("late", lambda: "late", every="2s")
+            assert "late" not in sched.tasks
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, 30)
+        sched.add("late", lambda: "late", every="2s")  # stopped: registered for the next run
+
+    asyncio.run(scenario())

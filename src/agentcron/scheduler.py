@@ -88,6 +88,14 @@ class Scheduler:
             raise TypeError(
                 f"Scheduler.add(): name must be the task's name (a str), got {_shown(name)}"
             )
+        if self._running is not None:
+            # the daemon took its tasks when it started: one added now was accepted,
+            # never ran and was shown nowhere (outside-in probe)
+            raise RuntimeError(
+                f"Scheduler.add({name!r}): this scheduler is running, and its tasks were "
+                "taken when it started: register tasks before run(), or add one to the "
+                "running daemon with `agentcron add` or the HTTP API"
+            )
         if func is not None and not callable(func):
             raise TypeError(
                 f"Scheduler.add(): func must be the function to call, got {_shown(func)}; "
@@ -242,6 +250,15 @@ class Scheduler:
         """Run in the foreground until interrupted."""
         from agentcron.run_loop import run_to_end
 
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # none: as it should be
+        else:  # it failed deep in asyncio with a chain of tracebacks (probe)
+            raise RuntimeError(
+                "Scheduler.run() was called inside a running event loop: there, use "
+                "`await sched.run_async()`"
+            )
         with contextlib.suppress(KeyboardInterrupt):
             run_to_end(self.run_async())
 
@@ -258,7 +275,10 @@ def _python_target(name: str, func: Callable[..., Any], named: Any) -> tuple[str
     ...``), and registering it under the target ran the stub and recorded its
     ``None`` as a success while the named function never ran (probe). Only a target
     that is the function's own path (or none given) calls the function itself."""
-    own = f"{func.__module__}:{func.__qualname__}"
+    # a functools.partial or a callable object has no __qualname__ (it raised
+    # AttributeError from here: probe): it is called as a function of the program
+    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
+    own = f"{module}:{qualname}" if isinstance(module, str) and isinstance(qualname, str) else ""
     if named is not None:
         return named, named == own
     if not re.match(r"^[\w.]+:[\w.]+$", own):  # e.g. a function defined in a function
