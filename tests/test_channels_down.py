@@ -5,8 +5,11 @@ every task's messages and never a word that the other was down (outside-in probe
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from agentcron.clock import FakeClock
 from agentcron.model import Message
@@ -185,19 +188,23 @@ def test_a_send_with_no_answer_is_not_a_channel_that_cannot_take_messages_at_onc
 
 
 def test_the_only_channel_down_is_told_with_its_return(
-    store: Store, clock: FakeClock, home: Path
+    store: Store, clock: FakeClock, home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The owner's only channel refused for five minutes: nothing could tell of it while
     it lasted, and when it came back neither its outage nor its return was ever said
-    (outside-in probe). Its return now says both, once, through it."""
+    (outside-in probe). Its return now says both, once, through it. Meanwhile the log
+    says it once at ERROR: a program that logs only errors heard nothing (probe)."""
     notifier = Notifier(store, clock, [A], "UTC")
     began = clock.now()
     _fail(store, clock, A)
     clock.advance(timedelta(minutes=4))
-    notifier.report_providers(clock.now())
-    clock.advance(timedelta(minutes=1))
-    Notifier(store, clock, [A], "UTC").report_providers(clock.now())  # a restart meanwhile
+    with caplog.at_level(logging.ERROR, logger="agentcron.notify"):
+        notifier.report_providers(clock.now())
+        clock.advance(timedelta(minutes=1))
+        Notifier(store, clock, [A], "UTC").report_providers(clock.now())  # a restart meanwhile
     assert _titles(store, clock) == []  # nobody to tell through
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1 and "and no other channel can: nothing is told" in said[0], said
     for one in store.claim_outbox("sender", clock.now(), clock.now() + timedelta(minutes=3), 10):
         store.mark_sent(one.id, clock.now(), "sender")
     clock.advance(timedelta(minutes=1))
@@ -234,3 +241,30 @@ def test_a_channels_return_counts_to_its_first_send_not_its_last(
 def _bodies(store: Store, word: str) -> list[str]:
     rows = store._q("SELECT message FROM outbox ORDER BY id")  # type: ignore[attr-defined]
     return [json.loads(r[0])["body"] for r in rows if word in json.loads(r[0])["title"]]
+
+
+def test_a_failure_with_no_channel_to_go_to_is_logged_at_error(
+    store: Store, clock: FakeClock, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Outside-in probe: a program running a Scheduler with no `notify` and its logging
+    at ERROR printed nothing for 115 failed runs: each was said at WARNING only. With no
+    channel the log is all there is, so it is said at ERROR."""
+    import asyncio
+
+    from harness import Harness
+
+    def broken() -> str:
+        raise ValueError("the feed is gone")
+
+    h = Harness(store, clock, home)
+    Notifier(store, clock, [], "UTC").attach(h.engine)
+    h.add("feed", broken, every="1h", retries=0)
+    clock.advance(timedelta(hours=1))
+    with caplog.at_level(logging.ERROR, logger="agentcron.notify"):
+        asyncio.run(h.tick())
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(
+        m.startswith("✖ feed failed")
+        and m.endswith("(no notify channel: told to no one but this log)")
+        for m in said
+    ), said

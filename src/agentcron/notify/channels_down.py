@@ -14,6 +14,7 @@ otherwise never mentioned at all, neither its outage nor its return (outside-in 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -26,6 +27,8 @@ from agentcron.redact import redact
 from agentcron.store.base import Store
 
 DOWN_AFTER = timedelta(minutes=3)  # a send retried for this long is not a blip
+log = logging.getLogger("agentcron.notify")
+
 # _MARK: the meta key prefix; the value: when the told failure began
 _UNTOLD = "untold "  # before that time: nobody could be told (no channel worked)
 
@@ -61,6 +64,14 @@ def channel_news(
                 continue  # told already, or still nobody to tell it through
             if not to:  # kept to be told with its return, through the channel back
                 store.set_meta(_MARK + key, _UNTOLD + began)
+                log.error(
+                    "notify channel %s cannot send since %s, and no other channel can: "
+                    "nothing is told to the owner until one works again (%d message(s) "
+                    "wait; its return says what it held); `agentcron health` shows it",
+                    key,
+                    local(h.failing_since),
+                    h.pending,
+                )
                 continue
             message = _down_message(key, h, local)
             out += [(k, u, message) for k, u in to]

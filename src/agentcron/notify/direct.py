@@ -95,8 +95,8 @@ def tell_owner_directly(
                 redact(str(exc)),
                 redact(message.body),
             )
-    if not targets:
-        log.warning("no notify channel configured; %s:\n%s", message.title, redact(message.body))
+    if not targets:  # the log is all there is: at ERROR, kept by a program's quiet logging
+        log.error("no notify channel configured; %s:\n%s", message.title, redact(message.body))
     return sent
 
 

@@ -884,7 +884,11 @@ class Notifier:
         secrets = secret_values_from_env({**os.environ, **spec.env})
         message = render(notice, zone, secrets, owner_zone=self._zone())
         targets = spec.notify if spec.notify is not None else self.channels
-        log.warning("%s", message.body.splitlines()[0] if message.body else message.title)
+        line = message.body.splitlines()[0] if message.body else message.title
+        if targets:
+            log.warning("%s", line)
+        else:  # the log is all there is: at ERROR, so a program's quiet logging keeps it
+            log.error("%s (no notify channel: told to no one but this log)", line)
         return [(channel_key(url), url, message) for url in targets]
 
     def _skips_ended(
