@@ -468,3 +468,22 @@ def test_split_text_keeps_every_character_in_pieces_that_fit(text: str, room: in
     # a piece ends at a line end when one lies in its second half
     for piece in pieces[:-1]:
         assert piece.endswith("\n") or "\n" not in piece[room // 2 :]
+
+
+def test_a_command_channel_with_a_relative_program_is_refused_when_the_config_is_read(
+    tmp_path: Path,
+) -> None:
+    """Outside-in probe: `notify=["command:./sink.sh"]` was looked for from the daemon's
+    working folder at each send; an inline task that changed folder made every later
+    message fail. A relative path is refused; a bare name is looked up on PATH."""
+    from agentcron import ConfigError, Scheduler
+    from agentcron.config import parse_config_text
+
+    with pytest.raises(
+        ConfigError, match=r"notify\[0\]: the command channel's program './sink.sh'"
+    ):
+        parse_config_text('notify: ["command:./sink.sh --chat 42"]\ntasks: {}\n')
+    with pytest.raises(ConfigError, match="is a relative path"):
+        Scheduler(home=tmp_path, notify=["command:bin/sink.sh"])
+    assert parse_config_text('notify: ["command:sink.sh"]\ntasks: {}\n').notify
+    assert Scheduler(home=tmp_path, notify=[f"command:{tmp_path}/sink.sh"])

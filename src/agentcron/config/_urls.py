@@ -83,7 +83,16 @@ def check_apprise_url(url: str) -> str | None:
             argv = shlex.split(url.strip()[len("command:") :])
         except ValueError as exc:
             return f"cannot read the command channel: {exc}"
-        return None if argv else "the command channel names no program"
+        if not argv:
+            return "the command channel names no program"
+        if "/" in argv[0] and not argv[0].startswith("/"):
+            # looked for from the daemon's working folder at each send: an inline task
+            # that changed it made every later message fail (outside-in probe)
+            return (
+                f"the command channel's program {argv[0]!r} is a relative path, looked for "
+                "from the daemon's working folder at each send: give its absolute path"
+            )
+        return None
     match = _SCHEME.match(url.strip())
     if match is None:
         return (
