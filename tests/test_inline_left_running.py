@@ -187,3 +187,30 @@ def test_a_call_left_running_holds_only_its_own_daemons_task_of_that_name(
         release.set()
     assert [s.status for s in b.slots("job")] == [SlotStatus.SUCCEEDED, SlotStatus.SUCCEEDED]
     assert [s.status for s in a.slots("job")] == [SlotStatus.FAILED, SlotStatus.SKIPPED]
+
+
+def test_an_async_call_that_blocked_past_its_timeout_is_not_said_to_run_on(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Outside-in probe: an `async def` that blocked the loop (time.sleep) past its
+    timeout was told "an inline call cannot be killed and may still be running" when
+    it had ended; what it did (held the event loop) went unsaid."""
+
+    async def blocks() -> str:
+        time.sleep(1.3)  # the mistake the message explains
+        return "woke"
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("blocks", blocks, every="1h", timeout="1s", retries=0, timezone="UTC")
+        clock.advance(timedelta(hours=1))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("blocks")
+    assert slot.status is SlotStatus.FAILED
+    error = slot.error or ""
+    assert "took longer than its 1s timeout, holding the daemon's event loop" in error, error
+    assert "may still be running" not in error
+    assert still_running_past_its_run("blocks") is None

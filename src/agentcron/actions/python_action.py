@@ -24,7 +24,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -85,15 +85,17 @@ class _CallWatch:
     """One inline call of ``task``, for its run due at ``due``: whether its thread has
     returned, and whether its run ended first."""
 
-    __slots__ = ("done", "due", "key")
+    __slots__ = ("done", "due", "key", "ran")
 
     def __init__(self, home: str, task: str, due: datetime) -> None:
         self.key = (home, task)
         self.due = due
         self.done = True  # until a thread takes the call (an import, a coroutine: no)
+        self.ran = False  # whether the call began at all
 
     def started(self) -> None:
         self.done = False
+        self.ran = True
 
     def ended(self) -> None:
         """From the call's thread, when the call returns or raises."""
@@ -148,6 +150,7 @@ class InlinePythonAction:
     async def _run(self, ctx: ActionContext, watch: _CallWatch) -> ActionResult:
         spec = ctx.spec
         seconds = ctx.timeout.total_seconds()
+        coro = self._is_coro
         try:
             async with asyncio.timeout(seconds) as scope:
                 func = self._func or await _in_thread(_importer(spec.python, spec.cwd or self._cwd))
@@ -168,10 +171,7 @@ class InlinePythonAction:
                 return ActionResult(
                     ok=False,
                     failure=FailureInfo(
-                        message=(
-                            f"timed out after {say_duration(ctx.timeout)}; an inline call "
-                            "cannot be killed and may still be running in the daemon"
-                        ),
+                        message=_timed_out(ctx.timeout, watch, coro=coro),
                         known_class=ErrorClass.TIMEOUT,
                         action="python",
                     ),
@@ -185,6 +185,31 @@ class InlinePythonAction:
             # the function's permanent error (outside-in probe: "Retrying will not help").
             await _keep(text, ctx)
         return ActionResult(ok=True, output=_cap(text), kept=bool(text))
+
+
+def _timed_out(timeout: timedelta, watch: _CallWatch, *, coro: bool) -> str:
+    """A timed-out inline call's error. "May still be running" was said of an async
+    call that had ended: one that blocked the event loop (``time.sleep``) past its
+    timeout could not be interrupted, and it returned before the timeout was seen
+    (outside-in probe)."""
+    limit = say_duration(timeout)
+    if not watch.done:
+        return (
+            f"timed out after {limit}; an inline call cannot be killed and may still be "
+            "running in the daemon"
+        )
+    if not watch.ran and not coro:
+        return (
+            f"timed out after {limit} before an inline thread could take the call (all "
+            "of them busy); the call was not made"
+        )
+    if coro:
+        return (
+            f"took longer than its {limit} timeout, holding the daemon's event loop "
+            "(an async def that blocks, e.g. time.sleep or a blocking client, holds every "
+            "task while it runs); it has ended, and its result was not kept"
+        )
+    return f"took longer than its {limit} timeout; it has ended, and its result was not kept"
 
 
 def _past_own_frames(tb: TracebackType | None) -> TracebackType | None:
