@@ -304,3 +304,15 @@ def test_a_task_added_while_it_runs_and_run_inside_a_loop_say_what_to_do(
         sched.add("late", lambda: "late", every="2s")  # stopped: registered for the next run
 
     asyncio.run(scenario())
+
+
+def test_bad_defaults_are_refused_where_they_are_given(tmp_path: Path) -> None:
+    """Outside-in probe: `Scheduler(defaults={"retrys": 3, "retries": -1})` was taken,
+    and its problems came only with the first task, from deep inside `add`."""
+    with pytest.raises(ConfigError) as caught:
+        Scheduler(home=tmp_path, defaults={"retrys": 3, "retries": -1})
+    said = str(caught.value)
+    assert "defaults.retrys: unknown key 'retrys' (did you mean 'retries'?)" in said
+    assert "defaults.retries: must be greater than or equal to 0" in said
+    assert said.count("defaults.retries:") == 1  # once, not once per check
+    assert Scheduler(home=tmp_path, defaults={"retries": 5}).defaults == {"retries": 5}

@@ -312,6 +312,9 @@ def _top_level(values: dict[str, Any]) -> ConfigFile:
             problem = _path_problem(issue.path, issue.message)
             if not _placeholders.within(problem.location, said):
                 problems.append(problem)
+    from agentcron.config.loader import defaults_problems
+
+    problems += defaults_problems(values.get("defaults"))
     if problems:
         raise ConfigError(problems, "<python>")
     return top

@@ -469,3 +469,13 @@ def _without_values(
         else p
         for p in problems
     ]
+
+
+def defaults_problems(defaults: Any) -> list[ConfigProblem]:
+    """The problems of a ``defaults`` mapping given outside a file (``Scheduler(
+    defaults=…)``), said where it is given: they came only with the first task, from
+    deep inside `add` (outside-in probe)."""
+    if not isinstance(defaults, Mapping):
+        return []
+    place = _Place(("defaults",), None, None)
+    return _defaults_problems(defaults, place, _env.current_environ())
