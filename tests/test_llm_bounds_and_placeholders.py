@@ -101,3 +101,22 @@ def test_a_succeeding_call_through_a_placeholder_url_is_untouched(
         result = asyncio.run(ActionRegistry()(spec).run(_ctx(tmp_path, spec)))
     assert result.ok and result.output == "hello"
     assert fake.requests[0].path.startswith(f"/v1/p/{CRED}/")
+
+
+def test_the_output_a_failure_quotes_names_the_placeholder_as_its_first_line_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secrets probe: a failure's first line said `${PLAIN_VALUE}` while its "Last lines
+    of output" below it quoted the value itself."""
+
+    monkeypatch.setenv("PLAIN_VALUE", "plainLEAKval42")
+    spec = TaskSpec(
+        name="t",
+        every="1h",
+        command=["sh", "-c", "echo connecting with $P >&2; echo plain $P is refused >&2; exit 3"],
+        env={"P": "${PLAIN_VALUE}"},
+    )
+    result = asyncio.run(ActionRegistry()(spec).run(_ctx(tmp_path, spec)))
+    assert result.failure is not None
+    assert "connecting with ${PLAIN_VALUE}" in result.failure.output_tail, result.failure
+    assert "plainLEAKval42" not in result.failure.output_tail

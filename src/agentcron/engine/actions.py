@@ -151,6 +151,9 @@ class _Expanding:
                 failure,
                 message=written(failure.message),
                 body=written(body) if body is not None else None,
+                # the tail a message quotes, as its first line does: it said
+                # "${PLAIN_VALUE}" above "Last lines of output: … plainLEAKval42" (probe)
+                output_tail=written(failure.output_tail),
             ),
         )
 
