@@ -35,3 +35,16 @@ def test_escaped_percent_in_the_command_and_unescaped_percent_for_its_input(
     command, out = _run(tmp_path, "0 1 * * * sed s/x/\\%/ %ax%bx \\% c")
     assert command.endswith("| ( sed s/x/%/ )")
     assert out == "a%\nb% % c\n"  # each input line has its first x replaced
+
+
+def test_a_setting_whose_value_holds_a_password_becomes_a_placeholder(tmp_path: Path) -> None:
+    """Secrets probe: `DB_URL=postgresql://app:PW@db/x` (a name that does not say
+    secret) was written into the config as it was; a value with a secret's shape is
+    lifted out as a name's is."""
+    tab = tmp_path / "c"
+    tab.write_text("DB_URL=postgresql://app:cronDBPWLEAK@db/x\nHOST=db.example\n0 1 * * * sync\n")
+    plan = make_plan("crontab", tab, ImportOptions())
+    (draft,) = plan.drafts
+    assert draft.body["env"] == {"DB_URL": "${DB_URL}", "HOST": "db.example"}
+    assert "DB_URL" in plan.variables
+    assert "cronDBPWLEAK" not in str(draft.body)

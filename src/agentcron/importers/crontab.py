@@ -233,7 +233,9 @@ def _setting(name: str, value: str, number: int, state: _State, plan: Plan) -> N
                     number,
                 )
             )
-        if _SECRET_NAME.search(name):
+        # a secret by its name, or by its value's shape (a password in a URL: the
+        # value of DB_URL=postgresql://app:PW@db/x was written into the config; probe)
+        if _SECRET_NAME.search(name) or redact(value) != value:
             state.env[name] = "${" + name + "}"
             plan.variables[name] = (
                 f"set on line {number} of the crontab; put it in the environment or env_file"
