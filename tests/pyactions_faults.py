@@ -38,3 +38,31 @@ def slow(seconds: float) -> str:
 def bad_row() -> None:
     print("reading rows", flush=True)
     raise ValueError("bad input row 42")
+
+
+def fork_both_return() -> str:
+    """Returns in the parent and in a forked copy of the worker (probe)."""
+    pid = os.fork()
+    return f"returned in {'child' if pid == 0 else 'parent'} pid={os.getpid()}"
+
+
+def fork_child_raises() -> str:
+    """The forked copy raises instead of calling os._exit (user code that forgets)."""
+    if os.fork() == 0:
+        raise RuntimeError("the child went on")
+    return "parent"
+
+
+def slow_fail() -> None:
+    time.sleep(0.5)
+    raise RuntimeError("deliberate failure")
+
+
+def spawn_and_hang(marker: str) -> None:
+    """Starts a process of its own (in the worker's group), notes both pids, hangs."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"])
+    with open(marker, "w") as out:
+        out.write(f"{os.getpid()} {child.pid}\n")
+    time.sleep(300)

@@ -4,8 +4,11 @@ the pool, and each is told in plain words."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,77 @@ def test_a_timeout_partly_spent_waiting_for_a_worker_says_so(tmp_path: Path) -> 
     ), second.failure.message
     said = classify(second.failure).explanation
     assert "waited" in said and "for a free python worker" in said
+
+
+@pytest.mark.parametrize("target", ["fork_both_return", "fork_child_raises"])
+def test_a_forked_copy_of_the_worker_never_answers_for_it(tmp_path: Path, target: str) -> None:
+    """Outside-in probe: a function that forked and returned in both processes left a
+    second worker on the pipe; the next runs got each other's answers (a failure
+    recorded as a success, and blamed on the next task)."""
+
+    async def scenario(pool: PythonWorkerPool) -> list[ActionResult]:
+        results = [await pool.run(make_ctx(tmp_path, f"pyactions_faults:{target}", name="f"))]
+        results.append(await pool.run(make_ctx(tmp_path, "pyactions_faults:slow_fail", name="s")))
+        for n in range(4):
+            results.append(
+                await pool.run(make_ctx(tmp_path, "pyactions_sample:pid", name=f"p{n}", timeout=5))
+            )
+        return results
+
+    forked, failed, *pids = with_pool(scenario)
+    assert forked.ok
+    assert not failed.ok and failed.failure is not None
+    assert "deliberate failure" in failed.failure.message
+    assert all(r.ok for r in pids), pids
+    assert len({r.output for r in pids}) == 1  # one worker answered them all
+
+
+def test_a_busy_worker_whose_daemon_died_ends_with_what_it_started(tmp_path: Path) -> None:
+    """Outside-in probe: after `kill -9` of the daemon a busy worker went on with its
+    call and its subprocess, while the next daemon ran the slot again beside it. The
+    worker sees its input end during the call and ends its process group."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from test_action_python import TESTS_DIR
+
+    marker = tmp_path / "pids"
+    worker = subprocess.Popen(
+        [sys.executable, "-u", "-m", "agentcron.actions._worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=TESTS_DIR,
+        start_new_session=True,
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    try:
+        assert json.loads(worker.stdout.readline())["ready"]
+        request = {
+            "id": 1,
+            "target": "pyactions_faults:spawn_and_hang",
+            "args": [str(marker)],
+            "kwargs": {},
+            "output": str(tmp_path / "out.log"),
+            "cwd": str(TESTS_DIR),
+            "env": {},
+        }
+        worker.stdin.write(json.dumps(request).encode() + b"\n")
+        worker.stdin.flush()
+        deadline = time.monotonic() + 30
+        while not (marker.exists() and marker.read_text().endswith("\n")):
+            assert time.monotonic() < deadline, "the call did not start"
+            time.sleep(0.05)
+        pids = [int(p) for p in marker.read_text().split()]
+        worker.stdin.close()  # as the daemon's end does (its pipe closed by the kernel)
+        deadline = time.monotonic() + 30
+        while any(alive(p) for p in pids):
+            assert time.monotonic() < deadline, f"still running: {pids}"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        worker.stdout.close()

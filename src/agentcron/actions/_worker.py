@@ -27,8 +27,11 @@ import importlib
 import inspect
 import json
 import os
+import queue
+import signal
 import site
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -258,16 +261,28 @@ class Worker:
 def _call(fd: int, target: str, req: dict[str, Any], cwd: str) -> tuple[dict[str, Any] | None, str]:
     """Make the call with its output going to ``fd``: its failure described, or None
     and the text of what it returned (kept by the caller: see :meth:`Worker.handle`)."""
+    me = os.getpid()
     try:
         with _redirected(fd), _call_environment(cwd, req.get("env") or {}):
             try:
                 func = resolve_target(target)
                 value = call_target(func, req.get("args") or [], req.get("kwargs") or {})
+                _only_the_worker(me)
                 return None, result_text(value)
             except BaseException as exc:  # the user's failure, whatever it is, is data
+                _only_the_worker(me)
                 return _describe(exc), ""
     except Exception as exc:  # setting the call up failed (its cwd vanished): still an answer
         return _describe(exc), ""
+
+
+def _only_the_worker(me: int) -> None:
+    """End a copy of the worker the call made with ``os.fork()`` and returned from (or
+    raised in): it went on as a second worker on the same pipe, answering the next
+    requests with its own results, so one task's failure was recorded as another's and
+    a failed run as a success (outside-in probe)."""
+    if os.getpid() != me:
+        os._exit(0)
 
 
 def _storage(exc: OSError) -> dict[str, Any]:
@@ -400,13 +415,33 @@ def main() -> None:
     os.dup2(devnull, 1)
     os.close(devnull)
     worker = Worker()
+    busy = threading.Event()
+    requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def read() -> None:
+        """The input is read on a thread of its own, so its end is seen during a call
+        too: the daemon closed it, or died (``kill -9``). A busy worker went on alone,
+        its call and the processes it started with it, while the next daemon ran the
+        slot again beside it (outside-in probe). So a call in progress at the end is
+        stopped with its process group."""
+        for line in proto_in:
+            requests.put(line)
+        if busy.is_set():
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        requests.put(None)
+
+    threading.Thread(target=read, name="agentcron-worker-input", daemon=True).start()
     _send(proto_out, {"ready": True, "pid": os.getpid()})
-    for line in proto_in:
+    while (line := requests.get()) is not None:
         if not line.strip():
             continue
         request = json.loads(line)
         started = {"id": request.get("id"), "started": True}
-        response = worker.handle(request, functools.partial(_send, proto_out, started))
+        busy.set()
+        try:
+            response = worker.handle(request, functools.partial(_send, proto_out, started))
+        finally:
+            busy.clear()
         _send(proto_out, response)
         if "stale" in response:
             return
