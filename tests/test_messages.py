@@ -408,12 +408,16 @@ def test_the_deliveries_given_up_are_counted_as_deliveries() -> None:
 def test_a_give_up_at_a_stop_says_the_next_run_waits_for_a_start() -> None:
     """ "✖ longrun gave up after 1 attempt: the daemon stopped while the run was in
     progress. Next scheduled run: 11:24": the daemon was stopping, so nothing ran at
-    11:24 (outside-in probe). A retry at a stop already said "when agentcron starts
-    again"; a give-up does too, unless another node runs the task."""
+    11:24 (outside-in probe). A give-up says the next run comes if agentcron runs then,
+    unless another node runs the task ("when agentcron starts again" was then said of a
+    yearly task, whose restart a minute later ran nothing: a later probe)."""
     from agentcron.model.failure import DAEMON_STOPPED
 
     ev = failure(gave_up=True, explanation=DAEMON_STOPPED, retry_at=None, next_run=local(10, 3))
     body = render(notice_for(ev), BERLIN).body
-    assert body.endswith("Its next run comes when agentcron starts again."), body
+    assert body.endswith("Its next run: 03:00, if agentcron runs then."), body
+    yearly = replace(ev, next_run=datetime(2027, 1, 1, tzinfo=UTC))
+    said = render(notice_for(yearly), BERLIN).body
+    assert said.endswith("Its next run: Fri 1 Jan 2027 01:00, if agentcron runs then."), said
     elsewhere = render(notice_for(replace(ev, elsewhere=True)), BERLIN).body
     assert elsewhere.endswith("Next scheduled run: 03:00."), elsewhere

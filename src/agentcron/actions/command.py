@@ -129,7 +129,10 @@ class CommandAction:
             # The command finished but left members of its group behind (a stray
             # `cmd &`); they belong to this run and must not outlive it.
             log.warning(
-                "command left processes running; killing its process group",
+                "%s: its command ended but left processes running in its group %d; "
+                "killing them (they belong to the run)",
+                ctx.task,
+                proc.pid,
                 extra={"event": "stray_processes_killed", "task": ctx.task, "pgid": proc.pid},
             )
             await _stop_group(proc, grace)

@@ -244,8 +244,10 @@ def _failed(ev: AttemptFailed, zone: ZoneInfo) -> tuple[str, str, Severity]:
         attempts = _plural(ev.attempt, "attempt")
         nxt = _next_run(ev.next_run, ev.at, zone)
         if ev.explanation == DAEMON_STOPPED and not ev.elsewhere and ev.next_run is not None:
-            # no run comes at that time: the daemon is stopping, and no other runs
-            nxt = " Its next run comes when agentcron starts again."
+            # the daemon is stopping, and no other runs: the fire comes when one runs
+            # ("when agentcron starts again" was said of a yearly task, whose restart a
+            # minute later ran nothing: probe)
+            nxt = f" Its next run: {_clock(ev.next_run, ev.at, zone)}, if agentcron runs then."
         line = f"✖ {task} gave up after {attempts}: {why}.{nxt}"
         return f"✖ {task} gave up", line, "failure"
     if ev.retry_at is not None:
