@@ -710,3 +710,43 @@ def test_a_loop_that_stops_ticking_is_reported_once_per_stall(
     last_tick[0] = time.monotonic() - 60  # and wedges again: a second report
     dog.check_once()
     assert len(stalls) == 2
+
+
+def test_a_downtimes_catch_up_in_chunks_is_not_told_overdue(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Outside-in probe: after a 3-day downtime the first pass recorded one chunk of a
+    minutely task's backlog (2,000 fires), and the watchdog took it for a pass that had
+    recorded everything due: 20 tasks were told "has not run since … although the
+    daemon is alive", then "running again", beside the one report of missed runs. A
+    pass that leaves a backlog does not count as one that looked."""
+
+    async def scenario() -> tuple[list[str], int, int]:
+        rig = Rig(sqlite_store, clock, home)
+        rig.h.add("minutely", _ok, every="1m", timezone="UTC", catchup="all", catchup_window="4d")
+        engine = rig.h.engine
+        watchdog = rig.new_watchdog(
+            last_full_pass=lambda: engine.last_full_pass,
+            last_caught_up=lambda: engine.last_caught_up_pass,
+        )
+        clock.advance(timedelta(minutes=1))
+        await engine.run_pass()
+        await engine.wait_idle()
+        clock.advance(timedelta(days=3))  # down for three days
+        passes = 0
+        overdue_while = 0
+        while True:
+            await engine.run_pass()
+            passes += 1
+            if engine.last_caught_up_pass == engine.last_full_pass:
+                break
+            overdue_while += len(watchdog.check_once().overdue)
+            assert passes < 10
+        await engine.wait_idle()
+        overdue_while += len(watchdog.check_once().overdue)
+        return _first_lines(await rig.messages()), passes, overdue_while
+
+    lines, passes, overdue = asyncio.run(scenario())
+    assert passes >= 2  # the backlog took several passes
+    assert overdue == 0
+    assert not [line for line in lines if "although the daemon is alive" in line], lines

@@ -425,6 +425,7 @@ class Daemon:
             last_tick=lambda: self.engine.health.last_pass if self.engine else 0.0,
             last_gap=lambda: self.engine.health.take_gap() if self.engine else None,
             last_full_pass=lambda: self.engine.last_full_pass if self.engine else None,
+            last_caught_up=lambda: self.engine.last_caught_up_pass if self.engine else None,
             owner=self.node_id,
             ended_here=lambda: self.engine.ending_slots() if self.engine else set(),
             on_stall=self._loop_stalled,

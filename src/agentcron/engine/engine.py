@@ -177,6 +177,7 @@ class Engine:
         self.started_at = clock.now()
         self._pass_began = self.started_at  # when the current loop pass began
         self._good_pass_began: datetime | None = None  # ... and the last that worked
+        self._caught_up_began: datetime | None = None  # ... and left no backlog
         self.stopping = False  # set by the daemon's stop signal, before runs are stopped
         self._clock_steps = ClockSteps(store, clock, lambda rec: self.schedule_for(rec.spec))
         # told when the wall clock stepped back and tasks were planned again
@@ -218,9 +219,18 @@ class Engine:
 
     @property
     def last_full_pass(self) -> datetime | None:
-        """When the last pass whose tick worked began: what came due before then has
-        been recorded (the watchdog's overdue check waits for one)."""
+        """When the last pass whose tick worked began (what this node's runs were last
+        seen held by)."""
         return self._good_pass_began
+
+    @property
+    def last_caught_up_pass(self) -> datetime | None:
+        """When the last pass whose tick worked and left no backlog began: what came due
+        before then has been recorded (the watchdog's overdue check waits for one). A
+        pass that recorded one chunk of a 3-day downtime was taken for one that had
+        recorded it all, and 20 tasks were told overdue "although the daemon is alive"
+        two seconds after a start, then "running again" (outside-in probe)."""
+        return self._caught_up_began
 
     def wake(self) -> None:
         """Ask the loop to tick now (a trigger, a finished run, a reload)."""
@@ -400,6 +410,8 @@ class Engine:
             self.health.worked_since = began
         self.health.last_ok = time.monotonic()
         self._good_pass_began = self._pass_began
+        if not report.backlog:
+            self._caught_up_began = self._pass_began
         self._outages.worked(report)
         now = self.clock.now()
         for duty in self.after_pass:
@@ -615,6 +627,10 @@ class Engine:
         planned = self._due_plans(now)
         if not planned:
             return 0, 0, 0, 0
+        if self._pass_report is not None:
+            self._pass_report.backlog = len(planned) >= DUE_LIMIT or any(
+                p.new_next is not None and p.new_next <= now for p in planned
+            )
         active = self._still_running(self.store.active_slots_of({p.spec.name for p in planned}))
         zone = self.settings.default_zone
         held_by = self._silent_holder(now)

@@ -34,3 +34,6 @@ class TickReport:
     missed: int = 0  # recorded missed or expired by the catch-up rules
     waiting: int = 0  # recorded by this tick and left waiting (for a free worker)
     fresh: int = 0  # recorded by this tick and started at once (counted in started too)
+    # fires due by now left for the next ticks: a downtime's catch-up recorded in chunks
+    # (planning.CHUNK per task), or more due tasks than one tick plans (DUE_LIMIT)
+    backlog: bool = False

@@ -93,6 +93,7 @@ class Watchdog:
         outbox_owner: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         last_full_pass: Callable[[], datetime | None] | None = None,
+        last_caught_up: Callable[[], datetime | None] | None = None,
         owner: str | None = None,
         ended_here: Callable[[], Collection[int]] | None = None,
     ) -> None:
@@ -110,6 +111,9 @@ class Watchdog:
         # when the loop's last pass that ended began (wall clock): a task is overdue
         # only once a pass that began after its deadline has ended without firing it
         self.last_full_pass = last_full_pass
+        # ... and the last that left nothing due unrecorded (a downtime's catch-up is
+        # recorded in chunks over several passes): the overdue check's own measure
+        self.last_caught_up = last_caught_up or last_full_pass
         # This node's engine (the lease owner of its runs), and the slots whose end it
         # has but has not recorded yet (the database away): not stuck, whatever the
         # database still says.
@@ -294,7 +298,7 @@ class Watchdog:
         limit in use are listed (a cheap indexed read of names and times); a task's
         spec is read again only when it changed."""
         heads = self.store.due_heads(now - self.limits.smallest(now), OVERDUE_SCAN)
-        looked = self.last_full_pass() if self.last_full_pass is not None else None
+        looked = self.last_caught_up() if self.last_caught_up is not None else None
         due_names = {name for name, _, _ in heads}
         self.limits.forget_all_but(due_names)
         for name in list(self._reported_overdue):
@@ -310,7 +314,7 @@ class Watchdog:
             if now - due <= limit:
                 continue
             unlooked = looked is None or looked < due + limit
-            if self.last_full_pass is not None and unlooked and not self._stalled:
+            if self.last_caught_up is not None and unlooked and not self._stalled:
                 # No pass of the loop that began after the task became overdue has
                 # ended, and the loop is not known stalled: a frozen process (SIGSTOP)
                 # seen just after it resumed, before the loop's first pass recorded what
