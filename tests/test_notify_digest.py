@@ -661,3 +661,33 @@ def test_the_messages_of_one_moment_are_let_gather_and_go_as_one() -> None:
     asyncio.run(scenario())
     assert channel.heads() == ["12 messages at once"]
     assert channel.told() == list(range(1, 13))
+
+
+def test_messages_that_keep_coming_for_seconds_are_gathered_into_one_post() -> None:
+    """Outside-in probe: 200 failures written over 1.5 s (runs ending 8 at a time) went
+    as a digest of 124 and then 10 posts within 0.3 s, each sending what came during the
+    send before it; the channel's posts for the minute were spent, and the last 49 went
+    a minute later. The sender gathers while messages keep coming (up to a few seconds),
+    and a drain leaves what is written during it to the next gather."""
+    store = MemoryOutbox()
+    channel = Recording()
+    s = OutboxSender(store, channel_factory=lambda _u: channel, posts_per_minute=None)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(s.run_forever(stop, interval=60))
+        await asyncio.sleep(0.05)
+        for n in range(1, 41):  # 40 messages over 2.4 s, each waking it
+            store.enqueue("chat", "chat://x", message(n), datetime.now(UTC))
+            s.wake()
+            await asyncio.sleep(0.06)
+        for _ in range(800):
+            if len(channel.told()) == 40:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    assert channel.told() == list(range(1, 41))
+    assert channel.heads() == ["40 messages at once"], channel.heads()
