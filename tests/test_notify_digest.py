@@ -290,6 +290,38 @@ def test_a_digest_that_fails_for_now_sends_its_head_alone_then_the_rest_as_one(
     assert unsent(store) == 0
 
 
+def test_a_channel_that_rate_limits_every_other_post_still_gets_digests(
+    store: OutboxStore,
+) -> None:
+    """Outside-in probe: a service answering 429 to every other post took the lone head
+    between two refused digests, and the channel got its sixty messages one post each,
+    six minutes for all. A 429 asks for fewer posts, not smaller ones: the head is not
+    sent alone for it, and the digest goes again after the backoff."""
+    fill(store, 1, 30)
+    clock = FakeClock(T0)
+
+    class EveryOther(Recording):
+        calls = 0
+
+        async def send(self, msg: Message) -> SendResult:
+            self.calls += 1
+            if self.calls % 2:
+                self.tries += 1
+                return SendResult(
+                    ok=False, error="Failed to send JSON POST notification: error=429."
+                )
+            return await super().send(msg)
+
+    channel = EveryOther()
+    s = sender(store, channel, clock)
+    for _ in range(4):
+        asyncio.run(s.drain_once())
+        clock.advance(timedelta(seconds=20))
+    assert channel.told() == list(range(1, 30))
+    assert channel.heads() == ["29 messages at once"], channel.heads()
+    assert unsent(store) == 0
+
+
 def test_a_channel_that_takes_one_message_but_not_a_digest_gets_them_one_by_one(
     store: OutboxStore,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,15 @@ STILL_SENDING = (
 def may_have_arrived(error: str | None) -> bool:
     """Whether a send that failed with ``error`` may have been taken all the same."""
     return error is not None and (error.startswith(UNANSWERED) or error == STILL_SENDING)
+
+
+_RATE_LIMITED = re.compile(r"error=429\b|\b429 Too Many Requests\b|too many requests", re.I)
+
+
+def rate_limited(error: str | None) -> bool:
+    """Whether a send failed because the service asked for fewer posts (HTTP 429, as
+    Apprise words it: "Failed to send JSON POST notification: error=429.")."""
+    return error is not None and _RATE_LIMITED.search(error) is not None
 
 
 @dataclass(frozen=True)

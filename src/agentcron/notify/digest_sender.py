@@ -21,6 +21,7 @@ from agentcron.clock import Clock
 from agentcron.durations import format_duration
 from agentcron.faultlog import FaultLog
 from agentcron.model import Message, OutboxItem
+from agentcron.model.outbox import rate_limited
 from agentcron.notify.channels import (
     STILL_SENDING,
     Channel,
@@ -216,6 +217,12 @@ class DigestSending:
             noted = sent_with(result.error or "", len(behind) + 1)
             return self._record(head, replace(result, error=noted))
         self._digest_of.pop(head.id, None)
+        if rate_limited(result.error):
+            # the service asked for fewer posts, not for smaller ones: tried again as a
+            # digest after its backoff. Sent alone instead, a channel answering 429 to
+            # every other post got its messages one post each, six minutes for sixty
+            # (outside-in probe)
+            return self._record(head, result)
         went_alone = self._refused.pop(key, None)
         if result.permanent or (went_alone and self._clock.now() - went_alone < REFUSED_WITHIN):
             self._store.unclaim_outbox([head.id], self.owner)
