@@ -97,3 +97,24 @@ def test_doctor_does_not_promise_retries_while_no_daemon_runs(
     assert checks["channel k"]["message"].endswith(
         "1 message(s) waiting, retried once a daemon runs (none does now)"
     )
+
+
+def test_a_channel_that_sends_slower_than_messages_come_is_not_said_unsent(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Outside-in probe: with a service refusing every other post (429) the daemon sent
+    one message every 12 s, and `health` said "none sent: no daemon is sending them (is
+    one running …?)", sending the operator after a daemon that was fine."""
+    service = Service(store, home, clock)
+    for _ in range(3):
+        store.enqueue("k", "json://127.0.0.1:9/x", MESSAGE, clock.now())
+    clock.advance(timedelta(minutes=2, seconds=30))
+    (first,) = store.claim_outbox("node-b", clock.now(), clock.now() + timedelta(minutes=3), 1)
+    store.mark_sent(first.id, clock.now(), "node-b")
+    clock.advance(timedelta(seconds=10))
+    channel = _channel(service)
+    assert channel["ok"] is False  # a backlog for minutes is still worth a word
+    held = str(channel["held"])
+    assert held.startswith("2 message(s) waiting, the oldest for 2 min 40s"), held
+    assert "they go out slower than they come (the last went out at 00:02:30 UTC)" in held
+    assert "no daemon is sending" not in held

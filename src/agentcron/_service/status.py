@@ -485,6 +485,14 @@ def held_words(
     if not h.ok or h.waiting_since is None or now - h.waiting_since < HELD_AFTER:
         return None
     waited = format_duration(timedelta(seconds=round((now - h.waiting_since).total_seconds())))
+    if h.last_ok_at is not None and h.last_ok_at >= h.waiting_since:
+        # sends go through, slower than messages come (a service refusing some with
+        # 429, the posts a minute): "none sent: no daemon is sending them" was said of
+        # a daemon sending one every 12 s (outside-in probe)
+        return (
+            f"{h.pending} message(s) waiting, the oldest for {waited}: they go out slower "
+            f"than they come (the last went out at {local(h.last_ok_at)})"
+        )
     said = f"{h.pending} message(s) waiting for {waited}, none sent"
     if h.head_claim is not None and h.head_claim[1] > now:
         owner, until = h.head_claim
