@@ -445,3 +445,17 @@ def test_a_command_its_launcher_stopped_ends_when_it_was_stopped(tmp_path: Path)
     # and as recorded: `logs` said "failed in 81.9s" for a command stopped after 11 s,
     # its end stored when the restart 70 s later found it (outside-in probe)
     assert [a.finished_at for a in attempts] == [stopped]
+
+
+def test_a_run_of_this_homes_dead_daemon_is_said_to_have_died_with_it() -> None:
+    """Outside-in probe: after `kill -9` of the daemon and its workers, the next start
+    found the runs at once and said "the worker … stopped responding (its lease lapsed:
+    the process died or the machine slept)", a guess where it knew the daemon had died."""
+    from agentcron.engine.lapsed import _lost_words
+    from agentcron.model import TaskSpec
+
+    pooled = TaskSpec(name="p", every="1h", python="m:f", isolation="process")
+    said = _lost_words(pooled, launcher_ended=False, died=True)
+    assert said.startswith("the daemon running this slot died (killed or crashed)"), said
+    elsewhere = _lost_words(pooled, launcher_ended=False, died=False)
+    assert "its lease lapsed" in elsewhere  # another node's, or not known dead

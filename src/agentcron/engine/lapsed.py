@@ -341,6 +341,13 @@ def _lost_words(spec: TaskSpec, *, launcher_ended: bool, died: bool) -> str:
             "or crashed, or the call itself ended it (os._exit, a fatal error in native "
             "code)"
         )
+    if died:
+        # seen at once by this home's next daemon: "its lease lapsed … or the machine
+        # slept" guessed at what was known (outside-in probe)
+        return (
+            "the daemon running this slot died (killed or crashed) without recording "
+            "its end, and its run ended with it"
+        )
     return (
         "the worker running this slot stopped responding (its lease lapsed: the process "
         "died or the machine slept)"
