@@ -73,6 +73,10 @@ def test_kill9_mid_run_gives_one_worker_lost_record_and_later_slots_fire(tmp_pat
         first, second = detail["attempts_detail"]
         assert first["error_class"] == "worker_lost"
         assert "stopped with it" in first["error"] or "stopped responding" in first["error"]
+        # what it printed before it was stopped is kept with it: `logs` said "(no
+        # output kept)" of a file holding it (outside-in probe)
+        assert first.get("output_path"), first
+        assert "started" in Path(first["output_path"]).read_text()
         assert second["status"] == "succeeded"
         # later slots of the other task still fire after the restart
         wait_for(

@@ -9,6 +9,7 @@ service manager) is given a lease more before its runs are taken over.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -126,8 +127,10 @@ class LapsedRuns:
                     known_class=ErrorClass.WORKER_LOST,
                     action=rec.spec.action_kind,
                 )
+                kept = _lost_output(end, rec.spec, slot, number, home)
+                _redact_kept(kept, rec.spec)
                 outcome, classification = outcome_for_failure(
-                    rec.spec, number, failure, now, self.rand(), slot.output_path
+                    rec.spec, number, failure, now, self.rand(), kept
                 )
                 # when its launcher stopped the command (its daemon dead), not when this
                 # look found it: "the run … ended after 8s" was the time until the
@@ -316,6 +319,25 @@ def _redact_kept(path: str | None, spec: TaskSpec) -> None:
         redact_file(path, task_secrets(spec))
     except OSError as exc:
         log.warning("could not remove secrets from %s: %s", path, exc)
+
+
+def _lost_output(
+    end: EndRecord | None, spec: TaskSpec, slot: Slot, attempt: int, home: Path
+) -> str | None:
+    """The output a lost run wrote before it was stopped, when its file is there: the
+    running slot has no path recorded yet, and `logs` said "(no output kept)" of a file
+    holding what the run printed (outside-in probe)."""
+    from agentcron.actions.output import output_file_name
+
+    candidates = [end.output] if end is not None and end.output else []
+    suffix = ".md" if spec.llm is not None else ".log"
+    with contextlib.suppress(ValueError):  # a name no output file can have
+        candidates.append(
+            output_file_name(
+                home, slot.task, slot.scheduled_for, attempt, suffix=suffix, slot_id=slot.id
+            )
+        )
+    return next((path for path in candidates if os.path.isfile(path)), None)
 
 
 def _stopped_at(end: EndRecord | None, slot: Slot, now: datetime) -> datetime:
