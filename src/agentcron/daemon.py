@@ -1522,9 +1522,9 @@ class Daemon:
             return
         log.info(
             "SIGHUP: reading %s now (no signal is needed: the file is watched, and a "
-            "saved change applies within %gs)",
+            "saved change applies within about %gs)",
             self.options.config_path,
-            max(self.options.reload_interval, self.beat),
+            max(self.options.reload_interval, self.beat) + self.options.config_settle,
         )
         self._hup_pending = True
         self._hup.set()
