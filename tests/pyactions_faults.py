@@ -66,25 +66,3 @@ def spawn_and_hang(marker: str) -> None:
     with open(marker, "w") as out:
         out.write(f"{os.getpid()} {child.pid}\n")
     time.sleep(300)
-
-
-def leave_running(marker: str) -> str:
-    """Starts a subprocess, and a double-forked process in a session of its own (the
-    way a daemon detaches), and returns while both run (probe)."""
-    import subprocess
-
-    plain = subprocess.Popen(["sleep", "300"])
-    reader, writer = os.pipe()
-    if os.fork() == 0:  # the detaching double fork
-        os.setsid()
-        if os.fork() == 0:
-            os.write(writer, f"{os.getpid()}".encode())
-            os.close(writer)
-            time.sleep(300)
-        os._exit(0)
-    os.close(writer)
-    detached = int(os.read(reader, 32) or b"0")
-    os.close(reader)
-    with open(marker, "w") as out:
-        out.write(f"{plain.pid} {detached}\n")
-    return "started two"

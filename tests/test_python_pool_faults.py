@@ -204,29 +204,3 @@ def test_a_busy_worker_whose_daemon_died_ends_with_what_it_started(tmp_path: Pat
             os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
         worker.stdout.close()
-
-
-def test_what_a_call_leaves_running_is_stopped_when_it_returns(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Outside-in probe: a call that succeeded left its subprocess running inside the
-    worker, ended only by a later run's timeout; a process that detached (double fork,
-    setsid) was never ended. A command's left processes are stopped when it ends, and
-    a call's now are too (the worker takes them as its children wherever they went)."""
-    marker = tmp_path / "pids"
-
-    async def scenario(pool: PythonWorkerPool) -> tuple[ActionResult, ActionResult]:
-        ctx = make_ctx(tmp_path, "pyactions_faults:leave_running", args=[str(marker)])
-        first = await pool.run(ctx)
-        after = await pool.run(make_ctx(tmp_path, "pyactions_sample:pid", name="p", timeout=5))
-        return first, after
-
-    with caplog.at_level(logging.WARNING, logger="agentcron"):
-        first, after = with_pool(scenario)
-    assert first.ok and after.ok
-    pids = [int(p) for p in marker.read_text().split()]
-    assert len(pids) == 2 and all(pids)
-    assert not any(alive(p) for p in pids), [p for p in pids if alive(p)]
-    said = " ".join(r.getMessage() for r in caplog.records)
-    assert "the call of pyactions_faults:leave_running left" in said, said
-    assert "process(es) running; stopped them" in said

@@ -32,7 +32,6 @@ import signal
 import site
 import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -217,12 +216,6 @@ class Worker:
         started()
         try:
             failure, text = _call(fd, target, req, cwd)
-            left = end_leftovers()
-            if left:  # between calls fd 2 is the pool's pipe: the daemon's log says it
-                _say(
-                    f"the call of {target} left {left} process(es) running; stopped them "
-                    "(a run's processes must not outlive it)"
-                )
             if failure is None:
                 try:
                     append_result(fd, text)
@@ -281,83 +274,6 @@ def _call(fd: int, target: str, req: dict[str, Any], cwd: str) -> tuple[dict[str
                 return _describe(exc), ""
     except Exception as exc:  # setting the call up failed (its cwd vanished): still an answer
         return _describe(exc), ""
-
-
-_PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux 3.4 and later
-LEFTOVER_GRACE = 1.0  # seconds between TERM and KILL for what a call left running
-
-
-def become_subreaper() -> bool:
-    """Make the processes a call starts and leaves behind this worker's children when
-    their parents end, wherever they went (another group, another session), so that
-    :func:`end_leftovers` finds them; False where that is not possible."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _children() -> list[int]:
-    """This process's children, zombies aside (read from /proc; none elsewhere)."""
-    found: list[int] = []
-    try:
-        threads = os.listdir("/proc/self/task")
-    except OSError:
-        return found
-    for tid in threads:
-        try:
-            with open(f"/proc/self/task/{tid}/children") as listing:
-                found += [int(pid) for pid in listing.read().split()]
-        except OSError:
-            continue  # the thread ended meanwhile
-    return [pid for pid in found if not _reaped(pid)]
-
-
-def _reaped(pid: int) -> bool:
-    """Reap ``pid`` if it has ended; whether it is gone."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done != 0
-
-
-def end_leftovers(grace: float = LEFTOVER_GRACE) -> int:
-    """Stop what the call left running (TERM, then KILL after ``grace``); how many.
-
-    A call that succeeded left its subprocesses, and forked copies of the worker, running
-    inside the worker, to be ended only by a later run's timeout (outside-in probe); a
-    command's left processes are stopped when it ends, and so are a call's now."""
-    stopped: set[int] = set()
-    for _ in range(5):  # a killed parent's children come to this worker next
-        left = _children()
-        if not left:
-            break
-        stopped.update(left)
-        for pid in left:
-            for signum in (signal.SIGTERM, signal.SIGCONT):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signum)
-        deadline = time.monotonic() + grace
-        while (left := _children()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 2
-        while _children() and time.monotonic() < deadline:
-            time.sleep(0.01)
-    return len(stopped)
-
-
-def _say(text: str) -> None:
-    with contextlib.suppress(OSError):
-        os.write(2, f"agentcron: {text}\n".encode())
 
 
 def _only_the_worker(me: int) -> None:
@@ -498,7 +414,6 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
-    become_subreaper()
     worker = Worker()
     busy = threading.Event()
     requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
