@@ -66,3 +66,12 @@ def spawn_and_hang(marker: str) -> None:
     with open(marker, "w") as out:
         out.write(f"{os.getpid()} {child.pid}\n")
     time.sleep(300)
+
+
+def fork_child_fails_and_wait() -> str:
+    """The parent waits for a forked child whose code raises: it must see it fail."""
+    pid = os.fork()
+    if pid == 0:
+        raise RuntimeError("the child's own failure")
+    _, status = os.waitpid(pid, 0)
+    return f"child exit {os.waitstatus_to_exitcode(status)}"

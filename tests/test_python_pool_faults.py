@@ -204,3 +204,13 @@ def test_a_busy_worker_whose_daemon_died_ends_with_what_it_started(tmp_path: Pat
             os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
         worker.stdout.close()
+
+
+def test_a_forked_child_that_fails_exits_as_failed(tmp_path: Path) -> None:
+    """Review: the forked copy exited 0 whatever the call did there, so a parent that
+    waited for its child saw a failure as a success."""
+    ctx = make_ctx(tmp_path, "pyactions_faults:fork_child_fails_and_wait")
+    result = with_pool(lambda pool: pool.run(ctx))
+    assert result.ok, result.failure
+    text = ctx.output_file.read_text()
+    assert "child exit 1" in text and "the child's own failure" in text, text

@@ -270,19 +270,32 @@ def _call(fd: int, target: str, req: dict[str, Any], cwd: str) -> tuple[dict[str
                 _only_the_worker(me)
                 return None, result_text(value)
             except BaseException as exc:  # the user's failure, whatever it is, is data
-                _only_the_worker(me)
+                _only_the_worker(me, exc)
                 return _describe(exc), ""
     except Exception as exc:  # setting the call up failed (its cwd vanished): still an answer
         return _describe(exc), ""
 
 
-def _only_the_worker(me: int) -> None:
+def _only_the_worker(me: int, exc: BaseException | None = None) -> None:
     """End a copy of the worker the call made with ``os.fork()`` and returned from (or
     raised in): it went on as a second worker on the same pipe, answering the next
     requests with its own results, so one task's failure was recorded as another's and
-    a failed run as a success (outside-in probe)."""
-    if os.getpid() != me:
-        os._exit(0)
+    a failed run as a success (outside-in probe). It exits as the call ended there: 0
+    for a return, a ``sys.exit`` code, else 1 with its traceback in the run's output,
+    so a parent that waits for it sees a failure as one (review)."""
+    if os.getpid() == me:
+        return
+    code = 0
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    elif exc is not None:
+        import traceback
+
+        with contextlib.suppress(Exception):
+            traceback.print_exception(exc, file=sys.stderr)  # fd 2: the run's output
+            sys.stderr.flush()
+        code = 1
+    os._exit(code)
 
 
 def _storage(exc: OSError) -> dict[str, Any]:
@@ -427,7 +440,10 @@ def main() -> None:
         for line in proto_in:
             requests.put(line)
         if busy.is_set():
-            os.killpg(os.getpgid(0), signal.SIGKILL)
+            # its group when it leads one (the pool starts it so); else only itself,
+            # never a group of its parent's
+            me = os.getpid()
+            os.killpg(me, signal.SIGKILL) if os.getpgid(0) == me else os.kill(me, signal.SIGKILL)
         requests.put(None)
 
     threading.Thread(target=read, name="agentcron-worker-input", daemon=True).start()
