@@ -456,6 +456,6 @@ def test_a_run_of_this_homes_dead_daemon_is_said_to_have_died_with_it() -> None:
 
     pooled = TaskSpec(name="p", every="1h", python="m:f", isolation="process")
     said = _lost_words(pooled, launcher_ended=False, died=True)
-    assert said.startswith("the daemon running this slot died (killed or crashed)"), said
+    assert said.startswith("the daemon running this slot died (killed or crashed, or"), said
     elsewhere = _lost_words(pooled, launcher_ended=False, died=False)
     assert "its lease lapsed" in elsewhere  # another node's, or not known dead

@@ -750,3 +750,19 @@ def test_a_downtimes_catch_up_in_chunks_is_not_told_overdue(
     assert passes >= 2  # the backlog took several passes
     assert overdue == 0
     assert not [line for line in lines if "although the daemon is alive" in line], lines
+
+
+def test_a_backlog_that_never_ends_does_not_hold_the_overdue_check_for_good(
+    sqlite_store: Store, clock: FakeClock, home: Path
+) -> None:
+    """Review: with more tasks due than a tick plans on every tick, the last pass that
+    left no backlog would never move, and no task would ever be told overdue."""
+    from agentcron.engine.engine import BACKLOG_AT_MOST
+
+    engine = Harness(sqlite_store, clock, home).engine
+    start = clock.now()
+    engine._backlog_since = start
+    engine._good_pass_began = start + timedelta(minutes=1)
+    assert engine.last_caught_up_pass is None  # a backlog since the start: held
+    engine._good_pass_began = start + BACKLOG_AT_MOST + timedelta(seconds=1)
+    assert engine.last_caught_up_pass == engine._good_pass_began  # not for good

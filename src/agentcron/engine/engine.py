@@ -71,6 +71,8 @@ PREPARE_LIMIT = 50_000  # tasks prepared for one instant (reading them is cheap 
 PREPARE_BATCH = 200  # tasks of several instants prepared in one pass
 PREPARE_SLACK = 0.05  # seconds inside LOOKAHEAD at which a pass wakes to prepare a fire
 DUE_LIMIT = 5000  # due tasks planned per tick (a bigger burst takes two ticks)
+# how long a backlog of due fires may hold the watchdog's overdue check back
+BACKLOG_AT_MOST = timedelta(minutes=10)
 FINISH_GRACE = 5.0  # seconds a stop waits for ended runs' records, past its own grace
 FREEZE_AFTER_BEATS = 3  # no pass for this many beats: the process was frozen
 FREEZE_SETTLE = 0.2  # seconds the first pass after a freeze lets runs see their ends
@@ -178,6 +180,7 @@ class Engine:
         self._pass_began = self.started_at  # when the current loop pass began
         self._good_pass_began: datetime | None = None  # ... and the last that worked
         self._caught_up_began: datetime | None = None  # ... and left no backlog
+        self._backlog_since: datetime | None = None  # the first pass of a backlog
         self.stopping = False  # set by the daemon's stop signal, before runs are stopped
         self._clock_steps = ClockSteps(store, clock, lambda rec: self.schedule_for(rec.spec))
         # told when the wall clock stepped back and tasks were planned again
@@ -229,7 +232,12 @@ class Engine:
         before then has been recorded (the watchdog's overdue check waits for one). A
         pass that recorded one chunk of a 3-day downtime was taken for one that had
         recorded it all, and 20 tasks were told overdue "although the daemon is alive"
-        two seconds after a start, then "running again" (outside-in probe)."""
+        two seconds after a start, then "running again" (outside-in probe). A backlog
+        that has lasted :data:`BACKLOG_AT_MOST` (more due tasks than a tick plans, on
+        every tick) no longer holds the check back (review)."""
+        good, since = self._good_pass_began, self._backlog_since
+        if good is not None and since is not None and good - since > BACKLOG_AT_MOST:
+            return good
         return self._caught_up_began
 
     def wake(self) -> None:
@@ -411,7 +419,9 @@ class Engine:
         self.health.last_ok = time.monotonic()
         self._good_pass_began = self._pass_began
         if not report.backlog:
-            self._caught_up_began = self._pass_began
+            self._caught_up_began, self._backlog_since = self._pass_began, None
+        elif self._backlog_since is None:
+            self._backlog_since = self._pass_began
         self._outages.worked(report)
         now = self.clock.now()
         for duty in self.after_pass:

@@ -127,6 +127,9 @@ class LapsedRuns:
                     known_class=ErrorClass.WORKER_LOST,
                     action=rec.spec.action_kind,
                 )
+                # stopped first: an orphan still writing would write on into the file
+                # the redaction replaces, and that output would be lost (review)
+                self._stop_orphan(slot, home)
                 kept = _lost_output(end, rec.spec, slot, number, home)
                 _redact_kept(kept, rec.spec)
                 outcome, classification = outcome_for_failure(
@@ -136,7 +139,6 @@ class LapsedRuns:
                 # look found it: "the run … ended after 8s" was the time until the
                 # restart, for a command stopped after 4 (outside-in probe)
                 details, finished_at = "", _stopped_at(end, slot, now)
-                self._stop_orphan(slot, home)
                 recorded = self.store.record_lost(slot, outcome, finished_at)
                 how = "lost its worker"
             if not recorded:
@@ -367,8 +369,8 @@ def _lost_words(spec: TaskSpec, *, launcher_ended: bool, died: bool) -> str:
         # seen at once by this home's next daemon: "its lease lapsed … or the machine
         # slept" guessed at what was known (outside-in probe)
         return (
-            "the daemon running this slot died (killed or crashed) without recording "
-            "its end, and its run ended with it"
+            "the daemon running this slot died (killed or crashed, or its machine went "
+            "down) without recording its end, and its run ended with it"
         )
     return (
         "the worker running this slot stopped responding (its lease lapsed: the process "
