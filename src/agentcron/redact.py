@@ -67,7 +67,8 @@ _KV_TAIL = r"s?['\"]?\s*[:=]\s*['\"]?)[A-Za-z0-9+/_\-.~]{16,}={0,2}"
 # a flag naming a secret, without its dashes: token, auth-token, password, db-pass,
 # secret, client-secret, api-key, apikey, credentials
 _SECRET_FLAG = (
-    r"(?:[a-z0-9][\w.-]{0,40}[-_])?(?:token|password|passwd|pass|secret|api[-_]?key|apikey"
+    r"(?:[a-z0-9][\w.-]{0,40}[-_])?(?:token|password|passwd|passphrase|pass|secret|api[-_]?key"
+    r"|apikey"
     r"|credentials?|auth)(?![\w-])"
 )
 _ARGV_FLAG = re.compile(r"(?i)-{1,2}" + _SECRET_FLAG, re.ASCII)
@@ -144,14 +145,16 @@ _SHAPES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Replace], ...] = tuple(
         # next word, not after `=`: the shapes above missed it; secrets probe)
         (
             ("--",),
-            r"(?i:(?P<pw_head>(?<![\w-])--" + _SECRET_FLAG + r"\s+)(?P<pw_value>\"[^\"\n]+\""
+            r"(?i:(?P<pw_head>(?<![\w-])--"
+            + _SECRET_FLAG
+            + r"[ \t]+)(?!-)(?P<pw_value>\"[^\"\n]+\""
             r"|'[^'\n]+'|" + _NOT_DONE + r"[^\s'\"]+))",
             _keep_quotes,
         ),
         # curl's `-u user:password`, `--user user:password`
         (
             ("-u", "--user"),
-            r"(?P<head>(?<![\w-])(?:-u|--user)\s+['\"]?[^\s:'\"]+:)" + _NOT_DONE + r"[^\s'\"]+",
+            r"(?P<head>(?<![\w-])(?:-u|--user)[ \t]+['\"]?[^\s:'\"]+:)" + _NOT_DONE + r"[^\s'\"]+",
             _after("head"),
         ),
     )

@@ -200,8 +200,8 @@ def _timed_out(timeout: timedelta, watch: _CallWatch, *, coro: bool) -> str:
         )
     if not watch.ran and not coro:
         return (
-            f"timed out after {limit} before an inline thread could take the call (all "
-            "of them busy); the call was not made"
+            f"timed out after {limit} before the call began (its function was still being "
+            "imported, or every inline thread was busy); the call was not made"
         )
     if coro:
         return (

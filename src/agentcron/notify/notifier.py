@@ -885,7 +885,7 @@ class Notifier:
         message = render(notice, zone, secrets, owner_zone=self._zone())
         targets = spec.notify if spec.notify is not None else self.channels
         line = message.body.splitlines()[0] if message.body else message.title
-        if targets:
+        if targets or spec.notify is not None:  # a task's `notify: []` is its choice
             log.warning("%s", line)
         else:  # the log is all there is: at ERROR, so a program's quiet logging keeps it
             log.error("%s (no notify channel: told to no one but this log)", line)

@@ -173,7 +173,10 @@ class OutboxSender(DigestSending):
             now = self._clock.now()
             items = self._store.claim_outbox(self.owner, now, now + self._claim_for, self._batch)
             if written_before is not None and self.stopping_since is None:
-                later = [i.id for i in items if i.created_at > written_before]
+                # a time further ahead is another clock's (a node's that runs ahead):
+                # not left, or a trickle of wakes would hold it for as long as it lasts
+                ahead = written_before + timedelta(seconds=GATHER_AT_MOST)
+                later = [i.id for i in items if written_before < i.created_at <= ahead]
                 if later:
                     self._store.unclaim_outbox(later, self.owner)
                     items = [i for i in items if i.id not in later]
