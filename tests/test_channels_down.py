@@ -268,3 +268,25 @@ def test_a_failure_with_no_channel_to_go_to_is_logged_at_error(
         and m.endswith("(no notify channel: told to no one but this log)")
         for m in said
     ), said
+
+
+def test_a_tasks_own_empty_notify_is_its_choice_and_not_an_error(
+    store: Store, clock: FakeClock, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review: `notify: []` on a task is a choice (schema); its failures are not said
+    "told to no one" at ERROR."""
+    import asyncio
+
+    from harness import Harness
+
+    def broken() -> str:
+        raise ValueError("the feed is gone")
+
+    h = Harness(store, clock, home)
+    Notifier(store, clock, [], "UTC").attach(h.engine)
+    h.add("quiet", broken, every="1h", retries=0, notify=[])
+    clock.advance(timedelta(hours=1))
+    with caplog.at_level(logging.WARNING, logger="agentcron.notify"):
+        asyncio.run(h.tick())
+    lines = [r for r in caplog.records if r.getMessage().startswith("✖ quiet failed")]
+    assert lines and all(r.levelno == logging.WARNING for r in lines), lines

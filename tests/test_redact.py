@@ -259,3 +259,11 @@ def test_a_tasks_view_withholds_the_value_after_a_secret_flag() -> None:
 
     spec = TaskSpec(name="t", every="1h", command=["sync", "--token", "cliTOK99", "--dry-run"])
     assert spec_view(spec)["command"] == ["sync", "--token", "[REDACTED]", "--dry-run"]
+
+
+def test_a_secret_flags_value_is_on_its_line_and_not_a_flag() -> None:
+    """Review: `mongod --auth --port 27017` lost its next flag, and `--token` at a
+    line's end took the next line's first word."""
+    assert redact("mongod --auth --port 27017") == "mongod --auth --port 27017"
+    assert redact("--token\nnext line") == "--token\nnext line"
+    assert redact("gpg --passphrase hunter2 -d x") == "gpg --passphrase [REDACTED] -d x"
