@@ -68,3 +68,26 @@ def test_a_database_named_by_path_is_left_to_its_owner(tmp_path: Path) -> None:
     other.write_bytes(b"")
     result = CliRunner().invoke(app, ["--home", str(home), "--db", str(other), "list"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_database_file_that_cannot_be_looked_at_is_not_opened_blind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import agentcron.store as store_module
+
+    home = _home_with_runs(tmp_path)
+    db = home / "agentcron.db"
+
+    def refused(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if str(path) == str(db):
+            raise PermissionError(13, "Permission denied")
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    real = os.stat
+    monkeypatch.setattr(store_module.os, "stat", refused)
+    with pytest.raises(StoreError, match=r"cannot look at the database .*Permission denied"):
+        open_store(None, home)
+    monkeypatch.undo()
+    assert db.stat().st_size == 0  # nothing written

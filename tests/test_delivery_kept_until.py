@@ -8,9 +8,12 @@ it), and how to send it again."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from agentcron.delivery.worker import DeliveryWorker
 from agentcron.model import DeliveryStatus, Message, TaskSpec
@@ -67,3 +70,25 @@ def test_a_given_up_delivery_says_when_keep_outputs_removes_its_file(
 def test_a_task_that_keeps_its_outputs_says_no_end(sqlite_store, clock, home: Path) -> None:
     final, _ = _given_up(sqlite_store, clock, home, keep_outputs=None, delivery_backoff=["1s"])
     assert final.output_path is not None and final.kept_until is None
+
+
+def test_an_output_gone_or_unreadable_is_said_so_in_the_log_not_promised_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentcron.delivery import worker
+
+    spec = TaskSpec(name="d", every="1h", command=["true"], keep_outputs="2d")
+    with caplog.at_level(logging.WARNING, logger="agentcron"):
+        assert worker._kept(spec, str(tmp_path / "gone.log"), 7) == (None, None)
+    assert "the output of slot 7" in caplog.text and "is gone" in caplog.text
+    there = tmp_path / "there.log"
+    there.write_text("x")
+
+    def refused(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(worker.os, "stat", refused)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="agentcron"):
+        assert worker._kept(spec, str(there), 8) == (str(there), None)
+    assert "cannot look at the output of slot 8" in caplog.text

@@ -421,3 +421,20 @@ def test_only_the_owner_at_the_terminal_may_write_placeholders(
         svc.add_task("mine", raw)
     rec = sqlite_store.get_task("mine")  # type: ignore[attr-defined]
     assert rec is not None and "${OPENAI_API_KEY}" in rec.spec.http.url
+
+
+def test_a_malformed_placeholder_beside_a_secret_is_its_own_problem(tmp_path: Path) -> None:
+    """The secrets' redaction passes over a malformed placeholder: the file's check has
+    already made it a problem of its own, which is still said."""
+    (tmp_path / "s.env").write_text("DB_PASSWORD=p4ssLEAKw0rd\n")
+    config = tmp_path / "agentcron.yaml"
+    config.write_text(
+        "env_file: s.env\ntasks:\n"
+        "  a:\n    every: 20s\n    http: {url: 'http://h/x', method: 'GET ${DB_PASSWORD}'}\n"
+        "  b:\n    every: 20s\n    command: [echo, '${BROKEN']\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    said = str(caught.value)
+    assert "tasks.b.command" in said, said
+    assert "p4ssLEAKw0rd" not in said and "GET [REDACTED]" in said

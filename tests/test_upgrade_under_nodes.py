@@ -114,3 +114,19 @@ def test_a_new_postgresql_node_refuses_to_upgrade_under_an_older_one() -> None:
         assert row is not None and int(row[0]) == SCHEMA_VERSION
     finally:
         drop_schema(schema)
+
+
+def test_a_nodes_row_that_cannot_be_read_stops_the_upgrade_naming_it(tmp_path: Path) -> None:
+    """Whether that node runs is not known: the upgrade is not made blind under it."""
+    db = tmp_path / "shared.db"
+    _sqlite_older(
+        db,
+        "INSERT INTO nodes (node_id, host, pid, home, started_at, heartbeat_at, stopped_at) "
+        f"VALUES ('n9', '{OTHER_HOST}', 4242, '/srv', 0, 'soon', NULL)",
+    )
+    with pytest.raises(StoreError) as refused:
+        open_store(str(db), tmp_path / "home")
+    said = str(refused.value)
+    assert "its nodes row 'n9' cannot be read" in said and "heartbeat 'soon'" in said, said
+    assert "Nothing was changed" in said
+    assert _sqlite_version(db) == OLDER

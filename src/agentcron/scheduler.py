@@ -250,17 +250,22 @@ class Scheduler:
         """Run in the foreground until interrupted."""
         from agentcron.run_loop import run_to_end
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass  # none: as it should be
-        else:  # it failed deep in asyncio with a chain of tracebacks (probe)
+        if _in_running_loop():  # it failed deep in asyncio with chained tracebacks (probe)
             raise RuntimeError(
                 "Scheduler.run() was called inside a running event loop: there, use "
                 "`await sched.run_async()`"
             )
         with contextlib.suppress(KeyboardInterrupt):
             run_to_end(self.run_async())
+
+
+def _in_running_loop() -> bool:
+    """Whether this thread runs an event loop (asyncio says no by raising)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _function_name(func: Callable[..., Any]) -> str:

@@ -455,10 +455,14 @@ def _without_values(
     (a port out of range is still quoted)."""
     used: dict[str, str] = {}
     for _path, text in _env.strings_in(plain):
+        if not _env.has_placeholder(text):
+            continue
         try:
             names = _env.names_in(text)
         except _env.PlaceholderError:
-            continue  # a malformed one has its own problem, and no value
+            # nothing lost: the same text was refused as a problem of its own (malformed
+            # placeholder) when the file was checked, and it stands for no value
+            continue
         used.update((n, environ[n]) for n in names if n in environ)
     hidden = secret_values_from_env(used)  # longest first
     if not hidden:

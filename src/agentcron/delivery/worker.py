@@ -397,6 +397,9 @@ class DeliveryWorker:
         retry_at: datetime | None,
         kept: bool = True,
     ) -> None:
+        path, until = delivery.output_path if kept else None, None
+        if gave_up and path is not None:
+            path, until = _kept(spec, path, delivery.slot_id)
         event = DeliveryFailed(
             task=delivery.task,
             at=self.clock.now(),
@@ -406,8 +409,8 @@ class DeliveryWorker:
             attempts=attempts,
             gave_up=gave_up,
             retry_at=retry_at,
-            output_path=delivery.output_path if kept else None,
-            kept_until=_kept_until(spec, delivery.output_path) if kept and gave_up else None,
+            output_path=path,
+            kept_until=until,
         )
         if spec is not None:
             self.emit(spec, event)
@@ -494,14 +497,23 @@ def _read_text(path: str) -> tuple[str, int | None, bool]:
     return text[: MAX_BODY + 1], size, mangled
 
 
-def _kept_until(spec: TaskSpec | None, path: str | None) -> datetime | None:
-    """When retention removes a given-up delivery's output (its file's age past the
-    task's ``keep_outputs``, as :func:`agentcron.retention.prune_outputs` judges it);
-    None when the task keeps outputs for good or the file cannot be looked at."""
-    if spec is None or path is None or spec.keep_outputs is None:
-        return None
+def _kept(spec: TaskSpec | None, path: str, slot_id: int) -> tuple[str | None, datetime | None]:
+    """A given-up delivery's output as its message may speak of it: the path, if the
+    file is there, and when retention removes it (its file's age past the task's
+    ``keep_outputs``, as :func:`agentcron.retention.prune_outputs` judges it; None when
+    the task keeps outputs for good, or its age cannot be read)."""
     try:
         written = os.stat(path).st_mtime
-    except OSError:
-        return None
-    return datetime.fromtimestamp(written, UTC) + spec.keep_outputs
+    except FileNotFoundError:
+        # removed since the attempt (by hand, or retention): "it is kept at PATH"
+        # would send the owner to nothing
+        log.warning("the output of slot %s (%s) is gone: its message does not say it is kept",
+                    slot_id, path)  # fmt: skip
+        return None, None
+    except OSError as exc:
+        log.warning("cannot look at the output of slot %s (%s: %s): its message does not say "
+                    "until when it is kept", slot_id, path, exc.strerror or exc)  # fmt: skip
+        return path, None
+    if spec is None or spec.keep_outputs is None:
+        return path, None
+    return path, datetime.fromtimestamp(written, UTC) + spec.keep_outputs

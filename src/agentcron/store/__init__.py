@@ -155,8 +155,13 @@ def _refuse_emptied(path: Path | None, home: Path) -> None:
     try:
         if os.stat(path).st_size != 0 or not _holds_runs(home / "outputs"):
             return
-    except OSError:
-        return  # missing or unreadable: the checks and the open that follow say it
+    except FileNotFoundError:
+        return  # no file yet: a new database, made by the open that follows
+    except OSError as exc:
+        raise StoreError(
+            f"cannot look at the database {path} ({exc.strerror or exc}): whether it holds "
+            "the home's history is not known, so it was not opened"
+        ) from None
     wal = f"{path}-wal"
     stale = (
         f" Remove {wal} and {path}-shm first: SQLite would apply that write-ahead log to "

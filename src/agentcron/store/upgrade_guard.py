@@ -40,7 +40,14 @@ def refuse_upgrade_under_nodes(
             ago = now - float(heartbeat)
             pid = int(pid)
         except (TypeError, ValueError):
-            continue  # a row that cannot be read says nothing of a running node
+            # whether that node runs is not known: upgrading under it is not taken blind
+            raise StoreError(
+                f"{where} is at schema {version}, and its nodes row {node_id!r} cannot be "
+                f"read (pid {str(pid)[:40]!r}, heartbeat {str(heartbeat)[:40]!r}): whether "
+                f"that node still runs an older agentcron is not known, so the database was "
+                f"not upgraded to schema {target}. Nothing was changed. Correct or delete "
+                "that row (it was changed outside agentcron), then start again."
+            ) from None
         if ago >= LIVE_WITHIN:
             continue
         if host == here and (pid == os.getpid() or not pid_alive(pid)):
