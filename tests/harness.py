@@ -119,3 +119,17 @@ async def running(daemon: Any, within: float = 30) -> AsyncIterator[None]:
     finally:
         daemon.request_stop()
         await main
+
+
+def stat_failing(monkeypatch: Any, module: Any, path: Path, error: OSError) -> None:
+    """``module.os.stat`` raises ``error`` for ``path`` (and only it) for the test."""
+    import os
+
+    real = os.stat
+
+    def failing(what: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if str(what) == str(path):
+            raise error
+        return real(what, *args, **kwargs)
+
+    monkeypatch.setattr(module.os, "stat", failing)

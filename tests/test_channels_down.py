@@ -8,6 +8,7 @@ import json
 import logging
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,12 +115,8 @@ def test_a_tasks_own_channel_down_is_told_through_the_top_level_one(
     assert (A, f"✔ agentcron sends through {channel_key(own)} again") in _titles(store, clock)
 
 
-def test_a_channels_return_counts_to_its_first_send_and_says_what_still_waits(
-    store: Store, clock: FakeClock, home: Path
-) -> None:
-    """The return read the outage to the minute's look, not to the send that went
-    through, and said the held messages were "on their way" after a digest had carried
-    them all (outside-in probe)."""
+def _a_down_told(store: Store, clock: FakeClock) -> Notifier:
+    """Channel A failing since now, told down through B 4 minutes later."""
     notifier = Notifier(store, clock, [A, B], "UTC")
     began = clock.now()
     item = store.enqueue(channel_key(A), A, NOTE, began)
@@ -127,6 +124,16 @@ def test_a_channels_return_counts_to_its_first_send_and_says_what_still_waits(
     store.mark_failed(item, "connection refused", began, False, began, "sender")
     clock.advance(timedelta(minutes=4))
     notifier.report_providers(clock.now())
+    return notifier
+
+
+def test_a_channels_return_counts_to_its_first_send_and_says_what_still_waits(
+    store: Store, clock: FakeClock, home: Path
+) -> None:
+    """The return read the outage to the minute's look, not to the send that went
+    through, and said the held messages were "on their way" after a digest had carried
+    them all (outside-in probe)."""
+    notifier = _a_down_told(store, clock)
     clock.advance(timedelta(minutes=2))  # 6 min after it began, A takes its message
     for one in store.claim_outbox("sender", clock.now(), clock.now() + timedelta(minutes=3), 10):
         store.mark_sent(one.id, clock.now(), "sender")
@@ -143,13 +150,7 @@ def test_a_message_written_after_the_return_is_not_one_held_for_it(
     """A reminder written in the second the channel came back was counted "1 message(s)
     held for it are on their way", the digest having taken every held one already
     (outside-in probe)."""
-    notifier = Notifier(store, clock, [A, B], "UTC")
-    began = clock.now()
-    item = store.enqueue(channel_key(A), A, NOTE, began)
-    store.claim_outbox("sender", began, began + timedelta(minutes=3), 10)
-    store.mark_failed(item, "connection refused", began, False, began, "sender")
-    clock.advance(timedelta(minutes=4))
-    notifier.report_providers(clock.now())
+    notifier = _a_down_told(store, clock)
     clock.advance(timedelta(minutes=2))
     for one in store.claim_outbox("sender", clock.now(), clock.now() + timedelta(minutes=3), 10):
         if one.channel_key == channel_key(A):
@@ -243,12 +244,10 @@ def _bodies(store: Store, word: str) -> list[str]:
     return [json.loads(r[0])["body"] for r in rows if word in json.loads(r[0])["title"]]
 
 
-def test_a_failure_with_no_channel_to_go_to_is_logged_at_error(
-    store: Store, clock: FakeClock, home: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Outside-in probe: a program running a Scheduler with no `notify` and its logging
-    at ERROR printed nothing for 115 failed runs: each was said at WARNING only. With no
-    channel the log is all there is, so it is said at ERROR."""
+def _one_failure_logged(
+    store: Store, clock: FakeClock, home: Path, caplog: pytest.LogCaptureFixture, **task: Any
+) -> list[logging.LogRecord]:
+    """The log records of one failed run of task ``feed`` with no top-level channel."""
     import asyncio
 
     from harness import Harness
@@ -258,16 +257,23 @@ def test_a_failure_with_no_channel_to_go_to_is_logged_at_error(
 
     h = Harness(store, clock, home)
     Notifier(store, clock, [], "UTC").attach(h.engine)
-    h.add("feed", broken, every="1h", retries=0)
+    h.add("feed", broken, every="1h", retries=0, **task)
     clock.advance(timedelta(hours=1))
-    with caplog.at_level(logging.ERROR, logger="agentcron.notify"):
+    with caplog.at_level(logging.WARNING, logger="agentcron.notify"):
         asyncio.run(h.tick())
-    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any(
-        m.startswith("✖ feed failed")
-        and m.endswith("(no notify channel: told to no one but this log)")
-        for m in said
-    ), said
+    return [r for r in caplog.records if r.getMessage().startswith("✖ feed failed")]
+
+
+def test_a_failure_with_no_channel_to_go_to_is_logged_at_error(
+    store: Store, clock: FakeClock, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Outside-in probe: a program running a Scheduler with no `notify` and its logging
+    at ERROR printed nothing for 115 failed runs: each was said at WARNING only. With no
+    channel the log is all there is, so it is said at ERROR."""
+    lines = _one_failure_logged(store, clock, home, caplog)
+    assert lines and all(r.levelno == logging.ERROR for r in lines), lines
+    alone = "(no notify channel: told to no one but this log)"
+    assert all(r.getMessage().endswith(alone) for r in lines)
 
 
 def test_a_tasks_own_empty_notify_is_its_choice_and_not_an_error(
@@ -275,18 +281,5 @@ def test_a_tasks_own_empty_notify_is_its_choice_and_not_an_error(
 ) -> None:
     """Review: `notify: []` on a task is a choice (schema); its failures are not said
     "told to no one" at ERROR."""
-    import asyncio
-
-    from harness import Harness
-
-    def broken() -> str:
-        raise ValueError("the feed is gone")
-
-    h = Harness(store, clock, home)
-    Notifier(store, clock, [], "UTC").attach(h.engine)
-    h.add("quiet", broken, every="1h", retries=0, notify=[])
-    clock.advance(timedelta(hours=1))
-    with caplog.at_level(logging.WARNING, logger="agentcron.notify"):
-        asyncio.run(h.tick())
-    lines = [r for r in caplog.records if r.getMessage().startswith("✖ quiet failed")]
+    lines = _one_failure_logged(store, clock, home, caplog, notify=[])
     assert lines and all(r.levelno == logging.WARNING for r in lines), lines

@@ -73,20 +73,12 @@ def test_a_database_named_by_path_is_left_to_its_owner(tmp_path: Path) -> None:
 def test_a_database_file_that_cannot_be_looked_at_is_not_opened_blind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import os
-
     import agentcron.store as store_module
+    from harness import stat_failing
 
     home = _home_with_runs(tmp_path)
     db = home / "agentcron.db"
-
-    def refused(path: object, *args: object, **kwargs: object) -> os.stat_result:
-        if str(path) == str(db):
-            raise PermissionError(13, "Permission denied")
-        return real(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    real = os.stat
-    monkeypatch.setattr(store_module.os, "stat", refused)
+    stat_failing(monkeypatch, store_module, db, PermissionError(13, "Permission denied"))
     with pytest.raises(StoreError, match=r"cannot look at the database .*Permission denied"):
         open_store(None, home)
     monkeypatch.undo()

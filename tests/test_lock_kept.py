@@ -30,6 +30,7 @@ from agentcron.instance_lock import (
 from agentcron.model import Message
 from agentcron.store import StoreError, open_store
 from agentcron.store.sqlite import SQLiteStore
+from harness import stat_failing
 
 
 def test_a_home_deleted_under_the_daemon_gets_its_lock_back(tmp_path: Path) -> None:
@@ -106,26 +107,15 @@ def test_a_daemons_file_gone_or_unreadable_at_the_look_is_refused_not_made_anew(
         store = SQLiteStore(db)
         try:
             keep_locks(lock, store.file_id)
-            real = os.stat
-
-            def gone(path: object, *a: object, **k: object) -> os.stat_result:
-                if str(path) == str(db):
-                    raise FileNotFoundError(2, "No such file or directory", str(path))
-                return real(path, *a, **k)  # type: ignore[arg-type]
-
-            monkeypatch.setattr(store_module.os, "stat", gone)
+            gone = FileNotFoundError(2, "No such file or directory", str(db))
+            stat_failing(monkeypatch, store_module, db, gone)
             with pytest.raises(StoreError, match=r"is missing, but a daemon .* moved or deleted"):
                 _refuse_replaced_under_daemon(db)
-
-            def refused(path: object, *a: object, **k: object) -> os.stat_result:
-                if str(path) == str(db):
-                    raise PermissionError(13, "Permission denied", str(path))
-                return real(path, *a, **k)  # type: ignore[arg-type]
-
-            monkeypatch.setattr(store_module.os, "stat", refused)
+            refused = PermissionError(13, "Permission denied", str(db))
+            stat_failing(monkeypatch, store_module, db, refused)
             with pytest.raises(StoreError, match=r"cannot look at the database .*Permission"):
                 _refuse_replaced_under_daemon(db)
-            monkeypatch.setattr(store_module.os, "stat", real)
+            monkeypatch.undo()
             _refuse_replaced_under_daemon(db)  # its own file: nothing to refuse
         finally:
             store.close()
