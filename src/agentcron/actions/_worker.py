@@ -291,8 +291,10 @@ def _only_the_worker(me: int, exc: BaseException | None = None) -> None:
     elif exc is not None:
         import traceback
 
+        # fd 2 is the run's output. A copy that cannot write it still exits 1 below, and
+        # that status is what its parent reads: there is no one else to tell
         with contextlib.suppress(Exception):
-            traceback.print_exception(exc, file=sys.stderr)  # fd 2: the run's output
+            traceback.print_exception(exc, file=sys.stderr)
             sys.stderr.flush()
         code = 1
     os._exit(code)
@@ -443,7 +445,10 @@ def main() -> None:
             # its group when it leads one (the pool starts it so); else only itself,
             # never a group of its parent's
             me = os.getpid()
-            os.killpg(me, signal.SIGKILL) if os.getpgid(0) == me else os.kill(me, signal.SIGKILL)
+            if os.getpgid(0) == me:
+                os.killpg(me, signal.SIGKILL)
+            else:
+                os.kill(me, signal.SIGKILL)
         requests.put(None)
 
     threading.Thread(target=read, name="agentcron-worker-input", daemon=True).start()
