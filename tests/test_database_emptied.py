@@ -83,3 +83,23 @@ def test_a_database_file_that_cannot_be_looked_at_is_not_opened_blind(
         open_store(None, home)
     monkeypatch.undo()
     assert db.stat().st_size == 0  # nothing written
+
+
+def test_an_empty_database_beside_outputs_that_cannot_be_read_is_not_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agentcron.store as store_module
+
+    home = _home_with_runs(tmp_path)
+    real = store_module.os.scandir
+
+    def refused(path: object) -> object:
+        if str(path) == str(home / "outputs"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module.os, "scandir", refused)
+    with pytest.raises(StoreError, match=r"cannot be read \(Permission denied\)"):
+        open_store(None, home)
+    monkeypatch.undo()
+    assert (home / "agentcron.db").stat().st_size == 0

@@ -178,3 +178,21 @@ def test_the_programs_signal_handlers_are_given_back_when_the_daemon_ends(
         loop.remove_signal_handler(signal.SIGTERM)
 
     asyncio.run(scenario())
+
+
+def test_a_signal_that_cannot_be_given_back_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Giving a handler back can fail (the loop closed meanwhile): the log says which
+    signal keeps its default, rather than passing over it."""
+    daemon, _config = _daemon(tmp_path)
+
+    class Closed:
+        def remove_signal_handler(self, sig: int) -> bool:
+            raise RuntimeError("Event loop is closed")
+
+    daemon._signals_taken[signal.SIGTERM] = (None, signal.SIG_DFL)
+    with caplog.at_level(logging.WARNING, logger="agentcron"):
+        daemon._give_signals_back(Closed())  # type: ignore[arg-type]
+    assert "could not give SIGTERM back to the program's own handler" in caplog.text
+    assert daemon._signals_taken == {}

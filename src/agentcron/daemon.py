@@ -925,12 +925,20 @@ class Daemon:
 
     def _give_signals_back(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig, (before, previous) in self._signals_taken.items():
-            with contextlib.suppress(Exception):
+            try:
                 loop.remove_signal_handler(sig)
                 if before is not None:  # the loop's own handler, as it was
                     loop.add_signal_handler(sig, before._callback, *before._args)
                 elif previous is not None:  # the process's (asyncio.run's Ctrl-C, say)
                     signal.signal(sig, previous)
+            except Exception as exc:  # a closed loop, another thread: the program's to know
+                log.warning(
+                    "could not give %s back to the program's own handler (%s: %s); it "
+                    "keeps its default",
+                    sig.name,
+                    type(exc).__name__,
+                    exc,
+                )
         self._signals_taken.clear()
 
     async def close(self) -> None:

@@ -186,8 +186,17 @@ def _holds_runs(outputs: Path) -> bool:
                     with os.scandir(task.path) as files:
                         if next(files, None) is not None:
                             return True
-    except OSError:
-        return False
+    except FileNotFoundError:
+        return False  # no outputs folder (yet): no run kept anything
+    except OSError as exc:
+        # an empty database beside outputs that cannot be read: whether its history is
+        # gone is not known, and it is not made anew blind
+        raise StoreError(
+            f"the database {outputs.parent / 'agentcron.db'} is empty (0 bytes), and "
+            f"{outputs} cannot be read ({exc.strerror or exc}) to tell whether runs were "
+            "recorded in it: it was not opened. Make the folder readable, or move the empty "
+            "file aside to start afresh."
+        ) from None
     return False
 
 
