@@ -29,6 +29,15 @@ The launcher
    takes the slot over once the lease has lapsed, and a frozen daemon cannot stop its
    command: left running, the slot ran twice at once (found by a chaos soak).
 
+6. is the *child subreaper* of what the command starts (``PR_SET_CHILD_SUBREAPER``),
+   so a process that left the group (``setsid``, a job of its own under ``set -m``, a
+   double fork) is still found: a descendant outside the group. Such escapees belong
+   to the run as its group does: when the command ends they are stopped (TERM, then
+   KILL), and when the group is sent TERM (a timeout, a stop) or the daemon dies they
+   are stopped with it, before the daemon's KILL of the group would end the launcher.
+   Their names go into the marker (``escaped``), for the daemon to say. Without it an
+   escapee ran on after its run's timeout, beside the retry of the same slot.
+
 Signals sent to the group reach the command directly; the launcher blocks and
 ignores them (a TERM to the group must not kill the one process that records the
 end). Where prctl is not available (not Linux, no ctypes) the launcher checks its
@@ -70,8 +79,12 @@ _UNBLOCKABLE: set[int] = {
     _signal.SIGABRT,
 }
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 _POLL = 1.0  # seconds between parent checks without prctl
 SETTLE = 0.25  # seconds a command may take to end on its own once its daemon is gone
+ESCAPEE_SHARE = 0.8  # of the grace an escapee gets after TERM: KILLed before the daemon's
+ESCAPEE_STUCK = 5.0  # seconds past the KILL after which an unkillable escapee is given up
+ESCAPEES_NAMED = 5  # in the marker; the rest are counted
 
 
 def json_value(value: object) -> str:
@@ -131,17 +144,99 @@ def start_ticks(pid: int) -> int | None:
         # daemon stops the group by its id alone (it is this process's own group)
 
 
-def set_death_signal() -> bool:
-    """``prctl(PR_SET_PDEATHSIG, DEATH_SIGNAL)``; False where that is not possible."""
+_libc: list[object] = []  # loaded once: the two prctl calls of a start share it
+
+
+def _prctl(option: int, value: int) -> bool:
+    """``prctl(option, value)``; False where that is not possible (not Linux, no ctypes)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
+        if not _libc:
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_PDEATHSIG, int(DEATH_SIGNAL), 0, 0, 0)) == 0
+            _libc.append(ctypes.CDLL(None, use_errno=True))
+        return int(_libc[0].prctl(option, value, 0, 0, 0)) == 0  # type: ignore[attr-defined]
     except (OSError, AttributeError):
         return False
+
+
+def set_death_signal() -> bool:
+    """``prctl(PR_SET_PDEATHSIG, DEATH_SIGNAL)``; False where that is not possible."""
+    return _prctl(_PR_SET_PDEATHSIG, int(DEATH_SIGNAL))
+
+
+def set_subreaper() -> bool:
+    """``prctl(PR_SET_CHILD_SUBREAPER)``: orphans among the command's descendants become
+    this process's children instead of init's; False where that is not possible."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _stat_fields(pid: int | str) -> tuple[str, int, int] | None:
+    """State, parent and process group of ``pid`` from /proc, or None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        rest = stat[stat.rfind(b")") + 2 :].split()
+        return rest[0].decode("ascii", "replace"), int(rest[1]), int(rest[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children_of(pid: int) -> list[int] | None:
+    """The children of ``pid`` (a single-threaded process) from /proc, or None when the
+    kernel does not list them (no CONFIG_PROC_CHILDREN)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as fh:
+            return [int(x) for x in fh.read().split()]
+    except (OSError, ValueError):
+        return None
+
+
+def leftovers(me: int, everything: bool) -> list[tuple[int, bool]]:
+    """Live descendants of ``me``, each with whether it is outside ``me``'s process
+    group (the run's group); with ``everything`` False only those outside it.
+
+    Once the command has ended they are this process's own children (it is their
+    subreaper), so an empty list of children settles it without reading every
+    process; otherwise all of /proc is read once and the tree walked down from ``me``."""
+    if children_of(me) == []:
+        return []
+    parents: dict[int, list[tuple[int, str, int]]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        fields = _stat_fields(name)
+        if fields is not None:
+            state, ppid, pgid = fields
+            parents.setdefault(ppid, []).append((int(name), state, pgid))
+    found: list[tuple[int, bool]] = []
+    todo = [me]
+    while todo:
+        for pid, state, pgid in parents.get(todo.pop(), ()):
+            todo.append(pid)
+            if state not in ("Z", "X") and (everything or pgid != me):
+                found.append((pid, pgid != me))
+    return found
+
+
+def named(processes: dict[int, str]) -> str:
+    """``sleep (pid 4242), sh (pid 4243)``, the first few, the rest counted."""
+    shown = [f"{name} (pid {pid})" for pid, name in processes.items()]
+    more = len(shown) - ESCAPEES_NAMED
+    return ", ".join(shown[:ESCAPEES_NAMED]) + (f" and {more} more" if more > 0 else "")
+
+
+def process_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as fh:
+            return fh.read().decode("utf-8", "replace").strip() or "?"
+    except OSError:
+        return "?"
 
 
 def stopped(pid: int) -> bool:
@@ -177,6 +272,13 @@ class Launcher:
         self.marker = marker
         self.command = argv[sep + 1 :]
         self.child = 0
+        self.status: int | None = None  # the command's, once reaped
+        self.subreaper = False
+        self.escaped: dict[int, str] = {}  # pid: name, of what left the group
+        self.strays: dict[int, str] = {}  # the same of what stayed in it
+        self.group_stopped = False  # the daemon sent the group TERM
+        self.termed: set[int] = set()
+        self.kill_escapees_at: float | None = None  # monotonic, once they were sent TERM
         me = os.getpid()
         self.fields: dict[str, object] = {
             "slot": int(slot),
@@ -196,6 +298,7 @@ class Launcher:
         watched = {int(s) for s in _signal.valid_signals()} - _UNBLOCKABLE
         original = _signal.pthread_sigmask(_signal.SIG_BLOCK, watched)
         guarded = set_death_signal()
+        self.subreaper = set_subreaper()
         if parent_gone(self.parent, self.thread):
             self.end(orphaned=True)  # the daemon died before the command could start
             os._exit(1)
@@ -203,16 +306,27 @@ class Launcher:
         self.spawn(original)
         timeout = None if guarded and self.fence <= 0 else _POLL
         while True:
-            signum = self.next_signal(watched, timeout)
+            # while escapees wait for their KILL, a short look instead of sleeping on
+            wait = timeout if self.kill_escapees_at is None else 0.1
+            signum = self.next_signal(watched, wait)
             if signum == _signal.SIGCHLD or signum is None:
                 status = self.reaped()
                 if status is not None:
-                    self.end(status=status)
+                    self.end(status=status)  # the command's own end, on disk first
+                    if self.stop_escapees(watched):
+                        write_marker(self.marker, self.fields)
                     exit_like(status)
             if signum in (DEATH_SIGNAL, None) and parent_gone(self.parent, self.thread):
                 self.orphaned(watched)
             if signum is None and self.fence > 0 and self.parent_frozen():
                 self.orphaned(watched)
+            if signum == _signal.SIGTERM:
+                # the daemon stops the group (a timeout, a stop): what left it goes too,
+                # while this process lives to send the KILL (the daemon's own KILL of
+                # the group comes after its grace, and would end this process first)
+                self.term_escapees()
+            elif signum is None and self.kill_escapees_at is not None:
+                self.kill_escapees_if_due()
             # any other signal was sent to the whole group: the command has it too
 
     def parent_frozen(self) -> bool:
@@ -270,11 +384,78 @@ class Launcher:
         return None if signum == _signal.SIGALRM else signum  # pragma: no cover
 
     def reaped(self) -> int | None:
-        try:
-            pid, status = os.waitpid(self.child, os.WNOHANG)
-        except ChildProcessError:
-            return 0
-        return status if pid else None
+        """The command's status once it has ended, else None. Every child that has
+        ended is reaped: as their subreaper this process inherits the command's
+        orphans, which would otherwise stay zombies until it exits."""
+        while self.status is None or self.subreaper:
+            try:
+                pid, status = os.waitpid(-1 if self.subreaper else self.child, os.WNOHANG)
+            except ChildProcessError:
+                return 0 if self.status is None else self.status
+            if not pid:
+                break
+            if pid == self.child:
+                self.status = status
+        return self.status
+
+    def note(self, pid: int, outside: bool) -> None:
+        """Name ``pid`` among what the run left (its latest name: ``setsid`` becomes
+        the program it runs)."""
+        if outside:
+            self.escaped[pid] = process_name(pid)
+        elif not self.group_stopped:  # a stopped group's members are not leftovers
+            self.strays[pid] = process_name(pid)
+
+    def term_escapees(self) -> None:
+        """The group is being stopped: TERM (and CONT) what left it too; their KILL
+        falls due within the grace."""
+        self.group_stopped = True
+        if self.kill_escapees_at is not None:
+            return
+        self.kill_escapees_at = time.monotonic() + self.grace * ESCAPEE_SHARE
+        for pid, _ in leftovers(os.getpid(), everything=False):
+            self.note(pid, outside=True)
+            self.termed.add(pid)
+            for signum in (_signal.SIGTERM, _signal.SIGCONT):
+                _quietly(os.kill, pid, signum)
+
+    def kill_escapees_if_due(self) -> None:
+        if self.kill_escapees_at is None or time.monotonic() < self.kill_escapees_at:
+            return
+        for pid, _ in leftovers(os.getpid(), everything=False):
+            self.note(pid, outside=True)
+            _quietly(os.kill, pid, _signal.SIGKILL)
+
+    def stop_escapees(self, watched: set[int], everything: bool = True) -> bool:
+        """Stop what the run left running: TERM, then KILL once their share of the
+        grace is up. ``everything``: the command has ended, so its group's members go
+        too (the daemon stopped them only after this process had exited, and a process
+        just then leaving the group escaped both). Whether there were any: their names
+        are then in ``fields``, for the marker."""
+        me = os.getpid()
+        left = leftovers(me, everything)
+        if self.kill_escapees_at is None and left:
+            self.kill_escapees_at = time.monotonic() + self.grace * ESCAPEE_SHARE
+        while left and self.kill_escapees_at is not None:
+            now = time.monotonic()
+            if now >= self.kill_escapees_at + ESCAPEE_STUCK:  # unkillable (state D)
+                self.fields["escaped_left"] = len(left)
+                break
+            for pid, outside in left:
+                self.note(pid, outside)
+                if now >= self.kill_escapees_at:
+                    _quietly(os.kill, pid, _signal.SIGKILL)
+                elif pid not in self.termed:
+                    self.termed.add(pid)
+                    for signum in (_signal.SIGTERM, _signal.SIGCONT):
+                        _quietly(os.kill, pid, signum)
+            self.next_signal(watched, 0.05)
+            self.reaped()
+            left = leftovers(me, everything)
+        for key, found in (("escaped", self.escaped), ("strays", self.strays)):
+            if found:
+                self.fields[key] = named(found)
+        return bool(self.escaped or self.strays)
 
     def end(self, status: int | None = None, orphaned: bool = False) -> None:
         fields = self.fields
@@ -300,15 +481,20 @@ class Launcher:
             status = self.reaped()
         if status is not None:
             self.end(status=status)
+            if self.stop_escapees(watched):
+                write_marker(self.marker, self.fields)
             exit_like(status)
         me = os.getpid()
         for signum in (_signal.SIGTERM, _signal.SIGCONT):
             _quietly(os.killpg, me, signum)
+        self.term_escapees()
         status = self.reaped()
         deadline = time.monotonic() + self.grace
         while status is None and (left := deadline - time.monotonic()) > 0:
             self.next_signal(watched, min(left, 0.1))
+            self.kill_escapees_if_due()
             status = self.reaped()
+        self.stop_escapees(watched, everything=False)  # the group's KILL follows
         # A command that exits 0 within the grace finished its work (it ignored the TERM
         # or was about to end): a success to keep, not an interruption to run again.
         done = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

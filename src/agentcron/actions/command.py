@@ -23,12 +23,16 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentcron.actions.base import ActionContext, ActionResult
 from agentcron.actions.output import open_output, read_output, tail_lines
 from agentcron.durations import format_duration
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
+
+if TYPE_CHECKING:
+    from agentcron.orphans import EndRecord
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +111,23 @@ class CommandAction:
                 timed_out = late < LOOKED_LATE or not await _exited_meanwhile(proc)
         except asyncio.CancelledError:
             await _stop_group(proc, grace)
+            _launcher_end(ctx)  # what it stopped outside the group is said
             raise
         if timed_out:
             killed = await _stop_group(proc, grace)
             how = f"TERM, then KILL after {say_duration(ctx.kill_grace)}" if killed else "TERM"
+            end = _launcher_end(ctx)
+            also = (
+                f"; also stopped what had left the group: {end.escaped}"
+                if end and end.escaped
+                else ""
+            )
             return ActionResult(
                 ok=False,
                 failure=FailureInfo(
                     message=(
-                        f"timed out after {say_duration(ctx.timeout)}; killed process group ({how})"
+                        f"timed out after {say_duration(ctx.timeout)}; "
+                        f"killed process group ({how}){also}"
                     ),
                     output_tail=redact_for(
                         _after_end(tail_lines, ctx.output_file), spec.env, ctx.run_env
@@ -127,14 +139,10 @@ class CommandAction:
 
         if group_alive(proc.pid):
             # The command finished but left members of its group behind (a stray
-            # `cmd &`); they belong to this run and must not outlive it.
-            log.warning(
-                "%s: its command ended but left processes running in its group %d; "
-                "killing them (they belong to the run)",
-                ctx.task,
-                proc.pid,
-                extra={"event": "stray_processes_killed", "task": ctx.task, "pgid": proc.pid},
-            )
+            # `cmd &`); they belong to this run and must not outlive it. The launcher
+            # stops them itself (and says so in its marker); this is for a run
+            # without one, and for a stray that outlived the launcher's KILL.
+            _say_strays(ctx.task, proc.pid, "killing them")
             await _stop_group(proc, grace)
 
         if proc.returncode in (126, 127):
@@ -229,14 +237,55 @@ FENCED = (
 )
 
 
-def _ended_at(ctx: ActionContext) -> float | None:
-    """When the command ended, as its launcher recorded it (None without one): a daemon
-    frozen or held by a locked table saw the end later, and recorded "finished after
-    running for 1 min" for a 20 s run (outside-in probe)."""
+def _launcher_end(ctx: ActionContext) -> EndRecord | None:
+    """The command's end as its launcher recorded it (None without one), and what the
+    launcher stopped that the command left running, which is said here: a process that
+    had left the run's group ran on, untold, after its run's end or timeout (outside-in
+    probe; see ``_shim``)."""
     from agentcron.orphans import ended_run, marker_for_output
 
     marker = marker_for_output(ctx.output_path, ctx.task, ctx.slot_id, ctx.attempt)
     end = ended_run(marker.parent.parent, ctx.slot_id, ctx.attempt) if marker else None
+    if end is None:
+        return None
+    if end.strays:
+        _say_strays(ctx.task, end.pgid, f"{end.strays}; stopped them")
+    if end.escaped:
+        log.warning(
+            "%s: its command left processes running outside its process group (setsid, "
+            "or a job of their own): %s; stopped them (they belong to the run)",
+            ctx.task,
+            end.escaped,
+            extra={"event": "escaped_processes_stopped", "task": ctx.task},
+        )
+    if end.escaped_left:
+        log.error(
+            "%s: %d process(es) its command left running could not be stopped, not "
+            "even with SIGKILL (stuck in the kernel?): among %s",
+            ctx.task,
+            end.escaped_left,
+            ", ".join(x for x in (end.escaped, end.strays) if x),
+            extra={"event": "escaped_processes_left", "task": ctx.task},
+        )
+    return end
+
+
+def _say_strays(task: str, pgid: int, what: str) -> None:
+    log.warning(
+        "%s: its command ended but left processes running in its group %d: %s "
+        "(they belong to the run)",
+        task,
+        pgid,
+        what,
+        extra={"event": "stray_processes_killed", "task": task, "pgid": pgid},
+    )
+
+
+def _ended_at(ctx: ActionContext) -> float | None:
+    """When the command ended, as its launcher recorded it (None without one): a daemon
+    frozen or held by a locked table saw the end later, and recorded "finished after
+    running for 1 min" for a 20 s run (outside-in probe)."""
+    end = _launcher_end(ctx)
     return end.ended_at if end is not None else None
 
 
