@@ -440,8 +440,8 @@ def test_a_command_does_not_upgrade_the_database_under_an_older_daemon(
     home = tmp_path / "home"
     home.mkdir()
     store = SQLiteStore(home / "agentcron.db")
-    with store._tx() as db:  # as the version before the last migration (19) left it
-        db.execute("DROP INDEX audit_at")
+    with store._tx() as db:  # as the version before the last migration (20) left it
+        db.execute("DROP INDEX incidents_task")
     old = SCHEMA_VERSION - 1
     store.set_meta("schema_version", str(old))
     store.close()

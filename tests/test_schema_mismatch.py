@@ -30,7 +30,7 @@ CASES = {
     ),
     "version edited down": (
         [f"UPDATE meta SET value = '{SCHEMA_VERSION - 1}' WHERE key = 'schema_version'"],
-        "index audit_at already exists",
+        "index incidents_task already exists",
     ),
     "version row deleted": (
         ["DELETE FROM meta WHERE key = 'schema_version'"],

@@ -74,6 +74,7 @@ def test_opening_an_older_database_fills_the_record_from_its_history(home: Path)
         db.execute("DROP INDEX incidents_removed")  # and 18
         db.execute("ALTER TABLE incidents DROP COLUMN closed_by")
         db.execute("DROP INDEX audit_at")  # and 19
+        db.execute("DROP INDEX incidents_task")  # and 20
     store.set_meta("schema_version", "15")
     store.close()
     again = SQLiteStore(path)

@@ -262,8 +262,8 @@ class PruneReport:
 
 def default_keep_history(task_defaults: Mapping[str, Any] | None) -> timedelta | None:
     """``keep_history`` of the config's ``defaults:`` (as the loader left the mapping),
-    else 90 days: what the history of tasks no longer in the config keeps, and the age
-    past which sent notifications and closed incidents go. None keeps all."""
+    else 90 days: what the history (runs, closed incidents) of tasks no longer in the
+    config keeps, and the age past which sent notifications go. None keeps all."""
     return _default_keep(task_defaults, "keep_history", DEFAULT_KEEP_HISTORY)
 
 
@@ -317,11 +317,12 @@ def prune_history(
     calls it through ``asyncio.to_thread`` so its loop only ever waits for one batch
     (``batch`` rows in one transaction) on the store's connection.
 
-    Each task keeps what its own ``keep_history`` says; tasks no longer in the config,
-    sent or given-up notifications, closed incidents and the audit trail keep
-    ``default_keep`` (None: all). Output files of removed runs are deleted once their
-    rows are gone (only files under ``home/outputs``: on several nodes, another node's
-    files are its own to prune). ``dry_run`` counts, changing nothing.
+    Each task keeps what its own ``keep_history`` says, of its runs and of its closed
+    incidents; tasks no longer in the config, sent or given-up notifications and the
+    audit trail keep ``default_keep`` (None: all). Output files of removed runs are
+    deleted once their rows are gone (only files under ``home/outputs``: on several
+    nodes, another node's files are its own to prune). ``dry_run`` counts, changing
+    nothing.
     """
     rules = keep_rules(store, now)
     default = KeepRule(cutoff=_cutoff(now, default_keep), keep_last=SKIP_STREAK_KEPT)
@@ -335,8 +336,10 @@ def prune_history(
         deliveries += done.deliveries
         files += sum(_remove_output(Path(p), outputs, dry_run, unremoved) for p in done.paths)
     records_before = default.cutoff
+    incidents_kept = {name: rule.cutoff for name, rule in rules.items()}
     if records_before is None:
         records = None
+        incidents = store.prune_incidents(None, incidents_kept, dry_run=dry_run, batch=batch)
     else:
         records = store.prune_records(
             outbox_before=records_before,
@@ -344,6 +347,7 @@ def prune_history(
             stopped_nodes_before=now - STOPPED_NODE_KEPT,
             silent_nodes_before=now - SILENT_NODE_KEPT,
             audit_before=records_before,
+            incidents_kept=incidents_kept,
             dry_run=dry_run,
             batch=batch,
         )
@@ -354,7 +358,7 @@ def prune_history(
         deliveries=deliveries,
         files=files,
         outbox=records.outbox if records else 0,
-        incidents=records.incidents if records else 0,
+        incidents=records.incidents if records else incidents,
         nodes=records.nodes if records else 0,
         audit=records.audit if records else 0,
         batches=batches,

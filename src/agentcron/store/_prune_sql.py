@@ -228,11 +228,13 @@ class PruneSQL(SpecSQL):
         silent_nodes_before: datetime,
         *,
         audit_before: datetime | None = None,
+        incidents_kept: Mapping[str, datetime | None] | None = None,
         dry_run: bool = False,
         batch: int = BATCH,
     ) -> PrunedRecords:
         """Remove outbox rows sent or given up on, created before ``outbox_before``;
-        incidents closed before ``incidents_before``; node rows stopped with their last
+        incidents closed before ``incidents_before``, or, for a task ``incidents_kept``
+        names, before the time it gives (None: keep them all); node rows stopped with their last
         sign of life before ``stopped_nodes_before``, or silent since before
         ``silent_nodes_before`` (a node that still holds a running slot stays: its
         lease is how the slot is taken over); audit entries written before
@@ -245,17 +247,22 @@ class PruneSQL(SpecSQL):
         outbox = self._prune_rows(
             "outbox",
             "(sent_at IS NOT NULL OR permanent = 1) AND created_at < ?",
-            ts(outbox_before),
+            (ts(outbox_before),),
             dry_run,
             batch,
         )
-        incidents = self._prune_rows(
-            "incidents",
-            "closed_at IS NOT NULL AND closed_at < ?",
-            ts(incidents_before),
-            dry_run,
-            batch,
-        )
+        if incidents_kept is None:
+            incidents = self._prune_rows(
+                "incidents",
+                "closed_at IS NOT NULL AND closed_at < ?",
+                (ts(incidents_before),),
+                dry_run,
+                batch,
+            )
+        else:
+            incidents = self.prune_incidents(
+                incidents_before, incidents_kept, dry_run=dry_run, batch=batch
+            )
         nodes_where = (
             "(heartbeat_at < ? OR (stopped_at IS NOT NULL AND heartbeat_at < ?)) "
             "AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.status = 'running' "
@@ -270,15 +277,53 @@ class PruneSQL(SpecSQL):
         audit = (
             0
             if audit_before is None
-            else self._prune_rows("audit", "at < ?", ts(audit_before), dry_run, batch)
+            else self._prune_rows("audit", "at < ?", (ts(audit_before),), dry_run, batch)
         )
         return PrunedRecords(outbox, incidents, max(0, nodes), audit)
 
+    def prune_incidents(
+        self,
+        default_before: datetime | None,
+        kept: Mapping[str, datetime | None],
+        *,
+        dry_run: bool = False,
+        batch: int = BATCH,
+    ) -> int:
+        """Closed incidents past their own task's cutoff, task by task through the
+        (task, opened_at) index: one that closed before the cutoff opened before it.
+        A flapping task with a short ``keep_history`` opened ~850 an hour that stayed
+        for the 90 days of ``defaults:`` (soak probe)."""
+        removed = 0
+        for task in self._incident_tasks():
+            before = kept.get(task, default_before)  # a named task's None keeps all
+            if before is None:
+                continue
+            removed += self._prune_rows(
+                "incidents",
+                "task = ? AND opened_at < ? AND closed_at IS NOT NULL AND closed_at < ?",
+                (task, ts(before), ts(before)),
+                dry_run,
+                batch,
+            )
+        return removed
+
+    def _incident_tasks(self) -> Iterator[str]:
+        """Every task that has incidents: one index seek per task, as for slots."""
+        last = ""
+        while True:
+            rows = self._q(
+                "SELECT task FROM incidents WHERE task > ? ORDER BY task LIMIT 1", (last,)
+            )
+            if not rows:
+                return
+            last = str(rows[0][0])
+            yield last
+
     def _prune_rows(
-        self, table: str, where: str, before: float | None, dry_run: bool, batch: int
+        self, table: str, where: str, params: tuple[Any, ...], dry_run: bool, batch: int
     ) -> int:
         if dry_run:
-            return int(self._q(f"SELECT COUNT(*) FROM {table} WHERE {where}", (before,))[0][0])
+            return int(self._q(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)[0][0])
         removed = 0
         while True:
             with self._tx() as db:
@@ -286,7 +331,7 @@ class PruneSQL(SpecSQL):
                     db.execute(
                         f"DELETE FROM {table} WHERE id IN "
                         f"(SELECT id FROM {table} WHERE {where} LIMIT ?)",
-                        (before, batch),
+                        (*params, batch),
                     ).rowcount
                 )
             removed += max(0, count)

@@ -15,7 +15,7 @@ PostgreSQL (several nodes). Their shared contract:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -662,12 +662,26 @@ class RetentionStore(Protocol):
         silent_nodes_before: datetime,
         *,
         audit_before: datetime | None = None,
+        incidents_kept: Mapping[str, datetime | None] | None = None,
         dry_run: bool = False,
         batch: int = 500,
     ) -> PrunedRecords:
         """Remove sent and given-up outbox rows, closed incidents, stopped or silent
-        node rows and audit entries older than the given times, in batches; queued
-        messages, open incidents and nodes holding running slots stay."""
+        node rows and audit entries older than the given times, in batches (closed
+        incidents of a task ``incidents_kept`` names: older than its time, None keeping
+        them all); queued messages, open incidents and nodes holding running slots stay."""
+        ...
+
+    def prune_incidents(
+        self,
+        default_before: datetime | None,
+        kept: Mapping[str, datetime | None],
+        *,
+        dry_run: bool = False,
+        batch: int = 500,
+    ) -> int:
+        """Remove closed incidents past their task's time in ``kept`` (None: keep all),
+        or ``default_before`` for a task it does not name; how many (would) go."""
         ...
 
 
