@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agentcron.actions.loop_holds import holds_of
 from agentcron.beats import on_beat, sleep_to_beat
 from agentcron.clock import Clock, SystemClock
 from agentcron.config._env import current_environ
@@ -439,7 +440,10 @@ class Daemon:
 
         def stall_reason(at: datetime, zone: ZoneInfo) -> str | None:
             stall = self.watchdog.stall_covering(at)
-            return stall.reason(zone) if stall is not None else self._left_outage_reason(at, zone)
+            if stall is not None:
+                return stall.reason(zone)
+            hold = holds_of(asyncio.get_running_loop()).covering(at)  # asked by the tick
+            return hold.reason(zone) if hold is not None else self._left_outage_reason(at, zone)
 
         self.engine.stall_reason = stall_reason
         self.engine.on_outage.append(self._outage_began)

@@ -40,6 +40,7 @@ from agentcron.actions._worker import (
 )
 from agentcron.actions.base import ActionContext, ActionResult
 from agentcron.actions.command import say_duration
+from agentcron.actions.loop_holds import Timed, holds_of
 from agentcron.actions.output import OUTPUT_MEMORY_CAP, home_of_output, open_output
 from agentcron.model.enums import ErrorClass
 from agentcron.model.failure import FailureInfo
@@ -260,7 +261,9 @@ async def _on_the_loop(awaitable: Awaitable[Any], ctx: ActionContext, watch: _Ca
     wait for it (see :class:`_CallWatch`)."""
     ON_THE_LOOP[ctx.slot_id] = ctx.task
     name = f"inline call of {ctx.task} (slot {ctx.slot_id})"  # named if left at the stop
-    call = asyncio.get_running_loop().create_task(_captured(awaitable), name=name)
+    loop = asyncio.get_running_loop()
+    timed = Timed(awaitable, ctx.task, holds_of(loop))  # a step that holds the loop is said
+    call = loop.create_task(_captured(timed), name=name)
     watch.started()
 
     def over(_: asyncio.Future[Any]) -> None:
