@@ -267,3 +267,14 @@ def test_a_secret_flags_value_is_on_its_line_and_not_a_flag() -> None:
     assert redact("mongod --auth --port 27017") == "mongod --auth --port 27017"
     assert redact("--token\nnext line") == "--token\nnext line"
     assert redact("gpg --passphrase hunter2 -d x") == "gpg --passphrase [REDACTED] -d x"
+
+
+def test_a_uid_and_gid_after_u_are_not_a_password() -> None:
+    """Review: `docker run -u 1000:1000` was shown as `1000:[REDACTED]`; curl's
+    `-u user:password` still loses its password, a numeric one included."""
+    from agentcron.redact import redact_argv
+
+    assert redact("docker run -u 1000:1000 img") == "docker run -u 1000:1000 img"
+    assert redact_argv(["docker", "run", "-u", "1000:1000", "img"])[3] == "1000:1000"
+    assert redact("curl -u admin:123456 x") == "curl -u admin:[REDACTED] x"
+    assert redact_argv(["curl", "--user", "admin:123456"])[2] == "admin:[REDACTED]"

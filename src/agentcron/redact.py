@@ -38,6 +38,7 @@ _MAX_PASSES = 3
 # A value that is already the replacement must not match again, or redaction
 # would not be idempotent ("[REDACTED]" -> "[REDACTED]]").
 _NOT_DONE = r"(?!\[REDACTED\])"
+_UID_GID = re.compile(r"\d+:\d+")  # `-u 1000:1000` of docker, podman: not curl's user:password
 
 _Replace = Callable[[re.Match[str]], str]
 
@@ -151,10 +152,13 @@ _SHAPES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Replace], ...] = tuple(
             r"|'[^'\n]+'|" + _NOT_DONE + r"[^\s'\"]+))",
             _keep_quotes,
         ),
-        # curl's `-u user:password`, `--user user:password`
+        # curl's `-u user:password`, `--user user:password`; not `docker run -u 1000:1000`
+        # (a uid and a gid, shown as `1000:[REDACTED]`: review)
         (
             ("-u", "--user"),
-            r"(?P<head>(?<![\w-])(?:-u|--user)[ \t]+['\"]?[^\s:'\"]+:)" + _NOT_DONE + r"[^\s'\"]+",
+            r"(?P<head>(?<![\w-])(?:-u|--user)[ \t]+['\"]?(?!\d+:\d+(?=[\s'\"]|$))[^\s:'\"]+:)"
+            + _NOT_DONE
+            + r"[^\s'\"]+",
             _after("head"),
         ),
     )
@@ -210,7 +214,7 @@ def redact_argv(argv: list[str], secrets: Iterable[str] = ()) -> list[str]:
         before = argv[i - 1] if i else ""
         if _ARGV_FLAG.fullmatch(before) and not item.startswith("-"):
             out.append(REPLACEMENT)
-        elif before in ("-u", "--user") and ":" in item:
+        elif before in ("-u", "--user") and ":" in item and not _UID_GID.fullmatch(item):
             out.append(item.split(":", 1)[0] + ":" + REPLACEMENT)
         else:
             out.append(redact(item, known))
