@@ -4,12 +4,15 @@ long to wait for a quiet moment, a failing checkpointer hands the job back."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from agentcron.store._checkpoints import Checkpointer
 from agentcron.store.sqlite import SQLiteStore
@@ -160,3 +163,56 @@ def test_the_store_moves_checkpoints_off_its_connection(tmp_path: Path) -> None:
         store.close()
     assert not checkpointer._thread.is_alive()
     assert not (tmp_path / "agentcron.db-wal").exists()  # the last close checkpointed it all
+
+
+def test_a_full_disk_does_not_end_the_checkpointer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Chaos soak: a checkpoint that failed with "database or disk is full" ended the
+    thread; the daemon counted each as its upkeep's failure, and after five short
+    disk-full spells in ten minutes it exited for good. A full disk is now waited out:
+    the thread lives, says it once, and checkpoints again once there is room."""
+    from agentcron.store import _checkpoints
+
+    path = tmp_path / "w.db"
+    w = Writer(path)
+    full = threading.Event()
+    full.set()
+    real_connect = sqlite3.connect
+
+    class Conn:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def execute(self, sql: str) -> sqlite3.Cursor:
+            if "wal_checkpoint" in sql and full.is_set():
+                exc = sqlite3.OperationalError("database or disk is full")
+                exc.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+                raise exc
+            return self.conn.execute(sql)
+
+        def close(self) -> None:
+            self.conn.close()
+
+    monkeypatch.setattr(
+        _checkpoints.sqlite3, "connect", lambda *a, **k: Conn(real_connect(*a, **k))
+    )
+    caplog.set_level(logging.WARNING, logger="agentcron.store")
+    cp = Checkpointer(
+        str(path), w.changes, w.writing, w.checkpoints, interval=0.01, idle_interval=0.02
+    )
+    cp.start()
+    try:
+        w.burst()
+        wait_for(lambda: cp.disk_full, "a checkpoint to meet the full disk")
+        w.burst()
+        time.sleep(0.1)
+        assert cp.fault is None and cp._thread.is_alive() and cp.checkpoints == 0
+        full.clear()
+        wait_for(lambda: cp.checkpoints > 0 and not cp.disk_full, "checkpoints again")
+    finally:
+        cp.stop()
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "the disk is full" in m]) == 1
+    assert any("work again" in m for m in said)
+    assert w.told == []  # never handed back: the writer's own would meet the same disk

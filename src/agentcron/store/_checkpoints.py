@@ -67,6 +67,7 @@ class Checkpointer:
         self.max_pages = max_pages
         self.checkpoints = 0  # completed calls, for tests and diagnostics
         self.fault: str | None = None  # why the thread ended, if it failed
+        self.disk_full = False  # the last checkpoint found no room: tried again, not ended
         self._handed_back = False
         self._stop = threading.Event()
         self._poke = threading.Event()  # set by wrote(): enough was written to look now
@@ -132,7 +133,28 @@ class Checkpointer:
             wait = self.idle_interval if settled else self.interval
             if now == self._done_at or (not quiet and now - self._done_at < self.force_after):
                 continue
-            _busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            try:
+                _busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.OperationalError as exc:
+                if not _disk_full(exc):
+                    raise
+                # A full disk is the machine's, not this thread's: it ended the thread,
+                # and five short disk-full spells within ten minutes made the daemon
+                # exit for good as a part that kept failing (chaos soak). What the full
+                # disk stops (runs' files, the database's writes) is told by those.
+                if not self.disk_full:
+                    self.disk_full = True
+                    log.warning(
+                        "WAL checkpoint of %s failed: the disk is full (%s); tried again "
+                        "while it lasts",
+                        self.path,
+                        exc,
+                    )
+                wait = self.interval
+                continue
+            if self.disk_full:
+                self.disk_full = False
+                log.warning("WAL checkpoints of %s work again: the disk has room", self.path)
             self.checkpoints += 1
             self._bound(int(pages))
             # A writer looks quiet while its COMMIT still writes the log (it is out of
@@ -171,3 +193,9 @@ class Checkpointer:
                     "the WAL of %s holds %d pages: the writer checkpoints too", self.path, pages
                 )
             self._writer_checkpoints(too_long)
+
+
+def _disk_full(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite failed for want of room (SQLITE_FULL, "database or disk is full")."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL
