@@ -117,6 +117,65 @@ def test_a_command_failing_while_the_disk_is_full_is_a_storage_problem(
     assert "disk holding its output is full" in (slot.error or "")
 
 
+class FewBlocksFree:
+    """A disk that was full when the command wrote, and that has a few blocks free by
+    the time its failure is judged (another run's file removed meanwhile)."""
+
+    def __init__(self, free: int) -> None:
+        self._free = free
+
+    def full(self, _path: str) -> bool:
+        return False
+
+    def free(self, _path: str) -> int:
+        return self._free
+
+
+@pytest.mark.parametrize(
+    ("command", "free", "storage"),
+    [
+        # Python's exit 120 (stdout not flushed) on a disk all but full: the disk's
+        ("exit 120", 8192, True),
+        # the command says so itself
+        ("echo 'write error: No space left on device' >&2; exit 1", 8192, True),
+        # the same words, but this disk has room: another disk's, the command's own
+        ("echo 'write error: No space left on device' >&2; exit 1", 10 * 2**30, False),
+        # an ordinary failure on an all but full disk stays the task's own
+        ("exit 3", 8192, False),
+    ],
+)
+def test_a_failure_on_a_disk_that_freed_a_few_blocks_meanwhile(
+    sqlite_store: Any,
+    clock: Any,
+    home: Path,
+    monkeypatch: Any,
+    command: str,
+    free: int,
+    storage: bool,
+) -> None:
+    """Chaos soak: judged by the disk's room alone, a moment after the command met the
+    full disk, 38 runs that exited 120 failed for good as code errors ("Retrying will
+    not help") because a few blocks had come free meanwhile."""
+    monkeypatch.setattr(runner_module, "_ROOM", FewBlocksFree(free))
+
+    async def scenario() -> Harness:
+        h = Harness(sqlite_store, clock, home)
+        h.add("t", command=["sh", "-c", command], every="1h", retries=2)
+        h.clock.advance(timedelta(hours=1))
+        await h.tick()
+        return h
+
+    h = asyncio.run(scenario())
+    (slot,) = h.slots("t")
+    if storage:
+        assert slot.status is SlotStatus.RETRYING
+        assert slot.error_class is ErrorClass.WORKER_LOST
+        assert "disk holding its output is full" in (slot.error or "")
+    else:
+        assert "disk holding its output is full" not in (slot.error or "")
+        assert slot.error_class is not ErrorClass.WORKER_LOST
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 @pytest.mark.parametrize("isolation", ["inline", "process"])
 def test_a_python_result_that_cannot_be_kept_is_a_storage_problem(

@@ -65,6 +65,13 @@ class DiskRoom:
             self._room_until.pop(key, None)
         return bool(stats.f_bavail == 0)
 
+    def free(self, path: str) -> int | None:
+        """Bytes free for ordinary writes on the filesystem holding ``path``, asked now
+        (None when it cannot be asked)."""
+        folder = os.path.dirname(path) or "."
+        stats = self._ask(folder, os.path.dirname(folder) or folder)
+        return None if stats is None else int(stats.f_bavail * stats.f_frsize)
+
     def _ask(self, folder: str, key: str) -> Any:
         """``statvfs`` of the output's folder, or of the nearest of its parents that
         exists (a run that wrote nothing may have no folder: asking only the folder

@@ -266,6 +266,26 @@ def _disk_full(path: str) -> bool:
     return _ROOM.full(path)
 
 
+NEARLY_FULL = 16 * 1024 * 1024  # bytes free below which a failure's own words suffice
+_NO_SPACE = ("no space left on device", "disk quota exceeded", "[errno 28]", "enospc")
+
+
+def _lost_to_full_disk(path: str, failure: FailureInfo, exit_code: int | None) -> bool:
+    """Whether a command failed because the disk holding its output is full: full now,
+    or all but full while the failure itself says so (Python's exit 120, its stdout not
+    flushed; "No space left on device" in what it wrote). A moment after the command
+    met the full disk another run's file may have gone, freeing a few blocks: judged
+    by the room alone, 38 such runs of a chaos soak failed for good as code errors,
+    "Retrying will not help"."""
+    if _disk_full(path):
+        return True
+    said = f"{failure.message}\n{failure.output_tail}".lower()
+    if exit_code != 120 and not any(words in said for words in _NO_SPACE):
+        return False
+    free = _ROOM.free(path)
+    return free is not None and free < NEARLY_FULL
+
+
 def _overran(spec: TaskSpec, started: datetime, ended: datetime, abandoned: bool) -> bool:
     """Whether a run that reported success went past its bounds: the engine gave up
     on it, or it is an inline python call that took longer than its timeout (other
@@ -572,7 +592,7 @@ def _outcome_of(
     failure = result.failure or FailureInfo(
         message="the action failed without saying why", action=spec.action_kind
     )
-    storage = spec.command is not None and _disk_full(out_path)
+    storage = spec.command is not None and _lost_to_full_disk(out_path, failure, result.exit_code)
     if storage:
         # A command that failed while its output had nowhere to go (Python exits 120
         # when it cannot flush stdout) failed because of this machine's disk.
