@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from logging.handlers import QueueHandler, QueueListener
 from typing import TextIO
 
+from agentcron.controls import shown_text
 from agentcron.redact import daemon_secrets, redact, secret_values_from_env
 
 
@@ -44,7 +45,9 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         secrets = self.secrets if self.secrets is not None else _daemon_secrets()
-        return redact(super().format(record), secrets)
+        # a run's error quoted in a line is the task's text: its terminal escapes went
+        # to the terminal of a daemon run in the foreground (outside-in probe)
+        return shown_text(redact(super().format(record), secrets))
 
 
 def _daemon_secrets() -> list[str]:

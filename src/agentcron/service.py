@@ -475,7 +475,7 @@ class Service(RedeliveryMixin, StatusMixin, BudgetsMixin):
     def add_task(self, name: str, raw: Mapping[str, Any], replace: bool = False) -> dict[str, Any]:
         """Create a task (``source: api``) from the keys a config file's task has,
         validated by the same rules, problems located at ``tasks.NAME.KEY``."""
-        if not TASK_NAME.match(name):  # said in words before any lookup by that name
+        if not TASK_NAME.fullmatch(name):  # said in words before any lookup by that name
             try:  # (one no store can hold gave a 500)
                 self._validate(name, raw)
             except InvalidError as exc:

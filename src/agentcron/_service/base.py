@@ -188,7 +188,7 @@ class ServiceCore:
     def _task(self, name: str) -> TaskRecord:
         from agentcron.model.task import TASK_NAME
 
-        if not TASK_NAME.match(name):
+        if not TASK_NAME.fullmatch(name):
             raise NotFoundError(
                 f"no task named {name[:120]!r}: task names are letters, digits, '_', '-' "
                 "and '.' (at most 100)",

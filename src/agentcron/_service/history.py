@@ -246,7 +246,7 @@ class HistoryMixin(ServiceCore):
         from agentcron.model.task import TASK_NAME
 
         try:
-            if not TASK_NAME.match(name):
+            if not TASK_NAME.fullmatch(name):
                 self._task(name)  # raises: no task, nor history, can have that name
             if self.store.get_task(name) is None and not self.store.slots(name, limit=1):
                 self._task(name)  # raises with a suggestion
@@ -435,7 +435,7 @@ class HistoryMixin(ServiceCore):
         if task is not None:
             from agentcron.model.task import TASK_NAME
 
-            if not TASK_NAME.match(task):
+            if not TASK_NAME.fullmatch(task):
                 raise ServiceError(f"task: {task[:120]!r} is not a task name", field="task")
         entries = self.store.audit_entries(task, limit, before_id)
         if task is not None and not entries and before_id is None:

@@ -44,7 +44,7 @@ def output_file_name(
     trigger beside a scheduled one) apart; the attempt keeps retries apart. A naive
     ``scheduled_for`` is taken to be UTC.
     """
-    if not TASK_NAME.match(task):
+    if not TASK_NAME.fullmatch(task):
         raise ValueError(f"invalid task name for an output path: {task!r}")
     if attempt < 1:
         raise ValueError(f"attempt numbers start at 1, got {attempt}")

@@ -65,7 +65,7 @@ def _url(path: KeyPath, url: str) -> list[tuple[KeyPath, str]]:
 
 
 def _key_variable(name: str) -> list[tuple[KeyPath, str]]:
-    if _VARIABLE_NAME.match(name):
+    if _VARIABLE_NAME.fullmatch(name):
         return []
     # never quoted: what stands here may be the key itself
     return [
@@ -87,7 +87,7 @@ def unset_key(spec: TaskSpec, environ: Mapping[str, str]) -> str | None:
     stopped every task, told to no channel, where only this task's runs fail (each
     told as a ``config_error`` naming the variable)."""
     name = spec.llm.api_key_env if spec.llm is not None else None
-    if not name or not _VARIABLE_NAME.match(name) or environ.get(name) or name in spec.env:
+    if not name or not _VARIABLE_NAME.fullmatch(name) or environ.get(name) or name in spec.env:
         return None
     return (
         f"tasks.{spec.name}.llm.api_key_env: variable {name} is not set here (it holds "

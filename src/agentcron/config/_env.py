@@ -195,7 +195,7 @@ def parse_env_file(text: str) -> dict[str, str]:
         key = key.strip()
         if not eq:
             raise EnvFileError(f"line {number} is not KEY=VALUE", number)
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise EnvFileError(
                 f"line {number}: {key!r} is not a variable name (letters, digits, '_')", number
             )

@@ -153,7 +153,7 @@ class AgentClient(_Strict):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str | None) -> str | None:
-        if value is not None and (not NAMESPACE.match(value) or value.endswith(".")):
+        if value is not None and (not NAMESPACE.fullmatch(value) or value.endswith(".")):
             raise ValueError(
                 f"{value!r} cannot start task names: use letters, digits, '_', '-', '.' "
                 "(at most 60, not ending in '.')"
@@ -233,13 +233,13 @@ class AgentsConfig(_Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentsConfig:
         for name in self.models:
-            if not CLIENT_NAME.match(name):
+            if not CLIENT_NAME.fullmatch(name):
                 raise ValueError(
                     f"models.{name}: a profile name is letters, digits, '_' and '-' (at most 40)"
                 )
         tokens: dict[str, str] = {}
         for name, client in self.clients.items():
-            if not CLIENT_NAME.match(name):
+            if not CLIENT_NAME.fullmatch(name):
                 raise ValueError(
                     f"clients.{name}: a client name is letters, digits, '_' and '-' (at most 40)"
                 )

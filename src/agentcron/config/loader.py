@@ -41,6 +41,7 @@ from agentcron.config.schema import (
     config_json_schema,
     unknown_zone_message,
 )
+from agentcron.controls import shown_text
 from agentcron.model.task import TaskSpec
 from agentcron.redact import redact, secret_values_from_env
 
@@ -114,6 +115,19 @@ def load_config(path: Path) -> LoadedConfig:
         return _parse(text, source, hashlib.sha256(data).hexdigest(), path.parent)
     except RecursionError:  # read, but too deep for the checks that walk it
         raise ConfigError([ConfigProblem("", TOO_DEEP)], source) from None
+
+
+def _text_problems(own: Mapping[str, Any], place: _Place) -> list[ConfigProblem]:
+    """A description is text to read, not to drive a terminal: an API client's
+    description holding a terminal escape retitled the window of whoever ran `show`,
+    and cleared it (outside-in probe). Checked where a task comes in (a task stored
+    before keeps loading; it is shown escaped)."""
+    text = own.get("description")
+    if not isinstance(text, str) or shown_text(text) == text:
+        return []
+    found = next(shown_text(c) for c in text if shown_text(c) != c)
+    message = f"a description is text: lines and tabs, without control characters (found {found})"
+    return [place.problem(("description",), message)]
 
 
 def validate_task_mapping(
@@ -314,6 +328,7 @@ def _check_task(
             # structural ones here so a task missing its schedule hears it now
             problems += [place.problem((), m) for m in _shape_messages(data, inherited)]
     problems += _url_problems(_placeholders.expanded_task(own, environ), place)
+    problems += _text_problems(own, place)
     if spec is not None:
         problems += [place.problem(path, why) for path, why in action_problems(data)]
     problems = held + _not_within(problems, held)

@@ -46,7 +46,7 @@ def telegram(chat: str | None, thread: str | None = None, home_var: str | None =
             return Target(None, reason="no Telegram chat named; add the chat id yourself")
         chat = "${" + home_var + "}"
         variables.append(home_var)
-    elif not _CHAT_ID.match(chat):
+    elif not _CHAT_ID.fullmatch(chat):
         return Target(None, reason=f"{chat!r} is not a Telegram chat id")
     if thread:
         if not thread.isdigit():

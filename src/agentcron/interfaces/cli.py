@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape as rich_escape
 
+from agentcron.controls import visible
 from agentcron.interfaces import render
 from agentcron.interfaces.cli_options import DbOpt
+from agentcron.interfaces.render import SafeConsole
 
 app = typer.Typer(
     name="agentcron",
@@ -33,8 +34,8 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = SafeConsole(highlight=False, soft_wrap=True)
+err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="Config file (default ./agentcron.yaml)")
@@ -662,7 +663,7 @@ def logs(
 
     with service_for(config, home, db, sync=False) as svc:
         if output:
-            shown = render.visible if sys.stdout.isatty() else str  # piped: as printed
+            shown = visible if sys.stdout.isatty() else str  # piped: as printed
             for piece in svc.output_stream(run_id):
                 sys.stdout.write(shown(piece))
             return

@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from agentcron.interfaces.cli_options import DbOpt
+from agentcron.interfaces.render import SafeConsole
 
 if TYPE_CHECKING:  # imported when the command runs: `agentcron --help` stays quick
     from agentcron.importers import ImportOptions, Plan
     from agentcron.importers.report import Report
 
-_out = Console(highlight=False, soft_wrap=True, markup=False)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_out = SafeConsole(highlight=False, soft_wrap=True, markup=False)
+_err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCES = "agent-zero, hermes, openclaw or crontab"
 
@@ -199,7 +199,7 @@ def _options(
         _fail("--base-url and --model go together (the API to call and the model to ask)")
     if base_url is not None and not re.match(r"^https?://[^\s/]+", base_url):
         _fail(f"--base-url must be an http:// or https:// URL, got {base_url!r}")
-    if api_key_env is not None and not _ENV_NAME.match(api_key_env):
+    if api_key_env is not None and not _ENV_NAME.fullmatch(api_key_env):
         _fail(f"--api-key-env names a variable (e.g. DEEPINFRA_API_KEY), got {api_key_env!r}")
     return ImportOptions(base_url, model, api_key_env, agent_cmd)
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from agentcron.interfaces.cli_options import DbOpt
+from agentcron.interfaces.render import SafeConsole
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from agentcron.controls import visible
 from agentcron.interfaces.zone_names import in_zone, zone_label
 
 if TYPE_CHECKING:  # the models bring pydantic: the CLI imports them when a command needs them
@@ -306,6 +308,7 @@ def run_detail(console: Console, data: dict[str, Any], zone: str | None = None) 
     if data.get("output") is not None:
         console.rule("output")
         text = str(data["output"])
+        # shown, not obeyed, whatever console prints it (SafeConsole does it for all text)
         console.print(visible(text) if console.is_terminal else text, markup=False, highlight=False)
     elif data.get("output_path"):
         console.print(
@@ -317,17 +320,22 @@ def run_detail(console: Console, data: dict[str, Any], zone: str | None = None) 
         console.print("(no output kept)")
 
 
-def visible(text: str) -> str:
-    """``text`` with its control characters (but newlines and tabs) written as ``^[``,
-    ``^G``, ``^?``: a run's output shown on a terminal must not drive it (move the
-    cursor, retitle the window, write the clipboard), whatever the task printed."""
-    if not any(map(_control, text)):
-        return text
-    return "".join(f"^{chr(ord(c) ^ 64)}" if _control(c) else c for c in text)
+class SafeConsole(Console):
+    """A console that shows what it prints on a terminal and is never driven by it.
 
+    A run's error, an incident's summary, a task's description are the task's (or an
+    API client's) text, printed in tables and lines all over the CLI; a terminal escape
+    among them retitled the window and cleared the screen of whoever ran ``agentcron
+    runs`` (outside-in probe). Every piece of text is made :func:`visible` as it is
+    written, in one place, so that no table or line can forget to; Rich's own styles
+    and controls are its segments' styles and control codes, not their text, and stay.
+    Piped or redirected, text goes as it is (``show --output > file`` keeps the bytes).
+    """
 
-def _control(c: str) -> bool:
-    return (ord(c) < 32 and c not in "\n\t") or c == "\x7f"
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        if self.is_terminal:
+            buffer = (s if s.control else s._replace(text=visible(s.text)) for s in buffer)
+        return super()._render_buffer(buffer)
 
 
 def doctor(console: Console, report: dict[str, Any]) -> None:

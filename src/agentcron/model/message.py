@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from agentcron.controls import shown_text
+
 Severity = Literal["warning", "failure", "recovery", "info"]
 SEVERITIES: tuple[Severity, ...] = ("warning", "failure", "recovery", "info")
 
@@ -20,6 +22,14 @@ class Message:
     event: str
     incident_kind: str
     severity: Severity
+
+    def __post_init__(self) -> None:
+        # A task's error and output are quoted in messages: their terminal escapes,
+        # NULs and bidirectional overrides went to every channel unchanged (one turned
+        # agentcron's advice after it backwards), and a command channel's script may
+        # print them to a terminal (outside-in probe). Shown, not obeyed.
+        object.__setattr__(self, "title", shown_text(self.title))
+        object.__setattr__(self, "body", shown_text(self.body))
 
     def to_dict(self) -> dict[str, str]:
         """The stored form (the outbox keeps messages as JSON)."""

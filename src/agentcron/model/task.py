@@ -280,9 +280,10 @@ class TaskSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not TASK_NAME.match(v):
+        if not TASK_NAME.fullmatch(v):
             raise ValueError(
-                f"invalid task name {shortened(v)!r}: use letters, digits, '_', '-', '.' (max 100)"
+                f"invalid task name {shortened(v)!r}: use letters, digits, '_', '-', '.', "
+                "beginning with a letter or digit (max 100)"
             )
         return v
 

@@ -79,7 +79,7 @@ class Policy:
         if name.startswith(prefix):
             return name
         granted = client.may_change(name, prefix) if change else client.may_see(name, prefix)
-        short = "." not in name and SHORT_NAME.match(name) is not None
+        short = "." not in name and SHORT_NAME.fullmatch(name) is not None
         if granted and (not short or exists is None or exists(name)):
             return name
         visible_only = change and not granted and client.may_see(name, prefix)
@@ -116,14 +116,14 @@ class Policy:
         name = given.strip()
         prefix = self.caller.prefix
         short = name.removeprefix(prefix)
-        if not short or not SHORT_NAME.match(short):
+        if not short or not SHORT_NAME.fullmatch(short):
             raise Refused(
                 f"name: {given[:120]!r} cannot name a new task: give a short name of "
                 f"letters, digits, '_' and '-' (it becomes {prefix}SHORT; new tasks always "
                 "go in your namespace)"
             )
         full = prefix + short
-        if not TASK_NAME.match(full):
+        if not TASK_NAME.fullmatch(full):
             raise Refused(
                 f"name: {shortened(full)!r} is too long: a task name is at most 100 characters, "
                 f"{len(prefix)} of them your namespace {prefix}"
