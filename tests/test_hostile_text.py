@@ -125,3 +125,18 @@ def test_a_description_is_text_without_controls_where_it_comes_in() -> None:
     # one stored before keeps loading (shown escaped): refused only where it comes in
     stored = TaskSpec(name="t", every="1h", command=["true"], description="x \x1b[2J")
     assert parse_spec(stored.model_dump_json()).description == "x \x1b[2J"
+
+
+def test_the_dashboard_isolates_a_tasks_text_from_the_page_around_it() -> None:
+    """An error holding U+202E sat in a plain <td> and <span class="error">: the page's
+    own words after it in the same block were shown backwards."""
+    import re
+    from pathlib import Path
+
+    import agentcron.interfaces.dashboard as dashboard
+
+    css = (Path(dashboard.__file__).parent / "static" / "dashboard.css").read_text()
+    rule = re.search(r"^([^{}\n]*)\{\s*unicode-bidi:\s*isolate;\s*\}", css, re.MULTILINE)
+    assert rule is not None, "no unicode-bidi: isolate rule"
+    selectors = {s.strip() for s in rule.group(1).split(",")}
+    assert {"td", ".error", "pre"} <= selectors, selectors
