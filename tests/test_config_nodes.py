@@ -69,8 +69,9 @@ ONLY_A = '  only_a:\n    every: 1h\n    command: ["true"]\n'
 def test_a_node_whose_file_removes_another_nodes_task_says_so(tmp_path: Path, db_url: str) -> None:
     with Sink() as sink:
         notify = f'notify: ["{sink.url("/owner")}"]\n'
-        a = PgDaemonProc(tmp_path / "a", f"{notify}tasks:\n{TICK}{ONLY_A}", db_url)
-        b = PgDaemonProc(tmp_path / "b", f"{notify}tasks:\n{TICK}", db_url)
+        settle = {"AGENTCRON_DIVERGENCE_SETTLE": "2s"}  # b's file differs for good
+        a = PgDaemonProc(tmp_path / "a", f"{notify}tasks:\n{TICK}{ONLY_A}", db_url, settle)
+        b = PgDaemonProc(tmp_path / "b", f"{notify}tasks:\n{TICK}", db_url, settle)
         store = PostgresStore(db_url)
         try:
             a.start()
@@ -151,3 +152,29 @@ def test_a_told_record_that_cannot_be_read_is_said_and_the_difference_told(
     store.set_meta(TOLD_KEY, "abc@not a time")
     assert first_to_tell(store, n3, Applied("n1", "h1", "/c/cfg.yaml", "d-new"), T0)
     assert "cannot be read ('abc@not a time')" in caplog.text
+
+
+def test_a_difference_is_told_only_if_it_lasts_and_the_other_node_runs() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agentcron.config.nodes import Divergence, divergence_verdict
+
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    mine = Applied("me", "h1", "/a.yaml", "new")
+    other = Applied("them", "h2", "/b.yaml", "old")
+    found = Divergence("words", other, mine, other.dumps(), now)
+    alive = [NodeInfo("them", "h2", 1, "/", now, now)]
+    settle, stale = timedelta(minutes=5), timedelta(minutes=30)
+
+    def verdict(current: Applied | None, at: datetime, nodes: list[NodeInfo] = alive) -> str:
+        return divergence_verdict(found, current, nodes, at, settle, stale)
+
+    assert verdict(mine, now + timedelta(minutes=1)) == "wait"
+    assert verdict(mine, now + timedelta(minutes=5)) == "tell"
+    # the other node applied the same tasks: a rollout reaching it
+    assert verdict(Applied("them", "h2", "/b.yaml", "new"), now + timedelta(minutes=6)) == "drop"
+    # it applied its own again: it finds the difference itself
+    assert verdict(other, now + timedelta(minutes=6)) == "drop"
+    # it stopped meanwhile (its heartbeat stale): nobody runs other tasks
+    gone = [NodeInfo("them", "h2", 1, "/", now, now - timedelta(hours=1))]
+    assert verdict(mine, now + timedelta(minutes=6), gone) == "drop"

@@ -369,8 +369,15 @@ def test_a_divergence_message_that_cannot_be_queued_is_queued_when_the_file_is_a
     head = "notify: ['json://127.0.0.1:9/x']\n"
     config.write_text(head + GOOD)
     daemon = Daemon(
-        # written whole before each look: no wait for the file to stand still
-        DaemonOptions(config_path=config, home=tmp_path / "home", tune_gc=False, config_settle=0)
+        # written whole before each look: no wait for the file to stand still; the
+        # difference told at once (not after the other node's time to apply it too)
+        DaemonOptions(
+            config_path=config,
+            home=tmp_path / "home",
+            tune_gc=False,
+            config_settle=0,
+            divergence_settle=0,
+        )
     )
 
     async def scenario() -> None:
@@ -699,3 +706,87 @@ def test_a_reload_that_changes_only_settings_says_which(
         "notify changed"
     ) in caplog.text, caplog.text
     assert "127.0.0.1:9" not in caplog.text.split("config reloaded")[-1].splitlines()[0]
+
+
+def _diverging_daemon(tmp_path: Path, settle: float) -> tuple[Daemon, Path, str]:
+    config = tmp_path / "agentcron.yaml"
+    head = "notify: ['json://127.0.0.1:9/x']\n"
+    config.write_text(head + GOOD)
+    daemon = Daemon(
+        DaemonOptions(
+            config_path=config,
+            home=tmp_path / "home",
+            tune_gc=False,
+            config_settle=0,
+            divergence_settle=settle,
+        )
+    )
+    return daemon, config, head
+
+
+def _other_node_applied(store: Any, digest: str) -> None:
+    from datetime import UTC, datetime
+
+    from agentcron.config.nodes import META_KEY, Applied
+    from agentcron.model import NodeInfo
+
+    now = datetime.now(UTC)
+    store.register_node(NodeInfo("other", "elsewhere", 7, "/other", now, now))
+    store.set_meta(META_KEY, Applied("other", "elsewhere", "/o/agentcron.yaml", digest).dumps())
+
+
+def test_a_change_the_other_node_applies_too_is_not_told(tmp_path: Path) -> None:
+    """Chaos soak: every edit of the one config file of a three-node deployment was told
+    to the owner as "nodes run different config files" by the first node to apply it,
+    though the others applied the same tasks seconds later. A difference the other
+    node resolves within the settle is not told."""
+    from agentcron.config.nodes import META_KEY, loads
+
+    daemon, config, head = _diverging_daemon(tmp_path, settle=60.0)
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            store = daemon.store
+            assert store is not None
+            _other_node_applied(store, "the old tasks")
+            config.write_text(head + GOOD + NEW.removeprefix("tasks:\n"))
+            queued = Queued(store)
+            daemon.reload_if_changed()
+            mine = loads(store.get_meta(META_KEY))
+            assert mine is not None and mine.node_id == daemon.node_id
+            assert daemon._found_divergence is not None and queued == []  # waiting
+            _other_node_applied(store, mine.digest)  # the change reached the other node
+            daemon._settle_divergence()
+            assert daemon._found_divergence is None and queued == []
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_difference_that_lasts_is_told_once_the_settle_is_over(tmp_path: Path) -> None:
+    daemon, config, head = _diverging_daemon(tmp_path, settle=0.3)
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            store = daemon.store
+            assert store is not None
+            _other_node_applied(store, "the old tasks")
+            config.write_text(head + GOOD + NEW.removeprefix("tasks:\n"))
+            queued = Queued(store)
+            daemon.reload_if_changed()
+            daemon._settle_divergence()
+            assert queued == []  # the other node has 0.3 s to apply the same tasks
+            await asyncio.sleep(0.4)
+            daemon._settle_divergence()
+            (told,) = [m.body for m in queued]
+            assert "/o/agentcron.yaml" in told and "added b" in told, told
+            assert "elsewhere has not applied the same tasks since" in told
+            daemon._settle_divergence()  # told once
+            assert len(queued) == 1
+        finally:
+            await daemon.close()
+
+    asyncio.run(scenario())

@@ -32,9 +32,12 @@ from agentcron.config._env import current_environ
 from agentcron.config.errors import ConfigError, ConfigProblem
 from agentcron.config.loader import load_config
 from agentcron.config.nodes import META_KEY as FILE_TASKS_KEY
+from agentcron.config.nodes import SETTLE as DIVERGENCE_SETTLE
 from agentcron.config.nodes import (
     Applied,
+    Divergence,
     divergence_text,
+    divergence_verdict,
     first_to_tell,
     loads,
     other_live_node,
@@ -115,6 +118,9 @@ class DaemonOptions:
     # writes in place (truncate, then write) is not read half-written, which dropped
     # the tasks of its second half, and cancelled their waiting retries
     config_settle: float = 1.0
+    # how long another live node has to apply the tasks this node's file changed before
+    # their difference is told (a rollout reaching every node is not): config.nodes
+    divergence_settle: float = DIVERGENCE_SETTLE.total_seconds()
     heartbeat_interval: float = 6.0
     shutdown_grace: float = 10.0
     lease_seconds: float = 60.0
@@ -1582,6 +1588,7 @@ class Daemon:
             try:
                 await self._parse_ahead(force=hangup)
                 applied = self.reload_if_changed(force=hangup)
+                self._settle_divergence()
             except Exception as exc:
                 faults.failed(exc)
             else:
@@ -1809,19 +1816,16 @@ class Daemon:
         other = other_live_node(before, mine, self.store.nodes(), now, DAEMON_STALE_AFTER)
         if other is not None and (added or changed or removed):
             words = divergence_text(other, mine, added, changed, removed)
-            log.warning("%s", words)
-            if first_to_tell(self.store, recorded, mine, now):
-                self._divergence = words
-            else:
-                log.info("another node applying the same change tells of it")
-        if self._divergence is not None:
-            # kept until queued: the apply is done again when this fails, and that
-            # sync, finding the tasks already written, has no changes to say
-            title = "agentcron: nodes run different configs"
-            self._tell_owner_of_config(title, self._divergence, "warning")
-            self._divergence = None
+            log.info(
+                "%s (told if %s has not applied the same tasks within %s)",
+                words,
+                other.host,
+                format_duration(timedelta(seconds=self.options.divergence_settle)),
+            )
+            self._found_divergence = Divergence(words, other, mine, recorded, now)
         if before != mine:
             self.store.set_meta(FILE_TASKS_KEY, mine.dumps())
+        self._settle_divergence()
         retired = self.service.retire_channels(list(config.notify))
         if retired:
             log.warning(
@@ -1832,6 +1836,39 @@ class Daemon:
         return added, changed, removed
 
     _divergence: str | None = None  # another node's other tasks, not yet queued to tell
+    _found_divergence: Divergence | None = None  # found at an apply, told if it lasts
+
+    def _settle_divergence(self) -> None:
+        """Tell a difference with another node's tasks that has lasted (at each apply
+        and each look of the reload loop); drop one the other node has since resolved."""
+        assert self.store is not None
+        found = self._found_divergence
+        if found is not None:
+            now = self.clock.now()
+            verdict = divergence_verdict(
+                found,
+                loads(self.store.get_meta(FILE_TASKS_KEY)),
+                self.store.nodes(),
+                now,
+                timedelta(seconds=self.options.divergence_settle),
+                DAEMON_STALE_AFTER,
+            )
+            if verdict == "drop":
+                self._found_divergence = None
+                log.info("the nodes' config files agree again (or the other node is gone)")
+            elif verdict == "tell":
+                self._found_divergence = None
+                log.warning("%s", found.words)
+                if first_to_tell(self.store, found.before, found.mine, now):
+                    self._divergence = found.words
+                else:
+                    log.info("another node applying the same change tells of it")
+        if self._divergence is not None:
+            # kept until queued: a failure here is tried again at the next look
+            title = "agentcron: nodes run different configs"
+            self._tell_owner_of_config(title, self._divergence, "warning")
+            self._divergence = None
+
     _restart_told: list[str] = []  # noqa: RUF012 - replaced, never mutated
     _rejection_told = False  # a "config change rejected" whose end is not told yet
 

@@ -6,7 +6,12 @@ removing and restoring each other's tasks. That happened silently (outside-in pr
 task added on one node was removed by a reload on the other, with nothing told and
 `doctor` on the first node saying all was well). Each node now records which file's
 tasks it applied; one whose tasks differ from those another live node applied says so.
-A change rolled out to every node is told once, by the first node that applies it.
+A change rolled out to every node is not told at all: a node that finds the other
+live node's tasks differ from its file's waits :data:`SETTLE` for that node to apply
+the same tasks (a shared file it reloads, a rollout reaching it), and tells only when
+it has not by then (a chaos soak: every config edit of a three-node deployment told
+the owner "nodes run different config files"). Of two nodes that find one difference
+at once, the first tells.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 from agentcron.model import NodeInfo, TaskSpec
 
 META_KEY = "config:file_tasks"
 TOLD_KEY = "config:difference_told"  # which difference a node told last, and when
 TOLD_TOGETHER = timedelta(minutes=10)  # the same difference found within: told already
+SETTLE = timedelta(minutes=5)  # how long the other node has to apply the same tasks
 
 log = logging.getLogger("agentcron.config")
 
@@ -99,6 +105,39 @@ def other_live_node(
     return None
 
 
+@dataclass(frozen=True)
+class Divergence:
+    """A difference found when this node applied its file: told if it lasts."""
+
+    words: str
+    other: Applied  # the live node whose tasks this node's file replaced
+    mine: Applied
+    before: str | None  # the record as read before the apply (see first_to_tell)
+    found_at: datetime
+
+
+def divergence_verdict(
+    found: Divergence,
+    current: Applied | None,
+    nodes: Sequence[NodeInfo],
+    now: datetime,
+    settle: timedelta,
+    stale_after: timedelta,
+) -> Literal["wait", "tell", "drop"]:
+    """What becomes of ``found``, given the record as it is now (``current``).
+
+    Another node applied since: the same tasks (the change reached it, a rollout) or
+    its own again (it finds the difference itself, and tells it): dropped here. Still
+    this node's record once ``settle`` has passed, the other node still running: told.
+    The other node gone meanwhile: nobody runs other tasks any more, dropped."""
+    if current is None or current != found.mine:
+        return "drop"
+    alive = any(n.node_id == found.other.node_id and n.alive(now, stale_after) for n in nodes)
+    if not alive:
+        return "drop"
+    return "tell" if now - found.found_at >= settle else "wait"
+
+
 class MetaRows(Protocol):
     """The store's small key-value rows (its NodeStore part): all this module needs."""
 
@@ -144,9 +183,9 @@ def divergence_text(
     return (
         f"⚠ agentcron's nodes run different config files: {mine.path} on {mine.host} has "
         f"other tasks than {other.path}, which {other.host} applied; applying it "
-        f"{', '.join(did)}. Every node must run the same file: each applies its own when it "
-        "starts and when its file changes, so the tasks change with whichever did last. "
-        "(A change being rolled out to every node is told once, by the first node.)"
+        f"{', '.join(did)}, and {other.host} has not applied the same tasks since. Every "
+        "node must run the same file: each applies its own when it starts and when its "
+        "file changes, so the tasks change with whichever did last."
     )
 
 

@@ -386,6 +386,7 @@ def run(
         shutdown_grace=_env_seconds("AGENTCRON_SHUTDOWN_GRACE", 10.0),
         recovery_hold=_env_seconds("AGENTCRON_RECOVERY_HOLD", 30.0),
         log_fault_after=_env_seconds("AGENTCRON_LOG_FAULT_AFTER", 30.0),
+        divergence_settle=_env_seconds("AGENTCRON_DIVERGENCE_SETTLE", 300.0),
     )
     if options.config_path is not None and not options.config_path.exists():
         fail(f"cannot start: {options.config_path} not found; `agentcron init` writes an example")
