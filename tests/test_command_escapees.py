@@ -1,8 +1,8 @@
 """Processes that leave a command's process group (``setsid``, a job of its own under
-``set -m``, a double fork) still belong to its run: the launcher, their subreaper,
-stops them when the command ends, when the run times out or is stopped, and when the
-daemon dies; the daemon says which they were. Before, they ran on untold, beside the
-retry of the same slot (outside-in probe). Real processes throughout."""
+``set -m``, a double fork) are found by the launcher, their subreaper: stopped with the
+run when it times out, is stopped, or its daemon dies (before, such a process ran on
+beside the retry of the same slot), and named, but left running, when the command ends
+on its own (``tmux new -d`` and the like detach on purpose). Real processes throughout."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def settled(pids: list[int]) -> list[int]:
     ],
     ids=["setsid", "double-fork"],
 )
-def test_what_left_the_group_is_stopped_when_the_command_ends(
+def test_what_left_the_group_is_named_when_the_command_ends(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, script: str
 ) -> None:
     pids = tmp_path / "pids"
@@ -78,18 +78,18 @@ def test_what_left_the_group_is_stopped_when_the_command_ends(
         )
         assert result.ok and result.output == "done\n"
         found = read_pids(pids)
-        assert found and settled(found) == []
+        assert found and all(alive(p) for p in found)  # detached on purpose, maybe
         assert "left processes running outside its process group" in logged
-        assert "sleep (pid " in logged and "stopped them" in logged
+        assert "sleep (pid " in logged and "They run on" in logged
         end = ended_run(tmp_path, 7, 1)
         assert end is not None and end.exit_code == 0 and end.result_known
-        assert end.escaped is not None and "sleep" in end.escaped
+        assert end.escaped is not None and "sleep" in end.escaped and not end.escaped_stopped
     finally:
         kill_pids_in(pids)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash for set -m")
-def test_a_job_of_its_own_under_set_m_is_stopped(
+def test_a_job_of_its_own_under_set_m_is_named(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pids = tmp_path / "pids"
@@ -98,63 +98,28 @@ def test_a_job_of_its_own_under_set_m_is_stopped(
         result, logged = run_with_log(home_ctx(tmp_path, command=["bash", "-c", script]), caplog)
         assert result.ok
         (job,) = read_pids(pids)
-        assert settled([job]) == []
         assert f"sleep (pid {job})" in logged
     finally:
         kill_pids_in(pids)
 
 
-def test_an_escapee_that_ignores_term_is_killed_within_the_grace(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.parametrize(
+    "script",
+    [
+        "(trap '' TERM; exec sleep 30) & echo $! > {pids}; sleep 1; echo done",  # in the group
+        "setsid sh -c \"trap '' TERM; exec sleep 30\" & echo $! > {pids}; sleep 1; echo done",
+    ],
+    ids=["stray", "escapee"],
+)
+def test_a_command_that_ends_in_time_succeeds_whatever_it_left(tmp_path: Path, script: str) -> None:
+    """Review: the launcher stopped what the command left before exiting, the daemon
+    waited for the launcher, not the command, and a command that ended after 1 s of a
+    2 s timeout was recorded timed out (and run again) while its marker said exit 0."""
     pids = tmp_path / "pids"
-    # an ignored signal stays ignored across exec: the sleep ignores TERM too
-    script = f"setsid sh -c \"trap '' TERM; exec sleep 30\" & echo $! > {pids}; sleep 0.2; echo d"
+    ctx = home_ctx(tmp_path, timeout=2.0, grace=2.0, command=script.format(pids=pids), shell=True)
     try:
-        started = time.monotonic()
-        result, logged = run_with_log(
-            home_ctx(tmp_path, grace=1.0, command=script, shell=True), caplog
-        )
-        took = time.monotonic() - started
-        assert result.ok
-        assert settled(read_pids(pids)) == []
-        assert 0.2 + 0.5 <= took < 1.0 + 5  # TERM ignored: KILL after 0.8 of the grace
-        assert "stopped them" in logged
-    finally:
-        kill_pids_in(pids)
-
-
-def test_strays_in_the_group_are_stopped_and_named(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    pids = tmp_path / "pids"
-    try:
-        result, logged = run_with_log(
-            home_ctx(tmp_path, command=f"sleep 30 & echo $! > {pids}; echo done", shell=True),
-            caplog,
-        )
-        assert result.ok
-        (stray,) = read_pids(pids)
-        assert settled([stray]) == []
-        assert "left processes running in its group" in logged
-        assert f"sleep (pid {stray}); stopped them" in logged
-        assert "outside its process group" not in logged
-    finally:
-        kill_pids_in(pids)
-
-
-def test_a_process_leaving_the_group_as_the_command_ends_is_stopped(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Still in the group when the command ended, out of it a moment later (while the
-    group was being stopped, TERM ignored): the daemon found the group empty and it
-    ran on. The launcher stops whatever descends from it, in the group or not."""
-    pids = tmp_path / "pids"
-    script = f"(trap '' TERM; sleep 0.3; exec setsid sleep 30) & echo $! > {pids}; echo done"
-    try:
-        result, _ = run_with_log(home_ctx(tmp_path, grace=1.0, command=script, shell=True), caplog)
-        assert result.ok
-        assert settled(read_pids(pids)) == []
+        result = asyncio.run(CommandAction().run(ctx))
+        assert result.ok and result.output == "done\n", result.failure
     finally:
         kill_pids_in(pids)
 
@@ -229,7 +194,7 @@ def test_what_left_the_group_dies_with_the_daemon(tmp_path: Path) -> None:
         (escapee,) = read_pids(pids)
         wait_for(lambda: not alive(escapee), timeout=10, what="the escapee to be stopped")
         end = wait_for(lambda: ended_run(tmp_path, 7, 1), 10)
-        assert end.orphaned and end.escaped == f"sleep (pid {escapee})"
+        assert end.orphaned and end.escaped == f"sleep (pid {escapee})" and end.escaped_stopped
     finally:
         parent.kill()
         parent.wait(5)

@@ -99,9 +99,10 @@ class EndRecord(RunRecord):
     ``orphaned``: the daemon died first, and the launcher stopped the command (its
     status, if it was reaped in the grace, is then a consequence, not a result).
     ``escaped``: the processes that had left the run's group (``setsid``, a job of
-    their own) and that the launcher stopped, named (``sleep (pid 4242), ...``);
-    ``strays``: the same of those still in the group when the command ended;
-    ``escaped_left``: how many of either it could not stop (not even by KILL).
+    their own, a double fork), named (``sleep (pid 4242), ...``); ``escaped_stopped``:
+    the launcher stopped them with the run (a timeout, a stop, the daemon gone), else
+    they were left running when the command ended; ``escaped_left``: how many of them
+    it could not stop (not even by KILL).
     """
 
     ended_at: float = 0.0
@@ -110,7 +111,7 @@ class EndRecord(RunRecord):
     exec_errno: int | None = None
     orphaned: bool = False
     escaped: str | None = None
-    strays: str | None = None
+    escaped_stopped: bool = False
     escaped_left: int | None = None
 
     @property
@@ -211,7 +212,7 @@ def ended_run(home: Path | str, slot_id: int, attempt: int) -> EndRecord | None:
         exec_errno=_int(data, "exec_errno"),
         orphaned=data.get("orphaned") is True,
         escaped=_str(data, "escaped"),
-        strays=_str(data, "strays"),
+        escaped_stopped=data.get("escaped_stopped") is True,
         escaped_left=_int(data, "escaped_left"),
     )
 

@@ -31,12 +31,14 @@ The launcher
 
 6. is the *child subreaper* of what the command starts (``PR_SET_CHILD_SUBREAPER``),
    so a process that left the group (``setsid``, a job of its own under ``set -m``, a
-   double fork) is still found: a descendant outside the group. Such escapees belong
-   to the run as its group does: when the command ends they are stopped (TERM, then
-   KILL), and when the group is sent TERM (a timeout, a stop) or the daemon dies they
-   are stopped with it, before the daemon's KILL of the group would end the launcher.
-   Their names go into the marker (``escaped``), for the daemon to say. Without it an
-   escapee ran on after its run's timeout, beside the retry of the same slot.
+   double fork) is still found: a descendant outside the group. When the group is sent
+   TERM (a timeout, a stop) or the daemon dies, such escapees are stopped with it
+   (TERM, then KILL within the grace, before the daemon's KILL of the group would end
+   the launcher): without that an escapee ran on after its run's timeout, beside the
+   retry of the same slot. When the command ends on its own they are named, not
+   stopped (``tmux new -d``, ``podman run -d``, ``ssh -f`` detach on purpose), and the
+   launcher exits at once: the daemon's wait for the run is the command's. Their
+   names go into the marker (``escaped``; ``escaped_stopped`` when they were stopped).
 
 Signals sent to the group reach the command directly; the launcher blocks and
 ignores them (a TERM to the group must not kill the one process that records the
@@ -193,9 +195,8 @@ def children_of(pid: int) -> list[int] | None:
         return None
 
 
-def leftovers(me: int, everything: bool) -> list[tuple[int, bool]]:
-    """Live descendants of ``me``, each with whether it is outside ``me``'s process
-    group (the run's group); with ``everything`` False only those outside it.
+def escapees(me: int) -> list[int]:
+    """Live descendants of ``me`` outside its process group (the run's group).
 
     Once the command has ended they are this process's own children (it is their
     subreaper), so an empty list of children settles it without reading every
@@ -214,13 +215,13 @@ def leftovers(me: int, everything: bool) -> list[tuple[int, bool]]:
         if fields is not None:
             state, ppid, pgid = fields
             parents.setdefault(ppid, []).append((int(name), state, pgid))
-    found: list[tuple[int, bool]] = []
+    found: list[int] = []
     todo = [me]
     while todo:
         for pid, state, pgid in parents.get(todo.pop(), ()):
             todo.append(pid)
-            if state not in ("Z", "X") and (everything or pgid != me):
-                found.append((pid, pgid != me))
+            if pgid != me and state not in ("Z", "X"):
+                found.append(pid)
     return found
 
 
@@ -275,10 +276,9 @@ class Launcher:
         self.status: int | None = None  # the command's, once reaped
         self.subreaper = False
         self.escaped: dict[int, str] = {}  # pid: name, of what left the group
-        self.strays: dict[int, str] = {}  # the same of what stayed in it
-        self.group_stopped = False  # the daemon sent the group TERM
         self.termed: set[int] = set()
         self.kill_escapees_at: float | None = None  # monotonic, once they were sent TERM
+        self.swept = False  # a KILL round found none left: no more looks while it waits
         me = os.getpid()
         self.fields: dict[str, object] = {
             "slot": int(slot),
@@ -307,13 +307,17 @@ class Launcher:
         timeout = None if guarded and self.fence <= 0 else _POLL
         while True:
             # while escapees wait for their KILL, a short look instead of sleeping on
-            wait = timeout if self.kill_escapees_at is None else 0.1
-            signum = self.next_signal(watched, wait)
+            waiting = self.kill_escapees_at is not None and not self.swept
+            signum = self.next_signal(watched, 0.1 if waiting else timeout)
             if signum == _signal.SIGCHLD or signum is None:
                 status = self.reaped()
                 if status is not None:
                     self.end(status=status)  # the command's own end, on disk first
-                    if self.stop_escapees(watched):
+                    if self.kill_escapees_at is not None:  # the run is being stopped
+                        self.stop_escapees(watched)
+                    else:
+                        self.name_escapees()
+                    if self.escaped:
                         write_marker(self.marker, self.fields)
                     exit_like(status)
             if signum in (DEATH_SIGNAL, None) and parent_gone(self.parent, self.thread):
@@ -325,7 +329,7 @@ class Launcher:
                 # while this process lives to send the KILL (the daemon's own KILL of
                 # the group comes after its grace, and would end this process first)
                 self.term_escapees()
-            elif signum is None and self.kill_escapees_at is not None:
+            elif signum is None:
                 self.kill_escapees_if_due()
             # any other signal was sent to the whole group: the command has it too
 
@@ -398,51 +402,62 @@ class Launcher:
                 self.status = status
         return self.status
 
-    def note(self, pid: int, outside: bool) -> None:
-        """Name ``pid`` among what the run left (its latest name: ``setsid`` becomes
-        the program it runs)."""
-        if outside:
-            self.escaped[pid] = process_name(pid)
-        elif not self.group_stopped:  # a stopped group's members are not leftovers
-            self.strays[pid] = process_name(pid)
+    def note(self, pid: int, stopped: bool) -> None:
+        """Name ``pid`` among what left the group (its latest name: ``setsid`` becomes
+        the program it runs), in the fields the marker is written from."""
+        self.escaped[pid] = process_name(pid)
+        self.fields["escaped"] = named(self.escaped)
+        if stopped:
+            self.fields["escaped_stopped"] = True
+
+    def name_escapees(self) -> None:
+        """The command ended on its own: what it left outside the group is named and
+        left running (it may have been detached on purpose)."""
+        for pid in escapees(os.getpid()):
+            self.note(pid, stopped=False)
 
     def term_escapees(self) -> None:
         """The group is being stopped: TERM (and CONT) what left it too; their KILL
-        falls due within the grace."""
-        self.group_stopped = True
+        falls due within the grace. Their names are written at once: the daemon's KILL
+        of the group may end this process before the command's end is written."""
         if self.kill_escapees_at is not None:
             return
         self.kill_escapees_at = time.monotonic() + self.grace * ESCAPEE_SHARE
-        for pid, _ in leftovers(os.getpid(), everything=False):
-            self.note(pid, outside=True)
+        for pid in escapees(os.getpid()):
+            self.note(pid, stopped=True)
             self.termed.add(pid)
             for signum in (_signal.SIGTERM, _signal.SIGCONT):
                 _quietly(os.kill, pid, signum)
+        if self.escaped:
+            write_marker(self.marker, self.fields)
 
     def kill_escapees_if_due(self) -> None:
-        if self.kill_escapees_at is None or time.monotonic() < self.kill_escapees_at:
+        if self.kill_escapees_at is None or self.swept or time.monotonic() < self.kill_escapees_at:
             return
-        for pid, _ in leftovers(os.getpid(), everything=False):
-            self.note(pid, outside=True)
+        left = escapees(os.getpid())
+        for pid in left:
+            self.note(pid, stopped=True)
             _quietly(os.kill, pid, _signal.SIGKILL)
+        # none left: no more reading of every process while a command ignores its TERM
+        # for the rest of a long grace (the end's sweep still looks once)
+        self.swept = not left
 
-    def stop_escapees(self, watched: set[int], everything: bool = True) -> bool:
-        """Stop what the run left running: TERM, then KILL once their share of the
-        grace is up. ``everything``: the command has ended, so its group's members go
-        too (the daemon stopped them only after this process had exited, and a process
-        just then leaving the group escaped both). Whether there were any: their names
-        are then in ``fields``, for the marker."""
+    def stop_escapees(self, watched: set[int]) -> None:
+        """The run is being stopped and its command has ended (or the daemon is gone):
+        what left the group is stopped, TERM, then KILL once its share of the grace is
+        up; unkillable ones (state D) are given up ``ESCAPEE_STUCK`` after the KILL and
+        counted in the fields."""
         me = os.getpid()
-        left = leftovers(me, everything)
+        left = escapees(me)
         if self.kill_escapees_at is None and left:
             self.kill_escapees_at = time.monotonic() + self.grace * ESCAPEE_SHARE
         while left and self.kill_escapees_at is not None:
             now = time.monotonic()
-            if now >= self.kill_escapees_at + ESCAPEE_STUCK:  # unkillable (state D)
+            if now >= self.kill_escapees_at + ESCAPEE_STUCK:
                 self.fields["escaped_left"] = len(left)
                 break
-            for pid, outside in left:
-                self.note(pid, outside)
+            for pid in left:
+                self.note(pid, stopped=True)
                 if now >= self.kill_escapees_at:
                     _quietly(os.kill, pid, _signal.SIGKILL)
                 elif pid not in self.termed:
@@ -451,11 +466,7 @@ class Launcher:
                         _quietly(os.kill, pid, signum)
             self.next_signal(watched, 0.05)
             self.reaped()
-            left = leftovers(me, everything)
-        for key, found in (("escaped", self.escaped), ("strays", self.strays)):
-            if found:
-                self.fields[key] = named(found)
-        return bool(self.escaped or self.strays)
+            left = escapees(me)
 
     def end(self, status: int | None = None, orphaned: bool = False) -> None:
         fields = self.fields
@@ -481,7 +492,8 @@ class Launcher:
             status = self.reaped()
         if status is not None:
             self.end(status=status)
-            if self.stop_escapees(watched):
+            self.stop_escapees(watched)  # the daemon is gone: nobody watches them
+            if self.escaped:
                 write_marker(self.marker, self.fields)
             exit_like(status)
         me = os.getpid()
@@ -494,7 +506,7 @@ class Launcher:
             self.next_signal(watched, min(left, 0.1))
             self.kill_escapees_if_due()
             status = self.reaped()
-        self.stop_escapees(watched, everything=False)  # the group's KILL follows
+        self.stop_escapees(watched)  # the group's KILL follows
         # A command that exits 0 within the grace finished its work (it ignored the TERM
         # or was about to end): a success to keep, not an interruption to run again.
         done = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -16,6 +16,7 @@ import dataclasses
 import errno
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -119,7 +120,7 @@ class CommandAction:
             end = _launcher_end(ctx)
             also = (
                 f"; also stopped what had left the group: {end.escaped}"
-                if end and end.escaped
+                if end and end.escaped and end.escaped_stopped
                 else ""
             )
             return ActionResult(
@@ -139,10 +140,14 @@ class CommandAction:
 
         if group_alive(proc.pid):
             # The command finished but left members of its group behind (a stray
-            # `cmd &`); they belong to this run and must not outlive it. The launcher
-            # stops them itself (and says so in its marker); this is for a run
-            # without one, and for a stray that outlived the launcher's KILL.
-            _say_strays(ctx.task, proc.pid, "killing them")
+            # `cmd &`); they belong to this run and must not outlive it.
+            log.warning(
+                "%s: its command ended but left processes running in its group %d; "
+                "killing them (they belong to the run)",
+                ctx.task,
+                proc.pid,
+                extra={"event": "stray_processes_killed", "task": ctx.task, "pgid": proc.pid},
+            )
             await _stop_group(proc, grace)
 
         if proc.returncode in (126, 127):
@@ -238,47 +243,55 @@ FENCED = (
 
 
 def _launcher_end(ctx: ActionContext) -> EndRecord | None:
-    """The command's end as its launcher recorded it (None without one), and what the
-    launcher stopped that the command left running, which is said here: a process that
-    had left the run's group ran on, untold, after its run's end or timeout (outside-in
-    probe; see ``_shim``)."""
+    """The command's end as its launcher recorded it (None without one), and what had
+    left the run's group, which is said here: such a process ran on, untold, after its
+    run's end or timeout (outside-in probe; see ``_shim``)."""
     from agentcron.orphans import ended_run, marker_for_output
 
     marker = marker_for_output(ctx.output_path, ctx.task, ctx.slot_id, ctx.attempt)
     end = ended_run(marker.parent.parent, ctx.slot_id, ctx.attempt) if marker else None
-    if end is None:
-        return None
-    if end.strays:
-        _say_strays(ctx.task, end.pgid, f"{end.strays}; stopped them")
-    if end.escaped:
+    if end is None or not end.escaped:
+        return end
+    extra = {"event": "escaped_processes", "task": ctx.task, "stopped": end.escaped_stopped}
+    if end.escaped_stopped:
         log.warning(
-            "%s: its command left processes running outside its process group (setsid, "
-            "or a job of their own): %s; stopped them (they belong to the run)",
+            "%s: stopped with its run what its command had started outside its process "
+            "group (setsid, or a job of their own): %s",
             ctx.task,
             end.escaped,
-            extra={"event": "escaped_processes_stopped", "task": ctx.task},
+            extra=extra,
+        )
+    else:
+        # said in full once per task and set of programs, then at INFO: a task that
+        # starts a daemon on purpose (tmux new -d, ssh -f) does so at every run
+        programs = frozenset(re.findall(r"(\S+) \(pid \d+\)", end.escaped))
+        first = _ESCAPES_SAID.get(ctx.task) != programs
+        _ESCAPES_SAID[ctx.task] = programs
+        log.log(
+            logging.WARNING if first else logging.INFO,
+            "%s: its command ended and left processes running outside its process group "
+            "(setsid, a job of their own, a double fork): %s. They run on: agentcron "
+            "stops them only when a run times out or is stopped. If they are the run's "
+            "work, keep them in its group; if they are to outlive it, start them through "
+            "a service manager (systemd-run)",
+            ctx.task,
+            end.escaped,
+            extra=extra,
         )
     if end.escaped_left:
         log.error(
-            "%s: %d process(es) its command left running could not be stopped, not "
-            "even with SIGKILL (stuck in the kernel?): among %s",
+            "%s: %d process(es) its command started outside its process group could not "
+            "be stopped, not even with SIGKILL (stuck in the kernel?): among %s",
             ctx.task,
             end.escaped_left,
-            ", ".join(x for x in (end.escaped, end.strays) if x),
+            end.escaped,
             extra={"event": "escaped_processes_left", "task": ctx.task},
         )
     return end
 
 
-def _say_strays(task: str, pgid: int, what: str) -> None:
-    log.warning(
-        "%s: its command ended but left processes running in its group %d: %s "
-        "(they belong to the run)",
-        task,
-        pgid,
-        what,
-        extra={"event": "stray_processes_killed", "task": task, "pgid": pgid},
-    )
+# the programs last said of each task's runs that left processes outside their group
+_ESCAPES_SAID: dict[str, frozenset[str]] = {}
 
 
 def _ended_at(ctx: ActionContext) -> float | None:
