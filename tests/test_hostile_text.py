@@ -33,6 +33,10 @@ def test_controls_are_written_so_that_they_show() -> None:
     )
     assert visible("a\rb\x7f") == "a^Mb^?"
     assert shown_text("line\r\nnext\x1b[0m") == "line\r\nnext^[[0m"  # CRLF kept
+    # isolates keep mixed directions apart (the opposite of an override): kept in text
+    hebrew = "\u2067שלום\u2069 and \u202eoverride"
+    assert shown_text(hebrew) == "\u2067שלום\u2069 and <U+202E>override"
+    assert visible(hebrew) == "<U+2067>שלום<U+2069> and <U+202E>override"
     assert visible(visible(HOSTILE)) == visible(HOSTILE)
 
 
@@ -98,6 +102,13 @@ def test_messages_to_channels_show_controls() -> None:
     assert msg.title == "✖ t failed^[[2J"
     assert msg.body.endswith("<U+202E>RLO ^@\r\nNext run: 15:00")
     assert Message.from_dict(msg.to_dict()) == msg
+    # a row an older version queued is sent as stored: its idempotency key stays
+    stored = {**msg.to_dict(), "title": "raw\x1b[2J"}
+    assert Message.from_dict(stored).title == "raw\x1b[2J"
+    # a delivery is the task's output itself: the owner's, as written
+    output = "Hello, \u2068Bob\u2069! \x1b[1mbold\x1b[0m page1\x0cpage2"
+    delivery = Message("story [1/1]", output, "t", "delivery", "", "info")
+    assert delivery.body == output
 
 
 @pytest.mark.parametrize("name", ["dup\n", "sneaky\n", "a\nb"])
@@ -115,13 +126,21 @@ def test_a_description_is_text_without_controls_where_it_comes_in() -> None:
         "t", {"every": "1h", "command": ["true"], "description": "two\r\nlines\tand a tab"}
     )
     assert ok.description == "two\r\nlines\tand a tab"
-    for bad, found in (("x \x1b]0;T\x07 y", "^["), ("rlo \u202e", "<U+202E>")):
+    for bad, found in (("x \x1b]0;T\x07 y", "^["), ("c1 \x9b31m", "<U+009B>")):
         with pytest.raises(ConfigError) as caught:
             validate_task_mapping("t", {"every": "1h", "command": ["true"], "description": bad})
         assert str(caught.value) == (
             "tasks.t.description: a description is text: lines and tabs, without control "
             f"characters (found {found})"
         )
+    # review: a Hebrew description wrapped in isolates refused the whole file
+    hebrew = "\u2067תיאור\u2069 in two directions"
+    assert (
+        validate_task_mapping(
+            "t", {"every": "1h", "command": ["true"], "description": hebrew}
+        ).description
+        == hebrew
+    )
     # one stored before keeps loading (shown escaped): refused only where it comes in
     stored = TaskSpec(name="t", every="1h", command=["true"], description="x \x1b[2J")
     assert parse_spec(stored.model_dump_json()).description == "x \x1b[2J"
@@ -140,3 +159,29 @@ def test_the_dashboard_isolates_a_tasks_text_from_the_page_around_it() -> None:
     assert rule is not None, "no unicode-bidi: isolate rule"
     selectors = {s.strip() for s in rule.group(1).split(",")}
     assert {"td", ".error", "pre"} <= selectors, selectors
+
+
+def test_a_long_list_written_as_plain_columns_is_shown_too() -> None:
+    """Review: over 500 tasks `list` writes plain columns straight to the console's
+    file, past SafeConsole: a health detail with an escape went to the terminal raw."""
+    rows = [
+        {
+            "name": f"t{i:03d}",
+            "source": "api",
+            "schedule": "every 1h",
+            "timezone": "UTC",
+            "paused": i == 0,
+            "pause_reason": "why \x1b]0;pwned\x07" if i == 0 else None,
+            "health": "failing",
+            "health_detail": f"failing: {HOSTILE}",
+            "next_run": None,
+            "last_status": "failed",
+            "delivery_status": "none",
+        }
+        for i in range(501)
+    ]
+    screen = io.StringIO()
+    render.tasks_table(SafeConsole(file=screen, width=300, force_terminal=True), rows)
+    shown = screen.getvalue()
+    assert shown.count("\n") > 500
+    assert "\x1b]0;" not in shown and "^[]0;" in shown

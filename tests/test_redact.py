@@ -278,3 +278,5 @@ def test_a_uid_and_gid_after_u_are_not_a_password() -> None:
     assert redact_argv(["docker", "run", "-u", "1000:1000", "img"])[3] == "1000:1000"
     assert redact("curl -u admin:123456 x") == "curl -u admin:[REDACTED] x"
     assert redact_argv(["curl", "--user", "admin:123456"])[2] == "admin:[REDACTED]"
+    assert redact("curl -u 4711:20240917 x") == "curl -u 4711:[REDACTED] x"  # review
+    assert redact_argv(["curl", "-u", "4711:20240917"])[2] == "4711:[REDACTED]"

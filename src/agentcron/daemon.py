@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agentcron.actions.loop_holds import holds_of
+from agentcron.actions.loop_holds import Hold, holds_of
 from agentcron.beats import on_beat, sleep_to_beat
 from agentcron.clock import Clock, SystemClock
 from agentcron.config._env import current_environ
@@ -448,7 +448,7 @@ class Daemon:
             stall = self.watchdog.stall_covering(at)
             if stall is not None:
                 return stall.reason(zone)
-            hold = holds_of(asyncio.get_running_loop()).covering(at)  # asked by the tick
+            hold = self._loop_hold(at)
             return hold.reason(zone) if hold is not None else self._left_outage_reason(at, zone)
 
         self.engine.stall_reason = stall_reason
@@ -633,6 +633,15 @@ class Daemon:
                 "database" if outage.database else "loop",
             )
         )
+
+    def _loop_hold(self, at: datetime) -> Hold | None:
+        """The hold of this daemon's loop by an inline async function during which a fire
+        due at ``at`` came due (asked by the tick, on the loop; elsewhere: None)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return holds_of(loop).covering(at)
 
     def _left_outage_reason(self, at: datetime, zone: ZoneInfo) -> str | None:
         """Why a fire came due unrun before this daemon started, when an earlier daemon

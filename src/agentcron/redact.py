@@ -38,7 +38,9 @@ _MAX_PASSES = 3
 # A value that is already the replacement must not match again, or redaction
 # would not be idempotent ("[REDACTED]" -> "[REDACTED]]").
 _NOT_DONE = r"(?!\[REDACTED\])"
-_UID_GID = re.compile(r"\d+:\d+")  # `-u 1000:1000` of docker, podman: not curl's user:password
+# `-u 1000:1000` of docker, podman: not curl's user:password (ids of up to 5 digits: a
+# longer number after the colon is taken for a numeric password, as before)
+_UID_GID = re.compile(r"\d{1,5}:\d{1,5}")
 
 _Replace = Callable[[re.Match[str]], str]
 
@@ -156,9 +158,8 @@ _SHAPES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Replace], ...] = tuple(
         # (a uid and a gid, shown as `1000:[REDACTED]`: review)
         (
             ("-u", "--user"),
-            r"(?P<head>(?<![\w-])(?:-u|--user)[ \t]+['\"]?(?!\d+:\d+(?=[\s'\"]|$))[^\s:'\"]+:)"
-            + _NOT_DONE
-            + r"[^\s'\"]+",
+            r"(?P<head>(?<![\w-])(?:-u|--user)[ \t]+['\"]?"
+            r"(?!\d{1,5}:\d{1,5}(?=[\s'\"]|$))[^\s:'\"]+:)" + _NOT_DONE + r"[^\s'\"]+",
             _after("head"),
         ),
     )

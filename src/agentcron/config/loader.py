@@ -41,7 +41,7 @@ from agentcron.config.schema import (
     config_json_schema,
     unknown_zone_message,
 )
-from agentcron.controls import shown_text
+from agentcron.controls import first_control
 from agentcron.model.task import TaskSpec
 from agentcron.redact import redact, secret_values_from_env
 
@@ -123,9 +123,9 @@ def _text_problems(own: Mapping[str, Any], place: _Place) -> list[ConfigProblem]
     and cleared it (outside-in probe). Checked where a task comes in (a task stored
     before keeps loading; it is shown escaped)."""
     text = own.get("description")
-    if not isinstance(text, str) or shown_text(text) == text:
+    found = first_control(text) if isinstance(text, str) else None
+    if found is None:
         return []
-    found = next(shown_text(c) for c in text if shown_text(c) != c)
     message = f"a description is text: lines and tabs, without control characters (found {found})"
     return [place.problem(("description",), message)]
 

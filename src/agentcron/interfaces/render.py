@@ -158,7 +158,9 @@ def _plain_table(console: Console, header: list[str], rows: list[list[str]]) -> 
 
     out = [line(header), line(["-" * w for w in widths])]
     out += [line(row) for row in rows]
-    console.file.write("\n".join(out) + "\n")
+    text = "\n".join(out) + "\n"
+    # written past the console (and SafeConsole's care): shown, not obeyed, here too
+    console.file.write(visible(text) if console.is_terminal else text)
     console.file.flush()
 
 

@@ -27,9 +27,11 @@ class Message:
         # A task's error and output are quoted in messages: their terminal escapes,
         # NULs and bidirectional overrides went to every channel unchanged (one turned
         # agentcron's advice after it backwards), and a command channel's script may
-        # print them to a terminal (outside-in probe). Shown, not obeyed.
-        object.__setattr__(self, "title", shown_text(self.title))
-        object.__setattr__(self, "body", shown_text(self.body))
+        # print them to a terminal (outside-in probe). Shown, not obeyed; but not in a
+        # delivery, which is the task's output itself, the owner's to have as written.
+        if self.event != "delivery":
+            object.__setattr__(self, "title", shown_text(self.title))
+            object.__setattr__(self, "body", shown_text(self.body))
 
     def to_dict(self) -> dict[str, str]:
         """The stored form (the outbox keeps messages as JSON)."""
@@ -44,12 +46,18 @@ class Message:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Message:
+        """The message as stored, not made again: a row queued by an older version is
+        sent as it was, so its idempotency key (a digest of it) does not change
+        between its tries."""
         severity = str(data.get("severity", "info"))
-        return cls(
-            title=str(data.get("title", "")),
-            body=str(data.get("body", "")),
+        message = cls(
+            title="",
+            body="",
             task=str(data.get("task", "")),
             event=str(data.get("event", "")),
             incident_kind=str(data.get("incident_kind", "")),
             severity=severity if severity in SEVERITIES else "info",
         )
+        object.__setattr__(message, "title", str(data.get("title", "")))
+        object.__setattr__(message, "body", str(data.get("body", "")))
+        return message

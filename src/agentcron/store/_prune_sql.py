@@ -298,13 +298,11 @@ class PruneSQL(SpecSQL):
             before = kept.get(task, default_before)  # a named task's None keeps all
             if before is None:
                 continue
-            removed += self._prune_rows(
-                "incidents",
-                "task = ? AND opened_at < ? AND closed_at IS NOT NULL AND closed_at < ?",
-                (task, ts(before), ts(before)),
-                dry_run,
-                batch,
-            )
+            where = "task = ? AND opened_at < ? AND closed_at IS NOT NULL AND closed_at < ?"
+            params = (task, ts(before), ts(before))
+            if not self._q(f"SELECT 1 FROM incidents WHERE {where} LIMIT 1", params):
+                continue  # nothing to remove: no write transaction for this task
+            removed += self._prune_rows("incidents", where, params, dry_run, batch)
         return removed
 
     def _incident_tasks(self) -> Iterator[str]:
