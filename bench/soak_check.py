@@ -207,8 +207,8 @@ def _check_traces(
     # exit code its command ended with: its end was recorded, not thrown away.
     lost_attempts = {
         (int(sid), int(num))
-        for sid, num, _st, cls, _started, _finished, _node, code in rows["attempts"]
-        if cls == "worker_lost" and code is None
+        for sid, num, _st, cls, *rest in rows["attempts"]
+        if cls == "worker_lost" and (len(rest) < 4 or rest[3] is None)  # rest[3]: exit_code
     }
     for sid, lines in traces.items():
         open_runs: dict[str, float] = {}  # pid -> start monotonic, runs without END yet

@@ -790,3 +790,51 @@ def test_a_difference_that_lasts_is_told_once_the_settle_is_over(tmp_path: Path)
             await daemon.close()
 
     asyncio.run(scenario())
+
+
+def test_a_difference_found_before_a_restart_is_still_told(tmp_path: Path) -> None:
+    """Review: the difference waited in memory only. A node restarted inside the settle
+    (a service restarted twice by config management) found nothing to change at its
+    start, the other node never applied again, and nobody was told."""
+    daemon, config, head = _diverging_daemon(tmp_path, settle=0.5)
+
+    async def first() -> None:
+        await daemon.start()
+        try:
+            assert daemon.store is not None
+            _other_node_applied(daemon.store, "the old tasks")
+            config.write_text(head + GOOD + NEW.removeprefix("tasks:\n"))
+            daemon.reload_if_changed()
+            assert daemon._found_divergence is not None
+        finally:
+            await daemon.close()
+
+    asyncio.run(first())
+    again, _, _ = _diverging_daemon(tmp_path, settle=0.5)
+    config.write_text(head + GOOD + NEW.removeprefix("tasks:\n"))  # the same file
+
+    async def second() -> None:
+        await again.start()
+        try:
+            store = again.store
+            assert store is not None
+            _other_node_applied_alive(store)
+            queued = Queued(store)
+            await asyncio.sleep(0.6)
+            again._settle_divergence()
+            (told,) = [m.body for m in queued]
+            assert "added b" in told and "/o/agentcron.yaml" in told, told
+        finally:
+            await again.close()
+
+    asyncio.run(second())
+
+
+def _other_node_applied_alive(store: Any) -> None:
+    """The other node still runs (its heartbeat fresh); the record is left as it is."""
+    from datetime import UTC, datetime
+
+    from agentcron.model import NodeInfo
+
+    now = datetime.now(UTC)
+    store.register_node(NodeInfo("other", "elsewhere", 7, "/other", now, now))

@@ -214,3 +214,17 @@ def test_a_digest_post_counts_for_each_message_of_its_channel_between_its_rows()
     res = Result("s")
     _check_messages(res, data, posts[:1])  # row 2 is another channel's: not in the digest
     assert res.lost_msgs == 1, res.notes
+
+
+def test_a_storage_fault_that_kept_its_exit_code_is_not_a_thrown_away_end() -> None:
+    """Chaos soak (sqlite-disk): a command that failed on a full disk is recorded
+    worker_lost (the home's storage fault) but keeps its exit code: its end was
+    recorded, not thrown away, and was flagged `redone`."""
+    res = Result("t")
+    attempts = [(7, 1, "failed", "worker_lost", 10.0, 10.5, "node", 75)]
+    _check_traces(res, {"attempts": attempts}, trace(1_100.0, rc="75"), [])
+    assert res.redone == 0
+    res = Result("t")
+    attempts = [(7, 1, "failed", "worker_lost", 10.0, 10.5, "node", None)]
+    _check_traces(res, {"attempts": attempts}, trace(1_100.0, rc="75"), [])
+    assert res.redone == 1

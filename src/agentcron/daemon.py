@@ -31,6 +31,7 @@ from agentcron.clock import Clock, SystemClock
 from agentcron.config._env import current_environ
 from agentcron.config.errors import ConfigError, ConfigProblem
 from agentcron.config.loader import load_config
+from agentcron.config.nodes import FOUND_KEY as DIVERGENCE_FOUND_KEY
 from agentcron.config.nodes import META_KEY as FILE_TASKS_KEY
 from agentcron.config.nodes import SETTLE as DIVERGENCE_SETTLE
 from agentcron.config.nodes import (
@@ -40,6 +41,7 @@ from agentcron.config.nodes import (
     divergence_verdict,
     first_to_tell,
     loads,
+    loads_divergence,
     other_live_node,
     tasks_digest,
 )
@@ -1831,7 +1833,9 @@ class Daemon:
                 other.host,
                 format_duration(timedelta(seconds=self.options.divergence_settle)),
             )
-            self._found_divergence = Divergence(words, other, mine, recorded, now)
+            found = Divergence(words, other, mine, recorded, now)
+            self._found_divergence = found
+            self.store.set_meta(DIVERGENCE_FOUND_KEY, found.dumps())  # kept across a restart
         if before != mine:
             self.store.set_meta(FILE_TASKS_KEY, mine.dumps())
         self._settle_divergence()
@@ -1852,6 +1856,12 @@ class Daemon:
         and each look of the reload loop); drop one the other node has since resolved."""
         assert self.store is not None
         found = self._found_divergence
+        if found is None and self.options.config_path is not None:
+            # found by this daemon before a restart inside the settle: still to settle
+            kept = loads_divergence(self.store.get_meta(DIVERGENCE_FOUND_KEY))
+            source = str(Path(self.options.config_path).resolve())
+            if kept is not None and kept.of_file(hostname(), source):
+                found = self._found_divergence = kept
         if found is not None:
             now = self.clock.now()
             verdict = divergence_verdict(
@@ -1862,11 +1872,16 @@ class Daemon:
                 timedelta(seconds=self.options.divergence_settle),
                 DAEMON_STALE_AFTER,
             )
+            if verdict != "wait":
+                self._found_divergence = None
+                self.store.set_meta(DIVERGENCE_FOUND_KEY, "")
             if verdict == "drop":
-                self._found_divergence = None
-                log.info("the nodes' config files agree again (or the other node is gone)")
+                log.info(
+                    "the difference with the tasks %s applied is not told: it applied the "
+                    "same tasks since, or tasks of its own again (then it tells), or stopped",
+                    found.other.host,
+                )
             elif verdict == "tell":
-                self._found_divergence = None
                 log.warning("%s", found.words)
                 if first_to_tell(self.store, found.before, found.mine, now):
                     self._divergence = found.words

@@ -30,6 +30,7 @@ META_KEY = "config:file_tasks"
 TOLD_KEY = "config:difference_told"  # which difference a node told last, and when
 TOLD_TOGETHER = timedelta(minutes=10)  # the same difference found within: told already
 SETTLE = timedelta(minutes=5)  # how long the other node has to apply the same tasks
+FOUND_KEY = "config:divergence_found"  # a difference waiting for its settle, kept across a restart
 
 log = logging.getLogger("agentcron.config")
 
@@ -115,6 +116,47 @@ class Divergence:
     before: str | None  # the record as read before the apply (see first_to_tell)
     found_at: datetime
 
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "words": self.words,
+                "other": asdict(self.other),
+                "mine": asdict(self.mine),
+                "before": self.before,
+                "found_at": self.found_at.isoformat(),
+            },
+            sort_keys=True,
+        )
+
+    def of_file(self, host: str, path: str) -> bool:
+        """Whether it was found applying the file ``path`` on ``host`` (this daemon's,
+        before a restart: the node id is new, the file the same)."""
+        return (self.mine.host, self.mine.path) == (host, path)
+
+
+def loads_divergence(raw: str | None) -> Divergence | None:
+    """A kept difference; None when there is none or it cannot be read (logged: it is
+    then not told, and found again at the next apply that makes it)."""
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        return Divergence(
+            str(data["words"]),
+            Applied(**data["other"]),
+            Applied(**data["mine"]),
+            data["before"] if isinstance(data["before"], str) else None,
+            datetime.fromisoformat(data["found_at"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning(
+            "the kept config difference (meta %s) cannot be read (%s: %s); dropped",
+            FOUND_KEY,
+            type(exc).__name__,
+            exc,
+        )
+        return None
+
 
 def divergence_verdict(
     found: Divergence,
@@ -128,9 +170,12 @@ def divergence_verdict(
 
     Another node applied since: the same tasks (the change reached it, a rollout) or
     its own again (it finds the difference itself, and tells it): dropped here. Still
-    this node's record once ``settle`` has passed, the other node still running: told.
-    The other node gone meanwhile: nobody runs other tasks any more, dropped."""
-    if current is None or current != found.mine:
+    the record of this file's tasks (this node's, or its own again after a restart)
+    once ``settle`` has passed, the other node still running: told. The other node
+    gone meanwhile: nobody runs other tasks any more, dropped."""
+    if current is None or current.digest != found.mine.digest:
+        return "drop"
+    if not found.of_file(current.host, current.path):
         return "drop"
     alive = any(n.node_id == found.other.node_id and n.alive(now, stale_after) for n in nodes)
     if not alive:
