@@ -735,6 +735,17 @@ def _other_node_applied(store: Any, digest: str) -> None:
     store.set_meta(META_KEY, Applied("other", "elsewhere", "/o/agentcron.yaml", digest).dumps())
 
 
+def _apply_a_diverging_change(daemon: Daemon, config: Path, head: str) -> tuple[Any, Queued]:
+    """Another live node applied other tasks; this node's file gains task b, applied."""
+    store = daemon.store
+    assert store is not None
+    _other_node_applied(store, "the old tasks")
+    config.write_text(head + GOOD + NEW.removeprefix("tasks:\n"))
+    queued = Queued(store)
+    daemon.reload_if_changed()
+    return store, queued
+
+
 def test_a_change_the_other_node_applies_too_is_not_told(tmp_path: Path) -> None:
     """Chaos soak: every edit of the one config file of a three-node deployment was told
     to the owner as "nodes run different config files" by the first node to apply it,
@@ -747,12 +758,7 @@ def test_a_change_the_other_node_applies_too_is_not_told(tmp_path: Path) -> None
     async def scenario() -> None:
         await daemon.start()
         try:
-            store = daemon.store
-            assert store is not None
-            _other_node_applied(store, "the old tasks")
-            config.write_text(head + GOOD + NEW.removeprefix("tasks:\n"))
-            queued = Queued(store)
-            daemon.reload_if_changed()
+            store, queued = _apply_a_diverging_change(daemon, config, head)
             mine = loads(store.get_meta(META_KEY))
             assert mine is not None and mine.node_id == daemon.node_id
             assert daemon._found_divergence is not None and queued == []  # waiting
@@ -771,12 +777,7 @@ def test_a_difference_that_lasts_is_told_once_the_settle_is_over(tmp_path: Path)
     async def scenario() -> None:
         await daemon.start()
         try:
-            store = daemon.store
-            assert store is not None
-            _other_node_applied(store, "the old tasks")
-            config.write_text(head + GOOD + NEW.removeprefix("tasks:\n"))
-            queued = Queued(store)
-            daemon.reload_if_changed()
+            _, queued = _apply_a_diverging_change(daemon, config, head)
             daemon._settle_divergence()
             assert queued == []  # the other node has 0.3 s to apply the same tasks
             await asyncio.sleep(0.4)
@@ -801,10 +802,7 @@ def test_a_difference_found_before_a_restart_is_still_told(tmp_path: Path) -> No
     async def first() -> None:
         await daemon.start()
         try:
-            assert daemon.store is not None
-            _other_node_applied(daemon.store, "the old tasks")
-            config.write_text(head + GOOD + NEW.removeprefix("tasks:\n"))
-            daemon.reload_if_changed()
+            _apply_a_diverging_change(daemon, config, head)
             assert daemon._found_divergence is not None
         finally:
             await daemon.close()
