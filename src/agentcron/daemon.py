@@ -1850,17 +1850,20 @@ class Daemon:
 
     _divergence: str | None = None  # another node's other tasks, not yet queued to tell
     _found_divergence: Divergence | None = None  # found at an apply, told if it lasts
+    _kept_divergence_read = False  # the one kept by this file's daemon before a restart
 
     def _settle_divergence(self) -> None:
         """Tell a difference with another node's tasks that has lasted (at each apply
         and each look of the reload loop); drop one the other node has since resolved."""
         assert self.store is not None
         found = self._found_divergence
-        if found is None and self.options.config_path is not None:
+        if not self._kept_divergence_read and self.options.config_path is not None:
             # found by this daemon before a restart inside the settle: still to settle
+            # (read once: an idle daemon's beat reads nothing more for this)
+            self._kept_divergence_read = True
             kept = loads_divergence(self.store.get_meta(DIVERGENCE_FOUND_KEY))
             source = str(Path(self.options.config_path).resolve())
-            if kept is not None and kept.of_file(hostname(), source):
+            if found is None and kept is not None and kept.of_file(hostname(), source):
                 found = self._found_divergence = kept
         if found is not None:
             now = self.clock.now()
