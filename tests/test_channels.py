@@ -487,3 +487,31 @@ def test_a_command_channel_with_a_relative_program_is_refused_when_the_config_is
         Scheduler(home=tmp_path, notify=["command:bin/sink.sh"])
     assert parse_config_text('notify: ["command:sink.sh"]\ntasks: {}\n').notify
     assert Scheduler(home=tmp_path, notify=[f"command:{tmp_path}/sink.sh"])
+
+
+def test_a_channels_limits_are_read_once_not_at_every_post(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory soak: each send parsed the channel's URL two or three times (part_room,
+    post_room, the send), and Apprise makes a class per parse (cyclic garbage). The
+    limits of a post are read once, when the channel is made."""
+    from agentcron.model import Message
+    from agentcron.notify import channels
+
+    made: list[str] = []
+    real = channels._instantiate
+
+    def counted(url: str) -> Any:
+        made.append(url)
+        return real(url)
+
+    monkeypatch.setattr(channels, "_instantiate", counted)
+    channel = channels.AppriseChannel("discord://1234/abcd")
+    msg = Message("✖ t failed", "body", "t", "opened", "failure", "failure")
+    plugin = real("discord://1234/abcd")
+    assert plugin is not None
+    for _ in range(3):
+        assert channel.post_room(msg) == int(plugin.body_maxlen) - channels._SPLIT_MARGIN
+        room = channel.part_room(msg)
+        assert room == int(plugin.body_maxlen) - len(msg.title) - channels._PART_MARK - (
+            channels._SPLIT_MARGIN
+        )
+    assert made == ["discord://1234/abcd"]  # the channel's making, nothing since

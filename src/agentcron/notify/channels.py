@@ -64,7 +64,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 import apprise
@@ -196,6 +196,9 @@ class AppriseChannel:
         self._secrets = _url_secrets(url)
         plugin = _instantiate(url)
         self.key = _apprise_key(url, plugin)
+        # what a post may hold, read once: Apprise builds a plugin (and, in its secret
+        # scan of the URL, a class: cyclic garbage, seen in a memory soak) per parse
+        self._limits = _limits_of(plugin)
         # Sends we stopped waiting for (past the deadline, or cut short by a stop) whose
         # thread still runs, by idempotency key: Apprise may yet deliver them.
         self._given_up: dict[str, concurrent.futures.Future[SendResult]] = {}
@@ -268,21 +271,21 @@ class AppriseChannel:
     def part_room(self, msg: Message) -> int | None:
         """The longest body one post of ``msg`` may have without Apprise splitting it;
         None when the URL chooses its own ``overflow=`` (or cannot be used)."""
-        plugin = _instantiate(self._url)
-        if plugin is None or plugin.overflow_mode != OverflowMode.SPLIT:
+        limits = self._limits or _limits_of(_instantiate(self._url))
+        if limits is None or not limits.split:
             return None
-        room = int(plugin.body_maxlen) - len(msg.title) - _PART_MARK - _SPLIT_MARGIN
+        room = limits.body - len(msg.title) - _PART_MARK - _SPLIT_MARGIN
         return room if room >= _LEAST_PART else None
 
     def post_room(self, msg: Message) -> int | None:
         """The longest body one post of ``msg`` may have on this service (Discord's 2,000
         characters, Telegram's 4,096 with the title), whatever the URL's ``overflow=``;
         None when the URL cannot be used."""
-        plugin = _instantiate(self._url)
-        if plugin is None:
+        limits = self._limits or _limits_of(_instantiate(self._url))
+        if limits is None:
             return None
-        title = len(msg.title) if not plugin.title_maxlen else 0  # put in the body
-        return int(plugin.body_maxlen) - title - _SPLIT_MARGIN
+        title = len(msg.title) if not limits.title else 0  # put in the body
+        return limits.body - title - _SPLIT_MARGIN
 
     def _send_blocking(self, msg: Message, idempotency_key: str | None) -> SendResult:
         plugin = _instantiate(self._url)
@@ -524,6 +527,19 @@ def _load_plugins() -> None:
             warnings.simplefilter("ignore", DeprecationWarning)
             cast(Callable[[], None], N_MGR.load_modules)()
         _plugins_loaded = True
+
+
+class _Limits(NamedTuple):
+    split: bool  # Apprise splits a long body (no ``overflow=`` of the URL's own)
+    body: int  # the service's longest body
+    title: int  # its longest title (0: none, the title goes in the body)
+
+
+def _limits_of(plugin: apprise.NotifyBase | None) -> _Limits | None:
+    if plugin is None:
+        return None
+    split = plugin.overflow_mode == OverflowMode.SPLIT
+    return _Limits(split, int(plugin.body_maxlen), int(plugin.title_maxlen or 0))
 
 
 def _instantiate(url: str) -> apprise.NotifyBase | None:
