@@ -216,3 +216,42 @@ def test_processes_outside_the_run_are_left_alone(tmp_path: Path) -> None:
     finally:
         other.send_signal(signal.SIGKILL)
         other.wait(5)
+
+
+def test_what_the_look_for_escapees_cannot_read_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process whose /proc entry cannot be read (not one that ended meanwhile) may be
+    one that left the group: the look goes on, and the fault is counted and said."""
+    me = os.getpid()
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        real = _shim._stat_fields
+
+        def unreadable(pid: int | str) -> tuple[str, int, int] | None:
+            if str(pid) == str(child.pid):
+                raise PermissionError(13, "Permission denied")
+            return real(pid)
+
+        monkeypatch.setattr(_shim, "_stat_fields", unreadable)
+        faults: list[str] = []
+        assert child.pid not in _shim.escapees(me, faults)
+        assert faults == [f"/proc/{child.pid}/stat: Permission denied"]
+        gone: list[str] = []
+        monkeypatch.setattr(_shim, "_stat_fields", real)
+        assert child.pid in _shim.escapees(me, gone) and gone == []
+    finally:
+        child.kill()
+        child.wait(5)
+    # the daemon's side: a marker that says so is logged
+    marker = tmp_path / "runs" / "7-1.json"
+    marker.parent.mkdir()
+    marker.write_text(
+        '{"slot": 7, "attempt": 1, "pgid": 5, "ended_at": 1.0, "exit_code": 0, '
+        '"scan_fault": "/proc/9/stat: Permission denied", "scan_faults": 2}'
+    )
+    caplog.set_level(logging.WARNING, logger="agentcron.actions.command")
+    from agentcron.actions.command import _launcher_end
+
+    _launcher_end(home_ctx(tmp_path, command=["true"]))
+    assert "could not read 2 process(es) (first: /proc/9/stat: Permission denied)" in caplog.text

@@ -102,7 +102,9 @@ class EndRecord(RunRecord):
     their own, a double fork), named (``sleep (pid 4242), ...``); ``escaped_stopped``:
     the launcher stopped them with the run (a timeout, a stop, the daemon gone), else
     they were left running when the command ended; ``escaped_left``: how many of them
-    it could not stop (not even by KILL).
+    it could not stop (not even by KILL); ``scan_fault``: a process the launcher could
+    not look at while it looked for them (the first such; ``scan_faults`` counts them),
+    so one may have been missed.
     """
 
     ended_at: float = 0.0
@@ -113,6 +115,8 @@ class EndRecord(RunRecord):
     escaped: str | None = None
     escaped_stopped: bool = False
     escaped_left: int | None = None
+    scan_fault: str | None = None
+    scan_faults: int | None = None
 
     @property
     def result_known(self) -> bool:
@@ -213,6 +217,8 @@ def ended_run(home: Path | str, slot_id: int, attempt: int) -> EndRecord | None:
         orphaned=data.get("orphaned") is True,
         escaped=_str(data, "escaped"),
         escaped_stopped=data.get("escaped_stopped") is True,
+        scan_fault=_str(data, "scan_fault"),
+        scan_faults=_int(data, "scan_faults"),
         escaped_left=_int(data, "escaped_left"),
     )
 

@@ -175,43 +175,55 @@ def set_subreaper() -> bool:
 
 
 def _stat_fields(pid: int | str) -> tuple[str, int, int] | None:
-    """State, parent and process group of ``pid`` from /proc, or None when gone."""
+    """State, parent and process group of ``pid`` from /proc; None when it has ended
+    since /proc was listed (nothing to look for). Any other failure is raised: the
+    scan could then miss what the command left (see :func:`escapees`)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
-        rest = stat[stat.rfind(b")") + 2 :].split()
-        return rest[0].decode("ascii", "replace"), int(rest[1]), int(rest[2])
-    except (OSError, IndexError, ValueError):
+    except (FileNotFoundError, ProcessLookupError):
         return None
+    rest = stat[stat.rfind(b")") + 2 :].split()
+    return rest[0].decode("ascii", "replace"), int(rest[1]), int(rest[2])
 
 
 def children_of(pid: int) -> list[int] | None:
     """The children of ``pid`` (a single-threaded process) from /proc, or None when the
-    kernel does not list them (no CONFIG_PROC_CHILDREN)."""
+    kernel does not list them (no CONFIG_PROC_CHILDREN) or the list cannot be read:
+    nothing is lost then, :func:`escapees` reads all of /proc instead."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children", "rb") as fh:
             return [int(x) for x in fh.read().split()]
     except (OSError, ValueError):
-        return None
+        return None  # the full scan stands in (see the docstring)
 
 
-def escapees(me: int) -> list[int]:
+def escapees(me: int, faults: list[str]) -> list[int]:
     """Live descendants of ``me`` outside its process group (the run's group).
 
     Once the command has ended they are this process's own children (it is their
     subreaper), so an empty list of children settles it without reading every
-    process; otherwise all of /proc is read once and the tree walked down from ``me``."""
-    if children_of(me) == []:
+    process; otherwise all of /proc is read once and the tree walked down from ``me``.
+    What cannot be read is added to ``faults`` (the marker says it, the daemon logs
+    it): a process that left the group may then have been missed. Off Linux there is
+    no /proc to read, and nothing is looked for."""
+    if not sys.platform.startswith("linux") or children_of(me) == []:
         return []
     parents: dict[int, list[tuple[int, str, int]]] = {}
     try:
         names = os.listdir("/proc")
-    except OSError:
+    except OSError as exc:
+        faults.append(f"/proc: {exc.strerror or exc}")
         return []
     for name in names:
         if not name.isdigit():
             continue
-        fields = _stat_fields(name)
+        try:
+            fields = _stat_fields(name)
+        except (OSError, IndexError, ValueError) as exc:
+            said = getattr(exc, "strerror", None) or repr(exc)
+            faults.append(f"/proc/{name}/stat: {said}")
+            continue
         if fields is not None:
             state, ppid, pgid = fields
             parents.setdefault(ppid, []).append((int(name), state, pgid))
@@ -279,6 +291,7 @@ class Launcher:
         self.termed: set[int] = set()
         self.kill_escapees_at: float | None = None  # monotonic, once they were sent TERM
         self.swept = False  # a KILL round found none left: no more looks while it waits
+        self.scan_faults = 0  # processes the look for escapees could not read
         me = os.getpid()
         self.fields: dict[str, object] = {
             "slot": int(slot),
@@ -317,7 +330,7 @@ class Launcher:
                         self.stop_escapees(watched)
                     else:
                         self.name_escapees()
-                    if self.escaped:
+                    if self.escaped or self.scan_faults:
                         write_marker(self.marker, self.fields)
                     exit_like(status)
             if signum in (DEATH_SIGNAL, None) and parent_gone(self.parent, self.thread):
@@ -402,6 +415,17 @@ class Launcher:
                 self.status = status
         return self.status
 
+    def escapees(self) -> list[int]:
+        """:func:`escapees` of this process; what could not be read goes into the
+        marker's ``scan_fault`` (the first such, and how many)."""
+        faults: list[str] = []
+        found = escapees(os.getpid(), faults)
+        if faults:
+            self.scan_faults += len(faults)
+            self.fields.setdefault("scan_fault", faults[0])
+            self.fields["scan_faults"] = self.scan_faults
+        return found
+
     def note(self, pid: int, stopped: bool) -> None:
         """Name ``pid`` among what left the group (its latest name: ``setsid`` becomes
         the program it runs), in the fields the marker is written from."""
@@ -413,7 +437,7 @@ class Launcher:
     def name_escapees(self) -> None:
         """The command ended on its own: what it left outside the group is named and
         left running (it may have been detached on purpose)."""
-        for pid in escapees(os.getpid()):
+        for pid in self.escapees():
             self.note(pid, stopped=False)
 
     def term_escapees(self) -> None:
@@ -423,18 +447,18 @@ class Launcher:
         if self.kill_escapees_at is not None:
             return
         self.kill_escapees_at = time.monotonic() + self.grace * ESCAPEE_SHARE
-        for pid in escapees(os.getpid()):
+        for pid in self.escapees():
             self.note(pid, stopped=True)
             self.termed.add(pid)
             for signum in (_signal.SIGTERM, _signal.SIGCONT):
                 _quietly(os.kill, pid, signum)
-        if self.escaped:
+        if self.escaped or self.scan_faults:
             write_marker(self.marker, self.fields)
 
     def kill_escapees_if_due(self) -> None:
         if self.kill_escapees_at is None or self.swept or time.monotonic() < self.kill_escapees_at:
             return
-        left = escapees(os.getpid())
+        left = self.escapees()
         for pid in left:
             self.note(pid, stopped=True)
             _quietly(os.kill, pid, _signal.SIGKILL)
@@ -447,8 +471,7 @@ class Launcher:
         what left the group is stopped, TERM, then KILL once its share of the grace is
         up; unkillable ones (state D) are given up ``ESCAPEE_STUCK`` after the KILL and
         counted in the fields."""
-        me = os.getpid()
-        left = escapees(me)
+        left = self.escapees()
         if self.kill_escapees_at is None and left:
             self.kill_escapees_at = time.monotonic() + self.grace * ESCAPEE_SHARE
         while left and self.kill_escapees_at is not None:
@@ -466,7 +489,7 @@ class Launcher:
                         _quietly(os.kill, pid, signum)
             self.next_signal(watched, 0.05)
             self.reaped()
-            left = escapees(me)
+            left = self.escapees()
 
     def end(self, status: int | None = None, orphaned: bool = False) -> None:
         fields = self.fields
@@ -493,7 +516,7 @@ class Launcher:
         if status is not None:
             self.end(status=status)
             self.stop_escapees(watched)  # the daemon is gone: nobody watches them
-            if self.escaped:
+            if self.escaped or self.scan_faults:
                 write_marker(self.marker, self.fields)
             exit_like(status)
         me = os.getpid()

@@ -250,6 +250,16 @@ def _launcher_end(ctx: ActionContext) -> EndRecord | None:
 
     marker = marker_for_output(ctx.output_path, ctx.task, ctx.slot_id, ctx.attempt)
     end = ended_run(marker.parent.parent, ctx.slot_id, ctx.attempt) if marker else None
+    if end is not None and end.scan_fault:
+        log.warning(
+            "%s: looking for processes its command left outside its process group, the "
+            "launcher could not read %d process(es) (first: %s); one that left the group "
+            "may have been missed",
+            ctx.task,
+            end.scan_faults or 1,
+            end.scan_fault,
+            extra={"event": "escapee_scan_fault", "task": ctx.task},
+        )
     if end is None or not end.escaped:
         return end
     extra = {"event": "escaped_processes", "task": ctx.task, "stopped": end.escaped_stopped}
