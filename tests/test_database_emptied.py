@@ -103,3 +103,44 @@ def test_an_empty_database_beside_outputs_that_cannot_be_read_is_not_opened(
         open_store(None, home)
     monkeypatch.undo()
     assert (home / "agentcron.db").stat().st_size == 0
+
+
+def test_a_deleted_database_beside_runs_is_made_anew_but_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deleted, with the files of its runs left in outputs/: a reset on purpose as often
+    as a mistake, so a new database is made, but the log says what was lost. A first
+    start (no runs kept) says nothing."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="agentcron.store")
+    home = _home_with_runs(tmp_path)
+    (home / "agentcron.db").unlink()
+    open_store(None, home).close()
+    (said,) = [r.getMessage() for r in caplog.records if r.name == "agentcron.store"]
+    assert "does not exist" in said and "holds files of runs" in said, said
+    assert (home / "agentcron.db").stat().st_size > 0
+    caplog.clear()
+    fresh = tmp_path / "fresh"
+    open_store(None, fresh).close()
+    assert [r for r in caplog.records if r.name == "agentcron.store"] == []
+
+
+def test_a_missing_database_beside_unreadable_outputs_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agentcron.store as store_module
+
+    home = _home_with_runs(tmp_path)
+    (home / "agentcron.db").unlink()
+    real = store_module.os.scandir
+
+    def refused(path: object) -> object:
+        if str(path) == str(home / "outputs"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module.os, "scandir", refused)
+    with pytest.raises(StoreError, match=r"does not exist, and .* cannot be read"):
+        open_store(None, home)
+    assert not (home / "agentcron.db").exists()  # nothing made

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Literal
 from agentcron.model import AttemptOutcome, Claim, NewSlot, NodeInfo
 from agentcron.store.base import Store
 from agentcron.store.errors import NotFound, StoreError
+
+log = logging.getLogger("agentcron.store")
 
 __all__ = [
     "AttemptOutcome",
@@ -153,15 +156,30 @@ def _refuse_emptied(path: Path | None, home: Path) -> None:
     if path is None or str(path) == ":memory:":
         return
     try:
-        if os.stat(path).st_size != 0 or not _holds_runs(home / "outputs"):
-            return
+        size: int | None = os.stat(path).st_size
     except FileNotFoundError:
-        return  # no file yet: a new database, made by the open that follows
+        size = None  # no file: a first start, or one deleted (outputs/ tells which)
     except OSError as exc:
         raise StoreError(
             f"cannot look at the database {path} ({exc.strerror or exc}): whether it holds "
             "the home's history is not known, so it was not opened"
         ) from None
+    if size != 0 and size is not None:
+        return
+    state = "does not exist" if size is None else "is empty (0 bytes)"
+    if not _holds_runs(home / "outputs", state):
+        return  # nothing was recorded here before: a new database, made by the open
+    if size is None:
+        # Deleted (or moved) while the runs it recorded stay: a reset on purpose as
+        # often as a mistake, so it is made anew, but not without a word.
+        log.warning(
+            "the database %s does not exist, yet %s holds files of runs recorded in one: "
+            "a new database (and history) is made. If the old one was moved or deleted "
+            "by mistake, stop agentcron and put it back",
+            path,
+            home / "outputs",
+        )
+        return
     wal = f"{path}-wal"
     stale = (
         f" Remove {wal} and {path}-shm first: SQLite would apply that write-ahead log to "
@@ -177,8 +195,9 @@ def _refuse_emptied(path: Path | None, home: Path) -> None:
     )
 
 
-def _holds_runs(outputs: Path) -> bool:
-    """Whether any task folder under ``outputs`` holds a file (a run's output)."""
+def _holds_runs(outputs: Path, state: str) -> bool:
+    """Whether any task folder under ``outputs`` holds a file (a run's output); ``state``
+    words the database's, for the refusal when the folder cannot be read."""
     try:
         with os.scandir(outputs) as tasks:
             for task in tasks:
@@ -192,10 +211,10 @@ def _holds_runs(outputs: Path) -> bool:
         # an empty database beside outputs that cannot be read: whether its history is
         # gone is not known, and it is not made anew blind
         raise StoreError(
-            f"the database {outputs.parent / 'agentcron.db'} is empty (0 bytes), and "
-            f"{outputs} cannot be read ({exc.strerror or exc}) to tell whether runs were "
-            "recorded in it: it was not opened. Make the folder readable, or move the empty "
-            "file aside to start afresh."
+            f"the database {outputs.parent / 'agentcron.db'} {state}, and {outputs} "
+            f"cannot be read ({exc.strerror or exc}) to tell whether runs were recorded in "
+            "it: it was not opened. Make the folder readable, or move it aside to start "
+            "afresh."
         ) from None
     return False
 
