@@ -267,7 +267,10 @@ class Daemon:
         if stopped and store.release_claims(owners, now):
             log.warning("took over the unsent messages that %s left claimed", ", ".join(stopped))
 
+    _loop: asyncio.AbstractEventLoop | None = None  # the one it started on: its engine's
+
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.config = self._started_config = self._load()
         from agentcron.home import secure_home
 
@@ -638,12 +641,8 @@ class Daemon:
 
     def _loop_hold(self, at: datetime) -> Hold | None:
         """The hold of this daemon's loop by an inline async function during which a fire
-        due at ``at`` came due (asked by the tick, on the loop; elsewhere: None)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None
-        return holds_of(loop).covering(at)
+        due at ``at`` came due (the loop the daemon started on: the engine's)."""
+        return holds_of(self._loop).covering(at) if self._loop is not None else None
 
     def _left_outage_reason(self, at: datetime, zone: ZoneInfo) -> str | None:
         """Why a fire came due unrun before this daemon started, when an earlier daemon
