@@ -95,6 +95,23 @@ async def until(
         await asyncio.sleep(interval)
 
 
+def run_scheduler_until(sched: Any, *conditions: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Run the Scheduler ``sched`` (its ``run_async``) until each of ``conditions`` holds
+    in turn, each within ``timeout``; then stop it and wait for its end."""
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(sched.run_async(stop))
+        try:
+            for condition in conditions:
+                await until(condition, timeout=timeout)
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, 30)
+
+    asyncio.run(scenario())
+
+
 def _fine() -> str:
     return "fine"
 

@@ -21,7 +21,7 @@ from agentcron.actions import loop_holds
 from agentcron.actions.loop_holds import Hold, LoopHolds, Timed, holds_of
 from agentcron.model import SlotStatus
 from agentcron.store.sqlite import SQLiteStore
-from harness import until
+from harness import run_scheduler_until
 
 
 def run_timed(coro: Any, holds: LoopHolds, task: str = "t") -> Any:
@@ -160,17 +160,9 @@ def test_fires_missed_while_an_async_task_held_the_loop_name_it(tmp_path: Path) 
         finally:
             store.close()
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        runner = asyncio.create_task(sched.run_async(stop))
-        try:
-            await until(lambda: db.exists() and bool(_ran(db, "blocker")), timeout=30)
-            await until(lambda: bool(missed()), timeout=30)
-        finally:
-            stop.set()
-            await asyncio.wait_for(runner, 30)
-
-    asyncio.run(scenario())
+    run_scheduler_until(
+        sched, lambda: db.exists() and bool(_ran(db, "blocker")), lambda: bool(missed())
+    )
     reasons = missed()
     assert reasons and all(
         r.startswith("the async function of task blocker held agentcron's event loop from ")

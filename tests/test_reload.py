@@ -365,20 +365,8 @@ def test_a_divergence_message_that_cannot_be_queued_is_queued_when_the_file_is_a
     from agentcron.config.nodes import META_KEY, Applied
     from agentcron.model import NodeInfo
 
-    config = tmp_path / "agentcron.yaml"
-    head = "notify: ['json://127.0.0.1:9/x']\n"
-    config.write_text(head + GOOD)
-    daemon = Daemon(
-        # written whole before each look: no wait for the file to stand still; the
-        # difference told at once (not after the other node's time to apply it too)
-        DaemonOptions(
-            config_path=config,
-            home=tmp_path / "home",
-            tune_gc=False,
-            config_settle=0,
-            divergence_settle=0,
-        )
-    )
+    # the difference told at once (not after the other node's time to apply it too)
+    daemon, config, head = _diverging_daemon(tmp_path, settle=0)
 
     async def scenario() -> None:
         await daemon.start()

@@ -16,7 +16,7 @@ from agentcron import ConfigError, Scheduler
 from agentcron.model import Slot, TaskSource
 from agentcron.retention import prune_outputs
 from agentcron.store.sqlite import SQLiteStore
-from harness import until
+from harness import run_scheduler_until, until
 
 
 def test_decorator_registers_a_validated_task(tmp_path: Path) -> None:
@@ -50,16 +50,7 @@ def test_scheduler_runs_code_tasks_on_the_real_engine(tmp_path: Path) -> None:
         calls.append(time.monotonic())
         return "tick"
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        runner = asyncio.create_task(sched.run_async(stop))
-        try:
-            await until(lambda: len(calls) >= 2, timeout=30)
-        finally:
-            stop.set()
-            await asyncio.wait_for(runner, 30)
-
-    asyncio.run(scenario())
+    run_scheduler_until(sched, lambda: len(calls) >= 2)
     store = SQLiteStore(tmp_path / "home" / "agentcron.db")
     try:
         rec = store.get_task("tick")
@@ -116,16 +107,7 @@ def test_isolation_process_runs_a_decorated_function_in_the_worker_pool(
         finally:
             store.close()
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        runner = asyncio.create_task(sched.run_async(stop))
-        try:
-            await until(lambda: bool(succeeded()), timeout=60)
-        finally:
-            stop.set()
-            await asyncio.wait_for(runner, 30)
-
-    asyncio.run(scenario())
+    run_scheduler_until(sched, lambda: bool(succeeded()), timeout=60)
     slot = succeeded()[0]
     assert slot.output_path is not None
     pid = int(Path(slot.output_path).read_text().strip())
