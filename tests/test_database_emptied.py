@@ -24,6 +24,20 @@ def _home_with_runs(tmp_path: Path) -> Path:
     return home
 
 
+def _outputs_unreadable(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """``home/outputs`` cannot be listed (a permission), as the store sees it."""
+    import agentcron.store as store_module
+
+    real = store_module.os.scandir
+
+    def refused(path: object) -> object:
+        if str(path) == str(home / "outputs"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module.os, "scandir", refused)
+
+
 @pytest.mark.parametrize("command", [["list"], ["health"], ["doctor"]])
 def test_commands_refuse_an_emptied_database_and_leave_it_as_it_is(
     tmp_path: Path, command: list[str]
@@ -88,17 +102,8 @@ def test_a_database_file_that_cannot_be_looked_at_is_not_opened_blind(
 def test_an_empty_database_beside_outputs_that_cannot_be_read_is_not_opened(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agentcron.store as store_module
-
     home = _home_with_runs(tmp_path)
-    real = store_module.os.scandir
-
-    def refused(path: object) -> object:
-        if str(path) == str(home / "outputs"):
-            raise PermissionError(13, "Permission denied")
-        return real(path)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store_module.os, "scandir", refused)
+    _outputs_unreadable(monkeypatch, home)
     with pytest.raises(StoreError, match=r"cannot be read \(Permission denied\)"):
         open_store(None, home)
     monkeypatch.undo()
@@ -129,18 +134,9 @@ def test_a_deleted_database_beside_runs_is_made_anew_but_said(
 def test_a_missing_database_beside_unreadable_outputs_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agentcron.store as store_module
-
     home = _home_with_runs(tmp_path)
     (home / "agentcron.db").unlink()
-    real = store_module.os.scandir
-
-    def refused(path: object) -> object:
-        if str(path) == str(home / "outputs"):
-            raise PermissionError(13, "Permission denied")
-        return real(path)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store_module.os, "scandir", refused)
+    _outputs_unreadable(monkeypatch, home)
     with pytest.raises(StoreError, match=r"does not exist, and .* cannot be read"):
         open_store(None, home)
     assert not (home / "agentcron.db").exists()  # nothing made
